@@ -1,0 +1,3 @@
+from asstctl.cli import main
+
+main()
