@@ -1,0 +1,1 @@
+"""asstctl's own Assistants API v2 server: HTTP layer (``app``), SQLite ``store``, run ``engine``."""

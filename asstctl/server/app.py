@@ -1,0 +1,210 @@
+"""The Starlette application: routes from ``asstctl.server.routes``, plus the
+cross-cutting rules of the real API (bearer auth, the ``OpenAI-Beta`` header,
+the error envelope, ``x-request-id``) and fault/latency injection."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from asstctl.server.errors import APIError
+from asstctl.server.faults import Faults
+from asstctl.server.store import Store
+
+log = logging.getLogger("asstctl.server")
+
+ROUTE_MODULES = ("assistants", "threads", "messages", "runs", "files", "vector_stores")
+BETA_PREFIXES = ("/v1/assistants", "/v1/threads", "/v1/vector_stores")
+
+
+@dataclass
+class ServerConfig:
+    db: str = ":memory:"
+    api_key: str | None = None
+    faults: Faults = field(default_factory=Faults)
+    rules_path: str | None = None  # offline engine steering rules (YAML)
+    engine: Any = None  # an Engine; None = the offline engine with ``rules_path``
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    store: Store
+    engine: Any
+    stats: Counter = field(default_factory=Counter)  # "GET /v1/assistants" -> count
+    extra: dict[str, Any] = field(default_factory=dict)  # room for route modules (run executor, ...)
+
+
+def create_app(config: ServerConfig | None = None) -> Starlette:
+    config = config or ServerConfig()
+    store = Store(config.db)
+    engine = config.engine if config.engine is not None else _default_engine(config)
+    routes = []
+    for name in ROUTE_MODULES:
+        routes.extend(importlib.import_module(f"asstctl.server.routes.{name}").routes)
+    app = Starlette(routes=routes, exception_handlers={APIError: _api_error, 404: _no_route, 405: _no_route, 500: _crash})
+    app.state.asst = ServerState(config=config, store=store, engine=engine)
+    for name in ROUTE_MODULES:
+        setup = getattr(importlib.import_module(f"asstctl.server.routes.{name}"), "setup", None)
+        if setup:
+            setup(app.state.asst)
+    return ApiMiddleware(app, app.state.asst)
+
+
+def _default_engine(config: ServerConfig) -> Any:
+    from asstctl.server.engine import build_engine
+
+    return build_engine(config)
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.asst
+
+
+def error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+    return error_response(exc)
+
+
+async def _no_route(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(APIError(404, f"Invalid URL ({request.method} {request.url.path})"))
+
+
+async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return error_response(
+        APIError(500, "The server had an error while processing your request. Sorry about that!", type="server_error")
+    )
+
+
+class ApiMiddleware:
+    """Pure ASGI middleware: request ids, auth, beta header, faults, latency, stats."""
+
+    def __init__(self, app: Starlette, state: ServerState):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = "req_" + secrets.token_hex(16)
+        started = time.monotonic()
+        method, path = scope["method"], scope["path"]
+        self.state.stats[f"{method} {_route_key(path)}"] += 1
+        self.state.stats["total"] += 1
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.append((b"openai-version", b"2020-10-01"))
+                elapsed = int((time.monotonic() - started) * 1000)
+                headers.append((b"openai-processing-ms", str(elapsed).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        faults = self.state.config.faults
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        rejection = self._reject(scope)
+        if rejection is not None:
+            return await _send_json(send_with_headers, rejection)
+        fault = faults.pick(method, path)
+        if fault in ("429", "500", "503"):
+            return await _send_json(send_with_headers, _fault_error(fault, faults))
+        if fault == "drop":
+            return await _drop(send)
+        if fault == "lost":
+            await self.app(scope, receive, _discard)
+            return await _drop(send)
+        return await self.app(scope, receive, send_with_headers)
+
+    def _reject(self, scope) -> APIError | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        key = self.state.config.api_key
+        if key is not None:
+            auth = headers.get("authorization", "")
+            if not auth:
+                return APIError(
+                    401,
+                    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                    code=None,
+                )
+            if not secrets.compare_digest(auth.encode(), f"Bearer {key}".encode()):
+                return APIError(
+                    401,
+                    "Incorrect API key provided. Use the key this asstctl server was started with (--api-key).",
+                    code="invalid_api_key",
+                )
+        if scope["path"].startswith(BETA_PREFIXES) and "assistants=v2" not in headers.get("openai-beta", ""):
+            return APIError(
+                400,
+                "You must provide the 'OpenAI-Beta' header to access the Assistants API. "
+                "Please try again by setting the header 'OpenAI-Beta: assistants=v2'.",
+                code="invalid_beta",
+            )
+        return None
+
+
+def _route_key(path: str) -> str:
+    """Collapse ids so stats group by endpoint: /v1/assistants/asst_1 -> /v1/assistants/{id}."""
+    parts = []
+    for part in path.split("/"):
+        if "_" in part and part.split("_", 1)[0] in {"asst", "thread", "msg", "run", "step", "vs", "vsfb"}:
+            part = "{id}"
+        elif part.startswith("file-"):
+            part = "{id}"
+        parts.append(part)
+    return "/".join(parts)
+
+
+def _fault_error(kind: str, faults: Faults) -> APIError:
+    if kind == "429":
+        return APIError(
+            429,
+            "Rate limit reached for requests (injected by asstctl serve). Please try again shortly.",
+            type="requests",
+            code="rate_limit_exceeded",
+            headers={"retry-after-ms": str(faults.retry_after_ms)},
+        )
+    message = "The server had an error while processing your request. Sorry about that! (injected)"
+    return APIError(int(kind), message, type="server_error")
+
+
+async def _send_json(send, error: APIError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _discard(message) -> None:
+    return None
+
+
+class DroppedConnection(Exception):
+    """Raised to make the ASGI server close the connection mid-response (fault injection)."""
+
+
+async def _drop(send) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1048576")]}
+    )
+    await send({"type": "http.response.body", "body": b"{", "more_body": True})
+    raise DroppedConnection("connection dropped by fault injection")

@@ -1,0 +1,3 @@
+"""Routes: assistants (to be written)."""
+
+routes: list = []

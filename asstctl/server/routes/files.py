@@ -1,0 +1,3 @@
+"""Routes: files (to be written)."""
+
+routes: list = []

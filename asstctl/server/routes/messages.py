@@ -1,0 +1,3 @@
+"""Routes: messages (to be written)."""
+
+routes: list = []

@@ -1,0 +1,3 @@
+"""Routes: runs (to be written)."""
+
+routes: list = []

@@ -1,0 +1,3 @@
+"""Routes: threads (to be written)."""
+
+routes: list = []

@@ -1,0 +1,3 @@
+"""Routes: vector_stores (to be written)."""
+
+routes: list = []
