@@ -1,0 +1,54 @@
+"""Ownership without a state file: the metadata tags asstctl puts on what it manages.
+
+An object is asstctl's to change only when it carries ``asstctl.managed-by`` =
+``asstctl`` *and* ``asstctl.project`` = this project's name. Everything else is
+foreign and is never updated or deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+PREFIX = "asstctl."
+MANAGED_BY = "asstctl.managed-by"
+PROJECT = "asstctl.project"
+KEY = "asstctl.key"
+SPEC_HASH = "asstctl.spec-hash"
+MANAGER = "asstctl"
+RESERVED_KEYS = (MANAGED_BY, PROJECT, KEY, SPEC_HASH)
+METADATA_LIMIT = 16
+USER_METADATA_LIMIT = METADATA_LIMIT - len(RESERVED_KEYS)
+
+
+def tags(project: str, key: str, spec_hash: str) -> dict[str, str]:
+    return {MANAGED_BY: MANAGER, PROJECT: project, KEY: key, SPEC_HASH: spec_hash}
+
+
+def is_reserved(metadata_key: str) -> bool:
+    return metadata_key.startswith(PREFIX)
+
+
+def user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """The metadata without asstctl's own tags."""
+    return {k: v for k, v in (metadata or {}).items() if not is_reserved(k)}
+
+
+def owner(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(project, key) if asstctl manages this object, else (None, None)."""
+    metadata = obj.get("metadata") or {}
+    if metadata.get(MANAGED_BY) != MANAGER:
+        return None, None
+    return metadata.get(PROJECT), metadata.get(KEY)
+
+
+def is_owned(obj: Mapping[str, Any], project: str) -> bool:
+    found_project, key = owner(obj)
+    return found_project == project and bool(key)
+
+
+def spec_hash(fields: Mapping[str, Any]) -> str:
+    """A stable hash of the normalized desired fields (without tags): detects drift."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,113 @@
+"""``asstctl.yaml``: the project file at the root of a checkout.
+
+    project: support-bots          # required
+    specs: assistants              # where assistant specs live (default: assistants/)
+    engine_rules: engine-rules.yaml  # offline engine steering for the embedded server (optional)
+    targets:
+      staging:
+        base_url: https://example.openai.azure.com/openai
+        api_key_env: AZURE_OPENAI_API_KEY
+        azure: {api_version: "2024-05-01-preview"}
+      local:
+        embedded: true             # the default: asstctl's own server, data under .asstctl/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asstctl.errors import ConfigError
+
+PROJECT_FILE = "asstctl.yaml"
+STATE_DIR = ".asstctl"
+
+
+@dataclass
+class TargetConfig:
+    name: str
+    embedded: bool = False
+    base_url: str | None = None
+    api_key_env: str | None = None
+    organization: str | None = None
+    project: str | None = None  # the OpenAI project id header, not asstctl's project
+    azure_api_version: str | None = None
+    db: str | None = None  # embedded only: database path relative to the project root
+
+
+@dataclass
+class Project:
+    root: Path
+    name: str
+    specs_dir: Path
+    targets: dict[str, TargetConfig] = field(default_factory=dict)
+    engine_rules: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+
+def find_root(start: Path | None = None) -> Path | None:
+    """The nearest directory at or above ``start`` that holds asstctl.yaml."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / PROJECT_FILE).is_file():
+            return directory
+    return None
+
+
+def load_project(start: Path | None = None) -> Project:
+    root = find_root(start)
+    if root is None:
+        raise ConfigError(
+            f"no {PROJECT_FILE} found in {Path(start or Path.cwd()).resolve()} or any parent directory",
+            hint="Run `asstctl init` to create a project here.",
+        )
+    return parse_project(root)
+
+
+def parse_project(root: Path) -> Project:
+    import yaml
+
+    path = root / PROJECT_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1:1: expected a mapping with at least `project: NAME`")
+    name = data.get("project")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{path}:1:1: `project` is required: a name for this project, e.g. `project: support-bots`")
+    targets = {n: _target(path, n, t) for n, t in (data.get("targets") or {}).items()}
+    rules = data.get("engine_rules")
+    rules_path = root / rules if rules else (root / "engine-rules.yaml")
+    return Project(
+        root=root,
+        name=name.strip(),
+        specs_dir=root / str(data.get("specs") or "assistants"),
+        targets=targets,
+        engine_rules=rules_path if rules_path.is_file() else None,
+        raw=data,
+    )
+
+
+def _target(path: Path, name: str, data: Any) -> TargetConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: target `{name}` must be a mapping (base_url, api_key_env, ...)")
+    azure = data.get("azure") or {}
+    return TargetConfig(
+        name=name,
+        embedded=bool(data.get("embedded", not data.get("base_url"))),
+        base_url=data.get("base_url"),
+        api_key_env=data.get("api_key_env"),
+        organization=data.get("organization"),
+        project=data.get("openai_project"),
+        azure_api_version=azure.get("api_version") if isinstance(azure, dict) else None,
+        db=data.get("db"),
+    )

@@ -1,0 +1,115 @@
+"""Targets: where assistants live, and the SDK client that reaches them.
+
+* embedded (the default): asstctl's own server, started in-process on a loopback
+  port, data in ``.asstctl/server.sqlite3`` of the project — no key, no network;
+* any Assistants-compatible server by ``base_url`` (``--base-url`` / ``OPENAI_BASE_URL``);
+* Azure OpenAI (``azure: {api_version: ...}`` on the target).
+
+The openai SDK is imported here, lazily, and nowhere on the CLI's start-up path.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from asstctl.errors import ConfigError
+from asstctl.project import Project, TargetConfig
+
+DEFAULT_DB = "server.sqlite3"
+
+
+@dataclass
+class Target:
+    name: str
+    label: str  # for humans: "embedded (.asstctl/server.sqlite3)" or the base URL; never a key
+    client: Any  # openai.OpenAI
+    server: Any = None  # EmbeddedServer when embedded
+
+
+def resolve_config(project: Project, name: str | None, base_url: str | None) -> TargetConfig:
+    """The target to use: --base-url wins, then --target, then OPENAI_BASE_URL, then embedded."""
+    if base_url:
+        return TargetConfig(name="base-url", base_url=base_url)
+    if name:
+        if name not in project.targets:
+            known = ", ".join(sorted(project.targets)) or "none are defined"
+            raise ConfigError(
+                f"unknown target `{name}` (known: {known})",
+                hint=f"Define it under `targets:` in {project.root / 'asstctl.yaml'}.",
+            )
+        return project.targets[name]
+    env_url = os.environ.get("OPENAI_BASE_URL")
+    if env_url:
+        return TargetConfig(name="env", base_url=env_url)
+    return TargetConfig(name="embedded", embedded=True)
+
+
+@contextmanager
+def open_target(
+    project: Project,
+    name: str | None = None,
+    base_url: str | None = None,
+    *,
+    max_retries: int = 2,
+    timeout: float = 60.0,
+) -> Iterator[Target]:
+    config = resolve_config(project, name, base_url)
+    if config.embedded:
+        with _embedded(project, config, max_retries, timeout) as target:
+            yield target
+        return
+    yield _remote(config, max_retries, timeout)
+
+
+@contextmanager
+def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout: float) -> Iterator[Target]:
+    from asstctl.server.embedded import start_server
+
+    db = project.root / (config.db or os.path.join(".asstctl", DEFAULT_DB))
+    rules = str(project.engine_rules) if project.engine_rules else None
+    server = start_server(str(db), rules_path=rules)
+    try:
+        client = make_client(server.base_url, server.api_key, max_retries=max_retries, timeout=timeout)
+        label = f"embedded server ({os.path.relpath(db, project.root)})"
+        yield Target(name=config.name, label=label, client=client, server=server)
+    finally:
+        server.stop()
+
+
+def _remote(config: TargetConfig, max_retries: int, timeout: float) -> Target:
+    key_env = config.api_key_env or ("AZURE_OPENAI_API_KEY" if config.azure_api_version else "OPENAI_API_KEY")
+    api_key = os.environ.get(key_env)
+    if not api_key:
+        raise ConfigError(
+            f"target `{config.name}` ({config.base_url}) needs an API key and ${key_env} is not set",
+            hint=f"Set it first: export {key_env}=...  (or use the embedded server: drop --target/--base-url)",
+        )
+    if config.azure_api_version:
+        from openai import AzureOpenAI
+
+        client = AzureOpenAI(
+            azure_endpoint=config.base_url,
+            api_key=api_key,
+            api_version=config.azure_api_version,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+    else:
+        client = make_client(
+            config.base_url,
+            api_key,
+            organization=config.organization or os.environ.get("OPENAI_ORG_ID"),
+            project=config.project or os.environ.get("OPENAI_PROJECT_ID"),
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+    return Target(name=config.name, label=str(config.base_url), client=client)
+
+
+def make_client(base_url: str, api_key: str, **options: Any):
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url, api_key=api_key, **options)
