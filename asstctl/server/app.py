@@ -135,22 +135,9 @@ class ApiMiddleware:
 
     def _reject(self, scope) -> APIError | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        key = self.state.config.api_key
-        if key is not None:
-            auth = headers.get("authorization", "")
-            if not auth:
-                return APIError(
-                    401,
-                    "You didn't provide an API key. You need to provide your API key in an Authorization header "
-                    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                    code=None,
-                )
-            if not secrets.compare_digest(auth.encode(), f"Bearer {key}".encode()):
-                return APIError(
-                    401,
-                    "Incorrect API key provided. Use the key this asstctl server was started with (--api-key).",
-                    code="invalid_api_key",
-                )
+        auth_error = _check_key(self.state.config.api_key, headers.get("authorization", ""))
+        if auth_error is not None:
+            return auth_error
         if scope["path"].startswith(BETA_PREFIXES) and "assistants=v2" not in headers.get("openai-beta", ""):
             return APIError(
                 400,
@@ -159,6 +146,26 @@ class ApiMiddleware:
                 code="invalid_beta",
             )
         return None
+
+
+def _check_key(key: str | None, authorization: str) -> APIError | None:
+    """401 unless ``Authorization: Bearer <key>``; the message never echoes a key."""
+    if not key:
+        return None
+    if not authorization:
+        return APIError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        )
+    if not secrets.compare_digest(authorization.encode(), f"Bearer {key}".encode()):
+        return APIError(
+            401,
+            "Incorrect API key provided. Use the key this asstctl server was started with "
+            "(ASSTCTL_SERVER_API_KEY or --api-key).",
+            code="invalid_api_key",
+        )
+    return None
 
 
 def _route_key(path: str) -> str:

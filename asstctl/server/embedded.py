@@ -3,41 +3,76 @@
     with start_server(db=":memory:") as server:
         client = OpenAI(base_url=server.base_url, api_key=server.api_key)
 
-Used by the CLI's embedded default target and by the test suite.
+Used by the CLI's embedded default target and by the test suite. ``serve_forever``
+is the foreground variant behind ``asstctl serve``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import signal
 import socket
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+from asstctl.errors import ConfigError
 from asstctl.server.app import ServerConfig, ServerState, create_app
 from asstctl.server.faults import Faults
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+log = logging.getLogger("asstctl.server")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_bind(host: str, api_key: str | None) -> None:
     """Without an API key the server only ever listens on loopback."""
-    if api_key is None and host not in LOOPBACK:
-        raise ValueError(
-            f"refusing to listen on {host} without an API key: anyone who can reach it could use it. "
-            "Pass --api-key (or set ASSTCTL_SERVER_API_KEY), or bind 127.0.0.1."
+    if not api_key and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to listen on {host} without an API key: anyone who can reach it could use it",
+            hint="Set ASSTCTL_SERVER_API_KEY (or pass --api-key), or listen on 127.0.0.1.",
         )
 
 
 def quiet_uvicorn() -> None:
+    """No start-up chatter and no tracebacks for injected connection drops; crashes are
+    logged once, by the app's own handler (logger ``asstctl.server``)."""
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def default_db(start: Path | None = None) -> Path:
+    """``.asstctl/server.sqlite3`` under the project root (the current directory without a project)."""
+    from asstctl.project import STATE_DIR, find_root
+    from asstctl.targets import DEFAULT_DB
+
+    return (find_root(start) or Path.cwd()) / STATE_DIR / DEFAULT_DB
+
+
+def default_rules(start: Path | None = None) -> str | None:
+    """The project's ``engine_rules`` (so ``asstctl serve`` answers like the embedded target)."""
+    from asstctl.project import find_root, parse_project
+
+    root = find_root(start)
+    rules = parse_project(root).engine_rules if root else None
+    return str(rules) if rules else None
+
+
 @dataclass
 class EmbeddedServer:
-    """A running in-process server. ``base_url`` ends with ``/v1``."""
+    """A running server. ``base_url`` ends with ``/v1``."""
 
     host: str
     port: int
@@ -48,7 +83,8 @@ class EmbeddedServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
 
     @property
     def faults(self) -> Faults:
@@ -86,23 +122,95 @@ def start_server(
     engine: Any = None,
 ) -> EmbeddedServer:
     """Start a server in a background thread and return once it accepts connections."""
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine)
+    ready = threading.Event()
+    thread = threading.Thread(target=_serve, args=(server._server, sock, ready), name="asstctl-server", daemon=True)
+    server._thread = thread
+    thread.start()
+    ready.wait(10)
+    return server
+
+
+def serve_forever(
+    db: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8321,
+    api_key: str | None = None,
+    faults: Faults | None = None,
+    rules_path: str | None = None,
+    on_ready: Callable[[EmbeddedServer], None] = lambda server: None,
+) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM, then shut down cleanly.
+
+    ``on_ready`` runs once the socket is listening (connections made from then on queue up).
+    """
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None)
+    _log_to_stderr()
+    try:
+        on_ready(server)
+        with _signals_left_to_uvicorn():
+            server._server.run(sockets=[sock])
+    finally:
+        server.stop()
+        sock.close()
+
+
+def _prepare(db, host, port, api_key, faults, rules_path, engine) -> tuple[EmbeddedServer, socket.socket]:
     import uvicorn
 
     check_bind(host, api_key)
     config = ServerConfig(db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine)
-    app = create_app(config)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = _listen(host, port)
+    try:
+        app = create_app(config)
+    except BaseException:
+        sock.close()
+        raise
     quiet_uvicorn()
     server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2)
     )
-    ready = threading.Event()
-    thread = threading.Thread(target=_serve, args=(server, sock, ready), name="asstctl-server", daemon=True)
-    thread.start()
-    ready.wait(10)
-    return EmbeddedServer(host, sock.getsockname()[1], api_key or "asstctl-local", app.state, server, thread)
+    running = EmbeddedServer(host, sock.getsockname()[1], api_key or "asstctl-local", app.state, server)
+    return running, sock
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}",
+            hint="Is another server using that port? Pick another one with --port (0 = any free port).",
+        ) from None
+    return sock
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+@contextmanager
+def _signals_left_to_uvicorn() -> Iterator[None]:
+    """uvicorn handles SIGINT/SIGTERM while serving, then re-raises the signal it caught
+    against the handlers it found; make those no-ops so a stop is a clean exit 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _serve(server, sock: socket.socket, ready: threading.Event) -> None:

@@ -16,6 +16,8 @@ import random
 import threading
 from dataclasses import dataclass, field
 
+from asstctl.errors import ConfigError
+
 ALL_KINDS = ("429", "500", "503", "drop", "lost")
 WRITE_METHODS = ("POST", "DELETE")
 
@@ -54,8 +56,18 @@ class Faults:
         kinds = tuple(k.strip() for k in kinds_text.split(",") if k.strip()) or ALL_KINDS
         unknown = [k for k in kinds if k not in ALL_KINDS]
         if unknown:
-            raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; known: {', '.join(ALL_KINDS)}")
-        rate = float(rate_text)
+            raise _bad_spec(spec, f"unknown fault kind(s) {', '.join(unknown)}")
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            raise _bad_spec(spec, f"the rate {rate_text!r} is not a number") from None
         if not 0 <= rate <= 1:
-            raise ValueError("fault rate must be between 0 and 1")
+            raise _bad_spec(spec, "the rate must be between 0 and 1")
         return cls(latency_ms=latency_ms, rate=rate, kinds=kinds, seed=seed)
+
+
+def _bad_spec(spec: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"invalid fault spec {spec!r}: {problem}",
+        hint=f"Use RATE[:KINDS], e.g. 0.2 or 0.1:429,500; kinds: {', '.join(ALL_KINDS)}.",
+    )
