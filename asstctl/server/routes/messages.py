@@ -1,3 +1,118 @@
-"""Routes: messages (to be written)."""
+"""Routes: messages of a thread (create / retrieve / modify metadata / delete / list).
 
-routes: list = []
+``create_message(state, thread_id, body, ...)`` is a plain function the run engine also uses
+to store assistant messages. Store: kind ``message``, parent = thread id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import Route
+
+from asstctl.server import validation as v
+from asstctl.server.app import state_of
+from asstctl.server.errors import APIError, not_found
+from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok
+from asstctl.server.routes import threads
+
+
+def create_message(
+    state,
+    thread_id: str,
+    body: dict[str, Any],
+    *,
+    run_id: str | None = None,
+    assistant_id: str | None = None,
+    role: str | None = None,
+    status: str = "completed",
+) -> dict[str, Any]:
+    """Store a message built from an already validated CreateMessageRequest-like ``body``.
+
+    ``body["content"]`` may be a string, request content parts, or ``[]`` (an in-progress
+    assistant message). ``role`` overrides ``body["role"]``. The caller checks the thread exists.
+    """
+    created = now()
+    message = {
+        "id": new_id("message"),
+        "object": "thread.message",
+        "created_at": created,
+        "thread_id": thread_id,
+        "status": status,
+        "incomplete_details": None,
+        "completed_at": created if status == "completed" else None,
+        "incomplete_at": None,
+        "role": role or body.get("role", "user"),
+        "content": v.message_content(body.get("content", [])),
+        "assistant_id": assistant_id,
+        "run_id": run_id,
+        "attachments": body.get("attachments") or [],
+        "metadata": body.get("metadata") or {},
+    }
+    return state.store.insert("message", message, thread_id)
+
+
+def require_message(state, thread_id: str, message_id: str) -> dict[str, Any]:
+    threads.require_thread(state, thread_id)
+    message = state.store.get("message", message_id, thread_id)
+    if message is None:
+        raise not_found("message", message_id)
+    return message
+
+
+def add_user_message(state, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /threads/{id}/messages``: refused while a run on the thread is active."""
+    threads.require_thread(state, thread_id)
+    v.check_message_create(body)
+    with state.store.transaction():
+        run = threads.active_run(state, thread_id)
+        if run is not None:
+            raise APIError(400, f"Can't add messages to {thread_id} while a run {run['id']} is active.")
+        return create_message(state, thread_id, body)
+
+
+async def create(request):
+    body = await json_body(request)
+    return ok(add_user_message(state_of(request), request.path_params["thread_id"], body))
+
+
+async def retrieve(request):
+    params = request.path_params
+    return ok(require_message(state_of(request), params["thread_id"], params["message_id"]))
+
+
+async def modify(request):
+    state, params = state_of(request), request.path_params
+    body = await json_body(request)
+    v.check_fields(body, ("metadata",))
+    v.check_optional(body, {"metadata": v.check_metadata})
+    message = require_message(state, params["thread_id"], params["message_id"])
+    if "metadata" in body:
+        message["metadata"] = body["metadata"] or {}
+        state.store.put("message", message, params["thread_id"])
+    return ok(message)
+
+
+async def delete(request):
+    state, params = state_of(request), request.path_params
+    require_message(state, params["thread_id"], params["message_id"])
+    state.store.delete("message", params["message_id"], params["thread_id"])
+    return deleted(params["message_id"], "thread.message.deleted")
+
+
+async def list_messages(request):
+    state, thread_id = state_of(request), request.path_params["thread_id"]
+    threads.require_thread(state, thread_id)
+    run_id = request.query_params.get("run_id")
+    where = (lambda m: m.get("run_id") == run_id) if run_id else None
+    items, has_more = state.store.page("message", thread_id, **list_params(request), where=where)
+    return ok(list_envelope(items, has_more))
+
+
+routes = [
+    Route("/v1/threads/{thread_id}/messages", create, methods=["POST"]),
+    Route("/v1/threads/{thread_id}/messages", list_messages, methods=["GET"]),
+    Route("/v1/threads/{thread_id}/messages/{message_id}", retrieve, methods=["GET"]),
+    Route("/v1/threads/{thread_id}/messages/{message_id}", modify, methods=["POST"]),
+    Route("/v1/threads/{thread_id}/messages/{message_id}", delete, methods=["DELETE"]),
+]

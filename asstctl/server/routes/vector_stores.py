@@ -1,3 +1,553 @@
-"""Routes: vector_stores (to be written)."""
+"""Routes: vector stores, their files, file batches, file content and search.
 
-routes: list = []
+Store: ``vector_store`` (parent ""), ``vector_store_file`` (id = file id, parent = store id),
+``file_batch`` (parent = store id; its member file ids kept in the private ``_file_ids``).
+
+Ingestion is immediate: attaching a file makes it ``completed`` at once (so the SDK's
+``upload_and_poll`` helpers finish on their first poll) and keeps ``file_counts`` and
+``usage_bytes`` exact. **Injected failure** (for tests and knowledge-sync): a file whose bytes
+contain the marker ``ASSTCTL-INGEST-FAIL`` ends ``failed`` with
+``last_error = {"code": "invalid_file", ...}``.
+
+Search is a deterministic term-overlap score over ~800-word chunks of each completed file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.routing import Route
+
+from asstctl.server import validation as v
+from asstctl.server.app import state_of
+from asstctl.server.errors import APIError, invalid, missing_parameter, not_found
+from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok
+
+INGEST_FAIL_MARKER = b"ASSTCTL-INGEST-FAIL"
+CHUNK_WORDS = 800
+FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
+STORE_FIELDS = ("file_ids", "name", "description", "expires_after", "chunking_strategy", "metadata")
+
+
+def public(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without private (``_``-prefixed) bookkeeping keys."""
+    return {k: val for k, val in obj.items() if not k.startswith("_")}
+
+
+def empty_counts() -> dict[str, int]:
+    return {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0, "total": 0}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_expires_after(value: Any, param: str, nullable: bool = False) -> None:
+    if not v.check_type(value, param, "object", nullable):
+        return
+    v.check_fields(value, ("anchor", "days"), ("anchor", "days"), param)
+    v.check_enum(value["anchor"], v.path(param, "anchor"), ("last_active_at",))
+    v.check_number(value["days"], v.path(param, "days"), 1, 365, nullable=False, integer=True)
+
+
+def check_store_create(body: dict[str, Any], param_prefix: str = "") -> None:
+    v.check_fields(body, STORE_FIELDS, (), param_prefix)
+    v.check_optional(
+        body,
+        {
+            "file_ids": lambda val, p: v.check_string_array(val, p, 500),
+            "name": lambda val, p: v.check_string(val, p),
+            "description": lambda val, p: v.check_string(val, p),
+            "expires_after": check_expires_after,
+            "chunking_strategy": v.check_chunking_strategy,
+            "metadata": v.check_metadata,
+        },
+        param_prefix,
+    )
+
+
+# --------------------------------------------------------------------------- vector stores
+
+
+def require_store(state, vs_id: str) -> dict[str, Any]:
+    store = state.store.get("vector_store", vs_id, "")
+    if store is None:
+        raise not_found("vector_store", vs_id)
+    return store
+
+
+def _expiry(store: dict[str, Any]) -> None:
+    after = store.get("expires_after")
+    anchor = store.get("last_active_at") or store["created_at"]
+    store["expires_at"] = anchor + after["days"] * 86400 if after else None
+
+
+def create_vector_store(state, body: dict[str, Any], param_prefix: str = "") -> dict[str, Any]:
+    """Validate and create a store (attaching ``file_ids``); returns the stored object."""
+    check_store_create(body, param_prefix)
+    created = now()
+    store = {
+        "id": new_id("vector_store"),
+        "object": "vector_store",
+        "created_at": created,
+        "name": body.get("name") or "",
+        "usage_bytes": 0,
+        "file_counts": empty_counts(),
+        "status": "completed",
+        "last_active_at": created,
+        "metadata": body.get("metadata") or {},
+    }
+    if body.get("expires_after"):
+        store["expires_after"] = body["expires_after"]
+    _expiry(store)
+    with state.store.transaction():
+        state.store.insert("vector_store", store)
+        for i, file_id in enumerate(body.get("file_ids") or []):
+            param = v.path(v.path(param_prefix, "file_ids"), i)
+            attach_file(state, store["id"], file_id, body.get("chunking_strategy"), None, param=param)
+        return require_store(state, store["id"])
+
+
+def resolve_helper(state, tool_resources: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Turn ``file_search.vector_stores`` (create helper) into a new store's id in ``vector_store_ids``."""
+    helper = ((tool_resources or {}).get("file_search") or {}).get("vector_stores")
+    if not helper:
+        return tool_resources
+    param = "tool_resources.file_search.vector_stores[0]"
+    store = create_vector_store(state, helper[0], param)
+    file_search = {"vector_store_ids": [store["id"]]}
+    return {**tool_resources, "file_search": file_search}
+
+
+def recount(state, vs_id: str) -> dict[str, Any]:
+    """Recompute ``file_counts``, ``usage_bytes`` and ``status`` from the store's files."""
+
+    def change(store: dict[str, Any]) -> None:
+        counts = empty_counts()
+        usage = 0
+        for item in state.store.all("vector_store_file", vs_id):
+            counts[item["status"]] += 1
+            counts["total"] += 1
+            usage += item["usage_bytes"]
+        store["file_counts"], store["usage_bytes"] = counts, usage
+        if store["status"] != "expired":
+            store["status"] = "in_progress" if counts["in_progress"] else "completed"
+
+    return state.store.update("vector_store", vs_id, change)
+
+
+def touch(state, vs_id: str) -> dict[str, Any]:
+    """Mark the store active now (moves ``expires_at`` with an ``expires_after`` policy)."""
+
+    def change(store: dict[str, Any]) -> None:
+        store["last_active_at"] = now()
+        _expiry(store)
+
+    return state.store.update("vector_store", vs_id, change)
+
+
+def modify_store(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    v.check_fields(body, ("name", "expires_after", "metadata"))
+    v.check_optional(
+        body,
+        {
+            "name": lambda val, p: v.check_string(val, p, nullable=True),
+            "expires_after": lambda val, p: check_expires_after(val, p, nullable=True),
+            "metadata": v.check_metadata,
+        },
+    )
+    require_store(state, vs_id)
+
+    def change(store: dict[str, Any]) -> None:
+        if "name" in body:
+            store["name"] = body["name"] or ""
+        if "expires_after" in body:
+            store.pop("expires_after", None)
+            if body["expires_after"]:
+                store["expires_after"] = body["expires_after"]
+            _expiry(store)
+        if "metadata" in body:
+            store["metadata"] = body["metadata"] or {}
+
+    return state.store.update("vector_store", vs_id, change)
+
+
+def delete_store(state, vs_id: str) -> None:
+    with state.store.transaction():
+        require_store(state, vs_id)
+        state.store.delete_children(vs_id)
+        state.store.delete("vector_store", vs_id)
+
+
+# --------------------------------------------------------------------------- files in stores
+
+
+def require_file(state, file_id: str, param: str = "file_id") -> dict[str, Any]:
+    file = state.store.get("file", file_id, "")
+    if file is None:
+        raise not_found("file", file_id)
+    return file
+
+
+def ingest(state, file_id: str) -> tuple[str, dict[str, str] | None]:
+    """(status, last_error) of ingesting a file: failed when it carries the injection marker."""
+    data = state.store.get_blob(file_id) or b""
+    if INGEST_FAIL_MARKER in data:
+        return "failed", {"code": "invalid_file", "message": f"The file {file_id} could not be parsed (injected failure)."}
+    return "completed", None
+
+
+def attach_file(
+    state,
+    vs_id: str,
+    file_id: str,
+    chunking: dict[str, Any] | None,
+    attributes: dict[str, Any] | None,
+    *,
+    param: str = "file_id",
+    batch_id: str | None = None,
+) -> dict[str, Any]:
+    """Add (or re-add) a file to a store, ingest it and update the store's counts."""
+    file = require_file(state, file_id, param)
+    status, error = ingest(state, file_id)
+    item = {
+        "id": file_id,
+        "object": "vector_store.file",
+        "usage_bytes": file["bytes"] if status == "completed" else 0,
+        "created_at": now(),
+        "vector_store_id": vs_id,
+        "status": status,
+        "last_error": error,
+        "chunking_strategy": v.resolve_chunking(chunking),
+        "attributes": attributes or {},
+    }
+    if batch_id:
+        item["_batch_id"] = batch_id
+    with state.store.transaction():
+        state.store.delete("vector_store_file", file_id, vs_id)
+        state.store.insert("vector_store_file", item, vs_id)
+        recount(state, vs_id)
+    return item
+
+
+def require_store_file(state, vs_id: str, file_id: str) -> dict[str, Any]:
+    require_store(state, vs_id)
+    item = state.store.get("vector_store_file", file_id, vs_id)
+    if item is None:
+        raise not_found("vector_store_file", file_id)
+    return item
+
+
+def detach_file_everywhere(state, file_id: str) -> None:
+    """A deleted file leaves every vector store it was in (counts fixed)."""
+    with state.store.transaction():
+        for store in state.store.all("vector_store"):
+            if state.store.delete("vector_store_file", file_id, store["id"]):
+                recount(state, store["id"])
+
+
+def file_text(state, file_id: str) -> str:
+    return (state.store.get_blob(file_id) or b"").decode("utf-8", errors="replace")
+
+
+def _list_files(request, vs_id: str, where=None):
+    state = state_of(request)
+    status = request.query_params.get("filter")
+    if status is not None:
+        v.check_enum(status, "filter", FILE_STATUSES)
+    keep = lambda item: (status is None or item["status"] == status) and (where is None or where(item))  # noqa: E731
+    items, has_more = state.store.page("vector_store_file", vs_id, **list_params(request), where=keep)
+    return ok(list_envelope([public(i) for i in items], has_more))
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def check_batch_create(body: dict[str, Any]) -> None:
+    v.check_fields(body, ("file_ids", "files", "chunking_strategy", "attributes"))
+    if "file_ids" in body and "files" in body:
+        raise invalid("files", "Invalid request: provide either 'file_ids' or 'files', not both.")
+    if "file_ids" not in body and "files" not in body:
+        raise missing_parameter("file_ids")
+    v.check_optional(
+        body,
+        {
+            "file_ids": lambda val, p: v.check_string_array(val, p, 2000, 1),
+            "files": _check_batch_files,
+            "chunking_strategy": v.check_chunking_strategy,
+            "attributes": v.check_attributes,
+        },
+    )
+
+
+def _check_batch_files(value: Any, param: str) -> None:
+    v.check_array(value, param, 2000, 1)
+    for i, item in enumerate(value):
+        where = v.path(param, i)
+        v.check_fields(item, ("file_id", "chunking_strategy", "attributes"), ("file_id",), where)
+        v.check_string(item["file_id"], v.path(where, "file_id"))
+        v.check_optional(item, {"chunking_strategy": v.check_chunking_strategy, "attributes": v.check_attributes}, where)
+
+
+def batch_view(state, batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch with counts from its member files (``in_progress`` reaches 0 once ingested)."""
+    counts = empty_counts()
+    members = set(batch["_file_ids"])
+    for item in state.store.all("vector_store_file", batch["vector_store_id"]):
+        if item["id"] in members and item.get("_batch_id") == batch["id"]:
+            counts[item["status"]] += 1
+            counts["total"] += 1
+    view = public(batch)
+    view["file_counts"] = counts
+    if view["status"] == "in_progress" and not counts["in_progress"]:
+        view["status"] = "completed"
+    return view
+
+
+def create_batch(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    check_batch_create(body)
+    require_store(state, vs_id)
+    entries = body.get("files") or [{"file_id": f} for f in body["file_ids"]]
+    batch = {"id": new_id("file_batch"), "object": "vector_store.files_batch", "created_at": now(),
+             "vector_store_id": vs_id, "status": "in_progress", "file_counts": empty_counts(),
+             "_file_ids": [e["file_id"] for e in entries]}
+    key = "files" if "files" in body else "file_ids"
+    with state.store.transaction():
+        state.store.insert("file_batch", batch, vs_id)
+        for i, entry in enumerate(entries):
+            param = f"{key}[{i}].file_id" if key == "files" else f"file_ids[{i}]"
+            chunking = entry.get("chunking_strategy") or body.get("chunking_strategy")
+            attributes = entry.get("attributes", body.get("attributes"))
+            attach_file(state, vs_id, entry["file_id"], chunking, attributes, param=param, batch_id=batch["id"])
+    return batch_view(state, batch)
+
+
+def require_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
+    require_store(state, vs_id)
+    batch = state.store.get("file_batch", batch_id, vs_id)
+    if batch is None:
+        raise not_found("file_batch", batch_id)
+    return batch
+
+
+def cancel_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
+    view = batch_view(state, require_batch(state, vs_id, batch_id))
+    if view["status"] != "in_progress":
+        raise APIError(400, f"Cannot cancel a vector store file batch with status '{view['status']}'.")
+    state.store.update("file_batch", batch_id, lambda b: b.update(status="cancelled"), vs_id)
+    return batch_view(state, state.store.get("file_batch", batch_id, vs_id))
+
+
+# --------------------------------------------------------------------------- search
+
+
+def check_search(body: dict[str, Any]) -> None:
+    v.check_fields(body, ("query", "rewrite_query", "max_num_results", "filters", "ranking_options"), ("query",))
+    query = body["query"]
+    if not isinstance(query, str):
+        v.check_string_array(query, "query", min_items=1)
+    v.check_optional(
+        body,
+        {
+            "rewrite_query": v.check_boolean,
+            "max_num_results": lambda val, p: v.check_number(val, p, 1, 50, nullable=False, integer=True),
+            "filters": check_filter,
+            "ranking_options": _check_search_ranking,
+        },
+    )
+
+
+def _check_search_ranking(value: Any, param: str) -> None:
+    v.check_fields(value, ("ranker", "score_threshold"), (), param)
+    if "ranker" in value:
+        v.check_enum(value["ranker"], v.path(param, "ranker"), ("none", "auto", "default-2024-11-15"))
+    if "score_threshold" in value:
+        v.check_number(value["score_threshold"], v.path(param, "score_threshold"), 0, 1, nullable=False)
+
+
+COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin")
+
+
+def check_filter(value: Any, param: str) -> None:
+    """A ComparisonFilter ``{type, key, value}`` or CompoundFilter ``{type: and|or, filters}``."""
+    v.check_type(value, param, "object")
+    if value.get("type") in ("and", "or"):
+        v.check_fields(value, ("type", "filters"), ("filters",), param)
+        v.check_array(value["filters"], v.path(param, "filters"))
+        for i, item in enumerate(value["filters"]):
+            check_filter(item, v.path(v.path(param, "filters"), i))
+        return
+    v.check_fields(value, ("type", "key", "value"), ("type", "key", "value"), param)
+    v.check_enum(value["type"], v.path(param, "type"), COMPARISONS + ("and", "or"))
+    v.check_string(value["key"], v.path(param, "key"))
+
+
+def matches(attributes: dict[str, Any], rule: dict[str, Any]) -> bool:
+    if rule["type"] in ("and", "or"):
+        results = (matches(attributes, f) for f in rule["filters"])
+        return all(results) if rule["type"] == "and" else any(results)
+    actual, expected = attributes.get(rule["key"]), rule["value"]
+    if rule["type"] in ("in", "nin"):
+        return (actual in expected) == (rule["type"] == "in")
+    if rule["type"] in ("eq", "ne"):
+        return (actual == expected) == (rule["type"] == "eq")
+    if actual is None or isinstance(actual, str) != isinstance(expected, str):
+        return False
+    return {"gt": actual > expected, "gte": actual >= expected, "lt": actual < expected, "lte": actual <= expected}[rule["type"]]
+
+
+def terms(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def chunks(text: str) -> list[str]:
+    words = text.split()
+    return [" ".join(words[i : i + CHUNK_WORDS]) for i in range(0, len(words), CHUNK_WORDS)] or []
+
+
+def search(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Score = share of query terms found in a chunk; ties keep file order. Deterministic."""
+    check_search(body)
+    require_store(state, vs_id)
+    touch(state, vs_id)
+    queries = [body["query"]] if isinstance(body["query"], str) else list(body["query"])
+    wanted = terms(" ".join(queries))
+    threshold = (body.get("ranking_options") or {}).get("score_threshold", 0)
+    results = []
+    for item in state.store.all("vector_store_file", vs_id):
+        attributes = item.get("attributes") or {}
+        if item["status"] != "completed" or (body.get("filters") and not matches(attributes, body["filters"])):
+            continue
+        filename = require_file(state, item["id"])["filename"]
+        for chunk in chunks(file_text(state, item["id"])):
+            score = len(wanted & terms(chunk)) / len(wanted) if wanted else 0.0
+            if score > 0 and score >= threshold:
+                results.append({"file_id": item["id"], "filename": filename, "score": round(score, 4),
+                                "attributes": attributes, "content": [{"type": "text", "text": chunk}]})
+    results.sort(key=lambda r: -r["score"])
+    limit = body.get("max_num_results", 10)
+    return {"object": "vector_store.search_results.page", "search_query": queries,
+            "data": results[:limit], "has_more": False, "next_page": None}
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def create(request):
+    return ok(create_vector_store(state_of(request), await json_body(request)))
+
+
+async def list_stores(request):
+    items, has_more = state_of(request).store.page("vector_store", "", **list_params(request))
+    return ok(list_envelope(items, has_more))
+
+
+async def retrieve(request):
+    return ok(require_store(state_of(request), request.path_params["vs_id"]))
+
+
+async def modify(request):
+    body = await json_body(request)
+    return ok(modify_store(state_of(request), request.path_params["vs_id"], body))
+
+
+async def delete(request):
+    vs_id = request.path_params["vs_id"]
+    delete_store(state_of(request), vs_id)
+    return deleted(vs_id, "vector_store.deleted")
+
+
+async def create_file(request):
+    state, vs_id = state_of(request), request.path_params["vs_id"]
+    body = await json_body(request)
+    v.check_fields(body, ("file_id", "chunking_strategy", "attributes"), ("file_id",))
+    v.check_string(body["file_id"], "file_id")
+    v.check_optional(body, {"chunking_strategy": v.check_chunking_strategy, "attributes": v.check_attributes})
+    require_store(state, vs_id)
+    item = attach_file(state, vs_id, body["file_id"], body.get("chunking_strategy"), body.get("attributes"))
+    return ok(public(item))
+
+
+async def list_files(request):
+    vs_id = request.path_params["vs_id"]
+    require_store(state_of(request), vs_id)
+    return _list_files(request, vs_id)
+
+
+async def retrieve_file(request):
+    params = request.path_params
+    return ok(public(require_store_file(state_of(request), params["vs_id"], params["file_id"])))
+
+
+async def update_file(request):
+    state, params = state_of(request), request.path_params
+    body = await json_body(request)
+    v.check_fields(body, ("attributes",), ("attributes",))
+    v.check_attributes(body["attributes"])
+    item = require_store_file(state, params["vs_id"], params["file_id"])
+    item["attributes"] = body["attributes"]
+    state.store.put("vector_store_file", item, params["vs_id"])
+    return ok(public(item))
+
+
+async def delete_file(request):
+    state, params = state_of(request), request.path_params
+    require_store_file(state, params["vs_id"], params["file_id"])
+    with state.store.transaction():
+        state.store.delete("vector_store_file", params["file_id"], params["vs_id"])
+        recount(state, params["vs_id"])
+    return deleted(params["file_id"], "vector_store.file.deleted")
+
+
+async def file_content(request):
+    state, params = state_of(request), request.path_params
+    require_store_file(state, params["vs_id"], params["file_id"])
+    data = [{"type": "text", "text": file_text(state, params["file_id"])}]
+    return ok({"object": "vector_store.file_content.page", "data": data, "has_more": False, "next_page": None})
+
+
+async def create_file_batch(request):
+    body = await json_body(request)
+    return ok(create_batch(state_of(request), request.path_params["vs_id"], body))
+
+
+async def retrieve_batch(request):
+    state, params = state_of(request), request.path_params
+    return ok(batch_view(state, require_batch(state, params["vs_id"], params["batch_id"])))
+
+
+async def cancel(request):
+    params = request.path_params
+    return ok(cancel_batch(state_of(request), params["vs_id"], params["batch_id"]))
+
+
+async def list_batch_files(request):
+    state, params = state_of(request), request.path_params
+    batch = require_batch(state, params["vs_id"], params["batch_id"])
+    return _list_files(request, params["vs_id"], where=lambda item: item.get("_batch_id") == batch["id"])
+
+
+async def search_store(request):
+    body = await json_body(request)
+    return ok(search(state_of(request), request.path_params["vs_id"], body))
+
+
+VS = "/v1/vector_stores/{vs_id}"
+routes = [
+    Route("/v1/vector_stores", create, methods=["POST"]),
+    Route("/v1/vector_stores", list_stores, methods=["GET"]),
+    Route(VS, retrieve, methods=["GET"]),
+    Route(VS, modify, methods=["POST"]),
+    Route(VS, delete, methods=["DELETE"]),
+    Route(VS + "/files", create_file, methods=["POST"]),
+    Route(VS + "/files", list_files, methods=["GET"]),
+    Route(VS + "/files/{file_id}", retrieve_file, methods=["GET"]),
+    Route(VS + "/files/{file_id}", update_file, methods=["POST"]),
+    Route(VS + "/files/{file_id}", delete_file, methods=["DELETE"]),
+    Route(VS + "/files/{file_id}/content", file_content, methods=["GET"]),
+    Route(VS + "/file_batches", create_file_batch, methods=["POST"]),
+    Route(VS + "/file_batches/{batch_id}", retrieve_batch, methods=["GET"]),
+    Route(VS + "/file_batches/{batch_id}/cancel", cancel, methods=["POST"]),
+    Route(VS + "/file_batches/{batch_id}/files", list_batch_files, methods=["GET"]),
+    Route(VS + "/search", search_store, methods=["POST"]),
+]
