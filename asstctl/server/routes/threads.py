@@ -52,6 +52,7 @@ def create_thread(state, body: dict[str, Any], param_prefix: str = "") -> dict[s
     check_thread_create(body, param_prefix)
     with state.store.transaction():
         resources = vector_stores.resolve_helper(state, body.get("tool_resources"))
+        vector_stores.check_resources_exist(state, resources)
         thread = {
             "id": new_id("thread"),
             "object": "thread",
@@ -83,6 +84,8 @@ def active_run(state, thread_id: str) -> dict[str, Any] | None:
 def modify_thread(state, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
     v.check_fields(body, ("tool_resources", "metadata"))
     v.check_optional(body, {"tool_resources": v.check_tool_resources, "metadata": v.check_metadata})
+
+    vector_stores.check_resources_exist(state, body.get("tool_resources"))
 
     def change(thread: dict[str, Any]) -> None:
         if "tool_resources" in body:

@@ -119,6 +119,15 @@ def resolve_helper(state, tool_resources: dict[str, Any] | None) -> dict[str, An
     return {**tool_resources, "file_search": file_search}
 
 
+def check_resources_exist(state, tool_resources: dict[str, Any] | None) -> None:
+    """Every referenced vector store and code-interpreter file must exist (404 otherwise)."""
+    resources = tool_resources or {}
+    for vs_id in (resources.get("file_search") or {}).get("vector_store_ids") or []:
+        require_store(state, vs_id)
+    for file_id in (resources.get("code_interpreter") or {}).get("file_ids") or []:
+        require_file(state, file_id)
+
+
 def recount(state, vs_id: str) -> dict[str, Any]:
     """Recompute ``file_counts``, ``usage_bytes`` and ``status`` from the store's files."""
 
