@@ -158,7 +158,8 @@ def _check_key(key: str | None, authorization: str) -> APIError | None:
             "You didn't provide an API key. You need to provide your API key in an Authorization header "
             "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
         )
-    if not secrets.compare_digest(authorization.encode(), f"Bearer {key}".encode()):
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(presented.strip().encode(), key.encode()):
         return APIError(
             401,
             "Incorrect API key provided. Use the key this asstctl server was started with "
