@@ -1,0 +1,275 @@
+"""Smoke-test conversations: ``assistants/<key>.test.yaml`` files, loaded and validated.
+
+    assistant: weather-bot            # default: the file name without .test.yaml
+    conversations:
+      - name: asks for the weather
+        mocks:                         # for every turn of this conversation (a turn's own mocks win)
+          get_weather: {result: {temperature: 21, unit: celsius}}
+        turns:
+          - user: What is the weather in Paris?
+            expect: {tool_called: {name: get_weather, arguments: {city: Paris}}, contains: "21"}
+          - user: And in Rome, in fahrenheit?
+            instructions: Answer like a pirate.   # per-run overrides: instructions, additional_instructions,
+            temperature: 0.2                       #   model, tools, temperature
+            mocks:
+              get_weather: {template: {city: "{city}", temperature: 70, unit: "{unit}"}}
+            expect: {icontains: rome}
+
+Mocks answer function calls: ``result`` (static JSON), ``template`` (a string or JSON value whose
+``{argument}`` placeholders are filled from the call's arguments) or ``python: package.module:function``
+(called with the arguments as keyword arguments; the project root is importable). The format is a
+JSON Schema (:data:`SCHEMA`); every problem is reported as ``path:line:col: message``.
+See docs/conversations.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asstctl.errors import SpecError
+
+SUFFIX = ".test.yaml"
+OVERRIDES = ("instructions", "additional_instructions", "model", "tools", "temperature")
+
+_STRINGS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+_CALL = {
+    "anyOf": [
+        {"type": "string"},
+        {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "object"}},
+        },
+    ]
+}
+_EXPECT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "contains": _STRINGS,
+        "icontains": _STRINGS,
+        "not_contains": _STRINGS,
+        "regex": _STRINGS,
+        "equals": {"type": ["string", "number", "boolean"]},
+        "json": {
+            "anyOf": [
+                {"const": True},
+                {"type": "object", "required": ["schema"], "additionalProperties": False,
+                 "properties": {"schema": {"type": "object"}}},
+            ]
+        },
+        "tool_called": {"anyOf": [_CALL, {"type": "array", "items": _CALL, "minItems": 1}]},
+        "no_tool_called": {"anyOf": [{"type": "boolean"}, _STRINGS]},
+        "max_latency_ms": {"type": "number", "exclusiveMinimum": 0},
+        "max_tokens": {"type": "integer", "minimum": 1},
+    },
+}
+_MOCK = {
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": False,
+    "properties": {
+        "result": {},
+        "template": {},
+        "python": {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"},
+    },
+}
+_MOCKS = {"type": "object", "additionalProperties": _MOCK}
+_ATTACHMENT = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {
+            "type": "object",
+            "required": ["path"],
+            "additionalProperties": False,
+            "properties": {
+                "path": {"type": "string", "minLength": 1},
+                "tools": {"type": "array", "items": {"enum": ["file_search", "code_interpreter"]}},
+            },
+        },
+    ]
+}
+_TURN = {
+    "type": "object",
+    "required": ["user"],
+    "additionalProperties": False,
+    "properties": {
+        "user": {"type": "string", "minLength": 1},
+        "attachments": {"type": "array", "items": _ATTACHMENT},
+        "instructions": {"type": "string"},
+        "additional_instructions": {"type": "string"},
+        "model": {"type": "string", "minLength": 1},
+        "tools": {"type": "array", "items": {"type": "object", "required": ["type"]}},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "mocks": _MOCKS,
+        "expect": _EXPECT,
+    },
+}
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "asstctl conversation file (assistants/<key>.test.yaml)",
+    "type": "object",
+    "required": ["conversations"],
+    "additionalProperties": False,
+    "properties": {
+        "assistant": {"type": "string", "minLength": 1},
+        "conversations": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "turns"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "mocks": _MOCKS,
+                    "turns": {"type": "array", "items": _TURN, "minItems": 1},
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass
+class Attachment:
+    path: Path
+    tools: list[str] = field(default_factory=lambda: ["file_search"])
+
+
+@dataclass
+class Turn:
+    index: int
+    user: str
+    where: str
+    attachments: list[Attachment] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    mocks: dict[str, dict[str, Any]] = field(default_factory=dict)  # the conversation's mocks merged in
+    expect: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Conversation:
+    assistant: str
+    name: str
+    path: Path
+    where: str
+    turns: list[Turn]
+
+    @property
+    def id(self) -> str:
+        return f"{self.assistant}/{self.name}"
+
+
+def key_of(path: Path) -> str:
+    """The default assistant key of a conversation file: its name without ``.test.yaml``."""
+    return path.name[: -len(SUFFIX)]
+
+
+def conversation_files(project) -> list[Path]:
+    return sorted(project.specs_dir.glob(f"*{SUFFIX}"))
+
+
+def validate_conversations(project) -> list[str]:
+    """Every problem of the project's conversation files, as ``path:line:col: message``."""
+    problems: list[str] = []
+    for path in conversation_files(project):
+        problems += parse_file(path)[1]
+    return problems
+
+
+def load_conversations(project, paths: list[Path] | None = None) -> list[Conversation]:
+    """The conversations of ``paths`` (default: all of the project); invalid files raise SpecError (exit 2)."""
+    conversations: list[Conversation] = []
+    problems: list[str] = []
+    for path in paths if paths is not None else conversation_files(project):
+        found, file_problems = parse_file(Path(path))
+        conversations += found
+        problems += file_problems
+    if problems:
+        error = SpecError(problems, hint="Fix the conversation files; the format is in docs/conversations.md.")
+        error.exit_code = 2
+        raise error
+    return conversations
+
+
+def parse_file(path: Path) -> tuple[list[Conversation], list[str]]:
+    """(conversations, problems) of one file; problems are ``path:line:col: message``."""
+    from asstctl.spec.schema import schema_problems
+    from asstctl.spec.yamlpos import load_yaml
+
+    try:
+        doc = load_yaml(path)
+    except SpecError as error:
+        return [], list(error.problems)
+    problems = schema_problems(doc, SCHEMA)
+    if problems:
+        return [], problems
+    assistant = doc.data.get("assistant") or key_of(path)
+    conversations = [_conversation(doc, assistant, i, raw) for i, raw in enumerate(doc.data["conversations"])]
+    return conversations, _semantic_problems(doc, conversations)
+
+
+def _conversation(doc, assistant: str, index: int, raw: dict[str, Any]) -> Conversation:
+    at = f"$.conversations[{index}]"
+    shared = raw.get("mocks") or {}
+    turns = [_turn(doc, f"{at}.turns[{t}]", t, turn, shared) for t, turn in enumerate(raw["turns"])]
+    return Conversation(assistant, raw["name"], Path(doc.path), doc.where(at), turns)
+
+
+def _turn(doc, at: str, index: int, raw: dict[str, Any], shared: dict[str, Any]) -> Turn:
+    base = Path(doc.path).parent
+    return Turn(
+        index=index,
+        user=raw["user"],
+        where=doc.where(at),
+        attachments=[_attachment(base, a) for a in raw.get("attachments") or []],
+        overrides={k: raw[k] for k in OVERRIDES if k in raw},
+        mocks={**shared, **(raw.get("mocks") or {})},
+        expect=raw.get("expect") or {},
+    )
+
+
+def _attachment(base: Path, raw: Any) -> Attachment:
+    if isinstance(raw, str):
+        return Attachment(base / raw)
+    return Attachment(base / raw["path"], list(raw.get("tools") or ["file_search"]))
+
+
+def _semantic_problems(doc, conversations: list[Conversation]) -> list[str]:
+    """What the schema cannot say: unique names, existing attachments, valid regexes."""
+    problems, seen = [], set()
+    for c_index, conversation in enumerate(conversations):
+        if conversation.name in seen:
+            problems.append(f"{conversation.where}: a second conversation named `{conversation.name}`; names must be unique")
+        seen.add(conversation.name)
+        for turn in conversation.turns:
+            problems += _turn_problems(doc, f"$.conversations[{c_index}].turns[{turn.index}]", turn)
+    return problems
+
+
+def _turn_problems(doc, at: str, turn: Turn) -> list[str]:
+    problems = []
+    for a_index, attachment in enumerate(turn.attachments):
+        if not attachment.path.is_file():
+            problems.append(f"{doc.where(f'{at}.attachments[{a_index}]')}: attachment {attachment.path} does not exist")
+    patterns = turn.expect.get("regex", [])
+    for pattern in patterns if isinstance(patterns, list) else [patterns]:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            problems.append(f"{doc.where(f'{at}.expect.regex')}: invalid regular expression {pattern!r}: {error}")
+    return problems
+
+
+def select(conversations: list[Conversation], patterns: tuple[str, ...] | list[str]) -> list[Conversation]:
+    """Conversations whose ``<assistant>/<name>`` contains any of ``patterns`` (case-insensitive); all without."""
+    if not patterns:
+        return list(conversations)
+    lowered = [p.casefold() for p in patterns]
+    return [c for c in conversations if any(p in c.id.casefold() for p in lowered)]

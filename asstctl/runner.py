@@ -1,0 +1,505 @@
+"""The conversation runner behind ``asstctl test``.
+
+For every selected conversation (and every ``--repeat``), the runner opens a fresh thread on the
+target, then for each turn posts the user message (uploading attachments), starts a *streamed*
+run on the deployed assistant (so completion is seen the moment it happens), answers function
+calls from the turn's mocks until the run is terminal, and checks the turn's expectations.
+A conversation stops at its first failed turn. Threads and uploaded files are deleted afterwards
+unless ``keep_threads``.
+
+Latency per turn is wall time from the run request to its terminal event; ``engine_ms`` is the
+time the target spent between ``thread.run.in_progress`` and the run's next output (the model's,
+or the offline engine's simulated, thinking time); ``overhead_ms`` is the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asstctl import ownership
+from asstctl.conversations import Conversation, Turn
+from asstctl.errors import AsstctlError
+from asstctl.expectations import Failure, TurnOutcome, check, compact, excerpt
+
+TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
+OUTPUT_EVENTS = ("thread.run.step.created", "thread.message.created") + tuple(f"thread.run.{s}" for s in TERMINAL)
+
+
+class NotDeployed(AsstctlError):
+    exit_code = 2
+
+
+class TurnError(Exception):
+    """A turn could not be carried out (run failed, timed out, a call without a mock)."""
+
+
+@dataclass
+class RunOptions:
+    timeout: float = 60.0  # seconds per run
+    parallel: int = 1
+    repeat: int = 1
+    min_pass_rate: float = 1.0
+    keep_threads: bool = False
+    root: Path | None = None  # importable for `python:` mocks
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclass
+class TurnResult:
+    index: int
+    user: str
+    reply: str = ""
+    failures: list[Failure] = field(default_factory=list)
+    error: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: float = 0.0
+    engine_ms: float = 0.0
+    usage: dict[str, int] = field(default_factory=dict)
+    run_id: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not self.failures
+
+    @property
+    def overhead_ms(self) -> float:
+        return max(0.0, self.latency_ms - self.engine_ms)
+
+    def problem(self) -> str | None:
+        """The first reason this turn failed, for humans."""
+        if self.error:
+            return self.error
+        return str(self.failures[0]) if self.failures else None
+
+
+@dataclass
+class Attempt:
+    number: int
+    turns: list[TurnResult] = field(default_factory=list)
+    thread_id: str | None = None
+    error: str | None = None  # outside any turn (thread creation, clean-up)
+    seconds: float = 0.0
+    expected_turns: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and len(self.turns) == self.expected_turns and all(t.passed for t in self.turns)
+
+    def problem(self) -> str | None:
+        if self.error:
+            return self.error
+        failed = next((t for t in self.turns if not t.passed), None)
+        return f"turn {failed.index + 1} ({excerpt(failed.user, 60)}): {failed.problem()}" if failed else None
+
+
+@dataclass
+class ConversationResult:
+    conversation: Conversation
+    attempts: list[Attempt]
+    min_pass_rate: float = 1.0
+
+    @property
+    def pass_rate(self) -> float:
+        return sum(a.passed for a in self.attempts) / len(self.attempts) if self.attempts else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.attempts) and self.pass_rate >= self.min_pass_rate - 1e-9
+
+    @property
+    def seconds(self) -> float:
+        return sum(a.seconds for a in self.attempts)
+
+    def problem(self) -> str | None:
+        failed = next((a for a in self.attempts if not a.passed), None)
+        return failed.problem() if failed else None
+
+
+@dataclass
+class Report:
+    target: str
+    results: list[ConversationResult]
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failed(self) -> list[ConversationResult]:
+        return [r for r in self.results if not r.passed]
+
+
+# -- resolving assistants --------------------------------------------------------------------
+def deployed_assistants(client, project_name: str) -> dict[str, str]:
+    """key -> assistant id of the assistants this project manages on the target."""
+    found = {}
+    for assistant in client.beta.assistants.list(limit=100, order="asc"):
+        owner_project, key = ownership.owner(assistant.model_dump())
+        if owner_project == project_name and key:
+            found[key] = assistant.id
+    return found
+
+
+def resolve_assistants(client, project_name: str, keys: set[str], target_label: str) -> dict[str, str]:
+    deployed = deployed_assistants(client, project_name)
+    missing = sorted(keys - set(deployed))
+    if missing:
+        names = ", ".join(f"`{k}`" for k in missing)
+        noun = "assistant" if len(missing) == 1 else "assistants"
+        verb = "is" if len(missing) == 1 else "are"
+        raise NotDeployed(f"{noun} {names} {verb} not deployed on {target_label}; run `asstctl apply` first")
+    return {k: deployed[k] for k in keys}
+
+
+# -- running ---------------------------------------------------------------------------------
+def run_conversations(client, project_name: str, target_label: str, conversations: list[Conversation],
+                      options: RunOptions) -> Report:
+    started = time.monotonic()
+    ids = resolve_assistants(client, project_name, {c.assistant for c in conversations}, target_label)
+    jobs = [(c, n) for c in conversations for n in range(1, options.repeat + 1)]
+
+    def attempt(job: tuple[Conversation, int]) -> Attempt:
+        conversation, number = job
+        return ConversationRun(client, project_name, ids[conversation.assistant], options).attempt(conversation, number)
+
+    with ThreadPoolExecutor(max(1, options.parallel), thread_name_prefix="asstctl-test") as pool:
+        attempts = list(pool.map(attempt, jobs))
+    results = [
+        ConversationResult(c, [a for (job_c, _), a in zip(jobs, attempts) if job_c is c], options.min_pass_rate)
+        for c in conversations
+    ]
+    return Report(target_label, results, time.monotonic() - started)
+
+
+class ConversationRun:
+    """One attempt of one conversation on its own thread."""
+
+    def __init__(self, client, project_name: str, assistant_id: str, options: RunOptions):
+        self.client = client
+        self.project_name = project_name
+        self.assistant_id = assistant_id
+        self.options = options
+        self.thread_id: str | None = None
+        self.file_ids: list[str] = []
+
+    def attempt(self, conversation: Conversation, number: int) -> Attempt:
+        result = Attempt(number, expected_turns=len(conversation.turns))
+        started = time.monotonic()
+        try:
+            self.thread_id = result.thread_id = self._new_thread(conversation)
+            for turn in conversation.turns:
+                result.turns.append(self.turn(turn))
+                if not result.turns[-1].passed:
+                    break
+        except Exception as error:  # the API refused something outside a run: report, don't crash others
+            result.error = api_problem(error)
+        finally:
+            result.error = result.error or self._clean_up()
+            result.seconds = time.monotonic() - started
+        return result
+
+    def _new_thread(self, conversation: Conversation) -> str:
+        metadata = {ownership.MANAGED_BY: ownership.MANAGER, ownership.PROJECT: self.project_name,
+                    "asstctl.test": conversation.id[:512]}
+        return self.client.beta.threads.create(metadata=metadata).id
+
+    def _clean_up(self) -> str | None:
+        if self.options.keep_threads:
+            return None
+        try:
+            if self.thread_id:
+                self.client.beta.threads.delete(self.thread_id)
+            for file_id in self.file_ids:
+                self.client.files.delete(file_id)
+        except Exception as error:
+            return f"clean-up failed: {api_problem(error)}"
+        return None
+
+    # -- one turn ----------------------------------------------------------------------------
+    def turn(self, turn: Turn) -> TurnResult:
+        result = TurnResult(turn.index, turn.user)
+        try:
+            self._post_message(turn)
+            self._run(turn, result)
+        except TurnError as error:
+            result.error = str(error)
+            return result
+        outcome = TurnOutcome(result.reply, result.tool_calls, result.latency_ms, result.usage.get("total_tokens", 0))
+        result.failures = check(turn.expect, outcome)
+        return result
+
+    def _post_message(self, turn: Turn) -> None:
+        attachments = []
+        for attachment in turn.attachments:
+            with open(attachment.path, "rb") as handle:
+                uploaded = self.client.files.create(file=(attachment.path.name, handle.read()), purpose="assistants")
+            self.file_ids.append(uploaded.id)
+            attachments.append({"file_id": uploaded.id, "tools": [{"type": t} for t in attachment.tools]})
+        extra = {"attachments": attachments} if attachments else {}
+        self.client.beta.threads.messages.create(self.thread_id, role="user", content=turn.user, **extra)
+
+    def _run(self, turn: Turn, result: TurnResult) -> None:
+        clock = Clock(time.monotonic() + self.options.timeout)
+        runs = self.client.beta.threads.runs
+        manager = runs.stream(thread_id=self.thread_id, assistant_id=self.assistant_id,
+                              timeout=clock.remaining(), **turn.overrides)
+        while True:
+            run = self._consume(manager, clock, result)
+            if run.status != "requires_action":
+                break
+            outputs = self._answer(run, turn, result)
+            manager = runs.submit_tool_outputs_stream(thread_id=self.thread_id, run_id=run.id,
+                                                      tool_outputs=outputs, timeout=clock.remaining())
+        result.latency_ms, result.engine_ms = clock.latency_ms(), clock.engine_ms
+        result.usage = run.usage.model_dump() if run.usage else {}
+        if run.status != "completed":
+            raise TurnError(run_problem(run))
+
+    def _consume(self, manager, clock: "Clock", result: TurnResult):
+        """Read one stream to its end; the last run object seen."""
+        import openai
+
+        run = None
+        try:
+            with manager as stream:
+                for event in stream:
+                    clock.see(event.event)
+                    if event.event.startswith("thread.run.") and event.data.object == "thread.run":
+                        run = event.data
+                        result.run_id = run.id
+                    elif event.event == "thread.message.completed":
+                        result.reply = "\n".join(filter(None, [result.reply, message_text(event.data)]))
+                    if clock.expired():
+                        break
+        except openai.APITimeoutError:
+            pass
+        if clock.expired() or run is None or (run.status not in TERMINAL and run.status != "requires_action"):
+            self._cancel(result.run_id)
+            raise TurnError(f"the run did not finish within {self.options.timeout:g} s (--timeout)")
+        return run
+
+    def _answer(self, run, turn: Turn, result: TurnResult) -> list[dict[str, str]]:
+        outputs = []
+        for call in run.required_action.submit_tool_outputs.tool_calls:
+            arguments = parse_arguments(call.function.arguments)
+            result.tool_calls.append({"name": call.function.name, "arguments": arguments})
+            mock = turn.mocks.get(call.function.name)
+            if mock is None:
+                self._cancel(run.id)
+                raise TurnError(f"no mock for tool `{call.function.name}` called with {compact(arguments)}; "
+                                f"add it under mocks:")
+            outputs.append({"tool_call_id": call.id, "output": mock_output(call.function.name, mock, arguments,
+                                                                           self.options.root)})
+        return outputs
+
+    def _cancel(self, run_id: str | None) -> None:
+        if run_id:
+            try:
+                self.client.beta.threads.runs.cancel(run_id, thread_id=self.thread_id)
+            except Exception:  # already over: nothing to cancel
+                pass
+
+
+class Clock:
+    """Times one turn: total latency and the target's own thinking time (see module doc)."""
+
+    def __init__(self, deadline: float):
+        self.start = time.monotonic()
+        self.deadline = deadline
+        self.end = self.start
+        self.engine_ms = 0.0
+        self._thinking_since: float | None = None
+
+    def see(self, event: str) -> None:
+        now = time.monotonic()
+        self.end = now
+        if event == "thread.run.in_progress":
+            self._thinking_since = now
+        elif self._thinking_since is not None and event in OUTPUT_EVENTS:
+            self.engine_ms += (now - self._thinking_since) * 1000
+            self._thinking_since = None
+
+    def remaining(self) -> float:
+        return max(0.001, self.deadline - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def latency_ms(self) -> float:
+        return (self.end - self.start) * 1000
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def message_text(message) -> str:
+    return "\n".join(block.text.value for block in message.content if block.type == "text")
+
+
+def parse_arguments(raw: str) -> Any:
+    try:
+        return json.loads(raw or "{}")
+    except ValueError:
+        return raw
+
+
+def run_problem(run) -> str:
+    detail = ""
+    if run.last_error:
+        detail = f": {run.last_error.code}: {run.last_error.message}"
+    elif run.incomplete_details:
+        detail = f": {run.incomplete_details.reason}"
+    return f"the run ended `{run.status}`{detail}"
+
+
+def api_problem(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error)
+    return f"{type(error).__name__}: {message}"
+
+
+def mock_output(name: str, mock: dict[str, Any], arguments: Any, root: Path | None) -> str:
+    """The tool output a mock gives for a call (non-strings as JSON)."""
+    from asstctl.server.engine.offline import render_value
+
+    if "result" in mock:
+        value = mock["result"]
+    elif "template" in mock:
+        value = render_value(mock["template"], arguments if isinstance(arguments, dict) else {})
+    else:
+        value = call_python(name, mock["python"], arguments, root)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def call_python(name: str, dotted: str, arguments: Any, root: Path | None) -> Any:
+    import importlib
+
+    module_name, function_name = dotted.split(":")
+    if root is not None and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+        return function(**arguments) if isinstance(arguments, dict) else function(arguments)
+    except Exception as error:
+        raise TurnError(f"mock for tool `{name}` (python: {dotted}) raised {type(error).__name__}: {error}") from None
+
+
+# -- reporting -------------------------------------------------------------------------------
+def summary_lines(report: Report) -> list[str]:
+    """The console summary: one line per conversation, the failure under each failed one."""
+    lines = [f"Testing on {report.target}"]
+    for result in report.results:
+        lines.append(f"  {'PASS' if result.passed else 'FAIL'}  {result.conversation.id}  ({_counts(result)})")
+        problem = result.problem()
+        if problem and not result.passed:
+            lines.append(f"        {problem}")
+            lines.append(f"        at {result.conversation.where}")
+    failed = len(report.failed)
+    lines.append(f"{len(report.results) - failed} passed, {failed} failed in {report.seconds:.2f} s")
+    return lines
+
+
+def _counts(result: ConversationResult) -> str:
+    if len(result.attempts) > 1:
+        passed = sum(a.passed for a in result.attempts)
+        return (f"{passed}/{len(result.attempts)} attempts passed, {result.pass_rate:.0%}, "
+                f"needed {result.min_pass_rate:.0%}")
+    turns = len(result.conversation.turns)
+    return f"{turns} turn{'s' if turns != 1 else ''}, {result.seconds:.2f} s"
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    return {
+        "target": report.target,
+        "passed": report.passed,
+        "seconds": round(report.seconds, 4),
+        "conversations": [_result_json(r) for r in report.results],
+    }
+
+
+def _result_json(result: ConversationResult) -> dict[str, Any]:
+    conversation = result.conversation
+    return {
+        "assistant": conversation.assistant,
+        "name": conversation.name,
+        "file": str(conversation.path),
+        "passed": result.passed,
+        "pass_rate": result.pass_rate,
+        "min_pass_rate": result.min_pass_rate,
+        "attempts": [_attempt_json(a) for a in result.attempts],
+    }
+
+
+def _attempt_json(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "passed": attempt.passed,
+        "thread_id": attempt.thread_id,
+        "error": attempt.error,
+        "seconds": round(attempt.seconds, 4),
+        "turns": [_turn_json(t) for t in attempt.turns],
+    }
+
+
+def _turn_json(turn: TurnResult) -> dict[str, Any]:
+    return {
+        "index": turn.index,
+        "user": turn.user,
+        "passed": turn.passed,
+        "reply": turn.reply,
+        "error": turn.error,
+        "failures": [{"expectation": f.expectation, "reason": f.reason} for f in turn.failures],
+        "tool_calls": turn.tool_calls,
+        "run_id": turn.run_id,
+        "latency_ms": round(turn.latency_ms, 3),
+        "engine_ms": round(turn.engine_ms, 3),
+        "overhead_ms": round(turn.overhead_ms, 3),
+        "usage": turn.usage,
+    }
+
+
+# -- the `asstctl test` entry point ----------------------------------------------------------
+def test_project(project, options: RunOptions, *, files: list[Path] | None = None, patterns=(),
+                 target: str | None = None, base_url: str | None = None) -> Report:
+    """Load, select and run the project's conversations on a target; configuration errors exit 2."""
+    from asstctl.conversations import load_conversations, select
+    from asstctl.errors import ConfigError, TargetError
+    from asstctl.targets import open_target
+
+    try:
+        conversations = _selected(load_conversations(project, files), patterns, select)
+        options.root = options.root or project.root
+        with open_target(project, target, base_url, timeout=options.timeout + 5) as opened:
+            return _run_on(opened, project, conversations, options)
+    except (ConfigError, TargetError) as error:
+        error.exit_code = 2
+        raise
+
+
+def _selected(conversations, patterns, select) -> list[Conversation]:
+    from asstctl.errors import ConfigError
+
+    if not conversations:
+        raise ConfigError("no conversations to run: there is no assistants/<key>.test.yaml file",
+                          hint="Write one next to the assistant it tests; see docs/conversations.md.")
+    chosen = select(conversations, list(patterns))
+    if not chosen:
+        raise ConfigError(f"no conversation matches -k {' '.join(patterns)}",
+                          hint="Known: " + ", ".join(c.id for c in conversations))
+    return chosen
+
+
+def _run_on(opened, project, conversations, options: RunOptions) -> Report:
+    import openai
+
+    from asstctl.errors import TargetError
+
+    try:
+        return run_conversations(opened.client, project.name, opened.label, conversations, options)
+    except (openai.APIConnectionError, openai.AuthenticationError, openai.NotFoundError) as error:
+        raise TargetError(f"cannot list the assistants on {opened.label}: {api_problem(error)}",
+                          hint="Check --target/--base-url and the API key.") from None
