@@ -24,8 +24,25 @@ SPEC_CANDIDATES = [
 def spec() -> dict:
     for path in SPEC_CANDIDATES:
         if path.is_file():
-            return json.loads(path.read_text())
+            return _nullable(json.loads(path.read_text()))
     raise FileNotFoundError("the official OpenAPI document was not found; set ASSTCTL_OPENAPI")
+
+
+def _nullable(node):
+    """The document mixes in OpenAPI 3.0 ``nullable: true``, which JSON Schema ignores: make it allow null."""
+    if isinstance(node, list):
+        return [_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _nullable(value) for key, value in node.items()}
+    if node.pop("nullable", False) is not True or not node:
+        return node
+    if isinstance(node.get("type"), str):
+        node["type"] = [node["type"], "null"]
+        if "enum" in node:
+            node["enum"] = [*node["enum"], None]
+        return node
+    return {"anyOf": [node, {"type": "null"}]}
 
 
 @functools.lru_cache(maxsize=1)
