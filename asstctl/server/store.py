@@ -33,6 +33,8 @@ CREATE INDEX IF NOT EXISTS objects_id ON objects (kind, id);
 CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
+BUSY_TIMEOUT = 30.0  # seconds
+
 
 class Store:
     """A small document store. ``kind`` is the API object type ("assistant", "thread", ...)."""
@@ -42,7 +44,9 @@ class Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # Threads share this one connection under the lock; a second process on the same file
+        # (`asstctl serve` beside an embedded target) waits up to BUSY_TIMEOUT for the write lock.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
