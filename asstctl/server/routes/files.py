@@ -26,6 +26,15 @@ async def _form(request: Request):
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise APIError(400, "Invalid request: uploads must be sent as multipart/form-data.", code="invalid_request")
     form = await request.form()
+    try:
+        _check_form(form)
+    except APIError:
+        await form.close()
+        raise
+    return form
+
+
+def _check_form(form) -> None:
     for key in form:
         if key not in FORM_FIELDS:
             raise unknown_parameter(key)
@@ -35,7 +44,6 @@ async def _form(request: Request):
     if isinstance(form["file"], str):
         raise invalid("file", "Invalid type for 'file': expected a file, but got a string instead.", "invalid_type")
     v.check_enum(form["purpose"], "purpose", PURPOSES)
-    return form
 
 
 def _expires_at(form, created: int) -> int | None:
@@ -61,9 +69,12 @@ def _expires_at(form, created: int) -> int | None:
 async def upload(request: Request):
     state = state_of(request)
     form = await _form(request)
-    created = now()
-    expires_at = _expires_at(form, created)
-    data = await form["file"].read()
+    try:
+        created = now()
+        expires_at = _expires_at(form, created)
+        data = await form["file"].read()
+    finally:
+        await form.close()
     file: dict[str, Any] = {
         "id": new_id("file"),
         "object": "file",
