@@ -1,0 +1,94 @@
+"""``asstctl serve``: the real command in a subprocess, and its errors through click's runner."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import openai
+import pytest
+from click.testing import CliRunner
+
+from asstctl.cli import cli
+from tests.conftest import make_client
+from tests.serve_process import ServeProcess
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serves_the_api_and_stops_cleanly(tmp_path, sig):
+    with ServeProcess(tmp_path, "--db", ":memory:") as server:
+        assert server.base_url.startswith("http://127.0.0.1:")
+        with make_client(server) as client:
+            made = client.beta.assistants.create(model="gpt-4o", name="hello")
+            assert [a.id for a in client.beta.assistants.list()] == [made.id]
+        assert server.stop(sig) == 0
+        lines = server.stdout().splitlines()
+        assert lines == [f"Serving the Assistants API at {server.base_url} (db: :memory:, nothing is kept; "
+                         "no API key needed (any string works))"]
+        assert server.stderr() == "asstctl serve: stopped\n"
+    assert not (tmp_path / ".asstctl").exists()
+
+
+def test_default_db_is_under_the_project_root_and_persists(tmp_path):
+    (tmp_path / "asstctl.yaml").write_text("project: demo\n")
+    db = tmp_path / ".asstctl" / "server.sqlite3"
+    with ServeProcess(tmp_path / "sub" / "dir") as server, make_client(server) as client:
+        assert f"(db: {db};" in server.stdout()
+        made = client.beta.assistants.create(model="gpt-4o", name="kept")
+        assert server.stop() == 0
+    with ServeProcess(tmp_path) as server, make_client(server) as client:
+        assert "(db: .asstctl/server.sqlite3;" in server.stdout()
+        assert client.beta.assistants.retrieve(made.id).name == "kept"
+
+
+def test_without_a_project_the_db_is_in_the_current_directory(tmp_path):
+    with ServeProcess(tmp_path) as server:
+        assert "(db: .asstctl/server.sqlite3;" in server.stdout()
+    assert (tmp_path / ".asstctl" / "server.sqlite3").is_file()
+
+
+def test_injected_faults_reach_the_client_without_tracebacks_on_the_server(tmp_path):
+    with ServeProcess(tmp_path, "--db", ":memory:", "--faults", "1:drop,lost", "--fault-seed", "1",
+                      "--latency-ms", "1") as server:
+        with make_client(server, max_retries=0) as client:
+            for _ in range(6):
+                with pytest.raises(openai.APIConnectionError):
+                    client.beta.assistants.create(model="gpt-4o", name="x")
+        assert server.stop() == 0
+        assert server.stderr() == "asstctl serve: stopped\n"
+
+
+def test_bad_fault_spec_is_one_clear_error():
+    result = CliRunner().invoke(cli, ["serve", "--db", ":memory:", "--faults", "0.5:teapot"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: invalid fault spec '0.5:teapot': unknown fault kind(s) teapot\n")
+    assert "Traceback" not in result.output
+
+
+def test_busy_port_is_one_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--db", ":memory:", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert "--port" in result.output
+
+
+def test_help_ends_with_an_example():
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0
+    description = result.output.split("Options:")[0].rstrip()
+    assert "Example:\n" in description and description.splitlines()[-1].strip().endswith("python app.py")
+    for option in ("--host", "--port", "--db", "--api-key", "--rules", "--latency-ms", "--faults", "--fault-seed"):
+        assert option in result.output
+    assert "ASSTCTL_SERVER_API_KEY" in result.output
+
+
+def test_importing_the_command_stays_cheap():
+    heavy = ("uvicorn", "starlette", "openai", "asstctl.server.app")
+    code = f"import sys, asstctl.cli.serve_cmd; print([m for m in {heavy!r} if m in sys.modules])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
