@@ -224,12 +224,14 @@ class ConversationRun:
 
     # -- one turn ----------------------------------------------------------------------------
     def turn(self, turn: Turn) -> TurnResult:
+        import openai
+
         result = TurnResult(turn.index, turn.user)
         try:
             self._post_message(turn)
             self._run(turn, result)
-        except TurnError as error:
-            result.error = str(error)
+        except (TurnError, openai.APIError) as error:
+            result.error = str(error) if isinstance(error, TurnError) else api_problem(error)
             return result
         outcome = TurnOutcome(result.reply, result.tool_calls, result.latency_ms, result.usage.get("total_tokens", 0))
         result.failures = check(turn.expect, outcome)
@@ -264,8 +266,6 @@ class ConversationRun:
 
     def _consume(self, manager, clock: "Clock", result: TurnResult):
         """Read one stream to its end; the last run object seen."""
-        import openai
-
         run = None
         try:
             with manager as stream:
@@ -278,8 +278,9 @@ class ConversationRun:
                         result.reply = "\n".join(filter(None, [result.reply, message_text(event.data)]))
                     if clock.expired():
                         break
-        except openai.APITimeoutError:
-            pass
+        except Exception:  # a read timeout (the request's timeout is the time left) or a broken stream
+            if not clock.expired():
+                raise
         if clock.expired() or run is None or (run.status not in TERMINAL and run.status != "requires_action"):
             self._cancel(result.run_id)
             raise TurnError(f"the run did not finish within {self.options.timeout:g} s (--timeout)")

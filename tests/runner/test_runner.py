@@ -1,0 +1,273 @@
+"""`asstctl test` end to end: the real SDK streaming runs from a local server steered by rules."""
+
+from __future__ import annotations
+
+import json
+
+from tests.runner.conftest import PROJECT, asstctl_test, deploy, json_report, write_conversations
+
+WEATHER = """
+    conversations:
+      - name: weather in two cities
+        mocks:
+          get_weather: {template: "{city}: 21 degrees"}
+        turns:
+          - user: What is the weather in Paris?
+            expect:
+              tool_called: {name: get_weather, arguments: {city: Paris}}
+              contains: "It is Paris: 21 degrees in Paris."
+          - user: And the weather in Rome, please
+            mocks:
+              get_weather: {result: {temperature: 25, unit: celsius}}
+            expect:
+              contains: '"temperature": 25'
+              icontains: rome
+              max_tokens: 1000
+          - user: hello Ada
+            expect: {equals: "Hello, Ada!", no_tool_called: true}
+"""
+
+
+def test_multi_turn_conversation_with_function_calls_and_mocks_passes(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", WEATHER)
+    result = asstctl_test(target)
+    assert result.exit_code == 0, result.output
+    assert "PASS  weather-bot/weather in two cities" in result.stdout
+    assert "1 passed, 0 failed" in result.stdout
+
+
+def test_json_output_has_replies_calls_latency_and_usage_per_turn(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", WEATHER)
+    report = json_report(asstctl_test(target, "--output", "json"))
+    assert report["passed"] is True and report["target"] == target.base_url
+    [conversation] = report["conversations"]
+    [attempt] = conversation["attempts"]
+    first, second, third = attempt["turns"]
+    assert first["reply"] == "It is Paris: 21 degrees in Paris."
+    assert first["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]
+    assert json.loads(second["reply"].split("It is ", 1)[1].rsplit(" in ", 1)[0]) == {"temperature": 25,
+                                                                                       "unit": "celsius"}
+    assert third["tool_calls"] == []
+    for turn in (first, second, third):
+        assert turn["usage"]["total_tokens"] == turn["usage"]["prompt_tokens"] + turn["usage"]["completion_tokens"] > 0
+        assert turn["latency_ms"] > 0 and turn["overhead_ms"] >= 0
+        assert turn["latency_ms"] >= turn["engine_ms"]
+
+
+def test_a_wrong_expectation_fails_with_exit_1_naming_it_and_the_reply(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: greets
+            turns:
+              - user: hello Ada
+                expect: {contains: Grace}
+          - name: still greets
+            turns:
+              - user: hello Bob
+                expect: {contains: Bob}
+    """)
+    result = asstctl_test(target)
+    assert result.exit_code == 1, result.output
+    assert "FAIL  weather-bot/greets" in result.stdout
+    assert 'turn 1 ("hello Ada"): contains: "Grace" — "Grace" not in reply "Hello, Ada!"' in result.stdout
+    assert "weather-bot.test.yaml:3:" in result.stdout  # where the conversation is
+    assert "PASS  weather-bot/still greets" in result.stdout
+    assert "1 passed, 1 failed" in result.stdout
+
+
+def test_a_failed_turn_ends_its_conversation(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: stops early
+            turns:
+              - user: hello Ada
+                expect: {equals: nope}
+              - user: hello Bob
+    """)
+    report = json_report(asstctl_test(target, "--output", "json"))
+    [attempt] = report["conversations"][0]["attempts"]
+    assert [t["index"] for t in attempt["turns"]] == [0]
+    assert attempt["turns"][0]["failures"] == [{"expectation": 'equals: "nope"',
+                                                "reason": 'reply is "Hello, Ada!"'}]
+
+
+def test_a_call_without_a_mock_fails_clearly(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: forgot the mock
+            turns:
+              - user: weather in Oslo
+    """)
+    result = asstctl_test(target)
+    assert result.exit_code == 1, result.output
+    assert ('no mock for tool `get_weather` called with {"city": "Oslo", "unit": "celsius"}; add it under mocks:'
+            in result.stdout)
+
+
+def test_repeat_with_min_pass_rate_passes_at_3_of_5(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: flaky
+            turns: [{user: three of five, expect: {equals: "yes"}}]
+    """)
+    result = asstctl_test(target, "--repeat", "5", "--min-pass-rate", "0.6")
+    assert result.exit_code == 0, result.output
+    assert "3/5 attempts passed, 60%, needed 60%" in result.stdout
+
+
+def test_repeat_with_min_pass_rate_fails_at_2_of_5(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: flaky
+            turns: [{user: two of five, expect: {equals: "yes"}}]
+    """)
+    result = asstctl_test(target, "--repeat", "5", "--min-pass-rate", "0.6", "--parallel", "2")
+    assert result.exit_code == 1, result.output
+    assert "FAIL  weather-bot/flaky  (2/5 attempts passed, 40%, needed 60%)" in result.stdout
+    assert 'equals: "yes" — reply is "no"' in result.stdout
+
+
+def test_threads_and_uploaded_files_are_deleted_afterwards(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    (project / "assistants" / "menu.txt").write_text("Soup of the day: tomato.\n")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: one
+            turns: [{user: hello Ada, attachments: [menu.txt], expect: {contains: Ada}}]
+          - name: two
+            turns: [{user: hello Bob, expect: {contains: Nobody}}]
+    """)
+    result = asstctl_test(target)
+    assert result.exit_code == 1, result.output
+    assert target.store.all("thread") == []
+    assert target.store.all("file") == []
+
+
+def test_keep_threads_keeps_them_tagged(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: one
+            turns: [{user: hello Ada}]
+    """)
+    result = asstctl_test(target, "--keep-threads", "--repeat", "2")
+    assert result.exit_code == 0, result.output
+    threads = target.store.all("thread")
+    assert len(threads) == 2
+    assert {t["metadata"]["asstctl.test"] for t in threads} == {"weather-bot/one"}
+    assert {t["metadata"]["asstctl.project"] for t in threads} == {PROJECT}
+
+
+def _outcomes(report: dict) -> list:
+    return [
+        (c["name"], c["passed"], [[(t["reply"], t["error"], t["failures"], t["tool_calls"]) for t in a["turns"]]
+                                  for a in c["attempts"]])
+        for c in report["conversations"]
+    ]
+
+
+def test_parallel_gives_the_same_results_as_sequential(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    cities = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Quito"]
+    conversations = "\n".join(
+        f"""
+      - name: {city}
+        mocks: {{get_weather: {{template: "sunny in {{city}}"}}}}
+        turns:
+          - user: weather in {city}
+            expect: {{contains: "sunny in {city}"}}
+          - user: hello {city}
+            expect: {{contains: {"Nobody" if i % 3 == 0 else city}}}"""
+        for i, city in enumerate(cities)
+    )
+    write_conversations(project, "weather-bot", "conversations:" + conversations)
+    sequential = json_report(asstctl_test(target, "--output", "json"))
+    parallel = json_report(asstctl_test(target, "--output", "json", "--parallel", "4"))
+    assert _outcomes(parallel) == _outcomes(sequential)
+    assert [c["passed"] for c in sequential["conversations"]] == [False, True, True, False, True, True]
+    assert target.store.all("thread") == []
+
+
+def test_not_deployed_assistant_is_a_clear_configuration_error(project, target, sdk):
+    deploy(sdk, "weather-bot", project="someone-else")
+    write_conversations(project, "weather-bot", "conversations: [{name: x, turns: [{user: hi}]}]\n")
+    result = asstctl_test(target)
+    assert result.exit_code == 2, result.output
+    assert (f"Error: assistant `weather-bot` is not deployed on {target.base_url}; run `asstctl apply` first"
+            in result.stderr)
+    assert target.store.all("thread") == []
+
+
+def test_k_selects_conversations(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - {name: greets ada, turns: [{user: hello Ada}]}
+          - {name: greets bob, turns: [{user: hello Bob, expect: {contains: nobody}}]}
+    """)
+    result = asstctl_test(target, "-k", "ADA")
+    assert result.exit_code == 0, result.output
+    assert "greets ada" in result.stdout and "greets bob" not in result.stdout
+    result = asstctl_test(target, "-k", "carol")
+    assert result.exit_code == 2
+    assert "no conversation matches -k carol" in result.stderr
+
+
+def test_per_run_instruction_overrides_reach_the_run(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: pirate
+            turns:
+              - user: talk like a pirate
+                instructions: You are a pirate.
+                temperature: 0.5
+                expect: {equals: "Arr, talk like a pirate"}
+              - user: talk like a pirate
+                expect: {not_contains: Arr}
+    """)
+    result = asstctl_test(target, "--keep-threads")
+    assert result.exit_code == 0, result.output
+    runs = sorted(target.store.all("run", target.store.all("thread")[0]["id"]), key=lambda r: r["created_at"])
+    assert [r["instructions"] for r in runs] == ["You are a pirate.", "You are weather-bot."]
+    assert runs[0]["temperature"] == 0.5
+
+
+def test_python_mocks_are_called_with_the_arguments(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    (project / "weather_mocks_for_tests.py").write_text(
+        "def forecast(city, unit):\n    return {'city': city.upper(), 'unit': unit}\n"
+        "def broken(**arguments):\n    raise ValueError('no forecast today')\n"
+    )
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: python mock
+            mocks: {get_weather: {python: "weather_mocks_for_tests:forecast"}}
+            turns: [{user: weather in Lima, expect: {contains: '"city": "LIMA"'}}]
+          - name: broken mock
+            mocks: {get_weather: {python: "weather_mocks_for_tests:broken"}}
+            turns: [{user: weather in Lima}]
+    """)
+    result = asstctl_test(target)
+    assert result.exit_code == 1, result.output
+    assert "PASS  weather-bot/python mock" in result.stdout
+    assert ("mock for tool `get_weather` (python: weather_mocks_for_tests:broken) raised ValueError: "
+            "no forecast today") in result.stdout
+
+
+def test_a_run_over_the_timeout_fails_and_is_cancelled(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", "conversations: [{name: slow, turns: [{user: slow please}]}]\n")
+    result = asstctl_test(target, "--timeout", "0.2", "--keep-threads")
+    assert result.exit_code == 1, result.output
+    assert "the run did not finish within 0.2 s (--timeout)" in result.stdout
+    [thread] = target.store.all("thread")
+    [run] = target.store.all("run", thread["id"])
+    assert run["status"] in ("cancelling", "cancelled")
