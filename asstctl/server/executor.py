@@ -274,10 +274,32 @@ class RunExecutor:
             self.emit(run, "thread.run.step.delta", {"id": step["id"], "object": "thread.run.step.delta", "delta": delta})
 
     def _complete(self, run: dict[str, Any], reply: EngineReply) -> None:
-        text = reply.text or ""
+        text, cut = _within_limit(run, reply)
         message = self._new_message(run)
         step = self._new_step(run, "message_creation", {"type": "message_creation",
                                                         "message_creation": {"message_id": message["id"]}})
+        self._stream_text(run, message, text)
+        at = now()
+        content = [{"type": "text", "text": {"value": text, "annotations": []}}]
+        if cut:  # max_completion_tokens reached: the reply is cut off, the run incomplete
+            message.update(status="incomplete", incomplete_at=at, incomplete_details={"reason": "max_tokens"})
+        else:
+            message.update(status="completed", completed_at=at)
+        message["content"] = content
+        self.store.put("message", message, run["thread_id"])
+        self.emit(run, f"thread.message.{message['status']}", message)
+        step.update(status="completed", completed_at=at, usage=reply.usage.as_dict())
+        self.store.put("step", step, run["id"])
+        self.emit(run, "thread.run.step.completed", step)
+        if cut:
+            run = self._set(run, status="incomplete", expires_at=None, usage=self._usage(run),
+                            incomplete_details={"reason": "max_completion_tokens"})
+        else:
+            run = self._set(run, status="completed", completed_at=at, expires_at=None, usage=self._usage(run))
+        self.emit(run, f"thread.run.{run['status']}", run)
+        self._pause(run)
+
+    def _stream_text(self, run: dict, message: dict, text: str) -> None:
         self.emit(run, "thread.message.created", message)
         self.emit(run, "thread.message.in_progress", message)
         for index, piece in enumerate(_pieces(text)):
@@ -286,17 +308,6 @@ class RunExecutor:
                 block["text"]["annotations"] = []
             self.emit(run, "thread.message.delta",
                       {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [block]}})
-        at = now()
-        message.update(status="completed", completed_at=at,
-                       content=[{"type": "text", "text": {"value": text, "annotations": []}}])
-        self.store.put("message", message, run["thread_id"])
-        self.emit(run, "thread.message.completed", message)
-        step.update(status="completed", completed_at=at, usage=reply.usage.as_dict())
-        self.store.put("step", step, run["id"])
-        self.emit(run, "thread.run.step.completed", step)
-        run = self._set(run, status="completed", completed_at=at, expires_at=None, usage=self._usage(run))
-        self.emit(run, "thread.run.completed", run)
-        self._pause(run)
 
     def _fail(self, run_id: str, code: str, message: str) -> None:
         with self.store.transaction():
@@ -415,6 +426,15 @@ class RunExecutor:
 def public(obj: dict[str, Any]) -> dict[str, Any]:
     """An object without the executor's private bookkeeping keys (``_usage``)."""
     return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+
+def _within_limit(run: dict[str, Any], reply: EngineReply) -> tuple[str, bool]:
+    """The reply text, cut to ``max_completion_tokens`` (≈4 characters a token) when it is longer."""
+    text, limit = reply.text or "", run.get("max_completion_tokens")
+    if limit is None or reply.usage.completion_tokens <= limit:
+        return text, False
+    reply.usage.completion_tokens = limit
+    return text[: limit * 4], True
 
 
 def _pieces(text: str) -> list[str]:

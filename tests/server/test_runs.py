@@ -306,3 +306,15 @@ def test_runs_left_active_by_a_crash_are_resumed(tmp_path, contract):
         assert resumed.status == "completed"
         assert reply_of(sdk, resumed) == '[offline gpt-4o] You said: "again"'
         sdk.close()
+
+
+def test_max_completion_tokens_makes_the_run_incomplete(client):
+    bot = assistant(client)
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=ask(client, "x" * 2000).id, assistant_id=bot.id, max_completion_tokens=256
+    )
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert run.usage.completion_tokens == 256
+    message = client.beta.threads.messages.list(thread_id=run.thread_id, run_id=run.id).data[0]
+    assert message.status == "incomplete" and message.incomplete_details.reason == "max_tokens"
+    assert len(message.content[0].text.value) == 1024
