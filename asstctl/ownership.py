@@ -52,3 +52,27 @@ def spec_hash(fields: Mapping[str, Any]) -> str:
     """A stable hash of the normalized desired fields (without tags): detects drift."""
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# The spec-hash tag is "<content>" or "<content>.<hidden>": ``content`` hashes the normalized fields a
+# server returns (so a remote object that no longer hashes to it was changed outside asstctl: drift);
+# ``hidden`` hashes the desired fields a server does not return (``reasoning_effort``), present only
+# when one of them is set, so their changes are detected from the tag alone.
+def hash_tag(content: Mapping[str, Any], hidden: Mapping[str, Any]) -> str:
+    hidden_part = hidden_hash(hidden)
+    return f"{spec_hash(content)}.{hidden_part}" if hidden_part else spec_hash(content)
+
+
+def hidden_hash(hidden: Mapping[str, Any]) -> str:
+    """The hash of the set hidden fields, ``""`` when none is set."""
+    present = {k: v for k, v in hidden.items() if v is not None}
+    return spec_hash(present) if present else ""
+
+
+def split_hash_tag(metadata: Mapping[str, str] | None) -> tuple[str | None, str]:
+    """(content hash, hidden hash) recorded on an object; (None, "") without a tag."""
+    value = (metadata or {}).get(SPEC_HASH)
+    if not value:
+        return None, ""
+    content, _, hidden = value.partition(".")
+    return content, hidden

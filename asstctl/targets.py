@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from asstctl.errors import ConfigError
+from asstctl.errors import ConfigError, TargetError
 from asstctl.project import Project, TargetConfig
 
 DEFAULT_DB = "server.sqlite3"
@@ -113,3 +113,40 @@ def make_client(base_url: str, api_key: str, **options: Any):
     from openai import OpenAI
 
     return OpenAI(base_url=base_url, api_key=api_key, **options)
+
+
+SHUTDOWN_HINT = (
+    "use the embedded default (drop --target/--base-url), run `asstctl serve` and pass its URL with --base-url, "
+    "or point at an Azure OpenAI or other Assistants-compatible base URL"
+)
+
+
+@contextmanager
+def api_errors(client: Any) -> Iterator[None]:
+    """Turn the SDK's errors for a whole-target call (listing) into one clear TargetError."""
+    import openai
+
+    where = str(getattr(client, "base_url", "the target")).rstrip("/")
+    try:
+        yield
+    except openai.AuthenticationError:
+        raise TargetError(f"{where} refused the API key (401): check $OPENAI_API_KEY "
+                          "(or the variable named by the target's api_key_env)") from None
+    except openai.PermissionDeniedError:
+        raise TargetError(f"{where} denied access to assistants (403): check the key's project and permissions") from None
+    except openai.NotFoundError:
+        raise TargetError(f"{where} does not serve the Assistants API (404 on /assistants; OpenAI's own API "
+                          f"has answered 404 since the 2026-08-26 shutdown): {SHUTDOWN_HINT}") from None
+    except openai.APIConnectionError as error:
+        raise TargetError(f"cannot reach {where} ({_cause(error)}): is the server running? "
+                          "Start one with `asstctl serve`, or drop --base-url to use the embedded default") from None
+    except openai.APIStatusError as error:
+        raise TargetError(f"{where} answered {error.status_code} while listing assistants: {_cause(error)}") from None
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost message of an error chain (e.g. "Connection refused"), never a key."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:200]

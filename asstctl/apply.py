@@ -1,0 +1,159 @@
+"""Apply: carry out a plan's actions against a client, concurrently, and report each outcome.
+
+* up to ``parallelism`` API calls at once (the SDK client is thread-safe);
+* updates and deletes rely on the SDK's own retries (idempotent); a delete that finds the
+  object already gone (404) succeeded;
+* a create is never retried blindly: it is sent with ``max_retries=0`` and when its outcome is
+  unknown (timeout, connection lost, 5xx) the remote is listed for the key before another
+  attempt, so a create that did happen is adopted instead of made twice; 429 is retried after
+  a backoff (the request was not carried out);
+* one failed object does not stop the others; every failure names its key;
+* ``check_fresh`` refuses a saved plan whose objects changed since it was computed.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from asstctl.errors import AsstctlError, PlanError
+from asstctl.plan import CREATE, DELETE, DESTROY_MODE, UPDATE, Action, Plan
+from asstctl.remote import RemoteState, read_remote
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.25
+    max_delay: float = 4.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.base_delay * 2**attempt, self.max_delay)
+
+
+@dataclass
+class Outcome:
+    key: str
+    kind: str
+    ok: bool
+    remote_id: str | None = None
+    error: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if not outcome.ok]
+
+    def count(self, kind: str) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.ok and outcome.kind == kind)
+
+
+def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPolicy | None = None) -> ApplyResult:
+    """Execute every executable action of ``plan``; blocked deletions under destroy are failures."""
+    retry = retry or RetryPolicy()
+    work = [action for action in plan.actions if action.executable]
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        outcomes = list(pool.map(lambda action: run_action(action, plan.project, client, retry), work))
+    outcomes += [blocked_outcome(action) for action in plan.actions if action.blocked and plan.mode == DESTROY_MODE]
+    return ApplyResult(sorted(outcomes, key=lambda outcome: (outcome.key, outcome.kind)))
+
+
+def blocked_outcome(action: Action) -> Outcome:
+    return Outcome(action.key, DELETE, False, action.remote_id, "prevent_destroy is set in its spec: not deleted")
+
+
+def run_action(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
+    import openai
+
+    try:
+        return RUNNERS[action.kind](action, project, client, retry)
+    except (openai.OpenAIError, AsstctlError) as error:
+        return Outcome(action.key, action.kind, False, action.remote_id, describe(error))
+
+
+def describe(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.splitlines()[0]
+
+
+def update(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
+    client.beta.assistants.update(action.remote_id, **action.body)
+    return Outcome(action.key, UPDATE, True, action.remote_id)
+
+
+def delete(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
+    import openai
+
+    try:
+        client.beta.assistants.delete(action.remote_id)
+    except openai.NotFoundError:
+        return Outcome(action.key, DELETE, True, action.remote_id, note="already gone")
+    return Outcome(action.key, DELETE, True, action.remote_id)
+
+
+def create(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
+    """Create once; when the outcome is unknown, look for the key before trying again."""
+    import openai
+
+    creator = client.with_options(max_retries=0).beta.assistants
+    for attempt in range(retry.attempts):
+        try:
+            return Outcome(action.key, CREATE, True, creator.create(**action.body).id)
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
+            if not isinstance(error, openai.RateLimitError):
+                found = read_remote(client, project).find(action.key)
+                if found is not None:
+                    return Outcome(action.key, CREATE, True, found["id"], note="adopted after a lost response")
+            if attempt + 1 == retry.attempts:
+                raise
+            time.sleep(retry.delay(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+RUNNERS = {CREATE: create, UPDATE: update, DELETE: delete}
+
+
+def check_fresh(plan: Plan, remote: RemoteState) -> None:
+    """Refuse a saved plan when the remote objects it was computed from changed since."""
+    current = remote.fingerprints()
+    stale = [stale_reason(action, current, remote) for action in plan.actions]
+    stale = [reason for reason in stale if reason]
+    if stale:
+        raise PlanError(
+            "the saved plan is stale, the remote changed since it was made: " + "; ".join(stale),
+            hint="Run `asstctl plan` again (and `--out FILE` to save the new plan).",
+        )
+
+
+def stale_reason(action: Action, current: dict[str, str], remote: RemoteState) -> str | None:
+    if action.kind == CREATE:
+        found = remote.find(action.key)
+        return f"{action.key}: now exists ({found['id']})" if found else None
+    if action.remote_id is None:
+        return None
+    now = current.get(action.remote_id)
+    if now is None:
+        return f"{action.key}: {action.remote_id} is gone or no longer managed by this project"
+    return f"{action.key}: {action.remote_id} was changed" if now != action.fingerprint else None
+
+
+def check_plan_target(plan: Plan, project: str, target: str) -> None:
+    if plan.project != project:
+        raise PlanError(f"the saved plan is for project `{plan.project}`, this is `{project}`")
+    if plan.target != target:
+        raise PlanError(f"the saved plan was made for {plan.target}, not {target}",
+                        hint="Pass the same --target/--base-url as when planning.")
+
+
+def verified_remote(plan: Plan, client: Any) -> RemoteState:
+    """Re-read the remote and check that a saved plan still applies to it."""
+    remote = read_remote(client, plan.project)
+    check_fresh(plan, remote)
+    return remote

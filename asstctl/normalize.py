@@ -1,0 +1,153 @@
+"""Normalization: one comparable form for a spec's fields and a remote assistant.
+
+Both sides go through ``content()`` before they are compared or hashed, so that a
+server's defaults never show up as a change (reference §7). The rules:
+
+* ``name``/``description``/``instructions``: ``None`` ≡ ``""`` ≡ absent;
+* ``temperature``/``top_p``: ``None`` ≡ absent ≡ ``1.0``; numbers rounded to 6 places (``1`` ≡ ``1.0``);
+* ``response_format``: ``None`` ≡ absent ≡ ``"auto"``; ``json_schema.strict`` missing ≡ ``false``;
+* ``metadata``: ``None`` ≡ ``{}``; only the user's keys (asstctl's tags are compared separately);
+* ``tool_resources``: ``None`` ≡ ``{}`` ≡ empty lists; id lists are sets (sorted);
+* ``tools``: the API keeps the order but the model does not depend on it, so tools are a
+  *mapping* keyed by identity (``function:<name>``, ``file_search``, ``code_interpreter``):
+  reordering tools in a spec is not a change, and diffs name the tool instead of an index;
+  a function's ``strict`` missing ≡ ``false``, ``parameters`` missing ≡ ``{}`` ≡
+  ``{"type": "object", "properties": {}}``, ``description`` missing ≡ ``""``;
+  ``file_search``: ranker ``default_2024_08_21`` ≡ ``auto``, ``score_threshold`` missing ≡ 0,
+  default ranking options and the model's default ``max_num_results`` (5 for gpt-3.5*, else 20) dropped;
+* ``model``: exact.
+
+``reasoning_effort`` is not returned by the API: it is *hidden* and compared through the
+spec-hash tag (see ``asstctl.ownership.hash_tag``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from asstctl.ownership import user_metadata
+
+TEXT_FIELDS = ("name", "description", "instructions")
+SAMPLING_FIELDS = ("temperature", "top_p")
+HIDDEN_FIELDS = ("reasoning_effort",)
+EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+
+
+def content(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The comparable content of an assistant: spec fields or a remote object (as a dict)."""
+    model = fields.get("model")
+    out: dict[str, Any] = {"model": model}
+    out.update({name: fields[name] for name in TEXT_FIELDS if fields.get(name)})
+    out.update({name: number(fields.get(name)) for name in SAMPLING_FIELDS})
+    out["response_format"] = response_format(fields.get("response_format"))
+    out["tools"] = tools(fields.get("tools"), model)
+    out["tool_resources"] = tool_resources(fields.get("tool_resources"))
+    out["metadata"] = user_metadata(fields.get("metadata"))
+    return out
+
+
+def hidden(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The desired fields a server does not return."""
+    return {name: fields.get(name) for name in HIDDEN_FIELDS}
+
+
+def number(value: Any, default: float = 1.0) -> float:
+    return round(float(default if value is None else value), 6)
+
+
+def response_format(value: Any) -> Any:
+    if value is None or value == "auto":
+        return "auto"
+    if not isinstance(value, Mapping):
+        return value
+    out = without_none(value)
+    if out.get("type") == "json_schema":
+        schema = without_none(out.get("json_schema") or {})
+        schema["strict"] = bool(schema.get("strict", False))
+        if not schema.get("description"):
+            schema.pop("description", None)
+        out["json_schema"] = schema
+    return out
+
+
+def tools(value: Any, model: str | None) -> dict[str, Any]:
+    """Tools as a mapping identity -> normalized tool (order-insensitive)."""
+    out: dict[str, Any] = {}
+    for tool in value or []:
+        normalized = tool_(tool, model)
+        identity = tool_identity(normalized)
+        while identity in out:  # the API rejects duplicates; keep both visible anyway
+            identity += "'"
+        out[identity] = normalized
+    return out
+
+
+def tool_identity(tool: Mapping[str, Any]) -> str:
+    kind = str(tool.get("type"))
+    if kind == "function":
+        return f"function:{(tool.get('function') or {}).get('name')}"
+    return kind
+
+
+def tool_(tool: Mapping[str, Any], model: str | None) -> dict[str, Any]:
+    out = without_none(tool)
+    if out.get("type") == "function":
+        out["function"] = function(out.get("function") or {})
+    elif out.get("type") == "file_search":
+        search = file_search(out.get("file_search") or {}, model)
+        out.pop("file_search", None)
+        if search:
+            out["file_search"] = search
+    return out
+
+
+def function(value: Mapping[str, Any]) -> dict[str, Any]:
+    out = without_none(value)
+    out["strict"] = bool(out.get("strict", False))
+    parameters = out.get("parameters") or {}
+    out["parameters"] = {} if parameters == EMPTY_PARAMETERS else parameters
+    if not out.get("description"):
+        out.pop("description", None)
+    return out
+
+
+def file_search(value: Mapping[str, Any], model: str | None) -> dict[str, Any]:
+    out = without_none(value)
+    ranking = without_none(out.pop("ranking_options", None) or {})
+    if ranking.get("ranker") == "default_2024_08_21":
+        ranking["ranker"] = "auto"
+    ranking["score_threshold"] = number(ranking.get("score_threshold"), 0.0)
+    if ranking != {"ranker": "auto", "score_threshold": 0.0} and ranking != {"score_threshold": 0.0}:
+        out["ranking_options"] = {"ranker": "auto", **ranking}
+    if out.get("max_num_results") == default_max_results(model):
+        out.pop("max_num_results")
+    return out
+
+
+def default_max_results(model: str | None) -> int:
+    return 5 if (model or "").startswith("gpt-3.5") else 20
+
+
+def tool_resources(value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, resource in (value or {}).items():
+        lists = {key: as_set(items) for key, items in (resource or {}).items() if items}
+        if lists:
+            out[name] = lists
+    return out
+
+
+def as_set(items: Any) -> Any:
+    if isinstance(items, list) and all(isinstance(item, str) for item in items):
+        return sorted(set(items))
+    return items
+
+
+def without_none(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if v is not None}
+
+
+def canonical(value: Any) -> str:
+    """Key-order independent JSON text, for hashing and fingerprints."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -1,0 +1,218 @@
+"""The plan: what apply will do, as plain data (JSON round-trip: ``to_dict``/``from_dict``).
+
+``build_plan(specs, remote, ...)`` compares desired specs with the remote state:
+
+* a spec without a remote object → ``create``;
+* a spec whose object differs (normalized content, or hidden fields via the spec-hash tag) → ``update``
+  with field-level changes and a unified diff of the instructions; ``drift`` when the remote object
+  no longer hashes to its spec-hash tag (it was changed outside asstctl);
+* otherwise ``no-op``;
+* an object of this project without a spec → ``delete`` with ``prune`` (else a reported no-op);
+* further objects with the same key (duplicates) → ``delete``, keeping the oldest;
+* ``build_destroy_plan`` → ``delete`` for everything this project manages.
+
+A deletion of an object whose spec sets ``prevent_destroy`` is ``blocked``: reported, never executed
+(and an error under destroy). Foreign objects never appear in a plan. Every action that touches an
+existing object records its id and the fingerprint of the object the plan was computed from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from asstctl import normalize
+from asstctl.diff import FieldChange, field_changes, text_diff
+from asstctl.errors import PlanError
+from asstctl.ownership import SPEC_HASH, hash_tag, hidden_hash, spec_hash, split_hash_tag, tags, user_metadata
+from asstctl.remote import RemoteState, fingerprint, state_fingerprint
+
+FORMAT_VERSION = 1
+CREATE, UPDATE, DELETE, NOOP = "create", "update", "delete", "no-op"
+APPLY_MODE, DESTROY_MODE = "apply", "destroy"
+# Sent on update for fields the spec no longer sets: back to the server's default.
+RESETS = {
+    "name": None,
+    "description": None,
+    "instructions": None,
+    "temperature": None,
+    "top_p": None,
+    "response_format": "auto",
+    "tools": [],
+}
+
+
+@dataclass
+class Action:
+    kind: str
+    key: str
+    remote_id: str | None = None
+    fingerprint: str | None = None  # of the remote object this action was planned against
+    changes: list[FieldChange] = field(default_factory=list)
+    instructions_diff: str | None = None
+    drift: bool = False
+    reason: str | None = None
+    blocked: bool = False
+    body: dict[str, Any] | None = None  # the full request body of a create/update
+    source: str | None = None  # the spec file
+
+    @property
+    def executable(self) -> bool:
+        return self.kind in (CREATE, UPDATE, DELETE) and not self.blocked
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["changes"] = [change.to_dict() for change in self.changes]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Action":
+        changes = [FieldChange.from_dict(change) for change in data.get("changes") or []]
+        return cls(**{**data, "changes": changes})
+
+
+@dataclass
+class Plan:
+    project: str
+    target: str
+    mode: str = APPLY_MODE
+    prune: bool = False
+    actions: list[Action] = field(default_factory=list)
+    remote_fingerprint: str = ""
+    foreign: int = 0
+    format_version: int = FORMAT_VERSION
+
+    def counts(self) -> dict[str, int]:
+        counts = {CREATE: 0, UPDATE: 0, DELETE: 0, NOOP: 0, "blocked": 0}
+        for action in self.actions:
+            counts["blocked" if action.blocked else action.kind] += 1
+        return counts
+
+    def has_changes(self) -> bool:
+        return any(action.executable for action in self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["actions"] = [action.to_dict() for action in self.actions]
+        return {"format_version": self.format_version, **data}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Plan":
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            version = data.get("format_version") if isinstance(data, dict) else None
+            raise PlanError(f"unsupported plan format_version {version!r} (this asstctl reads {FORMAT_VERSION})",
+                            hint="Create the plan again with `asstctl plan --out FILE`.")
+        try:
+            actions = [Action.from_dict(action) for action in data["actions"]]
+            return cls(**{**data, "actions": actions})
+        except (KeyError, TypeError) as error:
+            raise PlanError(f"the plan file is damaged ({error})", hint="Create it again with `asstctl plan --out FILE`.")
+
+
+def build_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str, prune: bool = False) -> Plan:
+    by_key = {spec.key: spec for spec in specs}
+    actions = [spec_action(spec, remote.managed.get(key), project) for key, spec in by_key.items()]
+    actions += [orphan_action(obj, key, prune) for key, obj in remote.managed.items() if key not in by_key]
+    actions += duplicate_actions(remote, by_key)
+    return new_plan(actions, remote, project=project, target=target, mode=APPLY_MODE, prune=prune)
+
+
+def build_destroy_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str) -> Plan:
+    by_key = {spec.key: spec for spec in specs}
+    actions = [delete_action(obj, key, "destroy", by_key.get(key)) for key, obj in remote.managed.items()]
+    actions += duplicate_actions(remote, by_key)
+    return new_plan(actions, remote, project=project, target=target, mode=DESTROY_MODE, prune=False)
+
+
+def new_plan(actions: list[Action], remote: RemoteState, **options: Any) -> Plan:
+    order = {DELETE: 0, CREATE: 1, UPDATE: 1, NOOP: 1}
+    actions.sort(key=lambda action: (action.key, order[action.kind], action.remote_id or ""))
+    fingerprints = remote.fingerprints()
+    return Plan(actions=actions, remote_fingerprint=state_fingerprint(fingerprints), foreign=len(remote.foreign), **options)
+
+
+def spec_action(spec: Any, obj: dict[str, Any] | None, project: str) -> Action:
+    if obj is None:
+        changes = field_changes(normalize.content({}), desired_content(spec)) + hidden_changes(spec, {})
+        diff = text_diff(None, spec.fields.get("instructions"), spec.key)
+        body = request_body(spec, project)
+        return Action(CREATE, spec.key, changes=changes, instructions_diff=diff or None, body=body, source=str(spec.path))
+    return existing_action(spec, obj, project)
+
+
+def existing_action(spec: Any, obj: dict[str, Any], project: str) -> Action:
+    remote_content = normalize.content(obj)
+    changes = field_changes(remote_content, desired_content(spec))
+    changes += hidden_changes(spec, obj)
+    recorded, _ = split_hash_tag(obj.get("metadata"))
+    drift = recorded != spec_hash(remote_content)
+    if not changes and drift:  # content is as desired but the tag is stale: refresh it
+        changes = [FieldChange(f"metadata.{SPEC_HASH}", recorded, desired_tag(spec))]
+    action = Action(NOOP, spec.key, obj["id"], fingerprint(obj), source=str(spec.path))
+    if changes:
+        action.kind, action.changes, action.drift = UPDATE, changes, drift
+        action.instructions_diff = text_diff(obj.get("instructions"), spec.fields.get("instructions"), spec.key) or None
+        action.body = request_body(spec, project, obj)
+    return action
+
+
+def hidden_changes(spec: Any, obj: dict[str, Any]) -> list[FieldChange]:
+    """Changes of fields the server does not return, detected through the spec-hash tag."""
+    _, recorded = split_hash_tag(obj.get("metadata"))
+    desired = normalize.hidden(spec.fields)
+    if hidden_hash(desired) == recorded:
+        return []
+    return [FieldChange(name, "(not readable)", value) for name, value in desired.items() if value is not None] or [
+        FieldChange("reasoning_effort", "(not readable)", None, "removed")
+    ]
+
+
+def orphan_action(obj: dict[str, Any], key: str, prune: bool) -> Action:
+    if prune:
+        return delete_action(obj, key, "removed from the specs (--prune)", None)
+    reason = "not in the specs: kept (re-run with --prune to delete it)"
+    return Action(NOOP, key, obj["id"], fingerprint(obj), reason=reason)
+
+
+def duplicate_actions(remote: RemoteState, by_key: dict[str, Any]) -> list[Action]:
+    reason = "duplicate: another object has this key (the oldest is kept)"
+    return [delete_action(obj, key, reason, by_key.get(key)) for key, objs in remote.duplicates.items() for obj in objs]
+
+
+def delete_action(obj: dict[str, Any], key: str, reason: str, spec: Any) -> Action:
+    action = Action(DELETE, key, obj["id"], fingerprint(obj), reason=reason)
+    if spec is not None and spec.prevent_destroy:
+        action.blocked = True
+        action.reason = f"{reason}; blocked by prevent_destroy"
+    return action
+
+
+def desired_content(spec: Any) -> dict[str, Any]:
+    return normalize.content(spec.fields)
+
+
+def desired_tag(spec: Any) -> str:
+    return hash_tag(desired_content(spec), normalize.hidden(spec.fields))
+
+
+def request_body(spec: Any, project: str, obj: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full create/update body: the spec's fields, resets (update), user metadata + tags."""
+    body = {name: value for name, value in spec.fields.items() if name != "metadata"}
+    if obj is not None:
+        body.update(resets(spec, obj))
+    body["metadata"] = {**user_metadata(spec.fields.get("metadata")), **tags(project, spec.key, desired_tag(spec))}
+    return body
+
+
+def resets(spec: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    """Server defaults for the fields the spec does not set (an update does not unset by omission);
+    ``tool_resources`` lists present remotely but not in the spec are sent empty (they override)."""
+    out = {name: value for name, value in RESETS.items() if name not in spec.fields}
+    remote_resources = normalize.tool_resources(obj.get("tool_resources"))
+    desired_resources = spec.fields.get("tool_resources") or {}
+    cleared = {name: {key: [] for key in lists} for name, lists in remote_resources.items() if name not in desired_resources}
+    if cleared:
+        out["tool_resources"] = {**cleared, **desired_resources}
+    if split_hash_tag(obj.get("metadata"))[1] and "reasoning_effort" not in spec.fields:
+        out["reasoning_effort"] = None
+    return out

@@ -1,0 +1,98 @@
+"""Rendering plans and apply results: text (terraform-like) and JSON. No decisions here.
+
+Text output holds no ids or timestamps (stable for golden files); colours only when asked
+(``color_enabled``: a terminal, and ``NO_COLOR`` unset or empty).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, TextIO
+
+from asstctl.apply import ApplyResult, Outcome
+from asstctl.diff import ADDED, REMOVED, FieldChange
+from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, Action, Plan
+
+SYMBOLS = {CREATE: "+", UPDATE: "~", DELETE: "-", NOOP: "="}
+COLORS = {"+": "32", "~": "33", "-": "31", "=": "2", "!": "35"}
+PAST = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
+
+
+def color_enabled(stream: TextIO) -> bool:
+    return not os.environ.get("NO_COLOR") and bool(getattr(stream, "isatty", lambda: False)())
+
+
+def paint(text: str, symbol: str, color: bool) -> str:
+    return f"\033[{COLORS[symbol]}m{text}\033[0m" if color and symbol in COLORS else text
+
+
+def value(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps(plan.to_dict(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def render_text(plan: Plan, color: bool = False) -> str:
+    lines = [header(plan), ""]
+    for action in plan.actions:
+        lines += render_action(action, color)
+    lines += ["", summary(plan)]
+    return "\n".join(lines) + "\n"
+
+
+def header(plan: Plan) -> str:
+    what = "destroy plan" if plan.mode == DESTROY_MODE else "plan"
+    foreign = f"{plan.foreign} foreign assistant{'s' if plan.foreign != 1 else ''} left alone"
+    return f"asstctl {what} for project {plan.project} on {plan.target} ({foreign})"
+
+
+def render_action(action: Action, color: bool) -> list[str]:
+    symbol = "!" if action.blocked else SYMBOLS[action.kind]
+    word = "keep" if action.blocked else action.kind
+    notes = [note for note in (action.reason, "drift: changed outside asstctl" if action.drift else None) if note]
+    title = f"{symbol} {word} {action.key}" + (f"  ({'; '.join(notes)})" if notes else "")
+    lines = [paint(title, symbol, color)]
+    for change in action.changes:
+        lines += render_change(change, action, color)
+    return lines
+
+
+def render_change(change: FieldChange, action: Action, color: bool) -> list[str]:
+    if change.path == "instructions" and action.instructions_diff:
+        return ["    instructions:"] + [paint_diff_line(line, color) for line in action.instructions_diff.splitlines()]
+    if action.kind == CREATE or change.kind == ADDED:
+        return [paint(f"    + {change.path}: {value(change.new)}", "+", color)]
+    if change.kind == REMOVED:
+        return [paint(f"    - {change.path}: {value(change.old)}", "-", color)]
+    return [paint(f"    ~ {change.path}: {value(change.old)} → {value(change.new)}", "~", color)]
+
+
+def paint_diff_line(line: str, color: bool) -> str:
+    symbol = line[:1] if line[:1] in "+-" and line[:3] not in ("+++", "---") else ""
+    return paint(f"        {line}", symbol, color)
+
+
+def summary(plan: Plan) -> str:
+    counts = plan.counts()
+    text = f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, {counts[DELETE]} to delete."
+    if counts["blocked"]:
+        text += f" {counts['blocked']} deletion{'s' if counts['blocked'] != 1 else ''} blocked by prevent_destroy."
+    return text if plan.has_changes() or counts["blocked"] else text + " No changes."
+
+
+def render_result(result: ApplyResult, color: bool = False) -> str:
+    lines = [render_outcome(outcome, color) for outcome in result.outcomes]
+    totals = ", ".join(f"{result.count(kind)} {word}" for kind, word in PAST.items())
+    lines.append(f"Apply {'failed' if result.failed else 'complete'}: {totals}, {len(result.failed)} failed.")
+    return "\n".join(lines) + "\n"
+
+
+def render_outcome(outcome: Outcome, color: bool) -> str:
+    if not outcome.ok:
+        return paint(f"! {outcome.key}: {outcome.kind} failed: {outcome.error}", "!", color)
+    note = f" ({outcome.note})" if outcome.note else ""
+    return paint(f"{SYMBOLS[outcome.kind]} {outcome.key}: {PAST[outcome.kind]} {outcome.remote_id}{note}",
+                 SYMBOLS[outcome.kind], color)
