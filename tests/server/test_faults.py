@@ -114,3 +114,15 @@ def test_bad_fault_spec_is_a_config_error(spec, problem):
     with pytest.raises(ConfigError, match=problem) as caught:
         Faults.parse(spec)
     assert "RATE[:KINDS]" in caught.value.hint
+
+
+def test_request_counters_count_every_attempt_per_endpoint(server, sdk):
+    made = sdk.beta.assistants.create(model="gpt-4o", name="counted")
+    for _ in range(2):
+        sdk.beta.assistants.retrieve(made.id)
+    inject(server, "500")
+    with pytest.raises(openai.InternalServerError):
+        sdk.beta.assistants.list()
+    stats = server.state.stats
+    assert (stats["POST /v1/assistants"], stats["GET /v1/assistants/{id}"], stats["GET /v1/assistants"]) == (1, 2, 1)
+    assert stats["total"] == 4
