@@ -139,12 +139,9 @@ class Report:
 # -- resolving assistants --------------------------------------------------------------------
 def deployed_assistants(client, project_name: str) -> dict[str, str]:
     """key -> assistant id of the assistants this project manages on the target."""
-    found = {}
-    for assistant in client.beta.assistants.list(limit=100, order="asc"):
-        owner_project, key = ownership.owner(assistant.model_dump())
-        if owner_project == project_name and key:
-            found[key] = assistant.id
-    return found
+    from asstctl.remote import read_remote
+
+    return {key: obj["id"] for key, obj in read_remote(client, project_name).managed.items()}
 
 
 def resolve_assistants(client, project_name: str, keys: set[str], target_label: str) -> dict[str, str]:
@@ -475,7 +472,7 @@ def test_project(project, options: RunOptions, *, files: list[Path] | None = Non
         conversations = _selected(load_conversations(project, files), patterns, select)
         options.root = options.root or project.root
         with open_target(project, target, base_url, timeout=options.timeout + 5) as opened:
-            return _run_on(opened, project, conversations, options)
+            return run_conversations(opened.client, project.name, opened.label, conversations, options)
     except (ConfigError, TargetError) as error:
         error.exit_code = 2
         raise
@@ -493,14 +490,3 @@ def _selected(conversations, patterns, select) -> list[Conversation]:
                           hint="Known: " + ", ".join(c.id for c in conversations))
     return chosen
 
-
-def _run_on(opened, project, conversations, options: RunOptions) -> Report:
-    import openai
-
-    from asstctl.errors import TargetError
-
-    try:
-        return run_conversations(opened.client, project.name, opened.label, conversations, options)
-    except (openai.APIConnectionError, openai.AuthenticationError, openai.NotFoundError) as error:
-        raise TargetError(f"cannot list the assistants on {opened.label}: {api_problem(error)}",
-                          hint="Check --target/--base-url and the API key.") from None

@@ -271,3 +271,12 @@ def test_a_run_over_the_timeout_fails_and_is_cancelled(project, target, sdk):
     [thread] = target.store.all("thread")
     [run] = target.store.all("run", thread["id"])
     assert run["status"] in ("cancelling", "cancelled")
+
+
+def test_an_unreachable_target_is_exit_2(project, target, sdk):
+    write_conversations(project, "weather-bot", "conversations: [{name: x, turns: [{user: hi}]}]\n")
+    base_url = target.base_url
+    target.stop()
+    result = asstctl_test(target, "--base-url", base_url)
+    assert result.exit_code == 2, result.output
+    assert f"cannot reach {base_url}" in result.stderr
