@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
+from asstctl.cli.output import style
+from asstctl.cli.plan_cmd import target_options
+
 
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--target", "-t", metavar="NAME", help="A target of asstctl.yaml. [default: the embedded server]")
-@click.option("--base-url", metavar="URL", help="Any Assistants-compatible endpoint (key from $OPENAI_API_KEY).")
+@target_options
 @click.option("-k", "patterns", multiple=True, metavar="PATTERN",
               help="Only conversations whose `<assistant>/<name>` contains PATTERN (repeatable).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
@@ -27,7 +29,7 @@ import click
               help="Also write a JUnit XML report (one testcase per conversation).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every turn with its reply, latency and token usage.")
-def test(files, target, base_url, patterns, timeout, parallel, repeat, min_pass_rate, keep_threads, junit_xml,
+def test(files, target_name, base_url, patterns, timeout, parallel, repeat, min_pass_rate, keep_threads, junit_xml,
          output) -> None:
     """Run the conversations of assistants/*.test.yaml against the deployed assistants.
 
@@ -43,7 +45,7 @@ def test(files, target, base_url, patterns, timeout, parallel, repeat, min_pass_
     options = RunOptions(timeout=timeout, parallel=parallel, repeat=repeat, min_pass_rate=min_pass_rate,
                          keep_threads=keep_threads)
     project = _project(load_project)
-    report = test_project(project, options, files=list(files) or None, patterns=patterns, target=target,
+    report = test_project(project, options, files=list(files) or None, patterns=patterns, target=target_name,
                           base_url=base_url)
     if junit_xml:
         from asstctl.junit import write_junit
@@ -52,7 +54,7 @@ def test(files, target, base_url, patterns, timeout, parallel, repeat, min_pass_
     if output == "json":
         click.echo(json.dumps(report_json(report), indent=2, ensure_ascii=False))
     else:
-        click.echo("\n".join(summary_lines(report)))
+        click.echo("\n".join(_coloured(line) for line in summary_lines(report)))
     click.get_current_context().exit(0 if report.passed else 1)
 
 
@@ -64,3 +66,10 @@ def _project(load_project):
     except ConfigError as error:
         error.exit_code = 2
         raise
+
+
+def _coloured(line: str) -> str:
+    for word, colour in (("PASS", "green"), ("FAIL", "red")):
+        if line.startswith(f"  {word}  "):
+            return f"  {style(word, colour, bold=True)}{line[6:]}"
+    return line
