@@ -37,15 +37,19 @@ def test_thread_vector_stores_helper(client):
     assert client.vector_stores.files.retrieve(file.id, vector_store_id=store_id).status == "completed"
 
 
-def test_thread_delete_removes_messages(client, server):
+def test_thread_delete_removes_messages_runs_and_steps(client, server):
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=10)
+    assert server.store.all("step", run.id)
     result = client.beta.threads.delete(thread.id)
     assert (result.object, result.deleted) == ("thread.deleted", True)
     with pytest.raises(openai.NotFoundError, match=f"No thread found with id '{thread.id}'."):
         client.beta.threads.retrieve(thread.id)
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.messages.list(thread.id)
-    assert server.store.all("message", thread.id) == []
+    assert server.store.all("message", thread.id) == [] and server.store.all("run", thread.id) == []
+    assert server.store.all("step", run.id) == []
 
 
 def test_message_lifecycle(client):
