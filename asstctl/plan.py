@@ -216,3 +216,35 @@ def resets(spec: Any, obj: dict[str, Any]) -> dict[str, Any]:
     if split_hash_tag(obj.get("metadata"))[1] and "reasoning_effort" not in spec.fields:
         out["reasoning_effort"] = None
     return out
+
+
+def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = False) -> Plan:
+    """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point)."""
+    from asstctl.remote import read_remote
+    from asstctl.spec.loader import load_specs
+
+    specs = load_specs(project, target.name)
+    remote = read_remote(target.client, project.name)
+    if destroy:
+        return build_destroy_plan(specs, remote, project=project.name, target=target.label)
+    return build_plan(specs, remote, project=project.name, target=target.label, prune=prune)
+
+
+def save_plan(plan: Plan, path: str) -> None:
+    """Write the plan as JSON (it holds request bodies and ids, never a key)."""
+    from asstctl.report import render_json
+
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(render_json(plan))
+
+
+def load_plan(path: str) -> Plan:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError) as error:
+        raise PlanError(f"{path}: not a readable plan file ({error})",
+                        hint="Create one with `asstctl plan --out FILE`.") from None
+    return Plan.from_dict(data)
