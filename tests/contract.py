@@ -106,7 +106,21 @@ def check(method: str, path: str, status: int, body) -> list[str]:
     return [
         f"{method} {path} -> {status}: {'/'.join(map(str, e.absolute_path))}: {e.message[:300]}"
         for e in validator.iter_errors(body)
+        if not _empty_list_cursor(body, e)
     ]
+
+
+def _empty_list_cursor(body, error) -> bool:
+    """The real API answers an empty list with ``first_id``/``last_id`` null; the document types them
+    as strings. That one known deviation is accepted, nothing else."""
+    path = list(error.absolute_path)
+    return (
+        isinstance(body, dict)
+        and body.get("object") == "list"
+        and body.get("data") == []
+        and path in (["first_id"], ["last_id"])
+        and body.get(path[0]) is None
+    )
 
 
 class ContractRecorder:
