@@ -1,0 +1,222 @@
+"""``asstctl init``: the files of a new project, and the function that writes them.
+
+The scaffold works as it is: ``asstctl validate`` passes, ``asstctl apply --yes && asstctl test``
+deploys the example assistant to the embedded server and passes its conversations offline (the
+``engine-rules.yaml`` it writes steers the offline engine, see docs/engine.md), and the CI workflow
+runs ``plan`` on pull requests and ``apply`` + ``test`` on main (docs/recipes/github-actions.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asstctl import __version__
+from asstctl.errors import AsstctlError
+from asstctl.project import PROJECT_FILE, STATE_DIR
+
+PROJECT_YAML = """\
+# asstctl project file: `asstctl --help` and `asstctl COMMAND --help` explain every command.
+# The project name tags everything asstctl manages: keep it stable once deployed.
+project: {project}
+specs: assistants                   # assistants/<key>.yaml; their conversations: <key>.test.yaml
+engine_rules: engine-rules.yaml     # steers the embedded server's offline engine (asstctl test offline)
+
+# Targets: where `asstctl plan/apply/test --target NAME` go. Without --target (and without
+# $OPENAI_BASE_URL) asstctl uses its own embedded server, data under .asstctl/: no key, no network.
+# targets:
+#   azure:                                          # Azure OpenAI
+#     base_url: https://YOUR-RESOURCE.openai.azure.com
+#     api_key_env: AZURE_OPENAI_API_KEY             # the variable holding the key, never the key
+#     azure: {{api_version: "2024-05-01-preview"}}
+#   shared:                                         # any Assistants-compatible server, e.g. `asstctl serve`
+#     base_url: http://127.0.0.1:8321/v1
+#     api_key_env: ASSTCTL_SERVER_API_KEY
+#   local:
+#     embedded: true                                # the default
+"""
+
+ASSISTANT_YAML = """\
+# An assistant as code. Its key is the file name: `assistant`. `asstctl plan` shows what would
+# change on the target, `asstctl apply` makes it so. Fields are those of the Assistants API.
+name: {project} order desk
+model: gpt-4o
+description: Answers questions about orders.
+instructions: |
+  You are the order desk of {project}. Be brief and friendly.
+  When the user asks about an order, call get_order_status with the order id
+  and report the status in one sentence.
+tools:
+  - type: function
+    function:
+      name: get_order_status
+      description: The shipping status of an order.
+      parameters:
+        type: object
+        properties:
+          order_id: {{type: string, description: "The order id, e.g. A-1001"}}
+        required: [order_id]
+        additionalProperties: false
+"""
+
+CONVERSATION_YAML = """\
+# Smoke tests of assistants/assistant.yaml, run by `asstctl test` after `asstctl apply`.
+# Offline (the embedded server) the replies come from engine-rules.yaml; against a real
+# model the expectations still hold. Mocks answer the function calls.
+conversations:
+  - name: looks up an order
+    mocks:
+      get_order_status: {template: "order {order_id} shipped yesterday and arrives tomorrow"}
+    turns:
+      - user: Where is my order A-1001?
+        expect:
+          tool_called: {name: get_order_status, arguments: {order_id: A-1001}}
+          icontains: [A-1001, shipped]
+
+  - name: small talk calls no tool
+    turns:
+      - user: Hello!
+        expect:
+          no_tool_called: true
+          icontains: order
+"""
+
+ENGINE_RULES_YAML = """\
+# Offline engine rules: how the embedded server answers when there is no model (docs/engine.md).
+# First match wins; `assistant` is the assistant's key. Add rules for your own conversations.
+rules:
+  - match: "order (?P<order_id>[A-Z]+-\\\\d+)"
+    assistant: assistant
+    tool_calls: [{name: get_order_status, arguments: {order_id: "{order_id}"}}]
+    then: "Your {output}."
+  - match: "^(hi|hello|hey)\\\\b"
+    assistant: assistant
+    reply: "Hello! I can look up the status of your orders. What is the order id?"
+"""
+
+WORKFLOW_YAML = """\
+# asstctl: plan on pull requests, apply and smoke-test on main.
+# Without a target this uses asstctl's embedded server, fresh in every job: it checks that the
+# specs are valid, deployable and pass their conversations. To deploy for real, set the repository
+# variable ASSTCTL_TARGET to a target of asstctl.yaml and add the secret its api_key_env names.
+name: asstctl
+
+on:
+  pull_request:
+  push:
+    branches: [main]
+  workflow_dispatch:
+
+permissions:
+  contents: read
+
+env:
+  ASSTCTL_TARGET: ${{{{ vars.ASSTCTL_TARGET }}}}
+  AZURE_OPENAI_API_KEY: ${{{{ secrets.AZURE_OPENAI_API_KEY }}}}   # or the variable your target names
+
+jobs:
+  plan:
+    if: github.event_name == 'pull_request'
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+      - run: pip install "asstctl=={version}"
+      - run: asstctl validate
+      - name: Plan (shown in the job summary)
+        run: |
+          set -o pipefail
+          asstctl plan ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}} | tee plan.txt
+          {{ echo "### asstctl plan"; echo '```'; cat plan.txt; echo '```'; }} >> "$GITHUB_STEP_SUMMARY"
+        env:
+          NO_COLOR: "1"
+
+  deploy:
+    if: github.event_name != 'pull_request'
+    runs-on: ubuntu-latest
+    concurrency: asstctl-deploy       # one apply at a time
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+      - run: pip install "asstctl=={version}"
+      - run: asstctl apply --yes ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}}
+      - run: asstctl test ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}} --junit-xml reports/asstctl.xml
+      - uses: actions/upload-artifact@v4
+        if: always()
+        with:
+          name: asstctl-test-report
+          path: reports/
+"""
+
+GITIGNORE_LINES = ("# asstctl: embedded server data, saved plans", f"{STATE_DIR}/")
+
+
+@dataclass
+class Scaffold:
+    """What ``init`` wrote: paths relative to ``root``."""
+
+    root: Path
+    project: str
+    created: list[str] = field(default_factory=list)
+    overwritten: list[str] = field(default_factory=list)
+    gitignore: str = "unchanged"  # "created", "updated" or "unchanged"
+
+
+def project_name(directory: Path) -> str:
+    """A project name from a directory name: lower case, runs of other characters → ``-``."""
+    slug = re.sub(r"[^a-z0-9._]+", "-", directory.resolve().name.lower()).strip("-.")
+    return slug or "assistants"
+
+
+def templates(project: str) -> dict[str, str]:
+    """Relative path → content of every file ``init`` writes (``.gitignore`` aside)."""
+    return {
+        PROJECT_FILE: PROJECT_YAML.format(project=project),
+        "assistants/assistant.yaml": ASSISTANT_YAML.format(project=project),
+        "assistants/assistant.test.yaml": CONVERSATION_YAML,
+        "engine-rules.yaml": ENGINE_RULES_YAML,
+        ".github/workflows/asstctl.yml": workflow(),
+    }
+
+
+def workflow() -> str:
+    return WORKFLOW_YAML.format(version=__version__)
+
+
+def scaffold(directory: Path, *, project: str | None = None, force: bool = False) -> Scaffold:
+    """Write a new project into ``directory`` (created if missing); never overwrites unless ``force``."""
+    root = Path(directory)
+    if root.exists() and not root.is_dir():
+        raise AsstctlError(f"{root} exists and is not a directory", hint="Give `asstctl init` a directory.")
+    result = Scaffold(root=root, project=project or project_name(root))
+    files = templates(result.project)
+    existing = [path for path in files if (root / path).exists()]
+    if existing and not force:
+        raise AsstctlError(
+            f"not overwriting existing files in {root}: {', '.join(existing)}",
+            hint="Move them away, or add --force to overwrite them.",
+        )
+    for path, content in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(content, encoding="utf-8")
+        (result.overwritten if path in existing else result.created).append(path)
+    result.gitignore = _ignore_state(root / ".gitignore")
+    return result
+
+
+def _ignore_state(path: Path) -> str:
+    """Add ``.asstctl/`` to ``.gitignore`` unless it is there already."""
+    if not path.exists():
+        path.write_text("\n".join(GITIGNORE_LINES) + "\n", encoding="utf-8")
+        return "created"
+    text = path.read_text(encoding="utf-8")
+    if any(line.strip() in (STATE_DIR, f"{STATE_DIR}/", f"/{STATE_DIR}/") for line in text.splitlines()):
+        return "unchanged"
+    separator = "" if not text or text.endswith("\n") else "\n"
+    path.write_text(text + separator + "\n".join(GITIGNORE_LINES) + "\n", encoding="utf-8")
+    return "updated"
