@@ -187,6 +187,8 @@ class ConversationRun:
         self.file_ids: list[str] = []
 
     def attempt(self, conversation: Conversation, number: int) -> Attempt:
+        import openai
+
         result = Attempt(number, expected_turns=len(conversation.turns))
         started = time.monotonic()
         try:
@@ -195,7 +197,7 @@ class ConversationRun:
                 result.turns.append(self.turn(turn))
                 if not result.turns[-1].passed:
                     break
-        except Exception as error:  # the API refused something outside a run: report, don't crash others
+        except (openai.APIError, OSError) as error:  # outside a run (thread, attachment): report, go on
             result.error = api_problem(error)
         finally:
             result.error = result.error or self._clean_up()
@@ -284,18 +286,20 @@ class ConversationRun:
         return run
 
     def _answer(self, run, turn: Turn, result: TurnResult) -> list[dict[str, str]]:
-        outputs = []
-        for call in run.required_action.submit_tool_outputs.tool_calls:
-            arguments = parse_arguments(call.function.arguments)
-            result.tool_calls.append({"name": call.function.name, "arguments": arguments})
-            mock = turn.mocks.get(call.function.name)
-            if mock is None:
-                self._cancel(run.id)
-                raise TurnError(f"no mock for tool `{call.function.name}` called with {compact(arguments)}; "
-                                f"add it under mocks:")
-            outputs.append({"tool_call_id": call.id, "output": mock_output(call.function.name, mock, arguments,
-                                                                           self.options.root)})
-        return outputs
+        """The outputs of every pending call, from the turn's mocks; without one, the run is cancelled."""
+        try:
+            return [self._mocked(call, turn, result) for call in run.required_action.submit_tool_outputs.tool_calls]
+        except TurnError:
+            self._cancel(run.id)
+            raise
+
+    def _mocked(self, call, turn: Turn, result: TurnResult) -> dict[str, str]:
+        name, arguments = call.function.name, parse_arguments(call.function.arguments)
+        result.tool_calls.append({"name": name, "arguments": arguments})
+        mock = turn.mocks.get(name)
+        if mock is None:
+            raise TurnError(f"no mock for tool `{name}` called with {compact(arguments)}; add it under mocks:")
+        return {"tool_call_id": call.id, "output": mock_output(name, mock, arguments, self.options.root)}
 
     def _cancel(self, run_id: str | None) -> None:
         if run_id:

@@ -103,10 +103,13 @@ def test_a_call_without_a_mock_fails_clearly(project, target, sdk):
             turns:
               - user: weather in Oslo
     """)
-    result = asstctl_test(target)
+    result = asstctl_test(target, "--keep-threads")
     assert result.exit_code == 1, result.output
     assert ('no mock for tool `get_weather` called with {"city": "Oslo", "unit": "celsius"}; add it under mocks:'
             in result.stdout)
+    [thread] = target.store.all("thread")
+    [run] = target.store.all("run", thread["id"])
+    assert run["status"] in ("cancelling", "cancelled")  # not left waiting in requires_action
 
 
 def test_repeat_with_min_pass_rate_passes_at_3_of_5(project, target, sdk):
