@@ -311,8 +311,8 @@ class RunExecutor:
 
     def _fail(self, run_id: str, code: str, message: str) -> None:
         with self.store.transaction():
-            run = self._run(run_id)
-            if run["status"] in TERMINAL:
+            run = self.store.get("run", run_id)
+            if run is None or run["status"] in TERMINAL:  # gone with its thread, or already over
                 return
             if run["status"] == "cancelling":
                 return self._cancelled(run)

@@ -318,3 +318,24 @@ def test_max_completion_tokens_makes_the_run_incomplete(client):
     message = client.beta.threads.messages.list(thread_id=run.thread_id, run_id=run.id).data[0]
     assert message.status == "incomplete" and message.incomplete_details.reason == "max_tokens"
     assert len(message.content[0].text.value) == 1024
+
+
+class RateLimitedEngine:
+    """A second engine through the public interface: every turn fails like a rate-limited backend."""
+
+    name = "rate-limited"
+
+    def respond(self, request):
+        from asstctl.server.engine import EngineError
+
+        raise EngineError(f"Rate limit reached for {request.model}.", code="rate_limit_exceeded")
+
+
+def test_engine_errors_fail_the_run(contract):
+    with start_server(":memory:", engine=RateLimitedEngine()) as server:
+        sdk = make_client(server, contract)
+        bot = assistant(sdk)
+        run = sdk.beta.threads.runs.create_and_poll(thread_id=ask(sdk, "x").id, assistant_id=bot.id)
+        assert run.status == "failed" and run.failed_at and run.expires_at is None
+        assert (run.last_error.code, run.last_error.message) == ("rate_limit_exceeded", "Rate limit reached for gpt-4o.")
+        sdk.close()

@@ -230,7 +230,7 @@ def default_tool_calls(request: EngineRequest, user_text: str) -> list[ToolCall]
     if choice == "none" or not names:
         return []
     if isinstance(choice, dict) and choice.get("type") == "function":
-        wanted = [choice["function"]["name"]]
+        wanted = [n for n in names if n == choice["function"]["name"]]
     else:
         wanted = [n for n in names if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", user_text)]
         if not wanted and choice == "required":
