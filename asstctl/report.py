@@ -1,14 +1,13 @@
 """Rendering plans and apply results: text (terraform-like) and JSON. No decisions here.
 
-Text output holds no ids or timestamps (stable for golden files); colours only when asked
-(``color_enabled``: a terminal, and ``NO_COLOR`` unset or empty).
+Text output holds no ids or timestamps (stable for golden files); colours only when the caller
+asks (the CLI decides with ``asstctl.cli.output.use_color``: a terminal, never with ``NO_COLOR``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from typing import Any, TextIO
+from typing import Any
 
 from asstctl.apply import ApplyResult, Outcome
 from asstctl.diff import ADDED, REMOVED, FieldChange
@@ -17,10 +16,6 @@ from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, Action, Pla
 SYMBOLS = {CREATE: "+", UPDATE: "~", DELETE: "-", NOOP: "="}
 COLORS = {"+": "32", "~": "33", "-": "31", "=": "2", "!": "35"}
 PAST = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
-
-
-def color_enabled(stream: TextIO) -> bool:
-    return not os.environ.get("NO_COLOR") and bool(getattr(stream, "isatty", lambda: False)())
 
 
 def paint(text: str, symbol: str, color: bool) -> str:

@@ -120,9 +120,10 @@ def destroy(target_name, base_url, yes, parallelism) -> None:
 
 
 def shown(result) -> str:
-    from asstctl.report import color_enabled, render_text
+    from asstctl.cli.output import use_color
+    from asstctl.report import render_text
 
-    return render_text(result, color=color_enabled(sys.stdout))
+    return render_text(result, color=use_color(sys.stdout))
 
 
 def confirm(yes: bool, question: str) -> None:
@@ -139,10 +140,11 @@ def confirm(yes: bool, question: str) -> None:
 def execute(result, client, parallelism: int) -> None:
     from asstctl.apply import apply_plan
     from asstctl.errors import ApplyError
-    from asstctl.report import color_enabled, render_result
+    from asstctl.cli.output import use_color
+    from asstctl.report import render_result
 
     outcome = apply_plan(result, client, parallelism=parallelism)
-    click.echo(render_result(outcome, color=color_enabled(sys.stdout)), nl=False)
+    click.echo(render_result(outcome, color=use_color(sys.stdout)), nl=False)
     if outcome.failed:
         keys = ", ".join(sorted({failure.key for failure in outcome.failed}))
         raise ApplyError(f"{len(outcome.failed)} operation(s) failed ({keys}); the others were carried out",

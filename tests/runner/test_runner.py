@@ -283,3 +283,25 @@ def test_an_unreachable_target_is_exit_2(project, target, sdk):
     result = asstctl_test(target, "--base-url", base_url)
     assert result.exit_code == 2, result.output
     assert f"cannot reach {base_url}" in result.stderr
+
+
+def test_attachments_are_uploaded_and_attached_to_the_message(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    (project / "assistants" / "data").mkdir()
+    (project / "assistants" / "data" / "prices.csv").write_text("item,price\ntea,3\n")
+    write_conversations(project, "weather-bot", """
+        conversations:
+          - name: reads a file
+            turns:
+              - user: hello Ada
+                attachments: [{path: data/prices.csv, tools: [code_interpreter]}]
+    """)
+    result = asstctl_test(target, "--keep-threads")
+    assert result.exit_code == 0, result.output
+    [thread] = target.store.all("thread")
+    user_message = target.store.all("message", thread["id"])[0]
+    [attachment] = user_message["attachments"]
+    assert attachment["tools"] == [{"type": "code_interpreter"}]
+    [uploaded] = target.store.all("file")
+    assert (uploaded["id"], uploaded["filename"], uploaded["purpose"]) == (attachment["file_id"], "prices.csv",
+                                                                           "assistants")
