@@ -305,3 +305,12 @@ def test_attachments_are_uploaded_and_attached_to_the_message(project, target, s
     [uploaded] = target.store.all("file")
     assert (uploaded["id"], uploaded["filename"], uploaded["purpose"]) == (attachment["file_id"], "prices.csv",
                                                                            "assistants")
+
+
+def test_files_limit_the_run_to_those_files(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    deploy(sdk, "greeter")
+    write_conversations(project, "weather-bot", "conversations: [{name: w, turns: [{user: hello Ada}]}]\n")
+    chosen = write_conversations(project, "greeter", "conversations: [{name: g, turns: [{user: hello Eve}]}]\n")
+    report = json_report(asstctl_test(target, "--output", "json", str(chosen)))
+    assert [(c["assistant"], c["name"]) for c in report["conversations"]] == [("greeter", "g")]
