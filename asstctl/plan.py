@@ -126,7 +126,7 @@ def build_destroy_plan(specs: Iterable[Any], remote: RemoteState, *, project: st
 
 def new_plan(actions: list[Action], remote: RemoteState, **options: Any) -> Plan:
     order = {DELETE: 0, CREATE: 1, UPDATE: 1, NOOP: 1}
-    actions.sort(key=lambda action: (action.key, order[action.kind], action.remote_id or ""))
+    actions.sort(key=lambda action: (action.key, order[action.kind], action.reason or "", action.remote_id or ""))
     fingerprints = remote.fingerprints()
     return Plan(actions=actions, remote_fingerprint=state_fingerprint(fingerprints), foreign=len(remote.foreign), **options)
 
@@ -175,7 +175,7 @@ def orphan_action(obj: dict[str, Any], key: str, prune: bool) -> Action:
 
 
 def duplicate_actions(remote: RemoteState, by_key: dict[str, Any]) -> list[Action]:
-    reason = "duplicate: another object has this key (the oldest is kept)"
+    reason = "duplicate: the oldest object with this key is kept"
     return [delete_action(obj, key, reason, by_key.get(key)) for key, objs in remote.duplicates.items() for obj in objs]
 
 
