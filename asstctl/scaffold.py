@@ -120,11 +120,7 @@ jobs:
     if: github.event_name == 'pull_request'
     runs-on: ubuntu-latest
     steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.12"
-      - run: pip install "asstctl=={version}"
+{setup}
       - run: asstctl validate
       - name: Plan (shown in the job summary)
         run: |
@@ -139,11 +135,7 @@ jobs:
     runs-on: ubuntu-latest
     concurrency: asstctl-deploy       # one apply at a time
     steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.12"
-      - run: pip install "asstctl=={version}"
+{setup}
       - run: asstctl apply --yes ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}}
       - run: asstctl test ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}} --junit-xml reports/asstctl.xml
       - uses: actions/upload-artifact@v4
@@ -151,6 +143,14 @@ jobs:
         with:
           name: asstctl-test-report
           path: reports/
+"""
+
+WORKFLOW_SETUP = """\
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+      - run: pip install "asstctl=={version}"
 """
 
 GITIGNORE_LINES = ("# asstctl: embedded server data, saved plans", f"{STATE_DIR}/")
@@ -185,7 +185,8 @@ def templates(project: str) -> dict[str, str]:
 
 
 def workflow() -> str:
-    return WORKFLOW_YAML.format(version=__version__)
+    """The CI workflow; both jobs install this version of asstctl."""
+    return WORKFLOW_YAML.format(setup=WORKFLOW_SETUP.format(version=__version__).rstrip())
 
 
 def scaffold(directory: Path, *, project: str | None = None, force: bool = False) -> Scaffold:
