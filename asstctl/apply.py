@@ -107,14 +107,22 @@ def create(action: Action, project: str, client: Any, retry: RetryPolicy) -> Out
         try:
             return Outcome(action.key, CREATE, True, creator.create(**action.body).id)
         except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
-            if not isinstance(error, openai.RateLimitError):
-                found = read_remote(client, project).find(action.key)
-                if found is not None:
-                    return Outcome(action.key, CREATE, True, found["id"], note="adopted after a lost response")
+            found = None if isinstance(error, openai.RateLimitError) else created_anyway(action, project, client, error)
+            if found is not None:
+                return Outcome(action.key, CREATE, True, found["id"], note="adopted after a lost response")
             if attempt + 1 == retry.attempts:
                 raise
             time.sleep(retry.delay(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def created_anyway(action: Action, project: str, client: Any, error: BaseException) -> dict[str, Any] | None:
+    """The object a create whose response was lost made after all, or None (then a retry is safe)."""
+    try:
+        return read_remote(client, project).find(action.key)
+    except AsstctlError as failure:
+        raise AsstctlError(f"create outcome unknown ({describe(error)}) and the check for it failed: {failure}; "
+                           "not retried, so no duplicate can be made (`asstctl apply` again will find it)") from None
 
 
 RUNNERS = {CREATE: create, UPDATE: update, DELETE: delete}

@@ -71,8 +71,7 @@ def apply(planfile, target_name, base_url, prune, yes, parallelism) -> None:
     Example:
         asstctl apply --yes
     """
-    from asstctl.apply import check_plan_target, verified_remote
-    from asstctl.plan import load_plan, plan_for
+    from asstctl.plan import plan_for
     from asstctl.project import load_project
     from asstctl.targets import open_target
 
@@ -80,16 +79,11 @@ def apply(planfile, target_name, base_url, prune, yes, parallelism) -> None:
         raise click.UsageError("--prune cannot change a saved plan: pass it to `asstctl plan` instead")
     project = load_project()
     with open_target(project, target_name, base_url) as target:
-        if planfile:
-            saved = load_plan(planfile)
-            check_plan_target(saved, project.name, target.label)
-        result = saved if planfile else plan_for(project, target, prune=prune)
+        result = saved_plan(planfile, project, target) if planfile else plan_for(project, target, prune=prune)
         click.echo(shown(result), nl=False)
         if result.has_changes():
             confirm(yes, "Apply these changes?")
-            if planfile:
-                verified_remote(result, target.client)
-            execute(result, target.client, parallelism)
+            execute(result, target.client, parallelism, verify=bool(planfile) or not yes)
 
 
 @click.command()
@@ -116,7 +110,16 @@ def destroy(target_name, base_url, yes, parallelism) -> None:
         if result.actions:
             if result.has_changes():
                 confirm(yes, "Destroy these assistants?")
-            execute(result, target.client, parallelism)
+            execute(result, target.client, parallelism, verify=not yes)
+
+
+def saved_plan(planfile: str, project, target):
+    from asstctl.apply import check_plan_target
+    from asstctl.plan import load_plan
+
+    saved = load_plan(planfile)
+    check_plan_target(saved, project.name, target.label)
+    return saved
 
 
 def shown(result) -> str:
@@ -137,12 +140,16 @@ def confirm(yes: bool, question: str) -> None:
         raise AsstctlError("cancelled: nothing was changed")
 
 
-def execute(result, client, parallelism: int) -> None:
-    from asstctl.apply import apply_plan
+def execute(result, client, parallelism: int, verify: bool) -> None:
+    """Apply the plan; ``verify``: first check the remote did not change since it was planned
+    (a saved plan, or a plan a person looked at for a while before confirming)."""
+    from asstctl.apply import apply_plan, verified_remote
     from asstctl.errors import ApplyError
     from asstctl.cli.output import use_color
     from asstctl.report import render_result
 
+    if verify:
+        verified_remote(result, client)
     outcome = apply_plan(result, client, parallelism=parallelism)
     click.echo(render_result(outcome, color=use_color(sys.stdout)), nl=False)
     if outcome.failed:

@@ -89,16 +89,15 @@ def test_an_edited_spec_plans_an_update_with_exit_code_2(server, project):
     check_golden("plan-update.txt", masked(result.output, server))
 
 
-def test_the_first_plan_text(server, project):
-    foreign(sdk(server))
+def test_the_first_plan_text(server, client, project):
+    foreign(client)
     result = run(server, "plan")
     assert result.exit_code == 0, result.output
     check_golden("plan-create.txt", masked(result.output, server))
 
 
-def test_drift_prune_and_duplicates_in_one_plan(server, project):
+def test_drift_prune_and_duplicates_in_one_plan(server, client, project):
     run(server, "apply", "--yes")
-    client = sdk(server)
     remote = read_remote(client, NAME)
     client.beta.assistants.update(remote.managed["triage"]["id"], temperature=1.5)
     client.beta.assistants.create(model="gpt-4o", metadata=remote.managed["faq"]["metadata"])
@@ -108,25 +107,24 @@ def test_drift_prune_and_duplicates_in_one_plan(server, project):
     check_golden("plan-drift-prune.txt", masked(result.output, server))
 
 
-def test_without_a_terminal_apply_refuses_unless_yes(server, project):
+def test_without_a_terminal_apply_refuses_unless_yes(server, client, project):
     result = run(server, "apply", input="y\n")
     assert result.exit_code == 1
     assert "re-run with --yes" in result.output
-    assert read_remote(sdk(server), NAME).managed == {}
+    assert read_remote(client, NAME).managed == {}
 
 
-def test_a_removed_spec_is_deleted_only_with_prune(server, project):
+def test_a_removed_spec_is_deleted_only_with_prune(server, client, project):
     run(server, "apply", "--yes")
     (project / "assistants" / "faq.yaml").unlink()
     kept = run(server, "apply", "--yes")
-    assert "re-run with --prune" in kept.output and "faq" in read_remote(sdk(server), NAME).managed
+    assert "re-run with --prune" in kept.output and "faq" in read_remote(client, NAME).managed
     pruned = run(server, "apply", "--yes", "--prune")
     assert pruned.exit_code == 0 and "1 deleted" in pruned.output
-    assert set(read_remote(sdk(server), NAME).managed) == {"triage"}
+    assert set(read_remote(client, NAME).managed) == {"triage"}
 
 
-def test_destroy_removes_only_this_projects_assistants(server, project):
-    client = sdk(server)
+def test_destroy_removes_only_this_projects_assistants(server, client, project):
     by_hand = foreign(client)
     other = foreign(client, "other", **{MANAGED_BY: "asstctl", PROJECT: "other", KEY: "triage", SPEC_HASH: "x"})
     run(server, "apply", "--yes")
@@ -138,23 +136,23 @@ def test_destroy_removes_only_this_projects_assistants(server, project):
     assert {a.id for a in client.beta.assistants.list()} == {by_hand.id, other.id}
 
 
-def test_prevent_destroy_makes_destroy_fail_for_that_object(server, project):
+def test_prevent_destroy_makes_destroy_fail_for_that_object(server, client, project):
     write_spec(project, "vault", prevent_destroy=True)
     run(server, "apply", "--yes")
     result = run(server, "destroy", "--yes")
     assert result.exit_code == 1
     assert "! keep vault" in result.output and "vault: delete failed: prevent_destroy" in result.output
-    assert set(read_remote(sdk(server), NAME).managed) == {"vault"}
+    assert set(read_remote(client, NAME).managed) == {"vault"}
 
 
-def test_a_failing_object_is_reported_and_the_others_are_applied(server, project):
+def test_a_failing_object_is_reported_and_the_others_are_applied(server, client, project):
     write_spec(project, "broken", tool_resources={"file_search": {"vector_store_ids": ["vs_missing"]}},
                tools=[{"type": "file_search"}])
     result = run(server, "apply", "--yes")
     assert result.exit_code == 1
     assert re.search(r"! broken: create failed: .*vs_missing", result.output)
     assert "1 operation(s) failed (broken)" in result.output
-    assert set(read_remote(sdk(server), NAME).managed) == {"triage", "faq"}
+    assert set(read_remote(client, NAME).managed) == {"triage", "faq"}
 
 
 def test_a_saved_plan_is_json_without_the_key_and_applies(keyed_server, project):
@@ -165,15 +163,15 @@ def test_a_saved_plan_is_json_without_the_key_and_applies(keyed_server, project)
     assert json.loads(saved)["format_version"] == 1 == json.loads(result.output)["format_version"]
     applied = run(keyed_server, "apply", "plan.json", "--yes")
     assert applied.exit_code == 0, applied.output
-    assert set(read_remote(sdk(keyed_server), NAME).managed) == {"triage", "faq"}
+    with sdk(keyed_server) as client:
+        assert set(read_remote(client, NAME).managed) == {"triage", "faq"}
 
 
-def test_a_stale_saved_plan_is_refused_naming_the_object(server, project):
+def test_a_stale_saved_plan_is_refused_naming_the_object(server, client, project):
     run(server, "apply", "--yes")
     write_spec(project, "triage", name="Triage v2")
     write_spec(project, "faq", name="FAQ v2")
     assert run(server, "plan", "--out", "plan.json").exit_code == 0
-    client = sdk(server)
     client.beta.assistants.update(read_remote(client, NAME).managed["faq"]["id"], name="changed by hand")
     result = run(server, "apply", "plan.json", "--yes")
     assert result.exit_code == 1
@@ -205,3 +203,20 @@ def test_apply_and_plan_as_a_subprocess(server, project):
     planned = subprocess.run([*command, "plan", "--detailed-exitcode", "--base-url", server.base_url],
                              env=env, capture_output=True, text=True, timeout=60)
     assert planned.returncode == 0, planned.stdout + planned.stderr
+
+
+def test_on_a_terminal_apply_asks_first(server, project):
+    import pty
+
+    env = {**os.environ, "OPENAI_API_KEY": server.api_key, "NO_COLOR": "1"}
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "asstctl", "apply", "--base-url", server.base_url],
+                                   stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        os.write(primary, b"y\n")
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert process.returncode == 0, err
+    assert "Apply these changes? [y/N]" in out and "2 created" in out

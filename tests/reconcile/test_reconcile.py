@@ -166,20 +166,46 @@ def test_reading_the_remote_takes_ceil_n_over_100_list_requests(server, client):
 
 
 def test_a_wrong_key_is_one_clear_target_error():
+    refused = r"refused the API key \(401\): check \$OPENAI_API_KEY"
     with start_server(":memory:", api_key="right-key") as guarded:
         bad = make_client(guarded.base_url, "sk-wrong-secret", max_retries=0)
-        with pytest.raises(TargetError, match=r"refused the API key \(401\): check \$OPENAI_API_KEY") as error:
+        with bad, pytest.raises(TargetError, match=refused) as error:
             read_remote(bad, NAME)
     assert "sk-wrong-secret" not in str(error.value)
 
 
 def test_an_endpoint_without_the_assistants_api_is_named(server):
     elsewhere = make_client(server.base_url.removesuffix("/v1") + "/nothing-here", server.api_key, max_retries=0)
-    with pytest.raises(TargetError, match="does not serve the Assistants API.*asstctl serve"):
+    with elsewhere, pytest.raises(TargetError, match="does not serve the Assistants API.*asstctl serve"):
         read_remote(elsewhere, NAME)
 
 
 def test_a_refused_connection_is_one_clear_target_error(server):
     dead = make_client("http://127.0.0.1:9/v1", "key", max_retries=0)
-    with pytest.raises(TargetError, match="cannot reach http://127.0.0.1:9/v1"):
+    with dead, pytest.raises(TargetError, match="cannot reach http://127.0.0.1:9/v1"):
         read_remote(dead, NAME)
+
+
+@pytest.fixture
+def retrying(server, contract):
+    """A client that retries like asstctl's own (the SDK's backoff for reads, updates, deletes)."""
+    from tests.conftest import make_client as strict_client
+
+    sdk = strict_client(server, contract, max_retries=4)
+    yield sdk
+    sdk.close()
+
+
+def test_under_every_kind_of_fault_apply_never_duplicates_and_converges(server, retrying):
+    specs = [spec(f"bot-{i}", name=f"Bot {i}") for i in range(10)]
+    server.faults.rate = 0.25  # 429, 500, 503, drop, lost
+    first = converge(retrying, specs, parallelism=4)
+    edited = [spec(s.key, name=s.fields["name"] + "!") for s in specs[:5]]
+    second = converge(retrying, edited, prune=True, parallelism=4)
+    server.faults.rate = 0
+    assert sum(server.faults.injected.values()) > 0
+    remote = read_remote(retrying, NAME)
+    assert not remote.duplicates  # whatever failed, nothing was made twice
+    converge(retrying, edited, prune=True)
+    assert not make_plan(retrying, edited, prune=True).has_changes()
+    assert len(first.outcomes) == 10 and len(second.outcomes) >= 5
