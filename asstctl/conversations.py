@@ -24,6 +24,7 @@ See docs/conversations.md.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,12 @@ def key_of(path: Path) -> str:
     return path.name[: -len(SUFFIX)]
 
 
+def shown(path: Path) -> str:
+    """``path`` for messages: relative to the working directory when it is below it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def conversation_files(project) -> list[Path]:
     return sorted(project.specs_dir.glob(f"*{SUFFIX}"))
 
@@ -204,7 +211,7 @@ def parse_file(path: Path) -> tuple[list[Conversation], list[str]]:
     from asstctl.spec.yamlpos import load_yaml
 
     try:
-        doc = load_yaml(path)
+        doc = load_yaml(path, display=shown(path))
     except SpecError as error:
         return [], list(error.problems)
     problems = schema_problems(doc, SCHEMA)
