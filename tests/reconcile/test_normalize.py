@@ -119,3 +119,14 @@ def test_an_unknown_plan_version_is_refused():
         Plan.from_dict({"format_version": 99, "actions": []})
     with pytest.raises(PlanError, match="damaged"):
         Plan.from_dict({"format_version": 1, "actions": [{"nonsense": 1}]})
+
+
+def test_a_saved_plan_belongs_to_one_project_and_target():
+    from asstctl.apply import check_plan_target
+
+    plan = Plan("demo", "http://127.0.0.1:1/v1")
+    check_plan_target(plan, "demo", "http://127.0.0.1:1/v1")
+    with pytest.raises(PlanError, match="for project `demo`, this is `other`"):
+        check_plan_target(plan, "other", "http://127.0.0.1:1/v1")
+    with pytest.raises(PlanError, match="made for http://127.0.0.1:1/v1, not embedded"):
+        check_plan_target(plan, "demo", "embedded")
