@@ -1,0 +1,352 @@
+"""The JSON Schema (draft 2020-12) of an assistant spec, and readable schema errors with positions.
+
+``spec_schema()`` is what ``asstctl schema`` prints for editors; ``schema_problems(doc, schema)``
+validates any :class:`~asstctl.spec.yamlpos.Document` (specs, conversation files) and formats each
+error as ``path:line:col: message``. A subschema may carry ``x-messages`` (keyword → message, with
+``{name}`` and ``{value}`` placeholders) to replace the generic text for that keyword.
+The API limits are those of the Assistants API v2 (docs/spec-format.md lists them).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from typing import Any
+
+from asstctl.ownership import PREFIX, RESERVED_KEYS, USER_METADATA_LIMIT
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
+REASONING_EFFORTS = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+TOOL_TYPES = ["code_interpreter", "file_search", "function"]
+SCHEMA_ID = "https://asstctl.dev/schemas/assistant-spec.json"
+_NULLABLE_WHEN_OVERRIDDEN_NOT = ("model",)
+
+
+def _text(max_length: int, description: str) -> dict[str, Any]:
+    return {"type": ["string", "null"], "maxLength": max_length, "description": description}
+
+
+def _name(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": 64, "pattern": FUNCTION_NAME_PATTERN, "description": description}
+
+
+def _exclusive(first: str, second: str) -> dict[str, Any]:
+    message = f"set either `{first}` or `{second}`, not both"
+    return {"not": {"type": "object", "required": [first, second]}, "x-messages": {"not": message}}
+
+
+_FUNCTION = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": _name("The function's name, as the model calls it: letters, digits, _ and -, at most 64."),
+        "description": {"type": "string", "description": "What the function does; the model reads it."},
+        "parameters": {"type": "object", "description": "JSON Schema of the arguments (an object schema)."},
+        "parameters_file": {"type": "string", "minLength": 1,
+                            "description": "A JSON or YAML file holding `parameters`, relative to the spec."},
+        "strict": {"type": ["boolean", "null"], "description": "Structured outputs for the arguments."},
+    },
+    "allOf": [_exclusive("parameters", "parameters_file")],
+}
+_FILE_SEARCH = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "max_num_results": {"type": "integer", "minimum": 1, "maximum": 50},
+        "ranking_options": {
+            "type": "object",
+            "required": ["score_threshold"],
+            "additionalProperties": False,
+            "properties": {
+                "ranker": {"enum": ["auto", "default_2024_08_21"]},
+                "score_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+    },
+}
+_TOOL = {
+    "description": "`code_interpreter`, `file_search`, `{function: {...}}`, or the API form `{type: ..., ...}`.",
+    "anyOf": [
+        {"enum": ["code_interpreter", "file_search"]},
+        {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {"type": {"enum": TOOL_TYPES}, "function": _FUNCTION, "file_search": _FILE_SEARCH},
+        },
+    ],
+}
+_JSON_SCHEMA_FORMAT = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": _name("The response format's name: letters, digits, _ and -, at most 64."),
+        "description": {"type": "string"},
+        "schema": {"type": "object", "description": "JSON Schema the replies follow."},
+        "schema_file": {"type": "string", "minLength": 1,
+                        "description": "A JSON or YAML file holding `schema`, relative to the spec."},
+        "strict": {"type": ["boolean", "null"]},
+    },
+    "allOf": [_exclusive("schema", "schema_file")],
+}
+_RESPONSE_FORMAT = {
+    "description": "`auto`, `text`, `json_object`, or `{type: json_schema, json_schema: {name, schema}}`.",
+    "anyOf": [
+        {"enum": ["auto", "text", "json_object"]},
+        {
+            "type": "object",
+            "required": ["type"],
+            "additionalProperties": False,
+            "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}, "json_schema": _JSON_SCHEMA_FORMAT},
+        },
+    ],
+}
+_METADATA = {
+    "type": "object",
+    "description": f"Your own string tags (at most {USER_METADATA_LIMIT}: asstctl adds {len(RESERVED_KEYS)} of the API's 16).",
+    "maxProperties": USER_METADATA_LIMIT,
+    "propertyNames": {"maxLength": 64, "not": {"pattern": f"^{PREFIX.replace('.', '[.]')}"}},
+    "additionalProperties": {"type": "string", "maxLength": 512},
+    "x-messages": {
+        "maxProperties": f"`metadata` has {{value}} keys; at most {USER_METADATA_LIMIT} are allowed "
+                         f"(the API allows 16 and asstctl adds {len(RESERVED_KEYS)} of its own)",
+    },
+}
+_TOOL_RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "code_interpreter": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"file_ids": {"type": "array", "maxItems": 20, "items": {"type": "string"}}},
+        },
+        "file_search": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"vector_store_ids": {"type": "array", "maxItems": 1, "items": {"type": "string"}}},
+        },
+    },
+}
+FIELDS: dict[str, Any] = {
+    "model": {"type": "string", "minLength": 1, "description": "The model, e.g. gpt-4o (required)."},
+    "name": _text(256, "Display name, at most 256 characters."),
+    "description": _text(512, "At most 512 characters."),
+    "instructions": _text(256_000, "The system instructions, at most 256,000 characters."),
+    "instructions_file": {"type": "string", "minLength": 1,
+                          "description": "A text file holding the instructions, relative to the spec."},
+    "tools": {"type": "array", "maxItems": 128, "items": _TOOL, "description": "At most 128 tools."},
+    "tool_resources": _TOOL_RESOURCES,
+    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+    "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    "response_format": _RESPONSE_FORMAT,
+    "reasoning_effort": {"enum": [*REASONING_EFFORTS, None]},
+    "metadata": _METADATA,
+    "prevent_destroy": {"type": "boolean", "description": "Never delete this assistant (plan shows it blocked)."},
+}
+
+
+def spec_schema() -> dict[str, Any]:
+    """The JSON Schema of one spec file (a fresh copy: callers may change it)."""
+    overrides = {name: _nullable(name, rule) for name, rule in FIELDS.items()}
+    return copy.deepcopy({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "asstctl assistant spec (assistants/<key>.yaml)",
+        "type": "object",
+        "required": ["model"],
+        "additionalProperties": False,
+        "properties": {
+            "$schema": {"type": "string"},
+            "key": {"type": "string", "pattern": KEY_PATTERN,
+                    "description": "Identifies the assistant across applies (default: the file name)."},
+            **FIELDS,
+            "targets": {
+                "type": "object",
+                "description": "Per-target overrides: `targets: {staging: {model: gpt-4o-mini}}`.",
+                "additionalProperties": {"type": "object", "additionalProperties": False, "properties": overrides},
+            },
+        },
+        "allOf": [_exclusive("instructions", "instructions_file")],
+    })
+
+
+def _nullable(name: str, rule: dict[str, Any]) -> dict[str, Any]:
+    """In a target override ``null`` removes the base's value (except for ``model``)."""
+    if name in _NULLABLE_WHEN_OVERRIDDEN_NOT:
+        return rule
+    return {"anyOf": [{"type": "null"}, rule]}
+
+
+# --- formatting -------------------------------------------------------------------------------------
+
+_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def validator_for(schema: dict[str, Any]):
+    """A compiled validator, built once per schema object."""
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        from jsonschema import Draft202012Validator
+
+        cached = _VALIDATORS[id(schema)] = (schema, Draft202012Validator(schema))
+    return cached[1]
+
+
+def schema_problems(doc, schema: dict[str, Any]) -> list[str]:
+    """Every schema error of ``doc.data`` as ``path:line:col: message``, in file order."""
+    found: list[tuple[tuple[int, int], str]] = []
+    for error in validator_for(schema).iter_errors(doc.data):
+        for leaf in _leaves(error):
+            found += [(doc.position(path), message) for path, message in _describe(leaf)]
+    return [f"{doc.path}:{line}:{col}: {message}" for (line, col), message in sorted(set(found))]
+
+
+def _leaves(error) -> list:
+    """anyOf/oneOf: the errors of the branch whose type fits the value (all of them if none fits)."""
+    if error.validator not in ("anyOf", "oneOf") or not error.context:
+        return [error]
+    branches: dict[int, list] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [errors for errors in branches.values() if not any(_is_type_miss(e) for e in errors)]
+    if not fitting:
+        error.validator = "x-alternatives"
+        return [error]
+    return [leaf for sub in min(fitting, key=len) for leaf in _leaves(sub)]
+
+
+def _is_type_miss(error) -> bool:
+    return not error.relative_path and (error.validator == "type" or (
+        error.validator in ("enum", "const") and not isinstance(error.instance, (str, type(None)))))
+
+
+def _describe(error) -> list[tuple[tuple, str]]:
+    """(JSON path, message) pairs for one leaf error."""
+    path = tuple(error.absolute_path)
+    custom = (error.schema.get("x-messages") or {}).get(error.validator) if isinstance(error.schema, dict) else None
+    if custom:
+        return [(path, custom.format(name=field_name(path), value=_count(error.instance)))]
+    if error.validator == "additionalProperties":
+        return _unknown_fields(error, path)
+    if "propertyNames" in error.schema_path:
+        return [(path + (error.instance,), _bad_key(path, error))]
+    return [(path, _MESSAGES.get(error.validator, _generic)(error, field_name(path)))]
+
+
+def field_name(path: tuple) -> str:
+    """``("tools", 0, "function", "name")`` → ``\\`tools[0].function.name\\```."""
+    if not path:
+        return "the file"
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
+    return f"`{text}`"
+
+
+def _count(value: Any) -> Any:
+    return len(value) if isinstance(value, (dict, list, str)) else value
+
+
+def _unknown_fields(error, path: tuple) -> list[tuple[tuple, str]]:
+    known = list((error.schema.get("properties") or {}).keys())
+    extra = [key for key in error.instance if key not in known]
+    return [(path + (key,), unknown_field(str(key), known)) for key in extra]
+
+
+def unknown_field(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean `{close[0]}`?)" if close else f" (known fields: {', '.join(known)})"
+    return f"unknown field `{key}`{hint}"
+
+
+def _bad_key(path: tuple, error) -> str:
+    if error.validator == "not":
+        return f"{field_name(path)} key `{error.instance}` is reserved: keys starting `{PREFIX}` belong to asstctl"
+    return f"{field_name(path)} key `{error.instance}` is too long ({len(error.instance)} characters, at most 64)"
+
+
+def show(value: Any) -> str:
+    """A value as it appears in a message."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 40 else value[:37] + "...", ensure_ascii=False)
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return f"{type(value).__name__} {value}"
+
+
+_TYPE_NAMES = {"string": "a string", "number": "a number", "integer": "a whole number", "boolean": "true or false",
+               "object": "a mapping", "array": "a list", "null": "null"}
+
+
+def _type(error, name: str) -> str:
+    types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    shown = [t for t in types if t != "null"] or types
+    return f"{name} must be {' or '.join(_TYPE_NAMES.get(t, t) for t in shown)} (got {show(error.instance)})"
+
+
+def _bounds(error, name: str) -> str:
+    low, high = error.schema.get("minimum"), error.schema.get("maximum")
+    if low is not None and high is not None:
+        return f"{name} must be between {low} and {high} (got {show(error.instance)})"
+    word = "at least" if error.validator == "minimum" else "at most"
+    return f"{name} must be {word} {error.validator_value} (got {show(error.instance)})"
+
+
+def _length(error, name: str) -> str:
+    if error.validator == "minLength" and error.validator_value == 1:
+        return f"{name} must not be empty"
+    word = "at least" if error.validator == "minLength" else "at most"
+    return f"{name} is {len(error.instance)} characters long; it must be {word} {error.validator_value}"
+
+
+def _items(error, name: str) -> str:
+    word = "at least" if error.validator in ("minItems", "minProperties") else "at most"
+    unit = "items" if error.validator.endswith("Items") else "keys"
+    return f"{name} has {len(error.instance)} {unit}; it must have {word} {error.validator_value}"
+
+
+def _enum(error, name: str) -> str:
+    choices = [c for c in error.validator_value if c is not None]
+    close = difflib.get_close_matches(str(error.instance), [str(c) for c in choices], n=1, cutoff=0.6)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    return f"{name} must be one of {', '.join(map(str, choices))} (got {show(error.instance)}){hint}"
+
+
+def _pattern(error, name: str) -> str:
+    return f"{name} must match {error.validator_value} (got {show(error.instance)})"
+
+
+def _alternatives(error, name: str) -> str:
+    options = []
+    for branch in error.validator_value:
+        if "enum" in branch:
+            options.append(f"one of {', '.join(str(c) for c in branch['enum'] if c is not None)}")
+        elif "type" in branch:
+            options.append(_TYPE_NAMES.get(branch["type"], str(branch["type"])))
+    return f"{name} must be {' or '.join(options)} (got {show(error.instance)})"
+
+
+def _generic(error, name: str) -> str:
+    return f"{name}: {error.message}"
+
+
+def _required(error, name: str) -> str:
+    return error.message  # "'model' is a required property": the standard wording, kept for all files
+
+
+_MESSAGES = {
+    "type": _type, "minimum": _bounds, "maximum": _bounds, "exclusiveMinimum": _bounds, "exclusiveMaximum": _bounds,
+    "minLength": _length, "maxLength": _length, "minItems": _items, "maxItems": _items, "minProperties": _items,
+    "maxProperties": _items, "enum": _enum, "x-alternatives": _alternatives, "pattern": _pattern, "required": _required,
+    "const": lambda error, name: f"{name} must be {show(error.validator_value)} (got {show(error.instance)})",
+}

@@ -1,0 +1,209 @@
+"""YAML with positions: every mapping key and sequence item keeps its ``line:col``.
+
+``load_yaml(path)`` returns a :class:`Document`: plain dicts/lists/scalars (``data``) plus a side
+table ``positions`` keyed by JSON path tuples (``("tools", 0, "function", "name")``), 1-based.
+Anything wrong with the file itself (not UTF-8, binary, tabs in indentation, malformed YAML,
+duplicate keys, recursive aliases) raises :class:`~asstctl.errors.SpecError` with every problem
+as ``path:line:col: message``; never a traceback.
+
+``Document.where(path)`` gives ``"file:line:col"`` for a JSON path, either a tuple or a string
+such as ``"$.conversations[0].turns[1]"``, falling back to the nearest parent with a position.
+Files are shown as given: pass a path relative to the working directory to get one in messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asstctl.errors import SpecError
+
+JsonPath = tuple  # of str (mapping keys) and int (sequence indexes)
+MAX_NODES = 200_000  # aliases can expand a small file exponentially ("billion laughs")
+_SKIP = object()
+_STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
+
+
+@dataclass
+class Document:
+    data: Any
+    positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    path: Path | str = "<string>"
+
+    def position(self, path: JsonPath | str) -> tuple[int, int]:
+        """(line, col) of ``path`` or of its nearest parent that has one; (1, 1) at worst."""
+        steps = parse_path(path) if isinstance(path, str) else tuple(path)
+        while steps:
+            if steps in self.positions:
+                return self.positions[steps]
+            steps = steps[:-1]
+        return self.positions.get((), (1, 1))
+
+    def where(self, path: JsonPath | str = ()) -> str:
+        line, col = self.position(path)
+        return f"{self.path}:{line}:{col}"
+
+
+def parse_path(text: str) -> JsonPath:
+    """``"$.a.b[0]['c d']"`` → ``("a", "b", 0, "c d")``."""
+    steps: list[str | int] = []
+    for match in _STEP.finditer(text.lstrip("$")):
+        name, index, quoted = match.groups()
+        steps.append(int(index) if index is not None else (name if name is not None else quoted))
+    return tuple(steps)
+
+
+def load_yaml(path: Path | str, display: Path | str | None = None) -> Document:
+    """Read and parse one YAML file; ``display`` is how messages name it (default: ``path``)."""
+    shown = display if display is not None else path
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise SpecError([f"{shown}:1:1: cannot read the file ({error.strerror or error})"]) from None
+    return parse_yaml(decode(raw, shown), shown)
+
+
+def decode(raw: bytes, shown: Path | str) -> str:
+    """The text of a file, or one clear error for binary or non-UTF-8 content."""
+    if b"\x00" in raw:
+        line, col = _line_col(raw, raw.index(b"\x00"))
+        raise SpecError([f"{shown}:{line}:{col}: this is a binary file, not YAML text"])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line, col = _line_col(raw, error.start)
+        raise SpecError([
+            f"{shown}:{line}:{col}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save the file as UTF-8"
+        ]) from None
+
+
+def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    return raw.count(b"\n", 0, offset) + 1, offset - line_start + 1
+
+
+def parse_yaml(text: str, shown: Path | str = "<string>") -> Document:
+    problems = _tab_problems(text, shown)
+    if problems:
+        raise SpecError(problems)
+    node = _compose(text, shown)
+    builder = _Builder(shown)
+    data = builder.build(node, ()) if node is not None else None
+    if builder.problems:
+        raise SpecError(builder.problems)
+    return Document(data, builder.positions, shown)
+
+
+def _tab_problems(text: str, shown: Path | str) -> list[str]:
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent and line.strip():
+            problems.append(f"{shown}:{number}:{indent.index(chr(9)) + 1}: tab character in indentation; YAML indents with spaces only")
+    return problems
+
+
+def _compose(text: str, shown: Path | str):
+    import yaml
+
+    loader = _loader_class()(text)
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecError([f"{shown}:{line}:{col}: malformed YAML: {_yaml_reason(error)}"]) from None
+    except yaml.YAMLError as error:
+        raise SpecError([f"{shown}:1:1: malformed YAML: {error}"]) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_reason(error) -> str:
+    parts = [p for p in (error.context, error.problem) if p]
+    return "; ".join(parts) if parts else "cannot parse"
+
+
+def _loader_class():
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Builder:
+    """Turns a composed YAML node tree into plain data, recording positions and duplicate keys."""
+
+    def __init__(self, shown: Path | str):
+        import yaml
+
+        self.yaml = yaml
+        self.shown = shown
+        self.constructor = yaml.SafeLoader("")  # constructs scalars (ints, bools, timestamps...)
+        self.positions: dict[JsonPath, tuple[int, int]] = {}
+        self.problems: list[str] = []
+        self.active: set[int] = set()
+        self.count = 0
+
+    def build(self, node, path: JsonPath) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise SpecError([f"{self._at(node)}: too many values (aliases expand to more than {MAX_NODES})"])
+        if id(node) in self.active:
+            raise SpecError([f"{self._at(node)}: recursive alias; YAML anchors must not contain themselves"])
+        self.active.add(id(node))
+        try:
+            return self._build(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def _build(self, node, path: JsonPath) -> Any:
+        if isinstance(node, self.yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, self.yaml.SequenceNode):
+            return [self._item(child, path + (i,)) for i, child in enumerate(node.value)]
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except self.yaml.YAMLError as error:
+            self.problems.append(f"{self._at(node)}: {getattr(error, 'problem', None) or error}")
+            return None
+
+    def _item(self, node, path: JsonPath) -> Any:
+        self.positions[path] = _mark(node)
+        return self.build(node, path)
+
+    def _mapping(self, node, path: JsonPath) -> dict[Any, Any]:
+        try:
+            self.constructor.flatten_mapping(node)  # YAML merge keys (<<)
+        except self.yaml.YAMLError as error:
+            self.problems.append(f"{self._at(node)}: {getattr(error, 'problem', None) or error}")
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node)
+            if key is _SKIP:
+                continue
+            if key in out:
+                first = self.positions.get(path + (key,), (0, 0))
+                self.problems.append(
+                    f"{self._at(key_node)}: duplicate key `{key}` (first on line {first[0]}); remove one of them"
+                )
+                continue
+            self.positions[path + (key,)] = _mark(key_node)
+            out[key] = self.build(value_node, path + (key,))
+        return out
+
+    def _key(self, node) -> Any:
+        if not isinstance(node, self.yaml.ScalarNode):
+            self.problems.append(f"{self._at(node)}: a mapping key must be a plain value, not a list or mapping")
+            return _SKIP
+        key = self._build(node, ())
+        return key if isinstance(key, (str, int, float, bool)) or key is None else str(key)
+
+    def _at(self, node) -> str:
+        line, col = _mark(node)
+        return f"{self.shown}:{line}:{col}"
+
+
+def _mark(node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
