@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 from typing import Any
 
@@ -173,6 +174,12 @@ def spec_schema() -> dict[str, Any]:
         },
         "allOf": [_exclusive("instructions", "instructions_file")],
     })
+
+
+@functools.lru_cache(maxsize=1)
+def spec_schema_cached() -> dict[str, Any]:
+    """The schema shared by every validation of a process (compiled once by :func:`validator_for`)."""
+    return spec_schema()
 
 
 def _nullable(name: str, rule: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,197 @@
+"""Spec files → validated :class:`AssistantSpec` objects, every problem reported at once.
+
+One assistant per file ``<specs dir>/<key>.yaml`` (or ``.yml``); conversation files
+(``*.test.yaml``) and files starting with ``_`` or ``.`` are skipped. Each file goes through:
+read (yamlpos: UTF-8, tabs, YAML syntax, duplicate keys) → ``${VAR}`` interpolation → JSON Schema
+(schema.py) → per-target resolution (overrides merged, files read, short forms expanded to the API
+form: resolve.py) → semantic checks → cross-file checks (unique keys). Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from asstctl.errors import SpecError
+from asstctl.spec.model import AssistantSpec
+
+HINT = "Fix the spec files; their format is described in docs/spec-format.md (`asstctl validate` checks them)."
+SUFFIXES = (".yaml", ".yml")
+CONVERSATION_SUFFIXES = (".test.yaml", ".test.yml")
+BUILTIN_TARGETS = ("embedded", "env", "base-url")  # the names asstctl.targets gives targets not in asstctl.yaml
+_VARIABLE = re.compile(r"\$(\$?)\{([^}]*)\}")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def spec_files(project) -> list[Path]:
+    """The spec files of a project, sorted by name."""
+    directory = Path(project.specs_dir)
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.iterdir() if _is_spec(path))
+
+
+def _is_spec(path: Path) -> bool:
+    name = path.name
+    return (name.endswith(SUFFIXES) and not name.endswith(CONVERSATION_SUFFIXES)
+            and not name.startswith(("_", ".")) and path.is_file())
+
+
+def shown(path: Path) -> str:
+    """A path as messages show it: relative to the working directory when it is below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def load_specs(project, target: str | None = None) -> list[AssistantSpec]:
+    """The project's specs resolved for ``target``; raises SpecError listing every problem."""
+    specs, problems = _load(project, [target])
+    if problems:
+        raise SpecError(problems, hint=HINT)
+    return specs
+
+
+def validate_project(project) -> list[str]:
+    """Every problem of the project's specs, for the base and each target they override (no network)."""
+    return _load(project, None)[1]
+
+
+def _load(project, targets: list[str | None] | None) -> tuple[list[AssistantSpec], list[str]]:
+    """Specs for ``targets[0]`` and the problems of all files (``targets=None``: every variant)."""
+    from asstctl.spec.resolve import resolve
+
+    specs: list[AssistantSpec] = []
+    problems: list[str] = []
+    for path in spec_files(project):
+        doc, file_problems = read_spec(path, known_targets(project))
+        problems += file_problems
+        if doc is None or file_problems:
+            continue
+        variants = targets if targets is not None else [None, *(doc.data.get("targets") or {})]
+        for target in variants:
+            spec, spec_problems = resolve(doc, key_of(doc), target)
+            problems += [p for p in spec_problems if p not in problems]
+            if spec is not None and target == variants[0]:
+                specs.append(spec)
+    problems += duplicate_keys(specs)
+    return (specs if not problems else []), problems
+
+
+def read_spec(path: Path, targets: list[str] | None = None):
+    """(Document, problems) of one spec file: syntax, variables, schema, key, target names."""
+    from asstctl.spec.schema import schema_problems, spec_schema_cached
+    from asstctl.spec.yamlpos import load_yaml
+
+    try:
+        doc = load_yaml(path, shown(path))
+    except SpecError as error:
+        return None, error.problems
+    shape = _shape_problem(doc)
+    if shape:
+        return None, [shape]
+    problems = interpolate(doc)
+    problems += schema_problems(doc, spec_schema_cached())
+    problems += _key_problems(doc)
+    if targets is not None:
+        problems += _target_problems(doc, targets)
+    return doc, problems
+
+
+def _shape_problem(doc) -> str | None:
+    if doc.data is None:
+        return f"{doc.where()}: the file is empty; a spec needs at least `model:` (e.g. `model: gpt-4o`)"
+    if isinstance(doc.data, list):
+        return (f"{doc.where()}: a spec must be a mapping of fields (`model: gpt-4o`, ...), not a list; "
+                "write one assistant per file")
+    if not isinstance(doc.data, dict):
+        return f"{doc.where()}: a spec must be a mapping of fields such as `model: gpt-4o`, not a single value"
+    return None
+
+
+def interpolate(doc) -> list[str]:
+    """Replace ``${VAR}`` in every string value of ``doc.data`` in place (``$${`` is a literal ``${``)."""
+    problems: list[str] = []
+
+    def walk(value: Any, path: tuple) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, path + (k,)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, path + (i,)) for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            return _VARIABLE.sub(lambda match: _variable(match, doc.where(path), problems), value)
+        return value
+
+    doc.data = walk(doc.data, ())
+    return problems
+
+
+def _variable(match: re.Match, where: str, problems: list[str]) -> str:
+    escaped, name = match.groups()
+    if escaped:
+        return "${" + name + "}"
+    if not _IDENTIFIER.match(name):
+        problems.append(f"{where}: `${{{name}}}` is not a valid variable name (letters, digits and _); "
+                        f"write `$${{{name}}}` for a literal `${{`")
+        return match.group(0)
+    if name not in os.environ:
+        problems.append(f"{where}: environment variable `{name}` is not set; set it, "
+                        f"or write `$${{{name}}}` for a literal `${{{name}}}`")
+        return match.group(0)
+    return os.environ[name]
+
+
+def key_of(doc) -> str:
+    key = doc.data.get("key")
+    return key if isinstance(key, str) else _stem(Path(doc.path))
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[: name.rfind(".")] if "." in name else name
+
+
+def _key_problems(doc) -> list[str]:
+    from asstctl.spec.schema import KEY_PATTERN
+
+    if "key" in doc.data or re.match(KEY_PATTERN, key_of(doc)):
+        return []
+    return [f"{doc.where()}: the file name gives the key `{key_of(doc)}`, which must match {KEY_PATTERN} "
+            "(lower-case letters, digits, `_`, `.` and `-`); rename the file or set `key:`"]
+
+
+def known_targets(project) -> list[str]:
+    return [*getattr(project, "targets", {}), *BUILTIN_TARGETS]
+
+
+def _target_problems(doc, known: list[str]) -> list[str]:
+    problems = []
+    for name in doc.data.get("targets") or {}:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else "define it under `targets:` in asstctl.yaml"
+            problems.append(f"{doc.where(('targets', name))}: unknown target `{name}` ({hint})")
+    return problems
+
+
+def duplicate_keys(specs: list[AssistantSpec]) -> list[str]:
+    """A problem for every spec whose key an earlier file already uses, naming both files."""
+    first: dict[str, AssistantSpec] = {}
+    problems = []
+    for spec in specs:
+        if spec.key in first:
+            other = first[spec.key]
+            problems.append(f"{_where_key(spec)}: the key `{spec.key}` is also used by {_where_key(other)}; "
+                            "every assistant needs its own key (rename a file or change `key:`)")
+        first.setdefault(spec.key, spec)
+    return problems
+
+
+def _where_key(spec: AssistantSpec) -> str:
+    line, col = spec.positions.get("key", (1, 1))
+    return f"{spec.path}:{line}:{col}"

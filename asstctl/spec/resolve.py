@@ -1,0 +1,186 @@
+"""One schema-valid spec document → an :class:`AssistantSpec` for one target.
+
+Target overrides replace the base's fields one by one (``null`` removes one; setting
+``instructions`` or ``instructions_file`` replaces both). Short forms become the API form:
+``code_interpreter`` → ``{"type": "code_interpreter"}``, ``{function: {...}}`` →
+``{"type": "function", "function": {...}}``, ``response_format: text`` → ``{"type": "text"}``;
+``instructions_file``, ``parameters_file`` and ``schema_file`` (paths relative to the spec) are
+read in. Fields the spec does not set stay absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from asstctl.errors import SpecError
+from asstctl.spec.model import AssistantSpec
+
+API_FIELDS = ("model", "name", "description", "instructions", "tools", "tool_resources", "temperature", "top_p",
+              "response_format", "reasoning_effort", "metadata")
+INSTRUCTIONS_LIMIT = 256_000
+_PAIRS = {"instructions": "instructions_file", "instructions_file": "instructions"}
+
+
+class _Context:
+    """The document being resolved, where each merged field came from, and the problems so far."""
+
+    def __init__(self, doc, origins: dict[str, tuple]):
+        self.doc = doc
+        self.origins = origins
+        self.base = Path(str(doc.path)).parent
+        self.problems: list[str] = []
+
+    def where(self, field: str, *rest: Any) -> str:
+        return self.doc.where(self.origins.get(field, (field,)) + rest)
+
+    def problem(self, field: str, rest: tuple, message: str) -> None:
+        self.problems.append(f"{self.where(field, *rest)}: {message}")
+
+
+def resolve(doc, key: str, target: str | None) -> tuple[AssistantSpec | None, list[str]]:
+    """(spec, problems) of ``doc`` for ``target`` (``None``: the base fields only)."""
+    merged, origins = merge(doc.data, target)
+    ctx = _Context(doc, origins)
+    fields = {name: value for name, value in merged.items() if name in API_FIELDS and value is not None}
+    if merged.get("instructions_file"):
+        fields["instructions"] = _instructions_file(ctx, merged["instructions_file"])
+    if "tools" in fields:
+        fields["tools"] = [_tool(ctx, index, tool) for index, tool in enumerate(fields["tools"])]
+        _duplicate_functions(ctx, fields["tools"])
+    if "response_format" in fields:
+        fields["response_format"] = _response_format(ctx, fields["response_format"])
+    if ctx.problems:
+        return None, ctx.problems
+    positions = {name: doc.position(path) for name, path in origins.items() if name in merged or name == "key"}
+    if "instructions_file" in positions:
+        positions["instructions"] = positions["instructions_file"]
+    spec = AssistantSpec(key=key, path=Path(str(doc.path)), fields=fields,
+                         prevent_destroy=bool(merged.get("prevent_destroy")), positions=positions)
+    return spec, []
+
+
+def merge(data: dict[str, Any], target: str | None) -> tuple[dict[str, Any], dict[str, tuple]]:
+    """The base fields with ``target``'s overrides on top, and each field's JSON path."""
+    merged = {k: v for k, v in data.items() if k not in ("targets", "$schema")}
+    origins = {name: (name,) for name in data}
+    overrides = ((data.get("targets") or {}).get(target) or {}) if target is not None else {}
+    for name, value in overrides.items():
+        merged.pop(_PAIRS.get(name, ""), None)
+        merged[name] = value
+        origins[name] = ("targets", target, name)
+    return {k: v for k, v in merged.items() if v is not None}, origins
+
+
+def _instructions_file(ctx: _Context, relative: str) -> str | None:
+    text = read_text(ctx, "instructions_file", (), relative)
+    if text is not None and len(text) > INSTRUCTIONS_LIMIT:
+        ctx.problem("instructions_file", (), f"`instructions_file` {relative} is {len(text):,} characters long; "
+                                             f"instructions must be at most {INSTRUCTIONS_LIMIT:,}")
+    return text
+
+
+def read_text(ctx: _Context, field: str, rest: tuple, relative: str) -> str | None:
+    from asstctl.spec.yamlpos import decode
+
+    path = ctx.base / relative
+    try:
+        return decode(path.read_bytes(), _display(path))
+    except FileNotFoundError:
+        ctx.problem(field, rest, f"`{_last(field, rest)}` points to {_display(path)}, which does not exist "
+                                 "(paths are relative to the spec file)")
+    except IsADirectoryError:
+        ctx.problem(field, rest, f"`{_last(field, rest)}` points to {_display(path)}, which is a directory, not a file")
+    except SpecError as error:
+        ctx.problems += error.problems
+    return None
+
+
+def read_object(ctx: _Context, field: str, rest: tuple, relative: str) -> dict[str, Any] | None:
+    """A JSON or YAML file holding one JSON Schema object (``parameters_file``, ``schema_file``)."""
+    from asstctl.spec.yamlpos import parse_yaml
+
+    text = read_text(ctx, field, rest, relative)
+    if text is None:
+        return None
+    try:
+        data = parse_yaml(text, _display(ctx.base / relative)).data
+    except SpecError as error:
+        ctx.problems += error.problems
+        return None
+    if not isinstance(data, dict):
+        ctx.problem(field, rest, f"{_display(ctx.base / relative)} must hold a JSON Schema object (a mapping)")
+        return None
+    return data
+
+
+def _display(path: Path) -> str:
+    from asstctl.spec.loader import shown
+
+    return shown(path)
+
+
+def _last(field: str, rest: tuple) -> str:
+    return str(rest[-1]) if rest else field
+
+
+def _tool(ctx: _Context, index: int, tool: Any) -> dict[str, Any]:
+    if isinstance(tool, str):
+        return {"type": tool}
+    kind = tool.get("type") or next((k for k in ("function", "file_search") if k in tool), None)
+    if kind is None:
+        ctx.problem("tools", (index,), "a tool needs `type`: code_interpreter, file_search or function")
+        return dict(tool)
+    for other in ("function", "file_search"):
+        if other in tool and other != kind:
+            ctx.problem("tools", (index, other), f"a `{kind}` tool takes no `{other}` (its `type` is `{kind}`)")
+    if kind == "function":
+        return {"type": "function", "function": _function(ctx, index, tool.get("function"))}
+    out = {"type": kind}
+    if kind == "file_search" and tool.get("file_search"):
+        out["file_search"] = tool["file_search"]
+    return out
+
+
+def _function(ctx: _Context, index: int, function: dict[str, Any] | None) -> dict[str, Any]:
+    if not function:
+        ctx.problem("tools", (index,), "a `function` tool needs `function: {name: ..., parameters: ...}`")
+        return {}
+    out = {k: v for k, v in function.items() if k != "parameters_file" and v is not None}
+    if function.get("parameters_file"):
+        at = (index, "function", "parameters_file")
+        out["parameters"] = read_object(ctx, "tools", at, function["parameters_file"])
+    return out
+
+
+def _duplicate_functions(ctx: _Context, tools: list[dict[str, Any]]) -> None:
+    seen: set[str] = set()
+    for index, tool in enumerate(tools):
+        name = (tool.get("function") or {}).get("name")
+        if name in seen:
+            ctx.problem("tools", (index, "function", "name"),
+                        f"a second function named `{name}`; function names must be unique within an assistant")
+        if name:
+            seen.add(name)
+
+
+def _response_format(ctx: _Context, value: Any) -> Any:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        return {"type": value}
+    if value["type"] != "json_schema":
+        if "json_schema" in value:
+            ctx.problem("response_format", ("json_schema",), f"`json_schema` needs `type: json_schema` (not `{value['type']}`)")
+        return {"type": value["type"]}
+    if not value.get("json_schema"):
+        ctx.problem("response_format", (), "`type: json_schema` needs `json_schema: {name: ..., schema: ...}`")
+        return dict(value)
+    return {"type": "json_schema", "json_schema": _json_schema(ctx, value["json_schema"])}
+
+
+def _json_schema(ctx: _Context, spec: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in spec.items() if k != "schema_file" and v is not None}
+    if spec.get("schema_file"):
+        out["schema"] = read_object(ctx, "response_format", ("json_schema", "schema_file"), spec["schema_file"])
+    return out
