@@ -1,0 +1,113 @@
+"""Start-up: `asstctl --help` and `asstctl validate` (N specs in a temporary project) as fresh
+processes, against `python -c "import openai"`; and whether either command imports the SDK
+(``python -X importtime``: the chain of modules that pulled it in)."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import Row, Size, ratio, timed, verdict
+
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)")
+
+
+def startup_rows(size: Size) -> list[Row]:
+    runs = size.startup_runs
+    with tempfile.TemporaryDirectory() as tmp:
+        project = spec_project(Path(tmp), size.specs)
+        sdk = run_median([sys.executable, "-c", "import openai"], project, runs)
+        rows = [startup_row(size, "asstctl --help", ["--help"], project, sdk, 150),
+                startup_row(size, f"asstctl validate, {size.specs} specs", ["validate"], project, sdk, 500)]
+        rows.append(sdk_import_row(project, size.specs))
+    return rows
+
+
+def spec_project(root: Path, n: int) -> Path:
+    (root / "assistants").mkdir()
+    (root / "asstctl.yaml").write_text("project: bench\n")
+    for i in range(n):
+        (root / "assistants" / f"bot-{i:03d}.yaml").write_text(
+            f"name: Bot {i}\nmodel: gpt-4o\ninstructions: |\n  You are bot {i}.\n  Be brief.\ntemperature: 0.2\n")
+    return root
+
+
+def asstctl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "asstctl", *args]
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def run_median(command: list[str], cwd: Path, runs: int) -> float:
+    """Median wall seconds of ``runs`` runs (after one warm-up run); raises when the command fails."""
+    check(run(command, cwd), command)
+    times = []
+    for _ in range(runs):
+        elapsed, done = timed(lambda: run(command, cwd))
+        check(done, command)
+        times.append(elapsed)
+    return statistics.median(times)
+
+
+def check(done: subprocess.CompletedProcess, command: list[str]) -> None:
+    if done.returncode != 0:
+        problem = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise CommandFailed(f"`{' '.join(command[1:])}` exited {done.returncode}: {problem[0]}")
+
+
+class CommandFailed(Exception):
+    pass
+
+
+def startup_row(size: Size, name: str, args: list[str], project: Path, sdk: float, target_ms: float) -> Row:
+    runs = size.startup_runs
+    row = Row(f"start-up: {name} (median of {runs})", "", f"{sdk * 1000:.0f} ms (python -c \"import openai\")",
+              "", f"under {target_ms:g} ms", None, {"baseline_seconds": sdk, "target_ms": target_ms})
+    try:
+        mine = run_median(asstctl(*args), project, runs)
+    except CommandFailed as error:
+        row.measured, row.ratio = f"not measured: {error}", "-"
+        return row
+    row.measured, row.ratio = f"{mine * 1000:.0f} ms", f"{ratio(sdk, mine):.1f}x faster"
+    row.passed, row.data["seconds"] = verdict(size, mine * 1000 < target_ms), mine
+    return row
+
+
+def sdk_import_row(project: Path, specs: int) -> Row:
+    found = {" ".join(args): sdk_importer(args, project) for args in (["--help"], ["validate"])}
+    culprits = {command: chain for command, chain in found.items() if chain}
+    failed = [command for command, chain in found.items() if chain is None]
+    measured = "; ".join(f"{command}: {' -> '.join(chain)}" for command, chain in culprits.items()) or "not imported"
+    measured += "".join(f" (`{command}` failed: not checked)" for command in failed)
+    passed = None if failed and not culprits else not culprits
+    return Row(f"start-up: openai SDK imported by --help / validate ({specs} specs)", measured, "-", "-",
+               "not imported", passed, {"importers": culprits, "not_checked": failed})
+
+
+def sdk_importer(args: list[str], project: Path) -> list[str] | None:
+    """The import chain that loaded ``openai`` during the command ([]: not imported; None: it failed)."""
+    done = run([sys.executable, "-X", "importtime", "-m", "asstctl", *args], project)
+    return import_chain(done.stderr, "openai") if done.returncode == 0 else None
+
+
+def import_chain(importtime: str, module: str) -> list[str]:
+    """From ``-X importtime`` output (children are listed before their parent, indented deeper):
+    the outermost module whose import pulled in ``module``, down to ``module``."""
+    lines = [(len(m.group(1)), m.group(2)) for m in map(IMPORT_LINE.match, importtime.splitlines()) if m]
+    for index, (depth, name) in enumerate(lines):
+        if name == module:
+            chain = [name]
+            for later_depth, later in lines[index + 1:]:
+                if later_depth < depth:
+                    chain.insert(0, later)
+                    depth = later_depth
+            return chain
+    return []
