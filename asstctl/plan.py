@@ -223,7 +223,7 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
     from asstctl.remote import read_remote
     from asstctl.spec.loader import load_specs
 
-    specs = load_specs(project, target.name)
+    specs = load_specs(project, target.name if target.name in project.targets else None)
     remote = read_remote(target.client, project.name)
     if destroy:
         return build_destroy_plan(specs, remote, project=project.name, target=target.label)

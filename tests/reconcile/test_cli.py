@@ -221,3 +221,15 @@ def test_on_a_terminal_apply_asks_first(server, project):
         os.close(secondary)
     assert process.returncode == 0, err
     assert "Apply these changes? [y/N]" in out and "2 created" in out
+
+
+def test_a_named_target_with_per_target_overrides(server, client, project, monkeypatch):
+    (project / "asstctl.yaml").write_text(
+        f"project: {NAME}\ntargets:\n  shared:\n    base_url: {server.base_url}\n    api_key_env: SHARED_KEY\n")
+    write_spec(project, "triage", name="Triage", targets={"shared": {"temperature": 0.9}})
+    env = {"SHARED_KEY": server.api_key, "OPENAI_BASE_URL": None, "NO_COLOR": "1"}
+    result = CliRunner().invoke(cli, ["apply", "--target", "shared", "--yes"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert read_remote(client, NAME).managed["triage"]["temperature"] == 0.9
+    missing = CliRunner().invoke(cli, ["plan", "--target", "shared"], env={"SHARED_KEY": None})
+    assert missing.exit_code == 1 and "$SHARED_KEY is not set" in missing.output
