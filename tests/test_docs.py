@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from asstctl.cli import cli
 from asstctl.cli.reference import context, reference
-from asstctl.scaffold import workflow
+from asstctl.scaffold import templates, workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -107,6 +107,11 @@ def test_editor_recipe_commands_exist():
     assert "# yaml-language-server: $schema=../.asstctl/spec.schema.json" in recipe
     if "schema" not in COMMANDS:
         pytest.skip("`asstctl schema` does not exist yet (asstctl.cli.validate_cmd)")
+    import jsonschema
+
     result = CliRunner().invoke(cli, ["schema"])
     assert result.exit_code == 0, result.output
-    assert "properties" in json.loads(result.stdout)
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(templates("demo")["assistants/assistant.yaml"]))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate({"model": "gpt-4o", "nmae": "typo"})
