@@ -64,23 +64,40 @@ def validate_project(project) -> list[str]:
 
 def _load(project, targets: list[str | None] | None) -> tuple[list[AssistantSpec], list[str]]:
     """Specs for ``targets[0]`` and the problems of all files (``targets=None``: every variant)."""
-    from asstctl.spec.resolve import resolve
-
     specs: list[AssistantSpec] = []
     problems: list[str] = []
+    keys: list[tuple[str, str]] = []
     for path in spec_files(project):
         doc, file_problems = read_spec(path, known_targets(project))
-        problems += file_problems
-        if doc is None or file_problems:
-            continue
-        variants = targets if targets is not None else [None, *(doc.data.get("targets") or {})]
-        for target in variants:
-            spec, spec_problems = resolve(doc, key_of(doc), target)
-            problems += [p for p in spec_problems if p not in problems]
-            if spec is not None and target == variants[0]:
-                specs.append(spec)
-    problems += duplicate_keys(specs)
+        if doc is not None:
+            keys.append((key_of(doc), doc.where(("key",) if "key" in doc.data else ())))
+            variants = targets if targets is not None else [None, *(doc.data.get("targets") or {})]
+            file_problems += _resolve_variants(doc, variants, specs) if not file_problems else []
+        problems += by_position(file_problems)
+    problems += duplicate_keys(keys)
     return (specs if not problems else []), problems
+
+
+def _resolve_variants(doc, variants: list[str | None], specs: list[AssistantSpec]) -> list[str]:
+    """Resolve ``doc`` for each target of ``variants``; the first one's spec goes to ``specs``."""
+    from asstctl.spec.resolve import resolve
+
+    problems: list[str] = []
+    for target in variants:
+        spec, found = resolve(doc, key_of(doc), target)
+        problems += [problem for problem in found if problem not in problems]
+        if spec is not None and target == variants[0]:
+            specs.append(spec)
+    return problems
+
+
+def by_position(problems: list[str]) -> list[str]:
+    """``path:line:col: message`` lines of one file in file order (stable for equal positions)."""
+    def position(problem: str) -> tuple[int, int]:
+        match = re.search(r":(\d+):(\d+): ", problem)
+        return (int(match[1]), int(match[2])) if match else (0, 0)
+
+    return sorted(problems, key=position)
 
 
 def read_spec(path: Path, targets: list[str] | None = None):
@@ -179,19 +196,13 @@ def _target_problems(doc, known: list[str]) -> list[str]:
     return problems
 
 
-def duplicate_keys(specs: list[AssistantSpec]) -> list[str]:
-    """A problem for every spec whose key an earlier file already uses, naming both files."""
-    first: dict[str, AssistantSpec] = {}
+def duplicate_keys(keys: list[tuple[str, str]]) -> list[str]:
+    """A problem for every file whose key an earlier file already uses, naming both places."""
+    first: dict[str, str] = {}
     problems = []
-    for spec in specs:
-        if spec.key in first:
-            other = first[spec.key]
-            problems.append(f"{_where_key(spec)}: the key `{spec.key}` is also used by {_where_key(other)}; "
+    for key, where in keys:
+        if key in first:
+            problems.append(f"{where}: the key `{key}` is also used by {first[key]}; "
                             "every assistant needs its own key (rename a file or change `key:`)")
-        first.setdefault(spec.key, spec)
+        first.setdefault(key, where)
     return problems
-
-
-def _where_key(spec: AssistantSpec) -> str:
-    line, col = spec.positions.get("key", (1, 1))
-    return f"{spec.path}:{line}:{col}"

@@ -77,6 +77,8 @@ _TOOL = {
             "minProperties": 1,
             "additionalProperties": False,
             "properties": {"type": {"enum": TOOL_TYPES}, "function": _FUNCTION, "file_search": _FILE_SEARCH},
+            "x-messages": {"minProperties": "{name} is empty; a tool is `code_interpreter`, `file_search`, "
+                                            "`{{function: {{name: ...}}}}` or `{{type: ...}}`"},
         },
     ],
 }
@@ -173,6 +175,7 @@ def spec_schema() -> dict[str, Any]:
             },
         },
         "allOf": [_exclusive("instructions", "instructions_file")],
+        "x-messages": {"required": "`model` is required: the model the assistant uses, e.g. `model: gpt-4o`"},
     })
 
 
@@ -313,7 +316,7 @@ def _length(error, name: str) -> str:
     if error.validator == "minLength" and error.validator_value == 1:
         return f"{name} must not be empty"
     word = "at least" if error.validator == "minLength" else "at most"
-    return f"{name} is {len(error.instance)} characters long; it must be {word} {error.validator_value}"
+    return f"{name} is {len(error.instance):,} characters long; it must be {word} {error.validator_value:,}"
 
 
 def _items(error, name: str) -> str:

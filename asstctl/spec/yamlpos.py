@@ -68,8 +68,7 @@ def load_yaml(path: Path | str, display: Path | str | None = None) -> Document:
 def decode(raw: bytes, shown: Path | str) -> str:
     """The text of a file, or one clear error for binary or non-UTF-8 content."""
     if b"\x00" in raw:
-        line, col = _line_col(raw, raw.index(b"\x00"))
-        raise SpecError([f"{shown}:{line}:{col}: this is a binary file, not YAML text"])
+        raise SpecError([f"{shown}:1:1: this is a binary file, not YAML text"])
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -122,8 +121,11 @@ def _compose(text: str, shown: Path | str):
 
 
 def _yaml_reason(error) -> str:
-    parts = [p for p in (error.context, error.problem) if p]
-    return "; ".join(parts) if parts else "cannot parse"
+    reason = error.problem or error.context or "cannot parse"
+    mark = error.context_mark
+    if error.problem and error.context and mark is not None:
+        reason += f" ({error.context} started at line {mark.line + 1}, column {mark.column + 1})"
+    return reason
 
 
 def _loader_class():
