@@ -199,16 +199,24 @@ def scaffold(directory: Path, *, project: str | None = None, force: bool = False
     result = Scaffold(root=root, project=project or project_name(root))
     files = templates(result.project)
     existing = [path for path in files if (root / path).exists()]
+    blocked = sorted({str(Path(path).parent) for path in files if (root / path).parent.is_file()})
+    if blocked:
+        raise AsstctlError(f"{', '.join(blocked)} in {root} must be a directory, but is a file",
+                           hint="Move it away, or choose another directory.")
     if existing and not force:
         raise AsstctlError(
             f"not overwriting existing files in {root}: {', '.join(existing)}",
             hint="Move them away, or add --force to overwrite them.",
         )
-    for path, content in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(content, encoding="utf-8")
-        (result.overwritten if path in existing else result.created).append(path)
-    result.gitignore = _ignore_state(root / ".gitignore")
+    try:
+        for path, content in files.items():
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(content, encoding="utf-8")
+            (result.overwritten if path in existing else result.created).append(path)
+        result.gitignore = _ignore_state(root / ".gitignore")
+    except OSError as error:
+        raise AsstctlError(f"cannot write {error.filename or root}: {error.strerror or error}",
+                           hint="Check the directory's permissions, or choose another directory.") from None
     return result
 
 

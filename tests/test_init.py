@@ -144,6 +144,21 @@ def test_a_file_in_the_way_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.output and "taken" in result.output
 
 
+def test_a_file_where_a_directory_goes_is_a_clear_error_and_nothing_is_written(tmp_path):
+    (tmp_path / "assistants").write_text("a file where a directory must go")
+    result = init(str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: assistants in ") and "must be a directory" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "asstctl.yaml").exists()
+
+
+def test_a_directory_that_cannot_be_created_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = init(str(tmp_path / "file" / "project"))  # mkdir fails (not a directory), even as root
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot write ") and "Traceback" not in result.output
+
+
 @pytest.mark.skipif(not has_module("asstctl.cli.validate_cmd"),
                     reason="asstctl.cli.validate_cmd cannot be imported yet (spec loading is in progress)")
 def test_the_scaffold_validates(project):
