@@ -23,6 +23,7 @@ from asstctl.errors import SpecError
 JsonPath = tuple  # of str (mapping keys) and int (sequence indexes)
 MAX_NODES = 200_000  # aliases can expand a small file exponentially ("billion laughs")
 _SKIP = object()
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
 
 
@@ -84,10 +85,10 @@ def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
 
 
 def parse_yaml(text: str, shown: Path | str = "<string>") -> Document:
-    problems = _tab_problems(text, shown)
-    if problems:
-        raise SpecError(problems)
-    node = _compose(text, shown)
+    try:
+        node = _compose(text, shown)
+    except SpecError as error:  # tabs in indentation are the likeliest cause: name them instead
+        raise SpecError(_tab_problems(text, shown) or error.problems) from None
     builder = _Builder(shown)
     data = builder.build(node, ()) if node is not None else None
     if builder.problems:
@@ -161,6 +162,9 @@ class _Builder:
             self.active.discard(id(node))
 
     def _build(self, node, path: JsonPath) -> Any:
+        if not isinstance(node, self.yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+            self.problems.append(f"{self._at(node)}: could not determine a constructor for the tag '{node.tag}'")
+            return None
         if isinstance(node, self.yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, self.yaml.SequenceNode):
