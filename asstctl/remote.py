@@ -68,7 +68,7 @@ def list_assistants(client: Any) -> tuple[list[dict[str, Any]], int]:
             options = {"after": after} if after else {}
             page = client.beta.assistants.list(limit=PAGE_SIZE, order="asc", **options)
             requests += 1
-            objects.extend(item.model_dump(mode="json") for item in page.data)
+            objects.extend(item.to_dict() for item in page.data)  # API names (e.g. "schema")
             if not page.has_more or not page.data:
                 return objects, requests
             after = page.data[-1].id

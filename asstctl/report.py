@@ -34,7 +34,7 @@ def render_text(plan: Plan, color: bool = False) -> str:
     lines = [header(plan), ""]
     for action in plan.actions:
         lines += render_action(action, color)
-    lines += ["", summary(plan)]
+    lines += ["", summary(plan)] if plan.actions else [summary(plan)]
     return "\n".join(lines) + "\n"
 
 

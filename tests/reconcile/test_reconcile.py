@@ -209,3 +209,27 @@ def test_under_every_kind_of_fault_apply_never_duplicates_and_converges(server, 
     converge(retrying, edited, prune=True)
     assert not make_plan(retrying, edited, prune=True).has_changes()
     assert len(first.outcomes) == 10 and len(second.outcomes) >= 5
+
+
+def test_every_field_round_trips_without_a_perpetual_diff(client):
+    store = client.vector_stores.create(name="docs")
+    rich = spec(
+        "rich",
+        **{**FULL, "tools": [
+            {"type": "file_search", "file_search": {"max_num_results": 7,
+                                                    "ranking_options": {"ranker": "auto", "score_threshold": 0.4}}},
+            {"type": "function", "function": {"name": "b", "description": "B", "strict": True,
+                                              "parameters": {"type": "object", "properties": {"x": {"type": "string"}},
+                                                             "required": ["x"], "additionalProperties": False}}},
+            {"type": "function", "function": {"name": "a"}},
+        ],
+           "tool_resources": {"file_search": {"vector_store_ids": [store.id]}},
+           "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}}}},
+    )
+    assert not converge(client, [rich]).failed
+    assert not make_plan(client, [rich]).has_changes()
+    plain = spec("rich", model="gpt-4o-mini")
+    assert not converge(client, [plain]).failed
+    obj = read_remote(client, NAME).managed["rich"]
+    assert not (obj["tool_resources"] or {}).get("file_search", {}).get("vector_store_ids")  # cleared on update
+    assert not make_plan(client, [plain]).has_changes()
