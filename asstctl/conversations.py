@@ -69,6 +69,7 @@ _EXPECT = {
         "max_tokens": {"type": "integer", "minimum": 1},
     },
 }
+_ONE_MOCK = "{name} needs exactly one of `result`, `template` or `python`"
 _MOCK = {
     "type": "object",
     "minProperties": 1,
@@ -77,8 +78,13 @@ _MOCK = {
     "properties": {
         "result": {},
         "template": {},
-        "python": {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"},
+        "python": {
+            "type": "string",
+            "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+            "x-messages": {"pattern": "{name} must be `package.module:function`"},
+        },
     },
+    "x-messages": {"minProperties": _ONE_MOCK, "maxProperties": _ONE_MOCK},  # asstctl.spec.schema wording
 }
 _MOCKS = {"type": "object", "additionalProperties": _MOCK}
 _ATTACHMENT = {

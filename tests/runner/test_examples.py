@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_example_conversations_pass_offline(tmp_path, monkeypatch):
     root = tmp_path / "examples"
     shutil.copytree(REPO / "assistants", root / "assistants")
-    shutil.copy(REPO / "engine-rules.yaml", root / "engine-rules.yaml")
-    (root / "asstctl.yaml").write_text("project: examples\n")
+    for name in ("asstctl.yaml", "engine-rules.yaml"):
+        shutil.copy(REPO / name, root / name)
     monkeypatch.chdir(root)
     runner = CliRunner()
     env = {"OPENAI_BASE_URL": None}
