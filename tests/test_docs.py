@@ -115,3 +115,10 @@ def test_editor_recipe_commands_exist():
     jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(templates("demo")["assistants/assistant.yaml"]))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(schema).validate({"model": "gpt-4o", "nmae": "typo"})
+
+
+@pytest.mark.parametrize("page", ["cli.md", *(f"recipes/{p.name}" for p in sorted((DOCS / "recipes").glob("*.md")))])
+def test_relative_links_resolve(page):
+    path = DOCS / page
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text(encoding="utf-8")):
+        assert (path.parent / target).exists(), f"docs/{page}: link to {target}, which does not exist"
