@@ -49,7 +49,7 @@ def _case(key: str, result: ConversationResult) -> ET.Element:
     if not result.passed:
         problem = result.problem() or "pass rate below the minimum"
         failure = ET.SubElement(case, "failure", message=_one_line(problem), type="ExpectationFailed")
-        failure.text = f"{problem}\nat {result.conversation.where}"
+        failure.text = f"{problem}\nat {result.where()}"
     ET.SubElement(case, "system-out").text = "\n".join(_attempt_lines(result))
     return case
 

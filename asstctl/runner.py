@@ -54,6 +54,7 @@ class RunOptions:
 class TurnResult:
     index: int
     user: str
+    where: str = ""  # the turn in its file: path:line:col
     reply: str = ""
     failures: list[Failure] = field(default_factory=list)
     error: str | None = None
@@ -91,10 +92,13 @@ class Attempt:
     def passed(self) -> bool:
         return self.error is None and len(self.turns) == self.expected_turns and all(t.passed for t in self.turns)
 
+    def failed_turn(self) -> TurnResult | None:
+        return next((t for t in self.turns if not t.passed), None)
+
     def problem(self) -> str | None:
         if self.error:
             return self.error
-        failed = next((t for t in self.turns if not t.passed), None)
+        failed = self.failed_turn()
         return f"turn {failed.index + 1} ({excerpt(failed.user, 60)}): {failed.problem()}" if failed else None
 
 
@@ -119,6 +123,11 @@ class ConversationResult:
     def problem(self) -> str | None:
         failed = next((a for a in self.attempts if not a.passed), None)
         return failed.problem() if failed else None
+
+    def where(self) -> str:
+        """Where the first failure is written: its turn, else the conversation."""
+        failed = next((a.failed_turn() for a in self.attempts if a.failed_turn()), None)
+        return failed.where if failed else self.conversation.where
 
 
 @dataclass
@@ -225,7 +234,7 @@ class ConversationRun:
     def turn(self, turn: Turn) -> TurnResult:
         import openai
 
-        result = TurnResult(turn.index, turn.user)
+        result = TurnResult(turn.index, turn.user, turn.where)
         try:
             self._post_message(turn)
             self._run(turn, result)
@@ -399,7 +408,7 @@ def summary_lines(report: Report) -> list[str]:
         problem = result.problem()
         if problem and not result.passed:
             lines.append(f"        {problem}")
-            lines.append(f"        at {result.conversation.where}")
+            lines.append(f"        at {result.where()}")
     failed = len(report.failed)
     lines.append(f"{len(report.results) - failed} passed, {failed} failed in {report.seconds:.2f} s")
     return lines
@@ -450,6 +459,7 @@ def _attempt_json(attempt: Attempt) -> dict[str, Any]:
 def _turn_json(turn: TurnResult) -> dict[str, Any]:
     return {
         "index": turn.index,
+        "where": turn.where,
         "user": turn.user,
         "passed": turn.passed,
         "reply": turn.reply,

@@ -73,7 +73,7 @@ def test_a_wrong_expectation_fails_with_exit_1_naming_it_and_the_reply(project, 
     assert result.exit_code == 1, result.output
     assert "FAIL  weather-bot/greets" in result.stdout
     assert 'turn 1 ("hello Ada"): contains: "Grace" — "Grace" not in reply "Hello, Ada!"' in result.stdout
-    assert "weather-bot.test.yaml:3:" in result.stdout  # where the conversation is
+    assert "at assistants/weather-bot.test.yaml:5:" in result.stdout  # where the failed turn is written
     assert "PASS  weather-bot/still greets" in result.stdout
     assert "1 passed, 1 failed" in result.stdout
 
