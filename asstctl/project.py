@@ -5,7 +5,7 @@
     engine_rules: engine-rules.yaml  # offline engine steering for the embedded server (optional)
     targets:
       staging:
-        base_url: https://example.openai.azure.com/openai
+        base_url: https://example.openai.azure.com
         api_key_env: AZURE_OPENAI_API_KEY
         azure: {api_version: "2024-05-01-preview"}
       local:
