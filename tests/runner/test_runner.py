@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.runner.conftest import PROJECT, asstctl_test, deploy, json_report, write_conversations
 
 WEATHER = """
@@ -112,29 +114,26 @@ def test_a_call_without_a_mock_fails_clearly(project, target, sdk):
     assert run["status"] in ("cancelling", "cancelled")  # not left waiting in requires_action
 
 
-def test_repeat_with_min_pass_rate_passes_at_3_of_5(project, target, sdk):
+@pytest.mark.parametrize(
+    "message, exit_code, line",
+    [
+        ("three of five", 0, "PASS  weather-bot/flaky  (3/5 attempts passed, 60%, needed 60%)"),
+        ("two of five", 1, "FAIL  weather-bot/flaky  (2/5 attempts passed, 40%, needed 60%)"),
+    ],
+)
+def test_repeat_with_min_pass_rate(project, target, sdk, message, exit_code, line):
+    """The engine cycles its replies yes/no per run: 3 of 5 or 2 of 5 attempts get "yes"."""
     deploy(sdk, "weather-bot")
-    write_conversations(project, "weather-bot", """
+    write_conversations(project, "weather-bot", f"""
         conversations:
           - name: flaky
-            turns: [{user: three of five, expect: {equals: "yes"}}]
-    """)
-    result = asstctl_test(target, "--repeat", "5", "--min-pass-rate", "0.6")
-    assert result.exit_code == 0, result.output
-    assert "3/5 attempts passed, 60%, needed 60%" in result.stdout
-
-
-def test_repeat_with_min_pass_rate_fails_at_2_of_5(project, target, sdk):
-    deploy(sdk, "weather-bot")
-    write_conversations(project, "weather-bot", """
-        conversations:
-          - name: flaky
-            turns: [{user: two of five, expect: {equals: "yes"}}]
+            turns: [{{user: {message}, expect: {{equals: "yes"}}}}]
     """)
     result = asstctl_test(target, "--repeat", "5", "--min-pass-rate", "0.6", "--parallel", "2")
-    assert result.exit_code == 1, result.output
-    assert "FAIL  weather-bot/flaky  (2/5 attempts passed, 40%, needed 60%)" in result.stdout
-    assert 'equals: "yes" — reply is "no"' in result.stdout
+    assert result.exit_code == exit_code, result.output
+    assert line in result.stdout
+    if exit_code:
+        assert 'equals: "yes" — reply is "no"' in result.stdout
 
 
 def test_threads_and_uploaded_files_are_deleted_afterwards(project, target, sdk):
