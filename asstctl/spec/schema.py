@@ -22,7 +22,7 @@ FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 REASONING_EFFORTS = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 TOOL_TYPES = ["code_interpreter", "file_search", "function"]
 SCHEMA_ID = "https://asstctl.dev/schemas/assistant-spec.json"
-_NULLABLE_WHEN_OVERRIDDEN_NOT = ("model",)
+_NEVER_NULL = ("model",)  # a target override cannot remove these
 
 
 def _text(max_length: int, description: str) -> dict[str, Any]:
@@ -187,7 +187,7 @@ def spec_schema_cached() -> dict[str, Any]:
 
 def _nullable(name: str, rule: dict[str, Any]) -> dict[str, Any]:
     """In a target override ``null`` removes the base's value (except for ``model``)."""
-    if name in _NULLABLE_WHEN_OVERRIDDEN_NOT:
+    if name in _NEVER_NULL:
         return rule
     return {"anyOf": [{"type": "null"}, rule]}
 
@@ -225,14 +225,18 @@ def _leaves(error) -> list:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     fitting = [errors for errors in branches.values() if not any(_is_type_miss(e) for e in errors)]
     if not fitting:
-        error.validator = "x-alternatives"
-        return [error]
+        return [error]  # described as the alternatives (see _alternatives)
     return [leaf for sub in min(fitting, key=len) for leaf in _leaves(sub)]
 
 
 def _is_type_miss(error) -> bool:
-    return not error.relative_path and (error.validator == "type" or (
-        error.validator in ("enum", "const") and not isinstance(error.instance, (str, type(None)))))
+    """Whether the value is not even of the kind this branch is about (a list where a mapping goes)."""
+    if error.relative_path:
+        return False
+    if error.validator in ("anyOf", "oneOf"):
+        return all(_is_type_miss(sub) for sub in error.context)
+    return error.validator == "type" or (
+        error.validator in ("enum", "const") and not isinstance(error.instance, (str, type(None))))
 
 
 def _describe(error) -> list[tuple[tuple, str]]:
@@ -337,13 +341,22 @@ def _pattern(error, name: str) -> str:
 
 
 def _alternatives(error, name: str) -> str:
-    options = []
-    for branch in error.validator_value:
-        if "enum" in branch:
-            options.append(f"one of {', '.join(str(c) for c in branch['enum'] if c is not None)}")
-        elif "type" in branch:
-            options.append(_TYPE_NAMES.get(branch["type"], str(branch["type"])))
+    options = [option for branch in error.validator_value for option in _expected(branch)]
+    if not options:
+        return _generic(error, name)
     return f"{name} must be {' or '.join(options)} (got {show(error.instance)})"
+
+
+def _expected(branch: dict[str, Any]) -> list[str]:
+    """What a subschema accepts, in words: ``["one of a, b"]``, ``["a list"]``..."""
+    if "enum" in branch:
+        return [f"one of {', '.join(str(c) for c in branch['enum'] if c is not None)}"]
+    if "const" in branch:
+        return [show(branch["const"])]
+    if "type" in branch:
+        types = branch["type"] if isinstance(branch["type"], list) else [branch["type"]]
+        return [_TYPE_NAMES.get(t, t) for t in types]
+    return [option for sub in branch.get("anyOf") or branch.get("oneOf") or [] for option in _expected(sub)]
 
 
 def _generic(error, name: str) -> str:
@@ -357,6 +370,6 @@ def _required(error, name: str) -> str:
 _MESSAGES = {
     "type": _type, "minimum": _bounds, "maximum": _bounds, "exclusiveMinimum": _bounds, "exclusiveMaximum": _bounds,
     "minLength": _length, "maxLength": _length, "minItems": _items, "maxItems": _items, "minProperties": _items,
-    "maxProperties": _items, "enum": _enum, "x-alternatives": _alternatives, "pattern": _pattern, "required": _required,
+    "maxProperties": _items, "enum": _enum, "anyOf": _alternatives, "oneOf": _alternatives, "pattern": _pattern, "required": _required,
     "const": lambda error, name: f"{name} must be {show(error.validator_value)} (got {show(error.instance)})",
 }

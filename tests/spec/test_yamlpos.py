@@ -83,3 +83,16 @@ def test_schema_problems_work_for_any_schema():
         "c.yaml:1:1: unknown field `nmae` (did you mean `name`?)",
         'c.yaml:2:12: `turns[1]` must be a whole number (got "two")',
     ]
+
+
+def test_alternatives_are_described_by_the_branch_that_fits():
+    one = {"anyOf": [{"type": "string"}, {"type": "object", "properties": {"name": {"type": "string"}}}]}
+    schema = {"type": "object", "properties": {"call": {"anyOf": [one, {"type": "array", "items": one}]},
+                                               "flag": {"anyOf": [{"const": True}, {"enum": ["a", "b"]}]}}}
+    doc = parse_yaml("call: [x, {name: 3}]\nflag: 5\n", "c.yaml")
+    assert schema_problems(doc, schema) == [
+        "c.yaml:1:12: `call[1].name` must be a string (got 3)",
+        "c.yaml:2:1: `flag` must be true or one of a, b (got 5)",
+    ]
+    assert schema_problems(parse_yaml("call: 7\n", "c.yaml"), schema) == [
+        "c.yaml:1:1: `call` must be a string or a mapping or a list (got 7)"]
