@@ -313,3 +313,15 @@ def test_files_limit_the_run_to_those_files(project, target, sdk):
     chosen = write_conversations(project, "greeter", "conversations: [{name: g, turns: [{user: hello Eve}]}]\n")
     report = json_report(asstctl_test(target, "--output", "json", str(chosen)))
     assert [(c["assistant"], c["name"]) for c in report["conversations"]] == [("greeter", "g")]
+
+
+def test_a_failed_run_fails_the_turn_with_its_last_error(project, target, sdk):
+    deploy(sdk, "weather-bot")
+    write_conversations(project, "weather-bot", "conversations: [{name: x, turns: [{user: hello Ada}]}]\n")
+    rules = target.state.config.rules_path
+    with open(rules, "w") as handle:  # broken while the server runs: the runs using it fail
+        handle.write("rules: [{match: '(unclosed', reply: x}]\n")
+    result = asstctl_test(target)
+    assert result.exit_code == 1, result.output
+    assert "the run ended `failed`: server_error: offline engine rules file" in result.stdout
+    assert "'match' is not a valid regular expression" in result.stdout
