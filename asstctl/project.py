@@ -70,21 +70,12 @@ def load_project(start: Path | None = None) -> Project:
 
 
 def parse_project(root: Path) -> Project:
-    import yaml
-
     path = root / PROJECT_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1:1: expected a mapping with at least `project: NAME`")
+    data = _read(path)
     name = data.get("project")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{path}:1:1: `project` is required: a name for this project, e.g. `project: support-bots`")
-    targets = {n: _target(path, n, t) for n, t in (data.get("targets") or {}).items()}
+    targets = {n: _target(path, n, t) for n, t in _mapping(path, data, "targets").items()}
     rules = data.get("engine_rules")
     rules_path = root / rules if rules else (root / "engine-rules.yaml")
     return Project(
@@ -95,6 +86,29 @@ def parse_project(root: Path) -> Project:
         engine_rules=rules_path if rules_path.is_file() else None,
         raw=data,
     )
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """asstctl.yaml as a mapping; bad YAML, encodings and duplicate keys are one ConfigError."""
+    from asstctl.errors import SpecError
+    from asstctl.spec.yamlpos import load_yaml
+
+    try:
+        data = load_yaml(path).data
+    except SpecError as error:
+        raise ConfigError("\n".join(error.problems)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1:1: expected a mapping with at least `project: NAME`")
+    return data
+
+
+def _mapping(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: `{name}` must be a mapping of names to settings")
+    return value
 
 
 def _target(path: Path, name: str, data: Any) -> TargetConfig:

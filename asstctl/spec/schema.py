@@ -21,7 +21,6 @@ KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 REASONING_EFFORTS = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 TOOL_TYPES = ["code_interpreter", "file_search", "function"]
-SCHEMA_ID = "https://asstctl.dev/schemas/assistant-spec.json"
 _NEVER_NULL = ("model",)  # a target override cannot remove these
 
 
@@ -158,7 +157,6 @@ def spec_schema() -> dict[str, Any]:
     overrides = {name: _nullable(name, rule) for name, rule in FIELDS.items()}
     return copy.deepcopy({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
         "title": "asstctl assistant spec (assistants/<key>.yaml)",
         "type": "object",
         "required": ["model"],
