@@ -23,7 +23,8 @@ from asstctl.errors import SpecError
 JsonPath = tuple  # of str (mapping keys) and int (sequence indexes)
 MAX_NODES = 200_000  # aliases can expand a small file exponentially ("billion laughs")
 _SKIP = object()
-_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_JSON_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")}
 _STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
 
 
@@ -162,13 +163,16 @@ class _Builder:
             self.active.discard(id(node))
 
     def _build(self, node, path: JsonPath) -> Any:
-        if not isinstance(node, self.yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
-            self.problems.append(f"{self._at(node)}: could not determine a constructor for the tag '{node.tag}'")
+        if node.tag not in _JSON_TAGS:
+            self.problems.append(f"{self._at(node)}: unsupported YAML tag `{node.tag}`; use plain values "
+                                 "(text, numbers, true/false, null, lists and mappings)")
             return None
         if isinstance(node, self.yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, self.yaml.SequenceNode):
             return [self._item(child, path + (i,)) for i, child in enumerate(node.value)]
+        if node.tag == _TIMESTAMP:  # JSON has no dates: keep the text as written
+            return node.value
         try:
             return self.constructor.construct_object(node, deep=True)
         except self.yaml.YAMLError as error:

@@ -167,8 +167,15 @@ CORPUS = {
     ),
     "python tags are not constructed": (
         "model: !!python/object/apply:os.system [echo hi]\n",
-        ["a.yaml:1:8: could not determine a constructor for the tag "
-         "'tag:yaml.org,2002:python/object/apply:os.system'"],
+        ["a.yaml:1:8: unsupported YAML tag `tag:yaml.org,2002:python/object/apply:os.system`; use plain values "
+         "(text, numbers, true/false, null, lists and mappings)"],
+    ),
+    "binary values and custom tags": (
+        "model: gpt-4o\nname: !!binary aGVsbG8=\ndescription: !secret x\n",
+        ["a.yaml:2:7: unsupported YAML tag `tag:yaml.org,2002:binary`; use plain values "
+         "(text, numbers, true/false, null, lists and mappings)",
+         "a.yaml:3:14: unsupported YAML tag `!secret`; use plain values "
+         "(text, numbers, true/false, null, lists and mappings)"],
     ),
 }
 

@@ -176,3 +176,10 @@ def test_no_specs_directory(tmp_path, monkeypatch):
     (tmp_path / "asstctl.yaml").write_text("project: empty\n")
     monkeypatch.chdir(tmp_path)
     assert validate_project(load_project()) == [] and load_specs(load_project()) == []
+
+
+def test_dates_stay_text(project):
+    fields = specs_of(project, "model: gpt-4o\nmetadata: {released: 2024-05-01}\ntools:\n"
+                               "  - function: {name: f, parameters: {type: object, examples: [2024-05-01]}}\n")
+    assert fields["metadata"] == {"released": "2024-05-01"}
+    assert fields["tools"][0]["function"]["parameters"]["examples"] == ["2024-05-01"]

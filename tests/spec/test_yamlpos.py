@@ -96,3 +96,8 @@ def test_alternatives_are_described_by_the_branch_that_fits():
     ]
     assert schema_problems(parse_yaml("call: 7\n", "c.yaml"), schema) == [
         "c.yaml:1:1: `call` must be a string or a mapping or a list (got 7)"]
+
+
+def test_merge_keys():
+    doc = parse_yaml("base: &b {x: 1, y: 1}\nd:\n  <<: *b\n  y: 2\n", "f.yaml")
+    assert doc.data["d"] == {"x": 1, "y": 2} and doc.where(("d", "y")) == "f.yaml:4:3"
