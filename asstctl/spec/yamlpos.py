@@ -24,6 +24,7 @@ JsonPath = tuple  # of str (mapping keys) and int (sequence indexes)
 MAX_NODES = 200_000  # aliases can expand a small file exponentially ("billion laughs")
 _SKIP = object()
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
 _JSON_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")}
 _STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
 
@@ -184,24 +185,33 @@ class _Builder:
         return self.build(node, path)
 
     def _mapping(self, node, path: JsonPath) -> dict[Any, Any]:
+        """A mapping; keys merged in by ``<<`` come first and may be overridden, own keys must be unique."""
+        own_count = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
         try:
-            self.constructor.flatten_mapping(node)  # YAML merge keys (<<)
+            self.constructor.flatten_mapping(node)
         except self.yaml.YAMLError as error:
             self.problems.append(f"{self._at(node)}: {getattr(error, 'problem', None) or error}")
+            return {}
+        first_own = len(node.value) - own_count
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        own: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self._key(key_node)
-            if key is _SKIP:
-                continue
-            if key in out:
-                first = self.positions.get(path + (key,), (0, 0))
-                self.problems.append(
-                    f"{self._at(key_node)}: duplicate key `{key}` (first on line {first[0]}); remove one of them"
-                )
+            if key is _SKIP or (index >= first_own and not self._first(key_node, key, path, own)):
                 continue
             self.positions[path + (key,)] = _mark(key_node)
             out[key] = self.build(value_node, path + (key,))
         return out
+
+    def _first(self, key_node, key: Any, path: JsonPath, own: set[Any]) -> bool:
+        """Whether this own key is new; a duplicate is reported."""
+        if key in own:
+            first = self.positions.get(path + (key,), (0, 0))
+            self.problems.append(f"{self._at(key_node)}: duplicate key `{key}` (first on line {first[0]}); "
+                                 "remove one of them")
+            return False
+        own.add(key)
+        return True
 
     def _key(self, node) -> Any:
         if not isinstance(node, self.yaml.ScalarNode):

@@ -101,3 +101,13 @@ def test_alternatives_are_described_by_the_branch_that_fits():
 def test_merge_keys():
     doc = parse_yaml("base: &b {x: 1, y: 1}\nd:\n  <<: *b\n  y: 2\n", "f.yaml")
     assert doc.data["d"] == {"x": 1, "y": 2} and doc.where(("d", "y")) == "f.yaml:4:3"
+
+
+def test_merged_keys_are_not_duplicates_but_own_ones_are():
+    with pytest.raises(SpecError) as raised:
+        parse_yaml("b: &b {x: 1}\nc: &c {x: 2}\nd:\n  <<: [*b, *c]\n  y: 1\n  y: 2\n", "f.yaml")
+    assert raised.value.problems == ["f.yaml:6:3: duplicate key `y` (first on line 5); remove one of them"]
+    assert parse_yaml("b: &b {x: 1}\nc: &c {x: 2}\nd:\n  <<: [*b, *c]\n", "f.yaml").data["d"] == {"x": 1}
+    with pytest.raises(SpecError) as raised:
+        parse_yaml("d:\n  <<: 3\n", "f.yaml")
+    assert raised.value.problems[0].startswith("f.yaml:2:3: ")
