@@ -27,7 +27,7 @@ class FieldChange:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FieldChange":
-        return cls(**data)
+        return cls(data["path"], data.get("old"), data.get("new"), data.get("kind", CHANGED))
 
 
 def field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:

@@ -18,7 +18,7 @@ existing object records its id and the fingerprint of the object the plan was co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable
 
 from asstctl import normalize
@@ -68,7 +68,7 @@ class Action:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Action":
         changes = [FieldChange.from_dict(change) for change in data.get("changes") or []]
-        return cls(**{**data, "changes": changes})
+        return cls(**{**known_fields(cls, data), "changes": changes})
 
 
 @dataclass
@@ -104,9 +104,15 @@ class Plan:
                             hint="Create the plan again with `asstctl plan --out FILE`.")
         try:
             actions = [Action.from_dict(action) for action in data["actions"]]
-            return cls(**{**data, "actions": actions})
+            return cls(**{**known_fields(cls, data), "actions": actions})
         except (KeyError, TypeError) as error:
             raise PlanError(f"the plan file is damaged ({error})", hint="Create it again with `asstctl plan --out FILE`.")
+
+
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without keys a newer asstctl may have added within the same format version."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
 
 
 def build_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str, prune: bool = False) -> Plan:

@@ -112,6 +112,8 @@ def test_a_plan_round_trips_through_plain_data():
     data = plan.to_dict()
     assert data["format_version"] == 1
     assert Plan.from_dict(data) == plan
+    data["added_later"] = data["actions"][0]["added_later"] = "fields may be added within a version"
+    assert Plan.from_dict(data) == plan
 
 
 def test_an_unknown_plan_version_is_refused():
