@@ -181,7 +181,8 @@ def test_a_stale_saved_plan_is_refused_naming_the_object(server, client, project
 
 
 def test_an_unreachable_target_is_one_line_without_a_traceback(project):
-    result = CliRunner().invoke(cli, ["plan", "--base-url", "http://127.0.0.1:9/v1"], env={"OPENAI_API_KEY": SECRET})
+    result = CliRunner().invoke(cli, ["plan", "--detailed-exitcode", "--base-url", "http://127.0.0.1:9/v1"],
+                               env={"OPENAI_API_KEY": SECRET})
     assert result.exit_code == 1
     assert result.output.startswith("Error: cannot reach http://127.0.0.1:9/v1")
     assert "Traceback" not in result.output and SECRET not in result.output
