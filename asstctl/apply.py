@@ -1,8 +1,8 @@
 """Apply: carry out a plan's actions against a client, concurrently, and report each outcome.
 
 * up to ``parallelism`` API calls at once (the SDK client is thread-safe);
-* updates and deletes rely on the SDK's own retries (idempotent); a delete that finds the
-  object already gone (404) succeeded;
+* updates and deletes rely on the SDK's own retries, then ``remote.transient_retries`` (they are
+  idempotent); a delete that finds the object already gone (404) succeeded;
 * a create is never retried blindly: it is sent with ``max_retries=0`` and when its outcome is
   unknown (timeout, connection lost, 5xx) the remote is listed for the key before another
   attempt, so a create that did happen is adopted instead of made twice; 429 is retried after
@@ -20,12 +20,12 @@ from typing import Any
 
 from asstctl.errors import AsstctlError, PlanError
 from asstctl.plan import CREATE, DELETE, DESTROY_MODE, UPDATE, Action, Plan
-from asstctl.remote import RemoteState, read_remote
+from asstctl.remote import RemoteState, read_remote, transient_retries
 
 
 @dataclass
 class RetryPolicy:
-    attempts: int = 5
+    attempts: int = 8
     base_delay: float = 0.25
     max_delay: float = 4.0
 
@@ -84,7 +84,7 @@ def describe(error: BaseException) -> str:
 
 
 def update(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
-    client.beta.assistants.update(action.remote_id, **action.body)
+    transient_retries(lambda: client.beta.assistants.update(action.remote_id, **action.body))
     return Outcome(action.key, UPDATE, True, action.remote_id)
 
 
@@ -92,7 +92,7 @@ def delete(action: Action, project: str, client: Any, retry: RetryPolicy) -> Out
     import openai
 
     try:
-        client.beta.assistants.delete(action.remote_id)
+        transient_retries(lambda: client.beta.assistants.delete(action.remote_id))
     except openai.NotFoundError:
         return Outcome(action.key, DELETE, True, action.remote_id, note="already gone")
     return Outcome(action.key, DELETE, True, action.remote_id)

@@ -11,12 +11,15 @@ Reading lists with ``limit=100`` in creation order: exactly ceil(N/100) list req
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from asstctl.ownership import is_owned, owner, spec_hash
 
 PAGE_SIZE = 100
+TRANSIENT_ATTEMPTS = 6  # each one with the SDK's own retries: a 20 % fault rate is ridden out
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,12 +69,34 @@ def list_assistants(client: Any) -> tuple[list[dict[str, Any]], int]:
     with api_errors(client):
         while True:
             options = {"after": after} if after else {}
-            page = client.beta.assistants.list(limit=PAGE_SIZE, order="asc", **options)
+            page = transient_retries(lambda: client.beta.assistants.list(limit=PAGE_SIZE, order="asc", **options))
             requests += 1
             objects.extend(item.to_dict() for item in page.data)  # API names (e.g. "schema")
             if not page.has_more or not page.data:
                 return objects, requests
             after = page.data[-1].id
+
+
+def transient_retries(call: Callable[[], T], attempts: int = TRANSIENT_ATTEMPTS) -> T:
+    """``call()`` (idempotent), tried again after transient faults the SDK's own retries did not ride
+    out: 429, 5xx, a connection dropped mid-request. Never after a refused connection or a timeout."""
+    import openai
+
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
+            if attempt + 1 == attempts or isinstance(error, openai.APITimeoutError) or refused(error):
+                raise
+            time.sleep(min(0.1 * 2**attempt, 2.0))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def refused(error: BaseException) -> bool:
+    """The target is not there (connection refused, unknown host): failing fast is the answer."""
+    import httpx2  # the openai SDK's HTTP library
+
+    return isinstance(error.__cause__, httpx2.ConnectError)
 
 
 def classify(objects: list[dict[str, Any]], project_name: str) -> RemoteState:
