@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable
 
 from asstctl import normalize
-from asstctl.diff import FieldChange, field_changes, text_diff
+from asstctl.diff import REMOVED, FieldChange, field_changes, text_diff
 from asstctl.errors import PlanError
 from asstctl.ownership import SPEC_HASH, hash_tag, hidden_hash, spec_hash, split_hash_tag, tags, user_metadata
 from asstctl.remote import RemoteState, fingerprint, state_fingerprint
@@ -168,9 +168,9 @@ def hidden_changes(spec: Any, obj: dict[str, Any]) -> list[FieldChange]:
     desired = normalize.hidden(spec.fields)
     if hidden_hash(desired) == recorded:
         return []
-    return [FieldChange(name, "(not readable)", value) for name, value in desired.items() if value is not None] or [
-        FieldChange("reasoning_effort", "(not readable)", None, "removed")
-    ]
+    if not hidden_hash(desired):  # every hidden field was unset in the spec
+        return [FieldChange(name, "(not readable)", None, REMOVED) for name in desired]
+    return [FieldChange(name, "(not readable)", value) for name, value in desired.items() if value is not None]
 
 
 def orphan_action(obj: dict[str, Any], key: str, prune: bool) -> Action:
