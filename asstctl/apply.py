@@ -20,7 +20,7 @@ from typing import Any
 
 from asstctl.errors import AsstctlError, PlanError
 from asstctl.plan import CREATE, DELETE, DESTROY_MODE, UPDATE, Action, Plan
-from asstctl.remote import RemoteState, read_remote, transient_retries
+from asstctl.remote import RemoteState, read_remote, refused, transient_retries
 
 
 @dataclass
@@ -107,6 +107,8 @@ def create(action: Action, project: str, client: Any, retry: RetryPolicy) -> Out
         try:
             return Outcome(action.key, CREATE, True, creator.create(**action.body).id)
         except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
+            if refused(error):  # it never reached the target: nothing was made, the target is down
+                raise
             found = None if isinstance(error, openai.RateLimitError) else created_anyway(action, project, client, error)
             if found is not None:
                 return Outcome(action.key, CREATE, True, found["id"], note="adopted after a lost response")
