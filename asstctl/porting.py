@@ -101,6 +101,12 @@ def spec_tool(tool: dict[str, Any], model: str | None) -> Any:
     return tool  # a type the spec format does not know: the check reports it
 
 
+def block_safe(text: str) -> bool:
+    """``text`` can be a literal block: printable characters, tabs and ``\n`` only (no other line breaks)."""
+    return all(ch in "\t\n" or ("\x20" <= ch <= "\x7e") or ("\xa0" <= ch <= "\ud7ff" and ch not in "\u2028\u2029")
+               or ("\ue000" <= ch <= "\ufffd" and ch != "\ufeff") or "\U00010000" <= ch <= "\U0010ffff" for ch in text)
+
+
 def escaped(value: Any) -> Any:
     """Every string with ``${...}`` written so that the loader's interpolation gives it back unchanged."""
     if isinstance(value, dict):
@@ -122,6 +128,11 @@ def spec_text(obj: dict[str, Any], comment: str = "", schema_ref: str | None = N
 
         def ignore_aliases(self, data: Any) -> bool:
             return True
+
+        def analyze_scalar(self, scalar: str):
+            analysis = super().analyze_scalar(scalar)
+            analysis.allow_block = analysis.allow_block or block_safe(scalar)  # PyYAML refuses trailing spaces, tabs
+            return analysis
 
     def string(dumper: yaml.SafeDumper, value: str):
         style = "|" if "\n" in value or len(value) > BLOCK_OVER else None
@@ -212,9 +223,13 @@ def tag(client, project, spec, obj: dict[str, Any]) -> dict[str, str]:
     return metadata
 
 
-def schema_ref(project, directory: Path) -> str:
-    """The modeline's path from ``directory`` to the project's spec schema (`asstctl schema --output`)."""
-    return Path(os.path.relpath(project.root / SCHEMA_FILE, directory.resolve())).as_posix()
+def schema_ref(project, directory: Path) -> str | None:
+    """The modeline's path from ``directory`` to the project's spec schema (`asstctl schema --output`);
+    ``None`` outside the project."""
+    directory, root = directory.resolve(), Path(project.root).resolve()
+    if directory != root and root not in directory.parents:
+        return None
+    return Path(os.path.relpath(root / SCHEMA_FILE, directory)).as_posix()
 
 
 def project_keys(project) -> dict[str, Path]:

@@ -63,8 +63,8 @@ def export(keys, target_name, base_url, include_unmanaged, out_dir, force, yes) 
     Existing files are kept (--force overwrites them). An unmanaged assistant written into the specs
     directory is adopted like `asstctl import` does (only its metadata changes), so that `asstctl plan`
     is a no-op afterwards instead of planning a managed copy; adopting asks first (--yes, needed without
-    a terminal). With --dir elsewhere nothing is adopted: move a file into the specs directory and
-    run `asstctl import KEY ID`. Other asstctl projects' assistants are never exported.
+    a terminal). With --dir elsewhere nothing is adopted (`asstctl import KEY ID` adopts one).
+    Other asstctl projects' assistants are never exported.
 
     \b
     Example:
