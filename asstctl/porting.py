@@ -48,8 +48,9 @@ def spec_fields(obj: dict[str, Any]) -> dict[str, Any]:
     effort = reasoning_effort(obj)
     if effort:
         out["reasoning_effort"] = effort
-    if response_format(obj.get("response_format")) is not None:
-        out["response_format"] = response_format(obj.get("response_format"))
+    fmt = response_format(obj.get("response_format"))
+    if fmt is not None:
+        out["response_format"] = fmt
     if obj.get("tools"):
         out["tools"] = [spec_tool(tool, model) for tool in obj["tools"]]
     if normalize.tool_resources(obj.get("tool_resources")):
@@ -372,17 +373,21 @@ def prepare_export(project, client, keys: Iterable[str] = (), *, include_unmanag
     for key, obj in sorted(selected(remote, list(keys)).items()):
         batch.items.append(ExportItem(key, obj, files.get(key, directory / f"{key}.yaml")))
     if include_unmanaged:
-        taken = {*files, *remote.managed, *remote.duplicates}
-        for obj in remote.foreign:
-            if owner(obj)[0] is not None:
-                batch.other_projects += 1
-                continue
-            key = derive_key(obj.get("name"), taken)
-            taken.add(key)
-            batch.items.append(ExportItem(key, obj, directory / f"{key}.yaml", adopt=into_project))
+        add_unmanaged(batch, remote, directory, taken={*files, *remote.managed, *remote.duplicates}, adopt=into_project)
     for item in batch.items:
         prepare_item(project, item, force, batch)
     return batch
+
+
+def add_unmanaged(batch: ExportBatch, remote, directory: Path, taken: set[str], adopt: bool) -> None:
+    """The assistants no asstctl project manages, oldest first, each under a key derived from its name."""
+    for obj in remote.foreign:
+        if owner(obj)[0] not in (None, remote.project):
+            batch.other_projects += 1
+            continue
+        key = derive_key(obj.get("name"), taken)
+        taken.add(key)
+        batch.items.append(ExportItem(key, obj, directory / f"{key}.yaml", adopt=adopt))
 
 
 def selected(remote, keys: list[str]) -> dict[str, dict[str, Any]]:

@@ -221,3 +221,15 @@ def test_derived_keys_are_valid_and_unique(name, taken, key):
     from asstctl.spec.schema import KEY_PATTERN
 
     assert derive_key(name, taken) == key and re.match(KEY_PATTERN, key)
+
+
+def test_export_of_a_drifted_assistant_says_apply_records_it(server, client, project):
+    assert run(server, "apply", "--yes").exit_code == 0
+    client.beta.assistants.update(read_remote(client, NAME).managed["faq"]["id"], temperature=1.5)
+    (project / "assistants" / "faq.yaml").unlink()
+    result = run(server, "export", "faq")
+    assert result.exit_code == 0, result.output
+    assert "`faq` was changed outside asstctl since its last apply" in result.output
+    assert loaded(project, "faq")["temperature"] == 1.5
+    plan = run(server, "plan", "--detailed-exitcode")
+    assert plan.exit_code == 2 and f"metadata.{SPEC_HASH}" in plan.output and "temperature" not in plan.output
