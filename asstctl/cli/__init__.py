@@ -78,8 +78,8 @@ def report_error(error) -> None:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="asstctl")
-@click.option("--debug", is_flag=True, envvar="ASSTCTL_DEBUG", help="Show tracebacks and HTTP details.")
-@click.option("-v", "--verbose", count=True, help="More output (repeatable).")
+@click.option("--debug", is_flag=True, envvar="ASSTCTL_DEBUG", help="Show tracebacks and HTTP request details (keys redacted).")
+@click.option("-v", "--verbose", count=True, help="Log each step and HTTP request (repeatable).")
 @click.option("--chdir", "-C", type=click.Path(file_okay=False), help="Run as if started in this directory.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, verbose: int, chdir: str | None) -> None:
@@ -95,6 +95,9 @@ def cli(ctx: click.Context, debug: bool, verbose: int, chdir: str | None) -> Non
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     ctx.obj["verbose"] = verbose
+    from asstctl.cli.logs import configure
+
+    configure(verbose, debug)
 
 
 def main() -> None:
