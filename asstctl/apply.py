@@ -8,7 +8,10 @@
   attempt, so a create that did happen is adopted instead of made twice; 429 is retried after
   a backoff (the request was not carried out);
 * one failed object does not stop the others; every failure names its key;
-* ``check_fresh`` refuses a saved plan whose objects changed since it was computed.
+* ``check_fresh`` refuses a saved plan whose objects changed since it was computed;
+* order: knowledge first (uploads, vector stores and their files, the wait for ingestion:
+  asstctl.knowledge_apply), then assistant creates and updates (their ``tool_resources`` references
+  resolved to ids), then deletions: assistants, vector stores, unused uploads.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asstctl.errors import AsstctlError, PlanError
-from asstctl.plan import CREATE, DELETE, DESTROY_MODE, UPDATE, Action, Plan
+from asstctl.plan import ASSISTANT, CREATE, DELETE, DESTROY_MODE, UPDATE, VECTOR_STORE, Action, Plan
 from asstctl.remote import RemoteState, read_remote, refused, transient_retries
 
 
@@ -55,18 +58,34 @@ class ApplyResult:
         return sum(1 for outcome in self.outcomes if outcome.ok and outcome.kind == kind)
 
 
-def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPolicy | None = None) -> ApplyResult:
-    """Execute every executable action of ``plan``; blocked deletions under destroy are failures."""
+def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPolicy | None = None,
+               ingestion_timeout: float | None = None, progress: Any = None, root: Any = None) -> ApplyResult:
+    """Execute every executable action of ``plan``; blocked deletions under destroy are failures.
+    ``progress``: a ``cli.output.progress``-like factory for the wait for ingestion; ``root``: the
+    project root the plan's file paths are relative to (default: where they were read when planning)."""
+    from asstctl.knowledge_apply import INGESTION_TIMEOUT, KnowledgeApply
+
     retry = retry or RetryPolicy()
-    work = [action for action in plan.actions if action.executable]
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        outcomes = list(pool.map(lambda action: run_action(action, plan.project, client, retry), work))
+    timeout = INGESTION_TIMEOUT if ingestion_timeout is None else ingestion_timeout
+    sync = KnowledgeApply(plan, client, parallelism=parallelism, ingestion_timeout=timeout, progress=progress, root=root)
+    outcomes = sync.before_assistants()
+    work = [action for action in plan.actions if action.executable and action.object == ASSISTANT]
+    ready, unresolved = sync.resolved([action for action in work if action.kind != DELETE])
+    outcomes += unresolved + run_all(ready, plan.project, client, retry, parallelism)
+    outcomes += run_all([action for action in work if action.kind == DELETE], plan.project, client, retry, parallelism)
+    outcomes += sync.after_assistants()
     outcomes += [blocked_outcome(action) for action in plan.actions if action.blocked and plan.mode == DESTROY_MODE]
     return ApplyResult(sorted(outcomes, key=lambda outcome: (outcome.key, outcome.kind)))
 
 
+def run_all(actions: list[Action], project: str, client: Any, retry: RetryPolicy, parallelism: int) -> list[Outcome]:
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        return list(pool.map(lambda action: run_action(action, project, client, retry), actions))
+
+
 def blocked_outcome(action: Action) -> Outcome:
-    return Outcome(action.key, DELETE, False, action.remote_id, "prevent_destroy is set in its spec: not deleted")
+    key = f"vector store {action.key}" if action.object == VECTOR_STORE else action.key
+    return Outcome(key, DELETE, False, action.remote_id, "prevent_destroy is set in its spec: not deleted")
 
 
 def run_action(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
@@ -130,10 +149,14 @@ def created_anyway(action: Action, project: str, client: Any, error: BaseExcepti
 RUNNERS = {CREATE: create, UPDATE: update, DELETE: delete}
 
 
-def check_fresh(plan: Plan, remote: RemoteState) -> None:
-    """Refuse a saved plan when the remote objects it was computed from changed since."""
-    current = remote.fingerprints()
-    stale = [stale_reason(action, current, remote) for action in plan.actions]
+def check_fresh(plan: Plan, remote: RemoteState, knowledge: Any = None) -> None:
+    """Refuse a saved plan when the remote objects it was computed from changed since
+    (``knowledge``: the stores and uploads, for a plan that has any)."""
+    current = {**remote.fingerprints(), **(knowledge.fingerprints() if knowledge is not None else {})}
+    stores = knowledge.stores if knowledge is not None else remote
+    stale = [stale_reason(action, current, stores if action.object == VECTOR_STORE else remote) for action in plan.actions]
+    stale += [f"{ref}: {ref_id} is gone" for ref, ref_id in plan.refs.items() if ref_id not in current]
+    stale += [f"file {item.path}: {item.file_id} is gone" for item in plan.file_deletions if item.file_id not in current]
     stale = [reason for reason in stale if reason]
     if stale:
         raise PlanError(
@@ -164,6 +187,9 @@ def check_plan_target(plan: Plan, project: str, target: str) -> None:
 
 def verified_remote(plan: Plan, client: Any) -> RemoteState:
     """Re-read the remote and check that a saved plan still applies to it."""
+    from asstctl.knowledge import read_knowledge
+
     remote = read_remote(client, plan.project)
-    check_fresh(plan, remote)
+    uses_knowledge = plan.refs or plan.uploads or plan.file_deletions or any(a.object == VECTOR_STORE for a in plan.actions)
+    check_fresh(plan, remote, read_knowledge(client, plan.project) if uses_knowledge else None)
     return remote

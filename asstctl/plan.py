@@ -14,6 +14,11 @@
 A deletion of an object whose spec sets ``prevent_destroy`` is ``blocked``: reported, never executed
 (and an error under destroy). Foreign objects never appear in a plan. Every action that touches an
 existing object records its id and the fingerprint of the object the plan was computed from.
+
+With ``knowledge`` (the remote stores and uploads, asstctl.knowledge), vector stores are actions too
+(``object: vector_store``, their file-level changes in ``files``), the plan lists the ``uploads`` and
+the ``file_deletions`` (this project's uploads nothing uses any more), and assistants' ``tool_resources``
+are compared as references (asstctl.knowledge_plan).
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from typing import Any, Iterable
 
 from asstctl import normalize
 from asstctl.diff import REMOVED, FieldChange, field_changes, text_diff
+from asstctl.knowledge import symbolic
 from asstctl.errors import PlanError
 from asstctl.ownership import SPEC_HASH, hash_tag, hidden_hash, spec_hash, split_hash_tag, tags, user_metadata
 from asstctl.remote import RemoteState, fingerprint, state_fingerprint
 
 FORMAT_VERSION = 1
 CREATE, UPDATE, DELETE, NOOP = "create", "update", "delete", "no-op"
+ASSISTANT, VECTOR_STORE = "assistant", "vector_store"
 APPLY_MODE, DESTROY_MODE = "apply", "destroy"
 # Sent on update for fields the spec no longer sets: back to the server's default.
 RESETS = {
@@ -55,6 +62,8 @@ class Action:
     blocked: bool = False
     body: dict[str, Any] | None = None  # the full request body of a create/update
     source: str | None = None  # the spec file
+    object: str = ASSISTANT  # or VECTOR_STORE
+    files: list[Any] = field(default_factory=list)  # knowledge.FileOp: file-level changes
 
     @property
     def executable(self) -> bool:
@@ -67,8 +76,10 @@ class Action:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Action":
+        from asstctl.knowledge import FileOp, from_dicts
+
         changes = [FieldChange.from_dict(change) for change in data.get("changes") or []]
-        return cls(**{**known_fields(cls, data), "changes": changes})
+        return cls(**{**known_fields(cls, data), "changes": changes, "files": from_dicts(FileOp, data.get("files"))})
 
 
 @dataclass
@@ -81,6 +92,9 @@ class Plan:
     remote_fingerprint: str = ""
     foreign: int = 0
     format_version: int = FORMAT_VERSION
+    uploads: list[Any] = field(default_factory=list)  # knowledge.Upload
+    file_deletions: list[Any] = field(default_factory=list)  # knowledge.FileDeletion
+    refs: dict[str, str] = field(default_factory=dict)  # knowledge reference -> id known when planning
 
     def counts(self) -> dict[str, int]:
         counts = {CREATE: 0, UPDATE: 0, DELETE: 0, NOOP: 0, "blocked": 0}
@@ -89,7 +103,7 @@ class Plan:
         return counts
 
     def has_changes(self) -> bool:
-        return any(action.executable for action in self.actions)
+        return any(action.executable for action in self.actions) or bool(self.uploads or self.file_deletions)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -103,8 +117,12 @@ class Plan:
             raise PlanError(f"unsupported plan format_version {version!r} (this asstctl reads {FORMAT_VERSION})",
                             hint="Create the plan again with `asstctl plan --out FILE`.")
         try:
+            from asstctl.knowledge import FileDeletion, Upload, from_dicts
+
             actions = [Action.from_dict(action) for action in data["actions"]]
-            return cls(**{**known_fields(cls, data), "actions": actions})
+            files = {"uploads": from_dicts(Upload, data.get("uploads")),
+                     "file_deletions": from_dicts(FileDeletion, data.get("file_deletions"))}
+            return cls(**{**known_fields(cls, data), "actions": actions, **files})
         except (KeyError, TypeError) as error:
             raise PlanError(f"the plan file is damaged ({error})", hint="Create it again with `asstctl plan --out FILE`.")
 
@@ -115,38 +133,51 @@ def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key in names}
 
 
-def build_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str, prune: bool = False) -> Plan:
+def build_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str, prune: bool = False,
+               stores: Iterable[Any] = (), knowledge: Any = None) -> Plan:
+    """The plan for ``specs``; with ``knowledge`` (asstctl.knowledge.read_knowledge) also for ``stores`` and files."""
+    from asstctl.knowledge_plan import add_knowledge, knowledge_view
+
+    specs, names = knowledge_view(specs, knowledge, project)
     by_key = {spec.key: spec for spec in specs}
-    actions = [spec_action(spec, remote.managed.get(key), project) for key, spec in by_key.items()]
+    actions = [spec_action(spec, remote.managed.get(key), project, names) for key, spec in by_key.items()]
     actions += [orphan_action(obj, key, prune) for key, obj in remote.managed.items() if key not in by_key]
     actions += duplicate_actions(remote, by_key)
-    return new_plan(actions, remote, project=project, target=target, mode=APPLY_MODE, prune=prune)
+    plan = new_plan(actions, remote, project=project, target=target, mode=APPLY_MODE, prune=prune)
+    return add_knowledge(plan, specs, list(stores), remote, knowledge) if knowledge is not None else plan
 
 
-def build_destroy_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str) -> Plan:
+def build_destroy_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str,
+                       stores: Iterable[Any] = (), knowledge: Any = None) -> Plan:
+    from asstctl.knowledge_plan import add_knowledge
+
     by_key = {spec.key: spec for spec in specs}
     actions = [delete_action(obj, key, "destroy", by_key.get(key)) for key, obj in remote.managed.items()]
     actions += duplicate_actions(remote, by_key)
-    return new_plan(actions, remote, project=project, target=target, mode=DESTROY_MODE, prune=False)
+    plan = new_plan(actions, remote, project=project, target=target, mode=DESTROY_MODE, prune=False)
+    return add_knowledge(plan, list(by_key.values()), list(stores), remote, knowledge) if knowledge is not None else plan
 
 
 def new_plan(actions: list[Action], remote: RemoteState, **options: Any) -> Plan:
     order = {DELETE: 0, CREATE: 1, UPDATE: 1, NOOP: 1}
-    actions.sort(key=lambda action: (action.key, order[action.kind], action.reason or "", action.remote_id or ""))
+    actions.sort(key=lambda action: (action.object != VECTOR_STORE, action.key, order[action.kind], action.reason or "",
+                                     action.remote_id or ""))
     fingerprints = remote.fingerprints()
     return Plan(actions=actions, remote_fingerprint=state_fingerprint(fingerprints), foreign=len(remote.foreign), **options)
 
 
-def spec_action(spec: Any, obj: dict[str, Any] | None, project: str) -> Action:
+def spec_action(spec: Any, obj: dict[str, Any] | None, project: str, names: dict[str, str] | None = None) -> Action:
     if obj is None:
         changes = field_changes(normalize.content({}), desired_content(spec)) + hidden_changes(spec, {})
         diff = text_diff(None, spec.fields.get("instructions"), spec.key)
         body = request_body(spec, project)
         return Action(CREATE, spec.key, changes=changes, instructions_diff=diff or None, body=body, source=str(spec.path))
-    return existing_action(spec, obj, project)
+    return existing_action(spec, obj, project, names)
 
 
-def existing_action(spec: Any, obj: dict[str, Any], project: str) -> Action:
+def existing_action(spec: Any, obj: dict[str, Any], project: str, names: dict[str, str] | None = None) -> Action:
+    """``names``: remote ids -> knowledge references, to compare ``tool_resources`` (the fingerprint stays the object's)."""
+    raw, obj = obj, symbolic(obj, names) if names else obj
     remote_content = normalize.content(obj)
     changes = field_changes(remote_content, desired_content(spec))
     changes += hidden_changes(spec, obj)
@@ -154,7 +185,7 @@ def existing_action(spec: Any, obj: dict[str, Any], project: str) -> Action:
     drift = recorded != spec_hash(remote_content)
     if not changes and drift:  # content is as desired but the tag is stale: refresh it
         changes = [FieldChange(f"metadata.{SPEC_HASH}", recorded, desired_tag(spec))]
-    action = Action(NOOP, spec.key, obj["id"], fingerprint(obj), source=str(spec.path))
+    action = Action(NOOP, spec.key, obj["id"], fingerprint(raw), source=str(spec.path))
     if changes:
         action.kind, action.changes, action.drift = UPDATE, changes, drift
         action.instructions_diff = text_diff(obj.get("instructions"), spec.fields.get("instructions"), spec.key) or None
@@ -226,14 +257,16 @@ def resets(spec: Any, obj: dict[str, Any]) -> dict[str, Any]:
 
 def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = False) -> Plan:
     """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point)."""
+    from asstctl.knowledge import read_knowledge
     from asstctl.remote import read_remote
-    from asstctl.spec.loader import load_specs
+    from asstctl.spec.loader import load_project_specs
 
-    specs = load_specs(project, target.name if target.name in project.targets else None)
+    specs, stores = load_project_specs(project, target.name if target.name in project.targets else None)
     remote = read_remote(target.client, project.name)
+    options = dict(project=project.name, target=target.label, stores=stores, knowledge=read_knowledge(target.client, project.name))
     if destroy:
-        return build_destroy_plan(specs, remote, project=project.name, target=target.label)
-    return build_plan(specs, remote, project=project.name, target=target.label, prune=prune)
+        return build_destroy_plan(specs, remote, **options)
+    return build_plan(specs, remote, prune=prune, **options)
 
 
 def save_plan(plan: Plan, path: str) -> None:

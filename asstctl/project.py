@@ -2,6 +2,7 @@
 
     project: support-bots          # required
     specs: assistants              # where assistant specs live (default: assistants/)
+    vector_stores: vector_stores   # shared vector stores, one per file (default: vector_stores/)
     engine_rules: engine-rules.yaml  # offline engine steering for the embedded server (optional)
     targets:
       staging:
@@ -44,6 +45,7 @@ class Project:
     targets: dict[str, TargetConfig] = field(default_factory=dict)
     engine_rules: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    vector_stores_dir: Path | None = None  # None: <root>/vector_stores
 
     @property
     def state_dir(self) -> Path:
@@ -85,6 +87,7 @@ def parse_project(root: Path) -> Project:
         targets=targets,
         engine_rules=rules_path if rules_path.is_file() else None,
         raw=data,
+        vector_stores_dir=root / str(data.get("vector_stores") or "vector_stores"),
     )
 
 

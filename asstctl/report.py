@@ -11,11 +11,14 @@ from typing import Any
 
 from asstctl.apply import ApplyResult, Outcome
 from asstctl.diff import ADDED, REMOVED, FieldChange
-from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, Action, Plan
+from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
 
 SYMBOLS = {CREATE: "+", UPDATE: "~", DELETE: "-", NOOP: "="}
 COLORS = {"+": "32", "~": "33", "-": "31", "=": "2", "!": "35"}
 PAST = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
+# Knowledge outcomes (asstctl.knowledge_apply): not counted in the totals' created/updated/deleted.
+STEP_SYMBOLS = {"upload": "+", "attach": "+", "detach": "-", "ingest": "!"}
+STEP_PAST = {"upload": "uploaded", "attach": "attached", "detach": "detached", "ingest": "ingested"}
 
 
 def paint(text: str, symbol: str, color: bool) -> str:
@@ -34,7 +37,8 @@ def render_text(plan: Plan, color: bool = False) -> str:
     lines = [header(plan), ""]
     for action in plan.actions:
         lines += render_action(action, color)
-    lines += ["", summary(plan)] if plan.actions else [summary(plan)]
+    lines += [paint(f"- delete file {item.path}  ({item.reason})", "-", color) for item in plan.file_deletions]
+    lines += ["", summary(plan)] if plan.actions or plan.file_deletions else [summary(plan)]
     return "\n".join(lines) + "\n"
 
 
@@ -48,11 +52,18 @@ def render_action(action: Action, color: bool) -> list[str]:
     symbol = "!" if action.blocked else SYMBOLS[action.kind]
     word = "keep" if action.blocked else action.kind
     notes = [note for note in (action.reason, "drift: changed outside asstctl" if action.drift else None) if note]
-    title = f"{symbol} {word} {action.key}" + (f"  ({'; '.join(notes)})" if notes else "")
+    what = f"vector store {action.key}" if action.object == VECTOR_STORE else action.key
+    title = f"{symbol} {word} {what}" + (f"  ({'; '.join(notes)})" if notes else "")
     lines = [paint(title, symbol, color)]
     for change in action.changes:
-        lines += render_change(change, action, color)
-    return lines
+        if not (action.files and change.path.startswith("tool_resources.code_interpreter")):  # shown as files
+            lines += render_change(change, action, color)
+    return lines + [render_file(op, color) for op in action.files]
+
+
+def render_file(op: Any, color: bool) -> str:
+    """``+ file docs/faq.md``, ``- file docs/old.md``, ``~ file docs/a.md (content changed)``."""
+    return paint(f"    {op.op} file {op.path}" + (f" ({op.reason})" if op.reason else ""), op.op, color)
 
 
 def render_change(change: FieldChange, action: Action, color: bool) -> list[str]:
@@ -75,12 +86,15 @@ def summary(plan: Plan) -> str:
     text = f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, {counts[DELETE]} to delete."
     if counts["blocked"]:
         text += f" {counts['blocked']} deletion{'s' if counts['blocked'] != 1 else ''} blocked by prevent_destroy."
+    if plan.uploads or plan.file_deletions:
+        text += f" Files: {len(plan.uploads)} to upload, {len(plan.file_deletions)} to delete."
     return text if plan.has_changes() or counts["blocked"] else text + " No changes."
 
 
 def render_result(result: ApplyResult, color: bool = False) -> str:
     lines = [render_outcome(outcome, color) for outcome in result.outcomes]
     totals = ", ".join(f"{result.count(kind)} {word}" for kind, word in PAST.items())
+    totals += f", {result.count('upload')} uploaded" if result.count("upload") else ""
     lines.append(f"Apply {'failed' if result.failed else 'complete'}: {totals}, {len(result.failed)} failed.")
     return "\n".join(lines) + "\n"
 
@@ -89,5 +103,6 @@ def render_outcome(outcome: Outcome, color: bool) -> str:
     if not outcome.ok:
         return paint(f"! {outcome.key}: {outcome.kind} failed: {outcome.error}", "!", color)
     note = f" ({outcome.note})" if outcome.note else ""
-    return paint(f"{SYMBOLS[outcome.kind]} {outcome.key}: {PAST[outcome.kind]} {outcome.remote_id}{note}",
-                 SYMBOLS[outcome.kind], color)
+    symbol = SYMBOLS.get(outcome.kind) or STEP_SYMBOLS[outcome.kind]
+    past = PAST.get(outcome.kind) or STEP_PAST[outcome.kind]
+    return paint(f"{symbol} {outcome.key}: {past} {outcome.remote_id}{note}", symbol, color)

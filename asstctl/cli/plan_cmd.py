@@ -27,7 +27,7 @@ def yes_option(command):
 
 @click.command()
 @target_options
-@click.option("--prune", is_flag=True, help="Also delete this project's assistants whose spec was removed.")
+@click.option("--prune", is_flag=True, help="Also delete this project's assistants and vector stores whose spec was removed.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0: no changes, 1: error, 2: changes to apply.")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the versioned plan format of docs/plan-format.md.")
@@ -59,13 +59,17 @@ def plan(ctx, target_name, base_url, prune, detailed_exitcode, output, out_file)
 @click.command()
 @click.argument("planfile", required=False, type=click.Path(exists=True, dir_okay=False))
 @target_options
-@click.option("--prune", is_flag=True, help="Also delete this project's assistants whose spec was removed.")
+@click.option("--prune", is_flag=True, help="Also delete this project's assistants and vector stores whose spec was removed.")
 @yes_option
 @parallelism_option
-def apply(planfile, target_name, base_url, prune, yes, parallelism) -> None:
+@click.option("--ingestion-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long to wait for vector store files to be ingested.")
+def apply(planfile, target_name, base_url, prune, yes, parallelism, ingestion_timeout) -> None:
     """Make the target match the specs (or carry out a saved PLANFILE).
 
     A saved plan is applied only if the remote objects it was computed from did not change.
+    Knowledge files are uploaded first and the apply waits for their ingestion; a file that
+    fails it is named by its path and makes the apply fail.
 
     \b
     Example:
@@ -83,7 +87,8 @@ def apply(planfile, target_name, base_url, prune, yes, parallelism) -> None:
         click.echo(shown(result), nl=False)
         if result.has_changes():
             confirm(yes, "Apply these changes?")
-            execute(result, target.client, parallelism, verify=bool(planfile) or not yes)
+            execute(result, target.client, parallelism, verify=bool(planfile) or not yes,
+                    ingestion_timeout=ingestion_timeout, root=project.root)
 
 
 @click.command()
@@ -91,9 +96,9 @@ def apply(planfile, target_name, base_url, prune, yes, parallelism) -> None:
 @yes_option
 @parallelism_option
 def destroy(target_name, base_url, yes, parallelism) -> None:
-    """Delete every assistant this project manages (never anyone else's).
+    """Delete every assistant, vector store and upload this project manages (never anyone else's).
 
-    Assistants whose spec sets `prevent_destroy: true` are kept and reported as errors.
+    Objects whose spec sets `prevent_destroy: true` are kept and reported as errors.
 
     \b
     Example:
@@ -110,7 +115,7 @@ def destroy(target_name, base_url, yes, parallelism) -> None:
         if result.actions:
             if result.has_changes():
                 confirm(yes, "Destroy these assistants?")
-            execute(result, target.client, parallelism, verify=not yes)
+            execute(result, target.client, parallelism, verify=not yes, root=project.root)
 
 
 def saved_plan(planfile: str, project, target):
@@ -140,17 +145,18 @@ def confirm(yes: bool, question: str) -> None:
         raise AsstctlError("cancelled: nothing was changed")
 
 
-def execute(result, client, parallelism: int, verify: bool) -> None:
+def execute(result, client, parallelism: int, verify: bool, ingestion_timeout: float | None = None, root=None) -> None:
     """Apply the plan; ``verify``: first check the remote did not change since it was planned
     (a saved plan, or a plan a person looked at for a while before confirming)."""
     from asstctl.apply import apply_plan, verified_remote
     from asstctl.errors import ApplyError
-    from asstctl.cli.output import use_color
+    from asstctl.cli.output import progress, use_color
     from asstctl.report import render_result
 
     if verify:
         verified_remote(result, client)
-    outcome = apply_plan(result, client, parallelism=parallelism)
+    outcome = apply_plan(result, client, parallelism=parallelism, ingestion_timeout=ingestion_timeout,
+                         progress=progress, root=root)
     click.echo(render_result(outcome, color=use_color(sys.stdout)), nl=False)
     if outcome.failed:
         keys = ", ".join(sorted({failure.key for failure in outcome.failed}))

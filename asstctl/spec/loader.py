@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from asstctl.errors import SpecError
-from asstctl.spec.model import AssistantSpec
+from asstctl.spec.model import AssistantSpec, VectorStoreSpec
 
 HINT = "Fix the spec files; their format is described in docs/spec-format.md (`asstctl validate` checks them)."
 SUFFIXES = (".yaml", ".yml")
@@ -51,19 +51,24 @@ def shown(path: Path) -> str:
 
 def load_specs(project, target: str | None = None) -> list[AssistantSpec]:
     """The project's specs resolved for ``target``; raises SpecError listing every problem."""
-    specs, problems = _load(project, [target])
+    return load_project_specs(project, target)[0]
+
+
+def load_project_specs(project, target: str | None = None) -> tuple[list[AssistantSpec], list[VectorStoreSpec]]:
+    """(assistants, vector stores: shared ones and those declared inline) for ``target``; SpecError on any problem."""
+    specs, stores, problems = _load(project, [target])
     if problems:
         raise SpecError(problems, hint=HINT)
-    return specs
+    return specs, stores
 
 
 def validate_project(project) -> list[str]:
     """Every problem of the project's specs, for the base and each target they override (no network)."""
-    return _load(project, None)[1]
+    return _load(project, None)[2]
 
 
-def _load(project, targets: list[str | None] | None) -> tuple[list[AssistantSpec], list[str]]:
-    """Specs for ``targets[0]`` and the problems of all files (``targets=None``: every variant)."""
+def _load(project, targets: list[str | None] | None) -> tuple[list[AssistantSpec], list[VectorStoreSpec], list[str]]:
+    """Specs for ``targets[0]``, the vector stores and the problems of all files (``targets=None``: every variant)."""
     specs: list[AssistantSpec] = []
     problems: list[str] = []
     keys: list[tuple[str, str]] = []
@@ -75,7 +80,53 @@ def _load(project, targets: list[str | None] | None) -> tuple[list[AssistantSpec
             file_problems += _resolve_variants(doc, variants, specs) if not file_problems else []
         problems += by_position(file_problems)
     problems += duplicate_keys(keys)
-    return (specs if not problems else []), problems
+    shared, store_problems = _load_stores(project)
+    problems += store_problems + _reference_problems(specs, shared)
+    stores = [*shared.values(), *(spec.inline_store for spec in specs if spec.inline_store)]
+    return (specs if not problems else []), (stores if not problems else []), problems
+
+
+def store_files(project) -> list[Path]:
+    """The shared vector store files (``vector_stores/<key>.yaml``), sorted by name."""
+    directory = getattr(project, "vector_stores_dir", None)
+    if directory is None or not Path(directory).is_dir():
+        return []
+    return sorted(path for path in Path(directory).iterdir() if _is_spec(path))
+
+
+def _load_stores(project) -> tuple[dict[str, VectorStoreSpec], list[str]]:
+    from asstctl.spec.knowledge import store_spec
+
+    stores: dict[str, VectorStoreSpec] = {}
+    problems: list[str] = []
+    keys: list[tuple[str, str]] = []
+    for path in store_files(project):
+        doc, file_problems = read_spec(path, schema="vector_store")
+        if doc is not None and not file_problems:
+            keys.append((key_of(doc), doc.where(("key",) if "key" in doc.data else ())))
+            protect = bool(doc.data.get("prevent_destroy"))
+            store, file_problems = store_spec(key_of(doc), Path(str(doc.path)), doc.data, lambda *at: doc.where(at),
+                                              prevent_destroy=protect)
+            if store is not None:
+                stores.setdefault(store.key, store)
+        problems += by_position(file_problems)
+    return stores, problems + duplicate_keys(keys, "vector store")
+
+
+def _reference_problems(specs: list[AssistantSpec], shared: dict[str, VectorStoreSpec]) -> list[str]:
+    """A store named by key must be declared; an inline store must not take a shared store's key."""
+    problems = []
+    for spec in specs:
+        line, col = spec.positions.get("tools", (1, 1))
+        where = f"{spec.path}:{line}:{col}"
+        if spec.inline_store and spec.key in shared:
+            problems.append(f"{where}: the inline vector store takes the assistant's key `{spec.key}`, which the shared "
+                            f"store {shared[spec.key].path} also has; rename one, or refer to it: `vector_store: {spec.key}`")
+        elif spec.vector_store and not spec.inline_store and spec.vector_store not in shared:
+            close = difflib.get_close_matches(spec.vector_store, list(shared), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else "declare it in vector_stores/<key>.yaml"
+            problems.append(f"{where}: `vector_store: {spec.vector_store}` names no shared vector store ({hint})")
+    return problems
 
 
 def _resolve_variants(doc, variants: list[str | None], specs: list[AssistantSpec]) -> list[str]:
@@ -100,9 +151,9 @@ def by_position(problems: list[str]) -> list[str]:
     return sorted(problems, key=position)
 
 
-def read_spec(path: Path, targets: list[str] | None = None):
+def read_spec(path: Path, targets: list[str] | None = None, schema: str = "assistant"):
     """(Document, problems) of one spec file: syntax, variables, schema, key, target names."""
-    from asstctl.spec.schema import schema_problems, spec_schema_cached
+    from asstctl.spec.schema import schema_problems, spec_schema_cached, vector_store_schema_cached
     from asstctl.spec.yamlpos import load_yaml
 
     try:
@@ -113,7 +164,8 @@ def read_spec(path: Path, targets: list[str] | None = None):
     if shape:
         return None, [shape]
     problems = interpolate(doc)
-    problems += schema_problems(doc, spec_schema_cached())
+    cached = spec_schema_cached if schema == "assistant" else vector_store_schema_cached
+    problems += schema_problems(doc, cached())
     problems += _key_problems(doc)
     if targets is not None:
         problems += _target_problems(doc, targets)
@@ -196,13 +248,13 @@ def _target_problems(doc, known: list[str]) -> list[str]:
     return problems
 
 
-def duplicate_keys(keys: list[tuple[str, str]]) -> list[str]:
+def duplicate_keys(keys: list[tuple[str, str]], what: str = "assistant") -> list[str]:
     """A problem for every file whose key an earlier file already uses, naming both places."""
     first: dict[str, str] = {}
     problems = []
     for key, where in keys:
         if key in first:
             problems.append(f"{where}: the key `{key}` is also used by {first[key]}; "
-                            "every assistant needs its own key (rename a file or change `key:`)")
+                            f"every {what} needs its own key (rename a file or change `key:`)")
         first.setdefault(key, where)
     return problems

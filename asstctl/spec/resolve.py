@@ -14,22 +14,27 @@ from pathlib import Path
 from typing import Any
 
 from asstctl.errors import SpecError
-from asstctl.spec.model import AssistantSpec
+from asstctl.spec.model import AssistantSpec, LocalFile, VectorStoreSpec
 
 API_FIELDS = ("model", "name", "description", "instructions", "tools", "tool_resources", "temperature", "top_p",
               "response_format", "reasoning_effort", "metadata")
 INSTRUCTIONS_LIMIT = 256_000
 _PAIRS = {"instructions": "instructions_file", "instructions_file": "instructions"}
+_TOOL_KEYS = ("function", "file_search", "code_interpreter")
 
 
 class _Context:
     """The document being resolved, where each merged field came from, and the problems so far."""
 
-    def __init__(self, doc, origins: dict[str, tuple]):
+    def __init__(self, doc, origins: dict[str, tuple], key: str = ""):
         self.doc = doc
         self.origins = origins
+        self.key = key
         self.base = Path(str(doc.path)).parent
         self.problems: list[str] = []
+        self.code_files: tuple[LocalFile, ...] = ()
+        self.vector_store: str | None = None
+        self.inline_store: VectorStoreSpec | None = None
 
     def where(self, field: str, *rest: Any) -> str:
         return self.doc.where(self.origins.get(field, (field,)) + rest)
@@ -41,13 +46,14 @@ class _Context:
 def resolve(doc, key: str, target: str | None) -> tuple[AssistantSpec | None, list[str]]:
     """(spec, problems) of ``doc`` for ``target`` (``None``: the base fields only)."""
     merged, origins = merge(doc.data, target)
-    ctx = _Context(doc, origins)
+    ctx = _Context(doc, origins, key)
     fields = {name: value for name, value in merged.items() if name in API_FIELDS and value is not None}
     if merged.get("instructions_file"):
         fields["instructions"] = _instructions_file(ctx, merged["instructions_file"])
     if "tools" in fields:
         fields["tools"] = [_tool(ctx, index, tool) for index, tool in enumerate(fields["tools"])]
         _duplicate_functions(ctx, fields["tools"])
+        _knowledge_with_resources(ctx, fields.get("tool_resources") or {})
     if "response_format" in fields:
         fields["response_format"] = _response_format(ctx, fields["response_format"])
     if ctx.problems:
@@ -56,7 +62,8 @@ def resolve(doc, key: str, target: str | None) -> tuple[AssistantSpec | None, li
     if "instructions_file" in positions:
         positions["instructions"] = positions["instructions_file"]
     spec = AssistantSpec(key=key, path=Path(str(doc.path)), fields=fields,
-                         prevent_destroy=bool(merged.get("prevent_destroy")), positions=positions)
+                         prevent_destroy=bool(merged.get("prevent_destroy")), positions=positions,
+                         code_files=ctx.code_files, vector_store=ctx.vector_store, inline_store=ctx.inline_store)
     return spec, []
 
 
@@ -127,19 +134,60 @@ def _last(field: str, rest: tuple) -> str:
 def _tool(ctx: _Context, index: int, tool: Any) -> dict[str, Any]:
     if isinstance(tool, str):
         return {"type": tool}
-    kind = tool.get("type") or next((k for k in ("function", "file_search") if k in tool), None)
+    kind = tool.get("type") or next((k for k in _TOOL_KEYS if k in tool), None)
     if kind is None:
         ctx.problem("tools", (index,), "a tool needs `type`: code_interpreter, file_search or function")
         return dict(tool)
-    for other in ("function", "file_search"):
+    for other in _TOOL_KEYS:
         if other in tool and other != kind:
             ctx.problem("tools", (index, other), f"a `{kind}` tool takes no `{other}` (its `type` is `{kind}`)")
     if kind == "function":
         return {"type": "function", "function": _function(ctx, index, tool.get("function"))}
     out = {"type": kind}
+    if kind == "code_interpreter" and tool.get("code_interpreter"):
+        _code_files(ctx, index, tool["code_interpreter"]["files"])
     if kind == "file_search" and tool.get("file_search"):
-        out["file_search"] = tool["file_search"]
+        options = {k: v for k, v in tool["file_search"].items() if k != "vector_store"}
+        if options:
+            out["file_search"] = options
+        if "vector_store" in tool["file_search"]:
+            _vector_store(ctx, index, tool["file_search"]["vector_store"])
     return out
+
+
+def _code_files(ctx: _Context, index: int, patterns: list[str]) -> None:
+    from asstctl.spec.knowledge import local_files, too_many_code_files
+
+    at = (index, "code_interpreter", "files")
+    files, problems = local_files(ctx.base, patterns, lambda i: ctx.where("tools", *at, i), search=False)
+    ctx.problems += problems
+    ctx.code_files = tuple(dict.fromkeys(ctx.code_files + files))
+    if too_many_code_files(ctx.code_files):
+        ctx.problem("tools", at, too_many_code_files(ctx.code_files))
+
+
+def _vector_store(ctx: _Context, index: int, value: Any) -> None:
+    """``file_search.vector_store``: a shared store's key, or a store declared inline (key: the assistant's)."""
+    from asstctl.spec.knowledge import store_spec
+
+    at = (index, "file_search", "vector_store")
+    if ctx.vector_store is not None:
+        ctx.problem("tools", at, "a second vector store; an assistant has at most 1 (an API limit)")
+        return
+    ctx.vector_store = value if isinstance(value, str) else ctx.key
+    if isinstance(value, dict):
+        store, problems = store_spec(ctx.key, Path(str(ctx.doc.path)), value, lambda *rest: ctx.where("tools", *at, *rest))
+        ctx.inline_store = store
+        ctx.problems += problems
+
+
+def _knowledge_with_resources(ctx: _Context, resources: dict[str, Any]) -> None:
+    """Declared knowledge makes ``tool_resources``: the same resource cannot also be given by id."""
+    for name, declared, word in (("code_interpreter", ctx.code_files, "files"),
+                                 ("file_search", ctx.vector_store, "vector_store")):
+        if declared and name in resources:
+            ctx.problem("tool_resources", (name,), f"`tool_resources.{name}` and the {name} tool's `{word}` "
+                        "both give it resources; keep one (asstctl derives tool_resources from the tool)")
 
 
 def _function(ctx: _Context, index: int, function: dict[str, Any] | None) -> dict[str, Any]:

@@ -51,10 +51,79 @@ _FUNCTION = {
     },
     "allOf": [_exclusive("parameters", "parameters_file")],
 }
+_METADATA = {
+    "type": "object",
+    "description": f"Your own string tags (at most {USER_METADATA_LIMIT}: asstctl adds {len(RESERVED_KEYS)} of the API's 16).",
+    "maxProperties": USER_METADATA_LIMIT,
+    "propertyNames": {"maxLength": 64, "not": {"pattern": f"^{PREFIX.replace('.', '[.]')}"}},
+    "additionalProperties": {"type": "string", "maxLength": 512},
+    "x-messages": {
+        "maxProperties": f"`metadata` has {{value}} keys; at most {USER_METADATA_LIMIT} are allowed "
+                         f"(the API allows 16 and asstctl adds {len(RESERVED_KEYS)} of its own)",
+    },
+}
+_FILES = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "string", "minLength": 1},
+    "description": "Files or globs (`data/*.csv`, `docs/**/*.md`), relative to the spec file.",
+}
+_CHUNKING = {
+    "description": "`auto` (800 tokens, 400 overlap) or `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}`.",
+    "anyOf": [
+        {"enum": ["auto"]},
+        {
+            "type": "object",
+            "required": ["type"],
+            "additionalProperties": False,
+            "if": {"properties": {"type": {"const": "static"}}},
+            "then": {"required": ["static"]},
+            "properties": {
+                "type": {"enum": ["auto", "static"]},
+                "static": {
+                    "type": "object",
+                    "required": ["max_chunk_size_tokens", "chunk_overlap_tokens"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "max_chunk_size_tokens": {"type": "integer", "minimum": 100, "maximum": 4096},
+                        "chunk_overlap_tokens": {"type": "integer", "minimum": 0},
+                    },
+                },
+            },
+        },
+    ],
+}
+_EXPIRES_AFTER = {
+    "type": "object",
+    "required": ["days"],
+    "additionalProperties": False,
+    "properties": {"anchor": {"enum": ["last_active_at"]}, "days": {"type": "integer", "minimum": 1, "maximum": 365}},
+    "description": "Delete the store after `days` (1-365) without use: `{days: 30}`.",
+}
+STORE_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "maxLength": 256, "description": "The store's display name (default: its key)."},
+    "files": _FILES,
+    "chunking_strategy": _CHUNKING,
+    "expires_after": _EXPIRES_AFTER,
+    "metadata": _METADATA,
+}
+_CODE_INTERPRETER = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"files": {**_FILES, "description": "At most 20 files or globs, relative to the spec file."}},
+}
 _FILE_SEARCH = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
+        "vector_store": {
+            "description": "The key of a store in vector_stores/, or a store declared here: `{files: [...], ...}`.",
+            "anyOf": [
+                {"type": "string", "pattern": KEY_PATTERN},
+                {"type": "object", "required": ["files"], "additionalProperties": False,
+                 "properties": STORE_FIELDS},
+            ],
+        },
         "max_num_results": {"type": "integer", "minimum": 1, "maximum": 50},
         "ranking_options": {
             "type": "object",
@@ -68,14 +137,16 @@ _FILE_SEARCH = {
     },
 }
 _TOOL = {
-    "description": "`code_interpreter`, `file_search`, `{function: {...}}`, or the API form `{type: ..., ...}`.",
+    "description": "`code_interpreter`, `file_search`, `{function: {...}}`, `{code_interpreter: {files: [...]}}`, "
+                   "`{file_search: {vector_store: ...}}`, or the API form `{type: ..., ...}`.",
     "anyOf": [
         {"enum": ["code_interpreter", "file_search"]},
         {
             "type": "object",
             "minProperties": 1,
             "additionalProperties": False,
-            "properties": {"type": {"enum": TOOL_TYPES}, "function": _FUNCTION, "file_search": _FILE_SEARCH},
+            "properties": {"type": {"enum": TOOL_TYPES}, "function": _FUNCTION, "file_search": _FILE_SEARCH,
+                           "code_interpreter": _CODE_INTERPRETER},
             "x-messages": {"minProperties": "{name} is empty; a tool is `code_interpreter`, `file_search`, "
                                             "`{{function: {{name: ...}}}}` or `{{type: ...}}`"},
         },
@@ -106,17 +177,6 @@ _RESPONSE_FORMAT = {
             "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}, "json_schema": _JSON_SCHEMA_FORMAT},
         },
     ],
-}
-_METADATA = {
-    "type": "object",
-    "description": f"Your own string tags (at most {USER_METADATA_LIMIT}: asstctl adds {len(RESERVED_KEYS)} of the API's 16).",
-    "maxProperties": USER_METADATA_LIMIT,
-    "propertyNames": {"maxLength": 64, "not": {"pattern": f"^{PREFIX.replace('.', '[.]')}"}},
-    "additionalProperties": {"type": "string", "maxLength": 512},
-    "x-messages": {
-        "maxProperties": f"`metadata` has {{value}} keys; at most {USER_METADATA_LIMIT} are allowed "
-                         f"(the API allows 16 and asstctl adds {len(RESERVED_KEYS)} of its own)",
-    },
 }
 _TOOL_RESOURCES = {
     "type": "object",
@@ -150,6 +210,30 @@ FIELDS: dict[str, Any] = {
     "metadata": _METADATA,
     "prevent_destroy": {"type": "boolean", "description": "Never delete this assistant (plan shows it blocked)."},
 }
+
+
+def vector_store_schema() -> dict[str, Any]:
+    """The JSON Schema of one shared vector store file (``vector_stores/<key>.yaml``)."""
+    return copy.deepcopy({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "asstctl vector store spec (vector_stores/<key>.yaml)",
+        "type": "object",
+        "required": ["files"],
+        "additionalProperties": False,
+        "properties": {
+            "$schema": {"type": "string"},
+            "key": {"type": "string", "pattern": KEY_PATTERN,
+                    "description": "Identifies the store across applies (default: the file name)."},
+            **STORE_FIELDS,
+            "prevent_destroy": {"type": "boolean", "description": "Never delete this store."},
+        },
+        "x-messages": {"required": "`files` is required: the files of the store, e.g. `files: [docs/*.md]`"},
+    })
+
+
+@functools.lru_cache(maxsize=1)
+def vector_store_schema_cached() -> dict[str, Any]:
+    return vector_store_schema()
 
 
 def spec_schema() -> dict[str, Any]:

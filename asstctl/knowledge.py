@@ -1,0 +1,255 @@
+"""Knowledge: files and vector stores declared in specs, synced by content (sha256), without a state file.
+
+Ownership marks (a file object has no metadata):
+
+* an upload is this project's when its filename is ``asstctl--<project>--<sha256[:16]>--<basename>``
+  (purpose ``assistants``); any other file is foreign and never deleted;
+* a vector store carries the assistant tags of asstctl.ownership (managed-by, project, key, spec-hash);
+* a vector store file carries ``attributes``: ``asstctl.project``, ``asstctl.sha256``, ``asstctl.path``
+  (the file's path relative to the project root); a store file without them is left alone.
+
+The reconciler names uploads and stores by *references* until apply knows their ids:
+``file:<basename>#<sha256[:16]>`` and ``vector_store:<key>``. An assistant's ``tool_resources`` are
+derived from its spec as references, and a remote assistant's ids are turned back into references
+before diffing (``symbolic``), so an unchanged file is never uploaded twice and never shows as a change.
+Apply resolves references to ids (``Plan.refs`` holds the ids known when planning).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import PurePosixPath
+from typing import Any, Iterable
+
+from asstctl.ownership import spec_hash, user_metadata
+from asstctl.remote import PAGE_SIZE, RemoteState, classify, transient_retries
+
+FILE_REF, STORE_REF = "file:", "vector_store:"
+ATTR_PROJECT, ATTR_SHA, ATTR_PATH = "asstctl.project", "asstctl.sha256", "asstctl.path"
+PURPOSE = "assistants"
+AUTO_CHUNKING = {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}
+_UPLOAD = re.compile(r"^asstctl--(?P<project>.+)--(?P<sha>[0-9a-f]{16})--(?P<name>.+)$", re.S)
+
+
+# --- names and references ---------------------------------------------------------------------------------
+
+def upload_name(project: str, local: Any) -> str:
+    return f"asstctl--{project}--{local.sha256[:16]}--{PurePosixPath(local.label).name}"
+
+
+def file_ref(local: Any) -> str:
+    return f"{FILE_REF}{PurePosixPath(local.label).name}#{local.sha256[:16]}"
+
+
+def store_ref(key: str) -> str:
+    return f"{STORE_REF}{key}"
+
+
+def upload_ref(filename: str, project: str) -> str | None:
+    """The reference of one of this project's uploads, None for any other file."""
+    match = _UPLOAD.match(filename or "")
+    if not match or match["project"] != project:
+        return None
+    return f"{FILE_REF}{match['name']}#{match['sha']}"
+
+
+def is_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith((FILE_REF, STORE_REF))
+
+
+def ref_name(ref: str) -> str:
+    """``file:faq.md#1a2b...`` → ``faq.md``."""
+    return ref[len(FILE_REF):].rsplit("#", 1)[0] if ref.startswith(FILE_REF) else ref
+
+
+# --- the remote ---------------------------------------------------------------------------------------------
+
+@dataclass
+class KnowledgeRemote:
+    stores: RemoteState
+    store_files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # owned store id -> its files
+    uploads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # ref -> this project's uploads, oldest first
+    requests: int = 0
+
+    def upload_ids(self) -> dict[str, str]:
+        """file id -> reference, for every upload of this project (duplicates included)."""
+        return {upload["id"]: ref for ref, uploads in self.uploads.items() for upload in uploads}
+
+    def refs(self) -> dict[str, str]:
+        """reference -> id of what exists: the oldest upload per content, the kept store per key."""
+        out = {ref: uploads[0]["id"] for ref, uploads in self.uploads.items()}
+        out.update({store_ref(key): obj["id"] for key, obj in self.stores.managed.items()})
+        return out
+
+    def fingerprints(self) -> dict[str, str]:
+        """id -> fingerprint of every store of this project (its settings and files) and upload."""
+        out = {obj["id"]: store_fingerprint(obj, self.store_files.get(obj["id"], [])) for obj in self.stores.owned()}
+        out.update({file_id: "upload" for file_id in self.upload_ids()})
+        return out
+
+
+def store_fingerprint(obj: dict[str, Any], files: list[dict[str, Any]]) -> str:
+    """Settings and files of a store, without what reading or searching it changes (counts, activity)."""
+    settings = {name: obj.get(name) for name in ("name", "metadata", "expires_after")}
+    entries = sorted((item["id"], item.get("status"), item.get("attributes") or {}) for item in files)
+    return spec_hash({"store": settings, "files": [list(entry) for entry in entries]})
+
+
+def read_knowledge(client: Any, project: str) -> KnowledgeRemote:
+    """Every vector store (classified), the files of this project's stores, and this project's uploads."""
+    from asstctl.targets import api_errors
+
+    with api_errors(client):
+        stores = listed(lambda: client.vector_stores.list(limit=PAGE_SIZE, order="asc"))
+        remote = KnowledgeRemote(classify(stores, project))
+        for obj in remote.stores.owned():
+            remote.store_files[obj["id"]] = listed(lambda: client.vector_stores.files.list(obj["id"], limit=PAGE_SIZE))
+        for upload in listed(lambda: client.files.list(purpose=PURPOSE, order="asc")):
+            ref = upload_ref(upload.get("filename"), project)
+            if ref:
+                remote.uploads.setdefault(ref, []).append(upload)
+    remote.requests = 2 + len(remote.store_files)
+    return remote
+
+
+def listed(call) -> list[dict[str, Any]]:
+    """Every item of a paginated list (the SDK follows the cursor), retried as a whole on transient faults."""
+    return transient_retries(lambda: [item.to_dict() for item in call()])
+
+
+# --- desired state ------------------------------------------------------------------------------------------
+
+def with_resources(spec: Any) -> Any:
+    """The spec with ``tool_resources`` derived from its knowledge, as references."""
+    if not spec.code_files and not spec.vector_store:
+        return spec
+    resources = dict(spec.fields.get("tool_resources") or {})
+    if spec.code_files:
+        resources["code_interpreter"] = {"file_ids": [file_ref(local) for local in spec.code_files]}
+    if spec.vector_store:
+        resources["file_search"] = {"vector_store_ids": [store_ref(spec.vector_store)]}
+    return replace(spec, fields={**spec.fields, "tool_resources": resources})
+
+
+def symbolic(obj: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A remote assistant with the ids of this project's uploads and stores replaced by references."""
+    resources = obj.get("tool_resources") or {}
+    if not resources:
+        return obj
+    out = {kind: {name: [names.get(item, item) for item in items] if isinstance(items, list) else items
+                  for name, items in (lists or {}).items()}
+           for kind, lists in resources.items()}
+    return {**obj, "tool_resources": out}
+
+
+def desired_files(specs: Iterable[Any], stores: Iterable[Any]) -> dict[str, Any]:
+    """reference -> LocalFile of every file a spec needs (first declaration wins)."""
+    out: dict[str, Any] = {}
+    for local in [f for spec in specs for f in spec.code_files] + [f for store in stores for f in store.files]:
+        out.setdefault(file_ref(local), local)
+    return out
+
+
+def store_content(fields: dict[str, Any]) -> dict[str, Any]:
+    """The comparable settings of a store: a spec's fields or a remote object."""
+    expires = fields.get("expires_after") or None
+    return {"name": fields.get("name") or "", "expires_after": expires, "metadata": user_metadata(fields.get("metadata"))}
+
+
+def file_attributes(project: str, local: Any) -> dict[str, str]:
+    return {ATTR_PROJECT: project, ATTR_SHA: local.sha256, ATTR_PATH: local.label}
+
+
+def chunking(strategy: dict[str, Any] | None) -> dict[str, Any]:
+    """``None``/``auto`` ≡ static 800/400 (what the API reports for ``auto``)."""
+    if not strategy or strategy.get("type") == "auto":
+        return AUTO_CHUNKING
+    return strategy
+
+
+# --- file-level changes -------------------------------------------------------------------------------------
+
+@dataclass
+class FileOp:
+    """One file-level change under a vector store or an assistant: ``+`` attach, ``-`` detach, ``~`` swap."""
+
+    op: str
+    path: str
+    ref: str | None = None  # the upload to attach (+, ~)
+    file_id: str | None = None  # the file to detach (-, ~)
+    reason: str | None = None
+    attributes: dict[str, Any] | None = None
+    chunking_strategy: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Upload:
+    ref: str
+    path: str  # relative to the project root
+    source: str  # where it was read when planning
+    sha256: str
+    bytes: int
+    filename: str
+
+
+@dataclass
+class FileDeletion:
+    file_id: str
+    filename: str
+    path: str  # the file's name as uploaded (its original path is not recorded on the file object)
+    reason: str = "no longer used"
+
+
+def from_dicts(cls: type, items: list[dict[str, Any]] | None) -> list[Any]:
+    from asstctl.plan import known_fields
+
+    return [cls(**known_fields(cls, item)) for item in items or []]
+
+
+def store_file_ops(store: Any, remote_files: list[dict[str, Any]], project: str) -> list[FileOp]:
+    """What changes in a store's files: matched by path (attribute), compared by sha256 and chunking."""
+    ours = {item["attributes"][ATTR_PATH]: item for item in remote_files if _ours(item, project)}
+    ops = [_desired_op(local, ours.pop(local.label, None), store, project) for local in store.files]
+    ops += [FileOp("-", path, file_id=item["id"]) for path, item in sorted(ours.items())]
+    return [op for op in ops if op is not None]
+
+
+def _ours(item: dict[str, Any], project: str) -> bool:
+    attributes = item.get("attributes") or {}
+    return attributes.get(ATTR_PROJECT) == project and bool(attributes.get(ATTR_PATH))
+
+
+def _desired_op(local: Any, item: dict[str, Any] | None, store: Any, project: str) -> FileOp | None:
+    attach = FileOp("+", local.label, file_ref(local), attributes=file_attributes(project, local),
+                    chunking_strategy=store.chunking_strategy)
+    if item is None:
+        return attach
+    reason = _swap_reason(local, item, store)
+    return replace(attach, op="~", file_id=item["id"], reason=reason) if reason else None
+
+
+def _swap_reason(local: Any, item: dict[str, Any], store: Any) -> str | None:
+    if item["attributes"].get(ATTR_SHA) != local.sha256:
+        return "content changed"
+    if item.get("status") in ("failed", "cancelled"):
+        return f"ingestion {item['status']} before: again"
+    if chunking(item.get("chunking_strategy")) != chunking(store.chunking_strategy):
+        return "chunking changed"
+    return None
+
+
+def code_file_ops(spec: Any, remote_refs: list[str]) -> list[FileOp]:
+    """The code_interpreter files of an assistant: desired paths against the remote uploads (by name)."""
+    remote = {ref_name(ref): ref for ref in remote_refs if ref.startswith(FILE_REF)}
+    ops = []
+    for local in spec.code_files:
+        old = remote.pop(PurePosixPath(local.label).name, None)
+        if old is None:
+            ops.append(FileOp("+", local.label, file_ref(local)))
+        elif old != file_ref(local):
+            ops.append(FileOp("~", local.label, file_ref(local), reason="content changed"))
+    return ops + [FileOp("-", name) for name in sorted(remote)]

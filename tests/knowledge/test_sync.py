@@ -1,0 +1,167 @@
+"""Knowledge sync against the local server: files uploaded once by content, swapped, detached and
+deleted; stores shared; ingestion failures named by path. Uploads and deletions are counted on the
+server (``POST /v1/files``, ``DELETE /v1/files/{id}``), not just read from the end state."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.knowledge.helpers import converge, counts, managed_store, plan, project, store_files, write
+
+BOT = """\
+model: gpt-4o
+tools:
+  - code_interpreter: {files: [data/*.csv]}
+  - file_search:
+      vector_store:
+        name: Support docs
+        files: [knowledge/*.md]
+        metadata: {team: support}
+"""
+FILES = {
+    "assistants/bot.yaml": BOT,
+    "assistants/data/a.csv": "x,y\n1,2\n",
+    "assistants/data/b.csv": "x,y\n3,4\n",
+    "assistants/knowledge/faq.md": "# FAQ\nReturns within 30 days.\n",
+    "assistants/knowledge/shipping.md": "# Shipping\nWe ship worldwide.\n",
+}
+
+
+@pytest.fixture
+def proj(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return project(tmp_path, FILES)
+
+
+def assistant(client, key="bot"):
+    return next(a for a in client.beta.assistants.list() if a.metadata.get("asstctl.key") == key)
+
+
+def test_first_apply_uploads_every_file_once_and_a_replan_is_a_no_op(client, server, proj):
+    made, result = converge(client, proj)
+    assert not result.failed, result.failed
+    assert counts(server) == (4, 0)
+    assert len(made.uploads) == 4
+    store = managed_store(client, "bot")
+    assert store.name == "Support docs" and store.metadata["team"] == "support"
+    files = store_files(client, store.id)
+    assert set(files) == {"assistants/knowledge/faq.md", "assistants/knowledge/shipping.md"}
+    assert all(item["status"] == "completed" for item in files.values())
+    bot = assistant(client)
+    assert bot.tool_resources.file_search.vector_store_ids == [store.id]
+    assert len(bot.tool_resources.code_interpreter.file_ids) == 2
+    names = {client.files.retrieve(i).filename for i in bot.tool_resources.code_interpreter.file_ids}
+    assert all(name.startswith("asstctl--kb--") for name in names) and {n.split("--")[-1] for n in names} == {"a.csv", "b.csv"}
+    again = plan(client, proj)
+    assert not again.has_changes(), [(a.key, a.kind, a.changes, a.files) for a in again.actions]
+    converge(client, proj)
+    assert counts(server) == (4, 0)
+
+
+def test_changing_one_file_reuploads_exactly_it_and_swaps_it_in_the_store(client, server, proj, tmp_path):
+    converge(client, proj)
+    store = managed_store(client, "bot")
+    old = store_files(client, store.id)["assistants/knowledge/faq.md"]["id"]
+    write(tmp_path, {"assistants/knowledge/faq.md": "# FAQ\nReturns within 60 days.\n"})
+    made = plan(client, proj)
+    ops = {(a.object, op.op, op.path, op.reason) for a in made.actions for op in a.files}
+    assert ops == {("vector_store", "~", "assistants/knowledge/faq.md", "content changed")}
+    assert [u.path for u in made.uploads] == ["assistants/knowledge/faq.md"]
+    assert [d.file_id for d in made.file_deletions] == [old]
+    _, result = converge(client, proj)
+    assert not result.failed, result.failed
+    assert counts(server) == (5, 1)
+    files = store_files(client, store.id)
+    assert set(files) == {"assistants/knowledge/faq.md", "assistants/knowledge/shipping.md"}
+    assert files["assistants/knowledge/faq.md"]["id"] != old
+    assert not plan(client, proj).has_changes()
+
+
+def test_changing_a_code_interpreter_file_swaps_it_on_the_assistant(client, server, proj, tmp_path):
+    converge(client, proj)
+    before = set(assistant(client).tool_resources.code_interpreter.file_ids)
+    write(tmp_path, {"assistants/data/a.csv": "x,y\n5,6\n"})
+    made = plan(client, proj)
+    bot = next(a for a in made.actions if a.key == "bot" and a.object == "assistant")
+    assert bot.kind == "update" and [(op.op, op.path) for op in bot.files] == [("~", "assistants/data/a.csv")]
+    _, result = converge(client, proj)
+    assert not result.failed and counts(server) == (5, 1)
+    after = set(assistant(client).tool_resources.code_interpreter.file_ids)
+    assert len(after) == 2 and len(after & before) == 1
+    assert not plan(client, proj).has_changes()
+
+
+def test_removing_a_file_from_a_glob_detaches_it_and_deletes_the_upload(client, server, proj, tmp_path):
+    converge(client, proj)
+    store = managed_store(client, "bot")
+    gone = store_files(client, store.id)["assistants/knowledge/shipping.md"]["id"]
+    (tmp_path / "assistants/knowledge/shipping.md").unlink()
+    made = plan(client, proj)
+    ops = [(op.op, op.path) for a in made.actions for op in a.files]
+    assert ops == [("-", "assistants/knowledge/shipping.md")]
+    _, result = converge(client, proj)
+    assert not result.failed and counts(server) == (4, 1)
+    assert set(store_files(client, store.id)) == {"assistants/knowledge/faq.md"}
+    assert gone not in {f.id for f in client.files.list()}
+    assert not plan(client, proj).has_changes()
+
+
+def test_two_assistants_sharing_a_store_upload_its_files_once(client, server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shared = "model: gpt-4o\ntools:\n  - file_search: {vector_store: handbook}\n"
+    proj = project(tmp_path, {
+        "vector_stores/handbook.yaml": "name: Handbook\nfiles: [docs/*.md]\n",
+        "vector_stores/docs/a.md": "alpha\n", "vector_stores/docs/b.md": "beta\n",
+        "assistants/one.yaml": shared, "assistants/two.yaml": shared,
+    })
+    _, result = converge(client, proj)
+    assert not result.failed and counts(server) == (2, 0)
+    store = managed_store(client, "handbook")
+    ids = {a.metadata["asstctl.key"]: a.tool_resources.file_search.vector_store_ids for a in client.beta.assistants.list()}
+    assert ids == {"one": [store.id], "two": [store.id]}
+    assert set(store_files(client, store.id)) == {"vector_stores/docs/a.md", "vector_stores/docs/b.md"}
+    assert not plan(client, proj).has_changes()
+
+
+def test_a_failed_ingestion_is_reported_by_path(client, server, proj, tmp_path):
+    write(tmp_path, {"assistants/knowledge/broken.md": "# Broken\nASSTCTL-INGEST-FAIL\n"})
+    _, result = converge(client, proj)
+    assert [(o.key, o.kind) for o in result.failed] == [("assistants/knowledge/broken.md", "ingest")]
+    assert "could not be parsed" in result.failed[0].error and "invalid_file" in result.failed[0].error
+    again = plan(client, proj)
+    assert [(op.op, op.path) for a in again.actions for op in a.files] == [("~", "assistants/knowledge/broken.md")]
+
+
+def test_foreign_files_and_stores_are_untouched(client, server, proj):
+    foreign_file = client.files.create(file=("notes.md", b"mine"), purpose="assistants")
+    lookalike = client.files.create(file=("asstctl--other--0123456789abcdef--x.md", b"theirs"), purpose="assistants")
+    foreign_store = client.vector_stores.create(name="hand-made", file_ids=[foreign_file.id])
+    other = client.vector_stores.create(name="x", metadata={"asstctl.managed-by": "asstctl", "asstctl.project": "other",
+                                                            "asstctl.key": "bot"})
+    converge(client, proj)
+    converge(client, proj, destroy=True)
+    assert {f.id for f in client.files.list()} == {foreign_file.id, lookalike.id}
+    assert {s.id for s in client.vector_stores.list()} == {foreign_store.id, other.id}
+    assert list(client.beta.assistants.list()) == []
+
+
+def test_destroy_removes_managed_stores_and_files(client, server, proj):
+    converge(client, proj)
+    made, result = converge(client, proj, destroy=True)
+    assert not result.failed
+    assert [(a.object, a.kind) for a in made.actions] == [("vector_store", "delete"), ("assistant", "delete")]
+    assert counts(server) == (4, 4)
+    assert list(client.vector_stores.list()) == [] and list(client.files.list()) == []
+
+
+def test_an_orphaned_store_is_kept_with_its_files_until_prune(client, server, proj, tmp_path):
+    converge(client, proj)
+    write(tmp_path, {"assistants/bot.yaml": "model: gpt-4o\ntools: [code_interpreter]\n"})
+    made, result = converge(client, proj)
+    assert not result.failed
+    store_action = next(a for a in made.actions if a.object == "vector_store")
+    assert store_action.kind == "no-op" and "--prune" in store_action.reason
+    assert counts(server) == (4, 2)  # the code_interpreter files went; the store's are kept
+    assert len(store_files(client, managed_store(client, "bot").id)) == 2
+    converge(client, proj, prune=True)
+    assert list(client.vector_stores.list()) == [] and list(client.files.list()) == []
