@@ -26,6 +26,9 @@ from asstctl.plan import ASSISTANT, CREATE, DELETE, DESTROY_MODE, UPDATE, VECTOR
 from asstctl.remote import RemoteState, read_remote, refused, transient_retries
 
 
+STEP_ORDER = {"upload": 0, "attach": 1, "detach": 2, "ingest": 3}  # a file's knowledge steps, as carried out
+
+
 @dataclass
 class RetryPolicy:
     attempts: int = 8
@@ -75,7 +78,7 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
     outcomes += run_all([action for action in work if action.kind == DELETE], plan.project, client, retry, parallelism)
     outcomes += sync.after_assistants()
     outcomes += [blocked_outcome(action) for action in plan.actions if action.blocked and plan.mode == DESTROY_MODE]
-    return ApplyResult(sorted(outcomes, key=lambda outcome: (outcome.key, outcome.kind)))
+    return ApplyResult(sorted(outcomes, key=lambda outcome: (outcome.key, STEP_ORDER.get(outcome.kind, 9), outcome.kind)))
 
 
 def run_all(actions: list[Action], project: str, client: Any, retry: RetryPolicy, parallelism: int) -> list[Outcome]:

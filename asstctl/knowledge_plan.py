@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from asstctl.diff import FieldChange, field_changes
-from asstctl.knowledge import (FileDeletion, KnowledgeRemote, Upload, code_file_ops, desired_files, ref_name, store_content,
+from asstctl.knowledge import (ATTR_PATH, FileDeletion, KnowledgeRemote, Upload, code_file_ops, desired_files, ref_name, store_content,
                                store_file_ops, store_fingerprint, store_ref, upload_name, with_resources)
 from asstctl.ownership import SPEC_HASH, owner, spec_hash, split_hash_tag, tags
 from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
@@ -142,7 +142,9 @@ def unused_uploads(plan: Plan, remote: RemoteState, knowledge: KnowledgeRemote) 
     """This project's uploads that nothing remaining after this plan uses."""
     used = {file_id for action in plan.actions for file_id in kept_ids(action, plan, remote, knowledge)}
     used |= {file_id for obj in remote.foreign for file_id in code_ids(obj)}
-    return [FileDeletion(item["id"], item["filename"], ref_name(ref))
+    paths = {item["id"]: item["attributes"][ATTR_PATH] for items in knowledge.store_files.values() for item in items
+             if ATTR_PATH in (item.get("attributes") or {})}
+    return [FileDeletion(item["id"], item["filename"], paths.get(item["id"], ref_name(ref)))
             for ref, items in knowledge.uploads.items() for item in items if item["id"] not in used]
 
 

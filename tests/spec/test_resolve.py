@@ -26,7 +26,7 @@ def test_the_shipped_examples_are_valid(monkeypatch):
     assert project.name == "asstctl-examples"
     assert validate_project(project) == []
     specs = {spec.key: spec for spec in load_specs(project)}
-    assert set(specs) == {"math-tutor", "weather-bot"}
+    assert set(specs) == {"math-tutor", "support-bot", "weather-bot"}
     assert specs["math-tutor"].fields == {
         "name": "Math Tutor",
         "model": "gpt-4o",
