@@ -14,6 +14,7 @@ or the offline engine's simulated, thinking time); ``overhead_ms`` is the rest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -47,6 +48,8 @@ class RunOptions:
     min_pass_rate: float = 1.0
     keep_threads: bool = False
     root: Path | None = None  # importable for `python:` mocks
+    # A ``cli.output.progress``-like factory: progress(length=N, label=...) -> context with .update(n).
+    progress: Any = None
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -175,13 +178,29 @@ def run_conversations(client, project_name: str, target_label: str, conversation
         conversation, number = job
         return ConversationRun(client, project_name, ids[conversation.assistant], options).attempt(conversation, number)
 
-    with ThreadPoolExecutor(max(1, options.parallel), thread_name_prefix="asstctl-test") as pool:
-        attempts = list(pool.map(attempt, jobs))
+    with _progress(options, len(jobs)) as bar, ThreadPoolExecutor(
+        max(1, options.parallel), thread_name_prefix="asstctl-test"
+    ) as pool:
+        attempts = []
+        for result in pool.map(attempt, jobs):
+            attempts.append(result)
+            bar.update(1)
     results = [
         ConversationResult(c, [a for (job_c, _), a in zip(jobs, attempts) if job_c is c], options.min_pass_rate)
         for c in conversations
     ]
     return Report(target_label, results, time.monotonic() - started)
+
+
+def _progress(options: RunOptions, length: int):
+    if options.progress is None:
+        return contextlib.nullcontext(_NoBar())
+    return options.progress(length=length, label="Running conversations")
+
+
+class _NoBar:
+    def update(self, n_steps: int) -> None:
+        pass
 
 
 class ConversationRun:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from asstctl.cli.output import style
+from asstctl.cli.output import progress, style
 from asstctl.cli.plan_cmd import target_options
 
 
@@ -43,7 +43,7 @@ def test(files, target_name, base_url, patterns, timeout, parallel, repeat, min_
     from asstctl.runner import RunOptions, report_json, summary_lines, test_project
 
     options = RunOptions(timeout=timeout, parallel=parallel, repeat=repeat, min_pass_rate=min_pass_rate,
-                         keep_threads=keep_threads)
+                         keep_threads=keep_threads, progress=progress if output == "text" else None)
     project = _project(load_project)
     report = test_project(project, options, files=list(files) or None, patterns=patterns, target=target_name,
                           base_url=base_url)
