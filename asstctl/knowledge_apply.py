@@ -251,7 +251,7 @@ def ingestion_failure(entry: tuple[str, str, str, Any]) -> Any:
     _, file_id, path, item = entry
     error = item.last_error
     reason = f"{error.message} ({error.code})" if error is not None else "no reason given"
-    return Outcome(path, INGEST, False, file_id, f"ingestion {item.status}: {reason}")
+    return Outcome(path, INGEST, False, file_id, reason if item.status == "failed" else f"{item.status}: {reason}")
 
 
 def timed_out(entry: tuple[str, str, str, Any], timeout: float) -> Any:
