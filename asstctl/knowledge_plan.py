@@ -18,7 +18,7 @@ from typing import Any
 from asstctl.diff import FieldChange, field_changes
 from asstctl.knowledge import (ATTR_PATH, FileDeletion, KnowledgeRemote, Upload, code_file_ops, desired_files, ref_name, store_content,
                                store_file_ops, store_fingerprint, store_ref, upload_name, with_resources)
-from asstctl.ownership import SPEC_HASH, owner, spec_hash, split_hash_tag, tags
+from asstctl.ownership import SPEC_HASH, spec_hash, split_hash_tag, tags
 from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
 from asstctl.remote import RemoteState, state_fingerprint
 
@@ -28,7 +28,8 @@ def knowledge_view(specs: Any, knowledge: KnowledgeRemote | None, project: str) 
     specs = list(specs)
     if knowledge is None:
         return specs, None
-    names = {**knowledge.upload_ids(), **{obj["id"]: store_ref(owner(obj)[1]) for obj in knowledge.stores.owned()}}
+    # duplicates of a store keep their ids: an assistant using one is moved to the kept store before it goes
+    names = {**knowledge.upload_ids(), **{obj["id"]: store_ref(key) for key, obj in knowledge.stores.managed.items()}}
     return [with_resources(spec) for spec in specs], names
 
 

@@ -165,3 +165,48 @@ def test_an_orphaned_store_is_kept_with_its_files_until_prune(client, server, pr
     assert len(store_files(client, managed_store(client, "bot").id)) == 2
     converge(client, proj, prune=True)
     assert list(client.vector_stores.list()) == [] and list(client.files.list()) == []
+
+
+def test_a_duplicate_store_is_deleted_and_its_assistant_moved_to_the_kept_one(client, server, proj):
+    converge(client, proj)
+    kept = managed_store(client, "bot")
+    duplicate = client.vector_stores.create(name="Support docs", metadata=kept.metadata)
+    bot = assistant(client)
+    client.beta.assistants.update(bot.id, tool_resources={"file_search": {"vector_store_ids": [duplicate.id]}})
+    made, result = converge(client, proj)
+    assert not result.failed
+    kinds = {(a.object, a.kind, a.remote_id) for a in made.actions if a.kind != "no-op"}
+    assert kinds == {("vector_store", "delete", duplicate.id), ("assistant", "update", bot.id)}
+    assert assistant(client).tool_resources.file_search.vector_store_ids == [kept.id]
+    assert {s.id for s in client.vector_stores.list()} == {kept.id}
+    assert not plan(client, proj).has_changes()
+
+
+def test_an_upload_a_foreign_assistant_uses_is_kept(client, server, proj, tmp_path):
+    converge(client, proj)
+    upload = next(f for f in client.files.list() if f.filename.endswith("--a.csv"))
+    other = client.beta.assistants.create(model="gpt-4o", tool_resources={"code_interpreter": {"file_ids": [upload.id]}})
+    (tmp_path / "assistants/data/a.csv").unlink()
+    made, result = converge(client, proj)
+    assert not result.failed and made.file_deletions == [] and counts(server) == (4, 0)
+    client.beta.assistants.delete(other.id)
+    made, _ = converge(client, proj)
+    assert [d.file_id for d in made.file_deletions] == [upload.id] and counts(server) == (4, 1)
+
+
+def test_store_settings_and_chunking_change_without_uploads(client, server, proj, tmp_path):
+    converge(client, proj)
+    changed = BOT.replace("name: Support docs", "name: Docs\n        expires_after: {days: 7}\n"
+                          "        chunking_strategy: {type: static, static: {max_chunk_size_tokens: 400, chunk_overlap_tokens: 100}}")
+    write(tmp_path, {"assistants/bot.yaml": changed})
+    made = plan(client, proj)
+    store = next(a for a in made.actions if a.object == "vector_store")
+    assert {c.path for c in store.changes} == {"name", "expires_after"}
+    assert {(op.op, op.reason) for op in store.files} == {("~", "chunking changed")}
+    _, result = converge(client, proj)
+    assert not result.failed and counts(server) == (4, 0)
+    remote = managed_store(client, "bot")
+    assert remote.name == "Docs" and remote.expires_after.days == 7
+    sizes = {item["chunking_strategy"]["static"]["max_chunk_size_tokens"] for item in store_files(client, remote.id).values()}
+    assert sizes == {400}
+    assert not plan(client, proj).has_changes()
