@@ -156,6 +156,8 @@ class KnowledgeApply:
 
     def wait(self) -> list[Any]:
         """Poll attached files until ingested, failed, or the timeout; failures are outcomes named by path."""
+        if not self.pending:
+            return []
         deadline = time.monotonic() + self.timeout
         waiting, outcomes = list(self.pending), []
         with self.progress(length=len(waiting), label="Waiting for ingestion") as bar:

@@ -4,6 +4,9 @@ server (``POST /v1/files``, ``DELETE /v1/files/{id}``), not just read from the e
 
 from __future__ import annotations
 
+import contextlib
+from types import SimpleNamespace
+
 import pytest
 
 from tests.knowledge.helpers import converge, counts, managed_store, plan, project, store_files, write
@@ -210,3 +213,25 @@ def test_store_settings_and_chunking_change_without_uploads(client, server, proj
     sizes = {item["chunking_strategy"]["static"]["max_chunk_size_tokens"] for item in store_files(client, remote.id).values()}
     assert sizes == {400}
     assert not plan(client, proj).has_changes()
+
+
+def test_ingestion_still_in_progress_at_the_timeout_is_a_failure_named_by_path(client, proj):
+    from asstctl.knowledge_apply import KnowledgeApply
+
+    made, _ = converge(client, proj)
+    store = managed_store(client, "bot")
+    file_id = store_files(client, store.id)["assistants/knowledge/faq.md"]["id"]
+    seen = []
+
+    def progress(length, label):
+        seen.append((length, label))
+        return contextlib.nullcontext(SimpleNamespace(update=lambda n: seen.append(n)))
+
+    sync = KnowledgeApply(made, client, ingestion_timeout=0, progress=progress)
+    sync.pending = [(store.id, file_id, "assistants/knowledge/faq.md", SimpleNamespace(status="in_progress"))]
+    [outcome] = sync.wait()
+    assert (outcome.key, outcome.kind, outcome.ok) == ("assistants/knowledge/faq.md", "ingest", False)
+    assert "within 0 s" in outcome.error and seen == [(1, "Waiting for ingestion"), 0]
+    sync = KnowledgeApply(made, client, ingestion_timeout=5, progress=progress)
+    sync.pending = [(store.id, file_id, "assistants/knowledge/faq.md", SimpleNamespace(status="in_progress"))]
+    assert sync.wait() == []  # polled: the server reports it completed
