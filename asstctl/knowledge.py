@@ -98,18 +98,30 @@ def store_fingerprint(obj: dict[str, Any], files: list[dict[str, Any]]) -> str:
 
 def read_knowledge(client: Any, project: str) -> KnowledgeRemote:
     """Every vector store (classified), the files of this project's stores, and this project's uploads."""
+    import openai
+
+    from asstctl.errors import TargetError
     from asstctl.targets import api_errors
 
     with api_errors(client):
-        stores = listed(lambda: client.vector_stores.list(limit=PAGE_SIZE, order="asc"))
-        remote = KnowledgeRemote(classify(stores, project))
-        for obj in remote.stores.owned():
-            remote.store_files[obj["id"]] = listed(lambda: client.vector_stores.files.list(obj["id"], limit=PAGE_SIZE))
-        for upload in listed(lambda: client.files.list(purpose=PURPOSE, order="asc")):
-            ref = upload_ref(upload.get("filename"), project)
-            if ref:
-                remote.uploads.setdefault(ref, []).append(upload)
+        try:
+            remote = _read(client, project)
+        except openai.NotFoundError:
+            raise TargetError(f"{str(client.base_url).rstrip('/')} has no /vector_stores or /files endpoint (404): "
+                              "asstctl reads them to sync knowledge; use a target with the full Assistants API") from None
     remote.requests = 2 + len(remote.store_files)
+    return remote
+
+
+def _read(client: Any, project: str) -> KnowledgeRemote:
+    stores = listed(lambda: client.vector_stores.list(limit=PAGE_SIZE, order="asc"))
+    remote = KnowledgeRemote(classify(stores, project))
+    for obj in remote.stores.owned():
+        remote.store_files[obj["id"]] = listed(lambda: client.vector_stores.files.list(obj["id"], limit=PAGE_SIZE))
+    for upload in listed(lambda: client.files.list(purpose=PURPOSE, order="asc")):
+        ref = upload_ref(upload.get("filename"), project)
+        if ref:
+            remote.uploads.setdefault(ref, []).append(upload)
     return remote
 
 

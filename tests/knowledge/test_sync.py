@@ -235,3 +235,29 @@ def test_ingestion_still_in_progress_at_the_timeout_is_a_failure_named_by_path(c
     sync = KnowledgeApply(made, client, ingestion_timeout=5, progress=progress)
     sync.pending = [(store.id, file_id, "assistants/knowledge/faq.md", SimpleNamespace(status="in_progress"))]
     assert sync.wait() == []  # polled: the server reports it completed
+
+
+def test_destroy_keeps_the_store_and_files_of_a_prevent_destroy_assistant(client, server, proj, tmp_path):
+    write(tmp_path, {"assistants/bot.yaml": BOT + "prevent_destroy: true\n"})
+    converge(client, proj)
+    made, result = converge(client, proj, destroy=True)
+    blocked = {(a.object, a.key) for a in made.actions if a.blocked}
+    assert blocked == {("vector_store", "bot"), ("assistant", "bot")}
+    assert {o.key for o in result.failed} == {"bot", "vector store bot"}
+    assert made.file_deletions == [] and counts(server) == (4, 0)
+    assert len(list(client.vector_stores.list())) == 1
+
+
+def test_a_file_edited_between_plan_and_apply_is_not_uploaded(client, server, proj, tmp_path):
+    from asstctl.apply import apply_plan
+
+    made = plan(client, proj)
+    write(tmp_path, {"assistants/knowledge/faq.md": "edited after planning\n"})
+    result = apply_plan(made, client, root=proj.root)
+    failed = {(o.key, o.kind): o.error for o in result.failed}
+    assert "changed since the plan was made" in failed[("assistants/knowledge/faq.md", "upload")]
+    assert "its upload failed" in failed[("assistants/knowledge/faq.md", "attach")]
+    assert counts(server) == (3, 0)
+    _, again = converge(client, proj)
+    assert not again.failed and counts(server) == (4, 0)
+    assert not plan(client, proj).has_changes()
