@@ -263,10 +263,26 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
 
     specs, stores = load_project_specs(project, target.name if target.name in project.targets else None)
     remote = read_remote(target.client, project.name)
-    options = dict(project=project.name, target=target.label, stores=stores, knowledge=read_knowledge(target.client, project.name))
+    knowledge = None
+    if needs_knowledge(specs, stores, remote, prune or destroy):
+        knowledge = read_knowledge(target.client, project.name)
+    options = dict(project=project.name, target=target.label, stores=stores, knowledge=knowledge)
     if destroy:
         return build_destroy_plan(specs, remote, **options)
     return build_plan(specs, remote, prune=prune, **options)
+
+
+def needs_knowledge(specs: list[Any], stores: list[Any], remote: RemoteState, deleting: bool) -> bool:
+    """Whether files and vector stores must be read: only when a spec declares knowledge, a managed
+    assistant still uses some, or deletions may free some — so a plain plan of knowledge-free
+    assistants costs exactly ceil(N/100) list requests."""
+    if deleting or stores or any(spec.code_files or spec.vector_store for spec in specs):
+        return True
+    return any(_resource_ids(obj.get("tool_resources")) for obj in remote.owned())
+
+
+def _resource_ids(resources: dict[str, Any] | None) -> bool:
+    return any(ids for part in (resources or {}).values() if isinstance(part, dict) for ids in part.values())
 
 
 def save_plan(plan: Plan, path: str) -> None:

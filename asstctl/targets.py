@@ -61,7 +61,9 @@ def open_target(
         with _embedded(project, config, max_retries, timeout) as target:
             yield target
         return
-    yield _remote(config, max_retries, timeout)
+    target = _remote(config, max_retries, timeout)
+    with target.client:  # closes its connection pool
+        yield target
 
 
 @contextmanager
@@ -74,7 +76,8 @@ def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout:
     try:
         client = make_client(server.base_url, server.api_key, max_retries=max_retries, timeout=timeout)
         label = f"embedded server ({os.path.relpath(db, project.root)})"
-        yield Target(name=config.name, label=label, client=client, server=server)
+        with client:
+            yield Target(name=config.name, label=label, client=client, server=server)
     finally:
         server.stop()
 

@@ -234,3 +234,20 @@ def test_a_named_target_with_per_target_overrides(server, client, project, monke
     assert read_remote(client, NAME).managed["triage"]["temperature"] == 0.9
     missing = CliRunner().invoke(cli, ["plan", "--target", "shared"], env={"SHARED_KEY": None})
     assert missing.exit_code == 1 and "$SHARED_KEY is not set" in missing.output
+
+
+def test_plan_of_knowledge_free_specs_costs_exactly_ceil_n_over_100_requests(server, project):
+    for index in range(150):
+        write_spec(project, f"bot-{index:03d}", name=f"Bot {index}")
+    assert run(server, "apply", "--yes").exit_code == 0
+    before = server.state.stats["total"]
+    result = run(server, "plan", "--detailed-exitcode")
+    assert result.exit_code == 0, result.output
+    assert server.state.stats["total"] - before == 2  # ceil(152 / 100) list pages, nothing else
+
+
+def test_plan_reads_knowledge_when_pruning(server, project):
+    assert run(server, "apply", "--yes").exit_code == 0
+    before = server.state.stats["GET /v1/vector_stores"]
+    assert run(server, "plan", "--prune").exit_code == 0
+    assert server.state.stats["GET /v1/vector_stores"] == before + 1
