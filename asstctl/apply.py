@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from asstctl.errors import AsstctlError, PlanError
 from asstctl.plan import ASSISTANT, CREATE, DELETE, DESTROY_MODE, UPDATE, VECTOR_STORE, Action, Plan
@@ -122,28 +122,39 @@ def delete(action: Action, project: str, client: Any, retry: RetryPolicy) -> Out
 
 def create(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
     """Create once; when the outcome is unknown, look for the key before trying again."""
+    creator = client.with_options(max_retries=0).beta.assistants
+    new_id, note = create_verified(lambda: creator.create(**action.body),
+                                   lambda: read_remote(client, project).find(action.key), retry)
+    return Outcome(action.key, CREATE, True, new_id, note=note)
+
+
+def create_verified(make: Callable[[], Any], find: Callable[[], dict[str, Any] | None],
+                    retry: RetryPolicy | None = None) -> tuple[str, str | None]:
+    """Run ``make`` (a create with the SDK's retries off) until it succeeds; after a response
+    that leaves the outcome unknown (timeout, lost connection, 5xx), ``find`` the object before
+    trying again, so no duplicate is ever made. Returns (id, note)."""
     import openai
 
-    creator = client.with_options(max_retries=0).beta.assistants
+    retry = retry or RetryPolicy()
     for attempt in range(retry.attempts):
         try:
-            return Outcome(action.key, CREATE, True, creator.create(**action.body).id)
+            return make().id, None
         except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
             if refused(error):  # it never reached the target: nothing was made, the target is down
                 raise
-            found = None if isinstance(error, openai.RateLimitError) else created_anyway(action, project, client, error)
+            found = None if isinstance(error, openai.RateLimitError) else created_anyway(find, error)
             if found is not None:
-                return Outcome(action.key, CREATE, True, found["id"], note="adopted after a lost response")
+                return found["id"], "adopted after a lost response"
             if attempt + 1 == retry.attempts:
                 raise
             time.sleep(retry.delay(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def created_anyway(action: Action, project: str, client: Any, error: BaseException) -> dict[str, Any] | None:
+def created_anyway(find: Callable[[], dict[str, Any] | None], error: BaseException) -> dict[str, Any] | None:
     """The object a create whose response was lost made after all, or None (then a retry is safe)."""
     try:
-        return read_remote(client, project).find(action.key)
+        return find()
     except AsstctlError as failure:
         raise AsstctlError(f"create outcome unknown ({describe(error)}) and the check for it failed: {failure}; "
                            "not retried, so no duplicate can be made (`asstctl apply` again will find it)") from None

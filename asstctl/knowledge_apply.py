@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from asstctl.knowledge import PURPOSE, is_ref, store_ref
+from asstctl.knowledge import PURPOSE, is_ref, read_knowledge, store_ref
 from asstctl.plan import CREATE, DELETE, UPDATE, VECTOR_STORE, Action, Plan
 from asstctl.remote import transient_retries
 
@@ -89,10 +89,21 @@ class KnowledgeApply:
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != item.sha256:
             raise AsstctlError(f"{item.path} changed since the plan was made; run `asstctl plan` again")
-        created = self.client.files.create(file=(item.filename, data), purpose=PURPOSE)
+        from asstctl.apply import create_verified
+
+        files = self.client.with_options(max_retries=0).files
+        new_id, note = create_verified(lambda: files.create(file=(item.filename, data), purpose=PURPOSE),
+                                       lambda: self._existing_upload(item.ref))
         with self.lock:
-            self.refs[item.ref] = created.id
-        return Outcome(item.path, UPLOAD, True, created.id)
+            self.refs[item.ref] = new_id
+        return Outcome(item.path, UPLOAD, True, new_id, note=note)
+
+    def _existing_upload(self, ref: str) -> dict[str, Any] | None:
+        uploads = read_knowledge(self.client, self.plan.project).uploads.get(ref)
+        return uploads[0] if uploads else None
+
+    def _existing_store(self, key: str) -> dict[str, Any] | None:
+        return read_knowledge(self.client, self.plan.project).stores.managed.get(key)
 
     # --- stores and their files ------------------------------------------------------------------------
 
@@ -108,10 +119,14 @@ class KnowledgeApply:
 
         label, stores = store_label(action.key), self.client.vector_stores
         if action.kind == CREATE:
-            created = stores.create(**action.body)
+            from asstctl.apply import create_verified
+
+            creator = self.client.with_options(max_retries=0).vector_stores
+            new_id, note = create_verified(lambda: creator.create(**action.body),
+                                           lambda: self._existing_store(action.key))
             with self.lock:
-                self.refs[store_ref(action.key)] = created.id
-            return Outcome(label, CREATE, True, created.id)
+                self.refs[store_ref(action.key)] = new_id
+            return Outcome(label, CREATE, True, new_id, note=note)
         if action.body:
             transient_retries(lambda: stores.update(action.remote_id, **action.body))
         return Outcome(label, UPDATE, True, action.remote_id, note=None if action.body else "files")

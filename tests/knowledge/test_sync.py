@@ -261,3 +261,25 @@ def test_a_file_edited_between_plan_and_apply_is_not_uploaded(client, server, pr
     _, again = converge(client, proj)
     assert not again.failed and counts(server) == (4, 0)
     assert not plan(client, proj).has_changes()
+
+
+def test_lost_responses_on_uploads_and_store_creates_make_no_duplicates(proj):
+    from asstctl.server.embedded import start_server
+    from asstctl.server.faults import Faults
+    from asstctl.targets import make_client
+
+    with start_server(":memory:", faults=Faults(seed=7)) as server:
+        client = make_client(server.base_url, server.api_key)  # the SDK's own retries on, as the CLI has them
+        server.faults.kinds = ("lost",)
+        server.faults.rate = 0.5
+        made, result = converge(client, proj)
+        server.faults.rate = 0
+        assert server.faults.injected.get("lost", 0) > 0
+        assert not result.failed, result.failed
+        # every lost create was found by listing, never made twice
+        uploads = [f for f in client.files.list() if f.filename.startswith("asstctl--kb--")]
+        assert len(uploads) == 4
+        stores = [s for s in client.vector_stores.list() if (s.metadata or {}).get("asstctl.key") == "bot"]
+        assert len(stores) == 1
+        assert not plan(client, proj).has_changes()
+        client.close()
