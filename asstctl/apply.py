@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,7 +66,7 @@ class ApplyResult:
 def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPolicy | None = None,
                ingestion_timeout: float | None = None, progress: Any = None, root: Any = None) -> ApplyResult:
     """Execute every executable action of ``plan``; blocked deletions under destroy are failures.
-    ``progress``: a ``cli.output.progress``-like factory for the wait for ingestion; ``root``: the
+    ``progress``: a ``cli.output.progress``-like factory (many writes, the wait for ingestion); ``root``: the
     project root the plan's file paths are relative to (default: where they were read when planning)."""
     from asstctl.knowledge_apply import INGESTION_TIMEOUT, KnowledgeApply
 
@@ -74,16 +76,38 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
     outcomes = sync.before_assistants()
     work = [action for action in plan.actions if action.executable and action.object == ASSISTANT]
     ready, unresolved = sync.resolved([action for action in work if action.kind != DELETE])
-    outcomes += unresolved + run_all(ready, plan.project, client, retry, parallelism)
-    outcomes += run_all([action for action in work if action.kind == DELETE], plan.project, client, retry, parallelism)
+    deletions = [action for action in work if action.kind == DELETE]
+    with writes_progress(progress, len(ready) + len(deletions)) as bar:
+        outcomes += unresolved + run_all(ready, plan.project, client, retry, parallelism, bar)
+        outcomes += run_all(deletions, plan.project, client, retry, parallelism, bar)
     outcomes += sync.after_assistants()
     outcomes += [blocked_outcome(action) for action in plan.actions if action.blocked and plan.mode == DESTROY_MODE]
     return ApplyResult(sorted(outcomes, key=lambda outcome: (outcome.key, STEP_ORDER.get(outcome.kind, 9), outcome.kind)))
 
 
-def run_all(actions: list[Action], project: str, client: Any, retry: RetryPolicy, parallelism: int) -> list[Outcome]:
+PROGRESS_FROM = 10  # writes: fewer than this finish before a bar is worth drawing
+
+
+def writes_progress(progress: Any, count: int):
+    """A progress bar over the assistant writes (drawn by the CLI on a terminal only)."""
+    if progress is None or count < PROGRESS_FROM:
+        return contextlib.nullcontext(None)
+    return progress(length=count, label="Applying")
+
+
+def run_all(actions: list[Action], project: str, client: Any, retry: RetryPolicy, parallelism: int,
+            bar: Any = None) -> list[Outcome]:
+    lock = threading.Lock()
+
+    def one(action: Action) -> Outcome:
+        outcome = run_action(action, project, client, retry)
+        if bar is not None:
+            with lock:
+                bar.update(1)
+        return outcome
+
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        return list(pool.map(lambda action: run_action(action, project, client, retry), actions))
+        return list(pool.map(one, actions))
 
 
 def blocked_outcome(action: Action) -> Outcome:
