@@ -28,6 +28,6 @@ def test_shipped_example_conversations_pass_offline(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     names = {(c["assistant"], c["name"]) for c in report["conversations"]}
-    assert {a for a, _ in names} == {"math-tutor", "weather-bot"}
+    assert {a for a, _ in names} == {"math-tutor", "support-bot", "weather-bot"}
     assert len(names) == 7
     assert all(c["passed"] for c in report["conversations"])

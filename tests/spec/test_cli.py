@@ -26,7 +26,7 @@ def test_validate_the_examples(monkeypatch):
     monkeypatch.chdir(ROOT)
     result = run("validate")
     assert result.exit_code == 0, result.output
-    assert result.output == "3 specs valid, 2 conversation files valid\n"
+    assert result.output == "3 specs valid, 3 conversation files valid\n"
 
 
 def test_validate_reports_each_problem_on_its_own_line(project):
