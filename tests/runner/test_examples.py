@@ -29,5 +29,5 @@ def test_shipped_example_conversations_pass_offline(tmp_path, monkeypatch):
     report = json.loads(result.stdout)
     names = {(c["assistant"], c["name"]) for c in report["conversations"]}
     assert {a for a, _ in names} == {"math-tutor", "support-bot", "weather-bot"}
-    assert len(names) == 7
+    assert len(names) == 9
     assert all(c["passed"] for c in report["conversations"])
