@@ -145,8 +145,13 @@ def unused_uploads(plan: Plan, remote: RemoteState, knowledge: KnowledgeRemote) 
     used |= {file_id for obj in remote.foreign for file_id in code_ids(obj)}
     paths = {item["id"]: item["attributes"][ATTR_PATH] for items in knowledge.store_files.values() for item in items
              if ATTR_PATH in (item.get("attributes") or {})}
-    return [FileDeletion(item["id"], item["filename"], paths.get(item["id"], ref_name(ref)))
-            for ref, items in knowledge.uploads.items() for item in items if item["id"] not in used]
+    deletions = [FileDeletion(item["id"], item["filename"], paths.get(item["id"], ref_name(ref)))
+                 for ref, items in knowledge.uploads.items() for item in items if item["id"] not in used]
+    replaced = {item.path for item in plan.uploads}
+    for deletion in deletions:
+        if deletion.path in replaced:
+            deletion.reason = "replaced by its new content"
+    return deletions
 
 
 def kept_ids(action: Action, plan: Plan, remote: RemoteState, knowledge: KnowledgeRemote) -> set[str]:

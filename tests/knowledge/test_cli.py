@@ -34,6 +34,7 @@ def test_the_plan_shows_files_under_the_store_and_the_assistant(server, proj, tm
     bot = lines.index("~ update bot")
     assert lines[bot + 1] == "    ~ file assistants/data/a.csv (content changed)"
     assert "- delete file assistants/knowledge/shipping.md  (no longer used)" in lines
+    assert "- delete file assistants/knowledge/faq.md  (replaced by its new content)" in lines
     assert lines[-1] == "Plan: 0 to create, 2 to update, 0 to delete. Files: 3 to upload, 3 to delete."
 
 
