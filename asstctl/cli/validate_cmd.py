@@ -63,11 +63,17 @@ def _split(problem: str) -> dict:
     return {"file": match["file"], "line": int(match["line"]), "col": int(match["col"]), "message": match["message"]}
 
 
+SCHEMA_KINDS = ("assistant", "vector-store", "conversation")
+
+
 @click.command()
+@click.option("--kind", type=click.Choice(SCHEMA_KINDS), default="assistant", show_default=True,
+              help="assistant: assistants/*.yaml; vector-store: vector_stores/*.yaml; "
+                   "conversation: assistants/*.test.yaml.")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write the schema to FILE (directories are created) instead of standard output.")
-def schema(output: Path | None) -> None:
-    """Print the JSON Schema (draft 2020-12) of assistant spec files.
+def schema(kind: str, output: Path | None) -> None:
+    """Print the JSON Schema (draft 2020-12) of spec files.
 
     Editors that use the YAML language server complete and check specs with
     it: add `# yaml-language-server: $schema=../.asstctl/spec.schema.json` as
@@ -76,14 +82,22 @@ def schema(output: Path | None) -> None:
     \b
     Example:
         asstctl schema > .asstctl/spec.schema.json
-        asstctl schema --output .asstctl/spec.schema.json
+        asstctl schema --kind conversation -o .asstctl/conversation.schema.json
     """
-    from asstctl.spec.schema import spec_schema
-
-    text = json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(_schema_of(kind), indent=2, ensure_ascii=False) + "\n"
     if output is None:
         click.echo(text, nl=False)
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     click.echo(f"wrote {output}", err=True)
+
+
+def _schema_of(kind: str) -> dict:
+    if kind == "conversation":
+        from asstctl.conversations import SCHEMA
+
+        return SCHEMA
+    from asstctl.spec.schema import spec_schema, vector_store_schema
+
+    return vector_store_schema() if kind == "vector-store" else spec_schema()
