@@ -111,11 +111,10 @@ def _json(value, outcome: TurnOutcome) -> list[str]:
 
 
 def _schema_problems(document: Any, schema: dict[str, Any]) -> list[str]:
-    import jsonschema
+    from asstctl.spec.schema import validator_for
 
-    validator = jsonschema.Draft202012Validator(schema)
     problems = []
-    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+    for error in sorted(validator_for(schema).iter_errors(document), key=lambda e: list(e.absolute_path)):
         where = "".join(f"[{p!r}]" for p in error.absolute_path) or "(root)"
         problems.append(f"reply JSON at {where}: {error.message}")
     return problems

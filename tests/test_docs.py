@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 REGENERATE = "run python -m asstctl.cli.reference > docs/cli.md"
 GROUP = context(cli, "asstctl")
-COMMANDS = cli.list_commands(GROUP)  # the commands whose module exists
+COMMANDS = cli.list_commands(GROUP)
 
 
 def command(name: str) -> click.Command:

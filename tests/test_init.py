@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ FILES = sorted(templates("x"))
 
 def init(*args: str):
     return CliRunner().invoke(cli, ["init", *args])
-
-
-def has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 @pytest.fixture
@@ -159,15 +151,11 @@ def test_a_directory_that_cannot_be_created_is_a_clear_error(tmp_path):
     assert result.output.startswith("Error: cannot write ") and "Traceback" not in result.output
 
 
-@pytest.mark.skipif(not has_module("asstctl.cli.validate_cmd"),
-                    reason="asstctl.cli.validate_cmd cannot be imported yet (spec loading is in progress)")
 def test_the_scaffold_validates(project):
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.skipif(not (has_module("asstctl.cli.plan_cmd") and has_module("asstctl.spec.loader")),
-                    reason="needs `asstctl apply` and the spec loader")
 def test_the_scaffold_deploys_and_its_conversations_pass_offline(project):
     runner = CliRunner()
     applied = runner.invoke(cli, ["apply", "--yes"])

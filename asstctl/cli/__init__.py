@@ -9,7 +9,6 @@ here only parses options and calls the library; known errors are
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 import warnings
@@ -44,19 +43,14 @@ class LazyGroup(click.Group):
     """A click group that imports a command's module only when it is needed."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._module_exists(name)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         name = ALIASES.get(name, name)
-        if name not in COMMANDS or not self._module_exists(name):
+        if name not in COMMANDS:
             return None
         module_name, attr = COMMANDS[name]
         return getattr(importlib.import_module(module_name), attr)
-
-    @staticmethod
-    def _module_exists(name: str) -> bool:
-        module_name = COMMANDS[name][0]
-        return importlib.util.find_spec(module_name) is not None
 
     def invoke(self, ctx: click.Context):
         from asstctl.errors import AsstctlError

@@ -153,7 +153,7 @@ def by_position(problems: list[str]) -> list[str]:
 
 def read_spec(path: Path, targets: list[str] | None = None, schema: str = "assistant"):
     """(Document, problems) of one spec file: syntax, variables, schema, key, target names."""
-    from asstctl.spec.schema import schema_problems, spec_schema_cached, vector_store_schema_cached
+    from asstctl.spec.schema import schema_problems, shared_schema
     from asstctl.spec.yamlpos import load_yaml
 
     try:
@@ -164,8 +164,7 @@ def read_spec(path: Path, targets: list[str] | None = None, schema: str = "assis
     if shape:
         return None, [shape]
     problems = interpolate(doc)
-    cached = spec_schema_cached if schema == "assistant" else vector_store_schema_cached
-    problems += schema_problems(doc, cached())
+    problems += schema_problems(doc, shared_schema(schema))
     problems += _key_problems(doc)
     if targets is not None:
         problems += _target_problems(doc, targets)

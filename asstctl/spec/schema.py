@@ -212,59 +212,57 @@ FIELDS: dict[str, Any] = {
 }
 
 
-def vector_store_schema() -> dict[str, Any]:
-    """The JSON Schema of one shared vector store file (``vector_stores/<key>.yaml``)."""
+def _file_schema(title: str, key_description: str, properties: dict[str, Any], required: str,
+                 required_message: str, **extra: Any) -> dict[str, Any]:
+    """The envelope shared by the spec file kinds (a fresh copy: callers may change it)."""
     return copy.deepcopy({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "asstctl vector store spec (vector_stores/<key>.yaml)",
+        "title": title,
         "type": "object",
-        "required": ["files"],
+        "required": [required],
         "additionalProperties": False,
         "properties": {
             "$schema": {"type": "string"},
-            "key": {"type": "string", "pattern": KEY_PATTERN,
-                    "description": "Identifies the store across applies (default: the file name)."},
-            **STORE_FIELDS,
-            "prevent_destroy": {"type": "boolean", "description": "Never delete this store."},
+            "key": {"type": "string", "pattern": KEY_PATTERN, "description": key_description},
+            **properties,
         },
-        "x-messages": {"required": "`files` is required: the files of the store, e.g. `files: [docs/*.md]`"},
+        **extra,
+        "x-messages": {"required": required_message},
     })
 
 
-@functools.lru_cache(maxsize=1)
-def vector_store_schema_cached() -> dict[str, Any]:
-    return vector_store_schema()
+def vector_store_schema() -> dict[str, Any]:
+    """The JSON Schema of one shared vector store file (``vector_stores/<key>.yaml``)."""
+    return _file_schema(
+        "asstctl vector store spec (vector_stores/<key>.yaml)",
+        "Identifies the store across applies (default: the file name).",
+        {**STORE_FIELDS, "prevent_destroy": {"type": "boolean", "description": "Never delete this store."}},
+        "files", "`files` is required: the files of the store, e.g. `files: [docs/*.md]`",
+    )
 
 
 def spec_schema() -> dict[str, Any]:
     """The JSON Schema of one spec file (a fresh copy: callers may change it)."""
     overrides = {name: _nullable(name, rule) for name, rule in FIELDS.items()}
-    return copy.deepcopy({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "asstctl assistant spec (assistants/<key>.yaml)",
+    targets = {
         "type": "object",
-        "required": ["model"],
-        "additionalProperties": False,
-        "properties": {
-            "$schema": {"type": "string"},
-            "key": {"type": "string", "pattern": KEY_PATTERN,
-                    "description": "Identifies the assistant across applies (default: the file name)."},
-            **FIELDS,
-            "targets": {
-                "type": "object",
-                "description": "Per-target overrides: `targets: {staging: {model: gpt-4o-mini}}`.",
-                "additionalProperties": {"type": "object", "additionalProperties": False, "properties": overrides},
-            },
-        },
-        "allOf": [_exclusive("instructions", "instructions_file")],
-        "x-messages": {"required": "`model` is required: the model the assistant uses, e.g. `model: gpt-4o`"},
-    })
+        "description": "Per-target overrides: `targets: {staging: {model: gpt-4o-mini}}`.",
+        "additionalProperties": {"type": "object", "additionalProperties": False, "properties": overrides},
+    }
+    return _file_schema(
+        "asstctl assistant spec (assistants/<key>.yaml)",
+        "Identifies the assistant across applies (default: the file name).",
+        {**FIELDS, "targets": targets},
+        "model", "`model` is required: the model the assistant uses, e.g. `model: gpt-4o`",
+        allOf=[_exclusive("instructions", "instructions_file")],
+    )
 
 
-@functools.lru_cache(maxsize=1)
-def spec_schema_cached() -> dict[str, Any]:
-    """The schema shared by every validation of a process (compiled once by :func:`validator_for`)."""
-    return spec_schema()
+@functools.lru_cache(maxsize=None)
+def shared_schema(kind: str) -> dict[str, Any]:
+    """The schema of ``kind`` (``assistant`` or ``vector_store``) shared by every validation of a process,
+    so :func:`validator_for` compiles it once."""
+    return spec_schema() if kind == "assistant" else vector_store_schema()
 
 
 def _nullable(name: str, rule: dict[str, Any]) -> dict[str, Any]:
