@@ -77,7 +77,7 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
     work = [action for action in plan.actions if action.executable and action.object == ASSISTANT]
     ready, unresolved = sync.resolved([action for action in work if action.kind != DELETE])
     deletions = [action for action in work if action.kind == DELETE]
-    with writes_progress(progress, len(ready) + len(deletions)) as bar:
+    with progress_bar(progress, len(ready) + len(deletions), "Applying") as bar:
         outcomes += unresolved + run_all(ready, plan.project, client, retry, parallelism, bar)
         outcomes += run_all(deletions, plan.project, client, retry, parallelism, bar)
     outcomes += sync.after_assistants()
@@ -88,11 +88,12 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
 PROGRESS_FROM = 10  # writes: fewer than this finish before a bar is worth drawing
 
 
-def writes_progress(progress: Any, count: int):
-    """A progress bar over the assistant writes (drawn by the CLI on a terminal only)."""
-    if progress is None or count < PROGRESS_FROM:
+def progress_bar(progress: Any, count: int, label: str, minimum: int = PROGRESS_FROM):
+    """A bar from ``progress`` over ``count`` steps (drawn by the CLI on a terminal only); it yields None
+    when there is no ``progress`` or fewer than ``minimum`` steps."""
+    if progress is None or count < minimum:
         return contextlib.nullcontext(None)
-    return progress(length=count, label="Applying")
+    return progress(length=count, label=label)
 
 
 def run_all(actions: list[Action], project: str, client: Any, retry: RetryPolicy, parallelism: int,
@@ -135,13 +136,18 @@ def update(action: Action, project: str, client: Any, retry: RetryPolicy) -> Out
 
 
 def delete(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
+    return deleted(action.key, action.remote_id, lambda: client.beta.assistants.delete(action.remote_id))
+
+
+def deleted(label: str, remote_id: str, call: Callable[[], Any]) -> Outcome:
+    """A deletion (retried on transient faults); one that finds the object already gone (404) succeeded."""
     import openai
 
     try:
-        transient_retries(lambda: client.beta.assistants.delete(action.remote_id))
+        transient_retries(call)
     except openai.NotFoundError:
-        return Outcome(action.key, DELETE, True, action.remote_id, note="already gone")
-    return Outcome(action.key, DELETE, True, action.remote_id)
+        return Outcome(label, DELETE, True, remote_id, note="already gone")
+    return Outcome(label, DELETE, True, remote_id)
 
 
 def create(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:

@@ -17,11 +17,12 @@ import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
+from asstctl.apply import Outcome, create_verified, deleted, describe, progress_bar
+from asstctl.errors import AsstctlError
 from asstctl.knowledge import PURPOSE, is_ref, read_knowledge, store_ref
 from asstctl.plan import CREATE, DELETE, UPDATE, VECTOR_STORE, Action, Plan
 from asstctl.remote import transient_retries
@@ -29,16 +30,6 @@ from asstctl.remote import transient_retries
 INGESTION_TIMEOUT = 300.0
 POLL_INTERVAL = 0.5
 UPLOAD, ATTACH, DETACH, INGEST = "upload", "attach", "detach", "ingest"
-
-
-class _Silent:
-    def update(self, n_steps: int, current_item: Any = None) -> None:
-        pass
-
-
-@contextmanager
-def no_progress(length: int | None = None, label: str = "") -> Iterator[_Silent]:
-    yield _Silent()
 
 
 def store_label(key: str) -> str:
@@ -51,7 +42,7 @@ class KnowledgeApply:
     def __init__(self, plan: Plan, client: Any, *, parallelism: int = 8, ingestion_timeout: float = INGESTION_TIMEOUT,
                  progress: Callable[..., Any] | None = None, root: Path | str | None = None):
         self.plan, self.client, self.parallelism = plan, client, max(1, parallelism)
-        self.timeout, self.progress, self.root = ingestion_timeout, progress or no_progress, root
+        self.timeout, self.progress, self.root = ingestion_timeout, progress, root
         self.refs = dict(plan.refs)
         self.kept: set[str] = set()  # file ids a failed step left in use: never deleted by this apply
         self.pending: list[tuple[str, str, str, Any]] = []  # (store id, file id, path, attached object)
@@ -82,15 +73,10 @@ class KnowledgeApply:
         return guarded(item.path, UPLOAD, None, lambda: self._upload(item))
 
     def _upload(self, item: Any) -> Any:
-        from asstctl.apply import Outcome
-        from asstctl.errors import AsstctlError
-
         path = Path(self.root) / item.path if self.root is not None else Path(item.source)
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != item.sha256:
             raise AsstctlError(f"{item.path} changed since the plan was made; run `asstctl plan` again")
-        from asstctl.apply import create_verified
-
         files = self.client.with_options(max_retries=0).files
         new_id, note = create_verified(lambda: files.create(file=(item.filename, data), purpose=PURPOSE),
                                        lambda: self._existing_upload(item.ref))
@@ -115,12 +101,8 @@ class KnowledgeApply:
         return [first] + [self.file_op(first.remote_id, op, action.key) for op in action.files]
 
     def _store(self, action: Action) -> Any:
-        from asstctl.apply import Outcome
-
         label, stores = store_label(action.key), self.client.vector_stores
         if action.kind == CREATE:
-            from asstctl.apply import create_verified
-
             creator = self.client.with_options(max_retries=0).vector_stores
             new_id, note = create_verified(lambda: creator.create(**action.body),
                                            lambda: self._existing_store(action.key))
@@ -139,9 +121,6 @@ class KnowledgeApply:
         return outcome
 
     def _file_op(self, vs_id: str, op: Any, key: str) -> Any:
-        from asstctl.apply import Outcome
-        from asstctl.errors import AsstctlError
-
         if op.op == "-":
             self.detach(vs_id, op.file_id)
             return Outcome(op.path, DETACH, True, op.file_id, note=f"from {store_label(key)}")
@@ -175,11 +154,12 @@ class KnowledgeApply:
             return []
         deadline = time.monotonic() + self.timeout
         waiting, outcomes = list(self.pending), []
-        with self.progress(length=len(waiting), label="Waiting for ingestion") as bar:
+        with progress_bar(self.progress, len(waiting), "Waiting for ingestion", minimum=1) as bar:
             while waiting:
                 still = [entry for entry in waiting if entry[3].status == "in_progress"]
                 outcomes += [ingestion_failure(entry) for entry in waiting if entry[3].status in ("failed", "cancelled")]
-                bar.update(len(waiting) - len(still))
+                if bar is not None:
+                    bar.update(len(waiting) - len(still))
                 if not still or time.monotonic() >= deadline:
                     waiting = still
                     break
@@ -200,8 +180,6 @@ class KnowledgeApply:
                                        lambda: self.client.vector_stores.delete(action.remote_id)))
 
     def delete_upload(self, item: Any) -> Any:
-        from asstctl.apply import Outcome
-
         label = f"file {item.path}"
         if item.file_id in self.kept:
             return Outcome(label, DELETE, True, item.file_id, note="kept: a step that replaces it failed")
@@ -212,8 +190,6 @@ class KnowledgeApply:
 
     def resolved(self, actions: list[Action]) -> tuple[list[Action], list[Any]]:
         """Assistant actions with references in ``tool_resources`` replaced by ids; failures for the rest."""
-        from asstctl.apply import Outcome
-
         ready, failed = [], []
         for action in actions:
             resources = (action.body or {}).get("tool_resources")
@@ -240,31 +216,13 @@ def guarded(key: str, kind: str, remote_id: str | None, call: Callable[[], Any])
     """``call()``'s outcome, or a failed outcome naming ``key`` with the error's first line."""
     import openai
 
-    from asstctl.apply import Outcome, describe
-    from asstctl.errors import AsstctlError
-
     try:
         return call()
     except (openai.OpenAIError, AsstctlError, OSError) as error:
         return Outcome(key, kind, False, remote_id, describe(error))
 
 
-def deleted(label: str, remote_id: str, call: Callable[[], Any]) -> Any:
-    """A deletion; one that finds the object already gone (404) succeeded."""
-    import openai
-
-    from asstctl.apply import Outcome
-
-    try:
-        transient_retries(call)
-    except openai.NotFoundError:
-        return Outcome(label, DELETE, True, remote_id, note="already gone")
-    return Outcome(label, DELETE, True, remote_id)
-
-
 def ingestion_failure(entry: tuple[str, str, str, Any]) -> Any:
-    from asstctl.apply import Outcome
-
     _, file_id, path, item = entry
     error = item.last_error
     reason = f"{error.message} ({error.code})" if error is not None else "no reason given"
@@ -272,8 +230,6 @@ def ingestion_failure(entry: tuple[str, str, str, Any]) -> Any:
 
 
 def timed_out(entry: tuple[str, str, str, Any], timeout: float) -> Any:
-    from asstctl.apply import Outcome
-
     return Outcome(entry[2], INGEST, False, entry[1],
                    f"ingestion did not finish within {timeout:g} s (still in_progress); raise --ingestion-timeout "
                    "or run `asstctl apply` again later")
