@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from asstctl.server.errors import APIError, invalid
+from asstctl.server.errors import APIError, invalid, not_found
 
 ID_PREFIX = {
     "assistant": "asst_",
@@ -31,6 +31,14 @@ def new_id(kind: str) -> str:
 
 def now() -> int:
     return int(time.time())
+
+
+def require(state, kind: str, id: str, parent: str | None = "") -> dict[str, Any]:
+    """The stored object, or the API's 404 for it (``parent=None``: under any parent)."""
+    obj = state.store.get(kind, id, parent)
+    if obj is None:
+        raise not_found(kind, id)
+    return obj
 
 
 def ok(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:

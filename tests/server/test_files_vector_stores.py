@@ -54,8 +54,10 @@ def test_vector_store_lifecycle(client):
     assert store.id in [s.id for s in client.vector_stores.list()]
     result = client.vector_stores.delete(store.id)
     assert (result.object, result.deleted) == ("vector_store.deleted", True)
-    with pytest.raises(openai.NotFoundError, match=f"No vector store found with id '{store.id}'."):
-        client.vector_stores.retrieve(store.id)
+    for call in (client.vector_stores.retrieve, lambda i: client.vector_stores.update(i, name="x"),
+                 lambda i: client.vector_stores.search(i, query="fox")):
+        with pytest.raises(openai.NotFoundError, match=f"No vector store found with id '{store.id}'."):
+            call(store.id)
     assert client.files.retrieve(files[0].id).id == files[0].id  # files are kept
 
 

@@ -200,6 +200,10 @@ def test_run_requests_are_validated(client):
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id, tools=[TIME_TOOL] * 21)
     with pytest.raises(openai.NotFoundError, match="No run found with id 'run_missing'."):
         client.beta.threads.runs.retrieve(run_id="run_missing", thread_id=thread.id)
+    with pytest.raises(openai.NotFoundError, match="No run found with id 'run_missing'."):
+        client.beta.threads.runs.update(run_id="run_missing", thread_id=thread.id, metadata={"k": "v"})
+    with pytest.raises(openai.NotFoundError, match="No thread found with id 'thread_missing'."):
+        client.beta.threads.runs.update(run_id="run_missing", thread_id="thread_missing", metadata={"k": "v"})
     with pytest.raises(openai.BadRequestError, match="Invalid value: .nope."):
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id, include=["nope"])
 

@@ -15,8 +15,7 @@ from starlette.routing import Route
 
 from asstctl.server import validation as v
 from asstctl.server.app import state_of
-from asstctl.server.errors import not_found
-from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok
+from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.routes import vector_stores
 
 DEFAULTS = {"metadata": {}, "tools": [], "temperature": 1.0, "top_p": 1.0, "response_format": "auto"}
@@ -78,10 +77,7 @@ def create_assistant(state, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def require_assistant(state, assistant_id: str) -> dict[str, Any]:
-    assistant = state.store.get("assistant", assistant_id, "")
-    if assistant is None:
-        raise not_found("assistant", assistant_id)
-    return assistant
+    return require(state, "assistant", assistant_id)
 
 
 def modify_assistant(state, assistant_id: str, body: dict[str, Any]) -> dict[str, Any]:

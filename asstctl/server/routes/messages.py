@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from asstctl.server import validation as v
 from asstctl.server.app import state_of
-from asstctl.server.errors import APIError, not_found
-from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok
+from asstctl.server.errors import APIError
+from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.routes import threads
 
 
@@ -54,10 +54,7 @@ def create_message(
 
 def require_message(state, thread_id: str, message_id: str) -> dict[str, Any]:
     threads.require_thread(state, thread_id)
-    message = state.store.get("message", message_id, thread_id)
-    if message is None:
-        raise not_found("message", message_id)
-    return message
+    return require(state, "message", message_id, thread_id)
 
 
 def add_user_message(state, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:

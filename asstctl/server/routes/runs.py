@@ -18,7 +18,7 @@ from asstctl.server import validation as v
 from asstctl.server.app import ServerState, state_of
 from asstctl.server.errors import APIError, invalid, not_found
 from asstctl.server.executor import EXPIRY_SECONDS, TERMINAL, Listener, RunExecutor, public
-from asstctl.server.http import json_body, list_envelope, list_params, new_id, now, ok
+from asstctl.server.http import json_body, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.routes.messages import create_message
 from asstctl.server.routes.threads import active_run, create_thread, require_thread
 
@@ -108,10 +108,7 @@ def _check_run_body(body: dict[str, Any], fields: tuple[str, ...]) -> None:
 
 
 def _assistant(state: ServerState, assistant_id: str) -> dict[str, Any]:
-    assistant = state.store.get("assistant", assistant_id)
-    if assistant is None:
-        raise not_found("assistant", assistant_id)
-    return assistant
+    return require(state, "assistant", assistant_id, parent=None)
 
 
 def _ensure_idle(state: ServerState, thread_id: str) -> None:
@@ -187,10 +184,7 @@ def _stream(listener: Listener) -> StreamingResponse:
 # -- read / modify --------------------------------------------------------------------------
 def require_run(state: ServerState, thread_id: str, run_id: str) -> dict[str, Any]:
     require_thread(state, thread_id)
-    run = state.store.get("run", run_id, thread_id)
-    if run is None:
-        raise not_found("run", run_id)
-    return run
+    return require(state, "run", run_id, thread_id)
 
 
 async def retrieve_run(request: Request):
@@ -211,10 +205,12 @@ async def modify_run(request: Request):
     body = await json_body(request)
     v.check_fields(body, ("metadata",))
     v.check_metadata(body.get("metadata"))
-    require_run(state, params["thread_id"], params["run_id"])
+    require_thread(state, params["thread_id"])
     run = state.store.update(
         "run", params["run_id"], lambda r: r.update(metadata=body.get("metadata") or {}), params["thread_id"]
     )
+    if run is None:
+        raise not_found("run", params["run_id"])
     return ok(run, headers=POLL_HEADERS)
 
 
@@ -284,10 +280,7 @@ async def retrieve_step(request: Request):
     state, params = state_of(request), request.path_params
     _include(request)
     require_run(state, params["thread_id"], params["run_id"])
-    step = state.store.get("step", params["step_id"], params["run_id"])
-    if step is None:
-        raise not_found("step", params["step_id"])
-    return ok(public(step))
+    return ok(public(require(state, "step", params["step_id"], params["run_id"])))
 
 
 def _include(request: Request) -> None:

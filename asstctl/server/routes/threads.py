@@ -16,7 +16,7 @@ from starlette.routing import Route
 from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import not_found
-from asstctl.server.http import deleted, json_body, new_id, now, ok
+from asstctl.server.http import deleted, json_body, new_id, now, ok, require
 from asstctl.server.routes import messages, vector_stores
 
 class ThreadIdConvertor(StringConvertor):
@@ -67,10 +67,7 @@ def create_thread(state, body: dict[str, Any], param_prefix: str = "") -> dict[s
 
 
 def require_thread(state, thread_id: str) -> dict[str, Any]:
-    thread = state.store.get("thread", thread_id, "")
-    if thread is None:
-        raise not_found("thread", thread_id)
-    return thread
+    return require(state, "thread", thread_id)
 
 
 def active_run(state, thread_id: str) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import APIError, invalid, missing_parameter, not_found
-from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok
+from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
 
 INGEST_FAIL_MARKER = b"ASSTCTL-INGEST-FAIL"
 CHUNK_WORDS = 800
@@ -70,10 +70,7 @@ def check_store_create(body: dict[str, Any], param_prefix: str = "") -> None:
 
 
 def require_store(state, vs_id: str) -> dict[str, Any]:
-    store = state.store.get("vector_store", vs_id, "")
-    if store is None:
-        raise not_found("vector_store", vs_id)
-    return store
+    return require(state, "vector_store", vs_id)
 
 
 def _expiry(store: dict[str, Any]) -> None:
@@ -102,9 +99,8 @@ def create_vector_store(state, body: dict[str, Any], param_prefix: str = "") -> 
     _expiry(store)
     with state.store.transaction():
         state.store.insert("vector_store", store)
-        for i, file_id in enumerate(body.get("file_ids") or []):
-            param = v.path(v.path(param_prefix, "file_ids"), i)
-            attach_file(state, store["id"], file_id, body.get("chunking_strategy"), None, param=param)
+        for file_id in body.get("file_ids") or []:
+            attach_file(state, store["id"], file_id, body.get("chunking_strategy"), None)
         return require_store(state, store["id"])
 
 
@@ -165,7 +161,6 @@ def modify_store(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
             "metadata": v.check_metadata,
         },
     )
-    require_store(state, vs_id)
 
     def change(store: dict[str, Any]) -> None:
         if "name" in body:
@@ -178,7 +173,10 @@ def modify_store(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
         if "metadata" in body:
             store["metadata"] = body["metadata"] or {}
 
-    return state.store.update("vector_store", vs_id, change)
+    store = state.store.update("vector_store", vs_id, change)
+    if store is None:
+        raise not_found("vector_store", vs_id)
+    return store
 
 
 def delete_store(state, vs_id: str) -> None:
@@ -191,11 +189,8 @@ def delete_store(state, vs_id: str) -> None:
 # --------------------------------------------------------------------------- files in stores
 
 
-def require_file(state, file_id: str, param: str = "file_id") -> dict[str, Any]:
-    file = state.store.get("file", file_id, "")
-    if file is None:
-        raise not_found("file", file_id)
-    return file
+def require_file(state, file_id: str) -> dict[str, Any]:
+    return require(state, "file", file_id)
 
 
 def ingest(state, file_id: str) -> tuple[str, dict[str, str] | None]:
@@ -213,11 +208,10 @@ def attach_file(
     chunking: dict[str, Any] | None,
     attributes: dict[str, Any] | None,
     *,
-    param: str = "file_id",
     batch_id: str | None = None,
 ) -> dict[str, Any]:
     """Add (or re-add) a file to a store, ingest it and update the store's counts."""
-    file = require_file(state, file_id, param)
+    file = require_file(state, file_id)
     status, error = ingest(state, file_id)
     item = {
         "id": file_id,
@@ -241,10 +235,7 @@ def attach_file(
 
 def require_store_file(state, vs_id: str, file_id: str) -> dict[str, Any]:
     require_store(state, vs_id)
-    item = state.store.get("vector_store_file", file_id, vs_id)
-    if item is None:
-        raise not_found("vector_store_file", file_id)
-    return item
+    return require(state, "vector_store_file", file_id, vs_id)
 
 
 def detach_file_everywhere(state, file_id: str) -> None:
@@ -320,31 +311,25 @@ def create_batch(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
     batch = {"id": new_id("file_batch"), "object": "vector_store.files_batch", "created_at": now(),
              "vector_store_id": vs_id, "status": "in_progress", "file_counts": empty_counts(),
              "_file_ids": [e["file_id"] for e in entries]}
-    key = "files" if "files" in body else "file_ids"
     with state.store.transaction():
         state.store.insert("file_batch", batch, vs_id)
-        for i, entry in enumerate(entries):
-            param = f"{key}[{i}].file_id" if key == "files" else f"file_ids[{i}]"
+        for entry in entries:
             chunking = entry.get("chunking_strategy") or body.get("chunking_strategy")
             attributes = entry.get("attributes", body.get("attributes"))
-            attach_file(state, vs_id, entry["file_id"], chunking, attributes, param=param, batch_id=batch["id"])
+            attach_file(state, vs_id, entry["file_id"], chunking, attributes, batch_id=batch["id"])
     return batch_view(state, batch)
 
 
 def require_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
     require_store(state, vs_id)
-    batch = state.store.get("file_batch", batch_id, vs_id)
-    if batch is None:
-        raise not_found("file_batch", batch_id)
-    return batch
+    return require(state, "file_batch", batch_id, vs_id)
 
 
 def cancel_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
     view = batch_view(state, require_batch(state, vs_id, batch_id))
     if view["status"] != "in_progress":
         raise APIError(400, f"Cannot cancel a vector store file batch with status '{view['status']}'.")
-    state.store.update("file_batch", batch_id, lambda b: b.update(status="cancelled"), vs_id)
-    return batch_view(state, state.store.get("file_batch", batch_id, vs_id))
+    return batch_view(state, state.store.update("file_batch", batch_id, lambda b: b.update(status="cancelled"), vs_id))
 
 
 # --------------------------------------------------------------------------- search
@@ -411,14 +396,14 @@ def terms(text: str) -> set[str]:
 
 def chunks(text: str) -> list[str]:
     words = text.split()
-    return [" ".join(words[i : i + CHUNK_WORDS]) for i in range(0, len(words), CHUNK_WORDS)] or []
+    return [" ".join(words[i : i + CHUNK_WORDS]) for i in range(0, len(words), CHUNK_WORDS)]
 
 
 def search(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Score = share of query terms found in a chunk; ties keep file order. Deterministic."""
     check_search(body)
-    require_store(state, vs_id)
-    touch(state, vs_id)
+    if touch(state, vs_id) is None:
+        raise not_found("vector_store", vs_id)
     queries = [body["query"]] if isinstance(body["query"], str) else list(body["query"])
     wanted = terms(" ".join(queries))
     threshold = (body.get("ranking_options") or {}).get("score_threshold", 0)
