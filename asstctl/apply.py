@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any, Callable
 
 from asstctl.errors import AsstctlError, PlanError
 from asstctl.plan import ASSISTANT, CREATE, DELETE, DESTROY_MODE, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.progress import progress_bar
 from asstctl.remote import RemoteState, read_remote, refused, transient_retries
 
 
@@ -77,7 +77,7 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
     work = [action for action in plan.actions if action.executable and action.object == ASSISTANT]
     ready, unresolved = sync.resolved([action for action in work if action.kind != DELETE])
     deletions = [action for action in work if action.kind == DELETE]
-    with progress_bar(progress, len(ready) + len(deletions), "Applying") as bar:
+    with progress_bar(progress, len(ready) + len(deletions), "Applying", minimum=PROGRESS_FROM) as bar:
         outcomes += unresolved + run_all(ready, plan.project, client, retry, parallelism, bar)
         outcomes += run_all(deletions, plan.project, client, retry, parallelism, bar)
     outcomes += sync.after_assistants()
@@ -86,14 +86,6 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
 
 
 PROGRESS_FROM = 10  # writes: fewer than this finish before a bar is worth drawing
-
-
-def progress_bar(progress: Any, count: int, label: str, minimum: int = PROGRESS_FROM):
-    """A bar from ``progress`` over ``count`` steps (drawn by the CLI on a terminal only); it yields None
-    when there is no ``progress`` or fewer than ``minimum`` steps."""
-    if progress is None or count < minimum:
-        return contextlib.nullcontext(None)
-    return progress(length=count, label=label)
 
 
 def run_all(actions: list[Action], project: str, client: Any, retry: RetryPolicy, parallelism: int,

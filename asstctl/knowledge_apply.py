@@ -21,7 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from asstctl.apply import Outcome, create_verified, deleted, describe, progress_bar
+from asstctl.apply import Outcome, create_verified, deleted, describe
+from asstctl.progress import progress_bar
 from asstctl.errors import AsstctlError
 from asstctl.knowledge import PURPOSE, is_ref, read_knowledge, store_ref
 from asstctl.plan import CREATE, DELETE, UPDATE, VECTOR_STORE, Action, Plan

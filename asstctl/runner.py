@@ -14,7 +14,6 @@ or the offline engine's simulated, thinking time); ``overhead_ms`` is the rest.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ from asstctl import ownership
 from asstctl.conversations import Conversation, Turn
 from asstctl.errors import AsstctlError
 from asstctl.expectations import Failure, TurnOutcome, check, compact, excerpt
+from asstctl.progress import progress_bar
 
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
 OUTPUT_EVENTS = ("thread.run.step.created", "thread.message.created") + tuple(f"thread.run.{s}" for s in TERMINAL)
@@ -178,29 +178,19 @@ def run_conversations(client, project_name: str, target_label: str, conversation
         conversation, number = job
         return ConversationRun(client, project_name, ids[conversation.assistant], options).attempt(conversation, number)
 
-    with _progress(options, len(jobs)) as bar, ThreadPoolExecutor(
+    with progress_bar(options.progress, len(jobs), "Running conversations") as bar, ThreadPoolExecutor(
         max(1, options.parallel), thread_name_prefix="asstctl-test"
     ) as pool:
         attempts = []
         for result in pool.map(attempt, jobs):
             attempts.append(result)
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
     results = [
         ConversationResult(c, [a for (job_c, _), a in zip(jobs, attempts) if job_c is c], options.min_pass_rate)
         for c in conversations
     ]
     return Report(target_label, results, time.monotonic() - started)
-
-
-def _progress(options: RunOptions, length: int):
-    if options.progress is None:
-        return contextlib.nullcontext(_NoBar())
-    return options.progress(length=length, label="Running conversations")
-
-
-class _NoBar:
-    def update(self, n_steps: int) -> None:
-        pass
 
 
 class ConversationRun:
