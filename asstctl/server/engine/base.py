@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, AsyncIterator, Protocol, Union
 
 
 @dataclass
@@ -53,6 +53,19 @@ class EngineRequest:
     top_p: float | None = None
     response_format: Any = "auto"
     run: dict[str, Any] = field(default_factory=dict)
+    # -- added for streaming engines (issue 11) ------------------------------------------
+    # The turn as Chat Completions messages, built by the executor after truncation: system
+    # (or developer) message with the instructions, the thread's messages, and for each earlier
+    # tool round of this run the assistant message with its ``tool_calls`` plus one ``tool``
+    # message per output. Engines that talk to an upstream send exactly this.
+    chat: list[dict[str, Any]] = field(default_factory=list)
+    # Chat Completions tool definitions offered to the model: the run's function tools as they
+    # are, plus one function per attached built-in tool (``tools.base.BuiltinTool.definition``).
+    offered_tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None  # the run's tool_choice, already mapped to Chat Completions form
+    parallel_tool_calls: bool = True
+    max_completion_tokens: int | None = None  # what is left of the run's budget for this call
+    reasoning_effort: str | None = None
 
 
 @dataclass
@@ -76,6 +89,42 @@ class Engine(Protocol):
     name: str
 
     def respond(self, request: EngineRequest) -> EngineReply: ...
+
+
+# -- streaming (issue 11) -------------------------------------------------------------------
+# A streaming engine yields events as its upstream sends them; the executor turns each
+# TextDelta into a ``thread.message.delta`` and each ToolCallDelta into a
+# ``thread.run.step.delta`` at once, and the turn ends with exactly one TurnEnd.
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ToolCallDelta:
+    index: int  # position of the call in this turn (Chat Completions ``tool_calls[].index``)
+    id: str | None = None  # the upstream's call id, on the first fragment of a call
+    name: str | None = None  # the function name, on the first fragment of a call
+    arguments: str = ""  # the next fragment of the JSON arguments
+
+
+@dataclass
+class TurnEnd:
+    finish_reason: str = "stop"  # "stop" | "tool_calls" | "length" | "content_filter"
+    usage: Usage = field(default_factory=Usage)
+
+
+EngineEvent = Union[TextDelta, ToolCallDelta, TurnEnd]
+
+
+class StreamingEngine(Protocol):
+    name: str
+
+    def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        """Events of one turn. Cancelling the consuming task must close the upstream request."""
+        ...
 
 
 def estimate_tokens(text: str) -> int:
