@@ -14,6 +14,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from tests.conftest import make_client
 from tests.server.engines import ScriptedEngine, TextDelta, ToolCallDelta, TurnEnd, Usage
+from tests.server.test_streaming import check_payloads
 
 TIME_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 DATE_TOOL = {"type": "function", "function": {"name": "get_date"}}
@@ -61,8 +62,9 @@ def raw_events(response) -> list[tuple[str, dict | str]]:
             name = line[len("event: "):]
         elif line.startswith("data: "):
             data = line[len("data: "):]
-            events.append((name, data if data == "[DONE]" else json.loads(data)))
-    return events
+            events.append((name, data))
+    check_payloads(events)
+    return [(n, d if d == "[DONE]" else json.loads(d)) for n, d in events]
 
 
 # -- streaming -------------------------------------------------------------------------------------

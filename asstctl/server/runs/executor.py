@@ -143,6 +143,10 @@ class RunExecutor:
         if task is not None and not task.done():
             task.cancel()
 
+    def streaming_runs(self) -> int:
+        """How many runs are in a model call right now."""
+        return len(self._writers)
+
     # -- events ---------------------------------------------------------------------------
     def emit(self, run: dict[str, Any], name: str, data: Any) -> None:
         for listener in list(self._listeners.get(run["id"], ())):
@@ -297,6 +301,8 @@ class RunExecutor:
         return None
 
     async def _tool_calls(self, run, book, writer: TurnWriter, offered, usage, end) -> dict[str, Any] | None:
+        if writer.message is not None and writer.message["status"] == "in_progress":
+            writer.close_message("completed", usage=usage)  # text after the calls: kept, in this round
         details = [_function_call(c) if c["type"] == "function" else _pending_builtin(c) for c in writer.calls]
         step = writer.store_tool_step(details, usage)
         if end.finish_reason == "length":

@@ -3,7 +3,8 @@
 The first :class:`TextDelta` creates the ``message_creation`` step and its in-progress message;
 each delta is emitted as a ``thread.message.delta`` as it arrives, and the message text in the
 store follows at most every ``WRITE_SECONDS`` (and always at the end), so polling clients see it
-grow. The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
+grow (with many runs streaming at once the interval grows, ``WRITE_SECONDS_PER_RUN`` per
+streaming run, so store writes stay bounded). The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
 message, if the model wrote text first) and every fragment becomes a ``thread.run.step.delta``;
 the first fragment of a call carries its id (the engine's, else a new ``call_...``), type and
 name. With ``parallel_tool_calls: false`` only the model's first call is kept.
@@ -19,6 +20,7 @@ from asstctl.server.http import new_id, now
 from asstctl.server.runs.events import public
 
 WRITE_SECONDS = 0.05
+WRITE_SECONDS_PER_RUN = 0.002  # 500 runs streaming at once: each message written about once a second
 
 
 def text_content(text: str, annotations: list | None = None) -> list[dict[str, Any]]:
@@ -63,7 +65,8 @@ class TurnWriter:
         self.deltas += 1
         self.ex.emit(self.run, "thread.message.delta",
                      {"id": self.message["id"], "object": "thread.message.delta", "delta": {"content": [block]}})
-        if time.monotonic() - self._written_at >= WRITE_SECONDS:
+        interval = max(WRITE_SECONDS, WRITE_SECONDS_PER_RUN * self.ex.streaming_runs())
+        if time.monotonic() - self._written_at >= interval:
             self.flush()
 
     def _call(self, delta: ToolCallDelta) -> None:
