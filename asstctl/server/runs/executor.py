@@ -241,10 +241,8 @@ class RunExecutor:
         writer = TurnWriter(self, run, book["calls"], turn.offered, turn.request.parallel_tool_calls)
         self._writers[run["id"]] = writer
         async with aclosing(self._events(turn.request)) as events:
-            async for event in events:
+            async for event in events:  # to the engine's own end (an upstream connection stays reusable)
                 writer.feed(event)
-                if writer.end is not None:
-                    break
         return await self._after_call(run, book, writer, turn.offered)
 
     async def _events(self, request) -> AsyncIterator[Any]:

@@ -44,6 +44,8 @@ class TurnWriter:
 
     # -- events ---------------------------------------------------------------------------
     def feed(self, event: Any) -> None:
+        if self.end is not None:
+            return  # nothing counts after the turn's end
         if isinstance(event, TextDelta):
             self._text(event.text)
         elif isinstance(event, ToolCallDelta):
