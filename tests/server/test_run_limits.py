@@ -125,6 +125,26 @@ def test_spent_completion_budget_ends_the_run_before_another_call(scripted):
     assert len(engine.requests) == 1
 
 
+def test_tool_call_cut_off_by_the_budget_makes_the_run_incomplete(scripted):
+    engine, sdk, _ = scripted([ToolCallDelta(0, "call_t", "get_time", '{"tz": "Eur'), TurnEnd("length", Usage(9, 256))])
+    bot, thread = conversation(sdk, "time?", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert run.required_action is None
+    step = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert step.status == "cancelled"
+
+
+def test_a_reply_without_a_finish_fails_the_run(scripted):
+    engine, sdk, _ = scripted([TextDelta("half")])
+    bot, thread = conversation(sdk, "hi")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "failed" and run.last_error.code == "server_error"
+    assert "ended without a finish" in run.last_error.message
+    message = run_messages(sdk, run)[0]
+    assert message.status == "incomplete" and message.incomplete_details.reason == "run_failed"
+
+
 def test_sampling_options_pass_through(scripted):
     engine, sdk, _ = scripted([TextDelta("{}"), TurnEnd()])
     bot, thread = conversation(sdk, "json please", model="o3-mini")

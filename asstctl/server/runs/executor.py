@@ -257,7 +257,10 @@ class RunExecutor:
                 yield event
 
     async def _after_call(self, run, book, writer: TurnWriter, offered) -> dict[str, Any] | None:
-        end = writer.end or TurnEnd()
+        end = writer.end
+        if end is None:
+            raise EngineError(f"The reply of the engine {getattr(self.engine, 'name', '?')!s} ended without a "
+                              "finish (the connection to the model was lost?); the run may be retried.")
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
@@ -303,8 +306,8 @@ class RunExecutor:
             writer.close_message("completed", usage=usage)  # text after the calls: kept, in this round
         details = [_function_call(c) if c["type"] == "function" else _pending_builtin(c) for c in writer.calls]
         step = writer.store_tool_step(details, usage)
-        if end.finish_reason == "length":
-            raise EngineError("The model's tool call was cut off: max_completion_tokens is too small for it.")
+        if end.finish_reason == "length":  # the calls' arguments are cut off: nothing to run
+            return self._incomplete(run, "max_completion_tokens")
         for call in writer.builtin_calls():
             details[call["index"]] = await run_builtin(self, run, step, call, offered, book)
             writer.store_tool_step(details, usage)
