@@ -228,6 +228,14 @@ def test_usage_is_summed_over_model_calls_and_each_step_has_its_call_usage(scrip
     assert [(s.usage.prompt_tokens, s.usage.completion_tokens) for s in steps] == [(100, 7), (120, 3)]
 
 
+def test_an_engine_without_usage_gets_the_estimate(scripted):
+    engine, sdk, _ = scripted([TextDelta("abcdefgh"), TurnEnd()])  # no usage reported
+    bot, thread = ask(sdk, "12345678", instructions="Be brief.", model="llama3.1:8b")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    # 3 reply priming + system (3 + 3) + user (3 + 2) = 14 prompt tokens; "abcdefgh" = 2
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (14, 2)
+
+
 # -- request messages ------------------------------------------------------------------------------
 def test_o_series_models_get_a_developer_message_and_run_instructions_replace(scripted):
     engine, sdk, _ = scripted([TextDelta("ok"), TurnEnd()])

@@ -26,9 +26,10 @@ import logging
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
-from asstctl.server.engine.base import EngineError, TurnEnd, reply_events
+from asstctl.server.engine.base import EngineError, TurnEnd, Usage, reply_events
 from asstctl.server.http import new_id, now
 from asstctl.server.runs import book as books
+from asstctl.server.runs import tokens
 from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
 from asstctl.server.runs.chat import PromptTooLong, build_turn
 from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, Listener, public
@@ -243,6 +244,8 @@ class RunExecutor:
         async with aclosing(self._events(turn.request)) as events:
             async for event in events:  # to the engine's own end (an upstream connection stays reusable)
                 writer.feed(event)
+        if writer.end is not None and not writer.end.usage.total_tokens:
+            writer.end.usage = _estimated_usage(turn, writer)
         return await self._after_call(run, book, writer, turn.offered)
 
     async def _events(self, request) -> AsyncIterator[Any]:
@@ -452,6 +455,13 @@ class RunExecutor:
         step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
         self.store.put("step", step, run["id"])
         self.emit(run, "thread.run.step.completed", public(step))
+
+
+def _estimated_usage(turn, writer: TurnWriter) -> Usage:
+    """For an engine that reports no usage (some local servers ignore ``include_usage``): our count."""
+    count = tokens.counter(turn.request.model)
+    completion = count(writer.text) + sum(count(c["name"]) + count(c["arguments"]) for c in writer.calls)
+    return Usage(turn.prompt_tokens, completion)
 
 
 def _function_call(call: dict[str, Any]) -> dict[str, Any]:
