@@ -175,6 +175,29 @@ def test_a_model_call_interrupted_by_a_restart_is_made_again_from_its_start(tmp_
     assert [s.type for s in steps] == ["message_creation"] and len(engine.requests) == 1
 
 
+def test_a_restart_discards_every_step_of_the_interrupted_call(tmp_path, scripted):
+    db = str(tmp_path / "server.sqlite3")
+    engine, sdk, server = scripted(
+        [ToolCallDelta(0, "call_a", "get_time", "{}"), TurnEnd("tool_calls")],
+        [TextDelta("Let me look. "), ToolCallDelta(0, "call_b", "get_time", "{"), "wait"], db=db)
+    bot, thread = conversation(sdk, "question", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    sdk.beta.threads.runs.submit_tool_outputs(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_a", "output": "noon"}])
+    deadline = time.monotonic() + 20
+    while engine.waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sdk.close()
+    server.stop()
+    engine, sdk, _ = scripted([TextDelta("It is noon."), TurnEnd()], db=db)
+    run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
+    assert run.status == "completed"
+    steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    assert [(s.type, s.status) for s in steps] == [("tool_calls", "completed"), ("message_creation", "completed")]
+    assert [m.content[0].text.value for m in run_messages(sdk, run)] == ["It is noon."]
+    assert [m["role"] for m in engine.requests[0].chat] == ["user", "assistant", "tool"]
+
+
 def test_cancel_during_offline_latency_is_prompt(tmp_path, contract):
     rules = tmp_path / "rules.yaml"
     rules.write_text('rules:\n  - match: "slow"\n    reply: "late"\n    latency_ms: 60000\n')

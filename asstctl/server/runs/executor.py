@@ -239,7 +239,7 @@ class RunExecutor:
             raise EngineError(exc.message, "invalid_prompt") from exc
         book["calls"] += 1
         books.save(self.store, book)
-        writer = TurnWriter(self, run, book["calls"], turn.offered, turn.request.parallel_tool_calls)
+        writer = TurnWriter(self, run, book, turn.offered, turn.request.parallel_tool_calls)
         self._writers[run["id"]] = writer
         async with aclosing(self._events(turn.request)) as events:
             async for event in events:  # to the engine's own end (an upstream connection stays reusable)
@@ -267,7 +267,6 @@ class RunExecutor:
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
-        book["steps"].update({step_id: writer.call_no for step_id in writer.step_ids})
         books.save(self.store, book)
         run = self._run(run["id"])
         if run["status"] != "in_progress":
@@ -391,10 +390,9 @@ class RunExecutor:
         """What a model call interrupted by a restart left behind goes: the call is made again."""
         book = books.load(self.store, run["id"])
         steps = self.store.all("step", run["id"])
-        broken = {book["steps"].get(s["id"]) for s in steps if s["status"] == "in_progress"}
+        broken = {book["steps"].get(s["id"]) for s in steps if s["status"] == "in_progress"} - {None}
         for step in steps:
-            call = book["steps"].get(step["id"])
-            if call is not None and call not in broken:
+            if step["status"] != "in_progress" and book["steps"].get(step["id"]) not in broken:
                 continue
             self.store.delete("step", step["id"], run["id"])
             if step["type"] == "message_creation":
