@@ -293,3 +293,24 @@ def test_two_hundred_runs_in_flight_hold_no_thread_each(scripted):
     done = [sdk.beta.threads.runs.poll(run_id=r.id, thread_id=r.thread_id).status for r in runs]
     assert done == ["completed"] * 200
     assert in_flight - before <= 4  # no thread per run (the old pool had 8 workers and capped turns at 8)
+
+
+def test_two_hundred_offline_runs_with_latency_share_the_event_loop(tmp_path, contract):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('rules:\n  - match: "."\n    reply: "slowly"\n    latency_ms: 1000\n')
+    with start_server(":memory:", rules_path=str(rules)) as server:
+        sdk = make_client(server, contract)
+        bot = sdk.beta.assistants.create(model="gpt-4o")
+        before, peak = threading.active_count(), 0
+        runs = []
+        for _ in range(200):
+            runs.append(sdk.beta.threads.create_and_run(
+                assistant_id=bot.id, thread={"messages": [{"role": "user", "content": "x"}]}))
+            peak = max(peak, threading.active_count())
+        statuses = []
+        for run in runs:
+            statuses.append(sdk.beta.threads.runs.poll(run_id=run.id, thread_id=run.thread_id).status)
+            peak = max(peak, threading.active_count())
+        assert statuses == ["completed"] * 200
+        assert peak - before <= 4
+        sdk.close()
