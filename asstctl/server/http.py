@@ -125,6 +125,7 @@ def too_large(limit: int, what: str, code: str) -> APIError:
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -197,7 +198,7 @@ def sanitized(value: Any, depth: int = 0) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
-        return value if value.isascii() or _encodable(value) else value.encode("utf-8", "replace").decode("utf-8")
+        return value if value.isascii() or _encodable(value) else _SURROGATE.sub("\ufffd", value)
     if depth > MAX_STORED_DEPTH:
         return None
     if isinstance(value, dict):

@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.routing import Route
 
+from asstctl.server import references
 from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import APIError, invalid, missing_parameter, not_found
@@ -184,6 +185,7 @@ def delete_store(state, vs_id: str) -> None:
         require_store(state, vs_id)
         state.store.delete_children(vs_id)
         state.store.delete("vector_store", vs_id)
+        references.drop_vector_store(state.store, vs_id)
 
 
 # --------------------------------------------------------------------------- files in stores
