@@ -69,15 +69,11 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 def parse_json(raw: bytes) -> dict[str, Any]:
     """``raw`` as a JSON object that can be stored and sent back: strict JSON, bounded depth."""
-    if too_deep(raw, MAX_DEPTH):
-        raise invalid(
-            None,
-            f"Invalid body: JSON nested more than {MAX_DEPTH} levels deep. Flatten the request.",
-            "nesting_too_deep",
-        )
     try:
         body = json.loads(raw, parse_constant=_Poison, parse_float=_float)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except RecursionError:  # thousands of levels: the parser gives up before building anything
+        raise too_deep()
+    except (ValueError, UnicodeDecodeError):
         raise APIError(
             400,
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
@@ -87,8 +83,14 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise invalid(None, "Invalid body: expected an object.", code="invalid_type")
     problem = poison(body)
     if problem is not None:
-        raise invalid(*problem)
+        raise problem
     return body
+
+
+def too_deep() -> APIError:
+    return invalid(
+        None, f"Invalid body: JSON nested more than {MAX_DEPTH} levels deep. Flatten the request.", "nesting_too_deep"
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -124,23 +126,7 @@ def too_large(limit: int, what: str, code: str) -> APIError:
     )
 
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def too_deep(raw: bytes, limit: int) -> bool:
-    """Whether the JSON text ``raw`` nests arrays/objects more than ``limit`` deep (scanned
-    before parsing, so a 10,000-level body never reaches the recursive parser)."""
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    if brackets.count(b"[") + brackets.count(b"{") <= limit:
-        return False
-    depth = 0
-    for byte in brackets:
-        depth += 1 if byte in (0x5B, 0x7B) else -1
-        if depth > limit:
-            return True
-    return False
 
 
 class _Poison:
@@ -155,27 +141,53 @@ def _float(text: str) -> Any:
     return value if math.isfinite(value) else _Poison(text)
 
 
-def poison(value: Any, where: str = "") -> tuple[str | None, str] | None:
-    """(param, message) for the first value JSON cannot carry back: a non-finite number
-    or a string (or key) holding a lone UTF-16 surrogate. None if all is well."""
-    if isinstance(value, _Poison):
-        return where or None, (
-            f"Invalid '{where or 'body'}': {value.text} is not a number JSON can carry. Send a finite number."
-        )
-    if isinstance(value, str):
-        if not value.isascii() and not _encodable(value):
-            return where or None, (
-                f"Invalid '{where or 'body'}': the string holds a lone UTF-16 surrogate, which is not valid "
-                "Unicode. Send valid UTF-8 text."
-            )
+def poison(body: dict[str, Any]) -> APIError | None:
+    """The 400 for the first value JSON cannot carry back (a non-finite number, a string or
+    key holding a lone UTF-16 surrogate) or for nesting past ``MAX_DEPTH``; None if all is well."""
+    found = _find(body, 1)
+    if found is None:
         return None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    where, what = found
+    if what == "deep":
+        return too_deep()
+    param = ""
+    for part in reversed(where):
+        param = f"{param}[{part}]" if isinstance(part, int) else f"{param}.{_safe(part)}" if param else _safe(part)
+    name = param or "body"
+    if isinstance(what, _Poison):
+        return invalid(param, f"Invalid '{name}': {what.text} is not a number JSON can carry. Send a finite number.")
+    return invalid(
+        param, f"Invalid '{name}': the {what} holds a lone UTF-16 surrogate, which is not valid Unicode. "
+        "Send valid UTF-8 text."
+    )
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _find(value: Any, depth: int) -> tuple[list[str | int], Any] | None:
+    """(path to the bad value, innermost first; "deep" / "key" / "string" / the _Poison)."""
+    kind = type(value)
+    if kind is str:
+        return None if value.isascii() or _encodable(value) else ([], "string")
+    if kind is _Poison:
+        return [], value
+    if kind is dict:
+        items: Any = value.items()
+    elif kind is list:
+        items = enumerate(value)
+    else:
+        return None
+    if depth > MAX_DEPTH:
+        return [], "deep"
     for key, item in items:
-        inner = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{_safe(key)}" if where else _safe(key)
-        if isinstance(key, str) and not key.isascii() and not _encodable(key):
-            return inner, f"Invalid '{inner}': the key holds a lone UTF-16 surrogate. Send valid UTF-8 text."
-        found = poison(item, inner)
+        if type(key) is str and not key.isascii() and not _encodable(key):
+            return [key], "key"
+        if type(item) in _SCALARS:
+            continue
+        found = _find(item, depth + 1)
         if found is not None:
+            found[0].append(key)
             return found
     return None
 

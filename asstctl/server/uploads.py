@@ -67,10 +67,10 @@ async def receive_upload(
     """Stream the upload's ``file`` part into ``store`` as ``blob_id``; ``check`` vets the
     complete form before the blob is committed. On any error nothing is stored, the rest of
     the body is read and dropped (bounded), and the error propagates."""
-    boundary = boundary_of(request)
     source = _Source(request)
     declared = request.headers.get("content-length", "")
     try:
+        boundary = boundary_of(request)
         if declared.isdigit() and int(declared) > limit + FRAMING_BYTES:
             raise too_large(limit, "file", "file_too_large")
         form = _Form(boundary, limit, allowed)
