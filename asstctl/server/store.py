@@ -3,7 +3,7 @@
 Every API object is a JSON document in one table, keyed by (kind, parent, id) and
 ordered by (created_at, seq): ``seq`` is the insertion sequence, so objects made in
 the same second keep a stable order for pagination. File bytes live in ``blob_chunks``
-(1 MiB rows, written and read piece by piece: an upload never sits in memory whole).
+(1 MiB rows, written and read piece by piece: ``asstctl.server.blobs``).
 
 One connection guarded by a lock serves all threads; WAL mode with
 ``synchronous=NORMAL`` means a committed write survives a kill -9 of the process.
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
+
+from asstctl.server.blobs import SQLiteBlobs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -33,13 +33,9 @@ CREATE TABLE IF NOT EXISTS objects (
 );
 CREATE INDEX IF NOT EXISTS objects_list ON objects (kind, parent, created_at, seq);
 CREATE INDEX IF NOT EXISTS objects_id ON objects (kind, id);
-CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL);  -- before blob_chunks; read only
-CREATE TABLE IF NOT EXISTS blob_chunks (id TEXT NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (id, n));
 """
 
 BUSY_TIMEOUT = 30.0  # seconds
-BLOB_CHUNK = 1 << 20  # bytes per blob_chunks row
-TEMP_BLOB = "~partial-"  # id prefix of a blob being written
 
 
 def encode(obj: dict[str, Any]) -> str:
@@ -50,7 +46,7 @@ def encode(obj: dict[str, Any]) -> str:
     return text
 
 
-class Store:
+class Store(SQLiteBlobs):
     """A small document store. ``kind`` is the API object type ("assistant", "thread", ...)."""
 
     def __init__(self, path: str | os.PathLike = ":memory:"):
@@ -66,7 +62,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._depth = 0
-        self._drop_stale_temp_blobs()
+        self._init_blobs()
 
     def close(self) -> None:
         with self._lock:
@@ -218,99 +214,3 @@ class Store:
                 (kind, parent, id),
             ).fetchone()
         return (row[0], row[1]) if row else None
-
-    # ------------------------------------------------------------------ blobs (file bytes)
-    # Bytes live as BLOB_CHUNK-sized rows of ``blob_chunks``. A write goes in under a temporary
-    # id, one short transaction per chunk (the lock is never held while the caller produces the
-    # next chunk), then one transaction renames it: readers see all of a blob or none of it.
-
-    def write_blob(self, id: str, chunks: Iterable[bytes]) -> int:
-        """Store the bytes ``chunks`` yields under ``id`` (replacing any); the size. Atomic:
-        if ``chunks`` raises, nothing is stored and the exception propagates."""
-        temp = f"{TEMP_BLOB}{int(time.time())}-{secrets.token_hex(8)}-{id}"
-        size, n = 0, 0
-        try:
-            for piece in _rechunk(chunks, BLOB_CHUNK):
-                with self.transaction():
-                    self._db.execute("INSERT INTO blob_chunks (id, n, data) VALUES (?, ?, ?)", (temp, n, piece))
-                size, n = size + len(piece), n + 1
-            with self.transaction():
-                if n == 0:  # an empty file still exists
-                    self._db.execute("INSERT INTO blob_chunks (id, n, data) VALUES (?, 0, ?)", (temp, b""))
-                    n = 1
-                self._db.execute("DELETE FROM blob_chunks WHERE id = ?", (id,))
-                self._db.execute("DELETE FROM blobs WHERE id = ?", (id,))
-                cur = self._db.execute("UPDATE blob_chunks SET id = ? WHERE id = ?", (id, temp))
-                if cur.rowcount != n:
-                    raise RuntimeError(f"blob {id}: {n - cur.rowcount} of {n} chunks vanished while writing")
-        except BaseException:
-            with self.transaction():
-                self._db.execute("DELETE FROM blob_chunks WHERE id = ?", (temp,))
-            raise
-        return size
-
-    def read_blob(self, id: str, chunk_size: int = 1 << 20) -> Iterator[bytes] | None:
-        """The bytes of ``id`` in pieces of ``chunk_size`` (the last may be shorter), or None.
-        Each piece is read under the lock; none is held between pieces."""
-        with self._lock:
-            count = self._db.execute("SELECT count(*) FROM blob_chunks WHERE id = ?", (id,)).fetchone()[0]
-            legacy = not count and self._db.execute("SELECT 1 FROM blobs WHERE id = ?", (id,)).fetchone()
-        if not count and not legacy:
-            return None
-        return _rechunk(self._blob_rows(id, count, bool(legacy)), chunk_size)
-
-    def _blob_rows(self, id: str, count: int, legacy: bool) -> Iterator[bytes]:
-        if legacy:  # written by an older asstctl, whole
-            with self._lock:
-                row = self._db.execute("SELECT data FROM blobs WHERE id = ?", (id,)).fetchone()
-            if row:
-                yield bytes(row[0])
-            return
-        for n in range(count):
-            with self._lock:
-                row = self._db.execute("SELECT data FROM blob_chunks WHERE id = ? AND n = ?", (id, n)).fetchone()
-            if row is None:  # deleted while being read
-                return
-            yield bytes(row[0])
-
-    def blob_size(self, id: str) -> int | None:
-        with self._lock:
-            count, size = self._db.execute(
-                "SELECT count(*), coalesce(sum(length(data)), 0) FROM blob_chunks WHERE id = ?", (id,)
-            ).fetchone()
-            if count:
-                return size
-            row = self._db.execute("SELECT length(data) FROM blobs WHERE id = ?", (id,)).fetchone()
-        return row[0] if row else None
-
-    def delete_blob(self, id: str) -> None:
-        with self.transaction():
-            self._db.execute("DELETE FROM blob_chunks WHERE id = ?", (id,))
-            self._db.execute("DELETE FROM blobs WHERE id = ?", (id,))
-
-    def _drop_stale_temp_blobs(self) -> None:
-        """Temporary rows of writes a crash interrupted (older than a day: not another process's)."""
-        with self.transaction():
-            for (temp,) in self._db.execute(
-                "SELECT DISTINCT id FROM blob_chunks WHERE id >= ? AND id < ?", (TEMP_BLOB, TEMP_BLOB + "\U0010ffff")
-            ).fetchall():
-                started = temp[len(TEMP_BLOB):].split("-", 1)[0]
-                if started.isdigit() and int(started) < time.time() - 86_400:
-                    self._db.execute("DELETE FROM blob_chunks WHERE id = ?", (temp,))
-
-
-def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Re-cut a stream of byte strings into pieces of exactly ``size`` (the last may be shorter)."""
-    buffer = bytearray()
-    for chunk in chunks:
-        buffer += chunk
-        if len(buffer) < size:
-            continue
-        with memoryview(buffer) as view:
-            start = 0
-            while len(buffer) - start >= size:
-                yield bytes(view[start:start + size])
-                start += size
-        del buffer[:start]
-    if buffer:
-        yield bytes(buffer)

@@ -232,3 +232,14 @@ def test_a_deleted_vector_store_leaves_assistants_and_threads(client):
     assert client.beta.assistants.retrieve(other.id).tool_resources.file_search.vector_store_ids == [kept.id]
     # and the assistant can be updated and run again without the dead id
     client.beta.assistants.update(assistant.id, name="still fine")
+
+
+def test_deleting_or_replacing_a_file_frees_its_bytes(server, client):
+    chunks = lambda: server.store._db.execute("SELECT count(*) FROM blob_chunks").fetchone()[0]  # noqa: E731
+    file = client.files.create(file=("a.bin", b"a" * (3 << 20)), purpose="assistants")
+    assert chunks() == 3
+    client.files.delete(file.id)
+    assert chunks() == 0 and server.store.blob_size(file.id) is None
+    server.store.write_blob("x", [b"1" * (2 << 20)])
+    server.store.write_blob("x", [b"2"])
+    assert chunks() == 1 and b"".join(server.store.read_blob("x")) == b"2"

@@ -131,7 +131,8 @@ def test_an_upload_past_the_flag_limit_is_a_413_and_nothing_is_stored(tmp_path):
         assert upload(process.base_url, 5 * MB).status_code == 200
         assert process.stop() == 0
     with sqlite3.connect(db) as raw:
-        assert raw.execute("SELECT count(DISTINCT id) FROM blob_chunks").fetchone()[0] == 1
+        assert raw.execute("SELECT count(*) FROM blob_index").fetchone()[0] == 1  # the 5 MB one
+        assert raw.execute("SELECT count(*), sum(length(data)) FROM blob_chunks").fetchone() == (5, 5 * MB)
 
 
 def test_a_connection_with_unfinished_headers_is_closed(serve):
