@@ -32,7 +32,8 @@ STALE_AFTER = 86_400  # seconds: an unreferenced write key older than this is a 
 
 
 class SQLiteBlobs:
-    """Mixin for ``Store``: needs ``_db``, ``_lock``, ``_depth`` and ``transaction()``."""
+    """Mixin for ``Store``: needs ``_db``, ``_lock``, ``_depth`` and a ``transaction()`` that
+    calls ``_collect_garbage()`` after its outermost commit when ``_garbage`` is not empty."""
 
     _garbage: set[str]
 
@@ -52,13 +53,13 @@ class SQLiteBlobs:
                     "INSERT OR REPLACE INTO blob_index (id, key, chunks, size) VALUES (?, ?, ?, ?)", (id, key, n, size)
                 )
                 self._db.execute("DELETE FROM blobs WHERE id = ?", (id,))
+                if old:
+                    self._garbage.add(old[0])  # collected once the transaction commits
         except BaseException:
-            self._garbage.add(key)
+            with self._lock:
+                self._garbage.add(key)
             self._collect_garbage()
             raise
-        if old:
-            self._garbage.add(old[0])
-        self._collect_garbage()
         return size
 
     def read_blob(self, id: str, chunk_size: int = 1 << 20) -> Iterator[bytes] | None:
@@ -98,9 +99,8 @@ class SQLiteBlobs:
             row = self._db.execute("SELECT key FROM blob_index WHERE id = ?", (id,)).fetchone()
             self._db.execute("DELETE FROM blob_index WHERE id = ?", (id,))
             self._db.execute("DELETE FROM blobs WHERE id = ?", (id,))
-        if row:
-            self._garbage.add(row[0])
-        self._collect_garbage()
+            if row:
+                self._garbage.add(row[0])  # collected once the (outermost) transaction commits
 
     def _collect_garbage(self) -> None:
         """Remove unreferenced write keys, a chunk per transaction (others get the lock in

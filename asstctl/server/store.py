@@ -86,6 +86,8 @@ class Store(SQLiteBlobs):
             self._depth -= 1
             if outer:
                 self._db.execute("COMMIT")
+        if outer and self._garbage:  # bytes of blobs this transaction deleted, outside the lock
+            self._collect_garbage()
 
     def insert(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         with self.transaction():
