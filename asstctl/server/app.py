@@ -19,14 +19,20 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
+from asstctl.server.http import SafeJSONResponse
 from asstctl.server.store import Store
 
 log = logging.getLogger("asstctl.server")
 
 ROUTE_MODULES = ("assistants", "threads", "messages", "runs", "files", "vector_stores")
 BETA_PREFIXES = ("/v1/assistants", "/v1/threads", "/v1/vector_stores")
+
+
+DEFAULT_MAX_UPLOAD_MB = 512
+DEFAULT_MAX_BODY_MB = 32
 
 
 @dataclass
@@ -38,6 +44,9 @@ class ServerConfig:
     engine: Any = None  # an Engine; None = the offline engine with ``rules_path``
     max_model_calls: int = 25  # model calls per run before it fails (a tool loop that never answers)
     context_windows: dict[str, int] = field(default_factory=dict)  # model pattern -> tokens (overrides)
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB << 20  # one uploaded file (the API's limit: 512 MB)
+    max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20  # one JSON request body
+    header_timeout: float = 10.0  # seconds a client may take to send a request's headers
 
 
 @dataclass
@@ -51,6 +60,9 @@ class ServerState:
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
     config = config or ServerConfig()
+    problem = api_key_problem(config.api_key)
+    if problem:
+        raise ConfigError(f"unusable API key: {problem}", hint=API_KEY_HINT)
     store = Store(config.db)
     engine = config.engine if config.engine is not None else _default_engine(config)
     routes = []
@@ -92,7 +104,7 @@ def state_of(request: Request) -> ServerState:
 
 
 def error_response(error: APIError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    return SafeJSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -165,6 +177,23 @@ class ApiMiddleware:
                 code="invalid_beta",
             )
         return None
+
+
+API_KEY_HINT = "Use printable ASCII without spaces, e.g. `openssl rand -hex 16`."
+
+
+def api_key_problem(key: str | None) -> str | None:
+    """Why a server API key could never be presented by a client (never echoing it), or None.
+    ``None`` means no key; an empty or blank one is refused (it would look like none)."""
+    if key is None:
+        return None
+    if not key.strip():
+        return "it is empty or blank"
+    if not key.isascii():
+        return "it holds non-ASCII characters, which an HTTP header cannot carry"
+    if not key.isprintable() or key != key.strip() or " " in key:
+        return "it holds spaces or control characters"
+    return None
 
 
 def _check_key(key: str | None, authorization: str) -> APIError | None:

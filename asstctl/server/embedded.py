@@ -120,9 +120,11 @@ def start_server(
     faults: Faults | None = None,
     rules_path: str | None = None,
     engine: Any = None,
+    **options: Any,
 ) -> EmbeddedServer:
-    """Start a server in a background thread and return once it accepts connections."""
-    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine)
+    """Start a server in a background thread and return once it accepts connections.
+    ``options``: more ``ServerConfig`` fields (``max_upload_bytes``, ...)."""
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine, options)
     ready = threading.Event()
     thread = threading.Thread(target=_serve, args=(server._server, sock, ready), name="asstctl-server", daemon=True)
     server._thread = thread
@@ -140,12 +142,14 @@ def serve_forever(
     faults: Faults | None = None,
     rules_path: str | None = None,
     on_ready: Callable[[EmbeddedServer], None] = lambda server: None,
+    **options: Any,
 ) -> None:
     """Serve in the foreground until SIGINT/SIGTERM, then shut down cleanly.
 
     ``on_ready`` runs once the socket is listening (connections made from then on queue up).
+    ``options``: more ``ServerConfig`` fields (``max_upload_bytes``, ...).
     """
-    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None)
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None, options)
     _log_to_stderr()
     try:
         on_ready(server)
@@ -156,11 +160,15 @@ def serve_forever(
         sock.close()
 
 
-def _prepare(db, host, port, api_key, faults, rules_path, engine) -> tuple[EmbeddedServer, socket.socket]:
+def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tuple[EmbeddedServer, socket.socket]:
     import uvicorn
 
+    from asstctl.server.protocol import with_header_timeout
+
     check_bind(host, api_key)
-    config = ServerConfig(db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine)
+    config = ServerConfig(
+        db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine, **options
+    )
     sock = _listen(host, port)
     try:
         app = create_app(config)
@@ -169,7 +177,14 @@ def _prepare(db, host, port, api_key, faults, rules_path, engine) -> tuple[Embed
         raise
     quiet_uvicorn()
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            http=with_header_timeout(config.header_timeout),
+        )
     )
     running = EmbeddedServer(host, sock.getsockname()[1], api_key or "asstctl-local", app.state, server)
     return running, sock

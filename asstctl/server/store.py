@@ -2,7 +2,8 @@
 
 Every API object is a JSON document in one table, keyed by (kind, parent, id) and
 ordered by (created_at, seq): ``seq`` is the insertion sequence, so objects made in
-the same second keep a stable order for pagination. File bytes live in ``blobs``.
+the same second keep a stable order for pagination. File bytes live in ``blob_chunks``
+(1 MiB rows, written and read piece by piece: ``asstctl.server.blobs``).
 
 One connection guarded by a lock serves all threads; WAL mode with
 ``synchronous=NORMAL`` means a committed write survives a kill -9 of the process.
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from asstctl.server.blobs import SQLiteBlobs
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -30,13 +33,20 @@ CREATE TABLE IF NOT EXISTS objects (
 );
 CREATE INDEX IF NOT EXISTS objects_list ON objects (kind, parent, created_at, seq);
 CREATE INDEX IF NOT EXISTS objects_id ON objects (kind, id);
-CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
 BUSY_TIMEOUT = 30.0  # seconds
 
 
-class Store:
+def encode(obj: dict[str, Any]) -> str:
+    """The stored text of an object; ValueError for what JSON cannot carry back (NaN,
+    Infinity, a lone surrogate), so nothing stored can make a later read fail."""
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+    return text
+
+
+class Store(SQLiteBlobs):
     """A small document store. ``kind`` is the API object type ("assistant", "thread", ...)."""
 
     def __init__(self, path: str | os.PathLike = ":memory:"):
@@ -52,6 +62,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._depth = 0
+        self._init_blobs()
 
     def close(self) -> None:
         with self._lock:
@@ -75,12 +86,14 @@ class Store:
             self._depth -= 1
             if outer:
                 self._db.execute("COMMIT")
+        if outer and self._garbage:  # bytes of blobs this transaction deleted, outside the lock
+            self._collect_garbage()
 
     def insert(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         with self.transaction():
             self._db.execute(
                 "INSERT INTO objects (kind, parent, id, created_at, body) VALUES (?, ?, ?, ?, ?)",
-                (kind, parent, obj["id"], int(obj.get("created_at") or 0), json.dumps(obj)),
+                (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj)),
             )
         return obj
 
@@ -101,7 +114,7 @@ class Store:
         with self.transaction():
             self._db.execute(
                 "UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?",
-                (json.dumps(obj), kind, parent, obj["id"]),
+                (encode(obj), kind, parent, obj["id"]),
             )
         return obj
 
@@ -203,16 +216,3 @@ class Store:
                 (kind, parent, id),
             ).fetchone()
         return (row[0], row[1]) if row else None
-
-    def put_blob(self, id: str, data: bytes) -> None:
-        with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO blobs (id, data) VALUES (?, ?)", (id, data))
-
-    def get_blob(self, id: str) -> bytes | None:
-        with self._lock:
-            row = self._db.execute("SELECT data FROM blobs WHERE id = ?", (id,)).fetchone()
-        return bytes(row[0]) if row else None
-
-    def delete_blob(self, id: str) -> None:
-        with self.transaction():
-            self._db.execute("DELETE FROM blobs WHERE id = ?", (id,))

@@ -1,49 +1,36 @@
 """Routes: files (multipart upload, retrieve, list, delete, content). No OpenAI-Beta header.
 
-Store: kind ``file`` (parent ""), bytes in ``blobs`` under the file id. Uploads are
-``processed`` at once. Deleting a file removes it from every vector store.
+Store: kind ``file`` (parent ""), bytes in the store's blobs under the file id, streamed in
+and out (``asstctl.server.uploads``; at most ``ServerConfig.max_upload_bytes`` per file).
+Uploads are ``processed`` at once. Deleting a file removes it from every vector store.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from asstctl.server import validation as v
 from asstctl.server.app import state_of
-from asstctl.server.errors import APIError, invalid, missing_parameter, unknown_parameter
+from asstctl.server.errors import APIError, invalid, missing_parameter
 from asstctl.server.http import deleted, list_envelope, list_params, new_id, now, ok
 from asstctl.server.routes import vector_stores
+from asstctl.server.uploads import Upload, receive_upload
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 FORM_FIELDS = ("file", "purpose", "expires_after[anchor]", "expires_after[seconds]")
 
 
-async def _form(request: Request):
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise APIError(400, "Invalid request: uploads must be sent as multipart/form-data.", code="invalid_request")
-    form = await request.form()
-    try:
-        _check_form(form)
-    except APIError:
-        await form.close()
-        raise
-    return form
-
-
-def _check_form(form) -> None:
-    for key in form:
-        if key not in FORM_FIELDS:
-            raise unknown_parameter(key)
+def _check_form(form: Upload) -> None:
     for key in ("file", "purpose"):
-        if key not in form:
+        if key not in form.fields and (key != "file" or form.filename is None):
             raise missing_parameter(key)
-    if isinstance(form["file"], str):
+    if "file" in form.fields:
         raise invalid("file", "Invalid type for 'file': expected a file, but got a string instead.", "invalid_type")
-    v.check_enum(form["purpose"], "purpose", PURPOSES)
+    v.check_enum(form.fields["purpose"], "purpose", PURPOSES)
 
 
 def _expires_at(form, created: int) -> int | None:
@@ -68,27 +55,35 @@ def _expires_at(form, created: int) -> int | None:
 
 async def upload(request: Request):
     state = state_of(request)
-    form = await _form(request)
+    file_id, created = new_id("file"), now()
+    expires: list[int | None] = []
+
+    def check(form: Upload) -> None:
+        _check_form(form)
+        expires.append(_expires_at(form.fields, created))
+
     try:
-        created = now()
-        expires_at = _expires_at(form, created)
-        data = await form["file"].read()
-    finally:
-        await form.close()
+        form = await receive_upload(
+            request, state.store, file_id, limit=state.config.max_upload_bytes, allowed=FORM_FIELDS, check=check
+        )
+    except ClientDisconnect:
+        raise APIError(400, "The client closed the connection before the upload was complete.")
     file: dict[str, Any] = {
-        "id": new_id("file"),
+        "id": file_id,
         "object": "file",
-        "bytes": len(data),
+        "bytes": form.size,
         "created_at": created,
-        "filename": form["file"].filename or "upload",
-        "purpose": form["purpose"],
+        "filename": form.filename,
+        "purpose": form.fields["purpose"],
         "status": "processed",
     }
-    if expires_at is not None:
-        file["expires_at"] = expires_at
-    with state.store.transaction():
-        state.store.put_blob(file["id"], data)
+    if expires[0] is not None:
+        file["expires_at"] = expires[0]
+    try:
         state.store.insert("file", file)
+    except BaseException:
+        state.store.delete_blob(file_id)
+        raise
     return ok(file)
 
 
@@ -118,7 +113,9 @@ async def delete(request: Request):
 async def content(request: Request):
     state, file_id = state_of(request), request.path_params["file_id"]
     vector_stores.require_file(state, file_id)
-    return Response(state.store.get_blob(file_id) or b"", media_type="application/octet-stream")
+    size = state.store.blob_size(file_id) or 0
+    chunks = state.store.read_blob(file_id) or iter(())
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers={"content-length": str(size)})
 
 
 routes = [

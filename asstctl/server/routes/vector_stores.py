@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.routing import Route
 
+from asstctl.server import references
 from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import APIError, invalid, missing_parameter, not_found
@@ -184,6 +185,7 @@ def delete_store(state, vs_id: str) -> None:
         require_store(state, vs_id)
         state.store.delete_children(vs_id)
         state.store.delete("vector_store", vs_id)
+        references.drop_vector_store(state.store, vs_id)
 
 
 # --------------------------------------------------------------------------- files in stores
@@ -195,7 +197,7 @@ def require_file(state, file_id: str) -> dict[str, Any]:
 
 def ingest(state, file_id: str) -> tuple[str, dict[str, str] | None]:
     """(status, last_error) of ingesting a file: failed when it carries the injection marker."""
-    data = state.store.get_blob(file_id) or b""
+    data = b"".join(state.store.read_blob(file_id) or ())
     if INGEST_FAIL_MARKER in data:
         return "failed", {"code": "invalid_file", "message": f"The file {file_id} could not be parsed (injected failure)."}
     return "completed", None
@@ -247,7 +249,7 @@ def detach_file_everywhere(state, file_id: str) -> None:
 
 
 def file_text(state, file_id: str) -> str:
-    return (state.store.get_blob(file_id) or b"").decode("utf-8", errors="replace")
+    return b"".join(state.store.read_blob(file_id) or ()).decode("utf-8", errors="replace")
 
 
 def _list_files(request, vs_id: str, where=None):
