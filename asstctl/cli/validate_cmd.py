@@ -63,13 +63,13 @@ def _split(problem: str) -> dict:
     return {"file": match["file"], "line": int(match["line"]), "col": int(match["col"]), "message": match["message"]}
 
 
-SCHEMA_KINDS = ("assistant", "vector-store", "conversation")
+SCHEMA_KINDS = ("assistant", "vector-store", "conversation", "project")
 
 
 @click.command()
 @click.option("--kind", type=click.Choice(SCHEMA_KINDS), default="assistant", show_default=True,
               help="assistant: assistants/*.yaml; vector-store: vector_stores/*.yaml; "
-                   "conversation: assistants/*.test.yaml.")
+                   "conversation: assistants/*.test.yaml; project: asstctl.yaml.")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write the schema to FILE (directories are created) instead of standard output.")
 def schema(kind: str, output: Path | None) -> None:
@@ -98,6 +98,10 @@ def _schema_of(kind: str) -> dict:
         from asstctl.conversations import SCHEMA
 
         return SCHEMA
+    if kind == "project":
+        from asstctl.spec.project_schema import project_schema
+
+        return project_schema()
     from asstctl.spec.schema import spec_schema, vector_store_schema
 
     return vector_store_schema() if kind == "vector-store" else spec_schema()
