@@ -88,8 +88,10 @@ def schema(kind: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    from asstctl.outfile import writing
+
+    with writing(output) as target:
+        target.write_text(text, encoding="utf-8")
     click.echo(f"wrote {output}", err=True)
 
 
