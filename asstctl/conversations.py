@@ -196,6 +196,34 @@ def validate_conversations(project) -> list[str]:
     return problems
 
 
+def orphan_problems(project) -> list[str]:
+    """A conversation file whose assistant has no spec in the project (a renamed or deleted spec)."""
+    import difflib
+
+    from asstctl.spec.loader import key_of as spec_key, read_spec, spec_files
+    from asstctl.spec.yamlpos import load_yaml
+
+    keys = set()
+    for path in spec_files(project):
+        doc = read_spec(path)[0]
+        keys.add(spec_key(doc) if doc is not None and isinstance(doc.data, dict) else path.name.split(".")[0])
+    problems = []
+    for path in conversation_files(project):
+        try:
+            doc = load_yaml(path, display=shown(path))
+        except SpecError:
+            continue  # reported by validate_conversations
+        named = doc.data.get("assistant") if isinstance(doc.data, dict) else None
+        key = named if isinstance(named, str) else key_of(path)
+        if key not in keys:
+            close = difflib.get_close_matches(key, sorted(keys), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"write {shown(Path(project.specs_dir) / (key + '.yaml'))}"
+            where = doc.where(("assistant",) if named else ())
+            problems.append(f"{where}: these conversations test the assistant `{key}`, which has no spec "
+                            f"({hint}); rename the file or set `assistant:` to a spec's key")
+    return problems
+
+
 def load_conversations(project, paths: list[Path] | None = None) -> list[Conversation]:
     """The conversations of ``paths`` (default: all of the project); invalid files raise SpecError (exit 2)."""
     conversations: list[Conversation] = []

@@ -68,8 +68,10 @@ def open_target(
 
 @contextmanager
 def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout: float) -> Iterator[Target]:
+    from asstctl.rules_check import check_rules
     from asstctl.server.embedded import start_server
 
+    check_rules(project)
     db = project.root / (config.db or os.path.join(".asstctl", DEFAULT_DB))
     rules = str(project.engine_rules) if project.engine_rules else None
     server = start_server(str(db), rules_path=rules)

@@ -15,7 +15,7 @@ _PROBLEM = re.compile(r"^(?P<file>.*?):(?P<line>\d+):(?P<col>\d+): (?P<message>.
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="`json`: {valid, specs, conversation_files, problems: [{file, line, col, message}]}.")
 def validate(output: str) -> None:
-    """Check every spec and conversation file of the project, offline.
+    """Check every spec and conversation file of the project, and its engine rules, offline.
 
     Reports every problem at once as `path:line:col: message` and exits 1,
     or prints how many files are valid and exits 0. Needs no target, no key
@@ -26,12 +26,14 @@ def validate(output: str) -> None:
         asstctl validate
         asstctl validate --output json | jq '.problems[].message'
     """
-    from asstctl.conversations import conversation_files, validate_conversations
+    from asstctl.conversations import conversation_files, orphan_problems, validate_conversations
     from asstctl.project import load_project
+    from asstctl.rules_check import rules_problems
     from asstctl.spec.loader import spec_files, validate_project
 
     project = load_project()
-    problems = validate_project(project) + validate_conversations(project)
+    problems = (validate_project(project) + validate_conversations(project) + orphan_problems(project)
+                + rules_problems(project))
     specs, conversations = len(spec_files(project)), len(conversation_files(project))
     if output == "json":
         click.echo(json.dumps(_report(problems, specs, conversations), indent=2))

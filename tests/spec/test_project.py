@@ -82,6 +82,7 @@ test:
   prices: {gpt-4o: {prompt: 2.5, completion: 10}}
 """)
     (tmp_path / "assistants").mkdir()
+    (tmp_path / "engine-rules.yaml").write_text("rules: []\n")
     project = load_project(tmp_path)
     assert project.allow_paths == ("../shared",) and project.targets["azure"].azure_api_version
     monkeypatch.chdir(tmp_path)
