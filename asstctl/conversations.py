@@ -123,6 +123,7 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["conversations"],
     "additionalProperties": False,
+    "x-messages": {"required": "`conversations` is required: " + "a list of conversations, each with a `name` and `turns`"},
     "properties": {
         "assistant": {"type": "string", "minLength": 1},
         "conversations": {
@@ -248,12 +249,31 @@ def parse_file(path: Path) -> tuple[list[Conversation], list[str]]:
         doc = load_yaml(path, display=shown(path))
     except SpecError as error:
         return [], list(error.problems)
+    shape = _shape_problem(doc, path)
+    if shape:
+        return [], [shape]
     problems = schema_problems(doc, SCHEMA)
     if problems:
         return [], problems
     assistant = doc.data.get("assistant") or key_of(path)
     conversations = [_conversation(doc, assistant, i, raw) for i, raw in enumerate(doc.data["conversations"])]
     return conversations, _semantic_problems(doc, conversations)
+
+
+NEEDS = ("a conversation file needs `conversations:`, a list of conversations, each with a `name` and `turns` "
+         "(see docs/conversations.md)")
+
+
+def _shape_problem(doc, path: Path) -> str | None:
+    """An empty file, a spec given where a conversation file goes, or a file that is not a mapping."""
+    if doc.data is None:
+        return f"{doc.where()}: the file is empty; {NEEDS}"
+    if not path.name.endswith((SUFFIX, ".test.yml")) and isinstance(doc.data, dict) and "model" in doc.data:
+        return (f"{doc.where()}: this is an assistant spec, not a conversation file: `asstctl test` runs the "
+                f"conversations of {path.name.split('.')[0]}.test.yaml next to it (see docs/conversations.md)")
+    if not isinstance(doc.data, dict):
+        return f"{doc.where()}: the file holds {'a list' if isinstance(doc.data, list) else 'a single value'}; {NEEDS}"
+    return None
 
 
 def _conversation(doc, assistant: str, index: int, raw: dict[str, Any]) -> Conversation:
