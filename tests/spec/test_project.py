@@ -98,3 +98,15 @@ def test_schema_kind_project_prints_the_schema_asstctl_yaml_is_checked_with():
     result = CliRunner().invoke(cli, ["schema", "--kind", "project"])
     assert result.exit_code == 0 and json.loads(result.output) == project_schema()
     assert {"project", "targets", "engine", "test", "allow_paths"} <= set(project_schema()["properties"])
+
+
+def test_the_project_file_fields_are_documented():
+    from pathlib import Path
+
+    from asstctl.spec.project_schema import project_schema
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "spec-format.md").read_text(encoding="utf-8")
+    section = text.split("## The project file (asstctl.yaml)", 1)[1].split("\n## ", 1)[0]
+    for field in project_schema()["properties"]:
+        if field != "$schema":
+            assert f"| `{field}` |" in section, field
