@@ -23,12 +23,12 @@ _PREFIX = re.compile(r"^offline engine rules file .*?: (?:rule \d+: )?")
 
 def rules_path(project) -> tuple[Path | None, str | None]:
     """(the rules file to check, a problem when asstctl.yaml names one that does not exist)."""
-    from asstctl.spec.loader import _setting_where, shown
+    from asstctl.spec.loader import setting_where, shown
 
     configured = (getattr(project, "raw", None) or {}).get("engine_rules")
     if configured and project.engine_rules is None:
         path = Path(project.root) / configured
-        return None, f"{_setting_where(project, 'engine_rules')}: the engine rules file {shown(path)} does not exist"
+        return None, f"{setting_where(project, 'engine_rules')}: the engine rules file {shown(path)} does not exist"
     return project.engine_rules, None
 
 

@@ -98,7 +98,7 @@ def checked_url(url: str, origin: str) -> str:
                       hint="A base URL names the API root, e.g. http://127.0.0.1:8321/v1 for `asstctl serve`.")
 
 
-NO_KEY = "asstctl-no-key"  # sent to a loopback server when no key is set: `asstctl serve` without --api-key takes any
+NO_KEY = "asstctl-no-key"  # sent to a loopback server when $OPENAI_API_KEY is unset: `asstctl serve` without --api-key takes any
 
 
 def is_loopback(url: str | None) -> bool:
@@ -116,7 +116,8 @@ def is_loopback(url: str | None) -> bool:
 
 def _remote(config: TargetConfig, max_retries: int, timeout: float) -> Target:
     key_env = config.api_key_env or ("AZURE_OPENAI_API_KEY" if config.azure_api_version else "OPENAI_API_KEY")
-    api_key = os.environ.get(key_env) or (NO_KEY if is_loopback(config.base_url) else None)
+    # a loopback server may need no key; a target that names its key variable does want that one
+    api_key = os.environ.get(key_env) or (NO_KEY if is_loopback(config.base_url) and not config.api_key_env else None)
     if not api_key:
         raise ConfigError(
             f"target `{config.name}` ({config.base_url}) needs an API key and ${key_env} is not set",

@@ -64,11 +64,11 @@ def folder_problem(project, directory: Path | None = None, setting: str = "specs
         problem = "does not exist; create it (`mkdir`) or point `" + setting + ":` in asstctl.yaml at your specs"
     else:
         problem = problem.replace("not a file", "not a folder").replace("not a regular file", "not a folder")
-    where = _setting_where(project, setting)
+    where = setting_where(project, setting)
     return f"{where}: the {setting} folder {shown(directory)} {problem}"
 
 
-def _setting_where(project, setting: str) -> str:
+def setting_where(project, setting: str) -> str:
     from asstctl.project import PROJECT_FILE
 
     path = shown(Path(project.root) / PROJECT_FILE)
