@@ -188,8 +188,8 @@ def not_found(where: str) -> str:
         return (f"{where} does not serve the Assistants API (404 on /assistants; OpenAI's own API "
                 f"has answered 404 since the 2026-08-26 shutdown): {SHUTDOWN_HINT}")
     if not parts.path.rstrip("/").endswith("/v1") and "/openai" not in parts.path:
-        return (f"{where} answered 404 on /assistants: the API is usually below /v1; did you mean "
-                f"`{where}/v1`? (`asstctl serve` prints its base URL)")
+        return (f"{where} does not serve the Assistants API (404 on /assistants); base URLs usually end in /v1: "
+                f"did you mean `{where}/v1`? (`asstctl serve` prints its base URL)")
     return (f"{where} does not serve the Assistants API (404 on {where}/assistants): check the base URL "
             "(`asstctl serve` prints its own), or point at another Assistants-compatible server")
 
