@@ -304,21 +304,27 @@ def _attachment(base: Path, raw: Any) -> Attachment:
 
 def _semantic_problems(doc, conversations: list[Conversation]) -> list[str]:
     """What the schema cannot say: unique names, existing attachments, valid regexes."""
+    from asstctl.spec.files import project_roots
+
     problems, seen = [], set()
+    roots = project_roots(Path(str(doc.path)).parent)
     for c_index, conversation in enumerate(conversations):
         if conversation.name in seen:
             problems.append(f"{conversation.where}: a second conversation named `{conversation.name}`; names must be unique")
         seen.add(conversation.name)
         for turn in conversation.turns:
-            problems += _turn_problems(doc, f"$.conversations[{c_index}].turns[{turn.index}]", turn)
+            problems += _turn_problems(doc, f"$.conversations[{c_index}].turns[{turn.index}]", turn, roots)
     return problems
 
 
-def _turn_problems(doc, at: str, turn: Turn) -> list[str]:
+def _turn_problems(doc, at: str, turn: Turn, roots=None) -> list[str]:
+    from asstctl.spec.files import file_problem, outside_problem
+
     problems = []
     for a_index, attachment in enumerate(turn.attachments):
-        if not attachment.path.is_file():
-            problems.append(f"{doc.where(f'{at}.attachments[{a_index}]')}: attachment {attachment.path} does not exist")
+        problem = file_problem(attachment.path) or outside_problem(attachment.path, roots)
+        if problem:  # only regular files inside the project are uploaded
+            problems.append(f"{doc.where(f'{at}.attachments[{a_index}]')}: attachment {attachment.path} {problem}")
     patterns = turn.expect.get("regex", [])
     for pattern in patterns if isinstance(patterns, list) else [patterns]:
         try:

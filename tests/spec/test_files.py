@@ -132,3 +132,14 @@ def test_a_conversation_file_and_asstctl_yaml_at_a_fifo_do_not_hang(project):
     result = CliRunner().invoke(cli, ["-C", str(project), "validate"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "asstctl.yaml:1:1: this file is a named pipe (FIFO), not a regular file" in result.output
+
+
+def test_conversation_attachments_are_regular_files_inside_the_project(project):
+    os.mkfifo(project / "assistants" / "pipe.txt")
+    write(project, {"bot.yaml": "model: gpt-4o\n", "bot.test.yaml": (
+        "conversations:\n  - name: a\n    turns:\n      - user: hi\n"
+        "        attachments: [pipe.txt, ../../../../../../../../etc/passwd, gone.txt]\n")})
+    code, lines = validate(project)
+    assert code == 1 and len(lines) == 3, lines
+    assert lines[0].endswith("pipe.txt is a named pipe (FIFO), not a regular file")
+    assert "etc/passwd is outside the project" in lines[1] and lines[2].endswith("gone.txt does not exist")
