@@ -123,6 +123,7 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["conversations"],
     "additionalProperties": False,
+    "x-messages": {"required": "`conversations` is required: " + "a list of conversations, each with a `name` and `turns`"},
     "properties": {
         "assistant": {"type": "string", "minLength": 1},
         "conversations": {
@@ -196,6 +197,34 @@ def validate_conversations(project) -> list[str]:
     return problems
 
 
+def orphan_problems(project) -> list[str]:
+    """A conversation file whose assistant has no spec in the project (a renamed or deleted spec)."""
+    import difflib
+
+    from asstctl.spec.loader import key_of as spec_key, read_spec, spec_files
+    from asstctl.spec.yamlpos import load_yaml
+
+    keys = set()
+    for path in spec_files(project):
+        doc = read_spec(path)[0]
+        keys.add(spec_key(doc) if doc is not None and isinstance(doc.data, dict) else path.name.split(".")[0])
+    problems = []
+    for path in conversation_files(project):
+        try:
+            doc = load_yaml(path, display=shown(path))
+        except SpecError:
+            continue  # reported by validate_conversations
+        named = doc.data.get("assistant") if isinstance(doc.data, dict) else None
+        key = named if isinstance(named, str) else key_of(path)
+        if key not in keys:
+            close = difflib.get_close_matches(key, sorted(keys), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"write {shown(Path(project.specs_dir) / (key + '.yaml'))}"
+            where = doc.where(("assistant",) if named else ())
+            problems.append(f"{where}: these conversations test the assistant `{key}`, which has no spec "
+                            f"({hint}); rename the file or set `assistant:` to a spec's key")
+    return problems
+
+
 def load_conversations(project, paths: list[Path] | None = None) -> list[Conversation]:
     """The conversations of ``paths`` (default: all of the project); invalid files raise SpecError (exit 2)."""
     conversations: list[Conversation] = []
@@ -220,12 +249,31 @@ def parse_file(path: Path) -> tuple[list[Conversation], list[str]]:
         doc = load_yaml(path, display=shown(path))
     except SpecError as error:
         return [], list(error.problems)
+    shape = _shape_problem(doc, path)
+    if shape:
+        return [], [shape]
     problems = schema_problems(doc, SCHEMA)
     if problems:
         return [], problems
     assistant = doc.data.get("assistant") or key_of(path)
     conversations = [_conversation(doc, assistant, i, raw) for i, raw in enumerate(doc.data["conversations"])]
     return conversations, _semantic_problems(doc, conversations)
+
+
+NEEDS = ("a conversation file needs `conversations:`, a list of conversations, each with a `name` and `turns` "
+         "(see docs/conversations.md)")
+
+
+def _shape_problem(doc, path: Path) -> str | None:
+    """An empty file, a spec given where a conversation file goes, or a file that is not a mapping."""
+    if doc.data is None:
+        return f"{doc.where()}: the file is empty; {NEEDS}"
+    if not path.name.endswith((SUFFIX, ".test.yml")) and isinstance(doc.data, dict) and "model" in doc.data:
+        return (f"{doc.where()}: this is an assistant spec, not a conversation file: `asstctl test` runs the "
+                f"conversations of {path.name.split('.')[0]}.test.yaml next to it (see docs/conversations.md)")
+    if not isinstance(doc.data, dict):
+        return f"{doc.where()}: the file holds {'a list' if isinstance(doc.data, list) else 'a single value'}; {NEEDS}"
+    return None
 
 
 def _conversation(doc, assistant: str, index: int, raw: dict[str, Any]) -> Conversation:
@@ -256,21 +304,27 @@ def _attachment(base: Path, raw: Any) -> Attachment:
 
 def _semantic_problems(doc, conversations: list[Conversation]) -> list[str]:
     """What the schema cannot say: unique names, existing attachments, valid regexes."""
+    from asstctl.spec.files import project_roots
+
     problems, seen = [], set()
+    roots = project_roots(Path(str(doc.path)).parent)
     for c_index, conversation in enumerate(conversations):
         if conversation.name in seen:
             problems.append(f"{conversation.where}: a second conversation named `{conversation.name}`; names must be unique")
         seen.add(conversation.name)
         for turn in conversation.turns:
-            problems += _turn_problems(doc, f"$.conversations[{c_index}].turns[{turn.index}]", turn)
+            problems += _turn_problems(doc, f"$.conversations[{c_index}].turns[{turn.index}]", turn, roots)
     return problems
 
 
-def _turn_problems(doc, at: str, turn: Turn) -> list[str]:
+def _turn_problems(doc, at: str, turn: Turn, roots=None) -> list[str]:
+    from asstctl.spec.files import file_problem, outside_problem
+
     problems = []
     for a_index, attachment in enumerate(turn.attachments):
-        if not attachment.path.is_file():
-            problems.append(f"{doc.where(f'{at}.attachments[{a_index}]')}: attachment {attachment.path} does not exist")
+        problem = file_problem(attachment.path) or outside_problem(attachment.path, roots)
+        if problem:  # only regular files inside the project are uploaded
+            problems.append(f"{doc.where(f'{at}.attachments[{a_index}]')}: attachment {attachment.path} {problem}")
     patterns = turn.expect.get("regex", [])
     for pattern in patterns if isinstance(patterns, list) else [patterns]:
         try:

@@ -15,9 +15,12 @@ from asstctl.runner import ConversationResult, Report
 
 
 def write_junit(report: Report, path: Path | str) -> None:
+    from asstctl.outfile import writing
+
     tree = ET.ElementTree(junit_element(report))
     ET.indent(tree)
-    tree.write(str(path), encoding="utf-8", xml_declaration=True)
+    with writing(path) as target:
+        tree.write(str(target), encoding="utf-8", xml_declaration=True)
 
 
 def junit_element(report: Report) -> ET.Element:

@@ -287,10 +287,11 @@ def _resource_ids(resources: dict[str, Any] | None) -> bool:
 
 def save_plan(plan: Plan, path: str) -> None:
     """Write the plan as JSON (it holds request bodies and ids, never a key)."""
+    from asstctl.outfile import writing
     from asstctl.report import render_json
 
-    with open(path, "w", encoding="utf-8") as stream:
-        stream.write(render_json(plan))
+    with writing(path) as target:
+        target.write_text(render_json(plan), encoding="utf-8")
 
 
 def load_plan(path: str) -> Plan:

@@ -15,6 +15,7 @@ with the spec-hash computed exactly as ``apply`` computes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -26,6 +27,7 @@ from typing import Any, Iterable
 from asstctl import normalize
 from asstctl.errors import AsstctlError, SpecError
 from asstctl.ownership import owner, split_hash_tag, user_metadata
+from asstctl.porting_knowledge import declarations
 
 BLOCK_OVER = 300  # strings longer than this (or multi-line) are written as `|` blocks
 SLUG_LENGTH = 56
@@ -119,8 +121,12 @@ def escaped(value: Any) -> Any:
     return value
 
 
-def spec_text(obj: dict[str, Any], comment: str = "", schema_ref: str | None = None) -> str:
-    """The spec file of a remote assistant: optional modeline and comment, then the YAML."""
+def spec_text(obj: dict[str, Any], comment: str = "", schema_ref: str | None = None, *, key: str = "",
+              path: Path | None = None, known=None) -> str:
+    """The spec file of a remote assistant: optional modeline and comment, then the YAML; with ``known``
+    (asstctl.porting_knowledge.Declarations) its vector store and code files are declarations, not ids."""
+    from asstctl.porting_knowledge import declare
+
     import yaml
 
     class Dumper(yaml.SafeDumper):
@@ -140,7 +146,8 @@ def spec_text(obj: dict[str, Any], comment: str = "", schema_ref: str | None = N
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, string)
-    body = yaml.dump(escaped(spec_fields(obj)), Dumper=Dumper, sort_keys=False, allow_unicode=True, width=4096)
+    fields = declare(spec_fields(obj), key, Path(path).parent if path else Path("."), known)
+    body = yaml.dump(escaped(fields), Dumper=Dumper, sort_keys=False, allow_unicode=True, width=4096)
     head = [f"# yaml-language-server: $schema={schema_ref}"] if schema_ref else []
     head += [f"# {line}" for line in comment.splitlines()]
     return "".join(line + "\n" for line in head) + body
@@ -148,21 +155,26 @@ def spec_text(obj: dict[str, Any], comment: str = "", schema_ref: str | None = N
 
 # --- checking a spec before it is written ---------------------------------------------------------
 
-def checked_spec(project, key: str, obj: dict[str, Any], text: str, path: Path):
-    """The :class:`AssistantSpec` the loader reads from ``text`` at ``path``; raises when ``text`` is not a
-    valid spec or would not plan as a no-op against ``obj`` once adopted."""
+def checked_spec(project, key: str, obj: dict[str, Any], text: str, path: Path, names: dict[str, str] | None = None):
+    """The :class:`AssistantSpec` the loader reads from ``text`` at ``path`` (files it names are relative to
+    ``path``); raises when ``text`` is not a valid spec or would not plan as a no-op against ``obj`` once adopted."""
     from asstctl.spec.loader import known_targets, read_spec, shown
     from asstctl.spec.resolve import resolve
 
+    if names:  # declared files are relative to where the spec goes, so that folder must exist to find them
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="asstctl-") as directory:
         scratch = Path(directory) / path.name
         scratch.write_text(text, encoding="utf-8")
         doc, problems = read_spec(scratch, known_targets(project))
+        if doc is not None:
+            doc.path = shown(path)  # as if written already: declared knowledge is found next to it
         spec, more = resolve(doc, key, None) if doc is not None and not problems else (None, [])
     problems = [problem.replace(shown(scratch), shown(path)) for problem in problems + more]
     if problems:
         raise SpecError(problems, hint=f"{obj['id']} uses something a spec cannot express; nothing was written.")
-    check_no_op(project, spec, obj)
+    check_no_op(project, spec, obj, names)
     return spec
 
 
@@ -173,13 +185,14 @@ def adopted_metadata(project, spec) -> dict[str, str]:
     return request_body(spec, project.name)["metadata"]
 
 
-def check_no_op(project, spec, obj: dict[str, Any]) -> None:
-    """Raise unless the reconciler finds nothing to do for ``spec`` against ``obj`` (tagged as adopted)."""
+def check_no_op(project, spec, obj: dict[str, Any], names: dict[str, str] | None = None) -> None:
+    """Raise unless the reconciler finds nothing to do for ``spec`` against ``obj`` (tagged as adopted);
+    ``names``: remote knowledge ids -> references, as the reconciler compares them."""
     from asstctl.ownership import SPEC_HASH
-    from asstctl.plan import NOOP, existing_action
+    from asstctl.plan import NOOP
 
     tagged = obj if owner(obj)[0] == project.name else {**obj, "metadata": adopted_metadata(project, spec)}
-    action = existing_action(spec, tagged, project.name)
+    action = _action(project, spec, tagged, names)
     changes = [change.path for change in action.changes if change.path != f"metadata.{SPEC_HASH}"]
     if action.kind != NOOP and changes:
         raise AsstctlError(f"{obj['id']} cannot be written as a spec that plans as a no-op "
@@ -187,11 +200,21 @@ def check_no_op(project, spec, obj: dict[str, Any]) -> None:
                            hint="This is a bug in asstctl: please report it with the assistant's JSON.")
 
 
-def drifted(project, spec, obj: dict[str, Any]) -> bool:
+def drifted(project, spec, obj: dict[str, Any], names: dict[str, str] | None = None) -> bool:
     """A managed object changed outside asstctl: its spec-hash tag is stale (apply refreshes it)."""
-    from asstctl.plan import NOOP, existing_action
+    from asstctl.plan import NOOP
 
-    return owner(obj)[0] == project.name and existing_action(spec, obj, project.name).kind != NOOP
+    return owner(obj)[0] == project.name and _action(project, spec, obj, names).kind != NOOP
+
+
+def _action(project, spec, obj: dict[str, Any], names: dict[str, str] | None):
+    """What plan would do for ``spec`` against ``obj``, knowledge compared as plan compares it."""
+    from asstctl.knowledge import with_resources
+    from asstctl.plan import existing_action
+
+    if names is not None:
+        spec = with_resources(spec)
+    return existing_action(spec, obj, project.name, names)
 
 
 # --- writing and tagging ---------------------------------------------------------------------------
@@ -283,12 +306,15 @@ def import_assistant(project, client, key: str, assistant_id: str, *, force: boo
     remote = read_remote(client, project.name)
     obj = find_object(remote, assistant_id)
     check_adoptable(remote, obj, key)
-    text = spec_text(obj, f"Imported from {assistant_id} by `asstctl import`.", schema_ref(project, path.parent))
-    spec = checked_spec(project, key, obj, text, path)
     ours = owner(obj)[0] == project.name
+    known = declarations(project, client, [obj]) if ours else None
+    names = known.names if known is not None else None
+    text = spec_text(obj, f"Imported from {assistant_id} by `asstctl import`.", schema_ref(project, path.parent),
+                     key=key, path=path, known=known)
+    spec = checked_spec(project, key, obj, text, path, names)
     metadata = None if ours else tag(client, project, spec, obj)
     write_atomically(path, text)
-    return Imported(key, path, assistant_id, metadata, drift=drifted(project, spec, obj))
+    return Imported(key, path, assistant_id, metadata, drift=drifted(project, spec, obj, names))
 
 
 def import_path(project, key: str, force: bool) -> Path:
@@ -374,8 +400,9 @@ def prepare_export(project, client, keys: Iterable[str] = (), *, include_unmanag
         batch.items.append(ExportItem(key, obj, files.get(key, directory / f"{key}.yaml")))
     if include_unmanaged:
         add_unmanaged(batch, remote, directory, taken={*files, *remote.managed, *remote.duplicates}, adopt=into_project)
+    known = declarations(project, client, [item.obj for item in batch.items if owner(item.obj)[0] == project.name])
     for item in batch.items:
-        prepare_item(project, item, force, batch)
+        prepare_item(project, item, force, batch, known)
     return batch
 
 
@@ -399,19 +426,22 @@ def selected(remote, keys: list[str]) -> dict[str, dict[str, Any]]:
     return {key: obj for key, obj in remote.managed.items() if not keys or key in keys}
 
 
-def prepare_item(project, item: ExportItem, force: bool, batch: ExportBatch) -> None:
+def prepare_item(project, item: ExportItem, force: bool, batch: ExportBatch, known=None) -> None:
     if item.path.exists() and not force:
         item.skipped = EXISTS
         return
     comment = f"Exported from {item.obj['id']} by `asstctl export`."
-    item.text = spec_text(item.obj, comment, schema_ref(project, item.path.parent))
+    known = known if owner(item.obj)[0] == project.name else None
+    names = known.names if known is not None else None
+    item.text = spec_text(item.obj, comment, schema_ref(project, item.path.parent), key=item.key, path=item.path,
+                          known=known)
     try:
-        item.spec = checked_spec(project, item.key, item.obj, item.text, item.path)
+        item.spec = checked_spec(project, item.key, item.obj, item.text, item.path, names)
     except AsstctlError as error:
         item.skipped = FAILED
         batch.failures.append(f"{item.obj['id']} ({item.key}): {error.message}")
         return
-    item.drift = drifted(project, item.spec, item.obj)
+    item.drift = drifted(project, item.spec, item.obj, names)
 
 
 def finish_export(project, client, batch: ExportBatch) -> None:

@@ -4,6 +4,7 @@
     specs: assistants              # where assistant specs live (default: assistants/)
     vector_stores: vector_stores   # shared vector stores, one per file (default: vector_stores/)
     engine_rules: engine-rules.yaml  # offline engine steering for the embedded server (optional)
+    allow_paths: [../shared]       # folders outside the project that specs may read files from
     targets:
       staging:
         base_url: https://example.openai.azure.com
@@ -11,10 +12,13 @@
         azure: {api_version: "2024-05-01-preview"}
       local:
         embedded: true             # the default: asstctl's own server, data under .asstctl/
+
+Validated by a JSON Schema (asstctl.spec.project_schema): a misspelled key is an error.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from typing import Any
 from asstctl.errors import ConfigError
 
 PROJECT_FILE = "asstctl.yaml"
+HINT = "asstctl.yaml's fields are described in docs/spec-format.md (`asstctl schema --kind project` prints its schema)."
 STATE_DIR = ".asstctl"
 
 
@@ -46,6 +51,8 @@ class Project:
     engine_rules: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     vector_stores_dir: Path | None = None  # None: <root>/vector_stores
+    allow_paths: tuple[str, ...] = ()  # folders outside the root that specs may read files from
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # top-level key -> (line, col)
 
     @property
     def state_dir(self) -> Path:
@@ -56,7 +63,8 @@ def find_root(start: Path | None = None) -> Path | None:
     """The nearest directory at or above ``start`` that holds asstctl.yaml."""
     here = (start or Path.cwd()).resolve()
     for directory in (here, *here.parents):
-        if (directory / PROJECT_FILE).is_file():
+        candidate = directory / PROJECT_FILE
+        if os.path.lexists(candidate) and not candidate.is_dir():  # a FIFO or broken link is reported, not skipped
             return directory
     return None
 
@@ -73,50 +81,48 @@ def load_project(start: Path | None = None) -> Project:
 
 def parse_project(root: Path) -> Project:
     path = root / PROJECT_FILE
-    data = _read(path)
-    name = data.get("project")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{path}:1:1: `project` is required: a name for this project, e.g. `project: support-bots`")
-    targets = {n: _target(path, n, t) for n, t in _mapping(path, data, "targets").items()}
+    data, positions = _read(path)
+    targets = {n: _target(path, n, t) for n, t in (data.get("targets") or {}).items()}
     rules = data.get("engine_rules")
     rules_path = root / rules if rules else (root / "engine-rules.yaml")
     return Project(
         root=root,
-        name=name.strip(),
+        name=data["project"].strip(),
         specs_dir=root / str(data.get("specs") or "assistants"),
         targets=targets,
         engine_rules=rules_path if rules_path.is_file() else None,
         raw=data,
         vector_stores_dir=root / str(data.get("vector_stores") or "vector_stores"),
+        allow_paths=tuple(data.get("allow_paths") or ()),
+        positions=positions,
     )
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """asstctl.yaml as a mapping; bad YAML, encodings and duplicate keys are one ConfigError."""
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
+    """asstctl.yaml as a schema-valid mapping and the positions of its top-level keys; bad YAML, encodings,
+    duplicate keys and every schema problem (did-you-mean for misspelled keys) are one ConfigError."""
     from asstctl.errors import SpecError
+    from asstctl.spec.project_schema import shared_project_schema
+    from asstctl.spec.schema import schema_problems
     from asstctl.spec.yamlpos import load_yaml
 
     try:
-        data = load_yaml(path).data
+        doc = load_yaml(path)
     except SpecError as error:
-        raise ConfigError("\n".join(error.problems)) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1:1: expected a mapping with at least `project: NAME`")
-    return data
-
-
-def _mapping(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.get(name) or {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: `{name}` must be a mapping of names to settings")
-    return value
+        raise ConfigError("\n".join(error.problems), hint=HINT) from None
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{path}:1:1: expected a mapping with at least `project: NAME`", hint=HINT)
+    problems = schema_problems(doc, shared_project_schema())
+    if problems:
+        raise ConfigError("\n".join(problems), hint=HINT)
+    positions = {steps[0]: line_col for steps, line_col in doc.positions.items() if len(steps) == 1}
+    return doc.data, positions
 
 
 def _target(path: Path, name: str, data: Any) -> TargetConfig:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: target `{name}` must be a mapping (base_url, api_key_env, ...)")
+    data = data or {}  # `local:` with nothing under it: the embedded server
     azure = data.get("azure") or {}
     return TargetConfig(
         name=name,

@@ -114,6 +114,12 @@ permissions:
   contents: read
 
 env:
+  # asstctl {version} wrote this workflow, and both jobs install that version: ASSTCTL_INSTALL is what
+  # `pip install` gets (asstctl is not on PyPI). If the line below still says YOUR-ORG, change it to
+  # the repository your team gets asstctl from, keeping the pin, e.g.
+  #   asstctl @ git+https://github.com/acme/asstctl@v{version}
+  # (or set the repository variable ASSTCTL_INSTALL, which wins over this line).
+  ASSTCTL_INSTALL: ${{{{ vars.ASSTCTL_INSTALL || '{install}' }}}}
   ASSTCTL_TARGET: ${{{{ vars.ASSTCTL_TARGET }}}}
   AZURE_OPENAI_API_KEY: ${{{{ secrets.AZURE_OPENAI_API_KEY }}}}   # or the variable your target names
 
@@ -140,7 +146,7 @@ jobs:
 {setup}
       - run: asstctl apply --yes ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}}
       - run: asstctl test ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}} --junit-xml reports/asstctl.xml
-      - uses: actions/upload-artifact@v4
+      - uses: actions/upload-artifact@v6
         if: always()
         with:
           name: asstctl-test-report
@@ -148,12 +154,19 @@ jobs:
 """
 
 WORKFLOW_SETUP = """\
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
+      - uses: actions/checkout@v5
+      - uses: actions/setup-python@v6
         with:
           python-version: "3.12"
-      - run: pip install "asstctl=={version}"
+      - name: Install asstctl
+        run: |
+          if [[ "$ASSTCTL_INSTALL" == *YOUR-ORG* ]]; then
+            echo "::error file=.github/workflows/asstctl.yml::say where to install asstctl from: see ASSTCTL_INSTALL in this file"
+            exit 1
+          fi
+          pip install "$ASSTCTL_INSTALL"
 """
+PLACEHOLDER_INSTALL = "asstctl @ git+https://github.com/YOUR-ORG/asstctl@v{version}"
 
 GITIGNORE_LINES = ("# asstctl: embedded server data, saved plans", f"{STATE_DIR}/")
 
@@ -182,13 +195,37 @@ def templates(project: str) -> dict[str, str]:
         "assistants/assistant.yaml": ASSISTANT_YAML.format(project=project),
         "assistants/assistant.test.yaml": CONVERSATION_YAML,
         "engine-rules.yaml": ENGINE_RULES_YAML,
-        ".github/workflows/asstctl.yml": workflow(),
+        ".github/workflows/asstctl.yml": workflow(install_spec()),
     }
 
 
-def workflow() -> str:
-    """The CI workflow; both jobs install this version of asstctl."""
-    return WORKFLOW_YAML.format(setup=WORKFLOW_SETUP.format(version=__version__).rstrip())
+def workflow(install: str | None = None) -> str:
+    """The CI workflow; both jobs install ``install`` (default: this version from a repository to fill in)."""
+    install = install or PLACEHOLDER_INSTALL.format(version=__version__)
+    return WORKFLOW_YAML.format(setup=WORKFLOW_SETUP.rstrip(), version=__version__, install=install.replace("'", "''"))
+
+
+def install_spec() -> str | None:
+    """How this asstctl was installed, as a pip requirement pinned to its exact commit, when it came from a
+    remote git repository (pip's direct_url.json says so); ``None`` otherwise (the workflow then asks
+    for the repository)."""
+    import json
+    from importlib import metadata
+
+    try:
+        text = metadata.distribution("asstctl").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return None
+    if text is None:
+        return None
+    try:
+        origin = json.loads(text)
+    except ValueError:
+        return None
+    vcs = origin.get("vcs_info") or {}
+    if vcs.get("vcs") == "git" and vcs.get("commit_id") and not str(origin.get("url", "")).startswith("file:"):
+        return f"asstctl @ git+{origin['url']}@{vcs['commit_id']}"
+    return None
 
 
 def scaffold(directory: Path, *, project: str | None = None, force: bool = False) -> Scaffold:

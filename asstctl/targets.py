@@ -32,7 +32,7 @@ class Target:
 def resolve_config(project: Project, name: str | None, base_url: str | None) -> TargetConfig:
     """The target to use: --base-url wins, then --target, then OPENAI_BASE_URL, then embedded."""
     if base_url:
-        return TargetConfig(name="base-url", base_url=base_url)
+        return TargetConfig(name="base-url", base_url=checked_url(base_url, "--base-url"))
     if name:
         if name not in project.targets:
             known = ", ".join(sorted(project.targets)) or "none are defined"
@@ -43,7 +43,7 @@ def resolve_config(project: Project, name: str | None, base_url: str | None) -> 
         return project.targets[name]
     env_url = os.environ.get("OPENAI_BASE_URL")
     if env_url:
-        return TargetConfig(name="env", base_url=env_url)
+        return TargetConfig(name="env", base_url=checked_url(env_url, "$OPENAI_BASE_URL"))
     return TargetConfig(name="embedded", embedded=True)
 
 
@@ -68,8 +68,10 @@ def open_target(
 
 @contextmanager
 def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout: float) -> Iterator[Target]:
+    from asstctl.rules_check import check_rules
     from asstctl.server.embedded import start_server
 
+    check_rules(project)
     db = project.root / (config.db or os.path.join(".asstctl", DEFAULT_DB))
     rules = str(project.engine_rules) if project.engine_rules else None
     server = start_server(str(db), rules_path=rules)
@@ -82,9 +84,40 @@ def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout:
         server.stop()
 
 
+def checked_url(url: str, origin: str) -> str:
+    """``url`` when it is an http(s) URL; else a ConfigError at once, with the URL it probably means."""
+    from urllib.parse import urlsplit
+
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return text
+    bare = text.split("://", 1)[-1].strip("/")
+    guess = f"http://{bare}" + ("" if bare.endswith("/v1") or "/" in bare else "/v1")
+    raise ConfigError(f"{origin} `{url}` is not a URL: it needs http:// or https:// (did you mean `{guess}`?)",
+                      hint="A base URL names the API root, e.g. http://127.0.0.1:8321/v1 for `asstctl serve`.")
+
+
+NO_KEY = "asstctl-no-key"  # sent to a loopback server when $OPENAI_API_KEY is unset: `asstctl serve` without --api-key takes any
+
+
+def is_loopback(url: str | None) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url or "").hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _remote(config: TargetConfig, max_retries: int, timeout: float) -> Target:
     key_env = config.api_key_env or ("AZURE_OPENAI_API_KEY" if config.azure_api_version else "OPENAI_API_KEY")
-    api_key = os.environ.get(key_env)
+    # a loopback server may need no key; a target that names its key variable does want that one
+    api_key = os.environ.get(key_env) or (NO_KEY if is_loopback(config.base_url) and not config.api_key_env else None)
     if not api_key:
         raise ConfigError(
             f"target `{config.name}` ({config.base_url}) needs an API key and ${key_env} is not set",
@@ -138,13 +171,27 @@ def api_errors(client: Any) -> Iterator[None]:
     except openai.PermissionDeniedError:
         raise TargetError(f"{where} denied access to assistants (403): check the key's project and permissions") from None
     except openai.NotFoundError:
-        raise TargetError(f"{where} does not serve the Assistants API (404 on /assistants; OpenAI's own API "
-                          f"has answered 404 since the 2026-08-26 shutdown): {SHUTDOWN_HINT}") from None
+        raise TargetError(not_found(where)) from None
     except openai.APIConnectionError as error:
         raise TargetError(f"cannot reach {where} ({_cause(error)}): is the server running? "
                           "Start one with `asstctl serve`, or drop --base-url to use the embedded default") from None
     except openai.APIStatusError as error:
         raise TargetError(f"{where} answered {error.status_code} while listing assistants: {_cause(error)}") from None
+
+
+def not_found(where: str) -> str:
+    """Why a base URL answered 404 on /assistants, and what to do: OpenAI's shutdown only for OpenAI's API."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    if (parts.hostname or "").endswith("api.openai.com"):
+        return (f"{where} does not serve the Assistants API (404 on /assistants; OpenAI's own API "
+                f"has answered 404 since the 2026-08-26 shutdown): {SHUTDOWN_HINT}")
+    if not parts.path.rstrip("/").endswith("/v1") and "/openai" not in parts.path:
+        return (f"{where} does not serve the Assistants API (404 on /assistants); base URLs usually end in /v1: "
+                f"did you mean `{where}/v1`? (`asstctl serve` prints its base URL)")
+    return (f"{where} does not serve the Assistants API (404 on {where}/assistants): check the base URL "
+            "(`asstctl serve` prints its own), or point at another Assistants-compatible server")
 
 
 def _cause(error: BaseException) -> str:

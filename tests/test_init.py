@@ -163,3 +163,100 @@ def test_the_scaffold_deploys_and_its_conversations_pass_offline(project):
     tested = runner.invoke(cli, ["test"])
     assert tested.exit_code == 0, tested.output
     assert "looks up an order" in tested.output and "small talk calls no tool" in tested.output
+
+
+def actionlint() -> str:
+    """The actionlint binary of the test extra (next to this Python, or on PATH); its absence is a failure."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "actionlint"
+    found = str(beside) if beside.is_file() else shutil.which("actionlint")
+    assert found, "actionlint is missing: install the test extra (python -m pip install -e '.[test]')"
+    return found
+
+
+def test_the_workflow_passes_actionlint(project):
+    import subprocess
+
+    result = subprocess.run([actionlint(), "-no-color", ".github/workflows/asstctl.yml"], cwd=project,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_does_find_mistakes(tmp_path):
+    """The check above can fail: a broken workflow does not pass."""
+    import subprocess
+
+    from asstctl.scaffold import workflow
+
+    broken = tmp_path / ".github" / "workflows" / "broken.yml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(workflow().replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    timeout: 5", 1))
+    result = subprocess.run([actionlint(), "-no-color", str(broken)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "timeout" in result.stdout
+
+
+def install_script(project: Path) -> str:
+    workflow = yaml.safe_load((project / ".github/workflows/asstctl.yml").read_text())
+    [step] = [step for step in workflow["jobs"]["deploy"]["steps"] if step.get("name") == "Install asstctl"]
+    return step["run"]
+
+
+def test_the_workflow_installs_the_version_that_wrote_it_and_says_what_to_change(project):
+    import subprocess
+
+    from asstctl import __version__
+
+    text = (project / ".github/workflows/asstctl.yml").read_text()
+    assert "asstctl==" not in text  # no package index has asstctl
+    assert f"ASSTCTL_INSTALL: ${{{{ vars.ASSTCTL_INSTALL || 'asstctl @ git+https://github.com/YOUR-ORG/asstctl@v{__version__}' }}}}" in text
+    assert f"# asstctl {__version__} wrote this workflow" in text and "change it to" in text
+    unset = subprocess.run(["bash", "-c", install_script(project)], capture_output=True, text=True, timeout=60,
+                           env={"PATH": "/usr/bin:/bin", "ASSTCTL_INSTALL": f"asstctl @ git+https://github.com/YOUR-ORG/asstctl@v{__version__}"})
+    assert unset.returncode == 1 and "::error file=.github/workflows/asstctl.yml::" in unset.stdout
+
+
+@pytest.mark.timeout(300)
+def test_the_install_step_installs_asstctl_from_a_repository(project, tmp_path):
+    """The step's own script, with ASSTCTL_INSTALL pointing at this repository's commit, in a fresh venv."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert head.returncode == 0, "the tests run in a git checkout of asstctl"
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "HOME": str(tmp_path), "PIP_QUIET": "1",
+           "ASSTCTL_INSTALL": f"asstctl @ git+file://localhost{root}@{head.stdout.strip()}"}
+    # `pip install X` of the step, into a folder of its own and without the dependencies (this Python has them)
+    (venv / "bin" / "pip").write_text(f"#!/bin/sh\n[ \"$1\" = install ] && shift\n"
+                                      f"exec {sys.executable} -m pip install --no-deps --target {tmp_path / 'site'} \"$@\"\n")
+    (venv / "bin" / "pip").chmod(0o755)
+    result = subprocess.run(["bash", "-c", install_script(project)], capture_output=True, text=True, env=env, timeout=280)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list((tmp_path / "site").glob("asstctl-*.dist-info")) and (tmp_path / "site" / "asstctl" / "scaffold.py").is_file()
+
+
+def test_output_paths_create_their_folders(project):
+    """The workflow's `--junit-xml reports/asstctl.xml`, and every other file option, in a folder that does not exist."""
+    runner = CliRunner()
+    planned = runner.invoke(cli, ["plan", "--out", "plans/new/plan.json"])
+    assert planned.exit_code == 0 and (project / "plans/new/plan.json").is_file(), planned.output
+    applied = runner.invoke(cli, ["apply", "plans/new/plan.json", "--yes"])
+    assert applied.exit_code == 0, applied.output
+    tested = runner.invoke(cli, ["test", "--junit-xml", "reports/deep/asstctl.xml"])
+    assert tested.exit_code == 0 and (project / "reports/deep/asstctl.xml").is_file(), tested.output
+    schema = runner.invoke(cli, ["schema", "-o", "schemas/spec.json"])
+    assert schema.exit_code == 0 and (project / "schemas/spec.json").is_file(), schema.output
+    exported = runner.invoke(cli, ["export", "--dir", "exported/specs"])
+    assert exported.exit_code == 0 and (project / "exported/specs/assistant.yaml").is_file(), exported.output
+
+
+def test_an_output_path_that_cannot_be_written_is_one_clear_error(project):
+    (project / "taken").write_text("a file where a folder goes")
+    for args in (["plan", "--out", "taken/plan.json"], ["schema", "-o", "taken/spec.json"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output and result.exception is not None
+        assert result.output.startswith("Error: cannot write taken/"), result.output

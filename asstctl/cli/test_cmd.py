@@ -48,14 +48,23 @@ def test(files, target_name, base_url, patterns, timeout, parallel, repeat, min_
     report = test_project(project, options, files=list(files) or None, patterns=patterns, target=target_name,
                           base_url=base_url)
     if junit_xml:
-        from asstctl.junit import write_junit
-
-        write_junit(report, junit_xml)
+        _write_junit(report, junit_xml)
     if output == "json":
         click.echo(json.dumps(report_json(report), indent=2, ensure_ascii=False))
     else:
         click.echo("\n".join(_coloured(line) for line in summary_lines(report)))
     click.get_current_context().exit(0 if report.passed else 1)
+
+
+def _write_junit(report, path: Path) -> None:
+    from asstctl.errors import AsstctlError
+    from asstctl.junit import write_junit
+
+    try:
+        write_junit(report, path)
+    except AsstctlError as error:
+        error.exit_code = 2
+        raise
 
 
 def _project(load_project):

@@ -15,7 +15,7 @@ _PROBLEM = re.compile(r"^(?P<file>.*?):(?P<line>\d+):(?P<col>\d+): (?P<message>.
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="`json`: {valid, specs, conversation_files, problems: [{file, line, col, message}]}.")
 def validate(output: str) -> None:
-    """Check every spec and conversation file of the project, offline.
+    """Check every spec and conversation file of the project, and its engine rules, offline.
 
     Reports every problem at once as `path:line:col: message` and exits 1,
     or prints how many files are valid and exits 0. Needs no target, no key
@@ -26,12 +26,14 @@ def validate(output: str) -> None:
         asstctl validate
         asstctl validate --output json | jq '.problems[].message'
     """
-    from asstctl.conversations import conversation_files, validate_conversations
+    from asstctl.conversations import conversation_files, orphan_problems, validate_conversations
     from asstctl.project import load_project
+    from asstctl.rules_check import rules_problems
     from asstctl.spec.loader import spec_files, validate_project
 
     project = load_project()
-    problems = validate_project(project) + validate_conversations(project)
+    problems = (validate_project(project) + validate_conversations(project) + orphan_problems(project)
+                + rules_problems(project))
     specs, conversations = len(spec_files(project)), len(conversation_files(project))
     if output == "json":
         click.echo(json.dumps(_report(problems, specs, conversations), indent=2))
@@ -63,13 +65,13 @@ def _split(problem: str) -> dict:
     return {"file": match["file"], "line": int(match["line"]), "col": int(match["col"]), "message": match["message"]}
 
 
-SCHEMA_KINDS = ("assistant", "vector-store", "conversation")
+SCHEMA_KINDS = ("assistant", "vector-store", "conversation", "project")
 
 
 @click.command()
 @click.option("--kind", type=click.Choice(SCHEMA_KINDS), default="assistant", show_default=True,
               help="assistant: assistants/*.yaml; vector-store: vector_stores/*.yaml; "
-                   "conversation: assistants/*.test.yaml.")
+                   "conversation: assistants/*.test.yaml; project: asstctl.yaml.")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write the schema to FILE (directories are created) instead of standard output.")
 def schema(kind: str, output: Path | None) -> None:
@@ -88,8 +90,10 @@ def schema(kind: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    from asstctl.outfile import writing
+
+    with writing(output) as target:
+        target.write_text(text, encoding="utf-8")
     click.echo(f"wrote {output}", err=True)
 
 
@@ -98,6 +102,10 @@ def _schema_of(kind: str) -> dict:
         from asstctl.conversations import SCHEMA
 
         return SCHEMA
+    if kind == "project":
+        from asstctl.spec.project_schema import project_schema
+
+        return project_schema()
     from asstctl.spec.schema import spec_schema, vector_store_schema
 
     return vector_store_schema() if kind == "vector-store" else spec_schema()

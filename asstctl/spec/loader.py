@@ -27,17 +27,53 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def spec_files(project) -> list[Path]:
-    """The spec files of a project, sorted by name."""
-    directory = Path(project.specs_dir)
-    if not directory.is_dir():
+    """The spec files of a project, sorted by name: every entry named like one, also a dangling symlink or
+    something that is not a regular file (reading it then reports the problem: never skipped silently,
+    or `apply --prune` would delete its assistant). A missing folder has none (see :func:`folder_problem`)."""
+    return _entries(Path(project.specs_dir))
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return sorted(path for path in directory.iterdir() if _is_spec(path))
+    except OSError:
         return []
-    return sorted(path for path in directory.iterdir() if _is_spec(path))
 
 
 def _is_spec(path: Path) -> bool:
     name = path.name
-    return (name.endswith(SUFFIXES) and not name.endswith(CONVERSATION_SUFFIXES)
-            and not name.startswith(("_", ".")) and path.is_file())
+    return name.endswith(SUFFIXES) and not name.endswith(CONVERSATION_SUFFIXES) and not name.startswith(("_", "."))
+
+
+def folder_problem(project, directory: Path | None = None, setting: str = "specs", required: bool = True) -> str | None:
+    """Why the specs folder (or another folder asstctl.yaml names) cannot be listed; ``None`` when it can.
+    A missing specs folder is an error, not "0 specs" (a prune would then delete every assistant)."""
+    from asstctl.spec.files import file_problem
+
+    directory = Path(directory if directory is not None else project.specs_dir)
+    problem = file_problem(directory)
+    if problem == "does not exist" and not required:
+        return None
+    if problem is None or problem == "is a directory, not a file":
+        try:
+            next(iter(directory.iterdir()), None)
+            return None
+        except OSError as error:
+            problem = f"cannot be listed ({error.strerror or error})"
+    elif problem == "does not exist":
+        problem = "does not exist; create it (`mkdir`) or point `" + setting + ":` in asstctl.yaml at your specs"
+    else:
+        problem = problem.replace("not a file", "not a folder").replace("not a regular file", "not a folder")
+    where = setting_where(project, setting)
+    return f"{where}: the {setting} folder {shown(directory)} {problem}"
+
+
+def setting_where(project, setting: str) -> str:
+    from asstctl.project import PROJECT_FILE
+
+    path = shown(Path(project.root) / PROJECT_FILE)
+    line, col = (getattr(project, "positions", None) or {}).get(setting, (1, 1))
+    return f"{path}:{line}:{col}"
 
 
 def shown(path: Path) -> str:
@@ -70,35 +106,44 @@ def validate_project(project) -> list[str]:
 def _load(project, targets: list[str | None] | None) -> tuple[list[AssistantSpec], list[VectorStoreSpec], list[str]]:
     """Specs for ``targets[0]``, the vector stores and the problems of all files (``targets=None``: every variant)."""
     specs: list[AssistantSpec] = []
-    problems: list[str] = []
+    problems: list[str] = [problem for problem in (folder_problem(project),) if problem]
     keys: list[tuple[str, str]] = []
+    roots = project_allowed_roots(project)
     for path in spec_files(project):
         doc, file_problems = read_spec(path, known_targets(project))
         if doc is not None:
             keys.append((key_of(doc), doc.where(("key",) if "key" in doc.data else ())))
             variants = targets if targets is not None else [None, *(doc.data.get("targets") or {})]
-            file_problems += _resolve_variants(doc, variants, specs) if not file_problems else []
+            file_problems += _resolve_variants(doc, variants, specs, roots) if not file_problems else []
         problems += by_position(file_problems)
     problems += duplicate_keys(keys)
-    shared, store_problems = _load_stores(project)
+    shared, store_problems = _load_stores(project, roots)
     problems += store_problems + _reference_problems(specs, shared)
     stores = [*shared.values(), *(spec.inline_store for spec in specs if spec.inline_store)]
     return (specs if not problems else []), (stores if not problems else []), problems
 
 
+def project_allowed_roots(project):
+    """The folders files named by specs may come from: the project root and asstctl.yaml's ``allow_paths``."""
+    from asstctl.spec.files import allowed_roots
+
+    return allowed_roots(project.root, getattr(project, "allow_paths", ()) or ())
+
+
 def store_files(project) -> list[Path]:
     """The shared vector store files (``vector_stores/<key>.yaml``), sorted by name."""
     directory = getattr(project, "vector_stores_dir", None)
-    if directory is None or not Path(directory).is_dir():
-        return []
-    return sorted(path for path in Path(directory).iterdir() if _is_spec(path))
+    return [] if directory is None else _entries(Path(directory))
 
 
-def _load_stores(project) -> tuple[dict[str, VectorStoreSpec], list[str]]:
+def _load_stores(project, roots=None) -> tuple[dict[str, VectorStoreSpec], list[str]]:
     from asstctl.spec.knowledge import store_spec
 
     stores: dict[str, VectorStoreSpec] = {}
     problems: list[str] = []
+    directory = getattr(project, "vector_stores_dir", None)
+    if directory is not None:
+        problems += [p for p in (folder_problem(project, directory, "vector_stores", required=False),) if p]
     keys: list[tuple[str, str]] = []
     for path in store_files(project):
         doc, file_problems = read_spec(path, schema="vector_store")
@@ -106,7 +151,7 @@ def _load_stores(project) -> tuple[dict[str, VectorStoreSpec], list[str]]:
             keys.append((key_of(doc), doc.where(("key",) if "key" in doc.data else ())))
             protect = bool(doc.data.get("prevent_destroy"))
             store, file_problems = store_spec(key_of(doc), Path(str(doc.path)), doc.data, lambda *at: doc.where(at),
-                                              prevent_destroy=protect)
+                                              prevent_destroy=protect, roots=roots)
             if store is not None:
                 stores.setdefault(store.key, store)
         problems += by_position(file_problems)
@@ -129,13 +174,13 @@ def _reference_problems(specs: list[AssistantSpec], shared: dict[str, VectorStor
     return problems
 
 
-def _resolve_variants(doc, variants: list[str | None], specs: list[AssistantSpec]) -> list[str]:
+def _resolve_variants(doc, variants: list[str | None], specs: list[AssistantSpec], roots=None) -> list[str]:
     """Resolve ``doc`` for each target of ``variants``; the first one's spec goes to ``specs``."""
     from asstctl.spec.resolve import resolve
 
     problems: list[str] = []
     for target in variants:
-        spec, found = resolve(doc, key_of(doc), target)
+        spec, found = resolve(doc, key_of(doc), target, roots=roots)
         problems += [problem for problem in found if problem not in problems]
         if spec is not None and target == variants[0]:
             specs.append(spec)

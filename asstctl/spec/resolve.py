@@ -26,8 +26,9 @@ _TOOL_KEYS = ("function", "file_search", "code_interpreter")
 class _Context:
     """The document being resolved, where each merged field came from, and the problems so far."""
 
-    def __init__(self, doc, origins: dict[str, tuple], key: str = ""):
+    def __init__(self, doc, origins: dict[str, tuple], key: str = "", roots=None):
         self.doc = doc
+        self._roots = roots
         self.origins = origins
         self.key = key
         self.base = Path(str(doc.path)).parent
@@ -36,6 +37,15 @@ class _Context:
         self.vector_store: str | None = None
         self.inline_store: VectorStoreSpec | None = None
 
+    @property
+    def roots(self):
+        """The folders files may come from (the project's root and ``allow_paths``), found once."""
+        if self._roots is None:
+            from asstctl.spec.files import project_roots
+
+            self._roots = project_roots(self.base) or ()
+        return self._roots
+
     def where(self, field: str, *rest: Any) -> str:
         return self.doc.where(self.origins.get(field, (field,)) + rest)
 
@@ -43,10 +53,11 @@ class _Context:
         self.problems.append(f"{self.where(field, *rest)}: {message}")
 
 
-def resolve(doc, key: str, target: str | None) -> tuple[AssistantSpec | None, list[str]]:
-    """(spec, problems) of ``doc`` for ``target`` (``None``: the base fields only)."""
+def resolve(doc, key: str, target: str | None, roots=None) -> tuple[AssistantSpec | None, list[str]]:
+    """(spec, problems) of ``doc`` for ``target`` (``None``: the base fields only); files the spec names must
+    be below one of ``roots`` (default: the project root of the spec and its ``allow_paths``)."""
     merged, origins = merge(doc.data, target)
-    ctx = _Context(doc, origins, key)
+    ctx = _Context(doc, origins, key, roots)
     fields = {name: value for name, value in merged.items() if name in API_FIELDS and value is not None}
     if merged.get("instructions_file"):
         fields["instructions"] = _instructions_file(ctx, merged["instructions_file"])
@@ -88,16 +99,19 @@ def _instructions_file(ctx: _Context, relative: str) -> str | None:
 
 
 def read_text(ctx: _Context, field: str, rest: tuple, relative: str) -> str | None:
+    """The text of a file the spec names: a regular file below the project root, at most 16 MB, UTF-8."""
+    from asstctl.spec.files import FileProblem, outside_problem, read_bytes
     from asstctl.spec.yamlpos import decode
 
     path = ctx.base / relative
     try:
-        return decode(path.read_bytes(), _display(path))
-    except FileNotFoundError:
-        ctx.problem(field, rest, f"`{_last(field, rest)}` points to {_display(path)}, which does not exist "
-                                 "(paths are relative to the spec file)")
-    except IsADirectoryError:
-        ctx.problem(field, rest, f"`{_last(field, rest)}` points to {_display(path)}, which is a directory, not a file")
+        problem = outside_problem(path, ctx.roots)
+        if problem:
+            raise FileProblem(problem)
+        return decode(read_bytes(path), _display(path))
+    except FileProblem as problem:
+        hint = " (paths are relative to the spec file)" if str(problem) == "does not exist" else ""
+        ctx.problem(field, rest, f"`{_last(field, rest)}` points to {_display(path)}, which {problem}{hint}")
     except SpecError as error:
         ctx.problems += error.problems
     return None
@@ -159,7 +173,8 @@ def _code_files(ctx: _Context, index: int, patterns: list[str]) -> None:
     from asstctl.spec.knowledge import local_files, too_many_code_files
 
     at = (index, "code_interpreter", "files")
-    files, problems = local_files(ctx.base, patterns, lambda i: ctx.where("tools", *at, i), search=False)
+    files, problems = local_files(ctx.base, patterns, lambda i: ctx.where("tools", *at, i), search=False,
+                                  roots=ctx.roots)
     ctx.problems += problems
     ctx.code_files = tuple(dict.fromkeys(ctx.code_files + files))
     if too_many_code_files(ctx.code_files):
@@ -176,7 +191,8 @@ def _vector_store(ctx: _Context, index: int, value: Any) -> None:
         return
     ctx.vector_store = value if isinstance(value, str) else ctx.key
     if isinstance(value, dict):
-        store, problems = store_spec(ctx.key, Path(str(ctx.doc.path)), value, lambda *rest: ctx.where("tools", *at, *rest))
+        store, problems = store_spec(ctx.key, Path(str(ctx.doc.path)), value, lambda *rest: ctx.where("tools", *at, *rest),
+                                     roots=ctx.roots)
         ctx.inline_store = store
         ctx.problems += problems
 

@@ -241,6 +241,21 @@ def vector_store_schema() -> dict[str, Any]:
     )
 
 
+_TOOL_FIX = ("indent it under its item in `tools:`, level with `type`: `tools: [{type: function, function: "
+             "{name: ..., parameters: ...}}]`")
+# Keys of a tool found at the top of a spec (dedented): say where they belong instead of a look-alike field.
+MISPLACED = {
+    "function": f"`function` belongs to a tool, not to the assistant: {_TOOL_FIX}",
+    "parameters": "`parameters` belongs to a function tool: indent it under `function:` in `tools:`",
+    "parameters_file": "`parameters_file` belongs to a function tool: indent it under `function:` in `tools:`",
+    "type": "`type` belongs to a tool: indent it under its item in `tools:` (`- type: function`)",
+    "file_search": "`file_search` is a tool: list it under `tools:` (`tools: [file_search]`)",
+    "code_interpreter": "`code_interpreter` is a tool: list it under `tools:` (`tools: [code_interpreter]`)",
+    "vector_store": "`vector_store` belongs to the file_search tool: `tools: [{file_search: {vector_store: ...}}]`",
+    "files": "`files` belongs to a tool: `tools: [{code_interpreter: {files: [...]}}]` or a vector store's `files`",
+}
+
+
 def spec_schema() -> dict[str, Any]:
     """The JSON Schema of one spec file (a fresh copy: callers may change it)."""
     overrides = {name: _nullable(name, rule) for name, rule in FIELDS.items()}
@@ -254,7 +269,7 @@ def spec_schema() -> dict[str, Any]:
         "Identifies the assistant across applies (default: the file name).",
         {**FIELDS, "targets": targets},
         "model", "`model` is required: the model the assistant uses, e.g. `model: gpt-4o`",
-        allOf=[_exclusive("instructions", "instructions_file")],
+        allOf=[_exclusive("instructions", "instructions_file")], **{"x-misplaced": MISPLACED},
     )
 
 
@@ -348,8 +363,9 @@ def _count(value: Any) -> Any:
 
 def _unknown_fields(error, path: tuple) -> list[tuple[tuple, str]]:
     known = list((error.schema.get("properties") or {}).keys())
+    misplaced = error.schema.get("x-misplaced") or {}
     extra = [key for key in error.instance if key not in known]
-    return [(path + (key,), unknown_field(str(key), known)) for key in extra]
+    return [(path + (key,), misplaced.get(key) or unknown_field(str(key), known)) for key in extra]
 
 
 def unknown_field(key: str, known: list[str]) -> str:

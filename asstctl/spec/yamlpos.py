@@ -60,11 +60,13 @@ def parse_path(text: str) -> JsonPath:
 
 def load_yaml(path: Path | str, display: Path | str | None = None) -> Document:
     """Read and parse one YAML file; ``display`` is how messages name it (default: ``path``)."""
+    from asstctl.spec.files import FileProblem, read_bytes
+
     shown = display if display is not None else path
     try:
-        raw = Path(path).read_bytes()
-    except OSError as error:
-        raise SpecError([f"{shown}:1:1: cannot read the file ({error.strerror or error})"]) from None
+        raw = read_bytes(path)
+    except FileProblem as problem:
+        raise SpecError([f"{shown}:1:1: this file {problem}"]) from None
     return parse_yaml(decode(raw, shown), shown)
 
 

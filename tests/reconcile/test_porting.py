@@ -233,3 +233,31 @@ def test_export_of_a_drifted_assistant_says_apply_records_it(server, client, pro
     assert loaded(project, "faq")["temperature"] == 1.5
     plan = run(server, "plan", "--detailed-exitcode")
     assert plan.exit_code == 2 and f"metadata.{SPEC_HASH}" in plan.output and "temperature" not in plan.output
+
+
+def test_export_writes_declared_knowledge_not_pinned_ids_and_plan_prune_keeps_it(server, client, project):
+    """A shared store by key, an inline store with its files and the code files by path: then `plan --prune`
+    is a no-op (pinned ids would have made it delete the stores still in use)."""
+    (project / "docs").mkdir()
+    (project / "docs" / "faq.md").write_text("Returns take 30 days.\n")
+    (project / "docs" / "prices.csv").write_text("item,price\nmug,4\n")
+    (project / "vector_stores").mkdir()
+    (project / "vector_stores" / "kb.yaml").write_text("files: [../docs/faq.md]\n")
+    write_spec(project, "triage", tools=[{"file_search": {"vector_store": "kb"}}])
+    write_spec(project, "faq", tools=[{"file_search": {"vector_store": {"files": ["../docs/faq.md"], "name": "FAQ"},
+                                                       "max_num_results": 4}},
+                                      {"code_interpreter": {"files": ["../docs/prices.csv"]}}])
+    before = {key: spec_file(project, key) for key in ("triage", "faq")}
+    assert run(server, "apply", "--yes").exit_code == 0
+    for key in before:
+        (project / "assistants" / f"{key}.yaml").unlink()
+    result = run(server, "export")
+    assert result.exit_code == 0, result.output
+    assert "changed outside asstctl" not in result.output
+    assert yaml.safe_load(spec_file(project, "triage"))["tools"] == [{"file_search": {"vector_store": "kb"}}]
+    faq = yaml.safe_load(spec_file(project, "faq"))
+    assert "tool_resources" not in faq and faq["tools"] == [
+        {"file_search": {"vector_store": {"files": ["../docs/faq.md"], "name": "FAQ"}, "max_num_results": 4}},
+        {"code_interpreter": {"files": ["../docs/prices.csv"]}}]
+    plan = run(server, "plan", "--prune", "--detailed-exitcode")
+    assert plan.exit_code == 0 and "No changes." in plan.output, plan.output

@@ -49,3 +49,31 @@ def test_bad_spec_is_one_clear_error_and_no_request(server, tmp_path, monkeypatc
     assert words in problems[0]
     assert "1 problem found" in result.output
     assert server.state.stats["total"] == 0, dict(server.state.stats)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("breakage", ["dangling symlink", "fifo", "symlink loop", "no specs folder"])
+def test_an_unreadable_spec_stops_apply_prune_and_nothing_is_deleted(server, tmp_path, breakage):
+    import os
+    import shutil
+
+    from tests.reliability.helpers import owned_by_key, sdk, snapshot
+
+    root = write_project(tmp_path, {"keep": {"model": "gpt-4o"}, "gone": {"model": "gpt-4o"}})
+    assert cli(root, server.base_url, server.api_key, "apply", "--yes").exit_code == 0
+    before = snapshot(sdk(server.base_url, server.api_key))
+    spec = root / "assistants" / "gone.yaml"
+    spec.unlink()
+    if breakage == "dangling symlink":
+        os.symlink("moved-away.yaml", spec)
+    elif breakage == "fifo":
+        os.mkfifo(spec)
+    elif breakage == "symlink loop":
+        os.symlink("gone.yaml", spec)
+    else:
+        shutil.rmtree(root / "assistants")
+    result = cli(root, server.base_url, server.api_key, "apply", "--prune", "--yes")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "Error: " in result.output and ("gone.yaml:1:1" in result.output or "specs folder" in result.output)
+    after = snapshot(sdk(server.base_url, server.api_key))
+    assert after == before and sorted(owned_by_key(after)) == ["gone", "keep"]

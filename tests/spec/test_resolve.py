@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from asstctl.errors import SpecError
 from asstctl.project import load_project
 from asstctl.spec.loader import load_specs, validate_project
 from tests.spec.conftest import write
@@ -172,9 +173,18 @@ tools:
     assert fields["tools"][1]["function"]["parameters"] == {"type": "object"}
 
 
-def test_no_specs_directory(tmp_path, monkeypatch):
+def test_no_specs_directory_is_an_error_not_zero_specs(tmp_path, monkeypatch):
+    """Zero specs would make `apply --prune` delete every assistant of the project."""
     (tmp_path / "asstctl.yaml").write_text("project: empty\n")
     monkeypatch.chdir(tmp_path)
+    assert validate_project(load_project()) == [
+        "asstctl.yaml:1:1: the specs folder assistants does not exist; create it (`mkdir`) or point `specs:` "
+        "in asstctl.yaml at your specs"]
+    with pytest.raises(SpecError):
+        load_specs(load_project())
+    (tmp_path / "asstctl.yaml").write_text("project: empty\nspecs: bots\n")
+    assert validate_project(load_project())[0].startswith("asstctl.yaml:2:1: the specs folder bots does not exist")
+    (tmp_path / "bots").mkdir()
     assert validate_project(load_project()) == [] and load_specs(load_project()) == []
 
 

@@ -14,10 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {
     "assistant": sorted(p for p in (ROOT / "assistants").glob("*.yaml") if not p.name.endswith(".test.yaml")),
     "conversation": sorted((ROOT / "assistants").glob("*.test.yaml")),
+    "project": [ROOT / "asstctl.yaml"],
 }
 
 
-@pytest.mark.parametrize("kind", ["assistant", "vector-store", "conversation"])
+@pytest.mark.parametrize("kind", ["assistant", "vector-store", "conversation", "project"])
 def test_each_kind_prints_a_valid_schema(kind):
     result = CliRunner().invoke(cli, ["schema", "--kind", kind])
     assert result.exit_code == 0, result.output

@@ -50,7 +50,7 @@ def test_load_yaml_names_the_file_as_given(tmp_path):
 def test_unreadable_file(tmp_path):
     with pytest.raises(SpecError) as raised:
         load_yaml(tmp_path / "nope.yaml", display="nope.yaml")
-    assert raised.value.problems == ["nope.yaml:1:1: cannot read the file (No such file or directory)"]
+    assert raised.value.problems == ["nope.yaml:1:1: this file does not exist"]
 
 
 def test_every_duplicate_key_at_once():
