@@ -134,7 +134,8 @@ def _image_part(store, block: dict[str, Any]) -> dict[str, Any]:
         image = {"url": block["image_url"]["url"]}
     else:
         file_id = block["image_file"]["file_id"]
-        data, meta = store.get_blob(file_id), store.get("file", file_id, "")
+        chunks, meta = store.read_blob(file_id), store.get("file", file_id, "")
+        data = b"".join(chunks) if chunks is not None else None
         if data is None:
             return {"type": "text", "text": f"[image {file_id} is no longer available]"}
         mime = mimetypes.guess_type((meta or {}).get("filename") or "")[0] or "image/png"
