@@ -23,7 +23,6 @@ spec-hash tag (see ``asstctl.ownership.hash_tag``).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 from asstctl.ownership import user_metadata
@@ -147,7 +146,3 @@ def as_set(items: Any) -> Any:
 def without_none(value: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
-
-def canonical(value: Any) -> str:
-    """Key-order independent JSON text, for hashing and fingerprints."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

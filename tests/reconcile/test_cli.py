@@ -141,7 +141,8 @@ def test_prevent_destroy_makes_destroy_fail_for_that_object(server, client, proj
     run(server, "apply", "--yes")
     result = run(server, "destroy", "--yes")
     assert result.exit_code == 1
-    check_golden("destroy-blocked.txt", masked(result.output.split("Plan:")[0], server))
+    summary = result.output.index("\n", result.output.index("Plan:"))
+    check_golden("destroy-blocked.txt", masked(result.output[:summary + 1], server))
     assert "! keep vault" in result.output and "vault: delete failed: prevent_destroy" in result.output
     assert set(read_remote(client, NAME).managed) == {"vault"}
 
