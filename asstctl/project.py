@@ -4,6 +4,10 @@
     specs: assistants              # where assistant specs live (default: assistants/)
     vector_stores: vector_stores   # shared vector stores, one per file (default: vector_stores/)
     engine_rules: engine-rules.yaml  # offline engine steering for the embedded server (optional)
+    engine:                        # optional: a real model for the embedded server (docs/engine.md)
+      upstream: http://localhost:11434/v1
+      api_key_env: OLLAMA_API_KEY
+      model_map: {"gpt-4*": "llama3.1:8b"}
     targets:
       staging:
         base_url: https://example.openai.azure.com
@@ -46,6 +50,7 @@ class Project:
     engine_rules: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     vector_stores_dir: Path | None = None  # None: <root>/vector_stores
+    engine: Any = None  # server.engine.config.UpstreamConfig from `engine:`; None = the offline engine
 
     @property
     def state_dir(self) -> Path:
@@ -78,6 +83,9 @@ def parse_project(root: Path) -> Project:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{path}:1:1: `project` is required: a name for this project, e.g. `project: support-bots`")
     targets = {n: _target(path, n, t) for n, t in _mapping(path, data, "targets").items()}
+    from asstctl.server.engine.config import from_project_section
+
+    engine = from_project_section(path, data.get("engine"))
     rules = data.get("engine_rules")
     rules_path = root / rules if rules else (root / "engine-rules.yaml")
     return Project(
@@ -88,6 +96,7 @@ def parse_project(root: Path) -> Project:
         engine_rules=rules_path if rules_path.is_file() else None,
         raw=data,
         vector_stores_dir=root / str(data.get("vector_stores") or "vector_stores"),
+        engine=engine,
     )
 
 

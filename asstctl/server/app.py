@@ -34,7 +34,8 @@ class ServerConfig:
     api_key: str | None = None
     faults: Faults = field(default_factory=Faults)
     rules_path: str | None = None  # offline engine steering rules (YAML)
-    engine: Any = None  # an Engine; None = the offline engine with ``rules_path``
+    engine: Any = None  # an Engine; None = ``engine.build_engine``: upstream if set, else offline with ``rules_path``
+    upstream: Any = None  # engine.config.UpstreamConfig: run turns on an upstream Chat Completions API
 
 
 @dataclass
