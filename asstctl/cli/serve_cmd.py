@@ -56,9 +56,8 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
     \b
     Example:
         export ASSTCTL_SERVER_API_KEY=$(openssl rand -hex 16)
-        asstctl serve --port 8321
+        asstctl serve --port 8321 --upstream http://localhost:11434/v1 --model-map 'gpt-4*=llama3.1:8b'
         OPENAI_BASE_URL=http://127.0.0.1:8321/v1 OPENAI_API_KEY=$ASSTCTL_SERVER_API_KEY python app.py
-        asstctl serve --upstream http://localhost:11434/v1 --model-map 'gpt-4*=llama3.1:8b'
     """
     from asstctl.server.embedded import default_db, default_rules, default_upstream, serve_forever
     from asstctl.server.engine.config import from_flags
