@@ -83,6 +83,7 @@ def test_tool_choice_parallel_calls_and_sampling_pass_through(keyed):
     body = keyed.requests[0].body
     assert body["tool_choice"] == named and body["parallel_tool_calls"] is False
     assert (body["max_completion_tokens"], body["temperature"], body["top_p"]) == (77, 0.2, 0.9)
+    assert body["max_tokens"] == 77  # a local server (not OpenAI, not Azure) may only read the legacy name
     assert body["response_format"] == schema
     assert "reasoning_effort" not in body  # gpt-4o is no reasoning model
 
@@ -130,12 +131,13 @@ def test_a_loopback_upstream_without_a_key_gets_a_placeholder(monkeypatch):
 def test_azure_openai_paths_api_version_and_api_key_header(keyed):
     engine = make_engine(keyed, url=keyed.root_url, azure_api_version="2024-10-21",
                          model_map=[("gpt-4*", "gpt-4o")], azure_deployments={"gpt-4o": "prod-gpt4o"})
-    events = collect(engine, chat_request("Hello Azure", model="gpt-4-turbo"))
+    events = collect(engine, chat_request("Hello Azure", model="gpt-4-turbo", max_completion_tokens=20))
     assert text_of(events) == "You said: Hello Azure"
     (received,) = keyed.requests
     assert received.path == "/openai/deployments/prod-gpt4o/chat/completions"
     assert received.query == {"api-version": "2024-10-21"}
     assert received.headers["api-key"] == keyed.key and "authorization" not in received.headers
+    assert received.body["max_completion_tokens"] == 20 and "max_tokens" not in received.body
     # without a deployments entry the (mapped) model name is the deployment
     engine = make_engine(keyed, url=keyed.root_url + "/openai", azure_api_version="2024-10-21")
     collect(engine, chat_request(model="gpt-4o-mini"))

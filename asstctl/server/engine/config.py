@@ -44,6 +44,11 @@ class UpstreamConfig:
         return self.azure_api_version is not None
 
     @property
+    def is_openai(self) -> bool:
+        """OpenAI's own API or Azure OpenAI (they know ``max_completion_tokens``; local servers may not)."""
+        return self.is_azure or (urlsplit(self.url).hostname or "").endswith("openai.com")
+
+    @property
     def host(self) -> str:
         """The upstream as named in messages: scheme, host and port, never credentials or path."""
         parts = urlsplit(self.url)

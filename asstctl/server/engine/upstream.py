@@ -76,7 +76,7 @@ class UpstreamEngine:
     # -- one turn ---------------------------------------------------------------------------
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         model = self.config.upstream_model(request.model)
-        body = request_body(request, model)
+        body = request_body(request, model, legacy_max_tokens=not self.config.is_openai)
         response = await self._open(body, request.model, model)
         parser = TurnParser(body["messages"])
         try:
@@ -199,8 +199,11 @@ def is_reasoning_model(model: str) -> bool:
     return bool(REASONING_MODEL.match(model))
 
 
-def request_body(request: EngineRequest, model: str) -> dict[str, Any]:
-    """The Chat Completions request of one turn (``CreateChatCompletionRequest``)."""
+def request_body(request: EngineRequest, model: str, legacy_max_tokens: bool = False) -> dict[str, Any]:
+    """The Chat Completions request of one turn (``CreateChatCompletionRequest``).
+
+    ``legacy_max_tokens``: also send the limit as ``max_tokens``, which local servers (llama.cpp's,
+    Ollama's) read instead of ``max_completion_tokens``; OpenAI and Azure get only the latter."""
     body: dict[str, Any] = {
         "model": model,
         "messages": request.chat,
@@ -212,9 +215,11 @@ def request_body(request: EngineRequest, model: str) -> dict[str, Any]:
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
         body["parallel_tool_calls"] = bool(request.parallel_tool_calls)
+    reasoning = is_reasoning_model(model)
     if request.max_completion_tokens is not None:
         body["max_completion_tokens"] = request.max_completion_tokens
-    reasoning = is_reasoning_model(model)
+        if legacy_max_tokens and not reasoning:
+            body["max_tokens"] = request.max_completion_tokens
     if reasoning and request.reasoning_effort:
         body["reasoning_effort"] = request.reasoning_effort
     if not reasoning:  # reasoning models reject sampling parameters
