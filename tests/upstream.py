@@ -119,8 +119,9 @@ class Received:
 # -- the server ---------------------------------------------------------------------------------
 class ScriptedUpstream:
     def __init__(self, key: str | None = DEFAULT_KEY, models: set[str] | None = None,
-                 default: Callable[[dict[str, Any]], Answer] | None = None):
+                 default: Callable[[dict[str, Any]], Answer] | None = None, validate: bool = True):
         self.key = key  # None: no auth (like a local server)
+        self.validate = validate  # False only for benchmarks: schema checks would dominate their timings
         self.models = models  # None: every model exists
         self.default = default or echo
         self.requests: list[Received] = []
@@ -178,7 +179,7 @@ class ScriptedUpstream:
 
     async def _chat(self, request: Request, azure: bool = False):
         body = await request.json()
-        self._check(request_problems(body), "request")
+        self._check(lambda: request_problems(body), "request")
         self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
                                       time.monotonic()))
         denied = self._auth(request, azure)
@@ -213,7 +214,7 @@ class ScriptedUpstream:
 
     def _error(self, failure: Failure) -> JSONResponse:
         payload = {"error": {"message": failure.message, "type": failure.type, "param": None, "code": failure.code}}
-        self._check(problems("ErrorResponse", payload), "error")
+        self._check(lambda: problems("ErrorResponse", payload), "error")
         headers = {}
         if failure.retry_after is not None:
             headers["retry-after"] = failure.retry_after
@@ -221,8 +222,9 @@ class ScriptedUpstream:
             headers["retry-after-ms"] = failure.retry_after_ms
         return JSONResponse(payload, status_code=failure.status, headers=headers)
 
-    def _check(self, found: list[str], what: str) -> None:
-        self.problems += [f"{what}: {p}" for p in found]
+    def _check(self, found: Callable[[], list[str]], what: str) -> None:
+        if self.validate:
+            self.problems += [f"{what}: {p}" for p in found()]
 
     def _completion_id(self) -> str:
         with self._lock:
@@ -278,7 +280,7 @@ class ScriptedUpstream:
                 if chunk is None:
                     finished = True
                     return
-                self._check(problems("CreateChatCompletionStreamResponse", chunk), "stream chunk")
+                self._check(lambda: problems("CreateChatCompletionStreamResponse", chunk), "stream chunk")
                 yield f"data: {json.dumps(chunk)}\n\n"
             yield "data: [DONE]\n\n"
             finished = True
@@ -309,7 +311,7 @@ class ScriptedUpstream:
                    "model": body.get("model") or "scripted", "usage": usage_of(answer, body),
                    "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason,
                                 "logprobs": None}]}
-        self._check(problems("CreateChatCompletionResponse", payload), "response")
+        self._check(lambda: problems("CreateChatCompletionResponse", payload), "response")
         return JSONResponse(payload)
 
 
@@ -398,3 +400,28 @@ def _start(app: Starlette):
     thread.start()
     ready.wait(10)
     return server, thread, port
+
+
+# -- as a process (benchmarks) ------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.upstream --first-delay 1 --deltas 5``: serve until stdin closes; prints the base URL."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.upstream")
+    parser.add_argument("--first-delay", type=float, default=0.0, help="seconds before each answer's first chunk")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds between deltas")
+    parser.add_argument("--deltas", type=int, default=5)
+    args = parser.parse_args(argv)
+    words = [f"word{i} " for i in range(args.deltas)]
+
+    def answer(body: dict[str, Any]) -> Answer:
+        return Text("".join(words), deltas=words, first_delay=args.first_delay, delay=args.delay)
+
+    with ScriptedUpstream(key=None, default=answer, validate=False) as upstream:
+        print(upstream.base_url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
