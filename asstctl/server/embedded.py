@@ -173,7 +173,7 @@ def _prepare(db, host, port, api_key, faults, rules_path, engine, upstream=None)
 
     check_bind(host, api_key)
     config = ServerConfig(db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine,
-                          upstream=upstream)
+                          upstream=upstream, context_windows=dict(upstream.context_windows) if upstream else {})
     sock = _listen(host, port)
     try:
         app = create_app(config)
@@ -182,7 +182,7 @@ def _prepare(db, host, port, api_key, faults, rules_path, engine, upstream=None)
         raise
     quiet_uvicorn()
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
     )
     running = EmbeddedServer(host, sock.getsockname()[1], api_key or "asstctl-local", app.state, server)
     return running, sock

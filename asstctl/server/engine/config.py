@@ -5,7 +5,7 @@
       api_key_env: OLLAMA_API_KEY              # the variable holding its key (never the key itself)
       model_map: {"gpt-4*": "llama3.1:8b"}     # fnmatch pattern on the run's model -> upstream model
       azure: {api_version: "2024-10-21", deployments: {"gpt-4o": "my-gpt4o"}}  # Azure OpenAI only
-      context_windows: {"llama3.1*": 131072}   # tokens, for truncation (read by the run executor)
+      context_windows: {"gpt-4*": 131072}      # run's model pattern -> tokens of the model it maps to (truncation)
 
 Nothing here reads a key: :func:`resolve_key` does, once, when the engine is built. Imports only
 the standard library and ``asstctl.errors``.
@@ -36,7 +36,7 @@ class UpstreamConfig:
     model_map: list[tuple[str, str]] = field(default_factory=list)  # (fnmatch pattern, model), in order
     azure_api_version: str | None = None  # set: Azure OpenAI paths and the ``api-key`` header
     azure_deployments: dict[str, str] = field(default_factory=dict)  # model -> deployment (default: the model)
-    context_windows: dict[str, int] = field(default_factory=dict)  # fnmatch pattern -> tokens
+    context_windows: dict[str, int] = field(default_factory=dict)  # run's model pattern -> tokens (ServerConfig)
     embeddings: dict[str, Any] = field(default_factory=dict)  # issue 12: kept as written
 
     @property
