@@ -44,6 +44,7 @@ def engine_section() -> dict:
     return section
 
 
+@pytest.mark.timeout(900)  # a real model: many turns, each up to --timeout
 def test_walkthrough_and_weather_bot_conversations_on_a_real_model(tmp_path, monkeypatch):
     root = tmp_path / "live"
     shutil.copytree(REPO / "assistants", root / "assistants")
