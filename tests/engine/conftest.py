@@ -9,7 +9,8 @@ import pytest
 
 from asstctl.server.engine.base import EngineRequest, TextDelta, ToolCallDelta, TurnEnd
 from asstctl.server.engine.config import UpstreamConfig
-from asstctl.server.engine.upstream import RetryPolicy, Timeouts, UpstreamEngine
+from asstctl.server.engine.http import Timeouts
+from asstctl.server.engine.upstream import RetryPolicy, UpstreamEngine
 from tests.upstream import ScriptedUpstream
 
 KEY_ENV = "ASSTCTL_TEST_UPSTREAM_KEY"

@@ -12,7 +12,8 @@ import pytest
 from asstctl.errors import ConfigError
 from asstctl.server.engine.base import EngineError, TextDelta
 from asstctl.server.engine.config import UpstreamConfig
-from asstctl.server.engine.upstream import RetryPolicy, Timeouts, UpstreamEngine
+from asstctl.server.engine.http import Timeouts
+from asstctl.server.engine.upstream import RetryPolicy, UpstreamEngine
 from tests.engine.conftest import KEY_ENV, chat_request, collect, make_engine, text_of
 from tests.upstream import Failure, ScriptedUpstream, Text
 

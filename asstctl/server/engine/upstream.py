@@ -11,7 +11,7 @@ honours ``Retry-After`` / ``retry-after-ms``, only before anything was yielded. 
 start-up, from the environment variable the configuration names; it is sent in a header and
 never appears in an error, a log line or an event (messages from the upstream are scrubbed too).
 
-Imports httpx2 (the HTTP client the openai SDK ships with), ``config`` and ``sse`` of this package.
+Imports ``base``, ``config``, ``http`` (a small asyncio HTTP/1.1 client) and ``sse`` of this package.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ import re
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator
-from urllib.parse import quote
-
-import httpx2
+from urllib.parse import quote, urlsplit
 
 from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest
 from asstctl.server.engine.config import UpstreamConfig, resolve_key
+from asstctl.server.engine.http import ConnectFailed, HttpError, HttpTimeout, Pool, Response, Timeouts
 from asstctl.server.engine.sse import TurnParser
 
 log = logging.getLogger("asstctl.server.engine")
@@ -48,27 +47,17 @@ class RetryPolicy:
         return min(self.max_wait, hinted if hinted is not None else self.backoff * (2 ** attempt))
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    connect: float = 10.0
-    read: float = 120.0  # longest silence between two chunks (a local model's first token can be slow)
-    write: float = 30.0
-    pool: float = 30.0
-
-
 class UpstreamEngine:
     """A streaming engine (``base.StreamingEngine``) on one upstream, with one pooled HTTP client."""
 
     name = "upstream"
 
-    def __init__(self, config: UpstreamConfig, *, retry: RetryPolicy | None = None,
-                 timeouts: Timeouts | None = None, max_connections: int = 1024):
+    def __init__(self, config: UpstreamConfig, *, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None):
         self.config = config
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
-        self.max_connections = max_connections
         self._key = resolve_key(config)  # ConfigError at start-up when a remote upstream has none
-        self._clients: dict[Any, httpx2.AsyncClient] = {}  # one pool per event loop (the server has one)
+        self._pools: dict[Any, Pool] = {}  # one per event loop (the server has one)
 
     def __repr__(self) -> str:  # never the key
         return f"UpstreamEngine({self.config.host})"
@@ -80,20 +69,20 @@ class UpstreamEngine:
         response = await self._open(body, request.model, model)
         parser = TurnParser(body["messages"])
         try:
-            async for line in response.aiter_lines():
+            async for line in response.lines():
                 for event in parser.feed(line):
                     yield event
                 if parser.done:
                     break
-        except httpx2.TimeoutException:
+        except HttpTimeout:
             what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
             raise self._error(f"the upstream {self.config.host} {what.format(self.timeouts.read)}",
                               "server_error") from None
-        except httpx2.TransportError as error:
-            raise self._error(f"the upstream {self.config.host} closed the stream mid-answer ({_cause(error)})",
+        except HttpError as error:
+            raise self._error(f"the upstream {self.config.host} closed the stream mid-answer ({error})",
                               "server_error") from None
         finally:
-            await response.aclose()  # also on cancel: closes the upstream request at once
+            response.close()  # also on cancel: aborts the upstream connection at once
         if parser.error is not None:
             raise self._error(f"the upstream {self.config.host} failed mid-answer: {parser.error}", "server_error")
         if not parser.complete:
@@ -103,24 +92,17 @@ class UpstreamEngine:
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop (the server calls this on stop)."""
-        client = self._clients.pop(_loop(), None)
-        if client is not None:
-            await client.aclose()
+        pool = self._pools.pop(_loop(), None)
+        if pool is not None:
+            await pool.aclose()
 
     # -- HTTP -------------------------------------------------------------------------------
-    def _client(self) -> httpx2.AsyncClient:
+    def _pool(self) -> Pool:
         loop = _loop()
-        client = self._clients.get(loop)
-        if client is None:
-            t = self.timeouts
-            client = httpx2.AsyncClient(
-                timeout=httpx2.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-                limits=httpx2.Limits(max_connections=self.max_connections, max_keepalive_connections=64),
-                headers={"user-agent": USER_AGENT},
-                trust_env=False,
-            )
-            self._clients[loop] = client
-        return client
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = Pool(self.timeouts, user_agent=USER_AGENT)
+        return pool
 
     def _target(self, model: str) -> tuple[str, dict[str, str], dict[str, str]]:
         """URL, query parameters and auth header of the chat completions endpoint."""
@@ -131,33 +113,43 @@ class UpstreamEngine:
             return url, {"api-version": config.azure_api_version}, {"api-key": self._key}
         return f"{config.url}/chat/completions", {}, {"authorization": f"Bearer {self._key}"}
 
-    async def _open(self, body: dict[str, Any], run_model: str, model: str) -> httpx2.Response:
+    async def _open(self, body: dict[str, Any], run_model: str, model: str) -> Response:
         """The 200 response of the upstream, its body not read yet; retries 429, 5xx and refused connections."""
         url, params, headers = self._target(model)
-        client = self._client()
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        pool = self._pool()
         for attempt in range(self.retry.retries + 1):
             last = attempt == self.retry.retries
             try:
-                response = await client.send(client.build_request("POST", url, json=body, params=params,
-                                                                  headers=headers), stream=True)
-            except httpx2.TimeoutException:
+                response = await pool.post(url, payload, headers, params)
+            except ConnectFailed as error:
+                if last:
+                    raise self._error(f"cannot reach the upstream {self.config.host} ({error}) after "
+                                      f"{attempt + 1} attempts: is it running?", "server_error") from None
+                await self._pause(attempt, {}, f"connection failed ({error})")
+                continue
+            except HttpTimeout:
                 raise self._error(f"the upstream {self.config.host} did not answer within "
                                   f"{self.timeouts.read:g} s", "server_error") from None
-            except httpx2.TransportError as error:
-                if last:
-                    raise self._error(f"cannot reach the upstream {self.config.host} ({_cause(error)}) after "
-                                      f"{attempt + 1} attempts: is it running?", "server_error") from None
-                await self._pause(attempt, {}, f"connection failed ({_cause(error)})")
-                continue
+            except HttpError as error:
+                raise self._error(f"the upstream {self.config.host} failed to answer ({error})",
+                                  "server_error") from None
             if response.status_code == 200:
                 return response
-            await response.aread()
-            await response.aclose()
+            content = await self._error_body(response)
             retryable = response.status_code == 429 or response.status_code >= 500
             if not retryable or last:
-                raise self._status_error(response, run_model, model, attempt + 1)
+                raise self._status_error(response, content, url, run_model, model, attempt + 1)
             await self._pause(attempt, response.headers, f"answered {response.status_code}")
         raise AssertionError("unreachable")
+
+    async def _error_body(self, response: Response) -> bytes:
+        try:
+            return await response.read()
+        except HttpError:
+            return b""
+        finally:
+            response.close()
 
     async def _pause(self, attempt: int, headers: Any, what: str) -> None:
         wait = self.retry.wait(attempt, headers)
@@ -166,9 +158,10 @@ class UpstreamEngine:
         await asyncio.sleep(wait)
 
     # -- errors -----------------------------------------------------------------------------
-    def _status_error(self, response: httpx2.Response, run_model: str, model: str, attempts: int) -> EngineError:
+    def _status_error(self, response: Response, content: bytes, url: str, run_model: str, model: str,
+                      attempts: int) -> EngineError:
         status, host = response.status_code, self.config.host
-        detail, code = upstream_error(response)
+        detail, code = upstream_error(content)
         if status == 429:
             return self._error(f"the upstream {host} is rate limiting requests (429 after {attempts} attempts): "
                                f"{detail}", "rate_limit_exceeded")
@@ -185,7 +178,7 @@ class UpstreamEngine:
                 f"the upstream {host} has no model `{model}`{mapped}: map `{run_model}` to a model it serves with "
                 f"--model-map '{run_model}=MODEL' or engine.model_map in asstctl.yaml", "server_error")
         if status == 404:
-            return self._error(f"the upstream {host} has no chat completions endpoint at {response.request.url.path} "
+            return self._error(f"the upstream {host} has no chat completions endpoint at {urlsplit(url).path} "
                                "(404): check the --upstream URL (OpenAI-compatible servers usually end in /v1)",
                                "server_error")
         return self._error(f"the upstream {host} rejected the request ({status}): {detail}", "server_error")
@@ -251,10 +244,10 @@ def retry_after(headers: Any) -> float | None:
         return None
 
 
-def upstream_error(response: httpx2.Response) -> tuple[str, str | None]:
+def upstream_error(content: bytes) -> tuple[str, str | None]:
     """The upstream's own error message (first line, bounded) and code, if it sent the usual envelope."""
     try:
-        data = json.loads(response.content or b"null")
+        data = json.loads(content or b"null")
     except ValueError:
         data = None
     error = data.get("error") if isinstance(data, dict) else None
@@ -263,19 +256,13 @@ def upstream_error(response: httpx2.Response) -> tuple[str, str | None]:
     elif isinstance(error, str):
         message, code = error, None
     else:
-        message, code = response.text, None
+        message, code = content.decode("utf-8", "replace"), None
     message = (message.strip().splitlines() or ["no details"])[0][:300]
     return message, code if isinstance(code, str) else None
 
 
 def scrub(text: str, key: str) -> str:
     return text.replace(key, "[redacted]") if key and len(key) >= 4 else text
-
-
-def _cause(error: BaseException) -> str:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return (str(error) or type(error).__name__).splitlines()[0][:200]
 
 
 def _loop() -> Any:
