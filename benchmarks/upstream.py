@@ -66,6 +66,7 @@ def scripted_upstream(first_delay: float, delay: float, deltas: int, lean: bool 
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+        proc.stdout.close()
 
 
 @contextmanager
