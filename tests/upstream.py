@@ -109,6 +109,7 @@ class Received:
     headers: dict[str, str]
     body: dict[str, Any]
     at: float  # time.monotonic() on arrival
+    client_port: int = 0  # the same for requests on one kept-alive connection
 
     @property
     def deployment(self) -> str | None:
@@ -181,7 +182,7 @@ class ScriptedUpstream:
         body = await request.json()
         self._check(lambda: request_problems(body), "request")
         self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
-                                      time.monotonic()))
+                                      time.monotonic(), request.client.port if request.client else 0))
         denied = self._auth(request, azure)
         if denied is not None:
             return self._error(denied)

@@ -4,7 +4,8 @@
 chunk carries: a ``TextDelta`` per content (or refusal) delta, a ``ToolCallDelta`` per tool-call
 fragment (the upstream's ids kept). ``end()`` gives the ``TurnEnd``: the finish reason
 (``tool_calls`` whenever calls were made, as some local servers say ``stop``), and the usage of
-the final ``include_usage`` chunk, or the documented estimate when the upstream sent none.
+the final ``include_usage`` chunk (zero when the upstream sent none: the run executor then counts
+the call with its token module).
 Imports only ``base`` of this package.
 """
 
@@ -13,12 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asstctl.server.engine.base import EngineEvent, TextDelta, ToolCallDelta, TurnEnd, Usage, estimate_tokens
+from asstctl.server.engine.base import EngineEvent, TextDelta, ToolCallDelta, TurnEnd, Usage
 
 
 class TurnParser:
-    def __init__(self, prompt: list[dict[str, Any]]):
-        self.prompt = prompt
+    def __init__(self) -> None:
         self.done = False  # ``data: [DONE]`` seen
         self.error: str | None = None  # an error the upstream sent inside the stream
         self.finish_reason: str | None = None
@@ -27,7 +27,7 @@ class TurnParser:
         self._completion_chars: list[str] = []
 
     def feed(self, line: str) -> list[EngineEvent]:
-        if not line.startswith("data:"):
+        if self.done or not line.startswith("data:"):
             return []  # blank separators, ``event:``/``id:`` fields and ``:`` comments
         data = line[5:].strip()
         if data == "[DONE]":
@@ -79,12 +79,7 @@ class TurnParser:
         reason = self.finish_reason or "stop"
         if reason == "function_call" or self.tool_calls:
             reason = "tool_calls" if reason != "length" else reason
-        return TurnEnd(finish_reason=reason, usage=self.usage or self.estimate())
-
-    def estimate(self) -> Usage:
-        """About four characters per token, as the offline engine counts, when the upstream reports nothing."""
-        prompt = estimate_tokens(json.dumps(self.prompt, ensure_ascii=False))
-        return Usage(prompt_tokens=prompt, completion_tokens=estimate_tokens("".join(self._completion_chars)))
+        return TurnEnd(finish_reason=reason, usage=self.usage or Usage())
 
     @property
     def started(self) -> bool:

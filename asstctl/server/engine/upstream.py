@@ -67,13 +67,11 @@ class UpstreamEngine:
         model = self.config.upstream_model(request.model)
         body = request_body(request, model, legacy_max_tokens=not self.config.is_openai)
         response = await self._open(body, request.model, model)
-        parser = TurnParser(body["messages"])
+        parser = TurnParser()
         try:
-            async for line in response.lines():
+            async for line in response.lines():  # to the body's end, so the connection can be reused
                 for event in parser.feed(line):
                     yield event
-                if parser.done:
-                    break
         except HttpTimeout:
             what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
             raise self._error(f"the upstream {self.config.host} {what.format(self.timeouts.read)}",
