@@ -157,6 +157,8 @@ class Pool:
         try:
             reader, writer = await _within(asyncio.open_connection(host, port, ssl=context, limit=READ_SIZE * 4),
                                            self.timeouts.connect, "connecting")
+        except HttpTimeout as error:
+            raise ConnectFailed(str(error)) from None
         except OSError as error:
             raise ConnectFailed(error.strerror or str(error) or type(error).__name__) from None
         _no_delay(writer)
