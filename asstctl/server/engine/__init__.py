@@ -7,8 +7,8 @@ otherwise the offline engine (``offline.py``), steered by the rules file ``confi
 when that is unset, the environment variable ``ASSTCTL_ENGINE_RULES``. Other engines implement
 ``base.Engine`` / ``base.StreamingEngine`` and are passed as ``ServerConfig.engine``.
 
-This package imports ``asstctl.errors`` and, in ``upstream.py``, httpx2; never the HTTP layer,
-the store or the executor.
+This package imports ``asstctl.errors`` and, in ``http.py`` (the upstream engine's HTTP/1.1
+client), h11; never the server's HTTP layer, the store or the executor.
 """
 
 from __future__ import annotations
