@@ -183,3 +183,24 @@ def test_cancelling_a_run_closes_the_upstream_request(keyed, sdk):
             break
         run = sdk.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
     assert run.status == "cancelled"
+
+
+def test_asstctl_serve_with_upstream_flags(keyed, tmp_path, contract):
+    from tests.serve_process import ServeProcess
+
+    keyed.queue(Text("Served by the upstream."))
+    args = ("--db", ":memory:", "--upstream", keyed.base_url, "--upstream-key-env", KEY_ENV,
+            "--model-map", "gpt-4o-mini=small", "--model-map", "gpt-4*=big")
+    with ServeProcess(tmp_path, *args) as server:
+        assert server.stdout().splitlines()[1] == f"Engine: upstream 127.0.0.1:{keyed.port} (key from ${KEY_ENV})"
+        with make_client(server, contract) as client:
+            bot = assistant(client)
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+            run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id,
+                                                           poll_interval_ms=10)
+            assert run.status == "completed"
+            reply = client.beta.threads.messages.list(thread.id, order="desc").data[0]
+            assert reply.content[0].text.value == "Served by the upstream."
+        assert server.stop() == 0
+        assert server.stderr() == "asstctl serve: stopped\n"  # no traceback, no warning, no key
+    assert keyed.requests[0].body["model"] == "big"
