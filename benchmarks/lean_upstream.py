@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import sys
-import threading
 import time
 
 
@@ -76,7 +75,7 @@ class Lean:
             writer.close()
 
 
-async def serve(first_delay: float, deltas: int, started: threading.Event | None = None) -> None:
+async def serve(first_delay: float, deltas: int) -> None:
     lean = Lean(first_delay, deltas)
     server = await asyncio.start_server(lean.handle, "127.0.0.1", 0, backlog=2048)
     print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", flush=True)

@@ -15,7 +15,7 @@ from asstctl.server.engine.config import UpstreamConfig
 from asstctl.server.engine.http import Timeouts
 from asstctl.server.engine.upstream import RetryPolicy, UpstreamEngine
 from tests.engine.conftest import KEY_ENV, chat_request, collect, make_engine, text_of
-from tests.upstream import Failure, ScriptedUpstream, Text
+from tests.upstream import Failure, Text
 
 
 def failure_of(engine, request=None) -> EngineError:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import threading
 
-from asstctl.server.engine.base import TextDelta, ToolCallDelta, TurnEnd
+from asstctl.server.engine.base import TextDelta, ToolCallDelta
 from tests.engine.conftest import calls_of, chat_request, collect, end_of, make_engine, text_of
 from tests.upstream import Call, Text, ToolCalls
 
