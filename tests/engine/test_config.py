@@ -95,3 +95,14 @@ def test_serve_uses_the_projects_engine_section(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["serve", "--db", ":memory:"])
     assert result.exit_code == 1
     assert "Error: the upstream example.openai.azure.com needs a key and $MY_AZURE_KEY is not set" in result.output
+
+
+def test_context_windows_of_the_engine_section_reach_the_executor(tmp_path, keyed, monkeypatch):
+    from asstctl.server.embedded import start_server
+    from tests.engine.conftest import KEY_ENV
+
+    engine = project_with(tmp_path, f"project: demo\nengine:\n  upstream: {keyed.base_url}\n  api_key_env: {KEY_ENV}\n"
+                                    '  context_windows: {"gpt-4*": 4096}\n').engine
+    with start_server(":memory:", upstream=engine) as server:
+        assert server.state.config.context_windows == {"gpt-4*": 4096}
+        assert server.state.engine.name == "upstream"
