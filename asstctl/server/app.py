@@ -35,6 +35,7 @@ class ServerConfig:
     faults: Faults = field(default_factory=Faults)
     rules_path: str | None = None  # offline engine steering rules (YAML)
     engine: Any = None  # an Engine; None = the offline engine with ``rules_path``
+    sandbox: Any = None  # code_interpreter limits (asstctl.server.sandbox.SandboxConfig); None = defaults
 
 
 @dataclass

@@ -120,9 +120,10 @@ def start_server(
     faults: Faults | None = None,
     rules_path: str | None = None,
     engine: Any = None,
+    sandbox: Any = None,
 ) -> EmbeddedServer:
     """Start a server in a background thread and return once it accepts connections."""
-    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine)
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine, sandbox)
     ready = threading.Event()
     thread = threading.Thread(target=_serve, args=(server._server, sock, ready), name="asstctl-server", daemon=True)
     server._thread = thread
@@ -140,12 +141,13 @@ def serve_forever(
     faults: Faults | None = None,
     rules_path: str | None = None,
     on_ready: Callable[[EmbeddedServer], None] = lambda server: None,
+    sandbox: Any = None,
 ) -> None:
     """Serve in the foreground until SIGINT/SIGTERM, then shut down cleanly.
 
     ``on_ready`` runs once the socket is listening (connections made from then on queue up).
     """
-    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None)
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None, sandbox)
     _log_to_stderr()
     try:
         on_ready(server)
@@ -156,11 +158,12 @@ def serve_forever(
         sock.close()
 
 
-def _prepare(db, host, port, api_key, faults, rules_path, engine) -> tuple[EmbeddedServer, socket.socket]:
+def _prepare(db, host, port, api_key, faults, rules_path, engine, sandbox=None) -> tuple[EmbeddedServer, socket.socket]:
     import uvicorn
 
     check_bind(host, api_key)
-    config = ServerConfig(db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine)
+    config = ServerConfig(db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine,
+                          sandbox=sandbox)
     sock = _listen(host, port)
     try:
         app = create_app(config)

@@ -48,7 +48,9 @@ class SandboxConfig:
     bwrap: str | None = None  # path of bwrap; default: found on PATH
 
     def bwrap_path(self) -> str | None:
-        return self.bwrap or shutil.which("bwrap")
+        if self.bwrap:
+            return self.bwrap if os.access(self.bwrap, os.X_OK) else None
+        return shutil.which("bwrap")
 
 
 def repl_source() -> str:
@@ -96,7 +98,7 @@ def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
         "max_file_bytes": limit(config.file_mb),
         "max_files": 20,
         "data_dir": data_dir,
-        "reap": data_dir == "/mnt/data",  # only in the sandbox's own pid namespace
+        "sandboxed": data_dir == "/mnt/data",  # False: --unsafe-code-interpreter (no pid namespace)
         "site_dirs": site_dirs(),
     }
 
