@@ -11,7 +11,7 @@ import pytest
 from asstctl.server.sandbox import SandboxConfig, SessionPool
 
 # Small limits so the limit cases end quickly.
-TEST_LIMITS = dict(wall_seconds=4, cpu_seconds=2, output_bytes=2000, data_mb=32, file_mb=8, max_processes=16)
+TEST_LIMITS = dict(wall_seconds=6, cpu_seconds=1, output_bytes=2000, data_mb=32, file_mb=8, max_processes=16)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -94,6 +94,7 @@ def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
         "rlimits": rlimits,
         "uid": uid,
         "cpu_seconds": int(config.cpu_seconds),
+        "wall_seconds": float(config.wall_seconds),
         "output_bytes": int(config.output_bytes),
         "max_file_bytes": limit(config.file_mb),
         "max_files": 20,

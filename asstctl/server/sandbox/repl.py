@@ -16,6 +16,7 @@ import ast
 import base64
 import json
 import linecache
+import math
 import os
 import resource
 import signal
@@ -175,13 +176,23 @@ def on_cpu_limit(signum, frame):
     raise CpuLimit(f"CPU time limit of {SETTINGS['cpu_seconds']} s per call exceeded")
 
 
+IN_CELL = False
+
+
+def on_interrupt(signum, frame):
+    """The server's SIGINT after the wall time: stops a running cell, never the REPL itself."""
+    if IN_CELL:
+        raise KeyboardInterrupt(f"stopped after the wall-time limit of {SETTINGS['wall_seconds']:g} s")
+
+
 def run_cell(code, namespace):
     """Run ``code`` like a notebook cell: the value of a final expression is printed."""
+    global IN_CELL
     soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
     used = resource.getrusage(resource.RUSAGE_SELF)
-    spent = int(used.ru_utime + used.ru_stime) + 1
-    soft = spent + SETTINGS["cpu_seconds"]
+    soft = math.ceil(used.ru_utime + used.ru_stime) + SETTINGS["cpu_seconds"]
     resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(hard, soft), hard))
+    IN_CELL = True
     try:
         linecache.cache["<cell>"] = (len(code), None, code.splitlines(True), "<cell>")
         tree = ast.parse(code, "<cell>", "exec")
@@ -204,6 +215,7 @@ def run_cell(code, namespace):
             sys.stderr.write("".join(traceback.format_exception_only(type(error), error)))
         return True
     finally:
+        IN_CELL = False
         patch_show()
 
 
@@ -211,19 +223,19 @@ def reap():
     """End every other process of the sandbox (what the cell left running, e.g. a fork bomb)."""
     if not SETTINGS["sandboxed"]:  # outside a pid namespace kill(-1) would hit the host
         return
-    for _ in range(50):
+    import time
+
+    for _ in range(200):
         try:
-            os.kill(-1, signal.SIGKILL)  # in our pid namespace: all but us and its init
-        except ProcessLookupError:
+            os.kill(-1, signal.SIGKILL)  # in our pid namespace: every process but us and its init
+        except OSError:  # ESRCH: none left
             break
-        except OSError:
-            break
-        while True:
-            try:
-                if os.waitpid(-1, os.WNOHANG) == (0, 0):
-                    break
-            except ChildProcessError:
-                break
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:  # our own children stay zombies until reaped
+                pass
+        except ChildProcessError:
+            pass
+        time.sleep(0.002)
 
 
 def read_frame(stream):
@@ -248,6 +260,7 @@ def main():
         site.addsitedir(directory)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead
     signal.signal(signal.SIGXCPU, on_cpu_limit)
+    signal.signal(signal.SIGINT, on_interrupt)
     requests = os.fdopen(os.dup(0), "rb")
     answers = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -17,6 +17,7 @@ from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, co
 log = logging.getLogger("asstctl.server.sandbox")
 START_SECONDS = 15.0  # bwrap + Python start-up; far above the ~100 ms it takes
 PUT_SECONDS = 30.0
+GRACE_SECONDS = 2.0  # after the wall time, how long an interrupted cell has to stop
 
 
 @dataclass
@@ -82,26 +83,49 @@ class Session:
 
     async def run(self, code: str) -> CellResult:
         await self._send({"op": "exec", "code": code})
+        reading = asyncio.ensure_future(self._read())
         try:
-            answer = await asyncio.wait_for(self._read(), self.config.wall_seconds)
-        except asyncio.TimeoutError:
-            await self.close()
-            return CellResult(
-                logs=f"Execution stopped: it ran longer than the wall-time limit of {self.config.wall_seconds:g} s. "
-                     "The session was restarted; variables and files from earlier calls are gone.",
-                error=True, failure="timeout")
-        except (EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError):
-            code_ = await self._ended()
-            return CellResult(
-                logs=f"Execution stopped: the sandboxed process ended ({code_}), e.g. by exceeding a limit. "
-                     "The session was restarted; variables and files from earlier calls are gone.",
-                error=True, failure="crashed")
+            try:
+                return _result(await asyncio.wait_for(asyncio.shield(reading), self.config.wall_seconds))
+            except asyncio.TimeoutError:
+                pass
+            except (EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError):
+                return await self._crashed()
+            # Over the wall time: interrupt the cell (KeyboardInterrupt); the session survives if it answers.
+            self._interrupt()
+            try:
+                result = _result(await asyncio.wait_for(reading, GRACE_SECONDS))
+            except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError):
+                await self.close()
+                return CellResult(
+                    logs=f"Execution stopped: it ran longer than the wall-time limit of {self.config.wall_seconds:g} s "
+                         "and did not stop when interrupted. The session was restarted; variables and files from "
+                         "earlier calls are gone.",
+                    error=True, failure="timeout")
+            result.error = True
+            result.logs += f"\n[Execution interrupted: it ran longer than the wall-time limit of {self.config.wall_seconds:g} s.]"
+            return result
+        except BaseException:  # cancelled mid-cell: the session's state is unknown, end it
+            if not reading.done():
+                reading.cancel()
+                self.kill()
+            raise
+
+    async def _crashed(self) -> CellResult:
+        ended = await self._ended()
         return CellResult(
-            logs=answer["logs"], error=answer["error"], truncated=answer["truncated"],
-            images=[base64.b64decode(image) for image in answer["images"]],
-            files=[(f["path"], base64.b64decode(f["data"])) for f in answer["files"]],
-            skipped=answer["skipped"],
-        )
+            logs=f"Execution stopped: the sandboxed process ended ({ended}), e.g. by exceeding a limit. "
+                 "The session was restarted; variables and files from earlier calls are gone.",
+            error=True, failure="crashed")
+
+    def _interrupt(self) -> None:
+        """SIGINT to the REPL (the first process below bwrap), seen from the host's pid namespace."""
+        pid = _repl_pid(self.process.pid) if self.alive else None
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     async def _ended(self) -> str:
         await self.close()
@@ -152,3 +176,28 @@ class Session:
                 await asyncio.wait_for(self.process.wait(), 5)
             except asyncio.TimeoutError:
                 log.warning("code_interpreter: sandbox process %s did not exit", self.process.pid)
+
+
+def _result(answer: dict) -> CellResult:
+    return CellResult(
+        logs=answer["logs"], error=answer["error"], truncated=answer["truncated"],
+        images=[base64.b64decode(image) for image in answer["images"]],
+        files=[(f["path"], base64.b64decode(f["data"])) for f in answer["files"]],
+        skipped=answer["skipped"],
+    )
+
+
+def _repl_pid(root: int) -> int | None:
+    """Breadth-first below ``root``: the first process that is not bwrap (the REPL itself if unsandboxed)."""
+    queue = [root]
+    while queue:
+        pid = queue.pop(0)
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() != "bwrap":
+                    return pid
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                queue += [int(child) for child in children.read().split()]
+        except (OSError, ValueError):
+            continue
+    return None
