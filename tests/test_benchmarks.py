@@ -20,13 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_benchmark_runs_at_the_small_size():
     rows = run_all(SIZES["small"])
     names = [row.name for row in rows]
-    assert len(rows) == 9 and len(set(names)) == 9, names
+    assert len(rows) == 11 and len(set(names)) == 11, names
     requests = rows[0]
     assert requests.data["ours"] == {"GET /v1/assistants": 1, "total": 1}
     assert requests.data["baseline"]["GET /v1/assistants/{id}"] == 12
     assert requests.passed is True
     assert all(row.passed is None for row in rows[1:8]), "timing targets are not judged at the small size"
     assert rows[8].passed is True, rows[8].measured  # the SDK is not imported at start-up
+    assert [row.name.split(",")[0] for row in rows[9:]] == ["code_interpreter sandbox: cold start"] * 1 + [
+        "code_interpreter sandbox: warm call overhead (median of 10)"]
+    assert all(row.passed is None and row.measured.endswith("ms") for row in rows[9:]), [r.measured for r in rows[9:]]
 
 
 def test_plan_pages_are_exactly_ceil_n_over_100():
