@@ -40,7 +40,8 @@ def test_the_call_has_the_apis_shape_and_the_model_reads_the_logs(served, sdk):
     assert outcome.output == "hello\n42\n"
     delta = {"index": 0, "id": outcome.call["id"], "type": "code_interpreter", **tool.progress[-1]}  # as the executor emits it
     validator_for("#/components/schemas/RunStepDeltaStepDetailsToolCallsCodeObject").validate(delta)
-    assert tool.progress[-1] == {"code_interpreter": {"outputs": [{"index": 0, "type": "logs", "logs": "hello\n42\n"}]}}
+    assert tool.progress == [{"code_interpreter": {"input": "print('hello')\n6 * 7"}},
+                             {"code_interpreter": {"outputs": [{"index": 0, "type": "logs", "logs": "hello\n42\n"}]}}]
 
 
 def test_a_figure_becomes_an_assistants_output_png(served, sdk):

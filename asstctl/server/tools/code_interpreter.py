@@ -50,6 +50,7 @@ class CodeInterpreterTool:
         code = arguments.get("code")
         if not isinstance(code, str):
             return self._outcome(ctx, "", [], "Error: call python with {\"code\": \"<Python source>\"}.")
+        ctx.progress({"code_interpreter": {"input": code}})
         try:
             result = await self.pool.run(ctx.thread.get("id") or ctx.run["thread_id"], code, self._files(ctx))
         except SandboxUnavailable as error:
