@@ -4,6 +4,7 @@ the real tool, which runs the code in the thread's bubblewrap session."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,24 @@ def test_without_bwrap_the_run_fails_saying_how_to_install_it(tmp_path, contract
         client.close()
     assert run.status == "failed" and run.last_error.code == "server_error"
     assert "apt-get install bubblewrap" in run.last_error.message
+
+
+def test_the_shipped_math_tutor_solves_its_equation_with_code(contract):
+    root = Path(__file__).resolve().parents[2]
+    with start_server(":memory:", rules_path=str(root / "engine-rules.yaml"),
+                      sandbox=SandboxConfig(**TEST_LIMITS)) as server:
+        client = make_client(server, contract)
+        tutor = client.beta.assistants.create(
+            model="gpt-4o", name="Math Tutor", tools=[{"type": "code_interpreter"}], metadata={"asstctl.key": "math-tutor"},
+            instructions="You are a personal math tutor. Write and run code to answer math questions.")
+        thread = client.beta.threads.create(messages=[
+            {"role": "user", "content": "I need to solve the equation `3x + 11 = 14`. Can you help me?"}])
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=tutor.id)
+        steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+        reply = client.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
+        client.close()
+    assert run.status == "completed"
+    (call,) = steps[0].step_details.tool_calls
+    assert "solve(3*x + 11 - 14, x)" in call.code_interpreter.input
+    assert [o.logs for o in call.code_interpreter.outputs] == ["1\n"]
+    assert reply == "Subtract 11 from both sides: 3x = 3. Divide both sides by 3: x = 1."
