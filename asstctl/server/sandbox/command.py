@@ -135,7 +135,7 @@ def bwrap_argv(config: SandboxConfig, bwrap: str, uid: int | None) -> list[str]:
         argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                  "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
-        argv += ["--unshare-all", "--disable-userns"]
+        argv += ["--unshare-all", "--unshare-user", "--disable-userns"]
     for name, value in environment("/mnt/data").items():
         argv += ["--setenv", name, value]
     argv += ["--ro-bind", "/usr", "/usr"]

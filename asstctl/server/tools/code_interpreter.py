@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import time
 from typing import Any, Iterable
 
+from asstctl.server.http import new_id, now
 from asstctl.server.sandbox import CellResult, SandboxConfig, SandboxUnavailable, SessionPool
 from asstctl.server.tools.base import ToolContext, ToolError, ToolOutcome
 
@@ -84,8 +84,8 @@ class CodeInterpreterTool:
 
     def _store(self, filename: str, data: bytes) -> str:
         """A new file of purpose ``assistants_output``; returns its id."""
-        file = {"id": "file-" + secrets.token_hex(12), "object": "file", "bytes": len(data),
-                "created_at": int(time.time()), "filename": filename, "purpose": "assistants_output",
+        file = {"id": new_id("file"), "object": "file", "bytes": len(data),
+                "created_at": now(), "filename": filename, "purpose": "assistants_output",
                 "status": "processed"}
         store = self.state.store
         with store.transaction():
