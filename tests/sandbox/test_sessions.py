@@ -106,3 +106,18 @@ async def _sleep(seconds):
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         await asyncio.sleep(0.05)
+
+
+def test_a_file_too_big_for_mnt_data_is_reported_not_fatal(make_sandbox):
+    sandbox = make_sandbox(data_mb=1)
+    result = sandbox.run("t", "import os; sorted(os.listdir('/mnt/data'))",
+                         [("file-big", "big.bin", b"x" * (2 * 1024 * 1024)), ("file-small", "small.txt", b"ok")])
+    assert result.logs.startswith("['small.txt']\n") and "not copied into /mnt/data (no space left): big.bin" in result.logs
+
+
+def test_garbage_on_the_protocol_pipe_ends_the_session_not_the_server(sandbox):
+    sandbox.run("t", "kept = 1")
+    code = "import os, struct\nfor fd in range(3, 10):\n    try:\n        os.write(fd, struct.pack('>I', 2**31) + b'x')\n    except OSError:\n        pass\nimport time; time.sleep(1)"
+    result = sandbox.run("t", code)
+    assert result.failure == "crashed" and "session was restarted" in result.logs
+    assert "NameError" in sandbox.run("t", "kept").logs

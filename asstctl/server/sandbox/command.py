@@ -98,6 +98,7 @@ def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
         "output_bytes": int(config.output_bytes),
         "max_file_bytes": limit(config.file_mb),
         "max_files": 20,
+        "max_images": 10,
         "data_dir": data_dir,
         "sandboxed": data_dir == "/mnt/data",  # False: --unsafe-code-interpreter (no pid namespace)
         "site_dirs": site_dirs(),

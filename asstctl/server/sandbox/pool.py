@@ -26,11 +26,16 @@ class SessionPool:
         async with session.lock:
             if not session.alive:
                 session = await self._session(key)
+            missing = []
             for file_id, name, data in files:
                 if file_id not in session.files:
-                    await session.put(name, data)
+                    if await session.put(name, data) is None:
+                        missing.append(name)
+                        continue
                     session.files.add(file_id)
             result = await session.run(code)
+            if missing:
+                result.logs += f"\n[not copied into /mnt/data (no space left): {', '.join(missing)}]"
             self._touch(key, session)
         if result.failure:
             self._forget(key, session)

@@ -147,7 +147,7 @@ def figures():
     import io
 
     images = []
-    for number in pyplot.get_fignums():
+    for number in pyplot.get_fignums()[:SETTINGS["max_images"]]:
         buffer = io.BytesIO()
         try:
             pyplot.figure(number).savefig(buffer, format="png")
@@ -280,9 +280,16 @@ def main():
             return
         if request["op"] == "put":
             path = os.path.join(DATA, os.path.basename(request["path"]))
-            with open(path, "wb") as handle:
-                handle.write(base64.b64decode(request["data"]))
-            write_frame(answers, {"ok": True, "path": path})
+            try:
+                with open(path, "wb") as handle:
+                    handle.write(base64.b64decode(request["data"]))
+                write_frame(answers, {"ok": True, "path": path})
+            except OSError as error:
+                try:
+                    os.remove(path)  # no partial file
+                except OSError:
+                    pass
+                write_frame(answers, {"ok": False, "path": path, "error": str(error)})
             continue
         before = snapshot()
         error = run_cell(request["code"], namespace)

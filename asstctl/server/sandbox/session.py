@@ -17,6 +17,7 @@ from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, co
 log = logging.getLogger("asstctl.server.sandbox")
 START_SECONDS = 15.0  # bwrap + Python start-up; far above the ~100 ms it takes
 PUT_SECONDS = 30.0
+MAX_IMAGES = 10  # figures returned per call (the REPL's limit too)
 GRACE_SECONDS = 2.0  # after the wall time, how long an interrupted cell has to stop
 
 
@@ -46,6 +47,8 @@ class Session:
         self.lock = asyncio.Lock()
         self.last_used = 0.0
         self.expiry: asyncio.TimerHandle | None = None
+        # files (base64) + images + logs of one answer, with room to spare
+        self.max_frame = (2 * int(config.file_mb) + 2 * MAX_IMAGES + 16) * 1024 * 1024
 
     @property
     def alive(self) -> bool:
@@ -75,11 +78,14 @@ class Session:
                 + ". Check that bubblewrap works here (`bwrap --unshare-all --ro-bind / / true`)."
             )
 
-    async def put(self, name: str, data: bytes) -> str:
-        """Copy a file into /mnt/data; returns its path in the sandbox."""
+    async def put(self, name: str, data: bytes) -> str | None:
+        """Copy a file into /mnt/data; None when it did not fit (the reason is logged)."""
         await self._send({"op": "put", "path": name, "data": base64.b64encode(data).decode()})
         answer = await asyncio.wait_for(self._read(), PUT_SECONDS)
-        return answer["path"]
+        if not answer.get("ok"):
+            log.warning("code_interpreter: could not copy %s into /mnt/data: %s", name, answer.get("error"))
+            return None
+        return str(answer["path"])
 
     async def run(self, code: str) -> CellResult:
         await self._send({"op": "exec", "code": code})
@@ -146,7 +152,12 @@ class Session:
         assert self.process is not None and self.process.stdout is not None
         head = await self.process.stdout.readexactly(4)
         (size,) = struct.unpack(">I", head)
-        return json.loads(await self.process.stdout.readexactly(size))
+        if size > self.max_frame:  # the REPL never sends this much: the cell wrote to the protocol pipe
+            raise ValueError(f"a frame of {size} bytes")
+        answer = json.loads(await self.process.stdout.readexactly(size))
+        if not isinstance(answer, dict):
+            raise ValueError("a frame that is not an object")
+        return answer
 
     async def _drain_stderr(self) -> None:
         stream = self.process.stderr if self.process else None
@@ -179,12 +190,16 @@ class Session:
 
 
 def _result(answer: dict) -> CellResult:
-    return CellResult(
-        logs=answer["logs"], error=answer["error"], truncated=answer["truncated"],
-        images=[base64.b64decode(image) for image in answer["images"]],
-        files=[(f["path"], base64.b64decode(f["data"])) for f in answer["files"]],
-        skipped=answer["skipped"],
-    )
+    """The REPL's answer to an exec; ValueError if it is not one (the cell may have written garbage)."""
+    try:
+        return CellResult(
+            logs=str(answer["logs"]), error=bool(answer["error"]), truncated=int(answer["truncated"]),
+            images=[base64.b64decode(image) for image in answer["images"]],
+            files=[(str(f["path"]), base64.b64decode(f["data"])) for f in answer["files"]],
+            skipped=[str(path) for path in answer["skipped"]],
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValueError(f"not an answer of the REPL: {error}") from error
 
 
 def _repl_pid(root: int) -> int | None:
