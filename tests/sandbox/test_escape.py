@@ -33,6 +33,19 @@ def served(tmp_path_factory):
 
 
 @pytest.fixture
+def wall(served):
+    """Lower the wall-time limit of the server's sandbox for one test."""
+    config = served[1].tool.config
+    kept = config.wall_seconds
+
+    def lower(seconds):
+        config.wall_seconds = seconds
+
+    yield lower
+    config.wall_seconds = kept
+
+
+@pytest.fixture
 def call(served, contract):
     server, tool, _ = served
     sdk = make_client(server, contract)
@@ -112,20 +125,24 @@ def test_memory_bomb(call):
     assert "MemoryError" in outcome.output
 
 
-def test_endless_loop_hits_the_cpu_limit(call):
+def test_endless_loop_hits_the_cpu_limit(call, wall):
+    wall(600)  # only the CPU limit (1 s) can end it
     outcome = call("while True:\n    pass")
     assert "CPU time limit of 1 s per call exceeded" in outcome.output
 
 
-def test_endless_sleep_hits_the_wall_time_limit_and_the_session_restarts(call):
+def test_endless_sleep_hits_the_wall_time_limit_and_is_interrupted(call, wall):
     call("kept = 1")
+    wall(6)
     outcome = call("import time\nwhile True:\n    time.sleep(1)")
-    assert "KeyboardInterrupt: stopped after the wall-time limit of 6 s" in outcome.output
+    assert "KeyboardInterrupt: stopped: the call ran longer than the wall-time limit" in outcome.output
+    assert outcome.output.endswith("[Execution interrupted: it ran longer than the wall-time limit of 6 s.]")
     assert call("kept").output == "1\n"  # interrupted, not restarted: the session lives on
 
 
-def test_a_cell_that_ignores_the_interrupt_is_ended_with_its_session(call):
+def test_a_cell_that_ignores_the_interrupt_is_ended_with_its_session(call, wall):
     call("kept = 1")
+    wall(3)
     code = "import time\nwhile True:\n    try:\n        time.sleep(1)\n    except KeyboardInterrupt:\n        pass"
     outcome = call(code)
     assert "did not stop when interrupted" in outcome.output and "session was restarted" in outcome.output
@@ -139,7 +156,8 @@ def test_huge_output_is_truncated(call):
     assert output["logs"].endswith(f"[output truncated: {20000 * 401 - 2000} more bytes]")
 
 
-def test_endless_output_is_truncated_and_interrupted(call):
+def test_endless_output_is_truncated_and_interrupted(call, wall):
+    wall(3)
     outcome = call("while True:\n    print('spam' * 1000)")
     (output,) = outcome.call["code_interpreter"]["outputs"]
     assert output["logs"].startswith("spamspam") and "KeyboardInterrupt" not in output["logs"][:2000]

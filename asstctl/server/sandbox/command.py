@@ -35,7 +35,7 @@ UID_RANGE = (1 << 20, 1 << 30)  # per-session uids when the server runs as root 
 class SandboxConfig:
     """Limits of one code_interpreter call and of the sessions (``asstctl serve --code-*`` flags)."""
 
-    wall_seconds: float = 60.0  # wall time of one call; over it the session is killed and restarted
+    wall_seconds: float = 60.0  # wall time of one call: then the cell is interrupted (the session restarts if it goes on)
     cpu_seconds: int = 30  # CPU time of one call (the cell gets an exception)
     memory_mb: int = 1024  # address space of each process (RLIMIT_AS)
     max_processes: int = 16  # processes and threads of one session (RLIMIT_NPROC)
@@ -94,7 +94,6 @@ def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
         "rlimits": rlimits,
         "uid": uid,
         "cpu_seconds": int(config.cpu_seconds),
-        "wall_seconds": float(config.wall_seconds),
         "output_bytes": int(config.output_bytes),
         "max_file_bytes": limit(config.file_mb),
         "max_files": 20,

@@ -182,7 +182,7 @@ IN_CELL = False
 def on_interrupt(signum, frame):
     """The server's SIGINT after the wall time: stops a running cell, never the REPL itself."""
     if IN_CELL:
-        raise KeyboardInterrupt(f"stopped after the wall-time limit of {SETTINGS['wall_seconds']:g} s")
+        raise KeyboardInterrupt("stopped: the call ran longer than the wall-time limit")
 
 
 def run_cell(code, namespace):

@@ -18,7 +18,7 @@ log = logging.getLogger("asstctl.server.sandbox")
 START_SECONDS = 15.0  # bwrap + Python start-up; far above the ~100 ms it takes
 PUT_SECONDS = 30.0
 MAX_IMAGES = 10  # figures returned per call (the REPL's limit too)
-GRACE_SECONDS = 2.0  # after the wall time, how long an interrupted cell has to stop
+GRACE_SECONDS = 5.0  # after the wall time, how long an interrupted cell has to stop
 
 
 @dataclass
