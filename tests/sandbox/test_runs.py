@@ -159,3 +159,25 @@ def test_the_shipped_math_tutor_solves_its_equation_with_code(contract):
     assert "solve(3*x + 11 - 14, x)" in call.code_interpreter.input
     assert [o.logs for o in call.code_interpreter.outputs] == ["1\n"]
     assert reply == "Subtract 11 from both sides: 3x = 3. Divide both sides by 3: x = 1."
+
+
+def test_a_code_rule_needs_code_interpreter_among_the_runs_tools(sdk):
+    bot = sdk.beta.assistants.create(model="gpt-4o")
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Solve 3x + 11 = 14"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data
+    assert run.status == "completed" and [s.type for s in steps] == ["message_creation"]
+    reply = sdk.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
+    assert reply == '[offline gpt-4o] You said: "Solve 3x + 11 = 14"'
+
+
+def test_code_and_tool_calls_exclude_each_other(tmp_path):
+    from asstctl.server.engine.offline import RulesError, load_rules
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - match: x\n    code: print(1)\n    tool_calls: [{name: f}]\n")
+    with pytest.raises(RulesError, match="rule 0: 'code' and 'tool_calls' exclude each other"):
+        load_rules(str(rules))
+    rules.write_text("rules:\n  - match: x\n    code: [1]\n")
+    with pytest.raises(RulesError, match="rule 0: 'code' must be a string"):
+        load_rules(str(rules))
