@@ -15,6 +15,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from asstctl.server.tools.base import Source, ToolError, ToolOutcome
 from tests.conftest import make_client
+from tests.server.test_streaming import check_payloads
 
 RULES = """
 rules:
@@ -123,6 +124,7 @@ def test_code_interpreter_progress_images_and_written_files(setup):
     ) as response:
         lines = [line for line in response.iter_lines() if line.startswith(("event: ", "data: "))]
     events = [(lines[i][7:], lines[i + 1][6:]) for i in range(0, len(lines), 2)]
+    check_payloads(events)
     deltas = [json.loads(d)["delta"]["step_details"]["tool_calls"][0] for n, d in events if n == "thread.run.step.delta"]
     assert deltas[0]["type"] == "code_interpreter" and deltas[0]["id"].startswith("call_")
     assert deltas[1]["code_interpreter"] == {"input": "plot()"} and deltas[1]["index"] == 0

@@ -3,7 +3,8 @@
 The first :class:`TextDelta` creates the ``message_creation`` step and its in-progress message;
 each delta is emitted as a ``thread.message.delta`` as it arrives, and the message text in the
 store follows at most every ``WRITE_SECONDS`` (and always at the end), so polling clients see it
-grow. The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
+grow (with many runs streaming at once the interval grows, ``WRITE_SECONDS_PER_RUN`` per
+streaming run, so store writes stay bounded). The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
 message, if the model wrote text first) and every fragment becomes a ``thread.run.step.delta``;
 the first fragment of a call carries its id (the engine's, else a new ``call_...``), type and
 name. With ``parallel_tool_calls: false`` only the model's first call is kept.
@@ -16,9 +17,11 @@ from typing import Any
 
 from asstctl.server.engine.base import TextDelta, ToolCallDelta, TurnEnd
 from asstctl.server.http import new_id, now
+from asstctl.server.runs import book as books
 from asstctl.server.runs.events import public
 
 WRITE_SECONDS = 0.05
+WRITE_SECONDS_PER_RUN = 0.002  # 500 runs streaming at once: each message written about once a second
 
 
 def text_content(text: str, annotations: list | None = None) -> list[dict[str, Any]]:
@@ -26,8 +29,8 @@ def text_content(text: str, annotations: list | None = None) -> list[dict[str, A
 
 
 class TurnWriter:
-    def __init__(self, executor, run: dict[str, Any], call_no: int, offered, parallel: bool):
-        self.ex, self.run, self.call_no = executor, run, call_no
+    def __init__(self, executor, run: dict[str, Any], book: dict[str, Any], offered, parallel: bool):
+        self.ex, self.run, self.book, self.call_no = executor, run, book, book["calls"]
         self.offered, self.parallel = offered, parallel
         self.message: dict[str, Any] | None = None
         self.message_step: dict[str, Any] | None = None
@@ -38,10 +41,11 @@ class TurnWriter:
         self.calls: list[dict[str, Any]] = []  # {index, id, name, arguments, type}
         self._by_index: dict[int, dict[str, Any]] = {}
         self.end: TurnEnd | None = None
-        self.step_ids: list[str] = []
 
     # -- events ---------------------------------------------------------------------------
     def feed(self, event: Any) -> None:
+        if self.end is not None:
+            return  # nothing counts after the turn's end
         if isinstance(event, TextDelta):
             self._text(event.text)
         elif isinstance(event, ToolCallDelta):
@@ -63,7 +67,8 @@ class TurnWriter:
         self.deltas += 1
         self.ex.emit(self.run, "thread.message.delta",
                      {"id": self.message["id"], "object": "thread.message.delta", "delta": {"content": [block]}})
-        if time.monotonic() - self._written_at >= WRITE_SECONDS:
+        interval = max(WRITE_SECONDS, WRITE_SECONDS_PER_RUN * self.ex.streaming_runs())
+        if time.monotonic() - self._written_at >= interval:
             self.flush()
 
     def _call(self, delta: ToolCallDelta) -> None:
@@ -82,7 +87,7 @@ class TurnWriter:
             self.close_message("completed")
         if self.tool_step is None:
             self.tool_step = self.ex.new_step(self.run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-            self.step_ids.append(self.tool_step["id"])
+            self._note(self.tool_step)
         name = delta.name or ""
         builtin = self.offered.by_name.get(name)
         entry = {"index": len(self.calls), "id": delta.id or new_id("call"), "name": name,
@@ -114,9 +119,14 @@ class TurnWriter:
         self.ex.store.insert("message", self.message, self.run["thread_id"])
         details = {"type": "message_creation", "message_creation": {"message_id": self.message["id"]}}
         self.message_step = self.ex.new_step(self.run, "message_creation", details)
-        self.step_ids.append(self.message_step["id"])
+        self._note(self.message_step)
         self.ex.emit(self.run, "thread.message.created", self.message)
         self.ex.emit(self.run, "thread.message.in_progress", self.message)
+
+    def _note(self, step: dict[str, Any]) -> None:
+        """The book learns at once which call made the step (a restart discards an interrupted call's steps)."""
+        self.book["steps"][step["id"]] = self.call_no
+        books.save(self.ex.store, self.book)
 
     def flush(self) -> None:
         """The text so far into the store (polling clients see the message grow)."""
