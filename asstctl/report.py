@@ -53,6 +53,7 @@ def render_action(action: Action, color: bool) -> list[str]:
     word = "keep" if action.blocked else action.kind
     notes = [note for note in (action.reason, "drift: changed outside asstctl" if action.drift else None) if note]
     what = f"vector store {action.key}" if action.object == VECTOR_STORE else action.key
+    what = f"duplicate {what}" if action.duplicate else what
     title = f"{symbol} {word} {what}" + (f"  ({'; '.join(notes)})" if notes else "")
     lines = [paint(title, symbol, color)]
     for change in action.changes:
@@ -88,6 +89,9 @@ def summary(plan: Plan) -> str:
         text += f" {counts['blocked']} deletion{'s' if counts['blocked'] != 1 else ''} blocked by prevent_destroy."
     if plan.uploads or plan.file_deletions:
         text += f" Files: {len(plan.uploads)} to upload, {len(plan.file_deletions)} to delete."
+    kept = sum(1 for action in plan.actions if action.duplicate and action.kind == NOOP)
+    if kept:
+        text += f" {kept} duplicate{'s' if kept != 1 else ''} kept (`asstctl apply --prune` deletes {'them' if kept != 1 else 'it'})."
     return text if plan.has_changes() or counts["blocked"] else text + " No changes."
 
 
