@@ -109,6 +109,12 @@ def list_locks(client: Any, project: str) -> list[LockInfo]:
     return sorted(locks, key=LockInfo.order)
 
 
+def live_now(client: Any, project: str) -> list[LockInfo]:
+    """The project's unexpired locks (judged by this machine's clock), oldest first; nothing is deleted."""
+    now = int(time.time())
+    return [info for info in list_locks(client, project) if info.expires >= now]
+
+
 def live_locks(client: Any, project: str, server_now: int, keep: str | None = None) -> list[LockInfo]:
     """The project's unexpired locks, oldest first; expired ones (other than ``keep``) are deleted."""
     live = []
@@ -139,7 +145,7 @@ WON, CONTENDED = "won", "contended"
 
 def verdict(mine: str, live: list[LockInfo]) -> Any:
     """WON, CONTENDED, or the LockInfo of the holder."""
-    if not live or mine not in {info.id for info in live}:
+    if mine not in {info.id for info in live}:
         return CONTENDED  # our own object is not listed yet: we cannot judge
     if len(live) > 1 and live[1].created_at - live[0].created_at <= TIE:
         return CONTENDED
@@ -151,25 +157,26 @@ def acquire(client: Any, project: str, operation: str, timeout: float = 0.0, *,
     """Take the project's lock on the target, or raise LockError naming who holds it (after waiting up to
     ``timeout`` seconds for it)."""
     start = clock()
-    holder = None
     while True:
         created, offset = create_lock(client, project, operation)
         try:
-            outcome = verdict(created.id, live_locks(client, project, created.created_at, keep=created.id))
+            live = live_locks(client, project, created.created_at, keep=created.id)
         except BaseException:
             delete_lock(client, created.id)
             raise
+        outcome = verdict(created.id, live)
         if outcome == WON:
             return Lock(client, created, offset)
         delete_lock(client, created.id)
         waited = clock() - start
-        if outcome == CONTENDED:
-            if waited >= max(timeout, CONTENTION_PATIENCE):
-                raise LockError(f"could not lock project {project}: other applies or destroys keep starting "
-                                "at the same moment", hint="Try again, or pass --lock-timeout to wait longer.")
-            sleep(random.uniform(0.2, 1.0))
+        others = [info for info in live if info.id != created.id]
+        if outcome == CONTENDED and waited < max(timeout, CONTENTION_PATIENCE):
+            sleep(random.uniform(0.1, 1.5))  # started at the same moment as another: let chance order them
             continue
-        holder = outcome
+        holder = outcome if isinstance(outcome, LockInfo) else (others[0] if others else None)
+        if holder is None:
+            raise LockError(f"could not lock project {project}: its lock object was not listed back by the target",
+                            hint="Try again; if this persists, the target's listing of vector stores lags behind.")
         if waited >= timeout:
             raise held_error(project, holder, timeout)
         sleep(min(POLL, max(0.05, timeout - waited)))

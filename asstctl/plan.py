@@ -273,21 +273,28 @@ def resets(spec: Any, obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = False) -> Plan:
-    """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point)."""
+def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = False,
+             keys: Iterable[str] = ()) -> Plan:
+    """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point);
+    ``keys``: only those assistants and their knowledge (asstctl.selection)."""
     from asstctl.knowledge import read_knowledge
     from asstctl.remote import read_remote
+    from asstctl.selection import check_keys, select
     from asstctl.spec.loader import load_project_specs
 
     specs, stores = load_project_specs(project, target.name if target.name in project.targets else None)
     remote = read_remote(target.client, project.name)
+    keys = list(dict.fromkeys(keys))
+    check_keys(keys, specs, remote)
     knowledge = None
     if needs_knowledge(specs, stores, remote, prune or destroy):
         knowledge = read_knowledge(target.client, project.name)
     options = dict(project=project.name, target=target.label, stores=stores, knowledge=knowledge)
     if destroy:
-        return build_destroy_plan(specs, remote, **options)
-    return build_plan(specs, remote, prune=prune, **options)
+        plan = build_destroy_plan(specs, remote, **options)
+    else:
+        plan = build_plan(specs, remote, prune=prune, **options)
+    return select(plan, keys, specs, remote, knowledge) if keys else plan
 
 
 def needs_knowledge(specs: list[Any], stores: list[Any], remote: RemoteState, deleting: bool) -> bool:
