@@ -43,7 +43,7 @@ OUTPUT_HELP = "json: a report of what was done (docs/plan-format.md), for script
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the versioned plan format of docs/plan-format.md.")
 @click.option("--out", "out_file", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Also save the plan (JSON) for `asstctl apply FILE` (folders are created).")
+              help="Also save the plan (JSON) for `asstctl apply FILE`.")
 @click.pass_context
 def plan(ctx, keys, target_name, base_url, prune, detailed_exitcode, output, out_file) -> None:
     """Show what `apply` would change; nothing is changed.
