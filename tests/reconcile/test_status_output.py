@@ -102,3 +102,35 @@ def test_duplicates_are_kept_by_apply_and_named_in_the_plan(server, client, here
     pruned = run(server, "apply", "--yes", "--prune")
     assert "- delete duplicate a  (--prune: the oldest object with this key is kept)" in pruned.output
     assert "1 deleted" in pruned.output and not read_remote(client, NAME).duplicates
+
+
+def test_apply_prints_outcomes_in_the_order_they_ran_not_by_name(server, here):
+    assert run(server, "apply", "--yes").exit_code == 0
+    (here / "assistants/a.yaml").unlink()
+    write(here, {"assistants/z.yaml": "model: gpt-4o\n"})
+    result = run(server, "apply", "--yes", "--prune")
+    assert result.exit_code == 0, result.output
+    done = [line for line in result.output.splitlines() if line.startswith(("+ z:", "- a:"))]
+    assert [line[:4] for line in done] == ["+ z:", "- a:"]  # creates run before deletions; by name, a came first
+
+
+def test_output_is_a_format_and_out_a_file_on_every_command():
+    from asstctl.cli.reference import context
+
+    group = context(cli, "asstctl")
+    for name in cli.list_commands(group):
+        for param in cli.get_command(group, name).params:
+            if "--output" in param.opts and not getattr(param, "hidden", False):
+                assert list(param.type.choices) == ["text", "json"], f"asstctl {name} --output is not a format"
+            if "--out" in param.opts:
+                assert param.metavar == "FILE", f"asstctl {name} --out is not a file"
+
+
+def test_schema_writes_with_out_and_still_accepts_the_old_output_with_a_note(tmp_path):
+    new, old = tmp_path / "a" / "s.json", tmp_path / "b" / "s.json"
+    result = CliRunner().invoke(cli, ["schema", "--out", str(new)])
+    assert result.exit_code == 0 and json.loads(new.read_text())["type"] == "object"
+    assert "deprecated" not in result.output
+    result = CliRunner().invoke(cli, ["schema", "--output", str(old)])
+    assert result.exit_code == 0 and old.read_text() == new.read_text()
+    assert "`asstctl schema --output FILE` is deprecated: use --out FILE" in result.stderr
