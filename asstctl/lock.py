@@ -192,6 +192,8 @@ def held_error(project: str, holder: LockInfo, timeout: float) -> LockError:
 
 def create_lock(client: Any, project: str, operation: str) -> tuple[LockInfo, float]:
     """A new lock object of ours, and the server clock's offset from ours (seconds)."""
+    import openai
+
     from asstctl.targets import api_errors
 
     before = time.time()
@@ -199,7 +201,12 @@ def create_lock(client: Any, project: str, operation: str) -> tuple[LockInfo, fl
                 EXPIRES: str(int(before) + TTL)}
     creator = client.with_options(max_retries=0).vector_stores
     with api_errors(client):
-        obj = transient_retries(lambda: creator.create(name=f"asstctl lock: {project}"[:256], metadata=metadata))
+        try:
+            obj = transient_retries(lambda: creator.create(name=f"asstctl lock: {project}"[:256], metadata=metadata))
+        except openai.NotFoundError:
+            raise LockError(f"{str(client.base_url).rstrip('/')} has no /vector_stores endpoint (404), where asstctl "
+                            "keeps the project lock", hint="Pass --no-lock if you make sure nothing else applies "
+                                                          "this project at the same time.") from None
     offset = obj.created_at - time.time()
     expires = obj.created_at + TTL
     if abs(offset) > 2:  # our clock differs from the server's: record times on the server's clock

@@ -28,15 +28,21 @@ DURATION = Duration()
 
 
 def lock_timeout_option(command):
+    command = click.option("--lock/--no-lock", "use_lock", default=True, show_default=True,
+                           help="Take the project lock on the target (--no-lock: for a target without vector "
+                                "stores, when you make sure nothing else applies the project).")(command)
     return click.option("--lock-timeout", default="0s", show_default=True, type=DURATION, metavar="DURATION",
                         help="Wait this long (e.g. 30s, 2m) for another apply or destroy of the project "
                              "to release its lock; 0s: refuse at once.")(command)
 
 
 @contextmanager
-def locked(target: Any, project: str, operation: str, timeout: float) -> Iterator[Any]:
-    """Hold the project's lock on ``target`` for the block (asstctl.lock)."""
+def locked(target: Any, project: str, operation: str, timeout: float, use_lock: bool = True) -> Iterator[Any]:
+    """Hold the project's lock on ``target`` for the block (asstctl.lock); nothing with ``use_lock`` false."""
     from asstctl.lock import acquire
 
+    if not use_lock:
+        yield None
+        return
     with acquire(target.client, project, operation, timeout) as lock:
         yield lock

@@ -82,7 +82,8 @@ def plan(ctx, keys, target_name, base_url, prune, detailed_exitcode, output, out
               help="How long to wait for vector store files to be ingested.")
 @lock_timeout_option
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True, help=OUTPUT_HELP)
-def apply(args, target_name, base_url, prune, yes, parallelism, ingestion_timeout, lock_timeout, output) -> None:
+def apply(args, target_name, base_url, prune, yes, parallelism, ingestion_timeout, use_lock, lock_timeout,
+          output) -> None:
     """Make the target match the specs (or carry out a saved PLANFILE).
 
     A saved plan is applied only if the remote objects it was computed from did not change.
@@ -108,7 +109,8 @@ def apply(args, target_name, base_url, prune, yes, parallelism, ingestion_timeou
     if planfile and prune:
         raise click.UsageError("--prune cannot change a saved plan: pass it to `asstctl plan` instead")
     project = load_project()
-    with open_target(project, target_name, base_url) as target, locked(target, project.name, "apply", lock_timeout):
+    with open_target(project, target_name, base_url) as target, \
+            locked(target, project.name, "apply", lock_timeout, use_lock):
         result = saved_plan(planfile, project, target) if planfile else plan_for(project, target, prune=prune, keys=keys)
         run_plan(result, target.client, output, yes, "Apply these changes?", parallelism=parallelism,
                  verify=bool(planfile) or not yes, ingestion_timeout=ingestion_timeout, root=project.root)
@@ -121,7 +123,7 @@ def apply(args, target_name, base_url, prune, yes, parallelism, ingestion_timeou
 @parallelism_option
 @lock_timeout_option
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True, help=OUTPUT_HELP)
-def destroy(keys, target_name, base_url, yes, parallelism, lock_timeout, output) -> None:
+def destroy(keys, target_name, base_url, yes, parallelism, use_lock, lock_timeout, output) -> None:
     """Delete every assistant, vector store and upload this project manages (never anyone else's).
 
     With KEYs, only those assistants and the knowledge no other assistant uses.
@@ -138,7 +140,8 @@ def destroy(keys, target_name, base_url, yes, parallelism, lock_timeout, output)
     from asstctl.targets import open_target
 
     project = load_project()
-    with open_target(project, target_name, base_url) as target, locked(target, project.name, "destroy", lock_timeout):
+    with open_target(project, target_name, base_url) as target, \
+            locked(target, project.name, "destroy", lock_timeout, use_lock):
         result = plan_for(project, target, destroy=True, keys=keys)
         run_plan(result, target.client, output, yes, "Destroy these assistants?", parallelism=parallelism,
                  verify=not yes, root=project.root, run_always=bool(result.actions))

@@ -147,3 +147,9 @@ def test_the_oldest_wins_and_objects_made_in_the_same_second_contend():
     assert locking.verdict("a", [info("a", 10), info("b", 11)]) == locking.CONTENDED  # may not have seen each other
     assert locking.verdict("b", [info("a", 10), info("b", 10)]) == locking.CONTENDED
     assert locking.verdict("c", [info("a", 10)]) == locking.CONTENDED  # our own object not listed yet
+
+
+def test_no_lock_skips_the_lock(server, client, project):
+    with locking.acquire(client, NAME, "apply"):
+        result = run(server, "apply", "--yes", "--no-lock")
+    assert result.exit_code == 0 and "2 created" in result.output, result.output
