@@ -152,6 +152,9 @@ def split_args(args: tuple[str, ...]) -> tuple[str | None, list[str]]:
     import os
 
     files = [arg for arg in args if os.path.isfile(arg)]
+    missing = [arg for arg in args if arg not in files and (arg.endswith(".json") or os.sep in arg)]
+    if missing:
+        raise click.UsageError(f"{missing[0]}: no such plan file (assistant keys have no `/` nor `.json`)")
     if not files:
         return None, list(args)
     if len(args) > 1:

@@ -90,6 +90,8 @@ def test_a_plan_file_and_keys_together_are_a_usage_error(server, here):
     assert run(server, "plan", "--out", "plan.json").exit_code == 0
     result = run(server, "apply", "plan.json", "triage", "--yes")
     assert result.exit_code == 2 and "either one saved plan or assistant keys" in result.output
+    missing = run(server, "apply", "plans/old.json", "--yes")
+    assert missing.exit_code == 2 and "plans/old.json: no such plan file" in missing.output
     assert run(server, "apply", "plan.json", "--yes").exit_code == 0
 
 
