@@ -12,7 +12,8 @@ Acquiring: create a lock object, then list the project's live lock objects, olde
 has one-second resolution: two objects that close may not have seen each other, so both back off for a
 random moment and try again). Everyone else deletes their own object and is refused, naming the holder,
 or waits (``timeout``). A lock past ``asstctl.expires`` (a crashed apply) is ignored and deleted; the
-holder renews it every ``RENEW_EVERY`` seconds while it works, and release deletes it.
+holder renews it every ``RENEW_EVERY`` seconds while it works, and release deletes it. A lock whose holder
+ran on this machine (same boot, same pid namespace: ``asstctl.process``) and no longer runs is stale at once.
 
     with acquire(client, "support-bots", "apply", timeout=30):
         ...   # plan and apply
@@ -35,6 +36,7 @@ from asstctl.ownership import LOCK
 from asstctl.remote import PAGE_SIZE, transient_retries
 
 HOLDER, OPERATION, SINCE, EXPIRES = "asstctl.holder", "asstctl.operation", "asstctl.since", "asstctl.expires"
+PROCESS = "asstctl.process"  # boot id / pid namespace / pid: lets a later run on the same machine see the holder died
 TTL = 120  # seconds a lock lives without renewal (a crashed apply blocks others this long at most)
 RENEW_EVERY = 30.0
 TIE = 1  # created_at values this close (seconds) do not order two lock objects
@@ -56,13 +58,15 @@ class LockInfo:
     since: str
     expires: int
     created_at: int
+    process: str = ""
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> "LockInfo":
         meta = obj.get("metadata") or {}
         return cls(id=obj["id"], project=meta.get(LOCK, ""), holder=meta.get(HOLDER, "unknown"),
                    operation=meta.get(OPERATION, "apply"), since=meta.get(SINCE, ""),
-                   expires=_int(meta.get(EXPIRES)), created_at=_int(obj.get("created_at")))
+                   expires=_int(meta.get(EXPIRES)), created_at=_int(obj.get("created_at")),
+                   process=meta.get(PROCESS, ""))
 
     def order(self) -> tuple[int, str]:
         return self.created_at, self.id
@@ -96,6 +100,32 @@ def holder_name() -> str:
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 
+def process_identity(pid: int | None = None) -> str:
+    """``boot-id/pid-namespace/pid`` of a process of this machine (``""`` where /proc does not tell)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as stream:
+            boot = stream.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return f"{boot}/{namespace}/{os.getpid() if pid is None else pid}"
+
+
+def holder_died(info: LockInfo) -> bool:
+    """The lock's holder ran on this machine, in this pid namespace, since its last boot, and is gone."""
+    here, _, pid = process_identity().rpartition("/")
+    there, _, their_pid = info.process.rpartition("/")
+    if not here or here != there or not their_pid.isdigit() or their_pid == pid:
+        return False
+    try:
+        os.kill(int(their_pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (perhaps another user's)
+        return False
+    return False
+
+
 # --- listing -----------------------------------------------------------------------------------------------
 
 def list_locks(client: Any, project: str) -> list[LockInfo]:
@@ -119,10 +149,10 @@ def live_locks(client: Any, project: str, server_now: int, keep: str | None = No
     """The project's unexpired locks, oldest first; expired ones (other than ``keep``) are deleted."""
     live = []
     for info in list_locks(client, project):
-        if info.expires >= server_now or info.id == keep:
+        if info.id == keep or (info.expires >= server_now and not holder_died(info)):
             live.append(info)
         else:
-            log.info("removing the expired lock %s of %s", info.id, info.describe())
+            log.info("removing the lock %s of %s: expired, or its process is gone", info.id, info.describe())
             delete_lock(client, info.id)
     return live
 
@@ -198,7 +228,7 @@ def create_lock(client: Any, project: str, operation: str) -> tuple[LockInfo, fl
 
     before = time.time()
     metadata = {LOCK: project, HOLDER: holder_name()[:512], OPERATION: operation, SINCE: iso(before),
-                EXPIRES: str(int(before) + TTL)}
+                EXPIRES: str(int(before) + TTL), PROCESS: process_identity()[:512]}
     creator = client.with_options(max_retries=0).vector_stores
     with api_errors(client):
         try:
@@ -212,7 +242,8 @@ def create_lock(client: Any, project: str, operation: str) -> tuple[LockInfo, fl
     if abs(offset) > 2:  # our clock differs from the server's: record times on the server's clock
         metadata = {**metadata, SINCE: iso(obj.created_at), EXPIRES: str(expires)}
         transient_retries(lambda: client.vector_stores.update(obj.id, metadata=metadata))
-    info = LockInfo(obj.id, project, metadata[HOLDER], operation, metadata[SINCE], _int(metadata[EXPIRES]), obj.created_at)
+    info = LockInfo(obj.id, project, metadata[HOLDER], operation, metadata[SINCE], _int(metadata[EXPIRES]),
+                    obj.created_at, metadata[PROCESS])
     return info, offset
 
 
@@ -243,7 +274,7 @@ class Lock:
     def renew(self) -> None:
         expires = int(time.time() + self.offset) + TTL
         metadata = {LOCK: self.info.project, HOLDER: self.info.holder, OPERATION: self.info.operation,
-                    SINCE: self.info.since, EXPIRES: str(expires)}
+                    SINCE: self.info.since, EXPIRES: str(expires), PROCESS: self.info.process}
         transient_retries(lambda: self.client.vector_stores.update(self.info.id, metadata=metadata))
         self.info.expires = expires
 

@@ -153,3 +153,20 @@ def test_no_lock_skips_the_lock(server, client, project):
     with locking.acquire(client, NAME, "apply"):
         result = run(server, "apply", "--yes", "--no-lock")
     assert result.exit_code == 0 and "2 created" in result.output, result.output
+
+
+def test_a_live_lock_whose_process_on_this_machine_is_gone_is_removed_at_once(server, client, project):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    stale = crashed_lock(client, expired=False)
+    client.vector_stores.update(stale.id, metadata={**stale.metadata, locking.PROCESS: locking.process_identity(dead)})
+    alive = crashed_lock(client, expired=False)  # its process (pid 1) runs: only expiry or force-unlock remove it
+    client.vector_stores.update(alive.id, metadata={**alive.metadata, locking.PROCESS: locking.process_identity(1)})
+    result = run(server, "apply", "--yes")
+    assert result.exit_code == 1 and alive.id in result.output and stale.id not in result.output
+    assert {s.id for s in lock_objects(client)} == {alive.id}  # pid 1 still runs: its lock stands
+    run(server, "force-unlock", "--yes")
+    assert run(server, "apply", "--yes").exit_code == 0
