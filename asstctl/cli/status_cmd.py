@@ -50,8 +50,8 @@ def status(ctx, target_name, base_url, output, detailed_exitcode) -> None:
 def force_unlock(lock_id, target_name, base_url, yes) -> None:
     """Remove the project's lock left by an apply or destroy that crashed.
 
-    A lock expires by itself two minutes after its holder stopped renewing it; this removes it at
-    once. Without LOCK_ID, every lock of the project on the target is listed and removed.
+    A lock expires by itself two minutes after its holder stopped renewing it (at once for an apply
+    on the same machine, once the holder's process is gone); this removes it at once. Without LOCK_ID, every lock of the project on the target is listed and removed.
     Removing the lock of an apply that still runs lets a second one run beside it: check first.
 
     \b
