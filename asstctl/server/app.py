@@ -35,6 +35,9 @@ class ServerConfig:
     faults: Faults = field(default_factory=Faults)
     rules_path: str | None = None  # offline engine steering rules (YAML)
     engine: Any = None  # an Engine; None = the offline engine with ``rules_path``
+    # Dense retrieval: an ``asstctl.server.retrieval.embeddings.EmbeddingsConfig`` (upstream base URL,
+    # key env var, model); None = lexical retrieval only.
+    embeddings: Any = None
 
 
 @dataclass

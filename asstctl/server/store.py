@@ -76,6 +76,12 @@ class Store:
             if outer:
                 self._db.execute("COMMIT")
 
+    @contextmanager
+    def sql(self) -> Iterator[sqlite3.Connection]:
+        """The raw connection under the lock, for modules that keep their own tables (retrieval)."""
+        with self._lock:
+            yield self._db
+
     def insert(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         with self.transaction():
             self._db.execute(
