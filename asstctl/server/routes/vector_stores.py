@@ -242,6 +242,39 @@ def attach_file(
     return item
 
 
+THREAD_STORE_EXPIRY = {"anchor": "last_active_at", "days": 7}
+
+
+def file_search_attachments(attachments: list[dict[str, Any]] | None) -> list[str]:
+    """File ids of message attachments that name the ``file_search`` tool (in order, no repeats)."""
+    ids = []
+    for item in attachments or []:
+        if any(tool.get("type") == "file_search" for tool in item.get("tools") or []) and item["file_id"] not in ids:
+            ids.append(item["file_id"])
+    return ids
+
+
+def attach_to_thread_store(state, thread_id: str, file_ids: list[str]) -> str | None:
+    """Put files into the thread's vector store, creating it on first use (7 days after last activity)."""
+    if not file_ids:
+        return None
+    with state.store.transaction():
+        thread = state.store.get("thread", thread_id)
+        resources = thread.get("tool_resources") or {}
+        ids = (resources.get("file_search") or {}).get("vector_store_ids") or []
+        if ids:
+            vs_id = ids[0]
+        else:
+            vs_id = create_vector_store(state, {"expires_after": dict(THREAD_STORE_EXPIRY)})["id"]
+            thread["tool_resources"] = {**resources, "file_search": {"vector_store_ids": [vs_id]}}
+            state.store.put("thread", thread)
+        present = {item["id"] for item in state.store.all("vector_store_file", vs_id)}
+        for file_id in file_ids:
+            if file_id not in present:
+                attach_file(state, vs_id, file_id, None, None)
+    return vs_id
+
+
 def require_store_file(state, vs_id: str, file_id: str) -> dict[str, Any]:
     require_store(state, vs_id)
     return require(state, "vector_store_file", file_id, vs_id)
