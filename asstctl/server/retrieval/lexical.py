@@ -3,7 +3,13 @@
 :class:`LexicalIndex` is the interface; :class:`SqliteLexicalIndex` keeps two tables in the
 store's database: ``retrieval_chunks`` (chunk id, store, file, position, tokens) and the FTS5
 table ``retrieval_fts`` (the chunk text; its rowid is the chunk id). A search is one FTS5 query
-``"t1" OR "t2" ...`` over the query's content words, restricted to the stores and files asked.
+``"t1" OR "t2" ...`` over the query's content words, restricted to the stores and files asked;
+only the best ``limit`` chunks' texts are read.
+
+Speed over large indexes: once the index holds ``PRUNE_FROM`` chunks, query words found in at
+least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) are left out of the
+query when rarer words remain: their BM25 weight (IDF) is near zero, while scoring them would
+visit most of the index.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ STOPWORDS = frozenset(
     "not only other out over same should some such too very via vs".split()
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
+PRUNE_FROM = 20_000
+COMMON_SHARE = 0.05
 
 
 @dataclass
@@ -80,15 +88,15 @@ class SqliteLexicalIndex:
                     db.execute(statement)
 
     def add(self, store_id: str, file_id: str, chunks: list[tuple[str, int]]) -> list[int]:
-        ids = []
         with self.store.transaction(), self.store.sql() as db:
-            for seq, (text, tokens) in enumerate(chunks):
-                cur = db.execute(
-                    "INSERT INTO retrieval_chunks (store_id, file_id, seq, tokens) VALUES (?, ?, ?, ?)",
-                    (store_id, file_id, seq, tokens),
-                )
-                db.execute("INSERT INTO retrieval_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text))
-                ids.append(cur.lastrowid)
+            db.executemany(
+                "INSERT INTO retrieval_chunks (store_id, file_id, seq, tokens) VALUES (?, ?, ?, ?)",
+                [(store_id, file_id, seq, tokens) for seq, (_, tokens) in enumerate(chunks)],
+            )
+            ids = [row[0] for row in db.execute(
+                "SELECT id FROM retrieval_chunks WHERE store_id = ? AND file_id = ? ORDER BY seq", (store_id, file_id))]
+            db.executemany("INSERT INTO retrieval_fts (rowid, text) VALUES (?, ?)",
+                           [(chunk_id, text) for chunk_id, (text, _) in zip(ids, chunks)])
         return ids
 
     def remove(self, store_id: str, file_id: str) -> None:
@@ -104,23 +112,37 @@ class SqliteLexicalIndex:
 
     def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int) -> list[Hit]:
         terms = query_terms(query)
-        if not terms or not store_ids:
+        if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
         where = [f"c.store_id IN ({','.join('?' * len(store_ids))})"]
-        args: list = [fts_query(terms), *store_ids]
+        args: list = [*store_ids]
         if file_ids is not None:
-            if not file_ids:
-                return []
             where.append(f"c.file_id IN ({','.join('?' * len(file_ids))})")
             args.extend(file_ids)
         sql = (
-            "SELECT c.id, c.file_id, c.seq, f.text, -bm25(retrieval_fts) AS score "
+            "SELECT c.id, c.file_id, c.seq, -bm25(retrieval_fts) AS score "
             "FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid "
             f"WHERE retrieval_fts MATCH ? AND {' AND '.join(where)} ORDER BY score DESC, c.id LIMIT ?"
         )
         with self.store.sql() as db:
-            rows = db.execute(sql, (*args, limit)).fetchall()
-        return [Hit(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            terms = self._prune(db, terms)
+            rows = db.execute(sql, (fts_query(terms), *args, limit)).fetchall()
+        texts = self.chunk_texts([r[0] for r in rows])
+        return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
+
+    @staticmethod
+    def _prune(db, terms: list[str]) -> list[str]:
+        """The query's terms without those in at least COMMON_SHARE of a large index's chunks."""
+        if len(terms) < 2:
+            return terms
+        total = db.execute("SELECT max(id) FROM retrieval_chunks").fetchone()[0] or 0
+        if total < PRUNE_FROM:
+            return terms
+        cap = int(total * COMMON_SHARE)
+        count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
+        found = {t: db.execute(count, (fts_query([t]), cap)).fetchone()[0] for t in terms}
+        rare = [t for t in terms if found[t] < cap]
+        return rare or [min(terms, key=found.__getitem__)]
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
         if not chunk_ids:
