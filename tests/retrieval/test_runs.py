@@ -82,3 +82,15 @@ def test_streamed_runs_announce_the_citation(client):
     (annotation,) = final.annotations
     assert final.value[annotation.start_index:annotation.end_index] == annotation.text
     assert annotation.file_citation.file_id == returns.id
+
+
+def test_the_file_cited_expectation():
+    from asstctl.expectations import TurnOutcome, check
+
+    outcome = TurnOutcome("Items can be returned within 30 days 【3:0†returns.md】", cited=["asstctl--p--0123--returns.md"])
+    assert check({"file_cited": "returns.md"}, outcome) == []
+    assert check({"file_cited": True}, outcome) == []
+    (failure,) = check({"file_cited": ["returns.md", "shipping.md"]}, outcome)
+    assert failure.reason == '"shipping.md" was not cited; cited: asstctl--p--0123--returns.md'
+    (none,) = check({"file_cited": True}, TurnOutcome("no citation"))
+    assert none.reason == "no file was cited"
