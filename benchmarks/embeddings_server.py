@@ -72,6 +72,8 @@ def serve_embeddings(embed: Embed, record: list | None = None) -> Iterator[str]:
     """Yields the base URL (``http://127.0.0.1:PORT/v1``); ``record`` gets every response body."""
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as an upstream would
+
         def log_message(self, *args) -> None:
             pass
 

@@ -7,6 +7,7 @@ uses it when ``ServerConfig.embeddings`` is set; without it retrieval is lexical
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -46,17 +47,22 @@ class Embedder:
         for start in range(0, len(texts), size):
             batch = texts[start : start + size]
             extra = {"dimensions": self.config.dimensions} if self.config.dimensions else {}
-            try:
-                response = self._client.embeddings.create(model=self.config.model, input=batch, **extra)
+            try:  # the raw JSON: building SDK objects for thousands of floats costs more than the request
+                raw = self._client.embeddings.with_raw_response.create(
+                    model=self.config.model, input=batch, encoding_format="float", **extra)
+                items = sorted(json.loads(raw.http_response.text)["data"], key=lambda item: item["index"])
+                vectors = [[float(x) for x in item["embedding"]] for item in items]
             except openai.OpenAIError as exc:
                 raise EmbeddingsError(
                     f"The embeddings upstream {self.config.base_url} failed for model {self.config.model!r}: "
                     f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
                 ) from None
-            items = sorted(response.data, key=lambda item: item.index)
-            if len(items) != len(batch):
+            except (ValueError, KeyError, TypeError) as exc:
+                raise EmbeddingsError(f"The embeddings upstream {self.config.base_url} sent an answer that is not "
+                                      f"a CreateEmbeddingResponse ({type(exc).__name__}: {exc}).") from None
+            if len(vectors) != len(batch):
                 raise EmbeddingsError(
-                    f"The embeddings upstream {self.config.base_url} returned {len(items)} vectors for {len(batch)} inputs."
+                    f"The embeddings upstream {self.config.base_url} returned {len(vectors)} vectors for {len(batch)} inputs."
                 )
-            out.extend(list(item.embedding) for item in items)
+            out.extend(vectors)
         return out

@@ -38,7 +38,7 @@ STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 PRUNE_FROM = 20_000
-COMMON_SHARE = 0.05
+COMMON_SHARE = 0.02
 
 
 @dataclass
@@ -114,21 +114,44 @@ class SqliteLexicalIndex:
         terms = query_terms(query)
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
+        with self.store.sql() as db:
+            match = fts_query(self._prune(db, terms))
+            rows = self._best_anywhere(db, match, store_ids, file_ids, limit)
+            if rows is None:
+                rows = self._best_within(db, match, store_ids, file_ids, limit)
+        texts = self.chunk_texts([r[0] for r in rows])
+        return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
+
+    def _best_anywhere(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple] | None:
+        """Fast path: the index's best chunks, kept when enough of them are in the stores/files
+        asked (None otherwise): FTS5 sorts by rank itself, no join per matching row."""
+        fetch = max(4 * limit, 50)
+        ranked = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank LIMIT ?",
+                            (match, fetch)).fetchall()
+        if not ranked:
+            return []
+        marks = ",".join("?" * len(ranked))
+        meta = {r[0]: r[1:] for r in db.execute(
+            f"SELECT id, store_id, file_id, seq FROM retrieval_chunks WHERE id IN ({marks})", [r[0] for r in ranked])}
+        stores, files = set(store_ids), None if file_ids is None else set(file_ids)
+        kept = [(cid, meta[cid][1], meta[cid][2], score) for cid, score in ranked
+                if cid in meta and meta[cid][0] in stores and (files is None or meta[cid][1] in files)]
+        if len(kept) >= limit or len(ranked) < fetch:
+            return kept[:limit]
+        return None
+
+    @staticmethod
+    def _best_within(db, match: str, store_ids, file_ids, limit: int) -> list[tuple]:
+        """Exact path: BM25 over the matching chunks of those stores (and files) only."""
         where = [f"c.store_id IN ({','.join('?' * len(store_ids))})"]
         args: list = [*store_ids]
         if file_ids is not None:
             where.append(f"c.file_id IN ({','.join('?' * len(file_ids))})")
             args.extend(file_ids)
-        sql = (
-            "SELECT c.id, c.file_id, c.seq, -bm25(retrieval_fts) AS score "
-            "FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid "
-            f"WHERE retrieval_fts MATCH ? AND {' AND '.join(where)} ORDER BY score DESC, c.id LIMIT ?"
-        )
-        with self.store.sql() as db:
-            terms = self._prune(db, terms)
-            rows = db.execute(sql, (fts_query(terms), *args, limit)).fetchall()
-        texts = self.chunk_texts([r[0] for r in rows])
-        return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
+        sql = ("SELECT c.id, c.file_id, c.seq, -bm25(retrieval_fts) AS score "
+               "FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid "
+               f"WHERE retrieval_fts MATCH ? AND {' AND '.join(where)} ORDER BY score DESC, c.id LIMIT ?")
+        return db.execute(sql, (match, *args, limit)).fetchall()
 
     @staticmethod
     def _prune(db, terms: list[str]) -> list[str]:

@@ -98,7 +98,8 @@ class Retriever:
         file_ids: list[str] | None = None,
     ) -> list[Result]:
         """The best chunks of ``store_ids`` (restricted to ``file_ids`` when given) for ``queries``."""
-        pool = max(3 * max_num_results, 50)
+        fused = self.embedder is not None or len(queries) > 1
+        pool = max(3 * max_num_results, 50) if fused else 2 * max_num_results  # candidates per ranking
         rankings: list[list[int]] = []
         texts: dict[int, tuple[str, int, str]] = {}
         single: dict[int, float] = {}
