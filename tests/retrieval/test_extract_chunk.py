@@ -70,3 +70,7 @@ def test_auto_is_800_over_400_and_short_text_is_one_chunk():
     assert sizes({"type": "static", "static": {"max_chunk_size_tokens": 300, "chunk_overlap_tokens": 0}}) == (300, 0)
     assert chunk_text("short text", 800, 400) == [("short text", 2)]
     assert chunk_text("", 800, 400) == []
+
+
+def test_html_that_looks_like_a_url_is_still_text():
+    assert extract_text("link.html", b"https://example.com/index.html") == "https://example.com/index.html"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import PurePosixPath
 
 TEXT_EXTENSIONS = frozenset(
@@ -70,7 +71,9 @@ def _json(data: bytes) -> str:
 def _html(data: bytes) -> str:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(_text(data), "html.parser")
+    with warnings.catch_warnings():  # e.g. "looks like a URL": the file is what it is
+        warnings.simplefilter("ignore")
+        soup = BeautifulSoup(_text(data), "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
     lines = (line.strip() for line in soup.get_text("\n").splitlines())
