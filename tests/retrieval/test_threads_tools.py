@@ -117,3 +117,10 @@ def test_the_tool_honours_include_max_results_and_threshold(server, client):
     assert "no result" in outcome.output
     empty = asyncio.run(tool.run(ctx, {"queries": []}))
     assert "needs `queries`" in empty.output and empty.call["file_search"]["results"] == []
+
+
+def test_the_api_default_max_num_results():
+    from asstctl.server.tools.file_search import default_max_results
+
+    assert default_max_results("gpt-4o") == 20 and default_max_results("gpt-4-turbo") == 20
+    assert default_max_results("gpt-3.5-turbo") == 5 and default_max_results("gpt-3.5-turbo-0125") == 5
