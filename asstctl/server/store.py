@@ -89,6 +89,12 @@ class Store(SQLiteBlobs):
         if outer and self._garbage:  # bytes of blobs this transaction deleted, outside the lock
             self._collect_garbage()
 
+    @contextmanager
+    def sql(self) -> Iterator[sqlite3.Connection]:
+        """The raw connection under the lock, for modules that keep their own tables (retrieval)."""
+        with self._lock:
+            yield self._db
+
     def insert(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         with self.transaction():
             self._db.execute(
