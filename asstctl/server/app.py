@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 
 from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
-from asstctl.server.store import Store
+from asstctl.server.store import BaseStore, open_store
 
 log = logging.getLogger("asstctl.server")
 
@@ -40,7 +40,7 @@ class ServerConfig:
 @dataclass
 class ServerState:
     config: ServerConfig
-    store: Store
+    store: BaseStore
     engine: Any
     stats: Counter = field(default_factory=Counter)  # "GET /v1/assistants" -> count
     extra: dict[str, Any] = field(default_factory=dict)  # room for route modules (run executor, ...)
@@ -48,7 +48,7 @@ class ServerState:
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
     config = config or ServerConfig()
-    store = Store(config.db)
+    store = open_store(config.db)
     engine = config.engine if config.engine is not None else _default_engine(config)
     routes = []
     for name in ROUTE_MODULES:

@@ -1,0 +1,70 @@
+"""Versioned schema migrations of the PostgreSQL store, applied at start-up.
+
+Each migration runs once, in order, inside one transaction that first takes an advisory lock
+(``MIGRATE_LOCK``): replicas starting together wait for each other, and the second finds the
+work done. A database migrated by a newer asstctl is refused rather than misread.
+To change the schema, append a migration; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asstctl.errors import ConfigError
+
+MIGRATE_LOCK = 0x6173_7374_6374_6C00  # "asstctl" + 0
+
+MIGRATIONS: list[str] = [
+    # 1: documents, chunked blobs, the run queue with leases, run events
+    """
+    CREATE TABLE objects (
+        seq bigserial PRIMARY KEY,
+        kind text NOT NULL,
+        parent text NOT NULL DEFAULT '',
+        id text NOT NULL,
+        created_at bigint NOT NULL,
+        body text NOT NULL,
+        UNIQUE (kind, parent, id)
+    );
+    CREATE INDEX objects_list ON objects (kind, parent, created_at, seq);
+    CREATE INDEX objects_id ON objects (kind, id);
+    CREATE INDEX objects_parent ON objects (parent);
+    CREATE TABLE blob_meta (id text PRIMARY KEY, size bigint NOT NULL, chunks integer NOT NULL);
+    CREATE TABLE blob_chunks (id text NOT NULL, n integer NOT NULL, data bytea NOT NULL, PRIMARY KEY (id, n));
+    CREATE TABLE run_queue (
+        seq bigserial PRIMARY KEY,
+        run_id text NOT NULL UNIQUE,
+        owner text,
+        lease_until timestamptz
+    );
+    CREATE TABLE run_events (
+        seq bigserial PRIMARY KEY,
+        run_id text NOT NULL,
+        name text NOT NULL,
+        payload text NOT NULL,
+        at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    CREATE INDEX run_events_run ON run_events (run_id, seq);
+    CREATE INDEX run_events_at ON run_events (at);
+    """,
+]
+
+
+def migrate(conn: Any) -> int:
+    """Bring the database to the newest version; returns the version it was at."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS asstctl_schema "
+            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = conn.execute("SELECT coalesce(max(version), 0) FROM asstctl_schema").fetchone()[0]
+        if current > len(MIGRATIONS):
+            raise ConfigError(
+                f"the database's schema is version {current}, newer than this asstctl knows ({len(MIGRATIONS)})",
+                hint="Upgrade asstctl on this replica to the version the other replicas run.",
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            conn.execute(MIGRATIONS[version - 1])
+            conn.execute("INSERT INTO asstctl_schema (version) VALUES (%s)", (version,))
+    return current
