@@ -1,31 +1,36 @@
 """The run executor: the run state machine, shared by polling and streaming clients.
 
 Every state change of a run happens here, inside a store transaction, and is announced as an
-Assistants stream event (``thread.run.in_progress``, ``thread.message.delta``, ...). Streaming
-responses subscribe a :class:`Listener` to a run before its work starts; polling clients just
-read the store. Engine turns run on a worker thread pool, so a slow engine never blocks the
-event loop or other runs.
+Assistants stream event (``thread.run.in_progress``, ``thread.message.delta``, ...) published
+through the store (``store.publish_event``: delivered once the transaction commits, to streams
+on any replica). Streaming responses subscribe to a run (``store.subscribe``) before its work
+starts; polling clients just read the store. Engine turns run on a worker thread pool, so a
+slow engine never blocks the event loop or other runs.
+
+Work is queued in the store: a run that needs a turn is enqueued, and whichever replica's
+:class:`~asstctl.server.replicas.Claimer` claims it does the turn, committing its results only
+while it still holds the run's lease.
 
     queued ─► in_progress ─┬─► completed | incomplete | failed
                            └─► requires_action ─(submit_tool_outputs)─► queued ...
     cancel: queued | in_progress | requires_action ─► cancelling ─► cancelled
     expires_at reached while active ─► expired       (a sweeper thread checks once a second)
 
-On start, runs left active by a previous process are resumed (queued / in_progress /
-cancelling) or expire on schedule (requires_action).
+On start, runs left active by a previous process are queued again unless a live replica holds
+them (queued / in_progress / cancelling), or expire on schedule (requires_action).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator
+from typing import Any
 
 from asstctl.server.engine.base import EngineError, EngineReply, EngineRequest, Usage
 from asstctl.server.http import new_id, now
+from asstctl.server.replicas import Claimer
+from asstctl.server.store import DONE
 
 log = logging.getLogger("asstctl.server.runs")
 
@@ -34,30 +39,6 @@ ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
 EXPIRY_SECONDS = 600
 SWEEP_SECONDS = 1.0
 DELTA_CHARS = 24  # size of the text pieces of thread.message.delta events
-DONE = "done"
-
-
-class Listener:
-    """One streaming response: events arrive from worker threads, are read on the event loop."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue = asyncio.Queue()
-
-    def send(self, name: str, data: Any) -> None:
-        payload = "[DONE]" if name == DONE else json.dumps(data)
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, (name, payload))
-        except RuntimeError:  # the loop is gone (server stopping)
-            pass
-
-    async def sse(self) -> AsyncIterator[bytes]:
-        """``event:``/``data:`` frames until ``event: done``."""
-        while True:
-            name, payload = await self._queue.get()
-            yield f"event: {name}\ndata: {payload}\n\n".encode()
-            if name == DONE:
-                return
 
 
 class RunExecutor:
@@ -66,7 +47,7 @@ class RunExecutor:
         self.store = state.store
         self.engine = state.engine
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="asstctl-run")
-        self._listeners: dict[str, list[Listener]] = {}
+        self.claims = Claimer(self.store, self._submit_turn, self._wake, capacity=workers)
         self._wakeups: dict[str, threading.Event] = {}
         self._active: set[str] = set()
         self._guard = threading.Lock()
@@ -75,16 +56,17 @@ class RunExecutor:
         self._sweeper.start()
 
     # -- public API (called by the routes) ------------------------------------------------
-    def start(self, run: dict[str, Any], listener: Listener | None = None) -> None:
-        """A freshly stored ``queued`` run: announce it and schedule its first turn."""
-        self._watch(run["id"], listener)
-        self.emit(run, "thread.run.created", run)
-        self.emit(run, "thread.run.queued", run)
-        self._schedule(run["id"])
+    def start(self, run: dict[str, Any]) -> None:
+        """A freshly stored ``queued`` run: announce it and queue its first turn."""
+        self._watch(run["id"])
+        with self.store.transaction():
+            self.emit(run, "thread.run.created", run)
+            self.emit(run, "thread.run.queued", run)
+            self._schedule(run["id"])
 
-    def submit_outputs(self, run_id: str, outputs: dict[str, str], listener: Listener | None = None) -> dict:
+    def submit_outputs(self, run_id: str, outputs: dict[str, str]) -> dict:
         """Answer the pending tool calls (the route checked them) and put the run back in the queue."""
-        self._watch(run_id, listener)
+        self._watch(run_id)
         with self.store.transaction():
             run = self._run(run_id)
             step = self._pending_tool_step(run)
@@ -92,7 +74,7 @@ class RunExecutor:
                 self._complete_tool_step(run, step, outputs)
             run = self._set(run, status="queued", required_action=None)
             self.emit(run, "thread.run.queued", run)
-        self._schedule(run_id)
+            self._schedule(run_id)
         return run
 
     def cancel(self, run_id: str) -> dict:
@@ -102,20 +84,21 @@ class RunExecutor:
             waiting = run["status"] == "requires_action"
             run = self._set(run, status="cancelling")
             self.emit(run, "thread.run.cancelling", run)
-        self._wake(run_id)
-        if waiting:
-            self._schedule(run_id)
+            if waiting:
+                self._schedule(run_id)
+            self.store.request_cancel(run_id)  # wakes the turn, on whichever replica holds the run
         return run
 
     def recover(self) -> int:
-        """Resume or watch runs a previous process left active; returns how many."""
+        """Queue or watch runs left active (by a previous process); start claiming. Returns how many."""
         count = 0
         for run in self.store.all("run"):
             if run["status"] in ACTIVE:
                 count += 1
-                self._watch(run["id"], None)
+                self._watch(run["id"])
                 if run["status"] != "requires_action":
-                    self._schedule(run["id"])
+                    self.store.ensure_queued(run["id"])
+        self.claims.start()
         return count
 
     def stop(self) -> None:
@@ -125,37 +108,36 @@ class RunExecutor:
         for event in events:
             event.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.claims.stop()
         self._sweeper.join(timeout=5)
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, run: dict[str, Any], name: str, data: Any) -> None:
-        with self._guard:
-            listeners = list(self._listeners.get(run["id"], ()))
-        for listener in listeners:
-            listener.send(name, data)
+        self.store.publish_event(run["id"], name, data)
 
     def _pause(self, run: dict[str, Any]) -> None:
         """The run waits for the client or is over: streams end with ``done``."""
-        with self._guard:
-            listeners = self._listeners.pop(run["id"], [])
-            if run["status"] in TERMINAL:
+        if run["status"] in TERMINAL:
+            with self._guard:
                 self._active.discard(run["id"])
-        for listener in listeners:
-            listener.send(DONE, None)
+        self.emit(run, DONE, None)
 
-    def _watch(self, run_id: str, listener: Listener | None) -> None:
+    def _watch(self, run_id: str) -> None:
         with self._guard:
             self._active.add(run_id)
-            if listener is not None:
-                self._listeners.setdefault(run_id, []).append(listener)
 
     # -- worker ---------------------------------------------------------------------------
     def _schedule(self, run_id: str) -> None:
+        """Queue a turn of the run (in the caller's transaction); a replica's claimer picks it up."""
+        self.store.enqueue_run(run_id)
+
+    def _submit_turn(self, run_id: str) -> None:
+        """The claimer got the run: do its turn here."""
         if not self._stopping.is_set():
             self._pool.submit(self._turn, run_id)
 
     def _turn(self, run_id: str) -> None:
-        """One engine turn of a run (worker thread)."""
+        """One engine turn of a run this replica claimed (worker thread)."""
         try:
             run = self._begin(run_id)
             if run is None:
@@ -171,16 +153,21 @@ class RunExecutor:
         finally:
             with self._guard:
                 self._wakeups.pop(run_id, None)
+            self.claims.finished(run_id)
 
     def _begin(self, run_id: str) -> dict[str, Any] | None:
         with self._guard:
             self._wakeups[run_id] = threading.Event()
         with self.store.transaction():
+            if not self.claims.holds(run_id):
+                return None
             run = self._run(run_id)
             if run["status"] == "cancelling":
                 self._cancelled(run)
                 return None
-            if run["status"] not in ("queued", "in_progress"):
+            if run["status"] == "in_progress":  # taken over from a replica that stopped mid-turn
+                return run
+            if run["status"] != "queued":
                 return None
             run = self._set(run, status="in_progress", started_at=run["started_at"] or now())
             self.emit(run, "thread.run.in_progress", run)
@@ -203,6 +190,8 @@ class RunExecutor:
 
     def _finish(self, run_id: str, reply: EngineReply) -> None:
         with self.store.transaction():
+            if not self.claims.holds(run_id):
+                return None  # another replica took the run over: its turn counts, not this one
             run = self._run(run_id)
             if run["status"] == "cancelling":
                 return self._cancelled(run)
@@ -311,6 +300,8 @@ class RunExecutor:
 
     def _fail(self, run_id: str, code: str, message: str) -> None:
         with self.store.transaction():
+            if not self.claims.holds(run_id):
+                return
             run = self.store.get("run", run_id)
             if run is None or run["status"] in TERMINAL:  # gone with its thread, or already over
                 return

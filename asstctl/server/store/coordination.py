@@ -114,6 +114,13 @@ class Coordination:
             self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
             self._signal("work", run_id)
 
+    def ensure_queued(self, run_id: str) -> None:
+        """Queue the run unless it is queued already (held by a live replica, or waiting)."""
+        with self.transaction():
+            if not self._fetch("SELECT 1 FROM run_queue WHERE run_id = ?", (run_id,)):
+                self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
+                self._signal("work", run_id)
+
     def claim_next_run(self, owner: str, lease: float) -> str | None:
         raise NotImplementedError
 

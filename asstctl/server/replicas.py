@@ -1,0 +1,135 @@
+"""Which replica works on which run: claims from the store's run queue, and their leases.
+
+A :class:`Claimer` per server claims queued runs (``store.claim_next_run``) while it has room,
+hands each to the executor (``start_turn``), renews the leases of the runs it holds every
+``lease / 3`` seconds, and releases a run when the executor is done with it. A replica killed
+mid-run stops renewing; once its lease expires another replica claims the run and does the turn
+again. The executor commits a turn's results only inside a transaction in which
+``holds(run_id)`` is true, so the turn of a replica that lost its lease changes nothing.
+
+Wake-ups: ``work`` signals (a run was queued, on any replica) start a claim at once; ``cancel``
+signals wake the turn of a run held here. Without signals the claimer still looks every
+``lease / 3`` seconds, which is how expired leases are found.
+
+On SQLite there is one process: the same code, with in-process signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger("asstctl.server.runs")
+
+LEASE_ENV = "ASSTCTL_RUN_LEASE_SECONDS"
+DEFAULT_LEASE = 15.0
+EVENT_TTL = 3600.0  # run events older than this are pruned
+PRUNE_EVERY = 60.0
+
+
+def lease_seconds() -> float:
+    raw = os.environ.get(LEASE_ENV, "")
+    try:
+        return max(1.0, float(raw)) if raw else DEFAULT_LEASE
+    except ValueError:
+        log.warning("%s=%r is not a number of seconds; using %s", LEASE_ENV, raw, DEFAULT_LEASE)
+        return DEFAULT_LEASE
+
+
+class Claimer:
+    def __init__(self, store, start_turn: Callable[[str], None], wake: Callable[[str], None],
+                 capacity: int = 8, lease: float | None = None):
+        self.store, self.start_turn, self.wake = store, start_turn, wake
+        self.capacity, self.lease = capacity, lease or lease_seconds()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.held: set[str] = set()
+        self._guard = threading.Lock()
+        self._poke = threading.Event()
+        self._stopping = threading.Event()
+        store.on_signal(self._on_signal)
+        self._thread = threading.Thread(target=self._loop, name="asstctl-run-claims", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._poke.set()
+
+    def holds(self, run_id: str) -> bool:
+        """Inside a write transaction: may this replica commit the run's turn?"""
+        return self.store.holds_lease(run_id, self.owner)
+
+    def finished(self, run_id: str) -> None:
+        """The executor is done with the run for now (it waits for the client, or is over)."""
+        with self._guard:
+            self.held.discard(run_id)
+        self.store.release_run(run_id, self.owner)
+        self._poke.set()  # room for another run
+
+    def stop(self) -> None:
+        """Claim nothing more; hand the runs still held to the other replicas at once."""
+        self._stopping.set()
+        self._poke.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self._guard:
+            held, self.held = list(self.held), set()
+        for run_id in held:
+            try:
+                self.store.release_run(run_id, self.owner)
+            except Exception:  # noqa: BLE001 - the database may be gone already
+                log.warning("could not release run %s at shutdown", run_id)
+
+    def _on_signal(self, kind: str, run_id: str) -> None:
+        if kind == "work":
+            self._poke.set()
+        elif kind == "cancel":
+            with self._guard:
+                mine = run_id in self.held
+            if mine:
+                self.wake(run_id)
+
+    def _loop(self) -> None:
+        renewed = pruned = time.monotonic()
+        while not self._stopping.is_set():
+            self._poke.wait(self.lease / 3)
+            self._poke.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                if time.monotonic() - renewed >= self.lease / 3:
+                    renewed = time.monotonic()
+                    self._renew()
+                self._claim()
+                if time.monotonic() - pruned >= PRUNE_EVERY:
+                    pruned = time.monotonic()
+                    self.store.prune_events(EVENT_TTL)
+            except Exception:  # noqa: BLE001 - a lost database connection must not end claiming
+                if self._stopping.is_set():
+                    return
+                log.exception("run claim loop failed; retrying")
+
+    def _renew(self) -> None:
+        with self._guard:
+            held = list(self.held)
+        for run_id in held:
+            if not self.store.renew_lease(run_id, self.owner, self.lease):
+                log.warning("lost the lease of run %s to another replica", run_id)
+                with self._guard:
+                    self.held.discard(run_id)
+                self.wake(run_id)
+
+    def _claim(self) -> None:
+        while not self._stopping.is_set():
+            with self._guard:
+                if len(self.held) >= self.capacity:
+                    return
+            run_id = self.store.claim_next_run(self.owner, self.lease)
+            if run_id is None:
+                return
+            with self._guard:
+                self.held.add(run_id)
+            self.start_turn(run_id)
