@@ -29,7 +29,7 @@ from typing import Any
 
 from asstctl.server.engine.base import EngineError, EngineReply, EngineRequest, Usage
 from asstctl.server.http import new_id, now
-from asstctl.server.replicas import Claimer
+from asstctl.server.replicas import Claimer, run_workers
 from asstctl.server.store import DONE
 
 log = logging.getLogger("asstctl.server.runs")
@@ -42,11 +42,12 @@ DELTA_CHARS = 24  # size of the text pieces of thread.message.delta events
 
 
 class RunExecutor:
-    def __init__(self, state, workers: int = 8):
+    def __init__(self, state, workers: int | None = None):
+        workers = run_workers() if workers is None else workers
         self.state = state
         self.store = state.store
         self.engine = state.engine
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="asstctl-run")
+        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="asstctl-run")
         self.claims = Claimer(self.store, self._submit_turn, self._wake, capacity=workers)
         self._wakeups: dict[str, threading.Event] = {}
         self._active: set[str] = set()

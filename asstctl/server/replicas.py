@@ -27,18 +27,30 @@ from typing import Callable
 log = logging.getLogger("asstctl.server.runs")
 
 LEASE_ENV = "ASSTCTL_RUN_LEASE_SECONDS"
+WORKERS_ENV = "ASSTCTL_RUN_WORKERS"
 DEFAULT_LEASE = 15.0
+DEFAULT_WORKERS = 8
 EVENT_TTL = 3600.0  # run events older than this are pruned
 PRUNE_EVERY = 60.0
 
 
 def lease_seconds() -> float:
-    raw = os.environ.get(LEASE_ENV, "")
+    """How long a claimed run stays with a replica that stops renewing (the takeover delay)."""
+    return _number(LEASE_ENV, DEFAULT_LEASE, float, 1.0)
+
+
+def run_workers() -> int:
+    """Runs this replica works on at once; 0 makes an API-only replica that never claims runs."""
+    return _number(WORKERS_ENV, DEFAULT_WORKERS, int, 0)
+
+
+def _number(name: str, default, kind, least):
+    raw = os.environ.get(name, "").strip()
     try:
-        return max(1.0, float(raw)) if raw else DEFAULT_LEASE
+        return max(least, kind(raw)) if raw else default
     except ValueError:
-        log.warning("%s=%r is not a number of seconds; using %s", LEASE_ENV, raw, DEFAULT_LEASE)
-        return DEFAULT_LEASE
+        log.warning("%s=%r is not a number; using %s", name, raw, default)
+        return default
 
 
 class Claimer:
