@@ -28,10 +28,13 @@ class Size:
     repeats: int  # timed repetitions of plan (the median is reported)
     startup_runs: int  # runs of each start-up command (the median is reported)
     timed_targets: bool = True  # False: too small for the timing targets to mean anything (reported n/a)
+    replica_runs: int = 200  # streamed runs per replica-count measurement (replicas benchmark)
+    replica_clients: int = 8  # client threads creating those runs
 
 
 SIZES = {
-    "small": Size(plan_n=12, apply_n=12, latency_ms=5, engine_ms=50, turns=1, specs=5, repeats=1, startup_runs=2, timed_targets=False),
+    "small": Size(plan_n=12, apply_n=12, latency_ms=5, engine_ms=50, turns=1, specs=5, repeats=1, startup_runs=2, timed_targets=False,
+                   replica_runs=8, replica_clients=2),
     "full": Size(plan_n=1000, apply_n=200, latency_ms=50, engine_ms=200, turns=10, specs=100, repeats=3, startup_runs=10),
 }
 

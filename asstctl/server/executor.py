@@ -191,8 +191,9 @@ class RunExecutor:
 
     def _finish(self, run_id: str, reply: EngineReply) -> None:
         with self.store.transaction():
-            if not self.claims.holds(run_id):
-                return None  # another replica took the run over: its turn counts, not this one
+            if not self.claims.holds(run_id):  # another replica took the run over: its turn counts
+                log.warning("run %s: dropped this turn's result, the run's lease went to another replica", run_id)
+                return None
             run = self._run(run_id)
             if run["status"] == "cancelling":
                 return self._cancelled(run)

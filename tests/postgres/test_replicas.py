@@ -115,17 +115,33 @@ def test_a_cancel_sent_to_another_replica_stops_the_run(replica, contract):
         assert assistant_messages(on_worker, run.thread_id) == []
 
 
-def test_a_replica_killed_mid_run_is_taken_over_and_each_run_finishes_once(replica, contract):
-    doomed = replica("doomed")
-    with make_client(doomed, contract) as on_doomed:
-        bot = on_doomed.beta.assistants.create(model="gpt-4o", tools=[WEATHER])
-        slow = on_doomed.beta.threads.runs.create(thread_id=new_thread(on_doomed, "slow"), assistant_id=bot.id)
-        tool = on_doomed.beta.threads.runs.create(thread_id=new_thread(on_doomed, "tool"), assistant_id=bot.id)
-        for run in (slow, tool):  # the only worker so far has both runs mid-turn
-            wait_for(lambda run=run: on_doomed.beta.threads.runs.retrieve(
-                run_id=run.id, thread_id=run.thread_id).status == "in_progress")
-    survivor = replica("survivor")
-    assert doomed.stop(signal.SIGKILL) == -signal.SIGKILL
+def holder(postgres_url: str, run_id: str, replicas: list[ServeProcess]) -> ServeProcess:
+    """The replica whose claimer holds the run (its pid is part of the lease owner)."""
+    import psycopg
+
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT owner FROM run_queue WHERE run_id = %s", (run_id,)).fetchone()
+    assert row is not None and row[0] is not None, "the run is not claimed"
+    [found] = [r for r in replicas if f":{r.proc.pid}:" in row[0]]
+    return found
+
+
+def start_mid_flight(client, text: str, tools=()) -> object:
+    bot = client.beta.assistants.create(model="gpt-4o", tools=list(tools))
+    run = client.beta.threads.runs.create(thread_id=new_thread(client, text), assistant_id=bot.id)
+    wait_for(lambda: client.beta.threads.runs.retrieve(run_id=run.id, thread_id=run.thread_id).status
+             == "in_progress")
+    return run
+
+
+def test_a_replica_killed_mid_run_is_taken_over_and_each_run_finishes_once(replica, postgres_url, contract):
+    replicas = [replica("a"), replica("b")]
+    with make_client(replicas[0], contract) as first:
+        slow = start_mid_flight(first, "slow")
+        tool = start_mid_flight(first, "tool", [WEATHER])
+    doomed = holder(postgres_url, slow.id, replicas)
+    [survivor] = [r for r in replicas if r is not doomed]
+    assert doomed.stop(signal.SIGKILL) == -signal.SIGKILL  # mid-turn: the engine thinks for 4 s
     with make_client(survivor, contract) as client:
         finished = client.beta.threads.runs.poll(run_id=slow.id, thread_id=slow.thread_id)
         assert finished.status == "completed"
@@ -142,6 +158,25 @@ def test_a_replica_killed_mid_run_is_taken_over_and_each_run_finishes_once(repli
         done = client.beta.threads.runs.submit_tool_outputs_and_poll(
             run_id=tool.id, thread_id=tool.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "sunny"}])
         assert done.status == "completed" and len(assistant_messages(client, tool.thread_id)) == 1
+
+
+def test_a_frozen_replica_that_wakes_after_a_takeover_commits_nothing(replica, postgres_url, contract):
+    replicas = [replica("a"), replica("b")]
+    with make_client(replicas[0], contract) as first:
+        slow = start_mid_flight(first, "slow")
+    frozen = holder(postgres_url, slow.id, replicas)
+    [other] = [r for r in replicas if r is not frozen]
+    frozen.proc.send_signal(signal.SIGSTOP)  # stops renewing its lease, but its turn is still pending
+    try:
+        with make_client(other, contract) as client:
+            assert client.beta.threads.runs.poll(run_id=slow.id, thread_id=slow.thread_id).status == "completed"
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: f"run {slow.id}: dropped this turn's result" in frozen.stderr())
+    with make_client(frozen, contract) as client:
+        [message] = assistant_messages(client, slow.thread_id)
+        assert message.content[0].text.value == "a slow answer"
+        assert len(client.beta.threads.runs.steps.list(run_id=slow.id, thread_id=slow.thread_id).data) == 1
 
 
 def test_replicas_starting_together_migrate_the_schema_once(replica, postgres_url, contract):

@@ -170,7 +170,7 @@ class PostgresStore(Coordination, BaseStore):
                     self._listening.set()
                     self._dispatch("work", "")  # anything queued while we were not listening
                     while not self._stopping.is_set():
-                        for note in conn.notifies(timeout=0.5):
+                        for note in conn.notifies(timeout=0.2):
                             kind, _, run_id = note.payload.partition(":")
                             self._dispatch(kind, run_id)
             except psycopg.Error as error:
