@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ class ServerConfig:
     faults: Faults = field(default_factory=Faults)
     rules_path: str | None = None  # offline engine steering rules (YAML)
     engine: Any = None  # an Engine; None = the offline engine with ``rules_path``
+    max_model_calls: int = 25  # model calls per run before it fails (a tool loop that never answers)
+    context_windows: dict[str, int] = field(default_factory=dict)  # model pattern -> tokens (overrides)
 
 
 @dataclass
@@ -53,13 +56,29 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     routes = []
     for name in ROUTE_MODULES:
         routes.extend(importlib.import_module(f"asstctl.server.routes.{name}").routes)
-    app = Starlette(routes=routes, exception_handlers={APIError: _api_error, 404: _no_route, 405: _no_route, 500: _crash})
-    app.state.asst = ServerState(config=config, store=store, engine=engine)
+    state = ServerState(config=config, store=store, engine=engine)
+    app = Starlette(routes=routes, exception_handlers={APIError: _api_error, 404: _no_route, 405: _no_route, 500: _crash},
+                    lifespan=_lifespan(state))
+    app.state.asst = state
     for name in ROUTE_MODULES:
         setup = getattr(importlib.import_module(f"asstctl.server.routes.{name}"), "setup", None)
         if setup:
             setup(app.state.asst)
     return ApiMiddleware(app, app.state.asst)
+
+
+def _lifespan(state: ServerState):
+    """Route modules' ``state.extra["startup"]`` / ``["shutdown"]`` coroutines, on the server's loop."""
+
+    @asynccontextmanager
+    async def lifespan(app):
+        for hook in state.extra.get("startup", []):
+            await hook()
+        yield
+        for hook in reversed(state.extra.get("shutdown", [])):
+            await hook()
+
+    return lifespan
 
 
 def _default_engine(config: ServerConfig) -> Any:

@@ -169,7 +169,7 @@ def _prepare(db, host, port, api_key, faults, rules_path, engine) -> tuple[Embed
         raise
     quiet_uvicorn()
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
     )
     running = EmbeddedServer(host, sock.getsockname()[1], api_key or "asstctl-local", app.state, server)
     return running, sock

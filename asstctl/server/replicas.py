@@ -16,20 +16,22 @@ On SQLite there is one process: the same code, with in-process signals.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 import socket
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger("asstctl.server.runs")
 
 LEASE_ENV = "ASSTCTL_RUN_LEASE_SECONDS"
-WORKERS_ENV = "ASSTCTL_RUN_WORKERS"
+CAPACITY_ENV = "ASSTCTL_RUN_CAPACITY"
 DEFAULT_LEASE = 15.0
-DEFAULT_WORKERS = 8
+DEFAULT_CAPACITY = 256
 EVENT_TTL = 3600.0  # run events older than this are pruned
 PRUNE_EVERY = 60.0
 
@@ -39,9 +41,9 @@ def lease_seconds() -> float:
     return _number(LEASE_ENV, DEFAULT_LEASE, float, 1.0)
 
 
-def run_workers() -> int:
+def run_capacity() -> int:
     """Runs this replica works on at once; 0 makes an API-only replica that never claims runs."""
-    return _number(WORKERS_ENV, DEFAULT_WORKERS, int, 0)
+    return _number(CAPACITY_ENV, DEFAULT_CAPACITY, int, 0)
 
 
 def _number(name: str, default, kind, least):
@@ -91,7 +93,7 @@ class Claimer:
             held, self.held = list(self.held), set()
         for run_id in held:
             try:
-                self.store.release_run(run_id, self.owner)
+                self.store.unclaim_run(run_id, self.owner)
             except Exception:  # noqa: BLE001 - the database may be gone already
                 log.warning("could not release run %s at shutdown", run_id)
 
@@ -129,7 +131,7 @@ class Claimer:
             held = list(self.held)
         for run_id in held:
             if not self.store.renew_lease(run_id, self.owner, self.lease):
-                log.warning("lost the lease of run %s to another replica", run_id)
+                log.warning("run %s: lost its lease to another replica; stopping its turn here", run_id)
                 with self._guard:
                     self.held.discard(run_id)
                 self.wake(run_id)
@@ -145,3 +147,56 @@ class Claimer:
             with self._guard:
                 self.held.add(run_id)
             self.start_turn(run_id)
+
+
+class LeaseLost(Exception):
+    """This replica no longer holds the run: another one took it over. Stop, change nothing."""
+
+
+class ReplicaHooks:
+    """What the run executor (``asstctl.server.runs``) needs to share runs with other replicas.
+
+    The executor's asyncio tasks run on one loop; the claimer is a thread, so claims and wake-ups
+    hop to the loop. ``owned(run_id)`` is the write transaction of a turn: it raises
+    :class:`LeaseLost` (before writing anything) when the run's lease went to another replica.
+    """
+
+    store: Any
+    _tasks: dict
+
+    def _init_replica(self) -> None:
+        self.claims = Claimer(self.store, self._claimed, self._signalled, capacity=run_capacity())
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _start_claiming(self) -> None:
+        """On the loop, once the executor is ready for runs."""
+        self._loop = asyncio.get_running_loop()
+        self.claims.start()
+
+    @contextmanager
+    def owned(self, run_id: str) -> Iterator[None]:
+        with self.store.transaction():
+            if not self.claims.holds(run_id):
+                raise LeaseLost(run_id)
+            yield
+
+    def _claimed(self, run_id: str) -> None:
+        self._on_loop(self._start_task, run_id)
+
+    def _signalled(self, run_id: str) -> None:
+        """A cancel from any replica, or a lost lease: stop the run's task here."""
+        self._on_loop(self._interrupt_task, run_id)
+
+    def _interrupt_task(self, run_id: str) -> None:
+        task = self._tasks.get(run_id)
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _on_loop(self, function: Callable[[str], None], run_id: str) -> None:
+        try:
+            self._loop.call_soon_threadsafe(function, run_id)
+        except (AttributeError, RuntimeError):  # no loop yet, or it is gone (stopping)
+            pass
+
+    def _start_task(self, run_id: str) -> None:
+        raise NotImplementedError

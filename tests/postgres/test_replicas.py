@@ -3,11 +3,12 @@
 Replicas here are real subprocesses (tests/serve_process.py) on one schema of the session's
 cluster, with the offline engine steered by a rules file: "slow" and "tool" turns think for a
 few seconds (so a run is mid-flight when the test acts), "forever" turns for ten minutes.
-An API-only replica (ASSTCTL_RUN_WORKERS=0) never claims runs, which pins where a run executes.
+An API-only replica (ASSTCTL_RUN_CAPACITY=0) never claims runs, which pins where a run executes.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,10 +42,10 @@ def replica(tmp_path, postgres_url):
     rules.write_text(RULES)
     started: list[ServeProcess] = []
 
-    def start(name: str, workers: int | None = None) -> ServeProcess:
-        env = {"ASSTCTL_RUN_LEASE_SECONDS": LEASE}
+    def start(name: str, workers: int | None = None, lease: str = LEASE) -> ServeProcess:
+        env = {"ASSTCTL_RUN_LEASE_SECONDS": lease}
         if workers is not None:
-            env["ASSTCTL_RUN_WORKERS"] = str(workers)
+            env["ASSTCTL_RUN_CAPACITY"] = str(workers)
         process = ServeProcess(tmp_path / name, "--db", postgres_url, "--rules", str(rules), env=env)
         started.append(process)
         return process
@@ -172,11 +173,25 @@ def test_a_frozen_replica_that_wakes_after_a_takeover_commits_nothing(replica, p
             assert client.beta.threads.runs.poll(run_id=slow.id, thread_id=slow.thread_id).status == "completed"
     finally:
         frozen.proc.send_signal(signal.SIGCONT)
-    wait_for(lambda: f"run {slow.id}: dropped this turn's result" in frozen.stderr())
+    # woken, it finds the lease gone (renewal or write refused) and stops
+    wait_for(lambda: re.search(f"run {slow.id}: .*another replica", frozen.stderr()))
     with make_client(frozen, contract) as client:
         [message] = assistant_messages(client, slow.thread_id)
         assert message.content[0].text.value == "a slow answer"
         assert len(client.beta.threads.runs.steps.list(run_id=slow.id, thread_id=slow.thread_id).data) == 1
+
+
+def test_a_replica_stopped_cleanly_hands_its_runs_over_without_waiting_for_the_lease(replica, postgres_url,
+                                                                                   contract):
+    replicas = [replica("a", lease="600"), replica("b", lease="600")]  # a takeover would take 10 minutes
+    with make_client(replicas[0], contract) as first:
+        slow = start_mid_flight(first, "slow")
+    leaving = holder(postgres_url, slow.id, replicas)
+    [staying] = [r for r in replicas if r is not leaving]
+    assert leaving.stop(signal.SIGTERM) == 0
+    with make_client(staying, contract) as client:
+        assert client.beta.threads.runs.poll(run_id=slow.id, thread_id=slow.thread_id).status == "completed"
+        assert len(assistant_messages(client, slow.thread_id)) == 1
 
 
 def test_replicas_starting_together_migrate_the_schema_once(replica, postgres_url, contract):

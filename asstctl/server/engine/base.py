@@ -1,11 +1,14 @@
 """The engine interface: what produces an assistant's next turn for a run.
 
-The run executor (``asstctl.server.executor``) builds an :class:`EngineRequest`
-from the run, its assistant and its thread, calls ``engine.respond(request)`` on a
-worker thread and turns the :class:`EngineReply` into run steps, messages and
-stream events. An engine only answers one turn: either text, or function tool
-calls (the executor then waits in ``requires_action`` and calls the engine again
-with ``tool_results`` once the client submitted the outputs).
+The run executor (``asstctl.server.runs``) builds an :class:`EngineRequest` from the run, its
+assistant and its thread, and consumes ``engine.stream(request)`` on the server's event loop:
+each :class:`TextDelta` / :class:`ToolCallDelta` becomes a stream event at once, and the turn
+ends with one :class:`TurnEnd`. An engine only answers one turn: text, or tool calls (the
+executor then runs built-in tools itself, or waits in ``requires_action`` for function outputs,
+and calls the engine again with the results in ``chat`` / ``tool_results``).
+
+An engine with only the older ``respond(request) -> EngineReply`` still works: the executor
+calls it on a worker thread and replays the reply with :func:`reply_events`.
 
 Engines raise :class:`EngineError` for a failed turn; the run becomes ``failed``
 with ``last_error = {code, message}``.
@@ -13,6 +16,7 @@ with ``last_error = {code, message}``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, Union
@@ -125,6 +129,30 @@ class StreamingEngine(Protocol):
     def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         """Events of one turn. Cancelling the consuming task must close the upstream request."""
         ...
+
+
+DELTA_CHARS = 24  # size of the text pieces a finished reply is replayed in
+
+
+async def reply_events(reply: EngineReply, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    """A finished reply as a turn's events: its latency as a cancellable sleep first, then the
+    text in ``DELTA_CHARS`` pieces (or its tool calls), cut to ``request.max_completion_tokens``
+    (about four characters a token) with ``finish_reason: length`` when it is longer."""
+    if reply.latency_ms > 0:
+        await asyncio.sleep(reply.latency_ms / 1000)
+    usage, finish = Usage(reply.usage.prompt_tokens, reply.usage.completion_tokens), "stop"
+    if reply.tool_calls:
+        for index, call in enumerate(reply.tool_calls):
+            yield ToolCallDelta(index, None, call.name, "")
+            yield ToolCallDelta(index, arguments=call.arguments)
+        yield TurnEnd("tool_calls", usage)
+        return
+    text, limit = reply.text or "", request.max_completion_tokens
+    if limit is not None and usage.completion_tokens > limit:
+        text, usage.completion_tokens, finish = text[: limit * 4], limit, "length"
+    for start in range(0, len(text), DELTA_CHARS):
+        yield TextDelta(text[start:start + DELTA_CHARS])
+    yield TurnEnd(finish, usage)
 
 
 def estimate_tokens(text: str) -> int:

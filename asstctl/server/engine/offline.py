@@ -19,7 +19,8 @@ environment variable ``ASSTCTL_ENGINE_RULES``::
 
 Rules are tried in order; the first match wins. Templates also know ``{message}`` (the latest
 user message); an unknown ``{placeholder}`` is left as written. A rule whose ``tool_calls`` name
-no tool of the run does not apply (the next rule is tried). After tool outputs a rule answers with
+no tool of the run does not apply (the next rule is tried); a rule may also call an attached
+built-in tool by the function name the server offers for it (e.g. ``file_search``). After tool outputs a rule answers with
 ``then`` (else ``reply``/``replies``, else the default tool-output reply). The file is re-read when
 its mtime changes (``replies`` counters restart then). See docs/engine.md for the default replies.
 '''
@@ -31,11 +32,12 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
 from asstctl.errors import AsstctlError
 from asstctl.server.engine.base import (
     EngineError,
+    EngineEvent,
     EngineReply,
     EngineRequest,
     ToolCall,
@@ -44,6 +46,7 @@ from asstctl.server.engine.base import (
     function_names,
     latest_user_text,
     message_text,
+    reply_events,
 )
 
 RULE_KEYS = {"match", "assistant", "instructions", "tool_calls", "then", "reply", "replies", "latency_ms"}
@@ -103,6 +106,11 @@ class OfflineEngine:
         self._counters = {}
 
     # -- one turn ---------------------------------------------------------------------------
+    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        """The reply as a streamed turn: the rule's latency (a cancellable sleep), then deltas."""
+        async for event in reply_events(self.respond(request), request):
+            yield event
+
     def respond(self, request: EngineRequest) -> EngineReply:
         user_text = latest_user_text(request.messages)
         for rule in self.rules():
@@ -115,7 +123,7 @@ class OfflineEngine:
         return _with_usage(default_reply(request, user_text), request)
 
     def _apply(self, rule: Rule, request: EngineRequest, values: dict[str, Any]) -> EngineReply | None:
-        available = set(function_names(request.tools))
+        available = set(function_names(request.tools)) | set(function_names(request.offered_tools))
         calls = [c for c in rule.tool_calls if c["name"] in available]
         if rule.tool_calls and not calls:
             return None

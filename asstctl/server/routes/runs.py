@@ -1,8 +1,9 @@
 """Routes: runs and run steps (``/v1/threads/{thread_id}/runs...``) and create-thread-and-run.
 
 Handlers validate, store the run and hand it to the :class:`~asstctl.server.executor.RunExecutor`
-(``state.extra["runs"]``), which queues it for a replica to run. ``stream: true`` answers with the
-run's events (``store.subscribe``, on whichever replica runs it) as ``text/event-stream``; otherwise the run is returned as JSON
+(``state.extra["runs"]``), which queues it for a replica to run as an asyncio task. ``stream: true``
+answers with the run's events (``store.subscribe``: from whichever replica runs it) as
+``text/event-stream``; otherwise the run is returned as JSON
 with ``openai-poll-after-ms`` so the SDK's ``*_and_poll`` helpers poll quickly.
 """
 
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from asstctl.server import validation as v
 from asstctl.server.app import ServerState, state_of
 from asstctl.server.errors import APIError, invalid, not_found
-from asstctl.server.executor import EXPIRY_SECONDS, TERMINAL, RunExecutor, public
+from asstctl.server.runs import EXPIRY_SECONDS, TERMINAL, RunExecutor, public
 from asstctl.server.http import json_body, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.routes.messages import create_message
 from asstctl.server.routes.threads import active_run, create_thread, require_thread
@@ -56,7 +57,8 @@ def setup(state: ServerState) -> None:
     executor = RunExecutor(state)
     state.extra["runs"] = executor
     state.extra["stop"] = _chain(state.extra.get("stop"), executor.stop)
-    executor.recover()
+    state.extra.setdefault("startup", []).append(executor.startup)  # recovery + expiry task, on the loop
+    state.extra.setdefault("shutdown", []).append(executor.shutdown)
 
 
 def _chain(previous, stop):
@@ -73,7 +75,7 @@ def executor_of(state: ServerState) -> RunExecutor:
 async def create_run(request: Request):
     state, thread_id = state_of(request), request.path_params["thread_id"]
     body = await json_body(request)
-    _include(request)
+    include = _include(request)
     _check_run_body(body, RUN_FIELDS)
     require_thread(state, thread_id)
     assistant = _assistant(state, body["assistant_id"])
@@ -82,7 +84,7 @@ async def create_run(request: Request):
         for message in body.get("additional_messages") or []:
             create_message(state, thread_id, message)
         run = state.store.insert("run", new_run(thread_id, assistant, body), thread_id)
-    return _start(state, run, body.get("stream"))
+    return _start(state, run, body.get("stream"), include=include)
 
 
 async def create_thread_and_run(request: Request):
@@ -165,13 +167,14 @@ def _truncation(value: dict[str, Any] | None) -> dict[str, Any]:
     return {"type": value.get("type", "auto"), "last_messages": value.get("last_messages")}
 
 
-def _start(state: ServerState, run: dict[str, Any], stream: bool | None, thread: dict | None = None):
+def _start(state: ServerState, run: dict[str, Any], stream: bool | None, thread: dict | None = None,
+           include: tuple[str, ...] = ()):
     executor = executor_of(state)
     if not stream:
-        executor.start(run)
+        executor.start(run, include=include)
         return ok(run, headers=POLL_HEADERS)
     events = state.store.subscribe(run["id"])
-    executor.start(run)
+    executor.start(run, include=include)
     return _stream(events.sse([("thread.created", thread)] if thread is not None else []))
 
 
@@ -281,9 +284,11 @@ async def retrieve_step(request: Request):
     return ok(public(require(state, "step", params["step_id"], params["run_id"])))
 
 
-def _include(request: Request) -> None:
-    for value in request.query_params.getlist("include[]"):
+def _include(request: Request) -> tuple[str, ...]:
+    values = tuple(request.query_params.getlist("include[]"))
+    for value in values:
         v.check_enum(value, "include", INCLUDE_VALUES)
+    return values
 
 
 RUN = "/v1/threads/{thread_id}/runs/{run_id}"

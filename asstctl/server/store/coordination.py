@@ -36,6 +36,7 @@ class Subscription:
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
         self.closed = False
+        self.ending = False  # the server stops: end the stream after what is there
 
     def wake(self) -> None:
         """Called from any thread when new events may be there."""
@@ -51,6 +52,9 @@ class Subscription:
                     yield name, payload
                     if name == DONE:
                         return
+                if self.ending:
+                    yield DONE, "[DONE]"
+                    return
                 try:
                     await asyncio.wait_for(self._ready.wait(), POLL_SECONDS)
                 except asyncio.TimeoutError:
@@ -109,9 +113,11 @@ class Coordination:
 
     # -- queue ------------------------------------------------------------------------------
     def enqueue_run(self, run_id: str) -> None:
+        """Queue a turn. A run held by a replica stays with it, marked to be queued again when released."""
         with self.transaction():
-            self._exec("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
-            self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
+            if not self._exec("UPDATE run_queue SET again = 1 WHERE run_id = ? AND owner IS NOT NULL", (run_id,)):
+                self._exec("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
+                self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
             self._signal("work", run_id)
 
     def ensure_queued(self, run_id: str) -> None:
@@ -131,11 +137,19 @@ class Coordination:
         raise NotImplementedError
 
     def release_run(self, run_id: str, owner: str) -> None:
+        """Done with the run for now; queued again (for any replica) if that was asked meanwhile."""
         with self.transaction():
-            self._exec("DELETE FROM run_queue WHERE run_id = ? AND owner = ?", (run_id, owner))
+            self._exec("DELETE FROM run_queue WHERE run_id = ? AND owner = ? AND again = 0", (run_id, owner))
+            if self._exec("UPDATE run_queue SET owner = NULL, lease_until = NULL, again = 0 "
+                          "WHERE run_id = ? AND owner = ?", (run_id, owner)):
+                self._signal("work", run_id)
 
-    def queued_runs(self) -> list[str]:
-        return [row[0] for row in self._fetch("SELECT run_id FROM run_queue ORDER BY seq")]
+    def unclaim_run(self, run_id: str, owner: str) -> None:
+        """Give a held run back to the queue at once (a replica stopping cleanly)."""
+        with self.transaction():
+            if self._exec("UPDATE run_queue SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?",
+                          (run_id, owner)):
+                self._signal("work", run_id)
 
     def request_cancel(self, run_id: str) -> None:
         with self.transaction():
@@ -163,6 +177,14 @@ class Coordination:
                 subs.remove(sub)
             if not subs:
                 self._subscribers.pop(sub.run_id, None)
+
+    def close_streams(self) -> None:
+        """The server stops: every stream of this process ends (``done``) after what it has."""
+        with self._sub_lock:
+            subscribers = [sub for subs in self._subscribers.values() for sub in subs]
+        for sub in subscribers:
+            sub.ending = True
+            sub.wake()
 
     def _last_event(self, run_id: str) -> int:
         return 0

@@ -35,7 +35,8 @@ MIGRATIONS: list[str] = [
         seq bigserial PRIMARY KEY,
         run_id text NOT NULL UNIQUE,
         owner text,
-        lease_until timestamptz
+        lease_until timestamptz,
+        again integer NOT NULL DEFAULT 0
     );
     CREATE TABLE run_events (
         seq bigserial PRIMARY KEY,

@@ -16,8 +16,8 @@ reads exactly what was committed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -33,6 +33,7 @@ log = logging.getLogger("asstctl.server.store")
 WRITE_LOCK = 0x6173_7374_6374_6C01  # pg_advisory_xact_lock key of write transactions ("asstctl" + 1)
 CHANNEL = "asstctl"
 CONNECT_TIMEOUT = 10.0
+POOL_ENV = "ASSTCTL_PG_POOL_SIZE"  # connections per replica (default 10)
 
 
 @dataclass
@@ -70,7 +71,7 @@ def shown_url(url: str) -> str:
 class PostgresStore(Coordination, BaseStore):
     backend = "postgres"
 
-    def __init__(self, url: str, *, pool_size: int = 10):
+    def __init__(self, url: str, *, pool_size: int | None = None):
         try:
             from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError:
@@ -79,17 +80,16 @@ class PostgresStore(Coordination, BaseStore):
                 hint="Install it with: pip install 'asstctl[postgres]'",
             ) from None
         self.path = url
+        pool_size = pool_size or _pool_size()
         self._tx: ContextVar[_Bound | None] = ContextVar(f"asstctl_pg_tx_{id(self)}", default=None)
+        self._check_reachable()
         self._pool = ConnectionPool(url, min_size=1, max_size=max(2, pool_size), kwargs={"autocommit": True},
                                     open=False, name="asstctl", timeout=30)
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except PoolTimeout:
             self._pool.close()
-            raise ConfigError(
-                f"cannot connect to PostgreSQL at {self.shown} within {CONNECT_TIMEOUT:.0f} s",
-                hint="Check that the server runs and that the URL's host, port, user, password and database are right.",
-            ) from None
+            raise self._unreachable(f"no connection within {CONNECT_TIMEOUT:.0f} s") from None
         self._init_coordination()
         with self._pool.connection() as conn:
             migrate(conn)
@@ -98,6 +98,30 @@ class PostgresStore(Coordination, BaseStore):
         self._listening = threading.Event()
         self._listener.start()
         self._listening.wait(CONNECT_TIMEOUT)
+
+    def _check_reachable(self) -> None:
+        """One plain connection first: a wrong URL fails at once, with libpq's reason."""
+        import psycopg
+
+        try:
+            psycopg.connect(self.path, connect_timeout=int(CONNECT_TIMEOUT)).close()
+        except psycopg.Error as error:
+            raise self._unreachable(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+
+    def _unreachable(self, reason: str) -> ConfigError:
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            password = conninfo_to_dict(self.path).get("password")
+        except Exception:  # noqa: BLE001 - a malformed URL: say so without echoing it
+            password, reason = None, "the URL is not a valid postgresql:// URL"
+        if password:
+            reason = reason.replace(str(password), "***")
+        return ConfigError(
+            f"cannot connect to PostgreSQL at {self.shown}: {reason}",
+            hint="Check that the server runs and that the URL's host, port, user and database are right "
+                 "(the password: PGPASSWORD or ~/.pgpass).",
+        )
 
     @property
     def shown(self) -> str:
@@ -228,16 +252,10 @@ class PostgresStore(Coordination, BaseStore):
                           (older_than,))
 
 
-def wait_until_reachable(url: str, patience: float = 30.0) -> None:
-    """Block until PostgreSQL at ``url`` accepts connections (tests, container start-up)."""
-    import psycopg
-
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+def _pool_size() -> int:
+    raw = os.environ.get(POOL_ENV, "").strip()
+    if not raw:
+        return 10
+    if not raw.isdigit() or int(raw) < 2:
+        raise ConfigError(f"{POOL_ENV}={raw!r} is not a number of connections", hint="Use a whole number, 2 or more.")
+    return int(raw)

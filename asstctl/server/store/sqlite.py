@@ -49,7 +49,8 @@ MIGRATIONS = [
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         run_id TEXT NOT NULL UNIQUE,
         owner TEXT,
-        lease_until REAL
+        lease_until REAL,
+        again INTEGER NOT NULL DEFAULT 0
     );
     """,
 ]

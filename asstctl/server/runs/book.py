@@ -1,0 +1,41 @@
+"""The executor's bookkeeping of one run, kept in the store beside it (kind ``run_state``, parent
+the run id) so that a restarted server continues where the previous one stopped.
+
+Fields: ``calls`` (model calls made), ``usage`` (summed over those calls), ``steps`` (step id ->
+the number of the model call that produced it), ``builtin`` (call id -> the function name,
+arguments and output of a built-in tool call, as the model saw them), ``sources`` /
+``images`` / ``written`` (what built-in tools gave the final message: citation sources, image
+file ids, written files) and ``include`` (the run request's ``include[]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+KIND = "run_state"
+
+
+def load(store, run_id: str) -> dict[str, Any]:
+    book = store.get(KIND, run_id, run_id)
+    if book is None:
+        book = {"id": run_id, "created_at": 0}
+    book.setdefault("calls", 0)
+    book.setdefault("usage", {"prompt_tokens": 0, "completion_tokens": 0})
+    for key in ("steps", "builtin"):
+        book.setdefault(key, {})
+    for key in ("sources", "images", "written", "include"):
+        book.setdefault(key, [])
+    return book
+
+
+def save(store, book: dict[str, Any]) -> None:
+    with store.transaction():
+        if store.get(KIND, book["id"], book["id"]) is None:
+            store.insert(KIND, book, book["id"])
+        else:
+            store.put(KIND, book, book["id"])
+
+
+def usage(book: dict[str, Any]) -> dict[str, int]:
+    prompt, completion = book["usage"]["prompt_tokens"], book["usage"]["completion_tokens"]
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

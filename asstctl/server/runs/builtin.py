@@ -1,0 +1,138 @@
+"""Built-in tool calls inside a run, and what they give the run's final message.
+
+When the model calls the function offered for an attached built-in tool, the executor awaits
+``tool.run(ctx, arguments)`` (``asstctl.server.tools.base``) itself: ``ctx.progress`` fragments
+become ``thread.run.step.delta`` events, the outcome's ``call`` is the step's tool call, its
+``output`` the ``tool`` message the model reads next. The outcome's citation sources, images and
+written files are kept in the run's book until the final message: each source's marker found in
+the text becomes a ``file_citation`` annotation, each image an ``image_file`` content part, each
+written file a ``file_path`` annotation where the text mentions ``sandbox:<path>`` (else a
+message attachment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Any
+
+from asstctl.server.engine.base import EngineError
+
+log = logging.getLogger("asstctl.server.runs")
+
+
+async def run_builtin(executor, run: dict[str, Any], step: dict[str, Any], call: dict[str, Any],
+                      offered, book: dict[str, Any]) -> dict[str, Any]:
+    """Run one built-in call; returns its step tool call. Raises EngineError when the run cannot go on."""
+    from asstctl.server.tools.base import ToolContext, ToolError
+
+    type_, tool, instance = offered.by_name[call["name"]]
+    progress = _progress(executor, run, step, call)
+    ctx = ToolContext(
+        state=executor.state, run=run, assistant=executor.store.get("assistant", run["assistant_id"]) or {},
+        thread=executor.store.get("thread", run["thread_id"]) or {}, call_id=call["id"], tool=tool,
+        include=tuple(book["include"]), progress=progress,
+    )
+    try:
+        arguments = json.loads(call["arguments"] or "{}")
+        if not isinstance(arguments, dict):
+            raise ValueError("expected a JSON object")
+    except ValueError as exc:
+        return _record(book, call, _empty_call(call, type_), f"Error: the arguments are not a JSON object ({exc}).")
+    try:
+        outcome = await instance.run(ctx, arguments)
+    except ToolError as exc:
+        raise EngineError(exc.message, exc.code) from exc
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("built-in tool %s failed on run %s", type_, run["id"])
+        raise EngineError(f"The {type_} tool failed: {type(exc).__name__}: {exc}") from exc
+    book["sources"].extend({"marker": s.marker, "file_id": s.file_id, "filename": s.filename, "quote": s.quote}
+                           for s in outcome.sources)
+    book["images"].extend(outcome.image_file_ids)
+    book["written"].extend([path, file_id] for path, file_id in outcome.written_files)
+    return _record(book, call, {**outcome.call, "id": call["id"]}, outcome.output)
+
+
+def _record(book, call, step_call, output) -> dict[str, Any]:
+    book["builtin"][call["id"]] = {"name": call["name"], "arguments": call["arguments"], "output": output}
+    return step_call
+
+
+def _empty_call(call: dict[str, Any], type_: str) -> dict[str, Any]:
+    body = {"input": "", "outputs": []} if type_ == "code_interpreter" else {}
+    return {"id": call["id"], "type": type_, type_: body}
+
+
+def _progress(executor, run, step, call):
+    loop, thread = asyncio.get_running_loop(), threading.get_ident()
+
+    def emit(fragment: dict[str, Any]) -> None:
+        part = {"index": call["index"], "id": call["id"], "type": call["type"], **fragment}
+        data = {"id": step["id"], "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [part]}}}
+        if threading.get_ident() == thread:
+            executor.emit(run, "thread.run.step.delta", data)
+        else:
+            loop.call_soon_threadsafe(executor.emit, run, "thread.run.step.delta", data)
+
+    return emit
+
+
+# -- the final message ---------------------------------------------------------------------------
+def final_content(text: str, book: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(content blocks, attachments) of the run's final message, with the built-in tools' gains."""
+    annotations = _citations(text, book["sources"])
+    attachments = []
+    for path, file_id in book["written"]:
+        found = _file_paths(text, path, file_id)
+        annotations.extend(found)
+        if not found:
+            attachments.append({"file_id": file_id, "tools": [{"type": "code_interpreter"}]})
+    annotations.sort(key=lambda a: a["start_index"])
+    content = [{"type": "text", "text": {"value": text, "annotations": annotations}}]
+    content += [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in book["images"]]
+    return content, attachments
+
+
+def _occurrences(text: str, needle: str) -> list[int]:
+    found, start = [], text.find(needle) if needle else -1
+    while start >= 0:
+        found.append(start)
+        start = text.find(needle, start + len(needle))
+    return found
+
+
+def _citations(text: str, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen, result = set(), []
+    for source in sources:
+        marker = source["marker"]
+        if marker in seen:
+            continue
+        seen.add(marker)
+        for start in _occurrences(text, marker):
+            result.append({"type": "file_citation", "text": marker, "start_index": start,
+                           "end_index": start + len(marker), "file_citation": {"file_id": source["file_id"]}})
+    return result
+
+
+def _file_paths(text: str, path: str, file_id: str) -> list[dict[str, Any]]:
+    link = path if path.startswith("sandbox:") else f"sandbox:{path}"
+    return [{"type": "file_path", "text": link, "start_index": start, "end_index": start + len(link),
+             "file_path": {"file_id": file_id}} for start in _occurrences(text, link)]
+
+
+def extra_deltas(message_id: str, content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Message deltas announcing the final message's annotations and image parts."""
+    deltas = []
+    annotations = content[0]["text"]["annotations"]
+    if annotations:
+        parts = [{"index": i, **a} for i, a in enumerate(annotations)]
+        block = {"index": 0, "type": "text", "text": {"value": "", "annotations": parts}}
+        deltas.append(block)
+    for index, part in enumerate(content[1:], start=1):
+        deltas.append({"index": index, **part})
+    return [{"id": message_id, "object": "thread.message.delta", "delta": {"content": [d]}} for d in deltas]

@@ -1,0 +1,486 @@
+"""The run state machine, shared by polling and streaming clients.
+
+Every state change of a run happens here, inside a store transaction, and is announced as an
+Assistants stream event (``thread.run.in_progress``, ``thread.message.delta``, ...) published
+through the store (delivered once its transaction commits, to streams on any replica). Streaming
+responses subscribe to the run (``store.subscribe``) before the work starts; polling clients
+read the store. A run that needs work is queued in the store; the replica whose claimer claims
+it runs the task, and writes its turn only while it holds the run's lease (``owned``; see
+:mod:`asstctl.server.replicas`). Each active run is one asyncio task on the server's event loop,
+so waiting on an engine never holds a thread (the store is fast, synchronous SQLite, called from
+the loop directly).
+
+    queued ─► in_progress ─┬─► completed | incomplete | failed
+                           └─► requires_action ─(submit_tool_outputs)─► queued ...
+    cancel: queued | in_progress | requires_action ─► cancelling ─► cancelled
+    expires_at reached while active ─► expired       (an expiry task checks once a second)
+
+A turn is a loop of model calls: built-in tool calls are run by the server and the loop goes on;
+function calls pause the run in ``requires_action``; text ends it. The run's bookkeeping
+(``book.py``) is stored beside it, so after a restart an interrupted model call is discarded and
+retried from its start (queued / in_progress / cancelling runs are resumed, requires_action runs
+expire on schedule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import aclosing
+from typing import Any, AsyncIterator
+
+from asstctl.server.engine.base import EngineError, TurnEnd, reply_events
+from asstctl.server.http import new_id, now
+from asstctl.server.runs import book as books
+from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
+from asstctl.server.runs.chat import PromptTooLong, build_turn
+from asstctl.server.replicas import LeaseLost, ReplicaHooks
+from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
+from asstctl.server.runs.writer import TurnWriter
+
+log = logging.getLogger("asstctl.server.runs")
+
+SWEEP_SECONDS = 1.0
+DEFAULT_MAX_MODEL_CALLS = 25
+END_REASONS = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
+
+
+class RunExecutor(ReplicaHooks):
+    def __init__(self, state):
+        self.state = state
+        self.store = state.store
+        self.engine = state.engine
+        self._active: set[str] = set()
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._writers: dict[str, TurnWriter] = {}
+        self._sweeper: asyncio.Task | None = None
+        self._started = False
+        self._stopping = False
+        self._init_replica()
+
+    # -- lifecycle (on the event loop) ----------------------------------------------------
+    async def startup(self) -> None:
+        self.ensure_started()
+
+    def ensure_started(self) -> None:
+        """Start the expiry task and resume runs left active (once, on the running loop)."""
+        if self._started or self._stopping:
+            return
+        self._started = True
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
+        self.recover()
+        self._start_claiming()
+
+    async def shutdown(self) -> None:
+        """Stop every run task (their runs stay active in the store, resumed on the next start)."""
+        self._stopping = True
+        tasks = [t for t in [*self._tasks.values(), self._sweeper] if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.store.close_streams()
+        self.claims.stop()  # the runs held here go to the other replicas at once
+
+    def stop(self) -> None:
+        """After the loop is gone: nothing may be scheduled any more."""
+        self._stopping = True
+        self.claims.stop()
+
+    def recover(self) -> int:
+        """Queue (unless a live replica holds them) or watch runs left active; returns how many."""
+        count = 0
+        for run in self.store.all("run"):
+            if run["status"] in ACTIVE:
+                count += 1
+                self._watch(run["id"])
+                if run["status"] != "requires_action":
+                    self.store.ensure_queued(run["id"])
+        return count
+
+    # -- public API (called by the routes, on the loop) -----------------------------------
+    def start(self, run: dict[str, Any], include: tuple[str, ...] = ()) -> None:
+        """A freshly stored ``queued`` run: announce it and schedule its first turn."""
+        self.ensure_started()
+        if include:
+            book = books.load(self.store, run["id"])
+            book["include"] = list(include)
+            books.save(self.store, book)
+        self._watch(run["id"])
+        with self.store.transaction():
+            self.emit(run, "thread.run.created", run)
+            self.emit(run, "thread.run.queued", run)
+            self._schedule(run["id"])
+
+    def submit_outputs(self, run_id: str, outputs: dict[str, str]) -> dict:
+        """Answer the pending tool calls (the route checked them) and put the run back in the queue."""
+        self.ensure_started()
+        self._watch(run_id)
+        with self.store.transaction():
+            run = self._run(run_id)
+            step = self._pending_tool_step(run)
+            if step is not None:
+                self._complete_tool_step(run, step, outputs)
+            run = self._set(run, status="queued", required_action=None)
+            self.emit(run, "thread.run.queued", run)
+            self._schedule(run_id)
+        return run
+
+    def cancel(self, run_id: str) -> dict:
+        """``cancelling`` now; ``cancelled`` once the run's task has stopped (its engine call closed)."""
+        self.ensure_started()
+        with self.store.transaction():
+            run = self._set(self._run(run_id), status="cancelling")
+            self.emit(run, "thread.run.cancelling", run)
+            task = self._tasks.get(run_id)
+            if task is not None and not task.done():
+                task.cancel()
+            else:  # waiting, queued, or running on another replica (which the signal reaches)
+                self._schedule(run_id)
+                self.store.request_cancel(run_id)
+        return run
+
+    def expire(self, run_id: str) -> None:
+        with self.store.transaction():
+            run = self._run(run_id)
+            if run["status"] not in ACTIVE:
+                return
+            self._end(run, "expired", expires_at=None)
+        task = self._tasks.get(run_id)
+        if task is not None and not task.done():
+            task.cancel()
+
+    def streaming_runs(self) -> int:
+        """How many runs are in a model call right now."""
+        return len(self._writers)
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, run: dict[str, Any], name: str, data: Any) -> None:
+        self.store.publish_event(run["id"], name, data)
+
+    def _pause(self, run: dict[str, Any]) -> None:
+        """The run waits for the client or is over: streams end with ``done``."""
+        if run["status"] in TERMINAL:
+            self._active.discard(run["id"])
+        self.emit(run, DONE, None)
+
+    def _watch(self, run_id: str) -> None:
+        self._active.add(run_id)
+
+    # -- tasks ----------------------------------------------------------------------------
+    def _schedule(self, run_id: str) -> None:
+        """Queue the run for a turn (in the caller's transaction); a replica's claimer starts it."""
+        self.store.enqueue_run(run_id)
+
+    def _start_task(self, run_id: str) -> None:
+        """This replica claimed the run: its task, on the loop."""
+        if self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self._turn(run_id), name=f"asstctl-run-{run_id}")
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda done: self._task_done(run_id, done))
+
+    def _task_done(self, run_id: str, task: asyncio.Task) -> None:
+        if self._tasks.get(run_id) is task:
+            del self._tasks[run_id]
+            self._writers.pop(run_id, None)
+        if task.cancelled() and not self._stopping:  # cancelled before it even started
+            self._interrupted(run_id)
+        if not self._stopping:
+            self.claims.finished(run_id)
+
+    async def _turn(self, run_id: str) -> None:
+        """The run's model calls until it pauses or ends."""
+        try:
+            run = self._begin(run_id)
+            while run is not None:
+                run = await self._call(run)
+        except asyncio.CancelledError:
+            if self._stopping:
+                raise
+            self._interrupted(run_id)
+        except LeaseLost:
+            log.warning("run %s: dropped this turn's result, the run's lease went to another replica", run_id)
+        except EngineError as exc:
+            self._fail(run_id, exc.code, exc.message)
+        except Exception as exc:  # an engine bug must not leave the run stuck
+            log.exception("engine %s failed on run %s", getattr(self.engine, "name", "?"), run_id)
+            self._fail(run_id, "server_error", f"The engine failed: {type(exc).__name__}: {exc}")
+
+    def _begin(self, run_id: str) -> dict[str, Any] | None:
+        with self.owned(run_id):
+            run = self._run(run_id)
+            if run["status"] == "cancelling":
+                self._end(run, "cancelled", cancelled_at=now())
+                return None
+            if run["status"] not in ("queued", "in_progress"):
+                return None
+            self._discard_interrupted(run)
+            resumed = run["status"] == "in_progress"  # after a restart, or taken over from another replica
+            run = self._set(run, status="in_progress", started_at=run["started_at"] or now())
+            if not resumed:
+                self.emit(run, "thread.run.in_progress", run)
+            return run
+
+    def _interrupted(self, run_id: str) -> None:
+        """The task was cancelled: by a cancel (-> cancelled) or by expiry (already expired)."""
+        run = self.store.get("run", run_id)
+        if run is not None and run["status"] == "cancelling":
+            try:
+                with self.owned(run_id):
+                    self._end(run, "cancelled", cancelled_at=now())
+            except LeaseLost:  # the replica holding the run now ends it
+                pass
+
+    # -- one model call -------------------------------------------------------------------
+    async def _call(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """One model call; the run to call again for (built-in tools ran), or None."""
+        book = books.load(self.store, run["id"])
+        limit = getattr(self.state.config, "max_model_calls", None) or DEFAULT_MAX_MODEL_CALLS
+        if book["calls"] >= limit:
+            raise EngineError(
+                f"The run reached the limit of {limit} model calls per run without a final answer "
+                "(the model kept calling tools). Raise the server's max_model_calls or check the tool outputs.")
+        completion_left = None
+        if run.get("max_completion_tokens"):
+            completion_left = run["max_completion_tokens"] - book["usage"]["completion_tokens"]
+            if completion_left <= 0:
+                return self._incomplete(run, "max_completion_tokens")
+        try:
+            turn = build_turn(self.state, run, book, completion_left)
+        except PromptTooLong as exc:
+            if exc.reason == "max_prompt_tokens":
+                return self._incomplete(run, "max_prompt_tokens")
+            raise EngineError(exc.message, "invalid_prompt") from exc
+        book["calls"] += 1
+        with self.owned(run["id"]):
+            books.save(self.store, book)
+        writer = TurnWriter(self, run, book["calls"], turn.offered, turn.request.parallel_tool_calls)
+        self._writers[run["id"]] = writer
+        async with aclosing(self._events(turn.request)) as events:
+            async for event in events:
+                writer.feed(event)
+                if writer.end is not None:
+                    break
+        return await self._after_call(run, book, writer, turn.offered)
+
+    async def _events(self, request) -> AsyncIterator[Any]:
+        stream = getattr(self.engine, "stream", None)
+        if stream is None:  # an engine with only respond(): called on a worker thread
+            reply = await asyncio.to_thread(self.engine.respond, request)
+            source = reply_events(reply, request)
+        else:
+            source = stream(request)
+        async with aclosing(source) as events:
+            async for event in events:
+                yield event
+
+    async def _after_call(self, run, book, writer: TurnWriter, offered) -> dict[str, Any] | None:
+        end = writer.end or TurnEnd()
+        usage = end.usage.as_dict()
+        book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
+        book["usage"]["completion_tokens"] += end.usage.completion_tokens
+        book["steps"].update({step_id: writer.call_no for step_id in writer.step_ids})
+        with self.owned(run["id"]):
+            books.save(self.store, book)
+        run = self._run(run["id"])
+        if run["status"] != "in_progress":
+            return self._stopped(run)
+        self._usage_on_closed_message(writer, usage)
+        if writer.calls:
+            return await self._tool_calls(run, book, writer, offered, usage, end)
+        return self._answer(run, book, writer, usage, end)
+
+    def _stopped(self, run: dict[str, Any]) -> None:
+        if run["status"] == "cancelling":
+            with self.owned(run["id"]):
+                self._end(run, "cancelled", cancelled_at=now())
+        return None
+
+    def _usage_on_closed_message(self, writer: TurnWriter, usage: dict) -> None:
+        step = writer.message_step
+        if step is not None and step["status"] == "completed" and step.get("usage") is None:
+            step["usage"] = usage
+            self.store.put("step", step, writer.run["id"])
+
+    def _answer(self, run, book, writer: TurnWriter, usage: dict, end: TurnEnd) -> None:
+        writer.ensure_message()
+        content, attachments = final_content(writer.text, book)
+        for delta in extra_deltas(writer.message["id"], content):
+            self.emit(run, "thread.message.delta", delta)
+        cut = end.finish_reason == "length"
+        with self.owned(run["id"]):
+            writer.close_message("incomplete" if cut else "completed", content, attachments, usage)
+            if cut:
+                return self._incomplete(run, "max_completion_tokens")
+            run = self._set(run, status="completed", completed_at=now(), expires_at=None, usage=books.usage(book))
+            self.emit(run, "thread.run.completed", run)
+            self._pause(run)
+        return None
+
+    async def _tool_calls(self, run, book, writer: TurnWriter, offered, usage, end) -> dict[str, Any] | None:
+        if writer.message is not None and writer.message["status"] == "in_progress":
+            writer.close_message("completed", usage=usage)  # text after the calls: kept, in this round
+        details = [_function_call(c) if c["type"] == "function" else _pending_builtin(c) for c in writer.calls]
+        step = writer.store_tool_step(details, usage)
+        if end.finish_reason == "length":
+            raise EngineError("The model's tool call was cut off: max_completion_tokens is too small for it.")
+        for call in writer.builtin_calls():
+            details[call["index"]] = await run_builtin(self, run, step, call, offered, book)
+            writer.store_tool_step(details, usage)
+            books.save(self.store, book)
+        functions = writer.function_calls()
+        with self.owned(run["id"]):
+            run = self._run(run["id"])
+            if run["status"] != "in_progress":
+                return self._stopped(run)
+            if functions:
+                return self._require_action(run, functions)
+            step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
+            self.store.put("step", step, run["id"])
+            self.emit(run, "thread.run.step.completed", public(step))
+        return run
+
+    def _require_action(self, run: dict[str, Any], functions: list[dict[str, Any]]) -> None:
+        calls = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                 for c in functions]
+        required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
+        run = self._set(run, status="requires_action", required_action=required)
+        self.emit(run, "thread.run.requires_action", run)
+        self._pause(run)
+
+    # -- endings --------------------------------------------------------------------------
+    def _incomplete(self, run: dict[str, Any], reason: str) -> None:
+        with self.owned(run["id"]):
+            book = books.load(self.store, run["id"])
+            self._close_steps(run, "cancelled", "cancelled_at", "thread.run.step.cancelled")
+            run = self._set(run, status="incomplete", expires_at=None, usage=books.usage(book),
+                            incomplete_details={"reason": reason})
+            self.emit(run, "thread.run.incomplete", run)
+            self._pause(run)
+        return None
+
+    def _fail(self, run_id: str, code: str, message: str) -> None:
+        try:
+            with self.owned(run_id):
+                run = self.store.get("run", run_id)
+                if run is None or run["status"] in TERMINAL:  # gone with its thread, or already over
+                    return
+                if run["status"] == "cancelling":
+                    return self._end(run, "cancelled", cancelled_at=now())
+                self._end(run, "failed", failed_at=now(), last_error={"code": code, "message": message})
+        except LeaseLost:
+            log.warning("run %s: not marked failed, the run's lease went to another replica", run_id)
+
+    def _end(self, run: dict[str, Any], status: str, **changes: Any) -> None:
+        """``cancelled`` / ``expired`` / ``failed``: open steps and messages end with the run."""
+        stamp = {"cancelled": "cancelled_at", "expired": "expired_at", "failed": "failed_at"}[status]
+        self._close_steps(run, status, stamp, f"thread.run.step.{status}")
+        book = books.load(self.store, run["id"])
+        changes.setdefault("expires_at", None)
+        run = self._set(run, status=status, required_action=None, usage=books.usage(book), **changes)
+        self.emit(run, f"thread.run.{status}", run)
+        self._pause(run)
+
+    def _close_steps(self, run: dict, status: str, stamp: str, event: str) -> None:
+        """Steps still in progress end with the run; so do their messages (``incomplete``)."""
+        writer = self._writers.get(run["id"])
+        if writer is not None:
+            writer.flush()
+        for step in self.store.all("step", run["id"]):
+            if step["status"] != "in_progress":
+                continue
+            step.update(status=status, usage=step.pop("_usage", None), **{stamp: now()})
+            self.store.put("step", step, run["id"])
+            self.emit(run, event, public(step))
+            if step["type"] == "message_creation":
+                self._message_incomplete(run, step, END_REASONS.get(status, "run_cancelled"))
+
+    def _message_incomplete(self, run: dict, step: dict, reason: str) -> None:
+        message = self.store.get("message", step["step_details"]["message_creation"]["message_id"], run["thread_id"])
+        if message is None or message["status"] != "in_progress":
+            return
+        message.update(status="incomplete", incomplete_at=now(), incomplete_details={"reason": reason})
+        self.store.put("message", message, run["thread_id"])
+        self.emit(run, "thread.message.incomplete", message)
+
+    def _discard_interrupted(self, run: dict[str, Any]) -> None:
+        """What a model call interrupted by a restart left behind goes: the call is made again."""
+        book = books.load(self.store, run["id"])
+        steps = self.store.all("step", run["id"])
+        broken = {book["steps"].get(s["id"]) for s in steps if s["status"] == "in_progress"}
+        for step in steps:
+            call = book["steps"].get(step["id"])
+            if call is not None and call not in broken:
+                continue
+            self.store.delete("step", step["id"], run["id"])
+            if step["type"] == "message_creation":
+                self.store.delete("message", step["step_details"]["message_creation"]["message_id"], run["thread_id"])
+
+    # -- expiry ---------------------------------------------------------------------------
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                self.sweep()
+            except Exception:  # never let the sweeper die
+                log.exception("run expiry sweep failed")
+
+    def sweep(self) -> None:
+        """Expire active runs whose ``expires_at`` has passed."""
+        for run_id in list(self._active):
+            run = self.store.get("run", run_id)
+            if run is None or run["status"] in TERMINAL:
+                self._active.discard(run_id)
+            elif run["expires_at"] is not None and run["expires_at"] <= now():
+                self.expire(run_id)
+
+    # -- store helpers --------------------------------------------------------------------
+    def _run(self, run_id: str) -> dict[str, Any]:
+        run = self.store.get("run", run_id)
+        if run is None:
+            raise EngineError(f"run {run_id} disappeared")
+        return run
+
+    def _set(self, run: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        run = {**run, **changes}
+        return self.store.put("run", run, run["thread_id"])
+
+    def new_step(self, run: dict[str, Any], kind: str, details: dict[str, Any]) -> dict[str, Any]:
+        step = {
+            "id": new_id("step"), "object": "thread.run.step", "created_at": now(),
+            "assistant_id": run["assistant_id"], "thread_id": run["thread_id"], "run_id": run["id"],
+            "type": kind, "status": "in_progress", "step_details": details, "last_error": None,
+            "expired_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None,
+            "metadata": {}, "usage": None,
+        }
+        with self.owned(run["id"]):
+            self.store.insert("step", step, run["id"])
+        self.emit(run, "thread.run.step.created", step)
+        self.emit(run, "thread.run.step.in_progress", step)
+        return step
+
+    def _pending_tool_step(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        steps = self.store.all("step", run["id"])
+        if steps and steps[-1]["type"] == "tool_calls" and steps[-1]["status"] == "in_progress":
+            return steps[-1]
+        return None
+
+    def _complete_tool_step(self, run: dict, step: dict, outputs: dict[str, str]) -> None:
+        for call in step["step_details"]["tool_calls"]:
+            if call["type"] == "function":
+                call["function"]["output"] = outputs.get(call["id"])
+        step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
+        self.store.put("step", step, run["id"])
+        self.emit(run, "thread.run.step.completed", public(step))
+
+
+def _function_call(call: dict[str, Any]) -> dict[str, Any]:
+    return {"id": call["id"], "type": "function",
+            "function": {"name": call["name"], "arguments": call["arguments"], "output": None}}
+
+
+def _pending_builtin(call: dict[str, Any]) -> dict[str, Any]:
+    body = {"input": "", "outputs": []} if call["type"] == "code_interpreter" else {}
+    return {"id": call["id"], "type": call["type"], call["type"]: body}
+
+

@@ -1,0 +1,168 @@
+"""One model call's streamed reply written into the run: message, steps and delta events.
+
+The first :class:`TextDelta` creates the ``message_creation`` step and its in-progress message;
+each delta is emitted as a ``thread.message.delta`` as it arrives, and the message text in the
+store follows at most every ``WRITE_SECONDS`` (and always at the end), so polling clients see it
+grow (with many runs streaming at once the interval grows, ``WRITE_SECONDS_PER_RUN`` per
+streaming run, so store writes stay bounded). The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
+message, if the model wrote text first) and every fragment becomes a ``thread.run.step.delta``;
+the first fragment of a call carries its id (the engine's, else a new ``call_...``), type and
+name. With ``parallel_tool_calls: false`` only the model's first call is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from asstctl.server.engine.base import TextDelta, ToolCallDelta, TurnEnd
+from asstctl.server.http import new_id, now
+from asstctl.server.runs.events import public
+
+WRITE_SECONDS = 0.05
+WRITE_SECONDS_PER_RUN = 0.002  # 500 runs streaming at once: each message written about once a second
+
+
+def text_content(text: str, annotations: list | None = None) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": {"value": text, "annotations": annotations or []}}]
+
+
+class TurnWriter:
+    def __init__(self, executor, run: dict[str, Any], call_no: int, offered, parallel: bool):
+        self.ex, self.run, self.call_no = executor, run, call_no
+        self.offered, self.parallel = offered, parallel
+        self.message: dict[str, Any] | None = None
+        self.message_step: dict[str, Any] | None = None
+        self.text = ""
+        self.deltas = 0
+        self._written_at = 0.0
+        self.tool_step: dict[str, Any] | None = None
+        self.calls: list[dict[str, Any]] = []  # {index, id, name, arguments, type}
+        self._by_index: dict[int, dict[str, Any]] = {}
+        self.end: TurnEnd | None = None
+        self.step_ids: list[str] = []
+
+    # -- events ---------------------------------------------------------------------------
+    def feed(self, event: Any) -> None:
+        if isinstance(event, TextDelta):
+            self._text(event.text)
+        elif isinstance(event, ToolCallDelta):
+            self._call(event)
+        elif isinstance(event, TurnEnd):
+            self.end = event
+
+    def _text(self, text: str) -> None:
+        if self.message is None:
+            if self.tool_step is not None and not text:
+                return
+            self._open_message()
+        elif not text:
+            return
+        self.text += text
+        block: dict[str, Any] = {"index": 0, "type": "text", "text": {"value": text}}
+        if self.deltas == 0:
+            block["text"]["annotations"] = []
+        self.deltas += 1
+        self.ex.emit(self.run, "thread.message.delta",
+                     {"id": self.message["id"], "object": "thread.message.delta", "delta": {"content": [block]}})
+        interval = max(WRITE_SECONDS, WRITE_SECONDS_PER_RUN * self.ex.streaming_runs())
+        if time.monotonic() - self._written_at >= interval:
+            self.flush()
+
+    def _call(self, delta: ToolCallDelta) -> None:
+        entry = self._by_index.get(delta.index)
+        if entry is None:
+            if self.calls and not self.parallel:
+                return  # parallel_tool_calls: false -> the first call only
+            entry = self._open_call(delta)
+            return
+        entry["arguments"] += delta.arguments
+        if entry["type"] == "function" and delta.arguments:
+            self._step_delta({"index": entry["index"], "type": "function", "function": {"arguments": delta.arguments}})
+
+    def _open_call(self, delta: ToolCallDelta) -> dict[str, Any]:
+        if self.message is not None:
+            self.close_message("completed")
+        if self.tool_step is None:
+            self.tool_step = self.ex.new_step(self.run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+            self.step_ids.append(self.tool_step["id"])
+        name = delta.name or ""
+        builtin = self.offered.by_name.get(name)
+        entry = {"index": len(self.calls), "id": delta.id or new_id("call"), "name": name,
+                 "arguments": delta.arguments, "type": builtin[0] if builtin else "function"}
+        self.calls.append(entry)
+        self._by_index[delta.index] = entry
+        if builtin:
+            fragment = {"index": entry["index"], "id": entry["id"], "type": entry["type"], entry["type"]: {}}
+        else:
+            fragment = {"index": entry["index"], "id": entry["id"], "type": "function",
+                        "function": {"name": name, "arguments": delta.arguments, "output": None}}
+        self._step_delta(fragment)
+        return entry
+
+    def _step_delta(self, fragment: dict[str, Any]) -> None:
+        delta = {"step_details": {"type": "tool_calls", "tool_calls": [fragment]}}
+        self.ex.emit(self.run, "thread.run.step.delta",
+                     {"id": self.tool_step["id"], "object": "thread.run.step.delta", "delta": delta})
+
+    # -- the message ----------------------------------------------------------------------
+    def _open_message(self) -> None:
+        created = now()
+        self.message = {
+            "id": new_id("message"), "object": "thread.message", "created_at": created,
+            "thread_id": self.run["thread_id"], "status": "in_progress", "incomplete_details": None,
+            "completed_at": None, "incomplete_at": None, "role": "assistant", "content": [],
+            "assistant_id": self.run["assistant_id"], "run_id": self.run["id"], "attachments": [], "metadata": {},
+        }
+        details = {"type": "message_creation", "message_creation": {"message_id": self.message["id"]}}
+        with self.ex.owned(self.run["id"]):  # nothing of a turn whose run went to another replica
+            self.ex.store.insert("message", self.message, self.run["thread_id"])
+            self.message_step = self.ex.new_step(self.run, "message_creation", details)
+        self.step_ids.append(self.message_step["id"])
+        self.ex.emit(self.run, "thread.message.created", self.message)
+        self.ex.emit(self.run, "thread.message.in_progress", self.message)
+
+    def flush(self) -> None:
+        """The text so far into the store (polling clients see the message grow)."""
+        if self.message is not None and self.message["status"] == "in_progress":
+            self.message["content"] = text_content(self.text)
+            self.ex.store.put("message", self.message, self.run["thread_id"])
+            self._written_at = time.monotonic()
+
+    def ensure_message(self) -> None:
+        """A turn that said nothing still gets its (empty) message, with one delta."""
+        if self.message is None:
+            self._open_message()
+        if self.deltas == 0:
+            self._text("")
+
+    def close_message(self, status: str, content: list | None = None, attachments: list | None = None,
+                      usage: dict | None = None) -> None:
+        """Finish the message (``completed`` or ``incomplete`` at max_tokens) and its step."""
+        message, step, at = self.message, self.message_step, now()
+        message["content"] = content if content is not None else text_content(self.text)
+        if attachments:
+            message["attachments"] = attachments
+        if status == "incomplete":
+            message.update(status="incomplete", incomplete_at=at, incomplete_details={"reason": "max_tokens"})
+        else:
+            message.update(status="completed", completed_at=at)
+        self.ex.store.put("message", message, self.run["thread_id"])
+        self.ex.emit(self.run, f"thread.message.{status}", message)
+        step.update(status="completed", completed_at=at, usage=usage)
+        self.ex.store.put("step", step, self.run["id"])
+        self.ex.emit(self.run, "thread.run.step.completed", public(step))
+
+    # -- the tool calls -------------------------------------------------------------------
+    def function_calls(self) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["type"] == "function"]
+
+    def builtin_calls(self) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["type"] != "function"]
+
+    def store_tool_step(self, details: list[dict[str, Any]], usage: dict | None) -> dict[str, Any]:
+        step = self.tool_step
+        step["step_details"]["tool_calls"] = details
+        step["_usage"] = usage
+        self.ex.store.put("step", step, self.run["id"])
+        return step

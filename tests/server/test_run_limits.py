@@ -1,0 +1,198 @@
+"""Run limits through the real SDK: truncation (last_messages, auto to the context window),
+max_prompt_tokens (truncate to fit, else incomplete), max_completion_tokens (the budget left is
+sent; a cut-off reply keeps its partial message as incomplete), options passed through, restart
+recovery of an interrupted model call, and the token counting module."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from asstctl.server.embedded import start_server
+from asstctl.server.runs import tokens
+from tests.conftest import make_client
+from tests.server.engines import ScriptedEngine, TextDelta, ToolCallDelta, TurnEnd, Usage
+
+TIME_TOOL = {"type": "function", "function": {"name": "get_time"}}
+LONG = "word " * 800  # ~1000 tokens by the estimate
+
+
+@pytest.fixture
+def offline(contract):
+    with start_server(":memory:") as server:
+        sdk = make_client(server, contract)
+        yield sdk, server
+        sdk.close()
+
+
+@pytest.fixture
+def scripted(contract):
+    opened = []
+
+    def make(*scripts, db=":memory:"):
+        engine = ScriptedEngine(*scripts)
+        server = start_server(db, engine=engine)
+        sdk = make_client(server, contract)
+        opened.append((server, sdk))
+        return engine, sdk, server
+
+    yield make
+    for server, sdk in opened:
+        sdk.close()
+        server.stop()
+
+
+def conversation(sdk, *texts, model="gpt-4o", **assistant):
+    bot = sdk.beta.assistants.create(model=model, **assistant)
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": t} for t in texts])
+    return bot, thread
+
+
+def run_messages(sdk, run):
+    return sdk.beta.threads.messages.list(thread_id=run.thread_id, run_id=run.id).data
+
+
+# -- prompt limits ---------------------------------------------------------------------------------
+def test_max_prompt_tokens_drops_the_oldest_messages_to_fit(offline):
+    sdk, _ = offline
+    bot, thread = conversation(sdk, LONG, "hello")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_prompt_tokens=256)
+    assert run.status == "completed"
+    assert run.usage.prompt_tokens == 2  # the offline engine saw "hello" only
+    assert run_messages(sdk, run)[0].content[0].text.value == '[offline gpt-4o] You said: "hello"'
+
+
+def test_max_prompt_tokens_too_small_for_the_last_message_makes_the_run_incomplete(offline):
+    sdk, _ = offline
+    bot, thread = conversation(sdk, "hi", LONG)
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_prompt_tokens=256)
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_prompt_tokens"
+    assert run_messages(sdk, run) == [] and run.usage.total_tokens == 0
+
+
+def test_auto_truncation_fits_the_context_window(offline):
+    sdk, server = offline
+    server.state.config.context_windows = {"tiny-*": 300}
+    bot, thread = conversation(sdk, LONG, "second", "third", model="tiny-model")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "completed" and run.usage.prompt_tokens == 3  # "secondthird": the long one went
+    bot, thread = conversation(sdk, LONG, model="tiny-model")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "failed" and run.last_error.code == "invalid_prompt"
+    assert "context window of tiny-model (300 tokens)" in run.last_error.message
+
+
+def test_last_messages_keeps_the_last_n_and_the_run_rounds(scripted):
+    engine, sdk, _ = scripted(
+        [ToolCallDelta(0, "call_t", "get_time", "{}"), TurnEnd("tool_calls")], [TextDelta("ok"), TurnEnd()])
+    bot, thread = conversation(sdk, "one", "two", "three", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=bot.id, truncation_strategy={"type": "last_messages", "last_messages": 2})
+    sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_t", "output": "noon"}])
+    first, second = engine.requests
+    assert [m["content"] for m in first.chat] == ["two", "three"]
+    assert [m["role"] for m in second.chat] == ["user", "user", "assistant", "tool"]
+
+
+# -- completion limits -----------------------------------------------------------------------------
+def test_completion_budget_left_is_sent_and_a_cut_off_reply_stays_incomplete(scripted):
+    engine, sdk, _ = scripted(
+        [ToolCallDelta(0, "call_t", "get_time", "{}"), TurnEnd("tool_calls", Usage(50, 200))],
+        [TextDelta("It is no"), TurnEnd("length", Usage(60, 56))],
+    )
+    bot, thread = conversation(sdk, "time?", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
+    assert engine.requests[0].max_completion_tokens == 256
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_t", "output": "noon"}])
+    assert engine.requests[1].max_completion_tokens == 56
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (110, 256)
+    message = run_messages(sdk, run)[0]
+    assert message.status == "incomplete" and message.incomplete_details.reason == "max_tokens"
+    assert message.content[0].text.value == "It is no"
+
+
+def test_spent_completion_budget_ends_the_run_before_another_call(scripted):
+    engine, sdk, _ = scripted([ToolCallDelta(0, "call_t", "get_time", "{}"), TurnEnd("tool_calls", Usage(50, 300))])
+    bot, thread = conversation(sdk, "time?", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_t", "output": "noon"}])
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert len(engine.requests) == 1
+
+
+def test_sampling_options_pass_through(scripted):
+    engine, sdk, _ = scripted([TextDelta("{}"), TurnEnd()])
+    bot, thread = conversation(sdk, "json please", model="o3-mini")
+    sdk.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=bot.id, temperature=0.2, top_p=0.9, reasoning_effort="low",
+        response_format={"type": "json_object"})
+    request = engine.requests[0]
+    assert (request.temperature, request.top_p, request.reasoning_effort) == (0.2, 0.9, "low")
+    assert request.response_format == {"type": "json_object"}
+
+
+# -- restart ---------------------------------------------------------------------------------------
+def test_a_model_call_interrupted_by_a_restart_is_made_again_from_its_start(tmp_path, scripted):
+    db = str(tmp_path / "server.sqlite3")
+    engine, sdk, server = scripted([TextDelta("half an ans"), "wait"], db=db)
+    bot, thread = conversation(sdk, "question")
+    run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
+    deadline = time.monotonic() + 20
+    while not (run_messages(sdk, run) and run_messages(sdk, run)[0].content) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sdk.close()
+    server.stop()  # the server goes away mid-reply
+    engine, sdk, _ = scripted([TextDelta("the whole answer"), TurnEnd()], db=db)
+    run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
+    assert run.status == "completed"
+    assert [m.content[0].text.value for m in run_messages(sdk, run)] == ["the whole answer"]
+    steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data
+    assert [s.type for s in steps] == ["message_creation"] and len(engine.requests) == 1
+
+
+def test_cancel_during_offline_latency_is_prompt(tmp_path, contract):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('rules:\n  - match: "slow"\n    reply: "late"\n    latency_ms: 60000\n')
+    with start_server(":memory:", rules_path=str(rules)) as server:
+        sdk = make_client(server, contract)
+        bot, thread = conversation(sdk, "slow")
+        run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
+        sdk.beta.threads.runs.cancel(run_id=run.id, thread_id=thread.id)
+        run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
+        assert run.status == "cancelled" and run_messages(sdk, run) == []
+        assert not [t for t in server.state.extra["runs"]._tasks.values() if not t.done()]
+        sdk.close()
+
+
+# -- the token module ------------------------------------------------------------------------------
+def test_context_windows_are_known_and_overridable():
+    assert tokens.context_window("gpt-4o-mini") == 128_000
+    assert tokens.context_window("gpt-4.1-nano") == 1_047_576
+    assert tokens.context_window("o3") == 200_000
+    assert tokens.context_window("gpt-3.5-turbo") == 16_385
+    assert tokens.context_window("llama3.1:8b") == 128_000
+    assert tokens.context_window("something-new") == tokens.DEFAULT_CONTEXT_WINDOW
+    assert tokens.context_window("gpt-4o", {"gpt-4o": 1000}) == 1000
+
+
+def test_token_estimate_and_message_overhead():
+    count = tokens.counter("llama3.1:8b")  # no tokenizer for this family: the estimate
+    assert count is tokens.estimate and count("abcdefghi") == 3
+    message = {"role": "user", "content": [{"type": "text", "text": "abcd"},
+                                           {"type": "image_url", "image_url": {"url": "x", "detail": "low"}}]}
+    assert tokens.message_tokens(message, count) == tokens.MESSAGE_OVERHEAD + 1 + tokens.IMAGE_LOW
+    assert tokens.prompt_tokens([message], [], count) == tokens.REPLY_PRIMING + tokens.message_tokens(message, count)
+
+
+def test_exact_counts_only_with_a_local_tokenizer(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # an empty cache: nothing to count with
+    tokens._encoding.cache_clear()
+    try:
+        assert tokens.counter("gpt-4o") is tokens.estimate
+    finally:
+        tokens._encoding.cache_clear()

@@ -1,0 +1,287 @@
+"""The async run executor through the real SDK: streamed deltas as they arrive, native tool-call
+ids, the tool loop with its request messages, parallel_tool_calls, tool_choice, the model-call
+cap, usage, cancel closing the engine's stream, and no thread per run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import pytest
+
+from asstctl.server.embedded import start_server
+from tests.conftest import make_client
+from tests.server.engines import ScriptedEngine, TextDelta, ToolCallDelta, TurnEnd, Usage
+from tests.server.test_streaming import check_payloads
+
+TIME_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+DATE_TOOL = {"type": "function", "function": {"name": "get_date"}}
+
+
+@pytest.fixture
+def scripted(contract):
+    """(engine, sdk, server) factory: a server whose engine plays the given scripts."""
+    opened = []
+
+    def make(*scripts):
+        engine = ScriptedEngine(*scripts)
+        server = start_server(":memory:", engine=engine)
+        sdk = make_client(server, contract)
+        opened.append((server, sdk))
+        return engine, sdk, server
+
+    yield make
+    for server, sdk in opened:
+        sdk.close()
+        server.stop()
+
+
+def ask(sdk, text="hi", **assistant):
+    assistant.setdefault("model", "gpt-4o")
+    bot = sdk.beta.assistants.create(**assistant)
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": text}])
+    return bot, thread
+
+
+def wait_for(predicate, what: str, seconds: float = 20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+def raw_events(response) -> list[tuple[str, dict | str]]:
+    events, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            data = line[len("data: "):]
+            events.append((name, data))
+    check_payloads(events)
+    return [(n, d if d == "[DONE]" else json.loads(d)) for n, d in events]
+
+
+# -- streaming -------------------------------------------------------------------------------------
+def test_each_text_delta_is_one_message_delta_as_it_arrives(scripted):
+    engine, sdk, _ = scripted([TextDelta("Hel"), TextDelta("lo, "), TextDelta("world"), TurnEnd()])
+    bot, thread = ask(sdk)
+    with sdk.beta.threads.runs.with_streaming_response.create(
+        thread_id=thread.id, assistant_id=bot.id, stream=True
+    ) as response:
+        events = raw_events(response)
+    deltas = [d["delta"]["content"][0]["text"]["value"] for n, d in events if n == "thread.message.delta"]
+    assert deltas == ["Hel", "lo, ", "world"]
+    names = [n for n, _ in events]
+    assert names.index("thread.message.created") < names.index("thread.message.delta") < names.index("thread.message.completed")
+
+
+def test_polling_clients_see_the_message_grow(scripted):
+    engine, sdk, _ = scripted([TextDelta("first part"), "wait", TextDelta(" and the rest"), TurnEnd()])
+    bot, thread = ask(sdk)
+    run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
+
+    def partial():
+        messages = sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data
+        return messages and messages[0].content and messages[0]
+
+    message = wait_for(partial, "the partial message in the store")
+    assert message.status == "in_progress" and message.content[0].text.value == "first part"
+    assert sdk.beta.threads.runs.retrieve(run_id=run.id, thread_id=thread.id).status == "in_progress"
+    engine.open = True
+    run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
+    final = sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert run.status == "completed" and final.status == "completed"
+    assert final.content[0].text.value == "first part and the rest"
+
+
+def test_tool_call_fragments_stream_as_step_deltas_and_keep_the_engine_ids(scripted):
+    engine, sdk, _ = scripted([
+        ToolCallDelta(0, "call_upstream1", "get_time", '{"tz": '),
+        ToolCallDelta(0, arguments='"UTC"}'),
+        TurnEnd("tool_calls"),
+    ])
+    bot, thread = ask(sdk, tools=[TIME_TOOL])
+    with sdk.beta.threads.runs.with_streaming_response.create(
+        thread_id=thread.id, assistant_id=bot.id, stream=True
+    ) as response:
+        events = raw_events(response)
+    fragments = [d["delta"]["step_details"]["tool_calls"][0] for n, d in events if n == "thread.run.step.delta"]
+    assert fragments[0]["id"] == "call_upstream1" and fragments[0]["function"]["name"] == "get_time"
+    assert "id" not in fragments[1] and fragments[1]["function"] == {"arguments": '"UTC"}'}
+    required = next(d for n, d in events if n == "thread.run.requires_action")["required_action"]
+    call = required["submit_tool_outputs"]["tool_calls"][0]
+    assert call["id"] == "call_upstream1" and call["function"]["arguments"] == '{"tz": "UTC"}'
+
+
+# -- the tool loop ---------------------------------------------------------------------------------
+def test_tool_round_trip_sends_tool_messages_with_the_call_ids(scripted):
+    engine, sdk, _ = scripted(
+        [TextDelta("Let me check. "), ToolCallDelta(0, "call_a", "get_time", "{}"),
+         ToolCallDelta(1, "call_b", "get_date", "{}"), TurnEnd("tool_calls")],
+        [TextDelta("It is noon on Monday."), TurnEnd()],
+    )
+    bot, thread = ask(sdk, "time and date?", tools=[TIME_TOOL, DATE_TOOL], instructions="Be brief.")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [c.id for c in calls] == ["call_a", "call_b"]
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id, run_id=run.id,
+        tool_outputs=[{"tool_call_id": "call_a", "output": "12:00"}, {"tool_call_id": "call_b", "output": "Monday"}],
+    )
+    assert run.status == "completed"
+    chat = engine.requests[1].chat
+    assert chat == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "time and date?"},
+        {"role": "assistant", "content": "Let me check. ", "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+            {"id": "call_b", "type": "function", "function": {"name": "get_date", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_a", "content": "12:00"},
+        {"role": "tool", "tool_call_id": "call_b", "content": "Monday"},
+    ]
+    assert not any(m["role"] == "user" and "12:00" in str(m["content"]) for m in chat)
+    steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    assert [s.type for s in steps] == ["message_creation", "tool_calls", "message_creation"]
+    texts = [m.content[0].text.value for m in sdk.beta.threads.messages.list(thread_id=thread.id, order="asc").data]
+    assert texts == ["time and date?", "Let me check. ", "It is noon on Monday."]
+
+
+def test_offered_tools_and_mapped_tool_choice(scripted):
+    engine, sdk, _ = scripted([TextDelta("ok"), TurnEnd()])
+    bot, thread = ask(sdk, tools=[TIME_TOOL, DATE_TOOL])
+    forced = {"type": "function", "function": {"name": "get_date"}}
+    for choice, sent in (("none", "none"), ("required", "required"), (forced, forced), (None, "auto")):
+        run = sdk.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=bot.id, **({"tool_choice": choice} if choice else {}))
+        assert run.status == "completed"
+        assert engine.requests[-1].tool_choice == sent
+    offered = engine.requests[-1].offered_tools
+    assert [t["function"]["name"] for t in offered] == ["get_time", "get_date"]
+    assert offered[0]["function"]["parameters"] == TIME_TOOL["function"]["parameters"]
+    plain, thread2 = ask(sdk)
+    sdk.beta.threads.runs.create_and_poll(thread_id=thread2.id, assistant_id=plain.id)
+    assert engine.requests[-1].offered_tools == [] and engine.requests[-1].tool_choice is None
+
+
+def test_parallel_tool_calls_false_keeps_one_call(scripted):
+    two = [ToolCallDelta(0, "call_1", "get_time", "{}"), ToolCallDelta(1, "call_2", "get_date", "{}"),
+           TurnEnd("tool_calls")]
+    engine, sdk, _ = scripted(two)
+    bot, thread = ask(sdk, tools=[TIME_TOOL, DATE_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, parallel_tool_calls=False)
+    assert engine.requests[-1].parallel_tool_calls is False
+    assert [c.id for c in run.required_action.submit_tool_outputs.tool_calls] == ["call_1"]
+    step = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert [c.id for c in step.step_details.tool_calls] == ["call_1"]
+
+
+def test_engine_without_ids_gets_generated_call_ids(scripted):
+    engine, sdk, _ = scripted([ToolCallDelta(0, None, "get_time", "{}"), TurnEnd("tool_calls")])
+    bot, thread = ask(sdk, tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.required_action.submit_tool_outputs.tool_calls[0].id.startswith("call_")
+
+
+def test_model_call_cap_fails_the_run_with_a_clear_error(scripted):
+    def always_call(request, number):
+        return [ToolCallDelta(0, f"call_n{number}", "get_time", "{}"), TurnEnd("tool_calls", Usage(10, 2))]
+
+    engine, sdk, server = scripted(always_call)
+    server.state.config.max_model_calls = 3
+    bot, thread = ask(sdk, tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    while run.status == "requires_action":
+        call = run.required_action.submit_tool_outputs.tool_calls[0]
+        run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+            thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "noon"}])
+    assert run.status == "failed" and run.last_error.code == "server_error"
+    assert "limit of 3 model calls" in run.last_error.message and "max_model_calls" in run.last_error.message
+    assert len(engine.requests) == 3
+    assert run.usage.prompt_tokens == 30 and run.usage.completion_tokens == 6
+
+
+def test_attached_tools_that_are_never_called_do_not_fail_a_run(scripted):
+    engine, sdk, _ = scripted([TextDelta("plain answer"), TurnEnd()])
+    bot, thread = ask(sdk, tools=[TIME_TOOL, {"type": "code_interpreter"}, {"type": "file_search"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "completed"
+
+
+# -- usage -----------------------------------------------------------------------------------------
+def test_usage_is_summed_over_model_calls_and_each_step_has_its_call_usage(scripted):
+    engine, sdk, _ = scripted(
+        [ToolCallDelta(0, "call_x", "get_time", "{}"), TurnEnd("tool_calls", Usage(100, 7))],
+        [TextDelta("done"), TurnEnd("stop", Usage(120, 3))],
+    )
+    bot, thread = ask(sdk, tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_x", "output": "noon"}])
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens, run.usage.total_tokens) == (220, 10, 230)
+    steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    assert [(s.usage.prompt_tokens, s.usage.completion_tokens) for s in steps] == [(100, 7), (120, 3)]
+
+
+# -- request messages ------------------------------------------------------------------------------
+def test_o_series_models_get_a_developer_message_and_run_instructions_replace(scripted):
+    engine, sdk, _ = scripted([TextDelta("ok"), TurnEnd()])
+    bot, thread = ask(sdk, instructions="Assistant's own.")
+    sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, model="o3-mini",
+                                          instructions="Run's instead.")
+    assert engine.requests[-1].chat[0] == {"role": "developer", "content": "Run's instead."}
+    sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, additional_instructions="More.")
+    assert engine.requests[-1].chat[0] == {"role": "system", "content": "Assistant's own.\nMore."}
+    assert [m["role"] for m in engine.requests[-1].chat] == ["system", "user", "assistant"]
+
+
+def test_images_go_as_image_parts(scripted):
+    engine, sdk, _ = scripted([TextDelta("a cat"), TurnEnd()])
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    image = sdk.files.create(file=("cat.png", png), purpose="vision")
+    bot = sdk.beta.assistants.create(model="gpt-4o")
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
+        {"type": "image_file", "image_file": {"file_id": image.id}},
+    ]}])
+    sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    parts = engine.requests[-1].chat[-1]["content"]
+    assert parts[0] == {"type": "text", "text": "What is this?"}
+    assert parts[1] == {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}}
+    assert parts[2] == {"type": "image_url",
+                        "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}}
+
+
+# -- cancel and concurrency ------------------------------------------------------------------------
+def test_cancel_closes_the_engine_stream(scripted):
+    engine, sdk, _ = scripted([TextDelta("partial"), "wait", TextDelta(" never"), TurnEnd()])
+    bot, thread = ask(sdk)
+    run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
+    wait_for(lambda: engine.waiting == 1, "the engine call to start")
+    sdk.beta.threads.runs.cancel(run_id=run.id, thread_id=thread.id)
+    run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
+    assert run.status == "cancelled" and engine.closed == 1 and engine.waiting == 0
+    message = sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert message.status == "incomplete" and message.incomplete_details.reason == "run_cancelled"
+    assert message.content[0].text.value == "partial"
+
+
+def test_two_hundred_runs_in_flight_hold_no_thread_each(scripted):
+    engine, sdk, server = scripted(["wait", TextDelta("done"), TurnEnd()])
+    bot = sdk.beta.assistants.create(model="gpt-4o")
+    before = threading.active_count()
+    runs = [sdk.beta.threads.create_and_run(assistant_id=bot.id, thread={"messages": [{"role": "user", "content": "x"}]})
+            for _ in range(200)]
+    wait_for(lambda: engine.waiting == 200, "200 engine calls in flight", seconds=60)
+    in_flight = threading.active_count()
+    engine.open = True
+    done = [sdk.beta.threads.runs.poll(run_id=r.id, thread_id=r.thread_id).status for r in runs]
+    assert done == ["completed"] * 200
+    assert in_flight - before <= 4  # no thread per run (the old pool had 8 workers and capped turns at 8)
