@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -91,6 +92,7 @@ class PostgresStore(Coordination, BaseStore):
             self._pool.close()
             raise self._unreachable(f"no connection within {CONNECT_TIMEOUT:.0f} s") from None
         self._init_coordination()
+        self._origin = secrets.token_hex(6)  # this store's signals come back from LISTEN: skip them
         with self._pool.connection() as conn:
             migrate(conn)
         self._stopping = threading.Event()
@@ -181,7 +183,9 @@ class PostgresStore(Coordination, BaseStore):
 
     # -- signals ----------------------------------------------------------------------------
     def _signal(self, kind: str, run_id: str) -> None:
-        self._exec("SELECT pg_notify(?, ?)", (CHANNEL, f"{kind}:{run_id}"))
+        """NOTIFY the other replicas at commit; this one is told directly (no round trip)."""
+        self._exec("SELECT pg_notify(?, ?)", (CHANNEL, f"{kind}:{run_id}:{self._origin}"))
+        self.after_commit(lambda: self._dispatch(kind, run_id))
 
     def _listen(self) -> None:
         """LISTEN for signals of every replica (this one included); reconnect when cut off."""
@@ -195,8 +199,9 @@ class PostgresStore(Coordination, BaseStore):
                     self._dispatch("work", "")  # anything queued while we were not listening
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=0.2):
-                            kind, _, run_id = note.payload.partition(":")
-                            self._dispatch(kind, run_id)
+                            kind, run_id, origin = (note.payload.split(":") + ["", ""])[:3]
+                            if origin != self._origin:
+                                self._dispatch(kind, run_id)
             except psycopg.Error as error:
                 if self._stopping.is_set():
                     return
