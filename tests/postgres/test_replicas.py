@@ -73,9 +73,14 @@ def assistant_messages(client, thread_id: str) -> list:
     return [m for m in client.beta.threads.messages.list(thread_id=thread_id, limit=100).data if m.role == "assistant"]
 
 
-def test_the_announcement_shows_postgres_without_a_password(replica):
-    api = replica("api", workers=0)
-    assert "(db: postgresql://asstctl@127.0.0.1:" in api.stdout()
+def test_the_announcement_shows_postgres_without_a_password(tmp_path, postgres_url):
+    with_password = postgres_url.replace("postgresql://asstctl@", "postgresql://asstctl:hunter2@")
+    with ServeProcess(tmp_path, "--db", with_password) as api:  # trust auth: any password is accepted
+        assert "(db: postgresql://asstctl@127.0.0.1:" in api.stdout()
+        with make_client(api) as client:  # serving (a SIGTERM during start-up is lost: embedded.py)
+            client.beta.assistants.list()
+        assert api.stop() == 0
+        assert "hunter2" not in api.stdout() + api.stderr()
 
 
 def test_a_run_created_on_one_replica_is_streamed_and_read_on_another(replica, contract):
