@@ -8,6 +8,10 @@ their size in ``blob_meta``.
 A backend supplies ``transaction()`` (re-entrant; write transactions are serialized, as SQLite's
 ``BEGIN IMMEDIATE`` does), ``_fetch``/``_exec`` (SQL with ``?`` placeholders) and the run-queue
 and event primitives of :mod:`asstctl.server.store.coordination`.
+
+Calls are synchronous and short; code on an event loop may call them directly, but must never
+``await`` inside ``transaction()`` (on PostgreSQL another task would wait for the write lock on
+the same thread).
 """
 
 from __future__ import annotations
