@@ -39,9 +39,13 @@ POOL_ENV = "ASSTCTL_PG_POOL_SIZE"  # connections per replica (default 10)
 
 @dataclass
 class _Bound:
+    """A transaction in progress: its connection, who holds it, and what it sends at commit."""
+
     conn: Any
     owner: tuple
-    pending: list[Callable[[], None]] = field(default_factory=list)
+    pending: list[Callable[[], None]] = field(default_factory=list)  # after commit, in this process
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, name, payload)
+    notes: list[str] = field(default_factory=list)  # NOTIFY payloads
 
 
 def _owner() -> tuple:
@@ -53,6 +57,13 @@ def _owner() -> tuple:
     except RuntimeError:
         task = None
     return threading.get_ident(), id(task) if task is not None else None
+
+
+def _rollback(conn: Any) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - a broken connection: the pool discards it
+        pass
 
 
 def shown_url(url: str) -> str:
@@ -156,15 +167,38 @@ class PostgresStore(Coordination, BaseStore):
             return
         with self._pool.connection() as conn:
             bound = _Bound(conn, _owner())
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                token = self._tx.set(bound)
-                try:
-                    yield self
-                finally:
-                    self._tx.reset(token)
+            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")  # one round trip
+            token = self._tx.set(bound)
+            try:
+                yield self
+            except BaseException:
+                self._tx.reset(token)
+                _rollback(conn)
+                raise
+            self._tx.reset(token)
+            self._commit(bound)
         for callback in bound.pending:
             callback()
+
+    def _commit(self, bound: _Bound) -> None:
+        """The transaction's events and notifications, and COMMIT, in one round trip."""
+        conn = bound.conn
+        try:
+            with conn.pipeline():
+                if bound.events:
+                    runs, names, payloads = (list(column) for column in zip(*bound.events))
+                    conn.execute(
+                        "INSERT INTO run_events (run_id, name, payload) SELECT r, n, p FROM "
+                        "unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS t(r, n, p, i) ORDER BY i",
+                        (runs, names, payloads),
+                    )
+                if bound.notes:
+                    conn.execute("SELECT pg_notify(%s, note) FROM unnest(%s::text[]) AS note",
+                                 (CHANNEL, list(dict.fromkeys(bound.notes))))
+                conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         bound = self._bound()
@@ -184,7 +218,12 @@ class PostgresStore(Coordination, BaseStore):
     # -- signals ----------------------------------------------------------------------------
     def _signal(self, kind: str, run_id: str) -> None:
         """NOTIFY the other replicas at commit; this one is told directly (no round trip)."""
-        self._exec("SELECT pg_notify(?, ?)", (CHANNEL, f"{kind}:{run_id}:{self._origin}"))
+        note = f"{kind}:{run_id}:{self._origin}"
+        bound = self._bound()
+        if bound is not None:
+            bound.notes.append(note)
+        else:
+            self._exec("SELECT pg_notify(?, ?)", (CHANNEL, note))
         self.after_commit(lambda: self._dispatch(kind, run_id))
 
     def _listen(self) -> None:
@@ -210,6 +249,8 @@ class PostgresStore(Coordination, BaseStore):
 
     # -- run queue --------------------------------------------------------------------------
     def claim_next_run(self, owner: str, lease: float) -> str | None:
+        if not self._fetch("SELECT 1 FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() LIMIT 1"):
+            return None  # nothing to claim: no write transaction (and its lock) needed to know that
         with self.transaction():
             rows = self._fetch(
                 "UPDATE run_queue SET owner = ?, lease_until = clock_timestamp() + make_interval(secs => ?) "
@@ -235,10 +276,20 @@ class PostgresStore(Coordination, BaseStore):
 
     # -- events -----------------------------------------------------------------------------
     def publish_event(self, run_id: str, name: str, data: Any) -> None:
-        with self.transaction():
-            self._exec("INSERT INTO run_events (run_id, name, payload) VALUES (?, ?, ?)",
-                       (run_id, name, payload_of(name, data)))
+        """Inside a transaction: written with its commit. Outside: one statement under the write lock
+        (so events enter ``run_events`` in commit order)."""
+        payload, bound = payload_of(name, data), self._bound()
+        if bound is not None:
+            bound.events.append((run_id, name, payload))
             self._signal("event", run_id)
+            return
+        self._exec(
+            "WITH l AS (SELECT pg_advisory_xact_lock(?)), "
+            "e AS (INSERT INTO run_events (run_id, name, payload) SELECT ?, ?, ? FROM l RETURNING seq) "
+            "SELECT pg_notify(?, ?) FROM e",
+            (WRITE_LOCK, run_id, name, payload, CHANNEL, f"event:{run_id}:{self._origin}"),
+        )
+        self._dispatch("event", run_id)
 
     def _last_event(self, run_id: str) -> int:
         return int(self._fetch("SELECT coalesce(max(seq), 0) FROM run_events WHERE run_id = ?", (run_id,))[0][0])
