@@ -106,6 +106,22 @@ def test_blobs_stream_in_chunks_and_a_failed_write_stores_nothing(store):
     assert store.write_blob("empty", []) == 0 and list(store.read_blob("empty")) == []
     store.delete_blob("file-1")
     assert store.read_blob("file-1") is None
+    assert store._fetch("SELECT count(*) FROM blob_chunks")[0][0] == 0  # replaced, failed, deleted: all collected
+
+
+def test_whole_blobs_of_an_older_sqlite_database_are_still_read(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:  # asstctl 0.1's schema: version 0, one row per file
+        old.execute("CREATE TABLE blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL)")
+        old.execute("INSERT INTO blobs VALUES ('file-a', ?), ('file-empty', ?)", (b"abc" * 1000, b""))
+    store = open_store(str(path))
+    try:
+        assert b"".join(store.read_blob("file-a", 7)) == b"abc" * 1000 and store.blob_size("file-a") == 3000
+        assert list(store.read_blob("file-empty")) == [] and store.blob_size("file-empty") == 0
+    finally:
+        store.close()
 
 
 def test_a_run_is_claimed_by_one_owner_until_released_or_its_lease_lapses(store):

@@ -2,8 +2,7 @@
 
 Every API object is a JSON document keyed by (kind, parent, id) and ordered by
 (created_at, seq): ``seq`` is the insertion sequence, so objects made in the same second keep a
-stable order for pagination. File bytes are stored as numbered chunks (``blob_chunks``) with
-their size in ``blob_meta``.
+stable order for pagination. File bytes: :mod:`asstctl.server.store.blobs`.
 
 A backend supplies ``transaction()`` (re-entrant; write transactions are serialized, as SQLite's
 ``BEGIN IMMEDIATE`` does), ``_fetch``/``_exec`` (SQL with ``?`` placeholders) and the run-queue
@@ -18,12 +17,20 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
-BLOB_ROW = 1 << 20  # bytes per stored chunk row
+from asstctl.server.store.blobs import Blobs
 
 
-class BaseStore:
+def encode(obj: dict[str, Any]) -> str:
+    """The stored text of an object; ValueError for what JSON cannot carry back (NaN,
+    Infinity, a lone surrogate), so nothing stored can make a later read fail."""
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+    return text
+
+
+class BaseStore(Blobs):
     """A small document store. ``kind`` is the API object type ("assistant", "thread", ...)."""
 
     path: str  # what the store was opened with; see ``shown`` for a printable form
@@ -59,7 +66,7 @@ class BaseStore:
         with self.transaction():
             self._exec(
                 "INSERT INTO objects (kind, parent, id, created_at, body) VALUES (?, ?, ?, ?, ?)",
-                (kind, parent, obj["id"], int(obj.get("created_at") or 0), json.dumps(obj)),
+                (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj)),
             )
         return obj
 
@@ -77,7 +84,7 @@ class BaseStore:
         with self.transaction():
             self._exec(
                 "UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?",
-                (json.dumps(obj), kind, parent, obj["id"]),
+                (encode(obj), kind, parent, obj["id"]),
             )
         return obj
 
@@ -167,73 +174,3 @@ class BaseStore:
             "SELECT created_at, seq FROM objects WHERE kind = ? AND parent = ? AND id = ?", (kind, parent, id)
         )
         return (rows[0][0], rows[0][1]) if rows else None
-
-    # -- blobs ------------------------------------------------------------------------------
-    def write_blob(self, id: str, chunks: Iterable[bytes]) -> int:
-        """Store the bytes of ``chunks`` under ``id`` (replacing any); returns the size.
-
-        Atomic: if ``chunks`` raises, nothing is stored and a previous blob stays as it was.
-        """
-        with self.transaction():
-            self._exec("DELETE FROM blob_chunks WHERE id = ?", (id,))
-            self._exec("DELETE FROM blob_meta WHERE id = ?", (id,))
-            size, number = 0, 0
-            for row in _rows(chunks):
-                self._exec("INSERT INTO blob_chunks (id, n, data) VALUES (?, ?, ?)", (id, number, row))
-                size, number = size + len(row), number + 1
-            self._exec("INSERT INTO blob_meta (id, size, chunks) VALUES (?, ?, ?)", (id, size, number))
-        return size
-
-    def read_blob(self, id: str, chunk_size: int = 1 << 20) -> Iterator[bytes] | None:
-        """The stored bytes in pieces of ``chunk_size`` (the last may be shorter); None if absent."""
-        rows = self._fetch("SELECT chunks FROM blob_meta WHERE id = ?", (id,))
-        if not rows:
-            return None
-        return _resliced(self._chunk_rows(id, rows[0][0]), chunk_size)
-
-    def _chunk_rows(self, id: str, count: int) -> Iterator[bytes]:
-        for number in range(count):
-            found = self._fetch("SELECT data FROM blob_chunks WHERE id = ? AND n = ?", (id, number))
-            if not found:
-                return  # replaced or deleted while being read
-            yield bytes(found[0][0])
-
-    def blob_size(self, id: str) -> int | None:
-        rows = self._fetch("SELECT size FROM blob_meta WHERE id = ?", (id,))
-        return int(rows[0][0]) if rows else None
-
-    def delete_blob(self, id: str) -> None:
-        with self.transaction():
-            self._exec("DELETE FROM blob_chunks WHERE id = ?", (id,))
-            self._exec("DELETE FROM blob_meta WHERE id = ?", (id,))
-
-    # Shims for the routes written against the one-shot API (h10b moves them to streaming).
-    def put_blob(self, id: str, data: bytes) -> None:
-        self.write_blob(id, [data])
-
-    def get_blob(self, id: str) -> bytes | None:
-        pieces = self.read_blob(id)
-        return None if pieces is None else b"".join(pieces)
-
-
-def _rows(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Regroup incoming chunks into rows of at most BLOB_ROW bytes."""
-    buffer = bytearray()
-    for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= BLOB_ROW:
-            yield bytes(buffer[:BLOB_ROW])
-            del buffer[:BLOB_ROW]
-    if buffer:
-        yield bytes(buffer)
-
-
-def _resliced(rows: Iterator[bytes], size: int) -> Iterator[bytes]:
-    buffer = bytearray()
-    for row in rows:
-        buffer += row
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
-    if buffer:
-        yield bytes(buffer)

@@ -29,8 +29,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX objects_list ON objects (kind, parent, created_at, seq);
     CREATE INDEX objects_id ON objects (kind, id);
     CREATE INDEX objects_parent ON objects (parent);
-    CREATE TABLE blob_meta (id text PRIMARY KEY, size bigint NOT NULL, chunks integer NOT NULL);
-    CREATE TABLE blob_chunks (id text NOT NULL, n integer NOT NULL, data bytea NOT NULL, PRIMARY KEY (id, n));
+    CREATE TABLE blob_chunks (key text NOT NULL, n integer NOT NULL, data bytea NOT NULL, PRIMARY KEY (key, n));
+    CREATE TABLE blob_index (id text PRIMARY KEY, key text NOT NULL, chunks integer NOT NULL, size bigint NOT NULL);
+    CREATE INDEX blob_index_key ON blob_index (key);
     CREATE TABLE run_queue (
         seq bigserial PRIMARY KEY,
         run_id text NOT NULL UNIQUE,

@@ -106,6 +106,7 @@ class PostgresStore(Coordination, BaseStore):
         self._origin = secrets.token_hex(6)  # this store's signals come back from LISTEN: skip them
         with self._pool.connection() as conn:
             migrate(conn)
+        self._collect_stale()
         self._stopping = threading.Event()
         self._listener = threading.Thread(target=self._listen, name="asstctl-pg-listen", daemon=True)
         self._listening = threading.Event()

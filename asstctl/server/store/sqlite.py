@@ -37,13 +37,16 @@ MIGRATIONS = [
     CREATE INDEX IF NOT EXISTS objects_id ON objects (kind, id);
     CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL);
     """,
-    # 2: chunked blobs, the run queue
+    # 2: streamed blobs (chunks under a write key + an index; whole blobs moved over), the run queue
     """
-    CREATE TABLE blob_meta (id TEXT PRIMARY KEY, size INTEGER NOT NULL, chunks INTEGER NOT NULL);
-    CREATE TABLE blob_chunks (id TEXT NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (id, n));
-    INSERT INTO blob_meta (id, size, chunks) SELECT id, length(data), 1 FROM blobs;
-    INSERT INTO blob_chunks (id, n, data) SELECT id, 0, data FROM blobs;
+    CREATE TABLE IF NOT EXISTS blob_chunks (key TEXT NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,
+                                            PRIMARY KEY (key, n));
+    CREATE TABLE IF NOT EXISTS blob_index (id TEXT PRIMARY KEY, key TEXT NOT NULL, chunks INTEGER NOT NULL,
+                                           size INTEGER NOT NULL);
+    INSERT INTO blob_chunks (key, n, data) SELECT '0-' || id, 0, data FROM blobs WHERE length(data) > 0;
+    INSERT INTO blob_index (id, key, chunks, size) SELECT id, '0-' || id, length(data) > 0, length(data) FROM blobs;
     DROP TABLE blobs;
+    CREATE INDEX IF NOT EXISTS blob_index_key ON blob_index (key);
     CREATE INDEX objects_parent ON objects (parent);
     CREATE TABLE run_queue (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -74,6 +77,7 @@ class SQLiteStore(Coordination, BaseStore):
         self._pending: list[Callable[[], None]] = []
         self._init_coordination()
         self._migrate()
+        self._collect_stale()
 
     def _migrate(self) -> None:
         with self.transaction():
