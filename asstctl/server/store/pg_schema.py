@@ -49,6 +49,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX run_events_run ON run_events (run_id, seq);
     CREATE INDEX run_events_at ON run_events (at);
     """,
+    # 2: file_search's indexes: lexical (asstctl.server.pg_lexical) and the dense index's vectors
+    """
+    CREATE TABLE retrieval_vectors (
+        id bigint PRIMARY KEY,
+        store_id text NOT NULL,
+        file_id text NOT NULL,
+        model text NOT NULL,
+        vec bytea NOT NULL
+    );
+    CREATE INDEX retrieval_vectors_file ON retrieval_vectors (store_id, file_id);
+    CREATE TABLE retrieval_generation (store_id text PRIMARY KEY, gen bigint NOT NULL);
+    CREATE TABLE retrieval_chunks (
+        id bigserial PRIMARY KEY,
+        store_id text NOT NULL,
+        file_id text NOT NULL,
+        seq integer NOT NULL,
+        tokens integer NOT NULL,
+        text text NOT NULL,
+        tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+    );
+    CREATE INDEX retrieval_chunks_file ON retrieval_chunks (store_id, file_id, seq);
+    CREATE INDEX retrieval_chunks_tsv ON retrieval_chunks USING gin (tsv);
+    """,
 ]
 
 

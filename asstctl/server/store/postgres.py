@@ -161,6 +161,12 @@ class PostgresStore(Coordination, BaseStore):
             yield conn
 
     @contextmanager
+    def sql(self) -> Iterator[Any]:
+        """A psycopg connection (the transaction's, inside one), for modules with their own tables."""
+        with self._connection() as conn:
+            yield conn
+
+    @contextmanager
     def transaction(self) -> Iterator["PostgresStore"]:
         """Group several writes atomically (re-entrant); serialized with every other write transaction."""
         if self._bound() is not None:

@@ -124,6 +124,12 @@ class SQLiteStore(Coordination, BaseStore):
                 return
         callback()
 
+    @contextmanager
+    def sql(self) -> Iterator[sqlite3.Connection]:
+        """The raw connection under the lock, for modules that keep their own tables (retrieval)."""
+        with self._lock:
+            yield self._db
+
     def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
