@@ -125,6 +125,26 @@ def test_spent_completion_budget_ends_the_run_before_another_call(scripted):
     assert len(engine.requests) == 1
 
 
+def test_tool_call_cut_off_by_the_budget_makes_the_run_incomplete(scripted):
+    engine, sdk, _ = scripted([ToolCallDelta(0, "call_t", "get_time", '{"tz": "Eur'), TurnEnd("length", Usage(9, 256))])
+    bot, thread = conversation(sdk, "time?", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert run.required_action is None
+    step = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert step.status == "cancelled"
+
+
+def test_a_reply_without_a_finish_fails_the_run(scripted):
+    engine, sdk, _ = scripted([TextDelta("half")])
+    bot, thread = conversation(sdk, "hi")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "failed" and run.last_error.code == "server_error"
+    assert "ended without a finish" in run.last_error.message
+    message = run_messages(sdk, run)[0]
+    assert message.status == "incomplete" and message.incomplete_details.reason == "run_failed"
+
+
 def test_sampling_options_pass_through(scripted):
     engine, sdk, _ = scripted([TextDelta("{}"), TurnEnd()])
     bot, thread = conversation(sdk, "json please", model="o3-mini")
@@ -153,6 +173,29 @@ def test_a_model_call_interrupted_by_a_restart_is_made_again_from_its_start(tmp_
     assert [m.content[0].text.value for m in run_messages(sdk, run)] == ["the whole answer"]
     steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data
     assert [s.type for s in steps] == ["message_creation"] and len(engine.requests) == 1
+
+
+def test_a_restart_discards_every_step_of_the_interrupted_call(tmp_path, scripted):
+    db = str(tmp_path / "server.sqlite3")
+    engine, sdk, server = scripted(
+        [ToolCallDelta(0, "call_a", "get_time", "{}"), TurnEnd("tool_calls")],
+        [TextDelta("Let me look. "), ToolCallDelta(0, "call_b", "get_time", "{"), "wait"], db=db)
+    bot, thread = conversation(sdk, "question", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    sdk.beta.threads.runs.submit_tool_outputs(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_a", "output": "noon"}])
+    deadline = time.monotonic() + 20
+    while engine.waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sdk.close()
+    server.stop()
+    engine, sdk, _ = scripted([TextDelta("It is noon."), TurnEnd()], db=db)
+    run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
+    assert run.status == "completed"
+    steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    assert [(s.type, s.status) for s in steps] == [("tool_calls", "completed"), ("message_creation", "completed")]
+    assert [m.content[0].text.value for m in run_messages(sdk, run)] == ["It is noon."]
+    assert [m["role"] for m in engine.requests[0].chat] == ["user", "assistant", "tool"]
 
 
 def test_cancel_during_offline_latency_is_prompt(tmp_path, contract):

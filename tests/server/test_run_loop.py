@@ -228,6 +228,14 @@ def test_usage_is_summed_over_model_calls_and_each_step_has_its_call_usage(scrip
     assert [(s.usage.prompt_tokens, s.usage.completion_tokens) for s in steps] == [(100, 7), (120, 3)]
 
 
+def test_an_engine_without_usage_gets_the_estimate(scripted):
+    engine, sdk, _ = scripted([TextDelta("abcdefgh"), TurnEnd()])  # no usage reported
+    bot, thread = ask(sdk, "12345678", instructions="Be brief.", model="llama3.1:8b")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    # 3 reply priming + system (3 + 3) + user (3 + 2) = 14 prompt tokens; "abcdefgh" = 2
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (14, 2)
+
+
 # -- request messages ------------------------------------------------------------------------------
 def test_o_series_models_get_a_developer_message_and_run_instructions_replace(scripted):
     engine, sdk, _ = scripted([TextDelta("ok"), TurnEnd()])
@@ -285,3 +293,24 @@ def test_two_hundred_runs_in_flight_hold_no_thread_each(scripted):
     done = [sdk.beta.threads.runs.poll(run_id=r.id, thread_id=r.thread_id).status for r in runs]
     assert done == ["completed"] * 200
     assert in_flight - before <= 4  # no thread per run (the old pool had 8 workers and capped turns at 8)
+
+
+def test_two_hundred_offline_runs_with_latency_share_the_event_loop(tmp_path, contract):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('rules:\n  - match: "."\n    reply: "slowly"\n    latency_ms: 1000\n')
+    with start_server(":memory:", rules_path=str(rules)) as server:
+        sdk = make_client(server, contract)
+        bot = sdk.beta.assistants.create(model="gpt-4o")
+        before, peak = threading.active_count(), 0
+        runs = []
+        for _ in range(200):
+            runs.append(sdk.beta.threads.create_and_run(
+                assistant_id=bot.id, thread={"messages": [{"role": "user", "content": "x"}]}))
+            peak = max(peak, threading.active_count())
+        statuses = []
+        for run in runs:
+            statuses.append(sdk.beta.threads.runs.poll(run_id=run.id, thread_id=run.thread_id).status)
+            peak = max(peak, threading.active_count())
+        assert statuses == ["completed"] * 200
+        assert peak - before <= 4
+        sdk.close()

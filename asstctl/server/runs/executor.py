@@ -29,9 +29,10 @@ import logging
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
-from asstctl.server.engine.base import EngineError, TurnEnd, reply_events
+from asstctl.server.engine.base import EngineError, TurnEnd, Usage, reply_events
 from asstctl.server.http import new_id, now
 from asstctl.server.runs import book as books
+from asstctl.server.runs import tokens
 from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
 from asstctl.server.runs.chat import PromptTooLong, build_turn
 from asstctl.server.replicas import LeaseLost, ReplicaHooks
@@ -254,13 +255,13 @@ class RunExecutor(ReplicaHooks):
         book["calls"] += 1
         with self.owned(run["id"]):
             books.save(self.store, book)
-        writer = TurnWriter(self, run, book["calls"], turn.offered, turn.request.parallel_tool_calls)
+        writer = TurnWriter(self, run, book, turn.offered, turn.request.parallel_tool_calls)
         self._writers[run["id"]] = writer
         async with aclosing(self._events(turn.request)) as events:
-            async for event in events:
+            async for event in events:  # to the engine's own end (an upstream connection stays reusable)
                 writer.feed(event)
-                if writer.end is not None:
-                    break
+        if writer.end is not None and not writer.end.usage.total_tokens:
+            writer.end.usage = _estimated_usage(turn, writer)
         return await self._after_call(run, book, writer, turn.offered)
 
     async def _events(self, request) -> AsyncIterator[Any]:
@@ -275,11 +276,13 @@ class RunExecutor(ReplicaHooks):
                 yield event
 
     async def _after_call(self, run, book, writer: TurnWriter, offered) -> dict[str, Any] | None:
-        end = writer.end or TurnEnd()
+        end = writer.end
+        if end is None:
+            raise EngineError(f"The reply of the engine {getattr(self.engine, 'name', '?')!s} ended without a "
+                              "finish (the connection to the model was lost?); the run may be retried.")
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
-        book["steps"].update({step_id: writer.call_no for step_id in writer.step_ids})
         with self.owned(run["id"]):
             books.save(self.store, book)
         run = self._run(run["id"])
@@ -322,8 +325,8 @@ class RunExecutor(ReplicaHooks):
             writer.close_message("completed", usage=usage)  # text after the calls: kept, in this round
         details = [_function_call(c) if c["type"] == "function" else _pending_builtin(c) for c in writer.calls]
         step = writer.store_tool_step(details, usage)
-        if end.finish_reason == "length":
-            raise EngineError("The model's tool call was cut off: max_completion_tokens is too small for it.")
+        if end.finish_reason == "length":  # the calls' arguments are cut off: nothing to run
+            return self._incomplete(run, "max_completion_tokens")
         for call in writer.builtin_calls():
             details[call["index"]] = await run_builtin(self, run, step, call, offered, book)
             writer.store_tool_step(details, usage)
@@ -407,10 +410,9 @@ class RunExecutor(ReplicaHooks):
         """What a model call interrupted by a restart left behind goes: the call is made again."""
         book = books.load(self.store, run["id"])
         steps = self.store.all("step", run["id"])
-        broken = {book["steps"].get(s["id"]) for s in steps if s["status"] == "in_progress"}
+        broken = {book["steps"].get(s["id"]) for s in steps if s["status"] == "in_progress"} - {None}
         for step in steps:
-            call = book["steps"].get(step["id"])
-            if call is not None and call not in broken:
+            if step["status"] != "in_progress" and book["steps"].get(step["id"]) not in broken:
                 continue
             self.store.delete("step", step["id"], run["id"])
             if step["type"] == "message_creation":
@@ -472,6 +474,13 @@ class RunExecutor(ReplicaHooks):
         step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
         self.store.put("step", step, run["id"])
         self.emit(run, "thread.run.step.completed", public(step))
+
+
+def _estimated_usage(turn, writer: TurnWriter) -> Usage:
+    """For an engine that reports no usage (some local servers ignore ``include_usage``): our count."""
+    count = tokens.counter(turn.request.model)
+    completion = count(writer.text) + sum(count(c["name"]) + count(c["arguments"]) for c in writer.calls)
+    return Usage(turn.prompt_tokens, completion)
 
 
 def _function_call(call: dict[str, Any]) -> dict[str, Any]:

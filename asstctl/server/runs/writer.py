@@ -17,6 +17,7 @@ from typing import Any
 
 from asstctl.server.engine.base import TextDelta, ToolCallDelta, TurnEnd
 from asstctl.server.http import new_id, now
+from asstctl.server.runs import book as books
 from asstctl.server.runs.events import public
 
 WRITE_SECONDS = 0.05
@@ -28,8 +29,8 @@ def text_content(text: str, annotations: list | None = None) -> list[dict[str, A
 
 
 class TurnWriter:
-    def __init__(self, executor, run: dict[str, Any], call_no: int, offered, parallel: bool):
-        self.ex, self.run, self.call_no = executor, run, call_no
+    def __init__(self, executor, run: dict[str, Any], book: dict[str, Any], offered, parallel: bool):
+        self.ex, self.run, self.book, self.call_no = executor, run, book, book["calls"]
         self.offered, self.parallel = offered, parallel
         self.message: dict[str, Any] | None = None
         self.message_step: dict[str, Any] | None = None
@@ -40,10 +41,11 @@ class TurnWriter:
         self.calls: list[dict[str, Any]] = []  # {index, id, name, arguments, type}
         self._by_index: dict[int, dict[str, Any]] = {}
         self.end: TurnEnd | None = None
-        self.step_ids: list[str] = []
 
     # -- events ---------------------------------------------------------------------------
     def feed(self, event: Any) -> None:
+        if self.end is not None:
+            return  # nothing counts after the turn's end
         if isinstance(event, TextDelta):
             self._text(event.text)
         elif isinstance(event, ToolCallDelta):
@@ -85,7 +87,7 @@ class TurnWriter:
             self.close_message("completed")
         if self.tool_step is None:
             self.tool_step = self.ex.new_step(self.run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-            self.step_ids.append(self.tool_step["id"])
+            self._note(self.tool_step)
         name = delta.name or ""
         builtin = self.offered.by_name.get(name)
         entry = {"index": len(self.calls), "id": delta.id or new_id("call"), "name": name,
@@ -118,9 +120,15 @@ class TurnWriter:
         with self.ex.owned(self.run["id"]):  # nothing of a turn whose run went to another replica
             self.ex.store.insert("message", self.message, self.run["thread_id"])
             self.message_step = self.ex.new_step(self.run, "message_creation", details)
-        self.step_ids.append(self.message_step["id"])
+            self._note(self.message_step)
         self.ex.emit(self.run, "thread.message.created", self.message)
         self.ex.emit(self.run, "thread.message.in_progress", self.message)
+
+    def _note(self, step: dict[str, Any]) -> None:
+        """The book learns at once which call made the step (a restart discards an interrupted call's steps)."""
+        self.book["steps"][step["id"]] = self.call_no
+        with self.ex.owned(self.run["id"]):
+            books.save(self.ex.store, self.book)
 
     def flush(self) -> None:
         """The text so far into the store (polling clients see the message grow)."""
