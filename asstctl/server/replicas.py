@@ -33,6 +33,7 @@ CAPACITY_ENV = "ASSTCTL_RUN_CAPACITY"
 DEFAULT_LEASE = 15.0
 DEFAULT_CAPACITY = 256
 EVENT_TTL = 3600.0  # run events older than this are pruned
+RESCAN_SECONDS = 60.0  # every replica re-reads active runs: expiry of runs a dead replica watched
 PRUNE_EVERY = 60.0
 
 

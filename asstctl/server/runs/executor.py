@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
@@ -35,7 +36,7 @@ from asstctl.server.runs import book as books
 from asstctl.server.runs import tokens
 from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
 from asstctl.server.runs.chat import PromptTooLong, build_turn
-from asstctl.server.replicas import LeaseLost, ReplicaHooks
+from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
 from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
 from asstctl.server.runs.writer import TurnWriter
 
@@ -420,9 +421,13 @@ class RunExecutor(ReplicaHooks):
 
     # -- expiry ---------------------------------------------------------------------------
     async def _sweep_loop(self) -> None:
+        rescanned = time.monotonic()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
+                if time.monotonic() - rescanned >= RESCAN_SECONDS:  # runs another replica left behind
+                    rescanned = time.monotonic()
+                    self.recover()
                 self.sweep()
             except Exception:  # never let the sweeper die
                 log.exception("run expiry sweep failed")

@@ -122,6 +122,8 @@ class Coordination:
 
     def ensure_queued(self, run_id: str) -> None:
         """Queue the run unless it is queued already (held by a live replica, or waiting)."""
+        if self._fetch("SELECT 1 FROM run_queue WHERE run_id = ?", (run_id,)):
+            return
         with self.transaction():
             if not self._fetch("SELECT 1 FROM run_queue WHERE run_id = ?", (run_id,)):
                 self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
