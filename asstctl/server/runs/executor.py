@@ -7,8 +7,8 @@ responses subscribe to the run (``store.subscribe``) before the work starts; pol
 read the store. A run that needs work is queued in the store; the replica whose claimer claims
 it runs the task, and writes its turn only while it holds the run's lease (``owned``; see
 :mod:`asstctl.server.replicas`). Each active run is one asyncio task on the server's event loop,
-so waiting on an engine never holds a thread (the store is fast, synchronous SQLite, called from
-the loop directly).
+so waiting on an engine never holds a thread (the store, SQLite or PostgreSQL, is synchronous and
+called from the loop directly; its calls are short).
 
     queued ─► in_progress ─┬─► completed | incomplete | failed
                            └─► requires_action ─(submit_tool_outputs)─► queued ...
