@@ -23,7 +23,7 @@ from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
 from asstctl.server.http import SafeJSONResponse
-from asstctl.server.store import Store
+from asstctl.server.store import BaseStore, open_store
 
 log = logging.getLogger("asstctl.server")
 
@@ -57,7 +57,7 @@ class ServerConfig:
 @dataclass
 class ServerState:
     config: ServerConfig
-    store: Store
+    store: BaseStore
     engine: Any
     stats: Counter = field(default_factory=Counter)  # "GET /v1/assistants" -> count
     extra: dict[str, Any] = field(default_factory=dict)  # room for route modules (run executor, ...)
@@ -68,7 +68,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     problem = api_key_problem(config.api_key)
     if problem:
         raise ConfigError(f"unusable API key: {problem}", hint=API_KEY_HINT)
-    store = Store(config.db)
+    store = open_store(config.db)
     engine = config.engine if config.engine is not None else _default_engine(config)
     routes = []
     for name in ROUTE_MODULES:
