@@ -5,6 +5,10 @@
     vector_stores: vector_stores   # shared vector stores, one per file (default: vector_stores/)
     engine_rules: engine-rules.yaml  # offline engine steering for the embedded server (optional)
     allow_paths: [../shared]       # folders outside the project that specs may read files from
+    engine:                        # optional: a real model for the embedded server (docs/engine.md)
+      upstream: http://localhost:11434/v1
+      api_key_env: OLLAMA_API_KEY
+      model_map: {"gpt-4*": "llama3.1:8b"}
     targets:
       staging:
         base_url: https://example.openai.azure.com
@@ -53,6 +57,7 @@ class Project:
     vector_stores_dir: Path | None = None  # None: <root>/vector_stores
     allow_paths: tuple[str, ...] = ()  # folders outside the root that specs may read files from
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # top-level key -> (line, col)
+    engine: Any = None  # server.engine.config.UpstreamConfig from `engine:`; None = the offline engine
 
     @property
     def state_dir(self) -> Path:
@@ -83,6 +88,9 @@ def parse_project(root: Path) -> Project:
     path = root / PROJECT_FILE
     data, positions = _read(path)
     targets = {n: _target(path, n, t) for n, t in (data.get("targets") or {}).items()}
+    from asstctl.server.engine.config import from_project_section
+
+    engine = from_project_section(path, data.get("engine"))
     rules = data.get("engine_rules")
     rules_path = root / rules if rules else (root / "engine-rules.yaml")
     return Project(
@@ -95,6 +103,7 @@ def parse_project(root: Path) -> Project:
         vector_stores_dir=root / str(data.get("vector_stores") or "vector_stores"),
         allow_paths=tuple(data.get("allow_paths") or ()),
         positions=positions,
+        engine=engine,
     )
 
 

@@ -74,7 +74,7 @@ def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout:
     check_rules(project)
     db = project.root / (config.db or os.path.join(".asstctl", DEFAULT_DB))
     rules = str(project.engine_rules) if project.engine_rules else None
-    server = start_server(str(db), rules_path=rules)
+    server = start_server(str(db), rules_path=rules, upstream=project.engine)
     try:
         client = make_client(server.base_url, server.api_key, max_retries=max_retries, timeout=timeout)
         label = f"embedded server ({os.path.relpath(db, project.root)})"

@@ -28,10 +28,14 @@ class Size:
     repeats: int  # timed repetitions of plan (the median is reported)
     startup_runs: int  # runs of each start-up command (the median is reported)
     timed_targets: bool = True  # False: too small for the timing targets to mean anything (reported n/a)
+    streams: int = 20  # streamed runs timed through the upstream engine, and direct calls (p50)
+    stream_deltas: int = 20  # deltas of each of those answers
+    concurrent: int = 500  # streamed runs at once against an upstream with 1 s latency
 
 
 SIZES = {
-    "small": Size(plan_n=12, apply_n=12, latency_ms=5, engine_ms=50, turns=1, specs=5, repeats=1, startup_runs=2, timed_targets=False),
+    "small": Size(plan_n=12, apply_n=12, latency_ms=5, engine_ms=50, turns=1, specs=5, repeats=1, startup_runs=2, timed_targets=False,
+                  streams=2, stream_deltas=5, concurrent=10),
     "full": Size(plan_n=1000, apply_n=200, latency_ms=50, engine_ms=200, turns=10, specs=100, repeats=3, startup_runs=10),
 }
 

@@ -31,27 +31,52 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="Largest file /v1/files accepts (413 beyond; the API's limit is 512).")
 @click.option("--max-body-mb", type=click.IntRange(min=1), default=32, show_default=True, metavar="N",
               help="Largest JSON request body (413 beyond).")
-def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, max_upload_mb, max_body_mb) -> None:
+@click.option("--upstream", metavar="URL",
+              help="Run turns on this OpenAI-compatible Chat Completions API instead of the offline engine, "
+                   "e.g. http://localhost:11434/v1. [default: the project's engine.upstream]")
+@click.option("--upstream-key-env", metavar="NAME",
+              help="Environment variable holding the upstream's key (never the key itself). "
+                   "[default: OPENAI_API_KEY, AZURE_OPENAI_API_KEY with --azure-api-version; "
+                   "a loopback upstream may go without]")
+@click.option("--model-map", metavar="PATTERN=MODEL", multiple=True,
+              help="Send runs whose model matches the fnmatch PATTERN to the upstream as MODEL. "
+                   "Repeatable; the first match wins; unmatched names go as they are.")
+@click.option("--azure-api-version", metavar="VERSION",
+              help="The upstream is Azure OpenAI: deployments in the path (the mapped model names), "
+                   "this api-version, the key in the api-key header.")
+def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, max_upload_mb, max_body_mb,
+          upstream, upstream_key_env, model_map, azure_api_version) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
     Data persists in SQLite. Without an API key only loopback is allowed.
     Fault kinds: 429, 500, 503, drop (connection closed), lost (a write is
     committed but its response never arrives).
 
+    Turns are answered by the offline engine (deterministic, no model), or with
+    --upstream (or `engine:` in asstctl.yaml) by a real model behind any
+    OpenAI-compatible Chat Completions API: OpenAI, Azure OpenAI, vLLM,
+    Ollama, llama.cpp's server, a LiteLLM proxy.
+
     \b
     Example:
         export ASSTCTL_SERVER_API_KEY=$(openssl rand -hex 16)
-        asstctl serve --port 8321
+        asstctl serve --port 8321 --upstream http://localhost:11434/v1 --model-map 'gpt-4*=llama3.1:8b'
         OPENAI_BASE_URL=http://127.0.0.1:8321/v1 OPENAI_API_KEY=$ASSTCTL_SERVER_API_KEY python app.py
     """
-    from asstctl.server.embedded import default_db, default_rules, serve_forever
     from asstctl.server.app import API_KEY_HINT, api_key_problem
+    from asstctl.server.embedded import default_db, default_rules, default_upstream, serve_forever
+    from asstctl.server.engine.config import from_flags
     from asstctl.server.faults import Faults
 
     if api_key_problem(api_key):  # the key itself is never shown
         raise click.BadParameter(f"{api_key_problem(api_key)}, so no client could ever present it. {API_KEY_HINT}",
                                  param_hint=f"--api-key / {KEY_ENV}")
     faults = Faults.parse(fault_spec, latency_ms=latency_ms, seed=fault_seed)
+    if upstream:
+        upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version)
+    else:
+        _only_with_upstream(upstream_key_env, model_map, azure_api_version)
+        upstream_config = default_upstream()
     serve_forever(
         db or str(default_db()),
         host=host,
@@ -59,6 +84,7 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, ma
         api_key=api_key,
         faults=faults,
         rules_path=rules or default_rules(),
+        upstream=upstream_config,
         on_ready=_announce,
         max_upload_bytes=max_upload_mb << 20,
         max_body_bytes=max_body_mb << 20,
@@ -66,9 +92,20 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, ma
     click.echo("asstctl serve: stopped", err=True)
 
 
+def _only_with_upstream(key_env, model_map, azure_api_version) -> None:
+    given = [name for name, value in (("--upstream-key-env", key_env), ("--model-map", model_map),
+                                      ("--azure-api-version", azure_api_version)) if value]
+    if given:
+        raise click.UsageError(f"{given[0]} needs --upstream URL (the Chat Completions API to run turns on)")
+
+
 def _announce(server) -> None:
     key = "API key required" if server.state.config.api_key else "no API key needed (any string works)"
     click.echo(f"Serving the Assistants API at {server.base_url} (db: {_shown(server.store.path)}; {key})")
+    upstream = server.state.config.upstream
+    if upstream is not None:
+        kind = "Azure OpenAI " if upstream.is_azure else ""
+        click.echo(f"Engine: upstream {kind}{upstream.host} (key from ${upstream.key_env})")
 
 
 def _shown(path: str) -> str:

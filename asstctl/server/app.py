@@ -41,7 +41,8 @@ class ServerConfig:
     api_key: str | None = None
     faults: Faults = field(default_factory=Faults)
     rules_path: str | None = None  # offline engine steering rules (YAML)
-    engine: Any = None  # an Engine; None = the offline engine with ``rules_path``
+    engine: Any = None  # an Engine; None = ``engine.build_engine``: upstream if set, else offline with ``rules_path``
+    upstream: Any = None  # engine.config.UpstreamConfig: run turns on an upstream Chat Completions API
     max_model_calls: int = 25  # model calls per run before it fails (a tool loop that never answers)
     context_windows: dict[str, int] = field(default_factory=dict)  # model pattern -> tokens (overrides)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB << 20  # one uploaded file (the API's limit: 512 MB)

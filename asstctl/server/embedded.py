@@ -70,6 +70,14 @@ def default_rules(start: Path | None = None) -> str | None:
     return str(rules) if rules else None
 
 
+def default_upstream(start: Path | None = None):
+    """The project's ``engine:`` upstream (so ``asstctl serve`` answers like the embedded target), or None."""
+    from asstctl.project import find_root, parse_project
+
+    root = find_root(start)
+    return parse_project(root).engine if root else None
+
+
 @dataclass
 class EmbeddedServer:
     """A running server. ``base_url`` ends with ``/v1``."""
@@ -120,11 +128,14 @@ def start_server(
     faults: Faults | None = None,
     rules_path: str | None = None,
     engine: Any = None,
+    upstream: Any = None,
     **options: Any,
 ) -> EmbeddedServer:
     """Start a server in a background thread and return once it accepts connections.
+
+    ``upstream`` (an ``engine.config.UpstreamConfig``) runs turns on that Chat Completions API.
     ``options``: more ``ServerConfig`` fields (``max_upload_bytes``, ...)."""
-    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine, options)
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine, upstream, options)
     ready = threading.Event()
     thread = threading.Thread(target=_serve, args=(server._server, sock, ready), name="asstctl-server", daemon=True)
     server._thread = thread
@@ -141,6 +152,7 @@ def serve_forever(
     api_key: str | None = None,
     faults: Faults | None = None,
     rules_path: str | None = None,
+    upstream: Any = None,
     on_ready: Callable[[EmbeddedServer], None] = lambda server: None,
     **options: Any,
 ) -> None:
@@ -149,25 +161,28 @@ def serve_forever(
     ``on_ready`` runs once the socket is listening (connections made from then on queue up).
     ``options``: more ``ServerConfig`` fields (``max_upload_bytes``, ...).
     """
-    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None, options)
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None, upstream, options)
     _log_to_stderr()
     try:
         on_ready(server)
         with _signals_left_to_uvicorn():
-            server._server.run(sockets=[sock])
+            asyncio.run(_serve_then_close(server._server, sock, server.state))
     finally:
         server.stop()
         sock.close()
 
 
-def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tuple[EmbeddedServer, socket.socket]:
+def _prepare(
+    db, host, port, api_key, faults, rules_path, engine, upstream, options
+) -> tuple[EmbeddedServer, socket.socket]:
     import uvicorn
 
     from asstctl.server.protocol import with_header_timeout
 
     check_bind(host, api_key)
     config = ServerConfig(
-        db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine, **options
+        db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine,
+        upstream=upstream, context_windows=dict(upstream.context_windows) if upstream else {}, **options
     )
     sock = _listen(host, port)
     try:
@@ -230,6 +245,18 @@ def _signals_left_to_uvicorn() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+async def close_engine(state: ServerState) -> None:
+    """Close the engine's upstream connection pool, on the loop that used it."""
+    closer = getattr(state.engine, "aclose", None)
+    if closer is not None:
+        await closer()
+
+
+async def _serve_then_close(server, sock: socket.socket, state: ServerState) -> None:
+    await server.serve(sockets=[sock])
+    await close_engine(state)
+
+
 def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -243,6 +270,7 @@ def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
         ready.set()
         await server.main_loop()
         await server.shutdown(sockets=[sock])
+        await close_engine(server.config.app.state)
 
     try:
         loop.run_until_complete(main())

@@ -1,0 +1,219 @@
+"""A small asyncio HTTP/1.1 client for the upstream engine: keep-alive connections, streamed bodies.
+
+Why not httpx: its connection pool does O(connections) work per request and resolves even an IP
+literal on a worker thread, so 500 concurrent upstream streams queued for seconds with the CPU idle.
+Here a request takes an idle connection of its origin (or opens one with ``asyncio.open_connection``),
+writes the request, and the caller reads the response line by line; closing the response early (a
+cancel) aborts the connection at once, so the upstream sees the request end. h11 (the HTTP/1.1 state
+machine httpx itself builds on) does the parsing. No proxies, no redirects, no HTTP/2.
+
+Imports only the standard library and h11.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import AsyncIterator
+from urllib.parse import urlencode, urlsplit
+
+import h11
+
+READ_SIZE = 65536
+IDLE_EXPIRY = 4.0  # seconds an idle connection is kept (servers commonly drop them after 5)
+
+
+class HttpError(Exception):
+    """A transport failure: connect, read, write or protocol."""
+
+
+class ConnectFailed(HttpError):
+    """The connection could not be opened (refused, unreachable, TLS handshake)."""
+
+
+class HttpTimeout(HttpError):
+    """Connect, write or the wait for the next bytes took longer than allowed."""
+
+
+@dataclass
+class Timeouts:
+    connect: float = 10.0
+    read: float = 120.0  # longest silence between two chunks (a local model's first token can be slow)
+    write: float = 30.0
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+        self.h11 = h11.Connection(our_role=h11.CLIENT)
+        self.idle_since = time.monotonic()
+
+    def usable(self) -> bool:
+        return (time.monotonic() - self.idle_since < IDLE_EXPIRY and not self.reader.at_eof()
+                and not self.writer.is_closing())
+
+    def abort(self) -> None:
+        transport = self.writer.transport
+        if transport is not None:
+            transport.abort()
+
+
+class Response:
+    """A response whose body is read as it arrives; ``aclose()`` keeps or drops the connection."""
+
+    def __init__(self, pool: "Pool", origin: tuple, connection: Connection, head: h11.Response, timeouts: Timeouts):
+        self.pool, self.origin, self.connection, self.timeouts = pool, origin, connection, timeouts
+        self.status_code = head.status_code
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers}
+        self.finished = False
+        self._closed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while not self.finished:
+            event = await next_event(self.connection, self.timeouts.read)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self.finished = True
+            elif isinstance(event, h11.ConnectionClosed):
+                raise HttpError("the connection closed before the response was complete")
+
+    async def lines(self) -> AsyncIterator[str]:
+        buffer = b""
+        async for chunk in self.chunks():
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if buffer:
+            yield buffer.rstrip(b"\r").decode("utf-8", "replace")
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    def close(self) -> None:
+        """Return the connection to the pool after a complete response, else abort it (at once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.pool.release(self.origin, self.connection, reusable=self.finished)
+
+
+class Pool:
+    """Keep-alive connections per (scheme, host, port); as many at once as requests need."""
+
+    def __init__(self, timeouts: Timeouts | None = None, user_agent: str = "asstctl"):
+        self.timeouts = timeouts or Timeouts()
+        self.user_agent = user_agent
+        self._idle: dict[tuple, list[Connection]] = defaultdict(list)
+        self._ssl: ssl.SSLContext | None = None
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], params: dict[str, str] | None = None) -> Response:
+        """Send a POST and return once the response head arrived (the body is left to read)."""
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        target = (parts.path or "/") + ("?" + urlencode(params) if params else "")
+        request = h11.Request(method="POST", target=target, headers=[
+            ("host", parts.netloc), ("user-agent", self.user_agent), ("content-type", "application/json"),
+            ("accept", "text/event-stream"), ("content-length", str(len(body))), *headers.items()])
+        while True:
+            connection, reused = await self._connection(origin)
+            try:
+                return await self._exchange(origin, connection, request, body)
+            except HttpError:
+                connection.abort()
+                if not reused:
+                    raise
+                # a kept-alive connection the server had closed meanwhile: once more on a fresh one
+            except BaseException:
+                connection.abort()
+                raise
+
+    async def _exchange(self, origin, connection: Connection, request: h11.Request, body: bytes) -> Response:
+        data = connection.h11.send(request) + connection.h11.send(h11.Data(data=body)) + \
+            connection.h11.send(h11.EndOfMessage())
+        connection.writer.write(data)
+        await _within(connection.writer.drain(), self.timeouts.write, "sending the request")
+        while True:
+            event = await next_event(connection, self.timeouts.read)
+            if isinstance(event, h11.Response):
+                return Response(self, origin, connection, event, self.timeouts)
+            if isinstance(event, h11.ConnectionClosed):
+                raise HttpError("the server closed the connection without answering")
+            # h11.InformationalResponse (100 Continue, ...): wait for the real one
+
+    async def _connection(self, origin: tuple) -> tuple[Connection, bool]:
+        idle = self._idle[origin]
+        while idle:
+            connection = idle.pop()
+            if connection.usable():
+                return connection, True
+            connection.abort()
+        scheme, host, port = origin
+        context = self._context() if scheme == "https" else None
+        try:
+            reader, writer = await _within(asyncio.open_connection(host, port, ssl=context, limit=READ_SIZE * 4),
+                                           self.timeouts.connect, "connecting")
+        except HttpTimeout as error:
+            raise ConnectFailed(str(error)) from None
+        except OSError as error:
+            raise ConnectFailed(error.strerror or str(error) or type(error).__name__) from None
+        _no_delay(writer)
+        return Connection(reader, writer), False
+
+    def release(self, origin: tuple, connection: Connection, reusable: bool) -> None:
+        state = connection.h11
+        if reusable and state.our_state is h11.DONE and state.their_state is h11.DONE:
+            state.start_next_cycle()
+            connection.idle_since = time.monotonic()
+            self._idle[origin].append(connection)
+        else:
+            connection.abort()
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    async def aclose(self) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.writer.close()
+        self._idle.clear()
+
+
+async def next_event(connection: Connection, timeout: float):
+    """The next h11 event of the response, reading from the socket as needed."""
+    while True:
+        try:
+            event = connection.h11.next_event()
+        except h11.RemoteProtocolError as error:
+            raise HttpError(f"invalid HTTP from the server: {error}") from None
+        if event is not h11.NEED_DATA:
+            return event
+        try:
+            data = await _within(connection.reader.read(READ_SIZE), timeout, "waiting for the response")
+        except (ConnectionError, OSError) as error:
+            raise HttpError(str(error) or type(error).__name__) from None
+        connection.h11.receive_data(data)  # b"" marks the end of the stream
+
+
+async def _within(awaitable, seconds: float, doing: str):
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except asyncio.TimeoutError:
+        raise HttpTimeout(f"no progress for {seconds:g} s {doing}") from None
+
+
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    import socket
+
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass

@@ -1,0 +1,180 @@
+"""Upstream faults: retries with backoff honouring Retry-After, clear errors naming the fix, a key that
+never leaks, cancellation that closes the upstream request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+from asstctl.errors import ConfigError
+from asstctl.server.engine.base import EngineError, TextDelta
+from asstctl.server.engine.config import UpstreamConfig
+from asstctl.server.engine.http import Timeouts
+from asstctl.server.engine.upstream import RetryPolicy, UpstreamEngine
+from tests.engine.conftest import KEY_ENV, chat_request, collect, make_engine, text_of
+from tests.upstream import Failure, Text
+
+
+def failure_of(engine, request=None) -> EngineError:
+    with pytest.raises(EngineError) as caught:
+        collect(engine, request or chat_request())
+    return caught.value
+
+
+def test_429_is_retried_after_the_retry_after_the_upstream_asked_for(keyed, caplog):
+    keyed.queue(Failure.rate_limit(retry_after="1"), Text("made it"))
+    with caplog.at_level(logging.WARNING, logger="asstctl.server.engine"):
+        events = collect(make_engine(keyed), chat_request())
+    assert text_of(events) == "made it"
+    first, second = keyed.requests
+    assert second.at - first.at >= 0.95
+    assert f"upstream 127.0.0.1:{keyed.port} answered 429; retry 1 of 3 in 1.00 s" in caplog.text
+
+
+def test_retry_after_is_capped_and_5xx_is_retried_too(keyed, caplog):
+    keyed.queue(Failure.rate_limit(retry_after="3600"), Failure(500), Failure(503, retry_after_ms="20"), Text("ok"))
+    with caplog.at_level(logging.WARNING, logger="asstctl.server.engine"):
+        events = collect(make_engine(keyed, retry=RetryPolicy(retries=3, backoff=0.01, max_wait=0.05)),
+                         chat_request())
+    assert text_of(events) == "ok" and len(keyed.requests) == 4
+    assert "answered 429; retry 1 of 3 in 0.05 s" in caplog.text  # an hour asked, the cap waited
+    assert "answered 500; retry 2 of 3 in 0.02 s" in caplog.text  # backoff 0.01 * 2**1
+    assert "answered 503; retry 3 of 3 in 0.02 s" in caplog.text  # retry-after-ms
+
+
+def test_rate_limit_after_the_retries_is_rate_limit_exceeded_naming_the_upstream(keyed):
+    keyed.queue(*[Failure.rate_limit(retry_after="0")] * 4)
+    error = failure_of(make_engine(keyed))
+    assert error.code == "rate_limit_exceeded"
+    assert f"the upstream 127.0.0.1:{keyed.port} is rate limiting requests (429 after 4 attempts)" in error.message
+    assert len(keyed.requests) == 4
+
+
+def test_server_errors_after_the_retries_are_server_error(keyed):
+    keyed.queue(*[Failure(502, "Bad gateway")] * 3)
+    error = failure_of(make_engine(keyed, retry=RetryPolicy(retries=2, backoff=0.01)))
+    assert error.code == "server_error"
+    assert error.message == f"the upstream 127.0.0.1:{keyed.port} failed (502 after 3 attempts): Bad gateway"
+
+
+def test_401_names_the_key_variable_and_never_the_key(monkeypatch, upstream, caplog):
+    wrong = "sk-wrong-key-4242424242424242"
+    monkeypatch.setenv(KEY_ENV, wrong)
+    with caplog.at_level(logging.DEBUG):
+        error = failure_of(make_engine(upstream))
+    assert error.code == "server_error"
+    assert f"${KEY_ENV}" in error.message and "refused the key (401)" in error.message
+    assert wrong not in str(error) and upstream.key not in str(error)
+    assert wrong not in caplog.text and upstream.key not in caplog.text
+    assert len(upstream.requests) == 1  # 401 is not retried
+
+
+def test_unknown_model_names_the_model_and_the_model_map_fix(keyed):
+    keyed.models = {"llama3.1:8b"}
+    error = failure_of(make_engine(keyed), chat_request(model="gpt-4o"))
+    assert "has no model `gpt-4o`" in error.message
+    assert "--model-map 'gpt-4o=MODEL'" in error.message and "engine.model_map" in error.message
+    mapped = failure_of(make_engine(keyed, model_map=[("gpt-4*", "llama3")]), chat_request(model="gpt-4o"))
+    assert "has no model `llama3` (the run's model `gpt-4o`, mapped)" in mapped.message
+    events = collect(make_engine(keyed, model_map=[("gpt-4*", "llama3.1:8b")]), chat_request(model="gpt-4o"))
+    assert text_of(events) == "You said: Hello"
+
+
+def test_a_base_url_without_the_api_path_says_so(keyed):
+    error = failure_of(make_engine(keyed, url=keyed.root_url))
+    assert "has no chat completions endpoint at /chat/completions (404)" in error.message
+    assert "check the --upstream URL" in error.message
+
+
+def test_an_error_the_upstream_echoes_is_scrubbed_of_the_key(keyed):
+    keyed.queue(Failure(400, f"Bad request from key {keyed.key}", "invalid_request_error", "bad"))
+    error = failure_of(make_engine(keyed))
+    assert keyed.key not in error.message and "[redacted]" in error.message
+
+
+def test_an_unreachable_upstream_is_retried_then_named(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "k")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens once it is closed
+    engine = UpstreamEngine(UpstreamConfig(url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV),
+                            retry=RetryPolicy(retries=2, backoff=0.01))
+    error = failure_of(engine)
+    assert error.code == "server_error"
+    assert error.message.startswith(f"cannot reach the upstream 127.0.0.1:{port} (")
+    assert "after 3 attempts: is it running?" in error.message
+
+
+def test_a_silent_upstream_times_out(keyed):
+    keyed.queue(Text("too late", first_delay=3))
+    error = failure_of(make_engine(keyed, timeouts=Timeouts(read=0.3)))
+    assert error.code == "server_error" and "did not answer within 0.3 s" in error.message
+    assert len(keyed.requests) == 1
+
+
+def test_a_stream_cut_mid_answer_fails_without_a_retry(keyed):
+    keyed.queue(Text("half an ans", cut=True), Text("never sent"))
+    error = failure_of(make_engine(keyed))
+    assert "ended the stream before the answer was finished" in error.message
+    assert len(keyed.requests) == 1  # deltas were already yielded: a retry would duplicate text
+
+
+def test_cancelling_the_consumer_closes_the_upstream_request(keyed):
+    keyed.queue(Text("one two three", deltas=["one", " two", " three"], delay=30))
+    engine = make_engine(keyed)
+    first = asyncio.Event()
+
+    async def consume():
+        async for event in engine.stream(chat_request()):
+            if isinstance(event, TextDelta):
+                first.set()
+
+    async def main():
+        task = asyncio.create_task(consume())
+        await first.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await engine.aclose()
+
+    asyncio.run(main())
+    assert keyed.disconnected.wait(5), "the upstream stream stayed open after the cancel"
+    assert keyed.completed == 0
+
+
+def test_leaving_the_stream_early_closes_the_upstream_request(keyed):
+    keyed.queue(Text("one two three", deltas=["one", " two", " three"], delay=30))
+    engine = make_engine(keyed)
+
+    async def main():
+        stream = engine.stream(chat_request())
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                break
+        await stream.aclose()
+        await engine.aclose()
+
+    asyncio.run(main())
+    assert keyed.disconnected.wait(5)
+
+
+def test_a_remote_upstream_without_its_key_is_a_startup_error(monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(ConfigError) as caught:
+        UpstreamEngine(UpstreamConfig(url="https://api.example.com/v1", api_key_env=KEY_ENV))
+    assert f"the upstream api.example.com needs a key and ${KEY_ENV} is not set" in str(caught.value)
+    monkeypatch.setenv(KEY_ENV, "  ")
+    with pytest.raises(ConfigError, match=r"is blank"):
+        UpstreamEngine(UpstreamConfig(url="https://api.example.com/v1", api_key_env=KEY_ENV))
+    monkeypatch.setenv(KEY_ENV, "sk-secret-5150")
+    assert repr(UpstreamEngine(UpstreamConfig(url="https://api.example.com/v1", api_key_env=KEY_ENV))) \
+        == "UpstreamEngine(api.example.com)"
+
+
+def test_an_upstream_silent_mid_answer_times_out(keyed):
+    keyed.queue(Text("one two", deltas=["one", " two"], delay=3))
+    error = failure_of(make_engine(keyed, timeouts=Timeouts(read=0.3)))
+    assert "went silent for 0.3 s mid-answer" in error.message
