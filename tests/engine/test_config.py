@@ -41,13 +41,13 @@ def test_without_an_upstream_the_offline_engine_stays(tmp_path):
 
 
 @pytest.mark.parametrize("section, problem", [
-    ("engine: [upstream]", "engine: expected a mapping"),
-    ("engine: {upstream: http://x/v1, model: a}", "engine: unknown key `model` (known: upstream, api_key_env,"),
+    ("engine: [upstream]", "`engine` must be a mapping (got a list)"),
+    ("engine: {upstream: http://x/v1, model: a}", "unknown field `model` (did you mean `model_map`?)"),
     ("engine: {upstream: localhost:11434}", "engine.upstream: `localhost:11434` is not an http(s) URL"),
     ("engine: {upstream: 'http://u:p@h/v1'}", "the upstream URL must not carry credentials"),
-    ("engine: {upstream: http://h/v1, model_map: [a, b]}", "engine.model_map: expected a mapping of names to names"),
+    ("engine: {upstream: http://h/v1, model_map: [a, b]}", "`engine.model_map` must be a mapping (got a list)"),
     ("engine: {upstream: http://h/v1, azure: {deployments: {}}}", "engine.azure: expected a mapping with `api_version`"),
-    ("engine: {upstream: http://h/v1, context_windows: {a: big}}", "engine.context_windows: expected model patterns"),
+    ("engine: {upstream: http://h/v1, context_windows: {a: big}}", "`engine.context_windows.a` must be a whole number (got \"big\")"),
     ("engine: {upstream: http://h/v1, api_key_env: sk-proj-abcdef}", "expected the name of an environment variable"),
 ])
 def test_a_bad_engine_section_is_one_clear_error(tmp_path, section, problem):
