@@ -65,6 +65,7 @@ _EXPECT = {
         },
         "tool_called": {"anyOf": [_CALL, {"type": "array", "items": _CALL, "minItems": 1}]},
         "no_tool_called": {"anyOf": [{"type": "boolean"}, _STRINGS]},
+        "file_cited": {"anyOf": [{"const": True}, _STRINGS]},
         "max_latency_ms": {"type": "number", "exclusiveMinimum": 0},
         "max_tokens": {"type": "integer", "minimum": 1},
     },

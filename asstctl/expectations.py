@@ -13,6 +13,7 @@ failed one becomes a :class:`Failure` naming it, e.g. ``contains: "Paris"`` with
       json: true                      # or {schema: {...}}: the reply is JSON (a ```json fence is unwrapped)
       tool_called: {name: get_weather, arguments: {city: Paris}}   # arguments: a subset; a list: all
       no_tool_called: true            # or a tool name / list of names that must not be called
+      file_cited: returns.md          # file_search cited this file (a list: all); true: any file
       max_latency_ms: 5000
       max_tokens: 800                 # total tokens of the turn's run(s)
 """
@@ -35,6 +36,7 @@ class TurnOutcome:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {name, arguments (dict or raw str)}
     latency_ms: float = 0.0
     total_tokens: int = 0
+    cited: list[str] = field(default_factory=list)  # filenames of the reply's file_citation annotations
 
 
 @dataclass
@@ -153,6 +155,14 @@ def _no_tool_called(value, outcome: TurnOutcome) -> list[str]:
     return [f"`{name}` was called; {called_summary(outcome)}" for name in _listed(value) if name in called]
 
 
+def _file_cited(value, outcome: TurnOutcome) -> list[str]:
+    cited = "cited: " + ", ".join(outcome.cited) if outcome.cited else "no file was cited"
+    if value is True:
+        return [] if outcome.cited else [cited]
+    return [f"{compact(name)} was not cited; {cited}" for name in _listed(value)
+            if not any(f == name or f.endswith("--" + name) for f in outcome.cited)]
+
+
 # -- cost ------------------------------------------------------------------------------------
 def _max_latency_ms(value, outcome: TurnOutcome) -> list[str]:
     return [] if outcome.latency_ms <= value else [f"took {outcome.latency_ms:.0f} ms"]
@@ -171,6 +181,7 @@ CHECKS: dict[str, Callable[[Any, TurnOutcome], list[str]]] = {
     "json": _json,
     "tool_called": _tool_called,
     "no_tool_called": _no_tool_called,
+    "file_cited": _file_cited,
     "max_latency_ms": _max_latency_ms,
     "max_tokens": _max_tokens,
 }

@@ -66,6 +66,7 @@ class TurnResult:
     engine_ms: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
     run_id: str | None = None
+    cited: list[str] = field(default_factory=list)  # filenames of file_citation annotations
 
     @property
     def passed(self) -> bool:
@@ -250,7 +251,8 @@ class ConversationRun:
         except (TurnError, openai.APIError) as error:
             result.error = str(error) if isinstance(error, TurnError) else api_problem(error)
             return result
-        outcome = TurnOutcome(result.reply, result.tool_calls, result.latency_ms, result.usage.get("total_tokens", 0))
+        outcome = TurnOutcome(result.reply, result.tool_calls, result.latency_ms, result.usage.get("total_tokens", 0),
+                              self._filenames(result.cited))
         result.failures = check(turn.expect, outcome)
         return result
 
@@ -293,6 +295,7 @@ class ConversationRun:
                         result.run_id = run.id
                     elif event.event == "thread.message.completed":
                         result.reply = "\n".join(filter(None, [result.reply, message_text(event.data)]))
+                        result.cited.extend(cited_file_ids(event.data))
                     if clock.expired():
                         break
         except Exception:  # a read timeout (the request's timeout is the time left) or a broken stream
@@ -318,6 +321,16 @@ class ConversationRun:
         if mock is None:
             raise TurnError(f"no mock for tool `{name}` called with {compact(arguments)}; add it under mocks:")
         return {"tool_call_id": call.id, "output": mock_output(name, mock, arguments, self.options.root)}
+
+    def _filenames(self, file_ids: list[str]) -> list[str]:
+        """The cited files' names (their ids when they cannot be read), without repeats."""
+        names = []
+        for file_id in dict.fromkeys(file_ids):
+            try:
+                names.append(self.client.files.retrieve(file_id).filename)
+            except Exception:  # deleted meanwhile: the id still tells which file
+                names.append(file_id)
+        return names
 
     def _cancel(self, run_id: str | None) -> None:
         if run_id:
@@ -359,6 +372,11 @@ class Clock:
 # -- helpers ---------------------------------------------------------------------------------
 def message_text(message) -> str:
     return "\n".join(block.text.value for block in message.content if block.type == "text")
+
+
+def cited_file_ids(message) -> list[str]:
+    return [a.file_citation.file_id for block in message.content if block.type == "text"
+            for a in block.text.annotations if a.type == "file_citation"]
 
 
 def parse_arguments(raw: str) -> Any:
