@@ -40,7 +40,8 @@ def test(files, target_name, base_url, patterns, timeout, parallel, repeat, min_
         asstctl apply --yes && asstctl test --junit-xml report.xml
     """
     from asstctl.project import load_project
-    from asstctl.runner import RunOptions, report_json, summary_lines, test_project
+    from asstctl.runner import RunOptions, test_project
+    from asstctl.testreport import report_json, summary_lines
 
     options = RunOptions(timeout=timeout, parallel=parallel, repeat=repeat, min_pass_rate=min_pass_rate,
                          keep_threads=keep_threads, progress=progress if output == "text" else None)
