@@ -388,7 +388,7 @@ def last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def bag_of_words(text: str, dims: int = 64) -> list[float]:
+def bag_of_words(text: str, dims: int = 256) -> list[float]:
     """A deterministic stand-in embedding: word counts hashed into ``dims`` buckets (same words, same vector)."""
     import hashlib
     import re
