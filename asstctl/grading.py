@@ -206,20 +206,24 @@ def parse_verdict(content: str) -> Verdict:
     """A verdict from the grader's answer: the JSON object asked for (in a code fence or with text
     around it too); else an answer that starts with PASS or FAIL. Anything else is a GradingError."""
     text = content.strip()
-    match = _OBJECT.search(text)
-    if match:
-        try:
-            data = json.loads(match.group(0))
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            passed = _truth(data.get("pass", data.get("passed", data.get("verdict"))))
-            if passed is not None:
-                return Verdict(passed, str(data.get("reason") or data.get("explanation") or "").strip())
-    word = _WORD.match(text)
+    data = _json_object(text)
+    if data is not None:
+        passed = _truth(data.get("pass", data.get("passed", data.get("verdict"))))
+        if passed is not None:
+            return Verdict(passed, str(data.get("reason") or data.get("explanation") or "").strip())
+    word = _WORD.match(text) if data is None else None
     if word:
         return Verdict(word.group(1).lower() in ("pass", "passed", "yes", "true"), word.group(2).strip())
     raise GradingError(f"the grader's answer is not a verdict: {json.dumps(' '.join(text.split())[:200])}")
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    match = _OBJECT.search(text)
+    try:
+        data = json.loads(match.group(0)) if match else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _truth(value: Any) -> bool | None:
