@@ -44,8 +44,8 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.option("--azure-api-version", metavar="VERSION",
               help="The upstream is Azure OpenAI: deployments in the path (the mapped model names), "
                    "this api-version, the key in the api-key header.")
-def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, max_upload_mb, max_body_mb,
-          upstream, upstream_key_env, model_map, azure_api_version) -> None:
+def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, upstream, upstream_key_env,
+          model_map, azure_api_version, max_upload_mb, max_body_mb) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
     Data persists in SQLite. Without an API key only loopback is allowed.
@@ -63,8 +63,8 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, ma
         asstctl serve --port 8321 --upstream http://localhost:11434/v1 --model-map 'gpt-4*=llama3.1:8b'
         OPENAI_BASE_URL=http://127.0.0.1:8321/v1 OPENAI_API_KEY=$ASSTCTL_SERVER_API_KEY python app.py
     """
-    from asstctl.server.app import API_KEY_HINT, api_key_problem
     from asstctl.server.embedded import default_db, default_rules, default_upstream, serve_forever
+    from asstctl.server.app import API_KEY_HINT, api_key_problem
     from asstctl.server.engine.config import from_flags
     from asstctl.server.faults import Faults
 

@@ -133,9 +133,9 @@ def start_server(
 ) -> EmbeddedServer:
     """Start a server in a background thread and return once it accepts connections.
 
-    ``upstream`` (an ``engine.config.UpstreamConfig``) runs turns on that Chat Completions API.
+    ``upstream`` (an ``engine.config.UpstreamConfig``) runs turns on that Chat Completions API;
     ``options``: more ``ServerConfig`` fields (``max_upload_bytes``, ...)."""
-    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine, upstream, options)
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, engine, {**options, "upstream": upstream})
     ready = threading.Event()
     thread = threading.Thread(target=_serve, args=(server._server, sock, ready), name="asstctl-server", daemon=True)
     server._thread = thread
@@ -161,7 +161,7 @@ def serve_forever(
     ``on_ready`` runs once the socket is listening (connections made from then on queue up).
     ``options``: more ``ServerConfig`` fields (``max_upload_bytes``, ...).
     """
-    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None, upstream, options)
+    server, sock = _prepare(db, host, port, api_key, faults, rules_path, None, {**options, "upstream": upstream})
     _log_to_stderr()
     try:
         on_ready(server)
@@ -172,17 +172,17 @@ def serve_forever(
         sock.close()
 
 
-def _prepare(
-    db, host, port, api_key, faults, rules_path, engine, upstream, options
-) -> tuple[EmbeddedServer, socket.socket]:
+def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tuple[EmbeddedServer, socket.socket]:
     import uvicorn
 
     from asstctl.server.protocol import with_header_timeout
 
     check_bind(host, api_key)
+    upstream = options.get("upstream")
+    if upstream is not None and "context_windows" not in options:
+        options = {**options, "context_windows": dict(upstream.context_windows)}
     config = ServerConfig(
-        db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine,
-        upstream=upstream, context_windows=dict(upstream.context_windows) if upstream else {}, **options
+        db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine, **options
     )
     sock = _listen(host, port)
     try:

@@ -5,6 +5,7 @@ is contract-checked (tests/contract.py), every upstream request and answer schem
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -142,11 +143,26 @@ def test_run_parameters_reach_the_upstream(keyed, sdk):
     assert body["messages"][0] == {"role": "system", "content": "You are a weather bot.\nAnswer in JSON."}
 
 
-def test_a_rate_limited_upstream_fails_the_run_with_rate_limit_exceeded(keyed, sdk):
+def test_a_length_cut_off_ends_the_run_incomplete_with_the_partial_message(keyed, sdk):
+    keyed.queue(Text("Once upon a time there", finish_reason="length", usage=(12, 5)))
+    bot = assistant(sdk)
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Tell me a story"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10,
+                                                max_completion_tokens=256)
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    reply = sdk.beta.threads.messages.list(thread.id, order="desc").data[0]
+    assert reply.status == "incomplete" and reply.content[0].text.value == "Once upon a time there"
+    assert keyed.requests[0].body["max_completion_tokens"] <= 256
+
+
+def test_a_rate_limited_upstream_fails_the_run_with_rate_limit_exceeded(keyed, sdk, caplog):
     keyed.queue(*[Failure.rate_limit(retry_after="0")] * 4)
     bot = assistant(sdk)
     thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
-    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
+    with caplog.at_level(logging.DEBUG):
+        run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
+    assert f"upstream 127.0.0.1:{keyed.port} answered 429; retry 3 of 3" in caplog.text
+    assert keyed.key not in caplog.text
     assert run.status == "failed" and run.last_error.code == "rate_limit_exceeded"
     assert run.last_error.message.startswith(f"the upstream 127.0.0.1:{keyed.port} is rate limiting requests")
     assert keyed.key not in run.model_dump_json()
