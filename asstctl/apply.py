@@ -9,6 +9,7 @@
   a backoff (the request was not carried out);
 * one failed object does not stop the others; every failure names its key;
 * ``check_fresh`` refuses a saved plan whose objects changed since it was computed;
+* outcomes are reported in the order they finished;
 * order: knowledge first (uploads, vector stores and their files, the wait for ingestion:
   asstctl.knowledge_apply), then assistant creates and updates (their ``tool_resources`` references
   resolved to ids), then deletions: assistants, vector stores, unused uploads.
@@ -26,9 +27,6 @@ from asstctl.errors import AsstctlError, PlanError
 from asstctl.plan import ASSISTANT, CREATE, DELETE, DESTROY_MODE, UPDATE, VECTOR_STORE, Action, Plan
 from asstctl.progress import progress_bar
 from asstctl.remote import RemoteState, read_remote, refused, transient_retries
-
-
-STEP_ORDER = {"upload": 0, "attach": 1, "detach": 2, "ingest": 3}  # a file's knowledge steps, as carried out
 
 
 @dataclass
@@ -82,7 +80,7 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
         outcomes += run_all(deletions, plan.project, client, retry, parallelism, bar)
     outcomes += sync.after_assistants()
     outcomes += [blocked_outcome(action) for action in plan.actions if action.blocked and plan.mode == DESTROY_MODE]
-    return ApplyResult(sorted(outcomes, key=lambda outcome: (outcome.key, STEP_ORDER.get(outcome.kind, 9), outcome.kind)))
+    return ApplyResult(outcomes)  # in the order they ran (finished)
 
 
 PROGRESS_FROM = 10  # writes: fewer than this finish before a bar is worth drawing
@@ -90,17 +88,19 @@ PROGRESS_FROM = 10  # writes: fewer than this finish before a bar is worth drawi
 
 def run_all(actions: list[Action], project: str, client: Any, retry: RetryPolicy, parallelism: int,
             bar: Any = None) -> list[Outcome]:
-    lock = threading.Lock()
+    """Run ``actions`` concurrently; their outcomes in the order they finished."""
+    lock, done = threading.Lock(), []
 
-    def one(action: Action) -> Outcome:
+    def one(action: Action) -> None:
         outcome = run_action(action, project, client, retry)
-        if bar is not None:
-            with lock:
+        with lock:
+            done.append(outcome)
+            if bar is not None:
                 bar.update(1)
-        return outcome
 
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        return list(pool.map(one, actions))
+        list(pool.map(one, actions))
+    return done
 
 
 def blocked_outcome(action: Action) -> Outcome:

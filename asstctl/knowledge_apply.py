@@ -54,8 +54,17 @@ class KnowledgeApply:
                 and (action.kind == DELETE) == deleting]
 
     def map(self, call: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        """``call`` on each item concurrently; the results in the order they finished."""
+        done: list[Any] = []
+
+        def one(item: Any) -> None:
+            result = call(item)
+            with self.lock:
+                done.append(result)
+
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            return list(pool.map(call, items))
+            list(pool.map(one, items))
+        return done
 
     def before_assistants(self) -> list[Any]:
         """Uploads, then every store's settings and files, then the wait for ingestion."""

@@ -4,8 +4,8 @@ this project's uploads that nothing uses any more (names and references: asstctl
 * a store declared in a spec: ``create``, or ``update`` when its settings (name, metadata, expires_after)
   or its files changed (``+``/``-``/``~`` entries matched by path, compared by sha256 and chunking);
 * a store of this project no spec declares: kept (``no-op``) unless ``--prune``; under destroy, deleted;
-  duplicates (several stores with one key) keep the oldest; a store of a ``prevent_destroy`` spec (or used
-  by a ``prevent_destroy`` assistant) is never deleted (``blocked``);
+  duplicates (several stores with one key) keep the oldest and are deleted only with ``--prune`` (or destroy);
+  a store of a ``prevent_destroy`` spec (or used by a ``prevent_destroy`` assistant) is never deleted (``blocked``);
 * an upload is deleted once nothing that remains after apply uses it: no kept store holds it and no kept
   assistant (this project's or a foreign one) names it in ``tool_resources``. These deletions are part
   of every apply: files are content, not declared objects (a removed file has no spec to prune).
@@ -64,10 +64,22 @@ def store_actions(desired: dict[str, Any], knowledge: KnowledgeRemote, plan: Pla
     for key, obj in managed.items():
         if key not in desired:
             actions.append(orphan_store(obj, key, plan, knowledge, protected.get(key)))
-    reason = "duplicate: the oldest vector store with this key is kept"
-    actions += [delete_store(obj, key, reason, knowledge, protected.get(key))
+    actions += [duplicate_store(obj, key, plan, knowledge, protected.get(key))
                 for key, objs in knowledge.stores.duplicates.items() for obj in objs]
     return actions
+
+
+def duplicate_store(obj: dict[str, Any], key: str, plan: Plan, knowledge: KnowledgeRemote, blocked: str | None) -> Action:
+    """A further store with a key: deleted under destroy or --prune (the oldest is kept), else kept and reported."""
+    if plan.mode == DESTROY_MODE or plan.prune:
+        reason = "destroy" if plan.mode == DESTROY_MODE else "--prune: the oldest vector store with this key is kept"
+        action = delete_store(obj, key, reason, knowledge, blocked)
+    else:
+        files = knowledge.store_files.get(obj["id"], [])
+        action = Action(NOOP, key, obj["id"], store_fingerprint(obj, files), object=VECTOR_STORE,
+                        reason="another vector store with this key is managed; kept: `asstctl apply --prune` deletes it")
+    action.duplicate = True
+    return action
 
 
 def store_action(store: Any, obj: dict[str, Any] | None, knowledge: KnowledgeRemote, project: str) -> Action:

@@ -16,6 +16,7 @@ MANAGED_BY = "asstctl.managed-by"
 PROJECT = "asstctl.project"
 KEY = "asstctl.key"
 SPEC_HASH = "asstctl.spec-hash"
+LOCK = "asstctl.lock"  # a project lock object (asstctl.lock), never a managed or foreign object
 MANAGER = "asstctl"
 RESERVED_KEYS = (MANAGED_BY, PROJECT, KEY, SPEC_HASH)
 METADATA_LIMIT = 16
@@ -41,6 +42,10 @@ def owner(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if metadata.get(MANAGED_BY) != MANAGER:
         return None, None
     return metadata.get(PROJECT), metadata.get(KEY)
+
+
+def is_lock(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get(LOCK))
 
 
 def is_owned(obj: Mapping[str, Any], project: str) -> bool:

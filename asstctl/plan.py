@@ -8,7 +8,8 @@
   no longer hashes to its spec-hash tag (it was changed outside asstctl);
 * otherwise ``no-op``;
 * an object of this project without a spec → ``delete`` with ``prune`` (else a reported no-op);
-* further objects with the same key (duplicates) → ``delete``, keeping the oldest;
+* further objects with the same key (duplicates: ``duplicate`` set) → ``delete`` with ``prune``, keeping the
+  oldest (else a reported no-op saying how to remove them);
 * ``build_destroy_plan`` → ``delete`` for everything this project manages.
 
 A deletion of an object whose spec sets ``prevent_destroy`` is ``blocked``: reported, never executed
@@ -64,6 +65,7 @@ class Action:
     source: str | None = None  # the spec file
     object: str = ASSISTANT  # or VECTOR_STORE
     files: list[Any] = field(default_factory=list)  # knowledge.FileOp: file-level changes
+    duplicate: bool = False  # a further object with the key of another (the oldest is the managed one)
 
     @property
     def executable(self) -> bool:
@@ -142,7 +144,7 @@ def build_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, targe
     by_key = {spec.key: spec for spec in specs}
     actions = [spec_action(spec, remote.managed.get(key), project, names) for key, spec in by_key.items()]
     actions += [orphan_action(obj, key, prune) for key, obj in remote.managed.items() if key not in by_key]
-    actions += duplicate_actions(remote, by_key)
+    actions += duplicate_actions(remote, by_key, DELETE if prune else NOOP)
     plan = new_plan(actions, remote, project=project, target=target, mode=APPLY_MODE, prune=prune)
     return add_knowledge(plan, specs, list(stores), remote, knowledge) if knowledge is not None else plan
 
@@ -153,7 +155,7 @@ def build_destroy_plan(specs: Iterable[Any], remote: RemoteState, *, project: st
 
     by_key = {spec.key: spec for spec in specs}
     actions = [delete_action(obj, key, "destroy", by_key.get(key)) for key, obj in remote.managed.items()]
-    actions += duplicate_actions(remote, by_key)
+    actions += duplicate_actions(remote, by_key, DESTROY_MODE)
     plan = new_plan(actions, remote, project=project, target=target, mode=DESTROY_MODE, prune=False)
     return add_knowledge(plan, list(by_key.values()), list(stores), remote, knowledge) if knowledge is not None else plan
 
@@ -211,9 +213,25 @@ def orphan_action(obj: dict[str, Any], key: str, prune: bool) -> Action:
     return Action(NOOP, key, obj["id"], fingerprint(obj), reason=reason)
 
 
-def duplicate_actions(remote: RemoteState, by_key: dict[str, Any]) -> list[Action]:
-    reason = "duplicate: the oldest object with this key is kept"
-    return [delete_action(obj, key, reason, by_key.get(key)) for key, objs in remote.duplicates.items() for obj in objs]
+DUPLICATE_REASONS = {
+    DELETE: "--prune: the oldest object with this key is kept",
+    NOOP: "another object with this key is managed; kept: `asstctl apply --prune` deletes it",
+    DESTROY_MODE: "destroy",
+}
+
+
+def duplicate_actions(remote: RemoteState, by_key: dict[str, Any], how: str) -> list[Action]:
+    """The further objects with a key: deleted (``DELETE``: --prune; ``DESTROY_MODE``) or kept (``NOOP``)."""
+    return [duplicate_action(obj, key, how, by_key.get(key)) for key, objs in remote.duplicates.items() for obj in objs]
+
+
+def duplicate_action(obj: dict[str, Any], key: str, how: str, spec: Any) -> Action:
+    if how == NOOP:
+        action = Action(NOOP, key, obj["id"], fingerprint(obj), reason=DUPLICATE_REASONS[NOOP])
+    else:
+        action = delete_action(obj, key, DUPLICATE_REASONS[how], spec)
+    action.duplicate = True
+    return action
 
 
 def delete_action(obj: dict[str, Any], key: str, reason: str, spec: Any) -> Action:
@@ -255,21 +273,28 @@ def resets(spec: Any, obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = False) -> Plan:
-    """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point)."""
+def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = False,
+             keys: Iterable[str] = ()) -> Plan:
+    """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point);
+    ``keys``: only those assistants and their knowledge (asstctl.selection)."""
     from asstctl.knowledge import read_knowledge
     from asstctl.remote import read_remote
+    from asstctl.selection import check_keys, select
     from asstctl.spec.loader import load_project_specs
 
     specs, stores = load_project_specs(project, target.name if target.name in project.targets else None)
     remote = read_remote(target.client, project.name)
+    keys = list(dict.fromkeys(keys))
+    check_keys(keys, specs, remote)
     knowledge = None
     if needs_knowledge(specs, stores, remote, prune or destroy):
         knowledge = read_knowledge(target.client, project.name)
     options = dict(project=project.name, target=target.label, stores=stores, knowledge=knowledge)
     if destroy:
-        return build_destroy_plan(specs, remote, **options)
-    return build_plan(specs, remote, prune=prune, **options)
+        plan = build_destroy_plan(specs, remote, **options)
+    else:
+        plan = build_plan(specs, remote, prune=prune, **options)
+    return select(plan, keys, specs, remote, knowledge) if keys else plan
 
 
 def needs_knowledge(specs: list[Any], stores: list[Any], remote: RemoteState, deleting: bool) -> bool:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from asstctl.ownership import is_owned, owner, spec_hash
+from asstctl.ownership import is_lock, is_owned, owner, spec_hash
 
 PAGE_SIZE = 100
 TRANSIENT_ATTEMPTS = 6  # each one with the SDK's own retries: a 20 % fault rate is ridden out
@@ -100,9 +100,12 @@ def refused(error: BaseException) -> bool:
 
 
 def classify(objects: list[dict[str, Any]], project_name: str) -> RemoteState:
-    """Objects in creation order → managed (first per key), duplicates (later ones), foreign."""
+    """Objects in creation order → managed (first per key), duplicates (later ones), foreign.
+    Project lock objects (asstctl.lock) are none of these: they are left out."""
     state = RemoteState(project_name)
     for obj in objects:
+        if is_lock(obj):
+            continue
         if not is_owned(obj, project_name):
             state.foreign.append(obj)
             continue

@@ -53,6 +53,7 @@ def render_action(action: Action, color: bool) -> list[str]:
     word = "keep" if action.blocked else action.kind
     notes = [note for note in (action.reason, "drift: changed outside asstctl" if action.drift else None) if note]
     what = f"vector store {action.key}" if action.object == VECTOR_STORE else action.key
+    what = f"duplicate {what}" if action.duplicate else what
     title = f"{symbol} {word} {what}" + (f"  ({'; '.join(notes)})" if notes else "")
     lines = [paint(title, symbol, color)]
     for change in action.changes:
@@ -88,6 +89,9 @@ def summary(plan: Plan) -> str:
         text += f" {counts['blocked']} deletion{'s' if counts['blocked'] != 1 else ''} blocked by prevent_destroy."
     if plan.uploads or plan.file_deletions:
         text += f" Files: {len(plan.uploads)} to upload, {len(plan.file_deletions)} to delete."
+    kept = sum(1 for action in plan.actions if action.duplicate and action.kind == NOOP)
+    if kept:
+        text += f" {kept} duplicate{'s' if kept != 1 else ''} kept (`asstctl apply --prune` deletes {'them' if kept != 1 else 'it'})."
     return text if plan.has_changes() or counts["blocked"] else text + " No changes."
 
 
@@ -106,3 +110,25 @@ def render_outcome(outcome: Outcome, color: bool) -> str:
     symbol = SYMBOLS.get(outcome.kind) or STEP_SYMBOLS[outcome.kind]
     past = PAST.get(outcome.kind) or STEP_PAST[outcome.kind]
     return paint(f"{symbol} {outcome.key}: {past} {outcome.remote_id}{note}", symbol, color)
+
+
+def outcome_object(outcome: Outcome) -> tuple[str, str]:
+    """(object type, key or path) of an outcome: assistant, vector_store or file."""
+    if outcome.kind in STEP_PAST or outcome.key.startswith("file "):
+        return "file", outcome.key.removeprefix("file ")
+    if outcome.key.startswith("vector store "):
+        return VECTOR_STORE, outcome.key.removeprefix("vector store ")
+    return "assistant", outcome.key
+
+
+def render_report(plan: Plan, result: ApplyResult | None) -> str:
+    """``apply``/``destroy --output json``: what the plan held and what was done, in the order it ran."""
+    outcomes = result.outcomes if result is not None else []
+    done = [{"object": outcome_object(o)[0], "key": outcome_object(o)[1], "action": o.kind, "ok": o.ok, "id": o.remote_id,
+             "error": o.error, "note": o.note} for o in outcomes]
+    totals = {word: result.count(kind) if result else 0 for kind, word in {**PAST, "upload": "uploaded"}.items()}
+    totals["failed"] = len(result.failed) if result else 0
+    status = "no-changes" if result is None else "failed" if result.failed else "applied"
+    data = {"format_version": 1, "kind": "apply-report", "project": plan.project, "target": plan.target,
+            "mode": plan.mode, "status": status, "planned": plan.counts(), "totals": totals, "outcomes": done}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

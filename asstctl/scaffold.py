@@ -41,7 +41,7 @@ ASSISTANT_YAML = """\
 # yaml-language-server: $schema=../.asstctl/spec.schema.json
 # An assistant as code. Its key is the file name: `assistant`. `asstctl plan` shows what would
 # change on the target, `asstctl apply` makes it so. Fields are those of the Assistants API.
-# Completion in your editor: `asstctl schema --output .asstctl/spec.schema.json`.
+# Completion in your editor: `asstctl schema --out .asstctl/spec.schema.json`.
 name: {project} order desk
 model: gpt-4o
 description: Answers questions about orders.

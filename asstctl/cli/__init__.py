@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("asstctl.cli.plan_cmd", "plan"),
     "apply": ("asstctl.cli.plan_cmd", "apply"),
     "destroy": ("asstctl.cli.plan_cmd", "destroy"),
+    "status": ("asstctl.cli.status_cmd", "status"),
+    "force-unlock": ("asstctl.cli.status_cmd", "force_unlock"),
     "import": ("asstctl.cli.porting_cmd", "import_"),
     "export": ("asstctl.cli.porting_cmd", "export"),
     "test": ("asstctl.cli.test_cmd", "test"),

@@ -44,8 +44,30 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.option("--azure-api-version", metavar="VERSION",
               help="The upstream is Azure OpenAI: deployments in the path (the mapped model names), "
                    "this api-version, the key in the api-key header.")
+# -- code_interpreter sandbox (docs/engine.md, "The code_interpreter sandbox") --
+@click.option("--code-timeout", "code_wall_seconds", type=click.FloatRange(min=1), default=60, show_default=True,
+              metavar="SECONDS", help="code_interpreter: wall time of one call; the session restarts after it.")
+@click.option("--code-cpu-seconds", type=click.IntRange(min=1), default=30, show_default=True, metavar="N",
+              help="code_interpreter: CPU seconds of one call.")
+@click.option("--code-memory-mb", type=click.IntRange(min=64), default=1024, show_default=True, metavar="MB",
+              help="code_interpreter: address space of each sandboxed process.")
+@click.option("--code-max-processes", type=click.IntRange(min=2), default=16, show_default=True, metavar="N",
+              help="code_interpreter: processes and threads of one session.")
+@click.option("--code-output-bytes", type=click.IntRange(min=100), default=20_000, show_default=True, metavar="N",
+              help="code_interpreter: output kept per call (the rest is dropped and counted).")
+@click.option("--code-data-mb", type=click.IntRange(min=1), default=256, show_default=True, metavar="MB",
+              help="code_interpreter: size of /mnt/data (and /tmp) in each session.")
+@click.option("--code-file-mb", type=click.IntRange(min=1), default=64, show_default=True, metavar="MB",
+              help="code_interpreter: largest file a call may write (and total returned per call).")
+@click.option("--code-idle-minutes", type=click.FloatRange(min=0.1), default=20, show_default=True, metavar="N",
+              help="code_interpreter: end a thread's session after N idle minutes.")
+@click.option("--code-max-sessions", type=click.IntRange(min=1), default=16, show_default=True, metavar="N",
+              help="code_interpreter: live sessions; the least recently used one ends beyond N.")
+@click.option("--unsafe-code-interpreter", "code_unsafe", is_flag=True,
+              help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
+                   "(it can read this server's files and keys).")
 def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, upstream, upstream_key_env,
-          model_map, azure_api_version, max_upload_mb, max_body_mb) -> None:
+          model_map, azure_api_version, max_upload_mb, max_body_mb, **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
     Data persists in SQLite. Without an API key only loopback is allowed.
@@ -88,6 +110,7 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
         on_ready=_announce,
         max_upload_bytes=max_upload_mb << 20,
         max_body_bytes=max_body_mb << 20,
+        sandbox=_sandbox_config(code_options),
     )
     click.echo("asstctl serve: stopped", err=True)
 
@@ -97,6 +120,17 @@ def _only_with_upstream(key_env, model_map, azure_api_version) -> None:
                                       ("--azure-api-version", azure_api_version)) if value]
     if given:
         raise click.UsageError(f"{given[0]} needs --upstream URL (the Chat Completions API to run turns on)")
+
+
+def _sandbox_config(options: dict):
+    from asstctl.server.sandbox import SandboxConfig
+
+    values = {name[len("code_"):]: value for name, value in options.items()}
+    values["idle_seconds"] = values.pop("idle_minutes") * 60
+    if values["unsafe"]:
+        click.echo("asstctl serve: WARNING: --unsafe-code-interpreter: code_interpreter runs model code "
+                   "WITHOUT a sandbox, as this user, with access to this machine.", err=True)
+    return SandboxConfig(**values)
 
 
 def _announce(server) -> None:

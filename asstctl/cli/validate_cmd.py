@@ -72,9 +72,10 @@ SCHEMA_KINDS = ("assistant", "vector-store", "conversation", "project")
 @click.option("--kind", type=click.Choice(SCHEMA_KINDS), default="assistant", show_default=True,
               help="assistant: assistants/*.yaml; vector-store: vector_stores/*.yaml; "
                    "conversation: assistants/*.test.yaml; project: asstctl.yaml.")
-@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+@click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write the schema to FILE (directories are created) instead of standard output.")
-def schema(kind: str, output: Path | None) -> None:
+@click.option("--output", "old_output", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
+def schema(kind: str, output: Path | None, old_output: Path | None) -> None:
     """Print the JSON Schema (draft 2020-12) of spec files.
 
     Editors that use the YAML language server complete and check specs with
@@ -84,8 +85,11 @@ def schema(kind: str, output: Path | None) -> None:
     \b
     Example:
         asstctl schema > .asstctl/spec.schema.json
-        asstctl schema --kind conversation -o .asstctl/conversation.schema.json
+        asstctl schema --kind conversation --out .asstctl/conversation.schema.json
     """
+    if old_output is not None:  # the spelling before --output meant a format everywhere else
+        click.echo("Note: `asstctl schema --output FILE` is deprecated: use --out FILE", err=True)
+        output = output or old_output
     text = json.dumps(_schema_of(kind), indent=2, ensure_ascii=False) + "\n"
     if output is None:
         click.echo(text, nl=False)

@@ -48,6 +48,7 @@ class ServerConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB << 20  # one uploaded file (the API's limit: 512 MB)
     max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20  # one JSON request body
     header_timeout: float = 10.0  # seconds a client may take to send a request's headers
+    sandbox: Any = None  # code_interpreter limits (asstctl.server.sandbox.SandboxConfig); None = defaults
 
 
 @dataclass

@@ -181,6 +181,8 @@ def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tu
     upstream = options.get("upstream")
     if upstream is not None and "context_windows" not in options:
         options = {**options, "context_windows": dict(upstream.context_windows)}
+    if upstream is not None and upstream.max_model_calls and "max_model_calls" not in options:
+        options = {**options, "max_model_calls": upstream.max_model_calls}
     config = ServerConfig(
         db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine, **options
     )

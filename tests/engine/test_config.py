@@ -41,13 +41,13 @@ def test_without_an_upstream_the_offline_engine_stays(tmp_path):
 
 
 @pytest.mark.parametrize("section, problem", [
-    ("engine: [upstream]", "`engine` must be a mapping (got a list)"),
+    ("engine: [upstream]", "asstctl.yaml:2:1: `engine` must be a mapping (got a list)"),
     ("engine: {upstream: http://x/v1, model: a}", "unknown field `model` (did you mean `model_map`?)"),
     ("engine: {upstream: localhost:11434}", "engine.upstream: `localhost:11434` is not an http(s) URL"),
     ("engine: {upstream: 'http://u:p@h/v1'}", "the upstream URL must not carry credentials"),
     ("engine: {upstream: http://h/v1, model_map: [a, b]}", "`engine.model_map` must be a mapping (got a list)"),
     ("engine: {upstream: http://h/v1, azure: {deployments: {}}}", "engine.azure: expected a mapping with `api_version`"),
-    ("engine: {upstream: http://h/v1, context_windows: {a: big}}", "`engine.context_windows.a` must be a whole number (got \"big\")"),
+    ("engine: {upstream: http://h/v1, context_windows: {a: big}}", "`engine.context_windows.a` must be a whole number"),
     ("engine: {upstream: http://h/v1, api_key_env: sk-proj-abcdef}", "expected the name of an environment variable"),
 ])
 def test_a_bad_engine_section_is_one_clear_error(tmp_path, section, problem):
@@ -95,3 +95,14 @@ def test_serve_uses_the_projects_engine_section(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["serve", "--db", ":memory:"])
     assert result.exit_code == 1
     assert "Error: the upstream example.openai.azure.com needs a key and $MY_AZURE_KEY is not set" in result.output
+
+
+def test_context_windows_of_the_engine_section_reach_the_executor(tmp_path, keyed, monkeypatch):
+    from asstctl.server.embedded import start_server
+    from tests.engine.conftest import KEY_ENV
+
+    engine = project_with(tmp_path, f"project: demo\nengine:\n  upstream: {keyed.base_url}\n  api_key_env: {KEY_ENV}\n"
+                                    '  context_windows: {"gpt-4*": 4096}\n').engine
+    with start_server(":memory:", upstream=engine) as server:
+        assert server.state.config.context_windows == {"gpt-4*": 4096}
+        assert server.state.engine.name == "upstream"

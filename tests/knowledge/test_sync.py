@@ -170,17 +170,22 @@ def test_an_orphaned_store_is_kept_with_its_files_until_prune(client, server, pr
     assert list(client.vector_stores.list()) == [] and list(client.files.list()) == []
 
 
-def test_a_duplicate_store_is_deleted_and_its_assistant_moved_to_the_kept_one(client, server, proj):
+def test_a_duplicate_store_is_deleted_with_prune_and_its_assistant_moved_to_the_kept_one(client, server, proj):
     converge(client, proj)
     kept = managed_store(client, "bot")
     duplicate = client.vector_stores.create(name="Support docs", metadata=kept.metadata)
     bot = assistant(client)
     client.beta.assistants.update(bot.id, tool_resources={"file_search": {"vector_store_ids": [duplicate.id]}})
-    made, result = converge(client, proj)
+    made, result = converge(client, proj)  # without --prune: the assistant is moved, the duplicate kept
+    assert not result.failed
+    kinds = {(a.object, a.kind, a.remote_id, a.duplicate) for a in made.actions if a.kind != "no-op" or a.duplicate}
+    assert kinds == {("vector_store", "no-op", duplicate.id, True), ("assistant", "update", bot.id, False)}
+    assert assistant(client).tool_resources.file_search.vector_store_ids == [kept.id]
+    assert {s.id for s in client.vector_stores.list()} == {kept.id, duplicate.id}
+    made, result = converge(client, proj, prune=True)
     assert not result.failed
     kinds = {(a.object, a.kind, a.remote_id) for a in made.actions if a.kind != "no-op"}
-    assert kinds == {("vector_store", "delete", duplicate.id), ("assistant", "update", bot.id)}
-    assert assistant(client).tool_resources.file_search.vector_store_ids == [kept.id]
+    assert kinds == {("vector_store", "delete", duplicate.id)}
     assert {s.id for s in client.vector_stores.list()} == {kept.id}
     assert not plan(client, proj).has_changes()
 

@@ -101,16 +101,22 @@ def test_a_removed_spec_is_deleted_only_with_prune(client):
     assert set(read_remote(client, NAME).managed) == {"keep"}
 
 
-def test_duplicates_keep_the_oldest_and_delete_the_extras(client):
+def test_duplicates_are_kept_without_prune_and_deleted_with_it_keeping_the_oldest(client):
     converge(client, [spec("bot")])
     first = read_remote(client, NAME).managed["bot"]
     for _ in range(2):
         client.beta.assistants.create(model="gpt-4o", metadata=first["metadata"])
     remote = read_remote(client, NAME)
     assert remote.managed["bot"]["id"] == first["id"] and len(remote.duplicates["bot"]) == 2
-    plan = make_plan(client, [spec("bot")])
+    kept = make_plan(client, [spec("bot")])
+    extras = [a for a in kept.actions if a.duplicate]
+    assert len(extras) == 2 and {a.kind for a in extras} == {"no-op"} and not kept.has_changes()
+    assert all("--prune" in a.reason for a in extras)
+    apply_plan(kept, client)
+    assert len(read_remote(client, NAME).duplicates["bot"]) == 2  # a plain apply deletes nothing
+    plan = make_plan(client, [spec("bot")], prune=True)
     deletes = [a for a in plan.actions if a.kind == "delete"]
-    assert len(deletes) == 2 and all("duplicate" in a.reason for a in deletes)
+    assert len(deletes) == 2 and all(a.duplicate for a in deletes)
     assert first["id"] not in {a.remote_id for a in deletes}
     apply_plan(plan, client)
     remote = read_remote(client, NAME)

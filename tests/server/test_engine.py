@@ -162,7 +162,7 @@ def test_broken_rules_file_at_runtime_fails_the_turn_clearly(rules_file, engine)
     "text, problem",
     [
         ("rules: {}", "expected a mapping with one key 'rules'"),
-        ("rules:\n  - match: a\n", "rule 0: give one of 'reply', 'replies' or 'tool_calls'"),
+        ("rules:\n  - match: a\n", "rule 0: give one of 'reply', 'replies', 'tool_calls' or 'code'"),
         ("rules:\n  - match: a\n    reply: b\n  - match: '('\n    reply: c\n", "rule 1: 'match' is not a valid regular"),
         ("rules:\n  - match: a\n    reply: b\n    colour: red\n", "rule 0: unknown key(s) colour"),
         ("rules:\n  - match: a\n    replies: []\n", "rule 0: 'replies' must be a non-empty list"),

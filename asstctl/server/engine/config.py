@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from asstctl.errors import ConfigError
 
-ENGINE_KEYS = ("upstream", "api_key_env", "model_map", "azure", "embeddings", "context_windows")
+ENGINE_KEYS = ("upstream", "api_key_env", "model_map", "azure", "embeddings", "context_windows", "max_model_calls")
 AZURE_KEYS = ("api_version", "deployments")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
@@ -38,6 +38,7 @@ class UpstreamConfig:
     azure_deployments: dict[str, str] = field(default_factory=dict)  # model -> deployment (default: the model)
     context_windows: dict[str, int] = field(default_factory=dict)  # run's model pattern -> tokens (ServerConfig)
     embeddings: dict[str, Any] = field(default_factory=dict)  # issue 12: kept as written
+    max_model_calls: int | None = None  # model calls per run before it fails (ServerConfig; None: its default)
 
     @property
     def is_azure(self) -> bool:
@@ -158,6 +159,7 @@ def from_project_section(path: Any, section: Any) -> UpstreamConfig | None:
         azure_deployments=azure[1],
         context_windows=_context_windows(where, section.get("context_windows")),
         embeddings=section.get("embeddings") or {},
+        max_model_calls=section.get("max_model_calls"),  # the asstctl.yaml schema checked it is a whole number
     )
 
 

@@ -11,6 +11,9 @@ environment variable ``ASSTCTL_ENGINE_RULES``::
           - name: get_weather
             arguments: {city: "{city}"}              # string values formatted with the named groups
         then: "It is {output} in {city}."            # ... and the reply once tool outputs arrive ({output} = first output, {outputs} = JSON list)
+      - match: "3x \\+ 11 = 14"
+        code: "from sympy import *; x = symbols('x'); print(solve(3*x + 11 - 14, x)[0])"  # run by code_interpreter ...
+        then: "x = {output}."                        # ... {output}: its logs, whitespace-trimmed
       - match: "flaky"
         replies: ["yes", "yes", "yes", "no", "no"]   # cycled in order, one per matching run (per-rule counter, in memory)
       - match: "^hello"
@@ -49,7 +52,8 @@ from asstctl.server.engine.base import (
     reply_events,
 )
 
-RULE_KEYS = {"match", "assistant", "instructions", "tool_calls", "then", "reply", "replies", "latency_ms"}
+RULE_KEYS = {"match", "assistant", "instructions", "tool_calls", "code", "then", "reply", "replies", "latency_ms"}
+CODE_FUNCTION = "python"  # the function the server offers for code_interpreter (asstctl.server.tools.code_interpreter)
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 ADDRESS_AS = re.compile(r"address the user as ([^.,;:!?\n]+)", re.IGNORECASE)
 
@@ -65,6 +69,7 @@ class Rule:
     assistant: str | None = None
     instructions: re.Pattern | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    code: str | None = None  # Python for code_interpreter (a template)
     then: str | None = None
     reply: str | None = None
     replies: list[str] = field(default_factory=list)
@@ -125,10 +130,14 @@ class OfflineEngine:
     def _apply(self, rule: Rule, request: EngineRequest, values: dict[str, Any]) -> EngineReply | None:
         available = set(function_names(request.tools)) | set(function_names(request.offered_tools))
         calls = [c for c in rule.tool_calls if c["name"] in available]
-        if rule.tool_calls and not calls:
+        if rule.code is not None:
+            if CODE_FUNCTION not in set(function_names(request.offered_tools)):
+                return None  # code_interpreter is not a tool of this run
+            calls = [{"name": CODE_FUNCTION, "arguments": {"code": rule.code}}]
+        if (rule.tool_calls or rule.code is not None) and not calls:
             return None
         if request.tool_results:
-            values = {**values, **_output_values(request.tool_results)}
+            values = {**values, **_output_values(request.tool_results, strip=rule.code is not None)}
             text = render(rule.then, values) if rule.then is not None else self._text(rule, values)
             return EngineReply(text=text if text is not None else tool_output_text(request), latency_ms=rule.latency_ms)
         if calls:
@@ -175,8 +184,8 @@ def _assistant_keys(assistant: dict[str, Any]) -> set[str]:
     return {k for k in keys if k}
 
 
-def _output_values(results: list[dict[str, Any]]) -> dict[str, str]:
-    outputs = [r["output"] for r in results]
+def _output_values(results: list[dict[str, Any]], strip: bool = False) -> dict[str, str]:
+    outputs = [r["output"].strip() if strip else r["output"] for r in results]
     return {"output": outputs[0] if outputs else "", "outputs": json.dumps(outputs)}
 
 
@@ -303,8 +312,10 @@ def _parse_rule(path: str, index: int, raw: Any) -> Rule:
         raise fail(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(RULE_KEYS))}")
     if not isinstance(raw.get("match"), str):
         raise fail("'match' (a regular expression string) is required")
-    if not any(k in raw for k in ("reply", "replies", "tool_calls")):
-        raise fail("give one of 'reply', 'replies' or 'tool_calls'")
+    if not any(k in raw for k in ("reply", "replies", "tool_calls", "code")):
+        raise fail("give one of 'reply', 'replies', 'tool_calls' or 'code'")
+    if "code" in raw and "tool_calls" in raw:
+        raise fail("'code' and 'tool_calls' exclude each other")
     if "reply" in raw and "replies" in raw:
         raise fail("'reply' and 'replies' exclude each other")
     return Rule(
@@ -313,6 +324,7 @@ def _parse_rule(path: str, index: int, raw: Any) -> Rule:
         assistant=_optional_str(raw, "assistant", fail),
         instructions=_regex(raw["instructions"], "instructions", fail) if "instructions" in raw else None,
         tool_calls=_tool_calls(raw.get("tool_calls", []), fail),
+        code=_optional_str(raw, "code", fail),
         then=_optional_str(raw, "then", fail),
         reply=_optional_str(raw, "reply", fail),
         replies=_replies(raw["replies"], fail) if "replies" in raw else [],

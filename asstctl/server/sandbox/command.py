@@ -1,0 +1,193 @@
+"""The command line that starts one sandboxed REPL: bubblewrap's arguments, the REPL's settings.
+
+The sandbox sees: the system directories needed to run Python (read-only), this Python's install
+and its site-packages (read-only, at their own paths, and nothing else of the directories around
+them), a private ``/tmp`` and a private ``/mnt/data`` (size-capped tmpfs), ``/proc`` and a minimal
+``/dev``. No network (an empty network namespace), its own pid/ipc/uts namespaces, a clean
+environment, no capabilities once the REPL has dropped to its session uid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import site
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+INSTALL_HINT = (
+    "code_interpreter runs code in a bubblewrap sandbox, and `bwrap` is not installed on this server. "
+    "Install it (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`) and "
+    "restart `asstctl serve`; for development only, `asstctl serve --unsafe-code-interpreter` runs "
+    "code without a sandbox."
+)
+SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "fonts", "mime.types")
+UID_RANGE = (1 << 20, 1 << 30)  # per-session uids when the server runs as root (never a real user)
+
+
+@dataclass
+class SandboxConfig:
+    """Limits of one code_interpreter call and of the sessions (``asstctl serve --code-*`` flags)."""
+
+    wall_seconds: float = 60.0  # wall time of one call: then the cell is interrupted (the session restarts if it goes on)
+    cpu_seconds: int = 30  # CPU time of one call (the cell gets an exception)
+    memory_mb: int = 1024  # address space of each process (RLIMIT_AS)
+    max_processes: int = 16  # processes and threads of one session (RLIMIT_NPROC)
+    output_bytes: int = 20_000  # logs kept per call; the rest is counted and dropped
+    data_mb: int = 256  # size of /mnt/data (and of /tmp)
+    file_mb: int = 64  # largest file a call may write (RLIMIT_FSIZE); bigger files are not returned
+    idle_seconds: float = 1200.0  # a session unused this long is ended (the API keeps 20 min)
+    max_sessions: int = 16  # live sessions; beyond it the least recently used one is ended
+    unsafe: bool = False  # run the REPL WITHOUT a sandbox (development only, logged loudly)
+    bwrap: str | None = None  # path of bwrap; default: found on PATH
+
+    def bwrap_path(self) -> str | None:
+        if self.bwrap:
+            return self.bwrap if os.access(self.bwrap, os.X_OK) else None
+        return shutil.which("bwrap")
+
+
+def repl_source() -> str:
+    return resources.files("asstctl.server.sandbox").joinpath("repl.py").read_text()
+
+
+def python_binary() -> str:
+    return os.path.realpath(sys.executable)
+
+
+def python_paths() -> list[str]:
+    """Directories the sandbox must see read-only to run this Python and its packages."""
+    paths = [os.path.realpath(sys.base_prefix)]
+    for entry in [*site.getsitepackages(), *sys.path]:
+        if entry.endswith(("site-packages", "dist-packages")) and os.path.isdir(entry):
+            paths.append(os.path.realpath(entry))
+    kept: list[str] = []
+    for path in sorted(set(paths), key=len):
+        if path.startswith("/usr/") or path == "/usr":
+            continue
+        if not any(path == k or path.startswith(k + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+def site_dirs() -> list[str]:
+    """Site directories the REPL adds (with their .pth files): the venv's, if any."""
+    return [p for p in python_paths() if p.endswith(("site-packages", "dist-packages"))]
+
+
+def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
+    limit = lambda mb: int(mb) * 1024 * 1024  # noqa: E731
+    rlimits = {
+        "RLIMIT_AS": limit(config.memory_mb),
+        "RLIMIT_NPROC": int(config.max_processes),
+        "RLIMIT_FSIZE": limit(config.file_mb),
+        "RLIMIT_CORE": 0,
+        "RLIMIT_NOFILE": 256,
+    }
+    return {
+        "rlimits": rlimits,
+        "uid": uid,
+        "cpu_seconds": int(config.cpu_seconds),
+        "output_bytes": int(config.output_bytes),
+        "max_file_bytes": limit(config.file_mb),
+        "max_files": 20,
+        "max_images": 10,
+        "data_dir": data_dir,
+        "sandboxed": data_dir == "/mnt/data",  # False: --unsafe-code-interpreter (no pid namespace)
+        "site_dirs": site_dirs(),
+    }
+
+
+def environment(home: str) -> dict[str, str]:
+    """The whole environment of the sandboxed code: nothing of the server's."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "XDG_CACHE_HOME": "/tmp/cache",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def new_uid() -> int | None:
+    """A fresh unprivileged uid for a session when we are root (RLIMIT_NPROC does not bind root)."""
+    return secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0] if os.geteuid() == 0 else None
+
+
+def bwrap_argv(config: SandboxConfig, bwrap: str, uid: int | None) -> list[str]:
+    argv = [bwrap, "--die-with-parent", "--new-session", "--clearenv"]
+    if uid is not None:
+        # Root: namespaces without a user namespace; the REPL switches to ``uid`` and so loses these
+        # two capabilities (and RLIMIT_NPROC then applies, which it never does to uid 0).
+        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+                 "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        argv += ["--unshare-all", "--unshare-user", "--disable-userns"]
+    for name, value in environment("/mnt/data").items():
+        argv += ["--setenv", name, value]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for path in SYSTEM_LINKS:
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    argv += ["--perms", "0755", "--dir", "/etc"]
+    for name in ETC_FILES:
+        if os.path.exists(f"/etc/{name}"):
+            argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    made: set[str] = {"/", "/usr", "/etc"}
+    for path in python_paths():
+        argv += _parents(path, made) + ["--ro-bind", path, path]
+    size = str(int(config.data_mb) * 1024 * 1024)
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "01777", "--size", size, "--tmpfs", "/tmp",
+             "--perms", "0755", "--dir", "/mnt",
+             "--perms", "0777", "--size", size, "--tmpfs", "/mnt/data",
+             "--chdir", "/mnt/data"]
+    return argv
+
+
+def _parents(path: str, made: set[str]) -> list[str]:
+    """``--dir`` for each missing ancestor of ``path``, world-readable (bwrap's default is 0700)."""
+    args: list[str] = []
+    for parent in reversed(Path(path).parents):
+        text = str(parent)
+        if text not in made:
+            made.add(text)
+            args += ["--perms", "0755", "--dir", text]
+    return args
+
+
+def command(config: SandboxConfig) -> tuple[list[str], dict[str, str], str | None]:
+    """(argv, environment of the process we start, a private directory to remove afterwards).
+
+    Sandboxed: ``bwrap ... python -I -c <repl> <settings>``. Unsafe: the same REPL, no sandbox,
+    in a fresh temporary directory that stands in for /mnt/data.
+    """
+    if config.unsafe:
+        data = tempfile.mkdtemp(prefix="asstctl-unsafe-ci-")
+        argv = [python_binary(), "-I", "-c", repl_source(), json.dumps(settings(config, None, data))]
+        return argv, environment(data), data
+    bwrap = config.bwrap_path()
+    if bwrap is None:
+        raise SandboxUnavailable(INSTALL_HINT)
+    uid = new_uid()
+    tail = [python_binary(), "-I", "-c", repl_source(), json.dumps(settings(config, uid, "/mnt/data"))]
+    return bwrap_argv(config, bwrap, uid) + ["--", *tail], {}, None
+
+
+class SandboxUnavailable(Exception):
+    """No sandbox can be started on this server (bwrap missing or failing)."""

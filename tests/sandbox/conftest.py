@@ -1,0 +1,55 @@
+"""Fixtures of the sandbox tests: real bubblewrap sessions (``bwrap`` must be installed: CI installs
+the Debian package ``bubblewrap``), driven directly through ``asstctl.server.sandbox``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from asstctl.server.sandbox import SandboxConfig, SessionPool
+
+# Small limits so the limit cases end quickly (the wall time is generous: a busy CI machine is slow;
+# the tests of the wall-time limit lower it themselves).
+TEST_LIMITS = dict(wall_seconds=30, cpu_seconds=1, output_bytes=2000, data_mb=32, file_mb=8, max_processes=16)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bwrap_installed():
+    assert shutil.which("bwrap"), "these tests need bubblewrap: apt-get install bubblewrap"
+
+
+class Driver:
+    """Runs pool calls on one event loop (as the server does) from synchronous tests."""
+
+    def __init__(self, **limits):
+        self.loop = asyncio.new_event_loop()
+        self.pool = SessionPool(SandboxConfig(**{**TEST_LIMITS, **limits}))
+
+    def run(self, key, code, files=()):
+        return self.loop.run_until_complete(self.pool.run(key, code, files))
+
+    def close(self):
+        self.loop.run_until_complete(self.pool.aclose())
+        self.loop.close()
+
+
+@pytest.fixture
+def sandbox():
+    driver = Driver()
+    yield driver
+    driver.close()
+
+
+@pytest.fixture
+def make_sandbox():
+    drivers = []
+
+    def make(**limits):
+        drivers.append(Driver(**limits))
+        return drivers[-1]
+
+    yield make
+    for driver in drivers:
+        driver.close()

@@ -1,0 +1,48 @@
+"""`asstctl serve --code-*` flags reach the sandbox; `--unsafe-code-interpreter` warns loudly."""
+
+from __future__ import annotations
+
+from tests.conftest import make_client
+from tests.serve_process import ServeProcess
+
+RULES = r"""
+rules:
+  - match: "spam"
+    code: "print('spam' * 100)"
+    then: "{output}"
+  - match: "sleep"
+    code: "import time\ntime.sleep(60)"
+    then: "{output}"
+  - match: "where"
+    code: "import os\nprint(os.getcwd() == '/mnt/data')"
+    then: "{output}"
+"""
+
+
+def ask(client, text):
+    bot = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "completed", run.last_error
+    return client.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
+
+
+def test_limits_from_the_command_line(tmp_path):
+    (tmp_path / "rules.yaml").write_text(RULES)
+    with ServeProcess(tmp_path, "--db", ":memory:", "--rules", "rules.yaml", "--code-output-bytes", "100",
+                      "--code-timeout", "2") as server, make_client(server, timeout=30) as client:
+        spam = ask(client, "spam")
+        assert spam.startswith("spam" * 25 + "\n[output truncated: 301 more bytes")
+        assert "wall-time limit of 2 s" in ask(client, "sleep")
+        assert ask(client, "where") == "True"
+        assert server.stop() == 0
+    assert server.stderr() == "asstctl serve: stopped\n"  # sessions ended cleanly, no warning
+
+
+def test_unsafe_mode_is_announced(tmp_path):
+    (tmp_path / "rules.yaml").write_text(RULES)
+    with ServeProcess(tmp_path, "--db", ":memory:", "--rules", "rules.yaml", "--unsafe-code-interpreter") as server:
+        with make_client(server, timeout=30) as client:
+            assert ask(client, "where") == "False"  # no sandbox: a temporary directory, not /mnt/data
+        assert server.stop() == 0
+    assert "WARNING: --unsafe-code-interpreter" in server.stderr()

@@ -1,0 +1,123 @@
+"""Sessions: real Python in bubblewrap, state per thread, images and /mnt/data files, expiry."""
+
+from __future__ import annotations
+
+import time
+
+from asstctl.server.sandbox import SandboxConfig, SandboxUnavailable, SessionPool
+
+
+def test_state_is_kept_between_calls_of_one_thread(sandbox):
+    first = sandbox.run("thread_a", "x = 41\nx + 1")
+    assert (first.logs, first.error) == ("42\n", False)
+    assert sandbox.run("thread_a", "x += 1\nprint('x is', x)").logs == "x is 42\n"
+    assert sandbox.pool.started == 1
+
+
+def test_state_is_not_shared_between_threads(sandbox):
+    sandbox.run("thread_a", "secret = 'a-only'")
+    other = sandbox.run("thread_b", "secret")
+    assert other.error and "NameError: name 'secret' is not defined" in other.logs
+    assert sandbox.run("thread_a", "secret").logs == "'a-only'\n"
+    assert sandbox.run("thread_b", "import os; os.listdir('/mnt/data')").logs == "[]\n"
+
+
+def test_an_error_is_a_traceback_and_the_session_lives_on(sandbox):
+    sandbox.run("t", "y = 7")
+    failed = sandbox.run("t", "def f():\n    return 1 / 0\nf()")
+    assert failed.error and failed.failure is None
+    assert 'File "<cell>", line 2, in f' in failed.logs and "ZeroDivisionError: division by zero" in failed.logs
+    assert "repl" not in failed.logs  # no frame of the sandbox's own REPL
+    assert sandbox.run("t", "y").logs == "7\n"
+
+
+def test_the_scientific_packages_run(sandbox):
+    code = ("from sympy import symbols, solve\nimport numpy, pandas\nx = symbols('x')\n"
+            "print(solve(3*x + 11 - 14, x), numpy.arange(3).sum(), pandas.Series([1, 2]).mean())")
+    result = sandbox.run("t", code)
+    assert (result.logs, result.error) == ("[1] 3 1.5\n", False)
+
+
+def test_a_matplotlib_figure_comes_back_as_a_png(sandbox):
+    code = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()"
+    result = sandbox.run("t", code)
+    assert not result.error, result.logs
+    assert len(result.images) == 1 and result.images[0].startswith(b"\x89PNG\r\n\x1a\n")
+    assert sandbox.run("t", "print(len(plt.get_fignums()))").images == []  # figures are closed after a call
+
+
+def test_files_go_in_and_written_files_come_out(sandbox):
+    files = [("file-1", "numbers.csv", b"n\n1\n2\n3\n")]
+    code = ("import pandas as pd\ndf = pd.read_csv('/mnt/data/numbers.csv')\n"
+            "df.assign(double=df.n * 2).to_csv('/mnt/data/doubled.csv', index=False)\nprint(df.n.sum())")
+    result = sandbox.run("t", code, files)
+    assert (result.logs, result.error) == ("6\n", False)
+    assert result.files == [("/mnt/data/doubled.csv", b"n,double\n1,2\n2,4\n3,6\n")]
+    again = sandbox.run("t", "open('/mnt/data/numbers.csv').read()", files)
+    assert again.logs == "'n\\n1\\n2\\n3\\n'\n" and again.files == []  # nothing new or changed
+
+
+def test_output_beyond_the_limit_is_counted_not_kept(sandbox):
+    result = sandbox.run("t", "for i in range(10000):\n    print('line', i)")
+    assert result.logs.startswith("line 0\nline 1\n") and len(result.logs.encode()) <= 2000
+    assert result.truncated == len("".join(f"line {i}\n" for i in range(10000)).encode()) - len(result.logs.encode())
+
+
+def test_an_idle_session_ends(make_sandbox):
+    sandbox = make_sandbox(idle_seconds=0.2)
+    sandbox.run("t", "z = 1")
+    sandbox.loop.run_until_complete(_sleep(0.6))
+    assert "t" not in sandbox.pool.sessions
+    assert "NameError" in sandbox.run("t", "z").logs and sandbox.pool.started == 2
+
+
+def test_the_least_recently_used_session_ends_beyond_the_maximum(make_sandbox):
+    sandbox = make_sandbox(max_sessions=2)
+    for key in ("a", "b"):
+        sandbox.run(key, f"name = {key!r}")
+    sandbox.run("a", "name")  # b is now the least recently used
+    sandbox.run("c", "name = 'c'")
+    assert sorted(sandbox.pool.sessions) == ["a", "c"]
+    assert sandbox.run("a", "name").logs == "'a'\n"
+    assert "NameError" in sandbox.run("b", "name").logs
+
+
+def test_without_bwrap_there_is_no_sandbox_and_no_fallback(tmp_path):
+    import asyncio
+
+    pool = SessionPool(SandboxConfig(bwrap=str(tmp_path / "no-bwrap")))
+    try:
+        asyncio.run(pool.run("t", "print(1)"))
+    except SandboxUnavailable as error:
+        assert "apt-get install bubblewrap" in str(error) and "--unsafe-code-interpreter" in str(error)
+    else:
+        raise AssertionError("code ran without bwrap")
+
+
+def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
+    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"))
+    assert sandbox.run("t", "v = 2\nv * 21").logs == "42\n"
+    assert sandbox.run("t", "import os; os.getcwd() != '/mnt/data'").logs == "True\n"
+
+
+async def _sleep(seconds):
+    import asyncio
+
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        await asyncio.sleep(0.05)
+
+
+def test_a_file_too_big_for_mnt_data_is_reported_not_fatal(make_sandbox):
+    sandbox = make_sandbox(data_mb=1)
+    result = sandbox.run("t", "import os; sorted(os.listdir('/mnt/data'))",
+                         [("file-big", "big.bin", b"x" * (2 * 1024 * 1024)), ("file-small", "small.txt", b"ok")])
+    assert result.logs.startswith("['small.txt']\n") and "not copied into /mnt/data (no space left): big.bin" in result.logs
+
+
+def test_garbage_on_the_protocol_pipe_ends_the_session_not_the_server(sandbox):
+    sandbox.run("t", "kept = 1")
+    code = "import os, struct\nfor fd in range(3, 10):\n    try:\n        os.write(fd, struct.pack('>I', 2**31) + b'x')\n    except OSError:\n        pass\nimport time; time.sleep(1)"
+    result = sandbox.run("t", code)
+    assert result.failure == "crashed" and "session was restarted" in result.logs
+    assert "NameError" in sandbox.run("t", "kept").logs

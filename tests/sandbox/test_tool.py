@@ -1,0 +1,112 @@
+"""The code_interpreter tool on a real server: the step's tool call, images and /mnt/data files as
+``assistants_output`` files downloadable through the SDK, the missing-bwrap error."""
+
+from __future__ import annotations
+
+import pytest
+
+from asstctl.server.embedded import start_server
+from asstctl.server.sandbox import SandboxConfig
+from asstctl.server.tools.base import ToolError
+from tests.conftest import make_client
+from tests.contract import validator_for
+from tests.sandbox.conftest import TEST_LIMITS
+from tests.sandbox.tool_driver import ToolDriver
+
+
+@pytest.fixture
+def served():
+    with start_server(":memory:", sandbox=SandboxConfig(**TEST_LIMITS)) as server:
+        driver = ToolDriver(server)
+        yield server, driver
+        driver.close()
+
+
+@pytest.fixture
+def sdk(served, contract):
+    client = make_client(served[0], contract)
+    yield client
+    client.close()
+
+
+def test_the_call_has_the_apis_shape_and_the_model_reads_the_logs(served, sdk):
+    _, tool = served
+    thread = sdk.beta.threads.create()
+    outcome = tool.call("print('hello')\n6 * 7", thread.id)
+    assert outcome.call["type"] == "code_interpreter"
+    assert outcome.call["code_interpreter"] == {"input": "print('hello')\n6 * 7",
+                                                "outputs": [{"type": "logs", "logs": "hello\n42\n"}]}
+    validator_for("#/components/schemas/RunStepDetailsToolCallsCodeObject").validate(outcome.call)
+    assert outcome.output == "hello\n42\n"
+    delta = {"index": 0, "id": outcome.call["id"], "type": "code_interpreter", **tool.progress[-1]}  # as the executor emits it
+    validator_for("#/components/schemas/RunStepDeltaStepDetailsToolCallsCodeObject").validate(delta)
+    assert tool.progress == [{"code_interpreter": {"input": "print('hello')\n6 * 7"}},
+                             {"code_interpreter": {"outputs": [{"index": 0, "type": "logs", "logs": "hello\n42\n"}]}}]
+
+
+def test_a_figure_becomes_an_assistants_output_png(served, sdk):
+    _, tool = served
+    thread = sdk.beta.threads.create()
+    outcome = tool.call("import matplotlib.pyplot as plt\nplt.bar(['a', 'b'], [3, 5])\nplt.show()", thread.id)
+    (file_id,) = outcome.image_file_ids
+    assert outcome.call["code_interpreter"]["outputs"] == [{"type": "image", "image": {"file_id": file_id}}]
+    validator_for("#/components/schemas/RunStepDetailsToolCallsCodeObject").validate(outcome.call)
+    assert sdk.files.retrieve(file_id).purpose == "assistants_output"
+    assert sdk.files.content(file_id).read().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_thread_and_assistant_files_are_in_mnt_data_and_written_files_download(served, sdk):
+    _, tool = served
+    prices = sdk.files.create(file=("prices.csv", b"item,price\npen,2\nbook,12\n"), purpose="assistants")
+    rates = sdk.files.create(file=("rates.txt", b"1.1"), purpose="assistants")
+    attached = sdk.files.create(file=("note.txt", b"from a message"), purpose="assistants")
+    assistant = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}],
+                                           tool_resources={"code_interpreter": {"file_ids": [rates.id]}})
+    thread = sdk.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": [prices.id]}})
+    sdk.beta.threads.messages.create(thread.id, role="user", content="see the note",
+                                     attachments=[{"file_id": attached.id, "tools": [{"type": "code_interpreter"}]}])
+    code = ("import pandas as pd\ndf = pd.read_csv('/mnt/data/prices.csv')\n"
+            "rate = float(open('/mnt/data/rates.txt').read())\n"
+            "(df.price * rate).round(2).to_csv('/mnt/data/converted.csv', index=False)\n"
+            "print(open('/mnt/data/note.txt').read(), df.price.sum())")
+    outcome = tool.call(code, thread.id, assistant.id)
+    assert outcome.output.startswith("from a message 14\n") and "sandbox:/mnt/data/converted.csv" in outcome.output
+    ((path, file_id),) = outcome.written_files
+    assert path == "/mnt/data/converted.csv"
+    assert sdk.files.retrieve(file_id).purpose == "assistants_output"
+    assert sdk.files.content(file_id).read() == b"price\n2.2\n13.2\n"
+    assert tool.call("print(open('/mnt/data/converted.csv').read())", thread.id).written_files == []
+
+
+def test_without_bwrap_the_run_cannot_go_on_and_the_error_says_how_to_install_it(tmp_path):
+    config = SandboxConfig(bwrap=str(tmp_path / "missing-bwrap"))
+    with start_server(":memory:", sandbox=config) as server:
+        tool = ToolDriver(server)
+        try:
+            with pytest.raises(ToolError) as raised:
+                tool.call("print(1)", "thread_x")
+        finally:
+            tool.close()
+    assert "apt-get install bubblewrap" in raised.value.message
+    assert "--unsafe-code-interpreter" in raised.value.message
+
+
+def test_a_call_without_code_is_an_answer_not_a_failure(served):
+    _, tool = served
+    ctx_outcome = tool.loop.run_until_complete(_bad_call(tool))
+    assert ctx_outcome.output.startswith("Error: call python with")
+
+
+async def _bad_call(tool):
+    from asstctl.server.tools.base import ToolContext
+
+    ctx = ToolContext(state=tool.server.state, run={"id": "run_1", "thread_id": "thread_1"}, assistant={},
+                      thread={"id": "thread_1"}, call_id="call_1", tool={"type": "code_interpreter"})
+    return await tool.tool.run(ctx, {"source": "print(1)"})
+
+
+def test_the_definition_offered_to_the_model(served):
+    _, tool = served
+    definition = tool.tool.definition({"type": "code_interpreter"})
+    assert definition["type"] == "function" and definition["function"]["name"] == "python"
+    assert definition["function"]["parameters"]["required"] == ["code"]
