@@ -220,3 +220,19 @@ def test_a_missing_upstream_key_is_exit_2_naming_the_variable(tmp_path, monkeypa
     result = run(root, monkeypatch, apply=False)
     assert result.exit_code == 2, result.output
     assert f"${KEY_ENV} is not set" in result.output
+
+
+def test_an_azure_upstream_grades_through_its_deployments(tmp_path, monkeypatch, upstream):
+    conversations = ("conversations:\n  - name: both\n    turns: [{user: The sun is out today, "
+                     "expect: {rubric: No rain, similar: \"You said: The sun is out today\"}}]\n")
+    root = make_project(tmp_path / "p", upstream, conversations,
+                        engine='  azure: {api_version: "2024-10-21", deployments: {scripted-judge: judge-eu, '
+                               'scripted-embed: embed-eu}}\n')
+    text = (root / "asstctl.yaml").read_text().replace(upstream.base_url, upstream.root_url)
+    (root / "asstctl.yaml").write_text(text)
+    result = run(root, monkeypatch)
+    assert result.exit_code == 0, result.output
+    paths = {r.path for r in upstream.requests}
+    assert {"/openai/deployments/judge-eu/chat/completions", "/openai/deployments/embed-eu/embeddings"} <= paths
+    graded = [r for r in upstream.requests if "judge-eu" in r.path]
+    assert graded[0].query == {"api-version": "2024-10-21"} and graded[0].headers["api-key"] == upstream.key
