@@ -208,6 +208,8 @@ def _code_output_contains(value, outcome: TurnOutcome) -> list[str]:
 def _rubric(value, outcome: TurnOutcome) -> list[str]:
     from asstctl.grading import GradingError
 
+    if outcome.grader is None:
+        return ["not graded: no grader (set test.grader.model and engine.upstream in asstctl.yaml)"]
     problems = []
     for criterion in _listed(value):
         try:
@@ -224,6 +226,8 @@ def _similar(value, outcome: TurnOutcome) -> list[str]:
     from asstctl.grading import GradingError
 
     text, threshold = (value, 0.8) if isinstance(value, str) else (value["text"], value.get("threshold", 0.8))
+    if outcome.grader is None:
+        return ["not compared: no embeddings model (set engine.embeddings.model and engine.upstream in asstctl.yaml)"]
     try:
         score = outcome.grader.similarity(outcome.reply, text, outcome.spend)
     except GradingError as error:

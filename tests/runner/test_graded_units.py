@@ -68,6 +68,12 @@ def test_code_expectations(expect, code, reasons):
     assert [f.reason for f in check(expect, TurnOutcome(reply="x", code=code))] == reasons
 
 
+def test_without_a_grader_model_graded_expectations_fail_and_say_what_to_set():
+    reasons = [f.reason for f in check({"rubric": "Polite", "similar": "hi"}, TurnOutcome(reply="x"))]
+    assert reasons == ["not graded: no grader (set test.grader.model and engine.upstream in asstctl.yaml)",
+                       "not compared: no embeddings model (set engine.embeddings.model and engine.upstream in asstctl.yaml)"]
+
+
 UPLOAD = "asstctl--shop--{sha}--returns.md"
 
 
