@@ -16,13 +16,17 @@ from benchmarks.common import Row, Size
 def benchmarks() -> dict[str, Callable[[Size], list[Row]]]:
     from benchmarks.reconcile import apply_rows, plan_rows
     from benchmarks.sandbox import sandbox_rows
+    from benchmarks.retrieval import retrieval_rows
+    from benchmarks.replicas import replica_rows
     from benchmarks.startup import startup_rows
     from benchmarks.turns import turn_rows
     from benchmarks.upstream import upstream_rows
 
     return {"plan": plan_rows, "apply": apply_rows, "turn": turn_rows, "startup": startup_rows,
             "upstream": upstream_rows,
-            "sandbox": sandbox_rows}
+            "sandbox": sandbox_rows,
+            "retrieval": retrieval_rows,
+            "replicas": replica_rows}
 
 
 def run_all(size: Size, only: list[str] | None = None,

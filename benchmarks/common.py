@@ -31,11 +31,14 @@ class Size:
     streams: int = 20  # streamed runs timed through the upstream engine, and direct calls (p50)
     stream_deltas: int = 20  # deltas of each of those answers
     concurrent: int = 500  # streamed runs at once against an upstream with 1 s latency
+    replica_runs: int = 200  # streamed runs per replica-count measurement (replicas benchmark)
+    replica_clients: int = 8  # client threads creating those runs
 
 
 SIZES = {
     "small": Size(plan_n=12, apply_n=12, latency_ms=5, engine_ms=50, turns=1, specs=5, repeats=1, startup_runs=2, timed_targets=False,
-                  streams=2, stream_deltas=5, concurrent=10),
+                  streams=2, stream_deltas=5, concurrent=10,
+                  replica_runs=8, replica_clients=2),
     "full": Size(plan_n=1000, apply_n=200, latency_ms=50, engine_ms=200, turns=10, specs=100, repeats=3, startup_runs=10),
 }
 

@@ -6,16 +6,43 @@ OpenAPI document (tests/contract.py); a test fails at teardown on any violation.
 
 from __future__ import annotations
 
+import itertools
+import os
+
 import pytest
 
 from asstctl.server.embedded import start_server
+from tests import pg_cluster
 from tests.contract import ContractRecorder
+
+_schemas = itertools.count(1)
 
 
 @pytest.fixture
 def server():
     with start_server(":memory:") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One PostgreSQL cluster for the session (see tests/pg_cluster.py); skipped or failed without one."""
+    why = pg_cluster.missing()
+    if why is not None:
+        if os.environ.get(pg_cluster.REQUIRE_ENV) == "1":
+            pytest.fail(f"{pg_cluster.REQUIRE_ENV}=1 but {why}")
+        pytest.skip(why)
+    cluster = pg_cluster.Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A fresh, empty schema of the session's cluster as a postgresql:// URL."""
+    schema = f"t{next(_schemas)}"
+    yield postgres_cluster.create_schema(schema)
+    postgres_cluster.drop_schema(schema)
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ from pathlib import Path
 from benchmarks import run_all
 from benchmarks.common import SIZES
 from benchmarks.reconcile import plan_rows
+from benchmarks.replicas import URL_ENV, replica_rows
 from benchmarks.startup import import_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_benchmark_runs_at_the_small_size():
-    rows = run_all(SIZES["small"])
+    rows = run_all(SIZES["small"], ["plan", "apply", "turn", "startup", "upstream", "sandbox"])  # retrieval: tests/retrieval/test_benchmark.py; replicas: below
     names = [row.name for row in rows]
     assert len(rows) == 14 and len(set(names)) == 14, names
     requests = rows[0]
@@ -67,3 +68,12 @@ def test_import_chain_names_the_module_that_pulled_in_the_sdk():
     ])
     assert import_chain(importtime, "openai") == ["asstctl.cli.validate_cmd", "asstctl.spec.loader", "openai"]
     assert import_chain(importtime, "httpx") == []
+
+
+def test_the_replicas_benchmark_runs_at_the_small_size(postgres_cluster, monkeypatch):
+    monkeypatch.setenv(URL_ENV, postgres_cluster.url)
+    rows = replica_rows(SIZES["small"])
+    assert len(rows) == 4 and all(row.passed is None for row in rows), [row.measured for row in rows]
+    assert rows[0].data["sqlite"]["runs"] == rows[0].data["postgres"]["runs"] == SIZES["small"].replica_runs
+    assert [row.data["replicas"]["replicas"] for row in rows[1:3]] == [2, 4]
+    assert rows[3].data["takeover_s"] > 0

@@ -14,8 +14,10 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="Interface to listen on. Anything but loopback needs an API key.")
 @click.option("--port", default=8321, show_default=True, type=click.IntRange(0, 65535),
               help="TCP port (0: any free port).")
-@click.option("--db", metavar="PATH",
-              help="SQLite database file, ':memory:' for a throwaway server. "
+@click.option("--db", metavar="PATH|URL", envvar="ASSTCTL_DB", show_envvar=True,
+              help="SQLite database file, ':memory:' for a throwaway server, or a "
+                   "postgresql://user:password@host/db URL: replicas on one PostgreSQL database "
+                   "share every object and run (needs `pip install 'asstctl[postgres]'`). "
                    "[default: .asstctl/server.sqlite3 under the project root]")
 @click.option("--api-key", metavar="KEY", envvar=KEY_ENV, show_envvar=True,
               help="Require 'Authorization: Bearer KEY' on every request. Prefer the environment "
@@ -70,7 +72,9 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
           model_map, azure_api_version, max_upload_mb, max_body_mb, **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
-    Data persists in SQLite. Without an API key only loopback is allowed.
+    Data persists in SQLite, or in PostgreSQL for several replicas behind
+    a load balancer (see docs/deploy.md). Without an API key only loopback
+    is allowed.
     Fault kinds: 429, 500, 503, drop (connection closed), lost (a write is
     committed but its response never arrives).
 
@@ -135,14 +139,17 @@ def _sandbox_config(options: dict):
 
 def _announce(server) -> None:
     key = "API key required" if server.state.config.api_key else "no API key needed (any string works)"
-    click.echo(f"Serving the Assistants API at {server.base_url} (db: {_shown(server.store.path)}; {key})")
+    click.echo(f"Serving the Assistants API at {server.base_url} (db: {_shown(server.store)}; {key})")
     upstream = server.state.config.upstream
     if upstream is not None:
         kind = "Azure OpenAI " if upstream.is_azure else ""
         click.echo(f"Engine: upstream {kind}{upstream.host} (key from ${upstream.key_env})")
 
 
-def _shown(path: str) -> str:
+def _shown(store) -> str:
+    path = store.shown
+    if store.backend != "sqlite":
+        return path
     if path == ":memory:":
         return ":memory:, nothing is kept"
     relative = os.path.relpath(path)

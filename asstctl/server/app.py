@@ -23,7 +23,7 @@ from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
 from asstctl.server.http import SafeJSONResponse
-from asstctl.server.store import Store
+from asstctl.server.store import BaseStore, open_store
 
 log = logging.getLogger("asstctl.server")
 
@@ -43,6 +43,9 @@ class ServerConfig:
     rules_path: str | None = None  # offline engine steering rules (YAML)
     engine: Any = None  # an Engine; None = ``engine.build_engine``: upstream if set, else offline with ``rules_path``
     upstream: Any = None  # engine.config.UpstreamConfig: run turns on an upstream Chat Completions API
+    # Dense retrieval: an ``asstctl.server.retrieval.embeddings.EmbeddingsConfig`` (upstream base URL,
+    # key env var, model); None = lexical retrieval only.
+    embeddings: Any = None
     max_model_calls: int = 25  # model calls per run before it fails (a tool loop that never answers)
     context_windows: dict[str, int] = field(default_factory=dict)  # model pattern -> tokens (overrides)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB << 20  # one uploaded file (the API's limit: 512 MB)
@@ -54,7 +57,7 @@ class ServerConfig:
 @dataclass
 class ServerState:
     config: ServerConfig
-    store: Store
+    store: BaseStore
     engine: Any
     stats: Counter = field(default_factory=Counter)  # "GET /v1/assistants" -> count
     extra: dict[str, Any] = field(default_factory=dict)  # room for route modules (run executor, ...)
@@ -65,7 +68,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     problem = api_key_problem(config.api_key)
     if problem:
         raise ConfigError(f"unusable API key: {problem}", hint=API_KEY_HINT)
-    store = Store(config.db)
+    store = open_store(config.db)
     engine = config.engine if config.engine is not None else _default_engine(config)
     routes = []
     for name in ROUTE_MODULES:

@@ -511,8 +511,13 @@ def message_content(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def normalize_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    """A tool as returned: functions get ``strict: false`` when unset; others as sent."""
+    """A tool as returned: functions get ``strict: false`` when unset; ``file_search`` gets its
+    ``ranking_options`` (ranker ``default_2024_08_21``, ``score_threshold`` 0.0) as the API shows them."""
     tool = {k: v for k, v in tool.items() if v is not None}
+    if tool["type"] == "file_search":
+        options = {k: v for k, v in (tool.get("file_search") or {}).items() if v is not None}
+        ranking = {"ranker": "default_2024_08_21", "score_threshold": 0.0, **(options.get("ranking_options") or {})}
+        tool["file_search"] = {**options, "ranking_options": ranking}
     if tool["type"] == "function":
         function = {k: v for k, v in tool["function"].items() if v is not None}
         function.setdefault("strict", False)

@@ -105,7 +105,9 @@ def test_file_search_call_runs_in_the_server_and_cites_its_source(setup):
     call = steps[0].step_details.tool_calls[0]
     assert call.type == "file_search" and call.id.startswith("call_") and steps[0].status == "completed"
     (call_id, arguments, tool, include), = tools["file_search"].seen
-    assert call_id == call.id and arguments == {"query": "refunds"} and tool == {"type": "file_search"}
+    assert call_id == call.id and arguments == {"query": "refunds"}
+    assert tool == {"type": "file_search",  # the run's tool entry as the API returns it
+                    "file_search": {"ranking_options": {"ranker": "default_2024_08_21", "score_threshold": 0.0}}}
     message = sdk.beta.threads.messages.list(thread_id=run.thread_id, run_id=run.id).data[0]
     text = message.content[0].text
     assert text.value == "Per the guide says yes 【4:0†guide.md】."

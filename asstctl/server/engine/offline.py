@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from asstctl.errors import AsstctlError
+from asstctl.server.engine import offline_files
 from asstctl.server.engine.base import (
     EngineError,
     EngineEvent,
@@ -209,10 +210,13 @@ def render_value(value: Any, values: dict[str, Any]) -> Any:
 # -- default behaviour ---------------------------------------------------------------------
 def default_reply(request: EngineRequest, user_text: str | None) -> EngineReply:
     if request.tool_results:
+        if offline_files.only_file_search(request.tool_results):
+            return EngineReply(text=_json_if_asked(request, offline_files.answer(request, request.tool_results, user_text)))
         return EngineReply(text=tool_output_text(request))
     calls = default_tool_calls(request, user_text or "")
-    if calls:
-        return EngineReply(tool_calls=calls)
+    search = offline_files.search_call(request, user_text)
+    if calls or search:
+        return EngineReply(tool_calls=calls or [search])
     return EngineReply(text=_json_if_asked(request, echo_text(request, user_text)))
 
 

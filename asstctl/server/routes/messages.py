@@ -14,7 +14,7 @@ from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import APIError
 from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
-from asstctl.server.routes import threads
+from asstctl.server.routes import threads, vector_stores
 
 
 def create_message(
@@ -31,6 +31,7 @@ def create_message(
 
     ``body["content"]`` may be a string, request content parts, or ``[]`` (an in-progress
     assistant message). ``role`` overrides ``body["role"]``. The caller checks the thread exists.
+    Attachments for ``file_search`` go into the thread's vector store (made on first use).
     """
     created = now()
     message = {
@@ -49,7 +50,9 @@ def create_message(
         "attachments": body.get("attachments") or [],
         "metadata": body.get("metadata") or {},
     }
-    return state.store.insert("message", message, thread_id)
+    with state.store.transaction():
+        vector_stores.attach_to_thread_store(state, thread_id, vector_stores.file_search_attachments(message["attachments"]))
+        return state.store.insert("message", message, thread_id)
 
 
 def require_message(state, thread_id: str, message_id: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Routes: runs and run steps (``/v1/threads/{thread_id}/runs...``) and create-thread-and-run.
 
 Handlers validate, store the run and hand it to the :class:`~asstctl.server.executor.RunExecutor`
-(``state.extra["runs"]``), which moves it through its states as asyncio tasks. ``stream: true``
-answers with the executor's events as ``text/event-stream``; otherwise the run is returned as JSON
+(``state.extra["runs"]``), which queues it for a replica to run as an asyncio task. ``stream: true``
+answers with the run's events (``store.subscribe``: from whichever replica runs it) as
+``text/event-stream``; otherwise the run is returned as JSON
 with ``openai-poll-after-ms`` so the SDK's ``*_and_poll`` helpers poll quickly.
 """
 
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from asstctl.server import validation as v
 from asstctl.server.app import ServerState, state_of
 from asstctl.server.errors import APIError, invalid, not_found
-from asstctl.server.runs import EXPIRY_SECONDS, TERMINAL, Listener, RunExecutor, public
+from asstctl.server.runs import EXPIRY_SECONDS, TERMINAL, RunExecutor, public
 from asstctl.server.http import json_body, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.routes.messages import create_message
 from asstctl.server.routes.threads import active_run, create_thread, require_thread
@@ -172,15 +173,13 @@ def _start(state: ServerState, run: dict[str, Any], stream: bool | None, thread:
     if not stream:
         executor.start(run, include=include)
         return ok(run, headers=POLL_HEADERS)
-    listener = Listener()
-    if thread is not None:
-        listener.send("thread.created", thread)
-    executor.start(run, listener, include=include)
-    return _stream(listener)
+    events = state.store.subscribe(run["id"])
+    executor.start(run, include=include)
+    return _stream(events.sse([("thread.created", thread)] if thread is not None else []))
 
 
-def _stream(listener: Listener) -> StreamingResponse:
-    return StreamingResponse(listener.sse(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+def _stream(frames) -> StreamingResponse:
+    return StreamingResponse(frames, media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
 # -- read / modify --------------------------------------------------------------------------
@@ -240,9 +239,9 @@ async def submit_tool_outputs(request: Request):
     executor = executor_of(state)
     if not body.get("stream"):
         return ok(executor.submit_outputs(run["id"], outputs), headers=POLL_HEADERS)
-    listener = Listener()
-    executor.submit_outputs(run["id"], outputs, listener)
-    return _stream(listener)
+    events = state.store.subscribe(run["id"])
+    executor.submit_outputs(run["id"], outputs)
+    return _stream(events.sse())
 
 
 def _tool_outputs(value: Any) -> dict[str, str]:

@@ -63,7 +63,7 @@ def create_thread(state, body: dict[str, Any], param_prefix: str = "") -> dict[s
         state.store.insert("thread", thread)
         for message in body.get("messages") or []:
             messages.create_message(state, thread["id"], message)
-    return thread
+        return require_thread(state, thread["id"])  # attachments may have given it a vector store
 
 
 def require_thread(state, thread_id: str) -> dict[str, Any]:

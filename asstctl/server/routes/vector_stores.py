@@ -3,20 +3,23 @@
 Store: ``vector_store`` (parent ""), ``vector_store_file`` (id = file id, parent = store id),
 ``file_batch`` (parent = store id; its member file ids kept in the private ``_file_ids``).
 
-Ingestion is immediate: attaching a file makes it ``completed`` at once (so the SDK's
-``upload_and_poll`` helpers finish on their first poll) and keeps ``file_counts`` and
-``usage_bytes`` exact. **Injected failure** (for tests and knowledge-sync): a file whose bytes
-contain the marker ``ASSTCTL-INGEST-FAIL`` ends ``failed`` with
-``last_error = {"code": "invalid_file", ...}``.
+Ingestion is immediate: attaching a file extracts its text, chunks it per ``chunking_strategy``
+and indexes it (``asstctl.server.retrieval``) before the response, so the SDK's
+``upload_and_poll`` helpers finish on their first poll; ``file_counts`` and ``usage_bytes`` stay
+exact. A file that cannot be read ends ``failed`` with ``last_error`` (``unsupported_file`` /
+``invalid_file``; ``server_error`` when the embeddings upstream fails). **Injected failure** (for
+tests and knowledge-sync): a file whose bytes contain ``ASSTCTL-INGEST-FAIL`` ends ``failed``
+with ``last_error = {"code": "invalid_file", ...}``.
 
-Search is a deterministic term-overlap score over ~800-word chunks of each completed file.
+Search (``POST /vector_stores/{id}/search``) is the retriever's hybrid search (BM25, plus dense
+embeddings when configured), the same the ``file_search`` tool runs.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from asstctl.server import references
@@ -24,9 +27,12 @@ from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import APIError, invalid, missing_parameter, not_found
 from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
+from asstctl.server.retrieval import retriever_of
+from asstctl.server.retrieval.extract import ExtractError, extract_text
+from asstctl.server.retrieval.filters import check_filter, matches
+from asstctl.server.retrieval.search import rewrite
 
 INGEST_FAIL_MARKER = b"ASSTCTL-INGEST-FAIL"
-CHUNK_WORDS = 800
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 STORE_FIELDS = ("file_ids", "name", "description", "expires_after", "chunking_strategy", "metadata")
 
@@ -183,6 +189,7 @@ def modify_store(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
 def delete_store(state, vs_id: str) -> None:
     with state.store.transaction():
         require_store(state, vs_id)
+        retriever_of(state).remove_store(vs_id)
         state.store.delete_children(vs_id)
         state.store.delete("vector_store", vs_id)
         references.drop_vector_store(state.store, vs_id)
@@ -195,12 +202,14 @@ def require_file(state, file_id: str) -> dict[str, Any]:
     return require(state, "file", file_id)
 
 
-def ingest(state, file_id: str) -> tuple[str, dict[str, str] | None]:
-    """(status, last_error) of ingesting a file: failed when it carries the injection marker."""
-    data = b"".join(state.store.read_blob(file_id) or ())
+def ingest(state, vs_id: str, file: dict[str, Any], chunking: dict[str, Any] | None) -> tuple[str, dict[str, str] | None]:
+    """(status, last_error) of extracting, chunking and indexing a file into a store."""
+    data = b"".join(state.store.read_blob(file["id"]) or ())
     if INGEST_FAIL_MARKER in data:
-        return "failed", {"code": "invalid_file", "message": f"The file {file_id} could not be parsed (injected failure)."}
-    return "completed", None
+        retriever_of(state).remove(vs_id, file["id"])
+        return "failed", {"code": "invalid_file", "message": f"The file {file['id']} could not be parsed (injected failure)."}
+    done = retriever_of(state).ingest(vs_id, file["id"], file.get("filename") or "", data, chunking)
+    return done.status, done.last_error
 
 
 def attach_file(
@@ -214,7 +223,7 @@ def attach_file(
 ) -> dict[str, Any]:
     """Add (or re-add) a file to a store, ingest it and update the store's counts."""
     file = require_file(state, file_id)
-    status, error = ingest(state, file_id)
+    status, error = ingest(state, vs_id, file, chunking)
     item = {
         "id": file_id,
         "object": "vector_store.file",
@@ -235,6 +244,39 @@ def attach_file(
     return item
 
 
+THREAD_STORE_EXPIRY = {"anchor": "last_active_at", "days": 7}
+
+
+def file_search_attachments(attachments: list[dict[str, Any]] | None) -> list[str]:
+    """File ids of message attachments that name the ``file_search`` tool (in order, no repeats)."""
+    ids = []
+    for item in attachments or []:
+        if any(tool.get("type") == "file_search" for tool in item.get("tools") or []) and item["file_id"] not in ids:
+            ids.append(item["file_id"])
+    return ids
+
+
+def attach_to_thread_store(state, thread_id: str, file_ids: list[str]) -> str | None:
+    """Put files into the thread's vector store, creating it on first use (7 days after last activity)."""
+    if not file_ids:
+        return None
+    with state.store.transaction():
+        thread = state.store.get("thread", thread_id)
+        resources = thread.get("tool_resources") or {}
+        ids = (resources.get("file_search") or {}).get("vector_store_ids") or []
+        if ids:
+            vs_id = ids[0]
+        else:
+            vs_id = create_vector_store(state, {"expires_after": dict(THREAD_STORE_EXPIRY)})["id"]
+            thread["tool_resources"] = {**resources, "file_search": {"vector_store_ids": [vs_id]}}
+            state.store.put("thread", thread)
+        present = {item["id"] for item in state.store.all("vector_store_file", vs_id)}
+        for file_id in file_ids:
+            if file_id not in present:
+                attach_file(state, vs_id, file_id, None, None)
+    return vs_id
+
+
 def require_store_file(state, vs_id: str, file_id: str) -> dict[str, Any]:
     require_store(state, vs_id)
     return require(state, "vector_store_file", file_id, vs_id)
@@ -245,11 +287,17 @@ def detach_file_everywhere(state, file_id: str) -> None:
     with state.store.transaction():
         for store in state.store.all("vector_store"):
             if state.store.delete("vector_store_file", file_id, store["id"]):
+                retriever_of(state).remove(store["id"], file_id)
                 recount(state, store["id"])
 
 
 def file_text(state, file_id: str) -> str:
-    return b"".join(state.store.read_blob(file_id) or ()).decode("utf-8", errors="replace")
+    """The file's text as extracted for retrieval (raw UTF-8 when it has none)."""
+    data = b"".join(state.store.read_blob(file_id) or ())
+    try:
+        return extract_text(require_file(state, file_id).get("filename") or "", data)
+    except ExtractError:
+        return data.decode("utf-8", errors="replace")
 
 
 def _list_files(request, vs_id: str, where=None):
@@ -361,76 +409,49 @@ def _check_search_ranking(value: Any, param: str) -> None:
         v.check_number(value["score_threshold"], v.path(param, "score_threshold"), 0, 1, nullable=False)
 
 
-COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin")
+def searchable_files(state, vs_ids: list[str], filters: dict[str, Any] | None) -> tuple[list[str] | None, dict[str, dict]]:
+    """(file ids the search may use — None = all completed ones —, {file id: vector store file})."""
+    items = {}
+    for vs_id in vs_ids:
+        for item in state.store.all("vector_store_file", vs_id):
+            if item["status"] == "completed":
+                items[item["id"]] = item
+    if not filters:
+        return None, items
+    return [fid for fid, item in items.items() if matches(item.get("attributes") or {}, filters)], items
 
 
-def check_filter(value: Any, param: str) -> None:
-    """A ComparisonFilter ``{type, key, value}`` or CompoundFilter ``{type: and|or, filters}``."""
-    v.check_type(value, param, "object")
-    if value.get("type") in ("and", "or"):
-        v.check_fields(value, ("type", "filters"), ("filters",), param)
-        v.check_array(value["filters"], v.path(param, "filters"))
-        for i, item in enumerate(value["filters"]):
-            check_filter(item, v.path(v.path(param, "filters"), i))
-        return
-    v.check_fields(value, ("type", "key", "value"), ("type", "key", "value"), param)
-    v.check_enum(value["type"], v.path(param, "type"), COMPARISONS + ("and", "or"))
-    v.check_string(value["key"], v.path(param, "key"))
-
-
-def matches(attributes: dict[str, Any], rule: dict[str, Any]) -> bool:
-    if rule["type"] in ("and", "or"):
-        results = (matches(attributes, f) for f in rule["filters"])
-        return all(results) if rule["type"] == "and" else any(results)
-    actual, expected = attributes.get(rule["key"]), rule["value"]
-    if rule["type"] in ("in", "nin"):
-        return (actual in expected) == (rule["type"] == "in")
-    if rule["type"] in ("eq", "ne"):
-        return (actual == expected) == (rule["type"] == "eq")
-    if actual is None or isinstance(actual, str) != isinstance(expected, str):
-        return False
-    return {"gt": actual > expected, "gte": actual >= expected, "lt": actual < expected, "lte": actual <= expected}[rule["type"]]
-
-
-def terms(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def chunks(text: str) -> list[str]:
-    words = text.split()
-    return [" ".join(words[i : i + CHUNK_WORDS]) for i in range(0, len(words), CHUNK_WORDS)]
+def filename_of(state, file_id: str) -> str:
+    file = state.store.get("file", file_id)
+    return file["filename"] if file else ""
 
 
 def search(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Score = share of query terms found in a chunk; ties keep file order. Deterministic."""
+    """``POST /vector_stores/{id}/search``: the retriever's ranking, with filters and threshold."""
     check_search(body)
     if touch(state, vs_id) is None:
         raise not_found("vector_store", vs_id)
     queries = [body["query"]] if isinstance(body["query"], str) else list(body["query"])
-    wanted = terms(" ".join(queries))
-    threshold = (body.get("ranking_options") or {}).get("score_threshold", 0)
-    results = []
-    for item in state.store.all("vector_store_file", vs_id):
-        attributes = item.get("attributes") or {}
-        if item["status"] != "completed" or (body.get("filters") and not matches(attributes, body["filters"])):
-            continue
-        filename = require_file(state, item["id"])["filename"]
-        for chunk in chunks(file_text(state, item["id"])):
-            score = len(wanted & terms(chunk)) / len(wanted) if wanted else 0.0
-            if score > 0 and score >= threshold:
-                results.append({"file_id": item["id"], "filename": filename, "score": round(score, 4),
-                                "attributes": attributes, "content": [{"type": "text", "text": chunk}]})
-    results.sort(key=lambda r: -r["score"])
-    limit = body.get("max_num_results", 10)
+    if body.get("rewrite_query"):
+        queries = [rewrite(" ".join(queries))]
+    file_ids, items = searchable_files(state, [vs_id], body.get("filters"))
+    found = retriever_of(state).search(
+        [vs_id], queries, max_num_results=body.get("max_num_results", 10),
+        score_threshold=(body.get("ranking_options") or {}).get("score_threshold", 0.0), file_ids=file_ids,
+    )
+    data = [{"file_id": r.file_id, "filename": filename_of(state, r.file_id), "score": r.score,
+             "attributes": items[r.file_id].get("attributes") or {}, "content": [{"type": "text", "text": r.text}]}
+            for r in found if r.file_id in items]
     return {"object": "vector_store.search_results.page", "search_query": queries,
-            "data": results[:limit], "has_more": False, "next_page": None}
+            "data": data, "has_more": False, "next_page": None}
 
 
 # --------------------------------------------------------------------------- handlers
 
 
 async def create(request):
-    return ok(create_vector_store(state_of(request), await json_body(request)))
+    body = await json_body(request)
+    return ok(await run_in_threadpool(create_vector_store, state_of(request), body))
 
 
 async def list_stores(request):
@@ -460,7 +481,8 @@ async def create_file(request):
     v.check_string(body["file_id"], "file_id")
     v.check_optional(body, {"chunking_strategy": v.check_chunking_strategy, "attributes": v.check_attributes})
     require_store(state, vs_id)
-    item = attach_file(state, vs_id, body["file_id"], body.get("chunking_strategy"), body.get("attributes"))
+    item = await run_in_threadpool(attach_file, state, vs_id, body["file_id"], body.get("chunking_strategy"),
+                                   body.get("attributes"))
     return ok(public(item))
 
 
@@ -491,6 +513,7 @@ async def delete_file(request):
     require_store_file(state, params["vs_id"], params["file_id"])
     with state.store.transaction():
         state.store.delete("vector_store_file", params["file_id"], params["vs_id"])
+        retriever_of(state).remove(params["vs_id"], params["file_id"])
         recount(state, params["vs_id"])
     return deleted(params["file_id"], "vector_store.file.deleted")
 
@@ -504,7 +527,7 @@ async def file_content(request):
 
 async def create_file_batch(request):
     body = await json_body(request)
-    return ok(create_batch(state_of(request), request.path_params["vs_id"], body))
+    return ok(await run_in_threadpool(create_batch, state_of(request), request.path_params["vs_id"], body))
 
 
 async def retrieve_batch(request):
@@ -525,7 +548,7 @@ async def list_batch_files(request):
 
 async def search_store(request):
     body = await json_body(request)
-    return ok(search(state_of(request), request.path_params["vs_id"], body))
+    return ok(await run_in_threadpool(search, state_of(request), request.path_params["vs_id"], body))
 
 
 VS = "/v1/vector_stores/{vs_id}"

@@ -6,7 +6,7 @@ dispatch (``builtin.py``), the Chat Completions request of a turn with truncatio
 token counts and context windows (``tokens.py``) and the executor's per-run bookkeeping
 (``book.py``).
 
-May import: ``asstctl.server.store``, ``asstctl.server.http``, ``asstctl.server.engine.base`` and
+May import: ``asstctl.server.store``, ``asstctl.server.replicas``, ``asstctl.server.http``, ``asstctl.server.engine.base`` and
 ``asstctl.server.tools`` (lazily, through its registry). Never the routes (they import us) or
 ``asstctl.cli``.
 """

@@ -1,11 +1,14 @@
 """The run state machine, shared by polling and streaming clients.
 
 Every state change of a run happens here, inside a store transaction, and is announced as an
-Assistants stream event (``thread.run.in_progress``, ``thread.message.delta``, ...). Streaming
-responses subscribe a :class:`~asstctl.server.runs.events.Listener` before the work starts;
-polling clients read the store. Each active run is one asyncio task on the server's event loop,
-so waiting on an engine never holds a thread (the store is fast, synchronous SQLite, called from
-the loop directly).
+Assistants stream event (``thread.run.in_progress``, ``thread.message.delta``, ...) published
+through the store (delivered once its transaction commits, to streams on any replica). Streaming
+responses subscribe to the run (``store.subscribe``) before the work starts; polling clients
+read the store. A run that needs work is queued in the store; the replica whose claimer claims
+it runs the task, and writes its turn only while it holds the run's lease (``owned``; see
+:mod:`asstctl.server.replicas`). Each active run is one asyncio task on the server's event loop,
+so waiting on an engine never holds a thread (the store, SQLite or PostgreSQL, is synchronous and
+called from the loop directly; its calls are short).
 
     queued ─► in_progress ─┬─► completed | incomplete | failed
                            └─► requires_action ─(submit_tool_outputs)─► queued ...
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
@@ -32,7 +36,8 @@ from asstctl.server.runs import book as books
 from asstctl.server.runs import tokens
 from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
 from asstctl.server.runs.chat import PromptTooLong, build_turn
-from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, Listener, public
+from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
+from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
 from asstctl.server.runs.writer import TurnWriter
 
 log = logging.getLogger("asstctl.server.runs")
@@ -42,18 +47,18 @@ DEFAULT_MAX_MODEL_CALLS = 25
 END_REASONS = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
 
 
-class RunExecutor:
+class RunExecutor(ReplicaHooks):
     def __init__(self, state):
         self.state = state
         self.store = state.store
         self.engine = state.engine
-        self._listeners: dict[str, list[Listener]] = {}
         self._active: set[str] = set()
         self._tasks: dict[str, asyncio.Task] = {}
         self._writers: dict[str, TurnWriter] = {}
         self._sweeper: asyncio.Task | None = None
         self._started = False
         self._stopping = False
+        self._init_replica()
 
     # -- lifecycle (on the event loop) ----------------------------------------------------
     async def startup(self) -> None:
@@ -66,6 +71,7 @@ class RunExecutor:
         self._started = True
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
         self.recover()
+        self._start_claiming()
 
     async def shutdown(self) -> None:
         """Stop every run task (their runs stay active in the store, resumed on the next start)."""
@@ -74,43 +80,43 @@ class RunExecutor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for listeners in self._listeners.values():
-            for listener in listeners:
-                listener.send(DONE, None)
-        self._listeners.clear()
+        self.store.close_streams()
+        self.claims.stop()  # the runs held here go to the other replicas at once
 
     def stop(self) -> None:
         """After the loop is gone: nothing may be scheduled any more."""
         self._stopping = True
+        self.claims.stop()
 
     def recover(self) -> int:
-        """Resume or watch runs a previous process left active; returns how many."""
+        """Queue (unless a live replica holds them) or watch runs left active; returns how many."""
         count = 0
         for run in self.store.all("run"):
             if run["status"] in ACTIVE:
                 count += 1
-                self._watch(run["id"], None)
+                self._watch(run["id"])
                 if run["status"] != "requires_action":
-                    self._schedule(run["id"])
+                    self.store.ensure_queued(run["id"])
         return count
 
     # -- public API (called by the routes, on the loop) -----------------------------------
-    def start(self, run: dict[str, Any], listener: Listener | None = None, include: tuple[str, ...] = ()) -> None:
+    def start(self, run: dict[str, Any], include: tuple[str, ...] = ()) -> None:
         """A freshly stored ``queued`` run: announce it and schedule its first turn."""
         self.ensure_started()
         if include:
             book = books.load(self.store, run["id"])
             book["include"] = list(include)
             books.save(self.store, book)
-        self._watch(run["id"], listener)
-        self.emit(run, "thread.run.created", run)
-        self.emit(run, "thread.run.queued", run)
-        self._schedule(run["id"])
+        self._watch(run["id"])
+        with self.store.transaction():
+            self.emit(run, "thread.run.created", run)
+            self.emit(run, "thread.run.queued", run)
+            self._schedule(run["id"])
 
-    def submit_outputs(self, run_id: str, outputs: dict[str, str], listener: Listener | None = None) -> dict:
+    def submit_outputs(self, run_id: str, outputs: dict[str, str]) -> dict:
         """Answer the pending tool calls (the route checked them) and put the run back in the queue."""
         self.ensure_started()
-        self._watch(run_id, listener)
+        self._watch(run_id)
         with self.store.transaction():
             run = self._run(run_id)
             step = self._pending_tool_step(run)
@@ -118,7 +124,7 @@ class RunExecutor:
                 self._complete_tool_step(run, step, outputs)
             run = self._set(run, status="queued", required_action=None)
             self.emit(run, "thread.run.queued", run)
-        self._schedule(run_id)
+            self._schedule(run_id)
         return run
 
     def cancel(self, run_id: str) -> dict:
@@ -127,11 +133,12 @@ class RunExecutor:
         with self.store.transaction():
             run = self._set(self._run(run_id), status="cancelling")
             self.emit(run, "thread.run.cancelling", run)
-        task = self._tasks.get(run_id)
-        if task is not None and not task.done():
-            task.cancel()
-        else:
-            self._schedule(run_id)
+            task = self._tasks.get(run_id)
+            if task is not None and not task.done():
+                task.cancel()
+            else:  # waiting, queued, or running on another replica (which the signal reaches)
+                self._schedule(run_id)
+                self.store.request_cancel(run_id)
         return run
 
     def expire(self, run_id: str) -> None:
@@ -150,24 +157,24 @@ class RunExecutor:
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, run: dict[str, Any], name: str, data: Any) -> None:
-        for listener in list(self._listeners.get(run["id"], ())):
-            listener.send(name, data)
+        self.store.publish_event(run["id"], name, data)
 
     def _pause(self, run: dict[str, Any]) -> None:
         """The run waits for the client or is over: streams end with ``done``."""
-        listeners = self._listeners.pop(run["id"], [])
         if run["status"] in TERMINAL:
             self._active.discard(run["id"])
-        for listener in listeners:
-            listener.send(DONE, None)
+        self.emit(run, DONE, None)
 
-    def _watch(self, run_id: str, listener: Listener | None) -> None:
+    def _watch(self, run_id: str) -> None:
         self._active.add(run_id)
-        if listener is not None:
-            self._listeners.setdefault(run_id, []).append(listener)
 
     # -- tasks ----------------------------------------------------------------------------
     def _schedule(self, run_id: str) -> None:
+        """Queue the run for a turn (in the caller's transaction); a replica's claimer starts it."""
+        self.store.enqueue_run(run_id)
+
+    def _start_task(self, run_id: str) -> None:
+        """This replica claimed the run: its task, on the loop."""
         if self._stopping:
             return
         task = asyncio.get_running_loop().create_task(self._turn(run_id), name=f"asstctl-run-{run_id}")
@@ -180,6 +187,8 @@ class RunExecutor:
             self._writers.pop(run_id, None)
         if task.cancelled() and not self._stopping:  # cancelled before it even started
             self._interrupted(run_id)
+        if not self._stopping:
+            self.claims.finished(run_id)
 
     async def _turn(self, run_id: str) -> None:
         """The run's model calls until it pauses or ends."""
@@ -191,6 +200,8 @@ class RunExecutor:
             if self._stopping:
                 raise
             self._interrupted(run_id)
+        except LeaseLost:
+            log.warning("run %s: dropped this turn's result, the run's lease went to another replica", run_id)
         except EngineError as exc:
             self._fail(run_id, exc.code, exc.message)
         except Exception as exc:  # an engine bug must not leave the run stuck
@@ -198,7 +209,7 @@ class RunExecutor:
             self._fail(run_id, "server_error", f"The engine failed: {type(exc).__name__}: {exc}")
 
     def _begin(self, run_id: str) -> dict[str, Any] | None:
-        with self.store.transaction():
+        with self.owned(run_id):
             run = self._run(run_id)
             if run["status"] == "cancelling":
                 self._end(run, "cancelled", cancelled_at=now())
@@ -206,16 +217,21 @@ class RunExecutor:
             if run["status"] not in ("queued", "in_progress"):
                 return None
             self._discard_interrupted(run)
+            resumed = run["status"] == "in_progress"  # after a restart, or taken over from another replica
             run = self._set(run, status="in_progress", started_at=run["started_at"] or now())
-            self.emit(run, "thread.run.in_progress", run)
+            if not resumed:
+                self.emit(run, "thread.run.in_progress", run)
             return run
 
     def _interrupted(self, run_id: str) -> None:
         """The task was cancelled: by a cancel (-> cancelled) or by expiry (already expired)."""
         run = self.store.get("run", run_id)
         if run is not None and run["status"] == "cancelling":
-            with self.store.transaction():
-                self._end(run, "cancelled", cancelled_at=now())
+            try:
+                with self.owned(run_id):
+                    self._end(run, "cancelled", cancelled_at=now())
+            except LeaseLost:  # the replica holding the run now ends it
+                pass
 
     # -- one model call -------------------------------------------------------------------
     async def _call(self, run: dict[str, Any]) -> dict[str, Any] | None:
@@ -238,7 +254,8 @@ class RunExecutor:
                 return self._incomplete(run, "max_prompt_tokens")
             raise EngineError(exc.message, "invalid_prompt") from exc
         book["calls"] += 1
-        books.save(self.store, book)
+        with self.owned(run["id"]):
+            books.save(self.store, book)
         writer = TurnWriter(self, run, book, turn.offered, turn.request.parallel_tool_calls)
         self._writers[run["id"]] = writer
         async with aclosing(self._events(turn.request)) as events:
@@ -267,7 +284,8 @@ class RunExecutor:
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
-        books.save(self.store, book)
+        with self.owned(run["id"]):
+            books.save(self.store, book)
         run = self._run(run["id"])
         if run["status"] != "in_progress":
             return self._stopped(run)
@@ -278,7 +296,7 @@ class RunExecutor:
 
     def _stopped(self, run: dict[str, Any]) -> None:
         if run["status"] == "cancelling":
-            with self.store.transaction():
+            with self.owned(run["id"]):
                 self._end(run, "cancelled", cancelled_at=now())
         return None
 
@@ -294,7 +312,7 @@ class RunExecutor:
         for delta in extra_deltas(writer.message["id"], content):
             self.emit(run, "thread.message.delta", delta)
         cut = end.finish_reason == "length"
-        with self.store.transaction():
+        with self.owned(run["id"]):
             writer.close_message("incomplete" if cut else "completed", content, attachments, usage)
             if cut:
                 return self._incomplete(run, "max_completion_tokens")
@@ -315,7 +333,7 @@ class RunExecutor:
             writer.store_tool_step(details, usage)
             books.save(self.store, book)
         functions = writer.function_calls()
-        with self.store.transaction():
+        with self.owned(run["id"]):
             run = self._run(run["id"])
             if run["status"] != "in_progress":
                 return self._stopped(run)
@@ -336,7 +354,7 @@ class RunExecutor:
 
     # -- endings --------------------------------------------------------------------------
     def _incomplete(self, run: dict[str, Any], reason: str) -> None:
-        with self.store.transaction():
+        with self.owned(run["id"]):
             book = books.load(self.store, run["id"])
             self._close_steps(run, "cancelled", "cancelled_at", "thread.run.step.cancelled")
             run = self._set(run, status="incomplete", expires_at=None, usage=books.usage(book),
@@ -346,13 +364,16 @@ class RunExecutor:
         return None
 
     def _fail(self, run_id: str, code: str, message: str) -> None:
-        with self.store.transaction():
-            run = self.store.get("run", run_id)
-            if run is None or run["status"] in TERMINAL:  # gone with its thread, or already over
-                return
-            if run["status"] == "cancelling":
-                return self._end(run, "cancelled", cancelled_at=now())
-            self._end(run, "failed", failed_at=now(), last_error={"code": code, "message": message})
+        try:
+            with self.owned(run_id):
+                run = self.store.get("run", run_id)
+                if run is None or run["status"] in TERMINAL:  # gone with its thread, or already over
+                    return
+                if run["status"] == "cancelling":
+                    return self._end(run, "cancelled", cancelled_at=now())
+                self._end(run, "failed", failed_at=now(), last_error={"code": code, "message": message})
+        except LeaseLost:
+            log.warning("run %s: not marked failed, the run's lease went to another replica", run_id)
 
     def _end(self, run: dict[str, Any], status: str, **changes: Any) -> None:
         """``cancelled`` / ``expired`` / ``failed``: open steps and messages end with the run."""
@@ -400,9 +421,13 @@ class RunExecutor:
 
     # -- expiry ---------------------------------------------------------------------------
     async def _sweep_loop(self) -> None:
+        rescanned = time.monotonic()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
+                if time.monotonic() - rescanned >= RESCAN_SECONDS:  # runs another replica left behind
+                    rescanned = time.monotonic()
+                    self.recover()
                 self.sweep()
             except Exception:  # never let the sweeper die
                 log.exception("run expiry sweep failed")
@@ -435,7 +460,8 @@ class RunExecutor:
             "expired_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None,
             "metadata": {}, "usage": None,
         }
-        self.store.insert("step", step, run["id"])
+        with self.owned(run["id"]):
+            self.store.insert("step", step, run["id"])
         self.emit(run, "thread.run.step.created", step)
         self.emit(run, "thread.run.step.in_progress", step)
         return step

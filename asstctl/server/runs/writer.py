@@ -116,17 +116,19 @@ class TurnWriter:
             "completed_at": None, "incomplete_at": None, "role": "assistant", "content": [],
             "assistant_id": self.run["assistant_id"], "run_id": self.run["id"], "attachments": [], "metadata": {},
         }
-        self.ex.store.insert("message", self.message, self.run["thread_id"])
         details = {"type": "message_creation", "message_creation": {"message_id": self.message["id"]}}
-        self.message_step = self.ex.new_step(self.run, "message_creation", details)
-        self._note(self.message_step)
+        with self.ex.owned(self.run["id"]):  # nothing of a turn whose run went to another replica
+            self.ex.store.insert("message", self.message, self.run["thread_id"])
+            self.message_step = self.ex.new_step(self.run, "message_creation", details)
+            self._note(self.message_step)
         self.ex.emit(self.run, "thread.message.created", self.message)
         self.ex.emit(self.run, "thread.message.in_progress", self.message)
 
     def _note(self, step: dict[str, Any]) -> None:
         """The book learns at once which call made the step (a restart discards an interrupted call's steps)."""
         self.book["steps"][step["id"]] = self.call_no
-        books.save(self.ex.store, self.book)
+        with self.ex.owned(self.run["id"]):
+            books.save(self.ex.store, self.book)
 
     def flush(self) -> None:
         """The text so far into the store (polling clients see the message grow)."""

@@ -73,7 +73,8 @@ class CodeInterpreterTool:
             if file_id in names:
                 continue
             file = store.get("file", file_id)
-            data = store.get_blob(file_id) if file else None
+            chunks = store.read_blob(file_id) if file else None
+            data = b"".join(chunks) if chunks is not None else None
             if file is None or data is None:
                 continue
             name = os.path.basename(file.get("filename") or file_id) or file_id
@@ -88,9 +89,8 @@ class CodeInterpreterTool:
                 "created_at": now(), "filename": filename, "purpose": "assistants_output",
                 "status": "processed"}
         store = self.state.store
-        with store.transaction():
-            store.put_blob(file["id"], data)
-            store.insert("file", file)
+        store.write_blob(file["id"], [data])
+        store.insert("file", file)
         return file["id"]
 
 

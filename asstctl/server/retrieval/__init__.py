@@ -1,0 +1,18 @@
+"""Retrieval for vector stores and the ``file_search`` tool.
+
+Owns: text extraction from uploaded files (``extract``), token chunking (``chunking``), the
+lexical index (SQLite FTS5 with BM25, ``lexical``), the dense index and the upstream
+``/embeddings`` client (``dense``, ``embeddings``), attribute filters (``filters``), rank fusion
+and the search itself (``search``: :class:`Retriever`).
+
+The indexes sit behind small interfaces (:class:`lexical.LexicalIndex`,
+:class:`dense.DenseIndex`) so another store (e.g. PostgreSQL) can bring its own.
+
+May import: ``asstctl.server.store``, ``asstctl.server.errors`` and third-party libraries
+(pypdf, python-docx, python-pptx, beautifulsoup4, tiktoken, numpy, openai). Never the routes,
+the app, the executor or the engines (they import us).
+"""
+
+from asstctl.server.retrieval.search import Retriever, retriever_of
+
+__all__ = ["Retriever", "retriever_of"]

@@ -1,0 +1,177 @@
+"""The lexical index: chunks in SQLite FTS5 (porter stemming), ranked by BM25.
+
+:class:`LexicalIndex` is the interface; :class:`SqliteLexicalIndex` keeps two tables in the
+store's database: ``retrieval_chunks`` (chunk id, store, file, position, tokens) and the FTS5
+table ``retrieval_fts`` (the chunk text; its rowid is the chunk id). A search is one FTS5 query
+``"t1" OR "t2" ...`` over the query's content words, restricted to the stores and files asked;
+only the best ``limit`` chunks' texts are read.
+
+Speed over large indexes: once the index holds ``PRUNE_FROM`` chunks, query words found in at
+least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) are left out of the
+query when rarer words remain: their BM25 weight (IDF) is near zero, while scoring them would
+visit most of the index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS retrieval_chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    store_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    tokens INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS retrieval_chunks_file ON retrieval_chunks (store_id, file_id, seq);
+CREATE VIRTUAL TABLE IF NOT EXISTS retrieval_fts USING fts5(text, tokenize = 'porter unicode61');
+"""
+
+STOPWORDS = frozenset(
+    "a an and are as at be been but by can could did do does for from had has have how i if in into is it its "
+    "me my of on or our so than that the their them then there these they this to was we were what when where "
+    "which who whom why will with would you your yours about after before any all also just more most much no "
+    "not only other out over same should some such too very via vs".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+PRUNE_FROM = 20_000
+COMMON_SHARE = 0.02
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    file_id: str
+    seq: int
+    text: str
+    score: float  # higher is better (BM25 with the sign flipped)
+
+
+def query_terms(text: str) -> list[str]:
+    """The content words of a query, lower-cased, in order, without repeats (stopwords dropped)."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    content = [w for w in words if w not in STOPWORDS] or words
+    return list(dict.fromkeys(content))
+
+
+def fts_query(terms: list[str]) -> str:
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+class LexicalIndex(Protocol):
+    def add(self, store_id: str, file_id: str, chunks: list[tuple[str, int]]) -> list[int]:
+        """Index a file's chunks ``[(text, tokens)]``; returns their chunk ids in order."""
+        ...
+
+    def remove(self, store_id: str, file_id: str) -> None: ...
+
+    def remove_store(self, store_id: str) -> None: ...
+
+    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int) -> list[Hit]:
+        """The best ``limit`` chunks of those stores (and files, when given) for ``query``."""
+        ...
+
+    def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
+        """``{chunk id: (file id, seq, text)}``."""
+        ...
+
+
+class SqliteLexicalIndex:
+    def __init__(self, store):
+        self.store = store
+        with store.sql() as db:  # statement by statement: executescript would commit an open transaction
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def add(self, store_id: str, file_id: str, chunks: list[tuple[str, int]]) -> list[int]:
+        with self.store.transaction(), self.store.sql() as db:
+            db.executemany(
+                "INSERT INTO retrieval_chunks (store_id, file_id, seq, tokens) VALUES (?, ?, ?, ?)",
+                [(store_id, file_id, seq, tokens) for seq, (_, tokens) in enumerate(chunks)],
+            )
+            ids = [row[0] for row in db.execute(
+                "SELECT id FROM retrieval_chunks WHERE store_id = ? AND file_id = ? ORDER BY seq", (store_id, file_id))]
+            db.executemany("INSERT INTO retrieval_fts (rowid, text) VALUES (?, ?)",
+                           [(chunk_id, text) for chunk_id, (text, _) in zip(ids, chunks)])
+        return ids
+
+    def remove(self, store_id: str, file_id: str) -> None:
+        self._remove("store_id = ? AND file_id = ?", (store_id, file_id))
+
+    def remove_store(self, store_id: str) -> None:
+        self._remove("store_id = ?", (store_id,))
+
+    def _remove(self, where: str, args: tuple) -> None:
+        with self.store.transaction(), self.store.sql() as db:
+            db.execute(f"DELETE FROM retrieval_fts WHERE rowid IN (SELECT id FROM retrieval_chunks WHERE {where})", args)
+            db.execute(f"DELETE FROM retrieval_chunks WHERE {where}", args)
+
+    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int) -> list[Hit]:
+        terms = query_terms(query)
+        if not terms or not store_ids or (file_ids is not None and not file_ids):
+            return []
+        with self.store.sql() as db:
+            match = fts_query(self._prune(db, terms))
+            rows = self._best_anywhere(db, match, store_ids, file_ids, limit)
+            if rows is None:
+                rows = self._best_within(db, match, store_ids, file_ids, limit)
+        texts = self.chunk_texts([r[0] for r in rows])
+        return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
+
+    def _best_anywhere(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple] | None:
+        """Fast path: the index's best chunks, kept when enough of them are in the stores/files
+        asked (None otherwise): FTS5 sorts by rank itself, no join per matching row."""
+        fetch = max(4 * limit, 50)
+        ranked = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank LIMIT ?",
+                            (match, fetch)).fetchall()
+        if not ranked:
+            return []
+        marks = ",".join("?" * len(ranked))
+        meta = {r[0]: r[1:] for r in db.execute(
+            f"SELECT id, store_id, file_id, seq FROM retrieval_chunks WHERE id IN ({marks})", [r[0] for r in ranked])}
+        stores, files = set(store_ids), None if file_ids is None else set(file_ids)
+        kept = [(cid, meta[cid][1], meta[cid][2], score) for cid, score in ranked
+                if cid in meta and meta[cid][0] in stores and (files is None or meta[cid][1] in files)]
+        if len(kept) >= limit or len(ranked) < fetch:
+            return kept[:limit]
+        return None
+
+    @staticmethod
+    def _best_within(db, match: str, store_ids, file_ids, limit: int) -> list[tuple]:
+        """Exact path: BM25 over the matching chunks of those stores (and files) only."""
+        where = [f"c.store_id IN ({','.join('?' * len(store_ids))})"]
+        args: list = [*store_ids]
+        if file_ids is not None:
+            where.append(f"c.file_id IN ({','.join('?' * len(file_ids))})")
+            args.extend(file_ids)
+        sql = ("SELECT c.id, c.file_id, c.seq, -bm25(retrieval_fts) AS score "
+               "FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid "
+               f"WHERE retrieval_fts MATCH ? AND {' AND '.join(where)} ORDER BY score DESC, c.id LIMIT ?")
+        return db.execute(sql, (match, *args, limit)).fetchall()
+
+    @staticmethod
+    def _prune(db, terms: list[str]) -> list[str]:
+        """The query's terms without those in at least COMMON_SHARE of a large index's chunks."""
+        if len(terms) < 2:
+            return terms
+        total = db.execute("SELECT max(id) FROM retrieval_chunks").fetchone()[0] or 0
+        if total < PRUNE_FROM:
+            return terms
+        cap = int(total * COMMON_SHARE)
+        count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
+        found = {t: db.execute(count, (fts_query([t]), cap)).fetchone()[0] for t in terms}
+        rare = [t for t in terms if found[t] < cap]
+        return rare or [min(terms, key=found.__getitem__)]
+
+    def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        sql = (f"SELECT c.id, c.file_id, c.seq, f.text FROM retrieval_chunks c JOIN retrieval_fts f ON f.rowid = c.id "
+               f"WHERE c.id IN ({marks})")
+        with self.store.sql() as db:
+            return {r[0]: (r[1], r[2], r[3]) for r in db.execute(sql, chunk_ids)}

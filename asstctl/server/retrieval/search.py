@@ -1,0 +1,151 @@
+"""Ingestion and search over vector stores: the :class:`Retriever` the routes and the
+``file_search`` tool share.
+
+Search runs every query through the lexical index and, when embeddings are configured, the dense
+index; the rankings are fused by reciprocal rank fusion (RRF, k = 60). Scores are in [0, 1]:
+with one ranking (lexical only, one query) a chunk scores ``(coverage + s / (s + 8)) / 2``, where
+``coverage`` is the share of the query's content words found in it and ``s`` its BM25 (BM25 alone
+is near 0 in a store of a few files, where every word is rare);
+with several rankings the RRF sum is divided by its maximum (first in every ranking = 1.0).
+``score_threshold`` drops results below it; ``max_num_results`` keeps the best ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from asstctl.server.retrieval import chunking
+from asstctl.server.retrieval.dense import SqliteDenseIndex
+from asstctl.server.retrieval.embeddings import Embedder, EmbeddingsError
+from asstctl.server.retrieval.extract import ExtractError, extract_text
+from asstctl.server.retrieval.lexical import SqliteLexicalIndex, query_terms
+
+RRF_K = 60
+BM25_HALF = 8.0  # the BM25 score reported as 0.5
+_LOCK = threading.Lock()
+
+
+@dataclass
+class Ingested:
+    status: str  # "completed" | "failed"
+    last_error: dict[str, str] | None = None
+    chunks: int = 0
+
+
+@dataclass
+class Result:
+    file_id: str
+    seq: int
+    text: str
+    score: float
+
+
+def rewrite(query: str) -> str:
+    """The query as search keywords: its content words (question words and stopwords dropped)."""
+    return " ".join(query_terms(query)) or query
+
+
+class Retriever:
+    def __init__(self, store, embeddings=None, *, lexical=None, dense=None):
+        self.store = store
+        self.lexical = lexical or SqliteLexicalIndex(store)
+        self.dense = dense or SqliteDenseIndex(store)
+        self.embedder = Embedder(embeddings) if embeddings is not None else None
+
+    # ------------------------------------------------------------------ ingestion
+
+    def ingest(self, store_id: str, file_id: str, filename: str, data: bytes, strategy: dict[str, Any] | None) -> Ingested:
+        """(Re)index one file of a store; a file we cannot read ends ``failed`` with ``last_error``."""
+        self.remove(store_id, file_id)
+        try:
+            text = extract_text(filename, data)
+        except ExtractError as exc:
+            return Ingested("failed", {"code": exc.code, "message": exc.message})
+        pieces = chunking.chunk_text(text, *chunking.sizes(strategy))
+        vectors = None
+        if self.embedder is not None:
+            try:
+                vectors = self.embedder.embed([piece for piece, _ in pieces])
+            except EmbeddingsError as exc:
+                return Ingested("failed", {"code": "server_error", "message": str(exc)})
+        with self.store.transaction():
+            ids = self.lexical.add(store_id, file_id, pieces)
+            if vectors is not None:
+                self.dense.add(store_id, file_id, self.embedder.model, ids, vectors)
+        return Ingested("completed", None, len(pieces))
+
+    def remove(self, store_id: str, file_id: str) -> None:
+        with self.store.transaction():
+            self.dense.remove(store_id, file_id)
+            self.lexical.remove(store_id, file_id)
+
+    def remove_store(self, store_id: str) -> None:
+        with self.store.transaction():
+            self.dense.remove_store(store_id)
+            self.lexical.remove_store(store_id)
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        store_ids: list[str],
+        queries: list[str],
+        *,
+        max_num_results: int = 10,
+        score_threshold: float = 0.0,
+        file_ids: list[str] | None = None,
+    ) -> list[Result]:
+        """The best chunks of ``store_ids`` (restricted to ``file_ids`` when given) for ``queries``."""
+        fused = self.embedder is not None or len(queries) > 1
+        pool = max(3 * max_num_results, 50) if fused else 2 * max_num_results  # candidates per ranking
+        rankings: list[list[int]] = []
+        texts: dict[int, tuple[str, int, str]] = {}
+        single: dict[int, float] = {}
+        for query in queries:
+            hits = self.lexical.search(store_ids, file_ids, query, pool)
+            rankings.append([h.chunk_id for h in hits])
+            texts.update({h.chunk_id: (h.file_id, h.seq, h.text) for h in hits})
+            terms = query_terms(query)
+            single = {h.chunk_id: (coverage(terms, h.text) + h.score / (h.score + BM25_HALF)) / 2 for h in hits}
+        if self.embedder is not None and queries:
+            vectors = self.embedder.embed(queries)
+            for vector in vectors:
+                rankings.append([cid for cid, _ in self.dense.search(store_ids, file_ids, self.embedder.model, vector, pool)])
+        scores = single if len(rankings) == 1 else fuse(rankings)
+        ordered = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+        ordered = [(cid, round(s, 6)) for cid, s in ordered if s > 0 and s >= score_threshold][:max_num_results]
+        missing = [cid for cid, _ in ordered if cid not in texts]
+        texts.update(self.lexical.chunk_texts(missing))
+        return [Result(texts[cid][0], texts[cid][1], texts[cid][2], s) for cid, s in ordered if cid in texts]
+
+
+def coverage(terms: list[str], text: str) -> float:
+    """Share of ``terms`` found in ``text`` (a term matches a word starting with its stem-ish prefix)."""
+    if not terms:
+        return 0.0
+    lowered = text.lower()
+    return sum(1 for t in terms if t[: max(3, len(t) - 2)] in lowered) / len(terms)
+
+
+def fuse(rankings: list[list[int]], k: int = RRF_K) -> dict[int, float]:
+    """Reciprocal rank fusion, normalised so that first place in every ranking scores 1.0."""
+    total: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, cid in enumerate(ranking, 1):
+            total[cid] = total.get(cid, 0.0) + 1.0 / (k + rank)
+    best = len(rankings) / (k + 1)
+    return {cid: min(1.0, s / best) for cid, s in total.items()}
+
+
+def retriever_of(state) -> Retriever:
+    """The server's retriever (built once, on the store, with ``state.config.embeddings``)."""
+    retriever = state.extra.get("retriever")
+    if retriever is None:
+        with _LOCK:
+            retriever = state.extra.get("retriever")
+            if retriever is None:
+                retriever = Retriever(state.store, getattr(state.config, "embeddings", None))
+                state.extra["retriever"] = retriever
+    return retriever

@@ -1,0 +1,176 @@
+"""The store interface and everything both databases share.
+
+Every API object is a JSON document keyed by (kind, parent, id) and ordered by
+(created_at, seq): ``seq`` is the insertion sequence, so objects made in the same second keep a
+stable order for pagination. File bytes: :mod:`asstctl.server.store.blobs`.
+
+A backend supplies ``transaction()`` (re-entrant; write transactions are serialized, as SQLite's
+``BEGIN IMMEDIATE`` does), ``_fetch``/``_exec`` (SQL with ``?`` placeholders) and the run-queue
+and event primitives of :mod:`asstctl.server.store.coordination`.
+
+Calls are synchronous and short; code on an event loop may call them directly, but must never
+``await`` inside ``transaction()`` (on PostgreSQL another task would wait for the write lock on
+the same thread).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from asstctl.server.store.blobs import Blobs
+
+
+def encode(obj: dict[str, Any]) -> str:
+    """The stored text of an object; ValueError for what JSON cannot carry back (NaN,
+    Infinity, a lone surrogate), so nothing stored can make a later read fail."""
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+    return text
+
+
+class BaseStore(Blobs):
+    """A small document store. ``kind`` is the API object type ("assistant", "thread", ...)."""
+
+    path: str  # what the store was opened with; see ``shown`` for a printable form
+    backend: str = "?"
+
+    # -- backend hooks ----------------------------------------------------------------------
+    def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def _exec(self, sql: str, args: tuple | list = ()) -> int:
+        """Run a write statement (callers hold a transaction); returns the row count."""
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator["BaseStore"]:
+        raise NotImplementedError
+        yield self
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current transaction commits (now, outside one)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def shown(self) -> str:
+        """The database as it may be printed (never a password)."""
+        return self.path
+
+    # -- objects ----------------------------------------------------------------------------
+    def insert(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
+        with self.transaction():
+            self._exec(
+                "INSERT INTO objects (kind, parent, id, created_at, body) VALUES (?, ?, ?, ?, ?)",
+                (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj)),
+            )
+        return obj
+
+    def get(self, kind: str, id: str, parent: str | None = None) -> dict[str, Any] | None:
+        if parent is None:
+            rows = self._fetch("SELECT body FROM objects WHERE kind = ? AND id = ? ORDER BY seq LIMIT 1", (kind, id))
+        else:
+            rows = self._fetch(
+                "SELECT body FROM objects WHERE kind = ? AND parent = ? AND id = ?", (kind, parent, id)
+            )
+        return json.loads(rows[0][0]) if rows else None
+
+    def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
+        """Replace the stored body of an existing object."""
+        with self.transaction():
+            self._exec(
+                "UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?",
+                (encode(obj), kind, parent, obj["id"]),
+            )
+        return obj
+
+    def update(
+        self, kind: str, id: str, change: Callable[[dict[str, Any]], Any], parent: str = ""
+    ) -> dict[str, Any] | None:
+        """Read-modify-write in one transaction; ``change`` mutates the dict in place. None if missing."""
+        with self.transaction():
+            obj = self.get(kind, id, parent)
+            if obj is None:
+                return None
+            change(obj)
+            return self.put(kind, obj, parent)
+
+    def delete(self, kind: str, id: str, parent: str = "") -> bool:
+        with self.transaction():
+            count = self._exec("DELETE FROM objects WHERE kind = ? AND parent = ? AND id = ?", (kind, parent, id))
+        return count > 0
+
+    def delete_children(self, parent: str, kinds: tuple[str, ...] | None = None) -> int:
+        with self.transaction():
+            if kinds:
+                marks = ",".join("?" * len(kinds))
+                return self._exec(f"DELETE FROM objects WHERE parent = ? AND kind IN ({marks})", (parent, *kinds))
+            return self._exec("DELETE FROM objects WHERE parent = ?", (parent,))
+
+    def all(self, kind: str, parent: str | None = None) -> list[dict[str, Any]]:
+        """Every object of a kind (optionally under a parent), oldest first."""
+        if parent is None:
+            rows = self._fetch("SELECT body FROM objects WHERE kind = ? ORDER BY created_at, seq", (kind,))
+        else:
+            rows = self._fetch(
+                "SELECT body FROM objects WHERE kind = ? AND parent = ? ORDER BY created_at, seq", (kind, parent)
+            )
+        return [json.loads(r[0]) for r in rows]
+
+    def page(
+        self,
+        kind: str,
+        parent: str = "",
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a cursor list: (items in the requested order, has_more).
+
+        ``after`` = items strictly after that id in ``order``; ``before`` = the ``limit``
+        items immediately preceding it, still returned in ``order``. An unknown cursor
+        id yields an empty page. ``where`` filters in Python (small filtered lists).
+        """
+        asc = order == "asc"
+        clauses, args = ["kind = ?", "parent = ?"], [kind, parent]
+        for cursor, forward in ((after, True), (before, False)):
+            if cursor is None:
+                continue
+            pos = self._position(kind, parent, cursor)
+            if pos is None:
+                return [], False
+            op = ">" if asc == forward else "<"
+            clauses.append(f"(created_at, seq) {op} (?, ?)")
+            args.extend(pos)
+        # Walk away from `before` towards the window, then flip back to the requested order.
+        walk_asc = asc if before is None or after is not None else not asc
+        direction = "ASC" if walk_asc else "DESC"
+        sql = f"SELECT body FROM objects WHERE {' AND '.join(clauses)} ORDER BY created_at {direction}, seq {direction}"
+        if where is None:  # one row more than the page tells whether there is more
+            sql += f" LIMIT {int(limit) + 1}"
+        items: list[dict[str, Any]] = []
+        has_more = False
+        for (body,) in self._fetch(sql, args):
+            obj = json.loads(body)
+            if where is not None and not where(obj):
+                continue
+            if len(items) == limit:
+                has_more = True
+                break
+            items.append(obj)
+        if walk_asc != asc:
+            items.reverse()
+        return items, has_more
+
+    def _position(self, kind: str, parent: str, id: str) -> tuple[int, int] | None:
+        rows = self._fetch(
+            "SELECT created_at, seq FROM objects WHERE kind = ? AND parent = ? AND id = ?", (kind, parent, id)
+        )
+        return (rows[0][0], rows[0][1]) if rows else None

@@ -1,0 +1,181 @@
+"""The SQLite store (the default): one process, one file (or ``:memory:``).
+
+One connection guarded by a lock serves all threads; WAL mode with ``synchronous=NORMAL``
+means a committed write survives a kill -9 of the process. The schema version is
+``PRAGMA user_version``. Run events are handed to this process's subscribers in memory;
+leases use this process's clock, and are reset at open (one process owns the file's runs).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from asstctl.server.store.base import BaseStore
+from asstctl.server.store.coordination import Coordination, Subscription, payload_of
+
+BUSY_TIMEOUT = 30.0  # seconds
+
+MIGRATIONS = [
+    # 1: the document table and whole-file blobs (asstctl 0.1)
+    """
+    CREATE TABLE IF NOT EXISTS objects (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        parent TEXT NOT NULL DEFAULT '',
+        id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        UNIQUE (kind, parent, id)
+    );
+    CREATE INDEX IF NOT EXISTS objects_list ON objects (kind, parent, created_at, seq);
+    CREATE INDEX IF NOT EXISTS objects_id ON objects (kind, id);
+    CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL);
+    """,
+    # 2: streamed blobs (chunks under a write key + an index; whole blobs moved over), the run queue
+    """
+    CREATE TABLE IF NOT EXISTS blob_chunks (key TEXT NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,
+                                            PRIMARY KEY (key, n));
+    CREATE TABLE IF NOT EXISTS blob_index (id TEXT PRIMARY KEY, key TEXT NOT NULL, chunks INTEGER NOT NULL,
+                                           size INTEGER NOT NULL);
+    INSERT INTO blob_chunks (key, n, data) SELECT '0-' || id, 0, data FROM blobs WHERE length(data) > 0;
+    INSERT INTO blob_index (id, key, chunks, size) SELECT id, '0-' || id, length(data) > 0, length(data) FROM blobs;
+    DROP TABLE blobs;
+    CREATE INDEX IF NOT EXISTS blob_index_key ON blob_index (key);
+    CREATE INDEX objects_parent ON objects (parent);
+    CREATE TABLE run_queue (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL UNIQUE,
+        owner TEXT,
+        lease_until REAL,
+        again INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+]
+
+
+class SQLiteStore(Coordination, BaseStore):
+    backend = "sqlite"
+
+    def __init__(self, path: str | os.PathLike = ":memory:"):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # Threads share this one connection under the lock; a second process on the same file
+        # (`asstctl serve` beside an embedded target) waits up to BUSY_TIMEOUT for the write lock.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._depth = 0
+        self._pending: list[Callable[[], None]] = []
+        self._init_coordination()
+        self._migrate()
+        self._collect_stale()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+            self._db.execute("UPDATE run_queue SET owner = NULL, lease_until = NULL")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator["SQLiteStore"]:
+        """Group several writes atomically (re-entrant)."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._pending.clear()
+                    self._db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if not outer:
+                return
+            self._db.execute("COMMIT")
+            pending, self._pending = self._pending, []
+        for callback in pending:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if self._depth:
+                self._pending.append(callback)
+                return
+        callback()
+
+    @contextmanager
+    def sql(self) -> Iterator[sqlite3.Connection]:
+        """The raw connection under the lock, for modules that keep their own tables (retrieval)."""
+        with self._lock:
+            yield self._db
+
+    def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _exec(self, sql: str, args: tuple | list = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    # -- coordination -----------------------------------------------------------------------
+    def _signal(self, kind: str, run_id: str) -> None:
+        self.after_commit(lambda: self._dispatch(kind, run_id))
+
+    def claim_next_run(self, owner: str, lease: float) -> str | None:
+        with self.transaction():
+            rows = self._fetch(
+                "SELECT run_id FROM run_queue WHERE owner IS NULL OR lease_until < ? ORDER BY seq LIMIT 1",
+                (time.time(),),
+            )
+            if not rows:
+                return None
+            self._exec("UPDATE run_queue SET owner = ?, lease_until = ? WHERE run_id = ?",
+                       (owner, time.time() + lease, rows[0][0]))
+            return rows[0][0]
+
+    def renew_lease(self, run_id: str, owner: str, lease: float) -> bool:
+        with self.transaction():
+            return self._exec("UPDATE run_queue SET lease_until = ? WHERE run_id = ? AND owner = ?",
+                              (time.time() + lease, run_id, owner)) > 0
+
+    def holds_lease(self, run_id: str, owner: str) -> bool:
+        return bool(self._fetch("SELECT 1 FROM run_queue WHERE run_id = ? AND owner = ? AND lease_until >= ?",
+                                (run_id, owner, time.time())))
+
+    def publish_event(self, run_id: str, name: str, data: Any) -> None:
+        item = (name, payload_of(name, data))
+        self.after_commit(lambda: self._deliver(run_id, item))
+
+    def _deliver(self, run_id: str, item: tuple[str, str]) -> None:
+        with self._sub_lock:
+            subscribers = list(self._subscribers.get(run_id, ()))
+        for sub in subscribers:
+            sub.items.append(item)
+            sub.wake()
+
+    def pull_events(self, sub: Subscription) -> list[tuple[str, str]]:
+        items = []
+        while sub.items:
+            items.append(sub.items.popleft())
+        return items

@@ -1,0 +1,157 @@
+"""The store behaves the same on SQLite and PostgreSQL: transactions, cursors, blobs, the run queue."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from asstctl.errors import ConfigError
+from asstctl.server.store import open_store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    db = request.getfixturevalue("postgres_url") if request.param == "postgres" else str(tmp_path / "s.sqlite3")
+    opened = open_store(db)
+    yield opened
+    opened.close()
+
+
+class Boom(Exception):
+    pass
+
+
+def test_a_failed_transaction_commits_nothing_and_nesting_joins_the_outer_one(store):
+    with pytest.raises(Boom):
+        with store.transaction():
+            store.insert("assistant", {"id": "a", "created_at": 1})
+            with store.transaction():  # re-entrant: part of the outer transaction
+                store.insert("assistant", {"id": "b", "created_at": 1})
+            raise Boom
+    assert store.all("assistant") == []
+    with store.transaction():
+        store.insert("assistant", {"id": "a", "created_at": 1})
+        with store.transaction():
+            store.update("assistant", "a", lambda obj: obj.update(name="x"))
+        assert store.get("assistant", "a")["name"] == "x"  # reads inside see the transaction's writes
+    assert store.get("assistant", "a") == {"id": "a", "created_at": 1, "name": "x"}
+
+
+def test_other_threads_see_a_transaction_only_once_it_commits(store):
+    seen: list = []
+    inside, checked = threading.Event(), threading.Event()
+
+    def look() -> None:
+        inside.wait(10)
+        seen.append(store.get("assistant", "a", ""))
+        checked.set()
+
+    reader = threading.Thread(target=look)
+    reader.start()
+    with store.transaction():
+        store.insert("assistant", {"id": "a", "created_at": 1})
+        inside.set()
+        if store.backend == "postgres":  # SQLite's one connection makes the reader wait for the commit
+            checked.wait(10)
+    reader.join(10)
+    assert seen == [None] if store.backend == "postgres" else seen == [{"id": "a", "created_at": 1}]
+    assert store.get("assistant", "a") is not None
+
+
+def test_read_modify_write_from_many_threads_loses_no_update(store):
+    store.insert("counter", {"id": "c", "created_at": 0, "n": 0})
+
+    def bump() -> None:
+        for _ in range(25):
+            store.update("counter", "c", lambda obj: obj.update(n=obj["n"] + 1))
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert store.get("counter", "c")["n"] == 100
+
+
+def test_cursor_pages_are_stable_within_one_second(store):
+    for i in range(7):
+        store.insert("message", {"id": f"m{i}", "created_at": 100}, parent="t")
+    asc, more = store.page("message", "t", limit=3, order="asc")
+    assert [m["id"] for m in asc] == ["m0", "m1", "m2"] and more
+    nxt, more = store.page("message", "t", limit=3, order="asc", after="m2")
+    assert [m["id"] for m in nxt] == ["m3", "m4", "m5"] and more
+    back, more = store.page("message", "t", limit=2, order="desc", before="m2")
+    assert [m["id"] for m in back] == ["m4", "m3"] and more
+    assert store.page("message", "t", after="nope") == ([], False)
+
+
+def test_blobs_stream_in_chunks_and_a_failed_write_stores_nothing(store):
+    data = bytes(range(256)) * 9000  # ~2.3 MB: three stored rows
+    assert store.write_blob("file-1", (data[i:i + 70_000] for i in range(0, len(data), 70_000))) == len(data)
+    assert store.blob_size("file-1") == len(data)
+    pieces = list(store.read_blob("file-1", chunk_size=1_000_000))
+    assert [len(p) for p in pieces] == [1_000_000, 1_000_000, len(data) - 2_000_000] and b"".join(pieces) == data
+
+    def broken():
+        yield b"new bytes"
+        raise Boom
+
+    with pytest.raises(Boom):
+        store.write_blob("file-1", broken())
+    assert b"".join(store.read_blob("file-1")) == data  # the old blob is untouched
+    with pytest.raises(Boom):
+        store.write_blob("file-2", broken())
+    assert store.read_blob("file-2") is None and store.blob_size("file-2") is None
+    assert store.write_blob("empty", []) == 0 and list(store.read_blob("empty")) == []
+    store.delete_blob("file-1")
+    assert store.read_blob("file-1") is None
+    assert store._fetch("SELECT count(*) FROM blob_chunks")[0][0] == 0  # replaced, failed, deleted: all collected
+
+
+def test_whole_blobs_of_an_older_sqlite_database_are_still_read(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:  # asstctl 0.1's schema: version 0, one row per file
+        old.execute("CREATE TABLE blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL)")
+        old.execute("INSERT INTO blobs VALUES ('file-a', ?), ('file-empty', ?)", (b"abc" * 1000, b""))
+    store = open_store(str(path))
+    try:
+        assert b"".join(store.read_blob("file-a", 7)) == b"abc" * 1000 and store.blob_size("file-a") == 3000
+        assert list(store.read_blob("file-empty")) == [] and store.blob_size("file-empty") == 0
+    finally:
+        store.close()
+
+
+def test_a_run_is_claimed_by_one_owner_until_released_or_its_lease_lapses(store):
+    with store.transaction():
+        store.enqueue_run("run_1")
+    assert store.claim_next_run("a", 60) == "run_1"
+    assert store.claim_next_run("b", 60) is None
+    with store.transaction():
+        assert store.holds_lease("run_1", "a") and not store.holds_lease("run_1", "b")
+    store.enqueue_run("run_1")  # asked again while held: stays with "a" until released
+    assert store.claim_next_run("b", 60) is None
+    store.release_run("run_1", "a")
+    assert store.claim_next_run("b", 0) == "run_1"  # a lease that lapses at once
+    assert store.claim_next_run("a", 60) == "run_1"  # b's lease lapsed: taken over
+    assert not store.renew_lease("run_1", "b", 60) and store.renew_lease("run_1", "a", 60)
+    store.release_run("run_1", "a")
+    assert store.claim_next_run("a", 60) is None
+
+
+def test_a_database_migrated_by_a_newer_asstctl_is_refused(postgres_url):
+    import psycopg
+
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO asstctl_schema (version) VALUES (999)")
+    with pytest.raises(ConfigError, match="schema is version 999"):
+        open_store(postgres_url)
+
+
+def test_an_unreachable_database_is_one_clear_error_without_the_password():
+    with pytest.raises(ConfigError) as caught:
+        open_store("postgresql://someone:s3cret@127.0.0.1:1/nothing?connect_timeout=1")
+    assert "s3cret" not in str(caught.value) and "postgresql://someone@127.0.0.1:1/nothing" in str(caught.value)

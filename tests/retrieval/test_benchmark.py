@@ -1,0 +1,40 @@
+"""The retrieval benchmark runs at the small size, and its labelled corpus is well formed.
+Timings are never asserted here (docs/benchmarks.md has the measured figures)."""
+
+from __future__ import annotations
+
+from benchmarks.common import SIZES
+from benchmarks.retrieval import retrieval_rows
+from benchmarks.retrieval_quality import load_corpus, score, term_overlap_search
+
+
+def test_the_corpus_has_enough_documents_questions_and_distractors():
+    docs, questions = load_corpus()
+    assert len(docs) >= 30 and len(questions) >= 50
+    answered = {doc for _, doc in questions}
+    assert len(answered) >= 25
+    # every topic has a near-duplicate: a document sharing its first heading word
+    heads = [text.splitlines()[0].lower() for text in docs.values()]
+    assert len(set(heads)) == len(heads)
+
+
+def test_metrics_count_ranks():
+    result = score([["a", "b"], ["c", "a"], ["x"] * 6 + ["a"]], ["a", "a", "a"])
+    assert (result.recall1, result.recall5) == (1 / 3, 2 / 3)
+    assert abs(result.mrr - (1 + 0.5 + 1 / 7) / 3) < 1e-9
+
+
+def test_the_baseline_is_the_old_term_overlap_search():
+    docs = {"a.md": "refunds take five days", "b.md": "refunds and returns take ten days"}
+    assert term_overlap_search(docs, "returns refunds") == ["b.md", "a.md"]
+
+
+def test_every_retrieval_row_runs_at_the_small_size():
+    rows = retrieval_rows(SIZES["small"])
+    names = [row.name for row in rows]
+    assert len(rows) == 6 and len(set(names)) == 6, names
+    lexical = rows[0]
+    assert lexical.data["lexical"]["recall5"] >= 0.9 and lexical.passed is True
+    assert rows[2].passed is None  # hybrid vs lexical is judged only with a real embedding model
+    assert "2,000 chunks" in rows[3].name and rows[3].passed is None and rows[4].passed is None
+    assert rows[5].measured.endswith("MB/s")

@@ -1,0 +1,93 @@
+"""Dense retrieval through an upstream /embeddings: a scripted embeddings server on loopback
+(every answer validated against the OpenAPI ``CreateEmbeddingResponse``), fused with BM25."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+
+from asstctl.server.embedded import start_server
+from asstctl.server.retrieval.embeddings import EmbeddingsConfig
+from benchmarks.embeddings_server import serve_embeddings
+from tests.conftest import make_client
+from tests.contract import validator_for
+
+# The scripted model: each concept is one axis; words of the same concept share it.
+CONCEPTS = [("refund", "refunds", "reimbursement", "reimbursed", "money", "back"),
+            ("ship", "shipping", "parcel", "parcels", "delivery", "courier"),
+            ("warranty", "guarantee", "defect", "defects", "repair")]
+KEY_ENV = "ASSTCTL_TEST_EMBEDDINGS_KEY"
+SECRET = "sk-test-embeddings-secret-value"
+
+
+def concept_embed(texts):
+    out = []
+    for text in texts:
+        words = re.findall(r"\w+", text.lower())
+        vector = [float(sum(w in group for w in words)) for group in CONCEPTS] + [0.01]
+        out.append(vector)
+    return out
+
+
+def with_embeddings(base_url: str):
+    server = start_server(":memory:")
+    server.state.config.embeddings = EmbeddingsConfig(model="scripted-embed", base_url=base_url, api_key_env=KEY_ENV)
+    return server
+
+
+@pytest.fixture
+def dense(monkeypatch, contract):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    bodies: list = []
+    with serve_embeddings(concept_embed, bodies) as url, with_embeddings(url) as server:
+        client = make_client(server, contract)
+        yield client, bodies
+        client.close()
+    validator = validator_for("#/components/schemas/CreateEmbeddingResponse")
+    for body in bodies:
+        assert not list(validator.iter_errors(body)), body
+
+
+def upload(client, name, data):
+    return client.files.create(file=(name, data), purpose="assistants")
+
+
+def test_dense_finds_what_words_alone_miss(dense):
+    client, bodies = dense
+    refunds = upload(client, "refunds.md", b"Money is paid back to the card within 5 business days.")
+    shipping = upload(client, "shipping.md", b"Orders leave by courier the next morning.")
+    vs = client.vector_stores.create(file_ids=[refunds.id, shipping.id])
+    assert vs.file_counts.completed == 2
+    page = client.vector_stores.search(vs.id, query="reimbursement")  # no word in common with refunds.md
+    assert [r.filename for r in page.data][:1] == ["refunds.md"]
+    assert bodies and bodies[-1]["model"] == "scripted-embed"
+    both = client.vector_stores.search(vs.id, query="courier parcel")  # first in both rankings
+    assert both.data[0].filename == "shipping.md" and both.data[0].score == 1.0
+
+
+def test_dense_vectors_follow_file_removal(dense):
+    client, _ = dense
+    a = upload(client, "a.md", b"A warranty covers defects for two years.")
+    vs = client.vector_stores.create(file_ids=[a.id])
+    assert client.vector_stores.search(vs.id, query="guarantee").data[0].filename == "a.md"
+    client.vector_stores.files.delete(a.id, vector_store_id=vs.id)
+    assert client.vector_stores.search(vs.id, query="guarantee").data == []
+
+
+def test_an_unreachable_embeddings_upstream_fails_the_file_without_leaking_the_key(monkeypatch, contract):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with with_embeddings(f"http://127.0.0.1:{port}/v1") as server:
+        server.state.config.embeddings.timeout = 2.0
+        client = make_client(server, contract)
+        file = upload(client, "a.md", b"text to embed")
+        vs = client.vector_stores.create(file_ids=[file.id])
+        item = client.vector_stores.files.retrieve(file.id, vector_store_id=vs.id)
+        assert vs.file_counts.failed == 1 and item.status == "failed"
+        assert item.last_error.code == "server_error" and f"127.0.0.1:{port}" in item.last_error.message
+        assert SECRET not in item.last_error.message
+        client.close()

@@ -1,0 +1,76 @@
+"""Extraction of every supported file type (fixtures made here) and token chunking."""
+
+from __future__ import annotations
+
+import pytest
+
+from asstctl.server.retrieval.chunking import chunk_text, count_tokens, sizes, tokenizer_name
+from asstctl.server.retrieval.extract import ExtractError, extract_text
+from tests.retrieval import fixtures
+
+
+@pytest.mark.parametrize("name, data, expected", [
+    ("a.pdf", fixtures.pdf_bytes("Refunds take 5 business days (PDF)."), "Refunds take 5 business days (PDF)."),
+    ("a.docx", fixtures.docx_bytes(["The docx paragraph about parcels."], [["zone", "EU"]]), "The docx paragraph about parcels."),
+    ("a.pptx", fixtures.pptx_bytes([("Quarterly plan", "Ship the retrieval index")]), "Ship the retrieval index"),
+    ("a.html", fixtures.html_bytes("Visible &amp; kept"), "Visible & kept"),
+    ("a.json", fixtures.json_bytes({"policy": {"returns_days": 30}}), '"returns_days": 30'),
+    ("a.md", b"# Heading\n\nMarkdown body", "Markdown body"),
+    ("a.txt", "caf\u00e9 text".encode(), "caf\u00e9 text"),
+    ("main.py", b"def refund():\n    return 5\n", "def refund()"),
+    ("app.ts", b"export const days: number = 30;", "export const days"),
+    ("run.sh", b"#!/bin/sh\necho shipped", "echo shipped"),
+])
+def test_each_type_is_extracted(name, data, expected):
+    assert expected in extract_text(name, data)
+
+
+def test_html_drops_scripts_and_styles_and_docx_keeps_tables():
+    assert "scriptword" not in extract_text("p.html", fixtures.html_bytes("body"))
+    assert "color" not in extract_text("p.html", fixtures.html_bytes("body"))
+    assert "zone | EU" in extract_text("d.docx", fixtures.docx_bytes(["x"], [["zone", "EU"]]))
+
+
+@pytest.mark.parametrize("name, data, code", [
+    ("image.png", b"\x89PNG\r\n\x1a\n....", "unsupported_file"),
+    ("archive", b"no extension", "unsupported_file"),
+    ("broken.pdf", b"%PDF-1.4 this is not a pdf", "invalid_file"),
+    ("broken.docx", b"PK not a zip", "invalid_file"),
+    ("broken.json", b"{not json", "invalid_file"),
+    ("binary.txt", b"abc\x00\x01\x02", "invalid_file"),
+    ("latin1.md", "caf\u00e9".encode("latin-1"), "invalid_file"),
+    ("empty.txt", b"   \n", "invalid_file"),
+])
+def test_unreadable_files_raise_with_the_api_code(name, data, code):
+    with pytest.raises(ExtractError) as caught:
+        extract_text(name, data)
+    assert caught.value.code == code and caught.value.message
+
+
+def test_the_offline_cl100k_tokenizer_is_used():
+    assert tokenizer_name() == "cl100k_base"
+    assert count_tokens("hello world") == 2  # cl100k: "hello", " world"
+
+
+def test_static_chunks_have_the_size_and_overlap_asked():
+    text = " ".join(f"word{i}" for i in range(1000))
+    total = count_tokens(text)
+    chunks = chunk_text(text, 100, 20)
+    assert all(tokens <= 100 for _, tokens in chunks)
+    assert [tokens for _, tokens in chunks[:-1]] == [100] * (len(chunks) - 1)
+    # windows start every 80 tokens and the last one reaches the end
+    assert len(chunks) == -(-(total - 100) // 80) + 1
+    first, second = chunks[0][0], chunks[1][0]
+    overlap = first[-40:]
+    assert overlap.strip().split()[-1] in second  # the tail of one chunk opens the next
+
+
+def test_auto_is_800_over_400_and_short_text_is_one_chunk():
+    assert sizes({"type": "auto"}) == (800, 400) and sizes(None) == (800, 400)
+    assert sizes({"type": "static", "static": {"max_chunk_size_tokens": 300, "chunk_overlap_tokens": 0}}) == (300, 0)
+    assert chunk_text("short text", 800, 400) == [("short text", 2)]
+    assert chunk_text("", 800, 400) == []
+
+
+def test_html_that_looks_like_a_url_is_still_text():
+    assert extract_text("link.html", b"https://example.com/index.html") == "https://example.com/index.html"
