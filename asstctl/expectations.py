@@ -181,8 +181,8 @@ def _is_file(filename: str, wanted: str, sha: str | None) -> bool:
     when the local file is known, the same content (the upload's sha256[:16])."""
     name = wanted.rsplit("/", 1)[-1]
     upload = UPLOAD.match(filename)
-    if upload is None:
-        return filename in (wanted, name)
+    if upload is None:  # an attachment (its own name), or another tool's "<prefix>--<name>"
+        return filename in (wanted, name) or filename.endswith("--" + name)
     return upload["name"] == name and (sha is None or upload["sha"] == sha)
 
 
