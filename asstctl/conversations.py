@@ -66,6 +66,18 @@ _EXPECT = {
         "tool_called": {"anyOf": [_CALL, {"type": "array", "items": _CALL, "minItems": 1}]},
         "no_tool_called": {"anyOf": [{"type": "boolean"}, _STRINGS]},
         "file_cited": {"anyOf": [{"const": True}, _STRINGS]},
+        "code_ran": {"type": "boolean"},
+        "code_output_contains": _STRINGS,
+        "rubric": {"anyOf": [{"type": "string", "minLength": 1},
+                             {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}]},
+        "similar": {
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "object", "required": ["text"], "additionalProperties": False,
+                 "properties": {"text": {"type": "string", "minLength": 1},
+                                "threshold": {"type": "number", "minimum": -1, "maximum": 1}}},
+            ]
+        },
         "max_latency_ms": {"type": "number", "exclusiveMinimum": 0},
         "max_tokens": {"type": "integer", "minimum": 1},
     },
@@ -160,6 +172,7 @@ class Turn:
     overrides: dict[str, Any] = field(default_factory=dict)
     mocks: dict[str, dict[str, Any]] = field(default_factory=dict)  # the conversation's mocks merged in
     expect: dict[str, Any] = field(default_factory=dict)
+    cited_shas: dict[str, str] = field(default_factory=dict)  # file_cited path -> sha256[:16] of the local file
 
 
 @dataclass
@@ -294,7 +307,24 @@ def _turn(doc, at: str, index: int, raw: dict[str, Any], shared: dict[str, Any])
         overrides={k: raw[k] for k in OVERRIDES if k in raw},
         mocks={**shared, **(raw.get("mocks") or {})},
         expect=raw.get("expect") or {},
+        cited_shas=_cited_shas(base, (raw.get("expect") or {}).get("file_cited")),
     )
+
+
+def _cited_paths(value: Any) -> list[str]:
+    """The ``file_cited`` values that are paths (with a folder): they name one local file."""
+    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and "/" in v]
+
+
+def _cited_shas(base: Path, value: Any) -> dict[str, str]:
+    import hashlib
+
+    shas = {}
+    for wanted in _cited_paths(value):
+        path = base / wanted
+        if path.is_file():
+            shas[wanted] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return shas
 
 
 def _attachment(base: Path, raw: Any) -> Attachment:
@@ -326,6 +356,10 @@ def _turn_problems(doc, at: str, turn: Turn, roots=None) -> list[str]:
         problem = file_problem(attachment.path) or outside_problem(attachment.path, roots)
         if problem:  # only regular files inside the project are uploaded
             problems.append(f"{doc.where(f'{at}.attachments[{a_index}]')}: attachment {attachment.path} {problem}")
+    for wanted in _cited_paths(turn.expect.get("file_cited")):
+        if wanted not in turn.cited_shas:
+            problems.append(f"{doc.where(f'{at}.expect.file_cited')}: file_cited `{wanted}` is not a file next to "
+                            "this test file; give its path relative to the test file (or just its name)")
     patterns = turn.expect.get("regex", [])
     for pattern in patterns if isinstance(patterns, list) else [patterns]:
         try:

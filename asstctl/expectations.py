@@ -14,8 +14,15 @@ failed one becomes a :class:`Failure` naming it, e.g. ``contains: "Paris"`` with
       tool_called: {name: get_weather, arguments: {city: Paris}}   # arguments: a subset; a list: all
       no_tool_called: true            # or a tool name / list of names that must not be called
       file_cited: returns.md          # file_search cited this file (a list: all); true: any file
+      code_ran: true                  # a code_interpreter call ran in the turn's run steps (false: none did)
+      code_output_contains: "x = 1"   # ... and its logs hold the text (a list: all)
+      rubric: "Answers in French"     # a grader model judges the reply (a list: all); see asstctl.grading
+      similar: {text: "It is sunny in Paris", threshold: 0.8}   # cosine similarity of embeddings
       max_latency_ms: 5000
       max_tokens: 800                 # total tokens of the turn's run(s)
+
+``rubric`` and ``similar`` call the grader (``outcome.grader``, an :class:`asstctl.grading.Grader`) and
+add the tokens they spend to ``outcome.spend``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 EXCERPT_CHARS = 160
+UPLOAD = re.compile(r"^asstctl--.+--(?P<sha>[0-9a-f]{16})--(?P<name>.+)$", re.S)  # asstctl.knowledge.upload_name
 
 
 @dataclass
@@ -37,6 +45,11 @@ class TurnOutcome:
     latency_ms: float = 0.0
     total_tokens: int = 0
     cited: list[str] = field(default_factory=list)  # filenames of the reply's file_citation annotations
+    question: str = ""  # the turn's user message (for the grader)
+    code: list[dict[str, str]] = field(default_factory=list)  # code_interpreter calls: {input, logs}
+    cited_shas: dict[str, str] = field(default_factory=dict)  # file_cited value -> sha256[:16] of the local file
+    grader: Any = None  # asstctl.grading.Grader when rubric/similar are used
+    spend: Any = None  # asstctl.grading.Spend: the grader's tokens
 
 
 @dataclass
@@ -160,7 +173,68 @@ def _file_cited(value, outcome: TurnOutcome) -> list[str]:
     if value is True:
         return [] if outcome.cited else [cited]
     return [f"{compact(name)} was not cited; {cited}" for name in _listed(value)
-            if not any(f == name or f.endswith("--" + name) for f in outcome.cited)]
+            if not any(_is_file(f, name, outcome.cited_shas.get(name)) for f in outcome.cited)]
+
+
+def _is_file(filename: str, wanted: str, sha: str | None) -> bool:
+    """An upload's filename is the file ``wanted``: the same name (an asstctl upload's own name) and,
+    when the local file is known, the same content (the upload's sha256[:16])."""
+    name = wanted.rsplit("/", 1)[-1]
+    upload = UPLOAD.match(filename)
+    if upload is None:  # an attachment (its own name), or another tool's "<prefix>--<name>"
+        return filename in (wanted, name) or filename.endswith("--" + name)
+    return upload["name"] == name and (sha is None or upload["sha"] == sha)
+
+
+# -- code_interpreter ------------------------------------------------------------------------
+def _code_summary(outcome: TurnOutcome) -> str:
+    if not outcome.code:
+        return "no code_interpreter call ran"
+    return "code output: " + excerpt("\n".join(c["logs"] for c in outcome.code) or "(none)")
+
+
+def _code_ran(value, outcome: TurnOutcome) -> list[str]:
+    if bool(outcome.code) == bool(value):
+        return []
+    return [_code_summary(outcome)] if value else [f"code ran: {excerpt(outcome.code[0]['input'])}"]
+
+
+def _code_output_contains(value, outcome: TurnOutcome) -> list[str]:
+    logs = "\n".join(c["logs"] for c in outcome.code)
+    return [f"{compact(s)} not in the code output; {_code_summary(outcome)}" for s in _listed(value) if s not in logs]
+
+
+# -- model-graded ----------------------------------------------------------------------------
+def _rubric(value, outcome: TurnOutcome) -> list[str]:
+    from asstctl.grading import GradingError
+
+    if outcome.grader is None:
+        return ["not graded: no grader (set test.grader.model and engine.upstream in asstctl.yaml)"]
+    problems = []
+    for criterion in _listed(value):
+        try:
+            verdict = outcome.grader.judge(criterion, outcome.question, outcome.reply, outcome.spend)
+        except GradingError as error:
+            problems.append(f"not graded: {error}")
+            continue
+        if not verdict.passed:
+            problems.append(f"the grader says: {verdict.reason or '(no reason given)'}; reply {excerpt(outcome.reply)}")
+    return problems
+
+
+def _similar(value, outcome: TurnOutcome) -> list[str]:
+    from asstctl.grading import GradingError
+
+    text, threshold = (value, 0.8) if isinstance(value, str) else (value["text"], value.get("threshold", 0.8))
+    if outcome.grader is None:
+        return ["not compared: no embeddings model (set engine.embeddings.model and engine.upstream in asstctl.yaml)"]
+    try:
+        score = outcome.grader.similarity(outcome.reply, text, outcome.spend)
+    except GradingError as error:
+        return [f"not compared: {error}"]
+    if score >= threshold:
+        return []
+    return [f"similarity {score:.3f} < {threshold:g}; reply {excerpt(outcome.reply)}"]
 
 
 # -- cost ------------------------------------------------------------------------------------
@@ -182,6 +256,10 @@ CHECKS: dict[str, Callable[[Any, TurnOutcome], list[str]]] = {
     "tool_called": _tool_called,
     "no_tool_called": _no_tool_called,
     "file_cited": _file_cited,
+    "code_ran": _code_ran,
+    "code_output_contains": _code_output_contains,
+    "rubric": _rubric,
+    "similar": _similar,
     "max_latency_ms": _max_latency_ms,
     "max_tokens": _max_tokens,
 }

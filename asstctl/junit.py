@@ -1,6 +1,8 @@
 """JUnit XML for ``asstctl test --junit-xml``: one ``<testsuite>`` per assistant, one ``<testcase>``
 per conversation (``classname`` = the assistant key), a ``<failure>`` with the first failed
 expectation and an excerpt of the reply; per-attempt details go to ``<system-out>``.
+The figures are ``<properties>``: per testcase (as pytest's ``record_property`` writes them) the
+conversation's tokens, latency, cost, pass rate and flakiness; per testsuite the target and totals.
 The shape is the common Ant/Jenkins one (tests/data/junit.xsd checks it).
 """
 
@@ -11,7 +13,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from asstctl.runner import ConversationResult, Report
+from asstctl.results import ConversationResult, Report
+from asstctl.testreport import conversation_figures, money
 
 
 def write_junit(report: Report, path: Path | str) -> None:
@@ -31,24 +34,47 @@ def junit_element(report: Report) -> ET.Element:
         by_assistant.setdefault(result.conversation.assistant, []).append(result)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     for key, results in by_assistant.items():
-        root.append(_suite(key, results, report.target, stamp))
+        root.append(_suite(key, results, report, stamp))
     return root
 
 
-def _suite(key: str, results: list[ConversationResult], target: str, stamp: str) -> ET.Element:
+def _suite(key: str, results: list[ConversationResult], report: Report, stamp: str) -> ET.Element:
     suite = ET.Element("testsuite", name=key, tests=str(len(results)),
                        failures=str(sum(not r.passed for r in results)), errors="0", skipped="0",
                        time=_seconds(sum(r.seconds for r in results)), timestamp=stamp,
                        hostname=socket.gethostname(), file=str(results[0].conversation.path))
-    properties = ET.SubElement(suite, "properties")
-    ET.SubElement(properties, "property", name="target", value=target)
-    for result in results:
-        suite.append(_case(key, result))
+    figures = [conversation_figures(r, report.prices) for r in results]
+    costs = [f["cost"] for f in figures if f["cost"] is not None]
+    _properties(suite, {
+        "target": report.target,
+        "prompt_tokens": sum(f["usage"]["prompt_tokens"] for f in figures),
+        "completion_tokens": sum(f["usage"]["completion_tokens"] for f in figures),
+        "cost": money(sum(costs)) if costs else None,
+        "flaky": sum(r.flaky for r in results),
+    })
+    for result, figure in zip(results, figures):
+        suite.append(_case(key, result, figure))
     return suite
 
 
-def _case(key: str, result: ConversationResult) -> ET.Element:
+def _properties(parent: ET.Element, values: dict) -> None:
+    properties = ET.SubElement(parent, "properties")
+    for name, value in values.items():
+        if value is not None:
+            ET.SubElement(properties, "property", name=name, value=str(value))
+
+
+def _case(key: str, result: ConversationResult, figures: dict) -> ET.Element:
     case = ET.Element("testcase", classname=key, name=result.conversation.name, time=_seconds(result.seconds))
+    _properties(case, {
+        "prompt_tokens": figures["usage"]["prompt_tokens"],
+        "completion_tokens": figures["usage"]["completion_tokens"],
+        "latency_ms": f"{figures['latency_ms']:.1f}",
+        "cost": money(figures["cost"]) if figures["cost"] is not None else None,
+        "attempts": len(result.attempts),
+        "pass_rate": f"{result.pass_rate:.4g}",
+        "flaky": str(result.flaky).lower(),
+    })
     if not result.passed:
         problem = result.problem() or "pass rate below the minimum"
         failure = ET.SubElement(case, "failure", message=_one_line(problem), type="ExpectationFailed")

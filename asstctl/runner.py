@@ -25,9 +25,11 @@ from typing import Any
 from asstctl import ownership
 from asstctl.conversations import Conversation, Turn
 from asstctl.errors import AsstctlError
-from asstctl.expectations import Failure, TurnOutcome, check, compact, excerpt
+from asstctl.expectations import TurnOutcome, check, compact
+from asstctl.results import Attempt, ConversationResult, Report, TurnResult
 from asstctl.progress import progress_bar
 
+CODE_EXPECTATIONS = {"code_ran", "code_output_contains"}
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
 OUTPUT_EVENTS = ("thread.run.step.created", "thread.message.created") + tuple(f"thread.run.{s}" for s in TERMINAL)
 
@@ -50,103 +52,8 @@ class RunOptions:
     root: Path | None = None  # importable for `python:` mocks
     # A ``cli.output.progress``-like factory: progress(length=N, label=...) -> context with .update(n).
     progress: Any = None
-
-
-# -- results ---------------------------------------------------------------------------------
-@dataclass
-class TurnResult:
-    index: int
-    user: str
-    where: str = ""  # the turn in its file: path:line:col
-    reply: str = ""
-    failures: list[Failure] = field(default_factory=list)
-    error: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    latency_ms: float = 0.0
-    engine_ms: float = 0.0
-    usage: dict[str, int] = field(default_factory=dict)
-    run_id: str | None = None
-    cited: list[str] = field(default_factory=list)  # filenames of file_citation annotations
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and not self.failures
-
-    @property
-    def overhead_ms(self) -> float:
-        return max(0.0, self.latency_ms - self.engine_ms)
-
-    def problem(self) -> str | None:
-        """The first reason this turn failed, for humans."""
-        if self.error:
-            return self.error
-        return str(self.failures[0]) if self.failures else None
-
-
-@dataclass
-class Attempt:
-    number: int
-    turns: list[TurnResult] = field(default_factory=list)
-    thread_id: str | None = None
-    error: str | None = None  # outside any turn (thread creation, clean-up)
-    seconds: float = 0.0
-    expected_turns: int = 0
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and len(self.turns) == self.expected_turns and all(t.passed for t in self.turns)
-
-    def failed_turn(self) -> TurnResult | None:
-        return next((t for t in self.turns if not t.passed), None)
-
-    def problem(self) -> str | None:
-        if self.error:
-            return self.error
-        failed = self.failed_turn()
-        return f"turn {failed.index + 1} ({excerpt(failed.user, 60)}): {failed.problem()}" if failed else None
-
-
-@dataclass
-class ConversationResult:
-    conversation: Conversation
-    attempts: list[Attempt]
-    min_pass_rate: float = 1.0
-
-    @property
-    def pass_rate(self) -> float:
-        return sum(a.passed for a in self.attempts) / len(self.attempts) if self.attempts else 0.0
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.attempts) and self.pass_rate >= self.min_pass_rate - 1e-9
-
-    @property
-    def seconds(self) -> float:
-        return sum(a.seconds for a in self.attempts)
-
-    def problem(self) -> str | None:
-        failed = next((a for a in self.attempts if not a.passed), None)
-        return failed.problem() if failed else None
-
-    def where(self) -> str:
-        """Where the first failure is written: its turn, else the conversation."""
-        failed = next((a.failed_turn() for a in self.attempts if a.failed_turn()), None)
-        return failed.where if failed else self.conversation.where
-
-
-@dataclass
-class Report:
-    target: str
-    results: list[ConversationResult]
-    seconds: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    @property
-    def failed(self) -> list[ConversationResult]:
-        return [r for r in self.results if not r.passed]
+    grader: Any = None  # asstctl.grading.Grader for rubric/similar (grading.check_configured)
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)  # test.prices: model -> per 1M tokens
 
 
 # -- resolving assistants --------------------------------------------------------------------
@@ -191,7 +98,7 @@ def run_conversations(client, project_name: str, target_label: str, conversation
         ConversationResult(c, [a for (job_c, _), a in zip(jobs, attempts) if job_c is c], options.min_pass_rate)
         for c in conversations
     ]
-    return Report(target_label, results, time.monotonic() - started)
+    return Report(target_label, results, time.monotonic() - started, options.prices)
 
 
 class ConversationRun:
@@ -251,10 +158,26 @@ class ConversationRun:
         except (TurnError, openai.APIError) as error:
             result.error = str(error) if isinstance(error, TurnError) else api_problem(error)
             return result
+        if CODE_EXPECTATIONS & set(turn.expect):
+            result.code = self._code_calls(result.run_id)
         outcome = TurnOutcome(result.reply, result.tool_calls, result.latency_ms, result.usage.get("total_tokens", 0),
-                              self._filenames(result.cited))
+                              self._filenames(result.cited), question=turn.user, code=result.code,
+                              cited_shas=turn.cited_shas, grader=self.options.grader, spend=result.spend)
         result.failures = check(turn.expect, outcome)
         return result
+
+    def _code_calls(self, run_id: str | None) -> list[dict[str, str]]:
+        """The code_interpreter calls of the run's steps, oldest first: their code and logs."""
+        steps = self.client.beta.threads.runs.steps.list(run_id, thread_id=self.thread_id, order="asc", limit=100)
+        calls = []
+        for step in steps:
+            if step.step_details.type != "tool_calls":
+                continue
+            for call in step.step_details.tool_calls:
+                if call.type == "code_interpreter":
+                    logs = [o.logs for o in call.code_interpreter.outputs or [] if o.type == "logs"]
+                    calls.append({"input": call.code_interpreter.input, "logs": "\n".join(logs)})
+        return calls
 
     def _post_message(self, turn: Turn) -> None:
         attachments = []
@@ -280,6 +203,7 @@ class ConversationRun:
                                                       tool_outputs=outputs, timeout=clock.remaining())
         result.latency_ms, result.engine_ms = clock.latency_ms(), clock.engine_ms
         result.usage = run.usage.model_dump() if run.usage else {}
+        result.model = run.model or ""
         if run.status != "completed":
             raise TurnError(run_problem(run))
 
@@ -426,81 +350,6 @@ def call_python(name: str, dotted: str, arguments: Any, root: Path | None) -> An
         raise TurnError(f"mock for tool `{name}` (python: {dotted}) raised {type(error).__name__}: {error}") from None
 
 
-# -- reporting -------------------------------------------------------------------------------
-def summary_lines(report: Report) -> list[str]:
-    """The console summary: one line per conversation, the failure under each failed one."""
-    lines = [f"Testing on {report.target}"]
-    for result in report.results:
-        lines.append(f"  {'PASS' if result.passed else 'FAIL'}  {result.conversation.id}  ({_counts(result)})")
-        problem = result.problem()
-        if problem and not result.passed:
-            lines.append(f"        {problem}")
-            lines.append(f"        at {result.where()}")
-    failed = len(report.failed)
-    lines.append(f"{len(report.results) - failed} passed, {failed} failed in {report.seconds:.2f} s")
-    return lines
-
-
-def _counts(result: ConversationResult) -> str:
-    if len(result.attempts) > 1:
-        passed = sum(a.passed for a in result.attempts)
-        return (f"{passed}/{len(result.attempts)} attempts passed, {result.pass_rate:.0%}, "
-                f"needed {result.min_pass_rate:.0%}")
-    turns = len(result.conversation.turns)
-    return f"{turns} turn{'s' if turns != 1 else ''}, {result.seconds:.2f} s"
-
-
-def report_json(report: Report) -> dict[str, Any]:
-    return {
-        "target": report.target,
-        "passed": report.passed,
-        "seconds": round(report.seconds, 4),
-        "conversations": [_result_json(r) for r in report.results],
-    }
-
-
-def _result_json(result: ConversationResult) -> dict[str, Any]:
-    conversation = result.conversation
-    return {
-        "assistant": conversation.assistant,
-        "name": conversation.name,
-        "file": str(conversation.path),
-        "passed": result.passed,
-        "pass_rate": result.pass_rate,
-        "min_pass_rate": result.min_pass_rate,
-        "attempts": [_attempt_json(a) for a in result.attempts],
-    }
-
-
-def _attempt_json(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "number": attempt.number,
-        "passed": attempt.passed,
-        "thread_id": attempt.thread_id,
-        "error": attempt.error,
-        "seconds": round(attempt.seconds, 4),
-        "turns": [_turn_json(t) for t in attempt.turns],
-    }
-
-
-def _turn_json(turn: TurnResult) -> dict[str, Any]:
-    return {
-        "index": turn.index,
-        "where": turn.where,
-        "user": turn.user,
-        "passed": turn.passed,
-        "reply": turn.reply,
-        "error": turn.error,
-        "failures": [{"expectation": f.expectation, "reason": f.reason} for f in turn.failures],
-        "tool_calls": turn.tool_calls,
-        "run_id": turn.run_id,
-        "latency_ms": round(turn.latency_ms, 3),
-        "engine_ms": round(turn.engine_ms, 3),
-        "overhead_ms": round(turn.overhead_ms, 3),
-        "usage": turn.usage,
-    }
-
-
 # -- the `asstctl test` entry point ----------------------------------------------------------
 def test_project(project, options: RunOptions, *, files: list[Path] | None = None, patterns=(),
                  target: str | None = None, base_url: str | None = None) -> Report:
@@ -509,14 +358,21 @@ def test_project(project, options: RunOptions, *, files: list[Path] | None = Non
     from asstctl.errors import ConfigError, TargetError
     from asstctl.targets import open_target
 
+    from asstctl.grading import check_configured, price_table
+
     try:
         conversations = _selected(load_conversations(project, files), patterns, select)
         options.root = options.root or project.root
+        options.grader = options.grader or check_configured(project, conversations)  # before any run
+        options.prices = options.prices or price_table(project)
         with open_target(project, target, base_url, timeout=options.timeout + 5) as opened:
             return run_conversations(opened.client, project.name, opened.label, conversations, options)
     except (ConfigError, TargetError) as error:
         error.exit_code = 2
         raise
+    finally:
+        if options.grader is not None:
+            options.grader.close()
 
 
 def _selected(conversations, patterns, select) -> list[Conversation]:

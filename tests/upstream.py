@@ -10,12 +10,14 @@ text>")``): ``Text`` (streamed in the given deltas, optionally with delays or cu
 ``ToolCalls`` (one or several, arguments sent in fragments), and ``Failure`` (429 with
 Retry-After, 500, 401, 404 model_not_found, ...). Every request body received is recorded
 (``requests``). The server serves ``/v1/chat/completions`` and Azure OpenAI's
-``/openai/deployments/{deployment}/chat/completions?api-version=...`` (``api-key`` header).
+``/openai/deployments/{deployment}/chat/completions?api-version=...`` (``api-key`` header), and
+``/v1/embeddings`` (Azure: ``/openai/deployments/{deployment}/embeddings``): each input's vector is
+``embed(text)`` (default: :func:`bag_of_words`, or set ``upstream.embed``).
 
 It cannot drift from the real API: every request is validated against the official OpenAPI
 document's ``CreateChatCompletionRequest`` (plus: no keys the schema does not define), every answer
 before it is sent against ``CreateChatCompletionResponse`` / ``CreateChatCompletionStreamResponse`` /
-``ErrorResponse``. Violations land in ``problems``; the ``upstream`` fixture fails the test on any.
+``ErrorResponse`` (embeddings: ``CreateEmbeddingRequest`` / ``CreateEmbeddingResponse``). Violations land in ``problems``; the ``upstream`` fixture fails the test on any.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class ScriptedUpstream:
         self.validate = validate  # False only for benchmarks: schema checks would dominate their timings
         self.models = models  # None: every model exists
         self.default = default or echo
+        self.embed: Callable[[str], list[float]] = bag_of_words
         self.requests: list[Received] = []
         self.problems: list[str] = []
         self.disconnects = 0  # streams the client closed before they were finished
@@ -171,7 +174,28 @@ class ScriptedUpstream:
         return Starlette(routes=[
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/openai/deployments/{deployment}/chat/completions", self._azure, methods=["POST"]),
+            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            Route("/openai/deployments/{deployment}/embeddings", self._embeddings_azure, methods=["POST"]),
         ])
+
+    async def _embeddings_azure(self, request: Request):
+        return await self._embeddings(request, azure=True)
+
+    async def _embeddings(self, request: Request, azure: bool = False):
+        body = await request.json()
+        self._check(lambda: problems("CreateEmbeddingRequest", body), "embeddings request")
+        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
+                                      time.monotonic(), request.client.port if request.client else 0))
+        denied = self._auth(request, azure)
+        if denied is not None:
+            return self._error(denied)
+        texts = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
+        data = [{"object": "embedding", "index": i, "embedding": self.embed(str(t))} for i, t in enumerate(texts)]
+        tokens = sum(max(1, len(str(t)) // 4) for t in texts)
+        payload = {"object": "list", "model": body.get("model") or "scripted", "data": data,
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        self._check(lambda: problems("CreateEmbeddingResponse", payload), "embeddings response")
+        return JSONResponse(payload)
 
     async def _azure(self, request: Request):
         if not request.query_params.get("api-version"):
@@ -362,6 +386,17 @@ def last_user_text(body: dict[str, Any]) -> str:
                 return content
             return " ".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
     return ""
+
+
+def bag_of_words(text: str, dims: int = 256) -> list[float]:
+    """A deterministic stand-in embedding: word counts hashed into ``dims`` buckets (same words, same vector)."""
+    import hashlib
+    import re
+
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % dims] += 1.0
+    return vector
 
 
 def echo(body: dict[str, Any]) -> Answer:

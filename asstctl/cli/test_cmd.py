@@ -21,17 +21,23 @@ from asstctl.cli.plan_cmd import target_options
 @click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
               help="Conversations run at once.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-              help="Run every conversation N times (each on a fresh thread).")
+              help="Run every conversation N times (each on a fresh thread); those that pass some attempts "
+                   "and fail others are flagged FLAKY.")
 @click.option("--min-pass-rate", type=click.FloatRange(0, 1), default=1.0, show_default=True, metavar="R",
               help="Share of the --repeat attempts that must pass.")
 @click.option("--keep-threads", is_flag=True, help="Keep the test threads (and uploaded files) for inspection.")
 @click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Also write a JUnit XML report (one testcase per conversation).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: every turn with its reply, latency and token usage.")
+              help="json: every turn with its reply, latency and token usage; tokens, latency and cost per "
+                   "conversation.")
 def test(files, target_name, base_url, patterns, timeout, parallel, repeat, min_pass_rate, keep_threads, junit_xml,
          output) -> None:
     """Run the conversations of assistants/*.test.yaml against the deployed assistants.
+
+    Every conversation reports its tokens and latency, and its cost when asstctl.yaml has
+    test.prices (per 1M tokens). rubric: and similar: expectations are graded by a model
+    through engine.upstream (test.grader.model, engine.embeddings.model).
 
     Exit status: 0 all passed, 1 a conversation failed, 2 usage or configuration error.
 
@@ -40,7 +46,8 @@ def test(files, target_name, base_url, patterns, timeout, parallel, repeat, min_
         asstctl apply --yes && asstctl test --junit-xml report.xml
     """
     from asstctl.project import load_project
-    from asstctl.runner import RunOptions, report_json, summary_lines, test_project
+    from asstctl.runner import RunOptions, test_project
+    from asstctl.testreport import report_json, summary_lines
 
     options = RunOptions(timeout=timeout, parallel=parallel, repeat=repeat, min_pass_rate=min_pass_rate,
                          keep_threads=keep_threads, progress=progress if output == "text" else None)

@@ -53,12 +53,15 @@ _ENGINE = _section({
     "context_windows": _mapping({"type": "integer", "minimum": 1}, "Model pattern → its context window in tokens."),
     "max_model_calls": {"type": "integer", "minimum": 1, "description": "Model calls one run may make at most."},
 }, "The embedded server's model engine (docs/engine.md).")
-_PRICE = _section({"prompt": {"type": "number", "minimum": 0}, "completion": {"type": "number", "minimum": 0}},
-                  "Prices of a model: `{prompt: ..., completion: ...}`.")
+_PRICE = _section({"prompt": {"type": "number", "minimum": 0, "description": "Price of 1M prompt (input) tokens."},
+                   "completion": {"type": "number", "minimum": 0, "description": "Price of 1M completion tokens."}},
+                  "Prices of a model per 1M tokens: `{prompt: 2.50, completion: 10.00}`.", minProperties=1)
 _TEST = _section({
-    "grader": _section({"model": _text("The model that grades replies.")}, "The model-graded expectations."),
-    "prices": _mapping(_PRICE, "Model → prices, for the cost `asstctl test` reports."),
-}, "`asstctl test` settings.")
+    "grader": _section({"model": _text("The model that grades `rubric:` expectations, reached through engine.upstream "
+                                       "(model_map applies).")}, "The model-graded expectations."),
+    "prices": _mapping(_PRICE, "Model name or fnmatch pattern → prices per 1M tokens, for the cost `asstctl test` "
+                               "reports (none by default: no cost shown)."),
+}, "`asstctl test` settings (docs/conversations.md).")
 PROPERTIES: dict[str, Any] = {
     "$schema": {"type": "string"},
     "project": {**_STRING, "pattern": r"\S",

@@ -117,8 +117,8 @@ def test_a_call_without_a_mock_fails_clearly(project, target, sdk):
 @pytest.mark.parametrize(
     "message, exit_code, line",
     [
-        ("three of five", 0, "PASS  weather-bot/flaky  (3/5 attempts passed, 60%, needed 60%)"),
-        ("two of five", 1, "FAIL  weather-bot/flaky  (2/5 attempts passed, 40%, needed 60%)"),
+        ("three of five", 0, "PASS  weather-bot/flaky  (3/5 attempts passed, 60%, needed 60%, FLAKY; mean latency "),
+        ("two of five", 1, "FAIL  weather-bot/flaky  (2/5 attempts passed, 40%, needed 60%, FLAKY; mean latency "),
     ],
 )
 def test_repeat_with_min_pass_rate(project, target, sdk, message, exit_code, line):
@@ -132,8 +132,8 @@ def test_repeat_with_min_pass_rate(project, target, sdk, message, exit_code, lin
     result = asstctl_test(target, "--repeat", "5", "--min-pass-rate", "0.6", "--parallel", "2")
     assert result.exit_code == exit_code, result.output
     assert line in result.stdout
-    if exit_code:
-        assert 'equals: "yes" — reply is "no"' in result.stdout
+    assert "(1 flaky)" in result.stdout and "pass rate" in result.stdout
+    assert 'equals: "yes" — reply is "no"' in result.stdout  # a flaky pass shows a failed attempt too
 
 
 def test_threads_and_uploaded_files_are_deleted_afterwards(project, target, sdk):
