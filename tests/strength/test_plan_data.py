@@ -17,39 +17,14 @@ from tests.knowledge.helpers import PROJECT as KB
 from tests.knowledge.helpers import converge as kb_converge
 from tests.knowledge.helpers import counts, managed_store, plan as kb_plan, project, store_files, write
 from tests.reconcile.helpers import PROJECT, converge, destroy_plan, kinds, make_plan, spec
+from tests.strength.conftest import FILES, KNOWLEDGE_BOT, assistant
 
 CODE_BOT = "model: gpt-4o\ntools:\n  - code_interpreter: {files: [data/*.csv]}\n"
-KNOWLEDGE_BOT = """\
-model: gpt-4o
-tools:
-  - code_interpreter: {files: [data/*.csv]}
-  - file_search:
-      vector_store:
-        name: Docs
-        files: [knowledge/*.md]
-"""
-FILES = {
-    "assistants/data/a.csv": "x,y\n1,2\n",
-    "assistants/knowledge/faq.md": "# FAQ\nReturns within 30 days.\n",
-    "assistants/knowledge/shipping.md": "# Shipping\nWorldwide.\n",
-}
-
-
-@pytest.fixture
-def chdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def assistant(client, key="bot"):
-    return next(a for a in client.beta.assistants.list() if (a.metadata or {}).get("asstctl.key") == key)
-
-
-def test_dropping_code_interpreter_files_from_a_spec_clears_them_on_the_server(client, chdir):
-    proj = project(chdir, {"assistants/bot.yaml": CODE_BOT, **FILES})
+def test_dropping_code_interpreter_files_from_a_spec_clears_them_on_the_server(client, root):
+    proj = project(root, {"assistants/bot.yaml": CODE_BOT, **FILES})
     kb_converge(client, proj)
     assert len(assistant(client).tool_resources.code_interpreter.file_ids) == 1
-    write(chdir, {"assistants/bot.yaml": "model: gpt-4o\ntools: [code_interpreter]\n"})
+    write(root, {"assistants/bot.yaml": "model: gpt-4o\ntools: [code_interpreter]\n"})
     made, result = kb_converge(client, proj)
     assert not result.failed, result.failed
     resources = assistant(client).tool_resources
@@ -57,17 +32,17 @@ def test_dropping_code_interpreter_files_from_a_spec_clears_them_on_the_server(c
     assert not kb_plan(client, proj).has_changes()
 
 
-def test_a_saved_plan_with_knowledge_carries_its_file_operations(client, server, chdir):
+def test_a_saved_plan_with_knowledge_carries_its_file_operations(client, server, root):
     """plan --out then apply PLANFILE: vector store file changes, uploads and file deletions survive JSON."""
-    proj = project(chdir, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
     kb_converge(client, proj)
     store = managed_store(client, "bot")
     old_faq = store_files(client, store.id)["assistants/knowledge/faq.md"]["id"]
-    write(chdir, {"assistants/knowledge/faq.md": "# FAQ\nReturns within 60 days.\n",
+    write(root, {"assistants/knowledge/faq.md": "# FAQ\nReturns within 60 days.\n",
                   "assistants/knowledge/new.md": "# New\nA new page.\n"})
-    (chdir / "assistants/knowledge/shipping.md").unlink()
-    save_plan(kb_plan(client, proj), str(chdir / "plan.json"))
-    loaded = load_plan(str(chdir / "plan.json"))
+    (root / "assistants/knowledge/shipping.md").unlink()
+    save_plan(kb_plan(client, proj), str(root / "plan.json"))
+    loaded = load_plan(str(root / "plan.json"))
     ops = {(op.op, op.path) for action in loaded.actions for op in action.files}
     assert ops == {("~", "assistants/knowledge/faq.md"), ("+", "assistants/knowledge/new.md"),
                    ("-", "assistants/knowledge/shipping.md")}
@@ -82,9 +57,9 @@ def test_a_saved_plan_with_knowledge_carries_its_file_operations(client, server,
     assert not kb_plan(client, proj).has_changes()
 
 
-def test_a_plan_whose_only_work_is_a_file_deletion_has_changes(client, server, chdir):
+def test_a_plan_whose_only_work_is_a_file_deletion_has_changes(client, server, root):
     """An upload of this project that nothing uses (left by a crashed apply) is deleted: that is a change."""
-    proj = project(chdir, {"assistants/bot.yaml": CODE_BOT, **FILES})
+    proj = project(root, {"assistants/bot.yaml": CODE_BOT, **FILES})
     kb_converge(client, proj)
     stray = client.files.create(file=(f"asstctl--{KB}--0123456789abcdef--old.csv", io.BytesIO(b"x\n")),
                                 purpose="assistants")
@@ -127,25 +102,25 @@ def test_prevent_destroy_also_protects_the_duplicates_of_its_key(client):
     assert len({a.id for a in client.beta.assistants.list()}) == 2
 
 
-def test_actions_are_ordered_stores_first_then_by_key_deletions_before_writes(client, chdir):
-    proj = project(chdir, {"assistants/bot.yaml": KNOWLEDGE_BOT, "assistants/zeta.yaml": "model: gpt-4o\n",
+def test_actions_are_ordered_stores_first_then_by_key_deletions_before_writes(client, root):
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, "assistants/zeta.yaml": "model: gpt-4o\n",
                            "assistants/alpha.yaml": "model: gpt-4o\n", **FILES})
     kb_converge(client, proj)
-    (chdir / "assistants/alpha.yaml").unlink()
-    write(chdir, {"assistants/beta.yaml": "model: gpt-4o\n", "assistants/zeta.yaml": "model: gpt-4o-mini\n"})
+    (root / "assistants/alpha.yaml").unlink()
+    write(root, {"assistants/beta.yaml": "model: gpt-4o\n", "assistants/zeta.yaml": "model: gpt-4o-mini\n"})
     made = kb_plan(client, proj, prune=True)
     order = [(a.object, a.key, a.kind) for a in made.actions]
     assert order == [("vector_store", "bot", "no-op"), ("assistant", "alpha", "delete"), ("assistant", "beta", "create"),
                      ("assistant", "bot", "no-op"), ("assistant", "zeta", "update")]
 
 
-def test_a_saved_plan_with_a_delete_applies_it(client, chdir):
+def test_a_saved_plan_with_a_delete_applies_it(client, root):
     converge(client, [spec("keep"), spec("gone")])
     plan = make_plan(client, [spec("keep")], prune=True)
     assert kinds(plan) == {"keep": "no-op", "gone": "delete"}
-    save_plan(plan, str(chdir / "plan.json"))
-    loaded = load_plan(str(chdir / "plan.json"))
-    assert json.loads((chdir / "plan.json").read_text())["prune"] is True
+    save_plan(plan, str(root / "plan.json"))
+    loaded = load_plan(str(root / "plan.json"))
+    assert json.loads((root / "plan.json").read_text())["prune"] is True
     result = apply_plan(loaded, client)
     assert not result.failed and result.count("delete") == 1
     assert set(read_remote(client, PROJECT).managed) == {"keep"}

@@ -16,6 +16,7 @@ from asstctl.remote import read_remote
 from asstctl.report import render_text
 from tests.knowledge.helpers import PROJECT as KB
 from tests.knowledge.helpers import converge, managed_store, plan, project, write
+from tests.strength.conftest import FILES
 
 BOT = """\
 model: gpt-4o
@@ -28,19 +29,6 @@ tools:
         files: [knowledge/*.md]
 """
 LIBRARY = "name: Library\nfiles: [../assistants/knowledge/*.md]\n"
-FILES = {
-    "assistants/data/a.csv": "x,y\n1,2\n",
-    "assistants/knowledge/faq.md": "# FAQ\nReturns within 30 days.\n",
-    "assistants/knowledge/shipping.md": "# Shipping\nWorldwide.\n",
-}
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def round_trip(made: Plan, path) -> Plan:
     save_plan(made, str(path))
     return load_plan(str(path))
