@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from asstctl.server.errors import APIError, invalid, missing_parameter, unknown_parameter
+from asstctl.server.errors import invalid, missing_parameter, unknown_parameter
 
 NAME_PATTERN = "^[a-zA-Z0-9_-]+$"
 TOOL_TYPES = ("code_interpreter", "file_search", "function")

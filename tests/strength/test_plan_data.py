@@ -7,19 +7,19 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
-
 from asstctl.apply import apply_plan
 from asstctl.expectations import TurnOutcome, check
 from asstctl.plan import load_plan, save_plan
 from asstctl.remote import read_remote
 from tests.knowledge.helpers import PROJECT as KB
 from tests.knowledge.helpers import converge as kb_converge
-from tests.knowledge.helpers import counts, managed_store, plan as kb_plan, project, store_files, write
+from tests.knowledge.helpers import managed_store, plan as kb_plan, project, store_files, write
 from tests.reconcile.helpers import PROJECT, converge, destroy_plan, kinds, make_plan, spec
 from tests.strength.conftest import FILES, KNOWLEDGE_BOT, assistant
 
 CODE_BOT = "model: gpt-4o\ntools:\n  - code_interpreter: {files: [data/*.csv]}\n"
+
+
 def test_dropping_code_interpreter_files_from_a_spec_clears_them_on_the_server(client, root):
     proj = project(root, {"assistants/bot.yaml": CODE_BOT, **FILES})
     kb_converge(client, proj)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from asstctl.apply import apply_plan, check_fresh
+from asstctl.apply import check_fresh
 from asstctl.errors import PlanError
 from asstctl.knowledge import read_knowledge
 from asstctl.plan import Plan, load_plan, save_plan
