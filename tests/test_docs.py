@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from asstctl.cli import cli
 from asstctl.cli.reference import context, reference
-from asstctl.scaffold import templates, workflow
+from asstctl.spec.scaffold import templates, workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -9,8 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from asstctl.cli import cli
-from asstctl.project import parse_project
-from asstctl.scaffold import templates
+from asstctl.spec.project import parse_project
+from asstctl.spec.scaffold import templates
 
 FILES = sorted(templates("x"))
 
@@ -188,7 +188,7 @@ def test_actionlint_does_find_mistakes(tmp_path):
     """The check above can fail: a broken workflow does not pass."""
     import subprocess
 
-    from asstctl.scaffold import workflow
+    from asstctl.spec.scaffold import workflow
 
     broken = tmp_path / ".github" / "workflows" / "broken.yml"
     broken.parent.mkdir(parents=True)

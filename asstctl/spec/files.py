@@ -113,7 +113,7 @@ def outside_problem(path: Path | str, roots: tuple[Path, ...] | None) -> str | N
 
 def project_roots(start: Path | str) -> tuple[Path, ...] | None:
     """The allowed roots of the project a file belongs to (found by its asstctl.yaml); ``None`` outside one."""
-    from asstctl.project import PROJECT_FILE, find_root
+    from asstctl.spec.project import PROJECT_FILE, find_root
 
     root = find_root(Path(start))
     if root is None:

@@ -185,7 +185,7 @@ def label(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _root(directory: Path) -> Path | None:
-    from asstctl.project import find_root
+    from asstctl.spec.project import find_root
 
     return find_root(directory)
 

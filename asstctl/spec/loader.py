@@ -69,7 +69,7 @@ def folder_problem(project, directory: Path | None = None, setting: str = "specs
 
 
 def setting_where(project, setting: str) -> str:
-    from asstctl.project import PROJECT_FILE
+    from asstctl.spec.project import PROJECT_FILE
 
     path = shown(Path(project.root) / PROJECT_FILE)
     line, col = (getattr(project, "positions", None) or {}).get(setting, (1, 1))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from asstctl.apply import apply_plan
-from asstctl.plan import plan_for
-from asstctl.project import parse_project
+from asstctl.reconcile.apply import apply_plan
+from asstctl.reconcile.plan import plan_for
+from asstctl.spec.project import parse_project
 
 PROJECT = "kb"
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from asstctl import lock as locking
+from asstctl.reconcile import lock as locking
 from asstctl.cli import cli
-from asstctl.knowledge import read_knowledge
-from asstctl.remote import read_remote
+from asstctl.reconcile.knowledge import read_knowledge
+from asstctl.reconcile.remote import read_remote
 
 NAME = "lock-demo"
 

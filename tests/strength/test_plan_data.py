@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from asstctl.apply import apply_plan
-from asstctl.expectations import TurnOutcome, check
-from asstctl.plan import load_plan, save_plan
-from asstctl.remote import read_remote
+from asstctl.reconcile.apply import apply_plan
+from asstctl.testing.expectations import TurnOutcome, check
+from asstctl.reconcile.plan import load_plan, save_plan
+from asstctl.reconcile.remote import read_remote
 from tests.knowledge.helpers import PROJECT as KB
 from tests.knowledge.helpers import converge as kb_converge
 from tests.knowledge.helpers import counts, managed_store, plan as kb_plan, project, store_files, write

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asstctl.apply import ApplyResult, Outcome
-from asstctl.diff import ADDED, REMOVED, FieldChange
-from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.reconcile.apply import ApplyResult, Outcome
+from asstctl.reconcile.diff import ADDED, REMOVED, FieldChange
+from asstctl.reconcile.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
 
 SYMBOLS = {CREATE: "+", UPDATE: "~", DELETE: "-", NOOP: "="}
 COLORS = {"+": "32", "~": "33", "-": "31", "=": "2", "!": "35"}

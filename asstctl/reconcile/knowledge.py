@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any, Iterable
 
 from asstctl.ownership import spec_hash, user_metadata
-from asstctl.remote import PAGE_SIZE, RemoteState, classify, transient_retries
+from asstctl.reconcile.remote import PAGE_SIZE, RemoteState, classify, transient_retries
 
 FILE_REF, STORE_REF = "file:", "vector_store:"
 ATTR_PROJECT, ATTR_SHA, ATTR_PATH = "asstctl.project", "asstctl.sha256", "asstctl.path"
@@ -101,7 +101,7 @@ def read_knowledge(client: Any, project: str) -> KnowledgeRemote:
     import openai
 
     from asstctl.errors import TargetError
-    from asstctl.targets import api_errors
+    from asstctl.backends.targets import api_errors
 
     with api_errors(client):
         try:
@@ -217,7 +217,7 @@ class FileDeletion:
 
 
 def from_dicts(cls: type, items: list[dict[str, Any]] | None) -> list[Any]:
-    from asstctl.plan import known_fields
+    from asstctl.reconcile.plan import known_fields
 
     return [cls(**known_fields(cls, item)) for item in items or []]
 

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from asstctl.runner import ConversationResult, Report
+from asstctl.testing.runner import ConversationResult, Report
 
 
 def write_junit(report: Report, path: Path | str) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from asstctl.errors import ConfigError, TargetError
-from asstctl.project import Project, TargetConfig
+from asstctl.spec.project import Project, TargetConfig
 
 DEFAULT_DB = "server.sqlite3"
 
@@ -68,7 +68,7 @@ def open_target(
 
 @contextmanager
 def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout: float) -> Iterator[Target]:
-    from asstctl.rules_check import check_rules
+    from asstctl.spec.rules_check import check_rules
     from asstctl.server.embedded import start_server
 
     check_rules(project)

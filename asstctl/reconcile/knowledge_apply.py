@@ -21,12 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from asstctl.apply import Outcome, create_verified, deleted, describe
+from asstctl.reconcile.apply import Outcome, create_verified, deleted, describe
 from asstctl.progress import progress_bar
 from asstctl.errors import AsstctlError
-from asstctl.knowledge import PURPOSE, is_ref, read_knowledge, store_ref
-from asstctl.plan import CREATE, DELETE, UPDATE, VECTOR_STORE, Action, Plan
-from asstctl.remote import transient_retries
+from asstctl.reconcile.knowledge import PURPOSE, is_ref, read_knowledge, store_ref
+from asstctl.reconcile.plan import CREATE, DELETE, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.reconcile.remote import transient_retries
 
 INGESTION_TIMEOUT = 300.0
 POLL_INTERVAL = 0.5

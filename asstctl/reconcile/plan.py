@@ -27,12 +27,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable
 
-from asstctl import normalize
-from asstctl.diff import REMOVED, FieldChange, field_changes, text_diff
-from asstctl.knowledge import symbolic
+from asstctl.reconcile import normalize
+from asstctl.reconcile.diff import REMOVED, FieldChange, field_changes, text_diff
+from asstctl.reconcile.knowledge import symbolic
 from asstctl.errors import PlanError
 from asstctl.ownership import SPEC_HASH, hash_tag, hidden_hash, spec_hash, split_hash_tag, tags, user_metadata
-from asstctl.remote import RemoteState, fingerprint, state_fingerprint
+from asstctl.reconcile.remote import RemoteState, fingerprint, state_fingerprint
 
 FORMAT_VERSION = 1
 CREATE, UPDATE, DELETE, NOOP = "create", "update", "delete", "no-op"
@@ -78,7 +78,7 @@ class Action:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Action":
-        from asstctl.knowledge import FileOp, from_dicts
+        from asstctl.reconcile.knowledge import FileOp, from_dicts
 
         changes = [FieldChange.from_dict(change) for change in data.get("changes") or []]
         return cls(**{**known_fields(cls, data), "changes": changes, "files": from_dicts(FileOp, data.get("files"))})
@@ -119,7 +119,7 @@ class Plan:
             raise PlanError(f"unsupported plan format_version {version!r} (this asstctl reads {FORMAT_VERSION})",
                             hint="Create the plan again with `asstctl plan --out FILE`.")
         try:
-            from asstctl.knowledge import FileDeletion, Upload, from_dicts
+            from asstctl.reconcile.knowledge import FileDeletion, Upload, from_dicts
 
             actions = [Action.from_dict(action) for action in data["actions"]]
             files = {"uploads": from_dicts(Upload, data.get("uploads")),
@@ -138,7 +138,7 @@ def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 def build_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str, prune: bool = False,
                stores: Iterable[Any] = (), knowledge: Any = None) -> Plan:
     """The plan for ``specs``; with ``knowledge`` (asstctl.knowledge.read_knowledge) also for ``stores`` and files."""
-    from asstctl.knowledge_plan import add_knowledge, knowledge_view
+    from asstctl.reconcile.knowledge_plan import add_knowledge, knowledge_view
 
     specs, names = knowledge_view(specs, knowledge, project)
     by_key = {spec.key: spec for spec in specs}
@@ -151,7 +151,7 @@ def build_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, targe
 
 def build_destroy_plan(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str,
                        stores: Iterable[Any] = (), knowledge: Any = None) -> Plan:
-    from asstctl.knowledge_plan import add_knowledge
+    from asstctl.reconcile.knowledge_plan import add_knowledge
 
     by_key = {spec.key: spec for spec in specs}
     actions = [delete_action(obj, key, "destroy", by_key.get(key)) for key, obj in remote.managed.items()]
@@ -277,9 +277,9 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
              keys: Iterable[str] = ()) -> Plan:
     """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point);
     ``keys``: only those assistants and their knowledge (asstctl.selection)."""
-    from asstctl.knowledge import read_knowledge
-    from asstctl.remote import read_remote
-    from asstctl.selection import check_keys, select
+    from asstctl.reconcile.knowledge import read_knowledge
+    from asstctl.reconcile.remote import read_remote
+    from asstctl.reconcile.selection import check_keys, select
     from asstctl.spec.loader import load_project_specs
 
     specs, stores = load_project_specs(project, target.name if target.name in project.targets else None)
@@ -313,7 +313,7 @@ def _resource_ids(resources: dict[str, Any] | None) -> bool:
 def save_plan(plan: Plan, path: str) -> None:
     """Write the plan as JSON (it holds request bodies and ids, never a key)."""
     from asstctl.outfile import writing
-    from asstctl.report import render_json
+    from asstctl.reconcile.report import render_json
 
     with writing(path) as target:
         target.write_text(render_json(plan), encoding="utf-8")

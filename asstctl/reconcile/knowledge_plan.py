@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from asstctl.diff import FieldChange, field_changes
-from asstctl.knowledge import (ATTR_PATH, FileDeletion, KnowledgeRemote, Upload, code_file_ops, desired_files, ref_name, store_content,
+from asstctl.reconcile.diff import FieldChange, field_changes
+from asstctl.reconcile.knowledge import (ATTR_PATH, FileDeletion, KnowledgeRemote, Upload, code_file_ops, desired_files, ref_name, store_content,
                                store_file_ops, store_fingerprint, store_ref, upload_name, with_resources)
 from asstctl.ownership import SPEC_HASH, spec_hash, split_hash_tag, tags
-from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
-from asstctl.remote import RemoteState, state_fingerprint
+from asstctl.reconcile.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.reconcile.remote import RemoteState, state_fingerprint
 
 
 def knowledge_view(specs: Any, knowledge: KnowledgeRemote | None, project: str) -> tuple[list[Any], dict[str, str] | None]:

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from asstctl.errors import AsstctlError
 from asstctl.ownership import LOCK
-from asstctl.remote import PAGE_SIZE, transient_retries
+from asstctl.reconcile.remote import PAGE_SIZE, transient_retries
 
 HOLDER, OPERATION, SINCE, EXPIRES = "asstctl.holder", "asstctl.operation", "asstctl.since", "asstctl.expires"
 PROCESS = "asstctl.process"  # boot id / pid namespace / pid: lets a later run on the same machine see the holder died
@@ -130,7 +130,7 @@ def holder_died(info: LockInfo) -> bool:
 
 def list_locks(client: Any, project: str) -> list[LockInfo]:
     """Every lock object of ``project`` on the target (live or expired), oldest first."""
-    from asstctl.targets import api_errors
+    from asstctl.backends.targets import api_errors
 
     with api_errors(client):
         stores = transient_retries(lambda: [item.to_dict() for item in
@@ -224,7 +224,7 @@ def create_lock(client: Any, project: str, operation: str) -> tuple[LockInfo, fl
     """A new lock object of ours, and the server clock's offset from ours (seconds)."""
     import openai
 
-    from asstctl.targets import api_errors
+    from asstctl.backends.targets import api_errors
 
     before = time.time()
     metadata = {LOCK: project, HOLDER: holder_name()[:512], OPERATION: operation, SINCE: iso(before),

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from asstctl.errors import AsstctlError, PlanError
-from asstctl.plan import ASSISTANT, CREATE, DELETE, DESTROY_MODE, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.reconcile.plan import ASSISTANT, CREATE, DELETE, DESTROY_MODE, UPDATE, VECTOR_STORE, Action, Plan
 from asstctl.progress import progress_bar
-from asstctl.remote import RemoteState, read_remote, refused, transient_retries
+from asstctl.reconcile.remote import RemoteState, read_remote, refused, transient_retries
 
 
 @dataclass
@@ -66,7 +66,7 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
     """Execute every executable action of ``plan``; blocked deletions under destroy are failures.
     ``progress``: a ``cli.output.progress``-like factory (many writes, the wait for ingestion); ``root``: the
     project root the plan's file paths are relative to (default: where they were read when planning)."""
-    from asstctl.knowledge_apply import INGESTION_TIMEOUT, KnowledgeApply
+    from asstctl.reconcile.knowledge_apply import INGESTION_TIMEOUT, KnowledgeApply
 
     retry = retry or RetryPolicy()
     timeout = INGESTION_TIMEOUT if ingestion_timeout is None else ingestion_timeout
@@ -223,7 +223,7 @@ def check_plan_target(plan: Plan, project: str, target: str) -> None:
 
 def verified_remote(plan: Plan, client: Any) -> RemoteState:
     """Re-read the remote and check that a saved plan still applies to it."""
-    from asstctl.knowledge import read_knowledge
+    from asstctl.reconcile.knowledge import read_knowledge
 
     remote = read_remote(client, plan.project)
     uses_knowledge = plan.refs or plan.uploads or plan.file_deletions or any(a.object == VECTOR_STORE for a in plan.actions)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from asstctl import ownership
-from asstctl.conversations import Conversation, Turn
+from asstctl.testing.conversations import Conversation, Turn
 from asstctl.errors import AsstctlError
-from asstctl.expectations import Failure, TurnOutcome, check, compact, excerpt
+from asstctl.testing.expectations import Failure, TurnOutcome, check, compact, excerpt
 from asstctl.progress import progress_bar
 
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
@@ -152,7 +152,7 @@ class Report:
 # -- resolving assistants --------------------------------------------------------------------
 def deployed_assistants(client, project_name: str) -> dict[str, str]:
     """key -> assistant id of the assistants this project manages on the target."""
-    from asstctl.remote import read_remote
+    from asstctl.reconcile.remote import read_remote
 
     return {key: obj["id"] for key, obj in read_remote(client, project_name).managed.items()}
 
@@ -505,9 +505,9 @@ def _turn_json(turn: TurnResult) -> dict[str, Any]:
 def test_project(project, options: RunOptions, *, files: list[Path] | None = None, patterns=(),
                  target: str | None = None, base_url: str | None = None) -> Report:
     """Load, select and run the project's conversations on a target; configuration errors exit 2."""
-    from asstctl.conversations import load_conversations, select
+    from asstctl.testing.conversations import load_conversations, select
     from asstctl.errors import ConfigError, TargetError
-    from asstctl.targets import open_target
+    from asstctl.backends.targets import open_target
 
     try:
         conversations = _selected(load_conversations(project, files), patterns, select)

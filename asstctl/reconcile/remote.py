@@ -62,7 +62,7 @@ def read_remote(client: Any, project_name: str) -> RemoteState:
 
 def list_assistants(client: Any) -> tuple[list[dict[str, Any]], int]:
     """All assistants, oldest first, and the number of list requests it took."""
-    from asstctl.targets import api_errors
+    from asstctl.backends.targets import api_errors
 
     objects: list[dict[str, Any]] = []
     requests, after = 0, None
