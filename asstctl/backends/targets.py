@@ -18,9 +18,6 @@ from typing import Any, Iterator
 from asstctl.errors import ConfigError, TargetError
 from asstctl.spec.project import Project, TargetConfig
 
-DEFAULT_DB = "server.sqlite3"
-
-
 @dataclass
 class Target:
     name: str
@@ -69,7 +66,7 @@ def open_target(
 @contextmanager
 def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout: float) -> Iterator[Target]:
     from asstctl.spec.rules_check import check_rules
-    from asstctl.server.embedded import start_server
+    from asstctl.server.embedded import DEFAULT_DB, start_server
 
     check_rules(project)
     db = project.root / (config.db or os.path.join(".asstctl", DEFAULT_DB))

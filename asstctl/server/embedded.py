@@ -26,6 +26,7 @@ from asstctl.server.app import ServerConfig, ServerState, create_app
 from asstctl.server.faults import Faults
 
 log = logging.getLogger("asstctl.server")
+DEFAULT_DB = "server.sqlite3"  # under .asstctl/ of the project (the embedded target and `asstctl serve`)
 
 
 def is_loopback(host: str) -> bool:
@@ -56,7 +57,6 @@ def quiet_uvicorn() -> None:
 def default_db(start: Path | None = None) -> Path:
     """``.asstctl/server.sqlite3`` under the project root (the current directory without a project)."""
     from asstctl.spec.project import STATE_DIR, find_root
-    from asstctl.backends.targets import DEFAULT_DB
 
     return (find_root(start) or Path.cwd()) / STATE_DIR / DEFAULT_DB
 
