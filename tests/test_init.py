@@ -236,7 +236,7 @@ def test_the_install_step_installs_asstctl_from_a_repository(project, tmp_path):
     (venv / "bin" / "pip").chmod(0o755)
     result = subprocess.run(["bash", "-c", install_script(project)], capture_output=True, text=True, env=env, timeout=280)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert list((tmp_path / "site").glob("asstctl-*.dist-info")) and (tmp_path / "site" / "asstctl" / "scaffold.py").is_file()
+    assert list((tmp_path / "site").glob("asstctl-*.dist-info")) and (tmp_path / "site" / "asstctl" / "spec" / "scaffold.py").is_file()
 
 
 def test_output_paths_create_their_folders(project):

@@ -1,64 +1,65 @@
-"""Apply: carry out a plan's actions against a client, concurrently, and report each outcome.
+"""The executor: carry out a plan's actions through a backend, kind by kind, and report each outcome.
 
-* up to ``parallelism`` API calls at once (the SDK client is thread-safe);
-* updates and deletes rely on the SDK's own retries, then ``remote.transient_retries`` (they are
-  idempotent); a delete that finds the object already gone (404) succeeded;
-* a create is never retried blindly: it is sent with ``max_retries=0`` and when its outcome is
-  unknown (timeout, connection lost, 5xx) the remote is listed for the key before another
-  attempt, so a create that did happen is adopted instead of made twice; 429 is retried after
-  a backoff (the request was not carried out);
+* order: every kind's creates and updates in dependency order (asstctl.reconcile.kinds: uploads, vector
+  stores and their files and the wait for ingestion, then assistants with their ``tool_resources``
+  references resolved to ids), then deletions in the reverse order: assistants, vector stores, unused uploads;
+* up to ``parallelism`` API calls at once (backends are thread-safe);
+* updates and deletes are idempotent and retried by the backend; a delete that finds the object already
+  gone succeeded; a create is never retried blindly (asstctl.backends.assistants_v2.create_verified);
 * one failed object does not stop the others; every failure names its key;
 * ``check_fresh`` refuses a saved plan whose objects changed since it was computed;
-* outcomes are reported in the order they finished;
-* order: knowledge first (uploads, vector stores and their files, the wait for ingestion:
-  asstctl.knowledge_apply), then assistant creates and updates (their ``tool_resources`` references
-  resolved to ids), then deletions: assistants, vector stores, unused uploads.
+* outcomes are reported in the order they finished.
+
+Imports model, remote, knowledge and kinds of asstctl.reconcile, and asstctl.backends; never plan or report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
-from asstctl.errors import AsstctlError, PlanError
-from asstctl.reconcile.plan import ASSISTANT, CREATE, DELETE, DESTROY_MODE, UPDATE, VECTOR_STORE, Action, Plan
-from asstctl.progress import progress_bar
-from asstctl.reconcile.remote import RemoteState, read_remote, refused, transient_retries
+from asstctl.backends import backend_for
+from asstctl.backends.assistants_v2 import RetryPolicy
+from asstctl.errors import PlanError
+from asstctl.reconcile.kinds import KINDS
+from asstctl.reconcile.kinds.base import concurrently
+from asstctl.reconcile.kinds.vector_store import INGESTION_TIMEOUT, store_label, wait
+from asstctl.reconcile.knowledge import read_knowledge
+from asstctl.reconcile.model import CREATE, DELETE, DESTROY_MODE, VECTOR_STORE, Action, ApplyResult, Outcome, Plan
+from asstctl.reconcile.remote import RemoteState, read_remote
 
-
-@dataclass
-class RetryPolicy:
-    attempts: int = 8
-    base_delay: float = 0.25
-    max_delay: float = 4.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.base_delay * 2**attempt, self.max_delay)
+__all__ = ["ApplyResult", "ApplyRun", "Outcome", "RetryPolicy", "apply_plan", "check_fresh", "check_plan_target",
+           "verified_remote"]
 
 
-@dataclass
-class Outcome:
-    key: str
-    kind: str
-    ok: bool
-    remote_id: str | None = None
-    error: str | None = None
-    note: str | None = None
+class ApplyRun:
+    """One apply's shared state, handed to every kind: ``refs`` grows with the ids of new uploads and
+    stores; ``kept`` holds file ids a failed step left in use (never deleted by this apply); ``pending``
+    the attached files waiting for ingestion."""
 
+    def __init__(self, plan: Plan, client: Any, *, parallelism: int = 8, ingestion_timeout: float = INGESTION_TIMEOUT,
+                 progress: Callable[..., Any] | None = None, root: Path | str | None = None,
+                 retry: RetryPolicy | None = None):
+        self.plan, self.backend, self.parallelism = plan, backend_for(client), max(1, parallelism)
+        self.timeout, self.progress, self.root = ingestion_timeout, progress, root
+        self.retry = retry or RetryPolicy()
+        self.refs = dict(plan.refs)
+        self.kept: set[str] = set()
+        self.pending: list[tuple[str, str, str, Any]] = []  # (store id, file id, path, attached object)
+        self.lock = threading.Lock()
+        self.stack = contextlib.ExitStack()  # a kind's progress bar, open across its writes
+        self.bar: Any = None
+        self.deletions: list[Action] = []
 
-@dataclass
-class ApplyResult:
-    outcomes: list[Outcome] = field(default_factory=list)
+    def map(self, call: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        """``call`` on each item concurrently; the results in the order they finished."""
+        return concurrently(call, items, self.parallelism)
 
-    @property
-    def failed(self) -> list[Outcome]:
-        return [outcome for outcome in self.outcomes if not outcome.ok]
-
-    def count(self, kind: str) -> int:
-        return sum(1 for outcome in self.outcomes if outcome.ok and outcome.kind == kind)
+    def wait(self) -> list[Outcome]:
+        """Wait for the ingestion of the attached files (``pending``)."""
+        return wait(self)
 
 
 def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPolicy | None = None,
@@ -66,123 +67,22 @@ def apply_plan(plan: Plan, client: Any, *, parallelism: int = 8, retry: RetryPol
     """Execute every executable action of ``plan``; blocked deletions under destroy are failures.
     ``progress``: a ``cli.output.progress``-like factory (many writes, the wait for ingestion); ``root``: the
     project root the plan's file paths are relative to (default: where they were read when planning)."""
-    from asstctl.reconcile.knowledge_apply import INGESTION_TIMEOUT, KnowledgeApply
-
-    retry = retry or RetryPolicy()
     timeout = INGESTION_TIMEOUT if ingestion_timeout is None else ingestion_timeout
-    sync = KnowledgeApply(plan, client, parallelism=parallelism, ingestion_timeout=timeout, progress=progress, root=root)
-    outcomes = sync.before_assistants()
-    work = [action for action in plan.actions if action.executable and action.object == ASSISTANT]
-    ready, unresolved = sync.resolved([action for action in work if action.kind != DELETE])
-    deletions = [action for action in work if action.kind == DELETE]
-    with progress_bar(progress, len(ready) + len(deletions), "Applying", minimum=PROGRESS_FROM) as bar:
-        outcomes += unresolved + run_all(ready, plan.project, client, retry, parallelism, bar)
-        outcomes += run_all(deletions, plan.project, client, retry, parallelism, bar)
-    outcomes += sync.after_assistants()
+    run = ApplyRun(plan, client, parallelism=parallelism, ingestion_timeout=timeout, progress=progress, root=root,
+                   retry=retry)
+    outcomes: list[Outcome] = []
+    with run.stack:
+        for kind in KINDS:
+            outcomes += kind.apply_changes(run)
+        for kind in reversed(KINDS):
+            outcomes += kind.apply_deletions(run)
     outcomes += [blocked_outcome(action) for action in plan.actions if action.blocked and plan.mode == DESTROY_MODE]
     return ApplyResult(outcomes)  # in the order they ran (finished)
 
 
-PROGRESS_FROM = 10  # writes: fewer than this finish before a bar is worth drawing
-
-
-def run_all(actions: list[Action], project: str, client: Any, retry: RetryPolicy, parallelism: int,
-            bar: Any = None) -> list[Outcome]:
-    """Run ``actions`` concurrently; their outcomes in the order they finished."""
-    lock, done = threading.Lock(), []
-
-    def one(action: Action) -> None:
-        outcome = run_action(action, project, client, retry)
-        with lock:
-            done.append(outcome)
-            if bar is not None:
-                bar.update(1)
-
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        list(pool.map(one, actions))
-    return done
-
-
 def blocked_outcome(action: Action) -> Outcome:
-    key = f"vector store {action.key}" if action.object == VECTOR_STORE else action.key
+    key = store_label(action.key) if action.object == VECTOR_STORE else action.key
     return Outcome(key, DELETE, False, action.remote_id, "prevent_destroy is set in its spec: not deleted")
-
-
-def run_action(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
-    import openai
-
-    try:
-        return RUNNERS[action.kind](action, project, client, retry)
-    except (openai.OpenAIError, AsstctlError) as error:
-        return Outcome(action.key, action.kind, False, action.remote_id, describe(error))
-
-
-def describe(error: BaseException) -> str:
-    text = getattr(error, "message", None) or str(error) or type(error).__name__
-    return text.splitlines()[0]
-
-
-def update(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
-    transient_retries(lambda: client.beta.assistants.update(action.remote_id, **action.body))
-    return Outcome(action.key, UPDATE, True, action.remote_id)
-
-
-def delete(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
-    return deleted(action.key, action.remote_id, lambda: client.beta.assistants.delete(action.remote_id))
-
-
-def deleted(label: str, remote_id: str, call: Callable[[], Any]) -> Outcome:
-    """A deletion (retried on transient faults); one that finds the object already gone (404) succeeded."""
-    import openai
-
-    try:
-        transient_retries(call)
-    except openai.NotFoundError:
-        return Outcome(label, DELETE, True, remote_id, note="already gone")
-    return Outcome(label, DELETE, True, remote_id)
-
-
-def create(action: Action, project: str, client: Any, retry: RetryPolicy) -> Outcome:
-    """Create once; when the outcome is unknown, look for the key before trying again."""
-    creator = client.with_options(max_retries=0).beta.assistants
-    new_id, note = create_verified(lambda: creator.create(**action.body),
-                                   lambda: read_remote(client, project).find(action.key), retry)
-    return Outcome(action.key, CREATE, True, new_id, note=note)
-
-
-def create_verified(make: Callable[[], Any], find: Callable[[], dict[str, Any] | None],
-                    retry: RetryPolicy | None = None) -> tuple[str, str | None]:
-    """Run ``make`` (a create with the SDK's retries off) until it succeeds; after a response
-    that leaves the outcome unknown (timeout, lost connection, 5xx), ``find`` the object before
-    trying again, so no duplicate is ever made. Returns (id, note)."""
-    import openai
-
-    retry = retry or RetryPolicy()
-    for attempt in range(retry.attempts):
-        try:
-            return make().id, None
-        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
-            if refused(error):  # it never reached the target: nothing was made, the target is down
-                raise
-            found = None if isinstance(error, openai.RateLimitError) else created_anyway(find, error)
-            if found is not None:
-                return found["id"], "adopted after a lost response"
-            if attempt + 1 == retry.attempts:
-                raise
-            time.sleep(retry.delay(attempt))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def created_anyway(find: Callable[[], dict[str, Any] | None], error: BaseException) -> dict[str, Any] | None:
-    """The object a create whose response was lost made after all, or None (then a retry is safe)."""
-    try:
-        return find()
-    except AsstctlError as failure:
-        raise AsstctlError(f"create outcome unknown ({describe(error)}) and the check for it failed: {failure}; "
-                           "not retried, so no duplicate can be made (`asstctl apply` again will find it)") from None
-
-
-RUNNERS = {CREATE: create, UPDATE: update, DELETE: delete}
 
 
 def check_fresh(plan: Plan, remote: RemoteState, knowledge: Any = None) -> None:
@@ -223,8 +123,6 @@ def check_plan_target(plan: Plan, project: str, target: str) -> None:
 
 def verified_remote(plan: Plan, client: Any) -> RemoteState:
     """Re-read the remote and check that a saved plan still applies to it."""
-    from asstctl.reconcile.knowledge import read_knowledge
-
     remote = read_remote(client, plan.project)
     uses_knowledge = plan.refs or plan.uploads or plan.file_deletions or any(a.object == VECTOR_STORE for a in plan.actions)
     check_fresh(plan, remote, read_knowledge(client, plan.project) if uses_knowledge else None)

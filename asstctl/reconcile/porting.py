@@ -180,7 +180,7 @@ def checked_spec(project, key: str, obj: dict[str, Any], text: str, path: Path, 
 
 def adopted_metadata(project, spec) -> dict[str, str]:
     """The metadata an adopted object gets: the user's keys and the tags apply would set."""
-    from asstctl.reconcile.plan import request_body
+    from asstctl.reconcile.kinds.assistant import request_body
 
     return request_body(spec, project.name)["metadata"]
 
@@ -189,7 +189,7 @@ def check_no_op(project, spec, obj: dict[str, Any], names: dict[str, str] | None
     """Raise unless the reconciler finds nothing to do for ``spec`` against ``obj`` (tagged as adopted);
     ``names``: remote knowledge ids -> references, as the reconciler compares them."""
     from asstctl.ownership import SPEC_HASH
-    from asstctl.reconcile.plan import NOOP
+    from asstctl.reconcile.model import NOOP
 
     tagged = obj if owner(obj)[0] == project.name else {**obj, "metadata": adopted_metadata(project, spec)}
     action = _action(project, spec, tagged, names)
@@ -202,7 +202,7 @@ def check_no_op(project, spec, obj: dict[str, Any], names: dict[str, str] | None
 
 def drifted(project, spec, obj: dict[str, Any], names: dict[str, str] | None = None) -> bool:
     """A managed object changed outside asstctl: its spec-hash tag is stale (apply refreshes it)."""
-    from asstctl.reconcile.plan import NOOP
+    from asstctl.reconcile.model import NOOP
 
     return owner(obj)[0] == project.name and _action(project, spec, obj, names).kind != NOOP
 
@@ -210,7 +210,7 @@ def drifted(project, spec, obj: dict[str, Any], names: dict[str, str] | None = N
 def _action(project, spec, obj: dict[str, Any], names: dict[str, str] | None):
     """What plan would do for ``spec`` against ``obj``, knowledge compared as plan compares it."""
     from asstctl.reconcile.knowledge import with_resources
-    from asstctl.reconcile.plan import existing_action
+    from asstctl.reconcile.kinds.assistant import existing_action
 
     if names is not None:
         spec = with_resources(spec)
@@ -235,14 +235,13 @@ def write_atomically(path: Path, text: str) -> None:
 
 def tag(client, project, spec, obj: dict[str, Any]) -> dict[str, str]:
     """Mark ``obj`` as this project's assistant ``spec.key`` (its metadata only); returns the new metadata."""
-    import openai
+    from asstctl.backends import backend_for
 
-    from asstctl.reconcile.remote import transient_retries
-
+    backend = backend_for(client)
     metadata = adopted_metadata(project, spec)
     try:
-        transient_retries(lambda: client.beta.assistants.update(obj["id"], metadata=metadata))
-    except openai.OpenAIError as error:
+        backend.update_assistant(obj["id"], {"metadata": metadata})
+    except backend.errors as error:
         raise AsstctlError(f"tagging {obj['id']} failed: {str(error).splitlines()[0]}") from None
     return metadata
 

@@ -38,8 +38,7 @@ def needs_knowledge(objs: list[dict[str, Any]]) -> bool:
 
 def declarations(project, client, objs: list[dict[str, Any]]) -> Declarations | None:
     """The project's stores and uploads, read only when an exported assistant has resources."""
-    from asstctl.reconcile.knowledge import read_knowledge
-    from asstctl.reconcile.knowledge_plan import knowledge_view
+    from asstctl.reconcile.knowledge import knowledge_view, read_knowledge
     from asstctl.spec.loader import key_of, read_spec, store_files
 
     if not needs_knowledge(objs):

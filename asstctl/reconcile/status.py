@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from asstctl.reconcile.plan import CREATE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.reconcile.model import CREATE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
 
 IN_SYNC, DRIFT, PENDING, MISSING, DUPLICATE, NO_SPEC = "in sync", "drift", "pending", "missing", "duplicate", "no spec"
 STATES = (IN_SYNC, DRIFT, PENDING, MISSING, DUPLICATE, NO_SPEC)

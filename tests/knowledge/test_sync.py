@@ -221,7 +221,7 @@ def test_store_settings_and_chunking_change_without_uploads(client, server, proj
 
 
 def test_ingestion_still_in_progress_at_the_timeout_is_a_failure_named_by_path(client, proj):
-    from asstctl.reconcile.knowledge_apply import KnowledgeApply
+    from asstctl.reconcile.apply import ApplyRun as KnowledgeApply
 
     made, _ = converge(client, proj)
     store = managed_store(client, "bot")

@@ -190,7 +190,7 @@ def test_an_unreachable_target_is_one_line_without_a_traceback(project):
 
 
 def test_colour_codes_wrap_the_action_lines():
-    from asstctl.reconcile.plan import Action, Plan
+    from asstctl.reconcile.model import Action, Plan
 
     text = render_text(Plan("p", "t", actions=[Action("create", "bot")]), color=True)
     assert "\033[32m+ create bot\033[0m" in text

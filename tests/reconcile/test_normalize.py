@@ -8,7 +8,7 @@ from asstctl.reconcile import normalize
 from asstctl.reconcile.diff import ADDED, REMOVED, field_changes, render_path, text_diff
 from asstctl.errors import PlanError
 from asstctl.ownership import hash_tag, split_hash_tag, tags
-from asstctl.reconcile.plan import Action, Plan
+from asstctl.reconcile.model import Action, Plan
 from asstctl.reconcile.diff import FieldChange
 
 SERVER_DEFAULTS = {

@@ -7,7 +7,7 @@ import pytest
 from asstctl.reconcile.apply import apply_plan, check_fresh
 from asstctl.errors import PlanError, TargetError
 from asstctl.ownership import KEY, MANAGED_BY, PROJECT, SPEC_HASH
-from asstctl.reconcile.plan import Plan
+from asstctl.reconcile.model import Plan
 from asstctl.reconcile.remote import read_remote
 from asstctl.server.embedded import start_server
 from asstctl.backends.targets import make_client

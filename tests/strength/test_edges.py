@@ -145,7 +145,7 @@ def test_a_stale_plan_lists_every_reason(client, tmp_path):
 
 
 def test_a_saved_plan_for_another_target_is_refused_with_the_fix():
-    from asstctl.reconcile.plan import Plan
+    from asstctl.reconcile.model import Plan
 
     with pytest.raises(PlanError) as raised:
         check_plan_target(Plan(project="demo", target="staging"), "demo", "production")

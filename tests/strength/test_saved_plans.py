@@ -11,7 +11,8 @@ import pytest
 from asstctl.reconcile.apply import apply_plan, check_fresh
 from asstctl.errors import PlanError
 from asstctl.reconcile.knowledge import read_knowledge
-from asstctl.reconcile.plan import Plan, load_plan, save_plan
+from asstctl.reconcile.model import Plan
+from asstctl.reconcile.plan import load_plan, save_plan
 from asstctl.reconcile.remote import read_remote
 from asstctl.reconcile.report import render_text
 from tests.knowledge.helpers import PROJECT as KB
