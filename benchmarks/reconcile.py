@@ -1,6 +1,6 @@
 """`plan` and `apply` benchmarks, through the library the CLI calls (specs built in memory).
 
-* plan: asstctl lists pages of 100 (``asstctl.remote``); the baseline refreshes like a terraform
+* plan: asstctl lists pages of 100 (``asstctl.reconcile.remote``); the baseline refreshes like a terraform
   provider: list the ids, then retrieve every object (8 at a time, asstctl's default parallelism).
 * apply: create, then update, N assistants at ``--parallelism 8`` against ``--parallelism 1``;
   each phase is timed as `asstctl apply` does it: read the remote, plan, apply.

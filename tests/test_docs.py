@@ -72,7 +72,7 @@ def test_github_actions_recipe_shows_the_workflow_init_writes():
     recipe = (DOCS / "recipes/github-actions.md").read_text(encoding="utf-8")
     blocks = [m[1] for m in re.findall(r"^(`{3,})yaml\n(.*?)^\1$", recipe, re.S | re.M)]
     assert blocks and blocks[0] == workflow(), "docs/recipes/github-actions.md: the first block must be " \
-                                               "asstctl.scaffold.workflow()"
+                                               "asstctl.spec.scaffold.workflow()"
     for block in blocks:
         yaml.safe_load(block)
 

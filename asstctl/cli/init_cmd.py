@@ -1,4 +1,4 @@
-"""``asstctl init``: scaffold a new project (asstctl.scaffold does the work)."""
+"""``asstctl init``: scaffold a new project (asstctl.spec.scaffold does the work)."""
 
 from __future__ import annotations
 

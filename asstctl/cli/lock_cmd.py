@@ -1,4 +1,4 @@
-"""The project lock on the command line: ``--lock-timeout`` for apply and destroy (asstctl.lock;
+"""The project lock on the command line: ``--lock-timeout`` for apply and destroy (asstctl.reconcile.lock;
 ``asstctl force-unlock`` is in asstctl.cli.status_cmd)."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def lock_timeout_option(command):
 
 @contextmanager
 def locked(target: Any, project: str, operation: str, timeout: float, use_lock: bool = True) -> Iterator[Any]:
-    """Hold the project's lock on ``target`` for the block (asstctl.lock); nothing with ``use_lock`` false."""
+    """Hold the project's lock on ``target`` for the block (asstctl.reconcile.lock); nothing with ``use_lock`` false."""
     from asstctl.reconcile.lock import acquire
 
     if not use_lock:

@@ -1,5 +1,5 @@
 """``asstctl plan`` (alias ``diff``), ``apply`` and ``destroy``: thin wrappers over the reconciler
-(asstctl.plan → asstctl.apply → asstctl.report)."""
+(asstctl.reconcile: plan → apply → report)."""
 
 from __future__ import annotations
 

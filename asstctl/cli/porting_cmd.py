@@ -1,4 +1,4 @@
-"""``asstctl import`` and ``export``: thin wrappers over asstctl.porting."""
+"""``asstctl import`` and ``export``: thin wrappers over asstctl.reconcile.porting."""
 
 from __future__ import annotations
 

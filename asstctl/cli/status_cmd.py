@@ -1,5 +1,5 @@
-"""``asstctl status`` (what the project manages on a target: asstctl.status) and ``asstctl force-unlock``
-(the project lock: asstctl.lock)."""
+"""``asstctl status`` (what the project manages on a target: asstctl.reconcile.status) and ``asstctl force-unlock``
+(the project lock: asstctl.reconcile.lock)."""
 
 from __future__ import annotations
 

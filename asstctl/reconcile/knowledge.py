@@ -13,6 +13,10 @@ The reconciler names uploads and stores by *references* until apply knows their 
 derived from its spec as references, and a remote assistant's ids are turned back into references
 before diffing (``symbolic``), so an unchanged file is never uploaded twice and never shows as a change.
 Apply resolves references to ids (``Plan.refs`` holds the ids known when planning).
+
+Reading (``read_knowledge``) goes through a backend (asstctl.backends); the kinds that plan and apply
+stores and uploads are asstctl.reconcile.kinds.vector_store and .upload. Imports asstctl.ownership,
+asstctl.backends and asstctl.reconcile.remote.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def declarations(project, client, objs: list[dict[str, Any]]) -> Declarations | 
 
 
 def declare(fields: dict[str, Any], key: str, spec_dir: Path, known: Declarations | None) -> dict[str, Any]:
-    """The spec fields of :func:`asstctl.porting.spec_fields` with knowledge ids turned into declarations."""
+    """The spec fields of :func:`asstctl.reconcile.porting.spec_fields` with knowledge ids turned into declarations."""
     resources = dict(fields.get("tool_resources") or {})
     if known is None or not resources:
         return fields

@@ -22,7 +22,7 @@ from asstctl.spec.model import AssistantSpec, VectorStoreSpec
 HINT = "Fix the spec files; their format is described in docs/spec-format.md (`asstctl validate` checks them)."
 SUFFIXES = (".yaml", ".yml")
 CONVERSATION_SUFFIXES = (".test.yaml", ".test.yml")
-BUILTIN_TARGETS = ("embedded", "env", "base-url")  # the names asstctl.targets gives targets not in asstctl.yaml
+BUILTIN_TARGETS = ("embedded", "env", "base-url")  # the names asstctl.backends.targets gives targets not in asstctl.yaml
 _VARIABLE = re.compile(r"\$(\$?)\{([^}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -1,5 +1,5 @@
 """Helpers for the knowledge tests: a project on disk (asstctl.yaml, specs, files), plan and apply
-through the library as the CLI does (asstctl.plan.plan_for), and the server's request counts."""
+through the library as the CLI does (asstctl.reconcile.plan.plan_for), and the server's request counts."""
 
 from __future__ import annotations
 

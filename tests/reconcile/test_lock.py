@@ -1,4 +1,4 @@
-"""The project lock (asstctl.lock, issue 10 item 2), in-process against the embedded server: refusal
+"""The project lock (asstctl.reconcile.lock, issue 10 item 2), in-process against the embedded server: refusal
 naming the holder, --lock-timeout, expiry of a crashed apply's lock, force-unlock, and lock objects
 never showing as managed or foreign objects. The subprocess races are in tests/reliability."""
 
