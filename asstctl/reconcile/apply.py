@@ -18,13 +18,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from asstctl.backends import backend_for
 from asstctl.backends.assistants_v2 import RetryPolicy
 from asstctl.errors import PlanError
 from asstctl.reconcile.kinds import KINDS
-from asstctl.reconcile.kinds.base import concurrently
 from asstctl.reconcile.kinds.vector_store import INGESTION_TIMEOUT, store_label, wait
 from asstctl.reconcile.knowledge import read_knowledge
 from asstctl.reconcile.model import CREATE, DELETE, DESTROY_MODE, VECTOR_STORE, Action, ApplyResult, Outcome, Plan
@@ -49,13 +48,8 @@ class ApplyRun:
         self.kept: set[str] = set()
         self.pending: list[tuple[str, str, str, Any]] = []  # (store id, file id, path, attached object)
         self.lock = threading.Lock()
-        self.stack = contextlib.ExitStack()  # a kind's progress bar, open across its writes
-        self.bar: Any = None
-        self.deletions: list[Action] = []
-
-    def map(self, call: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-        """``call`` on each item concurrently; the results in the order they finished."""
-        return concurrently(call, items, self.parallelism)
+        self.stack = contextlib.ExitStack()  # what a kind keeps open across its phases (a progress bar)
+        self.state: dict[str, Any] = {}  # a kind's own state between its changes and its deletions
 
     def wait(self) -> list[Outcome]:
         """Wait for the ingestion of the attached files (``pending``)."""

@@ -71,14 +71,16 @@ class Assistants:
     def apply_changes(self, run: Any) -> list[Outcome]:
         work = [action for action in run.plan.actions if action.executable and action.object == ASSISTANT]
         ready, unresolved = resolved(run, [action for action in work if action.kind != DELETE])
-        run.deletions = [action for action in work if action.kind == DELETE]
-        run.bar = run.stack.enter_context(progress_bar(run.progress, len(ready) + len(run.deletions), "Applying",
-                                                       minimum=PROGRESS_FROM))
-        return unresolved + concurrently(lambda action: run_action(run, action), ready, run.parallelism, run.bar)
+        deletions = [action for action in work if action.kind == DELETE]
+        bar = run.stack.enter_context(progress_bar(run.progress, len(ready) + len(deletions), "Applying",
+                                                   minimum=PROGRESS_FROM))
+        run.state[ASSISTANT] = (deletions, bar)  # one bar over this kind's writes, until its deletions are done
+        return unresolved + concurrently(lambda action: run_action(run, action), ready, run.parallelism, bar)
 
     def apply_deletions(self, run: Any) -> list[Outcome]:
-        outcomes = concurrently(lambda action: run_action(run, action), run.deletions, run.parallelism, run.bar)
-        run.stack.close()  # the bar over this kind's writes
+        deletions, bar = run.state[ASSISTANT]
+        outcomes = concurrently(lambda action: run_action(run, action), deletions, run.parallelism, bar)
+        run.stack.close()  # closes the bar
         return outcomes
 
 

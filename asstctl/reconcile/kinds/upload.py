@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from asstctl.errors import AsstctlError
-from asstctl.reconcile.kinds.base import PlanContext, deletion, guarded
+from asstctl.reconcile.kinds.base import PlanContext, concurrently, deletion, guarded
 from asstctl.reconcile.knowledge import (ATTR_PATH, KnowledgeRemote, code_ids, desired_files, read_knowledge, ref_name,
                                          remote_object, upload_name)
 from asstctl.reconcile.model import CREATE, DELETE, UPDATE, VECTOR_STORE, Action, FileDeletion, Outcome, Plan, Upload
@@ -42,10 +42,11 @@ class Uploads:
             plan.file_deletions = unused_uploads(plan, ctx.remote, ctx.knowledge)
 
     def apply_changes(self, run: Any) -> list[Outcome]:
-        return run.map(lambda item: guarded(run, item.path, UPLOAD, None, lambda: _upload(run, item)), run.plan.uploads)
+        return concurrently(lambda item: guarded(run, item.path, UPLOAD, None, lambda: _upload(run, item)), run.plan.uploads,
+                            run.parallelism)
 
     def apply_deletions(self, run: Any) -> list[Outcome]:
-        return run.map(lambda item: delete_upload(run, item), run.plan.file_deletions)
+        return concurrently(lambda item: delete_upload(run, item), run.plan.file_deletions, run.parallelism)
 
 
 # --- planning --------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from asstctl.errors import AsstctlError
 from asstctl.ownership import SPEC_HASH, spec_hash, split_hash_tag, tags
 from asstctl.progress import progress_bar
 from asstctl.reconcile.diff import FieldChange, field_changes
-from asstctl.reconcile.kinds.base import PlanContext, deletion, guarded
+from asstctl.reconcile.kinds.base import PlanContext, concurrently, deletion, guarded
 from asstctl.reconcile.knowledge import (ATTR_PATH, ATTR_PROJECT, ATTR_SHA, KnowledgeRemote, chunking, file_attributes,
                                          file_ref, read_knowledge, store_content, store_fingerprint, store_ref)
 from asstctl.reconcile.model import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, FileOp, Outcome, Plan
@@ -55,11 +55,11 @@ class VectorStores:
 
     def apply_changes(self, run: Any) -> list[Outcome]:
         """Every store's settings and files, then the wait for ingestion."""
-        synced = run.map(lambda action: sync_store(run, action), stores(run.plan, deleting=False))
+        synced = concurrently(lambda action: sync_store(run, action), stores(run.plan, deleting=False), run.parallelism)
         return [outcome for outcomes in synced for outcome in outcomes] + wait(run)
 
     def apply_deletions(self, run: Any) -> list[Outcome]:
-        return run.map(lambda action: delete_store(run, action), stores(run.plan, deleting=True))
+        return concurrently(lambda action: delete_store(run, action), stores(run.plan, deleting=True), run.parallelism)
 
 
 # --- planning --------------------------------------------------------------------------------------------
