@@ -98,7 +98,7 @@ def latency_server(latency_ms: float = 0.0, rules_path: str | None = None) -> It
 
 def client_for(server: Any) -> Any:
     """The SDK client exactly as the CLI makes it (retries and timeout of ``open_target``)."""
-    from asstctl.targets import make_client
+    from asstctl.backends.targets import make_client
 
     return make_client(server.base_url, server.api_key, max_retries=2, timeout=60.0)
 

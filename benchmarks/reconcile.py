@@ -1,6 +1,6 @@
 """`plan` and `apply` benchmarks, through the library the CLI calls (specs built in memory).
 
-* plan: asstctl lists pages of 100 (``asstctl.remote``); the baseline refreshes like a terraform
+* plan: asstctl lists pages of 100 (``asstctl.reconcile.remote``); the baseline refreshes like a terraform
   provider: list the ids, then retrieve every object (8 at a time, asstctl's default parallelism).
 * apply: create, then update, N assistants at ``--parallelism 8`` against ``--parallelism 1``;
   each phase is timed as `asstctl apply` does it: read the remote, plan, apply.
@@ -50,16 +50,16 @@ def measure(server: Any, plan: Callable[[], Any], repeats: int) -> Measure:
 
 
 def plan_by_listing(client: Any, specs: list[Any]) -> Any:
-    from asstctl.plan import build_plan
-    from asstctl.remote import read_remote
+    from asstctl.reconcile.plan import build_plan
+    from asstctl.reconcile.remote import read_remote
 
     return build_plan(specs, read_remote(client, PROJECT), project=PROJECT, target="bench")
 
 
 def plan_by_retrieving(client: Any, specs: list[Any]) -> Any:
     """The per-object refresh: every id from the list, then one retrieve per object."""
-    from asstctl.plan import build_plan
-    from asstctl.remote import classify
+    from asstctl.reconcile.plan import build_plan
+    from asstctl.reconcile.remote import classify
 
     ids = [assistant.id for assistant in client.beta.assistants.list(limit=100, order="asc")]
     with ThreadPoolExecutor(PARALLELISM) as pool:
@@ -115,7 +115,7 @@ def apply_times(size: Size, parallelism: int) -> dict[str, float]:
 
 def converge(client: Any, specs: list[Any], parallelism: int) -> int:
     """Read the remote, plan and apply (what `asstctl apply --yes` does); the number of changes made."""
-    from asstctl.apply import apply_plan
+    from asstctl.reconcile.apply import apply_plan
 
     result = apply_plan(plan_by_listing(client, specs), client, parallelism=parallelism)
     if result.failed:

@@ -47,8 +47,8 @@ def deploy(client: Any) -> str:
 
 def runner_overheads(client: Any, size: Size) -> list[float]:
     """The runner's turn latency (run request → terminal event) minus the engine's latency, per turn."""
-    from asstctl.conversations import Conversation, Turn
-    from asstctl.runner import RunOptions, run_conversations
+    from asstctl.testing.conversations import Conversation, Turn
+    from asstctl.testing.runner import RunOptions, run_conversations
 
     conversation = Conversation(KEY, "ping", Path("bench.test.yaml"), "bench", [Turn(0, "ping", "bench")])
     report = run_conversations(client, PROJECT, "bench", [conversation], RunOptions(repeat=size.turns))

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from asstctl.cli import cli
 from asstctl.cli.reference import context, reference
-from asstctl.scaffold import templates, workflow
+from asstctl.spec.scaffold import templates, workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -72,7 +72,7 @@ def test_github_actions_recipe_shows_the_workflow_init_writes():
     recipe = (DOCS / "recipes/github-actions.md").read_text(encoding="utf-8")
     blocks = [m[1] for m in re.findall(r"^(`{3,})yaml\n(.*?)^\1$", recipe, re.S | re.M)]
     assert blocks and blocks[0] == workflow(), "docs/recipes/github-actions.md: the first block must be " \
-                                               "asstctl.scaffold.workflow()"
+                                               "asstctl.spec.scaffold.workflow()"
     for block in blocks:
         yaml.safe_load(block)
 

@@ -9,8 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from asstctl.cli import cli
-from asstctl.project import parse_project
-from asstctl.scaffold import templates
+from asstctl.spec.project import parse_project
+from asstctl.spec.scaffold import templates
 
 FILES = sorted(templates("x"))
 
@@ -188,7 +188,7 @@ def test_actionlint_does_find_mistakes(tmp_path):
     """The check above can fail: a broken workflow does not pass."""
     import subprocess
 
-    from asstctl.scaffold import workflow
+    from asstctl.spec.scaffold import workflow
 
     broken = tmp_path / ".github" / "workflows" / "broken.yml"
     broken.parent.mkdir(parents=True)
@@ -236,7 +236,7 @@ def test_the_install_step_installs_asstctl_from_a_repository(project, tmp_path):
     (venv / "bin" / "pip").chmod(0o755)
     result = subprocess.run(["bash", "-c", install_script(project)], capture_output=True, text=True, env=env, timeout=280)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert list((tmp_path / "site").glob("asstctl-*.dist-info")) and (tmp_path / "site" / "asstctl" / "scaffold.py").is_file()
+    assert list((tmp_path / "site").glob("asstctl-*.dist-info")) and (tmp_path / "site" / "asstctl" / "spec" / "scaffold.py").is_file()
 
 
 def test_output_paths_create_their_folders(project):

@@ -4,6 +4,7 @@ Commands live in their own modules and are imported only when invoked, so
 ``asstctl --help`` does not pay for the openai SDK or the server. Every module
 here only parses options and calls the library; known errors are
 ``AsstctlError`` and become ``Error: ...`` with exit 1 (traceback with --debug).
+The only package that imports click; may import every other package of asstctl.
 """
 
 from __future__ import annotations

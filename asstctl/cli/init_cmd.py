@@ -1,4 +1,4 @@
-"""``asstctl init``: scaffold a new project (asstctl.scaffold does the work)."""
+"""``asstctl init``: scaffold a new project (asstctl.spec.scaffold does the work)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def init(directory: Path, project: str | None, force: bool) -> None:
         asstctl init support-bots
         cd support-bots && asstctl plan
     """
-    from asstctl.scaffold import scaffold
+    from asstctl.spec.scaffold import scaffold
 
     result = scaffold(directory, project=project, force=force)
     click.echo(f"Created asstctl project {style(result.project, 'cyan', bold=True)} in {directory}:")

@@ -1,4 +1,4 @@
-"""The project lock on the command line: ``--lock-timeout`` for apply and destroy (asstctl.lock;
+"""The project lock on the command line: ``--lock-timeout`` for apply and destroy (asstctl.reconcile.lock;
 ``asstctl force-unlock`` is in asstctl.cli.status_cmd)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ class Duration(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
         if isinstance(value, (int, float)):
             return float(value)
-        from asstctl.lock import parse_duration
+        from asstctl.reconcile.lock import parse_duration
 
         try:
             return parse_duration(str(value))
@@ -38,8 +38,8 @@ def lock_timeout_option(command):
 
 @contextmanager
 def locked(target: Any, project: str, operation: str, timeout: float, use_lock: bool = True) -> Iterator[Any]:
-    """Hold the project's lock on ``target`` for the block (asstctl.lock); nothing with ``use_lock`` false."""
-    from asstctl.lock import acquire
+    """Hold the project's lock on ``target`` for the block (asstctl.reconcile.lock); nothing with ``use_lock`` false."""
+    from asstctl.reconcile.lock import acquire
 
     if not use_lock:
         yield None

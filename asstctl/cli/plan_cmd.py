@@ -1,5 +1,5 @@
 """``asstctl plan`` (alias ``diff``), ``apply`` and ``destroy``: thin wrappers over the reconciler
-(asstctl.plan → asstctl.apply → asstctl.report)."""
+(asstctl.reconcile: plan → apply → report)."""
 
 from __future__ import annotations
 
@@ -56,10 +56,10 @@ def plan(ctx, keys, target_name, base_url, prune, detailed_exitcode, output, out
         asstctl plan --detailed-exitcode --out plan.json && asstctl apply plan.json --yes
         asstctl plan triage faq
     """
-    from asstctl.plan import plan_for, save_plan
-    from asstctl.project import load_project
-    from asstctl.report import render_json
-    from asstctl.targets import open_target
+    from asstctl.reconcile.plan import plan_for, save_plan
+    from asstctl.spec.project import load_project
+    from asstctl.reconcile.report import render_json
+    from asstctl.backends.targets import open_target
 
     project = load_project()
     with open_target(project, target_name, base_url) as target:
@@ -101,9 +101,9 @@ def apply(args, target_name, base_url, prune, yes, parallelism, ingestion_timeou
         asstctl apply triage --yes --lock-timeout 2m --output json
     """
     from asstctl.cli.lock_cmd import locked
-    from asstctl.plan import plan_for
-    from asstctl.project import load_project
-    from asstctl.targets import open_target
+    from asstctl.reconcile.plan import plan_for
+    from asstctl.spec.project import load_project
+    from asstctl.backends.targets import open_target
 
     planfile, keys = split_args(args)
     if planfile and prune:
@@ -135,9 +135,9 @@ def destroy(keys, target_name, base_url, yes, parallelism, use_lock, lock_timeou
         asstctl destroy old-bot --yes --output json
     """
     from asstctl.cli.lock_cmd import locked
-    from asstctl.plan import plan_for
-    from asstctl.project import load_project
-    from asstctl.targets import open_target
+    from asstctl.reconcile.plan import plan_for
+    from asstctl.spec.project import load_project
+    from asstctl.backends.targets import open_target
 
     project = load_project()
     with open_target(project, target_name, base_url) as target, \
@@ -164,7 +164,7 @@ def split_args(args: tuple[str, ...]) -> tuple[str | None, list[str]]:
 
 def run_plan(result, client, output: str, yes: bool, question: str, run_always: bool = False, **options) -> None:
     """Show the plan, ask, carry it out and report (text or JSON)."""
-    from asstctl.report import render_report
+    from asstctl.reconcile.report import render_report
 
     as_json = output == "json"
     if not as_json or (result.has_changes() and not yes):
@@ -181,8 +181,8 @@ def run_plan(result, client, output: str, yes: bool, question: str, run_always: 
 
 
 def saved_plan(planfile: str, project, target):
-    from asstctl.apply import check_plan_target
-    from asstctl.plan import load_plan
+    from asstctl.reconcile.apply import check_plan_target
+    from asstctl.reconcile.plan import load_plan
 
     saved = load_plan(planfile)
     check_plan_target(saved, project.name, target.label)
@@ -191,7 +191,7 @@ def saved_plan(planfile: str, project, target):
 
 def shown(result) -> str:
     from asstctl.cli.output import use_color
-    from asstctl.report import render_text
+    from asstctl.reconcile.report import render_text
 
     return render_text(result, color=use_color(sys.stdout))
 
@@ -211,9 +211,9 @@ def execute(result, client, parallelism: int, verify: bool, ingestion_timeout: f
             output: str = "text"):
     """Apply the plan and return its ApplyResult; ``verify``: first check the remote did not change since it
     was planned (a saved plan, or a plan a person looked at for a while before confirming)."""
-    from asstctl.apply import apply_plan, verified_remote
+    from asstctl.reconcile.apply import apply_plan, verified_remote
     from asstctl.cli.output import progress, use_color
-    from asstctl.report import render_result
+    from asstctl.reconcile.report import render_result
 
     if verify:
         verified_remote(result, client)

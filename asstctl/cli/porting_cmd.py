@@ -1,4 +1,4 @@
-"""``asstctl import`` and ``export``: thin wrappers over asstctl.porting."""
+"""``asstctl import`` and ``export``: thin wrappers over asstctl.reconcile.porting."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def import_(key, assistant_id, target_name, base_url, force) -> None:
         asstctl import support-bot asst_abc123 && asstctl plan --detailed-exitcode
     """
     from asstctl.ownership import is_reserved
-    from asstctl.porting import import_assistant
-    from asstctl.project import load_project
+    from asstctl.reconcile.porting import import_assistant
+    from asstctl.spec.project import load_project
     from asstctl.spec.loader import shown
-    from asstctl.targets import open_target
+    from asstctl.backends.targets import open_target
 
     project = load_project()
     with open_target(project, target_name, base_url) as target:
@@ -71,9 +71,9 @@ def export(keys, target_name, base_url, include_unmanaged, out_dir, force, yes) 
         asstctl export --all --yes && asstctl plan --detailed-exitcode
     """
     from asstctl.errors import AsstctlError
-    from asstctl.porting import finish_export, prepare_export
-    from asstctl.project import load_project
-    from asstctl.targets import open_target
+    from asstctl.reconcile.porting import finish_export, prepare_export
+    from asstctl.spec.project import load_project
+    from asstctl.backends.targets import open_target
 
     if keys and include_unmanaged:
         raise click.UsageError("KEY arguments select this project's assistants; --all exports every one: use one or the other")

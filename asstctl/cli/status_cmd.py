@@ -1,5 +1,5 @@
-"""``asstctl status`` (what the project manages on a target: asstctl.status) and ``asstctl force-unlock``
-(the project lock: asstctl.lock)."""
+"""``asstctl status`` (what the project manages on a target: asstctl.reconcile.status) and ``asstctl force-unlock``
+(the project lock: asstctl.reconcile.lock)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ def status(ctx, target_name, base_url, output, detailed_exitcode) -> None:
     Example:
         asstctl status --output json --detailed-exitcode
     """
-    from asstctl import status as report
-    from asstctl.lock import live_now
-    from asstctl.plan import plan_for
-    from asstctl.project import load_project
-    from asstctl.targets import open_target
+    from asstctl.reconcile import status as report
+    from asstctl.reconcile.lock import live_now
+    from asstctl.reconcile.plan import plan_for
+    from asstctl.spec.project import load_project
+    from asstctl.backends.targets import open_target
 
     project = load_project()
     with open_target(project, target_name, base_url) as target:
@@ -58,9 +58,9 @@ def force_unlock(lock_id, target_name, base_url, yes) -> None:
     Example:
         asstctl force-unlock vs_0123abcd --yes
     """
-    from asstctl.lock import delete_lock, find_locks, iso
-    from asstctl.project import load_project
-    from asstctl.targets import open_target
+    from asstctl.reconcile.lock import delete_lock, find_locks, iso
+    from asstctl.spec.project import load_project
+    from asstctl.backends.targets import open_target
 
     project = load_project()
     with open_target(project, target_name, base_url) as target:

@@ -45,9 +45,9 @@ def test(files, target_name, base_url, patterns, timeout, parallel, repeat, min_
     Example:
         asstctl apply --yes && asstctl test --junit-xml report.xml
     """
-    from asstctl.project import load_project
-    from asstctl.runner import RunOptions, test_project
-    from asstctl.testreport import report_json, summary_lines
+    from asstctl.spec.project import load_project
+    from asstctl.testing.runner import RunOptions, test_project
+    from asstctl.testing.testreport import report_json, summary_lines
 
     options = RunOptions(timeout=timeout, parallel=parallel, repeat=repeat, min_pass_rate=min_pass_rate,
                          keep_threads=keep_threads, progress=progress if output == "text" else None)
@@ -65,7 +65,7 @@ def test(files, target_name, base_url, patterns, timeout, parallel, repeat, min_
 
 def _write_junit(report, path: Path) -> None:
     from asstctl.errors import AsstctlError
-    from asstctl.junit import write_junit
+    from asstctl.testing.junit import write_junit
 
     try:
         write_junit(report, path)

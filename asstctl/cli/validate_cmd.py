@@ -26,9 +26,9 @@ def validate(output: str) -> None:
         asstctl validate
         asstctl validate --output json | jq '.problems[].message'
     """
-    from asstctl.conversations import conversation_files, orphan_problems, validate_conversations
-    from asstctl.project import load_project
-    from asstctl.rules_check import rules_problems
+    from asstctl.testing.conversations import conversation_files, orphan_problems, validate_conversations
+    from asstctl.spec.project import load_project
+    from asstctl.spec.rules_check import rules_problems
     from asstctl.spec.loader import spec_files, validate_project
 
     project = load_project()
@@ -103,7 +103,7 @@ def schema(kind: str, output: Path | None, old_output: Path | None) -> None:
 
 def _schema_of(kind: str) -> dict:
     if kind == "conversation":
-        from asstctl.conversations import SCHEMA
+        from asstctl.testing.conversations import SCHEMA
 
         return SCHEMA
     if kind == "project":

@@ -26,6 +26,7 @@ from asstctl.server.app import ServerConfig, ServerState, create_app
 from asstctl.server.faults import Faults
 
 log = logging.getLogger("asstctl.server")
+DEFAULT_DB = "server.sqlite3"  # under .asstctl/ of the project (the embedded target and `asstctl serve`)
 
 
 def is_loopback(host: str) -> bool:
@@ -55,15 +56,14 @@ def quiet_uvicorn() -> None:
 
 def default_db(start: Path | None = None) -> Path:
     """``.asstctl/server.sqlite3`` under the project root (the current directory without a project)."""
-    from asstctl.project import STATE_DIR, find_root
-    from asstctl.targets import DEFAULT_DB
+    from asstctl.spec.project import STATE_DIR, find_root
 
     return (find_root(start) or Path.cwd()) / STATE_DIR / DEFAULT_DB
 
 
 def default_rules(start: Path | None = None) -> str | None:
     """The project's ``engine_rules`` (so ``asstctl serve`` answers like the embedded target)."""
-    from asstctl.project import find_root, parse_project
+    from asstctl.spec.project import find_root, parse_project
 
     root = find_root(start)
     rules = parse_project(root).engine_rules if root else None
@@ -72,7 +72,7 @@ def default_rules(start: Path | None = None) -> str | None:
 
 def default_upstream(start: Path | None = None):
     """The project's ``engine:`` upstream (so ``asstctl serve`` answers like the embedded target), or None."""
-    from asstctl.project import find_root, parse_project
+    from asstctl.spec.project import find_root, parse_project
 
     root = find_root(start)
     return parse_project(root).engine if root else None

@@ -15,6 +15,9 @@ import os
 import stat
 from pathlib import Path
 
+PROJECT_FILE = "asstctl.yaml"
+STATE_DIR = ".asstctl"
+
 MAX_TEXT_BYTES = 16 * 2**20  # specs, instructions, schemas, conversations, rules: text a person writes
 
 
@@ -111,10 +114,27 @@ def outside_problem(path: Path | str, roots: tuple[Path, ...] | None) -> str | N
             f"`allow_paths: [{Path(folder).as_posix()}]` to asstctl.yaml")
 
 
+def find_root(start: Path | None = None) -> Path | None:
+    """The nearest directory at or above ``start`` that holds asstctl.yaml."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / PROJECT_FILE
+        if os.path.lexists(candidate) and not candidate.is_dir():  # a FIFO or broken link is reported, not skipped
+            return directory
+    return None
+
+
+def shown(path: Path) -> str:
+    """A path as messages show it: relative to the working directory when it is below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def project_roots(start: Path | str) -> tuple[Path, ...] | None:
     """The allowed roots of the project a file belongs to (found by its asstctl.yaml); ``None`` outside one."""
-    from asstctl.project import PROJECT_FILE, find_root
-
     root = find_root(Path(start))
     if root is None:
         return None

@@ -185,13 +185,13 @@ def label(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _root(directory: Path) -> Path | None:
-    from asstctl.project import find_root
+    from asstctl.spec.files import find_root
 
     return find_root(directory)
 
 
 def shown(path: Path) -> str:
-    from asstctl.spec.loader import shown as relative
+    from asstctl.spec.files import shown as relative
 
     return relative(path)
 

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from asstctl.errors import SpecError
+from asstctl.spec.files import shown  # noqa: F401 (used from here by the CLI and porting)
 from asstctl.spec.model import AssistantSpec, VectorStoreSpec
 
 HINT = "Fix the spec files; their format is described in docs/spec-format.md (`asstctl validate` checks them)."
 SUFFIXES = (".yaml", ".yml")
 CONVERSATION_SUFFIXES = (".test.yaml", ".test.yml")
-BUILTIN_TARGETS = ("embedded", "env", "base-url")  # the names asstctl.targets gives targets not in asstctl.yaml
+BUILTIN_TARGETS = ("embedded", "env", "base-url")  # the names asstctl.backends.targets gives targets not in asstctl.yaml
 _VARIABLE = re.compile(r"\$(\$?)\{([^}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -69,20 +70,11 @@ def folder_problem(project, directory: Path | None = None, setting: str = "specs
 
 
 def setting_where(project, setting: str) -> str:
-    from asstctl.project import PROJECT_FILE
+    from asstctl.spec.project import PROJECT_FILE
 
     path = shown(Path(project.root) / PROJECT_FILE)
     line, col = (getattr(project, "positions", None) or {}).get(setting, (1, 1))
     return f"{path}:{line}:{col}"
-
-
-def shown(path: Path) -> str:
-    """A path as messages show it: relative to the working directory when it is below it."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive (Windows)
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
 
 
 def load_specs(project, target: str | None = None) -> list[AssistantSpec]:

@@ -56,7 +56,7 @@ class AssistantSpec:
 
     Knowledge: ``code_files`` are the ``code_interpreter`` tool's files, ``vector_store`` the key
     of the ``file_search`` tool's vector store (``inline_store`` when declared in this spec). The
-    reconciler derives ``tool_resources`` from them (see asstctl/knowledge.py).
+    reconciler derives ``tool_resources`` from them (see asstctl/reconcile/knowledge.py).
     """
 
     key: str

@@ -136,7 +136,7 @@ def read_object(ctx: _Context, field: str, rest: tuple, relative: str) -> dict[s
 
 
 def _display(path: Path) -> str:
-    from asstctl.spec.loader import shown
+    from asstctl.spec.files import shown
 
     return shown(path)
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from asstctl.cli import cli
 from asstctl.errors import ConfigError
-from asstctl.project import parse_project
+from asstctl.spec.project import parse_project
 from asstctl.server.engine.config import from_flags
 
 PROJECT = """project: demo

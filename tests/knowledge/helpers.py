@@ -1,14 +1,14 @@
 """Helpers for the knowledge tests: a project on disk (asstctl.yaml, specs, files), plan and apply
-through the library as the CLI does (asstctl.plan.plan_for), and the server's request counts."""
+through the library as the CLI does (asstctl.reconcile.plan.plan_for), and the server's request counts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
 
-from asstctl.apply import apply_plan
-from asstctl.plan import plan_for
-from asstctl.project import parse_project
+from asstctl.reconcile.apply import apply_plan
+from asstctl.reconcile.plan import plan_for
+from asstctl.spec.project import parse_project
 
 PROJECT = "kb"
 

@@ -221,7 +221,7 @@ def test_store_settings_and_chunking_change_without_uploads(client, server, proj
 
 
 def test_ingestion_still_in_progress_at_the_timeout_is_a_failure_named_by_path(client, proj):
-    from asstctl.knowledge_apply import KnowledgeApply
+    from asstctl.reconcile.apply import ApplyRun as KnowledgeApply
 
     made, _ = converge(client, proj)
     store = managed_store(client, "bot")
@@ -254,7 +254,7 @@ def test_destroy_keeps_the_store_and_files_of_a_prevent_destroy_assistant(client
 
 
 def test_a_file_edited_between_plan_and_apply_is_not_uploaded(client, server, proj, tmp_path):
-    from asstctl.apply import apply_plan
+    from asstctl.reconcile.apply import apply_plan
 
     made = plan(client, proj)
     write(tmp_path, {"assistants/knowledge/faq.md": "edited after planning\n"})
@@ -271,7 +271,7 @@ def test_a_file_edited_between_plan_and_apply_is_not_uploaded(client, server, pr
 def test_lost_responses_on_uploads_and_store_creates_make_no_duplicates(proj):
     from asstctl.server.embedded import start_server
     from asstctl.server.faults import Faults
-    from asstctl.targets import make_client
+    from asstctl.backends.targets import make_client
 
     with start_server(":memory:", faults=Faults(seed=7)) as server:
         client = make_client(server.base_url, server.api_key)  # the SDK's own retries on, as the CLI has them

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from asstctl.project import load_project
+from asstctl.spec.project import load_project
 from asstctl.spec.loader import load_project_specs
 from tests.spec.conftest import problems, project, write  # noqa: F401 (fixture)
 

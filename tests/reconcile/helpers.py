@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asstctl.apply import apply_plan
-from asstctl.plan import build_destroy_plan, build_plan
-from asstctl.remote import read_remote
+from asstctl.reconcile.apply import apply_plan
+from asstctl.reconcile.plan import build_destroy_plan, build_plan
+from asstctl.reconcile.remote import read_remote
 from asstctl.spec.model import AssistantSpec
 
 PROJECT = "demo"

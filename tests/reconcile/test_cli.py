@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from asstctl.cli import cli
 from asstctl.ownership import KEY, MANAGED_BY, PROJECT, SPEC_HASH
-from asstctl.remote import read_remote
-from asstctl.report import render_text
+from asstctl.reconcile.remote import read_remote
+from asstctl.reconcile.report import render_text
 from asstctl.server.embedded import start_server
 from tests.reconcile.helpers import foreign
 
@@ -53,7 +53,7 @@ def run(server, *args, input=None):
 
 
 def sdk(server):
-    from asstctl.targets import make_client
+    from asstctl.backends.targets import make_client
 
     return make_client(server.base_url, server.api_key, max_retries=0)
 
@@ -190,7 +190,7 @@ def test_an_unreachable_target_is_one_line_without_a_traceback(project):
 
 
 def test_colour_codes_wrap_the_action_lines():
-    from asstctl.plan import Action, Plan
+    from asstctl.reconcile.model import Action, Plan
 
     text = render_text(Plan("p", "t", actions=[Action("create", "bot")]), color=True)
     assert "\033[32m+ create bot\033[0m" in text

@@ -1,4 +1,4 @@
-"""The project lock (asstctl.lock, issue 10 item 2), in-process against the embedded server: refusal
+"""The project lock (asstctl.reconcile.lock, issue 10 item 2), in-process against the embedded server: refusal
 naming the holder, --lock-timeout, expiry of a crashed apply's lock, force-unlock, and lock objects
 never showing as managed or foreign objects. The subprocess races are in tests/reliability."""
 
@@ -11,10 +11,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from asstctl import lock as locking
+from asstctl.reconcile import lock as locking
 from asstctl.cli import cli
-from asstctl.knowledge import read_knowledge
-from asstctl.remote import read_remote
+from asstctl.reconcile.knowledge import read_knowledge
+from asstctl.reconcile.remote import read_remote
 
 NAME = "lock-demo"
 

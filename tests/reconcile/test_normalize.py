@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from asstctl import normalize
-from asstctl.diff import ADDED, REMOVED, field_changes, render_path, text_diff
+from asstctl.reconcile import normalize
+from asstctl.reconcile.diff import ADDED, REMOVED, field_changes, render_path, text_diff
 from asstctl.errors import PlanError
 from asstctl.ownership import hash_tag, split_hash_tag, tags
-from asstctl.plan import Action, Plan
-from asstctl.diff import FieldChange
+from asstctl.reconcile.model import Action, Plan
+from asstctl.reconcile.diff import FieldChange
 
 SERVER_DEFAULTS = {
     "id": "asst_1",
@@ -124,7 +124,7 @@ def test_an_unknown_plan_version_is_refused():
 
 
 def test_a_saved_plan_belongs_to_one_project_and_target():
-    from asstctl.apply import check_plan_target
+    from asstctl.reconcile.apply import check_plan_target
 
     plan = Plan("demo", "http://127.0.0.1:1/v1")
     check_plan_target(plan, "demo", "http://127.0.0.1:1/v1")

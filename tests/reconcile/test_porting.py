@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from asstctl.ownership import KEY, MANAGED_BY, PROJECT, SPEC_HASH, hash_tag
-from asstctl.porting import derive_key, escaped, spec_fields
-from asstctl.project import load_project
-from asstctl.remote import read_remote
+from asstctl.reconcile.porting import derive_key, escaped, spec_fields
+from asstctl.spec.project import load_project
+from asstctl.reconcile.remote import read_remote
 from asstctl.spec.loader import load_specs
 from tests.reconcile.test_cli import NAME, project, run, write_spec  # noqa: F401  (project is a fixture)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from asstctl.apply import apply_plan, check_fresh
+from asstctl.reconcile.apply import apply_plan, check_fresh
 from asstctl.errors import PlanError, TargetError
 from asstctl.ownership import KEY, MANAGED_BY, PROJECT, SPEC_HASH
-from asstctl.plan import Plan
-from asstctl.remote import read_remote
+from asstctl.reconcile.model import Plan
+from asstctl.reconcile.remote import read_remote
 from asstctl.server.embedded import start_server
-from asstctl.targets import make_client
+from asstctl.backends.targets import make_client
 from tests.reconcile.helpers import PROJECT as NAME
 from tests.reconcile.helpers import converge, destroy_plan, foreign, kinds, make_plan, spec
 

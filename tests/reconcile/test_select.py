@@ -8,7 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from asstctl.cli import cli
-from asstctl.remote import read_remote
+from asstctl.reconcile.remote import read_remote
 from tests.knowledge.helpers import write
 
 NAME = "pick"

@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from asstctl.ownership import tags
-from asstctl.remote import list_assistants
+from asstctl.reconcile.remote import list_assistants
 
 PROJECT = "reliable"
 
@@ -39,7 +39,7 @@ def cli(root: Path, base_url: str, api_key: str, *args: str):
 
 
 def sdk(base_url: str, api_key: str, **options: Any):
-    from asstctl.targets import make_client
+    from asstctl.backends.targets import make_client
 
     options.setdefault("max_retries", 0)
     return make_client(base_url, api_key, **options)

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from asstctl.cli import cli
 
-from asstctl.remote import read_remote
-from asstctl.targets import make_client
+from asstctl.reconcile.remote import read_remote
+from asstctl.backends.targets import make_client
 from tests.serve_process import ServeProcess
 
 SPECS = 20

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asstctl.apply import apply_plan
+from asstctl.reconcile.apply import apply_plan
 from asstctl.ownership import MANAGED_BY, MANAGER, PROJECT as PROJECT_TAG, KEY, tags
 from asstctl.server.embedded import start_server
 from tests.reconcile.helpers import destroy_plan, make_plan, spec

@@ -85,7 +85,7 @@ def test_streamed_runs_announce_the_citation(client):
 
 
 def test_the_file_cited_expectation():
-    from asstctl.expectations import TurnOutcome, check
+    from asstctl.testing.expectations import TurnOutcome, check
 
     outcome = TurnOutcome("Items can be returned within 30 days 【3:0†returns.md】", cited=["asstctl--p--0123--returns.md"])
     assert check({"file_cited": "returns.md"}, outcome) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from asstctl.expectations import TurnOutcome, check, excerpt, is_subset
+from asstctl.testing.expectations import TurnOutcome, check, excerpt, is_subset
 
 CALL = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}
 

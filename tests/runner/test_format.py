@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from asstctl.conversations import load_conversations, validate_conversations
-from asstctl.project import load_project
+from asstctl.testing.conversations import load_conversations, validate_conversations
+from asstctl.spec.project import load_project
 from tests.runner.conftest import asstctl_test, write_conversations
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from asstctl.expectations import TurnOutcome, check
-from asstctl.grading import GradingError, cosine, cost, parse_verdict, price_of
-from asstctl.conversations import load_conversations, validate_conversations
-from asstctl.project import load_project
+from asstctl.testing.expectations import TurnOutcome, check
+from asstctl.testing.grading import GradingError, cosine, cost, parse_verdict, price_of
+from asstctl.testing.conversations import load_conversations, validate_conversations
+from asstctl.spec.project import load_project
 from tests.runner.conftest import write_conversations
 
 

@@ -2,9 +2,9 @@
 
 import contextlib
 
-from asstctl.conversations import load_conversations
-from asstctl.project import load_project
-from asstctl.runner import RunOptions, run_conversations
+from asstctl.testing.conversations import load_conversations
+from asstctl.spec.project import load_project
+from asstctl.testing.runner import RunOptions, run_conversations
 from tests.runner.conftest import deploy, write_conversations
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asstctl.project import load_project
+from asstctl.spec.project import load_project
 from asstctl.spec.loader import validate_project
 
 

@@ -31,7 +31,7 @@ def test_a_knowledge_glob_through_symlink_loops_ends_and_finds_each_file_once(pr
     os.symlink("../..", docs / "a" / "b" / "upup")
     os.symlink("../../docs", docs / "a" / "again")
     write(project, {"bot.yaml": "model: gpt-4o\ntools:\n  - code_interpreter: {files: ['docs/**/*.md', 'docs/**']}\n"})
-    from asstctl.project import load_project
+    from asstctl.spec.project import load_project
     from asstctl.spec.loader import load_specs
 
     [spec] = load_specs(load_project(project))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asstctl.errors import SpecError
-from asstctl.project import load_project
+from asstctl.spec.project import load_project
 from asstctl.spec.loader import load_specs
 from tests.spec.conftest import problems, write
 

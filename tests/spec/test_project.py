@@ -58,7 +58,7 @@ def test_bad_values_are_errors_with_positions(tmp_path, monkeypatch, content, me
 
 
 def test_the_sections_other_features_use_are_accepted(tmp_path, monkeypatch):
-    from asstctl.project import load_project
+    from asstctl.spec.project import load_project
 
     (tmp_path / "asstctl.yaml").write_text("""\
 project: full

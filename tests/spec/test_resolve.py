@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from asstctl.errors import SpecError
-from asstctl.project import load_project
+from asstctl.spec.project import load_project
 from asstctl.spec.loader import load_specs, validate_project
 from tests.spec.conftest import write
 

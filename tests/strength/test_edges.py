@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from asstctl.apply import RetryPolicy, apply_plan, check_fresh, check_plan_target
+from asstctl.reconcile.apply import RetryPolicy, apply_plan, check_fresh, check_plan_target
 from asstctl.errors import PlanError
-from asstctl.expectations import TurnOutcome, check, excerpt
-from asstctl.plan import load_plan, save_plan
-from asstctl.remote import read_remote
-from asstctl.report import render_json
+from asstctl.testing.expectations import TurnOutcome, check, excerpt
+from asstctl.reconcile.plan import load_plan, save_plan
+from asstctl.reconcile.remote import read_remote
+from asstctl.reconcile.report import render_json
 from tests.knowledge.helpers import converge as kb_converge
 from tests.knowledge.helpers import managed_store, plan as kb_plan, project, write
 from tests.reconcile.helpers import PROJECT, converge, destroy_plan, make_plan, spec
@@ -145,7 +145,7 @@ def test_a_stale_plan_lists_every_reason(client, tmp_path):
 
 
 def test_a_saved_plan_for_another_target_is_refused_with_the_fix():
-    from asstctl.plan import Plan
+    from asstctl.reconcile.model import Plan
 
     with pytest.raises(PlanError) as raised:
         check_plan_target(Plan(project="demo", target="staging"), "demo", "production")

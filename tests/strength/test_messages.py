@@ -9,11 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from asstctl.apply import describe, verified_remote
+from asstctl.backends.base import describe
+from asstctl.reconcile.apply import verified_remote
 from asstctl.errors import PlanError
-from asstctl.expectations import TurnOutcome, check
-from asstctl.plan import load_plan, save_plan
-from asstctl.report import render_text
+from asstctl.testing.expectations import TurnOutcome, check
+from asstctl.reconcile.plan import load_plan, save_plan
+from asstctl.reconcile.report import render_text
 from tests.knowledge.helpers import converge, managed_store, plan, project
 from tests.strength.conftest import FILES, KNOWLEDGE_BOT
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from asstctl.apply import apply_plan
+from asstctl.reconcile.apply import apply_plan
 from tests.reconcile.helpers import converge, make_plan, spec
 
 FUNCTION = {"name": "lookup", "description": "Find an order", "parameters": {

@@ -7,10 +7,10 @@ from __future__ import annotations
 import io
 import json
 
-from asstctl.apply import apply_plan
-from asstctl.expectations import TurnOutcome, check
-from asstctl.plan import load_plan, save_plan
-from asstctl.remote import read_remote
+from asstctl.reconcile.apply import apply_plan
+from asstctl.reconcile.plan import load_plan, save_plan
+from asstctl.reconcile.remote import read_remote
+from asstctl.testing.expectations import TurnOutcome, check
 from tests.knowledge.helpers import PROJECT as KB
 from tests.knowledge.helpers import converge as kb_converge
 from tests.knowledge.helpers import managed_store, plan as kb_plan, project, store_files, write

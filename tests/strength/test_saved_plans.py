@@ -8,12 +8,13 @@ import json
 
 import pytest
 
-from asstctl.apply import check_fresh
+from asstctl.reconcile.apply import check_fresh
 from asstctl.errors import PlanError
-from asstctl.knowledge import read_knowledge
-from asstctl.plan import Plan, load_plan, save_plan
-from asstctl.remote import read_remote
-from asstctl.report import render_text
+from asstctl.reconcile.knowledge import read_knowledge
+from asstctl.reconcile.model import Plan
+from asstctl.reconcile.plan import load_plan, save_plan
+from asstctl.reconcile.remote import read_remote
+from asstctl.reconcile.report import render_text
 from tests.knowledge.helpers import PROJECT as KB
 from tests.knowledge.helpers import converge, managed_store, plan, project, write
 from tests.strength.conftest import FILES

@@ -14,7 +14,7 @@ from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import APIError
 from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
-from asstctl.server.routes import threads, vector_stores
+from asstctl.server.routes import lookup, vector_stores
 
 
 def create_message(
@@ -56,16 +56,16 @@ def create_message(
 
 
 def require_message(state, thread_id: str, message_id: str) -> dict[str, Any]:
-    threads.require_thread(state, thread_id)
+    lookup.require_thread(state, thread_id)
     return require(state, "message", message_id, thread_id)
 
 
 def add_user_message(state, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /threads/{id}/messages``: refused while a run on the thread is active."""
-    threads.require_thread(state, thread_id)
+    lookup.require_thread(state, thread_id)
     v.check_message_create(body)
     with state.store.transaction():
-        run = threads.active_run(state, thread_id)
+        run = lookup.active_run(state, thread_id)
         if run is not None:
             raise APIError(400, f"Can't add messages to {thread_id} while a run {run['id']} is active.")
         return create_message(state, thread_id, body)
@@ -102,7 +102,7 @@ async def delete(request):
 
 async def list_messages(request):
     state, thread_id = state_of(request), request.path_params["thread_id"]
-    threads.require_thread(state, thread_id)
+    lookup.require_thread(state, thread_id)
     run_id = request.query_params.get("run_id")
     where = (lambda m: m.get("run_id") == run_id) if run_id else None
     items, has_more = state.store.page("message", thread_id, **list_params(request), where=where)

@@ -18,6 +18,7 @@ from asstctl.server.app import state_of
 from asstctl.server.errors import not_found
 from asstctl.server.http import deleted, json_body, new_id, now, ok, require
 from asstctl.server.routes import messages, vector_stores
+from asstctl.server.routes.lookup import ACTIVE_RUN_STATUSES, active_run, require_thread  # noqa: F401 (runs.py uses them from here)
 
 class ThreadIdConvertor(StringConvertor):
     """A thread id segment that is not the literal ``runs`` (``POST /threads/runs`` is create-and-run)."""
@@ -27,7 +28,6 @@ class ThreadIdConvertor(StringConvertor):
 
 register_url_convertor("thread_id", ThreadIdConvertor())
 
-ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
 THREAD_FIELDS = ("messages", "tool_resources", "metadata")
 
 
@@ -64,18 +64,6 @@ def create_thread(state, body: dict[str, Any], param_prefix: str = "") -> dict[s
         for message in body.get("messages") or []:
             messages.create_message(state, thread["id"], message)
         return require_thread(state, thread["id"])  # attachments may have given it a vector store
-
-
-def require_thread(state, thread_id: str) -> dict[str, Any]:
-    return require(state, "thread", thread_id)
-
-
-def active_run(state, thread_id: str) -> dict[str, Any] | None:
-    """The thread's non-terminal run (queued, in_progress, requires_action, cancelling), if any."""
-    for run in state.store.all("run", thread_id):
-        if run.get("status") in ACTIVE_RUN_STATUSES:
-            return run
-    return None
 
 
 def modify_thread(state, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -22,16 +22,14 @@ Validated by a JSON Schema (asstctl.spec.project_schema): a misspelled key is an
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asstctl.errors import ConfigError
+from asstctl.spec.files import PROJECT_FILE, STATE_DIR, find_root  # noqa: F401 (the project file's names, used from here)
 
-PROJECT_FILE = "asstctl.yaml"
 HINT = "asstctl.yaml's fields are described in docs/spec-format.md (`asstctl schema --kind project` prints its schema)."
-STATE_DIR = ".asstctl"
 
 
 @dataclass
@@ -62,16 +60,6 @@ class Project:
     @property
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
-
-
-def find_root(start: Path | None = None) -> Path | None:
-    """The nearest directory at or above ``start`` that holds asstctl.yaml."""
-    here = (start or Path.cwd()).resolve()
-    for directory in (here, *here.parents):
-        candidate = directory / PROJECT_FILE
-        if os.path.lexists(candidate) and not candidate.is_dir():  # a FIFO or broken link is reported, not skipped
-            return directory
-    return None
 
 
 def load_project(start: Path | None = None) -> Project:

@@ -3,7 +3,7 @@
 States: ``in sync`` (applied, unchanged), ``drift`` (changed outside asstctl), ``pending`` (the spec
 changed since it was applied), ``missing`` (a spec never applied), ``duplicate`` (a further object with
 the key of a managed one: ``apply --prune`` deletes it), ``no spec`` (managed, but its spec was removed:
-``apply --prune`` deletes it). Rendering only; the plan decides (asstctl.plan).
+``apply --prune`` deletes it). Rendering only; the plan decides (asstctl.reconcile.plan).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from asstctl.plan import CREATE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.reconcile.model import CREATE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
 
 IN_SYNC, DRIFT, PENDING, MISSING, DUPLICATE, NO_SPEC = "in sync", "drift", "pending", "missing", "duplicate", "no spec"
 STATES = (IN_SYNC, DRIFT, PENDING, MISSING, DUPLICATE, NO_SPEC)

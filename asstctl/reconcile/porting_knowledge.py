@@ -38,8 +38,7 @@ def needs_knowledge(objs: list[dict[str, Any]]) -> bool:
 
 def declarations(project, client, objs: list[dict[str, Any]]) -> Declarations | None:
     """The project's stores and uploads, read only when an exported assistant has resources."""
-    from asstctl.knowledge import read_knowledge
-    from asstctl.knowledge_plan import knowledge_view
+    from asstctl.reconcile.knowledge import knowledge_view, read_knowledge
     from asstctl.spec.loader import key_of, read_spec, store_files
 
     if not needs_knowledge(objs):
@@ -58,7 +57,7 @@ def declarations(project, client, objs: list[dict[str, Any]]) -> Declarations | 
 
 
 def declare(fields: dict[str, Any], key: str, spec_dir: Path, known: Declarations | None) -> dict[str, Any]:
-    """The spec fields of :func:`asstctl.porting.spec_fields` with knowledge ids turned into declarations."""
+    """The spec fields of :func:`asstctl.reconcile.porting.spec_fields` with knowledge ids turned into declarations."""
     resources = dict(fields.get("tool_resources") or {})
     if known is None or not resources:
         return fields
@@ -99,7 +98,7 @@ def _store_declaration(part: dict[str, Any], key: str, spec_dir: Path, known: De
 
 def _inline_store(obj: dict[str, Any], files: list[dict[str, Any]], key: str, spec_dir: Path,
                   known: Declarations) -> dict[str, Any] | None:
-    from asstctl.knowledge import ATTR_PATH, AUTO_CHUNKING
+    from asstctl.reconcile.knowledge import ATTR_PATH, AUTO_CHUNKING
     from asstctl.ownership import user_metadata
 
     paths = sorted((item.get("attributes") or {}).get(ATTR_PATH) for item in files)

@@ -16,12 +16,12 @@ failed one becomes a :class:`Failure` naming it, e.g. ``contains: "Paris"`` with
       file_cited: returns.md          # file_search cited this file (a list: all); true: any file
       code_ran: true                  # a code_interpreter call ran in the turn's run steps (false: none did)
       code_output_contains: "x = 1"   # ... and its logs hold the text (a list: all)
-      rubric: "Answers in French"     # a grader model judges the reply (a list: all); see asstctl.grading
+      rubric: "Answers in French"     # a grader model judges the reply (a list: all); see asstctl.testing.grading
       similar: {text: "It is sunny in Paris", threshold: 0.8}   # cosine similarity of embeddings
       max_latency_ms: 5000
       max_tokens: 800                 # total tokens of the turn's run(s)
 
-``rubric`` and ``similar`` call the grader (``outcome.grader``, an :class:`asstctl.grading.Grader`) and
+``rubric`` and ``similar`` call the grader (``outcome.grader``, an :class:`asstctl.testing.grading.Grader`) and
 add the tokens they spend to ``outcome.spend``.
 """
 
@@ -48,8 +48,8 @@ class TurnOutcome:
     question: str = ""  # the turn's user message (for the grader)
     code: list[dict[str, str]] = field(default_factory=list)  # code_interpreter calls: {input, logs}
     cited_shas: dict[str, str] = field(default_factory=dict)  # file_cited value -> sha256[:16] of the local file
-    grader: Any = None  # asstctl.grading.Grader when rubric/similar are used
-    spend: Any = None  # asstctl.grading.Spend: the grader's tokens
+    grader: Any = None  # asstctl.testing.grading.Grader when rubric/similar are used
+    spend: Any = None  # asstctl.testing.grading.Spend: the grader's tokens
 
 
 @dataclass
@@ -206,7 +206,7 @@ def _code_output_contains(value, outcome: TurnOutcome) -> list[str]:
 
 # -- model-graded ----------------------------------------------------------------------------
 def _rubric(value, outcome: TurnOutcome) -> list[str]:
-    from asstctl.grading import GradingError
+    from asstctl.testing.grading import GradingError
 
     if outcome.grader is None:
         return ["not graded: no grader (set test.grader.model and engine.upstream in asstctl.yaml)"]
@@ -223,7 +223,7 @@ def _rubric(value, outcome: TurnOutcome) -> list[str]:
 
 
 def _similar(value, outcome: TurnOutcome) -> list[str]:
-    from asstctl.grading import GradingError
+    from asstctl.testing.grading import GradingError
 
     text, threshold = (value, 0.8) if isinstance(value, str) else (value["text"], value.get("threshold", 0.8))
     if outcome.grader is None:

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from asstctl.errors import AsstctlError
 from asstctl.ownership import LOCK
-from asstctl.remote import PAGE_SIZE, transient_retries
+from asstctl.backends import backend_for
 
 HOLDER, OPERATION, SINCE, EXPIRES = "asstctl.holder", "asstctl.operation", "asstctl.since", "asstctl.expires"
 PROCESS = "asstctl.process"  # boot id / pid namespace / pid: lets a later run on the same machine see the holder died
@@ -130,11 +130,7 @@ def holder_died(info: LockInfo) -> bool:
 
 def list_locks(client: Any, project: str) -> list[LockInfo]:
     """Every lock object of ``project`` on the target (live or expired), oldest first."""
-    from asstctl.targets import api_errors
-
-    with api_errors(client):
-        stores = transient_retries(lambda: [item.to_dict() for item in
-                                            client.vector_stores.list(limit=PAGE_SIZE, order="asc")])
+    stores = backend_for(client).list_locks()
     locks = [LockInfo.from_obj(obj) for obj in stores if (obj.get("metadata") or {}).get(LOCK) == project]
     return sorted(locks, key=LockInfo.order)
 
@@ -159,13 +155,7 @@ def live_locks(client: Any, project: str, server_now: int, keep: str | None = No
 
 def delete_lock(client: Any, lock_id: str) -> bool:
     """Delete a lock object; False when it was already gone."""
-    import openai
-
-    try:
-        transient_retries(lambda: client.vector_stores.delete(lock_id))
-    except openai.NotFoundError:
-        return False
-    return True
+    return backend_for(client).delete_vector_store(lock_id)
 
 
 # --- acquiring ---------------------------------------------------------------------------------------------
@@ -222,28 +212,24 @@ def held_error(project: str, holder: LockInfo, timeout: float) -> LockError:
 
 def create_lock(client: Any, project: str, operation: str) -> tuple[LockInfo, float]:
     """A new lock object of ours, and the server clock's offset from ours (seconds)."""
-    import openai
-
-    from asstctl.targets import api_errors
-
+    backend = backend_for(client)
     before = time.time()
     metadata = {LOCK: project, HOLDER: holder_name()[:512], OPERATION: operation, SINCE: iso(before),
                 EXPIRES: str(int(before) + TTL), PROCESS: process_identity()[:512]}
-    creator = client.with_options(max_retries=0).vector_stores
-    with api_errors(client):
+    with backend.target_errors():
         try:
-            obj = transient_retries(lambda: creator.create(name=f"asstctl lock: {project}"[:256], metadata=metadata))
-        except openai.NotFoundError:
-            raise LockError(f"{str(client.base_url).rstrip('/')} has no /vector_stores endpoint (404), where asstctl "
+            obj = backend.create_lock(f"asstctl lock: {project}"[:256], metadata)
+        except backend.not_found:
+            raise LockError(f"{backend.where()} has no /vector_stores endpoint (404), where asstctl "
                             "keeps the project lock", hint="Pass --no-lock if you make sure nothing else applies "
                                                           "this project at the same time.") from None
-    offset = obj.created_at - time.time()
-    expires = obj.created_at + TTL
+    offset = obj["created_at"] - time.time()
+    expires = obj["created_at"] + TTL
     if abs(offset) > 2:  # our clock differs from the server's: record times on the server's clock
-        metadata = {**metadata, SINCE: iso(obj.created_at), EXPIRES: str(expires)}
-        transient_retries(lambda: client.vector_stores.update(obj.id, metadata=metadata))
-    info = LockInfo(obj.id, project, metadata[HOLDER], operation, metadata[SINCE], _int(metadata[EXPIRES]),
-                    obj.created_at, metadata[PROCESS])
+        metadata = {**metadata, SINCE: iso(obj["created_at"]), EXPIRES: str(expires)}
+        backend.update_vector_store(obj["id"], {"metadata": metadata})
+    info = LockInfo(obj["id"], project, metadata[HOLDER], operation, metadata[SINCE], _int(metadata[EXPIRES]),
+                    obj["created_at"], metadata[PROCESS])
     return info, offset
 
 
@@ -275,7 +261,7 @@ class Lock:
         expires = int(time.time() + self.offset) + TTL
         metadata = {LOCK: self.info.project, HOLDER: self.info.holder, OPERATION: self.info.operation,
                     SINCE: self.info.since, EXPIRES: str(expires), PROCESS: self.info.process}
-        transient_retries(lambda: self.client.vector_stores.update(self.info.id, metadata=metadata))
+        backend_for(self.client).update_vector_store(self.info.id, {"metadata": metadata})
         self.info.expires = expires
 
     def release(self) -> None:

@@ -1,7 +1,7 @@
 """The results of ``asstctl test``: per turn, attempt (one run of a conversation on a fresh thread),
 conversation (its attempts: pass rate, flaky) and report, with tokens per model and latency.
 
-Imports asstctl.expectations, asstctl.grading (token bookkeeping) and asstctl.conversations (types).
+Imports asstctl.expectations, asstctl.testing.grading (token bookkeeping) and asstctl.conversations (types).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from asstctl.conversations import Conversation
-from asstctl.expectations import Failure, excerpt
-from asstctl.grading import Spend
+from asstctl.testing.conversations import Conversation
+from asstctl.testing.expectations import Failure, excerpt
+from asstctl.testing.grading import Spend
 
 
 @dataclass

@@ -13,8 +13,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from asstctl.results import ConversationResult, Report
-from asstctl.testreport import conversation_figures, money
+from asstctl.testing.results import ConversationResult, Report
+from asstctl.testing.testreport import conversation_figures, money
 
 
 def write_junit(report: Report, path: Path | str) -> None:

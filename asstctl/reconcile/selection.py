@@ -18,8 +18,10 @@ from dataclasses import replace
 from typing import Any, Iterable
 
 from asstctl.errors import PlanError
-from asstctl.plan import ASSISTANT, CREATE, DELETE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
-from asstctl.remote import RemoteState
+from asstctl.reconcile.kinds.upload import unused_uploads
+from asstctl.reconcile.knowledge import code_ids
+from asstctl.reconcile.model import ASSISTANT, CREATE, DELETE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.reconcile.remote import RemoteState
 
 
 def check_keys(keys: Iterable[str], specs: Iterable[Any], remote: RemoteState) -> None:
@@ -79,8 +81,6 @@ def frozen(action: Action) -> Action:
 
 
 def needed_refs(actions: list[Action]) -> set[str]:
-    from asstctl.knowledge_plan import code_ids
-
     refs = {op.ref for action in actions if action.object == VECTOR_STORE for op in action.files if op.ref}
     return refs | {ref for action in actions if action.kind in (CREATE, UPDATE) for ref in code_ids(action.body)}
 
@@ -88,8 +88,6 @@ def needed_refs(actions: list[Action]) -> set[str]:
 def freed(selected: Plan, others: list[Action], remote: RemoteState, knowledge: Any, keys: set[str],
           ours: set[str]) -> list[Any]:
     """The uploads the selected objects use now and nothing uses once the selection is applied."""
-    from asstctl.knowledge_plan import code_ids, unused_uploads
-
     before = {item for key, obj in remote.managed.items() if key in keys for item in code_ids(obj)}
     before |= {item for key, objs in remote.duplicates.items() if key in keys for obj in objs for item in code_ids(obj)}
     store_objs = [*knowledge.stores.managed.items(),

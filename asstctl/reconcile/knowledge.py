@@ -13,21 +13,25 @@ The reconciler names uploads and stores by *references* until apply knows their 
 derived from its spec as references, and a remote assistant's ids are turned back into references
 before diffing (``symbolic``), so an unchanged file is never uploaded twice and never shows as a change.
 Apply resolves references to ids (``Plan.refs`` holds the ids known when planning).
+
+Reading (``read_knowledge``) goes through a backend (asstctl.backends); the kinds that plan and apply
+stores and uploads are asstctl.reconcile.kinds.vector_store and .upload. Imports asstctl.ownership,
+asstctl.backends and asstctl.reconcile.remote.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Iterable
 
+from asstctl.backends import backend_for
 from asstctl.ownership import spec_hash, user_metadata
-from asstctl.remote import PAGE_SIZE, RemoteState, classify, transient_retries
+from asstctl.reconcile.remote import RemoteState, classify
 
 FILE_REF, STORE_REF = "file:", "vector_store:"
 ATTR_PROJECT, ATTR_SHA, ATTR_PATH = "asstctl.project", "asstctl.sha256", "asstctl.path"
-PURPOSE = "assistants"
 AUTO_CHUNKING = {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}
 _UPLOAD = re.compile(r"^asstctl--(?P<project>.+)--(?P<sha>[0-9a-f]{16})--(?P<name>.+)$", re.S)
 
@@ -97,37 +101,30 @@ def store_fingerprint(obj: dict[str, Any], files: list[dict[str, Any]]) -> str:
 
 
 def read_knowledge(client: Any, project: str) -> KnowledgeRemote:
-    """Every vector store (classified), the files of this project's stores, and this project's uploads."""
-    import openai
-
-    from asstctl.errors import TargetError
-    from asstctl.targets import api_errors
-
-    with api_errors(client):
-        try:
-            remote = _read(client, project)
-        except openai.NotFoundError:
-            raise TargetError(f"{str(client.base_url).rstrip('/')} has no /vector_stores or /files endpoint (404): "
-                              "asstctl reads them to sync knowledge; use a target with the full Assistants API") from None
+    """Every vector store (classified), the files of this project's stores, and this project's uploads
+    (``client``: an SDK client or a backend, asstctl.backends)."""
+    backend = backend_for(client)
+    with backend.knowledge_errors():
+        stores, store_files = read_stores(backend, project)
+        remote = KnowledgeRemote(stores, store_files, read_uploads(backend, project))
     remote.requests = 2 + len(remote.store_files)
     return remote
 
 
-def _read(client: Any, project: str) -> KnowledgeRemote:
-    stores = listed(lambda: client.vector_stores.list(limit=PAGE_SIZE, order="asc"))
-    remote = KnowledgeRemote(classify(stores, project))
-    for obj in remote.stores.owned():
-        remote.store_files[obj["id"]] = listed(lambda: client.vector_stores.files.list(obj["id"], limit=PAGE_SIZE))
-    for upload in listed(lambda: client.files.list(purpose=PURPOSE, order="asc")):
+def read_stores(backend: Any, project: str) -> tuple[RemoteState, dict[str, list[dict[str, Any]]]]:
+    """Every vector store, classified for ``project``, and the files of this project's stores."""
+    stores = classify(backend.list_vector_stores(), project)
+    return stores, {obj["id"]: backend.list_store_files(obj["id"]) for obj in stores.owned()}
+
+
+def read_uploads(backend: Any, project: str) -> dict[str, list[dict[str, Any]]]:
+    """reference -> this project's uploads of that content, oldest first."""
+    uploads: dict[str, list[dict[str, Any]]] = {}
+    for upload in backend.list_uploads():
         ref = upload_ref(upload.get("filename"), project)
         if ref:
-            remote.uploads.setdefault(ref, []).append(upload)
-    return remote
-
-
-def listed(call) -> list[dict[str, Any]]:
-    """Every item of a paginated list (the SDK follows the cursor), retried as a whole on transient faults."""
-    return transient_retries(lambda: [item.to_dict() for item in call()])
+            uploads.setdefault(ref, []).append(upload)
+    return uploads
 
 
 # --- desired state ------------------------------------------------------------------------------------------
@@ -180,88 +177,25 @@ def chunking(strategy: dict[str, Any] | None) -> dict[str, Any]:
     return strategy
 
 
-# --- file-level changes -------------------------------------------------------------------------------------
-
-@dataclass
-class FileOp:
-    """One file-level change under a vector store or an assistant: ``+`` attach, ``-`` detach, ``~`` swap."""
-
-    op: str
-    path: str
-    ref: str | None = None  # the upload to attach (+, ~)
-    file_id: str | None = None  # the file to detach (-, ~)
-    reason: str | None = None
-    attributes: dict[str, Any] | None = None
-    chunking_strategy: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def code_ids(obj: dict[str, Any] | None, names: dict[str, str] | None = None) -> list[str]:
+    """The code_interpreter file ids of an assistant (as references where ``names`` knows them)."""
+    ids = (((obj or {}).get("tool_resources") or {}).get("code_interpreter") or {}).get("file_ids") or []
+    return [(names or {}).get(item, item) for item in ids]
 
 
-@dataclass
-class Upload:
-    ref: str
-    path: str  # relative to the project root
-    source: str  # where it was read when planning
-    sha256: str
-    bytes: int
-    filename: str
+def remote_object(remote: RemoteState, remote_id: str | None) -> dict[str, Any] | None:
+    return next((obj for obj in remote.owned() if obj["id"] == remote_id), None) if remote_id else None
 
 
-@dataclass
-class FileDeletion:
-    file_id: str
-    filename: str
-    path: str  # the file's name as uploaded (its original path is not recorded on the file object)
-    reason: str = "no longer used"
+def knowledge_names(knowledge: KnowledgeRemote) -> dict[str, str]:
+    """remote id -> reference of this project's uploads and kept stores."""
+    # duplicates of a store keep their ids: an assistant using one is moved to the kept store before it goes
+    return {**knowledge.upload_ids(), **{obj["id"]: store_ref(key) for key, obj in knowledge.stores.managed.items()}}
 
 
-def from_dicts(cls: type, items: list[dict[str, Any]] | None) -> list[Any]:
-    from asstctl.plan import known_fields
-
-    return [cls(**known_fields(cls, item)) for item in items or []]
-
-
-def store_file_ops(store: Any, remote_files: list[dict[str, Any]], project: str) -> list[FileOp]:
-    """What changes in a store's files: matched by path (attribute), compared by sha256 and chunking."""
-    ours = {item["attributes"][ATTR_PATH]: item for item in remote_files if _ours(item, project)}
-    ops = [_desired_op(local, ours.pop(local.label, None), store, project) for local in store.files]
-    ops += [FileOp("-", path, file_id=item["id"]) for path, item in sorted(ours.items())]
-    return [op for op in ops if op is not None]
-
-
-def _ours(item: dict[str, Any], project: str) -> bool:
-    attributes = item.get("attributes") or {}
-    return attributes.get(ATTR_PROJECT) == project and bool(attributes.get(ATTR_PATH))
-
-
-def _desired_op(local: Any, item: dict[str, Any] | None, store: Any, project: str) -> FileOp | None:
-    attach = FileOp("+", local.label, file_ref(local), attributes=file_attributes(project, local),
-                    chunking_strategy=store.chunking_strategy)
-    if item is None:
-        return attach
-    reason = _swap_reason(local, item, store)
-    return replace(attach, op="~", file_id=item["id"], reason=reason) if reason else None
-
-
-def _swap_reason(local: Any, item: dict[str, Any], store: Any) -> str | None:
-    if item["attributes"].get(ATTR_SHA) != local.sha256:
-        return "content changed"
-    if item.get("status") in ("failed", "cancelled"):
-        return f"ingestion {item['status']} before: again"
-    if chunking(item.get("chunking_strategy")) != chunking(store.chunking_strategy):
-        return "chunking changed"
-    return None
-
-
-def code_file_ops(spec: Any, remote_refs: list[str]) -> list[FileOp]:
-    """The code_interpreter files of an assistant: desired paths against the remote uploads (by name)."""
-    remote = {ref_name(ref): ref for ref in remote_refs if ref.startswith(FILE_REF)}
-    ops = []
-    for local in spec.code_files:
-        old = remote.pop(PurePosixPath(local.label).name, None)
-        if old is None:
-            ops.append(FileOp("+", local.label, file_ref(local)))
-        elif old != file_ref(local):
-            ops.append(FileOp("~", local.label, file_ref(local), reason="content changed"))
-    return ops + [FileOp("-", name) for name in sorted(remote)]
+def knowledge_view(specs: Any, knowledge: KnowledgeRemote | None, project: str) -> tuple[list[Any], dict[str, str] | None]:
+    """The specs with their derived ``tool_resources``, and remote id -> reference (None without knowledge)."""
+    specs = list(specs)
+    if knowledge is None:
+        return specs, None
+    return [with_resources(spec) for spec in specs], knowledge_names(knowledge)

@@ -5,15 +5,15 @@ and embeddings' calls), its latency (its turns' latencies added up; the mean ove
 attempts), its cost when asstctl.yaml has a price table (``test.prices``, per 1M tokens), and with
 ``--repeat`` its pass rate, flagged ``flaky`` when some attempts passed and others failed.
 
-Imports asstctl.results and asstctl.grading (prices).
+Imports asstctl.testing.results and asstctl.testing.grading (prices).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from asstctl.grading import cost
-from asstctl.results import Attempt, ConversationResult, Report, TurnResult, tokens
+from asstctl.testing.grading import cost
+from asstctl.testing.results import Attempt, ConversationResult, Report, TurnResult, tokens
 
 
 # -- figures ---------------------------------------------------------------------------------

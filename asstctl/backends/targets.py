@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from asstctl.errors import ConfigError, TargetError
-from asstctl.project import Project, TargetConfig
-
-DEFAULT_DB = "server.sqlite3"
-
+from asstctl.spec.project import Project, TargetConfig
 
 @dataclass
 class Target:
@@ -68,8 +65,8 @@ def open_target(
 
 @contextmanager
 def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout: float) -> Iterator[Target]:
-    from asstctl.rules_check import check_rules
-    from asstctl.server.embedded import start_server
+    from asstctl.spec.rules_check import check_rules
+    from asstctl.server.embedded import DEFAULT_DB, start_server
 
     check_rules(project)
     db = project.root / (config.db or os.path.join(".asstctl", DEFAULT_DB))

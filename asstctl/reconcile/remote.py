@@ -6,20 +6,16 @@
     state.foreign                  # unmanaged or another project's: never touched
 
 Reading lists with ``limit=100`` in creation order: exactly ceil(N/100) list requests
-(one for an empty account). Objects are plain dicts as the server returned them.
+(one for an empty account). Objects are plain dicts as the server returned them; the backend (asstctl.backends) does the reading.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any
 
+from asstctl.backends import backend_for
 from asstctl.ownership import is_lock, is_owned, owner, spec_hash
-
-PAGE_SIZE = 100
-TRANSIENT_ATTEMPTS = 6  # each one with the SDK's own retries: a 20 % fault rate is ridden out
-T = TypeVar("T")
 
 
 @dataclass
@@ -53,7 +49,7 @@ def state_fingerprint(fingerprints: dict[str, str]) -> str:
 
 
 def read_remote(client: Any, project_name: str) -> RemoteState:
-    """List every assistant of the target and classify it for ``project_name``."""
+    """List every assistant of the target (a client or a backend: asstctl.backends) and classify it for ``project_name``."""
     objects, requests = list_assistants(client)
     state = classify(objects, project_name)
     state.requests = requests
@@ -62,41 +58,7 @@ def read_remote(client: Any, project_name: str) -> RemoteState:
 
 def list_assistants(client: Any) -> tuple[list[dict[str, Any]], int]:
     """All assistants, oldest first, and the number of list requests it took."""
-    from asstctl.targets import api_errors
-
-    objects: list[dict[str, Any]] = []
-    requests, after = 0, None
-    with api_errors(client):
-        while True:
-            options = {"after": after} if after else {}
-            page = transient_retries(lambda: client.beta.assistants.list(limit=PAGE_SIZE, order="asc", **options))
-            requests += 1
-            objects.extend(item.to_dict() for item in page.data)  # API names (e.g. "schema")
-            if not page.has_more or not page.data:
-                return objects, requests
-            after = page.data[-1].id
-
-
-def transient_retries(call: Callable[[], T], attempts: int = TRANSIENT_ATTEMPTS) -> T:
-    """``call()`` (idempotent), tried again after transient faults the SDK's own retries did not ride
-    out: 429, 5xx, a connection dropped mid-request. Never after a refused connection or a timeout."""
-    import openai
-
-    for attempt in range(attempts):
-        try:
-            return call()
-        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
-            if attempt + 1 == attempts or isinstance(error, openai.APITimeoutError) or refused(error):
-                raise
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def refused(error: BaseException) -> bool:
-    """The target is not there (connection refused, unknown host): failing fast is the answer."""
-    import httpx2  # the openai SDK's HTTP library
-
-    return isinstance(error.__cause__, httpx2.ConnectError)
+    return backend_for(client).list_assistants()
 
 
 def classify(objects: list[dict[str, Any]], project_name: str) -> RemoteState:

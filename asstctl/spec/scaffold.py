@@ -14,7 +14,7 @@ from pathlib import Path
 
 from asstctl import __version__
 from asstctl.errors import AsstctlError
-from asstctl.project import PROJECT_FILE, STATE_DIR
+from asstctl.spec.project import PROJECT_FILE, STATE_DIR
 
 PROJECT_YAML = """\
 # asstctl project file: `asstctl --help` and `asstctl COMMAND --help` explain every command.

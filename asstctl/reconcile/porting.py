@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from asstctl import normalize
+from asstctl.reconcile import normalize
 from asstctl.errors import AsstctlError, SpecError
 from asstctl.ownership import owner, split_hash_tag, user_metadata
-from asstctl.porting_knowledge import declarations
+from asstctl.reconcile.porting_knowledge import declarations
 
 BLOCK_OVER = 300  # strings longer than this (or multi-line) are written as `|` blocks
 SLUG_LENGTH = 56
@@ -125,7 +125,7 @@ def spec_text(obj: dict[str, Any], comment: str = "", schema_ref: str | None = N
               path: Path | None = None, known=None) -> str:
     """The spec file of a remote assistant: optional modeline and comment, then the YAML; with ``known``
     (asstctl.porting_knowledge.Declarations) its vector store and code files are declarations, not ids."""
-    from asstctl.porting_knowledge import declare
+    from asstctl.reconcile.porting_knowledge import declare
 
     import yaml
 
@@ -180,7 +180,7 @@ def checked_spec(project, key: str, obj: dict[str, Any], text: str, path: Path, 
 
 def adopted_metadata(project, spec) -> dict[str, str]:
     """The metadata an adopted object gets: the user's keys and the tags apply would set."""
-    from asstctl.plan import request_body
+    from asstctl.reconcile.kinds.assistant import request_body
 
     return request_body(spec, project.name)["metadata"]
 
@@ -189,7 +189,7 @@ def check_no_op(project, spec, obj: dict[str, Any], names: dict[str, str] | None
     """Raise unless the reconciler finds nothing to do for ``spec`` against ``obj`` (tagged as adopted);
     ``names``: remote knowledge ids -> references, as the reconciler compares them."""
     from asstctl.ownership import SPEC_HASH
-    from asstctl.plan import NOOP
+    from asstctl.reconcile.model import NOOP
 
     tagged = obj if owner(obj)[0] == project.name else {**obj, "metadata": adopted_metadata(project, spec)}
     action = _action(project, spec, tagged, names)
@@ -202,15 +202,15 @@ def check_no_op(project, spec, obj: dict[str, Any], names: dict[str, str] | None
 
 def drifted(project, spec, obj: dict[str, Any], names: dict[str, str] | None = None) -> bool:
     """A managed object changed outside asstctl: its spec-hash tag is stale (apply refreshes it)."""
-    from asstctl.plan import NOOP
+    from asstctl.reconcile.model import NOOP
 
     return owner(obj)[0] == project.name and _action(project, spec, obj, names).kind != NOOP
 
 
 def _action(project, spec, obj: dict[str, Any], names: dict[str, str] | None):
     """What plan would do for ``spec`` against ``obj``, knowledge compared as plan compares it."""
-    from asstctl.knowledge import with_resources
-    from asstctl.plan import existing_action
+    from asstctl.reconcile.knowledge import with_resources
+    from asstctl.reconcile.kinds.assistant import existing_action
 
     if names is not None:
         spec = with_resources(spec)
@@ -235,14 +235,13 @@ def write_atomically(path: Path, text: str) -> None:
 
 def tag(client, project, spec, obj: dict[str, Any]) -> dict[str, str]:
     """Mark ``obj`` as this project's assistant ``spec.key`` (its metadata only); returns the new metadata."""
-    import openai
+    from asstctl.backends import backend_for
 
-    from asstctl.remote import transient_retries
-
+    backend = backend_for(client)
     metadata = adopted_metadata(project, spec)
     try:
-        transient_retries(lambda: client.beta.assistants.update(obj["id"], metadata=metadata))
-    except openai.OpenAIError as error:
+        backend.update_assistant(obj["id"], {"metadata": metadata})
+    except backend.errors as error:
         raise AsstctlError(f"tagging {obj['id']} failed: {str(error).splitlines()[0]}") from None
     return metadata
 
@@ -299,7 +298,7 @@ class Imported:
 
 def import_assistant(project, client, key: str, assistant_id: str, *, force: bool = False) -> Imported:
     """Write the spec of ``assistant_id`` as ``key`` and adopt the assistant (tag it) unless it is already ours."""
-    from asstctl.remote import read_remote
+    from asstctl.reconcile.remote import read_remote
 
     check_key(key)
     path = import_path(project, key, force)
@@ -389,7 +388,7 @@ class ExportBatch:
 def prepare_export(project, client, keys: Iterable[str] = (), *, include_unmanaged: bool = False,
                    out_dir: str | Path | None = None, force: bool = False) -> ExportBatch:
     """What export writes (and adopts), every spec already checked; nothing is written yet."""
-    from asstctl.remote import read_remote
+    from asstctl.reconcile.remote import read_remote
 
     remote = read_remote(client, project.name)
     directory = Path(out_dir) if out_dir is not None else Path(project.specs_dir)

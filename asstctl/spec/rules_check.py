@@ -5,7 +5,7 @@ The engine (asstctl.server.engine.offline.load_rules) is the judge of what a rul
 only finds where each problem is: every rule is loaded on its own, and the rule (or its key that the
 message names) is located with asstctl.spec.yamlpos. ``validate`` reports these problems, and the embedded
 target refuses to start with them (a configuration error: ``asstctl test`` exits 2). May import
-asstctl.spec, asstctl.project and, lazily, asstctl.server.engine.offline.
+asstctl.spec (project, loader, yamlpos) and, lazily, asstctl.server.engine.offline.
 """
 
 from __future__ import annotations

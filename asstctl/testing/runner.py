@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from asstctl import ownership
-from asstctl.conversations import Conversation, Turn
+from asstctl.testing.conversations import Conversation, Turn
 from asstctl.errors import AsstctlError
-from asstctl.expectations import TurnOutcome, check, compact
-from asstctl.results import Attempt, ConversationResult, Report, TurnResult
+from asstctl.testing.expectations import TurnOutcome, check, compact
+from asstctl.testing.results import Attempt, ConversationResult, Report, TurnResult
 from asstctl.progress import progress_bar
 
 CODE_EXPECTATIONS = {"code_ran", "code_output_contains"}
@@ -52,14 +52,14 @@ class RunOptions:
     root: Path | None = None  # importable for `python:` mocks
     # A ``cli.output.progress``-like factory: progress(length=N, label=...) -> context with .update(n).
     progress: Any = None
-    grader: Any = None  # asstctl.grading.Grader for rubric/similar (grading.check_configured)
+    grader: Any = None  # asstctl.testing.grading.Grader for rubric/similar (grading.check_configured)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # test.prices: model -> per 1M tokens
 
 
 # -- resolving assistants --------------------------------------------------------------------
 def deployed_assistants(client, project_name: str) -> dict[str, str]:
     """key -> assistant id of the assistants this project manages on the target."""
-    from asstctl.remote import read_remote
+    from asstctl.reconcile.remote import read_remote
 
     return {key: obj["id"] for key, obj in read_remote(client, project_name).managed.items()}
 
@@ -354,11 +354,11 @@ def call_python(name: str, dotted: str, arguments: Any, root: Path | None) -> An
 def test_project(project, options: RunOptions, *, files: list[Path] | None = None, patterns=(),
                  target: str | None = None, base_url: str | None = None) -> Report:
     """Load, select and run the project's conversations on a target; configuration errors exit 2."""
-    from asstctl.conversations import load_conversations, select
+    from asstctl.testing.conversations import load_conversations, select
     from asstctl.errors import ConfigError, TargetError
-    from asstctl.targets import open_target
+    from asstctl.backends.targets import open_target
 
-    from asstctl.grading import check_configured, price_table
+    from asstctl.testing.grading import check_configured, price_table
 
     try:
         conversations = _selected(load_conversations(project, files), patterns, select)

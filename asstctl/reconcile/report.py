@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asstctl.apply import ApplyResult, Outcome
-from asstctl.diff import ADDED, REMOVED, FieldChange
-from asstctl.plan import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, Plan
+from asstctl.reconcile.diff import ADDED, REMOVED, FieldChange
+from asstctl.reconcile.model import CREATE, DELETE, DESTROY_MODE, NOOP, UPDATE, VECTOR_STORE, Action, ApplyResult, Outcome, Plan
 
 SYMBOLS = {CREATE: "+", UPDATE: "~", DELETE: "-", NOOP: "="}
 COLORS = {"+": "32", "~": "33", "-": "31", "=": "2", "!": "35"}
 PAST = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
-# Knowledge outcomes (asstctl.knowledge_apply): not counted in the totals' created/updated/deleted.
+# Knowledge outcomes (asstctl.reconcile.kinds): not counted in the totals' created/updated/deleted.
 STEP_SYMBOLS = {"upload": "+", "attach": "+", "detach": "-", "ingest": "!"}
 STEP_PAST = {"upload": "uploaded", "attach": "attached", "detach": "detached", "ingest": "ingested"}
 
@@ -30,7 +29,7 @@ def value(data: Any) -> str:
 
 
 def render_json(plan: Plan) -> str:
-    return json.dumps(plan.to_dict(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    return plan.to_json()
 
 
 def render_text(plan: Plan, color: bool = False) -> str:

@@ -1,0 +1,24 @@
+"""Backends: how the reconciler reaches a target. Owns the SDK.
+
+* ``targets``: which target (embedded, base URL, Azure), the SDK client for it, and its whole-target
+  errors as one clear TargetError;
+* ``assistants_v2``: every call the reconciler makes on the Assistants API v2 (assistants, vector
+  stores and their files, uploads, project locks).
+
+``backend_for(client)`` gives the reconciler its backend (a backend passes through). A second API (the
+Agents API) is a new module here, chosen by ``backend_for``. May import asstctl.errors, asstctl.spec
+(the project's target settings) and, lazily, asstctl.server.embedded (the embedded target) and the SDK;
+never asstctl.reconcile, asstctl.testing or asstctl.cli.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def backend_for(client: Any) -> Any:
+    """The backend for an SDK client (today: always Assistants v2); a backend is returned as it is."""
+    from asstctl.backends.assistants_v2 import AssistantsV2
+
+    return client if isinstance(client, AssistantsV2) else AssistantsV2(client)
+

@@ -1,0 +1,242 @@
+"""The Assistants API v2 backend: every call the reconciler makes, through the openai SDK.
+
+The reconciler (asstctl.reconcile) never touches the SDK; it asks a backend to list, create, update and
+delete objects, as plain dicts in the API's own field names. This module holds the SDK specifics:
+
+* ``client.beta.assistants.*`` (assistants), ``client.vector_stores.*`` (vector stores and their files,
+  project locks), ``client.files.*`` (uploads);
+* idempotent calls (list, update, delete, attach) are retried after transient faults the SDK's own
+  retries did not ride out (``transient_retries``); a delete that finds the object gone returns False;
+* creates are never retried blindly (``create_verified``): sent with the SDK's retries off, and after a
+  response that leaves the outcome unknown the object is looked for before another attempt.
+
+A second backend (the Agents API) is a new module with the same methods. May import asstctl.errors and
+asstctl.backends.targets (the SDK's errors as TargetError), and the SDK lazily.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
+
+from asstctl.backends.base import describe
+from asstctl.errors import AsstctlError, TargetError
+
+PAGE_SIZE = 100
+TRANSIENT_ATTEMPTS = 6  # each one with the SDK's own retries: a 20 % fault rate is ridden out
+PURPOSE = "assistants"  # uploads for assistants (code_interpreter files, vector store files)
+T = TypeVar("T")
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 8
+    base_delay: float = 0.25
+    max_delay: float = 4.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.base_delay * 2**attempt, self.max_delay)
+
+
+class AssistantsV2:
+    """One target's Assistants v2 API, over an openai SDK client (thread-safe, like the client)."""
+
+    name = "assistants_v2"
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What a failed call raises (besides AsstctlError): caught per object, never a traceback."""
+        import openai
+
+        return (openai.OpenAIError,)
+
+    @property
+    def not_found(self) -> type[BaseException]:
+        import openai
+
+        return openai.NotFoundError
+
+    def target_errors(self):
+        """A context in which the SDK's whole-target errors (401, 403, 404, unreachable) become one TargetError."""
+        from asstctl.backends.targets import api_errors
+
+        return api_errors(self.client)
+
+    def where(self) -> str:
+        return str(getattr(self.client, "base_url", "the target")).rstrip("/")
+
+    # --- reading ---------------------------------------------------------------------------------------
+
+    def list_assistants(self) -> tuple[list[dict[str, Any]], int]:
+        """All assistants, oldest first, and the number of list requests it took (ceil(N/100), at least 1)."""
+        from asstctl.backends.targets import api_errors
+
+        objects: list[dict[str, Any]] = []
+        requests, after = 0, None
+        with api_errors(self.client):
+            while True:
+                options = {"after": after} if after else {}
+                page = transient_retries(lambda: self.client.beta.assistants.list(limit=PAGE_SIZE, order="asc", **options))
+                requests += 1
+                objects.extend(item.to_dict() for item in page.data)  # API names (e.g. "schema")
+                if not page.has_more or not page.data:
+                    return objects, requests
+                after = page.data[-1].id
+
+    @contextmanager
+    def knowledge_errors(self) -> Iterator[None]:
+        """Whole-target errors while reading vector stores and files, as one clear TargetError."""
+        import openai
+
+        from asstctl.backends.targets import api_errors
+
+        with api_errors(self.client):
+            try:
+                yield
+            except openai.NotFoundError:
+                raise TargetError(f"{self.where()} has no /vector_stores or /files endpoint (404): asstctl reads "
+                                  "them to sync knowledge; use a target with the full Assistants API") from None
+
+    def list_vector_stores(self) -> list[dict[str, Any]]:
+        return listed(lambda: self.client.vector_stores.list(limit=PAGE_SIZE, order="asc"))
+
+    def list_store_files(self, vs_id: str) -> list[dict[str, Any]]:
+        return listed(lambda: self.client.vector_stores.files.list(vs_id, limit=PAGE_SIZE))
+
+    def list_uploads(self) -> list[dict[str, Any]]:
+        return listed(lambda: self.client.files.list(purpose=PURPOSE, order="asc"))
+
+    # --- assistants ------------------------------------------------------------------------------------
+
+    def create_assistant(self, body: dict[str, Any], find: Callable[[], dict[str, Any] | None],
+                         retry: RetryPolicy | None = None) -> tuple[str, str | None]:
+        creator = self.client.with_options(max_retries=0).beta.assistants
+        return create_verified(lambda: creator.create(**body), find, retry)
+
+    def update_assistant(self, assistant_id: str, body: dict[str, Any]) -> None:
+        transient_retries(lambda: self.client.beta.assistants.update(assistant_id, **body))
+
+    def delete_assistant(self, assistant_id: str) -> bool:
+        return self._deleted(lambda: self.client.beta.assistants.delete(assistant_id))
+
+    # --- vector stores and their files -----------------------------------------------------------------
+
+    def create_vector_store(self, body: dict[str, Any], find: Callable[[], dict[str, Any] | None]) -> tuple[str, str | None]:
+        creator = self.client.with_options(max_retries=0).vector_stores
+        return create_verified(lambda: creator.create(**body), find)
+
+    def update_vector_store(self, vs_id: str, body: dict[str, Any]) -> None:
+        transient_retries(lambda: self.client.vector_stores.update(vs_id, **body))
+
+    def delete_vector_store(self, vs_id: str) -> bool:
+        return self._deleted(lambda: self.client.vector_stores.delete(vs_id))
+
+    def attach_file(self, vs_id: str, file_id: str, attributes: dict[str, Any] | None, options: dict[str, Any]) -> Any:
+        """Attach an upload to a store; the store file (its ``status``, ``last_error``) as the SDK returns it."""
+        return transient_retries(lambda: self.client.vector_stores.files.create(
+            vs_id, file_id=file_id, attributes=attributes, **options))
+
+    def detach_file(self, vs_id: str, file_id: str) -> None:
+        """Detach a file from a store; one already detached is fine."""
+        self._deleted(lambda: self.client.vector_stores.files.delete(file_id, vector_store_id=vs_id))
+
+    def store_file(self, vs_id: str, file_id: str) -> Any:
+        return transient_retries(lambda: self.client.vector_stores.files.retrieve(file_id, vector_store_id=vs_id))
+
+    # --- uploads ---------------------------------------------------------------------------------------
+
+    def upload(self, filename: str, data: bytes, find: Callable[[], dict[str, Any] | None]) -> tuple[str, str | None]:
+        files = self.client.with_options(max_retries=0).files
+        return create_verified(lambda: files.create(file=(filename, data), purpose=PURPOSE), find)
+
+    def delete_upload(self, file_id: str) -> bool:
+        return self._deleted(lambda: self.client.files.delete(file_id))
+
+    # --- project locks (empty vector stores: asstctl.reconcile.lock) -------------------------------------
+
+    def create_lock(self, name: str, metadata: dict[str, str]) -> dict[str, Any]:
+        """A new lock object (a duplicate left by a lost response expires: it is retried like an update)."""
+        creator = self.client.with_options(max_retries=0).vector_stores
+        return transient_retries(lambda: creator.create(name=name, metadata=metadata)).to_dict()
+
+    def list_locks(self) -> list[dict[str, Any]]:
+        from asstctl.backends.targets import api_errors
+
+        with api_errors(self.client):
+            return self.list_vector_stores()
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _deleted(self, call: Callable[[], Any]) -> bool:
+        """A deletion (retried on transient faults); False when the object was already gone (404)."""
+        import openai
+
+        try:
+            transient_retries(call)
+        except openai.NotFoundError:
+            return False
+        return True
+
+
+def listed(call: Callable[[], Any]) -> list[dict[str, Any]]:
+    """Every item of a paginated list (the SDK follows the cursor), retried as a whole on transient faults."""
+    return transient_retries(lambda: [item.to_dict() for item in call()])
+
+
+def transient_retries(call: Callable[[], T], attempts: int = TRANSIENT_ATTEMPTS) -> T:
+    """``call()`` (idempotent), tried again after transient faults the SDK's own retries did not ride
+    out: 429, 5xx, a connection dropped mid-request. Never after a refused connection or a timeout."""
+    import openai
+
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
+            if attempt + 1 == attempts or isinstance(error, openai.APITimeoutError) or refused(error):
+                raise
+            time.sleep(min(0.1 * 2**attempt, 2.0))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def refused(error: BaseException) -> bool:
+    """The target is not there (connection refused, unknown host): failing fast is the answer."""
+    import httpx2  # the openai SDK's HTTP library
+
+    return isinstance(error.__cause__, httpx2.ConnectError)
+
+
+def create_verified(make: Callable[[], Any], find: Callable[[], dict[str, Any] | None],
+                    retry: RetryPolicy | None = None) -> tuple[str, str | None]:
+    """Run ``make`` (a create with the SDK's retries off) until it succeeds; after a response
+    that leaves the outcome unknown (timeout, lost connection, 5xx), ``find`` the object before
+    trying again, so no duplicate is ever made. Returns (id, note)."""
+    import openai
+
+    retry = retry or RetryPolicy()
+    for attempt in range(retry.attempts):
+        try:
+            return make().id, None
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
+            if refused(error):  # it never reached the target: nothing was made, the target is down
+                raise
+            found = None if isinstance(error, openai.RateLimitError) else created_anyway(find, error)
+            if found is not None:
+                return found["id"], "adopted after a lost response"
+            if attempt + 1 == retry.attempts:
+                raise
+            time.sleep(retry.delay(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def created_anyway(find: Callable[[], dict[str, Any] | None], error: BaseException) -> dict[str, Any] | None:
+    """The object a create whose response was lost made after all, or None (then a retry is safe)."""
+    try:
+        return find()
+    except AsstctlError as failure:
+        raise AsstctlError(f"create outcome unknown ({describe(error)}) and the check for it failed: {failure}; "
+                           "not retried, so no duplicate can be made (`asstctl apply` again will find it)") from None
