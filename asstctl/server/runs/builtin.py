@@ -2,7 +2,8 @@
 
 When the model calls the function offered for an attached built-in tool, the executor awaits
 ``tool.run(ctx, arguments)`` (``asstctl.server.tools.base``) itself: ``ctx.progress`` fragments
-become ``thread.run.step.delta`` events, the outcome's ``call`` is the step's tool call, its
+become ``thread.run.step.delta`` events (less the code input the writer already streamed while the
+model wrote it), the outcome's ``call`` is the step's tool call, its
 ``output`` the ``tool`` message the model reads next. The outcome's citation sources, images and
 written files are kept in the run's book until the final message: each source's marker found in
 the text becomes a ``file_citation`` annotation, each image an ``image_file`` content part, each
