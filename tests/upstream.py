@@ -7,7 +7,7 @@
 
 Tests queue answers, served in order (an empty queue answers ``Text("You said: <last user
 text>")``): ``Text`` (streamed in the given deltas, optionally with delays or cut off),
-``ToolCalls`` (one or several, arguments sent in fragments), and ``Failure`` (429 with
+``ToolCalls`` (one or several, arguments sent in fragments, optionally after some text), and ``Failure`` (429 with
 Retry-After, 500, 401, 404 model_not_found, ...). Every request body received is recorded
 (``requests``). The server serves ``/v1/chat/completions`` and Azure OpenAI's
 ``/openai/deployments/{deployment}/chat/completions?api-version=...`` (``api-key`` header), and
@@ -67,6 +67,7 @@ class Call:
     name: str
     arguments: Any = field(default_factory=dict)  # a dict (sent as JSON) or a JSON string
     id: str | None = None  # default: call_<n>
+    omit_id: bool = False  # send no id (the schema allows it; some local servers do so)
 
     def json(self) -> str:
         return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
@@ -79,6 +80,8 @@ class ToolCalls:
     delay: float = 0.0
     usage: tuple[int, int] | None = None
     finish_reason: str = "tool_calls"
+    content: str = ""  # text the model writes before its calls (one content delta)
+    gate: threading.Event | None = None  # after the first call's first fragment, hold the rest until set
 
 
 @dataclass
@@ -134,6 +137,8 @@ class ScriptedUpstream:
         self.disconnected = threading.Event()
         self.completed = 0  # streams sent to the end
         self.gate_timeouts = 0  # gated answers whose test never opened the gate (the client buffered)
+        self.gate_limit = 10.0  # seconds a gate holds at most
+        self.gated = 0  # answers held at their gate right now
         self._answers: deque[Answer] = deque()
         self._lock = threading.Lock()
         self._ids = 0
@@ -276,7 +281,12 @@ class ScriptedUpstream:
             if answer.cut:
                 return out + [(0.0, None)]
         else:
-            out += [(answer.delay, chunk({"tool_calls": [f]})) for f in self._fragments(answer)]
+            if answer.content:
+                out.append((0.0, chunk({"content": answer.content})))
+            calls = [(answer.delay, chunk({"tool_calls": [f]})) for f in self._fragments(answer)]
+            if answer.gate is not None and len(calls) > 1:
+                calls[1] = (answer.gate, calls[1][1])
+            out += calls
         out.append((0.0, chunk({}, answer.finish_reason)))
         if include_usage:
             out.append((0.0, {**base, "choices": [], "usage": usage_of(answer, body)}))
@@ -289,8 +299,10 @@ class ScriptedUpstream:
             size = max(1, -(-len(text) // max(1, answer.fragments)))
             pieces = [text[i:i + size] for i in range(0, len(text), size)] or [""]
             call_id = call.id or f"call_scripted{index}{self._ids:04d}"
-            fragments.append({"index": index, "id": call_id, "type": "function",
-                              "function": {"name": call.name, "arguments": ""}})
+            head = {"index": index, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            if call.omit_id:
+                del head["id"]
+            fragments.append(head)
             fragments += [{"index": index, "function": {"arguments": piece}} for piece in pieces]
         return fragments
 
@@ -315,13 +327,17 @@ class ScriptedUpstream:
                 self.disconnects += 1
                 self.disconnected.set()
 
-    async def _wait_gate(self, gate: threading.Event, limit: float = 10.0) -> None:
-        deadline = time.monotonic() + limit
-        while not gate.is_set():
-            if time.monotonic() > deadline:
-                self.gate_timeouts += 1
-                return
-            await asyncio.sleep(0.005)
+    async def _wait_gate(self, gate: threading.Event) -> None:
+        deadline = time.monotonic() + self.gate_limit
+        self.gated += 1
+        try:
+            while not gate.is_set():
+                if time.monotonic() > deadline:
+                    self.gate_timeouts += 1
+                    return
+                await asyncio.sleep(0.005)
+        finally:
+            self.gated -= 1
 
     # -- non-streamed -------------------------------------------------------------------------
     def _json(self, answer: Text | ToolCalls, body: dict[str, Any]) -> JSONResponse:
@@ -329,6 +345,7 @@ class ScriptedUpstream:
         if isinstance(answer, Text):
             message["content"] = answer.content
         else:
+            message["content"] = answer.content or None
             message["tool_calls"] = [{"id": c.id or f"call_scripted{i}", "type": "function",
                                       "function": {"name": c.name, "arguments": c.json()}}
                                      for i, c in enumerate(answer.calls)]
@@ -373,7 +390,7 @@ def usage_of(answer: Text | ToolCalls, body: dict[str, Any]) -> dict[str, int]:
         prompt, completion = answer.usage
     else:
         prompt = max(1, len(json.dumps(body.get("messages") or [])) // 4)
-        produced = answer.content if isinstance(answer, Text) else "".join(c.json() for c in answer.calls)
+        produced = answer.content if isinstance(answer, Text) else answer.content + "".join(c.json() for c in answer.calls)
         completion = max(1, len(produced) // 4)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 

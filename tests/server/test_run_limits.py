@@ -1,10 +1,12 @@
 """Run limits through the real SDK: truncation (last_messages, auto to the context window),
 max_prompt_tokens (truncate to fit, else incomplete), max_completion_tokens (the budget left is
 sent; a cut-off reply keeps its partial message as incomplete), options passed through, restart
-recovery of an interrupted model call, and the token counting module."""
+recovery of an interrupted model call, and the token counting module. The model is the scripted
+Chat Completions upstream, reached by the real upstream engine; those tests run on both stores."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from asstctl.server.runs import tokens
 from tests.conftest import make_client
-from tests.server.engines import ScriptedEngine, TextDelta, ToolCallDelta, TurnEnd, Usage
+from tests.upstream import Call, Text, ToolCalls
 
 TIME_TOOL = {"type": "function", "function": {"name": "get_time"}}
 LONG = "word " * 800  # ~1000 tokens by the estimate
@@ -24,23 +26,6 @@ def offline(contract):
         sdk = make_client(server, contract)
         yield sdk, server
         sdk.close()
-
-
-@pytest.fixture
-def scripted(contract):
-    opened = []
-
-    def make(*scripts, db=":memory:"):
-        engine = ScriptedEngine(*scripts)
-        server = start_server(db, engine=engine)
-        sdk = make_client(server, contract)
-        opened.append((server, sdk))
-        return engine, sdk, server
-
-    yield make
-    for server, sdk in opened:
-        sdk.close()
-        server.stop()
 
 
 def conversation(sdk, *texts, model="gpt-4o", **assistant):
@@ -83,31 +68,43 @@ def test_auto_truncation_fits_the_context_window(offline):
     assert "context window of tiny-model (300 tokens)" in run.last_error.message
 
 
-def test_last_messages_keeps_the_last_n_and_the_run_rounds(scripted):
-    engine, sdk, _ = scripted(
-        [ToolCallDelta(0, "call_t", "get_time", "{}"), TurnEnd("tool_calls")], [TextDelta("ok"), TurnEnd()])
+def sent(upstream, n=-1) -> dict:
+    return upstream.requests[n].body
+
+
+def wait_for(predicate, what: str, seconds: float = 20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_last_messages_keeps_the_last_n_and_the_run_rounds(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("get_time", {}, id="call_t")]), Text("ok"))
     bot, thread = conversation(sdk, "one", "two", "three", tools=[TIME_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=bot.id, truncation_strategy={"type": "last_messages", "last_messages": 2})
     sdk.beta.threads.runs.submit_tool_outputs_and_poll(
         thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_t", "output": "noon"}])
-    first, second = engine.requests
-    assert [m["content"] for m in first.chat] == ["two", "three"]
-    assert [m["role"] for m in second.chat] == ["user", "user", "assistant", "tool"]
+    first, second = (r.body["messages"] for r in upstream.requests)
+    assert [m["content"] for m in first] == ["two", "three"]
+    assert [m["role"] for m in second] == ["user", "user", "assistant", "tool"]
 
 
 # -- completion limits -----------------------------------------------------------------------------
-def test_completion_budget_left_is_sent_and_a_cut_off_reply_stays_incomplete(scripted):
-    engine, sdk, _ = scripted(
-        [ToolCallDelta(0, "call_t", "get_time", "{}"), TurnEnd("tool_calls", Usage(50, 200))],
-        [TextDelta("It is no"), TurnEnd("length", Usage(60, 56))],
-    )
+def test_completion_budget_left_is_sent_and_a_cut_off_reply_stays_incomplete(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("get_time", {}, id="call_t")], usage=(50, 200)),
+                   Text("It is no", finish_reason="length", usage=(60, 56)))
     bot, thread = conversation(sdk, "time?", tools=[TIME_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
-    assert engine.requests[0].max_completion_tokens == 256
+    assert sent(upstream, 0)["max_completion_tokens"] == 256
     run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
         thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_t", "output": "noon"}])
-    assert engine.requests[1].max_completion_tokens == 56
+    assert sent(upstream, 1)["max_completion_tokens"] == 56
     assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
     assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (110, 256)
     message = run_messages(sdk, run)[0]
@@ -115,18 +112,20 @@ def test_completion_budget_left_is_sent_and_a_cut_off_reply_stays_incomplete(scr
     assert message.content[0].text.value == "It is no"
 
 
-def test_spent_completion_budget_ends_the_run_before_another_call(scripted):
-    engine, sdk, _ = scripted([ToolCallDelta(0, "call_t", "get_time", "{}"), TurnEnd("tool_calls", Usage(50, 300))])
+def test_spent_completion_budget_ends_the_run_before_another_call(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("get_time", {}, id="call_t")], usage=(50, 300)))
     bot, thread = conversation(sdk, "time?", tools=[TIME_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
     run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
         thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_t", "output": "noon"}])
     assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
-    assert len(engine.requests) == 1
+    assert len(upstream.requests) == 1
 
 
-def test_tool_call_cut_off_by_the_budget_makes_the_run_incomplete(scripted):
-    engine, sdk, _ = scripted([ToolCallDelta(0, "call_t", "get_time", '{"tz": "Eur'), TurnEnd("length", Usage(9, 256))])
+def test_tool_call_cut_off_by_the_budget_makes_the_run_incomplete(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("get_time", '{"tz": "Eur', id="call_t")], finish_reason="length", usage=(9, 256)))
     bot, thread = conversation(sdk, "time?", tools=[TIME_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
     assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
@@ -135,67 +134,73 @@ def test_tool_call_cut_off_by_the_budget_makes_the_run_incomplete(scripted):
     assert step.status == "cancelled"
 
 
-def test_a_reply_without_a_finish_fails_the_run(scripted):
-    engine, sdk, _ = scripted([TextDelta("half")])
+def test_a_reply_without_a_finish_fails_the_run(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(Text("half", cut=True))  # the stream closes: no finish_reason, no [DONE]
     bot, thread = conversation(sdk, "hi")
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
     assert run.status == "failed" and run.last_error.code == "server_error"
-    assert "ended without a finish" in run.last_error.message
+    assert "ended the stream before the answer was finished" in run.last_error.message
     message = run_messages(sdk, run)[0]
     assert message.status == "incomplete" and message.incomplete_details.reason == "run_failed"
 
 
-def test_sampling_options_pass_through(scripted):
-    engine, sdk, _ = scripted([TextDelta("{}"), TurnEnd()])
-    bot, thread = conversation(sdk, "json please", model="o3-mini")
+def test_sampling_options_pass_through(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(Text("{}"), Text("{}"))
+    bot, thread = conversation(sdk, "json please")
     sdk.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=bot.id, temperature=0.2, top_p=0.9, reasoning_effort="low",
-        response_format={"type": "json_object"})
-    request = engine.requests[0]
-    assert (request.temperature, request.top_p, request.reasoning_effort) == (0.2, 0.9, "low")
-    assert request.response_format == {"type": "json_object"}
+        thread_id=thread.id, assistant_id=bot.id, temperature=0.2, top_p=0.9, response_format={"type": "json_object"})
+    body = sent(upstream)
+    assert (body["temperature"], body["top_p"], body["response_format"]) == (0.2, 0.9, {"type": "json_object"})
+    sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, model="o3-mini",
+                                          reasoning_effort="low", temperature=0.2)
+    body = sent(upstream)
+    assert body["reasoning_effort"] == "low" and "temperature" not in body  # reasoning models reject sampling
 
 
 # -- restart ---------------------------------------------------------------------------------------
-def test_a_model_call_interrupted_by_a_restart_is_made_again_from_its_start(tmp_path, scripted):
-    db = str(tmp_path / "server.sqlite3")
-    engine, sdk, server = scripted([TextDelta("half an ans"), "wait"], db=db)
+def test_a_model_call_interrupted_by_a_restart_is_made_again_from_its_start(scripted, upstream):
+    sdk, server = scripted.start()
+    gate = threading.Event()
+    upstream.queue(Text("half an answer", deltas=["half an ans", "wer"], gate=gate))
     bot, thread = conversation(sdk, "question")
     run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
-    deadline = time.monotonic() + 20
-    while not (run_messages(sdk, run) and run_messages(sdk, run)[0].content) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    sdk.close()
-    server.stop()  # the server goes away mid-reply
-    engine, sdk, _ = scripted([TextDelta("the whole answer"), TurnEnd()], db=db)
+    wait_for(lambda: run_messages(sdk, run) and run_messages(sdk, run)[0].content, "the partial message")
+    scripted.stop(server)  # the server goes away mid-reply
+    gate.set()
+    upstream.queue(Text("the whole answer"))
+    sdk, _ = scripted.start()
     run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
     assert run.status == "completed"
     assert [m.content[0].text.value for m in run_messages(sdk, run)] == ["the whole answer"]
     steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data
-    assert [s.type for s in steps] == ["message_creation"] and len(engine.requests) == 1
+    assert [s.type for s in steps] == ["message_creation"] and len(upstream.requests) == 2
 
 
-def test_a_restart_discards_every_step_of_the_interrupted_call(tmp_path, scripted):
-    db = str(tmp_path / "server.sqlite3")
-    engine, sdk, server = scripted(
-        [ToolCallDelta(0, "call_a", "get_time", "{}"), TurnEnd("tool_calls")],
-        [TextDelta("Let me look. "), ToolCallDelta(0, "call_b", "get_time", "{"), "wait"], db=db)
+def test_a_restart_discards_every_step_of_the_interrupted_call(scripted, upstream):
+    sdk, server = scripted.start()
+    gate = threading.Event()
+    upstream.queue(ToolCalls([Call("get_time", {}, id="call_a")]),
+                   ToolCalls([Call("get_time", {}, id="call_b")], content="Let me look. ", gate=gate))
     bot, thread = conversation(sdk, "question", tools=[TIME_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
     sdk.beta.threads.runs.submit_tool_outputs(
         thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_a", "output": "noon"}])
-    deadline = time.monotonic() + 20
-    while engine.waiting == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    sdk.close()
-    server.stop()
-    engine, sdk, _ = scripted([TextDelta("It is noon."), TurnEnd()], db=db)
+    wait_for(lambda: upstream.gated == 1, "the second call held mid-answer")
+    wait_for(lambda: len(sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data) == 3,
+             "the interrupted call's message and tool steps")
+    scripted.stop(server)
+    gate.set()
+    upstream.queue(Text("It is noon."))
+    sdk, _ = scripted.start()
     run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
     assert run.status == "completed"
     steps = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
     assert [(s.type, s.status) for s in steps] == [("tool_calls", "completed"), ("message_creation", "completed")]
     assert [m.content[0].text.value for m in run_messages(sdk, run)] == ["It is noon."]
-    assert [m["role"] for m in engine.requests[0].chat] == ["user", "assistant", "tool"]
+    assert len(upstream.requests) == 3
+    assert [m["role"] for m in sent(upstream)["messages"]] == ["user", "assistant", "tool"]
 
 
 def test_cancel_during_offline_latency_is_prompt(tmp_path, contract):

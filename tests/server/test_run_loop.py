@@ -1,6 +1,7 @@
-"""The async run executor through the real SDK: streamed deltas as they arrive, native tool-call
-ids, the tool loop with its request messages, parallel_tool_calls, tool_choice, the model-call
-cap, usage, cancel closing the engine's stream, and no thread per run."""
+"""The async run executor through the real SDK, its engine the upstream engine on the scripted
+Chat Completions upstream: streamed deltas as they arrive, native tool-call ids, the tool loop with
+its request messages, parallel_tool_calls, tool_choice, the model-call cap, usage, cancel closing
+the upstream stream, and no thread per run. Each test runs on both stores."""
 
 from __future__ import annotations
 
@@ -9,33 +10,13 @@ import json
 import threading
 import time
 
-import pytest
-
 from asstctl.server.embedded import start_server
 from tests.conftest import make_client
-from tests.server.engines import ScriptedEngine, TextDelta, ToolCallDelta, TurnEnd, Usage
 from tests.server.test_streaming import check_payloads
+from tests.upstream import Call, Text, ToolCalls
 
 TIME_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 DATE_TOOL = {"type": "function", "function": {"name": "get_date"}}
-
-
-@pytest.fixture
-def scripted(contract):
-    """(engine, sdk, server) factory: a server whose engine plays the given scripts."""
-    opened = []
-
-    def make(*scripts):
-        engine = ScriptedEngine(*scripts)
-        server = start_server(":memory:", engine=engine)
-        sdk = make_client(server, contract)
-        opened.append((server, sdk))
-        return engine, sdk, server
-
-    yield make
-    for server, sdk in opened:
-        sdk.close()
-        server.stop()
 
 
 def ask(sdk, text="hi", **assistant):
@@ -67,9 +48,15 @@ def raw_events(response) -> list[tuple[str, dict | str]]:
     return [(n, d if d == "[DONE]" else json.loads(d)) for n, d in events]
 
 
+def sent(upstream, n=-1) -> dict:
+    """The body of the upstream's n-th request."""
+    return upstream.requests[n].body
+
+
 # -- streaming -------------------------------------------------------------------------------------
-def test_each_text_delta_is_one_message_delta_as_it_arrives(scripted):
-    engine, sdk, _ = scripted([TextDelta("Hel"), TextDelta("lo, "), TextDelta("world"), TurnEnd()])
+def test_each_text_delta_is_one_message_delta_as_it_arrives(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(Text("Hello, world", deltas=["Hel", "lo, ", "world"]))
     bot, thread = ask(sdk)
     with sdk.beta.threads.runs.with_streaming_response.create(
         thread_id=thread.id, assistant_id=bot.id, stream=True
@@ -81,8 +68,10 @@ def test_each_text_delta_is_one_message_delta_as_it_arrives(scripted):
     assert names.index("thread.message.created") < names.index("thread.message.delta") < names.index("thread.message.completed")
 
 
-def test_polling_clients_see_the_message_grow(scripted):
-    engine, sdk, _ = scripted([TextDelta("first part"), "wait", TextDelta(" and the rest"), TurnEnd()])
+def test_polling_clients_see_the_message_grow(scripted, upstream):
+    sdk, _ = scripted.start()
+    gate = threading.Event()
+    upstream.queue(Text("first part and the rest", deltas=["first part", " and the rest"], gate=gate))
     bot, thread = ask(sdk)
     run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
 
@@ -93,19 +82,17 @@ def test_polling_clients_see_the_message_grow(scripted):
     message = wait_for(partial, "the partial message in the store")
     assert message.status == "in_progress" and message.content[0].text.value == "first part"
     assert sdk.beta.threads.runs.retrieve(run_id=run.id, thread_id=thread.id).status == "in_progress"
-    engine.open = True
+    gate.set()
     run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
     final = sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0]
     assert run.status == "completed" and final.status == "completed"
     assert final.content[0].text.value == "first part and the rest"
+    assert upstream.gate_timeouts == 0
 
 
-def test_tool_call_fragments_stream_as_step_deltas_and_keep_the_engine_ids(scripted):
-    engine, sdk, _ = scripted([
-        ToolCallDelta(0, "call_upstream1", "get_time", '{"tz": '),
-        ToolCallDelta(0, arguments='"UTC"}'),
-        TurnEnd("tool_calls"),
-    ])
+def test_tool_call_fragments_stream_as_step_deltas_and_keep_the_upstream_ids(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("get_time", '{"tz": "UTC"}', id="call_upstream1")], fragments=2))
     bot, thread = ask(sdk, tools=[TIME_TOOL])
     with sdk.beta.threads.runs.with_streaming_response.create(
         thread_id=thread.id, assistant_id=bot.id, stream=True
@@ -113,18 +100,19 @@ def test_tool_call_fragments_stream_as_step_deltas_and_keep_the_engine_ids(scrip
         events = raw_events(response)
     fragments = [d["delta"]["step_details"]["tool_calls"][0] for n, d in events if n == "thread.run.step.delta"]
     assert fragments[0]["id"] == "call_upstream1" and fragments[0]["function"]["name"] == "get_time"
-    assert "id" not in fragments[1] and fragments[1]["function"] == {"arguments": '"UTC"}'}
+    assert [f["function"] for f in fragments[1:]] == [{"arguments": '{"tz": '}, {"arguments": '"UTC"}'}]
+    assert not any("id" in f for f in fragments[1:])
     required = next(d for n, d in events if n == "thread.run.requires_action")["required_action"]
     call = required["submit_tool_outputs"]["tool_calls"][0]
     assert call["id"] == "call_upstream1" and call["function"]["arguments"] == '{"tz": "UTC"}'
 
 
 # -- the tool loop ---------------------------------------------------------------------------------
-def test_tool_round_trip_sends_tool_messages_with_the_call_ids(scripted):
-    engine, sdk, _ = scripted(
-        [TextDelta("Let me check. "), ToolCallDelta(0, "call_a", "get_time", "{}"),
-         ToolCallDelta(1, "call_b", "get_date", "{}"), TurnEnd("tool_calls")],
-        [TextDelta("It is noon on Monday."), TurnEnd()],
+def test_tool_round_trip_sends_tool_messages_with_the_call_ids(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(
+        ToolCalls([Call("get_time", {}, id="call_a"), Call("get_date", {}, id="call_b")], content="Let me check. "),
+        Text("It is noon on Monday."),
     )
     bot, thread = ask(sdk, "time and date?", tools=[TIME_TOOL, DATE_TOOL], instructions="Be brief.")
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
@@ -135,7 +123,7 @@ def test_tool_round_trip_sends_tool_messages_with_the_call_ids(scripted):
         tool_outputs=[{"tool_call_id": "call_a", "output": "12:00"}, {"tool_call_id": "call_b", "output": "Monday"}],
     )
     assert run.status == "completed"
-    chat = engine.requests[1].chat
+    chat = sent(upstream, 1)["messages"]
     assert chat == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "time and date?"},
@@ -152,47 +140,47 @@ def test_tool_round_trip_sends_tool_messages_with_the_call_ids(scripted):
     assert texts == ["time and date?", "Let me check. ", "It is noon on Monday."]
 
 
-def test_offered_tools_and_mapped_tool_choice(scripted):
-    engine, sdk, _ = scripted([TextDelta("ok"), TurnEnd()])
+def test_offered_tools_and_mapped_tool_choice(scripted, upstream):
+    sdk, _ = scripted.start()
     bot, thread = ask(sdk, tools=[TIME_TOOL, DATE_TOOL])
     forced = {"type": "function", "function": {"name": "get_date"}}
-    for choice, sent in (("none", "none"), ("required", "required"), (forced, forced), (None, "auto")):
+    for choice, expected in (("none", "none"), ("required", "required"), (forced, forced), (None, "auto")):
         run = sdk.beta.threads.runs.create_and_poll(
             thread_id=thread.id, assistant_id=bot.id, **({"tool_choice": choice} if choice else {}))
         assert run.status == "completed"
-        assert engine.requests[-1].tool_choice == sent
-    offered = engine.requests[-1].offered_tools
+        assert sent(upstream)["tool_choice"] == expected
+    offered = sent(upstream)["tools"]
     assert [t["function"]["name"] for t in offered] == ["get_time", "get_date"]
     assert offered[0]["function"]["parameters"] == TIME_TOOL["function"]["parameters"]
     plain, thread2 = ask(sdk)
     sdk.beta.threads.runs.create_and_poll(thread_id=thread2.id, assistant_id=plain.id)
-    assert engine.requests[-1].offered_tools == [] and engine.requests[-1].tool_choice is None
+    assert "tools" not in sent(upstream) and "tool_choice" not in sent(upstream)
 
 
-def test_parallel_tool_calls_false_keeps_one_call(scripted):
-    two = [ToolCallDelta(0, "call_1", "get_time", "{}"), ToolCallDelta(1, "call_2", "get_date", "{}"),
-           TurnEnd("tool_calls")]
-    engine, sdk, _ = scripted(two)
+def test_parallel_tool_calls_false_keeps_one_call(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("get_time", {}, id="call_1"), Call("get_date", {}, id="call_2")]))
     bot, thread = ask(sdk, tools=[TIME_TOOL, DATE_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, parallel_tool_calls=False)
-    assert engine.requests[-1].parallel_tool_calls is False
+    assert sent(upstream)["parallel_tool_calls"] is False
     assert [c.id for c in run.required_action.submit_tool_outputs.tool_calls] == ["call_1"]
     step = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data[0]
     assert [c.id for c in step.step_details.tool_calls] == ["call_1"]
 
 
-def test_engine_without_ids_gets_generated_call_ids(scripted):
-    engine, sdk, _ = scripted([ToolCallDelta(0, None, "get_time", "{}"), TurnEnd("tool_calls")])
+def test_an_upstream_without_ids_gets_generated_call_ids(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("get_time", {}, omit_id=True)]))
     bot, thread = ask(sdk, tools=[TIME_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
-    assert run.required_action.submit_tool_outputs.tool_calls[0].id.startswith("call_")
+    call_id = run.required_action.submit_tool_outputs.tool_calls[0].id
+    assert call_id.startswith("call_") and not call_id.startswith("call_scripted")
 
 
-def test_model_call_cap_fails_the_run_with_a_clear_error(scripted):
-    def always_call(request, number):
-        return [ToolCallDelta(0, f"call_n{number}", "get_time", "{}"), TurnEnd("tool_calls", Usage(10, 2))]
-
-    engine, sdk, server = scripted(always_call)
+def test_model_call_cap_fails_the_run_with_a_clear_error(scripted, upstream):
+    sdk, server = scripted.start()
+    upstream.default = lambda body: ToolCalls([Call("get_time", {}, id=f"call_n{len(upstream.requests)}")],
+                                              usage=(10, 2))
     server.state.config.max_model_calls = 3
     bot, thread = ask(sdk, tools=[TIME_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
@@ -202,23 +190,22 @@ def test_model_call_cap_fails_the_run_with_a_clear_error(scripted):
             thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "noon"}])
     assert run.status == "failed" and run.last_error.code == "server_error"
     assert "limit of 3 model calls" in run.last_error.message and "max_model_calls" in run.last_error.message
-    assert len(engine.requests) == 3
+    assert len(upstream.requests) == 3
     assert run.usage.prompt_tokens == 30 and run.usage.completion_tokens == 6
 
 
-def test_attached_tools_that_are_never_called_do_not_fail_a_run(scripted):
-    engine, sdk, _ = scripted([TextDelta("plain answer"), TurnEnd()])
+def test_attached_tools_that_are_never_called_do_not_fail_a_run(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(Text("plain answer"))
     bot, thread = ask(sdk, tools=[TIME_TOOL, {"type": "code_interpreter"}, {"type": "file_search"}])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
     assert run.status == "completed"
 
 
 # -- usage -----------------------------------------------------------------------------------------
-def test_usage_is_summed_over_model_calls_and_each_step_has_its_call_usage(scripted):
-    engine, sdk, _ = scripted(
-        [ToolCallDelta(0, "call_x", "get_time", "{}"), TurnEnd("tool_calls", Usage(100, 7))],
-        [TextDelta("done"), TurnEnd("stop", Usage(120, 3))],
-    )
+def test_usage_is_summed_over_model_calls_and_each_step_has_its_call_usage(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("get_time", {}, id="call_x")], usage=(100, 7)), Text("done", usage=(120, 3)))
     bot, thread = ask(sdk, tools=[TIME_TOOL])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
     run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
@@ -228,8 +215,9 @@ def test_usage_is_summed_over_model_calls_and_each_step_has_its_call_usage(scrip
     assert [(s.usage.prompt_tokens, s.usage.completion_tokens) for s in steps] == [(100, 7), (120, 3)]
 
 
-def test_an_engine_without_usage_gets_the_estimate(scripted):
-    engine, sdk, _ = scripted([TextDelta("abcdefgh"), TurnEnd()])  # no usage reported
+def test_an_upstream_without_usage_gets_the_estimate(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(Text("abcdefgh", omit_usage=True))  # no usage chunk, as some local servers do
     bot, thread = ask(sdk, "12345678", instructions="Be brief.", model="llama3.1:8b")
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
     # 3 reply priming + system (3 + 3) + user (3 + 2) = 14 prompt tokens; "abcdefgh" = 2
@@ -237,19 +225,20 @@ def test_an_engine_without_usage_gets_the_estimate(scripted):
 
 
 # -- request messages ------------------------------------------------------------------------------
-def test_o_series_models_get_a_developer_message_and_run_instructions_replace(scripted):
-    engine, sdk, _ = scripted([TextDelta("ok"), TurnEnd()])
+def test_o_series_models_get_a_developer_message_and_run_instructions_replace(scripted, upstream):
+    sdk, _ = scripted.start()
     bot, thread = ask(sdk, instructions="Assistant's own.")
     sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, model="o3-mini",
                                           instructions="Run's instead.")
-    assert engine.requests[-1].chat[0] == {"role": "developer", "content": "Run's instead."}
+    assert sent(upstream)["messages"][0] == {"role": "developer", "content": "Run's instead."}
     sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, additional_instructions="More.")
-    assert engine.requests[-1].chat[0] == {"role": "system", "content": "Assistant's own.\nMore."}
-    assert [m["role"] for m in engine.requests[-1].chat] == ["system", "user", "assistant"]
+    assert sent(upstream)["messages"][0] == {"role": "system", "content": "Assistant's own.\nMore."}
+    assert [m["role"] for m in sent(upstream)["messages"]] == ["system", "user", "assistant"]
 
 
-def test_images_go_as_image_parts(scripted):
-    engine, sdk, _ = scripted([TextDelta("a cat"), TurnEnd()])
+def test_images_go_as_image_parts(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(Text("a cat"))
     png = base64.b64decode(
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
     image = sdk.files.create(file=("cat.png", png), purpose="vision")
@@ -260,7 +249,7 @@ def test_images_go_as_image_parts(scripted):
         {"type": "image_file", "image_file": {"file_id": image.id}},
     ]}])
     sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
-    parts = engine.requests[-1].chat[-1]["content"]
+    parts = sent(upstream)["messages"][-1]["content"]
     assert parts[0] == {"type": "text", "text": "What is this?"}
     assert parts[1] == {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}}
     assert parts[2] == {"type": "image_url",
@@ -268,28 +257,37 @@ def test_images_go_as_image_parts(scripted):
 
 
 # -- cancel and concurrency ------------------------------------------------------------------------
-def test_cancel_closes_the_engine_stream(scripted):
-    engine, sdk, _ = scripted([TextDelta("partial"), "wait", TextDelta(" never"), TurnEnd()])
+def test_cancel_closes_the_upstream_stream(scripted, upstream):
+    sdk, _ = scripted.start()
+    gate = threading.Event()
+    upstream.queue(Text("partial never", deltas=["partial", " never"], gate=gate))
     bot, thread = ask(sdk)
     run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
-    wait_for(lambda: engine.waiting == 1, "the engine call to start")
+    wait_for(lambda: upstream.gated == 1, "the upstream call to start")
+    wait_for(lambda: sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data, "the partial message")
     sdk.beta.threads.runs.cancel(run_id=run.id, thread_id=thread.id)
     run = sdk.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
-    assert run.status == "cancelled" and engine.closed == 1 and engine.waiting == 0
+    assert run.status == "cancelled"
+    assert upstream.disconnected.wait(10) and upstream.disconnects == 1 and upstream.completed == 0
+    wait_for(lambda: upstream.gated == 0, "the upstream to see the stream closed")
+    assert upstream.gate_timeouts == 0
     message = sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0]
     assert message.status == "incomplete" and message.incomplete_details.reason == "run_cancelled"
     assert message.content[0].text.value == "partial"
 
 
-def test_two_hundred_runs_in_flight_hold_no_thread_each(scripted):
-    engine, sdk, server = scripted(["wait", TextDelta("done"), TurnEnd()])
+def test_two_hundred_runs_in_flight_hold_no_thread_each(scripted, upstream):
+    sdk, _ = scripted.start()
+    gate = threading.Event()
+    upstream.gate_limit = 300.0
+    upstream.default = lambda body: Text("done", deltas=["do", "ne"], gate=gate)
     bot = sdk.beta.assistants.create(model="gpt-4o")
     before = threading.active_count()
     runs = [sdk.beta.threads.create_and_run(assistant_id=bot.id, thread={"messages": [{"role": "user", "content": "x"}]})
             for _ in range(200)]
-    wait_for(lambda: engine.waiting == 200, "200 engine calls in flight", seconds=60)
+    wait_for(lambda: upstream.gated == 200, "200 upstream calls in flight", seconds=120)
     in_flight = threading.active_count()
-    engine.open = True
+    gate.set()
     done = [sdk.beta.threads.runs.poll(run_id=r.id, thread_id=r.thread_id).status for r in runs]
     assert done == ["completed"] * 200
     assert in_flight - before <= 4  # no thread per run (the old pool had 8 workers and capped turns at 8)

@@ -12,6 +12,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from asstctl.server.store import Store
 from tests.conftest import make_client
+from tests.upstream import Failure
 
 TIME_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather"}}
@@ -324,22 +325,12 @@ def test_max_completion_tokens_makes_the_run_incomplete(client):
     assert len(message.content[0].text.value) == 1024
 
 
-class RateLimitedEngine:
-    """A second engine through the public interface: every turn fails like a rate-limited backend."""
-
-    name = "rate-limited"
-
-    def respond(self, request):
-        from asstctl.server.engine import EngineError
-
-        raise EngineError(f"Rate limit reached for {request.model}.", code="rate_limit_exceeded")
-
-
-def test_engine_errors_fail_the_run(contract):
-    with start_server(":memory:", engine=RateLimitedEngine()) as server:
-        sdk = make_client(server, contract)
-        bot = assistant(sdk)
-        run = sdk.beta.threads.runs.create_and_poll(thread_id=ask(sdk, "x").id, assistant_id=bot.id)
-        assert run.status == "failed" and run.failed_at and run.expires_at is None
-        assert (run.last_error.code, run.last_error.message) == ("rate_limit_exceeded", "Rate limit reached for gpt-4o.")
-        sdk.close()
+def test_upstream_errors_fail_the_run(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(*[Failure.rate_limit()] * 4)  # the first attempt and every retry
+    bot = assistant(sdk)
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=ask(sdk, "x").id, assistant_id=bot.id)
+    assert run.status == "failed" and run.failed_at and run.expires_at is None
+    assert run.last_error.code == "rate_limit_exceeded"
+    assert run.last_error.message.startswith(f"the upstream 127.0.0.1:{upstream.port} is rate limiting requests")
+    assert "Rate limit reached for requests." in run.last_error.message and len(upstream.requests) == 4

@@ -2,7 +2,8 @@
 
 When the model calls the function offered for an attached built-in tool, the executor awaits
 ``tool.run(ctx, arguments)`` (``asstctl.server.tools.base``) itself: ``ctx.progress`` fragments
-become ``thread.run.step.delta`` events, the outcome's ``call`` is the step's tool call, its
+become ``thread.run.step.delta`` events (less the code input the writer already streamed while the
+model wrote it), the outcome's ``call`` is the step's tool call, its
 ``output`` the ``tool`` message the model reads next. The outcome's citation sources, images and
 written files are kept in the run's book until the final message: each source's marker found in
 the text becomes a ``file_citation`` annotation, each image an ``image_file`` content part, each
@@ -71,6 +72,9 @@ def _progress(executor, run, step, call):
     loop, thread = asyncio.get_running_loop(), threading.get_ident()
 
     def emit(fragment: dict[str, Any]) -> None:
+        fragment = _unstreamed(fragment, call.get("streamed_input") or "")
+        if fragment is None:
+            return
         part = {"index": call["index"], "id": call["id"], "type": call["type"], **fragment}
         data = {"id": step["id"], "object": "thread.run.step.delta",
                 "delta": {"step_details": {"type": "tool_calls", "tool_calls": [part]}}}
@@ -80,6 +84,17 @@ def _progress(executor, run, step, call):
             loop.call_soon_threadsafe(executor.emit, run, "thread.run.step.delta", data)
 
     return emit
+
+
+def _unstreamed(fragment: dict[str, Any], streamed: str) -> dict[str, Any] | None:
+    """The fragment without the code input the client already saw as the model wrote it (None: nothing left)."""
+    body = fragment.get("code_interpreter")
+    if not streamed or not isinstance(body, dict) or not isinstance(body.get("input"), str):
+        return fragment
+    code = body["input"]
+    rest = code[len(streamed):] if code.startswith(streamed) else code
+    body = {k: v for k, v in body.items() if k != "input"} | ({"input": rest} if rest else {})
+    return {**fragment, "code_interpreter": body} if body else None
 
 
 # -- the final message ---------------------------------------------------------------------------

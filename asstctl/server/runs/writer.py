@@ -7,7 +7,9 @@ grow (with many runs streaming at once the interval grows, ``WRITE_SECONDS_PER_R
 streaming run, so store writes stay bounded). The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
 message, if the model wrote text first) and every fragment becomes a ``thread.run.step.delta``;
 the first fragment of a call carries its id (the engine's, else a new ``call_...``), type and
-name. With ``parallel_tool_calls: false`` only the model's first call is kept.
+name. With ``parallel_tool_calls: false`` only the model's first call is kept. The code of a
+``code_interpreter`` call streams as it is generated: the ``code`` string of its arguments is decoded
+fragment by fragment and each new piece becomes a ``code_interpreter.input`` step delta.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from asstctl.server.engine.base import TextDelta, ToolCallDelta, TurnEnd
 from asstctl.server.http import new_id, now
 from asstctl.server.runs import book as books
 from asstctl.server.runs.events import public
+from asstctl.server.runs.partial_json import string_value
 
 WRITE_SECONDS = 0.05
 WRITE_SECONDS_PER_RUN = 0.002  # 500 runs streaming at once: each message written about once a second
@@ -77,10 +80,21 @@ class TurnWriter:
             if self.calls and not self.parallel:
                 return  # parallel_tool_calls: false -> the first call only
             entry = self._open_call(delta)
-            return
-        entry["arguments"] += delta.arguments
-        if entry["type"] == "function" and delta.arguments:
-            self._step_delta({"index": entry["index"], "type": "function", "function": {"arguments": delta.arguments}})
+        else:
+            entry["arguments"] += delta.arguments
+            if entry["type"] == "function" and delta.arguments:
+                self._step_delta({"index": entry["index"], "type": "function", "function": {"arguments": delta.arguments}})
+        if entry["type"] == "code_interpreter" and delta.arguments:
+            self._code_input(entry)
+
+    def _code_input(self, entry: dict[str, Any]) -> None:
+        """The new part of the code the model is writing, as a ``code_interpreter.input`` delta."""
+        code = string_value(entry["arguments"], "code")
+        streamed = entry.setdefault("streamed_input", "")
+        if code and len(code) > len(streamed) and code.startswith(streamed):
+            entry["streamed_input"] = code
+            self._step_delta({"index": entry["index"], "type": "code_interpreter",
+                              "code_interpreter": {"input": code[len(streamed):]}})
 
     def _open_call(self, delta: ToolCallDelta) -> dict[str, Any]:
         if self.message is not None:
