@@ -43,6 +43,28 @@ class DenseIndex(Protocol):
         ...
 
 
+class MatrixSearch:
+    """The search the dense indexes share: a per-store matrix in memory (numpy), reloaded when the
+    store's generation changes. Subclasses read ``_generation`` and ``_rows`` from their database."""
+
+    def __init__(self, store):
+        self.store = store
+        self._cache: dict[tuple[str, str], tuple] = {}
+        self._lock = threading.Lock()
+
+    def _generation(self, store_id: str) -> int:
+        raise NotImplementedError
+
+    def _rows(self, store_id: str, model: str) -> list[tuple]:
+        """``[(chunk id, file id, float32 bytes)]`` of a store's vectors for ``model``, by chunk id."""
+        raise NotImplementedError
+
+    def search(self, store_ids: list[str], file_ids: list[str] | None, model: str, vector: list[float],
+               limit: int) -> list[tuple[int, float]]:
+        """``[(chunk id, cosine similarity)]``, best first."""
+        ...
+
+
 class SqliteDenseIndex:
     def __init__(self, store):
         self.store = store
@@ -113,15 +135,12 @@ class SqliteDenseIndex:
         """(chunk ids, file ids, unit-row matrix, IVF clusters or None) of a store, cached per generation."""
         import numpy as np
 
-        with self.store.sql() as db:
-            row = db.execute("SELECT gen FROM retrieval_generation WHERE store_id = ?", (store_id,)).fetchone()
-            gen = row[0] if row else 0
-            with self._lock:
-                cached = self._cache.get((store_id, model))
-            if cached and cached[0] == gen:
-                return cached[1:]
-            rows = db.execute("SELECT id, file_id, vec FROM retrieval_vectors WHERE store_id = ? AND model = ? ORDER BY id",
-                              (store_id, model)).fetchall()
+        gen = self._generation(store_id)
+        with self._lock:
+            cached = self._cache.get((store_id, model))
+        if cached and cached[0] == gen:
+            return cached[1:]
+        rows = [(r[0], r[1], bytes(r[2])) for r in self._rows(store_id, model)]
         if not rows or len({len(r[2]) for r in rows}) != 1:
             return np.zeros(0, dtype=np.int64), [], None, None
         ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -136,3 +155,16 @@ class SqliteDenseIndex:
         with self._lock:
             self._cache[(store_id, model)] = (gen, ids, files, matrix, clusters)
         return ids, files, matrix, clusters
+
+
+
+
+    def _generation(self, store_id: str) -> int:
+        with self.store.sql() as db:
+            row = db.execute("SELECT gen FROM retrieval_generation WHERE store_id = ?", (store_id,)).fetchone()
+        return row[0] if row else 0
+
+    def _rows(self, store_id: str, model: str) -> list[tuple]:
+        with self.store.sql() as db:
+            return db.execute("SELECT id, file_id, vec FROM retrieval_vectors WHERE store_id = ? AND model = ? ORDER BY id",
+                              (store_id, model)).fetchall()
