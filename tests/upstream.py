@@ -10,7 +10,10 @@ text>")``): ``Text`` (streamed in the given deltas, optionally with delays or cu
 ``ToolCalls`` (one or several, arguments sent in fragments), and ``Failure`` (429 with
 Retry-After, 500, 401, 404 model_not_found, ...). Every request body received is recorded
 (``requests``). The server serves ``/v1/chat/completions`` and Azure OpenAI's
-``/openai/deployments/{deployment}/chat/completions?api-version=...`` (``api-key`` header).
+``/openai/deployments/{deployment}/chat/completions?api-version=...`` (``api-key`` header), and
+the same two for ``/embeddings`` (vectors from ``embed``, default the hashing embedder of
+``benchmarks.embeddings_server``; requests recorded too, validated as ``CreateEmbeddingRequest``,
+answers as ``CreateEmbeddingResponse``).
 
 It cannot drift from the real API: every request is validated against the official OpenAPI
 document's ``CreateChatCompletionRequest`` (plus: no keys the schema does not define), every answer
@@ -34,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from benchmarks.embeddings_server import hashing_embedder, response_body
 from tests.contract import spec, validator_for
 
 SCHEMAS = "#/components/schemas/"
@@ -120,11 +124,13 @@ class Received:
 # -- the server ---------------------------------------------------------------------------------
 class ScriptedUpstream:
     def __init__(self, key: str | None = DEFAULT_KEY, models: set[str] | None = None,
-                 default: Callable[[dict[str, Any]], Answer] | None = None, validate: bool = True):
+                 default: Callable[[dict[str, Any]], Answer] | None = None, validate: bool = True,
+                 embed: Callable[[list[str]], list[list[float]]] | None = None):
         self.key = key  # None: no auth (like a local server)
         self.validate = validate  # False only for benchmarks: schema checks would dominate their timings
         self.models = models  # None: every model exists
         self.default = default or echo
+        self.embed = embed or hashing_embedder(64)
         self.requests: list[Received] = []
         self.problems: list[str] = []
         self.disconnects = 0  # streams the client closed before they were finished
@@ -171,7 +177,27 @@ class ScriptedUpstream:
         return Starlette(routes=[
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/openai/deployments/{deployment}/chat/completions", self._azure, methods=["POST"]),
+            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            Route("/openai/deployments/{deployment}/embeddings", self._azure_embeddings, methods=["POST"]),
         ])
+
+    async def _azure_embeddings(self, request: Request):
+        if not request.query_params.get("api-version"):
+            return self._error(Failure(404, "Resource not found", "invalid_request_error", "404"))
+        return await self._embeddings(request, azure=True)
+
+    async def _embeddings(self, request: Request, azure: bool = False):
+        body = await request.json()
+        self._check(lambda: problems("CreateEmbeddingRequest", body), "embeddings request")
+        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
+                                      time.monotonic(), request.client.port if request.client else 0))
+        denied = self._auth(request, azure)
+        if denied is not None:
+            return self._error(denied)
+        texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+        payload = response_body(str(body.get("model")), texts, self.embed(texts))
+        self._check(lambda: problems("CreateEmbeddingResponse", payload), "embeddings answer")
+        return JSONResponse(payload)
 
     async def _azure(self, request: Request):
         if not request.query_params.get("api-version"):

@@ -172,6 +172,21 @@ def serve_forever(
         sock.close()
 
 
+def embeddings_config(upstream: Any):
+    """file_search's embeddings on the upstream's ``/embeddings`` (same base URL and key variable;
+    on Azure OpenAI the model's deployment, ``/openai/deployments/{deployment}/embeddings``)."""
+    from asstctl.server.retrieval.embeddings import EmbeddingsConfig
+
+    model = upstream.embeddings_model
+    return EmbeddingsConfig(
+        model=model,
+        base_url=upstream.url,
+        api_key_env=upstream.key_env,
+        azure_api_version=upstream.azure_api_version,
+        azure_deployment=upstream.deployment(model) if upstream.is_azure else None,
+    )
+
+
 def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tuple[EmbeddedServer, socket.socket]:
     import uvicorn
 
@@ -183,6 +198,8 @@ def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tu
         options = {**options, "context_windows": dict(upstream.context_windows)}
     if upstream is not None and upstream.max_model_calls and "max_model_calls" not in options:
         options = {**options, "max_model_calls": upstream.max_model_calls}
+    if upstream is not None and upstream.embeddings_model and options.get("embeddings") is None:
+        options = {**options, "embeddings": embeddings_config(upstream)}
     config = ServerConfig(
         db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine, **options
     )
