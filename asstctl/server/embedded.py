@@ -105,6 +105,12 @@ class EmbeddedServer:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+            wake = getattr(self._server, "asstctl_wake", None)
+            if wake is not None:  # the loop may already be closed: then there is no one to wake
+                try:
+                    wake()
+                except RuntimeError:
+                    pass
         if self._thread is not None:
             self._thread.join(timeout=10)
         stopper = self.state.extra.get("stop")
@@ -276,6 +282,18 @@ async def _serve_then_close(server, sock: socket.socket, state: ServerState) -> 
     await close_engine(state)
 
 
+async def _main_loop(server, woken: asyncio.Event) -> None:
+    """uvicorn's ``main_loop`` (``on_tick`` every 0.1 s: Date header, should_exit), except that
+    ``stop()`` wakes it at once instead of waiting for the next tick."""
+    counter = 0
+    while not await server.on_tick(counter):
+        counter = (counter + 1) % 864000
+        try:
+            await asyncio.wait_for(woken.wait(), 0.1)
+        except asyncio.TimeoutError:
+            pass
+
+
 def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -286,8 +304,10 @@ def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
             config.load()
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[sock])
+        woken = asyncio.Event()
+        server.asstctl_wake = lambda: loop.call_soon_threadsafe(woken.set)
         ready.set()
-        await server.main_loop()
+        await _main_loop(server, woken)
         await server.shutdown(sockets=[sock])
         await close_engine(server.config.app.state)
 
