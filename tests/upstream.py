@@ -11,8 +11,9 @@ text>")``): ``Text`` (streamed in the given deltas, optionally with delays or cu
 Retry-After, 500, 401, 404 model_not_found, ...). Every request body received is recorded
 (``requests``). The server serves ``/v1/chat/completions`` and Azure OpenAI's
 ``/openai/deployments/{deployment}/chat/completions?api-version=...`` (``api-key`` header), and
-``/v1/embeddings`` (Azure: ``/openai/deployments/{deployment}/embeddings``): each input's vector is
-``embed(text)`` (default: :func:`bag_of_words`, or set ``upstream.embed``).
+the same two for ``/embeddings`` (vectors from ``embed``, default the hashing embedder of
+``benchmarks.embeddings_server``; requests recorded too, validated as ``CreateEmbeddingRequest``,
+answers as ``CreateEmbeddingResponse``).
 
 It cannot drift from the real API: every request is validated against the official OpenAPI
 document's ``CreateChatCompletionRequest`` (plus: no keys the schema does not define), every answer
@@ -36,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from benchmarks.embeddings_server import hashing_embedder, response_body
 from tests.contract import spec, validator_for
 
 SCHEMAS = "#/components/schemas/"
@@ -125,12 +127,13 @@ class Received:
 # -- the server ---------------------------------------------------------------------------------
 class ScriptedUpstream:
     def __init__(self, key: str | None = DEFAULT_KEY, models: set[str] | None = None,
-                 default: Callable[[dict[str, Any]], Answer] | None = None, validate: bool = True):
+                 default: Callable[[dict[str, Any]], Answer] | None = None, validate: bool = True,
+                 embed: Callable[[list[str]], list[list[float]]] | None = None):
         self.key = key  # None: no auth (like a local server)
         self.validate = validate  # False only for benchmarks: schema checks would dominate their timings
         self.models = models  # None: every model exists
         self.default = default or echo
-        self.embed: Callable[[str], list[float]] = bag_of_words
+        self.embed = embed or hashing_embedder(64)
         self.requests: list[Received] = []
         self.problems: list[str] = []
         self.disconnects = 0  # streams the client closed before they were finished
@@ -180,10 +183,12 @@ class ScriptedUpstream:
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/openai/deployments/{deployment}/chat/completions", self._azure, methods=["POST"]),
             Route("/v1/embeddings", self._embeddings, methods=["POST"]),
-            Route("/openai/deployments/{deployment}/embeddings", self._embeddings_azure, methods=["POST"]),
+            Route("/openai/deployments/{deployment}/embeddings", self._azure_embeddings, methods=["POST"]),
         ])
 
-    async def _embeddings_azure(self, request: Request):
+    async def _azure_embeddings(self, request: Request):
+        if not request.query_params.get("api-version"):
+            return self._error(Failure(404, "Resource not found", "invalid_request_error", "404"))
         return await self._embeddings(request, azure=True)
 
     async def _embeddings(self, request: Request, azure: bool = False):
@@ -194,12 +199,9 @@ class ScriptedUpstream:
         denied = self._auth(request, azure)
         if denied is not None:
             return self._error(denied)
-        texts = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
-        data = [{"object": "embedding", "index": i, "embedding": self.embed(str(t))} for i, t in enumerate(texts)]
-        tokens = sum(max(1, len(str(t)) // 4) for t in texts)
-        payload = {"object": "list", "model": body.get("model") or "scripted", "data": data,
-                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-        self._check(lambda: problems("CreateEmbeddingResponse", payload), "embeddings response")
+        texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+        payload = response_body(str(body.get("model")), texts, self.embed(texts))
+        self._check(lambda: problems("CreateEmbeddingResponse", payload), "embeddings answer")
         return JSONResponse(payload)
 
     async def _azure(self, request: Request):
@@ -403,17 +405,6 @@ def last_user_text(body: dict[str, Any]) -> str:
                 return content
             return " ".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
     return ""
-
-
-def bag_of_words(text: str, dims: int = 256) -> list[float]:
-    """A deterministic stand-in embedding: word counts hashed into ``dims`` buckets (same words, same vector)."""
-    import hashlib
-    import re
-
-    vector = [0.0] * dims
-    for word in re.findall(r"\w+", text.lower()):
-        vector[int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % dims] += 1.0
-    return vector
 
 
 def echo(body: dict[str, Any]) -> Answer:

@@ -46,6 +46,10 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.option("--azure-api-version", metavar="VERSION",
               help="The upstream is Azure OpenAI: deployments in the path (the mapped model names), "
                    "this api-version, the key in the api-key header.")
+@click.option("--embeddings-model", metavar="NAME",
+              help="file_search: embed chunks and queries with this model on the upstream's /embeddings "
+                   "(dense retrieval fused with full-text search). Needs an upstream. "
+                   "[default: the project's engine.embeddings.model; none: full-text search only]")
 # -- code_interpreter sandbox (docs/engine.md, "The code_interpreter sandbox") --
 @click.option("--code-timeout", "code_wall_seconds", type=click.FloatRange(min=1), default=60, show_default=True,
               metavar="SECONDS", help="code_interpreter: wall time of one call; the session restarts after it.")
@@ -69,7 +73,7 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
                    "(it can read this server's files and keys).")
 def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, upstream, upstream_key_env,
-          model_map, azure_api_version, max_upload_mb, max_body_mb, **code_options) -> None:
+          model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb, **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
     Data persists in SQLite, or in PostgreSQL for several replicas behind
@@ -99,10 +103,10 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
                                  param_hint=f"--api-key / {KEY_ENV}")
     faults = Faults.parse(fault_spec, latency_ms=latency_ms, seed=fault_seed)
     if upstream:
-        upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version)
+        upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version, embeddings_model)
     else:
         _only_with_upstream(upstream_key_env, model_map, azure_api_version)
-        upstream_config = default_upstream()
+        upstream_config = _with_embeddings(default_upstream(), embeddings_model)
     serve_forever(
         db or str(default_db()),
         host=host,
@@ -126,6 +130,19 @@ def _only_with_upstream(key_env, model_map, azure_api_version) -> None:
         raise click.UsageError(f"{given[0]} needs --upstream URL (the Chat Completions API to run turns on)")
 
 
+def _with_embeddings(upstream_config, embeddings_model):
+    """The project's upstream, with --embeddings-model when given (it needs an upstream)."""
+    if not embeddings_model:
+        return upstream_config
+    if upstream_config is None:
+        raise click.UsageError("--embeddings-model needs an upstream serving /embeddings: give --upstream URL "
+                               "(or engine.upstream in asstctl.yaml)")
+    from asstctl.server.engine.config import embeddings_section
+
+    upstream_config.embeddings = embeddings_section("--embeddings-model", {"model": embeddings_model})
+    return upstream_config
+
+
 def _sandbox_config(options: dict):
     from asstctl.server.sandbox import SandboxConfig
 
@@ -144,6 +161,8 @@ def _announce(server) -> None:
     if upstream is not None:
         kind = "Azure OpenAI " if upstream.is_azure else ""
         click.echo(f"Engine: upstream {kind}{upstream.host} (key from ${upstream.key_env})")
+        if upstream.embeddings_model:
+            click.echo(f"file_search: embeddings model {upstream.embeddings_model} on {upstream.host}")
 
 
 def _shown(store) -> str:

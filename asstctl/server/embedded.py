@@ -105,6 +105,12 @@ class EmbeddedServer:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+            wake = getattr(self._server, "asstctl_wake", None)
+            if wake is not None:  # the loop may already be closed: then there is no one to wake
+                try:
+                    wake()
+                except RuntimeError:
+                    pass
         if self._thread is not None:
             self._thread.join(timeout=10)
         stopper = self.state.extra.get("stop")
@@ -172,6 +178,21 @@ def serve_forever(
         sock.close()
 
 
+def embeddings_config(upstream: Any):
+    """file_search's embeddings on the upstream's ``/embeddings`` (same base URL and key variable;
+    on Azure OpenAI the model's deployment, ``/openai/deployments/{deployment}/embeddings``)."""
+    from asstctl.server.retrieval.embeddings import EmbeddingsConfig
+
+    model = upstream.embeddings_model
+    return EmbeddingsConfig(
+        model=model,
+        base_url=upstream.url,
+        api_key_env=upstream.key_env,
+        azure_api_version=upstream.azure_api_version,
+        azure_deployment=upstream.deployment(model) if upstream.is_azure else None,
+    )
+
+
 def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tuple[EmbeddedServer, socket.socket]:
     import uvicorn
 
@@ -183,6 +204,8 @@ def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tu
         options = {**options, "context_windows": dict(upstream.context_windows)}
     if upstream is not None and upstream.max_model_calls and "max_model_calls" not in options:
         options = {**options, "max_model_calls": upstream.max_model_calls}
+    if upstream is not None and upstream.embeddings_model and options.get("embeddings") is None:
+        options = {**options, "embeddings": embeddings_config(upstream)}
     config = ServerConfig(
         db=db, api_key=api_key, faults=faults or Faults(), rules_path=rules_path, engine=engine, **options
     )
@@ -259,6 +282,18 @@ async def _serve_then_close(server, sock: socket.socket, state: ServerState) -> 
     await close_engine(state)
 
 
+async def _main_loop(server, woken: asyncio.Event) -> None:
+    """uvicorn's ``main_loop`` (``on_tick`` every 0.1 s: Date header, should_exit), except that
+    ``stop()`` wakes it at once instead of waiting for the next tick."""
+    counter = 0
+    while not await server.on_tick(counter):
+        counter = (counter + 1) % 864000
+        try:
+            await asyncio.wait_for(woken.wait(), 0.1)
+        except asyncio.TimeoutError:
+            pass
+
+
 def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -269,8 +304,10 @@ def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
             config.load()
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[sock])
+        woken = asyncio.Event()
+        server.asstctl_wake = lambda: loop.call_soon_threadsafe(woken.set)
         ready.set()
-        await server.main_loop()
+        await _main_loop(server, woken)
         await server.shutdown(sockets=[sock])
         await close_engine(server.config.app.state)
 

@@ -10,7 +10,7 @@ from asstctl.server.store import open_store
 
 pytest.importorskip("asstctl.server.retrieval.lexical")
 
-from asstctl.server.pg_lexical import PostgresLexicalIndex  # noqa: E402
+from asstctl.server.retrieval.pg_lexical import PostgresLexicalIndex  # noqa: E402
 
 
 @pytest.fixture

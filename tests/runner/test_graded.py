@@ -89,7 +89,19 @@ def test_rubric_passes_and_fails_with_the_graders_reason(tmp_path, monkeypatch, 
     assert upstream.key not in result.output
 
 
+def bag_of_words(text: str, dims: int = 256) -> list[float]:
+    """Word counts hashed into ``dims`` buckets: the similarity of two texts is known by hand."""
+    import hashlib
+    import re
+
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % dims] += 1.0
+    return vector
+
+
 def test_similar_above_and_below_the_threshold(tmp_path, monkeypatch, upstream):
+    upstream.embed = lambda texts: [bag_of_words(text) for text in texts]
     conversations = """conversations:
   - name: close
     turns:

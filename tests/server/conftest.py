@@ -4,7 +4,10 @@ runs once on SQLite (``:memory:``) and once on PostgreSQL (a fresh schema of the
 Tests of the run executor start their own servers with ``scripted``: the real upstream engine
 talking over loopback to the scripted Chat Completions upstream (``tests/upstream.py``, the one
 stand-in for the model), on ``store_db`` (a SQLite file or a fresh PostgreSQL schema: both outlive
-a server, so a restart finds the runs it left)."""
+a server, so a restart finds the runs it left).
+
+Modules whose tests check request validation, not what is stored (``SQLITE_ONLY``), run on
+SQLite only: on PostgreSQL they would repeat the same checks at twice the cost."""
 
 from __future__ import annotations
 
@@ -18,6 +21,14 @@ from tests.upstream import ScriptedUpstream
 
 KEY_ENV = "ASSTCTL_TEST_UPSTREAM_KEY"
 FAST = RetryPolicy(retries=3, backoff=0.01, max_wait=2.0)
+
+SQLITE_ONLY = frozenset({"test_limits", "test_faults"})
+
+
+@pytest.hookimpl(tryfirst=True)  # the marker must be there before the fixture params are applied
+def pytest_generate_tests(metafunc):
+    if "server" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] in SQLITE_ONLY:
+        metafunc.definition.add_marker(pytest.mark.parametrize("server", ["sqlite"], indirect=True))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

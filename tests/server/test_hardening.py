@@ -174,6 +174,12 @@ def test_more_than_a_thousand_fields_is_the_envelope(http):
     assert "1000" in error["message"]
 
 
+def blob_chunks(server) -> int:
+    """How many blob chunks the store holds (either store: ``sql()`` is its own connection)."""
+    with server.store.sql() as db:
+        return db.execute("SELECT count(*) FROM blob_chunks").fetchone()[0]
+
+
 @pytest.mark.parametrize(
     "parts, param, code",
     [
@@ -189,7 +195,7 @@ def test_more_than_a_thousand_fields_is_the_envelope(http):
 def test_bad_uploads_are_the_envelope_and_store_nothing(server, http, parts, param, code):
     assert_envelope(upload(http, multipart(parts)), 400, param, code)
     assert http.get("/files").json()["data"] == []
-    assert server.store.blob_size("x") is None and not server.store._db.execute("SELECT count(*) FROM blob_chunks").fetchone()[0]
+    assert server.store.blob_size("x") is None and not blob_chunks(server)
 
 
 def test_a_truncated_multipart_body_is_the_envelope(http):
@@ -203,7 +209,7 @@ def test_an_upload_past_the_limit_is_a_413_and_nothing_is_stored(server, client)
         client.files.create(file=("big.bin", b"x" * (3 << 20)), purpose="assistants")
     assert caught.value.status_code == 413 and caught.value.code == "file_too_large"
     assert client.files.list().data == []
-    assert not server.store._db.execute("SELECT count(*) FROM blob_chunks").fetchone()[0]
+    assert not blob_chunks(server)
     small = client.files.create(file=("ok.bin", b"y" * (1 << 20)), purpose="assistants")  # exactly the limit
     assert small.bytes == 1 << 20 and client.files.content(small.id).content == b"y" * (1 << 20)
 
@@ -235,7 +241,7 @@ def test_a_deleted_vector_store_leaves_assistants_and_threads(client):
 
 
 def test_deleting_or_replacing_a_file_frees_its_bytes(server, client):
-    chunks = lambda: server.store._db.execute("SELECT count(*) FROM blob_chunks").fetchone()[0]  # noqa: E731
+    chunks = lambda: blob_chunks(server)  # noqa: E731
     file = client.files.create(file=("a.bin", b"a" * (3 << 20)), purpose="assistants")
     assert chunks() == 3
     client.files.delete(file.id)

@@ -11,7 +11,6 @@ import json
 import re
 import time
 
-import pytest
 
 from asstctl.server.sandbox import SandboxConfig
 from tests.sandbox.conftest import TEST_LIMITS
@@ -35,11 +34,6 @@ def marker_in(body: dict) -> str:
     return re.search(r"^【\d+:\d+†guide\.md】$", tool["content"], re.MULTILINE).group(0)
 
 
-# PostgreSQL retrieval is being fixed by helper hx1 (the lexical index is SQLite's today): drop this
-# restriction once that lands, so these run on both stores like the rest.
-SQLITE_RETRIEVAL = pytest.mark.parametrize("store_db", ["sqlite"], indirect=True)
-
-
 def knowledge(sdk):
     guide = sdk.files.create(file=("guide.md", GUIDE), purpose="assistants")
     store = sdk.vector_stores.create(file_ids=[guide.id])
@@ -51,7 +45,6 @@ def knowledge(sdk):
     return guide, bot
 
 
-@SQLITE_RETRIEVAL
 def test_file_search_runs_in_the_server_cites_its_source_and_goes_back_as_a_tool_message(scripted, upstream):
     sdk, _ = scripted.start()
     guide, bot = knowledge(sdk)
@@ -89,7 +82,6 @@ def test_file_search_runs_in_the_server_cites_its_source_and_goes_back_as_a_tool
     assert citation.file_citation.file_id == guide.id
 
 
-@SQLITE_RETRIEVAL
 def test_without_include_the_results_carry_no_content(scripted, upstream):
     sdk, _ = scripted.start()
     _, bot = knowledge(sdk)

@@ -6,6 +6,7 @@
       model_map: {"gpt-4*": "llama3.1:8b"}     # fnmatch pattern on the run's model -> upstream model
       azure: {api_version: "2024-10-21", deployments: {"gpt-4o": "my-gpt4o"}}  # Azure OpenAI only
       context_windows: {"gpt-4*": 131072}      # run's model pattern -> tokens of the model it maps to (truncation)
+      embeddings: {model: text-embedding-3-small}  # file_search's dense retrieval, on the same upstream
 
 Nothing here reads a key: :func:`resolve_key` does, once, when the engine is built. Imports only
 the standard library and ``asstctl.errors``.
@@ -37,7 +38,7 @@ class UpstreamConfig:
     azure_api_version: str | None = None  # set: Azure OpenAI paths and the ``api-key`` header
     azure_deployments: dict[str, str] = field(default_factory=dict)  # model -> deployment (default: the model)
     context_windows: dict[str, int] = field(default_factory=dict)  # run's model pattern -> tokens (ServerConfig)
-    embeddings: dict[str, Any] = field(default_factory=dict)  # issue 12: kept as written
+    embeddings: dict[str, Any] = field(default_factory=dict)  # {"model": name}: dense retrieval on this upstream
     max_model_calls: int | None = None  # model calls per run before it fails (ServerConfig; None: its default)
 
     @property
@@ -59,6 +60,11 @@ class UpstreamConfig:
     @property
     def key_env(self) -> str:
         return self.api_key_env or (DEFAULT_AZURE_KEY_ENV if self.is_azure else DEFAULT_KEY_ENV)
+
+    @property
+    def embeddings_model(self) -> str | None:
+        """The model file_search embeds with on this upstream (None: lexical retrieval only)."""
+        return self.embeddings.get("model") or None
 
     def upstream_model(self, model: str) -> str:
         """The run's model as the upstream knows it: the first matching ``model_map`` pattern wins."""
@@ -127,12 +133,13 @@ def parse_model_map_items(items: list[str] | tuple[str, ...]) -> list[tuple[str,
 
 
 def from_flags(upstream: str, key_env: str | None, model_map: list[str] | tuple[str, ...],
-               azure_api_version: str | None = None) -> UpstreamConfig:
+               azure_api_version: str | None = None, embeddings_model: str | None = None) -> UpstreamConfig:
     return UpstreamConfig(
         url=check_url(upstream, "--upstream"),
         api_key_env=_env_name(key_env, "--upstream-key-env") if key_env else None,
         model_map=parse_model_map_items(model_map),
         azure_api_version=azure_api_version or None,
+        embeddings=embeddings_section("--embeddings-model", {"model": embeddings_model}) if embeddings_model else {},
     )
 
 
@@ -158,7 +165,7 @@ def from_project_section(path: Any, section: Any) -> UpstreamConfig | None:
         azure_api_version=azure[0],
         azure_deployments=azure[1],
         context_windows=_context_windows(where, section.get("context_windows")),
-        embeddings=section.get("embeddings") or {},
+        embeddings=embeddings_section(f"{where}.embeddings", section.get("embeddings")),
         max_model_calls=section.get("max_model_calls"),  # the asstctl.yaml schema checked it is a whole number
     )
 
@@ -172,6 +179,18 @@ def _azure(where: str, value: Any) -> tuple[str | None, dict[str, str]]:
     if unknown:
         raise ConfigError(f"{where}.azure: unknown key `{unknown[0]}` (known: {', '.join(AZURE_KEYS)})")
     return str(value["api_version"]), _string_map(f"{where}.azure", "deployments", value.get("deployments"))
+
+
+def embeddings_section(where: str, value: Any) -> dict[str, str]:
+    """``{model: NAME}``: the embeddings model file_search uses on the upstream ({} when not set)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) - {"model"}:
+        raise ConfigError(f"{where}: expected `{{model: NAME}}`, e.g. `embeddings: {{model: text-embedding-3-small}}`")
+    model = value.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"{where}: the embeddings model must be a non-empty name, e.g. text-embedding-3-small")
+    return {"model": model.strip()}
 
 
 def _string(where: str, key: str, value: Any) -> str:

@@ -6,7 +6,9 @@ lexical index (SQLite FTS5 with BM25, ``lexical``), the dense index and the upst
 and the search itself (``search``: :class:`Retriever`).
 
 The indexes sit behind small interfaces (:class:`lexical.LexicalIndex`,
-:class:`dense.DenseIndex`) so another store (e.g. PostgreSQL) can bring its own.
+:class:`dense.DenseIndex`); the PostgreSQL store brings its own (``pg_lexical``: full-text search
+with tsvector/GIN; ``pg_dense``: vectors as bytea), picked by ``search.lexical_index`` /
+``search.dense_index`` from ``store.backend``.
 
 May import: ``asstctl.server.store``, ``asstctl.server.errors`` and third-party libraries
 (pypdf, python-docx, python-pptx, beautifulsoup4, tiktoken, numpy, openai). Never the routes,

@@ -6,7 +6,8 @@ memory (numpy): exact cosine over a store's chunks, one matrix product, or from
 ``ivf.IVF_FROM`` vectors on, over the nearest clusters of an inverted-file index built when the
 matrix is loaded (``ivf.py``). A per-store generation
 number in ``retrieval_generation`` tells every process sharing the database when its matrix is
-stale. (sqlite-vec would be the in-database alternative, but the Python on these machines is built
+stale. The search itself (:class:`MatrixSearch`) is shared with the PostgreSQL index
+(``pg_dense``), which reads the same two tables from the PostgreSQL store. (sqlite-vec would be the in-database alternative, but the Python on these machines is built
 without ``enable_load_extension``, so SQLite cannot load it.)
 """
 
@@ -43,40 +44,21 @@ class DenseIndex(Protocol):
         ...
 
 
-class SqliteDenseIndex:
+class MatrixSearch:
+    """The search the dense indexes share: a per-store matrix in memory (numpy), reloaded when the
+    store's generation changes. Subclasses read ``_generation`` and ``_rows`` from their database."""
+
     def __init__(self, store):
         self.store = store
         self._cache: dict[tuple[str, str], tuple] = {}
         self._lock = threading.Lock()
-        with store.sql() as db:  # statement by statement: executescript would commit an open transaction
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
 
-    def add(self, store_id: str, file_id: str, model: str, chunk_ids: list[int], vectors: list[list[float]]) -> None:
-        import numpy as np
+    def _generation(self, store_id: str) -> int:
+        raise NotImplementedError
 
-        with self.store.transaction(), self.store.sql() as db:
-            for chunk_id, vector in zip(chunk_ids, vectors):
-                blob = np.asarray(vector, dtype=np.float32).tobytes()
-                db.execute("INSERT OR REPLACE INTO retrieval_vectors (id, store_id, file_id, model, vec) VALUES (?, ?, ?, ?, ?)",
-                           (chunk_id, store_id, file_id, model, blob))
-            self._bump(db, store_id)
-
-    def remove(self, store_id: str, file_id: str) -> None:
-        with self.store.transaction(), self.store.sql() as db:
-            db.execute("DELETE FROM retrieval_vectors WHERE store_id = ? AND file_id = ?", (store_id, file_id))
-            self._bump(db, store_id)
-
-    def remove_store(self, store_id: str) -> None:
-        with self.store.transaction(), self.store.sql() as db:
-            db.execute("DELETE FROM retrieval_vectors WHERE store_id = ?", (store_id,))
-            db.execute("DELETE FROM retrieval_generation WHERE store_id = ?", (store_id,))
-
-    @staticmethod
-    def _bump(db, store_id: str) -> None:
-        db.execute("INSERT INTO retrieval_generation (store_id, gen) VALUES (?, 1) "
-                   "ON CONFLICT (store_id) DO UPDATE SET gen = gen + 1", (store_id,))
+    def _rows(self, store_id: str, model: str) -> list[tuple]:
+        """``[(chunk id, file id, float32 bytes)]`` of a store's vectors for ``model``, by chunk id."""
+        raise NotImplementedError
 
     def search(self, store_ids: list[str], file_ids: list[str] | None, model: str, vector: list[float],
                limit: int) -> list[tuple[int, float]]:
@@ -113,15 +95,12 @@ class SqliteDenseIndex:
         """(chunk ids, file ids, unit-row matrix, IVF clusters or None) of a store, cached per generation."""
         import numpy as np
 
-        with self.store.sql() as db:
-            row = db.execute("SELECT gen FROM retrieval_generation WHERE store_id = ?", (store_id,)).fetchone()
-            gen = row[0] if row else 0
-            with self._lock:
-                cached = self._cache.get((store_id, model))
-            if cached and cached[0] == gen:
-                return cached[1:]
-            rows = db.execute("SELECT id, file_id, vec FROM retrieval_vectors WHERE store_id = ? AND model = ? ORDER BY id",
-                              (store_id, model)).fetchall()
+        gen = self._generation(store_id)
+        with self._lock:
+            cached = self._cache.get((store_id, model))
+        if cached and cached[0] == gen:
+            return cached[1:]
+        rows = self._rows(store_id, model)
         if not rows or len({len(r[2]) for r in rows}) != 1:
             return np.zeros(0, dtype=np.int64), [], None, None
         ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -136,3 +115,47 @@ class SqliteDenseIndex:
         with self._lock:
             self._cache[(store_id, model)] = (gen, ids, files, matrix, clusters)
         return ids, files, matrix, clusters
+
+
+class SqliteDenseIndex(MatrixSearch):
+    def __init__(self, store):
+        super().__init__(store)
+        with store.sql() as db:  # statement by statement: executescript would commit an open transaction
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def add(self, store_id: str, file_id: str, model: str, chunk_ids: list[int], vectors: list[list[float]]) -> None:
+        import numpy as np
+
+        with self.store.transaction(), self.store.sql() as db:
+            for chunk_id, vector in zip(chunk_ids, vectors):
+                blob = np.asarray(vector, dtype=np.float32).tobytes()
+                db.execute("INSERT OR REPLACE INTO retrieval_vectors (id, store_id, file_id, model, vec) VALUES (?, ?, ?, ?, ?)",
+                           (chunk_id, store_id, file_id, model, blob))
+            self._bump(db, store_id)
+
+    def remove(self, store_id: str, file_id: str) -> None:
+        with self.store.transaction(), self.store.sql() as db:
+            db.execute("DELETE FROM retrieval_vectors WHERE store_id = ? AND file_id = ?", (store_id, file_id))
+            self._bump(db, store_id)
+
+    def remove_store(self, store_id: str) -> None:
+        with self.store.transaction(), self.store.sql() as db:
+            db.execute("DELETE FROM retrieval_vectors WHERE store_id = ?", (store_id,))
+            db.execute("DELETE FROM retrieval_generation WHERE store_id = ?", (store_id,))
+
+    @staticmethod
+    def _bump(db, store_id: str) -> None:
+        db.execute("INSERT INTO retrieval_generation (store_id, gen) VALUES (?, 1) "
+                   "ON CONFLICT (store_id) DO UPDATE SET gen = retrieval_generation.gen + 1", (store_id,))
+
+    def _generation(self, store_id: str) -> int:
+        with self.store.sql() as db:
+            row = db.execute("SELECT gen FROM retrieval_generation WHERE store_id = ?", (store_id,)).fetchone()
+        return row[0] if row else 0
+
+    def _rows(self, store_id: str, model: str) -> list[tuple]:
+        with self.store.sql() as db:
+            return db.execute("SELECT id, file_id, vec FROM retrieval_vectors WHERE store_id = ? AND model = ? ORDER BY id",
+                              (store_id, model)).fetchall()

@@ -24,6 +24,13 @@ class EmbeddingsConfig:
     dimensions: int | None = None  # ask for shorter vectors (models that support it)
     batch_size: int = 64  # inputs per request
     timeout: float = 60.0
+    azure_api_version: str | None = None  # set: Azure OpenAI (base_url is the resource endpoint, key in api-key)
+    azure_deployment: str | None = None  # Azure: the deployment serving ``model`` (default: the model's name)
+
+    @property
+    def request_model(self) -> str:
+        """The name sent upstream: on Azure the deployment (it goes in the path), else the model."""
+        return (self.azure_deployment or self.model) if self.azure_api_version else self.model
 
 
 class Embedder:
@@ -32,7 +39,11 @@ class Embedder:
 
         self.config = config
         key = os.environ.get(config.api_key_env) or "no-key"
-        self._client = openai.OpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout, max_retries=2)
+        if config.azure_api_version:  # POST {endpoint}/openai/deployments/{deployment}/embeddings?api-version=...
+            self._client = openai.AzureOpenAI(azure_endpoint=config.base_url, api_version=config.azure_api_version,
+                                              api_key=key, timeout=config.timeout, max_retries=2)
+        else:
+            self._client = openai.OpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout, max_retries=2)
 
     @property
     def model(self) -> str:
@@ -49,7 +60,7 @@ class Embedder:
             extra = {"dimensions": self.config.dimensions} if self.config.dimensions else {}
             try:  # the raw JSON: building SDK objects for thousands of floats costs more than the request
                 raw = self._client.embeddings.with_raw_response.create(
-                    model=self.config.model, input=batch, encoding_format="float", **extra)
+                    model=self.config.request_model, input=batch, encoding_format="float", **extra)
                 items = sorted(json.loads(raw.http_response.text)["data"], key=lambda item: item["index"])
                 vectors = [[float(x) for x in item["embedding"]] for item in items]
             except openai.OpenAIError as exc:

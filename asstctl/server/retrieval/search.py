@@ -47,11 +47,29 @@ def rewrite(query: str) -> str:
     return " ".join(query_terms(query)) or query
 
 
+def lexical_index(store):
+    """The store's lexical index: FTS5 on SQLite, full-text search (tsvector, GIN) on PostgreSQL."""
+    if getattr(store, "backend", None) == "postgres":
+        from asstctl.server.retrieval.pg_lexical import PostgresLexicalIndex
+
+        return PostgresLexicalIndex(store)
+    return SqliteLexicalIndex(store)
+
+
+def dense_index(store):
+    """The store's dense index (vectors in its database, searched in memory with numpy)."""
+    if getattr(store, "backend", None) == "postgres":
+        from asstctl.server.retrieval.pg_dense import PostgresDenseIndex
+
+        return PostgresDenseIndex(store)
+    return SqliteDenseIndex(store)
+
+
 class Retriever:
     def __init__(self, store, embeddings=None, *, lexical=None, dense=None):
         self.store = store
-        self.lexical = lexical or SqliteLexicalIndex(store)
-        self.dense = dense or SqliteDenseIndex(store)
+        self.lexical = lexical or lexical_index(store)
+        self.dense = dense or dense_index(store)
         self.embedder = Embedder(embeddings) if embeddings is not None else None
 
     # ------------------------------------------------------------------ ingestion

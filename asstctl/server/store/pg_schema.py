@@ -49,7 +49,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX run_events_run ON run_events (run_id, seq);
     CREATE INDEX run_events_at ON run_events (at);
     """,
-    # 2: file_search's indexes: lexical (asstctl.server.pg_lexical) and the dense index's vectors
+    # 2: file_search's indexes: lexical (asstctl.server.retrieval.pg_lexical) and the dense index's vectors
     """
     CREATE TABLE retrieval_vectors (
         id bigint PRIMARY KEY,

@@ -244,7 +244,7 @@ class PostgresStore(Coordination, BaseStore):
                     self._listening.set()
                     self._dispatch("work", "")  # anything queued while we were not listening
                     while not self._stopping.is_set():
-                        for note in conn.notifies(timeout=0.2):
+                        for note in conn.notifies(timeout=0.05):  # short: close() joins this thread
                             kind, run_id, origin = (note.payload.split(":") + ["", ""])[:3]
                             if origin != self._origin:
                                 self._dispatch(kind, run_id)
