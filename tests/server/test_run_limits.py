@@ -244,3 +244,13 @@ def test_exact_counts_only_with_a_local_tokenizer(tmp_path, monkeypatch):
         assert tokens.counter("gpt-4o") is tokens.estimate
     finally:
         tokens._encoding.cache_clear()
+
+
+def test_gpt_4_counts_are_exact_with_the_shipped_cl100k_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # nothing cached: only what a package ships
+    tokens._encoding.cache_clear()
+    try:
+        assert tokens.exact_for("gpt-4") and tokens.exact_for("gpt-3.5-turbo")
+        assert tokens.counter("gpt-4")("tiktoken is great!") == 6  # tiktoken's own README example
+    finally:
+        tokens._encoding.cache_clear()

