@@ -11,11 +11,12 @@ reconciler (``names``), so it is a no-op and not "changed outside asstctl".
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from asstctl.spec.knowledge import local_file
 
 MAX_SEARCH_ENTRIES = 20_000  # how far export looks in the project for a code file's content
 
@@ -149,18 +150,10 @@ def _find_files(root: Path, wanted: dict[tuple[str, int, str], str]) -> dict[tup
             path = Path(directory) / name
             if not path.is_file():
                 continue
-            key = (name, path.stat().st_size, _sha(path)[:16])
+            key = (name, path.stat().st_size, local_file(path).sha256[:16])
             if key in wanted:
                 found.setdefault(key, path)
     return found
-
-
-def _sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _relative(path: Path, spec_dir: Path) -> str:
