@@ -148,13 +148,14 @@ def bwrap_argv(config: SandboxConfig, bwrap: str, uid: int | None) -> list[str]:
     for name in ETC_FILES:
         if os.path.exists(f"/etc/{name}"):
             argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    made: set[str] = {"/", "/usr", "/etc"}
+    size = str(int(config.data_mb) * 1024 * 1024)
+    # The private /tmp first, then Python: a server installed under /tmp (a venv in a CI checkout
+    # there) must stay visible on top of it, not be hidden by it.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", size, "--tmpfs", "/tmp"]
+    made: set[str] = {"/", "/usr", "/etc", "/tmp"}
     for path in python_paths():
         argv += _parents(path, made) + ["--ro-bind", path, path]
-    size = str(int(config.data_mb) * 1024 * 1024)
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "01777", "--size", size, "--tmpfs", "/tmp",
-             "--perms", "0755", "--dir", "/mnt",
+    argv += ["--perms", "0755", "--dir", "/mnt",
              "--perms", "0777", "--size", size, "--tmpfs", "/mnt/data",
              "--chdir", "/mnt/data"]
     return argv
