@@ -17,19 +17,12 @@ from asstctl.reconcile.remote import read_remote
 from asstctl.reconcile.report import render_text
 from tests.knowledge.helpers import PROJECT as KB
 from tests.knowledge.helpers import converge, managed_store, plan, project, write
-from tests.strength.conftest import FILES
+from tests.strength.conftest import FILES, KNOWLEDGE_BOT
 
-BOT = """\
-model: gpt-4o
-instructions: Be brief.
-tools:
-  - code_interpreter: {files: [data/*.csv]}
-  - file_search:
-      vector_store:
-        name: Docs
-        files: [knowledge/*.md]
-"""
+BOT = KNOWLEDGE_BOT.replace("model: gpt-4o\n", "model: gpt-4o\ninstructions: Be brief.\n", 1)
 LIBRARY = "name: Library\nfiles: [../assistants/knowledge/*.md]\n"
+
+
 def round_trip(made: Plan, path) -> Plan:
     save_plan(made, str(path))
     return load_plan(str(path))
