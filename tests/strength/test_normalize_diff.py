@@ -60,3 +60,65 @@ def test_a_duplicate_tool_made_outside_asstctl_is_planned_away_by_name(client):
     plan = make_plan(client, [spec("bot", tools=[{"type": "code_interpreter"}])])
     assert changes(plan) == [("tools[\"code_interpreter'\"]", {"type": "code_interpreter"}, None, "removed")]
     assert plan.actions[0].drift
+
+
+FUNCTION = {"name": "lookup", "parameters": {"type": "object", "properties": {"order": {"type": "string"}}}}
+SCHEMA = {"name": "answer", "schema": {"type": "object"}}
+
+
+def test_an_empty_description_is_no_description(client):
+    """The server keeps `description: ""` as given; a spec that drops it (or adds it) changes nothing."""
+    empty = dict(tools=[{"type": "function", "function": {**FUNCTION, "description": ""}}],
+                 response_format={"type": "json_schema", "json_schema": {**SCHEMA, "description": ""}})
+    absent = dict(tools=[{"type": "function", "function": FUNCTION}],
+                  response_format={"type": "json_schema", "json_schema": SCHEMA})
+    converge(client, [spec("bot", **empty)])
+    assert not make_plan(client, [spec("bot", **absent)]).has_changes()
+    converge(client, [spec("bot", **absent)])
+    assert not make_plan(client, [spec("bot", **empty)]).has_changes()
+
+
+# -- how changes are split -------------------------------------------------------------------
+def parameters(x) -> dict:
+    return {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"x": x}}}}
+
+
+def test_a_value_that_becomes_a_mapping_is_one_change(client):
+    """Only an empty mapping that fills up (or empties) is split key by key; `false` (a JSON schema that
+    accepts nothing) becoming a schema is one change of that property."""
+    path = 'tools["function:lookup"].function.parameters.properties.x'
+    converge(client, [spec("bot", tools=[parameters(False)])])
+    plan = make_plan(client, [spec("bot", tools=[parameters({"type": "string"})])])
+    assert changes(plan) == [(path, False, {"type": "string"}, "changed")]
+    assert change_lines(plan) == [f'~ {path}: false → {{"type": "string"}}']
+    converge(client, [spec("bot", tools=[parameters({"type": "string"})])])
+    assert changes(make_plan(client, [spec("bot", tools=[parameters(False)])])) == [
+        (path, {"type": "string"}, False, "changed")]
+
+
+def test_a_mapping_filled_with_several_odd_keys_names_each_key_quoted(client):
+    converge(client, [spec("bot")])
+    plan = make_plan(client, [spec("bot", metadata={"team-name": "x", "cost center": "y"})])
+    assert changes(plan) == [('metadata["cost center"]', None, "y", "added"), ('metadata["team-name"]', None, "x", "added")]
+    assert change_lines(plan) == ['+ metadata["cost center"]: "y"', '+ metadata["team-name"]: "x"']
+
+
+def test_one_key_removed_shows_the_value_it_had(client):
+    converge(client, [spec("bot", metadata={"team": "a", "owner": "b"})])
+    plan = make_plan(client, [spec("bot", metadata={"owner": "b"})])
+    assert changes(plan) == [("metadata.team", "a", None, "removed")]
+    assert change_lines(plan) == ['- metadata.team: "a"']
+
+
+# -- instructions ----------------------------------------------------------------------------
+def test_instructions_are_shown_as_a_unified_diff_of_remote_and_spec(client):
+    created = make_plan(client, [spec("bot", instructions="Be brief.\nSay hi.")])
+    assert created.actions[0].instructions_diff == (
+        "--- bot (remote)\n+++ bot (spec)\n@@ -0,0 +1,2 @@\n+Be brief.\n+Say hi.")
+    converge(client, [spec("bot", instructions="Be brief.\nSay hi.")])
+    changed = make_plan(client, [spec("bot", instructions="Be brief.\nSay hello.")])
+    assert change_lines(changed) == [
+        "instructions:", "--- bot (remote)", "+++ bot (spec)", "@@ -1,2 +1,2 @@", "Be brief.", "-Say hi.", "+Say hello."]
+    removed = make_plan(client, [spec("bot")])
+    assert removed.actions[0].instructions_diff == (
+        "--- bot (remote)\n+++ bot (spec)\n@@ -1,2 +0,0 @@\n-Be brief.\n-Say hi.")
