@@ -78,7 +78,8 @@ def test_a_rubric_the_reply_meets_passes_and_the_grader_tokens_are_counted(grade
 def test_a_failed_rubric_gives_the_graders_reason_and_the_reply(grader):
     outcome = graded(grader, "Go north along the quay.")
     assert reasons({"rubric": ["mentions north", "mentions south"]}, outcome) == [
-        "the grader says: asked 'Which way is the harbour?', the reply lacks 'south'; reply \"Go north along the quay.\""]
+        "the grader says: asked 'Which way is the harbour?', the reply lacks 'south'; "
+        'reply "Go north along the quay."']
 
 
 def test_every_criterion_is_graded_even_after_one_that_got_no_verdict(grader):

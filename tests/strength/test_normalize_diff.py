@@ -1,7 +1,8 @@
 """What the plan shows for normalized fields and how changes are split and named, against the real
 server: the spec-hash tag's exact form (deployed objects carry it across asstctl versions), numbers
 compared at six places, defaults shown as the server has them, duplicate tools made outside asstctl,
-and a mapping that goes from empty to full (or back) shown key by key. Mutation testing found these
+empty descriptions, a mapping that goes from empty to full (or back) shown key by key while any other
+value is one change, quoted keys, removed values, and instruction diffs. Mutation testing found these
 unpinned (docs/testing.md)."""
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def test_an_empty_description_is_no_description(client):
 
 # -- how changes are split -------------------------------------------------------------------
 def parameters(x) -> dict:
-    return {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"x": x}}}}
+    schema = {"type": "object", "properties": {"x": x}}
+    return {"type": "function", "function": {"name": "lookup", "parameters": schema}}
 
 
 def test_a_value_that_becomes_a_mapping_is_one_change(client):
@@ -99,7 +101,8 @@ def test_a_value_that_becomes_a_mapping_is_one_change(client):
 def test_a_mapping_filled_with_several_odd_keys_names_each_key_quoted(client):
     converge(client, [spec("bot")])
     plan = make_plan(client, [spec("bot", metadata={"team-name": "x", "cost center": "y"})])
-    assert changes(plan) == [('metadata["cost center"]', None, "y", "added"), ('metadata["team-name"]', None, "x", "added")]
+    assert changes(plan) == [
+        ('metadata["cost center"]', None, "y", "added"), ('metadata["team-name"]', None, "x", "added")]
     assert change_lines(plan) == ['+ metadata["cost center"]: "y"', '+ metadata["team-name"]: "x"']
 
 
@@ -118,7 +121,8 @@ def test_instructions_are_shown_as_a_unified_diff_of_remote_and_spec(client):
     converge(client, [spec("bot", instructions="Be brief.\nSay hi.")])
     changed = make_plan(client, [spec("bot", instructions="Be brief.\nSay hello.")])
     assert change_lines(changed) == [
-        "instructions:", "--- bot (remote)", "+++ bot (spec)", "@@ -1,2 +1,2 @@", "Be brief.", "-Say hi.", "+Say hello."]
+        "instructions:", "--- bot (remote)", "+++ bot (spec)", "@@ -1,2 +1,2 @@",
+        "Be brief.", "-Say hi.", "+Say hello."]
     removed = make_plan(client, [spec("bot")])
     assert removed.actions[0].instructions_diff == (
         "--- bot (remote)\n+++ bot (spec)\n@@ -1,2 +0,0 @@\n-Be brief.\n-Say hi.")
