@@ -56,9 +56,9 @@ def number(value: Any, default: float = 1.0) -> float:
 
 
 def response_format(value: Any) -> Any:
-    if value is None or value == "auto":
+    if value is None:
         return "auto"
-    if not isinstance(value, Mapping):
+    if not isinstance(value, Mapping):  # "auto"
         return value
     out = without_none(value)
     if out.get("type") == "json_schema":

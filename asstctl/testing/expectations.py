@@ -28,6 +28,7 @@ add the tokens they spend to ``outcome.spend``.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -179,7 +180,7 @@ def _file_cited(value, outcome: TurnOutcome) -> list[str]:
 def _is_file(filename: str, wanted: str, sha: str | None) -> bool:
     """An upload's filename is the file ``wanted``: the same name (an asstctl upload's own name) and,
     when the local file is known, the same content (the upload's sha256[:16])."""
-    name = wanted.rsplit("/", 1)[-1]
+    name = posixpath.basename(wanted)
     upload = UPLOAD.match(filename)
     if upload is None:  # an attachment (its own name), or another tool's "<prefix>--<name>"
         return filename in (wanted, name) or filename.endswith("--" + name)
