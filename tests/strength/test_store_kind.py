@@ -266,3 +266,62 @@ def test_a_failed_ingestion_in_an_apply_is_reported_with_the_apis_reason(client,
         (FAQ, "ingest", False, faq, f"The file {faq} could not be parsed (injected failure). (invalid_file)")]
     [reported] = [o for o in json.loads(render_report(made, result))["outcomes"] if o["action"] == "ingest"]
     assert (reported["ok"], reported["id"]) == (False, faq)
+
+
+def test_a_failed_detach_is_reported_by_file_and_keeps_its_upload(keyed, root):
+    """A store whose only change is its files sends nothing for the store itself; the detach is refused."""
+    client, refused = keyed
+    proj = project(root, {"assistants/bot.yaml": STORE_BOT, **FILES})
+    converge(client, proj)
+    shipping = ids_by_name(client)["shipping.md"]
+    (root / SHIPPING).unlink()
+    result = apply_plan(plan(client, proj), refused, root=proj.root)
+    assert outcomes(result, "update") == [("vector store bot", True, managed_store(client, "bot").id, None, "files")]
+    [failed] = result.failed
+    assert (failed.key, failed.kind, failed.remote_id) == (SHIPPING, "detach", shipping)
+    assert failed.error.startswith("Error code: 401")
+    assert outcomes(result, "delete") == [(f"file {SHIPPING}", True, shipping, None, "kept: a step that replaces it failed")]
+
+
+def test_a_file_whose_upload_failed_is_not_attached_and_says_why(client, root):
+    proj = project(root, {"assistants/bot.yaml": STORE_BOT, **FILES})
+    made = plan(client, proj)
+    write(root, {FAQ: "# FAQ\nedited after planning\n"})
+    result = apply_plan(made, client, root=proj.root)
+    assert [(o.key, o.ok, o.remote_id, o.error) for o in result.outcomes if o.kind == "attach" and not o.ok] == [
+        (FAQ, False, None, "not attached: its upload failed")]
+
+
+def detaches_and_attaches(server) -> tuple[int, int]:
+    stats = server.state.stats
+    return stats["DELETE /v1/vector_stores/{id}/files/{id}"], stats["POST /v1/vector_stores/{id}/files"]
+
+
+def test_a_reattached_file_is_detached_first_and_a_swapped_one_after(client, server, root):
+    """A new chunking strategy attaches the same upload again: it is detached first (the API keeps a
+    file's chunks while it stays attached). A new version is attached, then the old one detached."""
+    proj = project(root, {"assistants/bot.yaml": STORE_BOT, **FILES})
+    converge(client, proj)
+    before = detaches_and_attaches(server)
+    write(root, {"assistants/bot.yaml": STORE_BOT + "        chunking_strategy: {type: static, static: "
+                 "{max_chunk_size_tokens: 400, chunk_overlap_tokens: 100}}\n"})
+    converge(client, proj)
+    after = detaches_and_attaches(server)
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 2)
+    write(root, {FAQ: "# FAQ\nchanged\n"})
+    converge(client, proj)
+    last = detaches_and_attaches(server)
+    assert (last[0] - after[0], last[1] - after[1]) == (1, 1)
+
+
+def test_a_failure_seen_before_the_last_poll_is_still_reported(client, root):
+    """One file failed at once, another was still being ingested: the wait polls it to completion and
+    reports the failure it saw first."""
+    proj = project(root, {"assistants/bot.yaml": STORE_BOT, **FILES})
+    made, _ = converge(client, proj)
+    store, ids = managed_store(client, "bot"), ids_by_name(client)
+    items = {name: client.vector_stores.files.retrieve(ids[name], vector_store_id=store.id) for name in ("faq.md", "shipping.md")}
+    run = ApplyRun(made, client, ingestion_timeout=5)
+    run.pending = [(store.id, ids["faq.md"], FAQ, items["faq.md"].model_copy(update={"status": "failed"})),
+                   (store.id, ids["shipping.md"], SHIPPING, items["shipping.md"].model_copy(update={"status": "in_progress"}))]
+    assert [(o.key, o.remote_id, o.error) for o in run.wait()] == [(FAQ, ids["faq.md"], "no reason given")]
