@@ -13,7 +13,7 @@ import pytest
 from asstctl.reconcile.apply import ApplyRun, apply_plan, verified_remote
 from asstctl.errors import PlanError
 from asstctl.reconcile.plan import load_plan, save_plan
-from asstctl.reconcile.report import render_report, render_text
+from asstctl.reconcile.report import render_json, render_report, render_text
 from tests.knowledge.helpers import converge, managed_store, plan, project, store_files, write
 from tests.strength.conftest import FILES, KNOWLEDGE_BOT, assistant
 from tests.strength.test_upload_kind import aim, keyed, outcomes, sha  # noqa: F401 (keyed: a fixture)
@@ -135,8 +135,10 @@ def test_a_changed_spec_is_an_update_not_drift(client, root):
     proj = project(root, {"assistants/bot.yaml": STORE_BOT, **FILES})
     converge(client, proj)
     write(root, {"assistants/bot.yaml": STORE_BOT.replace("name: Docs", "name: Handbook")})
-    action = next(a for a in plan(client, proj).actions if a.object == "vector_store")
+    made = plan(client, proj)
+    action = next(a for a in made.actions if a.object == "vector_store")
     assert (action.kind, action.drift) == ("update", False)
+    assert json.loads(render_json(made))["actions"][0]["drift"] is False
     assert store_lines(render_text(plan(client, proj))) == ["~ update vector store bot", '    ~ name: "Docs" → "Handbook"']
 
 

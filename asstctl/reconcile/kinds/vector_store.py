@@ -98,18 +98,14 @@ def duplicate_store(obj: dict[str, Any], key: str, plan: Plan, knowledge: Knowle
 def store_action(store: Any, obj: dict[str, Any] | None, knowledge: KnowledgeRemote, project: str) -> Action:
     desired = store_content(store.fields)
     files = knowledge.store_files[obj["id"]] if obj else []
-    action = Action(NOOP, store.key, source=str(store.path), object=VECTOR_STORE,
-                    files=store_file_ops(store, files, project))
+    ops = store_file_ops(store, files, project)
     if obj is None:
-        action.kind, action.body = CREATE, store_body(store, project, create=True)
-        action.changes = field_changes(store_content({}), desired)
-        return action
-    action.remote_id, action.fingerprint = obj["id"], store_fingerprint(obj, files)
-    action.changes, action.drift = store_changes(obj, desired)
-    if action.changes:
-        action.body = store_body(store, project, create=False)
-    action.kind = UPDATE if action.changes or action.files else NOOP
-    return action
+        return Action(CREATE, store.key, source=str(store.path), object=VECTOR_STORE, files=ops,
+                      changes=field_changes(store_content({}), desired), body=store_body(store, project, create=True))
+    changes, drift = store_changes(obj, desired)
+    return Action(UPDATE if changes or ops else NOOP, store.key, obj["id"], store_fingerprint(obj, files), changes,
+                  drift=drift, source=str(store.path), object=VECTOR_STORE, files=ops,
+                  body=store_body(store, project, create=False) if changes else None)
 
 
 def store_changes(obj: dict[str, Any], desired: dict[str, Any]) -> tuple[list[FieldChange], bool]:
