@@ -64,7 +64,8 @@ def unused_uploads(plan: Plan, remote: RemoteState, knowledge: KnowledgeRemote) 
              if ATTR_PATH in (item.get("attributes") or {})}
     deletions = [FileDeletion(item["id"], item["filename"], paths.get(item["id"], ref_name(ref)))
                  for ref, items in knowledge.uploads.items() for item in items if item["id"] not in used]
-    replaced = {item.path for item in plan.uploads}
+    # a store file is named by its path; a code_interpreter file by its name as uploaded (``ref_name``)
+    replaced = {item.path for item in plan.uploads} | {ref_name(item.ref) for item in plan.uploads}
     for deletion_ in deletions:
         if deletion_.path in replaced:
             deletion_.reason = "replaced by its new content"

@@ -89,8 +89,7 @@ def duplicate_store(obj: dict[str, Any], key: str, plan: Plan, knowledge: Knowle
         reason = "destroy" if plan.mode == DESTROY_MODE else "--prune: the oldest vector store with this key is kept"
         action = delete_store_action(obj, key, reason, knowledge, blocked)
     else:
-        files = knowledge.store_files.get(obj["id"], [])
-        action = Action(NOOP, key, obj["id"], store_fingerprint(obj, files), object=VECTOR_STORE,
+        action = Action(NOOP, key, obj["id"], fingerprint(obj, knowledge), object=VECTOR_STORE,
                         reason="another vector store with this key is managed; kept: `asstctl apply --prune` deletes it")
     action.duplicate = True
     return action
@@ -98,19 +97,15 @@ def duplicate_store(obj: dict[str, Any], key: str, plan: Plan, knowledge: Knowle
 
 def store_action(store: Any, obj: dict[str, Any] | None, knowledge: KnowledgeRemote, project: str) -> Action:
     desired = store_content(store.fields)
-    files = knowledge.store_files.get(obj["id"], []) if obj else []
-    action = Action(NOOP, store.key, source=str(store.path), object=VECTOR_STORE,
-                    files=store_file_ops(store, files, project))
+    files = knowledge.store_files[obj["id"]] if obj else []
+    ops = store_file_ops(store, files, project)
     if obj is None:
-        action.kind, action.body = CREATE, store_body(store, project, create=True)
-        action.changes = field_changes(store_content({}), desired)
-        return action
-    action.remote_id, action.fingerprint = obj["id"], store_fingerprint(obj, files)
-    action.changes, action.drift = store_changes(obj, desired)
-    if action.changes:
-        action.body = store_body(store, project, create=False)
-    action.kind = UPDATE if action.changes or action.files else NOOP
-    return action
+        return Action(CREATE, store.key, source=str(store.path), object=VECTOR_STORE, files=ops,
+                      changes=field_changes(store_content({}), desired), body=store_body(store, project, create=True))
+    changes, drift = store_changes(obj, desired)
+    return Action(UPDATE if changes or ops else NOOP, store.key, obj["id"], store_fingerprint(obj, files), changes,
+                  drift=drift, source=str(store.path), object=VECTOR_STORE, files=ops,
+                  body=store_body(store, project, create=False) if changes else None)
 
 
 def store_changes(obj: dict[str, Any], desired: dict[str, Any]) -> tuple[list[FieldChange], bool]:
@@ -138,17 +133,20 @@ def orphan_store(obj: dict[str, Any], key: str, plan: Plan, knowledge: Knowledge
     if plan.prune:
         return delete_store_action(obj, key, "removed from the specs (--prune)", knowledge, None)
     reason = "not in the specs: kept (re-run with --prune to delete it)"
-    files = knowledge.store_files.get(obj["id"], [])
-    return Action(NOOP, key, obj["id"], store_fingerprint(obj, files), reason=reason, object=VECTOR_STORE)
+    return Action(NOOP, key, obj["id"], fingerprint(obj, knowledge), reason=reason, object=VECTOR_STORE)
 
 
 def delete_store_action(obj: dict[str, Any], key: str, reason: str, knowledge: KnowledgeRemote,
                         blocked: str | None) -> Action:
-    fingerprint = store_fingerprint(obj, knowledge.store_files.get(obj["id"], []))
-    action = Action(DELETE, key, obj["id"], fingerprint, reason=reason, object=VECTOR_STORE)
+    action = Action(DELETE, key, obj["id"], fingerprint(obj, knowledge), reason=reason, object=VECTOR_STORE)
     if blocked:
         action.blocked, action.reason = True, f"{reason}; {blocked}"
     return action
+
+
+def fingerprint(obj: dict[str, Any], knowledge: KnowledgeRemote) -> str:
+    """A store's fingerprint as read (the files of every store of this project were read with it)."""
+    return store_fingerprint(obj, knowledge.store_files[obj["id"]])
 
 
 def store_file_ops(store: Any, remote_files: list[dict[str, Any]], project: str) -> list[FileOp]:
