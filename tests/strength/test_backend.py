@@ -23,7 +23,9 @@ from asstctl.reconcile.knowledge import read_knowledge
 from asstctl.reconcile.remote import read_remote
 from asstctl.server.embedded import start_server
 from asstctl.server.faults import Faults
+from tests.knowledge.helpers import converge, managed_store, plan, project, store_files
 from tests.reconcile.helpers import destroy_plan, make_plan, spec
+from tests.strength.conftest import FILES, KNOWLEDGE_BOT
 
 PROJECT = "demo"  # tests.reconcile.helpers' project
 ADOPTED = "adopted after a lost response"
@@ -255,3 +257,109 @@ def test_a_delete_that_finds_the_object_gone_succeeded(client):
     result = apply_plan(plan, client)
     assert sorted(outcomes(result)) == [("a", "delete", True, None, None), ("b", "delete", True, "already gone", None)]
     assert client.beta.assistants.list().data == []
+
+
+# --- knowledge: stores, their files, uploads -------------------------------------------------------------
+
+def test_lost_store_and_upload_creates_are_adopted_once_each(faulty, sdk, root):
+    client = sdk(faulty, max_retries=2)
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
+    made = plan(client, proj)
+    faulty.faults.script.update({"POST /v1/vector_stores": ["lost"], "POST /v1/files": ["lost"]})
+    stores, uploads = sent(faulty, "POST /v1/vector_stores"), sent(faulty, "POST /v1/files")
+    result = apply_plan(made, client, root=proj.root)
+    assert not result.failed
+    assert sorted(o.kind for o in result.outcomes if o.note == ADOPTED) == ["create", "upload"]
+    assert sent(faulty, "POST /v1/vector_stores") - stores == 1 and sent(faulty, "POST /v1/files") - uploads == 3
+    assert len(client.vector_stores.list().data) == 1 and len(client.files.list().data) == 3
+    assert not plan(client, proj).has_changes()
+
+
+def test_store_files_and_settings_sync_through_transient_faults(faulty, sdk, root, waits):
+    client = sdk(faulty)
+    chunked = KNOWLEDGE_BOT.replace("name: Docs", "name: Docs\n        chunking_strategy: {type: static, "
+                                    "static: {max_chunk_size_tokens: 400, chunk_overlap_tokens: 100}}")
+    proj = project(root, {"assistants/bot.yaml": chunked, **FILES})
+    faulty.faults.script["POST /v1/vector_stores/*/files"] = ["500"]
+    _, result = converge(client, proj)
+    assert not result.failed and waits == [0.1]
+    store = managed_store(client, "bot", "kb")
+    files = store_files(client, store.id)
+    assert set(files) == {"assistants/knowledge/faq.md", "assistants/knowledge/shipping.md"}
+    assert {item["chunking_strategy"]["static"]["max_chunk_size_tokens"] for item in files.values()} == {400}
+    assert {item["attributes"]["asstctl.project"] for item in files.values()} == {"kb"}
+    shipping = files["assistants/knowledge/shipping.md"]["id"]
+
+    (root / "assistants/knowledge/shipping.md").unlink()
+    project(root, {"assistants/bot.yaml": chunked.replace("name: Docs", "name: Manual")})
+    faulty.faults.script.update({"POST /v1/vector_stores/*": ["503"], "DELETE /v1/vector_stores/*/files/*": ["drop"],
+                                 "DELETE /v1/files/*": ["429"]})
+    _, result = converge(client, proj)
+    assert not result.failed and sorted(waits) == [0.1] * 4
+    assert client.vector_stores.retrieve(store.id).name == "Manual"
+    assert set(store_files(client, store.id)) == {"assistants/knowledge/faq.md"}
+    assert shipping not in {f.id for f in client.files.list()}
+    assert not plan(client, proj).has_changes()
+
+
+def test_only_the_projects_own_uploads_are_used_the_oldest_first(server, sdk, root):
+    import hashlib
+
+    client = sdk(server)
+    data = b"x,y\n1,2\n"
+    proj = project(root, {"assistants/bot.yaml": "model: gpt-4o\ntools:\n  - code_interpreter: {files: [data/*.csv]}\n",
+                          "assistants/data/a.csv": data})
+    name = f"asstctl--kb--{hashlib.sha256(data).hexdigest()[:16]}--a.csv"  # the name asstctl gives its upload
+    foreign = client.files.create(file=(name, data), purpose="user_data")  # not for assistants: someone else's
+    older = client.files.create(file=(name, data), purpose="assistants")
+    client.files.create(file=(name, data), purpose="assistants")
+    before = sent(server, "POST /v1/files")
+    _, result = converge(client, proj)
+    assert not result.failed and sent(server, "POST /v1/files") == before  # already uploaded: not sent again
+    [bot] = client.beta.assistants.list().data
+    assert bot.tool_resources.code_interpreter.file_ids == [older.id]
+    assert client.files.retrieve(foreign.id).purpose == "user_data"
+
+
+def test_the_oldest_store_of_a_key_is_kept_a_newer_one_is_the_duplicate(server, sdk, root):
+    client = sdk(server)
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
+    converge(client, proj)
+    kept = managed_store(client, "bot", "kb")
+    duplicate = client.vector_stores.create(name="Docs", metadata=kept.metadata)
+    [extra] = [a for a in plan(client, proj).actions if a.duplicate]
+    assert (extra.object, extra.remote_id) == ("vector_store", duplicate.id)
+
+
+def test_reading_knowledge_takes_one_request_per_listing(server, sdk, root):
+    client, setup = sdk(server), open_sdk(server, None)
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
+    converge(client, proj)
+    kept = managed_store(client, "bot", "kb")
+    for index in range(21):  # more than a default page of each: 20
+        setup.vector_stores.create(name=f"other-{index}")
+        extra = setup.files.create(file=(f"extra-{index}.md", b"# extra\n"), purpose="assistants")
+        setup.vector_stores.files.create(kept.id, file_id=extra.id)
+    setup.close()
+    routes = ("GET /v1/vector_stores", "GET /v1/vector_stores/{id}/files", "GET /v1/files")
+    before = [sent(server, route) for route in routes]
+    knowledge = read_knowledge(client, "kb")
+    assert [sent(server, route) - count for route, count in zip(routes, before)] == [1, 1, 1]
+    assert len(knowledge.stores.foreign) == 21 and len(knowledge.store_files[kept.id]) == 23
+
+
+# --- the project lock ---------------------------------------------------------------------------------------
+
+def test_the_lock_is_a_named_store_whose_create_is_retried_by_asstctl_alone(faulty, sdk, waits):
+    client = sdk(faulty, max_retries=2)
+    faulty.faults.script["POST /v1/vector_stores"] = ["429"] * 6
+    before = sent(faulty, "POST /v1/vector_stores")
+    with pytest.raises(TargetError) as error:
+        lock.acquire(client, PROJECT, "apply")
+    assert str(error.value).startswith(f"{url(client)} answered 429")
+    assert sent(faulty, "POST /v1/vector_stores") - before == 6 and waits == [0.1, 0.2, 0.4, 0.8, 1.6]
+    with lock.acquire(client, PROJECT, "apply"):
+        [info] = lock.list_locks(client, PROJECT)
+        store = client.vector_stores.retrieve(info.id)
+        assert (store.name, store.metadata["asstctl.lock"], info.operation) == ("asstctl lock: demo", "demo", "apply")
+    assert lock.list_locks(client, PROJECT) == []
