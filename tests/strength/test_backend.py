@@ -194,6 +194,15 @@ def test_a_create_that_keeps_failing_gives_up_after_the_policys_attempts(faulty,
     assert client.beta.assistants.list().data == []
 
 
+
+def test_a_create_lost_on_its_last_attempt_is_still_looked_for(faulty, sdk, waits):
+    client = sdk(faulty)
+    plan = make_plan(client, [spec("bot")])
+    faulty.faults.script["POST /v1/assistants"] = ["500", "lost"]
+    result = apply_plan(plan, client, retry=RetryPolicy(attempts=2))
+    [made] = client.beta.assistants.list().data
+    assert [(o.ok, o.remote_id, o.note) for o in result.outcomes] == [(True, made.id, ADOPTED)] and waits == [0.25]
+
 def test_a_lost_create_whose_check_fails_is_not_sent_again_and_says_why(faulty, sdk, waits):
     client = sdk(faulty)
     plan = make_plan(client, [spec("bot")])
