@@ -6,7 +6,8 @@ delete objects, as plain dicts in the API's own field names. This module holds t
 * ``client.beta.assistants.*`` (assistants), ``client.vector_stores.*`` (vector stores and their files,
   project locks), ``client.files.*`` (uploads);
 * idempotent calls (list, update, delete, attach) are retried after transient faults the SDK's own
-  retries did not ride out (``transient_retries``); a delete that finds the object gone returns False;
+  retries did not ride out (``transient_retries``, policy ``TRANSIENT``); a delete that finds the object
+  gone returns False;
 * creates are never retried blindly (``create_verified``): sent with the SDK's retries off, and after a
   response that leaves the outcome unknown the object is looked for before another attempt.
 
@@ -25,7 +26,6 @@ from asstctl.backends.base import describe
 from asstctl.errors import AsstctlError, TargetError
 
 PAGE_SIZE = 100
-TRANSIENT_ATTEMPTS = 6  # each one with the SDK's own retries: a 20 % fault rate is ridden out
 PURPOSE = "assistants"  # uploads for assistants (code_interpreter files, vector store files)
 T = TypeVar("T")
 
@@ -38,6 +38,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         return min(self.base_delay * 2**attempt, self.max_delay)
+
+
+# idempotent calls: each attempt with the SDK's own retries, so a 20 % fault rate is ridden out
+TRANSIENT = RetryPolicy(attempts=6, base_delay=0.1, max_delay=2.0)
 
 
 class AssistantsV2:
@@ -68,7 +72,7 @@ class AssistantsV2:
         return api_errors(self.client)
 
     def where(self) -> str:
-        return str(getattr(self.client, "base_url", "the target")).rstrip("/")
+        return str(self.client.base_url).rstrip("/")  # every SDK client has one
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -188,19 +192,20 @@ def listed(call: Callable[[], Any]) -> list[dict[str, Any]]:
     return transient_retries(lambda: [item.to_dict() for item in call()])
 
 
-def transient_retries(call: Callable[[], T], attempts: int = TRANSIENT_ATTEMPTS) -> T:
+def transient_retries(call: Callable[[], T]) -> T:
     """``call()`` (idempotent), tried again after transient faults the SDK's own retries did not ride
-    out: 429, 5xx, a connection dropped mid-request. Never after a refused connection or a timeout."""
+    out: 429, 5xx, a connection dropped mid-request (``TRANSIENT``: 6 attempts, 0.1 s between the first
+    two, doubling). Never after a refused connection or a timeout."""
     import openai
 
-    for attempt in range(attempts):
+    for attempt in range(TRANSIENT.attempts - 1):
         try:
             return call()
         except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
-            if attempt + 1 == attempts or isinstance(error, openai.APITimeoutError) or refused(error):
+            if isinstance(error, openai.APITimeoutError) or refused(error):
                 raise
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-    raise AssertionError("unreachable")  # pragma: no cover
+        time.sleep(TRANSIENT.delay(attempt))
+    return call()  # the last attempt: what it raises is the caller's
 
 
 def refused(error: BaseException) -> bool:
@@ -215,22 +220,32 @@ def create_verified(make: Callable[[], Any], find: Callable[[], dict[str, Any] |
     """Run ``make`` (a create with the SDK's retries off) until it succeeds; after a response
     that leaves the outcome unknown (timeout, lost connection, 5xx), ``find`` the object before
     trying again, so no duplicate is ever made. Returns (id, note)."""
+    retry = retry or RetryPolicy()
+    for attempt in range(retry.attempts - 1):
+        made = create_once(make, find)
+        if made is not None:
+            return made
+        time.sleep(retry.delay(attempt))
+    return create_once(make, find, last=True)
+
+
+def create_once(make: Callable[[], Any], find: Callable[[], dict[str, Any] | None],
+                last: bool = False) -> tuple[str, str | None] | None:
+    """One attempt of ``create_verified``: (id, note), or None when nothing was made and trying again is
+    safe; raises when the target is not there at all, and on the ``last`` attempt."""
     import openai
 
-    retry = retry or RetryPolicy()
-    for attempt in range(retry.attempts):
-        try:
-            return make().id, None
-        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
-            if refused(error):  # it never reached the target: nothing was made, the target is down
-                raise
-            found = None if isinstance(error, openai.RateLimitError) else created_anyway(find, error)
-            if found is not None:
-                return found["id"], "adopted after a lost response"
-            if attempt + 1 == retry.attempts:
-                raise
-            time.sleep(retry.delay(attempt))
-    raise AssertionError("unreachable")  # pragma: no cover
+    try:
+        return make().id, None
+    except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
+        if refused(error):  # it never reached the target: nothing was made, the target is down
+            raise
+        found = None if isinstance(error, openai.RateLimitError) else created_anyway(find, error)
+        if found is not None:
+            return found["id"], "adopted after a lost response"
+        if last:
+            raise
+    return None
 
 
 def created_anyway(find: Callable[[], dict[str, Any] | None], error: BaseException) -> dict[str, Any] | None:
