@@ -65,11 +65,12 @@ class AssistantsV2:
 
         return openai.NotFoundError
 
-    def target_errors(self):
-        """A context in which the SDK's whole-target errors (401, 403, 404, unreachable) become one TargetError."""
+    def target_errors(self, doing: str):
+        """A context in which the SDK's whole-target errors (401, 403, 404, unreachable, other statuses)
+        become one TargetError saying what asstctl was ``doing``."""
         from asstctl.backends.targets import api_errors
 
-        return api_errors(self.client)
+        return api_errors(self.client, doing)
 
     def where(self) -> str:
         return str(self.client.base_url).rstrip("/")  # every SDK client has one
@@ -99,7 +100,7 @@ class AssistantsV2:
 
         from asstctl.backends.targets import api_errors
 
-        with api_errors(self.client):
+        with api_errors(self.client, "reading vector stores and files"):
             try:
                 yield
             except openai.NotFoundError:
@@ -171,7 +172,7 @@ class AssistantsV2:
     def list_locks(self) -> list[dict[str, Any]]:
         from asstctl.backends.targets import api_errors
 
-        with api_errors(self.client):
+        with api_errors(self.client, "listing the project's locks"):
             return self.list_vector_stores()
 
     # --- helpers ---------------------------------------------------------------------------------------

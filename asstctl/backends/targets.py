@@ -155,8 +155,8 @@ SHUTDOWN_HINT = (
 
 
 @contextmanager
-def api_errors(client: Any) -> Iterator[None]:
-    """Turn the SDK's errors for a whole-target call (listing) into one clear TargetError."""
+def api_errors(client: Any, doing: str = "listing assistants") -> Iterator[None]:
+    """Turn the SDK's errors for a whole-target call (``doing``: what asstctl was doing) into one clear TargetError."""
     import openai
 
     where = str(getattr(client, "base_url", "the target")).rstrip("/")
@@ -173,7 +173,7 @@ def api_errors(client: Any) -> Iterator[None]:
         raise TargetError(f"cannot reach {where} ({_cause(error)}): is the server running? "
                           "Start one with `asstctl serve`, or drop --base-url to use the embedded default") from None
     except openai.APIStatusError as error:
-        raise TargetError(f"{where} answered {error.status_code} while listing assistants: {_cause(error)}") from None
+        raise TargetError(f"{where} answered {error.status_code} while {doing}: {_cause(error)}") from None
 
 
 def not_found(where: str) -> str:

@@ -216,7 +216,7 @@ def create_lock(client: Any, project: str, operation: str) -> tuple[LockInfo, fl
     before = time.time()
     metadata = {LOCK: project, HOLDER: holder_name()[:512], OPERATION: operation, SINCE: iso(before),
                 EXPIRES: str(int(before) + TTL), PROCESS: process_identity()[:512]}
-    with backend.target_errors():
+    with backend.target_errors("creating the project's lock"):
         try:
             obj = backend.create_lock(f"asstctl lock: {project}"[:256], metadata)
         except backend.not_found:

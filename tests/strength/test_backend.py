@@ -365,10 +365,22 @@ def test_the_lock_is_a_named_store_whose_create_is_retried_by_asstctl_alone(faul
     before = sent(faulty, "POST /v1/vector_stores")
     with pytest.raises(TargetError) as error:
         lock.acquire(client, PROJECT, "apply")
-    assert str(error.value).startswith(f"{url(client)} answered 429")
+    assert str(error.value).startswith(f"{url(client)} answered 429 while creating the project's lock: ")
     assert sent(faulty, "POST /v1/vector_stores") - before == 6 and waits == [0.1, 0.2, 0.4, 0.8, 1.6]
     with lock.acquire(client, PROJECT, "apply"):
         [info] = lock.list_locks(client, PROJECT)
         store = client.vector_stores.retrieve(info.id)
         assert (store.name, store.metadata["asstctl.lock"], info.operation) == ("asstctl lock: demo", "demo", "apply")
     assert lock.list_locks(client, PROJECT) == []
+
+
+def test_a_listing_that_keeps_failing_says_what_asstctl_was_reading(faulty, sdk, waits):
+    client = sdk(faulty)
+    faulty.faults.script["GET /v1/vector_stores"] = ["500"] * 6
+    with pytest.raises(TargetError) as error:
+        read_knowledge(client, PROJECT)
+    assert str(error.value) == f"{url(client)} answered 500 while reading vector stores and files: {INJECTED_500}"
+    faulty.faults.script["GET /v1/vector_stores"] = ["500"] * 6
+    with pytest.raises(TargetError) as error:
+        lock.list_locks(client, PROJECT)
+    assert str(error.value) == f"{url(client)} answered 500 while listing the project's locks: {INJECTED_500}"
