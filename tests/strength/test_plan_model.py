@@ -1,0 +1,63 @@
+"""Saved plans and the plan as data, where mutation testing found them unpinned (docs/testing.md):
+which remote a saved plan's freshness is checked against (assistants, or the stores and uploads),
+what reading it costs, and what a saved plan carries."""
+
+from __future__ import annotations
+
+import pytest
+
+from asstctl.errors import PlanError
+from asstctl.reconcile.apply import apply_plan, verified_remote
+from asstctl.reconcile.plan import load_plan, save_plan
+from tests.knowledge.helpers import converge as kb_converge
+from tests.knowledge.helpers import managed_store, plan as kb_plan, project, write
+from tests.reconcile.helpers import converge, make_plan, spec
+from tests.strength.conftest import FILES, KNOWLEDGE_BOT, assistant
+
+CODE_BOT = "model: gpt-4o\ntools:\n  - code_interpreter: {files: [data/*.csv]}\n"
+REPLAN = "Run `asstctl plan` again (and `--out FILE` to save the new plan)."
+
+
+def saved(made, root, name="plan.json"):
+    save_plan(made, str(root / name))
+    return load_plan(str(root / name))
+
+
+def test_a_saved_create_of_a_store_and_its_assistant_names_both_once_they_exist(client, root):
+    """Each action is checked against its own kind: the store against the stores, the assistant
+    against the assistants (both share the key `bot`), stores first."""
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
+    loaded = saved(kb_plan(client, proj), root)
+    kb_converge(client, proj)  # someone else applied first
+    store, bot = managed_store(client, "bot"), assistant(client)
+    with pytest.raises(PlanError) as raised:
+        verified_remote(loaded, client)
+    assert str(raised.value) == ("the saved plan is stale, the remote changed since it was made: "
+                                 f"bot: now exists ({store.id}); bot: now exists ({bot.id})")
+    assert raised.value.hint == REPLAN
+
+
+def test_a_saved_plan_for_an_assistant_that_already_has_code_files_applies(client, root):
+    """Its uploads are known by reference: applying it reads them, and they are still there."""
+    proj = project(root, {"assistants/bot.yaml": CODE_BOT, **FILES})
+    kb_converge(client, proj)
+    write(root, {"assistants/bot.yaml": CODE_BOT + "temperature: 0.5\n"})
+    made = kb_plan(client, proj)
+    assert made.refs and not made.uploads and not made.file_deletions
+    assert {a.object for a in made.actions} == {"assistant"}
+    loaded = saved(made, root)
+    verified_remote(loaded, client)  # fresh: no error
+    assert not apply_plan(loaded, client, root=proj.root).failed
+    assert assistant(client).temperature == 0.5 and not kb_plan(client, proj).has_changes()
+
+
+def test_a_saved_plan_without_knowledge_never_reads_stores_or_files(client, server, root):
+    """A project of plain assistants costs no vector store or file requests, planning or applying."""
+    converge(client, [spec("bot")])
+    loaded = saved(make_plan(client, [spec("bot", temperature=0.5)]), root)
+    before = dict(server.state.stats)
+    verified_remote(loaded, client)
+    assert not apply_plan(loaded, client).failed
+    after = server.state.stats
+    read = {key for key in after if after[key] != before.get(key, 0)}
+    assert read == {"total", "GET /v1/assistants", "POST /v1/assistants/{id}"}, read
