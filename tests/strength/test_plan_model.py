@@ -61,3 +61,30 @@ def test_a_saved_plan_without_knowledge_never_reads_stores_or_files(client, serv
     after = server.state.stats
     read = {key for key in after if after[key] != before.get(key, 0)}
     assert read == {"total", "GET /v1/assistants", "POST /v1/assistants/{id}"}, read
+
+
+PLAN_FIELDS = ["format_version", "project", "target", "mode", "prune", "actions", "remote_fingerprint", "foreign",
+               "uploads", "file_deletions", "refs"]
+ACTION_FIELDS = {"kind", "key", "remote_id", "fingerprint", "changes", "instructions_diff", "drift", "reason", "blocked",
+                 "body", "source", "object", "files", "duplicate"}
+
+
+def test_the_plan_document_has_exactly_the_documented_fields(client, root):
+    """docs/plan-format.md: the document, an action, a change, a file change, an upload, a file deletion."""
+    import json
+
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
+    kb_converge(client, proj)
+    write(root, {"assistants/bot.yaml": KNOWLEDGE_BOT + "temperature: 0.5\n",
+                 "assistants/knowledge/faq.md": "# FAQ\nReturns within 60 days.\n"})
+    save_plan(kb_plan(client, proj), str(root / "plan.json"))
+    data = json.loads((root / "plan.json").read_text())
+    assert list(data) == PLAN_FIELDS
+    assert data["actions"] and all(set(action) == ACTION_FIELDS for action in data["actions"])
+    changes = [change for action in data["actions"] for change in action["changes"]]
+    assert changes and all(list(change) == ["path", "old", "new", "kind"] for change in changes)
+    ops = [op for action in data["actions"] for op in action["files"]]
+    assert ops and all(list(op) == ["op", "path", "ref", "file_id", "reason", "attributes", "chunking_strategy"]
+                       for op in ops)
+    assert [list(item) for item in data["uploads"]] == [["ref", "path", "source", "sha256", "bytes", "filename"]]
+    assert [list(item) for item in data["file_deletions"]] == [["file_id", "filename", "path", "reason"]]

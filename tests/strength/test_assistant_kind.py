@@ -1,0 +1,58 @@
+"""The assistant kind where mutation testing found it unpinned (docs/testing.md): what a plan says about
+orphans and duplicates, which object a kept duplicate is in a saved plan, and the outcomes users read."""
+
+from __future__ import annotations
+
+import pytest
+
+from asstctl.errors import PlanError
+from asstctl.reconcile.apply import apply_plan, check_fresh
+from asstctl.reconcile.plan import load_plan, save_plan
+from asstctl.reconcile.remote import read_remote
+from asstctl.reconcile.report import render_result, render_text
+from tests.reconcile.helpers import PROJECT, converge, make_plan, spec
+
+
+def saved(made, root, name="plan.json"):
+    save_plan(made, str(root / name))
+    return load_plan(str(root / name))
+
+
+def duplicate(client, key):
+    first = read_remote(client, PROJECT).managed[key]
+    return client.beta.assistants.create(model="gpt-4o", metadata=first["metadata"]).id
+
+
+def lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def test_an_assistant_without_a_spec_is_kept_and_the_plan_says_how_to_delete_it(client):
+    converge(client, [spec("keep"), spec("gone")])
+    text = render_text(make_plan(client, [spec("keep")]))
+    assert "= no-op gone  (not in the specs: kept (re-run with --prune to delete it))" in lines(text)
+
+
+def test_a_saved_plan_keeping_a_duplicate_is_fresh_until_the_duplicate_changes(client, root):
+    """The kept duplicate is named by id with its fingerprint: unchanged, the plan applies; changed by
+    hand, the plan is refused naming it."""
+    converge(client, [spec("bot")])
+    extra = duplicate(client, "bot")
+    made = make_plan(client, [spec("bot", temperature=0.5)])
+    kept = [a for a in made.actions if a.duplicate]
+    assert [(a.kind, a.remote_id) for a in kept] == [("no-op", extra)]
+    loaded = saved(made, root)
+    check_fresh(loaded, read_remote(client, PROJECT))  # fresh: no error
+    client.beta.assistants.update(extra, name="by hand")
+    with pytest.raises(PlanError, match=f"bot: {extra} was changed$"):
+        check_fresh(loaded, read_remote(client, PROJECT))
+
+
+def test_apply_reports_each_assistant_by_key_and_id(client):
+    converge(client, [spec("a"), spec("b"), spec("c")])
+    ids = {key: obj["id"] for key, obj in read_remote(client, PROJECT).managed.items()}
+    result = apply_plan(make_plan(client, [spec("a", temperature=0.5), spec("b"), spec("d")], prune=True), client)
+    made = read_remote(client, PROJECT).managed["d"]["id"]
+    assert sorted(lines(render_result(result))[:-1]) == sorted([
+        f"~ a: updated {ids['a']}", f"+ d: created {made}", f"- c: deleted {ids['c']}"])
+    assert lines(render_result(result))[-1] == "Apply complete: 1 created, 1 updated, 1 deleted, 0 failed."
