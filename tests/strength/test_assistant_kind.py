@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from asstctl.errors import PlanError
-from asstctl.reconcile.apply import apply_plan, check_fresh
+from asstctl.reconcile.apply import RetryPolicy, apply_plan, check_fresh
 from asstctl.reconcile.plan import load_plan, save_plan
 from asstctl.reconcile.remote import read_remote
 from asstctl.reconcile.report import render_result, render_text
@@ -56,3 +56,40 @@ def test_apply_reports_each_assistant_by_key_and_id(client):
     assert sorted(lines(render_result(result))[:-1]) == sorted([
         f"~ a: updated {ids['a']}", f"+ d: created {made}", f"- c: deleted {ids['c']}"])
     assert lines(render_result(result))[-1] == "Apply complete: 1 created, 1 updated, 1 deleted, 0 failed."
+
+
+@pytest.fixture
+def faults(server):
+    """Make every write of the test's server fail in one way (``faults.set("lost")``), until the test ends."""
+    class Set:
+        def set(self, kind: str) -> None:
+            server.faults.kinds, server.faults.rate = (kind,), 1.0
+
+        def clear(self) -> None:
+            server.faults.rate = 0
+
+    yield Set()
+    server.faults.rate = 0
+
+
+def test_a_create_whose_response_is_lost_adopts_what_it_made(client, faults):
+    made = make_plan(client, [spec("bot")])
+    faults.set("lost")  # the server creates it, then the connection drops before the answer
+    result = apply_plan(made, client)
+    faults.clear()
+    bot = read_remote(client, PROJECT).managed["bot"]["id"]
+    assert [(o.key, o.kind, o.ok, o.remote_id, o.note) for o in result.outcomes] == [
+        ("bot", "create", True, bot, "adopted after a lost response")]
+    assert lines(render_result(result))[0] == f"+ bot: created {bot} (adopted after a lost response)"
+    assert [a.id for a in client.beta.assistants.list()] == [bot]
+
+
+def test_a_create_that_keeps_failing_is_tried_as_often_as_the_retry_policy_says(client, server, faults):
+    made = make_plan(client, [spec("bot")])
+    faults.set("429")  # a rate limit: nothing was made, so no look before trying again
+    result = apply_plan(made, client, retry=RetryPolicy(attempts=2, base_delay=0.001))
+    faults.clear()
+    assert [(o.key, o.kind, o.ok, o.remote_id) for o in result.outcomes] == [("bot", "create", False, None)]
+    assert result.outcomes[0].error.startswith("Error code: 429 - Rate limit reached"), result.outcomes[0].error
+    assert server.state.stats["POST /v1/assistants"] == 2
+    assert list(client.beta.assistants.list()) == []
