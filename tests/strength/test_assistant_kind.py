@@ -10,7 +10,10 @@ from asstctl.reconcile.apply import RetryPolicy, apply_plan, check_fresh
 from asstctl.reconcile.plan import load_plan, save_plan
 from asstctl.reconcile.remote import read_remote
 from asstctl.reconcile.report import render_result, render_text
+from tests.knowledge.helpers import converge as kb_converge
+from tests.knowledge.helpers import plan as kb_plan, project, write
 from tests.reconcile.helpers import PROJECT, converge, make_plan, spec
+from tests.strength.conftest import assistant
 
 
 def saved(made, root, name="plan.json"):
@@ -93,3 +96,26 @@ def test_a_create_that_keeps_failing_is_tried_as_often_as_the_retry_policy_says(
     assert result.outcomes[0].error.startswith("Error code: 429 - Rate limit reached"), result.outcomes[0].error
     assert server.state.stats["POST /v1/assistants"] == 2
     assert list(client.beta.assistants.list()) == []
+
+
+CODE_BOT = "model: gpt-4o\ntools:\n  - code_interpreter: {files: [data/*.csv]}\n"
+
+
+def test_an_assistant_whose_files_could_not_be_uploaded_is_not_applied(client, root):
+    """Both files changed again after planning: their uploads are refused, so the update that would
+    attach them is not sent, and says which references are missing."""
+    proj = project(root, {"assistants/bot.yaml": CODE_BOT, "assistants/data/a.csv": "a\n1\n", "assistants/data/b.csv": "b\n1\n"})
+    kb_converge(client, proj)
+    before = assistant(client)
+    assert len(before.tool_resources.code_interpreter.file_ids) == 2
+    write(root, {"assistants/data/a.csv": "a\n2\n", "assistants/data/b.csv": "b\n2\n"})
+    made = kb_plan(client, proj)
+    refs = sorted(upload.ref for upload in made.uploads)
+    assert len(refs) == 2
+    write(root, {"assistants/data/a.csv": "a\n3\n", "assistants/data/b.csv": "b\n3\n"})
+    result = apply_plan(made, client, root=proj.root)
+    update = [o for o in result.outcomes if o.key == "bot"]
+    assert [(o.kind, o.ok, o.remote_id, o.error) for o in update] == [
+        ("update", False, before.id, f"not applied: {refs[0]}, {refs[1]} could not be made")]
+    assert f"! bot: update failed: not applied: {refs[0]}, {refs[1]} could not be made" in lines(render_result(result))
+    assert assistant(client).tool_resources == before.tool_resources
