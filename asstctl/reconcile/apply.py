@@ -43,7 +43,7 @@ class ApplyRun:
                  retry: RetryPolicy | None = None):
         self.plan, self.backend, self.parallelism = plan, backend_for(client), max(1, parallelism)
         self.timeout, self.progress, self.root = ingestion_timeout, progress, root
-        self.retry = retry or RetryPolicy()
+        self.retry = retry  # None: the backend's default policy
         self.refs = dict(plan.refs)
         self.kept: set[str] = set()
         self.pending: list[tuple[str, str, str, Any]] = []  # (store id, file id, path, attached object)
