@@ -3,6 +3,9 @@ orphans and duplicates, which object a kept duplicate is in a saved plan, and th
 
 from __future__ import annotations
 
+import contextlib
+from types import SimpleNamespace
+
 import pytest
 
 from asstctl.errors import PlanError
@@ -119,3 +122,69 @@ def test_an_assistant_whose_files_could_not_be_uploaded_is_not_applied(client, r
         ("update", False, before.id, f"not applied: {refs[0]}, {refs[1]} could not be made")]
     assert f"! bot: update failed: not applied: {refs[0]}, {refs[1]} could not be made" in lines(render_result(result))
     assert assistant(client).tool_resources == before.tool_resources
+
+
+def recording_progress(calls):
+    @contextlib.contextmanager
+    def progress(length, label):
+        bar = SimpleNamespace(steps=0)
+        bar.update = lambda n: setattr(bar, "steps", bar.steps + n)
+        calls.append((label, length, bar))
+        yield bar
+
+    return progress
+
+
+def test_one_bar_counts_creates_updates_and_deletions(client):
+    converge(client, [spec("old-1"), spec("old-2"), spec("kept")])
+    calls = []
+    specs = [spec("kept", temperature=0.5)] + [spec(f"new-{i}") for i in range(9)]
+    result = converge(client, specs, prune=True, parallelism=3, progress=recording_progress(calls))
+    assert not result.failed and (result.count("create"), result.count("update"), result.count("delete")) == (9, 1, 2)
+    assert [(label, length, bar.steps) for label, length, bar in calls] == [("Applying", 12, 12)]
+
+
+def test_a_failed_update_names_the_object_it_was_for(client):
+    converge(client, [spec("bot")])
+    made = make_plan(client, [spec("bot", temperature=0.5)])
+    gone = made.actions[0].remote_id
+    client.beta.assistants.delete(gone)
+    result = apply_plan(made, client)
+    assert [(o.key, o.kind, o.ok, o.remote_id) for o in result.outcomes] == [("bot", "update", False, gone)]
+    assert result.outcomes[0].error == f"Error code: 404 - No assistant found with id '{gone}'."
+
+
+def test_a_changed_assistant_keeps_its_reasoning_effort_in_the_update_body(client):
+    converge(client, [spec("thinker", model="o3-mini", reasoning_effort="low")])
+    made = make_plan(client, [spec("thinker", model="o3-mini", reasoning_effort="low", temperature=0.5)])
+    assert made.actions[0].kind == "update" and made.actions[0].body["reasoning_effort"] == "low"
+    assert not apply_plan(made, client).failed
+    assert not make_plan(client, [spec("thinker", model="o3-mini", reasoning_effort="low", temperature=0.5)]).has_changes()
+
+
+def test_code_files_in_a_plan_added_changed_and_removed(client, root):
+    proj = project(root, {"assistants/bot.yaml": CODE_BOT, "assistants/data/a.csv": "a\n1\n", "assistants/data/b.csv": "b\n1\n"})
+    kb_converge(client, proj)
+    (root / "assistants/data/b.csv").unlink()
+    write(root, {"assistants/data/a.csv": "a\n2\n", "assistants/data/c.csv": "c\n1\n"})
+    made = kb_plan(client, proj)
+    refs = {upload.path: upload.ref for upload in made.uploads}
+    [action] = [a for a in made.actions if a.key == "bot"]
+    assert [(op.op, op.path, op.ref, op.file_id, op.reason) for op in action.files] == [
+        ("~", "assistants/data/a.csv", refs["assistants/data/a.csv"], None, "content changed"),
+        ("+", "assistants/data/c.csv", refs["assistants/data/c.csv"], None, None),
+        ("-", "b.csv", None, None, None)]
+    text = lines(render_text(made))
+    assert text[text.index("~ update bot") + 1:text.index("~ update bot") + 4] == [
+        "    ~ file assistants/data/a.csv (content changed)", "    + file assistants/data/c.csv", "    - file b.csv"]
+    assert not apply_plan(made, client, root=proj.root).failed and not kb_plan(client, proj).has_changes()
+
+
+def test_dropping_code_files_sends_an_empty_list_for_them(client, root):
+    """An update does not unset by omission: the body names the tool's files, empty."""
+    proj = project(root, {"assistants/bot.yaml": CODE_BOT, "assistants/data/a.csv": "a\n1\n"})
+    kb_converge(client, proj)
+    write(root, {"assistants/bot.yaml": "model: gpt-4o\ntools: [code_interpreter]\n"})
+    made = kb_plan(client, proj)
+    [action] = [a for a in made.actions if a.key == "bot"]
+    assert action.body["tool_resources"] == {"code_interpreter": {"file_ids": []}}
