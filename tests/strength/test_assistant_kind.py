@@ -188,3 +188,13 @@ def test_dropping_code_files_sends_an_empty_list_for_them(client, root):
     made = kb_plan(client, proj)
     [action] = [a for a in made.actions if a.key == "bot"]
     assert action.body["tool_resources"] == {"code_interpreter": {"file_ids": []}}
+
+
+def test_a_saved_deletion_is_fresh_until_its_object_changes(client, root):
+    converge(client, [spec("keep"), spec("gone")])
+    loaded = saved(make_plan(client, [spec("keep")], prune=True), root)
+    gone = read_remote(client, PROJECT).managed["gone"]["id"]
+    check_fresh(loaded, read_remote(client, PROJECT))  # fresh: no error
+    client.beta.assistants.update(gone, name="by hand")
+    with pytest.raises(PlanError, match=f"gone: {gone} was changed$"):
+        check_fresh(loaded, read_remote(client, PROJECT))
