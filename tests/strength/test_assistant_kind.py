@@ -198,3 +198,16 @@ def test_a_saved_deletion_is_fresh_until_its_object_changes(client, root):
     client.beta.assistants.update(gone, name="by hand")
     with pytest.raises(PlanError, match=f"gone: {gone} was changed$"):
         check_fresh(loaded, read_remote(client, PROJECT))
+
+
+def test_a_stale_tag_alone_is_refreshed_to_the_tag_apply_writes(client):
+    converge(client, [spec("bot", temperature=0.5)])
+    bot = read_remote(client, PROJECT).managed["bot"]
+    client.beta.assistants.update(bot["id"], metadata={**bot["metadata"], "asstctl.spec-hash": "0000000000000000"})
+    made = make_plan(client, [spec("bot", temperature=0.5)])
+    [change] = made.actions[0].changes
+    assert (change.path, change.old) == ("metadata.asstctl.spec-hash", "0000000000000000")
+    assert "    ~ metadata.asstctl.spec-hash: \"0000000000000000\" → \"" in render_text(made)
+    assert not apply_plan(made, client).failed
+    assert read_remote(client, PROJECT).managed["bot"]["metadata"]["asstctl.spec-hash"] == change.new == bot["metadata"]["asstctl.spec-hash"]
+    assert not make_plan(client, [spec("bot", temperature=0.5)]).has_changes()
