@@ -88,3 +88,20 @@ def test_the_plan_document_has_exactly_the_documented_fields(client, root):
                        for op in ops)
     assert [list(item) for item in data["uploads"]] == [["ref", "path", "source", "sha256", "bytes", "filename"]]
     assert [list(item) for item in data["file_deletions"]] == [["file_id", "filename", "path", "reason"]]
+
+
+def test_prune_deletes_stores_and_files_left_after_their_assistant_and_spec_are_gone(client, root):
+    """No spec and no assistant names them any more, but they are the project's: --prune reads them."""
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
+    kb_converge(client, proj)
+    client.beta.assistants.delete(assistant(client).id)
+    (root / "assistants/bot.yaml").unlink()
+    write(root, {"assistants/plain.yaml": "model: gpt-4o\n"})
+    assert [(a.object, a.key, a.kind) for a in kb_plan(client, proj).actions] == [("assistant", "plain", "create")]
+    made = kb_plan(client, proj, prune=True)
+    assert [(a.object, a.key, a.kind) for a in made.actions] == [("vector_store", "bot", "delete"),
+                                                                 ("assistant", "plain", "create")]
+    assert len(made.file_deletions) == 3
+    _, result = kb_converge(client, proj, prune=True)
+    assert not result.failed
+    assert list(client.vector_stores.list()) == [] and list(client.files.list()) == []
