@@ -211,3 +211,17 @@ def test_a_stale_tag_alone_is_refreshed_to_the_tag_apply_writes(client):
     assert not apply_plan(made, client).failed
     assert read_remote(client, PROJECT).managed["bot"]["metadata"]["asstctl.spec-hash"] == change.new == bot["metadata"]["asstctl.spec-hash"]
     assert not make_plan(client, [spec("bot", temperature=0.5)]).has_changes()
+
+
+def test_reasoning_effort_changes_say_the_server_does_not_show_it(client):
+    """The server never returns reasoning_effort: its old value is "(not readable)", set or removed."""
+    converge(client, [spec("thinker", model="o3-mini")])
+    added = make_plan(client, [spec("thinker", model="o3-mini", reasoning_effort="high")])
+    assert [(c.path, c.old, c.new, c.kind) for c in added.actions[0].changes] == [
+        ("reasoning_effort", "(not readable)", "high", "changed")]
+    assert '    ~ reasoning_effort: "(not readable)" → "high"' in lines(render_text(added))
+    apply_plan(added, client)
+    removed = make_plan(client, [spec("thinker", model="o3-mini")])
+    assert [(c.path, c.old, c.new, c.kind) for c in removed.actions[0].changes] == [
+        ("reasoning_effort", "(not readable)", None, "removed")]
+    assert '    - reasoning_effort: "(not readable)"' in lines(render_text(removed))

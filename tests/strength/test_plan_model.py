@@ -105,3 +105,12 @@ def test_prune_deletes_stores_and_files_left_after_their_assistant_and_spec_are_
     _, result = kb_converge(client, proj, prune=True)
     assert not result.failed
     assert list(client.vector_stores.list()) == [] and list(client.files.list()) == []
+
+
+def test_the_remote_fingerprint_covers_the_stores_and_files(client, root):
+    proj = project(root, {"assistants/bot.yaml": KNOWLEDGE_BOT, **FILES})
+    kb_converge(client, proj)
+    first = kb_plan(client, proj).remote_fingerprint
+    assert kb_plan(client, proj).remote_fingerprint == first
+    client.vector_stores.update(managed_store(client, "bot").id, name="by hand")
+    assert kb_plan(client, proj).remote_fingerprint != first
