@@ -114,3 +114,14 @@ def test_the_remote_fingerprint_covers_the_stores_and_files(client, root):
     assert kb_plan(client, proj).remote_fingerprint == first
     client.vector_stores.update(managed_store(client, "bot").id, name="by hand")
     assert kb_plan(client, proj).remote_fingerprint != first
+
+
+def test_an_override_for_the_base_url_target_applies_when_planning_against_a_base_url(client, root):
+    """docs/spec-format.md: `base-url`, `env` and `embedded` name the targets chosen without --target;
+    their overrides apply to them (and only to them), never silently dropped."""
+    proj = project(root, {"assistants/bot.yaml": "model: gpt-4o\ntargets:\n  base-url: {temperature: 0.3}\n"
+                                                 "  env: {temperature: 0.9}\n"})
+    [action] = kb_plan(client, proj).actions  # the helper plans against a --base-url target
+    assert action.body["temperature"] == 0.3
+    kb_converge(client, proj)
+    assert assistant(client).temperature == 0.3 and not kb_plan(client, proj).has_changes()
