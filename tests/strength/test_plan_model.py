@@ -125,3 +125,13 @@ def test_an_override_for_the_base_url_target_applies_when_planning_against_a_bas
     assert action.body["temperature"] == 0.3
     kb_converge(client, proj)
     assert assistant(client).temperature == 0.3 and not kb_plan(client, proj).has_changes()
+
+
+def test_a_shared_store_no_assistant_uses_yet_is_planned_and_made(client, root):
+    proj = project(root, {"assistants/plain.yaml": "model: gpt-4o\n",
+                          "vector_stores/library.yaml": "name: Library\nfiles: [../assistants/knowledge/*.md]\n", **FILES})
+    made = kb_plan(client, proj)
+    assert [(a.object, a.key, a.kind) for a in made.actions] == [("vector_store", "library", "create"),
+                                                                 ("assistant", "plain", "create")]
+    kb_converge(client, proj)
+    assert managed_store(client, "library").name == "Library" and not kb_plan(client, proj).has_changes()
