@@ -43,7 +43,7 @@ class ApplyRun:
                  retry: RetryPolicy | None = None):
         self.plan, self.backend, self.parallelism = plan, backend_for(client), max(1, parallelism)
         self.timeout, self.progress, self.root = ingestion_timeout, progress, root
-        self.retry = retry or RetryPolicy()
+        self.retry = retry  # None: the backend's default policy
         self.refs = dict(plan.refs)
         self.kept: set[str] = set()
         self.pending: list[tuple[str, str, str, Any]] = []  # (store id, file id, path, attached object)
@@ -118,6 +118,8 @@ def check_plan_target(plan: Plan, project: str, target: str) -> None:
 def verified_remote(plan: Plan, client: Any) -> RemoteState:
     """Re-read the remote and check that a saved plan still applies to it."""
     remote = read_remote(client, plan.project)
-    uses_knowledge = plan.refs or plan.uploads or plan.file_deletions or any(a.object == VECTOR_STORE for a in plan.actions)
+    # Existing uploads and stores are in ``refs`` (so are the files to delete); a store to create is checked
+    # against the stores; uploads alone have nothing to check.
+    uses_knowledge = bool(plan.refs) or any(a.object == VECTOR_STORE for a in plan.actions)
     check_fresh(plan, remote, read_knowledge(client, plan.project) if uses_knowledge else None)
     return remote

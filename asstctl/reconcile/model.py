@@ -32,9 +32,6 @@ class FileOp:
     attributes: dict[str, Any] | None = None
     chunking_strategy: dict[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class Upload:

@@ -64,7 +64,7 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
     from asstctl.reconcile.selection import check_keys, select
     from asstctl.spec.loader import load_project_specs
 
-    specs, stores = load_project_specs(project, target.name if target.name in project.targets else None)
+    specs, stores = load_project_specs(project, target.name)  # asstctl.yaml's or a built-in name (base-url, env, embedded)
     remote = read_remote(target.client, project.name)
     keys = list(dict.fromkeys(keys))
     check_keys(keys, specs, remote)

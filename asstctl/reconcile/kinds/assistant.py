@@ -259,7 +259,7 @@ def resolved(run: Any, actions: list[Action]) -> tuple[list[Action], list[Outcom
 
 
 def _with_ids(refs: dict[str, str], action: Action, resources: dict[str, Any]) -> Action:
-    ids = {kind: {name: [refs.get(item, item) if is_ref(item) else item for item in items]
+    ids = {kind: {name: [refs[item] if is_ref(item) else item for item in items]  # every reference is known (resolved)
                   for name, items in (lists or {}).items()}
            for kind, lists in resources.items()}
     return replace(action, body={**action.body, "tool_resources": ids})
