@@ -17,6 +17,7 @@ from tests.knowledge.helpers import converge as kb_converge
 from tests.knowledge.helpers import plan as kb_plan, project, write
 from tests.reconcile.helpers import PROJECT, converge, make_plan, spec
 from tests.strength.conftest import assistant
+from tests.strength.test_backend import Script, waits  # noqa: F401  (a fixture)
 
 
 def saved(made, root, name="plan.json"):
@@ -225,3 +226,33 @@ def test_reasoning_effort_changes_say_the_server_does_not_show_it(client):
     assert [(c.path, c.old, c.new, c.kind) for c in removed.actions[0].changes] == [
         ("reasoning_effort", "(not readable)", None, "removed")]
     assert '    - reasoning_effort: "(not readable)"' in lines(render_text(removed))
+
+
+
+@pytest.mark.parametrize("readable", [True, False], ids=["read-back", "unreadable"])
+def test_a_failed_update_keeps_the_code_files_the_assistant_still_names(client, server, root, readable, waits):
+    """The assistant's update is refused (a hand-edited plan the server rejects with 400): it still names
+    its old code_interpreter file, so that upload is kept, not deleted. When the assistant cannot even be
+    read back (500s on every listing), every planned file deletion is kept. The next apply replaces it."""
+    proj = project(root, {"assistants/bot.yaml": "model: gpt-4o\ntools:\n  - code_interpreter: {files: [data/*.csv]}\n",
+                          "assistants/data/a.csv": "x,y\n1,2\n"})
+    kb_converge(client, proj)
+    old = next(f for f in client.files.list() if f.filename.endswith("--a.csv"))
+    write(root, {"assistants/data/a.csv": "x,y\n9,9\n"})
+    made = kb_plan(client, proj)
+    assert [d.file_id for d in made.file_deletions] == [old.id]
+    [update] = [a for a in made.actions if a.object == "assistant"]
+    update.body["temperature"] = 5  # out of range: 400
+    if not readable:
+        server.state.config.faults = Script(retry_after_ms=1, script={"GET /v1/assistants": ["500"] * 6})
+    result = apply_plan(made, client, root=proj.root)
+    assert [(o.key, o.ok) for o in result.outcomes if o.kind == "update" and not o.ok] == [("bot", False)]
+    [kept] = [o for o in result.outcomes if o.remote_id == old.id]
+    assert (kept.ok, kept.note) == (True, "kept: a step that replaces it failed")
+    assert assistant(client).tool_resources.code_interpreter.file_ids == [old.id]
+    assert old.id in {f.id for f in client.files.list()}
+    assert len(waits) == (0 if readable else 5)
+    server.state.config.faults = Script()
+    kb_converge(client, proj)
+    assert old.id not in {f.id for f in client.files.list()}
+    assert not kb_plan(client, proj).has_changes()

@@ -222,7 +222,20 @@ def run_action(run: Any, action: Action) -> Outcome:
     try:
         return WRITES[action.kind](run, action)
     except (*run.backend.errors, AsstctlError) as error:
+        if action.remote_id and run.plan.file_deletions:
+            keep_files_of(run, action.remote_id)
         return Outcome(action.key, action.kind, False, action.remote_id, describe(error))
+
+
+def keep_files_of(run: Any, remote_id: str) -> None:
+    """A failed update or deletion leaves the assistant as it was: the uploads it still names stay
+    (``run.kept``); when it cannot be read back either, every planned file deletion is kept."""
+    try:
+        used = set(code_ids(remote_object(read_remote(run.backend, run.plan.project), remote_id)))
+    except (*run.backend.errors, AsstctlError):
+        used = {item.file_id for item in run.plan.file_deletions}
+    with run.lock:
+        run.kept.update(used)
 
 
 def create(run: Any, action: Action) -> Outcome:
