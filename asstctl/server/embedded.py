@@ -294,6 +294,31 @@ async def _main_loop(server, woken: asyncio.Event) -> None:
             pass
 
 
+async def _shutdown(server, sock: socket.socket) -> None:
+    """uvicorn's ``Server.shutdown`` without its fixed 0.1 s pause (a test suite starts a server per test):
+    stop listening, ask every connection to close (an idle keep-alive one closes at once, a busy one after
+    its response), poll every 5 ms until connections and tasks are gone, then the lifespan's shutdown."""
+    for listener in server.servers:
+        listener.close()
+    sock.close()
+    for connection in list(server.server_state.connections):
+        connection.shutdown()
+    try:
+        await asyncio.wait_for(_drained(server), timeout=server.config.timeout_graceful_shutdown)
+    except asyncio.TimeoutError:
+        for task in server.server_state.tasks:
+            task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+    await server.lifespan.shutdown()
+
+
+async def _drained(server) -> None:
+    state = server.server_state
+    while state.connections or state.tasks:
+        await asyncio.sleep(0.005)
+    for listener in server.servers:
+        await listener.wait_closed()
+
+
 def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -308,7 +333,7 @@ def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
         server.asstctl_wake = lambda: loop.call_soon_threadsafe(woken.set)
         ready.set()
         await _main_loop(server, woken)
-        await server.shutdown(sockets=[sock])
+        await _shutdown(server, sock)
         await close_engine(server.config.app.state)
 
     try:
