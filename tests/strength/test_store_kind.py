@@ -327,3 +327,21 @@ def test_a_failure_seen_before_the_last_poll_is_still_reported(client, root):
     run.pending = [(store.id, ids["faq.md"], FAQ, items["faq.md"].model_copy(update={"status": "failed"})),
                    (store.id, ids["shipping.md"], SHIPPING, items["shipping.md"].model_copy(update={"status": "in_progress"}))]
     assert [(o.key, o.remote_id, o.error) for o in run.wait()] == [(FAQ, ids["faq.md"], "no reason given")]
+
+
+def test_a_store_action_names_the_file_it_was_declared_in(client, root):
+    """The plan data's ``source`` of a store: the assistant spec of an inline store, the store file of a
+    shared one (docs/plan-format.md), as the assistants' own actions name their spec file; both when
+    created and when updated."""
+    proj = project(root, {"assistants/bot.yaml": STORE_BOT, **FILES,
+                          "vector_stores/library.yaml": "name: Library\nfiles: [../assistants/knowledge/*.md]\n",
+                          "assistants/reader.yaml": "model: gpt-4o\ntools:\n  - file_search: {vector_store: library}\n"})
+    expected = {"bot": "assistants/bot.yaml", "library": "vector_stores/library.yaml"}  # relative to the project
+    made = plan(client, proj)
+    assert {a.key: a.source for a in made.actions if a.object == "vector_store"} == expected
+    converge(client, proj)
+    write(root, {"vector_stores/library.yaml": "name: Library 2\nfiles: [../assistants/knowledge/*.md]\n",
+                 "assistants/bot.yaml": STORE_BOT.replace("Docs", "Docs 2")})
+    made = plan(client, proj)
+    assert {a.key: (a.kind, a.source) for a in made.actions if a.object == "vector_store"} == {
+        key: ("update", source) for key, source in expected.items()}
