@@ -193,7 +193,7 @@ def knowledge_names(knowledge: KnowledgeRemote) -> dict[str, str]:
     return {**knowledge.upload_ids(), **{obj["id"]: store_ref(key) for key, obj in knowledge.stores.managed.items()}}
 
 
-def knowledge_view(specs: Any, knowledge: KnowledgeRemote | None, project: str) -> tuple[list[Any], dict[str, str] | None]:
+def knowledge_view(specs: Any, knowledge: KnowledgeRemote | None) -> tuple[list[Any], dict[str, str] | None]:
     """The specs with their derived ``tool_resources``, and remote id -> reference (None without knowledge)."""
     specs = list(specs)
     if knowledge is None:

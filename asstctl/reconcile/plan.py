@@ -45,7 +45,7 @@ def build_destroy_plan(specs: Iterable[Any], remote: RemoteState, *, project: st
 def planned(specs: Iterable[Any], remote: RemoteState, *, project: str, target: str, mode: str, prune: bool,
             stores: Iterable[Any], knowledge: Any) -> Plan:
     """Every kind's entries, in dependency order; then what depends on all of them (``settle``), in reverse."""
-    specs, names = knowledge_view(specs, knowledge, project)
+    specs, names = knowledge_view(specs, knowledge)
     ctx = PlanContext(project, mode, prune, specs, list(stores), remote, knowledge, names)
     fingerprints = {**remote.fingerprints(), **(knowledge.fingerprints() if knowledge is not None else {})}
     plan = Plan(project, target, mode=mode, prune=prune, remote_fingerprint=state_fingerprint(fingerprints),

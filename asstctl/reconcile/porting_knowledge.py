@@ -49,7 +49,7 @@ def declarations(project, client, objs: list[dict[str, Any]]) -> Declarations | 
     for path in store_files(project):
         doc = read_spec(path, schema="vector_store")[0]
         shared.add(key_of(doc) if doc is not None and isinstance(doc.data, dict) else path.name.split(".")[0])
-    found = Declarations(Path(project.root), shared, names=knowledge_view([], knowledge, project.name)[1] or {})
+    found = Declarations(Path(project.root), shared, names=knowledge_view([], knowledge)[1] or {})
     for key, obj in knowledge.stores.managed.items():
         found.stores[obj["id"]] = (key, obj, knowledge.store_files.get(obj["id"], []))
     for uploads in knowledge.uploads.values():

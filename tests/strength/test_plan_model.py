@@ -135,3 +135,15 @@ def test_a_shared_store_no_assistant_uses_yet_is_planned_and_made(client, root):
                                                                  ("assistant", "plain", "create")]
     kb_converge(client, proj)
     assert managed_store(client, "library").name == "Library" and not kb_plan(client, proj).has_changes()
+
+
+def test_a_plan_built_without_saying_prune_keeps_what_no_spec_declares(client):
+    """The library's ``build_plan`` prunes only when asked, like ``asstctl plan`` without ``--prune``."""
+    from asstctl.reconcile.plan import build_plan
+    from asstctl.reconcile.remote import read_remote
+    from tests.reconcile.helpers import PROJECT, converge, spec
+
+    converge(client, [spec("keep"), spec("orphan")])
+    made = build_plan([spec("keep")], read_remote(client, PROJECT), project=PROJECT, target="test")
+    assert made.prune is False
+    assert [(a.key, a.kind) for a in made.actions] == [("keep", "no-op"), ("orphan", "no-op")]
