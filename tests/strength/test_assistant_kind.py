@@ -16,8 +16,7 @@ from asstctl.reconcile.report import render_result, render_text
 from tests.knowledge.helpers import converge as kb_converge
 from tests.knowledge.helpers import plan as kb_plan, project, write
 from tests.reconcile.helpers import PROJECT, converge, make_plan, spec
-from tests.strength.conftest import assistant
-from tests.strength.test_backend import Script, waits  # noqa: F401  (a fixture)
+from tests.strength.conftest import Script, assistant
 
 
 def saved(made, root, name="plan.json"):

@@ -9,8 +9,6 @@ fails and how. The backoff's waits are recorded instead of slept (the only stand
 
 from __future__ import annotations
 
-import fnmatch
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
@@ -22,47 +20,19 @@ from asstctl.reconcile.apply import apply_plan
 from asstctl.reconcile.knowledge import read_knowledge
 from asstctl.reconcile.remote import read_remote
 from asstctl.server.embedded import start_server
-from asstctl.server.faults import Faults
 from tests.knowledge.helpers import converge, managed_store, plan, project, store_files
 from tests.reconcile.helpers import destroy_plan, make_plan, spec
-from tests.strength.conftest import FILES, KNOWLEDGE_BOT
+from tests.strength.conftest import FILES, KNOWLEDGE_BOT, Script
 
 PROJECT = "demo"  # tests.reconcile.helpers' project
 ADOPTED = "adopted after a lost response"
 INJECTED_500 = "Error code: 500 - The server had an error while processing your request. Sorry about that! (injected)"
 
 
-@dataclass
-class Script(Faults):
-    """Faults by script: ``script["POST /v1/assistants"] = ["lost", "500"]`` gives the next two matching
-    requests those faults, in order (patterns as fnmatch: ``DELETE /v1/assistants/*``); others pass."""
-
-    script: dict[str, list[str]] = field(default_factory=dict)
-
-    def pick(self, method: str, path: str) -> str | None:
-        with self._lock:
-            for pattern, kinds in self.script.items():
-                if kinds and fnmatch.fnmatchcase(f"{method} {path}", pattern):
-                    kind = kinds.pop(0)
-                    self.injected[kind] = self.injected.get(kind, 0) + 1
-                    return kind
-        return None
-
-
 @pytest.fixture
 def faulty():
     with start_server(":memory:", faults=Script(retry_after_ms=1)) as server:
         yield server
-
-
-@pytest.fixture
-def waits(monkeypatch):
-    """The backoff waits of the backend, in order (recorded, not slept)."""
-    import asstctl.backends.assistants_v2 as v2
-
-    seen: list[float] = []
-    monkeypatch.setattr(v2, "time", SimpleNamespace(sleep=seen.append))
-    return seen
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from asstctl.errors import PlanError
 from asstctl.reconcile.plan import load_plan, save_plan
 from asstctl.reconcile.report import render_json, render_report, render_text
 from tests.knowledge.helpers import converge, managed_store, plan, project, store_files, write
-from tests.strength.conftest import FILES, KNOWLEDGE_BOT, assistant
-from tests.strength.test_upload_kind import aim, keyed, outcomes, sha  # noqa: F401 (keyed: a fixture)
+from tests.strength.conftest import FILES, KNOWLEDGE_BOT, aim, assistant
+from tests.strength.test_upload_kind import outcomes, sha
 
 FAQ, SHIPPING = "assistants/knowledge/faq.md", "assistants/knowledge/shipping.md"
 STORE_BOT = "model: gpt-4o\ntools:\n  - file_search:\n      vector_store:\n        name: Docs\n        files: [knowledge/*.md]\n"
@@ -57,7 +57,7 @@ def test_a_new_store_is_planned_created_and_filled_as_reported(client, root):
 
 def test_a_store_create_whose_response_was_lost_is_adopted(client, server, root):
     proj = project(root, {"assistants/bot.yaml": STORE_BOT, **FILES})
-    fault = aim(server, method="POST", path="/v1/vector_stores", kind="lost")
+    fault = aim(server, "POST /v1/vector_stores", "lost")
     _, result = converge(client, proj)
     assert fault.injected == {"lost": 1} and not result.failed, result.failed
     [store] = [s for s in client.vector_stores.list() if (s.metadata or {}).get("asstctl.key") == "bot"]

@@ -1,67 +1,24 @@
 """The upload kind as users see it (mutation testing, docs/testing.md): what a plan uploads and
 deletes and why, the outcome of every upload and deletion (its file, id and note), where apply reads
 the files from, and what a lost or refused response does. Faults are the server's own fault
-injection, aimed at one request (``OneFault``)."""
+injection, aimed at one request (``aim`` in conftest)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
-from dataclasses import dataclass
 
-import pytest
 
 from asstctl.reconcile.apply import apply_plan
 from asstctl.reconcile.plan import load_plan, save_plan
 from asstctl.reconcile.report import render_report, render_text
-from asstctl.server.embedded import start_server
-from asstctl.server.faults import Faults
-from tests.conftest import make_client
 from tests.knowledge.helpers import converge, counts, plan, project, write
-from tests.strength.conftest import FILES, KNOWLEDGE_BOT, assistant
+from tests.strength.conftest import FILES, KNOWLEDGE_BOT, aim, assistant
 
 CODE_BOT = "model: gpt-4o\ntools:\n  - code_interpreter: {files: [data/*.csv]}\n"
 CSV = FILES["assistants/data/a.csv"]
 TWO_CSV = {**FILES, "assistants/data/b.csv": "x,y\n3,4\n"}
-
-
-@dataclass
-class OneFault(Faults):
-    """The server's fault injection, aimed: ``kind`` for the first ``times`` requests matching
-    ``method`` and the ``path`` pattern, nothing else."""
-
-    method: str = "POST"
-    path: str = "/v1/files"
-    kind: str = "500"
-    times: int = 1
-
-    def pick(self, method: str, path: str) -> str | None:
-        if self.times <= 0 or method != self.method or not re.fullmatch(self.path, path):
-            return None
-        self.times -= 1
-        self.injected[self.kind] = self.injected.get(self.kind, 0) + 1
-        return self.kind
-
-
-def aim(server, **fault) -> OneFault:
-    server.state.config.faults = OneFault(**fault)
-    return server.state.config.faults
-
-
-@pytest.fixture
-def keyed(contract):
-    """A server that checks its key, a client with the key, and one with a revoked key (every request
-    it sends fails with 401: nothing is retried)."""
-    import openai
-
-    with start_server(":memory:", api_key="sk-test-key") as server:
-        client = make_client(server, contract)
-        refused = openai.OpenAI(base_url=server.base_url, api_key="sk-revoked", max_retries=0)
-        yield client, refused
-        client.close()
-        refused.close()
 
 
 def assistant_id(result) -> str:
@@ -160,9 +117,10 @@ def test_a_refused_deletion_is_reported_by_file_and_the_upload_stays(keyed, root
     assert outcomes(again, "delete") == [("bot", True, assistant_id(again), None, None),
                                          ("file a.csv", True, doomed.file_id, None, None)]
 
+
 def test_an_upload_whose_response_was_lost_is_adopted_not_sent_twice(client, server, root):
     proj = project(root, {"assistants/bot.yaml": CODE_BOT, **FILES})
-    fault = aim(server, method="POST", path="/v1/files", kind="lost")
+    fault = aim(server, "POST /v1/files", "lost")
     _, result = converge(client, proj)
     assert fault.injected == {"lost": 1} and not result.failed
     [upload] = uploads_named(client, "a.csv")
@@ -173,7 +131,7 @@ def test_an_upload_whose_response_was_lost_is_adopted_not_sent_twice(client, ser
 
 def test_an_upload_refused_once_is_sent_again(client, server, root):
     proj = project(root, {"assistants/bot.yaml": CODE_BOT, **FILES})
-    fault = aim(server, method="POST", path="/v1/files", kind="500")
+    fault = aim(server, "POST /v1/files", "500")
     _, result = converge(client, proj)
     assert fault.injected == {"500": 1} and not result.failed
     [upload] = uploads_named(client, "a.csv")
