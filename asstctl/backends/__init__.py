@@ -5,8 +5,10 @@
 * ``assistants_v2``: every call the reconciler makes on the Assistants API v2 (assistants, vector
   stores and their files, uploads, project locks).
 
-``backend_for(client)`` gives the reconciler its backend (a backend passes through). A second API (the
-Agents API) is a new module here, chosen by ``backend_for``. May import asstctl.errors, asstctl.spec
+* ``agents``: the same calls on OpenAI's beta Agents API (an ``api: agents`` target: its ``Target.client``
+  is this backend already).
+
+``backend_for(client)`` gives the reconciler its backend (a backend passes through). May import asstctl.errors, asstctl.spec
 (the project's target settings) and, lazily, asstctl.server.embedded (the embedded target) and the SDK;
 never asstctl.reconcile, asstctl.testing or asstctl.cli.
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 
 def backend_for(client: Any) -> Any:
-    """The backend for an SDK client (today: always Assistants v2); a backend is returned as it is."""
+    """The backend for an SDK client (Assistants v2); a backend (Assistants v2, Agents) is returned as it is."""
     from asstctl.backends.assistants_v2 import AssistantsV2
 
     return client if isinstance(client, AssistantsV2) else AssistantsV2(client)

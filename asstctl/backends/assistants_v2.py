@@ -68,7 +68,7 @@ class AssistantsV2:
     def target_errors(self, doing: str):
         """A context in which the SDK's whole-target errors (401, 403, 404, unreachable, other statuses)
         become one TargetError saying what asstctl was ``doing``."""
-        from asstctl.backends.targets import api_errors
+        from asstctl.backends.sdk_errors import api_errors
 
         return api_errors(self.client, doing)
 
@@ -79,7 +79,7 @@ class AssistantsV2:
 
     def list_assistants(self) -> tuple[list[dict[str, Any]], int]:
         """All assistants, oldest first, and the number of list requests it took (ceil(N/100), at least 1)."""
-        from asstctl.backends.targets import api_errors
+        from asstctl.backends.sdk_errors import api_errors
 
         objects: list[dict[str, Any]] = []
         requests, after = 0, None
@@ -98,7 +98,7 @@ class AssistantsV2:
         """Whole-target errors while reading vector stores and files, as one clear TargetError."""
         import openai
 
-        from asstctl.backends.targets import api_errors
+        from asstctl.backends.sdk_errors import api_errors
 
         with api_errors(self.client, "reading vector stores and files"):
             try:
@@ -170,7 +170,7 @@ class AssistantsV2:
         return transient_retries(lambda: creator.create(name=name, metadata=metadata)).to_dict()
 
     def list_locks(self) -> list[dict[str, Any]]:
-        from asstctl.backends.targets import api_errors
+        from asstctl.backends.sdk_errors import api_errors
 
         with api_errors(self.client, "listing the project's locks"):
             return self.list_vector_stores()

@@ -3,7 +3,9 @@
 * embedded (the default): asstctl's own server, started in-process on a loopback
   port, data in ``.asstctl/server.sqlite3`` of the project — no key, no network;
 * any Assistants-compatible server by ``base_url`` (``--base-url`` / ``OPENAI_BASE_URL``);
-* Azure OpenAI (``azure: {api_version: ...}`` on the target).
+* Azure OpenAI (``azure: {api_version: ...}`` on the target);
+* OpenAI's beta Agents API (``api: agents`` on the target): ``Target.client`` is then the Agents backend
+  (asstctl.backends.agents), which the reconciler and the runner take wherever they take a client.
 
 The openai SDK is imported here, lazily, and nowhere on the CLI's start-up path.
 """
@@ -15,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from asstctl.errors import ConfigError, TargetError
+from asstctl.errors import ConfigError
 from asstctl.spec.project import Project, TargetConfig
 
 @dataclass
@@ -139,6 +141,10 @@ def _remote(config: TargetConfig, max_retries: int, timeout: float) -> Target:
             max_retries=max_retries,
             timeout=timeout,
         )
+    if config.api == "agents":
+        from asstctl.backends.agents import Agents
+
+        return Target(name=config.name, label=f"{config.base_url} (Agents API)", client=Agents(client))
     return Target(name=config.name, label=str(config.base_url), client=client)
 
 
@@ -146,54 +152,3 @@ def make_client(base_url: str, api_key: str, **options: Any):
     from openai import OpenAI
 
     return OpenAI(base_url=base_url, api_key=api_key, **options)
-
-
-SHUTDOWN_HINT = (
-    "use the embedded default (drop --target/--base-url), run `asstctl serve` and pass its URL with --base-url, "
-    "or point at an Azure OpenAI or other Assistants-compatible base URL"
-)
-
-
-@contextmanager
-def api_errors(client: Any, doing: str = "listing assistants") -> Iterator[None]:
-    """Turn the SDK's errors for a whole-target call (``doing``: what asstctl was doing) into one clear TargetError."""
-    import openai
-
-    where = str(getattr(client, "base_url", "the target")).rstrip("/")
-    try:
-        yield
-    except openai.AuthenticationError:
-        raise TargetError(f"{where} refused the API key (401): check $OPENAI_API_KEY "
-                          "(or the variable named by the target's api_key_env)") from None
-    except openai.PermissionDeniedError:
-        raise TargetError(f"{where} denied access to assistants (403): check the key's project and permissions") from None
-    except openai.NotFoundError:
-        raise TargetError(not_found(where)) from None
-    except openai.APIConnectionError as error:
-        raise TargetError(f"cannot reach {where} ({_cause(error)}): is the server running? "
-                          "Start one with `asstctl serve`, or drop --base-url to use the embedded default") from None
-    except openai.APIStatusError as error:
-        raise TargetError(f"{where} answered {error.status_code} while {doing}: {_cause(error)}") from None
-
-
-def not_found(where: str) -> str:
-    """Why a base URL answered 404 on /assistants, and what to do: OpenAI's shutdown only for OpenAI's API."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(where)
-    if (parts.hostname or "").endswith("api.openai.com"):
-        return (f"{where} does not serve the Assistants API (404 on /assistants; OpenAI's own API "
-                f"has answered 404 since the 2026-08-26 shutdown): {SHUTDOWN_HINT}")
-    if not parts.path.rstrip("/").endswith("/v1") and "/openai" not in parts.path:
-        return (f"{where} does not serve the Assistants API (404 on /assistants); base URLs usually end in /v1: "
-                f"did you mean `{where}/v1`? (`asstctl serve` prints its base URL)")
-    return (f"{where} does not serve the Assistants API (404 on {where}/assistants): check the base URL "
-            "(`asstctl serve` prints its own), or point at another Assistants-compatible server")
-
-
-def _cause(error: BaseException) -> str:
-    """The innermost message of an error chain (e.g. "Connection refused"), never a key."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0][:200]

@@ -15,7 +15,14 @@ server's defaults never show up as a change (reference §7). The rules:
   ``{"type": "object", "properties": {}}``, ``description`` missing ≡ ``""``;
   ``file_search``: ranker ``default_2024_08_21`` ≡ ``auto``, ``score_threshold`` missing ≡ 0,
   default ranking options and the model's default ``max_num_results`` (5 for gpt-3.5*, else 20) dropped;
-* ``model``: exact.
+* ``model``: exact;
+* the Agents API's fields (docs/agents.md) with its server-resolved defaults left out, so an assistant
+  (which has none of them) compares as before: ``reasoning`` ``{effort: null, summary: null}``,
+  ``text`` ``{format: {type: text}, verbosity: medium}``, ``service_tier`` ``auto``, ``multi_agent``
+  ``{enabled: false}`` (enabled: ``max_concurrent_subagents`` null ≡ 6), ``compaction`` ``{async: false}``;
+  tools: a function's ``defer_loading`` false, an MCP server's ``allowed_tools`` null, ``request_metadata``
+  ``{}``, ``required`` false, ``connection_origin`` service; web_search's ``context_size`` medium,
+  ``mode`` live, ``allowed_domains`` null; computer_use's ``include_screenshots`` false.
 
 ``reasoning_effort`` is not returned by the API: it is *hidden* and compared through the
 spec-hash tag (see ``asstctl.ownership.hash_tag``).
@@ -43,6 +50,50 @@ def content(fields: Mapping[str, Any]) -> dict[str, Any]:
     out["tools"] = tools(fields.get("tools"), model)
     out["tool_resources"] = tool_resources(fields.get("tool_resources"))
     out["metadata"] = user_metadata(fields.get("metadata"))
+    out.update(agent_fields(fields))
+    return out
+
+
+AGENT_DEFAULTS: dict[str, Any] = {
+    "reasoning": {},
+    "text": {"format": {"type": "text"}, "verbosity": "medium"},
+    "service_tier": "auto",
+    "multi_agent": {"enabled": False},
+    "compaction": {"async": False},
+}
+AGENT_TOOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "function": {"defer_loading": False},
+    "mcp": {"allowed_tools": None, "request_metadata": {}, "required": False, "connection_origin": "service"},
+    "web_search": {"allowed_domains": None, "context_size": "medium", "mode": "live"},
+    "computer_use": {"include_screenshots": False},
+}
+SUBAGENTS = 6  # multi_agent.max_concurrent_subagents when enabled and not set
+
+
+def agent_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The Agents API's fields of ``fields`` that differ from the server's defaults."""
+    out: dict[str, Any] = {}
+    for name, default in AGENT_DEFAULTS.items():
+        value = fields.get(name)
+        if isinstance(value, Mapping):
+            value = without_none(value)
+            if isinstance(default, dict):
+                value = {**default, **value}
+        if name == "multi_agent" and isinstance(value, dict) and value.get("enabled"):
+            value.setdefault("max_concurrent_subagents", SUBAGENTS)
+        if value is not None and value != default:
+            out[name] = value
+    return out
+
+
+def agent_tool(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """An Agents API tool's options without the values the server fills in."""
+    defaults = AGENT_TOOL_DEFAULTS.get(kind, {})
+    out = {key: value for key, value in options.items()
+           if value is not None and not (key in defaults and defaults[key] == value)}
+    for nested in ("transport", "location"):  # an MCP transport's empty headers, args, env_vars; a location's nulls
+        if isinstance(out.get(nested), Mapping):
+            out[nested] = {key: value for key, value in out[nested].items() if value not in (None, {}, [])}
     return out
 
 
@@ -86,13 +137,20 @@ def tool_identity(tool: Mapping[str, Any]) -> str:
     kind = str(tool.get("type"))
     if kind == "function":
         return f"function:{(tool.get('function') or {}).get('name')}"
+    if kind == "mcp":
+        return f"mcp:{(tool.get('mcp') or {}).get('server_label')}"
     return kind
 
 
 def tool_(tool: Mapping[str, Any], model: str | None) -> dict[str, Any]:
     out = without_none(tool)
-    if out.get("type") == "function":
+    kind = out.get("type")
+    if kind == "function":
         out["function"] = function(out.get("function") or {})
+    elif kind in AGENT_TOOL_DEFAULTS:
+        options = agent_tool(kind, out.pop(kind, None) or {})
+        if options:
+            out[kind] = options
     elif out.get("type") == "file_search":
         search = file_search(out.get("file_search") or {}, model)
         out.pop("file_search", None)
@@ -102,7 +160,7 @@ def tool_(tool: Mapping[str, Any], model: str | None) -> dict[str, Any]:
 
 
 def function(value: Mapping[str, Any]) -> dict[str, Any]:
-    out = without_none(value)
+    out = agent_tool("function", value)
     out["strict"] = bool(out.get("strict", False))
     parameters = out.get("parameters") or {}
     out["parameters"] = {} if parameters == EMPTY_PARAMETERS else parameters

@@ -59,6 +59,7 @@ def spec_fields(obj: dict[str, Any]) -> dict[str, Any]:
         out["tool_resources"] = normalize.tool_resources(obj.get("tool_resources"))
     if user_metadata(obj.get("metadata")):
         out["metadata"] = user_metadata(obj.get("metadata"))
+    out.update(normalize.agent_fields(obj))  # an agent's (docs/agents.md), without the server's defaults
     return out
 
 
@@ -97,10 +98,10 @@ def spec_tool(tool: dict[str, Any], model: str | None) -> Any:
             function.pop("parameters")
         order = ("name", "description", "parameters", "strict", *function)
         return {"function": {k: function[k] for k in order if k in function}}
-    if kind in ("code_interpreter", "file_search") and set(tool) == {"type"}:
+    if kind in ("code_interpreter", "file_search", "web_search", "computer_use") and set(tool) == {"type"}:
         return kind
-    if kind == "file_search":
-        return {"file_search": tool["file_search"]}
+    if kind in ("file_search", "mcp", "web_search", "computer_use") and set(tool) == {"type", kind}:
+        return {kind: tool[kind]}
     return tool  # a type the spec format does not know: the check reports it
 
 

@@ -105,8 +105,8 @@ def _load(project, targets: list[str | None] | None) -> tuple[list[AssistantSpec
         doc, file_problems = read_spec(path, known_targets(project))
         if doc is not None:
             keys.append((key_of(doc), doc.where(("key",) if "key" in doc.data else ())))
-            variants = targets if targets is not None else [None, *(doc.data.get("targets") or {})]
-            file_problems += _resolve_variants(doc, variants, specs, roots) if not file_problems else []
+            variants = targets if targets is not None else [None, *(doc.data.get("targets") or {}), *project_targets(project)]
+            file_problems += _resolve_variants(doc, list(dict.fromkeys(variants)), specs, roots, project) if not file_problems else []
         problems += by_position(file_problems)
     problems += duplicate_keys(keys)
     shared, store_problems = _load_stores(project, roots)
@@ -166,13 +166,16 @@ def _reference_problems(specs: list[AssistantSpec], shared: dict[str, VectorStor
     return problems
 
 
-def _resolve_variants(doc, variants: list[str | None], specs: list[AssistantSpec], roots=None) -> list[str]:
-    """Resolve ``doc`` for each target of ``variants``; the first one's spec goes to ``specs``."""
+def _resolve_variants(doc, variants: list[str | None], specs: list[AssistantSpec], roots=None, project=None) -> list[str]:
+    """Resolve ``doc`` for each target of ``variants`` (each checked against its API: asstctl.spec.agents);
+    the first one's spec goes to ``specs``."""
+    from asstctl.spec.agents import api_problems
     from asstctl.spec.resolve import resolve
 
     problems: list[str] = []
     for target in variants:
         spec, found = resolve(doc, key_of(doc), target, roots=roots)
+        found = found or api_problems(spec, target_api(project, target), target)
         problems += [problem for problem in found if problem not in problems]
         if spec is not None and target == variants[0]:
             specs.append(spec)
@@ -268,6 +271,20 @@ def _key_problems(doc) -> list[str]:
         return []
     return [f"{doc.where()}: the file name gives the key `{key_of(doc)}`, which must match {KEY_PATTERN} "
             "(lower-case letters, digits, `_`, `.` and `-`); rename the file or set `key:`"]
+
+
+def project_targets(project) -> list[str]:
+    """The targets asstctl.yaml names (each spec is validated for each of them)."""
+    return list(getattr(project, "targets", None) or {})
+
+
+def target_api(project, target: str | None) -> str | None:
+    """The API ``target`` serves: ``agents`` or ``assistants`` (built-in targets); for the base fields
+    (``None``) ``assistants`` unless the project has an agents target (then each target is checked on its own)."""
+    targets = getattr(project, "targets", None) or {}
+    if target is None:
+        return None if any(getattr(t, "api", "") == "agents" for t in targets.values()) else "assistants"
+    return getattr(targets.get(target), "api", "assistants")
 
 
 def known_targets(project) -> list[str]:

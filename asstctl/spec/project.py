@@ -14,6 +14,10 @@
         base_url: https://example.openai.azure.com
         api_key_env: AZURE_OPENAI_API_KEY
         azure: {api_version: "2024-05-01-preview"}
+      agents:
+        api: agents                # OpenAI's beta Agents API (docs/agents.md); default: assistants
+        base_url: https://api.openai.com/v1
+        api_key_env: OPENAI_API_KEY
       local:
         embedded: true             # the default: asstctl's own server, data under .asstctl/
 
@@ -29,6 +33,7 @@ from typing import Any
 from asstctl.errors import ConfigError
 from asstctl.spec.files import PROJECT_FILE, STATE_DIR, find_root  # noqa: F401 (the project file's names, used from here)
 
+AGENTS_URL = "https://api.openai.com/v1"  # an agents target's default base_url
 HINT = "asstctl.yaml's fields are described in docs/spec-format.md (`asstctl schema --kind project` prints its schema)."
 
 
@@ -42,6 +47,7 @@ class TargetConfig:
     project: str | None = None  # the OpenAI project id header, not asstctl's project
     azure_api_version: str | None = None
     db: str | None = None  # embedded only: database path relative to the project root
+    api: str = "assistants"  # or "agents": OpenAI's beta Agents API (asstctl.backends.agents)
 
 
 @dataclass
@@ -121,10 +127,17 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
 def _target(path: Path, name: str, data: Any) -> TargetConfig:
     data = data or {}  # `local:` with nothing under it: the embedded server
     azure = data.get("azure") or {}
+    api = data.get("api") or "assistants"
+    if api == "agents" and data.get("embedded"):
+        raise ConfigError(f"{path}: target `{name}`: the embedded server serves the Assistants API, not the Agents API",
+                          hint="Drop `embedded: true` (an agents target needs `base_url`, default "
+                               "https://api.openai.com/v1), or drop `api: agents`.")
+    base_url = data.get("base_url") or (AGENTS_URL if api == "agents" else None)
     return TargetConfig(
         name=name,
-        embedded=bool(data.get("embedded", not data.get("base_url"))),
-        base_url=data.get("base_url"),
+        api=api,
+        embedded=bool(data.get("embedded", not base_url)),
+        base_url=base_url,
         api_key_env=data.get("api_key_env"),
         organization=data.get("organization"),
         project=data.get("openai_project"),

@@ -31,6 +31,9 @@ def _section(properties: dict[str, Any], description: str, **extra: Any) -> dict
 _AZURE = _section({"api_version": _text("The Azure OpenAI API version, e.g. \"2024-05-01-preview\".")},
                   "Azure OpenAI: `{api_version: ...}`.", required=["api_version"])
 _TARGET = _section({
+    "api": {"enum": ["assistants", "agents"],
+            "description": "The API the target serves: `assistants` (the default) or `agents`, OpenAI's beta Agents "
+                           "API (docs/agents.md)."},
     "embedded": {"type": "boolean", "description": "asstctl's own server, data under .asstctl/ (the default)."},
     "base_url": {**_STRING, "pattern": "^https?://",
                  "description": "An Assistants-compatible endpoint, e.g. http://127.0.0.1:8321/v1.",

@@ -17,10 +17,11 @@ from asstctl.errors import SpecError
 from asstctl.spec.model import AssistantSpec, LocalFile, VectorStoreSpec
 
 API_FIELDS = ("model", "name", "description", "instructions", "tools", "tool_resources", "temperature", "top_p",
-              "response_format", "reasoning_effort", "metadata")
+              "response_format", "reasoning_effort", "metadata",
+              "reasoning", "text", "service_tier", "multi_agent", "compaction")  # the last five: Agents API only
 INSTRUCTIONS_LIMIT = 256_000
 _PAIRS = {"instructions": "instructions_file", "instructions_file": "instructions"}
-_TOOL_KEYS = ("function", "file_search", "code_interpreter")
+_TOOL_KEYS = ("function", "file_search", "code_interpreter", "mcp", "web_search", "computer_use")
 
 
 class _Context:
@@ -150,7 +151,7 @@ def _tool(ctx: _Context, index: int, tool: Any) -> dict[str, Any]:
         return {"type": tool}
     kind = tool.get("type") or next((k for k in _TOOL_KEYS if k in tool), None)
     if kind is None:
-        ctx.problem("tools", (index,), "a tool needs `type`: code_interpreter, file_search or function")
+        ctx.problem("tools", (index,), f"a tool needs `type`: {', '.join(_TOOL_KEYS)}")
         return dict(tool)
     for other in _TOOL_KEYS:
         if other in tool and other != kind:
@@ -158,6 +159,8 @@ def _tool(ctx: _Context, index: int, tool: Any) -> dict[str, Any]:
     if kind == "function":
         return {"type": "function", "function": _function(ctx, index, tool.get("function"))}
     out = {"type": kind}
+    if kind in ("mcp", "web_search", "computer_use") and tool.get(kind):
+        out[kind] = dict(tool[kind])  # Agents API tools (asstctl.spec.agents checks them per target)
     if kind == "code_interpreter" and tool.get("code_interpreter"):
         _code_files(ctx, index, tool["code_interpreter"]["files"])
     if kind == "file_search" and tool.get("file_search"):

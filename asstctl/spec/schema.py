@@ -16,11 +16,12 @@ import json
 from typing import Any
 
 from asstctl.ownership import PREFIX, RESERVED_KEYS, USER_METADATA_LIMIT
+from asstctl.spec.agent_schema import AGENT_TOOL_TYPES, AGENT_TOOLS, agent_fields
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 REASONING_EFFORTS = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
-TOOL_TYPES = ["code_interpreter", "file_search", "function"]
+TOOL_TYPES = ["code_interpreter", "file_search", "function", *AGENT_TOOL_TYPES]
 _NEVER_NULL = ("model",)  # a target override cannot remove these
 
 
@@ -140,13 +141,13 @@ _TOOL = {
     "description": "`code_interpreter`, `file_search`, `{function: {...}}`, `{code_interpreter: {files: [...]}}`, "
                    "`{file_search: {vector_store: ...}}`, or the API form `{type: ..., ...}`.",
     "anyOf": [
-        {"enum": ["code_interpreter", "file_search"]},
+        {"enum": ["code_interpreter", "file_search", "web_search", "computer_use"]},
         {
             "type": "object",
             "minProperties": 1,
             "additionalProperties": False,
             "properties": {"type": {"enum": TOOL_TYPES}, "function": _FUNCTION, "file_search": _FILE_SEARCH,
-                           "code_interpreter": _CODE_INTERPRETER},
+                           "code_interpreter": _CODE_INTERPRETER, **AGENT_TOOLS},
             "x-messages": {"minProperties": "{name} is empty; a tool is `code_interpreter`, `file_search`, "
                                             "`{{function: {{name: ...}}}}` or `{{type: ...}}`"},
         },
@@ -209,6 +210,7 @@ FIELDS: dict[str, Any] = {
     "reasoning_effort": {"enum": [*REASONING_EFFORTS, None]},
     "metadata": _METADATA,
     "prevent_destroy": {"type": "boolean", "description": "Never delete this assistant (plan shows it blocked)."},
+    **agent_fields(REASONING_EFFORTS),
 }
 
 

@@ -14,8 +14,6 @@ or the offline engine's simulated, thinking time); ``overhead_ms`` is the rest.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from asstctl.errors import AsstctlError
 from asstctl.testing.expectations import TurnOutcome, check, compact
 from asstctl.testing.results import Attempt, ConversationResult, Report, TurnResult
 from asstctl.progress import progress_bar
+from asstctl.testing.turns import Clock, TurnError, api_problem, mock_output, parse_arguments
 
 CODE_EXPECTATIONS = {"code_ran", "code_output_contains"}
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
@@ -36,10 +35,6 @@ OUTPUT_EVENTS = ("thread.run.step.created", "thread.message.created") + tuple(f"
 
 class NotDeployed(AsstctlError):
     exit_code = 2
-
-
-class TurnError(Exception):
-    """A turn could not be carried out (run failed, timed out, a call without a mock)."""
 
 
 @dataclass
@@ -82,9 +77,11 @@ def run_conversations(client, project_name: str, target_label: str, conversation
     ids = resolve_assistants(client, project_name, {c.assistant for c in conversations}, target_label)
     jobs = [(c, n) for c in conversations for n in range(1, options.repeat + 1)]
 
+    session = conversation_run(client)
+
     def attempt(job: tuple[Conversation, int]) -> Attempt:
         conversation, number = job
-        return ConversationRun(client, project_name, ids[conversation.assistant], options).attempt(conversation, number)
+        return session(client, project_name, ids[conversation.assistant], options).attempt(conversation, number)
 
     with progress_bar(options.progress, len(jobs), "Running conversations") as bar, ThreadPoolExecutor(
         max(1, options.parallel), thread_name_prefix="asstctl-test"
@@ -99,6 +96,17 @@ def run_conversations(client, project_name: str, target_label: str, conversation
         for c in conversations
     ]
     return Report(target_label, results, time.monotonic() - started, options.prices)
+
+
+def conversation_run(client) -> type:
+    """How a conversation runs on this target: a thread and runs, or an Agents API session (asstctl.testing.agents)."""
+    from asstctl.backends.agents import Agents
+
+    if isinstance(client, Agents):
+        from asstctl.testing.agents import SessionRun
+
+        return SessionRun
+    return ConversationRun
 
 
 class ConversationRun:
@@ -190,7 +198,7 @@ class ConversationRun:
         self.client.beta.threads.messages.create(self.thread_id, role="user", content=turn.user, **extra)
 
     def _run(self, turn: Turn, result: TurnResult) -> None:
-        clock = Clock(time.monotonic() + self.options.timeout)
+        clock = Clock(time.monotonic() + self.options.timeout, outputs=OUTPUT_EVENTS)
         runs = self.client.beta.threads.runs
         manager = runs.stream(thread_id=self.thread_id, assistant_id=self.assistant_id,
                               timeout=clock.remaining(), **turn.overrides)
@@ -264,35 +272,6 @@ class ConversationRun:
                 pass
 
 
-class Clock:
-    """Times one turn: total latency and the target's own thinking time (see module doc)."""
-
-    def __init__(self, deadline: float):
-        self.start = time.monotonic()
-        self.deadline = deadline
-        self.end = self.start
-        self.engine_ms = 0.0
-        self._thinking_since: float | None = None
-
-    def see(self, event: str) -> None:
-        now = time.monotonic()
-        self.end = now
-        if event == "thread.run.in_progress":
-            self._thinking_since = now
-        elif self._thinking_since is not None and event in OUTPUT_EVENTS:
-            self.engine_ms += (now - self._thinking_since) * 1000
-            self._thinking_since = None
-
-    def remaining(self) -> float:
-        return max(0.001, self.deadline - time.monotonic())
-
-    def expired(self) -> bool:
-        return time.monotonic() >= self.deadline
-
-    def latency_ms(self) -> float:
-        return (self.end - self.start) * 1000
-
-
 # -- helpers ---------------------------------------------------------------------------------
 def message_text(message) -> str:
     return "\n".join(block.text.value for block in message.content if block.type == "text")
@@ -303,13 +282,6 @@ def cited_file_ids(message) -> list[str]:
             for a in block.text.annotations if a.type == "file_citation"]
 
 
-def parse_arguments(raw: str) -> Any:
-    try:
-        return json.loads(raw or "{}")
-    except ValueError:
-        return raw
-
-
 def run_problem(run) -> str:
     detail = ""
     if run.last_error:
@@ -317,37 +289,6 @@ def run_problem(run) -> str:
     elif run.incomplete_details:
         detail = f": {run.incomplete_details.reason}"
     return f"the run ended `{run.status}`{detail}"
-
-
-def api_problem(error: Exception) -> str:
-    message = getattr(error, "message", None) or str(error)
-    return f"{type(error).__name__}: {message}"
-
-
-def mock_output(name: str, mock: dict[str, Any], arguments: Any, root: Path | None) -> str:
-    """The tool output a mock gives for a call (non-strings as JSON)."""
-    from asstctl.server.engine.offline import render_value
-
-    if "result" in mock:
-        value = mock["result"]
-    elif "template" in mock:
-        value = render_value(mock["template"], arguments if isinstance(arguments, dict) else {})
-    else:
-        value = call_python(name, mock["python"], arguments, root)
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def call_python(name: str, dotted: str, arguments: Any, root: Path | None) -> Any:
-    import importlib
-
-    module_name, function_name = dotted.split(":")
-    if root is not None and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-        return function(**arguments) if isinstance(arguments, dict) else function(arguments)
-    except Exception as error:
-        raise TurnError(f"mock for tool `{name}` (python: {dotted}) raised {type(error).__name__}: {error}") from None
 
 
 # -- the `asstctl test` entry point ----------------------------------------------------------

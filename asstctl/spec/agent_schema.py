@@ -1,0 +1,94 @@
+"""The JSON Schema of the spec fields and tools only OpenAI's beta Agents API has (docs/agents.md).
+
+``AGENT_FIELDS`` (reasoning, text, service_tier, multi_agent, compaction) and ``AGENT_TOOLS`` (mcp,
+web_search, computer_use) are merged into the assistant spec schema (asstctl.spec.schema): one spec format
+for both APIs. Which fields a target may use is checked per target (asstctl.spec.agents). Values and
+limits are those of the SDK's types (shared/reference/agents-beta.md §3). Imports nothing of asstctl.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+REASONING_SUMMARIES = ["concise", "detailed", "auto"]
+VERBOSITIES = ["low", "medium", "high"]
+SERVICE_TIERS = ["auto", "default", "flex", "priority", "fast", "ultrafast"]
+CONTEXT_SIZES = ["low", "medium", "high"]
+SEARCH_MODES = ["disabled", "cached", "live"]
+CONNECTION_ORIGINS = ["service", "environment"]
+AGENT_TOOL_TYPES = ["mcp", "web_search", "computer_use"]
+
+
+def _object(properties: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties, "description": description,
+            **extra}
+
+
+def _strings(description: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "string", "minLength": 1}, "description": description}
+
+
+_FORMAT = _object({
+    "type": {"enum": ["text", "json_schema"]},
+    "schema": {"type": "object", "description": "JSON Schema the final answers follow (`type: json_schema`)."},
+}, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"])
+
+
+def agent_fields(efforts: list[str]) -> dict[str, Any]:
+    """The top-level spec fields of an agent (``efforts``: the reasoning efforts both APIs know)."""
+    return {
+        "reasoning": _object({
+            "effort": {"enum": [*efforts, None], "description": "Reasoning effort (null: the model's default)."},
+            "summary": {"enum": [*REASONING_SUMMARIES, None], "description": "Reasoning summaries (null: none)."},
+        }, "Agents API only: `{effort: low, summary: auto}`."),
+        "text": _object({
+            "verbosity": {"enum": VERBOSITIES, "description": "How long answers are (default medium)."},
+            "format": _FORMAT,
+        }, "Agents API only: `{verbosity: low, format: {type: json_schema, schema: {...}}}`."),
+        "service_tier": {"enum": SERVICE_TIERS, "description": "Agents API only: the processing tier (default auto)."},
+        "multi_agent": _object({
+            "enabled": {"type": "boolean"},
+            "max_concurrent_subagents": {"type": ["integer", "null"], "minimum": 1,
+                                         "description": "At most this many subagents at once (default 6)."},
+        }, "Agents API only: subagents, `{enabled: true, max_concurrent_subagents: 4}`.", required=["enabled"]),
+        "compaction": _object({"async": {"type": ["boolean", "null"],
+                                         "description": "Compact the context in the background (default false)."}},
+                              "Agents API only: context compaction, `{async: true}`."),
+    }
+
+
+_HTTP = _object({
+    "type": {"const": "http"},
+    "server_url": {"type": "string", "pattern": "^https?://", "description": "The MCP server's URL."},
+    "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                "description": "Plain request headers; never a secret (a vault credential holds those)."},
+    "authorization": {"description": "Refused: a saved agent holds no secrets (asstctl validate says what to do)."},
+}, "`{type: http, server_url: https://...}`.", required=["type", "server_url"])
+_STDIO = _object({
+    "type": {"const": "stdio"},
+    "command": {"type": "string", "minLength": 1},
+    "cwd": {"type": "string", "minLength": 1},
+    "args": _strings("The command's arguments."),
+    "env_vars": _strings("Names of environment variables the command may read."),
+    "env": {"description": "Refused: a saved agent holds no secrets (asstctl validate says what to do)."},
+}, "`{type: stdio, command: ..., cwd: ...}`.", required=["type", "command", "cwd"])
+_MCP = _object({
+    "server_label": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-zA-Z0-9_-]+$",
+                     "description": "The server's label: letters, digits, _ and -."},
+    "transport": {"anyOf": [_HTTP, _STDIO], "description": "`{type: http, server_url}` or `{type: stdio, command, cwd}`."},
+    "allowed_tools": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1},
+                      "description": "The server's tools the agent may call (default: all)."},
+    "connection_origin": {"enum": CONNECTION_ORIGINS},
+    "credential_id": {"type": "string", "minLength": 1, "description": "A vault credential (the secret stays in the vault)."},
+    "request_metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    "required": {"type": "boolean", "description": "Fail the turn when the server cannot be reached."},
+}, "Agents API only: an MCP server, `{server_label: docs, transport: {type: http, server_url: ...}}`.",
+    required=["server_label", "transport"])
+_WEB_SEARCH = _object({
+    "allowed_domains": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1}},
+    "context_size": {"enum": CONTEXT_SIZES},
+    "mode": {"enum": SEARCH_MODES},
+    "location": {"type": "object"},
+}, "Agents API only: web search options.")
+_COMPUTER_USE = _object({"include_screenshots": {"type": "boolean"}}, "Agents API only: computer use options.")
+AGENT_TOOLS: dict[str, Any] = {"mcp": _MCP, "web_search": _WEB_SEARCH, "computer_use": _COMPUTER_USE}

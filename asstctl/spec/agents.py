@@ -1,0 +1,140 @@
+"""Which spec fields a target's API takes: the Assistants API or OpenAI's beta Agents API (docs/agents.md).
+
+One spec format serves both. A spec resolved for a target (asstctl.spec.loader) is checked here:
+
+* on an ``api: agents`` target, the Assistants-only fields (``file_search`` and ``code_interpreter`` tools,
+  ``tool_resources``, ``temperature``, ``top_p``, and ``description``, ``response_format``,
+  ``reasoning_effort``, a function's ``strict``) are refused, each naming what to use instead; MCP servers
+  may hold no secret (the API refuses them in a saved agent); the tools fit the API's 3 MiB;
+* on an Assistants target, the Agents-only fields (``reasoning``, ``text``, ``service_tier``,
+  ``multi_agent``, ``compaction``, ``mcp`` / ``web_search`` / ``computer_use`` tools) are refused.
+
+``api_tools`` gives a spec's tools in the Agents API's own form (the backend sends them). Imports
+asstctl.spec.agent_schema only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from asstctl.spec.agent_schema import AGENT_TOOL_TYPES
+
+ASSISTANTS, AGENTS = "assistants", "agents"
+TOOLS_LIMIT = 3 * 1024 * 1024  # the Agents API's limit on an agent's tools, as compact UTF-8 JSON
+AGENTS_ONLY = ("reasoning", "text", "service_tier", "multi_agent", "compaction")
+_OVERRIDE = "or drop it on this target: `targets: {{{target}: {{{field}: null}}}}`"
+ASSISTANTS_ONLY = {
+    "temperature": "an agent has no sampling settings",
+    "top_p": "an agent has no sampling settings",
+    "tool_resources": "an agent has no tool resources (no vector stores, no code_interpreter files); "
+                      "give it knowledge through an MCP server (`tools: [{mcp: ...}]`)",
+    "description": "an agent has no description; keep it as a YAML comment",
+    "response_format": "use `text: {format: {type: json_schema, schema: ...}}` instead",
+    "reasoning_effort": "use `reasoning: {effort: ...}` instead",
+}
+ASSISTANTS_ONLY_TOOLS = {
+    "file_search": "agents have no file_search or vector stores: give them knowledge through an MCP server "
+                   "(`{mcp: {server_label: ..., transport: ...}}`) or `web_search`",
+    "code_interpreter": "agents have no code_interpreter tool: code runs in a session's environment "
+                        "(`openai_hosted`), not as a tool",
+}
+SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "api-key", "x-api-key")
+SECRET_WORDS = ("token", "secret", "password", "apikey", "api_key", "api-key")
+NO_SECRETS = ("a saved agent may hold no secrets (the Agents API refuses them there): keep the secret in a vault "
+              "credential and name it with `credential_id`")
+
+
+def api_problems(spec: Any, api: str | None, target: str | None) -> list[str]:
+    """The fields of ``spec`` (resolved for ``target``) that ``api`` does not take (``None``: not checked)."""
+    if api == AGENTS:
+        return agent_problems(spec, target or "NAME")
+    if api == ASSISTANTS:
+        return assistant_problems(spec, target)
+    return []
+
+
+def agent_problems(spec: Any, target: str) -> list[str]:
+    fields = spec.fields
+    problems = []
+    for field, why in ASSISTANTS_ONLY.items():
+        if field in fields:
+            problems.append(_at(spec, field, f"`{field}` is an Assistants API field and target `{target}` is an "
+                                             f"Agents API target: {why}, " + _OVERRIDE.format(target=target, field=field)))
+    labels: set[str] = set()
+    for index, tool in enumerate(fields.get("tools") or []):
+        kind = tool.get("type")
+        where = f"`tools[{index}]`"
+        if kind in ASSISTANTS_ONLY_TOOLS:
+            problems.append(_at(spec, "tools", f"{where} is `{kind}`, an Assistants API tool, and target `{target}` "
+                                               f"is an Agents API target: {ASSISTANTS_ONLY_TOOLS[kind]}"))
+        elif kind == "function" and (tool.get("function") or {}).get("strict") is not None:
+            problems.append(_at(spec, "tools", f"{where}.function.strict: an agent's function tools have no "
+                                               "`strict`; remove it"))
+        elif kind == "mcp":
+            problems += _mcp_problems(spec, where, tool.get("mcp") or {}, labels)
+    size = len(json.dumps(api_tools(fields.get("tools") or []), separators=(",", ":"), ensure_ascii=False).encode())
+    if size > TOOLS_LIMIT:
+        problems.append(_at(spec, "tools", f"the tools are {size:,} bytes as JSON; an agent's tools may be at most "
+                                           f"{TOOLS_LIMIT:,} bytes (3 MiB, an API limit): shorten descriptions "
+                                           "or parameter schemas"))
+    return problems
+
+
+def _mcp_problems(spec: Any, where: str, mcp: dict[str, Any], labels: set[str]) -> list[str]:
+    problems = []
+    label = mcp.get("server_label")
+    if label in labels:
+        problems.append(_at(spec, "tools", f"{where}: a second MCP server labelled `{label}`; labels must be unique"))
+    labels.add(label)
+    transport = mcp.get("transport") or {}
+    for key in ("authorization", "env"):
+        if key in transport:
+            problems.append(_at(spec, "tools", f"{where}.mcp.transport.{key}: {NO_SECRETS}"
+                                               + (" (list the variables' names in `env_vars`)" if key == "env" else "")))
+    for name in transport.get("headers") or {}:
+        lowered = str(name).lower()
+        if lowered in SECRET_HEADERS or any(word in lowered for word in SECRET_WORDS):
+            problems.append(_at(spec, "tools", f"{where}.mcp.transport.headers.{name}: a header like this carries a "
+                                               f"secret; {NO_SECRETS}"))
+    return problems
+
+
+def assistant_problems(spec: Any, target: str | None) -> list[str]:
+    name = f"target `{target}`" if target else "the default target"
+    problems = [_at(spec, field, f"`{field}` is an Agents API field and {name} serves the Assistants API: set it only "
+                                 "for an `api: agents` target (`targets: {NAME: {" + field + ": ...}}`), or remove it")
+                for field in AGENTS_ONLY if field in spec.fields]
+    for index, tool in enumerate(spec.fields.get("tools") or []):
+        if tool.get("type") in AGENT_TOOL_TYPES:
+            problems.append(_at(spec, "tools", f"`tools[{index}]` is `{tool['type']}`, an Agents API tool, and {name} "
+                                               "serves the Assistants API: use it on an `api: agents` target only"))
+    return problems
+
+
+def _at(spec: Any, field: str, message: str) -> str:
+    line, col = spec.positions.get(field, (1, 1))
+    return f"{spec.path}:{line}:{col}: {message}"
+
+
+def api_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A spec's tools (``{type: function, function: {...}}``, ``{type: mcp, mcp: {...}}``) in the Agents API's
+    flat form (``{type: function, name: ..., parameters: ...}``)."""
+    out = []
+    for tool in tools:
+        options = dict(tool.get(tool["type"]) or {})
+        if tool["type"] == "function":  # the API wants both (asstctl's normalization: missing ≡ these)
+            options.pop("strict", None)
+            options.setdefault("description", "")
+            options["parameters"] = options.get("parameters") or {"type": "object", "properties": {}}
+        out.append({"type": tool["type"], **options})
+    return out
+
+
+def spec_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Agents API's flat tools in the spec's nested form (``api_tools`` reversed)."""
+    out = []
+    for tool in tools:
+        options = {key: value for key, value in tool.items() if key != "type"}
+        out.append({"type": tool["type"], tool["type"]: options} if options else {"type": tool["type"]})
+    return out

@@ -1,0 +1,481 @@
+"""A scripted OpenAI Agents API (beta) on loopback: the stand-in the tests allow for that upstream.
+
+    with ScriptedAgents() as api:
+        api.queue(Answer("It is sunny.", calls=[("get_weather", {"city": "Paris"})], race=True))
+        ... an `api: agents` target with base_url api.base_url, key api.key ...
+        assert not api.problems
+
+It serves what asstctl uses: ``/agents`` (create, retrieve, update, list with after/limit/order, delete) and
+``/agents/sessions`` (create with ``stream: true``, retrieve, delete; ``GET/POST .../events``). Agents are
+stored as the API materialises them (every server-resolved default of shared/reference/agents-beta.md §3
+filled in); an update replaces ``metadata`` and ``tools`` whole and resets a field sent as null. Limits:
+16 metadata pairs (keys ≤64, values ≤512), tools ≤3 MiB of compact JSON; a violation is a 400.
+
+A session turn streams the events of a root turn: ``in_progress``, ``turn.created``/``in_progress``, the
+user's message item, for each scripted call a ``function_call`` item then ``requires_action`` (waiting for
+a ``tool_result``), the answer's message (content part, text deltas), ``turn.completed`` with usage, and
+``idle``. With ``race`` the call is registered only ``RACE_DELAY`` s after its item is done, so an
+immediate tool result gets 400 "Unknown pending tool call" (counted in ``race_rejections``).
+
+It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
+checked against the SDK's param types, every object and event against its models (tests/agents/sdk_types.py);
+violations land in ``problems``. ``lose_creates``: the next N agent creates are committed but answered 500
+(a lost response); ``fail_next``: answers N requests of a method with 500 before handling them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.agents.sdk_types import request_problems, response_problems
+from tests.upstream import _start
+
+DEFAULT_KEY = "sk-scripted-agents-0123456789abcdef"
+RACE_DELAY = 0.25
+TOOLS_LIMIT = 3 * 1024 * 1024
+TOOL_WAIT = 20.0  # seconds a turn waits for a tool result before it fails
+
+
+@dataclass
+class Answer:
+    text: str
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # function calls before the text
+    race: bool = False  # register each call late: an immediate tool result meets the pending-call race
+    usage: tuple[int, int] = (20, 8)  # (input, output) tokens
+
+
+def _types():
+    from openai.types.beta import agent_create_params, agent_update_params
+    from openai.types.beta.agent import Agent
+    from openai.types.beta.agent_deleted import AgentDeleted
+    from openai.types.beta.agent_session import AgentSession
+    from openai.types.beta.agent_session_deleted import AgentSessionDeleted
+    from openai.types.beta.agent_session_event import AgentSessionEvent
+    from openai.types.beta.agents import session_create_params
+    from openai.types.beta.agents.sessions import event_create_params
+
+    return {"create": agent_create_params.AgentCreateParams, "update": agent_update_params.AgentUpdateParams,
+            "agent": Agent, "deleted": AgentDeleted, "session": AgentSession, "session_deleted": AgentSessionDeleted,
+            "event": AgentSessionEvent, "session_create": session_create_params.SessionCreateParamsStreaming,
+            "events_create": event_create_params.EventCreateParams}
+
+
+class ScriptedAgents:
+    def __init__(self, key: str = DEFAULT_KEY):
+        self.key = key
+        self.types = _types()
+        self.agents: dict[str, dict[str, Any]] = {}
+        self.sessions: dict[str, Session] = {}
+        self.requests: list[tuple[str, str, Any]] = []  # (method, path, body)
+        self.problems: list[str] = []
+        self.answers: deque[Answer] = deque()
+        self.tool_results: list[dict[str, Any]] = []
+        self.race_rejections = 0
+        self.lose_creates = 0
+        self.failures: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._clock = itertools.count(int(time.time()))
+        self._lock = threading.Lock()
+        self._server, self._thread, self.port = _start(self._app())
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def queue(self, *answers: Answer) -> "ScriptedAgents":
+        self.answers.extend(answers)
+        return self
+
+    def fail_next(self, method: str, times: int = 1) -> None:
+        self.failures[method] = self.failures.get(method, 0) + times
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> "ScriptedAgents":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/v1/agents", self._agents, methods=["GET", "POST"]),
+            Route("/v1/agents/sessions", self._session_create, methods=["POST"]),
+            Route("/v1/agents/sessions/{sid}", self._session, methods=["GET", "DELETE"]),
+            Route("/v1/agents/sessions/{sid}/events", self._events, methods=["GET", "POST"]),
+            Route("/v1/agents/{aid}", self._agent, methods=["GET", "POST", "DELETE"]),
+        ])
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids):024x}"
+
+    async def _enter(self, request: Request, params: Any = None) -> tuple[Any, Response | None]:
+        """(body, early answer): auth, the beta header, body validation, scripted 500s."""
+        body = None
+        if request.method == "POST":
+            raw = await request.body()
+            body = json.loads(raw) if raw else {}
+        self.requests.append((request.method, request.url.path, body))
+        if request.headers.get("authorization") != f"Bearer {self.key}":
+            return body, error(401, "Incorrect API key provided.", "invalid_request_error")
+        if request.headers.get("openai-beta") != "agents=v1":
+            self.problems.append(f"{request.method} {request.url.path}: OpenAI-Beta is "
+                                 f"{request.headers.get('openai-beta')!r}, not agents=v1")
+        if params is not None:
+            found = request_problems(body, params, f"{request.method} {request.url.path}")
+            if found:
+                self.problems += found
+                return body, error(400, "; ".join(found), "invalid_request_error")
+        if self.failures.get(request.method):
+            self.failures[request.method] -= 1
+            return body, error(500, "The server had an error processing your request.", "server_error")
+        return body, None
+
+    def _send(self, data: dict[str, Any], model: str, status: int = 200) -> JSONResponse:
+        self.problems += response_problems(data, self.types[model], model)
+        return JSONResponse(data, status_code=status)
+
+    # -- agents -----------------------------------------------------------------------------------
+    async def _agents(self, request: Request) -> Response:
+        if request.method == "GET":
+            _, early = await self._enter(request)
+            return early or self._list(request)
+        body, early = await self._enter(request, self.types["create"])
+        if early:
+            return early
+        problem = limits(body)
+        if problem:
+            return error(400, problem, "invalid_request_error", param=problem.split(":")[0])
+        now = next(self._clock)
+        obj = {"id": self._id("agent"), "object": "agent", "created_at": now, "updated_at": now}
+        obj.update(materialized(body))
+        with self._lock:
+            self.agents[obj["id"]] = obj
+            if self.lose_creates:
+                self.lose_creates -= 1
+                return error(500, "The server had an error processing your request.", "server_error")
+        return self._send(obj, "agent")
+
+    def _list(self, request: Request) -> Response:
+        query = request.query_params
+        unknown = set(query) - {"after", "limit", "order"}
+        if unknown:
+            self.problems.append(f"GET /agents: unknown parameters {sorted(unknown)}")
+        objects = list(self.agents.values())
+        if query.get("order", "desc") == "desc":
+            objects.reverse()
+        if query.get("after"):
+            ids = [obj["id"] for obj in objects]
+            objects = objects[ids.index(query["after"]) + 1:] if query["after"] in ids else []
+        limit = int(query.get("limit", 20))
+        page = objects[:limit]
+        data = {"object": "list", "data": page, "has_more": len(objects) > limit,
+                "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+        for obj in page:
+            self.problems += response_problems(obj, self.types["agent"], "agent")
+        return JSONResponse(data)
+
+    async def _agent(self, request: Request) -> Response:
+        agent_id = request.path_params["aid"]
+        body, early = await self._enter(request, self.types["update"] if request.method == "POST" else None)
+        if early:
+            return early
+        obj = self.agents.get(agent_id)
+        if obj is None:
+            return error(404, f"No agent found with id '{agent_id}'.", "invalid_request_error")
+        if request.method == "GET":
+            return self._send(obj, "agent")
+        if request.method == "DELETE":
+            del self.agents[agent_id]
+            return self._send({"id": agent_id, "object": "agent.deleted", "deleted": True}, "deleted")
+        problem = limits(body)
+        if problem:
+            return error(400, problem, "invalid_request_error")
+        obj.update(materialized(body, obj))
+        obj["updated_at"] = next(self._clock)
+        return self._send(obj, "agent")
+
+    # -- sessions ---------------------------------------------------------------------------------
+    async def _session_create(self, request: Request) -> Response:
+        body, early = await self._enter(request, self.types["session_create"])
+        if early:
+            return early
+        agent = self.agents.get(body.get("agent_id"))
+        if agent is None:
+            return error(404, f"No agent found with id '{body.get('agent_id')}'.", "invalid_request_error")
+        if body.get("environment") != {"type": "none"} or not isinstance(body.get("input"), str):
+            self.problems.append(f"session create: environment {body.get('environment')} / input {body.get('input')!r}")
+        now = next(self._clock)
+        snapshot = {key: agent[key] for key in ("id", "model", "name", "instructions", "tools", "reasoning", "text",
+                                               "service_tier", "multi_agent", "compaction", "experimental")}
+        session = Session(self, {
+            "id": self._id("sess"), "object": "agent.session", "agent": snapshot, "created_at": now,
+            "last_active_at": now, "environment": {"type": "none"}, "status": "idle", "required_actions": [],
+            "metadata": body.get("metadata") or {}, "vault_ids": [], "usage": None, "error": None,
+            "spend_control": {"limit": None, "consumed": None}})
+        self.sessions[session.id] = session
+        queue = session.subscribe()
+        session.emit("agent.session.created", session=session.snapshot())
+        session.start(body["input"])
+        return StreamingResponse(session.sse(queue), media_type="text/event-stream")
+
+    async def _found(self, request: Request, params: Any = None) -> tuple[Any, "Session | None", Response | None]:
+        """(body, the session of the path, early answer)."""
+        body, early = await self._enter(request, params)
+        session = self.sessions.get(request.path_params["sid"])
+        if early is None and session is None:
+            early = error(404, "No session found.", "invalid_request_error")
+        return body, session, early
+
+    async def _session(self, request: Request) -> Response:
+        _, session, early = await self._found(request)
+        if early:
+            return early
+        if request.method == "GET":
+            return self._send(session.snapshot(), "session")
+        if session.obj["status"] not in ("idle", "failed"):
+            return error(409, "Cancel the session's running turn before deleting it.", "invalid_request_error")
+        del self.sessions[session.id]
+        return self._send({"id": session.id, "object": "agent.session.deleted", "deleted": True}, "session_deleted")
+
+    async def _events(self, request: Request) -> Response:
+        body, session, early = await self._found(request, self.types["events_create"] if request.method == "POST" else None)
+        if early:
+            return early
+        if request.method == "GET":
+            return StreamingResponse(session.sse(session.subscribe()), media_type="text/event-stream")
+        key = request.headers.get("idempotency-key")
+        if not key:
+            self.problems.append("POST events without an Idempotency-Key")
+        if key in session.keys:
+            return Response(status_code=202)
+        for event in body["events"]:
+            refused = session.accept(event)
+            if refused:
+                return refused
+        session.keys.add(key)
+        return Response(status_code=202)
+
+
+class Session:
+    """One session's state machine, its turns (asyncio tasks on the server's loop) and its subscribers."""
+
+    def __init__(self, api: ScriptedAgents, obj: dict[str, Any]):
+        self.api, self.obj, self.id = api, obj, obj["id"]
+        self.queues: list[asyncio.Queue] = []
+        self.pending: dict[str, asyncio.Future] = {}
+        self.keys: set[str] = set()
+        self.task: asyncio.Task | None = None
+        self.turn: dict[str, Any] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.obj))
+
+    def subscribe(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue()
+        self.queues.append(queue)
+        return queue
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        event = {"type": kind, "event_id": self.api._id("evt"), **fields}
+        self.api.problems += response_problems(event, self.api.types["event"], kind)
+        for queue in self.queues:
+            queue.put_nowait(event)
+
+    async def sse(self, queue: asyncio.Queue):
+        try:
+            while True:
+                event = await queue.get()
+                yield f"data: {json.dumps(event)}\n\n"
+                if event["type"] in ("agent.session.idle", "agent.session.failed"):
+                    yield "data: [DONE]\n\n"
+                    return
+        finally:
+            self.queues.remove(queue)
+
+    def start(self, text: str) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run_turn(text))
+
+    def accept(self, event: dict[str, Any]) -> Response | None:
+        kind = event["type"]
+        if kind == "agent.session.input.message":
+            if self.obj["status"] != "idle":
+                return error(409, "The session already has a turn in progress.", "invalid_request_error")
+            self.start("".join(part.get("text", "") for item in event["input"] for part in item["content"]))
+        elif kind == "agent.session.input.tool_result":
+            future = self.pending.get(event["call_id"])
+            if future is None or (self.turn or {}).get("id") != event["turn_id"]:
+                self.api.race_rejections += 1
+                return error(400, f"Unknown pending tool call: {event['call_id']}", "invalid_request_error")
+            self.api.tool_results.append(event)
+            if not future.done():
+                future.set_result(event)
+        elif kind == "agent.session.input.cancel" and self.task is not None and not self.task.done():
+            self.task.cancel()
+        return None
+
+    def _turn(self, status: str, **extra: Any) -> dict[str, Any]:
+        self.turn = {**(self.turn or {}), "status": status, **extra}
+        return dict(self.turn)
+
+    def _status(self, status: str, kind: str, actions: list[dict[str, Any]] | None = None) -> None:
+        self.obj["status"], self.obj["required_actions"] = status, actions or []
+        self.obj["last_active_at"] = int(time.time())
+        self.emit(kind, session=self.snapshot())
+
+    async def run_turn(self, text: str) -> None:
+        answer = self.api.answers.popleft() if self.api.answers else Answer(f"You said: {text}")
+        turn_id = self.api._id("turn")
+        now = int(time.time())
+        self.turn = {"id": turn_id, "object": "agent.session.turn", "session_id": self.id,
+                     "agent_id": self.obj["agent"]["id"], "subagent_id": None, "created_at": now,
+                     "started_at": None, "completed_at": None, "error": None, "usage": None}
+        ids = {"session_id": self.id, "turn_id": turn_id}
+        try:
+            self._status("in_progress", "agent.session.in_progress")
+            self.emit("agent.session.turn.created", turn=self._turn("queued"), **ids)
+            self.emit("agent.session.turn.in_progress", turn=self._turn("in_progress", started_at=now), **ids)
+            self.emit("agent.session.turn.item.added", item={
+                "id": self.api._id("msg"), "type": "message", "role": "user", "status": "completed", "turn_id": turn_id,
+                "content": [{"type": "input_text", "text": text}]}, **ids)
+            index = 0
+            for name, arguments in answer.calls:
+                await self._call(name, arguments, index, answer.race, ids)
+                index += 1
+            self._message(answer.text, index, ids)
+            usage = {"input_tokens": answer.usage[0], "input_tokens_details": {"cached_tokens": 0},
+                     "output_tokens": answer.usage[1], "output_tokens_details": {"reasoning_tokens": 0},
+                     "total_tokens": sum(answer.usage)}
+            turn = self._turn("completed", completed_at=int(time.time()), usage=usage)
+            self.emit("agent.session.turn.completed", turn=turn, usage=usage, **ids)
+            self.obj["usage"] = usage
+        except (asyncio.CancelledError, TimeoutError):
+            self.emit("agent.session.turn.cancelled", turn=self._turn("cancelled", completed_at=int(time.time())), **ids)
+        finally:
+            self.pending.clear()
+            self._status("idle", "agent.session.idle")
+
+    async def _call(self, name: str, arguments: dict[str, Any], index: int, race: bool, ids: dict[str, str]) -> None:
+        call_id = self.api._id("call")
+        item = {"id": self.api._id("fc"), "type": "function_call", "call_id": call_id, "name": name,
+                "arguments": json.dumps(arguments), "status": "in_progress", "turn_id": ids["turn_id"]}
+        self.emit("agent.session.turn.item.added", item=item, output_index=index, **ids)
+        self.emit("agent.session.turn.item.done", item={**item, "status": "completed"}, output_index=index, **ids)
+        if race:
+            await asyncio.sleep(RACE_DELAY)
+        future = self.pending[call_id] = asyncio.get_running_loop().create_future()
+        self._turn("waiting")
+        action = {"type": "function_call", "call_id": call_id, "name": name, "arguments": item["arguments"],
+                  "turn_id": ids["turn_id"]}
+        self._status("requires_action", "agent.session.requires_action", [action])
+        await asyncio.wait_for(future, TOOL_WAIT)
+        del self.pending[call_id]
+        self._turn("in_progress")
+        self._status("in_progress", "agent.session.in_progress")
+
+    def _message(self, text: str, index: int, ids: dict[str, str]) -> None:
+        item_id = self.api._id("msg")
+        item = {"id": item_id, "type": "message", "role": "assistant", "phase": "final_answer", "turn_id": ids["turn_id"]}
+        self.emit("agent.session.turn.item.added", item={**item, "status": "in_progress", "content": []},
+                  output_index=index, **ids)
+        at = {"item_id": item_id, "output_index": index, "content_index": 0, **ids}
+        self.emit("agent.session.turn.content_part.added", part={"type": "output_text", "text": ""}, **at)
+        for start in range(0, len(text), 5):
+            self.emit("agent.session.turn.output_text.delta", delta=text[start:start + 5], **at)
+        self.emit("agent.session.turn.output_text.done", text=text, **at)
+        self.emit("agent.session.turn.content_part.done", part={"type": "output_text", "text": text}, **at)
+        self.emit("agent.session.turn.item.done", item={**item, "status": "completed",
+                                                        "content": [{"type": "output_text", "text": text}]},
+                  output_index=index, session_id=ids["session_id"], turn_id=ids["turn_id"])
+
+
+# -- the API's rules ------------------------------------------------------------------------------
+def error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status)
+
+
+def limits(body: dict[str, Any]) -> str | None:
+    metadata = body.get("metadata") or {}
+    if len(metadata) > 16:
+        return f"metadata: {len(metadata)} pairs; at most 16 are allowed"
+    for key, value in metadata.items():
+        if len(key) > 64 or len(value) > 512:
+            return f"metadata: key {key[:70]!r} or its value is too long (64 / 512 characters)"
+    size = len(json.dumps(body.get("tools") or [], separators=(",", ":"), ensure_ascii=False).encode())
+    if size > TOOLS_LIMIT:
+        return f"tools: {size} bytes; at most {TOOLS_LIMIT} are allowed"
+    return None
+
+
+DEFAULTS: dict[str, Any] = {
+    "name": None, "instructions": None, "metadata": {}, "tools": [],
+    "reasoning": {"effort": None, "summary": None},
+    "text": {"format": {"type": "text"}, "verbosity": "medium"},
+    "service_tier": "auto",
+    "multi_agent": {"enabled": False, "max_concurrent_subagents": None},
+    "compaction": {"async": False},
+}
+
+
+def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stored fields after a create (``old`` None: every default) or an update (only the fields sent;
+    null resets one; ``metadata`` and ``tools`` replaced whole)."""
+    out: dict[str, Any] = {} if old is not None else {**json.loads(json.dumps(DEFAULTS)),
+                                                      "experimental": {"time_awareness": False}}
+    for name, value in body.items():
+        if name == "model":
+            out["model"] = value
+        elif name in ("name", "instructions"):
+            out[name] = value
+        elif name == "metadata":
+            out["metadata"] = dict(value or {})
+        elif name == "tools":
+            out["tools"] = [tool(item) for item in value or []]
+        elif name == "reasoning":
+            out["reasoning"] = {**DEFAULTS["reasoning"], **(value or {})}
+        elif name == "text":
+            out["text"] = {"format": (value or {}).get("format") or {"type": "text"},
+                           "verbosity": (value or {}).get("verbosity") or "medium"}
+        elif name == "service_tier":
+            out["service_tier"] = value or "auto"
+        elif name == "multi_agent":
+            enabled = bool((value or {}).get("enabled"))
+            out["multi_agent"] = {"enabled": enabled, "max_concurrent_subagents":
+                                  (value or {}).get("max_concurrent_subagents") or (6 if enabled else None)}
+        elif name == "compaction":
+            out["compaction"] = {"async": bool((value or {}).get("async"))}
+    return out
+
+
+def tool(item: dict[str, Any]) -> dict[str, Any]:
+    """A tool as the API returns it: its defaults filled in."""
+    kind = item["type"]
+    if kind == "function":
+        return {"defer_loading": False, **item}
+    if kind == "mcp":
+        transport = dict(item["transport"])
+        transport.update({"headers": transport.get("headers") or {}} if transport["type"] == "http" else
+                         {"args": transport.get("args") or [], "env_vars": transport.get("env_vars") or []})
+        return {"allowed_tools": None, "connection_origin": "service", "request_metadata": {}, "required": False,
+                **{key: value for key, value in item.items() if value is not None}, "transport": transport}
+    if kind == "web_search":
+        return {"allowed_domains": None, "context_size": "medium", "mode": "live",
+                **{key: value for key, value in item.items() if value is not None}}
+    if kind == "computer_use":
+        return {"include_screenshots": False, **item}
+    return dict(item)

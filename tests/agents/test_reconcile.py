@@ -1,0 +1,158 @@
+"""The reconciler on an Agents API target (`api: agents`): the full cycle through the CLI and the real SDK on
+the scripted Agents API — create, a clean re-plan over the server's defaults, a change (update replaces the
+metadata map, a dropped field goes back to its default), prune of this project's agents only, destroy; a lost
+create adopted without a duplicate; stale saved plans; the project lock; import and export."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from asstctl.ownership import KEY, LOCK, MANAGED_BY, PROJECT, SPEC_HASH
+from tests.agents.conftest import run, sdk, write_spec
+
+TRIAGE = {
+    "name": "Triage",
+    "instructions": "Sort the tickets by urgency.",
+    "reasoning": {"effort": "low"},
+    "text": {"verbosity": "low"},
+    "service_tier": "flex",
+    "tools": [
+        {"function": {"name": "get_weather", "description": "The weather in a city.",
+                      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+        {"mcp": {"server_label": "docs", "transport": {"type": "http", "server_url": "https://mcp.example.com/mcp"},
+                 "allowed_tools": ["search"]}},
+        "web_search",
+    ],
+    "metadata": {"team": "support"},
+}
+
+
+def agents_of(api, project_name: str) -> dict[str, dict]:
+    return {obj["metadata"][KEY]: obj for obj in api.agents.values() if obj["metadata"].get(PROJECT) == project_name}
+
+
+def project_name(root) -> str:
+    return yaml.safe_load((root / "asstctl.yaml").read_text())["project"]
+
+
+def test_full_cycle_create_replan_change_prune_destroy(api, project):
+    name = project_name(project)
+    write_spec(project, "triage", **TRIAGE)
+    write_spec(project, "faq", instructions="Answer from the FAQ.")
+    client = sdk(api)
+    foreign = client.beta.agents.create(model="gpt-5", name="Someone else's", metadata={"owner": "ops"})
+    other = client.beta.agents.create(model="gpt-5", metadata={MANAGED_BY: "asstctl", PROJECT: "another", KEY: "faq"})
+
+    created = run(api, "apply", "--yes")
+    assert created.exit_code == 0, created.output
+    assert "Apply complete: 2 created, 0 updated, 0 deleted, 0 failed." in created.output
+    stored = agents_of(api, name)
+    assert set(stored) == {"triage", "faq"}
+    triage = stored["triage"]
+    assert len(triage["metadata"]) == 5 and triage["metadata"]["team"] == "support" and triage["metadata"][SPEC_HASH]
+    assert triage["tools"][0] == {"type": "function", "name": "get_weather", "description": "The weather in a city.",
+                                  "parameters": TRIAGE["tools"][0]["function"]["parameters"], "defer_loading": False}
+    assert triage["tools"][1]["required"] is False and triage["tools"][2]["context_size"] == "medium"
+    assert triage["reasoning"] == {"effort": "low", "summary": None} and triage["text"]["verbosity"] == "low"
+
+    clean = run(api, "plan", "--detailed-exitcode")  # every server-resolved default normalized away
+    assert clean.exit_code == 0, clean.output
+    assert "No changes." in clean.output
+
+    changed = {**TRIAGE, "instructions": "Sort the tickets.", "metadata": {"queue": "eu"}}
+    del changed["reasoning"]
+    write_spec(project, "triage", **changed)
+    planned = run(api, "plan", "--output", "json")
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.output)
+    update = next(action for action in plan["actions"] if action["key"] == "triage")
+    assert update["kind"] == "update"
+    assert {change["path"] for change in update["changes"]} >= {"instructions", "reasoning", "metadata"}, update
+    updated = run(api, "apply", "--yes")
+    assert "0 created, 1 updated" in updated.output, updated.output
+    triage = agents_of(api, name)["triage"]
+    assert "team" not in triage["metadata"] and triage["metadata"]["queue"] == "eu"  # the whole map replaced
+    assert triage["reasoning"] == {"effort": None, "summary": None}  # reset: the spec dropped it
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+    (project / "assistants" / "faq.yaml").unlink()
+    kept = run(api, "plan", "--detailed-exitcode")
+    assert kept.exit_code == 0 and "--prune" in kept.output, kept.output
+    pruned = run(api, "apply", "--yes", "--prune")
+    assert "0 created, 0 updated, 1 deleted" in pruned.output, pruned.output
+    assert set(agents_of(api, name)) == {"triage"}
+    assert foreign.id in api.agents and other.id in api.agents  # not ours: never touched
+
+    status = run(api, "status", "--output", "json")
+    assert json.loads(status.output)["in_sync"] is True, status.output
+
+    destroyed = run(api, "destroy", "--yes")
+    assert destroyed.exit_code == 0, destroyed.output
+    assert agents_of(api, name) == {}
+    assert foreign.id in api.agents and other.id in api.agents
+    assert not [obj for obj in api.agents.values() if obj["metadata"].get(LOCK)]  # every lock released
+    assert any(method == "POST" and path == "/v1/agents" and (body or {}).get("metadata", {}).get(LOCK) == name
+               for method, path, body in api.requests), "apply took the project lock on the target"
+
+
+def test_a_lost_create_is_adopted_not_duplicated(api, project):
+    write_spec(project, "lost", instructions="One of me.")
+    api.lose_creates = 1  # committed, answered 500 (--no-lock: the next create is the agent's, not the lock's)
+    result = run(api, "apply", "--yes", "--no-lock")
+    assert result.exit_code == 0, result.output
+    assert "adopted after a lost response" in result.output
+    assert len(agents_of(api, project_name(project))) == 1
+
+
+def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project):
+    write_spec(project, "bot", instructions="v1")
+    assert run(api, "apply", "--yes").exit_code == 0
+    write_spec(project, "bot", instructions="v2")
+    saved = project / "plan.json"
+    assert run(api, "plan", "--out", str(saved)).exit_code == 0
+    agent = agents_of(api, project_name(project))["bot"]
+    sdk(api).beta.agents.update(agent["id"], metadata={**agent["metadata"], "touched": "yes"})
+    stale = run(api, "apply", "--yes", str(saved))
+    assert stale.exit_code != 0 and "stale" in stale.output, stale.output
+
+    api.fail_next("GET", 1)
+    api.fail_next("DELETE", 1)
+    assert run(api, "apply", "--yes").exit_code == 0
+    assert agents_of(api, project_name(project))["bot"]["instructions"] == "v2"
+
+
+def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
+    client = sdk(api)
+    made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
+                                     reasoning={"effort": "high", "summary": "auto"},
+                                     multi_agent={"enabled": True},
+                                     tools=[{"type": "web_search", "context_size": "high"},
+                                            {"type": "function", "name": "lookup", "description": "",
+                                             "parameters": {"type": "object", "properties": {}}}])
+    imported = run(api, "import", "researcher", made.id)
+    assert imported.exit_code == 0, imported.output
+    spec = yaml.safe_load((project / "assistants" / "researcher.yaml").read_text())
+    assert spec["reasoning"] == {"effort": "high", "summary": "auto"}
+    assert spec["multi_agent"] == {"enabled": True, "max_concurrent_subagents": 6}
+    assert spec["tools"][0] == {"web_search": {"context_size": "high"}}
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+    (project / "assistants" / "researcher.yaml").unlink()
+    exported = run(api, "export", "--yes")
+    assert exported.exit_code == 0, exported.output
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+    assert run(api, "destroy", "--yes").exit_code == 0
+
+
+def test_a_held_lock_refuses_a_second_apply(api, project):
+    from asstctl.backends.agents import Agents
+    from asstctl.reconcile.lock import acquire
+
+    write_spec(project, "locked", instructions="Wait your turn.")
+    backend = Agents(sdk(api, default_headers={}))
+    with acquire(backend, project_name(project), "apply"):
+        refused = run(api, "apply", "--yes")
+    assert refused.exit_code != 0 and "is locked by" in refused.output, refused.output
+    assert run(api, "apply", "--yes").exit_code == 0
