@@ -10,7 +10,8 @@ from asstctl.spec.loader import load_specs
 from tests.spec.conftest import problems, write
 
 KNOWN_FIELDS = ("$schema, key, model, name, description, instructions, instructions_file, tools, tool_resources, "
-                "temperature, top_p, response_format, reasoning_effort, metadata, prevent_destroy, targets")
+                "temperature, top_p, response_format, reasoning_effort, metadata, prevent_destroy, reasoning, text, "
+                "service_tier, multi_agent, compaction, targets")
 
 CORPUS = {
     "malformed YAML": (
@@ -117,12 +118,13 @@ CORPUS = {
     "bad tools": (
         "model: gpt-4o\ntools:\n  - code_interpeter\n  - function: {name: get weather}\n  - {}\n  - 3\n"
         "  - {type: file_search, file_search: {max_num_results: 99}}\n",
-        ['a.yaml:3:5: `tools[0]` must be one of code_interpreter, file_search (got "code_interpeter") '
-         "(did you mean `code_interpreter`?)",
+        ['a.yaml:3:5: `tools[0]` must be one of code_interpreter, file_search, web_search, computer_use '
+         '(got "code_interpeter") (did you mean `code_interpreter`?)',
          'a.yaml:4:16: `tools[1].function.name` must match ^[a-zA-Z0-9_-]+$ (got "get weather")',
          "a.yaml:5:5: `tools[2]` is empty; a tool is `code_interpreter`, `file_search`, "
          "`{function: {name: ...}}` or `{type: ...}`",
-         "a.yaml:6:5: `tools[3]` must be one of code_interpreter, file_search or a mapping (got 3)",
+         "a.yaml:6:5: `tools[3]` must be one of code_interpreter, file_search, web_search, computer_use or a mapping "
+         "(got 3)",
          "a.yaml:7:39: `tools[4].file_search.max_num_results` must be between 1 and 50 (got 99)"],
     ),
     "inconsistent tools": (
@@ -159,7 +161,8 @@ CORPUS = {
         ["a.yaml:3:3: unknown target `stagin` (did you mean `staging`?)",
          "a.yaml:4:3: unknown target `prod` (define it under `targets:` in asstctl.yaml)",
          "a.yaml:4:10: unknown field `key` (known fields: model, name, description, instructions, instructions_file, "
-         "tools, tool_resources, temperature, top_p, response_format, reasoning_effort, metadata, prevent_destroy)"],
+         "tools, tool_resources, temperature, top_p, response_format, reasoning_effort, metadata, prevent_destroy, "
+         "reasoning, text, service_tier, multi_agent, compaction)"],
     ),
     "recursive alias": (
         "model: gpt-4o\nmetadata: &m {a: *m}\n",
