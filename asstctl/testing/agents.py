@@ -38,6 +38,7 @@ TURN_ENDS = {"agent.session.turn.completed": "completed", "agent.session.turn.fa
 SESSION_ENDS = ("agent.session.failed", "agent.session.budget_reached")
 RACE_DELAYS = (0.1, 0.3, 0.6)  # the SDK's waits before re-submitting a tool result the session did not know yet
 PENDING_RACE = "Unknown pending tool call"
+DELETE_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)  # a cancelled turn must end before its session can be deleted
 NONE_ENVIRONMENT = {"type": "none"}
 
 
@@ -81,12 +82,21 @@ class SessionRun:
         return result
 
     def _clean_up(self) -> str | None:
+        """Delete the session; one whose cancelled turn is still winding down (409) is tried again a little later."""
+        import openai
+
         if self.options.keep_threads or not self.session_id:
             return None
-        try:
-            self.sdk.beta.agents.sessions.delete(self.session_id)
-        except Exception as error:  # noqa: BLE001 - reported with the attempt, never raised
-            return f"clean-up failed: {api_problem(error)}"
+        for delay in (*DELETE_DELAYS, None):
+            try:
+                self.sdk.beta.agents.sessions.delete(self.session_id)
+                return None
+            except openai.ConflictError as error:
+                if delay is None:
+                    return f"clean-up failed: {api_problem(error)}"
+            except Exception as error:  # noqa: BLE001 - reported with the attempt, never raised
+                return f"clean-up failed: {api_problem(error)}"
+            time.sleep(delay)
         return None
 
     # -- one turn ----------------------------------------------------------------------------------

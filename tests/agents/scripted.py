@@ -14,8 +14,8 @@ filled in); an update replaces ``metadata`` and ``tools`` whole and resets a fie
 A session turn streams the events of a root turn: ``in_progress``, ``turn.created``/``in_progress``, the
 user's message item, for each scripted call a ``function_call`` item then ``requires_action`` (waiting for
 a ``tool_result``), the answer's message (content part, text deltas), ``turn.completed`` with usage, and
-``idle``. With ``race`` the call is registered only ``RACE_DELAY`` s after its item is done, so an
-immediate tool result gets 400 "Unknown pending tool call" (counted in ``race_rejections``).
+``idle``. With ``race`` a call is registered only after a first tool result for it was refused with 400
+"Unknown pending tool call" (counted in ``race_rejections``), as when the item event beats the registration.
 
 It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
 checked against the SDK's param types, every object and event against its models (tests/agents/sdk_types.py);
@@ -26,6 +26,7 @@ violations land in ``problems``. ``lose_creates``: the next N agent creates are 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -43,7 +44,7 @@ from tests.agents.sdk_types import request_problems, response_problems
 from tests.upstream import _start
 
 DEFAULT_KEY = "sk-scripted-agents-0123456789abcdef"
-RACE_DELAY = 0.25
+RACE_WAIT = 2.0  # seconds a racing call waits for the too early tool result before it is registered anyway
 TOOLS_LIMIT = 3 * 1024 * 1024
 TOOL_WAIT = 20.0  # seconds a turn waits for a tool result before it fails
 
@@ -279,6 +280,7 @@ class Session:
         self.api, self.obj, self.id = api, obj, obj["id"]
         self.queues: list[asyncio.Queue] = []
         self.pending: dict[str, asyncio.Future] = {}
+        self.racing: dict[str, asyncio.Event] = {}  # calls not registered yet (the pending-call race)
         self.keys: set[str] = set()
         self.task: asyncio.Task | None = None
         self.turn: dict[str, Any] | None = None
@@ -321,6 +323,8 @@ class Session:
             future = self.pending.get(event["call_id"])
             if future is None or (self.turn or {}).get("id") != event["turn_id"]:
                 self.api.race_rejections += 1
+                if event["call_id"] in self.racing:
+                    self.racing.pop(event["call_id"]).set()
                 return error(400, f"Unknown pending tool call: {event['call_id']}", "invalid_request_error")
             self.api.tool_results.append(event)
             if not future.done():
@@ -376,8 +380,10 @@ class Session:
                 "arguments": json.dumps(arguments), "status": "in_progress", "turn_id": ids["turn_id"]}
         self.emit("agent.session.turn.item.added", item=item, output_index=index, **ids)
         self.emit("agent.session.turn.item.done", item={**item, "status": "completed"}, output_index=index, **ids)
-        if race:
-            await asyncio.sleep(RACE_DELAY)
+        if race:  # not registered until a first, too early tool result was refused (or RACE_WAIT passed)
+            self.racing[call_id] = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.racing[call_id].wait(), RACE_WAIT)
         future = self.pending[call_id] = asyncio.get_running_loop().create_future()
         self._turn("waiting")
         action = {"type": "function_call", "call_id": call_id, "name": name, "arguments": item["arguments"],

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import collections.abc
+import functools
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -66,6 +67,20 @@ def _union(value: Any, members: tuple, where: str) -> list[str]:
 def _typed_dict(value: Any, kind: Any, where: str) -> list[str]:
     if not isinstance(value, dict):
         return [f"{where}: must be an object (got {value!r:.60})"]
+    wire, required = _fields(kind)
+    problems = [f"{where}.{key}: not a field of {kind.__name__}" for key in value if key not in wire]
+    problems += [f"{where}.{key}: required by {kind.__name__}" for key in sorted(required - set(value))]
+    return problems + [p for key, item in value.items() if key in wire for p in _check(item, wire[key], f"{where}.{key}")]
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(model: Any) -> TypeAdapter:
+    return TypeAdapter(model)  # building one for a union of 34 events takes a while: once per type
+
+
+@functools.lru_cache(maxsize=None)
+def _fields(kind: Any) -> tuple[dict[str, Any], frozenset[str]]:
+    """A TypedDict's keys on the wire (aliases applied) with their types, and the required ones."""
     wire, required = {}, set()
     for name, hint in get_type_hints(kind, include_extras=True).items():
         alias = next((meta.alias for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, PropertyInfo)
@@ -73,14 +88,12 @@ def _typed_dict(value: Any, kind: Any, where: str) -> list[str]:
         wire[alias or name] = hint
         if name in kind.__required_keys__:
             required.add(alias or name)
-    problems = [f"{where}.{key}: not a field of {kind.__name__}" for key in value if key not in wire]
-    problems += [f"{where}.{key}: required by {kind.__name__}" for key in sorted(required - set(value))]
-    return problems + [p for key, item in value.items() if key in wire for p in _check(item, wire[key], f"{where}.{key}")]
+    return wire, frozenset(required)
 
 
 def response_problems(data: Any, model: Any, where: str = "response") -> list[str]:
     try:
-        parsed = TypeAdapter(model).validate_python(data)
+        parsed = _adapter(model).validate_python(data)
     except ValidationError as error:
         return [f"{where}: {error}"]
     return _extras(parsed, where)
