@@ -1,0 +1,106 @@
+"""Which fields a target's API takes, at validate time (asstctl.spec.agents): Assistants-only fields are refused on
+an `api: agents` target naming what to use instead, MCP servers may hold no secret, and an Assistants target
+refuses the Agents-only fields. No network: nothing is reached."""
+
+from __future__ import annotations
+
+import yaml
+from click.testing import CliRunner
+
+from asstctl.cli import cli
+from tests.agents.conftest import write_spec
+
+
+def validate(root) -> str:
+    result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+    assert result.exit_code != 0, result.output
+    return result.output
+
+
+def agents_project(root, monkeypatch, **targets) -> None:
+    monkeypatch.chdir(root)
+    (root / "asstctl.yaml").write_text(yaml.safe_dump({"project": "checks", "targets": {
+        "agents": {"api": "agents", "api_key_env": "NEVER_READ"}, **targets}}))
+    (root / "assistants").mkdir()
+
+
+def test_assistants_only_fields_are_refused_on_an_agents_target(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch)
+    write_spec(tmp_path, "bot", temperature=0.2, top_p=0.9, description="A bot.", reasoning_effort="low",
+               response_format="json_object", tool_resources={"code_interpreter": {"file_ids": ["file_1"]}},
+               tools=["file_search", "code_interpreter", {"function": {"name": "f", "strict": True}}])
+    out = validate(tmp_path)
+    for field in ("temperature", "top_p", "description", "reasoning_effort", "response_format", "tool_resources"):
+        assert f"`{field}` is an Assistants API field and target `agents` is an Agents API target" in out, out
+    assert "or drop it on this target: `targets: {agents: {temperature: null}}`" in out
+    assert "use `reasoning: {effort: ...}` instead" in out
+    assert "`tools[0]` is `file_search`, an Assistants API tool" in out and "MCP server" in out
+    assert "`tools[1]` is `code_interpreter`, an Assistants API tool" in out
+    assert "`tools[2]`.function.strict: an agent's function tools have no `strict`" in out
+    assert "assistants/bot.yaml:2:1: " in out  # where: the field's line
+
+
+def test_a_target_override_drops_them_for_the_agents_target(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch, staging={"base_url": "http://127.0.0.1:9/v1"})
+    write_spec(tmp_path, "bot", temperature=0.2, tools=["code_interpreter"],
+               targets={"agents": {"temperature": None, "tools": ["web_search"], "reasoning": {"effort": "low"}}})
+    result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def test_mcp_servers_hold_no_secrets(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch)
+    write_spec(tmp_path, "bot", tools=[
+        {"mcp": {"server_label": "docs", "transport": {"type": "http", "server_url": "https://mcp.example.com",
+                                                       "authorization": "Bearer sk-1"}}},
+        {"mcp": {"server_label": "files", "transport": {"type": "stdio", "command": "srv", "cwd": "/srv",
+                                                        "env": {"TOKEN": "x"}}}},
+        {"mcp": {"server_label": "wiki", "transport": {"type": "http", "server_url": "https://wiki.example.com",
+                                                       "headers": {"X-Api-Key": "k", "Accept": "json"}}}},
+        {"mcp": {"server_label": "docs", "transport": {"type": "http", "server_url": "https://other.example.com"}}}])
+    out = validate(tmp_path)
+    assert "`tools[0]`.mcp.transport.authorization: a saved agent may hold no secrets (the Agents API refuses them " \
+           "there): keep the secret in a vault credential and name it with `credential_id`" in out, out
+    assert "`tools[1]`.mcp.transport.env: a saved agent may hold no secrets" in out
+    assert "(list the variables' names in `env_vars`)" in out
+    assert "`tools[2]`.mcp.transport.headers.X-Api-Key: a header like this carries a secret" in out
+    assert "Accept" not in out
+    assert "`tools[3]`: a second MCP server labelled `docs`" in out
+
+
+def test_the_tools_must_fit_in_3_mib():
+    """On the resolved spec (a 3 MiB YAML file takes seconds to parse; the check runs after it)."""
+    from pathlib import Path
+
+    from asstctl.spec.agents import TOOLS_LIMIT, agent_problems
+    from asstctl.spec.model import AssistantSpec
+
+    def spec(size: int) -> AssistantSpec:
+        function = {"name": "huge", "description": "x" * size}
+        return AssistantSpec("bot", Path("assistants/bot.yaml"), {"model": "gpt-5", "tools": [
+            {"type": "function", "function": function}]}, positions={"tools": (3, 1)})
+
+    overhead = len('[{"type":"function","name":"huge","description":"","parameters":{"type":"object","properties":{}}}]')
+    assert agent_problems(spec(TOOLS_LIMIT - overhead), "agents") == []
+    problems = agent_problems(spec(TOOLS_LIMIT - overhead + 1), "agents")
+    assert problems == ["assistants/bot.yaml:3:1: the tools are 3,145,729 bytes as JSON; an agent's tools may be at most "
+                        "3,145,728 bytes (3 MiB, an API limit): shorten descriptions or parameter schemas"]
+
+
+def test_an_assistants_target_refuses_the_agents_only_fields(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "asstctl.yaml").write_text("project: checks\n")
+    (tmp_path / "assistants").mkdir()
+    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", tools=["web_search"])
+    out = validate(tmp_path)
+    assert "`reasoning` is an Agents API field and the default target serves the Assistants API" in out, out
+    assert "`service_tier` is an Agents API field" in out
+    assert "`tools[0]` is `web_search`, an Agents API tool" in out
+
+
+def test_an_agents_target_cannot_be_embedded(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "asstctl.yaml").write_text("project: checks\ntargets: {agents: {api: agents, embedded: true}}\n")
+    (tmp_path / "assistants").mkdir()
+    out = validate(tmp_path)
+    assert "the embedded server serves the Assistants API, not the Agents API" in out, out
