@@ -1,7 +1,7 @@
 """Backends: how the reconciler reaches a target. Owns the SDK.
 
-* ``targets``: which target (embedded, base URL, Azure), the SDK client for it, and its whole-target
-  errors as one clear TargetError;
+* ``targets``: which target (embedded, base URL, Azure, Agents API), the SDK client for it;
+* ``sdk_errors``: the SDK's whole-target errors as one clear TargetError;
 * ``assistants_v2``: every call the reconciler makes on the Assistants API v2 (assistants, vector
   stores and their files, uploads, project locks).
 
