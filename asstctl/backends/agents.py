@@ -65,8 +65,11 @@ class Agents(AssistantsV2):
             try:
                 yield
             except openai.NotFoundError:
-                raise TargetError(f"{self.where()} does not serve the Agents API (404 on {self.where()}/agents): "
-                                  "check the target's base_url (OpenAI's is https://api.openai.com/v1)") from None
+                raise TargetError(self.no_agents_api()) from None
+
+    def no_agents_api(self, what: str = "") -> str:
+        return (f"{self.where()} does not serve the Agents API (404 on {self.where()}/agents){what}: check the "
+                "target's base_url (OpenAI's is https://api.openai.com/v1)")
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -129,8 +132,13 @@ class Agents(AssistantsV2):
     # --- project locks: agents tagged asstctl.lock (asstctl.reconcile.lock) ------------------------------
 
     def create_lock(self, name: str, metadata: dict[str, str]) -> dict[str, Any]:
+        import openai
+
         creator = self.client.with_options(max_retries=0).beta.agents
-        return transient_retries(lambda: creator.create(model=LOCK_MODEL, name=name, metadata=metadata)).to_dict()
+        try:
+            return transient_retries(lambda: creator.create(model=LOCK_MODEL, name=name, metadata=metadata)).to_dict()
+        except openai.NotFoundError:
+            raise TargetError(self.no_agents_api(", where asstctl keeps the project lock")) from None
 
     def list_locks(self) -> list[dict[str, Any]]:
         with self.target_errors("listing the project's locks"):

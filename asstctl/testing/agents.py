@@ -52,7 +52,6 @@ class TurnState:
     ended: bool = False
     replies: list[tuple[int, str]] = field(default_factory=list)  # (output index, text)
     answered: set[str] = field(default_factory=set)  # call ids
-    seen: set[str] = field(default_factory=set)  # event ids (redelivered ones are skipped)
 
 
 class SessionRun:
@@ -62,6 +61,7 @@ class SessionRun:
         self.sdk = client.client
         self.project_name, self.agent_id, self.options = project_name, agent_id, options
         self.session_id: str | None = None
+        self.seen: set[str] = set()  # event ids: one redelivered (or replayed by a later stream) is skipped
 
     def attempt(self, conversation: Any, number: int) -> Attempt:
         import openai
@@ -143,9 +143,9 @@ class SessionRun:
         try:
             with stream:
                 for event in stream:
-                    if event.event_id in state.seen:
+                    if event.event_id in self.seen:
                         continue
-                    state.seen.add(event.event_id)
+                    self.seen.add(event.event_id)
                     clock.see(event.type)
                     self._see(event, turn, state, result)
                     if state.ended or clock.expired():

@@ -156,3 +156,20 @@ def test_a_held_lock_refuses_a_second_apply(api, project):
         refused = run(api, "apply", "--yes")
     assert refused.exit_code != 0 and "is locked by" in refused.output, refused.output
     assert run(api, "apply", "--yes").exit_code == 0
+
+
+def test_a_wrong_base_url_or_a_missing_key_is_one_clear_error(api, project):
+    from click.testing import CliRunner
+
+    from asstctl.cli import cli
+
+    write_spec(project, "bot")
+    config = yaml.safe_load((project / "asstctl.yaml").read_text())
+    config["targets"]["agents"]["base_url"] = api.base_url + "/nowhere"
+    (project / "asstctl.yaml").write_text(yaml.safe_dump(config))
+    wrong = run(api, "plan")
+    assert wrong.exit_code != 0 and "does not serve the Agents API (404 on " in wrong.output, wrong.output
+    assert "Traceback" not in wrong.output
+    missing = CliRunner().invoke(cli, ["plan", "--target", "agents"], env={"SCRIPTED_AGENTS_KEY": None})
+    assert missing.exit_code != 0 and "$SCRIPTED_AGENTS_KEY is not set" in missing.output, missing.output
+    assert api.key not in wrong.output + missing.output
