@@ -31,7 +31,8 @@ def _strings(description: str) -> dict[str, Any]:
 _FORMAT = _object({
     "type": {"enum": ["text", "json_schema"]},
     "schema": {"type": "object", "description": "JSON Schema the final answers follow (`type: json_schema`)."},
-}, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"])
+}, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"],
+    **{"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"]}})
 
 
 def agent_fields(efforts: list[str]) -> dict[str, Any]:

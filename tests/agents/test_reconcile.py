@@ -173,3 +173,23 @@ def test_a_wrong_base_url_or_a_missing_key_is_one_clear_error(api, project):
     missing = CliRunner().invoke(cli, ["plan", "--target", "agents"], env={"SCRIPTED_AGENTS_KEY": None})
     assert missing.exit_code != 0 and "$SCRIPTED_AGENTS_KEY is not set" in missing.output, missing.output
     assert api.key not in wrong.output + missing.output
+
+
+def test_server_defaults_set_explicitly_are_not_a_change(api, project):
+    write_spec(project, "explicit", service_tier="auto", text={"verbosity": "medium", "format": {"type": "text"}},
+               multi_agent={"enabled": True}, compaction={"async": False}, reasoning={"effort": None},
+               tools=[{"web_search": {"context_size": "medium", "mode": "live"}}, {"computer_use": {}},
+                      {"mcp": {"server_label": "kb", "required": False, "connection_origin": "service",
+                               "transport": {"type": "stdio", "command": "kb-server", "cwd": "/srv", "args": []}}},
+                      {"function": {"name": "noop", "description": ""}}])
+    assert run(api, "apply", "--yes").exit_code == 0
+    stored = agents_of(api, project_name(project))["explicit"]
+    assert stored["multi_agent"] == {"enabled": True, "max_concurrent_subagents": 6}
+    assert stored["tools"][2]["transport"]["env_vars"] == []
+    clean = run(api, "plan", "--detailed-exitcode")
+    assert clean.exit_code == 0, clean.output
+    write_spec(project, "explicit")  # everything back to the defaults: an update that resets them
+    assert run(api, "apply", "--yes").exit_code == 0
+    stored = agents_of(api, project_name(project))["explicit"]
+    assert stored["multi_agent"]["enabled"] is False and stored["tools"] == []
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
