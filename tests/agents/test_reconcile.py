@@ -193,3 +193,22 @@ def test_server_defaults_set_explicitly_are_not_a_change(api, project):
     stored = agents_of(api, project_name(project))["explicit"]
     assert stored["multi_agent"]["enabled"] is False and stored["tools"] == []
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, project):
+    from asstctl.backends.agents import Agents
+    from asstctl.reconcile.remote import read_remote
+    from tests.agents.scripted import materialized
+
+    name = project_name(project)
+    for number in range(150):  # put straight into the stand-in's store: 150 creates over HTTP would be slow
+        agent_id = f"agent_page{number:04d}"
+        api.agents[agent_id] = {"id": agent_id, "object": "agent", "created_at": 1, "updated_at": 1,
+                                **materialized({"model": "gpt-5", "metadata": {
+                                    MANAGED_BY: "asstctl", PROJECT: name, KEY: f"bot-{number}"}})}
+    try:
+        state = read_remote(Agents(sdk(api)), name)
+        assert len(state.managed) == 150 and state.requests == 2
+    finally:
+        for number in range(150):
+            api.agents.pop(f"agent_page{number:04d}")
