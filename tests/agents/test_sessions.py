@@ -23,6 +23,10 @@ conversations:
     turns:
       - user: Book me a table.
         expect: {contains: booked}
+  - name: run overrides
+    turns:
+      - user: Hi
+        instructions: Answer like a pirate.
 """
 WEATHER = {"name": "Weather", "instructions": "Answer with the weather tool.",
            "tools": [{"function": {"name": "get_weather", "parameters": {
@@ -40,7 +44,7 @@ def test_conversations_run_as_sessions_with_a_tool_round(api, project):
     result = run(api, "test", "--output", "json")
     assert result.exit_code == 1, result.output  # the unmocked call fails its conversation
     report = json.loads(result.stdout)
-    weather, unmocked = report["conversations"]
+    weather, unmocked, overridden = report["conversations"]
     assert weather["passed"] is True, weather
     first, second = weather["attempts"][0]["turns"]
     assert first["reply"] == "It is 21 °C in Paris." and second["reply"] == "You are welcome!"
@@ -54,6 +58,8 @@ def test_conversations_run_as_sessions_with_a_tool_round(api, project):
     failed = unmocked["attempts"][0]["turns"][0]
     assert failed["error"] == "no mock for tool `book_table` called with {\"people\": 2}; add it under mocks:", failed
     assert unmocked["attempts"][0]["error"] is None  # its session was cancelled, then deleted
+    assert overridden["attempts"][0]["turns"][0]["error"].startswith(
+        "per-turn overrides (instructions) need an Assistants target: an agent session runs the saved agent")
     assert not api.sessions  # every test session deleted
     assert all(body.get("environment") == {"type": "none"} and body.get("stream") is True
                for method, path, body in api.requests if method == "POST" and path == "/v1/agents/sessions")
