@@ -14,7 +14,7 @@ filled in); an update replaces ``metadata`` and ``tools`` whole and resets a fie
 A session turn streams the events of a root turn: ``in_progress``, ``turn.created``/``in_progress``, the
 user's message item, for each scripted call a ``function_call`` item then ``requires_action`` (waiting for
 a ``tool_result``), the answer's message (content part, text deltas), ``turn.completed`` with usage, and
-``idle``. With ``race`` a call is registered only after a first tool result for it was refused with 400
+``idle`` (with ``fail``: ``turn.failed`` with the error, then ``idle``). With ``race`` a call is registered only after a first tool result for it was refused with 400
 "Unknown pending tool call" (counted in ``race_rejections``), as when the item event beats the registration.
 
 It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
@@ -55,6 +55,7 @@ class Answer:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # function calls before the text
     race: bool = False  # register each call late: an immediate tool result meets the pending-call race
     usage: tuple[int, int] = (20, 8)  # (input, output) tokens
+    fail: tuple[str, str] | None = None  # (code, message): the turn fails instead of answering
 
 
 def _types():
@@ -357,6 +358,11 @@ class Session:
             self.emit("agent.session.turn.item.added", item={
                 "id": self.api._id("msg"), "type": "message", "role": "user", "status": "completed", "turn_id": turn_id,
                 "content": [{"type": "input_text", "text": text}]}, **ids)
+            if answer.fail is not None:
+                error = {"code": answer.fail[0], "message": answer.fail[1]}
+                turn = self._turn("failed", completed_at=int(time.time()), error=error)
+                self.emit("agent.session.turn.failed", turn=turn, **ids)
+                return
             index = 0
             for name, arguments in answer.calls:
                 await self._call(name, arguments, index, answer.race, ids)

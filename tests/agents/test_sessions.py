@@ -70,3 +70,15 @@ def test_an_agent_that_is_not_deployed_is_named(api, project):
     (project / "assistants" / "weather.test.yaml").write_text(CONVERSATIONS)
     result = run(api, "test")
     assert result.exit_code == 2 and "`weather` is not deployed" in result.output, result.output
+
+
+def test_a_failed_turn_says_why(api, project):
+    write_spec(project, "weather", **WEATHER)
+    (project / "assistants" / "weather.test.yaml").write_text(
+        "conversations:\n  - name: overloaded\n    turns:\n      - user: Hello\n")
+    assert run(api, "apply", "--yes").exit_code == 0
+    api.queue(Answer("", fail=("server_overloaded", "The model is overloaded; try again.")))
+    result = run(api, "test")
+    assert result.exit_code == 1, result.output
+    assert "the turn ended `failed`: server_overloaded: The model is overloaded; try again." in result.output
+    assert not api.sessions
