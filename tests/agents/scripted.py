@@ -14,8 +14,9 @@ filled in); an update replaces ``metadata`` and ``tools`` whole and resets a fie
 A session turn streams the events of a root turn: ``in_progress``, ``turn.created``/``in_progress``, the
 user's message item, for each scripted call a ``function_call`` item then ``requires_action`` (waiting for
 a ``tool_result``), the answer's message (content part, text deltas), ``turn.completed`` with usage, and
-``idle`` (with ``fail``: ``turn.failed`` with the error, then ``idle``). With ``race`` a call is registered only after a first tool result for it was refused with 400
-"Unknown pending tool call" (counted in ``race_rejections``), as when the item event beats the registration.
+``idle`` (with ``fail``: ``turn.failed`` with the error, then ``idle``). With ``race`` a call is registered
+only after a first tool result for it was refused with 400 "Unknown pending tool call" (counted in
+``race_rejections``), as when the item event beats the registration.
 
 It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
 checked against the SDK's param types, every object and event against its models (tests/agents/sdk_types.py);
