@@ -122,3 +122,12 @@ def test_keys_commands_manage_projects_in_the_database(tmp_path):
     assert again.exit_code == 1 and f"no API key with id {key_id}" in again.output
     gone = runner.invoke(cli, ["serve", "keys", "create", "proj_nope", "--db", db])
     assert gone.exit_code == 1 and "No project found with id 'proj_nope'" in gone.output and "Traceback" not in gone.output
+
+
+def test_an_admin_key_variable_that_is_not_set_is_one_clear_error(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_ADMIN_KEY", raising=False)
+    result = CliRunner().invoke(cli, ["serve", "--db", ":memory:", "--admin-key-env", "NO_SUCH_ADMIN_KEY"])
+    assert result.exit_code == 2 and "the environment variable NO_SUCH_ADMIN_KEY is not set" in result.output
+    monkeypatch.setenv("NO_SUCH_ADMIN_KEY", "two words")
+    result = CliRunner().invoke(cli, ["serve", "--db", ":memory:", "--admin-key-env", "NO_SUCH_ADMIN_KEY"])
+    assert result.exit_code == 2 and "spaces" in result.output and "two words" not in result.output

@@ -15,25 +15,26 @@ from asstctl.server.store import open_store
 from asstctl.server.store.pg_schema import MIGRATIONS, migrate
 from asstctl.server.store.scope import DEFAULT_PROJECT
 from tests import pg_cluster
-from tests.server.test_projects import ADMIN, Admin, sdk
+from tests.server.test_projects import ADMIN, admin_sdk, sdk
 
 
 def test_a_revoked_key_fails_at_once_on_every_replica(postgres_url, contract):
     with start_server(postgres_url, admin_key=ADMIN) as one, start_server(postgres_url, admin_key=ADMIN) as two, \
-            Admin(one, contract) as admin, Admin(two, contract) as admin_two:
-        project = admin.ok("POST", "/organization/projects", json={"name": "shop"})["id"]
-        made = admin.ok("POST", f"/organization/projects/{project}/service_accounts", json={"name": "web"})
-        other = admin.ok("POST", f"/organization/projects/{project}/service_accounts", json={"name": "cron"})
-        on_two = sdk(two, contract, made["api_key"]["value"])
-        cron_on_two = sdk(two, contract, other["api_key"]["value"])
+            admin_sdk(one, contract) as admin, admin_sdk(two, contract) as admin_two:
+        projects = admin.admin.organization.projects
+        project = projects.create(name="shop").id
+        made = projects.service_accounts.create(project, name="web").api_key
+        other = projects.service_accounts.create(project, name="cron").api_key
+        on_two = sdk(two, contract, made.value)
+        cron_on_two = sdk(two, contract, other.value)
         assistant = on_two.beta.assistants.create(model="gpt-4o")
         assert cron_on_two.beta.assistants.retrieve(assistant.id).id == assistant.id  # same project, other key
-        admin.ok("DELETE", f"/organization/projects/{project}/api_keys/{made['api_key']['id']}")
+        projects.api_keys.delete(made.id, project_id=project)
         with pytest.raises(openai.AuthenticationError):  # no wait: the next request on the other replica
             on_two.beta.assistants.list()
         assert cron_on_two.beta.assistants.retrieve(assistant.id).id == assistant.id
-        admin_two.ok("POST", f"/organization/projects/{project}/archive")
-        with sdk(one, contract, other["api_key"]["value"]) as cron_on_one, pytest.raises(openai.AuthenticationError):
+        admin_two.admin.organization.projects.archive(project)
+        with sdk(one, contract, other.value) as cron_on_one, pytest.raises(openai.AuthenticationError):
             cron_on_one.beta.assistants.list()
         on_two.close()
         cron_on_two.close()

@@ -19,7 +19,7 @@ from tests.retrieval.test_runs import ask, support_assistant
 from tests.serve_process import ServeProcess
 from tests.server.conftest import Servers
 from tests.upstream import Failure, Text
-from tests.server.test_projects import ADMIN, Admin, sdk
+from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
 
 KEY = "app-" + "k" * 32
 
@@ -56,9 +56,9 @@ def test_metrics_after_a_scripted_workload(tmp_path, upstream, contract):
 
 def check_metrics(servers, upstream, contract):
     _, server = servers.start(api_key=KEY, admin_key=ADMIN, metrics=True)
-    with Admin(server, contract) as admin:
-        project = admin.ok("POST", "/organization/projects", json={"name": "shop"})["id"]
-        key = admin.new_key(project)
+    with admin_sdk(server, contract) as admin:
+        project = admin.admin.organization.projects.create(name="shop").id
+        key = new_key(admin, project)
     with sdk(server, contract, key) as shop:
         workload(shop, upstream)
     check_scrape(server, project)
@@ -155,3 +155,23 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     assert transitions == ["queued", "in_progress", "completed"]
     assert all(line["replica"] == "replica-7" and line["project"] == "proj_default"
                for line in lines if line.get("event") == "run")
+
+
+@pytest.mark.parametrize("env, on", [
+    ({}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}, True),
+    ({"OTEL_TRACES_EXPORTER": "console"}, True),
+    ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}, False),
+    ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, False),
+])
+def test_tracing_follows_the_standard_variables(monkeypatch, env, on):
+    from asstctl.server.app import ServerConfig
+    from asstctl.server.observability import tracing
+
+    for name in (*tracing.ON_ENVS, "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    for name, setting in env.items():
+        monkeypatch.setenv(name, setting)
+    assert tracing.wanted() is on
+    if env.get("OTEL_TRACES_EXPORTER") == "console":
+        assert tracing.tracer_for(ServerConfig()) is not None

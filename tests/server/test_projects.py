@@ -4,13 +4,12 @@ on each store; the admin key manages projects and keys in the shapes of OpenAI's
 a database from before projects keeps its objects in the default project.
 
 One server per store for the module (two projects, their objects made once); each test then probes
-from the other project's side."""
+from the other project's side. The admin side is the SDK's own Administration API client."""
 
 from __future__ import annotations
 
 import sqlite3
 
-import httpx2 as httpx
 import openai
 import pytest
 
@@ -26,34 +25,15 @@ ADMIN = "admin-" + "a" * 32
 DEFAULT_KEY = "default-" + "d" * 32
 
 
-class Admin:
-    """The admin key's HTTP client (the SDK has no Administration API); answers contract-checked."""
+def admin_sdk(server, contract, key: str = ADMIN) -> openai.OpenAI:
+    """The SDK as an Administration API client (``client.admin.organization``) with ``key`` as its admin key."""
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", admin_api_key=key, max_retries=0,
+                         _strict_response_validation=True,
+                         http_client=openai.DefaultHttpxClient(event_hooks={"response": [contract]}))
 
-    def __init__(self, server, contract, key: str = ADMIN):
-        self.http = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"},
-                                 event_hooks={"response": [contract]}, timeout=30)
 
-    def __call__(self, method: str, path: str, **kwargs) -> httpx.Response:
-        response = self.http.request(method, path, **kwargs)
-        response.read()
-        return response
-
-    def ok(self, method: str, path: str, **kwargs) -> dict:
-        response = self(method, path, **kwargs)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def __enter__(self) -> "Admin":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
-
-    def new_key(self, project_id: str, name: str = "app") -> str:
-        return self.ok("POST", f"/organization/projects/{project_id}/service_accounts", json={"name": name})["api_key"]["value"]
+def new_key(admin: openai.OpenAI, project_id: str, name: str = "app") -> str:
+    return admin.admin.organization.projects.service_accounts.create(project_id, name=name).api_key.value
 
 
 def sdk(server, contract, key: str) -> openai.OpenAI:
@@ -65,11 +45,12 @@ class World:
     """Two projects on one server; project A's objects of every type."""
 
     def __init__(self, server, contract):
-        self.server, self.admin = server, Admin(server, contract)
-        self.a_id = self.admin.ok("POST", "/organization/projects", json={"name": "alpha"})["id"]
-        self.b_id = self.admin.ok("POST", "/organization/projects", json={"name": "beta"})["id"]
-        self.a = sdk(server, contract, self.admin.new_key(self.a_id))
-        self.b = sdk(server, contract, self.admin.new_key(self.b_id))
+        self.server, self.admin = server, admin_sdk(server, contract)
+        self.org = self.admin.admin.organization
+        self.a_id = self.org.projects.create(name="alpha").id
+        self.b_id = self.org.projects.create(name="beta").id
+        self.a = sdk(server, contract, new_key(self.admin, self.a_id))
+        self.b = sdk(server, contract, new_key(self.admin, self.b_id))
         self.default = sdk(server, contract, DEFAULT_KEY)
         a = self.a
         self.assistant, self.file, _ = support_assistant(a)
@@ -80,7 +61,7 @@ class World:
                                                                   poll_interval_ms=20)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])  # the scoping SQL runs on both databases
 def world(request):
     contract = ContractRecorder()
     schema = None
@@ -171,49 +152,57 @@ def test_the_owner_still_sees_everything(world):
 
 
 def test_the_admin_api_manages_projects_and_keys(world):
-    admin = world.admin
-    listed = admin.ok("GET", "/organization/projects", params={"limit": 100})
-    names = {p["id"]: p["name"] for p in listed["data"]}
+    org = world.org
+    names = {p.id: p.name for p in org.projects.list(limit=100)}
     assert names[world.a_id] == "alpha" and names[DEFAULT_PROJECT] == "Default project"
-    made = admin.ok("POST", f"/organization/projects/{world.a_id}/service_accounts", json={"name": "cron"})
-    value, key_id = made["api_key"]["value"], made["api_key"]["id"]
-    keys = admin.ok("GET", f"/organization/projects/{world.a_id}/api_keys")["data"]
-    shown = next(k for k in keys if k["id"] == key_id)
-    assert value not in str(keys) and value[-4:] not in shown["redacted_value"] and "hash" not in shown
+    made = org.projects.service_accounts.create(world.a_id, name="cron")
+    value, key_id = made.api_key.value, made.api_key.id
+    keys = org.projects.api_keys.list(world.a_id).data
+    shown = next(k for k in keys if k.id == key_id)
+    assert shown.name == "cron" and shown.owner.service_account.id == made.id
+    assert value not in str(keys) and value[-4:] not in shown.redacted_value
+    assert "hash" not in shown.model_dump() and "project_id" not in shown.model_dump()
     with sdk(world.server, ContractRecorder(), value) as cron:
         assert cron.beta.assistants.retrieve(world.assistant.id).id == world.assistant.id
-        deleted = admin.ok("DELETE", f"/organization/projects/{world.a_id}/api_keys/{key_id}")
-        assert deleted == {"object": "organization.project.api_key.deleted", "id": key_id, "deleted": True}
+        deleted = org.projects.api_keys.delete(key_id, project_id=world.a_id)
+        assert (deleted.id, deleted.deleted) == (key_id, True)
         with pytest.raises(openai.AuthenticationError):
             cron.beta.assistants.retrieve(world.assistant.id)
-    assert admin("GET", f"/organization/projects/{world.a_id}/api_keys/{key_id}").status_code == 404
+    with pytest.raises(openai.NotFoundError):
+        org.projects.api_keys.retrieve(key_id, project_id=world.a_id)
+    assert org.projects.update(world.a_id, name="alpha 2").name == "alpha 2"
+    assert made.id in {a.id for a in org.projects.service_accounts.list(world.a_id)}
 
 
 def test_archiving_a_project_stops_its_keys(world):
-    admin = world.admin
-    gamma = admin.ok("POST", "/organization/projects", json={"name": "gamma"})["id"]
-    with sdk(world.server, ContractRecorder(), admin.new_key(gamma)) as client:
+    org = world.org
+    gamma = org.projects.create(name="gamma").id
+    with sdk(world.server, ContractRecorder(), new_key(world.admin, gamma)) as client:
         client.beta.assistants.create(model="gpt-4o")
-        archived = admin.ok("POST", f"/organization/projects/{gamma}/archive")
-        assert archived["status"] == "archived" and archived["archived_at"]
+        archived = org.projects.archive(gamma)
+        assert archived.status == "archived" and archived.archived_at
         with pytest.raises(openai.AuthenticationError):
             client.beta.assistants.list()
-    assert admin("POST", f"/organization/projects/{gamma}/service_accounts", json={"name": "x"}).status_code == 400
-    assert gamma not in {p["id"] for p in admin.ok("GET", "/organization/projects", params={"limit": 100})["data"]}
+    with pytest.raises(openai.BadRequestError):
+        org.projects.service_accounts.create(gamma, name="x")
+    assert gamma not in {p.id for p in org.projects.list(limit=100)}
+    assert gamma in {p.id for p in org.projects.list(limit=100, include_archived=True)}
 
 
 def test_keys_stay_in_their_lane(world, contract):
-    with Admin(world.server, contract, key=world.a.api_key) as project_key:
-        refused = project_key("GET", "/organization/projects")
-    assert refused.status_code == 403 and "admin key" in refused.json()["error"]["message"]
+    with admin_sdk(world.server, contract, key=world.a.api_key) as project_key:
+        with pytest.raises(openai.PermissionDeniedError, match="admin key"):
+            project_key.admin.organization.projects.list()
     with sdk(world.server, contract, ADMIN) as admin_as_app, pytest.raises(openai.PermissionDeniedError):
         admin_as_app.beta.assistants.list()
-    with Admin(world.server, contract, key="sk-asst-" + "0" * 48) as wrong:
-        assert wrong("GET", "/organization/projects").status_code == 401
-    bad = world.admin("POST", "/organization/projects", json={"name": "x" * 300})
-    assert bad.status_code == 400 and "256" in bad.json()["error"]["message"]
-    assert world.admin("POST", "/organization/projects", json={"title": "x"}).status_code == 400
-    assert world.admin("GET", "/organization/projects/proj_nope").status_code == 404
+    with admin_sdk(world.server, contract, key="sk-asst-" + "0" * 48) as wrong, pytest.raises(openai.AuthenticationError):
+        wrong.admin.organization.projects.list()
+    with pytest.raises(openai.BadRequestError, match="256"):
+        world.org.projects.create(name="x" * 300)
+    with pytest.raises(openai.BadRequestError, match="title"):
+        world.org.projects.create(name="x", extra_body={"title": "x"})
+    with pytest.raises(openai.NotFoundError):
+        world.org.projects.retrieve("proj_nope")
 
 
 def test_a_database_from_before_projects_keeps_its_objects_in_the_default_project(tmp_path, contract):
@@ -231,9 +220,9 @@ def test_a_database_from_before_projects_keeps_its_objects_in_the_default_projec
     store = SQLiteStore(path)  # migrates
     assert store.project_of("assistant", "asst_old") == DEFAULT_PROJECT
     store.close()
-    with start_server(str(path), api_key=DEFAULT_KEY, admin_key=ADMIN) as server, Admin(server, contract) as admin:
+    with start_server(str(path), api_key=DEFAULT_KEY, admin_key=ADMIN) as server, admin_sdk(server, contract) as admin:
         with sdk(server, contract, DEFAULT_KEY) as default:
             assert default.beta.assistants.retrieve("asst_old").name == "old"
-        key = admin.new_key(admin.ok("POST", "/organization/projects", json={"name": "new"})["id"])
+        key = new_key(admin, admin.admin.organization.projects.create(name="new").id)
         with sdk(server, contract, key) as other:
             missing(other.beta.assistants.retrieve, "asst_old")
