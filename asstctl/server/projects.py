@@ -197,6 +197,25 @@ def list_service_accounts(store, project_id: str, *, limit: int, after: str | No
         return store.page("service_account", project_id, limit=limit, order="asc", after=after)
 
 
+def require_service_account(store, project_id: str, account_id: str) -> dict[str, Any]:
+    require_project(store, project_id)
+    with scoped(None):
+        account = store.get("service_account", account_id, project_id)
+    if account is None:
+        raise APIError(404, f"No service account found with id '{account_id}' in project '{project_id}'.")
+    return account
+
+
+def delete_service_account(store, project_id: str, account_id: str) -> None:
+    """The account and its keys (which stop working at once)."""
+    with scoped(None), store.transaction():
+        require_service_account(store, project_id, account_id)
+        for key in store.all("api_key", project_id):
+            if key["owner"].get("service_account", {}).get("id") == account_id:
+                store.delete("api_key", key["id"], project_id)
+        store.delete("service_account", account_id, project_id)
+
+
 def shown_key(record: dict[str, Any]) -> dict[str, Any]:
     """The API's view of a stored key: without its hash or our bookkeeping."""
     return {k: v for k, v in record.items() if k not in ("hash", "project_id")}

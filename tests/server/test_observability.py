@@ -132,6 +132,22 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     assert requests[0].attributes["asstctl.request_id"].startswith("req_")
 
 
+def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with start_server(":memory:", tracer_provider=provider) as server, sdk(server, contract, "any") as client:
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "say the magic word"}])
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                       poll_interval_ms=20)
+        reply = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0].content[0].text.value
+    (chat,) = [s for s in exporter.get_finished_spans() if s.name == "chat gpt-4o"]
+    assert "say the magic word" in chat.attributes["gen_ai.input.messages"]
+    assert json.loads(chat.attributes["gen_ai.output.messages"]) == [{"role": "assistant", "content": reply}]
+
+
 def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7"}
     with ServeProcess(tmp_path / "serve", "--db", ":memory:", "--log-format", "json", env=env) as process:

@@ -172,6 +172,13 @@ def test_the_admin_api_manages_projects_and_keys(world):
         org.projects.api_keys.retrieve(key_id, project_id=world.a_id)
     assert org.projects.update(world.a_id, name="alpha 2").name == "alpha 2"
     assert made.id in {a.id for a in org.projects.service_accounts.list(world.a_id)}
+    other = org.projects.service_accounts.create(world.a_id, name="batch")
+    assert org.projects.service_accounts.retrieve(other.id, project_id=world.a_id).name == "batch"
+    with sdk(world.server, ContractRecorder(), other.api_key.value) as batch:
+        batch.beta.assistants.list()
+        assert org.projects.service_accounts.delete(other.id, project_id=world.a_id).deleted
+        with pytest.raises(openai.AuthenticationError):  # its key went with it
+            batch.beta.assistants.list()
 
 
 def test_archiving_a_project_stops_its_keys(world):

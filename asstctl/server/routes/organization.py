@@ -5,6 +5,7 @@
     GET/POST /v1/organization/projects/{id}               retrieve / rename
     POST     /v1/organization/projects/{id}/archive       its keys stop working at once
     POST/GET /v1/organization/projects/{id}/service_accounts    create (answers once with api_key.value) / list
+    GET/DELETE /v1/organization/projects/{id}/service_accounts/{account_id}   retrieve / delete (and its keys)
     GET      /v1/organization/projects/{id}/api_keys[/{key_id}] list / retrieve
     DELETE   /v1/organization/projects/{id}/api_keys/{key_id}   revoke, at once on every replica
 """
@@ -68,6 +69,17 @@ async def list_service_accounts(request):
     return ok(list_envelope(items, more))
 
 
+async def retrieve_service_account(request):
+    params = request.path_params
+    return ok(projects.require_service_account(state_of(request).store, params["project_id"], params["account_id"]))
+
+
+async def delete_service_account(request):
+    params = request.path_params
+    projects.delete_service_account(state_of(request).store, params["project_id"], params["account_id"])
+    return ok({"object": "organization.project.service_account.deleted", "id": params["account_id"], "deleted": True})
+
+
 async def list_keys(request):
     items, more = projects.list_keys(state_of(request).store, request.path_params["project_id"], **_page(request))
     return ok(list_envelope(items, more))
@@ -93,6 +105,8 @@ routes = [
     Route(BASE + "/{project_id}/archive", archive_project, methods=["POST"]),
     Route(BASE + "/{project_id}/service_accounts", create_service_account, methods=["POST"]),
     Route(BASE + "/{project_id}/service_accounts", list_service_accounts, methods=["GET"]),
+    Route(BASE + "/{project_id}/service_accounts/{account_id}", retrieve_service_account, methods=["GET"]),
+    Route(BASE + "/{project_id}/service_accounts/{account_id}", delete_service_account, methods=["DELETE"]),
     Route(BASE + "/{project_id}/api_keys", list_keys, methods=["GET"]),
     Route(BASE + "/{project_id}/api_keys/{key_id}", retrieve_key, methods=["GET"]),
     Route(BASE + "/{project_id}/api_keys/{key_id}", delete_key, methods=["DELETE"]),

@@ -4,7 +4,10 @@ and the store's reads and writes are scoped by this context variable.
 The server's auth step sets it for a request (``asstctl.server.projects``); the run executor sets it
 from the run it claims. ``None`` (the default: start-up, the claimer, the admin API, tests reading the
 store directly) means unscoped: reads see every project, inserts go to ``DEFAULT_PROJECT``.
-asyncio tasks and ``asyncio.to_thread`` carry it over (they copy the context).
+asyncio tasks, ``asyncio.to_thread`` and starlette's ``run_in_threadpool`` carry it over (they copy the
+context); ``loop.run_in_executor`` and plain threads do NOT: a store call moved off the loop that way runs
+unscoped (it would see every project). Use ``asyncio.to_thread``, or ``contextvars.copy_context().run``.
+Background work that inserts objects outside a request must run ``within`` the project of what it works on.
 """
 
 from __future__ import annotations
