@@ -197,13 +197,18 @@ def list_service_accounts(store, project_id: str, *, limit: int, after: str | No
         return store.page("service_account", project_id, limit=limit, order="asc", after=after)
 
 
-def require_service_account(store, project_id: str, account_id: str) -> dict[str, Any]:
+def _require_in(store, kind: str, noun: str, project_id: str, id: str) -> dict[str, Any]:
+    """A service account or key of the project, or the 404 naming both."""
     require_project(store, project_id)
     with scoped(None):
-        account = store.get("service_account", account_id, project_id)
-    if account is None:
-        raise APIError(404, f"No service account found with id '{account_id}' in project '{project_id}'.")
-    return account
+        found = store.get(kind, id, project_id)
+    if found is None:
+        raise APIError(404, f"No {noun} found with id '{id}' in project '{project_id}'.")
+    return found
+
+
+def require_service_account(store, project_id: str, account_id: str) -> dict[str, Any]:
+    return _require_in(store, "service_account", "service account", project_id, account_id)
 
 
 def delete_service_account(store, project_id: str, account_id: str) -> None:
@@ -229,12 +234,7 @@ def list_keys(store, project_id: str, *, limit: int, after: str | None):
 
 
 def require_key(store, project_id: str, key_id: str) -> dict[str, Any]:
-    require_project(store, project_id)
-    with scoped(None):
-        record = store.get("api_key", key_id, project_id)
-    if record is None:
-        raise APIError(404, f"No API key found with id '{key_id}' in project '{project_id}'.")
-    return record
+    return _require_in(store, "api_key", "API key", project_id, key_id)
 
 
 def revoke_key(store, project_id: str | None, key_id: str) -> bool:
