@@ -147,7 +147,7 @@ class ApiMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = "req_" + secrets.token_hex(16)
+        request_id = scope.get("asstctl.request_id") or "req_" + secrets.token_hex(16)  # observability may set it
         started = time.monotonic()
         method, path = scope["method"], scope["path"]
         self.state.stats[f"{method} {_route_key(path)}"] += 1

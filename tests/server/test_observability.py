@@ -163,12 +163,13 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
         lines = [json.loads(line) for line in process.stderr().splitlines() if line.startswith("{")]
         text = process.stderr()
     assert KEY not in text and KEY[:12] not in text
-    (created,) = [line for line in lines if line.get("request_id") == request_id]
+    (created,) = [line for line in lines if line.get("request_id") == request_id and line["event"] == "request"]
     assert created["event"] == "request" and created["method"] == "POST" and created["status"] == 200
     assert created["thread_id"] == thread.id and created["project"] == "proj_default"
     assert created["replica"] == "replica-7" and created["duration_ms"] >= 0
-    transitions = [line["status"] for line in lines if line.get("event") == "run" and line["run_id"] == run.id]
-    assert transitions == ["queued", "in_progress", "completed"]
+    transitions = [line for line in lines if line.get("event") == "run" and line["run_id"] == run.id]
+    assert [line["status"] for line in transitions] == ["queued", "in_progress", "completed"]
+    assert transitions[0]["request_id"] == request_id  # the request that queued it; the rest ran on the claimer
     assert all(line["replica"] == "replica-7" and line["project"] == "proj_default"
                for line in lines if line.get("event") == "run")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import socket
 import time
 from typing import Any, Callable
@@ -88,7 +89,8 @@ class Observer:
                 for kind in ("prompt", "completion"):
                     self.metrics.tokens.labels(kind, model, project).inc(usage.get(f"{kind}_tokens") or 0)
         if self.json_logs:
-            logs.run_line(run["id"], status, project, run.get("thread_id"))
+            error = (data.get("last_error") or {}).get("code") if isinstance(data, dict) else None
+            logs.run_line(run["id"], status, project, run.get("thread_id"), error)
         span = self._run_spans.get(run["id"])
         if span is not None:
             span.set_attribute("asstctl.run.status", status)
@@ -168,6 +170,8 @@ class ObservedApp:
     async def _observed(self, scope, receive, send):
         observer, method, path = self.observer, scope["method"], scope["path"]
         route, started, answered = self.route_key(path), time.monotonic(), [500]
+        request_id = scope["asstctl.request_id"] = "req_" + secrets.token_hex(16)
+        request_token = logs.REQUEST.set(request_id)
 
         async def capture(message):
             if message["type"] == "http.response.start":
@@ -187,13 +191,14 @@ class ObservedApp:
                 observer.metrics.requests.labels(method, route, str(status)).inc()
                 observer.metrics.request_seconds.labels(route).observe(elapsed)
             if observer.json_logs:
-                logs.request_line(request_id=scope.get("asstctl.request_id"), method=method, path=path,
+                logs.request_line(request_id=request_id, method=method, path=path,
                                   status=status, duration_ms=round(elapsed * 1000, 1),
                                   project=scope.get("asstctl.project"), run_id=_named(path, "run_"),
                                   thread_id=_named(path, "thread_"))
+            logs.REQUEST.reset(request_token)
             if span is not None:
                 span.set_attribute("http.response.status_code", status)
-                span.set_attribute("asstctl.request_id", scope.get("asstctl.request_id") or "")
+                span.set_attribute("asstctl.request_id", request_id)
                 if status >= 500:
                     tracing.failed(span, f"HTTP {status}")
                 tracing.detach(token)

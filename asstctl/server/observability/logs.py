@@ -2,7 +2,8 @@
 
 Besides the server's own messages (warnings, errors), one line per HTTP request (``"event":
 "request"``: request id, method, path, status, duration, project, run id when the path names one) and
-one per run transition (``"event": "run"``: run id, status, project). Every line names the replica.
+one per run transition (``"event": "run"``: run id, status, project, the error code of a failed run, and the
+request id when a request caused it). Every line names the replica.
 No line ever holds a key or a request body: the fields are the ones listed here and the message.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextvars import ContextVar
 
 ACCESS = logging.getLogger("asstctl.server.access")
 FIELDS = ("event", "request_id", "method", "path", "status", "duration_ms", "project", "run_id", "thread_id",
-          "replica")
+          "error", "replica")
+REQUEST: ContextVar[str | None] = ContextVar("asstctl_request_id", default=None)  # the request being answered
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,8 +48,9 @@ def request_line(**fields) -> None:
         ACCESS.info("%s %s %s", fields["method"], fields["path"], fields["status"], extra={"event": "request", **fields})
 
 
-def run_line(run_id: str, status: str, project: str | None, thread_id: str | None) -> None:
+def run_line(run_id: str, status: str, project: str | None, thread_id: str | None, error: str | None) -> None:
+    """A run transition; with the request id when a request caused it (a create, a cancel, tool outputs)."""
     if ACCESS.isEnabledFor(logging.INFO):
         ACCESS.info("run %s %s", run_id, status,
                     extra={"event": "run", "run_id": run_id, "status": status, "project": project,
-                           "thread_id": thread_id})
+                           "thread_id": thread_id, "request_id": REQUEST.get(), "error": error})
