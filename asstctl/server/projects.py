@@ -18,6 +18,7 @@ store (kinds ``project``, ``service_account``, ``api_key``; the last two under t
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,12 @@ from asstctl.server.errors import APIError, invalid
 from asstctl.server.http import now
 from asstctl.server.store.scope import DEFAULT_PROJECT, scoped
 
+log = logging.getLogger("asstctl.server")
+
 KEY_PREFIX = "sk-asst-"
 REDACTED = KEY_PREFIX + "****"  # what the API shows of a key: never a fragment of it
 MAX_NAME = 256
+LAST_USED_EVERY = 60  # seconds between two writes of a key's last_used_at
 DEFAULT_NAME = "Default project"
 
 
@@ -98,7 +102,21 @@ def project_key(store, presented: str) -> Caller | None:
         return None
     if record.get("owner_project_access") != "active":
         return None
+    if now() - (record.get("last_used_at") or 0) >= LAST_USED_EVERY:
+        _touch(store, record)
     return Caller(record["project_id"], key_id=record["id"])
+
+
+def _touch(store, record: dict[str, Any]) -> None:
+    """``last_used_at``, written at most once a minute per key (and replica), never failing the request."""
+    def used(key: dict[str, Any]) -> None:
+        key["last_used_at"] = now()
+
+    try:
+        with scoped(None):
+            store.update("api_key", record["id"], used, record["project_id"])
+    except Exception as error:  # noqa: BLE001 - a busy or read-only database: the request goes on
+        log.warning("could not record the use of API key %s (%s)", record["id"], type(error).__name__)
 
 
 # -- projects ---------------------------------------------------------------------------------------

@@ -162,8 +162,10 @@ def test_the_admin_api_manages_projects_and_keys(world):
     assert shown.name == "cron" and shown.owner.service_account.id == made.id
     assert value not in str(keys) and value[-4:] not in shown.redacted_value
     assert "hash" not in shown.model_dump() and "project_id" not in shown.model_dump()
+    assert shown.last_used_at is None
     with sdk(world.server, ContractRecorder(), value) as cron:
         assert cron.beta.assistants.retrieve(world.assistant.id).id == world.assistant.id
+        assert org.projects.api_keys.retrieve(key_id, project_id=world.a_id).last_used_at is not None
         deleted = org.projects.api_keys.delete(key_id, project_id=world.a_id)
         assert (deleted.id, deleted.deleted) == (key_id, True)
         with pytest.raises(openai.AuthenticationError):
