@@ -4,6 +4,7 @@ one replica fails at once on the others; `/readyz` turns unhealthy when the data
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx2 as httpx
@@ -64,6 +65,8 @@ def own_cluster():
     """A cluster of this test's own, to stop (the session's cluster serves every other test)."""
     why = pg_cluster.missing()
     if why is not None:
+        if os.environ.get(pg_cluster.REQUIRE_ENV) == "1":
+            pytest.fail(f"{pg_cluster.REQUIRE_ENV}=1 but {why}")
         pytest.skip(why)
     cluster = pg_cluster.Cluster().start()
     yield cluster
