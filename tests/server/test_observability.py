@@ -127,9 +127,10 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     for span in spans:  # no prompt or completion text unless switched on
         assert not any(key in span.attributes for key in ("gen_ai.input.messages", "gen_ai.output.messages"))
         assert "refund" not in json.dumps(dict(span.attributes), default=str)
-    requests = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs"]
-    assert requests and requests[0].attributes["http.response.status_code"] == 200
-    assert requests[0].attributes["asstctl.request_id"].startswith("req_")
+    (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs"]
+    assert created.attributes["http.response.status_code"] == 200
+    assert created.attributes["asstctl.request_id"].startswith("req_")
+    assert [link.context.span_id for link in turn.links] == [created.context.span_id]  # queued by that request
 
 
 def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch):

@@ -35,6 +35,7 @@ from asstctl.server.store.scope import DEFAULT_PROJECT, current
 READY_TIMEOUT = 2.0  # seconds /readyz waits for the database
 REPLICA_ENV = "ASSTCTL_REPLICA"
 RUN_EVENT = "thread.run."
+MAX_REMEMBERED = 10_000  # runs whose queuing request a turn's span may still link to
 TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
 
 
@@ -58,6 +59,7 @@ class Observer:
         self.replica = replica_name()
         self._probe: asyncio.Future | None = None
         self._run_spans: dict[str, Any] = {}
+        self._queued_by: dict[str, Any] = {}  # run id -> the span context of the request that queued it
         self._models: set[str] = set()
 
     # -- probes ---------------------------------------------------------------------------
@@ -94,6 +96,16 @@ class Observer:
         span = self._run_spans.get(run["id"])
         if span is not None:
             span.set_attribute("asstctl.run.status", status)
+        elif status == "queued" and self.tracer is not None:
+            self._remember_request(run["id"])
+
+    def _remember_request(self, run_id: str) -> None:
+        """The run's span (on this replica) will link to the request that queued it."""
+        context = tracing.current_context()
+        if context is not None:
+            if len(self._queued_by) >= MAX_REMEMBERED:
+                self._queued_by.pop(next(iter(self._queued_by)))
+            self._queued_by[run_id] = context
 
     async def run_turn(self, run_id: str, work) -> Any:
         """The task of one run turn: its span (the parent of its model and tool calls' spans)."""
@@ -104,7 +116,7 @@ class Observer:
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.get("assistant_id"),
             "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
             "asstctl.run.id": run_id, "asstctl.project": current() or DEFAULT_PROJECT,
-            "asstctl.replica": self.replica})
+            "asstctl.replica": self.replica}, links=tuple(filter(None, [self._queued_by.pop(run_id, None)])))
         self._run_spans[run_id] = span
         token = tracing.attach(span)
         try:

@@ -76,11 +76,21 @@ def _otlp():
     return OTLPSpanExporter()  # endpoint, headers, timeout, certificates: OTEL_EXPORTER_OTLP_* variables
 
 
-def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False):
-    from opentelemetry.trace import SpanKind
+def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False,
+               links: tuple = ()):
+    from opentelemetry.trace import Link, SpanKind
 
     kind = SpanKind.SERVER if server else SpanKind.CLIENT if client else SpanKind.INTERNAL
-    return tracer.start_span(name, kind=kind, attributes={k: v for k, v in attributes.items() if v is not None})
+    return tracer.start_span(name, kind=kind, attributes={k: v for k, v in attributes.items() if v is not None},
+                             links=[Link(context) for context in links])
+
+
+def current_context() -> Any:
+    """The current span's context when one is recording (a request's span), else None."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    return span.get_span_context() if span.is_recording() else None
 
 
 def attach(span) -> Any:
