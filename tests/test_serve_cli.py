@@ -92,3 +92,42 @@ def test_importing_the_command_stays_cheap():
     heavy = ("uvicorn", "starlette", "openai", "asstctl.server.app")
     code = f"import sys, asstctl.cli.serve_cmd; print([m for m in {heavy!r} if m in sys.modules])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_keys_commands_manage_projects_in_the_database(tmp_path):
+    from asstctl.server.embedded import start_server
+
+    db = str(tmp_path / "server.sqlite3")
+    runner = CliRunner()
+    project = runner.invoke(cli, ["serve", "keys", "new-project", "billing", "--db", db])
+    assert project.exit_code == 0, project.output
+    project_id = project.stdout.strip()
+    made = runner.invoke(cli, ["serve", "keys", "create", project_id, "--name", "web", "--db", db])
+    assert made.exit_code == 0 and "not shown again" in made.stderr
+    key = made.stdout.strip()
+    assert key.startswith("sk-asst-")
+    listed = runner.invoke(cli, ["serve", "keys", "list", project_id, "--db", db])
+    (line,) = listed.stdout.splitlines()
+    key_id, access, name = line.split("\t")
+    assert (access, name) == ("active", "web") and key not in listed.output
+    assert project_id in runner.invoke(cli, ["serve", "keys", "projects", "--db", db]).stdout
+    with start_server(db, api_key="default-" + "d" * 24) as server:
+        keyed = type("Keyed", (), {"base_url": server.base_url, "api_key": key})
+        with make_client(keyed) as client:
+            assert client.beta.assistants.list().data == []
+            assert runner.invoke(cli, ["serve", "keys", "revoke", key_id, "--db", db]).exit_code == 0
+            with pytest.raises(openai.AuthenticationError):
+                client.beta.assistants.list()
+    again = runner.invoke(cli, ["serve", "keys", "revoke", key_id, "--db", db])
+    assert again.exit_code == 1 and f"no API key with id {key_id}" in again.output
+    gone = runner.invoke(cli, ["serve", "keys", "create", "proj_nope", "--db", db])
+    assert gone.exit_code == 1 and "No project found with id 'proj_nope'" in gone.output and "Traceback" not in gone.output
+
+
+def test_an_admin_key_variable_that_is_not_set_is_one_clear_error(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_ADMIN_KEY", raising=False)
+    result = CliRunner().invoke(cli, ["serve", "--db", ":memory:", "--admin-key-env", "NO_SUCH_ADMIN_KEY"])
+    assert result.exit_code == 2 and "the environment variable NO_SUCH_ADMIN_KEY is not set" in result.output
+    monkeypatch.setenv("NO_SUCH_ADMIN_KEY", "two words")
+    result = CliRunner().invoke(cli, ["serve", "--db", ":memory:", "--admin-key-env", "NO_SUCH_ADMIN_KEY"])
+    assert result.exit_code == 2 and "spaces" in result.output and "two words" not in result.output

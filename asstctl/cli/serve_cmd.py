@@ -9,7 +9,7 @@ import click
 KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to listen on. Anything but loopback needs an API key.")
 @click.option("--port", default=8321, show_default=True, type=click.IntRange(0, 65535),
@@ -22,6 +22,14 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.option("--api-key", metavar="KEY", envvar=KEY_ENV, show_envvar=True,
               help="Require 'Authorization: Bearer KEY' on every request. Prefer the environment "
                    "variable: a key on the command line shows in `ps`.")
+@click.option("--admin-key-env", metavar="VAR",
+              help="Environment variable holding the admin key: it manages projects and their keys through "
+                   "OpenAI's Administration API (/v1/organization/projects...) and reads /metrics. "
+                   "See docs/deploy.md, \"Projects and keys\".")
+@click.option("--metrics", "metrics", is_flag=True,
+              help="Serve GET /metrics (Prometheus text format; with the admin key when there is one).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON line per request and per run transition (request id, project, run id, replica).")
 @click.option("--rules", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
               help="Offline engine steering rules (YAML). [default: the project's engine_rules]")
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0, metavar="N",
@@ -72,8 +80,10 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.option("--unsafe-code-interpreter", "code_unsafe", is_flag=True,
               help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
                    "(it can read this server's files and keys).")
-def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, upstream, upstream_key_env,
-          model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb, **code_options) -> None:
+@click.pass_context
+def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rules, latency_ms, fault_spec, fault_seed,
+          upstream, upstream_key_env, model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb,
+          **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
     Data persists in SQLite, or in PostgreSQL for several replicas behind
@@ -87,12 +97,17 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
     OpenAI-compatible Chat Completions API: OpenAI, Azure OpenAI, vLLM,
     Ollama, llama.cpp's server, a LiteLLM proxy.
 
+    Several apps on one server: each gets a project and keys that see only
+    its objects (`asstctl serve keys --help`, or the admin key's API).
+
     \b
     Example:
         export ASSTCTL_SERVER_API_KEY=$(openssl rand -hex 16)
         asstctl serve --port 8321 --upstream http://localhost:11434/v1 --model-map 'gpt-4*=llama3.1:8b'
         OPENAI_BASE_URL=http://127.0.0.1:8321/v1 OPENAI_API_KEY=$ASSTCTL_SERVER_API_KEY python app.py
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from asstctl.server.embedded import default_db, default_rules, default_upstream, serve_forever
     from asstctl.server.app import API_KEY_HINT, api_key_problem
     from asstctl.server.engine.config import from_flags
@@ -101,6 +116,7 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
     if api_key_problem(api_key):  # the key itself is never shown
         raise click.BadParameter(f"{api_key_problem(api_key)}, so no client could ever present it. {API_KEY_HINT}",
                                  param_hint=f"--api-key / {KEY_ENV}")
+    admin_key = _admin_key(admin_key_env, api_key_problem, API_KEY_HINT)
     faults = Faults.parse(fault_spec, latency_ms=latency_ms, seed=fault_seed)
     if upstream:
         upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version, embeddings_model)
@@ -119,8 +135,23 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
         max_upload_bytes=max_upload_mb << 20,
         max_body_bytes=max_body_mb << 20,
         sandbox=_sandbox_config(code_options),
+        admin_key=admin_key,
+        metrics=metrics,
+        log_format=log_format,
     )
     click.echo("asstctl serve: stopped", err=True)
+
+
+def _admin_key(name, problem_of, hint) -> str | None:
+    """The admin key from the variable ``--admin-key-env`` names (never shown)."""
+    if not name:
+        return None
+    key = os.environ.get(name)
+    if key is None:
+        raise click.BadParameter(f"the environment variable {name} is not set", param_hint="--admin-key-env")
+    if problem_of(key):
+        raise click.BadParameter(f"the admin key in {name}: {problem_of(key)}. {hint}", param_hint="--admin-key-env")
+    return key
 
 
 def _only_with_upstream(key_env, model_map, azure_api_version) -> None:
@@ -155,7 +186,8 @@ def _sandbox_config(options: dict):
 
 
 def _announce(server) -> None:
-    key = "API key required" if server.state.config.api_key else "no API key needed (any string works)"
+    config = server.state.config
+    key = "API key required" if config.api_key or config.admin_key else "no API key needed (any string works)"
     click.echo(f"Serving the Assistants API at {server.base_url} (db: {_shown(server.store)}; {key})")
     upstream = server.state.config.upstream
     if upstream is not None:
@@ -173,3 +205,8 @@ def _shown(store) -> str:
         return ":memory:, nothing is kept"
     relative = os.path.relpath(path)
     return path if relative.startswith("..") else relative
+
+
+from asstctl.cli.keys_cmd import keys  # noqa: E402 - `asstctl serve keys ...`
+
+serve.add_command(keys)

@@ -23,12 +23,15 @@ from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
 from asstctl.server.http import SafeJSONResponse
+from asstctl.server import observability, projects
 from asstctl.server.store import BaseStore, open_store
+from asstctl.server.store.scope import PROJECT
 
 log = logging.getLogger("asstctl.server")
 
-ROUTE_MODULES = ("assistants", "threads", "messages", "runs", "files", "vector_stores")
+ROUTE_MODULES = ("assistants", "threads", "messages", "runs", "files", "vector_stores", "organization")
 BETA_PREFIXES = ("/v1/assistants", "/v1/threads", "/v1/vector_stores")
+ADMIN_PREFIXES = ("/v1/organization/", "/metrics")  # the admin key's routes (and only its)
 
 
 DEFAULT_MAX_UPLOAD_MB = 512
@@ -52,6 +55,10 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20  # one JSON request body
     header_timeout: float = 10.0  # seconds a client may take to send a request's headers
     sandbox: Any = None  # code_interpreter limits (asstctl.server.sandbox.SandboxConfig); None = defaults
+    admin_key: str | None = None  # manages projects and keys (/v1/organization/...), reads /metrics
+    metrics: bool = False  # serve GET /metrics (Prometheus text format)
+    log_format: str = "text"  # "json": one line per request and per run transition (asstctl.server.observability)
+    tracer_provider: Any = None  # an OpenTelemetry TracerProvider; None = from the OTEL_* variables (or no traces)
 
 
 @dataclass
@@ -65,15 +72,18 @@ class ServerState:
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
     config = config or ServerConfig()
-    problem = api_key_problem(config.api_key)
-    if problem:
-        raise ConfigError(f"unusable API key: {problem}", hint=API_KEY_HINT)
+    for what, key in (("API key", config.api_key), ("admin key", config.admin_key)):
+        problem = api_key_problem(key)
+        if problem:
+            raise ConfigError(f"unusable {what}: {problem}", hint=API_KEY_HINT)
     store = open_store(config.db)
+    projects.ensure_default(store)
     engine = config.engine if config.engine is not None else _default_engine(config)
     routes = []
     for name in ROUTE_MODULES:
         routes.extend(importlib.import_module(f"asstctl.server.routes.{name}").routes)
     state = ServerState(config=config, store=store, engine=engine)
+    routes.extend(observability.setup(state))
     app = Starlette(routes=routes, exception_handlers={APIError: _api_error, 404: _no_route, 405: _no_route, 500: _crash},
                     lifespan=_lifespan(state))
     app.state.asst = state
@@ -81,7 +91,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         setup = getattr(importlib.import_module(f"asstctl.server.routes.{name}"), "setup", None)
         if setup:
             setup(app.state.asst)
-    return ApiMiddleware(app, app.state.asst)
+    return observability.wrap(ApiMiddleware(app, app.state.asst), app.state.asst, _route_key)
 
 
 def _lifespan(state: ServerState):
@@ -137,7 +147,7 @@ class ApiMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = "req_" + secrets.token_hex(16)
+        request_id = scope.get("asstctl.request_id") or "req_" + secrets.token_hex(16)  # observability may set it
         started = time.monotonic()
         method, path = scope["method"], scope["path"]
         self.state.stats[f"{method} {_route_key(path)}"] += 1
@@ -156,9 +166,19 @@ class ApiMiddleware:
         faults = self.state.config.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
-        rejection = self._reject(scope)
-        if rejection is not None:
-            return await _send_json(send_with_headers, rejection)
+        scope["asstctl.request_id"] = request_id
+        caller = self._admit(scope)
+        if isinstance(caller, APIError):
+            return await _send_json(send_with_headers, caller)
+        scope["asstctl.project"] = caller.project
+        token = PROJECT.set(caller.project)
+        try:
+            await self._pass(scope, receive, send, send_with_headers)
+        finally:
+            PROJECT.reset(token)
+
+    async def _pass(self, scope, receive, send, send_with_headers):
+        method, path, faults = scope["method"], scope["path"], self.state.config.faults
         fault = faults.pick(method, path)
         if fault in ("429", "500", "503"):
             return await _send_json(send_with_headers, _fault_error(fault, faults))
@@ -169,19 +189,32 @@ class ApiMiddleware:
             return await _drop(send)
         return await self.app(scope, receive, send_with_headers)
 
-    def _reject(self, scope) -> APIError | None:
+    def _admit(self, scope) -> projects.Caller | APIError:
+        """Who the request comes from (the caller), or the error to answer it with."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        auth_error = _check_key(self.state.config.api_key, headers.get("authorization", ""))
-        if auth_error is not None:
-            return auth_error
-        if scope["path"].startswith(BETA_PREFIXES) and "assistants=v2" not in headers.get("openai-beta", ""):
+        config = self.state.config
+        caller = projects.authenticate(self.state.store, config.api_key, config.admin_key,
+                                       headers.get("authorization", ""))
+        if isinstance(caller, APIError):
+            return caller
+        path = scope["path"]
+        if path.startswith(ADMIN_PREFIXES) or path == "/v1/organization":
+            if not caller.admin and (config.admin_key or path != "/metrics"):
+                return APIError(403, "This route needs the admin key of this asstctl server (asstctl serve "
+                                "--admin-key-env VAR); project keys cannot manage projects.",
+                                code="insufficient_permissions")
+        elif caller.admin:
+            return APIError(403, "The admin key manages projects and keys only: use a project's key "
+                            "(POST /v1/organization/projects/{id}/service_accounts makes one).",
+                            code="insufficient_permissions")
+        if path.startswith(BETA_PREFIXES) and "assistants=v2" not in headers.get("openai-beta", ""):
             return APIError(
                 400,
                 "You must provide the 'OpenAI-Beta' header to access the Assistants API. "
                 "Please try again by setting the header 'OpenAI-Beta: assistants=v2'.",
                 code="invalid_beta",
             )
-        return None
+        return caller
 
 
 API_KEY_HINT = "Use printable ASCII without spaces, e.g. `openssl rand -hex 16`."
@@ -198,27 +231,6 @@ def api_key_problem(key: str | None) -> str | None:
         return "it holds non-ASCII characters, which an HTTP header cannot carry"
     if not key.isprintable() or key != key.strip() or " " in key:
         return "it holds spaces or control characters"
-    return None
-
-
-def _check_key(key: str | None, authorization: str) -> APIError | None:
-    """401 unless ``Authorization: Bearer <key>``; the message never echoes a key."""
-    if not key:
-        return None
-    if not authorization:
-        return APIError(
-            401,
-            "You didn't provide an API key. You need to provide your API key in an Authorization header "
-            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-        )
-    scheme, _, presented = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(presented.strip().encode(), key.encode()):
-        return APIError(
-            401,
-            "Incorrect API key provided. Use the key this asstctl server was started with "
-            "(ASSTCTL_SERVER_API_KEY or --api-key).",
-            code="invalid_api_key",
-        )
     return None
 
 

@@ -168,7 +168,7 @@ def serve_forever(
     ``options``: more ``ServerConfig`` fields (``max_upload_bytes``, ...).
     """
     server, sock = _prepare(db, host, port, api_key, faults, rules_path, None, {**options, "upstream": upstream})
-    _log_to_stderr()
+    _log_to_stderr(options.get("log_format") == "json")
     try:
         on_ready(server)
         with _signals_left_to_uvicorn():
@@ -198,7 +198,7 @@ def _prepare(db, host, port, api_key, faults, rules_path, engine, options) -> tu
 
     from asstctl.server.protocol import with_header_timeout
 
-    check_bind(host, api_key)
+    check_bind(host, api_key or options.get("admin_key"))  # with only an admin key: project keys
     upstream = options.get("upstream")
     if upstream is not None and "context_windows" not in options:
         options = {**options, "context_windows": dict(upstream.context_windows)}
@@ -248,9 +248,13 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if json_lines:
+        from asstctl.server.observability import logs, replica_name
+
+        logs.use_json(handler, replica_name())
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 

@@ -39,6 +39,7 @@ from asstctl.server.runs.chat import PromptTooLong, build_turn
 from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
 from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
 from asstctl.server.runs.writer import TurnWriter
+from asstctl.server.store.scope import within
 
 log = logging.getLogger("asstctl.server.runs")
 
@@ -158,6 +159,9 @@ class RunExecutor(ReplicaHooks):
     # -- events ---------------------------------------------------------------------------
     def emit(self, run: dict[str, Any], name: str, data: Any) -> None:
         self.store.publish_event(run["id"], name, data)
+        observe = self.state.extra.get("observe_event")  # metrics, logs, traces (asstctl.server.observability)
+        if observe is not None:
+            observe(run, name, data)
 
     def _pause(self, run: dict[str, Any]) -> None:
         """The run waits for the client or is over: streams end with ``done``."""
@@ -177,7 +181,12 @@ class RunExecutor(ReplicaHooks):
         """This replica claimed the run: its task, on the loop."""
         if self._stopping:
             return
-        task = asyncio.get_running_loop().create_task(self._turn(run_id), name=f"asstctl-run-{run_id}")
+        work, observe = self._turn(run_id), self.state.extra.get("observe_run")
+        if observe is not None:
+            work = observe(run_id, work)
+        # The turn works in the run's project, whoever claimed it (asstctl.server.store.scope).
+        work = within(self.store.project_of("run", run_id), work)
+        task = asyncio.get_running_loop().create_task(work, name=f"asstctl-run-{run_id}")
         self._tasks[run_id] = task
         task.add_done_callback(lambda done: self._task_done(run_id, done))
 

@@ -19,6 +19,7 @@ import json
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from asstctl.server.store.scope import DEFAULT_PROJECT, clause, current
 from asstctl.server.store.blobs import Blobs
 
 
@@ -65,26 +66,30 @@ class BaseStore(Blobs):
     def insert(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         with self.transaction():
             self._exec(
-                "INSERT INTO objects (kind, parent, id, created_at, body) VALUES (?, ?, ?, ?, ?)",
-                (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj)),
+                "INSERT INTO objects (kind, parent, id, created_at, body, project) VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj),
+                 current() or DEFAULT_PROJECT),
             )
         return obj
 
     def get(self, kind: str, id: str, parent: str | None = None) -> dict[str, Any] | None:
+        mine, project = clause()
         if parent is None:
-            rows = self._fetch("SELECT body FROM objects WHERE kind = ? AND id = ? ORDER BY seq LIMIT 1", (kind, id))
+            rows = self._fetch(f"SELECT body FROM objects WHERE kind = ? AND id = ?{mine} ORDER BY seq LIMIT 1",
+                               (kind, id, *project))
         else:
             rows = self._fetch(
-                "SELECT body FROM objects WHERE kind = ? AND parent = ? AND id = ?", (kind, parent, id)
+                f"SELECT body FROM objects WHERE kind = ? AND parent = ? AND id = ?{mine}", (kind, parent, id, *project)
             )
         return json.loads(rows[0][0]) if rows else None
 
     def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace the stored body of an existing object."""
+        mine, project = clause()
         with self.transaction():
             self._exec(
-                "UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?",
-                (encode(obj), kind, parent, obj["id"]),
+                f"UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?{mine}",
+                (encode(obj), kind, parent, obj["id"], *project),
             )
         return obj
 
@@ -100,24 +105,31 @@ class BaseStore(Blobs):
             return self.put(kind, obj, parent)
 
     def delete(self, kind: str, id: str, parent: str = "") -> bool:
+        mine, project = clause()
         with self.transaction():
-            count = self._exec("DELETE FROM objects WHERE kind = ? AND parent = ? AND id = ?", (kind, parent, id))
+            count = self._exec(f"DELETE FROM objects WHERE kind = ? AND parent = ? AND id = ?{mine}",
+                               (kind, parent, id, *project))
         return count > 0
 
     def delete_children(self, parent: str, kinds: tuple[str, ...] | None = None) -> int:
+        mine, project = clause()
         with self.transaction():
             if kinds:
                 marks = ",".join("?" * len(kinds))
-                return self._exec(f"DELETE FROM objects WHERE parent = ? AND kind IN ({marks})", (parent, *kinds))
-            return self._exec("DELETE FROM objects WHERE parent = ?", (parent,))
+                return self._exec(f"DELETE FROM objects WHERE parent = ? AND kind IN ({marks}){mine}",
+                                  (parent, *kinds, *project))
+            return self._exec(f"DELETE FROM objects WHERE parent = ?{mine}", (parent, *project))
 
     def all(self, kind: str, parent: str | None = None) -> list[dict[str, Any]]:
         """Every object of a kind (optionally under a parent), oldest first."""
+        mine, project = clause()
         if parent is None:
-            rows = self._fetch("SELECT body FROM objects WHERE kind = ? ORDER BY created_at, seq", (kind,))
+            rows = self._fetch(f"SELECT body FROM objects WHERE kind = ?{mine} ORDER BY created_at, seq",
+                               (kind, *project))
         else:
             rows = self._fetch(
-                "SELECT body FROM objects WHERE kind = ? AND parent = ? ORDER BY created_at, seq", (kind, parent)
+                f"SELECT body FROM objects WHERE kind = ? AND parent = ?{mine} ORDER BY created_at, seq",
+                (kind, parent, *project),
             )
         return [json.loads(r[0]) for r in rows]
 
@@ -140,6 +152,9 @@ class BaseStore(Blobs):
         """
         asc = order == "asc"
         clauses, args = ["kind = ?", "parent = ?"], [kind, parent]
+        if current() is not None:
+            clauses.append("project = ?")
+            args.append(current())
         for cursor, forward in ((after, True), (before, False)):
             if cursor is None:
                 continue
@@ -170,7 +185,14 @@ class BaseStore(Blobs):
         return items, has_more
 
     def _position(self, kind: str, parent: str, id: str) -> tuple[int, int] | None:
+        mine, project = clause()
         rows = self._fetch(
-            "SELECT created_at, seq FROM objects WHERE kind = ? AND parent = ? AND id = ?", (kind, parent, id)
+            f"SELECT created_at, seq FROM objects WHERE kind = ? AND parent = ? AND id = ?{mine}",
+            (kind, parent, id, *project),
         )
         return (rows[0][0], rows[0][1]) if rows else None
+
+    def project_of(self, kind: str, id: str) -> str | None:
+        """The project an object belongs to (unscoped: for the run executor and the admin API)."""
+        rows = self._fetch("SELECT project FROM objects WHERE kind = ? AND id = ? ORDER BY seq LIMIT 1", (kind, id))
+        return rows[0][0] if rows else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from asstctl.errors import ConfigError
+from asstctl.server.store.scope import DEFAULT_PROJECT
 
 MIGRATE_LOCK = 0x6173_7374_6374_6C00  # "asstctl" + 0
 
@@ -71,6 +72,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX retrieval_chunks_file ON retrieval_chunks (store_id, file_id, seq);
     CREATE INDEX retrieval_chunks_tsv ON retrieval_chunks USING gin (tsv);
+    """,
+    # 3: projects (asstctl.server.store.scope): every object belongs to one; what was there goes to the default
+    f"""
+    ALTER TABLE objects ADD COLUMN project text NOT NULL DEFAULT '{DEFAULT_PROJECT}';
+    CREATE INDEX objects_project ON objects (project, kind, parent, created_at, seq);
     """,
 ]
 

@@ -18,8 +18,13 @@ from typing import Any, Callable, Iterator
 
 from asstctl.server.store.base import BaseStore
 from asstctl.server.store.coordination import Coordination, Subscription, payload_of
+from asstctl.server.store.scope import DEFAULT_PROJECT
 
 BUSY_TIMEOUT = 30.0  # seconds
+PROJECTS_MIGRATION = f"""
+    ALTER TABLE objects ADD COLUMN project TEXT NOT NULL DEFAULT '{DEFAULT_PROJECT}';
+    CREATE INDEX objects_project ON objects (project, kind, parent, created_at, seq);
+    """
 
 MIGRATIONS = [
     # 1: the document table and whole-file blobs (asstctl 0.1)
@@ -56,6 +61,8 @@ MIGRATIONS = [
         again INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 3: projects (asstctl.server.store.scope): every object belongs to one; what was there goes to the default
+    PROJECTS_MIGRATION,
 ]
 
 

@@ -1,0 +1,232 @@
+"""Operating the server: ``/healthz`` and ``/readyz``, ``/metrics`` (``--metrics``), OpenTelemetry traces
+(``tracing``) and JSON logs (``--log-format json``, ``logs``).
+
+``setup(state)`` builds the server's :class:`Observer` and returns its routes; ``wrap(app, state)`` is the
+outermost ASGI layer: it answers the probes (unauthenticated, before anything else, never a database
+write) and times, counts, traces and logs every other request. Runs are observed through two hooks the
+executor calls (``state.extra["observe_run"]`` around a turn's task, ``["observe_event"]`` per run
+event), model calls by wrapping the engine (``instrument.ObservedEngine``) and built-in tool calls by
+wrapping the tools (``instrument.ObservedTools``). With none of the three switched on, only the probes
+cost anything.
+
+May import: the store's project scope, the engine's event types (``asstctl.server.engine.base``), the root
+leaves, starlette, ``prometheus_client`` (with ``--metrics``) and OpenTelemetry (the ``otel`` extra, only
+when tracing is on). Never the app, the routes or the executor (they call in through the hooks above).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import time
+from typing import Any, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from asstctl.server.observability import logs, tracing
+from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded
+from asstctl.server.store.scope import DEFAULT_PROJECT, current
+
+READY_TIMEOUT = 2.0  # seconds /readyz waits for the database
+REPLICA_ENV = "ASSTCTL_REPLICA"
+RUN_EVENT = "thread.run."
+MAX_REMEMBERED = 10_000  # runs whose queuing request a turn's span may still link to
+TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
+
+
+def replica_name() -> str:
+    return os.environ.get(REPLICA_ENV, "").strip()[:100] or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Observer:
+    def __init__(self, state: Any):
+        self.state = state
+        config = state.config
+        self.metrics = None
+        if getattr(config, "metrics", False):
+            from asstctl.server.observability.metrics import Metrics
+
+            self.metrics = Metrics(state)
+        self.tracer = tracing.tracer_for(config)
+        self.capture = tracing.capture_content()
+        self.json_logs = getattr(config, "log_format", "text") == "json"
+        self.active = bool(self.metrics or self.tracer or self.json_logs)
+        self.replica = replica_name()
+        self._probe: asyncio.Future | None = None
+        self._run_spans: dict[str, Any] = {}
+        self._queued_by: dict[str, Any] = {}  # run id -> the span context of the request that queued it
+        self._models: set[str] = set()
+
+    # -- probes ---------------------------------------------------------------------------
+    async def ready(self) -> tuple[bool, str]:
+        """Does the database answer (within ``READY_TIMEOUT``)? One probe at a time, off the loop."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(asyncio.to_thread(self.state.store._fetch, "SELECT 1"))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._probe), READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            return False, f"the database did not answer within {READY_TIMEOUT:g} s"
+        except Exception as error:  # noqa: BLE001 - any failure of the database means not ready
+            return False, f"the database failed: {type(error).__name__}"
+        return True, "the database answers"
+
+    # -- runs (called by the executor) -----------------------------------------------------
+    def run_event(self, run: dict[str, Any], name: str, data: Any) -> None:
+        if not name.startswith(RUN_EVENT) or name.startswith("thread.run.step"):
+            return
+        status = name[len(RUN_EVENT):]
+        if status == "created":
+            return
+        project = current() or DEFAULT_PROJECT
+        if self.metrics is not None:
+            self.metrics.runs.labels(status, project).inc()
+            usage = data.get("usage") if status in TERMINAL and isinstance(data, dict) else None
+            if usage:
+                model = self.model_label(str(data.get("model") or ""))
+                for kind in ("prompt", "completion"):
+                    self.metrics.tokens.labels(kind, model, project).inc(usage.get(f"{kind}_tokens") or 0)
+        if self.json_logs:
+            error = (data.get("last_error") or {}).get("code") if isinstance(data, dict) else None
+            logs.run_line(run["id"], status, project, run.get("thread_id"), error)
+        span = self._run_spans.get(run["id"])
+        if span is not None:
+            span.set_attribute("asstctl.run.status", status)
+        elif status == "queued" and self.tracer is not None:
+            self._remember_request(run["id"])
+
+    def _remember_request(self, run_id: str) -> None:
+        """The run's span (on this replica) will link to the request that queued it."""
+        context = tracing.current_context()
+        if context is not None:
+            if len(self._queued_by) >= MAX_REMEMBERED:
+                self._queued_by.pop(next(iter(self._queued_by)))
+            self._queued_by[run_id] = context
+
+    async def run_turn(self, run_id: str, work) -> Any:
+        """The task of one run turn: its span (the parent of its model and tool calls' spans)."""
+        if self.tracer is None:
+            return await work
+        run = self.state.store.get("run", run_id) or {}
+        span = tracing.start_span(self.tracer, f"invoke_agent {run.get('assistant_id') or ''}".strip(), {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.get("assistant_id"),
+            "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
+            "asstctl.run.id": run_id, "asstctl.project": current() or DEFAULT_PROJECT,
+            "asstctl.replica": self.replica}, links=tuple(filter(None, [self._queued_by.pop(run_id, None)])))
+        self._run_spans[run_id] = span
+        token = tracing.attach(span)
+        try:
+            return await work
+        except BaseException as error:
+            tracing.failed(span, type(error).__name__)
+            raise
+        finally:
+            tracing.detach(token)
+            self._run_spans.pop(run_id, None)
+            span.end()
+
+    def model_label(self, model: str) -> str:
+        return bounded(self._models, model)
+
+    # -- /metrics -----------------------------------------------------------------------------
+    async def metrics_endpoint(self, request: Request) -> Response:
+        from asstctl.server.observability.metrics import CONTENT_TYPE
+
+        body = await asyncio.to_thread(self.metrics.render)  # the scrape reads the store: off the loop
+        return Response(body, media_type=CONTENT_TYPE)
+
+
+def setup(state: Any) -> list[Route]:
+    """The server's observer (``state.extra["observer"]``), its hooks, and its routes."""
+    observer = Observer(state)
+    state.extra["observer"] = observer
+    if not observer.active:
+        return []
+    state.extra["observe_event"] = observer.run_event
+    state.extra["observe_run"] = observer.run_turn
+    if observer.metrics is not None or observer.tracer is not None:
+        state.engine = ObservedEngine(state.engine, observer)
+        state.extra["tools"] = ObservedTools(observer)
+    return [Route("/metrics", observer.metrics_endpoint, methods=["GET"])] if observer.metrics is not None else []
+
+
+def wrap(app: Any, state: Any, route_key: Callable[[str], str]) -> "ObservedApp":
+    return ObservedApp(app, state.extra["observer"], route_key)
+
+
+class ObservedApp:
+    """The outermost ASGI layer: probes, then per request a span, metrics and a log line."""
+
+    def __init__(self, app: Any, observer: Observer, route_key: Callable[[str], str]):
+        self.app, self.observer, self.route_key = app, observer, route_key
+        self.state = observer.state  # the server's state, as the layer below exposes it
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if path == "/healthz":
+            return await _plain(send, 200, {"status": "ok"})
+        if path == "/readyz":
+            ready, detail = await self.observer.ready()
+            return await _plain(send, 200 if ready else 503, {"status": "ok" if ready else "unavailable",
+                                                               "detail": detail})
+        if not self.observer.active:
+            return await self.app(scope, receive, send)
+        await self._observed(scope, receive, send)
+
+    async def _observed(self, scope, receive, send):
+        observer, method, path = self.observer, scope["method"], scope["path"]
+        route, started, answered = self.route_key(path), time.monotonic(), [500]
+        request_id = scope["asstctl.request_id"] = "req_" + secrets.token_hex(16)
+        request_token = logs.REQUEST.set(request_id)
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                answered[0] = message["status"]
+            await send(message)
+
+        span = token = None
+        if observer.tracer is not None:
+            span = tracing.start_span(observer.tracer, f"{method} {route}", {
+                "http.request.method": method, "http.route": route, "url.path": path}, server=True)
+            token = tracing.attach(span)
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            status, elapsed = answered[0], time.monotonic() - started
+            if observer.metrics is not None:
+                observer.metrics.requests.labels(method, route, str(status)).inc()
+                observer.metrics.request_seconds.labels(route).observe(elapsed)
+            if observer.json_logs:
+                logs.request_line(request_id=request_id, method=method, path=path,
+                                  status=status, duration_ms=round(elapsed * 1000, 1),
+                                  project=scope.get("asstctl.project"), run_id=_named(path, "run_"),
+                                  thread_id=_named(path, "thread_"))
+            logs.REQUEST.reset(request_token)
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("asstctl.request_id", request_id)
+                if status >= 500:
+                    tracing.failed(span, f"HTTP {status}")
+                tracing.detach(token)
+                span.end()
+
+
+def _named(path: str, prefix: str) -> str | None:
+    for part in path.split("/"):
+        if part.startswith(prefix):
+            return part
+    return None
+
+
+async def _plain(send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+        (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": data})

@@ -1,0 +1,158 @@
+"""Model calls and built-in tool calls, timed, counted and traced: the server's engine and tools are
+wrapped in these proxies (everything else about them is passed through)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import aclosing
+from typing import Any, AsyncIterator
+
+from asstctl.server.engine.base import EngineError, TextDelta, ToolCallDelta, TurnEnd, reply_events
+from asstctl.server.observability import tracing
+
+MAX_LABELS = 100  # distinct model names kept as label values; more are counted as "other"
+MAX_CAPTURED = 64 << 10  # characters of completion text a span keeps (content capture on)
+
+
+def bounded(seen: set[str], value: str) -> str:
+    """``value`` as a label value, unless ``MAX_LABELS`` others came first (clients name models)."""
+    if value in seen:
+        return value
+    if len(seen) >= MAX_LABELS:
+        return "other"
+    seen.add(value)
+    return value
+
+
+class ObservedEngine:
+    def __init__(self, inner: Any, observer: Any):
+        self._inner, self._observer = inner, observer
+        self.name = getattr(inner, "name", type(inner).__name__)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def stream(self, request) -> AsyncIterator[Any]:
+        observer, metrics = self._observer, self._observer.metrics
+        model = observer.model_label(str(request.model or ""))
+        started, first, end, code = time.monotonic(), None, None, None
+        text: list[str] = []
+        span = None
+        if observer.tracer is not None:
+            span = tracing.start_span(observer.tracer, f"chat {request.model}", _request_attributes(self, request,
+                                      observer.capture), client=True)
+        try:
+            async with aclosing(self._source(request)) as events:
+                async for event in events:
+                    if first is None and isinstance(event, (TextDelta, ToolCallDelta)):
+                        first = time.monotonic()
+                        if metrics is not None:
+                            metrics.first_token.labels(model).observe(first - started)
+                    if isinstance(event, TurnEnd):
+                        end = event
+                    elif observer.capture and isinstance(event, TextDelta) and sum(map(len, text)) < MAX_CAPTURED:
+                        text.append(event.text)
+                    yield event
+        except EngineError as error:
+            code = error.code
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            code = "server_error"
+            raise
+        finally:
+            if metrics is not None:
+                metrics.upstream_seconds.labels(self.name, model).observe(time.monotonic() - started)
+                if code is not None:
+                    metrics.upstream_errors.labels(self.name, model, code).inc()
+            if span is not None:
+                _finish(span, end, code, "".join(text) if observer.capture else None)
+
+    def _source(self, request) -> AsyncIterator[Any]:
+        stream = getattr(self._inner, "stream", None)
+        if stream is not None:
+            return stream(request)
+        return self._replied(request)
+
+    async def _replied(self, request) -> AsyncIterator[Any]:
+        reply = await asyncio.to_thread(self._inner.respond, request)  # an engine with only respond()
+        async with aclosing(reply_events(reply, request)) as events:
+            async for event in events:
+                yield event
+
+
+def _request_attributes(engine: ObservedEngine, request, capture: bool) -> dict[str, Any]:
+    upstream = getattr(engine._inner, "config", None)
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai" if upstream is not None else f"asstctl.{engine.name}",
+        "gen_ai.request.model": request.model,
+        "gen_ai.request.temperature": request.temperature,
+        "gen_ai.request.top_p": request.top_p,
+        "gen_ai.request.max_tokens": request.max_completion_tokens,
+        "gen_ai.agent.id": (request.assistant or {}).get("id"),
+        "gen_ai.conversation.id": (request.run or {}).get("thread_id"),
+        "asstctl.run.id": (request.run or {}).get("id"),
+        "asstctl.tools_offered": len(request.offered_tools or ()),
+    }
+    if capture:
+        attributes["gen_ai.input.messages"] = json.dumps(request.chat or request.messages, default=str)[:MAX_CAPTURED]
+    return attributes
+
+
+def _finish(span, end: TurnEnd | None, code: str | None, text: str | None) -> None:
+    if end is not None:
+        span.set_attribute("gen_ai.response.finish_reasons", [end.finish_reason])
+        span.set_attribute("gen_ai.usage.input_tokens", end.usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", end.usage.completion_tokens)
+    if text is not None:
+        span.set_attribute("gen_ai.output.messages", json.dumps([{"role": "assistant", "content": text}]))
+    if code is not None:
+        span.set_attribute("error.type", code)
+        tracing.failed(span, code)
+    span.end()
+
+
+class ObservedTools(dict):
+    """``state.extra["tools"]``: each built-in tool stored here is wrapped as it is made."""
+
+    def __init__(self, observer: Any):
+        super().__init__()
+        self.observer = observer
+
+    def __setitem__(self, key: str, tool: Any) -> None:
+        super().__setitem__(key, _ObservedTool(tool, self.observer))
+
+
+class _ObservedTool:
+    def __init__(self, inner: Any, observer: Any):
+        self._inner, self._observer = inner, observer
+        self.type = getattr(inner, "type", "tool")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def run(self, ctx, arguments: dict[str, Any]) -> Any:
+        observer, started, span = self._observer, time.monotonic(), None
+        if observer.tracer is not None:
+            span = tracing.start_span(observer.tracer, f"execute_tool {self.type}", {
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": self.type,
+                "gen_ai.tool.type": "extension", "gen_ai.tool.call.id": getattr(ctx, "call_id", None),
+                "asstctl.run.id": (getattr(ctx, "run", None) or {}).get("id")})
+        try:
+            outcome = await self._inner.run(ctx, arguments)
+            if span is not None:
+                span.set_attribute("asstctl.tool.sources", len(getattr(outcome, "sources", ()) or ()))
+            return outcome
+        except BaseException as error:
+            if span is not None:
+                tracing.failed(span, type(error).__name__)
+            raise
+        finally:
+            if observer.metrics is not None:
+                observer.metrics.tool_seconds.labels(self.type).observe(time.monotonic() - started)
+            if span is not None:
+                span.end()

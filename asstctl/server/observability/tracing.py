@@ -1,0 +1,112 @@
+"""OpenTelemetry traces (the ``otel`` extra: ``pip install 'asstctl[otel]'``).
+
+On when ``OTEL_TRACES_EXPORTER`` or an ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` is set (and
+``OTEL_SDK_DISABLED`` is not true), configured by the standard ``OTEL_*`` variables (service name,
+resource attributes, sampler, OTLP endpoint, headers and protocol: ``grpc`` or ``http/protobuf``);
+or with a ``tracer_provider`` in the server's config (tests: the SDK's in-memory exporter).
+
+Spans: one per HTTP request (``GET /v1/threads/{id}``), one per run turn (``invoke_agent``), children of
+it per model call (``chat {model}``, with the ``gen_ai.*`` attributes of the OpenTelemetry semantic
+conventions for generative AI) and per built-in tool call (``execute_tool file_search`` is retrieval,
+``execute_tool code_interpreter`` the sandbox). Prompt and completion text is recorded only with
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from asstctl.errors import ConfigError
+
+CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ON_ENVS = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def wanted() -> bool:
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return False
+    return any(os.environ.get(name, "").strip() for name in ON_ENVS)
+
+
+def capture_content() -> bool:
+    return os.environ.get(CAPTURE_ENV, "").strip().lower() == "true"
+
+
+def tracer_for(config: Any):
+    """The tracer of this server, or None when tracing is off."""
+    provider = getattr(config, "tracer_provider", None)
+    if provider is None:
+        if not wanted():
+            return None
+        provider = _provider_from_env()
+    return provider.get_tracer("asstctl.server")
+
+
+def _provider_from_env():
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    except ImportError:
+        raise ConfigError("OTEL_* variables ask for traces, but OpenTelemetry is not installed",
+                          hint="Install it with: pip install 'asstctl[otel]' (or unset OTEL_TRACES_EXPORTER and "
+                               "OTEL_EXPORTER_OTLP_ENDPOINT).") from None
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "asstctl"})
+    provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER(_ARG) are read by the SDK
+    kind = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+    provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter() if kind == "console" else _otlp()))
+    return provider
+
+
+def _otlp():
+    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "grpc").strip().lower()
+    try:
+        if protocol.startswith("http"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        raise ConfigError(f"the OTLP exporter for protocol {protocol!r} is not installed",
+                          hint="Install it with: pip install 'asstctl[otel]'.") from None
+    return OTLPSpanExporter()  # endpoint, headers, timeout, certificates: OTEL_EXPORTER_OTLP_* variables
+
+
+def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False,
+               links: tuple = ()):
+    from opentelemetry.trace import Link, SpanKind
+
+    kind = SpanKind.SERVER if server else SpanKind.CLIENT if client else SpanKind.INTERNAL
+    return tracer.start_span(name, kind=kind, attributes={k: v for k, v in attributes.items() if v is not None},
+                             links=[Link(context) for context in links])
+
+
+def current_context() -> Any:
+    """The current span's context when one is recording (a request's span), else None."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    return span.get_span_context() if span.is_recording() else None
+
+
+def attach(span) -> Any:
+    """Make ``span`` the current one (in this task's context); returns the token for ``detach``."""
+    from opentelemetry import context, trace
+
+    return context.attach(trace.set_span_in_context(span))
+
+
+def detach(token) -> None:
+    from opentelemetry import context
+
+    context.detach(token)
+
+
+def failed(span, description: str) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_status(Status(StatusCode.ERROR, description))

@@ -1,0 +1,266 @@
+"""Projects and their API keys: who a request comes from, and which project's objects it sees.
+
+Every stored object belongs to one project (``asstctl.server.store.scope``). A caller is one of:
+
+- a **project key** (``sk-asst-...``, made by ``POST /v1/organization/projects/{id}/service_accounts`` or
+  ``asstctl serve keys create``): sees only its project's objects, a 404 for anything else;
+- the server's ``--api-key``: the single key of the default project (``proj_default``, which also holds
+  everything stored before projects existed);
+- the **admin key** (``--admin-key-env VAR``): manages projects and keys through the shapes of OpenAI's
+  Administration API (``/v1/organization/...``) and reads ``/metrics``; it sees no assistant or thread.
+
+Keys are stored hashed (SHA-256 of a 192-bit random key); a key's id is derived from its hash, so a
+request costs one indexed read, and a revoked key fails on the next request on every replica. Nothing
+here prints or logs a key, or any part of one. Projects, service accounts and keys are documents of the
+store (kinds ``project``, ``service_account``, ``api_key``; the last two under their project).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from asstctl.server.errors import APIError, invalid
+from asstctl.server.http import now
+from asstctl.server.store.scope import DEFAULT_PROJECT, scoped
+
+log = logging.getLogger("asstctl.server")
+
+KEY_PREFIX = "sk-asst-"
+REDACTED = KEY_PREFIX + "****"  # what the API shows of a key: never a fragment of it
+MAX_NAME = 256
+LAST_USED_EVERY = 60  # seconds between two writes of a key's last_used_at
+DEFAULT_NAME = "Default project"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: a project's key (``project``) or the admin key (``admin``)."""
+
+    project: str | None
+    admin: bool = False
+    key_id: str | None = None
+
+
+ADMIN = Caller(None, admin=True)
+DEFAULT = Caller(DEFAULT_PROJECT)
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def key_id_of(hashed: str) -> str:
+    return "key_" + hashed[:24]
+
+
+def authenticate(store, api_key: str | None, admin_key: str | None, authorization: str) -> Caller | APIError:
+    """The caller behind an ``Authorization`` header, or the 401 to answer (never echoing a key).
+
+    Without any server key (loopback only) every request is the default project's, except that a
+    project key still selects its project."""
+    open_server = not api_key and not admin_key
+    scheme, _, presented = authorization.partition(" ")
+    presented = presented.strip() if scheme.lower() == "bearer" else ""
+    if not authorization and not open_server:
+        return APIError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        )
+    if api_key and _same(presented, api_key):
+        return DEFAULT
+    if admin_key and _same(presented, admin_key):
+        return ADMIN
+    if presented.startswith(KEY_PREFIX) and len(presented) < 200:
+        found = project_key(store, presented)
+        if found is not None:
+            return found
+    elif open_server:
+        return DEFAULT
+    return APIError(
+        401,
+        "Incorrect API key provided. Use a key of this asstctl server's project (or the key it was started "
+        "with: ASSTCTL_SERVER_API_KEY or --api-key); a revoked key or one of an archived project no longer works.",
+        code="invalid_api_key",
+    )
+
+
+def _same(presented: str, key: str) -> bool:
+    return secrets.compare_digest(presented.encode("utf-8", "surrogatepass"), key.encode())
+
+
+def project_key(store, presented: str) -> Caller | None:
+    """The project of a live project key (one read, unscoped), or None."""
+    hashed = key_hash(presented)
+    with scoped(None):
+        record = store.get("api_key", key_id_of(hashed), None)
+    if record is None or not secrets.compare_digest(record.get("hash", ""), hashed):
+        return None
+    if record.get("owner_project_access") != "active":
+        return None
+    if now() - (record.get("last_used_at") or 0) >= LAST_USED_EVERY:
+        _touch(store, record)
+    return Caller(record["project_id"], key_id=record["id"])
+
+
+def _touch(store, record: dict[str, Any]) -> None:
+    """``last_used_at``, written at most once a minute per key (and replica), never failing the request."""
+    def used(key: dict[str, Any]) -> None:
+        key["last_used_at"] = now()
+
+    try:
+        with scoped(None):
+            store.update("api_key", record["id"], used, record["project_id"])
+    except Exception as error:  # noqa: BLE001 - a busy or read-only database: the request goes on
+        log.warning("could not record the use of API key %s (%s)", record["id"], type(error).__name__)
+
+
+# -- projects ---------------------------------------------------------------------------------------
+def ensure_default(store) -> None:
+    """The default project exists (it owns ``--api-key`` and everything stored before projects)."""
+    with scoped(None), store.transaction():
+        if store.get("project", DEFAULT_PROJECT, "") is None:
+            store.insert("project", _project(DEFAULT_PROJECT, DEFAULT_NAME))
+
+
+def _project(project_id: str, name: str) -> dict[str, Any]:
+    return {"id": project_id, "object": "organization.project", "name": name, "created_at": now(),
+            "archived_at": None, "status": "active"}
+
+
+def check_name(body: dict[str, Any], what: str) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise invalid("name", f"Invalid 'name': give the {what} a non-empty name.", "invalid_type")
+    if len(name) > MAX_NAME:
+        raise invalid("name", f"Invalid 'name': at most {MAX_NAME} characters, got {len(name)}.", "string_above_max_length")
+    return name
+
+
+def create_project(store, name: str) -> dict[str, Any]:
+    project = _project("proj_" + secrets.token_hex(12), name)
+    with scoped(None):
+        return store.insert("project", project)
+
+
+def require_project(store, project_id: str) -> dict[str, Any]:
+    with scoped(None):
+        project = store.get("project", project_id, "")
+    if project is None:
+        raise APIError(404, f"No project found with id '{project_id}'.")
+    return project
+
+
+def rename_project(store, project_id: str, name: str) -> dict[str, Any]:
+    with scoped(None), store.transaction():
+        project = require_project(store, project_id)
+        project["name"] = name
+        return store.put("project", project)
+
+
+def archive_project(store, project_id: str) -> dict[str, Any]:
+    """Archived: its keys stop working at once (objects stay, readable again by no key)."""
+    if project_id == DEFAULT_PROJECT:
+        raise invalid(None, "The default project cannot be archived: it holds the --api-key's objects.")
+    with scoped(None), store.transaction():
+        project = require_project(store, project_id)
+        if project["status"] != "archived":
+            project.update(status="archived", archived_at=now())
+            store.put("project", project)
+            for key in store.all("api_key", project_id):
+                key["owner_project_access"] = "inactive"
+                store.put("api_key", key, project_id)
+        return project
+
+
+def list_projects(store, *, limit: int, after: str | None, include_archived: bool):
+    keep = None if include_archived else (lambda p: p.get("status") != "archived")
+    with scoped(None):
+        return store.page("project", "", limit=limit, order="asc", after=after, where=keep)
+
+
+# -- service accounts and keys ----------------------------------------------------------------------
+def create_service_account(store, project_id: str, name: str, with_key: bool = True) -> dict[str, Any]:
+    """A service account of the project and (unless ``with_key`` is false) its API key, whose value
+    appears in this answer only."""
+    with scoped(None), store.transaction():
+        project = require_project(store, project_id)
+        if project["status"] == "archived":
+            raise invalid(None, f"The project {project_id} is archived: it gets no new keys.")
+        account = {"object": "organization.project.service_account", "id": "svc_acct_" + secrets.token_hex(12),
+                   "name": name, "role": "member" if with_key else "none", "created_at": now()}
+        store.insert("service_account", account, project_id)
+        created = dict(account, api_key=None)
+        if with_key:
+            value = KEY_PREFIX + secrets.token_hex(24)
+            hashed = key_hash(value)
+            owner = {"type": "service_account", "service_account": {
+                "id": account["id"], "name": name, "created_at": account["created_at"], "role": account["role"]}}
+            record = {"object": "organization.project.api_key", "id": key_id_of(hashed), "name": name,
+                      "redacted_value": REDACTED, "created_at": account["created_at"], "last_used_at": None,
+                      "owner_project_access": "active", "owner": owner, "project_id": project_id, "hash": hashed}
+            store.insert("api_key", record, project_id)
+            created["api_key"] = {"object": "organization.project.service_account.api_key", "value": value,
+                                  "name": name, "created_at": record["created_at"], "id": record["id"]}
+        return created
+
+
+def list_service_accounts(store, project_id: str, *, limit: int, after: str | None):
+    require_project(store, project_id)
+    with scoped(None):
+        return store.page("service_account", project_id, limit=limit, order="asc", after=after)
+
+
+def _require_in(store, kind: str, noun: str, project_id: str, id: str) -> dict[str, Any]:
+    """A service account or key of the project, or the 404 naming both."""
+    require_project(store, project_id)
+    with scoped(None):
+        found = store.get(kind, id, project_id)
+    if found is None:
+        raise APIError(404, f"No {noun} found with id '{id}' in project '{project_id}'.")
+    return found
+
+
+def require_service_account(store, project_id: str, account_id: str) -> dict[str, Any]:
+    return _require_in(store, "service_account", "service account", project_id, account_id)
+
+
+def delete_service_account(store, project_id: str, account_id: str) -> None:
+    """The account and its keys (which stop working at once)."""
+    with scoped(None), store.transaction():
+        require_service_account(store, project_id, account_id)
+        for key in store.all("api_key", project_id):
+            if key["owner"].get("service_account", {}).get("id") == account_id:
+                store.delete("api_key", key["id"], project_id)
+        store.delete("service_account", account_id, project_id)
+
+
+def shown_key(record: dict[str, Any]) -> dict[str, Any]:
+    """The API's view of a stored key: without its hash or our bookkeeping."""
+    return {k: v for k, v in record.items() if k not in ("hash", "project_id")}
+
+
+def list_keys(store, project_id: str, *, limit: int, after: str | None):
+    require_project(store, project_id)
+    with scoped(None):
+        items, more = store.page("api_key", project_id, limit=limit, order="asc", after=after)
+    return [shown_key(item) for item in items], more
+
+
+def require_key(store, project_id: str, key_id: str) -> dict[str, Any]:
+    return _require_in(store, "api_key", "API key", project_id, key_id)
+
+
+def revoke_key(store, project_id: str | None, key_id: str) -> bool:
+    """Delete a key (``project_id`` None: whichever project it is in); True if it existed."""
+    with scoped(None), store.transaction():
+        if project_id is None:
+            record = store.get("api_key", key_id, None)
+            if record is None:
+                return False
+            project_id = record["project_id"]
+        return store.delete("api_key", key_id, project_id)

@@ -1,0 +1,113 @@
+"""Routes: projects and their API keys, in the shapes of OpenAI's Administration API (admin key only;
+``asstctl.server.app`` refuses every other caller). The work is in :mod:`asstctl.server.projects`.
+
+    POST/GET /v1/organization/projects                    create (name) / list (limit, after, include_archived)
+    GET/POST /v1/organization/projects/{id}               retrieve / rename
+    POST     /v1/organization/projects/{id}/archive       its keys stop working at once
+    POST/GET /v1/organization/projects/{id}/service_accounts    create (answers once with api_key.value) / list
+    GET/DELETE /v1/organization/projects/{id}/service_accounts/{account_id}   retrieve / delete (and its keys)
+    GET      /v1/organization/projects/{id}/api_keys[/{key_id}] list / retrieve
+    DELETE   /v1/organization/projects/{id}/api_keys/{key_id}   revoke, at once on every replica
+"""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from asstctl.server import projects
+from asstctl.server import validation as v
+from asstctl.server.app import state_of
+from asstctl.server.http import json_body, list_envelope, list_params, ok
+
+BASE = "/v1/organization/projects"
+
+
+def _page(request) -> dict:
+    params = list_params(request)
+    return {"limit": params["limit"], "after": params["after"]}
+
+
+async def create_project(request):
+    body = await json_body(request)
+    v.check_fields(body, ("name", "residency", "external_key_id"), ("name",))
+    return ok(projects.create_project(state_of(request).store, projects.check_name(body, "project")))
+
+
+async def list_projects(request):
+    archived = request.query_params.get("include_archived", "false").lower() == "true"
+    items, more = projects.list_projects(state_of(request).store, include_archived=archived, **_page(request))
+    return ok(list_envelope(items, more))
+
+
+async def retrieve_project(request):
+    return ok(projects.require_project(state_of(request).store, request.path_params["project_id"]))
+
+
+async def modify_project(request):
+    body = await json_body(request)
+    v.check_fields(body, ("name",), ("name",))
+    name = projects.check_name(body, "project")
+    return ok(projects.rename_project(state_of(request).store, request.path_params["project_id"], name))
+
+
+async def archive_project(request):
+    return ok(projects.archive_project(state_of(request).store, request.path_params["project_id"]))
+
+
+async def create_service_account(request):
+    body = await json_body(request)
+    v.check_fields(body, ("name", "create_service_account_only"), ("name",))
+    only = body.get("create_service_account_only") is True
+    account = projects.create_service_account(state_of(request).store, request.path_params["project_id"],
+                                              projects.check_name(body, "service account"), with_key=not only)
+    return ok(account)
+
+
+async def list_service_accounts(request):
+    items, more = projects.list_service_accounts(state_of(request).store, request.path_params["project_id"],
+                                                 **_page(request))
+    return ok(list_envelope(items, more))
+
+
+async def retrieve_service_account(request):
+    params = request.path_params
+    return ok(projects.require_service_account(state_of(request).store, params["project_id"], params["account_id"]))
+
+
+async def delete_service_account(request):
+    params = request.path_params
+    projects.delete_service_account(state_of(request).store, params["project_id"], params["account_id"])
+    return ok({"object": "organization.project.service_account.deleted", "id": params["account_id"], "deleted": True})
+
+
+async def list_keys(request):
+    items, more = projects.list_keys(state_of(request).store, request.path_params["project_id"], **_page(request))
+    return ok(list_envelope(items, more))
+
+
+async def retrieve_key(request):
+    params = request.path_params
+    return ok(projects.shown_key(projects.require_key(state_of(request).store, params["project_id"], params["key_id"])))
+
+
+async def delete_key(request):
+    state, params = state_of(request), request.path_params
+    projects.require_key(state.store, params["project_id"], params["key_id"])
+    projects.revoke_key(state.store, params["project_id"], params["key_id"])
+    return ok({"object": "organization.project.api_key.deleted", "id": params["key_id"], "deleted": True})
+
+
+routes = [
+    Route(BASE, create_project, methods=["POST"]),
+    Route(BASE, list_projects, methods=["GET"]),
+    Route(BASE + "/{project_id}", retrieve_project, methods=["GET"]),
+    Route(BASE + "/{project_id}", modify_project, methods=["POST"]),
+    Route(BASE + "/{project_id}/archive", archive_project, methods=["POST"]),
+    Route(BASE + "/{project_id}/service_accounts", create_service_account, methods=["POST"]),
+    Route(BASE + "/{project_id}/service_accounts", list_service_accounts, methods=["GET"]),
+    Route(BASE + "/{project_id}/service_accounts/{account_id}", retrieve_service_account, methods=["GET"]),
+    Route(BASE + "/{project_id}/service_accounts/{account_id}", delete_service_account, methods=["DELETE"]),
+    Route(BASE + "/{project_id}/api_keys", list_keys, methods=["GET"]),
+    Route(BASE + "/{project_id}/api_keys/{key_id}", retrieve_key, methods=["GET"]),
+    Route(BASE + "/{project_id}/api_keys/{key_id}", delete_key, methods=["DELETE"]),
+]

@@ -1,0 +1,195 @@
+"""Operating the server (issue 26): the probes, /metrics after a scripted workload (parsed by
+prometheus-client's own parser), the span tree of a run with a tool round (the OpenTelemetry SDK's
+in-memory exporter), and JSON log lines from a real `asstctl serve` process."""
+
+from __future__ import annotations
+
+import json
+
+import httpx2 as httpx
+import openai
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+
+from asstctl.server.embedded import start_server
+from tests.retrieval.test_runs import ask, support_assistant
+from tests.serve_process import ServeProcess
+from tests.server.conftest import Servers
+from tests.upstream import Failure, Text
+from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
+
+KEY = "app-" + "k" * 32
+
+
+def test_probes_answer_without_a_key(tmp_path):
+    with start_server(str(tmp_path / "db.sqlite3"), api_key=KEY) as server:
+        root = server.base_url.removesuffix("/v1")
+        assert httpx.get(root + "/healthz").json() == {"status": "ok"}
+        ready = httpx.get(root + "/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ok"
+        assert httpx.get(server.base_url + "/assistants").status_code == 401  # the API itself still needs one
+        assert httpx.get(root + "/metrics").status_code == 401
+
+
+def samples(text: str) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def value(found, name: str, **labels) -> float:
+    return sum(v for got, v in found.get(name, []) if all(got.get(k) == want for k, want in labels.items()))
+
+
+def test_metrics_after_a_scripted_workload(tmp_path, upstream, contract):
+    servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
+    try:
+        check_metrics(servers, upstream, contract)
+    finally:
+        servers.close()
+
+
+def check_metrics(servers, upstream, contract):
+    _, server = servers.start(api_key=KEY, admin_key=ADMIN, metrics=True)
+    with admin_sdk(server, contract) as admin:
+        project = admin.admin.organization.projects.create(name="shop").id
+        key = new_key(admin, project)
+    with sdk(server, contract, key) as shop:
+        workload(shop, upstream)
+    check_scrape(server, project)
+
+
+def workload(shop, upstream) -> None:
+    assistant = shop.beta.assistants.create(model="gpt-4o")
+    upstream.queue(Text("Hello there", usage=(11, 3)))
+    thread = shop.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    run = shop.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20)
+    assert run.status == "completed"
+    upstream.queue(Failure.model_not_found("gpt-4o"))
+    failed = shop.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20)
+    assert failed.status == "failed"
+    with pytest.raises(openai.NotFoundError):
+        shop.beta.assistants.retrieve("asst_missing")
+
+
+def check_scrape(server, project: str) -> None:
+    refused = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    assert refused.status_code == 403
+    scrape = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+    found = samples(scrape.text)
+    assert all(name.startswith("asstctl_") for name in found if not name.startswith(("python_", "process_")))
+    assert value(found, "asstctl_runs_total", status="completed", project=project) == 1
+    assert value(found, "asstctl_runs_total", status="failed", project=project) == 1
+    assert value(found, "asstctl_runs_total", status="queued", project=project) == 2
+    assert value(found, "asstctl_tokens_total", type="prompt", project=project, model="gpt-4o") >= 11
+    assert value(found, "asstctl_tokens_total", type="completion", project=project) >= 3
+    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 1
+    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 2
+    assert value(found, "asstctl_upstream_errors_total", model="gpt-4o") == 1
+    assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants/{id}", status="404") == 1
+    assert value(found, "asstctl_http_requests_total", method="POST", route="/v1/threads/{id}/runs", status="200") == 2
+    for gauge in ("asstctl_run_queue_depth", "asstctl_runs_active", "asstctl_sandbox_sessions_active",
+                  "asstctl_ingestion_backlog"):
+        assert found[gauge] == [({}, 0.0)], gauge
+
+
+def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatch):
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with start_server(":memory:", tracer_provider=provider) as server:
+        client = sdk(server, contract, "any")
+        assistant, returns, _ = support_assistant(client)
+        run, steps, reply = ask(client, assistant, "When do I get my refund?")
+        client.close()
+    spans = exporter.get_finished_spans()
+    (turn,) = [s for s in spans if s.name.startswith("invoke_agent")]
+    assert turn.attributes["asstctl.run.id"] == run.id and turn.attributes["asstctl.run.status"] == "completed"
+    assert turn.parent is None
+    children = sorted((s for s in spans if s.parent is not None and s.parent.span_id == turn.context.span_id),
+                      key=lambda s: s.start_time)
+    assert [s.name for s in children] == ["chat gpt-4o", "execute_tool file_search", "chat gpt-4o"]
+    first, tool, second = children
+    assert first.attributes["gen_ai.operation.name"] == "chat"
+    assert first.attributes["gen_ai.request.model"] == "gpt-4o"
+    assert first.attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    assert second.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert second.attributes["gen_ai.usage.input_tokens"] > 0 and second.attributes["gen_ai.usage.output_tokens"] > 0
+    assert tool.attributes["gen_ai.tool.name"] == "file_search" and tool.attributes["asstctl.tool.sources"] >= 1
+    assert first.end_time <= tool.start_time and tool.end_time <= second.start_time
+    for span in spans:  # no prompt or completion text unless switched on
+        assert not any(key in span.attributes for key in ("gen_ai.input.messages", "gen_ai.output.messages"))
+        assert "refund" not in json.dumps(dict(span.attributes), default=str)
+    (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs"]
+    assert created.attributes["http.response.status_code"] == 200
+    assert created.attributes["asstctl.request_id"].startswith("req_")
+    assert [link.context.span_id for link in turn.links] == [created.context.span_id]  # queued by that request
+
+
+def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with start_server(":memory:", tracer_provider=provider) as server, sdk(server, contract, "any") as client:
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "say the magic word"}])
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                       poll_interval_ms=20)
+        reply = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0].content[0].text.value
+    (chat,) = [s for s in exporter.get_finished_spans() if s.name == "chat gpt-4o"]
+    assert "say the magic word" in chat.attributes["gen_ai.input.messages"]
+    assert json.loads(chat.attributes["gen_ai.output.messages"]) == [{"role": "assistant", "content": reply}]
+
+
+def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
+    env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7"}
+    with ServeProcess(tmp_path / "serve", "--db", ":memory:", "--log-format", "json", env=env) as process:
+        client = sdk(process, contract, KEY)
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "hello"}])
+        raw = client.beta.threads.runs.with_raw_response.create(thread_id=thread.id, assistant_id=assistant.id)
+        run = raw.parse()
+        request_id = raw.headers["x-request-id"]
+        client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=20)
+        client.close()
+        assert process.stop() == 0
+        lines = [json.loads(line) for line in process.stderr().splitlines() if line.startswith("{")]
+        text = process.stderr()
+    assert KEY not in text and KEY[:12] not in text
+    (created,) = [line for line in lines if line.get("request_id") == request_id and line["event"] == "request"]
+    assert created["event"] == "request" and created["method"] == "POST" and created["status"] == 200
+    assert created["thread_id"] == thread.id and created["project"] == "proj_default"
+    assert created["replica"] == "replica-7" and created["duration_ms"] >= 0
+    transitions = [line for line in lines if line.get("event") == "run" and line["run_id"] == run.id]
+    assert [line["status"] for line in transitions] == ["queued", "in_progress", "completed"]
+    assert transitions[0]["request_id"] == request_id  # the request that queued it; the rest ran on the claimer
+    assert all(line["replica"] == "replica-7" and line["project"] == "proj_default"
+               for line in lines if line.get("event") == "run")
+
+
+@pytest.mark.parametrize("env, on", [
+    ({}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}, True),
+    ({"OTEL_TRACES_EXPORTER": "console"}, True),
+    ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}, False),
+    ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, False),
+])
+def test_tracing_follows_the_standard_variables(monkeypatch, env, on):
+    from asstctl.server.app import ServerConfig
+    from asstctl.server.observability import tracing
+
+    for name in (*tracing.ON_ENVS, "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    for name, setting in env.items():
+        monkeypatch.setenv(name, setting)
+    assert tracing.wanted() is on
+    if env.get("OTEL_TRACES_EXPORTER") == "console":
+        assert tracing.tracer_for(ServerConfig()) is not None
