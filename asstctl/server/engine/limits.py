@@ -114,10 +114,12 @@ class KeyScrubber:
                 position = end
             found = window.find(key, end)
         rest = window[position:]
-        for size in range(min(len(key) - 1, len(rest)), HOLD - 1, -1):
-            if rest.endswith(key[:size]):
-                self.held, rest = rest[-size:], rest[:-size]
+        start = rest.find(key[:HOLD], max(0, len(rest) - len(key) + 1))
+        while start >= 0:  # the earliest tail that is the key's start: held back
+            if key.startswith(rest[start:]):
+                self.held, rest = rest[start:], rest[:start]
                 break
+            start = rest.find(key[:HOLD], start + 1)
         out.append(rest)
         result = "".join(out)
         self.sent = (self.sent + result)[-(len(key) - 1):]
@@ -131,7 +133,7 @@ class KeyScrubber:
 class ReplyGuard:
     """One reply's events made safe: text cleaned (:func:`clean_text`), the key scrubbed from text and
     tool-call arguments, the size capped (``over`` once ``cap`` characters came; the rest is dropped)
-    and floods coalesced."""
+    and floods coalesced (first, so a flood costs one scrub, not thousands)."""
 
     def __init__(self, key: str | None, cap: int):
         self.key, self.cap, self.size, self.over = key, cap, 0, False
@@ -140,7 +142,7 @@ class ReplyGuard:
 
     def events(self, events: list[EngineEvent]) -> list[EngineEvent]:
         out: list[EngineEvent] = []
-        for event in events:
+        for event in coalesce(events):
             if self.over:
                 break
             if isinstance(event, TextDelta):
@@ -154,7 +156,7 @@ class ReplyGuard:
                 out.append(replace(event, name=name, arguments=arguments))
             else:
                 out.append(event)
-        return coalesce(out)
+        return out
 
     def flush(self) -> list[EngineEvent]:
         """What the scrubbers held back, at the reply's end."""
