@@ -55,8 +55,8 @@ _ENGINE = _section({
     "dialect": _text("A named profile of the upstream's quirks (openai, azure, llama.cpp, vllm, ollama, ...); "
                      "default: learned from its refusals."),
     "limits": _section({
-        "idle_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Longest silence between chunks."},
-        "turn_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Longest model call."},
+        "idle_seconds": {"type": "number", "minimum": 0.1, "description": "Longest silence between chunks."},
+        "turn_seconds": {"type": "number", "minimum": 0.1, "description": "Longest model call."},
         "reply_chars": {"type": "integer", "minimum": 1, "description": "Largest reply; beyond it ends incomplete."},
     }, "Bounds on one model call (docs/engine.md#faults)."),
 }, "The embedded server's model engine (docs/engine.md).")
