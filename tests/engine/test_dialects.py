@@ -76,6 +76,13 @@ def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(c
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
         accepted = [r.body for r in upstream.requests if llama_cpp(r.body) is None]
+        upstream.queue(Text('{"town": "Paris"}'))  # json_object was asked for: the schema is checked here
+        bot = sdk.beta.assistants.create(model="gpt-4o")
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Where?"}])
+        run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, response_format=CITY,
+                                                    poll_interval_ms=10)
+    assert run.status == "failed" and "its answer does not match the schema: 'city' is a required property" \
+        in run.last_error.message
     assert upstream.refusals == 3  # content null, the developer role, json_schema: once each
     tool_rounds = [m for body in accepted for _, m in tool_call_messages(body)]
     assert tool_rounds and all(m["content"] == "" for m in tool_rounds)

@@ -177,6 +177,29 @@ def learn(detail: str, sent: dict[str, Any], dialect: Dialect) -> Dialect | None
     return learned if learned != dialect else None
 
 
+def schema_problem(text: str, response_format: Any) -> str | None:
+    """Why ``text`` does not answer a ``json_schema`` response format (None: it does). Used when the
+    upstream was asked for ``json_object`` instead, so nothing on its side enforced the schema."""
+    schema = ((response_format or {}).get("json_schema") or {}).get("schema")
+    if not isinstance(schema, dict):
+        return None
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        return f"it is not JSON ({error})"
+    try:
+        found = next(iter(Draft202012Validator(schema).iter_errors(document)), None)
+    except SchemaError:
+        return None
+    if found is None:
+        return None
+    where = "/".join(map(str, found.absolute_path))
+    return f"{where + ': ' if where else ''}{found.message[:200]}"
+
+
 def _has_tool_call_message(sent: dict[str, Any]) -> bool:
     return any(m.get("role") == "assistant" and m.get("tool_calls") for m in sent["messages"])
 

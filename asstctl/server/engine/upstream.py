@@ -33,7 +33,7 @@ from typing import Any, AsyncIterator
 from urllib.parse import quote, urlsplit
 
 from asstctl.server.engine import dialects
-from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, TurnEnd
+from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, TextDelta, TurnEnd
 from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, UpstreamConfig, resolve_key
 from asstctl.server.engine.dialects import Dialect
 from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, HttpError, HttpTimeout, Pool, Response,
@@ -99,12 +99,16 @@ class UpstreamEngine:
         for attempt in range(2):  # a stream that ended unfinished before anything was shown: once more
             response = await self._open(canonical, request.model, model, deadline)
             parser, guard = TurnParser(), ReplyGuard(self.secret, self.limits.reply_chars)
+            text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
+            unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
             try:
                 async for batch in response.line_batches(MAX_LINE):  # to the end: the connection is reused
                     events: list[EngineEvent] = []
                     for line in batch:
                         events += parser.feed(line)
                     for event in guard.events(events):
+                        if unenforced and isinstance(event, TextDelta):
+                            text.append(event.text)
                         yield event
                     if guard.over:
                         break
@@ -123,6 +127,8 @@ class UpstreamEngine:
             finally:
                 response.close()  # also on cancel: aborts the upstream connection at once
             for event in guard.flush():
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
                 yield event
             if guard.over:
                 log.warning("upstream %s: a reply longer than %d characters was cut (engine.limits.reply_chars)",
@@ -138,7 +144,14 @@ class UpstreamEngine:
                     continue
                 raise self._error(f"the upstream {host} ended the stream before the answer was finished "
                                   "(no finish_reason)", "server_error")
-            yield parser.end()
+            end = parser.end()
+            problem = dialects.schema_problem("".join(text), canonical.get("response_format")) \
+                if unenforced and end.finish_reason == "stop" else None
+            if problem is not None:
+                raise self._error(f"the upstream {host} cannot enforce a json_schema response format (it was asked "
+                                  f"for a JSON object with the schema in the instructions) and its answer does not "
+                                  f"match the schema: {problem}", "server_error")
+            yield end
             return
 
     async def aclose(self) -> None:
@@ -309,6 +322,11 @@ def retry_after(headers: Any) -> float | None:
             return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def _is_json_schema(body: dict[str, Any]) -> bool:
+    fmt = body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
 
 
 def _loop() -> Any:
