@@ -16,6 +16,7 @@ import asyncio
 import ssl
 import time
 from collections import defaultdict
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import AsyncIterator
 from urllib.parse import urlencode, urlsplit
@@ -95,20 +96,21 @@ class Response:
         than ``max_line`` bytes raises :class:`TooLarge`."""
         pending: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            *complete, rest = chunk.split(b"\n")
-            lines = []
-            for piece in complete:
-                if pending:
-                    piece, pending, size = b"".join([*pending, piece]), [], 0
-                lines.append(piece.rstrip(b"\r").decode("utf-8", "replace"))
-            if rest:
-                pending.append(rest)
-                size += len(rest)
-                if size > max_line:
-                    raise TooLarge(f"a line of the answer is longer than {max_line} bytes")
-            if lines:
-                yield lines
+        async with aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                *complete, rest = chunk.split(b"\n")
+                lines = []
+                for piece in complete:
+                    if pending:
+                        piece, pending, size = b"".join([*pending, piece]), [], 0
+                    lines.append(piece.rstrip(b"\r").decode("utf-8", "replace"))
+                if rest:
+                    pending.append(rest)
+                    size += len(rest)
+                    if size > max_line:
+                        raise TooLarge(f"a line of the answer is longer than {max_line} bytes")
+                if lines:
+                    yield lines
         if pending:
             yield [b"".join(pending).rstrip(b"\r").decode("utf-8", "replace")]
 
@@ -120,11 +122,12 @@ class Response:
     async def read(self, cap: int | None = None) -> bytes:
         """The body, or its first ``cap`` bytes (then the connection is dropped, the rest never read)."""
         parts, size = [], 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if cap is not None and size >= cap:
-                break
+        async with aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if cap is not None and size >= cap:
+                    break
         return b"".join(parts)[:cap] if cap is not None else b"".join(parts)
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ import json
 import logging
 import re
 import time
+from contextlib import aclosing
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator
@@ -102,17 +103,18 @@ class UpstreamEngine:
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
             try:
-                async for batch in response.line_batches(MAX_LINE):  # to the end: the connection is reused
-                    events: list[EngineEvent] = []
-                    for line in batch:
-                        events += parser.feed(line)
-                    for event in guard.events(events):
-                        if unenforced and isinstance(event, TextDelta):
-                            text.append(event.text)
-                        yield event
-                    if guard.over:
-                        break
-                    await asyncio.sleep(0)  # a flood of chunks never starves the other requests
+                async with aclosing(response.line_batches(MAX_LINE)) as batches:
+                    async for batch in batches:  # to the end: the connection is reused
+                        events: list[EngineEvent] = []
+                        for line in batch:
+                            events += parser.feed(line)
+                        for event in guard.events(events):
+                            if unenforced and isinstance(event, TextDelta):
+                                text.append(event.text)
+                            yield event
+                        if guard.over:
+                            break
+                        await asyncio.sleep(0)  # a flood of chunks never starves the other requests
             except DeadlineReached:
                 raise self._error(f"the upstream {host} took longer than the whole-turn limit of "
                                   f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)",
