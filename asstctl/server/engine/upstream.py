@@ -113,8 +113,7 @@ class UpstreamEngine:
                                 text.append(event.text)
                             yield event
                         if guard.over:
-                            break
-                        await asyncio.sleep(0)  # a flood of chunks never starves the other requests
+                            break  # (every read waits on the loop, http._within: a flood never starves others)
             except DeadlineReached:
                 raise self._error(f"the upstream {host} took longer than the whole-turn limit of "
                                   f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)",
