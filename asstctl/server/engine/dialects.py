@@ -28,6 +28,7 @@ _REFUSAL = re.compile(
     r"validation error|value error|input should|extra inputs|extra_forbidden|not permitted|field required|unsupported|"
     r"not supported|does not support|unrecognized|unknown (field|parameter|argument|variant|role)|invalid|"
     r"is not one of|not allowed|must be|should be|expected|cannot be|can't be|unexpected", re.I)
+_VALIDATION = re.compile(r"validation error|input should|extra inputs|field required|['\"]loc['\"]", re.I)
 JSON_INSTRUCTION = "Answer with one JSON object, and nothing else, that matches this JSON Schema:\n"
 
 
@@ -141,8 +142,7 @@ def _with_instruction(messages: list[dict[str, Any]], text: str) -> list[dict[st
 # -- learning ----------------------------------------------------------------------------------
 def is_refusal(status: int, detail: str) -> bool:
     """A refusal of the request's shape: any 400/422, or a 500 whose body is a validation error."""
-    return status in (400, 422) or (status >= 500 and bool(_REFUSAL.search(detail)) and
-                                    bool(re.search(r"validation|input should|extra|field required|loc", detail, re.I)))
+    return status in (400, 422) or (status >= 500 and bool(_REFUSAL.search(detail)) and bool(_VALIDATION.search(detail)))
 
 
 def learn(detail: str, sent: dict[str, Any], dialect: Dialect) -> Dialect | None:
@@ -169,7 +169,7 @@ def learn(detail: str, sent: dict[str, Any], dialect: Dialect) -> Dialect | None
             changes["tool_choice_required"] = False
         elif isinstance(choice, dict):
             changes["tool_choice_named"] = False
-    if "content" in text and _has_tool_call_message(sent):
+    if _content_refused(text, sent):
         position = CONTENT_ORDER.index(dialect.tool_call_content)
         if position + 1 < len(CONTENT_ORDER):
             changes["tool_call_content"] = CONTENT_ORDER[position + 1]
@@ -200,8 +200,16 @@ def schema_problem(text: str, response_format: Any) -> str | None:
     return f"{where + ': ' if where else ''}{found.message[:200]}"
 
 
-def _has_tool_call_message(sent: dict[str, Any]) -> bool:
-    return any(m.get("role") == "assistant" and m.get("tool_calls") for m in sent["messages"])
+def _content_refused(text: str, sent: dict[str, Any]) -> bool:
+    """Whether ``text`` refuses the content of a tool-call message: it names ``content`` at the position
+    of one (``messages.2.content``, ``('body', 'messages', 2, '...Message', 'content')``), or names no
+    position at all; ``content`` elsewhere (another message echoed back) does not count."""
+    positions = [i for i, m in enumerate(sent["messages"]) if m.get("role") == "assistant" and m.get("tool_calls")]
+    if not positions or "content" not in text:
+        return False
+    if not re.search(r"messages\W{0,6}\d", text):
+        return True
+    return any(re.search(rf"messages\W{{0,6}}{i}\b[^\n]{{0,80}}?content", text) for i in positions)
 
 
 def describe(before: Dialect, after: Dialect) -> str:
