@@ -147,8 +147,10 @@ class Pool:
         self._idle: dict[tuple, list[Connection]] = defaultdict(list)
         self._ssl: ssl.SSLContext | None = None
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str], params: dict[str, str] | None = None) -> Response:
-        """Send a POST and return once the response head arrived (the body is left to read)."""
+    async def post(self, url: str, body: bytes, headers: dict[str, str], params: dict[str, str] | None = None,
+                   deadline: float | None = None) -> Response:
+        """Send a POST and return once the response head arrived (the body is left to read); the head
+        must come before ``deadline`` (``time.monotonic()``), if given."""
         parts = urlsplit(url)
         origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         target = (parts.path or "/") + ("?" + urlencode(params) if params else "")
@@ -158,7 +160,7 @@ class Pool:
         while True:
             connection, reused = await self._connection(origin)
             try:
-                return await self._exchange(origin, connection, request, body)
+                return await self._exchange(origin, connection, request, body, deadline)
             except HttpError:
                 connection.abort()
                 if not reused:
@@ -168,13 +170,14 @@ class Pool:
                 connection.abort()
                 raise
 
-    async def _exchange(self, origin, connection: Connection, request: h11.Request, body: bytes) -> Response:
+    async def _exchange(self, origin, connection: Connection, request: h11.Request, body: bytes,
+                        deadline: float | None = None) -> Response:
         data = connection.h11.send(request) + connection.h11.send(h11.Data(data=body)) + \
             connection.h11.send(h11.EndOfMessage())
         connection.writer.write(data)
         await _within(connection.writer.drain(), self.timeouts.write, "sending the request")
         while True:
-            event = await next_event(connection, self.timeouts.read)
+            event = await next_event(connection, self.timeouts.read, deadline)
             if isinstance(event, h11.Response):
                 return Response(self, origin, connection, event, self.timeouts)
             if isinstance(event, h11.ConnectionClosed):

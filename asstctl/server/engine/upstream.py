@@ -115,9 +115,7 @@ class UpstreamEngine:
                         if guard.over:
                             break  # (every read waits on the loop, http._within: a flood never starves others)
             except DeadlineReached:
-                raise self._error(f"the upstream {host} took longer than the whole-turn limit of "
-                                  f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)",
-                                  "server_error") from None
+                raise self._turn_limit() from None
             except HttpTimeout:
                 what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
                 raise self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
@@ -190,7 +188,9 @@ class UpstreamEngine:
             payload = json.dumps(sent, ensure_ascii=False).encode("utf-8", "replace")
             last = attempt == self.retry.retries
             try:
-                response = await pool.post(url, payload, headers, params)
+                response = await pool.post(url, payload, headers, params, deadline)
+            except DeadlineReached:
+                raise self._turn_limit() from None
             except ConnectFailed as error:
                 if last:
                     raise self._error(f"cannot reach the upstream {host} ({error}) after "
@@ -267,6 +267,10 @@ class UpstreamEngine:
                                "(404): check the --upstream URL (OpenAI-compatible servers usually end in /v1)",
                                "server_error")
         return self._error(f"the upstream {host} rejected the request ({status}): {detail}", "server_error")
+
+    def _turn_limit(self) -> EngineError:
+        return self._error(f"the upstream {self.config.host} took longer than the whole-turn limit of "
+                           f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)", "server_error")
 
     def _error(self, message: str, code: str) -> EngineError:
         return EngineError(scrub(message, self.secret), code=code)
