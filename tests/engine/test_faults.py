@@ -113,7 +113,7 @@ def test_a_silent_upstream_times_out(keyed):
     keyed.queue(Text("too late", first_delay=3))
     error = failure_of(make_engine(keyed, timeouts=Timeouts(read=0.3)))
     assert error.code == "server_error" and "did not answer within 0.3 s" in error.message
-    assert len(keyed.requests) == 1
+    assert len(keyed.wait_for_requests(1)) == 1  # (on a loaded machine the upstream may record it after the timeout)
 
 
 def test_a_stream_cut_mid_answer_fails_without_a_retry(keyed):
