@@ -94,6 +94,7 @@ class Failure:
     code: str | None = None
     retry_after: str | None = None  # the Retry-After header, as sent
     retry_after_ms: str | None = None
+    raw: Any = None  # a body sent as it is instead of OpenAI's envelope (another server's own error shape)
 
     @classmethod
     def rate_limit(cls, retry_after: str | None = None) -> "Failure":
@@ -128,12 +129,15 @@ class Received:
 class ScriptedUpstream:
     def __init__(self, key: str | None = DEFAULT_KEY, models: set[str] | None = None,
                  default: Callable[[dict[str, Any]], Answer] | None = None, validate: bool = True,
-                 embed: Callable[[list[str]], list[list[float]]] | None = None):
+                 embed: Callable[[list[str]], list[list[float]]] | None = None,
+                 refuse: Callable[[dict[str, Any]], "Failure | None"] | None = None):
         self.key = key  # None: no auth (like a local server)
         self.validate = validate  # False only for benchmarks: schema checks would dominate their timings
         self.models = models  # None: every model exists
         self.default = default or echo
         self.embed = embed or hashing_embedder(64)
+        self.refuse = refuse  # a server's dialect: the Failure it answers a request it does not accept, or None
+        self.refusals = 0
         self.requests: list[Received] = []
         self.problems: list[str] = []
         self.disconnects = 0  # streams the client closed before they were finished
@@ -219,6 +223,10 @@ class ScriptedUpstream:
             return self._error(denied)
         if self.models is not None and body.get("model") not in self.models and not azure:
             return self._error(Failure.model_not_found(str(body.get("model"))))
+        refused = self.refuse(body) if self.refuse is not None else None
+        if refused is not None:
+            self.refusals += 1
+            return self._error(refused)
         answer = self._next(body)
         if isinstance(answer, Failure):
             return self._error(answer)
@@ -246,7 +254,10 @@ class ScriptedUpstream:
 
     def _error(self, failure: Failure) -> JSONResponse:
         payload = {"error": {"message": failure.message, "type": failure.type, "param": None, "code": failure.code}}
-        self._check(lambda: problems("ErrorResponse", payload), "error")
+        if failure.raw is not None:
+            payload = failure.raw
+        else:
+            self._check(lambda: problems("ErrorResponse", payload), "error")
         headers = {}
         if failure.retry_after is not None:
             headers["retry-after"] = failure.retry_after

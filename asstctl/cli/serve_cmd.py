@@ -54,6 +54,10 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.option("--azure-api-version", metavar="VERSION",
               help="The upstream is Azure OpenAI: deployments in the path (the mapped model names), "
                    "this api-version, the key in the api-key header.")
+@click.option("--upstream-dialect", metavar="NAME",
+              help="A named profile of the upstream's quirks (openai, azure, llama.cpp, vllm, ollama, lmstudio, "
+                   "litellm, mistral, groq, deepseek, bedrock, gemini, anthropic). [default: the project's "
+                   "engine.dialect; none: learned from the upstream's refusals]")
 @click.option("--embeddings-model", metavar="NAME",
               help="file_search: embed chunks and queries with this model on the upstream's /embeddings "
                    "(dense retrieval fused with full-text search). Needs an upstream. "
@@ -83,6 +87,7 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.pass_context
 def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rules, latency_ms, fault_spec, fault_seed,
           upstream, upstream_key_env, model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb,
+          upstream_dialect=None,
           **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
@@ -119,10 +124,13 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rule
     admin_key = _admin_key(admin_key_env, api_key_problem, API_KEY_HINT)
     faults = Faults.parse(fault_spec, latency_ms=latency_ms, seed=fault_seed)
     if upstream:
-        upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version, embeddings_model)
+        upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version, embeddings_model,
+                                     upstream_dialect)
     else:
         _only_with_upstream(upstream_key_env, model_map, azure_api_version)
         upstream_config = _with_embeddings(default_upstream(), embeddings_model)
+        if upstream_dialect:
+            upstream_config = _with_dialect(upstream_config, upstream_dialect)
     serve_forever(
         db or str(default_db()),
         host=host,
@@ -161,6 +169,16 @@ def _only_with_upstream(key_env, model_map, azure_api_version) -> None:
         raise click.UsageError(f"{given[0]} needs --upstream URL (the Chat Completions API to run turns on)")
 
 
+def _with_dialect(upstream_config, dialect):
+    """The project's upstream with --upstream-dialect (it needs an upstream)."""
+    if upstream_config is None:
+        raise click.UsageError("--upstream-dialect needs --upstream URL (or engine.upstream in asstctl.yaml)")
+    from asstctl.server.engine.config import dialect_name
+
+    upstream_config.dialect = dialect_name(dialect, "--upstream-dialect")
+    return upstream_config
+
+
 def _with_embeddings(upstream_config, embeddings_model):
     """The project's upstream, with --embeddings-model when given (it needs an upstream)."""
     if not embeddings_model:
@@ -193,6 +211,8 @@ def _announce(server) -> None:
     if upstream is not None:
         kind = "Azure OpenAI " if upstream.is_azure else ""
         click.echo(f"Engine: upstream {kind}{upstream.host} (key from ${upstream.key_env})")
+        click.echo(f"Dialect: {upstream.dialect} (named)" if upstream.dialect else
+                   "Dialect: learned from the upstream's refusals (--upstream-dialect names one)")
         if upstream.embeddings_model:
             click.echo(f"file_search: embeddings model {upstream.embeddings_model} on {upstream.host}")
 

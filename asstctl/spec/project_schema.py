@@ -55,6 +55,13 @@ _ENGINE = _section({
     "embeddings": _section({"model": _text("The embeddings model file_search uses.")}, "Embeddings for file_search."),
     "context_windows": _mapping({"type": "integer", "minimum": 1}, "Model pattern → its context window in tokens."),
     "max_model_calls": {"type": "integer", "minimum": 1, "description": "Model calls one run may make at most."},
+    "dialect": _text("A named profile of the upstream's quirks (openai, azure, llama.cpp, vllm, ollama, ...); "
+                     "default: learned from its refusals."),
+    "limits": _section({
+        "idle_seconds": {"type": "number", "minimum": 0.1, "description": "Longest silence between chunks."},
+        "turn_seconds": {"type": "number", "minimum": 0.1, "description": "Longest model call."},
+        "reply_chars": {"type": "integer", "minimum": 1, "description": "Largest reply; beyond it ends incomplete."},
+    }, "Bounds on one model call (docs/engine.md#faults)."),
 }, "The embedded server's model engine (docs/engine.md).")
 _PRICE = _section({"prompt": {"type": "number", "minimum": 0, "description": "Price of 1M prompt (input) tokens."},
                    "completion": {"type": "number", "minimum": 0, "description": "Price of 1M completion tokens."}},

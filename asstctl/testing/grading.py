@@ -37,6 +37,15 @@ VERDICT_SCHEMA = {
                "properties": {"pass": {"type": "boolean"}, "reason": {"type": "string"}}},
 }
 HINT = "The model-graded expectations are described in docs/conversations.md (rubric, similar)."
+# How the verdict's shape is asked for, strictest first; a server that refuses one gets the next (and
+# the schema stated in the instructions): json_schema; json_object with the schema (llama-cpp-python
+# turns it into a grammar); plain json_object; nothing.
+FORMATS: list[dict[str, Any]] = [
+    {"response_format": {"type": "json_schema", "json_schema": VERDICT_SCHEMA}},
+    {"extra_body": {"response_format": {"type": "json_object", "schema": VERDICT_SCHEMA["schema"]}}},
+    {"response_format": {"type": "json_object"}},
+    {},
+]
 
 
 class GradingError(Exception):
@@ -118,6 +127,7 @@ class Grader:
         self._client = None
         self._lock = threading.Lock()
         self._vectors: dict[str, list[float]] = {}
+        self._format_level = 0  # index in FORMATS: how the verdict's shape is asked for (learned on refusals)
 
     def client(self):
         with self._lock:
@@ -136,15 +146,25 @@ class Grader:
         model = self._model(self.grader)
         prompt = (f"<question>\n{question}\n</question>\n<reply>\n{reply}\n</reply>\n"
                   f"<criterion>\n{criterion}\n</criterion>\nDoes the reply meet the criterion?")
-        try:
-            answer = self.client().chat.completions.create(
-                model=model, temperature=0, response_format={"type": "json_schema", "json_schema": VERDICT_SCHEMA},
-                messages=[{"role": "system", "content": GRADER_SYSTEM}, {"role": "user", "content": prompt}])
-        except openai.OpenAIError as error:
-            raise GradingError(f"the grader {self.grader} on {self.upstream.host} failed: {_problem(error)}") from None
+        while True:
+            level = self._format_level
+            try:
+                answer = self.client().chat.completions.create(
+                    model=model, temperature=0, messages=grader_messages(prompt, level), **FORMATS[level])
+            except openai.APIStatusError as error:
+                if level + 1 < len(FORMATS) and _format_refused(error):  # e.g. llama.cpp: no json_schema
+                    with self._lock:
+                        self._format_level = max(self._format_level, level + 1)
+                    continue
+                raise GradingError(f"the grader {self.grader} on {self.upstream.host} failed: {_problem(error)}") from None
+            except openai.OpenAIError as error:
+                raise GradingError(f"the grader {self.grader} on {self.upstream.host} failed: {_problem(error)}") from None
+            break
         if answer.usage:
             spend.add(self.grader, answer.usage.prompt_tokens, answer.usage.completion_tokens)
         content = answer.choices[0].message.content if answer.choices else None
+        if level > 0:  # the server did not enforce the schema: the answer is checked against it
+            return checked_verdict(content or "")
         return parse_verdict(content or "")
 
     def similarity(self, reply: str, text: str, spend: Spend) -> float:
@@ -197,7 +217,37 @@ def _problem(error: Exception) -> str:
     return f"{type(error).__name__}{f' ({status})' if status else ''}: {message[:300]}"
 
 
+def grader_messages(prompt: str, level: int) -> list[dict[str, str]]:
+    system = GRADER_SYSTEM
+    if level > 0:
+        system += "\nThe JSON object must match this JSON Schema: " + json.dumps(VERDICT_SCHEMA["schema"])
+    return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+
+
+def _format_refused(error: Exception) -> bool:
+    """The server refused the response format (a 400/422, or a 500 that is a validation error naming it)."""
+    status = getattr(error, "status_code", 0) or 0
+    text = str(getattr(error, "message", "") or error).lower()
+    named = any(word in text for word in ("response_format", "json_schema", "json_object", "schema"))
+    return named and (status in (400, 422) or (status >= 500 and ("validation" in text or "input should" in text)))
+
+
 # -- parsing ---------------------------------------------------------------------------------
+def checked_verdict(content: str) -> Verdict:
+    """The verdict of an answer the server did not hold to the schema: validated against it."""
+    from jsonschema import Draft202012Validator
+
+    data = _json_object(content.strip())
+    if data is None:
+        return parse_verdict(content)  # PASS/FAIL words, or a GradingError
+    problems = [e.message for e in Draft202012Validator(VERDICT_SCHEMA["schema"]).iter_errors(data)]
+    if problems:
+        raise GradingError(f"the grader's answer does not match the verdict schema ({problems[0][:120]}): "
+                           f"{json.dumps(' '.join(content.split())[:200])}")
+    return Verdict(data["pass"], data["reason"].strip())
+
+
+
 _OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _WORD = re.compile(r"^\W*(pass|passed|yes|true|fail|failed|no|false)\b[\s:.,\-—]*(.*)$", re.I | re.S)
 

@@ -49,12 +49,23 @@ def test_without_an_upstream_the_offline_engine_stays(tmp_path):
     ("engine: {upstream: http://h/v1, azure: {deployments: {}}}", "engine.azure: expected a mapping with `api_version`"),
     ("engine: {upstream: http://h/v1, context_windows: {a: big}}", "`engine.context_windows.a` must be a whole number"),
     ("engine: {upstream: http://h/v1, api_key_env: sk-proj-abcdef}", "expected the name of an environment variable"),
+    ("engine: {upstream: http://h/v1, dialect: lamma}", "engine.dialect: unknown dialect `lamma` (known: openai, azure, "),
+    ("engine: {upstream: http://h/v1, limits: {turn_seconds: 0}}", "`engine.limits.turn_seconds` must be at least 0.1 (got 0)"),
+    ("engine: {upstream: http://h/v1, limits: {idle: 5}}", "unknown field `idle` (known fields: idle_seconds, turn_seconds, reply_chars)"),
 ])
 def test_a_bad_engine_section_is_one_clear_error(tmp_path, section, problem):
     with pytest.raises(ConfigError) as caught:
         project_with(tmp_path, f"project: demo\n{section}\n")
     assert problem in str(caught.value)
     assert "abcdef" not in str(caught.value) and "u:p" not in str(caught.value)
+
+
+def test_dialect_and_limits_of_the_engine_section(tmp_path):
+    engine = project_with(tmp_path, "project: demo\nengine: {upstream: http://h/v1, dialect: llama.cpp, "
+                                    "limits: {idle_seconds: 30, turn_seconds: 900, reply_chars: 5000}}\n").engine
+    assert engine.dialect == "llama.cpp"
+    assert (engine.limits.idle_seconds, engine.limits.turn_seconds, engine.limits.reply_chars) == (30, 900, 5000)
+    assert from_flags("http://127.0.0.1:9/v1", None, [], dialect="vllm").dialect == "vllm"
 
 
 def test_model_map_flags_keep_their_order():
@@ -69,6 +80,9 @@ def test_model_map_flags_keep_their_order():
     (["--upstream", "http://127.0.0.1:9/v1", "--model-map", "gpt-4"],
      "Error: --model-map `gpt-4`: expected PATTERN=MODEL"),
     (["--upstream", "ftp://example.com"], "Error: --upstream: `ftp://example.com` is not an http(s) URL"),
+    (["--upstream", "http://127.0.0.1:9/v1", "--upstream-dialect", "gpt"],
+     "Error: --upstream-dialect: unknown dialect `gpt` (known: openai, azure, llama.cpp, vllm"),
+    (["--upstream-dialect", "vllm"], "Error: --upstream-dialect needs --upstream URL"),
     (["--upstream", "https://api.example.com/v1", "--upstream-key-env", "sk-live-0123456789"],
      "Error: --upstream-key-env: expected the name of an environment variable (letters, digits, _), not a key"),
 ])

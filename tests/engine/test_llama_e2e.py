@@ -8,6 +8,7 @@ missing, unless ``ASSTCTL_REQUIRE_E2E=1`` (CI), where a missing piece fails the 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -84,22 +85,125 @@ def wait_until_serving(proc: subprocess.Popen, base_url: str, log: Path) -> str:
     raise AssertionError(f"llama.cpp's server did not start:\n{log.read_text()[-3000:]}")
 
 
-def test_a_streamed_conversation_with_a_real_model(llama, tmp_path, contract):
-    with ServeProcess(tmp_path, "--db", ":memory:", "--upstream", llama, "--model-map", "gpt-4*=smollm2") as server:
-        assert f"Engine: upstream {urlsplit(llama).netloc} (key from $OPENAI_API_KEY)" in server.stdout()
-        with make_client(server, contract, timeout=60) as client:
-            bot = client.beta.assistants.create(model="gpt-4o", temperature=0,
-                                                instructions="You are a helpful assistant. Answer in one short sentence.")
-            thread = client.beta.threads.create()
-            for question in ("What is the capital of France?", "And of Italy?"):
-                client.beta.threads.messages.create(thread.id, role="user", content=question)
-                events = list(client.beta.threads.runs.create(thread.id, assistant_id=bot.id, stream=True,
-                                                              max_completion_tokens=256))
-                deltas = [e.data.delta.content[0].text.value for e in events if e.event == "thread.message.delta"]
-                run = events[-1].data
-                assert events[-1].event == "thread.run.completed", (events[-1].event, getattr(run, "last_error", None))
-                assert "".join(deltas).strip(), "the model streamed no text"
-                assert run.usage.prompt_tokens > 0 and run.usage.completion_tokens > 0
-            history = client.beta.threads.messages.list(thread.id, order="asc").data
-            assert [m.role for m in history] == ["user", "assistant", "user", "assistant"]
+@pytest.fixture(scope="module")
+def served(llama, tmp_path_factory):
+    """``asstctl serve`` with nothing but the upstream (and a model map): the dialect is learned."""
+    with ServeProcess(tmp_path_factory.mktemp("serve"), "--db", ":memory:", "--upstream", llama,
+                      "--model-map", "gpt-4*=smollm2") as server:
+        yield server
         assert server.stop() == 0
+
+
+@pytest.fixture
+def sdk(served, contract):
+    with make_client(served, contract, timeout=120) as client:
+        yield client
+
+
+def test_a_streamed_conversation_with_a_real_model(llama, served, sdk):
+    assert f"Engine: upstream {urlsplit(llama).netloc} (key from $OPENAI_API_KEY)" in served.stdout()
+    bot = sdk.beta.assistants.create(model="gpt-4o", temperature=0,
+                                     instructions="You are a helpful assistant. Answer in one short sentence.")
+    thread = sdk.beta.threads.create()
+    for question in ("What is the capital of France?", "And of Italy?"):
+        sdk.beta.threads.messages.create(thread.id, role="user", content=question)
+        events = list(sdk.beta.threads.runs.create(thread.id, assistant_id=bot.id, stream=True,
+                                                   max_completion_tokens=256))
+        deltas = [e.data.delta.content[0].text.value for e in events if e.event == "thread.message.delta"]
+        run = events[-1].data
+        assert events[-1].event == "thread.run.completed", (events[-1].event, getattr(run, "last_error", None))
+        assert "".join(deltas).strip(), "the model streamed no text"
+        assert run.usage.prompt_tokens > 0 and run.usage.completion_tokens > 0
+    history = sdk.beta.threads.messages.list(thread.id, order="asc").data
+    assert [m.role for m in history] == ["user", "assistant", "user", "assistant"]
+
+
+# -- tool rounds: llama-cpp-python refuses `content: null` on the tool-call message (500), the engine
+# learns `""`; a named tool_choice makes it generate the arguments under a grammar of their schema.
+CITY = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+                                         "parameters": {"type": "object", "properties": {
+                                             "city": {"type": "string", "enum": ["Paris", "Rome"]}},
+                                             "required": ["city"]}}}
+FORCED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def forced_run(sdk):
+    bot = sdk.beta.assistants.create(model="gpt-4o", temperature=0, tools=[CITY],
+                                     instructions="You are a weather bot. Answer in one short sentence.")
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    return bot, thread
+
+
+def test_a_forced_function_tool_round_trip_polled(sdk):
+    bot, thread = forced_run(sdk)
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, tool_choice=FORCED,
+                                                max_completion_tokens=256, poll_interval_ms=50)
+    assert run.status == "requires_action", run.last_error
+    (call,) = run.required_action.submit_tool_outputs.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"] in ("Paris", "Rome")
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "18 C and sunny"}],
+        poll_interval_ms=50)
+    assert run.status in ("completed", "incomplete"), run.last_error  # incomplete: the 256 tokens ran out
+    steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+    assert [s.type for s in steps] == ["tool_calls", "message_creation"]
+
+
+def test_a_forced_function_tool_round_trip_streamed(sdk):
+    bot, thread = forced_run(sdk)
+    with sdk.beta.threads.runs.stream(thread_id=thread.id, assistant_id=bot.id, tool_choice=FORCED,
+                                      max_completion_tokens=256) as stream:
+        events = list(stream)
+    assert events[-1].event == "thread.run.requires_action", events[-1].data.last_error
+    run = events[-1].data
+    (call,) = run.required_action.submit_tool_outputs.tool_calls
+    with sdk.beta.threads.runs.submit_tool_outputs_stream(
+            run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "18 C"}]) as stream:
+        events = list(stream)
+    assert events[-1].event in ("thread.run.completed", "thread.run.incomplete"), events[-1].data.last_error
+    assert any(e.event == "thread.message.delta" for e in events)
+
+
+def test_a_forced_file_search_round(sdk):
+    guide = sdk.files.create(file=("guide.md", b"# Refunds\n\nRefunds reach the card within 5 business days."),
+                             purpose="assistants")
+    store = sdk.vector_stores.create(file_ids=[guide.id])
+    deadline = time.monotonic() + 30
+    while sdk.vector_stores.retrieve(store.id).file_counts.completed < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    bot = sdk.beta.assistants.create(model="gpt-4o", temperature=0, tools=[{"type": "file_search"}],
+                                     tool_resources={"file_search": {"vector_store_ids": [store.id]}})
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "How long do refunds take?"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=50,
+                                                tool_choice={"type": "file_search"}, max_completion_tokens=256)
+    assert run.status in ("completed", "incomplete"), run.last_error
+    steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+    assert steps[0].type == "tool_calls" and steps[0].step_details.tool_calls[0].type == "file_search"
+    assert steps[-1].type == "message_creation"
+
+
+def test_a_forced_code_interpreter_round(sdk):
+    bot = sdk.beta.assistants.create(model="gpt-4o", temperature=0, tools=[{"type": "code_interpreter"}],
+                                     instructions="Use Python to compute answers.")
+    # a short prompt keeps this model's code short (it writes raw newlines inside the JSON string: parsed leniently)
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "print(42)"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=50,
+                                                tool_choice={"type": "code_interpreter"}, max_completion_tokens=256)
+    assert run.status in ("completed", "incomplete"), run.last_error
+    steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+    call = steps[0].step_details.tool_calls[0]
+    assert call.type == "code_interpreter" and call.code_interpreter.input.strip(), "the step shows no code"
+
+
+def test_a_rubric_graded_by_the_real_model(llama):
+    from asstctl.server.engine.config import UpstreamConfig
+    from asstctl.testing.grading import Grader, Spend
+
+    grader = Grader(UpstreamConfig(url=llama), "smollm2", None)
+    try:
+        verdict = grader.judge("The reply names the capital of France.", "What is the capital of France?",
+                               "The capital of France is Paris.", Spend())
+    finally:
+        grader.close()
+    assert isinstance(verdict.passed, bool) and isinstance(verdict.reason, str)
+    assert grader._format_level == 1  # json_schema refused (500), json_object with the schema as a grammar

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from asstctl.testing.expectations import TurnOutcome, check
-from asstctl.testing.grading import GradingError, cosine, cost, parse_verdict, price_of
+from asstctl.testing.grading import GradingError, Verdict, checked_verdict, cosine, cost, parse_verdict, price_of
 from asstctl.testing.conversations import load_conversations, validate_conversations
 from asstctl.spec.project import load_project
 from tests.runner.conftest import write_conversations
@@ -23,6 +23,14 @@ from tests.runner.conftest import write_conversations
 def test_a_verdict_is_read_from_json_or_a_leading_word(answer, passed, reason):
     verdict = parse_verdict(answer)
     assert (verdict.passed, verdict.reason) == (passed, reason)
+
+
+def test_an_answer_the_server_did_not_hold_to_the_schema_is_validated_against_it():
+    assert checked_verdict('{"pass": false, "reason": " Wrong city. "}') == Verdict(False, "Wrong city.")
+    with pytest.raises(GradingError, match="does not match the verdict schema"):
+        checked_verdict('{"pass": "yes", "reason": "ok"}')
+    with pytest.raises(GradingError, match="does not match the verdict schema"):
+        checked_verdict('{"pass": true, "reason": "ok", "score": 3}')
 
 
 @pytest.mark.parametrize("answer", ["", "I am not sure.", '{"reason": "no pass key"}', '{"pass": "maybe"}'])

@@ -11,7 +11,9 @@ import json
 import re
 import time
 
+import pytest
 
+from asstctl.server.runs.builtin import lenient_object
 from asstctl.server.sandbox import SandboxConfig
 from tests.sandbox.conftest import TEST_LIMITS
 from tests.server.test_run_loop import raw_events
@@ -155,3 +157,34 @@ def test_arguments_that_are_not_an_object_are_an_answer_for_the_model(scripted, 
     assert tool_message["tool_call_id"] == "call_bad"
     assert tool_message["content"].startswith("Error: the arguments are not a JSON object")
     assert json.loads(upstream.requests[1].body["messages"][-2]["tool_calls"][0]["function"]["arguments"]) == ["print(1)"]
+
+
+def test_arguments_as_small_models_write_them_are_parsed_and_the_step_shows_the_code(scripted, upstream):
+    """Raw newlines inside the JSON string, text after the object: what grammar-constrained small models emit."""
+    sdk, _ = scripted.start(sandbox=SandboxConfig(**TEST_LIMITS))
+    written = '{"code": "x = 6 * 7\nprint(x)"}\nThat is the code.'
+    upstream.queue(ToolCalls([Call("python", written, id="call_raw")]), Text("42."))
+    bot = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "run it"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "completed", run.last_error
+    step = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data[0]
+    call = step.step_details.tool_calls[0]
+    assert call.code_interpreter.input == "x = 6 * 7\nprint(x)"
+    assert upstream.requests[1].body["messages"][-1]["content"].strip().startswith("42")
+
+
+@pytest.mark.parametrize("text, value", [
+    ('{"code": "a\n\tb"}', {"code": "a\n\tb"}),
+    ('```json\n{"queries": ["x"]}\n```', {"queries": ["x"]}),
+    ('Sure: {"queries": ["x"]} done', {"queries": ["x"]}),
+    ("", {}),
+])
+def test_lenient_object(text, value):
+    assert lenient_object(text) == value
+
+
+@pytest.mark.parametrize("text", ['["a"]', "no json", '{"code": "unterminated'])
+def test_lenient_object_still_refuses_what_is_no_object(text):
+    with pytest.raises(ValueError):
+        lenient_object(text)

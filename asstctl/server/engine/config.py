@@ -7,9 +7,11 @@
       azure: {api_version: "2024-10-21", deployments: {"gpt-4o": "my-gpt4o"}}  # Azure OpenAI only
       context_windows: {"gpt-4*": 131072}      # run's model pattern -> tokens of the model it maps to (truncation)
       embeddings: {model: text-embedding-3-small}  # file_search's dense retrieval, on the same upstream
+      dialect: llama.cpp                       # a named profile of its quirks (default: learned from its refusals)
+      limits: {idle_seconds: 120, turn_seconds: 600, reply_chars: 1000000}  # bounds on one model call
 
-Nothing here reads a key: :func:`resolve_key` does, once, when the engine is built. Imports only
-the standard library and ``asstctl.errors``.
+Nothing here reads a key: :func:`resolve_key` does, once, when the engine is built. Imports the
+standard library, ``asstctl.errors`` and, of this package, ``dialects`` and ``limits``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from asstctl.errors import ConfigError
+from asstctl.server.engine.dialects import PROFILES, profile
+from asstctl.server.engine.limits import Limits
 
-ENGINE_KEYS = ("upstream", "api_key_env", "model_map", "azure", "embeddings", "context_windows", "max_model_calls")
+ENGINE_KEYS = ("upstream", "api_key_env", "model_map", "azure", "embeddings", "context_windows", "max_model_calls",
+               "dialect", "limits")
+LIMIT_KEYS = ("idle_seconds", "turn_seconds", "reply_chars")
 AZURE_KEYS = ("api_version", "deployments")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
@@ -40,6 +46,8 @@ class UpstreamConfig:
     context_windows: dict[str, int] = field(default_factory=dict)  # run's model pattern -> tokens (ServerConfig)
     embeddings: dict[str, Any] = field(default_factory=dict)  # {"model": name}: dense retrieval on this upstream
     max_model_calls: int | None = None  # model calls per run before it fails (ServerConfig; None: its default)
+    dialect: str | None = None  # a named profile (dialects.PROFILES); None: learned from the upstream's refusals
+    limits: Limits = field(default_factory=Limits)  # idle timeout, whole-turn limit, reply size cap
 
     @property
     def is_azure(self) -> bool:
@@ -133,8 +141,10 @@ def parse_model_map_items(items: list[str] | tuple[str, ...]) -> list[tuple[str,
 
 
 def from_flags(upstream: str, key_env: str | None, model_map: list[str] | tuple[str, ...],
-               azure_api_version: str | None = None, embeddings_model: str | None = None) -> UpstreamConfig:
+               azure_api_version: str | None = None, embeddings_model: str | None = None,
+               dialect: str | None = None) -> UpstreamConfig:
     return UpstreamConfig(
+        dialect=dialect_name(dialect, "--upstream-dialect") if dialect else None,
         url=check_url(upstream, "--upstream"),
         api_key_env=_env_name(key_env, "--upstream-key-env") if key_env else None,
         model_map=parse_model_map_items(model_map),
@@ -167,7 +177,31 @@ def from_project_section(path: Any, section: Any) -> UpstreamConfig | None:
         context_windows=_context_windows(where, section.get("context_windows")),
         embeddings=embeddings_section(f"{where}.embeddings", section.get("embeddings")),
         max_model_calls=section.get("max_model_calls"),  # the asstctl.yaml schema checked it is a whole number
+        dialect=dialect_name(_string(where, "dialect", section["dialect"]), f"{where}.dialect")
+        if section.get("dialect") else None,
+        limits=_limits(f"{where}.limits", section.get("limits")),
     )
+
+
+def dialect_name(name: str, where: str) -> str:
+    """A known dialect profile's name, or a ConfigError listing them."""
+    if profile(name) is None:
+        raise ConfigError(f"{where}: unknown dialect `{name}` (known: {', '.join(PROFILES)})",
+                          hint="Leave it out to have the dialect learned from the upstream's refusals.")
+    return name
+
+
+def _limits(where: str, value: Any) -> Limits:
+    if value is None:
+        return Limits()
+    if not isinstance(value, dict) or set(value) - set(LIMIT_KEYS):
+        raise ConfigError(f"{where}: expected a mapping with {', '.join(LIMIT_KEYS)}, e.g. `limits: {{turn_seconds: 900}}`")
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
+            raise ConfigError(f"{where}.{key}: expected a positive number, got {number!r}")
+    if "reply_chars" in value:
+        value = {**value, "reply_chars": int(value["reply_chars"])}
+    return Limits(**value)
 
 
 def _azure(where: str, value: Any) -> tuple[str | None, dict[str, str]]:

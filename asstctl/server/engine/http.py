@@ -16,6 +16,7 @@ import asyncio
 import ssl
 import time
 from collections import defaultdict
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import AsyncIterator
 from urllib.parse import urlencode, urlsplit
@@ -36,6 +37,14 @@ class ConnectFailed(HttpError):
 
 class HttpTimeout(HttpError):
     """Connect, write or the wait for the next bytes took longer than allowed."""
+
+
+class DeadlineReached(HttpTimeout):
+    """The whole response took longer than its deadline (``Response.deadline``)."""
+
+
+class TooLarge(HttpError):
+    """One line of the body is longer than allowed."""
 
 
 @dataclass
@@ -70,10 +79,11 @@ class Response:
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers}
         self.finished = False
         self._closed = False
+        self.deadline: float | None = None  # time.monotonic() by which the whole body must have come
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while not self.finished:
-            event = await next_event(self.connection, self.timeouts.read)
+            event = await next_event(self.connection, self.timeouts.read, self.deadline)
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -81,18 +91,44 @@ class Response:
             elif isinstance(event, h11.ConnectionClosed):
                 raise HttpError("the connection closed before the response was complete")
 
-    async def lines(self) -> AsyncIterator[str]:
-        buffer = b""
-        async for chunk in self.chunks():
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for line in complete:
-                yield line.rstrip(b"\r").decode("utf-8", "replace")
-        if buffer:
-            yield buffer.rstrip(b"\r").decode("utf-8", "replace")
+    async def line_batches(self, max_line: int) -> AsyncIterator[list[str]]:
+        """The body's lines (invalid UTF-8 replaced), in the batches one read brought; a line longer
+        than ``max_line`` bytes raises :class:`TooLarge`."""
+        pending: list[bytes] = []
+        size = 0
+        async with aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                *complete, rest = chunk.split(b"\n")
+                lines = []
+                for piece in complete:
+                    if pending:
+                        piece, pending, size = b"".join([*pending, piece]), [], 0
+                    lines.append(piece.rstrip(b"\r").decode("utf-8", "replace"))
+                if rest:
+                    pending.append(rest)
+                    size += len(rest)
+                    if size > max_line:
+                        raise TooLarge(f"a line of the answer is longer than {max_line} bytes")
+                if lines:
+                    yield lines
+        if pending:
+            yield [b"".join(pending).rstrip(b"\r").decode("utf-8", "replace")]
 
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
+    async def lines(self, max_line: int = 4 << 20) -> AsyncIterator[str]:
+        async for batch in self.line_batches(max_line):
+            for line in batch:
+                yield line
+
+    async def read(self, cap: int | None = None) -> bytes:
+        """The body, or its first ``cap`` bytes (then the connection is dropped, the rest never read)."""
+        parts, size = [], 0
+        async with aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if cap is not None and size >= cap:
+                    break
+        return b"".join(parts)[:cap] if cap is not None else b"".join(parts)
 
     def close(self) -> None:
         """Return the connection to the pool after a complete response, else abort it (at once)."""
@@ -111,8 +147,10 @@ class Pool:
         self._idle: dict[tuple, list[Connection]] = defaultdict(list)
         self._ssl: ssl.SSLContext | None = None
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str], params: dict[str, str] | None = None) -> Response:
-        """Send a POST and return once the response head arrived (the body is left to read)."""
+    async def post(self, url: str, body: bytes, headers: dict[str, str], params: dict[str, str] | None = None,
+                   deadline: float | None = None) -> Response:
+        """Send a POST and return once the response head arrived (the body is left to read); the head
+        must come before ``deadline`` (``time.monotonic()``), if given."""
         parts = urlsplit(url)
         origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         target = (parts.path or "/") + ("?" + urlencode(params) if params else "")
@@ -122,7 +160,7 @@ class Pool:
         while True:
             connection, reused = await self._connection(origin)
             try:
-                return await self._exchange(origin, connection, request, body)
+                return await self._exchange(origin, connection, request, body, deadline)
             except HttpError:
                 connection.abort()
                 if not reused:
@@ -132,13 +170,14 @@ class Pool:
                 connection.abort()
                 raise
 
-    async def _exchange(self, origin, connection: Connection, request: h11.Request, body: bytes) -> Response:
+    async def _exchange(self, origin, connection: Connection, request: h11.Request, body: bytes,
+                        deadline: float | None = None) -> Response:
         data = connection.h11.send(request) + connection.h11.send(h11.Data(data=body)) + \
             connection.h11.send(h11.EndOfMessage())
         connection.writer.write(data)
         await _within(connection.writer.drain(), self.timeouts.write, "sending the request")
         while True:
-            event = await next_event(connection, self.timeouts.read)
+            event = await next_event(connection, self.timeouts.read, deadline)
             if isinstance(event, h11.Response):
                 return Response(self, origin, connection, event, self.timeouts)
             if isinstance(event, h11.ConnectionClosed):
@@ -185,8 +224,9 @@ class Pool:
         self._idle.clear()
 
 
-async def next_event(connection: Connection, timeout: float):
-    """The next h11 event of the response, reading from the socket as needed."""
+async def next_event(connection: Connection, timeout: float, deadline: float | None = None):
+    """The next h11 event of the response, reading from the socket as needed; waits at most
+    ``timeout`` seconds for bytes, and never past ``deadline`` (``DeadlineReached``)."""
     while True:
         try:
             event = connection.h11.next_event()
@@ -194,18 +234,37 @@ async def next_event(connection: Connection, timeout: float):
             raise HttpError(f"invalid HTTP from the server: {error}") from None
         if event is not h11.NEED_DATA:
             return event
+        wait = timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineReached("the deadline of the whole answer passed")
+            wait = min(wait, left)
         try:
-            data = await _within(connection.reader.read(READ_SIZE), timeout, "waiting for the response")
+            data = await _within(connection.reader.read(READ_SIZE), wait, "waiting for the response")
+        except HttpTimeout:
+            if deadline is not None and time.monotonic() >= deadline - 0.001:
+                raise DeadlineReached("the deadline of the whole answer passed") from None
+            raise
         except (ConnectionError, OSError) as error:
             raise HttpError(str(error) or type(error).__name__) from None
         connection.h11.receive_data(data)  # b"" marks the end of the stream
 
 
 async def _within(awaitable, seconds: float, doing: str):
+    """``awaitable`` within ``seconds``. Not ``asyncio.wait_for``: on Python 3.10/3.11 it can swallow a
+    cancel that arrives together with the result; ``asyncio.wait`` never does, so a cancelled run
+    stops at once."""
+    task = asyncio.ensure_future(awaitable)
     try:
-        return await asyncio.wait_for(awaitable, seconds)
-    except asyncio.TimeoutError:
-        raise HttpTimeout(f"no progress for {seconds:g} s {doing}") from None
+        done, _ = await asyncio.wait((task,), timeout=seconds)
+    except BaseException:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise HttpTimeout(f"no progress for {seconds:g} s {doing}")
+    return task.result()
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:

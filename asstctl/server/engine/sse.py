@@ -17,6 +17,9 @@ from typing import Any
 from asstctl.server.engine.base import EngineEvent, TextDelta, ToolCallDelta, TurnEnd, Usage
 
 
+ERROR_CHARS = 8192  # of an error sent inside the stream (scrubbed, then cut shorter, by the engine)
+
+
 class TurnParser:
     def __init__(self) -> None:
         self.done = False  # ``data: [DONE]`` seen
@@ -36,14 +39,14 @@ class TurnParser:
         try:
             chunk = json.loads(data)
         except ValueError:
-            self.error = f"a chunk that is not JSON: {data[:80]!r}"
+            self.error = f"a chunk that is not JSON: {data[:200]!r}"
             self.done = True
             return []
         if not isinstance(chunk, dict):
             return []
         if chunk.get("error"):
             error = chunk["error"]
-            self.error = str(error.get("message") if isinstance(error, dict) else error)[:300]
+            self.error = str(error.get("message") if isinstance(error, dict) else error)[:ERROR_CHARS]
             self.done = True
             return []
         if isinstance(chunk.get("usage"), dict):

@@ -5,13 +5,19 @@ The turn is one streamed ``POST .../chat/completions`` (``stream: true``,
 ``stream_options.include_usage``); :meth:`UpstreamEngine.stream` yields a ``TextDelta`` per content
 delta and a ``ToolCallDelta`` per tool-call fragment as they arrive, then one ``TurnEnd``.
 
-Faults: 429 and 5xx (and a refused connection) are retried with bounded exponential backoff that
-honours ``Retry-After`` / ``retry-after-ms``, only before anything was yielded. Everything else is an
-``EngineError`` whose message names the upstream by host and the fix. The key is read once, at
-start-up, from the environment variable the configuration names; it is sent in a header and
-never appears in an error, a log line or an event (messages from the upstream are scrubbed too).
+The request is built in OpenAI's shapes and sent in the upstream's dialect (``dialects.py``): a
+refusal of a field's shape is adapted to, sent again at once and remembered per upstream model.
 
-Imports ``base``, ``config``, ``http`` (a small asyncio HTTP/1.1 client) and ``sse`` of this package.
+Faults: 429 and 5xx (and a refused connection) are retried with bounded exponential backoff that
+honours ``Retry-After`` / ``retry-after-ms``, only before anything was yielded; a 500 that is a
+validation error is not. Everything else is an ``EngineError`` whose message names the upstream by
+host and the fix. What comes back is bounded (``limits.py``: error bodies, idle timeout, whole-turn
+limit, reply size, invalid text, floods). The key is read once, at start-up, from the environment
+variable the configuration names; it is sent in a header and never appears in an error, a log line
+or an event (everything from the upstream is scrubbed first).
+
+Imports ``base``, ``config``, ``dialects``, ``http`` (a small asyncio HTTP/1.1 client), ``limits``
+and ``sse`` of this package.
 """
 
 from __future__ import annotations
@@ -20,20 +26,28 @@ import asyncio
 import json
 import logging
 import re
+import time
+from contextlib import aclosing
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator
 from urllib.parse import quote, urlsplit
 
-from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest
-from asstctl.server.engine.config import UpstreamConfig, resolve_key
-from asstctl.server.engine.http import ConnectFailed, HttpError, HttpTimeout, Pool, Response, Timeouts
+from asstctl.server.engine import dialects
+from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, TextDelta, TurnEnd
+from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, UpstreamConfig, resolve_key
+from asstctl.server.engine.dialects import Dialect
+from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, HttpError, HttpTimeout, Pool, Response,
+                                        Timeouts)
+from asstctl.server.engine.limits import (ERROR_BODY_CAP, MAX_LINE, Limits, ReplyGuard, cut, detail_text,
+                                          error_detail, scrub)
 from asstctl.server.engine.sse import TurnParser
 
 log = logging.getLogger("asstctl.server.engine")
 
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 USER_AGENT = "asstctl-upstream-engine"
+MAX_ADAPTATIONS = 6  # shape changes learned from refusals within one turn
 
 
 @dataclass(frozen=True)
@@ -52,41 +66,92 @@ class UpstreamEngine:
 
     name = "upstream"
 
-    def __init__(self, config: UpstreamConfig, *, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None):
+    def __init__(self, config: UpstreamConfig, *, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None,
+                 limits: Limits | None = None):
         self.config = config
         self.retry = retry or RetryPolicy()
-        self.timeouts = timeouts or Timeouts()
+        self.limits = limits or config.limits
+        self.timeouts = timeouts or Timeouts(read=self.limits.idle_seconds)
         self._key = resolve_key(config)  # ConfigError at start-up when a remote upstream has none
         self._pools: dict[Any, Pool] = {}  # one per event loop (the server has one)
+        self._fixed = dialects.profile(config.dialect) if config.dialect else None
+        self._learned: dict[str, Dialect] = {}  # upstream model -> what it accepts, for the process's life
 
     def __repr__(self) -> str:  # never the key
         return f"UpstreamEngine({self.config.host})"
 
+    @property
+    def secret(self) -> str | None:
+        """The key to scrub from what the upstream sends back (None: the loopback placeholder)."""
+        return None if self._key == LOOPBACK_PLACEHOLDER else self._key
+
+    def dialect(self, model: str) -> Dialect:
+        """What ``model`` on this upstream is sent: the named profile, else what was learned so far."""
+        if self._fixed is not None:
+            return self._fixed
+        return self._learned.get(model) or dialects.initial(legacy_max_tokens=not self.config.is_openai)
+
     # -- one turn ---------------------------------------------------------------------------
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         model = self.config.upstream_model(request.model)
-        body = request_body(request, model, legacy_max_tokens=not self.config.is_openai)
-        response = await self._open(body, request.model, model)
-        parser = TurnParser()
-        try:
-            async for line in response.lines():  # to the body's end, so the connection can be reused
-                for event in parser.feed(line):
-                    yield event
-        except HttpTimeout:
-            what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
-            raise self._error(f"the upstream {self.config.host} {what.format(self.timeouts.read)}",
-                              "server_error") from None
-        except HttpError as error:
-            raise self._error(f"the upstream {self.config.host} closed the stream mid-answer ({error})",
-                              "server_error") from None
-        finally:
-            response.close()  # also on cancel: aborts the upstream connection at once
-        if parser.error is not None:
-            raise self._error(f"the upstream {self.config.host} failed mid-answer: {parser.error}", "server_error")
-        if not parser.complete:
-            raise self._error(f"the upstream {self.config.host} ended the stream before the answer was finished",
-                              "server_error")
-        yield parser.end()
+        canonical = request_body(request, model)
+        deadline = time.monotonic() + self.limits.turn_seconds
+        host = self.config.host
+        for attempt in range(2):  # a stream that ended unfinished before anything was shown: once more
+            response = await self._open(canonical, request.model, model, deadline)
+            parser, guard = TurnParser(), ReplyGuard(self.secret, self.limits.reply_chars)
+            text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
+            unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
+            try:
+                async with aclosing(response.line_batches(MAX_LINE)) as batches:
+                    async for batch in batches:  # to the end: the connection is reused
+                        events: list[EngineEvent] = []
+                        for line in batch:
+                            events += parser.feed(line)
+                        for event in guard.events(events):
+                            if unenforced and isinstance(event, TextDelta):
+                                text.append(event.text)
+                            yield event
+                        if guard.over:
+                            break  # (every read waits on the loop, http._within: a flood never starves others)
+            except DeadlineReached:
+                raise self._turn_limit() from None
+            except HttpTimeout:
+                what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
+                raise self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
+                                  "(the idle timeout, engine.limits.idle_seconds)", "server_error") from None
+            except HttpError as error:
+                raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
+                                  "server_error") from None
+            finally:
+                response.close()  # also on cancel: aborts the upstream connection at once
+            for event in guard.flush():
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                yield event
+            if guard.over:
+                log.warning("upstream %s: a reply longer than %d characters was cut (engine.limits.reply_chars)",
+                            host, self.limits.reply_chars)
+                yield TurnEnd("length", parser.end().usage)
+                return
+            if parser.error is not None:
+                detail = detail_text(parser.error, self.secret)
+                raise self._error(f"the upstream {host} failed mid-answer: {detail}", "server_error")
+            if parser.finish_reason is None:
+                if not parser.started and attempt == 0:
+                    log.warning("upstream %s ended a stream without a finish_reason before any text; once more", host)
+                    continue
+                raise self._error(f"the upstream {host} ended the stream before the answer was finished "
+                                  "(no finish_reason)", "server_error")
+            end = parser.end()
+            problem = dialects.schema_problem("".join(text), canonical.get("response_format")) \
+                if unenforced and end.finish_reason == "stop" else None
+            if problem is not None:
+                raise self._error(f"the upstream {host} cannot enforce a json_schema response format (it was asked "
+                                  f"for a JSON object with the schema in the instructions) and its answer does not "
+                                  f"match the schema: {problem}", "server_error")
+            yield end
+            return
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop (the server calls this on stop)."""
@@ -111,39 +176,62 @@ class UpstreamEngine:
             return url, {"api-version": config.azure_api_version}, {"api-key": self._key}
         return f"{config.url}/chat/completions", {}, {"authorization": f"Bearer {self._key}"}
 
-    async def _open(self, body: dict[str, Any], run_model: str, model: str) -> Response:
-        """The 200 response of the upstream, its body not read yet; retries 429, 5xx and refused connections."""
+    async def _open(self, canonical: dict[str, Any], run_model: str, model: str, deadline: float) -> Response:
+        """The 200 response of the upstream, its body not read yet. Retries 429, 5xx and refused
+        connections; a refusal of a field's shape is adapted to (and remembered) and sent again."""
         url, params, headers = self._target(model)
-        payload = json.dumps(body, ensure_ascii=False).encode()
-        pool = self._pool()
-        for attempt in range(self.retry.retries + 1):
+        pool, reasoning, host = self._pool(), is_reasoning_model(model), self.config.host
+        attempt = adaptations = 0
+        while True:
+            dialect = self.dialect(model)
+            sent = dialects.shape(canonical, dialect, reasoning)
+            payload = json.dumps(sent, ensure_ascii=False).encode("utf-8", "replace")
             last = attempt == self.retry.retries
             try:
-                response = await pool.post(url, payload, headers, params)
+                response = await pool.post(url, payload, headers, params, deadline)
+            except DeadlineReached:
+                raise self._turn_limit() from None
             except ConnectFailed as error:
                 if last:
-                    raise self._error(f"cannot reach the upstream {self.config.host} ({error}) after "
+                    raise self._error(f"cannot reach the upstream {host} ({error}) after "
                                       f"{attempt + 1} attempts: is it running?", "server_error") from None
                 await self._pause(attempt, {}, f"connection failed ({error})")
+                attempt += 1
                 continue
             except HttpTimeout:
-                raise self._error(f"the upstream {self.config.host} did not answer within "
+                raise self._error(f"the upstream {host} did not answer within "
                                   f"{self.timeouts.read:g} s", "server_error") from None
             except HttpError as error:
-                raise self._error(f"the upstream {self.config.host} failed to answer ({error})",
-                                  "server_error") from None
-            if response.status_code == 200:
+                raise self._error(f"the upstream {host} failed to answer ({error})", "server_error") from None
+            status = response.status_code
+            if status == 200:
+                response.deadline = deadline
                 return response
-            content = await self._error_body(response)
-            retryable = response.status_code == 429 or response.status_code >= 500
-            if not retryable or last:
-                raise self._status_error(response, content, url, run_model, model, attempt + 1)
-            await self._pause(attempt, response.headers, f"answered {response.status_code}")
-        raise AssertionError("unreachable")
+            whole, code = error_detail(await self._error_body(response), self.secret)
+            detail = cut(whole)
+            if dialects.is_refusal(status, whole):
+                if self.dialect(model) != dialect:  # another run learned meanwhile: its shapes first
+                    continue
+                learned = dialects.learn(whole, sent, dialect) if adaptations < MAX_ADAPTATIONS else None
+                if learned is not None:
+                    adaptations += 1
+                    self._learned[model] = learned
+                    log.warning("upstream %s refused a request for %s (%d); sending it again with %s", host, model,
+                                status, dialects.describe(dialect, learned))
+                    continue
+                if status < 500 or code == "model_not_found":
+                    raise self._status_error(status, detail, code, url, run_model, model, attempt + 1)
+                raise self._error(f"the upstream {host} refused the request ({status}, not retried): {detail}",
+                                  "server_error")
+            if not (status == 429 or status >= 500) or last:
+                raise self._status_error(status, detail, code, url, run_model, model, attempt + 1)
+            await self._pause(attempt, response.headers, f"answered {status}")
+            attempt += 1
 
     async def _error_body(self, response: Response) -> bytes:
+        """At most ``ERROR_BODY_CAP`` bytes of an error answer; the rest is dropped with the connection."""
         try:
-            return await response.read()
+            return await response.read(ERROR_BODY_CAP)
         except HttpError:
             return b""
         finally:
@@ -156,10 +244,9 @@ class UpstreamEngine:
         await asyncio.sleep(wait)
 
     # -- errors -----------------------------------------------------------------------------
-    def _status_error(self, response: Response, content: bytes, url: str, run_model: str, model: str,
+    def _status_error(self, status: int, detail: str, code: str | None, url: str, run_model: str, model: str,
                       attempts: int) -> EngineError:
-        status, host = response.status_code, self.config.host
-        detail, code = upstream_error(content)
+        host = self.config.host
         if status == 429:
             return self._error(f"the upstream {host} is rate limiting requests (429 after {attempts} attempts): "
                                f"{detail}", "rate_limit_exceeded")
@@ -181,8 +268,12 @@ class UpstreamEngine:
                                "server_error")
         return self._error(f"the upstream {host} rejected the request ({status}): {detail}", "server_error")
 
+    def _turn_limit(self) -> EngineError:
+        return self._error(f"the upstream {self.config.host} took longer than the whole-turn limit of "
+                           f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)", "server_error")
+
     def _error(self, message: str, code: str) -> EngineError:
-        return EngineError(scrub(message, self._key), code=code)
+        return EngineError(scrub(message, self.secret), code=code)
 
 
 # -- the request ------------------------------------------------------------------------------
@@ -190,11 +281,9 @@ def is_reasoning_model(model: str) -> bool:
     return bool(REASONING_MODEL.match(model))
 
 
-def request_body(request: EngineRequest, model: str, legacy_max_tokens: bool = False) -> dict[str, Any]:
-    """The Chat Completions request of one turn (``CreateChatCompletionRequest``).
-
-    ``legacy_max_tokens``: also send the limit as ``max_tokens``, which local servers (llama.cpp's,
-    Ollama's) read instead of ``max_completion_tokens``; OpenAI and Azure get only the latter."""
+def request_body(request: EngineRequest, model: str) -> dict[str, Any]:
+    """The canonical Chat Completions request of one turn (``CreateChatCompletionRequest``, OpenAI's
+    shapes); ``dialects.shape`` turns it into what the upstream accepts."""
     body: dict[str, Any] = {
         "model": model,
         "messages": request.chat,
@@ -209,8 +298,6 @@ def request_body(request: EngineRequest, model: str, legacy_max_tokens: bool = F
     reasoning = is_reasoning_model(model)
     if request.max_completion_tokens is not None:
         body["max_completion_tokens"] = request.max_completion_tokens
-        if legacy_max_tokens and not reasoning:
-            body["max_tokens"] = request.max_completion_tokens
     if reasoning and request.reasoning_effort:
         body["reasoning_effort"] = request.reasoning_effort
     if not reasoning:  # reasoning models reject sampling parameters
@@ -242,25 +329,9 @@ def retry_after(headers: Any) -> float | None:
         return None
 
 
-def upstream_error(content: bytes) -> tuple[str, str | None]:
-    """The upstream's own error message (first line, bounded) and code, if it sent the usual envelope."""
-    try:
-        data = json.loads(content or b"null")
-    except ValueError:
-        data = None
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        message, code = str(error.get("message") or ""), error.get("code")
-    elif isinstance(error, str):
-        message, code = error, None
-    else:
-        message, code = content.decode("utf-8", "replace"), None
-    message = (message.strip().splitlines() or ["no details"])[0][:300]
-    return message, code if isinstance(code, str) else None
-
-
-def scrub(text: str, key: str) -> str:
-    return text.replace(key, "[redacted]") if key and len(key) >= 4 else text
+def _is_json_schema(body: dict[str, Any]) -> bool:
+    fmt = body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
 
 
 def _loop() -> Any:

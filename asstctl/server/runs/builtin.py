@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from typing import Any
 
@@ -37,9 +38,7 @@ async def run_builtin(executor, run: dict[str, Any], step: dict[str, Any], call:
         include=tuple(book["include"]), progress=progress,
     )
     try:
-        arguments = json.loads(call["arguments"] or "{}")
-        if not isinstance(arguments, dict):
-            raise ValueError("expected a JSON object")
+        arguments = lenient_object(call["arguments"])
     except ValueError as exc:
         return _record(book, call, _empty_call(call, type_), f"Error: the arguments are not a JSON object ({exc}).")
     try:
@@ -63,8 +62,28 @@ def _record(book, call, step_call, output) -> dict[str, Any]:
     return step_call
 
 
+def lenient_object(text: str | None) -> dict[str, Any]:
+    """A tool call's arguments as small models write them: a JSON object, possibly with raw newlines
+    or tabs inside its strings, in a code fence, or followed by more text. ValueError otherwise."""
+    text = (text or "").strip() or "{}"
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    decoder = json.JSONDecoder(strict=False)  # control characters inside strings are taken as they are
+    start = text.find("{")
+    if start < 0:
+        raise ValueError("expected a JSON object")
+    value, _ = decoder.raw_decode(text, start)  # trailing text after the object is ignored
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return value
+
+
+_FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```", re.S)
+
+
 def _empty_call(call: dict[str, Any], type_: str) -> dict[str, Any]:
-    body = {"input": "", "outputs": []} if type_ == "code_interpreter" else {}
+    body = {"input": call.get("streamed_input") or "", "outputs": []} if type_ == "code_interpreter" else {}
     return {"id": call["id"], "type": type_, type_: body}
 
 

@@ -381,6 +381,7 @@ class RunExecutor(ReplicaHooks):
                 if run["status"] == "cancelling":
                     return self._end(run, "cancelled", cancelled_at=now())
                 self._end(run, "failed", failed_at=now(), last_error={"code": code, "message": message})
+            log.warning("run %s failed (%s): %s", run_id, code, message)
         except LeaseLost:
             log.warning("run %s: not marked failed, the run's lease went to another replica", run_id)
 
@@ -491,10 +492,12 @@ class RunExecutor(ReplicaHooks):
 
 
 def _estimated_usage(turn, writer: TurnWriter) -> Usage:
-    """For an engine that reports no usage (some local servers ignore ``include_usage``): our count."""
+    """For an engine that reports no usage (some local servers ignore ``include_usage``): our count
+    (exact where a tokenizer is installed), never above what the call was allowed."""
     count = tokens.counter(turn.request.model)
     completion = count(writer.text) + sum(count(c["name"]) + count(c["arguments"]) for c in writer.calls)
-    return Usage(turn.prompt_tokens, completion)
+    cap = turn.request.max_completion_tokens
+    return Usage(turn.prompt_tokens, min(completion, cap) if cap is not None else completion)
 
 
 def _function_call(call: dict[str, Any]) -> dict[str, Any]:

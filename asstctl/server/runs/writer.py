@@ -4,7 +4,8 @@ The first :class:`TextDelta` creates the ``message_creation`` step and its in-pr
 each delta is emitted as a ``thread.message.delta`` as it arrives, and the message text in the
 store follows at most every ``WRITE_SECONDS`` (and always at the end), so polling clients see it
 grow (with many runs streaming at once the interval grows, ``WRITE_SECONDS_PER_RUN`` per
-streaming run, so store writes stay bounded). The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
+streaming run, and with the message's length, ``WRITE_CHARS_PER_SECOND``, so store writes stay
+bounded). The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
 message, if the model wrote text first) and every fragment becomes a ``thread.run.step.delta``;
 the first fragment of a call carries its id (the engine's, else a new ``call_...``), type and
 name. With ``parallel_tool_calls: false`` only the model's first call is kept. The code of a
@@ -25,6 +26,7 @@ from asstctl.server.runs.partial_json import string_value
 
 WRITE_SECONDS = 0.05
 WRITE_SECONDS_PER_RUN = 0.002  # 500 runs streaming at once: each message written about once a second
+WRITE_CHARS_PER_SECOND = 1_000_000  # a long message is rewritten less often: at most ~this many characters a second
 
 
 def text_content(text: str, annotations: list | None = None) -> list[dict[str, Any]]:
@@ -37,13 +39,20 @@ class TurnWriter:
         self.offered, self.parallel = offered, parallel
         self.message: dict[str, Any] | None = None
         self.message_step: dict[str, Any] | None = None
-        self.text = ""
+        self._parts: list[str] = []  # the text so far, joined when read (appending to one long str copies it)
+        self._length = 0
         self.deltas = 0
         self._written_at = 0.0
         self.tool_step: dict[str, Any] | None = None
         self.calls: list[dict[str, Any]] = []  # {index, id, name, arguments, type}
         self._by_index: dict[int, dict[str, Any]] = {}
         self.end: TurnEnd | None = None
+
+    @property
+    def text(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
     # -- events ---------------------------------------------------------------------------
     def feed(self, event: Any) -> None:
@@ -63,14 +72,16 @@ class TurnWriter:
             self._open_message()
         elif not text:
             return
-        self.text += text
+        self._parts.append(text)
+        self._length += len(text)
         block: dict[str, Any] = {"index": 0, "type": "text", "text": {"value": text}}
         if self.deltas == 0:
             block["text"]["annotations"] = []
         self.deltas += 1
         self.ex.emit(self.run, "thread.message.delta",
                      {"id": self.message["id"], "object": "thread.message.delta", "delta": {"content": [block]}})
-        interval = max(WRITE_SECONDS, WRITE_SECONDS_PER_RUN * self.ex.streaming_runs())
+        interval = max(WRITE_SECONDS, WRITE_SECONDS_PER_RUN * self.ex.streaming_runs(),
+                       self._length / WRITE_CHARS_PER_SECOND)
         if time.monotonic() - self._written_at >= interval:
             self.flush()
 

@@ -1,0 +1,196 @@
+"""Bounds on what an upstream sends back, shared by every upstream engine (Chat Completions, Responses).
+
+- :data:`ERROR_BODY_CAP`: an error body is read up to 64 KiB (``http.Response.read(cap)``), the rest
+  dropped with the connection.
+- :class:`Limits`: the idle timeout between chunks, the whole-turn limit and the cap on one reply's
+  size (text plus tool-call arguments), from ``engine.limits`` / :class:`~config.UpstreamConfig`.
+- :func:`clean_text`: lone surrogates (a ``\\ud800`` escape in a JSON delta) become U+FFFD, so no
+  store or encoder ever chokes on a reply.
+- :func:`scrub`: the key (and any ``Authorization`` / ``api-key`` header the upstream echoes) out of
+  a text; :func:`error_detail` scrubs the whole error body *before* it is cut to ``DETAIL_CHARS``.
+- :class:`KeyScrubber`: the same over a stream of deltas, a key split across two deltas included.
+- :func:`coalesce`: many text deltas that arrived in one read become one (a flood of tiny deltas
+  costs one event, not thousands), a few stay as the upstream sent them.
+
+Imports only the standard library and ``base`` of this package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from asstctl.server.engine.base import EngineEvent, TextDelta, ToolCallDelta
+
+ERROR_BODY_CAP = 64 * 1024  # bytes of an error body read; the rest is discarded
+MAX_LINE = 4 * 1024 * 1024  # one server-sent-events line at most (a longer one fails the turn)
+DETAIL_CHARS = 500  # of the upstream's own error message kept in last_error
+COALESCE_OVER = 8  # more text deltas than this in one read are merged into one
+REDACTED = "[redacted]"
+HOLD = 3  # a delta ending in this many characters of the key's start is held until the next one
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HEADER_ECHO = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(\"?\s*[:=]\s*\"?)(bearer\s+)?[^\s\"',;}]+")
+
+
+@dataclass(frozen=True)
+class Limits:
+    idle_seconds: float = 120.0  # longest silence between two chunks (a local model's first token can be slow)
+    turn_seconds: float = 600.0  # one model call from request to its last chunk
+    reply_chars: int = 1_000_000  # text plus tool-call arguments of one reply; beyond it ends `incomplete`
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD (valid UTF-8 whatever the upstream sent)."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def scrub(text: str, key: str | None) -> str:
+    """``text`` without the key and without the value of an echoed auth header."""
+    if key and len(key) >= 4:
+        text = text.replace(key, REDACTED)
+    return _HEADER_ECHO.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", text)
+
+
+def error_detail(content: bytes, key: str | None) -> tuple[str, str | None]:
+    """The upstream's own error message, scrubbed and whitespace collapsed but whole (what a dialect
+    is learned from; :func:`cut` it for last_error), and its code, from the usual ``{"error": {...}}``
+    envelope, vLLM's ``{"object": "error", ...}``, FastAPI's ``{"detail": ...}`` or plain text."""
+    text = clean_text(content.decode("utf-8", "replace"))
+    try:
+        data = json.loads(text or "null")
+    except ValueError:
+        data = None
+    message, code = text, None
+    if isinstance(data, dict):
+        error = data.get("error", data if data.get("object") == "error" or "message" in data else None)
+        if isinstance(error, dict):
+            found = error.get("message", error.get("detail"))
+            message = found if isinstance(found, str) else json.dumps(found) if found is not None else text
+            code = error.get("code") if isinstance(error.get("code"), str) else None
+        elif isinstance(error, str):
+            message = error
+        elif "detail" in data:
+            detail = data["detail"]
+            message = detail if isinstance(detail, str) else json.dumps(detail)
+    return " ".join(scrub(message, key).split()) or "no details", code
+
+
+def cut(message: str) -> str:
+    return message[:DETAIL_CHARS - 1] + "…" if len(message) > DETAIL_CHARS else message
+
+
+def detail_text(message: str, key: str | None) -> str:
+    """An upstream's message for last_error: scrubbed first, then whitespace collapsed and cut."""
+    return cut(" ".join(scrub(clean_text(message), key).split()) or "no details")
+
+
+class KeyScrubber:
+    """Deltas of one stream, the key redacted even when it is split across deltas.
+
+    A delta ending in the key's first ``HOLD`` or more characters keeps that tail until the next
+    delta (or :meth:`flush`); a key whose start was already sent has the rest redacted."""
+
+    def __init__(self, key: str | None):
+        self.key = key if key and len(key) >= 8 else None
+        self.held = ""
+        self.sent = ""  # the last len(key) - 1 characters already passed on
+
+    def feed(self, text: str) -> str:
+        if self.key is None:
+            return text
+        key, data = self.key, self.held + text
+        self.held = ""
+        window, offset = self.sent + data, len(self.sent)
+        out, position = [], offset
+        found = window.find(key)
+        while found >= 0:
+            end = found + len(key)
+            if end > position:
+                out.append(window[position:max(position, found)])
+                out.append(REDACTED)
+                position = end
+            found = window.find(key, end)
+        rest = window[position:]
+        start = rest.find(key[:HOLD], max(0, len(rest) - len(key) + 1))
+        while start >= 0:  # the earliest tail that is the key's start: held back
+            if key.startswith(rest[start:]):
+                self.held, rest = rest[start:], rest[:start]
+                break
+            start = rest.find(key[:HOLD], start + 1)
+        out.append(rest)
+        result = "".join(out)
+        self.sent = (self.sent + result)[-(len(key) - 1):]
+        return result
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held
+
+
+class ReplyGuard:
+    """One reply's events made safe: text cleaned (:func:`clean_text`), the key scrubbed from text and
+    tool-call arguments, the size capped (``over`` once ``cap`` characters came; the rest is dropped)
+    and floods coalesced (first, so a flood costs one scrub, not thousands)."""
+
+    def __init__(self, key: str | None, cap: int):
+        self.key, self.cap, self.size, self.over = key, cap, 0, False
+        self._text = KeyScrubber(key)
+        self._arguments: dict[int, KeyScrubber] = {}
+
+    def events(self, events: list[EngineEvent]) -> list[EngineEvent]:
+        out: list[EngineEvent] = []
+        for event in coalesce(events):
+            if self.over:
+                break
+            if isinstance(event, TextDelta):
+                text = self._fit(self._text.feed(clean_text(event.text)))
+                if text or not event.text:
+                    out.append(TextDelta(text))
+            elif isinstance(event, ToolCallDelta):
+                scrubber = self._arguments.setdefault(event.index, KeyScrubber(self.key))
+                arguments = self._fit(scrubber.feed(clean_text(event.arguments)))
+                name = clean_text(event.name) if event.name else event.name
+                out.append(replace(event, name=name, arguments=arguments))
+            else:
+                out.append(event)
+        return out
+
+    def flush(self) -> list[EngineEvent]:
+        """What the scrubbers held back, at the reply's end."""
+        out: list[EngineEvent] = []
+        text = self._fit(self._text.flush())
+        if text:
+            out.append(TextDelta(text))
+        for index, scrubber in self._arguments.items():
+            held = self._fit(scrubber.flush())
+            if held:
+                out.append(ToolCallDelta(index=index, arguments=held))
+        return out
+
+    def _fit(self, text: str) -> str:
+        if self.size + len(text) > self.cap:
+            text, self.over = text[:max(0, self.cap - self.size)], True
+        self.size += len(text)
+        return text
+
+
+def coalesce(events: list[EngineEvent]) -> list[EngineEvent]:
+    """Consecutive text deltas merged when more than ``COALESCE_OVER`` came at once; others as they are."""
+    if sum(isinstance(e, TextDelta) for e in events) <= COALESCE_OVER:
+        return events
+    merged: list[Any] = []
+    texts: list[str] = []
+    for event in events:
+        if isinstance(event, TextDelta):
+            texts.append(event.text)
+            continue
+        if texts:
+            merged.append(TextDelta("".join(texts)))
+            texts = []
+        merged.append(event)
+    if texts:
+        merged.append(TextDelta("".join(texts)))
+    return merged

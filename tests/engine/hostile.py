@@ -1,0 +1,243 @@
+"""A hostile Chat Completions upstream on loopback: raw HTTP/1.1 written by hand, so it can send what
+no well-behaved server would (a 200 MB or endless error body, lone surrogates, endless streams,
+floods of tiny deltas, the caller's key echoed back, ``[DONE]`` without a finish_reason).
+
+The last user message names the behaviour (``BEHAVIOURS``). Everything is bounded: no answer sends
+more than ``MAX_BYTES`` or lasts longer than ``MAX_SECONDS``, and each stops as soon as the client
+hangs up. Valid chunks it sends are the official ``CreateChatCompletionStreamResponse`` shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+MAX_BYTES = 256 << 20
+MAX_SECONDS = 60.0
+PIECE = "x" * 99 + " "  # a 100-character delta
+
+
+class HostileUpstream:
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()  # requests per behaviour
+        self.headers: list[dict[str, str]] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.hung_up: Counter[str] = Counter()  # answers the client closed before their end
+        self._handlers: set[asyncio.Task] = set()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hostile-upstream", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main():
+            self._stopping = asyncio.Event()
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            self.port = self._server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await self._stopping.wait()
+            self._server.close()
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+            await self._server.wait_closed()
+
+        try:
+            self._loop.run_until_complete(main())
+        finally:
+            self._loop.close()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> "HostileUpstream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- one connection ---------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._handlers.add(task)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                body = json.loads(await reader.readexactly(min(int(headers.get("content-length", 0)), 1 << 20)))
+                self.headers.append(headers)
+                self.bodies.append(body)
+                name = behaviour_of(body)
+                self.seen[name] += 1
+                started = time.monotonic()
+                keep = await getattr(self, "_" + name.replace("-", "_"))(writer, headers, started)
+                if not keep:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            self._handlers.discard(task)
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _head(writer, status: int, extra: str) -> None:
+        writer.write(f"HTTP/1.1 {status} X\r\n{extra}\r\n".encode())
+
+    async def _sse(self, writer, chunks, keep: bool = True) -> bool:
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        for data in chunks:
+            await self._chunk(writer, f"data: {data}\n\n")
+        await self._chunk(writer, "data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return keep
+
+    @staticmethod
+    async def _chunk(writer, text: str) -> None:
+        data = text.encode("utf-8", "surrogatepass")
+        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        await writer.drain()
+
+    async def _endless(self, writer, name: str, started: float, payload: str, pause: float) -> bool:
+        """Chunks of ``payload`` until the client hangs up (or the bounds)."""
+        sent = 0
+        try:
+            while sent < MAX_BYTES and time.monotonic() - started < MAX_SECONDS:
+                await self._chunk(writer, payload)
+                sent += len(payload)
+                await asyncio.sleep(pause)
+        except ConnectionError:
+            self.hung_up[name] += 1
+        return False
+
+    # -- behaviours ---------------------------------------------------------------------------
+    async def _huge_error(self, writer, headers, started) -> bool:
+        """A 500 whose declared body is 200 MB (only sent while the client reads)."""
+        self._head(writer, 500, f"content-type: application/json\r\ncontent-length: {200 << 20}\r\n")
+        block, sent = b"x" * 65536, 0
+        try:
+            while sent < 200 << 20 and time.monotonic() - started < MAX_SECONDS:
+                writer.write(block)
+                await writer.drain()
+                sent += len(block)
+        except ConnectionError:
+            self.hung_up["huge-error"] += 1
+        return False
+
+    async def _endless_error(self, writer, headers, started) -> bool:
+        self._head(writer, 500, "content-type: text/plain\r\ntransfer-encoding: chunked\r\n")
+        return await self._endless(writer, "endless-error", started, "error " * 10000, 0)
+
+    async def _endless_stream(self, writer, headers, started) -> bool:
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        return await self._endless(writer, "endless-stream", started, sse(delta({"content": "more "})), 0.05)
+
+    async def _slow_tokens(self, writer, headers, started) -> bool:
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        return await self._endless(writer, "slow-tokens", started, sse(delta({"content": "tok "})), 0.01)
+
+    async def _silent(self, writer, headers, started) -> bool:
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, sse(delta({"content": "Hello"})))
+        await asyncio.sleep(MAX_SECONDS)
+        return False
+
+    async def _surrogate(self, writer, headers, started) -> bool:
+        # JSON escapes of a lone high and a lone low surrogate, as some tokenizers emit mid-character
+        return await self._sse(writer, [json.dumps(delta({"content": "bad \ud800 and \udfff"})),
+                                        json.dumps(delta({"content": " end"})), json.dumps(delta({}, "stop"))])
+
+    async def _flood(self, writer, headers, started) -> bool:
+        """2 MB of text in 100-character deltas, as fast as the client reads."""
+        chunk = sse(delta({"content": PIECE}))
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        batch = chunk * 100
+        for _ in range(200):
+            await self._chunk(writer, batch)
+        await self._chunk(writer, sse(delta({}, "stop")) + "data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def _oversize(self, writer, headers, started) -> bool:
+        """More text than the reply cap, in 64 KB deltas."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        return await self._endless(writer, "oversize", started, sse(delta({"content": "y" * 65536})), 0)
+
+    async def _echo_key(self, writer, headers, started) -> bool:
+        """The Authorization header echoed in the text, the key split across two deltas."""
+        auth = headers.get("authorization", "")
+        half = len(auth) // 2 + 3
+        return await self._sse(writer, [json.dumps(delta({"content": "You sent " + auth[:half]})),
+                                        json.dumps(delta({"content": auth[half:] + " to me."})),
+                                        json.dumps(delta({}, "stop"))])
+
+    async def _echo_key_error(self, writer, headers, started) -> bool:
+        """A 400 whose message echoes the header right where a 300-character cut would fall."""
+        message = "p" * 290 + " Authorization: " + headers.get("authorization", "") + " is not valid here."
+        payload = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                        "code": None}}).encode()
+        self._head(writer, 400, f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n")
+        writer.write(payload)
+        await writer.drain()
+        return True
+
+    async def _done_no_finish(self, writer, headers, started) -> bool:
+        return await self._sse(writer, [json.dumps(delta({"content": "partial an"}))])
+
+    async def _done_empty_once(self, writer, headers, started) -> bool:
+        if self.seen["done-empty-once"] == 1:
+            return await self._sse(writer, [json.dumps(delta({"role": "assistant", "content": ""}))])
+        return await self._sse(writer, [json.dumps(delta({"content": "Second time lucky."})),
+                                        json.dumps(delta({}, "stop"))])
+
+    async def _validation_500(self, writer, headers, started) -> bool:
+        errors = "\n".join(f"  {{'type': 'missing', 'loc': ('body', 'logit_bias', {i}), 'msg': 'Field required', "
+                           f"'input': None}}" for i in range(7))
+        payload = json.dumps({"error": {"message": f"7 validation errors:\n{errors}", "type": "internal_server_error",
+                                        "param": None, "code": None}}).encode()
+        self._head(writer, 500, f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n")
+        writer.write(payload)
+        await writer.drain()
+        return True
+
+    async def _no_usage(self, writer, headers, started) -> bool:
+        words = [json.dumps(delta({"content": f"word{i} "})) for i in range(600)]
+        return await self._sse(writer, [*words, json.dumps(delta({}, "length"))])
+
+
+BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstream)
+              if name.startswith("_") and not name.startswith("__")
+              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "endless")]
+
+
+def behaviour_of(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            text = message.get("content")
+            text = text if isinstance(text, str) else ""
+            return text.strip() if text.strip() in BEHAVIOURS else "no-usage"
+    return "no-usage"
+
+
+def delta(content: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "created": 0, "model": "hostile",
+            "choices": [{"index": 0, "delta": content, "finish_reason": finish}]}
+
+
+def sse(chunk: dict[str, Any]) -> str:
+    return f"data: {json.dumps(chunk)}\n\n"

@@ -1,0 +1,151 @@
+"""Dialects: servers stricter than OpenAI's, learned without configuration or named with a profile.
+
+Each scripted replica (tests/engine/replicas.py) refuses the way that server does; the server is
+started with nothing but its upstream URL, and the runs go through the real SDK: a forced function
+tool round (polled), a streamed run with max_completion_tokens, a reasoning-model name, json_schema
+output. Each refusal is adapted to once and remembered: repeating the same runs sends no refused request."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asstctl.server.embedded import start_server
+from asstctl.server.engine import dialects
+from asstctl.server.engine.config import UpstreamConfig
+from tests.conftest import make_client
+from tests.engine.replicas import REPLICAS, llama_cpp, strict_gateway, tool_call_messages
+from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CITY = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}}}
+
+
+def scenario(sdk, upstream: ScriptedUpstream) -> None:
+    """The four kinds of run every dialect must get through."""
+    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
+    upstream.queue(ToolCalls([Call("get_weather", {"city": "Paris"})]), Text("Sunny in Paris."))
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Weather in Paris?"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, tool_choice="required",
+                                                poll_interval_ms=10)
+    assert run.status == "requires_action", run.last_error
+    (call,) = run.required_action.submit_tool_outputs.tool_calls
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "18 C"}],
+        poll_interval_ms=10)
+    assert run.status == "completed", run.last_error
+
+    upstream.queue(Text("A streamed answer.", omit_usage=True))
+    events = list(sdk.beta.threads.runs.create(thread.id, assistant_id=bot.id, stream=True, max_completion_tokens=256))
+    assert events[-1].event in ("thread.run.completed", "thread.run.incomplete"), events[-1].data.last_error
+    assert 0 < events[-1].data.usage.completion_tokens <= 256  # counted locally when no usage came
+
+    upstream.queue(Text("Reasoned."))
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, model="o3-mini",
+                                                poll_interval_ms=10)
+    assert run.status == "completed", run.last_error
+
+    upstream.queue(Text('{"city": "Paris"}'))
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, response_format=CITY,
+                                                poll_interval_ms=10)
+    assert run.status == "completed", run.last_error
+
+
+@pytest.mark.parametrize("replica", REPLICAS, ids=[r.name for r in REPLICAS])
+def test_a_stricter_server_is_learned_once_with_only_its_url(replica, contract, caplog):
+    with ScriptedUpstream(key=None, refuse=replica.refuse) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
+            make_client(server, contract) as sdk:
+        scenario(sdk, upstream)
+        learned = upstream.refusals
+        scenario(sdk, upstream)  # the same runs again: what was learned is sent first
+        assert upstream.refusals == learned, "a shape learned before was refused again"
+        assert learned <= 4  # one refusal per quirk at most
+        for received in upstream.requests:  # what was finally accepted is the replica's dialect
+            if replica.refuse(received.body) is None:
+                assert received.body["stream"] is True
+    assert not upstream.problems, upstream.problems
+
+
+def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(contract):
+    with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
+            make_client(server, contract) as sdk:
+        scenario(sdk, upstream)
+        accepted = [r.body for r in upstream.requests if llama_cpp(r.body) is None]
+        upstream.queue(Text('{"town": "Paris"}'))  # json_object was asked for: the schema is checked here
+        bot = sdk.beta.assistants.create(model="gpt-4o")
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Where?"}])
+        run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, response_format=CITY,
+                                                    poll_interval_ms=10)
+    assert run.status == "failed" and "its answer does not match the schema: 'city' is a required property" \
+        in run.last_error.message
+    assert upstream.refusals == 3  # content null, the developer role, json_schema: once each
+    tool_rounds = [m for body in accepted for _, m in tool_call_messages(body)]
+    assert tool_rounds and all(m["content"] == "" for m in tool_rounds)
+    reasoning = next(b for b in accepted if b["model"] == "o3-mini")
+    assert reasoning["messages"][0]["role"] == "system" and "temperature" not in reasoning
+    last = accepted[-1]
+    assert last["response_format"] == {"type": "json_object"}
+    assert json.dumps(CITY["json_schema"]["schema"]) in last["messages"][0]["content"]
+
+
+def test_the_role_follows_the_model_actually_sent(contract):
+    """o3-mini mapped to a local model: the local model gets `system`, so nothing is refused."""
+    config = UpstreamConfig(url="", model_map=[("o3*", "local-7b")])
+    with ScriptedUpstream(key=None, refuse=strict_gateway) as upstream:
+        config.url = upstream.base_url
+        with start_server(":memory:", upstream=config) as server, make_client(server, contract) as sdk:
+            bot = sdk.beta.assistants.create(model="o3-mini", instructions="Be brief.", temperature=0.5)
+            thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+            run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
+            assert run.status == "completed", run.last_error
+    (received,) = upstream.requests
+    assert received.body["model"] == "local-7b" and received.body["messages"][0]["role"] == "system"
+    assert received.body["temperature"] == 0.5  # a local model takes sampling parameters
+    assert upstream.refusals == 0
+
+
+@pytest.mark.parametrize("replica", REPLICAS, ids=[r.name for r in REPLICAS])
+def test_a_named_profile_sends_the_accepted_shapes_first(replica, contract):
+    with ScriptedUpstream(key=None, refuse=replica.refuse) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect=replica.profile)) as server, \
+            make_client(server, contract) as sdk:
+        scenario(sdk, upstream)
+    assert upstream.refusals == 0
+
+
+def test_a_refusal_that_names_nothing_adaptable_is_not_retried(contract):
+    def refuse(body):
+        from tests.upstream import Failure
+        return Failure(400, "Unsupported parameter: 'logit_bias' is not supported with this model.",
+                       "invalid_request_error", "unsupported_parameter")
+
+    with ScriptedUpstream(key=None, refuse=refuse) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
+            make_client(server, contract) as sdk:
+        bot = sdk.beta.assistants.create(model="gpt-4o")
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+        run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
+    assert run.status == "failed" and upstream.refusals == 1
+    assert "rejected the request (400): Unsupported parameter: 'logit_bias'" in run.last_error.message
+
+
+def test_shape_and_learn_round_trip():
+    body = {"model": "m", "stream": True, "stream_options": {"include_usage": True}, "max_completion_tokens": 9,
+            "messages": [{"role": "developer", "content": "x"},
+                         {"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}]}
+    start = dialects.initial(legacy_max_tokens=True)
+    sent = dialects.shape(body, start, reasoning=False)
+    assert sent["messages"][0]["role"] == "system" and (sent["max_tokens"], sent["max_completion_tokens"]) == (9, 9)
+    learned = dialects.learn("1 validation error: messages.1.content Input should be a valid string", sent, start)
+    assert learned.tool_call_content == "empty"
+    assert dialects.shape(body, learned, reasoning=False)["messages"][1]["content"] == ""
+    absent = dialects.learn("messages.1.content: Extra inputs are not permitted", sent, learned)
+    assert "content" not in dialects.shape(body, absent, reasoning=False)["messages"][1]
+    assert dialects.learn("the server is on fire", sent, start) is None
+    assert dialects.learn("Input should be a valid string", sent, dialects.PROFILES["openai"]) is None
+    assert body["messages"][1]["content"] is None  # the canonical request is never changed

@@ -1,0 +1,189 @@
+"""A hostile upstream (tests/engine/hostile.py) behind a real ``asstctl serve`` process: every fault ends
+the run as docs/engine.md says, the server's memory stays bounded and other requests stay fast."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import httpx2
+import pytest
+
+from tests.conftest import make_client
+from tests.engine.hostile import HostileUpstream
+from tests.serve_process import ServeProcess
+
+KEY = "sk-hostile-6b1f0c2d9e8a7b6c5d4e3f2a1b0c9d8e"
+KEY_ENV = "ASSTCTL_HOSTILE_KEY"
+LIMITS = {"idle_seconds": 1, "turn_seconds": 5, "reply_chars": 6_000_000}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    with HostileUpstream() as upstream:
+        project = tmp_path_factory.mktemp("hostile")
+        (project / "asstctl.yaml").write_text(
+            f"project: hostile\nengine:\n  upstream: {upstream.base_url}\n  api_key_env: {KEY_ENV}\n"
+            f"  limits: {{idle_seconds: {LIMITS['idle_seconds']}, turn_seconds: {LIMITS['turn_seconds']}, "
+            f"reply_chars: {LIMITS['reply_chars']}}}\n")
+        with ServeProcess(project, "--db", ":memory:", env={KEY_ENV: KEY}) as server:
+            yield server, upstream
+            assert server.stop() == 0
+
+
+@pytest.fixture
+def sdk(hostile, contract):
+    client = make_client(hostile[0], contract, timeout=30)
+    yield client
+    client.close()
+
+
+def memory_kb(server: ServeProcess, field: str = "VmHWM") -> int:
+    """The serve process's resident memory (VmHWM: its peak so far), in kB."""
+    with open(f"/proc/{server.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field}")
+
+
+def run_on(sdk, behaviour: str, **options):
+    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.")
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": behaviour}])
+    return sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=20,
+                                                 **options)
+
+
+def reply_of(sdk, run) -> str:
+    return sdk.beta.threads.messages.list(run.thread_id, order="desc", limit=1).data[0].content[0].text.value
+
+
+def test_huge_and_endless_error_bodies_are_read_to_a_cap(hostile, sdk):
+    server, upstream = hostile
+    results = {}
+    threads = [threading.Thread(target=lambda b=b: results.__setitem__(b, run_on(sdk, b)))
+               for b in ("huge-error", "endless-error")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for name, run in results.items():
+        assert run.status == "failed" and "failed (500 after 4 attempts)" in run.last_error.message, name
+        assert len(run.last_error.message) < 700
+    deadline = time.monotonic() + 5
+    while sum(upstream.hung_up.values()) < 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.hung_up["huge-error"] == 4 and upstream.hung_up["endless-error"] == 4  # never read whole
+    assert memory_kb(server) < 200_000, "the server's peak memory grew with the error bodies"
+
+
+def test_lone_surrogates_are_replaced_and_the_thread_stays_usable(sdk):
+    run = run_on(sdk, "surrogate")
+    assert run.status == "completed", run.last_error
+    assert reply_of(sdk, run) == "bad \ufffd and \ufffd end"
+    sdk.beta.threads.messages.create(run.thread_id, role="user", content="still there?")
+
+
+def test_an_endless_stream_ends_at_the_whole_turn_limit(sdk):
+    started = time.monotonic()
+    run = run_on(sdk, "endless-stream")
+    assert run.status == "failed" and "whole-turn limit of 5 s" in run.last_error.message
+    assert time.monotonic() - started < LIMITS["turn_seconds"] + 3
+
+
+def test_silence_mid_answer_ends_at_the_idle_timeout(sdk):
+    run = run_on(sdk, "silent")
+    assert run.status == "failed" and "went silent for 1 s mid-answer (the idle timeout" in run.last_error.message
+
+
+def test_a_flood_of_tiny_deltas_keeps_other_requests_fast(hostile, sdk):
+    server, _ = hostile
+    latencies, done = [], threading.Event()
+
+    def ping():
+        with httpx2.Client(base_url=server.base_url, headers={"authorization": f"Bearer {server.api_key}",
+                                                                   "openai-beta": "assistants=v2"}) as http:
+            while not done.is_set():
+                began = time.monotonic()
+                assert http.get("/assistants", params={"limit": 1}).status_code == 200
+                latencies.append(time.monotonic() - began)
+                time.sleep(0.02)
+
+    pinger = threading.Thread(target=ping)
+    pinger.start()
+    try:
+        events = list(sdk.beta.threads.create_and_run(
+            assistant_id=sdk.beta.assistants.create(model="gpt-4o").id,
+            thread={"messages": [{"role": "user", "content": "flood"}]}, stream=True))
+    finally:
+        done.set()
+        pinger.join(10)
+    assert events[-1].event == "thread.run.completed", events[-1].data.last_error
+    deltas = [e for e in events if e.event == "thread.message.delta"]
+    assert len(deltas) < 20_000 / 8  # coalesced: far fewer events than the upstream's deltas
+    assert len(reply_of(sdk, events[-1].data)) == 20_000 * 100
+    assert len(latencies) >= 5 and statistics.median(latencies) < 0.25, latencies
+    assert memory_kb(server) < 200_000
+
+
+def test_a_reply_over_the_size_cap_ends_incomplete(sdk):
+    run = run_on(sdk, "oversize")
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert len(reply_of(sdk, run)) == LIMITS["reply_chars"]
+
+
+def test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message(sdk):
+    events = list(sdk.beta.threads.create_and_run(
+        assistant_id=sdk.beta.assistants.create(model="gpt-4o").id,
+        thread={"messages": [{"role": "user", "content": "echo-key"}]}, stream=True))
+    streamed = "".join(e.data.delta.content[0].text.value for e in events if e.event == "thread.message.delta")
+    assert streamed == "You sent Bearer [redacted] to me."
+    assert reply_of(sdk, events[-1].data) == streamed
+
+
+def test_an_echoed_key_near_the_cut_never_reaches_last_error(hostile, sdk):
+    run = run_on(sdk, "echo-key-error")
+    assert run.status == "failed"
+    message = run.last_error.message
+    assert "Authorization: Bearer [redacted] is not valid here." in message
+    assert not any(KEY[i:i + 6] in message for i in range(len(KEY) - 5)), message
+    assert KEY[:6] not in hostile[0].stderr() + hostile[0].stdout()
+
+
+def test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown(sdk):
+    run = run_on(sdk, "done-no-finish")
+    assert run.status == "failed" and "no finish_reason" in run.last_error.message
+    run = run_on(sdk, "done-empty-once")
+    assert run.status == "completed" and reply_of(sdk, run) == "Second time lucky."
+
+
+def test_a_validation_error_is_not_retried_and_last_error_keeps_its_details(hostile, sdk):
+    server, upstream = hostile
+    run = run_on(sdk, "validation-500")
+    assert run.status == "failed" and upstream.seen["validation-500"] == 1
+    message = run.last_error.message
+    assert "7 validation errors:" in message and "'logit_bias', 3)" in message and len(message) < 700
+    assert f"run {run.id} failed (server_error): " in server.stderr()
+
+
+def test_usage_counted_locally_never_exceeds_the_cap(sdk):
+    run = run_on(sdk, "no-usage", max_completion_tokens=256)
+    assert run.status == "incomplete" and 0 < run.usage.completion_tokens <= 256
+
+
+def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
+    bot = sdk.beta.assistants.create(model="gpt-4o")
+    slowest = 0.0
+    for _ in range(15):
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "slow-tokens"}])
+        run = sdk.beta.threads.runs.create(thread.id, assistant_id=bot.id)
+        while not sdk.beta.threads.messages.list(thread.id, limit=1).data[0].role == "assistant":
+            time.sleep(0.01)
+        began = time.monotonic()
+        sdk.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+        while sdk.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status != "cancelled":
+            assert time.monotonic() - began < 1.0, "the run stayed cancelling"
+            time.sleep(0.01)
+        slowest = max(slowest, time.monotonic() - began)
+    assert slowest < 1.0
