@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from asstctl.server.sandbox import SandboxConfig, SandboxUnavailable, SessionPool
+from tests.sandbox.conftest import input_files
 
 
 def test_state_is_kept_between_calls_of_one_thread(sandbox):
@@ -47,7 +48,7 @@ def test_a_matplotlib_figure_comes_back_as_a_png(sandbox):
 
 
 def test_files_go_in_and_written_files_come_out(sandbox):
-    files = [("file-1", "numbers.csv", b"n\n1\n2\n3\n")]
+    files = input_files(("file-1", "numbers.csv", b"n\n1\n2\n3\n"))
     code = ("import pandas as pd\ndf = pd.read_csv('/mnt/data/numbers.csv')\n"
             "df.assign(double=df.n * 2).to_csv('/mnt/data/doubled.csv', index=False)\nprint(df.n.sum())")
     result = sandbox.run("t", code, files)
@@ -111,8 +112,8 @@ async def _sleep(seconds):
 def test_a_file_too_big_for_mnt_data_is_reported_not_fatal(make_sandbox):
     sandbox = make_sandbox(data_mb=1)
     result = sandbox.run("t", "import os; sorted(os.listdir('/mnt/data'))",
-                         [("file-big", "big.bin", b"x" * (2 * 1024 * 1024)), ("file-small", "small.txt", b"ok")])
-    assert result.logs.startswith("['small.txt']\n") and "not copied into /mnt/data (no space left): big.bin" in result.logs
+                         input_files(("file-big", "big.bin", b"x" * (2 * 1024 * 1024)), ("file-small", "small.txt", b"ok")))
+    assert result.logs.startswith("['small.txt']\n") and "not copied into /mnt/data: big.bin (no space left in /mnt/data)" in result.logs
 
 
 def test_garbage_on_the_protocol_pipe_ends_the_session_not_the_server(sandbox):
