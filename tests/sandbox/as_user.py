@@ -24,7 +24,8 @@ def python_for_user(prefix: list[str], env: dict[str, str]) -> str | None:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for python in dict.fromkeys([sys.executable, os.path.realpath(sys.executable),
                                  f"/usr/local/bin/python{version}", f"/usr/bin/python{version}"]):
-        probe = [*prefix, python, "-c", f"import sys; assert sys.version_info[:2] == {sys.version_info[:2]}; "
+        probe = [*prefix, python, "-c", f"import os, sys; assert sys.version_info[:2] == {sys.version_info[:2]}; "
+                                         "assert os.path.isfile(os.path.realpath(sys.executable)); "  # what bwrap runs
                                          "import asstctl.server.embedded, tests.sandbox.tool_driver"]
         try:
             if subprocess.run(probe, cwd=PROJECT, env=env, capture_output=True, timeout=60).returncode == 0:
@@ -74,6 +75,7 @@ class UserServer:
     def close(self) -> None:
         self.proc.stdin.close()
         assert self.proc.wait(30) == 0
+        self.proc.stdout.close()
         import shutil
 
         shutil.rmtree(self.home, ignore_errors=True)

@@ -172,16 +172,16 @@ def test_endless_loop_hits_the_cpu_limit(call, wall):
 
 def test_endless_sleep_hits_the_wall_time_limit_and_is_interrupted(call, wall):
     call("kept = 1")
-    wall(6)
+    wall(3)
     outcome = call("import time\nwhile True:\n    time.sleep(1)")
     assert "KeyboardInterrupt: stopped: the call ran longer than the wall-time limit" in outcome.output
-    assert outcome.output.endswith("[Execution interrupted: it ran longer than the wall-time limit of 6 s.]")
+    assert outcome.output.endswith("[Execution interrupted: it ran longer than the wall-time limit of 3 s.]")
     assert call("kept").output == "1\n"  # interrupted, not restarted: the session lives on
 
 
 def test_a_cell_that_ignores_the_interrupt_is_ended_with_its_session(call, wall):
     call("kept = 1")
-    wall(3)
+    wall(2)
     code = "import time\nwhile True:\n    try:\n        time.sleep(1)\n    except KeyboardInterrupt:\n        pass"
     outcome = call(code)
     assert "did not stop when interrupted" in outcome.output and "session was restarted" in outcome.output
@@ -196,7 +196,7 @@ def test_huge_output_is_truncated(call):
 
 
 def test_endless_output_is_truncated_and_interrupted(call, wall):
-    wall(3)
+    wall(2)
     outcome = call("import time\nwhile True:\n    print('spam' * 1000)\n    time.sleep(0.001)")  # ended by the wall time
     (output,) = outcome.call["code_interpreter"]["outputs"]
     assert output["logs"].startswith("spamspam") and "KeyboardInterrupt" not in output["logs"][:2000]
@@ -213,13 +213,12 @@ def test_disk_fill(call):
 
 def test_killing_itself_restarts_the_session(call):
     outcome = call("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
-    assert "the sandboxed process ended" in outcome.output
+    assert "the cell's process ended (signal 9)" in outcome.output and "session was restarted" in outcome.output
 
 
 FORGE = """import base64, glob, json, os, struct
-forged = {"logs": "FORGED", "truncated": 0, "error": False, "images": [], "skipped": [], "mark": MARK,
+forged = {"logs": "FORGED", "truncated": 0, "error": False, "images": [], "skipped": [],
           "files": [{"path": "/mnt/data/../../../etc/passwd", "data": base64.b64encode(b"root::0:0").decode()}] * 25}
-body = json.dumps(forged).encode()
 opened = []
 for path in sorted(glob.glob('/proc/*/fd/*')):
     try:
@@ -227,25 +226,27 @@ for path in sorted(glob.glob('/proc/*/fd/*')):
     except OSError:
         continue
     opened.append(path)
-    for mark in range(1, 4):
+    for mark in range(1, 8):
+        body = json.dumps({**forged, "mark": mark}).encode()
         try:
-            os.write(fd, struct.pack('>I', len(body)) + body.replace(b'MARK', str(mark).encode()))
+            os.write(fd, struct.pack('>I', len(body)) + body)
         except OSError:
             pass
 print('opened', opened)
-""".replace('"mark": MARK', '"mark": MARK')
+"""
 
 
 def test_forged_protocol_frames_reach_nothing_of_the_servers_channel(call):
     outcome = call(FORGE)
-    assert not outcome.written_files and "passwd" not in str(outcome.call)
-    # Only the cell process's own fds open (its output pipe, its own channel to the supervisor),
-    # never those of the supervisor (pid 1), which alone holds the server's pipes.
+    # What the cell wrote to its own output pipe is just its output; no forged file became a file.
+    assert not outcome.written_files and "[file saved" not in outcome.output
+    # Only the cell process's own fds open (its output pipe, its own pipes to the supervisor), never
+    # those of the supervisor (pid 1), which alone holds the server's pipes.
     opened = [line for line in outcome.output.splitlines() if line.startswith("opened")]
     assert not opened or "/proc/1/" not in opened[0], outcome.output
     again = call("print('after')")
-    if again.output != "after\n":  # the forged answers put its own session out of turn: it was restarted
-        assert "session was restarted" in again.output and "out of turn" in again.output, again.output
+    if again.output != "after\n":  # the cell broke its own session's pipes: that session was restarted
+        assert "session was restarted" in again.output, again.output
 
 
 def test_raising_the_cpu_soft_limit_meets_the_hard_one(call, wall):

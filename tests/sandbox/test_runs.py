@@ -126,16 +126,24 @@ def test_a_limit_breaking_call_is_an_answer_and_the_server_goes_on(sdk):
     assert ask(sdk, "Solve 3x + 11 = 14")[1].content[0].text.value.endswith("x = 1.")
 
 
-def test_without_bwrap_the_run_fails_saying_how_to_install_it(tmp_path, contract):
+def test_without_bwrap_only_the_projects_own_code_runs_and_anything_else_fails_saying_how_to_install_it(
+        tmp_path, contract):
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     config = SandboxConfig(bwrap=str(tmp_path / "no-bwrap"))
     with start_server(":memory:", rules_path=str(rules), sandbox=config) as server:
         client = make_client(server, contract)
         bot = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Solve 3x + 11 = 14"}])
-        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+        runs = []
+        for text in ("Solve 3x + 11 = 14", "remember 40"):
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
+            runs.append((client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id), thread))
+        solved = client.beta.threads.messages.list(thread_id=runs[0][1].id).data[0].content[0].text.value
         client.close()
+    # A rule's literal code is the project's own: a plain subprocess runs it (with a one-line notice).
+    assert runs[0][0].status == "completed" and solved == "Solving 3x + 11 = 14 gives x = 1."
+    # Code a message filled in (like a model's code) never runs without the sandbox.
+    run = runs[1][0]
     assert run.status == "failed" and run.last_error.code == "server_error"
     assert "apt-get install bubblewrap" in run.last_error.message
 

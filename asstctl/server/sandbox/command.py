@@ -47,8 +47,8 @@ class SandboxConfig:
     max_sessions: int = 16  # live sessions; beyond it the least recently used idle one is ended
     max_total_memory_mb: int = 4096  # memory of all sessions together (0: no cap); beyond it the largest ends
     max_total_disk_mb: int = 4096  # tmpfs bytes of all sessions together (0: no cap); beyond it the largest ends
-    output_files_mb_per_run: int = 64  # files a run's calls may store (assistants_output)
-    output_files_mb_per_thread: int = 256  # files a thread's calls may store, per server process
+    run_output_mb: int = 64  # files a run's calls may store (assistants_output)
+    thread_output_mb: int = 256  # files a thread's calls may store, per server process
     unsafe: bool = False  # run the REPL WITHOUT a sandbox (development only, logged loudly)
     bwrap: str | None = None  # path of bwrap; default: found on PATH
 

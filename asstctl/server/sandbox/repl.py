@@ -40,9 +40,13 @@ MAX_WALK = 10_000  # entries of /mnt/data looked at per call
 WORKER = {"pid": 0, "status": None}
 
 
-def drop_privileges():
+def apply_limits():
+    """The worker's rlimits (inherited by what the cell starts); the supervisor forks it before them."""
     for name, value in SETTINGS["rlimits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def drop_privileges():
     uid = SETTINGS.get("uid")
     if uid is not None and os.getuid() == 0:
         os.setgroups([])
@@ -65,8 +69,9 @@ def drop_privileges():
 class Capture:
     """Reads the worker's fds 1 and 2 (a pipe); keeps the first ``limit`` bytes of each cell."""
 
-    def __init__(self, limit, read):
+    def __init__(self, limit, read, write):
         self.limit = limit
+        self.write = write  # the supervisor's own end: its marks come after everything the cell wrote
         self.kept = bytearray()
         self.dropped = 0
         self.cond = threading.Condition()
@@ -265,15 +270,15 @@ def supervise(requests, answers, to_worker, from_worker, capture):
             continue
         code = request.get("code")
         before = snapshot()
-        marks += 1
+        marks += 2  # the worker's mark ends the cell's output; the supervisor's (+1) what stragglers wrote
         try:
-            write_frame(to_worker, {"code": code if isinstance(code, str) else "", "mark": marks})
+            write_frame(to_worker, {"code": code if isinstance(code, str) else "", "mark": marks - 1})
             if not wait_for_worker(from_worker, requests):
                 return  # the server went away: end the sandbox, whatever the cell is doing
             reply = read_frame(from_worker, (SETTINGS["max_images"] + 1) * SETTINGS["max_image_bytes"] * 2)
             if not isinstance(reply, dict):
                 raise ValueError("the cell's process ended" if reply is None else "not an object")
-            if reply.get("mark") != marks:
+            if reply.get("mark") != marks - 1:
                 raise ValueError("an answer out of turn")
             images, error = valid_images(reply.get("images")), bool(reply.get("error"))
         except (ValueError, RecursionError, TypeError, BrokenPipeError) as problem:
@@ -281,7 +286,9 @@ def supervise(requests, answers, to_worker, from_worker, capture):
             write_frame(answers, {"fatal": ended or f"the cell's process sent a malformed answer ({problem})"})
             return
         reap()
-        logs, dropped = capture.finish(marks)
+        logs, dropped = capture.finish(marks - 1)
+        os.write(capture.write, MARK % marks)
+        capture.finish(marks)  # dropped: output of the processes reap() ended, written after the cell's end
         files, skipped = changed_files(before)
         write_frame(answers, {"logs": logs, "truncated": dropped, "error": error,
                               "images": images, "files": files, "skipped": skipped})
@@ -452,14 +459,15 @@ def start_worker(devnull):
             os.dup2(to_worker_r, 3)
             os.dup2(from_worker_w, 4)
             os.closerange(5, 1 << 16)  # nothing of the server's channel, nor of the supervisor's side
+            apply_limits()
             os.chdir(DATA)
             work(os.fdopen(3, "rb"), os.fdopen(4, "wb"))
         finally:
             os._exit(70)
     WORKER["pid"] = pid
-    for fd in (to_worker_r, from_worker_w, output_w):
+    for fd in (to_worker_r, from_worker_w):
         os.close(fd)
-    return os.fdopen(to_worker_w, "wb"), os.fdopen(from_worker_r, "rb", buffering=0), output_r
+    return os.fdopen(to_worker_w, "wb"), os.fdopen(from_worker_r, "rb", buffering=0), (output_r, output_w)
 
 
 def read_exact(stream, size):
@@ -500,7 +508,7 @@ def main():
     os.chdir(DATA)
     to_worker, from_worker, output = start_worker(devnull)
     signal.signal(signal.SIGINT, lambda signum, frame: os.kill(WORKER["pid"], signal.SIGINT))
-    capture = Capture(SETTINGS["output_bytes"], output)
+    capture = Capture(SETTINGS["output_bytes"], *output)
     write_frame(answers, {"ready": True, "pid": os.getpid()})
     try:
         supervise(requests, answers, to_worker, from_worker, capture)

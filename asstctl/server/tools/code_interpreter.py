@@ -99,8 +99,8 @@ class CodeInterpreterTool:
                 await pool.aclose()
 
     def _quota(self, ctx: ToolContext) -> "_Quota":
-        limits = {f"run:{ctx.run.get('id')}": self.config.output_files_mb_per_run,
-                  f"thread:{ctx.thread.get('id') or ctx.run.get('thread_id')}": self.config.output_files_mb_per_thread}
+        limits = {f"run:{ctx.run.get('id')}": self.config.run_output_mb,
+                  f"thread:{ctx.thread.get('id') or ctx.run.get('thread_id')}": self.config.thread_output_mb}
         return _Quota(self.stored, limits)
 
     def _files(self, ctx: ToolContext) -> Iterable[InputFile]:
