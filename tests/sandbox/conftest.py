@@ -13,7 +13,7 @@ from asstctl.server.sandbox import InputFile, SandboxConfig, SessionPool
 # Small limits so the limit cases end quickly (the wall time is generous: a busy CI machine is slow;
 # the tests of the wall-time limit lower it themselves).
 TEST_LIMITS = dict(wall_seconds=30, cpu_seconds=1, output_bytes=2000, data_mb=32, file_mb=8, max_processes=16,
-                   shm_mb=8)
+                   shm_mb=8, interrupt_grace_seconds=2)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,31 +4,29 @@ shows that code a message fills in, like a model's code, never does)."""
 
 from __future__ import annotations
 
-import os
+import logging
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+from click.testing import CliRunner
+
 import asstctl
+from asstctl.cli import cli
 
 PROJECT = Path(asstctl.__file__).resolve().parents[1]
 
 
-def test_the_readme_main_job_passes_without_bwrap_on_the_path(tmp_path):
-    work = tmp_path / "project"
-    work.mkdir()
+def test_the_readme_main_job_passes_without_bwrap_on_the_path(tmp_path, monkeypatch, caplog):
     for name in ("asstctl.yaml", "engine-rules.yaml"):
-        shutil.copy(PROJECT / name, work / name)
-    shutil.copytree(PROJECT / "assistants", work / "assistants")
-    (tmp_path / "bin").mkdir()  # a PATH without bwrap (nor anything else: asstctl needs only its Python)
-    env = {**os.environ, "PATH": str(tmp_path / "bin"), "PYTHONPATH": str(PROJECT)}
-    outputs = []
+        shutil.copy(PROJECT / name, tmp_path / name)
+    shutil.copytree(PROJECT / "assistants", tmp_path / "assistants")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no bwrap (nor anything else: asstctl needs only its Python)
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.WARNING, "asstctl")
     for args in (["apply", "--yes"], ["test"]):
-        done = subprocess.run([sys.executable, "-m", "asstctl", *args], cwd=work, env=env, capture_output=True,
-                              text=True, timeout=180)
-        outputs.append(done.stdout + done.stderr)
-        assert done.returncode == 0, outputs[-1]
-    assert "math-tutor" in outputs[1] and "FAIL" not in outputs[1]
-    notices = [line for line in outputs[1].splitlines() if "bwrap is not installed" in line]
-    assert len(notices) == 1 and "plain subprocess" in notices[0], outputs[1]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    assert "PASS  math-tutor/solves a linear equation step by step" in result.output and "FAIL" not in result.output
+    notices = [r.getMessage() for r in caplog.records if "sandbox" in r.getMessage()]
+    assert len(notices) == 1 and "bwrap is not installed" in notices[0] and "plain subprocess" in notices[0], notices

@@ -36,6 +36,7 @@ class SandboxConfig:
     """Limits of one code_interpreter call and of the sessions (``asstctl serve --code-*`` flags)."""
 
     wall_seconds: float = 60.0  # wall time of one call: then the cell is interrupted (the session restarts if it goes on)
+    interrupt_grace_seconds: float = 5.0  # after the wall time, how long an interrupted cell has to stop
     cpu_seconds: int = 30  # CPU time of one call (the cell gets an exception)
     memory_mb: int = 1024  # address space of each process (RLIMIT_AS)
     max_processes: int = 16  # processes and threads of one session (RLIMIT_NPROC)

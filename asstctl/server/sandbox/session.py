@@ -24,7 +24,6 @@ MAX_IMAGES = 10  # figures returned per call (the REPL's limit too)
 MAX_IMAGE_BYTES = 4 * 1024 * 1024  # one figure's PNG (the REPL's limit too)
 MAX_FILES = 20  # files returned per call (the REPL's limit too)
 MAX_SKIPPED = 200  # files named as not returned, per call
-GRACE_SECONDS = 5.0  # after the wall time, how long an interrupted cell has to stop
 
 
 class ReplFailed(Exception):
@@ -94,9 +93,7 @@ class Session:
         return self.process is not None and self.process.returncode is None
 
     async def start(self) -> None:
-        argv, env, self.data_dir = command(self.config)
-        if self.config.unsafe:
-            log.warning("code_interpreter: running code WITHOUT a sandbox (--unsafe-code-interpreter)")
+        argv, env, self.data_dir = command(self.config)  # unsafe: the tool and `serve` warned once already
         self.loop = asyncio.get_running_loop()
         self.process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -153,7 +150,7 @@ class Session:
             # Over the wall time: interrupt the cell (KeyboardInterrupt); the session survives if it answers.
             self._interrupt()
             try:
-                result = await self._answer(await asyncio.wait_for(reading, GRACE_SECONDS))
+                result = await self._answer(await asyncio.wait_for(reading, self.config.interrupt_grace_seconds))
             except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError,
                     ReplFailed) as error:
                 if self.ended_by is not None or not isinstance(error, asyncio.TimeoutError):
