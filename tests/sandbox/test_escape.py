@@ -255,3 +255,12 @@ def test_raising_the_cpu_soft_limit_meets_the_hard_one(call, wall):
             "while True:\n    pass")
     outcome = call(code)
     assert "CPU-time limit of 1 s per call (a hard limit" in outcome.output and "session was restarted" in outcome.output
+
+
+def test_system_v_shared_memory_does_not_outlive_the_call(call):
+    code = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmat.restype = ctypes.c_void_p\n"
+            "sid = libc.shmget(0, 16 * 2 ** 20, 0o1600)\naddr = libc.shmat(sid, None, 0)\n"
+            "ctypes.memset(addr, 1, 16 * 2 ** 20)\nlibc.shmdt(ctypes.c_void_p(addr))\n"
+            "print(len(open('/proc/sysvipc/shm').readlines()) - 1)")
+    assert call(code).output == "1\n"  # detached, it would hold its memory where no cap sees it ...
+    assert call("print(len(open('/proc/sysvipc/shm').readlines()) - 1)").output == "0\n"  # ... so it is removed

@@ -233,6 +233,24 @@ def reap():
         time.sleep(0.002)
 
 
+def drop_shm():
+    """Mark the cell's System V shared memory for removal (freed once detached): memory no size-capped
+    tmpfs and no RSS would show. Only in the sandbox's own IPC namespace."""
+    if not SETTINGS["sandboxed"]:
+        return
+    try:
+        with open("/proc/sysvipc/shm") as table:
+            ids = [int(line.split()[1]) for line in table.readlines()[1:] if line.strip()]
+    except (OSError, ValueError, IndexError):
+        return
+    if ids:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for shmid in ids:
+            libc.shmctl(shmid, 0, None)  # IPC_RMID
+
+
 def collect():
     """Reap the ended processes the supervisor inherited (as the sandbox's pid 1), the worker's status kept."""
     while True:
@@ -286,6 +304,7 @@ def supervise(requests, answers, to_worker, from_worker, capture):
             write_frame(answers, {"fatal": ended or f"the cell's process sent a malformed answer ({problem})"})
             return
         reap()
+        drop_shm()
         logs, dropped = capture.finish(marks - 1)
         os.write(capture.write, MARK % marks)
         capture.finish(marks)  # dropped: output of the processes reap() ended, written after the cell's end
