@@ -87,6 +87,8 @@ def test_answers_are_checked_by_the_server():
             _result({**good, "files": [{"path": path, "data": forged}]})
     with pytest.raises(ValueError, match="20001 files"):
         _result({**good, "files": [{"path": "/mnt/data/x", "data": forged}] * 20_001})
+    with pytest.raises(ValueError, match="over the limit of 8 bytes"):
+        _result({**good, "files": [{"path": "/mnt/data/x", "data": forged}]}, file_bytes=8)
     with pytest.raises(ValueError, match="not a PNG"):
         _result({**good, "images": [forged]})
     for broken in ({}, {**good, "files": "x"}, {**good, "skipped": [{"path": "/mnt/data/x"}]}):

@@ -173,7 +173,8 @@ class Session:
     async def _answer(self, answer: dict) -> CellResult:
         files = answer.get("files")
         size = sum(len(str(f.get("data"))) for f in files if isinstance(f, dict)) if isinstance(files, list) else 0
-        return _result(answer) if size < 1 << 20 else await asyncio.to_thread(_result, answer)
+        limit = int(self.config.file_mb) * 1024 * 1024
+        return _result(answer, limit) if size < 1 << 20 else await asyncio.to_thread(_result, answer, limit)
 
     async def crashed(self, error: BaseException) -> CellResult:
         """End the session after ``error``; the call's result names the real cause."""
@@ -274,8 +275,9 @@ class Session:
                 log.warning("code_interpreter: sandbox process %s did not exit", self.process.pid)
 
 
-def _result(answer: dict) -> CellResult:
-    """The REPL's answer to an exec, validated; ValueError if it is not one (the session then ends)."""
+def _result(answer: dict, file_bytes: int = 64 << 20) -> CellResult:
+    """The REPL's answer to an exec, validated; ValueError if it is not one (the session then ends).
+    ``file_bytes``: the most the files of one answer may hold together (``file_mb``)."""
     try:
         files, images, skipped = answer["files"], answer["images"], answer["skipped"]
         if len(files) > MAX_FILES or len(images) > MAX_IMAGES or len(skipped) > 100_000:
@@ -289,6 +291,8 @@ def _result(answer: dict) -> CellResult:
             result.images.append(data)
         for entry in files:
             result.files.append((data_path(entry["path"]), base64.b64decode(entry["data"], validate=True)))
+        if sum(len(data) for _, data in result.files) > file_bytes:
+            raise ValueError(f"files over the limit of {file_bytes} bytes per call")
         for entry in skipped[:MAX_SKIPPED]:
             result.skipped.append((data_path(entry["path"]), str(entry["reason"])[:200]))
         if len(skipped) > MAX_SKIPPED:
