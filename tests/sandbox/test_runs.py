@@ -14,7 +14,7 @@ from asstctl.server.sandbox import SandboxConfig
 from asstctl.server.tools.code_interpreter import NAME
 from tests.conftest import make_client
 from tests.contract import validator_for
-from tests.sandbox.conftest import TEST_LIMITS
+from tests.sandbox.conftest import ROOMY_CPU
 
 RULES = r"""
 rules:
@@ -43,7 +43,7 @@ rules:
 def sdk(tmp_path, contract):
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    with start_server(":memory:", rules_path=str(rules), sandbox=SandboxConfig(**TEST_LIMITS)) as server:
+    with start_server(":memory:", rules_path=str(rules), sandbox=SandboxConfig(**ROOMY_CPU)) as server:
         client = make_client(server, contract)
         yield client
         client.close()
@@ -151,7 +151,7 @@ def test_without_bwrap_only_the_projects_own_code_runs_and_anything_else_fails_s
 def test_the_shipped_math_tutor_solves_its_equation_with_code(contract):
     root = Path(__file__).resolve().parents[2]
     with start_server(":memory:", rules_path=str(root / "engine-rules.yaml"),
-                      sandbox=SandboxConfig(**TEST_LIMITS)) as server:
+                      sandbox=SandboxConfig(**ROOMY_CPU)) as server:
         client = make_client(server, contract)
         tutor = client.beta.assistants.create(
             model="gpt-4o", name="Math Tutor", tools=[{"type": "code_interpreter"}], metadata={"asstctl.key": "math-tutor"},

@@ -32,14 +32,16 @@ def test_an_error_is_a_traceback_and_the_session_lives_on(sandbox):
     assert sandbox.run("t", "y").logs == "7\n"
 
 
-def test_the_scientific_packages_run(sandbox):
+def test_the_scientific_packages_run(make_sandbox):
+    sandbox = make_sandbox(cpu_seconds=10)
     code = ("from sympy import symbols, solve\nimport numpy, pandas\nx = symbols('x')\n"
             "print(solve(3*x + 11 - 14, x), numpy.arange(3).sum(), pandas.Series([1, 2]).mean())")
     result = sandbox.run("t", code)
     assert (result.logs, result.error) == ("[1] 3 1.5\n", False)
 
 
-def test_a_matplotlib_figure_comes_back_as_a_png(sandbox):
+def test_a_matplotlib_figure_comes_back_as_a_png(make_sandbox):
+    sandbox = make_sandbox(cpu_seconds=10)
     code = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()"
     result = sandbox.run("t", code)
     assert not result.error, result.logs

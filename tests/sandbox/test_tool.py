@@ -13,13 +13,13 @@ from asstctl.server.sandbox import SandboxConfig
 from asstctl.server.tools.base import ToolError
 from tests.conftest import make_client
 from tests.contract import validator_for
-from tests.sandbox.conftest import TEST_LIMITS
+from tests.sandbox.conftest import ROOMY_CPU
 from tests.sandbox.tool_driver import ToolDriver
 
 
 @pytest.fixture
 def served():
-    with start_server(":memory:", sandbox=SandboxConfig(**TEST_LIMITS)) as server:
+    with start_server(":memory:", sandbox=SandboxConfig(**ROOMY_CPU)) as server:
         driver = ToolDriver(server)
         yield server, driver
         driver.close()
@@ -148,7 +148,7 @@ def test_a_stored_hostile_name_is_sanitized_when_copied_into_the_session(served,
 
 
 def test_output_files_have_a_quota_per_run_and_per_thread(sdk):
-    limits = {**TEST_LIMITS, "run_output_mb": 1, "thread_output_mb": 2}
+    limits = {**ROOMY_CPU, "run_output_mb": 1, "thread_output_mb": 2}
     with start_server(":memory:", sandbox=SandboxConfig(**limits)) as server:
         tool = ToolDriver(server)
         try:
