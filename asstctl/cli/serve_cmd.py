@@ -80,7 +80,15 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.option("--code-idle-minutes", type=click.FloatRange(min=0.1), default=20, show_default=True, metavar="N",
               help="code_interpreter: end a thread's session after N idle minutes.")
 @click.option("--code-max-sessions", type=click.IntRange(min=1), default=16, show_default=True, metavar="N",
-              help="code_interpreter: live sessions; the least recently used one ends beyond N.")
+              help="code_interpreter: live sessions; the least recently used idle one ends beyond N.")
+@click.option("--code-max-total-memory-mb", type=click.IntRange(min=0), default=4096, show_default=True, metavar="MB",
+              help="code_interpreter: memory of all sessions together; beyond it the largest ends (0: no cap).")
+@click.option("--code-max-total-disk-mb", type=click.IntRange(min=0), default=4096, show_default=True, metavar="MB",
+              help="code_interpreter: /mnt/data, /tmp and /dev/shm of all sessions together (0: no cap).")
+@click.option("--code-run-output-mb", type=click.IntRange(min=1), default=64, show_default=True,
+              metavar="MB", help="code_interpreter: output files (and images) one run may store.")
+@click.option("--code-thread-output-mb", type=click.IntRange(min=1), default=256, show_default=True,
+              metavar="MB", help="code_interpreter: output files (and images) one thread may store.")
 @click.option("--unsafe-code-interpreter", "code_unsafe", is_flag=True,
               help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
                    "(it can read this server's files and keys).")

@@ -8,6 +8,9 @@ change ``rate`` between phases. Kinds:
 * ``drop`` — the connection is closed before the request is handled (not committed)
 * ``lost`` — writes only: the request is committed, then the connection is closed
   before the response is sent (the client cannot know it succeeded)
+
+``ingest_fail_marker`` (None unless a test sets it): a file whose bytes contain it ends ``failed``
+when a vector store ingests it, with ``last_error = {"code": "invalid_file", ...}``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Faults:
     retry_after_ms: int = 20
     seed: int | None = None
     injected: dict[str, int] = field(default_factory=dict)
+    ingest_fail_marker: bytes | None = None  # off unless a test switches it on
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)

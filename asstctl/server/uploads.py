@@ -191,7 +191,7 @@ class _Form:
             if self.upload.filename is not None:
                 raise invalid("file", "Invalid 'file': send exactly one file per upload.")
             self._is_file = True
-            self.upload.filename = _text(options[b"filename"]) or "upload"
+            self.upload.filename = filename_of(options[b"filename"]) or "upload"
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._is_file:
@@ -214,6 +214,26 @@ class _Form:
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
+
+
+def filename_of(raw: bytes) -> str:
+    """The upload's filename, or a 400 naming the rule it breaks: valid UTF-8, no NUL or control
+    characters, no ``/``, not ``.`` or ``..`` (the file is copied by that name into sandboxes)."""
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        name = None
+    if name is None:
+        rule = "is not valid UTF-8"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        rule = "contains a NUL byte or another control character"
+    elif "/" in name:
+        rule = "contains '/' (send the file's own name, without its directory)"
+    elif name in (".", ".."):
+        rule = f"is {name!r}"
+    else:
+        return name
+    raise invalid("file", f"Invalid 'file': its filename {rule}. Rename the file and upload it again.")
 
 
 def _malformed(detail: str = "the body does not follow its boundary") -> APIError:

@@ -55,6 +55,7 @@ def test_the_json_plan_lists_uploads_file_changes_and_deletions(server, proj, tm
 
 
 def test_a_failed_ingestion_names_the_file_and_fails_the_apply(server, proj, tmp_path):
+    server.faults.ingest_fail_marker = b"ASSTCTL-INGEST-FAIL"
     write(tmp_path, {"assistants/knowledge/bad.md": "ASSTCTL-INGEST-FAIL\n"})
     result = run(server, "apply", "--yes", "--ingestion-timeout", "5")
     assert result.exit_code == 1

@@ -127,6 +127,7 @@ def test_two_assistants_sharing_a_store_upload_its_files_once(client, server, tm
 
 
 def test_a_failed_ingestion_is_reported_by_path(client, server, proj, tmp_path):
+    server.faults.ingest_fail_marker = b"ASSTCTL-INGEST-FAIL"
     write(tmp_path, {"assistants/knowledge/broken.md": "# Broken\nASSTCTL-INGEST-FAIL\n"})
     _, result = converge(client, proj)
     assert [(o.key, o.kind) for o in result.failed] == [("assistants/knowledge/broken.md", "ingest")]

@@ -8,16 +8,24 @@ import shutil
 
 import pytest
 
-from asstctl.server.sandbox import SandboxConfig, SessionPool
+from asstctl.server.sandbox import InputFile, SandboxConfig, SessionPool
 
 # Small limits so the limit cases end quickly (the wall time is generous: a busy CI machine is slow;
 # the tests of the wall-time limit lower it themselves).
-TEST_LIMITS = dict(wall_seconds=30, cpu_seconds=1, output_bytes=2000, data_mb=32, file_mb=8, max_processes=16)
+TEST_LIMITS = dict(wall_seconds=30, cpu_seconds=1, output_bytes=2000, data_mb=32, file_mb=8, max_processes=16,
+                   shm_mb=8, interrupt_grace_seconds=2)
+# For tests not about CPU time: importing matplotlib alone may take over 1 CPU second on a busy machine.
+ROOMY_CPU = dict(TEST_LIMITS, cpu_seconds=10)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def bwrap_installed():
     assert shutil.which("bwrap"), "these tests need bubblewrap: apt-get install bubblewrap"
+
+
+def input_files(*triples):
+    """(file id, name, bytes) → the pool's InputFile, one version per file id."""
+    return [InputFile(f"{fid}:1", name, len(data), lambda data=data: [data]) for fid, name, data in triples]
 
 
 class Driver:

@@ -1,8 +1,11 @@
-"""The escape corpus: every case runs for real through the code_interpreter tool of a real server
-(with a database file), is contained, ends failed or truncated, and the server stays healthy."""
+"""The escape and exhaustion corpus: every case runs for real through the code_interpreter tool of a
+real server (with a database file), is contained, ends failed or truncated, and the server stays
+healthy. Twice, with the same results: the server as root (the REPL drops to a session uid) and as
+an unprivileged user (bubblewrap in a user namespace, like the Dockerfile's ``USER asstctl``)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -13,6 +16,7 @@ import asstctl
 from asstctl.server.embedded import start_server
 from asstctl.server.sandbox import SandboxConfig
 from tests.conftest import make_client
+from tests.sandbox.as_user import UserServer
 from tests.sandbox.conftest import TEST_LIMITS
 from tests.sandbox.tool_driver import ToolDriver
 
@@ -20,39 +24,56 @@ SECRET = "sk-asstctl-test-secret-must-not-leak-0123456789"
 PROJECT = Path(asstctl.__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    db = tmp_path_factory.mktemp("escape") / "server.sqlite3"
-    patch = pytest.MonkeyPatch()
-    patch.setenv("ASSTCTL_TEST_UPSTREAM_KEY", SECRET)  # in the server's environment, never in the sandbox's
-    with start_server(str(db), sandbox=SandboxConfig(**TEST_LIMITS)) as server:
-        tool = ToolDriver(server)
-        yield server, tool, db
-        tool.close()
-    patch.undo()
+class RootServer:
+    """The server in this process (the tests run as root in CI) and its tool."""
+
+    def __init__(self, db: Path):
+        self.db = db
+        self.patch = pytest.MonkeyPatch()
+        self.patch.setenv("ASSTCTL_TEST_UPSTREAM_KEY", SECRET)  # in the server's environment, never in the sandbox's
+        self.running = start_server(str(db), sandbox=SandboxConfig(**TEST_LIMITS))
+        self.server = self.running.__enter__()
+        self.tool = ToolDriver(self.server)
+        self.base_url, self.port, self.api_key = self.server.base_url, self.server.port, self.server.api_key
+
+    def call(self, code: str, thread_id: str):
+        return self.tool.call(code, thread_id)
+
+    def set_wall(self, seconds: float) -> None:
+        self.tool.tool.config.wall_seconds = seconds
+
+    def close(self) -> None:
+        self.tool.close()
+        self.running.__exit__(None, None, None)
+        self.patch.undo()
+
+
+@pytest.fixture(scope="module", params=["root", "unprivileged"])
+def served(request, tmp_path_factory):
+    if request.param == "root":
+        if os.geteuid() != 0:
+            pytest.skip("the root pass needs root (CI runs the tests as root)")
+        server = RootServer(tmp_path_factory.mktemp("escape") / "server.sqlite3")
+    else:
+        server = UserServer(TEST_LIMITS, {"ASSTCTL_TEST_UPSTREAM_KEY": SECRET})
+    yield server
+    server.close()
 
 
 @pytest.fixture
 def wall(served):
     """Lower the wall-time limit of the server's sandbox for one test."""
-    config = served[1].tool.config
-    kept = config.wall_seconds
-
-    def lower(seconds):
-        config.wall_seconds = seconds
-
-    yield lower
-    config.wall_seconds = kept
+    yield served.set_wall
+    served.set_wall(TEST_LIMITS["wall_seconds"])
 
 
 @pytest.fixture
 def call(served, contract):
-    server, tool, _ = served
-    sdk = make_client(server, contract)
+    sdk = make_client(served, contract)
     thread = sdk.beta.threads.create()
 
     def run(code):
-        return tool.call(code, thread.id)
+        return served.call(code, thread.id)
 
     yield run
     # Contained: the same thread's sandbox still answers, and so does the server.
@@ -62,7 +83,7 @@ def call(served, contract):
 
 
 def test_no_loopback_to_the_server(served, call):
-    server, _, _ = served
+    server = served
     with socket.create_connection(("127.0.0.1", server.port), timeout=5):
         pass  # reachable from outside the sandbox
     outcome = call(f"import socket\nsocket.create_connection(('127.0.0.1', {server.port}), timeout=5)")
@@ -86,7 +107,7 @@ def test_the_servers_environment_is_invisible(call):
 
 
 def test_the_servers_files_are_invisible(served, call):
-    _, _, db = served
+    db = served.db
     assert db.exists() and (PROJECT / "pyproject.toml").exists()
     files = [str(db), str(PROJECT / "pyproject.toml"), str(PROJECT / "asstctl" / "__init__.py"), "/etc/passwd",
              "/etc/shadow", str(Path.home() / ".bash_history")]
@@ -111,6 +132,24 @@ def test_no_writes_outside_mnt_data(call):
     outcome = call(code)
     assert "WROTE" not in outcome.output and outcome.output.count("blocked") == len(targets)
     assert not any(Path(p).exists() for p in targets)
+    inside = ["/x", "/etc/x", "/mnt/x", "/dev/x", "/usr/x", "/proc/x", "/fill"]  # the sandbox's own root
+    outcome = call(f"for p in {inside!r}:\n"
+                   "    try:\n        open(p, 'w').write('x')\n        print('WROTE', p)\n"
+                   "    except OSError as e:\n        print('blocked', e.strerror)")
+    assert "WROTE" not in outcome.output and outcome.output.count("blocked") == len(inside), outcome.output
+
+
+def test_every_writable_place_is_private_and_capped(call):
+    fill = ("import os\nfor place in ['/tmp', '/mnt/data', '/dev/shm']:\n    i = 0\n    try:\n"
+            "        while i < 64:\n            open(f'{place}/fill{i}', 'wb').write(b'x' * 2 ** 22)\n            i += 1\n"
+            "    except OSError as e:\n        print(place, e.strerror, i * 4, 'MB')\n"
+            "    for name in os.listdir(place):\n        os.remove(os.path.join(place, name))\n")
+    outcome = call(fill)
+    caps = {"/tmp": TEST_LIMITS["data_mb"], "/mnt/data": TEST_LIMITS["data_mb"], "/dev/shm": TEST_LIMITS["shm_mb"]}
+    lines = [line.split(" ", 1) for line in outcome.output.splitlines()]
+    assert [place for place, _ in lines] == list(caps), outcome.output
+    for place, rest in lines:
+        assert rest.startswith("No space left on device ") and caps[place] - 4 <= int(rest.split()[-2]) <= caps[place]
 
 
 def test_fork_bomb(call):
@@ -133,16 +172,16 @@ def test_endless_loop_hits_the_cpu_limit(call, wall):
 
 def test_endless_sleep_hits_the_wall_time_limit_and_is_interrupted(call, wall):
     call("kept = 1")
-    wall(6)
+    wall(3)
     outcome = call("import time\nwhile True:\n    time.sleep(1)")
     assert "KeyboardInterrupt: stopped: the call ran longer than the wall-time limit" in outcome.output
-    assert outcome.output.endswith("[Execution interrupted: it ran longer than the wall-time limit of 6 s.]")
+    assert outcome.output.endswith("[Execution interrupted: it ran longer than the wall-time limit of 3 s.]")
     assert call("kept").output == "1\n"  # interrupted, not restarted: the session lives on
 
 
 def test_a_cell_that_ignores_the_interrupt_is_ended_with_its_session(call, wall):
     call("kept = 1")
-    wall(3)
+    wall(2)
     code = "import time\nwhile True:\n    try:\n        time.sleep(1)\n    except KeyboardInterrupt:\n        pass"
     outcome = call(code)
     assert "did not stop when interrupted" in outcome.output and "session was restarted" in outcome.output
@@ -157,7 +196,7 @@ def test_huge_output_is_truncated(call):
 
 
 def test_endless_output_is_truncated_and_interrupted(call, wall):
-    wall(3)
+    wall(2)
     outcome = call("import time\nwhile True:\n    print('spam' * 1000)\n    time.sleep(0.001)")  # ended by the wall time
     (output,) = outcome.call["code_interpreter"]["outputs"]
     assert output["logs"].startswith("spamspam") and "KeyboardInterrupt" not in output["logs"][:2000]
@@ -174,4 +213,54 @@ def test_disk_fill(call):
 
 def test_killing_itself_restarts_the_session(call):
     outcome = call("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
-    assert "the sandboxed process ended" in outcome.output
+    assert "the cell's process ended (signal 9)" in outcome.output and "session was restarted" in outcome.output
+
+
+FORGE = """import base64, glob, json, os, struct
+forged = {"logs": "FORGED", "truncated": 0, "error": False, "images": [], "skipped": [],
+          "files": [{"path": "/mnt/data/../../../etc/passwd", "data": base64.b64encode(b"root::0:0").decode()}] * 25}
+opened = []
+for path in sorted(glob.glob('/proc/*/fd/*')):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        continue
+    opened.append(path)
+    for mark in range(1, 8):
+        body = json.dumps({**forged, "mark": mark}).encode()
+        try:
+            os.write(fd, struct.pack('>I', len(body)) + body)
+        except OSError:
+            pass
+print('opened', opened)
+"""
+
+
+def test_forged_protocol_frames_reach_nothing_of_the_servers_channel(call):
+    outcome = call(FORGE)
+    # What the cell wrote to its own output pipe is just its output; no forged file became a file.
+    assert not outcome.written_files and "[file saved" not in outcome.output
+    # Only the cell process's own fds open (its output pipe, its own pipes to the supervisor), never
+    # those of the supervisor (pid 1), which alone holds the server's pipes.
+    opened = [line for line in outcome.output.splitlines() if line.startswith("opened")]
+    assert not opened or "/proc/1/" not in opened[0], outcome.output
+    again = call("print('after')")
+    if again.output != "after\n":  # the cell broke its own session's pipes: that session was restarted
+        assert "session was restarted" in again.output, again.output
+
+
+def test_raising_the_cpu_soft_limit_meets_the_hard_one(call, wall):
+    wall(60)
+    code = ("import resource\nresource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+            "while True:\n    pass")
+    outcome = call(code)
+    assert "CPU-time limit of 1 s per call (a hard limit" in outcome.output and "session was restarted" in outcome.output
+
+
+def test_system_v_shared_memory_does_not_outlive_the_call(call):
+    code = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmat.restype = ctypes.c_void_p\n"
+            "sid = libc.shmget(0, 16 * 2 ** 20, 0o1600)\naddr = libc.shmat(sid, None, 0)\n"
+            "ctypes.memset(addr, 1, 16 * 2 ** 20)\nlibc.shmdt(ctypes.c_void_p(addr))\n"
+            "print(len(open('/proc/sysvipc/shm').readlines()) - 1)")
+    assert call(code).output == "1\n"  # detached, it would hold its memory where no cap sees it ...
+    assert call("print(len(open('/proc/sysvipc/shm').readlines()) - 1)").output == "0\n"  # ... so it is removed

@@ -14,7 +14,7 @@ from asstctl.server.sandbox import SandboxConfig
 from asstctl.server.tools.code_interpreter import NAME
 from tests.conftest import make_client
 from tests.contract import validator_for
-from tests.sandbox.conftest import TEST_LIMITS
+from tests.sandbox.conftest import ROOMY_CPU
 
 RULES = r"""
 rules:
@@ -43,7 +43,7 @@ rules:
 def sdk(tmp_path, contract):
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    with start_server(":memory:", rules_path=str(rules), sandbox=SandboxConfig(**TEST_LIMITS)) as server:
+    with start_server(":memory:", rules_path=str(rules), sandbox=SandboxConfig(**ROOMY_CPU)) as server:
         client = make_client(server, contract)
         yield client
         client.close()
@@ -126,16 +126,24 @@ def test_a_limit_breaking_call_is_an_answer_and_the_server_goes_on(sdk):
     assert ask(sdk, "Solve 3x + 11 = 14")[1].content[0].text.value.endswith("x = 1.")
 
 
-def test_without_bwrap_the_run_fails_saying_how_to_install_it(tmp_path, contract):
+def test_without_bwrap_only_the_projects_own_code_runs_and_anything_else_fails_saying_how_to_install_it(
+        tmp_path, contract):
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     config = SandboxConfig(bwrap=str(tmp_path / "no-bwrap"))
     with start_server(":memory:", rules_path=str(rules), sandbox=config) as server:
         client = make_client(server, contract)
         bot = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Solve 3x + 11 = 14"}])
-        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+        runs = []
+        for text in ("Solve 3x + 11 = 14", "remember 40"):
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
+            runs.append((client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id), thread))
+        solved = client.beta.threads.messages.list(thread_id=runs[0][1].id).data[0].content[0].text.value
         client.close()
+    # A rule's literal code is the project's own: a plain subprocess runs it (with a one-line notice).
+    assert runs[0][0].status == "completed" and solved == "Solving 3x + 11 = 14 gives x = 1."
+    # Code a message filled in (like a model's code) never runs without the sandbox.
+    run = runs[1][0]
     assert run.status == "failed" and run.last_error.code == "server_error"
     assert "apt-get install bubblewrap" in run.last_error.message
 
@@ -143,7 +151,7 @@ def test_without_bwrap_the_run_fails_saying_how_to_install_it(tmp_path, contract
 def test_the_shipped_math_tutor_solves_its_equation_with_code(contract):
     root = Path(__file__).resolve().parents[2]
     with start_server(":memory:", rules_path=str(root / "engine-rules.yaml"),
-                      sandbox=SandboxConfig(**TEST_LIMITS)) as server:
+                      sandbox=SandboxConfig(**ROOMY_CPU)) as server:
         client = make_client(server, contract)
         tutor = client.beta.assistants.create(
             model="gpt-4o", name="Math Tutor", tools=[{"type": "code_interpreter"}], metadata={"asstctl.key": "math-tutor"},

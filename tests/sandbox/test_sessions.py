@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from asstctl.server.sandbox import SandboxConfig, SandboxUnavailable, SessionPool
+from tests.sandbox.conftest import input_files
 
 
 def test_state_is_kept_between_calls_of_one_thread(sandbox):
@@ -31,14 +32,16 @@ def test_an_error_is_a_traceback_and_the_session_lives_on(sandbox):
     assert sandbox.run("t", "y").logs == "7\n"
 
 
-def test_the_scientific_packages_run(sandbox):
+def test_the_scientific_packages_run(make_sandbox):
+    sandbox = make_sandbox(cpu_seconds=10)
     code = ("from sympy import symbols, solve\nimport numpy, pandas\nx = symbols('x')\n"
             "print(solve(3*x + 11 - 14, x), numpy.arange(3).sum(), pandas.Series([1, 2]).mean())")
     result = sandbox.run("t", code)
     assert (result.logs, result.error) == ("[1] 3 1.5\n", False)
 
 
-def test_a_matplotlib_figure_comes_back_as_a_png(sandbox):
+def test_a_matplotlib_figure_comes_back_as_a_png(make_sandbox):
+    sandbox = make_sandbox(cpu_seconds=10)
     code = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()"
     result = sandbox.run("t", code)
     assert not result.error, result.logs
@@ -47,7 +50,7 @@ def test_a_matplotlib_figure_comes_back_as_a_png(sandbox):
 
 
 def test_files_go_in_and_written_files_come_out(sandbox):
-    files = [("file-1", "numbers.csv", b"n\n1\n2\n3\n")]
+    files = input_files(("file-1", "numbers.csv", b"n\n1\n2\n3\n"))
     code = ("import pandas as pd\ndf = pd.read_csv('/mnt/data/numbers.csv')\n"
             "df.assign(double=df.n * 2).to_csv('/mnt/data/doubled.csv', index=False)\nprint(df.n.sum())")
     result = sandbox.run("t", code, files)
@@ -111,8 +114,8 @@ async def _sleep(seconds):
 def test_a_file_too_big_for_mnt_data_is_reported_not_fatal(make_sandbox):
     sandbox = make_sandbox(data_mb=1)
     result = sandbox.run("t", "import os; sorted(os.listdir('/mnt/data'))",
-                         [("file-big", "big.bin", b"x" * (2 * 1024 * 1024)), ("file-small", "small.txt", b"ok")])
-    assert result.logs.startswith("['small.txt']\n") and "not copied into /mnt/data (no space left): big.bin" in result.logs
+                         input_files(("file-big", "big.bin", b"x" * (2 * 1024 * 1024)), ("file-small", "small.txt", b"ok")))
+    assert result.logs.startswith("['small.txt']\n") and "not copied into /mnt/data: big.bin (no space left in /mnt/data)" in result.logs
 
 
 def test_garbage_on_the_protocol_pipe_ends_the_session_not_the_server(sandbox):

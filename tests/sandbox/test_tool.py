@@ -1,8 +1,11 @@
 """The code_interpreter tool on a real server: the step's tool call, images and /mnt/data files as
-``assistants_output`` files downloadable through the SDK, the missing-bwrap error."""
+``assistants_output`` files downloadable through the SDK, the missing-bwrap error, hostile file names
+(refused at upload, sanitized when copied into a session), the quotas on output files."""
 
 from __future__ import annotations
 
+import httpx2
+import openai
 import pytest
 
 from asstctl.server.embedded import start_server
@@ -10,13 +13,13 @@ from asstctl.server.sandbox import SandboxConfig
 from asstctl.server.tools.base import ToolError
 from tests.conftest import make_client
 from tests.contract import validator_for
-from tests.sandbox.conftest import TEST_LIMITS
+from tests.sandbox.conftest import ROOMY_CPU
 from tests.sandbox.tool_driver import ToolDriver
 
 
 @pytest.fixture
 def served():
-    with start_server(":memory:", sandbox=SandboxConfig(**TEST_LIMITS)) as server:
+    with start_server(":memory:", sandbox=SandboxConfig(**ROOMY_CPU)) as server:
         driver = ToolDriver(server)
         yield server, driver
         driver.close()
@@ -110,3 +113,54 @@ def test_the_definition_offered_to_the_model(served):
     definition = tool.tool.definition({"type": "code_interpreter"})
     assert definition["type"] == "function" and definition["function"]["name"] == "python"
     assert definition["function"]["parameters"]["required"] == ["code"]
+
+
+HOSTILE = {"../etc/passwd": "contains '/'", "..": "is '..'", ".": "is '.'"}  # through the SDK
+RAW = {b"a\x00b.txt": "contains a NUL byte or another control character",  # the SDK would %-escape these
+       b"bell\x07.txt": "contains a NUL byte or another control character", b"caf\xe9.txt": "is not valid UTF-8"}
+
+
+def test_hostile_filenames_are_refused_at_upload_naming_the_rule(served, sdk):
+    for name, rule in HOSTILE.items():
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.files.create(file=(name, b"x"), purpose="assistants")
+        assert f"its filename {rule}" in refused.value.message and refused.value.param == "file"
+    for name, rule in RAW.items():
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n"
+                b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name + b"\"\r\n\r\nx\r\n--b--\r\n")
+        raw = httpx2.post(f"{served[0].base_url}/files", content=body, headers={
+            "Authorization": f"Bearer {served[0].api_key}", "Content-Type": "multipart/form-data; boundary=b"})
+        assert raw.status_code == 400 and f"its filename {rule}" in raw.json()["error"]["message"], raw.text
+    assert [f.filename for f in sdk.files.list()] == []  # nothing stored
+    assert sdk.files.create(file=("café ok.txt", b"x"), purpose="assistants").filename == "café ok.txt"
+
+
+def test_a_stored_hostile_name_is_sanitized_when_copied_into_the_session(served, sdk):
+    server, tool = served
+    ids = []
+    for name in ("../../etc/evil\x00.txt", "..", "tab\tname.csv"):  # stored before the upload rule, or imported
+        file = sdk.files.create(file=("placeholder.txt", name.encode("utf-8", "replace")), purpose="assistants")
+        server.state.store.update("file", file.id, lambda body, name=name: body.update(filename=name))
+        ids.append(file.id)
+    thread = sdk.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": ids}})
+    outcome = tool.call("import os; print(sorted(os.listdir('/mnt/data')))", thread.id)
+    assert outcome.output == str(sorted(["evil_.txt", ids[1], "tab_name.csv"])) + "\n"
+
+
+def test_output_files_have_a_quota_per_run_and_per_thread(sdk):
+    limits = {**ROOMY_CPU, "run_output_mb": 1, "thread_output_mb": 2}
+    with start_server(":memory:", sandbox=SandboxConfig(**limits)) as server:
+        tool = ToolDriver(server)
+        try:
+            write = "for i in range(3):\n    open(f'/mnt/data/part{{i}}-{tag}.bin', 'wb').write(b'x' * 500_000)"
+            first = tool.call(write.format(tag="a"), "thread_q", run_id="run_1")
+            assert [path for path, _ in first.written_files] == ["/mnt/data/part0-a.bin", "/mnt/data/part1-a.bin"]
+            assert "[file not returned: /mnt/data/part2-a.bin: the quota of 1 MB of output files per run is used up]" \
+                in first.output
+            second = tool.call(write.format(tag="b"), "thread_q", run_id="run_2")
+            assert len(second.written_files) == 2
+            third = tool.call(write.format(tag="c"), "thread_q", run_id="run_3")
+            assert third.written_files == [] and "the quota of 2 MB of output files per thread is used up" in third.output
+            assert len(tool.call(write.format(tag="d"), "thread_other", run_id="run_4").written_files) == 2
+        finally:
+            tool.close()

@@ -17,11 +17,11 @@ class ToolDriver:
         self.loop = asyncio.new_event_loop()
         self.progress: list[dict[str, Any]] = []
 
-    def call(self, code: str, thread_id: str, assistant_id: str | None = None) -> ToolOutcome:
+    def call(self, code: str, thread_id: str, assistant_id: str | None = None, run_id: str = "run_test") -> ToolOutcome:
         store = self.server.state.store
         thread = store.get("thread", thread_id) or {"id": thread_id}
         assistant = store.get("assistant", assistant_id) if assistant_id else {}
-        ctx = ToolContext(state=self.server.state, run={"id": "run_test", "thread_id": thread_id},
+        ctx = ToolContext(state=self.server.state, run={"id": run_id, "thread_id": thread_id},
                           assistant=assistant or {}, thread=thread, call_id="call_" + secrets.token_hex(8),
                           tool={"type": "code_interpreter"}, progress=self.progress.append)
         return self.loop.run_until_complete(self.tool.run(ctx, {"code": code}))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import openai
 import pytest
 
-from asstctl.server.routes.vector_stores import INGEST_FAIL_MARKER
 
 
 def upload(client, name="doc.txt", data=b"the quick brown fox", purpose="assistants"):
@@ -133,9 +132,10 @@ def test_batch_rejects_both_file_ids_and_files(client):
         client.vector_stores.file_batches.create(store.id, file_ids=[])
 
 
-def test_injected_ingestion_failure(client):
+def test_injected_ingestion_failure(client, server):
+    server.faults.ingest_fail_marker = b"ASSTCTL-INGEST-FAIL"  # off unless a test switches it on
     store = client.vector_stores.create()
-    good, bad = upload(client, data=b"fine"), upload(client, data=b"x " + INGEST_FAIL_MARKER + b" y")
+    good, bad = upload(client, data=b"fine"), upload(client, data=b"x ASSTCTL-INGEST-FAIL y")
     batch = client.vector_stores.file_batches.create_and_poll(store.id, file_ids=[good.id, bad.id], poll_interval_ms=10)
     assert (batch.file_counts.completed, batch.file_counts.failed, batch.file_counts.in_progress) == (1, 1, 0)
     failed = client.vector_stores.files.retrieve(bad.id, vector_store_id=store.id)
@@ -143,6 +143,10 @@ def test_injected_ingestion_failure(client):
     assert [f.id for f in client.vector_stores.files.list(store.id, filter="failed")] == [bad.id]
     store = client.vector_stores.retrieve(store.id)
     assert (store.file_counts.failed, store.usage_bytes) == (1, good.bytes)
+    server.faults.ingest_fail_marker = None
+    again = client.vector_stores.files.create_and_poll(upload(client, data=b"ASSTCTL-INGEST-FAIL").id,
+                                                      vector_store_id=store.id, poll_interval_ms=10)
+    assert again.status == "completed"  # a file with those bytes is an ordinary file in production
 
 
 def test_file_delete_cascades_from_vector_stores(client):

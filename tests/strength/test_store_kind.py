@@ -260,7 +260,8 @@ def test_an_ingestion_still_running_at_the_timeout_says_what_to_do(client, root)
                                         "--ingestion-timeout or run `asstctl apply` again later")]
 
 
-def test_a_failed_ingestion_in_an_apply_is_reported_with_the_apis_reason(client, root):
+def test_a_failed_ingestion_in_an_apply_is_reported_with_the_apis_reason(client, server, root):
+    server.faults.ingest_fail_marker = b"ASSTCTL-INGEST-FAIL"
     proj = project(root, {"assistants/bot.yaml": STORE_BOT, **FILES, FAQ: "# FAQ\nASSTCTL-INGEST-FAIL\n"})
     made, result = converge(client, proj)
     faq = ids_by_name(client)["faq.md"]

@@ -146,6 +146,11 @@ class OfflineEngine:
             return EngineReply(tool_calls=tool_calls, latency_ms=rule.latency_ms)
         return EngineReply(text=self._text(rule, values), latency_ms=rule.latency_ms)
 
+    def rule_code(self) -> frozenset[str]:
+        """The ``code:`` of the rules that no template value can change: the project's own code, which
+        code_interpreter may run without bubblewrap when it is missing (a model's code never)."""
+        return frozenset(r.code for r in self.rules() if r.code is not None and not PLACEHOLDER.search(r.code))
+
     def _text(self, rule: Rule, values: dict[str, Any]) -> str | None:
         if rule.replies:
             with self._lock:

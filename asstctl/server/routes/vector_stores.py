@@ -7,9 +7,9 @@ Ingestion is immediate: attaching a file extracts its text, chunks it per ``chun
 and indexes it (``asstctl.server.retrieval``) before the response, so the SDK's
 ``upload_and_poll`` helpers finish on their first poll; ``file_counts`` and ``usage_bytes`` stay
 exact. A file that cannot be read ends ``failed`` with ``last_error`` (``unsupported_file`` /
-``invalid_file``; ``server_error`` when the embeddings upstream fails). **Injected failure** (for
-tests and knowledge-sync): a file whose bytes contain ``ASSTCTL-INGEST-FAIL`` ends ``failed``
-with ``last_error = {"code": "invalid_file", ...}``.
+``invalid_file``; ``server_error`` when the embeddings upstream fails). **Injected failure**, only
+where a test switches it on (``Faults.ingest_fail_marker``): a file whose bytes contain the marker
+ends ``failed`` with ``last_error = {"code": "invalid_file", ...}``.
 
 Search (``POST /vector_stores/{id}/search``) is the retriever's hybrid search (BM25, plus dense
 embeddings when configured), the same the ``file_search`` tool runs.
@@ -32,7 +32,6 @@ from asstctl.server.retrieval.extract import ExtractError, extract_text
 from asstctl.server.retrieval.filters import check_filter, matches
 from asstctl.server.retrieval.search import rewrite
 
-INGEST_FAIL_MARKER = b"ASSTCTL-INGEST-FAIL"
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 STORE_FIELDS = ("file_ids", "name", "description", "expires_after", "chunking_strategy", "metadata")
 
@@ -205,7 +204,8 @@ def require_file(state, file_id: str) -> dict[str, Any]:
 def ingest(state, vs_id: str, file: dict[str, Any], chunking: dict[str, Any] | None) -> tuple[str, dict[str, str] | None]:
     """(status, last_error) of extracting, chunking and indexing a file into a store."""
     data = b"".join(state.store.read_blob(file["id"]) or ())
-    if INGEST_FAIL_MARKER in data:
+    marker = state.config.faults.ingest_fail_marker
+    if marker and marker in data:
         retriever_of(state).remove(vs_id, file["id"])
         return "failed", {"code": "invalid_file", "message": f"The file {file['id']} could not be parsed (injected failure)."}
     done = retriever_of(state).ingest(vs_id, file["id"], file.get("filename") or "", data, chunking)

@@ -41,6 +41,8 @@ async def run_builtin(executor, run: dict[str, Any], step: dict[str, Any], call:
         arguments = lenient_object(call["arguments"])
     except ValueError as exc:
         return _record(book, call, _empty_call(call, type_), f"Error: the arguments are not a JSON object ({exc}).")
+    rule_code = getattr(executor.engine, "rule_code", None)  # the offline engine's own `code:` rules
+    ctx.code_from_rules = type_ == "code_interpreter" and callable(rule_code) and arguments.get("code") in rule_code()
     try:
         outcome = await instance.run(ctx, arguments)
     except ToolError as exc:

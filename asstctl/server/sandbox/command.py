@@ -2,8 +2,8 @@
 
 The sandbox sees: the system directories needed to run Python (read-only), this Python's install
 and its site-packages (read-only, at their own paths, and nothing else of the directories around
-them), a private ``/tmp`` and a private ``/mnt/data`` (size-capped tmpfs), ``/proc`` and a minimal
-``/dev``. No network (an empty network namespace), its own pid/ipc/uts namespaces, a clean
+them), a private ``/tmp``, ``/mnt/data`` and ``/dev/shm`` (size-capped tmpfs), ``/proc`` and a minimal
+read-only ``/dev``; the root is read-only whatever user the server runs as. No network (an empty network namespace), its own pid/ipc/uts namespaces, a clean
 environment, no capabilities once the REPL has dropped to its session uid.
 """
 
@@ -36,14 +36,20 @@ class SandboxConfig:
     """Limits of one code_interpreter call and of the sessions (``asstctl serve --code-*`` flags)."""
 
     wall_seconds: float = 60.0  # wall time of one call: then the cell is interrupted (the session restarts if it goes on)
+    interrupt_grace_seconds: float = 5.0  # after the wall time, how long an interrupted cell has to stop
     cpu_seconds: int = 30  # CPU time of one call (the cell gets an exception)
     memory_mb: int = 1024  # address space of each process (RLIMIT_AS)
     max_processes: int = 16  # processes and threads of one session (RLIMIT_NPROC)
     output_bytes: int = 20_000  # logs kept per call; the rest is counted and dropped
     data_mb: int = 256  # size of /mnt/data (and of /tmp)
+    shm_mb: int = 64  # size of the private /dev/shm
     file_mb: int = 64  # largest file a call may write (RLIMIT_FSIZE); bigger files are not returned
     idle_seconds: float = 1200.0  # a session unused this long is ended (the API keeps 20 min)
-    max_sessions: int = 16  # live sessions; beyond it the least recently used one is ended
+    max_sessions: int = 16  # live sessions; beyond it the least recently used idle one is ended
+    max_total_memory_mb: int = 4096  # memory of all sessions together (0: no cap); beyond it the largest ends
+    max_total_disk_mb: int = 4096  # tmpfs bytes of all sessions together (0: no cap); beyond it the largest ends
+    run_output_mb: int = 64  # files a run's calls may store (assistants_output)
+    thread_output_mb: int = 256  # files a thread's calls may store, per server process
     unsafe: bool = False  # run the REPL WITHOUT a sandbox (development only, logged loudly)
     bwrap: str | None = None  # path of bwrap; default: found on PATH
 
@@ -98,6 +104,7 @@ def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
         "max_file_bytes": limit(config.file_mb),
         "max_files": 20,
         "max_images": 10,
+        "max_image_bytes": 4 * 1024 * 1024,
         "data_dir": data_dir,
         "sandboxed": data_dir == "/mnt/data",  # False: --unsafe-code-interpreter (no pid namespace)
         "site_dirs": site_dirs(),
@@ -128,7 +135,9 @@ def new_uid() -> int | None:
 
 
 def bwrap_argv(config: SandboxConfig, bwrap: str, uid: int | None) -> list[str]:
-    argv = [bwrap, "--die-with-parent", "--new-session", "--clearenv"]
+    # --as-pid-1: no bwrap reaper in the sandbox (it would keep the server's pipes open where the cell
+    # could reach them through /proc/1/fd); the REPL's supervisor is pid 1 and reaps instead.
+    argv = [bwrap, "--die-with-parent", "--new-session", "--clearenv", "--as-pid-1"]
     if uid is not None:
         # Root: namespaces without a user namespace; the REPL switches to ``uid`` and so loses these
         # two capabilities (and RLIMIT_NPROC then applies, which it never does to uid 0).
@@ -155,8 +164,13 @@ def bwrap_argv(config: SandboxConfig, bwrap: str, uid: int | None) -> list[str]:
     made: set[str] = {"/", "/usr", "/etc", "/tmp"}
     for path in python_paths():
         argv += _parents(path, made) + ["--ro-bind", path, path]
-    argv += ["--perms", "0755", "--dir", "/mnt",
+    # Whatever user we run as, every writable place is a size-capped tmpfs and the rest is read-only
+    # (without it, a non-root server's sandbox root and /dev are writable tmpfs of no size limit).
+    argv += ["--perms", "01777", "--size", str(int(config.shm_mb) * 1024 * 1024), "--tmpfs", "/dev/shm",
+             "--remount-ro", "/dev",
+             "--perms", "0755", "--dir", "/mnt",
              "--perms", "0777", "--size", size, "--tmpfs", "/mnt/data",
+             "--remount-ro", "/",
              "--chdir", "/mnt/data"]
     return argv
 

@@ -1,4 +1,10 @@
-"""Sessions by key (a thread id): started on first use, ended when idle or when too many are live."""
+"""Sessions by key (a thread id): started on first use, ended when idle or when too many are live.
+
+A session that is starting or busy (a call holds or waits for it) is never evicted: beyond
+``max_sessions`` the least recently used idle one ends, and when none is idle a new call waits
+(up to the wall time) for one, then fails saying so. A watchdog (``limits.py``) enforces the
+limits across sessions: total memory, total disk, CPU time per call as a hard limit.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,13 @@ import time
 from collections import OrderedDict
 from typing import Iterable
 
-from asstctl.server.sandbox.command import SandboxConfig
-from asstctl.server.sandbox.session import CellResult, Session, log
+from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable
+from asstctl.server.sandbox.limits import Watchdog
+from asstctl.server.sandbox.session import CellResult, InputFile, ReplFailed, Session, log
+
+
+class SessionsBusy(Exception):
+    """Every session is starting or busy and no new one may start."""
 
 
 class SessionPool:
@@ -18,56 +29,131 @@ class SessionPool:
         self.config = config or SandboxConfig()
         self.sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
         self.started = 0  # sessions started so far (cold starts)
+        self.watchdog = Watchdog(self)
+        self._freed: asyncio.Condition | None = None
 
-    async def run(self, key: str, code: str, files: Iterable[tuple[str, str, bytes]] = ()) -> CellResult:
-        """Run ``code`` in the session of ``key``; ``files`` are (file id, name, bytes) for /mnt/data,
-        each copied once per session."""
-        session = await self._session(key)
-        async with session.lock:
-            if not session.alive:
-                session = await self._session(key)
-            missing = []
-            for file_id, name, data in files:
-                if file_id not in session.files:
-                    if await session.put(name, data) is None:
-                        missing.append(name)
+    async def run(self, key: str, code: str, files: Iterable[InputFile] = ()) -> CellResult:
+        """Run ``code`` in the session of ``key``; ``files`` go to /mnt/data, each version once per session."""
+        for _ in range(3):
+            session = await self._session(key)
+            try:
+                async with session.lock:
+                    if not session.alive:  # ended while this call waited for it: start another
                         continue
-                    session.files.add(file_id)
-            result = await session.run(code)
-            if missing:
-                result.logs += f"\n[not copied into /mnt/data (no space left): {', '.join(missing)}]"
-            self._touch(key, session)
-        if result.failure:
-            self._forget(key, session)
-        return result
+                    try:
+                        notes = [f"{name} ({why})" for name, why in await self._copy(session, files)]
+                    except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError,
+                            ReplFailed) as error:  # the REPL broke while files were copied in
+                        result = await session.crashed(error)
+                        self._forget(key, session)
+                        return result
+                    session.in_call, session.call_cpu = True, None
+                    try:
+                        result = await session.run(code)
+                    finally:
+                        session.in_call = False
+                    if notes:
+                        result.logs += f"\n[not copied into /mnt/data: {'; '.join(notes)}]"
+                    self._touch(key, session)
+            finally:
+                session.users -= 1
+                await self._notify()
+            if result.failure:
+                self._forget(key, session)
+            return result
+        raise SandboxUnavailable("code_interpreter: the sandbox session ended three times before the call could run")
+
+    async def _copy(self, session: Session, files: Iterable[InputFile]) -> list[tuple[str, str]]:
+        """Copy the files not yet in this session; (name, why) of those that could not be."""
+        failed = []
+        limit = int(self.config.file_mb) * 1024 * 1024
+        for file in files:
+            if file.key in session.files:
+                continue
+            if file.size > limit:
+                failed.append((file.name, f"{file.size / 1048576:.1f} MB, over the sandbox's file limit of "
+                                          f"{self.config.file_mb} MB"))
+                continue
+            problem = await session.put(file)
+            if problem is None:
+                session.files.add(file.key)
+            else:
+                failed.append((file.name, problem))
+        return failed
 
     async def _session(self, key: str) -> Session:
+        """The live session of ``key`` (started if need be), counted as used until ``run`` ends."""
         session = self.sessions.get(key)
-        if session is not None and session.alive and session.loop is asyncio.get_running_loop():
+        if session is not None and session.loop not in (None, asyncio.get_running_loop()):
+            session.kill()
+            self._forget(key, session)
+            session = None
+        if session is not None and session.starting:  # another call is starting it: wait for that
+            session.users += 1
+            try:
+                while session.starting:
+                    await self._wait()
+            finally:
+                session.users -= 1
+            return await self._session(key)
+        if session is not None and session.alive:
             self.sessions.move_to_end(key)
+            session.users += 1
             return session
         if session is not None:
             session.kill()
             self._forget(key, session)
         await self._make_room()
         session = Session(self.config)
+        session.users = 1
         self.sessions[key] = session
         try:
             await session.start()
         except BaseException:
+            session.users -= 1
             self._forget(key, session)
             raise
+        finally:
+            session.starting = False
+            await self._notify()
         self.started += 1
         self._touch(key, session)
+        self.watchdog.ensure()
         return session
 
     async def _make_room(self) -> None:
+        waited = 0.0
         while len(self.sessions) >= max(1, self.config.max_sessions):
-            idle = [k for k, s in self.sessions.items() if not s.lock.locked()]
-            key = idle[0] if idle else next(iter(self.sessions))
-            log.info("code_interpreter: ending the least recently used session (%s)", key)
-            session = self.sessions.pop(key)
-            await session.close()
+            idle = [k for k, s in self.sessions.items() if not s.busy]
+            if idle:
+                key = idle[0]
+                log.info("code_interpreter: ending the least recently used idle session (%s)", key)
+                session = self.sessions.pop(key)
+                session.ended_by = "it was the least recently used idle session and --code-max-sessions was reached"
+                await session.close()
+                continue
+            if waited >= self.config.wall_seconds:
+                raise SessionsBusy(
+                    f"code_interpreter: all {len(self.sessions)} sandbox sessions (--code-max-sessions "
+                    f"{self.config.max_sessions}) are starting or busy and none became free within "
+                    f"{self.config.wall_seconds:g} s; try again later or raise --code-max-sessions.")
+            started = time.monotonic()
+            await self._wait(1.0)
+            waited += time.monotonic() - started
+
+    async def _wait(self, timeout: float = 1.0) -> None:
+        if self._freed is None:
+            self._freed = asyncio.Condition()
+        async with self._freed:
+            try:
+                await asyncio.wait_for(self._freed.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _notify(self) -> None:
+        if self._freed is not None:
+            async with self._freed:
+                self._freed.notify_all()
 
     def _touch(self, key: str, session: Session) -> None:
         session.last_used = time.monotonic()
@@ -77,7 +163,7 @@ class SessionPool:
         session.expiry = loop.call_later(self.config.idle_seconds, self._expire, key, session)
 
     def _expire(self, key: str, session: Session) -> None:
-        if session.lock.locked():
+        if session.busy:
             return self._touch(key, session)
         self._forget(key, session)
         session.kill()
@@ -94,6 +180,7 @@ class SessionPool:
 
     async def aclose(self) -> None:
         """End every session and wait for its process (on the loop the sessions run on)."""
+        self.watchdog.stop()
         while self.sessions:
             _, session = self.sessions.popitem()
             await session.close()

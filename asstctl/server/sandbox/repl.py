@@ -3,17 +3,24 @@
 The server starts it as ``python -I -c <this file's text> <settings JSON>`` and talks to it over
 stdin/stdout with frames: a 4-byte big-endian length, then that many bytes of JSON.
 
-Requests: ``{"op": "exec", "code": str}``, ``{"op": "put", "path": str, "data": base64}``.
-Answers: ``{"ok": true}`` for a put; for an exec ``{"logs": str, "truncated": int, "error": bool,
-"images": [base64 PNG], "files": [{"path", "data"}], "skipped": [path]}``.
+Two processes: this one, the **supervisor**, holds the channel to the server and never runs user
+code; it forks a **worker** that runs the cells. The worker keeps none of the server's fds (its
+0 is /dev/null, its 1 and 2 a pipe the supervisor drains, its only other fds a private pipe pair
+to the supervisor), and the supervisor is not dumpable, so nothing the cell can open (``/proc/self/fd``,
+``/proc/<supervisor>/fd``, ptrace) reaches the server's channel. The supervisor collects the
+changed files of ``/mnt/data`` itself; of the worker it only takes the cell's error flag and its
+figures (counted, size-capped, PNG only). A malformed answer of the worker ends the session.
 
-Before it reads the first request it applies the limits (rlimits), drops to an unprivileged uid
-when started as root, and points fds 1 and 2 at a pipe drained by a thread that keeps only the
-first ``output_bytes``: user code can print anything, anywhere, without touching the protocol.
+Requests: ``{"op": "put", "name": str, "size": int}`` followed by ``size`` raw bytes;
+``{"op": "exec", "code": str}``.
+Answers: ``{"ok": bool, "path", "error", "reason"}`` for a put; for an exec ``{"logs": str,
+"truncated": int, "error": bool, "images": [base64 PNG], "files": [{"path", "data"}],
+"skipped": [{"path", "reason"}]}``; or ``{"fatal": str}`` before the supervisor exits.
 """
 
 import ast
 import base64
+import errno
 import json
 import linecache
 import math
@@ -27,13 +34,19 @@ import traceback
 
 SETTINGS = json.loads(sys.argv[1])
 DATA = SETTINGS["data_dir"]
-MAIN_PID = 0
 MARK = b"\x00asstctl-cell-end-%d\x00"
+PNG = b"\x89PNG\r\n\x1a\n"
+MAX_WALK = 10_000  # entries of /mnt/data looked at per call
+WORKER = {"pid": 0, "status": None}
+
+
+def apply_limits():
+    """The worker's rlimits (inherited by what the cell starts); the supervisor forks it before them."""
+    for name, value in SETTINGS["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
 
 
 def drop_privileges():
-    for name, value in SETTINGS["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), (value, value))
     uid = SETTINGS.get("uid")
     if uid is not None and os.getuid() == 0:
         os.setgroups([])
@@ -47,21 +60,22 @@ def drop_privileges():
         caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
     if int(caps.get("CapEff", "0"), 16) or int(caps.get("CapPrm", "0"), 16):
         raise SystemExit("capabilities left after dropping privileges")
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: no /proc/<pid>/fd, no ptrace
+        raise SystemExit("could not make the supervisor non-dumpable")
 
 
 class Capture:
-    """fds 1 and 2 write into a pipe; a thread keeps the first ``limit`` bytes of each cell."""
+    """Reads the worker's fds 1 and 2 (a pipe); keeps the first ``limit`` bytes of each cell."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, read, write):
         self.limit = limit
+        self.write = write  # the supervisor's own end: its marks come after everything the cell wrote
         self.kept = bytearray()
         self.dropped = 0
         self.cond = threading.Condition()
         self.marks = 0
-        read, write = os.pipe()
-        os.dup2(write, 1)
-        os.dup2(write, 2)
-        os.close(write)
         self.read = read
         threading.Thread(target=self.drain, daemon=True).start()
 
@@ -91,16 +105,8 @@ class Capture:
         self.kept += data[:max(0, room)]
         self.dropped += max(0, len(data) - max(0, room))
 
-    def finish(self):
-        """Wait until everything written before now is drained; return (text, dropped bytes)."""
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        with self.cond:
-            target = self.marks + 1
-        os.write(1, MARK % target)
+    def finish(self, target):
+        """Wait until the worker's mark ``target`` is drained; return (text, dropped bytes)."""
         with self.cond:
             self.cond.wait_for(lambda: self.marks >= target, timeout=5)
             text, dropped = bytes(self.kept).decode("utf-8", "replace"), self.dropped
@@ -108,18 +114,27 @@ class Capture:
         return text, dropped
 
 
+# -- the supervisor: files of /mnt/data -------------------------------------------------------
 def snapshot():
-    seen = {}
+    seen, count = {}, 0
     for root, dirs, files in os.walk(DATA):
         dirs[:] = [name for name in dirs if not name.startswith(".")]  # caches, e.g. .cache/
         for name in files:
+            count += 1
+            if count > MAX_WALK:
+                return seen
             path = os.path.join(root, name)
             try:
-                info = os.stat(path)
+                info = os.lstat(path)
             except OSError:
                 continue
-            seen[path] = (info.st_mtime_ns, info.st_size)
+            seen[path] = (info.st_mtime_ns, info.st_size, info.st_mode)
     return seen
+
+
+def shown(path):
+    """The path as the code sees it in the sandbox (the unsafe mode's stand-in directory is /mnt/data too)."""
+    return "/mnt/data/" + os.path.relpath(path, DATA)
 
 
 def changed_files(before):
@@ -127,47 +142,213 @@ def changed_files(before):
     for path, mark in sorted(snapshot().items()):
         if before.get(path) == mark:
             continue
-        if mark[1] > room or len(files) >= SETTINGS["max_files"]:
-            skipped.append(path)
+        if len(files) >= SETTINGS["max_files"]:
+            skipped.append({"path": shown(path), "reason": f"more than {SETTINGS['max_files']} files changed in one call"})
             continue
-        room -= mark[1]
+        if not (mark[2] & 0o170000 == 0o100000):
+            skipped.append({"path": shown(path), "reason": "not a regular file"})
+            continue
+        if mark[1] > room:
+            skipped.append({"path": shown(path), "reason": f"over the limit of {SETTINGS['max_file_bytes'] >> 20} MB "
+                                                    "of files returned per call"})
+            continue
         try:
-            with open(path, "rb") as handle:
-                files.append({"path": path, "data": base64.b64encode(handle.read()).decode()})
-        except OSError:
-            skipped.append(path)
+            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(handle, "rb") as stream:
+                data = stream.read(room + 1)
+        except OSError as error:
+            skipped.append({"path": shown(path), "reason": f"unreadable ({error.strerror})"})
+            continue
+        if len(data) > room:
+            skipped.append({"path": shown(path), "reason": "grew while it was read"})
+            continue
+        room -= len(data)
+        files.append({"path": shown(path), "data": base64.b64encode(data).decode()})
     return files, skipped
 
 
-def figures():
-    """PNGs of the matplotlib figures left open by the cell (then closed)."""
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is None:
-        return []
-    import io
-
-    images = []
-    for number in pyplot.get_fignums()[:SETTINGS["max_images"]]:
-        buffer = io.BytesIO()
+def put(stream, answers, request):
+    """Copy ``size`` bytes from the server into /mnt/data; the bytes are always consumed."""
+    name, size = request.get("name"), request.get("size")
+    if not isinstance(size, int) or size < 0:
+        raise ValueError("a put without a size")
+    path, error, reason = None, None, None
+    if not isinstance(name, str) or not name or "/" in name or "\x00" in name or name in (".", ".."):
+        reason, error = "name", "not a plain file name"
+    else:
+        path = os.path.join(DATA, name)
+    handle = None
+    if path is not None:
         try:
-            pyplot.figure(number).savefig(buffer, format="png")
-            images.append(base64.b64encode(buffer.getvalue()).decode())
-        except Exception as error:  # a broken figure must not break the cell's answer
-            print(f"[figure {number} could not be saved: {error}]", file=sys.stderr)
-    pyplot.close("all")
-    return images
+            handle = open(path, "wb")
+        except OSError as failure:
+            reason, error = "io", failure.strerror
+    left = size
+    while left:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the server's stream ended inside a put")
+        left -= len(chunk)
+        if handle is not None:
+            try:
+                handle.write(chunk)
+            except OSError as failure:
+                reason = {errno.ENOSPC: "space", errno.EFBIG: "size"}.get(failure.errno, "io")
+                error = failure.strerror
+                handle.close()
+                handle = None
+                os.remove(path)  # no partial file
+    if handle is not None:
+        try:
+            handle.close()
+        except OSError as failure:
+            reason, error = "space" if failure.errno == errno.ENOSPC else "io", failure.strerror
+            os.remove(path)
+    write_frame(answers, {"ok": error is None, "path": path, "error": error, "reason": reason})
 
 
-def patch_show():
-    """``plt.show()`` keeps the figure open (collected after the cell) instead of warning."""
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None and getattr(pyplot.show, "__name__", "") != "_asstctl_show":
-        def _asstctl_show(*args, **kwargs):
-            return None
+def reap():
+    """End every process of the sandbox but its init, the supervisor and the worker (e.g. a fork bomb)."""
+    if not SETTINGS["sandboxed"]:  # outside a pid namespace we cannot tell the cell's processes apart
+        return
+    import time
 
-        pyplot.show = _asstctl_show
+    keep = {os.getpid(), WORKER["pid"]}
+    for _ in range(200):
+        collect()
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in keep:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if stat.read().rpartition(")")[2].split()[0] == "Z":
+                        continue
+                os.kill(int(entry), signal.SIGKILL)
+                found = True
+            except (OSError, IndexError):
+                continue
+        if not found:
+            return collect()
+        time.sleep(0.002)
 
 
+def drop_shm():
+    """Mark the cell's System V shared memory for removal (freed once detached): memory no size-capped
+    tmpfs and no RSS would show. Only in the sandbox's own IPC namespace."""
+    if not SETTINGS["sandboxed"]:
+        return
+    try:
+        with open("/proc/sysvipc/shm") as table:
+            ids = [int(line.split()[1]) for line in table.readlines()[1:] if line.strip()]
+    except (OSError, ValueError, IndexError):
+        return
+    if ids:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for shmid in ids:
+            libc.shmctl(shmid, 0, None)  # IPC_RMID
+
+
+def collect():
+    """Reap the ended processes the supervisor inherited (as the sandbox's pid 1), the worker's status kept."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid == WORKER["pid"]:
+            WORKER["status"] = status
+
+
+def valid_images(images):
+    if not isinstance(images, list) or len(images) > SETTINGS["max_images"]:
+        raise ValueError("too many images")
+    kept = []
+    for image in images:
+        if not isinstance(image, str) or len(image) > SETTINGS["max_image_bytes"] * 4 // 3 + 4:
+            raise ValueError("an image that is too big")
+        if base64.b64decode(image, validate=True)[:8] != PNG:
+            raise ValueError("an image that is not a PNG")
+        kept.append(image)
+    return kept
+
+
+def supervise(requests, answers, to_worker, from_worker, capture):
+    marks = 0
+    while True:
+        request = read_frame(requests, 1 << 30)
+        if request is None:
+            return
+        if request.get("op") == "put":
+            put(requests, answers, request)
+            continue
+        code = request.get("code")
+        before = snapshot()
+        marks += 2  # the worker's mark ends the cell's output; the supervisor's (+1) what stragglers wrote
+        try:
+            write_frame(to_worker, {"code": code if isinstance(code, str) else "", "mark": marks - 1})
+            if not wait_for_worker(from_worker, requests):
+                return  # the server went away: end the sandbox, whatever the cell is doing
+            reply = read_frame(from_worker, (SETTINGS["max_images"] + 1) * SETTINGS["max_image_bytes"] * 2)
+            if not isinstance(reply, dict):
+                raise ValueError("the cell's process ended" if reply is None else "not an object")
+            if reply.get("mark") != marks - 1:
+                raise ValueError("an answer out of turn")
+            images, error = valid_images(reply.get("images")), bool(reply.get("error"))
+        except (ValueError, RecursionError, TypeError, BrokenPipeError) as problem:
+            ended = worker_ended()
+            write_frame(answers, {"fatal": ended or f"the cell's process sent a malformed answer ({problem})"})
+            return
+        reap()
+        drop_shm()
+        logs, dropped = capture.finish(marks - 1)
+        os.write(capture.write, MARK % marks)
+        capture.finish(marks)  # dropped: output of the processes reap() ended, written after the cell's end
+        files, skipped = changed_files(before)
+        write_frame(answers, {"logs": logs, "truncated": dropped, "error": error,
+                              "images": images, "files": files, "skipped": skipped})
+
+
+def wait_for_worker(from_worker, requests):
+    """Until the worker answers (True) or the server's side of the channel ends or speaks out of turn (False)."""
+    import select
+
+    while True:
+        ready, _, _ = select.select([from_worker, requests], [], [])
+        if from_worker in ready:
+            return True
+        if requests in ready:
+            return False
+
+
+def worker_ended():
+    """How the worker ended (None if it still lived: it is ended now)."""
+    import time
+
+    for _ in range(50):
+        status = WORKER["status"]
+        if status is not None:
+            break
+        try:
+            pid, status = os.waitpid(WORKER["pid"], os.WNOHANG)
+        except ChildProcessError:
+            return "the cell's process ended"
+        if pid:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(WORKER["pid"], signal.SIGKILL)
+        return None
+    if os.WIFSIGNALED(status):
+        return f"the cell's process ended (signal {os.WTERMSIG(status)})"
+    return f"the cell's process ended (exit status {os.WEXITSTATUS(status)})"
+
+
+# -- the worker: runs the cells ----------------------------------------------------------------
 class CpuLimit(Exception):
     pass
 
@@ -219,31 +400,114 @@ def run_cell(code, namespace):
         patch_show()
 
 
-def reap():
-    """End every other process of the sandbox (what the cell left running, e.g. a fork bomb)."""
-    if not SETTINGS["sandboxed"]:  # outside a pid namespace kill(-1) would hit the host
-        return
-    import time
+def figures():
+    """PNGs of the matplotlib figures left open by the cell (then closed)."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return []
+    import io
 
-    for _ in range(200):
+    images = []
+    for number in pyplot.get_fignums()[:SETTINGS["max_images"]]:
+        buffer = io.BytesIO()
         try:
-            os.kill(-1, signal.SIGKILL)  # in our pid namespace: every process but us and its init
-        except OSError:  # ESRCH: none left
-            break
+            pyplot.figure(number).savefig(buffer, format="png")
+            if buffer.tell() > SETTINGS["max_image_bytes"]:
+                raise ValueError(f"the PNG is over {SETTINGS['max_image_bytes'] >> 20} MB")
+            images.append(base64.b64encode(buffer.getvalue()).decode())
+        except Exception as error:  # a broken figure must not break the cell's answer
+            print(f"[figure {number} could not be saved: {error}]", file=sys.stderr)
+    pyplot.close("all")
+    return images
+
+
+def patch_show():
+    """``plt.show()`` keeps the figure open (collected after the cell) instead of warning."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None and getattr(pyplot.show, "__name__", "") != "_asstctl_show":
+        def _asstctl_show(*args, **kwargs):
+            return None
+
+        pyplot.show = _asstctl_show
+
+
+def work(commands, replies):
+    """The worker's loop: one cell per command; its output goes to fds 1 and 2 (the capture pipe)."""
+    import site
+
+    for directory in SETTINGS["site_dirs"]:
+        site.addsitedir(directory)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead
+    signal.signal(signal.SIGXCPU, on_cpu_limit)
+    signal.signal(signal.SIGINT, on_interrupt)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    me = os.getpid()
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    while True:
+        command = read_frame(commands, 1 << 30)
+        if command is None:
+            os._exit(0)
         try:
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:  # our own children stay zombies until reaped
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:  # what the supervisor ended after the last cell
                 pass
         except ChildProcessError:
             pass
-        time.sleep(0.002)
+        error = run_cell(command["code"], namespace)
+        if os.getpid() != me:  # a process the cell forked must never answer
+            os._exit(0)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os.write(1, MARK % command["mark"])
+        write_frame(replies, {"error": error, "images": figures(), "mark": command["mark"]})
 
 
-def read_frame(stream):
-    head = stream.read(4)
-    if len(head) < 4:
+def start_worker(devnull):
+    to_worker_r, to_worker_w = os.pipe()
+    from_worker_r, from_worker_w = os.pipe()
+    output_r, output_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(devnull, 0)
+            os.dup2(output_w, 1)
+            os.dup2(output_w, 2)
+            os.dup2(to_worker_r, 3)
+            os.dup2(from_worker_w, 4)
+            os.closerange(5, 1 << 16)  # nothing of the server's channel, nor of the supervisor's side
+            apply_limits()
+            os.chdir(DATA)
+            work(os.fdopen(3, "rb"), os.fdopen(4, "wb"))
+        finally:
+            os._exit(70)
+    WORKER["pid"] = pid
+    for fd in (to_worker_r, from_worker_w):
+        os.close(fd)
+    return os.fdopen(to_worker_w, "wb"), os.fdopen(from_worker_r, "rb", buffering=0), (output_r, output_w)
+
+
+def read_exact(stream, size):
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def read_frame(stream, limit):
+    head = read_exact(stream, 4)
+    if head is None:
         return None
     (size,) = struct.unpack(">I", head)
-    return json.loads(stream.read(size))
+    if size > limit:
+        raise ValueError(f"a frame of {size} bytes")
+    body = read_exact(stream, size)
+    return None if body is None else json.loads(body)
 
 
 def write_frame(stream, message):
@@ -254,53 +518,26 @@ def write_frame(stream, message):
 
 def main():
     drop_privileges()
-    import site
-
-    for directory in SETTINGS["site_dirs"]:
-        site.addsitedir(directory)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead
-    signal.signal(signal.SIGXCPU, on_cpu_limit)
-    signal.signal(signal.SIGINT, on_interrupt)
-    requests = os.fdopen(os.dup(0), "rb")
+    requests = os.fdopen(os.dup(0), "rb", buffering=0)  # unbuffered: select() sees all that is pending
     answers = os.fdopen(os.dup(1), "wb")
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    capture = Capture(SETTINGS["output_bytes"])
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
     os.makedirs(DATA, exist_ok=True)
     os.chdir(DATA)
-    global MAIN_PID
-    MAIN_PID = os.getpid()
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    to_worker, from_worker, output = start_worker(devnull)
+    signal.signal(signal.SIGINT, lambda signum, frame: os.kill(WORKER["pid"], signal.SIGINT))
+    capture = Capture(SETTINGS["output_bytes"], *output)
     write_frame(answers, {"ready": True, "pid": os.getpid()})
-    while True:
-        request = read_frame(requests)
-        if request is None:
-            return
-        if request["op"] == "put":
-            path = os.path.join(DATA, os.path.basename(request["path"]))
-            try:
-                with open(path, "wb") as handle:
-                    handle.write(base64.b64decode(request["data"]))
-                write_frame(answers, {"ok": True, "path": path})
-            except OSError as error:
-                try:
-                    os.remove(path)  # no partial file
-                except OSError:
-                    pass
-                write_frame(answers, {"ok": False, "path": path, "error": str(error)})
-            continue
-        before = snapshot()
-        error = run_cell(request["code"], namespace)
-        if os.getpid() != MAIN_PID:  # a process the cell forked must never answer
-            os._exit(0)
-        reap()
-        logs, dropped = capture.finish()
-        images = figures()
-        files, skipped = changed_files(before)
-        write_frame(answers, {"logs": logs, "truncated": dropped, "error": error,
-                              "images": images, "files": files, "skipped": skipped})
+    try:
+        supervise(requests, answers, to_worker, from_worker, capture)
+    except BrokenPipeError:
+        pass
+    finally:
+        try:
+            os.kill(WORKER["pid"], signal.SIGKILL)
+        except OSError:
+            pass
 
 
 main()

@@ -10,15 +10,34 @@ import os
 import shutil
 import signal
 import struct
+import posixpath
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command
+from asstctl.server.sandbox.procs import descendants, repl_pid
 
 log = logging.getLogger("asstctl.server.sandbox")
 START_SECONDS = 15.0  # bwrap + Python start-up; far above the ~100 ms it takes
 PUT_SECONDS = 30.0
 MAX_IMAGES = 10  # figures returned per call (the REPL's limit too)
-GRACE_SECONDS = 5.0  # after the wall time, how long an interrupted cell has to stop
+MAX_IMAGE_BYTES = 4 * 1024 * 1024  # one figure's PNG (the REPL's limit too)
+MAX_FILES = 20  # files returned per call (the REPL's limit too)
+MAX_SKIPPED = 200  # files named as not returned, per call
+
+
+class ReplFailed(Exception):
+    """The REPL reported that it cannot go on (its cell process ended or misbehaved)."""
+
+
+@dataclass
+class InputFile:
+    """A file for /mnt/data: ``key`` names its version (copied once per session), ``chunks`` streams it."""
+
+    key: str
+    name: str
+    size: int
+    chunks: Callable[[], Iterable[bytes]]
 
 
 @dataclass
@@ -30,8 +49,18 @@ class CellResult:
     truncated: int = 0  # bytes of output dropped beyond ``output_bytes``
     images: list[bytes] = field(default_factory=list)  # PNGs of matplotlib figures
     files: list[tuple[str, bytes]] = field(default_factory=list)  # files new or changed in /mnt/data
-    skipped: list[str] = field(default_factory=list)  # changed files too big (or too many) to return
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of changed files not returned
     failure: str | None = None  # "timeout" | "crashed": the session was ended (its state is lost)
+
+
+def safe_name(name: str, fallback: str) -> str:
+    """A plain file name for /mnt/data: NUL, control characters and ``/`` become ``_``, text that is not
+    UTF-8 is replaced, at most 200 bytes; ``fallback`` for an empty name, ``.`` or ``..``."""
+    text = "".join("_" if ord(c) < 32 or ord(c) == 127 or c == "/" else c for c in name)
+    text = text.encode("utf-8", "replace").decode("utf-8")[:200]
+    while len(text.encode()) > 200:
+        text = text[:-1]
+    return fallback if text.strip() in ("", ".", "..") else text
 
 
 class Session:
@@ -43,21 +72,28 @@ class Session:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stderr_tail = b""
         self.data_dir: str | None = None  # unsafe mode only: the stand-in for /mnt/data
-        self.files: set[str] = set()  # file ids already copied in
+        self.files: set[str] = set()  # keys (file id and version) of the files already copied in
         self.lock = asyncio.Lock()
+        self.users = 0  # calls that hold or wait for this session: never evicted while > 0
+        self.starting = True  # never evicted while it starts
         self.last_used = 0.0
         self.expiry: asyncio.TimerHandle | None = None
+        self.ended_by: str | None = None  # why the pool or its watchdog ended it (named in the call's result)
+        self.in_call = False  # a call is running (the watchdog's hard CPU limit applies)
+        self.call_cpu: float | None = None  # CPU seconds of the sandbox when the watchdog first saw the call
         # files (base64) + images + logs of one answer, with room to spare
-        self.max_frame = (2 * int(config.file_mb) + 2 * MAX_IMAGES + 16) * 1024 * 1024
+        self.max_frame = (2 * int(config.file_mb) + 2 * MAX_IMAGES * MAX_IMAGE_BYTES // (1 << 20) + 16) * 1024 * 1024
+
+    @property
+    def busy(self) -> bool:
+        return self.starting or self.users > 0 or self.lock.locked()
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
     async def start(self) -> None:
-        argv, env, self.data_dir = command(self.config)
-        if self.config.unsafe:
-            log.warning("code_interpreter: running code WITHOUT a sandbox (--unsafe-code-interpreter)")
+        argv, env, self.data_dir = command(self.config)  # unsafe: the tool and `serve` warned once already
         self.loop = asyncio.get_running_loop()
         self.process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -78,30 +114,47 @@ class Session:
                 + ". Check that bubblewrap works here (`bwrap --unshare-all --ro-bind / / true`)."
             )
 
-    async def put(self, name: str, data: bytes) -> str | None:
-        """Copy a file into /mnt/data; None when it did not fit (the reason is logged)."""
-        await self._send({"op": "put", "path": name, "data": base64.b64encode(data).decode()})
+    async def put(self, file: InputFile) -> str | None:
+        """Stream a file into /mnt/data (its bytes never held whole); None, or why it was not copied."""
+        await self._send({"op": "put", "name": file.name, "size": int(file.size)})
+        sent = 0
+        for chunk in file.chunks():
+            chunk = chunk[:max(0, file.size - sent)]
+            sent += len(chunk)
+            await self._write(chunk)
+        if sent < file.size:  # the stored bytes were shorter than announced (deleted while read): pad, then empty it
+            await self._write(b"\0" * (file.size - sent))
+            await asyncio.wait_for(self._read(), PUT_SECONDS)
+            await self._send({"op": "put", "name": file.name, "size": 0})
         answer = await asyncio.wait_for(self._read(), PUT_SECONDS)
-        if not answer.get("ok"):
-            log.warning("code_interpreter: could not copy %s into /mnt/data: %s", name, answer.get("error"))
+        if answer.get("ok") and sent == file.size:
             return None
-        return str(answer["path"])
+        reason = {"space": "no space left in /mnt/data",
+                  "size": f"over the sandbox's file limit of {self.config.file_mb} MB",
+                  "name": "not a usable file name"}.get(answer.get("reason"), f"could not be written: {answer.get('error')}")
+        if sent < file.size:
+            reason = "its stored bytes are incomplete"
+        log.warning("code_interpreter: could not copy %s into /mnt/data: %s", file.name, reason)
+        return reason
 
     async def run(self, code: str) -> CellResult:
         await self._send({"op": "exec", "code": code})
         reading = asyncio.ensure_future(self._read())
         try:
             try:
-                return _result(await asyncio.wait_for(asyncio.shield(reading), self.config.wall_seconds))
+                return await self._answer(await asyncio.wait_for(asyncio.shield(reading), self.config.wall_seconds))
             except asyncio.TimeoutError:
                 pass
-            except (EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError):
-                return await self._crashed()
+            except (EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError, ReplFailed) as error:
+                return await self.crashed(error)
             # Over the wall time: interrupt the cell (KeyboardInterrupt); the session survives if it answers.
             self._interrupt()
             try:
-                result = _result(await asyncio.wait_for(reading, GRACE_SECONDS))
-            except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError):
+                result = await self._answer(await asyncio.wait_for(reading, self.config.interrupt_grace_seconds))
+            except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError,
+                    ReplFailed) as error:
+                if self.ended_by is not None or not isinstance(error, asyncio.TimeoutError):
+                    return await self.crashed(error)
                 await self.close()
                 return CellResult(
                     logs=f"Execution stopped: it ran longer than the wall-time limit of {self.config.wall_seconds:g} s "
@@ -117,16 +170,31 @@ class Session:
                 self.kill()
             raise
 
-    async def _crashed(self) -> CellResult:
+    async def _answer(self, answer: dict) -> CellResult:
+        files = answer.get("files")
+        size = sum(len(str(f.get("data"))) for f in files if isinstance(f, dict)) if isinstance(files, list) else 0
+        limit = int(self.config.file_mb) * 1024 * 1024
+        return _result(answer, limit) if size < 1 << 20 else await asyncio.to_thread(_result, answer, limit)
+
+    async def crashed(self, error: BaseException) -> CellResult:
+        """End the session after ``error``; the call's result names the real cause."""
         ended = await self._ended()
+        if self.ended_by is not None:
+            cause = self.ended_by
+        elif isinstance(error, ReplFailed):
+            cause = str(error)
+        elif isinstance(error, ValueError):
+            cause = f"the sandbox sent a malformed answer ({error})"
+        else:
+            cause = f"the sandboxed process ended ({ended}), e.g. by exceeding a limit"
         return CellResult(
-            logs=f"Execution stopped: the sandboxed process ended ({ended}), e.g. by exceeding a limit. "
-                 "The session was restarted; variables and files from earlier calls are gone.",
+            logs=f"Execution stopped: {cause}. The session was restarted; variables and files from earlier "
+                 "calls are gone.",
             error=True, failure="crashed")
 
     def _interrupt(self) -> None:
         """SIGINT to the REPL (the first process below bwrap), seen from the host's pid namespace."""
-        pid = _repl_pid(self.process.pid) if self.alive else None
+        pid = repl_pid(self.process.pid) if self.alive else None
         if pid is not None:
             try:
                 os.kill(pid, signal.SIGINT)
@@ -139,10 +207,13 @@ class Session:
         return f"exit status {code}" if code is not None and code >= 0 else f"signal {-(code or 0)}"
 
     async def _send(self, message: dict) -> None:
+        body = json.dumps(message).encode()
+        await self._write(struct.pack(">I", len(body)) + body)
+
+    async def _write(self, data: bytes) -> None:
         if not self.alive or self.process.stdin is None:
             raise ConnectionError("the sandbox is not running")
-        body = json.dumps(message).encode()
-        self.process.stdin.write(struct.pack(">I", len(body)) + body)
+        self.process.stdin.write(data)
         try:
             await self.process.stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as error:
@@ -152,11 +223,17 @@ class Session:
         assert self.process is not None and self.process.stdout is not None
         head = await self.process.stdout.readexactly(4)
         (size,) = struct.unpack(">I", head)
-        if size > self.max_frame:  # the REPL never sends this much: the cell wrote to the protocol pipe
-            raise ValueError(f"a frame of {size} bytes")
-        answer = json.loads(await self.process.stdout.readexactly(size))
+        if size > self.max_frame:  # the REPL never sends this much
+            raise ValueError(f"a frame of {size} bytes, over the limit of {self.max_frame}")
+        body = await self.process.stdout.readexactly(size)
+        try:  # a big answer is parsed off the event loop
+            answer = json.loads(body) if size < 1 << 20 else await asyncio.to_thread(json.loads, body)
+        except RecursionError as error:
+            raise ValueError("a frame nested too deeply") from error
         if not isinstance(answer, dict):
             raise ValueError("a frame that is not an object")
+        if "fatal" in answer:
+            raise ReplFailed(str(answer["fatal"])[:300])
         return answer
 
     async def _drain_stderr(self) -> None:
@@ -172,10 +249,19 @@ class Session:
         if self.expiry is not None:
             self.expiry.cancel()
         if self.alive:
+            # The REPL's supervisor first: it is the sandbox's pid 1, so its whole pid namespace ends with it
+            # (no parent-death signal is relied on: a change of uid clears it).
+            for pid in descendants(self.process.pid, 8)[1:]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            if self.process.stdin is not None and _running_loop() is self.loop:  # the REPL ends with its requests
+                self.process.stdin.close()
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
@@ -189,30 +275,45 @@ class Session:
                 log.warning("code_interpreter: sandbox process %s did not exit", self.process.pid)
 
 
-def _result(answer: dict) -> CellResult:
-    """The REPL's answer to an exec; ValueError if it is not one (the cell may have written garbage)."""
+def _result(answer: dict, file_bytes: int = 64 << 20) -> CellResult:
+    """The REPL's answer to an exec, validated; ValueError if it is not one (the session then ends).
+    ``file_bytes``: the most the files of one answer may hold together (``file_mb``)."""
     try:
-        return CellResult(
-            logs=str(answer["logs"]), error=bool(answer["error"]), truncated=int(answer["truncated"]),
-            images=[base64.b64decode(image) for image in answer["images"]],
-            files=[(str(f["path"]), base64.b64decode(f["data"])) for f in answer["files"]],
-            skipped=[str(path) for path in answer["skipped"]],
-        )
+        files, images, skipped = answer["files"], answer["images"], answer["skipped"]
+        if len(files) > MAX_FILES or len(images) > MAX_IMAGES or len(skipped) > 100_000:
+            raise ValueError(f"{len(files)} files, {len(images)} images, {len(skipped)} skipped")
+        result = CellResult(logs=str(answer["logs"])[:1 << 20], error=bool(answer["error"]),
+                            truncated=int(answer["truncated"]))
+        for image in images:
+            data = base64.b64decode(image, validate=True)
+            if len(data) > MAX_IMAGE_BYTES or not data.startswith(b"\x89PNG\r\n\x1a\n"):
+                raise ValueError("an image that is not a PNG of at most 4 MB")
+            result.images.append(data)
+        for entry in files:
+            result.files.append((data_path(entry["path"]), base64.b64decode(entry["data"], validate=True)))
+        if sum(len(data) for _, data in result.files) > file_bytes:
+            raise ValueError(f"files over the limit of {file_bytes} bytes per call")
+        for entry in skipped[:MAX_SKIPPED]:
+            result.skipped.append((data_path(entry["path"]), str(entry["reason"])[:200]))
+        if len(skipped) > MAX_SKIPPED:
+            result.skipped.append(("/mnt/data/...", f"{len(skipped) - MAX_SKIPPED} more files not returned"))
+        return result
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise ValueError(f"not an answer of the REPL: {error}") from error
 
 
-def _repl_pid(root: int) -> int | None:
-    """Breadth-first below ``root``: the first process that is not bwrap (the REPL itself if unsandboxed)."""
-    queue = [root]
-    while queue:
-        pid = queue.pop(0)
-        try:
-            with open(f"/proc/{pid}/comm") as comm:
-                if comm.read().strip() != "bwrap":
-                    return pid
-            with open(f"/proc/{pid}/task/{pid}/children") as children:
-                queue += [int(child) for child in children.read().split()]
-        except (OSError, ValueError):
-            continue
-    return None
+def data_path(path: object) -> str:
+    """A file path of an answer, normalized and confined to /mnt/data (ValueError otherwise)."""
+    if not isinstance(path, str) or len(path) > 4096 or any(ord(c) < 32 or c == "\x7f" for c in path):
+        raise ValueError("a file path that is not text of at most 4096 printable characters")
+    normal = posixpath.normpath(path)
+    if normal != path or not normal.startswith("/mnt/data/"):
+        raise ValueError(f"a file path outside /mnt/data: {path[:100]!r}")
+    return normal
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

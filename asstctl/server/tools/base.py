@@ -51,6 +51,7 @@ class ToolContext:
     tool: dict[str, Any]  # the run's tool entry, e.g. {"type": "file_search", "file_search": {...}}
     include: tuple[str, ...] = ()  # the run request's include[] values
     progress: Callable[[dict[str, Any]], None] = lambda fragment: None
+    code_from_rules: bool = False  # the code is the project's own offline `code:` rule, not a model's
 
 
 @dataclass

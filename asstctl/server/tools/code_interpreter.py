@@ -11,10 +11,20 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Iterable
 
 from asstctl.server.http import new_id, now
-from asstctl.server.sandbox import CellResult, SandboxConfig, SandboxUnavailable, SessionPool
+from asstctl.server.sandbox import (
+    CellResult,
+    InputFile,
+    SandboxConfig,
+    SandboxUnavailable,
+    SessionPool,
+    SessionsBusy,
+    safe_name,
+)
 from asstctl.server.tools.base import ToolContext, ToolError, ToolOutcome
 
 log = logging.getLogger("asstctl.server.tools")
@@ -36,7 +46,9 @@ class CodeInterpreterTool:
         config = getattr(state.config, "sandbox", None)
         self.config: SandboxConfig = config if isinstance(config, SandboxConfig) else SandboxConfig()
         self.pool = SessionPool(self.config)
-        state.extra.setdefault("shutdown", []).append(self.pool.aclose)  # run on the server's loop
+        self.plain_pool: SessionPool | None = None  # the project's own rule code when bwrap is missing
+        self.stored: OrderedDict[str, int] = OrderedDict()  # "run:<id>" / "thread:<id>" -> output bytes stored
+        state.extra.setdefault("shutdown", []).append(self.aclose)  # run on the server's loop
         if self.config.unsafe:
             log.warning("code_interpreter: --unsafe-code-interpreter is on: model code runs WITHOUT a sandbox, "
                         "with this server's user and files. Never use it with untrusted input.")
@@ -52,11 +64,16 @@ class CodeInterpreterTool:
             return self._outcome(ctx, "", [], "Error: call python with {\"code\": \"<Python source>\"}.")
         ctx.progress({"code_interpreter": {"input": code}})
         try:
-            result = await self.pool.run(ctx.thread.get("id") or ctx.run["thread_id"], code, self._files(ctx))
+            result = await self._pool(ctx).run(ctx.thread.get("id") or ctx.run["thread_id"], code, self._files(ctx))
         except SandboxUnavailable as error:
             raise ToolError(str(error), code="server_error") from error
-        images = [self._store(f"image-{secrets.token_hex(4)}.png", data) for data in result.images]
-        written = [(path, self._store(_shown_path(path), data)) for path, data in result.files]
+        except SessionsBusy as error:
+            raise ToolError(str(error), code="rate_limit_exceeded") from error
+        quota = self._quota(ctx)
+        images = [self._store(f"image-{secrets.token_hex(4)}.png", data) for data in quota(result.images, "an image")]
+        kept = quota(result.files, None)
+        written = [(path, self._store(_shown_path(path), data)) for path, data in kept]
+        result.skipped += quota.refused
         outputs = _outputs(result, images)
         ctx.progress({"code_interpreter": {"outputs": [{"index": i, **o} for i, o in enumerate(outputs)]}})
         return self._outcome(ctx, code, outputs, _model_text(result, images, written), images, written)
@@ -66,22 +83,42 @@ class CodeInterpreterTool:
                 "code_interpreter": {"input": code, "outputs": outputs}}
         return ToolOutcome(call=call, output=text, image_file_ids=list(images), written_files=list(written))
 
-    def _files(self, ctx: ToolContext) -> Iterable[tuple[str, str, bytes]]:
-        """(file id, name in /mnt/data, bytes) of every file the run's code may read."""
+    def _pool(self, ctx: ToolContext) -> SessionPool:
+        """The sandbox; without bwrap, the project's own offline ``code:`` rule runs as a plain subprocess."""
+        if self.config.unsafe or not ctx.code_from_rules or self.config.bwrap_path() is not None:
+            return self.pool
+        if self.plain_pool is None:
+            log.warning("code_interpreter: bwrap is not installed: the project's own offline `code:` rules run as "
+                        "a plain subprocess (same limits, no sandbox); code from a model never does.")
+            self.plain_pool = SessionPool(replace(self.config, unsafe=True))
+        return self.plain_pool
+
+    async def aclose(self) -> None:
+        for pool in (self.pool, self.plain_pool):
+            if pool is not None:
+                await pool.aclose()
+
+    def _quota(self, ctx: ToolContext) -> "_Quota":
+        limits = {f"run:{ctx.run.get('id')}": self.config.run_output_mb,
+                  f"thread:{ctx.thread.get('id') or ctx.run.get('thread_id')}": self.config.thread_output_mb}
+        return _Quota(self.stored, limits)
+
+    def _files(self, ctx: ToolContext) -> Iterable[InputFile]:
+        """The files the run's code may read, each read from the store only when it is copied."""
         store, names = self.state.store, {}
         for file_id in _file_ids(ctx, store):
             if file_id in names:
                 continue
             file = store.get("file", file_id)
-            chunks = store.read_blob(file_id) if file else None
-            data = b"".join(chunks) if chunks is not None else None
-            if file is None or data is None:
+            size = store.blob_size(file_id) if file else None
+            if file is None or size is None:
                 continue
-            name = os.path.basename(file.get("filename") or file_id) or file_id
+            name = safe_name(os.path.basename(file.get("filename") or ""), file_id)
             if name in names.values():
-                name = f"{file_id}-{name}"
+                name = safe_name(f"{file_id}-{name}", file_id)
             names[file_id] = name
-            yield file_id, name, data
+            yield InputFile(key=f"{file_id}:{size}:{file.get('created_at')}", name=name, size=size,
+                            chunks=lambda file_id=file_id: store.read_blob(file_id) or ())
 
     def _store(self, filename: str, data: bytes) -> str:
         """A new file of purpose ``assistants_output``; returns its id."""
@@ -131,6 +168,31 @@ def _model_text(result: CellResult, images: list[str], written: list[tuple[str, 
         parts.append(f"[{len(images)} image(s) shown to the user]")
     for path, _ in written:
         parts.append(f"[file saved: sandbox:{_shown_path(path)}]")
-    for path in result.skipped:
-        parts.append(f"[file too big to return: {path}]")
+    for path, why in result.skipped:
+        parts.append(f"[file not returned: {path}: {why}]")
     return "\n".join(part for part in parts if part)
+
+
+class _Quota:
+    """Output files a call may still store under the quotas per run and per thread (in this process)."""
+
+    def __init__(self, stored: OrderedDict[str, int], limits: dict[str, int]):
+        self.stored, self.limits, self.refused = stored, limits, []
+
+    def __call__(self, items: list, label: str | None) -> list:
+        kept = []
+        for item in items:
+            data = item if label else item[1]
+            over = [key for key, mb in self.limits.items() if self.stored.get(key, 0) + len(data) > mb * 1024 * 1024]
+            if over:
+                scope = over[0].partition(":")[0]
+                mb = self.limits[over[0]]
+                self.refused.append((label or item[0], f"the quota of {mb} MB of output files per {scope} is used up"))
+                continue
+            for key in self.limits:
+                self.stored[key] = self.stored.get(key, 0) + len(data)
+                self.stored.move_to_end(key)
+            kept.append(item)
+        while len(self.stored) > 100_000:
+            self.stored.popitem(last=False)
+        return kept

@@ -1,0 +1,90 @@
+"""The watchdog of a session pool: limits that no single sandbox can enforce on itself.
+
+- **CPU time, hard.** The REPL sets a soft RLIMIT_CPU per call (the cell gets an exception), which
+  the cell could raise again; the watchdog ends a session whose processes used more than
+  ``cpu_seconds`` + ``CPU_GRACE`` in the running call (counted from its first look at the call, at
+  most ``INTERVAL`` after the call began).
+- **Total memory** (``--code-max-total-memory-mb``) and **total disk** (``--code-max-total-disk-mb``,
+  the bytes in every session's size-capped tmpfs): when the sessions together use more, the largest
+  session is ended and its call fails saying why.
+
+It measures from /proc every ``INTERVAL`` seconds (in a worker thread: the event loop never blocks)
+while sessions live. cgroup v2 could enforce the memory cap in the kernel; this watchdog works
+wherever the server runs (cgroup v1, no delegated cgroup, an unprivileged container).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from asstctl.server.sandbox.procs import Usage, usage
+
+log = logging.getLogger("asstctl.server.sandbox")
+INTERVAL = 0.25
+CPU_GRACE = 1.0  # seconds over the soft limit before the hard one ends the session
+
+
+def measure(session: Any) -> Usage:
+    if not session.alive:
+        return Usage()
+    return usage(session.process.pid, session.data_dir)
+
+
+class Watchdog:
+    def __init__(self, pool: Any):
+        self.pool = pool
+        self.task: asyncio.Task | None = None
+        self.ended = 0  # sessions ended by a global limit or the hard CPU limit
+
+    def ensure(self) -> None:
+        """Run while sessions live (started again by the next session after it stops)."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._loop())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _loop(self) -> None:
+        while self.pool.sessions:
+            await asyncio.sleep(INTERVAL)
+            try:
+                await self.check()
+            except Exception:  # a bug here must not stop the watchdog's next checks
+                log.exception("code_interpreter: the sandbox watchdog failed")
+
+    async def check(self) -> None:
+        config = self.pool.config
+        sessions = [s for s in list(self.pool.sessions.values()) if s.alive and not s.starting]
+        if not sessions:
+            return
+        usages = await asyncio.to_thread(lambda: [measure(s) for s in sessions])
+        for session, used in zip(sessions, usages):
+            if not session.in_call:
+                continue
+            if session.call_cpu is None:  # the call's baseline (it began at most one interval ago)
+                session.call_cpu = used.cpu
+            elif used.cpu - session.call_cpu > config.cpu_seconds + CPU_GRACE:
+                self.end(session, f"it used more than the CPU-time limit of {config.cpu_seconds:g} s per call "
+                                  "(a hard limit: the cell went on past the soft one)")
+        for kind, cap_mb, flag in (("memory", config.max_total_memory_mb, "--code-max-total-memory-mb"),
+                                   ("disk", config.max_total_disk_mb, "--code-max-total-disk-mb")):
+            live = [(getattr(u, kind), s) for s, u in zip(sessions, usages) if s.ended_by is None]
+            if not cap_mb or sum(size for size, _ in live) <= cap_mb * 1024 * 1024 or not live:
+                continue
+            size, largest = max(live, key=lambda pair: pair[0])
+            total = sum(size for size, _ in live)
+            what = "memory" if kind == "memory" else "disk space (/mnt/data, /tmp, /dev/shm)"
+            self.end(largest, f"all code_interpreter sessions together used {total / 1048576:.0f} MB of {what}, "
+                              f"over the server's limit of {cap_mb} MB ({flag}), and this session was the largest "
+                              f"({size / 1048576:.0f} MB)")
+
+    def end(self, session: Any, reason: str) -> None:
+        if session.ended_by is not None:
+            return
+        log.warning("code_interpreter: ending a session: %s", reason)
+        session.ended_by = reason
+        self.ended += 1
+        session.kill()

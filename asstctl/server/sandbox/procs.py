@@ -1,0 +1,115 @@
+"""What a session's processes use, read from /proc on the host: memory, CPU time, tmpfs bytes.
+
+Blocking reads of procfs (small files): callers on the event loop run these in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+WRITABLE = ("tmp", "mnt/data", "dev/shm")  # the sandbox's size-capped tmpfs, below its root
+
+
+@dataclass
+class Usage:
+    memory: int = 0  # bytes resident in the session's processes, and in the memfds they hold
+    disk: int = 0  # bytes used in its writable tmpfs
+    cpu: float = 0.0  # CPU seconds of its processes, living and ended
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def descendants(root: int, limit: int = 4096) -> list[int]:
+    """``root`` and every process below it (breadth-first, at most ``limit``)."""
+    found, queue = [], [root]
+    while queue and len(found) < limit:
+        pid = queue.pop(0)
+        found.append(pid)
+        queue += children(pid)
+    return found
+
+
+def repl_pid(root: int) -> int | None:
+    """Breadth-first below ``root``: the first process that is not bwrap (the REPL's supervisor)."""
+    for pid in descendants(root, 64):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() != "bwrap":
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
+def usage(root: int, data_dir: str | None = None) -> Usage:
+    """What the sandbox started as process ``root`` uses now (``data_dir``: the unsafe mode's stand-in)."""
+    result = Usage()
+    pids = descendants(root)
+    memfds: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+            with open(f"/proc/{pid}/statm") as handle:
+                result.memory += int(handle.read().split()[1]) * PAGE
+        except (OSError, ValueError, IndexError):
+            continue
+        result.cpu += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
+        memfds.update(memory_files(pid))
+    result.memory += sum(memfds.values())
+    if data_dir:
+        result.disk = directory_bytes(data_dir)
+        return result
+    # pids[1]: bwrap's init in the sandbox's namespaces, alive as long as the session
+    for place in [f"/proc/{pid}/root/{place}" for place in WRITABLE for pid in pids[1:2]]:
+        try:
+            stats = os.statvfs(place)
+        except OSError:
+            continue
+        result.disk += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+    return result
+
+
+def memory_files(pid: int) -> dict[tuple[int, int], int]:
+    """Bytes of the memfds process ``pid`` holds open (memory that no RSS shows until it is mapped)."""
+    found = {}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds[:1024]:
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            if os.readlink(path).startswith("/memfd:"):
+                info = os.stat(path)
+                found[(info.st_dev, info.st_ino)] = info.st_blocks * 512
+        except OSError:
+            continue
+    return found
+
+
+def directory_bytes(path: str, limit: int = 10_000) -> int:
+    """Bytes of the files below ``path`` (the first ``limit`` entries)."""
+    total, seen = 0, 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            seen += 1
+            if seen > limit:
+                return total
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total

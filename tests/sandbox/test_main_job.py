@@ -1,0 +1,32 @@
+"""The README's main job on a machine without bubblewrap: the example project's offline `code:` rule
+(the project's own code) runs as a plain subprocess with a one-line notice (tests/sandbox/test_runs.py
+shows that code a message fills in, like a model's code, never does)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import asstctl
+from asstctl.cli import cli
+
+PROJECT = Path(asstctl.__file__).resolve().parents[1]
+
+
+def test_the_readme_main_job_passes_without_bwrap_on_the_path(tmp_path, monkeypatch, caplog):
+    for name in ("asstctl.yaml", "engine-rules.yaml"):
+        shutil.copy(PROJECT / name, tmp_path / name)
+    shutil.copytree(PROJECT / "assistants", tmp_path / "assistants")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no bwrap (nor anything else: asstctl needs only its Python)
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.WARNING, "asstctl")
+    for args in (["apply", "--yes"], ["test"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    assert "PASS  math-tutor/solves a linear equation step by step" in result.output and "FAIL" not in result.output
+    notices = [r.getMessage() for r in caplog.records if "sandbox" in r.getMessage()]
+    assert len(notices) == 1 and "bwrap is not installed" in notices[0] and "plain subprocess" in notices[0], notices
