@@ -5,7 +5,8 @@
 * any Assistants-compatible server by ``base_url`` (``--base-url`` / ``OPENAI_BASE_URL``);
 * Azure OpenAI (``azure: {api_version: ...}`` on the target).
 
-The openai SDK is imported here, lazily, and nowhere on the CLI's start-up path.
+The openai SDK is imported here, lazily, and nowhere on the CLI's start-up path; a target's client is a
+:class:`~asstctl.backends.lean.LazyClient`, which imports it only when a call needs it (not for a no-op plan).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from asstctl.backends.lean import LazyClient
 from asstctl.errors import ConfigError, TargetError
 from asstctl.spec.project import Project, TargetConfig
 
@@ -32,10 +34,12 @@ def resolve_config(project: Project, name: str | None, base_url: str | None) -> 
         return TargetConfig(name="base-url", base_url=checked_url(base_url, "--base-url"))
     if name:
         if name not in project.targets:
+            from asstctl.spec.files import shown
+
             known = ", ".join(sorted(project.targets)) or "none are defined"
             raise ConfigError(
                 f"unknown target `{name}` (known: {known})",
-                hint=f"Define it under `targets:` in {project.root / 'asstctl.yaml'}.",
+                hint=f"Define it under `targets:` in {shown(project.root / 'asstctl.yaml')}.",
             )
         return project.targets[name]
     env_url = os.environ.get("OPENAI_BASE_URL")
@@ -73,7 +77,7 @@ def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout:
     rules = str(project.engine_rules) if project.engine_rules else None
     server = start_server(str(db), rules_path=rules, upstream=project.engine)
     try:
-        client = make_client(server.base_url, server.api_key, max_retries=max_retries, timeout=timeout)
+        client = LazyClient(server.base_url, server.api_key, max_retries=max_retries, timeout=timeout)
         label = f"embedded server ({os.path.relpath(db, project.root)})"
         with client:
             yield Target(name=config.name, label=label, client=client, server=server)
@@ -112,6 +116,9 @@ def is_loopback(url: str | None) -> bool:
 
 
 def _remote(config: TargetConfig, max_retries: int, timeout: float) -> Target:
+    if is_openai(config.base_url) and not config.azure_api_version:
+        raise TargetError(f"target `{config.name}` is {config.base_url}, OpenAI's own API, whose Assistants API "
+                          f"was shut down on 2026-08-26 (it answers 404): {SHUTDOWN_HINT}")
     key_env = config.api_key_env or ("AZURE_OPENAI_API_KEY" if config.azure_api_version else "OPENAI_API_KEY")
     # a loopback server may need no key; a target that names its key variable does want that one
     api_key = os.environ.get(key_env) or (NO_KEY if is_loopback(config.base_url) and not config.api_key_env else None)
@@ -131,7 +138,7 @@ def _remote(config: TargetConfig, max_retries: int, timeout: float) -> Target:
             timeout=timeout,
         )
     else:
-        client = make_client(
+        client = LazyClient(
             config.base_url,
             api_key,
             organization=config.organization or os.environ.get("OPENAI_ORG_ID"),
@@ -159,21 +166,37 @@ def api_errors(client: Any, doing: str = "listing assistants") -> Iterator[None]
     """Turn the SDK's errors for a whole-target call (``doing``: what asstctl was doing) into one clear TargetError."""
     import openai
 
-    where = str(getattr(client, "base_url", "the target")).rstrip("/")
     try:
         yield
-    except openai.AuthenticationError:
-        raise TargetError(f"{where} refused the API key (401): check $OPENAI_API_KEY "
-                          "(or the variable named by the target's api_key_env)") from None
-    except openai.PermissionDeniedError:
-        raise TargetError(f"{where} denied access to assistants (403): check the key's project and permissions") from None
-    except openai.NotFoundError:
-        raise TargetError(not_found(where)) from None
-    except openai.APIConnectionError as error:
-        raise TargetError(f"cannot reach {where} ({_cause(error)}): is the server running? "
-                          "Start one with `asstctl serve`, or drop --base-url to use the embedded default") from None
     except openai.APIStatusError as error:
-        raise TargetError(f"{where} answered {error.status_code} while {doing}: {_cause(error)}") from None
+        raise TargetError(whole_target_problem(client, doing, error.status_code, _cause(error))) from None
+    except openai.APIConnectionError as error:
+        raise TargetError(whole_target_problem(client, doing, None, _cause(error))) from None
+
+
+def read_error(client: Any, failure: Any, doing: str, not_found_message: str | None = None) -> TargetError:
+    """The TargetError of a failed read of the lean client (``asstctl.backends.lean.HTTPFailure``)."""
+    if failure.status == 404 and not_found_message:
+        return TargetError(not_found_message)
+    return TargetError(whole_target_problem(client, doing, failure.status, failure.message))
+
+
+def whole_target_problem(client: Any, doing: str, status: int | None, cause: str) -> str:
+    """What a failed whole-target call means and what to do (``status`` None: no answer at all)."""
+    where = str(getattr(client, "base_url", "the target")).rstrip("/")
+    if status == 401 and getattr(client, "api_key", None) == NO_KEY:
+        return (f"{where} wants an API key (401) and $OPENAI_API_KEY is not set: export "
+                "OPENAI_API_KEY=<the server's key>, or name its variable with the target's api_key_env in asstctl.yaml")
+    if status == 401:
+        return f"{where} refused the API key (401): check $OPENAI_API_KEY (or the variable named by the target's api_key_env)"
+    if status == 403:
+        return f"{where} denied access to assistants (403): check the key's project and permissions"
+    if status == 404:
+        return not_found(where)
+    if status is None:
+        return (f"cannot reach {where} ({cause}): is the server running? "
+                "Start one with `asstctl serve`, or drop --base-url to use the embedded default")
+    return f"{where} answered {status} while {doing}: {cause}"
 
 
 def not_found(where: str) -> str:
@@ -181,7 +204,7 @@ def not_found(where: str) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(where)
-    if (parts.hostname or "").endswith("api.openai.com"):
+    if is_openai(where):
         return (f"{where} does not serve the Assistants API (404 on /assistants; OpenAI's own API "
                 f"has answered 404 since the 2026-08-26 shutdown): {SHUTDOWN_HINT}")
     if not parts.path.rstrip("/").endswith("/v1") and "/openai" not in parts.path:
@@ -189,6 +212,14 @@ def not_found(where: str) -> str:
                 f"did you mean `{where}/v1`? (`asstctl serve` prints its base URL)")
     return (f"{where} does not serve the Assistants API (404 on {where}/assistants): check the base URL "
             "(`asstctl serve` prints its own), or point at another Assistants-compatible server")
+
+
+def is_openai(url: str | None) -> bool:
+    """Whether ``url`` is OpenAI's own API (api.openai.com), where the Assistants API no longer exists."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url or "").hostname or ""
+    return host == "api.openai.com" or host.endswith(".api.openai.com")
 
 
 def _cause(error: BaseException) -> str:
