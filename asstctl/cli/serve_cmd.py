@@ -160,7 +160,9 @@ def _announce(server) -> None:
     upstream = server.state.config.upstream
     if upstream is not None:
         kind = "Azure OpenAI " if upstream.is_azure else ""
-        click.echo(f"Engine: upstream {kind}{upstream.host} (key from ${upstream.key_env})")
+        key_note = (f"key from ${upstream.key_env}" if (os.environ.get(upstream.key_env) or "").strip()
+                    else f"no key: ${upstream.key_env} is not set")
+        click.echo(f"Engine: upstream {kind}{upstream.host} ({key_note})")
         if upstream.embeddings_model:
             click.echo(f"file_search: embeddings model {upstream.embeddings_model} on {upstream.host}")
 

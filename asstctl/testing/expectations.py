@@ -33,8 +33,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from asstctl.ownership import UPLOAD_NAME, own_filename
+
 EXCERPT_CHARS = 160
-UPLOAD = re.compile(r"^asstctl--.+--(?P<sha>[0-9a-f]{16})--(?P<name>.+)$", re.S)  # asstctl.knowledge.upload_name
+UPLOAD = UPLOAD_NAME  # asstctl.reconcile.knowledge.upload_name
 
 
 @dataclass
@@ -170,7 +172,7 @@ def _no_tool_called(value, outcome: TurnOutcome) -> list[str]:
 
 
 def _file_cited(value, outcome: TurnOutcome) -> list[str]:
-    cited = "cited: " + ", ".join(outcome.cited) if outcome.cited else "no file was cited"
+    cited = "cited: " + ", ".join(map(own_filename, outcome.cited)) if outcome.cited else "no file was cited"
     if value is True:
         return [] if outcome.cited else [cited]
     return [f"{compact(name)} was not cited; {cited}" for name in _listed(value)

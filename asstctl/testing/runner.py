@@ -8,8 +8,9 @@ A conversation stops at its first failed turn. Threads and uploaded files are de
 unless ``keep_threads``.
 
 Latency per turn is wall time from the run request to its terminal event; ``engine_ms`` is the
-time the target spent between ``thread.run.in_progress`` and the run's next output (the model's,
-or the offline engine's simulated, thinking time); ``overhead_ms`` is the rest.
+time the run was ``in_progress`` on the target: from ``thread.run.in_progress`` to ``requires_action``
+or the run's end, summed over tool rounds (the model's thinking *and* generating, the built-in tools);
+``overhead_ms`` is the rest (HTTP, queueing, streaming after the end, answering function calls).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from asstctl.progress import progress_bar
 
 CODE_EXPECTATIONS = {"code_ran", "code_output_contains"}
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
-OUTPUT_EVENTS = ("thread.run.step.created", "thread.message.created") + tuple(f"thread.run.{s}" for s in TERMINAL)
+PAUSE_EVENTS = ("thread.run.requires_action",) + tuple(f"thread.run.{s}" for s in TERMINAL)  # engine time stops
 
 
 class NotDeployed(AsstctlError):
@@ -265,7 +266,7 @@ class ConversationRun:
 
 
 class Clock:
-    """Times one turn: total latency and the target's own thinking time (see module doc)."""
+    """Times one turn: total latency and the target's own working time (see module doc)."""
 
     def __init__(self, deadline: float):
         self.start = time.monotonic()
@@ -278,8 +279,8 @@ class Clock:
         now = time.monotonic()
         self.end = now
         if event == "thread.run.in_progress":
-            self._thinking_since = now
-        elif self._thinking_since is not None and event in OUTPUT_EVENTS:
+            self._thinking_since = now if self._thinking_since is None else self._thinking_since
+        elif self._thinking_since is not None and event in PAUSE_EVENTS:
             self.engine_ms += (now - self._thinking_since) * 1000
             self._thinking_since = None
 
