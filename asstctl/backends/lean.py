@@ -4,7 +4,7 @@ Importing the openai SDK takes about a second, longer than a whole no-op ``asstc
 may take. :class:`LazyClient` stands where the SDK client would (``target.client``): the first attribute
 it does not have itself (``client.beta``, ``client.files``, ...) makes the real ``openai.OpenAI`` and
 hands it on, so writes use the SDK as always. Reads of whole lists (``get_list``) go over the standard
-library's HTTP instead, with the same headers, the SDK's retry rules (connection dropped, 408, 409, 429,
+library's HTTP instead, with the same headers, the same retries (connection dropped, 408, 409, 429,
 5xx; never after a refused connection) and, for whole-target failures, the same one clear TargetError.
 Every answer is bounded (``MAX_ANSWER_BYTES``, ``MAX_PAGES``). Azure targets always use the SDK.
 """
@@ -23,15 +23,18 @@ PAGE_SIZE = 100
 MAX_ANSWER_BYTES = 256 << 20  # one list page of 100 assistants with 256,000-character instructions fits
 MAX_PAGES = 10_000
 RETRY_STATUSES = (408, 409, 429)
+TRANSIENT_ATTEMPTS = 6  # as asstctl.backends.assistants_v2.TRANSIENT
 log = logging.getLogger("asstctl.http")
 
 
 class HTTPFailure(Exception):
     """A read that failed: ``status`` (None: no answer at all) and the API's message (or the cause)."""
 
-    def __init__(self, status: int | None, message: str, refused: bool = False, retry_after: float | None = None):
+    def __init__(self, status: int | None, message: str, refused: bool = False, retry_after: float | None = None,
+                 timeout: bool = False):
         super().__init__(message)
         self.status, self.message, self.refused, self.retry_after = status, message, refused, retry_after
+        self.timeout = timeout
 
 
 class LazyClient:
@@ -92,17 +95,21 @@ class LazyClient:
         raise HTTPFailure(200, f"GET {path} had more than {MAX_PAGES:,} pages (MAX_PAGES)")
 
     def get_json(self, path: str, query: dict[str, Any]) -> Any:
-        """One GET, retried like the SDK retries: after a dropped connection, 408, 409, 429 and 5xx."""
-        attempts = self._options["max_retries"] + 1
+        """One GET, retried as the SDK path retries a list (the SDK's ``max_retries``, each time again up to
+        ``TRANSIENT_ATTEMPTS`` times: asstctl.backends.assistants_v2.transient_retries) after a dropped
+        connection, 408, 409, 429 and 5xx; a timeout only ``max_retries`` times, a refused connection never."""
+        retries = self._options["max_retries"]
+        attempts, timeouts = TRANSIENT_ATTEMPTS * (retries + 1), 0
         for attempt in range(attempts):
             try:
                 return self._get(path, query)
             except HTTPFailure as failure:
+                timeouts += failure.timeout
                 transient = (failure.status is None and not failure.refused) or failure.status in RETRY_STATUSES \
                     or (failure.status or 0) >= 500
-                if not transient or attempt == attempts - 1:
+                if not transient or attempt == attempts - 1 or timeouts > retries:
                     raise
-                wait = failure.retry_after if failure.retry_after is not None else min(0.5 * 2 ** attempt, 8.0)
+                wait = failure.retry_after if failure.retry_after is not None else min(0.1 * 2 ** attempt, 2.0)
             time.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -117,7 +124,14 @@ class LazyClient:
         try:
             connection.request("GET", target, headers=self._headers())
             answer = connection.getresponse()
-            body = answer.read(MAX_ANSWER_BYTES + 1)
+            length = _length(answer)
+            if length > MAX_ANSWER_BYTES:
+                raise HTTPFailure(answer.status, f"GET {path} answered more than {MAX_ANSWER_BYTES >> 20} MB "
+                                                 "(MAX_ANSWER_BYTES)")
+            # with a length, read() raises IncompleteRead for an answer cut off (retried); without, it is bounded
+            body = answer.read() if length >= 0 else answer.read(MAX_ANSWER_BYTES + 1)
+        except TimeoutError:
+            raise HTTPFailure(None, f"timed out after {self._options['timeout']:g} s", timeout=True) from None
         except ConnectionRefusedError as error:
             raise HTTPFailure(None, str(error) or "connection refused", refused=True) from None
         except OSError as error:  # timeouts, resets, unknown hosts
@@ -149,6 +163,14 @@ class LazyClient:
         if self._options["project"]:
             headers["OpenAI-Project"] = self._options["project"]
         return headers
+
+
+def _length(answer: Any) -> int:
+    """The answer's Content-Length, -1 when it has none (or a malformed one)."""
+    try:
+        return int(answer.getheader("content-length") or -1)
+    except ValueError:
+        return -1
 
 
 def _retry_after(answer: Any) -> float | None:
