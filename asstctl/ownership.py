@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Mapping
 
 PREFIX = "asstctl."
@@ -21,6 +22,14 @@ MANAGER = "asstctl"
 RESERVED_KEYS = (MANAGED_BY, PROJECT, KEY, SPEC_HASH)
 METADATA_LIMIT = 16
 USER_METADATA_LIMIT = METADATA_LIMIT - len(RESERVED_KEYS)
+# the filename of a knowledge file asstctl uploaded: asstctl--<project>--<sha256[:16]>--<the file's own name>
+UPLOAD_NAME = re.compile(r"^asstctl--(?P<project>.+)--(?P<sha>[0-9a-f]{16})--(?P<name>.+)$", re.S)
+
+
+def own_filename(filename: str) -> str:
+    """The name a file is shown by: an asstctl upload's own name (``warranty.md``), any other file's as is."""
+    match = UPLOAD_NAME.match(filename or "")
+    return match["name"] if match else filename
 
 
 def tags(project: str, key: str, spec_hash: str) -> dict[str, str]:

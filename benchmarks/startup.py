@@ -1,6 +1,8 @@
 """Start-up: `asstctl --help` and `asstctl validate` (N specs in a temporary project) as fresh
 processes, against `python -c "import openai"`; and whether either command imports the SDK
-(``python -X importtime``: the chain of modules that pulled it in)."""
+(``python -X importtime``: the chain of modules that pulled it in). Also a no-op `asstctl plan` and
+`asstctl status` of this repository's example project (a copy, applied to its embedded server first),
+which must take at most as long as importing the SDK, whatever extras are installed."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from benchmarks.common import Row, Size, ratio, timed, verdict
 
+PYCACHE = os.path.join(tempfile.gettempdir(), f"asstctl-bench-pycache-{os.getuid()}")
 IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)")
 
 
@@ -25,7 +28,26 @@ def startup_rows(size: Size) -> list[Row]:
         rows = [startup_row(size, "asstctl --help", ["--help"], project, sdk, 150),
                 startup_row(size, f"asstctl validate, {size.specs} specs", ["validate"], project, sdk, 500)]
         rows.append(sdk_import_row(project, size.specs))
+        example = example_project(Path(tmp) / "example")
+        rows += [startup_row(size, f"asstctl {command}, no-op, example project", [command], example, sdk, most=1.0)
+                 for command in ("plan", "status")]
     return rows
+
+
+EXAMPLE = Path(__file__).resolve().parents[1]  # the repository is itself an asstctl project
+
+
+def example_project(root: Path) -> Path:
+    """A copy of the repository's example project (asstctl.yaml, assistants/, engine-rules.yaml), applied to its
+    embedded server so that a plan of it is a no-op."""
+    import shutil
+
+    root.mkdir()
+    shutil.copy(EXAMPLE / "asstctl.yaml", root / "asstctl.yaml")
+    shutil.copy(EXAMPLE / "engine-rules.yaml", root / "engine-rules.yaml")
+    shutil.copytree(EXAMPLE / "assistants", root / "assistants")
+    check(run(asstctl("apply", "--yes"), root), asstctl("apply", "--yes"))
+    return root
 
 
 def spec_project(root: Path, n: int) -> Path:
@@ -42,7 +64,11 @@ def asstctl(*args: str) -> list[str]:
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_COLOR": "1"}
+    """``command`` with cached bytecode, as an installed package has it (PYTHONDONTWRITEBYTECODE would make every
+    run compile asstctl from source, but not the SDK's preinstalled .pyc): in a folder of its own, so nothing is
+    written into the checkout; the warm-up run of ``run_median`` fills it, for both sides alike."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPYCACHEPREFIX": PYCACHE}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -67,17 +93,26 @@ class CommandFailed(Exception):
     pass
 
 
-def startup_row(size: Size, name: str, args: list[str], project: Path, sdk: float, target_ms: float) -> Row:
+def startup_row(size: Size, name: str, args: list[str], project: Path, sdk: float, target_ms: float | None = None,
+                most: float | None = None) -> Row:
+    """A command's median time against the SDK's import, measured in the same run: under ``target_ms``, or at
+    most ``most`` times the import."""
     runs = size.startup_runs
+    target = f"under {target_ms:g} ms" if target_ms is not None else f"at most {most:g}x the import"
+    limit = {"target_ms": target_ms} if target_ms is not None else {"at_most": most}
     row = Row(f"start-up: {name} (median of {runs})", "", f"{sdk * 1000:.0f} ms (python -c \"import openai\")",
-              "", f"under {target_ms:g} ms", None, {"baseline_seconds": sdk, "target_ms": target_ms})
+              "", target, None, {"baseline_seconds": sdk, **limit})
     try:
         mine = run_median(asstctl(*args), project, runs)
     except CommandFailed as error:
         row.measured, row.ratio = f"not measured: {error}", "-"
         return row
-    row.measured, row.ratio = f"{mine * 1000:.0f} ms", f"{ratio(sdk, mine):.1f}x faster"
-    row.passed, row.data["seconds"] = verdict(size, mine * 1000 < target_ms), mine
+    row.measured = f"{mine * 1000:.0f} ms"
+    if target_ms is not None:
+        row.ratio, met = f"{ratio(sdk, mine):.1f}x faster", mine * 1000 < target_ms
+    else:
+        row.ratio, met = f"{mine / sdk:.2f}x the import", mine <= most * sdk
+    row.passed, row.data["seconds"] = verdict(size, met), mine
     return row
 
 

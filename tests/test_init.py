@@ -92,6 +92,38 @@ def test_workflow_plans_pull_requests_and_applies_and_tests_main(project):
     assert "asstctl apply --yes" in deploy and "--junit-xml" in deploy
 
 
+def test_deploys_run_only_from_the_default_branch_and_pull_requests_never_see_the_deploy_key(project):
+    text = (project / ".github/workflows/asstctl.yml").read_text()
+    workflow = yaml.safe_load(text)
+    plan, deploy = workflow["jobs"]["plan"], workflow["jobs"]["deploy"]
+    assert "secrets.AZURE_OPENAI_API_KEY" not in yaml.safe_dump(plan) and "secrets." not in yaml.safe_dump(workflow["env"])
+    assert deploy["env"]["AZURE_OPENAI_API_KEY"] == "${{ secrets.AZURE_OPENAI_API_KEY }}"
+    assert plan["env"]["AZURE_OPENAI_API_KEY"] == "${{ secrets.ASSTCTL_PLAN_API_KEY }}"
+    assert "workflow_dispatch" in workflow[True]
+    assert deploy["if"] == ("github.event_name == 'push' || (github.event_name == 'workflow_dispatch' && "
+                            "github.ref_name == github.event.repository.default_branch)")
+
+
+@pytest.mark.parametrize("uses", [True, False])
+def test_the_deploy_job_installs_bubblewrap_when_an_assistant_uses_code_interpreter(project, tmp_path, uses):
+    """The step's own script, with `sudo` a stand-in that records what it was asked to run."""
+    import subprocess
+
+    workflow = yaml.safe_load((project / ".github/workflows/asstctl.yml").read_text())
+    [step] = [step for step in workflow["jobs"]["deploy"]["steps"] if "bubblewrap" in step.get("name", "")]
+    if uses:
+        (project / "assistants" / "calc.yaml").write_text("model: gpt-4o\ntools: [code_interpreter]\n")
+    bin_dir, log = tmp_path / "bin", tmp_path / "sudo.log"
+    bin_dir.mkdir()
+    (bin_dir / "sudo").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    (bin_dir / "sudo").chmod(0o755)
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=project, capture_output=True, text=True, timeout=60,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    ran = log.read_text().splitlines() if log.exists() else []
+    assert ("apt-get install -y -qq bubblewrap" in ran) is uses and (len(ran) == 3) is uses
+
+
 def test_refuses_to_overwrite_and_names_the_files(project):
     (project / "assistants/assistant.yaml").write_text("model: mine\n")
     result = init(str(project))
@@ -223,9 +255,8 @@ def test_the_install_step_installs_asstctl_from_a_repository(project, tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
-    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
-    assert head.returncode == 0, "the tests run in a git checkout of asstctl"
+    root = source_repository(tmp_path / "source")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "HOME": str(tmp_path), "PIP_QUIET": "1",
@@ -237,6 +268,23 @@ def test_the_install_step_installs_asstctl_from_a_repository(project, tmp_path):
     result = subprocess.run(["bash", "-c", install_script(project)], capture_output=True, text=True, env=env, timeout=280)
     assert result.returncode == 0, result.stdout + result.stderr
     assert list((tmp_path / "site").glob("asstctl-*.dist-info")) and (tmp_path / "site" / "asstctl" / "spec" / "scaffold.py").is_file()
+
+
+def source_repository(where: Path) -> Path:
+    """A git repository of this asstctl's sources (what pip needs to build it), made from the files themselves:
+    the suite also runs from a source archive, outside any git checkout."""
+    import shutil
+    import subprocess
+
+    source = Path(__file__).resolve().parents[1]
+    shutil.copytree(source / "asstctl", where / "asstctl", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(source / name, where / name)
+    git = ["git", "-C", str(where), "-c", "user.name=asstctl tests", "-c", "user.email=tests@localhost",
+           "-c", "commit.gpgsign=false"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "asstctl sources"]):
+        subprocess.run(git + command, check=True, capture_output=True, timeout=60)
+    return where
 
 
 def test_output_paths_create_their_folders(project):

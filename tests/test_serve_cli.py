@@ -31,6 +31,15 @@ def test_serves_the_api_and_stops_cleanly(tmp_path, sig):
     assert not (tmp_path / ".asstctl").exists()
 
 
+def test_an_upstream_key_variable_that_is_unset_is_said_so(tmp_path):
+    variable = "ASSTCTL_TEST_NEVER_SET_KEY"
+    args = ("--db", ":memory:", "--upstream", "http://127.0.0.1:9/v1", "--upstream-key-env", variable)
+    with ServeProcess(tmp_path, *args) as server:
+        assert server.stdout().splitlines()[1] == f"Engine: upstream 127.0.0.1:9 (no key: ${variable} is not set)"
+    with ServeProcess(tmp_path, *args, env={variable: "k"}) as server:
+        assert server.stdout().splitlines()[1] == f"Engine: upstream 127.0.0.1:9 (key from ${variable})"
+
+
 def test_default_db_is_under_the_project_root_and_persists(tmp_path):
     (tmp_path / "asstctl.yaml").write_text("project: demo\n")
     db = tmp_path / ".asstctl" / "server.sqlite3"

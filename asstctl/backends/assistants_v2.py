@@ -26,6 +26,7 @@ from asstctl.backends.base import describe
 from asstctl.errors import AsstctlError, TargetError
 
 PAGE_SIZE = 100
+MODELS_LIMIT = 10_000  # model ids read from GET /models
 PURPOSE = "assistants"  # uploads for assistants (code_interpreter files, vector store files)
 T = TypeVar("T")
 
@@ -77,10 +78,27 @@ class AssistantsV2:
 
     # --- reading ---------------------------------------------------------------------------------------
 
+    def _read(self, path: str, doing: str, not_found: str | None = None, **params: Any) -> tuple[list[dict[str, Any]], int]:
+        """A whole list through the lean client (no SDK import: asstctl.backends.lean), failures as TargetError."""
+        from asstctl.backends.lean import HTTPFailure
+        from asstctl.backends.sdk_errors import read_error
+
+        try:
+            return self.client.get_list(path, params, paged=path != "models")
+        except HTTPFailure as failure:
+            raise read_error(self.client, failure, doing, not_found) from None
+
+    @property
+    def lean(self) -> bool:
+        """Whether reads can skip the SDK (a LazyClient): plain GETs, the same answers, no second of imports."""
+        return callable(getattr(type(self.client), "get_list", None))
+
     def list_assistants(self) -> tuple[list[dict[str, Any]], int]:
         """All assistants, oldest first, and the number of list requests it took (ceil(N/100), at least 1)."""
         from asstctl.backends.sdk_errors import api_errors
 
+        if self.lean:
+            return self._read("assistants", "listing assistants", order="asc")
         objects: list[dict[str, Any]] = []
         requests, after = 0, None
         with api_errors(self.client):
@@ -96,6 +114,9 @@ class AssistantsV2:
     @contextmanager
     def knowledge_errors(self) -> Iterator[None]:
         """Whole-target errors while reading vector stores and files, as one clear TargetError."""
+        if self.lean:  # its reads raise TargetError themselves
+            yield
+            return
         import openai
 
         from asstctl.backends.sdk_errors import api_errors
@@ -104,17 +125,47 @@ class AssistantsV2:
             try:
                 yield
             except openai.NotFoundError:
-                raise TargetError(f"{self.where()} has no /vector_stores or /files endpoint (404): asstctl reads "
-                                  "them to sync knowledge; use a target with the full Assistants API") from None
+                raise TargetError(self._no_knowledge()) from None
+
+    def _no_knowledge(self) -> str:
+        return (f"{self.where()} has no /vector_stores or /files endpoint (404): asstctl reads "
+                "them to sync knowledge; use a target with the full Assistants API")
 
     def list_vector_stores(self) -> list[dict[str, Any]]:
+        if self.lean:
+            return self._read("vector_stores", "reading vector stores", self._no_knowledge(), order="asc")[0]
         return listed(lambda: self.client.vector_stores.list(limit=PAGE_SIZE, order="asc"))
 
     def list_store_files(self, vs_id: str) -> list[dict[str, Any]]:
+        if self.lean:
+            return self._read(f"vector_stores/{vs_id}/files", "reading vector store files", self._no_knowledge())[0]
         return listed(lambda: self.client.vector_stores.files.list(vs_id, limit=PAGE_SIZE))
 
     def list_uploads(self) -> list[dict[str, Any]]:
+        if self.lean:
+            return self._read("files", "reading files", self._no_knowledge(), purpose=PURPOSE, order="asc")[0]
         return listed(lambda: self.client.files.list(purpose=PURPOSE, order="asc"))
+
+    def list_models(self, limit: int = MODELS_LIMIT) -> list[str] | None:
+        """The model ids the target lists (GET /models, at most ``limit``); None when it lists none or
+        cannot (no such endpoint, an error): checking models is advice, never a reason to fail a plan."""
+        if self.lean:
+            try:
+                models = self._read("models", "listing models")[0]
+            except TargetError:
+                return None
+            return [str(model.get("id")) for model in models[:limit]] or None
+        import openai
+
+        ids: list[str] = []
+        try:
+            for model in self.client.models.list():
+                ids.append(str(model.id))
+                if len(ids) >= limit:
+                    break
+        except (openai.APIError, ValueError, TypeError, AttributeError):
+            return None
+        return ids or None
 
     # --- assistants ------------------------------------------------------------------------------------
 
@@ -172,6 +223,8 @@ class AssistantsV2:
     def list_locks(self) -> list[dict[str, Any]]:
         from asstctl.backends.sdk_errors import api_errors
 
+        if self.lean:
+            return self._read("vector_stores", "listing the project's locks", order="asc")[0]
         with api_errors(self.client, "listing the project's locks"):
             return self.list_vector_stores()
 

@@ -7,7 +7,8 @@
 * OpenAI's beta Agents API (``api: agents`` on the target): ``Target.client`` is then the Agents backend
   (asstctl.backends.agents), which the reconciler and the runner take wherever they take a client.
 
-The openai SDK is imported here, lazily, and nowhere on the CLI's start-up path.
+The openai SDK is imported here, lazily, and nowhere on the CLI's start-up path; a target's client is a
+:class:`~asstctl.backends.lean.LazyClient`, which imports it only when a call needs it (not for a no-op plan).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from asstctl.errors import ConfigError
+from asstctl.backends.lean import LazyClient
+from asstctl.backends.sdk_errors import NO_KEY, SHUTDOWN_HINT, is_openai
+from asstctl.errors import ConfigError, TargetError
 from asstctl.spec.project import Project, TargetConfig
 
 @dataclass
@@ -34,10 +37,12 @@ def resolve_config(project: Project, name: str | None, base_url: str | None) -> 
         return TargetConfig(name="base-url", base_url=checked_url(base_url, "--base-url"))
     if name:
         if name not in project.targets:
+            from asstctl.spec.files import shown
+
             known = ", ".join(sorted(project.targets)) or "none are defined"
             raise ConfigError(
                 f"unknown target `{name}` (known: {known})",
-                hint=f"Define it under `targets:` in {project.root / 'asstctl.yaml'}.",
+                hint=f"Define it under `targets:` in {shown(project.root / 'asstctl.yaml')}.",
             )
         return project.targets[name]
     env_url = os.environ.get("OPENAI_BASE_URL")
@@ -75,7 +80,7 @@ def _embedded(project: Project, config: TargetConfig, max_retries: int, timeout:
     rules = str(project.engine_rules) if project.engine_rules else None
     server = start_server(str(db), rules_path=rules, upstream=project.engine)
     try:
-        client = make_client(server.base_url, server.api_key, max_retries=max_retries, timeout=timeout)
+        client = LazyClient(server.base_url, server.api_key, max_retries=max_retries, timeout=timeout)
         label = f"embedded server ({os.path.relpath(db, project.root)})"
         with client:
             yield Target(name=config.name, label=label, client=client, server=server)
@@ -97,9 +102,6 @@ def checked_url(url: str, origin: str) -> str:
                       hint="A base URL names the API root, e.g. http://127.0.0.1:8321/v1 for `asstctl serve`.")
 
 
-NO_KEY = "asstctl-no-key"  # sent to a loopback server when $OPENAI_API_KEY is unset: `asstctl serve` without --api-key takes any
-
-
 def is_loopback(url: str | None) -> bool:
     import ipaddress
     from urllib.parse import urlsplit
@@ -114,6 +116,9 @@ def is_loopback(url: str | None) -> bool:
 
 
 def _remote(config: TargetConfig, max_retries: int, timeout: float) -> Target:
+    if config.api != "agents" and is_openai(config.base_url) and not config.azure_api_version:
+        raise TargetError(f"target `{config.name}` is {config.base_url}, OpenAI's own API, whose Assistants API "
+                          f"was shut down on 2026-08-26 (it answers 404): {SHUTDOWN_HINT}")
     key_env = config.api_key_env or ("AZURE_OPENAI_API_KEY" if config.azure_api_version else "OPENAI_API_KEY")
     # a loopback server may need no key; a target that names its key variable does want that one
     api_key = os.environ.get(key_env) or (NO_KEY if is_loopback(config.base_url) and not config.api_key_env else None)
@@ -133,7 +138,7 @@ def _remote(config: TargetConfig, max_retries: int, timeout: float) -> Target:
             timeout=timeout,
         )
     else:
-        client = make_client(
+        client = (make_client if config.api == "agents" else LazyClient)(
             config.base_url,
             api_key,
             organization=config.organization or os.environ.get("OPENAI_ORG_ID"),

@@ -63,7 +63,8 @@ def plan(ctx, keys, target_name, base_url, prune, detailed_exitcode, output, out
 
     project = load_project()
     with open_target(project, target_name, base_url) as target:
-        result = plan_for(project, target, prune=prune, keys=keys)
+        result = plan_for(project, target, prune=prune, keys=keys,
+                          warn=lambda warning: click.echo(f"Warning: {warning}", err=True))
     if out_file:
         save_plan(result, out_file)
     click.echo(render_json(result) if output == "json" else shown(result), nl=False)
@@ -220,7 +221,7 @@ def execute(result, client, parallelism: int, verify: bool, ingestion_timeout: f
     outcome = apply_plan(result, client, parallelism=parallelism, ingestion_timeout=ingestion_timeout,
                          progress=progress, root=root)
     if output != "json":
-        click.echo(render_result(outcome, color=use_color(sys.stdout)), nl=False)
+        click.echo(render_result(outcome, color=use_color(sys.stdout), mode=result.mode), nl=False)
     return outcome
 
 

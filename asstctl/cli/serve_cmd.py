@@ -212,17 +212,21 @@ def _sandbox_config(options: dict):
 
 
 def _announce(server) -> None:
+    """The start-up banner, written at once (whoever waits for its first line finds all of it)."""
     config = server.state.config
     key = "API key required" if config.api_key or config.admin_key else "no API key needed (any string works)"
-    click.echo(f"Serving the Assistants API at {server.base_url} (db: {_shown(server.store)}; {key})")
+    lines = [f"Serving the Assistants API at {server.base_url} (db: {_shown(server.store)}; {key})"]
     upstream = server.state.config.upstream
     if upstream is not None:
         kind = "Azure OpenAI " if upstream.is_azure else ""
-        click.echo(f"Engine: upstream {kind}{upstream.host} (key from ${upstream.key_env})")
-        click.echo(f"Dialect: {upstream.dialect} (named)" if upstream.dialect else
-                   "Dialect: learned from the upstream's refusals (--upstream-dialect names one)")
+        key_note = (f"key from ${upstream.key_env}" if (os.environ.get(upstream.key_env) or "").strip()
+                    else f"no key: ${upstream.key_env} is not set")
+        lines.append(f"Engine: upstream {kind}{upstream.host} ({key_note})")
+        lines.append(f"Dialect: {upstream.dialect} (named)" if upstream.dialect else
+                     "Dialect: learned from the upstream's refusals (--upstream-dialect names one)")
         if upstream.embeddings_model:
-            click.echo(f"file_search: embeddings model {upstream.embeddings_model} on {upstream.host}")
+            lines.append(f"file_search: embeddings model {upstream.embeddings_model} on {upstream.host}")
+    click.echo("\n".join(lines))
 
 
 def _shown(store) -> str:

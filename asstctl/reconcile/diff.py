@@ -1,4 +1,5 @@
-"""Field-level differences between two normalized assistants (deepdiff underneath).
+"""Field-level differences between two normalized assistants (a small JSON diff of our own: no dependency,
+so a no-op plan does not pay for a diff library's imports).
 
 A change is plain data: ``path`` (``tools["function:lookup"].function.description``),
 ``old``/``new`` (JSON values; ``None`` with ``kind`` added/removed when a side is absent).
@@ -31,39 +32,33 @@ class FieldChange:
 
 
 def field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
-    """What changes when ``old`` becomes ``new`` (both normalized), sorted by path."""
-    from deepdiff import DeepDiff
+    """What changes when ``old`` becomes ``new`` (both normalized), sorted by path.
 
-    tree = DeepDiff(old, new, view="tree")
-    changes = [split for levels in tree.values() for level in levels for split in _split(_change(level))]
+    Mappings are compared key by key (an added or removed key is one change each), lists index by
+    index (items beyond the shorter list are added or removed), anything else by type and value
+    (``1`` → ``1.0`` is a change, as the API would store it differently)."""
+    changes: list[FieldChange] = []
+    _walk(old, new, [], changes)
     return sorted(changes, key=lambda change: change.path)
 
 
-def _split(change: FieldChange) -> list[FieldChange]:
-    """deepdiff reports ``{}`` → ``{...}`` as one change: show one change per key instead."""
-    if change.kind != CHANGED or not (isinstance(change.old, dict) and isinstance(change.new, dict)):
-        return [change]
-    if change.old and change.new:
-        return [change]
-    if change.new:
-        return [FieldChange(_join(change.path, key), None, item, ADDED) for key, item in change.new.items()]
-    return [FieldChange(_join(change.path, key), item, None, REMOVED) for key, item in change.old.items()]
-
-
-def _join(path: str, key: Any) -> str:
-    suffix = render_path([key])
-    return f"{path}{suffix}" if suffix.startswith("[") else f"{path}.{suffix}"
-
-
-def _change(level) -> FieldChange:
-    from deepdiff.helper import notpresent
-
-    path = render_path(level.path(output_format="list"))
-    if level.t1 is notpresent:
-        return FieldChange(path, None, level.t2, ADDED)
-    if level.t2 is notpresent:
-        return FieldChange(path, level.t1, None, REMOVED)
-    return FieldChange(path, level.t1, level.t2, CHANGED)
+def _walk(old: Any, new: Any, path: list[Any], out: list[FieldChange]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in old:
+            if key in new:
+                _walk(old[key], new[key], [*path, key], out)
+            else:
+                out.append(FieldChange(render_path([*path, key]), old[key], None, REMOVED))
+        out.extend(FieldChange(render_path([*path, key]), None, new[key], ADDED) for key in new if key not in old)
+    elif isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        for index in range(min(len(old), len(new))):
+            _walk(old[index], new[index], [*path, index], out)
+        out.extend(FieldChange(render_path([*path, index]), item, None, REMOVED) for index, item in
+                   enumerate(old[len(new):], len(new)))
+        out.extend(FieldChange(render_path([*path, index]), None, item, ADDED) for index, item in
+                   enumerate(new[len(old):], len(old)))
+    elif type(old) is not type(new) or old != new:
+        out.append(FieldChange(render_path(path), old, new, CHANGED))
 
 
 def render_path(parts: list[Any]) -> str:

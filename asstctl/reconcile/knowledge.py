@@ -21,19 +21,18 @@ asstctl.backends and asstctl.reconcile.remote.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Iterable
 
 from asstctl.backends import backend_for
-from asstctl.ownership import spec_hash, user_metadata
+from asstctl.ownership import UPLOAD_NAME, spec_hash, user_metadata
 from asstctl.reconcile.remote import RemoteState, classify
 
 FILE_REF, STORE_REF = "file:", "vector_store:"
 ATTR_PROJECT, ATTR_SHA, ATTR_PATH = "asstctl.project", "asstctl.sha256", "asstctl.path"
 AUTO_CHUNKING = {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}
-_UPLOAD = re.compile(r"^asstctl--(?P<project>.+)--(?P<sha>[0-9a-f]{16})--(?P<name>.+)$", re.S)
+_UPLOAD = UPLOAD_NAME
 
 
 # --- names and references ---------------------------------------------------------------------------------

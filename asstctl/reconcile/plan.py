@@ -18,8 +18,9 @@ Imports spec (loading), model, remote, knowledge, kinds and selection; never app
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+from asstctl.backends import backend_for
 from asstctl.errors import PlanError
 from asstctl.outfile import writing
 from asstctl.reconcile.kinds import KINDS, PlanContext
@@ -58,9 +59,10 @@ def planned(specs: Iterable[Any], remote: RemoteState, *, project: str, target: 
 
 
 def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = False,
-             keys: Iterable[str] = ()) -> Plan:
+             keys: Iterable[str] = (), warn: Callable[[str], None] | None = None) -> Plan:
     """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point);
-    ``keys``: only those assistants and their knowledge (asstctl.reconcile.selection)."""
+    ``keys``: only those assistants and their knowledge (asstctl.reconcile.selection); ``warn``: told
+    about models the target does not list."""
     from asstctl.reconcile.selection import check_keys, select
     from asstctl.spec.loader import load_project_specs
 
@@ -68,6 +70,10 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
     remote = read_remote(target.client, project.name)
     keys = list(dict.fromkeys(keys))
     check_keys(keys, specs, remote)
+    if warn is not None and not destroy and specs:
+        listing = getattr(backend_for(target.client), "list_models", None)  # a backend without one: no check
+        for warning in unlisted_models(specs, (listing() if listing else None) or [], target.label):
+            warn(warning)
     knowledge = None
     if needs_knowledge(specs, stores, remote, prune or destroy):
         knowledge = read_knowledge(target.client, project.name)
@@ -77,6 +83,25 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
     else:
         plan = build_plan(specs, remote, prune=prune, **options)
     return select(plan, keys, specs, remote, knowledge) if keys else plan
+
+
+def unlisted_models(specs: list[Any], models: list[str], label: str) -> list[str]:
+    """``path:line:col: ...`` for every spec whose ``model`` is not among ``models`` (what the target lists:
+    GET /models), with a did-you-mean; nothing when the target lists no models."""
+    import difflib
+
+    if not models:
+        return []
+    known = set(models)
+    found = []
+    for spec in specs:
+        model = spec.fields.get("model")
+        if model and model not in known:
+            close = difflib.get_close_matches(model, models, n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else "GET /models lists the ones it has"
+            line, col = spec.positions.get("model", (1, 1))
+            found.append(f"{spec.path}:{line}:{col}: model `{model}` is not one {label} lists ({hint})")
+    return found
 
 
 def needs_knowledge(specs: list[Any], stores: list[Any], remote: RemoteState, deleting: bool) -> bool:

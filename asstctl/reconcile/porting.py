@@ -174,7 +174,8 @@ def checked_spec(project, key: str, obj: dict[str, Any], text: str, path: Path, 
         spec, more = resolve(doc, key, None) if doc is not None and not problems else (None, [])
     problems = [problem.replace(shown(scratch), shown(path)) for problem in problems + more]
     if problems:
-        raise SpecError(problems, hint=f"{obj['id']} uses something a spec cannot express; nothing was written.")
+        raise SpecError(problems, hint=f"{obj['id']} uses something a spec cannot express or `asstctl validate` "
+                                       "rejects (see above); nothing was written.")
     check_no_op(project, spec, obj, names)
     return spec
 

@@ -94,11 +94,15 @@ def summary(plan: Plan) -> str:
     return text if plan.has_changes() or counts["blocked"] else text + " No changes."
 
 
-def render_result(result: ApplyResult, color: bool = False) -> str:
+def render_result(result: ApplyResult, color: bool = False, mode: str = "apply") -> str:
+    """What was done, one line per outcome, and a last line with the totals ("Destroy complete: ..." for destroy)."""
     lines = [render_outcome(outcome, color) for outcome in result.outcomes]
-    totals = ", ".join(f"{result.count(kind)} {word}" for kind, word in PAST.items())
-    totals += f", {result.count('upload')} uploaded" if result.count("upload") else ""
-    lines.append(f"Apply {'failed' if result.failed else 'complete'}: {totals}, {len(result.failed)} failed.")
+    if mode == DESTROY_MODE:
+        word, totals = "Destroy", f"{result.count(DELETE)} deleted"
+    else:
+        word, totals = "Apply", ", ".join(f"{result.count(kind)} {word}" for kind, word in PAST.items())
+        totals += f", {result.count('upload')} uploaded" if result.count("upload") else ""
+    lines.append(f"{word} {'failed' if result.failed else 'complete'}: {totals}, {len(result.failed)} failed.")
     return "\n".join(lines) + "\n"
 
 

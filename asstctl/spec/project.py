@@ -84,7 +84,9 @@ def parse_project(root: Path) -> Project:
     targets = {n: _target(path, n, t) for n, t in (data.get("targets") or {}).items()}
     from asstctl.server.engine.config import from_project_section
 
-    engine = from_project_section(path, data.get("engine"))
+    from asstctl.spec.files import shown
+
+    engine = from_project_section(shown(path), data.get("engine"))
     rules = data.get("engine_rules")
     rules_path = root / rules if rules else (root / "engine-rules.yaml")
     return Project(
@@ -105,18 +107,19 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
     """asstctl.yaml as a schema-valid mapping and the positions of its top-level keys; bad YAML, encodings,
     duplicate keys and every schema problem (did-you-mean for misspelled keys) are one ConfigError."""
     from asstctl.errors import SpecError
+    from asstctl.spec.files import shown
     from asstctl.spec.project_schema import shared_project_schema
     from asstctl.spec.schema import schema_problems
     from asstctl.spec.yamlpos import load_yaml
 
     try:
-        doc = load_yaml(path)
+        doc = load_yaml(path, shown(path))
     except SpecError as error:
         raise ConfigError("\n".join(error.problems), hint=HINT) from None
     if doc.data is None:
         doc.data = {}
     if not isinstance(doc.data, dict):
-        raise ConfigError(f"{path}:1:1: expected a mapping with at least `project: NAME`", hint=HINT)
+        raise ConfigError(f"{shown(path)}:1:1: expected a mapping with at least `project: NAME`", hint=HINT)
     problems = schema_problems(doc, shared_project_schema())
     if problems:
         raise ConfigError("\n".join(problems), hint=HINT)

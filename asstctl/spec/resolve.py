@@ -120,20 +120,26 @@ def read_text(ctx: _Context, field: str, rest: tuple, relative: str) -> str | No
 
 def read_object(ctx: _Context, field: str, rest: tuple, relative: str) -> dict[str, Any] | None:
     """A JSON or YAML file holding one JSON Schema object (``parameters_file``, ``schema_file``)."""
+    doc = read_document(ctx, field, rest, relative)
+    return None if doc is None else doc.data
+
+
+def read_document(ctx: _Context, field: str, rest: tuple, relative: str):
+    """:func:`read_object`'s file as a Document (its data and positions), ``None`` after a problem."""
     from asstctl.spec.yamlpos import parse_yaml
 
     text = read_text(ctx, field, rest, relative)
     if text is None:
         return None
     try:
-        data = parse_yaml(text, _display(ctx.base / relative)).data
+        doc = parse_yaml(text, _display(ctx.base / relative))
     except SpecError as error:
         ctx.problems += error.problems
         return None
-    if not isinstance(data, dict):
+    if not isinstance(doc.data, dict):
         ctx.problem(field, rest, f"{_display(ctx.base / relative)} must hold a JSON Schema object (a mapping)")
         return None
-    return data
+    return doc
 
 
 def _display(path: Path) -> str:
@@ -213,10 +219,14 @@ def _function(ctx: _Context, index: int, function: dict[str, Any] | None) -> dic
     if not function:
         ctx.problem("tools", (index,), "a `function` tool needs `function: {name: ..., parameters: ...}`")
         return {}
+    from asstctl.spec.toolschema import parameters_problems
+
     out = {k: v for k, v in function.items() if k != "parameters_file" and v is not None}
+    where = lambda path: ctx.where("tools", index, "function", "parameters", *path)  # noqa: E731
     if function.get("parameters_file"):
-        at = (index, "function", "parameters_file")
-        out["parameters"] = read_object(ctx, "tools", at, function["parameters_file"])
+        doc = read_document(ctx, "tools", (index, "function", "parameters_file"), function["parameters_file"])
+        out["parameters"], where = (None, where) if doc is None else (doc.data, doc.where)
+    ctx.problems += parameters_problems(out.get("parameters"), out.get("strict") is True, where)
     return out
 
 

@@ -3,7 +3,8 @@
 The scaffold works as it is: ``asstctl validate`` passes, ``asstctl apply --yes && asstctl test``
 deploys the example assistant to the embedded server and passes its conversations offline (the
 ``engine-rules.yaml`` it writes steers the offline engine, see docs/engine.md), and the CI workflow
-runs ``plan`` on pull requests and ``apply`` + ``test`` on main (docs/recipes/github-actions.md).
+runs ``plan`` on pull requests (without the deploy secret) and ``apply`` + ``test`` on main or a manual run
+from the default branch, installing bubblewrap when an assistant uses code_interpreter (docs/recipes/github-actions.md).
 """
 
 from __future__ import annotations
@@ -121,29 +122,45 @@ env:
   # (or set the repository variable ASSTCTL_INSTALL, which wins over this line).
   ASSTCTL_INSTALL: ${{{{ vars.ASSTCTL_INSTALL || '{install}' }}}}
   ASSTCTL_TARGET: ${{{{ vars.ASSTCTL_TARGET }}}}
-  AZURE_OPENAI_API_KEY: ${{{{ secrets.AZURE_OPENAI_API_KEY }}}}   # or the variable your target names
 
 jobs:
   plan:
     if: github.event_name == 'pull_request'
     runs-on: ubuntu-latest
+    env:
+      # Never the deploy key: a pull request's code runs in this job. Without this secret the plan runs
+      # against the embedded server; with a read-only key of the target in it, against ASSTCTL_TARGET.
+      AZURE_OPENAI_API_KEY: ${{{{ secrets.ASSTCTL_PLAN_API_KEY }}}}   # the variable your target names
     steps:
 {setup}
       - run: asstctl validate
       - name: Plan (shown in the job summary)
         run: |
           set -o pipefail
-          asstctl plan ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}} | tee plan.txt
+          if [ -n "$ASSTCTL_TARGET" ] && [ -n "$AZURE_OPENAI_API_KEY" ]; then set -- --target "$ASSTCTL_TARGET"; fi
+          asstctl plan "$@" | tee plan.txt
           {{ echo "### asstctl plan"; echo '```'; cat plan.txt; echo '```'; }} >> "$GITHUB_STEP_SUMMARY"
         env:
           NO_COLOR: "1"
 
   deploy:
-    if: github.event_name != 'pull_request'
+    # a push to main, or a manual run from the default branch (never from another branch)
+    if: >-
+      github.event_name == 'push' ||
+      (github.event_name == 'workflow_dispatch' && github.ref_name == github.event.repository.default_branch)
     runs-on: ubuntu-latest
     concurrency: asstctl-deploy       # one apply at a time
+    env:
+      AZURE_OPENAI_API_KEY: ${{{{ secrets.AZURE_OPENAI_API_KEY }}}}   # or the variable your target names
     steps:
 {setup}
+      - name: Install bubblewrap when an assistant uses code_interpreter (its sandbox)
+        run: |
+          if grep -rqsw code_interpreter {specs}/; then
+            sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap
+            # Ubuntu 24.04 lets only programs with an AppArmor profile create user namespaces; bubblewrap needs them
+            sudo sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0 || true
+          fi
       - run: asstctl apply --yes ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}}
       - run: asstctl test ${{ASSTCTL_TARGET:+--target "$ASSTCTL_TARGET"}} --junit-xml reports/asstctl.xml
       - uses: actions/upload-artifact@v6
@@ -202,7 +219,8 @@ def templates(project: str) -> dict[str, str]:
 def workflow(install: str | None = None) -> str:
     """The CI workflow; both jobs install ``install`` (default: this version from a repository to fill in)."""
     install = install or PLACEHOLDER_INSTALL.format(version=__version__)
-    return WORKFLOW_YAML.format(setup=WORKFLOW_SETUP.rstrip(), version=__version__, install=install.replace("'", "''"))
+    return WORKFLOW_YAML.format(setup=WORKFLOW_SETUP.rstrip(), version=__version__, install=install.replace("'", "''"),
+                                specs="assistants")
 
 
 def install_spec() -> str | None:

@@ -57,7 +57,8 @@ _METADATA = {
     "description": f"Your own string tags (at most {USER_METADATA_LIMIT}: asstctl adds {len(RESERVED_KEYS)} of the API's 16).",
     "maxProperties": USER_METADATA_LIMIT,
     "propertyNames": {"maxLength": 64, "not": {"pattern": f"^{PREFIX.replace('.', '[.]')}"}},
-    "additionalProperties": {"type": "string", "maxLength": 512},
+    "additionalProperties": {"type": "string", "maxLength": 512, "x-messages": {
+        "type": "{name} must be a string (got {value}): metadata values are text; quote it, e.g. \"{value}\""}},
     "x-messages": {
         "maxProperties": f"`metadata` has {{value}} keys; at most {USER_METADATA_LIMIT} are allowed "
                          f"(the API allows 16 and asstctl adds {len(RESERVED_KEYS)} of its own)",

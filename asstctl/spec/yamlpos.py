@@ -116,13 +116,28 @@ def _compose(text: str, shown: Path | str):
     try:
         return loader.get_single_node()
     except yaml.MarkedYAMLError as error:
+        json_problem(text, shown)
         mark = error.problem_mark or error.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise SpecError([f"{shown}:{line}:{col}: malformed YAML: {_yaml_reason(error)}"]) from None
+        raise SpecError([f"{shown}:{line}:{col}: malformed YAML: {_yaml_reason(error)}{yaml_fix(error)}"]) from None
     except yaml.YAMLError as error:
+        json_problem(text, shown)
         raise SpecError([f"{shown}:1:1: malformed YAML: {error}"]) from None
     finally:
         loader.dispose()
+
+
+def json_problem(text: str, shown: Path | str) -> None:
+    """A ``.json`` file YAML cannot read: raise its error as JSON's parser words it (JSON is read as YAML)."""
+    import json
+
+    if not str(shown).lower().endswith(".json"):
+        return
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError([f"{shown}:{error.lineno}:{error.colno}: malformed JSON: {error.msg} (JSON needs "
+                         "double-quoted keys and strings, commas between items and none after the last)"]) from None
 
 
 def _yaml_reason(error) -> str:
@@ -131,6 +146,35 @@ def _yaml_reason(error) -> str:
     if error.problem and error.context and mark is not None:
         reason += f" ({error.context} started at line {mark.line + 1}, column {mark.column + 1})"
     return reason
+
+
+# PyYAML's words for the usual mistakes -> what to do about them
+_YAML_FIXES = (
+    ("mapping values are not allowed", "a value that contains `: ` must be quoted (`key: \"a: b\"`), "
+                                       "or this line is indented more than the key above it"),
+    ("could not find expected ':'", "every line of a mapping is `key: value`; check for a missing `:` "
+                                    "or an unclosed quote above"),
+    ("expected <block end>", "this line's indentation does not match its siblings: indent items of one "
+                             "mapping or list by the same number of spaces"),
+    ("found unexpected end of stream", "a quote or bracket is never closed"),
+    ("while scanning a quoted scalar", "a quote is never closed"),
+    ("that cannot start any token", "quote the value (`key: \"@value\"`): YAML reserves this character at the start"),
+    ("found undefined alias", "define the anchor (`&name`) before using `*name`, or quote a value starting with `*`"),
+    ("expected ',' or ']'", "a `[` is not closed, or an item inside it needs quotes"),
+    ("expected ',' or '}'", "a `{` is not closed, or an item inside it needs quotes"),
+    ("while parsing a flow", "a `[` or `{` is not closed, or items inside it need quotes"),
+    ("did not find expected key", "indentation: a line is indented less or more than its mapping; "
+                                  "or a `-` list item sits where a `key:` is expected"),
+    ("did not find expected '-' indicator", "indentation: every item of a list starts with `-` at the same column"),
+    ("while scanning a simple key", "a line is missing `: ` after its key, or a value spans lines without quotes"),
+)
+
+
+def yaml_fix(error) -> str:
+    """``; fix: ...`` for a PyYAML error we know, or a general hint."""
+    text = f"{error.problem or ''} {error.context or ''}"
+    fix = next((fix for words, fix in _YAML_FIXES if words in text), None)
+    return f"; {fix or 'check the indentation (spaces only) and quote values with `: `, `#` or a leading `*&!@`'}"
 
 
 def _loader_class():

@@ -33,8 +33,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from asstctl.ownership import UPLOAD_NAME
+
 EXCERPT_CHARS = 160
-UPLOAD = re.compile(r"^asstctl--.+--(?P<sha>[0-9a-f]{16})--(?P<name>.+)$", re.S)  # asstctl.knowledge.upload_name
+UPLOAD = UPLOAD_NAME  # asstctl.reconcile.knowledge.upload_name
 
 
 @dataclass
@@ -170,11 +172,20 @@ def _no_tool_called(value, outcome: TurnOutcome) -> list[str]:
 
 
 def _file_cited(value, outcome: TurnOutcome) -> list[str]:
-    cited = "cited: " + ", ".join(outcome.cited) if outcome.cited else "no file was cited"
+    cited = "cited: " + ", ".join(_shown(f, outcome.cited_shas) for f in outcome.cited) if outcome.cited \
+        else "no file was cited"
     if value is True:
         return [] if outcome.cited else [cited]
     return [f"{compact(name)} was not cited; {cited}" for name in _listed(value)
             if not any(_is_file(f, name, outcome.cited_shas.get(name)) for f in outcome.cited)]
+
+
+def _shown(filename: str, shas: dict[str, str]) -> str:
+    """A cited file as people know it: an upload by its own name (and, when contents are compared, its sha256[:16])."""
+    upload = UPLOAD.match(filename)
+    if upload is None:
+        return filename
+    return f"{upload['name']} (content {upload['sha']})" if shas else upload["name"]
 
 
 def _is_file(filename: str, wanted: str, sha: str | None) -> bool:

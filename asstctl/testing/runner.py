@@ -8,8 +8,9 @@ A conversation stops at its first failed turn. Threads and uploaded files are de
 unless ``keep_threads``.
 
 Latency per turn is wall time from the run request to its terminal event; ``engine_ms`` is the
-time the target spent between ``thread.run.in_progress`` and the run's next output (the model's,
-or the offline engine's simulated, thinking time); ``overhead_ms`` is the rest.
+time the run was ``in_progress`` on the target: from ``thread.run.in_progress`` to ``requires_action``
+or the run's end, summed over tool rounds (the model's thinking *and* generating, the built-in tools);
+``overhead_ms`` is the rest (HTTP, queueing, streaming after the end, answering function calls).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from asstctl.testing.turns import Clock, TurnError, api_problem, mock_output, pa
 
 CODE_EXPECTATIONS = {"code_ran", "code_output_contains"}
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
-OUTPUT_EVENTS = ("thread.run.step.created", "thread.message.created") + tuple(f"thread.run.{s}" for s in TERMINAL)
+PAUSE_EVENTS = ("thread.run.requires_action",) + tuple(f"thread.run.{s}" for s in TERMINAL)  # engine time stops
 
 
 class NotDeployed(AsstctlError):
@@ -198,7 +199,7 @@ class ConversationRun:
         self.client.beta.threads.messages.create(self.thread_id, role="user", content=turn.user, **extra)
 
     def _run(self, turn: Turn, result: TurnResult) -> None:
-        clock = Clock(time.monotonic() + self.options.timeout, outputs=OUTPUT_EVENTS)
+        clock = Clock(time.monotonic() + self.options.timeout, outputs=PAUSE_EVENTS)
         runs = self.client.beta.threads.runs
         manager = runs.stream(thread_id=self.thread_id, assistant_id=self.assistant_id,
                               timeout=clock.remaining(), **turn.overrides)

@@ -32,8 +32,8 @@ class Clock:
     def see(self, event: str) -> None:
         now = time.monotonic()
         self.end = now
-        if event == self.thinking:
-            self._thinking_since = now
+        if event == self.thinking:  # the first since the last pause: generation counts as the target's time
+            self._thinking_since = now if self._thinking_since is None else self._thinking_since
         elif self._thinking_since is not None and event in self.outputs:
             self.engine_ms += (now - self._thinking_since) * 1000
             self._thinking_since = None

@@ -133,6 +133,7 @@ def test_destroy_removes_only_this_projects_assistants(server, client, project):
     result = run(server, "destroy", "--yes")
     assert result.exit_code == 0, result.output
     assert "2 deleted" in result.output and "2 foreign assistants left alone" in result.output
+    assert result.output.splitlines()[-1] == "Destroy complete: 2 deleted, 0 failed."
     assert {a.id for a in client.beta.assistants.list()} == {by_hand.id, other.id}
 
 
@@ -244,7 +245,10 @@ def test_plan_of_knowledge_free_specs_costs_exactly_ceil_n_over_100_requests(ser
     before = server.state.stats["total"]
     result = run(server, "plan", "--detailed-exitcode")
     assert result.exit_code == 0, result.output
-    assert server.state.stats["total"] - before == 2  # ceil(152 / 100) list pages, nothing else
+    # ceil(152 / 100) list pages and the model check's GET /models, nothing else
+    assert server.state.stats["total"] - before == 3
+    status = run(server, "status")
+    assert status.exit_code == 0 and server.state.stats["total"] - before == 3 + 2 + 1  # + the locks' list
 
 
 def test_plan_reads_knowledge_when_pruning(server, project):

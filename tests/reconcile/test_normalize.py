@@ -132,3 +132,20 @@ def test_a_saved_plan_belongs_to_one_project_and_target():
         check_plan_target(plan, "other", "http://127.0.0.1:1/v1")
     with pytest.raises(PlanError, match="made for http://127.0.0.1:1/v1, not embedded"):
         check_plan_target(plan, "demo", "embedded")
+
+
+def test_field_changes_of_lists_types_and_nested_mappings():
+    old = {"tools": {"function:f": {"function": {"parameters": {"required": ["a", "b"]}}}}, "top_p": 1, "x": [1, 2]}
+    new = {"tools": {"function:f": {"function": {"parameters": {"required": ["a", "c", "d"]}}}}, "top_p": 1.0,
+           "x": [1]}
+    changes = [(c.path, c.old, c.new, c.kind) for c in field_changes(old, new)]
+    assert changes == [
+        ('tools["function:f"].function.parameters.required[1]', "b", "c", "changed"),
+        ('tools["function:f"].function.parameters.required[2]', None, "d", ADDED),
+        ("top_p", 1, 1.0, "changed"),  # an int where a float was: the API would store it differently
+        ("x[1]", 2, None, REMOVED),
+    ]
+    assert field_changes({"a": {"b": [1, {"c": True}]}}, {"a": {"b": [1, {"c": True}]}}) == []
+    assert [(c.path, c.kind) for c in field_changes({"m": {}}, {"m": {"k": "v"}, "n": None})] == [
+        ("m.k", ADDED), ("n", ADDED)]
+    assert [(c.path, c.old, c.new) for c in field_changes({"v": True}, {"v": 1})] == [("v", True, 1)]

@@ -18,7 +18,8 @@ TOOLS = [
     {"type": "code_interpreter"},
     {"type": "function", "function": {
         "name": "lookup", "description": "Find an order.", "strict": True,
-        "parameters": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}}},
+        "parameters": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"],
+                       "additionalProperties": False}}},
     {"type": "function", "function": {"name": "ping"}},
 ]
 

@@ -46,6 +46,19 @@ def test_a_cited_answer_from_the_best_chunk(client):
     assert annotation.text.startswith("【") and annotation.text.endswith("†returns.md】")
 
 
+def test_markers_show_an_asstctl_uploads_own_name(client):
+    """Knowledge asstctl uploaded is named `asstctl--<project>--<sha>--<name>`; end users see `<name>`."""
+    internal = "asstctl--shop--8f9989d94babc5ae--returns.md"
+    returns = client.files.create(file=(internal, RETURNS), purpose="assistants")
+    store = client.vector_stores.create(file_ids=[returns.id])
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
+                                              tool_resources={"file_search": {"vector_store_ids": [store.id]}})
+    _, steps, reply = ask(client, assistant, "When do I get my refund?")
+    (annotation,) = reply.content[0].text.annotations
+    assert annotation.text.endswith("†returns.md】") and internal not in reply.content[0].text.value
+    assert annotation.file_citation.file_id == returns.id
+
+
 def test_results_carry_content_only_when_asked(client):
     assistant, _, shipping = support_assistant(client, max_num_results=1)
     _, steps, reply = ask(client, assistant, "How fast is express delivery?")
@@ -92,5 +105,7 @@ def test_the_file_cited_expectation():
     assert check({"file_cited": True}, outcome) == []
     (failure,) = check({"file_cited": ["returns.md", "shipping.md"]}, outcome)
     assert failure.reason == '"shipping.md" was not cited; cited: asstctl--p--0123--returns.md'
+    named = TurnOutcome("no", cited=["asstctl--p--0123456789abcdef--returns.md"])
+    assert check({"file_cited": "shipping.md"}, named)[0].reason == '"shipping.md" was not cited; cited: returns.md'
     (none,) = check({"file_cited": True}, TurnOutcome("no citation"))
     assert none.reason == "no file was cited"

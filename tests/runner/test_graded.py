@@ -153,6 +153,17 @@ def test_tokens_latency_and_cost_in_console_json_and_junit(tmp_path, monkeypatch
     assert suite["prompt_tokens"] == "300" and suite["cost"] == "0.001040"
 
 
+def test_generation_time_counts_as_engine_time_not_overhead(tmp_path, monkeypatch, upstream):
+    slow = Text("one two three four five six", deltas=["one", " two", " three", " four", " five", " six"], delay=0.08)
+    upstream.default = lambda body: slow  # 0.4 s of generation after the first token
+    conversation = "conversations:\n  - name: slow\n    turns:\n      - user: count\n        expect: {contains: six}\n"
+    result = run(make_project(tmp_path / "p", upstream, conversation, test="\n"), monkeypatch, "--output", "json")
+    assert result.exit_code == 0, result.output
+    turn = json.loads(result.stdout)["conversations"][0]["attempts"][0]["turns"][0]
+    assert turn["engine_ms"] >= 400 and turn["latency_ms"] >= turn["engine_ms"]
+    assert turn["overhead_ms"] == pytest.approx(turn["latency_ms"] - turn["engine_ms"], abs=0.01)
+
+
 def test_no_price_table_no_cost_and_a_model_without_a_price_is_named(tmp_path, monkeypatch, upstream):
     root = make_project(tmp_path / "p", upstream, RUBRIC)
     result = run(root, monkeypatch, "--output", "json")

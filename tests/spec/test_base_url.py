@@ -56,6 +56,19 @@ def test_a_remote_server_still_needs_a_key(project):
 
 def test_a_loopback_server_that_wants_a_key_says_so(project):
     with start_server(":memory:", api_key="sekret-key-123") as guarded:
-        result = run(project, "plan", "--base-url", guarded.base_url)
-    assert result.exit_code == 1 and "refused the API key (401)" in result.output
-    assert "sekret-key-123" not in result.output and "asstctl-no-key" not in result.output
+        unset = run(project, "plan", "--base-url", guarded.base_url)
+        wrong = run(project, "plan", "--base-url", guarded.base_url, OPENAI_API_KEY="sk-wrong-one")
+    assert unset.exit_code == 1 and "wants an API key (401) and $OPENAI_API_KEY is not set: export" in unset.output
+    assert "check $OPENAI_API_KEY" not in unset.output
+    assert wrong.exit_code == 1 and "refused the API key (401): check $OPENAI_API_KEY" in wrong.output
+    for result in (unset, wrong):
+        assert "sekret-key-123" not in result.output and "asstctl-no-key" not in result.output
+        assert "sk-wrong-one" not in result.output
+
+
+@pytest.mark.parametrize("url", ["https://api.openai.com/v1", "https://eu.api.openai.com/v1"])
+def test_openais_own_api_is_said_to_have_shut_down_its_assistants_api(project, url):
+    for result in (run(project, "plan", "--base-url", url), run(project, "status", "--base-url", url, OPENAI_API_KEY="sk-x")):
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert f"target `base-url` is {url}, OpenAI's own API, whose Assistants API was shut down on 2026-08-26" \
+               in result.output and "asstctl serve" in result.output

@@ -17,11 +17,12 @@ CORPUS = {
     "malformed YAML": (
         "model: gpt-4o\ntools: [code_interpreter\n",
         ["a.yaml:3:1: malformed YAML: did not find expected ',' or ']' "
-         "(while parsing a flow sequence started at line 2, column 8)"],
+         "(while parsing a flow sequence started at line 2, column 8); a `[` is not closed, or an item inside it needs quotes"],
     ),
     "bad indentation": (
         "model: gpt-4o\n  name: x\n",
-        ["a.yaml:2:7: malformed YAML: mapping values are not allowed in this context"],
+        ["a.yaml:2:7: malformed YAML: mapping values are not allowed in this context; a value that contains `: ` "
+         "must be quoted (`key: \"a: b\"`), or this line is indented more than the key above it"],
     ),
     "tabs": (
         "model: gpt-4o\ntools:\n\t- code_interpreter\nname: |\n  a\ttab inside text is fine\n",
@@ -108,7 +109,7 @@ CORPUS = {
     "metadata: reserved, wrong type, long key": (
         f"model: gpt-4o\nmetadata:\n  asstctl.key: x\n  team: 7\n  {'k' * 65}: v\n",
         ["a.yaml:3:3: `metadata` key `asstctl.key` is reserved: keys starting `asstctl.` belong to asstctl",
-         "a.yaml:4:3: `metadata.team` must be a string (got 7)",
+         'a.yaml:4:3: `metadata.team` must be a string (got 7): metadata values are text; quote it, e.g. "7"',
          f"a.yaml:5:3: `metadata` key `{'k' * 65}` is too long (65 characters, at most 64)"],
     ),
     "too many metadata keys": (
@@ -230,8 +231,8 @@ def test_problems_in_referenced_files(project):
                                          "  - function: {name: g, parameters_file: schemas/list.yaml}\n"})
     assert found == [
         "assistants/prompts/latin1.md:1:4: not UTF-8 text (byte 0xe9); save the file as UTF-8",
-        "assistants/schemas/p.json:3:1: malformed YAML: did not find expected node content "
-        "(while parsing a flow node started at line 3, column 1)",
+        "assistants/schemas/p.json:3:1: malformed JSON: Expecting property name enclosed in double quotes (JSON "
+        "needs double-quoted keys and strings, commas between items and none after the last)",
         "assistants/a.yaml:5:25: assistants/schemas/list.yaml must hold a JSON Schema object (a mapping)",
     ]
 

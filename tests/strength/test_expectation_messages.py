@@ -141,7 +141,7 @@ def test_a_cited_file_is_matched_by_its_name_at_any_depth():
     outcome = TurnOutcome(reply="x", cited=["asstctl--kb--0123456789abcdef--returns.md"])
     assert reasons({"file_cited": "docs/knowledge/returns.md"}, outcome) == []
     assert reasons({"file_cited": "docs/knowledge/faq.md"}, outcome) == [
-        '"docs/knowledge/faq.md" was not cited; cited: asstctl--kb--0123456789abcdef--returns.md']
+        '"docs/knowledge/faq.md" was not cited; cited: returns.md']  # the file's own name, not the upload's
 
 
 def test_a_schema_problem_deep_in_the_reply_names_its_whole_path():

@@ -140,7 +140,7 @@ def test_file_cited_messages():
     assert reasons({"file_cited": "knowledge/returns.md"}, some) == []
     assert reasons({"file_cited": "notes.txt"}, some) == []
     assert reasons({"file_cited": ["returns.md", "faq.md"]}, some) == [
-        '"faq.md" was not cited; cited: asstctl--kb--0123456789abcdef--returns.md, notes.txt']
+        '"faq.md" was not cited; cited: returns.md, notes.txt']  # an upload by its own name
     assert reasons({"file_cited": "faq.md"}, none) == ['"faq.md" was not cited; no file was cited']
 
 
@@ -151,7 +151,7 @@ def test_file_cited_with_known_content_needs_the_same_upload():
     stale = TurnOutcome(reply="x", cited=["asstctl--kb--0123456789abcdef--returns.md"],
                         cited_shas={"knowledge/returns.md": "fedcba9876543210"})
     assert reasons({"file_cited": "knowledge/returns.md"}, stale) == [
-        '"knowledge/returns.md" was not cited; cited: asstctl--kb--0123456789abcdef--returns.md']
+        '"knowledge/returns.md" was not cited; cited: returns.md (content 0123456789abcdef)']
     other_tool = TurnOutcome(reply="x", cited=["tool--returns.md"])
     assert reasons({"file_cited": "returns.md"}, other_tool) == []
 

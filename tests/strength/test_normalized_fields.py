@@ -53,7 +53,7 @@ CASES = {
     "function strict": (
         dict(tools=[fn()]), dict(tools=[fn(strict=True)]), 'tools["function:lookup"].function.strict'),
     "function renamed": (
-        dict(tools=[fn()]), dict(tools=[fn(name="find")]), "tools"),
+        dict(tools=[fn()]), dict(tools=[fn(name="find")]), 'tools["function:find"]'),  # added, and lookup removed
     "file_search max_num_results": (
         dict(tools=[search()]), dict(tools=[search(max_num_results=7)]), "tools.file_search.file_search"),
     "file_search max_num_results changed": (

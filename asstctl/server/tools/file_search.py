@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from asstctl.ownership import own_filename
 from asstctl.server.http import now
 from asstctl.server.retrieval import retriever_of
 from asstctl.server.tools.base import Source, ToolContext, ToolOutcome
@@ -79,7 +80,7 @@ class FileSearchTool:
         with_content = INCLUDE_CONTENT in (ctx.include or ())
         results, sources, blocks = [], [], []
         for n, (result, filename) in enumerate(found):
-            marker = f"【{message_index}:{n}†{filename}】"
+            marker = f"【{message_index}:{n}†{own_filename(filename)}】"  # shown to end users: the file's own name
             entry = {"file_id": result.file_id, "file_name": filename, "score": result.score}
             if with_content:
                 entry["content"] = [{"type": "text", "text": result.text}]

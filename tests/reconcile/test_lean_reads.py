@@ -1,0 +1,80 @@
+"""A no-op `plan` / `status` never imports the openai SDK: the target's client (LazyClient) reads lists over the
+standard library's HTTP, with the SDK's answers, retries and whole-target errors; writes make the SDK client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from asstctl.backends.assistants_v2 import AssistantsV2
+from asstctl.backends.lean import LazyClient
+from asstctl.backends.targets import NO_KEY, make_client
+from asstctl.errors import TargetError
+from asstctl.server.embedded import start_server
+from asstctl.server.faults import Faults
+from benchmarks.startup import import_chain
+
+
+def lazy(server, key: str | None = None, **options) -> LazyClient:
+    return LazyClient(server.base_url, key or server.api_key, **options)
+
+
+def test_lists_read_without_the_sdk_are_what_the_sdk_reads(server, client):
+    for n in range(5):
+        client.beta.assistants.create(model="gpt-4o", name=f"bot {n}", metadata={"n": str(n)})
+    store = client.vector_stores.create(name="docs")
+    client.files.create(file=("a.md", b"# A\n"), purpose="assistants")
+    reader, sdk = lazy(server), make_client(server.base_url, server.api_key)
+    lean, full = AssistantsV2(reader), AssistantsV2(sdk)
+    assert lean.lean and not full.lean
+    assert lean.list_assistants()[0] == full.list_assistants()[0] and len(lean.list_assistants()[0]) == 5
+    assert lean.list_vector_stores() == full.list_vector_stores() and lean.list_vector_stores()[0]["id"] == store.id
+    assert lean.list_uploads() == full.list_uploads()
+    assert lean.list_store_files(store.id) == full.list_store_files(store.id) == []
+    items, requests = reader.get_list("assistants", {"limit": 2, "order": "asc"})
+    assert requests == 3 and [item["name"] for item in items] == [f"bot {n}" for n in range(5)]
+    assert reader._made is None  # nothing so far made the SDK client
+    assert reader.beta.assistants.retrieve(items[0]["id"]).name == "bot 0"  # a call it has no read for does
+    reader.close()
+    sdk.close()
+
+
+def test_whole_target_failures_are_the_sdks_clear_errors():
+    with start_server(":memory:", api_key="sk-the-real-one") as keyed:
+        with pytest.raises(TargetError, match=r"refused the API key \(401\): check \$OPENAI_API_KEY"):
+            AssistantsV2(lazy(keyed, "sk-wrong")).list_assistants()
+        with pytest.raises(TargetError, match=r"wants an API key \(401\) and \$OPENAI_API_KEY is not set"):
+            AssistantsV2(lazy(keyed, NO_KEY)).list_assistants()
+        bare = LazyClient(keyed.base_url.removesuffix("/v1"), "sk-the-real-one")
+        with pytest.raises(TargetError, match=r"base URLs usually end in /v1"):
+            AssistantsV2(bare).list_assistants()
+        assert AssistantsV2(bare).list_models() is None  # advice only: never an error
+    with pytest.raises(TargetError, match=r"cannot reach http://127.0.0.1:9/v1 .*is the server running"):
+        AssistantsV2(LazyClient("http://127.0.0.1:9/v1", "k")).list_assistants()
+
+
+def test_transient_faults_are_retried_like_the_sdk_retries():
+    faults = Faults(rate=0.5, kinds=("429",), seed=7)  # asks to wait 20 ms (retry-after-ms)
+    with start_server(":memory:", faults=faults) as flaky:
+        reader = lazy(flaky, max_retries=8)
+        for _ in range(5):
+            assert reader.get_list("assistants")[0] == []
+        assert sum(faults.injected.values()) > 0
+
+
+def test_a_noop_plan_and_status_do_not_import_the_sdk(tmp_path):
+    (tmp_path / "asstctl.yaml").write_text("project: lean\n")
+    (tmp_path / "assistants").mkdir()
+    (tmp_path / "assistants" / "bot.yaml").write_text("model: gpt-4o\nname: Bot\ntools: [code_interpreter]\n")
+    applied = subprocess.run([sys.executable, "-m", "asstctl", "apply", "--yes"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+    assert applied.returncode == 0, applied.stderr
+    assert "Apply complete: 1 created" in applied.stdout
+    for command, shown in (("plan", "No changes."), ("status", "in sync")):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "asstctl", command], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert shown in done.stdout
+        assert import_chain(done.stderr, "openai") == [], command

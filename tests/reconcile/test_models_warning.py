@@ -1,0 +1,41 @@
+"""`asstctl plan` warns about a spec's `model:` that the target does not list (GET /models), with a did-you-mean;
+a target that lists no models (the embedded server) gets no warning, and the plan never fails over it."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from asstctl.cli import cli
+from asstctl.reconcile.plan import unlisted_models
+from asstctl.spec.loader import load_specs
+from asstctl.spec.project import load_project
+
+LISTED = ["gpt-4o", "gpt-4o-mini", "o3"]
+
+
+def write(root, files):
+    (root / "asstctl.yaml").write_text("project: models\n")
+    (root / "assistants").mkdir()
+    for name, text in files.items():
+        (root / "assistants" / name).write_text(text)
+
+
+def test_an_unlisted_model_is_named_where_it_is_with_the_closest_listed_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, {"a.yaml": "name: A\nmodel: gpt-4oo\n", "b.yaml": "model: gpt-4o\n",
+                     "c.yaml": "model: my-finetune\n"})
+    specs = load_specs(load_project())
+    assert unlisted_models(specs, LISTED, "http://127.0.0.1:8321/v1") == [
+        "assistants/a.yaml:2:1: model `gpt-4oo` is not one http://127.0.0.1:8321/v1 lists (did you mean `gpt-4o`?)",
+        "assistants/c.yaml:1:1: model `my-finetune` is not one http://127.0.0.1:8321/v1 lists "
+        "(GET /models lists the ones it has)",
+    ]
+    assert unlisted_models(specs, [], "anywhere") == []  # a target that lists no models: nothing to say
+
+
+def test_a_target_without_a_models_list_plans_without_a_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, {"a.yaml": "model: gpt-4oo\n"})
+    result = CliRunner().invoke(cli, ["plan"], env={"OPENAI_BASE_URL": None})
+    assert result.exit_code == 0, result.output
+    assert "+ create a" in result.output and "Warning" not in result.output
