@@ -50,6 +50,9 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="file_search: embed chunks and queries with this model on the upstream's /embeddings "
                    "(dense retrieval fused with full-text search). Needs an upstream. "
                    "[default: the project's engine.embeddings.model; none: full-text search only]")
+@click.option("--upstream-api", type=click.Choice(["chat", "responses"]), metavar="API",
+              help="The upstream API each turn runs on: chat (POST /chat/completions) or responses "
+                   "(POST /responses, stateless: store false). [default: the project's engine.api, else chat]")
 # -- code_interpreter sandbox (docs/engine.md, "The code_interpreter sandbox") --
 @click.option("--code-timeout", "code_wall_seconds", type=click.FloatRange(min=1), default=60, show_default=True,
               metavar="SECONDS", help="code_interpreter: wall time of one call; the session restarts after it.")
@@ -73,7 +76,8 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
                    "(it can read this server's files and keys).")
 def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, upstream, upstream_key_env,
-          model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb, **code_options) -> None:
+          model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb, upstream_api,
+          **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
     Data persists in SQLite, or in PostgreSQL for several replicas behind
@@ -103,10 +107,16 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
                                  param_hint=f"--api-key / {KEY_ENV}")
     faults = Faults.parse(fault_spec, latency_ms=latency_ms, seed=fault_seed)
     if upstream:
-        upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version, embeddings_model)
+        upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version, embeddings_model,
+                                     upstream_api)
     else:
         _only_with_upstream(upstream_key_env, model_map, azure_api_version)
         upstream_config = _with_embeddings(default_upstream(), embeddings_model)
+        if upstream_api:  # the project's upstream, on the API asked for
+            if upstream_config is None:
+                raise click.UsageError("--upstream-api needs an upstream: give --upstream URL (or engine.upstream "
+                                       "in asstctl.yaml)")
+            upstream_config.api = upstream_api
     serve_forever(
         db or str(default_db()),
         host=host,
@@ -160,7 +170,8 @@ def _announce(server) -> None:
     upstream = server.state.config.upstream
     if upstream is not None:
         kind = "Azure OpenAI " if upstream.is_azure else ""
-        click.echo(f"Engine: upstream {kind}{upstream.host} (key from ${upstream.key_env})")
+        api = ", Responses API" if upstream.api == "responses" else ""
+        click.echo(f"Engine: upstream {kind}{upstream.host} (key from ${upstream.key_env}{api})")
         if upstream.embeddings_model:
             click.echo(f"file_search: embeddings model {upstream.embeddings_model} on {upstream.host}")
 

@@ -52,6 +52,8 @@ _ENGINE = _section({
     "embeddings": _section({"model": _text("The embeddings model file_search uses.")}, "Embeddings for file_search."),
     "context_windows": _mapping({"type": "integer", "minimum": 1}, "Model pattern → its context window in tokens."),
     "max_model_calls": {"type": "integer", "minimum": 1, "description": "Model calls one run may make at most."},
+    "api": {"type": "string", "enum": ["chat", "responses"],
+            "description": "The upstream API turns run on: `chat` (Chat Completions, the default) or `responses`."},
 }, "The embedded server's model engine (docs/engine.md).")
 _PRICE = _section({"prompt": {"type": "number", "minimum": 0, "description": "Price of 1M prompt (input) tokens."},
                    "completion": {"type": "number", "minimum": 0, "description": "Price of 1M completion tokens."}},

@@ -7,6 +7,7 @@
       azure: {api_version: "2024-10-21", deployments: {"gpt-4o": "my-gpt4o"}}  # Azure OpenAI only
       context_windows: {"gpt-4*": 131072}      # run's model pattern -> tokens of the model it maps to (truncation)
       embeddings: {model: text-embedding-3-small}  # file_search's dense retrieval, on the same upstream
+      api: responses                           # each turn on the Responses API (default: chat, Chat Completions)
 
 Nothing here reads a key: :func:`resolve_key` does, once, when the engine is built. Imports only
 the standard library and ``asstctl.errors``.
@@ -23,7 +24,9 @@ from urllib.parse import urlsplit
 
 from asstctl.errors import ConfigError
 
-ENGINE_KEYS = ("upstream", "api_key_env", "model_map", "azure", "embeddings", "context_windows", "max_model_calls")
+ENGINE_KEYS = ("upstream", "api_key_env", "model_map", "azure", "embeddings", "context_windows", "max_model_calls",
+               "api")
+APIS = ("chat", "responses")  # the upstream API each turn runs on: Chat Completions, or the Responses API
 AZURE_KEYS = ("api_version", "deployments")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
@@ -40,6 +43,7 @@ class UpstreamConfig:
     context_windows: dict[str, int] = field(default_factory=dict)  # run's model pattern -> tokens (ServerConfig)
     embeddings: dict[str, Any] = field(default_factory=dict)  # {"model": name}: dense retrieval on this upstream
     max_model_calls: int | None = None  # model calls per run before it fails (ServerConfig; None: its default)
+    api: str = "chat"  # one of APIS: "responses" runs each turn as POST /responses (engine/responses.py)
 
     @property
     def is_azure(self) -> bool:
@@ -133,8 +137,10 @@ def parse_model_map_items(items: list[str] | tuple[str, ...]) -> list[tuple[str,
 
 
 def from_flags(upstream: str, key_env: str | None, model_map: list[str] | tuple[str, ...],
-               azure_api_version: str | None = None, embeddings_model: str | None = None) -> UpstreamConfig:
+               azure_api_version: str | None = None, embeddings_model: str | None = None,
+               api: str | None = None) -> UpstreamConfig:
     return UpstreamConfig(
+        api=upstream_api("--upstream-api", api or "chat"),
         url=check_url(upstream, "--upstream"),
         api_key_env=_env_name(key_env, "--upstream-key-env") if key_env else None,
         model_map=parse_model_map_items(model_map),
@@ -167,7 +173,15 @@ def from_project_section(path: Any, section: Any) -> UpstreamConfig | None:
         context_windows=_context_windows(where, section.get("context_windows")),
         embeddings=embeddings_section(f"{where}.embeddings", section.get("embeddings")),
         max_model_calls=section.get("max_model_calls"),  # the asstctl.yaml schema checked it is a whole number
+        api=upstream_api(f"{where}.api", section.get("api") or "chat"),
     )
+
+
+def upstream_api(where: str, value: Any) -> str:
+    if value not in APIS:
+        raise ConfigError(f"{where}: `{value}` is not an upstream API (known: {', '.join(APIS)})",
+                          hint="`chat` sends each turn to /chat/completions, `responses` to /responses.")
+    return value
 
 
 def _azure(where: str, value: Any) -> tuple[str | None, dict[str, str]]:

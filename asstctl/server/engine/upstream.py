@@ -65,9 +65,9 @@ class UpstreamEngine:
     # -- one turn ---------------------------------------------------------------------------
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         model = self.config.upstream_model(request.model)
-        body = request_body(request, model, legacy_max_tokens=not self.config.is_openai)
+        body = self._body(request, model)
         response = await self._open(body, request.model, model)
-        parser = TurnParser()
+        parser = self._parser(request)
         try:
             async for line in response.lines():  # to the body's end, so the connection can be reused
                 for event in parser.feed(line):
@@ -87,6 +87,14 @@ class UpstreamEngine:
             raise self._error(f"the upstream {self.config.host} ended the stream before the answer was finished",
                               "server_error")
         yield parser.end()
+
+    def _body(self, request: EngineRequest, model: str) -> dict[str, Any]:
+        return request_body(request, model, legacy_max_tokens=not self.config.is_openai)
+
+    def _parser(self, request: EngineRequest) -> TurnParser:
+        """Reads the answer's lines (``feed``, ``error``, ``complete``, ``started``, ``end``); the
+        Responses API engine (``responses.py``) puts its own request body and parser here."""
+        return TurnParser()
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop (the server calls this on stop)."""
