@@ -14,11 +14,14 @@ import pytest
 from asstctl.errors import ConfigError
 from asstctl.server.embedded import start_server
 from asstctl.server.engine.config import UpstreamConfig, from_flags
+from asstctl.server.engine.responses import ResponsesEngine
+from asstctl.server.sandbox import SandboxConfig
 from asstctl.spec.project import parse_project
 from tests.conftest import make_client
-from tests.engine.conftest import KEY_ENV
+from tests.engine.conftest import FAST, KEY_ENV, chat_request, collect, text_of
 from tests.engine.test_runs_e2e import TIME, WEATHER
 from tests.responses_upstream import Reply, ScriptedResponses
+from tests.sandbox.conftest import TEST_LIMITS
 from tests.upstream import Call, Failure
 
 GUIDE = b"# Refunds\n\nRefunds reach the card within 5 business days of the return."
@@ -36,7 +39,7 @@ def served(upstream):
         patch.setenv(KEY_ENV, upstream.key)
         config = UpstreamConfig(url=upstream.base_url, api_key_env=KEY_ENV, model_map=[("gpt-4*", "scripted-4")],
                                 api="responses")
-        with start_server(":memory:", upstream=config) as server:
+        with start_server(":memory:", upstream=config, sandbox=SandboxConfig(**TEST_LIMITS)) as server:
             yield server
 
 
@@ -180,6 +183,20 @@ def test_file_search_runs_in_the_server_as_a_function_round(upstream, sdk):
     assert step_call.type == "file_search" and step_call.id == "call_Fs1"
 
 
+def test_code_interpreter_runs_in_the_servers_sandbox_as_a_function_round(upstream, sdk):
+    upstream.queue(Reply(calls=[Call("python", {"code": "print(6 * 7)"}, id="call_Ci1")]), Reply("It is 42."))
+    bot = assistant(sdk, tools=[{"type": "code_interpreter"}])
+    thread, run = poll(sdk, bot, "What is 6 times 7?")
+    assert run.status == "completed" and reply_text(sdk, thread.id) == "It is 42."
+    (call,) = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data[0].step_details.tool_calls
+    assert call.type == "code_interpreter" and call.id == "call_Ci1" and call.code_interpreter.input == "print(6 * 7)"
+    assert [(o.type, o.logs) for o in call.code_interpreter.outputs] == [("logs", "42\n")]
+    first, second = upstream.bodies()
+    assert [t["name"] for t in first["tools"]] == ["python"]
+    output = second["input"][-1]
+    assert output["type"] == "function_call_output" and output["call_id"] == "call_Ci1" and "42" in output["output"]
+
+
 def test_reasoning_items_are_carried_across_the_tool_rounds_of_a_run(upstream, sdk):
     upstream.queue(Reply(reasoning=["enc-first"], calls=[Call("get_weather", {"city": "Rome"}, id="call_R1")]),
                    Reply(reasoning=["enc-second"], calls=[Call("get_time", {}, id="call_R2")]),
@@ -209,6 +226,51 @@ def test_max_output_tokens_ends_the_run_incomplete_with_the_partial_message(upst
     reply = sdk.beta.threads.messages.list(thread.id, order="desc").data[0]
     assert reply.status == "incomplete" and reply.content[0].text.value == "Once upon a time there"
     assert upstream.bodies()[0]["max_output_tokens"] == 256 and run.usage.completion_tokens == 256
+
+
+def test_a_budget_under_the_apis_minimum_asks_16_and_counts_no_more_than_the_budget(upstream, sdk):
+    upstream.queue(Reply(calls=[Call("get_time", {}, id="call_B1")], usage=(40, 250)),
+                   Reply("It is noon and the sun", incomplete="max_output_tokens", usage=(60, 16)))
+    bot = assistant(sdk, tools=[TIME])
+    thread, run = poll(sdk, bot, "Time?", max_completion_tokens=256)
+    run = submit(sdk, run, "call_B1", "12:00")
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert [b["max_output_tokens"] for b in upstream.bodies()] == [256, 16]  # 6 left; the API's minimum is 16
+    assert run.usage.completion_tokens == 256
+
+
+def test_lone_surrogates_in_the_stream_are_replaced_and_the_run_completes(upstream, sdk):
+    upstream.queue(Reply("Caf\ud800 ok", deltas=["Caf\ud800", " ok"]))
+    thread, run = poll(sdk, assistant(sdk), "hi")
+    assert run.status == "completed" and reply_text(sdk, thread.id) == "Caf\ufffd ok"
+
+
+def test_text_and_arguments_sent_only_in_done_events_are_relayed(upstream):
+    """Some servers send no deltas: the ``.done`` events (validated like the rest) carry it all."""
+    from asstctl.server.engine.responses import ResponseParser
+
+    body = {"model": "m", "input": [], "stream": True, "store": False}
+    events = [e for _, e in upstream._events(Reply("Hello.", calls=[Call("get_time", {"tz": "UTC"})]), body)
+              if not e["type"].endswith(".delta")]
+    parser = ResponseParser()
+    out = [event for e in events for event in parser.feed(f"data: {json.dumps(e)}")]
+    assert text_of(out) == "Hello." and "".join(e.arguments for e in out if hasattr(e, "arguments")) == '{"tz": "UTC"}'
+    assert parser.complete and parser.end().finish_reason == "tool_calls"
+    assert not upstream.problems
+
+
+def test_azure_openai_responses_path_api_version_and_deployment(upstream, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, upstream.key)
+    upstream.requests.clear()
+    upstream.queue(Reply("From Azure."))
+    engine = ResponsesEngine(UpstreamConfig(url=upstream.root_url, api_key_env=KEY_ENV, api="responses",
+                                            azure_api_version="2025-03-01-preview",
+                                            azure_deployments={"gpt-4o": "prod-4o"}), retry=FAST)
+    assert text_of(collect(engine, chat_request())) == "From Azure."
+    (request,) = upstream.requests
+    assert (request.path, request.query) == ("/openai/responses", {"api-version": "2025-03-01-preview"})
+    assert request.headers["api-key"] == upstream.key and "authorization" not in request.headers
+    assert request.body["model"] == "prod-4o" and not upstream.problems
 
 
 @pytest.mark.parametrize("answers, code, message", [

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, TextDelta, ToolCallDelta, TurnEnd, Usage
 from asstctl.server.engine.upstream import UpstreamEngine, is_reasoning_model, upstream_error
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MIN_OUTPUT_TOKENS = 16  # the Responses API refuses a smaller max_output_tokens
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 CARRY_ROUNDS = 2048  # tool rounds whose reasoning is kept (the oldest go first)
@@ -387,14 +388,8 @@ HANDLERS = {
 
 
 def _text(value: Any) -> str:
-    """A string from the stream; lone surrogates (invalid text) replaced, never passed on."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        value.encode("utf-8")
-        return value
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "replace").decode("utf-8")
+    """A string from the stream; lone surrogates (``"\\ud800"`` in the JSON: not text) become U+FFFD."""
+    return LONE_SURROGATE.sub("\ufffd", value) if isinstance(value, str) else ""
 
 
 def _usage(data: dict[str, Any]) -> Usage:
