@@ -90,12 +90,19 @@ class ScriptedResponses(ScriptedUpstream):
         return StreamingResponse(self._events_sse(self._events(answer, body)), media_type="text/event-stream")
 
     async def _events_sse(self, events):
-        for delay, event in events:
-            if delay:
-                await asyncio.sleep(delay)
-            self._check(lambda: event_problems(event), "stream event")
-            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-        self.completed += 1
+        finished = False
+        try:
+            for delay, event in events:
+                if delay:
+                    await asyncio.sleep(delay)
+                self._check(lambda: event_problems(event), "stream event")
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            finished = True
+            self.completed += 1
+        finally:
+            if not finished:  # the client closed the stream (a cancelled run)
+                self.disconnects += 1
+                self.disconnected.set()
 
     # -- one streamed response ----------------------------------------------------------------
     def _events(self, reply: Reply, body: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
@@ -202,9 +209,17 @@ def usage_of(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
 
 # -- contract -----------------------------------------------------------------------------------
 def request_problems(body: Any) -> list[str]:
-    found = problems("CreateResponse", body)
-    if isinstance(body, dict):
-        found += [f"CreateResponse: unknown key `{k}`" for k in sorted(set(body) - request_keys("CreateResponse"))]
+    """``CreateResponse``, its input items one by one: a message with a content list is valid under two
+    members of the document's ``InputItem`` oneOf (``EasyInputMessage`` and ``InputMessage``, which the
+    API tells apart by a discriminator that JSON Schema has not), so messages are checked against
+    ``EasyInputMessage``, what the engine sends, and every other item against ``InputItem``."""
+    if not isinstance(body, dict) or not isinstance(body.get("input"), list):
+        return problems("CreateResponse", body)
+    found = problems("CreateResponse", {**body, "input": ""})
+    for n, item in enumerate(body["input"]):
+        message = isinstance(item, dict) and "role" in item
+        found += [f"input/{n}: {p}" for p in problems("EasyInputMessage" if message else "InputItem", item)]
+    found += [f"CreateResponse: unknown key `{k}`" for k in sorted(set(body) - request_keys("CreateResponse"))]
     return found
 
 

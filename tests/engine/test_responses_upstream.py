@@ -14,7 +14,7 @@ import pytest
 from asstctl.errors import ConfigError
 from asstctl.server.embedded import start_server
 from asstctl.server.engine.config import UpstreamConfig, from_flags
-from asstctl.server.engine.responses import ResponsesEngine
+from asstctl.server.engine.responses import CARRY_ROUND_BYTES, Carried, ResponsesEngine, Round
 from asstctl.server.sandbox import SandboxConfig
 from asstctl.spec.project import parse_project
 from tests.conftest import make_client
@@ -271,6 +271,58 @@ def test_azure_openai_responses_path_api_version_and_deployment(upstream, monkey
     assert (request.path, request.query) == ("/openai/responses", {"api-version": "2025-03-01-preview"})
     assert request.headers["api-key"] == upstream.key and "authorization" not in request.headers
     assert request.body["model"] == "prod-4o" and not upstream.problems
+
+
+def test_images_and_a_json_schema_response_format_reach_the_upstream_in_responses_form(upstream, sdk):
+    upstream.queue(Reply('{"city": "Paris"}'))
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+              "additionalProperties": False}
+    bot = assistant(sdk, response_format={"type": "json_schema",
+                                          "json_schema": {"name": "place", "schema": schema, "strict": True}})
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "Where is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/eiffel.png", "detail": "low"}}]}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
+    assert run.status == "completed"
+    (body,) = upstream.bodies()
+    assert body["input"] == [{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "Where is this?"},
+        {"type": "input_image", "image_url": "https://example.com/eiffel.png", "detail": "low"}]}]
+    assert body["text"] == {"format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True}}
+
+
+def test_cancelling_a_run_closes_the_upstream_response(upstream, sdk):
+    upstream.disconnected.clear()
+    upstream.queue(Reply("a b c", deltas=["a", " b", " c"], delay=30))
+    bot = assistant(sdk)
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "count slowly"}])
+    with sdk.beta.threads.runs.stream(thread_id=thread.id, assistant_id=bot.id) as stream:
+        for event in stream:
+            if event.event == "thread.message.delta":
+                sdk.beta.threads.runs.cancel(stream.current_run.id, thread_id=thread.id)
+                break
+    assert upstream.disconnected.wait(5), "the upstream response stayed open after the cancel"
+    deadline = time.monotonic() + 5
+    while (run := sdk.beta.threads.runs.list(thread.id).data[0]).status != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert run.status == "cancelled"
+
+
+def test_carried_reasoning_is_bounded_in_rounds_age_and_size():
+    carried = Carried(rounds=2, seconds=60)
+    for n in range(3):
+        carried.keep("run_1", Round([{"type": "reasoning", "id": f"rs_{n}", "summary": [], "encrypted_content": "x"}],
+                                    {f"call_{n}": f"fc_{n}"}))
+    find = carried.lookup("run_1")
+    assert find("call_0") is None and find("call_2").item_ids == {"call_2": "fc_2"}  # the oldest went first
+    assert carried.lookup("run_2")("call_2") is None  # another run's rounds are not its own
+    huge = Round([{"type": "reasoning", "id": "rs_h", "summary": [], "encrypted_content": "x" * (CARRY_ROUND_BYTES + 1)}],
+                 {"call_h": "fc_h"})
+    carried.keep("run_1", huge)
+    assert find("call_h") is None
+    carried.seconds = 0.0
+    time.sleep(0.01)
+    assert find("call_2") is None  # too old
 
 
 @pytest.mark.parametrize("answers, code, message", [
