@@ -18,7 +18,7 @@ from asstctl.server.engine.responses import CARRY_ROUND_BYTES, Carried, Response
 from asstctl.server.sandbox import SandboxConfig
 from asstctl.spec.project import parse_project
 from tests.conftest import make_client
-from tests.engine.conftest import FAST, KEY_ENV, chat_request, collect, text_of
+from tests.engine.conftest import FAST, KEY_ENV, cancel_at_first_delta, chat_request, collect, text_of
 from tests.engine.test_runs_e2e import TIME, WEATHER
 from tests.responses_upstream import Reply, ScriptedResponses
 from tests.sandbox.conftest import TEST_LIMITS
@@ -294,17 +294,7 @@ def test_images_and_a_json_schema_response_format_reach_the_upstream_in_response
 def test_cancelling_a_run_closes_the_upstream_response(upstream, sdk):
     upstream.disconnected.clear()
     upstream.queue(Reply("a b c", deltas=["a", " b", " c"], delay=30))
-    bot = assistant(sdk)
-    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "count slowly"}])
-    with sdk.beta.threads.runs.stream(thread_id=thread.id, assistant_id=bot.id) as stream:
-        for event in stream:
-            if event.event == "thread.message.delta":
-                sdk.beta.threads.runs.cancel(stream.current_run.id, thread_id=thread.id)
-                break
-    assert upstream.disconnected.wait(5), "the upstream response stayed open after the cancel"
-    deadline = time.monotonic() + 5
-    while (run := sdk.beta.threads.runs.list(thread.id).data[0]).status != "cancelled" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    run = cancel_at_first_delta(sdk, assistant(sdk).id, upstream)
     assert run.status == "cancelled"
 
 
