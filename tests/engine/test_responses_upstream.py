@@ -14,7 +14,7 @@ import pytest
 from asstctl.errors import ConfigError
 from asstctl.server.embedded import start_server
 from asstctl.server.engine.config import UpstreamConfig, from_flags
-from asstctl.server.engine.responses import CARRY_ROUND_BYTES, Carried, ResponsesEngine, Round
+from asstctl.server.engine.responses import CARRY_ROUND_BYTES, Carried, ResponseParser, ResponsesEngine, Round
 from asstctl.server.sandbox import SandboxConfig
 from asstctl.spec.project import parse_project
 from tests.conftest import make_client
@@ -247,8 +247,6 @@ def test_lone_surrogates_in_the_stream_are_replaced_and_the_run_completes(upstre
 
 def test_text_and_arguments_sent_only_in_done_events_are_relayed(upstream):
     """Some servers send no deltas: the ``.done`` events (validated like the rest) carry it all."""
-    from asstctl.server.engine.responses import ResponseParser
-
     body = {"model": "m", "input": [], "stream": True, "store": False}
     events = [e for _, e in upstream._events(Reply("Hello.", calls=[Call("get_time", {"tz": "UTC"})]), body)
               if not e["type"].endswith(".delta")]
@@ -257,6 +255,21 @@ def test_text_and_arguments_sent_only_in_done_events_are_relayed(upstream):
     assert text_of(out) == "Hello." and "".join(e.arguments for e in out if hasattr(e, "arguments")) == '{"tz": "UTC"}'
     assert parser.complete and parser.end().finish_reason == "tool_calls"
     assert not upstream.problems
+
+
+def test_reasoning_over_the_carry_limit_is_not_kept(upstream):
+    body = {"model": "o3", "input": [], "stream": True, "store": False}
+    big = "x" * (CARRY_ROUND_BYTES // 2 + 1)
+    kept: list = []
+    parser = ResponseParser(keep=kept.append)
+    for _, event in upstream._events(Reply(reasoning=["small", big, big], calls=[Call("get_time")]), body):
+        parser.feed(f"data: {json.dumps(event)}")
+    parser.end()
+    (round,) = kept
+    assert round.reasoning == [] and round.oversized and len(round.item_ids) == 1
+    carried = Carried()
+    carried.keep("run_1", round)
+    assert carried.lookup("run_1")(next(iter(round.item_ids))) is None
 
 
 def test_azure_openai_responses_path_api_version_and_deployment(upstream, monkeypatch):

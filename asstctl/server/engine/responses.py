@@ -195,6 +195,7 @@ class Round:
     reasoning: list[dict[str, Any]] = field(default_factory=list)  # reasoning items with encrypted content
     item_ids: dict[str, str] = field(default_factory=dict)  # call_id -> the function_call item's id
     kept_at: float = 0.0
+    oversized: bool = False  # its reasoning was over CARRY_ROUND_BYTES: none of it is kept
 
     @property
     def size(self) -> int:
@@ -214,7 +215,7 @@ class Carried:
         self._by_call: OrderedDict[tuple[str, str], Round] = OrderedDict()
 
     def keep(self, run_id: str, round: Round) -> None:
-        if not round.reasoning or not round.item_ids or round.size > CARRY_ROUND_BYTES:
+        if not round.reasoning or not round.item_ids or round.oversized or round.size > CARRY_ROUND_BYTES:
             return
         round.kept_at = time.monotonic()
         for call_id in round.item_ids:
@@ -321,9 +322,12 @@ class ResponseParser:
     def _item_done(self, event: dict[str, Any]) -> list[EngineEvent]:
         item = event.get("item") or {}
         if item.get("type") == "reasoning":
-            if item.get("encrypted_content") and item.get("id"):  # without it, store: false has nothing to refer to
+            encrypted = item.get("encrypted_content")
+            if isinstance(encrypted, str) and encrypted and item.get("id"):  # store: false: nothing to refer to without
                 self.round.reasoning.append({"type": "reasoning", "id": item["id"], "summary": item.get("summary") or [],
-                                             "encrypted_content": item["encrypted_content"]})
+                                             "encrypted_content": encrypted})
+                if self.round.size > CARRY_ROUND_BYTES:  # too much to carry: the next call reasons afresh
+                    self.round.reasoning, self.round.oversized = [], True
             return []
         if item.get("type") != "function_call":
             return []
