@@ -311,21 +311,24 @@ def test_cancelling_a_run_closes_the_upstream_response(upstream, sdk):
     assert run.status == "cancelled"
 
 
-def test_carried_reasoning_is_bounded_in_rounds_age_and_size():
-    carried = Carried(rounds=2, seconds=60)
+def test_carried_reasoning_is_bounded_in_rounds_bytes_and_age():
+    def round(n: int, size: int = 1) -> Round:
+        return Round([{"type": "reasoning", "id": f"rs_{n}", "summary": [], "encrypted_content": "x" * size}],
+                     {f"call_{n}": f"fc_{n}", f"call_{n}b": f"fc_{n}b"})
+
+    carried = Carried(rounds=2, seconds=60, total=100)
     for n in range(3):
-        carried.keep("run_1", Round([{"type": "reasoning", "id": f"rs_{n}", "summary": [], "encrypted_content": "x"}],
-                                    {f"call_{n}": f"fc_{n}"}))
+        carried.keep("run_1", round(n))
     find = carried.lookup("run_1")
-    assert find("call_0") is None and find("call_2").item_ids == {"call_2": "fc_2"}  # the oldest went first
+    assert find("call_0") is None and find("call_2").item_ids["call_2b"] == "fc_2b"  # the oldest went first
     assert carried.lookup("run_2")("call_2") is None  # another run's rounds are not its own
-    huge = Round([{"type": "reasoning", "id": "rs_h", "summary": [], "encrypted_content": "x" * (CARRY_ROUND_BYTES + 1)}],
-                 {"call_h": "fc_h"})
-    carried.keep("run_1", huge)
-    assert find("call_h") is None
+    carried.keep("run_1", round(3, 100))
+    assert find("call_3") is not None and find("call_2") is None  # 100 bytes at most: 1 + 100 is over
+    carried.keep("run_1", round(4, CARRY_ROUND_BYTES + 1))
+    assert find("call_4") is None
     carried.seconds = 0.0
     time.sleep(0.01)
-    assert find("call_2") is None  # too old
+    assert find("call_3") is None  # too old
 
 
 @pytest.mark.parametrize("answers, code, message", [

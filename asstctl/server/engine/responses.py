@@ -21,7 +21,7 @@ scrubbing, cancel) with another request body and another stream reader:
   ``finish_reason: length`` (the run ends ``incomplete``), ``response.failed`` and ``error`` fail
   it like an error chunk on Chat Completions. A stream without one of these is a failed turn.
 
-Imports ``base``, ``http`` and ``upstream`` of this package.
+Imports ``base`` and ``upstream`` of this package.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ ENCRYPTED_REASONING = "reasoning.encrypted_content"
 CARRY_ROUNDS = 2048  # tool rounds whose reasoning is kept (the oldest go first)
 CARRY_SECONDS = 3600.0  # a round's reasoning is dropped after this (a run waiting that long for outputs)
 CARRY_ROUND_BYTES = 1 << 20  # reasoning of one round larger than this is not kept (the model starts afresh)
+CARRY_BYTES = 64 << 20  # reasoning kept for all runs together
 
 
 class ResponsesEngine(UpstreamEngine):
@@ -202,37 +203,44 @@ class Round:
         return sum(len(item.get("encrypted_content") or "") for item in self.reasoning)
 
 
-Lookup = Callable[[str], "Round | None"]  # a call id -> the round it was made in, if its reasoning is kept
+Lookup = Callable[[str], "Round | None"]  # a round's first call id -> the round, if its reasoning is kept
 
 
 class Carried:
-    """Reasoning of recent tool rounds, by (run, call id): in this process only, bounded in count,
-    size and age. A round whose reasoning is gone (a restart, another replica, age) is sent without
-    it: the model then reasons afresh, which the API allows."""
+    """Reasoning of recent tool rounds, by run and the round's first call id: in this process only,
+    bounded in count, bytes and age (the oldest go first). A round whose reasoning is gone (a
+    restart, another replica, age) is sent without it: the model then reasons afresh, which the API
+    allows."""
 
-    def __init__(self, rounds: int = CARRY_ROUNDS, seconds: float = CARRY_SECONDS):
-        self.rounds, self.seconds = rounds, seconds
-        self._by_call: OrderedDict[tuple[str, str], Round] = OrderedDict()
+    def __init__(self, rounds: int = CARRY_ROUNDS, seconds: float = CARRY_SECONDS, total: int = CARRY_BYTES):
+        self.rounds, self.seconds, self.total = rounds, seconds, total
+        self._rounds: OrderedDict[tuple[str, str], Round] = OrderedDict()
+        self._bytes = 0
 
     def keep(self, run_id: str, round: Round) -> None:
         if not round.reasoning or not round.item_ids or round.oversized or round.size > CARRY_ROUND_BYTES:
             return
         round.kept_at = time.monotonic()
-        for call_id in round.item_ids:
-            self._by_call[(run_id, call_id)] = round
-            self._by_call.move_to_end((run_id, call_id))
-        while len(self._by_call) > self.rounds:
-            self._by_call.popitem(last=False)
+        self._drop((run_id, next(iter(round.item_ids))))
+        self._rounds[(run_id, next(iter(round.item_ids)))] = round
+        self._bytes += round.size
+        while len(self._rounds) > self.rounds or self._bytes > self.total:
+            self._drop(next(iter(self._rounds)))
 
     def lookup(self, run_id: str) -> Lookup:
-        def find(call_id: str) -> Round | None:
-            round = self._by_call.get((run_id, call_id))
+        def find(first_call_id: str) -> Round | None:
+            round = self._rounds.get((run_id, first_call_id))
             if round is not None and time.monotonic() - round.kept_at > self.seconds:
-                del self._by_call[(run_id, call_id)]
+                self._drop((run_id, first_call_id))
                 return None
             return round
 
         return find
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        round = self._rounds.pop(key, None)
+        if round is not None:
+            self._bytes -= round.size
 
 
 # -- the stream -------------------------------------------------------------------------------
