@@ -32,10 +32,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
-from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, TextDelta, ToolCallDelta, TurnEnd, Usage
-from asstctl.server.engine.upstream import UpstreamEngine, is_reasoning_model, upstream_error
+from asstctl.server.engine.base import EngineEvent, EngineRequest, TextDelta, ToolCallDelta, TurnEnd, Usage
+from asstctl.server.engine.upstream import UpstreamEngine, is_reasoning_model
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MIN_OUTPUT_TOKENS = 16  # the Responses API refuses a smaller max_output_tokens
@@ -48,6 +47,8 @@ CARRY_BYTES = 64 << 20  # reasoning kept for all runs together
 
 class ResponsesEngine(UpstreamEngine):
     """A streaming engine on an upstream's Responses API (``base.StreamingEngine``)."""
+
+    endpoint = "Responses API"
 
     def __init__(self, config, **options):
         super().__init__(config, **options)
@@ -69,15 +70,6 @@ class ResponsesEngine(UpstreamEngine):
             base = re.sub(r"/openai$", "", config.url)
             return f"{base}/openai/responses", {"api-version": config.azure_api_version}, {"api-key": self._key}
         return f"{config.url}/responses", {}, {"authorization": f"Bearer {self._key}"}
-
-    def _status_error(self, response, content: bytes, url: str, run_model: str, model: str,
-                      attempts: int) -> EngineError:
-        detail, code = upstream_error(content)
-        if response.status_code == 404 and code != "model_not_found" and "model" not in detail.lower():
-            return self._error(f"the upstream {self.config.host} has no Responses API at {urlsplit(url).path} "
-                               "(404): check the --upstream URL (it usually ends in /v1), or use --upstream-api chat "
-                               "for a server with only Chat Completions", "server_error")
-        return super()._status_error(response, content, url, run_model, model, attempts)
 
 
 def _run_id(request: EngineRequest) -> str:
@@ -368,14 +360,17 @@ class ResponseParser:
     def complete(self) -> bool:
         return self.status in ("completed", "incomplete")
 
+    @property
+    def finish_reason(self) -> str | None:
+        """As Chat Completions would say it; None until the response completed or ended incomplete."""
+        if not self.complete:
+            return None
+        if self.incomplete_reason in ("max_output_tokens", "content_filter"):
+            return "length" if self.incomplete_reason == "max_output_tokens" else "content_filter"
+        return "tool_calls" if self._calls else "stop"
+
     def end(self) -> TurnEnd:
-        usage = self.usage or Usage()
-        if self.incomplete_reason == "max_output_tokens":
-            reason = "length"
-        elif self.incomplete_reason == "content_filter":
-            reason = "content_filter"
-        else:
-            reason = "tool_calls" if self._calls else "stop"
+        usage, reason = self.usage or Usage(), self.finish_reason or "stop"
         if self.budget is not None and usage.completion_tokens > self.budget:  # the API's minimum was over it
             usage.completion_tokens, reason = self.budget, "length"
         if reason == "tool_calls" and self.keep is not None:

@@ -51,6 +51,7 @@ class UpstreamEngine:
     """A streaming engine (``base.StreamingEngine``) on one upstream, with one pooled HTTP client."""
 
     name = "upstream"
+    endpoint = "chat completions endpoint"  # as a 404 names what is missing
 
     def __init__(self, config: UpstreamConfig, *, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None):
         self.config = config
@@ -184,7 +185,7 @@ class UpstreamEngine:
                 f"the upstream {host} has no model `{model}`{mapped}: map `{run_model}` to a model it serves with "
                 f"--model-map '{run_model}=MODEL' or engine.model_map in asstctl.yaml", "server_error")
         if status == 404:
-            return self._error(f"the upstream {host} has no chat completions endpoint at {urlsplit(url).path} "
+            return self._error(f"the upstream {host} has no {self.endpoint} at {urlsplit(url).path} "
                                "(404): check the --upstream URL (OpenAI-compatible servers usually end in /v1)",
                                "server_error")
         return self._error(f"the upstream {host} rejected the request ({status}): {detail}", "server_error")
