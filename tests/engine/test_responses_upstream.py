@@ -22,7 +22,7 @@ from tests.engine.conftest import FAST, KEY_ENV, cancel_at_first_delta, chat_req
 from tests.engine.test_runs_e2e import TIME, WEATHER
 from tests.responses_upstream import Reply, ScriptedResponses
 from tests.sandbox.conftest import TEST_LIMITS
-from tests.upstream import Call, Failure
+from tests.upstream import DEFAULT_KEY, Call, Failure
 
 GUIDE = b"# Refunds\n\nRefunds reach the card within 5 business days of the return."
 
@@ -93,7 +93,8 @@ def test_a_reply_is_one_stateless_streamed_response(upstream, sdk):
 
 
 def test_each_text_delta_streams_as_a_message_delta_and_a_refusal_is_the_reply(upstream, sdk):
-    upstream.queue(Reply("Sunny in Paris today.", deltas=["Sunny", " in", " Paris", " today."], usage=(31, 6)),
+    upstream.queue(Failure(503, retry_after="0"),  # retried, as on Chat Completions
+                   Reply("Sunny in Paris today.", deltas=["Sunny", " in", " Paris", " today."], usage=(31, 6)),
                    Reply(refusal="I can't help with that."))
     bot = assistant(sdk)
     events = list(sdk.beta.threads.create_and_run(
@@ -101,6 +102,7 @@ def test_each_text_delta_streams_as_a_message_delta_and_a_refusal_is_the_reply(u
     deltas = [e.data.delta.content[0].text.value for e in events if e.event == "thread.message.delta"]
     assert deltas == ["Sunny", " in", " Paris", " today."]
     assert events[-1].event == "thread.run.completed" and events[-1].data.usage.total_tokens == 37
+    assert len(upstream.requests) == 2
     thread, run = poll(sdk, bot, "Something forbidden")
     assert run.status == "completed" and reply_text(sdk, thread.id) == "I can't help with that."
 
@@ -338,11 +340,13 @@ def test_carried_reasoning_is_bounded_in_rounds_bytes_and_age():
     ([Reply(error=("invalid_prompt", "The prompt was flagged."))], "server_error",
      "failed mid-answer: The prompt was flagged. (invalid_prompt)"),
     ([Reply("Half an ans", cut=True)], "server_error", "ended the stream before the answer was finished"),
+    ([Reply(failed=("server_error", f"bad header Authorization: Bearer {DEFAULT_KEY}"))], "server_error",
+     "failed mid-answer: bad header Authorization: Bearer "),
     ([Failure.model_not_found("scripted-4")], "server_error",
      "has no model `scripted-4` (the run's model `gpt-4o`, mapped): map `gpt-4o` to a model it serves"),
     ([Failure(404, "Not found.", "invalid_request_error")], "server_error",
      "has no Responses API at /v1/responses (404): check the --upstream URL"),
-], ids=["429", "response.failed", "error-event", "cut", "model_not_found", "404"])
+], ids=["429", "response.failed", "error-event", "cut", "echoed-key", "model_not_found", "404"])
 def test_upstream_errors_fail_the_run_as_on_chat_completions(upstream, sdk, answers, code, message):
     upstream.queue(*answers)
     bot = assistant(sdk)
