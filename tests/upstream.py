@@ -383,8 +383,8 @@ def request_problems(body: Any) -> list[str]:
     return found
 
 
-def request_keys() -> set[str]:
-    """Every top-level key ``CreateChatCompletionRequest`` defines (through its ``allOf``)."""
+def request_keys(schema: str = "CreateChatCompletionRequest") -> set[str]:
+    """Every top-level key the request ``schema`` defines (through its ``allOf``)."""
     schemas = spec()["components"]["schemas"]
 
     def keys(node: dict[str, Any]) -> set[str]:
@@ -395,7 +395,7 @@ def request_keys() -> set[str]:
             found |= keys(part)
         return found
 
-    return keys(schemas["CreateChatCompletionRequest"])
+    return keys(schemas[schema])
 
 
 def usage_of(answer: Text | ToolCalls, body: dict[str, Any]) -> dict[str, int]:
