@@ -35,7 +35,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from tests.contract import spec
-from tests.upstream import DEFAULT_KEY, SCHEMAS, Call, Failure, Received, ScriptedUpstream, problems, request_keys
+from tests.upstream import DEFAULT_KEY, SCHEMAS, Call, Failure, ScriptedUpstream, problems, request_keys
 
 
 @dataclass
@@ -82,8 +82,7 @@ class ScriptedResponses(ScriptedUpstream):
     async def _responses(self, request: Request, azure: bool = False):
         body = await request.json()
         self._check(lambda: request_problems(body), "request")
-        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
-                                      time.monotonic(), request.client.port if request.client else 0))
+        self._record(request, body)
         answer = self._auth(request, azure) or self._next(body)
         if isinstance(answer, Failure):
             return self._error(answer)

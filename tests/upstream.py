@@ -198,8 +198,7 @@ class ScriptedUpstream:
     async def _embeddings(self, request: Request, azure: bool = False):
         body = await request.json()
         self._check(lambda: problems("CreateEmbeddingRequest", body), "embeddings request")
-        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
-                                      time.monotonic(), request.client.port if request.client else 0))
+        self._record(request, body)
         denied = self._auth(request, azure)
         if denied is not None:
             return self._error(denied)
@@ -216,8 +215,7 @@ class ScriptedUpstream:
     async def _chat(self, request: Request, azure: bool = False):
         body = await request.json()
         self._check(lambda: request_problems(body), "request")
-        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
-                                      time.monotonic(), request.client.port if request.client else 0))
+        self._record(request, body)
         denied = self._auth(request, azure)
         if denied is not None:
             return self._error(denied)
@@ -235,6 +233,10 @@ class ScriptedUpstream:
             chunks = self._chunks(answer, body, include_usage)
             return StreamingResponse(self._sse(chunks), media_type="text/event-stream")
         return self._json(answer, body)
+
+    def _record(self, request: Request, body: dict[str, Any]) -> None:
+        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
+                                      time.monotonic(), request.client.port if request.client else 0))
 
     def _auth(self, request: Request, azure: bool) -> Failure | None:
         if self.key is None:
