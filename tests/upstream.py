@@ -198,8 +198,7 @@ class ScriptedUpstream:
     async def _embeddings(self, request: Request, azure: bool = False):
         body = await request.json()
         self._check(lambda: problems("CreateEmbeddingRequest", body), "embeddings request")
-        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
-                                      time.monotonic(), request.client.port if request.client else 0))
+        self._record(request, body)
         denied = self._auth(request, azure)
         if denied is not None:
             return self._error(denied)
@@ -216,8 +215,7 @@ class ScriptedUpstream:
     async def _chat(self, request: Request, azure: bool = False):
         body = await request.json()
         self._check(lambda: request_problems(body), "request")
-        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
-                                      time.monotonic(), request.client.port if request.client else 0))
+        self._record(request, body)
         denied = self._auth(request, azure)
         if denied is not None:
             return self._error(denied)
@@ -235,6 +233,10 @@ class ScriptedUpstream:
             chunks = self._chunks(answer, body, include_usage)
             return StreamingResponse(self._sse(chunks), media_type="text/event-stream")
         return self._json(answer, body)
+
+    def _record(self, request: Request, body: dict[str, Any]) -> None:
+        self.requests.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body,
+                                      time.monotonic(), request.client.port if request.client else 0))
 
     def _auth(self, request: Request, azure: bool) -> Failure | None:
         if self.key is None:
@@ -383,8 +385,8 @@ def request_problems(body: Any) -> list[str]:
     return found
 
 
-def request_keys() -> set[str]:
-    """Every top-level key ``CreateChatCompletionRequest`` defines (through its ``allOf``)."""
+def request_keys(schema: str = "CreateChatCompletionRequest") -> set[str]:
+    """Every top-level key the request ``schema`` defines (through its ``allOf``)."""
     schemas = spec()["components"]["schemas"]
 
     def keys(node: dict[str, Any]) -> set[str]:
@@ -395,7 +397,7 @@ def request_keys() -> set[str]:
             found |= keys(part)
         return found
 
-    return keys(schemas["CreateChatCompletionRequest"])
+    return keys(schemas[schema])
 
 
 def usage_of(answer: Text | ToolCalls, body: dict[str, Any]) -> dict[str, int]:

@@ -62,6 +62,9 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="file_search: embed chunks and queries with this model on the upstream's /embeddings "
                    "(dense retrieval fused with full-text search). Needs an upstream. "
                    "[default: the project's engine.embeddings.model; none: full-text search only]")
+@click.option("--upstream-api", type=click.Choice(["chat", "responses"]), metavar="API",
+              help="The upstream API each turn runs on: chat (POST /chat/completions) or responses "
+                   "(POST /responses, stateless: store false). [default: the project's engine.api, else chat]")
 # -- code_interpreter sandbox (docs/engine.md, "The code_interpreter sandbox") --
 @click.option("--code-timeout", "code_wall_seconds", type=click.FloatRange(min=1), default=60, show_default=True,
               metavar="SECONDS", help="code_interpreter: wall time of one call; the session restarts after it.")
@@ -95,7 +98,7 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
 @click.pass_context
 def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rules, latency_ms, fault_spec, fault_seed,
           upstream, upstream_key_env, model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb,
-          upstream_dialect=None,
+          upstream_dialect=None, upstream_api=None,
           **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
@@ -133,12 +136,17 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rule
     faults = Faults.parse(fault_spec, latency_ms=latency_ms, seed=fault_seed)
     if upstream:
         upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version, embeddings_model,
-                                     upstream_dialect)
+                                     upstream_dialect, upstream_api)
     else:
         _only_with_upstream(upstream_key_env, model_map, azure_api_version)
         upstream_config = _with_embeddings(default_upstream(), embeddings_model)
         if upstream_dialect:
             upstream_config = _with_dialect(upstream_config, upstream_dialect)
+        if upstream_api:  # the project's upstream, on the API asked for
+            if upstream_config is None:
+                raise click.UsageError("--upstream-api needs an upstream: give --upstream URL (or engine.upstream "
+                                       "in asstctl.yaml)")
+            upstream_config.api = upstream_api
     serve_forever(
         db or str(default_db()),
         host=host,
@@ -221,9 +229,11 @@ def _announce(server) -> None:
         kind = "Azure OpenAI " if upstream.is_azure else ""
         key_note = (f"key from ${upstream.key_env}" if (os.environ.get(upstream.key_env) or "").strip()
                     else f"no key: ${upstream.key_env} is not set")
-        lines.append(f"Engine: upstream {kind}{upstream.host} ({key_note})")
-        lines.append(f"Dialect: {upstream.dialect} (named)" if upstream.dialect else
-                     "Dialect: learned from the upstream's refusals (--upstream-dialect names one)")
+        api = ", Responses API" if upstream.api == "responses" else ""
+        lines.append(f"Engine: upstream {kind}{upstream.host} ({key_note}{api})")
+        if upstream.api != "responses":  # dialects are Chat Completions servers'
+            lines.append(f"Dialect: {upstream.dialect} (named)" if upstream.dialect else
+                         "Dialect: learned from the upstream's refusals (--upstream-dialect names one)")
         if upstream.embeddings_model:
             lines.append(f"file_search: embeddings model {upstream.embeddings_model} on {upstream.host}")
     click.echo("\n".join(lines))

@@ -62,6 +62,8 @@ _ENGINE = _section({
         "turn_seconds": {"type": "number", "minimum": 0.1, "description": "Longest model call."},
         "reply_chars": {"type": "integer", "minimum": 1, "description": "Largest reply; beyond it ends incomplete."},
     }, "Bounds on one model call (docs/engine.md#faults)."),
+    "api": {"type": "string", "enum": ["chat", "responses"],
+            "description": "The upstream API turns run on: `chat` (Chat Completions, the default) or `responses`."},
 }, "The embedded server's model engine (docs/engine.md).")
 _PRICE = _section({"prompt": {"type": "number", "minimum": 0, "description": "Price of 1M prompt (input) tokens."},
                    "completion": {"type": "number", "minimum": 0, "description": "Price of 1M completion tokens."}},

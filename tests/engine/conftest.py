@@ -4,6 +4,8 @@ against the official Chat Completions schemas) and helpers that drive ``Upstream
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import pytest
 
@@ -74,3 +76,19 @@ def calls_of(events: list) -> dict[int, dict]:
 def end_of(events: list) -> TurnEnd:
     assert isinstance(events[-1], TurnEnd) and sum(isinstance(e, TurnEnd) for e in events) == 1
     return events[-1]
+
+
+def cancel_at_first_delta(sdk, assistant_id: str, upstream) -> Any:
+    """Stream a run and cancel it at its first message delta; asserts the upstream saw its request
+    closed (``upstream.disconnected``) and returns the run once it is ``cancelled`` (or after 5 s)."""
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "count slowly"}])
+    with sdk.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant_id) as stream:
+        for event in stream:
+            if event.event == "thread.message.delta":
+                sdk.beta.threads.runs.cancel(stream.current_run.id, thread_id=thread.id)
+                break
+    assert upstream.disconnected.wait(5), "the upstream request stayed open after the cancel"
+    deadline = time.monotonic() + 5
+    while (run := sdk.beta.threads.runs.list(thread.id).data[0]).status != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return run

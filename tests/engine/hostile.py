@@ -1,4 +1,4 @@
-"""A hostile Chat Completions upstream on loopback: raw HTTP/1.1 written by hand, so it can send what
+"""A hostile Chat Completions upstream on loopback (its error answers serve the Responses engine too): raw HTTP/1.1 written by hand, so it can send what
 no well-behaved server would (a 200 MB or endless error body, lone surrogates, endless streams,
 floods of tiny deltas, the caller's key echoed back, ``[DONE]`` without a finish_reason).
 
@@ -226,7 +226,8 @@ BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstrea
 
 
 def behaviour_of(body: dict[str, Any]) -> str:
-    for message in reversed(body.get("messages") or []):
+    """The last user message's text, of a Chat Completions (``messages``) or Responses (``input``) request."""
+    for message in reversed(body.get("messages") or body.get("input") or []):
         if message.get("role") == "user":
             text = message.get("content")
             text = text if isinstance(text, str) else ""

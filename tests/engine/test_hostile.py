@@ -19,15 +19,19 @@ KEY_ENV = "ASSTCTL_HOSTILE_KEY"
 LIMITS = {"idle_seconds": 1, "turn_seconds": 5, "reply_chars": 6_000_000}
 
 
+def serve_on(upstream: HostileUpstream, project, api: str = "chat") -> ServeProcess:
+    """``asstctl serve`` with ``upstream`` as its engine's (on ``api``) and the test LIMITS."""
+    (project / "asstctl.yaml").write_text(
+        f"project: hostile\nengine:\n  upstream: {upstream.base_url}\n  api_key_env: {KEY_ENV}\n  api: {api}\n"
+        f"  limits: {{idle_seconds: {LIMITS['idle_seconds']}, turn_seconds: {LIMITS['turn_seconds']}, "
+        f"reply_chars: {LIMITS['reply_chars']}}}\n")
+    return ServeProcess(project, "--db", ":memory:", env={KEY_ENV: KEY})
+
+
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     with HostileUpstream() as upstream:
-        project = tmp_path_factory.mktemp("hostile")
-        (project / "asstctl.yaml").write_text(
-            f"project: hostile\nengine:\n  upstream: {upstream.base_url}\n  api_key_env: {KEY_ENV}\n"
-            f"  limits: {{idle_seconds: {LIMITS['idle_seconds']}, turn_seconds: {LIMITS['turn_seconds']}, "
-            f"reply_chars: {LIMITS['reply_chars']}}}\n")
-        with ServeProcess(project, "--db", ":memory:", env={KEY_ENV: KEY}) as server:
+        with serve_on(upstream, tmp_path_factory.mktemp("hostile")) as server:
             yield server, upstream
             assert server.stop() == 0
 
@@ -187,3 +191,36 @@ def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
             time.sleep(0.01)
         slowest = max(slowest, time.monotonic() - began)
     assert slowest < 1.0
+
+
+def test_a_responses_upstream_is_bounded_the_same_way(tmp_path, contract):
+    """The Responses engine (``engine.api: responses``) goes through the same bounds: error bodies read
+    to a cap, the key scrubbed before the cut, the idle timeout, and a stream that stops without
+    ``response.completed`` a failed turn, retried once when nothing was shown."""
+    behaviours = ("huge-error", "endless-error", "echo-key-error", "silent", "done-no-finish")
+    with HostileUpstream() as upstream, serve_on(upstream, tmp_path, api="responses") as server:
+        with make_client(server, contract, timeout=30) as sdk:
+            runs = {}
+            threads = [threading.Thread(target=lambda b=b: runs.__setitem__(b, run_on(sdk, b))) for b in behaviours]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        assert all(runs[b].status == "failed" for b in behaviours), {b: r.status for b, r in runs.items()}
+        errors = {b: runs[b].last_error.message for b in behaviours}
+        assert all(len(message) < 700 and "/responses" not in message for message in errors.values()), errors
+        for name in ("huge-error", "endless-error"):
+            assert "failed (500 after 4 attempts)" in errors[name]
+        assert "Authorization: Bearer [redacted] is not valid here." in errors["echo-key-error"]
+        assert not any(KEY[i:i + 6] in "".join(errors.values()) for i in range(len(KEY) - 5))
+        assert "within 1 s (the idle timeout" in errors["silent"]
+        assert "ended the stream before the answer was finished" in errors["done-no-finish"]
+        assert upstream.seen["done-no-finish"] == 2 and upstream.seen["echo-key-error"] == 1
+        assert all(body.get("store") is False and "input" in body for body in upstream.bodies)
+        deadline = time.monotonic() + 5
+        while sum(upstream.hung_up.values()) < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream.hung_up["huge-error"] == 4 and upstream.hung_up["endless-error"] == 4  # never read whole
+        assert memory_kb(server) < 200_000
+        assert KEY[:6] not in server.stderr() + server.stdout()
+        assert server.stop() == 0

@@ -3,7 +3,8 @@
 Skipped unless ``ASSTCTL_LIVE_UPSTREAM`` (the upstream's base URL, e.g. https://api.openai.com/v1)
 and the variable holding its key are set. The key's variable is ``ASSTCTL_LIVE_UPSTREAM_KEY_ENV``
 (default ``OPENAI_API_KEY``); ``ASSTCTL_LIVE_MODEL_MAP`` optionally maps models
-(``gpt-4*=llama3.1:8b,o3*=qwen3``). Azure OpenAI: also set ``ASSTCTL_LIVE_AZURE_API_VERSION``.
+(``gpt-4*=llama3.1:8b,o3*=qwen3``). Azure OpenAI: also set ``ASSTCTL_LIVE_AZURE_API_VERSION``. The
+Responses API instead of Chat Completions: ``ASSTCTL_LIVE_UPSTREAM_API=responses``.
 
     ASSTCTL_LIVE_UPSTREAM=https://api.openai.com/v1 OPENAI_API_KEY=sk-... pytest tests/engine/test_live_upstream.py
 
@@ -41,6 +42,8 @@ def engine_section() -> dict:
         section["model_map"] = {pattern.strip(): model.strip() for pattern, model in pairs}
     if os.environ.get("ASSTCTL_LIVE_AZURE_API_VERSION"):
         section["azure"] = {"api_version": os.environ["ASSTCTL_LIVE_AZURE_API_VERSION"]}
+    if os.environ.get("ASSTCTL_LIVE_UPSTREAM_API"):
+        section["api"] = os.environ["ASSTCTL_LIVE_UPSTREAM_API"]
     return section
 
 

@@ -12,7 +12,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
-from tests.engine.conftest import KEY_ENV
+from tests.engine.conftest import KEY_ENV, cancel_at_first_delta
 from tests.upstream import Call, Failure, Text, ToolCalls
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
@@ -185,19 +185,7 @@ def test_a_refused_key_fails_the_run_naming_the_variable_never_the_key(monkeypat
 
 def test_cancelling_a_run_closes_the_upstream_request(keyed, sdk):
     keyed.queue(Text("a b c", deltas=["a", " b", " c"], delay=30))
-    bot = assistant(sdk)
-    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "count slowly"}])
-    with sdk.beta.threads.runs.stream(thread_id=thread.id, assistant_id=bot.id) as stream:
-        for event in stream:
-            if event.event == "thread.message.delta":
-                sdk.beta.threads.runs.cancel(stream.current_run.id, thread_id=thread.id)
-                break
-    assert keyed.disconnected.wait(5), "the upstream request stayed open after the cancel"
-    run = sdk.beta.threads.runs.list(thread.id).data[0]
-    for _ in range(200):
-        if run.status == "cancelled":
-            break
-        run = sdk.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+    run = cancel_at_first_delta(sdk, assistant(sdk).id, keyed)
     assert run.status == "cancelled"
 
 

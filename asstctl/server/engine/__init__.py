@@ -1,7 +1,8 @@
 """Run engines: what produces an assistant's reply for a run.
 
 ``build_engine(config)`` returns the upstream engine (``upstream.py``: each turn on an
-OpenAI-compatible Chat Completions API) when ``config.upstream`` holds an ``UpstreamConfig``
+OpenAI-compatible Chat Completions API; ``responses.py`` when its ``api`` is ``responses``: each
+turn on the Responses API) when ``config.upstream`` holds an ``UpstreamConfig``
 (``config.py``: from ``asstctl serve --upstream`` or the ``engine:`` section of asstctl.yaml);
 otherwise the offline engine (``offline.py``), steered by the rules file ``config.rules_path`` or,
 when that is unset, the environment variable ``ASSTCTL_ENGINE_RULES``. Other engines implement
@@ -26,6 +27,10 @@ def build_engine(config) -> Engine:
     """The upstream engine when ``config.upstream`` is set (a remote upstream without its key raises
     ``ConfigError``); else the offline engine (an invalid rules file raises ``RulesError`` naming file and rule)."""
     upstream = getattr(config, "upstream", None)
+    if upstream is not None and getattr(upstream, "api", "chat") == "responses":
+        from asstctl.server.engine.responses import ResponsesEngine
+
+        return ResponsesEngine(upstream)
     if upstream is not None:
         from asstctl.server.engine.upstream import UpstreamEngine
 

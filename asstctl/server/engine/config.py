@@ -9,6 +9,7 @@
       embeddings: {model: text-embedding-3-small}  # file_search's dense retrieval, on the same upstream
       dialect: llama.cpp                       # a named profile of its quirks (default: learned from its refusals)
       limits: {idle_seconds: 120, turn_seconds: 600, reply_chars: 1000000}  # bounds on one model call
+      api: responses                           # each turn on the Responses API (default: chat, Chat Completions)
 
 Nothing here reads a key: :func:`resolve_key` does, once, when the engine is built. Imports the
 standard library, ``asstctl.errors`` and, of this package, ``dialects`` and ``limits``.
@@ -28,8 +29,9 @@ from asstctl.server.engine.dialects import PROFILES, profile
 from asstctl.server.engine.limits import Limits
 
 ENGINE_KEYS = ("upstream", "api_key_env", "model_map", "azure", "embeddings", "context_windows", "max_model_calls",
-               "dialect", "limits")
+               "dialect", "limits", "api")
 LIMIT_KEYS = ("idle_seconds", "turn_seconds", "reply_chars")
+APIS = ("chat", "responses")  # the upstream API each turn runs on: Chat Completions, or the Responses API
 AZURE_KEYS = ("api_version", "deployments")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
@@ -48,6 +50,7 @@ class UpstreamConfig:
     max_model_calls: int | None = None  # model calls per run before it fails (ServerConfig; None: its default)
     dialect: str | None = None  # a named profile (dialects.PROFILES); None: learned from the upstream's refusals
     limits: Limits = field(default_factory=Limits)  # idle timeout, whole-turn limit, reply size cap
+    api: str = "chat"  # one of APIS: "responses" runs each turn as POST /responses (engine/responses.py)
 
     @property
     def is_azure(self) -> bool:
@@ -142,9 +145,10 @@ def parse_model_map_items(items: list[str] | tuple[str, ...]) -> list[tuple[str,
 
 def from_flags(upstream: str, key_env: str | None, model_map: list[str] | tuple[str, ...],
                azure_api_version: str | None = None, embeddings_model: str | None = None,
-               dialect: str | None = None) -> UpstreamConfig:
+               dialect: str | None = None, api: str | None = None) -> UpstreamConfig:
     return UpstreamConfig(
         dialect=dialect_name(dialect, "--upstream-dialect") if dialect else None,
+        api=upstream_api("--upstream-api", api or "chat"),
         url=check_url(upstream, "--upstream"),
         api_key_env=_env_name(key_env, "--upstream-key-env") if key_env else None,
         model_map=parse_model_map_items(model_map),
@@ -180,6 +184,7 @@ def from_project_section(path: Any, section: Any) -> UpstreamConfig | None:
         dialect=dialect_name(_string(where, "dialect", section["dialect"]), f"{where}.dialect")
         if section.get("dialect") else None,
         limits=_limits(f"{where}.limits", section.get("limits")),
+        api=upstream_api(f"{where}.api", section.get("api") or "chat"),
     )
 
 
@@ -202,6 +207,13 @@ def _limits(where: str, value: Any) -> Limits:
     if "reply_chars" in value:
         value = {**value, "reply_chars": int(value["reply_chars"])}
     return Limits(**value)
+
+
+def upstream_api(where: str, value: Any) -> str:
+    if value not in APIS:
+        raise ConfigError(f"{where}: `{value}` is not an upstream API (known: {', '.join(APIS)})",
+                          hint="`chat` sends each turn to /chat/completions, `responses` to /responses.")
+    return value
 
 
 def _azure(where: str, value: Any) -> tuple[str | None, dict[str, str]]:

@@ -65,6 +65,8 @@ class UpstreamEngine:
     """A streaming engine (``base.StreamingEngine``) on one upstream, with one pooled HTTP client."""
 
     name = "upstream"
+    endpoint = "chat completions endpoint"  # as a 404 names what is missing
+    learns = True  # adapts to (and remembers) refusals of a field's shape: Chat Completions dialects only
 
     def __init__(self, config: UpstreamConfig, *, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None,
                  limits: Limits | None = None):
@@ -94,12 +96,12 @@ class UpstreamEngine:
     # -- one turn ---------------------------------------------------------------------------
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         model = self.config.upstream_model(request.model)
-        canonical = request_body(request, model)
+        canonical = self._body(request, model)
         deadline = time.monotonic() + self.limits.turn_seconds
         host = self.config.host
         for attempt in range(2):  # a stream that ended unfinished before anything was shown: once more
             response = await self._open(canonical, request.model, model, deadline)
-            parser, guard = TurnParser(), ReplyGuard(self.secret, self.limits.reply_chars)
+            parser, guard = self._parser(request), ReplyGuard(self.secret, self.limits.reply_chars)
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
             try:
@@ -153,6 +155,18 @@ class UpstreamEngine:
             yield end
             return
 
+    def _body(self, request: EngineRequest, model: str) -> dict[str, Any]:
+        """The canonical request of one turn (OpenAI's shapes; ``_shape`` sends it in the upstream's dialect)."""
+        return request_body(request, model)
+
+    def _shape(self, canonical: dict[str, Any], dialect: Dialect, reasoning: bool) -> dict[str, Any]:
+        return dialects.shape(canonical, dialect, reasoning)
+
+    def _parser(self, request: EngineRequest) -> TurnParser:
+        """Reads the answer's lines (``feed``, ``error``, ``complete``, ``started``, ``end``); the
+        Responses API engine (``responses.py``) puts its own request body and parser here."""
+        return TurnParser()
+
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop (the server calls this on stop)."""
         pool = self._pools.pop(_loop(), None)
@@ -184,7 +198,7 @@ class UpstreamEngine:
         attempt = adaptations = 0
         while True:
             dialect = self.dialect(model)
-            sent = dialects.shape(canonical, dialect, reasoning)
+            sent = self._shape(canonical, dialect, reasoning)
             payload = json.dumps(sent, ensure_ascii=False).encode("utf-8", "replace")
             last = attempt == self.retry.retries
             try:
@@ -212,7 +226,8 @@ class UpstreamEngine:
             if dialects.is_refusal(status, whole):
                 if self.dialect(model) != dialect:  # another run learned meanwhile: its shapes first
                     continue
-                learned = dialects.learn(whole, sent, dialect) if adaptations < MAX_ADAPTATIONS else None
+                learned = dialects.learn(whole, sent, dialect) \
+                    if self.learns and adaptations < MAX_ADAPTATIONS else None
                 if learned is not None:
                     adaptations += 1
                     self._learned[model] = learned
@@ -263,7 +278,7 @@ class UpstreamEngine:
                 f"the upstream {host} has no model `{model}`{mapped}: map `{run_model}` to a model it serves with "
                 f"--model-map '{run_model}=MODEL' or engine.model_map in asstctl.yaml", "server_error")
         if status == 404:
-            return self._error(f"the upstream {host} has no chat completions endpoint at {urlsplit(url).path} "
+            return self._error(f"the upstream {host} has no {self.endpoint} at {urlsplit(url).path} "
                                "(404): check the --upstream URL (OpenAI-compatible servers usually end in /v1)",
                                "server_error")
         return self._error(f"the upstream {host} rejected the request ({status}): {detail}", "server_error")
