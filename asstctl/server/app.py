@@ -27,7 +27,7 @@ from asstctl.server.store import BaseStore, open_store
 
 log = logging.getLogger("asstctl.server")
 
-ROUTE_MODULES = ("assistants", "threads", "messages", "runs", "files", "vector_stores")
+ROUTE_MODULES = ("assistants", "threads", "messages", "runs", "files", "vector_stores", "vector_store_search")
 BETA_PREFIXES = ("/v1/assistants", "/v1/threads", "/v1/vector_stores")
 
 

@@ -32,9 +32,11 @@ def test_the_baseline_is_the_old_term_overlap_search():
 def test_every_retrieval_row_runs_at_the_small_size():
     rows = retrieval_rows(SIZES["small"])
     names = [row.name for row in rows]
-    assert len(rows) == 6 and len(set(names)) == 6, names
+    assert len(rows) == 7 and len(set(names)) == 7, names
     lexical = rows[0]
     assert lexical.data["lexical"]["recall5"] >= 0.9 and lexical.passed is True
     assert rows[2].passed is None  # hybrid vs lexical is judged only with a real embedding model
-    assert "2,000 chunks" in rows[3].name and rows[3].passed is None and rows[4].passed is None
-    assert rows[5].measured.endswith("MB/s")
+    order = rows[3].data["ndcg"]  # the lexical order as served is FTS5's bm25() order
+    assert rows[3].passed is True and abs(order["served"] - order["bm25"]) < 1e-9, rows[3].measured
+    assert "2,000 chunks" in rows[4].name and rows[4].passed is None and rows[5].passed is None
+    assert rows[6].measured.endswith("MB/s")

@@ -48,7 +48,7 @@ class Subscription:
     async def __aiter__(self) -> AsyncIterator[tuple[str, str]]:
         try:
             while True:
-                for name, payload in self.store.pull_events(self):
+                for name, payload in await self.store.call(self.store.pull_events, self):
                     yield name, payload
                     if name == DONE:
                         return
