@@ -32,7 +32,7 @@ SMALL_FILES = 20
 
 def scale_rows(size: Size) -> list[Row]:
     full = size.timed_targets
-    files, per_file, searches, attaches = (10_000, 10, 200, 40) if full else (200, 5, 20, 6)
+    files, per_file, searches, attaches = (10_000, 10, 200, 40) if full else (100, 5, 10, 4)
     with tempfile.TemporaryDirectory(prefix="asstctl-bench-vs-") as tmp:
         db = str(Path(tmp) / "big.sqlite3")
         build_s = build(db, {"vs_big": files, "vs_small": SMALL_FILES}, per_file)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from benchmarks.common import SIZES
 from benchmarks.retrieval import retrieval_rows
+from benchmarks.vector_store_scale import scale_rows
 from benchmarks.retrieval_quality import load_corpus, score, term_overlap_search
 
 
@@ -40,3 +41,13 @@ def test_every_retrieval_row_runs_at_the_small_size():
     assert rows[3].passed is True and abs(order["served"] - order["bm25"]) < 1e-9, rows[3].measured
     assert "2,000 chunks" in rows[4].name and rows[4].passed is None and rows[5].passed is None
     assert rows[6].measured.endswith("MB/s")
+
+
+def test_the_vector_store_rows_run_at_the_small_size():
+    rows = scale_rows(SIZES["small"])  # through the HTTP API: search in a big and a small store, attach
+    assert [row.name.split(":")[-1].strip() for row in rows[:2]] == ["lexical p95", "hybrid p95"]
+    assert all(row.passed is None for row in rows), "timing targets are not judged at the small size"
+    data = rows[0].data
+    assert (data["files"], data["chunks"]) == (100, 500)
+    assert len(data["lexical"]["vs_big"]) == len(data["hybrid"]["vs_big"]) == 10
+    assert len(data["attach"]["vs_big"]) == len(data["attach"]["vs_empty"]) == 4
