@@ -139,3 +139,14 @@ def test_requests_waiting_for_the_write_lock_do_not_stall_the_event_loop(server,
         assert waiting[0].result(10).name == "renamed"
         assert waiting[1].result(10).id == vs.id and waiting[2].result(10).data == []
     assert max(lags) < 0.25, lags  # stalled, the first would take until the lock is let go (2 s)
+
+
+def test_a_search_moves_last_active_at_once_it_is_a_minute_old(server, client):
+    vs = client.vector_stores.create(name="active", expires_after={"anchor": "last_active_at", "days": 1})
+    client.vector_stores.search(vs.id, query="anything")  # fresh: nothing written
+    assert client.vector_stores.retrieve(vs.id).last_active_at == vs.last_active_at
+    old = vs.last_active_at - 3600
+    server.store.update("vector_store", vs.id, lambda store: store.update(last_active_at=old, expires_at=old + 86400))
+    client.vector_stores.search(vs.id, query="anything")
+    moved = client.vector_stores.retrieve(vs.id)
+    assert moved.last_active_at >= vs.last_active_at and moved.expires_at == moved.last_active_at + 86400

@@ -3,7 +3,9 @@
 
 Its cost follows the results, not the store: the index holds only completed files' chunks, and only
 the files of the results are read (by primary key), for their attributes and names. A ``filters``
-request reads the store's file records to evaluate the filter per file.
+request reads the store's file records to evaluate the filter per file. A search moves the store's
+``last_active_at`` (and so ``expires_at``) when it is a minute old or more: most searches write
+nothing, so they never wait for the write lock.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from starlette.routing import Route
 from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import not_found
-from asstctl.server.http import json_body, ok
+from asstctl.server.http import json_body, now, ok
 from asstctl.server.retrieval import retriever_of
 from asstctl.server.retrieval.filters import check_filter, matches
 from asstctl.server.retrieval.search import rewrite
 from asstctl.server.routes.vector_stores import touch
+
+TOUCH_SECONDS = 60  # how stale ``last_active_at`` may get from searches alone (expiry counts days)
 
 
 def check_search(body: dict[str, Any]) -> None:
@@ -59,8 +63,11 @@ def search(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
     Its cost follows the results, not the store: the index holds only completed files' chunks, and
     only the files of the results are read (by primary key), for their attributes and names."""
     check_search(body)
-    if touch(state, vs_id) is None:
+    store = state.store.get("vector_store", vs_id, "")
+    if store is None:
         raise not_found("vector_store", vs_id)
+    if now() - (store.get("last_active_at") or 0) >= TOUCH_SECONDS:  # a search writes at most once a minute
+        touch(state, vs_id)
     queries = [body["query"]] if isinstance(body["query"], str) else list(body["query"])
     if body.get("rewrite_query"):
         queries = [rewrite(" ".join(queries))]
