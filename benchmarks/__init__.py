@@ -22,13 +22,15 @@ def benchmarks() -> dict[str, Callable[[Size], list[Row]]]:
     from benchmarks.turns import turn_rows
     from benchmarks.upstream import upstream_rows
     from benchmarks.operations import operations_rows
+    from benchmarks.vector_store_scale import scale_rows
 
     return {"plan": plan_rows, "apply": apply_rows, "turn": turn_rows, "startup": startup_rows,
             "upstream": upstream_rows,
             "sandbox": sandbox_rows,
             "retrieval": retrieval_rows,
             "replicas": replica_rows,
-            "operations": operations_rows}
+            "operations": operations_rows,
+            "vector_stores": scale_rows}
 
 
 def run_all(size: Size, only: list[str] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from benchmarks.common import SIZES
 from benchmarks.retrieval import retrieval_rows
+from benchmarks.vector_store_scale import scale_rows
 from benchmarks.retrieval_quality import load_corpus, score, term_overlap_search
 
 
@@ -32,9 +33,21 @@ def test_the_baseline_is_the_old_term_overlap_search():
 def test_every_retrieval_row_runs_at_the_small_size():
     rows = retrieval_rows(SIZES["small"])
     names = [row.name for row in rows]
-    assert len(rows) == 6 and len(set(names)) == 6, names
+    assert len(rows) == 7 and len(set(names)) == 7, names
     lexical = rows[0]
     assert lexical.data["lexical"]["recall5"] >= 0.9 and lexical.passed is True
     assert rows[2].passed is None  # hybrid vs lexical is judged only with a real embedding model
-    assert "2,000 chunks" in rows[3].name and rows[3].passed is None and rows[4].passed is None
-    assert rows[5].measured.endswith("MB/s")
+    order = rows[3].data["ndcg"]  # the lexical order as served is FTS5's bm25() order
+    assert rows[3].passed is True and abs(order["served"] - order["bm25"]) < 1e-9, rows[3].measured
+    assert "2,000 chunks" in rows[4].name and rows[4].passed is None and rows[5].passed is None
+    assert rows[6].measured.endswith("MB/s")
+
+
+def test_the_vector_store_rows_run_at_the_small_size():
+    rows = scale_rows(SIZES["small"])  # through the HTTP API: search in a big and a small store, attach
+    assert [row.name.split(":")[-1].strip() for row in rows[:2]] == ["lexical p95", "hybrid p95"]
+    assert all(row.passed is None for row in rows), "timing targets are not judged at the small size"
+    data = rows[0].data
+    assert (data["files"], data["chunks"]) == (100, 500)
+    assert len(data["lexical"]["vs_big"]) == len(data["hybrid"]["vs_big"]) == 10
+    assert len(data["attach"]["vs_big"]) == len(data["attach"]["vs_empty"]) == 4

@@ -9,7 +9,8 @@ only the best ``limit`` chunks' texts are read.
 Speed over large indexes: once the index holds ``PRUNE_FROM`` chunks, query words found in at
 least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) are left out of the
 query when rarer words remain: their BM25 weight (IDF) is near zero, while scoring them would
-visit most of the index.
+visit most of the index. When the rarer words alone find fewer chunks than asked (a small store in
+a large database may share only the common words with the query), the whole query runs.
 """
 
 from __future__ import annotations
@@ -115,12 +116,16 @@ class SqliteLexicalIndex:
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
         with self.store.sql() as db:
-            match = fts_query(self._prune(db, terms))
-            rows = self._best_anywhere(db, match, store_ids, file_ids, limit)
-            if rows is None:
-                rows = self._best_within(db, match, store_ids, file_ids, limit)
+            kept = self._prune(db, terms)
+            rows = self._ranked(db, fts_query(kept), store_ids, file_ids, limit)
+            if len(rows) < limit and kept != terms:  # a small store may share only the common words
+                rows = self._best_within(db, fts_query(terms), store_ids, file_ids, limit)
         texts = self.chunk_texts([r[0] for r in rows])
         return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
+
+    def _ranked(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple]:
+        rows = self._best_anywhere(db, match, store_ids, file_ids, limit)
+        return self._best_within(db, match, store_ids, file_ids, limit) if rows is None else rows
 
     def _best_anywhere(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple] | None:
         """Fast path: the index's best chunks, kept when enough of them are in the stores/files

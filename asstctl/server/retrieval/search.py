@@ -2,11 +2,16 @@
 ``file_search`` tool share.
 
 Search runs every query through the lexical index and, when embeddings are configured, the dense
-index; the rankings are fused by reciprocal rank fusion (RRF, k = 60). Scores are in [0, 1]:
-with one ranking (lexical only, one query) a chunk scores ``(coverage + s / (s + 8)) / 2``, where
-``coverage`` is the share of the query's content words found in it and ``s`` its BM25 (BM25 alone
-is near 0 in a store of a few files, where every word is rare);
-with several rankings the RRF sum is divided by its maximum (first in every ranking = 1.0).
+index; the rankings are fused by reciprocal rank fusion (RRF, k = 60). Every ranking draws the same
+``POOL`` candidates whatever ``max_num_results`` is, so asking for fewer results only truncates the
+list (the top 10 of 50 are the 10 asked alone).
+
+With one ranking (lexical only, one query) the order is FTS5's ``bm25()`` order, untouched: a
+re-scoring by query-word coverage lost nDCG@10 against it (docs/benchmarks.md). The score shown is
+``(coverage + s / (s + 8)) / 2``, where ``coverage`` is the share of the query's content words found
+in the chunk and ``s`` its BM25 (BM25 alone is near 0 in a store of a few files, where every word is
+rare), capped by the score of the result above it so that scores never rise down the list.
+With several rankings the RRF sum is divided by its maximum (first in every ranking = 1.0).
 ``score_threshold`` drops results below it; ``max_num_results`` keeps the best ones.
 """
 
@@ -23,7 +28,9 @@ from asstctl.server.retrieval.extract import ExtractError, extract_text
 from asstctl.server.retrieval.lexical import SqliteLexicalIndex, query_terms
 
 RRF_K = 60
+POOL = 50  # candidates per ranking: the API's largest max_num_results
 BM25_HALF = 8.0  # the BM25 score reported as 0.5
+SCORE_FLOOR = 1e-6  # the least score a lexical hit shows (every hit matched a query word)
 _LOCK = threading.Lock()
 
 
@@ -116,8 +123,7 @@ class Retriever:
         file_ids: list[str] | None = None,
     ) -> list[Result]:
         """The best chunks of ``store_ids`` (restricted to ``file_ids`` when given) for ``queries``."""
-        fused = self.embedder is not None or len(queries) > 1
-        pool = max(3 * max_num_results, 50) if fused else 2 * max_num_results  # candidates per ranking
+        pool = max(POOL, max_num_results)  # never depends on max_num_results within the API's range
         rankings: list[list[int]] = []
         texts: dict[int, tuple[str, int, str]] = {}
         single: dict[int, float] = {}
@@ -125,18 +131,30 @@ class Retriever:
             hits = self.lexical.search(store_ids, file_ids, query, pool)
             rankings.append([h.chunk_id for h in hits])
             texts.update({h.chunk_id: (h.file_id, h.seq, h.text) for h in hits})
-            terms = query_terms(query)
-            single = {h.chunk_id: (coverage(terms, h.text) + h.score / (h.score + BM25_HALF)) / 2 for h in hits}
+            single = shown_scores(query_terms(query), hits)
         if self.embedder is not None and queries:
             vectors = self.embedder.embed(queries)
             for vector in vectors:
                 rankings.append([cid for cid, _ in self.dense.search(store_ids, file_ids, self.embedder.model, vector, pool)])
-        scores = single if len(rankings) == 1 else fuse(rankings)
-        ordered = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+        if len(rankings) == 1:
+            ordered = list(single.items())  # BM25's order (ties keep it)
+        else:
+            ordered = sorted(fuse(rankings).items(), key=lambda pair: (-pair[1], pair[0]))
         ordered = [(cid, round(s, 6)) for cid, s in ordered if s > 0 and s >= score_threshold][:max_num_results]
         missing = [cid for cid, _ in ordered if cid not in texts]
         texts.update(self.lexical.chunk_texts(missing))
         return [Result(texts[cid][0], texts[cid][1], texts[cid][2], s) for cid, s in ordered if cid in texts]
+
+
+def shown_scores(terms: list[str], hits: list) -> dict[int, float]:
+    """The scores of one lexical ranking, in its (BM25) order: coverage and BM25 blended into
+    [0, 1], each capped by the one above it (the order is BM25's; the score never rises)."""
+    shown: dict[int, float] = {}
+    cap = 1.0
+    for hit in hits:
+        cap = min(cap, max(SCORE_FLOOR, (coverage(terms, hit.text) + hit.score / (hit.score + BM25_HALF)) / 2))
+        shown[hit.chunk_id] = cap
+    return shown
 
 
 def coverage(terms: list[str], text: str) -> float:

@@ -77,28 +77,35 @@ async def create_run(request: Request):
     body = await json_body(request)
     include = _include(request)
     _check_run_body(body, RUN_FIELDS)
-    require_thread(state, thread_id)
-    assistant = _assistant(state, body["assistant_id"])
-    with state.store.transaction():
-        _ensure_idle(state, thread_id)
-        for message in body.get("additional_messages") or []:
-            create_message(state, thread_id, message)
-        run = state.store.insert("run", new_run(thread_id, assistant, body), thread_id)
-    return _start(state, run, body.get("stream"), include=include)
+
+    def stored() -> dict[str, Any]:
+        require_thread(state, thread_id)
+        assistant = _assistant(state, body["assistant_id"])
+        with state.store.transaction():
+            _ensure_idle(state, thread_id)
+            for message in body.get("additional_messages") or []:
+                create_message(state, thread_id, message)
+            return state.store.insert("run", new_run(thread_id, assistant, body), thread_id)
+
+    return await _start(state, await state.store.call(stored), body.get("stream"), include=include)
 
 
 async def create_thread_and_run(request: Request):
     state = state_of(request)
     body = await json_body(request)
     _check_run_body(body, THREAD_AND_RUN_FIELDS)
-    assistant = _assistant(state, body["assistant_id"])
     thread_body = body.get("thread") or {}
     if body.get("tool_resources") is not None and thread_body.get("tool_resources") is None:
         thread_body = {**thread_body, "tool_resources": body["tool_resources"]}
-    with state.store.transaction():
-        thread = create_thread(state, thread_body, "thread")
-        run = state.store.insert("run", new_run(thread["id"], assistant, body), thread["id"])
-    return _start(state, run, body.get("stream"), thread=thread)
+
+    def stored() -> tuple[dict[str, Any], dict[str, Any]]:
+        assistant = _assistant(state, body["assistant_id"])
+        with state.store.transaction():
+            thread = create_thread(state, thread_body, "thread")
+            return thread, state.store.insert("run", new_run(thread["id"], assistant, body), thread["id"])
+
+    thread, run = await state.store.call(stored)
+    return await _start(state, run, body.get("stream"), thread=thread)
 
 
 def _check_run_body(body: dict[str, Any], fields: tuple[str, ...]) -> None:
@@ -167,14 +174,15 @@ def _truncation(value: dict[str, Any] | None) -> dict[str, Any]:
     return {"type": value.get("type", "auto"), "last_messages": value.get("last_messages")}
 
 
-def _start(state: ServerState, run: dict[str, Any], stream: bool | None, thread: dict | None = None,
-           include: tuple[str, ...] = ()):
+async def _start(state: ServerState, run: dict[str, Any], stream: bool | None, thread: dict | None = None,
+                 include: tuple[str, ...] = ()):
+    """Announce and queue the run (off the loop: ``store.call``); stream its events when asked."""
     executor = executor_of(state)
-    if not stream:
-        executor.start(run, include=include)
+    executor.ensure_started()  # on the loop (its tasks)
+    events = await state.store.subscribe_off_loop(run["id"]) if stream else None
+    await state.store.call(executor.start, run, include)
+    if events is None:
         return ok(run, headers=POLL_HEADERS)
-    events = state.store.subscribe(run["id"])
-    executor.start(run, include=include)
     return _stream(events.sse([("thread.created", thread)] if thread is not None else []))
 
 
@@ -190,7 +198,7 @@ def require_run(state: ServerState, thread_id: str, run_id: str) -> dict[str, An
 
 async def retrieve_run(request: Request):
     state, params = state_of(request), request.path_params
-    return ok(require_run(state, params["thread_id"], params["run_id"]), headers=POLL_HEADERS)
+    return ok(await state.store.call(require_run, state, params["thread_id"], params["run_id"]), headers=POLL_HEADERS)
 
 
 async def list_runs(request: Request):

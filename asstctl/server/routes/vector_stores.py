@@ -11,8 +11,7 @@ exact. A file that cannot be read ends ``failed`` with ``last_error`` (``unsuppo
 where a test switches it on (``Faults.ingest_fail_marker``): a file whose bytes contain the marker
 ends ``failed`` with ``last_error = {"code": "invalid_file", ...}``.
 
-Search (``POST /vector_stores/{id}/search``) is the retriever's hybrid search (BM25, plus dense
-embeddings when configured), the same the ``file_search`` tool runs.
+Search (``POST /vector_stores/{id}/search``): ``asstctl.server.routes.vector_store_search``.
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ from asstctl.server.errors import APIError, invalid, missing_parameter, not_foun
 from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.retrieval import retriever_of
 from asstctl.server.retrieval.extract import ExtractError, extract_text
-from asstctl.server.retrieval.filters import check_filter, matches
-from asstctl.server.retrieval.search import rewrite
 
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 STORE_FIELDS = ("file_ids", "name", "description", "expires_after", "chunking_strategy", "metadata")
@@ -130,17 +127,19 @@ def check_resources_exist(state, tool_resources: dict[str, Any] | None) -> None:
         require_file(state, file_id)
 
 
-def recount(state, vs_id: str) -> dict[str, Any]:
-    """Recompute ``file_counts``, ``usage_bytes`` and ``status`` from the store's files."""
+def count_change(state, vs_id: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Move the store's ``file_counts``, ``usage_bytes`` and ``status`` from a file's ``before`` to
+    its ``after`` (either None: the file was not / is no longer in the store). Constant time: the
+    counts are kept, never recounted; callers change the file and its counts in one transaction
+    (write transactions are serialized, so concurrent attaches add up)."""
 
     def change(store: dict[str, Any]) -> None:
-        counts = empty_counts()
-        usage = 0
-        for item in state.store.all("vector_store_file", vs_id):
-            counts[item["status"]] += 1
-            counts["total"] += 1
-            usage += item["usage_bytes"]
-        store["file_counts"], store["usage_bytes"] = counts, usage
+        counts = store["file_counts"]
+        for item, sign in ((before, -1), (after, 1)):
+            if item is not None:
+                counts[item["status"]] += sign
+                counts["total"] += sign
+                store["usage_bytes"] += sign * item["usage_bytes"]
         if store["status"] != "expired":
             store["status"] = "in_progress" if counts["in_progress"] else "completed"
 
@@ -238,9 +237,10 @@ def attach_file(
     if batch_id:
         item["_batch_id"] = batch_id
     with state.store.transaction():
+        before = state.store.get("vector_store_file", file_id, vs_id)
         state.store.delete("vector_store_file", file_id, vs_id)
         state.store.insert("vector_store_file", item, vs_id)
-        recount(state, vs_id)
+        count_change(state, vs_id, before, item)
     return item
 
 
@@ -270,7 +270,7 @@ def attach_to_thread_store(state, thread_id: str, file_ids: list[str]) -> str | 
             vs_id = create_vector_store(state, {"expires_after": dict(THREAD_STORE_EXPIRY)})["id"]
             thread["tool_resources"] = {**resources, "file_search": {"vector_store_ids": [vs_id]}}
             state.store.put("thread", thread)
-        present = {item["id"] for item in state.store.all("vector_store_file", vs_id)}
+        present = state.store.get_many("vector_store_file", vs_id, file_ids)
         for file_id in file_ids:
             if file_id not in present:
                 attach_file(state, vs_id, file_id, None, None)
@@ -285,10 +285,17 @@ def require_store_file(state, vs_id: str, file_id: str) -> dict[str, Any]:
 def detach_file_everywhere(state, file_id: str) -> None:
     """A deleted file leaves every vector store it was in (counts fixed)."""
     with state.store.transaction():
-        for store in state.store.all("vector_store"):
-            if state.store.delete("vector_store_file", file_id, store["id"]):
-                retriever_of(state).remove(store["id"], file_id)
-                recount(state, store["id"])
+        for vs_id in state.store.parents_of("vector_store_file", file_id):
+            detach_file(state, vs_id, file_id)
+
+
+def detach_file(state, vs_id: str, file_id: str) -> None:
+    """Take a file out of a store: its record, its chunks and its share of the counts."""
+    with state.store.transaction():
+        before = state.store.get("vector_store_file", file_id, vs_id)
+        if before is not None and state.store.delete("vector_store_file", file_id, vs_id):
+            retriever_of(state).remove(vs_id, file_id)
+            count_change(state, vs_id, before, None)
 
 
 def file_text(state, file_id: str) -> str:
@@ -342,9 +349,9 @@ def _check_batch_files(value: Any, param: str) -> None:
 def batch_view(state, batch: dict[str, Any]) -> dict[str, Any]:
     """The batch with counts from its member files (``in_progress`` reaches 0 once ingested)."""
     counts = empty_counts()
-    members = set(batch["_file_ids"])
-    for item in state.store.all("vector_store_file", batch["vector_store_id"]):
-        if item["id"] in members and item.get("_batch_id") == batch["id"]:
+    members = state.store.get_many("vector_store_file", batch["vector_store_id"], batch["_file_ids"])
+    for item in members.values():
+        if item.get("_batch_id") == batch["id"]:
             counts[item["status"]] += 1
             counts["total"] += 1
     view = public(batch)
@@ -382,70 +389,6 @@ def cancel_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
     return batch_view(state, state.store.update("file_batch", batch_id, lambda b: b.update(status="cancelled"), vs_id))
 
 
-# --------------------------------------------------------------------------- search
-
-
-def check_search(body: dict[str, Any]) -> None:
-    v.check_fields(body, ("query", "rewrite_query", "max_num_results", "filters", "ranking_options"), ("query",))
-    query = body["query"]
-    if not isinstance(query, str):
-        v.check_string_array(query, "query", min_items=1)
-    v.check_optional(
-        body,
-        {
-            "rewrite_query": v.check_boolean,
-            "max_num_results": lambda val, p: v.check_number(val, p, 1, 50, nullable=False, integer=True),
-            "filters": check_filter,
-            "ranking_options": _check_search_ranking,
-        },
-    )
-
-
-def _check_search_ranking(value: Any, param: str) -> None:
-    v.check_fields(value, ("ranker", "score_threshold"), (), param)
-    if "ranker" in value:
-        v.check_enum(value["ranker"], v.path(param, "ranker"), ("none", "auto", "default-2024-11-15"))
-    if "score_threshold" in value:
-        v.check_number(value["score_threshold"], v.path(param, "score_threshold"), 0, 1, nullable=False)
-
-
-def searchable_files(state, vs_ids: list[str], filters: dict[str, Any] | None) -> tuple[list[str] | None, dict[str, dict]]:
-    """(file ids the search may use — None = all completed ones —, {file id: vector store file})."""
-    items = {}
-    for vs_id in vs_ids:
-        for item in state.store.all("vector_store_file", vs_id):
-            if item["status"] == "completed":
-                items[item["id"]] = item
-    if not filters:
-        return None, items
-    return [fid for fid, item in items.items() if matches(item.get("attributes") or {}, filters)], items
-
-
-def filename_of(state, file_id: str) -> str:
-    file = state.store.get("file", file_id)
-    return file["filename"] if file else ""
-
-
-def search(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """``POST /vector_stores/{id}/search``: the retriever's ranking, with filters and threshold."""
-    check_search(body)
-    if touch(state, vs_id) is None:
-        raise not_found("vector_store", vs_id)
-    queries = [body["query"]] if isinstance(body["query"], str) else list(body["query"])
-    if body.get("rewrite_query"):
-        queries = [rewrite(" ".join(queries))]
-    file_ids, items = searchable_files(state, [vs_id], body.get("filters"))
-    found = retriever_of(state).search(
-        [vs_id], queries, max_num_results=body.get("max_num_results", 10),
-        score_threshold=(body.get("ranking_options") or {}).get("score_threshold", 0.0), file_ids=file_ids,
-    )
-    data = [{"file_id": r.file_id, "filename": filename_of(state, r.file_id), "score": r.score,
-             "attributes": items[r.file_id].get("attributes") or {}, "content": [{"type": "text", "text": r.text}]}
-            for r in found if r.file_id in items]
-    return {"object": "vector_store.search_results.page", "search_query": queries,
-            "data": data, "has_more": False, "next_page": None}
-
-
 # --------------------------------------------------------------------------- handlers
 
 
@@ -455,22 +398,23 @@ async def create(request):
 
 
 async def list_stores(request):
-    items, has_more = state_of(request).store.page("vector_store", "", **list_params(request))
+    items, has_more = await state_of(request).store.call(
+        lambda: state_of(request).store.page("vector_store", "", **list_params(request)))
     return ok(list_envelope(items, has_more))
 
 
 async def retrieve(request):
-    return ok(require_store(state_of(request), request.path_params["vs_id"]))
+    return ok(await state_of(request).store.call(require_store, state_of(request), request.path_params["vs_id"]))
 
 
 async def modify(request):
     body = await json_body(request)
-    return ok(modify_store(state_of(request), request.path_params["vs_id"], body))
+    return ok(await state_of(request).store.call(modify_store, state_of(request), request.path_params["vs_id"], body))
 
 
 async def delete(request):
     vs_id = request.path_params["vs_id"]
-    delete_store(state_of(request), vs_id)
+    await state_of(request).store.call(delete_store, state_of(request), vs_id)
     return deleted(vs_id, "vector_store.deleted")
 
 
@@ -480,7 +424,7 @@ async def create_file(request):
     v.check_fields(body, ("file_id", "chunking_strategy", "attributes"), ("file_id",))
     v.check_string(body["file_id"], "file_id")
     v.check_optional(body, {"chunking_strategy": v.check_chunking_strategy, "attributes": v.check_attributes})
-    require_store(state, vs_id)
+    await state.store.call(require_store, state, vs_id)
     item = await run_in_threadpool(attach_file, state, vs_id, body["file_id"], body.get("chunking_strategy"),
                                    body.get("attributes"))
     return ok(public(item))
@@ -488,13 +432,17 @@ async def create_file(request):
 
 async def list_files(request):
     vs_id = request.path_params["vs_id"]
-    require_store(state_of(request), vs_id)
-    return _list_files(request, vs_id)
+
+    def listed():
+        require_store(state_of(request), vs_id)
+        return _list_files(request, vs_id)
+
+    return await state_of(request).store.call(listed)
 
 
 async def retrieve_file(request):
-    params = request.path_params
-    return ok(public(require_store_file(state_of(request), params["vs_id"], params["file_id"])))
+    state, params = state_of(request), request.path_params
+    return ok(public(await state.store.call(require_store_file, state, params["vs_id"], params["file_id"])))
 
 
 async def update_file(request):
@@ -502,26 +450,34 @@ async def update_file(request):
     body = await json_body(request)
     v.check_fields(body, ("attributes",), ("attributes",))
     v.check_attributes(body["attributes"])
-    item = require_store_file(state, params["vs_id"], params["file_id"])
-    item["attributes"] = body["attributes"]
-    state.store.put("vector_store_file", item, params["vs_id"])
-    return ok(public(item))
+
+    def change():
+        item = require_store_file(state, params["vs_id"], params["file_id"])
+        item["attributes"] = body["attributes"]
+        return state.store.put("vector_store_file", item, params["vs_id"])
+
+    return ok(public(await state.store.call(change)))
 
 
 async def delete_file(request):
     state, params = state_of(request), request.path_params
-    require_store_file(state, params["vs_id"], params["file_id"])
-    with state.store.transaction():
-        state.store.delete("vector_store_file", params["file_id"], params["vs_id"])
-        retriever_of(state).remove(params["vs_id"], params["file_id"])
-        recount(state, params["vs_id"])
+
+    def detach():
+        require_store_file(state, params["vs_id"], params["file_id"])
+        detach_file(state, params["vs_id"], params["file_id"])
+
+    await state.store.call(detach)
     return deleted(params["file_id"], "vector_store.file.deleted")
 
 
 async def file_content(request):
     state, params = state_of(request), request.path_params
-    require_store_file(state, params["vs_id"], params["file_id"])
-    data = [{"type": "text", "text": file_text(state, params["file_id"])}]
+
+    def content():
+        require_store_file(state, params["vs_id"], params["file_id"])
+        return file_text(state, params["file_id"])
+
+    data = [{"type": "text", "text": await run_in_threadpool(content)}]
     return ok({"object": "vector_store.file_content.page", "data": data, "has_more": False, "next_page": None})
 
 
@@ -532,23 +488,23 @@ async def create_file_batch(request):
 
 async def retrieve_batch(request):
     state, params = state_of(request), request.path_params
-    return ok(batch_view(state, require_batch(state, params["vs_id"], params["batch_id"])))
+    return ok(await state.store.call(
+        lambda: batch_view(state, require_batch(state, params["vs_id"], params["batch_id"]))))
 
 
 async def cancel(request):
     params = request.path_params
-    return ok(cancel_batch(state_of(request), params["vs_id"], params["batch_id"]))
+    return ok(await state_of(request).store.call(cancel_batch, state_of(request), params["vs_id"], params["batch_id"]))
 
 
 async def list_batch_files(request):
     state, params = state_of(request), request.path_params
-    batch = require_batch(state, params["vs_id"], params["batch_id"])
-    return _list_files(request, params["vs_id"], where=lambda item: item.get("_batch_id") == batch["id"])
 
+    def listed():
+        batch = require_batch(state, params["vs_id"], params["batch_id"])
+        return _list_files(request, params["vs_id"], where=lambda item: item.get("_batch_id") == batch["id"])
 
-async def search_store(request):
-    body = await json_body(request)
-    return ok(await run_in_threadpool(search, state_of(request), request.path_params["vs_id"], body))
+    return await state.store.call(listed)
 
 
 VS = "/v1/vector_stores/{vs_id}"
@@ -568,5 +524,4 @@ routes = [
     Route(VS + "/file_batches/{batch_id}", retrieve_batch, methods=["GET"]),
     Route(VS + "/file_batches/{batch_id}/cancel", cancel, methods=["POST"]),
     Route(VS + "/file_batches/{batch_id}/files", list_batch_files, methods=["GET"]),
-    Route(VS + "/search", search_store, methods=["POST"]),
 ]

@@ -202,7 +202,7 @@ class RunExecutor(ReplicaHooks):
     async def _turn(self, run_id: str) -> None:
         """The run's model calls until it pauses or ends."""
         try:
-            run = self._begin(run_id)
+            run = await self.store.call(self._begin, run_id)
             while run is not None:
                 run = await self._call(run)
         except asyncio.CancelledError:
@@ -212,10 +212,10 @@ class RunExecutor(ReplicaHooks):
         except LeaseLost:
             log.warning("run %s: dropped this turn's result, the run's lease went to another replica", run_id)
         except EngineError as exc:
-            self._fail(run_id, exc.code, exc.message)
+            await self.store.call(self._fail, run_id, exc.code, exc.message)
         except Exception as exc:  # an engine bug must not leave the run stuck
             log.exception("engine %s failed on run %s", getattr(self.engine, "name", "?"), run_id)
-            self._fail(run_id, "server_error", f"The engine failed: {type(exc).__name__}: {exc}")
+            await self.store.call(self._fail, run_id, "server_error", f"The engine failed: {type(exc).__name__}: {exc}")
 
     def _begin(self, run_id: str) -> dict[str, Any] | None:
         with self.owned(run_id):
@@ -244,7 +244,23 @@ class RunExecutor(ReplicaHooks):
 
     # -- one model call -------------------------------------------------------------------
     async def _call(self, run: dict[str, Any]) -> dict[str, Any] | None:
-        """One model call; the run to call again for (built-in tools ran), or None."""
+        """One model call; the run to call again for (built-in tools ran), or None. Store work runs
+        through ``store.call``, so the loop never waits for the database."""
+        prepared = await self.store.call(self._prepare, run)
+        if prepared is None:
+            return None
+        book, turn = prepared
+        writer = TurnWriter(self, run, book, turn.offered, turn.request.parallel_tool_calls)
+        self._writers[run["id"]] = writer
+        async with aclosing(self._events(turn.request)) as events:
+            async for event in events:  # to the engine's own end (an upstream connection stays reusable)
+                await self.store.call(writer.feed, event)
+        if writer.end is not None and not writer.end.usage.total_tokens:
+            writer.end.usage = _estimated_usage(turn, writer)
+        return await self._after_call(run, book, writer, turn.offered)
+
+    def _prepare(self, run: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
+        """The run's book and the turn to ask the engine (the call counted), or None: the run ended."""
         book = books.load(self.store, run["id"])
         limit = getattr(self.state.config, "max_model_calls", None) or DEFAULT_MAX_MODEL_CALLS
         if book["calls"] >= limit:
@@ -265,14 +281,7 @@ class RunExecutor(ReplicaHooks):
         book["calls"] += 1
         with self.owned(run["id"]):
             books.save(self.store, book)
-        writer = TurnWriter(self, run, book, turn.offered, turn.request.parallel_tool_calls)
-        self._writers[run["id"]] = writer
-        async with aclosing(self._events(turn.request)) as events:
-            async for event in events:  # to the engine's own end (an upstream connection stays reusable)
-                writer.feed(event)
-        if writer.end is not None and not writer.end.usage.total_tokens:
-            writer.end.usage = _estimated_usage(turn, writer)
-        return await self._after_call(run, book, writer, turn.offered)
+        return book, turn
 
     async def _events(self, request) -> AsyncIterator[Any]:
         stream = getattr(self.engine, "stream", None)
@@ -293,15 +302,21 @@ class RunExecutor(ReplicaHooks):
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
+        run = await self.store.call(self._account, run, book, writer, usage)
+        if run["status"] != "in_progress":
+            return await self.store.call(self._stopped, run)
+        if writer.calls:
+            return await self._tool_calls(run, book, writer, offered, usage, end)
+        return await self.store.call(self._answer, run, book, writer, usage, end)
+
+    def _account(self, run, book, writer: TurnWriter, usage: dict) -> dict[str, Any]:
+        """The turn's usage saved; the run as it is now."""
         with self.owned(run["id"]):
             books.save(self.store, book)
         run = self._run(run["id"])
-        if run["status"] != "in_progress":
-            return self._stopped(run)
-        self._usage_on_closed_message(writer, usage)
-        if writer.calls:
-            return await self._tool_calls(run, book, writer, offered, usage, end)
-        return self._answer(run, book, writer, usage, end)
+        if run["status"] == "in_progress":
+            self._usage_on_closed_message(writer, usage)
+        return run
 
     def _stopped(self, run: dict[str, Any]) -> None:
         if run["status"] == "cancelling":

@@ -8,19 +8,28 @@ A backend supplies ``transaction()`` (re-entrant; write transactions are seriali
 ``BEGIN IMMEDIATE`` does), ``_fetch``/``_exec`` (SQL with ``?`` placeholders) and the run-queue
 and event primitives of :mod:`asstctl.server.store.coordination`.
 
-Calls are synchronous and short; code on an event loop may call them directly, but must never
-``await`` inside ``transaction()`` (on PostgreSQL another task would wait for the write lock on
-the same thread).
+Calls are synchronous. Code on an event loop runs them with ``await store.call(fn, *args)``, which
+never stalls the loop: ``fn`` (any function of store calls) runs on a worker thread (PostgreSQL:
+every statement is a round trip, and a write waits for the write lock), or inline on SQLite when
+its lock is free at once (a call into the library, no thread hop). Never ``await`` inside
+``transaction()`` (on PostgreSQL another task would wait for the write lock on the same thread).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from asstctl.server.store.scope import DEFAULT_PROJECT, clause, current
 from asstctl.server.store.blobs import Blobs
+
+T = TypeVar("T")
+WORKERS = 4  # threads that run store calls for code on the event loop (``BaseStore.call``)
 
 
 def encode(obj: dict[str, Any]) -> str:
@@ -36,6 +45,7 @@ class BaseStore(Blobs):
 
     path: str  # what the store was opened with; see ``shown`` for a printable form
     backend: str = "?"
+    _workers: ThreadPoolExecutor | None = None
 
     # -- backend hooks ----------------------------------------------------------------------
     def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
@@ -56,6 +66,24 @@ class BaseStore(Blobs):
 
     def close(self) -> None:
         raise NotImplementedError
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (store calls) off the event loop: on one of the store's worker threads."""
+        return await self._on_worker(fn, *args)
+
+    async def _on_worker(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the store's own pool of ``WORKERS`` threads (made on first use): a
+        fixed number whatever the load, apart from the default executor the engines use."""
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="asstctl-store")
+        # the caller's context goes along: the project scope (store/scope.py) is a context variable
+        return await asyncio.get_running_loop().run_in_executor(
+            self._workers, functools.partial(contextvars.copy_context().run, fn, *args))
+
+    def _stop_workers(self) -> None:
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=False)
 
     @property
     def shown(self) -> str:
@@ -82,6 +110,27 @@ class BaseStore(Blobs):
                 f"SELECT body FROM objects WHERE kind = ? AND parent = ? AND id = ?{mine}", (kind, parent, id, *project)
             )
         return json.loads(rows[0][0]) if rows else None
+
+    def get_many(self, kind: str, parent: str, ids: list[str] | set[str]) -> dict[str, dict[str, Any]]:
+        """``{id: object}`` of those ids under ``parent`` (missing ones left out): one query per
+        500 ids, each by the primary key, so its cost follows ``len(ids)``, not the table."""
+        found: dict[str, dict[str, Any]] = {}
+        mine, project = clause()
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            rows = self._fetch(
+                f"SELECT id, body FROM objects WHERE kind = ? AND parent = ? AND id IN ({','.join('?' * len(part))}){mine}",
+                (kind, parent, *part, *project),
+            )
+            found.update((row[0], json.loads(row[1])) for row in rows)
+        return found
+
+    def parents_of(self, kind: str, id: str) -> list[str]:
+        """The parents that hold an object of this kind and id (by the ``(kind, id)`` index)."""
+        mine, project = clause()
+        return [row[0] for row in self._fetch(f"SELECT parent FROM objects WHERE kind = ? AND id = ?{mine}",
+                                              (kind, id, *project))]
 
     def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace the stored body of an existing object."""

@@ -48,7 +48,7 @@ class Subscription:
     async def __aiter__(self) -> AsyncIterator[tuple[str, str]]:
         try:
             while True:
-                for name, payload in self.store.pull_events(self):
+                for name, payload in await self.store.call(self.store.pull_events, self):
                     yield name, payload
                     if name == DONE:
                         return
@@ -165,12 +165,17 @@ class Coordination:
     def publish_event(self, run_id: str, name: str, data: Any) -> None:
         raise NotImplementedError
 
-    def subscribe(self, run_id: str) -> Subscription:
-        """Must be called on the event loop that will read it, before the action it watches."""
-        sub = Subscription(self, run_id, self._last_event(run_id))
+    def subscribe(self, run_id: str, after: int | None = None) -> Subscription:
+        """Must be called on the event loop that will read it, before the action it watches
+        (``after``: the run's last event, when the caller read it already)."""
+        sub = Subscription(self, run_id, self._last_event(run_id) if after is None else after)
         with self._sub_lock:
             self._subscribers.setdefault(run_id, []).append(sub)
         return sub
+
+    async def subscribe_off_loop(self, run_id: str) -> Subscription:
+        """``subscribe`` from the event loop, its one read (the last event) on a worker thread."""
+        return self.subscribe(run_id, await self.call(self._last_event, run_id))
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._sub_lock:

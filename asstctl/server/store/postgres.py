@@ -142,6 +142,7 @@ class PostgresStore(Coordination, BaseStore):
         return shown_url(self.path)
 
     def close(self) -> None:
+        self._stop_workers()
         self._stopping.set()
         self._listener.join(timeout=5)
         self._pool.close()

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from asstctl.server.store.base import BaseStore
+from asstctl.server.store.base import BaseStore, T
 from asstctl.server.store.coordination import Coordination, Subscription, payload_of
 from asstctl.server.store.scope import DEFAULT_PROJECT
 
@@ -96,6 +96,7 @@ class SQLiteStore(Coordination, BaseStore):
             self._db.execute("UPDATE run_queue SET owner = NULL, lease_until = NULL")
 
     def close(self) -> None:
+        self._stop_workers()
         with self._lock:
             self._db.close()
 
@@ -130,6 +131,16 @@ class SQLiteStore(Coordination, BaseStore):
                 self._pending.append(callback)
                 return
         callback()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Inline when the connection's lock is free at once (no thread hop), else on a worker
+        thread: the loop never waits for another thread's transaction."""
+        if self._lock.acquire(blocking=False):
+            try:
+                return fn(*args)
+            finally:
+                self._lock.release()
+        return await self._on_worker(fn, *args)
 
     @contextmanager
     def sql(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,152 @@
+"""Vector stores whose cost does not grow with their size, on SQLite and PostgreSQL: file counts
+kept exactly under concurrent attaches, re-attaches and detaches; search results that do not depend
+on ``max_num_results`` (fewer results only truncate the list); the lexical order is FTS5's
+``bm25()`` order (checked against a separate FTS5 index of the same texts); store calls that wait
+for the database's write lock do not stall the event loop."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx2 as httpx
+import pytest
+
+from asstctl.server.retrieval.lexical import fts_query, query_terms
+from tests.server.test_files_vector_stores import upload
+
+WORDS = ("ocelot margay serval caracal lynx jaguar puma cheetah leopard tiger lion cougar bobcat ocelot "
+         "kodkod oncilla jaguarundi fishing rusty spotted sand flat headed pallas marbled clouded").split()
+
+
+def documents(count: int, seed: int) -> dict[str, bytes]:
+    """Short documents of distinct lengths over a small vocabulary (every query word is in many)."""
+    rng = random.Random(seed)
+    return {f"d{i:03}.md": " ".join(rng.choice(WORDS) for _ in range(8 + i % 23 + i // 23)).encode()
+            for i in range(count)}
+
+
+def test_counts_stay_exact_under_concurrent_attaches_reattaches_and_detaches(client):
+    vs = client.vector_stores.create(name="busy")
+    good = [upload(client, f"g{i}.md", f"ocelot number {i}".encode()) for i in range(24)]
+    bad = [upload(client, f"b{i}.png", b"\x89PNG\r\n\x1a\n" + bytes(i)) for i in range(6)]
+
+    def attach(file):
+        return client.vector_stores.files.create(vector_store_id=vs.id, file_id=file.id)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert {f.status for f in pool.map(attach, good + bad)} == {"completed", "failed"}
+    counts = client.vector_stores.retrieve(vs.id).file_counts
+    assert (counts.completed, counts.failed, counts.in_progress, counts.total) == (24, 6, 0, 30)
+    detached = good[6:12]
+    with ThreadPoolExecutor(8) as pool:  # re-attach some, detach others, add a batch: all at once
+        work = [pool.submit(attach, f) for f in good[:6]]
+        work += [pool.submit(client.vector_stores.files.delete, f.id, vector_store_id=vs.id) for f in detached]
+        work.append(pool.submit(client.vector_stores.file_batches.create, vs.id, file_ids=[f.id for f in bad[:3]]))
+        for done in work:
+            done.result()
+    store = client.vector_stores.retrieve(vs.id)
+    kept = [f for f in good if f not in detached]
+    listed = list(client.vector_stores.files.list(vs.id, limit=100))
+    assert (store.file_counts.completed, store.file_counts.failed, store.file_counts.total) == (18, 6, 24) == (
+        sum(f.status == "completed" for f in listed), sum(f.status == "failed" for f in listed), len(listed))
+    assert store.usage_bytes == sum(f.bytes for f in kept) == sum(f.usage_bytes for f in listed)
+    assert store.status == "completed"
+    client.files.delete(kept[0].id)  # a deleted file leaves the store's counts too
+    after = client.vector_stores.retrieve(vs.id)
+    assert (after.file_counts.completed, after.file_counts.total) == (17, 23)
+    assert after.usage_bytes == store.usage_bytes - kept[0].bytes
+
+
+def test_fewer_results_only_truncate_the_list(client):
+    vs = client.vector_stores.create(name="felids")
+    files = [upload(client, name, data) for name, data in documents(40, seed=7).items()]
+    batch = client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in files])
+    assert batch.file_counts.completed == 40
+    rng = random.Random(3)
+    queries = [" ".join(rng.sample(WORDS, rng.randint(1, 4))) for _ in range(6)]
+    queries += [[queries[0], queries[1]], [queries[2], "clouded leopard"]]  # several queries: fused
+
+    def ranked(query, k):
+        page = client.vector_stores.search(vs.id, query=query, max_num_results=k)
+        return [(r.file_id, r.content[0].text, r.score) for r in page.data]
+
+    for query in queries:
+        full = ranked(query, 50)
+        assert len(full) >= 20, query
+        assert [s for *_, s in full] == sorted((s for *_, s in full), reverse=True)
+        for k in (1, 5, 10, 20):
+            assert ranked(query, k) == full[:k], (query, k)
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_lexical_order_is_fts5_bm25_order(client):
+    docs = documents(60, seed=11)
+    vs = client.vector_stores.create(name="bm25")
+    ids = {}
+    for name, data in docs.items():
+        ids[upload(client, name, data).id] = name
+    client.vector_stores.file_batches.create(vs.id, file_ids=list(ids))
+    reference = sqlite3.connect(":memory:")  # the same texts in a separate FTS5 index, ranked by bm25()
+    reference.execute("CREATE VIRTUAL TABLE t USING fts5(name UNINDEXED, text, tokenize = 'porter unicode61')")
+    reference.executemany("INSERT INTO t (name, text) VALUES (?, ?)", [(n, d.decode()) for n, d in docs.items()])
+    rng = random.Random(5)
+    for _ in range(15):
+        query = " ".join(rng.sample(WORDS, rng.randint(1, 3)))
+        ranked = reference.execute("SELECT name, bm25(t) FROM t WHERE t MATCH ? ORDER BY bm25(t)",
+                                   (fts_query(query_terms(query)),)).fetchall()
+        score_of = dict(ranked)
+        got = [ids[r.file_id] for r in client.vector_stores.search(vs.id, query=query, max_num_results=20).data]
+        # the same scores in the same order (equal BM25 scores may come in either order)
+        assert [round(score_of[n], 9) for n in got] == [round(s, 9) for _, s in ranked[:20]], query
+
+
+def test_requests_waiting_for_the_write_lock_do_not_stall_the_event_loop(server, client):
+    """A write transaction holds the store's write lock for a second (as a long ingestion would):
+    requests that need the lock wait for it on worker threads, while the loop keeps answering."""
+    vs = client.vector_stores.create(name="lag")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with server.store.transaction():
+            server.store.insert("assistant", {"id": "asst_lock_holder", "created_at": 1})
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    timer = threading.Timer(2.0, release.set)  # let go after 2 s even if the loop were stalled
+    timer.start()
+    with ThreadPoolExecutor(4) as pool, httpx.Client(base_url=server.base_url, timeout=10) as plain:
+        waiting = [pool.submit(client.vector_stores.update, vs.id, name="renamed"),
+                   pool.submit(client.vector_stores.retrieve, vs.id),
+                   pool.submit(client.vector_stores.files.list, vs.id)]
+        time.sleep(0.2)  # they reached the store and wait for the lock (SQLite: reads too)
+        lags = []
+        for _ in range(10):
+            started = time.perf_counter()
+            plain.get("/v1/models", headers={"Authorization": f"Bearer {server.api_key}"})
+            lags.append(time.perf_counter() - started)
+            time.sleep(0.05)
+        assert not waiting[0].done()  # the write still waits for the lock
+        release.set()
+        timer.cancel()
+        holder.join(10)
+        assert waiting[0].result(10).name == "renamed"
+        assert waiting[1].result(10).id == vs.id and waiting[2].result(10).data == []
+    assert max(lags) < 0.25, lags  # stalled, the first would take until the lock is let go (2 s)
+
+
+def test_a_search_moves_last_active_at_once_it_is_a_minute_old(server, client):
+    vs = client.vector_stores.create(name="active", expires_after={"anchor": "last_active_at", "days": 1})
+    client.vector_stores.search(vs.id, query="anything")  # fresh: nothing written
+    assert client.vector_stores.retrieve(vs.id).last_active_at == vs.last_active_at
+    old = vs.last_active_at - 3600
+    server.store.update("vector_store", vs.id, lambda store: store.update(last_active_at=old, expires_at=old + 86400))
+    client.vector_stores.search(vs.id, query="anything")
+    moved = client.vector_stores.retrieve(vs.id)
+    assert moved.last_active_at >= vs.last_active_at and moved.expires_at == moved.last_active_at + 86400
