@@ -18,6 +18,7 @@ def benchmarks() -> dict[str, Callable[[Size], list[Row]]]:
     from benchmarks.sandbox import sandbox_rows
     from benchmarks.retrieval import retrieval_rows
     from benchmarks.replicas import replica_rows
+    from benchmarks.ingestion import ingestion_rows
     from benchmarks.startup import startup_rows
     from benchmarks.turns import turn_rows
     from benchmarks.upstream import upstream_rows
@@ -26,7 +27,8 @@ def benchmarks() -> dict[str, Callable[[Size], list[Row]]]:
             "upstream": upstream_rows,
             "sandbox": sandbox_rows,
             "retrieval": retrieval_rows,
-            "replicas": replica_rows}
+            "replicas": replica_rows,
+            "ingestion": ingestion_rows}
 
 
 def run_all(size: Size, only: list[str] | None = None,

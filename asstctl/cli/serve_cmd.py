@@ -69,11 +69,20 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="code_interpreter: end a thread's session after N idle minutes.")
 @click.option("--code-max-sessions", type=click.IntRange(min=1), default=16, show_default=True, metavar="N",
               help="code_interpreter: live sessions; the least recently used one ends beyond N.")
+@click.option("--ingest-workers", type=click.IntRange(1, 64), default=2, show_default=True, metavar="N",
+              help="file_search: worker processes extracting and chunking vector store files.")
+@click.option("--ingest-memory-mb", type=click.IntRange(min=128), default=512, show_default=True, metavar="MB",
+              help="file_search: memory per ingestion worker; a file needing more ends failed.")
+@click.option("--ingest-timeout", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS",
+              help="file_search: time to extract and chunk one file; a file taking longer ends failed.")
+@click.option("--embeddings-batch-size", type=click.IntRange(1, 2048), default=64, show_default=True, metavar="N",
+              help="file_search: inputs per /embeddings request (chunks of several files share one).")
 @click.option("--unsafe-code-interpreter", "code_unsafe", is_flag=True,
               help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
                    "(it can read this server's files and keys).")
 def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, upstream, upstream_key_env,
-          model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb, **code_options) -> None:
+          model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb, ingest_workers, ingest_memory_mb,
+          ingest_timeout, embeddings_batch_size, **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
     Data persists in SQLite, or in PostgreSQL for several replicas behind
@@ -97,6 +106,7 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
     from asstctl.server.app import API_KEY_HINT, api_key_problem
     from asstctl.server.engine.config import from_flags
     from asstctl.server.faults import Faults
+    from asstctl.server.retrieval.pool import IngestLimits
 
     if api_key_problem(api_key):  # the key itself is never shown
         raise click.BadParameter(f"{api_key_problem(api_key)}, so no client could ever present it. {API_KEY_HINT}",
@@ -119,6 +129,8 @@ def serve(host, port, db, api_key, rules, latency_ms, fault_spec, fault_seed, up
         max_upload_bytes=max_upload_mb << 20,
         max_body_bytes=max_body_mb << 20,
         sandbox=_sandbox_config(code_options),
+        ingest=IngestLimits(workers=ingest_workers, memory_mb=ingest_memory_mb, file_seconds=ingest_timeout,
+                            embeddings_batch=embeddings_batch_size),
     )
     click.echo("asstctl serve: stopped", err=True)
 

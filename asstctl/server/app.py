@@ -23,6 +23,7 @@ from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
 from asstctl.server.http import SafeJSONResponse
+from asstctl.server.looplag import LoopLag
 from asstctl.server.store import BaseStore, open_store
 
 log = logging.getLogger("asstctl.server")
@@ -52,6 +53,7 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_MB << 20  # one JSON request body
     header_timeout: float = 10.0  # seconds a client may take to send a request's headers
     sandbox: Any = None  # code_interpreter limits (asstctl.server.sandbox.SandboxConfig); None = defaults
+    ingest: Any = None  # ingestion workers and limits (asstctl.server.retrieval.pool.IngestLimits); None = defaults
 
 
 @dataclass
@@ -61,6 +63,7 @@ class ServerState:
     engine: Any
     stats: Counter = field(default_factory=Counter)  # "GET /v1/assistants" -> count
     extra: dict[str, Any] = field(default_factory=dict)  # room for route modules (run executor, ...)
+    loop_lag: LoopLag = field(default_factory=LoopLag)  # the event loop's lag (stats(): p50/p99/max ms)
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -74,6 +77,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     for name in ROUTE_MODULES:
         routes.extend(importlib.import_module(f"asstctl.server.routes.{name}").routes)
     state = ServerState(config=config, store=store, engine=engine)
+    state.extra["startup"], state.extra["shutdown"] = [state.loop_lag.start], [state.loop_lag.stop]
     app = Starlette(routes=routes, exception_handlers={APIError: _api_error, 404: _no_route, 405: _no_route, 500: _crash},
                     lifespan=_lifespan(state))
     app.state.asst = state
