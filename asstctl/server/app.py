@@ -23,6 +23,7 @@ from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
 from asstctl.server.http import SafeJSONResponse
+from asstctl.server.ingestion import gate
 from asstctl.server.looplag import LoopLag
 from asstctl.server.store import BaseStore, open_store
 
@@ -171,7 +172,7 @@ class ApiMiddleware:
         if fault == "lost":
             await self.app(scope, receive, _discard)
             return await _drop(send)
-        return await self.app(scope, receive, send_with_headers)
+        return await gate(self.state, self.app, scope, receive, send_with_headers)  # waits for its files' ingestion
 
     def _reject(self, scope) -> APIError | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}

@@ -9,6 +9,10 @@ that are not PDF/DOCX/PPTX in a thread instead, their work being bounded by thei
 indexed in one transaction with the file's final status (a thread again). At most ``IN_FLIGHT``
 files are past the queue at a time, so memory stays bounded however large a batch is.
 
+A request that attaches files (a message's attachments, a thread or assistant creating its store)
+answers once they are ingested, for ``WAIT`` seconds at most (:func:`gate`, around every request):
+what the API's users saw when ingestion ran inside the request, without holding the loop.
+
 A file re-attached or detached meanwhile is recognised by its ``_ingest`` token and its result
 dropped. On stop, the pool's workers are ended and unfinished files stay ``in_progress``; the next
 start resumes them (:meth:`Ingestion.resume`), so no file is left stuck.
@@ -23,6 +27,7 @@ import os
 import secrets
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any, Callable
 
 from asstctl.server.retrieval import chunking, retriever_of
@@ -33,6 +38,27 @@ log = logging.getLogger("asstctl.server")
 IN_FLIGHT = 256  # files being extracted, embedded or indexed at once
 READ_BACK = 32 << 20  # bytes of a file without extractable text its content endpoint shows at most
 INLINE = 1 << 20  # files up to this size go to a worker in memory; larger ones through a temporary file
+
+
+WAIT = 30.0  # seconds a response waits for the files its request attached
+PENDING: ContextVar[list[str] | None] = ContextVar("asstctl_pending_ingestion", default=None)
+
+
+async def gate(state, app, scope, receive, send) -> None:
+    """Run a request; its response starts once the files it attached are ingested (``WAIT`` s at most)."""
+    pending: list[str] = []
+    reset = PENDING.set(pending)
+
+    async def held(message) -> None:
+        ingestion = state.extra.get("ingestion")
+        if message["type"] == "http.response.start" and pending and ingestion is not None:
+            await ingestion.settled(tokens=list(pending), timeout=WAIT)
+        await send(message)
+
+    try:
+        await app(scope, receive, held)
+    finally:
+        PENDING.reset(reset)
 
 
 def new_token() -> str:
@@ -119,6 +145,9 @@ class Ingestion:
     def submit(self, vs_id: str, file_id: str, strategy: dict | None, token: str) -> Future:
         """Ingest a file committed ``in_progress`` with ``token`` (from any thread)."""
         done: Future = Future()
+        pending = PENDING.get()
+        if pending is not None:
+            pending.append(token)
 
         def start() -> None:
             task = self.loop.create_task(self._ingest(vs_id, file_id, strategy, token))
@@ -143,6 +172,11 @@ class Ingestion:
     async def settled(self, vs_ids: list[str] | None = None, tokens: list[str] | None = None,
                       timeout: float = 30.0) -> bool:
         """Wait (at most ``timeout`` s) until the files of these stores / with these tokens are ingested."""
+        if self.loop is None or self.loop.is_closed():
+            return True
+        if not _on(self.loop):  # another loop (a tool run directly): wait on the server's loop
+            waiting = asyncio.run_coroutine_threadsafe(self.settled(vs_ids, tokens, timeout), self.loop)
+            return await asyncio.wrap_future(waiting)
         await asyncio.sleep(0)  # let submissions from threads start
         pending = [task for token, (vs_id, task) in list(self.tasks.items())
                    if (vs_ids is not None and vs_id in vs_ids) or (tokens is not None and token in tokens)]

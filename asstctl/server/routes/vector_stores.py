@@ -30,14 +30,13 @@ from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import APIError, invalid, missing_parameter, not_found
 from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
-from asstctl.server.ingestion import Ingestion, new_token
+from asstctl.server.ingestion import WAIT as INGEST_WAIT, Ingestion, new_token
 from asstctl.server.retrieval import retriever_of
 from asstctl.server.retrieval.filters import check_filter, matches
 from asstctl.server.retrieval.search import rewrite
 
 INGEST_FAIL_MARKER = b"ASSTCTL-INGEST-FAIL"
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
-INGEST_WAIT = 30.0  # seconds an attach / create / batch response waits for its files' ingestion
 STORE_FIELDS = ("file_ids", "name", "description", "expires_after", "chunking_strategy", "metadata")
 
 
