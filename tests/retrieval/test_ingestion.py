@@ -83,7 +83,7 @@ def test_hostile_files_end_failed_naming_the_limit_and_the_workers_stay_bounded(
 
 def test_the_loop_stays_responsive_while_a_batch_ingests(client, limited):
     ids = [client.files.create(file=(f"doc{i}.md", (f"# Doc {i}\n" + PROSE * 15).encode()), purpose="assistants").id
-           for i in range(150)]
+           for i in range(100)]
     big = [client.files.create(file=(f"big{i}.txt", PROSE.encode() * 800), purpose="assistants").id for i in range(4)]
     vs = client.vector_stores.create(name="busy")
     limited.state.loop_lag.reset()
@@ -99,7 +99,7 @@ def test_the_loop_stays_responsive_while_a_batch_ingests(client, limited):
             latencies.append(time.perf_counter() - started)
             time.sleep(0.05)
     worker.join()
-    assert done["batch"].file_counts.completed == 154, done["batch"].file_counts
+    assert done["batch"].file_counts.completed == 104, done["batch"].file_counts
     assert len(latencies) >= 5
     lag = limited.state.loop_lag.stats()
     # Ingesting in the loop stalled it for the whole batch (seconds); what is left is GIL sharing with
@@ -144,8 +144,8 @@ def test_sigterm_mid_batch_stops_within_10s_and_the_next_start_resumes(tmp_path,
         assert counts.completed >= 1 and counts.in_progress >= 1, counts
         sdk.close()
         started = time.monotonic()
-        assert server.stop() == 0
-        assert time.monotonic() - started < 10
+        code = server.stop()
+        assert code == 0 and time.monotonic() - started < 10, (code, time.monotonic() - started, server.stderr()[-2000:])
     with ServeProcess(tmp_path / "again", "--db", db) as server:
         sdk = make_client(server, contract, timeout=60)
         deadline = time.monotonic() + 60
