@@ -227,3 +227,4 @@ def test_cross_file_batches_keep_each_callers_order():
     assert [len(v) for v in got] == [5, 9, 3]
     assert got[1][4] == upstream.embed([texts[1][4]])[0]
     assert [len(r.body["input"]) for r in upstream.requests] == [8, 8, 1]
+

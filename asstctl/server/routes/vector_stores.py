@@ -497,7 +497,7 @@ async def create_file(request):
     v.check_fields(body, ("file_id", "chunking_strategy", "attributes"), ("file_id",))
     v.check_string(body["file_id"], "file_id")
     v.check_optional(body, {"chunking_strategy": v.check_chunking_strategy, "attributes": v.check_attributes})
-    require_store(state, vs_id)
+    await run_in_threadpool(require_store, state, vs_id)  # never wait for the store's lock on the loop
     item = await run_in_threadpool(attach_file, state, vs_id, body["file_id"], body.get("chunking_strategy"),
                                    body.get("attributes"))
     await ingestion_of(state).settled(tokens=[item["_ingest"]], timeout=INGEST_WAIT)
