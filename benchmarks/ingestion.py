@@ -128,9 +128,12 @@ def hostile_row(size: Size) -> Row:
         stop = threading.Event()
 
         def sample() -> None:
+            kids: list[int] = []
             while not stop.is_set():
                 peaks.append(rss_bytes(pid))
-                workers_peak[0] = max(workers_peak[0], sum(rss_bytes(c) for c in _children(pid)))
+                if len(peaks) % 10 == 1:
+                    kids = _children(pid)  # the forkserver and the workers (they come and go)
+                workers_peak[0] = max(workers_peak[0], sum(rss_bytes(c) for c in kids))
                 stop.wait(0.02)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -160,9 +163,18 @@ def hostile_row(size: Size) -> Row:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    found = [int(c) for c in text.split()]
-    return found + [g for c in found for g in _children(c)]
+    """Every descendant of ``pid`` (the forkserver and the ingestion workers under it), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
