@@ -151,6 +151,7 @@ def test_sigterm_mid_batch_stops_within_10s_and_the_next_start_resumes(tmp_path,
         sender.join()
         batcher.close()
         assert code == 0 and time.monotonic() - started < 10, (code, time.monotonic() - started, server.stderr()[-2000:])
+        assert "Traceback" not in server.stderr()
     with ServeProcess(tmp_path / "again", "--db", db) as server:
         sdk = make_client(server, contract, timeout=60)
         deadline = time.monotonic() + 60
