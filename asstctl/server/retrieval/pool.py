@@ -17,6 +17,11 @@ the job with an error that names it:
 waiting and later calls raise :class:`PoolClosed`. Small plain files (:func:`small`: at most
 ``SMALL`` bytes of text, Markdown, HTML, JSON or source, whose work is bounded by their size) are not
 worth a process round trip: the caller runs :func:`run_job` on them in a thread.
+
+Workers fork from multiprocessing's forkserver (this module preloaded): as with any multiprocessing
+user, a Python script that starts the server (``start_server``) must keep its own work under
+``if __name__ == "__main__":``, since the forkserver imports the main script once (``python -m``
+entry points and console scripts are not affected).
 """
 
 from __future__ import annotations
