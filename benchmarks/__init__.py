@@ -18,6 +18,7 @@ def benchmarks() -> dict[str, Callable[[Size], list[Row]]]:
     from benchmarks.sandbox import sandbox_rows
     from benchmarks.retrieval import retrieval_rows
     from benchmarks.replicas import replica_rows
+    from benchmarks.ingestion import ingestion_rows
     from benchmarks.startup import startup_rows
     from benchmarks.turns import turn_rows
     from benchmarks.upstream import upstream_rows
@@ -30,7 +31,8 @@ def benchmarks() -> dict[str, Callable[[Size], list[Row]]]:
             "retrieval": retrieval_rows,
             "replicas": replica_rows,
             "operations": operations_rows,
-            "vector_stores": scale_rows}
+            "vector_stores": scale_rows,
+            "ingestion": ingestion_rows}
 
 
 def run_all(size: Size, only: list[str] | None = None,

@@ -18,7 +18,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="full: the documented sizes (about 2 minutes); small: a quick check")
     parser.add_argument("--output", choices=["markdown", "json"], default="markdown")
     parser.add_argument("--only", choices=["plan", "apply", "turn", "startup", "upstream", "sandbox", "retrieval", "replicas",
-                                            "operations", "vector_stores"], action="append",
+                                            "operations", "vector_stores", "ingestion"], action="append",
                         help="run only these benchmarks (repeatable)")
     return parser.parse_args(argv)
 

@@ -33,12 +33,14 @@ class Size:
     concurrent: int = 500  # streamed runs at once against an upstream with 1 s latency
     replica_runs: int = 200  # streamed runs per replica-count measurement (replicas benchmark)
     replica_clients: int = 8  # client threads creating those runs
+    ingest_files: int = 10_000  # ~1.5 KB files attached to one store (ingestion benchmark)
+    hostile_scale: float = 1.0  # the hostile files' size against the issue's (ingestion benchmark)
 
 
 SIZES = {
     "small": Size(plan_n=12, apply_n=12, latency_ms=5, engine_ms=50, turns=1, specs=5, repeats=1, startup_runs=2, timed_targets=False,
                   streams=2, stream_deltas=5, concurrent=10,
-                  replica_runs=8, replica_clients=2),
+                  replica_runs=8, replica_clients=2, ingest_files=100, hostile_scale=0.01),
     "full": Size(plan_n=1000, apply_n=200, latency_ms=50, engine_ms=200, turns=10, specs=100, repeats=3, startup_runs=10),
 }
 

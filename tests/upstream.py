@@ -147,6 +147,7 @@ class ScriptedUpstream:
         self.gate_limit = 10.0  # seconds a gate holds at most
         self.gated = 0  # answers held at their gate right now
         self._answers: deque[Answer] = deque()
+        self.embed_failures: deque[Failure] = deque()  # answered, in order, to the next /embeddings requests
         self._lock = threading.Lock()
         self._ids = 0
         self._server, self._thread, self.port = _start(self._app())
@@ -202,6 +203,8 @@ class ScriptedUpstream:
         denied = self._auth(request, azure)
         if denied is not None:
             return self._error(denied)
+        if self.embed_failures:
+            return self._error(self.embed_failures.popleft())
         texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
         payload = response_body(str(body.get("model")), texts, self.embed(texts))
         self._check(lambda: problems("CreateEmbeddingResponse", payload), "embeddings answer")

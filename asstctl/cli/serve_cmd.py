@@ -92,13 +92,22 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               metavar="MB", help="code_interpreter: output files (and images) one run may store.")
 @click.option("--code-thread-output-mb", type=click.IntRange(min=1), default=256, show_default=True,
               metavar="MB", help="code_interpreter: output files (and images) one thread may store.")
+@click.option("--ingest-workers", type=click.IntRange(1, 64), default=2, show_default=True, metavar="N",
+              help="file_search: worker processes extracting and chunking vector store files.")
+@click.option("--ingest-memory-mb", type=click.IntRange(min=128), default=512, show_default=True, metavar="MB",
+              help="file_search: memory per ingestion worker; a file needing more ends failed.")
+@click.option("--ingest-timeout", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS",
+              help="file_search: time to extract and chunk one file; a file taking longer ends failed.")
+@click.option("--embeddings-batch-size", type=click.IntRange(1, 2048), default=64, show_default=True, metavar="N",
+              help="file_search: inputs per /embeddings request (chunks of several files share one).")
 @click.option("--unsafe-code-interpreter", "code_unsafe", is_flag=True,
               help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
                    "(it can read this server's files and keys).")
 @click.pass_context
 def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rules, latency_ms, fault_spec, fault_seed,
           upstream, upstream_key_env, model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb,
-          upstream_dialect=None, upstream_api=None,
+          upstream_dialect=None, upstream_api=None, ingest_workers=2, ingest_memory_mb=512,
+          ingest_timeout=300.0, embeddings_batch_size=64,
           **code_options) -> None:
     """Serve the Assistants API v2 on /v1 for any OpenAI SDK (Ctrl-C stops it).
 
@@ -128,6 +137,7 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rule
     from asstctl.server.app import API_KEY_HINT, api_key_problem
     from asstctl.server.engine.config import from_flags
     from asstctl.server.faults import Faults
+    from asstctl.server.retrieval.pool import IngestLimits
 
     if api_key_problem(api_key):  # the key itself is never shown
         raise click.BadParameter(f"{api_key_problem(api_key)}, so no client could ever present it. {API_KEY_HINT}",
@@ -162,6 +172,8 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rule
         admin_key=admin_key,
         metrics=metrics,
         log_format=log_format,
+        ingest=IngestLimits(workers=ingest_workers, memory_mb=ingest_memory_mb, file_seconds=ingest_timeout,
+                            embeddings_batch=embeddings_batch_size),
     )
     click.echo("asstctl serve: stopped", err=True)
 

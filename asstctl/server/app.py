@@ -24,6 +24,8 @@ from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
 from asstctl.server.http import SafeJSONResponse
 from asstctl.server import observability, projects
+from asstctl.server.ingestion import gate
+from asstctl.server.looplag import LoopLag
 from asstctl.server.store import BaseStore, open_store
 from asstctl.server.store.scope import PROJECT
 
@@ -60,6 +62,7 @@ class ServerConfig:
     metrics: bool = False  # serve GET /metrics (Prometheus text format)
     log_format: str = "text"  # "json": one line per request and per run transition (asstctl.server.observability)
     tracer_provider: Any = None  # an OpenTelemetry TracerProvider; None = from the OTEL_* variables (or no traces)
+    ingest: Any = None  # ingestion workers and limits (asstctl.server.retrieval.pool.IngestLimits); None = defaults
 
 
 @dataclass
@@ -69,6 +72,7 @@ class ServerState:
     engine: Any
     stats: Counter = field(default_factory=Counter)  # "GET /v1/assistants" -> count
     extra: dict[str, Any] = field(default_factory=dict)  # room for route modules (run executor, ...)
+    loop_lag: LoopLag = field(default_factory=LoopLag)  # the event loop's lag (stats(): p50/p99/max ms)
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -85,6 +89,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         routes.extend(importlib.import_module(f"asstctl.server.routes.{name}").routes)
     state = ServerState(config=config, store=store, engine=engine)
     routes.extend(observability.setup(state))
+    state.extra["startup"], state.extra["shutdown"] = [state.loop_lag.start], [state.loop_lag.stop]
     app = Starlette(routes=routes, exception_handlers={APIError: _api_error, 404: _no_route, 405: _no_route, 500: _crash},
                     lifespan=_lifespan(state))
     app.state.asst = state
@@ -188,7 +193,7 @@ class ApiMiddleware:
         if fault == "lost":
             await self.app(scope, receive, _discard)
             return await _drop(send)
-        return await self.app(scope, receive, send_with_headers)
+        return await gate(self.state, self.app, scope, receive, send_with_headers)  # waits for its files' ingestion
 
     def _admit(self, scope) -> projects.Caller | APIError:
         """Who the request comes from (the caller), or the error to answer it with."""

@@ -282,8 +282,23 @@ async def close_engine(state: ServerState) -> None:
 
 
 async def _serve_then_close(server, sock: socket.socket, state: ServerState) -> None:
+    watcher = asyncio.create_task(_when_stopping(server, state))
     await server.serve(sockets=[sock])
+    watcher.cancel()
     await close_engine(state)
+
+
+async def _when_stopping(server, state: ServerState) -> None:
+    """Once a stop is asked (SIGTERM/SIGINT), run ``state.extra["stopping"]`` at once, before the
+    connections drain: background work (ingestion) ends now instead of racing the shutdown."""
+    while not server.should_exit:
+        await asyncio.sleep(0.05)
+    stopping(state)
+
+
+def stopping(state: ServerState) -> None:
+    for hook in state.extra.get("stopping", []):
+        hook()
 
 
 async def _main_loop(server, woken: asyncio.Event) -> None:
@@ -337,6 +352,7 @@ def _serve(server, sock: socket.socket, ready: threading.Event) -> None:
         server.asstctl_wake = lambda: loop.call_soon_threadsafe(woken.set)
         ready.set()
         await _main_loop(server, woken)
+        stopping(server.config.app.state)
         await _shutdown(server, sock)
         await close_engine(server.config.app.state)
 

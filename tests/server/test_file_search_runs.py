@@ -44,4 +44,4 @@ def test_a_file_search_run_with_embeddings_uses_the_stored_vectors(server, contr
     (call,) = steps[0].step_details.tool_calls
     assert call.file_search.results[0].file_id == shipping.id
     assert cited_file(reply) == shipping.id
-    assert len(answers) >= 3  # two files ingested, one query
+    assert len(answers) >= 2  # the two files' chunks (batched across files: one request), then the query

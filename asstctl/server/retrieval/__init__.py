@@ -11,7 +11,7 @@ with tsvector/GIN; ``pg_dense``: vectors as bytea), picked by ``search.lexical_i
 ``search.dense_index`` from ``store.backend``.
 
 May import: ``asstctl.server.store``, ``asstctl.server.errors`` and third-party libraries
-(pypdf, python-docx, python-pptx, beautifulsoup4, tiktoken, numpy, openai). Never the routes,
+(pypdf, python-docx, python-pptx, lxml, tiktoken, numpy, openai). Never the routes,
 the app, the executor or the engines (they import us).
 """
 

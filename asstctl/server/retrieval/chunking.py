@@ -6,15 +6,21 @@ numbers and punctuation marks, long words counted as one token per 4 characters.
 
 ``static`` = windows of ``max_chunk_size_tokens`` tokens, each starting
 ``max_chunk_size_tokens - chunk_overlap_tokens`` tokens after the previous one; ``auto`` = 800/400.
+
+``chunk_stream`` does the same over text arriving in pieces (extraction streams), holding one
+segment's tokens at a time and stopping at ``MAX_FILE_TOKENS`` (the API's 5,000,000 tokens per file)
+with :class:`TokenLimit`.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 AUTO = (800, 400)
+MAX_FILE_TOKENS = 5_000_000  # OpenAI's limit of tokens per vector store file
+SEGMENT = 1 << 18  # characters tokenized at a time by chunk_stream
 _PIECE = re.compile(r"\w{1,4}|[^\w\s]", re.UNICODE)
 
 
@@ -69,3 +75,51 @@ def _windows(items: list, size: int, overlap: int) -> list[list]:
         if start + size >= len(items):
             break
     return out
+
+
+class TokenLimit(Exception):
+    """The text has more tokens than a file may have (the message names the limit)."""
+
+
+def chunk_stream(pieces: Iterable[str], max_tokens: int = AUTO[0], overlap: int = AUTO[1],
+                 limit: int = MAX_FILE_TOKENS) -> Iterator[tuple[str, int]]:
+    """:func:`chunk_text` over text arriving in ``pieces``, cut into segments at whitespace and
+    tokenized one segment at a time; raises :class:`TokenLimit` past ``limit`` tokens."""
+    if max_tokens < 1 or not 0 <= overlap < max_tokens:
+        raise ValueError(f"bad chunk sizes {max_tokens}/{overlap}")
+    enc = _encoding()
+    step, held, total, pending = max_tokens - overlap, [], 0, ""
+
+    def tokens_of(text: str) -> list:
+        if enc is not None:
+            return enc.encode_ordinary(text)
+        return re.findall(r"\s*(?:\w{1,4}|[^\w\s])", text)
+
+    def text_of(window: list) -> str:
+        return enc.decode(window) if enc is not None else "".join(window).strip()
+
+    def segments() -> Iterator[str]:
+        nonlocal pending
+        for piece in pieces:
+            pending += piece
+            while len(pending) >= SEGMENT:
+                cut = max(pending.rfind(" ", 0, SEGMENT), pending.rfind("\n", 0, SEGMENT))
+                cut = cut if cut > 0 else SEGMENT
+                head, pending = pending[:cut], pending[cut:]
+                yield head
+        if pending:
+            yield pending
+
+    for segment in segments():
+        new = tokens_of(segment)
+        total += len(new)
+        if total > limit:
+            raise TokenLimit(f"the file has more than {limit:,} tokens, the limit per vector store file")
+        held.extend(new)
+        start = 0
+        while len(held) - start > max_tokens:  # a full window and more after it: emit, keep the overlap onwards
+            yield text_of(held[start : start + max_tokens]), max_tokens
+            start += step
+        del held[:start]
+    if held:
+        yield text_of(held), len(held)

@@ -3,13 +3,23 @@
 :class:`EmbeddingsConfig` says where (``base_url``), with which key (read from the environment
 variable ``api_key_env`` at call time, never stored or logged) and which ``model``. The server
 uses it when ``ServerConfig.embeddings`` is set; without it retrieval is lexical only.
+
+Requests carry up to ``batch_size`` inputs. A rate limit (429) is retried after a backoff (the
+upstream's ``retry-after`` when it sends one, else 0.5 s doubling up to 8 s) for at most
+``retry_seconds`` in all, then the error names the limit; a 5xx or a lost connection is retried twice.
+:class:`Embedder` is the blocking client (search queries); :class:`EmbeddingBatcher` the one
+ingestion uses on the server's loop: it gathers the chunks of every file being ingested into
+full requests (inputs across files), so 500 small files cost about 500 / ``batch_size`` requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from dataclasses import dataclass
+from typing import Any
 
 
 class EmbeddingsError(Exception):
@@ -26,6 +36,8 @@ class EmbeddingsConfig:
     timeout: float = 60.0
     azure_api_version: str | None = None  # set: Azure OpenAI (base_url is the resource endpoint, key in api-key)
     azure_deployment: str | None = None  # Azure: the deployment serving ``model`` (default: the model's name)
+    retry_seconds: float = 60.0  # backing off on 429 / 5xx for at most this long per request
+    parallel: int = 2  # ingestion's requests in flight at once
 
     @property
     def request_model(self) -> str:
@@ -33,17 +45,65 @@ class EmbeddingsConfig:
         return (self.azure_deployment or self.model) if self.azure_api_version else self.model
 
 
+def make_client(config: EmbeddingsConfig, asynchronous: bool = False):
+    import openai
+
+    key = os.environ.get(config.api_key_env) or "no-key"
+    common = {"api_key": key, "timeout": config.timeout, "max_retries": 0}  # we back off ourselves
+    if config.azure_api_version:  # POST {endpoint}/openai/deployments/{deployment}/embeddings?api-version=...
+        kind = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
+        return kind(azure_endpoint=config.base_url, api_version=config.azure_api_version, **common)
+    return (openai.AsyncOpenAI if asynchronous else openai.OpenAI)(base_url=config.base_url, **common)
+
+
+def request_args(config: EmbeddingsConfig, batch: list[str]) -> dict[str, Any]:
+    extra = {"dimensions": config.dimensions} if config.dimensions else {}
+    return {"model": config.request_model, "input": batch, "encoding_format": "float", **extra}
+
+
+def vectors_of(config: EmbeddingsConfig, body: str, expected: int) -> list[list[float]]:
+    """The vectors of a raw CreateEmbeddingResponse (JSON: building SDK objects for thousands of floats
+    costs more than the request), in input order."""
+    try:
+        items = sorted(json.loads(body)["data"], key=lambda item: item["index"])
+        vectors = [[float(x) for x in item["embedding"]] for item in items]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmbeddingsError(f"The embeddings upstream {config.base_url} sent an answer that is not "
+                              f"a CreateEmbeddingResponse ({type(exc).__name__}: {exc}).") from None
+    if len(vectors) != expected:
+        raise EmbeddingsError(f"The embeddings upstream {config.base_url} returned {len(vectors)} vectors for "
+                              f"{expected} inputs.")
+    return vectors
+
+
+def backoff(config: EmbeddingsConfig, exc: Exception, attempt: int, started: float) -> float:
+    """Seconds to wait before retrying after ``exc``; raises :class:`EmbeddingsError` when it is final."""
+    import openai
+
+    passing = isinstance(exc, openai.RateLimitError) or (  # a 5xx or a lost connection: twice more, as the SDK does
+        isinstance(exc, (openai.InternalServerError, openai.APIConnectionError)) and attempt < 2)
+    response = getattr(exc, "response", None)
+    delay = min(8.0, 0.5 * 2**attempt)
+    if response is not None:
+        try:
+            header = response.headers.get("retry-after-ms")
+            delay = float(header) / 1000 if header else float(response.headers.get("retry-after") or delay)
+        except (TypeError, ValueError):
+            pass
+    spent = time.monotonic() - started
+    if passing and spent + delay <= config.retry_seconds:
+        return max(0.0, delay)
+    limit = f" (retried for {spent:.1f} s, the limit is {config.retry_seconds:g} s)" if passing else ""
+    raise EmbeddingsError(
+        f"The embeddings upstream {config.base_url} failed for model {config.model!r}: "
+        f"{type(exc).__name__}: {getattr(exc, 'message', exc)}{limit}"
+    ) from None
+
+
 class Embedder:
     def __init__(self, config: EmbeddingsConfig):
-        import openai
-
         self.config = config
-        key = os.environ.get(config.api_key_env) or "no-key"
-        if config.azure_api_version:  # POST {endpoint}/openai/deployments/{deployment}/embeddings?api-version=...
-            self._client = openai.AzureOpenAI(azure_endpoint=config.base_url, api_version=config.azure_api_version,
-                                              api_key=key, timeout=config.timeout, max_retries=2)
-        else:
-            self._client = openai.OpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout, max_retries=2)
+        self._client = make_client(config)
 
     @property
     def model(self) -> str:
@@ -51,29 +111,128 @@ class Embedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in order."""
-        import openai
-
         out: list[list[float]] = []
         size = max(1, self.config.batch_size)
         for start in range(0, len(texts), size):
-            batch = texts[start : start + size]
-            extra = {"dimensions": self.config.dimensions} if self.config.dimensions else {}
-            try:  # the raw JSON: building SDK objects for thousands of floats costs more than the request
-                raw = self._client.embeddings.with_raw_response.create(
-                    model=self.config.request_model, input=batch, encoding_format="float", **extra)
-                items = sorted(json.loads(raw.http_response.text)["data"], key=lambda item: item["index"])
-                vectors = [[float(x) for x in item["embedding"]] for item in items]
-            except openai.OpenAIError as exc:
-                raise EmbeddingsError(
-                    f"The embeddings upstream {self.config.base_url} failed for model {self.config.model!r}: "
-                    f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
-                ) from None
-            except (ValueError, KeyError, TypeError) as exc:
-                raise EmbeddingsError(f"The embeddings upstream {self.config.base_url} sent an answer that is not "
-                                      f"a CreateEmbeddingResponse ({type(exc).__name__}: {exc}).") from None
-            if len(vectors) != len(batch):
-                raise EmbeddingsError(
-                    f"The embeddings upstream {self.config.base_url} returned {len(vectors)} vectors for {len(batch)} inputs."
-                )
-            out.extend(vectors)
+            out.extend(self._request(texts[start : start + size]))
         return out
+
+    def _request(self, batch: list[str]) -> list[list[float]]:
+        import openai
+
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                raw = self._client.embeddings.with_raw_response.create(**request_args(self.config, batch))
+                return vectors_of(self.config, raw.http_response.text, len(batch))
+            except openai.OpenAIError as exc:
+                time.sleep(backoff(self.config, exc, attempt, started))
+                attempt += 1
+
+
+class _Wanted:
+    """One caller's texts, filled in as the requests holding them come back."""
+
+    def __init__(self, texts: list[str], future: asyncio.Future):
+        self.texts, self.future = texts, future
+        self.vectors: list[Any] = [None] * len(texts)
+        self.sent = 0  # texts handed to a request so far
+        self.left = len(texts)
+
+
+class EmbeddingBatcher:
+    """Ingestion's embeddings on the server's loop: texts of many files in full requests."""
+
+    linger = 0.02  # seconds a request that is not full waits for more texts
+
+    def __init__(self, config: EmbeddingsConfig):
+        self.config = config
+        self.model = config.model
+        self._client = None
+        self._queue: list[_Wanted] = []
+        self._flights: set[asyncio.Task] = set()
+        self._ready: asyncio.Event | None = None
+        self._runner: asyncio.Task | None = None
+        self.requests = 0
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        wanted = _Wanted(texts, asyncio.get_running_loop().create_future())
+        self._queue.append(wanted)
+        if self._runner is None or self._runner.done():
+            self._ready = asyncio.Event()
+            self._runner = asyncio.create_task(self._run(), name="asstctl-embeddings")
+        self._ready.set()
+        return await wanted.future
+
+    async def _run(self) -> None:
+        size, parallel = max(1, self.config.batch_size), max(1, self.config.parallel)
+        while True:
+            if not self._queue:
+                self._ready.clear()
+                try:
+                    await asyncio.wait_for(self._ready.wait(), 5.0)
+                except asyncio.TimeoutError:
+                    if not self._queue:
+                        return
+                continue
+            if sum(len(w.texts) - w.sent for w in self._queue) < size:
+                await asyncio.sleep(self.linger)  # not a full request yet: give other files a moment
+            while len(self._flights) >= parallel:
+                await asyncio.wait(self._flights, return_when=asyncio.FIRST_COMPLETED)
+            parts, count = [], 0
+            for wanted in self._queue:
+                take = min(size - count, len(wanted.texts) - wanted.sent)
+                if take > 0:
+                    parts.append((wanted, wanted.sent, take))
+                    wanted.sent += take
+                    count += take
+                if count == size:
+                    break
+            self._queue = [w for w in self._queue if w.sent < len(w.texts)]
+            if parts:
+                flight = asyncio.create_task(self._send(parts))
+                self._flights.add(flight)
+                flight.add_done_callback(self._flights.discard)
+
+    async def _send(self, parts: list[tuple[_Wanted, int, int]]) -> None:
+        import openai
+
+        batch = [text for wanted, start, take in parts for text in wanted.texts[start : start + take]]
+        started, attempt = time.monotonic(), 0
+        if self._client is None:
+            self._client = make_client(self.config, asynchronous=True)
+        try:
+            while True:
+                try:
+                    self.requests += 1
+                    raw = await self._client.embeddings.with_raw_response.create(**request_args(self.config, batch))
+                    body = raw.http_response.text
+                    vectors = await asyncio.to_thread(vectors_of, self.config, body, len(batch))
+                    break
+                except openai.OpenAIError as exc:
+                    await asyncio.sleep(backoff(self.config, exc, attempt, started))
+                    attempt += 1
+        except EmbeddingsError as exc:
+            for wanted, _, _ in parts:
+                if not wanted.future.done():
+                    wanted.future.set_exception(EmbeddingsError(str(exc)))
+            self._queue = [w for w in self._queue if not w.future.done()]
+            return
+        at = 0
+        for wanted, start, take in parts:
+            wanted.vectors[start : start + take] = vectors[at : at + take]
+            at += take
+            wanted.left -= take
+            if not wanted.left and not wanted.future.done():
+                wanted.future.set_result(wanted.vectors)
+
+    async def aclose(self) -> None:
+        for task in [*self._flights, *([self._runner] if self._runner else [])]:
+            task.cancel()
+        for wanted in self._queue:
+            if not wanted.future.done():
+                wanted.future.cancel()
+        if self._client is not None:
+            await self._client.close()

@@ -1,23 +1,32 @@
-"""Text extraction: file bytes + filename -> plain text, with well-kept libraries.
+"""Text extraction: file bytes + filename -> plain text, with well-kept libraries, streamed.
 
-``.pdf`` (pypdf), ``.docx`` (python-docx), ``.pptx`` (python-pptx), ``.html``/``.htm``
-(beautifulsoup4 on the stdlib html.parser), ``.json`` (parsed, then re-printed), and UTF-8 text
-for ``.txt .md`` and source files. Anything else raises :class:`ExtractError` with code
-``unsupported_file``; bytes a parser rejects raise it with code ``invalid_file``.
+``extract_pieces`` reads a binary file object and yields the text in pieces, so a caller can stop
+(a limit) without the whole text ever being held: UTF-8 text for ``.txt .md`` and source files
+(read 1 MB at a time), ``.html``/``.htm`` (lxml's HTML parser fed incrementally with a target: no
+tree is built, so neither tiny elements nor deep nesting cost memory), ``.docx`` (``word/document.xml``
+parsed incrementally from the zip with lxml, one paragraph or table row at a time, each freed once read), ``.pdf`` (pypdf, page by
+page), ``.pptx`` (python-pptx) and ``.json`` (parsed, then re-printed). Anything else raises
+:class:`ExtractError` with code ``unsupported_file``; bytes a parser rejects raise it with code
+``invalid_file``.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
-import warnings
+import zipfile
 from pathlib import PurePosixPath
+from typing import BinaryIO, Callable, Iterator
 
 TEXT_EXTENSIONS = frozenset(
     ".txt .md .markdown .rst .csv .tsv .log .xml .yaml .yml .toml .ini .cfg .tex"
     " .py .js .mjs .cjs .ts .tsx .jsx .go .java .kt .scala .c .h .cc .cpp .cxx .hpp .cs .rb .php"
     " .rs .swift .sh .bash .zsh .ps1 .css .scss .less .sql .r .lua .pl .m .vue .svelte".split()
 )
+READ = 1 << 20  # bytes read at a time
+SKIPPED_TAGS = frozenset({"script", "style", "noscript", "template"})
+W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 
 class ExtractError(Exception):
@@ -33,8 +42,8 @@ def extension(filename: str) -> str:
     return PurePosixPath(filename or "").suffix.lower()
 
 
-def extract_text(filename: str, data: bytes) -> str:
-    """The text of a file; raises :class:`ExtractError` when it has none we can read."""
+def reader_for(filename: str) -> Callable[[BinaryIO], Iterator[str]]:
+    """The streaming reader of a file name; raises ``unsupported_file`` when there is none."""
     ext = extension(filename)
     reader = READERS.get(ext) or (_text if ext in TEXT_EXTENSIONS else None)
     if reader is None:
@@ -43,70 +52,147 @@ def extract_text(filename: str, data: bytes) -> str:
             f"The file type of {filename!r} is not supported for retrieval; use one of "
             ".txt .md .html .json .pdf .docx .pptx or a source file.",
         )
+    return reader
+
+
+def extract_pieces(filename: str, source: BinaryIO) -> Iterator[str]:
+    """The text of a file in pieces; raises :class:`ExtractError` when it has none we can read."""
+    reader = reader_for(filename)
+    seen = False
     try:
-        text = reader(data)
-    except ExtractError:
+        for piece in reader(source):
+            seen = seen or bool(piece.strip())
+            yield piece
+    except (ExtractError, MemoryError, GeneratorExit):
         raise
     except Exception as exc:  # a parser's own error: the bytes are not what the name says
-        raise ExtractError("invalid_file", f"The file {filename!r} could not be parsed as {ext}: {exc}") from None
-    if not text.strip():
+        raise ExtractError("invalid_file", f"The file {filename!r} could not be parsed as {extension(filename)}: "
+                                           f"{exc}") from None
+    if not seen:
         raise ExtractError("invalid_file", f"The file {filename!r} contains no extractable text.")
-    return text
 
 
-def _text(data: bytes) -> str:
-    if b"\x00" in data[:8192]:
-        raise ExtractError("invalid_file", "The file looks binary (it contains NUL bytes), not text.")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ExtractError("invalid_file", f"The file is not valid UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+def extract_text(filename: str, data: bytes) -> str:
+    """The whole text of a file held in memory (small files; see :func:`extract_pieces`)."""
+    return "".join(extract_pieces(filename, io.BytesIO(data)))
 
 
-def _json(data: bytes) -> str:
-    value = json.loads(_text(data))
-    return json.dumps(value, indent=2, ensure_ascii=False)
+def _decoded(source: BinaryIO) -> Iterator[str]:
+    """UTF-8 text (a BOM dropped) 1 MB at a time; binary or invalid bytes raise ``invalid_file``."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    offset = 0
+    while True:
+        data = source.read(READ)
+        if offset == 0 and b"\x00" in data[:8192]:
+            raise ExtractError("invalid_file", "The file looks binary (it contains NUL bytes), not text.")
+        try:
+            text = decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise ExtractError("invalid_file", f"The file is not valid UTF-8 text ({exc.reason} at byte "
+                                               f"{offset + exc.start}).") from None
+        offset += len(data)
+        if text:
+            yield text
+        if not data:
+            return
 
 
-def _html(data: bytes) -> str:
-    from bs4 import BeautifulSoup
-
-    with warnings.catch_warnings():  # e.g. "looks like a URL": the file is what it is
-        warnings.simplefilter("ignore")
-        soup = BeautifulSoup(_text(data), "html.parser")
-    for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    lines = (line.strip() for line in soup.get_text("\n").splitlines())
-    return "\n".join(line for line in lines if line)
+def _text(source: BinaryIO) -> Iterator[str]:
+    yield from _decoded(source)
 
 
-def _pdf(data: bytes) -> str:
+def _json(source: BinaryIO) -> Iterator[str]:
+    value = json.loads("".join(_decoded(source)))
+    yield json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class _HTMLText:
+    """lxml parser target: the visible text (no script/style/noscript/template), one stripped line per
+    text run between tags (as BeautifulSoup's ``get_text("\\n")``); no tree is built."""
+
+    def __init__(self):
+        self.skipping = 0
+        self.run: list[str] = []
+        self.lines: list[str] = []
+
+    def _flush(self) -> None:
+        if self.run:
+            self.lines.extend(s for s in (line.strip() for line in "".join(self.run).splitlines()) if s)
+            self.run = []
+
+    def start(self, tag, attrib):
+        self._flush()
+        self.skipping += tag in SKIPPED_TAGS
+
+    def end(self, tag):
+        self._flush()
+        if tag in SKIPPED_TAGS and self.skipping:
+            self.skipping -= 1
+
+    def data(self, data):
+        if not self.skipping:
+            self.run.append(data)
+
+    def close(self):
+        self._flush()
+
+    def take(self, first: bool) -> str:
+        text, self.lines = "\n".join(self.lines), []
+        return text if first or not text else "\n" + text
+
+
+def _html(source: BinaryIO) -> Iterator[str]:
+    from lxml import etree
+
+    target = _HTMLText()
+    parser, first = etree.HTMLParser(target=target, recover=True, huge_tree=True, no_network=True), True
+    for text in _decoded(source):
+        parser.feed(text)
+        piece = target.take(first)
+        first = first and not piece
+        yield piece
+    parser.close()
+    yield target.take(first)
+
+
+def _docx(source: BinaryIO) -> Iterator[str]:
+    """Body paragraphs and table rows (cells joined by `` | ``) in document order, parsed incrementally
+    (each one freed once read)."""
+    from lxml import etree
+
+    with zipfile.ZipFile(source) as archive, archive.open("word/document.xml") as xml:
+        for _, element in etree.iterparse(xml, events=("end",), tag=(W + "p", W + "tr"), huge_tree=True,
+                                          resolve_entities=False, no_network=True):
+            parent = element.getparent()
+            if element.tag == W + "p":
+                if parent is not None and parent.tag == W + "tc":
+                    continue  # a cell's paragraph: read with its row
+                yield "".join(element.itertext(W + "t")) + "\n"
+            else:
+                cells = ["\n".join("".join(p.itertext(W + "t")) for p in cell.iter(W + "p"))
+                         for cell in element.iterchildren(W + "tc")]
+                yield " | ".join(cells) + "\n"
+            if parent is not None and parent.tag != W + "tc":
+                element.clear()
+                while element.getprevious() is not None:
+                    del parent[0]
+
+
+def _pdf(source: BinaryIO) -> Iterator[str]:
     from pypdf import PdfReader
 
-    reader = PdfReader(io.BytesIO(data))
-    return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+    reader = PdfReader(source)
+    for number, page in enumerate(reader.pages):
+        yield ("\n\n" if number else "") + (page.extract_text() or "").strip()
 
 
-def _docx(data: bytes) -> str:
-    import docx
-
-    document = docx.Document(io.BytesIO(data))
-    parts = [p.text for p in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            parts.append(" | ".join(cell.text for cell in row.cells))
-    return "\n".join(parts)
-
-
-def _pptx(data: bytes) -> str:
+def _pptx(source: BinaryIO) -> Iterator[str]:
     from pptx import Presentation
 
-    deck = Presentation(io.BytesIO(data))
-    parts = []
+    deck = Presentation(source)
     for number, slide in enumerate(deck.slides, 1):
         texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame and shape.text_frame.text]
-        parts.append(f"Slide {number}:\n" + "\n".join(texts))
-    return "\n\n".join(parts)
+        yield ("\n\n" if number > 1 else "") + f"Slide {number}:\n" + "\n".join(texts)
 
 
 READERS = {".json": _json, ".html": _html, ".htm": _html, ".pdf": _pdf, ".docx": _docx, ".pptx": _pptx}

@@ -24,7 +24,6 @@ from typing import Any
 from asstctl.server.retrieval import chunking
 from asstctl.server.retrieval.dense import SqliteDenseIndex
 from asstctl.server.retrieval.embeddings import Embedder, EmbeddingsError
-from asstctl.server.retrieval.extract import ExtractError, extract_text
 from asstctl.server.retrieval.lexical import SqliteLexicalIndex, query_terms
 
 RRF_K = 60
@@ -82,24 +81,31 @@ class Retriever:
     # ------------------------------------------------------------------ ingestion
 
     def ingest(self, store_id: str, file_id: str, filename: str, data: bytes, strategy: dict[str, Any] | None) -> Ingested:
-        """(Re)index one file of a store; a file we cannot read ends ``failed`` with ``last_error``."""
+        """(Re)index one file of a store in this thread (the server uses its worker pool instead,
+        ``asstctl.server.ingestion``); a file we cannot read ends ``failed`` with ``last_error``."""
+        from asstctl.server.retrieval.pool import run_job
+
         self.remove(store_id, file_id)
-        try:
-            text = extract_text(filename, data)
-        except ExtractError as exc:
-            return Ingested("failed", {"code": exc.code, "message": exc.message})
-        pieces = chunking.chunk_text(text, *chunking.sizes(strategy))
+        done = run_job({"filename": filename, "data": data, "sizes": chunking.sizes(strategy)})
+        if done[0] != "ok":
+            return Ingested("failed", {"code": done[1], "message": done[2]})
+        pieces = done[1]
         vectors = None
         if self.embedder is not None:
             try:
                 vectors = self.embedder.embed([piece for piece, _ in pieces])
             except EmbeddingsError as exc:
                 return Ingested("failed", {"code": "server_error", "message": str(exc)})
+        self.index(store_id, file_id, pieces, vectors)
+        return Ingested("completed", None, len(pieces))
+
+    def index(self, store_id: str, file_id: str, pieces: list[tuple[str, int]], vectors, model: str | None = None) -> None:
+        """Replace a file's chunks (and their vectors, when given) in the indexes; call inside a transaction."""
         with self.store.transaction():
+            self.remove(store_id, file_id)
             ids = self.lexical.add(store_id, file_id, pieces)
             if vectors is not None:
-                self.dense.add(store_id, file_id, self.embedder.model, ids, vectors)
-        return Ingested("completed", None, len(pieces))
+                self.dense.add(store_id, file_id, model or self.embedder.model, ids, vectors)
 
     def remove(self, store_id: str, file_id: str) -> None:
         with self.store.transaction():

@@ -3,11 +3,14 @@
 Store: ``vector_store`` (parent ""), ``vector_store_file`` (id = file id, parent = store id),
 ``file_batch`` (parent = store id; its member file ids kept in the private ``_file_ids``).
 
-Ingestion is immediate: attaching a file extracts its text, chunks it per ``chunking_strategy``
-and indexes it (``asstctl.server.retrieval``) before the response, so the SDK's
-``upload_and_poll`` helpers finish on their first poll; ``file_counts`` and ``usage_bytes`` stay
-exact. A file that cannot be read ends ``failed`` with ``last_error`` (``unsupported_file`` /
-``invalid_file``; ``server_error`` when the embeddings upstream fails). **Injected failure**, only
+Ingestion runs off the loop (``asstctl.server.ingestion``): attaching a file commits it
+``in_progress``, then worker processes extract and chunk it (per ``chunking_strategy``) and it is
+indexed. The attach, store-create and batch-create responses wait up to ``INGEST_WAIT`` seconds
+for it (so small files come back ``completed`` and the SDK's ``*_and_poll`` helpers finish on their
+first poll), without holding up any other request; ``file_counts`` and ``usage_bytes`` stay exact.
+A file that cannot be read, or hits a limit, ends ``failed`` with ``last_error``
+(``unsupported_file`` / ``invalid_file``, the message naming the limit; ``server_error`` when the
+embeddings upstream fails). The ``file_search`` tool waits for its stores' files the same way. **Injected failure**, only
 where a test switches it on (``Faults.ingest_fail_marker``): a file whose bytes contain the marker
 ends ``failed`` with ``last_error = {"code": "invalid_file", ...}``.
 
@@ -26,8 +29,8 @@ from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import APIError, invalid, missing_parameter, not_found
 from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
+from asstctl.server.ingestion import WAIT as INGEST_WAIT, Ingestion, new_token
 from asstctl.server.retrieval import retriever_of
-from asstctl.server.retrieval.extract import ExtractError, extract_text
 
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 STORE_FIELDS = ("file_ids", "name", "description", "expires_after", "chunking_strategy", "metadata")
@@ -200,15 +203,27 @@ def require_file(state, file_id: str) -> dict[str, Any]:
     return require(state, "file", file_id)
 
 
-def ingest(state, vs_id: str, file: dict[str, Any], chunking: dict[str, Any] | None) -> tuple[str, dict[str, str] | None]:
-    """(status, last_error) of extracting, chunking and indexing a file into a store."""
-    data = b"".join(state.store.read_blob(file["id"]) or ())
-    marker = state.config.faults.ingest_fail_marker
-    if marker and marker in data:
-        retriever_of(state).remove(vs_id, file["id"])
-        return "failed", {"code": "invalid_file", "message": f"The file {file['id']} could not be parsed (injected failure)."}
-    done = retriever_of(state).ingest(vs_id, file["id"], file.get("filename") or "", data, chunking)
-    return done.status, done.last_error
+def ingestion_of(state) -> Ingestion:
+    return state.extra["ingestion"]
+
+
+def setup(state) -> None:
+    """The ingestion pool, started and stopped with the server (unfinished files resume on start)."""
+    ingestion = Ingestion(state, lambda item, status, error: finish_ingest(state, item, status, error),
+                          state.config.faults.ingest_fail_marker)
+    state.extra["ingestion"] = ingestion
+    state.extra.setdefault("startup", []).append(ingestion.startup)
+    state.extra.setdefault("shutdown", []).append(ingestion.shutdown)
+    state.extra.setdefault("stopping", []).append(ingestion.stopping)
+
+
+def finish_ingest(state, item: dict[str, Any], status: str, error: dict[str, str] | None) -> None:
+    """Record a file's ingestion outcome (inside the transaction that indexed it) and the store's counts."""
+    file = state.store.get("file", item["id"])
+    before = dict(item)
+    item.update(status=status, last_error=error, usage_bytes=file["bytes"] if file and status == "completed" else 0)
+    state.store.put("vector_store_file", item, item["vector_store_id"])
+    count_change(state, item["vector_store_id"], before, item)
 
 
 def attach_file(
@@ -220,19 +235,19 @@ def attach_file(
     *,
     batch_id: str | None = None,
 ) -> dict[str, Any]:
-    """Add (or re-add) a file to a store, ingest it and update the store's counts."""
-    file = require_file(state, file_id)
-    status, error = ingest(state, vs_id, file, chunking)
+    """Add (or re-add) a file to a store ``in_progress``; its ingestion starts once this commits."""
+    require_file(state, file_id)
     item = {
         "id": file_id,
         "object": "vector_store.file",
-        "usage_bytes": file["bytes"] if status == "completed" else 0,
+        "usage_bytes": 0,
         "created_at": now(),
         "vector_store_id": vs_id,
-        "status": status,
-        "last_error": error,
+        "status": "in_progress",
+        "last_error": None,
         "chunking_strategy": v.resolve_chunking(chunking),
         "attributes": attributes or {},
+        "_ingest": new_token(),
     }
     if batch_id:
         item["_batch_id"] = batch_id
@@ -241,6 +256,7 @@ def attach_file(
         state.store.delete("vector_store_file", file_id, vs_id)
         state.store.insert("vector_store_file", item, vs_id)
         count_change(state, vs_id, before, item)
+        state.store.after_commit(lambda: ingestion_of(state).submit(vs_id, file_id, chunking, item["_ingest"]))
     return item
 
 
@@ -296,15 +312,6 @@ def detach_file(state, vs_id: str, file_id: str) -> None:
         if before is not None and state.store.delete("vector_store_file", file_id, vs_id):
             retriever_of(state).remove(vs_id, file_id)
             count_change(state, vs_id, before, None)
-
-
-def file_text(state, file_id: str) -> str:
-    """The file's text as extracted for retrieval (raw UTF-8 when it has none)."""
-    data = b"".join(state.store.read_blob(file_id) or ())
-    try:
-        return extract_text(require_file(state, file_id).get("filename") or "", data)
-    except ExtractError:
-        return data.decode("utf-8", errors="replace")
 
 
 def _list_files(request, vs_id: str, where=None):
@@ -386,7 +393,14 @@ def cancel_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
     view = batch_view(state, require_batch(state, vs_id, batch_id))
     if view["status"] != "in_progress":
         raise APIError(400, f"Cannot cancel a vector store file batch with status '{view['status']}'.")
-    return batch_view(state, state.store.update("file_batch", batch_id, lambda b: b.update(status="cancelled"), vs_id))
+    with state.store.transaction():  # its files not yet ingested end cancelled (their ingestion is dropped)
+        for item in state.store.all("vector_store_file", vs_id):
+            if item.get("_batch_id") == batch_id and item["status"] == "in_progress":
+                cancelled = {**item, "status": "cancelled"}
+                state.store.put("vector_store_file", cancelled, vs_id)
+                count_change(state, vs_id, item, cancelled)
+        batch = state.store.update("file_batch", batch_id, lambda b: b.update(status="cancelled"), vs_id)
+    return batch_view(state, batch)
 
 
 # --------------------------------------------------------------------------- handlers
@@ -394,7 +408,12 @@ def cancel_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
 
 async def create(request):
     body = await json_body(request)
-    return ok(await run_in_threadpool(create_vector_store, state_of(request), body))
+    state = state_of(request)
+    store = await run_in_threadpool(create_vector_store, state, body)
+    if store["file_counts"]["in_progress"]:
+        await ingestion_of(state).settled([store["id"]], timeout=INGEST_WAIT)
+        store = await run_in_threadpool(require_store, state, store["id"])
+    return ok(store)
 
 
 async def list_stores(request):
@@ -427,6 +446,8 @@ async def create_file(request):
     await state.store.call(require_store, state, vs_id)
     item = await run_in_threadpool(attach_file, state, vs_id, body["file_id"], body.get("chunking_strategy"),
                                    body.get("attributes"))
+    await ingestion_of(state).settled(tokens=[item["_ingest"]], timeout=INGEST_WAIT)
+    item = await run_in_threadpool(state.store.get, "vector_store_file", item["id"], vs_id) or item
     return ok(public(item))
 
 
@@ -472,18 +493,20 @@ async def delete_file(request):
 
 async def file_content(request):
     state, params = state_of(request), request.path_params
-
-    def content():
-        require_store_file(state, params["vs_id"], params["file_id"])
-        return file_text(state, params["file_id"])
-
-    data = [{"type": "text", "text": await run_in_threadpool(content)}]
+    await state.store.call(require_store_file, state, params["vs_id"], params["file_id"])
+    text = await ingestion_of(state).text(await state.store.call(require_file, state, params["file_id"]))
+    data = [{"type": "text", "text": text}]
     return ok({"object": "vector_store.file_content.page", "data": data, "has_more": False, "next_page": None})
 
 
 async def create_file_batch(request):
     body = await json_body(request)
-    return ok(await run_in_threadpool(create_batch, state_of(request), request.path_params["vs_id"], body))
+    state, vs_id = state_of(request), request.path_params["vs_id"]
+    view = await run_in_threadpool(create_batch, state, vs_id, body)
+    if view["status"] == "in_progress":
+        await ingestion_of(state).settled([vs_id], timeout=INGEST_WAIT)
+        view = await run_in_threadpool(lambda: batch_view(state, require_batch(state, vs_id, view["id"])))
+    return ok(view)
 
 
 async def retrieve_batch(request):

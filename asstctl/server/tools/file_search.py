@@ -74,6 +74,8 @@ class FileSearchTool:
             call = {"id": ctx.call_id, "type": "file_search", "file_search": {"ranking_options": ranking, "results": []}}
             return ToolOutcome(call, "file_search needs `queries`: a list of search strings, e.g. {\"queries\": [\"refund time\"]}.")
         ids = store_ids(ctx.assistant, ctx.thread)
+        if self.state.extra.get("ingestion") is not None:  # files still being ingested: wait for them (bounded)
+            await self.state.extra["ingestion"].settled(ids, timeout=60.0)
         limit = options.get("max_num_results") or default_max_results(ctx.run.get("model", ""))
         found = await asyncio.to_thread(self.search, ids, queries, limit, threshold)
         message_index = len(self.state.store.all("message", ctx.thread.get("id", "")))

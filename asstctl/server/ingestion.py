@@ -1,0 +1,307 @@
+"""Ingestion of vector store files, off the server's loop.
+
+Attaching a file commits it ``in_progress`` and hands it here (after the commit). Each file is a
+task on the loop that only waits: its bytes are read from the store in a thread (small files in
+memory, larger ones copied to a temporary file), extracted and chunked by the worker pool
+(``asstctl.server.retrieval.pool``: processes with memory and time limits; files of at most 32 KB
+that are not PDF/DOCX/PPTX in a thread instead, their work being bounded by their size), embedded by the
+:class:`EmbeddingBatcher` (requests full of chunks from many files, backing off on 429), and
+indexed in one transaction with the file's final status (a thread again). At most ``IN_FLIGHT``
+files are past the queue at a time, so memory stays bounded however large a batch is.
+
+A request that attaches files (a message's attachments, a thread or assistant creating its store)
+answers once they are ingested, for ``WAIT`` seconds at most (:func:`gate`, around every request):
+what the API's users saw when ingestion ran inside the request, without holding the loop.
+
+A file re-attached or detached meanwhile is recognised by its ``_ingest`` token and its result
+dropped. On stop, the pool's workers are ended and unfinished files stay ``in_progress``; the next
+start resumes them (:meth:`Ingestion.resume`), so no file is left stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import secrets
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import Any, Callable
+
+from asstctl.server.retrieval import chunking, retriever_of
+from asstctl.server.retrieval.embeddings import EmbeddingBatcher, EmbeddingsError
+from asstctl.server.retrieval.pool import IngestLimits, PoolClosed, WorkerPool, run_job, small
+
+log = logging.getLogger("asstctl.server")
+IN_FLIGHT = 256  # files being extracted, embedded or indexed at once
+READ_BACK = 32 << 20  # bytes of a file without extractable text its content endpoint shows at most
+INLINE = 1 << 20  # files up to this size go to a worker in memory; larger ones through a temporary file
+
+
+WAIT = 30.0  # seconds a response waits for the files its request attached
+PENDING: ContextVar[list[str] | None] = ContextVar("asstctl_pending_ingestion", default=None)
+
+
+async def gate(state, app, scope, receive, send) -> None:
+    """Run a request; its response starts once the files it attached are ingested (``WAIT`` s at most)."""
+    pending: list[str] = []
+    reset = PENDING.set(pending)
+
+    async def held(message) -> None:
+        ingestion = state.extra.get("ingestion")
+        if message["type"] == "http.response.start" and pending and ingestion is not None:
+            await ingestion.settled(tokens=list(pending), timeout=WAIT)
+        await send(message)
+
+    try:
+        await app(scope, receive, held)
+    finally:
+        PENDING.reset(reset)
+
+
+def new_token() -> str:
+    return secrets.token_hex(8)
+
+
+class Ingestion:
+    """The server's ingestion: ``state.extra["ingestion"]``.
+
+    ``finish(item, status, last_error)`` records a file's outcome (called inside the transaction
+    that indexes it); ``marker``: bytes that make a file fail (a test hook of the routes)."""
+
+    def __init__(self, state, finish: Callable[[dict, str, dict | None], None], marker: bytes | None = None):
+        self.state = state
+        self.limits: IngestLimits = getattr(state.config, "ingest", None) or IngestLimits()
+        self.finish = finish
+        self.marker = marker
+        self.pool = WorkerPool(self.limits)
+        self.threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asstctl-ingest-io")  # store, blobs
+        self.runners = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="asstctl-ingest")
+        self._batcher: tuple[Any, EmbeddingBatcher | None] = (None, None)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.tasks: dict[str, tuple[str, asyncio.Task]] = {}  # token -> (store id, task)
+        self._slots: asyncio.Semaphore | None = None
+        self.counts = {"completed": 0, "failed": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def startup(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self.loop.create_task(self.resume(), name="asstctl-ingest-resume")
+
+    async def resume(self) -> None:
+        """Files a previous server left ``in_progress`` (it stopped mid-ingestion): ingest them again."""
+        try:
+            found = await self._thread(self._unfinished)
+        except Exception:  # the store went away (a stop right after start)
+            return
+        for vs_id, item in found:
+            self.submit(vs_id, item["id"], item.get("chunking_strategy"), item.get("_ingest") or "")
+        if found:
+            log.info("resuming the ingestion of %d file(s) left in progress", len(found))
+
+    def _unfinished(self) -> list[tuple[str, dict]]:
+        store = self.state.store
+        return [(vs["id"], item) for vs in store.all("vector_store") for item in store.all("vector_store_file", vs["id"])
+                if item["status"] == "in_progress"]
+
+    def stopping(self) -> None:
+        """A stop was asked: end the workers now (their files stay ``in_progress``), start nothing new."""
+        self.pool.close()
+
+    async def shutdown(self) -> None:
+        """End the workers and every task; unfinished files stay ``in_progress`` for the next start."""
+        self.pool.close()
+        tasks = [task for _, task in list(self.tasks.values())]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        if self._batcher[1] is not None:
+            await self._batcher[1].aclose()
+        self.threads.shutdown(wait=False, cancel_futures=True)
+        self.runners.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def batcher(self) -> EmbeddingBatcher | None:
+        """The batcher of ``state.config.embeddings`` (None without), made when first needed."""
+        embeddings = getattr(self.state.config, "embeddings", None)
+        if self._batcher[0] is not embeddings:
+            if embeddings is not None and self.limits.embeddings_batch:
+                embeddings = dataclasses.replace(embeddings, batch_size=self.limits.embeddings_batch)
+            self._batcher = (getattr(self.state.config, "embeddings", None),
+                             EmbeddingBatcher(embeddings) if embeddings is not None else None)
+        return self._batcher[1]
+
+    def stats(self) -> dict[str, Any]:
+        return {"in_flight": len(self.tasks), **self.counts, "pool": self.pool.stats(),
+                "embedding_requests": self._batcher[1].requests if self._batcher[1] else 0}
+
+    # ------------------------------------------------------------------ submitting and waiting
+
+    def submit(self, vs_id: str, file_id: str, strategy: dict | None, token: str) -> Future:
+        """Ingest a file committed ``in_progress`` with ``token`` (from any thread)."""
+        done: Future = Future()
+        pending = PENDING.get()
+        if pending is not None:
+            pending.append(token)
+
+        def start() -> None:
+            task = self.loop.create_task(self._ingest(vs_id, file_id, strategy, token))
+            self.tasks[token] = (vs_id, task)
+            task.add_done_callback(lambda t: self._ended(token, t, done))
+
+        if self.loop is None or self.loop.is_closed():
+            done.set_result(None)  # no loop (yet): the next start resumes it
+        elif _on(self.loop):
+            start()
+        else:
+            self.loop.call_soon_threadsafe(start)
+        return done
+
+    def _ended(self, token: str, task: asyncio.Task, done: Future) -> None:
+        if self.tasks.get(token, (None, None))[1] is task:
+            del self.tasks[token]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ingestion failed unexpectedly", exc_info=task.exception())
+        done.set_result(None)
+
+    async def settled(self, vs_ids: list[str] | None = None, tokens: list[str] | None = None,
+                      timeout: float = 30.0) -> bool:
+        """Wait (at most ``timeout`` s) until the files of these stores / with these tokens are ingested."""
+        if self.loop is None or self.loop.is_closed():
+            return True
+        if not _on(self.loop):  # another loop (a tool run directly): wait on the server's loop
+            waiting = asyncio.run_coroutine_threadsafe(self.settled(vs_ids, tokens, timeout), self.loop)
+            return await asyncio.wrap_future(waiting)
+        await asyncio.sleep(0)  # let submissions from threads start
+        pending = [task for token, (vs_id, task) in list(self.tasks.items())
+                   if (vs_ids is not None and vs_id in vs_ids) or (tokens is not None and token in tokens)]
+        if not pending:
+            return True
+        _, left = await asyncio.wait(pending, timeout=timeout)
+        return not left
+
+    # ------------------------------------------------------------------ one file
+
+    async def _thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.threads, fn, *args)
+
+    async def _run(self, job: dict) -> tuple:
+        """A job on the worker pool, or in a thread when it is small (``pool.small``)."""
+        return await asyncio.get_running_loop().run_in_executor(self.runners, run_job if small(job) else self.pool.run, job)
+
+    async def _ingest(self, vs_id: str, file_id: str, strategy: dict | None, token: str) -> None:
+        async with self._slots:
+            try:
+                if self.pool.closed:
+                    raise PoolClosed("the server is stopping")
+                status, error, pieces, vectors = await self._work(file_id, strategy)
+                if self.pool.closed:
+                    raise PoolClosed("the server is stopping")
+            except PoolClosed:
+                return  # stopping: the file stays in_progress and the next start resumes it
+            except Exception as exc:  # a store or pool failure: the file must not stay in_progress
+                log.error("ingesting %s failed: %s", file_id, exc)
+                status, error, pieces, vectors = "failed", {"code": "server_error", "message": (
+                    f"The file {file_id} could not be ingested: {type(exc).__name__}.")}, None, None
+            await self._thread(self._commit, vs_id, file_id, token, status, error, pieces, vectors)
+            self.counts[status] += 1
+
+    async def _work(self, file_id: str, strategy: dict | None):
+        file = await self._thread(self.state.store.get, "file", file_id)
+        if file is None:
+            return "failed", {"code": "invalid_file", "message": f"The file {file_id} was deleted."}, None, None
+        job = await self._thread(self._job, file, chunking.sizes(strategy))
+        if job[0] == "error":
+            return "failed", {"code": job[1], "message": job[2]}, None, None
+        try:
+            result = await self._run(job[1])
+        finally:
+            if job[1].get("path"):
+                await self._thread(os.unlink, job[1]["path"])
+        if result[0] != "ok":
+            return "failed", {"code": result[1], "message": result[2]}, None, None
+        pieces, vectors, batcher = result[1], None, self.batcher
+        if batcher is not None and pieces:
+            try:
+                vectors = await batcher.embed([text for text, _ in pieces])
+            except EmbeddingsError as exc:
+                return "failed", {"code": "server_error", "message": str(exc)}, None, None
+        return "completed", None, pieces, (batcher.model, vectors) if vectors is not None else None
+
+    def _job(self, file: dict, sizes: tuple[int, int], check: bool = True) -> tuple:
+        """``("job", job)`` for the pool (bytes in memory or a temporary copy), or ``("error", code, message)``."""
+        chunks = self.state.store.read_blob(file["id"]) or ()
+        job: dict[str, Any] = {"filename": file.get("filename") or "", "sizes": sizes,
+                               "max_tokens": self.limits.max_file_tokens}
+        held, size, out, tail, marker = [], 0, None, b"", self.marker if check else None
+        try:
+            for chunk in chunks:
+                if marker and marker in tail + chunk:
+                    return "error", "invalid_file", f"The file {file['id']} could not be parsed (injected failure)."
+                tail = chunk[-len(marker):] if marker else b""
+                size += len(chunk)
+                if out is None and size > INLINE:
+                    out = tempfile.NamedTemporaryFile(prefix="asstctl-ingest-", delete=False)
+                    out.writelines(held)
+                    held = []
+                if out is None:
+                    held.append(chunk)
+                else:
+                    out.write(chunk)
+        except BaseException:
+            if out is not None:
+                out.close()
+                os.unlink(out.name)
+            raise
+        if out is None:
+            job["data"] = b"".join(held)
+        else:
+            out.close()
+            job["path"] = out.name
+        return "job", job
+
+    def _commit(self, vs_id: str, file_id: str, token: str, status: str, error, pieces, vectors) -> None:
+        store, retriever = self.state.store, retriever_of(self.state)
+        with store.transaction():
+            item = store.get("vector_store_file", file_id, vs_id)
+            if item is None or item["status"] != "in_progress" or (item.get("_ingest") or "") != token:
+                return  # detached, re-attached or cancelled meanwhile: this result is stale
+            if status == "completed":
+                model, vectors = vectors if vectors is not None else (None, None)
+                retriever.index(vs_id, file_id, pieces, vectors, model)
+            else:
+                retriever.remove(vs_id, file_id)
+            self.finish(item, status, error)
+
+    async def text(self, file: dict) -> str:
+        """A file's whole extracted text, from a worker (the file content endpoint); its raw UTF-8
+        (at most ``READ_BACK`` bytes) when it has none."""
+        job = await self._thread(self._job, file, chunking.AUTO, False)
+        try:
+            result = await self._run({**job[1], "mode": "text"})
+        finally:
+            if job[1].get("path"):
+                await self._thread(os.unlink, job[1]["path"])
+        if result[0] == "ok":
+            return result[1]
+        return (await self._thread(self._head, file["id"])).decode("utf-8", errors="replace")
+
+    def _head(self, file_id: str) -> bytes:
+        data = b""
+        for chunk in self.state.store.read_blob(file_id) or ():
+            data += chunk
+            if len(data) >= READ_BACK:
+                break
+        return data[:READ_BACK]
+
+
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

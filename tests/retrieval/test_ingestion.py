@@ -1,0 +1,236 @@
+"""Ingestion off the loop (issue 22): hostile files end ``failed`` naming the limit they hit (or complete
+in bounded memory), the loop stays responsive while a batch ingests, embeddings go in batches across
+files and back off on 429, and SIGTERM mid-batch stops the server fast with the files resumed on the
+next start. Hostile files are made here, scaled down, against limits scaled down with them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import statistics
+import threading
+import time
+import zipfile
+
+import httpx2 as httpx
+import pytest
+
+from asstctl.server.embedded import start_server
+from asstctl.server.looplag import LoopLag
+from asstctl.server.retrieval.chunking import TokenLimit, chunk_stream, chunk_text
+from asstctl.server.retrieval.embeddings import EmbeddingBatcher, EmbeddingsConfig
+from asstctl.server.retrieval.extract import extract_text
+from asstctl.server.retrieval.pool import IngestLimits, WorkerPool
+from tests.conftest import make_client
+from tests.serve_process import ServeProcess
+from tests.upstream import Failure, ScriptedUpstream
+
+LIMITS = IngestLimits(workers=2, memory_mb=128, file_seconds=30, max_file_tokens=20_000)
+PROSE = "Refund requests for damaged parcels are reviewed within five business days by the returns desk. "
+
+
+@pytest.fixture(scope="module")
+def limited():
+    with start_server(":memory:", ingest=LIMITS) as server:
+        yield server
+
+
+@pytest.fixture
+def client(limited, contract):
+    sdk = make_client(limited, contract, timeout=60)
+    yield sdk
+    sdk.close()
+
+
+def docx_of(paragraphs: int, text: str = "x") -> bytes:
+    """A minimal DOCX of ``paragraphs`` one-run paragraphs (written directly: python-docx is too slow)."""
+    ns = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    body = f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p>" * paragraphs
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        archive.writestr("word/document.xml", f'<?xml version="1.0"?><w:document {ns}><w:body>{body}</w:body></w:document>')
+    return out.getvalue()
+
+
+HOSTILE = {  # name -> (bytes, status, words the last_error must hold)
+    "tiny-elements.html": (b"<html><body>" + b"<i>a</i>" * 15_000 + b"</body></html>", "failed", ["20,000 tokens"]),
+    "nested.html": (b"<div>" * 30_000 + PROSE.encode() + b"</div>" * 30_000, "completed", []),
+    "paragraphs.docx": (docx_of(15_000), "failed", ["20,000 tokens"]),
+    "keys.json": (json.dumps({f"key{i}": i for i in range(1_000_000)}).encode(), "failed", ["128 MB", "--ingest-memory-mb"]),
+    "huge.txt": (PROSE.encode() * 3_000, "failed", ["20,000 tokens"]),
+}
+
+
+def test_hostile_files_end_failed_naming_the_limit_and_the_workers_stay_bounded(client, limited):
+    vs = client.vector_stores.create(name="hostile")
+    for name, (data, status, words) in HOSTILE.items():
+        file = client.files.create(file=(name, data), purpose="assistants")
+        item = client.vector_stores.files.create(vector_store_id=vs.id, file_id=file.id)
+        assert item.status == status, (name, item.last_error)
+        if status == "failed":
+            assert item.last_error.code == "invalid_file" and all(w in item.last_error.message for w in words), item.last_error
+            assert name in item.last_error.message
+    stats = limited.state.extra["ingestion"].stats()["pool"]
+    assert stats["killed"] >= 1  # the JSON worker was ended at its memory limit, and replaced
+    assert all(rss < LIMITS.memory_mb for rss in stats["rss_mb"]), stats
+    counts = client.vector_stores.retrieve(vs.id).file_counts
+    assert (counts.completed, counts.failed, counts.in_progress) == (1, 4, 0)
+    hits = client.vector_stores.search(vs.id, query="damaged parcels refund").data
+    assert hits and hits[0].filename == "nested.html"
+
+
+def test_the_loop_stays_responsive_while_a_batch_ingests(client, limited):
+    ids = [client.files.create(file=(f"doc{i}.md", (f"# Doc {i}\n" + PROSE * 15).encode()), purpose="assistants").id
+           for i in range(100)]
+    big = [client.files.create(file=(f"big{i}.txt", PROSE.encode() * 800), purpose="assistants").id for i in range(4)]
+    client.vector_stores.create(name="warm", file_ids=ids[:1])  # the server loads the tokenizer once (a one-off stall)
+    vs = client.vector_stores.create(name="busy")
+    limited.state.loop_lag.reset()
+    done = {}
+    worker = threading.Thread(target=lambda: done.update(batch=client.vector_stores.file_batches.create(
+        vector_store_id=vs.id, file_ids=big + ids)))
+    worker.start()
+    latencies = []
+    with httpx.Client(timeout=10) as http:
+        while worker.is_alive():
+            started = time.perf_counter()
+            assert http.get(limited.base_url + "/models").status_code == 404  # the issue's probe; we serve no models
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    worker.join()
+    assert done["batch"].file_counts.completed == 104, done["batch"].file_counts
+    assert len(latencies) >= 5
+    lag = limited.state.loop_lag.stats()
+    # Ingesting in the loop stalled it for the whole batch (seconds); what is left is GIL sharing with
+    # the store threads (p99 ~70 ms on 2 cores shared with other jobs; ~5 ms idle).
+    assert lag["samples"] >= 20 and lag["p99_ms"] < 150, lag
+    assert max(latencies) < 1.0 and statistics.median(latencies) < 0.05, sorted(latencies)[-5:]
+
+
+def test_embeddings_go_in_batches_across_files_and_back_off_on_429(contract):
+    with ScriptedUpstream(key=None) as upstream:
+        upstream.embed_failures.append(Failure.rate_limit(retry_after="0.2"))
+        embeddings = EmbeddingsConfig(model="scripted-embed", base_url=upstream.base_url, batch_size=16)
+        with start_server(":memory:", embeddings=embeddings) as server:
+            sdk = make_client(server, contract, timeout=60)
+            ids = [sdk.files.create(file=(f"n{i}.md", f"Note {i}: {PROSE}".encode()), purpose="assistants").id
+                   for i in range(40)]
+            vs = sdk.vector_stores.create(name="dense")
+            batch = sdk.vector_stores.file_batches.create(vector_store_id=vs.id, file_ids=ids)
+            assert batch.status == "completed" and batch.file_counts.completed == 40, batch.file_counts
+            sdk.close()
+    sent = [r for r in upstream.requests if r.path.endswith("/embeddings")]
+    assert 1 + 40 / 16 <= len(sent) <= 20, [len(r.body["input"]) for r in sent]  # not one request per file
+    assert sum(len(r.body["input"]) for r in sent[1:]) == 40  # every chunk embedded once, after the 429
+    retry = next(r for r in sent[1:] if r.body["input"] == sent[0].body["input"])
+    assert retry.at - sent[0].at >= 0.15  # the 429's retry-after was honoured
+    assert not upstream.problems
+
+
+def test_sigterm_mid_batch_stops_within_10s_and_the_next_start_resumes(tmp_path, contract):
+    db = str(tmp_path / "server.sqlite3")
+    with ServeProcess(tmp_path, "--db", db, "--ingest-workers", "1") as server:
+        sdk = make_client(server, contract, timeout=60)
+        ids = [sdk.files.create(file=(f"long{i}.txt", (f"Part {i}. " + PROSE * 3000).encode()), purpose="assistants").id
+               for i in range(8)]
+        vs = sdk.vector_stores.create(name="interrupted")
+        batcher = make_client(server, timeout=3)
+        sender = threading.Thread(target=lambda: _quietly(lambda: batcher.vector_stores.file_batches.create(
+            vector_store_id=vs.id, file_ids=ids)))
+        sender.start()
+        deadline = time.monotonic() + 30
+        while sdk.vector_stores.retrieve(vs.id).file_counts.completed < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        counts = sdk.vector_stores.retrieve(vs.id).file_counts
+        assert counts.completed >= 1 and counts.in_progress >= 1, counts
+        sdk.close()
+        started = time.monotonic()
+        code = server.stop()
+        sender.join()
+        batcher.close()
+        assert code == 0 and time.monotonic() - started < 10, (code, time.monotonic() - started, server.stderr()[-2000:])
+        assert "Traceback" not in server.stderr()
+    with ServeProcess(tmp_path / "again", "--db", db) as server:
+        sdk = make_client(server, contract, timeout=60)
+        deadline = time.monotonic() + 60
+        while sdk.vector_stores.retrieve(vs.id).file_counts.in_progress and time.monotonic() < deadline:
+            time.sleep(0.1)
+        counts = sdk.vector_stores.retrieve(vs.id).file_counts
+        assert (counts.completed, counts.in_progress, counts.failed) == (8, 0, 0), counts
+        assert "resuming the ingestion of" in server.stderr()
+        sdk.close()
+
+
+def _quietly(call) -> None:
+    try:
+        call()
+    except Exception:  # the request is cut by the stop: that is the point
+        pass
+
+
+# --------------------------------------------------------------------------- the pieces
+
+
+def test_streamed_chunks_match_whole_text_chunks_and_the_token_cap_is_enforced():
+    text = "".join(f"Line {i}: {PROSE}\n" for i in range(3000))
+    pieces = [text[i : i + 7919] for i in range(0, len(text), 7919)]
+    streamed = list(chunk_stream(pieces, 200, 50, limit=10**7))
+    whole = chunk_text(text, 200, 50)
+    assert len(streamed) == len(whole) and [n for _, n in streamed] == [n for _, n in whole]
+    assert sum(a == b for (a, _), (b, _) in zip(streamed, whole)) >= 0.95 * len(whole)  # segment seams may differ
+    with pytest.raises(TokenLimit, match="more than 1,000 tokens"):
+        list(chunk_stream([text], 200, 50, limit=1000))
+
+
+def test_streamed_docx_and_html_keep_paragraphs_tables_and_drop_scripts():
+    from tests.retrieval import fixtures
+
+    text = extract_text("d.docx", fixtures.docx_bytes(["first para", "second para"], [["zone", "EU"], ["a", "b"]]))
+    assert text.split("\n")[:4] == ["first para", "second para", "zone | EU", "a | b"]
+    html = b"<p>one &amp; two</p><script>if (a < b) { hidden() }</script><style>p{}</style><p>three</p>"
+    assert extract_text("p.html", html) == "one & two\nthree"
+
+
+def test_a_file_over_the_time_limit_fails_and_its_worker_is_replaced():
+    pool = WorkerPool(IngestLimits(workers=1, memory_mb=256, file_seconds=0.3))
+    try:
+        slow = pool.run({"filename": "slow.txt", "data": PROSE.encode() * 60_000, "max_tokens": 10**8})
+        assert slow[0] == "error" and "0.3 s" in slow[2] and "--ingest-timeout" in slow[2], slow
+        fast = pool.run({"filename": "ok.md", "data": b"# fine\nsmall file"})
+        assert fast == ("ok", [("# fine\nsmall file", 5)])
+        assert pool.stats()["killed"] == 1 and pool.stats()["started"] == 2
+    finally:
+        pool.close()
+
+
+def test_the_loop_lag_monitor_sees_a_blocked_loop():
+    async def main():
+        lag = LoopLag(interval=0.01)
+        await lag.start()
+        await asyncio.sleep(0.05)
+        time.sleep(0.2)  # blocks the loop: what the monitor is there to catch
+        await asyncio.sleep(0.05)
+        await lag.stop()
+        return lag.stats()
+
+    stats = asyncio.run(main())
+    assert stats["max_ms"] >= 150 and stats["samples"] >= 5 and stats["p50_ms"] < 50, stats
+
+
+def test_cross_file_batches_keep_each_callers_order():
+    with ScriptedUpstream(key=None) as upstream:
+        batcher = EmbeddingBatcher(EmbeddingsConfig(model="m", base_url=upstream.base_url, batch_size=8))
+
+        async def main():
+            texts = [[f"file {f} chunk {c}" for c in range(n)] for f, n in enumerate((5, 9, 3))]
+            got = await asyncio.gather(*(batcher.embed(t) for t in texts))
+            await batcher.aclose()
+            return texts, got
+
+        texts, got = asyncio.run(main())
+    assert [len(v) for v in got] == [5, 9, 3]
+    assert got[1][4] == upstream.embed([texts[1][4]])[0]
+    assert [len(r.body["input"]) for r in upstream.requests] == [8, 8, 1]
+
