@@ -158,7 +158,8 @@ def test_sigterm_mid_batch_stops_within_10s_and_the_next_start_resumes(tmp_path,
         while sdk.vector_stores.retrieve(vs.id).file_counts.in_progress and time.monotonic() < deadline:
             time.sleep(0.1)
         counts = sdk.vector_stores.retrieve(vs.id).file_counts
-        assert (counts.completed, counts.in_progress, counts.failed) == (8, 0, 0), counts
+        errors = [f.last_error for f in sdk.vector_stores.files.list(vs.id, limit=100) if f.last_error]
+        assert (counts.completed, counts.in_progress, counts.failed) == (8, 0, 0), (counts, errors, server.stderr()[-2000:])
         assert "resuming the ingestion of" in server.stderr()
         sdk.close()
 
