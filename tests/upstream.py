@@ -138,6 +138,7 @@ class ScriptedUpstream:
         self.embed = embed or hashing_embedder(64)
         self.refuse = refuse  # a server's dialect: the Failure it answers a request it does not accept, or None
         self.refusals = 0
+        self.model_lists = 0  # GET /models answered
         self.requests: list[Received] = []
         self.problems: list[str] = []
         self.disconnects = 0  # streams the client closed before they were finished
@@ -188,8 +189,20 @@ class ScriptedUpstream:
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/openai/deployments/{deployment}/chat/completions", self._azure, methods=["POST"]),
             Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
             Route("/openai/deployments/{deployment}/embeddings", self._azure_embeddings, methods=["POST"]),
         ])
+
+    async def _models(self, request: Request):
+        """GET /models: the ``models`` it serves (none when every model exists), as ListModelsResponse."""
+        failure = self._auth(request, azure=False)
+        if failure is not None:
+            return self._error(failure)
+        self.model_lists += 1
+        body = {"object": "list", "data": [{"id": model, "object": "model", "created": 1700000000,
+                                            "owned_by": "scripted"} for model in sorted(self.models or ())]}
+        self._check(lambda: problems("ListModelsResponse", body), "models list")
+        return JSONResponse(body)
 
     async def _azure_embeddings(self, request: Request):
         if not request.query_params.get("api-version"):

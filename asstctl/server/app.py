@@ -32,7 +32,7 @@ from asstctl.server.store.scope import PROJECT
 log = logging.getLogger("asstctl.server")
 
 ROUTE_MODULES = ("assistants", "threads", "messages", "runs", "files", "vector_stores", "vector_store_search",
-                 "organization")
+                 "organization", "models")
 BETA_PREFIXES = ("/v1/assistants", "/v1/threads", "/v1/vector_stores")
 ADMIN_PREFIXES = ("/v1/organization/", "/metrics")  # the admin key's routes (and only its)
 

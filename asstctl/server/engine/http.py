@@ -148,13 +148,13 @@ class Pool:
         self._ssl: ssl.SSLContext | None = None
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], params: dict[str, str] | None = None,
-                   deadline: float | None = None) -> Response:
-        """Send a POST and return once the response head arrived (the body is left to read); the head
-        must come before ``deadline`` (``time.monotonic()``), if given."""
+                   deadline: float | None = None, method: str = "POST") -> Response:
+        """Send a POST (or ``method``) and return once the response head arrived (the body is left to
+        read); the head must come before ``deadline`` (``time.monotonic()``), if given."""
         parts = urlsplit(url)
         origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         target = (parts.path or "/") + ("?" + urlencode(params) if params else "")
-        request = h11.Request(method="POST", target=target, headers=[
+        request = h11.Request(method=method, target=target, headers=[
             ("host", parts.netloc), ("user-agent", self.user_agent), ("content-type", "application/json"),
             ("accept", "text/event-stream"), ("content-length", str(len(body))), *headers.items()])
         while True:

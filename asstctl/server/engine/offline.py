@@ -53,6 +53,10 @@ from asstctl.server.engine.base import (
     reply_events,
 )
 
+# It answers any model name; GET /v1/models lists these common OpenAI names (docs/engine.md), so that
+# `asstctl plan` can say "did you mean `gpt-4o`?" of a misspelt one.
+LISTED_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4-turbo", "gpt-4",
+                 "gpt-3.5-turbo", "gpt-5", "gpt-5-mini", "gpt-5-nano", "o1", "o3", "o3-mini", "o4-mini")
 RULE_KEYS = {"match", "assistant", "instructions", "tool_calls", "code", "then", "reply", "replies", "latency_ms"}
 CODE_FUNCTION = "python"  # the function the server offers for code_interpreter (asstctl.server.tools.code_interpreter)
 PLACEHOLDER = re.compile(r"\{(\w+)\}")

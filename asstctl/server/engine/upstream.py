@@ -48,6 +48,8 @@ log = logging.getLogger("asstctl.server.engine")
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 USER_AGENT = "asstctl-upstream-engine"
 MAX_ADAPTATIONS = 6  # shape changes learned from refusals within one turn
+MODELS_CAP, MODELS_LIMIT = 1 << 20, 10_000  # the upstream's GET /models: bytes read, ids kept
+MODELS_SECONDS, MODELS_TTL = 10.0, 60.0  # ... how long it may take, how long its answer is reused
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class UpstreamEngine:
         self._pools: dict[Any, Pool] = {}  # one per event loop (the server has one)
         self._fixed = dialects.profile(config.dialect) if config.dialect else None
         self._learned: dict[str, Dialect] = {}  # upstream model -> what it accepts, for the process's life
+        self._models: tuple[float, list[str]] | None = None  # (when, ids) of the upstream's GET /models
 
     def __repr__(self) -> str:  # never the key
         return f"UpstreamEngine({self.config.host})"
@@ -92,6 +95,32 @@ class UpstreamEngine:
         if self._fixed is not None:
             return self._fixed
         return self._learned.get(model) or dialects.initial(legacy_max_tokens=not self.config.is_openai)
+
+    async def upstream_models(self) -> list[str]:
+        """The model ids the upstream lists (``GET {upstream}/models``: at most MODELS_CAP bytes, MODELS_LIMIT
+        ids, MODELS_SECONDS; reused for MODELS_TTL); [] when it lists none or cannot (Azure, an error)."""
+        now = time.monotonic()
+        if self._models is None or now - self._models[0] >= MODELS_TTL:
+            self._models = (now, [] if self.config.is_azure else await self._fetch_models(now + MODELS_SECONDS))
+        return self._models[1]
+
+    async def _fetch_models(self, deadline: float) -> list[str]:
+        try:
+            response = await self._pool().post(f"{self.config.url}/models", b"", {"authorization": f"Bearer {self._key}"},
+                                               deadline=deadline, method="GET")
+            try:
+                response.deadline = deadline
+                body = await response.read(MODELS_CAP + 1)
+            finally:
+                response.close()
+        except HttpError:
+            return []
+        try:
+            data = json.loads(body).get("data") if response.status_code == 200 and len(body) <= MODELS_CAP else None
+        except (ValueError, AttributeError):
+            return []
+        return [item["id"] for item in data[:MODELS_LIMIT] if isinstance(item, dict) and isinstance(item.get("id"), str)
+                and len(item["id"]) <= 256] if isinstance(data, list) else []
 
     # -- one turn ---------------------------------------------------------------------------
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
