@@ -63,10 +63,19 @@ def test_an_upstream_lists_its_models_and_the_model_map_sources_read_once(upstre
         assert upstream.requests == []  # listing models runs no turn
 
 
-def test_an_upstream_that_refuses_to_list_leaves_the_model_map_sources(monkeypatch, contract):
+def test_an_upstream_that_refuses_to_list_leaves_the_model_map_sources(monkeypatch, contract, caplog):
     with ScriptedUpstream(models={"llama3.1:8b"}) as scripted:
         monkeypatch.setenv(KEY_ENV, "not-" + scripted.key)  # the upstream answers 401
         with upstream_server(scripted) as server, make_client(server, contract) as client:
             ids = [model.id for model in client.models.list()]
         assert scripted.model_lists == 0 and not scripted.problems
     assert ids == [*(m for m in LISTED_MODELS if m.startswith("gpt-4")), "my-alias"]
+    assert "GET /models failed (HTTP 401)" in caplog.text and scripted.key not in caplog.text
+
+
+def test_an_upstream_list_over_the_size_limit_is_not_read_past_it(upstream, contract, caplog):
+    upstream.models = {f"model-{i:05d}-" + "x" * 150 for i in range(8000)}  # about 1.6 MB: over MODELS_CAP (1 MiB)
+    with upstream_server(upstream) as server, make_client(server, contract) as client:
+        ids = [model.id for model in client.models.list()]
+    assert upstream.model_lists == 1 and ids == [*(m for m in LISTED_MODELS if m.startswith("gpt-4")), "my-alias"]
+    assert "over 1048576 bytes (upstream.MODELS_CAP)" in caplog.text

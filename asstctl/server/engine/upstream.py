@@ -113,14 +113,25 @@ class UpstreamEngine:
                 body = await response.read(MODELS_CAP + 1)
             finally:
                 response.close()
-        except HttpError:
-            return []
+        except HttpError as exc:
+            return self._no_models(f"{type(exc).__name__}")
+        if response.status_code != 200:
+            return self._no_models(f"HTTP {response.status_code}")
+        if len(body) > MODELS_CAP:
+            return self._no_models(f"its answer is over {MODELS_CAP} bytes (upstream.MODELS_CAP)")
         try:
-            data = json.loads(body).get("data") if response.status_code == 200 and len(body) <= MODELS_CAP else None
+            data = json.loads(body).get("data")
         except (ValueError, AttributeError):
-            return []
+            data = None
+        if not isinstance(data, list):
+            return self._no_models("its answer is not a ListModelsResponse")
         return [item["id"] for item in data[:MODELS_LIMIT] if isinstance(item, dict) and isinstance(item.get("id"), str)
-                and len(item["id"]) <= 256] if isinstance(data, list) else []
+                and len(item["id"]) <= 256]
+
+    def _no_models(self, why: str) -> list[str]:
+        log.warning("GET /v1/models lists no models of the upstream %s: GET /models failed (%s); it lists the "
+                    "--model-map sources only, for %.0f s", self.config.host, why, MODELS_TTL)
+        return []
 
     # -- one turn ---------------------------------------------------------------------------
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
