@@ -69,13 +69,13 @@ class Ingestion:
     """The server's ingestion: ``state.extra["ingestion"]``.
 
     ``finish(item, status, last_error)`` records a file's outcome (called inside the transaction
-    that indexes it); ``marker``: bytes that make a file fail (a test hook of the routes)."""
+    that indexes it). A file whose bytes hold ``Faults.ingest_fail_marker`` fails: a test hook, off
+    unless a test switches it on (read per file, so a running server's test may switch it)."""
 
-    def __init__(self, state, finish: Callable[[dict, str, dict | None], None], marker: bytes | None = None):
+    def __init__(self, state, finish: Callable[[dict, str, dict | None], None]):
         self.state = state
         self.limits: IngestLimits = getattr(state.config, "ingest", None) or IngestLimits()
         self.finish = finish
-        self.marker = marker
         self.pool = WorkerPool(self.limits)
         self.threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asstctl-ingest-io")  # store, blobs
         self.runners = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="asstctl-ingest")
@@ -84,6 +84,10 @@ class Ingestion:
         self.tasks: dict[str, tuple[str, asyncio.Task]] = {}  # token -> (store id, task)
         self._slots: asyncio.Semaphore | None = None
         self.counts = {"completed": 0, "failed": 0}
+
+    def marker(self) -> bytes | None:
+        faults = getattr(self.state.config, "faults", None)
+        return getattr(faults, "ingest_fail_marker", None)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -238,7 +242,7 @@ class Ingestion:
         chunks = self.state.store.read_blob(file["id"]) or ()
         job: dict[str, Any] = {"filename": file.get("filename") or "", "sizes": sizes,
                                "max_tokens": self.limits.max_file_tokens}
-        held, size, out, tail, marker = [], 0, None, b"", self.marker if check else None
+        held, size, out, tail, marker = [], 0, None, b"", self.marker() if check else None
         try:
             for chunk in chunks:
                 if marker and marker in tail + chunk:

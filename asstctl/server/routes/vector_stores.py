@@ -209,8 +209,7 @@ def ingestion_of(state) -> Ingestion:
 
 def setup(state) -> None:
     """The ingestion pool, started and stopped with the server (unfinished files resume on start)."""
-    ingestion = Ingestion(state, lambda item, status, error: finish_ingest(state, item, status, error),
-                          state.config.faults.ingest_fail_marker)
+    ingestion = Ingestion(state, lambda item, status, error: finish_ingest(state, item, status, error))
     state.extra["ingestion"] = ingestion
     state.extra.setdefault("startup", []).append(ingestion.startup)
     state.extra.setdefault("shutdown", []).append(ingestion.shutdown)
