@@ -273,6 +273,21 @@ class Session:
                 await asyncio.wait_for(self.process.wait(), 5)
             except asyncio.TimeoutError:
                 log.warning("code_interpreter: sandbox process %s did not exit", self.process.pid)
+            await self._release_pipes()
+
+    async def _release_pipes(self) -> None:
+        """Stop reading stderr (a killed sandbox's pipe may never reach its end) and close the pipes, so
+        nothing of an ended session outlives it (however it ended: a watchdog, a timeout, a crash)."""
+        task = getattr(self, "_stderr_task", None)
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 1)
+            except (asyncio.TimeoutError, OSError, ValueError):
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        transport = getattr(self.process, "_transport", None)  # asyncio's Process keeps it private
+        if transport is not None:
+            transport.close()
 
 
 def _result(answer: dict, file_bytes: int = 64 << 20) -> CellResult:
