@@ -16,7 +16,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from asstctl.server import validation as v
-from asstctl.server.app import ServerState, state_of
+from asstctl.server.app import ServerState, state_of, stored, stored_with_body
 from asstctl.server.errors import APIError, invalid, not_found
 from asstctl.server.runs import EXPIRY_SECONDS, TERMINAL, RunExecutor, public
 from asstctl.server.http import json_body, list_envelope, list_params, new_id, now, ok, require
@@ -201,17 +201,18 @@ async def retrieve_run(request: Request):
     return ok(await state.store.call(require_run, state, params["thread_id"], params["run_id"]), headers=POLL_HEADERS)
 
 
-async def list_runs(request: Request):
-    state, thread_id = state_of(request), request.path_params["thread_id"]
+@stored
+def list_runs(state: ServerState, request: Request):
+    thread_id = request.path_params["thread_id"]
     page = list_params(request)
     require_thread(state, thread_id)
     items, has_more = state.store.page("run", thread_id, **page)
     return ok(list_envelope(items, has_more), headers=POLL_HEADERS)
 
 
-async def modify_run(request: Request):
-    state, params = state_of(request), request.path_params
-    body = await json_body(request)
+@stored_with_body
+def modify_run(state: ServerState, request: Request, body: dict[str, Any]):
+    params = request.path_params
     v.check_fields(body, ("metadata",))
     v.check_metadata(body.get("metadata"))
     require_thread(state, params["thread_id"])
@@ -224,14 +225,16 @@ async def modify_run(request: Request):
 
 
 # -- cancel / submit ------------------------------------------------------------------------
-async def cancel_run(request: Request):
-    state, params = state_of(request), request.path_params
-    run = require_run(state, params["thread_id"], params["run_id"])
-    if run["status"] in TERMINAL:
-        raise invalid(None, f"Cannot cancel run with status '{run['status']}'.", code=None)
-    if run["status"] == "cancelling":
-        return ok(run, headers=POLL_HEADERS)
-    return ok(executor_of(state).cancel(run["id"]), headers=POLL_HEADERS)
+@stored
+def cancel_run(state: ServerState, request: Request):
+    params = request.path_params
+    with state.store.transaction():  # checked and cancelled at once
+        run = require_run(state, params["thread_id"], params["run_id"])
+        if run["status"] in TERMINAL:
+            raise invalid(None, f"Cannot cancel run with status '{run['status']}'.", code=None)
+        if run["status"] == "cancelling":
+            return ok(run, headers=POLL_HEADERS)
+        return ok(executor_of(state).cancel(run["id"]), headers=POLL_HEADERS)
 
 
 async def submit_tool_outputs(request: Request):
@@ -240,16 +243,23 @@ async def submit_tool_outputs(request: Request):
     v.check_fields(body, ("tool_outputs", "stream"), ("tool_outputs",))
     v.check_optional(body, {"stream": OPTION_CHECKS["stream"]})
     outputs = _tool_outputs(body["tool_outputs"])
-    run = require_run(state, params["thread_id"], params["run_id"])
-    if run["status"] != "requires_action":
-        raise invalid(None, f'Runs in status "{run["status"]}" do not accept tool outputs.', code=None)
-    _check_answers(run, outputs)
-    executor = executor_of(state)
-    if not body.get("stream"):
-        return ok(executor.submit_outputs(run["id"], outputs), headers=POLL_HEADERS)
-    events = state.store.subscribe(run["id"])
-    executor.submit_outputs(run["id"], outputs)
-    return _stream(events.sse())
+
+    def submitted() -> dict[str, Any]:
+        with state.store.transaction():  # checked and answered at once
+            run = require_run(state, params["thread_id"], params["run_id"])
+            if run["status"] != "requires_action":
+                raise invalid(None, f'Runs in status "{run["status"]}" do not accept tool outputs.', code=None)
+            _check_answers(run, outputs)
+            return executor_of(state).submit_outputs(run["id"], outputs)
+
+    events = await state.store.subscribe_off_loop(params["run_id"]) if body.get("stream") else None
+    try:
+        run = await state.store.call(submitted)
+    except BaseException:
+        if events is not None:
+            state.store.unsubscribe(events)
+        raise
+    return ok(run, headers=POLL_HEADERS) if events is None else _stream(events.sse())
 
 
 def _tool_outputs(value: Any) -> dict[str, str]:
@@ -276,8 +286,9 @@ def _check_answers(run: dict[str, Any], outputs: dict[str, str]) -> None:
 
 
 # -- steps ----------------------------------------------------------------------------------
-async def list_steps(request: Request):
-    state, params = state_of(request), request.path_params
+@stored
+def list_steps(state: ServerState, request: Request):
+    params = request.path_params
     page = list_params(request)
     _include(request)
     require_run(state, params["thread_id"], params["run_id"])
@@ -285,8 +296,9 @@ async def list_steps(request: Request):
     return ok(list_envelope([public(s) for s in items], has_more))
 
 
-async def retrieve_step(request: Request):
-    state, params = state_of(request), request.path_params
+@stored
+def retrieve_step(state: ServerState, request: Request):
+    params = request.path_params
     _include(request)
     require_run(state, params["thread_id"], params["run_id"])
     return ok(public(require(state, "step", params["step_id"], params["run_id"])))

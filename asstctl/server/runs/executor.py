@@ -100,7 +100,7 @@ class RunExecutor(ReplicaHooks):
                     self.store.ensure_queued(run["id"])
         return count
 
-    # -- public API (called by the routes, on the loop) -----------------------------------
+    # -- public API (called by the routes, off the loop: store.call) -------------------
     def start(self, run: dict[str, Any], include: tuple[str, ...] = ()) -> None:
         """A freshly stored ``queued`` run: announce it and schedule its first turn."""
         self.ensure_started()
@@ -135,8 +135,8 @@ class RunExecutor(ReplicaHooks):
             run = self._set(self._run(run_id), status="cancelling")
             self.emit(run, "thread.run.cancelling", run)
             task = self._tasks.get(run_id)
-            if task is not None and not task.done():
-                task.cancel()
+            if task is not None and not task.done():  # the route calls this off the loop (store.call)
+                task.get_loop().call_soon_threadsafe(task.cancel)
             else:  # waiting, queued, or running on another replica (which the signal reaches)
                 self._schedule(run_id)
                 self.store.request_cancel(run_id)
