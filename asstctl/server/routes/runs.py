@@ -9,7 +9,7 @@ with ``openai-poll-after-ms`` so the SDK's ``*_and_poll`` helpers poll quickly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -78,16 +78,16 @@ async def create_run(request: Request):
     include = _include(request)
     _check_run_body(body, RUN_FIELDS)
 
-    def stored() -> dict[str, Any]:
+    def stored(run_id: str) -> tuple[None, dict[str, Any]]:
         require_thread(state, thread_id)
         assistant = _assistant(state, body["assistant_id"])
         with state.store.transaction():
             _ensure_idle(state, thread_id)
             for message in body.get("additional_messages") or []:
                 create_message(state, thread_id, message)
-            return state.store.insert("run", new_run(thread_id, assistant, body), thread_id)
+            return None, state.store.insert("run", new_run(thread_id, assistant, body, run_id), thread_id)
 
-    return await _start(state, await state.store.call(stored), body.get("stream"), include=include)
+    return await _start(state, stored, body.get("stream"), include=include)
 
 
 async def create_thread_and_run(request: Request):
@@ -98,14 +98,13 @@ async def create_thread_and_run(request: Request):
     if body.get("tool_resources") is not None and thread_body.get("tool_resources") is None:
         thread_body = {**thread_body, "tool_resources": body["tool_resources"]}
 
-    def stored() -> tuple[dict[str, Any], dict[str, Any]]:
+    def stored(run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         assistant = _assistant(state, body["assistant_id"])
         with state.store.transaction():
             thread = create_thread(state, thread_body, "thread")
-            return thread, state.store.insert("run", new_run(thread["id"], assistant, body), thread["id"])
+            return thread, state.store.insert("run", new_run(thread["id"], assistant, body, run_id), thread["id"])
 
-    thread, run = await state.store.call(stored)
-    return await _start(state, run, body.get("stream"), thread=thread)
+    return await _start(state, stored, body.get("stream"))
 
 
 def _check_run_body(body: dict[str, Any], fields: tuple[str, ...]) -> None:
@@ -126,11 +125,11 @@ def _ensure_idle(state: ServerState, thread_id: str) -> None:
         raise APIError(400, f"Thread {thread_id} already has an active run {run['id']}.")
 
 
-def new_run(thread_id: str, assistant: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+def new_run(thread_id: str, assistant: dict[str, Any], body: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """The stored run: request options over the assistant's settings, API defaults elsewhere."""
     created = now()
     run = {
-        "id": new_id("run"), "object": "thread.run", "created_at": created, "thread_id": thread_id,
+        "id": run_id or new_id("run"), "object": "thread.run", "created_at": created, "thread_id": thread_id,
         "assistant_id": assistant["id"], "status": "queued", "required_action": None, "last_error": None,
         "expires_at": created + EXPIRY_SECONDS, "started_at": None, "cancelled_at": None, "failed_at": None,
         "completed_at": None, "incomplete_details": None,
@@ -174,13 +173,28 @@ def _truncation(value: dict[str, Any] | None) -> dict[str, Any]:
     return {"type": value.get("type", "auto"), "last_messages": value.get("last_messages")}
 
 
-async def _start(state: ServerState, run: dict[str, Any], stream: bool | None, thread: dict | None = None,
-                 include: tuple[str, ...] = ()):
-    """Announce and queue the run (off the loop: ``store.call``); stream its events when asked."""
+async def _start(state: ServerState, stored: Callable[[str], tuple[dict | None, dict[str, Any]]],
+                 stream: bool | None, include: tuple[str, ...] = ()):
+    """Store the run (``stored(run_id)`` -> (its new thread or None, the run)), announce and queue it, in
+    one transaction off the loop (``store.call``); stream its events when asked (subscribed first, on the
+    loop, with nothing to read: a new run has no events yet)."""
     executor = executor_of(state)
     executor.ensure_started()  # on the loop (its tasks)
-    events = await state.store.subscribe_off_loop(run["id"]) if stream else None
-    await state.store.call(executor.start, run, include)
+    run_id = new_id("run")
+    events = state.store.subscribe(run_id, after=0) if stream else None
+
+    def started() -> tuple[dict | None, dict[str, Any]]:
+        with state.store.transaction():
+            thread, run = stored(run_id)
+            executor.start(run, include)
+        return thread, run
+
+    try:
+        thread, run = await state.store.call(started)
+    except BaseException:
+        if events is not None:
+            state.store.unsubscribe(events)
+        raise
     if events is None:
         return ok(run, headers=POLL_HEADERS)
     return _stream(events.sse([("thread.created", thread)] if thread is not None else []))

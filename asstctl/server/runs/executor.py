@@ -55,6 +55,7 @@ class RunExecutor(ReplicaHooks):
         self.engine = state.engine
         self._active: set[str] = set()
         self._tasks: dict[str, asyncio.Task] = {}
+        self._releases: set[asyncio.Task] = set()  # claims.finished on the store's threads
         self._writers: dict[str, TurnWriter] = {}
         self._sweeper: asyncio.Task | None = None
         self._started = False
@@ -196,8 +197,15 @@ class RunExecutor(ReplicaHooks):
             self._writers.pop(run_id, None)
         if task.cancelled() and not self._stopping:  # cancelled before it even started
             self._interrupted(run_id)
-        if not self._stopping:
-            self.claims.finished(run_id)
+        if not self._stopping:  # the run's queue entry goes off the loop (a round trip on PostgreSQL)
+            release = asyncio.get_running_loop().create_task(self.store.call(self.claims.finished, run_id))
+            self._releases.add(release)
+            release.add_done_callback(self._released)
+
+    def _released(self, release: asyncio.Task) -> None:
+        self._releases.discard(release)
+        if not release.cancelled() and release.exception() is not None:
+            log.error("releasing a run's queue entry failed: %r", release.exception())
 
     async def _turn(self, run_id: str) -> None:
         """The run's model calls until it pauses or ends."""
@@ -302,21 +310,25 @@ class RunExecutor(ReplicaHooks):
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
-        run = await self.store.call(self._account, run, book, writer, usage)
+        run = await self.store.call(self._account, run, book, writer, usage, end)
+        if run is None:  # answered
+            return None
         if run["status"] != "in_progress":
             return await self.store.call(self._stopped, run)
-        if writer.calls:
-            return await self._tool_calls(run, book, writer, offered, usage, end)
-        return await self.store.call(self._answer, run, book, writer, usage, end)
+        return await self._tool_calls(run, book, writer, offered, usage, end)
 
-    def _account(self, run, book, writer: TurnWriter, usage: dict) -> dict[str, Any]:
-        """The turn's usage saved; the run as it is now."""
+    def _account(self, run, book, writer: TurnWriter, usage: dict, end: TurnEnd) -> dict[str, Any] | None:
+        """The turn's usage saved and, when it is the final answer, the answer, in one transaction:
+        None once answered, else the run as it is now."""
         with self.owned(run["id"]):
             books.save(self.store, book)
-        run = self._run(run["id"])
-        if run["status"] == "in_progress":
+            run = self._run(run["id"])
+            if run["status"] != "in_progress":
+                return run
             self._usage_on_closed_message(writer, usage)
-        return run
+            if writer.calls:
+                return run
+            return self._answer(run, book, writer, usage, end)
 
     def _stopped(self, run: dict[str, Any]) -> None:
         if run["status"] == "cancelling":
