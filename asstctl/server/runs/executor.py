@@ -233,8 +233,9 @@ class RunExecutor(ReplicaHooks):
                 return None
             if run["status"] not in ("queued", "in_progress"):
                 return None
-            self._discard_interrupted(run)
             resumed = run["status"] == "in_progress"  # after a restart, or taken over from another replica
+            if resumed:  # a queued run's calls all ended (a run is in_progress during a call)
+                self._discard_interrupted(run)
             run = self._set(run, status="in_progress", started_at=run["started_at"] or now())
             if not resumed:
                 self.emit(run, "thread.run.in_progress", run)
