@@ -5,6 +5,7 @@ the error envelope, ``x-request-id``) and fault/latency injection."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import logging
@@ -13,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse
 from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
 from asstctl.server.faults import Faults
-from asstctl.server.http import SafeJSONResponse
+from asstctl.server.http import SafeJSONResponse, json_body
 from asstctl.server import observability, projects
 from asstctl.server.ingestion import gate
 from asstctl.server.looplag import LoopLag
@@ -124,6 +125,30 @@ def state_of(request: Request) -> ServerState:
     return request.app.state.asst
 
 
+def stored(handler: Callable[..., Any]) -> Callable[[Request], Awaitable[Any]]:
+    """A route whose work is synchronous (checks, store calls, its response), ``handler(state, request)``:
+    it runs whole on the store's worker threads (``BaseStore.call``, the caller's project scope carried
+    along), so its store calls never stall the event loop, on SQLite as on PostgreSQL."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Any:
+        state = state_of(request)
+        return await state.store.call(handler, state, request)
+
+    return route
+
+
+def stored_with_body(handler: Callable[..., Any]) -> Callable[[Request], Awaitable[Any]]:
+    """``stored`` for a route that takes a JSON body: read on the loop, then ``handler(state, request, body)``."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Any:
+        state, body = state_of(request), await json_body(request)
+        return await state.store.call(handler, state, request, body)
+
+    return route
+
+
 def error_response(error: APIError) -> JSONResponse:
     return SafeJSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
@@ -141,6 +166,13 @@ async def _crash(request: Request, exc: Exception) -> JSONResponse:
     return error_response(
         APIError(500, "The server had an error while processing your request. Sorry about that!", type="server_error")
     )
+
+
+def _project_key(scope) -> bool:
+    """A project key is looked up in the store (off the loop); the server's own keys are compared in memory."""
+    prefix = b"bearer " + projects.KEY_PREFIX.encode()
+    return any(name == b"authorization" and value[:len(prefix)].lower() == prefix
+               for name, value in scope.get("headers", []))
 
 
 class ApiMiddleware:
@@ -173,7 +205,7 @@ class ApiMiddleware:
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         scope["asstctl.request_id"] = request_id
-        caller = self._admit(scope)
+        caller = await self.state.store.call(self._admit, scope) if _project_key(scope) else self._admit(scope)
         if isinstance(caller, APIError):
             return await _send_json(send_with_headers, caller)
         scope["asstctl.project"] = caller.project

@@ -77,6 +77,13 @@ class Claimer:
         """Inside a write transaction: may this replica commit the run's turn?"""
         return self.store.holds_lease(run_id, self.owner)
 
+    @contextmanager
+    def holding(self, run_id: str) -> Iterator[bool]:
+        """A write transaction and whether this replica holds the run's lease in it (one round trip
+        with the transaction's start on PostgreSQL; checked once per transaction)."""
+        with self.store.transaction_holding(run_id, self.owner) as held:
+            yield held
+
     def finished(self, run_id: str) -> None:
         """The executor is done with the run for now (it waits for the client, or is over)."""
         with self._guard:
@@ -176,8 +183,8 @@ class ReplicaHooks:
 
     @contextmanager
     def owned(self, run_id: str) -> Iterator[None]:
-        with self.store.transaction():
-            if not self.claims.holds(run_id):
+        with self.claims.holding(run_id) as held:
+            if not held:
                 raise LeaseLost(run_id)
             yield
 

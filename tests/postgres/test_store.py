@@ -131,6 +131,10 @@ def test_a_run_is_claimed_by_one_owner_until_released_or_its_lease_lapses(store)
     assert store.claim_next_run("b", 60) is None
     with store.transaction():
         assert store.holds_lease("run_1", "a") and not store.holds_lease("run_1", "b")
+    with store.transaction_holding("run_1", "a") as held_a, store.transaction_holding("run_1", "b") as held_b:
+        assert held_a and not held_b  # checked as the transaction begins, and again when nested
+    with store.transaction_holding("run_1", "b") as held_b, store.transaction_holding("run_1", "a") as held_a:
+        assert held_a and not held_b
     store.enqueue_run("run_1")  # asked again while held: stays with "a" until released
     assert store.claim_next_run("b", 60) is None
     store.release_run("run_1", "a")

@@ -2,7 +2,7 @@
 kept exactly under concurrent attaches, re-attaches and detaches; search results that do not depend
 on ``max_num_results`` (fewer results only truncate the list); the lexical order is FTS5's
 ``bm25()`` order (checked against a separate FTS5 index of the same texts); store calls that wait
-for the database's write lock do not stall the event loop."""
+for the database's write lock do not stall the event loop, on every route."""
 
 from __future__ import annotations
 
@@ -106,8 +106,10 @@ def test_lexical_order_is_fts5_bm25_order(client):
 
 def test_requests_waiting_for_the_write_lock_do_not_stall_the_event_loop(server, client):
     """A write transaction holds the store's write lock for a second (as a long ingestion would):
-    requests that need the lock wait for it on worker threads, while the loop keeps answering."""
+    requests that need the lock wait for it on worker threads, while the loop keeps answering: the
+    vector store routes, and the others (assistants, threads' messages) alike."""
     vs = client.vector_stores.create(name="lag")
+    assistant, thread = client.beta.assistants.create(model="gpt-4o"), client.beta.threads.create()
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -121,10 +123,12 @@ def test_requests_waiting_for_the_write_lock_do_not_stall_the_event_loop(server,
     assert held.wait(10)
     timer = threading.Timer(2.0, release.set)  # let go after 2 s even if the loop were stalled
     timer.start()
-    with ThreadPoolExecutor(4) as pool, httpx.Client(base_url=server.base_url, timeout=10) as plain:
+    with ThreadPoolExecutor(6) as pool, httpx.Client(base_url=server.base_url, timeout=10) as plain:
         waiting = [pool.submit(client.vector_stores.update, vs.id, name="renamed"),
                    pool.submit(client.vector_stores.retrieve, vs.id),
-                   pool.submit(client.vector_stores.files.list, vs.id)]
+                   pool.submit(client.vector_stores.files.list, vs.id),
+                   pool.submit(client.beta.assistants.update, assistant.id, name="renamed"),
+                   pool.submit(client.beta.threads.messages.list, thread.id)]
         time.sleep(0.2)  # they reached the store and wait for the lock (SQLite: reads too)
         lags = []
         for _ in range(10):
@@ -138,6 +142,7 @@ def test_requests_waiting_for_the_write_lock_do_not_stall_the_event_loop(server,
         holder.join(10)
         assert waiting[0].result(10).name == "renamed"
         assert waiting[1].result(10).id == vs.id and waiting[2].result(10).data == []
+        assert waiting[3].result(10).name == "renamed" and waiting[4].result(10).data == []
     assert max(lags) < 0.25, lags  # stalled, the first would take until the lock is let go (2 s)
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from starlette.routing import Route
 
 from asstctl.server import validation as v
-from asstctl.server.app import state_of
-from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
+from asstctl.server.app import stored, stored_with_body
+from asstctl.server.http import deleted, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.routes import vector_stores
 
 DEFAULTS = {"metadata": {}, "tools": [], "temperature": 1.0, "top_p": 1.0, "response_format": "auto"}
@@ -88,26 +88,30 @@ def modify_assistant(state, assistant_id: str, body: dict[str, Any]) -> dict[str
         return state.store.put("assistant", assistant)
 
 
-async def create(request):
-    return ok(create_assistant(state_of(request), await json_body(request)))
+@stored_with_body
+def create(state, request, body):
+    return ok(create_assistant(state, body))
 
 
-async def list_assistants(request):
-    items, has_more = state_of(request).store.page("assistant", "", **list_params(request))
+@stored
+def list_assistants(state, request):
+    items, has_more = state.store.page("assistant", "", **list_params(request))
     return ok(list_envelope(items, has_more))
 
 
-async def retrieve(request):
-    return ok(require_assistant(state_of(request), request.path_params["assistant_id"]))
+@stored
+def retrieve(state, request):
+    return ok(require_assistant(state, request.path_params["assistant_id"]))
 
 
-async def modify(request):
-    body = await json_body(request)
-    return ok(modify_assistant(state_of(request), request.path_params["assistant_id"], body))
+@stored_with_body
+def modify(state, request, body):
+    return ok(modify_assistant(state, request.path_params["assistant_id"], body))
 
 
-async def delete(request):
-    state, assistant_id = state_of(request), request.path_params["assistant_id"]
+@stored
+def delete(state, request):
+    assistant_id = request.path_params["assistant_id"]
     require_assistant(state, assistant_id)
     state.store.delete("assistant", assistant_id)
     return deleted(assistant_id, "assistant.deleted")

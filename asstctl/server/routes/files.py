@@ -14,7 +14,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from asstctl.server import validation as v
-from asstctl.server.app import state_of
+from asstctl.server.app import state_of, stored
 from asstctl.server.errors import APIError, invalid, missing_parameter
 from asstctl.server.http import deleted, list_envelope, list_params, new_id, now, ok
 from asstctl.server.routes import vector_stores
@@ -80,28 +80,31 @@ async def upload(request: Request):
     if expires[0] is not None:
         file["expires_at"] = expires[0]
     try:
-        state.store.insert("file", file)
+        await state.store.call(state.store.insert, "file", file)
     except BaseException:
         state.store.delete_blob(file_id)
         raise
     return ok(file)
 
 
-async def list_files(request: Request):
+@stored
+def list_files(state, request: Request):
     params = list_params(request, max_limit=10_000, default_limit=10_000)
     params["before"] = None  # /files has no `before`
     purpose = request.query_params.get("purpose")
     where = (lambda f: f["purpose"] == purpose) if purpose else None
-    items, has_more = state_of(request).store.page("file", "", **params, where=where)
+    items, has_more = state.store.page("file", "", **params, where=where)
     return ok(list_envelope(items, has_more))
 
 
-async def retrieve(request: Request):
-    return ok(vector_stores.require_file(state_of(request), request.path_params["file_id"]))
+@stored
+def retrieve(state, request: Request):
+    return ok(vector_stores.require_file(state, request.path_params["file_id"]))
 
 
-async def delete(request: Request):
-    state, file_id = state_of(request), request.path_params["file_id"]
+@stored
+def delete(state, request: Request):
+    file_id = request.path_params["file_id"]
     with state.store.transaction():
         vector_stores.require_file(state, file_id)
         vector_stores.detach_file_everywhere(state, file_id)
@@ -110,8 +113,10 @@ async def delete(request: Request):
     return deleted(file_id, "file")
 
 
-async def content(request: Request):
-    state, file_id = state_of(request), request.path_params["file_id"]
+@stored
+def content(state, request: Request):
+    """The bytes stream from a synchronous iterator: Starlette reads it on its threads, not the loop."""
+    file_id = request.path_params["file_id"]
     vector_stores.require_file(state, file_id)
     size = state.store.blob_size(file_id) or 0
     chunks = state.store.read_blob(file_id) or iter(())

@@ -11,9 +11,9 @@ from typing import Any
 from starlette.routing import Route
 
 from asstctl.server import validation as v
-from asstctl.server.app import state_of
+from asstctl.server.app import stored, stored_with_body
 from asstctl.server.errors import APIError
-from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
+from asstctl.server.http import deleted, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.routes import lookup, vector_stores
 
 
@@ -71,19 +71,20 @@ def add_user_message(state, thread_id: str, body: dict[str, Any]) -> dict[str, A
         return create_message(state, thread_id, body)
 
 
-async def create(request):
-    body = await json_body(request)
-    return ok(add_user_message(state_of(request), request.path_params["thread_id"], body))
+@stored_with_body
+def create(state, request, body):
+    return ok(add_user_message(state, request.path_params["thread_id"], body))
 
 
-async def retrieve(request):
+@stored
+def retrieve(state, request):
     params = request.path_params
-    return ok(require_message(state_of(request), params["thread_id"], params["message_id"]))
+    return ok(require_message(state, params["thread_id"], params["message_id"]))
 
 
-async def modify(request):
-    state, params = state_of(request), request.path_params
-    body = await json_body(request)
+@stored_with_body
+def modify(state, request, body):
+    params = request.path_params
     v.check_fields(body, ("metadata",))
     v.check_optional(body, {"metadata": v.check_metadata})
     message = require_message(state, params["thread_id"], params["message_id"])
@@ -93,15 +94,17 @@ async def modify(request):
     return ok(message)
 
 
-async def delete(request):
-    state, params = state_of(request), request.path_params
+@stored
+def delete(state, request):
+    params = request.path_params
     require_message(state, params["thread_id"], params["message_id"])
     state.store.delete("message", params["message_id"], params["thread_id"])
     return deleted(params["message_id"], "thread.message.deleted")
 
 
-async def list_messages(request):
-    state, thread_id = state_of(request), request.path_params["thread_id"]
+@stored
+def list_messages(state, request):
+    thread_id = request.path_params["thread_id"]
     lookup.require_thread(state, thread_id)
     run_id = request.query_params.get("run_id")
     where = (lambda m: m.get("run_id") == run_id) if run_id else None

@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from asstctl.server import projects
 from asstctl.server import validation as v
-from asstctl.server.app import state_of
-from asstctl.server.http import json_body, list_envelope, list_params, ok
+from asstctl.server.app import stored, stored_with_body
+from asstctl.server.http import list_envelope, list_params, ok
 
 BASE = "/v1/organization/projects"
 
@@ -27,71 +27,79 @@ def _page(request) -> dict:
     return {"limit": params["limit"], "after": params["after"]}
 
 
-async def create_project(request):
-    body = await json_body(request)
+@stored_with_body
+def create_project(state, request, body):
     v.check_fields(body, ("name", "residency", "external_key_id"), ("name",))
-    return ok(projects.create_project(state_of(request).store, projects.check_name(body, "project")))
+    return ok(projects.create_project(state.store, projects.check_name(body, "project")))
 
 
-async def list_projects(request):
+@stored
+def list_projects(state, request):
     archived = request.query_params.get("include_archived", "false").lower() == "true"
-    items, more = projects.list_projects(state_of(request).store, include_archived=archived, **_page(request))
+    items, more = projects.list_projects(state.store, include_archived=archived, **_page(request))
     return ok(list_envelope(items, more))
 
 
-async def retrieve_project(request):
-    return ok(projects.require_project(state_of(request).store, request.path_params["project_id"]))
+@stored
+def retrieve_project(state, request):
+    return ok(projects.require_project(state.store, request.path_params["project_id"]))
 
 
-async def modify_project(request):
-    body = await json_body(request)
+@stored_with_body
+def modify_project(state, request, body):
     v.check_fields(body, ("name",), ("name",))
     name = projects.check_name(body, "project")
-    return ok(projects.rename_project(state_of(request).store, request.path_params["project_id"], name))
+    return ok(projects.rename_project(state.store, request.path_params["project_id"], name))
 
 
-async def archive_project(request):
-    return ok(projects.archive_project(state_of(request).store, request.path_params["project_id"]))
+@stored
+def archive_project(state, request):
+    return ok(projects.archive_project(state.store, request.path_params["project_id"]))
 
 
-async def create_service_account(request):
-    body = await json_body(request)
+@stored_with_body
+def create_service_account(state, request, body):
     v.check_fields(body, ("name", "create_service_account_only"), ("name",))
     only = body.get("create_service_account_only") is True
-    account = projects.create_service_account(state_of(request).store, request.path_params["project_id"],
-                                              projects.check_name(body, "service account"), with_key=not only)
+    account = projects.create_service_account(state.store, request.path_params["project_id"],
+                                    projects.check_name(body, "service account"), with_key=not only)
     return ok(account)
 
 
-async def list_service_accounts(request):
-    items, more = projects.list_service_accounts(state_of(request).store, request.path_params["project_id"],
-                                                 **_page(request))
+@stored
+def list_service_accounts(state, request):
+    items, more = projects.list_service_accounts(state.store, request.path_params["project_id"], **_page(request))
     return ok(list_envelope(items, more))
 
 
-async def retrieve_service_account(request):
+@stored
+def retrieve_service_account(state, request):
     params = request.path_params
-    return ok(projects.require_service_account(state_of(request).store, params["project_id"], params["account_id"]))
+    return ok(projects.require_service_account(state.store, params["project_id"], params["account_id"]))
 
 
-async def delete_service_account(request):
+@stored
+def delete_service_account(state, request):
     params = request.path_params
-    projects.delete_service_account(state_of(request).store, params["project_id"], params["account_id"])
+    projects.delete_service_account(state.store, params["project_id"], params["account_id"])
     return ok({"object": "organization.project.service_account.deleted", "id": params["account_id"], "deleted": True})
 
 
-async def list_keys(request):
-    items, more = projects.list_keys(state_of(request).store, request.path_params["project_id"], **_page(request))
+@stored
+def list_keys(state, request):
+    items, more = projects.list_keys(state.store, request.path_params["project_id"], **_page(request))
     return ok(list_envelope(items, more))
 
 
-async def retrieve_key(request):
+@stored
+def retrieve_key(state, request):
     params = request.path_params
-    return ok(projects.shown_key(projects.require_key(state_of(request).store, params["project_id"], params["key_id"])))
+    return ok(projects.shown_key(projects.require_key(state.store, params["project_id"], params["key_id"])))
 
 
-async def delete_key(request):
-    state, params = state_of(request), request.path_params
+@stored
+def delete_key(state, request):
+    params = request.path_params
     projects.require_key(state.store, params["project_id"], params["key_id"])
     projects.revoke_key(state.store, params["project_id"], params["key_id"])
     return ok({"object": "organization.project.api_key.deleted", "id": params["key_id"], "deleted": True})

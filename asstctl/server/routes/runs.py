@@ -9,14 +9,14 @@ with ``openai-poll-after-ms`` so the SDK's ``*_and_poll`` helpers poll quickly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from asstctl.server import validation as v
-from asstctl.server.app import ServerState, state_of
+from asstctl.server.app import ServerState, state_of, stored, stored_with_body
 from asstctl.server.errors import APIError, invalid, not_found
 from asstctl.server.runs import EXPIRY_SECONDS, TERMINAL, RunExecutor, public
 from asstctl.server.http import json_body, list_envelope, list_params, new_id, now, ok, require
@@ -78,16 +78,16 @@ async def create_run(request: Request):
     include = _include(request)
     _check_run_body(body, RUN_FIELDS)
 
-    def stored() -> dict[str, Any]:
+    def stored(run_id: str) -> tuple[None, dict[str, Any]]:
         require_thread(state, thread_id)
         assistant = _assistant(state, body["assistant_id"])
         with state.store.transaction():
             _ensure_idle(state, thread_id)
             for message in body.get("additional_messages") or []:
                 create_message(state, thread_id, message)
-            return state.store.insert("run", new_run(thread_id, assistant, body), thread_id)
+            return None, state.store.insert("run", new_run(thread_id, assistant, body, run_id), thread_id)
 
-    return await _start(state, await state.store.call(stored), body.get("stream"), include=include)
+    return await _start(state, stored, body.get("stream"), include=include)
 
 
 async def create_thread_and_run(request: Request):
@@ -98,14 +98,13 @@ async def create_thread_and_run(request: Request):
     if body.get("tool_resources") is not None and thread_body.get("tool_resources") is None:
         thread_body = {**thread_body, "tool_resources": body["tool_resources"]}
 
-    def stored() -> tuple[dict[str, Any], dict[str, Any]]:
+    def stored(run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         assistant = _assistant(state, body["assistant_id"])
         with state.store.transaction():
             thread = create_thread(state, thread_body, "thread")
-            return thread, state.store.insert("run", new_run(thread["id"], assistant, body), thread["id"])
+            return thread, state.store.insert("run", new_run(thread["id"], assistant, body, run_id), thread["id"])
 
-    thread, run = await state.store.call(stored)
-    return await _start(state, run, body.get("stream"), thread=thread)
+    return await _start(state, stored, body.get("stream"))
 
 
 def _check_run_body(body: dict[str, Any], fields: tuple[str, ...]) -> None:
@@ -126,11 +125,11 @@ def _ensure_idle(state: ServerState, thread_id: str) -> None:
         raise APIError(400, f"Thread {thread_id} already has an active run {run['id']}.")
 
 
-def new_run(thread_id: str, assistant: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+def new_run(thread_id: str, assistant: dict[str, Any], body: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """The stored run: request options over the assistant's settings, API defaults elsewhere."""
     created = now()
     run = {
-        "id": new_id("run"), "object": "thread.run", "created_at": created, "thread_id": thread_id,
+        "id": run_id or new_id("run"), "object": "thread.run", "created_at": created, "thread_id": thread_id,
         "assistant_id": assistant["id"], "status": "queued", "required_action": None, "last_error": None,
         "expires_at": created + EXPIRY_SECONDS, "started_at": None, "cancelled_at": None, "failed_at": None,
         "completed_at": None, "incomplete_details": None,
@@ -174,13 +173,28 @@ def _truncation(value: dict[str, Any] | None) -> dict[str, Any]:
     return {"type": value.get("type", "auto"), "last_messages": value.get("last_messages")}
 
 
-async def _start(state: ServerState, run: dict[str, Any], stream: bool | None, thread: dict | None = None,
-                 include: tuple[str, ...] = ()):
-    """Announce and queue the run (off the loop: ``store.call``); stream its events when asked."""
+async def _start(state: ServerState, stored: Callable[[str], tuple[dict | None, dict[str, Any]]],
+                 stream: bool | None, include: tuple[str, ...] = ()):
+    """Store the run (``stored(run_id)`` -> (its new thread or None, the run)), announce and queue it, in
+    one transaction off the loop (``store.call``); stream its events when asked (subscribed first, on the
+    loop, with nothing to read: a new run has no events yet)."""
     executor = executor_of(state)
     executor.ensure_started()  # on the loop (its tasks)
-    events = await state.store.subscribe_off_loop(run["id"]) if stream else None
-    await state.store.call(executor.start, run, include)
+    run_id = new_id("run")
+    events = state.store.subscribe(run_id, after=0) if stream else None
+
+    def started() -> tuple[dict | None, dict[str, Any]]:
+        with state.store.transaction():
+            thread, run = stored(run_id)
+            executor.start(run, include)
+        return thread, run
+
+    try:
+        thread, run = await state.store.call(started)
+    except BaseException:
+        if events is not None:
+            state.store.unsubscribe(events)
+        raise
     if events is None:
         return ok(run, headers=POLL_HEADERS)
     return _stream(events.sse([("thread.created", thread)] if thread is not None else []))
@@ -201,17 +215,18 @@ async def retrieve_run(request: Request):
     return ok(await state.store.call(require_run, state, params["thread_id"], params["run_id"]), headers=POLL_HEADERS)
 
 
-async def list_runs(request: Request):
-    state, thread_id = state_of(request), request.path_params["thread_id"]
+@stored
+def list_runs(state: ServerState, request: Request):
+    thread_id = request.path_params["thread_id"]
     page = list_params(request)
     require_thread(state, thread_id)
     items, has_more = state.store.page("run", thread_id, **page)
     return ok(list_envelope(items, has_more), headers=POLL_HEADERS)
 
 
-async def modify_run(request: Request):
-    state, params = state_of(request), request.path_params
-    body = await json_body(request)
+@stored_with_body
+def modify_run(state: ServerState, request: Request, body: dict[str, Any]):
+    params = request.path_params
     v.check_fields(body, ("metadata",))
     v.check_metadata(body.get("metadata"))
     require_thread(state, params["thread_id"])
@@ -224,14 +239,16 @@ async def modify_run(request: Request):
 
 
 # -- cancel / submit ------------------------------------------------------------------------
-async def cancel_run(request: Request):
-    state, params = state_of(request), request.path_params
-    run = require_run(state, params["thread_id"], params["run_id"])
-    if run["status"] in TERMINAL:
-        raise invalid(None, f"Cannot cancel run with status '{run['status']}'.", code=None)
-    if run["status"] == "cancelling":
-        return ok(run, headers=POLL_HEADERS)
-    return ok(executor_of(state).cancel(run["id"]), headers=POLL_HEADERS)
+@stored
+def cancel_run(state: ServerState, request: Request):
+    params = request.path_params
+    with state.store.transaction():  # checked and cancelled at once
+        run = require_run(state, params["thread_id"], params["run_id"])
+        if run["status"] in TERMINAL:
+            raise invalid(None, f"Cannot cancel run with status '{run['status']}'.", code=None)
+        if run["status"] == "cancelling":
+            return ok(run, headers=POLL_HEADERS)
+        return ok(executor_of(state).cancel(run["id"]), headers=POLL_HEADERS)
 
 
 async def submit_tool_outputs(request: Request):
@@ -240,16 +257,23 @@ async def submit_tool_outputs(request: Request):
     v.check_fields(body, ("tool_outputs", "stream"), ("tool_outputs",))
     v.check_optional(body, {"stream": OPTION_CHECKS["stream"]})
     outputs = _tool_outputs(body["tool_outputs"])
-    run = require_run(state, params["thread_id"], params["run_id"])
-    if run["status"] != "requires_action":
-        raise invalid(None, f'Runs in status "{run["status"]}" do not accept tool outputs.', code=None)
-    _check_answers(run, outputs)
-    executor = executor_of(state)
-    if not body.get("stream"):
-        return ok(executor.submit_outputs(run["id"], outputs), headers=POLL_HEADERS)
-    events = state.store.subscribe(run["id"])
-    executor.submit_outputs(run["id"], outputs)
-    return _stream(events.sse())
+
+    def submitted() -> dict[str, Any]:
+        with state.store.transaction():  # checked and answered at once
+            run = require_run(state, params["thread_id"], params["run_id"])
+            if run["status"] != "requires_action":
+                raise invalid(None, f'Runs in status "{run["status"]}" do not accept tool outputs.', code=None)
+            _check_answers(run, outputs)
+            return executor_of(state).submit_outputs(run["id"], outputs)
+
+    events = await state.store.subscribe_off_loop(params["run_id"]) if body.get("stream") else None
+    try:
+        run = await state.store.call(submitted)
+    except BaseException:
+        if events is not None:
+            state.store.unsubscribe(events)
+        raise
+    return ok(run, headers=POLL_HEADERS) if events is None else _stream(events.sse())
 
 
 def _tool_outputs(value: Any) -> dict[str, str]:
@@ -276,8 +300,9 @@ def _check_answers(run: dict[str, Any], outputs: dict[str, str]) -> None:
 
 
 # -- steps ----------------------------------------------------------------------------------
-async def list_steps(request: Request):
-    state, params = state_of(request), request.path_params
+@stored
+def list_steps(state: ServerState, request: Request):
+    params = request.path_params
     page = list_params(request)
     _include(request)
     require_run(state, params["thread_id"], params["run_id"])
@@ -285,8 +310,9 @@ async def list_steps(request: Request):
     return ok(list_envelope([public(s) for s in items], has_more))
 
 
-async def retrieve_step(request: Request):
-    state, params = state_of(request), request.path_params
+@stored
+def retrieve_step(state: ServerState, request: Request):
+    params = request.path_params
     _include(request)
     require_run(state, params["thread_id"], params["run_id"])
     return ok(public(require(state, "step", params["step_id"], params["run_id"])))

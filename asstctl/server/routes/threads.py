@@ -14,9 +14,9 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.routing import Route
 
 from asstctl.server import validation as v
-from asstctl.server.app import state_of
+from asstctl.server.app import stored, stored_with_body
 from asstctl.server.errors import not_found
-from asstctl.server.http import deleted, json_body, new_id, now, ok, require
+from asstctl.server.http import deleted, new_id, now, ok, require
 from asstctl.server.routes import messages, vector_stores
 from asstctl.server.routes.lookup import ACTIVE_RUN_STATUSES, active_run, require_thread  # noqa: F401 (runs.py uses them from here)
 
@@ -94,22 +94,25 @@ def delete_thread(state, thread_id: str) -> None:
         state.store.delete("thread", thread_id)
 
 
-async def create(request):
-    return ok(create_thread(state_of(request), await json_body(request)))
+@stored_with_body
+def create(state, request, body):
+    return ok(create_thread(state, body))
 
 
-async def retrieve(request):
-    return ok(require_thread(state_of(request), request.path_params["thread_id"]))
+@stored
+def retrieve(state, request):
+    return ok(require_thread(state, request.path_params["thread_id"]))
 
 
-async def modify(request):
-    body = await json_body(request)
-    return ok(modify_thread(state_of(request), request.path_params["thread_id"], body))
+@stored_with_body
+def modify(state, request, body):
+    return ok(modify_thread(state, request.path_params["thread_id"], body))
 
 
-async def delete(request):
+@stored
+def delete(state, request):
     thread_id = request.path_params["thread_id"]
-    delete_thread(state_of(request), thread_id)
+    delete_thread(state, thread_id)
     return deleted(thread_id, "thread.deleted")
 
 

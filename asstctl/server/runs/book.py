@@ -29,11 +29,7 @@ def load(store, run_id: str) -> dict[str, Any]:
 
 
 def save(store, book: dict[str, Any]) -> None:
-    with store.transaction():
-        if store.get(KIND, book["id"], book["id"]) is None:
-            store.insert(KIND, book, book["id"])
-        else:
-            store.put(KIND, book, book["id"])
+    store.save(KIND, book, book["id"])
 
 
 def usage(book: dict[str, Any]) -> dict[str, int]:

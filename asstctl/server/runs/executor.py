@@ -55,6 +55,7 @@ class RunExecutor(ReplicaHooks):
         self.engine = state.engine
         self._active: set[str] = set()
         self._tasks: dict[str, asyncio.Task] = {}
+        self._releases: set[asyncio.Task] = set()  # claims.finished on the store's threads
         self._writers: dict[str, TurnWriter] = {}
         self._sweeper: asyncio.Task | None = None
         self._started = False
@@ -100,7 +101,7 @@ class RunExecutor(ReplicaHooks):
                     self.store.ensure_queued(run["id"])
         return count
 
-    # -- public API (called by the routes, on the loop) -----------------------------------
+    # -- public API (called by the routes, off the loop: store.call) -------------------
     def start(self, run: dict[str, Any], include: tuple[str, ...] = ()) -> None:
         """A freshly stored ``queued`` run: announce it and schedule its first turn."""
         self.ensure_started()
@@ -135,8 +136,8 @@ class RunExecutor(ReplicaHooks):
             run = self._set(self._run(run_id), status="cancelling")
             self.emit(run, "thread.run.cancelling", run)
             task = self._tasks.get(run_id)
-            if task is not None and not task.done():
-                task.cancel()
+            if task is not None and not task.done():  # the route calls this off the loop (store.call)
+                task.get_loop().call_soon_threadsafe(task.cancel)
             else:  # waiting, queued, or running on another replica (which the signal reaches)
                 self._schedule(run_id)
                 self.store.request_cancel(run_id)
@@ -196,8 +197,15 @@ class RunExecutor(ReplicaHooks):
             self._writers.pop(run_id, None)
         if task.cancelled() and not self._stopping:  # cancelled before it even started
             self._interrupted(run_id)
-        if not self._stopping:
-            self.claims.finished(run_id)
+        if not self._stopping:  # the run's queue entry goes off the loop (a round trip on PostgreSQL)
+            release = asyncio.get_running_loop().create_task(self.store.call(self.claims.finished, run_id))
+            self._releases.add(release)
+            release.add_done_callback(self._released)
+
+    def _released(self, release: asyncio.Task) -> None:
+        self._releases.discard(release)
+        if not release.cancelled() and release.exception() is not None:
+            log.error("releasing a run's queue entry failed: %r", release.exception())
 
     async def _turn(self, run_id: str) -> None:
         """The run's model calls until it pauses or ends."""
@@ -225,8 +233,9 @@ class RunExecutor(ReplicaHooks):
                 return None
             if run["status"] not in ("queued", "in_progress"):
                 return None
-            self._discard_interrupted(run)
             resumed = run["status"] == "in_progress"  # after a restart, or taken over from another replica
+            if resumed:  # a queued run's calls all ended (a run is in_progress during a call)
+                self._discard_interrupted(run)
             run = self._set(run, status="in_progress", started_at=run["started_at"] or now())
             if not resumed:
                 self.emit(run, "thread.run.in_progress", run)
@@ -302,21 +311,25 @@ class RunExecutor(ReplicaHooks):
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
-        run = await self.store.call(self._account, run, book, writer, usage)
+        run = await self.store.call(self._account, run, book, writer, usage, end)
+        if run is None:  # answered
+            return None
         if run["status"] != "in_progress":
             return await self.store.call(self._stopped, run)
-        if writer.calls:
-            return await self._tool_calls(run, book, writer, offered, usage, end)
-        return await self.store.call(self._answer, run, book, writer, usage, end)
+        return await self._tool_calls(run, book, writer, offered, usage, end)
 
-    def _account(self, run, book, writer: TurnWriter, usage: dict) -> dict[str, Any]:
-        """The turn's usage saved; the run as it is now."""
+    def _account(self, run, book, writer: TurnWriter, usage: dict, end: TurnEnd) -> dict[str, Any] | None:
+        """The turn's usage saved and, when it is the final answer, the answer, in one transaction:
+        None once answered, else the run as it is now."""
         with self.owned(run["id"]):
             books.save(self.store, book)
-        run = self._run(run["id"])
-        if run["status"] == "in_progress":
+            run = self._run(run["id"])
+            if run["status"] != "in_progress":
+                return run
             self._usage_on_closed_message(writer, usage)
-        return run
+            if writer.calls:
+                return run
+            return self._answer(run, book, writer, usage, end)
 
     def _stopped(self, run: dict[str, Any]) -> None:
         if run["status"] == "cancelling":

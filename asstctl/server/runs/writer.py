@@ -146,8 +146,8 @@ class TurnWriter:
             self.ex.store.insert("message", self.message, self.run["thread_id"])
             self.message_step = self.ex.new_step(self.run, "message_creation", details)
             self._note(self.message_step)
-        self.ex.emit(self.run, "thread.message.created", self.message)
-        self.ex.emit(self.run, "thread.message.in_progress", self.message)
+            self.ex.emit(self.run, "thread.message.created", self.message)  # written with the commit
+            self.ex.emit(self.run, "thread.message.in_progress", self.message)
 
     def _note(self, step: dict[str, Any]) -> None:
         """The book learns at once which call made the step (a restart discards an interrupted call's steps)."""

@@ -134,13 +134,22 @@ class BaseStore(Blobs):
 
     def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace the stored body of an existing object."""
-        mine, project = clause()
         with self.transaction():
-            self._exec(
-                f"UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?{mine}",
-                (encode(obj), kind, parent, obj["id"], *project),
-            )
+            self._replace(kind, obj, parent)
         return obj
+
+    def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
+        """Replace the stored body, or insert the object when it is not stored yet (one statement
+        when it is)."""
+        with self.transaction():
+            if not self._replace(kind, obj, parent):
+                self.insert(kind, obj, parent)
+        return obj
+
+    def _replace(self, kind: str, obj: dict[str, Any], parent: str) -> int:
+        mine, project = clause()
+        return self._exec(f"UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?{mine}",
+                          (encode(obj), kind, parent, obj["id"], *project))
 
     def update(
         self, kind: str, id: str, change: Callable[[dict[str, Any]], Any], parent: str = ""

@@ -5,6 +5,7 @@ leases, run events, and wake-up signals.
     claim_next_run(owner, lease) -> id  take one queued run whose lease is free or expired
     renew_lease(run_id, owner, lease)   still mine? (False: taken over, stop working on it)
     holds_lease(run_id, owner)          inside a write transaction: commit this turn only if True
+    transaction_holding(run_id, owner)  a write transaction and that check (PostgreSQL: at its start)
     release_run(run_id, owner)          the run waits for the client or is over
     request_cancel(run_id)              wake whichever replica holds the run
     publish_event(run_id, name, data)   an Assistants stream event, delivered once the transaction commits
@@ -21,7 +22,8 @@ import asyncio
 import json
 import threading
 from collections import deque
-from typing import Any, AsyncIterator, Callable
+from contextlib import contextmanager
+from typing import Any, AsyncIterator, Callable, Iterator
 
 DONE = "done"
 POLL_SECONDS = 1.0  # a subscriber re-reads even without a wake-up (a lost notification costs this much)
@@ -137,6 +139,12 @@ class Coordination:
 
     def holds_lease(self, run_id: str, owner: str) -> bool:
         raise NotImplementedError
+
+    @contextmanager
+    def transaction_holding(self, run_id: str, owner: str) -> Iterator[bool]:
+        """A write transaction, and whether ``owner`` holds the run's lease in it."""
+        with self.transaction():
+            yield self.holds_lease(run_id, owner)
 
     def release_run(self, run_id: str, owner: str) -> None:
         """Done with the run for now; queued again (for any replica) if that was asked meanwhile."""

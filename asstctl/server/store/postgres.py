@@ -46,6 +46,7 @@ class _Bound:
     pending: list[Callable[[], None]] = field(default_factory=list)  # after commit, in this process
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, name, payload)
     notes: list[str] = field(default_factory=list)  # NOTIFY payloads
+    leases: set = field(default_factory=set)  # (run_id, owner) found held in this transaction
 
 
 def _owner() -> tuple:
@@ -170,15 +171,35 @@ class PostgresStore(Coordination, BaseStore):
     @contextmanager
     def transaction(self) -> Iterator["PostgresStore"]:
         """Group several writes atomically (re-entrant); serialized with every other write transaction."""
-        if self._bound() is not None:
+        with self._transaction(None):
             yield self
+
+    @contextmanager
+    def transaction_holding(self, run_id: str, owner: str) -> Iterator[bool]:
+        """A write transaction and whether ``owner`` holds the run's lease: checked in the round trip that
+        begins it, and once per transaction (the write lock keeps any other replica from claiming it)."""
+        with self._transaction((run_id, owner)) as held:
+            yield held
+
+    @contextmanager
+    def _transaction(self, lease: tuple[str, str] | None) -> Iterator[bool]:
+        bound = self._bound()
+        if bound is not None:
+            if lease is not None and lease not in bound.leases:
+                if not self.holds_lease(*lease):
+                    yield False
+                    return
+                bound.leases.add(lease)
+            yield True
             return
         with self._pool.connection() as conn:
             bound = _Bound(conn, _owner())
-            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")  # one round trip
             token = self._tx.set(bound)
             try:
-                yield self
+                held = self._begin(conn, lease)
+                if held:
+                    bound.leases.add(lease)
+                yield held
             except BaseException:
                 self._tx.reset(token)
                 _rollback(conn)
@@ -187,6 +208,22 @@ class PostgresStore(Coordination, BaseStore):
             self._commit(bound)
         for callback in bound.pending:
             callback()
+
+    @staticmethod
+    def _begin(conn: Any, lease: tuple[str, str] | None) -> bool:
+        """BEGIN, the write lock and (``lease``) the lease check, in one round trip."""
+        from psycopg import sql
+
+        if lease is None:
+            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            return True
+        cursor = conn.execute(sql.SQL(
+            "BEGIN; SELECT pg_advisory_xact_lock({}); SELECT count(*) FROM run_queue "
+            "WHERE run_id = {} AND owner = {} AND lease_until >= clock_timestamp()"
+        ).format(sql.Literal(WRITE_LOCK), sql.Literal(lease[0]), sql.Literal(lease[1])))
+        while cursor.nextset():  # the last statement's result
+            pass
+        return bool(cursor.fetchone()[0])
 
     def _commit(self, bound: _Bound) -> None:
         """The transaction's events and notifications, and COMMIT, in one round trip."""
