@@ -137,7 +137,8 @@ class RunExecutor(ReplicaHooks):
             self.emit(run, "thread.run.cancelling", run)
             task = self._tasks.get(run_id)
             if task is not None and not task.done():  # the route calls this off the loop (store.call)
-                task.get_loop().call_soon_threadsafe(task.cancel)
+                loop = task.get_loop()  # once `cancelling` is committed: the task reads it to know why it stops
+                self.store.after_commit(lambda: loop.call_soon_threadsafe(task.cancel))
             else:  # waiting, queued, or running on another replica (which the signal reaches)
                 self._schedule(run_id)
                 self.store.request_cancel(run_id)
