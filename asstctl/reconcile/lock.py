@@ -10,8 +10,8 @@ skips them, so plan, export, status, prune and destroy never see them.
 Acquiring: create a lock object, then list the project's live lock objects, oldest first by
 (``created_at``, id). The oldest wins when the next one is more than ``TIE`` seconds younger (``created_at``
 has one-second resolution: two objects that close may not have seen each other, so both back off for a
-random moment and try again). Everyone else deletes their own object and is refused, naming the holder,
-or waits (``timeout``). A lock past ``asstctl.expires`` (a crashed apply) is ignored and deleted; the
+random moment, a longer one each round, and try again). Everyone else deletes their own object and is
+refused, naming the holder, or waits (``timeout``). A lock past ``asstctl.expires`` (a crashed apply) is ignored and deleted; the
 holder renews it every ``RENEW_EVERY`` seconds while it works, and release deletes it. A lock whose holder
 ran on this machine (same boot, same pid namespace: ``asstctl.process``) and no longer runs is stale at once.
 
@@ -41,7 +41,8 @@ TTL = 120  # seconds a lock lives without renewal (a crashed apply blocks others
 RENEW_EVERY = 30.0
 TIE = 1  # created_at values this close (seconds) do not order two lock objects
 POLL = 1.0  # seconds between attempts while waiting for a held lock
-CONTENTION_PATIENCE = 15.0  # how long simultaneous starters keep backing off before giving up
+CONTENTION_PATIENCE = 30.0  # how long simultaneous starters keep backing off before giving up
+BACKOFF_CAP = 8.0  # seconds: the longest random pause between two contended attempts
 log = logging.getLogger(__name__)
 
 
@@ -177,6 +178,7 @@ def acquire(client: Any, project: str, operation: str, timeout: float = 0.0, *,
     """Take the project's lock on the target, or raise LockError naming who holds it (after waiting up to
     ``timeout`` seconds for it)."""
     start = clock()
+    contended = 0
     while True:
         created, offset = create_lock(client, project, operation)
         try:
@@ -191,7 +193,10 @@ def acquire(client: Any, project: str, operation: str, timeout: float = 0.0, *,
         waited = clock() - start
         others = [info for info in live if info.id != created.id]
         if outcome == CONTENDED and waited < max(timeout, CONTENTION_PATIENCE):
-            sleep(random.uniform(0.1, 1.5))  # started at the same moment as another: let chance order them
+            # Started at the same moment as another: let chance order them. The window doubles each round,
+            # so two starters that keep colliding (slow machines, where one attempt takes seconds) part.
+            sleep(random.uniform(0.1, min(BACKOFF_CAP, 1.5 * 2 ** contended)))
+            contended += 1
             continue
         holder = outcome if isinstance(outcome, LockInfo) else (others[0] if others else None)
         if holder is None:

@@ -17,7 +17,7 @@ from asstctl.server.embedded import start_server
 from tests.reconcile.helpers import destroy_plan, make_plan, spec
 from tests.reliability.helpers import PROJECT, assert_untouched, owned_by_key, sdk, snapshot
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 KEYS = ["triage", "faq", "billing", "search", "x-1", "long_key_name"]
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 NUMBER = st.floats(0, 1, allow_nan=False).map(lambda value: round(value, 3))

@@ -105,7 +105,7 @@ def test_the_loop_stays_responsive_while_a_batch_ingests(client, limited):
     lag = limited.state.loop_lag.stats()
     # Ingesting in the loop stalled it for the whole batch (seconds); what is left is GIL sharing with
     # the store threads (p99 ~70 ms on 2 cores shared with other jobs; ~5 ms idle).
-    assert lag["samples"] >= 20 and lag["p99_ms"] < 150, lag
+    assert lag["samples"] >= 5 and lag["p99_ms"] < 150, lag
     assert max(latencies) < 1.0 and statistics.median(latencies) < 0.05, sorted(latencies)[-5:]
 
 
