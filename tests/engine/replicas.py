@@ -7,6 +7,7 @@ accepts the request (then the scripted upstream answers as usual).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -116,13 +117,163 @@ def bedrock(body: dict[str, Any]) -> Failure | None:
     return None
 
 
+def lm_studio(body: dict[str, Any]) -> Failure | None:
+    """LM Studio's server (0.3.x): 400 with the message as a bare string in ``error``. It refuses
+    ``content: null`` on a tool-call message (lmstudio-ai/lmstudio-bug-tracker#261: "Invalid 'content':
+    'content' field must be a string or an array of objects."), the ``developer`` role (#669: "'messages'
+    array must only contain objects with a 'role' field that is in [user, assistant, system, tool]. Got
+    'developer'") and ``json_object`` output (#189, #169: "'response_format.type' must be 'json_schema' or
+    'text'"; the body shape as quoted in LoadShine/tada#16)."""
+    for _, message in tool_call_messages(body):
+        if message.get("content") is None:
+            return Failure(400, raw={"error": "Invalid 'content': 'content' field must be a string or an array of objects."})
+    for message in body["messages"]:
+        if message.get("role") not in ("user", "assistant", "system", "tool"):
+            return Failure(400, raw={"error": "'messages' array must only contain objects with a 'role' field that is "
+                                              f"in [user, assistant, system, tool]. Got '{message.get('role')}'"})
+    if (body.get("response_format") or {}).get("type") not in (None, "json_schema", "text"):
+        return Failure(400, raw={"error": "'response_format.type' must be 'json_schema' or 'text'"})
+    return None
+
+
+def deepseek(body: dict[str, Any]) -> Failure | None:
+    """DeepSeek's API: OpenAI's envelope with ``code: "invalid_request_error"``. The request body is
+    deserialized strictly, so ``developer`` is an unknown variant (earendil-works/pi#1048, decolua/9router#773:
+    400 "Failed to deserialize the JSON body into the target type: messages[0].role: unknown variant
+    `developer`, expected one of ..."; eclipse-theia/theia#15144 saw the same as a 422); ``json_schema``
+    output is refused (llm-exe/llm-exe#662, UKGovernmentBEIS/inspect_ai#4916: 400 "This response_format type is
+    unavailable now"); ``json_object`` wants the word json in the prompt (browserbase/stagehand#1204)."""
+    def refused(message: str) -> Failure:
+        return Failure(400, raw={"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                           "code": "invalid_request_error"}})
+
+    for i, message in enumerate(body["messages"]):
+        if message.get("role") not in ("system", "user", "assistant", "tool"):
+            column = json.dumps(body).find(f'"{message.get("role")}"') + 1
+            return refused(f"Failed to deserialize the JSON body into the target type: messages[{i}].role: unknown "
+                           f"variant `{message.get('role')}`, expected one of `system`, `user`, `assistant`, `tool` "
+                           f"at line 1 column {column}")
+    kind = (body.get("response_format") or {}).get("type")
+    if kind not in (None, "text", "json_object"):
+        return refused("This response_format type is unavailable now")
+    if kind == "json_object" and "json" not in json.dumps(body["messages"]).lower():
+        return refused("Prompt must contain the word 'json' in some form to use 'response_format' of type "
+                       "'json_object'.")
+    return None
+
+
+def litellm_proxy(backend: Callable[[dict[str, Any]], Failure | None], provider: str, unsupported: set[str]):
+    """A LiteLLM proxy in front of ``backend``: the backend's refusal comes back as a 400 whose message is
+    ``litellm.BadRequestError: <Provider>Exception - <the backend's body>`` plus the proxy's model-group
+    trailer (BerriAI/litellm#14056, #18539); a parameter the provider's config does not list is refused
+    by the proxy itself before anything is sent (BerriAI/litellm#33738, lm-sys/RouteLLM#72: 400
+    "litellm.UnsupportedParamsError: <provider> does not support parameters: ..."), ``code`` a string."""
+    def refuse(body: dict[str, Any]) -> Failure | None:
+        group = body["model"]
+        trailer = f". Received Model Group={group}\nAvailable Model Group Fallbacks=None"
+        extra = {k: body[k] for k in sorted(unsupported) if k in body}
+        if extra:
+            message = (f"litellm.UnsupportedParamsError: {provider} does not support parameters: {extra}, for "
+                       f"model={group}. To drop these, set `litellm.drop_params=True` or for proxy:\n\n"
+                       f"`litellm_settings:\n drop_params: true`\n{trailer}")
+            return Failure(400, raw={"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                               "code": "400"}})
+        inner = backend(body)
+        if inner is None:
+            return None
+        wrapped = json.dumps(inner.raw if inner.raw is not None else {"error": {"message": inner.message}})
+        return Failure(400, raw={"error": {"message": f"litellm.BadRequestError: {provider.capitalize()}Exception - "
+                                                      f"{wrapped}{trailer}", "type": "invalid_request_error",
+                                           "param": None, "code": "400"}})
+    return refuse
+
+
+GROQ_FIELDS = {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
+               "max_completion_tokens", "max_tokens", "temperature", "top_p", "response_format", "reasoning_effort",
+               "reasoning_format", "seed", "stop", "n", "user", "frequency_penalty", "presence_penalty", "service_tier"}
+GROQ_MESSAGE_FIELDS = {"system": {"role", "content"}, "user": {"role", "content"}, "tool": {"role", "content", "tool_call_id"},
+                       "assistant": {"role", "content", "tool_calls", "reasoning"}}
+
+
+def groq(body: dict[str, Any]) -> Failure | None:
+    """Groq's API validates the body against its own schema: 400 ``invalid_request_error`` (no ``code``)
+    naming the path. An unknown field: "property 'store' is unsupported, did you mean 'stop'?"
+    (fanenr/chatbot#21); one in a message: "'messages.2' : for 'role:assistant' the following must be
+    satisfied[('messages.2' : property 'status' is unsupported ...)]" (run-llama/llama_index#14701,
+    chatboxai/chatbox#2081; ``messages[].name`` is documented as refused, console.groq.com/docs/openai); a role
+    outside its list: "'messages.1' : discriminator property 'role' has invalid value" (the shape reported
+    for unknown roles, e.g. in finflow/Sophia code quoting it; ``developer`` is outside the list here, as the
+    ``groq`` profile assumes: the documents found do not say whether Groq takes it today)."""
+    def refused(message: str) -> Failure:
+        return Failure(400, raw={"error": {"message": message, "type": "invalid_request_error"}})
+
+    for key in body:
+        if key not in GROQ_FIELDS:
+            return refused(f"property '{key}' is unsupported")
+    for i, message in enumerate(body["messages"]):
+        role = message.get("role")
+        if role not in GROQ_MESSAGE_FIELDS:
+            return refused(f"'messages.{i}' : discriminator property 'role' has invalid value")
+        for key in message:
+            if key not in GROQ_MESSAGE_FIELDS[role]:
+                return refused(f"'messages.{i}' : for 'role:{role}' the following must be satisfied"
+                               f"[('messages.{i}' : property '{key}' is unsupported)]")
+    return None
+
+
+GEMINI_FIELDS = {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "max_tokens",
+                 "max_completion_tokens", "temperature", "top_p", "n", "stop", "response_format", "reasoning_effort",
+                 "seed", "presence_penalty", "frequency_penalty", "extra_body"}
+
+
+def gemini(body: dict[str, Any]) -> Failure | None:
+    """Gemini's OpenAI-compatible endpoint (generativelanguage.googleapis.com/v1beta/openai): Google's
+    error in a one-element list, ``code`` a number, ``status: INVALID_ARGUMENT``, for any field it does not
+    know: 'Invalid JSON payload received. Unknown name "parallel_tool_calls": Cannot find field.'
+    (jackmpcollins/magentic#382; the same shape for other names in FuzzAnything/PromptFuzz#42,
+    iflow-ai/iflow-cli#238, SuzumiyaAkizuki/ComfyUI-NewBie-LLM-Formatter#3)."""
+    for key in body:
+        if key not in GEMINI_FIELDS:
+            message = f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.'
+            return Failure(400, raw=[{"error": {
+                "code": 400, "message": message, "status": "INVALID_ARGUMENT",
+                "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest",
+                             "fieldViolations": [{"description": message}]}]}}])
+    return None
+
+
+def anthropic(body: dict[str, Any]) -> Failure | None:
+    """Anthropic's OpenAI SDK compatibility (docs.anthropic.com/en/api/openai-sdk): system and
+    ``developer`` messages are hoisted into the system prompt, ``response_format`` and ``reasoning_effort``
+    are ignored, ``n`` must be 1; what it refuses is the Messages API's: an empty text block, as
+    ``content: ""`` becomes ("messages: text content blocks must be non-empty", anthropics/claude-code#59812,
+    arunalabs/mode#9), in OpenAI's envelope with ``code: "invalid_request_error"``
+    (yinzara/ha-config-ai-agent#5, from api.anthropic.com/v1/chat/completions)."""
+    def refused(message: str) -> Failure:
+        return Failure(400, raw={"error": {"code": "invalid_request_error", "message": message,
+                                           "type": "invalid_request_error", "param": None}})
+
+    if body.get("n", 1) != 1:
+        return refused("n: only n=1 is supported")
+    for message in body["messages"]:
+        content = message.get("content")
+        if isinstance(content, str) and not content.strip():
+            return refused("messages: text content blocks must be non-empty" if not content
+                           else "messages: text content blocks must contain non-whitespace text")
+    return None
+
+
 @dataclass
 class Replica:
     name: str
     refuse: Callable[[dict[str, Any]], Failure | None]
-    profile: str  # the named dialect that matches it (--upstream-dialect)
+    profile: str  # the named dialect that matches it (--upstream-dialect); a proxy's: its backend's
+    refusals: int  # what one pass of test_dialects.scenario is refused (once per quirk and upstream model)
 
 
-REPLICAS = [Replica("llama.cpp", llama_cpp, "llama.cpp"), Replica("vllm-0.5", vllm_05, "vllm"),
-            Replica("mistral", mistral, "mistral"), Replica("strict-gateway", strict_gateway, "ollama"),
-            Replica("bedrock", bedrock, "bedrock")]
+REPLICAS = [Replica("llama.cpp", llama_cpp, "llama.cpp", 3), Replica("vllm-0.5", vllm_05, "vllm", 4),
+            Replica("mistral", mistral, "mistral", 3), Replica("strict-gateway", strict_gateway, "ollama", 1),
+            Replica("bedrock", bedrock, "bedrock", 0), Replica("lm-studio", lm_studio, "lmstudio", 2),
+            Replica("litellm-deepseek", litellm_proxy(deepseek, "deepseek", {"parallel_tool_calls"}), "deepseek", 4),
+            Replica("groq", groq, "groq", 1), Replica("deepseek", deepseek, "deepseek", 2),
+            Replica("gemini", gemini, "gemini", 2), Replica("anthropic", anthropic, "anthropic", 0)]

@@ -15,7 +15,7 @@ from asstctl.server.embedded import start_server
 from asstctl.server.engine import dialects
 from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
-from tests.engine.replicas import REPLICAS, llama_cpp, strict_gateway, tool_call_messages
+from tests.engine.replicas import REPLICAS, anthropic, gemini, llama_cpp, strict_gateway, tool_call_messages
 from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -63,7 +63,7 @@ def test_a_stricter_server_is_learned_once_with_only_its_url(replica, contract, 
         learned = upstream.refusals
         scenario(sdk, upstream)  # the same runs again: what was learned is sent first
         assert upstream.refusals == learned, "a shape learned before was refused again"
-        assert learned <= 4  # one refusal per quirk at most
+        assert learned == replica.refusals  # one refusal per quirk and upstream model
         for received in upstream.requests:  # what was finally accepted is the replica's dialect
             if replica.refuse(received.body) is None:
                 assert received.body["stream"] is True
@@ -134,6 +134,37 @@ def test_a_refusal_that_names_nothing_adaptable_is_not_retried(contract):
     assert "rejected the request (400): Unsupported parameter: 'logit_bias'" in run.last_error.message
 
 
+def test_a_list_wrapped_error_body_reads_as_its_message(contract):
+    """Gemini's OpenAI-compatible endpoint wraps Google's error in a list: last_error has its message."""
+    with ScriptedUpstream(key=None, refuse=gemini) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect="openai")) as server, \
+            make_client(server, contract) as sdk:
+        bot = sdk.beta.assistants.create(model="gpt-4o", tools=[WEATHER])
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+        run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
+    assert run.status == "failed" and upstream.refusals == 1
+    assert run.last_error.message.endswith('rejected the request (400): Invalid JSON payload received. Unknown name '
+                                           '"parallel_tool_calls": Cannot find field.'), run.last_error.message
+
+
+def test_the_anthropic_profile_checks_the_schema_the_upstream_ignores(contract):
+    """Anthropic's compatibility layer ignores response_format: the profile states the schema in the
+    instructions and checks the answer here."""
+    config = UpstreamConfig(url="", dialect="anthropic")
+    with ScriptedUpstream(key=None, refuse=anthropic) as upstream:
+        config.url = upstream.base_url
+        with start_server(":memory:", upstream=config) as server, make_client(server, contract) as sdk:
+            upstream.queue(Text("Paris, I think."))
+            bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.")
+            thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Where?"}])
+            run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id,
+                                                        response_format=CITY, poll_interval_ms=10)
+    assert run.status == "failed" and "does not match the schema: it is not JSON" in run.last_error.message
+    (received,) = upstream.requests
+    assert json.dumps(CITY["json_schema"]["schema"]) in received.body["messages"][0]["content"]
+    assert "stream_options" in received.body and upstream.refusals == 0
+
+
 def test_shape_and_learn_round_trip():
     body = {"model": "m", "stream": True, "stream_options": {"include_usage": True}, "max_completion_tokens": 9,
             "messages": [{"role": "developer", "content": "x"},
@@ -147,5 +178,14 @@ def test_shape_and_learn_round_trip():
     absent = dialects.learn("messages.1.content: Extra inputs are not permitted", sent, learned)
     assert "content" not in dialects.shape(body, absent, reasoning=False)["messages"][1]
     assert dialects.learn("the server is on fire", sent, start) is None
+    developer = dialects.shape(body, start, reasoning=True)
+    for refusal in ("'messages.0' : discriminator property 'role' has invalid value",  # Groq
+                    "'messages' array must only contain objects with a 'role' field that is in [user, assistant, "
+                    "system, tool]. Got 'developer'"):  # LM Studio
+        assert dialects.learn(refusal, developer, start).developer_role is False
+    assert dialects.learn("'messages.1' : discriminator property 'role' has invalid value", developer, start) is None
+    tools = {**developer, "parallel_tool_calls": True}
+    assert dialects.learn("Parallel tool calls are not supported.", tools, start).dropped == {"parallel_tool_calls"}
+    assert dialects.learn("the stop parameter is not supported", {**sent, "top_p": 1}, start) is None
     assert dialects.learn("Input should be a valid string", sent, dialects.PROFILES["openai"]) is None
     assert body["messages"][1]["content"] is None  # the canonical request is never changed

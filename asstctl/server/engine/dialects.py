@@ -27,7 +27,7 @@ DROPPABLE = ("stream_options", "parallel_tool_calls", "reasoning_effort", "tempe
 _REFUSAL = re.compile(
     r"validation error|value error|input should|extra inputs|extra_forbidden|not permitted|field required|unsupported|"
     r"not supported|does not support|unrecognized|unknown (field|parameter|argument|variant|role)|invalid|"
-    r"is not one of|not allowed|must be|should be|expected|cannot be|can't be|unexpected", re.I)
+    r"is not one of|not allowed|\bmust\b|should be|expected|cannot be|can't be|unexpected|unavailable", re.I)
 _VALIDATION = re.compile(r"validation error|input should|extra inputs|field required|['\"]loc['\"]", re.I)
 JSON_INSTRUCTION = "Answer with one JSON object, and nothing else, that matches this JSON Schema:\n"
 
@@ -73,8 +73,10 @@ PROFILES: dict[str, Dialect] = {
                        dropped=frozenset({"parallel_tool_calls"}), fixed=True),
     "gemini": Dialect("gemini", developer_role=False, max_tokens="max_tokens", json_schema=True,
                       dropped=frozenset({"parallel_tool_calls"}), fixed=True),
-    "anthropic": Dialect("anthropic", developer_role=False, max_tokens="max_tokens",
-                         dropped=frozenset({"parallel_tool_calls", "stream_options"}), fixed=True),
+    # Anthropic's OpenAI SDK compatibility takes developer/system (hoisted), max_completion_tokens,
+    # stream_options and parallel_tool_calls, but ignores response_format: the schema goes in the
+    # instructions and the answer is checked here (docs.anthropic.com/en/api/openai-sdk).
+    "anthropic": Dialect("anthropic", json_schema=False, fixed=True),
 }
 
 
@@ -151,13 +153,13 @@ def learn(detail: str, sent: dict[str, Any], dialect: Dialect) -> Dialect | None
         return None
     text = detail.lower()
     changes: dict[str, Any] = {}
-    if "developer" in text and any(m.get("role") == "developer" for m in sent["messages"]):
+    if _role_refused(text, sent):
         changes["developer_role"] = False
     if "max_completion_tokens" in text and "max_completion_tokens" in sent:
         changes["max_tokens"] = "max_tokens"
     elif re.search(r"\bmax_tokens\b", text) and "max_tokens" in sent and "max_completion_tokens" in sent:
         changes["max_tokens"] = "max_completion_tokens"
-    dropped = {name for name in DROPPABLE if name in sent and name in text}
+    dropped = {name for name in DROPPABLE if name in sent and _names(text, name)}
     if dropped:
         changes["dropped"] = dialect.dropped | dropped
     fmt = sent.get("response_format")
@@ -198,6 +200,24 @@ def schema_problem(text: str, response_format: Any) -> str | None:
         return None
     where = "/".join(map(str, found.absolute_path))
     return f"{where + ': ' if where else ''}{found.message[:200]}"
+
+
+def _names(text: str, name: str) -> bool:
+    """Whether ``text`` names the field ``name``, also written with spaces or hyphens
+    ("Parallel tool calls are not supported.", Gemini's OpenAI-compatible endpoint)."""
+    return bool(re.search(r"(?<![a-z0-9])" + name.replace("_", "[ _-]") + r"(?![a-z0-9])", text))
+
+
+def _role_refused(text: str, sent: dict[str, Any]) -> bool:
+    """Whether ``text`` refuses the ``developer`` role: it names it, or names a ``role`` at the position
+    of a developer message (Groq: "'messages.0' : discriminator property 'role' has invalid value") or
+    at no position at all."""
+    positions = [i for i, m in enumerate(sent["messages"]) if m.get("role") == "developer"]
+    if not positions or ("developer" not in text and "role" not in text):
+        return False
+    if "developer" in text or not re.search(r"messages\W{0,6}\d", text):
+        return True
+    return any(re.search(rf"messages\W{{0,6}}{i}\b[^\n]{{0,80}}?role", text) for i in positions)
 
 
 def _content_refused(text: str, sent: dict[str, Any]) -> bool:

@@ -57,12 +57,15 @@ def scrub(text: str, key: str | None) -> str:
 def error_detail(content: bytes, key: str | None) -> tuple[str, str | None]:
     """The upstream's own error message, scrubbed and whitespace collapsed but whole (what a dialect
     is learned from; :func:`cut` it for last_error), and its code, from the usual ``{"error": {...}}``
-    envelope, vLLM's ``{"object": "error", ...}``, FastAPI's ``{"detail": ...}`` or plain text."""
+    envelope, vLLM's ``{"object": "error", ...}``, FastAPI's ``{"detail": ...}``, Google's
+    list-wrapped ``[{"error": {...}}]`` (Gemini's OpenAI-compatible endpoint) or plain text."""
     text = clean_text(content.decode("utf-8", "replace"))
     try:
         data = json.loads(text or "null")
     except ValueError:
         data = None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]
     message, code = text, None
     if isinstance(data, dict):
         error = data.get("error", data if data.get("object") == "error" or "message" in data else None)

@@ -1,0 +1,208 @@
+"""A hostile Responses API upstream behind a real ``asstctl serve`` (``engine.api: responses``): every
+fault of docs/engine.md "Faults" ends the run as it does on Chat Completions. The tests are
+tests/engine/test_hostile.py's (imported: they run again here, on this module's fixtures), with the
+server's memory and a concurrent request's latency asserted.
+
+The upstream is tests/engine/hostile.py's, its stream behaviours spoken as ``ResponseStreamEvent``s
+(each kind's first event validated against the official schema; ``problems``); its error answers
+(huge, endless, echoing the key, a validation 500) are the same on every path. Everything stays
+bounded in bytes and seconds, on loopback only. The flood (20,000 deltas of 100 characters) found
+the Responses reader adding each delta to a string: 22 s, the event loop blocked, the run failed at
+the whole-turn limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_client
+from tests.engine.hostile import MAX_SECONDS, PIECE, HostileUpstream
+from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this module's fixtures
+    KEY, run_on, serve_on, test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
+    test_a_reply_over_the_size_cap_ends_incomplete,
+    test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown,
+    test_a_validation_error_is_not_retried_and_last_error_keeps_its_details, test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message,
+    test_an_endless_stream_ends_at_the_whole_turn_limit, test_cancel_reaches_cancelled_within_a_second_every_time,
+    test_lone_surrogates_are_replaced_and_the_thread_stays_usable, test_silence_mid_answer_ends_at_the_idle_timeout,
+    test_usage_counted_locally_never_exceeds_the_cap)
+from tests.responses_upstream import event_problems, response_object
+
+class Events:
+    """The events of one streamed Response (``data:`` lines), numbered in order."""
+
+    def __init__(self, upstream: "HostileResponses", body: dict[str, Any]):
+        self.upstream, self.number = upstream, 0
+        self.response = response_object("resp_hostile", body)
+        self.where = {"item_id": "msg_hostile", "output_index": 0}
+
+    def event(self, kind: str, **fields: Any) -> str:
+        event = {"type": kind, "sequence_number": self.number, **fields}
+        self.number += 1
+        if kind not in self.upstream.checked:  # each kind once: a flood is 20,000 deltas
+            self.upstream.checked.add(kind)
+            self.upstream.problems += [f"{kind}: {p}" for p in event_problems(event)]
+        return f"event: {kind}\ndata: {json.dumps(event)}\n\n"
+
+    def opening(self) -> str:
+        item = {"type": "message", "id": "msg_hostile", "role": "assistant", "status": "in_progress", "content": []}
+        return (self.event("response.created", response=self.response)
+                + self.event("response.in_progress", response=self.response)
+                + self.event("response.output_item.added", output_index=0, item=item)
+                + self.event("response.content_part.added", content_index=0,
+                             part={"type": "output_text", "text": "", "annotations": [], "logprobs": []}, **self.where))
+
+    def delta(self, text: str) -> str:
+        return self.event("response.output_text.delta", content_index=0, delta=text, logprobs=[], **self.where)
+
+    def closing(self, text: str, incomplete: str | None = None, usage: bool = True) -> str:
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        item = {"type": "message", "id": "msg_hostile", "role": "assistant", "status": "completed", "content": [part]}
+        final = {**self.response, "output": [item]}
+        if usage:
+            final["usage"] = {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                              "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 12}
+        out = (self.event("response.output_text.done", content_index=0, text=text, logprobs=[], **self.where)
+               + self.event("response.content_part.done", content_index=0, part=part, **self.where)
+               + self.event("response.output_item.done", output_index=0, item=item))
+        if incomplete is not None:
+            return out + self.event("response.incomplete", response={
+                **final, "status": "incomplete", "incomplete_details": {"reason": incomplete}})
+        return out + self.event("response.completed", response={**final, "status": "completed",
+                                                                 "completed_at": int(time.time())})
+
+
+class HostileResponses(HostileUpstream):
+    """The hostile upstream's stream behaviours on ``POST /v1/responses``."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.checked: set[str] = set()
+        super().__init__()
+
+    def _events(self) -> Events:
+        return Events(self, self.bodies[-1])  # the request being answered (recorded just before)
+
+    async def _stream(self, writer, *texts: str) -> bool:
+        """A 200 event stream of ``texts``, then its end (no terminal event unless one is in ``texts``)."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        for text in texts:
+            await self._chunk(writer, text)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def _whole(self, writer, *pieces: str) -> bool:
+        events = self._events()
+        return await self._stream(writer, events.opening() + "".join(events.delta(p) for p in pieces)
+                                  + events.closing("".join(pieces)))
+
+    async def _forever(self, writer, name: str, started: float, piece: str, pause: float) -> bool:
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, events.opening())
+        return await self._endless(writer, name, started, events.delta(piece), pause)
+
+    async def _surrogate(self, writer, headers, started) -> bool:
+        return await self._whole(writer, "bad \ud800 and \udfff", " end")
+
+    async def _endless_stream(self, writer, headers, started) -> bool:
+        return await self._forever(writer, "endless-stream", started, "more ", 0.05)
+
+    async def _slow_tokens(self, writer, headers, started) -> bool:
+        return await self._forever(writer, "slow-tokens", started, "tok ", 0.01)
+
+    async def _oversize(self, writer, headers, started) -> bool:
+        return await self._forever(writer, "oversize", started, "y" * 65536, 0)
+
+    async def _silent(self, writer, headers, started) -> bool:
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, events.opening() + events.delta("Hello"))
+        await asyncio.sleep(MAX_SECONDS)
+        return False
+
+    async def _flood(self, writer, headers, started) -> bool:
+        """2 MB of text in 100-character deltas, as fast as the client reads."""
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, events.opening())
+        for _ in range(200):
+            await self._chunk(writer, "".join(events.delta(PIECE) for _ in range(100)))
+        await self._chunk(writer, events.closing(PIECE * 20_000))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def _echo_key(self, writer, headers, started) -> bool:
+        auth = headers.get("authorization", "")
+        half = len(auth) // 2 + 3
+        return await self._whole(writer, "You sent " + auth[:half], auth[half:] + " to me.")
+
+    async def _done_no_finish(self, writer, headers, started) -> bool:
+        events = self._events()
+        return await self._stream(writer, events.opening() + events.delta("partial an"))
+
+    async def _done_empty_once(self, writer, headers, started) -> bool:
+        if self.seen["done-empty-once"] % 2:  # each run's first request: nothing, then its retry: the answer
+            events = self._events()
+            return await self._stream(writer, events.event("response.created", response=events.response))
+        return await self._whole(writer, "Second time lucky.")
+
+    async def _no_usage(self, writer, headers, started) -> bool:
+        events = self._events()
+        words = [f"word{i} " for i in range(600)]
+        return await self._stream(writer, events.opening() + "".join(events.delta(w) for w in words)
+                                  + events.closing("".join(words), incomplete="max_output_tokens", usage=False))
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    with HostileResponses() as upstream:
+        with serve_on(upstream, tmp_path_factory.mktemp("hostile-responses"), api="responses") as server:
+            yield server, upstream
+            assert server.stop() == 0
+            assert KEY[:6] not in server.stderr() + server.stdout()
+        assert not upstream.problems, upstream.problems
+        assert all(body.get("store") is False and "input" in body for body in upstream.bodies)
+
+
+@pytest.fixture
+def sdk(hostile, contract):
+    client = make_client(hostile[0], contract, timeout=30)
+    yield client
+    client.close()
+
+
+def test_only_a_stream_that_showed_nothing_is_sent_again(hostile, sdk):
+    seen = hostile[1].seen
+    before = seen["done-no-finish"], seen["done-empty-once"]
+    assert run_on(sdk, "done-no-finish").status == "failed"
+    assert run_on(sdk, "done-empty-once").status == "completed"
+    assert (seen["done-no-finish"], seen["done-empty-once"]) == (before[0] + 1, before[1] + 2)
+
+
+def test_done_events_relay_only_what_the_deltas_did_not():
+    """A server whose deltas stop short: the ``.done`` events' rest is relayed once; one that does not
+    continue what was relayed adds nothing."""
+    from asstctl.server.engine.responses import ResponseParser
+
+    def feed(parser, kind, **fields):
+        return parser.feed("data: " + json.dumps({"type": kind, "sequence_number": 0, **fields}))
+
+    parser, text = ResponseParser(), {"item_id": "m", "output_index": 0, "content_index": 0, "logprobs": []}
+    call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": ""}
+    out = feed(parser, "response.output_text.delta", delta="Hel", **text)
+    out += feed(parser, "response.output_text.done", text="Hello.", **text)
+    out += feed(parser, "response.output_text.done", text="Hello.", **text)
+    out += feed(parser, "response.output_item.added", output_index=1, item=call)
+    out += feed(parser, "response.function_call_arguments.delta", item_id="fc_1", output_index=1, delta='{"a"')
+    out += feed(parser, "response.function_call_arguments.done", item_id="fc_1", output_index=1, name="f",
+                arguments='{"a": 1}')
+    out += feed(parser, "response.output_item.done", output_index=1, item={**call, "arguments": '{"a": 1}'})
+    out += feed(parser, "response.output_text.done", text="Goodbye.", **text)
+    assert [getattr(e, "text", None) or e.arguments for e in out] == ["Hel", "lo.", "", '{"a"', ": 1}"]
