@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from asstctl.server.retrieval.filter_sql import FileFilter
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS retrieval_chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,8 +73,10 @@ class LexicalIndex(Protocol):
 
     def remove_store(self, store_id: str) -> None: ...
 
-    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int) -> list[Hit]:
-        """The best ``limit`` chunks of those stores (and files, when given) for ``query``."""
+    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int,
+               where: FileFilter | None = None) -> list[Hit]:
+        """The best ``limit`` chunks of those stores (and files, when given; and whose file passes
+        ``where``, an attribute filter joined in SQL) for ``query``."""
         ...
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
@@ -111,33 +115,36 @@ class SqliteLexicalIndex:
             db.execute(f"DELETE FROM retrieval_fts WHERE rowid IN (SELECT id FROM retrieval_chunks WHERE {where})", args)
             db.execute(f"DELETE FROM retrieval_chunks WHERE {where}", args)
 
-    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int) -> list[Hit]:
+    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int,
+               where: FileFilter | None = None) -> list[Hit]:
         terms = query_terms(query)
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
         with self.store.sql() as db:
             kept = self._prune(db, terms)
-            rows = self._ranked(db, fts_query(kept), store_ids, file_ids, limit)
+            rows = self._ranked(db, fts_query(kept), store_ids, file_ids, limit, where)
             if len(rows) < limit and kept != terms:  # a small store may share only the common words
-                rows = self._best_within(db, fts_query(terms), store_ids, file_ids, limit)
+                rows = self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
         texts = self.chunk_texts([r[0] for r in rows])
         return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
 
-    def _ranked(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple]:
-        rows = self._best_anywhere(db, match, store_ids, file_ids, limit)
-        return self._best_within(db, match, store_ids, file_ids, limit) if rows is None else rows
+    def _ranked(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> list[tuple]:
+        rows = self._best_anywhere(db, match, store_ids, file_ids, limit, where)
+        return self._best_within(db, match, store_ids, file_ids, limit, where) if rows is None else rows
 
-    def _best_anywhere(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple] | None:
+    def _best_anywhere(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> list[tuple] | None:
         """Fast path: the index's best chunks, kept when enough of them are in the stores/files
-        asked (None otherwise): FTS5 sorts by rank itself, no join per matching row."""
+        asked and pass ``where`` (None otherwise): FTS5 sorts by rank itself, no join per matching row."""
         fetch = max(4 * limit, 50)
         ranked = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank LIMIT ?",
                             (match, fetch)).fetchall()
         if not ranked:
             return []
         marks = ",".join("?" * len(ranked))
+        joined, test, args = (where.tables("c"), *where.predicate()) if where else ("", "TRUE", [])
         meta = {r[0]: r[1:] for r in db.execute(
-            f"SELECT id, store_id, file_id, seq FROM retrieval_chunks WHERE id IN ({marks})", [r[0] for r in ranked])}
+            f"SELECT c.id, c.store_id, c.file_id, c.seq FROM retrieval_chunks c{joined} WHERE c.id IN ({marks}) AND {test}",
+            [*[r[0] for r in ranked], *args])}
         stores, files = set(store_ids), None if file_ids is None else set(file_ids)
         kept = [(cid, meta[cid][1], meta[cid][2], score) for cid, score in ranked
                 if cid in meta and meta[cid][0] in stores and (files is None or meta[cid][1] in files)]
@@ -146,16 +153,21 @@ class SqliteLexicalIndex:
         return None
 
     @staticmethod
-    def _best_within(db, match: str, store_ids, file_ids, limit: int) -> list[tuple]:
-        """Exact path: BM25 over the matching chunks of those stores (and files) only."""
-        where = [f"c.store_id IN ({','.join('?' * len(store_ids))})"]
+    def _best_within(db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> list[tuple]:
+        """Exact path: BM25 over the matching chunks of those stores (and files, and passing files) only."""
+        tests = [f"c.store_id IN ({','.join('?' * len(store_ids))})"]
         args: list = [*store_ids]
         if file_ids is not None:
-            where.append(f"c.file_id IN ({','.join('?' * len(file_ids))})")
+            tests.append(f"c.file_id IN ({','.join('?' * len(file_ids))})")
             args.extend(file_ids)
+        joined = ""
+        if where is not None:
+            joined, (test, more) = where.tables("c"), where.predicate()
+            tests.append(test)
+            args.extend(more)
         sql = ("SELECT c.id, c.file_id, c.seq, -bm25(retrieval_fts) AS score "
-               "FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid "
-               f"WHERE retrieval_fts MATCH ? AND {' AND '.join(where)} ORDER BY score DESC, c.id LIMIT ?")
+               f"FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid{joined} "
+               f"WHERE retrieval_fts MATCH ? AND {' AND '.join(tests)} ORDER BY score DESC, c.id LIMIT ?")
         return db.execute(sql, (match, *args, limit)).fetchall()
 
     @staticmethod
