@@ -94,6 +94,20 @@ def test_filtered_search_keeps_exactly_the_passing_files(store):
         assert {r.file_id for r in retriever.search(["vs_1"], ["parcel"], max_num_results=50, filters=rule)} == expected
 
 
+def test_a_filtered_ranking_is_the_unfiltered_one_less_the_failing_files(store):
+    retriever = Retriever(store)
+    records = add_files(store, "vs_1", [{"keep": n % 37 == 0} for n in range(400)])
+    for n, file_id in enumerate(records):  # scores differ by how often "parcel" is said
+        retriever.index("vs_1", file_id, [("parcel " * (1 + n % 7) + f"depot {n}", 8), (f"parcel shelf {n}", 3)], None)
+    rule = {"type": "eq", "key": "keep", "value": True}
+    everything = retriever.lexical.search(["vs_1"], None, "parcel", 5000)
+    assert len(everything) == 800
+    for limit in (3, 50):  # past the first blocks of the ranking: 11 of 400 files pass
+        expected = [h.chunk_id for h in everything if passes(records[h.file_id], rule)][:limit]
+        got = retriever.lexical.search(["vs_1"], None, "parcel", limit, FileFilter(rule, store))
+        assert [h.chunk_id for h in got] == expected and len(expected) == min(limit, 22)
+
+
 def test_the_dense_index_walks_past_failing_files():
     import numpy as np
 

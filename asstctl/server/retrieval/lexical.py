@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS retrieval_chunks (
     tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS retrieval_chunks_file ON retrieval_chunks (store_id, file_id, seq);
+CREATE INDEX IF NOT EXISTS retrieval_chunks_store ON retrieval_chunks (store_id, id);
 CREATE VIRTUAL TABLE IF NOT EXISTS retrieval_fts USING fts5(text, tokenize = 'porter unicode61');
 """
 
@@ -122,41 +123,81 @@ class SqliteLexicalIndex:
             return []
         with self.store.sql() as db:
             kept = self._prune(db, terms)
-            rows = self._ranked(db, fts_query(kept), store_ids, file_ids, limit, where)
-            if len(rows) < limit and kept != terms:  # a small store may share only the common words
+            rows, seen = self._ranked(db, fts_query(kept), store_ids, file_ids, limit, where)
+            if seen < limit and kept != terms:  # a small store may share only the common words
                 rows = self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
         texts = self.chunk_texts([r[0] for r in rows])
         return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
 
-    def _ranked(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> list[tuple]:
-        rows = self._best_anywhere(db, match, store_ids, file_ids, limit, where)
-        return self._best_within(db, match, store_ids, file_ids, limit, where) if rows is None else rows
+    def _ranked(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> tuple[list, int]:
+        """The best rows, and how many chunks of the stores (and files) asked matched, up to ``limit``
+        (before ``where``: whether the common words must come back depends on the stores, not the filter)."""
+        if where is not None:
+            return self._walk(db, match, store_ids, file_ids, limit, where)
+        rows = self._best_anywhere(db, match, store_ids, file_ids, limit)
+        rows = self._best_within(db, match, store_ids, file_ids, limit, None) if rows is None else rows
+        return rows, len(rows)
 
-    def _best_anywhere(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> list[tuple] | None:
+    def _best_anywhere(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple] | None:
         """Fast path: the index's best chunks, kept when enough of them are in the stores/files
-        asked and pass ``where`` (None otherwise): FTS5 sorts by rank itself, no join per matching row."""
+        asked (None otherwise): FTS5 sorts by rank itself, no join per matching row."""
         fetch = max(4 * limit, 50)
         ranked = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank LIMIT ?",
                             (match, fetch)).fetchall()
         if not ranked:
             return []
-        marks = ",".join("?" * len(ranked))
-        joined, test, args = (where.tables("c"), *where.predicate()) if where else ("", "TRUE", [])
-        meta = {r[0]: r[1:] for r in db.execute(
-            f"SELECT c.id, c.store_id, c.file_id, c.seq FROM retrieval_chunks c{joined} WHERE c.id IN ({marks}) AND {test}",
-            [*[r[0] for r in ranked], *args])}
-        stores, files = set(store_ids), None if file_ids is None else set(file_ids)
-        kept = [(cid, meta[cid][1], meta[cid][2], score) for cid, score in ranked
-                if cid in meta and meta[cid][0] in stores and (files is None or meta[cid][1] in files)]
+        kept = self._within(db, ranked, store_ids, file_ids)
         if len(kept) >= limit or len(ranked) < fetch:
             return kept[:limit]
         return None
 
     @staticmethod
+    def _within(db, ranked: list[tuple], store_ids, file_ids) -> list[tuple]:
+        """``(chunk id, file id, seq, score)`` of the ``ranked`` chunks in the stores (and files) asked."""
+        meta = {r[0]: r[1:] for r in db.execute(
+            f"SELECT id, store_id, file_id, seq FROM retrieval_chunks WHERE id IN ({','.join('?' * len(ranked))})",
+            [r[0] for r in ranked])}
+        stores, files = set(store_ids), None if file_ids is None else set(file_ids)
+        return [(cid, meta[cid][1], meta[cid][2], score, meta[cid][0]) for cid, score in ranked
+                if cid in meta and meta[cid][0] in stores and (files is None or meta[cid][1] in files)]
+
+    def _walk(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter) -> tuple[list, int]:
+        """A filtered search: FTS5's ranking read best first in blocks that double, each block's new
+        files judged once, by primary key (``where.passing``), until ``limit`` chunks pass or the
+        ranking ends. The records read follow how deep the passing chunks lie, not the store's size."""
+        cursor = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank", (match,))
+        judged: dict[tuple[str, str], bool] = {}
+        kept: list[tuple] = []
+        block, seen = max(4 * limit, 50), 0
+        while len(kept) < limit:
+            ranked = cursor.fetchmany(block)
+            if not ranked:
+                break
+            rows = self._within(db, ranked, store_ids, file_ids)
+            seen += len(rows)
+            new: dict[str, set[str]] = {}
+            for row in rows:
+                if (row[4], row[1]) not in judged:
+                    new.setdefault(row[4], set()).add(row[1])
+            for store_id, names in new.items():
+                ok = where.passing(store_id, names)
+                judged.update(((store_id, name), name in ok) for name in names)
+            kept.extend(row for row in rows if judged[(row[4], row[1])])
+            block *= 2
+        cursor.close()
+        return kept[:limit], seen
+
+    @staticmethod
     def _best_within(db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> list[tuple]:
-        """Exact path: BM25 over the matching chunks of those stores (and files, and passing files) only."""
-        tests = [f"c.store_id IN ({','.join('?' * len(store_ids))})"]
-        args: list = [*store_ids]
+        """Exact path: BM25 over the matching chunks of those stores (and files, and passing files) only.
+        FTS5 scores only the rowids between the stores' first and last chunk (the same scores: BM25's
+        statistics are the whole index's), so a small store in a large index costs little."""
+        marks = ",".join("?" * len(store_ids))
+        lo, hi = db.execute(f"SELECT min(id), max(id) FROM retrieval_chunks WHERE store_id IN ({marks})", store_ids).fetchone()
+        if lo is None:
+            return []
+        tests = ["f.rowid BETWEEN ? AND ?", f"c.store_id IN ({marks})"]
+        args: list = [lo, hi, *store_ids]
         if file_ids is not None:
             tests.append(f"c.file_id IN ({','.join('?' * len(file_ids))})")
             args.extend(file_ids)

@@ -60,23 +60,24 @@ class PostgresLexicalIndex:
         if file_ids is not None:
             tests.append("c.file_id = ANY(?)")
             args.append(list(file_ids))
-        joined, odd, failed = "", "NULL", []
-        if where is not None:
-            joined, odd, (test, more) = where.tables("c"), where.odd_body("o"), where.predicate("o")
-            tests.append(test)
-            args.extend(more)
+        match = " | ".join(_lexeme(t) for t in terms)
+        ranked = ("SELECT c.id, c.file_id, c.seq, c.text, c.store_id, ts_rank_cd(c.tsv, q) AS score "
+                  "FROM retrieval_chunks c, to_tsquery('english', ?) AS q "
+                  f"WHERE c.tsv @@ q AND {' AND '.join(tests)} ORDER BY score DESC, c.id LIMIT ?")
+        if where is None:
+            rows = self.store._fetch(ranked, (match, *args, limit))
+            return [Hit(row[0], row[1], row[2], row[3], float(row[5])) for row in rows]
+        test, more = where.predicate("o")
+        filtered = (f"SELECT c.id, c.file_id, c.seq, CASE WHEN {test} THEN c.text END, c.score, {where.odd_body('o')} "
+                    f"FROM ({ranked}) c{where.tables('c')} ORDER BY c.score DESC, c.id")
+        depth = max(20 * limit, 1000)  # the best chunks first; all of them if too few of those pass
         while True:
-            rows = self.store._fetch(
-                f"SELECT c.id, c.file_id, c.seq, c.text, ts_rank_cd(c.tsv, q) AS score, {odd} "
-                f"FROM retrieval_chunks c{joined}, to_tsquery('english', ?) AS q "
-                f"WHERE c.tsv @@ q AND {' AND '.join(tests)} AND NOT (c.file_id = ANY(?)) "
-                "ORDER BY score DESC, c.id LIMIT ?",
-                (" | ".join(_lexeme(t) for t in terms), *args, failed, limit),
-            )
-            dropped = {row[1] for row in rows if row[5] is not None and not where.recheck(row[5])}
-            if not dropped:  # (rows SQL could not judge, and that fail: asked again without their files)
-                return [Hit(row[0], row[1], row[2], row[3], float(row[4])) for row in rows]
-            failed.extend(dropped)
+            rows = self.store._fetch(filtered, (*more, match, *args, depth))
+            kept = [Hit(row[0], row[1], row[2], row[3], float(row[4])) for row in rows
+                    if row[3] is not None and where.recheck(row[5])]
+            if len(kept) >= limit or depth is None or len(rows) < depth:
+                return kept[:limit]
+            depth = None  # LIMIT NULL: no limit
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
         """``{chunk id: (file id, seq, text)}``."""
