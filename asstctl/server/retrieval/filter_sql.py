@@ -1,5 +1,8 @@
 """Attribute filters evaluated in SQL, joined with the chunk ranking: a filtered search reads only
-the file records of the chunks it ranks (by primary key), never the store's whole file list.
+the file records of the chunks it ranks (by primary key), never the store's whole file list. The
+lexical indexes join them (``tables`` + ``predicate``: SQLite's exact path, PostgreSQL's best
+chunks) or judge a block of candidate files at a time (``passing``: SQLite's walk down FTS5's
+ranking, the dense index's walk down its similarities).
 
 :class:`FileFilter` compiles a request's ``filters`` (``asstctl.server.retrieval.filters``) into a
 boolean SQL expression over a vector store file's record: the store's ``objects`` row of kind
@@ -95,7 +98,7 @@ class FileFilter:
             return f"({obj}_j.odd OR (({doc} ->> 'status') = 'completed' AND {sql}))", args
         sql, args = self._sqlite(self.rule, obj)
         return (f"(CASE WHEN instr({obj}.body, '{NUL}') > 0 THEN {PASSES_FN}({obj}.body, ?) "
-                f"ELSE json_extract({obj}.body, '$.status') = 'completed' AND {sql} END)"), [json.dumps(self.rule), *args]
+                f"ELSE {sql} AND json_extract({obj}.body, '$.status') = 'completed' END)"), [json.dumps(self.rule), *args]
 
     def _sqlite(self, rule: dict[str, Any], obj: str) -> tuple[str, list[Any]]:
         kind = rule["type"]

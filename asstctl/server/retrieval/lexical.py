@@ -10,7 +10,13 @@ Speed over large indexes: once the index holds ``PRUNE_FROM`` chunks, query word
 least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) are left out of the
 query when rarer words remain: their BM25 weight (IDF) is near zero, while scoring them would
 visit most of the index. When the rarer words alone find fewer chunks than asked (a small store in
-a large database may share only the common words with the query), the whole query runs.
+a large database may share only the common words with the query), the whole query runs, scored
+only over the rowids between the stores' first and last chunk.
+
+Attribute filters (``where``, a ``filter_sql.FileFilter``): the ranking is read best first in
+blocks and each new file is judged once, by primary key, until enough chunks pass (``_walk``); the
+exact path joins the file records instead. Whether the common words come back is decided before the
+filter, so a filtered ranking is the unfiltered one less the chunks of failing files.
 """
 
 from __future__ import annotations
@@ -162,19 +168,20 @@ class SqliteLexicalIndex:
                 if cid in meta and meta[cid][0] in stores and (files is None or meta[cid][1] in files)]
 
     def _walk(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter) -> tuple[list, int]:
-        """A filtered search: FTS5's ranking read best first in blocks that double, each block's new
-        files judged once, by primary key (``where.passing``), until ``limit`` chunks pass or the
-        ranking ends. The records read follow how deep the passing chunks lie, not the store's size."""
+        """A filtered search: FTS5's ranking read best first in blocks, each block's new files judged
+        once, by primary key (``where.passing``), until ``limit`` chunks pass or the ranking ends. The
+        next block is sized by the share that passed so far (doubled while none did). The records read
+        follow how deep the passing chunks lie, not the store's size."""
         cursor = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank", (match,))
         judged: dict[tuple[str, str], bool] = {}
         kept: list[tuple] = []
-        block, seen = max(4 * limit, 50), 0
+        block, seen, walked = max(4 * limit, 50), 0, 0
         while len(kept) < limit:
             ranked = cursor.fetchmany(block)
             if not ranked:
                 break
             rows = self._within(db, ranked, store_ids, file_ids)
-            seen += len(rows)
+            seen, walked = seen + len(rows), walked + len(ranked)
             new: dict[str, set[str]] = {}
             for row in rows:
                 if (row[4], row[1]) not in judged:
@@ -183,7 +190,7 @@ class SqliteLexicalIndex:
                 ok = where.passing(store_id, names)
                 judged.update(((store_id, name), name in ok) for name in names)
             kept.extend(row for row in rows if judged[(row[4], row[1])])
-            block *= 2
+            block = max(50, (limit - len(kept)) * walked * 5 // (4 * len(kept))) if kept else 2 * block
         cursor.close()
         return kept[:limit], seen
 
