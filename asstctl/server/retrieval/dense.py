@@ -87,8 +87,7 @@ class MatrixSearch:
                 mask = np.fromiter((files[i] in wanted for i in rows), dtype=bool, count=len(rows))
                 scores = np.where(mask, scores, -np.inf)
             if where is not None:
-                top = _best_passing(scores, [files[i] for i in rows] if clusters is not None else files,
-                                    lambda names: where.passing(store_id, names), limit)
+                top = _best_passing(scores, lambda i: files[rows[i]], lambda names: where.passing(store_id, names), limit)
             else:
                 k = min(limit, len(scores))
                 top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
@@ -122,7 +121,7 @@ class MatrixSearch:
         return ids, files, matrix, clusters
 
 
-def _best_passing(scores, files: list[str], passing, limit: int) -> list[int]:
+def _best_passing(scores, file_of, passing, limit: int) -> list[int]:
     """The best ``limit`` rows whose file passes: walked best first in blocks that double (4x
     ``limit`` first), each block's new files judged in one query by primary key — so the files read
     follow how deep the passing results lie, not how many files the store has."""
@@ -133,11 +132,11 @@ def _best_passing(scores, files: list[str], passing, limit: int) -> list[int]:
         upto = min(n, depth + block)
         top = np.argpartition(-scores, upto - 1)[:upto] if upto < n else np.arange(n)
         top = [int(i) for i in top[np.argsort(-scores[top], kind="stable")][depth:] if np.isfinite(scores[i])]
-        new = {files[i] for i in top} - judged.keys()
+        new = {file_of(i) for i in top} - judged.keys()
         if new:
             ok = passing(sorted(new))
             judged.update((name, name in ok) for name in new)
-        kept.extend(i for i in top if judged[files[i]])
+        kept.extend(i for i in top if judged[file_of(i)])
         depth, block = upto, block * 2
     return kept[:limit]
 

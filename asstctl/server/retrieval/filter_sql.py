@@ -68,6 +68,7 @@ class FileFilter:
         self.rule = rule
         self.store = store
         self.postgres = getattr(store, "backend", None) == "postgres"
+        self._judged: dict[tuple[str, str], bool] = {}  # (store, file) -> passes: one search's rankings share it
         if not self.postgres:
             with store.sql() as db:
                 register(db)
@@ -146,8 +147,9 @@ class FileFilter:
 
     # -- reading records by primary key -----------------------------------------------------------
     def passing(self, store_id: str, file_ids: Iterable[str]) -> set[str]:
-        """Those files of the store that pass (one query per 500 ids, by primary key)."""
-        wanted, found = list(dict.fromkeys(file_ids)), set()
+        """Those files of the store that pass (one query per 500 ids not judged yet, by primary key)."""
+        names = list(dict.fromkeys(file_ids))
+        wanted, found = [n for n in names if (store_id, n) not in self._judged], set()
         where, args = self.predicate("o")
         for start in range(0, len(wanted), 500):
             part = wanted[start:start + 500]
@@ -156,7 +158,8 @@ class FileFilter:
                 f"WHERE o.kind = 'vector_store_file' AND o.parent = ? AND o.id IN ({','.join('?' * len(part))}) "
                 f"AND {where}", [store_id, *part, *args])
             found.update(row[0] for row in rows if self.recheck(row[1]))
-        return found
+        self._judged.update(((store_id, n), n in found) for n in wanted)
+        return {n for n in names if self._judged[(store_id, n)]}
 
     def recheck(self, odd_body: str | None) -> bool:
         """A row the SQL let through: True unless its body (given when SQL could not judge it) fails."""
