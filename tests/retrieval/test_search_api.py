@@ -133,10 +133,23 @@ def test_attribute_filters(store, client, filters, expected):
     ({"type": "and", "filters": [{"type": "in", "key": "k", "value": "x"}]}, "filters.filters[0].value"),
 ])
 def test_bad_filters_are_400_with_the_path(store, client, filters, param):
+    check_400(store, client, filters, param)
+
+
+@pytest.mark.parametrize("filters, param", [
+    ({"type": "gt", "key": "year", "value": 2**64}, "filters.value"),
+    ({"type": "nin", "key": "year", "value": [1, -(2**70)]}, "filters.value[1]"),
+])
+def test_integers_past_64_bits_are_400_naming_the_limit(store, client, filters, param):
+    assert "limited to 64 bits" in check_400(store, client, filters, param)["message"]
+
+
+def check_400(store, client, filters, param):
     vs, _ = store
     with pytest.raises(openai.BadRequestError) as caught:
         client.vector_stores.search(vs, query="x", filters=filters)
     assert caught.value.body["param"] == param and caught.value.status_code == 400
+    return caught.value.body
 
 
 def test_rewrite_query_reports_the_keywords_it_searched(store, client):

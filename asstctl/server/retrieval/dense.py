@@ -39,8 +39,9 @@ class DenseIndex(Protocol):
     def remove_store(self, store_id: str) -> None: ...
 
     def search(self, store_ids: list[str], file_ids: list[str] | None, model: str, vector: list[float],
-               limit: int) -> list[tuple[int, float]]:
-        """``[(chunk id, cosine similarity)]``, best first."""
+               limit: int, where=None) -> list[tuple[int, float]]:
+        """``[(chunk id, cosine similarity)]``, best first (only files that pass ``where``, a
+        ``filter_sql.FileFilter``, when given)."""
         ...
 
 
@@ -61,7 +62,7 @@ class MatrixSearch:
         raise NotImplementedError
 
     def search(self, store_ids: list[str], file_ids: list[str] | None, model: str, vector: list[float],
-               limit: int) -> list[tuple[int, float]]:
+               limit: int, where=None) -> list[tuple[int, float]]:
         import numpy as np
 
         query = np.asarray(vector, dtype=np.float32)
@@ -85,8 +86,11 @@ class MatrixSearch:
             if wanted is not None:
                 mask = np.fromiter((files[i] in wanted for i in rows), dtype=bool, count=len(rows))
                 scores = np.where(mask, scores, -np.inf)
-            k = min(limit, len(scores))
-            top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+            if where is not None:
+                top = _best_passing(scores, lambda i: files[rows[i]], lambda names: where.passing(store_id, names), limit)
+            else:
+                k = min(limit, len(scores))
+                top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
             found.extend((int(ids[rows[i]]), float(scores[i])) for i in top if np.isfinite(scores[i]))
         found.sort(key=lambda pair: -pair[1])
         return found[:limit]
@@ -115,6 +119,26 @@ class MatrixSearch:
         with self._lock:
             self._cache[(store_id, model)] = (gen, ids, files, matrix, clusters)
         return ids, files, matrix, clusters
+
+
+def _best_passing(scores, file_of, passing, limit: int) -> list[int]:
+    """The best ``limit`` rows whose file passes: walked best first in blocks that double (4x
+    ``limit`` first), each block's new files judged in one query by primary key — so the files read
+    follow how deep the passing results lie, not how many files the store has."""
+    import numpy as np
+
+    n, judged, kept, depth, block = len(scores), {}, [], 0, max(4 * limit, 50)
+    while len(kept) < limit and depth < n:
+        upto = min(n, depth + block)
+        top = np.argpartition(-scores, upto - 1)[:upto] if upto < n else np.arange(n)
+        top = [int(i) for i in top[np.argsort(-scores[top], kind="stable")][depth:] if np.isfinite(scores[i])]
+        new = {file_of(i) for i in top} - judged.keys()
+        if new:
+            ok = passing(sorted(new))
+            judged.update((name, name in ok) for name in new)
+        kept.extend(i for i in top if judged[file_of(i)])
+        depth, block = upto, block * 2
+    return kept[:limit]
 
 
 class SqliteDenseIndex(MatrixSearch):

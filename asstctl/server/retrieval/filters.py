@@ -4,6 +4,8 @@
 ``matches`` applies one to a vector store file's ``attributes``. Comparisons: ``eq ne`` on any
 scalar, ``gt gte lt lte`` on two numbers or two strings (a missing attribute never matches), ``in
 nin`` against an array of strings/numbers. ``and`` / ``or`` combine filters (nesting allowed).
+Integers must fit 64 bits (``MAX_INTEGER``; larger ones are a 400 naming the limit): the search
+evaluates filters in SQL (``filter_sql``), and SQLite binds no larger integer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from asstctl.server import validation as v
 from asstctl.server.errors import invalid
 
 COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin")
+MAX_INTEGER = 2**63 - 1
 ORDERED = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
 
 
@@ -41,10 +44,19 @@ def _check_value(op: str, value: Any, param: str) -> None:
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 raise invalid(v.path(param, i), f"Invalid value for '{v.path(param, i)}': expected a string or "
                                                 f"a number, got {v.type_of(item)}.", "invalid_type")
+            _check_integer(item, v.path(param, i))
         return
     if not isinstance(value, scalar):
         raise invalid(param, f"Invalid value for '{param}': the '{op}' filter compares against a string, a "
                              f"number or a boolean; got {v.type_of(value)}.", "invalid_type")
+    _check_integer(value, param)
+
+
+def _check_integer(value: Any, param: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        raise invalid(param, f"Invalid value for '{param}': integers in filters are limited to 64 bits "
+                             f"(at most {MAX_INTEGER} in magnitude); send a larger number as a decimal, "
+                             f"e.g. {float(value):.6g}.", "integer_above_max_value")
 
 
 def _number(value: Any) -> bool:

@@ -10,7 +10,13 @@ Speed over large indexes: once the index holds ``PRUNE_FROM`` chunks, query word
 least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) are left out of the
 query when rarer words remain: their BM25 weight (IDF) is near zero, while scoring them would
 visit most of the index. When the rarer words alone find fewer chunks than asked (a small store in
-a large database may share only the common words with the query), the whole query runs.
+a large database may share only the common words with the query), the whole query runs, scored
+only over the rowids between the stores' first and last chunk.
+
+Attribute filters (``where``, a ``filter_sql.FileFilter``): the ranking is read best first in
+blocks and each new file is judged once, by primary key, until enough chunks pass (``_walk``); the
+exact path joins the file records instead. Whether the common words come back is decided before the
+filter, so a filtered ranking is the unfiltered one less the chunks of failing files.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Protocol
+
+from asstctl.server.retrieval.filter_sql import FileFilter
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS retrieval_chunks (
@@ -28,6 +36,7 @@ CREATE TABLE IF NOT EXISTS retrieval_chunks (
     tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS retrieval_chunks_file ON retrieval_chunks (store_id, file_id, seq);
+CREATE INDEX IF NOT EXISTS retrieval_chunks_store ON retrieval_chunks (store_id, id);
 CREATE VIRTUAL TABLE IF NOT EXISTS retrieval_fts USING fts5(text, tokenize = 'porter unicode61');
 """
 
@@ -71,8 +80,10 @@ class LexicalIndex(Protocol):
 
     def remove_store(self, store_id: str) -> None: ...
 
-    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int) -> list[Hit]:
-        """The best ``limit`` chunks of those stores (and files, when given) for ``query``."""
+    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int,
+               where: FileFilter | None = None) -> list[Hit]:
+        """The best ``limit`` chunks of those stores (and files, when given; and whose file passes
+        ``where``, an attribute filter joined in SQL) for ``query``."""
         ...
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
@@ -111,21 +122,27 @@ class SqliteLexicalIndex:
             db.execute(f"DELETE FROM retrieval_fts WHERE rowid IN (SELECT id FROM retrieval_chunks WHERE {where})", args)
             db.execute(f"DELETE FROM retrieval_chunks WHERE {where}", args)
 
-    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int) -> list[Hit]:
+    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int,
+               where: FileFilter | None = None) -> list[Hit]:
         terms = query_terms(query)
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
         with self.store.sql() as db:
             kept = self._prune(db, terms)
-            rows = self._ranked(db, fts_query(kept), store_ids, file_ids, limit)
-            if len(rows) < limit and kept != terms:  # a small store may share only the common words
-                rows = self._best_within(db, fts_query(terms), store_ids, file_ids, limit)
+            rows, seen = self._ranked(db, fts_query(kept), store_ids, file_ids, limit, where)
+            if seen < limit and kept != terms:  # a small store may share only the common words
+                rows = self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
         texts = self.chunk_texts([r[0] for r in rows])
         return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
 
-    def _ranked(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple]:
+    def _ranked(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> tuple[list, int]:
+        """The best rows, and how many chunks of the stores (and files) asked matched, up to ``limit``
+        (before ``where``: whether the common words must come back depends on the stores, not the filter)."""
+        if where is not None:
+            return self._walk(db, match, store_ids, file_ids, limit, where)
         rows = self._best_anywhere(db, match, store_ids, file_ids, limit)
-        return self._best_within(db, match, store_ids, file_ids, limit) if rows is None else rows
+        rows = self._best_within(db, match, store_ids, file_ids, limit, None) if rows is None else rows
+        return rows, len(rows)
 
     def _best_anywhere(self, db, match: str, store_ids, file_ids, limit: int) -> list[tuple] | None:
         """Fast path: the index's best chunks, kept when enough of them are in the stores/files
@@ -135,27 +152,70 @@ class SqliteLexicalIndex:
                             (match, fetch)).fetchall()
         if not ranked:
             return []
-        marks = ",".join("?" * len(ranked))
-        meta = {r[0]: r[1:] for r in db.execute(
-            f"SELECT id, store_id, file_id, seq FROM retrieval_chunks WHERE id IN ({marks})", [r[0] for r in ranked])}
-        stores, files = set(store_ids), None if file_ids is None else set(file_ids)
-        kept = [(cid, meta[cid][1], meta[cid][2], score) for cid, score in ranked
-                if cid in meta and meta[cid][0] in stores and (files is None or meta[cid][1] in files)]
+        kept = self._within(db, ranked, store_ids, file_ids)
         if len(kept) >= limit or len(ranked) < fetch:
             return kept[:limit]
         return None
 
     @staticmethod
-    def _best_within(db, match: str, store_ids, file_ids, limit: int) -> list[tuple]:
-        """Exact path: BM25 over the matching chunks of those stores (and files) only."""
-        where = [f"c.store_id IN ({','.join('?' * len(store_ids))})"]
-        args: list = [*store_ids]
+    def _within(db, ranked: list[tuple], store_ids, file_ids) -> list[tuple]:
+        """``(chunk id, file id, seq, score)`` of the ``ranked`` chunks in the stores (and files) asked."""
+        meta = {r[0]: r[1:] for r in db.execute(
+            f"SELECT id, store_id, file_id, seq FROM retrieval_chunks WHERE id IN ({','.join('?' * len(ranked))})",
+            [r[0] for r in ranked])}
+        stores, files = set(store_ids), None if file_ids is None else set(file_ids)
+        return [(cid, meta[cid][1], meta[cid][2], score, meta[cid][0]) for cid, score in ranked
+                if cid in meta and meta[cid][0] in stores and (files is None or meta[cid][1] in files)]
+
+    def _walk(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter) -> tuple[list, int]:
+        """A filtered search: FTS5's ranking read best first in blocks, each block's new files judged
+        once, by primary key (``where.passing``), until ``limit`` chunks pass or the ranking ends. The
+        next block is sized by the share that passed so far (doubled while none did). The records read
+        follow how deep the passing chunks lie, not the store's size."""
+        cursor = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank", (match,))
+        judged: dict[tuple[str, str], bool] = {}
+        kept: list[tuple] = []
+        block, seen, walked = max(4 * limit, 50), 0, 0
+        while len(kept) < limit:
+            ranked = cursor.fetchmany(block)
+            if not ranked:
+                break
+            rows = self._within(db, ranked, store_ids, file_ids)
+            seen, walked = seen + len(rows), walked + len(ranked)
+            new: dict[str, set[str]] = {}
+            for row in rows:
+                if (row[4], row[1]) not in judged:
+                    new.setdefault(row[4], set()).add(row[1])
+            for store_id, names in new.items():
+                ok = where.passing(store_id, names)
+                judged.update(((store_id, name), name in ok) for name in names)
+            kept.extend(row for row in rows if judged[(row[4], row[1])])
+            block = max(50, (limit - len(kept)) * walked * 5 // (4 * len(kept))) if kept else 2 * block
+        cursor.close()
+        return kept[:limit], seen
+
+    @staticmethod
+    def _best_within(db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> list[tuple]:
+        """Exact path: BM25 over the matching chunks of those stores (and files, and passing files) only.
+        FTS5 scores only the rowids between the stores' first and last chunk (the same scores: BM25's
+        statistics are the whole index's), so a small store in a large index costs little."""
+        marks = ",".join("?" * len(store_ids))
+        lo, hi = db.execute(f"SELECT min(id), max(id) FROM retrieval_chunks WHERE store_id IN ({marks})", store_ids).fetchone()
+        if lo is None:
+            return []
+        tests = ["f.rowid BETWEEN ? AND ?", f"c.store_id IN ({marks})"]
+        args: list = [lo, hi, *store_ids]
         if file_ids is not None:
-            where.append(f"c.file_id IN ({','.join('?' * len(file_ids))})")
+            tests.append(f"c.file_id IN ({','.join('?' * len(file_ids))})")
             args.extend(file_ids)
+        joined = ""
+        if where is not None:
+            joined, (test, more) = where.tables("c"), where.predicate()
+            tests.append(test)
+            args.extend(more)
         sql = ("SELECT c.id, c.file_id, c.seq, -bm25(retrieval_fts) AS score "
-               "FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid "
-               f"WHERE retrieval_fts MATCH ? AND {' AND '.join(where)} ORDER BY score DESC, c.id LIMIT ?")
+               f"FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid{joined} "
+               f"WHERE retrieval_fts MATCH ? AND {' AND '.join(tests)} ORDER BY score DESC, c.id LIMIT ?")
         return db.execute(sql, (match, *args, limit)).fetchall()
 
     @staticmethod

@@ -47,24 +47,37 @@ class PostgresLexicalIndex:
         with self.store.transaction():
             self.store._exec("DELETE FROM retrieval_chunks WHERE store_id = ?", (store_id,))
 
-    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int) -> list[Any]:
-        """The best ``limit`` chunks of those stores (and files, when given) for ``query``."""
+    def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int,
+               where: Any = None) -> list[Any]:
+        """The best ``limit`` chunks of those stores (and files, when given; and whose file passes
+        ``where``, a ``filter_sql.FileFilter`` joined in SQL) for ``query``."""
         from asstctl.server.retrieval.lexical import Hit, query_terms
 
         terms = query_terms(query)
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
-        where, args = "store_id = ANY(?)", [list(store_ids)]
+        tests, args = ["c.store_id = ANY(?)"], [list(store_ids)]
         if file_ids is not None:
-            where += " AND file_id = ANY(?)"
+            tests.append("c.file_id = ANY(?)")
             args.append(list(file_ids))
-        rows = self.store._fetch(
-            "SELECT id, file_id, seq, text, ts_rank_cd(tsv, q) AS score "
-            "FROM retrieval_chunks, to_tsquery('english', ?) AS q "
-            f"WHERE tsv @@ q AND {where} ORDER BY score DESC, id LIMIT ?",
-            (" | ".join(_lexeme(t) for t in terms), *args, limit),
-        )
-        return [Hit(row[0], row[1], row[2], row[3], float(row[4])) for row in rows]
+        match = " | ".join(_lexeme(t) for t in terms)
+        ranked = ("SELECT c.id, c.file_id, c.seq, c.text, c.store_id, ts_rank_cd(c.tsv, q) AS score "
+                  "FROM retrieval_chunks c, to_tsquery('english', ?) AS q "
+                  f"WHERE c.tsv @@ q AND {' AND '.join(tests)} ORDER BY score DESC, c.id LIMIT ?")
+        if where is None:
+            rows = self.store._fetch(ranked, (match, *args, limit))
+            return [Hit(row[0], row[1], row[2], row[3], float(row[5])) for row in rows]
+        test, more = where.predicate("o")
+        filtered = (f"SELECT c.id, c.file_id, c.seq, CASE WHEN {test} THEN c.text END, c.score, {where.odd_body('o')} "
+                    f"FROM ({ranked}) c{where.tables('c')} ORDER BY c.score DESC, c.id")
+        depth = max(20 * limit, 1000)  # the best chunks first; all of them if too few of those pass
+        while True:
+            rows = self.store._fetch(filtered, (*more, match, *args, depth))
+            kept = [Hit(row[0], row[1], row[2], row[3], float(row[4])) for row in rows
+                    if row[3] is not None and where.recheck(row[5])]
+            if len(kept) >= limit or depth is None or len(rows) < depth:
+                return kept[:limit]
+            depth = None  # LIMIT NULL: no limit
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
         """``{chunk id: (file id, seq, text)}``."""

@@ -24,6 +24,7 @@ from typing import Any
 from asstctl.server.retrieval import chunking
 from asstctl.server.retrieval.dense import SqliteDenseIndex
 from asstctl.server.retrieval.embeddings import Embedder, EmbeddingsError
+from asstctl.server.retrieval.filter_sql import FileFilter
 from asstctl.server.retrieval.lexical import SqliteLexicalIndex, query_terms
 
 RRF_K = 60
@@ -127,21 +128,25 @@ class Retriever:
         max_num_results: int = 10,
         score_threshold: float = 0.0,
         file_ids: list[str] | None = None,
+        filters: dict[str, Any] | None = None,
     ) -> list[Result]:
-        """The best chunks of ``store_ids`` (restricted to ``file_ids`` when given) for ``queries``."""
+        """The best chunks of ``store_ids`` (restricted to ``file_ids`` when given) for ``queries``;
+        ``filters`` (attribute filters, ``filters.check_filter``) are evaluated in SQL, joined with the
+        ranking (``filter_sql``): only the records of the files ranked are read."""
         pool = max(POOL, max_num_results)  # never depends on max_num_results within the API's range
+        where = FileFilter(filters, self.store) if filters else None
         rankings: list[list[int]] = []
         texts: dict[int, tuple[str, int, str]] = {}
         single: dict[int, float] = {}
         for query in queries:
-            hits = self.lexical.search(store_ids, file_ids, query, pool)
+            hits = self.lexical.search(store_ids, file_ids, query, pool, where)
             rankings.append([h.chunk_id for h in hits])
             texts.update({h.chunk_id: (h.file_id, h.seq, h.text) for h in hits})
             single = shown_scores(query_terms(query), hits)
         if self.embedder is not None and queries:
             vectors = self.embedder.embed(queries)
             for vector in vectors:
-                rankings.append([cid for cid, _ in self.dense.search(store_ids, file_ids, self.embedder.model, vector, pool)])
+                rankings.append([cid for cid, _ in self.dense.search(store_ids, file_ids, self.embedder.model, vector, pool, where)])
         if len(rankings) == 1:
             ordered = list(single.items())  # BM25's order (ties keep it)
         else:

@@ -2,8 +2,9 @@
 (BM25, plus dense embeddings when configured), the same the ``file_search`` tool runs.
 
 Its cost follows the results, not the store: the index holds only completed files' chunks, and only
-the files of the results are read (by primary key), for their attributes and names. A ``filters``
-request reads the store's file records to evaluate the filter per file. A search moves the store's
+the files of the results are read (by primary key), for their attributes and names. ``filters`` are
+evaluated in SQL, joined with the chunk ranking (``retrieval.filter_sql``): a filtered search reads
+the records of the files it ranks, never the store's file list. A search moves the store's
 ``last_active_at`` (and so ``expires_at``) when it is a minute old or more: most searches write
 nothing, so they never wait for the write lock.
 """
@@ -20,7 +21,7 @@ from asstctl.server.app import state_of
 from asstctl.server.errors import not_found
 from asstctl.server.http import json_body, now, ok
 from asstctl.server.retrieval import retriever_of
-from asstctl.server.retrieval.filters import check_filter, matches
+from asstctl.server.retrieval.filters import check_filter
 from asstctl.server.retrieval.search import rewrite
 from asstctl.server.routes.vector_stores import touch
 
@@ -51,13 +52,6 @@ def _check_search_ranking(value: Any, param: str) -> None:
         v.check_number(value["score_threshold"], v.path(param, "score_threshold"), 0, 1, nullable=False)
 
 
-def filtered_files(state, vs_id: str, filters: dict[str, Any]) -> list[str]:
-    """The completed files of a store whose attributes pass ``filters`` (reads the store's file
-    records: a filter is evaluated per file; searches without one read only the files they return)."""
-    return [item["id"] for item in state.store.all("vector_store_file", vs_id)
-            if item["status"] == "completed" and matches(item.get("attributes") or {}, filters)]
-
-
 def search(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /vector_stores/{id}/search``: the retriever's ranking, with filters and threshold.
     Its cost follows the results, not the store: the index holds only completed files' chunks, and
@@ -71,11 +65,10 @@ def search(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
     queries = [body["query"]] if isinstance(body["query"], str) else list(body["query"])
     if body.get("rewrite_query"):
         queries = [rewrite(" ".join(queries))]
-    filters = body.get("filters")
     found = retriever_of(state).search(
         [vs_id], queries, max_num_results=body.get("max_num_results", 10),
         score_threshold=(body.get("ranking_options") or {}).get("score_threshold", 0.0),
-        file_ids=filtered_files(state, vs_id, filters) if filters else None,
+        filters=body.get("filters"),
     )
     ids = {r.file_id for r in found}
     items, files = state.store.get_many("vector_store_file", vs_id, ids), state.store.get_many("file", "", ids)

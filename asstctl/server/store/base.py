@@ -115,15 +115,18 @@ class BaseStore(Blobs):
         """``{id: object}`` of those ids under ``parent`` (missing ones left out): one query per
         500 ids, each by the primary key, so its cost follows ``len(ids)``, not the table."""
         found: dict[str, dict[str, Any]] = {}
-        mine, project = clause()
+        _, project = clause()
         wanted = list(dict.fromkeys(ids))
         for start in range(0, len(wanted), 500):
             part = wanted[start:start + 500]
+            # The project is checked on the rows found, not in the WHERE: there, SQLite picks the
+            # (project, kind, parent) index for a list of ids and reads every object of the parent
+            # (13 ms per call at 10,000 files, twice per vector store search).
             rows = self._fetch(
-                f"SELECT id, body FROM objects WHERE kind = ? AND parent = ? AND id IN ({','.join('?' * len(part))}){mine}",
-                (kind, parent, *part, *project),
+                f"SELECT id, body, project FROM objects WHERE kind = ? AND parent = ? AND id IN ({','.join('?' * len(part))})",
+                (kind, parent, *part),
             )
-            found.update((row[0], json.loads(row[1])) for row in rows)
+            found.update((row[0], json.loads(row[1])) for row in rows if not project or row[2] == project[0])
         return found
 
     def parents_of(self, kind: str, id: str) -> list[str]:
