@@ -31,7 +31,7 @@ def kill_midway(server: ServeProcess, root, log_path) -> tuple[set[str], subproc
     with open(log_path, "w") as log:
         applying = start_apply(root, server.base_url, log)
         seen: set[str] = set()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90  # the apply's start-up (imports, plan) on a loaded machine
         while len(seen) < 10 and time.monotonic() < deadline:
             seen = set(snapshot(client))
             time.sleep(0.05)
