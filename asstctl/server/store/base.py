@@ -55,6 +55,11 @@ class BaseStore(Blobs):
         """Run a write statement (callers hold a transaction); returns the row count."""
         raise NotImplementedError
 
+    def _write(self, sql: str, args: tuple | list = ()) -> None:
+        """A write whose row count nobody reads (callers hold a transaction): PostgreSQL sends it
+        with the transaction's next round trip."""
+        self._exec(sql, args)
+
     @contextmanager
     def transaction(self) -> Iterator["BaseStore"]:
         raise NotImplementedError
@@ -93,7 +98,7 @@ class BaseStore(Blobs):
     # -- objects ----------------------------------------------------------------------------
     def insert(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         with self.transaction():
-            self._exec(
+            self._write(
                 "INSERT INTO objects (kind, parent, id, created_at, body, project) VALUES (?, ?, ?, ?, ?, ?)",
                 (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj),
                  current() or DEFAULT_PROJECT),
@@ -135,7 +140,7 @@ class BaseStore(Blobs):
     def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace the stored body of an existing object."""
         with self.transaction():
-            self._replace(kind, obj, parent)
+            self._write(*self._replacing(kind, obj, parent))
         return obj
 
     def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
@@ -147,9 +152,13 @@ class BaseStore(Blobs):
         return obj
 
     def _replace(self, kind: str, obj: dict[str, Any], parent: str) -> int:
+        return self._exec(*self._replacing(kind, obj, parent))
+
+    @staticmethod
+    def _replacing(kind: str, obj: dict[str, Any], parent: str) -> tuple[str, tuple]:
         mine, project = clause()
-        return self._exec(f"UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?{mine}",
-                          (encode(obj), kind, parent, obj["id"], *project))
+        return (f"UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?{mine}",
+                (encode(obj), kind, parent, obj["id"], *project))
 
     def update(
         self, kind: str, id: str, change: Callable[[dict[str, Any]], Any], parent: str = ""

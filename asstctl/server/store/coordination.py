@@ -118,8 +118,8 @@ class Coordination:
         """Queue a turn. A run held by a replica stays with it, marked to be queued again when released."""
         with self.transaction():
             if not self._exec("UPDATE run_queue SET again = 1 WHERE run_id = ? AND owner IS NOT NULL", (run_id,)):
-                self._exec("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
-                self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
+                self._write("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
+                self._write("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
             self._signal("work", run_id)
 
     def ensure_queued(self, run_id: str) -> None:
@@ -128,7 +128,7 @@ class Coordination:
             return
         with self.transaction():
             if not self._fetch("SELECT 1 FROM run_queue WHERE run_id = ?", (run_id,)):
-                self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
+                self._write("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
                 self._signal("work", run_id)
 
     def claim_next_run(self, owner: str, lease: float) -> str | None:
@@ -149,7 +149,7 @@ class Coordination:
     def release_run(self, run_id: str, owner: str) -> None:
         """Done with the run for now; queued again (for any replica) if that was asked meanwhile."""
         with self.transaction():
-            self._exec("DELETE FROM run_queue WHERE run_id = ? AND owner = ? AND again = 0", (run_id, owner))
+            self._write("DELETE FROM run_queue WHERE run_id = ? AND owner = ? AND again = 0", (run_id, owner))
             if self._exec("UPDATE run_queue SET owner = NULL, lease_until = NULL, again = 0 "
                           "WHERE run_id = ? AND owner = ?", (run_id, owner)):
                 self._signal("work", run_id)

@@ -8,6 +8,13 @@ replicas exactly as SQLite's ``BEGIN IMMEDIATE`` serializes them in one process,
 read-modify-write and check-then-insert code correct on both stores, and makes ``seq`` grow in
 commit order (stable cursors, events in order).
 
+Round trips: every statement is one for psycopg and the server, and a write transaction holds
+the lock across its round trips. So BEGIN and the lock go with the transaction's first statement,
+writes whose row count nobody reads (``_write``: inserts, replaced bodies, queue entries) wait for
+the next statement that needs an answer, and the queued statements go as one batch (the simple
+query protocol, parameters bound by psycopg): a transaction that only writes is one round trip,
+COMMIT included, and holds the lock only while the server runs it.
+
 Signals (``work``, ``cancel``, ``event``) travel as ``NOTIFY asstctl`` at commit; a listener
 thread per store dispatches them. Run events live in ``run_events`` so a stream on any replica
 reads exactly what was committed.
@@ -25,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from asstctl.errors import ConfigError
-from asstctl.server.store.base import BaseStore
+from asstctl.server.store.base import BaseStore, encode
 from asstctl.server.store.coordination import Coordination, Subscription, payload_of
 from asstctl.server.store.pg_schema import migrate
+from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
 log = logging.getLogger("asstctl.server.store")
 
@@ -35,6 +43,7 @@ WRITE_LOCK = 0x6173_7374_6374_6C01  # pg_advisory_xact_lock key of write transac
 CHANNEL = "asstctl"
 CONNECT_TIMEOUT = 10.0
 POOL_ENV = "ASSTCTL_PG_POOL_SIZE"  # connections per replica (default 10)
+LOCK = ("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
 
 @dataclass
@@ -43,6 +52,8 @@ class _Bound:
 
     conn: Any
     owner: tuple
+    queued: list[tuple[str, tuple]] = field(default_factory=list)  # sent with the next round trip
+    sent: bool = False  # BEGIN reached the server: there is something to roll back
     pending: list[Callable[[], None]] = field(default_factory=list)  # after commit, in this process
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, name, payload)
     notes: list[str] = field(default_factory=list)  # NOTIFY payloads
@@ -65,6 +76,23 @@ def _rollback(conn: Any) -> None:
         conn.execute("ROLLBACK")
     except Exception:  # noqa: BLE001 - a broken connection: the pool discards it
         pass
+
+
+def _batch(conn: Any, statements: list[tuple[str, tuple]]) -> Any:
+    """``statements`` (``%s`` placeholders, their parameters) in one round trip: one simple-query
+    message, parameters bound by psycopg (``ClientCursor``); the cursor is left on the last one's
+    result. Parameters that are bytes (blobs) go one statement at a time, in binary."""
+    from psycopg import ClientCursor
+
+    if any(isinstance(value, (bytes, bytearray, memoryview)) for _, values in statements for value in values):
+        for text, values in statements:
+            cursor = conn.execute(text, values)
+        return cursor
+    cursor = ClientCursor(conn)
+    cursor.execute("; ".join(text for text, _ in statements), [value for _, values in statements for value in values])
+    while cursor.nextset():
+        pass
+    return cursor
 
 
 def shown_url(url: str) -> str:
@@ -154,18 +182,15 @@ class PostgresStore(Coordination, BaseStore):
         return bound if bound is not None and bound.owner == _owner() else None
 
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def sql(self) -> Iterator[Any]:
+        """A psycopg connection (the transaction's, inside one, what it queued sent first), for
+        modules with their own tables."""
         bound = self._bound()
         if bound is not None:
+            self._send(bound)
             yield bound.conn
             return
         with self._pool.connection() as conn:
-            yield conn
-
-    @contextmanager
-    def sql(self) -> Iterator[Any]:
-        """A psycopg connection (the transaction's, inside one), for modules with their own tables."""
-        with self._connection() as conn:
             yield conn
 
     @contextmanager
@@ -196,13 +221,14 @@ class PostgresStore(Coordination, BaseStore):
             bound = _Bound(conn, _owner())
             token = self._tx.set(bound)
             try:
-                held = self._begin(conn, lease)
+                held = self._begin(bound, lease)
                 if held:
                     bound.leases.add(lease)
                 yield held
             except BaseException:
                 self._tx.reset(token)
-                _rollback(conn)
+                if bound.sent:
+                    _rollback(conn)
                 raise
             self._tx.reset(token)
             self._commit(bound)
@@ -210,14 +236,16 @@ class PostgresStore(Coordination, BaseStore):
             callback()
 
     @staticmethod
-    def _begin(conn: Any, lease: tuple[str, str] | None) -> bool:
-        """BEGIN, the write lock and (``lease``) the lease check, in one round trip."""
+    def _begin(bound: _Bound, lease: tuple[str, str] | None) -> bool:
+        """BEGIN and the write lock, queued for the first statement; with ``lease``, sent now with
+        the lease check, whose answer the caller needs first (one round trip)."""
         from psycopg import sql
 
         if lease is None:
-            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            bound.queued += [("BEGIN", ()), LOCK]
             return True
-        cursor = conn.execute(sql.SQL(
+        bound.sent = True
+        cursor = bound.conn.execute(sql.SQL(
             "BEGIN; SELECT pg_advisory_xact_lock({}); SELECT count(*) FROM run_queue "
             "WHERE run_id = {} AND owner = {} AND lease_until >= clock_timestamp()"
         ).format(sql.Literal(WRITE_LOCK), sql.Literal(lease[0]), sql.Literal(lease[1])))
@@ -225,24 +253,36 @@ class PostgresStore(Coordination, BaseStore):
             pass
         return bool(cursor.fetchone()[0])
 
+    def _send(self, bound: _Bound, statement: str | None = None, args: tuple | list = ()) -> Any:
+        """One round trip on the transaction's connection: what is queued, then ``statement``
+        (the cursor on its result)."""
+        if not bound.queued:
+            return bound.conn.execute(statement, args) if statement is not None else None
+        statements, bound.queued = bound.queued, []
+        if statement is not None:
+            statements.append((statement, tuple(args)))
+        bound.sent = True
+        return _batch(bound.conn, statements)
+
     def _commit(self, bound: _Bound) -> None:
-        """The transaction's events and notifications, and COMMIT, in one round trip."""
-        conn = bound.conn
+        """What is queued, the transaction's events and notifications, and COMMIT, in one round trip
+        (none for a transaction that neither read nor wrote)."""
+        statements = bound.queued
+        if not bound.sent and not bound.events and not bound.notes and statements == [("BEGIN", ()), LOCK]:
+            return
+        if bound.events:
+            statements.append(("INSERT INTO run_events (run_id, name, payload) VALUES "  # seq in list order
+                               + ", ".join(["(%s, %s, %s)"] * len(bound.events)),
+                               tuple(value for event in bound.events for value in event)))
+        if bound.notes:
+            notes = list(dict.fromkeys(bound.notes))
+            statements.append(("SELECT pg_notify(%s, note) FROM (VALUES " + ", ".join(["(%s)"] * len(notes))
+                               + ") AS t(note)", (CHANNEL, *notes)))
+        statements.append(("COMMIT", ()))
         try:
-            with conn.pipeline():
-                if bound.events:
-                    runs, names, payloads = (list(column) for column in zip(*bound.events))
-                    conn.execute(
-                        "INSERT INTO run_events (run_id, name, payload) SELECT r, n, p FROM "
-                        "unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS t(r, n, p, i) ORDER BY i",
-                        (runs, names, payloads),
-                    )
-                if bound.notes:
-                    conn.execute("SELECT pg_notify(%s, note) FROM unnest(%s::text[]) AS note",
-                                 (CHANNEL, list(dict.fromkeys(bound.notes))))
-                conn.execute("COMMIT")
+            _batch(bound.conn, statements)
         except BaseException:
-            _rollback(conn)
+            _rollback(bound.conn)
             raise
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -253,12 +293,41 @@ class PostgresStore(Coordination, BaseStore):
             bound.pending.append(callback)
 
     def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
-        with self._connection() as conn:
+        bound = self._bound()
+        if bound is not None:
+            return self._send(bound, sql.replace("?", "%s"), args).fetchall()
+        with self._pool.connection() as conn:
             return conn.execute(sql.replace("?", "%s"), args).fetchall()
 
     def _exec(self, sql: str, args: tuple | list = ()) -> int:
-        with self._connection() as conn:
+        bound = self._bound()
+        if bound is not None:
+            return self._send(bound, sql.replace("?", "%s"), args).rowcount
+        with self._pool.connection() as conn:
             return conn.execute(sql.replace("?", "%s"), args).rowcount
+
+    def _write(self, sql: str, args: tuple | list = ()) -> None:
+        """Inside a transaction: queued for its next round trip (an error surfaces there, and the
+        transaction rolls back)."""
+        bound = self._bound()
+        if bound is None:
+            self._exec(sql, args)
+        else:
+            bound.queued.append((sql.replace("?", "%s"), tuple(args)))
+
+    def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
+        """Replace or insert, in one statement needing no answer (queued in a transaction). Scoped, an
+        object of another project with this key is refused (body NULL: a NOT NULL violation), as the
+        INSERT that follows a missed UPDATE is refused elsewhere."""
+        scoped = current()
+        body = "CASE WHEN objects.project = EXCLUDED.project THEN EXCLUDED.body END" if scoped else "EXCLUDED.body"
+        with self.transaction():
+            self._write(
+                "INSERT INTO objects (kind, parent, id, created_at, body, project) VALUES (?, ?, ?, ?, ?, ?) "
+                f"ON CONFLICT (kind, parent, id) DO UPDATE SET body = {body}",
+                (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj), scoped or DEFAULT_PROJECT),
+            )
+        return obj
 
     # -- signals ----------------------------------------------------------------------------
     def _signal(self, kind: str, run_id: str) -> None:
@@ -293,18 +362,46 @@ class PostgresStore(Coordination, BaseStore):
                 self._stopping.wait(1.0)
 
     # -- run queue --------------------------------------------------------------------------
+    def enqueue_run(self, run_id: str) -> None:
+        """As ``Coordination.enqueue_run``, in one statement needing no answer (queued in the caller's
+        transaction): a held run is marked ``again``, a waiting one goes to the back of the queue."""
+        with self.transaction():
+            self._write(
+                "INSERT INTO run_queue (run_id) VALUES (?) ON CONFLICT (run_id) DO UPDATE SET "
+                "again = CASE WHEN run_queue.owner IS NULL THEN 0 ELSE 1 END, "
+                "lease_until = CASE WHEN run_queue.owner IS NULL THEN NULL ELSE run_queue.lease_until END, "
+                "seq = CASE WHEN run_queue.owner IS NULL THEN nextval(pg_get_serial_sequence('run_queue', 'seq')) "
+                "ELSE run_queue.seq END", (run_id,))
+            self._signal("work", run_id)
+
     def claim_next_run(self, owner: str, lease: float) -> str | None:
         if not self._fetch("SELECT 1 FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() LIMIT 1"):
             return None  # nothing to claim: no write transaction (and its lock) needed to know that
-        with self.transaction():
-            rows = self._fetch(
-                "UPDATE run_queue SET owner = ?, lease_until = clock_timestamp() + make_interval(secs => ?) "
-                "WHERE run_id = (SELECT run_id FROM run_queue "
-                "WHERE owner IS NULL OR lease_until < clock_timestamp() "
-                "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id",
-                (owner, lease),
-            )
+        claim = ("UPDATE run_queue SET owner = %s, lease_until = clock_timestamp() + make_interval(secs => %s) "
+                 "WHERE run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() "
+                 "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id", (owner, float(lease)))
+        if self._bound() is not None:
+            with self.transaction():
+                rows = self._fetch(claim[0].replace("%s", "?"), claim[1])
+        else:  # the lock and the claim in one round trip: one implicit transaction, the lock held only in it
+            with self._pool.connection() as conn:
+                rows = _batch(conn, [LOCK, claim]).fetchall()
         return rows[0][0] if rows else None
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        """As ``Coordination.release_run``, in one round trip (one implicit transaction under the lock)."""
+        if self._bound() is not None:
+            return super().release_run(run_id, owner)
+        with self._pool.connection() as conn:
+            requeued = _batch(conn, [
+                LOCK,
+                ("DELETE FROM run_queue WHERE run_id = %s AND owner = %s AND again = 0", (run_id, owner)),
+                ("WITH u AS (UPDATE run_queue SET owner = NULL, lease_until = NULL, again = 0 "
+                 "WHERE run_id = %s AND owner = %s RETURNING run_id) SELECT pg_notify(%s, %s) FROM u",
+                 (run_id, owner, CHANNEL, f"work:{run_id}:{self._origin}")),
+            ]).rowcount
+        if requeued:
+            self._dispatch("work", run_id)
 
     def renew_lease(self, run_id: str, owner: str, lease: float) -> bool:
         """Not a write transaction: it only touches this owner's own queue row."""
