@@ -17,7 +17,8 @@ COMMIT included, and holds the lock only while the server runs it.
 
 Signals (``work``, ``cancel``, ``event``) travel as ``NOTIFY asstctl`` at commit; a listener
 thread per store dispatches them. Run events live in ``run_events`` so a stream on any replica
-reads exactly what was committed.
+reads exactly what was committed; this replica's own reach its streams in memory
+(:mod:`asstctl.server.store.pg_events`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from asstctl.errors import ConfigError
+from asstctl.server.store import pg_events
 from asstctl.server.store.base import BaseStore, encode
 from asstctl.server.store.coordination import Coordination, Subscription, payload_of
 from asstctl.server.store.pg_schema import migrate
@@ -78,20 +80,20 @@ def _rollback(conn: Any) -> None:
         pass
 
 
-def _batch(conn: Any, statements: list[tuple[str, tuple]]) -> Any:
+def _batch(conn: Any, statements: list[tuple[str, tuple]], at: int = -1) -> Any:
     """``statements`` (``%s`` placeholders, their parameters) in one round trip: one simple-query
-    message, parameters bound by psycopg (``ClientCursor``); the cursor is left on the last one's
-    result. Parameters that are bytes (blobs) go one statement at a time, in binary."""
+    message, parameters bound by psycopg (``ClientCursor``); the cursor is left on the result of
+    statement ``at`` (the last). Parameters that are bytes (blobs) go one statement at a time, in binary."""
     from psycopg import ClientCursor
 
+    at %= len(statements)
     if any(isinstance(value, (bytes, bytearray, memoryview)) for _, values in statements for value in values):
-        for text, values in statements:
-            cursor = conn.execute(text, values)
-        return cursor
+        cursors = [conn.execute(text, values) for text, values in statements]
+        return cursors[at]
     cursor = ClientCursor(conn)
     cursor.execute("; ".join(text for text, _ in statements), [value for _, values in statements for value in values])
-    while cursor.nextset():
-        pass
+    for _ in range(at):  # every result is in already
+        cursor.nextset()
     return cursor
 
 
@@ -111,6 +113,7 @@ def shown_url(url: str) -> str:
 
 class PostgresStore(Coordination, BaseStore):
     backend = "postgres"
+    READS_EVENTS = True
 
     def __init__(self, url: str, *, pool_size: int | None = None):
         try:
@@ -231,7 +234,8 @@ class PostgresStore(Coordination, BaseStore):
                     _rollback(conn)
                 raise
             self._tx.reset(token)
-            self._commit(bound)
+            committed = self._commit(bound)
+        pg_events.deliver(self, committed)
         for callback in bound.pending:
             callback()
 
@@ -264,26 +268,26 @@ class PostgresStore(Coordination, BaseStore):
         bound.sent = True
         return _batch(bound.conn, statements)
 
-    def _commit(self, bound: _Bound) -> None:
+    def _commit(self, bound: _Bound) -> list:
         """What is queued, the transaction's events and notifications, and COMMIT, in one round trip
-        (none for a transaction that neither read nor wrote)."""
+        (none for a transaction that neither read nor wrote); the events as committed (``pg_events``)."""
         statements = bound.queued
         if not bound.sent and not bound.events and not bound.notes and statements == [("BEGIN", ()), LOCK]:
-            return
+            return []
+        events_at = len(statements)
         if bound.events:
-            statements.append(("INSERT INTO run_events (run_id, name, payload) VALUES "  # seq in list order
-                               + ", ".join(["(%s, %s, %s)"] * len(bound.events)),
-                               tuple(value for event in bound.events for value in event)))
+            statements.append(pg_events.insert(bound.events))
         if bound.notes:
             notes = list(dict.fromkeys(bound.notes))
             statements.append(("SELECT pg_notify(%s, note) FROM (VALUES " + ", ".join(["(%s)"] * len(notes))
                                + ") AS t(note)", (CHANNEL, *notes)))
         statements.append(("COMMIT", ()))
         try:
-            _batch(bound.conn, statements)
+            cursor = _batch(bound.conn, statements, at=events_at)
         except BaseException:
             _rollback(bound.conn)
             raise
+        return pg_events.chained(bound.events, cursor.fetchall()) if bound.events else []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         bound = self._bound()
@@ -350,10 +354,15 @@ class PostgresStore(Coordination, BaseStore):
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()
                     self._dispatch("work", "")  # anything queued while we were not listening
+                    pg_events.stale(self, None)  # and any event written meanwhile
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=0.05):  # short: close() joins this thread
                             kind, run_id, origin = (note.payload.split(":") + ["", ""])[:3]
-                            if origin != self._origin:
+                            if origin == self._origin:
+                                continue
+                            if kind == "event":
+                                pg_events.stale(self, run_id)
+                            else:
                                 self._dispatch(kind, run_id)
             except psycopg.Error as error:
                 if self._stopping.is_set():
@@ -418,32 +427,24 @@ class PostgresStore(Coordination, BaseStore):
 
     # -- events -----------------------------------------------------------------------------
     def publish_event(self, run_id: str, name: str, data: Any) -> None:
-        """Inside a transaction: written with its commit. Outside: one statement under the write lock
-        (so events enter ``run_events`` in commit order)."""
-        payload, bound = payload_of(name, data), self._bound()
+        """Inside a transaction: written with its commit. Outside: in one round trip under the write
+        lock (so events enter ``run_events`` in commit order). Then to this process's streams."""
+        event, note = (run_id, name, payload_of(name, data)), f"event:{run_id}:{self._origin}"
+        bound = self._bound()
         if bound is not None:
-            bound.events.append((run_id, name, payload))
-            self._signal("event", run_id)
+            bound.events.append(event)
+            bound.notes.append(note)
             return
-        self._exec(
-            "WITH l AS (SELECT pg_advisory_xact_lock(?)), "
-            "e AS (INSERT INTO run_events (run_id, name, payload) SELECT ?, ?, ? FROM l RETURNING seq) "
-            "SELECT pg_notify(?, ?) FROM e",
-            (WRITE_LOCK, run_id, name, payload, CHANNEL, f"event:{run_id}:{self._origin}"),
-        )
-        self._dispatch("event", run_id)
+        with self._pool.connection() as conn:
+            rows = _batch(conn, [LOCK, pg_events.insert([event]), ("SELECT pg_notify(%s, %s)", (CHANNEL, note))],
+                          at=1).fetchall()
+        pg_events.deliver(self, pg_events.chained([event], rows))
 
     def _last_event(self, run_id: str) -> int:
         return int(self._fetch("SELECT coalesce(max(seq), 0) FROM run_events WHERE run_id = ?", (run_id,))[0][0])
 
-    def pull_events(self, sub: Subscription) -> list[tuple[str, str]]:
-        rows = self._fetch(
-            "SELECT seq, name, payload FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq",
-            (sub.run_id, sub.after),
-        )
-        if rows:
-            sub.after = rows[-1][0]
-        return [(name, payload) for _, name, payload in rows]
+    def pull_events(self, sub: Subscription) -> None:
+        pg_events.pull(self, sub)
 
     def prune_events(self, older_than: float) -> int:
         return self._exec("DELETE FROM run_events WHERE at < clock_timestamp() - make_interval(secs => ?)",
