@@ -106,15 +106,16 @@ class BaseStore(Blobs):
         return obj
 
     def get(self, kind: str, id: str, parent: str | None = None) -> dict[str, Any] | None:
+        rows = self._fetch(*self._getting(kind, id, parent))
+        return json.loads(rows[0][0]) if rows else None
+
+    @staticmethod
+    def _getting(kind: str, id: str, parent: str | None = None) -> tuple[str, tuple]:
+        """The read ``get`` makes (in the caller's project scope)."""
         mine, project = clause()
         if parent is None:
-            rows = self._fetch(f"SELECT body FROM objects WHERE kind = ? AND id = ?{mine} ORDER BY seq LIMIT 1",
-                               (kind, id, *project))
-        else:
-            rows = self._fetch(
-                f"SELECT body FROM objects WHERE kind = ? AND parent = ? AND id = ?{mine}", (kind, parent, id, *project)
-            )
-        return json.loads(rows[0][0]) if rows else None
+            return f"SELECT body FROM objects WHERE kind = ? AND id = ?{mine} ORDER BY seq LIMIT 1", (kind, id, *project)
+        return f"SELECT body FROM objects WHERE kind = ? AND parent = ? AND id = ?{mine}", (kind, parent, id, *project)
 
     def get_many(self, kind: str, parent: str, ids: list[str] | set[str]) -> dict[str, dict[str, Any]]:
         """``{id: object}`` of those ids under ``parent`` (missing ones left out): one query per

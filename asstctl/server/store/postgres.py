@@ -56,6 +56,7 @@ class _Bound:
     owner: tuple
     queued: list[tuple[str, tuple]] = field(default_factory=list)  # sent with the next round trip
     sent: bool = False  # BEGIN reached the server: there is something to roll back
+    read: dict[tuple, list] = field(default_factory=dict)  # the run read ahead (nothing written to runs since)
     pending: list[Callable[[], None]] = field(default_factory=list)  # after commit, in this process
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, name, payload)
     notes: list[str] = field(default_factory=list)  # NOTIFY payloads
@@ -135,6 +136,8 @@ class PostgresStore(Coordination, BaseStore):
             self._pool.close()
             raise self._unreachable(f"no connection within {CONNECT_TIMEOUT:.0f} s") from None
         self._init_coordination()
+        self._claimed: dict[str, str] = {}  # run id -> project, of runs just claimed
+        self._queued_here = threading.Event()  # a run was queued by this process since the last claim
         self._origin = secrets.token_hex(6)  # this store's signals come back from LISTEN: skip them
         with self._pool.connection() as conn:
             migrate(conn)
@@ -239,27 +242,29 @@ class PostgresStore(Coordination, BaseStore):
         for callback in bound.pending:
             callback()
 
-    @staticmethod
-    def _begin(bound: _Bound, lease: tuple[str, str] | None) -> bool:
+    def _begin(self, bound: _Bound, lease: tuple[str, str] | None) -> bool:
         """BEGIN and the write lock, queued for the first statement; with ``lease``, sent now with
-        the lease check, whose answer the caller needs first (one round trip)."""
-        from psycopg import sql
-
+        the lease check, whose answer the caller needs first, and the read of the run that a turn's
+        transaction makes first (one round trip)."""
         if lease is None:
             bound.queued += [("BEGIN", ()), LOCK]
             return True
         bound.sent = True
-        cursor = bound.conn.execute(sql.SQL(
-            "BEGIN; SELECT pg_advisory_xact_lock({}); SELECT count(*) FROM run_queue "
-            "WHERE run_id = {} AND owner = {} AND lease_until >= clock_timestamp()"
-        ).format(sql.Literal(WRITE_LOCK), sql.Literal(lease[0]), sql.Literal(lease[1])))
-        while cursor.nextset():  # the last statement's result
-            pass
-        return bool(cursor.fetchone()[0])
+        run = self._getting("run", lease[0])
+        run = (run[0].replace("?", "%s"), run[1])
+        cursor = _batch(bound.conn, [
+            ("BEGIN", ()), LOCK,
+            ("SELECT count(*) FROM run_queue WHERE run_id = %s AND owner = %s AND lease_until >= clock_timestamp()",
+             lease), run], at=2)
+        held = bool(cursor.fetchone()[0])
+        cursor.nextset()
+        bound.read[run] = cursor.fetchall()
+        return held
 
     def _send(self, bound: _Bound, statement: str | None = None, args: tuple | list = ()) -> Any:
         """One round trip on the transaction's connection: what is queued, then ``statement``
         (the cursor on its result)."""
+        bound.read.clear()  # a write may follow: what was read ahead may be stale
         if not bound.queued:
             return bound.conn.execute(statement, args) if statement is not None else None
         statements, bound.queued = bound.queued, []
@@ -299,7 +304,10 @@ class PostgresStore(Coordination, BaseStore):
     def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
         bound = self._bound()
         if bound is not None:
-            return self._send(bound, sql.replace("?", "%s"), args).fetchall()
+            key = (sql.replace("?", "%s"), tuple(args))
+            if key in bound.read:  # read ahead in this transaction, not written since (``_queue``)
+                return bound.read.pop(key)
+            return self._send(bound, *key).fetchall()
         with self._pool.connection() as conn:
             return conn.execute(sql.replace("?", "%s"), args).fetchall()
 
@@ -313,11 +321,16 @@ class PostgresStore(Coordination, BaseStore):
     def _write(self, sql: str, args: tuple | list = ()) -> None:
         """Inside a transaction: queued for its next round trip (an error surfaces there, and the
         transaction rolls back)."""
+        self._queue(sql, args)
+
+    def _queue(self, sql: str, args: tuple | list, kind: str = "run") -> None:
         bound = self._bound()
         if bound is None:
             self._exec(sql, args)
-        else:
-            bound.queued.append((sql.replace("?", "%s"), tuple(args)))
+            return
+        if kind == "run":  # (only a run is read ahead; a write of another kind of object cannot change it)
+            bound.read.clear()
+        bound.queued.append((sql.replace("?", "%s"), tuple(args)))
 
     def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace or insert, in one statement needing no answer (queued in a transaction). Scoped, an
@@ -326,10 +339,11 @@ class PostgresStore(Coordination, BaseStore):
         scoped = current()
         body = "CASE WHEN objects.project = EXCLUDED.project THEN EXCLUDED.body END" if scoped else "EXCLUDED.body"
         with self.transaction():
-            self._write(
+            self._queue(
                 "INSERT INTO objects (kind, parent, id, created_at, body, project) VALUES (?, ?, ?, ?, ?, ?) "
                 f"ON CONFLICT (kind, parent, id) DO UPDATE SET body = {body}",
                 (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj), scoped or DEFAULT_PROJECT),
+                kind,
             )
         return obj
 
@@ -343,6 +357,11 @@ class PostgresStore(Coordination, BaseStore):
         else:
             self._exec("SELECT pg_notify(?, ?)", (CHANNEL, note))
         self.after_commit(lambda: self._dispatch(kind, run_id))
+
+    def _dispatch(self, kind: str, run_id: str) -> None:
+        if kind == "work" and run_id:  # queued by this process (another's come from the listener: probed)
+            self._queued_here.set()
+        super()._dispatch(kind, run_id)
 
     def _listen(self) -> None:
         """LISTEN for signals of every replica (this one included); reconnect when cut off."""
@@ -363,7 +382,7 @@ class PostgresStore(Coordination, BaseStore):
                             if kind == "event":
                                 pg_events.stale(self, run_id)
                             else:
-                                self._dispatch(kind, run_id)
+                                Coordination._dispatch(self, kind, run_id)
             except psycopg.Error as error:
                 if self._stopping.is_set():
                     return
@@ -384,21 +403,35 @@ class PostgresStore(Coordination, BaseStore):
             self._signal("work", run_id)
 
     def claim_next_run(self, owner: str, lease: float) -> str | None:
-        if not self._fetch("SELECT 1 FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() LIMIT 1"):
-            return None  # nothing to claim: no write transaction (and its lock) needed to know that
+        if self._queued_here.is_set():  # this process queued a run: claim at once
+            self._queued_here.clear()
+        elif not self._fetch("SELECT 1 FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() LIMIT 1"):
+            return None  # nothing to claim: no write lock needed to know that
         claim = ("UPDATE run_queue SET owner = %s, lease_until = clock_timestamp() + make_interval(secs => %s) "
                  "WHERE run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() "
-                 "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id", (owner, float(lease)))
+                 "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id, "
+                 "(SELECT project FROM objects WHERE kind = 'run' AND id = run_queue.run_id ORDER BY seq LIMIT 1)",
+                 (owner, float(lease)))
         if self._bound() is not None:
             with self.transaction():
                 rows = self._fetch(claim[0].replace("%s", "?"), claim[1])
         else:  # the lock and the claim in one round trip: one implicit transaction, the lock held only in it
             with self._pool.connection() as conn:
                 rows = _batch(conn, [LOCK, claim]).fetchall()
-        return rows[0][0] if rows else None
+        if not rows:
+            return None
+        if rows[0][1] is not None:  # what the executor asks next (project_of), known now
+            self._claimed[rows[0][0]] = rows[0][1]
+        return rows[0][0]
+
+    def project_of(self, kind: str, id: str) -> str | None:
+        if kind == "run" and id in self._claimed:
+            return self._claimed.pop(id, None) or super().project_of(kind, id)
+        return super().project_of(kind, id)
 
     def release_run(self, run_id: str, owner: str) -> None:
         """As ``Coordination.release_run``, in one round trip (one implicit transaction under the lock)."""
+        self._claimed.pop(run_id, None)
         if self._bound() is not None:
             return super().release_run(run_id, owner)
         with self._pool.connection() as conn:
