@@ -15,14 +15,6 @@ from asstctl.server.store import DONE, open_store
 from asstctl.server.store.scope import scoped
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    db = request.getfixturevalue("postgres_url") if request.param == "postgres" else str(tmp_path / "s.sqlite3")
-    opened = open_store(db)
-    yield opened
-    opened.close()
-
-
 def test_a_write_sent_with_a_later_round_trip_still_fails_its_transaction(store):
     store.insert("assistant", {"id": "a", "created_at": 1})
     with pytest.raises(Exception, match="(?i)unique"):
