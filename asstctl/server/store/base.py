@@ -55,6 +55,11 @@ class BaseStore(Blobs):
         """Run a write statement (callers hold a transaction); returns the row count."""
         raise NotImplementedError
 
+    def _write(self, sql: str, args: tuple | list = ()) -> None:
+        """A write whose row count nobody reads (callers hold a transaction): PostgreSQL sends it
+        with the transaction's next round trip."""
+        self._exec(sql, args)
+
     @contextmanager
     def transaction(self) -> Iterator["BaseStore"]:
         raise NotImplementedError
@@ -93,7 +98,7 @@ class BaseStore(Blobs):
     # -- objects ----------------------------------------------------------------------------
     def insert(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         with self.transaction():
-            self._exec(
+            self._write(
                 "INSERT INTO objects (kind, parent, id, created_at, body, project) VALUES (?, ?, ?, ?, ?, ?)",
                 (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj),
                  current() or DEFAULT_PROJECT),
@@ -101,15 +106,16 @@ class BaseStore(Blobs):
         return obj
 
     def get(self, kind: str, id: str, parent: str | None = None) -> dict[str, Any] | None:
+        rows = self._fetch(*self._getting(kind, id, parent))
+        return json.loads(rows[0][0]) if rows else None
+
+    @staticmethod
+    def _getting(kind: str, id: str, parent: str | None = None) -> tuple[str, tuple]:
+        """The read ``get`` makes (in the caller's project scope)."""
         mine, project = clause()
         if parent is None:
-            rows = self._fetch(f"SELECT body FROM objects WHERE kind = ? AND id = ?{mine} ORDER BY seq LIMIT 1",
-                               (kind, id, *project))
-        else:
-            rows = self._fetch(
-                f"SELECT body FROM objects WHERE kind = ? AND parent = ? AND id = ?{mine}", (kind, parent, id, *project)
-            )
-        return json.loads(rows[0][0]) if rows else None
+            return f"SELECT body FROM objects WHERE kind = ? AND id = ?{mine} ORDER BY seq LIMIT 1", (kind, id, *project)
+        return f"SELECT body FROM objects WHERE kind = ? AND parent = ? AND id = ?{mine}", (kind, parent, id, *project)
 
     def get_many(self, kind: str, parent: str, ids: list[str] | set[str]) -> dict[str, dict[str, Any]]:
         """``{id: object}`` of those ids under ``parent`` (missing ones left out): one query per
@@ -138,7 +144,7 @@ class BaseStore(Blobs):
     def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace the stored body of an existing object."""
         with self.transaction():
-            self._replace(kind, obj, parent)
+            self._write(*self._replacing(kind, obj, parent))
         return obj
 
     def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
@@ -150,9 +156,13 @@ class BaseStore(Blobs):
         return obj
 
     def _replace(self, kind: str, obj: dict[str, Any], parent: str) -> int:
+        return self._exec(*self._replacing(kind, obj, parent))
+
+    @staticmethod
+    def _replacing(kind: str, obj: dict[str, Any], parent: str) -> tuple[str, tuple]:
         mine, project = clause()
-        return self._exec(f"UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?{mine}",
-                          (encode(obj), kind, parent, obj["id"], *project))
+        return (f"UPDATE objects SET body = ? WHERE kind = ? AND parent = ? AND id = ?{mine}",
+                (encode(obj), kind, parent, obj["id"], *project))
 
     def update(
         self, kind: str, id: str, change: Callable[[dict[str, Any]], Any], parent: str = ""

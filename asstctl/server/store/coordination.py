@@ -9,7 +9,9 @@ leases, run events, and wake-up signals.
     release_run(run_id, owner)          the run waits for the client or is over
     request_cancel(run_id)              wake whichever replica holds the run
     publish_event(run_id, name, data)   an Assistants stream event, delivered once the transaction commits
-    subscribe(run_id) -> Subscription   the run's events from now on, on any replica
+    subscribe(run_id) -> Subscription   the run's events from now on, on any replica (events committed by
+                                        this process are handed to its subscribers in memory; PostgreSQL
+                                        reads the database for the others: ``pull_events``)
     on_signal(callback)                 callback(kind, run_id) for "work" and "cancel" wake-ups
 
 Write transactions are serialized (see ``base``), so a lease checked inside one holds until it
@@ -32,9 +34,10 @@ POLL_SECONDS = 1.0  # a subscriber re-reads even without a wake-up (a lost notif
 class Subscription:
     """One stream's view of a run's events; iterate with ``async for name, payload in sub``."""
 
-    def __init__(self, store: "Coordination", run_id: str, after: int = 0):
+    def __init__(self, store: "Coordination", run_id: str, after: int = 0, stale: bool = False):
         self.store, self.run_id, self.after = store, run_id, after
         self.items: deque[tuple[str, str]] = deque()
+        self.stale = stale  # the database may hold events that ``items`` lacks: read it (``pull_events``) first
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
         self.closed = False
@@ -50,7 +53,10 @@ class Subscription:
     async def __aiter__(self) -> AsyncIterator[tuple[str, str]]:
         try:
             while True:
-                for name, payload in await self.store.call(self.store.pull_events, self):
+                if self.stale:
+                    await self.store.call(self.store.pull_events, self)
+                while self.items:
+                    name, payload = self.items.popleft()
                     yield name, payload
                     if name == DONE:
                         return
@@ -60,7 +66,7 @@ class Subscription:
                 try:
                     await asyncio.wait_for(self._ready.wait(), POLL_SECONDS)
                 except asyncio.TimeoutError:
-                    pass
+                    self.stale = self.store.READS_EVENTS  # a lost notification costs this much
                 self._ready.clear()
         finally:
             self.close()
@@ -88,6 +94,8 @@ def payload_of(name: str, data: Any) -> str:
 
 class Coordination:
     """Shared parts of the coordination primitives; backends add the time-dependent SQL."""
+
+    READS_EVENTS = False  # whether other processes write events that subscribers must read from the database
 
     def _init_coordination(self) -> None:
         self._subscribers: dict[str, list[Subscription]] = {}
@@ -118,8 +126,8 @@ class Coordination:
         """Queue a turn. A run held by a replica stays with it, marked to be queued again when released."""
         with self.transaction():
             if not self._exec("UPDATE run_queue SET again = 1 WHERE run_id = ? AND owner IS NOT NULL", (run_id,)):
-                self._exec("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
-                self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
+                self._write("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
+                self._write("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
             self._signal("work", run_id)
 
     def ensure_queued(self, run_id: str) -> None:
@@ -128,7 +136,7 @@ class Coordination:
             return
         with self.transaction():
             if not self._fetch("SELECT 1 FROM run_queue WHERE run_id = ?", (run_id,)):
-                self._exec("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
+                self._write("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
                 self._signal("work", run_id)
 
     def claim_next_run(self, owner: str, lease: float) -> str | None:
@@ -149,7 +157,7 @@ class Coordination:
     def release_run(self, run_id: str, owner: str) -> None:
         """Done with the run for now; queued again (for any replica) if that was asked meanwhile."""
         with self.transaction():
-            self._exec("DELETE FROM run_queue WHERE run_id = ? AND owner = ? AND again = 0", (run_id, owner))
+            self._write("DELETE FROM run_queue WHERE run_id = ? AND owner = ? AND again = 0", (run_id, owner))
             if self._exec("UPDATE run_queue SET owner = NULL, lease_until = NULL, again = 0 "
                           "WHERE run_id = ? AND owner = ?", (run_id, owner)):
                 self._signal("work", run_id)
@@ -176,7 +184,9 @@ class Coordination:
     def subscribe(self, run_id: str, after: int | None = None) -> Subscription:
         """Must be called on the event loop that will read it, before the action it watches
         (``after``: the run's last event, when the caller read it already)."""
-        sub = Subscription(self, run_id, self._last_event(run_id) if after is None else after)
+        start = self._last_event(run_id) if after is None else after
+        # after a read (``after`` not 0), events may have come between it and now: read again first
+        sub = Subscription(self, run_id, start, stale=self.READS_EVENTS and start != 0)
         with self._sub_lock:
             self._subscribers.setdefault(run_id, []).append(sub)
         return sub
@@ -204,8 +214,9 @@ class Coordination:
     def _last_event(self, run_id: str) -> int:
         return 0
 
-    def pull_events(self, sub: Subscription) -> list[tuple[str, str]]:
-        raise NotImplementedError
+    def pull_events(self, sub: Subscription) -> None:
+        """Read the run's events after ``sub.after`` from the database into ``sub.items`` (one process
+        alone hands them all over in memory: nothing to read)."""
 
     def prune_events(self, older_than: float) -> int:
         """Forget events older than ``older_than`` seconds (streams read them within moments)."""

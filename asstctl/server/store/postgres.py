@@ -8,9 +8,17 @@ replicas exactly as SQLite's ``BEGIN IMMEDIATE`` serializes them in one process,
 read-modify-write and check-then-insert code correct on both stores, and makes ``seq`` grow in
 commit order (stable cursors, events in order).
 
+Round trips: every statement is one for psycopg and the server, and a write transaction holds
+the lock across its round trips. So BEGIN and the lock go with the transaction's first statement,
+writes whose row count nobody reads (``_write``: inserts, replaced bodies, queue entries) wait for
+the next statement that needs an answer, and the queued statements go as one batch (the simple
+query protocol, parameters bound by psycopg): a transaction that only writes is one round trip,
+COMMIT included, and holds the lock only while the server runs it.
+
 Signals (``work``, ``cancel``, ``event``) travel as ``NOTIFY asstctl`` at commit; a listener
 thread per store dispatches them. Run events live in ``run_events`` so a stream on any replica
-reads exactly what was committed.
+reads exactly what was committed; this replica's own reach its streams in memory
+(:mod:`asstctl.server.store.pg_events`).
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from asstctl.errors import ConfigError
-from asstctl.server.store.base import BaseStore
+from asstctl.server.store import pg_events
+from asstctl.server.store.base import BaseStore, encode
 from asstctl.server.store.coordination import Coordination, Subscription, payload_of
 from asstctl.server.store.pg_schema import migrate
+from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
 log = logging.getLogger("asstctl.server.store")
 
@@ -35,6 +45,7 @@ WRITE_LOCK = 0x6173_7374_6374_6C01  # pg_advisory_xact_lock key of write transac
 CHANNEL = "asstctl"
 CONNECT_TIMEOUT = 10.0
 POOL_ENV = "ASSTCTL_PG_POOL_SIZE"  # connections per replica (default 10)
+LOCK = ("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
 
 @dataclass
@@ -43,6 +54,9 @@ class _Bound:
 
     conn: Any
     owner: tuple
+    queued: list[tuple[str, tuple]] = field(default_factory=list)  # sent with the next round trip
+    sent: bool = False  # BEGIN reached the server: there is something to roll back
+    read: dict[tuple, list] = field(default_factory=dict)  # the run read ahead (nothing written to runs since)
     pending: list[Callable[[], None]] = field(default_factory=list)  # after commit, in this process
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, name, payload)
     notes: list[str] = field(default_factory=list)  # NOTIFY payloads
@@ -67,6 +81,23 @@ def _rollback(conn: Any) -> None:
         pass
 
 
+def _batch(conn: Any, statements: list[tuple[str, tuple]], at: int = -1) -> Any:
+    """``statements`` (``%s`` placeholders, their parameters) in one round trip: one simple-query
+    message, parameters bound by psycopg (``ClientCursor``); the cursor is left on the result of
+    statement ``at`` (the last). Parameters that are bytes (blobs) go one statement at a time, in binary."""
+    from psycopg import ClientCursor
+
+    at %= len(statements)
+    if any(isinstance(value, (bytes, bytearray, memoryview)) for _, values in statements for value in values):
+        cursors = [conn.execute(text, values) for text, values in statements]
+        return cursors[at]
+    cursor = ClientCursor(conn)
+    cursor.execute("; ".join(text for text, _ in statements), [value for _, values in statements for value in values])
+    for _ in range(at):  # every result is in already
+        cursor.nextset()
+    return cursor
+
+
 def shown_url(url: str) -> str:
     """``postgresql://user@host:port/db`` without the password (or other secrets)."""
     from psycopg.conninfo import conninfo_to_dict
@@ -83,6 +114,7 @@ def shown_url(url: str) -> str:
 
 class PostgresStore(Coordination, BaseStore):
     backend = "postgres"
+    READS_EVENTS = True
 
     def __init__(self, url: str, *, pool_size: int | None = None):
         try:
@@ -104,6 +136,8 @@ class PostgresStore(Coordination, BaseStore):
             self._pool.close()
             raise self._unreachable(f"no connection within {CONNECT_TIMEOUT:.0f} s") from None
         self._init_coordination()
+        self._claimed: dict[str, str] = {}  # run id -> project, of runs just claimed
+        self._queued_here = threading.Event()  # a run was queued by this process since the last claim
         self._origin = secrets.token_hex(6)  # this store's signals come back from LISTEN: skip them
         with self._pool.connection() as conn:
             migrate(conn)
@@ -154,18 +188,15 @@ class PostgresStore(Coordination, BaseStore):
         return bound if bound is not None and bound.owner == _owner() else None
 
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def sql(self) -> Iterator[Any]:
+        """A psycopg connection (the transaction's, inside one, what it queued sent first), for
+        modules with their own tables."""
         bound = self._bound()
         if bound is not None:
+            self._send(bound)
             yield bound.conn
             return
         with self._pool.connection() as conn:
-            yield conn
-
-    @contextmanager
-    def sql(self) -> Iterator[Any]:
-        """A psycopg connection (the transaction's, inside one), for modules with their own tables."""
-        with self._connection() as conn:
             yield conn
 
     @contextmanager
@@ -196,54 +227,72 @@ class PostgresStore(Coordination, BaseStore):
             bound = _Bound(conn, _owner())
             token = self._tx.set(bound)
             try:
-                held = self._begin(conn, lease)
+                held = self._begin(bound, lease)
                 if held:
                     bound.leases.add(lease)
                 yield held
             except BaseException:
                 self._tx.reset(token)
-                _rollback(conn)
+                if bound.sent:
+                    _rollback(conn)
                 raise
             self._tx.reset(token)
-            self._commit(bound)
+            committed = self._commit(bound)
+        pg_events.deliver(self, committed)
         for callback in bound.pending:
             callback()
 
-    @staticmethod
-    def _begin(conn: Any, lease: tuple[str, str] | None) -> bool:
-        """BEGIN, the write lock and (``lease``) the lease check, in one round trip."""
-        from psycopg import sql
-
+    def _begin(self, bound: _Bound, lease: tuple[str, str] | None) -> bool:
+        """BEGIN and the write lock, queued for the first statement; with ``lease``, sent now with
+        the lease check, whose answer the caller needs first, and the read of the run that a turn's
+        transaction makes first (one round trip)."""
         if lease is None:
-            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            bound.queued += [("BEGIN", ()), LOCK]
             return True
-        cursor = conn.execute(sql.SQL(
-            "BEGIN; SELECT pg_advisory_xact_lock({}); SELECT count(*) FROM run_queue "
-            "WHERE run_id = {} AND owner = {} AND lease_until >= clock_timestamp()"
-        ).format(sql.Literal(WRITE_LOCK), sql.Literal(lease[0]), sql.Literal(lease[1])))
-        while cursor.nextset():  # the last statement's result
-            pass
-        return bool(cursor.fetchone()[0])
+        bound.sent = True
+        run = self._getting("run", lease[0])
+        run = (run[0].replace("?", "%s"), run[1])
+        cursor = _batch(bound.conn, [
+            ("BEGIN", ()), LOCK,
+            ("SELECT count(*) FROM run_queue WHERE run_id = %s AND owner = %s AND lease_until >= clock_timestamp()",
+             lease), run], at=2)
+        held = bool(cursor.fetchone()[0])
+        cursor.nextset()
+        bound.read[run] = cursor.fetchall()
+        return held
 
-    def _commit(self, bound: _Bound) -> None:
-        """The transaction's events and notifications, and COMMIT, in one round trip."""
-        conn = bound.conn
+    def _send(self, bound: _Bound, statement: str | None = None, args: tuple | list = ()) -> Any:
+        """One round trip on the transaction's connection: what is queued, then ``statement``
+        (the cursor on its result)."""
+        bound.read.clear()  # a write may follow: what was read ahead may be stale
+        if not bound.queued:
+            return bound.conn.execute(statement, args) if statement is not None else None
+        statements, bound.queued = bound.queued, []
+        if statement is not None:
+            statements.append((statement, tuple(args)))
+        bound.sent = True
+        return _batch(bound.conn, statements)
+
+    def _commit(self, bound: _Bound) -> list:
+        """What is queued, the transaction's events and notifications, and COMMIT, in one round trip
+        (none for a transaction that neither read nor wrote); the events as committed (``pg_events``)."""
+        statements = bound.queued
+        if not bound.sent and not bound.events and not bound.notes and statements == [("BEGIN", ()), LOCK]:
+            return []
+        events_at = len(statements)
+        if bound.events:
+            statements.append(pg_events.insert(bound.events))
+        if bound.notes:
+            notes = list(dict.fromkeys(bound.notes))
+            statements.append(("SELECT pg_notify(%s, note) FROM (VALUES " + ", ".join(["(%s)"] * len(notes))
+                               + ") AS t(note)", (CHANNEL, *notes)))
+        statements.append(("COMMIT", ()))
         try:
-            with conn.pipeline():
-                if bound.events:
-                    runs, names, payloads = (list(column) for column in zip(*bound.events))
-                    conn.execute(
-                        "INSERT INTO run_events (run_id, name, payload) SELECT r, n, p FROM "
-                        "unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS t(r, n, p, i) ORDER BY i",
-                        (runs, names, payloads),
-                    )
-                if bound.notes:
-                    conn.execute("SELECT pg_notify(%s, note) FROM unnest(%s::text[]) AS note",
-                                 (CHANNEL, list(dict.fromkeys(bound.notes))))
-                conn.execute("COMMIT")
+            cursor = _batch(bound.conn, statements, at=events_at)
         except BaseException:
-            _rollback(conn)
+            _rollback(bound.conn)
             raise
+        return pg_events.chained(bound.events, cursor.fetchall()) if bound.events else []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         bound = self._bound()
@@ -253,12 +302,50 @@ class PostgresStore(Coordination, BaseStore):
             bound.pending.append(callback)
 
     def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
-        with self._connection() as conn:
+        bound = self._bound()
+        if bound is not None:
+            key = (sql.replace("?", "%s"), tuple(args))
+            if key in bound.read:  # read ahead in this transaction, not written since (``_queue``)
+                return bound.read.pop(key)
+            return self._send(bound, *key).fetchall()
+        with self._pool.connection() as conn:
             return conn.execute(sql.replace("?", "%s"), args).fetchall()
 
     def _exec(self, sql: str, args: tuple | list = ()) -> int:
-        with self._connection() as conn:
+        bound = self._bound()
+        if bound is not None:
+            return self._send(bound, sql.replace("?", "%s"), args).rowcount
+        with self._pool.connection() as conn:
             return conn.execute(sql.replace("?", "%s"), args).rowcount
+
+    def _write(self, sql: str, args: tuple | list = ()) -> None:
+        """Inside a transaction: queued for its next round trip (an error surfaces there, and the
+        transaction rolls back)."""
+        self._queue(sql, args)
+
+    def _queue(self, sql: str, args: tuple | list, kind: str = "run") -> None:
+        bound = self._bound()
+        if bound is None:
+            self._exec(sql, args)
+            return
+        if kind == "run":  # (only a run is read ahead; a write of another kind of object cannot change it)
+            bound.read.clear()
+        bound.queued.append((sql.replace("?", "%s"), tuple(args)))
+
+    def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
+        """Replace or insert, in one statement needing no answer (queued in a transaction). Scoped, an
+        object of another project with this key is refused (body NULL: a NOT NULL violation), as the
+        INSERT that follows a missed UPDATE is refused elsewhere."""
+        scoped = current()
+        body = "CASE WHEN objects.project = EXCLUDED.project THEN EXCLUDED.body END" if scoped else "EXCLUDED.body"
+        with self.transaction():
+            self._queue(
+                "INSERT INTO objects (kind, parent, id, created_at, body, project) VALUES (?, ?, ?, ?, ?, ?) "
+                f"ON CONFLICT (kind, parent, id) DO UPDATE SET body = {body}",
+                (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj), scoped or DEFAULT_PROJECT),
+                kind,
+            )
+        return obj
 
     # -- signals ----------------------------------------------------------------------------
     def _signal(self, kind: str, run_id: str) -> None:
@@ -271,6 +358,11 @@ class PostgresStore(Coordination, BaseStore):
             self._exec("SELECT pg_notify(?, ?)", (CHANNEL, note))
         self.after_commit(lambda: self._dispatch(kind, run_id))
 
+    def _dispatch(self, kind: str, run_id: str) -> None:
+        if kind == "work" and run_id:  # queued by this process (another's come from the listener: probed)
+            self._queued_here.set()
+        super()._dispatch(kind, run_id)
+
     def _listen(self) -> None:
         """LISTEN for signals of every replica (this one included); reconnect when cut off."""
         import psycopg
@@ -281,11 +373,16 @@ class PostgresStore(Coordination, BaseStore):
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()
                     self._dispatch("work", "")  # anything queued while we were not listening
+                    pg_events.stale(self, None)  # and any event written meanwhile
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=0.05):  # short: close() joins this thread
                             kind, run_id, origin = (note.payload.split(":") + ["", ""])[:3]
-                            if origin != self._origin:
-                                self._dispatch(kind, run_id)
+                            if origin == self._origin:
+                                continue
+                            if kind == "event":
+                                pg_events.stale(self, run_id)
+                            else:
+                                Coordination._dispatch(self, kind, run_id)
             except psycopg.Error as error:
                 if self._stopping.is_set():
                     return
@@ -293,18 +390,60 @@ class PostgresStore(Coordination, BaseStore):
                 self._stopping.wait(1.0)
 
     # -- run queue --------------------------------------------------------------------------
-    def claim_next_run(self, owner: str, lease: float) -> str | None:
-        if not self._fetch("SELECT 1 FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() LIMIT 1"):
-            return None  # nothing to claim: no write transaction (and its lock) needed to know that
+    def enqueue_run(self, run_id: str) -> None:
+        """As ``Coordination.enqueue_run``, in one statement needing no answer (queued in the caller's
+        transaction): a held run is marked ``again``, a waiting one goes to the back of the queue."""
         with self.transaction():
-            rows = self._fetch(
-                "UPDATE run_queue SET owner = ?, lease_until = clock_timestamp() + make_interval(secs => ?) "
-                "WHERE run_id = (SELECT run_id FROM run_queue "
-                "WHERE owner IS NULL OR lease_until < clock_timestamp() "
-                "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id",
-                (owner, lease),
-            )
-        return rows[0][0] if rows else None
+            self._write(
+                "INSERT INTO run_queue (run_id) VALUES (?) ON CONFLICT (run_id) DO UPDATE SET "
+                "again = CASE WHEN run_queue.owner IS NULL THEN 0 ELSE 1 END, "
+                "lease_until = CASE WHEN run_queue.owner IS NULL THEN NULL ELSE run_queue.lease_until END, "
+                "seq = CASE WHEN run_queue.owner IS NULL THEN nextval(pg_get_serial_sequence('run_queue', 'seq')) "
+                "ELSE run_queue.seq END", (run_id,))
+            self._signal("work", run_id)
+
+    def claim_next_run(self, owner: str, lease: float) -> str | None:
+        if self._queued_here.is_set():  # this process queued a run: claim at once
+            self._queued_here.clear()
+        elif not self._fetch("SELECT 1 FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() LIMIT 1"):
+            return None  # nothing to claim: no write lock needed to know that
+        claim = ("UPDATE run_queue SET owner = %s, lease_until = clock_timestamp() + make_interval(secs => %s) "
+                 "WHERE run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() "
+                 "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id, "
+                 "(SELECT project FROM objects WHERE kind = 'run' AND id = run_queue.run_id ORDER BY seq LIMIT 1)",
+                 (owner, float(lease)))
+        if self._bound() is not None:
+            with self.transaction():
+                rows = self._fetch(claim[0].replace("%s", "?"), claim[1])
+        else:  # the lock and the claim in one round trip: one implicit transaction, the lock held only in it
+            with self._pool.connection() as conn:
+                rows = _batch(conn, [LOCK, claim]).fetchall()
+        if not rows:
+            return None
+        if rows[0][1] is not None:  # what the executor asks next (project_of), known now
+            self._claimed[rows[0][0]] = rows[0][1]
+        return rows[0][0]
+
+    def project_of(self, kind: str, id: str) -> str | None:
+        if kind == "run" and id in self._claimed:
+            return self._claimed.pop(id, None) or super().project_of(kind, id)
+        return super().project_of(kind, id)
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        """As ``Coordination.release_run``, in one round trip (one implicit transaction under the lock)."""
+        self._claimed.pop(run_id, None)
+        if self._bound() is not None:
+            return super().release_run(run_id, owner)
+        with self._pool.connection() as conn:
+            requeued = _batch(conn, [
+                LOCK,
+                ("DELETE FROM run_queue WHERE run_id = %s AND owner = %s AND again = 0", (run_id, owner)),
+                ("WITH u AS (UPDATE run_queue SET owner = NULL, lease_until = NULL, again = 0 "
+                 "WHERE run_id = %s AND owner = %s RETURNING run_id) SELECT pg_notify(%s, %s) FROM u",
+                 (run_id, owner, CHANNEL, f"work:{run_id}:{self._origin}")),
+            ]).rowcount
+        if requeued:
+            self._dispatch("work", run_id)
 
     def renew_lease(self, run_id: str, owner: str, lease: float) -> bool:
         """Not a write transaction: it only touches this owner's own queue row."""
@@ -321,32 +460,24 @@ class PostgresStore(Coordination, BaseStore):
 
     # -- events -----------------------------------------------------------------------------
     def publish_event(self, run_id: str, name: str, data: Any) -> None:
-        """Inside a transaction: written with its commit. Outside: one statement under the write lock
-        (so events enter ``run_events`` in commit order)."""
-        payload, bound = payload_of(name, data), self._bound()
+        """Inside a transaction: written with its commit. Outside: in one round trip under the write
+        lock (so events enter ``run_events`` in commit order). Then to this process's streams."""
+        event, note = (run_id, name, payload_of(name, data)), f"event:{run_id}:{self._origin}"
+        bound = self._bound()
         if bound is not None:
-            bound.events.append((run_id, name, payload))
-            self._signal("event", run_id)
+            bound.events.append(event)
+            bound.notes.append(note)
             return
-        self._exec(
-            "WITH l AS (SELECT pg_advisory_xact_lock(?)), "
-            "e AS (INSERT INTO run_events (run_id, name, payload) SELECT ?, ?, ? FROM l RETURNING seq) "
-            "SELECT pg_notify(?, ?) FROM e",
-            (WRITE_LOCK, run_id, name, payload, CHANNEL, f"event:{run_id}:{self._origin}"),
-        )
-        self._dispatch("event", run_id)
+        with self._pool.connection() as conn:
+            rows = _batch(conn, [LOCK, pg_events.insert([event]), ("SELECT pg_notify(%s, %s)", (CHANNEL, note))],
+                          at=1).fetchall()
+        pg_events.deliver(self, pg_events.chained([event], rows))
 
     def _last_event(self, run_id: str) -> int:
         return int(self._fetch("SELECT coalesce(max(seq), 0) FROM run_events WHERE run_id = ?", (run_id,))[0][0])
 
-    def pull_events(self, sub: Subscription) -> list[tuple[str, str]]:
-        rows = self._fetch(
-            "SELECT seq, name, payload FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq",
-            (sub.run_id, sub.after),
-        )
-        if rows:
-            sub.after = rows[-1][0]
-        return [(name, payload) for _, name, payload in rows]
+    def pull_events(self, sub: Subscription) -> None:
+        pg_events.pull(self, sub)
 
     def prune_events(self, older_than: float) -> int:
         return self._exec("DELETE FROM run_events WHERE at < clock_timestamp() - make_interval(secs => ?)",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from asstctl.server.store.base import BaseStore, T
-from asstctl.server.store.coordination import Coordination, Subscription, payload_of
+from asstctl.server.store.coordination import Coordination, payload_of
 from asstctl.server.store.scope import DEFAULT_PROJECT
 
 BUSY_TIMEOUT = 30.0  # seconds
@@ -191,9 +191,3 @@ class SQLiteStore(Coordination, BaseStore):
         for sub in subscribers:
             sub.items.append(item)
             sub.wake()
-
-    def pull_events(self, sub: Subscription) -> list[tuple[str, str]]:
-        items = []
-        while sub.items:
-            items.append(sub.items.popleft())
-        return items
