@@ -115,6 +115,7 @@ def test_requests_waiting_for_the_write_lock_do_not_stall_the_event_loop(server,
     def hold() -> None:
         with server.store.transaction():
             server.store.insert("assistant", {"id": "asst_lock_holder", "created_at": 1})
+            assert server.store.get("assistant", "asst_lock_holder")  # a read sends the write (PostgreSQL holds writes back)
             held.set()
             release.wait(10)
 
