@@ -34,6 +34,7 @@ from asstctl.server.engine.base import EngineError, TurnEnd, Usage, reply_events
 from asstctl.server.http import new_id, now
 from asstctl.server.runs import book as books
 from asstctl.server.runs import tokens
+from asstctl.server.runs.batches import batches
 from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
 from asstctl.server.runs.chat import PromptTooLong, build_turn
 from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
@@ -211,9 +212,9 @@ class RunExecutor(ReplicaHooks):
     async def _turn(self, run_id: str) -> None:
         """The run's model calls until it pauses or ends."""
         try:
-            run = await self.store.call(self._begin, run_id)
+            run, prepared = await self.store.call(self._opening, run_id)
             while run is not None:
-                run = await self._call(run)
+                run, prepared = await self._call(run, prepared), None
         except asyncio.CancelledError:
             if self._stopping:
                 raise
@@ -225,6 +226,21 @@ class RunExecutor(ReplicaHooks):
         except Exception as exc:  # an engine bug must not leave the run stuck
             log.exception("engine %s failed on run %s", getattr(self.engine, "name", "?"), run_id)
             await self.store.call(self._fail, run_id, "server_error", f"The engine failed: {type(exc).__name__}: {exc}")
+
+    def _opening(self, run_id: str) -> tuple[dict[str, Any] | None, tuple | None]:
+        """The run begun and its first model call counted in one transaction, then the turn built
+        (``_prepare``), in one store call: the run, or None, and what ``_prepare`` returned."""
+        with self.owned(run_id):
+            run = self._begin(run_id)
+            if run is None:
+                return None, None
+            book = books.load(self.store, run_id)
+            counted = self._may_call(run, book)
+            if counted:  # durable before the call, as in ``_prepare``
+                book["calls"] += 1
+                books.save(self.store, book)
+        prepared = self._prepare(run, book, counted)
+        return (run, prepared) if prepared is not None else (None, None)  # None: the run ended
 
     def _begin(self, run_id: str) -> dict[str, Any] | None:
         with self.owned(run_id):
@@ -253,44 +269,83 @@ class RunExecutor(ReplicaHooks):
                 pass
 
     # -- one model call -------------------------------------------------------------------
-    async def _call(self, run: dict[str, Any]) -> dict[str, Any] | None:
-        """One model call; the run to call again for (built-in tools ran), or None. Store work runs
-        through ``store.call``, so the loop never waits for the database."""
-        prepared = await self.store.call(self._prepare, run)
+    async def _call(self, run: dict[str, Any], prepared: tuple | None = None) -> dict[str, Any] | None:
+        """One model call (``prepared``: its ``_prepare`` done already); the run to call again for
+        (built-in tools ran), or None. Store work runs through ``store.call``, so the loop never waits
+        for the database; the engine's events go in batches (``batches.py``): one store call for all
+        that arrived meanwhile, the last batch with the call's accounting (``_finish``)."""
+        if prepared is None:
+            prepared = await self.store.call(self._prepare, run)
         if prepared is None:
             return None
         book, turn = prepared
         writer = TurnWriter(self, run, book, turn.offered, turn.request.parallel_tool_calls)
         self._writers[run["id"]] = writer
-        async with aclosing(self._events(turn.request)) as events:
-            async for event in events:  # to the engine's own end (an upstream connection stays reusable)
-                await self.store.call(writer.feed, event)
-        if writer.end is not None and not writer.end.usage.total_tokens:
-            writer.end.usage = _estimated_usage(turn, writer)
-        return await self._after_call(run, book, writer, turn.offered)
+        rest: list[Any] = []
+        async with aclosing(batches(self._events(turn.request))) as events:
+            async for batch, last in events:  # to the engine's own end (an upstream connection stays reusable)
+                if last:
+                    rest = batch
+                elif any(not isinstance(event, TurnEnd) for event in batch):
+                    await self.store.call(writer.feed_all, batch)
+                else:  # nothing to store
+                    writer.feed_all(batch)
+        run, usage = await self.store.call(self._finish, run, book, writer, turn, rest)
+        if run is None:  # answered
+            return None
+        if run["status"] != "in_progress":
+            return await self.store.call(self._stopped, run)
+        return await self._tool_calls(run, book, writer, turn.offered, usage, writer.end)
 
-    def _prepare(self, run: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
-        """The run's book and the turn to ask the engine (the call counted), or None: the run ended."""
-        book = books.load(self.store, run["id"])
-        limit = getattr(self.state.config, "max_model_calls", None) or DEFAULT_MAX_MODEL_CALLS
-        if book["calls"] >= limit:
+    def _finish(self, run, book, writer: TurnWriter, turn, rest: list[Any]) -> tuple[dict[str, Any] | None, dict]:
+        """The call's last events and its accounting (``_account``) in one transaction: (None once
+        answered, else the run as it is now; the call's usage)."""
+        with self.owned(run["id"]):
+            now_run = self._run(run["id"])  # read with the transaction's start (the events do not change it)
+            writer.feed_all(rest)
+            if writer.end is not None:
+                run, usage = self._account(now_run, book, writer, turn), writer.end.usage.as_dict()
+        if writer.end is None:  # (what the events wrote is committed: an ending closes it)
+            raise EngineError(f"The reply of the engine {getattr(self.engine, 'name', '?')!s} ended without a "
+                              "finish (the connection to the model was lost?); the run may be retried.")
+        return run, usage
+
+    def _limit(self) -> int:
+        return getattr(self.state.config, "max_model_calls", None) or DEFAULT_MAX_MODEL_CALLS
+
+    @staticmethod
+    def _completion_left(run: dict[str, Any], book: dict[str, Any]) -> int | None:
+        if not run.get("max_completion_tokens"):
+            return None
+        return run["max_completion_tokens"] - book["usage"]["completion_tokens"]
+
+    def _may_call(self, run: dict[str, Any], book: dict[str, Any]) -> bool:
+        """Below the model call limit and with completion tokens left."""
+        left = self._completion_left(run, book)
+        return book["calls"] < self._limit() and (left is None or left > 0)
+
+    def _prepare(self, run: dict[str, Any], book: dict[str, Any] | None = None,
+                 counted: bool = False) -> tuple[dict[str, Any], Any] | None:
+        """The run's book and the turn to ask the engine (the call counted, unless ``counted`` already),
+        or None: the run ended."""
+        book = book if book is not None else books.load(self.store, run["id"])
+        completion_left = self._completion_left(run, book)
+        if not counted and book["calls"] >= (limit := self._limit()):
             raise EngineError(
                 f"The run reached the limit of {limit} model calls per run without a final answer "
                 "(the model kept calling tools). Raise the server's max_model_calls or check the tool outputs.")
-        completion_left = None
-        if run.get("max_completion_tokens"):
-            completion_left = run["max_completion_tokens"] - book["usage"]["completion_tokens"]
-            if completion_left <= 0:
-                return self._incomplete(run, "max_completion_tokens")
+        if not counted and completion_left is not None and completion_left <= 0:
+            return self._incomplete(run, "max_completion_tokens")
         try:
             turn = build_turn(self.state, run, book, completion_left)
         except PromptTooLong as exc:
             if exc.reason == "max_prompt_tokens":
                 return self._incomplete(run, "max_prompt_tokens")
             raise EngineError(exc.message, "invalid_prompt") from exc
-        book["calls"] += 1
-        with self.owned(run["id"]):
-            books.save(self.store, book)
+        if not counted:
+            book["calls"] += 1
+            with self.owned(run["id"]):
+                books.save(self.store, book)
         return book, turn
 
     async def _events(self, request) -> AsyncIterator[Any]:
@@ -304,27 +359,17 @@ class RunExecutor(ReplicaHooks):
             async for event in events:
                 yield event
 
-    async def _after_call(self, run, book, writer: TurnWriter, offered) -> dict[str, Any] | None:
+    def _account(self, run, book, writer: TurnWriter, turn) -> dict[str, Any] | None:
+        """The turn's usage saved and, when it is the final answer, the answer, in the caller's
+        transaction (``run``: as read in it): None once answered, else the run as it is now."""
         end = writer.end
-        if end is None:
-            raise EngineError(f"The reply of the engine {getattr(self.engine, 'name', '?')!s} ended without a "
-                              "finish (the connection to the model was lost?); the run may be retried.")
+        if not end.usage.total_tokens:
+            end.usage = _estimated_usage(turn, writer)
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
-        run = await self.store.call(self._account, run, book, writer, usage, end)
-        if run is None:  # answered
-            return None
-        if run["status"] != "in_progress":
-            return await self.store.call(self._stopped, run)
-        return await self._tool_calls(run, book, writer, offered, usage, end)
-
-    def _account(self, run, book, writer: TurnWriter, usage: dict, end: TurnEnd) -> dict[str, Any] | None:
-        """The turn's usage saved and, when it is the final answer, the answer, in one transaction:
-        None once answered, else the run as it is now."""
         with self.owned(run["id"]):
             books.save(self.store, book)
-            run = self._run(run["id"])
             if run["status"] != "in_progress":
                 return run
             self._usage_on_closed_message(writer, usage)

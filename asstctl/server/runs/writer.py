@@ -65,6 +65,10 @@ class TurnWriter:
         elif isinstance(event, TurnEnd):
             self.end = event
 
+    def feed_all(self, events: list[Any]) -> None:
+        for event in events:
+            self.feed(event)
+
     def _text(self, text: str) -> None:
         if self.message is None:
             if self.tool_step is not None and not text:

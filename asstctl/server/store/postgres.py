@@ -46,6 +46,7 @@ CHANNEL = "asstctl"
 CONNECT_TIMEOUT = 10.0
 POOL_ENV = "ASSTCTL_PG_POOL_SIZE"  # connections per replica (default 10)
 LOCK = ("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+BOOK = "run_state"  # the executor's book of a run (asstctl/server/runs/book.py), read ahead with the run
 
 
 @dataclass
@@ -56,7 +57,7 @@ class _Bound:
     owner: tuple
     queued: list[tuple[str, tuple]] = field(default_factory=list)  # sent with the next round trip
     sent: bool = False  # BEGIN reached the server: there is something to roll back
-    read: dict[tuple, list] = field(default_factory=dict)  # the run read ahead (nothing written to runs since)
+    read: dict[tuple, list] = field(default_factory=dict)  # the run and its book read ahead (not written since)
     pending: list[Callable[[], None]] = field(default_factory=list)  # after commit, in this process
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, name, payload)
     notes: list[str] = field(default_factory=list)  # NOTIFY payloads
@@ -244,21 +245,22 @@ class PostgresStore(Coordination, BaseStore):
 
     def _begin(self, bound: _Bound, lease: tuple[str, str] | None) -> bool:
         """BEGIN and the write lock, queued for the first statement; with ``lease``, sent now with
-        the lease check, whose answer the caller needs first, and the read of the run that a turn's
-        transaction makes first (one round trip)."""
+        the lease check, whose answer the caller needs first, and the reads of the run and its book
+        that a turn's transaction makes first (one round trip)."""
         if lease is None:
             bound.queued += [("BEGIN", ()), LOCK]
             return True
         bound.sent = True
-        run = self._getting("run", lease[0])
-        run = (run[0].replace("?", "%s"), run[1])
+        ahead = [self._getting("run", lease[0]), self._getting(BOOK, lease[0], lease[0])]
+        ahead = [(sql.replace("?", "%s"), args) for sql, args in ahead]
         cursor = _batch(bound.conn, [
             ("BEGIN", ()), LOCK,
             ("SELECT count(*) FROM run_queue WHERE run_id = %s AND owner = %s AND lease_until >= clock_timestamp()",
-             lease), run], at=2)
+             lease), *ahead], at=2)
         held = bool(cursor.fetchone()[0])
-        cursor.nextset()
-        bound.read[run] = cursor.fetchall()
+        for read in ahead:
+            cursor.nextset()
+            bound.read[read] = cursor.fetchall()
         return held
 
     def _send(self, bound: _Bound, statement: str | None = None, args: tuple | list = ()) -> Any:
@@ -323,14 +325,23 @@ class PostgresStore(Coordination, BaseStore):
         transaction rolls back)."""
         self._queue(sql, args)
 
-    def _queue(self, sql: str, args: tuple | list, kind: str = "run") -> None:
+    def _queue(self, sql: str, args: tuple | list, kind: str | None = None) -> None:
         bound = self._bound()
         if bound is None:
             self._exec(sql, args)
             return
-        if kind == "run":  # (only a run is read ahead; a write of another kind of object cannot change it)
+        if kind is None:  # any write: nothing read ahead is trusted any more
             bound.read.clear()
+        else:  # an object of ``kind`` replaced: what was read ahead of that kind goes (its key starts with it)
+            for key in [key for key in bound.read if key[1][:1] == (kind,)]:
+                del bound.read[key]
         bound.queued.append((sql.replace("?", "%s"), tuple(args)))
+
+    def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
+        """As ``BaseStore.put``; in a transaction, what was read ahead of other kinds stays."""
+        with self.transaction():
+            self._queue(*self._replacing(kind, obj, parent), kind)
+        return obj
 
     def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace or insert, in one statement needing no answer (queued in a transaction). Scoped, an
