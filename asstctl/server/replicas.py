@@ -63,6 +63,7 @@ class Claimer:
         self.capacity, self.lease = capacity, lease or lease_seconds()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.held: set[str] = set()
+        self._full = False  # a claim was put off for want of room (``finished`` wakes the claimer)
         self._guard = threading.Lock()
         self._poke = threading.Event()
         self._stopping = threading.Event()
@@ -84,12 +85,35 @@ class Claimer:
         with self.store.transaction_holding(run_id, self.owner) as held:
             yield held
 
+    def take(self, run_id: str) -> bool:
+        """Claim a run this replica creates, in the caller's transaction (``store.queue_claimed``: no
+        claim round trip, no wake-up of this claimer or the others); its turn starts once that commits.
+        False when this replica has no room for it: queue it for any replica instead."""
+        with self._guard:
+            if self._stopping.is_set() or not self._thread.is_alive() or len(self.held) >= self.capacity:
+                return False
+        self.store.queue_claimed(run_id, self.owner, self.lease)
+        self.store.after_commit(lambda: self._took(run_id))
+        return True
+
+    def _took(self, run_id: str) -> None:
+        with self._guard:
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self.held.add(run_id)
+        if stopping:  # stopped meanwhile: to the other replicas at once, as ``stop`` does
+            self.store.unclaim_run(run_id, self.owner)
+        else:
+            self.start_turn(run_id)
+
     def finished(self, run_id: str) -> None:
         """The executor is done with the run for now (it waits for the client, or is over)."""
         with self._guard:
             self.held.discard(run_id)
+            full, self._full = self._full, False
         self.store.release_run(run_id, self.owner)
-        self._poke.set()  # room for another run
+        if full:  # a claim was put off for want of room: there is some now
+            self._poke.set()
 
     def stop(self) -> None:
         """Claim nothing more; hand the runs still held to the other replicas at once."""
@@ -148,6 +172,7 @@ class Claimer:
         while not self._stopping.is_set():
             with self._guard:
                 if len(self.held) >= self.capacity:
+                    self._full = True
                     return
             run_id = self.store.claim_next_run(self.owner, self.lease)
             if run_id is None:

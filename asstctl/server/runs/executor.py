@@ -114,7 +114,8 @@ class RunExecutor(ReplicaHooks):
         with self.store.transaction():
             self.emit(run, "thread.run.created", run)
             self.emit(run, "thread.run.queued", run)
-            self._schedule(run["id"])
+            if not self.claims.take(run["id"]):  # claimed here at once when this replica has room
+                self._schedule(run["id"])
 
     def submit_outputs(self, run_id: str, outputs: dict[str, str]) -> dict:
         """Answer the pending tool calls (the route checked them) and put the run back in the queue."""

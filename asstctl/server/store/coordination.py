@@ -2,6 +2,8 @@
 leases, run events, and wake-up signals.
 
     enqueue_run(run_id)                 a run wants an engine turn (in the caller's transaction)
+    queue_claimed(run_id, owner, lease) a new run queued already claimed by ``owner`` (the replica creating
+                                        it, with room for it: no claim, no wake-up of the others)
     claim_next_run(owner, lease) -> id  take one queued run whose lease is free or expired
     renew_lease(run_id, owner, lease)   still mine? (False: taken over, stop working on it)
     holds_lease(run_id, owner)          inside a write transaction: commit this turn only if True
@@ -138,6 +140,10 @@ class Coordination:
             if not self._fetch("SELECT 1 FROM run_queue WHERE run_id = ?", (run_id,)):
                 self._write("INSERT INTO run_queue (run_id) VALUES (?)", (run_id,))
                 self._signal("work", run_id)
+
+    def queue_claimed(self, run_id: str, owner: str, lease: float) -> None:
+        """A run created in the caller's transaction, queued with ``owner`` holding its lease."""
+        raise NotImplementedError
 
     def claim_next_run(self, owner: str, lease: float) -> str | None:
         raise NotImplementedError

@@ -413,6 +413,15 @@ class PostgresStore(Coordination, BaseStore):
                 "ELSE run_queue.seq END", (run_id,))
             self._signal("work", run_id)
 
+    def queue_claimed(self, run_id: str, owner: str, lease: float) -> None:
+        """In one statement needing no answer (queued in the caller's transaction); the run's project
+        known for the executor's task (``project_of``) once it commits."""
+        project = current() or DEFAULT_PROJECT
+        with self.transaction():
+            self._write("INSERT INTO run_queue (run_id, owner, lease_until) "
+                        "VALUES (?, ?, clock_timestamp() + make_interval(secs => ?))", (run_id, owner, float(lease)))
+            self.after_commit(lambda: self._claimed.__setitem__(run_id, project))
+
     def claim_next_run(self, owner: str, lease: float) -> str | None:
         if self._queued_here.is_set():  # this process queued a run: claim at once
             self._queued_here.clear()

@@ -172,6 +172,11 @@ class SQLiteStore(Coordination, BaseStore):
                        (owner, time.time() + lease, rows[0][0]))
             return rows[0][0]
 
+    def queue_claimed(self, run_id: str, owner: str, lease: float) -> None:
+        with self.transaction():
+            self._write("INSERT INTO run_queue (run_id, owner, lease_until) VALUES (?, ?, ?)",
+                        (run_id, owner, time.time() + lease))
+
     def renew_lease(self, run_id: str, owner: str, lease: float) -> bool:
         with self.transaction():
             return self._exec("UPDATE run_queue SET lease_until = ? WHERE run_id = ? AND owner = ?",
