@@ -121,6 +121,18 @@ def test_a_cancel_sent_to_another_replica_stops_the_run(replica, contract):
         assert assistant_messages(on_worker, run.thread_id) == []
 
 
+def test_a_replica_runs_the_runs_it_creates_while_it_has_room_and_queues_the_rest_for_the_others(
+        replica, postgres_url, contract):
+    small, other = replica("small", workers=1), replica("other")
+    with make_client(small, contract) as client:
+        first = start_mid_flight(client, "forever")
+        assert holder(postgres_url, first.id, [small, other]) is small  # claimed in the transaction creating it
+        second = start_mid_flight(client, "slow")  # no room left here: queued, claimed by the other replica
+        assert holder(postgres_url, second.id, [small, other]) is other
+        assert client.beta.threads.runs.poll(run_id=second.id, thread_id=second.thread_id).status == "completed"
+        assert client.beta.threads.runs.retrieve(run_id=first.id, thread_id=first.thread_id).status == "in_progress"
+
+
 def holder(postgres_url: str, run_id: str, replicas: list[ServeProcess]) -> ServeProcess:
     """The replica whose claimer holds the run (its pid is part of the lease owner)."""
     import psycopg
