@@ -17,6 +17,7 @@ On SQLite there is one process: the same code, with in-process signals.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import secrets
@@ -103,8 +104,8 @@ class Claimer:
                 self.held.add(run_id)
         if stopping:  # stopped meanwhile: to the other replicas at once, as ``stop`` does
             self.store.unclaim_run(run_id, self.owner)
-        else:
-            self.start_turn(run_id)
+        else:  # in a context of its own, as from the claimer's thread: not the creating request's (its span)
+            contextvars.Context().run(self.start_turn, run_id)
 
     def finished(self, run_id: str) -> None:
         """The executor is done with the run for now (it waits for the client, or is over)."""
