@@ -133,6 +133,18 @@ def test_a_replica_runs_the_runs_it_creates_while_it_has_room_and_queues_the_res
         assert client.beta.threads.runs.retrieve(run_id=first.id, thread_id=first.thread_id).status == "in_progress"
 
 
+def test_a_run_waiting_for_room_starts_when_a_run_of_the_full_replica_finishes(replica, contract):
+    only = replica("only", workers=1, lease="600")  # its claimer's own look at the queue: every 200 s
+    with make_client(only, contract) as client:
+        first = start_mid_flight(client, "slow")
+        bot = client.beta.assistants.create(model="gpt-4o")
+        second = client.beta.threads.runs.create(thread_id=new_thread(client, "slow"), assistant_id=bot.id)
+        assert client.beta.threads.runs.retrieve(run_id=second.id, thread_id=second.thread_id).status == "queued"
+        assert client.beta.threads.runs.poll(run_id=first.id, thread_id=first.thread_id).status == "completed"
+        wait_for(lambda: client.beta.threads.runs.retrieve(run_id=second.id, thread_id=second.thread_id).status
+                 == "completed", patience=60)
+
+
 def holder(postgres_url: str, run_id: str, replicas: list[ServeProcess]) -> ServeProcess:
     """The replica whose claimer holds the run (its pid is part of the lease owner)."""
     import psycopg
