@@ -61,9 +61,12 @@ def create_thread(state, body: dict[str, Any], param_prefix: str = "") -> dict[s
             "metadata": body.get("metadata") or {},
         }
         state.store.insert("thread", thread)
+        attached = False
         for message in body.get("messages") or []:
             messages.create_message(state, thread["id"], message)
-        return require_thread(state, thread["id"])  # attachments may have given it a vector store
+            attached = attached or bool(vector_stores.file_search_attachments(message.get("attachments") or []))
+        # file_search attachments may have given it a vector store (attach_to_thread_store): read it again
+        return require_thread(state, thread["id"]) if attached else thread
 
 
 def modify_thread(state, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
