@@ -127,16 +127,13 @@ def _best_passing(scores, file_of, passing, limit: int) -> list[int]:
     follow how deep the passing results lie, not how many files the store has."""
     import numpy as np
 
-    n, judged, kept, depth, block = len(scores), {}, [], 0, max(4 * limit, 50)
+    n, kept, depth, block = len(scores), [], 0, max(4 * limit, 50)
     while len(kept) < limit and depth < n:
         upto = min(n, depth + block)
         top = np.argpartition(-scores, upto - 1)[:upto] if upto < n else np.arange(n)
         top = [int(i) for i in top[np.argsort(-scores[top], kind="stable")][depth:] if np.isfinite(scores[i])]
-        new = {file_of(i) for i in top} - judged.keys()
-        if new:
-            ok = passing(sorted(new))
-            judged.update((name, name in ok) for name in new)
-        kept.extend(i for i in top if judged[file_of(i)])
+        ok = passing(sorted({file_of(i) for i in top}))  # files judged before are not read again
+        kept.extend(i for i in top if file_of(i) in ok)
         depth, block = upto, block * 2
     return kept[:limit]
 

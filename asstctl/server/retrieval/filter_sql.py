@@ -150,7 +150,7 @@ class FileFilter:
         """Those files of the store that pass (one query per 500 ids not judged yet, by primary key)."""
         names = list(dict.fromkeys(file_ids))
         wanted, found = [n for n in names if (store_id, n) not in self._judged], set()
-        where, args = self.predicate("o")
+        where, args = self.predicate("o") if wanted else ("", [])
         for start in range(0, len(wanted), 500):
             part = wanted[start:start + 500]
             rows = self.store._fetch(

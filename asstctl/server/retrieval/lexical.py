@@ -173,7 +173,6 @@ class SqliteLexicalIndex:
         next block is sized by the share that passed so far (doubled while none did). The records read
         follow how deep the passing chunks lie, not the store's size."""
         cursor = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank", (match,))
-        judged: dict[tuple[str, str], bool] = {}
         kept: list[tuple] = []
         block, seen, walked = max(4 * limit, 50), 0, 0
         while len(kept) < limit:
@@ -182,14 +181,11 @@ class SqliteLexicalIndex:
                 break
             rows = self._within(db, ranked, store_ids, file_ids)
             seen, walked = seen + len(rows), walked + len(ranked)
-            new: dict[str, set[str]] = {}
+            files: dict[str, set[str]] = {}
             for row in rows:
-                if (row[4], row[1]) not in judged:
-                    new.setdefault(row[4], set()).add(row[1])
-            for store_id, names in new.items():
-                ok = where.passing(store_id, names)
-                judged.update(((store_id, name), name in ok) for name in names)
-            kept.extend(row for row in rows if judged[(row[4], row[1])])
+                files.setdefault(row[4], set()).add(row[1])
+            ok = {(store_id, name) for store_id, names in files.items() for name in where.passing(store_id, names)}
+            kept.extend(row for row in rows if (row[4], row[1]) in ok)
             block = max(50, (limit - len(kept)) * walked * 5 // (4 * len(kept))) if kept else 2 * block
         cursor.close()
         return kept[:limit], seen
