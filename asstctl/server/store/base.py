@@ -55,9 +55,9 @@ class BaseStore(Blobs):
         """Run a write statement (callers hold a transaction); returns the row count."""
         raise NotImplementedError
 
-    def _write(self, sql: str, args: tuple | list = ()) -> None:
-        """A write whose row count nobody reads (callers hold a transaction): PostgreSQL sends it
-        with the transaction's next round trip."""
+    def _write(self, sql: str, args: tuple | list = (), kind: str | None = None) -> None:
+        """A write whose row count nobody reads (callers hold a transaction; ``kind``: it replaces an
+        object of that kind only): PostgreSQL sends it with the transaction's next round trip."""
         self._exec(sql, args)
 
     @contextmanager
@@ -144,7 +144,7 @@ class BaseStore(Blobs):
     def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace the stored body of an existing object."""
         with self.transaction():
-            self._write(*self._replacing(kind, obj, parent))
+            self._write(*self._replacing(kind, obj, parent), kind)
         return obj
 
     def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:

@@ -320,12 +320,10 @@ class PostgresStore(Coordination, BaseStore):
         with self._pool.connection() as conn:
             return conn.execute(sql.replace("?", "%s"), args).rowcount
 
-    def _write(self, sql: str, args: tuple | list = ()) -> None:
+    def _write(self, sql: str, args: tuple | list = (), kind: str | None = None) -> None:
         """Inside a transaction: queued for its next round trip (an error surfaces there, and the
-        transaction rolls back)."""
-        self._queue(sql, args)
-
-    def _queue(self, sql: str, args: tuple | list, kind: str | None = None) -> None:
+        transaction rolls back). ``kind``: the write replaces an object of that kind only, so what
+        was read ahead of other kinds stays."""
         bound = self._bound()
         if bound is None:
             self._exec(sql, args)
@@ -337,12 +335,6 @@ class PostgresStore(Coordination, BaseStore):
                 del bound.read[key]
         bound.queued.append((sql.replace("?", "%s"), tuple(args)))
 
-    def put(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
-        """As ``BaseStore.put``; in a transaction, what was read ahead of other kinds stays."""
-        with self.transaction():
-            self._queue(*self._replacing(kind, obj, parent), kind)
-        return obj
-
     def save(self, kind: str, obj: dict[str, Any], parent: str = "") -> dict[str, Any]:
         """Replace or insert, in one statement needing no answer (queued in a transaction). Scoped, an
         object of another project with this key is refused (body NULL: a NOT NULL violation), as the
@@ -350,7 +342,7 @@ class PostgresStore(Coordination, BaseStore):
         scoped = current()
         body = "CASE WHEN objects.project = EXCLUDED.project THEN EXCLUDED.body END" if scoped else "EXCLUDED.body"
         with self.transaction():
-            self._queue(
+            self._write(
                 "INSERT INTO objects (kind, parent, id, created_at, body, project) VALUES (?, ?, ?, ?, ?, ?) "
                 f"ON CONFLICT (kind, parent, id) DO UPDATE SET body = {body}",
                 (kind, parent, obj["id"], int(obj.get("created_at") or 0), encode(obj), scoped or DEFAULT_PROJECT),
