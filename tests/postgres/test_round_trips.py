@@ -1,13 +1,16 @@
 """What the PostgreSQL store does to save round trips keeps the store's meaning, on both stores:
 writes sent later still fail the transaction, a read made ahead never hides a write, ``save`` and
-``enqueue_run`` in one statement behave as the read-then-write they replace, and a replica's own
-run events reach its streams in memory without losing or repeating one written by another replica.
+``enqueue_run`` in one statement behave as the read-then-write they replace, a replica's own
+run events reach its streams in memory without losing or repeating one written by another replica,
+and reads asked for ahead or at commit see what they must; the round trips themselves are counted
+on the wire by a proxy (``round_trip_proxy.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -123,3 +126,104 @@ def test_a_stream_gets_every_event_once_in_order_whichever_replica_wrote_it(post
     finally:
         here.close()
         there.close()
+
+
+def _seed(store) -> None:
+    store.insert("assistant", {"id": "a", "created_at": 1, "v": 1})
+    store.insert("message", {"id": "m1", "created_at": 1}, "t")
+
+
+def test_a_read_asked_ahead_is_answered_once_and_never_hides_a_write(store):
+    _seed(store)
+    with store.transaction():
+        store.read_ahead([("get", "assistant", "a", None), ("all", "message", "t"), ("get", "thread", "t", "")])
+        assert store.get("assistant", "a")["v"] == 1
+        assert store.get("thread", "t", "") is None
+        store.put("assistant", {"id": "a", "created_at": 1, "v": 2})
+        store.insert("message", {"id": "m2", "created_at": 2}, "t")  # after the read ahead
+        assert [m["id"] for m in store.all("message", "t")] == ["m1", "m2"]
+        assert store.get("assistant", "a")["v"] == 2  # answered once: read again
+    with store.reads_kept():  # outside a transaction: kept until a write of this caller
+        store.read_ahead([("get", "assistant", "a", None)])
+        store.put("assistant", {"id": "a", "created_at": 1, "v": 3})
+        assert store.get("assistant", "a")["v"] == 3
+    with pytest.raises(ValueError, match="not a read"):
+        store.read_ahead([("delete", "assistant", "a")])
+
+
+def test_reads_asked_at_commit_see_the_transaction_and_go_no_further(store):
+    _seed(store)
+    with store.reads_kept():
+        with store.transaction():
+            store.put("assistant", {"id": "a", "created_at": 1, "v": 4})
+            store.read_at_commit([("get", "assistant", "a", None), ("all", "message", "t")])
+            store.insert("message", {"id": "m3", "created_at": 3}, "t")  # asked before, sent after: seen
+        assert store.get("assistant", "a")["v"] == 4
+        assert [m["id"] for m in store.all("message", "t")] == ["m1", "m3"]
+        with store.transaction():
+            store.read_at_commit([("get", "assistant", "a", None)])
+        with store.transaction():  # a later transaction: what was kept goes
+            store.put("assistant", {"id": "a", "created_at": 1, "v": 5})
+        assert store.get("assistant", "a")["v"] == 5
+    with store.transaction():  # outside ``reads_kept``: nothing is asked for
+        store.read_at_commit([("get", "assistant", "a", None)])
+    assert store.get("assistant", "a")["v"] == 5
+
+
+def test_a_turn_with_its_reads_ahead_is_two_round_trips_on_the_wire(postgres_url):
+    """A transaction that reads three objects, writes, and asks for the next call's reads at commit,
+    then makes those reads: two round trips in all, counted by a proxy on the wire."""
+    from tests.postgres.round_trip_proxy import RoundTrips
+
+    proxy = RoundTrips(postgres_url)
+    store = open_store(proxy.url)
+    try:
+        _seed(store)
+        reads = [("get", "assistant", "a", None), ("all", "message", "t"), ("get", "thread", "t", "")]
+        proxy.reset()
+        with store.reads_kept():
+            with store.transaction():
+                store.read_ahead(reads)
+                store.get("assistant", "a")
+                store.all("message", "t")
+                store.get("thread", "t", "")
+                store.put("assistant", {"id": "a", "created_at": 1, "v": 6})
+                store.read_at_commit(reads)
+            assert store.get("assistant", "a")["v"] == 6
+            assert len(store.all("message", "t")) == 1 and store.get("thread", "t", "") is None
+        assert proxy.count == 2
+        proxy.reset()
+        store.get("assistant", "a")  # not kept: a round trip of its own
+        assert proxy.count == 1
+    finally:
+        store.close()
+        proxy.close()
+
+
+def test_a_streamed_run_makes_few_round_trips_on_the_wire(postgres_url, tmp_path):
+    """Thread created, run created and streamed to its end through a real server: the round trips
+    its replica sends to PostgreSQL (docs/runs.md), counted by a proxy on the wire."""
+    from tests.conftest import make_client
+    from tests.postgres.round_trip_proxy import RoundTrips
+    from tests.serve_process import ServeProcess
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('rules:\n  - match: "^ping"\n    reply: "pong"\n')
+    proxy = RoundTrips(postgres_url)
+    try:
+        with ServeProcess(tmp_path / "serve", "--db", proxy.url, "--rules", str(rules)) as server:
+            client = make_client(server)
+            bot = client.beta.assistants.create(model="gpt-4o").id
+            counts = []
+            for _ in range(3):
+                proxy.reset()
+                thread = client.beta.threads.create(messages=[{"role": "user", "content": "ping"}])
+                with client.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot, stream=True) as stream:
+                    assert [event.event for event in stream][-1] == "thread.run.completed"
+                time.sleep(0.3)  # the run's queue entry is released after its last event
+                counts.append(proxy.count)
+    finally:
+        proxy.close()
+    # thread 1, run created 2, begun with its turn's reads 2, answered 2, released 1 (13 before the
+    # reads went ahead: read_ahead, read_at_commit); + at most 1 of the claimer's probes
+    assert min(counts) == 8 and max(counts) <= 9, counts

@@ -79,6 +79,9 @@ async def create_run(request: Request):
     _check_run_body(body, RUN_FIELDS)
 
     def stored(run_id: str) -> tuple[None, dict[str, Any]]:
+        # (in ``_start``'s transaction: these reads go with its BEGIN, in one round trip on PostgreSQL)
+        state.store.read_ahead([("get", "thread", thread_id, ""), ("get", "assistant", body["assistant_id"], None),
+                                ("all", "run", thread_id)])
         require_thread(state, thread_id)
         assistant = _assistant(state, body["assistant_id"])
         with state.store.transaction():

@@ -197,6 +197,12 @@ class Turn:
     prompt_tokens: int  # our count of the prompt (exact or estimated, see tokens.py)
 
 
+def turn_reads(run: dict[str, Any]) -> list[tuple]:
+    """The store reads ``build_turn`` makes for ``run`` (``store.read_ahead``: one round trip)."""
+    return [("get", "assistant", run["assistant_id"], None), ("all", "message", run["thread_id"]),
+            ("all", "step", run["id"])]
+
+
 def build_turn(state, run: dict[str, Any], book: dict[str, Any], completion_left: int | None) -> Turn:
     """The next model call's request; raises :class:`PromptTooLong` when nothing fits."""
     store = state.store

@@ -36,7 +36,7 @@ from asstctl.server.runs import book as books
 from asstctl.server.runs import tokens
 from asstctl.server.runs.batches import batches
 from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
-from asstctl.server.runs.chat import PromptTooLong, build_turn
+from asstctl.server.runs.chat import PromptTooLong, build_turn, turn_reads
 from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
 from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
 from asstctl.server.runs.writer import TurnWriter
@@ -230,17 +230,20 @@ class RunExecutor(ReplicaHooks):
 
     def _opening(self, run_id: str) -> tuple[dict[str, Any] | None, tuple | None]:
         """The run begun and its first model call counted in one transaction, then the turn built
-        (``_prepare``), in one store call: the run, or None, and what ``_prepare`` returned."""
-        with self.owned(run_id):
-            run = self._begin(run_id)
-            if run is None:
-                return None, None
-            book = books.load(self.store, run_id)
-            counted = self._may_call(run, book)
-            if counted:  # durable before the call, as in ``_prepare``
-                book["calls"] += 1
-                books.save(self.store, book)
-        prepared = self._prepare(run, book, counted)
+        (``_prepare``), in one store call: the run, or None, and what ``_prepare`` returned. The turn's
+        reads go with the commit (two round trips on PostgreSQL)."""
+        with self.store.reads_kept():
+            with self.owned(run_id):
+                run = self._begin(run_id)
+                if run is None:
+                    return None, None
+                book = books.load(self.store, run_id)
+                counted = self._may_call(run, book)
+                if counted:  # durable before the call, as in ``_prepare``
+                    book["calls"] += 1
+                    books.save(self.store, book)
+                self.store.read_at_commit(turn_reads(run))
+            prepared = self._prepare(run, book, counted)
         return (run, prepared) if prepared is not None else (None, None)  # None: the run ended
 
     def _begin(self, run_id: str) -> dict[str, Any] | None:
@@ -276,7 +279,7 @@ class RunExecutor(ReplicaHooks):
         for the database; the engine's events go in batches (``batches.py``): one store call for all
         that arrived meanwhile, the last batch with the call's accounting (``_finish``)."""
         if prepared is None:
-            prepared = await self.store.call(self._prepare, run)
+            prepared = await self.store.call(self._prepare_ahead, run)
         if prepared is None:
             return None
         book, turn = prepared
@@ -324,6 +327,12 @@ class RunExecutor(ReplicaHooks):
         """Below the model call limit and with completion tokens left."""
         left = self._completion_left(run, book)
         return book["calls"] < self._limit() and (left is None or left > 0)
+
+    def _prepare_ahead(self, run: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
+        """``_prepare`` with its reads (the book's and the turn's) asked for in one round trip."""
+        with self.store.reads_kept():
+            self.store.read_ahead([("get", books.KIND, run["id"], run["id"]), *turn_reads(run)])
+            return self._prepare(run)
 
     def _prepare(self, run: dict[str, Any], book: dict[str, Any] | None = None,
                  counted: bool = False) -> tuple[dict[str, Any], Any] | None:

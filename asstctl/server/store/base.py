@@ -193,16 +193,43 @@ class BaseStore(Blobs):
 
     def all(self, kind: str, parent: str | None = None) -> list[dict[str, Any]]:
         """Every object of a kind (optionally under a parent), oldest first."""
+        return [json.loads(r[0]) for r in self._fetch(*self._listing(kind, parent))]
+
+    @staticmethod
+    def _listing(kind: str, parent: str | None = None) -> tuple[str, tuple]:
+        """The read ``all`` makes (in the caller's project scope)."""
         mine, project = clause()
         if parent is None:
-            rows = self._fetch(f"SELECT body FROM objects WHERE kind = ?{mine} ORDER BY created_at, seq",
-                               (kind, *project))
-        else:
-            rows = self._fetch(
-                f"SELECT body FROM objects WHERE kind = ? AND parent = ?{mine} ORDER BY created_at, seq",
-                (kind, parent, *project),
-            )
-        return [json.loads(r[0]) for r in rows]
+            return f"SELECT body FROM objects WHERE kind = ?{mine} ORDER BY created_at, seq", (kind, *project)
+        return (f"SELECT body FROM objects WHERE kind = ? AND parent = ?{mine} ORDER BY created_at, seq",
+                (kind, parent, *project))
+
+    # -- reads ahead ------------------------------------------------------------------------
+    # Hints for a store whose every read is a round trip (PostgreSQL): the reads a store call is
+    # about to make, asked for together. A read is ("get", kind, id, parent) as ``get`` takes
+    # them, or ("all", kind, parent). SQLite answers a read in microseconds and ignores them.
+    def read_ahead(self, reads: list[tuple]) -> None:
+        """Ask for ``reads`` now, in one round trip (in a transaction: with what it queued); the
+        caller's next ``get``/``all`` of them is answered from there, unless a write came between."""
+        for read in reads:  # (named right on every store)
+            self._read_key(read)
+
+    def read_at_commit(self, reads: list[tuple]) -> None:
+        """Ask for ``reads`` with the current transaction's commit (they see its writes); answered
+        after it to ``get``/``all`` of the same caller, inside ``reads_kept()`` only."""
+
+    @contextmanager
+    def reads_kept(self) -> Iterator[None]:
+        """Where what ``read_at_commit`` asked for may be answered from (once each)."""
+        yield
+
+    def _read_key(self, read: tuple) -> tuple[str, tuple]:
+        """The (SQL, arguments) of a read named as ``read_ahead`` takes it."""
+        if read[0] == "get":
+            return self._getting(*read[1:])
+        if read[0] == "all":
+            return self._listing(*read[1:])
+        raise ValueError(f"not a read: {read!r}")
 
     def page(
         self,

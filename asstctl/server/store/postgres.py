@@ -14,6 +14,9 @@ writes whose row count nobody reads (``_write``: inserts, replaced bodies, queue
 the next statement that needs an answer, and the queued statements go as one batch (the simple
 query protocol, parameters bound by psycopg): a transaction that only writes is one round trip,
 COMMIT included, and holds the lock only while the server runs it.
+Reads a caller names ahead (``read_ahead``) go in one round trip, in a transaction with its BEGIN;
+reads named for the commit (``read_at_commit``) go with it and answer the caller after it. A
+streamed run makes 8 round trips in all (tests/postgres/test_round_trips.py counts them).
 
 Signals (``work``, ``cancel``, ``event``) travel as ``NOTIFY asstctl`` at commit; a listener
 thread per store dispatches them. Run events live in ``run_events`` so a stream on any replica
@@ -62,6 +65,7 @@ class _Bound:
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, name, payload)
     notes: list[str] = field(default_factory=list)  # NOTIFY payloads
     leases: set = field(default_factory=set)  # (run_id, owner) found held in this transaction
+    later: list[tuple[str, tuple]] = field(default_factory=list)  # reads sent with the commit (``read_at_commit``)
 
 
 def _owner() -> tuple:
@@ -82,6 +86,10 @@ def _rollback(conn: Any) -> None:
         pass
 
 
+def _binary(statements: list[tuple[str, tuple]]) -> bool:
+    return any(isinstance(value, (bytes, bytearray, memoryview)) for _, values in statements for value in values)
+
+
 def _batch(conn: Any, statements: list[tuple[str, tuple]], at: int = -1) -> Any:
     """``statements`` (``%s`` placeholders, their parameters) in one round trip: one simple-query
     message, parameters bound by psycopg (``ClientCursor``); the cursor is left on the result of
@@ -89,7 +97,7 @@ def _batch(conn: Any, statements: list[tuple[str, tuple]], at: int = -1) -> Any:
     from psycopg import ClientCursor
 
     at %= len(statements)
-    if any(isinstance(value, (bytes, bytearray, memoryview)) for _, values in statements for value in values):
+    if _binary(statements):
         cursors = [conn.execute(text, values) for text, values in statements]
         return cursors[at]
     cursor = ClientCursor(conn)
@@ -97,6 +105,21 @@ def _batch(conn: Any, statements: list[tuple[str, tuple]], at: int = -1) -> Any:
     for _ in range(at):  # every result is in already
         cursor.nextset()
     return cursor
+
+
+def _rows(conn: Any, statements: list[tuple[str, tuple]], positions: list[int]) -> list[list[tuple]]:
+    """``_batch``, and the rows of the statements at ``positions`` (ascending)."""
+    if _binary(statements):
+        cursors = [conn.execute(text, values) for text, values in statements]
+        return [cursors[at].fetchall() for at in positions]
+    cursor = _batch(conn, statements, at=positions[0])
+    rows, at = [cursor.fetchall()], positions[0]
+    for position in positions[1:]:
+        for _ in range(position - at):
+            cursor.nextset()
+        at = position
+        rows.append(cursor.fetchall())
+    return rows
 
 
 def shown_url(url: str) -> str:
@@ -128,6 +151,8 @@ class PostgresStore(Coordination, BaseStore):
         self.path = url
         pool_size = pool_size or _pool_size()
         self._tx: ContextVar[_Bound | None] = ContextVar(f"asstctl_pg_tx_{id(self)}", default=None)
+        # (owner, {read: rows}) inside ``reads_kept``: what ``read_at_commit`` and ``read_ahead`` answered
+        self._kept: ContextVar[tuple[tuple, dict] | None] = ContextVar(f"asstctl_pg_kept_{id(self)}", default=None)
         self._check_reachable()
         self._pool = ConnectionPool(url, min_size=1, max_size=max(2, pool_size), kwargs={"autocommit": True},
                                     open=False, name="asstctl", timeout=30)
@@ -224,6 +249,9 @@ class PostgresStore(Coordination, BaseStore):
                 bound.leases.add(lease)
             yield True
             return
+        kept = self._kept_here()
+        if kept:  # answers kept from before: this transaction may change what they read
+            kept.clear()
         with self._pool.connection() as conn:
             bound = _Bound(conn, _owner())
             token = self._tx.set(bound)
@@ -276,25 +304,77 @@ class PostgresStore(Coordination, BaseStore):
         return _batch(bound.conn, statements)
 
     def _commit(self, bound: _Bound) -> list:
-        """What is queued, the transaction's events and notifications, and COMMIT, in one round trip
-        (none for a transaction that neither read nor wrote); the events as committed (``pg_events``)."""
+        """What is queued, the transaction's events and notifications, the reads asked for at commit,
+        and COMMIT, in one round trip (none for a transaction that neither read nor wrote); the events
+        as committed (``pg_events``)."""
         statements = bound.queued
-        if not bound.sent and not bound.events and not bound.notes and statements == [("BEGIN", ()), LOCK]:
+        kept = self._kept_here() if bound.later else None
+        later = list(dict.fromkeys(bound.later)) if kept is not None else []
+        if (not bound.sent and not bound.events and not bound.notes and not later
+                and statements == [("BEGIN", ()), LOCK]):
             return []
-        events_at = len(statements)
+        positions = []
         if bound.events:
+            positions.append(len(statements))
             statements.append(pg_events.insert(bound.events))
         if bound.notes:
             notes = list(dict.fromkeys(bound.notes))
             statements.append(("SELECT pg_notify(%s, note) FROM (VALUES " + ", ".join(["(%s)"] * len(notes))
                                + ") AS t(note)", (CHANNEL, *notes)))
-        statements.append(("COMMIT", ()))
+        positions += range(len(statements), len(statements) + len(later))
+        statements += [*later, ("COMMIT", ())]
         try:
-            cursor = _batch(bound.conn, statements, at=events_at)
+            if positions:
+                rows = _rows(bound.conn, statements, positions)
+            else:
+                rows = []
+                _batch(bound.conn, statements)
         except BaseException:
             _rollback(bound.conn)
             raise
-        return pg_events.chained(bound.events, cursor.fetchall()) if bound.events else []
+        if later:
+            kept.update(zip(later, rows[len(rows) - len(later):]))
+        return pg_events.chained(bound.events, rows[0]) if bound.events else []
+
+    # -- reads ahead (``BaseStore.read_ahead``) ---------------------------------------------
+    def _kept_here(self) -> dict | None:
+        kept = self._kept.get()
+        return kept[1] if kept is not None and kept[0] == _owner() else None
+
+    @contextmanager
+    def reads_kept(self) -> Iterator[None]:
+        token = self._kept.set((_owner(), {}))
+        try:
+            yield
+        finally:
+            self._kept.reset(token)
+
+    def _keys(self, reads: list[tuple]) -> list[tuple[str, tuple]]:
+        return list(dict.fromkeys((sql.replace("?", "%s"), tuple(args))
+                                  for sql, args in map(self._read_key, reads)))
+
+    def read_ahead(self, reads: list[tuple]) -> None:
+        keys = self._keys(reads)
+        bound = self._bound()
+        if bound is not None:  # with what the transaction queued (its BEGIN, at first): they see it
+            keys = [key for key in keys if key not in bound.read]
+            if keys:
+                statements, bound.queued = bound.queued + keys, []
+                bound.sent = True
+                first = len(statements) - len(keys)
+                bound.read.update(zip(keys, _rows(bound.conn, statements, list(range(first, len(statements))))))
+            return
+        kept = self._kept_here()
+        if kept is not None and keys:
+            with self._pool.connection() as conn:
+                kept.update(zip(keys, _rows(conn, keys, list(range(len(keys))))))
+
+    def read_at_commit(self, reads: list[tuple]) -> None:
+        bound = self._bound()
+        if bound is None:
+            self.read_ahead(reads)
+        else:
+            bound.later += self._keys(reads)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         bound = self._bound()
@@ -304,19 +384,25 @@ class PostgresStore(Coordination, BaseStore):
             bound.pending.append(callback)
 
     def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        key = (sql.replace("?", "%s"), tuple(args))
         bound = self._bound()
         if bound is not None:
-            key = (sql.replace("?", "%s"), tuple(args))
-            if key in bound.read:  # read ahead in this transaction, not written since (``_queue``)
+            if key in bound.read:  # read ahead in this transaction, not written since (``_write``)
                 return bound.read.pop(key)
             return self._send(bound, *key).fetchall()
+        kept = self._kept_here()
+        if kept and key in kept:  # read with the last commit or ahead (``reads_kept``), nothing written since
+            return kept.pop(key)
         with self._pool.connection() as conn:
-            return conn.execute(sql.replace("?", "%s"), args).fetchall()
+            return conn.execute(*key).fetchall()
 
     def _exec(self, sql: str, args: tuple | list = ()) -> int:
         bound = self._bound()
         if bound is not None:
             return self._send(bound, sql.replace("?", "%s"), args).rowcount
+        kept = self._kept_here()
+        if kept:
+            kept.clear()
         with self._pool.connection() as conn:
             return conn.execute(sql.replace("?", "%s"), args).rowcount
 
