@@ -64,6 +64,7 @@ class Claimer:
         self.capacity, self.lease = capacity, lease or lease_seconds()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.held: set[str] = set()
+        self._dropped: set[str] = set()  # runs whose queue entry went with their last transaction (``over``)
         self._full = False  # a claim was put off for want of room (``finished`` wakes the claimer)
         self._guard = threading.Lock()
         self._poke = threading.Event()
@@ -107,12 +108,24 @@ class Claimer:
         else:  # in a context of its own, as from the claimer's thread: not the creating request's (its span)
             contextvars.Context().run(self.start_turn, run_id)
 
+    def over(self, run_id: str) -> None:
+        """The run ended in the caller's transaction: its queue entry goes with it (``finished`` then
+        has nothing to send)."""
+        self.store.drop_run(run_id, self.owner)
+        self.store.after_commit(lambda: self._dropped.add(run_id))
+
+    def dropped(self, run_id: str) -> bool:
+        return run_id in self._dropped
+
     def finished(self, run_id: str) -> None:
         """The executor is done with the run for now (it waits for the client, or is over)."""
         with self._guard:
             self.held.discard(run_id)
             full, self._full = self._full, False
-        self.store.release_run(run_id, self.owner)
+        if run_id in self._dropped:
+            self._dropped.discard(run_id)
+        else:
+            self.store.release_run(run_id, self.owner)
         if full:  # a claim was put off for want of room: there is some now
             self._poke.set()
 

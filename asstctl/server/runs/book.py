@@ -15,8 +15,13 @@ from typing import Any
 KIND = "run_state"
 
 
+def fresh(run_id: str) -> dict[str, Any]:
+    """The book of a run that has none stored yet."""
+    return load(None, run_id)
+
+
 def load(store, run_id: str) -> dict[str, Any]:
-    book = store.get(KIND, run_id, run_id)
+    book = store.get(KIND, run_id, run_id) if store is not None else None
     if book is None:
         book = {"id": run_id, "created_at": 0}
     book.setdefault("calls", 0)
@@ -35,3 +40,16 @@ def save(store, book: dict[str, Any]) -> None:
 def usage(book: dict[str, Any]) -> dict[str, int]:
     prompt, completion = book["usage"]["prompt_tokens"], book["usage"]["completion_tokens"]
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def discard_interrupted(store, run: dict[str, Any]) -> None:
+    """What a model call interrupted by a restart left behind goes: the call is made again."""
+    book = load(store, run["id"])
+    steps = store.all("step", run["id"])
+    broken = {book["steps"].get(s["id"]) for s in steps if s["status"] == "in_progress"} - {None}
+    for step in steps:
+        if step["status"] != "in_progress" and book["steps"].get(step["id"]) not in broken:
+            continue
+        store.delete("step", step["id"], run["id"])
+        if step["type"] == "message_creation":
+            store.delete("message", step["step_details"]["message_creation"]["message_id"], run["thread_id"])

@@ -30,16 +30,15 @@ import time
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
-from asstctl.server.engine.base import EngineError, TurnEnd, Usage, reply_events
+from asstctl.server.engine.base import EngineError, TurnEnd, reply_events
 from asstctl.server.http import new_id, now
 from asstctl.server.runs import book as books
-from asstctl.server.runs import tokens
 from asstctl.server.runs.batches import batches
 from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
 from asstctl.server.runs.chat import PromptTooLong, build_turn, turn_reads
 from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
 from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
-from asstctl.server.runs.writer import TurnWriter
+from asstctl.server.runs.writer import TurnWriter, call_details, estimated_usage
 from asstctl.server.store.scope import within
 
 log = logging.getLogger("asstctl.server.runs")
@@ -58,6 +57,7 @@ class RunExecutor(ReplicaHooks):
         self._tasks: dict[str, asyncio.Task] = {}
         self._releases: set[asyncio.Task] = set()  # claims.finished on the store's threads
         self._writers: dict[str, TurnWriter] = {}
+        self._begun: dict[str, dict[str, Any]] = {}  # run id -> the run, begun as it was created (``start``)
         self._sweeper: asyncio.Task | None = None
         self._started = False
         self._stopping = False
@@ -104,18 +104,26 @@ class RunExecutor(ReplicaHooks):
 
     # -- public API (called by the routes, off the loop: store.call) -------------------
     def start(self, run: dict[str, Any], include: tuple[str, ...] = ()) -> None:
-        """A freshly stored ``queued`` run: announce it and schedule its first turn."""
+        """A freshly stored ``queued`` run: announce it and schedule its first turn; claimed here when this
+        replica has room, begun in the same transaction (``in_progress``, first call counted: ``_opened``)."""
         self.ensure_started()
-        if include:
-            book = books.load(self.store, run["id"])
-            book["include"] = list(include)
-            books.save(self.store, book)
         self._watch(run["id"])
+        book, begun = books.fresh(run["id"]), {}
+        book["include"] = list(include)
         with self.store.transaction():
+            # (registered before the claim's own: the task it starts finds the run begun)
+            self.store.after_commit(lambda: begun and self._begun.__setitem__(run["id"], begun["run"]))
             self.emit(run, "thread.run.created", run)
             self.emit(run, "thread.run.queued", run)
-            if not self.claims.take(run["id"]):  # claimed here at once when this replica has room
+            if self.claims.take(run["id"]):
+                if self._may_call(run, book):
+                    book["calls"] = 1
+                    begun["run"] = self._set(run, status="in_progress", started_at=now())
+                    self.emit(begun["run"], "thread.run.in_progress", begun["run"])
+            else:
                 self._schedule(run["id"])
+            if include or book["calls"]:
+                books.save(self.store, book)
 
     def submit_outputs(self, run_id: str, outputs: dict[str, str]) -> dict:
         """Answer the pending tool calls (the route checked them) and put the run back in the queue."""
@@ -198,9 +206,12 @@ class RunExecutor(ReplicaHooks):
         if self._tasks.get(run_id) is task:
             del self._tasks[run_id]
             self._writers.pop(run_id, None)
+            self._begun.pop(run_id, None)
         if task.cancelled() and not self._stopping:  # cancelled before it even started
             self._interrupted(run_id)
-        if not self._stopping:  # the run's queue entry goes off the loop (a round trip on PostgreSQL)
+        if not self._stopping and self.claims.dropped(run_id):  # it went with the run's last transaction
+            self.claims.finished(run_id)
+        elif not self._stopping:  # the run's queue entry goes off the loop (a round trip on PostgreSQL)
             release = asyncio.get_running_loop().create_task(self.store.call(self.claims.finished, run_id))
             self._releases.add(release)
             release.add_done_callback(self._released)
@@ -213,7 +224,9 @@ class RunExecutor(ReplicaHooks):
     async def _turn(self, run_id: str) -> None:
         """The run's model calls until it pauses or ends."""
         try:
-            run, prepared = await self.store.call(self._opening, run_id)
+            begun = self._begun.pop(run_id, None)
+            opening = (self._opening, run_id) if begun is None else (self._opened, begun)
+            run, prepared = await self.store.call(*opening)
             while run is not None:
                 run, prepared = await self._call(run, prepared), None
         except asyncio.CancelledError:
@@ -246,6 +259,19 @@ class RunExecutor(ReplicaHooks):
             prepared = self._prepare(run, book, counted)
         return (run, prepared) if prepared is not None else (None, None)  # None: the run ended
 
+    def _opened(self, begun: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple | None]:
+        """``_opening`` of a run begun as it was created (``start``): the run, its book and the turn's reads in
+        one round trip, the turn built from them (``_opening`` if the run changed meanwhile: a cancel)."""
+        run_id = begun["id"]
+        with self.store.reads_kept():
+            self.store.read_ahead([("get", "run", run_id, None), ("get", books.KIND, run_id, run_id),
+                                   *turn_reads(begun)])
+            run = self._run(run_id)
+            if run["status"] != "in_progress":
+                return self._opening(run_id)
+            prepared = self._prepare(run, None, counted=True)
+        return (run, prepared) if prepared is not None else (None, None)
+
     def _begin(self, run_id: str) -> dict[str, Any] | None:
         with self.owned(run_id):
             run = self._run(run_id)
@@ -256,7 +282,7 @@ class RunExecutor(ReplicaHooks):
                 return None
             resumed = run["status"] == "in_progress"  # after a restart, or taken over from another replica
             if resumed:  # a queued run's calls all ended (a run is in_progress during a call)
-                self._discard_interrupted(run)
+                books.discard_interrupted(self.store, run)
             run = self._set(run, status="in_progress", started_at=run["started_at"] or now())
             if not resumed:
                 self.emit(run, "thread.run.in_progress", run)
@@ -304,11 +330,14 @@ class RunExecutor(ReplicaHooks):
     def _finish(self, run, book, writer: TurnWriter, turn, rest: list[Any]) -> tuple[dict[str, Any] | None, dict]:
         """The call's last events and its accounting (``_account``) in one transaction: (None once
         answered, else the run as it is now; the call's usage)."""
-        with self.owned(run["id"]):
-            now_run = self._run(run["id"])  # read with the transaction's start (the events do not change it)
+        run_id = run["id"]
+        with self.owned(run_id):
+            now_run = self._run(run_id)  # read with the transaction's start (the events do not change it)
             writer.feed_all(rest)
             if writer.end is not None:
                 run, usage = self._account(now_run, book, writer, turn), writer.end.usage.as_dict()
+                if run is None:  # answered: the run's queue entry goes with this commit
+                    self.claims.over(run_id)
         if writer.end is None:  # (what the events wrote is committed: an ending closes it)
             raise EngineError(f"The reply of the engine {getattr(self.engine, 'name', '?')!s} ended without a "
                               "finish (the connection to the model was lost?); the run may be retried.")
@@ -374,7 +403,7 @@ class RunExecutor(ReplicaHooks):
         transaction (``run``: as read in it): None once answered, else the run as it is now."""
         end = writer.end
         if not end.usage.total_tokens:
-            end.usage = _estimated_usage(turn, writer)
+            end.usage = estimated_usage(turn, writer)
         usage = end.usage.as_dict()
         book["usage"]["prompt_tokens"] += end.usage.prompt_tokens
         book["usage"]["completion_tokens"] += end.usage.completion_tokens
@@ -417,7 +446,7 @@ class RunExecutor(ReplicaHooks):
     async def _tool_calls(self, run, book, writer: TurnWriter, offered, usage, end) -> dict[str, Any] | None:
         if writer.message is not None and writer.message["status"] == "in_progress":
             writer.close_message("completed", usage=usage)  # text after the calls: kept, in this round
-        details = [_function_call(c) if c["type"] == "function" else _pending_builtin(c) for c in writer.calls]
+        details = [call_details(c) for c in writer.calls]
         step = writer.store_tool_step(details, usage)
         if end.finish_reason == "length":  # the calls' arguments are cut off: nothing to run
             return self._incomplete(run, "max_completion_tokens")
@@ -501,18 +530,6 @@ class RunExecutor(ReplicaHooks):
         self.store.put("message", message, run["thread_id"])
         self.emit(run, "thread.message.incomplete", message)
 
-    def _discard_interrupted(self, run: dict[str, Any]) -> None:
-        """What a model call interrupted by a restart left behind goes: the call is made again."""
-        book = books.load(self.store, run["id"])
-        steps = self.store.all("step", run["id"])
-        broken = {book["steps"].get(s["id"]) for s in steps if s["status"] == "in_progress"} - {None}
-        for step in steps:
-            if step["status"] != "in_progress" and book["steps"].get(step["id"]) not in broken:
-                continue
-            self.store.delete("step", step["id"], run["id"])
-            if step["type"] == "message_creation":
-                self.store.delete("message", step["step_details"]["message_creation"]["message_id"], run["thread_id"])
-
     # -- expiry ---------------------------------------------------------------------------
     async def _sweep_loop(self) -> None:
         rescanned = time.monotonic()
@@ -573,24 +590,3 @@ class RunExecutor(ReplicaHooks):
         step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
         self.store.put("step", step, run["id"])
         self.emit(run, "thread.run.step.completed", public(step))
-
-
-def _estimated_usage(turn, writer: TurnWriter) -> Usage:
-    """For an engine that reports no usage (some local servers ignore ``include_usage``): our count
-    (exact where a tokenizer is installed), never above what the call was allowed."""
-    count = tokens.counter(turn.request.model)
-    completion = count(writer.text) + sum(count(c["name"]) + count(c["arguments"]) for c in writer.calls)
-    cap = turn.request.max_completion_tokens
-    return Usage(turn.prompt_tokens, min(completion, cap) if cap is not None else completion)
-
-
-def _function_call(call: dict[str, Any]) -> dict[str, Any]:
-    return {"id": call["id"], "type": "function",
-            "function": {"name": call["name"], "arguments": call["arguments"], "output": None}}
-
-
-def _pending_builtin(call: dict[str, Any]) -> dict[str, Any]:
-    body = {"input": "", "outputs": []} if call["type"] == "code_interpreter" else {}
-    return {"id": call["id"], "type": call["type"], call["type"]: body}
-
-

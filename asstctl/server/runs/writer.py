@@ -18,9 +18,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from asstctl.server.engine.base import TextDelta, ToolCallDelta, TurnEnd
+from asstctl.server.engine.base import TextDelta, ToolCallDelta, TurnEnd, Usage
 from asstctl.server.http import new_id, now
 from asstctl.server.runs import book as books
+from asstctl.server.runs import tokens
 from asstctl.server.runs.events import public
 from asstctl.server.runs.partial_json import string_value
 
@@ -203,3 +204,21 @@ class TurnWriter:
         step["_usage"] = usage
         self.ex.store.put("step", step, self.run["id"])
         return step
+
+
+def estimated_usage(turn, writer: TurnWriter) -> Usage:
+    """For an engine that reports no usage (some local servers ignore ``include_usage``): our count
+    (exact where a tokenizer is installed), never above what the call was allowed."""
+    count = tokens.counter(turn.request.model)
+    completion = count(writer.text) + sum(count(c["name"]) + count(c["arguments"]) for c in writer.calls)
+    cap = turn.request.max_completion_tokens
+    return Usage(turn.prompt_tokens, min(completion, cap) if cap is not None else completion)
+
+
+def call_details(call: dict[str, Any]) -> dict[str, Any]:
+    """A call of the model as a ``tool_calls`` step shows it while it waits (output None or empty)."""
+    if call["type"] == "function":
+        return {"id": call["id"], "type": "function",
+                "function": {"name": call["name"], "arguments": call["arguments"], "output": None}}
+    body = {"input": "", "outputs": []} if call["type"] == "code_interpreter" else {}
+    return {"id": call["id"], "type": call["type"], call["type"]: body}

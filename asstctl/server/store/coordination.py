@@ -168,6 +168,10 @@ class Coordination:
                           "WHERE run_id = ? AND owner = ?", (run_id, owner)):
                 self._signal("work", run_id)
 
+    def drop_run(self, run_id: str, owner: str) -> None:
+        """The run is over: its queue entry goes, with the caller's transaction (no answer awaited)."""
+        self._write("DELETE FROM run_queue WHERE run_id = ? AND owner = ?", (run_id, owner))
+
     def unclaim_run(self, run_id: str, owner: str) -> None:
         """Give a held run back to the queue at once (a replica stopping cleanly)."""
         with self.transaction():

@@ -16,7 +16,7 @@ query protocol, parameters bound by psycopg): a transaction that only writes is 
 COMMIT included, and holds the lock only while the server runs it.
 Reads a caller names ahead (``read_ahead``) go in one round trip, in a transaction with its BEGIN;
 reads named for the commit (``read_at_commit``) go with it and answer the caller after it. A
-streamed run makes 8 round trips in all (tests/postgres/test_round_trips.py counts them).
+streamed run makes 6 round trips in all (docs/runs.md; tests/postgres/test_round_trips.py counts them).
 
 Signals (``work``, ``cancel``, ``event``) travel as ``NOTIFY asstctl`` at commit; a listener
 thread per store dispatches them. Run events live in ``run_events`` so a stream on any replica
@@ -526,6 +526,10 @@ class PostgresStore(Coordination, BaseStore):
         if kind == "run" and id in self._claimed:
             return self._claimed.pop(id, None) or super().project_of(kind, id)
         return super().project_of(kind, id)
+
+    def drop_run(self, run_id: str, owner: str) -> None:
+        self._claimed.pop(run_id, None)
+        super().drop_run(run_id, owner)
 
     def release_run(self, run_id: str, owner: str) -> None:
         """As ``Coordination.release_run``, in one round trip (one implicit transaction under the lock)."""
