@@ -31,7 +31,7 @@ class Size:
     streams: int = 20  # streamed runs timed through the upstream engine, and direct calls (p50)
     stream_deltas: int = 20  # deltas of each of those answers
     concurrent: int = 500  # streamed runs at once against an upstream with 1 s latency
-    replica_runs: int = 200  # streamed runs per replica-count measurement (replicas benchmark)
+    replica_runs: int = 400  # streamed runs per replica-count measurement (replicas benchmark)
     replica_clients: int = 8  # client threads creating those runs
     ingest_files: int = 10_000  # ~1.5 KB files attached to one store (ingestion benchmark)
     hostile_scale: float = 1.0  # the hostile files' size against the issue's (ingestion benchmark)

@@ -4,7 +4,8 @@ after a kill -9 of the replica running a run.
 
 Every replica is a real subprocess with the offline engine (``ping`` answered after ``engine_ms``).
 ``clients`` threads each create streamed runs round-robin over the replicas (a load balancer's
-part) until ``replica_runs`` runs are done; a run's latency is its create request to its
+part) until ``replica_runs`` runs are done, after ``WARM_UP`` untimed runs per client (every replica's
+connections opened and caches filled, as in a server that has been up); a run's latency is its create request to its
 ``thread.run.completed`` event. PostgreSQL is ``ASSTCTL_BENCH_POSTGRES_URL`` if set, else a
 throwaway cluster like the tests' one (tests/pg_cluster.py); without either the rows are n/a.
 """
@@ -27,6 +28,7 @@ from benchmarks.common import Row, Size, ratio, seconds, verdict
 URL_ENV = "ASSTCTL_BENCH_POSTGRES_URL"
 LEASE = 3.0  # seconds: the takeover delay the lease allows
 COUNTS = (1, 2, 4)
+WARM_UP = 2  # untimed runs per client before each measurement
 PG_TARGET = 0.9  # one PostgreSQL replica's runs/s against one SQLite process's (store calls off the loop)
 
 
@@ -100,20 +102,25 @@ def throughput(size: Size, workdir: Path, rules: Path, dbs: list[str]) -> dict[s
         replicas = [stack.enter_context(start(workdir / f"r{i}", db, rules)) for i, db in enumerate(dbs)]
         clients = [client_for(replica) for replica in replicas]
         assistant_id = clients[0].beta.assistants.create(model="gpt-4o", name="bench").id
-        latencies: list[float] = []
-        counter = itertools.count()
 
-        def work() -> None:
-            while (number := next(counter)) < size.replica_runs:
-                latencies.append(streamed_run(clients[number % len(clients)], assistant_id))
+        def load(runs: int) -> tuple[list[float], float]:
+            latencies: list[float] = []
+            counter = itertools.count()
 
-        threads = [threading.Thread(target=work) for _ in range(size.replica_clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+            def work() -> None:
+                while (number := next(counter)) < runs:
+                    latencies.append(streamed_run(clients[number % len(clients)], assistant_id))
+
+            threads = [threading.Thread(target=work) for _ in range(size.replica_clients)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            return latencies, time.perf_counter() - started
+
+        load(WARM_UP * size.replica_clients)  # every replica's connections opened, caches filled: not timed
+        latencies, elapsed = load(size.replica_runs)
     return {"replicas": len(dbs), "runs": len(latencies), "seconds": elapsed,
             "runs_per_s": len(latencies) / elapsed, "p95_ms": p95(latencies) * 1000}
 
