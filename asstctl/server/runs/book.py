@@ -15,15 +15,21 @@ from typing import Any
 KIND = "run_state"
 
 
-def fresh(run_id: str) -> dict[str, Any]:
-    """The book of a run that has none stored yet."""
-    return load(None, run_id)
+def reading(run_id: str) -> tuple:
+    """The read ``load`` makes, as ``store.read_ahead`` names it."""
+    return ("get", KIND, run_id, run_id)
 
 
 def load(store, run_id: str) -> dict[str, Any]:
-    book = store.get(KIND, run_id, run_id) if store is not None else None
-    if book is None:
-        book = {"id": run_id, "created_at": 0}
+    return _filled(store.get(KIND, run_id, run_id) or fresh(run_id))
+
+
+def fresh(run_id: str) -> dict[str, Any]:
+    """The book of a run that has none stored yet."""
+    return _filled({"id": run_id, "created_at": 0})
+
+
+def _filled(book: dict[str, Any]) -> dict[str, Any]:
     book.setdefault("calls", 0)
     book.setdefault("usage", {"prompt_tokens": 0, "completion_tokens": 0})
     for key in ("steps", "builtin"):

@@ -264,8 +264,7 @@ class RunExecutor(ReplicaHooks):
         one round trip, the turn built from them (``_opening`` if the run changed meanwhile: a cancel)."""
         run_id = begun["id"]
         with self.store.reads_kept():
-            self.store.read_ahead([("get", "run", run_id, None), ("get", books.KIND, run_id, run_id),
-                                   *turn_reads(begun)])
+            self.store.read_ahead([("get", "run", run_id, None), books.reading(run_id), *turn_reads(begun)])
             run = self._run(run_id)
             if run["status"] != "in_progress":
                 return self._opening(run_id)
@@ -360,7 +359,7 @@ class RunExecutor(ReplicaHooks):
     def _prepare_ahead(self, run: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
         """``_prepare`` with its reads (the book's and the turn's) asked for in one round trip."""
         with self.store.reads_kept():
-            self.store.read_ahead([("get", books.KIND, run["id"], run["id"]), *turn_reads(run)])
+            self.store.read_ahead([books.reading(run["id"]), *turn_reads(run)])
             return self._prepare(run)
 
     def _prepare(self, run: dict[str, Any], book: dict[str, Any] | None = None,

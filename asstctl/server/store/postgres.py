@@ -90,36 +90,35 @@ def _binary(statements: list[tuple[str, tuple]]) -> bool:
     return any(isinstance(value, (bytes, bytearray, memoryview)) for _, values in statements for value in values)
 
 
-def _batch(conn: Any, statements: list[tuple[str, tuple]], at: int = -1) -> Any:
-    """``statements`` (``%s`` placeholders, their parameters) in one round trip: one simple-query
-    message, parameters bound by psycopg (``ClientCursor``); the cursor is left on the result of
-    statement ``at`` (the last). Parameters that are bytes (blobs) go one statement at a time, in binary."""
+def _results(conn: Any, statements: list[tuple[str, tuple]]) -> Iterator[Any]:
+    """``statements`` (``%s`` placeholders, their parameters) sent in one round trip: one simple-query
+    message, parameters bound by psycopg (``ClientCursor``); then a cursor on each statement's result in
+    turn (every result is in already). Parameters that are bytes (blobs) go one statement at a time, in binary."""
     from psycopg import ClientCursor
 
-    at %= len(statements)
     if _binary(statements):
-        cursors = [conn.execute(text, values) for text, values in statements]
-        return cursors[at]
+        yield from [conn.execute(text, values) for text, values in statements]  # all sent before the first
+        return
     cursor = ClientCursor(conn)
     cursor.execute("; ".join(text for text, _ in statements), [value for _, values in statements for value in values])
-    for _ in range(at):  # every result is in already
+    yield cursor
+    for _ in statements[1:]:
         cursor.nextset()
-    return cursor
+        yield cursor
+
+
+def _batch(conn: Any, statements: list[tuple[str, tuple]], at: int = -1) -> Any:
+    """``statements`` in one round trip (``_results``), the cursor left on the result of statement ``at``."""
+    at %= len(statements)
+    for number, cursor in enumerate(_results(conn, statements)):
+        if number == at:
+            return cursor
 
 
 def _rows(conn: Any, statements: list[tuple[str, tuple]], positions: list[int]) -> list[list[tuple]]:
-    """``_batch``, and the rows of the statements at ``positions`` (ascending)."""
-    if _binary(statements):
-        cursors = [conn.execute(text, values) for text, values in statements]
-        return [cursors[at].fetchall() for at in positions]
-    cursor = _batch(conn, statements, at=positions[0])
-    rows, at = [cursor.fetchall()], positions[0]
-    for position in positions[1:]:
-        for _ in range(position - at):
-            cursor.nextset()
-        at = position
-        rows.append(cursor.fetchall())
-    return rows
+    """``statements`` in one round trip (``_results``), and the rows of those at ``positions``."""
+    wanted = set(positions)
+    return [cursor.fetchall() for number, cursor in enumerate(_results(conn, statements)) if number in wanted]
 
 
 def shown_url(url: str) -> str:
