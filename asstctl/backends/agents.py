@@ -5,8 +5,9 @@ applies agents through it unchanged, because objects cross the seam in the spec'
 
 * reading: each agent as a dict with its tools in the spec's nested form (``{type: function, function:
   {...}}``, ``{type: mcp, mcp: {...}}``); the Agents-only fields (``reasoning``, ``text``, ``service_tier``,
-  ``multi_agent``, ``compaction``) as the API returns them, with its defaults filled in (the reconciler's
-  normalization leaves those out: asstctl.reconcile.normalize);
+  ``multi_agent``) as the API returns them, with its defaults filled in (the reconciler's normalization
+  leaves those out: asstctl.reconcile.normalize); ``compaction`` left out (the API ignores ``async`` and
+  reports false; a spec may only say false: asstctl.spec.agents);
 * writing: the body the reconciler builds, in the API's form: tools flattened (asstctl.spec.agents.api_tools),
   Assistants-only keys dropped (the spec check refuses them before), and on a full update every Agents-only
   field the spec does not set sent back to its default (an update leaves what it does not name);
@@ -154,8 +155,10 @@ class Agents(AssistantsV2):
 
 
 def spec_shape(agent: dict[str, Any]) -> dict[str, Any]:
-    """An agent as the API returned it, with its tools in the spec's nested form."""
-    return {**agent, "tools": spec_tools(agent.get("tools") or [])}
+    """An agent as the API returned it, with its tools in the spec's nested form, and without ``compaction``:
+    the API ignores ``async`` (compaction is always blocking), so what it reports is never a change."""
+    return {**{key: value for key, value in agent.items() if key != "compaction"},
+            "tools": spec_tools(agent.get("tools") or [])}
 
 
 def agent_body(body: dict[str, Any], update: bool = False) -> dict[str, Any]:

@@ -17,6 +17,8 @@ CONTEXT_SIZES = ["low", "medium", "high"]
 SEARCH_MODES = ["disabled", "cached", "live"]
 CONNECTION_ORIGINS = ["service", "environment"]
 AGENT_TOOL_TYPES = ["mcp", "web_search", "computer_use"]
+LOCATION = {"city": "The city name.", "country": "The two-letter ISO country code, such as `US`.",
+            "region": "The region or state name.", "timezone": "The IANA timezone, such as `America/Los_Angeles`."}
 
 
 def _object(properties: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
@@ -53,8 +55,9 @@ def agent_fields(efforts: list[str]) -> dict[str, Any]:
                                          "description": "At most this many subagents at once (default 6)."},
         }, "Agents API only: subagents, `{enabled: true, max_concurrent_subagents: 4}`.", required=["enabled"]),
         "compaction": _object({"async": {"type": ["boolean", "null"],
-                                         "description": "Compact the context in the background (default false)."}},
-                              "Agents API only: context compaction, `{async: true}`."),
+                                         "description": "Only false (or null): the API ignores it, compaction is "
+                                                        "always blocking (openai SDK 3.63+); true is refused."}},
+                              "Agents API only: context compaction settings, `{async: false}` (the only value)."),
     }
 
 
@@ -89,7 +92,8 @@ _WEB_SEARCH = _object({
     "allowed_domains": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1}},
     "context_size": {"enum": CONTEXT_SIZES},
     "mode": {"enum": SEARCH_MODES},
-    "location": {"type": "object"},
+    "location": _object({key: {"type": ["string", "null"], "minLength": 1, "description": text}
+                         for key, text in LOCATION.items()}, "Approximate location for localized results."),
 }, "Agents API only: web search options.")
 _COMPUTER_USE = _object({"include_screenshots": {"type": "boolean"}}, "Agents API only: computer use options.")
 AGENT_TOOLS: dict[str, Any] = {"mcp": _MCP, "web_search": _WEB_SEARCH, "computer_use": _COMPUTER_USE}

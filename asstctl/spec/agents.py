@@ -6,6 +6,7 @@ One spec format serves both. A spec resolved for a target (asstctl.spec.loader) 
   ``tool_resources``, ``temperature``, ``top_p``, and ``description``, ``response_format``,
   ``reasoning_effort``, a function's ``strict``) are refused, each naming what to use instead; MCP servers
   may hold no secret (the API refuses them in a saved agent); the tools fit the API's 3 MiB;
+  ``compaction: {async: true}`` is refused (the API ignores it: compaction is always blocking);
 * on an Assistants target, the Agents-only fields (``reasoning``, ``text``, ``service_tier``,
   ``multi_agent``, ``compaction``, ``mcp`` / ``web_search`` / ``computer_use`` tools) are refused.
 
@@ -39,6 +40,8 @@ ASSISTANTS_ONLY_TOOLS = {
     "code_interpreter": "agents have no code_interpreter tool: code runs in a session's environment "
                         "(`openai_hosted`), not as a tool",
 }
+NO_ASYNC = ("the Agents API ignores it (context compaction is always blocking; an agent's `compaction.async` is "
+            "always false), so it would show as a change on every plan: remove it or set `async: false`")
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "api-key", "x-api-key")
 SECRET_WORDS = ("token", "secret", "password", "apikey", "api_key", "api-key")
 NO_SECRETS = ("a saved agent may hold no secrets (the Agents API refuses them there): keep the secret in a vault "
@@ -61,6 +64,8 @@ def agent_problems(spec: Any, target: str) -> list[str]:
         if field in fields:
             problems.append(_at(spec, field, f"`{field}` is an Assistants API field and target `{target}` is an "
                                              f"Agents API target: {why}, " + _OVERRIDE.format(target=target, field=field)))
+    if (fields.get("compaction") or {}).get("async"):
+        problems.append(_at(spec, "compaction", f"`compaction.async: true` on target `{target}`: {NO_ASYNC}"))
     labels: set[str] = set()
     for index, tool in enumerate(fields.get("tools") or []):
         kind = tool.get("type")

@@ -470,8 +470,8 @@ def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dic
             enabled = bool((value or {}).get("enabled"))
             out["multi_agent"] = {"enabled": enabled, "max_concurrent_subagents":
                                   (value or {}).get("max_concurrent_subagents") or (6 if enabled else None)}
-        elif name == "compaction":
-            out["compaction"] = {"async": bool((value or {}).get("async"))}
+        elif name == "compaction":  # "Accepted for compatibility and ignored" (SDK 3.63): always blocking
+            out["compaction"] = {"async": False}
     return out
 
 

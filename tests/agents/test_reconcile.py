@@ -213,3 +213,18 @@ def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, proj
     finally:
         for number in range(150):
             api.agents.pop(f"agent_page{number:04d}")
+
+
+def test_compaction_the_api_ignores_is_never_a_change(api, project):
+    """SDK 3.63: `compaction.async` is "accepted for compatibility and ignored", an agent's is "always false"."""
+    write_spec(project, "compact", compaction={"async": False})
+    assert run(api, "apply", "--yes").exit_code == 0
+    stored = agents_of(api, project_name(project))["compact"]
+    assert stored["compaction"] == {"async": False}
+    stored["compaction"] = {"async": True}  # what an agent saved before the API ignored the value may still say
+    clean = run(api, "plan", "--detailed-exitcode")
+    assert clean.exit_code == 0, clean.output
+    write_spec(project, "compact", compaction={"async": True})
+    refused = run(api, "plan")
+    assert refused.exit_code != 0 and "`compaction.async: true` on target `agents`" in refused.output, refused.output
+    assert "drift" not in refused.output

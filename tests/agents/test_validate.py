@@ -104,3 +104,27 @@ def test_an_agents_target_cannot_be_embedded(tmp_path, monkeypatch):
     (tmp_path / "assistants").mkdir()
     out = validate(tmp_path)
     assert "the embedded server serves the Assistants API, not the Agents API" in out, out
+
+
+def test_compaction_async_true_is_refused_because_the_api_ignores_it(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch)
+    write_spec(tmp_path, "bot", compaction={"async": True})
+    out = validate(tmp_path)
+    assert "assistants/bot.yaml:2:1: `compaction.async: true` on target `agents`: the Agents API ignores it " \
+           "(context compaction is always blocking" in out, out
+    write_spec(tmp_path, "bot", compaction={"async": False})
+    result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def test_web_search_location_takes_the_sdk_keys_only(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch)
+    location = {"city": "Paris", "country": "FR", "region": "Île-de-France", "timezone": "Europe/Paris"}
+    write_spec(tmp_path, "bot", tools=[{"web_search": {"location": location}}])
+    result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    write_spec(tmp_path, "bot", tools=[{"web_search": {"location": {**location, "street": "Rue de Rivoli"}}}])
+    out = validate(tmp_path)
+    assert "street" in out, out
+    write_spec(tmp_path, "bot", tools=[{"web_search": {"location": {"city": 75}}}])
+    assert "75" in validate(tmp_path)
