@@ -6,7 +6,8 @@
         assert not api.problems
 
 It serves what asstctl uses: ``/agents`` (create, retrieve, update, list with after/limit/order, delete) and
-``/agents/sessions`` (create with ``stream: true``, retrieve, delete; ``GET/POST .../events``). Agents are
+``/agents/sessions`` (create with ``stream: true``, retrieve, delete; ``GET/POST .../events``; a session shows
+its agent's tools in the session's shape: ``session_tools``). Agents are
 stored as the API materialises them (every server-resolved default of shared/reference/agents-beta.md §3
 filled in); an update replaces ``metadata`` and ``tools`` whole and resets a field sent as null. Limits:
 16 metadata pairs (keys ≤64, values ≤512), tools ≤3 MiB of compact JSON; a violation is a 400.
@@ -224,8 +225,9 @@ class ScriptedAgents:
         if body.get("environment") != {"type": "none"} or not isinstance(body.get("input"), str):
             self.problems.append(f"session create: environment {body.get('environment')} / input {body.get('input')!r}")
         now = next(self._clock)
-        snapshot = {key: agent[key] for key in ("id", "model", "name", "instructions", "tools", "reasoning", "text",
+        snapshot = {key: agent[key] for key in ("id", "model", "name", "instructions", "reasoning", "text",
                                                "service_tier", "multi_agent", "compaction", "experimental")}
+        snapshot["tools"] = session_tools(agent["tools"])
         session = Session(self, {
             "id": self._id("sess"), "object": "agent.session", "agent": snapshot, "created_at": now,
             "last_active_at": now, "environment": {"type": "none"}, "status": "idle", "required_actions": [],
@@ -472,6 +474,20 @@ def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dic
                                   (value or {}).get("max_concurrent_subagents") or (6 if enabled else None)}
         elif name == "compaction":  # "Accepted for compatibility and ignored" (SDK 3.63): always blocking
             out["compaction"] = {"async": False}
+    return out
+
+
+def session_tools(saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A saved agent's tools (``PersistedAgentTool``) as its session shows them (``AgentTool``): an HTTP MCP
+    transport without its saved ``headers`` (``McpTransportResourceHTTP`` has none); ``tool_search``, which only
+    the saved form has, left out."""
+    out = []
+    for item in saved:
+        if item["type"] == "tool_search":
+            continue
+        if item["type"] == "mcp" and item["transport"]["type"] == "http":
+            item = {**item, "transport": {key: value for key, value in item["transport"].items() if key != "headers"}}
+        out.append(item)
     return out
 
 

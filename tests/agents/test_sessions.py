@@ -1,12 +1,22 @@
 """`asstctl test` on an Agents API target: each conversation is a session (environment `none`, streamed) of the
 scripted Agents API; function calls are answered from the mocks with `tool_result` events, through the
-pending-call race (400 "Unknown pending tool call", submitted again with the same Idempotency-Key)."""
+pending-call race (400 "Unknown pending tool call", submitted again with the same Idempotency-Key). And the
+worked example of docs/agents.md, taken from the doc itself (so the two stay in sync): its spec, conversation
+and commands in order (validate, plan, apply, a clean re-plan, test, destroy)."""
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
+from pathlib import Path
 
-from tests.agents.conftest import run, write_spec
+import yaml
+from click.testing import CliRunner
+
+from asstctl import ownership
+from asstctl.cli import cli
+from tests.agents.conftest import KEY_ENV, run, sdk, write_spec
 from tests.agents.scripted import Answer
 
 CONVERSATIONS = """\
@@ -65,6 +75,28 @@ def test_conversations_run_as_sessions_with_a_tool_round(api, project):
                for method, path, body in api.requests if method == "POST" and path == "/v1/agents/sessions")
 
 
+def test_a_session_of_an_agent_with_mcp_servers_shows_them_in_the_session_shape(api, project):
+    """A saved HTTP transport keeps its non-secret headers; a session's (McpTransportResourceHTTP) has none."""
+    write_spec(project, "docs", instructions="Answer from the docs.", tools=[
+        {"mcp": {"server_label": "kb", "allowed_tools": ["search"], "transport": {
+            "type": "http", "server_url": "https://mcp.example.com/kb", "headers": {"Accept": "application/json"}}}},
+        {"mcp": {"server_label": "files", "transport": {"type": "stdio", "command": "files-mcp", "cwd": "/srv",
+                                                        "env_vars": ["HOME"]}}}])
+    (project / "assistants" / "docs.test.yaml").write_text(
+        "conversations:\n  - name: plain answer\n    turns:\n      - user: Hi\n        expect: {contains: Hi}\n")
+    assert run(api, "apply", "--yes").exit_code == 0
+    result = run(api, "test", "--keep-threads", "--output", "json")
+    assert result.exit_code == 0, result.output
+    session_id = json.loads(result.stdout)["conversations"][0]["attempts"][0]["thread_id"]
+    session = sdk(api).beta.agents.sessions.retrieve(session_id)  # strict: the SDK's own session type
+    http, stdio = session.agent.tools
+    assert http.transport.to_dict() == {"type": "http", "server_url": "https://mcp.example.com/kb"}
+    assert http.allowed_tools == ["search"] and stdio.transport.env_vars == ["HOME"]
+    saved = next(obj for obj in api.agents.values() if obj["id"] == session.agent.id)
+    assert saved["tools"][0]["transport"]["headers"] == {"Accept": "application/json"}
+    sdk(api).beta.agents.sessions.delete(session_id)
+
+
 def test_an_agent_that_is_not_deployed_is_named(api, project):
     write_spec(project, "weather", **WEATHER)
     (project / "assistants" / "weather.test.yaml").write_text(CONVERSATIONS)
@@ -82,3 +114,42 @@ def test_a_failed_turn_says_why(api, project):
     assert result.exit_code == 1, result.output
     assert "the turn ended `failed`: server_overloaded: The model is overloaded; try again." in result.output
     assert not api.sessions
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "agents.md"
+
+
+def worked_example() -> tuple[dict[str, str], list[list[str]]]:
+    """({path: YAML}, [asstctl arguments]) from the doc's "A worked example" section."""
+    section = DOC.read_text().split("## A worked example", 1)[1].split("\n## ", 1)[0]
+    files, commands = {}, []
+    for lang, body in re.findall(r"```(\w+)\n(.*?)```", section, re.S):
+        if lang == "yaml":
+            first, rest = body.split("\n", 1)
+            files[first.removeprefix("# ").strip()] = rest
+        elif lang == "sh":
+            commands = [shlex.split(line.split("#", 1)[0])[1:] for line in body.splitlines()
+                        if line.startswith("asstctl ")]
+    return files, commands
+
+
+def test_the_docs_worked_example_validates_applies_replans_clean_and_tests(api, project):
+    files, commands = worked_example()
+    name = yaml.safe_load((project / "asstctl.yaml").read_text())["project"]
+    assert set(files) == {"assistants/triage.yaml", "assistants/triage.test.yaml"}
+    assert [args[0] for args in commands] == ["validate", "plan", "apply", "plan", "test", "destroy"]
+    for path, text in files.items():
+        (project / path).write_text(text)
+    api.queue(Answer("Urgent: checkout is down for an enterprise customer.",
+                     calls=[("lookup_customer", {"email": "ana@example.com"})]))
+    env = {KEY_ENV: api.key, "OPENAI_API_KEY": None, "OPENAI_BASE_URL": None, "NO_COLOR": None}
+    outputs = []
+    for args in commands:
+        result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+        assert result.exit_code == 0, f"asstctl {shlex.join(args)}:\n{result.output}"
+        outputs.append(result.output)
+    assert "+ create" in outputs[1] and "triage" in outputs[1]
+    assert "No changes." in outputs[3]
+    assert "1 passed, 0 failed" in outputs[4], outputs[4]
+    assert json.loads(api.tool_results[-1]["output"]) == {"plan": "enterprise", "open_tickets": 3}
+    assert not [obj for obj in api.agents.values() if obj["metadata"].get(ownership.PROJECT) == name]  # destroyed
