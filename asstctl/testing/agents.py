@@ -12,8 +12,9 @@ a mock, or a required action of another kind (MCP or computer-use approval), can
 A turn ends at ``agent.session.idle`` once the root turn (the first ``turn.created`` without a subagent)
 completed, failed or was cancelled, or at ``agent.session.failed`` / ``budget_reached``. The reply is the
 completed assistant messages that are not commentary, by output index; tokens come from the turn's usage
-(input → prompt, output → completion), the model from the session's agent. ``engine_ms`` runs from
-``turn.in_progress`` to the turn's next output. Sessions are deleted afterwards unless ``keep_threads``.
+(input → prompt, output → completion), the model from the session's agent. ``engine_ms`` is the agent's
+own time, generation included: from ``turn.in_progress`` (or the session going ``in_progress`` again after
+a tool result) to the root turn's end or its next ``requires_action``, summed over tool rounds. Sessions are deleted afterwards unless ``keep_threads``.
 
 Imports asstctl.testing.{turns, expectations, results}, asstctl.ownership; the SDK lazily.
 """
@@ -30,12 +31,14 @@ from asstctl.testing.expectations import TurnOutcome, check, compact
 from asstctl.testing.results import Attempt, TurnResult
 from asstctl.testing.turns import Clock, TurnError, api_problem, mock_output, parse_arguments
 
-THINKING = "agent.session.turn.in_progress"
-OUTPUTS = ("agent.session.turn.item.added", "agent.session.turn.output_text.delta", "agent.session.turn.completed",
-           "agent.session.turn.failed", "agent.session.turn.cancelled")
 TURN_ENDS = {"agent.session.turn.completed": "completed", "agent.session.turn.failed": "failed",
              "agent.session.turn.cancelled": "cancelled"}
 SESSION_ENDS = ("agent.session.failed", "agent.session.budget_reached")
+# The agent's own time (engine_ms) runs from the turn (or session) going in progress, generation included, to the
+# root turn's end or its pending tool call (asstctl.testing.turns.Clock sees these two names).
+THINKING, PAUSE = "agent.session.turn.in_progress", "pause"
+WORKING = (THINKING, "agent.session.in_progress")  # the latter: working again after a tool result
+PAUSES = ("agent.session.requires_action", "agent.session.idle", *SESSION_ENDS)
 RACE_DELAYS = (0.1, 0.3, 0.6)  # the SDK's waits before re-submitting a tool result the session did not know yet
 PENDING_RACE = "Unknown pending tool call"
 DELETE_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)  # a cancelled turn must end before its session can be deleted
@@ -117,7 +120,7 @@ class SessionRun:
         return result
 
     def _run(self, turn: Any, conversation: Any, result: TurnResult) -> None:
-        clock = Clock(time.monotonic() + self.options.timeout, THINKING, OUTPUTS)
+        clock = Clock(time.monotonic() + self.options.timeout, THINKING, (PAUSE,))
         sessions = self.sdk.beta.agents.sessions
         if self.session_id is None:
             metadata = {ownership.MANAGED_BY: ownership.MANAGER, ownership.PROJECT: self.project_name,
@@ -146,7 +149,7 @@ class SessionRun:
                     if event.event_id in self.seen:
                         continue
                     self.seen.add(event.event_id)
-                    clock.see(event.type)
+                    clock.see(clock_event(event, state))
                     self._see(event, turn, state, result)
                     if state.ended or clock.expired():
                         return
@@ -229,6 +232,15 @@ class SessionRun:
                 self._submit([{"type": "agent.session.input.cancel"}])
             except Exception:  # noqa: BLE001 - already over: nothing to cancel
                 pass
+
+
+def clock_event(event: Any, state: TurnState) -> str:
+    """An event as the turn's Clock counts it: THINKING, PAUSE (the root turn's end, a pending call) or neither."""
+    if event.type in WORKING:
+        return THINKING
+    if event.type in PAUSES or (event.type in TURN_ENDS and event.turn_id == state.root):
+        return PAUSE
+    return event.type
 
 
 def message(text: str) -> dict[str, Any]:

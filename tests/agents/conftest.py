@@ -28,6 +28,9 @@ def api(agents_api):
     """The module's scripted API; a test fails on any request, object or event that breaks the SDK's types."""
     agents_api.problems.clear()
     agents_api.answers.clear()
+    agents_api.failures.clear()
+    agents_api.create_delay = 0.0
+    agents_api.peak_creates = 0
     yield agents_api
     assert not agents_api.problems, "the Agents API contract was broken:\n" + "\n".join(agents_api.problems)
 

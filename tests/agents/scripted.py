@@ -22,7 +22,10 @@ only after a first tool result for it was refused with 400 "Unknown pending tool
 It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
 checked against the SDK's param types, every object and event against its models (tests/agents/sdk_types.py);
 violations land in ``problems``. ``lose_creates``: the next N agent creates are committed but answered 500
-(a lost response); ``fail_next``: answers N requests of a method with 500 before handling them.
+(a lost response); ``fail_next``: answers N requests of a method (and path) with 500 before handling them.
+Recorded for the tests: each request's SDK retry count (``retry_counts``), each tool result's Idempotency-Key
+and whether it was accepted (``tool_posts``), the most agent creates in flight at once (``peak_creates``, with
+``create_delay``); ``Answer.delay`` paces the text deltas (generation time).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -58,6 +62,7 @@ class Answer:
     race: bool = False  # register each call late: an immediate tool result meets the pending-call race
     usage: tuple[int, int] = (20, 8)  # (input, output) tokens
     fail: tuple[str, str] | None = None  # (code, message): the turn fails instead of answering
+    delay: float = 0.0  # seconds before each text delta (generation time)
 
 
 def _types():
@@ -83,12 +88,16 @@ class ScriptedAgents:
         self.agents: dict[str, dict[str, Any]] = {}
         self.sessions: dict[str, Session] = {}
         self.requests: list[tuple[str, str, Any]] = []  # (method, path, body)
+        self.retry_counts: list[int] = []  # each request's X-Stainless-Retry-Count (0: a fresh SDK call)
         self.problems: list[str] = []
         self.answers: deque[Answer] = deque()
         self.tool_results: list[dict[str, Any]] = []
+        self.tool_posts: list[tuple[str, str | None, bool]] = []  # (call id, Idempotency-Key, accepted) per post
         self.race_rejections = 0
         self.lose_creates = 0
-        self.failures: dict[str, int] = {}
+        self.failures: list[list[Any]] = []  # [method, path pattern, times left]
+        self.create_delay = 0.0  # seconds an agent create takes (so parallel creates overlap)
+        self.creating = self.peak_creates = 0
         self._ids = itertools.count(1)
         self._clock = itertools.count(int(time.time()))
         self._lock = threading.Lock()
@@ -102,8 +111,9 @@ class ScriptedAgents:
         self.answers.extend(answers)
         return self
 
-    def fail_next(self, method: str, times: int = 1) -> None:
-        self.failures[method] = self.failures.get(method, 0) + times
+    def fail_next(self, method: str, times: int = 1, path: str = ".*") -> None:
+        """Answer the next ``times`` requests of ``method`` whose path matches ``path`` (a regex) with 500."""
+        self.failures.append([method, re.compile(path), times])
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -135,6 +145,7 @@ class ScriptedAgents:
             raw = await request.body()
             body = json.loads(raw) if raw else {}
         self.requests.append((request.method, request.url.path, body))
+        self.retry_counts.append(int(request.headers.get("x-stainless-retry-count", "0")))
         if request.headers.get("authorization") != f"Bearer {self.key}":
             return body, error(401, "Incorrect API key provided.", "invalid_request_error")
         if request.headers.get("openai-beta") != "agents=v1":
@@ -145,9 +156,11 @@ class ScriptedAgents:
             if found:
                 self.problems += found
                 return body, error(400, "; ".join(found), "invalid_request_error")
-        if self.failures.get(request.method):
-            self.failures[request.method] -= 1
-            return body, error(500, "The server had an error processing your request.", "server_error")
+        for failure in self.failures:
+            if failure[2] and failure[0] == request.method and failure[1].fullmatch(request.url.path):
+                failure[2] -= 1  # retry-after-ms: the SDK's own retries come quickly
+                return body, error(500, "The server had an error processing your request.", "server_error",
+                                   headers={"retry-after-ms": "10"})
         return body, None
 
     def _send(self, data: dict[str, Any], model: str, status: int = 200) -> JSONResponse:
@@ -165,6 +178,12 @@ class ScriptedAgents:
         problem = limits(body)
         if problem:
             return error(400, problem, "invalid_request_error", param=problem.split(":")[0])
+        self.creating += 1
+        self.peak_creates = max(self.peak_creates, self.creating)
+        try:
+            await asyncio.sleep(self.create_delay)
+        finally:
+            self.creating -= 1
         now = next(self._clock)
         obj = {"id": self._id("agent"), "object": "agent", "created_at": now, "updated_at": now}
         obj.update(materialized(body))
@@ -271,6 +290,8 @@ class ScriptedAgents:
             return Response(status_code=202)
         for event in body["events"]:
             refused = session.accept(event)
+            if event["type"] == "agent.session.input.tool_result":
+                self.tool_posts.append((event["call_id"], key, refused is None))
             if refused:
                 return refused
         session.keys.add(key)
@@ -370,7 +391,7 @@ class Session:
             for name, arguments in answer.calls:
                 await self._call(name, arguments, index, answer.race, ids)
                 index += 1
-            self._message(answer.text, index, ids)
+            await self._message(answer.text, index, ids, answer.delay)
             usage = {"input_tokens": answer.usage[0], "input_tokens_details": {"cached_tokens": 0},
                      "output_tokens": answer.usage[1], "output_tokens_details": {"reasoning_tokens": 0},
                      "total_tokens": sum(answer.usage)}
@@ -403,7 +424,7 @@ class Session:
         self._turn("in_progress")
         self._status("in_progress", "agent.session.in_progress")
 
-    def _message(self, text: str, index: int, ids: dict[str, str]) -> None:
+    async def _message(self, text: str, index: int, ids: dict[str, str], delay: float) -> None:
         item_id = self.api._id("msg")
         item = {"id": item_id, "type": "message", "role": "assistant", "phase": "final_answer", "turn_id": ids["turn_id"]}
         self.emit("agent.session.turn.item.added", item={**item, "status": "in_progress", "content": []},
@@ -411,6 +432,7 @@ class Session:
         at = {"item_id": item_id, "output_index": index, "content_index": 0, **ids}
         self.emit("agent.session.turn.content_part.added", part={"type": "output_text", "text": ""}, **at)
         for start in range(0, len(text), 5):
+            await asyncio.sleep(delay)
             self.emit("agent.session.turn.output_text.delta", delta=text[start:start + 5], **at)
         self.emit("agent.session.turn.output_text.done", text=text, **at)
         self.emit("agent.session.turn.content_part.done", part={"type": "output_text", "text": text}, **at)
@@ -420,8 +442,10 @@ class Session:
 
 
 # -- the API's rules ------------------------------------------------------------------------------
-def error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status)
+def error(status: int, message: str, kind: str, param: str | None = None, headers: dict[str, str] | None = None
+          ) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status,
+                        headers=headers)
 
 
 def limits(body: dict[str, Any]) -> str | None:

@@ -6,6 +6,7 @@ create adopted without a duplicate; stale saved plans; the project lock; import 
 from __future__ import annotations
 
 import json
+import time
 
 import yaml
 
@@ -118,10 +119,18 @@ def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project
     stale = run(api, "apply", "--yes", str(saved))
     assert stale.exit_code != 0 and "stale" in stale.output, stale.output
 
-    api.fail_next("GET", 1)
+    api.fail_next("GET", 1)  # these two the SDK's own retries ride out
     api.fail_next("DELETE", 1)
+    update = f"/v1/agents/{agent['id']}"
+    api.fail_next("POST", 4, path=update)  # more than the SDK's 3 attempts: asstctl's own retry is what recovers
+    first = len(api.requests)
     assert run(api, "apply", "--yes").exit_code == 0
     assert agents_of(api, project_name(project))["bot"]["instructions"] == "v2"
+    posts = [index for index, (method, path, _) in enumerate(api.requests[first:], first)
+             if method == "POST" and path == update]
+    assert [api.retry_counts[index] for index in posts] == [0, 1, 2, 0, 1]  # 2 SDK calls of up to 3 attempts
+    assert [(method, api.retry_counts[index]) for index, (method, path, _) in enumerate(api.requests[first:], first)
+            if method in ("GET", "DELETE") and api.retry_counts[index]] == [("GET", 1), ("DELETE", 1)]
 
 
 def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
@@ -157,6 +166,35 @@ def test_a_held_lock_refuses_a_second_apply(api, project):
         refused = run(api, "apply", "--yes")
     assert refused.exit_code != 0 and "is locked by" in refused.output, refused.output
     assert run(api, "apply", "--yes").exit_code == 0
+
+
+def test_force_unlock_removes_a_crashed_applys_lock_agent(api, project):
+    from asstctl.reconcile import lock as locking
+
+    name = project_name(project)
+    write_spec(project, "bot", instructions="Hello.")
+    stuck = sdk(api).beta.agents.create(model="gpt-5-mini", name=f"asstctl lock: {name}", metadata={
+        locking.LOCK: name, locking.HOLDER: "ci@runner pid 1", locking.OPERATION: "apply",
+        locking.SINCE: "2026-01-01 00:00:00 UTC", locking.EXPIRES: str(int(time.time()) + 600)})
+    held = run(api, "apply", "--yes")
+    assert held.exit_code != 0 and "ci@runner pid 1" in held.output and f"force-unlock {stuck.id}" in held.output
+    unconfirmed = run(api, "force-unlock", stuck.id)
+    assert unconfirmed.exit_code == 1 and "re-run with --yes" in unconfirmed.output and stuck.id in api.agents
+    unknown = run(api, "force-unlock", "agent_nope", "--yes")
+    assert unknown.exit_code == 1 and f"agent_nope is not a lock of project {name}" in unknown.output
+    removed = run(api, "force-unlock", stuck.id, "--yes")
+    assert removed.exit_code == 0 and f"removed lock {stuck.id}" in removed.output, removed.output
+    assert stuck.id not in api.agents and run(api, "apply", "--yes").exit_code == 0
+    assert "is not locked" in run(api, "force-unlock", "--yes").output
+
+
+def test_apply_creates_agents_in_parallel(api, project):
+    for number in range(4):
+        write_spec(project, f"bot-{number}", instructions=f"Bot {number}.")
+    api.create_delay = 0.3  # each create takes a while on the server: parallel ones overlap there
+    applied = run(api, "apply", "--yes", "--no-lock")
+    assert applied.exit_code == 0 and "4 created" in applied.output, applied.output
+    assert api.peak_creates >= 2
 
 
 def test_a_wrong_base_url_or_a_missing_key_is_one_clear_error(api, project):

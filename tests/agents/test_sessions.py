@@ -11,6 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -46,7 +47,10 @@ WEATHER = {"name": "Weather", "instructions": "Answer with the weather tool.",
 def test_conversations_run_as_sessions_with_a_tool_round(api, project):
     write_spec(project, "weather", **WEATHER)
     (project / "assistants" / "weather.test.yaml").write_text(CONVERSATIONS)
+    with (project / "asstctl.yaml").open("a") as config:
+        config.write("test:\n  prices: {gpt-5: {prompt: 1.25, completion: 10}}\n")
     assert run(api, "apply", "--yes").exit_code == 0
+    posted = len(api.tool_posts)
     api.queue(Answer("It is 21 °C in Paris.", calls=[("get_weather", {"city": "Paris"})], race=True, usage=(30, 9)),
               Answer("You are welcome!"),
               Answer("Booked.", calls=[("book_table", {"people": 2})]))
@@ -62,7 +66,15 @@ def test_conversations_run_as_sessions_with_a_tool_round(api, project):
     assert first["usage"] == {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39}
     assert first["model"] == "gpt-5" and first["run_id"].startswith("turn_")
     assert report["usage"]["total_tokens"] >= 39
+    assert weather["cost"] == pytest.approx(((30 + 20) * 1.25 + (9 + 8) * 10) / 1e6)  # test.prices, per 1M tokens
+    assert report["cost"] >= weather["cost"] and report["unpriced_models"] == []
+    assert weather["latency_ms"] > 0 and first["latency_ms"] >= first["engine_ms"] > 0
     assert api.race_rejections >= 1  # the tool result met the pending-call race and was submitted again
+    posts = api.tool_posts[posted:]
+    call_id = posts[0][0]
+    refused = {key for call, key, accepted in posts if call == call_id and not accepted}
+    accepted = [key for call, key, accepted in posts if call == call_id and accepted]
+    assert refused and len(accepted) == 1 and refused == set(accepted), posts  # one Idempotency-Key throughout
     assert json.loads(api.tool_results[0]["output"]) == {"city": "Paris", "temperature": 21, "unit": "celsius"}
 
     failed = unmocked["attempts"][0]["turns"][0]
@@ -95,6 +107,20 @@ def test_a_session_of_an_agent_with_mcp_servers_shows_them_in_the_session_shape(
     saved = next(obj for obj in api.agents.values() if obj["id"] == session.agent.id)
     assert saved["tools"][0]["transport"]["headers"] == {"Accept": "application/json"}
     sdk(api).beta.agents.sessions.delete(session_id)
+
+
+def test_generation_time_counts_as_engine_time_not_overhead(api, project):
+    """engine_ms runs to the turn's end, not its first output: 6 text deltas 0.08 s apart are the agent's time."""
+    write_spec(project, "counter", instructions="Count.")
+    (project / "assistants" / "counter.test.yaml").write_text(
+        "conversations:\n  - name: slow\n    turns:\n      - user: count\n        expect: {contains: six}\n")
+    assert run(api, "apply", "--yes").exit_code == 0
+    api.queue(Answer("one two three four five six", delay=0.08))  # 6 deltas of 5 characters
+    result = run(api, "test", "--output", "json")
+    assert result.exit_code == 0, result.output
+    turn = json.loads(result.stdout)["conversations"][0]["attempts"][0]["turns"][0]
+    assert turn["engine_ms"] >= 400 and turn["latency_ms"] >= turn["engine_ms"]
+    assert turn["overhead_ms"] == pytest.approx(turn["latency_ms"] - turn["engine_ms"], abs=0.01)
 
 
 def test_an_agent_that_is_not_deployed_is_named(api, project):
