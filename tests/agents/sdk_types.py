@@ -86,7 +86,10 @@ def _fields(kind: Any) -> tuple[dict[str, Any], frozenset[str]]:
         alias = next((meta.alias for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, PropertyInfo)
                       and meta.alias), None)
         wire[alias or name] = hint
-        if name in kind.__required_keys__:
+        # The SDK's modules postpone annotations, so TypedDict cannot see `Required[...]` (its __required_keys__
+        # stays empty under total=False): the resolved hint says it.
+        marked = get_origin(hint.__origin__ if get_origin(hint) is typing.Annotated else hint)
+        if marked is Required or (name in kind.__required_keys__ and marked is not NotRequired):
             required.add(alias or name)
     return wire, frozenset(required)
 

@@ -1,0 +1,52 @@
+"""The checker the scripted Agents API rests on (tests/agents/sdk_types.py) refuses what breaks the SDK's types, so
+it cannot quietly become permissive: an unknown key, a bad literal, a missing required key, a wrong JSON type in
+a request; an extra field, a bad literal, an unknown event type in what the server sends. And it passes what is
+right. No network."""
+
+from __future__ import annotations
+
+from tests.agents.scripted import DEFAULTS, _types, session_tools, tool
+from tests.agents.sdk_types import request_problems, response_problems
+
+TYPES = _types()
+AGENT = {"id": "agent_1", "object": "agent", "created_at": 1, "updated_at": 1, "model": "gpt-5",
+         **{key: value for key, value in DEFAULTS.items()}}
+
+
+def test_a_valid_request_and_agent_pass():
+    body = {"model": "gpt-5", "service_tier": "flex", "compaction": {"async": False},
+            "tools": [{"type": "web_search", "location": {"city": "Paris", "country": "FR"}}]}
+    assert request_problems(body, TYPES["create"]) == []
+    assert response_problems(AGENT, TYPES["agent"], "agent") == []
+
+
+def test_requests_unknown_keys_bad_literals_missing_keys_and_wrong_types_are_named():
+    problems = request_problems({"model": "gpt-5", "temperature": 0.2}, TYPES["create"])
+    assert problems == ["body.temperature: not a field of AgentCreateParams"]
+    assert request_problems({"model": "gpt-5", "service_tier": "turbo"}, TYPES["create"]) == [
+        "body.service_tier: 'turbo' is not one of ('auto', 'default', 'flex', 'priority', 'fast', 'ultrafast')"]
+    assert request_problems({"name": "x"}, TYPES["create"]) == ["body.model: required by AgentCreateParams"]
+    assert request_problems({"model": 5}, TYPES["create"]) == ["body.model: must be str (got 5)"]
+    nested = request_problems({"model": "gpt-5", "tools": [{"type": "web_search", "location": {"street": "x"}}]},
+                              TYPES["create"])
+    assert nested and all("street" in problem for problem in nested), nested
+
+
+def test_responses_extra_fields_bad_literals_and_unknown_events_are_named():
+    assert response_problems({**AGENT, "temperature": 1.0}, TYPES["agent"], "agent") == [
+        "agent.temperature: not a field of Agent"]
+    wrong = response_problems({**AGENT, "service_tier": "turbo"}, TYPES["agent"], "agent")
+    assert len(wrong) == 1 and "service_tier" in wrong[0], wrong
+    unknown = response_problems({"type": "agent.session.teleported", "event_id": "evt_1"}, TYPES["event"], "event")
+    assert len(unknown) == 1 and "agent.session.teleported" in unknown[0], unknown
+    saved_mcp = tool({"type": "mcp", "server_label": "kb", "transport": {"type": "http", "server_url": "https://x"}})
+    session = {"id": "sess_1", "object": "agent.session", "created_at": 1, "last_active_at": 1,
+               "environment": {"type": "none"}, "status": "idle", "required_actions": [], "metadata": {},
+               "vault_ids": [], "usage": None, "error": None, "spend_control": {"limit": None, "consumed": None},
+               "agent": {"id": "agent_1", "model": "gpt-5", "name": None, "instructions": None, "tools": [saved_mcp],
+                         "reasoning": DEFAULTS["reasoning"], "text": DEFAULTS["text"], "service_tier": "auto",
+                         "multi_agent": DEFAULTS["multi_agent"], "compaction": {"async": False}}}
+    headers = response_problems(session, TYPES["session"], "session")
+    assert headers == ["session.agent.tools[0].transport.headers: not a field of McpTransportResourceHTTP"]
+    session["agent"]["tools"] = session_tools([saved_mcp])
+    assert response_problems(session, TYPES["session"], "session") == []
