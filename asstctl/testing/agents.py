@@ -11,10 +11,11 @@ a mock, or a required action of another kind (MCP or computer-use approval), can
 
 A turn ends at ``agent.session.idle`` once the root turn (the first ``turn.created`` without a subagent)
 completed, failed or was cancelled, or at ``agent.session.failed`` / ``budget_reached``. The reply is the
-completed assistant messages that are not commentary, by output index; tokens come from the turn's usage
-(input → prompt, output → completion), the model from the session's agent. ``engine_ms`` is the agent's
-own time, generation included: from ``turn.in_progress`` (or the session going ``in_progress`` again after
-a tool result) to the root turn's end or its next ``requires_action``, summed over tool rounds. Sessions are deleted afterwards unless ``keep_threads``.
+root turn's completed assistant messages that are not commentary, by output index (a subagent's are not);
+tokens come from the root turn's usage (input → prompt, output → completion), the model from the session's
+agent. ``engine_ms`` is the agent's own time, generation included: from ``turn.in_progress`` (or the
+session going ``in_progress`` again after a tool result) to the root turn's end or its next
+``requires_action``, summed over tool rounds. Sessions are deleted afterwards unless ``keep_threads``.
 
 Imports asstctl.testing.{turns, expectations, results}, asstctl.ownership; the SDK lazily.
 """
@@ -171,7 +172,7 @@ class SessionRun:
         elif kind == "agent.session.turn.item.done":
             item = event.item
             if item.type == "message" and item.role == "assistant" and item.status == "completed" \
-                    and item.phase != "commentary":
+                    and item.phase != "commentary" and event.turn_id == state.root:  # a subagent's: not the reply
                 state.replies.append((event.output_index, text_of(item)))
             elif item.type == "function_call":
                 self._answer(item.call_id, item.name, item.arguments, item.turn_id, turn, state, result)

@@ -15,7 +15,8 @@ filled in); an update replaces ``metadata`` and ``tools`` whole and resets a fie
 A session turn streams the events of a root turn: ``in_progress``, ``turn.created``/``in_progress``, the
 user's message item, for each scripted call a ``function_call`` item then ``requires_action`` (waiting for
 a ``tool_result``), the answer's message (content part, text deltas), ``turn.completed`` with usage, and
-``idle`` (with ``fail``: ``turn.failed`` with the error, then ``idle``). With ``race`` a call is registered
+``idle`` (with ``fail``: ``turn.failed`` with the error, then ``idle``; ``session_fail``: ``agent.session.failed``;
+``subagent``: a subagent's whole turn first; ``approval``: an MCP approval ``requires_action`` until cancelled). With ``race`` a call is registered
 only after a first tool result for it was refused with 400 "Unknown pending tool call" (counted in
 ``race_rejections``), as when the item event beats the registration.
 
@@ -63,6 +64,9 @@ class Answer:
     usage: tuple[int, int] = (20, 8)  # (input, output) tokens
     fail: tuple[str, str] | None = None  # (code, message): the turn fails instead of answering
     delay: float = 0.0  # seconds before each text delta (generation time)
+    subagent: str | None = None  # a subagent's turn says this first (its message is not the root's reply)
+    approval: str | None = None  # an MCP server label: the turn asks to approve a call of it (and waits)
+    session_fail: str | None = None  # the whole session fails with this error
 
 
 def _types():
@@ -387,6 +391,14 @@ class Session:
                 turn = self._turn("failed", completed_at=int(time.time()), error=error)
                 self.emit("agent.session.turn.failed", turn=turn, **ids)
                 return
+            if answer.session_fail is not None:
+                self.obj["error"] = answer.session_fail
+                self._status("failed", "agent.session.failed")
+                return
+            if answer.subagent is not None:
+                await self._subagent(answer.subagent, turn_id)
+            if answer.approval is not None:
+                await self._approval(answer.approval, turn_id)
             index = 0
             for name, arguments in answer.calls:
                 await self._call(name, arguments, index, answer.race, ids)
@@ -402,7 +414,8 @@ class Session:
             self.emit("agent.session.turn.cancelled", turn=self._turn("cancelled", completed_at=int(time.time())), **ids)
         finally:
             self.pending.clear()
-            self._status("idle", "agent.session.idle")
+            if self.obj["status"] != "failed":
+                self._status("idle", "agent.session.idle")
 
     async def _call(self, name: str, arguments: dict[str, Any], index: int, race: bool, ids: dict[str, str]) -> None:
         call_id = self.api._id("call")
@@ -423,6 +436,34 @@ class Session:
         del self.pending[call_id]
         self._turn("in_progress")
         self._status("in_progress", "agent.session.in_progress")
+
+    async def _subagent(self, text: str, parent_turn: str) -> None:
+        """A subagent's whole turn (created, in progress, its message, completed) inside the root turn."""
+        now = int(time.time())
+        subagent = {"id": self.api._id("subagent"), "object": "agent.session.subagent", "session_id": self.id,
+                    "parent_agent_id": self.obj["agent"]["id"], "name": "helper", "opened_at": now,
+                    "closed_at": None, "status": "active", "instructions": None}
+        self.emit("agent.session.subagent.created", subagent=subagent)
+        ids = {"session_id": self.id, "turn_id": self.api._id("turn")}
+        turn = {"id": ids["turn_id"], "object": "agent.session.turn", "session_id": self.id,
+                "agent_id": self.obj["agent"]["id"], "subagent_id": subagent["id"], "created_at": now,
+                "started_at": now, "completed_at": None, "error": None, "usage": None}
+        self.emit("agent.session.turn.created", turn={**turn, "status": "queued"}, **ids)
+        self.emit("agent.session.turn.in_progress", turn={**turn, "status": "in_progress"}, **ids)
+        await self._message(text, 0, ids, 0)
+        usage = {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}
+        self.emit("agent.session.turn.completed", turn={**turn, "status": "completed", "completed_at": now,
+                                                         "usage": usage}, usage=usage, **ids)
+
+    async def _approval(self, label: str, turn_id: str) -> None:
+        """The turn asks to approve an MCP call and waits for an answer (a cancel ends it; none: TOOL_WAIT)."""
+        self._turn("waiting")
+        action = {"type": "mcp_approval_request", "request_id": self.api._id("mcpr"), "turn_id": turn_id, "request": {
+            "type": "mcp_tool_call", "server_label": label, "name": "search", "arguments": {"q": "refunds"},
+            "message": f"Allow {label}.search?"}}
+        self._status("requires_action", "agent.session.requires_action", [action])
+        await asyncio.wait_for(asyncio.get_running_loop().create_future(), TOOL_WAIT)
 
     async def _message(self, text: str, index: int, ids: dict[str, str], delay: float) -> None:
         item_id = self.api._id("msg")

@@ -180,8 +180,6 @@ def test_force_unlock_removes_a_crashed_applys_lock_agent(api, project):
     assert held.exit_code != 0 and "ci@runner pid 1" in held.output and f"force-unlock {stuck.id}" in held.output
     unconfirmed = run(api, "force-unlock", stuck.id)
     assert unconfirmed.exit_code == 1 and "re-run with --yes" in unconfirmed.output and stuck.id in api.agents
-    unknown = run(api, "force-unlock", "agent_nope", "--yes")
-    assert unknown.exit_code == 1 and f"agent_nope is not a lock of project {name}" in unknown.output
     removed = run(api, "force-unlock", stuck.id, "--yes")
     assert removed.exit_code == 0 and f"removed lock {stuck.id}" in removed.output, removed.output
     assert stuck.id not in api.agents and run(api, "apply", "--yes").exit_code == 0

@@ -123,6 +123,33 @@ def test_generation_time_counts_as_engine_time_not_overhead(api, project):
     assert turn["overhead_ms"] == pytest.approx(turn["latency_ms"] - turn["engine_ms"], abs=0.01)
 
 
+def test_an_mcp_approval_a_subagent_and_a_failed_session(api, project):
+    write_spec(project, "helper", tools=[{"mcp": {"server_label": "kb", "transport": {
+        "type": "http", "server_url": "https://mcp.example.com/kb"}}}])
+    (project / "assistants" / "helper.test.yaml").write_text("""\
+conversations:
+  - {name: approval, turns: [{user: Find the refund policy}]}
+  - {name: subagent, turns: [{user: Ask your helper, expect: {equals: Done.}}]}
+  - {name: session failure, turns: [{user: Hello}]}
+""")
+    assert run(api, "apply", "--yes").exit_code == 0
+    api.queue(Answer("Never said.", approval="kb"),
+              Answer("Done.", subagent="The helper's notes.", usage=(40, 4)),
+              Answer("", session_fail="The session's environment could not start."))
+    result = run(api, "test", "--output", "json")
+    assert result.exit_code == 1, result.output
+    approval, subagent, failed = json.loads(result.stdout)["conversations"]
+    asked = approval["attempts"][0]
+    assert asked["turns"][0]["error"] == "the agent asked for `mcp_approval_request`, which asstctl test cannot answer"
+    assert asked["error"] is None  # the turn was cancelled, then its session deleted
+    helped = subagent["attempts"][0]["turns"][0]
+    assert subagent["passed"] is True and helped["reply"] == "Done.", helped  # not the subagent's message
+    assert helped["usage"] == {"prompt_tokens": 40, "completion_tokens": 4, "total_tokens": 44}  # the root turn's
+    assert failed["attempts"][0]["turns"][0]["error"] == \
+        "the turn ended `failed`: The session's environment could not start."
+    assert failed["attempts"][0]["error"] is None and not api.sessions
+
+
 def test_an_agent_that_is_not_deployed_is_named(api, project):
     write_spec(project, "weather", **WEATHER)
     (project / "assistants" / "weather.test.yaml").write_text(CONVERSATIONS)
