@@ -9,8 +9,9 @@
   session is ended and its call fails saying why.
 
 It measures from /proc every ``INTERVAL`` seconds (in a worker thread: the event loop never blocks)
-while sessions live. cgroup v2 could enforce the memory cap in the kernel; this watchdog works
-wherever the server runs (cgroup v1, no delegated cgroup, an unprivileged container).
+while sessions live, wherever the server runs (no cgroup it may create, an unprivileged container).
+Where it may create one, the kernel enforces the total memory too (``cgroups.py``, the backstop for
+bursts between two looks); the watchdog ends a session whose cgroup saw the kernel's OOM killer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import logging
 from typing import Any
 
+from asstctl.server.sandbox.cgroups import KernelLimit
 from asstctl.server.sandbox.procs import Usage, usage
 
 log = logging.getLogger("asstctl.server.sandbox")
@@ -37,6 +39,7 @@ class Watchdog:
         self.pool = pool
         self.task: asyncio.Task | None = None
         self.ended = 0  # sessions ended by a global limit or the hard CPU limit
+        self.kernel = KernelLimit(pool.config)  # the sessions' memory cgroup, made with the first session
 
     def ensure(self) -> None:
         """Run while sessions live (started again by the next session after it stops)."""
@@ -60,7 +63,11 @@ class Watchdog:
         sessions = [s for s in list(self.pool.sessions.values()) if s.alive and not s.starting]
         if not sessions:
             return
-        usages = await asyncio.to_thread(lambda: [measure(s) for s in sessions])
+        usages, killed = await asyncio.to_thread(lambda: ([measure(s) for s in sessions], [
+            s.cgroup.killed() if s.cgroup is not None else None for s in sessions]))
+        for session, reason in zip(sessions, killed):
+            if reason:  # the kernel ended a process of it: end the rest (an idle session's call would not)
+                self.end(session, reason)
         for session, used in zip(sessions, usages):
             if not session.in_call:
                 continue

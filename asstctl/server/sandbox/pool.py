@@ -104,7 +104,7 @@ class SessionPool:
             session.kill()
             self._forget(key, session)
         await self._make_room()
-        session = Session(self.config)
+        session = Session(self.config, self.watchdog.kernel)
         session.users = 1
         self.sessions[key] = session
         try:
@@ -184,9 +184,11 @@ class SessionPool:
         while self.sessions:
             _, session = self.sessions.popitem()
             await session.close()
+        self.watchdog.kernel.close()
 
     def close_all(self) -> None:
         """End every session now (server shutdown); callable from any thread."""
         while self.sessions:
             _, session = self.sessions.popitem()
             session.kill()
+        self.watchdog.kernel.close()

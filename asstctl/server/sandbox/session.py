@@ -14,6 +14,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from asstctl.server.sandbox.cgroups import Child, KernelLimit, enter
 from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command
 from asstctl.server.sandbox.procs import descendants, repl_pid
 
@@ -66,8 +67,10 @@ def safe_name(name: str, fallback: str) -> str:
 class Session:
     """A REPL in a sandbox. ``run`` and ``put`` are serialised by the caller (SessionPool)."""
 
-    def __init__(self, config: SandboxConfig):
+    def __init__(self, config: SandboxConfig, kernel: KernelLimit | None = None):
         self.config = config
+        self.kernel = kernel  # the sandboxes' memory cgroup (cgroups.py), if the server may make one
+        self.cgroup: Child | None = None  # this session's, in it
         self.process: asyncio.subprocess.Process | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stderr_tail = b""
@@ -95,8 +98,9 @@ class Session:
     async def start(self) -> None:
         argv, env, self.data_dir = command(self.config)  # unsafe: the tool and `serve` warned once already
         self.loop = asyncio.get_running_loop()
+        self.cgroup = self.kernel.child() if self.kernel is not None else None
         self.process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            *enter(argv, self.cgroup), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True, cwd="/",
         )
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
@@ -174,12 +178,18 @@ class Session:
         files = answer.get("files")
         size = sum(len(str(f.get("data"))) for f in files if isinstance(f, dict)) if isinstance(files, list) else 0
         limit = int(self.config.file_mb) * 1024 * 1024
+        killed = self.cgroup.killed() if self.cgroup is not None else None
+        if killed:  # the kernel ended a process of the call (the session goes: its state is unknown)
+            raise ReplFailed(killed)
         return _result(answer, limit) if size < 1 << 20 else await asyncio.to_thread(_result, answer, limit)
 
     async def crashed(self, error: BaseException) -> CellResult:
         """End the session after ``error``; the call's result names the real cause."""
+        killed = self.cgroup.killed() if self.cgroup is not None else None  # read before the cgroup goes
         ended = await self._ended()
-        if self.ended_by is not None:
+        if killed:
+            cause = killed
+        elif self.ended_by is not None:
             cause = self.ended_by
         elif isinstance(error, ReplFailed):
             cause = str(error)
@@ -274,6 +284,8 @@ class Session:
             except asyncio.TimeoutError:
                 log.warning("code_interpreter: sandbox process %s did not exit", self.process.pid)
             await self._release_pipes()
+        if self.cgroup is not None:  # after its processes (what is left in it is ended)
+            await self.cgroup.removed()
 
     async def _release_pipes(self) -> None:
         """Stop reading stderr (a killed sandbox's pipe may never reach its end) and close the pipes, so

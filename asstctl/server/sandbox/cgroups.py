@@ -1,0 +1,318 @@
+"""A kernel-enforced backstop for the sandboxes' total memory: one memory cgroup for all sessions
+(its limit: ``--code-max-total-memory-mb`` + ``--code-max-total-disk-mb``), one child per session.
+
+The watchdog (``limits.py``) polls four times a second and enforces memory and disk separately; a
+burst between two of its looks is stopped here, by the kernel's OOM killer. The pages the sandbox
+writes to its tmpfs (``/tmp``, ``/mnt/data``, ``/dev/shm``) are charged to its memory cgroup, so the
+kernel's limit is the memory cap plus the disk cap (a backstop: the watchdog acts earlier).
+
+Made on first use, under the server's own cgroup only (never at the root, never outside it):
+
+- **cgroup v2** when our cgroup has the memory controller, is writable (delegated) and may enable it
+  for its children (the no-internal-processes rule: never by moving the server itself; else v1 or none);
+- **cgroup v1** when the memory hierarchy is mounted and our memory cgroup is writable (root);
+- otherwise none: the watchdog alone. One log line says which.
+
+Each session's process enters its child cgroup before bubblewrap runs (``enter``), so every process
+of the sandbox is in it; the child is removed when the session ends, the parent when the pool closes.
+The file formats are parsed by small pure functions (``own_cgroups``, ``mounts``, ``oom_kills``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("asstctl.server.sandbox")
+PREFIX = "asstctl-sandbox-"
+ENTER = 'echo $$ > "$0" && exec "$@"'  # /bin/sh: join the cgroup (its cgroup.procs is $0), then become the sandbox
+
+
+def own_cgroups(text: str) -> dict[str, str]:
+    """/proc/self/cgroup → {controller: path}; the v2 (unified) line's key is ``""``."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        for controller in parts[1].split(",") if parts[1] else [""]:
+            found[controller] = parts[2]
+    return found
+
+
+@dataclass
+class Mount:
+    root: str  # the path of the hierarchy shown at ``point``
+    point: str
+    fstype: str
+    options: set[str]  # super options: a v1 hierarchy's controllers
+
+
+def mounts(text: str) -> list[Mount]:
+    """/proc/self/mountinfo → its cgroup and cgroup2 mounts."""
+    found = []
+    for line in text.splitlines():
+        head, _, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        if len(fields) >= 5 and len(rest) >= 3 and rest[0] in ("cgroup", "cgroup2"):
+            found.append(Mount(unescape(fields[3]), unescape(fields[4]), rest[0], set(rest[2].split(","))))
+    return found
+
+
+def unescape(field: str) -> str:
+    """mountinfo's octal escapes (``\\040`` for a space)."""
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def directory(mount: Mount, path: str) -> str | None:
+    """Where cgroup ``path`` is in the file system, if this mount shows it."""
+    root = mount.root.rstrip("/")
+    if path != mount.root and not path.startswith(root + "/"):
+        return None
+    return mount.point.rstrip("/") + path[len(root):]
+
+
+def oom_kills(text: str) -> int:
+    """The ``oom_kill N`` count of v2's memory.events or v1's memory.oom_control (0 if absent)."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def limit_bytes(config: Any) -> int:
+    """Memory cap + disk cap (tmpfs pages are charged as memory); with no disk cap, every session's tmpfs."""
+    disk = config.max_total_disk_mb or config.max_sessions * (2 * config.data_mb + config.shm_mb)
+    return (int(config.max_total_memory_mb) + int(disk)) * 1024 * 1024
+
+
+def enter(argv: list[str], child: "Child | None") -> list[str]:
+    """``argv`` started inside ``child`` (it and every process it starts)."""
+    return argv if child is None else ["/bin/sh", "-c", ENTER, child.procs, *argv]
+
+
+def _read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+class Child:
+    """One session's cgroup."""
+
+    def __init__(self, path: str, version: int, message: str):
+        self.path, self.version, self.message = path, version, message
+        self.procs = os.path.join(path, "cgroup.procs")
+        self.events = os.path.join(path, "memory.events" if version == 2 else "memory.oom_control")
+
+    def oom_kills(self) -> int:
+        try:
+            return oom_kills(_read(self.events))
+        except OSError:
+            return 0
+
+    def killed(self) -> str | None:
+        """Why the session ended, if the kernel's OOM killer ended a process of it."""
+        return self.message if self.oom_kills() else None
+
+    def remove(self) -> bool:
+        """Remove the cgroup if it is empty; else SIGKILL what is left in it (its session has ended: a
+        sandbox's processes die after its first) and say False."""
+        try:
+            os.rmdir(self.path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            try:
+                for pid in _read(self.procs).split():
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+            return False
+
+    async def removed(self, seconds: float = 2.0) -> bool:
+        """``remove`` until it succeeds (at most ``seconds``), off the event loop's way."""
+        for _ in range(int(seconds / 0.01)):
+            if self.remove():
+                return True
+            await asyncio.sleep(0.01)
+        log.warning("code_interpreter: could not remove the session's cgroup %s", self.path)
+        return False
+
+
+class KernelLimit:
+    """The sandboxes' parent cgroup, made on the first session; ``child`` places a session in it."""
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.path: str | None = None
+        self.version = 0  # 1 or 2 once made; 0: none (the watchdog alone)
+        self.detected = False
+        self.children: list[Child] = []
+        self.made = 0
+
+    def child(self) -> Child | None:
+        if not self.detected:
+            self.detected = True
+            self._detect()
+        if self.path is None:
+            return None
+        self.children = [c for c in self.children if os.path.isdir(c.path)]  # those not removed by their session
+        self.made += 1
+        path = os.path.join(self.path, f"s{self.made}")
+        try:
+            os.mkdir(path)
+            if self.version == 2:
+                _try_write(os.path.join(path, "memory.oom.group"), "1")  # the whole session goes, not one process
+        except OSError as error:
+            log.warning("code_interpreter: could not create the session's cgroup %s (%s); the watchdog alone "
+                        "enforces --code-max-total-memory-mb for it", path, error)
+            return None
+        self.children.append(Child(path, self.version, self.message()))
+        return self.children[-1]
+
+    def message(self) -> str:
+        config = self.config
+        disk = (f"--code-max-total-disk-mb {config.max_total_disk_mb}" if config.max_total_disk_mb
+                else "room for every session's tmpfs")
+        return (f"all code_interpreter sessions together reached the server's total memory limit of "
+                f"{config.max_total_memory_mb} MB (--code-max-total-memory-mb), enforced by the kernel at "
+                f"{limit_bytes(config) // 1048576} MB (with {disk}: files in /tmp, /mnt/data and /dev/shm are "
+                f"memory), and the kernel ended a process of this session")
+
+    def close(self) -> None:
+        """Remove every session's cgroup and the parent (the pool is closing: its sessions are ended)."""
+        for child in self.children:
+            for _ in range(100):
+                if child.remove():
+                    break
+                time.sleep(0.01)
+        self.children = []
+        if self.path is not None:
+            try:
+                os.rmdir(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                log.warning("code_interpreter: could not remove the sandboxes' cgroup %s (%s)", self.path, error)
+            self.path = None
+        self.detected = False
+
+    def _detect(self) -> None:
+        if not self.config.max_total_memory_mb:
+            log.info("code_interpreter: no total memory cap (--code-max-total-memory-mb 0): no cgroup")
+            return
+        try:
+            own, mounted = own_cgroups(_read("/proc/self/cgroup")), mounts(_read("/proc/self/mountinfo"))
+        except OSError as error:
+            own, mounted = {}, []
+            log.debug("code_interpreter: cannot read our cgroups: %s", error)
+        limit = limit_bytes(self.config)
+        why = []
+        for version, make in ((2, self._make_v2), (1, self._make_v1)):
+            problem = make(own, mounted, limit)
+            if problem is None:
+                log.info("code_interpreter: total sandbox memory enforced by the kernel (cgroup v%d %s: %d MB, "
+                         "--code-max-total-memory-mb + --code-max-total-disk-mb) and by the watchdog",
+                         version, self.path, limit // 1048576)
+                return
+            why.append(f"cgroup v{version}: {problem}")
+        log.info("code_interpreter: total sandbox memory enforced by the watchdog only, every 0.25 s "
+                 "(no memory cgroup the server may create: %s)", "; ".join(why))
+
+    def _make_v2(self, own: dict[str, str], mounted: list[Mount], limit: int) -> str | None:
+        path = own.get("")
+        mount = next((m for m in mounted if m.fstype == "cgroup2"), None)
+        if path is None or mount is None:
+            return "not mounted"
+        base = directory(mount, path)
+        if base is None or path == "/":
+            return "the server is in the root cgroup" if path == "/" else "our cgroup is not visible"
+        try:
+            if "memory" not in _read(os.path.join(base, "cgroup.controllers")).split():
+                return "no memory controller in our cgroup"
+            if not all(os.access(os.path.join(base, name), os.W_OK) for name in ("", "cgroup.procs",
+                                                                                  "cgroup.subtree_control")):
+                return f"{base} is not delegated to this user"
+            if "memory" not in _read(os.path.join(base, "cgroup.subtree_control")).split():
+                # Refused (EBUSY) while the server is in our cgroup; moving the server is not ours to do.
+                _write(os.path.join(base, "cgroup.subtree_control"), "+memory")
+        except OSError as error:
+            return f"cannot enable the memory controller below {base} ({error.strerror})"
+        return self._make(base, 2, lambda parent: (
+            _write(os.path.join(parent, "memory.max"), str(limit)),
+            _try_write(os.path.join(parent, "memory.swap.max"), "0"),
+            _write(os.path.join(parent, "cgroup.subtree_control"), "+memory")))
+
+    def _make_v1(self, own: dict[str, str], mounted: list[Mount], limit: int) -> str | None:
+        path = own.get("memory")
+        mount = next((m for m in mounted if m.fstype == "cgroup" and "memory" in m.options), None)
+        if path is None or mount is None:
+            return "no memory hierarchy mounted"
+        base = directory(mount, path)
+        if base is None or path == "/":
+            return "the server is in the root cgroup" if path == "/" else "our cgroup is not visible"
+        if not os.access(base, os.W_OK):
+            return f"{base} is not writable by this user"
+
+        def limits(parent: str) -> None:
+            if _read(os.path.join(parent, "memory.use_hierarchy")).strip() != "1":
+                _write(os.path.join(parent, "memory.use_hierarchy"), "1")  # children count in the parent
+            _write(os.path.join(parent, "memory.limit_in_bytes"), str(limit))
+            _try_write(os.path.join(parent, "memory.memsw.limit_in_bytes"), str(limit))  # and no swap beyond it
+
+        return self._make(base, 1, limits)
+
+    def _make(self, base: str, version: int, configure: Any) -> str | None:
+        _sweep(base)
+        parent = os.path.join(base, f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}")
+        try:
+            os.mkdir(parent)
+        except OSError as error:
+            return f"cannot create a cgroup in {base} ({error.strerror})"
+        try:
+            configure(parent)
+        except OSError as error:
+            os.rmdir(parent)
+            return f"cannot set the limit of {parent} ({error.strerror})"
+        self.path, self.version = parent, version
+        return None
+
+
+def _try_write(path: str, text: str) -> None:
+    try:
+        _write(path, text)
+    except OSError:
+        pass  # an optional setting this kernel lacks
+
+
+def _sweep(base: str) -> None:
+    """Remove the empty cgroups left by servers that ended without closing their pool."""
+    try:
+        names = [n for n in os.listdir(base) if n.startswith(PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(PREFIX):].partition("-")[0]
+        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        parent = os.path.join(base, name)
+        try:
+            for child in os.listdir(parent):
+                if os.path.isdir(os.path.join(parent, child)):
+                    os.rmdir(os.path.join(parent, child))
+            os.rmdir(parent)
+        except OSError:
+            continue
