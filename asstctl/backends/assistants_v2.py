@@ -91,7 +91,7 @@ class AssistantsV2:
     @property
     def lean(self) -> bool:
         """Whether reads can skip the SDK (a LazyClient): plain GETs, the same answers, no second of imports."""
-        return callable(getattr(type(self.client), "get_list", None))
+        return callable(getattr(type(self.client), "get_list", None)) and self.client.reads_lean
 
     def list_assistants(self) -> tuple[list[dict[str, Any]], int]:
         """All assistants, oldest first, and the number of list requests it took (ceil(N/100), at least 1)."""
