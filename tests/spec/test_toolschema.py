@@ -126,3 +126,13 @@ def test_the_repositorys_examples_pass_and_validate_reports_a_broken_schema(proj
     write(project, {"a.yaml": spec("type: array\n")})
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 1 and "must be an object schema" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["plan"], ["apply", "--yes"]])
+def test_plan_and_apply_exit_1_on_a_broken_schema_and_change_nothing(project, command):
+    write(project, {"a.yaml": spec("type: object\nproperties:\n  order_id: string\n")})
+    result = CliRunner().invoke(cli, command, env={"OPENAI_BASE_URL": None})
+    assert result.exit_code == 1, result.output
+    assert "assistants/a.yaml:9:11: `parameters.properties.order_id` must be a schema, not \"string\": write " \
+           "`order_id: {type: string}`" in result.output
+    assert "Traceback" not in result.output and "create" not in result.output and "Apply complete" not in result.output
