@@ -14,7 +14,7 @@ from asstctl.backends.targets import NO_KEY, make_client
 from asstctl.errors import TargetError
 from asstctl.server.embedded import start_server
 from asstctl.server.faults import Faults
-from benchmarks.startup import EXAMPLE, import_chain
+from benchmarks.startup import EXAMPLE, import_chain, not_importable
 
 
 def lazy(server, key: str | None = None, **options) -> LazyClient:
@@ -94,3 +94,8 @@ def test_a_noop_plan_and_status_of_the_example_project_import_neither_the_sdk_no
         assert done.returncode == 0, done.stderr[-2000:]
         assert shown in done.stdout
         assert {module: import_chain(done.stderr, module) for module in HEAVY} == dict.fromkeys(HEAVY, []), command
+
+
+def test_the_benchmark_says_which_heavy_extras_are_missing(tmp_path):
+    """benchmarks/startup.py's plan and status rows name pandas or numpy when they are not importable."""
+    assert not_importable(("json", "asstctl_no_such_module"), tmp_path) == ["asstctl_no_such_module"]
