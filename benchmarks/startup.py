@@ -2,7 +2,8 @@
 processes, against `python -c "import openai"`; and whether either command imports the SDK
 (``python -X importtime``: the chain of modules that pulled it in). Also a no-op `asstctl plan` and
 `asstctl status` of this repository's example project (a copy, applied to its embedded server first),
-which must take at most as long as importing the SDK, whatever extras are installed."""
+which must take at most as long as importing the SDK, whatever extras are installed: the rows say whether
+pandas and numpy (the `code` and `test` extras) are importable, and are not judged when they are not."""
 
 from __future__ import annotations
 
@@ -29,9 +30,25 @@ def startup_rows(size: Size) -> list[Row]:
                 startup_row(size, f"asstctl validate, {size.specs} specs", ["validate"], project, sdk, 500)]
         rows.append(sdk_import_row(project, size.specs))
         example = example_project(Path(tmp) / "example")
-        rows += [startup_row(size, f"asstctl {command}, no-op, example project", [command], example, sdk, most=1.0)
-                 for command in ("plan", "status")]
+        missing = not_importable(HEAVY_EXTRAS, example)
+        extras = ("pandas and numpy installed" if not missing else
+                  f"{' and '.join(missing)} not installed: not judged; install the `code` or `test` extra")
+        for command in ("plan", "status"):
+            row = startup_row(size, f"asstctl {command}, no-op, example project, {extras}", [command], example, sdk,
+                              most=1.0)
+            row.data["heavy_extras_missing"] = missing
+            if missing:
+                row.passed = None
+            rows.append(row)
     return rows
+
+
+HEAVY_EXTRAS = ("pandas", "numpy")  # what the `code` and `test` extras install and a no-op plan must not import
+
+
+def not_importable(modules: tuple[str, ...], cwd: Path) -> list[str]:
+    """Those of ``modules`` the interpreter the commands run with cannot import."""
+    return [module for module in modules if run([sys.executable, "-c", f"import {module}"], cwd).returncode != 0]
 
 
 EXAMPLE = Path(__file__).resolve().parents[1]  # the repository is itself an asstctl project

@@ -91,7 +91,7 @@ class AssistantsV2:
     @property
     def lean(self) -> bool:
         """Whether reads can skip the SDK (a LazyClient): plain GETs, the same answers, no second of imports."""
-        return callable(getattr(type(self.client), "get_list", None))
+        return callable(getattr(type(self.client), "get_list", None)) and self.client.reads_lean
 
     def list_assistants(self) -> tuple[list[dict[str, Any]], int]:
         """All assistants, oldest first, and the number of list requests it took (ceil(N/100), at least 1)."""
@@ -148,7 +148,8 @@ class AssistantsV2:
 
     def list_models(self, limit: int = MODELS_LIMIT) -> list[str] | None:
         """The model ids the target lists (GET /models, at most ``limit``); None when it lists none or
-        cannot (no such endpoint, an error): checking models is advice, never a reason to fail a plan."""
+        cannot (no such endpoint, an error): checking models is advice, never a reason to fail a plan. None on
+        Azure OpenAI, whose GET /models lists base models while an assistant's ``model`` names a deployment."""
         if self.lean:
             try:
                 models = self._read("models", "listing models")[0]
@@ -157,6 +158,8 @@ class AssistantsV2:
             return [str(model.get("id")) for model in models[:limit]] or None
         import openai
 
+        if isinstance(self.client, openai.AzureOpenAI):
+            return None
         ids: list[str] = []
         try:
             for model in self.client.models.list():

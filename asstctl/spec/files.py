@@ -125,12 +125,18 @@ def find_root(start: Path | None = None) -> Path | None:
 
 
 def shown(path: Path) -> str:
-    """A path as messages show it: relative to the working directory when it is below it."""
+    """A path as messages show it: relative to the working directory when it is below it, or below the root of
+    the project the working directory is in (from its ``assistants/``: ``../asstctl.yaml``); else absolute."""
     try:
         relative = os.path.relpath(path)
     except ValueError:  # another drive (Windows)
         return str(path)
-    return str(path) if relative.startswith("..") else relative
+    if not relative.startswith(".."):
+        return relative
+    root = find_root()
+    if root is not None and (Path(os.path.abspath(path)).is_relative_to(root) or Path(path).resolve().is_relative_to(root)):
+        return os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
+    return str(path)
 
 
 def project_roots(start: Path | str) -> tuple[Path, ...] | None:

@@ -81,7 +81,8 @@ def load_project(start: Path | None = None) -> Project:
 def parse_project(root: Path) -> Project:
     path = root / PROJECT_FILE
     data, positions = _read(path)
-    targets = {n: _target(path, n, t) for n, t in (data.get("targets") or {}).items()}
+    targets = {n: _target(path, n, t, positions) for n, t in (data.get("targets") or {}).items()}
+    positions = {steps[0]: line_col for steps, line_col in positions.items() if len(steps) == 1}
     from asstctl.server.engine.config import from_project_section
 
     from asstctl.spec.files import shown
@@ -103,8 +104,8 @@ def parse_project(root: Path) -> Project:
     )
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
-    """asstctl.yaml as a schema-valid mapping and the positions of its top-level keys; bad YAML, encodings,
+def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], tuple[int, int]]]:
+    """asstctl.yaml as a schema-valid mapping and the positions of its keys; bad YAML, encodings,
     duplicate keys and every schema problem (did-you-mean for misspelled keys) are one ConfigError."""
     from asstctl.errors import SpecError
     from asstctl.spec.files import shown
@@ -123,16 +124,19 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
     problems = schema_problems(doc, shared_project_schema())
     if problems:
         raise ConfigError("\n".join(problems), hint=HINT)
-    positions = {steps[0]: line_col for steps, line_col in doc.positions.items() if len(steps) == 1}
-    return doc.data, positions
+    return doc.data, doc.positions
 
 
-def _target(path: Path, name: str, data: Any) -> TargetConfig:
+def _target(path: Path, name: str, data: Any, positions: dict[tuple[Any, ...], tuple[int, int]]) -> TargetConfig:
     data = data or {}  # `local:` with nothing under it: the embedded server
     azure = data.get("azure") or {}
     api = data.get("api") or "assistants"
     if api == "agents" and data.get("embedded"):
-        raise ConfigError(f"{path}: target `{name}`: the embedded server serves the Assistants API, not the Agents API",
+        from asstctl.spec.files import shown
+
+        line, col = positions.get(("targets", name, "embedded"), (1, 1))
+        raise ConfigError(f"{shown(path)}:{line}:{col}: target `{name}`: the embedded server serves the Assistants "
+                          "API, not the Agents API",
                           hint="Drop `embedded: true` (an agents target needs `base_url`, default "
                                "https://api.openai.com/v1), or drop `api: agents`.")
     base_url = data.get("base_url") or (AGENTS_URL if api == "agents" else None)

@@ -56,24 +56,109 @@ def meta_problems(schema: dict[str, Any], where: Where) -> list[str]:
     return [f"{where(path)}: {message}" for path, message in sorted(found.items(), key=lambda item: where(item[0]))]
 
 
-def _meta_message(error, path: tuple) -> str:
-    from asstctl.spec.schema import show
+SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
+SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+SCHEMA_KEYWORDS = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else",
+                   "unevaluatedItems", "unevaluatedProperties")
+NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+                   "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains")
 
-    name = _name(path)
-    keyword = path[-1] if path else None
-    value = error.instance
-    if keyword == "type":
+
+def _meta_message(error, path: tuple) -> str:
+    """What is wrong at ``path`` and how to write it instead; values as they would be written (YAML flow)."""
+    name, value = _name(path), error.instance
+    parent = path[-2] if len(path) > 1 else None
+    if path and (parent in SCHEMA_MAPS or path[-1] in SCHEMA_KEYWORDS or parent in SCHEMA_LISTS):
+        if error.validator == "type":
+            return _not_a_schema(path, name, value)
+    elif path and path[-1] == "type":
         words = [value] if not isinstance(value, list) else [v for v in value if v not in SIMPLE_TYPES]
         bad = next((word for word in words if word not in SIMPLE_TYPES), value)
         close = difflib.get_close_matches(str(bad), SIMPLE_TYPES, n=1, cutoff=0.6)
         hint = f"; did you mean `{close[0]}`?" if close else ""
-        return f"{name} must be one of {', '.join(SIMPLE_TYPES)} (or a list of them), not {show(bad)}{hint}"
-    if keyword == "required":
+        return f"{name} must be one of {', '.join(SIMPLE_TYPES)} (or a list of them), not {_got(bad)}{hint}"
+    elif path and path[-1] == "required" and error.validator == "uniqueItems":
+        twice = next(item for index, item in enumerate(value) if item in value[:index])
+        return f"{name} lists `{twice}` twice; list each property once"
+    elif path and path[-1] == "required":
         example = value if isinstance(value, str) else "name"
-        return f"{name} must be a list of property names, e.g. `required: [{example}]` (got {show(value)})"
-    if keyword in ("properties", "$defs", "definitions") and error.validator == "type":
-        return f"{name} must be a mapping of names to schemas (got {show(value)})"
-    return f"{name} is not valid JSON Schema: {error.message}"
+        return f"{name} must be a list of property names, e.g. `required: [{example}]` (got {_got(value)})"
+    elif path and path[-1] in ("properties", "$defs", "definitions") and error.validator == "type":
+        return f"{name} must be a mapping of names to schemas (got {_got(value)})"
+    elif path and path[-1] == "enum" and error.validator == "type":
+        values = [part.strip() for part in value.split(",")] if isinstance(value, str) else [value]
+        return f"{name} must be a list of the allowed values: write `enum: {_flow(values)}`"
+    elif path and path[-1] in NUMBER_KEYWORDS and error.validator == "type" and _number(value) is not None:
+        return f"{name} must be a number, not a string: write `{path[-1]}: {_number(value)}` (without quotes)"
+    elif error.validator == "type" and error.validator_value == "string":
+        return f"{name} must be a string (got {_got(value)}): quote it, `{path[-1]}: {_flow(str(value), True)}`"
+    if error.validator in ("minimum", "maximum"):
+        word = "at least" if error.validator == "minimum" else "at most"
+        return f"{name} must be {word} {error.validator_value} (got {_got(value)})"
+    if error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        kinds = " or ".join(TYPE_WORDS.get(kind, kind) for kind in wanted)
+        return f"{name} must be {kinds} (got {_got(value)})"
+    return f"{name} is not valid JSON Schema: {error.message.replace(repr(value), _got(value))}"
+
+
+TYPE_WORDS = {"string": "a string", "number": "a number", "integer": "a whole number", "boolean": "true or false",
+              "object": "a mapping", "array": "a list", "null": "null"}
+
+
+def _not_a_schema(path: tuple, name: str, value: Any) -> str:
+    """A value where a schema belongs: ``a: string`` for ``a: {type: string}``, ``items: [...]``, ..."""
+    key = path[-1]
+    if key == "additionalProperties":
+        return f"{name} must be false, true or a schema (got {_got(value)}): write `additionalProperties: false`"
+    written = f"{key}: " if not isinstance(key, int) else "- "
+    if isinstance(value, str) and value in SIMPLE_TYPES:
+        fix = {"type": value}
+    elif isinstance(value, list) and value and all(item in SIMPLE_TYPES for item in value):
+        fix = {"type": value}
+    elif key == "items" and isinstance(value, list) and value and isinstance(value[0], dict):
+        return (f"{name} must be one schema, not a list: write `items: {_flow(value[0])}` for a list of such "
+                f"items (`prefixItems: [...]` for a fixed sequence)")
+    elif isinstance(value, str):
+        fix = {"type": "string", "description": value}
+    else:
+        return f"{name} must be a schema, e.g. `{written}{{type: string}}` (got {_got(value)})"
+    return f"{name} must be a schema, not {_got(value)}: write `{written}{_flow(fix)}`"
+
+
+def _number(value: Any) -> int | float | None:
+    try:
+        number = float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if number is None or number != number or number in (float("inf"), float("-inf")):
+        return None
+    return int(number) if number.is_integer() else number
+
+
+def _got(value: Any) -> str:
+    """A value in a sentence: a string in quotes, anything else as YAML flow."""
+    return _flow(value, quoted=True) if isinstance(value, str) else _flow(value)
+
+
+def _flow(value: Any, quoted: bool = False) -> str:
+    """``value`` as YAML flow style (``{type: string}``, ``[a, b]``, ``"5"``), at most about 80 characters."""
+    import json
+    import re
+
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{_flow(key)}: {_flow(item)}" for key, item in value.items()) + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_flow(item) for item in value) + "]"
+    elif isinstance(value, str) and not quoted and re.fullmatch(r"[A-Za-z_$][\w$.-]*( [\w$.-]+)*", value) \
+            and value.lower() not in ("null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def function_problems(schema: dict[str, Any], where: Where) -> list[str]:

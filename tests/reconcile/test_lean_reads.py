@@ -14,7 +14,7 @@ from asstctl.backends.targets import NO_KEY, make_client
 from asstctl.errors import TargetError
 from asstctl.server.embedded import start_server
 from asstctl.server.faults import Faults
-from benchmarks.startup import import_chain
+from benchmarks.startup import EXAMPLE, import_chain, not_importable
 
 
 def lazy(server, key: str | None = None, **options) -> LazyClient:
@@ -64,17 +64,38 @@ def test_transient_faults_are_retried_like_the_sdk_retries():
         assert sum(faults.injected.values()) > 0
 
 
-def test_a_noop_plan_and_status_do_not_import_the_sdk(tmp_path):
-    (tmp_path / "asstctl.yaml").write_text("project: lean\n")
-    (tmp_path / "assistants").mkdir()
-    (tmp_path / "assistants" / "bot.yaml").write_text("model: gpt-4o\nname: Bot\ntools: [code_interpreter]\n")
-    applied = subprocess.run([sys.executable, "-m", "asstctl", "apply", "--yes"], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=120)
-    assert applied.returncode == 0, applied.stderr
-    assert "Apply complete: 1 created" in applied.stdout
+HEAVY = ("openai", "pandas", "numpy", "deepdiff")  # what a no-op plan or status must not import (docs/benchmarks.md)
+
+
+def test_a_noop_plan_and_status_of_the_example_project_import_neither_the_sdk_nor_pandas_nor_numpy(tmp_path):
+    """On a copy of this repository's example project (knowledge files too), applied first, as the benchmark does;
+    pandas and numpy are installed (numpy by asstctl, pandas by the `test` extra), so the check can fail."""
+    import importlib.util
+    import shutil
+
+    from click.testing import CliRunner
+
+    from asstctl.cli import cli
+
+    assert importlib.util.find_spec("pandas") and importlib.util.find_spec("numpy")
+    project = tmp_path / "example"
+    project.mkdir()
+    for name in ("asstctl.yaml", "engine-rules.yaml"):
+        shutil.copy(EXAMPLE / name, project / name)
+    shutil.copytree(EXAMPLE / "assistants", project / "assistants")
+    assert list((project / "assistants" / "knowledge").iterdir()), "the example project has knowledge files"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        applied = CliRunner().invoke(cli, ["apply", "--yes"], env={"OPENAI_BASE_URL": None})
+    assert applied.exit_code == 0, applied.output
     for command, shown in (("plan", "No changes."), ("status", "in sync")):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "asstctl", command], cwd=tmp_path,
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "asstctl", command], cwd=project,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         assert shown in done.stdout
-        assert import_chain(done.stderr, "openai") == [], command
+        assert {module: import_chain(done.stderr, module) for module in HEAVY} == dict.fromkeys(HEAVY, []), command
+
+
+def test_the_benchmark_says_which_heavy_extras_are_missing(tmp_path):
+    """benchmarks/startup.py's plan and status rows name pandas or numpy when they are not importable."""
+    assert not_importable(("json", "asstctl_no_such_module"), tmp_path) == ["asstctl_no_such_module"]

@@ -42,3 +42,21 @@ def test_plan_on_the_embedded_server_warns_of_a_model_it_does_not_list_and_only_
     warnings = [line for line in result.output.splitlines() if "Warning" in line]
     assert warnings == ["Warning: assistants/a.yaml:2:1: model `gpt-4oo` is not one embedded server "
                         "(.asstctl/server.sqlite3) lists (did you mean `gpt-4o`?)"]
+
+
+def test_an_azure_target_is_not_warned_about_its_deployment_names(tmp_path, monkeypatch, server):
+    """Azure's GET /models lists base models while `model:` names a deployment: no warning there. The embedded
+    server stands in for Azure (the Azure client over its base URL lists its models); a plain client warns."""
+    import openai
+
+    from asstctl.backends.targets import Target, make_client
+    from asstctl.reconcile.plan import plan_for
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, {"a.yaml": "name: A\nmodel: my-gpt4o-deployment\n"})
+    azure = openai.AzureOpenAI(base_url=server.base_url, api_key=server.api_key, api_version="2024-05-01-preview")
+    for client, warned in ((make_client(server.base_url, server.api_key), 1), (azure, 0)):
+        warnings: list[str] = []
+        with client:
+            plan = plan_for(load_project(), Target("t", "the target", client), warn=warnings.append)
+        assert len(plan.actions) == 1 and len(warnings) == warned, warnings

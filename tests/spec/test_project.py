@@ -30,7 +30,7 @@ def _errors(tmp_path, monkeypatch, content: str) -> list[str]:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    return [line.removeprefix("Error: ").replace(f"{tmp_path}/", "") for line in result.output.splitlines()
+    return [line.removeprefix("Error: ") for line in result.output.splitlines()
             if "asstctl.yaml:" in line]
 
 
@@ -51,10 +51,33 @@ def test_misspelled_keys_are_named_with_a_suggestion(tmp_path, monkeypatch):
     ("project: a\nengine: {max_model_calls: 0}\n", "asstctl.yaml:2:10: `engine.max_model_calls` must be at least 1"),
     ("project: a\ntest: {prices: {gpt-4o: {prompt: 2.5, completon: 10}}}\n",
      "asstctl.yaml:2:39: unknown field `completon` (did you mean `completion`?)"),
+    ("project: a\ntargets:\n  ag:\n    api: agents\n    embedded: true\n",
+     "asstctl.yaml:5:5: target `ag`: the embedded server serves the Assistants API, not the Agents API"),
 ])
 def test_bad_values_are_errors_with_positions(tmp_path, monkeypatch, content, message):
     [error] = _errors(tmp_path, monkeypatch, content)
     assert error.startswith(message), error
+
+
+def test_paths_are_relative_to_the_current_directory_also_from_a_subdirectory_of_the_project(tmp_path, monkeypatch):
+    from asstctl.spec.files import shown
+
+    root = tmp_path / "project"
+    (root / "assistants" / "sub").mkdir(parents=True)
+    (root / "assistants" / "a.yaml").write_text("model: gpt-4o\ntemperature: 3\n")
+    (root / "asstctl.yaml").write_text("project: a\n")
+    monkeypatch.chdir(root / "assistants" / "sub")
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 1
+    assert result.output.startswith("../a.yaml:2:1: `temperature` must be between 0 and 2 (got 3)\n"), result.output
+    (root / "asstctl.yaml").write_text("project: a\nspecz: x\n")
+    monkeypatch.chdir(root / "assistants")
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ../asstctl.yaml:2:1: unknown field `specz`"), result.output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # outside the project: where it is
+    assert shown(root / "asstctl.yaml") == str(root / "asstctl.yaml")
 
 
 def test_the_sections_other_features_use_are_accepted(tmp_path, monkeypatch):

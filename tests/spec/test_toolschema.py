@@ -40,6 +40,25 @@ CASES = {
         "type: object\nproperties:\n  order_id: {type: string}\nrequired: [orderid]\n", False,
         ["assistants/a.yaml:10:20: `required` names `orderid`, which is not one of `parameters.properties` "
          "(did you mean `order_id`?)"]),
+    "a bare type name where a schema belongs": (
+        "type: object\nproperties:\n  a: string\n  b: [string, \"null\"]\n", False,
+        ["assistants/a.yaml:9:11: `parameters.properties.a` must be a schema, not \"string\": write `a: {type: string}`",
+         "assistants/a.yaml:10:11: `parameters.properties.b` must be a schema, not [string, \"null\"]: write "
+         "`b: {type: [string, \"null\"]}`"]),
+    "enum, items, numbers and additionalProperties written loosely (a property named type too)": (
+        "type: object\nadditionalProperties: \"no\"\nproperties:\n  color: {type: string, enum: \"red, green\"}\n"
+        "  tags: {type: array, items: [{type: string}]}\n  n: {type: integer, minimum: \"5\"}\n"
+        "  type: {type: string, description: 5}\n", False,
+        ["assistants/a.yaml:8:9: `parameters.additionalProperties` must be false, true or a schema (got \"no\"): "
+         "write `additionalProperties: false`",
+         "assistants/a.yaml:10:33: `parameters.properties.color.enum` must be a list of the allowed values: "
+         "write `enum: [red, green]`",
+         "assistants/a.yaml:11:31: `parameters.properties.tags.items` must be one schema, not a list: write "
+         "`items: {type: string}` for a list of such items (`prefixItems: [...]` for a fixed sequence)",
+         "assistants/a.yaml:12:30: `parameters.properties.n.minimum` must be a number, not a string: write "
+         "`minimum: 5` (without quotes)",
+         "assistants/a.yaml:13:32: `parameters.properties.type.description` must be a string (got 5): quote it, "
+         "`description: \"5\"`"]),
     "strict: a property not required, no additionalProperties": (
         "type: object\nproperties:\n  a: {type: string}\n  b: {type: integer}\nrequired: [a]\n", True,
         ["assistants/a.yaml:7:7: with `strict: true` every object needs `additionalProperties: false` "
@@ -107,3 +126,13 @@ def test_the_repositorys_examples_pass_and_validate_reports_a_broken_schema(proj
     write(project, {"a.yaml": spec("type: array\n")})
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 1 and "must be an object schema" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["plan"], ["apply", "--yes"]])
+def test_plan_and_apply_exit_1_on_a_broken_schema_and_change_nothing(project, command):
+    write(project, {"a.yaml": spec("type: object\nproperties:\n  order_id: string\n")})
+    result = CliRunner().invoke(cli, command, env={"OPENAI_BASE_URL": None})
+    assert result.exit_code == 1, result.output
+    assert "assistants/a.yaml:9:11: `parameters.properties.order_id` must be a schema, not \"string\": write " \
+           "`order_id: {type: string}`" in result.output
+    assert "Traceback" not in result.output and "create" not in result.output and "Apply complete" not in result.output
