@@ -164,3 +164,25 @@ def test_output_files_have_a_quota_per_run_and_per_thread(sdk):
             assert len(tool.call(write.format(tag="d"), "thread_other", run_id="run_4").written_files) == 2
         finally:
             tool.close()
+
+
+def test_a_file_whose_stored_bytes_are_missing_is_named_in_the_logs(served, sdk):
+    server, tool = served
+    kept = sdk.files.create(file=("kept.txt", b"here"), purpose="assistants")
+    lost = sdk.files.create(file=("lost.txt", b"gone"), purpose="assistants")
+    server.state.store.delete_blob(lost.id)  # e.g. a failed restore: the object without its bytes
+    thread = sdk.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": [kept.id, lost.id]}})
+    outcome = tool.call("import os; sorted(os.listdir('/mnt/data'))", thread.id)
+    assert outcome.output == f"['kept.txt']\n\n[not copied into /mnt/data: lost.txt (the stored bytes of {lost.id} are missing)]"
+
+
+def test_an_output_file_is_stored_with_its_bytes_or_not_at_all(served):
+    server, tool = served
+    store = server.state.store
+    blobs = lambda: store._fetch("SELECT count(*) FROM blob_index")[0][0]  # noqa: E731
+    before = blobs()
+    with pytest.raises(ValueError):  # a name the database cannot hold (a lone surrogate): neither is written
+        tool.tool._store("/mnt/data/caf\udce9.csv", b"bytes")
+    assert blobs() == before and not store.all("file")
+    file_id = tool.tool._store("/mnt/data/ok.csv", b"bytes")
+    assert blobs() == before + 1 and [f["id"] for f in store.all("file")] == [file_id]

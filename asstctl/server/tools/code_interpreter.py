@@ -110,24 +110,30 @@ class CodeInterpreterTool:
             if file_id in names:
                 continue
             file = store.get("file", file_id)
-            size = store.blob_size(file_id) if file else None
-            if file is None or size is None:
+            if file is None:
                 continue
+            size = store.blob_size(file_id)
             name = safe_name(os.path.basename(file.get("filename") or ""), file_id)
             if name in names.values():
                 name = safe_name(f"{file_id}-{name}", file_id)
             names[file_id] = name
+            if size is None:  # named in the call's logs
+                yield InputFile(key=f"{file_id}:missing", name=name, size=0, chunks=lambda: (),
+                                problem=f"the stored bytes of {file_id} are missing")
+                continue
             yield InputFile(key=f"{file_id}:{size}:{file.get('created_at')}", name=name, size=size,
                             chunks=lambda file_id=file_id: store.read_blob(file_id) or ())
 
     def _store(self, filename: str, data: bytes) -> str:
-        """A new file of purpose ``assistants_output``; returns its id."""
+        """A new file of purpose ``assistants_output``; returns its id. Its object and its bytes are written
+        in one transaction: neither without the other."""
         file = {"id": new_id("file"), "object": "file", "bytes": len(data),
                 "created_at": now(), "filename": filename, "purpose": "assistants_output",
                 "status": "processed"}
         store = self.state.store
-        store.write_blob(file["id"], [data])
-        store.insert("file", file)
+        with store.transaction():
+            store.write_blob(file["id"], [data])
+            store.insert("file", file)
         return file["id"]
 
 
