@@ -279,6 +279,17 @@ def test_memory_no_limit_would_see_is_refused(call):
            "escape the memory limits" in outcome.output
 
 
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the x32 and i386 ABIs of x86_64")
+def test_the_filter_holds_for_the_other_abis(call):
+    x32 = call("import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+               "print(libc.syscall(0x40000000 + 319, b'm', 0), errno.errorcode[ctypes.get_errno()])")  # memfd_create
+    assert x32.output == "-1 EPERM\n", x32.output
+    i386 = ("import ctypes, mmap\npage = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+            "page.write(b'\\xb8\\x14\\x00\\x00\\x00\\xcd\\x80\\xc3')  # mov eax, 20 (getpid); int 0x80; ret\n"
+            "address = ctypes.addressof(ctypes.c_char.from_buffer(page))\nctypes.CFUNCTYPE(ctypes.c_int)(address)()")
+    assert "the cell's process ended (signal 31)" in call(i386).output  # SIGSYS
+
+
 def test_cpu_between_calls_is_limited(served, call):
     spin = ("import resource, threading\n"
             "resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"

@@ -147,21 +147,27 @@ def test_a_stored_hostile_name_is_sanitized_when_copied_into_the_session(served,
     assert outcome.output == str(sorted(["evil_.txt", ids[1], "tab_name.csv"])) + "\n"
 
 
-def test_output_files_have_a_quota_per_run_and_per_thread(sdk):
+def test_output_files_have_a_quota_per_run_and_per_thread_kept_in_the_store(tmp_path):
     limits = {**ROOMY_CPU, "run_output_mb": 1, "thread_output_mb": 2}
-    with start_server(":memory:", sandbox=SandboxConfig(**limits)) as server:
+    write = "for i in range(3):\n    open(f'/mnt/data/part{{i}}-{tag}.bin', 'wb').write(b'x' * 500_000)"
+    db = str(tmp_path / "quota.sqlite3")
+    with start_server(db, sandbox=SandboxConfig(**limits)) as server:
         tool = ToolDriver(server)
         try:
-            write = "for i in range(3):\n    open(f'/mnt/data/part{{i}}-{tag}.bin', 'wb').write(b'x' * 500_000)"
             first = tool.call(write.format(tag="a"), "thread_q", run_id="run_1")
             assert [path for path, _ in first.written_files] == ["/mnt/data/part0-a.bin", "/mnt/data/part1-a.bin"]
             assert "[file not returned: /mnt/data/part2-a.bin: the quota of 1 MB of output files per run is used up]" \
                 in first.output
             second = tool.call(write.format(tag="b"), "thread_q", run_id="run_2")
             assert len(second.written_files) == 2
+            assert len(tool.call(write.format(tag="d"), "thread_other", run_id="run_4").written_files) == 2
+        finally:
+            tool.close()
+    with start_server(db, sandbox=SandboxConfig(**limits)) as server:  # a restart (or another replica)
+        tool = ToolDriver(server)
+        try:
             third = tool.call(write.format(tag="c"), "thread_q", run_id="run_3")
             assert third.written_files == [] and "the quota of 2 MB of output files per thread is used up" in third.output
-            assert len(tool.call(write.format(tag="d"), "thread_other", run_id="run_4").written_files) == 2
         finally:
             tool.close()
 

@@ -57,7 +57,7 @@ class SandboxConfig:
     max_total_memory_mb: int = 4096  # memory of all sessions together (0: no cap); beyond it the largest ends
     max_total_disk_mb: int = 4096  # tmpfs bytes of all sessions together (0: no cap); beyond it the largest ends
     run_output_mb: int = 64  # files a run's calls may store (assistants_output)
-    thread_output_mb: int = 256  # files a thread's calls may store, per server process
+    thread_output_mb: int = 256  # files a thread's calls may store (counted in the store)
     unsafe: bool = False  # run the REPL WITHOUT a sandbox (development only, logged loudly)
     bwrap: str | None = None  # path of bwrap; default: found on PATH
 
