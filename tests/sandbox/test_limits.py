@@ -74,7 +74,8 @@ def test_answers_are_checked_by_the_server():
     good = {"logs": "", "truncated": 0, "error": False, "images": [], "files": [], "skipped": []}
     forged = base64.b64encode(b"root::0:0").decode()
     assert data_path("/mnt/data/sub/out.csv") == "/mnt/data/sub/out.csv"
-    for path in ("/mnt/data/../../../etc/passwd", "/etc/passwd", "/mnt/data/a\x00b", "/mnt/data/./x", "relative"):
+    for path in ("/mnt/data/../../../etc/passwd", "/etc/passwd", "/mnt/data/a\x00b", "/mnt/data/./x", "relative",
+                 "/mnt/data/caf\udce9.csv"):  # the last: not UTF-8 (a lone surrogate)
         with pytest.raises(ValueError):
             _result({**good, "files": [{"path": path, "data": forged}]})
     with pytest.raises(ValueError, match="20001 files"):
