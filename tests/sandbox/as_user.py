@@ -72,6 +72,10 @@ class UserServer:
     def set_wall(self, seconds: float) -> None:
         self.ask({"wall": seconds})
 
+    def idle(self, seconds: float) -> None:
+        """Let the server's loop (and so its watchdog) run ``seconds`` without a call."""
+        self.ask({"idle": seconds})
+
     def close(self) -> None:
         self.proc.stdin.close()
         assert self.proc.wait(30) == 0
@@ -95,6 +99,10 @@ def main() -> None:
             request = json.loads(line)
             if "wall" in request:
                 tool.tool.config.wall_seconds = request["wall"]
+                print("{}", flush=True)
+                continue
+            if "idle" in request:
+                tool.idle(request["idle"])
                 print("{}", flush=True)
                 continue
             outcome = tool.call(request["code"], request["thread"])

@@ -42,6 +42,9 @@ class RootServer:
     def set_wall(self, seconds: float) -> None:
         self.tool.tool.config.wall_seconds = seconds
 
+    def idle(self, seconds: float) -> None:
+        self.tool.idle(seconds)
+
     def close(self) -> None:
         self.tool.close()
         self.running.__exit__(None, None, None)
@@ -257,10 +260,57 @@ def test_raising_the_cpu_soft_limit_meets_the_hard_one(call, wall):
     assert "CPU-time limit of 1 s per call (a hard limit" in outcome.output and "session was restarted" in outcome.output
 
 
-def test_system_v_shared_memory_does_not_outlive_the_call(call):
-    code = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmat.restype = ctypes.c_void_p\n"
-            "sid = libc.shmget(0, 16 * 2 ** 20, 0o1600)\naddr = libc.shmat(sid, None, 0)\n"
-            "ctypes.memset(addr, 1, 16 * 2 ** 20)\nlibc.shmdt(ctypes.c_void_p(addr))\n"
-            "print(len(open('/proc/sysvipc/shm').readlines()) - 1)")
-    assert call(code).output == "1\n"  # detached, it would hold its memory where no cap sees it ...
-    assert call("print(len(open('/proc/sysvipc/shm').readlines()) - 1)").output == "0\n"  # ... so it is removed
+HIDDEN = """import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+made = [libc.shmget(0, 50 * 2 ** 20, 0o1600) for _ in range(12)]  # System V shared memory
+print('shmget', made.count(-1), errno.errorcode[ctypes.get_errno()])
+print('msgget', libc.msgget(0, 0o1600), errno.errorcode[ctypes.get_errno()])
+print('memfd_create', libc.memfd_create(b'm', 0), errno.errorcode[ctypes.get_errno()])
+held = [os.memfd_create(f'm{i}') for i in range(4)]
+"""
+
+
+def test_memory_no_limit_would_see_is_refused(call):
+    """System V segments, message queues and memfds hold memory no RSS and no size-capped tmpfs shows: the
+    seccomp filter refuses them (the audit's 12 x 50 MB segments and 4 x 50 MB memfds)."""
+    outcome = call(HIDDEN)
+    assert outcome.output.startswith("shmget 12 EPERM\nmsgget -1 EPERM\nmemfd_create -1 EPERM\n"), outcome.output
+    assert "PermissionError: [Errno 1] os.memfd_create is refused in the code_interpreter sandbox: its memory would " \
+           "escape the memory limits" in outcome.output
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the x32 and i386 ABIs of x86_64")
+def test_the_filter_holds_for_the_other_abis(call):
+    x32 = call("import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+               "print(libc.syscall(0x40000000 + 319, b'm', 0), errno.errorcode[ctypes.get_errno()])")  # memfd_create
+    assert x32.output == "-1 EPERM\n", x32.output
+    i386 = ("import ctypes, mmap\npage = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+            "page.write(b'\\xb8\\x14\\x00\\x00\\x00\\xcd\\x80\\xc3')  # mov eax, 20 (getpid); int 0x80; ret\n"
+            "address = ctypes.addressof(ctypes.c_char.from_buffer(page))\nctypes.CFUNCTYPE(ctypes.c_int)(address)()")
+    assert "the cell's process ended (signal 31)" in call(i386).output  # SIGSYS
+
+
+def test_cpu_between_calls_is_limited(served, call):
+    spin = ("import resource, threading\n"
+            "resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+            "def spin():\n    while True:\n        pass\n"
+            "threading.Thread(target=spin, daemon=True).start()\nkept = 1")
+    assert call(spin).output == "(no output)"
+    for _ in range(30):  # a spinning thread reaches the 1 s allowance in about a second of idle time
+        served.idle(1)
+        outcome = call("print(kept)")
+        if outcome.output != "1\n":
+            break
+    assert outcome.output.startswith("[The thread's previous session was ended: it used ") and \
+        "s of CPU time between calls, over the allowance of 1 s" in outcome.output, outcome.output
+    assert "NameError" in outcome.output  # a fresh session
+
+
+def test_names_the_server_cannot_take_are_named_not_returned(call):
+    code = ("open('/mnt/data/tab\\tname.csv', 'w').write('a')\nopen(b'/mnt/data/caf\\xe9.csv', 'wb').write(b'b')\n"
+            "open('/mnt/data/ok.csv', 'w').write('c')")
+    outcome = call(code)
+    assert [path for path, _ in outcome.written_files] == ["/mnt/data/ok.csv"], outcome.output
+    why = "its name has a control character or is not valid UTF-8 (rename it)"
+    assert f"[file not returned: /mnt/data/caf?.csv: {why}]" in outcome.output
+    assert f"[file not returned: /mnt/data/tab?name.csv: {why}]" in outcome.output

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 
 import asstctl
 from asstctl.cli import cli
+from tests.sandbox.as_user import UserServer
+from tests.sandbox.conftest import ROOMY_CPU
 
 PROJECT = Path(asstctl.__file__).resolve().parents[1]
 
@@ -30,3 +32,15 @@ def test_the_readme_main_job_passes_without_bwrap_on_the_path(tmp_path, monkeypa
     assert "PASS  math-tutor/solves a linear equation step by step" in result.output and "FAIL" not in result.output
     notices = [r.getMessage() for r in caplog.records if "sandbox" in r.getMessage()]
     assert len(notices) == 1 and "bwrap is not installed" in notices[0] and "plain subprocess" in notices[0], notices
+
+
+def test_the_plain_subprocess_as_an_unprivileged_user_has_no_process_limit_of_its_uid():
+    """The main job's plain subprocess (no bwrap) under the Dockerfile's kind of user: RLIMIT_NPROC would
+    count every process and thread of that uid on the machine, so it is not applied there."""
+    server = UserServer(dict(ROOMY_CPU, unsafe=True), {})
+    try:
+        code = ("import subprocess\nalive = [subprocess.Popen(['sleep', '60']) for _ in range(20)]\n"  # at once
+                "for p in alive:\n    p.kill()\n    p.wait()\nprint(len(alive))")
+        assert server.call(code, "thread_main").output == "20\n"
+    finally:
+        server.close()

@@ -59,13 +59,15 @@ def test_a_figure_becomes_an_assistants_output_png(served, sdk):
 
 
 def test_thread_and_assistant_files_are_in_mnt_data_and_written_files_download(served, sdk):
-    _, tool = served
+    server, tool = served
     prices = sdk.files.create(file=("prices.csv", b"item,price\npen,2\nbook,12\n"), purpose="assistants")
     rates = sdk.files.create(file=("rates.txt", b"1.1"), purpose="assistants")
     attached = sdk.files.create(file=("note.txt", b"from a message"), purpose="assistants")
+    lost = sdk.files.create(file=("lost.txt", b"gone"), purpose="assistants")
+    server.state.store.delete_blob(lost.id)  # e.g. a failed restore: the object without its bytes
     assistant = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}],
                                            tool_resources={"code_interpreter": {"file_ids": [rates.id]}})
-    thread = sdk.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": [prices.id]}})
+    thread = sdk.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": [prices.id, lost.id]}})
     sdk.beta.threads.messages.create(thread.id, role="user", content="see the note",
                                      attachments=[{"file_id": attached.id, "tools": [{"type": "code_interpreter"}]}])
     code = ("import pandas as pd\ndf = pd.read_csv('/mnt/data/prices.csv')\n"
@@ -74,6 +76,7 @@ def test_thread_and_assistant_files_are_in_mnt_data_and_written_files_download(s
             "print(open('/mnt/data/note.txt').read(), df.price.sum())")
     outcome = tool.call(code, thread.id, assistant.id)
     assert outcome.output.startswith("from a message 14\n") and "sandbox:/mnt/data/converted.csv" in outcome.output
+    assert f"[not copied into /mnt/data: lost.txt (the stored bytes of {lost.id} are missing)]" in outcome.output
     ((path, file_id),) = outcome.written_files
     assert path == "/mnt/data/converted.csv"
     assert sdk.files.retrieve(file_id).purpose == "assistants_output"
@@ -147,20 +150,38 @@ def test_a_stored_hostile_name_is_sanitized_when_copied_into_the_session(served,
     assert outcome.output == str(sorted(["evil_.txt", ids[1], "tab_name.csv"])) + "\n"
 
 
-def test_output_files_have_a_quota_per_run_and_per_thread(sdk):
+def test_output_files_have_a_quota_per_run_and_per_thread_kept_in_the_store(tmp_path):
     limits = {**ROOMY_CPU, "run_output_mb": 1, "thread_output_mb": 2}
-    with start_server(":memory:", sandbox=SandboxConfig(**limits)) as server:
+    write = "for i in range(3):\n    open(f'/mnt/data/part{{i}}-{tag}.bin', 'wb').write(b'x' * 500_000)"
+    db = str(tmp_path / "quota.sqlite3")
+    with start_server(db, sandbox=SandboxConfig(**limits)) as server:
         tool = ToolDriver(server)
         try:
-            write = "for i in range(3):\n    open(f'/mnt/data/part{{i}}-{tag}.bin', 'wb').write(b'x' * 500_000)"
             first = tool.call(write.format(tag="a"), "thread_q", run_id="run_1")
             assert [path for path, _ in first.written_files] == ["/mnt/data/part0-a.bin", "/mnt/data/part1-a.bin"]
             assert "[file not returned: /mnt/data/part2-a.bin: the quota of 1 MB of output files per run is used up]" \
                 in first.output
             second = tool.call(write.format(tag="b"), "thread_q", run_id="run_2")
             assert len(second.written_files) == 2
-            third = tool.call(write.format(tag="c"), "thread_q", run_id="run_3")
-            assert third.written_files == [] and "the quota of 2 MB of output files per thread is used up" in third.output
             assert len(tool.call(write.format(tag="d"), "thread_other", run_id="run_4").written_files) == 2
         finally:
             tool.close()
+    with start_server(db, sandbox=SandboxConfig(**limits)) as server:  # a restart (or another replica)
+        tool = ToolDriver(server)
+        try:
+            third = tool.call(write.format(tag="c"), "thread_q", run_id="run_3")
+            assert third.written_files == [] and "the quota of 2 MB of output files per thread is used up" in third.output
+        finally:
+            tool.close()
+
+
+def test_an_output_file_is_stored_with_its_bytes_or_not_at_all(served):
+    server, tool = served
+    store = server.state.store
+    blobs = lambda: store._fetch("SELECT count(*) FROM blob_index")[0][0]  # noqa: E731
+    before = blobs()
+    with pytest.raises(ValueError):  # a name the database cannot hold (a lone surrogate): neither is written
+        tool.tool._store("/mnt/data/caf\udce9.csv", b"bytes")
+    assert blobs() == before and not store.all("file")
+    file_id = tool.tool._store("/mnt/data/ok.csv", b"bytes")
+    assert blobs() == before + 1 and [f["id"] for f in store.all("file")] == [file_id]

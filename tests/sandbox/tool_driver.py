@@ -26,6 +26,10 @@ class ToolDriver:
                           tool={"type": "code_interpreter"}, progress=self.progress.append)
         return self.loop.run_until_complete(self.tool.run(ctx, {"code": code}))
 
+    def idle(self, seconds: float) -> None:
+        """The server's loop runs (its sandbox watchdog too) for ``seconds`` without a call."""
+        self.loop.run_until_complete(asyncio.sleep(seconds))
+
     def close(self) -> None:
         self.loop.run_until_complete(self.tool.pool.aclose())
         self.loop.close()

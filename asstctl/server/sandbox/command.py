@@ -9,11 +9,15 @@ environment, no capabilities once the REPL has dropped to its session uid.
 
 from __future__ import annotations
 
+import base64
+import errno
 import json
 import os
+import platform
 import secrets
 import shutil
 import site
+import struct
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -29,6 +33,10 @@ INSTALL_HINT = (
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "fonts", "mime.types")
 UID_RANGE = (1 << 20, 1 << 30)  # per-session uids when the server runs as root (never a real user)
+# System calls refused in the sandbox (seccomp): they make memory no RSS, no size-capped tmpfs and so no
+# limit sees (System V shared memory and message queues, memfds, secret memory). Per architecture: its
+# AUDIT_ARCH and the numbers of shmget, msgget, memfd_create, memfd_secret.
+REFUSED_CALLS = {"x86_64": (0xC000003E, (29, 68, 319, 447)), "aarch64": (0xC00000B7, (194, 186, 279, 447))}
 
 
 @dataclass
@@ -48,8 +56,9 @@ class SandboxConfig:
     max_sessions: int = 16  # live sessions; beyond it the least recently used idle one is ended
     max_total_memory_mb: int = 4096  # memory of all sessions together (0: no cap); beyond it the largest ends
     max_total_disk_mb: int = 4096  # tmpfs bytes of all sessions together (0: no cap); beyond it the largest ends
+    watch_seconds: float = 0.25  # how often the watchdog (limits.py) looks at the sessions
     run_output_mb: int = 64  # files a run's calls may store (assistants_output)
-    thread_output_mb: int = 256  # files a thread's calls may store, per server process
+    thread_output_mb: int = 256  # files a thread's calls may store (counted in the store)
     unsafe: bool = False  # run the REPL WITHOUT a sandbox (development only, logged loudly)
     bwrap: str | None = None  # path of bwrap; default: found on PATH
 
@@ -96,6 +105,8 @@ def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
         "RLIMIT_CORE": 0,
         "RLIMIT_NOFILE": 256,
     }
+    if data_dir != "/mnt/data":  # no sandbox: RLIMIT_NPROC would count every process of the server's uid
+        del rlimits["RLIMIT_NPROC"]
     return {
         "rlimits": rlimits,
         "uid": uid,
@@ -108,7 +119,24 @@ def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
         "data_dir": data_dir,
         "sandboxed": data_dir == "/mnt/data",  # False: --unsafe-code-interpreter (no pid namespace)
         "site_dirs": site_dirs(),
+        "seccomp": base64.b64encode(SECCOMP).decode() if SECCOMP else None,
     }
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """A classic BPF program (``struct sock_filter[]``) that refuses ``REFUSED_CALLS`` with EPERM and kills a
+    process calling in through another ABI (i386/x32 on x86_64, arm32 on aarch64); None on other machines."""
+    arch, numbers = REFUSED_CALLS.get(machine or platform.machine(), (None, ()))
+    if arch is None:
+        return None
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    allow, refuse, kill = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x80000000  # SECCOMP_RET_*
+    checks = [(jge, 0x40000000)] if arch == 0xC000003E else []  # x32's numbers on x86_64
+    checks += [(jeq, number) for number in numbers]
+    program = [(load, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill), (load, 0, 0, 0)]  # seccomp_data.arch, .nr
+    program += [(code, len(checks) - i, 0, k) for i, (code, k) in enumerate(checks)]  # jump to ``refuse``
+    program += [(ret, 0, 0, allow), (ret, 0, 0, refuse)]
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
 
 def environment(home: str) -> dict[str, str]:
@@ -202,6 +230,9 @@ def command(config: SandboxConfig) -> tuple[list[str], dict[str, str], str | Non
     uid = new_uid()
     tail = [python_binary(), "-I", "-c", repl_source(), json.dumps(settings(config, uid, "/mnt/data"))]
     return bwrap_argv(config, bwrap, uid) + ["--", *tail], {}, None
+
+
+SECCOMP = seccomp_filter()
 
 
 class SandboxUnavailable(Exception):

@@ -3,12 +3,14 @@
 - **CPU time, hard.** The REPL sets a soft RLIMIT_CPU per call (the cell gets an exception), which
   the cell could raise again; the watchdog ends a session whose processes used more than
   ``cpu_seconds`` + ``CPU_GRACE`` in the running call (counted from its first look at the call, at
-  most ``INTERVAL`` after the call began).
+  most ``watch_seconds`` (0.25) after the call began). Between calls a session may use ``IDLE_CPU`` seconds in all
+  (code left running after its call, e.g. a thread that raised its own soft limit); beyond, it is
+  ended and the thread's next call says why.
 - **Total memory** (``--code-max-total-memory-mb``) and **total disk** (``--code-max-total-disk-mb``,
   the bytes in every session's size-capped tmpfs): when the sessions together use more, the largest
   session is ended and its call fails saying why.
 
-It measures from /proc every ``INTERVAL`` seconds (in a worker thread: the event loop never blocks)
+It measures from /proc every ``watch_seconds`` (0.25) seconds (in a worker thread: the event loop never blocks)
 while sessions live, wherever the server runs (no cgroup it may create, an unprivileged container).
 Where it may create one, the kernel enforces the total memory too (``cgroups.py``, the backstop for
 bursts between two looks); the watchdog ends a session whose cgroup saw the kernel's OOM killer.
@@ -24,8 +26,8 @@ from asstctl.server.sandbox.cgroups import KernelLimit
 from asstctl.server.sandbox.procs import Usage, usage
 
 log = logging.getLogger("asstctl.server.sandbox")
-INTERVAL = 0.25
 CPU_GRACE = 1.0  # seconds over the soft limit before the hard one ends the session
+IDLE_CPU = 1.0  # CPU seconds a session may use between calls, in all
 
 
 def measure(session: Any) -> Usage:
@@ -52,7 +54,7 @@ class Watchdog:
 
     async def _loop(self) -> None:
         while self.pool.sessions:
-            await asyncio.sleep(INTERVAL)
+            await asyncio.sleep(self.pool.config.watch_seconds)
             try:
                 await self.check()
             except Exception:  # a bug here must not stop the watchdog's next checks
@@ -69,6 +71,13 @@ class Watchdog:
             if reason:  # the kernel ended a process of it: end the rest (an idle session's call would not)
                 self.end(session, reason)
         for session, used in zip(sessions, usages):
+            seen, session.seen = session.seen, (used.cpu, session.calls, not session.busy)
+            if not session.busy:  # idle now, and at the last look with no call since: all of it was idle
+                if seen is not None and seen[2] and seen[1] == session.calls:
+                    session.idle_cpu += used.cpu - seen[0]
+                if session.idle_cpu > IDLE_CPU:
+                    self.end(session, f"it used {session.idle_cpu:.1f} s of CPU time between calls, over the "
+                                      f"allowance of {IDLE_CPU:g} s (code left running after its call ended)")
             if not session.in_call:
                 continue
             if session.call_cpu is None:  # the call's baseline (it began at most one interval ago)

@@ -38,8 +38,9 @@ class SessionPool:
             session = await self._session(key)
             try:
                 async with session.lock:
-                    if not session.alive:  # ended while this call waited for it: start another
+                    if not session.alive or session.ended_by:  # ended while this call waited for it: start another
                         continue
+                    session.calls += 1
                     try:
                         notes = [f"{name} ({why})" for name, why in await self._copy(session, files)]
                     except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError,
@@ -54,6 +55,10 @@ class SessionPool:
                         session.in_call = False
                     if notes:
                         result.logs += f"\n[not copied into /mnt/data: {'; '.join(notes)}]"
+                    if session.note:
+                        result.logs = (f"[The thread's previous session was ended: {session.note}; its variables "
+                                       f"and files are gone.]\n{result.logs}")
+                        session.note = None
                     self._touch(key, session)
             finally:
                 session.users -= 1
@@ -69,6 +74,9 @@ class SessionPool:
         limit = int(self.config.file_mb) * 1024 * 1024
         for file in files:
             if file.key in session.files:
+                continue
+            if file.problem:
+                failed.append((file.name, file.problem))
                 continue
             if file.size > limit:
                 failed.append((file.name, f"{file.size / 1048576:.1f} MB, over the sandbox's file limit of "
@@ -96,15 +104,18 @@ class SessionPool:
             finally:
                 session.users -= 1
             return await self._session(key)
-        if session is not None and session.alive:
+        if session is not None and session.alive and not session.ended_by:
             self.sessions.move_to_end(key)
             session.users += 1
             return session
-        if session is not None:
+        ended = None
+        if session is not None:  # ended while idle (by the watchdog, or on its own)
+            ended = session.ended_by
             session.kill()
             self._forget(key, session)
         await self._make_room()
         session = Session(self.config, self.watchdog.kernel)
+        session.note = ended
         session.users = 1
         self.sessions[key] = session
         try:

@@ -15,7 +15,7 @@ WRITABLE = ("tmp", "mnt/data", "dev/shm")  # the sandbox's size-capped tmpfs, be
 
 @dataclass
 class Usage:
-    memory: int = 0  # bytes resident in the session's processes, and in the memfds they hold
+    memory: int = 0  # bytes resident in the session's processes (memfds and SysV shm are refused: seccomp)
     disk: int = 0  # bytes used in its writable tmpfs
     cpu: float = 0.0  # CPU seconds of its processes, living and ended
 
@@ -57,7 +57,6 @@ def usage(root: int, data_dir: str | None = None) -> Usage:
     """What the sandbox started as process ``root`` uses now (``data_dir``: the unsafe mode's stand-in)."""
     result = Usage()
     pids = descendants(root)
-    memfds: dict[tuple[int, int], int] = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as handle:
@@ -67,8 +66,6 @@ def usage(root: int, data_dir: str | None = None) -> Usage:
         except (OSError, ValueError, IndexError):
             continue
         result.cpu += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
-        memfds.update(memory_files(pid))
-    result.memory += sum(memfds.values())
     if data_dir:
         result.disk = directory_bytes(data_dir)
         return result
@@ -80,24 +77,6 @@ def usage(root: int, data_dir: str | None = None) -> Usage:
             continue
         result.disk += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
     return result
-
-
-def memory_files(pid: int) -> dict[tuple[int, int], int]:
-    """Bytes of the memfds process ``pid`` holds open (memory that no RSS shows until it is mapped)."""
-    found = {}
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return found
-    for fd in fds[:1024]:
-        path = f"/proc/{pid}/fd/{fd}"
-        try:
-            if os.readlink(path).startswith("/memfd:"):
-                info = os.stat(path)
-                found[(info.st_dev, info.st_ino)] = info.st_blocks * 512
-        except OSError:
-            continue
-    return found
 
 
 def directory_bytes(path: str, limit: int = 10_000) -> int:

@@ -137,10 +137,24 @@ def shown(path):
     return "/mnt/data/" + os.path.relpath(path, DATA)
 
 
+def named(path):
+    """(the path as shown, with ``?`` for control characters and bytes that are not UTF-8; why it cannot be
+    returned, or None): the server takes only printable UTF-8 paths of at most 4096 characters."""
+    text = shown(path)
+    clean = "".join("?" if ord(c) < 32 or c == "\x7f" or 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    if len(clean) > 4000:
+        return clean[:200] + "...", "its path is over 4000 characters"
+    return clean, None if clean == text else "its name has a control character or is not valid UTF-8 (rename it)"
+
+
 def changed_files(before):
     files, skipped, room = [], [], SETTINGS["max_file_bytes"]
     for path, mark in sorted(snapshot().items()):
         if before.get(path) == mark:
+            continue
+        name, problem = named(path)
+        if problem:
+            skipped.append({"path": name, "reason": problem})
             continue
         if len(files) >= SETTINGS["max_files"]:
             skipped.append({"path": shown(path), "reason": f"more than {SETTINGS['max_files']} files changed in one call"})
@@ -233,22 +247,30 @@ def reap():
         time.sleep(0.002)
 
 
-def drop_shm():
-    """Mark the cell's System V shared memory for removal (freed once detached): memory no size-capped
-    tmpfs and no RSS would show. Only in the sandbox's own IPC namespace."""
-    if not SETTINGS["sandboxed"]:
+def refuse_hidden_memory():
+    """Install the server's seccomp filter (``command.seccomp_filter``) on this process and all it starts:
+    System V shared memory and message queues, memfds and secret memory are refused with EPERM (memory no
+    RSS, no size-capped tmpfs and so no limit would see). The REPL does not start without it."""
+    program = base64.b64decode(SETTINGS["seccomp"] or "")
+    if not program:
         return
-    try:
-        with open("/proc/sysvipc/shm") as table:
-            ids = [int(line.split()[1]) for line in table.readlines()[1:] if line.strip()]
-    except (OSError, ValueError, IndexError):
-        return
-    if ids:
-        import ctypes
+    import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        for shmid in ids:
-            libc.shmctl(shmid, 0, None)  # IPC_RMID
+    class Program(ctypes.Structure):  # struct sock_fprog
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fprog = Program(len(program) // 8, program)
+    # PR_SET_NO_NEW_PRIVS (bwrap sets it too), then PR_SET_SECCOMP with SECCOMP_MODE_FILTER
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
+        raise SystemExit(f"could not install the seccomp filter ({os.strerror(ctypes.get_errno())})")
+
+
+def refused(name):
+    def call(*args, **kwargs):
+        raise PermissionError(errno.EPERM, f"{name} is refused in the code_interpreter sandbox: its memory would "
+                                           "escape the memory limits; use a file in /tmp or /dev/shm instead")
+    return call
 
 
 def collect():
@@ -304,7 +326,6 @@ def supervise(requests, answers, to_worker, from_worker, capture):
             write_frame(answers, {"fatal": ended or f"the cell's process sent a malformed answer ({problem})"})
             return
         reap()
-        drop_shm()
         logs, dropped = capture.finish(marks - 1)
         os.write(capture.write, MARK % marks)
         capture.finish(marks)  # dropped: output of the processes reap() ended, written after the cell's end
@@ -353,11 +374,14 @@ class CpuLimit(Exception):
     pass
 
 
-def on_cpu_limit(signum, frame):
-    raise CpuLimit(f"CPU time limit of {SETTINGS['cpu_seconds']} s per call exceeded")
-
-
 IN_CELL = False
+
+
+def on_cpu_limit(signum, frame):
+    """Stops a cell over its CPU time; between cells (a thread the cell left running) the server's watchdog
+    counts the CPU time instead, and the REPL waits for its next request."""
+    if IN_CELL:
+        raise CpuLimit(f"CPU time limit of {SETTINGS['cpu_seconds']} s per call exceeded")
 
 
 def on_interrupt(signum, frame):
@@ -440,6 +464,8 @@ def work(commands, replies):
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead
     signal.signal(signal.SIGXCPU, on_cpu_limit)
     signal.signal(signal.SIGINT, on_interrupt)
+    if SETTINGS["seccomp"]:
+        os.memfd_create = refused("os.memfd_create")  # refused anyway (seccomp): with a message that says so
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     me = os.getpid()
@@ -518,6 +544,7 @@ def write_frame(stream, message):
 
 def main():
     drop_privileges()
+    refuse_hidden_memory()
     requests = os.fdopen(os.dup(0), "rb", buffering=0)  # unbuffered: select() sees all that is pending
     answers = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDWR)

@@ -33,12 +33,14 @@ class ReplFailed(Exception):
 
 @dataclass
 class InputFile:
-    """A file for /mnt/data: ``key`` names its version (copied once per session), ``chunks`` streams it."""
+    """A file for /mnt/data: ``key`` names its version (copied once per session), ``chunks`` streams it;
+    ``problem``: why it cannot be copied (named in the call's logs)."""
 
     key: str
     name: str
     size: int
     chunks: Callable[[], Iterable[bytes]]
+    problem: str | None = None
 
 
 @dataclass
@@ -84,6 +86,10 @@ class Session:
         self.ended_by: str | None = None  # why the pool or its watchdog ended it (named in the call's result)
         self.in_call = False  # a call is running (the watchdog's hard CPU limit applies)
         self.call_cpu: float | None = None  # CPU seconds of the sandbox when the watchdog first saw the call
+        self.calls = 0  # calls begun (the watchdog counts CPU between calls: ``idle_cpu``)
+        self.seen: tuple[float, int, bool] | None = None  # the watchdog's last look: (CPU s, calls, idle)
+        self.idle_cpu = 0.0
+        self.note: str | None = None  # why the thread's previous session was ended while idle
         # files (base64) + images + logs of one answer, with room to spare
         self.max_frame = (2 * int(config.file_mb) + 2 * MAX_IMAGES * MAX_IMAGE_BYTES // (1 << 20) + 16) * 1024 * 1024
 
@@ -142,7 +148,10 @@ class Session:
         return reason
 
     async def run(self, code: str) -> CellResult:
-        await self._send({"op": "exec", "code": code})
+        try:
+            await self._send({"op": "exec", "code": code})
+        except ConnectionError as error:  # ended just now (e.g. by the watchdog)
+            return await self.crashed(error)
         reading = asyncio.ensure_future(self._read())
         try:
             try:
@@ -333,6 +342,8 @@ def data_path(path: object) -> str:
     """A file path of an answer, normalized and confined to /mnt/data (ValueError otherwise)."""
     if not isinstance(path, str) or len(path) > 4096 or any(ord(c) < 32 or c == "\x7f" for c in path):
         raise ValueError("a file path that is not text of at most 4096 printable characters")
+    if not path.isascii():
+        path.encode("utf-8", "strict")  # UnicodeEncodeError (a ValueError) for a lone surrogate
     normal = posixpath.normpath(path)
     if normal != path or not normal.startswith("/mnt/data/"):
         raise ValueError(f"a file path outside /mnt/data: {path[:100]!r}")

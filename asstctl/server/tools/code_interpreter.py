@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Iterable
 
@@ -29,6 +28,7 @@ from asstctl.server.tools.base import ToolContext, ToolError, ToolOutcome
 
 log = logging.getLogger("asstctl.server.tools")
 NAME = "python"
+QUOTA_KIND = "code_interpreter_output"  # {"id": "run:<id>" | "thread:<id>", "bytes"}, a child of the thread
 DESCRIPTION = (
     "Run Python code in a stateful sandbox (variables persist between calls of this conversation). "
     "Files the user provided are in /mnt/data; save files there to give them to the user and refer to "
@@ -47,7 +47,6 @@ class CodeInterpreterTool:
         self.config: SandboxConfig = config if isinstance(config, SandboxConfig) else SandboxConfig()
         self.pool = SessionPool(self.config)
         self.plain_pool: SessionPool | None = None  # the project's own rule code when bwrap is missing
-        self.stored: OrderedDict[str, int] = OrderedDict()  # "run:<id>" / "thread:<id>" -> output bytes stored
         state.extra.setdefault("shutdown", []).append(self.aclose)  # run on the server's loop
         if self.config.unsafe:
             log.warning("code_interpreter: --unsafe-code-interpreter is on: model code runs WITHOUT a sandbox, "
@@ -73,6 +72,7 @@ class CodeInterpreterTool:
         images = [self._store(f"image-{secrets.token_hex(4)}.png", data) for data in quota(result.images, "an image")]
         kept = quota(result.files, None)
         written = [(path, self._store(_shown_path(path), data)) for path, data in kept]
+        quota.save(self.state.store)
         result.skipped += quota.refused
         outputs = _outputs(result, images)
         ctx.progress({"code_interpreter": {"outputs": [{"index": i, **o} for i, o in enumerate(outputs)]}})
@@ -99,9 +99,13 @@ class CodeInterpreterTool:
                 await pool.aclose()
 
     def _quota(self, ctx: ToolContext) -> "_Quota":
-        limits = {f"run:{ctx.run.get('id')}": self.config.run_output_mb,
-                  f"thread:{ctx.thread.get('id') or ctx.run.get('thread_id')}": self.config.thread_output_mb}
-        return _Quota(self.stored, limits)
+        """What the run and the thread have stored so far (kept in the store: every replica and restart
+        counts the same bytes)."""
+        thread_id = ctx.thread.get("id") or ctx.run.get("thread_id") or ""
+        limits = {f"run:{ctx.run.get('id')}": self.config.run_output_mb, f"thread:{thread_id}": self.config.thread_output_mb}
+        store = self.state.store
+        stored = {key: int((store.get(QUOTA_KIND, key, thread_id) or {}).get("bytes") or 0) for key in limits}
+        return _Quota(stored, limits, thread_id)
 
     def _files(self, ctx: ToolContext) -> Iterable[InputFile]:
         """The files the run's code may read, each read from the store only when it is copied."""
@@ -110,24 +114,30 @@ class CodeInterpreterTool:
             if file_id in names:
                 continue
             file = store.get("file", file_id)
-            size = store.blob_size(file_id) if file else None
-            if file is None or size is None:
+            if file is None:
                 continue
+            size = store.blob_size(file_id)
             name = safe_name(os.path.basename(file.get("filename") or ""), file_id)
             if name in names.values():
                 name = safe_name(f"{file_id}-{name}", file_id)
             names[file_id] = name
+            if size is None:  # named in the call's logs
+                yield InputFile(key=f"{file_id}:missing", name=name, size=0, chunks=lambda: (),
+                                problem=f"the stored bytes of {file_id} are missing")
+                continue
             yield InputFile(key=f"{file_id}:{size}:{file.get('created_at')}", name=name, size=size,
                             chunks=lambda file_id=file_id: store.read_blob(file_id) or ())
 
     def _store(self, filename: str, data: bytes) -> str:
-        """A new file of purpose ``assistants_output``; returns its id."""
+        """A new file of purpose ``assistants_output``; returns its id. Its object and its bytes are written
+        in one transaction: neither without the other."""
         file = {"id": new_id("file"), "object": "file", "bytes": len(data),
                 "created_at": now(), "filename": filename, "purpose": "assistants_output",
                 "status": "processed"}
         store = self.state.store
-        store.write_blob(file["id"], [data])
-        store.insert("file", file)
+        with store.transaction():
+            store.write_blob(file["id"], [data])
+            store.insert("file", file)
         return file["id"]
 
 
@@ -174,10 +184,11 @@ def _model_text(result: CellResult, images: list[str], written: list[tuple[str, 
 
 
 class _Quota:
-    """Output files a call may still store under the quotas per run and per thread (in this process)."""
+    """Output files a call may still store under the quotas per run and per thread."""
 
-    def __init__(self, stored: OrderedDict[str, int], limits: dict[str, int]):
-        self.stored, self.limits, self.refused = stored, limits, []
+    def __init__(self, stored: dict[str, int], limits: dict[str, int], thread_id: str):
+        self.stored, self.limits, self.refused, self.thread_id = stored, limits, [], thread_id
+        self.before = dict(stored)
 
     def __call__(self, items: list, label: str | None) -> list:
         kept = []
@@ -191,8 +202,12 @@ class _Quota:
                 continue
             for key in self.limits:
                 self.stored[key] = self.stored.get(key, 0) + len(data)
-                self.stored.move_to_end(key)
             kept.append(item)
-        while len(self.stored) > 100_000:
-            self.stored.popitem(last=False)
         return kept
+
+    def save(self, store: Any) -> None:
+        """The counts, as children of the thread (they go with it)."""
+        if self.stored != self.before:
+            with store.transaction():
+                for key, size in self.stored.items():
+                    store.save(QUOTA_KIND, {"id": key, "bytes": size}, self.thread_id)
