@@ -24,6 +24,8 @@ MAX_BYTES = 256 << 20
 MAX_SECONDS = 60.0
 PIECE = "x" * 99 + " "  # a 100-character delta
 DRIP_SECONDS = 2.0  # how long the drip of separately flushed 100-character deltas lasts
+BAD_BYTES = b"\xff\xfe and \xe2\x82"  # invalid UTF-8: two bytes no character starts with, a character cut short
+BAD = "@BAD@"  # where ``_raw`` puts BAD_BYTES
 KEY_AT_CUT = 20  # characters of the key before a cap, the rest after it (padded-key-*)
 
 
@@ -119,6 +121,13 @@ class HostileUpstream:
         writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         await writer.drain()
 
+    @staticmethod
+    async def _raw(writer, text: str) -> None:
+        """One chunk of ``text`` with BAD_BYTES (not UTF-8) where it says BAD, then the end of the body."""
+        data = text.encode().replace(BAD.encode(), BAD_BYTES)
+        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+        await writer.drain()
+
     async def _endless(self, writer, name: str, started: float, payload: str, pause: float) -> bool:
         """Chunks of ``payload`` until the client hangs up (or the bounds)."""
         sent = 0
@@ -167,6 +176,11 @@ class HostileUpstream:
         # JSON escapes of a lone high and a lone low surrogate, as some tokenizers emit mid-character
         return await self._sse(writer, [json.dumps(delta({"content": "bad \ud800 and \udfff"})),
                                         json.dumps(delta({"content": " end"})), json.dumps(delta({}, "stop"))])
+
+    async def _invalid_utf8(self, writer, headers, started) -> bool:
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._raw(writer, sse(delta({"content": f"bad {BAD} end"})) + sse(delta({}, "stop")) + "data: [DONE]\n\n")
+        return True
 
     async def _flood(self, writer, headers, started) -> bool:
         """2 MB of text in 100-character deltas, as fast as the client reads."""
@@ -258,7 +272,7 @@ class HostileUpstream:
 
 BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstream)
               if name.startswith("_") and not name.startswith("__")
-              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "endless")]
+              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless")]
 
 
 def behaviour_of(body: dict[str, Any]) -> str:

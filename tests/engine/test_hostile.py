@@ -137,6 +137,13 @@ def test_lone_surrogates_are_replaced_and_the_thread_stays_usable(sdk):
     sdk.beta.threads.messages.create(run.thread_id, role="user", content="still there?")
 
 
+def test_invalid_utf8_in_a_stream_is_replaced(sdk):
+    """Raw bytes that are not UTF-8 inside a delta (http.Response.line_batches decodes with replacement)."""
+    run = run_on(sdk, "invalid-utf8")
+    assert run.status == "completed", run.last_error
+    assert reply_of(sdk, run) == "bad \ufffd\ufffd and \ufffd end"
+
+
 def test_an_endless_stream_ends_at_the_whole_turn_limit(sdk):
     started = time.monotonic()
     run = run_on(sdk, "endless-stream")
