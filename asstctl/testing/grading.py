@@ -25,6 +25,7 @@ from typing import Any
 from asstctl.errors import ConfigError
 
 PER_TOKENS = 1_000_000  # prices are per 1M tokens
+RETRIES = 3  # further attempts of a grader or embeddings call after a 429, 5xx or connection failure
 GRADER_SYSTEM = (
     "You grade the reply of an AI assistant against one criterion. Judge only the criterion, not style or "
     "length. Answer with a JSON object and nothing else: "
@@ -149,8 +150,8 @@ class Grader:
         while True:
             level = self._format_level
             try:
-                answer = self.client().chat.completions.create(
-                    model=model, temperature=0, messages=grader_messages(prompt, level), **FORMATS[level])
+                answer = self._create(model=model, temperature=0, messages=grader_messages(prompt, level),
+                                      **FORMATS[level])
             except openai.APIStatusError as error:
                 if level + 1 < len(FORMATS) and _format_refused(error):  # e.g. llama.cpp: no json_schema
                     with self._lock:
@@ -166,6 +167,22 @@ class Grader:
         if level > 0:  # the server did not enforce the schema: the answer is checked against it
             return checked_verdict(content or "")
         return parse_verdict(content or "")
+
+    def _create(self, **request):
+        """One grader call. Sent first without the SDK's retries, so a refusal of the response format
+        (llama-cpp-python's 500 on json_schema) is seen at once and the next format tried, not sent
+        RETRIES more times; any other 429, 5xx or connection failure is then sent again with them."""
+        import openai
+
+        client = self.client()
+        try:
+            return client.with_options(max_retries=0).chat.completions.create(**request)
+        except openai.APIStatusError as error:
+            if _format_refused(error) or not (error.status_code == 429 or error.status_code >= 500):
+                raise
+        except openai.APIConnectionError:  # a timeout too
+            pass
+        return client.with_options(max_retries=RETRIES - 1).chat.completions.create(**request)
 
     def similarity(self, reply: str, text: str, spend: Spend) -> float:
         """Cosine similarity of the embeddings of ``reply`` and ``text``."""
@@ -206,8 +223,8 @@ def _client(upstream, timeout: float):
     key = resolve_key(upstream)
     if upstream.is_azure:
         return openai.AzureOpenAI(azure_endpoint=upstream.url, api_version=upstream.azure_api_version, api_key=key,
-                                  timeout=timeout, max_retries=3)
-    return openai.OpenAI(base_url=upstream.url, api_key=key, timeout=timeout, max_retries=3)
+                                  timeout=timeout, max_retries=RETRIES)
+    return openai.OpenAI(base_url=upstream.url, api_key=key, timeout=timeout, max_retries=RETRIES)
 
 
 def _problem(error: Exception) -> str:

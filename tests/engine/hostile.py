@@ -1,6 +1,7 @@
 """A hostile Chat Completions upstream on loopback (its error answers serve the Responses engine too): raw HTTP/1.1 written by hand, so it can send what
 no well-behaved server would (a 200 MB or endless error body, lone surrogates, endless streams,
-floods of tiny deltas, the caller's key echoed back, ``[DONE]`` without a finish_reason).
+floods of tiny deltas and a slow drip of them, the caller's key echoed back (also behind whitespace
+padding that puts it across a cap), ``[DONE]`` without a finish_reason).
 
 The last user message names the behaviour (``BEHAVIOURS``). Everything is bounded: no answer sends
 more than ``MAX_BYTES`` or lasts longer than ``MAX_SECONDS``, and each stops as soon as the client
@@ -16,9 +17,16 @@ import time
 from collections import Counter
 from typing import Any
 
+from asstctl.server.engine.limits import ERROR_BODY_CAP
+from asstctl.server.engine.sse import ERROR_CHARS
+
 MAX_BYTES = 256 << 20
 MAX_SECONDS = 60.0
 PIECE = "x" * 99 + " "  # a 100-character delta
+DRIP_SECONDS = 2.0  # how long the drip of separately flushed 100-character deltas lasts
+BAD_BYTES = b"\xff\xfe and \xe2\x82"  # invalid UTF-8: two bytes no character starts with, a character cut short
+BAD = "@BAD@"  # where ``_raw`` puts BAD_BYTES
+KEY_AT_CUT = 20  # characters of the key before a cap, the rest after it (padded-key-*)
 
 
 class HostileUpstream:
@@ -27,6 +35,7 @@ class HostileUpstream:
         self.headers: list[dict[str, str]] = []
         self.bodies: list[dict[str, Any]] = []
         self.hung_up: Counter[str] = Counter()  # answers the client closed before their end
+        self.dripped = 0  # deltas the last drip sent
         self._handlers: set[asyncio.Task] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -112,6 +121,13 @@ class HostileUpstream:
         writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         await writer.drain()
 
+    @staticmethod
+    async def _raw(writer, text: str) -> None:
+        """One chunk of ``text`` with BAD_BYTES (not UTF-8) where it says BAD, then the end of the body."""
+        data = text.encode().replace(BAD.encode(), BAD_BYTES)
+        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+        await writer.drain()
+
     async def _endless(self, writer, name: str, started: float, payload: str, pause: float) -> bool:
         """Chunks of ``payload`` until the client hangs up (or the bounds)."""
         sent = 0
@@ -161,6 +177,11 @@ class HostileUpstream:
         return await self._sse(writer, [json.dumps(delta({"content": "bad \ud800 and \udfff"})),
                                         json.dumps(delta({"content": " end"})), json.dumps(delta({}, "stop"))])
 
+    async def _invalid_utf8(self, writer, headers, started) -> bool:
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._raw(writer, sse(delta({"content": f"bad {BAD} end"})) + sse(delta({}, "stop")) + "data: [DONE]\n\n")
+        return True
+
     async def _flood(self, writer, headers, started) -> bool:
         """2 MB of text in 100-character deltas, as fast as the client reads."""
         chunk = sse(delta({"content": PIECE}))
@@ -196,6 +217,35 @@ class HostileUpstream:
         await writer.drain()
         return True
 
+    async def _padded_key_error(self, writer, headers, started) -> bool:
+        """A 400 whose plain-text body is padded with spaces so that the key lies across ERROR_BODY_CAP."""
+        payload = padded_key(headers, ERROR_BODY_CAP).encode()
+        self._head(writer, 400, f"content-type: text/plain\r\ncontent-length: {len(payload)}\r\n")
+        try:
+            writer.write(payload)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        return False
+
+    async def _padded_key_stream_error(self, writer, headers, started) -> bool:
+        """An error chunk inside the stream, padded so that the key lies across the in-stream cut (ERROR_CHARS)."""
+        return await self._sse(writer, [json.dumps({"error": {"message": padded_key(headers, ERROR_CHARS),
+                                                              "type": "server_error", "param": None, "code": None}})])
+
+    async def _drip(self, writer, headers, started) -> bool:
+        """100-character deltas, each its own flushed chunk, for DRIP_SECONDS; then the end."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        self.dripped = 0
+        while time.monotonic() - started < DRIP_SECONDS:
+            await self._chunk(writer, sse(delta({"content": PIECE})))
+            self.dripped += 1
+            await asyncio.sleep(0.002)
+        await self._chunk(writer, sse(delta({}, "stop")) + "data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
     async def _done_no_finish(self, writer, headers, started) -> bool:
         return await self._sse(writer, [json.dumps(delta({"content": "partial an"}))])
 
@@ -222,7 +272,7 @@ class HostileUpstream:
 
 BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstream)
               if name.startswith("_") and not name.startswith("__")
-              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "endless")]
+              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless")]
 
 
 def behaviour_of(body: dict[str, Any]) -> str:
@@ -233,6 +283,12 @@ def behaviour_of(body: dict[str, Any]) -> str:
             text = text if isinstance(text, str) else ""
             return text.strip() if text.strip() in BEHAVIOURS else "no-usage"
     return "no-usage"
+
+
+def padded_key(headers: dict[str, str], cap: int) -> str:
+    """"oops", spaces, the caller's key (its first KEY_AT_CUT characters before ``cap``) and a tail."""
+    key = headers.get("authorization", "").removeprefix("Bearer ")
+    return "oops" + " " * (cap - 4 - KEY_AT_CUT) + key + " tail"
 
 
 def delta(content: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

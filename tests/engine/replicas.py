@@ -99,12 +99,33 @@ def mistral(body: dict[str, Any]) -> Failure | None:
 
 
 def strict_gateway(body: dict[str, Any]) -> Failure | None:
-    """A self-hosted gateway validating roles strictly: 400 naming the role (as reported by its users)."""
+    """A self-hosted OpenAI-compatible endpoint that validates roles strictly: 400 naming the role by its
+    position (cloudflare/cloudflare-os#36, whose slot is what vLLM, LM Studio, llama.cpp and self-hosted
+    gateways are added through; the backend is not named). Not Ollama: see :func:`ollama`."""
     for i, message in enumerate(body["messages"]):
         if message.get("role") == "developer":
             return Failure(400, raw={"message": f"developer is not one of ['system', 'assistant', 'user', 'tool', "
                                                 f"'function'] - 'messages.[{i}].role'",
                                      "type": "invalid_request_error", "param": "", "code": None})
+    return None
+
+
+OLLAMA_IGNORED = ("tool_choice", "parallel_tool_calls", "max_completion_tokens")  # accepted, never acted on
+
+
+def ollama(body: dict[str, Any]) -> Failure | None:
+    """Ollama's OpenAI-compatible endpoint (``/v1/chat/completions``): 400 in OpenAI's envelope, ``type:
+    invalid_request_error``, for ``content: null`` on a tool-call message ("invalid message content type:
+    <nil>", pydantic/pydantic-ai#5206, SAIL-Research-Lab/cheetahclaws#71; ``""`` is taken, pydantic/pydantic-ai#5216).
+    What it does not refuse it may ignore: ``tool_choice`` (ollama/ollama#8421, #17921: a named tool is not
+    forced, ``none`` does not prevent calls), ``max_completion_tokens`` (ollama/ollama#7125: only ``max_tokens``
+    bounds the reply) and a ``developer`` message goes to the model's template, whose roles are the model's
+    (ollama/ollama-python#453). Hence profile ``ollama``: ``""``, ``max_tokens``, ``system``, a named
+    ``tool_choice`` as ``auto`` and no ``parallel_tool_calls`` (what it would ignore is not sent)."""
+    for _, message in tool_call_messages(body):
+        if message.get("content") is None:
+            return Failure(400, raw={"error": {"message": "invalid message content type: <nil>",
+                                               "type": "invalid_request_error", "param": None, "code": None}})
     return None
 
 
@@ -272,7 +293,8 @@ class Replica:
 
 
 REPLICAS = [Replica("llama.cpp", llama_cpp, "llama.cpp", 3), Replica("vllm-0.5", vllm_05, "vllm", 4),
-            Replica("mistral", mistral, "mistral", 3), Replica("strict-gateway", strict_gateway, "ollama", 1),
+            Replica("mistral", mistral, "mistral", 3), Replica("strict-gateway", strict_gateway, "vllm", 1),
+            Replica("ollama", ollama, "ollama", 1),
             Replica("bedrock", bedrock, "bedrock", 0), Replica("lm-studio", lm_studio, "lmstudio", 2),
             Replica("litellm-deepseek", litellm_proxy(deepseek, "deepseek", {"parallel_tool_calls"}), "deepseek", 4),
             Replica("groq", groq, "groq", 1), Replica("deepseek", deepseek, "deepseek", 2),

@@ -15,7 +15,8 @@ from asstctl.server.embedded import start_server
 from asstctl.server.engine import dialects
 from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
-from tests.engine.replicas import REPLICAS, anthropic, gemini, llama_cpp, strict_gateway, tool_call_messages
+from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, anthropic, gemini, llama_cpp, ollama, strict_gateway,
+                                  tool_call_messages)
 from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -116,6 +117,32 @@ def test_a_named_profile_sends_the_accepted_shapes_first(replica, contract):
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
     assert upstream.refusals == 0
+
+
+def test_the_ollama_profile_sends_nothing_ollama_would_refuse_or_ignore(contract):
+    """Profile ``ollama``: a forced (named) tool round and a capped reasoning-model run reach the Ollama
+    replica with ``content: ""``, ``tool_choice: auto``, ``max_tokens``, ``system`` and nothing it ignores."""
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    with ScriptedUpstream(key=None, refuse=ollama) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect="ollama")) as server, \
+            make_client(server, contract) as sdk:
+        bot = sdk.beta.assistants.create(model="o3-mini", instructions="Be brief.", tools=[WEATHER])
+        upstream.queue(ToolCalls([Call("get_weather", {"city": "Paris"})]), Text("Sunny in Paris."))
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Weather in Paris?"}])
+        run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, tool_choice=forced,
+                                                    max_completion_tokens=300, poll_interval_ms=10)
+        (call,) = run.required_action.submit_tool_outputs.tool_calls
+        run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+            run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "18 C"}],
+            poll_interval_ms=10)
+        assert run.status == "completed", run.last_error
+    assert upstream.refusals == 0 and len(upstream.requests) == 2
+    for received in upstream.requests:
+        body = received.body
+        assert not [name for name in OLLAMA_IGNORED if name in body and body[name] != "auto"], body
+        assert body["tool_choice"] == "auto" and body["max_tokens"] <= 300
+        assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert [m["content"] for _, m in tool_call_messages(upstream.requests[1].body)] == [""]
 
 
 def test_a_refusal_that_names_nothing_adaptable_is_not_retried(contract):

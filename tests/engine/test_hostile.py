@@ -1,5 +1,9 @@
 """A hostile upstream (tests/engine/hostile.py) behind a real ``asstctl serve`` process: every fault ends
-the run as docs/engine.md says, the server's memory stays bounded and other requests stay fast."""
+the run as docs/engine.md says, the server's memory stays bounded and other requests stay fast.
+
+Every test here (and in test_responses_hostile.py, which runs them again on a Responses upstream) is
+watched by ``bounded``: a concurrent ping (``GET /assistants``) all along, its median latency under
+PING_MEDIAN, and the server's peak resident memory (VmHWM) under PEAK_KB after the test."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from tests.serve_process import ServeProcess
 KEY = "sk-hostile-6b1f0c2d9e8a7b6c5d4e3f2a1b0c9d8e"
 KEY_ENV = "ASSTCTL_HOSTILE_KEY"
 LIMITS = {"idle_seconds": 1, "turn_seconds": 5, "reply_chars": 6_000_000}
+PING_MEDIAN = 0.5  # seconds: a ping's median latency while a hostile behaviour runs (the issue saw 1.1 s)
+PEAK_KB = 200_000  # the serve process's peak resident memory (the issue saw 678 MB and 6.45 GB)
 
 
 def serve_on(upstream: HostileUpstream, project, api: str = "chat") -> ServeProcess:
@@ -41,6 +47,49 @@ def sdk(hostile, contract):
     client = make_client(hostile[0], contract, timeout=30)
     yield client
     client.close()
+
+
+class Pinger(threading.Thread):
+    """``GET /assistants?limit=1`` on the server every 20 ms until :meth:`finish`; each latency kept."""
+
+    def __init__(self, server: ServeProcess):
+        super().__init__(name="pinger", daemon=True)
+        self.server, self.latencies, self.failures, self.done = server, [], [], threading.Event()
+
+    def ping(self, http) -> None:
+        began = time.monotonic()
+        status = http.get("/assistants", params={"limit": 1}).status_code
+        self.latencies.append(time.monotonic() - began)
+        if status != 200:
+            self.failures.append(status)
+
+    def run(self) -> None:
+        with httpx2.Client(base_url=self.server.base_url, timeout=30, headers={
+                "authorization": f"Bearer {self.server.api_key}", "openai-beta": "assistants=v2"}) as http:
+            while not self.done.is_set():
+                self.ping(http)
+                self.done.wait(0.02)
+            if len(self.latencies) < 3:  # a short test: a few pings more
+                for _ in range(3):
+                    self.ping(http)
+
+    def finish(self) -> list[float]:
+        self.done.set()
+        self.join(60)
+        return self.latencies
+
+
+@pytest.fixture(autouse=True)
+def bounded(hostile):
+    """The shared check of every hostile behaviour: a concurrent ping stays fast, the peak memory bounded."""
+    server = hostile[0]
+    pinger = Pinger(server)
+    pinger.start()
+    yield pinger
+    latencies = pinger.finish()
+    assert not pinger.failures, pinger.failures
+    assert statistics.median(latencies) < PING_MEDIAN, f"pings were slow: {sorted(latencies)[-5:]}"
+    assert memory_kb(server) < PEAK_KB, "the server's peak memory grew"
 
 
 def memory_kb(server: ServeProcess, field: str = "VmHWM") -> int:
@@ -79,7 +128,6 @@ def test_huge_and_endless_error_bodies_are_read_to_a_cap(hostile, sdk):
     while sum(upstream.hung_up.values()) < 8 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert upstream.hung_up["huge-error"] == 4 and upstream.hung_up["endless-error"] == 4  # never read whole
-    assert memory_kb(server) < 200_000, "the server's peak memory grew with the error bodies"
 
 
 def test_lone_surrogates_are_replaced_and_the_thread_stays_usable(sdk):
@@ -87,6 +135,13 @@ def test_lone_surrogates_are_replaced_and_the_thread_stays_usable(sdk):
     assert run.status == "completed", run.last_error
     assert reply_of(sdk, run) == "bad \ufffd and \ufffd end"
     sdk.beta.threads.messages.create(run.thread_id, role="user", content="still there?")
+
+
+def test_invalid_utf8_in_a_stream_is_replaced(sdk):
+    """Raw bytes that are not UTF-8 inside a delta (http.Response.line_batches decodes with replacement)."""
+    run = run_on(sdk, "invalid-utf8")
+    assert run.status == "completed", run.last_error
+    assert reply_of(sdk, run) == "bad \ufffd\ufffd and \ufffd end"
 
 
 def test_an_endless_stream_ends_at_the_whole_turn_limit(sdk):
@@ -101,34 +156,23 @@ def test_silence_mid_answer_ends_at_the_idle_timeout(sdk):
     assert run.status == "failed" and "went silent for 1 s mid-answer (the idle timeout" in run.last_error.message
 
 
-def test_a_flood_of_tiny_deltas_keeps_other_requests_fast(hostile, sdk):
-    server, _ = hostile
-    latencies, done = [], threading.Event()
-
-    def ping():
-        with httpx2.Client(base_url=server.base_url, headers={"authorization": f"Bearer {server.api_key}",
-                                                                   "openai-beta": "assistants=v2"}) as http:
-            while not done.is_set():
-                began = time.monotonic()
-                assert http.get("/assistants", params={"limit": 1}).status_code == 200
-                latencies.append(time.monotonic() - began)
-                time.sleep(0.02)
-
-    pinger = threading.Thread(target=ping)
-    pinger.start()
-    try:
-        events = list(sdk.beta.threads.create_and_run(
-            assistant_id=sdk.beta.assistants.create(model="gpt-4o").id,
-            thread={"messages": [{"role": "user", "content": "flood"}]}, stream=True))
-    finally:
-        done.set()
-        pinger.join(10)
+def test_a_flood_of_tiny_deltas_keeps_other_requests_fast(bounded, sdk):
+    events = list(sdk.beta.threads.create_and_run(
+        assistant_id=sdk.beta.assistants.create(model="gpt-4o").id,
+        thread={"messages": [{"role": "user", "content": "flood"}]}, stream=True))
+    latencies = bounded.finish()
     assert events[-1].event == "thread.run.completed", events[-1].data.last_error
     deltas = [e for e in events if e.event == "thread.message.delta"]
     assert len(deltas) < 20_000 / 8  # coalesced: far fewer events than the upstream's deltas
     assert len(reply_of(sdk, events[-1].data)) == 20_000 * 100
     assert len(latencies) >= 5 and statistics.median(latencies) < 0.25, latencies
-    assert memory_kb(server) < 200_000
+
+
+def test_a_slow_drip_of_separate_deltas_completes_and_keeps_other_requests_fast(hostile, sdk):
+    """100-character deltas, each flushed on its own, for DRIP_SECONDS (one per read: nothing to coalesce)."""
+    run = run_on(sdk, "drip")
+    assert run.status == "completed", run.last_error
+    assert hostile[1].dripped > 50 and len(reply_of(sdk, run)) == hostile[1].dripped * 100
 
 
 def test_a_reply_over_the_size_cap_ends_incomplete(sdk):
@@ -155,6 +199,17 @@ def test_an_echoed_key_near_the_cut_never_reaches_last_error(hostile, sdk):
     assert KEY[:6] not in hostile[0].stderr() + hostile[0].stdout()
 
 
+def test_a_key_across_a_cap_behind_whitespace_never_reaches_last_error(hostile, sdk):
+    """Spaces put the key across the error body's cap (limits.ERROR_BODY_CAP) or the in-stream error's
+    cut (sse.ERROR_CHARS); collapsed, they would bring the key's first characters into last_error."""
+    for behaviour in ("padded-key-error", "padded-key-stream-error"):
+        run = run_on(sdk, behaviour)
+        message = run.last_error.message
+        assert run.status == "failed" and "oops [redacted]" in message, message
+        assert not any(KEY[i:i + 6] in message for i in range(len(KEY) - 5)), message
+    assert KEY[:6] not in hostile[0].stderr() + hostile[0].stdout()
+
+
 def test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown(sdk):
     run = run_on(sdk, "done-no-finish")
     assert run.status == "failed" and "no finish_reason" in run.last_error.message
@@ -168,7 +223,8 @@ def test_a_validation_error_is_not_retried_and_last_error_keeps_its_details(host
     assert run.status == "failed" and upstream.seen["validation-500"] == 1
     message = run.last_error.message
     assert "7 validation errors:" in message and "'logit_bias', 3)" in message and len(message) < 700
-    assert f"run {run.id} failed (server_error): " in server.stderr()
+    (line,) = [line for line in server.stderr().splitlines() if run.id in line]  # one line, no traceback
+    assert f"run {run.id} failed (server_error): " in line and "7 validation errors:" in line
 
 
 def test_usage_counted_locally_never_exceeds_the_cap(sdk):
@@ -191,36 +247,3 @@ def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
             time.sleep(0.01)
         slowest = max(slowest, time.monotonic() - began)
     assert slowest < 1.0
-
-
-def test_a_responses_upstream_is_bounded_the_same_way(tmp_path, contract):
-    """The Responses engine (``engine.api: responses``) goes through the same bounds: error bodies read
-    to a cap, the key scrubbed before the cut, the idle timeout, and a stream that stops without
-    ``response.completed`` a failed turn, retried once when nothing was shown."""
-    behaviours = ("huge-error", "endless-error", "echo-key-error", "silent", "done-no-finish")
-    with HostileUpstream() as upstream, serve_on(upstream, tmp_path, api="responses") as server:
-        with make_client(server, contract, timeout=30) as sdk:
-            runs = {}
-            threads = [threading.Thread(target=lambda b=b: runs.__setitem__(b, run_on(sdk, b))) for b in behaviours]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
-        assert all(runs[b].status == "failed" for b in behaviours), {b: r.status for b, r in runs.items()}
-        errors = {b: runs[b].last_error.message for b in behaviours}
-        assert all(len(message) < 700 and "/responses" not in message for message in errors.values()), errors
-        for name in ("huge-error", "endless-error"):
-            assert "failed (500 after 4 attempts)" in errors[name]
-        assert "Authorization: Bearer [redacted] is not valid here." in errors["echo-key-error"]
-        assert not any(KEY[i:i + 6] in "".join(errors.values()) for i in range(len(KEY) - 5))
-        assert "within 1 s (the idle timeout" in errors["silent"]
-        assert "ended the stream before the answer was finished" in errors["done-no-finish"]
-        assert upstream.seen["done-no-finish"] == 2 and upstream.seen["echo-key-error"] == 1
-        assert all(body.get("store") is False and "input" in body for body in upstream.bodies)
-        deadline = time.monotonic() + 5
-        while sum(upstream.hung_up.values()) < 8 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert upstream.hung_up["huge-error"] == 4 and upstream.hung_up["endless-error"] == 4  # never read whole
-        assert memory_kb(server) < 200_000
-        assert KEY[:6] not in server.stderr() + server.stdout()
-        assert server.stop() == 0

@@ -196,15 +196,37 @@ def test_a_forced_code_interpreter_round(sdk):
     assert call.type == "code_interpreter" and call.code_interpreter.input.strip(), "the step shows no code"
 
 
-def test_a_rubric_graded_by_the_real_model(llama):
-    from asstctl.server.engine.config import UpstreamConfig
-    from asstctl.testing.grading import Grader, Spend
+RUBRIC = """conversations:
+  - name: capital
+    turns:
+      - user: What is the capital of France?
+        expect: {rubric: "The reply names a city"}
+"""
 
-    grader = Grader(UpstreamConfig(url=llama), "smollm2", None)
-    try:
-        verdict = grader.judge("The reply names the capital of France.", "What is the capital of France?",
-                               "The capital of France is Paris.", Spend())
-    finally:
-        grader.close()
-    assert isinstance(verdict.passed, bool) and isinstance(verdict.reason, str)
-    assert grader._format_level == 1  # json_schema refused (500), json_object with the schema as a grammar
+
+def test_a_rubric_conversation_graded_by_the_real_model(llama, tmp_path, monkeypatch):
+    """``asstctl test`` on a ``rubric:`` conversation: the reply and the verdict both from SmolLM2 (its
+    server refuses json_schema with a 500; the grader then asks for json_object with the schema as a
+    grammar: counted against the llama.cpp replica in test_grader_upstream.py)."""
+    import yaml
+    from click.testing import CliRunner
+
+    from asstctl.cli import cli
+
+    (tmp_path / "assistants").mkdir()
+    (tmp_path / "assistants" / "geo-bot.yaml").write_text(
+        "name: Geo Bot\nmodel: gpt-4o\ntemperature: 0\ninstructions: Answer in one short sentence.\n")
+    (tmp_path / "assistants" / "geo-bot.test.yaml").write_text(RUBRIC)
+    (tmp_path / "asstctl.yaml").write_text(yaml.safe_dump({
+        "project": "llama-rubric", "engine": {"upstream": llama, "model_map": {"gpt-4*": "smollm2"}},
+        "test": {"grader": {"model": "smollm2"}}}))
+    monkeypatch.chdir(tmp_path)
+    runner, env = CliRunner(), {"OPENAI_BASE_URL": None}
+    applied = runner.invoke(cli, ["apply", "--yes"], env=env)
+    assert applied.exit_code == 0, applied.output
+    result = runner.invoke(cli, ["test", "--output", "json", "--timeout", "120"], env=env)
+    (conversation,) = json.loads(result.stdout)["conversations"]
+    reasons = [f["reason"] for a in conversation["attempts"] for t in a["turns"] for f in t["failures"]]
+    assert conversation["passed"] or [r for r in reasons if "the grader says" in r], reasons  # graded either way
+    assert not [r for r in reasons if "not graded" in r], reasons
+    assert conversation["tokens_by_model"]["smollm2"]["completion_tokens"] > 0  # the grader's answer counted

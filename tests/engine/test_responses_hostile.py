@@ -1,7 +1,7 @@
 """A hostile Responses API upstream behind a real ``asstctl serve`` (``engine.api: responses``): every
 fault of docs/engine.md "Faults" ends the run as it does on Chat Completions. The tests are
-tests/engine/test_hostile.py's (imported: they run again here, on this module's fixtures), with the
-server's memory and a concurrent request's latency asserted.
+tests/engine/test_hostile.py's (imported: they run again here, on this module's fixtures), each with
+the server's peak memory and a concurrent ping's latency asserted (``bounded``, imported too).
 
 The upstream is tests/engine/hostile.py's, its stream behaviours spoken as ``ResponseStreamEvent``s
 (each kind's first event validated against the official schema; ``problems``); its error answers
@@ -21,13 +21,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_client
-from tests.engine.hostile import MAX_SECONDS, PIECE, HostileUpstream
+from tests.engine.hostile import BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, padded_key
 from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this module's fixtures
-    KEY, run_on, serve_on, test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
-    test_a_reply_over_the_size_cap_ends_incomplete,
+    KEY, bounded, run_on, serve_on, test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
+    test_a_key_across_a_cap_behind_whitespace_never_reaches_last_error, test_a_reply_over_the_size_cap_ends_incomplete,
+    test_a_slow_drip_of_separate_deltas_completes_and_keeps_other_requests_fast,
     test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown,
     test_a_validation_error_is_not_retried_and_last_error_keeps_its_details, test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message,
-    test_an_endless_stream_ends_at_the_whole_turn_limit, test_cancel_reaches_cancelled_within_a_second_every_time,
+    test_an_echoed_key_near_the_cut_never_reaches_last_error, test_an_endless_stream_ends_at_the_whole_turn_limit,
+    test_cancel_reaches_cancelled_within_a_second_every_time, test_huge_and_endless_error_bodies_are_read_to_a_cap,
+    test_invalid_utf8_in_a_stream_is_replaced,
     test_lone_surrogates_are_replaced_and_the_thread_stays_usable, test_silence_mid_answer_ends_at_the_idle_timeout,
     test_usage_counted_locally_never_exceeds_the_cap)
 from tests.responses_upstream import event_problems, response_object
@@ -110,6 +113,13 @@ class HostileResponses(HostileUpstream):
     async def _surrogate(self, writer, headers, started) -> bool:
         return await self._whole(writer, "bad \ud800 and \udfff", " end")
 
+    async def _invalid_utf8(self, writer, headers, started) -> bool:
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._raw(writer, events.opening() + events.delta(f"bad {BAD} end")
+                        + events.closing("bad \ufffd\ufffd and \ufffd end"))
+        return True
+
     async def _endless_stream(self, writer, headers, started) -> bool:
         return await self._forever(writer, "endless-stream", started, "more ", 0.05)
 
@@ -152,6 +162,25 @@ class HostileResponses(HostileUpstream):
             events = self._events()
             return await self._stream(writer, events.event("response.created", response=events.response))
         return await self._whole(writer, "Second time lucky.")
+
+    async def _drip(self, writer, headers, started) -> bool:
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, events.opening())
+        self.dripped = 0
+        while time.monotonic() - started < DRIP_SECONDS:
+            await self._chunk(writer, events.delta(PIECE))
+            self.dripped += 1
+            await asyncio.sleep(0.002)
+        await self._chunk(writer, events.closing(PIECE * self.dripped))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def _padded_key_stream_error(self, writer, headers, started) -> bool:
+        events = self._events()
+        return await self._stream(writer, events.opening() + events.event(
+            "error", code=None, message=padded_key(headers, ERROR_CHARS), param=None))
 
     async def _no_usage(self, writer, headers, started) -> bool:
         events = self._events()

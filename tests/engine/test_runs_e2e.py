@@ -208,3 +208,27 @@ def test_asstctl_serve_with_upstream_flags(keyed, tmp_path, contract):
         assert server.stop() == 0
         assert server.stderr() == "asstctl serve: stopped\n"  # no traceback, no warning, no key
     assert keyed.requests[0].body["model"] == "big"
+
+
+def test_a_lone_surrogate_in_built_in_tool_arguments_is_replaced_and_the_thread_stays_usable(keyed, sdk):
+    """``\\ud800`` (a JSON escape of half a character) inside code_interpreter's and file_search's
+    arguments, split across the fragments the calls stream in: both calls run, with U+FFFD instead."""
+    code = json.dumps({"code": "print(len('a\ud800b'), 'a\ud800b')"})  # json.dumps escapes it: \ud800
+    assert "\\ud800" in code
+    keyed.queue(ToolCalls([Call("python", code), Call("file_search", json.dumps({"queries": ["refunds \ud800"]}))],
+                          fragments=4))
+    keyed.queue(Text("Done."), Text("Still here."))
+    bot = assistant(sdk, tools=[{"type": "code_interpreter"}, {"type": "file_search"}])
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Run it."}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=20)
+    assert run.status == "completed", run.last_error
+    (step, _) = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+    interpreter, search = step.step_details.tool_calls
+    assert interpreter.code_interpreter.input == "print(len('a\ufffdb'), 'a\ufffdb')"
+    assert interpreter.code_interpreter.outputs[0].logs.strip() == "3 a\ufffdb"
+    assert search.type == "file_search"
+    outputs = [m["content"] for m in keyed.requests[1].body["messages"] if m["role"] == "tool"]
+    assert len(outputs) == 2 and "3 a\ufffdb" in outputs[0]
+    sdk.beta.threads.messages.create(thread.id, role="user", content="Still there?")
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=20)
+    assert run.status == "completed", run.last_error

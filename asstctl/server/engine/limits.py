@@ -8,6 +8,9 @@
   store or encoder ever chokes on a reply.
 - :func:`scrub`: the key (and any ``Authorization`` / ``api-key`` header the upstream echoes) out of
   a text; :func:`error_detail` scrubs the whole error body *before* it is cut to ``DETAIL_CHARS``.
+  Where a text was already cut (the body at ``ERROR_BODY_CAP``, an in-stream error at its own cap:
+  :func:`scrub_cut`), a tail that is the key's start (``HOLD`` or more characters) is redacted too,
+  as :meth:`KeyScrubber.flush` would: whitespace collapsed later must not bring a fragment into view.
 - :class:`KeyScrubber`: the same over a stream of deltas, a key split across two deltas included.
 - :func:`coalesce`: many text deltas that arrived in one read become one (a flood of tiny deltas
   costs one event, not thousands), a few stay as the upstream sent them.
@@ -54,12 +57,37 @@ def scrub(text: str, key: str | None) -> str:
     return _HEADER_ECHO.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", text)
 
 
-def error_detail(content: bytes, key: str | None) -> tuple[str, str | None]:
+def redact_tail(text: str, key: str | None) -> str:
+    """``text`` (cut short somewhere) without a tail that is the key's first ``HOLD`` or more characters."""
+    start = key_tail(text, key) if key and len(key) >= 4 else -1
+    return text[:start] + REDACTED if start >= 0 else text
+
+
+def key_tail(text: str, key: str) -> int:
+    """Where the earliest tail of ``text`` that is the key's first ``HOLD`` or more characters starts (-1: none)."""
+    start = text.find(key[:HOLD], max(0, len(text) - len(key) + 1))
+    while start >= 0:
+        if key.startswith(text[start:]):
+            return start
+        start = text.find(key[:HOLD], start + 1)
+    return -1
+
+
+def scrub_cut(text: str, key: str | None, chars: int) -> str:
+    """``text`` scrubbed, then cut to ``chars`` characters, the key's start at the cut redacted."""
+    text = scrub(text, key)
+    return redact_tail(text[:chars], key) if len(text) > chars else text
+
+
+def error_detail(content: bytes, key: str | None, capped: bool = False) -> tuple[str, str | None]:
     """The upstream's own error message, scrubbed and whitespace collapsed but whole (what a dialect
     is learned from; :func:`cut` it for last_error), and its code, from the usual ``{"error": {...}}``
     envelope, vLLM's ``{"object": "error", ...}``, FastAPI's ``{"detail": ...}``, Google's
-    list-wrapped ``[{"error": {...}}]`` (Gemini's OpenAI-compatible endpoint) or plain text."""
+    list-wrapped ``[{"error": {...}}]`` (Gemini's OpenAI-compatible endpoint) or plain text. ``capped``:
+    the body was cut at ``ERROR_BODY_CAP`` (a key's start at the cut is redacted)."""
     text = clean_text(content.decode("utf-8", "replace"))
+    if capped:
+        text = redact_tail(scrub(text, key), key)
     try:
         data = json.loads(text or "null")
     except ValueError:
@@ -117,12 +145,9 @@ class KeyScrubber:
                 position = end
             found = window.find(key, end)
         rest = window[position:]
-        start = rest.find(key[:HOLD], max(0, len(rest) - len(key) + 1))
-        while start >= 0:  # the earliest tail that is the key's start: held back
-            if key.startswith(rest[start:]):
-                self.held, rest = rest[start:], rest[:start]
-                break
-            start = rest.find(key[:HOLD], start + 1)
+        start = key_tail(rest, key)  # the earliest tail that is the key's start: held back
+        if start >= 0:
+            self.held, rest = rest[start:], rest[:start]
         out.append(rest)
         result = "".join(out)
         self.sent = (self.sent + result)[-(len(key) - 1):]

@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 from asstctl.server.engine.base import EngineEvent, EngineRequest, TextDelta, ToolCallDelta, TurnEnd, Usage
 from asstctl.server.engine.dialects import Dialect
-from asstctl.server.engine.limits import clean_text
+from asstctl.server.engine.limits import clean_text, scrub_cut
 from asstctl.server.engine.upstream import UpstreamEngine, is_reasoning_model
 
 MIN_OUTPUT_TOKENS = 16  # the Responses API refuses a smaller max_output_tokens
@@ -72,7 +72,8 @@ class ResponsesEngine(UpstreamEngine):
         return canonical  # sent as built (dialects.shape reads Chat Completions messages)
 
     def _parser(self, request: EngineRequest) -> "ResponseParser":
-        return ResponseParser(request.max_completion_tokens, lambda round: self.carried.keep(_run_id(request), round))
+        return ResponseParser(request.max_completion_tokens, lambda round: self.carried.keep(_run_id(request), round),
+                              key=self.secret)
 
     def _target(self, model: str) -> tuple[str, dict[str, str], dict[str, str]]:
         config = self.config
@@ -250,7 +251,8 @@ class ResponseParser:
     """One streamed Response (server-sent events) into engine events; the same surface as the Chat
     Completions ``sse.TurnParser``: ``feed(line)``, ``error``, ``complete``, ``started``, ``end()``."""
 
-    def __init__(self, budget: int | None = None, keep=None):
+    def __init__(self, budget: int | None = None, keep=None, key: str | None = None):
+        self.key = key  # scrubbed from a cut text before it is cut (limits.scrub_cut)
         self.budget = budget  # the run's tokens left: a reply over it (max_output_tokens >= 16) is cut
         self.keep = keep  # called with the Round at the end of a turn that called tools
         self.status: str | None = None  # completed | incomplete | failed
@@ -271,7 +273,7 @@ class ResponseParser:
         try:
             event = json.loads(data)
         except ValueError:
-            return self._fail(f"an event that is not JSON: {data[:80]!r}")
+            return self._fail(f"an event that is not JSON: {scrub_cut(data, self.key, 80)!r}")
         if not isinstance(event, dict):
             return []
         handler = HANDLERS.get(event.get("type"))

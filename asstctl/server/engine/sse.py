@@ -6,7 +6,8 @@ fragment (the upstream's ids kept). ``end()`` gives the ``TurnEnd``: the finish 
 (``tool_calls`` whenever calls were made, as some local servers say ``stop``), and the usage of
 the final ``include_usage`` chunk (zero when the upstream sent none: the run executor then counts
 the call with its token module).
-Imports only ``base`` of this package.
+An error the upstream sends inside the stream is scrubbed of the key before it is cut to
+``ERROR_CHARS`` (``limits.scrub_cut``). Imports only ``base`` and ``limits`` of this package.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import json
 from typing import Any
 
 from asstctl.server.engine.base import EngineEvent, TextDelta, ToolCallDelta, TurnEnd, Usage
+from asstctl.server.engine.limits import scrub_cut
 
 
-ERROR_CHARS = 8192  # of an error sent inside the stream (scrubbed, then cut shorter, by the engine)
+ERROR_CHARS = 8192  # of an error sent inside the stream (scrubbed first, cut here, cut shorter by the engine)
 
 
 class TurnParser:
-    def __init__(self) -> None:
+    def __init__(self, key: str | None = None) -> None:
+        self.key = key  # scrubbed from an error before it is cut (limits.scrub_cut)
         self.done = False  # ``data: [DONE]`` seen
         self.error: str | None = None  # an error the upstream sent inside the stream
         self.finish_reason: str | None = None
@@ -39,14 +42,15 @@ class TurnParser:
         try:
             chunk = json.loads(data)
         except ValueError:
-            self.error = f"a chunk that is not JSON: {data[:200]!r}"
+            self.error = f"a chunk that is not JSON: {scrub_cut(data, self.key, 200)!r}"
             self.done = True
             return []
         if not isinstance(chunk, dict):
             return []
         if chunk.get("error"):
             error = chunk["error"]
-            self.error = str(error.get("message") if isinstance(error, dict) else error)[:ERROR_CHARS]
+            self.error = scrub_cut(str(error.get("message") if isinstance(error, dict) else error), self.key,
+                                   ERROR_CHARS)
             self.done = True
             return []
         if isinstance(chunk.get("usage"), dict):

@@ -205,7 +205,7 @@ class UpstreamEngine:
     def _parser(self, request: EngineRequest) -> TurnParser:
         """Reads the answer's lines (``feed``, ``error``, ``complete``, ``started``, ``end``); the
         Responses API engine (``responses.py``) puts its own request body and parser here."""
-        return TurnParser()
+        return TurnParser(self.secret)
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop (the server calls this on stop)."""
@@ -261,7 +261,8 @@ class UpstreamEngine:
             if status == 200:
                 response.deadline = deadline
                 return response
-            whole, code = error_detail(await self._error_body(response), self.secret)
+            body = await self._error_body(response)
+            whole, code = error_detail(body, self.secret, capped=len(body) >= ERROR_BODY_CAP)
             detail = cut(whole)
             if dialects.is_refusal(status, whole):
                 if self.dialect(model) != dialect:  # another run learned meanwhile: its shapes first

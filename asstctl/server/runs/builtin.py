@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 from asstctl.server.engine.base import EngineError
+from asstctl.server.engine.limits import clean_text
 
 log = logging.getLogger("asstctl.server.runs")
 
@@ -66,7 +67,8 @@ def _record(book, call, step_call, output) -> dict[str, Any]:
 
 def lenient_object(text: str | None) -> dict[str, Any]:
     """A tool call's arguments as small models write them: a JSON object, possibly with raw newlines
-    or tabs inside its strings, in a code fence, or followed by more text. ValueError otherwise."""
+    or tabs inside its strings, in a code fence, or followed by more text. ValueError otherwise. Lone
+    surrogates (a ``\\ud800`` escape) in its strings become U+FFFD (``limits.clean_text``)."""
     text = (text or "").strip() or "{}"
     fenced = _FENCE.match(text)
     if fenced:
@@ -78,6 +80,17 @@ def lenient_object(text: str | None) -> dict[str, Any]:
     value, _ = decoder.raw_decode(text, start)  # trailing text after the object is ignored
     if not isinstance(value, dict):
         raise ValueError("expected a JSON object")
+    return _cleaned(value)
+
+
+def _cleaned(value: Any) -> Any:
+    """``value`` (decoded JSON) with every string, keys included, through ``clean_text``."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k): _cleaned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
     return value
 
 

@@ -2,13 +2,15 @@
 
 ``string_value('{"code": "print(1)\\nx', "code")`` is ``'print(1)\nx'``: what a model streaming a
 tool call's arguments has written of that string so far (escapes decoded; an escape cut in half
-waits for its next fragment). ``None`` until the field's value has started.
+waits for its next fragment; a lone surrogate becomes U+FFFD). ``None`` until the field's value has started.
 """
 
 from __future__ import annotations
 
 import json
 import re
+
+from asstctl.server.engine.limits import clean_text
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
@@ -20,7 +22,7 @@ def string_value(prefix: str, key: str) -> str | None:
         pass
     else:
         found = value.get(key) if isinstance(value, dict) else None
-        return found if isinstance(found, str) else None
+        return clean_text(found) if isinstance(found, str) else None
     match = re.match(r'\s*\{\s*' + re.escape(json.dumps(key)) + r'\s*:\s*"', prefix)
     return _decode(prefix, match.end()) if match else None
 
@@ -69,4 +71,4 @@ def _unicode(prefix: str, i: int) -> tuple[str | None, int]:
                 second = 0
             if 0xDC00 <= second < 0xE000:
                 return chr(0x10000 + ((unit - 0xD800) << 10) + (second - 0xDC00)), i + 12
-    return chr(unit), i + 6
+    return clean_text(chr(unit)), i + 6
