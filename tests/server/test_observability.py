@@ -5,6 +5,8 @@ in-memory exporter), and JSON log lines from a real `asstctl serve` process."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import httpx2 as httpx
 import openai
@@ -15,10 +17,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from asstctl.server.embedded import start_server
+from asstctl.server.replicas import CAPACITY_ENV
+from asstctl.server.retrieval.embeddings import EmbeddingsConfig
+from benchmarks.embeddings_server import hashing_embedder
 from tests.retrieval.test_runs import ask, support_assistant
 from tests.serve_process import ServeProcess
 from tests.server.conftest import Servers
-from tests.upstream import Failure, Text
+from tests.upstream import Call, Failure, ScriptedUpstream, Text, ToolCalls
 from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
 
 KEY = "app-" + "k" * 32
@@ -46,22 +51,32 @@ def value(found, name: str, **labels) -> float:
     return sum(v for got, v in found.get(name, []) if all(got.get(k) == want for k, want in labels.items()))
 
 
-def test_metrics_after_a_scripted_workload(tmp_path, upstream, contract):
-    servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
-    try:
-        check_metrics(servers, upstream, contract)
-    finally:
-        servers.close()
+def test_metrics_after_a_scripted_workload(store_db, upstream, contract, monkeypatch):
+    """On SQLite and PostgreSQL: counters after a workload, then every gauge non-zero while a run is held
+    at the upstream, a second waits in the queue and a file's ingestion is held at the embeddings upstream."""
+    monkeypatch.setenv(CAPACITY_ENV, "1")  # one run at a time: the second one stays queued
+    hold = threading.Event()
+    embed = hashing_embedder(64)
+    with ScriptedUpstream(key=None, embed=lambda texts: hold.wait(20) and embed(texts)) as embedder:
+        servers = Servers(store_db, upstream, contract)
+        try:
+            check_metrics(servers, upstream, contract, embedder, hold)
+        finally:
+            hold.set()
+            servers.close()
 
 
-def check_metrics(servers, upstream, contract):
-    _, server = servers.start(api_key=KEY, admin_key=ADMIN, metrics=True)
+def check_metrics(servers, upstream, contract, embedder, hold):
+    embeddings = EmbeddingsConfig(model="scripted-embed", base_url=embedder.base_url)
+    _, server = servers.start(api_key=KEY, admin_key=ADMIN, metrics=True, embeddings=embeddings)
     with admin_sdk(server, contract) as admin:
         project = admin.admin.organization.projects.create(name="shop").id
         key = new_key(admin, project)
     with sdk(server, contract, key) as shop:
         workload(shop, upstream)
-    check_scrape(server, project)
+        found = scrape(server)
+        check_counters(found, project)
+        busy(shop, upstream, server, hold)
 
 
 def workload(shop, upstream) -> None:
@@ -75,28 +90,76 @@ def workload(shop, upstream) -> None:
     assert failed.status == "failed"
     with pytest.raises(openai.NotFoundError):
         shop.beta.assistants.retrieve("asst_missing")
+    coder = shop.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+    upstream.queue(ToolCalls([Call("python", {"code": "print(6 * 7)"})]), Text("42."))
+    computed = shop.beta.threads.create_and_run_poll(assistant_id=coder.id, poll_interval_ms=20,
+                                                     thread={"messages": [{"role": "user", "content": "6 * 7?"}]})
+    assert computed.status == "completed", computed.last_error
 
 
-def check_scrape(server, project: str) -> None:
+def scrape(server) -> dict[str, list]:
     refused = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
     assert refused.status_code == 403
-    scrape = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
-    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
-    found = samples(scrape.text)
+    answer = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return samples(answer.text)
+
+
+def check_counters(found, project: str) -> None:
     assert all(name.startswith("asstctl_") for name in found if not name.startswith(("python_", "process_")))
-    assert value(found, "asstctl_runs_total", status="completed", project=project) == 1
+    assert value(found, "asstctl_runs_total", status="completed", project=project) == 2
     assert value(found, "asstctl_runs_total", status="failed", project=project) == 1
-    assert value(found, "asstctl_runs_total", status="queued", project=project) == 2
+    assert value(found, "asstctl_runs_total", status="queued", project=project) == 3
     assert value(found, "asstctl_tokens_total", type="prompt", project=project, model="gpt-4o") >= 11
     assert value(found, "asstctl_tokens_total", type="completion", project=project) >= 3
-    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 1
-    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 2
+    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 3
+    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 4
     assert value(found, "asstctl_upstream_errors_total", model="gpt-4o") == 1
     assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants/{id}", status="404") == 1
     assert value(found, "asstctl_http_requests_total", method="POST", route="/v1/threads/{id}/runs", status="200") == 2
-    for gauge in ("asstctl_run_queue_depth", "asstctl_runs_active", "asstctl_sandbox_sessions_active",
-                  "asstctl_ingestion_backlog"):
-        assert found[gauge] == [({}, 0.0)], gauge
+    assert value(found, "asstctl_tool_call_duration_seconds_count", tool="code_interpreter") == 1
+    assert value(found, "asstctl_tool_call_duration_seconds_sum", tool="code_interpreter") > 0
+    assert value(found, "asstctl_sandbox_sessions_active") == 1  # the thread's session lives on, idle
+    assert value(found, "asstctl_event_loop_lag_seconds", quantile="1") >= 0  # the series is there
+    assert {labels["quantile"] for labels, _ in found["asstctl_event_loop_lag_seconds"]} == {"0.5", "0.99", "1"}
+
+
+def busy(shop, upstream, server, hold) -> None:
+    """A run held mid-answer, a second one queued behind it, a file held at the embeddings upstream."""
+    gate = threading.Event()
+    assistant = shop.beta.assistants.create(model="gpt-4o")
+    upstream.queue(Text("Held for a while", gate=gate), Text("Next"))
+    asking = {"messages": [{"role": "user", "content": "hello"}]}
+    held = shop.beta.threads.create_and_run(assistant_id=assistant.id, thread=asking)
+    waited = time.monotonic()
+    while upstream.gated < 1 and time.monotonic() - waited < 10:
+        time.sleep(0.01)
+    queued = shop.beta.threads.create_and_run(assistant_id=assistant.id, thread=asking)
+    store = shop.vector_stores.create(name="notes")
+    note = shop.files.create(file=("note.md", b"Refunds take five days."), purpose="assistants")
+    attach = threading.Thread(target=shop.vector_stores.files.create, args=(store.id,), kwargs={"file_id": note.id})
+    attach.start()  # answers once the file is ingested: after ``hold`` is set
+    try:
+        while embedder_waiting(shop, store.id) and time.monotonic() - waited < 10:
+            time.sleep(0.01)
+        found = scrape(server)
+        assert value(found, "asstctl_runs_active") == 1
+        assert value(found, "asstctl_run_queue_depth") == 1
+        assert value(found, "asstctl_ingestion_backlog") == 1
+    finally:
+        gate.set()
+        hold.set()
+        attach.join(30)
+    for run in (held, queued):
+        done = shop.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=20)
+        assert done.status == "completed", done.last_error
+    found = scrape(server)
+    assert value(found, "asstctl_run_queue_depth") == 0 and value(found, "asstctl_ingestion_backlog") == 0
+
+
+def embedder_waiting(shop, vs_id: str) -> bool:
+    """True until the attached file is stored (in_progress: its ingestion is held at the embeddings upstream)."""
+    return not shop.vector_stores.files.list(vs_id).data
 
 
 def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatch):
