@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import httpx2 as httpx
 import openai
@@ -256,3 +257,85 @@ def test_tracing_follows_the_standard_variables(monkeypatch, env, on):
     assert tracing.wanted() is on
     if env.get("OTEL_TRACES_EXPORTER") == "console":
         assert tracing.tracer_for(ServerConfig()) is not None
+
+
+class Collector:
+    """An OTLP/HTTP trace collector on loopback: the protobuf bodies POSTed to /v1/traces."""
+
+    def __init__(self):
+        import http.server
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.path, self.headers["Content-Type"], body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def spans(self) -> list[tuple[dict, Any]]:
+        """(resource attributes, span) of every span received so far."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        found = []
+        for _, _, body in list(self.received):
+            request = ExportTraceServiceRequest.FromString(body)
+            for resource in request.resource_spans:
+                attributes = {a.key: a.value.string_value for a in resource.resource.attributes}
+                found.extend((attributes, span) for scope in resource.scope_spans for span in scope.spans)
+        return found
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_spans_go_to_an_otlp_collector_configured_by_otel_variables(contract, monkeypatch):
+    collector = Collector()
+    try:
+        for name, setting in {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_EXPORTER_OTLP_PROTOCOL":
+                              "http/protobuf", "OTEL_SERVICE_NAME": "asstctl-test", "OTEL_BSP_SCHEDULE_DELAY": "50",
+                              "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"}.items():
+            monkeypatch.setenv(name, setting)
+        monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+        monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+        with start_server(":memory:") as server, sdk(server, contract, "any") as client:
+            assistant = client.beta.assistants.create(model="gpt-4o")
+            run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+                "messages": [{"role": "user", "content": "hello"}]})
+            assert run.status == "completed"
+            waited = time.monotonic()
+            while not any(s.name.startswith("invoke_agent") for _, s in collector.spans()) \
+                    and time.monotonic() - waited < 10:
+                time.sleep(0.02)
+        spans = collector.spans()
+        assert {path for path, _, _ in collector.received} == {"/v1/traces"}
+        assert {kind for _, kind, _ in collector.received} == {"application/x-protobuf"}
+        names = {span.name for _, span in spans}
+        assert "POST /v1/threads/runs" in names and f"invoke_agent {assistant.id}" in names, names
+        resource, turn = next((r, s) for r, s in spans if s.name.startswith("invoke_agent"))
+        assert resource["service.name"] == "asstctl-test" and resource["deployment.environment"] == "ci"
+        assert {a.key: a.value.string_value for a in turn.attributes}["asstctl.run.id"] == run.id
+    finally:
+        collector.close()
+
+
+def test_the_docker_image_can_trace_as_the_kubernetes_example_asks():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    docs, dockerfile = (root / "docs/deploy.md").read_text(), (root / "deploy/Dockerfile").read_text()
+    extras = dockerfile.split("pip install --no-cache-dir '.[", 1)[1].split("]", 1)[0].split(",")
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in docs.split("kind: Deployment", 1)[1].split("```", 1)[0]
+    assert "otel" in extras, extras  # else the server exits at start: the variables ask for traces

@@ -66,7 +66,8 @@ class _Gauges:
         active = len(getattr(executor, "_tasks", {})) if executor is not None else 0
         yield _gauge("asstctl_runs_active", "Runs whose turn this replica is working on now.", active)
         tool = state.extra.get("tools", {}).get("code_interpreter")
-        sessions = len(getattr(getattr(tool, "pool", None), "sessions", {}) or {})
+        sessions = sum(len(getattr(getattr(tool, pool, None), "sessions", None) or {})
+                       for pool in ("pool", "plain_pool"))  # plain_pool: no bubblewrap, the project's own rules
         yield _gauge("asstctl_sandbox_sessions_active", "Live code_interpreter sandbox sessions on this replica.",
                      sessions)
         yield _gauge("asstctl_ingestion_backlog", "Vector store files still being ingested (status in_progress).",
