@@ -176,7 +176,8 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     spans = exporter.get_finished_spans()
     (turn,) = [s for s in spans if s.name.startswith("invoke_agent")]
     assert turn.attributes["asstctl.run.id"] == run.id and turn.attributes["asstctl.run.status"] == "completed"
-    assert turn.parent is None
+    (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs"]
+    assert turn.parent.span_id == created.context.span_id and turn.context.trace_id == created.context.trace_id
     children = sorted((s for s in spans if s.parent is not None and s.parent.span_id == turn.context.span_id),
                       key=lambda s: s.start_time)
     assert [s.name for s in children] == ["chat gpt-4o", "execute_tool file_search", "chat gpt-4o"]
@@ -191,10 +192,40 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     for span in spans:  # no prompt or completion text unless switched on
         assert not any(key in span.attributes for key in ("gen_ai.input.messages", "gen_ai.output.messages"))
         assert "refund" not in json.dumps(dict(span.attributes), default=str)
-    (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs"]
     assert created.attributes["http.response.status_code"] == 200
     assert created.attributes["asstctl.request_id"].startswith("req_")
-    assert [link.context.span_id for link in turn.links] == [created.context.span_id]  # queued by that request
+    assert not turn.links  # queued by the request it is a child of
+
+
+def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
+    try:
+        client, _ = servers.start(tracer_provider=provider)
+        assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "function", "function": {
+            "name": "stock", "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}}}}])
+        upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")]), Text("Three left."))
+        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+            "messages": [{"role": "user", "content": "Is A1 in stock?"}]})
+        assert run.status == "requires_action"
+        run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+            run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": "call_s1", "output": "3"}],
+            poll_interval_ms=20)
+        assert run.status == "completed"
+    finally:
+        servers.close()
+    spans = exporter.get_finished_spans()
+    (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/runs"]
+    (submitted,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs/{id}/submit_tool_outputs"]
+    turns = sorted((s for s in spans if s.name.startswith("invoke_agent")), key=lambda s: s.start_time)
+    assert [t.attributes["asstctl.run.status"] for t in turns] == ["requires_action", "completed"]
+    assert {t.context.trace_id for t in turns} == {created.context.trace_id}  # one run, one trace
+    assert all(t.parent.span_id == created.context.span_id for t in turns)
+    assert [link.context.span_id for link in turns[1].links] == [submitted.context.span_id]  # what queued it
+    chats = [s for s in spans if s.name == "chat gpt-4o"]
+    assert sorted(c.parent.span_id for c in chats) == sorted(t.context.span_id for t in turns)
 
 
 def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch):

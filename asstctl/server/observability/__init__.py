@@ -35,7 +35,7 @@ from asstctl.server.store.scope import DEFAULT_PROJECT, current
 READY_TIMEOUT = 2.0  # seconds /readyz waits for the database
 REPLICA_ENV = "ASSTCTL_REPLICA"
 RUN_EVENT = "thread.run."
-MAX_REMEMBERED = 10_000  # runs whose queuing request a turn's span may still link to
+MAX_REMEMBERED = 10_000  # runs whose creating / queuing request a turn's span may still refer to
 TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
 
 
@@ -59,7 +59,8 @@ class Observer:
         self.replica = replica_name()
         self._probe: asyncio.Future | None = None
         self._run_spans: dict[str, Any] = {}
-        self._queued_by: dict[str, Any] = {}  # run id -> the span context of the request that queued it
+        self._queued_by: dict[str, Any] = {}  # run id -> the span context of the request that queued it last
+        self._created_by: dict[str, Any] = {}  # run id -> that of the request that created it (its trace)
         self._models: set[str] = set()
 
     # -- probes ---------------------------------------------------------------------------
@@ -98,25 +99,32 @@ class Observer:
             span.set_attribute("asstctl.run.status", status)
         elif status == "queued" and self.tracer is not None:
             self._remember_request(run["id"])
+        if status in TERMINAL:
+            self._created_by.pop(run["id"], None)
 
     def _remember_request(self, run_id: str) -> None:
-        """The run's span (on this replica) will link to the request that queued it."""
+        """The run's turns (on this replica) will be children of the request that created it, each linked
+        to the request that queued it (the create, or the submit of tool outputs): one run, one trace."""
         context = tracing.current_context()
         if context is not None:
-            if len(self._queued_by) >= MAX_REMEMBERED:
-                self._queued_by.pop(next(iter(self._queued_by)))
+            for remembered in (self._queued_by, self._created_by):
+                if len(remembered) >= MAX_REMEMBERED and run_id not in remembered:
+                    remembered.pop(next(iter(remembered)))
             self._queued_by[run_id] = context
+            self._created_by.setdefault(run_id, context)
 
     async def run_turn(self, run_id: str, work) -> Any:
         """The task of one run turn: its span (the parent of its model and tool calls' spans)."""
         if self.tracer is None:
             return await work
         run = self.state.store.get("run", run_id) or {}
+        parent, queued_by = self._created_by.get(run_id), self._queued_by.pop(run_id, None)
         span = tracing.start_span(self.tracer, f"invoke_agent {run.get('assistant_id') or ''}".strip(), {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.get("assistant_id"),
             "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
             "asstctl.run.id": run_id, "asstctl.project": current() or DEFAULT_PROJECT,
-            "asstctl.replica": self.replica}, links=tuple(filter(None, [self._queued_by.pop(run_id, None)])))
+            "asstctl.replica": self.replica}, parent=parent,
+            links=(queued_by,) if queued_by is not None and queued_by != parent else ())
         self._run_spans[run_id] = span
         token = tracing.attach(span)
         try:
