@@ -74,13 +74,20 @@ def check_metrics(servers, upstream, contract, embedder, hold):
         project = admin.admin.organization.projects.create(name="shop").id
         key = new_key(admin, project)
     with sdk(server, contract, key) as shop:
-        workload(shop, upstream)
+        paused = workload(shop, upstream)
         found = scrape(server)
         check_counters(found, project)
-        busy(shop, upstream, server, hold)
+        server.store.update("run", paused.id, lambda r: r.update(expires_at=r["created_at"] - 1), paused.thread_id)
+        busy(shop, upstream, server, hold)  # meanwhile the expiry sweep, outside any request, expires ``paused``
+        waited = time.monotonic()
+        while shop.beta.threads.runs.retrieve(paused.id, thread_id=paused.thread_id).status != "expired" \
+                and time.monotonic() - waited < 10:
+            time.sleep(0.05)
+        assert value(scrape(server), "asstctl_runs_total", status="expired", project=project) == 1
 
 
-def workload(shop, upstream) -> None:
+def workload(shop, upstream):
+    """Runs that complete, fail, run code and wait for a function's output; returns the last one."""
     assistant = shop.beta.assistants.create(model="gpt-4o")
     upstream.queue(Text("Hello there", usage=(11, 3)))
     thread = shop.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
@@ -96,6 +103,13 @@ def workload(shop, upstream) -> None:
     computed = shop.beta.threads.create_and_run_poll(assistant_id=coder.id, poll_interval_ms=20,
                                                      thread={"messages": [{"role": "user", "content": "6 * 7?"}]})
     assert computed.status == "completed", computed.last_error
+    tool = {"type": "function", "function": {"name": "stock", "parameters": {"type": "object", "properties": {}}}}
+    waiting = shop.beta.assistants.create(model="gpt-4o", tools=[tool])
+    upstream.queue(ToolCalls([Call("stock", {})]))
+    paused = shop.beta.threads.create_and_run_poll(assistant_id=waiting.id, poll_interval_ms=20,
+                                                   thread={"messages": [{"role": "user", "content": "stock?"}]})
+    assert paused.status == "requires_action"
+    return paused
 
 
 def scrape(server) -> dict[str, list]:
@@ -110,11 +124,11 @@ def check_counters(found, project: str) -> None:
     assert all(name.startswith("asstctl_") for name in found if not name.startswith(("python_", "process_")))
     assert value(found, "asstctl_runs_total", status="completed", project=project) == 2
     assert value(found, "asstctl_runs_total", status="failed", project=project) == 1
-    assert value(found, "asstctl_runs_total", status="queued", project=project) == 3
+    assert value(found, "asstctl_runs_total", status="queued", project=project) == 4
     assert value(found, "asstctl_tokens_total", type="prompt", project=project, model="gpt-4o") >= 11
     assert value(found, "asstctl_tokens_total", type="completion", project=project) >= 3
-    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 3
-    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 4
+    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 4
+    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 5
     assert value(found, "asstctl_upstream_errors_total", model="gpt-4o") == 1
     assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants/{id}", status="404") == 1
     assert value(found, "asstctl_http_requests_total", method="POST", route="/v1/threads/{id}/runs", status="200") == 2

@@ -83,7 +83,7 @@ class Observer:
         status = name[len(RUN_EVENT):]
         if status == "created":
             return
-        project = current() or DEFAULT_PROJECT
+        project = current() or (self._project_of(run["id"]) if self.metrics or self.json_logs else None)
         if self.metrics is not None:
             self.metrics.runs.labels(status, project).inc()
             usage = data.get("usage") if status in TERMINAL and isinstance(data, dict) else None
@@ -101,6 +101,13 @@ class Observer:
             self._remember_request(run["id"])
         if status in TERMINAL:
             self._created_by.pop(run["id"], None)
+
+    def _project_of(self, run_id: str) -> str:
+        """The project of a run whose event comes from outside a request or a turn (the expiry sweep)."""
+        try:
+            return self.state.store.project_of("run", run_id) or DEFAULT_PROJECT
+        except Exception:  # noqa: BLE001 - the database is down: the event is still counted
+            return DEFAULT_PROJECT
 
     def _remember_request(self, run_id: str) -> None:
         """The run's turns (on this replica) will be children of the request that created it, each linked
