@@ -17,13 +17,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from asstctl.errors import ConfigError
 from asstctl.server.embedded import start_server
+from asstctl.server.engine.config import UpstreamConfig
+from asstctl.server.engine.upstream import UpstreamEngine
 from asstctl.server.replicas import CAPACITY_ENV
 from asstctl.server.retrieval.embeddings import EmbeddingsConfig
 from benchmarks.embeddings_server import hashing_embedder
+from tests.pg_cluster import free_port
 from tests.retrieval.test_runs import ask, support_assistant
 from tests.serve_process import ServeProcess
-from tests.server.conftest import Servers
+from tests.server.conftest import KEY_ENV, Servers
 from tests.upstream import Call, Failure, ScriptedUpstream, Text, ToolCalls
 from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
 
@@ -384,3 +388,28 @@ def test_the_docker_image_can_trace_as_the_kubernetes_example_asks():
     extras = dockerfile.split("pip install --no-cache-dir '.[", 1)[1].split("]", 1)[0].split(",")
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in docs.split("kind: Deployment", 1)[1].split("```", 1)[0]
     assert "otel" in extras, extras  # else the server exits at start: the variables ask for traces
+
+
+def test_readyz_checks_the_upstream_only_when_asked(contract, monkeypatch):
+    monkeypatch.setenv("F26_WRONG_KEY", "sk-not-the-upstream-key-0123456789")
+
+    def readyz(url: str, key_env: str = KEY_ENV, **options) -> httpx.Response:
+        engine = UpstreamEngine(UpstreamConfig(url=url, api_key_env=key_env))
+        with start_server(":memory:", engine=engine, **options) as server:
+            return httpx.get(server.base_url.removesuffix("/v1") + "/readyz", timeout=10)
+
+    with ScriptedUpstream() as model:
+        monkeypatch.setenv(KEY_ENV, model.key)
+        ready = readyz(model.base_url, ready_checks_upstream=True)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["detail"] == "the database answers; the upstream answers" and model.model_lists == 1
+        refused = readyz(model.base_url, "F26_WRONG_KEY", ready_checks_upstream=True)
+        assert refused.status_code == 503 and "the upstream answered GET /models with HTTP 401" in refused.text
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    started = time.monotonic()
+    down = readyz(nowhere, ready_checks_upstream=True)
+    assert down.status_code == 503 and "the upstream cannot be reached" in down.json()["detail"], down.text
+    assert time.monotonic() - started < 8  # bounded: a probe never hangs on the upstream
+    assert readyz(nowhere).status_code == 200  # not asked: the database alone
+    with pytest.raises(ConfigError, match="--ready-checks-upstream needs an upstream"):
+        start_server(":memory:", ready_checks_upstream=True)

@@ -30,9 +30,9 @@ from starlette.routing import Route
 
 from asstctl.server.observability import logs, tracing
 from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded
+from asstctl.server.observability.probes import Probes
 from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
-READY_TIMEOUT = 2.0  # seconds /readyz waits for the database
 REPLICA_ENV = "ASSTCTL_REPLICA"
 RUN_EVENT = "thread.run."
 MAX_REMEMBERED = 10_000  # runs whose creating / queuing request a turn's span may still refer to
@@ -57,24 +57,11 @@ class Observer:
         self.json_logs = getattr(config, "log_format", "text") == "json"
         self.active = bool(self.metrics or self.tracer or self.json_logs)
         self.replica = replica_name()
-        self._probe: asyncio.Future | None = None
+        self.probes = Probes(state)  # /readyz
         self._run_spans: dict[str, Any] = {}
         self._queued_by: dict[str, Any] = {}  # run id -> the span context of the request that queued it last
         self._created_by: dict[str, Any] = {}  # run id -> that of the request that created it (its trace)
         self._models: set[str] = set()
-
-    # -- probes ---------------------------------------------------------------------------
-    async def ready(self) -> tuple[bool, str]:
-        """Does the database answer (within ``READY_TIMEOUT``)? One probe at a time, off the loop."""
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.ensure_future(asyncio.to_thread(self.state.store._fetch, "SELECT 1"))
-        try:
-            await asyncio.wait_for(asyncio.shield(self._probe), READY_TIMEOUT)
-        except asyncio.TimeoutError:
-            return False, f"the database did not answer within {READY_TIMEOUT:g} s"
-        except Exception as error:  # noqa: BLE001 - any failure of the database means not ready
-            return False, f"the database failed: {type(error).__name__}"
-        return True, "the database answers"
 
     # -- runs (called by the executor) -----------------------------------------------------
     def run_event(self, run: dict[str, Any], name: str, data: Any) -> None:
@@ -187,7 +174,7 @@ class ObservedApp:
         if path == "/healthz":
             return await _plain(send, 200, {"status": "ok"})
         if path == "/readyz":
-            ready, detail = await self.observer.ready()
+            ready, detail = await self.observer.probes.ready()
             return await _plain(send, 200 if ready else 503, {"status": "ok" if ready else "unavailable",
                                                                "detail": detail})
         if not self.observer.active:
