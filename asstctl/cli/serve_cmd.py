@@ -106,8 +106,8 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
                    "(it can read this server's files and keys).")
 @click.pass_context
-def serve(ctx, host, port, db, api_key, admin_key_env, metrics, ready_checks_upstream, log_format, rules, latency_ms, fault_spec, fault_seed,
-          upstream, upstream_key_env, model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb,
+def serve(ctx, host, port, db, api_key, admin_key_env, metrics, ready_checks_upstream, log_format, rules, latency_ms,
+          fault_spec, fault_seed, upstream, upstream_key_env, model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb,
           upstream_dialect=None, upstream_api=None, ingest_workers=2, ingest_memory_mb=512,
           ingest_timeout=300.0, embeddings_batch_size=64,
           **code_options) -> None:

@@ -236,7 +236,8 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
         servers.close()
     spans = exporter.get_finished_spans()
     (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/runs"]
-    (submitted,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs/{id}/submit_tool_outputs"]
+    submit = "/v1/threads/{id}/runs/{id}/submit_tool_outputs"
+    (submitted,) = [s for s in spans if s.attributes.get("http.route") == submit]
     turns = sorted((s for s in spans if s.name.startswith("invoke_agent")), key=lambda s: s.start_time)
     assert [t.attributes["asstctl.run.status"] for t in turns] == ["requires_action", "completed"]
     assert {t.context.trace_id for t in turns} == {created.context.trace_id}  # one run, one trace
