@@ -5,7 +5,8 @@ client, in alternating batches (so drift of the machine hits both sides alike), 
 batches' mean times reported:
 
 - a project key (hashed, looked up in the store on every request, reads scoped by project) against the
-  server's ``--api-key`` (compared in memory, the default project);
+  server's ``--api-key`` (compared in memory, the default project), on SQLite and on PostgreSQL (a
+  throwaway cluster as in ``benchmarks.replicas``; n/a without one);
 - a server with ``--metrics`` and traces (the OpenTelemetry SDK, spans to an in-memory exporter; metrics
   only without the SDK) against the same server with its observing layer switched off between batches
   (two servers in one process differ by more than what is measured here).
@@ -29,12 +30,8 @@ def operations_rows(size: Size) -> list[Row]:
     requests, per_batch = (2000, BATCH) if size.timed_targets else (10, 5)
     from asstctl.server.embedded import start_server
 
-    with start_server(":memory:", api_key=DEFAULT, admin_key=ADMIN) as server:
-        keyed = project_client(server)
-        plain = client(server.base_url, DEFAULT)
-        ours, base = alternate(keyed, plain, requests, per_batch)
-    keys = row(size, "projects: a request with a project key (hashed, looked up, reads scoped) vs --api-key",
-               ours, base, "--api-key, compared in memory")
+    keys = key_row(size, ":memory:", "SQLite", requests, per_batch)
+    on_postgres = postgres_key_row(size, requests, per_batch)
     provider, what = tracer_provider()
     with start_server(":memory:", api_key=DEFAULT, metrics=True, tracer_provider=provider) as server:
         observer = server.state.extra["observer"]
@@ -43,7 +40,34 @@ def operations_rows(size: Size) -> list[Row]:
                                switch=lambda side: setattr(observer, "active", side == 0))
     observed = row(size, f"observability: --metrics and {what}, per request vs neither", ours, base,
                    "the same server without them")
-    return [keys, observed]
+    return [keys, on_postgres, observed]
+
+
+def key_row(size: Size, db: str, where: str, requests: int, per_batch: int) -> Row:
+    from asstctl.server.embedded import start_server
+
+    with start_server(db, api_key=DEFAULT, admin_key=ADMIN) as server:
+        keyed = project_client(server)
+        plain = client(server.base_url, DEFAULT)
+        ours, base = alternate(keyed, plain, requests, per_batch)
+    return row(size, f"projects on {where}: a request with a project key (hashed, looked up, reads scoped) vs "
+               "--api-key", ours, base, "--api-key, compared in memory")
+
+
+def postgres_key_row(size: Size, requests: int, per_batch: int) -> Row:
+    """The key's lookup is a round trip to the database here (a fresh schema of benchmarks.replicas' cluster)."""
+    from benchmarks.replicas import URL_ENV, drop, fresh, postgres
+
+    with postgres() as base:
+        if base is None:
+            why = f"n/a (no PostgreSQL: set {URL_ENV} or install postgresql)"
+            return Row(name="projects on PostgreSQL: a project key vs --api-key", measured=why, baseline="",
+                       ratio="n/a", target=f"under {TARGET_MS:g} ms added per request", passed=None, data={})
+        made: list[str] = []
+        try:
+            return key_row(size, fresh(base, made), "PostgreSQL", requests, per_batch)
+        finally:
+            drop(base, made)
 
 
 def project_client(server) -> tuple[Any, str]:

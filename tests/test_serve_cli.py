@@ -133,6 +133,42 @@ def test_keys_commands_manage_projects_in_the_database(tmp_path):
     assert gone.exit_code == 1 and "No project found with id 'proj_nope'" in gone.output and "Traceback" not in gone.output
 
 
+def test_keys_commands_rename_delete_accounts_and_archive(tmp_path):
+    from asstctl.server.embedded import start_server
+
+    db, runner = str(tmp_path / "server.sqlite3"), CliRunner()
+
+    def keys(*args: str):
+        result = runner.invoke(cli, ["serve", "keys", *args, "--db", db])
+        assert "Traceback" not in result.output
+        return result
+
+    project_id = keys("new-project", "billing").stdout.strip()
+    assert keys("rename", project_id, "invoicing").exit_code == 0
+    assert f"{project_id}\tactive\tinvoicing" in keys("projects").stdout.splitlines()
+    web, cron = (keys("create", project_id, "--name", name).stdout.strip() for name in ("web", "cron"))
+    (web_account,) = [line.split("\t")[0] for line in keys("accounts", project_id).stdout.splitlines()
+                      if line.endswith("\tweb")]
+    assert web_account.startswith("svc_acct_")
+    with start_server(db, api_key="default-" + "d" * 24) as server:
+        clients = [make_client(type("Keyed", (), {"base_url": server.base_url, "api_key": key})) for key in (web, cron)]
+        assert keys("delete-account", project_id, web_account).exit_code == 0
+        with pytest.raises(openai.AuthenticationError):
+            clients[0].beta.assistants.list()
+        assert clients[1].beta.assistants.list().data == []  # the other account's key still works
+        assert [line.split("\t")[2] for line in keys("list", project_id).stdout.splitlines()] == ["cron"]
+        assert keys("archive", project_id).exit_code == 0
+        with pytest.raises(openai.AuthenticationError):
+            clients[1].beta.assistants.list()
+        for client in clients:
+            client.close()
+    assert project_id not in keys("projects").stdout and f"{project_id}\tarchived" in keys("projects", "--all").stdout
+    refused = keys("create", project_id)
+    assert refused.exit_code == 1 and "archived" in refused.output
+    again = keys("delete-account", project_id, web_account)
+    assert again.exit_code == 1 and "No service account found" in again.output
+
+
 def test_an_admin_key_variable_that_is_not_set_is_one_clear_error(monkeypatch):
     monkeypatch.delenv("NO_SUCH_ADMIN_KEY", raising=False)
     result = CliRunner().invoke(cli, ["serve", "--db", ":memory:", "--admin-key-env", "NO_SUCH_ADMIN_KEY"])

@@ -21,6 +21,7 @@ def keys() -> None:
         asstctl serve keys new-project billing          # prints the project id
         asstctl serve keys create proj_... --name web   # prints the key, once
         asstctl serve keys revoke key_...
+        asstctl serve keys delete-account proj_... svc_acct_...   # the account and its keys
     """
 
 
@@ -94,6 +95,19 @@ def archive(project_id, db) -> None:
     click.echo(f"archived {project_id}", err=True)
 
 
+@keys.command("rename")
+@click.argument("project_id")
+@click.argument("name")
+@DB_OPTION
+def rename(project_id, name, db) -> None:
+    """Rename a project."""
+    from asstctl.server.projects import check_name, rename_project
+
+    with _store(db) as store:
+        _api(rename_project, store, project_id, _api(check_name, {"name": name}, "project"))
+    click.echo(f"renamed {project_id}", err=True)
+
+
 @keys.command("create")
 @click.argument("project_id")
 @click.option("--name", default="asstctl serve keys", show_default=True, help="The key's (service account's) name.")
@@ -104,8 +118,8 @@ def create(project_id, name, db) -> None:
 
     with _store(db) as store:
         account = _api(create_service_account, store, project_id, _api(check_name, {"name": name}, "key"))
-    click.echo(f"created {account['api_key']['id']} in {project_id}; keep the key now, it is not shown again",
-               err=True)
+    click.echo(f"created {account['api_key']['id']} (service account {account['id']}) in {project_id}; keep the key "
+               "now, it is not shown again", err=True)
     click.echo(account["api_key"]["value"])
 
 
@@ -133,3 +147,28 @@ def revoke(key_id, db) -> None:
             raise click.ClickException(f"no API key with id {key_id} (`asstctl serve keys list PROJECT_ID` "
                                        "lists a project's keys)")
     click.echo(f"revoked {key_id}", err=True)
+
+
+@keys.command("accounts")
+@click.argument("project_id")
+@DB_OPTION
+def accounts(project_id, db) -> None:
+    """List a project's service accounts: id, name (each `create` made one, with its key)."""
+    from asstctl.server.projects import list_service_accounts as listed
+
+    with _store(db) as store:
+        for account in _every(listed, store, project_id):
+            click.echo(f"{account['id']}\t{account['name']}")
+
+
+@keys.command("delete-account")
+@click.argument("project_id")
+@click.argument("account_id")
+@DB_OPTION
+def delete_account(project_id, account_id, db) -> None:
+    """Delete a service account and its keys: requests with them fail at once, on every replica."""
+    from asstctl.server.projects import delete_service_account
+
+    with _store(db) as store:
+        _api(delete_service_account, store, project_id, account_id)
+    click.echo(f"deleted {account_id} and its keys", err=True)

@@ -28,6 +28,8 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
                    "See docs/deploy.md, \"Projects and keys\".")
 @click.option("--metrics", "metrics", is_flag=True,
               help="Serve GET /metrics (Prometheus text format; with the admin key when there is one).")
+@click.option("--ready-checks-upstream", "ready_checks_upstream", is_flag=True,
+              help="GET /readyz also checks the upstream (GET /models, 2 s at most): unready while it is down.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON line per request and per run transition (request id, project, run id, replica).")
 @click.option("--rules", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
@@ -104,8 +106,8 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="DEVELOPMENT ONLY: run code_interpreter code without the bubblewrap sandbox "
                    "(it can read this server's files and keys).")
 @click.pass_context
-def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rules, latency_ms, fault_spec, fault_seed,
-          upstream, upstream_key_env, model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb,
+def serve(ctx, host, port, db, api_key, admin_key_env, metrics, ready_checks_upstream, log_format, rules, latency_ms,
+          fault_spec, fault_seed, upstream, upstream_key_env, model_map, azure_api_version, embeddings_model, max_upload_mb, max_body_mb,
           upstream_dialect=None, upstream_api=None, ingest_workers=2, ingest_memory_mb=512,
           ingest_timeout=300.0, embeddings_batch_size=64,
           **code_options) -> None:
@@ -171,6 +173,7 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, log_format, rule
         sandbox=_sandbox_config(code_options),
         admin_key=admin_key,
         metrics=metrics,
+        ready_checks_upstream=ready_checks_upstream,
         log_format=log_format,
         ingest=IngestLimits(workers=ingest_workers, memory_mb=ingest_memory_mb, file_seconds=ingest_timeout,
                             embeddings_batch=embeddings_batch_size),

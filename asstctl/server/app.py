@@ -61,6 +61,7 @@ class ServerConfig:
     sandbox: Any = None  # code_interpreter limits (asstctl.server.sandbox.SandboxConfig); None = defaults
     admin_key: str | None = None  # manages projects and keys (/v1/organization/...), reads /metrics
     metrics: bool = False  # serve GET /metrics (Prometheus text format)
+    ready_checks_upstream: bool = False  # /readyz also asks the upstream (GET /models; observability.probes)
     log_format: str = "text"  # "json": one line per request and per run transition (asstctl.server.observability)
     tracer_provider: Any = None  # an OpenTelemetry TracerProvider; None = from the OTEL_* variables (or no traces)
     ingest: Any = None  # ingestion workers and limits (asstctl.server.retrieval.pool.IngestLimits); None = defaults

@@ -5,6 +5,9 @@ in-memory exporter), and JSON log lines from a real `asstctl serve` process."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+from typing import Any
 
 import httpx2 as httpx
 import openai
@@ -14,11 +17,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from asstctl.errors import ConfigError
 from asstctl.server.embedded import start_server
+from asstctl.server.engine.config import UpstreamConfig
+from asstctl.server.engine.upstream import UpstreamEngine
+from asstctl.server.replicas import CAPACITY_ENV
+from asstctl.server.retrieval.embeddings import EmbeddingsConfig
+from benchmarks.embeddings_server import hashing_embedder
+from tests.pg_cluster import free_port
 from tests.retrieval.test_runs import ask, support_assistant
 from tests.serve_process import ServeProcess
-from tests.server.conftest import Servers
-from tests.upstream import Failure, Text
+from tests.server.conftest import KEY_ENV, Servers
+from tests.upstream import Call, Failure, ScriptedUpstream, Text, ToolCalls
 from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
 
 KEY = "app-" + "k" * 32
@@ -46,25 +56,42 @@ def value(found, name: str, **labels) -> float:
     return sum(v for got, v in found.get(name, []) if all(got.get(k) == want for k, want in labels.items()))
 
 
-def test_metrics_after_a_scripted_workload(tmp_path, upstream, contract):
-    servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
-    try:
-        check_metrics(servers, upstream, contract)
-    finally:
-        servers.close()
+def test_metrics_after_a_scripted_workload(store_db, upstream, contract, monkeypatch):
+    """On SQLite and PostgreSQL: counters after a workload, then every gauge non-zero while a run is held
+    at the upstream, a second waits in the queue and a file's ingestion is held at the embeddings upstream."""
+    monkeypatch.setenv(CAPACITY_ENV, "1")  # one run at a time: the second one stays queued
+    hold = threading.Event()
+    embed = hashing_embedder(64)
+    with ScriptedUpstream(key=None, embed=lambda texts: hold.wait(20) and embed(texts)) as embedder:
+        servers = Servers(store_db, upstream, contract)
+        try:
+            check_metrics(servers, upstream, contract, embedder, hold)
+        finally:
+            hold.set()
+            servers.close()
 
 
-def check_metrics(servers, upstream, contract):
-    _, server = servers.start(api_key=KEY, admin_key=ADMIN, metrics=True)
+def check_metrics(servers, upstream, contract, embedder, hold):
+    embeddings = EmbeddingsConfig(model="scripted-embed", base_url=embedder.base_url)
+    _, server = servers.start(api_key=KEY, admin_key=ADMIN, metrics=True, embeddings=embeddings)
     with admin_sdk(server, contract) as admin:
         project = admin.admin.organization.projects.create(name="shop").id
         key = new_key(admin, project)
     with sdk(server, contract, key) as shop:
-        workload(shop, upstream)
-    check_scrape(server, project)
+        paused = workload(shop, upstream)
+        found = scrape(server)
+        check_counters(found, project)
+        server.store.update("run", paused.id, lambda r: r.update(expires_at=r["created_at"] - 1), paused.thread_id)
+        busy(shop, upstream, server, hold)  # meanwhile the expiry sweep, outside any request, expires ``paused``
+        waited = time.monotonic()
+        while shop.beta.threads.runs.retrieve(paused.id, thread_id=paused.thread_id).status != "expired" \
+                and time.monotonic() - waited < 10:
+            time.sleep(0.05)
+        assert value(scrape(server), "asstctl_runs_total", status="expired", project=project) == 1
 
 
-def workload(shop, upstream) -> None:
+def workload(shop, upstream):
+    """Runs that complete, fail, run code and wait for a function's output; returns the last one."""
     assistant = shop.beta.assistants.create(model="gpt-4o")
     upstream.queue(Text("Hello there", usage=(11, 3)))
     thread = shop.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
@@ -75,28 +102,83 @@ def workload(shop, upstream) -> None:
     assert failed.status == "failed"
     with pytest.raises(openai.NotFoundError):
         shop.beta.assistants.retrieve("asst_missing")
+    coder = shop.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+    upstream.queue(ToolCalls([Call("python", {"code": "print(6 * 7)"})]), Text("42."))
+    computed = shop.beta.threads.create_and_run_poll(assistant_id=coder.id, poll_interval_ms=20,
+                                                     thread={"messages": [{"role": "user", "content": "6 * 7?"}]})
+    assert computed.status == "completed", computed.last_error
+    tool = {"type": "function", "function": {"name": "stock", "parameters": {"type": "object", "properties": {}}}}
+    waiting = shop.beta.assistants.create(model="gpt-4o", tools=[tool])
+    upstream.queue(ToolCalls([Call("stock", {})]))
+    paused = shop.beta.threads.create_and_run_poll(assistant_id=waiting.id, poll_interval_ms=20,
+                                                   thread={"messages": [{"role": "user", "content": "stock?"}]})
+    assert paused.status == "requires_action"
+    return paused
 
 
-def check_scrape(server, project: str) -> None:
+def scrape(server) -> dict[str, list]:
     refused = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
     assert refused.status_code == 403
-    scrape = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
-    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
-    found = samples(scrape.text)
+    answer = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return samples(answer.text)
+
+
+def check_counters(found, project: str) -> None:
     assert all(name.startswith("asstctl_") for name in found if not name.startswith(("python_", "process_")))
-    assert value(found, "asstctl_runs_total", status="completed", project=project) == 1
+    assert value(found, "asstctl_runs_total", status="completed", project=project) == 2
     assert value(found, "asstctl_runs_total", status="failed", project=project) == 1
-    assert value(found, "asstctl_runs_total", status="queued", project=project) == 2
+    assert value(found, "asstctl_runs_total", status="queued", project=project) == 4
     assert value(found, "asstctl_tokens_total", type="prompt", project=project, model="gpt-4o") >= 11
     assert value(found, "asstctl_tokens_total", type="completion", project=project) >= 3
-    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 1
-    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 2
+    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 4
+    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 5
     assert value(found, "asstctl_upstream_errors_total", model="gpt-4o") == 1
     assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants/{id}", status="404") == 1
     assert value(found, "asstctl_http_requests_total", method="POST", route="/v1/threads/{id}/runs", status="200") == 2
-    for gauge in ("asstctl_run_queue_depth", "asstctl_runs_active", "asstctl_sandbox_sessions_active",
-                  "asstctl_ingestion_backlog"):
-        assert found[gauge] == [({}, 0.0)], gauge
+    assert value(found, "asstctl_tool_call_duration_seconds_count", tool="code_interpreter") == 1
+    assert value(found, "asstctl_tool_call_duration_seconds_sum", tool="code_interpreter") > 0
+    assert value(found, "asstctl_sandbox_sessions_active") == 1  # the thread's session lives on, idle
+    assert value(found, "asstctl_event_loop_lag_seconds", quantile="1") >= 0  # the series is there
+    assert {labels["quantile"] for labels, _ in found["asstctl_event_loop_lag_seconds"]} == {"0.5", "0.99", "1"}
+
+
+def busy(shop, upstream, server, hold) -> None:
+    """A run held mid-answer, a second one queued behind it, a file held at the embeddings upstream."""
+    gate = threading.Event()
+    assistant = shop.beta.assistants.create(model="gpt-4o")
+    upstream.queue(Text("Held for a while", gate=gate), Text("Next"))
+    asking = {"messages": [{"role": "user", "content": "hello"}]}
+    held = shop.beta.threads.create_and_run(assistant_id=assistant.id, thread=asking)
+    waited = time.monotonic()
+    while upstream.gated < 1 and time.monotonic() - waited < 10:
+        time.sleep(0.01)
+    queued = shop.beta.threads.create_and_run(assistant_id=assistant.id, thread=asking)
+    store = shop.vector_stores.create(name="notes")
+    note = shop.files.create(file=("note.md", b"Refunds take five days."), purpose="assistants")
+    attach = threading.Thread(target=shop.vector_stores.files.create, args=(store.id,), kwargs={"file_id": note.id})
+    attach.start()  # answers once the file is ingested: after ``hold`` is set
+    try:
+        while embedder_waiting(shop, store.id) and time.monotonic() - waited < 10:
+            time.sleep(0.01)
+        found = scrape(server)
+        assert value(found, "asstctl_runs_active") == 1
+        assert value(found, "asstctl_run_queue_depth") == 1
+        assert value(found, "asstctl_ingestion_backlog") == 1
+    finally:
+        gate.set()
+        hold.set()
+        attach.join(30)
+    for run in (held, queued):
+        done = shop.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=20)
+        assert done.status == "completed", done.last_error
+    found = scrape(server)
+    assert value(found, "asstctl_run_queue_depth") == 0 and value(found, "asstctl_ingestion_backlog") == 0
+
+
+def embedder_waiting(shop, vs_id: str) -> bool:
+    """True until the attached file is stored (in_progress: its ingestion is held at the embeddings upstream)."""
+    return not shop.vector_stores.files.list(vs_id).data
 
 
 def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatch):
@@ -112,7 +194,8 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     spans = exporter.get_finished_spans()
     (turn,) = [s for s in spans if s.name.startswith("invoke_agent")]
     assert turn.attributes["asstctl.run.id"] == run.id and turn.attributes["asstctl.run.status"] == "completed"
-    assert turn.parent is None
+    (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs"]
+    assert turn.parent.span_id == created.context.span_id and turn.context.trace_id == created.context.trace_id
     children = sorted((s for s in spans if s.parent is not None and s.parent.span_id == turn.context.span_id),
                       key=lambda s: s.start_time)
     assert [s.name for s in children] == ["chat gpt-4o", "execute_tool file_search", "chat gpt-4o"]
@@ -127,10 +210,41 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     for span in spans:  # no prompt or completion text unless switched on
         assert not any(key in span.attributes for key in ("gen_ai.input.messages", "gen_ai.output.messages"))
         assert "refund" not in json.dumps(dict(span.attributes), default=str)
-    (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs"]
     assert created.attributes["http.response.status_code"] == 200
     assert created.attributes["asstctl.request_id"].startswith("req_")
-    assert [link.context.span_id for link in turn.links] == [created.context.span_id]  # queued by that request
+    assert not turn.links  # queued by the request it is a child of
+
+
+def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
+    try:
+        client, _ = servers.start(tracer_provider=provider)
+        assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "function", "function": {
+            "name": "stock", "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}}}}])
+        upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")]), Text("Three left."))
+        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+            "messages": [{"role": "user", "content": "Is A1 in stock?"}]})
+        assert run.status == "requires_action"
+        run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+            run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": "call_s1", "output": "3"}],
+            poll_interval_ms=20)
+        assert run.status == "completed"
+    finally:
+        servers.close()
+    spans = exporter.get_finished_spans()
+    (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/runs"]
+    submit = "/v1/threads/{id}/runs/{id}/submit_tool_outputs"
+    (submitted,) = [s for s in spans if s.attributes.get("http.route") == submit]
+    turns = sorted((s for s in spans if s.name.startswith("invoke_agent")), key=lambda s: s.start_time)
+    assert [t.attributes["asstctl.run.status"] for t in turns] == ["requires_action", "completed"]
+    assert {t.context.trace_id for t in turns} == {created.context.trace_id}  # one run, one trace
+    assert all(t.parent.span_id == created.context.span_id for t in turns)
+    assert [link.context.span_id for link in turns[1].links] == [submitted.context.span_id]  # what queued it
+    chats = [s for s in spans if s.name == "chat gpt-4o"]
+    assert sorted(c.parent.span_id for c in chats) == sorted(t.context.span_id for t in turns)
 
 
 def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch):
@@ -193,3 +307,110 @@ def test_tracing_follows_the_standard_variables(monkeypatch, env, on):
     assert tracing.wanted() is on
     if env.get("OTEL_TRACES_EXPORTER") == "console":
         assert tracing.tracer_for(ServerConfig()) is not None
+
+
+class Collector:
+    """An OTLP/HTTP trace collector on loopback: the protobuf bodies POSTed to /v1/traces."""
+
+    def __init__(self):
+        import http.server
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.path, self.headers["Content-Type"], body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def spans(self) -> list[tuple[dict, Any]]:
+        """(resource attributes, span) of every span received so far."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        found = []
+        for _, _, body in list(self.received):
+            request = ExportTraceServiceRequest.FromString(body)
+            for resource in request.resource_spans:
+                attributes = {a.key: a.value.string_value for a in resource.resource.attributes}
+                found.extend((attributes, span) for scope in resource.scope_spans for span in scope.spans)
+        return found
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_spans_go_to_an_otlp_collector_configured_by_otel_variables(contract, monkeypatch):
+    collector = Collector()
+    try:
+        for name, setting in {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_EXPORTER_OTLP_PROTOCOL":
+                              "http/protobuf", "OTEL_SERVICE_NAME": "asstctl-test", "OTEL_BSP_SCHEDULE_DELAY": "50",
+                              "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"}.items():
+            monkeypatch.setenv(name, setting)
+        monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+        monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+        with start_server(":memory:") as server, sdk(server, contract, "any") as client:
+            assistant = client.beta.assistants.create(model="gpt-4o")
+            run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+                "messages": [{"role": "user", "content": "hello"}]})
+            assert run.status == "completed"
+            waited = time.monotonic()
+            while not any(s.name.startswith("invoke_agent") for _, s in collector.spans()) \
+                    and time.monotonic() - waited < 10:
+                time.sleep(0.02)
+        spans = collector.spans()
+        assert {path for path, _, _ in collector.received} == {"/v1/traces"}
+        assert {kind for _, kind, _ in collector.received} == {"application/x-protobuf"}
+        names = {span.name for _, span in spans}
+        assert "POST /v1/threads/runs" in names and f"invoke_agent {assistant.id}" in names, names
+        resource, turn = next((r, s) for r, s in spans if s.name.startswith("invoke_agent"))
+        assert resource["service.name"] == "asstctl-test" and resource["deployment.environment"] == "ci"
+        assert {a.key: a.value.string_value for a in turn.attributes}["asstctl.run.id"] == run.id
+    finally:
+        collector.close()
+
+
+def test_the_docker_image_can_trace_as_the_kubernetes_example_asks():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    docs, dockerfile = (root / "docs/deploy.md").read_text(), (root / "deploy/Dockerfile").read_text()
+    extras = dockerfile.split("pip install --no-cache-dir '.[", 1)[1].split("]", 1)[0].split(",")
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in docs.split("kind: Deployment", 1)[1].split("```", 1)[0]
+    assert "otel" in extras, extras  # else the server exits at start: the variables ask for traces
+
+
+def test_readyz_checks_the_upstream_only_when_asked(contract, monkeypatch):
+    monkeypatch.setenv("F26_WRONG_KEY", "sk-not-the-upstream-key-0123456789")
+
+    def readyz(url: str, key_env: str = KEY_ENV, **options) -> httpx.Response:
+        engine = UpstreamEngine(UpstreamConfig(url=url, api_key_env=key_env))
+        with start_server(":memory:", engine=engine, **options) as server:
+            return httpx.get(server.base_url.removesuffix("/v1") + "/readyz", timeout=10)
+
+    with ScriptedUpstream() as model:
+        monkeypatch.setenv(KEY_ENV, model.key)
+        ready = readyz(model.base_url, ready_checks_upstream=True)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["detail"] == "the database answers; the upstream answers" and model.model_lists == 1
+        refused = readyz(model.base_url, "F26_WRONG_KEY", ready_checks_upstream=True)
+        assert refused.status_code == 503 and "the upstream answered GET /models with HTTP 401" in refused.text
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    started = time.monotonic()
+    down = readyz(nowhere, ready_checks_upstream=True)
+    assert down.status_code == 503 and "the upstream cannot be reached" in down.json()["detail"], down.text
+    assert time.monotonic() - started < 8  # bounded: a probe never hangs on the upstream
+    assert readyz(nowhere).status_code == 200  # not asked: the database alone
+    with pytest.raises(ConfigError, match="--ready-checks-upstream needs an upstream"):
+        start_server(":memory:", ready_checks_upstream=True)

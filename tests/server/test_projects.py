@@ -120,6 +120,9 @@ def test_another_project_gets_404_for_every_object(world, who):
     missing(other.vector_stores.file_batches.retrieve, w.batch.id, vector_store_id=w.store_id)
     missing(other.vector_stores.file_batches.list_files, w.batch.id, vector_store_id=w.store_id)
     missing(other.vector_stores.file_batches.cancel, w.batch.id, vector_store_id=w.store_id)
+    missing(other.vector_stores.files.update, w.file.id, vector_store_id=w.store_id, attributes={"k": "v"})
+    missing(other.vector_stores.files.content, w.file.id, vector_store_id=w.store_id)
+    missing(other.vector_stores.file_batches.create, vector_store_id=w.store_id, file_ids=[w.file.id])
     missing(other.vector_stores.files.delete, w.file.id, vector_store_id=w.store_id)
     missing(other.vector_stores.delete, w.store_id)
 
@@ -135,6 +138,11 @@ def test_another_project_cannot_use_the_objects_in_its_own(world):
                                  tool_resources={"file_search": {"vector_store_ids": [world.store_id]}})
     thread = b.beta.threads.create()
     missing(b.beta.threads.runs.create, thread_id=thread.id, assistant_id=world.assistant.id)
+    for file_id in (world.file.id, "file-nonexistent"):  # code_interpreter's files are checked as file_search's
+        code = [{"file_id": file_id, "tools": [{"type": "code_interpreter"}]}]
+        missing(b.beta.threads.messages.create, thread_id=thread.id, role="user", content="plot it", attachments=code)
+        missing(b.beta.threads.create, messages=[{"role": "user", "content": "plot it", "attachments": code}])
+    assert not b.beta.threads.messages.list(thread.id).data
 
 
 def test_lists_and_their_filters_show_only_the_own_project(world):

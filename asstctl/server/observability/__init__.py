@@ -30,12 +30,12 @@ from starlette.routing import Route
 
 from asstctl.server.observability import logs, tracing
 from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded
+from asstctl.server.observability.probes import Probes
 from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
-READY_TIMEOUT = 2.0  # seconds /readyz waits for the database
 REPLICA_ENV = "ASSTCTL_REPLICA"
 RUN_EVENT = "thread.run."
-MAX_REMEMBERED = 10_000  # runs whose queuing request a turn's span may still link to
+MAX_REMEMBERED = 10_000  # runs whose creating / queuing request a turn's span may still refer to
 TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
 
 
@@ -57,23 +57,11 @@ class Observer:
         self.json_logs = getattr(config, "log_format", "text") == "json"
         self.active = bool(self.metrics or self.tracer or self.json_logs)
         self.replica = replica_name()
-        self._probe: asyncio.Future | None = None
+        self.probes = Probes(state)  # /readyz
         self._run_spans: dict[str, Any] = {}
-        self._queued_by: dict[str, Any] = {}  # run id -> the span context of the request that queued it
+        self._queued_by: dict[str, Any] = {}  # run id -> the span context of the request that queued it last
+        self._created_by: dict[str, Any] = {}  # run id -> that of the request that created it (its trace)
         self._models: set[str] = set()
-
-    # -- probes ---------------------------------------------------------------------------
-    async def ready(self) -> tuple[bool, str]:
-        """Does the database answer (within ``READY_TIMEOUT``)? One probe at a time, off the loop."""
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.ensure_future(asyncio.to_thread(self.state.store._fetch, "SELECT 1"))
-        try:
-            await asyncio.wait_for(asyncio.shield(self._probe), READY_TIMEOUT)
-        except asyncio.TimeoutError:
-            return False, f"the database did not answer within {READY_TIMEOUT:g} s"
-        except Exception as error:  # noqa: BLE001 - any failure of the database means not ready
-            return False, f"the database failed: {type(error).__name__}"
-        return True, "the database answers"
 
     # -- runs (called by the executor) -----------------------------------------------------
     def run_event(self, run: dict[str, Any], name: str, data: Any) -> None:
@@ -82,7 +70,7 @@ class Observer:
         status = name[len(RUN_EVENT):]
         if status == "created":
             return
-        project = current() or DEFAULT_PROJECT
+        project = current() or (self._project_of(run["id"]) if self.metrics or self.json_logs else None)
         if self.metrics is not None:
             self.metrics.runs.labels(status, project).inc()
             usage = data.get("usage") if status in TERMINAL and isinstance(data, dict) else None
@@ -98,25 +86,39 @@ class Observer:
             span.set_attribute("asstctl.run.status", status)
         elif status == "queued" and self.tracer is not None:
             self._remember_request(run["id"])
+        if status in TERMINAL:
+            self._created_by.pop(run["id"], None)
+
+    def _project_of(self, run_id: str) -> str:
+        """The project of a run whose event comes from outside a request or a turn (the expiry sweep)."""
+        try:
+            return self.state.store.project_of("run", run_id) or DEFAULT_PROJECT
+        except Exception:  # noqa: BLE001 - the database is down: the event is still counted
+            return DEFAULT_PROJECT
 
     def _remember_request(self, run_id: str) -> None:
-        """The run's span (on this replica) will link to the request that queued it."""
+        """The run's turns (on this replica) will be children of the request that created it, each linked
+        to the request that queued it (the create, or the submit of tool outputs): one run, one trace."""
         context = tracing.current_context()
         if context is not None:
-            if len(self._queued_by) >= MAX_REMEMBERED:
-                self._queued_by.pop(next(iter(self._queued_by)))
+            for remembered in (self._queued_by, self._created_by):
+                if len(remembered) >= MAX_REMEMBERED and run_id not in remembered:
+                    remembered.pop(next(iter(remembered)))
             self._queued_by[run_id] = context
+            self._created_by.setdefault(run_id, context)
 
     async def run_turn(self, run_id: str, work) -> Any:
         """The task of one run turn: its span (the parent of its model and tool calls' spans)."""
         if self.tracer is None:
             return await work
         run = self.state.store.get("run", run_id) or {}
+        parent, queued_by = self._created_by.get(run_id), self._queued_by.pop(run_id, None)
         span = tracing.start_span(self.tracer, f"invoke_agent {run.get('assistant_id') or ''}".strip(), {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.get("assistant_id"),
             "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
             "asstctl.run.id": run_id, "asstctl.project": current() or DEFAULT_PROJECT,
-            "asstctl.replica": self.replica}, links=tuple(filter(None, [self._queued_by.pop(run_id, None)])))
+            "asstctl.replica": self.replica}, parent=parent,
+            links=(queued_by,) if queued_by is not None and queued_by != parent else ())
         self._run_spans[run_id] = span
         token = tracing.attach(span)
         try:
@@ -172,7 +174,7 @@ class ObservedApp:
         if path == "/healthz":
             return await _plain(send, 200, {"status": "ok"})
         if path == "/readyz":
-            ready, detail = await self.observer.ready()
+            ready, detail = await self.observer.probes.ready()
             return await _plain(send, 200 if ready else 503, {"status": "ok" if ready else "unavailable",
                                                                "detail": detail})
         if not self.observer.active:

@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 log = logging.getLogger("asstctl.server")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+IN_PROGRESS = '%"status": "in_progress"%'  # how a vector store file's stored body says it
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -65,7 +66,8 @@ class _Gauges:
         active = len(getattr(executor, "_tasks", {})) if executor is not None else 0
         yield _gauge("asstctl_runs_active", "Runs whose turn this replica is working on now.", active)
         tool = state.extra.get("tools", {}).get("code_interpreter")
-        sessions = len(getattr(getattr(tool, "pool", None), "sessions", {}) or {})
+        sessions = sum(len(getattr(getattr(tool, pool, None), "sessions", None) or {})
+                       for pool in ("pool", "plain_pool"))  # plain_pool: no bubblewrap, the project's own rules
         yield _gauge("asstctl_sandbox_sessions_active", "Live code_interpreter sandbox sessions on this replica.",
                      sessions)
         yield _gauge("asstctl_ingestion_backlog", "Vector store files still being ingested (status in_progress).",
@@ -98,8 +100,8 @@ def _queue_depth(state) -> int | None:
 
 def _backlog(state) -> int | None:
     try:
-        rows = state.store._fetch("SELECT count(*) FROM objects WHERE kind = 'vector_store_file' "
-                                  "AND body LIKE '%\"status\": \"in_progress\"%'")
+        rows = state.store._fetch("SELECT count(*) FROM objects WHERE kind = 'vector_store_file' AND body LIKE ?",
+                                  (IN_PROGRESS,))  # a parameter: psycopg would read the %s as placeholders
         return int(rows[0][0])
     except Exception as error:  # noqa: BLE001 - as above
         log.warning("metrics: cannot read the ingestion backlog (%s)", type(error).__name__)

@@ -5,7 +5,9 @@ On when ``OTEL_TRACES_EXPORTER`` or an ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` 
 resource attributes, sampler, OTLP endpoint, headers and protocol: ``grpc`` or ``http/protobuf``);
 or with a ``tracer_provider`` in the server's config (tests: the SDK's in-memory exporter).
 
-Spans: one per HTTP request (``GET /v1/threads/{id}``), one per run turn (``invoke_agent``), children of
+Spans: one per HTTP request (``GET /v1/threads/{id}``), one per run turn (``invoke_agent``: a child of the
+request that created the run, so a run with function-tool rounds is one trace, and linked to the request
+that queued the turn, e.g. the submit of tool outputs; both when the same replica runs it), children of
 it per model call (``chat {model}``, with the ``gen_ai.*`` attributes of the OpenTelemetry semantic
 conventions for generative AI) and per built-in tool call (``execute_tool file_search`` is retrieval,
 ``execute_tool code_interpreter`` the sandbox). Prompt and completion text is recorded only with
@@ -77,12 +79,15 @@ def _otlp():
 
 
 def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False,
-               links: tuple = ()):
-    from opentelemetry.trace import Link, SpanKind
+               links: tuple = (), parent: Any = None):
+    """A span; a child of ``parent`` (a span context, e.g. a request's that has ended) when given, else of
+    the current span."""
+    from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, set_span_in_context
 
     kind = SpanKind.SERVER if server else SpanKind.CLIENT if client else SpanKind.INTERNAL
-    return tracer.start_span(name, kind=kind, attributes={k: v for k, v in attributes.items() if v is not None},
-                             links=[Link(context) for context in links])
+    context = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+    return tracer.start_span(name, context=context, kind=kind, links=[Link(c) for c in links],
+                             attributes={k: v for k, v in attributes.items() if v is not None})
 
 
 def current_context() -> Any:

@@ -50,8 +50,11 @@ def create_message(
         "attachments": body.get("attachments") or [],
         "metadata": body.get("metadata") or {},
     }
+    searched = vector_stores.file_search_attachments(message["attachments"])
     with state.store.transaction():
-        vector_stores.attach_to_thread_store(state, thread_id, vector_stores.file_search_attachments(message["attachments"]))
+        for file_id in dict.fromkeys(a["file_id"] for a in message["attachments"] if a["file_id"] not in searched):
+            vector_stores.require_file(state, file_id)  # e.g. code_interpreter's: a file of this project (else 404)
+        vector_stores.attach_to_thread_store(state, thread_id, searched)
         return state.store.insert("message", message, thread_id)
 
 
