@@ -8,6 +8,17 @@ into a ``tsquery`` and ranks the matching chunks of the stores (and files) asked
 ``ts_rank_cd`` (cover density; the SQLite index uses BM25, so scores differ in scale, not in
 what they are for: the higher, the better).
 
+Speed over large indexes, as on SQLite (``lexical``): once the table holds ``PRUNE_FROM`` chunks,
+query words found in at least ``COMMON_SHARE`` of them (counted up to that cap through the GIN
+index) are left out when rarer words remain, and come back when the rarer words alone find fewer
+chunks than asked in the stores. Scoring is still linear in the chunks the kept words match: a
+query of one common word scores every chunk holding it.
+
+Attribute filters (``where``, a ``filter_sql.FileFilter``): the ranking is read best first in
+blocks through a server-side cursor (scored once) and each new file is judged once, by primary key,
+until enough chunks pass (``_walk``): the filtered ranking is the unfiltered one less the chunks of
+failing files.
+
 May import: ``asstctl.server.retrieval.lexical`` (``Hit``, ``query_terms``), lazily.
 """
 
@@ -50,42 +61,99 @@ class PostgresLexicalIndex:
     def search(self, store_ids: list[str], file_ids: list[str] | None, query: str, limit: int,
                where: Any = None) -> list[Any]:
         """The best ``limit`` chunks of those stores (and files, when given; and whose file passes
-        ``where``, a ``filter_sql.FileFilter`` joined in SQL) for ``query``."""
+        ``where``, a ``filter_sql.FileFilter``) for ``query``."""
         from asstctl.server.retrieval.lexical import Hit, query_terms
 
         terms = query_terms(query)
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
-        tests, args = ["c.store_id = ANY(?)"], [list(store_ids)]
+        with self.store.sql() as conn:
+            kept = _prune(conn, terms)
+            rows, seen = self._ranked(conn, kept, store_ids, file_ids, limit, where)
+            if seen < limit and kept != terms:  # a small store may share only the common words
+                rows, _ = self._ranked(conn, terms, store_ids, file_ids, limit, where)
+            if where is not None and rows:
+                texts = _texts(conn, [row[0] for row in rows])
+                rows = [(cid, file_id, seq, texts[cid][2], score) for cid, file_id, seq, score in rows if cid in texts]
+        return [Hit(row[0], row[1], row[2], row[3], float(row[4])) for row in rows]
+
+    @staticmethod
+    def _ranked(conn, terms: list[str], store_ids, file_ids, limit: int, where) -> tuple[list[tuple], int]:
+        """The best rows, and how many chunks of the stores (and files) matched, up to ``limit``
+        (before ``where``: whether the common words come back depends on the stores, not the filter)."""
+        tests, args = ["c.store_id = ANY(%s)"], [list(store_ids)]
         if file_ids is not None:
-            tests.append("c.file_id = ANY(?)")
+            tests.append("c.file_id = ANY(%s)")
             args.append(list(file_ids))
-        match = " | ".join(_lexeme(t) for t in terms)
-        ranked = ("SELECT c.id, c.file_id, c.seq, c.text, c.store_id, ts_rank_cd(c.tsv, q) AS score "
-                  "FROM retrieval_chunks c, to_tsquery('english', ?) AS q "
-                  f"WHERE c.tsv @@ q AND {' AND '.join(tests)} ORDER BY score DESC, c.id LIMIT ?")
+        head = "SELECT c.id, c.file_id, c.seq, " + ("c.store_id" if where is not None else "c.text")
+        ranked = (f"{head}, ts_rank_cd(c.tsv, q) AS score FROM retrieval_chunks c, to_tsquery('english', %s) AS q "
+                  f"WHERE c.tsv @@ q AND {' AND '.join(tests)} ORDER BY score DESC, c.id")
         if where is None:
-            rows = self.store._fetch(ranked, (match, *args, limit))
-            return [Hit(row[0], row[1], row[2], row[3], float(row[5])) for row in rows]
-        test, more = where.predicate("o")
-        filtered = (f"SELECT c.id, c.file_id, c.seq, CASE WHEN {test} THEN c.text END, c.score, {where.odd_body('o')} "
-                    f"FROM ({ranked}) c{where.tables('c')} ORDER BY c.score DESC, c.id")
-        depth = max(20 * limit, 1000)  # the best chunks first; all of them if too few of those pass
-        while True:
-            rows = self.store._fetch(filtered, (*more, match, *args, depth))
-            kept = [Hit(row[0], row[1], row[2], row[3], float(row[4])) for row in rows
-                    if row[3] is not None and where.recheck(row[5])]
-            if len(kept) >= limit or depth is None or len(rows) < depth:
-                return kept[:limit]
-            depth = None  # LIMIT NULL: no limit
+            rows = conn.execute(ranked + " LIMIT %s", (_match(terms), *args, limit)).fetchall()
+            return rows, len(rows)
+        return _walk(conn, ranked, (_match(terms), *args), limit, where)
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
         """``{chunk id: (file id, seq, text)}``."""
         if not chunk_ids:
             return {}
-        rows = self.store._fetch("SELECT id, file_id, seq, text FROM retrieval_chunks WHERE id = ANY(?)",
-                                 (list(chunk_ids),))
-        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+        with self.store.sql() as conn:
+            return _texts(conn, chunk_ids)
+
+
+def _texts(conn, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
+    rows = conn.execute("SELECT id, file_id, seq, text FROM retrieval_chunks WHERE id = ANY(%s)", (list(chunk_ids),))
+    return {row[0]: (row[1], row[2], row[3]) for row in rows.fetchall()}
+
+
+def _walk(conn, ranked: str, args: tuple, limit: int, where: Any) -> tuple[list[tuple], int]:
+    """A filtered search: the ranking read best first in blocks through a server-side cursor (scored
+    once), each block's new files judged once by primary key (``where.passing``, on this connection),
+    until ``limit`` chunks pass or the ranking ends; the next block is sized by the share that passed
+    so far (doubled while none did), as SQLite's walk. The records read follow how deep the passing
+    chunks lie, not the store's size."""
+    kept: list[tuple] = []
+    block, seen = max(4 * limit, 50), 0
+    with conn.transaction(), conn.cursor(name="asstctl_lexical_walk") as cursor:
+        cursor.execute(ranked, args)
+        while len(kept) < limit:
+            rows = cursor.fetchmany(block)
+            if not rows:
+                break
+            seen += len(rows)
+            files: dict[str, set[str]] = {}
+            for row in rows:
+                files.setdefault(row[3], set()).add(row[1])
+            ok = {(store_id, name) for store_id, names in files.items()
+                  for name in where.passing(store_id, names, conn=conn)}
+            kept.extend((row[0], row[1], row[2], row[4]) for row in rows if (row[3], row[1]) in ok)
+            block = max(50, (limit - len(kept)) * seen * 5 // (4 * len(kept))) if kept else 2 * block
+    return kept[:limit], seen
+
+
+def _prune(conn, terms: list[str]) -> list[str]:
+    """The query's terms without those in at least ``COMMON_SHARE`` of a large index's chunks (counted
+    up to that cap, through the GIN index), when rarer terms remain: as the SQLite index does, so that a
+    common word does not make every search score most of the index."""
+    from asstctl.server.retrieval.lexical import COMMON_SHARE, PRUNE_FROM
+
+    if len(terms) < 2:
+        return terms
+    total = conn.execute("SELECT coalesce(max(id), 0) FROM retrieval_chunks").fetchone()[0]
+    if total < PRUNE_FROM:
+        return terms
+    cap = int(total * COMMON_SHARE)
+    counted = conn.execute(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM retrieval_chunks c WHERE c.tsv @@ to_tsquery('english', t) "
+        "LIMIT %s) s) FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
+        (cap, [_lexeme(t) for t in terms])).fetchall()
+    found = {t: row[0] for t, row in zip(terms, counted)}
+    rare = [t for t in terms if found[t] < cap]
+    return rare or [min(terms, key=found.__getitem__)]
+
+
+def _match(terms: list[str]) -> str:
+    return " | ".join(_lexeme(t) for t in terms)
 
 
 def _lexeme(term: str) -> str:
