@@ -78,3 +78,20 @@ def test_a_filtered_search_walks_past_the_first_thousand_chunks(postgres_url):
                                                                                      "value": "no"}, store)) == []
     finally:
         store.close()
+
+
+def test_a_large_index_leaves_common_words_out_and_a_small_store_still_finds_them(index):
+    """Past ``PRUNE_FROM`` chunks a word in most of them ("parcel") is left out when a rarer one
+    remains, as on SQLite (else the chunks saying "parcel" six times would outrank those with the
+    rare word); a small store sharing only the common word still finds it."""
+    from asstctl.server.retrieval.lexical import PRUNE_FROM
+
+    per_file = 2_000
+    for n in range(PRUNE_FROM // per_file + 1):
+        index.add("vs_big", f"file-{n}", [("parcel " * (6 if i % 50 == 0 else 1) + f"number {n}-{i} zebra{i % 400}", 5)
+                                          for i in range(per_file)])
+    small = index.add("vs_small", "file-s", [("a parcel for the depot", 5), ("the depot opens at nine", 5)])
+    hits = index.search(["vs_big"], None, "parcel zebra7", 10)
+    assert len(hits) == 10 and all("zebra7 " in h.text + " " for h in hits)
+    found = index.search(["vs_small"], None, "parcel zebra7", 10)
+    assert [h.chunk_id for h in found] == small[:1] and found[0].text == "a parcel for the depot"
