@@ -83,15 +83,20 @@ def test_a_filtered_search_walks_past_the_first_thousand_chunks(postgres_url):
 def test_a_large_index_leaves_common_words_out_and_a_small_store_still_finds_them(index):
     """Past ``PRUNE_FROM`` chunks a word in most of them ("parcel") is left out when a rarer one
     remains, as on SQLite (else the chunks saying "parcel" six times would outrank those with the
-    rare word); a small store sharing only the common word still finds it."""
+    rare word); when the rare words find too few chunks the common ones come back rarest first; a
+    small store sharing only the common word still finds it."""
     from asstctl.server.retrieval.lexical import PRUNE_FROM
 
     per_file = 2_000
     for n in range(PRUNE_FROM // per_file + 1):
-        index.add("vs_big", f"file-{n}", [("parcel " * (6 if i % 50 == 0 else 1) + f"number {n}-{i} zebra{i % 400}", 5)
-                                          for i in range(per_file)])
+        index.add("vs_big", f"file-{n}", [("parcel " * (6 if i % 50 == 0 else 1) + ("depot " if i % 20 == 0 else "")
+                                           + f"number {n}-{i} zebra{i % 400}", 5) for i in range(per_file)])
     small = index.add("vs_small", "file-s", [("a parcel for the depot", 5), ("the depot opens at nine", 5)])
     hits = index.search(["vs_big"], None, "parcel zebra7", 10)
     assert len(hits) == 10 and all("zebra7 " in h.text + " " for h in hits)
+    # 55 chunks say zebra7: for 100, the rarer of the common words ("depot", 5 %) comes back, not "parcel"
+    wider = index.search(["vs_big"], None, "parcel depot zebra7", 100)
+    assert len(wider) == 100 and all("zebra7 " in h.text + " " or "depot" in h.text for h in wider)
+    assert {h.chunk_id for h in hits} <= {h.chunk_id for h in wider}
     found = index.search(["vs_small"], None, "parcel zebra7", 10)
     assert [h.chunk_id for h in found] == small[:1] and found[0].text == "a parcel for the depot"

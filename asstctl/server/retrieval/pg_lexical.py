@@ -11,11 +11,14 @@ better). On the retrieval benchmark's 74 questions its nDCG@10 is 0.905 (0.888 w
 normalization; SQLite's bm25() order 0.901), chosen among 8 variants on those same questions
 (docs/benchmarks.md).
 
-Speed over large indexes, as on SQLite (``lexical``): once the table holds ``PRUNE_FROM`` chunks,
-query words found in at least ``COMMON_SHARE`` of them (counted up to that cap through the GIN
-index) are left out when rarer words remain, and come back when the rarer words alone find fewer
-chunks than asked in the stores. Scoring is still linear in the chunks the kept words match: a
-query of one common word scores every chunk holding it.
+Speed over large indexes: once the table holds ``PRUNE_FROM`` chunks, query words found in at
+least ``COMMON_SHARE`` of them (counted up to that cap through the GIN index, counts kept a few
+minutes) are left out while rarer words remain, as on SQLite. When the rarer words find fewer
+chunks of the stores than asked, the words left out come back one at a time, rarest first, until
+enough chunks match (SQLite brings them all back at once): a query then scores the chunks holding
+its rarer words, not every chunk holding a common one. Only a query whose words are all common (or
+a store sharing only common words with it) scores every chunk that holds its rarest word. Statements
+are not prepared: a generic plan would not know which words the query holds.
 
 Attribute filters (``where``, a ``filter_sql.FileFilter``): the ranking is read best first in
 blocks through a server-side cursor (scored once) and each new file is judged once, by primary key,
@@ -27,8 +30,11 @@ May import: ``asstctl.server.retrieval.lexical`` (``Hit``, ``query_terms``), laz
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+COUNT_UP_TO = 5  # terms are counted up to this many times the common share (``_prune``)
+COUNTS_TTL = 300.0  # seconds a term's count is kept (``_prune``)
 RANK = "ts_rank_cd(c.tsv, q, 1)"  # cover density divided by 1 + log(the chunk's length) (``q``: the tsquery)
 
 
@@ -37,6 +43,7 @@ class PostgresLexicalIndex:
         if getattr(store, "backend", None) != "postgres":
             raise ValueError("PostgresLexicalIndex needs the PostgreSQL store")
         self.store = store
+        self._counts: dict[str, tuple[int, float]] = {}  # term -> (chunks holding it, capped; when counted)
 
     def add(self, store_id: str, file_id: str, chunks: list[tuple[str, int]]) -> list[int]:
         """Index a file's chunks ``[(text, tokens)]``; returns their chunk ids in order."""
@@ -73,10 +80,11 @@ class PostgresLexicalIndex:
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
         with self.store.sql() as conn:
-            kept = _prune(conn, terms)
+            kept, rest = self._prune(conn, terms)
             rows, seen = self._ranked(conn, kept, store_ids, file_ids, limit, where)
-            if seen < limit and kept != terms:  # a small store may share only the common words
-                rows, _ = self._ranked(conn, terms, store_ids, file_ids, limit, where)
+            while seen < limit and rest:  # too few chunks of these stores hold the rarer words
+                kept.append(rest.pop(0))
+                rows, seen = self._ranked(conn, kept, store_ids, file_ids, limit, where)
             if where is not None and rows:
                 texts = _texts(conn, [row[0] for row in rows])
                 rows = [(cid, file_id, seq, texts[cid][2], score) for cid, file_id, seq, score in rows if cid in texts]
@@ -94,9 +102,35 @@ class PostgresLexicalIndex:
         ranked = (f"{head}, {RANK} AS score FROM retrieval_chunks c, to_tsquery('english', %s) AS q "
                   f"WHERE c.tsv @@ q AND {' AND '.join(tests)} ORDER BY score DESC, c.id")
         if where is None:
-            rows = conn.execute(ranked + " LIMIT %s", (_match(terms), *args, limit)).fetchall()
+            rows = conn.execute(ranked + " LIMIT %s", (_match(terms), *args, limit), prepare=False).fetchall()
             return rows, len(rows)
         return _walk(conn, ranked, (_match(terms), *args), limit, where)
+
+    def _prune(self, conn, terms: list[str]) -> tuple[list[str], list[str]]:
+        """The query's terms to search with, and those left out for now, rarest first: a term found in
+        at least ``COMMON_SHARE`` of a large index's chunks is left out while a rarer one remains.
+        Counts go up to ``COUNT_UP_TO`` times that share (through the GIN index), which orders the
+        common words too, and are kept ``COUNTS_TTL`` s: common words stay common."""
+        from asstctl.server.retrieval.lexical import COMMON_SHARE, PRUNE_FROM
+
+        if len(terms) < 2:
+            return terms, []
+        total = conn.execute("SELECT coalesce(max(id), 0) FROM retrieval_chunks").fetchone()[0]
+        if total < PRUNE_FROM:
+            return terms, []
+        cap, now = int(total * COMMON_SHARE), time.monotonic()
+        if len(self._counts) > 10_000:
+            self._counts.clear()
+        unknown = [t for t in terms if now - self._counts.get(t, (0, -COUNTS_TTL))[1] >= COUNTS_TTL]
+        if unknown:
+            counted = conn.execute(
+                "SELECT (SELECT count(*) FROM (SELECT 1 FROM retrieval_chunks c WHERE c.tsv @@ to_tsquery('english', "
+                "t) LIMIT %s) s) FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
+                (COUNT_UP_TO * cap, [_lexeme(t) for t in unknown]), prepare=False).fetchall()
+            self._counts.update((t, (row[0], now)) for t, row in zip(unknown, counted))
+        order = sorted(terms, key=lambda t: self._counts[t][0])  # stable: equal counts keep the query's order
+        kept = [t for t in order if self._counts[t][0] < cap] or order[:1]
+        return kept, order[len(kept):]
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
         """``{chunk id: (file id, seq, text)}``."""
@@ -134,27 +168,6 @@ def _walk(conn, ranked: str, args: tuple, limit: int, where: Any) -> tuple[list[
             kept.extend((row[0], row[1], row[2], row[4]) for row in rows if (row[3], row[1]) in ok)
             block = max(50, (limit - len(kept)) * seen * 5 // (4 * len(kept))) if kept else 2 * block
     return kept[:limit], seen
-
-
-def _prune(conn, terms: list[str]) -> list[str]:
-    """The query's terms without those in at least ``COMMON_SHARE`` of a large index's chunks (counted
-    up to that cap, through the GIN index), when rarer terms remain: as the SQLite index does, so that a
-    common word does not make every search score most of the index."""
-    from asstctl.server.retrieval.lexical import COMMON_SHARE, PRUNE_FROM
-
-    if len(terms) < 2:
-        return terms
-    total = conn.execute("SELECT coalesce(max(id), 0) FROM retrieval_chunks").fetchone()[0]
-    if total < PRUNE_FROM:
-        return terms
-    cap = int(total * COMMON_SHARE)
-    counted = conn.execute(
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM retrieval_chunks c WHERE c.tsv @@ to_tsquery('english', t) "
-        "LIMIT %s) s) FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
-        (cap, [_lexeme(t) for t in terms])).fetchall()
-    found = {t: row[0] for t, row in zip(terms, counted)}
-    rare = [t for t in terms if found[t] < cap]
-    return rare or [min(terms, key=found.__getitem__)]
 
 
 def _match(terms: list[str]) -> str:
