@@ -32,6 +32,7 @@ def pg_search_rows(size: Size, files: int, per_file: int, asked: list[str]) -> l
         try:
             url = fresh(base, made)
             build_s = build(url, {"vs_big": files, "vs_small": SMALL_FILES}, per_file)
+            settle(url)
             times = {kind: measure(url, asked, 0, embeddings=kind == "hybrid")[0] for kind, _ in targets}
         finally:
             drop(base, made)
@@ -49,6 +50,14 @@ def pg_search_rows(size: Size, files: int, per_file: int, asked: list[str]) -> l
                         f"{plain:.1f} ms (unfiltered)", f"{ratio(filtered, plain):.2f}x unfiltered",
                         f"at most {FILTERED_TARGET}x unfiltered", verdict(size, filtered <= FILTERED_TARGET * plain), data))
     return rows
+
+
+def settle(url: str) -> None:
+    """What autovacuum does soon after a bulk load (visibility map, hint bits, statistics), done now."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
 
 
 def pg_order_row() -> Row:

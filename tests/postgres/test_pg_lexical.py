@@ -89,12 +89,12 @@ def test_a_large_index_leaves_common_words_out_and_a_small_store_still_finds_the
 
     per_file = 2_000
     for n in range(PRUNE_FROM // per_file + 1):
-        index.add("vs_big", f"file-{n}", [("parcel " * (6 if i % 50 == 0 else 1) + ("depot " if i % 20 == 0 else "")
+        index.add("vs_big", f"file-{n}", [("parcel " * (6 if i % 50 == 0 else 1) + ("depot " if i % 40 == 0 else "")
                                            + f"number {n}-{i} zebra{i % 400}", 5) for i in range(per_file)])
     small = index.add("vs_small", "file-s", [("a parcel for the depot", 5), ("the depot opens at nine", 5)])
     hits = index.search(["vs_big"], None, "parcel zebra7", 10)
     assert len(hits) == 10 and all("zebra7 " in h.text + " " for h in hits)
-    # 55 chunks say zebra7: for 100, the rarer of the common words ("depot", 5 %) comes back, not "parcel"
+    # 55 chunks say zebra7: for 100, the rarer of the common words ("depot", 2.5 %) comes back, not "parcel"
     wider = index.search(["vs_big"], None, "parcel depot zebra7", 100)
     assert len(wider) == 100 and all("zebra7 " in h.text + " " or "depot" in h.text for h in wider)
     assert {h.chunk_id for h in hits} <= {h.chunk_id for h in wider}

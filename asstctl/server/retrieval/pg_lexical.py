@@ -12,13 +12,14 @@ normalization; SQLite's bm25() order 0.901), chosen among 8 variants on those sa
 (docs/benchmarks.md).
 
 Speed over large indexes: once the table holds ``PRUNE_FROM`` chunks, query words found in at
-least ``COMMON_SHARE`` of them (counted up to that cap through the GIN index, counts kept a few
-minutes) are left out while rarer words remain, as on SQLite. When the rarer words find fewer
-chunks of the stores than asked, the words left out come back one at a time, rarest first, until
-enough chunks match (SQLite brings them all back at once): a query then scores the chunks holding
-its rarer words, not every chunk holding a common one. Only a query whose words are all common (or
-a store sharing only common words with it) scores every chunk that holds its rarest word. Statements
-are not prepared: a generic plan would not know which words the query holds.
+least ``COMMON_SHARE`` of them (counted through the GIN index, counts kept a few minutes) are left
+out while rarer words remain, as on SQLite, and of the rarer words only the rarest are kept while
+the chunks they match add up to at most ``CANDIDATES`` (a candidate cap: the chunks scored stay
+bounded). When the kept words find fewer chunks of the stores than asked, the words left out come
+back one at a time, rarest first, until enough chunks match (SQLite brings them all back at once).
+Only a query whose words are all common (or a store sharing only common words with it) scores
+every chunk that holds its rarest word. Statements are not prepared: a generic plan would not know
+which words the query holds.
 
 Attribute filters (``where``, a ``filter_sql.FileFilter``): the ranking is read best first in
 blocks through a server-side cursor (scored once) and each new file is judged once, by primary key,
@@ -33,7 +34,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-COUNT_UP_TO = 5  # terms are counted up to this many times the common share (``_prune``)
+COUNT_UP_TO = 2  # terms are counted up to this many times the common share (``_prune``)
+CANDIDATES = 2_000  # the rarer words are kept while the chunks they match add up to at most this
 COUNTS_TTL = 300.0  # seconds a term's count is kept (``_prune``)
 RANK = "ts_rank_cd(c.tsv, q, 1)"  # cover density divided by 1 + log(the chunk's length) (``q``: the tsquery)
 
@@ -108,7 +110,9 @@ class PostgresLexicalIndex:
 
     def _prune(self, conn, terms: list[str]) -> tuple[list[str], list[str]]:
         """The query's terms to search with, and those left out for now, rarest first: a term found in
-        at least ``COMMON_SHARE`` of a large index's chunks is left out while a rarer one remains.
+        at least ``COMMON_SHARE`` of a large index's chunks is left out while a rarer one remains, and
+        so are the terms past the rarest ones that match ``CANDIDATES`` chunks in all (the chunks a
+        search scores stay bounded whatever the index's size).
         Counts go up to ``COUNT_UP_TO`` times that share (through the GIN index), which orders the
         common words too, and are kept ``COUNTS_TTL`` s: common words stay common."""
         from asstctl.server.retrieval.lexical import COMMON_SHARE, PRUNE_FROM
@@ -129,7 +133,14 @@ class PostgresLexicalIndex:
                 (COUNT_UP_TO * cap, [_lexeme(t) for t in unknown]), prepare=False).fetchall()
             self._counts.update((t, (row[0], now)) for t, row in zip(unknown, counted))
         order = sorted(terms, key=lambda t: self._counts[t][0])  # stable: equal counts keep the query's order
-        kept = [t for t in order if self._counts[t][0] < cap] or order[:1]
+        kept, candidates = [], 0
+        for term in order:
+            found = self._counts[term][0]
+            if found >= cap or (kept and candidates + found > CANDIDATES):
+                break
+            kept.append(term)
+            candidates += found
+        kept = kept or order[:1]
         return kept, order[len(kept):]
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
