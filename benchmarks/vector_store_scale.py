@@ -12,6 +12,8 @@
 - **attach**: the median time of ``POST /v1/vector_stores/{id}/files`` (a ~1.5 KB Markdown file:
   extraction, chunking, indexing, counts) into the 10,000-file store against an empty store,
   interleaved; the target is flat cost (at most 1.5x).
+- **PostgreSQL search** (full size only): the same search rows on PostgreSQL, and the nDCG@10 of
+  its lexical order against SQLite's ``bm25()`` (``benchmarks.pg_search``).
 
 The large store is written straight into a SQLite file (the store's records and the retriever's
 indexes, as attaching would leave them) so the build takes seconds, not an ingestion's minutes.
@@ -65,7 +67,11 @@ def scale_rows(size: Size) -> list[Row]:
     rows.append(Row(f"attach one ~1.5 KB file through the HTTP endpoint: into {files:,} files vs an empty store (median)",
                     f"{big:.1f} ms", f"{empty:.1f} ms (empty store)", f"{ratio(big, empty):.2f}x",
                     f"at most {ATTACH_TARGET}x", verdict(size, big <= ATTACH_TARGET * empty), data))
-    return rows
+    if not full:  # the PostgreSQL rows start a cluster of their own: at the full size only
+        return rows
+    from benchmarks.pg_search import pg_order_row, pg_search_rows
+
+    return rows + pg_search_rows(size, files, per_file, asked) + [pg_order_row()]
 
 
 def build(db: str, stores: dict[str, int], per_file: int) -> float:

@@ -15,7 +15,10 @@ what the API's users saw when ingestion ran inside the request, without holding 
 
 A file re-attached or detached meanwhile is recognised by its ``_ingest`` token and its result
 dropped. On stop, the pool's workers are ended and unfinished files stay ``in_progress``; the next
-start resumes them (:meth:`Ingestion.resume`), so no file is left stuck.
+start resumes them (:meth:`Ingestion.resume`), so no file is left stuck. On PostgreSQL, where
+several replicas share the database, leases say which replica is ingesting which file
+(``asstctl.server.ingest_lease``): a replica resumes only the files no live replica holds, at its
+start and every quarter of a lease after.
 """
 
 from __future__ import annotations
@@ -83,7 +86,9 @@ class Ingestion:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: dict[str, tuple[str, asyncio.Task]] = {}  # token -> (store id, task)
         self._slots: asyncio.Semaphore | None = None
-        self.counts = {"completed": 0, "failed": 0}
+        self.counts = {"completed": 0, "failed": 0, "taken_over": 0}
+        self.leases = None  # PostgreSQL: ``ingest_lease.Leases``
+        self._leasing: asyncio.Task | None = None
 
     def marker(self) -> bytes | None:
         faults = getattr(self.state.config, "faults", None)
@@ -94,7 +99,38 @@ class Ingestion:
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
-        self.loop.create_task(self.resume(), name="asstctl-ingest-resume")
+        if getattr(self.state.store, "backend", None) == "postgres":
+            self._leasing = self.loop.create_task(self._lease_loop(), name="asstctl-ingest-leases")
+        else:
+            self.loop.create_task(self.resume(), name="asstctl-ingest-resume")
+
+    async def _lease_loop(self) -> None:
+        """PostgreSQL: renew the leases of the files being ingested here and take over abandoned ones."""
+        from asstctl.server.ingest_lease import Leases
+        from asstctl.server.replicas import lease_seconds
+
+        lease = lease_seconds()
+        try:
+            self.leases = await self._thread(Leases, self.state.store, lease)
+        except Exception as exc:  # the store went away (a stop right after start)
+            log.warning("ingestion leases unavailable (%s): files left in progress resume at the next start",
+                        type(exc).__name__)
+            return
+        while not self.pool.closed:
+            try:
+                mine = list(self.tasks)
+                await self._thread(self.leases.renew, mine)
+                found = await self._thread(self.leases.abandoned, set(mine))
+            except Exception as exc:  # the database is unreachable for now: try again at the next round
+                log.warning("ingestion leases: %s", type(exc).__name__)
+                found = []
+            for vs_id, item in found:
+                if not self.pool.closed:
+                    self.submit(vs_id, item["id"], item.get("chunking_strategy"), item.get("_ingest") or "")
+                    self.counts["taken_over"] += 1
+            if found:
+                log.info("resuming the ingestion of %d file(s) left in progress by a stopped replica", len(found))
+            await asyncio.sleep(lease / 4)
 
     async def resume(self) -> None:
         """Files a previous server left ``in_progress`` (it stopped mid-ingestion): ingest them again."""
@@ -119,6 +155,13 @@ class Ingestion:
     async def shutdown(self) -> None:
         """End the workers and every task; unfinished files stay ``in_progress`` for the next start."""
         self.pool.close()
+        if self._leasing is not None:
+            self._leasing.cancel()
+        if self.leases is not None:
+            try:
+                await self._thread(self.leases.drop)
+            except Exception:  # noqa: BLE001 - the store is closing: the leases run out instead
+                pass
         tasks = [task for _, task in list(self.tasks.values())]
         for task in tasks:
             task.cancel()

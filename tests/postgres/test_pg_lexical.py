@@ -42,3 +42,61 @@ def test_removed_files_and_stores_are_not_found(index):
     assert [h.file_id for h in index.search(["vs1", "vs2"], None, "refund", 5)] == ["f2"]
     index.remove_store("vs2")
     assert index.search(["vs1", "vs2"], None, "refund", 5) == []
+
+
+def test_a_filtered_search_walks_past_the_first_thousand_chunks(postgres_url):
+    """1,200 chunks all matching, the passing files' chunks ranked last: the filtered ranking is the
+    unfiltered one less the failing files' chunks (ties in chunk id order), each file judged once,
+    and asking for fewer only truncates it."""
+    from asstctl.server.retrieval.filter_sql import FileFilter, passes
+    from asstctl.server.retrieval.search import Retriever
+
+    store = open_store(postgres_url)
+    try:
+        retriever, records = Retriever(store), {}
+        with store.transaction():
+            for n in range(40):
+                records[f"file-{n:02d}"] = {"id": f"file-{n:02d}", "object": "vector_store.file", "status": "completed",
+                                            "created_at": 1, "vector_store_id": "vs_1", "attributes": {"keep": n in (7, 31)}}
+                store.insert("vector_store_file", records[f"file-{n:02d}"], "vs_1")
+        for n, name in enumerate(records):  # the kept files' chunks say "parcel" once, the others 2 to 6 times
+            retriever.index("vs_1", name, [(("parcel " * (1 if n in (7, 31) else 2 + (n + i) % 5)) + f"depot {n} {i}", 9)
+                                           for i in range(30)], None)
+        rule = {"type": "eq", "key": "keep", "value": True}
+        everything = retriever.lexical.search(["vs_1"], None, "parcel", 2000)
+        assert len(everything) == 1200
+        expected = [h.chunk_id for h in everything if passes(records[h.file_id], rule)]
+        assert len(expected) == 60 and everything.index(next(h for h in everything if h.chunk_id == expected[0])) >= 1000
+        where = FileFilter(rule, store)
+        got = retriever.lexical.search(["vs_1"], None, "parcel", 50, where)
+        assert [h.chunk_id for h in got] == expected[:50]
+        assert all(h.text.startswith("parcel depot") for h in got)
+        assert len(where._judged) == 40  # each file judged once, however many of its chunks were read
+        fewer = retriever.lexical.search(["vs_1"], None, "parcel", 5, FileFilter(rule, store))
+        assert [h.chunk_id for h in fewer] == expected[:5]
+        assert retriever.lexical.search(["vs_1"], None, "parcel", 50, FileFilter({"type": "eq", "key": "keep",
+                                                                                     "value": "no"}, store)) == []
+    finally:
+        store.close()
+
+
+def test_a_large_index_leaves_common_words_out_and_a_small_store_still_finds_them(index):
+    """Past ``PRUNE_FROM`` chunks a word in most of them ("parcel") is left out when a rarer one
+    remains, as on SQLite (else the chunks saying "parcel" six times would outrank those with the
+    rare word); when the rare words find too few chunks the common ones come back rarest first; a
+    small store sharing only the common word still finds it."""
+    from asstctl.server.retrieval.lexical import PRUNE_FROM
+
+    per_file = 2_000
+    for n in range(PRUNE_FROM // per_file + 1):
+        index.add("vs_big", f"file-{n}", [("parcel " * (6 if i % 50 == 0 else 1) + ("depot " if i % 40 == 0 else "")
+                                           + f"number {n}-{i} zebra{i % 400}", 5) for i in range(per_file)])
+    small = index.add("vs_small", "file-s", [("a parcel for the depot", 5), ("the depot opens at nine", 5)])
+    hits = index.search(["vs_big"], None, "parcel zebra7", 10)
+    assert len(hits) == 10 and all("zebra7 " in h.text + " " for h in hits)
+    # 55 chunks say zebra7: for 100, the rarer of the common words ("depot", 2.5 %) comes back, not "parcel"
+    wider = index.search(["vs_big"], None, "parcel depot zebra7", 100)
+    assert len(wider) == 100 and all("zebra7 " in h.text + " " or "depot" in h.text for h in wider)
+    assert {h.chunk_id for h in hits} <= {h.chunk_id for h in wider}
+    found = index.search(["vs_small"], None, "parcel zebra7", 10)
+    assert [h.chunk_id for h in found] == small[:1] and found[0].text == "a parcel for the depot"

@@ -206,6 +206,32 @@ def test_a_file_over_the_time_limit_fails_and_its_worker_is_replaced():
         pool.close()
 
 
+def test_a_worker_that_grew_past_recycle_mb_is_replaced_and_its_memory_returns():
+    """A worker holding 24 MB after its file (the file's bytes: the job stays referenced until the
+    next one) grew past ``recycle_mb`` (16): it is ended after that file and the next file gets a
+    fresh worker back near the first one's size; a small file leaves its worker in place."""
+    import os
+
+    from asstctl.server.retrieval.pool import rss_bytes
+
+    pool = WorkerPool(IngestLimits(workers=1, memory_mb=256, file_seconds=30, recycle_mb=16))
+    try:
+        assert pool.run({"filename": "a.md", "data": b"# small"})[0] == "ok"
+        assert pool.run({"filename": "b.md", "data": b"# small too"})[0] == "ok"
+        first = pool._all[0].proc.pid
+        base = rss_bytes(first)
+        assert pool.stats()["recycled"] == 0 and pool.stats()["started"] == 1  # small files: the same worker
+        big = pool.run({"filename": "big.bin", "data": os.urandom(1 << 20) * 24})  # a type we do not read
+        assert big[0] == "error" and big[1] == "unsupported_file", big
+        assert pool.stats()["recycled"] == 1 and not os.path.exists(f"/proc/{first}")
+        assert pool.run({"filename": "c.md", "data": b"# after"})[0] == "ok"
+        second = pool._all[0].proc.pid
+        assert second != first and pool.stats()["started"] == 2
+        assert rss_bytes(second) < base + (16 << 20), (rss_bytes(second) >> 20, base >> 20)
+    finally:
+        pool.close()
+
+
 def test_the_loop_lag_monitor_sees_a_blocked_loop():
     async def main():
         lag = LoopLag(interval=0.01)

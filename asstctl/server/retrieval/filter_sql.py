@@ -146,17 +146,21 @@ class FileFilter:
         return "FALSE", []
 
     # -- reading records by primary key -----------------------------------------------------------
-    def passing(self, store_id: str, file_ids: Iterable[str]) -> set[str]:
-        """Those files of the store that pass (one query per 500 ids not judged yet, by primary key)."""
+    def passing(self, store_id: str, file_ids: Iterable[str], conn: Any = None) -> set[str]:
+        """Those files of the store that pass, by primary key (one query per 500 ids not judged yet, per
+        5,000 on PostgreSQL; on ``conn``, a PostgreSQL connection, when given: a walk holding one reads on it)."""
         names = list(dict.fromkeys(file_ids))
         wanted, found = [n for n in names if (store_id, n) not in self._judged], set()
         where, args = self.predicate("o") if wanted else ("", [])
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
-            rows = self.store._fetch(
-                f"SELECT o.id, {self.odd_body('o')} FROM objects o{self.lateral('o')} "
-                f"WHERE o.kind = 'vector_store_file' AND o.parent = ? AND o.id IN ({','.join('?' * len(part))}) "
-                f"AND {where}", [store_id, *part, *args])
+        step = 5000 if self.postgres else 500  # PostgreSQL: one array parameter (psycopg parses each placeholder)
+        for start in range(0, len(wanted), step):
+            part = wanted[start:start + step]
+            ids = "o.id = ANY(?)" if self.postgres else f"o.id IN ({','.join('?' * len(part))})"
+            sql = (f"SELECT o.id, {self.odd_body('o')} FROM objects o{self.lateral('o')} "
+                   f"WHERE o.kind = 'vector_store_file' AND o.parent = ? AND {ids} AND {where}")
+            values = [store_id, *([part] if self.postgres else part), *args]
+            rows = (self.store._fetch(sql, values) if conn is None
+                    else conn.execute(sql.replace("?", "%s"), values).fetchall())
             found.update(row[0] for row in rows if self.recheck(row[1]))
         self._judged.update(((store_id, n), n in found) for n in wanted)
         return {n for n in names if self._judged[(store_id, n)]}
