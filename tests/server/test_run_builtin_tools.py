@@ -134,6 +134,34 @@ def test_code_interpreter_streams_its_input_then_outputs_images_and_written_file
     assert sdk.files.content(attachment.file_id).read() == b"not mentioned"
 
 
+def test_a_cancel_during_a_code_interpreter_call_reaches_cancelled_within_a_second(scripted, upstream):
+    """Cancels sent around the moment the cell answers (a cancel that arrives with the answer must not be
+    lost: the server waits with asyncio.wait, never wait_for); the thread's next run works."""
+    sdk, _ = scripted.start(sandbox=SandboxConfig(**TEST_LIMITS))
+    bot = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+    thread = sdk.beta.threads.create()
+    upstream.default = lambda body: Text("Done.")
+    for trial, delay in enumerate((0.0, 0.15, 0.25, 0.3, 0.35)):
+        upstream.queue(ToolCalls([Call("python", {"code": "import time\ntime.sleep(0.3)\nprint('done')"},
+                                       id=f"call_c{trial}")]))
+        sdk.beta.threads.messages.create(thread_id=thread.id, role="user", content="sleep a little")
+        run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
+        deadline = time.monotonic() + 20
+        while not sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data:
+            assert time.monotonic() < deadline, "the code_interpreter step never began"
+            time.sleep(0.02)
+        time.sleep(delay)
+        sdk.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+        began = time.monotonic()
+        while (status := sdk.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status) not in (
+                "cancelled", "completed"):
+            assert time.monotonic() - began < 1.0, f"trial {trial}: the run stayed {status}"
+            time.sleep(0.01)
+    sdk.beta.threads.messages.create(thread_id=thread.id, role="user", content="hello")
+    last = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert last.status == "completed"
+
+
 def test_a_tool_error_fails_the_run_with_its_code_and_message(scripted, upstream, tmp_path):
     sdk, _ = scripted.start(sandbox=SandboxConfig(bwrap=str(tmp_path / "no-bwrap")))  # no sandbox here
     upstream.queue(ToolCalls([Call("python", {"code": "print(1)"})]))

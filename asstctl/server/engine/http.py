@@ -23,6 +23,8 @@ from urllib.parse import urlencode, urlsplit
 
 import h11
 
+from asstctl.server.aio import Timeout, within
+
 READ_SIZE = 65536
 IDLE_EXPIRY = 4.0  # seconds an idle connection is kept (servers commonly drop them after 5)
 
@@ -252,19 +254,11 @@ async def next_event(connection: Connection, timeout: float, deadline: float | N
 
 
 async def _within(awaitable, seconds: float, doing: str):
-    """``awaitable`` within ``seconds``. Not ``asyncio.wait_for``: on Python 3.10/3.11 it can swallow a
-    cancel that arrives together with the result; ``asyncio.wait`` never does, so a cancelled run
-    stops at once."""
-    task = asyncio.ensure_future(awaitable)
+    """``awaitable`` within ``seconds`` (aio.within: a cancel is never swallowed), else HttpTimeout."""
     try:
-        done, _ = await asyncio.wait((task,), timeout=seconds)
-    except BaseException:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        raise HttpTimeout(f"no progress for {seconds:g} s {doing}")
-    return task.result()
+        return await within(awaitable, seconds)
+    except Timeout:
+        raise HttpTimeout(f"no progress for {seconds:g} s {doing}") from None
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:

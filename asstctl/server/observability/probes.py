@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
+from asstctl.server.aio import within
 from asstctl.errors import ConfigError
 
 READY_TIMEOUT = 2.0  # seconds /readyz waits for each check
@@ -37,7 +38,7 @@ class Probes:
         if running is None or running.done():
             running = self._running[name] = asyncio.ensure_future(asyncio.to_thread(call))
         try:
-            await asyncio.wait_for(asyncio.shield(running), READY_TIMEOUT)
+            await within(asyncio.shield(running), READY_TIMEOUT)
         except asyncio.TimeoutError:
             return False, f"the {name} did not answer within {READY_TIMEOUT:g} s"
         except _Unready as why:

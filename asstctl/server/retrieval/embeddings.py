@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from asstctl.server.aio import within
+
 
 class EmbeddingsError(Exception):
     """The upstream did not return embeddings (the message names the upstream, never the key)."""
@@ -172,7 +174,7 @@ class EmbeddingBatcher:
             if not self._queue:
                 self._ready.clear()
                 try:
-                    await asyncio.wait_for(self._ready.wait(), 5.0)
+                    await within(self._ready.wait(), 5.0)
                 except asyncio.TimeoutError:
                     if not self._queue:
                         return

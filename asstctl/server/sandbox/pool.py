@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from typing import Iterable
 
+from asstctl.server.aio import within
 from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable
 from asstctl.server.sandbox.limits import Watchdog
 from asstctl.server.sandbox.session import CellResult, InputFile, ReplFailed, Session, log
@@ -157,7 +158,7 @@ class SessionPool:
             self._freed = asyncio.Condition()
         async with self._freed:
             try:
-                await asyncio.wait_for(self._freed.wait(), timeout)
+                await within(self._freed.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
 

@@ -14,6 +14,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from asstctl.server.aio import within
 from asstctl.server.sandbox.cgroups import Child, KernelLimit, enter
 from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command
 from asstctl.server.sandbox.procs import descendants, repl_pid
@@ -111,7 +112,7 @@ class Session:
         )
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
         try:
-            hello = await asyncio.wait_for(self._read(), START_SECONDS)
+            hello = await within(self._read(), START_SECONDS)
         except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError):
             hello = None
         if not hello or not hello.get("ready"):
@@ -134,9 +135,9 @@ class Session:
             await self._write(chunk)
         if sent < file.size:  # the stored bytes were shorter than announced (deleted while read): pad, then empty it
             await self._write(b"\0" * (file.size - sent))
-            await asyncio.wait_for(self._read(), PUT_SECONDS)
+            await within(self._read(), PUT_SECONDS)
             await self._send({"op": "put", "name": file.name, "size": 0})
-        answer = await asyncio.wait_for(self._read(), PUT_SECONDS)
+        answer = await within(self._read(), PUT_SECONDS)
         if answer.get("ok") and sent == file.size:
             return None
         reason = {"space": "no space left in /mnt/data",
@@ -155,7 +156,7 @@ class Session:
         reading = asyncio.ensure_future(self._read())
         try:
             try:
-                return await self._answer(await asyncio.wait_for(asyncio.shield(reading), self.config.wall_seconds))
+                return await self._answer(await within(asyncio.shield(reading), self.config.wall_seconds))
             except asyncio.TimeoutError:
                 pass
             except (EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError, ReplFailed) as error:
@@ -163,7 +164,7 @@ class Session:
             # Over the wall time: interrupt the cell (KeyboardInterrupt); the session survives if it answers.
             self._interrupt()
             try:
-                result = await self._answer(await asyncio.wait_for(reading, self.config.interrupt_grace_seconds))
+                result = await self._answer(await within(reading, self.config.interrupt_grace_seconds))
             except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError, ConnectionError,
                     ReplFailed) as error:
                 if self.ended_by is not None or not isinstance(error, asyncio.TimeoutError):
@@ -289,7 +290,7 @@ class Session:
         self.kill()
         if self.process is not None:
             try:
-                await asyncio.wait_for(self.process.wait(), 5)
+                await within(self.process.wait(), 5)
             except asyncio.TimeoutError:
                 log.warning("code_interpreter: sandbox process %s did not exit", self.process.pid)
             await self._release_pipes()
@@ -302,7 +303,7 @@ class Session:
         task = getattr(self, "_stderr_task", None)
         if task is not None and not task.done():
             try:
-                await asyncio.wait_for(asyncio.shield(task), 1)
+                await within(asyncio.shield(task), 1)
             except (asyncio.TimeoutError, OSError, ValueError):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

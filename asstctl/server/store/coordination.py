@@ -29,6 +29,8 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Any, AsyncIterator, Callable, Iterator
 
+from asstctl.server.aio import within
+
 DONE = "done"
 POLL_SECONDS = 1.0  # a subscriber re-reads even without a wake-up (a lost notification costs this much)
 
@@ -66,7 +68,7 @@ class Subscription:
                     yield DONE, "[DONE]"
                     return
                 try:
-                    await asyncio.wait_for(self._ready.wait(), POLL_SECONDS)
+                    await within(self._ready.wait(), POLL_SECONDS)
                 except asyncio.TimeoutError:
                     self.stale = self.store.READS_EVENTS  # a lost notification costs this much
                 self._ready.clear()
