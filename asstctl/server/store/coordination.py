@@ -26,7 +26,7 @@ import asyncio
 import json
 import threading
 from collections import deque
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any, AsyncIterator, Callable, Iterator
 
 DONE = "done"
@@ -53,17 +53,27 @@ class Subscription:
             pass
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, str]]:
+        async with aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+
+    async def batches(self) -> AsyncIterator[list[tuple[str, str]]]:
+        """The events in lists: all that arrived by the time the consumer came back for more."""
         try:
             while True:
                 if self.stale:
                     await self.store.call(self.store.pull_events, self)
                 while self.items:
-                    name, payload = self.items.popleft()
-                    yield name, payload
-                    if name == DONE:
-                        return
+                    batch = []
+                    while self.items:
+                        batch.append(self.items.popleft())
+                        if batch[-1][0] == DONE:
+                            yield batch
+                            return
+                    yield batch
                 if self.ending:
-                    yield DONE, "[DONE]"
+                    yield [(DONE, "[DONE]")]
                     return
                 try:
                     await asyncio.wait_for(self._ready.wait(), POLL_SECONDS)
@@ -74,11 +84,16 @@ class Subscription:
             self.close()
 
     async def sse(self, first: list[tuple[str, Any]] = ()) -> AsyncIterator[bytes]:
-        """``event:``/``data:`` frames until ``event: done`` (``first``: frames sent before the run's)."""
-        for name, data in first:
-            yield _frame(name, json.dumps(data))
-        async for name, payload in self:
-            yield _frame(name, payload)
+        """``event:``/``data:`` frames until ``event: done`` (``first``: frames sent before the run's), the
+        frames of the events at hand in one chunk (one write through the ASGI stack, not one per event)."""
+        head = b"".join(_frame(name, json.dumps(data)) for name, data in first)
+        if head and not self.items:
+            yield head
+            head = b""
+        async with aclosing(self.batches()) as batches:
+            async for batch in batches:
+                yield head + b"".join(_frame(name, payload) for name, payload in batch)
+                head = b""
 
     def close(self) -> None:
         if not self.closed:
