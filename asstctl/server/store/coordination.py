@@ -41,12 +41,17 @@ class Subscription:
         self.items: deque[tuple[str, str]] = deque()
         self.stale = stale  # the database may hold events that ``items`` lacks: read it (``pull_events``) first
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._ready = asyncio.Event()
+        self._polled = False  # the wait ended for want of a wake-up (``POLL_SECONDS``)
         self.closed = False
         self.ending = False  # the server stops: end the stream after what is there
 
     def wake(self) -> None:
         """Called from any thread when new events may be there."""
+        if threading.get_ident() == self._loop_thread:  # a commit on the loop (``store.call`` inline): no self-pipe
+            self._ready.set()
+            return
         try:
             self._loop.call_soon_threadsafe(self._ready.set)
         except RuntimeError:  # the loop is gone (server stopping)
@@ -75,13 +80,27 @@ class Subscription:
                 if self.ending:
                     yield [(DONE, "[DONE]")]
                     return
-                try:
-                    await asyncio.wait_for(self._ready.wait(), POLL_SECONDS)
-                except asyncio.TimeoutError:
+                await self._wait()
+                if self._polled:
+                    self._polled = False
                     self.stale = self.store.READS_EVENTS  # a lost notification costs this much
                 self._ready.clear()
         finally:
             self.close()
+
+    async def _wait(self) -> None:
+        """A wake-up, or ``POLL_SECONDS`` (a timer handle: cheaper than ``wait_for``'s task per wait)."""
+        if self._ready.is_set():
+            return
+        timer = self._loop.call_later(POLL_SECONDS, self._poll)
+        try:
+            await self._ready.wait()
+        finally:
+            timer.cancel()
+
+    def _poll(self) -> None:
+        self._polled = True
+        self._ready.set()
 
     async def sse(self, first: list[tuple[str, Any]] = ()) -> AsyncIterator[bytes]:
         """``event:``/``data:`` frames until ``event: done`` (``first``: frames sent before the run's), the
