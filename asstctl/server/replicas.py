@@ -214,10 +214,12 @@ class ReplicaHooks:
     def _init_replica(self) -> None:
         self.claims = Claimer(self.store, self._claimed, self._signalled, capacity=run_capacity())
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
 
     def _start_claiming(self) -> None:
         """On the loop, once the executor is ready for runs."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self.claims.start()
 
     @contextmanager
@@ -241,6 +243,9 @@ class ReplicaHooks:
 
     def _on_loop(self, function: Callable[[str], None], run_id: str) -> None:
         try:
+            if self._loop_thread == threading.get_ident():  # a commit on the loop: no self-pipe write
+                self._loop.call_soon(function, run_id)
+                return
             self._loop.call_soon_threadsafe(function, run_id)
         except (AttributeError, RuntimeError):  # no loop yet, or it is gone (stopping)
             pass
