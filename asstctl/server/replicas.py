@@ -214,12 +214,10 @@ class ReplicaHooks:
     def _init_replica(self) -> None:
         self.claims = Claimer(self.store, self._claimed, self._signalled, capacity=run_capacity())
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
 
     def _start_claiming(self) -> None:
         """On the loop, once the executor is ready for runs."""
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self.claims.start()
 
     @contextmanager
@@ -243,7 +241,7 @@ class ReplicaHooks:
 
     def _on_loop(self, function: Callable[[str], None], run_id: str) -> None:
         try:
-            if self._loop_thread == threading.get_ident():  # a commit on the loop: no self-pipe write
+            if asyncio._get_running_loop() is self._loop:  # a commit on the loop: no self-pipe write
                 self._loop.call_soon(function, run_id)
                 return
             self._loop.call_soon_threadsafe(function, run_id)

@@ -41,7 +41,6 @@ class Subscription:
         self.items: deque[tuple[str, str]] = deque()
         self.stale = stale  # the database may hold events that ``items`` lacks: read it (``pull_events``) first
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._ready = asyncio.Event()
         self._polled = False  # the wait ended for want of a wake-up (``POLL_SECONDS``)
         self.closed = False
@@ -49,7 +48,7 @@ class Subscription:
 
     def wake(self) -> None:
         """Called from any thread when new events may be there."""
-        if threading.get_ident() == self._loop_thread:  # a commit on the loop (``store.call`` inline): no self-pipe
+        if asyncio._get_running_loop() is self._loop:  # a commit on the loop (``store.call`` inline): no self-pipe
             self._ready.set()
             return
         try:
