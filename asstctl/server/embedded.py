@@ -10,6 +10,7 @@ is the foreground variant behind ``asstctl serve``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import signal
@@ -27,6 +28,7 @@ from asstctl.server.faults import Faults
 
 log = logging.getLogger("asstctl.server")
 DEFAULT_DB = "server.sqlite3"  # under .asstctl/ of the project (the embedded target and `asstctl serve`)
+GC_YOUNG = 10_000  # allocations between young collections in `asstctl serve` (Python's default: 700)
 
 
 def is_loopback(host: str) -> bool:
@@ -169,6 +171,7 @@ def serve_forever(
     """
     server, sock = _prepare(db, host, port, api_key, faults, rules_path, None, {**options, "upstream": upstream})
     _log_to_stderr(options.get("log_format") == "json")
+    _tune_gc()
     try:
         on_ready(server)
         with _signals_left_to_uvicorn():
@@ -176,6 +179,15 @@ def serve_forever(
     finally:
         server.stop()
         sock.close()
+
+
+def _tune_gc() -> None:
+    """The serving process's collector: what startup built is frozen (never scanned again) and the
+    young generation is larger, so hundreds of concurrent runs do not trigger a collection every few
+    hundred allocations (about a sixth of the CPU of 500 concurrent streamed runs went to it)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 20, 20)
 
 
 def embeddings_config(upstream: Any):

@@ -241,6 +241,9 @@ class ReplicaHooks:
 
     def _on_loop(self, function: Callable[[str], None], run_id: str) -> None:
         try:
+            if asyncio._get_running_loop() is self._loop:  # a commit on the loop: no self-pipe write
+                self._loop.call_soon(function, run_id)
+                return
             self._loop.call_soon_threadsafe(function, run_id)
         except (AttributeError, RuntimeError):  # no loop yet, or it is gone (stopping)
             pass

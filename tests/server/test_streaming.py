@@ -173,3 +173,33 @@ def test_raw_create_and_run_stream_payloads(client, bot):
 def test_errors_before_the_stream_are_plain_json(client, bot):
     with pytest.raises(openai.NotFoundError, match="No thread found"):
         client.beta.threads.runs.create(thread_id="thread_nope", assistant_id=bot.id, stream=True)
+
+
+def test_the_events_at_hand_go_out_in_one_chunk_with_the_same_bytes():
+    """A stream writes the frames of every event already there in one chunk (one pass through the
+    ASGI stack), byte for byte the frames one per event would give; a later event, its own chunk."""
+    import asyncio
+
+    from asstctl.server.store import DONE, open_store
+
+    store = open_store(":memory:")
+
+    async def chunks() -> list[bytes]:
+        sub = store.subscribe("run_x", after=0)
+        with store.transaction():
+            for name in ("thread.run.created", "thread.run.queued"):
+                store.publish_event("run_x", name, {"id": "run_x", "status": name[11:]})
+        frames = sub.sse([("thread.created", {"id": "thread_x"})])
+        first = await frames.__anext__()
+        store.publish_event("run_x", "thread.run.completed", {"id": "run_x"})
+        store.publish_event("run_x", DONE, None)
+        return [first, *[chunk async for chunk in frames]]
+
+    try:
+        got = asyncio.run(asyncio.wait_for(chunks(), 10))
+    finally:
+        store.close()
+    assert got[0] == (b'event: thread.created\ndata: {"id": "thread_x"}\n\n'
+                      b'event: thread.run.created\ndata: {"id": "run_x", "status": "created"}\n\n'
+                      b'event: thread.run.queued\ndata: {"id": "run_x", "status": "queued"}\n\n')
+    assert b"".join(got[1:]) == b'event: thread.run.completed\ndata: {"id": "run_x"}\n\nevent: done\ndata: [DONE]\n\n'

@@ -254,7 +254,31 @@ async def next_event(connection: Connection, timeout: float, deadline: float | N
 
 
 async def _within(awaitable, seconds: float, doing: str):
-    """``awaitable`` within ``seconds`` (aio.within: a cancel is never swallowed), else HttpTimeout."""
+    """``awaitable`` within ``seconds``, after one pass of the loop (so a flood of bytes never starves the
+    others). Not ``asyncio.wait_for``: on Python 3.10/3.11 it can swallow a cancel that arrives together
+    with the result. From 3.11 ``asyncio.timeout`` (no task per call; it tells its own cancel from
+    another's); before, ``asyncio.wait`` on a task, which never swallows one either."""
+    if _timeout is None:
+        return await _within_task(awaitable, seconds, doing)
+    try:
+        await asyncio.sleep(0)
+    except BaseException:  # cancelled meanwhile: the call never starts
+        awaitable.close()
+        raise
+    timer = _timeout(seconds)
+    try:
+        async with timer:
+            return await awaitable
+    except TimeoutError:
+        if timer.expired():
+            raise HttpTimeout(f"no progress for {seconds:g} s {doing}") from None
+        raise
+
+
+_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+
+async def _within_task(awaitable, seconds: float, doing: str):
     try:
         return await within(awaitable, seconds)
     except Timeout:

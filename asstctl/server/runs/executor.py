@@ -39,7 +39,7 @@ from asstctl.server.runs.chat import PromptTooLong, build_turn, turn_reads
 from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
 from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
 from asstctl.server.runs.writer import TurnWriter, call_details, estimated_usage
-from asstctl.server.store.scope import within
+from asstctl.server.store.scope import DEFAULT_PROJECT, current, within
 
 log = logging.getLogger("asstctl.server.runs")
 
@@ -57,7 +57,8 @@ class RunExecutor(ReplicaHooks):
         self._tasks: dict[str, asyncio.Task] = {}
         self._releases: set[asyncio.Task] = set()  # claims.finished on the store's threads
         self._writers: dict[str, TurnWriter] = {}
-        self._begun: dict[str, dict[str, Any]] = {}  # run id -> the run, begun as it was created (``start``)
+        self._begun: dict[str, tuple[dict[str, Any], str]] = {}  # run id -> (the run, begun as it was created
+        # (``start``), its project)
         self._sweeper: asyncio.Task | None = None
         self._started = False
         self._stopping = False
@@ -110,9 +111,10 @@ class RunExecutor(ReplicaHooks):
         self._watch(run["id"])
         book, begun = books.fresh(run["id"]), {}
         book["include"] = list(include)
+        project = current() or DEFAULT_PROJECT  # the run's, as ``insert`` stored it (in this call)
         with self.store.transaction():
             # (registered before the claim's own: the task it starts finds the run begun)
-            self.store.after_commit(lambda: begun and self._begun.__setitem__(run["id"], begun["run"]))
+            self.store.after_commit(lambda: begun and self._begun.__setitem__(run["id"], (begun["run"], project)))
             self.emit(run, "thread.run.created", run)
             self.emit(run, "thread.run.queued", run)
             if self.claims.take(run["id"]):
@@ -196,8 +198,10 @@ class RunExecutor(ReplicaHooks):
         work, observe = self._turn(run_id), self.state.extra.get("observe_run")
         if observe is not None:
             work = observe(run_id, work)
-        # The turn works in the run's project, whoever claimed it (asstctl.server.store.scope).
-        work = within(self.store.project_of("run", run_id), work)
+        # The turn works in the run's project, whoever claimed it (asstctl.server.store.scope); a run begun
+        # as it was created brings it along (no read).
+        begun = self._begun.get(run_id)
+        work = within(begun[1] if begun is not None else self.store.project_of("run", run_id), work)
         task = asyncio.get_running_loop().create_task(work, name=f"asstctl-run-{run_id}")
         self._tasks[run_id] = task
         task.add_done_callback(lambda done: self._task_done(run_id, done))
@@ -225,7 +229,7 @@ class RunExecutor(ReplicaHooks):
         """The run's model calls until it pauses or ends."""
         try:
             begun = self._begun.pop(run_id, None)
-            opening = (self._opening, run_id) if begun is None else (self._opened, begun)
+            opening = (self._opening, run_id) if begun is None else (self._opened, begun[0])
             run, prepared = await self.store.call(*opening)
             while run is not None:
                 run, prepared = await self._call(run, prepared), None

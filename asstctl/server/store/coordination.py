@@ -26,10 +26,8 @@ import asyncio
 import json
 import threading
 from collections import deque
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any, AsyncIterator, Callable, Iterator
-
-from asstctl.server.aio import within
 
 DONE = "done"
 POLL_SECONDS = 1.0  # a subscriber re-reads even without a wake-up (a lost notification costs this much)
@@ -44,43 +42,76 @@ class Subscription:
         self.stale = stale  # the database may hold events that ``items`` lacks: read it (``pull_events``) first
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
+        self._polled = False  # the wait ended for want of a wake-up (``POLL_SECONDS``)
         self.closed = False
         self.ending = False  # the server stops: end the stream after what is there
 
     def wake(self) -> None:
         """Called from any thread when new events may be there."""
+        if asyncio._get_running_loop() is self._loop:  # a commit on the loop (``store.call`` inline): no self-pipe
+            self._ready.set()
+            return
         try:
             self._loop.call_soon_threadsafe(self._ready.set)
         except RuntimeError:  # the loop is gone (server stopping)
             pass
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, str]]:
+        async with aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+
+    async def batches(self) -> AsyncIterator[list[tuple[str, str]]]:
+        """The events in lists: all that arrived by the time the consumer came back for more."""
         try:
             while True:
                 if self.stale:
                     await self.store.call(self.store.pull_events, self)
                 while self.items:
-                    name, payload = self.items.popleft()
-                    yield name, payload
-                    if name == DONE:
-                        return
+                    batch = []
+                    while self.items:
+                        batch.append(self.items.popleft())
+                        if batch[-1][0] == DONE:
+                            yield batch
+                            return
+                    yield batch
                 if self.ending:
-                    yield DONE, "[DONE]"
+                    yield [(DONE, "[DONE]")]
                     return
-                try:
-                    await within(self._ready.wait(), POLL_SECONDS)
-                except asyncio.TimeoutError:
+                await self._wait()
+                if self._polled:
+                    self._polled = False
                     self.stale = self.store.READS_EVENTS  # a lost notification costs this much
                 self._ready.clear()
         finally:
             self.close()
 
+    async def _wait(self) -> None:
+        """A wake-up, or ``POLL_SECONDS`` (a timer handle: cheaper than ``wait_for``'s task per wait)."""
+        if self._ready.is_set():
+            return
+        timer = self._loop.call_later(POLL_SECONDS, self._poll)
+        try:
+            await self._ready.wait()
+        finally:
+            timer.cancel()
+
+    def _poll(self) -> None:
+        self._polled = True
+        self._ready.set()
+
     async def sse(self, first: list[tuple[str, Any]] = ()) -> AsyncIterator[bytes]:
-        """``event:``/``data:`` frames until ``event: done`` (``first``: frames sent before the run's)."""
-        for name, data in first:
-            yield _frame(name, json.dumps(data))
-        async for name, payload in self:
-            yield _frame(name, payload)
+        """``event:``/``data:`` frames until ``event: done`` (``first``: frames sent before the run's), the
+        frames of the events at hand in one chunk (one write through the ASGI stack, not one per event)."""
+        head = b"".join(_frame(name, json.dumps(data)) for name, data in first)
+        if head and not self.items:
+            yield head
+            head = b""
+        async with aclosing(self.batches()) as batches:
+            async for batch in batches:
+                yield head + b"".join(_frame(name, payload) for name, payload in batch)
+                head = b""
 
     def close(self) -> None:
         if not self.closed:
