@@ -259,5 +259,6 @@ def test_cross_file_batches_keep_each_callers_order():
         texts, got = asyncio.run(main())
     assert [len(v) for v in got] == [5, 9, 3]
     assert got[1][4] == upstream.embed([texts[1][4]])[0]
-    assert [len(r.body["input"]) for r in upstream.requests] == [8, 8, 1]
+    # requests in flight together may reach the upstream in either order
+    assert sorted((len(r.body["input"]) for r in upstream.requests), reverse=True) == [8, 8, 1]
 
