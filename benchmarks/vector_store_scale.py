@@ -90,23 +90,25 @@ def build(db: str, stores: dict[str, int], per_file: int) -> float:
         texts = chunk_texts(count * per_file, rng)
         vectors = np.random.default_rng(len(vs_id)).standard_normal((len(texts), 256)).astype(np.float32)
         counts = {"in_progress": 0, "completed": count, "failed": 0, "cancelled": 0, "total": count}
-        with store.transaction():
-            store.insert("vector_store", {"id": vs_id, "object": "vector_store", "created_at": now, "name": vs_id,
-                                          "usage_bytes": 0, "file_counts": counts, "status": "completed",
-                                          "last_active_at": now, "metadata": {}, "expires_at": None})
-            for n in range(count):
-                file_id = f"file-{vs_id}-{n:05d}"
-                chunks = [(t, WORDS_PER_CHUNK) for t in texts[n * per_file:(n + 1) * per_file]]
-                store.insert("file", {"id": file_id, "object": "file", "bytes": 4000, "created_at": now,
-                                      "filename": f"doc-{n:05d}.md", "purpose": "assistants", "status": "processed"})
-                store.insert("vector_store_file", {
-                    "id": file_id, "object": "vector_store.file", "usage_bytes": 4000, "created_at": now,
-                    "vector_store_id": vs_id, "status": "completed", "last_error": None,
-                    "chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 800,
-                                                                       "chunk_overlap_tokens": 400}},
-                    "attributes": {"region": REGIONS[n % 4], "year": 2000 + n % 25, "public": n % 3 == 0}}, vs_id)
-                ids = retriever.lexical.add(vs_id, file_id, chunks)
-                retriever.dense.add(vs_id, file_id, "scripted", ids, vectors[n * per_file:(n + 1) * per_file])
+        store.insert("vector_store", {"id": vs_id, "object": "vector_store", "created_at": now, "name": vs_id,
+                                      "usage_bytes": 0, "file_counts": counts, "status": "completed",
+                                      "last_active_at": now, "metadata": {}, "expires_at": None})
+        for batch in range(0, count, 100):  # a transaction per 100 files (PostgreSQL: the word counts' rows)
+            with store.transaction():
+                for n in range(batch, min(count, batch + 100)):
+                    file_id = f"file-{vs_id}-{n:05d}"
+                    chunks = [(t, WORDS_PER_CHUNK) for t in texts[n * per_file:(n + 1) * per_file]]
+                    store.insert("file", {"id": file_id, "object": "file", "bytes": 4000, "created_at": now,
+                                          "filename": f"doc-{n:05d}.md", "purpose": "assistants",
+                                          "status": "processed"})
+                    store.insert("vector_store_file", {
+                        "id": file_id, "object": "vector_store.file", "usage_bytes": 4000, "created_at": now,
+                        "vector_store_id": vs_id, "status": "completed", "last_error": None,
+                        "chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 800,
+                                                                           "chunk_overlap_tokens": 400}},
+                        "attributes": {"region": REGIONS[n % 4], "year": 2000 + n % 25, "public": n % 3 == 0}}, vs_id)
+                    ids = retriever.lexical.add(vs_id, file_id, chunks)
+                    retriever.dense.add(vs_id, file_id, "scripted", ids, vectors[n * per_file:(n + 1) * per_file])
     store.close()
     return time.perf_counter() - started
 

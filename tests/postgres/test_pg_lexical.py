@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from asstctl.server.store import open_store
+from asstctl.server.store.pg_schema import MIGRATIONS
 
 pytest.importorskip("asstctl.server.retrieval.lexical")
 
@@ -100,3 +101,34 @@ def test_a_large_index_leaves_common_words_out_and_a_small_store_still_finds_the
     assert {h.chunk_id for h in hits} <= {h.chunk_id for h in wider}
     found = index.search(["vs_small"], None, "parcel zebra7", 10)
     assert [h.chunk_id for h in found] == small[:1] and found[0].text == "a parcel for the depot"
+
+
+def test_the_word_counts_follow_the_chunks_through_adds_and_removals(index, postgres_url):
+    """``retrieval_terms`` (how many chunks hold each lexeme, read by the pruning) stays what
+    ``ts_stat`` counts over the chunks, after adds, a file's removal and a store's; a word no chunk
+    holds any more leaves it."""
+    def counts():
+        with index.store.sql() as conn:
+            kept = dict(conn.execute("SELECT lexeme, chunks FROM retrieval_terms").fetchall())
+            exact = dict(conn.execute("SELECT word, ndoc FROM ts_stat('SELECT tsv FROM retrieval_chunks')").fetchall())
+        return kept, exact
+
+    index.add("vs1", "f1", [("Parcels ship daily; the parcel depot", 6), ("depot hours", 2)])
+    index.add("vs1", "f2", [("a zebra crossing near the depot", 6)])
+    index.add("vs2", "f3", [("parcel zebra parcel", 3), ("quokka", 1)])
+    kept, exact = counts()
+    assert kept == exact and kept["parcel"] == 2 and kept["depot"] == 3 and kept["zebra"] == 2
+    with index.store.sql() as conn:  # a database from before the table: the migration counts what is there
+        conn.execute("DROP TABLE retrieval_terms")
+        conn.execute("DELETE FROM asstctl_schema WHERE version = %s",
+                     (next(n for n, script in enumerate(MIGRATIONS, 1) if "TABLE retrieval_terms" in script),))
+    open_store(postgres_url).close()
+    assert counts() == (kept, exact)
+    index.remove("vs1", "f1")
+    kept, exact = counts()
+    assert kept == exact and kept["parcel"] == 1 and "hour" not in kept and "daili" not in kept
+    index.remove_store("vs2")
+    kept, exact = counts()
+    assert kept == exact == {"zebra": 1, "cross": 1, "near": 1, "depot": 1}
+    index.remove("vs1", "f2")
+    assert counts() == ({}, {})

@@ -85,7 +85,7 @@ class FileFilter:
         if not self.postgres:
             return ""
         return (f" JOIN LATERAL (SELECT strpos({obj}.body, '{NUL}') > 0 AS odd, CASE WHEN strpos({obj}.body, "
-                f"'{NUL}') = 0 THEN {obj}.body::jsonb END AS doc) {obj}_j ON TRUE")
+                f"'{NUL}') = 0 THEN {obj}.body::jsonb END AS doc OFFSET 0) {obj}_j ON TRUE")  # OFFSET 0: not inlined
 
     def odd_body(self, obj: str = "o") -> str:
         """A select column: the record's body when SQL could not judge it (PostgreSQL, NUL), else null."""
@@ -155,10 +155,15 @@ class FileFilter:
         step = 5000 if self.postgres else 500  # PostgreSQL: one array parameter (psycopg parses each placeholder)
         for start in range(0, len(wanted), step):
             part = wanted[start:start + step]
-            ids = "o.id = ANY(?)" if self.postgres else f"o.id IN ({','.join('?' * len(part))})"
-            sql = (f"SELECT o.id, {self.odd_body('o')} FROM objects o{self.lateral('o')} "
-                   f"WHERE o.kind = 'vector_store_file' AND o.parent = ? AND {ids} AND {where}")
-            values = [store_id, *([part] if self.postgres else part), *args]
+            if self.postgres:  # one index lookup per id (given ``= ANY``, the planner may read the whole store)
+                sql = (f"SELECT o.id, {self.odd_body('o')} FROM unnest(?::text[]) AS u(id), LATERAL (SELECT o.id, "
+                       "o.body FROM objects o WHERE o.kind = 'vector_store_file' AND o.parent = ? AND o.id = u.id "
+                       f"LIMIT 1) o{self.lateral('o')} WHERE {where}")
+                values = [part, store_id, *args]
+            else:
+                sql = (f"SELECT o.id, NULL FROM objects o WHERE o.kind = 'vector_store_file' AND o.parent = ? "
+                       f"AND o.id IN ({','.join('?' * len(part))}) AND {where}")
+                values = [store_id, *part, *args]
             rows = (self.store._fetch(sql, values) if conn is None
                     else conn.execute(sql.replace("?", "%s"), values).fetchall())
             found.update(row[0] for row in rows if self.recheck(row[1]))

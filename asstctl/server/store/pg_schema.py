@@ -78,6 +78,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE objects ADD COLUMN project text NOT NULL DEFAULT '{DEFAULT_PROJECT}';
     CREATE INDEX objects_project ON objects (project, kind, parent, created_at, seq);
     """,
+    # 4: how many chunks hold each lexeme (asstctl.server.retrieval.pg_lexical keeps it with the chunks), counted now
+    """
+    CREATE TABLE retrieval_terms (lexeme text PRIMARY KEY, chunks bigint NOT NULL);
+    INSERT INTO retrieval_terms (lexeme, chunks) SELECT word, ndoc FROM ts_stat('SELECT tsv FROM retrieval_chunks');
+    """,
 ]
 
 
