@@ -8,6 +8,12 @@ from typing import Awaitable, TypeVar
 T = TypeVar("T")
 
 
+def on_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """The caller runs on ``loop`` (its own thread, inside it): a callback may go with ``call_soon``
+    or be called at once, without ``call_soon_threadsafe``'s write to the loop's self-pipe."""
+    return loop is not None and asyncio._get_running_loop() is loop
+
+
 class Timeout(asyncio.TimeoutError):
     """The time given to :func:`within` ran out (not a timeout raised by the awaitable itself)."""
 

@@ -27,6 +27,8 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from asstctl.server.aio import on_loop
+
 log = logging.getLogger("asstctl.server.runs")
 
 LEASE_ENV = "ASSTCTL_RUN_LEASE_SECONDS"
@@ -241,7 +243,7 @@ class ReplicaHooks:
 
     def _on_loop(self, function: Callable[[str], None], run_id: str) -> None:
         try:
-            if asyncio._get_running_loop() is self._loop:  # a commit on the loop: no self-pipe write
+            if on_loop(self._loop):  # a commit on the loop: no self-pipe write
                 self._loop.call_soon(function, run_id)
                 return
             self._loop.call_soon_threadsafe(function, run_id)

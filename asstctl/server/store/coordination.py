@@ -29,6 +29,8 @@ from collections import deque
 from contextlib import aclosing, contextmanager
 from typing import Any, AsyncIterator, Callable, Iterator
 
+from asstctl.server.aio import on_loop
+
 DONE = "done"
 POLL_SECONDS = 1.0  # a subscriber re-reads even without a wake-up (a lost notification costs this much)
 
@@ -48,7 +50,7 @@ class Subscription:
 
     def wake(self) -> None:
         """Called from any thread when new events may be there."""
-        if asyncio._get_running_loop() is self._loop:  # a commit on the loop (``store.call`` inline): no self-pipe
+        if on_loop(self._loop):  # a commit on the loop (``store.call`` inline): no self-pipe
             self._ready.set()
             return
         try:
