@@ -252,6 +252,8 @@ class Ingestion:
             except PoolClosed:
                 return  # stopping: the file stays in_progress and the next start resumes it
             except Exception as exc:  # a store or pool failure: the file must not stay in_progress
+                if self.pool.closed:
+                    return  # ... unless the server is stopping under it: the next start resumes it
                 log.error("ingesting %s failed: %s", file_id, exc)
                 status, error, pieces, vectors = "failed", {"code": "server_error", "message": (
                     f"The file {file_id} could not be ingested: {type(exc).__name__}.")}, None, None

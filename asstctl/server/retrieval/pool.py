@@ -160,14 +160,16 @@ class _Worker:
         return self.proc is not None and self.proc.is_alive()
 
     def kill(self) -> None:
-        if self.proc is not None:
+        proc, conn = self.proc, self.conn  # the pool's close() may kill it from another thread too
+        self.proc = self.conn = None
+        if proc is not None:
             try:
-                self.proc.kill()
-                self.proc.join(1)
+                proc.kill()
+                proc.join(1)
             except Exception:  # already gone
                 pass
-            self.conn.close()
-        self.proc = self.conn = None
+        if conn is not None:
+            conn.close()
 
 
 class WorkerPool:
@@ -234,21 +236,24 @@ class WorkerPool:
             self._start(worker)
         self.counts["jobs"] += 1
         limits, name = self.limits, job["filename"]
+        proc, conn = worker.proc, worker.conn  # close() may clear the worker's from another thread
+        if proc is None or conn is None:
+            raise PoolClosed("the server is stopping")
         try:
-            worker.conn.send(job)
+            conn.send(job)
             deadline = time.monotonic() + limits.file_seconds
-            while not worker.conn.poll(POLL):
+            while not conn.poll(POLL):
                 if self.closed:
                     raise PoolClosed("the server is stopping")
-                if rss_bytes(worker.proc.pid) > limits.memory_mb << 20:
+                if rss_bytes(proc.pid) > limits.memory_mb << 20:
                     return self._failed(worker, name, f"it needed more than {limits.memory_mb} MB of memory, "
                                                       "the limit per ingestion worker (--ingest-memory-mb)")
                 if time.monotonic() > deadline:
                     return self._failed(worker, name, f"it took longer than {limits.file_seconds:g} s, the limit "
                                                       "per file (--ingest-timeout)")
-                if not worker.proc.is_alive():
+                if not proc.is_alive():
                     break
-            result = worker.conn.recv()
+            result = conn.recv()
         except (EOFError, OSError, BrokenPipeError):
             if self.closed:
                 raise PoolClosed("the server is stopping") from None
@@ -257,7 +262,7 @@ class WorkerPool:
         if result == ("memory",):
             return self._failed(worker, name, f"it needed more than {limits.memory_mb} MB of memory, the limit per "
                                               "ingestion worker (--ingest-memory-mb)")
-        if rss_bytes(worker.proc.pid) - worker.base > limits.recycle_mb << 20:
+        if rss_bytes(proc.pid) - worker.base > limits.recycle_mb << 20:
             self.counts["recycled"] += 1
             worker.kill()
         return result
