@@ -1,6 +1,6 @@
 """Which replica works on which run: claims from the store's run queue, and their leases.
 
-A :class:`Claimer` per server claims queued runs (``store.claim_next_run``) while it has room,
+A :class:`Claimer` per server claims queued runs (``store.claim_runs``) while it has room,
 hands each to the executor (``start_turn``), renews the leases of the runs it holds every
 ``lease / 3`` seconds, and releases a run when the executor is done with it. A replica killed
 mid-run stops renewing; once its lease expires another replica claims the run and does the turn
@@ -35,6 +35,7 @@ LEASE_ENV = "ASSTCTL_RUN_LEASE_SECONDS"
 CAPACITY_ENV = "ASSTCTL_RUN_CAPACITY"
 DEFAULT_LEASE = 15.0
 DEFAULT_CAPACITY = 256
+CLAIM_BATCH = 64  # queued runs claimed in one transaction at most
 EVENT_TTL = 3600.0  # run events older than this are pruned
 RESCAN_SECONDS = 60.0  # every replica re-reads active runs: expiry of runs a dead replica watched
 PRUNE_EVERY = 60.0
@@ -187,15 +188,19 @@ class Claimer:
     def _claim(self) -> None:
         while not self._stopping.is_set():
             with self._guard:
-                if len(self.held) >= self.capacity:
+                room = self.capacity - len(self.held)
+                if room <= 0:
                     self._full = True
                     return
-            run_id = self.store.claim_next_run(self.owner, self.lease)
-            if run_id is None:
+            # all the room in one transaction: claimed one by one, a thread that gets the GIL every few ms
+            # from a busy loop took seconds to refill hundreds of slots
+            run_ids = self.store.claim_runs(self.owner, self.lease, min(room, CLAIM_BATCH))
+            if not run_ids:
                 return
             with self._guard:
-                self.held.add(run_id)
-            self.start_turn(run_id)
+                self.held.update(run_ids)
+            for run_id in run_ids:
+                self.start_turn(run_id)
 
 
 class LeaseLost(Exception):

@@ -4,7 +4,8 @@ leases, run events, and wake-up signals.
     enqueue_run(run_id)                 a run wants an engine turn (in the caller's transaction)
     queue_claimed(run_id, owner, lease) a new run queued already claimed by ``owner`` (the replica creating
                                         it, with room for it: no claim, no wake-up of the others)
-    claim_next_run(owner, lease) -> id  take one queued run whose lease is free or expired
+    claim_runs(owner, lease, limit) -> ids  take up to ``limit`` queued runs whose lease is free or expired,
+                                        oldest first, in one transaction (``claim_next_run``: one)
     renew_lease(run_id, owner, lease)   still mine? (False: taken over, stop working on it)
     holds_lease(run_id, owner)          inside a write transaction: commit this turn only if True
     transaction_holding(run_id, owner)  a write transaction and that check (PostgreSQL: at its start)
@@ -180,8 +181,11 @@ class Coordination:
         """A run created in the caller's transaction, queued with ``owner`` holding its lease."""
         raise NotImplementedError
 
-    def claim_next_run(self, owner: str, lease: float) -> str | None:
+    def claim_runs(self, owner: str, lease: float, limit: int) -> list[str]:
         raise NotImplementedError
+
+    def claim_next_run(self, owner: str, lease: float) -> str | None:
+        return next(iter(self.claim_runs(owner, lease, 1)), None)
 
     def renew_lease(self, run_id: str, owner: str, lease: float) -> bool:
         raise NotImplementedError

@@ -499,27 +499,28 @@ class PostgresStore(Coordination, BaseStore):
                         "VALUES (?, ?, clock_timestamp() + make_interval(secs => ?))", (run_id, owner, float(lease)))
             self.after_commit(lambda: self._claimed.__setitem__(run_id, project))
 
-    def claim_next_run(self, owner: str, lease: float) -> str | None:
+    def claim_runs(self, owner: str, lease: float, limit: int) -> list[str]:
+        if limit < 1:
+            return []
         if self._queued_here.is_set():  # this process queued a run: claim at once
             self._queued_here.clear()
         elif not self._fetch("SELECT 1 FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() LIMIT 1"):
-            return None  # nothing to claim: no write lock needed to know that
+            return []  # nothing to claim: no write lock needed to know that
         claim = ("UPDATE run_queue SET owner = %s, lease_until = clock_timestamp() + make_interval(secs => %s) "
-                 "WHERE run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() "
-                 "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id, "
-                 "(SELECT project FROM objects WHERE kind = 'run' AND id = run_queue.run_id ORDER BY seq LIMIT 1)",
-                 (owner, float(lease)))
+                 "WHERE run_id IN (SELECT run_id FROM run_queue WHERE owner IS NULL OR lease_until < clock_timestamp() "
+                 "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING run_id, "
+                 "(SELECT project FROM objects WHERE kind = 'run' AND id = run_queue.run_id ORDER BY seq LIMIT 1), seq",
+                 (owner, float(lease), int(limit)))
         if self._bound() is not None:
             with self.transaction():
                 rows = self._fetch(claim[0].replace("%s", "?"), claim[1])
         else:  # the lock and the claim in one round trip: one implicit transaction, the lock held only in it
             with self._pool.connection() as conn:
                 rows = _batch(conn, [LOCK, claim]).fetchall()
-        if not rows:
-            return None
-        if rows[0][1] is not None:  # what the executor asks next (project_of), known now
-            self._claimed[rows[0][0]] = rows[0][1]
-        return rows[0][0]
+        for run_id, project, _ in rows:
+            if project is not None:  # what the executor asks next (project_of), known now
+                self._claimed[run_id] = project
+        return [run_id for run_id, _, _ in sorted(rows, key=lambda row: row[2])]
 
     def project_of(self, kind: str, id: str) -> str | None:
         if kind == "run" and id in self._claimed:

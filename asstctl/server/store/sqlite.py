@@ -160,17 +160,16 @@ class SQLiteStore(Coordination, BaseStore):
     def _signal(self, kind: str, run_id: str) -> None:
         self.after_commit(lambda: self._dispatch(kind, run_id))
 
-    def claim_next_run(self, owner: str, lease: float) -> str | None:
+    def claim_runs(self, owner: str, lease: float, limit: int) -> list[str]:
         with self.transaction():
-            rows = self._fetch(
-                "SELECT run_id FROM run_queue WHERE owner IS NULL OR lease_until < ? ORDER BY seq LIMIT 1",
-                (time.time(),),
-            )
-            if not rows:
-                return None
-            self._exec("UPDATE run_queue SET owner = ?, lease_until = ? WHERE run_id = ?",
-                       (owner, time.time() + lease, rows[0][0]))
-            return rows[0][0]
+            ids = [row[0] for row in self._fetch(
+                "SELECT run_id FROM run_queue WHERE owner IS NULL OR lease_until < ? ORDER BY seq LIMIT ?",
+                (time.time(), max(0, limit)),
+            )]
+            if ids:
+                self._exec(f"UPDATE run_queue SET owner = ?, lease_until = ? WHERE run_id IN "
+                           f"({', '.join('?' * len(ids))})", (owner, time.time() + lease, *ids))
+            return ids
 
     def queue_claimed(self, run_id: str, owner: str, lease: float) -> None:
         with self.transaction():
