@@ -157,7 +157,7 @@ class MatrixSearch:
             fresh = None
             if cached is not None and self.incremental and cached.gen < gen:
                 changed = self._changed_since(store_id, cached.gen)
-                if RESET not in changed:
+                if RESET not in changed and len(changed) <= max(256, len(cached.by_file) // 2):  # (else: read whole)
                     rows = self._rows(store_id, model, changed) if changed else []
                     with self._lock:
                         del self._cache[key]  # (``changed`` updates what snapshots share: gone if it fails)
