@@ -12,6 +12,8 @@
 - **attach**: the median time of ``POST /v1/vector_stores/{id}/files`` (a ~1.5 KB Markdown file:
   extraction, chunking, indexing, counts) into the 10,000-file store against an empty store,
   interleaved; the target is flat cost (at most 1.5x).
+- **search during ingestion**: hybrid searches of the big store while a thread attaches files to
+  it, against the whole-matrix reload of every change (``benchmarks.ingest_search``).
 - **PostgreSQL search** (full size only): the same search rows on PostgreSQL, and the nDCG@10 of
   its lexical order against SQLite's ``bm25()`` (``benchmarks.pg_search``).
 
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Row, Size, ratio, verdict
+from benchmarks.ingest_search import during_ingestion_rows
 from benchmarks.retrieval import WORDS_PER_CHUNK, p95, queries, vocabulary
 
 LEXICAL_TARGET_MS, HYBRID_TARGET_MS, ATTACH_TARGET, FILTERED_TARGET = 50.0, 80.0, 1.5, 2.0
@@ -48,6 +51,7 @@ def scale_rows(size: Size) -> list[Row]:
         asked = queries(searches, random.Random(13))
         lexical, attach = measure(db, asked, attaches, embeddings=False)
         hybrid, _ = measure(db, asked, 0, embeddings=True)
+        during = during_ingestion_rows(size, db, "vs_big", files, files * per_file, asked)
     data = {"files": files, "chunks": files * per_file, "build_s": build_s, "lexical": lexical, "hybrid": hybrid,
             "attach": attach}
     name = f"search through the HTTP endpoint, {files:,} files / {files * per_file:,} chunks"
@@ -67,6 +71,7 @@ def scale_rows(size: Size) -> list[Row]:
     rows.append(Row(f"attach one ~1.5 KB file through the HTTP endpoint: into {files:,} files vs an empty store (median)",
                     f"{big:.1f} ms", f"{empty:.1f} ms (empty store)", f"{ratio(big, empty):.2f}x",
                     f"at most {ATTACH_TARGET}x", verdict(size, big <= ATTACH_TARGET * empty), data))
+    rows += during
     if not full:  # the PostgreSQL rows start a cluster of their own: at the full size only
         return rows
     from benchmarks.pg_search import pg_order_row, pg_search_rows

@@ -51,3 +51,6 @@ def test_the_vector_store_rows_run_at_the_small_size():
     assert (data["files"], data["chunks"]) == (100, 500)
     assert len(data["lexical"]["vs_big"]) == len(data["hybrid"]["vs_big"]) == 10
     assert len(data["attach"]["vs_big"]) == len(data["attach"]["vs_empty"]) == 4
+    during = rows[-1].data  # hybrid searches while files are attached: incremental, then reloaded whole
+    assert rows[-1].name.startswith("hybrid search during ingestion") and (len(during["after"]["ms"]), len(during["before"]["ms"])) == (6, 2)
+    assert during["after"]["attached"] >= 6 and during["after"]["incremental"] and not during["before"]["incremental"]

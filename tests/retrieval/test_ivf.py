@@ -51,6 +51,6 @@ def test_the_dense_index_searches_large_stores_through_clusters(monkeypatch):
     index.add("vs_1", "file-b", "m", list(range(1501, 3001)), matrix[1500:].tolist())
     found = [index.search(["vs_1"], None, "m", matrix[i].tolist(), 5)[0][0] for i in (0, 10, 1600, 2999)]
     assert found == [1, 11, 1601, 3000]
-    assert index._cache[("vs_1", "m")][4] is not None  # the clusters were built
+    assert index._cache[("vs_1", "m")].clusters is not None  # the clusters were built
     only_a = index.search(["vs_1"], ["file-a"], "m", matrix[1600].tolist(), 5)
     assert only_a and all(cid <= 1500 for cid, _ in only_a)

@@ -1,8 +1,8 @@
 """Retrieval for vector stores and the ``file_search`` tool.
 
 Owns: text extraction from uploaded files (``extract``), token chunking (``chunking``), the
-lexical index (SQLite FTS5 with BM25, ``lexical``), the dense index and the upstream
-``/embeddings`` client (``dense``, ``embeddings``), attribute filters (``filters``), rank fusion
+lexical index (SQLite FTS5 with BM25, ``lexical``), the dense index, its matrices in memory and the
+upstream ``/embeddings`` client (``dense``, ``dense_matrix``, ``ivf``, ``embeddings``), attribute filters (``filters``), rank fusion
 and the search itself (``search``: :class:`Retriever`).
 
 The indexes sit behind small interfaces (:class:`lexical.LexicalIndex`,

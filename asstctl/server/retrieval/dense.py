@@ -2,13 +2,21 @@
 
 :class:`DenseIndex` is the interface. :class:`SqliteDenseIndex` keeps the vectors (float32
 blobs) in ``retrieval_vectors`` of the store's database and searches a per-store matrix held in
-memory (numpy): exact cosine over a store's chunks, one matrix product, or from
-``ivf.IVF_FROM`` vectors on, over the nearest clusters of an inverted-file index built when the
-matrix is loaded (``ivf.py``). A per-store generation
-number in ``retrieval_generation`` tells every process sharing the database when its matrix is
-stale. The search itself (:class:`MatrixSearch`) is shared with the PostgreSQL index
-(``pg_dense``), which reads the same two tables from the PostgreSQL store. (sqlite-vec would be the in-database alternative, but the Python on these machines is built
-without ``enable_load_extension``, so SQLite cannot load it.)
+memory (numpy, ``dense_matrix.Loaded``): exact cosine over a store's chunks, one matrix product,
+or from ``ivf.IVF_FROM`` vectors on, over the nearest clusters of an inverted-file index
+(``ivf.py``). The search itself (:class:`MatrixSearch`) is shared with the PostgreSQL index
+(``pg_dense``), which reads the same tables from the PostgreSQL store.
+
+Keeping the matrix current is incremental. Every change of a store bumps its generation
+(``retrieval_generation``) and stamps each file it touched with the new generation
+(``retrieval_changes``, one row per file: the last generation that added or removed its
+vectors). The bump locks the store's generation row until the commit, so generations are
+committed in order: a process that has seen generation ``g`` has seen every change up to ``g``.
+A search that finds the generation moved reads only the files stamped after the one its matrix
+holds, marks their old rows dead and appends their current rows (``Loaded.changed``); deleting a
+store leaves a reset stamp (the file id ``''``) that makes every holder reload. A matrix is read
+whole only on first use. (sqlite-vec would be the in-database alternative, but the Python on
+these machines is built without ``enable_load_extension``, so SQLite cannot load it.)
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from asstctl.server.retrieval import ivf
+from asstctl.server.retrieval.dense_matrix import Loaded, empty, loaded
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS retrieval_vectors (
@@ -28,7 +36,20 @@ CREATE TABLE IF NOT EXISTS retrieval_vectors (
 );
 CREATE INDEX IF NOT EXISTS retrieval_vectors_file ON retrieval_vectors (store_id, file_id);
 CREATE TABLE IF NOT EXISTS retrieval_generation (store_id TEXT PRIMARY KEY, gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS retrieval_changes (
+    store_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    gen INTEGER NOT NULL,
+    PRIMARY KEY (store_id, file_id)
+);
+CREATE INDEX IF NOT EXISTS retrieval_changes_gen ON retrieval_changes (store_id, gen);
 """
+
+RESET = ""  # the file id of the stamp a deleted store leaves: every matrix of it is reloaded
+BUMP = ("INSERT INTO retrieval_generation (store_id, gen) VALUES (?, 1) "
+        "ON CONFLICT (store_id) DO UPDATE SET gen = retrieval_generation.gen + 1")
+STAMP = ("INSERT INTO retrieval_changes (store_id, file_id, gen) SELECT ?, ?, gen FROM retrieval_generation "
+         "WHERE store_id = ? ON CONFLICT (store_id, file_id) DO UPDATE SET gen = excluded.gen")
 
 
 class DenseIndex(Protocol):
@@ -46,19 +67,49 @@ class DenseIndex(Protocol):
 
 
 class MatrixSearch:
-    """The search the dense indexes share: a per-store matrix in memory (numpy), reloaded when the
-    store's generation changes. Subclasses read ``_generation`` and ``_rows`` from their database."""
+    """The search the dense indexes share: a per-store matrix in memory (numpy), brought up to the
+    store's generation by reading only the files changed since (module docstring). Subclasses
+    write the vectors and read ``_rows`` from their database; ``incremental=False`` reloads the
+    whole matrix on every change instead (what every search did before; the benchmark's baseline)."""
 
-    def __init__(self, store):
+    def __init__(self, store, *, incremental: bool = True):
         self.store = store
-        self._cache: dict[tuple[str, str], tuple] = {}
-        self._lock = threading.Lock()
+        self.incremental = incremental
+        self._cache: dict[tuple[str, str], Loaded] = {}
+        self._lock = threading.Lock()  # the cache dict
+        self._refreshing = threading.Lock()  # one refresh at a time (a second waits, then finds it done)
+
+    # ------------------------------------------------------------------ writes (inside a transaction)
+
+    def _changed(self, store_id: str, file_id: str) -> None:
+        """Bump the store's generation and stamp ``file_id`` with it."""
+        self.store._write(BUMP, (store_id,))
+        self.store._write(STAMP, (store_id, file_id, store_id))
+
+    def remove(self, store_id: str, file_id: str) -> None:
+        with self.store.transaction():
+            if self.store._exec("DELETE FROM retrieval_vectors WHERE store_id = ? AND file_id = ?", (store_id, file_id)):
+                self._changed(store_id, file_id)
+
+    def remove_store(self, store_id: str) -> None:
+        with self.store.transaction():
+            self.store._exec("DELETE FROM retrieval_vectors WHERE store_id = ?", (store_id,))
+            self.store._exec("DELETE FROM retrieval_changes WHERE store_id = ?", (store_id,))
+            self._changed(store_id, RESET)
+
+    # ------------------------------------------------------------------ reads
 
     def _generation(self, store_id: str) -> int:
-        raise NotImplementedError
+        rows = self.store._fetch("SELECT gen FROM retrieval_generation WHERE store_id = ?", (store_id,))
+        return rows[0][0] if rows else 0
 
-    def _rows(self, store_id: str, model: str) -> list[tuple]:
-        """``[(chunk id, file id, float32 bytes)]`` of a store's vectors for ``model``, by chunk id."""
+    def _changed_since(self, store_id: str, gen: int) -> list[str]:
+        return [r[0] for r in self.store._fetch("SELECT file_id FROM retrieval_changes WHERE store_id = ? AND gen > ?",
+                                                (store_id, gen))]
+
+    def _rows(self, store_id: str, model: str, file_ids: list[str] | None = None) -> list[tuple]:
+        """``[(chunk id, file id, float32 bytes)]`` of a store's vectors for ``model`` (of
+        ``file_ids`` only, when given), by chunk id."""
         raise NotImplementedError
 
     def search(self, store_ids: list[str], file_ids: list[str] | None, model: str, vector: list[float],
@@ -73,16 +124,11 @@ class MatrixSearch:
         wanted = None if file_ids is None else set(file_ids)
         found: list[tuple[int, float]] = []
         for store_id in store_ids:
-            ids, files, matrix, clusters = self._matrix(store_id, model)
-            if matrix is None or matrix.shape[1] != query.shape[0]:
+            matrix = self._matrix(store_id, model)
+            if matrix.dims != query.shape[0]:
                 continue
-            rows = np.arange(len(matrix))
-            if clusters is not None:  # a large store: only the clusters nearest the query
-                spans = clusters.spans(query)
-                rows = np.concatenate([np.arange(a, b) for a, b in spans])
-                scores = np.concatenate([matrix[a:b] @ query for a, b in spans])
-            else:
-                scores = matrix @ query
+            rows, scores = matrix.scores(query)
+            files, ids = matrix.files, matrix.ids
             if wanted is not None:
                 mask = np.fromiter((files[i] in wanted for i in rows), dtype=bool, count=len(rows))
                 scores = np.where(mask, scores, -np.inf)
@@ -90,35 +136,38 @@ class MatrixSearch:
                 top = _best_passing(scores, lambda i: files[rows[i]], lambda names: where.passing(store_id, names), limit)
             else:
                 k = min(limit, len(scores))
-                top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+                top = np.argpartition(-scores, k - 1)[:k] if 0 < k < len(scores) else np.arange(len(scores))
             found.extend((int(ids[rows[i]]), float(scores[i])) for i in top if np.isfinite(scores[i]))
         found.sort(key=lambda pair: -pair[1])
         return found[:limit]
 
-    def _matrix(self, store_id: str, model: str):
-        """(chunk ids, file ids, unit-row matrix, IVF clusters or None) of a store, cached per generation."""
-        import numpy as np
-
+    def _matrix(self, store_id: str, model: str) -> Loaded:
+        """A store's matrix (``dense_matrix.Loaded``) at the store's current generation or later."""
         gen = self._generation(store_id)
+        key = (store_id, model)
         with self._lock:
-            cached = self._cache.get((store_id, model))
-        if cached and cached[0] == gen:
-            return cached[1:]
-        rows = self._rows(store_id, model)
-        if not rows or len({len(r[2]) for r in rows}) != 1:
-            return np.zeros(0, dtype=np.int64), [], None, None
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1).copy()
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        matrix /= np.where(norms == 0, 1, norms)
-        files = [r[1] for r in rows]
-        clusters = None
-        if len(rows) >= ivf.IVF_FROM:
-            order, clusters = ivf.build(matrix)
-            ids, matrix, files = ids[order], np.ascontiguousarray(matrix[order]), [files[i] for i in order]
-        with self._lock:
-            self._cache[(store_id, model)] = (gen, ids, files, matrix, clusters)
-        return ids, files, matrix, clusters
+            cached = self._cache.get(key)
+        if cached is not None and cached.gen == gen:
+            return cached
+        with self._refreshing:
+            with self._lock:
+                cached = self._cache.get(key)
+            if cached is not None and cached.gen == gen:
+                return cached
+            fresh = None
+            if cached is not None and self.incremental and cached.gen < gen:
+                changed = self._changed_since(store_id, cached.gen)
+                if RESET not in changed and len(changed) <= max(256, len(cached.by_file) // 2):  # (else: read whole)
+                    rows = self._rows(store_id, model, changed) if changed else []
+                    with self._lock:
+                        del self._cache[key]  # (``changed`` updates what snapshots share: gone if it fails)
+                    fresh = cached.changed(gen, changed, rows)
+            if fresh is None:  # first use, a deleted store, or vectors of another width
+                rows = self._rows(store_id, model)
+                fresh = loaded(gen, rows) if rows else empty(gen)
+            with self._lock:
+                self._cache[key] = fresh
+            return fresh
 
 
 def _best_passing(scores, file_of, passing, limit: int) -> list[int]:
@@ -139,8 +188,8 @@ def _best_passing(scores, file_of, passing, limit: int) -> list[int]:
 
 
 class SqliteDenseIndex(MatrixSearch):
-    def __init__(self, store):
-        super().__init__(store)
+    def __init__(self, store, *, incremental: bool = True):
+        super().__init__(store, incremental=incremental)
         with store.sql() as db:  # statement by statement: executescript would commit an open transaction
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -154,29 +203,14 @@ class SqliteDenseIndex(MatrixSearch):
                 blob = np.asarray(vector, dtype=np.float32).tobytes()
                 db.execute("INSERT OR REPLACE INTO retrieval_vectors (id, store_id, file_id, model, vec) VALUES (?, ?, ?, ?, ?)",
                            (chunk_id, store_id, file_id, model, blob))
-            self._bump(db, store_id)
+            self._changed(store_id, file_id)
 
-    def remove(self, store_id: str, file_id: str) -> None:
-        with self.store.transaction(), self.store.sql() as db:
-            db.execute("DELETE FROM retrieval_vectors WHERE store_id = ? AND file_id = ?", (store_id, file_id))
-            self._bump(db, store_id)
-
-    def remove_store(self, store_id: str) -> None:
-        with self.store.transaction(), self.store.sql() as db:
-            db.execute("DELETE FROM retrieval_vectors WHERE store_id = ?", (store_id,))
-            db.execute("DELETE FROM retrieval_generation WHERE store_id = ?", (store_id,))
-
-    @staticmethod
-    def _bump(db, store_id: str) -> None:
-        db.execute("INSERT INTO retrieval_generation (store_id, gen) VALUES (?, 1) "
-                   "ON CONFLICT (store_id) DO UPDATE SET gen = retrieval_generation.gen + 1", (store_id,))
-
-    def _generation(self, store_id: str) -> int:
-        with self.store.sql() as db:
-            row = db.execute("SELECT gen FROM retrieval_generation WHERE store_id = ?", (store_id,)).fetchone()
-        return row[0] if row else 0
-
-    def _rows(self, store_id: str, model: str) -> list[tuple]:
-        with self.store.sql() as db:
-            return db.execute("SELECT id, file_id, vec FROM retrieval_vectors WHERE store_id = ? AND model = ? ORDER BY id",
-                              (store_id, model)).fetchall()
+    def _rows(self, store_id: str, model: str, file_ids: list[str] | None = None) -> list[tuple]:
+        sql = "SELECT id, file_id, vec FROM retrieval_vectors WHERE store_id = ? AND model = ?"
+        if file_ids is None:
+            return self.store._fetch(sql + " ORDER BY id", (store_id, model))
+        out: list[tuple] = []
+        for start in range(0, len(file_ids), 500):  # under SQLite's limit of bound parameters
+            part = file_ids[start:start + 500]
+            out += self.store._fetch(sql + f" AND file_id IN ({', '.join('?' * len(part))})", (store_id, model, *part))
+        return sorted(out)
