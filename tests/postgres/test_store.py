@@ -137,6 +137,23 @@ def test_a_run_is_claimed_by_one_owner_until_released_or_its_lease_lapses(store)
     assert store.claim_next_run("a", 60) is None
 
 
+def test_queued_runs_are_claimed_in_batches_oldest_first_up_to_the_limit(store):
+    for number in range(5):
+        with store.transaction():
+            store.enqueue_run(f"run_{number}")
+    assert store.claim_runs("a", 60, 0) == []
+    assert store.claim_runs("a", 60, 2) == ["run_0", "run_1"]
+    assert store.claim_runs("b", 60, 10) == ["run_2", "run_3", "run_4"]
+    assert store.claim_runs("c", 60, 10) == [] and store.claim_next_run("c", 60) is None
+    with store.transaction():
+        assert store.holds_lease("run_1", "a") and store.holds_lease("run_4", "b")
+        assert not store.holds_lease("run_2", "a")
+    store.enqueue_run("run_1")  # asked again while held: back in the queue once released
+    store.release_run("run_1", "a")
+    store.release_run("run_0", "a")
+    assert store.claim_runs("c", 60, 10) == ["run_1"]
+
+
 def test_a_database_migrated_by_a_newer_asstctl_is_refused(postgres_url):
     import psycopg
 
