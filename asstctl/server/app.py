@@ -248,7 +248,13 @@ class ApiMiddleware:
                                        headers.get("authorization", ""), lookup)
         if isinstance(caller, APIError) or caller is projects.LOOKUP:
             return caller
-        path = scope["path"]
+        refused = self._refusal(scope["path"], caller, headers)
+        if refused is not None and caller.check is not None and not caller.check.passed:
+            return projects.LOOKUP  # a key not checked yet: looked up first (a revoked key gets its 401)
+        return refused or caller
+
+    def _refusal(self, path: str, caller: projects.Caller, headers: dict[str, str]) -> APIError | None:
+        config = self.state.config
         if path.startswith(ADMIN_PREFIXES) or path == "/v1/organization":
             if not caller.admin and (config.admin_key or path != "/metrics"):
                 return APIError(403, "This route needs the admin key of this asstctl server (asstctl serve "
@@ -265,7 +271,7 @@ class ApiMiddleware:
                 "Please try again by setting the header 'OpenAI-Beta: assistants=v2'.",
                 code="invalid_beta",
             )
-        return caller
+        return None
 
 
 API_KEY_HINT = "Use printable ASCII without spaces, e.g. `openssl rand -hex 16`."

@@ -31,7 +31,7 @@ from typing import Any
 
 from asstctl.server.errors import APIError, invalid
 from asstctl.server.http import now
-from asstctl.server.store.scope import DEFAULT_PROJECT, scoped
+from asstctl.server.store.scope import DEFAULT_PROJECT, KEY_CHECK, scoped
 
 log = logging.getLogger("asstctl.server")
 
@@ -141,19 +141,18 @@ def _same(presented: str, key: str) -> bool:
 
 
 def project_key(store, presented: str, lookup: bool = True) -> Caller | None:
-    """The project of a live project key (one read, unscoped), or None. A key known here, on a store
-    that checks keys with the request's first statement (``CHECKS_KEYS``): its caller at once, its
-    ``check`` left to that statement; unknown with ``lookup=False``: ``LOOKUP``."""
+    """The project of a live project key (one read, unscoped), or None. ``lookup=False``: a key known
+    here, on a store that checks keys with the request's first statement (``CHECKS_KEYS``), its caller
+    at once, its ``check`` left to that statement; else ``LOOKUP``."""
     hashed = key_hash(presented)
     checks = getattr(store, "CHECKS_KEYS", False)
-    known = _KNOWN.get(store, {}).get(hashed) if checks else None
-    if known is not None:
-        return Caller(known, key_id=key_id_of(hashed), check=KeyCheck(store, hashed, known))
     if not lookup:
-        return LOOKUP
+        known = _KNOWN.get(store, {}).get(hashed) if checks else None
+        return LOOKUP if known is None else Caller(known, key_id=key_id_of(hashed), check=KeyCheck(store, hashed, known))
     with scoped(None):
         record = store.get("api_key", key_id_of(hashed), None)
     if not _live(record, hashed):
+        _KNOWN.get(store, {}).pop(hashed, None)
         return None
     if checks:
         remembered = _KNOWN.setdefault(store, {})
@@ -170,11 +169,14 @@ def _live(record: dict[str, Any] | None, hashed: str) -> bool:
 
 def settle(store, check: KeyCheck) -> APIError | None:
     """The request's key check if no statement of the request ran it (the 401 to answer instead, or None)."""
+    token = KEY_CHECK.set(check)  # (whatever context the response was sent from)
     try:
         with store.sql():  # a connection from the pool: its first statement is the check
             pass
     except APIError as refused:
         return refused
+    finally:
+        KEY_CHECK.reset(token)
     return None if check.passed else _refused()
 
 
