@@ -4,9 +4,10 @@ One server, one assistant per caller; ``GET /v1/assistants/{id}`` over one keep-
 client, in alternating batches (so drift of the machine hits both sides alike), the median of the
 batches' mean times reported:
 
-- a project key (hashed, looked up in the store on every request, reads scoped by project) against the
-  server's ``--api-key`` (compared in memory, the default project), on SQLite and on PostgreSQL (a
-  throwaway cluster as in ``benchmarks.replicas``; n/a without one);
+- a project key (hashed, checked in the store on every request, reads scoped by project) against the
+  server's ``--api-key`` (compared in memory, the default project), on SQLite (a read of the key before the
+  request's) and on PostgreSQL (a throwaway cluster as in ``benchmarks.replicas``; n/a without one: the key,
+  known to the server after its first request, checked in the statement of the request's own read);
 - a server with ``--metrics`` and traces (the OpenTelemetry SDK, spans to an in-memory exporter; metrics
   only without the SDK) against the same server with its observing layer switched off between batches
   (two servers in one process differ by more than what is measured here).
@@ -55,7 +56,7 @@ def key_row(size: Size, db: str, where: str, requests: int, per_batch: int) -> R
 
 
 def postgres_key_row(size: Size, requests: int, per_batch: int) -> Row:
-    """The key's lookup is a round trip to the database here (a fresh schema of benchmarks.replicas' cluster)."""
+    """The key's check goes to the database here with the request's read (a fresh schema of benchmarks.replicas' cluster)."""
     from benchmarks.replicas import URL_ENV, drop, fresh, postgres
 
     with postgres() as base:

@@ -28,7 +28,7 @@ from asstctl.server import observability, projects
 from asstctl.server.ingestion import gate
 from asstctl.server.looplag import LoopLag
 from asstctl.server.store import BaseStore, open_store
-from asstctl.server.store.scope import PROJECT
+from asstctl.server.store.scope import KEY_CHECK, PROJECT
 
 log = logging.getLogger("asstctl.server")
 
@@ -169,13 +169,6 @@ async def _crash(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _project_key(scope) -> bool:
-    """A project key is looked up in the store (off the loop); the server's own keys are compared in memory."""
-    prefix = b"bearer " + projects.KEY_PREFIX.encode()
-    return any(name == b"authorization" and value[:len(prefix)].lower() == prefix
-               for name, value in scope.get("headers", []))
-
-
 class ApiMiddleware:
     """Pure ASGI middleware: request ids, auth, beta header, faults, latency, stats."""
 
@@ -192,7 +185,9 @@ class ApiMiddleware:
         self.state.stats[f"{method} {_route_key(path)}"] += 1
         self.state.stats["total"] += 1
 
-        async def send_with_headers(message):
+        check, refused = None, None
+
+        async def headed(message):
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -202,19 +197,35 @@ class ApiMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        async def send_with_headers(message):
+            nonlocal refused
+            if refused is None and message["type"] == "http.response.start" and check is not None \
+                    and not check.passed and message.get("status") != 401:  # no statement checked the key
+                refused = await self.state.store.call(projects.settle, self.state.store, check)
+                if refused is not None:  # revoked meanwhile: the 401 goes instead of this response
+                    return await _send_json(headed, refused)
+            if refused is None:
+                await headed(message)
+
         faults = self.state.config.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         scope["asstctl.request_id"] = request_id
-        caller = await self.state.store.call(self._admit, scope) if _project_key(scope) else self._admit(scope)
+        caller = self._admit(scope, lookup=False)
+        if caller is projects.LOOKUP:  # a project key this replica has not seen: looked up off the loop
+            caller = await self.state.store.call(self._admit, scope)
         if isinstance(caller, APIError):
             return await _send_json(send_with_headers, caller)
         scope["asstctl.project"] = caller.project
-        token = PROJECT.set(caller.project)
+        check = caller.check  # a known key on PostgreSQL: checked with the request's first statement
+        token, checking = PROJECT.set(caller.project), KEY_CHECK.set(check)
         try:
             await self._pass(scope, receive, send, send_with_headers)
         finally:
+            KEY_CHECK.reset(checking)
             PROJECT.reset(token)
+        if check is not None and refused is None and check.touch_due():  # after the response
+            await self.state.store.call(projects.touch, self.state.store, check.record)
 
     async def _pass(self, scope, receive, send, send_with_headers):
         method, path, faults = scope["method"], scope["path"], self.state.config.faults
@@ -228,15 +239,22 @@ class ApiMiddleware:
             return await _drop(send)
         return await gate(self.state, self.app, scope, receive, send_with_headers)  # waits for its files' ingestion
 
-    def _admit(self, scope) -> projects.Caller | APIError:
-        """Who the request comes from (the caller), or the error to answer it with."""
+    def _admit(self, scope, lookup: bool = True) -> projects.Caller | APIError:
+        """Who the request comes from (the caller), or the error to answer it with; ``lookup=False``
+        (on the loop): ``projects.LOOKUP`` for a project key that needs the store."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         config = self.state.config
         caller = projects.authenticate(self.state.store, config.api_key, config.admin_key,
-                                       headers.get("authorization", ""))
-        if isinstance(caller, APIError):
+                                       headers.get("authorization", ""), lookup)
+        if isinstance(caller, APIError) or caller is projects.LOOKUP:
             return caller
-        path = scope["path"]
+        refused = self._refusal(scope["path"], caller, headers)
+        if refused is not None and caller.check is not None and not caller.check.passed:
+            return projects.LOOKUP  # a key not checked yet: looked up first (a revoked key gets its 401)
+        return refused or caller
+
+    def _refusal(self, path: str, caller: projects.Caller, headers: dict[str, str]) -> APIError | None:
+        config = self.state.config
         if path.startswith(ADMIN_PREFIXES) or path == "/v1/organization":
             if not caller.admin and (config.admin_key or path != "/metrics"):
                 return APIError(403, "This route needs the admin key of this asstctl server (asstctl serve "
@@ -253,7 +271,7 @@ class ApiMiddleware:
                 "Please try again by setting the header 'OpenAI-Beta: assistants=v2'.",
                 code="invalid_beta",
             )
-        return caller
+        return None
 
 
 API_KEY_HINT = "Use printable ASCII without spaces, e.g. `openssl rand -hex 16`."

@@ -10,7 +10,11 @@ Every stored object belongs to one project (``asstctl.server.store.scope``). A c
   Administration API (``/v1/organization/...``) and reads ``/metrics``; it sees no assistant or thread.
 
 Keys are stored hashed (SHA-256 of a 192-bit random key); a key's id is derived from its hash, so a
-request costs one indexed read, and a revoked key fails on the next request on every replica. Nothing
+request costs one indexed read, and a revoked key fails on the next request on every replica. On
+PostgreSQL a key this replica has seen before (its id and project: facts that never change) is not
+looked up before the request: whether it is still live is checked with the request's first statement
+(``KeyCheck``, ``asstctl.server.store.pg_guard``), still on every request, at no round trip of its own.
+``last_used_at`` is written after the response, at most once a minute per key and replica. Nothing
 here prints or logs a key, or any part of one. Projects, service accounts and keys are documents of the
 store (kinds ``project``, ``service_account``, ``api_key``; the last two under their project).
 """
@@ -18,14 +22,16 @@ store (kinds ``project``, ``service_account``, ``api_key``; the last two under t
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 from asstctl.server.errors import APIError, invalid
 from asstctl.server.http import now
-from asstctl.server.store.scope import DEFAULT_PROJECT, scoped
+from asstctl.server.store.scope import DEFAULT_PROJECT, KEY_CHECK, scoped
 
 log = logging.getLogger("asstctl.server")
 
@@ -33,6 +39,7 @@ KEY_PREFIX = "sk-asst-"
 REDACTED = KEY_PREFIX + "****"  # what the API shows of a key: never a fragment of it
 MAX_NAME = 256
 LAST_USED_EVERY = 60  # seconds between two writes of a key's last_used_at
+MAX_KNOWN = 10_000  # keys a replica remembers (hash -> project); forgotten all at once beyond
 DEFAULT_NAME = "Default project"
 
 
@@ -43,10 +50,44 @@ class Caller:
     project: str | None
     admin: bool = False
     key_id: str | None = None
+    check: "KeyCheck | None" = field(default=None, compare=False)  # a project key's: whether it is live
 
 
 ADMIN = Caller(None, admin=True)
 DEFAULT = Caller(DEFAULT_PROJECT)
+LOOKUP = Caller(None)  # ``authenticate(lookup=False)``: a project key this replica must look up first
+_KNOWN: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()  # store -> {hash: project}
+_TOUCHED: "weakref.WeakKeyDictionary[Any, dict[str, float]]" = weakref.WeakKeyDictionary()  # store -> {key id: when}
+
+
+class KeyCheck:
+    """A project key of a request: ``statement`` reads its row, ``judge(rows)`` raises the request's 401
+    unless it is live. Run by the store with the request's first statement (``pg_guard``), or by
+    ``project_key`` (passed at once)."""
+
+    def __init__(self, store, hashed: str, project: str, record: dict[str, Any] | None = None):
+        self.store, self.hashed, self.record, self.passed = store, hashed, record, record is not None
+        self.statement = ("SELECT body FROM objects WHERE kind = 'api_key' AND parent = %s AND id = %s",
+                          (project, key_id_of(hashed)))
+
+    def judge(self, rows: list[tuple]) -> None:
+        record = json.loads(rows[0][0]) if rows else None
+        if not _live(record, self.hashed):
+            _KNOWN.get(self.store, {}).pop(self.hashed, None)
+            raise _refused()
+        self.record, self.passed = record, True
+
+    def touch_due(self) -> bool:
+        """Its ``last_used_at`` is a minute old and no write of it started here since: the caller writes it."""
+        if self.record is None:
+            return False
+        touched = _TOUCHED.setdefault(self.store, {})
+        if now() - max(self.record.get("last_used_at") or 0, touched.get(self.record["id"], 0)) < LAST_USED_EVERY:
+            return False
+        if len(touched) >= MAX_KNOWN:
+            touched.clear()
+        touched[self.record["id"]] = now()
+        return True
 
 
 def key_hash(key: str) -> str:
@@ -57,11 +98,13 @@ def key_id_of(hashed: str) -> str:
     return "key_" + hashed[:24]
 
 
-def authenticate(store, api_key: str | None, admin_key: str | None, authorization: str) -> Caller | APIError:
+def authenticate(store, api_key: str | None, admin_key: str | None, authorization: str,
+                 lookup: bool = True) -> Caller | APIError:
     """The caller behind an ``Authorization`` header, or the 401 to answer (never echoing a key).
 
     Without any server key (loopback only) every request is the default project's, except that a
-    project key still selects its project."""
+    project key still selects its project. ``lookup=False``: no store access (on the event loop);
+    ``LOOKUP`` for a project key that needs one."""
     open_server = not api_key and not admin_key
     scheme, _, presented = authorization.partition(" ")
     presented = presented.strip() if scheme.lower() == "bearer" else ""
@@ -76,11 +119,15 @@ def authenticate(store, api_key: str | None, admin_key: str | None, authorizatio
     if admin_key and _same(presented, admin_key):
         return ADMIN
     if presented.startswith(KEY_PREFIX) and len(presented) < 200:
-        found = project_key(store, presented)
+        found = project_key(store, presented, lookup)
         if found is not None:
             return found
     elif open_server:
         return DEFAULT
+    return _refused()
+
+
+def _refused() -> APIError:
     return APIError(
         401,
         "Incorrect API key provided. Use a key of this asstctl server's project (or the key it was started "
@@ -93,29 +140,55 @@ def _same(presented: str, key: str) -> bool:
     return secrets.compare_digest(presented.encode("utf-8", "surrogatepass"), key.encode())
 
 
-def project_key(store, presented: str) -> Caller | None:
-    """The project of a live project key (one read, unscoped), or None."""
+def project_key(store, presented: str, lookup: bool = True) -> Caller | None:
+    """The project of a live project key (one read, unscoped), or None. ``lookup=False``: a key known
+    here, on a store that checks keys with the request's first statement (``CHECKS_KEYS``), its caller
+    at once, its ``check`` left to that statement; else ``LOOKUP``."""
     hashed = key_hash(presented)
+    checks = getattr(store, "CHECKS_KEYS", False)
+    if not lookup:
+        known = _KNOWN.get(store, {}).get(hashed) if checks else None
+        return LOOKUP if known is None else Caller(known, key_id=key_id_of(hashed), check=KeyCheck(store, hashed, known))
     with scoped(None):
         record = store.get("api_key", key_id_of(hashed), None)
-    if record is None or not secrets.compare_digest(record.get("hash", ""), hashed):
+    if not _live(record, hashed):
+        _KNOWN.get(store, {}).pop(hashed, None)
         return None
-    if record.get("owner_project_access") != "active":
-        return None
-    if now() - (record.get("last_used_at") or 0) >= LAST_USED_EVERY:
-        _touch(store, record)
-    return Caller(record["project_id"], key_id=record["id"])
+    if checks:
+        remembered = _KNOWN.setdefault(store, {})
+        if len(remembered) >= MAX_KNOWN:
+            remembered.clear()
+        remembered[hashed] = record["project_id"]
+    return Caller(record["project_id"], key_id=record["id"], check=KeyCheck(store, hashed, record["project_id"], record))
 
 
-def _touch(store, record: dict[str, Any]) -> None:
-    """``last_used_at``, written at most once a minute per key (and replica), never failing the request."""
+def _live(record: dict[str, Any] | None, hashed: str) -> bool:
+    return (record is not None and secrets.compare_digest(record.get("hash", ""), hashed)
+            and record.get("owner_project_access") == "active")
+
+
+def settle(store, check: KeyCheck) -> APIError | None:
+    """The request's key check if no statement of the request ran it (the 401 to answer instead, or None)."""
+    token = KEY_CHECK.set(check)  # (whatever context the response was sent from)
+    try:
+        with store.sql():  # a connection from the pool: its first statement is the check
+            pass
+    except APIError as refused:
+        return refused
+    finally:
+        KEY_CHECK.reset(token)
+    return None if check.passed else _refused()
+
+
+def touch(store, record: dict[str, Any]) -> None:
+    """``last_used_at``, written after the response (``KeyCheck.touch_due``), never failing anything."""
     def used(key: dict[str, Any]) -> None:
         key["last_used_at"] = now()
 
     try:
         with scoped(None):
             store.update("api_key", record["id"], used, record["project_id"])
-    except Exception as error:  # noqa: BLE001 - a busy or read-only database: the request goes on
+    except Exception as error:  # noqa: BLE001 - a busy or read-only database: nothing else is affected
         log.warning("could not record the use of API key %s (%s)", record["id"], type(error).__name__)
 
 

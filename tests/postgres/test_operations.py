@@ -20,25 +20,38 @@ from tests.server.test_projects import ADMIN, admin_sdk, sdk
 
 
 def test_a_revoked_key_fails_at_once_on_every_replica(postgres_url, contract):
+    """Replica two has seen the keys (it checks them with each request's first statement, not before it):
+    each way that check is made fails at once, as does the lookup of a key it has not seen."""
     with start_server(postgres_url, admin_key=ADMIN) as one, start_server(postgres_url, admin_key=ADMIN) as two, \
             admin_sdk(one, contract) as admin, admin_sdk(two, contract) as admin_two:
         projects = admin.admin.organization.projects
         project = projects.create(name="shop").id
         made = projects.service_accounts.create(project, name="web").api_key
         other = projects.service_accounts.create(project, name="cron").api_key
-        on_two = sdk(two, contract, made.value)
-        cron_on_two = sdk(two, contract, other.value)
+        third, fourth = (projects.service_accounts.create(project, name=name).api_key for name in ("batch", "ops"))
+        on_two, cron_on_two, batch_on_two, ops_on_two = (sdk(two, contract, key.value) for key in (made, other, third, fourth))
         assistant = on_two.beta.assistants.create(model="gpt-4o")
         assert cron_on_two.beta.assistants.retrieve(assistant.id).id == assistant.id  # same project, other key
+        assert [a.id for a in batch_on_two.beta.assistants.list()] == [assistant.id]
+        assert ops_on_two.beta.assistants.retrieve(assistant.id).id == assistant.id
         projects.api_keys.delete(made.id, project_id=project)
         with pytest.raises(openai.AuthenticationError):  # no wait: the next request on the other replica
+            on_two.beta.assistants.retrieve(assistant.id)  # (the check and the read: one statement)
+        with pytest.raises(openai.AuthenticationError):  # (now looked up first: forgotten on failing)
             on_two.beta.assistants.list()
         assert cron_on_two.beta.assistants.retrieve(assistant.id).id == assistant.id
         admin_two.admin.organization.projects.archive(project)
+        with pytest.raises(openai.AuthenticationError):  # (a route that reads nothing: checked as it answers)
+            cron_on_two.models.list()
+        with pytest.raises(openai.AuthenticationError):  # (a write: checked before its transaction)
+            batch_on_two.beta.assistants.create(model="gpt-4o")
+        refused = httpx.get(f"{two.base_url}/assistants", headers={"Authorization": f"Bearer {fourth.value}"})
+        assert refused.status_code == 401  # (refused anyway, for its missing beta header: the key's 401 first)
         with sdk(one, contract, other.value) as cron_on_one, pytest.raises(openai.AuthenticationError):
             cron_on_one.beta.assistants.list()
-        on_two.close()
-        cron_on_two.close()
+        assert [a["id"] for a in two.state.store.all("assistant")] == [assistant.id]  # the refused write stored nothing
+        for client in (on_two, cron_on_two, batch_on_two, ops_on_two):
+            client.close()
 
 
 def test_existing_objects_move_to_the_default_project(postgres_url):

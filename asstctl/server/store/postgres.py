@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from asstctl.errors import ConfigError
-from asstctl.server.store import pg_events
+from asstctl.server.store import pg_events, pg_guard
 from asstctl.server.store.base import BaseStore, encode
 from asstctl.server.store.coordination import Coordination, Subscription, payload_of
 from asstctl.server.store.pg_schema import migrate
@@ -138,6 +138,7 @@ def shown_url(url: str) -> str:
 class PostgresStore(Coordination, BaseStore):
     backend = "postgres"
     READS_EVENTS = True
+    CHECKS_KEYS = True  # a request's project key is checked with its first statement (``pg_guard``)
 
     def __init__(self, url: str, *, pool_size: int | None = None):
         try:
@@ -164,7 +165,7 @@ class PostgresStore(Coordination, BaseStore):
         self._claimed: dict[str, str] = {}  # run id -> project, of runs just claimed
         self._queued_here = threading.Event()  # a run was queued by this process since the last claim
         self._origin = secrets.token_hex(6)  # this store's signals come back from LISTEN: skip them
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn:  # at start: no request, no key to check (pg_guard)
             migrate(conn)
         self._collect_stale()
         self._stopping = threading.Event()
@@ -221,7 +222,7 @@ class PostgresStore(Coordination, BaseStore):
             self._send(bound)
             yield bound.conn
             return
-        with self._pool.connection() as conn:
+        with pg_guard.connection(self._pool) as conn:
             yield conn
 
     @contextmanager
@@ -251,7 +252,7 @@ class PostgresStore(Coordination, BaseStore):
         kept = self._kept_here()
         if kept:  # answers kept from before: this transaction may change what they read
             kept.clear()
-        with self._pool.connection() as conn:
+        with pg_guard.connection(self._pool) as conn:
             bound = _Bound(conn, _owner())
             token = self._tx.set(bound)
             try:
@@ -365,7 +366,7 @@ class PostgresStore(Coordination, BaseStore):
             return
         kept = self._kept_here()
         if kept is not None and keys:
-            with self._pool.connection() as conn:
+            with pg_guard.connection(self._pool) as conn:
                 kept.update(zip(keys, _rows(conn, keys, list(range(len(keys))))))
 
     def read_at_commit(self, reads: list[tuple]) -> None:
@@ -392,8 +393,7 @@ class PostgresStore(Coordination, BaseStore):
         kept = self._kept_here()
         if kept and key in kept:  # read with the last commit or ahead (``reads_kept``), nothing written since
             return kept.pop(key)
-        with self._pool.connection() as conn:
-            return conn.execute(*key).fetchall()
+        return pg_guard.fetch(self._pool, key)
 
     def _exec(self, sql: str, args: tuple | list = ()) -> int:
         bound = self._bound()
@@ -402,7 +402,7 @@ class PostgresStore(Coordination, BaseStore):
         kept = self._kept_here()
         if kept:
             kept.clear()
-        with self._pool.connection() as conn:
+        with pg_guard.connection(self._pool) as conn:
             return conn.execute(sql.replace("?", "%s"), args).rowcount
 
     def _write(self, sql: str, args: tuple | list = (), kind: str | None = None) -> None:
@@ -515,7 +515,7 @@ class PostgresStore(Coordination, BaseStore):
             with self.transaction():
                 rows = self._fetch(claim[0].replace("%s", "?"), claim[1])
         else:  # the lock and the claim in one round trip: one implicit transaction, the lock held only in it
-            with self._pool.connection() as conn:
+            with pg_guard.connection(self._pool) as conn:
                 rows = _batch(conn, [LOCK, claim]).fetchall()
         for run_id, project, _ in rows:
             if project is not None:  # what the executor asks next (project_of), known now
@@ -536,7 +536,7 @@ class PostgresStore(Coordination, BaseStore):
         self._claimed.pop(run_id, None)
         if self._bound() is not None:
             return super().release_run(run_id, owner)
-        with self._pool.connection() as conn:
+        with pg_guard.connection(self._pool) as conn:
             requeued = _batch(conn, [
                 LOCK,
                 ("DELETE FROM run_queue WHERE run_id = %s AND owner = %s AND again = 0", (run_id, owner)),
@@ -570,7 +570,7 @@ class PostgresStore(Coordination, BaseStore):
             bound.events.append(event)
             bound.notes.append(note)
             return
-        with self._pool.connection() as conn:
+        with pg_guard.connection(self._pool) as conn:
             rows = _batch(conn, [LOCK, pg_events.insert([event]), ("SELECT pg_notify(%s, %s)", (CHANNEL, note))],
                           at=1).fetchall()
         pg_events.deliver(self, pg_events.chained([event], rows))

@@ -19,6 +19,8 @@ from typing import Any, Awaitable, Iterator
 DEFAULT_PROJECT = "proj_default"  # the single key of `--api-key` and every object stored before projects
 
 PROJECT: ContextVar[str | None] = ContextVar("asstctl_project", default=None)
+# the request's project key, checked with its first statement where the store can (``store.pg_guard``)
+KEY_CHECK: ContextVar[Any] = ContextVar("asstctl_key_check", default=None)
 
 
 def current() -> str | None:
