@@ -182,7 +182,7 @@ class ApiMiddleware:
         request_id = scope.get("asstctl.request_id") or "req_" + secrets.token_hex(16)  # observability may set it
         started = time.monotonic()
         method, path = scope["method"], scope["path"]
-        self.state.stats[f"{method} {_route_key(path)}"] += 1
+        self.state.stats[f"{method} {scope.get('asstctl.route') or _route_key(path)}"] += 1  # observability may set it
         self.state.stats["total"] += 1
 
         check, refused = None, None

@@ -215,6 +215,32 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     assert not turn.links  # queued by the request it is a child of
 
 
+def test_a_sampler_that_drops_every_span_leaves_requests_counted(monkeypatch):
+    """Spans the sampler drops take no attributes and reach no exporter; the request series are the same
+    whether looked up once per label set or, past the cache's bound, on every request."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from asstctl.server.observability import metrics
+
+    monkeypatch.setattr(metrics, "MAX_CACHED", 1)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with start_server(":memory:", api_key=KEY, admin_key=ADMIN, metrics=True, tracer_provider=provider) as server:
+        with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {KEY}",
+                                                             "OpenAI-Beta": "assistants=v2"}) as http:
+            answers = [http.get("/assistants").status_code for _ in range(3)]
+            answers += [http.get("/assistants/asst_missing").status_code for _ in range(2)]
+        text = httpx.get(server.base_url.removesuffix("/v1") + "/metrics",
+                         headers={"Authorization": f"Bearer {ADMIN}"}).text
+    assert answers == [200, 200, 200, 404, 404]
+    assert exporter.get_finished_spans() == ()
+    found = samples(text)
+    assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants", status="200") == 3
+    assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants/{id}", status="404") == 2
+    assert value(found, "asstctl_http_request_duration_seconds_count", route="/v1/assistants/{id}") == 2
+
+
 def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

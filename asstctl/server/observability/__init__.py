@@ -177,33 +177,23 @@ class ObservedApp:
             ready, detail = await self.observer.probes.ready()
             return await _plain(send, 200 if ready else 503, {"status": "ok" if ready else "unavailable",
                                                                "detail": detail})
-        if not self.observer.active:
+        observer = self.observer
+        if not observer.active:
             return await self.app(scope, receive, send)
-        await self._observed(scope, receive, send)
-
-    async def _observed(self, scope, receive, send):
-        observer, method, path = self.observer, scope["method"], scope["path"]
-        route, started, answered = self.route_key(path), time.monotonic(), [500]
+        method, started = scope["method"], time.monotonic()
+        route = scope["asstctl.route"] = self.route_key(path)  # the layer below groups its stats by it too
         request_id = scope["asstctl.request_id"] = "req_" + secrets.token_hex(16)
         request_token = logs.REQUEST.set(request_id)
-
-        async def capture(message):
-            if message["type"] == "http.response.start":
-                answered[0] = message["status"]
-            await send(message)
-
+        answer = _Answer(send)
         span = token = None
         if observer.tracer is not None:
-            span = tracing.start_span(observer.tracer, f"{method} {route}", {
-                "http.request.method": method, "http.route": route, "url.path": path}, server=True)
-            token = tracing.attach(span)
+            span, token = tracing.request_span(observer.tracer, method, route, path, request_id)
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, answer.send)
         finally:
-            status, elapsed = answered[0], time.monotonic() - started
+            status, elapsed = answer.status, time.monotonic() - started
             if observer.metrics is not None:
-                observer.metrics.requests.labels(method, route, str(status)).inc()
-                observer.metrics.request_seconds.labels(route).observe(elapsed)
+                observer.metrics.answered(method, route, status, elapsed)
             if observer.json_logs:
                 logs.request_line(request_id=request_id, method=method, path=path,
                                   status=status, duration_ms=round(elapsed * 1000, 1),
@@ -211,12 +201,21 @@ class ObservedApp:
                                   thread_id=_named(path, "thread_"))
             logs.REQUEST.reset(request_token)
             if span is not None:
-                span.set_attribute("http.response.status_code", status)
-                span.set_attribute("asstctl.request_id", request_id)
-                if status >= 500:
-                    tracing.failed(span, f"HTTP {status}")
-                tracing.detach(token)
-                span.end()
+                tracing.end_request(span, token, status)
+
+
+class _Answer:
+    """The status a request was answered with (500 until the response starts)."""
+
+    __slots__ = ("status", "_send")
+
+    def __init__(self, send):
+        self.status, self._send = 500, send
+
+    def send(self, message):
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        return self._send(message)  # the server's own awaitable: no coroutine of ours per message
 
 
 def _named(path: str, prefix: str) -> str | None:

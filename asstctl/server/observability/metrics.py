@@ -18,6 +18,7 @@ log = logging.getLogger("asstctl.server")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 IN_PROGRESS = '%"status": "in_progress"%'  # how a vector store file's stored body says it
+MAX_CACHED = 1_000  # label sets of answered requests whose series are kept at hand (more are looked up each time)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -45,6 +46,17 @@ class Metrics:
         self.tool_seconds = Histogram("asstctl_tool_call_duration_seconds", "Built-in tool calls (file_search, "
                                       "code_interpreter).", ["tool"], buckets=LATENCY_BUCKETS, registry=registry)
         registry.register(_Gauges(state))
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # (method, route, status) -> its series
+
+    def answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """A request answered: its count and its duration, in series looked up once per label set."""
+        series = self._answered.get((method, route, status))
+        if series is None:
+            series = self.requests.labels(method, route, str(status)), self.request_seconds.labels(route)
+            if len(self._answered) < MAX_CACHED:
+                self._answered[(method, route, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -78,40 +78,76 @@ def _otlp():
     return OTLPSpanExporter()  # endpoint, headers, timeout, certificates: OTEL_EXPORTER_OTLP_* variables
 
 
+class _Api:
+    """The OpenTelemetry names the hot paths use, imported once (the first time tracing is on), so a request
+    pays for no ``import`` statement."""
+
+    def __init__(self):
+        from opentelemetry import context, trace
+        from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode
+
+        self.attach, self.detach, self.current_span = context.attach, context.detach, trace.get_current_span
+        self.in_context, self.Link, self.NonRecordingSpan = trace.set_span_in_context, Link, NonRecordingSpan
+        self.SERVER, self.CLIENT, self.INTERNAL = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
+        self.Status, self.ERROR = Status, StatusCode.ERROR
+
+
+_api: _Api | None = None
+
+
+def api() -> _Api:
+    global _api
+    if _api is None:
+        _api = _Api()
+    return _api
+
+
 def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False,
                links: tuple = (), parent: Any = None):
     """A span; a child of ``parent`` (a span context, e.g. a request's that has ended) when given, else of
     the current span."""
-    from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, set_span_in_context
-
-    kind = SpanKind.SERVER if server else SpanKind.CLIENT if client else SpanKind.INTERNAL
-    context = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
-    return tracer.start_span(name, context=context, kind=kind, links=[Link(c) for c in links],
+    otel = _api or api()
+    kind = otel.SERVER if server else otel.CLIENT if client else otel.INTERNAL
+    context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else None
+    return tracer.start_span(name, context=context, kind=kind, links=[otel.Link(c) for c in links] if links else None,
                              attributes={k: v for k, v in attributes.items() if v is not None})
+
+
+def request_span(tracer, method: str, route: str, path: str, request_id: str) -> tuple[Any, Any]:
+    """An HTTP request's span, made the current one: (the span, the token for ``end_request``). Everything
+    it records at its start goes in one dict (one call into the SDK's attribute checks, not one per key)."""
+    otel = _api or api()
+    span = tracer.start_span(f"{method} {route}", kind=otel.SERVER, attributes={
+        "http.request.method": method, "http.route": route, "url.path": path, "asstctl.request_id": request_id})
+    return span, otel.attach(otel.in_context(span))
+
+
+def end_request(span, token, status: int) -> None:
+    otel = _api or api()
+    if span.is_recording():  # the sampler kept it (a dropped span takes no attributes)
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(otel.Status(otel.ERROR, f"HTTP {status}"))
+    otel.detach(token)
+    span.end()
 
 
 def current_context() -> Any:
     """The current span's context when one is recording (a request's span), else None."""
-    from opentelemetry import trace
-
-    span = trace.get_current_span()
+    span = (_api or api()).current_span()
     return span.get_span_context() if span.is_recording() else None
 
 
 def attach(span) -> Any:
     """Make ``span`` the current one (in this task's context); returns the token for ``detach``."""
-    from opentelemetry import context, trace
-
-    return context.attach(trace.set_span_in_context(span))
+    otel = _api or api()
+    return otel.attach(otel.in_context(span))
 
 
 def detach(token) -> None:
-    from opentelemetry import context
-
-    context.detach(token)
+    (_api or api()).detach(token)
 
 
 def failed(span, description: str) -> None:
-    from opentelemetry.trace import Status, StatusCode
-
-    span.set_status(Status(StatusCode.ERROR, description))
+    otel = _api or api()
+    span.set_status(otel.Status(otel.ERROR, description))
