@@ -3,11 +3,11 @@
 
 ``setup(state)`` builds the server's :class:`Observer` and returns its routes; ``wrap(app, state)`` is the
 outermost ASGI layer: it answers the probes (unauthenticated, before anything else, never a database
-write) and times, counts, traces and logs every other request. Runs are observed through two hooks the
+write) and times, counts, traces and logs every other request. Runs are observed through hooks the
 executor calls (``state.extra["observe_run"]`` around a turn's task, ``["observe_event"]`` per run
 event; with tracing on, ``["trace_book"]`` as a request queues a run), model calls by wrapping the engine
-(``instrument.ObservedEngine``) and built-in tool calls by wrapping the tools (``instrument.ObservedTools``). With none of the three switched on, only the probes
-cost anything.
+(``instrument.ObservedEngine``) and built-in tool calls by wrapping the tools (``instrument.ObservedTools``).
+With none of the three switched on, only the probes cost anything.
 
 May import: the store's project scope, the engine's event types (``asstctl.server.engine.base``), the root
 leaves, starlette, ``prometheus_client`` (with ``--metrics``) and OpenTelemetry (the ``otel`` extra, only

@@ -47,7 +47,7 @@ def save(store, book: dict[str, Any]) -> None:
 def traced(store, hook, run_id: str, book: dict[str, Any] | None = None) -> bool:
     """With tracing on (``hook``: ``state.extra["trace_book"]``), the span context of the request queuing the
     run written into its book (``book``, else the stored one) and saved, in the caller's transaction: True when
-    saved. Nothing otherwise (no read, no write)."""
+    saved. With tracing off, nothing (no read, no write)."""
     if hook is None or not hook(book := book if book is not None else load(store, run_id)):
         return False
     save(store, book)
