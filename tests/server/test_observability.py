@@ -23,6 +23,7 @@ from asstctl.server.engine.config import UpstreamConfig
 from asstctl.server.engine.upstream import UpstreamEngine
 from asstctl.server.replicas import CAPACITY_ENV
 from asstctl.server.retrieval.embeddings import EmbeddingsConfig
+from asstctl.server.store import open_store
 from benchmarks.embeddings_server import hashing_embedder
 from tests.pg_cluster import free_port
 from tests.retrieval.test_runs import ask, support_assistant
@@ -271,6 +272,62 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     assert [link.context.span_id for link in turns[1].links] == [submitted.context.span_id]  # what queued it
     chats = [s for s in spans if s.name == "chat gpt-4o"]
     assert sorted(c.parent.span_id for c in chats) == sorted(t.context.span_id for t in turns)
+
+
+def test_the_run_keeps_its_trace_context_only_with_tracing_on(tmp_path, contract, monkeypatch):
+    """An API-only server keeps the span context of the request that creates a run in the run's book (W3C
+    traceparent form; nothing without tracing), for the replica that will run it. One that takes runs over
+    ignores a stored value that is not a traceparent: its turn then starts a trace of its own."""
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    db, runs = str(tmp_path / "db.sqlite3"), []
+    monkeypatch.setenv(CAPACITY_ENV, "0")  # runs nothing: the runs stay queued
+    for options in ({}, {"tracer_provider": provider}):
+        with start_server(db, **options) as server, sdk(server, contract, "any") as client:
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": "hello"}])
+            run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=client.beta.assistants.create(
+                model="gpt-4o").id)
+            runs.append((run, server.state.store.get("run_state", run.id, run.id)))
+    (plain, plain_book), (traced, book) = runs
+    assert plain_book is None  # no write without tracing
+    (created,) = [s for s in exporter.get_finished_spans() if s.name == "POST /v1/threads/{id}/runs"]
+    stored = f"00-{created.context.trace_id:032x}-{created.context.span_id:016x}-01"
+    assert book["trace"] == {"created_by": stored, "queued_by": stored}
+    book["trace"] = {"created_by": stored.upper(), "queued_by": stored + "\n"}
+    store = open_store(db)
+    store.save("run_state", book, traced.id)
+    store.close()
+    monkeypatch.delenv(CAPACITY_ENV)
+    exporter.clear()
+    with start_server(db, tracer_provider=provider) as server, sdk(server, contract, "any") as client:
+        for run in (plain, traced):
+            assert client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=20).status == \
+                "completed"
+    turns = {s.attributes["asstctl.run.id"]: s for s in exporter.get_finished_spans() if s.name.startswith("invoke")}
+    assert turns.keys() == {plain.id, traced.id}
+    assert all(turn.parent is None and not turn.links for turn in turns.values())
+    assert turns[traced.id].context.trace_id != created.context.trace_id
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # the W3C Trace Context example
+
+
+@pytest.mark.parametrize("value", [TRACEPARENT, TRACEPARENT[:-2] + "00"])
+def test_a_stored_traceparent_reads_back_as_a_remote_parent(value):
+    from asstctl.server.observability import tracing
+
+    context = tracing.remote_context(value)
+    assert context.is_remote and context.is_valid and tracing.traceparent(context) == value
+
+
+@pytest.mark.parametrize("value", [
+    None, 7, {"a": 1}, "", TRACEPARENT.upper(), "01" + TRACEPARENT[2:],  # upper case, another version
+    TRACEPARENT[:3] + "0" * 32 + TRACEPARENT[35:], TRACEPARENT[:36] + "0" * 16 + TRACEPARENT[52:],  # zero ids
+    TRACEPARENT + "\n", " " + TRACEPARENT, TRACEPARENT + "-extra", "00-" + "a" * 100_000])
+def test_anything_else_stored_is_ignored(value):
+    from asstctl.server.observability import tracing
+
+    assert tracing.remote_context(value) is None
 
 
 def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch):

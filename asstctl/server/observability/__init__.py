@@ -3,11 +3,11 @@
 
 ``setup(state)`` builds the server's :class:`Observer` and returns its routes; ``wrap(app, state)`` is the
 outermost ASGI layer: it answers the probes (unauthenticated, before anything else, never a database
-write) and times, counts, traces and logs every other request. Runs are observed through two hooks the
+write) and times, counts, traces and logs every other request. Runs are observed through hooks the
 executor calls (``state.extra["observe_run"]`` around a turn's task, ``["observe_event"]`` per run
-event), model calls by wrapping the engine (``instrument.ObservedEngine``) and built-in tool calls by
-wrapping the tools (``instrument.ObservedTools``). With none of the three switched on, only the probes
-cost anything.
+event; with tracing on, ``["trace_book"]`` as a request queues a run), model calls by wrapping the engine
+(``instrument.ObservedEngine``) and built-in tool calls by wrapping the tools (``instrument.ObservedTools``).
+With none of the three switched on, only the probes cost anything.
 
 May import: the store's project scope, the engine's event types (``asstctl.server.engine.base``), the root
 leaves, starlette, ``prometheus_client`` (with ``--metrics``) and OpenTelemetry (the ``otel`` extra, only
@@ -35,7 +35,6 @@ from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
 REPLICA_ENV = "ASSTCTL_REPLICA"
 RUN_EVENT = "thread.run."
-MAX_REMEMBERED = 10_000  # runs whose creating / queuing request a turn's span may still refer to
 TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
 
 
@@ -59,8 +58,6 @@ class Observer:
         self.replica = replica_name()
         self.probes = Probes(state)  # /readyz
         self._run_spans: dict[str, Any] = {}
-        self._queued_by: dict[str, Any] = {}  # run id -> the span context of the request that queued it last
-        self._created_by: dict[str, Any] = {}  # run id -> that of the request that created it (its trace)
         self._models: set[str] = set()
 
     # -- runs (called by the executor) -----------------------------------------------------
@@ -84,10 +81,6 @@ class Observer:
         span = self._run_spans.get(run["id"])
         if span is not None:
             span.set_attribute("asstctl.run.status", status)
-        elif status == "queued" and self.tracer is not None:
-            self._remember_request(run["id"])
-        if status in TERMINAL:
-            self._created_by.pop(run["id"], None)
 
     def _project_of(self, run_id: str) -> str:
         """The project of a run whose event comes from outside a request or a turn (the expiry sweep)."""
@@ -96,23 +89,43 @@ class Observer:
         except Exception:  # noqa: BLE001 - the database is down: the event is still counted
             return DEFAULT_PROJECT
 
-    def _remember_request(self, run_id: str) -> None:
-        """The run's turns (on this replica) will be children of the request that created it, each linked
-        to the request that queued it (the create, or the submit of tool outputs): one run, one trace."""
+    def trace_book(self, book: dict[str, Any]) -> bool:
+        """(``state.extra["trace_book"]``, tracing on.) A request queues the run (its create, a submit of tool
+        outputs): its span context goes in the run's book (``trace``: ``created_by``, kept from the first,
+        and ``queued_by``), which the executor saves in the request's transaction, so whichever replica runs
+        the turn continues the run's trace. False (nothing to save) when no request span records."""
         context = tracing.current_context()
-        if context is not None:
-            for remembered in (self._queued_by, self._created_by):
-                if len(remembered) >= MAX_REMEMBERED and run_id not in remembered:
-                    remembered.pop(next(iter(remembered)))
-            self._queued_by[run_id] = context
-            self._created_by.setdefault(run_id, context)
+        if context is None:
+            return False
+        queued_by, trace = tracing.traceparent(context), book.get("trace")
+        created_by = trace.get("created_by") if isinstance(trace, dict) else None
+        book["trace"] = {"created_by": created_by if tracing.remote_context(created_by) else queued_by,
+                         "queued_by": queued_by}
+        return True
 
-    async def run_turn(self, run_id: str, work) -> Any:
-        """The task of one run turn: its span (the parent of its model and tool calls' spans)."""
+    def _turn_facts(self, run_id: str, book_read: tuple) -> tuple[dict[str, Any], Any, Any]:
+        """The run and the span contexts of the requests that created it and queued this turn (its book's
+        ``trace``, each validated; None when missing or malformed): both read in one round trip."""
+        store = self.state.store
+        with store.reads_kept():
+            store.read_ahead([("get", "run", run_id, None), book_read])
+            run, book = store.get("run", run_id) or {}, store.get(*book_read[1:]) or {}
+        trace = book.get("trace") if isinstance(book.get("trace"), dict) else {}
+        return run, tracing.remote_context(trace.get("created_by")), tracing.remote_context(trace.get("queued_by"))
+
+    async def run_turn(self, run_id: str, work, book_read: tuple) -> Any:
+        """The task of one run turn: its span (the parent of its model and tool calls' spans), a child of the
+        request that created the run, linked to the one that queued the turn (``trace_book``); ``book_read``
+        names the read of the run's book (``store.read_ahead``)."""
         if self.tracer is None:
             return await work
-        run = self.state.store.get("run", run_id) or {}
-        parent, queued_by = self._created_by.get(run_id), self._queued_by.pop(run_id, None)
+        try:
+            run, parent, queued_by = await self.state.store.call(self._turn_facts, run_id, book_read)
+        except Exception:  # noqa: BLE001 - the database: the turn meets it too, and fails the run its own way
+            run, parent, queued_by = {}, None, None
+        except BaseException:  # cancelled before the turn began
+            work.close()
+            raise
         span = tracing.start_span(self.tracer, f"invoke_agent {run.get('assistant_id') or ''}".strip(), {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.get("assistant_id"),
             "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
@@ -150,6 +163,8 @@ def setup(state: Any) -> list[Route]:
         return []
     state.extra["observe_event"] = observer.run_event
     state.extra["observe_run"] = observer.run_turn
+    if observer.tracer is not None:
+        state.extra["trace_book"] = observer.trace_book
     if observer.metrics is not None or observer.tracer is not None:
         state.engine = ObservedEngine(state.engine, observer)
         state.extra["tools"] = ObservedTools(observer)

@@ -7,7 +7,8 @@ or with a ``tracer_provider`` in the server's config (tests: the SDK's in-memory
 
 Spans: one per HTTP request (``GET /v1/threads/{id}``), one per run turn (``invoke_agent``: a child of the
 request that created the run, so a run with function-tool rounds is one trace, and linked to the request
-that queued the turn, e.g. the submit of tool outputs; both when the same replica runs it), children of
+that queued the turn, e.g. the submit of tool outputs: their span contexts are kept with the run, as W3C
+``traceparent`` strings, so the replica that runs the turn may be another one), children of
 it per model call (``chat {model}``, with the ``gen_ai.*`` attributes of the OpenTelemetry semantic
 conventions for generative AI) and per built-in tool call (``execute_tool file_search`` is retrieval,
 ``execute_tool code_interpreter`` the sandbox). Prompt and completion text is recorded only with
@@ -17,12 +18,14 @@ conventions for generative AI) and per built-in tool call (``execute_tool file_s
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from asstctl.errors import ConfigError
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ON_ENVS = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # W3C Trace Context, version 00
 
 
 def wanted() -> bool:
@@ -84,12 +87,13 @@ class _Api:
 
     def __init__(self):
         from opentelemetry import context, trace
-        from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode
+        from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         self.attach, self.detach, self.current_span = context.attach, context.detach, trace.get_current_span
         self.in_context, self.Link, self.NonRecordingSpan = trace.set_span_in_context, Link, NonRecordingSpan
         self.SERVER, self.CLIENT, self.INTERNAL = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
         self.Status, self.ERROR = Status, StatusCode.ERROR
+        self.SpanContext, self.TraceFlags = SpanContext, TraceFlags
 
 
 _api: _Api | None = None
@@ -136,6 +140,22 @@ def current_context() -> Any:
     """The current span's context when one is recording (a request's span), else None."""
     span = (_api or api()).current_span()
     return span.get_span_context() if span.is_recording() else None
+
+
+def traceparent(context) -> str:
+    """A span context as a W3C ``traceparent`` string (``00-<trace id>-<span id>-<flags>``)."""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags) & 1:02x}"
+
+
+def remote_context(value: Any) -> Any:
+    """The (remote) span context a stored ``traceparent`` names, or None for anything else: another version,
+    upper case, the all-zero ids the W3C forbids, a value that is not a string."""
+    found = TRACEPARENT.fullmatch(value) if isinstance(value, str) else None
+    if found is None or not int(found[1], 16) or not int(found[2], 16):
+        return None
+    otel = _api or api()
+    return otel.SpanContext(int(found[1], 16), int(found[2], 16), is_remote=True,
+                            trace_flags=otel.TraceFlags(int(found[3], 16) & otel.TraceFlags.SAMPLED))
 
 
 def attach(span) -> Any:

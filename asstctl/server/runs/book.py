@@ -5,7 +5,8 @@ Fields: ``calls`` (model calls made), ``usage`` (summed over those calls), ``ste
 the number of the model call that produced it), ``builtin`` (call id -> the function name,
 arguments and output of a built-in tool call, as the model saw them), ``sources`` /
 ``images`` / ``written`` (what built-in tools gave the final message: citation sources, image
-file ids, written files) and ``include`` (the run request's ``include[]``).
+file ids, written files), ``include`` (the run request's ``include[]``) and, with tracing on, ``trace``
+(the requests that created the run and queued its turn: ``asstctl.server.observability``, ``trace_book``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def _filled(book: dict[str, Any]) -> dict[str, Any]:
 
 def save(store, book: dict[str, Any]) -> None:
     store.save(KIND, book, book["id"])
+
+
+def traced(store, hook, run_id: str, book: dict[str, Any] | None = None) -> bool:
+    """With tracing on (``hook``: ``state.extra["trace_book"]``), the span context of the request queuing the
+    run written into its book (``book``, else the stored one) and saved, in the caller's transaction: True when
+    saved. With tracing off, nothing (no read, no write)."""
+    if hook is None or not hook(book := book if book is not None else load(store, run_id)):
+        return False
+    save(store, book)
+    return True
 
 
 def usage(book: dict[str, Any]) -> dict[str, int]:

@@ -124,15 +124,20 @@ class RunExecutor(ReplicaHooks):
                     self.emit(begun["run"], "thread.run.in_progress", begun["run"])
             else:
                 self._schedule(run["id"])
-            if include or book["calls"]:
+            if not books.traced(self.store, self.state.extra.get("trace_book"), run["id"], book) and (
+                    include or book["calls"]):
                 books.save(self.store, book)
 
     def submit_outputs(self, run_id: str, outputs: dict[str, str]) -> dict:
         """Answer the pending tool calls (the route checked them) and put the run back in the queue."""
         self.ensure_started()
         self._watch(run_id)
+        trace = self.state.extra.get("trace_book")
         with self.store.transaction():
             run = self._run(run_id)
+            if trace is not None:  # tracing: the request's span context goes in the book (read with the steps)
+                self.store.read_ahead([books.reading(run_id), ("all", "step", run_id)])
+                books.traced(self.store, trace, run_id)
             step = self._pending_tool_step(run)
             if step is not None:
                 self._complete_tool_step(run, step, outputs)
@@ -197,7 +202,7 @@ class RunExecutor(ReplicaHooks):
             return
         work, observe = self._turn(run_id), self.state.extra.get("observe_run")
         if observe is not None:
-            work = observe(run_id, work)
+            work = observe(run_id, work, books.reading(run_id))
         # The turn works in the run's project, whoever claimed it (asstctl.server.store.scope); a run begun
         # as it was created brings it along (no read).
         begun = self._begun.get(run_id)
