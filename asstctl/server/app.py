@@ -214,6 +214,8 @@ class ApiMiddleware:
         caller = self._admit(scope, lookup=False)
         if caller is projects.LOOKUP:  # a project key this replica has not seen: looked up off the loop
             caller = await self.state.store.call(self._admit, scope)
+            if caller is projects.LOOKUP:  # (a looked-up key never asks for another lookup: fail closed)
+                caller = projects.refused()
         if isinstance(caller, APIError):
             return await _send_json(send_with_headers, caller)
         scope["asstctl.project"] = caller.project
@@ -224,6 +226,8 @@ class ApiMiddleware:
         finally:
             KEY_CHECK.reset(checking)
             PROJECT.reset(token)
+            if check is not None and not check.passed:  # refused (or never checked): no project to log
+                scope["asstctl.project"] = None
         if check is not None and refused is None and check.touch_due():  # after the response
             await self.state.store.call(projects.touch, self.state.store, check.record)
 

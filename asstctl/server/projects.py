@@ -55,7 +55,8 @@ class Caller:
 
 ADMIN = Caller(None, admin=True)
 DEFAULT = Caller(DEFAULT_PROJECT)
-LOOKUP = Caller(None)  # ``authenticate(lookup=False)``: a project key this replica must look up first
+LOOKUP: Any = object()  # ``authenticate(lookup=False)``: a project key this replica must look up first
+# (not a Caller: a Caller of project None would read every project's objects)
 _KNOWN: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()  # store -> {hash: project}
 _TOUCHED: "weakref.WeakKeyDictionary[Any, dict[str, float]]" = weakref.WeakKeyDictionary()  # store -> {key id: when}
 
@@ -74,7 +75,7 @@ class KeyCheck:
         record = json.loads(rows[0][0]) if rows else None
         if not _live(record, self.hashed):
             _KNOWN.get(self.store, {}).pop(self.hashed, None)
-            raise _refused()
+            raise refused()
         self.record, self.passed = record, True
 
     def touch_due(self) -> bool:
@@ -124,10 +125,10 @@ def authenticate(store, api_key: str | None, admin_key: str | None, authorizatio
             return found
     elif open_server:
         return DEFAULT
-    return _refused()
+    return refused()
 
 
-def _refused() -> APIError:
+def refused() -> APIError:
     return APIError(
         401,
         "Incorrect API key provided. Use a key of this asstctl server's project (or the key it was started "
@@ -173,11 +174,11 @@ def settle(store, check: KeyCheck) -> APIError | None:
     try:
         with store.sql():  # a connection from the pool: its first statement is the check
             pass
-    except APIError as refused:
-        return refused
+    except APIError as error:
+        return error
     finally:
         KEY_CHECK.reset(token)
-    return None if check.passed else _refused()
+    return None if check.passed else refused()
 
 
 def touch(store, record: dict[str, Any]) -> None:
