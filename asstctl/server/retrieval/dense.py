@@ -14,13 +14,20 @@ vectors). The bump locks the store's generation row until the commit, so generat
 committed in order: a process that has seen generation ``g`` has seen every change up to ``g``.
 A search that finds the generation moved reads only the files stamped after the one its matrix
 holds, marks their old rows dead and appends their current rows (``Loaded.changed``); deleting a
-store leaves a reset stamp (the file id ``''``) that makes every holder reload. A matrix is read
-whole only on first use. (sqlite-vec would be the in-database alternative, but the Python on
-these machines is built without ``enable_load_extension``, so SQLite cannot load it.)
+store leaves a reset stamp (the file id ``''``) that makes every holder reload; an add that takes
+over chunk ids of another file stamps that file too. A matrix is read whole only on first use, or
+when the stamps cannot tell what changed: older asstctl (before the stamps) bumps the generation
+without stamping, so each bump here also records whether it follows one of those (``stamped``:
+the generation this code's last bump reached; ``unstamped_upto``: the last one older code
+reached), and a matrix older than ``unstamped_upto``, or behind the generation while older code
+made the last bump, is read whole. So is one whose generation went down (older code deletes a
+store's row). (sqlite-vec would be the in-database alternative, but the Python on these machines
+is built without ``enable_load_extension``, so SQLite cannot load it.)
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Protocol
 
@@ -35,7 +42,8 @@ CREATE TABLE IF NOT EXISTS retrieval_vectors (
     vec BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS retrieval_vectors_file ON retrieval_vectors (store_id, file_id);
-CREATE TABLE IF NOT EXISTS retrieval_generation (store_id TEXT PRIMARY KEY, gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS retrieval_generation (store_id TEXT PRIMARY KEY, gen INTEGER NOT NULL, stamped INTEGER,
+                                                 unstamped_upto INTEGER);
 CREATE TABLE IF NOT EXISTS retrieval_changes (
     store_id TEXT NOT NULL,
     file_id TEXT NOT NULL,
@@ -46,8 +54,14 @@ CREATE INDEX IF NOT EXISTS retrieval_changes_gen ON retrieval_changes (store_id,
 """
 
 RESET = ""  # the file id of the stamp a deleted store leaves: every matrix of it is reloaded
-BUMP = ("INSERT INTO retrieval_generation (store_id, gen) VALUES (?, 1) "
-        "ON CONFLICT (store_id) DO UPDATE SET gen = retrieval_generation.gen + 1")
+# ``stamped``: the generation this code's last bump reached (so ``stamped != gen``: the last bump
+# came from older code, which stamps nothing); ``unstamped_upto``: the last generation reached by
+# such a bump. Both NULL in rows made by older code, which leaves them alone (module docstring).
+BUMP = ("INSERT INTO retrieval_generation (store_id, gen, stamped) VALUES (?, 1, 1) "
+        "ON CONFLICT (store_id) DO UPDATE SET "
+        "unstamped_upto = CASE WHEN coalesce(retrieval_generation.stamped, -1) <> retrieval_generation.gen "
+        "THEN retrieval_generation.gen ELSE retrieval_generation.unstamped_upto END, "
+        "gen = retrieval_generation.gen + 1, stamped = retrieval_generation.gen + 1")
 STAMP = ("INSERT INTO retrieval_changes (store_id, file_id, gen) SELECT ?, ?, gen FROM retrieval_generation "
          "WHERE store_id = ? ON CONFLICT (store_id, file_id) DO UPDATE SET gen = excluded.gen")
 
@@ -81,10 +95,17 @@ class MatrixSearch:
 
     # ------------------------------------------------------------------ writes (inside a transaction)
 
-    def _changed(self, store_id: str, file_id: str) -> None:
-        """Bump the store's generation and stamp ``file_id`` with it."""
-        self.store._write(BUMP, (store_id,))
-        self.store._write(STAMP, (store_id, file_id, store_id))
+    def _changed(self, store_id: str, file_id: str, displaced: list[tuple] = ()) -> None:
+        """Bump the store's generation and stamp ``file_id`` with it; and the files ``displaced``
+        (``(store id, file id)``: whose rows an add took over by chunk id) in theirs, stores in
+        order (a lock order for the generation rows)."""
+        files: dict[str, set[str]] = {store_id: {file_id}}
+        for other_store, other_file in displaced:
+            files.setdefault(other_store, set()).add(other_file)
+        for changed_store in sorted(files):
+            self.store._write(BUMP, (changed_store,))
+            for changed_file in sorted(files[changed_store]):
+                self.store._write(STAMP, (changed_store, changed_file, changed_store))
 
     def remove(self, store_id: str, file_id: str) -> None:
         with self.store.transaction():
@@ -99,9 +120,16 @@ class MatrixSearch:
 
     # ------------------------------------------------------------------ reads
 
-    def _generation(self, store_id: str) -> int:
-        rows = self.store._fetch("SELECT gen FROM retrieval_generation WHERE store_id = ?", (store_id,))
-        return rows[0][0] if rows else 0
+    def _generation(self, store_id: str) -> tuple[int, int]:
+        """(the store's generation, the least generation from which a matrix may be refreshed by
+        the stamps): the generation itself when older code made the last change (it stamps
+        nothing), else the last one older code reached (0: none)."""
+        rows = self.store._fetch("SELECT gen, stamped, unstamped_upto FROM retrieval_generation WHERE store_id = ?",
+                                 (store_id,))
+        if not rows:
+            return 0, 0
+        gen, stamped, unstamped_upto = rows[0]
+        return gen, gen if stamped != gen else (unstamped_upto or 0)
 
     def _changed_since(self, store_id: str, gen: int) -> list[str]:
         return [r[0] for r in self.store._fetch("SELECT file_id FROM retrieval_changes WHERE store_id = ? AND gen > ?",
@@ -143,26 +171,29 @@ class MatrixSearch:
 
     def _matrix(self, store_id: str, model: str) -> Loaded:
         """A store's matrix (``dense_matrix.Loaded``) at the store's current generation or later."""
-        gen = self._generation(store_id)
+        gen, _ = self._generation(store_id)
         key = (store_id, model)
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached.gen == gen:
             return cached
         with self._refreshing:
+            # read again: another thread may have refreshed past what this one read; a cache beyond
+            # this read means the generation went down (older code deletes a store's row)
+            gen, stamped_from = self._generation(store_id)
             with self._lock:
                 cached = self._cache.get(key)
             if cached is not None and cached.gen == gen:
                 return cached
             fresh = None
-            if cached is not None and self.incremental and cached.gen < gen:
+            if cached is not None and self.incremental and stamped_from <= cached.gen < gen:
                 changed = self._changed_since(store_id, cached.gen)
                 if RESET not in changed and len(changed) <= max(256, len(cached.by_file) // 2):  # (else: read whole)
                     rows = self._rows(store_id, model, changed) if changed else []
                     with self._lock:
                         del self._cache[key]  # (``changed`` updates what snapshots share: gone if it fails)
                     fresh = cached.changed(gen, changed, rows)
-            if fresh is None:  # first use, a deleted store, or vectors of another width
+            if fresh is None:  # first use, a deleted store, vectors of another width, or changes left unstamped
                 rows = self._rows(store_id, model)
                 fresh = loaded(gen, rows) if rows else empty(gen)
             with self._lock:
@@ -194,16 +225,30 @@ class SqliteDenseIndex(MatrixSearch):
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            have = {row[1] for row in db.execute("PRAGMA table_info(retrieval_generation)")}
+            for column in ("stamped", "unstamped_upto"):  # (a table made by older code lacks them)
+                if column not in have:
+                    try:
+                        db.execute(f"ALTER TABLE retrieval_generation ADD COLUMN {column} INTEGER")
+                    except sqlite3.OperationalError as exc:
+                        if "duplicate column" not in str(exc):  # (else: another process added it meanwhile)
+                            raise
 
     def add(self, store_id: str, file_id: str, model: str, chunk_ids: list[int], vectors: list[list[float]]) -> None:
         import numpy as np
 
         with self.store.transaction(), self.store.sql() as db:
+            displaced: list[tuple] = []  # files whose rows these chunk ids replace
+            for start in range(0, len(chunk_ids), 500):  # under SQLite's limit of bound parameters
+                part = chunk_ids[start:start + 500]
+                displaced += db.execute(f"SELECT DISTINCT store_id, file_id FROM retrieval_vectors WHERE id IN "
+                                        f"({', '.join('?' * len(part))}) AND (store_id <> ? OR file_id <> ?)",
+                                        (*part, store_id, file_id)).fetchall()
             for chunk_id, vector in zip(chunk_ids, vectors):
                 blob = np.asarray(vector, dtype=np.float32).tobytes()
                 db.execute("INSERT OR REPLACE INTO retrieval_vectors (id, store_id, file_id, model, vec) VALUES (?, ?, ?, ?, ?)",
                            (chunk_id, store_id, file_id, model, blob))
-            self._changed(store_id, file_id)
+            self._changed(store_id, file_id, displaced)
 
     def _rows(self, store_id: str, model: str, file_ids: list[str] | None = None) -> list[tuple]:
         sql = "SELECT id, file_id, vec FROM retrieval_vectors WHERE store_id = ? AND model = ?"

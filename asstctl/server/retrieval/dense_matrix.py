@@ -12,7 +12,8 @@ time the snapshot is rearranged in memory, without reading the database:
 - compacted when a quarter of its rows are dead, or its tails hold more than a quarter of its rows
   (at least ``TAIL_ROWS``) or ``MAX_TAILS`` blocks: the live rows in one base, in cluster order;
 - clustered again (k-means, ``ivf.build``) when the store reaches ``ivf.IVF_FROM`` live vectors,
-  or has doubled since its clusters were trained.
+  or has doubled since its clusters were trained; unclustered (exact, as a fresh read) when it
+  falls below ``ivf.IVF_FROM``.
 
 So memory stays within a third above the live vectors (dead rows at most a quarter of all), and
 a search scores the probed clusters' rows of the base and of every tail.
@@ -111,8 +112,8 @@ class Loaded:
         live, tail = snap.rows - dead, snap.rows - len(snap.base)
         if (snap.clusters is None and live >= ivf.IVF_FROM) or (snap.clusters is not None and live >= REGROW * snap.trained):
             return _rebuilt(snap, train=True)
-        if (dead > DEAD_SHARE * snap.rows or len(snap.tails) > MAX_TAILS
-                or tail > max(TAIL_ROWS, TAIL_SHARE * snap.rows)):
+        if (dead > DEAD_SHARE * snap.rows or len(snap.tails) > MAX_TAILS or tail > max(TAIL_ROWS, TAIL_SHARE * snap.rows)
+                or (snap.clusters is not None and live < ivf.IVF_FROM)):  # (rebuilt without clusters: exact)
             return _rebuilt(snap, train=False)
         return snap
 

@@ -32,15 +32,19 @@ class PostgresDenseIndex(MatrixSearch):
         if not chunk_ids:
             return
         blobs = [np.asarray(vector, dtype=np.float32).tobytes() for vector in vectors]
+        ids = list(chunk_ids[: len(blobs)])
         with self.store.transaction():
-            self.store._exec(
+            displaced = self.store._fetch(  # the files whose rows these chunk ids take over (sent with BEGIN)
+                "SELECT DISTINCT store_id, file_id FROM retrieval_vectors WHERE id = ANY(?::bigint[]) "
+                "AND (store_id <> ? OR file_id <> ?)", ("{" + ",".join(str(int(i)) for i in ids) + "}", store_id, file_id))
+            self.store._write(  # (queued: sent with the commit)
                 "INSERT INTO retrieval_vectors (id, store_id, file_id, model, vec) "
                 "SELECT t.id, ?, ?, ?, t.vec FROM unnest(?::bigint[], ?::bytea[]) AS t(id, vec) "
                 "ON CONFLICT (id) DO UPDATE SET store_id = EXCLUDED.store_id, file_id = EXCLUDED.file_id, "
                 "model = EXCLUDED.model, vec = EXCLUDED.vec",
-                (store_id, file_id, model, list(chunk_ids[: len(blobs)]), blobs),
+                (store_id, file_id, model, ids, blobs),
             )
-            self._changed(store_id, file_id)
+            self._changed(store_id, file_id, displaced)
 
     def _rows(self, store_id: str, model: str, file_ids: list[str] | None = None) -> list[tuple]:
         sql = "SELECT id, file_id, vec FROM retrieval_vectors WHERE store_id = ? AND model = ?"

@@ -83,11 +83,14 @@ MIGRATIONS: list[str] = [
     CREATE TABLE retrieval_terms (lexeme text PRIMARY KEY, chunks bigint NOT NULL);
     INSERT INTO retrieval_terms (lexeme, chunks) SELECT word, ndoc FROM ts_stat('SELECT tsv FROM retrieval_chunks');
     """,
-    # 5: the generation that last changed each file's vectors (asstctl.server.retrieval.dense: matrices refreshed by what changed)
+    # 5: the generation that last changed each file's vectors (asstctl.server.retrieval.dense: matrices refreshed by what
+    # changed), and which generations a replica on older code reached (it bumps without stamping; NULL: it leaves them)
     """
     CREATE TABLE retrieval_changes (store_id text NOT NULL, file_id text NOT NULL, gen bigint NOT NULL,
                                     PRIMARY KEY (store_id, file_id));
     CREATE INDEX retrieval_changes_gen ON retrieval_changes (store_id, gen);
+    ALTER TABLE retrieval_generation ADD COLUMN IF NOT EXISTS stamped bigint,
+                                     ADD COLUMN IF NOT EXISTS unstamped_upto bigint;
     """,
 ]
 
