@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 
 import pytest
 
@@ -42,7 +43,9 @@ def test_total_disk_beyond_the_cap_ends_the_largest_session(make_sandbox):
         assert sandbox.run(key, WRITE.format(mb=6, seconds=0)).logs == "written\n"
     largest = sandbox.run("c", WRITE.format(mb=12, seconds=5))
     assert largest.failure == "crashed" and "--code-max-total-disk-mb" in largest.logs
-    assert "disk space (/mnt/data, /tmp, /dev/shm)" in largest.logs and "largest (12 MB)" in largest.logs
+    assert "disk space (/mnt/data, /tmp, /dev/shm)" in largest.logs
+    # (seen when over the cap: 12 MB once written, or 7 to 11 MB while it writes on a loaded machine)
+    assert 6 < int(re.search(r"the largest \((\d+) MB\)", largest.logs).group(1)) <= 12, largest.logs
     assert sandbox.run("b", "import os; os.path.getsize('/mnt/data/blob')").logs == f"{6 * 2 ** 20}\n"
 
 

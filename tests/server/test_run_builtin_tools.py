@@ -11,6 +11,7 @@ import json
 import re
 import time
 
+import openai
 import pytest
 
 from asstctl.server.runs.builtin import lenient_object
@@ -151,7 +152,11 @@ def test_a_cancel_during_a_code_interpreter_call_reaches_cancelled_within_a_seco
             assert time.monotonic() < deadline, "the code_interpreter step never began"
             time.sleep(0.02)
         time.sleep(delay)
-        sdk.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+        try:
+            sdk.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+        except openai.BadRequestError as error:  # a loaded machine: the cell and the answer were quicker
+            assert "Cannot cancel run with status 'completed'" in str(error), error
+            continue
         began = time.monotonic()
         while (status := sdk.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status) not in (
                 "cancelled", "completed"):
