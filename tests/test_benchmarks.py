@@ -9,6 +9,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from benchmarks import run_all
 from benchmarks.common import SIZES
 from benchmarks.reconcile import plan_rows
@@ -18,6 +20,7 @@ from benchmarks.startup import import_chain
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.timeout(300)  # six benchmarks in one test: 29 s idle, past 120 s at load 10 (not a hang)
 def test_every_benchmark_runs_at_the_small_size():
     rows = run_all(SIZES["small"], ["plan", "apply", "turn", "startup", "upstream", "sandbox"])  # retrieval: tests/retrieval/test_benchmark.py; replicas: below
     names = [row.name for row in rows]
