@@ -253,3 +253,27 @@ def test_chunk_ids_taken_over_by_another_file_leave_the_first(two_replicas):
     same_answers(reader, two_replicas[1], queries)
     snap = reader._cache[("vs", "m")]
     assert sorted(snap.ids[~snap.dead].tolist()) == [9, 10, 12]
+
+
+def test_the_matrices_kept_stay_within_the_budget_least_recently_searched_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSTCTL_DENSE_CACHE_MB", "1")  # one of these stores (600 rows x 256 floats: 0.65 MB)
+    store = open_store(str(tmp_path / "budget.sqlite3"))
+    try:
+        index = dense_index(store)
+        rng = np.random.default_rng(9)
+        data = {name: rng.standard_normal((600, 256)).astype(np.float32) for name in ("a", "b", "c")}
+        for name, rows in data.items():
+            index.add(name, "f", "m", list(range(ord(name) * 1000, ord(name) * 1000 + 600)), rows.tolist())
+        for name in ("a", "b", "c", "a"):
+            assert index.search([name], None, "m", data[name][7].tolist(), 1)[0][0] == ord(name) * 1000 + 7
+        assert list(index._cache) == [("a", "m")]  # two would not fit: only the latest is kept
+        monkeypatch.setattr(index, "_budget", 4 << 20)
+        for name in ("b", "c"):
+            index.search([name], None, "m", data[name][0].tolist(), 1)
+        assert list(index._cache) == [("a", "m"), ("b", "m"), ("c", "m")]
+        index.search(["a"], None, "m", data["a"][0].tolist(), 1)  # searched again: the most recent
+        assert list(index._cache)[-1] == ("a", "m")
+        index.remove_store("b")
+        assert ("b", "m") not in index._cache and index.search(["b"], None, "m", data["b"][0].tolist(), 1) == []
+    finally:
+        store.close()

@@ -27,11 +27,24 @@ is built without ``enable_load_extension``, so SQLite cannot load it.)
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from typing import Protocol
 
 from asstctl.server.retrieval.dense_matrix import Loaded, empty, loaded
+
+CACHE_ENV = "ASSTCTL_DENSE_CACHE_MB"  # the matrices a process keeps in memory, all stores together
+
+
+def cache_budget() -> int:
+    """Bytes of matrices kept (least recently searched stores go first; default 1024 MB)."""
+    try:
+        return max(1, int(os.environ.get(CACHE_ENV, "") or 1024)) << 20
+    except ValueError:
+        return 1024 << 20
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS retrieval_vectors (
@@ -89,7 +102,9 @@ class MatrixSearch:
     def __init__(self, store, *, incremental: bool = True):
         self.store = store
         self.incremental = incremental
-        self._cache: dict[tuple[str, str], Loaded] = {}
+        # (store, model) -> matrix, least recently searched first, at most ``cache_budget()`` bytes in all
+        self._cache: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
+        self._budget = cache_budget()
         self._lock = threading.Lock()  # the cache dict
         self._refreshing = threading.Lock()  # one refresh at a time (a second waits, then finds it done)
 
@@ -117,6 +132,19 @@ class MatrixSearch:
             self.store._exec("DELETE FROM retrieval_vectors WHERE store_id = ?", (store_id,))
             self.store._exec("DELETE FROM retrieval_changes WHERE store_id = ?", (store_id,))
             self._changed(store_id, RESET)
+        with self._lock:  # its matrices here (other processes drop theirs as the budget needs room)
+            for key in [key for key in self._cache if key[0] == store_id]:
+                del self._cache[key]
+
+    def _keep(self, key: tuple[str, str], matrix: Loaded) -> None:
+        """Cache ``matrix`` as the most recent; the least recently searched go while over the budget."""
+        with self._lock:
+            self._cache[key] = matrix
+            self._cache.move_to_end(key)
+            total = sum(kept.nbytes for kept in self._cache.values())
+            while total > self._budget and len(self._cache) > 1:
+                _, gone = self._cache.popitem(last=False)
+                total -= gone.nbytes
 
     # ------------------------------------------------------------------ reads
 
@@ -175,6 +203,8 @@ class MatrixSearch:
         key = (store_id, model)
         with self._lock:
             cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
         if cached is not None and cached.gen == gen:
             return cached
         with self._refreshing:
@@ -191,13 +221,12 @@ class MatrixSearch:
                 if RESET not in changed and len(changed) <= max(256, len(cached.by_file) // 2):  # (else: read whole)
                     rows = self._rows(store_id, model, changed) if changed else []
                     with self._lock:
-                        del self._cache[key]  # (``changed`` updates what snapshots share: gone if it fails)
+                        self._cache.pop(key, None)  # (``changed`` updates what snapshots share: gone if it fails)
                     fresh = cached.changed(gen, changed, rows)
             if fresh is None:  # first use, a deleted store, vectors of another width, or changes left unstamped
                 rows = self._rows(store_id, model)
                 fresh = loaded(gen, rows) if rows else empty(gen)
-            with self._lock:
-                self._cache[key] = fresh
+            self._keep(key, fresh)
             return fresh
 
 

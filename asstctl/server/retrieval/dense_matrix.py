@@ -51,6 +51,12 @@ class Loaded:
     def rows(self) -> int:
         return len(self.ids)
 
+    @property
+    def nbytes(self) -> int:
+        """About what the snapshot holds in memory (the vectors, ids and flags; 64 bytes per file id)."""
+        size = getattr(self.base, "nbytes", 0) + getattr(self.ids, "nbytes", 0) + getattr(self.dead, "nbytes", 0)
+        return size + sum(getattr(block, "nbytes", 0) for block, _ in self.tails) + 64 * len(self.files)
+
     def scores(self, query):
         """(rows, cosine scores) of the rows worth scoring for unit ``query`` (dead rows: ``-inf``)."""
         import numpy as np
