@@ -216,3 +216,24 @@ def test_shape_and_learn_round_trip():
     assert dialects.learn("the stop parameter is not supported", {**sent, "top_p": 1}, start) is None
     assert dialects.learn("Input should be a valid string", sent, dialects.PROFILES["openai"]) is None
     assert body["messages"][1]["content"] is None  # the canonical request is never changed
+
+
+def test_what_is_learned_is_remembered_for_a_bounded_number_of_models(contract, monkeypatch):
+    """Any model name a client sends may be learned: the oldest goes past MAX_LEARNED (learned again if asked)."""
+    from asstctl.server.engine import upstream as upstream_engine
+
+    monkeypatch.setattr(upstream_engine, "MAX_LEARNED", 1)
+    with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
+            make_client(server, contract) as sdk:
+        bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.")
+        thread = sdk.beta.threads.create()
+        refusals = []
+        for model in ("local-a", "local-b", "local-b", "local-a"):
+            upstream.queue(Text('{"city": "Paris"}'))
+            run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, model=model,
+                                                        response_format=CITY, poll_interval_ms=10)
+            assert run.status == "completed", run.last_error
+            refusals.append(upstream.refusals)
+    assert refusals == [1, 2, 2, 3]  # local-b remembered; local-a forgotten when local-b was learned
+    assert not upstream.problems, upstream.problems

@@ -48,6 +48,7 @@ log = logging.getLogger("asstctl.server.engine")
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 USER_AGENT = "asstctl-upstream-engine"
 MAX_ADAPTATIONS = 6  # shape changes learned from refusals within one turn
+MAX_LEARNED = 1000  # models whose accepted shapes are remembered (any name a client sends may be one)
 MODELS_CAP, MODELS_LIMIT = 1 << 20, 10_000  # the upstream's GET /models: bytes read, ids kept
 MODELS_SECONDS, MODELS_TTL = 10.0, 60.0  # ... how long it may take, how long its answer is reused
 
@@ -271,6 +272,8 @@ class UpstreamEngine:
                     if self.learns and adaptations < MAX_ADAPTATIONS else None
                 if learned is not None:
                     adaptations += 1
+                    if model not in self._learned and len(self._learned) >= MAX_LEARNED:
+                        self._learned.pop(next(iter(self._learned)))  # the longest known goes: learned again if asked
                     self._learned[model] = learned
                     log.warning("upstream %s refused a request for %s (%d); sending it again with %s", host, model,
                                 status, dialects.describe(dialect, learned))
