@@ -497,3 +497,16 @@ def test_readyz_checks_the_upstream_only_when_asked(contract, monkeypatch):
     assert readyz(nowhere).status_code == 200  # not asked: the database alone
     with pytest.raises(ConfigError, match="--ready-checks-upstream needs an upstream"):
         start_server(":memory:", ready_checks_upstream=True)
+
+
+def test_without_an_admin_key_the_servers_key_reads_metrics_and_a_projects_key_does_not(tmp_path, contract):
+    db = str(tmp_path / "keys.sqlite3")
+    with start_server(db, api_key=KEY, admin_key=ADMIN) as server, admin_sdk(server, contract) as admin:
+        project_key = new_key(admin, admin.admin.organization.projects.create(name="shop").id)
+    with start_server(db, api_key=KEY, metrics=True) as server:  # (keys made before, e.g. `asstctl serve keys`)
+        url = server.base_url.removesuffix("/v1") + "/metrics"
+        answers = {name: httpx.get(url, headers={"Authorization": f"Bearer {key}"})
+                   for name, key in (("server", KEY), ("project", project_key))}
+    assert answers["server"].status_code == 200 and "asstctl_http_requests_total" in answers["server"].text
+    assert answers["project"].status_code == 403, answers["project"].text
+    assert answers["project"].json()["error"]["code"] == "insufficient_permissions"
