@@ -259,14 +259,15 @@ class ApiMiddleware:
 
     def _refusal(self, path: str, caller: projects.Caller, headers: dict[str, str]) -> APIError | None:
         config = self.state.config
-        if path.startswith(ADMIN_PREFIXES) or path == "/v1/organization":
-            # /metrics without an admin key: the server's own key (or an open loopback server), never a
-            # project's key (the series name every project)
-            if not caller.admin and (config.admin_key or path != "/metrics" or caller.key_id is not None):
-                if path == "/metrics" and not config.admin_key:
-                    return APIError(403, "/metrics needs this server's own key (--api-key) or an admin key "
-                                    "(asstctl serve --admin-key-env VAR); project keys cannot read it.",
-                                    code="insufficient_permissions")
+        if path == "/metrics" and not config.admin_key:
+            # without an admin key: the server's own key (or an open loopback server), never a project's key
+            # (the series name every project)
+            if caller.key_id is not None:
+                return APIError(403, "/metrics needs this server's own key (--api-key) or an admin key "
+                                "(asstctl serve --admin-key-env VAR); project keys cannot read it.",
+                                code="insufficient_permissions")
+        elif path.startswith(ADMIN_PREFIXES) or path == "/v1/organization":
+            if not caller.admin:
                 return APIError(403, "This route needs the admin key of this asstctl server (asstctl serve "
                                 "--admin-key-env VAR); project keys cannot manage projects.",
                                 code="insufficient_permissions")

@@ -142,6 +142,7 @@ def test_a_cancel_during_a_code_interpreter_call_reaches_cancelled_within_a_seco
     bot = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
     thread = sdk.beta.threads.create()
     upstream.default = lambda body: Text("Done.")
+    cancelled = 0
     for trial, delay in enumerate((0.0, 0.15, 0.25, 0.3, 0.35)):
         upstream.queue(ToolCalls([Call("python", {"code": "import time\ntime.sleep(0.3)\nprint('done')"},
                                        id=f"call_c{trial}")]))
@@ -162,6 +163,8 @@ def test_a_cancel_during_a_code_interpreter_call_reaches_cancelled_within_a_seco
                 "cancelled", "completed"):
             assert time.monotonic() - began < 1.0, f"trial {trial}: the run stayed {status}"
             time.sleep(0.01)
+        cancelled += status == "cancelled"
+    assert cancelled, "no cancel met a running cell (the first comes 0.3 s before the cell ends)"
     sdk.beta.threads.messages.create(thread_id=thread.id, role="user", content="hello")
     last = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
     assert last.status == "completed"

@@ -123,16 +123,15 @@ def request_span(tracer, method: str, route: str, path: str, request_id: str) ->
     otel = _api or api()
     span = tracer.start_span(f"{method} {route}", kind=otel.SERVER, attributes={
         "http.request.method": method, "http.route": route, "url.path": path, "asstctl.request_id": request_id})
-    return span, otel.attach(otel.in_context(span))
+    return span, attach(span)
 
 
 def end_request(span, token, status: int) -> None:
-    otel = _api or api()
     if span.is_recording():  # the sampler kept it (a dropped span takes no attributes)
         span.set_attribute("http.response.status_code", status)
         if status >= 500:
-            span.set_status(otel.Status(otel.ERROR, f"HTTP {status}"))
-    otel.detach(token)
+            failed(span, f"HTTP {status}")
+    detach(token)
     span.end()
 
 

@@ -36,7 +36,8 @@ class PostgresDenseIndex(MatrixSearch):
         with self.store.transaction():
             displaced = self.store._fetch(  # the files whose rows these chunk ids take over (sent with BEGIN)
                 "SELECT DISTINCT store_id, file_id FROM retrieval_vectors WHERE id = ANY(?::bigint[]) "
-                "AND (store_id <> ? OR file_id <> ?)", ("{" + ",".join(str(int(i)) for i in ids) + "}", store_id, file_id))
+                "AND (store_id <> ? OR file_id <> ?)",  # (an array literal: a read's arguments must be hashable)
+                ("{" + ",".join(str(int(i)) for i in ids) + "}", store_id, file_id))
             self.store._write(  # (queued: sent with the commit)
                 "INSERT INTO retrieval_vectors (id, store_id, file_id, model, vec) "
                 "SELECT t.id, ?, ?, ?, t.vec FROM unnest(?::bigint[], ?::bytea[]) AS t(id, vec) "
