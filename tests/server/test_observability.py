@@ -157,7 +157,8 @@ def busy(shop, upstream, server, hold) -> None:
     queued = shop.beta.threads.create_and_run(assistant_id=assistant.id, thread=asking)
     store = shop.vector_stores.create(name="notes")
     note = shop.files.create(file=("note.md", b"Refunds take five days."), purpose="assistants")
-    attach = threading.Thread(target=shop.vector_stores.files.create, args=(store.id,), kwargs={"file_id": note.id})
+    attach = threading.Thread(target=shop.vector_stores.files.create, args=(store.id,), kwargs={
+        "file_id": note.id, "attributes": {"status": "in_progress"}})  # a user's value: never the backlog's
     attach.start()  # answers once the file is ingested: after ``hold`` is set
     try:
         while embedder_waiting(shop, store.id) and time.monotonic() - waited < 10:

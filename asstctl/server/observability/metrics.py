@@ -17,7 +17,15 @@ from prometheus_client.core import GaugeMetricFamily
 log = logging.getLogger("asstctl.server")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-IN_PROGRESS = '%"status": "in_progress"%'  # how a vector store file's stored body says it
+# The ingestion backlog: the sum of the ``file_counts.in_progress`` each vector store keeps (moved with
+# every file change, never recounted), read from the stores' parsed bodies: one row per vector store, no
+# file read, and a file's own attributes (``{"status": "in_progress"}`` is a user's value) never counted.
+BACKLOG_SQL = {
+    "sqlite": "SELECT coalesce(sum(json_extract(body, '$.file_counts.in_progress')), 0) FROM objects "
+              "WHERE kind = 'vector_store'",
+    "postgres": "SELECT coalesce(sum((body::jsonb #>> '{file_counts,in_progress}')::bigint), 0) FROM objects "
+                "WHERE kind = 'vector_store'",
+}
 MAX_CACHED = 1_000  # label sets of answered requests whose series are kept at hand (more are looked up each time)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -112,9 +120,7 @@ def _queue_depth(state) -> int | None:
 
 def _backlog(state) -> int | None:
     try:
-        rows = state.store._fetch("SELECT count(*) FROM objects WHERE kind = 'vector_store_file' AND body LIKE ?",
-                                  (IN_PROGRESS,))  # a parameter: psycopg would read the %s as placeholders
-        return int(rows[0][0])
+        return int(state.store._fetch(BACKLOG_SQL[state.store.backend])[0][0])
     except Exception as error:  # noqa: BLE001 - as above
         log.warning("metrics: cannot read the ingestion backlog (%s)", type(error).__name__)
         return None
