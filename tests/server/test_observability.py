@@ -15,6 +15,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
 from asstctl.errors import ConfigError
@@ -57,6 +58,13 @@ def value(found, name: str, **labels) -> float:
     return sum(v for got, v in found.get(name, []) if all(got.get(k) == want for k, want in labels.items()))
 
 
+def in_memory() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
 def test_metrics_after_a_scripted_workload(store_db, upstream, contract, monkeypatch):
     """On SQLite and PostgreSQL: counters after a workload, then every gauge non-zero while a run is held
     at the upstream, a second waits in the queue and a file's ingestion is held at the embeddings upstream."""
@@ -74,7 +82,9 @@ def test_metrics_after_a_scripted_workload(store_db, upstream, contract, monkeyp
 
 def check_metrics(servers, upstream, contract, embedder, hold):
     embeddings = EmbeddingsConfig(model="scripted-embed", base_url=embedder.base_url)
-    _, server = servers.start(api_key=KEY, admin_key=ADMIN, metrics=True, embeddings=embeddings)
+    provider, exporter = in_memory()
+    _, server = servers.start(api_key=KEY, admin_key=ADMIN, metrics=True, embeddings=embeddings,
+                              tracer_provider=provider)
     with admin_sdk(server, contract) as admin:
         project = admin.admin.organization.projects.create(name="shop").id
         key = new_key(admin, project)
@@ -82,6 +92,7 @@ def check_metrics(servers, upstream, contract, embedder, hold):
         paused = workload(shop, upstream)
         found = scrape(server)
         check_counters(found, project)
+        check_sandbox_span(exporter)
         server.store.update("run", paused.id, lambda r: r.update(expires_at=r["created_at"] - 1), paused.thread_id)
         busy(shop, upstream, server, hold)  # meanwhile the expiry sweep, outside any request, expires ``paused``
         waited = time.monotonic()
@@ -142,6 +153,25 @@ def check_counters(found, project: str) -> None:
     assert value(found, "asstctl_sandbox_sessions_active") == 1  # the thread's session lives on, idle
     assert value(found, "asstctl_event_loop_lag_seconds", quantile="1") >= 0  # the series is there
     assert {labels["quantile"] for labels, _ in found["asstctl_event_loop_lag_seconds"]} == {"0.5", "0.99", "1"}
+
+
+def check_sandbox_span(exporter: InMemorySpanExporter) -> None:
+    """The code_interpreter call (the workload's ``python`` call, run in the sandbox) is a child of its turn,
+    between the turn's two model calls."""
+    waited = time.monotonic()  # (a turn's span ends just after its run's change commits)
+    while True:
+        spans = exporter.get_finished_spans()
+        (tool,) = [s for s in spans if s.name == "execute_tool code_interpreter"]
+        if [s for s in spans if s.context.span_id == tool.parent.span_id] or time.monotonic() - waited > 10:
+            break
+        time.sleep(0.02)
+    (turn,) = [s for s in spans if s.context.span_id == tool.parent.span_id]
+    assert turn.name.startswith("invoke_agent") and turn.attributes["asstctl.run.id"] == tool.attributes["asstctl.run.id"]
+    assert tool.context.trace_id == turn.context.trace_id and tool.status.status_code is not StatusCode.ERROR
+    assert tool.attributes["gen_ai.tool.name"] == "code_interpreter" and tool.attributes["gen_ai.tool.call.id"]
+    chats = sorted((s for s in spans if s.name == "chat gpt-4o" and s.parent.span_id == turn.context.span_id),
+                   key=lambda s: s.start_time)
+    assert len(chats) == 2 and chats[0].end_time <= tool.start_time and tool.end_time <= chats[1].start_time
 
 
 def busy(shop, upstream, server, hold) -> None:
@@ -244,15 +274,16 @@ def test_a_sampler_that_drops_every_span_leaves_requests_counted(monkeypatch):
 
 
 def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract):
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    """One run, one trace; each upstream call's span says what the upstream answered (gen_ai.*); a failed
+    call's span says why (error.type) and ends in error status."""
+    provider, exporter = in_memory()
     servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
     try:
         client, _ = servers.start(tracer_provider=provider)
         assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "function", "function": {
             "name": "stock", "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}}}}])
-        upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")]), Text("Three left."))
+        upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")], usage=(31, 7)),
+                       Text("Three left.", usage=(45, 4)))
         run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
             "messages": [{"role": "user", "content": "Is A1 in stock?"}]})
         assert run.status == "requires_action"
@@ -260,9 +291,19 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
             run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": "call_s1", "output": "3"}],
             poll_interval_ms=20)
         assert run.status == "completed"
+        upstream.queue(Failure.model_not_found("gpt-4o"))
+        failed = client.beta.threads.runs.create_and_poll(thread_id=run.thread_id, assistant_id=assistant.id,
+                                                          poll_interval_ms=20)
+        assert failed.status == "failed"
     finally:
         servers.close()
     spans = exporter.get_finished_spans()
+    (failed_turn,) = [s for s in spans if s.attributes.get("asstctl.run.id") == failed.id
+                      and s.name.startswith("invoke_agent")]
+    (refused,) = [s for s in spans if s.name == "chat gpt-4o" and s.parent.span_id == failed_turn.context.span_id]
+    assert refused.attributes["error.type"] == failed.last_error.code == "server_error"  # (the model is missing)
+    assert refused.status.status_code is StatusCode.ERROR and "gen_ai.usage.input_tokens" not in refused.attributes
+    spans = [s for s in spans if s.context.trace_id != failed_turn.context.trace_id]
     (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/runs"]
     submit = "/v1/threads/{id}/runs/{id}/submit_tool_outputs"
     (submitted,) = [s for s in spans if s.attributes.get("http.route") == submit]
@@ -271,8 +312,14 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     assert {t.context.trace_id for t in turns} == {created.context.trace_id}  # one run, one trace
     assert all(t.parent.span_id == created.context.span_id for t in turns)
     assert [link.context.span_id for link in turns[1].links] == [submitted.context.span_id]  # what queued it
-    chats = [s for s in spans if s.name == "chat gpt-4o"]
-    assert sorted(c.parent.span_id for c in chats) == sorted(t.context.span_id for t in turns)
+    chats = sorted((s for s in spans if s.name == "chat gpt-4o"), key=lambda s: s.start_time)
+    assert [c.parent.span_id for c in chats] == [t.context.span_id for t in turns]
+    for chat, reason, (prompt, completion) in zip(chats, ("tool_calls", "stop"), ((31, 7), (45, 4)), strict=True):
+        attributes = chat.attributes  # what the scripted upstream sent: its usage, its finish reason
+        assert attributes["gen_ai.provider.name"] == "openai" and attributes["gen_ai.request.model"] == "gpt-4o"
+        assert attributes["gen_ai.usage.input_tokens"] == prompt and attributes["gen_ai.usage.output_tokens"] == completion
+        assert attributes["gen_ai.response.finish_reasons"] == (reason,) and "error.type" not in attributes
+        assert chat.status.status_code is not StatusCode.ERROR
 
 
 def test_the_run_keeps_its_trace_context_only_with_tracing_on(tmp_path, contract, monkeypatch):
