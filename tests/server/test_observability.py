@@ -78,6 +78,7 @@ def test_metrics_after_a_scripted_workload(store_db, upstream, contract, monkeyp
         finally:
             hold.set()
             servers.close()
+    assert not embedder.problems, embedder.problems  # the embeddings requests met the official schema
 
 
 def check_metrics(servers, upstream, contract, embedder, hold):
@@ -537,6 +538,7 @@ def test_readyz_checks_the_upstream_only_when_asked(contract, monkeypatch):
         assert ready.json()["detail"] == "the database answers; the upstream answers" and model.model_lists == 1
         refused = readyz(model.base_url, "F26_WRONG_KEY", ready_checks_upstream=True)
         assert refused.status_code == 503 and "the upstream answered GET /models with HTTP 401" in refused.text
+    assert not model.problems, model.problems  # the GET /models requests met the official schema
     nowhere = f"http://127.0.0.1:{free_port()}/v1"
     started = time.monotonic()
     down = readyz(nowhere, ready_checks_upstream=True)
