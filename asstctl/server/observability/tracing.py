@@ -76,8 +76,10 @@ def _otlp():
         else:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     except ImportError:
+        package = "opentelemetry-exporter-otlp-proto-" + ("http" if protocol.startswith("http") else "grpc")
         raise ConfigError(f"the OTLP exporter for protocol {protocol!r} is not installed",
-                          hint="Install it with: pip install 'asstctl[otel]'.") from None
+                          hint=f"Install it with: pip install 'asstctl[otel]' (or {package}), or set "
+                               "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (a collector's port 4318).") from None
     return OTLPSpanExporter()  # endpoint, headers, timeout, certificates: OTEL_EXPORTER_OTLP_* variables
 
 
