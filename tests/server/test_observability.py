@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from asstctl.errors import ConfigError
 from asstctl.server.embedded import start_server
+from asstctl.server.projects import key_hash
 from asstctl.server.engine.config import UpstreamConfig
 from asstctl.server.engine.upstream import UpstreamEngine
 from asstctl.server.replicas import CAPACITY_ENV
@@ -548,5 +549,8 @@ def test_without_an_admin_key_the_servers_key_reads_metrics_and_a_projects_key_d
         answers = {name: httpx.get(url, headers={"Authorization": f"Bearer {key}"})
                    for name, key in (("server", KEY), ("project", project_key))}
     assert answers["server"].status_code == 200 and "asstctl_http_requests_total" in answers["server"].text
+    files = b"".join(path.read_bytes() for path in tmp_path.glob("keys.sqlite3*"))  # the database and its WAL
+    assert key_hash(project_key).encode() in files  # the key is stored: hashed, never its value nor a part of it
+    assert project_key.encode() not in files and project_key[-12:].encode() not in files
     assert answers["project"].status_code == 403, answers["project"].text
     assert answers["project"].json()["error"]["code"] == "insufficient_permissions"

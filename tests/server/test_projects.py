@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from asstctl.server.embedded import start_server
+from asstctl.server.projects import key_hash
 from asstctl.server.store import SQLiteStore
 from asstctl.server.store.scope import DEFAULT_PROJECT
 from asstctl.server.store.sqlite import MIGRATIONS
@@ -173,6 +174,8 @@ def test_the_admin_api_manages_projects_and_keys(world):
     assert names[world.a_id] == "alpha" and names[DEFAULT_PROJECT] == "Default project"
     made = org.projects.service_accounts.create(world.a_id, name="cron")
     value, key_id = made.api_key.value, made.api_key.id
+    stored = "\n".join(body for (body,) in world.server.state.store._fetch("SELECT body FROM objects"))
+    assert key_hash(value) in stored and value not in stored and value[-12:] not in stored  # stored hashed only
     keys = org.projects.api_keys.list(world.a_id).data
     shown = next(k for k in keys if k.id == key_id)
     assert shown.name == "cron" and shown.owner.service_account.id == made.id
