@@ -397,8 +397,21 @@ def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch)
 
 
 def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
-    env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7"}
-    with ServeProcess(tmp_path / "serve", "--db", ":memory:", "--log-format", "json", env=env) as process:
+    """A real `asstctl serve --admin-key-env VAR --metrics --log-format json`: the admin API and /metrics
+    answer as documented, and no key (the server's, the admin's, a project's, a wrong one) is ever logged."""
+    wrong = "sk-wrong-" + "w" * 32
+    env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7", "F26_ADMIN": ADMIN}
+    with ServeProcess(tmp_path / "serve", "--db", ":memory:", "--log-format", "json", "--admin-key-env", "F26_ADMIN",
+                      "--metrics", env=env) as process:
+        with admin_sdk(process, contract) as admin:  # the Administration API: 200s
+            project_key = new_key(admin, admin.admin.organization.projects.create(name="shop").id)
+        metrics = process.base_url.removesuffix("/v1") + "/metrics"
+        assert httpx.get(metrics, headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+        assert httpx.get(metrics, headers={"Authorization": f"Bearer {project_key}"}).status_code == 403
+        with sdk(process, contract, wrong) as refused, pytest.raises(openai.AuthenticationError):
+            refused.beta.assistants.list()  # a 401
+        with sdk(process, contract, project_key) as shop:
+            shop.beta.assistants.list()
         client = sdk(process, contract, KEY)
         assistant = client.beta.assistants.create(model="gpt-4o")
         thread = client.beta.threads.create(messages=[{"role": "user", "content": "hello"}])
@@ -410,7 +423,10 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
         assert process.stop() == 0
         lines = [json.loads(line) for line in process.stderr().splitlines() if line.startswith("{")]
         text = process.stderr()
-    assert KEY not in text and KEY[:12] not in text
+    for key in (KEY, ADMIN, project_key, wrong):  # neither a key nor any 8 characters of it
+        assert not [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in text], key[:4]
+    assert {(line["method"], line["path"], line["status"]) for line in lines if line.get("event") == "request"} >= {
+        ("POST", "/v1/organization/projects", 200), ("GET", "/metrics", 403), ("GET", "/v1/assistants", 401)}
     (created,) = [line for line in lines if line.get("request_id") == request_id and line["event"] == "request"]
     assert created["event"] == "request" and created["method"] == "POST" and created["status"] == 200
     assert created["thread_id"] == thread.id and created["project"] == "proj_default"
