@@ -3,8 +3,12 @@ Kubernetes example's probes and tracing settings, the image's extras, the OTLP p
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 import yaml
 
@@ -52,3 +56,46 @@ def test_otlp_over_grpc_needs_its_exporter(monkeypatch):
         tracing._provider_from_env().shutdown()  # (the provider itself: its export thread is stopped)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     tracing._provider_from_env().shutdown()  # OTLP/HTTP is installed: no error
+
+
+def test_every_section_the_deploy_files_point_to_exists():
+    headings = {line.lstrip("#").strip() for line in DOCS.splitlines() if line.startswith("## ")}
+    for path in ("deploy/compose.yaml", "deploy/Dockerfile", "pyproject.toml", "asstctl/cli/serve_cmd.py"):
+        text = (ROOT / path).read_text().replace('\\"', '"')
+        for pointer in re.findall(r'docs/deploy\.md, ((?:"[^"]+"(?:, )?)+)', text):
+            assert set(re.findall(r'"([^"]+)"', pointer)) <= headings, (path, pointer)
+
+
+def serve_options(args: list[str]) -> dict:
+    """``asstctl serve`` options as the real CLI parses ``args`` (``asstctl serve ...``), without running it."""
+    from asstctl.cli.serve_cmd import serve
+
+    assert args[:2] == ["asstctl", "serve"], args
+    return serve.make_context("serve", list(args[2:])).params
+
+
+def test_compose_and_kubernetes_run_what_the_cli_parses_and_probe_the_real_routes():
+    from asstctl.server.embedded import start_server
+
+    replica = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]["asstctl-1"]
+    (container,) = kubernetes_example()["spec"]["template"]["spec"]["containers"]
+    for args, environment in ((replica["command"], replica["environment"]), (container["args"], None)):
+        options = serve_options(args)
+        assert (options["host"], options["port"], options["metrics"], options["log_format"]) == (
+            "0.0.0.0", 8321, True, "json")
+        assert options["admin_key_env"] == "ADMIN_KEY" and (environment is None or "ADMIN_KEY" in environment)
+    assert "ADMIN_KEY" in DOCS.split("envFrom:", 1)[1].split("\n", 1)[0]  # the Kubernetes secret holds it
+    assert [port["containerPort"] for port in container["ports"] if port["name"] == "http"] == [8321]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    check = replica["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "python"] and "http://127.0.0.1:8321/readyz" in check[-1]
+    with start_server(":memory:", api_key="k" * 32) as server:  # the healthcheck's own code, on a real server
+        root = server.base_url.removesuffix("/v1")
+        for path in ("/readyz", "/healthz"):
+            assert httpx.get(root + path).status_code == 200
+        probe = check[-1].replace("http://127.0.0.1:8321", root)
+        assert subprocess.run([sys.executable, *check[2:-1], probe], timeout=30).returncode == 0
+        missing = probe.replace("/readyz", "/nowhere")  # (it fails on an answer other than 2xx)
+        assert subprocess.run([sys.executable, *check[2:-1], missing], timeout=30,
+                              capture_output=True).returncode != 0
