@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import run_all
 from benchmarks.common import SIZES
+from benchmarks.operations import operations_rows
 from benchmarks.reconcile import plan_rows
 from benchmarks.replicas import URL_ENV, replica_rows
 from benchmarks.startup import import_chain
@@ -83,3 +84,11 @@ def test_the_replicas_benchmark_runs_at_the_small_size(postgres_cluster, monkeyp
     assert rows[0].data["sqlite"]["runs"] == rows[0].data["postgres"]["runs"] == SIZES["small"].replica_runs
     assert [row.data["replicas"]["replicas"] for row in rows[1:3]] == [2, 4]
     assert rows[3].data["takeover_s"] > 0
+
+
+def test_the_operations_benchmark_runs_at_the_small_size(postgres_cluster, monkeypatch):
+    monkeypatch.setenv(URL_ENV, postgres_cluster.url)  # the session's cluster: no throwaway one
+    rows = operations_rows(SIZES["small"])
+    assert [row.name.split(":")[0] for row in rows] == ["projects on SQLite", "projects on PostgreSQL", "observability"]
+    assert all(row.passed is None and row.measured.endswith(")") for row in rows), [row.measured for row in rows]
+    assert all(row.data["ours_s"] > 0 and row.data["baseline_s"] > 0 for row in rows), [row.data for row in rows]
