@@ -4,9 +4,10 @@ The session is created with environment ``none`` and the first user turn as its 
 (``sessions.create(stream=True)``); each later turn opens the session's event stream and then posts the
 user message (``agent.session.input.message``). Function calls are answered from the turn's mocks with
 ``agent.session.input.tool_result`` events as soon as the call's item is done (and for any call the
-``agent.session.requires_action`` snapshot still lists); when the session answers 400 "Unknown pending tool
-call" (the item event can arrive before the server registered the call) the same submission (same
-Idempotency-Key) is retried after 0.1, 0.3 and 0.6 s, as the SDK's own dispatcher does. A call without
+``agent.session.requires_action`` snapshot still lists); when the session answers 400 with code
+``invalid_request_error`` and the message "Unknown pending tool call: <that call's id>" (the item event can
+arrive before the server registered the call) the same submission (same Idempotency-Key) is retried after 0.1,
+0.3 and 0.6 s: the SDK's own dispatcher's rule (``is_pending_call_race``), so any other 400 is an error at once. A call without
 a mock, or a required action of another kind (MCP or computer-use approval), cancels the turn.
 
 A turn ends at ``agent.session.idle`` once the root turn (the first ``turn.created`` without a subagent)
@@ -41,7 +42,6 @@ THINKING, PAUSE = "agent.session.turn.in_progress", "pause"
 WORKING = (THINKING, "agent.session.in_progress")  # the latter: working again after a tool result
 PAUSES = ("agent.session.requires_action", "agent.session.idle", *SESSION_ENDS)
 RACE_DELAYS = (0.1, 0.3, 0.6)  # the SDK's waits before re-submitting a tool result the session did not know yet
-PENDING_RACE = "Unknown pending tool call"
 DELETE_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)  # a cancelled turn must end before its session can be deleted
 NONE_ENVIRONMENT = {"type": "none"}
 
@@ -211,10 +211,11 @@ class SessionRun:
             raise TurnError(f"no mock for tool `{name}` called with {compact(arguments)}; add it under mocks:")
         output = mock_output(name, mock, arguments, self.options.root)
         self._submit([{"type": "agent.session.input.tool_result", "turn_id": turn_id, "call_id": call_id,
-                       "success": True, "output": output}])
+                       "success": True, "output": output}], call_id)
 
-    def _submit(self, events: list[dict[str, Any]]) -> None:
-        """Post input events; a tool result the session does not know yet is posted again (same key)."""
+    def _submit(self, events: list[dict[str, Any]], call_id: str | None = None) -> None:
+        """Post input events; the tool result of ``call_id``, when the session does not know that call yet, is
+        posted again (same key)."""
         import openai
 
         key = str(uuid.uuid4())
@@ -223,7 +224,7 @@ class SessionRun:
                 self.sdk.beta.agents.sessions.events.create(self.session_id, events=events, idempotency_key=key)
                 return
             except openai.BadRequestError as error:
-                if delay is None or PENDING_RACE not in (getattr(error, "message", "") or str(error)):
+                if delay is None or call_id is None or not pending_call_race(error, call_id):
                     raise
             time.sleep(delay)
 
@@ -233,6 +234,13 @@ class SessionRun:
                 self._submit([{"type": "agent.session.input.cancel"}])
             except Exception:  # noqa: BLE001 - already over: nothing to cancel
                 pass
+
+
+def pending_call_race(error: Any, call_id: str) -> bool:
+    """The SDK's rule (openai.lib.streaming.agents._tools.is_pending_call_race, private): the 400 of the known
+    registration race, for exactly this call; a private helper of the SDK is not imported."""
+    body = error.body if isinstance(error.body, dict) else {}
+    return body.get("code") == "invalid_request_error" and body.get("message") == f"Unknown pending tool call: {call_id}"
 
 
 def clock_event(event: Any, state: TurnState) -> str:

@@ -17,8 +17,8 @@ user's message item, for each scripted call a ``function_call`` item then ``requ
 a ``tool_result``), the answer's message (content part, text deltas), ``turn.completed`` with usage, and
 ``idle`` (with ``fail``: ``turn.failed`` with the error, then ``idle``; ``session_fail``: ``agent.session.failed``;
 ``subagent``: a subagent's whole turn first; ``approval``: an MCP approval ``requires_action`` until cancelled). With ``race`` a call is registered
-only after a first tool result for it was refused with 400 "Unknown pending tool call" (counted in
-``race_rejections``), as when the item event beats the registration.
+only after a first tool result for it was refused with 400 "Unknown pending tool call: <call id>", code
+``invalid_request_error`` (counted in ``race_rejections``), as when the item event beats the registration.
 
 It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
 checked against the SDK's param types, every object and event against its models (tests/agents/sdk_types.py);
@@ -354,7 +354,8 @@ class Session:
                 self.api.race_rejections += 1
                 if event["call_id"] in self.racing:
                     self.racing.pop(event["call_id"]).set()
-                return error(400, f"Unknown pending tool call: {event['call_id']}", "invalid_request_error")
+                return error(400, f"Unknown pending tool call: {event['call_id']}", "invalid_request_error",
+                             code="invalid_request_error")  # the SDK's is_pending_call_race wants this code
             self.api.tool_results.append(event)
             if not future.done():
                 future.set_result(event)
@@ -483,9 +484,9 @@ class Session:
 
 
 # -- the API's rules ------------------------------------------------------------------------------
-def error(status: int, message: str, kind: str, param: str | None = None, headers: dict[str, str] | None = None
-          ) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status,
+def error(status: int, message: str, kind: str, param: str | None = None, headers: dict[str, str] | None = None,
+          code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status,
                         headers=headers)
 
 

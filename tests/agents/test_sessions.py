@@ -87,6 +87,42 @@ def test_conversations_run_as_sessions_with_a_tool_round(api, project):
                for method, path, body in api.requests if method == "POST" and path == "/v1/agents/sessions")
 
 
+def test_the_sdks_own_tool_handlers_complete_a_raced_call_and_asstctl_retries_by_the_sdks_rule(api):
+    """The double's race refusal is the one the SDK's dispatcher retries (code `invalid_request_error`, the exact
+    call id): a streamed session with `tool_handlers` completes; asstctl's rule agrees with the SDK's."""
+    import openai
+    import openai.lib.beta.agents  # noqa: F401 - loads the SDK's streaming helpers in their import order
+    from openai.lib.streaming.agents._tools import is_pending_call_race
+
+    from asstctl.testing.agents import pending_call_race
+
+    rejected = api.race_rejections
+    with sdk(api) as client:
+        agent = client.beta.agents.create(model="gpt-5", tools=[{
+            "type": "function", "name": "get_weather", "description": "", "parameters": {"type": "object"}}])
+        api.queue(Answer("It is 17 °C in Oslo.", calls=[("get_weather", {"city": "Oslo"})], race=True))
+        seen = []
+        stream = client.beta.agents.sessions.create(
+            agent_id=agent.id, environment={"type": "none"}, input="Weather in Oslo?", stream=True,
+            tool_handlers={"get_weather": lambda arguments: {"city": arguments["city"], "temperature": 17}})
+        with stream:
+            for event in stream:
+                seen.append(event.type)
+                if event.type == "agent.session.created":
+                    session_id = event.session.id
+        assert "agent.session.turn.completed" in seen and seen[-1] == "agent.session.idle", seen
+        assert api.race_rejections > rejected  # the first post was refused, the SDK's retry accepted
+        assert json.loads(api.tool_results[-1]["output"]) == {"city": "Oslo", "temperature": 17}
+        with pytest.raises(openai.BadRequestError) as refused:  # a call the idle session does not know
+            client.beta.agents.sessions.events.create(session_id, idempotency_key="k-unknown", events=[{
+                "type": "agent.session.input.tool_result", "turn_id": "turn_x", "call_id": "call_x",
+                "success": True, "output": "x"}])
+        for call_id, race in (("call_x", True), ("call_y", False)):
+            assert pending_call_race(refused.value, call_id) is is_pending_call_race(refused.value, call_id) is race
+        client.beta.agents.sessions.delete(session_id)
+        client.beta.agents.delete(agent.id)
+
+
 def test_a_session_of_an_agent_with_mcp_servers_shows_them_in_the_session_shape(api, project):
     """A saved HTTP transport keeps its non-secret headers; a session's (McpTransportResourceHTTP) has none."""
     write_spec(project, "docs", instructions="Answer from the docs.", tools=[
