@@ -42,9 +42,10 @@ def test_full_cycle_create_replan_change_prune_destroy(api, project):
     name = project_name(project)
     write_spec(project, "triage", **TRIAGE)
     write_spec(project, "faq", instructions="Answer from the FAQ.")
-    client = sdk(api)
-    foreign = client.beta.agents.create(model="gpt-5", name="Someone else's", metadata={"owner": "ops"})
-    other = client.beta.agents.create(model="gpt-5", metadata={MANAGED_BY: "asstctl", PROJECT: "another", KEY: "faq"})
+    with sdk(api) as client:
+        foreign = client.beta.agents.create(model="gpt-5", name="Someone else's", metadata={"owner": "ops"})
+        other = client.beta.agents.create(model="gpt-5", metadata={MANAGED_BY: "asstctl", PROJECT: "another",
+                                                                   KEY: "faq"})
 
     created = run(api, "apply", "--yes")
     assert created.exit_code == 0, created.output
@@ -115,7 +116,8 @@ def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project
     saved = project / "plan.json"
     assert run(api, "plan", "--out", str(saved)).exit_code == 0
     agent = agents_of(api, project_name(project))["bot"]
-    sdk(api).beta.agents.update(agent["id"], metadata={**agent["metadata"], "touched": "yes"})
+    with sdk(api) as client:
+        client.beta.agents.update(agent["id"], metadata={**agent["metadata"], "touched": "yes"})
     stale = run(api, "apply", "--yes", str(saved))
     assert stale.exit_code != 0 and "stale" in stale.output, stale.output
 
@@ -134,13 +136,13 @@ def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project
 
 
 def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
-    client = sdk(api)
-    made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
-                                     reasoning={"effort": "high", "summary": "auto"},
-                                     multi_agent={"enabled": True},
-                                     tools=[{"type": "web_search", "context_size": "high"},
-                                            {"type": "function", "name": "lookup", "description": "",
-                                             "parameters": {"type": "object", "properties": {}}}])
+    with sdk(api) as client:
+        made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
+                                         reasoning={"effort": "high", "summary": "auto"},
+                                         multi_agent={"enabled": True},
+                                         tools=[{"type": "web_search", "context_size": "high"},
+                                                {"type": "function", "name": "lookup", "description": "",
+                                                 "parameters": {"type": "object", "properties": {}}}])
     imported = run(api, "import", "researcher", made.id)
     assert imported.exit_code == 0, imported.output
     spec = yaml.safe_load((project / "assistants" / "researcher.yaml").read_text())
@@ -161,8 +163,7 @@ def test_a_held_lock_refuses_a_second_apply(api, project):
     from asstctl.reconcile.lock import acquire
 
     write_spec(project, "locked", instructions="Wait your turn.")
-    backend = Agents(sdk(api, default_headers={}))
-    with acquire(backend, project_name(project), "apply"):
+    with Agents(sdk(api, default_headers={})) as backend, acquire(backend, project_name(project), "apply"):
         refused = run(api, "apply", "--yes")
     assert refused.exit_code != 0 and "is locked by" in refused.output, refused.output
     assert run(api, "apply", "--yes").exit_code == 0
@@ -173,9 +174,10 @@ def test_force_unlock_removes_a_crashed_applys_lock_agent(api, project):
 
     name = project_name(project)
     write_spec(project, "bot", instructions="Hello.")
-    stuck = sdk(api).beta.agents.create(model="gpt-5-mini", name=f"asstctl lock: {name}", metadata={
-        locking.LOCK: name, locking.HOLDER: "ci@runner pid 1", locking.OPERATION: "apply",
-        locking.SINCE: "2026-01-01 00:00:00 UTC", locking.EXPIRES: str(int(time.time()) + 600)})
+    with sdk(api) as client:
+        stuck = client.beta.agents.create(model="gpt-5-mini", name=f"asstctl lock: {name}", metadata={
+            locking.LOCK: name, locking.HOLDER: "ci@runner pid 1", locking.OPERATION: "apply",
+            locking.SINCE: "2026-01-01 00:00:00 UTC", locking.EXPIRES: str(int(time.time()) + 600)})
     held = run(api, "apply", "--yes")
     assert held.exit_code != 0 and "ci@runner pid 1" in held.output and f"force-unlock {stuck.id}" in held.output
     unconfirmed = run(api, "force-unlock", stuck.id)
@@ -244,7 +246,8 @@ def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, proj
                                 **materialized({"model": "gpt-5", "metadata": {
                                     MANAGED_BY: "asstctl", PROJECT: name, KEY: f"bot-{number}"}})}
     try:
-        state = read_remote(Agents(sdk(api)), name)
+        with Agents(sdk(api)) as backend:
+            state = read_remote(backend, name)
         assert len(state.managed) == 150 and state.requests == 2
     finally:
         for number in range(150):

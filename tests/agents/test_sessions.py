@@ -136,13 +136,14 @@ def test_a_session_of_an_agent_with_mcp_servers_shows_them_in_the_session_shape(
     result = run(api, "test", "--keep-threads", "--output", "json")
     assert result.exit_code == 0, result.output
     session_id = json.loads(result.stdout)["conversations"][0]["attempts"][0]["thread_id"]
-    session = sdk(api).beta.agents.sessions.retrieve(session_id)  # strict: the SDK's own session type
+    with sdk(api) as client:
+        session = client.beta.agents.sessions.retrieve(session_id)  # strict: the SDK's own session type
+        client.beta.agents.sessions.delete(session_id)
     http, stdio = session.agent.tools
     assert http.transport.to_dict() == {"type": "http", "server_url": "https://mcp.example.com/kb"}
     assert http.allowed_tools == ["search"] and stdio.transport.env_vars == ["HOME"]
     saved = next(obj for obj in api.agents.values() if obj["id"] == session.agent.id)
     assert saved["tools"][0]["transport"]["headers"] == {"Accept": "application/json"}
-    sdk(api).beta.agents.sessions.delete(session_id)
 
 
 def test_generation_time_counts_as_engine_time_not_overhead(api, project):
