@@ -267,3 +267,20 @@ def test_compaction_the_api_ignores_is_never_a_change(api, project):
     refused = run(api, "plan")
     assert refused.exit_code != 0 and "`compaction.async: true` on target `agents`" in refused.output, refused.output
     assert "drift" not in refused.output
+
+
+def test_shared_vector_stores_are_left_out_of_an_agents_targets_plan_with_a_note(api, project):
+    """vector_stores/*.yaml are valid (the project's Assistants targets, the built-in ones included, take them);
+    a plan on the agents target leaves them out and says so, and apply creates the agent alone."""
+    write_spec(project, "bot", name="Bot")
+    (project / "vector_stores" / "kb").mkdir(parents=True)
+    (project / "vector_stores" / "kb" / "a.md").write_text("hello")
+    (project / "vector_stores" / "kb.yaml").write_text("name: KB\nfiles: [kb/*.md]\n")
+    assert run(api, "validate").exit_code == 0
+    planned = run(api, "plan")
+    assert planned.exit_code == 0 and "vector store" not in planned.stdout, planned.output
+    assert "Warning: vector store `kb` (vector_stores/kb.yaml) not planned on " in planned.stderr, planned.stderr
+    assert "no vector stores or uploads for agents" in planned.stderr and "MCP server" in planned.stderr
+    applied = run(api, "apply", "--yes")
+    assert applied.exit_code == 0 and "1 created" in applied.output and "0 failed" in applied.output, applied.output
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
