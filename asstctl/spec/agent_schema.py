@@ -34,7 +34,9 @@ _FORMAT = _object({
     "type": {"enum": ["text", "json_schema"]},
     "schema": {"type": "object", "description": "JSON Schema the final answers follow (`type: json_schema`)."},
 }, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"],
-    **{"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"]}})
+    **{"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"], "x-messages": {
+        "required": "{name} is `type: json_schema` without `schema`: add the JSON Schema the answers follow, e.g. "
+                    "`schema: {{type: object, properties: {{answer: {{type: string}}}}}}`, or use `type: text`"}}})
 
 
 def agent_fields(efforts: list[str]) -> dict[str, Any]:

@@ -194,7 +194,7 @@ class SessionRun:
             state.ended = True
         elif kind in SESSION_ENDS:
             state.status, state.ended = kind.rsplit(".", 1)[1], True
-            state.problem = state.problem or ((session.error or "") if session is not None else "")
+            state.problem = state.problem or session_problem(kind, session)
         elif kind == "error":
             state.problem = f"{event.error.code or event.error.type}: {event.error.message}"
 
@@ -250,6 +250,16 @@ def clock_event(event: Any, state: TurnState) -> str:
     if event.type in PAUSES or (event.type in TURN_ENDS and event.turn_id == state.root):
         return PAUSE
     return event.type
+
+
+def session_problem(kind: str, session: Any) -> str:
+    """Why the session ended the turn: its error, or the spending limit it paused at (``budget_reached``)."""
+    if session is None:
+        return ""
+    if kind == "agent.session.budget_reached":
+        spend = session.spend_control
+        return f"the session paused at its spending limit ({spend.consumed} of {spend.limit} US cents spent)"
+    return session.error or ""
 
 
 def message(text: str) -> dict[str, Any]:

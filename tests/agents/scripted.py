@@ -15,7 +15,9 @@ filled in); an update replaces ``metadata`` and ``tools`` whole and resets a fie
 A session turn streams the events of a root turn: ``in_progress``, ``turn.created``/``in_progress``, the
 user's message item, for each scripted call a ``function_call`` item then ``requires_action`` (waiting for
 a ``tool_result``), the answer's message (content part, text deltas), ``turn.completed`` with usage, and
-``idle`` (with ``fail``: ``turn.failed`` with the error, then ``idle``; ``session_fail``: ``agent.session.failed``;
+``idle`` (with ``fail``: ``turn.failed`` with the error, or with ``error_event`` an ``error`` event and a
+``turn.failed`` without one, then ``idle``; ``session_fail``: ``agent.session.failed``; ``budget``: the session
+pauses at its spending limit, ``agent.session.budget_reached``;
 ``subagent``: a subagent's whole turn first; ``approval``: an MCP approval ``requires_action`` until cancelled). With ``race`` a call is registered
 only after a first tool result for it was refused with 400 "Unknown pending tool call: <call id>", code
 ``invalid_request_error`` (counted in ``race_rejections``), as when the item event beats the registration.
@@ -67,6 +69,8 @@ class Answer:
     subagent: str | None = None  # a subagent's turn says this first (its message is not the root's reply)
     approval: str | None = None  # an MCP server label: the turn asks to approve a call of it (and waits)
     session_fail: str | None = None  # the whole session fails with this error
+    error_event: bool = False  # with fail: the error comes as an `error` event, the failed turn has none
+    budget: bool = False  # the session pauses at its spending limit (budget_reached) instead of answering
 
 
 def _types():
@@ -276,7 +280,7 @@ class ScriptedAgents:
             return early
         if request.method == "GET":
             return self._send(session.snapshot(), "session")
-        if session.obj["status"] not in ("idle", "failed"):
+        if session.obj["status"] not in ("idle", "failed", "budget_reached"):
             return error(409, "Cancel the session's running turn before deleting it.", "invalid_request_error")
         del self.sessions[session.id]
         return self._send({"id": session.id, "object": "agent.session.deleted", "deleted": True}, "session_deleted")
@@ -333,7 +337,7 @@ class Session:
             while True:
                 event = await queue.get()
                 yield f"data: {json.dumps(event)}\n\n"
-                if event["type"] in ("agent.session.idle", "agent.session.failed"):
+                if event["type"] in ("agent.session.idle", "agent.session.failed", "agent.session.budget_reached"):
                     yield "data: [DONE]\n\n"
                     return
         finally:
@@ -389,8 +393,14 @@ class Session:
                 "content": [{"type": "input_text", "text": text}]}, **ids)
             if answer.fail is not None:
                 error = {"code": answer.fail[0], "message": answer.fail[1]}
-                turn = self._turn("failed", completed_at=int(time.time()), error=error)
+                if answer.error_event:
+                    self.emit("error", error={**error, "type": "server_error", "param": None}, session_id=self.id)
+                turn = self._turn("failed", completed_at=int(time.time()), error=None if answer.error_event else error)
                 self.emit("agent.session.turn.failed", turn=turn, **ids)
+                return
+            if answer.budget:
+                self.obj["spend_control"] = {"limit": 50, "consumed": 50}
+                self._status("budget_reached", "agent.session.budget_reached")
                 return
             if answer.session_fail is not None:
                 self.obj["error"] = answer.session_fail
@@ -415,7 +425,7 @@ class Session:
             self.emit("agent.session.turn.cancelled", turn=self._turn("cancelled", completed_at=int(time.time())), **ids)
         finally:
             self.pending.clear()
-            if self.obj["status"] != "failed":
+            if self.obj["status"] not in ("failed", "budget_reached"):
                 self._status("idle", "agent.session.idle")
 
     async def _call(self, name: str, arguments: dict[str, Any], index: int, race: bool, ids: dict[str, str]) -> None:

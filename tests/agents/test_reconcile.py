@@ -284,3 +284,26 @@ def test_shared_vector_stores_are_left_out_of_an_agents_targets_plan_with_a_note
     applied = run(api, "apply", "--yes")
     assert applied.exit_code == 0 and "1 created" in applied.output and "0 failed" in applied.output, applied.output
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_every_non_default_field_and_12_user_keys_apply_replan_clean_and_reset_when_dropped(api, project):
+    """A json_schema answer format, a flex tier, a name... and 12 metadata keys of the user's (+ asstctl's 4 = the
+    API's 16 pairs): apply, a clean re-plan; the spec then drops them all: each goes back to the API's default."""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    write_spec(project, "full", name="Full", instructions="Answer in JSON.", service_tier="flex",
+               text={"verbosity": "low", "format": {"type": "json_schema", "schema": schema}},
+               reasoning={"summary": "auto"}, multi_agent={"enabled": True, "max_concurrent_subagents": 3},
+               metadata={f"k{number}": "v" for number in range(12)})
+    assert run(api, "apply", "--yes").exit_code == 0
+    stored = agents_of(api, project_name(project))["full"]
+    assert len(stored["metadata"]) == 16 and stored["text"]["format"] == {"type": "json_schema", "schema": schema}
+    clean = run(api, "plan", "--detailed-exitcode")
+    assert clean.exit_code == 0, clean.output
+    write_spec(project, "full")
+    assert "1 updated" in run(api, "apply", "--yes").output
+    stored = agents_of(api, project_name(project))["full"]
+    assert (stored["name"], stored["instructions"], stored["service_tier"]) == (None, None, "auto")
+    assert stored["text"] == {"format": {"type": "text"}, "verbosity": "medium"}
+    assert stored["reasoning"] == {"effort": None, "summary": None} and stored["multi_agent"]["enabled"] is False
+    assert sorted(stored["metadata"]) == [KEY, MANAGED_BY, PROJECT, SPEC_HASH]
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0

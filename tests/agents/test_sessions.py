@@ -168,14 +168,17 @@ conversations:
   - {name: approval, turns: [{user: Find the refund policy}]}
   - {name: subagent, turns: [{user: Ask your helper, expect: {equals: Done.}}]}
   - {name: session failure, turns: [{user: Hello}]}
+  - {name: budget, turns: [{user: Hello}]}
+  - {name: error event, turns: [{user: Hello}]}
 """)
     assert run(api, "apply", "--yes").exit_code == 0
     api.queue(Answer("Never said.", approval="kb"),
               Answer("Done.", subagent="The helper's notes.", usage=(40, 4)),
-              Answer("", session_fail="The session's environment could not start."))
+              Answer("", session_fail="The session's environment could not start."),
+              Answer("", budget=True), Answer("", fail=("server_error", "The model failed."), error_event=True))
     result = run(api, "test", "--output", "json")
     assert result.exit_code == 1, result.output
-    approval, subagent, failed = json.loads(result.stdout)["conversations"]
+    approval, subagent, failed, budget, errored = json.loads(result.stdout)["conversations"]
     asked = approval["attempts"][0]
     assert asked["turns"][0]["error"] == "the agent asked for `mcp_approval_request`, which asstctl test cannot answer"
     assert asked["error"] is None  # the turn was cancelled, then its session deleted
@@ -184,7 +187,11 @@ conversations:
     assert helped["usage"] == {"prompt_tokens": 40, "completion_tokens": 4, "total_tokens": 44}  # the root turn's
     assert failed["attempts"][0]["turns"][0]["error"] == \
         "the turn ended `failed`: The session's environment could not start."
-    assert failed["attempts"][0]["error"] is None and not api.sessions
+    assert budget["attempts"][0]["turns"][0]["error"] == \
+        "the turn ended `budget_reached`: the session paused at its spending limit (50 of 50 US cents spent)"
+    assert errored["attempts"][0]["turns"][0]["error"] == "the turn ended `failed`: server_error: The model failed."
+    assert all(conversation["attempts"][0]["error"] is None for conversation in (failed, budget, errored))
+    assert not api.sessions  # each deleted, the paused one too
 
 
 def test_an_agent_that_is_not_deployed_is_named(api, project):
