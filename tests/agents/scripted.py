@@ -49,12 +49,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.agents.scripted_rules import limits, materialized, session_tools
 from tests.agents.sdk_types import request_problems, response_problems
 from tests.upstream import _start
 
 DEFAULT_KEY = "sk-scripted-agents-0123456789abcdef"
 RACE_WAIT = 2.0  # seconds a racing call waits for the too early tool result before it is registered anyway
-TOOLS_LIMIT = 3 * 1024 * 1024
 TOOL_WAIT = 20.0  # seconds a turn waits for a tool result before it fails
 
 
@@ -74,7 +74,8 @@ class Answer:
 
 
 def _types():
-    from openai.types.beta import agent_create_params, agent_update_params
+    from openai.pagination import SyncCursorPage
+    from openai.types.beta import agent_create_params, agent_list_params, agent_update_params
     from openai.types.beta.agent import Agent
     from openai.types.beta.agent_deleted import AgentDeleted
     from openai.types.beta.agent_session import AgentSession
@@ -86,7 +87,8 @@ def _types():
     return {"create": agent_create_params.AgentCreateParams, "update": agent_update_params.AgentUpdateParams,
             "agent": Agent, "deleted": AgentDeleted, "session": AgentSession, "session_deleted": AgentSessionDeleted,
             "event": AgentSessionEvent, "session_create": session_create_params.SessionCreateParamsStreaming,
-            "events_create": event_create_params.EventCreateParams}
+            "events_create": event_create_params.EventCreateParams, "list": agent_list_params.AgentListParams,
+            "page": SyncCursorPage[Agent]}
 
 
 class ScriptedAgents:
@@ -203,10 +205,16 @@ class ScriptedAgents:
         return self._send(obj, "agent")
 
     def _list(self, request: Request) -> Response:
-        query = request.query_params
-        unknown = set(query) - {"after", "limit", "order"}
-        if unknown:
-            self.problems.append(f"GET /agents: unknown parameters {sorted(unknown)}")
+        """A page (the SDK's CursorPage: ``data``, ``has_more``; ``object``/``first_id``/``last_id`` inferred,
+        agents-beta.md §4) for a query the SDK's ``AgentListParams`` allow (limit 1 to 100)."""
+        query = {key: int(value) if key == "limit" and value.isdigit() else value
+                 for key, value in request.query_params.items()}
+        found = request_problems(query, self.types["list"], "GET /agents query")
+        if isinstance(query.get("limit"), int) and not 1 <= query["limit"] <= 100:
+            found.append(f"GET /agents query.limit: {query['limit']} is not between 1 and 100")
+        if found:
+            self.problems += found
+            return error(400, "; ".join(found), "invalid_request_error")
         objects = list(self.agents.values())
         if query.get("order", "desc") == "desc":
             objects.reverse()
@@ -217,8 +225,8 @@ class ScriptedAgents:
         page = objects[:limit]
         data = {"object": "list", "data": page, "has_more": len(objects) > limit,
                 "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
-        for obj in page:
-            self.problems += response_problems(obj, self.types["agent"], "agent")
+        inferred = tuple(f"page.{key}: not a field" for key in ("object", "first_id", "last_id"))
+        self.problems += [p for p in response_problems(data, self.types["page"], "page") if not p.startswith(inferred)]
         return JSONResponse(data)
 
     async def _agent(self, request: Request) -> Response:
@@ -498,89 +506,3 @@ def error(status: int, message: str, kind: str, param: str | None = None, header
           code: str | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status,
                         headers=headers)
-
-
-def limits(body: dict[str, Any]) -> str | None:
-    metadata = body.get("metadata") or {}
-    if len(metadata) > 16:
-        return f"metadata: {len(metadata)} pairs; at most 16 are allowed"
-    for key, value in metadata.items():
-        if len(key) > 64 or len(value) > 512:
-            return f"metadata: key {key[:70]!r} or its value is too long (64 / 512 characters)"
-    size = len(json.dumps(body.get("tools") or [], separators=(",", ":"), ensure_ascii=False).encode())
-    if size > TOOLS_LIMIT:
-        return f"tools: {size} bytes; at most {TOOLS_LIMIT} are allowed"
-    return None
-
-
-DEFAULTS: dict[str, Any] = {
-    "name": None, "instructions": None, "metadata": {}, "tools": [],
-    "reasoning": {"effort": None, "summary": None},
-    "text": {"format": {"type": "text"}, "verbosity": "medium"},
-    "service_tier": "auto",
-    "multi_agent": {"enabled": False, "max_concurrent_subagents": None},
-    "compaction": {"async": False},
-}
-
-
-def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The stored fields after a create (``old`` None: every default) or an update (only the fields sent;
-    null resets one; ``metadata`` and ``tools`` replaced whole)."""
-    out: dict[str, Any] = {} if old is not None else {**json.loads(json.dumps(DEFAULTS)),
-                                                      "experimental": {"time_awareness": False}}
-    for name, value in body.items():
-        if name == "model":
-            out["model"] = value
-        elif name in ("name", "instructions"):
-            out[name] = value
-        elif name == "metadata":
-            out["metadata"] = dict(value or {})
-        elif name == "tools":
-            out["tools"] = [tool(item) for item in value or []]
-        elif name == "reasoning":
-            out["reasoning"] = {**DEFAULTS["reasoning"], **(value or {})}
-        elif name == "text":
-            out["text"] = {"format": (value or {}).get("format") or {"type": "text"},
-                           "verbosity": (value or {}).get("verbosity") or "medium"}
-        elif name == "service_tier":
-            out["service_tier"] = value or "auto"
-        elif name == "multi_agent":
-            enabled = bool((value or {}).get("enabled"))
-            out["multi_agent"] = {"enabled": enabled, "max_concurrent_subagents":
-                                  (value or {}).get("max_concurrent_subagents") or (6 if enabled else None)}
-        elif name == "compaction":  # "Accepted for compatibility and ignored" (SDK 3.63): always blocking
-            out["compaction"] = {"async": False}
-    return out
-
-
-def session_tools(saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A saved agent's tools (``PersistedAgentTool``) as its session shows them (``AgentTool``): an HTTP MCP
-    transport without its saved ``headers`` (``McpTransportResourceHTTP`` has none); ``tool_search``, which only
-    the saved form has, left out."""
-    out = []
-    for item in saved:
-        if item["type"] == "tool_search":
-            continue
-        if item["type"] == "mcp" and item["transport"]["type"] == "http":
-            item = {**item, "transport": {key: value for key, value in item["transport"].items() if key != "headers"}}
-        out.append(item)
-    return out
-
-
-def tool(item: dict[str, Any]) -> dict[str, Any]:
-    """A tool as the API returns it: its defaults filled in."""
-    kind = item["type"]
-    if kind == "function":
-        return {"defer_loading": False, **item}
-    if kind == "mcp":
-        transport = dict(item["transport"])
-        transport.update({"headers": transport.get("headers") or {}} if transport["type"] == "http" else
-                         {"args": transport.get("args") or [], "env_vars": transport.get("env_vars") or []})
-        return {"allowed_tools": None, "connection_origin": "service", "request_metadata": {}, "required": False,
-                **{key: value for key, value in item.items() if value is not None}, "transport": transport}
-    if kind == "web_search":
-        return {"allowed_domains": None, "context_size": "medium", "mode": "live",
-                **{key: value for key, value in item.items() if value is not None}}
-    if kind == "computer_use":
-        return {"include_screenshots": False, **item}
-    return dict(item)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import time
 
+import openai
+import pytest
 import yaml
 
 from asstctl.ownership import KEY, LOCK, MANAGED_BY, PROJECT, SPEC_HASH
@@ -237,7 +239,7 @@ def test_server_defaults_set_explicitly_are_not_a_change(api, project):
 def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, project):
     from asstctl.backends.agents import Agents
     from asstctl.reconcile.remote import read_remote
-    from tests.agents.scripted import materialized
+    from tests.agents.scripted_rules import materialized
 
     name = project_name(project)
     for number in range(150):  # put straight into the stand-in's store: 150 creates over HTTP would be slow
@@ -249,6 +251,13 @@ def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, proj
         with Agents(sdk(api)) as backend:
             state = read_remote(backend, name)
         assert len(state.managed) == 150 and state.requests == 2
+        with sdk(api) as client:  # the stand-in holds list queries to the SDK's AgentListParams
+            for bad in ({"limit": 101}, {"order": "newest"}, {"extra_query": {"page": "2"}}):
+                with pytest.raises(openai.BadRequestError):
+                    client.beta.agents.list(**bad)
+        assert len(api.problems) == 3 and "limit: 101 is not between 1 and 100" in api.problems[0], api.problems
+        assert "'newest' is not one of ('asc', 'desc')" in api.problems[1] and "page: not a field" in api.problems[2]
+        api.problems.clear()
     finally:
         for number in range(150):
             api.agents.pop(f"agent_page{number:04d}")
