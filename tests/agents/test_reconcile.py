@@ -316,3 +316,25 @@ def test_every_non_default_field_and_12_user_keys_apply_replan_clean_and_reset_w
     assert stored["reasoning"] == {"effort": None, "summary": None} and stored["multi_agent"]["enabled"] is False
     assert sorted(stored["metadata"]) == [KEY, MANAGED_BY, PROJECT, SPEC_HASH]
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_an_agent_with_tools_a_spec_cannot_express_is_not_imported_and_says_why(api, project):
+    """tool_search (and programmatic_tool_calling, automations), a function's defer_loading (and async): named,
+    never "did you mean `file_search`?", an Assistants tool; nothing is written."""
+    with sdk(api) as client:
+        made = client.beta.agents.create(model="gpt-5", tools=[{"type": "tool_search"}, {
+            "type": "function", "name": "lookup", "description": "", "defer_loading": True,
+            "parameters": {"type": "object", "properties": {}}}])
+        refused = run(api, "import", "searcher", made.id)
+        client.beta.agents.update(made.id, metadata={MANAGED_BY: "asstctl", PROJECT: project_name(project),
+                                                      KEY: "searcher"})
+        exported = run(api, "export", "--yes")  # now the project's: export names it too
+        client.beta.agents.delete(made.id)
+    assert refused.exit_code == 1 and "did you mean" not in refused.output, refused.output
+    assert "`tools[0].type`: `tool_search` is an Agents API tool asstctl's spec format cannot express: remove it, " \
+           "or keep such an agent outside asstctl" in refused.output
+    assert "`defer_loading` is an Agents API function option asstctl's spec format cannot express" in refused.output
+    assert "nothing was written" in refused.output and not (project / "assistants" / "searcher.yaml").exists()
+    assert exported.exit_code == 1 and "1 failed" in exported.output, exported.output
+    assert f"{made.id} (searcher): " in exported.output and "`tool_search` is an Agents API tool" in exported.output
+    assert not (project / "assistants" / "searcher.yaml").exists()
