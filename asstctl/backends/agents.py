@@ -15,7 +15,8 @@ applies agents through it unchanged, because objects cross the seam in the spec'
   most 12 of the user's keys fit its 16 pairs);
 * creates never duplicate (``create_verified``), idempotent calls are retried (``transient_retries``);
 * project locks are agents tagged ``asstctl.lock`` (no vector stores here), never seen as managed or foreign;
-* knowledge (vector stores, uploads) does not exist here: reading it finds none.
+* knowledge (vector stores, uploads) does not exist here: reading it finds none, and a project's shared
+  ``vector_stores/*.yaml`` (for its Assistants targets) are left out of the plan, with a note (``ignored_stores``).
 
 May import asstctl.errors, asstctl.ownership, asstctl.spec.agents, asstctl.backends; the SDK lazily.
 """
@@ -91,6 +92,13 @@ class Agents(AssistantsV2):
                 if not page.has_more or not page.data:
                     return objects, requests
                 after = page.data[-1].id
+
+    def ignored_stores(self, stores: list[Any]) -> str:
+        """The plan's note for the project's shared vector stores, which a plan for this target leaves out."""
+        names = ", ".join(f"`{store.key}` ({store.path})" for store in stores)
+        return (f"vector store{'s' if len(stores) != 1 else ''} {names} not planned on {self.where()}: {NO_KNOWLEDGE}; "
+                "give an agent knowledge through an MCP server (`tools: [{mcp: ...}]`) or `web_search` (the stores "
+                "are for the project's Assistants targets)")
 
     def knowledge_errors(self):
         return nullcontext()

@@ -15,7 +15,8 @@ def target_options(command):
                            help="An Assistants-compatible endpoint, e.g. http://127.0.0.1:8321/v1 "
                                 "(key from $OPENAI_API_KEY). [default: the embedded server]")(command)
     return click.option("--target", "target_name", metavar="NAME",
-                        help="A target defined in asstctl.yaml.")(command)
+                        help="A target defined in asstctl.yaml (one with `api: agents` is OpenAI's beta Agents "
+                             "API: docs/agents.md).")(command)
 
 
 def parallelism_option(command):

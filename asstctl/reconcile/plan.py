@@ -62,11 +62,17 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
              keys: Iterable[str] = (), warn: Callable[[str], None] | None = None) -> Plan:
     """Load the project's specs for ``target``, read the remote and plan (the CLI's entry point);
     ``keys``: only those assistants and their knowledge (asstctl.reconcile.selection); ``warn``: told
-    about models the target does not list."""
+    about models the target does not list, and about shared vector stores a target without any (an Agents API
+    target: its backend's ``ignored_stores``) leaves out of the plan."""
     from asstctl.reconcile.selection import check_keys, select
     from asstctl.spec.loader import load_project_specs
 
     specs, stores = load_project_specs(project, target.name)  # asstctl.yaml's or a built-in name (base-url, env, embedded)
+    ignored = getattr(backend_for(target.client), "ignored_stores", None)  # a target without vector stores (agents)
+    if stores and ignored is not None:
+        if warn is not None:
+            warn(ignored(stores))
+        stores = []
     remote = read_remote(target.client, project.name)
     keys = list(dict.fromkeys(keys))
     check_keys(keys, specs, remote)

@@ -17,6 +17,15 @@ CONTEXT_SIZES = ["low", "medium", "high"]
 SEARCH_MODES = ["disabled", "cached", "live"]
 CONNECTION_ORIGINS = ["service", "environment"]
 AGENT_TOOL_TYPES = ["mcp", "web_search", "computer_use"]
+# The SDK's agent tools and function options a spec cannot express (docs/agents.md): validate names them, and so
+# import and export refuse an agent that uses them (asstctl.spec.schema: tool types, a function's fields).
+_MANAGE = "remove it, or keep such an agent outside asstctl (docs/agents.md: what a spec cannot express)"
+UNEXPRESSED_TOOLS = {name: f"`{name}` is an Agents API tool asstctl's spec format cannot express: {_MANAGE}"
+                     for name in ("tool_search", "programmatic_tool_calling", "automations")}
+UNEXPRESSED_FUNCTION_FIELDS = {name: f"`{name}` is an Agents API function option asstctl's spec format cannot "
+                                     f"express ({default}): {_MANAGE}"
+                               for name, default in (("defer_loading", "functions are always loaded"),
+                                                     ("async", "the agent waits for each result"))}
 LOCATION = {"city": "The city name.", "country": "The two-letter ISO country code, such as `US`.",
             "region": "The region or state name.", "timezone": "The IANA timezone, such as `America/Los_Angeles`."}
 
@@ -34,7 +43,9 @@ _FORMAT = _object({
     "type": {"enum": ["text", "json_schema"]},
     "schema": {"type": "object", "description": "JSON Schema the final answers follow (`type: json_schema`)."},
 }, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"],
-    **{"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"]}})
+    **{"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"], "x-messages": {
+        "required": "{name} is `type: json_schema` without `schema`: add the JSON Schema the answers follow, e.g. "
+                    "`schema: {{type: object, properties: {{answer: {{type: string}}}}}}`, or use `type: text`"}}})
 
 
 def agent_fields(efforts: list[str]) -> dict[str, Any]:

@@ -16,7 +16,8 @@ import json
 from typing import Any
 
 from asstctl.ownership import PREFIX, RESERVED_KEYS, USER_METADATA_LIMIT
-from asstctl.spec.agent_schema import AGENT_TOOL_TYPES, AGENT_TOOLS, agent_fields
+from asstctl.spec.agent_schema import (AGENT_TOOL_TYPES, AGENT_TOOLS, UNEXPRESSED_FUNCTION_FIELDS, UNEXPRESSED_TOOLS,
+                                       agent_fields)
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
@@ -51,6 +52,7 @@ _FUNCTION = {
         "strict": {"type": ["boolean", "null"], "description": "Structured outputs for the arguments."},
     },
     "allOf": [_exclusive("parameters", "parameters_file")],
+    "x-misplaced": UNEXPRESSED_FUNCTION_FIELDS,
 }
 _METADATA = {
     "type": "object",
@@ -147,7 +149,7 @@ _TOOL = {
             "type": "object",
             "minProperties": 1,
             "additionalProperties": False,
-            "properties": {"type": {"enum": TOOL_TYPES}, "function": _FUNCTION, "file_search": _FILE_SEARCH,
+            "properties": {"type": {"enum": TOOL_TYPES, "x-unexpressed": UNEXPRESSED_TOOLS}, "function": _FUNCTION, "file_search": _FILE_SEARCH,
                            "code_interpreter": _CODE_INTERPRETER, **AGENT_TOOLS},
             "x-messages": {"minProperties": "{name} is empty; a tool is `code_interpreter`, `file_search`, "
                                             "`{{function: {{name: ...}}}}` or `{{type: ...}}`"},
@@ -429,6 +431,9 @@ def _items(error, name: str) -> str:
 
 
 def _enum(error, name: str) -> str:
+    unexpressed = (error.schema.get("x-unexpressed") or {}).get(error.instance) if isinstance(error.instance, str) else None
+    if unexpressed:
+        return f"{name}: {unexpressed}"
     choices = [c for c in error.validator_value if c is not None]
     close = difflib.get_close_matches(str(error.instance), [str(c) for c in choices], n=1, cutoff=0.6)
     hint = f" (did you mean `{close[0]}`?)" if close else ""

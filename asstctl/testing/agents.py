@@ -4,9 +4,10 @@ The session is created with environment ``none`` and the first user turn as its 
 (``sessions.create(stream=True)``); each later turn opens the session's event stream and then posts the
 user message (``agent.session.input.message``). Function calls are answered from the turn's mocks with
 ``agent.session.input.tool_result`` events as soon as the call's item is done (and for any call the
-``agent.session.requires_action`` snapshot still lists); when the session answers 400 "Unknown pending tool
-call" (the item event can arrive before the server registered the call) the same submission (same
-Idempotency-Key) is retried after 0.1, 0.3 and 0.6 s, as the SDK's own dispatcher does. A call without
+``agent.session.requires_action`` snapshot still lists); when the session answers 400 with code
+``invalid_request_error`` and the message "Unknown pending tool call: <that call's id>" (the item event can
+arrive before the server registered the call) the same submission (same Idempotency-Key) is retried after 0.1,
+0.3 and 0.6 s: the SDK's own dispatcher's rule (``is_pending_call_race``), so any other 400 is an error at once. A call without
 a mock, or a required action of another kind (MCP or computer-use approval), cancels the turn.
 
 A turn ends at ``agent.session.idle`` once the root turn (the first ``turn.created`` without a subagent)
@@ -41,7 +42,6 @@ THINKING, PAUSE = "agent.session.turn.in_progress", "pause"
 WORKING = (THINKING, "agent.session.in_progress")  # the latter: working again after a tool result
 PAUSES = ("agent.session.requires_action", "agent.session.idle", *SESSION_ENDS)
 RACE_DELAYS = (0.1, 0.3, 0.6)  # the SDK's waits before re-submitting a tool result the session did not know yet
-PENDING_RACE = "Unknown pending tool call"
 DELETE_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)  # a cancelled turn must end before its session can be deleted
 NONE_ENVIRONMENT = {"type": "none"}
 
@@ -194,7 +194,7 @@ class SessionRun:
             state.ended = True
         elif kind in SESSION_ENDS:
             state.status, state.ended = kind.rsplit(".", 1)[1], True
-            state.problem = state.problem or ((session.error or "") if session is not None else "")
+            state.problem = state.problem or session_problem(kind, session)
         elif kind == "error":
             state.problem = f"{event.error.code or event.error.type}: {event.error.message}"
 
@@ -211,10 +211,11 @@ class SessionRun:
             raise TurnError(f"no mock for tool `{name}` called with {compact(arguments)}; add it under mocks:")
         output = mock_output(name, mock, arguments, self.options.root)
         self._submit([{"type": "agent.session.input.tool_result", "turn_id": turn_id, "call_id": call_id,
-                       "success": True, "output": output}])
+                       "success": True, "output": output}], call_id)
 
-    def _submit(self, events: list[dict[str, Any]]) -> None:
-        """Post input events; a tool result the session does not know yet is posted again (same key)."""
+    def _submit(self, events: list[dict[str, Any]], call_id: str | None = None) -> None:
+        """Post input events; the tool result of ``call_id``, when the session does not know that call yet, is
+        posted again (same key)."""
         import openai
 
         key = str(uuid.uuid4())
@@ -223,7 +224,7 @@ class SessionRun:
                 self.sdk.beta.agents.sessions.events.create(self.session_id, events=events, idempotency_key=key)
                 return
             except openai.BadRequestError as error:
-                if delay is None or PENDING_RACE not in (getattr(error, "message", "") or str(error)):
+                if delay is None or call_id is None or not pending_call_race(error, call_id):
                     raise
             time.sleep(delay)
 
@@ -235,6 +236,13 @@ class SessionRun:
                 pass
 
 
+def pending_call_race(error: Any, call_id: str) -> bool:
+    """The SDK's rule (openai.lib.streaming.agents._tools.is_pending_call_race, private): the 400 of the known
+    registration race, for exactly this call; a private helper of the SDK is not imported."""
+    body = error.body if isinstance(error.body, dict) else {}
+    return body.get("code") == "invalid_request_error" and body.get("message") == f"Unknown pending tool call: {call_id}"
+
+
 def clock_event(event: Any, state: TurnState) -> str:
     """An event as the turn's Clock counts it: THINKING, PAUSE (the root turn's end, a pending call) or neither."""
     if event.type in WORKING:
@@ -242,6 +250,16 @@ def clock_event(event: Any, state: TurnState) -> str:
     if event.type in PAUSES or (event.type in TURN_ENDS and event.turn_id == state.root):
         return PAUSE
     return event.type
+
+
+def session_problem(kind: str, session: Any) -> str:
+    """Why the session ended the turn: its error, or the spending limit it paused at (``budget_reached``)."""
+    if session is None:
+        return ""
+    if kind == "agent.session.budget_reached":
+        spend = session.spend_control
+        return f"the session paused at its spending limit ({spend.consumed} of {spend.limit} US cents spent)"
+    return session.error or ""
 
 
 def message(text: str) -> dict[str, Any]:

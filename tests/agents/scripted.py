@@ -15,10 +15,12 @@ filled in); an update replaces ``metadata`` and ``tools`` whole and resets a fie
 A session turn streams the events of a root turn: ``in_progress``, ``turn.created``/``in_progress``, the
 user's message item, for each scripted call a ``function_call`` item then ``requires_action`` (waiting for
 a ``tool_result``), the answer's message (content part, text deltas), ``turn.completed`` with usage, and
-``idle`` (with ``fail``: ``turn.failed`` with the error, then ``idle``; ``session_fail``: ``agent.session.failed``;
+``idle`` (with ``fail``: ``turn.failed`` with the error, or with ``error_event`` an ``error`` event and a
+``turn.failed`` without one, then ``idle``; ``session_fail``: ``agent.session.failed``; ``budget``: the session
+pauses at its spending limit, ``agent.session.budget_reached``;
 ``subagent``: a subagent's whole turn first; ``approval``: an MCP approval ``requires_action`` until cancelled). With ``race`` a call is registered
-only after a first tool result for it was refused with 400 "Unknown pending tool call" (counted in
-``race_rejections``), as when the item event beats the registration.
+only after a first tool result for it was refused with 400 "Unknown pending tool call: <call id>", code
+``invalid_request_error`` (counted in ``race_rejections``), as when the item event beats the registration.
 
 It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
 checked against the SDK's param types, every object and event against its models (tests/agents/sdk_types.py);
@@ -47,12 +49,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.agents.scripted_rules import limits, materialized, session_tools
 from tests.agents.sdk_types import request_problems, response_problems
 from tests.upstream import _start
 
 DEFAULT_KEY = "sk-scripted-agents-0123456789abcdef"
 RACE_WAIT = 2.0  # seconds a racing call waits for the too early tool result before it is registered anyway
-TOOLS_LIMIT = 3 * 1024 * 1024
 TOOL_WAIT = 20.0  # seconds a turn waits for a tool result before it fails
 
 
@@ -67,10 +69,13 @@ class Answer:
     subagent: str | None = None  # a subagent's turn says this first (its message is not the root's reply)
     approval: str | None = None  # an MCP server label: the turn asks to approve a call of it (and waits)
     session_fail: str | None = None  # the whole session fails with this error
+    error_event: bool = False  # with fail: the error comes as an `error` event, the failed turn has none
+    budget: bool = False  # the session pauses at its spending limit (budget_reached) instead of answering
 
 
 def _types():
-    from openai.types.beta import agent_create_params, agent_update_params
+    from openai.pagination import SyncCursorPage
+    from openai.types.beta import agent_create_params, agent_list_params, agent_update_params
     from openai.types.beta.agent import Agent
     from openai.types.beta.agent_deleted import AgentDeleted
     from openai.types.beta.agent_session import AgentSession
@@ -82,7 +87,8 @@ def _types():
     return {"create": agent_create_params.AgentCreateParams, "update": agent_update_params.AgentUpdateParams,
             "agent": Agent, "deleted": AgentDeleted, "session": AgentSession, "session_deleted": AgentSessionDeleted,
             "event": AgentSessionEvent, "session_create": session_create_params.SessionCreateParamsStreaming,
-            "events_create": event_create_params.EventCreateParams}
+            "events_create": event_create_params.EventCreateParams, "list": agent_list_params.AgentListParams,
+            "page": SyncCursorPage[Agent]}
 
 
 class ScriptedAgents:
@@ -199,10 +205,16 @@ class ScriptedAgents:
         return self._send(obj, "agent")
 
     def _list(self, request: Request) -> Response:
-        query = request.query_params
-        unknown = set(query) - {"after", "limit", "order"}
-        if unknown:
-            self.problems.append(f"GET /agents: unknown parameters {sorted(unknown)}")
+        """A page (the SDK's CursorPage: ``data``, ``has_more``; ``object``/``first_id``/``last_id`` inferred,
+        agents-beta.md §4) for a query the SDK's ``AgentListParams`` allow (limit 1 to 100)."""
+        query = {key: int(value) if key == "limit" and value.isdigit() else value
+                 for key, value in request.query_params.items()}
+        found = request_problems(query, self.types["list"], "GET /agents query")
+        if isinstance(query.get("limit"), int) and not 1 <= query["limit"] <= 100:
+            found.append(f"GET /agents query.limit: {query['limit']} is not between 1 and 100")
+        if found:
+            self.problems += found
+            return error(400, "; ".join(found), "invalid_request_error")
         objects = list(self.agents.values())
         if query.get("order", "desc") == "desc":
             objects.reverse()
@@ -213,8 +225,8 @@ class ScriptedAgents:
         page = objects[:limit]
         data = {"object": "list", "data": page, "has_more": len(objects) > limit,
                 "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
-        for obj in page:
-            self.problems += response_problems(obj, self.types["agent"], "agent")
+        inferred = tuple(f"page.{key}: not a field" for key in ("object", "first_id", "last_id"))
+        self.problems += [p for p in response_problems(data, self.types["page"], "page") if not p.startswith(inferred)]
         return JSONResponse(data)
 
     async def _agent(self, request: Request) -> Response:
@@ -276,7 +288,7 @@ class ScriptedAgents:
             return early
         if request.method == "GET":
             return self._send(session.snapshot(), "session")
-        if session.obj["status"] not in ("idle", "failed"):
+        if session.obj["status"] not in ("idle", "failed", "budget_reached"):
             return error(409, "Cancel the session's running turn before deleting it.", "invalid_request_error")
         del self.sessions[session.id]
         return self._send({"id": session.id, "object": "agent.session.deleted", "deleted": True}, "session_deleted")
@@ -333,7 +345,7 @@ class Session:
             while True:
                 event = await queue.get()
                 yield f"data: {json.dumps(event)}\n\n"
-                if event["type"] in ("agent.session.idle", "agent.session.failed"):
+                if event["type"] in ("agent.session.idle", "agent.session.failed", "agent.session.budget_reached"):
                     yield "data: [DONE]\n\n"
                     return
         finally:
@@ -354,7 +366,8 @@ class Session:
                 self.api.race_rejections += 1
                 if event["call_id"] in self.racing:
                     self.racing.pop(event["call_id"]).set()
-                return error(400, f"Unknown pending tool call: {event['call_id']}", "invalid_request_error")
+                return error(400, f"Unknown pending tool call: {event['call_id']}", "invalid_request_error",
+                             code="invalid_request_error")  # the SDK's is_pending_call_race wants this code
             self.api.tool_results.append(event)
             if not future.done():
                 future.set_result(event)
@@ -388,8 +401,14 @@ class Session:
                 "content": [{"type": "input_text", "text": text}]}, **ids)
             if answer.fail is not None:
                 error = {"code": answer.fail[0], "message": answer.fail[1]}
-                turn = self._turn("failed", completed_at=int(time.time()), error=error)
+                if answer.error_event:
+                    self.emit("error", error={**error, "type": "server_error", "param": None}, session_id=self.id)
+                turn = self._turn("failed", completed_at=int(time.time()), error=None if answer.error_event else error)
                 self.emit("agent.session.turn.failed", turn=turn, **ids)
+                return
+            if answer.budget:
+                self.obj["spend_control"] = {"limit": 50, "consumed": 50}
+                self._status("budget_reached", "agent.session.budget_reached")
                 return
             if answer.session_fail is not None:
                 self.obj["error"] = answer.session_fail
@@ -414,7 +433,7 @@ class Session:
             self.emit("agent.session.turn.cancelled", turn=self._turn("cancelled", completed_at=int(time.time())), **ids)
         finally:
             self.pending.clear()
-            if self.obj["status"] != "failed":
+            if self.obj["status"] not in ("failed", "budget_reached"):
                 self._status("idle", "agent.session.idle")
 
     async def _call(self, name: str, arguments: dict[str, Any], index: int, race: bool, ids: dict[str, str]) -> None:
@@ -483,93 +502,7 @@ class Session:
 
 
 # -- the API's rules ------------------------------------------------------------------------------
-def error(status: int, message: str, kind: str, param: str | None = None, headers: dict[str, str] | None = None
-          ) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status,
+def error(status: int, message: str, kind: str, param: str | None = None, headers: dict[str, str] | None = None,
+          code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status,
                         headers=headers)
-
-
-def limits(body: dict[str, Any]) -> str | None:
-    metadata = body.get("metadata") or {}
-    if len(metadata) > 16:
-        return f"metadata: {len(metadata)} pairs; at most 16 are allowed"
-    for key, value in metadata.items():
-        if len(key) > 64 or len(value) > 512:
-            return f"metadata: key {key[:70]!r} or its value is too long (64 / 512 characters)"
-    size = len(json.dumps(body.get("tools") or [], separators=(",", ":"), ensure_ascii=False).encode())
-    if size > TOOLS_LIMIT:
-        return f"tools: {size} bytes; at most {TOOLS_LIMIT} are allowed"
-    return None
-
-
-DEFAULTS: dict[str, Any] = {
-    "name": None, "instructions": None, "metadata": {}, "tools": [],
-    "reasoning": {"effort": None, "summary": None},
-    "text": {"format": {"type": "text"}, "verbosity": "medium"},
-    "service_tier": "auto",
-    "multi_agent": {"enabled": False, "max_concurrent_subagents": None},
-    "compaction": {"async": False},
-}
-
-
-def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The stored fields after a create (``old`` None: every default) or an update (only the fields sent;
-    null resets one; ``metadata`` and ``tools`` replaced whole)."""
-    out: dict[str, Any] = {} if old is not None else {**json.loads(json.dumps(DEFAULTS)),
-                                                      "experimental": {"time_awareness": False}}
-    for name, value in body.items():
-        if name == "model":
-            out["model"] = value
-        elif name in ("name", "instructions"):
-            out[name] = value
-        elif name == "metadata":
-            out["metadata"] = dict(value or {})
-        elif name == "tools":
-            out["tools"] = [tool(item) for item in value or []]
-        elif name == "reasoning":
-            out["reasoning"] = {**DEFAULTS["reasoning"], **(value or {})}
-        elif name == "text":
-            out["text"] = {"format": (value or {}).get("format") or {"type": "text"},
-                           "verbosity": (value or {}).get("verbosity") or "medium"}
-        elif name == "service_tier":
-            out["service_tier"] = value or "auto"
-        elif name == "multi_agent":
-            enabled = bool((value or {}).get("enabled"))
-            out["multi_agent"] = {"enabled": enabled, "max_concurrent_subagents":
-                                  (value or {}).get("max_concurrent_subagents") or (6 if enabled else None)}
-        elif name == "compaction":  # "Accepted for compatibility and ignored" (SDK 3.63): always blocking
-            out["compaction"] = {"async": False}
-    return out
-
-
-def session_tools(saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A saved agent's tools (``PersistedAgentTool``) as its session shows them (``AgentTool``): an HTTP MCP
-    transport without its saved ``headers`` (``McpTransportResourceHTTP`` has none); ``tool_search``, which only
-    the saved form has, left out."""
-    out = []
-    for item in saved:
-        if item["type"] == "tool_search":
-            continue
-        if item["type"] == "mcp" and item["transport"]["type"] == "http":
-            item = {**item, "transport": {key: value for key, value in item["transport"].items() if key != "headers"}}
-        out.append(item)
-    return out
-
-
-def tool(item: dict[str, Any]) -> dict[str, Any]:
-    """A tool as the API returns it: its defaults filled in."""
-    kind = item["type"]
-    if kind == "function":
-        return {"defer_loading": False, **item}
-    if kind == "mcp":
-        transport = dict(item["transport"])
-        transport.update({"headers": transport.get("headers") or {}} if transport["type"] == "http" else
-                         {"args": transport.get("args") or [], "env_vars": transport.get("env_vars") or []})
-        return {"allowed_tools": None, "connection_origin": "service", "request_metadata": {}, "required": False,
-                **{key: value for key, value in item.items() if value is not None}, "transport": transport}
-    if kind == "web_search":
-        return {"allowed_domains": None, "context_size": "medium", "mode": "live",
-                **{key: value for key, value in item.items() if value is not None}}
-    if kind == "computer_use":
-        return {"include_screenshots": False, **item}
-    return dict(item)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import time
 
+import openai
+import pytest
 import yaml
 
 from asstctl.ownership import KEY, LOCK, MANAGED_BY, PROJECT, SPEC_HASH
@@ -42,9 +44,10 @@ def test_full_cycle_create_replan_change_prune_destroy(api, project):
     name = project_name(project)
     write_spec(project, "triage", **TRIAGE)
     write_spec(project, "faq", instructions="Answer from the FAQ.")
-    client = sdk(api)
-    foreign = client.beta.agents.create(model="gpt-5", name="Someone else's", metadata={"owner": "ops"})
-    other = client.beta.agents.create(model="gpt-5", metadata={MANAGED_BY: "asstctl", PROJECT: "another", KEY: "faq"})
+    with sdk(api) as client:
+        foreign = client.beta.agents.create(model="gpt-5", name="Someone else's", metadata={"owner": "ops"})
+        other = client.beta.agents.create(model="gpt-5", metadata={MANAGED_BY: "asstctl", PROJECT: "another",
+                                                                   KEY: "faq"})
 
     created = run(api, "apply", "--yes")
     assert created.exit_code == 0, created.output
@@ -115,7 +118,8 @@ def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project
     saved = project / "plan.json"
     assert run(api, "plan", "--out", str(saved)).exit_code == 0
     agent = agents_of(api, project_name(project))["bot"]
-    sdk(api).beta.agents.update(agent["id"], metadata={**agent["metadata"], "touched": "yes"})
+    with sdk(api) as client:
+        client.beta.agents.update(agent["id"], metadata={**agent["metadata"], "touched": "yes"})
     stale = run(api, "apply", "--yes", str(saved))
     assert stale.exit_code != 0 and "stale" in stale.output, stale.output
 
@@ -134,13 +138,13 @@ def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project
 
 
 def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
-    client = sdk(api)
-    made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
-                                     reasoning={"effort": "high", "summary": "auto"},
-                                     multi_agent={"enabled": True},
-                                     tools=[{"type": "web_search", "context_size": "high"},
-                                            {"type": "function", "name": "lookup", "description": "",
-                                             "parameters": {"type": "object", "properties": {}}}])
+    with sdk(api) as client:
+        made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
+                                         reasoning={"effort": "high", "summary": "auto"},
+                                         multi_agent={"enabled": True},
+                                         tools=[{"type": "web_search", "context_size": "high"},
+                                                {"type": "function", "name": "lookup", "description": "",
+                                                 "parameters": {"type": "object", "properties": {}}}])
     imported = run(api, "import", "researcher", made.id)
     assert imported.exit_code == 0, imported.output
     spec = yaml.safe_load((project / "assistants" / "researcher.yaml").read_text())
@@ -161,8 +165,7 @@ def test_a_held_lock_refuses_a_second_apply(api, project):
     from asstctl.reconcile.lock import acquire
 
     write_spec(project, "locked", instructions="Wait your turn.")
-    backend = Agents(sdk(api, default_headers={}))
-    with acquire(backend, project_name(project), "apply"):
+    with Agents(sdk(api, default_headers={})) as backend, acquire(backend, project_name(project), "apply"):
         refused = run(api, "apply", "--yes")
     assert refused.exit_code != 0 and "is locked by" in refused.output, refused.output
     assert run(api, "apply", "--yes").exit_code == 0
@@ -173,9 +176,10 @@ def test_force_unlock_removes_a_crashed_applys_lock_agent(api, project):
 
     name = project_name(project)
     write_spec(project, "bot", instructions="Hello.")
-    stuck = sdk(api).beta.agents.create(model="gpt-5-mini", name=f"asstctl lock: {name}", metadata={
-        locking.LOCK: name, locking.HOLDER: "ci@runner pid 1", locking.OPERATION: "apply",
-        locking.SINCE: "2026-01-01 00:00:00 UTC", locking.EXPIRES: str(int(time.time()) + 600)})
+    with sdk(api) as client:
+        stuck = client.beta.agents.create(model="gpt-5-mini", name=f"asstctl lock: {name}", metadata={
+            locking.LOCK: name, locking.HOLDER: "ci@runner pid 1", locking.OPERATION: "apply",
+            locking.SINCE: "2026-01-01 00:00:00 UTC", locking.EXPIRES: str(int(time.time()) + 600)})
     held = run(api, "apply", "--yes")
     assert held.exit_code != 0 and "ci@runner pid 1" in held.output and f"force-unlock {stuck.id}" in held.output
     unconfirmed = run(api, "force-unlock", stuck.id)
@@ -235,7 +239,7 @@ def test_server_defaults_set_explicitly_are_not_a_change(api, project):
 def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, project):
     from asstctl.backends.agents import Agents
     from asstctl.reconcile.remote import read_remote
-    from tests.agents.scripted import materialized
+    from tests.agents.scripted_rules import materialized
 
     name = project_name(project)
     for number in range(150):  # put straight into the stand-in's store: 150 creates over HTTP would be slow
@@ -244,8 +248,16 @@ def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, proj
                                 **materialized({"model": "gpt-5", "metadata": {
                                     MANAGED_BY: "asstctl", PROJECT: name, KEY: f"bot-{number}"}})}
     try:
-        state = read_remote(Agents(sdk(api)), name)
+        with Agents(sdk(api)) as backend:
+            state = read_remote(backend, name)
         assert len(state.managed) == 150 and state.requests == 2
+        with sdk(api) as client:  # the stand-in holds list queries to the SDK's AgentListParams
+            for bad in ({"limit": 101}, {"order": "newest"}, {"extra_query": {"page": "2"}}):
+                with pytest.raises(openai.BadRequestError):
+                    client.beta.agents.list(**bad)
+        assert len(api.problems) == 3 and "limit: 101 is not between 1 and 100" in api.problems[0], api.problems
+        assert "'newest' is not one of ('asc', 'desc')" in api.problems[1] and "page: not a field" in api.problems[2]
+        api.problems.clear()
     finally:
         for number in range(150):
             api.agents.pop(f"agent_page{number:04d}")
@@ -264,3 +276,65 @@ def test_compaction_the_api_ignores_is_never_a_change(api, project):
     refused = run(api, "plan")
     assert refused.exit_code != 0 and "`compaction.async: true` on target `agents`" in refused.output, refused.output
     assert "drift" not in refused.output
+
+
+def test_shared_vector_stores_are_left_out_of_an_agents_targets_plan_with_a_note(api, project):
+    """vector_stores/*.yaml are valid (the project's Assistants targets, the built-in ones included, take them);
+    a plan on the agents target leaves them out and says so, and apply creates the agent alone."""
+    write_spec(project, "bot", name="Bot")
+    (project / "vector_stores" / "kb").mkdir(parents=True)
+    (project / "vector_stores" / "kb" / "a.md").write_text("hello")
+    (project / "vector_stores" / "kb.yaml").write_text("name: KB\nfiles: [kb/*.md]\n")
+    assert run(api, "validate").exit_code == 0
+    planned = run(api, "plan")
+    assert planned.exit_code == 0 and "vector store" not in planned.stdout, planned.output
+    assert "Warning: vector store `kb` (vector_stores/kb.yaml) not planned on " in planned.stderr, planned.stderr
+    assert "no vector stores or uploads for agents" in planned.stderr and "MCP server" in planned.stderr
+    applied = run(api, "apply", "--yes")
+    assert applied.exit_code == 0 and "1 created" in applied.output and "0 failed" in applied.output, applied.output
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_every_non_default_field_and_12_user_keys_apply_replan_clean_and_reset_when_dropped(api, project):
+    """A json_schema answer format, a flex tier, a name... and 12 metadata keys of the user's (+ asstctl's 4 = the
+    API's 16 pairs): apply, a clean re-plan; the spec then drops them all: each goes back to the API's default."""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    write_spec(project, "full", name="Full", instructions="Answer in JSON.", service_tier="flex",
+               text={"verbosity": "low", "format": {"type": "json_schema", "schema": schema}},
+               reasoning={"summary": "auto"}, multi_agent={"enabled": True, "max_concurrent_subagents": 3},
+               metadata={f"k{number}": "v" for number in range(12)})
+    assert run(api, "apply", "--yes").exit_code == 0
+    stored = agents_of(api, project_name(project))["full"]
+    assert len(stored["metadata"]) == 16 and stored["text"]["format"] == {"type": "json_schema", "schema": schema}
+    clean = run(api, "plan", "--detailed-exitcode")
+    assert clean.exit_code == 0, clean.output
+    write_spec(project, "full")
+    assert "1 updated" in run(api, "apply", "--yes").output
+    stored = agents_of(api, project_name(project))["full"]
+    assert (stored["name"], stored["instructions"], stored["service_tier"]) == (None, None, "auto")
+    assert stored["text"] == {"format": {"type": "text"}, "verbosity": "medium"}
+    assert stored["reasoning"] == {"effort": None, "summary": None} and stored["multi_agent"]["enabled"] is False
+    assert sorted(stored["metadata"]) == [KEY, MANAGED_BY, PROJECT, SPEC_HASH]
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_an_agent_with_tools_a_spec_cannot_express_is_not_imported_and_says_why(api, project):
+    """tool_search (and programmatic_tool_calling, automations), a function's defer_loading (and async): named,
+    never "did you mean `file_search`?", an Assistants tool; nothing is written."""
+    with sdk(api) as client:
+        made = client.beta.agents.create(model="gpt-5", tools=[{"type": "tool_search"}, {
+            "type": "function", "name": "lookup", "description": "", "defer_loading": True,
+            "parameters": {"type": "object", "properties": {}}}])
+        refused = run(api, "import", "searcher", made.id)
+        client.beta.agents.update(made.id, metadata={MANAGED_BY: "asstctl", PROJECT: project_name(project),
+                                                      KEY: "searcher"})
+        exported = run(api, "export", "--yes")  # now the project's: export names it too
+        client.beta.agents.delete(made.id)
+    assert refused.exit_code == 1 and "did you mean" not in refused.output, refused.output
+    assert "`tools[0].type`: `tool_search` is an Agents API tool asstctl's spec format cannot express: remove it, " \
+           "or keep such an agent outside asstctl" in refused.output
+    assert "`defer_loading` is an Agents API function option asstctl's spec format cannot express" in refused.output
+    assert "nothing was written" in refused.output and not (project / "assistants" / "searcher.yaml").exists()
+    assert exported.exit_code == 1 and "1 failed" in exported.output, exported.output
+    assert f"{made.id} (searcher): " in exported.output and "`tool_search` is an Agents API tool" in exported.output
+    assert not (project / "assistants" / "searcher.yaml").exists()

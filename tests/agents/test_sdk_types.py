@@ -5,7 +5,8 @@ right. No network."""
 
 from __future__ import annotations
 
-from tests.agents.scripted import DEFAULTS, _types, session_tools, tool
+from tests.agents.scripted import _types
+from tests.agents.scripted_rules import DEFAULTS, session_tools, tool
 from tests.agents.sdk_types import request_problems, response_problems
 
 TYPES = _types()

@@ -87,6 +87,42 @@ def test_conversations_run_as_sessions_with_a_tool_round(api, project):
                for method, path, body in api.requests if method == "POST" and path == "/v1/agents/sessions")
 
 
+def test_the_sdks_own_tool_handlers_complete_a_raced_call_and_asstctl_retries_by_the_sdks_rule(api):
+    """The double's race refusal is the one the SDK's dispatcher retries (code `invalid_request_error`, the exact
+    call id): a streamed session with `tool_handlers` completes; asstctl's rule agrees with the SDK's."""
+    import openai
+    import openai.lib.beta.agents  # noqa: F401 - loads the SDK's streaming helpers in their import order
+    from openai.lib.streaming.agents._tools import is_pending_call_race
+
+    from asstctl.testing.agents import pending_call_race
+
+    rejected = api.race_rejections
+    with sdk(api) as client:
+        agent = client.beta.agents.create(model="gpt-5", tools=[{
+            "type": "function", "name": "get_weather", "description": "", "parameters": {"type": "object"}}])
+        api.queue(Answer("It is 17 °C in Oslo.", calls=[("get_weather", {"city": "Oslo"})], race=True))
+        seen = []
+        stream = client.beta.agents.sessions.create(
+            agent_id=agent.id, environment={"type": "none"}, input="Weather in Oslo?", stream=True,
+            tool_handlers={"get_weather": lambda arguments: {"city": arguments["city"], "temperature": 17}})
+        with stream:
+            for event in stream:
+                seen.append(event.type)
+                if event.type == "agent.session.created":
+                    session_id = event.session.id
+        assert "agent.session.turn.completed" in seen and seen[-1] == "agent.session.idle", seen
+        assert api.race_rejections > rejected  # the first post was refused, the SDK's retry accepted
+        assert json.loads(api.tool_results[-1]["output"]) == {"city": "Oslo", "temperature": 17}
+        with pytest.raises(openai.BadRequestError) as refused:  # a call the idle session does not know
+            client.beta.agents.sessions.events.create(session_id, idempotency_key="k-unknown", events=[{
+                "type": "agent.session.input.tool_result", "turn_id": "turn_x", "call_id": "call_x",
+                "success": True, "output": "x"}])
+        for call_id, race in (("call_x", True), ("call_y", False)):
+            assert pending_call_race(refused.value, call_id) is is_pending_call_race(refused.value, call_id) is race
+        client.beta.agents.sessions.delete(session_id)
+        client.beta.agents.delete(agent.id)
+
+
 def test_a_session_of_an_agent_with_mcp_servers_shows_them_in_the_session_shape(api, project):
     """A saved HTTP transport keeps its non-secret headers; a session's (McpTransportResourceHTTP) has none."""
     write_spec(project, "docs", instructions="Answer from the docs.", tools=[
@@ -100,13 +136,14 @@ def test_a_session_of_an_agent_with_mcp_servers_shows_them_in_the_session_shape(
     result = run(api, "test", "--keep-threads", "--output", "json")
     assert result.exit_code == 0, result.output
     session_id = json.loads(result.stdout)["conversations"][0]["attempts"][0]["thread_id"]
-    session = sdk(api).beta.agents.sessions.retrieve(session_id)  # strict: the SDK's own session type
+    with sdk(api) as client:
+        session = client.beta.agents.sessions.retrieve(session_id)  # strict: the SDK's own session type
+        client.beta.agents.sessions.delete(session_id)
     http, stdio = session.agent.tools
     assert http.transport.to_dict() == {"type": "http", "server_url": "https://mcp.example.com/kb"}
     assert http.allowed_tools == ["search"] and stdio.transport.env_vars == ["HOME"]
     saved = next(obj for obj in api.agents.values() if obj["id"] == session.agent.id)
     assert saved["tools"][0]["transport"]["headers"] == {"Accept": "application/json"}
-    sdk(api).beta.agents.sessions.delete(session_id)
 
 
 def test_generation_time_counts_as_engine_time_not_overhead(api, project):
@@ -131,14 +168,17 @@ conversations:
   - {name: approval, turns: [{user: Find the refund policy}]}
   - {name: subagent, turns: [{user: Ask your helper, expect: {equals: Done.}}]}
   - {name: session failure, turns: [{user: Hello}]}
+  - {name: budget, turns: [{user: Hello}]}
+  - {name: error event, turns: [{user: Hello}]}
 """)
     assert run(api, "apply", "--yes").exit_code == 0
     api.queue(Answer("Never said.", approval="kb"),
               Answer("Done.", subagent="The helper's notes.", usage=(40, 4)),
-              Answer("", session_fail="The session's environment could not start."))
+              Answer("", session_fail="The session's environment could not start."),
+              Answer("", budget=True), Answer("", fail=("server_error", "The model failed."), error_event=True))
     result = run(api, "test", "--output", "json")
     assert result.exit_code == 1, result.output
-    approval, subagent, failed = json.loads(result.stdout)["conversations"]
+    approval, subagent, failed, budget, errored = json.loads(result.stdout)["conversations"]
     asked = approval["attempts"][0]
     assert asked["turns"][0]["error"] == "the agent asked for `mcp_approval_request`, which asstctl test cannot answer"
     assert asked["error"] is None  # the turn was cancelled, then its session deleted
@@ -147,7 +187,11 @@ conversations:
     assert helped["usage"] == {"prompt_tokens": 40, "completion_tokens": 4, "total_tokens": 44}  # the root turn's
     assert failed["attempts"][0]["turns"][0]["error"] == \
         "the turn ended `failed`: The session's environment could not start."
-    assert failed["attempts"][0]["error"] is None and not api.sessions
+    assert budget["attempts"][0]["turns"][0]["error"] == \
+        "the turn ended `budget_reached`: the session paused at its spending limit (50 of 50 US cents spent)"
+    assert errored["attempts"][0]["turns"][0]["error"] == "the turn ended `failed`: server_error: The model failed."
+    assert all(conversation["attempts"][0]["error"] is None for conversation in (failed, budget, errored))
+    assert not api.sessions  # each deleted, the paused one too
 
 
 def test_an_agent_that_is_not_deployed_is_named(api, project):

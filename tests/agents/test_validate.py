@@ -128,3 +128,14 @@ def test_web_search_location_takes_the_sdk_keys_only(tmp_path, monkeypatch):
     assert "street" in out, out
     write_spec(tmp_path, "bot", tools=[{"web_search": {"location": {"city": 75}}}])
     assert "75" in validate(tmp_path)
+
+
+def test_a_json_schema_format_needs_its_schema_and_metadata_at_most_12_keys(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch)
+    write_spec(tmp_path, "bot", text={"format": {"type": "json_schema"}}, metadata={f"k{i}": "v" for i in range(13)})
+    out = validate(tmp_path)
+    assert "assistants/bot.yaml:3:3: `text.format` is `type: json_schema` without `schema`: add the JSON Schema the " \
+           "answers follow, e.g. `schema: {type: object, properties: {answer: {type: string}}}`, or use `type: text`" \
+           in out, out
+    assert "`metadata` has 13 keys; at most 12 are allowed (the API allows 16 and asstctl adds 4 of its own)" in out
+    assert "required property" not in out

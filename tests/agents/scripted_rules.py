@@ -1,0 +1,96 @@
+"""The scripted Agents API's rules (tests/agents/scripted.py): the request limits it enforces and how it stores an
+agent (every server-resolved default of shared/reference/agents-beta.md §3 filled in) and shows its tools in a
+session."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+TOOLS_LIMIT = 3 * 1024 * 1024
+
+
+def limits(body: dict[str, Any]) -> str | None:
+    metadata = body.get("metadata") or {}
+    if len(metadata) > 16:
+        return f"metadata: {len(metadata)} pairs; at most 16 are allowed"
+    for key, value in metadata.items():
+        if len(key) > 64 or len(value) > 512:
+            return f"metadata: key {key[:70]!r} or its value is too long (64 / 512 characters)"
+    size = len(json.dumps(body.get("tools") or [], separators=(",", ":"), ensure_ascii=False).encode())
+    if size > TOOLS_LIMIT:
+        return f"tools: {size} bytes; at most {TOOLS_LIMIT} are allowed"
+    return None
+
+
+DEFAULTS: dict[str, Any] = {
+    "name": None, "instructions": None, "metadata": {}, "tools": [],
+    "reasoning": {"effort": None, "summary": None},
+    "text": {"format": {"type": "text"}, "verbosity": "medium"},
+    "service_tier": "auto",
+    "multi_agent": {"enabled": False, "max_concurrent_subagents": None},
+    "compaction": {"async": False},
+}
+
+
+def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stored fields after a create (``old`` None: every default) or an update (only the fields sent;
+    null resets one; ``metadata`` and ``tools`` replaced whole)."""
+    out: dict[str, Any] = {} if old is not None else {**json.loads(json.dumps(DEFAULTS)),
+                                                      "experimental": {"time_awareness": False}}
+    for name, value in body.items():
+        if name == "model":
+            out["model"] = value
+        elif name in ("name", "instructions"):
+            out[name] = value
+        elif name == "metadata":
+            out["metadata"] = dict(value or {})
+        elif name == "tools":
+            out["tools"] = [tool(item) for item in value or []]
+        elif name == "reasoning":
+            out["reasoning"] = {**DEFAULTS["reasoning"], **(value or {})}
+        elif name == "text":
+            out["text"] = {"format": (value or {}).get("format") or {"type": "text"},
+                           "verbosity": (value or {}).get("verbosity") or "medium"}
+        elif name == "service_tier":
+            out["service_tier"] = value or "auto"
+        elif name == "multi_agent":
+            enabled = bool((value or {}).get("enabled"))
+            out["multi_agent"] = {"enabled": enabled, "max_concurrent_subagents":
+                                  (value or {}).get("max_concurrent_subagents") or (6 if enabled else None)}
+        elif name == "compaction":  # "Accepted for compatibility and ignored" (SDK 3.63): always blocking
+            out["compaction"] = {"async": False}
+    return out
+
+
+def session_tools(saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A saved agent's tools (``PersistedAgentTool``) as its session shows them (``AgentTool``): an HTTP MCP
+    transport without its saved ``headers`` (``McpTransportResourceHTTP`` has none); ``tool_search``, which only
+    the saved form has, left out."""
+    out = []
+    for item in saved:
+        if item["type"] == "tool_search":
+            continue
+        if item["type"] == "mcp" and item["transport"]["type"] == "http":
+            item = {**item, "transport": {key: value for key, value in item["transport"].items() if key != "headers"}}
+        out.append(item)
+    return out
+
+
+def tool(item: dict[str, Any]) -> dict[str, Any]:
+    """A tool as the API returns it: its defaults filled in."""
+    kind = item["type"]
+    if kind == "function":
+        return {"defer_loading": False, **item}
+    if kind == "mcp":
+        transport = dict(item["transport"])
+        transport.update({"headers": transport.get("headers") or {}} if transport["type"] == "http" else
+                         {"args": transport.get("args") or [], "env_vars": transport.get("env_vars") or []})
+        return {"allowed_tools": None, "connection_origin": "service", "request_metadata": {}, "required": False,
+                **{key: value for key, value in item.items() if value is not None}, "transport": transport}
+    if kind == "web_search":
+        return {"allowed_domains": None, "context_size": "medium", "mode": "live",
+                **{key: value for key, value in item.items() if value is not None}}
+    if kind == "computer_use":
+        return {"include_screenshots": False, **item}
+    return dict(item)
