@@ -7,8 +7,11 @@
   (code left running after its call, e.g. a thread that raised its own soft limit); beyond, it is
   ended and the thread's next call says why.
 - **Total memory** (``--code-max-total-memory-mb``) and **total disk** (``--code-max-total-disk-mb``,
-  the bytes in every session's size-capped tmpfs): when the sessions together use more, the largest
-  session is ended and its call fails saying why.
+  the bytes in every session's size-capped tmpfs, plus ``INODE_BYTES`` (1 KiB) per file or directory in
+  them): when the sessions together use more, the largest session is ended and its call fails saying why.
+- **Files per session** (``max_inodes``, 100,000): tmpfs' size cap counts bytes, not inodes, and an empty
+  file costs the kernel ~1 KiB of memory; bubblewrap cannot set tmpfs' ``nr_inodes``, so a session with
+  more files and directories in its tmpfs than that is ended (read from the same ``statvfs``).
 
 It measures from /proc every ``watch_seconds`` (0.25) seconds (in a worker thread: the event loop never blocks)
 while sessions live, wherever the server runs (no cgroup it may create, an unprivileged container).
@@ -78,6 +81,10 @@ class Watchdog:
                 if session.idle_cpu > IDLE_CPU:
                     self.end(session, f"it used {session.idle_cpu:.1f} s of CPU time between calls, over the "
                                       f"allowance of {IDLE_CPU:g} s (code left running after its call ended)")
+            if used.inodes > config.max_inodes:
+                self.end(session, f"it had {used.inodes} files and directories in /tmp, /mnt/data and /dev/shm, "
+                                  f"over the limit of {config.max_inodes} per session (each holds kernel memory "
+                                  "that no size limit counts)")
             if not session.in_call:
                 continue
             if session.call_cpu is None:  # the call's baseline (it began at most one interval ago)
@@ -92,7 +99,7 @@ class Watchdog:
                 continue
             size, largest = max(live, key=lambda pair: pair[0])
             total = sum(size for size, _ in live)
-            what = "memory" if kind == "memory" else "disk space (/mnt/data, /tmp, /dev/shm)"
+            what = "memory" if kind == "memory" else "disk space (/mnt/data, /tmp, /dev/shm; 1 KiB per file)"
             self.end(largest, f"all code_interpreter sessions together used {total / 1048576:.0f} MB of {what}, "
                               f"over the server's limit of {cap_mb} MB ({flag}), and this session was the largest "
                               f"({size / 1048576:.0f} MB)")
