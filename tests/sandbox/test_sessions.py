@@ -98,9 +98,27 @@ def test_without_bwrap_there_is_no_sandbox_and_no_fallback(tmp_path):
 
 
 def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
-    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"))
+    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"), data_mb=2)
     assert sandbox.run("t", "v = 2\nv * 21").logs == "42\n"
     assert sandbox.run("t", "import os; os.getcwd() != '/mnt/data'").logs == "True\n"
+    # What a call leaves running ends with it, even in a session of its own (it comes back to the REPL's
+    # supervisor, a child subreaper): no pid namespace to end it with.
+    left = sandbox.run("t", "import subprocess\nprint(subprocess.run(['sh', '-c', 'setsid sleep 60 >/dev/null 2>&1 & echo $!'], "
+                            "capture_output=True, text=True).stdout.strip())").logs
+    for _ in range(100):
+        try:
+            with open(f"/proc/{int(left)}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the call's background process {left} still runs")
+    # No tmpfs caps its stand-in for /mnt/data: the watchdog does (--code-data-mb).
+    full = sandbox.run("t", "open('blob', 'wb').write(b'x' * 3 * 2 ** 20)\nimport time\ntime.sleep(10)")
+    assert full.failure == "crashed" and "MB of files in its directory (1 KiB per file counted), over the limit " \
+        "of 2 MB (--code-data-mb)" in full.logs, full.logs
 
 
 async def _sleep(seconds):

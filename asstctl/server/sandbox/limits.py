@@ -9,6 +9,8 @@
 - **Total memory** (``--code-max-total-memory-mb``) and **total disk** (``--code-max-total-disk-mb``,
   the bytes in every session's size-capped tmpfs, plus ``INODE_BYTES`` (1 KiB) per file or directory in
   them): when the sessions together use more, the largest session is ended and its call fails saying why.
+- **/mnt/data's size without a sandbox** (the plain subprocess: a directory, no tmpfs): a session with
+  more than ``data_mb`` there (the first 10,000 entries looked at) is ended.
 - **Files per session** (``max_inodes``, 100,000): tmpfs' size cap counts bytes, not inodes, and an empty
   file costs the kernel ~1 KiB of memory; bubblewrap cannot set tmpfs' ``nr_inodes``, so a session with
   more files and directories in its tmpfs than that is ended (read from the same ``statvfs``).
@@ -82,6 +84,9 @@ class Watchdog:
                 if session.idle_cpu > IDLE_CPU:
                     self.end(session, f"it used {session.idle_cpu:.1f} s of CPU time between calls, over the "
                                       f"allowance of {IDLE_CPU:g} s (code left running after its call ended)")
+            if session.data_dir and used.disk > config.data_mb * 1048576:  # no sandbox: no tmpfs caps it
+                self.end(session, f"it had {used.disk / 1048576:.0f} MB of files in its directory (1 KiB per file "
+                                  f"counted), over the limit of {config.data_mb} MB (--code-data-mb)")
             if used.inodes > config.max_inodes:
                 self.end(session, f"it had {used.inodes} files and directories in /tmp, /mnt/data and /dev/shm, "
                                   f"over the limit of {config.max_inodes} per session (each holds kernel memory "
