@@ -278,6 +278,40 @@ def test_forged_protocol_frames_reach_nothing_of_the_servers_channel(call):
         assert "session was restarted" in again.output and "FORGED" not in again.output, again.output
 
 
+PTRACE = """import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+for name, pid in (('init', 1), ('parent', os.getppid())):
+    print(name, pid, libc.ptrace(16, pid, 0, 0), errno.errorcode[ctypes.get_errno()])  # PTRACE_ATTACH
+    print(name, pid, libc.ptrace(0x4206, pid, 0, 0), errno.errorcode[ctypes.get_errno()])  # PTRACE_SEIZE
+    try:
+        open(f'/proc/{pid}/mem', 'rb').read(1)
+        print(name, 'mem READ')
+    except OSError as e:
+        print(name, 'mem', type(e).__name__)
+"""
+
+
+def test_no_ptrace_of_the_supervisor(call):
+    """The cell's parent is the sandbox's pid 1, the supervisor that holds the server's pipes: not dumpable,
+    so neither ptrace nor its /proc/<pid>/mem reaches it."""
+    outcome = call(PTRACE)
+    assert outcome.output == "".join(f"{name} 1 -1 EPERM\n{name} 1 -1 EPERM\n{name} mem PermissionError\n"
+                                     for name in ("init", "parent")), outcome.output
+
+
+def test_another_threads_mnt_data_is_invisible(served, call):
+    other = "thread_other_" + os.urandom(6).hex()
+    secret = "another-thread-" + os.urandom(6).hex()
+    written = served.call(f"open('/mnt/data/{secret}.txt', 'w').write('{secret}')", other)
+    assert [path for path, _ in written.written_files] == [f"/mnt/data/{secret}.txt"], written.output
+    code = ("import glob, os\nfound = glob.glob('/mnt/data/*') + glob.glob('/tmp/*') + glob.glob('/dev/shm/*')\n"
+            "found += glob.glob('/proc/*/root/mnt/data/*') + glob.glob('/proc/*/cwd/*')\n"
+            f"print([p for p in found if '{secret}' in p], len(glob.glob('/proc/[0-9]*')))")
+    outcome = call(code)
+    assert outcome.output.startswith("[] ") and int(outcome.output.split()[-1]) <= 3, outcome.output
+    assert served.call(f"print(open('/mnt/data/{secret}.txt').read())", other).output == f"{secret}\n"  # it was there
+
+
 def test_raising_the_cpu_soft_limit_meets_the_hard_one(call, wall):
     wall(60)
     code = ("import resource\nresource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
