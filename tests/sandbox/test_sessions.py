@@ -142,3 +142,36 @@ def test_garbage_on_the_protocol_pipe_ends_the_session_not_the_server(sandbox):
     result = sandbox.run("t", code)
     assert result.failure == "crashed" and "session was restarted" in result.logs
     assert "NameError" in sandbox.run("t", "kept").logs
+
+
+GROWS = """import os, threading, time
+open('a.bin', 'wb').write(b'a' * 2 ** 20)
+for i in range(18):
+    open(f'b{i:02}.bin', 'wb').write(b'b' * 380_000)
+open('z.txt', 'wb').close()
+seen = os.stat('a.bin').st_atime_ns
+def grow():  # once a.bin was read (its atime moves), the files are being collected: z.txt grows past the room left
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        if os.stat('a.bin').st_atime_ns != seen:
+            open('z.txt', 'ab').write(b'z' * 2 ** 20)
+            return
+threading.Thread(target=grow).start()
+"""
+
+
+def test_files_not_returned_are_named_with_the_reason(sandbox):
+    """Unreadable, not a regular file, over 20 per call, and grown between the look and the read (the
+    room left of --code-file-mb: 8 MB here)."""
+    code = ("import os\nos.mkfifo('0-fifo')\nos.symlink('/etc/hostname', '0-link')\n"
+            "open('0-unreadable', 'w').write('x')\nos.chmod('0-unreadable', 0)\n"
+            "for i in range(22):\n    open(f'f{i:02}', 'w').write(str(i))")
+    result = sandbox.run("t", code)
+    assert [path for path, _ in result.files] == [f"/mnt/data/f{i:02}" for i in range(20)], result.logs
+    assert result.skipped == [("/mnt/data/0-fifo", "not a regular file"), ("/mnt/data/0-link", "not a regular file"),
+                              ("/mnt/data/0-unreadable", "unreadable (Permission denied)"),
+                              ("/mnt/data/f20", "more than 20 files changed in one call"),
+                              ("/mnt/data/f21", "more than 20 files changed in one call")], result.skipped
+    grown = sandbox.run("t", GROWS)
+    assert ("/mnt/data/z.txt", "grew while it was read") in grown.skipped, (grown.skipped, grown.logs)
+    assert len(grown.files) == 19 and sandbox.run("t", "os.path.getsize('z.txt')").logs == f"{2 ** 20}\n"
