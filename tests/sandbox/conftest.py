@@ -13,7 +13,7 @@ from asstctl.server.sandbox import InputFile, SandboxConfig, SessionPool
 # Small limits so the limit cases end quickly (the wall time is generous: a busy CI machine is slow;
 # the tests of the wall-time limit lower it themselves).
 TEST_LIMITS = dict(wall_seconds=30, cpu_seconds=1, output_bytes=2000, data_mb=32, file_mb=8, max_processes=16,
-                   shm_mb=8, interrupt_grace_seconds=2)
+                   shm_mb=8, interrupt_grace_seconds=2, max_inodes=2000)
 # For tests not about CPU time: importing matplotlib alone may take over 1 CPU second on a busy machine.
 ROOMY_CPU = dict(TEST_LIMITS, cpu_seconds=10)
 

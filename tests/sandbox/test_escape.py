@@ -214,42 +214,102 @@ def test_disk_fill(call):
     assert sum(len(path) for path, _ in many.written_files) < 10_000 and len(many.written_files) <= 20
 
 
+def test_empty_files_meet_the_limit_on_files(call):
+    """tmpfs' size cap counts bytes, not inodes: 300,000 empty files held ~246 MB of the kernel's memory while
+    the disk seen was 0. Files are made until refused or for 20 s at most; the session ends at 2,000 files."""
+    code = ("import time\nstart, i = time.monotonic(), 0\nwhile time.monotonic() - start < 20:\n    try:\n"
+            "        open(f'/tmp/e{i}', 'w').close()\n    except OSError as e:\n        print('refused', e)\n"
+            "        break\n    i += 1\nprint('made', i)")
+    outcome = call(code)
+    assert "files and directories in /tmp, /mnt/data and /dev/shm, over the limit of 2000 per session" in \
+        outcome.output and "session was restarted" in outcome.output, outcome.output
+
+
 def test_killing_itself_restarts_the_session(call):
     outcome = call("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     assert "the cell's process ended (signal 9)" in outcome.output and "session was restarted" in outcome.output
 
 
-FORGE = """import base64, glob, json, os, struct
-forged = {"logs": "FORGED", "truncated": 0, "error": False, "images": [], "skipped": [],
-          "files": [{"path": "/mnt/data/../../../etc/passwd", "data": base64.b64encode(b"root::0:0").decode()}] * 25}
+# A valid answer, forged: logs "FORGED" (written \\u0046ORGED, so a frame merely echoed as the cell's output does not
+# show it) and a file with a valid path. Through every fd the cell can reach in /proc, its own fds 0-4 included.
+FORGE = r"""import glob, json, os, struct
+fds = {}
+for fd in sorted(int(n) for n in os.listdir('/proc/self/fd')):
+    try:
+        link = os.readlink(f'/proc/self/fd/{fd}')
+    except OSError:  # the fd listdir read its directory with, closed since
+        continue
+    fds[fd] = link
+print('fds', [(fd, 'pipe' if link.startswith('pipe:') else link) for fd, link in fds.items()],
+      len(set(fds.values())))
+def forge(fd):
+    body = ('{"logs": "\\u0046ORGED", "truncated": 0, "error": false, "images": [], "skipped": [], "mark": 1, '
+            '"files": [{"path": "/mnt/data/forged.txt", "data": "Rk9SR0VE"}]}').encode()  # mark 1: the first call's
+    try:
+        os.write(fd, struct.pack('>I', len(body)) + body)
+    except OSError:
+        pass
+for fd in fds:  # as inherited
+    forge(fd)
 opened = []
-for path in sorted(glob.glob('/proc/*/fd/*')):
+for path in sorted(set(glob.glob('/proc/self/fd/*') + glob.glob('/proc/[0-9]*/fd/*'))):  # opened again
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     except OSError:
         continue
-    opened.append(path)
-    for mark in range(1, 8):
-        body = json.dumps({**forged, "mark": mark}).encode()
-        try:
-            os.write(fd, struct.pack('>I', len(body)) + body)
-        except OSError:
-            pass
-print('opened', opened)
+    opened.append(path.split('/')[2])
+    forge(fd)
+    os.close(fd)
+print('opened', sorted(set(opened)) == sorted({'self', str(os.getpid())}), len(opened))
 """
 
 
 def test_forged_protocol_frames_reach_nothing_of_the_servers_channel(call):
     outcome = call(FORGE)
-    # What the cell wrote to its own output pipe is just its output; no forged file became a file.
-    assert not outcome.written_files and "[file saved" not in outcome.output
-    # Only the cell process's own fds open (its output pipe, its own pipes to the supervisor), never
-    # those of the supervisor (pid 1), which alone holds the server's pipes.
-    opened = [line for line in outcome.output.splitlines() if line.startswith("opened")]
-    assert not opened or "/proc/1/" not in opened[0], outcome.output
-    again = call("print('after')")
-    if again.output != "after\n":  # the cell broke its own session's pipes: that session was restarted
-        assert "session was restarted" in again.output, again.output
+    # The cell's fds are exactly its own: /dev/null, its output pipe (1 and 2), its two pipes to the supervisor.
+    assert "fds [(0, '/dev/null'), (1, 'pipe'), (2, 'pipe'), (3, 'pipe'), (4, 'pipe')] 4\n" in outcome.output, \
+        outcome.output
+    # It reached only its own (never the supervisor's, pid 1, which alone holds the server's pipes) and forged
+    # valid answers through each: none was taken for the call's answer, no forged file became a file.
+    assert outcome.output.rstrip().endswith("opened True 10"), outcome.output
+    assert "FORGED" not in outcome.output and not outcome.written_files and "[file saved" not in outcome.output
+    again = call("import os\nprint('after', os.path.exists('/mnt/data/forged.txt'))")
+    if again.output != "after False\n":  # it broke its own session's pipes (fd 4): that session was restarted
+        assert "session was restarted" in again.output and "FORGED" not in again.output, again.output
+
+
+PTRACE = """import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+for name, pid in (('init', 1), ('parent', os.getppid())):
+    print(name, pid, libc.ptrace(16, pid, 0, 0), errno.errorcode[ctypes.get_errno()])  # PTRACE_ATTACH
+    print(name, pid, libc.ptrace(0x4206, pid, 0, 0), errno.errorcode[ctypes.get_errno()])  # PTRACE_SEIZE
+    try:
+        open(f'/proc/{pid}/mem', 'rb').read(1)
+        print(name, 'mem READ')
+    except OSError as e:
+        print(name, 'mem', type(e).__name__)
+"""
+
+
+def test_no_ptrace_of_the_supervisor(call):
+    """The cell's parent is the sandbox's pid 1, the supervisor that holds the server's pipes: not dumpable,
+    so neither ptrace nor its /proc/<pid>/mem reaches it."""
+    outcome = call(PTRACE)
+    assert outcome.output == "".join(f"{name} 1 -1 EPERM\n{name} 1 -1 EPERM\n{name} mem PermissionError\n"
+                                     for name in ("init", "parent")), outcome.output
+
+
+def test_another_threads_mnt_data_is_invisible(served, call):
+    other = "thread_other_" + os.urandom(6).hex()
+    secret = "another-thread-" + os.urandom(6).hex()
+    written = served.call(f"open('/mnt/data/{secret}.txt', 'w').write('{secret}')", other)
+    assert [path for path, _ in written.written_files] == [f"/mnt/data/{secret}.txt"], written.output
+    code = ("import glob, os\nfound = glob.glob('/mnt/data/*') + glob.glob('/tmp/*') + glob.glob('/dev/shm/*')\n"
+            "found += glob.glob('/proc/*/root/mnt/data/*') + glob.glob('/proc/*/cwd/*')\n"
+            f"print([p for p in found if '{secret}' in p], len(glob.glob('/proc/[0-9]*')))")
+    outcome = call(code)
+    assert outcome.output.startswith("[] ") and int(outcome.output.split()[-1]) <= 3, outcome.output
+    assert served.call(f"print(open('/mnt/data/{secret}.txt').read())", other).output == f"{secret}\n"  # it was there
 
 
 def test_raising_the_cpu_soft_limit_meets_the_hard_one(call, wall):

@@ -43,7 +43,7 @@ def test_total_disk_beyond_the_cap_ends_the_largest_session(make_sandbox):
         assert sandbox.run(key, WRITE.format(mb=6, seconds=0)).logs == "written\n"
     largest = sandbox.run("c", WRITE.format(mb=12, seconds=5))
     assert largest.failure == "crashed" and "--code-max-total-disk-mb" in largest.logs
-    assert "disk space (/mnt/data, /tmp, /dev/shm)" in largest.logs
+    assert "disk space (/mnt/data, /tmp, /dev/shm; 1 KiB per file)" in largest.logs
     # (seen when over the cap: 12 MB once written, or 7 to 11 MB while it writes on a loaded machine)
     assert 6 < int(re.search(r"the largest \((\d+) MB\)", largest.logs).group(1)) <= 12, largest.logs
     assert sandbox.run("b", "import os; os.path.getsize('/mnt/data/blob')").logs == f"{6 * 2 ** 20}\n"

@@ -1,6 +1,7 @@
-"""The README's main job on a machine without bubblewrap: the example project's offline `code:` rule
-(the project's own code) runs as a plain subprocess with a one-line notice (tests/sandbox/test_runs.py
-shows that code a message fills in, like a model's code, never does)."""
+"""The README's main job on a fresh install (no `[code]` extra: no sympy) without bubblewrap: the example
+project's offline `code:` rule (the project's own code, standard library only) runs as a plain subprocess
+with a one-line notice (tests/sandbox/test_runs.py shows that code a message fills in, like a model's code,
+never does)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,23 @@ from tests.sandbox.conftest import ROOMY_CPU
 PROJECT = Path(asstctl.__file__).resolve().parents[1]
 
 
+def without_sympy(tmp_path: Path, monkeypatch) -> None:
+    """A fresh install's environment: asstctl's base dependencies only, no sympy (the `[code]` extra's). A site
+    directory on the server's path, whose .pth every Python it starts with its packages processes (the plain
+    subprocess's REPL too), makes `import sympy` fail there, as where it is not installed."""
+    site = tmp_path / "no-sympy" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "no_sympy.pth").write_text("import sys; sys.modules['sympy'] = None\n")
+    monkeypatch.syspath_prepend(str(site))
+
+
 def test_the_readme_main_job_passes_without_bwrap_on_the_path(tmp_path, monkeypatch, caplog):
     for name in ("asstctl.yaml", "engine-rules.yaml"):
         shutil.copy(PROJECT / name, tmp_path / name)
     shutil.copytree(PROJECT / "assistants", tmp_path / "assistants")
     (tmp_path / "bin").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no bwrap (nor anything else: asstctl needs only its Python)
+    without_sympy(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     caplog.set_level(logging.WARNING, "asstctl")
     for args in (["apply", "--yes"], ["test"]):

@@ -98,9 +98,27 @@ def test_without_bwrap_there_is_no_sandbox_and_no_fallback(tmp_path):
 
 
 def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
-    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"))
+    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"), data_mb=2)
     assert sandbox.run("t", "v = 2\nv * 21").logs == "42\n"
     assert sandbox.run("t", "import os; os.getcwd() != '/mnt/data'").logs == "True\n"
+    # What a call leaves running ends with it, even in a session of its own (it comes back to the REPL's
+    # supervisor, a child subreaper): no pid namespace to end it with.
+    left = sandbox.run("t", "import subprocess\nprint(subprocess.run(['sh', '-c', 'setsid sleep 60 >/dev/null 2>&1 & echo $!'], "
+                            "capture_output=True, text=True).stdout.strip())").logs
+    for _ in range(100):
+        try:
+            with open(f"/proc/{int(left)}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the call's background process {left} still runs")
+    # No tmpfs caps its stand-in for /mnt/data: the watchdog does (--code-data-mb).
+    full = sandbox.run("t", "open('blob', 'wb').write(b'x' * 3 * 2 ** 20)\nimport time\ntime.sleep(10)")
+    assert full.failure == "crashed" and "MB of files in its directory (1 KiB per file counted), over the limit " \
+        "of 2 MB (--code-data-mb)" in full.logs, full.logs
 
 
 async def _sleep(seconds):
@@ -124,3 +142,36 @@ def test_garbage_on_the_protocol_pipe_ends_the_session_not_the_server(sandbox):
     result = sandbox.run("t", code)
     assert result.failure == "crashed" and "session was restarted" in result.logs
     assert "NameError" in sandbox.run("t", "kept").logs
+
+
+GROWS = """import os, threading, time
+open('a.bin', 'wb').write(b'a' * 2 ** 20)
+for i in range(18):
+    open(f'b{i:02}.bin', 'wb').write(b'b' * 380_000)
+open('z.txt', 'wb').close()
+seen = os.stat('a.bin').st_atime_ns
+def grow():  # once a.bin was read (its atime moves), the files are being collected: z.txt grows past the room left
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        if os.stat('a.bin').st_atime_ns != seen:
+            open('z.txt', 'ab').write(b'z' * 2 ** 20)
+            return
+threading.Thread(target=grow).start()
+"""
+
+
+def test_files_not_returned_are_named_with_the_reason(sandbox):
+    """Unreadable, not a regular file, over 20 per call, and grown between the look and the read (the
+    room left of --code-file-mb: 8 MB here)."""
+    code = ("import os\nos.mkfifo('0-fifo')\nos.symlink('/etc/hostname', '0-link')\n"
+            "open('0-unreadable', 'w').write('x')\nos.chmod('0-unreadable', 0)\n"
+            "for i in range(22):\n    open(f'f{i:02}', 'w').write(str(i))")
+    result = sandbox.run("t", code)
+    assert [path for path, _ in result.files] == [f"/mnt/data/f{i:02}" for i in range(20)], result.logs
+    assert result.skipped == [("/mnt/data/0-fifo", "not a regular file"), ("/mnt/data/0-link", "not a regular file"),
+                              ("/mnt/data/0-unreadable", "unreadable (Permission denied)"),
+                              ("/mnt/data/f20", "more than 20 files changed in one call"),
+                              ("/mnt/data/f21", "more than 20 files changed in one call")], result.skipped
+    grown = sandbox.run("t", GROWS)
+    assert ("/mnt/data/z.txt", "grew while it was read") in grown.skipped, (grown.skipped, grown.logs)
+    assert len(grown.files) == 19 and sandbox.run("t", "os.path.getsize('z.txt')").logs == f"{2 ** 20}\n"

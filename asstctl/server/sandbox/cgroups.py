@@ -8,10 +8,13 @@ kernel's limit is the memory cap plus the disk cap (a backstop: the watchdog act
 
 Made on first use, under the server's own cgroup only (never at the root, never outside it):
 
-- **cgroup v2** when our cgroup has the memory controller, is writable (delegated) and may enable it
-  for its children (the no-internal-processes rule: never by moving the server itself; else v1 or none);
 - **cgroup v1** when the memory hierarchy is mounted and our memory cgroup is writable (root);
-- otherwise none: the watchdog alone. One log line says which.
+- otherwise none: the watchdog alone. One log line says which, and why not.
+
+**Not cgroup v2**: there the kernel enables the memory controller for child cgroups only in a cgroup
+without processes of its own (the no-internal-processes rule), and the server's cgroup holds the
+server, which is never moved out of it (nor is the root cgroup used). On a cgroup-v2 host the watchdog
+is the cap (its log line says so); a container's own memory limit is the backstop.
 
 Each session's process enters its child cgroup before bubblewrap runs (``enter``), so every process
 of the sandbox is in it; the child is removed when the session ends, the parent when the pool closes.
@@ -79,7 +82,7 @@ def directory(mount: Mount, path: str) -> str | None:
 
 
 def oom_kills(text: str) -> int:
-    """The ``oom_kill N`` count of v2's memory.events or v1's memory.oom_control (0 if absent)."""
+    """The ``oom_kill N`` count of v1's memory.oom_control (the format of v2's memory.events too; 0 if absent)."""
     for line in text.splitlines():
         key, _, value = line.partition(" ")
         if key == "oom_kill" and value.strip().isdigit():
@@ -111,10 +114,10 @@ def _write(path: str, text: str) -> None:
 class Child:
     """One session's cgroup."""
 
-    def __init__(self, path: str, version: int, message: str):
-        self.path, self.version, self.message = path, version, message
+    def __init__(self, path: str, message: str):
+        self.path, self.message = path, message
         self.procs = os.path.join(path, "cgroup.procs")
-        self.events = os.path.join(path, "memory.events" if version == 2 else "memory.oom_control")
+        self.events = os.path.join(path, "memory.oom_control")
 
     def oom_kills(self) -> int:
         try:
@@ -158,7 +161,7 @@ class KernelLimit:
     def __init__(self, config: Any):
         self.config = config
         self.path: str | None = None
-        self.version = 0  # 1 or 2 once made; 0: none (the watchdog alone)
+        self.version = 0  # 1 once made; 0: none (the watchdog alone)
         self.detected = False
         self.children: list[Child] = []
         self.made = 0
@@ -174,13 +177,11 @@ class KernelLimit:
         path = os.path.join(self.path, f"s{self.made}")
         try:
             os.mkdir(path)
-            if self.version == 2:
-                _try_write(os.path.join(path, "memory.oom.group"), "1")  # the whole session goes, not one process
         except OSError as error:
             log.warning("code_interpreter: could not create the session's cgroup %s (%s); the watchdog alone "
                         "enforces --code-max-total-memory-mb for it", path, error)
             return None
-        self.children.append(Child(path, self.version, self.message()))
+        self.children.append(Child(path, self.message()))
         return self.children[-1]
 
     def message(self) -> str:
@@ -220,41 +221,16 @@ class KernelLimit:
             own, mounted = {}, []
             log.debug("code_interpreter: cannot read our cgroups: %s", error)
         limit = limit_bytes(self.config)
-        why = []
-        for version, make in ((2, self._make_v2), (1, self._make_v1)):
-            problem = make(own, mounted, limit)
-            if problem is None:
-                log.info("code_interpreter: total sandbox memory enforced by the kernel (cgroup v%d %s: %d MB, "
-                         "--code-max-total-memory-mb + --code-max-total-disk-mb) and by the watchdog",
-                         version, self.path, limit // 1048576)
-                return
-            why.append(f"cgroup v{version}: {problem}")
+        problem = self._make_v1(own, mounted, limit)
+        if problem is None:
+            log.info("code_interpreter: total sandbox memory enforced by the kernel (cgroup v1 %s: %d MB, "
+                     "--code-max-total-memory-mb + --code-max-total-disk-mb) and by the watchdog",
+                     self.path, limit // 1048576)
+            return
+        v2 = "; cgroup v2 is not used (the server's cgroup holds the server)" if any(
+            m.fstype == "cgroup2" for m in mounted) else ""
         log.info("code_interpreter: total sandbox memory enforced by the watchdog only, every 0.25 s "
-                 "(no memory cgroup the server may create: %s)", "; ".join(why))
-
-    def _make_v2(self, own: dict[str, str], mounted: list[Mount], limit: int) -> str | None:
-        path = own.get("")
-        mount = next((m for m in mounted if m.fstype == "cgroup2"), None)
-        if path is None or mount is None:
-            return "not mounted"
-        base = directory(mount, path)
-        if base is None or path == "/":
-            return "the server is in the root cgroup" if path == "/" else "our cgroup is not visible"
-        try:
-            if "memory" not in _read(os.path.join(base, "cgroup.controllers")).split():
-                return "no memory controller in our cgroup"
-            if not all(os.access(os.path.join(base, name), os.W_OK) for name in ("", "cgroup.procs",
-                                                                                  "cgroup.subtree_control")):
-                return f"{base} is not delegated to this user"
-            if "memory" not in _read(os.path.join(base, "cgroup.subtree_control")).split():
-                # Refused (EBUSY) while the server is in our cgroup; moving the server is not ours to do.
-                _write(os.path.join(base, "cgroup.subtree_control"), "+memory")
-        except OSError as error:
-            return f"cannot enable the memory controller below {base} ({error.strerror})"
-        return self._make(base, 2, lambda parent: (
-            _write(os.path.join(parent, "memory.max"), str(limit)),
-            _try_write(os.path.join(parent, "memory.swap.max"), "0"),
-            _write(os.path.join(parent, "cgroup.subtree_control"), "+memory")))
+                 "(no memory cgroup the server may create: cgroup v1: %s%s)", problem, v2)
 
     def _make_v1(self, own: dict[str, str], mounted: list[Mount], limit: int) -> str | None:
         path = own.get("memory")
@@ -273,9 +249,9 @@ class KernelLimit:
             _write(os.path.join(parent, "memory.limit_in_bytes"), str(limit))
             _try_write(os.path.join(parent, "memory.memsw.limit_in_bytes"), str(limit))  # and no swap beyond it
 
-        return self._make(base, 1, limits)
+        return self._make(base, limits)
 
-    def _make(self, base: str, version: int, configure: Any) -> str | None:
+    def _make(self, base: str, configure: Any) -> str | None:
         _sweep(base)
         parent = os.path.join(base, f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}")
         try:
@@ -287,7 +263,7 @@ class KernelLimit:
         except OSError as error:
             os.rmdir(parent)
             return f"cannot set the limit of {parent} ({error.strerror})"
-        self.path, self.version = parent, version
+        self.path, self.version = parent, 1
         return None
 
 

@@ -51,6 +51,7 @@ class SandboxConfig:
     output_bytes: int = 20_000  # logs kept per call; the rest is counted and dropped
     data_mb: int = 256  # size of /mnt/data (and of /tmp)
     shm_mb: int = 64  # size of the private /dev/shm
+    max_inodes: int = 100_000  # files and directories in a session's /tmp, /mnt/data and /dev/shm (limits.py)
     file_mb: int = 64  # largest file a call may write (RLIMIT_FSIZE); bigger files are not returned
     idle_seconds: float = 1200.0  # a session unused this long is ended (the API keeps 20 min)
     max_sessions: int = 16  # live sessions; beyond it the least recently used idle one is ended

@@ -7,13 +7,19 @@
   (code left running after its call, e.g. a thread that raised its own soft limit); beyond, it is
   ended and the thread's next call says why.
 - **Total memory** (``--code-max-total-memory-mb``) and **total disk** (``--code-max-total-disk-mb``,
-  the bytes in every session's size-capped tmpfs): when the sessions together use more, the largest
-  session is ended and its call fails saying why.
+  the bytes in every session's size-capped tmpfs, plus ``INODE_BYTES`` (1 KiB) per file or directory in
+  them): when the sessions together use more, the largest session is ended and its call fails saying why.
+- **/mnt/data's size without a sandbox** (the plain subprocess: a directory, no tmpfs): a session with
+  more than ``data_mb`` there (the first 10,000 entries looked at) is ended.
+- **Files per session** (``max_inodes``, 100,000): tmpfs' size cap counts bytes, not inodes, and an empty
+  file costs the kernel ~1 KiB of memory; bubblewrap cannot set tmpfs' ``nr_inodes``, so a session with
+  more files and directories in its tmpfs than that is ended (read from the same ``statvfs``).
 
 It measures from /proc every ``watch_seconds`` (0.25) seconds (in a worker thread: the event loop never blocks)
 while sessions live, wherever the server runs (no cgroup it may create, an unprivileged container).
-Where it may create one, the kernel enforces the total memory too (``cgroups.py``, the backstop for
-bursts between two looks); the watchdog ends a session whose cgroup saw the kernel's OOM killer.
+With a writable cgroup v1 memory hierarchy (a root server), the kernel enforces the total memory too
+(``cgroups.py``, the backstop for bursts between two looks); the watchdog ends a session whose cgroup
+saw the kernel's OOM killer. On cgroup-v2 hosts the watchdog is the cap (``cgroups.py`` says why).
 """
 
 from __future__ import annotations
@@ -78,6 +84,13 @@ class Watchdog:
                 if session.idle_cpu > IDLE_CPU:
                     self.end(session, f"it used {session.idle_cpu:.1f} s of CPU time between calls, over the "
                                       f"allowance of {IDLE_CPU:g} s (code left running after its call ended)")
+            if session.data_dir and used.disk > config.data_mb * 1048576:  # no sandbox: no tmpfs caps it
+                self.end(session, f"it had {used.disk / 1048576:.0f} MB of files in its directory (1 KiB per file "
+                                  f"counted), over the limit of {config.data_mb} MB (--code-data-mb)")
+            if used.inodes > config.max_inodes:
+                self.end(session, f"it had {used.inodes} files and directories in /tmp, /mnt/data and /dev/shm, "
+                                  f"over the limit of {config.max_inodes} per session (each holds kernel memory "
+                                  "that no size limit counts)")
             if not session.in_call:
                 continue
             if session.call_cpu is None:  # the call's baseline (it began at most one interval ago)
@@ -92,7 +105,7 @@ class Watchdog:
                 continue
             size, largest = max(live, key=lambda pair: pair[0])
             total = sum(size for size, _ in live)
-            what = "memory" if kind == "memory" else "disk space (/mnt/data, /tmp, /dev/shm)"
+            what = "memory" if kind == "memory" else "disk space (/mnt/data, /tmp, /dev/shm; 1 KiB per file)"
             self.end(largest, f"all code_interpreter sessions together used {total / 1048576:.0f} MB of {what}, "
                               f"over the server's limit of {cap_mb} MB ({flag}), and this session was the largest "
                               f"({size / 1048576:.0f} MB)")

@@ -1,4 +1,4 @@
-"""What a session's processes use, read from /proc on the host: memory, CPU time, tmpfs bytes.
+"""What a session's processes use, read from /proc on the host: memory, CPU time, tmpfs bytes and inodes.
 
 Blocking reads of procfs (small files): callers on the event loop run these in a worker thread.
 """
@@ -11,12 +11,16 @@ from dataclasses import dataclass
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WRITABLE = ("tmp", "mnt/data", "dev/shm")  # the sandbox's size-capped tmpfs, below its root
+# What one file or directory costs the kernel (inode, dentry: ~820 bytes measured), whatever its size: tmpfs'
+# size cap counts none of it, so empty files are counted this much of disk (300,000 of them: ~300 MB).
+INODE_BYTES = 1024
 
 
 @dataclass
 class Usage:
     memory: int = 0  # bytes resident in the session's processes (memfds and SysV shm are refused: seccomp)
-    disk: int = 0  # bytes used in its writable tmpfs
+    disk: int = 0  # bytes used in its writable tmpfs, plus INODE_BYTES per file or directory in them
+    inodes: int = 0  # files and directories in its writable tmpfs
     cpu: float = 0.0  # CPU seconds of its processes, living and ended
 
 
@@ -67,7 +71,8 @@ def usage(root: int, data_dir: str | None = None) -> Usage:
             continue
         result.cpu += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
     if data_dir:
-        result.disk = directory_bytes(data_dir)
+        result.disk, result.inodes = directory_bytes(data_dir)
+        result.disk += result.inodes * INODE_BYTES
         return result
     # pids[1]: bwrap's init in the sandbox's namespaces, alive as long as the session
     for place in [f"/proc/{pid}/root/{place}" for place in WRITABLE for pid in pids[1:2]]:
@@ -76,19 +81,22 @@ def usage(root: int, data_dir: str | None = None) -> Usage:
         except OSError:
             continue
         result.disk += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+        result.inodes += stats.f_files - stats.f_ffree
+    result.disk += result.inodes * INODE_BYTES
     return result
 
 
-def directory_bytes(path: str, limit: int = 10_000) -> int:
-    """Bytes of the files below ``path`` (the first ``limit`` entries)."""
+def directory_bytes(path: str, limit: int = 10_000) -> tuple[int, int]:
+    """(bytes of the files below ``path``, files and directories there): the first ``limit`` entries."""
     total, seen = 0, 0
-    for root, _, files in os.walk(path):
+    for root, dirs, files in os.walk(path):
+        seen += len(dirs)
         for name in files:
             seen += 1
             if seen > limit:
-                return total
+                return total, seen
             try:
                 total += os.lstat(os.path.join(root, name)).st_size
             except OSError:
                 continue
-    return total
+    return total, seen

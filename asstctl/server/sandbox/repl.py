@@ -54,7 +54,10 @@ def drop_privileges():
         os.setuid(uid)
         if os.getuid() != uid or os.geteuid() != uid:
             raise SystemExit("could not drop privileges")
-    if not SETTINGS["sandboxed"]:
+    if not SETTINGS["sandboxed"]:  # no pid namespace: the cell's orphans come back to the supervisor (reap)
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
         return
     with open("/proc/self/status") as status:
         caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
@@ -221,26 +224,45 @@ def put(stream, answers, request):
     write_frame(answers, {"ok": error is None, "path": path, "error": error, "reason": reason})
 
 
+def strays():
+    """The live processes to end after a call: in the sandbox (a pid namespace of its own) every one but the
+    supervisor and the worker; without it, every descendant of the supervisor but the worker (the supervisor
+    is a child subreaper there: what the cell left behind comes back to it, daemons and ``setsid`` too)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[0] != "Z":
+            parents[int(entry)] = int(fields[1])
+    keep = {os.getpid(), WORKER["pid"]}
+    if SETTINGS["sandboxed"]:
+        return [pid for pid in parents if pid not in keep]
+    found, below = [], [os.getpid()]
+    while below:
+        parent = below.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += [pid for pid in children if pid not in keep]
+        below += children
+    return found
+
+
 def reap():
-    """End every process of the sandbox but its init, the supervisor and the worker (e.g. a fork bomb)."""
-    if not SETTINGS["sandboxed"]:  # outside a pid namespace we cannot tell the cell's processes apart
-        return
+    """End the processes the cell left behind (e.g. a fork bomb's, a background job's)."""
     import time
 
-    keep = {os.getpid(), WORKER["pid"]}
     for _ in range(200):
         collect()
         found = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in keep:
-                continue
+        for pid in strays():
             try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if stat.read().rpartition(")")[2].split()[0] == "Z":
-                        continue
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
                 found = True
-            except (OSError, IndexError):
+            except OSError:
                 continue
         if not found:
             return collect()
