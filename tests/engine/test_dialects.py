@@ -110,13 +110,23 @@ def test_the_role_follows_the_model_actually_sent(contract):
     assert upstream.refusals == 0
 
 
-@pytest.mark.parametrize("replica", REPLICAS, ids=[r.name for r in REPLICAS])
-def test_a_named_profile_sends_the_accepted_shapes_first(replica, contract):
+LITELLM = next(r for r in REPLICAS if r.name == "litellm-deepseek")
+PROFILED = [(r, r.profile) for r in REPLICAS] + [(LITELLM, "litellm")]  # a proxy: its backend's profile, or its own
+
+
+def test_every_named_profile_is_run_in_front_of_a_replica():
+    """openai and azure are the canonical request (every other test here); each other profile meets a replica."""
+    assert {name for _, name in PROFILED} == set(dialects.PROFILES) - {"openai", "azure"}
+
+
+@pytest.mark.parametrize(("replica", "name"), PROFILED, ids=[f"{r.name}-as-{name}" for r, name in PROFILED])
+def test_a_named_profile_sends_the_accepted_shapes_first(replica, name, contract):
     with ScriptedUpstream(key=None, refuse=replica.refuse) as upstream, \
-            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect=replica.profile)) as server, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect=name)) as server, \
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
     assert upstream.refusals == 0
+    assert not upstream.problems, upstream.problems
 
 
 def test_the_ollama_profile_sends_nothing_ollama_would_refuse_or_ignore(contract):
