@@ -15,7 +15,7 @@ from asstctl.server.embedded import start_server
 from asstctl.server.engine import dialects
 from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
-from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, anthropic, gemini, llama_cpp, ollama, strict_gateway,
+from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, anthropic, bedrock, dashscope, gemini, llama_cpp, ollama,
                                   tool_call_messages)
 from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
 
@@ -97,7 +97,7 @@ def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(c
 def test_the_role_follows_the_model_actually_sent(contract):
     """o3-mini mapped to a local model: the local model gets `system`, so nothing is refused."""
     config = UpstreamConfig(url="", model_map=[("o3*", "local-7b")])
-    with ScriptedUpstream(key=None, refuse=strict_gateway) as upstream:
+    with ScriptedUpstream(key=None, refuse=dashscope) as upstream:
         config.url = upstream.base_url
         with start_server(":memory:", upstream=config) as server, make_client(server, contract) as sdk:
             bot = sdk.beta.assistants.create(model="o3-mini", instructions="Be brief.", temperature=0.5)
@@ -211,7 +211,11 @@ def test_shape_and_learn_round_trip():
     assert sent["messages"][0]["role"] == "system" and (sent["max_tokens"], sent["max_completion_tokens"]) == (9, 9)
     learned = dialects.learn("1 validation error: messages.1.content Input should be a valid string", sent, start)
     assert learned.tool_call_content == "empty"
-    assert dialects.shape(body, learned, reasoning=False)["messages"][1]["content"] == ""
+    empty = dialects.shape(body, learned, reasoning=False)
+    assert empty["messages"][1]["content"] == ""
+    refusal = bedrock(empty)  # Bedrock refuses "" without naming a position: the tool-call content goes
+    assert dialects.is_refusal(refusal.status, refusal.message)
+    assert dialects.learn(refusal.message, empty, learned).tool_call_content == "absent"
     absent = dialects.learn("messages.1.content: Extra inputs are not permitted", sent, learned)
     assert "content" not in dialects.shape(body, absent, reasoning=False)["messages"][1]
     assert dialects.learn("the server is on fire", sent, start) is None
@@ -228,22 +232,24 @@ def test_shape_and_learn_round_trip():
     assert body["messages"][1]["content"] is None  # the canonical request is never changed
 
 
-def test_what_is_learned_is_remembered_for_a_bounded_number_of_models(contract, monkeypatch):
-    """Any model name a client sends may be learned: the oldest goes past MAX_LEARNED (learned again if asked)."""
+def test_what_is_learned_is_remembered_for_a_bounded_number_of_models_least_recently_used_first(contract, monkeypatch):
+    """Any model name a client sends may be learned: past MAX_LEARNED the least recently used goes (learned
+    again if asked), so names sent once cannot push out the model in use."""
     from asstctl.server.engine import upstream as upstream_engine
 
-    monkeypatch.setattr(upstream_engine, "MAX_LEARNED", 1)
+    monkeypatch.setattr(upstream_engine, "MAX_LEARNED", 2)
     with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.")
         thread = sdk.beta.threads.create()
         refusals = []
-        for model in ("local-a", "local-b", "local-b", "local-a"):
+        for model in ("main", "junk-1", "main", "junk-2", "main", "junk-1"):
             upstream.queue(Text('{"city": "Paris"}'))
             run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, model=model,
                                                         response_format=CITY, poll_interval_ms=10)
             assert run.status == "completed", run.last_error
             refusals.append(upstream.refusals)
-    assert refusals == [1, 2, 2, 3]  # local-b remembered; local-a forgotten when local-b was learned
+    # junk-2 pushed out junk-1 (used longest ago), not main (the oldest learned); junk-1 is learned again
+    assert refusals == [1, 2, 2, 3, 3, 4]
     assert not upstream.problems, upstream.problems
