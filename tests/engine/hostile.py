@@ -26,6 +26,10 @@ PIECE = "x" * 99 + " "  # a 100-character delta
 DRIP_SECONDS = 2.0  # how long the drip of separately flushed 100-character deltas lasts
 BAD_BYTES = b"\xff\xfe and \xe2\x82"  # invalid UTF-8: two bytes no character starts with, a character cut short
 BAD = "@BAD@"  # where ``_raw`` puts BAD_BYTES
+# The huge and endless error bodies ask for their retries 100 ms apart (retry-after-ms, which the engine
+# honours): 4 attempts then take well under a second, far inside the hostile tests' 5 s turn limit even on
+# a loaded machine (the default 0.5 + 1 + 2 s of waits left 1.5 s, and a loaded run went past it).
+QUICK_RETRY = "retry-after-ms: 100\r\n"
 KEY_AT_CUT = 20  # characters of the key before a cap, the rest after it (padded-key-*)
 
 
@@ -143,7 +147,7 @@ class HostileUpstream:
     # -- behaviours ---------------------------------------------------------------------------
     async def _huge_error(self, writer, headers, started) -> bool:
         """A 500 whose declared body is 200 MB (only sent while the client reads)."""
-        self._head(writer, 500, f"content-type: application/json\r\ncontent-length: {200 << 20}\r\n")
+        self._head(writer, 500, f"content-type: application/json\r\ncontent-length: {200 << 20}\r\n{QUICK_RETRY}")
         block, sent = b"x" * 65536, 0
         try:
             while sent < 200 << 20 and time.monotonic() - started < MAX_SECONDS:
@@ -155,7 +159,7 @@ class HostileUpstream:
         return False
 
     async def _endless_error(self, writer, headers, started) -> bool:
-        self._head(writer, 500, "content-type: text/plain\r\ntransfer-encoding: chunked\r\n")
+        self._head(writer, 500, f"content-type: text/plain\r\ntransfer-encoding: chunked\r\n{QUICK_RETRY}")
         return await self._endless(writer, "endless-error", started, "error " * 10000, 0)
 
     async def _endless_stream(self, writer, headers, started) -> bool:
