@@ -162,6 +162,12 @@ class HostileUpstream:
         self._head(writer, 500, f"content-type: text/plain\r\ntransfer-encoding: chunked\r\n{QUICK_RETRY}")
         return await self._endless(writer, "endless-error", started, "error " * 10000, 0)
 
+    async def _endless_line(self, writer, headers, started) -> bool:
+        """A 200 event stream whose first ``data:`` line never ends (no newline, ever): the same on every API."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, 'data: {"id": "')
+        return await self._endless(writer, "endless-line", started, "z" * 65536, 0)
+
     async def _endless_stream(self, writer, headers, started) -> bool:
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
         return await self._endless(writer, "endless-stream", started, sse(delta({"content": "more "})), 0.05)

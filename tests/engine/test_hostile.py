@@ -152,6 +152,18 @@ def test_an_endless_stream_ends_at_the_whole_turn_limit(sdk):
     assert time.monotonic() - started < LIMITS["turn_seconds"] + 3
 
 
+def test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit(hostile, sdk):
+    server, upstream = hostile
+    run = run_on(sdk, "endless-line")
+    assert run.status == "failed", run.status
+    assert run.last_error.message.endswith("sent a stream line longer than the 4 MiB line limit; the request was "
+                                           "closed"), run.last_error.message
+    deadline = time.monotonic() + 5
+    while not upstream.hung_up["endless-line"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.hung_up["endless-line"] == 1 and upstream.seen["endless-line"] == 1  # dropped, not retried
+
+
 def test_silence_mid_answer_ends_at_the_idle_timeout(sdk):
     run = run_on(sdk, "silent")
     assert run.status == "failed" and "went silent for 1 s mid-answer (the idle timeout" in run.last_error.message

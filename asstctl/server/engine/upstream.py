@@ -38,7 +38,7 @@ from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, 
 from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, UpstreamConfig, resolve_key
 from asstctl.server.engine.dialects import Dialect
 from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, HttpError, HttpTimeout, Pool, Response,
-                                        Timeouts)
+                                        Timeouts, TooLarge)
 from asstctl.server.engine.limits import (ERROR_BODY_CAP, MAX_LINE, Limits, ReplyGuard, cut, detail_text,
                                           error_detail, scrub)
 from asstctl.server.engine.sse import TurnParser
@@ -167,6 +167,9 @@ class UpstreamEngine:
                 what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
                 raise self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
                                   "(the idle timeout, engine.limits.idle_seconds)", "server_error") from None
+            except TooLarge:
+                raise self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} MiB line "
+                                  "limit; the request was closed", "server_error") from None
             except HttpError as error:
                 raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
                                   "server_error") from None
