@@ -17,6 +17,7 @@ from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
 from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, anthropic, bedrock, dashscope, gemini, llama_cpp, ollama,
                                   tool_call_messages)
+from tests.serve_process import ServeProcess
 from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -126,6 +127,30 @@ def test_a_named_profile_sends_the_accepted_shapes_first(replica, name, contract
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
     assert upstream.refusals == 0
+    assert not upstream.problems, upstream.problems
+
+
+def test_asstctl_serve_upstream_dialect_names_the_profile_and_sends_its_shapes(contract, tmp_path):
+    """The real command line: ``asstctl serve --upstream URL --upstream-dialect llama.cpp`` says which
+    dialect it speaks, and a tool round reaches the llama.cpp replica refused nothing (one small run:
+    the other shapes are the profile tests' above)."""
+    with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
+            ServeProcess(tmp_path, "--db", ":memory:", "--upstream", upstream.base_url,
+                         "--upstream-dialect", "llama.cpp") as server:
+        assert "Dialect: llama.cpp (named)" in server.stdout()
+        with make_client(server, contract) as sdk:
+            bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
+            upstream.queue(ToolCalls([Call("get_weather", {"city": "Paris"})]), Text("Sunny in Paris."))
+            thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Weather in Paris?"}])
+            run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
+            (call,) = run.required_action.submit_tool_outputs.tool_calls
+            run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+                run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "18 C"}],
+                poll_interval_ms=10)
+            assert run.status == "completed", run.last_error
+        assert server.stop() == 0
+    assert upstream.refusals == 0 and len(upstream.requests) == 2
+    assert [m["content"] for _, m in tool_call_messages(upstream.requests[1].body)] == [""]  # the profile's, not null
     assert not upstream.problems, upstream.problems
 
 
