@@ -41,6 +41,7 @@ def hostile(tmp_path_factory):
         with serve_on(upstream, tmp_path_factory.mktemp("hostile")) as server:
             yield server, upstream
             assert server.stop() == 0
+        assert not upstream.problems, upstream.problems
 
 
 @pytest.fixture
