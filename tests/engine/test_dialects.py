@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -25,6 +27,15 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters":
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 CITY = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}}}
+
+
+@contextmanager
+def replica_upstream(refuse) -> Iterator[ScriptedUpstream]:
+    """A scripted upstream that refuses as ``refuse`` does; on leaving, every request it received and
+    every answer it sent must have been valid against the official schemas (``problems``)."""
+    with ScriptedUpstream(key=None, refuse=refuse) as upstream:
+        yield upstream
+    assert not upstream.problems, upstream.problems
 
 
 def scenario(sdk, upstream: ScriptedUpstream) -> None:
@@ -59,7 +70,7 @@ def scenario(sdk, upstream: ScriptedUpstream) -> None:
 
 @pytest.mark.parametrize("replica", REPLICAS, ids=[r.name for r in REPLICAS])
 def test_a_stricter_server_is_learned_once_with_only_its_url(replica, contract, caplog):
-    with ScriptedUpstream(key=None, refuse=replica.refuse) as upstream, \
+    with replica_upstream(replica.refuse) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
@@ -71,11 +82,10 @@ def test_a_stricter_server_is_learned_once_with_only_its_url(replica, contract, 
                if r.levelno == logging.WARNING and " refused a request for " in r.getMessage()]
     assert len(adapted) == replica.refusals, adapted  # one WARNING per adaptation, saying what changed
     assert all("; sending it again with " in line for line in adapted), adapted
-    assert not upstream.problems, upstream.problems
 
 
 def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(contract):
-    with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
+    with replica_upstream(llama_cpp) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
@@ -100,7 +110,7 @@ def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(c
 def test_the_role_follows_the_model_actually_sent(contract):
     """o3-mini mapped to a local model: the local model gets `system`, so nothing is refused."""
     config = UpstreamConfig(url="", model_map=[("o3*", "local-7b")])
-    with ScriptedUpstream(key=None, refuse=dashscope) as upstream:
+    with replica_upstream(dashscope) as upstream:
         config.url = upstream.base_url
         with start_server(":memory:", upstream=config) as server, make_client(server, contract) as sdk:
             bot = sdk.beta.assistants.create(model="o3-mini", instructions="Be brief.", temperature=0.5)
@@ -124,19 +134,18 @@ def test_every_named_profile_is_run_in_front_of_a_replica():
 
 @pytest.mark.parametrize(("replica", "name"), PROFILED, ids=[f"{r.name}-as-{name}" for r, name in PROFILED])
 def test_a_named_profile_sends_the_accepted_shapes_first(replica, name, contract):
-    with ScriptedUpstream(key=None, refuse=replica.refuse) as upstream, \
+    with replica_upstream(replica.refuse) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect=name)) as server, \
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
     assert upstream.refusals == 0
-    assert not upstream.problems, upstream.problems
 
 
 def test_asstctl_serve_upstream_dialect_names_the_profile_and_sends_its_shapes(contract, tmp_path):
     """The real command line: ``asstctl serve --upstream URL --upstream-dialect llama.cpp`` says which
     dialect it speaks, and a tool round reaches the llama.cpp replica refused nothing (one small run:
     the other shapes are the profile tests' above)."""
-    with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
+    with replica_upstream(llama_cpp) as upstream, \
             ServeProcess(tmp_path, "--db", ":memory:", "--upstream", upstream.base_url,
                          "--upstream-dialect", "llama.cpp") as server:
         assert "Dialect: llama.cpp (named)" in server.stdout()
@@ -153,14 +162,13 @@ def test_asstctl_serve_upstream_dialect_names_the_profile_and_sends_its_shapes(c
         assert server.stop() == 0
     assert upstream.refusals == 0 and len(upstream.requests) == 2
     assert [m["content"] for _, m in tool_call_messages(upstream.requests[1].body)] == [""]  # the profile's, not null
-    assert not upstream.problems, upstream.problems
 
 
 def test_the_ollama_profile_sends_nothing_ollama_would_refuse_or_ignore(contract):
     """Profile ``ollama``: a forced (named) tool round and a capped reasoning-model run reach the Ollama
     replica with ``content: ""``, ``tool_choice: auto``, ``max_tokens``, ``system`` and nothing it ignores."""
     forced = {"type": "function", "function": {"name": "get_weather"}}
-    with ScriptedUpstream(key=None, refuse=ollama) as upstream, \
+    with replica_upstream(ollama) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect="ollama")) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="o3-mini", instructions="Be brief.", tools=[WEATHER])
@@ -188,7 +196,7 @@ def test_a_refusal_that_names_nothing_adaptable_is_not_retried(contract):
         return Failure(400, "Unsupported parameter: 'logit_bias' is not supported with this model.",
                        "invalid_request_error", "unsupported_parameter")
 
-    with ScriptedUpstream(key=None, refuse=refuse) as upstream, \
+    with replica_upstream(refuse) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="gpt-4o")
@@ -200,7 +208,7 @@ def test_a_refusal_that_names_nothing_adaptable_is_not_retried(contract):
 
 def test_a_list_wrapped_error_body_reads_as_its_message(contract):
     """Gemini's OpenAI-compatible endpoint wraps Google's error in a list: last_error has its message."""
-    with ScriptedUpstream(key=None, refuse=gemini) as upstream, \
+    with replica_upstream(gemini) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect="openai")) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="gpt-4o", tools=[WEATHER])
@@ -215,7 +223,7 @@ def test_the_anthropic_profile_checks_the_schema_the_upstream_ignores(contract):
     """Anthropic's compatibility layer ignores response_format: the profile states the schema in the
     instructions and checks the answer here."""
     config = UpstreamConfig(url="", dialect="anthropic")
-    with ScriptedUpstream(key=None, refuse=anthropic) as upstream:
+    with replica_upstream(anthropic) as upstream:
         config.url = upstream.base_url
         with start_server(":memory:", upstream=config) as server, make_client(server, contract) as sdk:
             upstream.queue(Text("Paris, I think."))
@@ -265,7 +273,7 @@ def test_what_is_learned_is_remembered_for_a_bounded_number_of_models_least_rece
     from asstctl.server.engine import upstream as upstream_engine
 
     monkeypatch.setattr(upstream_engine, "MAX_LEARNED", 2)
-    with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
+    with replica_upstream(llama_cpp) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.")
@@ -279,4 +287,3 @@ def test_what_is_learned_is_remembered_for_a_bounded_number_of_models_least_rece
             refusals.append(upstream.refusals)
     # junk-2 pushed out junk-1 (used longest ago), not main (the oldest learned); junk-1 is learned again
     assert refusals == [1, 2, 2, 3, 3, 4]
-    assert not upstream.problems, upstream.problems
