@@ -5,7 +5,8 @@ padding that puts it across a cap), ``[DONE]`` without a finish_reason).
 
 The last user message names the behaviour (``BEHAVIOURS``). Everything is bounded: no answer sends
 more than ``MAX_BYTES`` or lasts longer than ``MAX_SECONDS``, and each stops as soon as the client
-hangs up. Valid chunks it sends are the official ``CreateChatCompletionStreamResponse`` shape.
+hangs up. Valid chunks it sends are the official ``CreateChatCompletionStreamResponse`` shape, its
+JSON errors ``ErrorResponse``: the first of each kind is validated as it is sent (``problems``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from asstctl.server.engine.limits import ERROR_BODY_CAP
 from asstctl.server.engine.sse import ERROR_CHARS
+from tests.upstream import problems
 
 MAX_BYTES = 256 << 20
 MAX_SECONDS = 60.0
@@ -26,6 +28,10 @@ PIECE = "x" * 99 + " "  # a 100-character delta
 DRIP_SECONDS = 2.0  # how long the drip of separately flushed 100-character deltas lasts
 BAD_BYTES = b"\xff\xfe and \xe2\x82"  # invalid UTF-8: two bytes no character starts with, a character cut short
 BAD = "@BAD@"  # where ``_raw`` puts BAD_BYTES
+# The huge and endless error bodies ask for their retries 100 ms apart (retry-after-ms, which the engine
+# honours): 4 attempts then take well under a second, far inside the hostile tests' 5 s turn limit even on
+# a loaded machine (the default 0.5 + 1 + 2 s of waits left 1.5 s, and a loaded run went past it).
+QUICK_RETRY = "retry-after-ms: 100\r\n"
 KEY_AT_CUT = 20  # characters of the key before a cap, the rest after it (padded-key-*)
 
 
@@ -36,6 +42,8 @@ class HostileUpstream:
         self.bodies: list[dict[str, Any]] = []
         self.hung_up: Counter[str] = Counter()  # answers the client closed before their end
         self.dripped = 0  # deltas the last drip sent
+        self.problems: list[str] = []  # schema violations of what it sent (each kind checked once)
+        self.checked: set[str] = set()
         self._handlers: set[asyncio.Task] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -106,10 +114,29 @@ class HostileUpstream:
     def _head(writer, status: int, extra: str) -> None:
         writer.write(f"HTTP/1.1 {status} X\r\n{extra}\r\n".encode())
 
+    def _valid(self, text: str) -> str:
+        """``text`` (server-sent events) as it is; its first chunk of each kind (the delta's keys and the
+        finish_reason; an in-stream error) is validated against the official schema (``problems``)."""
+        for line in text.splitlines():
+            if line.startswith("data: {"):
+                self._check(json.loads(line.removeprefix("data: ")))
+        return text
+
+    def _check(self, document: dict[str, Any]) -> None:
+        if "error" in document:
+            kind, schema = "error", "ErrorResponse"
+        else:
+            choice = document["choices"][0]
+            kind = f"chunk {','.join(sorted(choice['delta']))} {choice['finish_reason']}"
+            schema = "CreateChatCompletionStreamResponse"
+        if kind not in self.checked:
+            self.checked.add(kind)
+            self.problems += [f"{kind}: {p}" for p in problems(schema, document)]
+
     async def _sse(self, writer, chunks, keep: bool = True) -> bool:
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
         for data in chunks:
-            await self._chunk(writer, f"data: {data}\n\n")
+            await self._chunk(writer, self._valid(f"data: {data}\n\n"))
         await self._chunk(writer, "data: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
@@ -143,7 +170,7 @@ class HostileUpstream:
     # -- behaviours ---------------------------------------------------------------------------
     async def _huge_error(self, writer, headers, started) -> bool:
         """A 500 whose declared body is 200 MB (only sent while the client reads)."""
-        self._head(writer, 500, f"content-type: application/json\r\ncontent-length: {200 << 20}\r\n")
+        self._head(writer, 500, f"content-type: application/json\r\ncontent-length: {200 << 20}\r\n{QUICK_RETRY}")
         block, sent = b"x" * 65536, 0
         try:
             while sent < 200 << 20 and time.monotonic() - started < MAX_SECONDS:
@@ -155,20 +182,26 @@ class HostileUpstream:
         return False
 
     async def _endless_error(self, writer, headers, started) -> bool:
-        self._head(writer, 500, "content-type: text/plain\r\ntransfer-encoding: chunked\r\n")
+        self._head(writer, 500, f"content-type: text/plain\r\ntransfer-encoding: chunked\r\n{QUICK_RETRY}")
         return await self._endless(writer, "endless-error", started, "error " * 10000, 0)
+
+    async def _endless_line(self, writer, headers, started) -> bool:
+        """A 200 event stream whose first ``data:`` line never ends (no newline, ever): the same on every API."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, 'data: {"id": "')
+        return await self._endless(writer, "endless-line", started, "z" * 65536, 0)
 
     async def _endless_stream(self, writer, headers, started) -> bool:
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
-        return await self._endless(writer, "endless-stream", started, sse(delta({"content": "more "})), 0.05)
+        return await self._endless(writer, "endless-stream", started, self._valid(sse(delta({"content": "more "}))), 0.05)
 
     async def _slow_tokens(self, writer, headers, started) -> bool:
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
-        return await self._endless(writer, "slow-tokens", started, sse(delta({"content": "tok "})), 0.01)
+        return await self._endless(writer, "slow-tokens", started, self._valid(sse(delta({"content": "tok "}))), 0.01)
 
     async def _silent(self, writer, headers, started) -> bool:
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
-        await self._chunk(writer, sse(delta({"content": "Hello"})))
+        await self._chunk(writer, self._valid(sse(delta({"content": "Hello"}))))
         await asyncio.sleep(MAX_SECONDS)
         return False
 
@@ -179,17 +212,18 @@ class HostileUpstream:
 
     async def _invalid_utf8(self, writer, headers, started) -> bool:
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
-        await self._raw(writer, sse(delta({"content": f"bad {BAD} end"})) + sse(delta({}, "stop")) + "data: [DONE]\n\n")
+        await self._raw(writer, self._valid(sse(delta({"content": f"bad {BAD} end"})) + sse(delta({}, "stop")))
+                        + "data: [DONE]\n\n")
         return True
 
     async def _flood(self, writer, headers, started) -> bool:
         """2 MB of text in 100-character deltas, as fast as the client reads."""
-        chunk = sse(delta({"content": PIECE}))
+        chunk = self._valid(sse(delta({"content": PIECE})))
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
         batch = chunk * 100
         for _ in range(200):
             await self._chunk(writer, batch)
-        await self._chunk(writer, sse(delta({}, "stop")) + "data: [DONE]\n\n")
+        await self._chunk(writer, self._valid(sse(delta({}, "stop"))) + "data: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
@@ -197,7 +231,7 @@ class HostileUpstream:
     async def _oversize(self, writer, headers, started) -> bool:
         """More text than the reply cap, in 64 KB deltas."""
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
-        return await self._endless(writer, "oversize", started, sse(delta({"content": "y" * 65536})), 0)
+        return await self._endless(writer, "oversize", started, self._valid(sse(delta({"content": "y" * 65536}))), 0)
 
     async def _echo_key(self, writer, headers, started) -> bool:
         """The Authorization header echoed in the text, the key split across two deltas."""
@@ -212,6 +246,7 @@ class HostileUpstream:
         message = "p" * 290 + " Authorization: " + headers.get("authorization", "") + " is not valid here."
         payload = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
                                         "code": None}}).encode()
+        self._check(json.loads(payload))
         self._head(writer, 400, f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n")
         writer.write(payload)
         await writer.drain()
@@ -237,11 +272,12 @@ class HostileUpstream:
         """100-character deltas, each its own flushed chunk, for DRIP_SECONDS; then the end."""
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
         self.dripped = 0
+        piece = self._valid(sse(delta({"content": PIECE})))
         while time.monotonic() - started < DRIP_SECONDS:
-            await self._chunk(writer, sse(delta({"content": PIECE})))
+            await self._chunk(writer, piece)
             self.dripped += 1
             await asyncio.sleep(0.002)
-        await self._chunk(writer, sse(delta({}, "stop")) + "data: [DONE]\n\n")
+        await self._chunk(writer, self._valid(sse(delta({}, "stop"))) + "data: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
@@ -260,6 +296,7 @@ class HostileUpstream:
                            f"'input': None}}" for i in range(7))
         payload = json.dumps({"error": {"message": f"7 validation errors:\n{errors}", "type": "internal_server_error",
                                         "param": None, "code": None}}).encode()
+        self._check(json.loads(payload))
         self._head(writer, 500, f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n")
         writer.write(payload)
         await writer.drain()

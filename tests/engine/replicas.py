@@ -68,8 +68,11 @@ def llama_cpp(body: dict[str, Any]) -> Failure | None:
 
 
 def vllm_05(body: dict[str, Any]) -> Failure | None:
-    """vLLM 0.5.x: ``extra="forbid"`` on the request (400, "Extra inputs are not permitted", as reported
-    against vLLM and its users), ``tool_choice: required`` refused ("Currently only named tools are supported.")."""
+    """vLLM 0.5.x: ``extra="forbid"`` on the request: 400 ``BadRequestError`` with pydantic's errors as the
+    message ("[{'type': 'extra_forbidden', 'loc': ('body', 'max_completion_tokens'), 'msg': 'Extra inputs
+    are not permitted', ...}]", vllm-project/vllm#10078, voideditor/void#128; the same for any field it lacks,
+    vllm-project/vllm#6631), and ``tool_choice: required`` refused ("Value error, Currently only named tools
+    are supported.", vllm-project/vllm#6631)."""
     extra = [{"type": "extra_forbidden", "loc": ("body", key), "msg": "Extra inputs are not permitted", "input": body[key]}
              for key in ("max_completion_tokens", "parallel_tool_calls") if key in body]
     if not extra and body.get("tool_choice") == "required":
@@ -82,8 +85,10 @@ def vllm_05(body: dict[str, Any]) -> Failure | None:
 
 
 def mistral(body: dict[str, Any]) -> Failure | None:
-    """Mistral's API: 422 with pydantic's ``detail`` inside ``message`` for ``stream_options``, and (its
-    OpenAI-compatible layer, mistral-common) ``content: null`` on a tool-call message."""
+    """Mistral's API: 422 with pydantic's ``detail`` inside ``message`` for ``stream_options`` (loc ``body,
+    stream_options, include_usage``: avante-corp/avante.nvim#2347, openai/openai-agents-python#442), and (the
+    OpenAI-compatible layer of mistral-common) ``content: null`` on a tool-call message, a pydantic error at
+    ``messages.<i>.content`` (mistralai/mistral-common#324; its text here is pydantic's string_type)."""
     detail = []
     if "stream_options" in body:
         detail.append({"type": "extra_forbidden", "loc": ["body", "stream_options", "include_usage"],
@@ -98,15 +103,19 @@ def mistral(body: dict[str, Any]) -> Failure | None:
                              "param": None, "code": None})
 
 
-def strict_gateway(body: dict[str, Any]) -> Failure | None:
-    """A self-hosted OpenAI-compatible endpoint that validates roles strictly: 400 naming the role by its
-    position (cloudflare/cloudflare-os#36, whose slot is what vLLM, LM Studio, llama.cpp and self-hosted
-    gateways are added through; the backend is not named). Not Ollama: see :func:`ollama`."""
+def dashscope(body: dict[str, Any]) -> Failure | None:
+    """Alibaba Cloud DashScope's OpenAI-compatible mode (dashscope.aliyuncs.com/compatible-mode/v1, Qwen
+    models): 400 naming the role by its position, "developer is not one of ['system', 'assistant', 'user',
+    'tool', 'function'] - 'messages.['0].role'" (haru/redmine_ai_helper#242 with that base URL,
+    DayuanJiang/next-ai-draw-io#304 on Alibaba's Bailian), in the envelope its 400s come in: OpenAI's, with
+    ``code: "invalid_parameter_error"``, ``id`` and ``request_id`` (codexu/note-gen#372)."""
     for i, message in enumerate(body["messages"]):
         if message.get("role") == "developer":
-            return Failure(400, raw={"message": f"developer is not one of ['system', 'assistant', 'user', 'tool', "
-                                                f"'function'] - 'messages.[{i}].role'",
-                                     "type": "invalid_request_error", "param": "", "code": None})
+            message = (f"developer is not one of ['system', 'assistant', 'user', 'tool', 'function'] - "
+                       f"'messages.['{i}].role'")
+            return Failure(400, raw={"error": {"code": "invalid_parameter_error", "param": None, "message": message,
+                                               "type": "invalid_request_error"},
+                                     "id": "chatcmpl-0d85", "request_id": "145078e8-0d85"})
     return None
 
 
@@ -130,11 +139,13 @@ def ollama(body: dict[str, Any]) -> Failure | None:
 
 
 def bedrock(body: dict[str, Any]) -> Failure | None:
-    """Bedrock's OpenAI-compatible endpoint: a tool-call message must have ``content: null``, never ``""``."""
-    for i, message in tool_call_messages(body):
+    """Bedrock's OpenAI-compatible endpoint: a tool-call message must have ``content: null``, never ``""``
+    (400 "ValidationException: messages: text content blocks must be non-empty", vercel/ai#13744 and
+    #13466, anomalyco/opencode#17395; agentjido/req_llm#966 later saw ``""`` accepted, so null is sent
+    first either way)."""
+    for _, message in tool_call_messages(body):
         if message.get("content") == "":
-            return Failure(400, f"messages.{i}.content: a message with tool_calls must not have empty text content",
-                           "ValidationException", None)
+            return Failure(400, "messages: text content blocks must be non-empty", "ValidationException", None)
     return None
 
 
@@ -293,7 +304,7 @@ class Replica:
 
 
 REPLICAS = [Replica("llama.cpp", llama_cpp, "llama.cpp", 3), Replica("vllm-0.5", vllm_05, "vllm", 4),
-            Replica("mistral", mistral, "mistral", 3), Replica("strict-gateway", strict_gateway, "vllm", 1),
+            Replica("mistral", mistral, "mistral", 3), Replica("dashscope", dashscope, "vllm", 1),
             Replica("ollama", ollama, "ollama", 1),
             Replica("bedrock", bedrock, "bedrock", 0), Replica("lm-studio", lm_studio, "lmstudio", 2),
             Replica("litellm-deepseek", litellm_proxy(deepseek, "deepseek", {"parallel_tool_calls"}), "deepseek", 4),

@@ -8,6 +8,9 @@ output. Each refusal is adapted to once and remembered: repeating the same runs 
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -15,14 +18,24 @@ from asstctl.server.embedded import start_server
 from asstctl.server.engine import dialects
 from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
-from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, anthropic, gemini, llama_cpp, ollama, strict_gateway,
+from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, anthropic, bedrock, dashscope, gemini, llama_cpp, ollama,
                                   tool_call_messages)
+from tests.serve_process import ServeProcess
 from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 CITY = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}}}
+
+
+@contextmanager
+def replica_upstream(refuse) -> Iterator[ScriptedUpstream]:
+    """A scripted upstream that refuses as ``refuse`` does; on leaving, every request it received and
+    every answer it sent must have been valid against the official schemas (``problems``)."""
+    with ScriptedUpstream(key=None, refuse=refuse) as upstream:
+        yield upstream
+    assert not upstream.problems, upstream.problems
 
 
 def scenario(sdk, upstream: ScriptedUpstream) -> None:
@@ -57,7 +70,7 @@ def scenario(sdk, upstream: ScriptedUpstream) -> None:
 
 @pytest.mark.parametrize("replica", REPLICAS, ids=[r.name for r in REPLICAS])
 def test_a_stricter_server_is_learned_once_with_only_its_url(replica, contract, caplog):
-    with ScriptedUpstream(key=None, refuse=replica.refuse) as upstream, \
+    with replica_upstream(replica.refuse) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
@@ -65,14 +78,14 @@ def test_a_stricter_server_is_learned_once_with_only_its_url(replica, contract, 
         scenario(sdk, upstream)  # the same runs again: what was learned is sent first
         assert upstream.refusals == learned, "a shape learned before was refused again"
         assert learned == replica.refusals  # one refusal per quirk and upstream model
-        for received in upstream.requests:  # what was finally accepted is the replica's dialect
-            if replica.refuse(received.body) is None:
-                assert received.body["stream"] is True
-    assert not upstream.problems, upstream.problems
+    adapted = [r.getMessage() for r in caplog.records
+               if r.levelno == logging.WARNING and " refused a request for " in r.getMessage()]
+    assert len(adapted) == replica.refusals, adapted  # one WARNING per adaptation, saying what changed
+    assert all("; sending it again with " in line for line in adapted), adapted
 
 
 def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(contract):
-    with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
+    with replica_upstream(llama_cpp) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
@@ -97,7 +110,7 @@ def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(c
 def test_the_role_follows_the_model_actually_sent(contract):
     """o3-mini mapped to a local model: the local model gets `system`, so nothing is refused."""
     config = UpstreamConfig(url="", model_map=[("o3*", "local-7b")])
-    with ScriptedUpstream(key=None, refuse=strict_gateway) as upstream:
+    with replica_upstream(dashscope) as upstream:
         config.url = upstream.base_url
         with start_server(":memory:", upstream=config) as server, make_client(server, contract) as sdk:
             bot = sdk.beta.assistants.create(model="o3-mini", instructions="Be brief.", temperature=0.5)
@@ -110,20 +123,52 @@ def test_the_role_follows_the_model_actually_sent(contract):
     assert upstream.refusals == 0
 
 
-@pytest.mark.parametrize("replica", REPLICAS, ids=[r.name for r in REPLICAS])
-def test_a_named_profile_sends_the_accepted_shapes_first(replica, contract):
-    with ScriptedUpstream(key=None, refuse=replica.refuse) as upstream, \
-            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect=replica.profile)) as server, \
+LITELLM = next(r for r in REPLICAS if r.name == "litellm-deepseek")
+PROFILED = [(r, r.profile) for r in REPLICAS] + [(LITELLM, "litellm")]  # a proxy: its backend's profile, or its own
+
+
+def test_every_named_profile_is_run_in_front_of_a_replica():
+    """openai and azure are the canonical request (every other test here); each other profile meets a replica."""
+    assert {name for _, name in PROFILED} == set(dialects.PROFILES) - {"openai", "azure"}
+
+
+@pytest.mark.parametrize(("replica", "name"), PROFILED, ids=[f"{r.name}-as-{name}" for r, name in PROFILED])
+def test_a_named_profile_sends_the_accepted_shapes_first(replica, name, contract):
+    with replica_upstream(replica.refuse) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect=name)) as server, \
             make_client(server, contract) as sdk:
         scenario(sdk, upstream)
     assert upstream.refusals == 0
+
+
+def test_asstctl_serve_upstream_dialect_names_the_profile_and_sends_its_shapes(contract, tmp_path):
+    """The real command line: ``asstctl serve --upstream URL --upstream-dialect llama.cpp`` says which
+    dialect it speaks, and a tool round reaches the llama.cpp replica refused nothing (one small run:
+    the other shapes are the profile tests' above)."""
+    with replica_upstream(llama_cpp) as upstream, \
+            ServeProcess(tmp_path, "--db", ":memory:", "--upstream", upstream.base_url,
+                         "--upstream-dialect", "llama.cpp") as server:
+        assert "Dialect: llama.cpp (named)" in server.stdout()
+        with make_client(server, contract) as sdk:
+            bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
+            upstream.queue(ToolCalls([Call("get_weather", {"city": "Paris"})]), Text("Sunny in Paris."))
+            thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Weather in Paris?"}])
+            run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
+            (call,) = run.required_action.submit_tool_outputs.tool_calls
+            run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+                run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "18 C"}],
+                poll_interval_ms=10)
+            assert run.status == "completed", run.last_error
+        assert server.stop() == 0
+    assert upstream.refusals == 0 and len(upstream.requests) == 2
+    assert [m["content"] for _, m in tool_call_messages(upstream.requests[1].body)] == [""]  # the profile's, not null
 
 
 def test_the_ollama_profile_sends_nothing_ollama_would_refuse_or_ignore(contract):
     """Profile ``ollama``: a forced (named) tool round and a capped reasoning-model run reach the Ollama
     replica with ``content: ""``, ``tool_choice: auto``, ``max_tokens``, ``system`` and nothing it ignores."""
     forced = {"type": "function", "function": {"name": "get_weather"}}
-    with ScriptedUpstream(key=None, refuse=ollama) as upstream, \
+    with replica_upstream(ollama) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect="ollama")) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="o3-mini", instructions="Be brief.", tools=[WEATHER])
@@ -151,7 +196,7 @@ def test_a_refusal_that_names_nothing_adaptable_is_not_retried(contract):
         return Failure(400, "Unsupported parameter: 'logit_bias' is not supported with this model.",
                        "invalid_request_error", "unsupported_parameter")
 
-    with ScriptedUpstream(key=None, refuse=refuse) as upstream, \
+    with replica_upstream(refuse) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="gpt-4o")
@@ -163,7 +208,7 @@ def test_a_refusal_that_names_nothing_adaptable_is_not_retried(contract):
 
 def test_a_list_wrapped_error_body_reads_as_its_message(contract):
     """Gemini's OpenAI-compatible endpoint wraps Google's error in a list: last_error has its message."""
-    with ScriptedUpstream(key=None, refuse=gemini) as upstream, \
+    with replica_upstream(gemini) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url, dialect="openai")) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="gpt-4o", tools=[WEATHER])
@@ -178,7 +223,7 @@ def test_the_anthropic_profile_checks_the_schema_the_upstream_ignores(contract):
     """Anthropic's compatibility layer ignores response_format: the profile states the schema in the
     instructions and checks the answer here."""
     config = UpstreamConfig(url="", dialect="anthropic")
-    with ScriptedUpstream(key=None, refuse=anthropic) as upstream:
+    with replica_upstream(anthropic) as upstream:
         config.url = upstream.base_url
         with start_server(":memory:", upstream=config) as server, make_client(server, contract) as sdk:
             upstream.queue(Text("Paris, I think."))
@@ -201,7 +246,11 @@ def test_shape_and_learn_round_trip():
     assert sent["messages"][0]["role"] == "system" and (sent["max_tokens"], sent["max_completion_tokens"]) == (9, 9)
     learned = dialects.learn("1 validation error: messages.1.content Input should be a valid string", sent, start)
     assert learned.tool_call_content == "empty"
-    assert dialects.shape(body, learned, reasoning=False)["messages"][1]["content"] == ""
+    empty = dialects.shape(body, learned, reasoning=False)
+    assert empty["messages"][1]["content"] == ""
+    refusal = bedrock(empty)  # Bedrock refuses "" without naming a position: the tool-call content goes
+    assert dialects.is_refusal(refusal.status, refusal.message)
+    assert dialects.learn(refusal.message, empty, learned).tool_call_content == "absent"
     absent = dialects.learn("messages.1.content: Extra inputs are not permitted", sent, learned)
     assert "content" not in dialects.shape(body, absent, reasoning=False)["messages"][1]
     assert dialects.learn("the server is on fire", sent, start) is None
@@ -218,22 +267,23 @@ def test_shape_and_learn_round_trip():
     assert body["messages"][1]["content"] is None  # the canonical request is never changed
 
 
-def test_what_is_learned_is_remembered_for_a_bounded_number_of_models(contract, monkeypatch):
-    """Any model name a client sends may be learned: the oldest goes past MAX_LEARNED (learned again if asked)."""
+def test_what_is_learned_is_remembered_for_a_bounded_number_of_models_least_recently_used_first(contract, monkeypatch):
+    """Any model name a client sends may be learned: past MAX_LEARNED the least recently used goes (learned
+    again if asked), so names sent once cannot push out the model in use."""
     from asstctl.server.engine import upstream as upstream_engine
 
-    monkeypatch.setattr(upstream_engine, "MAX_LEARNED", 1)
-    with ScriptedUpstream(key=None, refuse=llama_cpp) as upstream, \
+    monkeypatch.setattr(upstream_engine, "MAX_LEARNED", 2)
+    with replica_upstream(llama_cpp) as upstream, \
             start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
             make_client(server, contract) as sdk:
         bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.")
         thread = sdk.beta.threads.create()
         refusals = []
-        for model in ("local-a", "local-b", "local-b", "local-a"):
+        for model in ("main", "junk-1", "main", "junk-2", "main", "junk-1"):
             upstream.queue(Text('{"city": "Paris"}'))
             run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, model=model,
                                                         response_format=CITY, poll_interval_ms=10)
             assert run.status == "completed", run.last_error
             refusals.append(upstream.refusals)
-    assert refusals == [1, 2, 2, 3]  # local-b remembered; local-a forgotten when local-b was learned
-    assert not upstream.problems, upstream.problems
+    # junk-2 pushed out junk-1 (used longest ago), not main (the oldest learned); junk-1 is learned again
+    assert refusals == [1, 2, 2, 3, 3, 4]

@@ -7,11 +7,13 @@ import asyncio
 import logging
 import socket
 
+import h11
 import pytest
 
 from asstctl.errors import ConfigError
 from asstctl.server.engine.base import EngineError, TextDelta
 from asstctl.server.engine.config import UpstreamConfig
+from asstctl.server.engine import http
 from asstctl.server.engine.http import Timeouts
 from asstctl.server.engine.limits import Limits
 from asstctl.server.engine.upstream import RetryPolicy, UpstreamEngine
@@ -144,6 +146,41 @@ def test_cancelling_the_consumer_closes_the_upstream_request(keyed):
     asyncio.run(main())
     assert keyed.disconnected.wait(5), "the upstream stream stayed open after the cancel"
     assert keyed.completed == 0
+
+
+@pytest.mark.parametrize("version", [(3, 10), (3, 11)])
+def test_a_cancel_that_arrives_with_data_is_never_dropped_on_either_python_path(version, monkeypatch):
+    """Every upstream read and write waits through ``http.read_wait``'s choice for the running Python;
+    both choices run here whatever the Python (the pre-3.11 one would otherwise never run). The bytes
+    and the cancel reach the loop in one iteration, while waiting for the head and for the body, and
+    at every step of the wait: ``asyncio.wait_for`` would hand back the bytes and drop the cancel
+    (the cancelled run reads on)."""
+    monkeypatch.setattr(http, "_within", http.read_wait(version))
+    head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+
+    async def trial(in_body: bool, steps: int) -> str:
+        reader = asyncio.StreamReader()
+        connection = http.Connection(reader, writer=None)
+        connection.h11.send(h11.Request(method="POST", target="/", headers=[("host", "up"), ("content-length", "0")]))
+        connection.h11.send(h11.EndOfMessage())
+        if in_body:
+            reader.feed_data(head)
+            assert isinstance(await http.next_event(connection, 5), h11.Response)
+        read = asyncio.ensure_future(http.next_event(connection, 5))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        reader.feed_data(b"5\r\nhello\r\n" if in_body else head)
+        read.cancel()
+        try:
+            await read
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "dropped"
+
+    async def main():
+        return [await trial(in_body, steps) for in_body in (False, True) for steps in range(5)]
+
+    assert asyncio.run(main()) == ["cancelled"] * 10
 
 
 def test_leaving_the_stream_early_closes_the_upstream_request(keyed):

@@ -7,6 +7,7 @@ PING_MEDIAN, and the server's peak resident memory (VmHWM) under PEAK_KB after t
 
 from __future__ import annotations
 
+import random
 import statistics
 import threading
 import time
@@ -40,6 +41,7 @@ def hostile(tmp_path_factory):
         with serve_on(upstream, tmp_path_factory.mktemp("hostile")) as server:
             yield server, upstream
             assert server.stop() == 0
+        assert not upstream.problems, upstream.problems
 
 
 @pytest.fixture
@@ -151,6 +153,18 @@ def test_an_endless_stream_ends_at_the_whole_turn_limit(sdk):
     assert time.monotonic() - started < LIMITS["turn_seconds"] + 3
 
 
+def test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit(hostile, sdk):
+    server, upstream = hostile
+    run = run_on(sdk, "endless-line")
+    assert run.status == "failed", run.status
+    assert run.last_error.message.endswith("sent a stream line longer than the 4 MiB line limit; the request was "
+                                           "closed"), run.last_error.message
+    deadline = time.monotonic() + 5
+    while not upstream.hung_up["endless-line"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.hung_up["endless-line"] == 1 and upstream.seen["endless-line"] == 1  # dropped, not retried
+
+
 def test_silence_mid_answer_ends_at_the_idle_timeout(sdk):
     run = run_on(sdk, "silent")
     assert run.status == "failed" and "went silent for 1 s mid-answer (the idle timeout" in run.last_error.message
@@ -233,17 +247,22 @@ def test_usage_counted_locally_never_exceeds_the_cap(sdk):
 
 
 def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
+    """Each cancel comes at a random moment of the stream (a token every 10 ms), so some arrive together
+    with a token's bytes; the seed is in the failure message."""
     bot = sdk.beta.assistants.create(model="gpt-4o")
+    seed = random.randrange(1 << 30)
+    moments = random.Random(seed)
     slowest = 0.0
     for _ in range(15):
         thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "slow-tokens"}])
         run = sdk.beta.threads.runs.create(thread.id, assistant_id=bot.id)
         while not sdk.beta.threads.messages.list(thread.id, limit=1).data[0].role == "assistant":
             time.sleep(0.01)
+        time.sleep(moments.uniform(0, 0.05))
         began = time.monotonic()
         sdk.beta.threads.runs.cancel(run.id, thread_id=thread.id)
         while sdk.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status != "cancelled":
-            assert time.monotonic() - began < 1.0, "the run stayed cancelling"
+            assert time.monotonic() - began < 1.0, f"the run stayed cancelling (seed {seed})"
             time.sleep(0.01)
         slowest = max(slowest, time.monotonic() - began)
     assert slowest < 1.0

@@ -87,11 +87,15 @@ def wait_until_serving(proc: subprocess.Popen, base_url: str, log: Path) -> str:
 
 @pytest.fixture(scope="module")
 def served(llama, tmp_path_factory):
-    """``asstctl serve`` with nothing but the upstream (and a model map): the dialect is learned."""
+    """``asstctl serve`` with nothing but the upstream (and a model map): the dialect is learned, once:
+    the tool rounds of every test here meet one refusal (``content: null``) in all, not one per turn."""
     with ServeProcess(tmp_path_factory.mktemp("serve"), "--db", ":memory:", "--upstream", llama,
                       "--model-map", "gpt-4*=smollm2") as server:
         yield server
         assert server.stop() == 0
+        refused = [line for line in server.stderr().splitlines() if " refused a request for " in line]
+        assert len(refused) == 1 and "refused a request for smollm2 (500); sending it again with " \
+            "tool_call_content=empty" in refused[0], refused
 
 
 @pytest.fixture

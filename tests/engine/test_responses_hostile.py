@@ -23,7 +23,8 @@ import pytest
 from tests.conftest import make_client
 from tests.engine.hostile import BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, padded_key
 from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this module's fixtures
-    KEY, bounded, run_on, serve_on, test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
+    KEY, bounded, run_on, serve_on, test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit,
+    test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
     test_a_key_across_a_cap_behind_whitespace_never_reaches_last_error, test_a_reply_over_the_size_cap_ends_incomplete,
     test_a_slow_drip_of_separate_deltas_completes_and_keeps_other_requests_fast,
     test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown,

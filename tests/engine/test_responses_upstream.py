@@ -230,6 +230,24 @@ def test_max_output_tokens_ends_the_run_incomplete_with_the_partial_message(upst
     assert upstream.bodies()[0]["max_output_tokens"] == 256 and run.usage.completion_tokens == 256
 
 
+def test_a_content_filter_cut_ends_the_turn_as_content_filter_and_the_run_completes_with_what_came(upstream, sdk):
+    """``response.incomplete`` with reason ``content_filter``: the turn ends as Chat Completions'
+    ``finish_reason: content_filter``; the run completes with the reply as far as it came (only
+    ``max_output_tokens`` makes a run incomplete)."""
+    cut = Reply("The first step is", incomplete="content_filter", usage=(12, 4))
+    body = {"model": "m", "input": [], "stream": True, "store": False}
+    parser = ResponseParser()
+    for _, event in upstream._events(cut, body):
+        parser.feed(f"data: {json.dumps(event)}")
+    assert parser.complete and parser.end().finish_reason == "content_filter"
+    upstream.queue(cut)
+    thread, run = poll(sdk, assistant(sdk), "How is it done?")
+    assert run.status == "completed" and run.incomplete_details is None, run.last_error
+    reply = sdk.beta.threads.messages.list(thread.id, order="desc").data[0]
+    assert reply.status == "completed" and reply.content[0].text.value == "The first step is"
+    assert run.usage.completion_tokens == 4
+
+
 def test_a_budget_under_the_apis_minimum_asks_16_and_counts_no_more_than_the_budget(upstream, sdk):
     upstream.queue(Reply(calls=[Call("get_time", {}, id="call_B1")], usage=(40, 250)),
                    Reply("It is noon and the sun", incomplete="max_output_tokens", usage=(60, 16)))

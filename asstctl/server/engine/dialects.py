@@ -63,7 +63,13 @@ PROFILES: dict[str, Dialect] = {
                       dropped=frozenset({"parallel_tool_calls"}), fixed=True),
     "lmstudio": Dialect("lmstudio", tool_call_content="empty", developer_role=False, max_tokens="max_tokens",
                         fixed=True),
-    "litellm": Dialect("litellm", max_tokens="both", fixed=True),
+    # A LiteLLM proxy passes each field on to a backend it does not name: what any backend takes through
+    # it (``system``, ``max_tokens``, ``json_object`` with the schema stated and checked here) and no
+    # ``parallel_tool_calls``, which the proxy itself refuses for providers whose config lacks it (400
+    # "litellm.UnsupportedParamsError: <provider> does not support parameters"). A proxy in front of a
+    # stricter backend: the backend's own profile, or none (learned).
+    "litellm": Dialect("litellm", developer_role=False, max_tokens="max_tokens", json_schema=False,
+                       dropped=frozenset({"parallel_tool_calls"}), fixed=True),
     "mistral": Dialect("mistral", tool_call_content="empty", developer_role=False, max_tokens="max_tokens", tool_choice_required=True,
                        dropped=frozenset({"stream_options", "parallel_tool_calls", "reasoning_effort"}), fixed=True),
     "groq": Dialect("groq", developer_role=False, max_tokens="max_completion_tokens", fixed=True),

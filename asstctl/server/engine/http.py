@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import time
 from collections import defaultdict
 from contextlib import aclosing
@@ -253,19 +254,25 @@ async def next_event(connection: Connection, timeout: float, deadline: float | N
         connection.h11.receive_data(data)  # b"" marks the end of the stream
 
 
-async def _within(awaitable, seconds: float, doing: str):
-    """``awaitable`` within ``seconds``, after one pass of the loop (so a flood of bytes never starves the
-    others). Not ``asyncio.wait_for``: on Python 3.10/3.11 it can swallow a cancel that arrives together
-    with the result. From 3.11 ``asyncio.timeout`` (no task per call; it tells its own cancel from
-    another's); before, ``asyncio.wait`` on a task, which never swallows one either."""
-    if _timeout is None:
-        return await _within_task(awaitable, seconds, doing)
+def read_wait(version: tuple[int, ...]):
+    """The wait every read and write of this module goes through on Python ``version`` (a pure choice,
+    so tests run both on any Python): ``awaitable`` within ``seconds``, else :class:`HttpTimeout`.
+
+    Not ``asyncio.wait_for``: on Python 3.10/3.11 it can swallow a cancel that arrives together with
+    the result (a cancelled run would read on). From 3.11 ``asyncio.timeout`` (no task per call; it
+    tells its own cancel from another's); before, ``asyncio.wait`` on a task (``aio.within``), which
+    never swallows one either. Both pass through the loop once first, so a flood of bytes never
+    starves the others."""
+    return _within_timeout if version >= (3, 11) else _within_task
+
+
+async def _within_timeout(awaitable, seconds: float, doing: str):
     try:
         await asyncio.sleep(0)
     except BaseException:  # cancelled meanwhile: the call never starts
         awaitable.close()
         raise
-    timer = _timeout(seconds)
+    timer = asyncio.timeout(seconds)
     try:
         async with timer:
             return await awaitable
@@ -275,14 +282,14 @@ async def _within(awaitable, seconds: float, doing: str):
         raise
 
 
-_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
-
-
 async def _within_task(awaitable, seconds: float, doing: str):
     try:
         return await within(awaitable, seconds)
     except Timeout:
         raise HttpTimeout(f"no progress for {seconds:g} s {doing}") from None
+
+
+_within = read_wait(sys.version_info)
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:

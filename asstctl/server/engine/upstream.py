@@ -38,7 +38,7 @@ from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, 
 from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, UpstreamConfig, resolve_key
 from asstctl.server.engine.dialects import Dialect
 from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, HttpError, HttpTimeout, Pool, Response,
-                                        Timeouts)
+                                        Timeouts, TooLarge)
 from asstctl.server.engine.limits import (ERROR_BODY_CAP, MAX_LINE, Limits, ReplyGuard, cut, detail_text,
                                           error_detail, scrub)
 from asstctl.server.engine.sse import TurnParser
@@ -48,7 +48,7 @@ log = logging.getLogger("asstctl.server.engine")
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 USER_AGENT = "asstctl-upstream-engine"
 MAX_ADAPTATIONS = 6  # shape changes learned from refusals within one turn
-MAX_LEARNED = 1000  # models whose accepted shapes are remembered (any name a client sends may be one)
+MAX_LEARNED = 1000  # models whose accepted shapes are remembered, least recently used dropped first (any name a client sends may be one)
 MODELS_CAP, MODELS_LIMIT = 1 << 20, 10_000  # the upstream's GET /models: bytes read, ids kept
 MODELS_SECONDS, MODELS_TTL = 10.0, 60.0  # ... how long it may take, how long its answer is reused
 
@@ -95,7 +95,11 @@ class UpstreamEngine:
         """What ``model`` on this upstream is sent: the named profile, else what was learned so far."""
         if self._fixed is not None:
             return self._fixed
-        return self._learned.get(model) or dialects.initial(legacy_max_tokens=not self.config.is_openai)
+        learned = self._learned.pop(model, None)
+        if learned is None:
+            return dialects.initial(legacy_max_tokens=not self.config.is_openai)
+        self._learned[model] = learned  # now the most recently used: names sent once go before it
+        return learned
 
     async def upstream_models(self) -> list[str]:
         """The model ids the upstream lists (``GET {upstream}/models``: at most MODELS_CAP bytes, MODELS_LIMIT
@@ -163,6 +167,9 @@ class UpstreamEngine:
                 what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
                 raise self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
                                   "(the idle timeout, engine.limits.idle_seconds)", "server_error") from None
+            except TooLarge:
+                raise self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} MiB line "
+                                  "limit; the request was closed", "server_error") from None
             except HttpError as error:
                 raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
                                   "server_error") from None
@@ -273,7 +280,7 @@ class UpstreamEngine:
                 if learned is not None:
                     adaptations += 1
                     if model not in self._learned and len(self._learned) >= MAX_LEARNED:
-                        self._learned.pop(next(iter(self._learned)))  # the longest known goes: learned again if asked
+                        self._learned.pop(next(iter(self._learned)))  # the least recently used goes: learned again if asked
                     self._learned[model] = learned
                     log.warning("upstream %s refused a request for %s (%d); sending it again with %s", host, model,
                                 status, dialects.describe(dialect, learned))
