@@ -7,8 +7,8 @@ responses subscribe to the run (``store.subscribe``) before the work starts; pol
 read the store. A run that needs work is queued in the store; the replica whose claimer claims
 it runs the task, and writes its turn only while it holds the run's lease (``owned``; see
 :mod:`asstctl.server.replicas`). Each active run is one asyncio task on the server's event loop,
-so waiting on an engine never holds a thread (the store, SQLite or PostgreSQL, is synchronous and
-called from the loop directly; its calls are short).
+so waiting on an engine never holds a thread; the store (SQLite or PostgreSQL) is synchronous and
+a turn calls it through ``store.call``, on its worker threads (a tool round: ``rounds.py``).
 
     queued ─► in_progress ─┬─► completed | incomplete | failed
                            └─► requires_action ─(submit_tool_outputs)─► queued ...
@@ -34,11 +34,12 @@ from asstctl.server.engine.base import EngineError, TurnEnd, reply_events
 from asstctl.server.http import new_id, now
 from asstctl.server.runs import book as books
 from asstctl.server.runs.batches import batches
-from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
+from asstctl.server.runs.builtin import extra_deltas, final_content
 from asstctl.server.runs.chat import PromptTooLong, build_turn, turn_reads
 from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
 from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
-from asstctl.server.runs.writer import TurnWriter, call_details, estimated_usage
+from asstctl.server.runs.rounds import ToolRounds
+from asstctl.server.runs.writer import TurnWriter, estimated_usage
 from asstctl.server.store.scope import DEFAULT_PROJECT, current, within
 
 log = logging.getLogger("asstctl.server.runs")
@@ -48,7 +49,7 @@ DEFAULT_MAX_MODEL_CALLS = 25
 END_REASONS = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
 
 
-class RunExecutor(ReplicaHooks):
+class RunExecutor(ReplicaHooks, ToolRounds):
     def __init__(self, state):
         self.state = state
         self.store = state.store
@@ -451,37 +452,6 @@ class RunExecutor(ReplicaHooks):
             self._pause(run)
         return None
 
-    async def _tool_calls(self, run, book, writer: TurnWriter, offered, usage, end) -> dict[str, Any] | None:
-        if writer.message is not None and writer.message["status"] == "in_progress":
-            writer.close_message("completed", usage=usage)  # text after the calls: kept, in this round
-        details = [call_details(c) for c in writer.calls]
-        step = writer.store_tool_step(details, usage)
-        if end.finish_reason == "length":  # the calls' arguments are cut off: nothing to run
-            return self._incomplete(run, "max_completion_tokens")
-        for call in writer.builtin_calls():
-            details[call["index"]] = await run_builtin(self, run, step, call, offered, book)
-            writer.store_tool_step(details, usage)
-            books.save(self.store, book)
-        functions = writer.function_calls()
-        with self.owned(run["id"]):
-            run = self._run(run["id"])
-            if run["status"] != "in_progress":
-                return self._stopped(run)
-            if functions:
-                return self._require_action(run, functions)
-            step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
-            self.store.put("step", step, run["id"])
-            self.emit(run, "thread.run.step.completed", public(step))
-        return run
-
-    def _require_action(self, run: dict[str, Any], functions: list[dict[str, Any]]) -> None:
-        calls = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                 for c in functions]
-        required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
-        run = self._set(run, status="requires_action", required_action=required)
-        self.emit(run, "thread.run.requires_action", run)
-        self._pause(run)
-
     # -- endings --------------------------------------------------------------------------
     def _incomplete(self, run: dict[str, Any], reason: str) -> None:
         with self.owned(run["id"]):
@@ -584,17 +554,3 @@ class RunExecutor(ReplicaHooks):
         self.emit(run, "thread.run.step.created", step)
         self.emit(run, "thread.run.step.in_progress", step)
         return step
-
-    def _pending_tool_step(self, run: dict[str, Any]) -> dict[str, Any] | None:
-        steps = self.store.all("step", run["id"])
-        if steps and steps[-1]["type"] == "tool_calls" and steps[-1]["status"] == "in_progress":
-            return steps[-1]
-        return None
-
-    def _complete_tool_step(self, run: dict, step: dict, outputs: dict[str, str]) -> None:
-        for call in step["step_details"]["tool_calls"]:
-            if call["type"] == "function":
-                call["function"]["output"] = outputs.get(call["id"])
-        step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
-        self.store.put("step", step, run["id"])
-        self.emit(run, "thread.run.step.completed", public(step))
