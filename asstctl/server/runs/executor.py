@@ -162,15 +162,14 @@ class RunExecutor(ReplicaHooks, ToolRounds):
                 self.store.request_cancel(run_id)
         return run
 
-    def expire(self, run_id: str) -> None:
+    def expire(self, run_id: str) -> bool:
+        """The run ``expired`` (True), unless it is over already. Its task is the caller's to stop."""
         with self.store.transaction():
             run = self._run(run_id)
             if run["status"] not in ACTIVE:
-                return
+                return False
             self._end(run, "expired", expires_at=None)
-        task = self._tasks.get(run_id)
-        if task is not None and not task.done():
-            task.cancel()
+        return True
 
     def streaming_runs(self) -> int:
         """How many runs are in a model call right now."""
@@ -205,26 +204,40 @@ class RunExecutor(ReplicaHooks, ToolRounds):
         if observe is not None:
             work = observe(run_id, work, books.reading(run_id))
         # The turn works in the run's project, whoever claimed it (asstctl.server.store.scope); a run begun
-        # as it was created brings it along (no read).
+        # as it was created brings it along (no read), another's is read off the loop.
         begun = self._begun.get(run_id)
-        work = within(begun[1] if begun is not None else self.store.project_of("run", run_id), work)
+        work = within(begun[1], work) if begun is not None else self._in_project(run_id, work)
         task = asyncio.get_running_loop().create_task(work, name=f"asstctl-run-{run_id}")
         self._tasks[run_id] = task
         task.add_done_callback(lambda done: self._task_done(run_id, done))
+
+    async def _in_project(self, run_id: str, work) -> None:
+        try:
+            project = await self.store.call(self.store.project_of, "run", run_id)
+        except BaseException:
+            work.close()  # never started
+            raise
+        await within(project, work)
 
     def _task_done(self, run_id: str, task: asyncio.Task) -> None:
         if self._tasks.get(run_id) is task:
             del self._tasks[run_id]
             self._writers.pop(run_id, None)
             self._begun.pop(run_id, None)
-        if task.cancelled() and not self._stopping:  # cancelled before it even started
-            self._interrupted(run_id)
-        if not self._stopping and self.claims.dropped(run_id):  # it went with the run's last transaction
+        if self._stopping:
+            return
+        cancelled = task.cancelled()  # before it even started
+        if self.claims.dropped(run_id) and not cancelled:  # its queue entry went with the run's last transaction
             self.claims.finished(run_id)
-        elif not self._stopping:  # the run's queue entry goes off the loop (a round trip on PostgreSQL)
-            release = asyncio.get_running_loop().create_task(self.store.call(self.claims.finished, run_id))
+        else:  # the cancel's ending and the run's queue entry, in that order, off the loop
+            release = asyncio.get_running_loop().create_task(self.store.call(self._after_task, run_id, cancelled))
             self._releases.add(release)
             release.add_done_callback(self._released)
+
+    def _after_task(self, run_id: str, cancelled: bool) -> None:
+        if cancelled:
+            self._interrupted(run_id)
+        self.claims.finished(run_id)
 
     def _released(self, release: asyncio.Task) -> None:
         self._releases.discard(release)
@@ -242,7 +255,7 @@ class RunExecutor(ReplicaHooks, ToolRounds):
         except asyncio.CancelledError:
             if self._stopping:
                 raise
-            self._interrupted(run_id)
+            await self.store.call(self._interrupted, run_id)
         except LeaseLost:
             log.warning("run %s: dropped this turn's result, the run's lease went to another replica", run_id)
         except EngineError as exc:
@@ -516,19 +529,22 @@ class RunExecutor(ReplicaHooks, ToolRounds):
             try:
                 if time.monotonic() - rescanned >= RESCAN_SECONDS:  # runs another replica left behind
                     rescanned = time.monotonic()
-                    self.recover()
-                self.sweep()
+                    await self.store.call(self.recover)
+                for run_id in await self.store.call(self.sweep):
+                    self._interrupt_task(run_id)
             except Exception:  # never let the sweeper die
                 log.exception("run expiry sweep failed")
 
-    def sweep(self) -> None:
-        """Expire active runs whose ``expires_at`` has passed."""
+    def sweep(self) -> list[str]:
+        """Expire active runs whose ``expires_at`` has passed (off the loop: ``store.call``); their ids."""
+        expired = []
         for run_id in list(self._active):
             run = self.store.get("run", run_id)
             if run is None or run["status"] in TERMINAL:
                 self._active.discard(run_id)
-            elif run["expires_at"] is not None and run["expires_at"] <= now():
-                self.expire(run_id)
+            elif run["expires_at"] is not None and run["expires_at"] <= now() and self.expire(run_id):
+                expired.append(run_id)
+        return expired
 
     # -- store helpers --------------------------------------------------------------------
     def _run(self, run_id: str) -> dict[str, Any]:
