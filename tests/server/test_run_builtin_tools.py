@@ -239,7 +239,8 @@ def test_tool_calls_waiting_for_the_write_lock_do_not_stall_the_event_loop(scrip
     data = sdk.files.create(file=("data.csv", b"x,y\n1,2\n"), purpose="assistants")
     bot = sdk.beta.assistants.update(bot.id, tools=[{"type": "file_search"}, {"type": "code_interpreter"}],
                                      tool_resources={"code_interpreter": {"file_ids": [data.id]}})
-    gate, code = threading.Event(), "print(open('/mnt/data/data.csv').read())\nopen('/mnt/data/out.txt', 'w').write('hi')"
+    gate = threading.Event()
+    code = "print(open('/mnt/data/data.csv').read())\nopen('/mnt/data/out.txt', 'w').write('hi')"
     upstream.queue(ToolCalls([Call("python", {"code": code}, id="call_py"),
                               Call("file_search", {"queries": ["refund card days"]}, id="call_fs")], gate=gate),
                    Text("Done."))

@@ -170,9 +170,10 @@ def test_a_big_batch_is_cancelled_and_read_without_stalling_the_event_loop(serve
     with server.store.transaction():
         for n, file_id in enumerate(ids):
             server.store.insert("vector_store_file", {
-                "id": file_id, "object": "vector_store.file", "usage_bytes": 0, "created_at": 1, "vector_store_id": vs.id,
-                "status": "in_progress" if n % 2 else "completed", "last_error": None, "attributes": {},
-                "chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}},
+                "id": file_id, "object": "vector_store.file", "usage_bytes": 0, "created_at": 1,
+                "vector_store_id": vs.id, "status": "in_progress" if n % 2 else "completed", "last_error": None,
+                "attributes": {}, "chunking_strategy": {"type": "static", "static": {
+                    "max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}},
                 **({"_batch_id": batch["id"]} if n < 2000 else {})}, vs.id)
         server.store.insert("file_batch", batch, vs.id)
         server.store.update("vector_store", vs.id, lambda s: s.update(status="in_progress", file_counts={
