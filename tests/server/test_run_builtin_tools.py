@@ -3,14 +3,17 @@ Chat Completions upstream, reached by the real upstream engine) calls the functi
 attached tool, the server runs it (file_search on a real vector store, code_interpreter in the
 thread's bubblewrap sandbox), records the step, streams its progress, sends the output back to the
 model as a ``tool`` message and continues; citations, images and written files land on the final
-message. A ``ToolError`` (no sandbox on this server) fails the run with its code."""
+message. A ``ToolError`` (no sandbox on this server) fails the run with its code. While another
+transaction holds the store's write lock, the tools' store work waits off the event loop."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 
+import httpx2 as httpx
 import openai
 import pytest
 
@@ -224,3 +227,60 @@ def test_lenient_object(text, value):
 def test_lenient_object_still_refuses_what_is_no_object(text):
     with pytest.raises(ValueError):
         lenient_object(text)
+
+
+def test_tool_calls_waiting_for_the_write_lock_do_not_stall_the_event_loop(scripted, upstream):
+    """From the end of the model's tool calls, a write transaction holds the store's write lock twice for
+    0.7 s (as a long ingestion would; 20 ms between): the round's code_interpreter call (an input file to
+    copy, an output file to store) and file_search call wait for it on the store's threads while
+    ``GET /v1/models`` keeps answering, and the run completes as it would have."""
+    sdk, server = scripted.start(sandbox=SandboxConfig(**TEST_LIMITS))
+    guide, bot = knowledge(sdk)
+    data = sdk.files.create(file=("data.csv", b"x,y\n1,2\n"), purpose="assistants")
+    bot = sdk.beta.assistants.update(bot.id, tools=[{"type": "file_search"}, {"type": "code_interpreter"}],
+                                     tool_resources={"code_interpreter": {"file_ids": [data.id]}})
+    gate = threading.Event()
+    code = "print(open('/mnt/data/data.csv').read())\nopen('/mnt/data/out.txt', 'w').write('hi')"
+    upstream.queue(ToolCalls([Call("python", {"code": code}, id="call_py"),
+                              Call("file_search", {"queries": ["refund card days"]}, id="call_fs")], gate=gate),
+                   Text("Done."))
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Read it and look up refunds."}])
+    run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=bot.id)
+    deadline = time.monotonic() + 20
+    while not upstream.gated:  # the model is writing its calls
+        assert time.monotonic() < deadline, "the model's tool calls never began"
+        time.sleep(0.01)
+    holding = threading.Event()
+
+    def hold() -> None:
+        for n in range(2):
+            with server.store.transaction():
+                server.store.save("lock_holder", {"id": "holder", "created_at": 1, "n": n})
+                assert server.store.get("lock_holder", "holder")  # a read sends the write (PostgreSQL)
+                holding.set()
+                time.sleep(0.7)
+            time.sleep(0.02)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    gate.set()
+    lags = []
+    with httpx.Client(base_url=server.base_url, timeout=10) as plain:
+        while holder.is_alive():
+            started = time.perf_counter()
+            plain.get("/v1/models", headers={"Authorization": f"Bearer {server.api_key}"})
+            lags.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    holder.join()
+    while (run := sdk.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status in ("queued", "in_progress"):
+        assert time.monotonic() < deadline + 10, "the run never ended"
+        time.sleep(0.02)
+    assert run.status == "completed", run.last_error
+    assert max(lags) < 0.3, lags  # stalled, a probe would wait for the end of a hold (0.7 s)
+    outputs = {m["tool_call_id"]: m["content"] for m in upstream.requests[1].body["messages"] if m["role"] == "tool"}
+    assert outputs["call_py"].startswith("x,y\n1,2\n") and "sandbox:/mnt/data/out.txt" in outputs["call_py"]
+    assert "Refunds reach the card within 5 business days" in outputs["call_fs"]
+    step = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data[0]
+    assert [c.type for c in step.step_details.tool_calls] == ["code_interpreter", "file_search"]
+    assert step.step_details.tool_calls[1].file_search.results[0].file_id == guide.id

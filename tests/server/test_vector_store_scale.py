@@ -156,3 +156,51 @@ def test_a_search_moves_last_active_at_once_it_is_a_minute_old(server, client):
     client.vector_stores.search(vs.id, query="anything")
     moved = client.vector_stores.retrieve(vs.id)
     assert moved.last_active_at >= vs.last_active_at and moved.expires_at == moved.last_active_at + 86400
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # (PostgreSQL's store calls never run on the loop)
+def test_a_big_batch_is_cancelled_and_read_without_stalling_the_event_loop(server, client):
+    """A batch of 2,000 files in a store of 4,000 (records written directly: cheap), half of them still
+    ``in_progress``: its cancel, retrieve and filtered lists read its files by id on a thread (never inline
+    on the loop, as SQLite's ``store.call`` would when the lock is free) while ``GET /v1/models`` answers."""
+    vs = client.vector_stores.create(name="big")
+    ids = [f"file-big{i:05}" for i in range(4000)]
+    batch = {"id": "vsfb_big", "object": "vector_store.files_batch", "created_at": 1, "vector_store_id": vs.id,
+             "status": "in_progress", "file_counts": {}, "_file_ids": ids[:2000]}
+    with server.store.transaction():
+        for n, file_id in enumerate(ids):
+            server.store.insert("vector_store_file", {
+                "id": file_id, "object": "vector_store.file", "usage_bytes": 0, "created_at": 1,
+                "vector_store_id": vs.id, "status": "in_progress" if n % 2 else "completed", "last_error": None,
+                "attributes": {}, "chunking_strategy": {"type": "static", "static": {
+                    "max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}},
+                **({"_batch_id": batch["id"]} if n < 2000 else {})}, vs.id)
+        server.store.insert("file_batch", batch, vs.id)
+        server.store.update("vector_store", vs.id, lambda s: s.update(status="in_progress", file_counts={
+            "in_progress": 2000, "completed": 2000, "failed": 0, "cancelled": 0, "total": 4000}))
+    with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=server.base_url, timeout=10) as plain:
+        lags = []
+
+        def probing(work):
+            while not work.done():
+                started = time.perf_counter()
+                plain.get("/v1/models", headers={"Authorization": f"Bearer {server.api_key}"})
+                lags.append(time.perf_counter() - started)
+                time.sleep(0.01)
+            return work.result()
+
+        cancelled = probing(pool.submit(client.vector_stores.file_batches.cancel, batch["id"], vector_store_id=vs.id))
+        again = probing(pool.submit(client.vector_stores.file_batches.retrieve, batch["id"], vector_store_id=vs.id))
+        page = probing(pool.submit(client.vector_stores.file_batches.list_files, batch["id"], vector_store_id=vs.id,
+                                   filter="cancelled", limit=5))
+        filtered = probing(pool.submit(client.vector_stores.files.list, vs.id, filter="in_progress", limit=5))
+    assert cancelled.status == again.status == "cancelled"
+    counts = (1000, 1000, 0, 2000)
+    assert (cancelled.file_counts.completed, cancelled.file_counts.cancelled, cancelled.file_counts.in_progress,
+            cancelled.file_counts.total) == counts == (again.file_counts.completed, again.file_counts.cancelled,
+                                                       again.file_counts.in_progress, again.file_counts.total)
+    assert len(page.data) == 5 and page.has_more and {f.status for f in page.data} == {"cancelled"}
+    assert {f.status for f in filtered.data} == {"in_progress"} and all(f.id >= ids[2000] for f in filtered.data)
+    store = client.vector_stores.retrieve(vs.id).file_counts
+    assert (store.in_progress, store.completed, store.cancelled, store.total) == (1000, 2000, 1000, 4000)
+    assert max(lags) < 0.5, sorted(lags)[-5:]  # inline on the loop: 0.95 s (the cancel read the whole store)

@@ -135,10 +135,15 @@ def count_change(state, vs_id: str, before: dict[str, Any] | None, after: dict[s
     its ``after`` (either None: the file was not / is no longer in the store). Constant time: the
     counts are kept, never recounted; callers change the file and its counts in one transaction
     (write transactions are serialized, so concurrent attaches add up)."""
+    return counts_changed(state, vs_id, [(before, after)])
+
+
+def counts_changed(state, vs_id: str, changes: list[tuple[dict | None, dict | None]]) -> dict[str, Any] | None:
+    """``count_change`` for many files' ``(before, after)`` at once: one write of the store."""
 
     def change(store: dict[str, Any]) -> None:
         counts = store["file_counts"]
-        for item, sign in ((before, -1), (after, 1)):
+        for item, sign in ((item, sign) for before, after in changes for item, sign in ((before, -1), (after, 1))):
             if item is not None:
                 counts[item["status"]] += sign
                 counts["total"] += sign
@@ -352,14 +357,18 @@ def _check_batch_files(value: Any, param: str) -> None:
         v.check_optional(item, {"chunking_strategy": v.check_chunking_strategy, "attributes": v.check_attributes}, where)
 
 
-def batch_view(state, batch: dict[str, Any]) -> dict[str, Any]:
+def batch_members(state, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batch's files as stored now, read by their ids (the cost follows the batch, not the store)."""
+    found = state.store.get_many("vector_store_file", batch["vector_store_id"], batch["_file_ids"])
+    return [item for item in found.values() if item.get("_batch_id") == batch["id"]]
+
+
+def batch_view(state, batch: dict[str, Any], members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The batch with counts from its member files (``in_progress`` reaches 0 once ingested)."""
     counts = empty_counts()
-    members = state.store.get_many("vector_store_file", batch["vector_store_id"], batch["_file_ids"])
-    for item in members.values():
-        if item.get("_batch_id") == batch["id"]:
-            counts[item["status"]] += 1
-            counts["total"] += 1
+    for item in members if members is not None else batch_members(state, batch):
+        counts[item["status"]] += 1
+        counts["total"] += 1
     view = public(batch)
     view["file_counts"] = counts
     if view["status"] == "in_progress" and not counts["in_progress"]:
@@ -389,17 +398,21 @@ def require_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
 
 
 def cancel_batch(state, vs_id: str, batch_id: str) -> dict[str, Any]:
-    view = batch_view(state, require_batch(state, vs_id, batch_id))
-    if view["status"] != "in_progress":
-        raise APIError(400, f"Cannot cancel a vector store file batch with status '{view['status']}'.")
-    with state.store.transaction():  # its files not yet ingested end cancelled (their ingestion is dropped)
-        for item in state.store.all("vector_store_file", vs_id):
-            if item.get("_batch_id") == batch_id and item["status"] == "in_progress":
-                cancelled = {**item, "status": "cancelled"}
-                state.store.put("vector_store_file", cancelled, vs_id)
-                count_change(state, vs_id, item, cancelled)
+    """Checked and done in one transaction: the batch's files not yet ingested end cancelled (their ingestion
+    is dropped), the store's counts move once. Its files are read by id: the cost follows the batch."""
+    with state.store.transaction():
+        batch = require_batch(state, vs_id, batch_id)
+        members = batch_members(state, batch)
+        view = batch_view(state, batch, members)
+        if view["status"] != "in_progress":
+            raise APIError(400, f"Cannot cancel a vector store file batch with status '{view['status']}'.")
+        changes = [(item, {**item, "status": "cancelled"}) for item in members if item["status"] == "in_progress"]
+        for _, cancelled in changes:
+            state.store.put("vector_store_file", cancelled, vs_id)
+        counts_changed(state, vs_id, changes)
         batch = state.store.update("file_batch", batch_id, lambda b: b.update(status="cancelled"), vs_id)
-    return batch_view(state, batch)
+    after = {item["id"]: item for _, item in changes}
+    return batch_view(state, batch, [after.get(item["id"], item) for item in members])
 
 
 # --------------------------------------------------------------------------- handlers
@@ -457,6 +470,8 @@ async def list_files(request):
         require_store(state_of(request), vs_id)
         return _list_files(request, vs_id)
 
+    if "filter" in request.query_params:  # read through the store's files: on a thread, never inline on the loop
+        return await run_in_threadpool(listed)
     return await state_of(request).store.call(listed)
 
 
@@ -508,15 +523,17 @@ async def create_file_batch(request):
     return ok(view)
 
 
+# A batch's routes read up to 2,000 files (its list: the store's): on a thread (``run_in_threadpool``), where
+# ``store.call`` on SQLite would run them inline on the loop whenever the store's lock is free.
 async def retrieve_batch(request):
     state, params = state_of(request), request.path_params
-    return ok(await state.store.call(
+    return ok(await run_in_threadpool(
         lambda: batch_view(state, require_batch(state, params["vs_id"], params["batch_id"]))))
 
 
 async def cancel(request):
     params = request.path_params
-    return ok(await state_of(request).store.call(cancel_batch, state_of(request), params["vs_id"], params["batch_id"]))
+    return ok(await run_in_threadpool(cancel_batch, state_of(request), params["vs_id"], params["batch_id"]))
 
 
 async def list_batch_files(request):
@@ -526,7 +543,7 @@ async def list_batch_files(request):
         batch = require_batch(state, params["vs_id"], params["batch_id"])
         return _list_files(request, params["vs_id"], where=lambda item: item.get("_batch_id") == batch["id"])
 
-    return await state.store.call(listed)
+    return await run_in_threadpool(listed)
 
 
 VS = "/v1/vector_stores/{vs_id}"

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from asstctl.server.engine.base import EngineError
 from asstctl.server.engine.limits import clean_text
@@ -26,18 +26,16 @@ from asstctl.server.engine.limits import clean_text
 log = logging.getLogger("asstctl.server.runs")
 
 
-async def run_builtin(executor, run: dict[str, Any], step: dict[str, Any], call: dict[str, Any],
-                      offered, book: dict[str, Any]) -> dict[str, Any]:
-    """Run one built-in call; returns its step tool call. Raises EngineError when the run cannot go on."""
+async def run_builtin(executor, run: dict[str, Any], step: dict[str, Any], call: dict[str, Any], offered,
+                      book: dict[str, Any], assistant: dict[str, Any], thread: dict[str, Any],
+                      send: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Run one built-in call; returns its step tool call. Raises EngineError when the run cannot go on.
+    ``send`` publishes a step delta (called on the loop: ``rounds.ProgressDeltas.send``)."""
     from asstctl.server.tools.base import ToolContext, ToolError
 
     type_, tool, instance = offered.by_name[call["name"]]
-    progress = _progress(executor, run, step, call)
-    ctx = ToolContext(
-        state=executor.state, run=run, assistant=executor.store.get("assistant", run["assistant_id"]) or {},
-        thread=executor.store.get("thread", run["thread_id"]) or {}, call_id=call["id"], tool=tool,
-        include=tuple(book["include"]), progress=progress,
-    )
+    ctx = ToolContext(state=executor.state, run=run, assistant=assistant, thread=thread, call_id=call["id"],
+                      tool=tool, include=tuple(book["include"]), progress=_progress(step, call, send))
     try:
         arguments = lenient_object(call["arguments"])
     except ValueError as exc:
@@ -102,7 +100,7 @@ def _empty_call(call: dict[str, Any], type_: str) -> dict[str, Any]:
     return {"id": call["id"], "type": type_, type_: body}
 
 
-def _progress(executor, run, step, call):
+def _progress(step, call, send):
     loop, thread = asyncio.get_running_loop(), threading.get_ident()
 
     def emit(fragment: dict[str, Any]) -> None:
@@ -113,9 +111,9 @@ def _progress(executor, run, step, call):
         data = {"id": step["id"], "object": "thread.run.step.delta",
                 "delta": {"step_details": {"type": "tool_calls", "tool_calls": [part]}}}
         if threading.get_ident() == thread:
-            executor.emit(run, "thread.run.step.delta", data)
+            send(data)
         else:
-            loop.call_soon_threadsafe(executor.emit, run, "thread.run.step.delta", data)
+            loop.call_soon_threadsafe(send, data)
 
     return emit
 

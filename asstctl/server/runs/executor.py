@@ -7,8 +7,8 @@ responses subscribe to the run (``store.subscribe``) before the work starts; pol
 read the store. A run that needs work is queued in the store; the replica whose claimer claims
 it runs the task, and writes its turn only while it holds the run's lease (``owned``; see
 :mod:`asstctl.server.replicas`). Each active run is one asyncio task on the server's event loop,
-so waiting on an engine never holds a thread (the store, SQLite or PostgreSQL, is synchronous and
-called from the loop directly; its calls are short).
+so waiting on an engine never holds a thread; the store (SQLite or PostgreSQL) is synchronous and
+a turn calls it through ``store.call``, on its worker threads (a tool round: ``rounds.py``).
 
     queued ─► in_progress ─┬─► completed | incomplete | failed
                            └─► requires_action ─(submit_tool_outputs)─► queued ...
@@ -34,11 +34,12 @@ from asstctl.server.engine.base import EngineError, TurnEnd, reply_events
 from asstctl.server.http import new_id, now
 from asstctl.server.runs import book as books
 from asstctl.server.runs.batches import batches
-from asstctl.server.runs.builtin import extra_deltas, final_content, run_builtin
+from asstctl.server.runs.builtin import extra_deltas, final_content
 from asstctl.server.runs.chat import PromptTooLong, build_turn, turn_reads
 from asstctl.server.replicas import RESCAN_SECONDS, LeaseLost, ReplicaHooks
 from asstctl.server.runs.events import ACTIVE, DONE, TERMINAL, public
-from asstctl.server.runs.writer import TurnWriter, call_details, estimated_usage
+from asstctl.server.runs.rounds import ToolRounds
+from asstctl.server.runs.writer import TurnWriter, estimated_usage
 from asstctl.server.store.scope import DEFAULT_PROJECT, current, within
 
 log = logging.getLogger("asstctl.server.runs")
@@ -48,7 +49,7 @@ DEFAULT_MAX_MODEL_CALLS = 25
 END_REASONS = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}
 
 
-class RunExecutor(ReplicaHooks):
+class RunExecutor(ReplicaHooks, ToolRounds):
     def __init__(self, state):
         self.state = state
         self.store = state.store
@@ -161,15 +162,14 @@ class RunExecutor(ReplicaHooks):
                 self.store.request_cancel(run_id)
         return run
 
-    def expire(self, run_id: str) -> None:
+    def expire(self, run_id: str) -> bool:
+        """The run ``expired`` (True), unless it is over already. Its task is the caller's to stop."""
         with self.store.transaction():
             run = self._run(run_id)
             if run["status"] not in ACTIVE:
-                return
+                return False
             self._end(run, "expired", expires_at=None)
-        task = self._tasks.get(run_id)
-        if task is not None and not task.done():
-            task.cancel()
+        return True
 
     def streaming_runs(self) -> int:
         """How many runs are in a model call right now."""
@@ -204,26 +204,40 @@ class RunExecutor(ReplicaHooks):
         if observe is not None:
             work = observe(run_id, work, books.reading(run_id))
         # The turn works in the run's project, whoever claimed it (asstctl.server.store.scope); a run begun
-        # as it was created brings it along (no read).
+        # as it was created brings it along (no read), another's is read off the loop.
         begun = self._begun.get(run_id)
-        work = within(begun[1] if begun is not None else self.store.project_of("run", run_id), work)
+        work = within(begun[1], work) if begun is not None else self._in_project(run_id, work)
         task = asyncio.get_running_loop().create_task(work, name=f"asstctl-run-{run_id}")
         self._tasks[run_id] = task
         task.add_done_callback(lambda done: self._task_done(run_id, done))
+
+    async def _in_project(self, run_id: str, work) -> None:
+        try:
+            project = await self.store.call(self.store.project_of, "run", run_id)
+        except BaseException:
+            work.close()  # never started
+            raise
+        await within(project, work)
 
     def _task_done(self, run_id: str, task: asyncio.Task) -> None:
         if self._tasks.get(run_id) is task:
             del self._tasks[run_id]
             self._writers.pop(run_id, None)
             self._begun.pop(run_id, None)
-        if task.cancelled() and not self._stopping:  # cancelled before it even started
-            self._interrupted(run_id)
-        if not self._stopping and self.claims.dropped(run_id):  # it went with the run's last transaction
+        if self._stopping:
+            return
+        cancelled = task.cancelled()  # before it even started
+        if self.claims.dropped(run_id) and not cancelled:  # its queue entry went with the run's last transaction
             self.claims.finished(run_id)
-        elif not self._stopping:  # the run's queue entry goes off the loop (a round trip on PostgreSQL)
-            release = asyncio.get_running_loop().create_task(self.store.call(self.claims.finished, run_id))
+        else:  # the cancel's ending and the run's queue entry, in that order, off the loop
+            release = asyncio.get_running_loop().create_task(self.store.call(self._after_task, run_id, cancelled))
             self._releases.add(release)
             release.add_done_callback(self._released)
+
+    def _after_task(self, run_id: str, cancelled: bool) -> None:
+        if cancelled:
+            self._interrupted(run_id)
+        self.claims.finished(run_id)
 
     def _released(self, release: asyncio.Task) -> None:
         self._releases.discard(release)
@@ -241,7 +255,7 @@ class RunExecutor(ReplicaHooks):
         except asyncio.CancelledError:
             if self._stopping:
                 raise
-            self._interrupted(run_id)
+            await self.store.call(self._interrupted, run_id)
         except LeaseLost:
             log.warning("run %s: dropped this turn's result, the run's lease went to another replica", run_id)
         except EngineError as exc:
@@ -451,37 +465,6 @@ class RunExecutor(ReplicaHooks):
             self._pause(run)
         return None
 
-    async def _tool_calls(self, run, book, writer: TurnWriter, offered, usage, end) -> dict[str, Any] | None:
-        if writer.message is not None and writer.message["status"] == "in_progress":
-            writer.close_message("completed", usage=usage)  # text after the calls: kept, in this round
-        details = [call_details(c) for c in writer.calls]
-        step = writer.store_tool_step(details, usage)
-        if end.finish_reason == "length":  # the calls' arguments are cut off: nothing to run
-            return self._incomplete(run, "max_completion_tokens")
-        for call in writer.builtin_calls():
-            details[call["index"]] = await run_builtin(self, run, step, call, offered, book)
-            writer.store_tool_step(details, usage)
-            books.save(self.store, book)
-        functions = writer.function_calls()
-        with self.owned(run["id"]):
-            run = self._run(run["id"])
-            if run["status"] != "in_progress":
-                return self._stopped(run)
-            if functions:
-                return self._require_action(run, functions)
-            step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
-            self.store.put("step", step, run["id"])
-            self.emit(run, "thread.run.step.completed", public(step))
-        return run
-
-    def _require_action(self, run: dict[str, Any], functions: list[dict[str, Any]]) -> None:
-        calls = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                 for c in functions]
-        required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
-        run = self._set(run, status="requires_action", required_action=required)
-        self.emit(run, "thread.run.requires_action", run)
-        self._pause(run)
-
     # -- endings --------------------------------------------------------------------------
     def _incomplete(self, run: dict[str, Any], reason: str) -> None:
         with self.owned(run["id"]):
@@ -546,19 +529,22 @@ class RunExecutor(ReplicaHooks):
             try:
                 if time.monotonic() - rescanned >= RESCAN_SECONDS:  # runs another replica left behind
                     rescanned = time.monotonic()
-                    self.recover()
-                self.sweep()
+                    await self.store.call(self.recover)
+                for run_id in await self.store.call(self.sweep):
+                    self._interrupt_task(run_id)
             except Exception:  # never let the sweeper die
                 log.exception("run expiry sweep failed")
 
-    def sweep(self) -> None:
-        """Expire active runs whose ``expires_at`` has passed."""
+    def sweep(self) -> list[str]:
+        """Expire active runs whose ``expires_at`` has passed (off the loop: ``store.call``); their ids."""
+        expired = []
         for run_id in list(self._active):
             run = self.store.get("run", run_id)
             if run is None or run["status"] in TERMINAL:
                 self._active.discard(run_id)
-            elif run["expires_at"] is not None and run["expires_at"] <= now():
-                self.expire(run_id)
+            elif run["expires_at"] is not None and run["expires_at"] <= now() and self.expire(run_id):
+                expired.append(run_id)
+        return expired
 
     # -- store helpers --------------------------------------------------------------------
     def _run(self, run_id: str) -> dict[str, Any]:
@@ -584,17 +570,3 @@ class RunExecutor(ReplicaHooks):
         self.emit(run, "thread.run.step.created", step)
         self.emit(run, "thread.run.step.in_progress", step)
         return step
-
-    def _pending_tool_step(self, run: dict[str, Any]) -> dict[str, Any] | None:
-        steps = self.store.all("step", run["id"])
-        if steps and steps[-1]["type"] == "tool_calls" and steps[-1]["status"] == "in_progress":
-            return steps[-1]
-        return None
-
-    def _complete_tool_step(self, run: dict, step: dict, outputs: dict[str, str]) -> None:
-        for call in step["step_details"]["tool_calls"]:
-            if call["type"] == "function":
-                call["function"]["output"] = outputs.get(call["id"])
-        step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
-        self.store.put("step", step, run["id"])
-        self.emit(run, "thread.run.step.completed", public(step))

@@ -3,16 +3,20 @@
 The files of the assistant's and the thread's ``tool_resources.code_interpreter.file_ids`` and of
 the thread's message attachments for code_interpreter are copied into ``/mnt/data`` (once per
 session). Matplotlib figures come back as PNG files and files the code writes to ``/mnt/data`` as
-files, both of purpose ``assistants_output``.
+files, both of purpose ``assistants_output``. The store is read and written off the event loop
+(``store.call``): before the call, the files the session lacks are read into spools; after it, its
+outputs are stored within the quotas.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
+import tempfile
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from asstctl.server.http import new_id, now
 from asstctl.server.sandbox import (
@@ -28,6 +32,8 @@ from asstctl.server.tools.base import ToolContext, ToolError, ToolOutcome
 
 log = logging.getLogger("asstctl.server.tools")
 NAME = "python"
+SPOOL_MEMORY = 1 << 20  # an input file read for a session is kept in memory up to this, then on disk
+SPOOL_CHUNK = 1 << 20
 QUOTA_KIND = "code_interpreter_output"  # {"id": "run:<id>" | "thread:<id>", "bytes"}, a child of the thread
 DESCRIPTION = (
     "Run Python code in a stateful sandbox (variables persist between calls of this conversation). "
@@ -62,18 +68,18 @@ class CodeInterpreterTool:
         if not isinstance(code, str):
             return self._outcome(ctx, "", [], "Error: call python with {\"code\": \"<Python source>\"}.")
         ctx.progress({"code_interpreter": {"input": code}})
+        pool, key, store = self._pool(ctx), ctx.thread.get("id") or ctx.run["thread_id"], self.state.store
+        files = await store.call(self._staged, ctx, _present(pool, key))  # the store's reads, off the loop
         try:
-            result = await self._pool(ctx).run(ctx.thread.get("id") or ctx.run["thread_id"], code, self._files(ctx))
+            result = await pool.run(key, code, files)
         except SandboxUnavailable as error:
             raise ToolError(str(error), code="server_error") from error
         except SessionsBusy as error:
             raise ToolError(str(error), code="rate_limit_exceeded") from error
-        quota = self._quota(ctx)
-        images = [self._store(f"image-{secrets.token_hex(4)}.png", data) for data in quota(result.images, "an image")]
-        kept = quota(result.files, None)
-        written = [(path, self._store(_shown_path(path), data)) for path, data in kept]
-        quota.save(self.state.store)
-        result.skipped += quota.refused
+        finally:
+            for file in files:
+                file.spool.close()
+        images, written = await store.call(self._kept, ctx, result)  # the outputs stored, off the loop
         outputs = _outputs(result, images)
         ctx.progress({"code_interpreter": {"outputs": [{"index": i, **o} for i, o in enumerate(outputs)]}})
         return self._outcome(ctx, code, outputs, _model_text(result, images, written), images, written)
@@ -107,9 +113,23 @@ class CodeInterpreterTool:
         stored = {key: int((store.get(QUOTA_KIND, key, thread_id) or {}).get("bytes") or 0) for key in limits}
         return _Quota(stored, limits, thread_id)
 
-    def _files(self, ctx: ToolContext) -> Iterable[InputFile]:
-        """The files the run's code may read, each read from the store only when it is copied."""
-        store, names = self.state.store, {}
+    def _kept(self, ctx: ToolContext, result: CellResult) -> tuple[list[str], list[tuple[str, str]]]:
+        """(image file ids, [(path, file id)]): what the call produced, stored within the quotas (those
+        refused go to ``result.skipped``). On a store thread."""
+        quota = self._quota(ctx)
+        images = [self._store(f"image-{secrets.token_hex(4)}.png", data) for data in quota(result.images, "an image")]
+        kept = quota(result.files, None)
+        written = [(path, self._store(_shown_path(path), data)) for path, data in kept]
+        quota.save(self.state.store)
+        result.skipped += quota.refused
+        return images, written
+
+    def _staged(self, ctx: ToolContext, present: set[str]) -> list["_Staged"]:
+        """The files the run's code may read (on a store thread): each one the thread's session lacks
+        (``present``: the versions it has) read from the store into a spool (memory up to ``SPOOL_MEMORY``,
+        then a temporary file), so the sandbox copies it in without a store read on the loop."""
+        store, names, files = self.state.store, {}, []
+        limit = int(self.config.file_mb) * 1024 * 1024
         for file_id in _file_ids(ctx, store):
             if file_id in names:
                 continue
@@ -122,12 +142,17 @@ class CodeInterpreterTool:
                 name = safe_name(f"{file_id}-{name}", file_id)
             names[file_id] = name
             if size is None:  # named in the call's logs
-                yield InputFile(key=f"{file_id}:missing", name=name, size=0, chunks=lambda: (),
-                                problem=f"the stored bytes of {file_id} are missing")
+                files.append(_Staged(key=f"{file_id}:missing", name=name, size=0, chunks=lambda: (),
+                                     problem=f"the stored bytes of {file_id} are missing"))
                 continue
-            yield InputFile(key=f"{file_id}:{size}:{file.get('created_at')}", name=name, size=size,
-                            chunks=lambda file_id=file_id: store.read_blob(file_id) or ())
-
+            staged = _Staged(key=f"{file_id}:{size}:{file.get('created_at')}", name=name, size=size, chunks=lambda: ())
+            if staged.key not in present and size <= limit:
+                staged.fill(store.read_blob(file_id) or ())
+            else:  # the session has it (or it is over the limit: refused unread); read on the loop only if
+                # the session ended between this look and the call (a new one is given every file)
+                staged.chunks = lambda file_id=file_id: store.read_blob(file_id) or ()
+            files.append(staged)
+        return files
     def _store(self, filename: str, data: bytes) -> str:
         """A new file of purpose ``assistants_output``; returns its id. Its object and its bytes are written
         in one transaction: neither without the other."""
@@ -152,6 +177,29 @@ def _file_ids(ctx: ToolContext, store: Any) -> list[str]:
             if any(t.get("type") == "code_interpreter" for t in attachment.get("tools") or []):
                 ids.append(attachment["file_id"])
     return ids
+
+
+class _Staged(InputFile):
+    """An input file whose bytes were read off the loop into a spool (``fill``); ``chunks`` reads them back."""
+
+    def __init__(self, **fields: Any):
+        super().__init__(**fields)
+        self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, prefix="asstctl-input-")
+
+    def fill(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.spool.write(chunk)
+        self.chunks = self._spooled
+
+    def _spooled(self) -> Iterator[bytes]:
+        self.spool.seek(0)  # from the start each time (a session that ended is given the file again)
+        return iter(functools.partial(self.spool.read, SPOOL_CHUNK), b"")
+
+
+def _present(pool: SessionPool, key: str) -> set[str]:
+    """The file versions the thread's live session has already (copied once per session)."""
+    session = pool.sessions.get(key)
+    return set(session.files) if session is not None and session.alive and not session.ended_by else set()
 
 
 def _shown_path(path: str) -> str:

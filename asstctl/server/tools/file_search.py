@@ -77,8 +77,7 @@ class FileSearchTool:
         if self.state.extra.get("ingestion") is not None:  # files still being ingested: wait for them (bounded)
             await self.state.extra["ingestion"].settled(ids, timeout=60.0)
         limit = options.get("max_num_results") or default_max_results(ctx.run.get("model", ""))
-        found = await asyncio.to_thread(self.search, ids, queries, limit, threshold)
-        message_index = len(self.state.store.all("message", ctx.thread.get("id", "")))
+        found, message_index = await asyncio.to_thread(self._searched, ctx, ids, queries, limit, threshold)
         with_content = INCLUDE_CONTENT in (ctx.include or ())
         results, sources, blocks = [], [], []
         for n, (result, filename) in enumerate(found):
@@ -92,16 +91,19 @@ class FileSearchTool:
         call = {"id": ctx.call_id, "type": "file_search", "file_search": {"ranking_options": ranking, "results": results}}
         return ToolOutcome(call, render_output(queries, ids, blocks), sources)
 
+    def _searched(self, ctx: ToolContext, ids, queries, limit, threshold) -> tuple[list[tuple[Any, str]], int]:
+        """``search`` and the thread's message count (the markers' first number), on a worker thread."""
+        found = self.search(ids, queries, limit, threshold)
+        return found, len(self.state.store.all("message", ctx.thread.get("id", "")))
+
     def search(self, ids: list[str], queries: list[str], limit: int, threshold: float) -> list[tuple[Any, str]]:
         """[(retrieval Result, filename)] over the completed files of the stores; the stores count as active."""
         for vs_id in ids:
             self.state.store.update("vector_store", vs_id, _touch)
         found = retriever_of(self.state).search(ids, queries, max_num_results=limit, score_threshold=threshold)
-        out = []
-        for result in found:
-            file = self.state.store.get("file", result.file_id)
-            out.append((result, file["filename"] if file else result.file_id))
-        return out
+        files = self.state.store.get_many("file", "", [result.file_id for result in found])  # one read
+        return [(result, files[result.file_id]["filename"] if result.file_id in files else result.file_id)
+                for result in found]
 
 
 def _touch(store: dict[str, Any]) -> None:
