@@ -12,7 +12,7 @@ environment variable ``ASSTCTL_ENGINE_RULES``::
             arguments: {city: "{city}"}              # string values formatted with the named groups
         then: "It is {output} in {city}."            # ... and the reply once tool outputs arrive ({output} = first output, {outputs} = JSON list)
       - match: "3x \\+ 11 = 14"
-        code: "from sympy import *; x = symbols('x'); print(solve(3*x + 11 - 14, x)[0])"  # run by code_interpreter ...
+        code: "from fractions import Fraction; print(Fraction(14 - 11, 3))"  # run by code_interpreter ...
         then: "x = {output}."                        # ... {output}: its logs, whitespace-trimmed
       - match: "flaky"
         replies: ["yes", "yes", "yes", "no", "no"]   # cycled in order, one per matching run (per-rule counter, in memory)

@@ -95,7 +95,7 @@ class CodeInterpreterTool:
             return self.pool
         if self.plain_pool is None:
             log.warning("code_interpreter: bwrap is not installed: the project's own offline `code:` rules run as "
-                        "a plain subprocess (same limits, no sandbox); code from a model never does.")
+                        "a plain subprocess (its own limits, no sandbox: docs/engine.md); code from a model never does.")
             self.plain_pool = SessionPool(replace(self.config, unsafe=True))
         return self.plain_pool
 
