@@ -17,6 +17,19 @@ def spec(body: str, strict: bool = False) -> str:
     return SPEC.format(extra="      strict: true\n" if strict else "", body=indented)
 
 
+ROOT_ANY_OF = ("with `strict: true` the top of `parameters` must be one object, not `anyOf`; move the alternatives "
+               "into a property (`{type: object, properties: {choice: {anyOf: [...]}}, required: [choice], "
+               "additionalProperties: false}`), or set `strict: false`")
+
+def nested(levels: int) -> str:
+    """``parameters`` whose innermost property is ``levels`` levels deep: objects in a list in an object."""
+    inner = "{type: string}"
+    for _ in range(levels - 2):
+        inner = "{type: object, additionalProperties: false, required: [a], properties: {a: %s}}" % inner
+    return f"type: object\nadditionalProperties: false\nrequired: [a]\nproperties:\n  a:\n    type: array\n" \
+           f"    items: {inner}\n"
+
+
 CASES = {
     "a misspelled type": (
         "type: object\nproperties:\n  order_id: {type: strng}\n", False,
@@ -85,6 +98,32 @@ CASES = {
          "assistants/a.yaml:16:13: with `strict: true` `required` must list every property of "
          "`parameters.properties.tags.items`; missing: x (make an optional one nullable: `type: [string, \"null\"]`), "
          "or set `strict: false`"]),
+    "strict: anyOf at the top, without a type": (
+        "anyOf:\n  - {type: object, properties: {a: {type: string}}}\n  - {type: object, properties: {b: {type: string}}}\n",
+        True, [f"assistants/a.yaml:8:9: {ROOT_ANY_OF}"]),
+    "strict: anyOf at the top of an object": (
+        "type: object\nadditionalProperties: false\nproperties: {}\nanyOf: [{required: []}]\n", True,
+        [f"assistants/a.yaml:11:9: {ROOT_ANY_OF}"]),
+    "strict: 11 levels of nesting": (
+        nested(11), True,
+        ["assistants/a.yaml:14:692: `parameters.properties.a.items.properties.a.properties.a.properties.a"
+         ".properties.a.properties.a.properties.a.properties.a.properties.a.properties.a` is nested 11 levels deep; `strict: true` "
+         "allows at most 10: flatten it (move this object's fields into its parent), or set `strict: false`"]),
+    "strict: a string enum of more than 250 values and 15,000 characters": (
+        "type: object\nadditionalProperties: false\nrequired: [a]\nproperties:\n  a:\n    type: string\n"
+        f"    enum: [{', '.join(f'v{i:059d}' for i in range(251))}]\n", True,
+        ["assistants/a.yaml:14:13: `parameters.properties.a.enum` has 251 values of 15,060 characters in all; with "
+         "`strict: true` an enum of more than 250 strings may have at most 15,000: shorten the values, or use "
+         "`type: string` and name them in `description`, or set `strict: false`"]),
+    "a $ref to a definition that is not there": (
+        "type: object\n$defs:\n  unit: {type: string}\nproperties:\n  a: {$ref: '#/$defs/units'}\n"
+        "  b: {$ref: '#/definitions/unit'}\n  c: {$ref: '#/$defs/zone'}\n  d: {$ref: '#/$defs/unit'}\n", False,
+        ["assistants/a.yaml:11:15: `$ref: \"#/$defs/units\"` points at nothing: `#/$defs` has no `units` "
+         "(did you mean `#/$defs/unit`?)",
+         "assistants/a.yaml:12:15: `$ref: \"#/definitions/unit\"` points at nothing: `parameters` has no "
+         "`definitions`; define it at the top of `parameters`, e.g. `definitions: {unit: {type: string}}`",
+         "assistants/a.yaml:13:15: `$ref: \"#/$defs/zone\"` points at nothing: `#/$defs` has no `zone` "
+         "(defined: unit); add it there or correct the name"]),
 }
 
 
@@ -136,3 +175,33 @@ def test_plan_and_apply_exit_1_on_a_broken_schema_and_change_nothing(project, co
     assert "assistants/a.yaml:9:11: `parameters.properties.order_id` must be a schema, not \"string\": write " \
            "`order_id: {type: string}`" in result.output
     assert "Traceback" not in result.output and "create" not in result.output and "Apply complete" not in result.output
+
+
+def strict_object(properties: dict, **more) -> dict:
+    return {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties,
+            **more}
+
+
+SIZES = {  # OpenAI's Structured Outputs limits, one past each
+    "5,001 properties": (strict_object({f"p{i}": {} for i in range(5001)}),
+                         "5,001 properties; `strict: true` allows at most 5,000 in one schema: split the function "
+                         "into smaller ones"),
+    "1,001 enum values": (strict_object({"a": {"enum": list(range(600))}, "b": {"enum": list(range(401))}}),
+                          "1,001 enum values; `strict: true` allows at most 1,000 in one schema: for a long list of "
+                          "allowed values use `type: string` and name them in `description`"),
+    "120,001 characters of names and values": (
+        strict_object({"a" * 1000: {"enum": ["v" * 500] * 200}, "b": {"const": "c" * 18_999}},
+                      **{"$defs": {"d": {"type": "string"}}}),
+        "120,001 characters in property and definition names, enum and const values; `strict: true` allows at most "
+        "120,000 in one schema: shorten them or split the function into smaller ones"),
+}
+
+
+@pytest.mark.parametrize("name", SIZES)
+def test_a_strict_schema_over_a_size_limit_is_told_the_limit_and_a_fix(name):
+    from asstctl.spec.toolschema import parameters_problems
+
+    schema, message = SIZES[name]
+    where = lambda path: "a.yaml:" + ".".join(map(str, path))  # noqa: E731
+    assert parameters_problems(schema, True, where) == [f"a.yaml:: {message}, or set `strict: false`"]
+    assert parameters_problems(schema, False, where) == []  # limits of `strict: true` only
