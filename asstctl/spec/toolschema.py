@@ -69,50 +69,17 @@ def _canonical(schema: dict[str, Any]) -> str:
 def _meta_found(key: str, schema: dict[str, Any]) -> list[tuple[tuple, str]]:
     if key in _META_CACHE:
         return _META_CACHE[key]
-    validator = _meta_validator()
+    from asstctl.spec.metaschema import meta_validator, plainly_valid
+
     found: dict[tuple, str] = {}
-    if not validator.is_valid(schema):  # listing errors costs more; only an invalid schema needs it
-        for error in validator.iter_errors(schema):
+    if not plainly_valid(schema) and not meta_validator().is_valid(schema):  # listing errors costs more
+        for error in meta_validator().iter_errors(schema):
             path = tuple(error.absolute_path)
             found.setdefault(path, _meta_message(error, path))
     if len(_META_CACHE) >= META_CACHE_SIZE:
         del _META_CACHE[next(iter(_META_CACHE))]
     _META_CACHE[key] = list(found.items())
     return _META_CACHE[key]
-
-
-_FLAT_META: list = []
-
-
-def _meta_validator():
-    """The draft 2020-12 meta-schema as one document, its vocabularies merged and ``$dynamicRef: "#meta"`` read as
-    ``$ref: "#"`` (what it resolves to for a plain schema): the same errors, without resolving a dynamic reference
-    at every subschema, which made a check cost milliseconds per schema. Compiled once per process."""
-    if not _FLAT_META:
-        from jsonschema import Draft202012Validator
-        from jsonschema_specifications import REGISTRY
-
-        root = Draft202012Validator.META_SCHEMA
-        flat: dict[str, Any] = {"type": ["object", "boolean"], "properties": {}, "$defs": {}}
-        for part in [REGISTRY.contents(f"https://json-schema.org/draft/2020-12/{ref['$ref']}") for ref in root["allOf"]]:
-            flat["properties"].update(part.get("properties", {}))
-            flat["$defs"].update(part.get("$defs", {}))
-        flat["properties"].update(root["properties"])
-        _FLAT_META.append(Draft202012Validator(_local_refs(flat)))
-    return _FLAT_META[0]
-
-
-def _local_refs(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_local_refs(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _local_refs(value) for key, value in node.items() if key != "$dynamicRef"}
-    if node.get("$dynamicRef") == "#meta":
-        out["$ref"] = "#"
-    if isinstance(out.get("$ref"), str) and "#/$defs/" in out["$ref"]:
-        out["$ref"] = "#/$defs/" + out["$ref"].split("#/$defs/", 1)[1]  # meta/core#/$defs/x: merged here
-    return out
 
 
 SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")

@@ -205,3 +205,32 @@ def test_a_strict_schema_over_a_size_limit_is_told_the_limit_and_a_fix(name):
     where = lambda path: "a.yaml:" + ".".join(map(str, path))  # noqa: E731
     assert parameters_problems(schema, True, where) == [f"a.yaml:: {message}, or set `strict: false`"]
     assert parameters_problems(schema, False, where) == []  # limits of `strict: true` only
+
+
+EDGES = [  # beside every schema above: what the quick check must not wave through
+    {"type": "object", "properties": {"a": {"minLength": 1.5}}}, {"minItems": -1}, {"minItems": True},
+    {"multipleOf": 0}, {"type": []}, {"type": ["string", "string"]}, {"required": ["a", "a"]}, {"anyOf": []},
+    {"$id": "a#b"}, {"$ref": 5}, {"examples": "x"}, {"dependencies": {"a": 3}}, {"properties": {"a": 5}},
+    {"x-vendor": {"anything": 1}, "type": "string"}, {"minimum": "5"}, {"uniqueItems": "yes"}, {"enum": "a, b"},
+    {"$defs": {"a": {"type": "strng"}}}, {"contentSchema": {"type": 1}}, {"patternProperties": {"^a": {}}}, True,
+]
+
+
+def test_the_quick_meta_schema_check_agrees_with_the_meta_schema():
+    """`plainly_valid` (microseconds) never passes what the draft 2020-12 meta-schema rejects, and the compiled,
+    reference-free meta-schema gives the same errors as jsonschema's own (which repeats some, once per
+    vocabulary)."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from asstctl.spec.metaschema import CONSTRAINED, meta_validator, plainly_valid
+
+    ours, theirs = meta_validator(), Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    assert CONSTRAINED == set(ours.schema["properties"])
+    schemas = [yaml.safe_load(body) for body, _, _ in CASES.values()] + \
+              [yaml.safe_load(body) for body, _ in VALID.values()] + EDGES
+    for schema in schemas:
+        errors = {(tuple(e.absolute_path), e.validator, e.message) for e in ours.iter_errors(schema)}
+        assert errors == {(tuple(e.absolute_path), e.validator, e.message) for e in theirs.iter_errors(schema)}
+        assert not plainly_valid(schema) or not errors, schema
+    assert sum(map(plainly_valid, schemas)) > len(VALID)  # the quick check does answer the usual schemas
