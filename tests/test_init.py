@@ -308,3 +308,30 @@ def test_an_output_path_that_cannot_be_written_is_one_clear_error(project):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1 and "Traceback" not in result.output and result.exception is not None
         assert result.output.startswith("Error: cannot write taken/"), result.output
+
+
+def test_no_test_needs_a_git_checkout():
+    """The suite runs from a source archive too: `git` is run only on a repository a test made itself
+    (`source_repository`, and the test that made one); never on this checkout (`git rev-parse`, `ls-files`...)."""
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if not re.search(r"""["']git[ "']""", text):  # parse only what may run it
+            continue
+        tree = ast.parse(text, str(path))
+        allowed = {id(node) for function in ast.walk(tree) if isinstance(function, ast.FunctionDef) and (
+            function.name == "source_repository" or any(getattr(getattr(call, "func", None), "id", None) ==
+                                                        "source_repository" for call in ast.walk(function)))
+                   for node in ast.walk(function)}
+        for node in ast.walk(tree):  # ["git", ...] or run("git ...", shell=True)
+            first = (node.elts[:1] if isinstance(node, (ast.List, ast.Tuple)) else
+                     node.args[:1] if isinstance(node, ast.Call) else [])
+            if first and isinstance(first[0], ast.Constant) and str(first[0].value).split(" ")[0] == "git" \
+                    and id(node) not in allowed:
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert not found, f"git run on this checkout (the suite must pass from a source archive): {found}"
+    assert len(list(root.rglob("*.py"))) > 50  # the scan saw the suite
