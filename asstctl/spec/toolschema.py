@@ -117,7 +117,8 @@ def _meta_message(error, path: tuple) -> str:
     elif path and path[-1] in NUMBER_KEYWORDS and error.validator == "type" and _number(value) is not None:
         return f"{name} must be a number, not a string: write `{path[-1]}: {_number(value)}` (without quotes)"
     elif error.validator == "type" and error.validator_value == "string":
-        return f"{name} must be a string (got {_got(value)}): quote it, `{path[-1]}: {_flow(str(value), True)}`"
+        written = "- " if isinstance(path[-1], int) else f"{path[-1]}: "  # a list item, or a key's value
+        return f"{name} must be a string (got {_got(value)}): quote it, `{written}{_flow(_as_written(value), True)}`"
     if error.validator in ("minimum", "maximum"):
         word = "at least" if error.validator == "minimum" else "at most"
         return f"{name} must be {word} {error.validator_value} (got {_got(value)})"
@@ -150,6 +151,13 @@ def _not_a_schema(path: tuple, name: str, value: Any) -> str:
     else:
         return f"{name} must be a schema, e.g. `{written}{{type: string}}` (got {_got(value)})"
     return f"{name} must be a schema, not {_got(value)}: write `{written}{_flow(fix)}`"
+
+
+def _as_written(value: Any) -> str:
+    """A scalar's text as YAML has it: `true`, `null`, `5` (not Python's `True`, `None`)."""
+    import json
+
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
 
 
 def _number(value: Any) -> int | float | None:

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from asstctl.cli import cli
+from asstctl.spec.loader import validate_project
 from tests.spec.conftest import problems, write
 
 SPEC = "model: gpt-4o\ntools:\n  - type: function\n    function:\n      name: lookup\n{extra}      parameters:\n{body}"
@@ -72,6 +73,11 @@ CASES = {
          "`minimum: 5` (without quotes)",
          "assistants/a.yaml:13:32: `parameters.properties.type.description` must be a string (got 5): quote it, "
          "`description: \"5\"`"]),
+    "a number in required, a boolean where a string belongs (shown as YAML writes them)": (
+        "type: object\nproperties:\n  \"1\": {type: string, description: true}\nrequired: [1]\n", False,
+        ["assistants/a.yaml:9:31: `parameters.properties.1.description` must be a string (got true): quote it, "
+         "`description: \"true\"`",
+         "assistants/a.yaml:10:20: `parameters.required[0]` must be a string (got 1): quote it, `- \"1\"`"]),
     "strict: a property not required, no additionalProperties": (
         "type: object\nproperties:\n  a: {type: string}\n  b: {type: integer}\nrequired: [a]\n", True,
         ["assistants/a.yaml:7:7: with `strict: true` every object needs `additionalProperties: false` "
@@ -162,6 +168,18 @@ def test_a_parameters_file_is_checked_at_its_own_lines(project):
 
 
 def test_the_repositorys_examples_pass_and_validate_reports_a_broken_schema(project):
+    """The repository is itself an asstctl project: its weather bot has a `strict: true` function from a
+    `parameters_file` and an inline one, both valid."""
+    from pathlib import Path
+
+    from asstctl.spec.loader import load_specs
+    from asstctl.spec.project import load_project
+
+    repository = load_project(Path(__file__).resolve().parents[2])
+    functions = [tool["function"] for spec in load_specs(repository) for tool in spec.fields.get("tools") or []
+                 if tool["type"] == "function"]
+    assert [f.get("strict", False) for f in functions if f.get("parameters")] == [True, False]
+    assert validate_project(repository) == []
     write(project, {"a.yaml": spec("type: array\n")})
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 1 and "must be an object schema" in result.output and "Traceback" not in result.output
