@@ -1,6 +1,7 @@
-"""Start-up: `asstctl --help` and `asstctl validate` (N specs in a temporary project) as fresh
-processes, against `python -c "import openai"`; and whether either command imports the SDK
-(``python -X importtime``: the chain of modules that pulled it in). Also a no-op `asstctl plan` and
+"""Start-up: `asstctl --help` and `asstctl validate` (N specs in a temporary project; last, N specs with a
+`strict: true` function each, every schema a little different) as fresh processes, against
+`python -c "import openai"`; and whether either command imports the SDK (``python -X importtime``: the chain
+of modules that pulled it in). Also a no-op `asstctl plan` and
 `asstctl status` of this repository's example project (a copy, applied to its embedded server first),
 which must take at most as long as importing the SDK, whatever extras are installed: the rows say whether
 pandas and numpy (the `code` and `test` extras) are importable, and are not judged when they are not."""
@@ -40,6 +41,9 @@ def startup_rows(size: Size) -> list[Row]:
             if missing:
                 row.passed = None
             rows.append(row)
+        functions = spec_project(Path(tmp) / "functions", size.specs, strict_function=True)
+        rows.append(startup_row(size, f"asstctl validate, {size.specs} specs with a strict function each",
+                                ["validate"], functions, sdk, 500))
     return rows
 
 
@@ -67,13 +71,41 @@ def example_project(root: Path) -> Path:
     return root
 
 
-def spec_project(root: Path, n: int) -> Path:
-    (root / "assistants").mkdir()
+def spec_project(root: Path, n: int, strict_function: bool = False) -> Path:
+    """``n`` specs; with ``strict_function``, each with a `strict: true` function whose schema differs from the
+    others' (a property named after the spec), so that no check is answered from another spec's."""
+    (root / "assistants").mkdir(parents=True)
     (root / "asstctl.yaml").write_text("project: bench\n")
     for i in range(n):
+        tools = STRICT_FUNCTION.format(i=i) if strict_function else ""
         (root / "assistants" / f"bot-{i:03d}.yaml").write_text(
-            f"name: Bot {i}\nmodel: gpt-4o\ninstructions: |\n  You are bot {i}.\n  Be brief.\ntemperature: 0.2\n")
+            f"name: Bot {i}\nmodel: gpt-4o\ninstructions: |\n  You are bot {i}.\n  Be brief.\ntemperature: 0.2\n{tools}")
     return root
+
+
+STRICT_FUNCTION = """tools:
+  - type: function
+    function:
+      name: lookup_order
+      strict: true
+      parameters:
+        type: object
+        additionalProperties: false
+        required: [order_id_{i}, unit, when, lines]
+        properties:
+          order_id_{i}: {{type: string, pattern: "^[A-Z]{{2}}[0-9]+$", description: The order number}}
+          unit: {{type: [string, "null"], enum: [c, f, null]}}
+          when: {{anyOf: [{{type: string, format: date}}, {{type: "null"}}]}}
+          lines:
+            type: array
+            items: {{$ref: "#/$defs/line"}}
+        $defs:
+          line:
+            type: object
+            additionalProperties: false
+            required: [sku, quantity]
+            properties: {{sku: {{type: string}}, quantity: {{type: integer, minimum: 1}}}}
+"""
 
 
 def asstctl(*args: str) -> list[str]:

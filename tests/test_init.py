@@ -101,24 +101,37 @@ def test_deploys_run_only_from_the_default_branch_and_pull_requests_never_see_th
     assert plan["env"]["AZURE_OPENAI_API_KEY"] == "${{ secrets.ASSTCTL_PLAN_API_KEY }}"
     assert "workflow_dispatch" in workflow[True]
     assert deploy["if"] == ("github.event_name == 'push' || (github.event_name == 'workflow_dispatch' && "
-                            "github.ref_name == github.event.repository.default_branch)")
+                            "github.ref == format('refs/heads/{0}', github.event.repository.default_branch))")
+    # (github.ref_name would also match a tag named like the default branch)
 
 
 @pytest.mark.parametrize("uses", [True, False])
 def test_the_deploy_job_installs_bubblewrap_when_an_assistant_uses_code_interpreter(project, tmp_path, uses):
-    """The step's own script, with `sudo` a stand-in that records what it was asked to run."""
+    """The step's own script, with `sudo` a stand-in that records what it was asked to run. The specs are those of
+    `specs:` in asstctl.yaml (here `bots/`, and `assistants/` holds a decoy); a comment or an instruction that
+    names code_interpreter is no use of it."""
+    import os
+    import shutil
     import subprocess
+    import sys
 
     workflow = yaml.safe_load((project / ".github/workflows/asstctl.yml").read_text())
     [step] = [step for step in workflow["jobs"]["deploy"]["steps"] if "bubblewrap" in step.get("name", "")]
-    if uses:
-        (project / "assistants" / "calc.yaml").write_text("model: gpt-4o\ntools: [code_interpreter]\n")
+    text = (project / "asstctl.yaml").read_text()
+    (project / "asstctl.yaml").write_text(text.replace("specs: assistants ", "specs: bots       "))
+    shutil.move(project / "assistants", project / "bots")
+    (project / "assistants").mkdir()
+    (project / "assistants" / "old.yaml").write_text("model: gpt-4o\ntools: [code_interpreter]\n")  # not a spec
+    (project / "bots" / "calc.yaml").write_text(
+        "# code_interpreter: not yet\nmodel: gpt-4o\ninstructions: Never say code_interpreter.\n"
+        + ("tools: [code_interpreter]\n" if uses else "tools: [file_search]\n"))
     bin_dir, log = tmp_path / "bin", tmp_path / "sudo.log"
     bin_dir.mkdir()
     (bin_dir / "sudo").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     (bin_dir / "sudo").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)  # the job's Python, asstctl installed
     done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=project, capture_output=True, text=True, timeout=60,
-                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     assert done.returncode == 0, done.stderr
     ran = log.read_text().splitlines() if log.exists() else []
     assert ("apt-get install -y -qq bubblewrap" in ran) is uses and (len(ran) == 3) is uses
@@ -308,3 +321,30 @@ def test_an_output_path_that_cannot_be_written_is_one_clear_error(project):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1 and "Traceback" not in result.output and result.exception is not None
         assert result.output.startswith("Error: cannot write taken/"), result.output
+
+
+def test_no_test_needs_a_git_checkout():
+    """The suite runs from a source archive too: `git` is run only on a repository a test made itself
+    (`source_repository`, and the test that made one); never on this checkout (`git rev-parse`, `ls-files`...)."""
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if not re.search(r"""["']git[ "']""", text):  # parse only what may run it
+            continue
+        tree = ast.parse(text, str(path))
+        allowed = {id(node) for function in ast.walk(tree) if isinstance(function, ast.FunctionDef) and (
+            function.name == "source_repository" or any(getattr(getattr(call, "func", None), "id", None) ==
+                                                        "source_repository" for call in ast.walk(function)))
+                   for node in ast.walk(function)}
+        for node in ast.walk(tree):  # ["git", ...] or run("git ...", shell=True)
+            first = (node.elts[:1] if isinstance(node, (ast.List, ast.Tuple)) else
+                     node.args[:1] if isinstance(node, ast.Call) else [])
+            if first and isinstance(first[0], ast.Constant) and str(first[0].value).split(" ")[0] == "git" \
+                    and id(node) not in allowed:
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert not found, f"git run on this checkout (the suite must pass from a source archive): {found}"
+    assert len(list(root.rglob("*.py"))) > 50  # the scan saw the suite

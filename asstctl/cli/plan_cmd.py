@@ -64,8 +64,7 @@ def plan(ctx, keys, target_name, base_url, prune, detailed_exitcode, output, out
 
     project = load_project()
     with open_target(project, target_name, base_url) as target:
-        result = plan_for(project, target, prune=prune, keys=keys,
-                          warn=lambda warning: click.echo(f"Warning: {warning}", err=True))
+        result = plan_for(project, target, prune=prune, keys=keys, warn=warn)
     if out_file:
         save_plan(result, out_file)
     click.echo(render_json(result) if output == "json" else shown(result), nl=False)
@@ -113,7 +112,8 @@ def apply(args, target_name, base_url, prune, yes, parallelism, ingestion_timeou
     project = load_project()
     with open_target(project, target_name, base_url) as target, \
             locked(target, project.name, "apply", lock_timeout, use_lock):
-        result = saved_plan(planfile, project, target) if planfile else plan_for(project, target, prune=prune, keys=keys)
+        result = saved_plan(planfile, project, target) if planfile else \
+            plan_for(project, target, prune=prune, keys=keys, warn=warn)  # a deploy job may run only apply
         run_plan(result, target.client, output, yes, "Apply these changes?", parallelism=parallelism,
                  verify=bool(planfile) or not yes, ingestion_timeout=ingestion_timeout, root=project.root)
 
@@ -147,6 +147,11 @@ def destroy(keys, target_name, base_url, yes, parallelism, use_lock, lock_timeou
         result = plan_for(project, target, destroy=True, keys=keys)
         run_plan(result, target.client, output, yes, "Destroy these assistants?", parallelism=parallelism,
                  verify=not yes, root=project.root, run_always=bool(result.actions))
+
+
+def warn(warning: str) -> None:
+    """A warning of plan or apply (a model the target does not list), on stderr: stdout may be a JSON report."""
+    click.echo(f"Warning: {warning}", err=True)
 
 
 def split_args(args: tuple[str, ...]) -> tuple[str | None, list[str]]:

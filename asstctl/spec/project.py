@@ -83,11 +83,13 @@ def parse_project(root: Path) -> Project:
     data, positions = _read(path)
     targets = {n: _target(path, n, t, positions) for n, t in (data.get("targets") or {}).items()}
     positions = {steps[0]: line_col for steps, line_col in positions.items() if len(steps) == 1}
-    from asstctl.server.engine.config import from_project_section
-
     from asstctl.spec.files import shown
 
-    engine = from_project_section(shown(path), data.get("engine"))
+    engine = None
+    if data.get("engine") is not None:  # the engine's modules take a while to import; most projects need none
+        from asstctl.server.engine.config import from_project_section
+
+        engine = from_project_section(shown(path), data["engine"])
     rules = data.get("engine_rules")
     rules_path = root / rules if rules else (root / "engine-rules.yaml")
     return Project(

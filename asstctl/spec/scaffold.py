@@ -147,7 +147,7 @@ jobs:
     # a push to main, or a manual run from the default branch (never from another branch)
     if: >-
       github.event_name == 'push' ||
-      (github.event_name == 'workflow_dispatch' && github.ref_name == github.event.repository.default_branch)
+      (github.event_name == 'workflow_dispatch' && github.ref == format('refs/heads/{{0}}', github.event.repository.default_branch))
     runs-on: ubuntu-latest
     concurrency: asstctl-deploy       # one apply at a time
     env:
@@ -156,7 +156,19 @@ jobs:
 {setup}
       - name: Install bubblewrap when an assistant uses code_interpreter (its sandbox)
         run: |
-          if grep -rqsw code_interpreter {specs}/; then
+          # the specs asstctl.yaml names (`specs:`), as asstctl reads them: not comments nor instructions
+          if python - <<'EOF'
+          import sys
+          from asstctl.spec.loader import load_specs
+          from asstctl.spec.project import load_project
+          try:
+              specs = load_specs(load_project())
+          except Exception:  # a spec asstctl cannot read: `asstctl apply` below says what is wrong
+              sys.exit(1)
+          sys.exit(not any(tool.get("type") == "code_interpreter" for spec in specs
+                           for tool in spec.fields.get("tools") or []))
+          EOF
+          then
             sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap
             # Ubuntu 24.04 lets only programs with an AppArmor profile create user namespaces; bubblewrap needs them
             sudo sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0 || true
@@ -219,8 +231,7 @@ def templates(project: str) -> dict[str, str]:
 def workflow(install: str | None = None) -> str:
     """The CI workflow; both jobs install ``install`` (default: this version from a repository to fill in)."""
     install = install or PLACEHOLDER_INSTALL.format(version=__version__)
-    return WORKFLOW_YAML.format(setup=WORKFLOW_SETUP.rstrip(), version=__version__, install=install.replace("'", "''"),
-                                specs="assistants")
+    return WORKFLOW_YAML.format(setup=WORKFLOW_SETUP.rstrip(), version=__version__, install=install.replace("'", "''"))
 
 
 def install_spec() -> str | None:

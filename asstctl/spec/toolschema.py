@@ -4,10 +4,11 @@ Three layers, each reported as ``path:line:col: message`` with what to do:
 
 1. the JSON Schema meta-schema (draft 2020-12): ``type: strng``, ``required: order_id``...;
 2. OpenAI's function-calling rules: the top is an object schema (``type: object``), ``required``
-   names properties that exist;
+   names properties that exist, a local ``$ref`` points at something;
 3. with ``strict: true``, the Structured Outputs rules: every object has ``additionalProperties: false``
    and lists every property in ``required``, only the supported keywords and formats, the root is not
-   ``anyOf``, at most 10 levels of nesting, 5,000 properties and 1,000 enum values.
+   ``anyOf``, at most 10 levels of nesting, 5,000 properties, 1,000 enum values, 120,000 characters of
+   names and enum/const values, 15,000 characters in an enum of more than 250 strings.
 
 ``where(path)`` gives the ``file:line:col`` of a JSON path inside ``parameters`` (inline in the spec,
 or in its ``parameters_file``).
@@ -38,6 +39,8 @@ def parameters_problems(parameters: Any, strict: bool, where: Where) -> list[str
     problems = meta_problems(parameters, where)
     if problems:
         return problems  # the rules below assume a well-formed schema
+    if strict and "anyOf" in parameters and parameters.get("type") != "object":
+        return [_root_any_of(where)]  # said here, or the "no `type`" message below would hide it
     problems = function_problems(parameters, where)
     if strict and not problems:
         problems = strict_problems(parameters, where)
@@ -45,15 +48,38 @@ def parameters_problems(parameters: Any, strict: bool, where: Where) -> list[str
 
 
 def meta_problems(schema: dict[str, Any], where: Where) -> list[str]:
-    from jsonschema import Draft202012Validator
+    """``schema`` against the draft 2020-12 meta-schema; the same schema (as canonical JSON) is checked once."""
+    found = _meta_found(_canonical(schema), schema)
+    return [f"{where(path)}: {message}" for path, message in sorted(found, key=lambda item: where(item[0]))]
 
-    from asstctl.spec.schema import validator_for
+
+_META_CACHE: dict[str, list[tuple[tuple, str]]] = {}
+META_CACHE_SIZE = 512  # distinct schemas remembered (a project rarely has more; the oldest goes first)
+
+
+def _canonical(schema: dict[str, Any]) -> str:
+    import json
+
+    try:
+        return json.dumps(schema, sort_keys=True, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):  # keys of mixed types (YAML allows `1: x` next to `a: y`)
+        return repr(schema)
+
+
+def _meta_found(key: str, schema: dict[str, Any]) -> list[tuple[tuple, str]]:
+    if key in _META_CACHE:
+        return _META_CACHE[key]
+    from asstctl.spec.metaschema import meta_validator, plainly_valid
 
     found: dict[tuple, str] = {}
-    for error in validator_for(Draft202012Validator.META_SCHEMA).iter_errors(schema):
-        path = tuple(error.absolute_path)
-        found.setdefault(path, _meta_message(error, path))
-    return [f"{where(path)}: {message}" for path, message in sorted(found.items(), key=lambda item: where(item[0]))]
+    if not plainly_valid(schema) and not meta_validator().is_valid(schema):  # listing errors costs more
+        for error in meta_validator().iter_errors(schema):
+            path = tuple(error.absolute_path)
+            found.setdefault(path, _meta_message(error, path))
+    if len(_META_CACHE) >= META_CACHE_SIZE:
+        del _META_CACHE[next(iter(_META_CACHE))]
+    _META_CACHE[key] = list(found.items())
+    return _META_CACHE[key]
 
 
 SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
@@ -91,7 +117,8 @@ def _meta_message(error, path: tuple) -> str:
     elif path and path[-1] in NUMBER_KEYWORDS and error.validator == "type" and _number(value) is not None:
         return f"{name} must be a number, not a string: write `{path[-1]}: {_number(value)}` (without quotes)"
     elif error.validator == "type" and error.validator_value == "string":
-        return f"{name} must be a string (got {_got(value)}): quote it, `{path[-1]}: {_flow(str(value), True)}`"
+        written = "- " if isinstance(path[-1], int) else f"{path[-1]}: "  # a list item, or a key's value
+        return f"{name} must be a string (got {_got(value)}): quote it, `{written}{_flow(_as_written(value), True)}`"
     if error.validator in ("minimum", "maximum"):
         word = "at least" if error.validator == "minimum" else "at most"
         return f"{name} must be {word} {error.validator_value} (got {_got(value)})"
@@ -124,6 +151,13 @@ def _not_a_schema(path: tuple, name: str, value: Any) -> str:
     else:
         return f"{name} must be a schema, e.g. `{written}{{type: string}}` (got {_got(value)})"
     return f"{name} must be a schema, not {_got(value)}: write `{written}{_flow(fix)}`"
+
+
+def _as_written(value: Any) -> str:
+    """A scalar's text as YAML has it: `true`, `null`, `5` (not Python's `True`, `None`)."""
+    import json
+
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
 
 
 def _number(value: Any) -> int | float | None:
@@ -169,7 +203,43 @@ def function_problems(schema: dict[str, Any], where: Where) -> list[str]:
         return [f"{where(at)}: function parameters must be an object schema (`type: object` with `properties`), "
                 f"got {got}; put other values inside a property, e.g. "
                 "`{type: object, properties: {items: {type: array, items: {...}}}}`"]
-    return [problem for path, node in _subschemas(schema) for problem in _required_problems(node, path, where)]
+    return [problem for path, node in _subschemas(schema)
+            for problem in _required_problems(node, path, where) + _ref_problems(schema, node, path, where)]
+
+
+def _ref_problems(schema: dict[str, Any], node: dict[str, Any], path: tuple, where: Where) -> list[str]:
+    """A local ``$ref`` (``#/$defs/unit``, ``#/definitions/unit``, any ``#/...`` pointer) must point at something."""
+    ref = node.get("$ref")
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        return []
+    from urllib.parse import unquote
+
+    steps = [unquote(step).replace("~1", "/").replace("~0", "~") for step in ref[2:].split("/")]
+    target: Any = schema
+    for index, step in enumerate(steps):
+        if isinstance(target, dict) and step in target:
+            target = target[step]
+        elif isinstance(target, list) and step.isdigit() and int(step) < len(target):
+            target = target[int(step)]
+        else:
+            return [f"{where(path + ('$ref',))}: `$ref: \"{ref}\"` points at nothing: "
+                    f"{_missing(ref, steps, index, target)}"]
+    return []
+
+
+def _missing(ref: str, steps: list[str], index: int, container: Any) -> str:
+    """Why ``steps[index]`` is not in ``container``, and what to write."""
+    step, at = steps[index], "#/" + "/".join(steps[:index])
+    names = [str(name) for name in container] if isinstance(container, dict) else []
+    close = difflib.get_close_matches(step, names, n=1, cutoff=0.6)
+    if close:
+        fixed = "/".join([*ref.split("/")[:index + 1], close[0], *ref.split("/")[index + 2:]])
+        return f"`{at}` has no `{step}` (did you mean `{fixed}`?)"
+    if index == 0:
+        return (f"`parameters` has no `{step}`; define it at the top of `parameters`, e.g. "
+                f"`{step}: {{{steps[1] if len(steps) > 1 else 'name'}: {{type: string}}}}`")
+    defined = f" (defined: {', '.join(names[:10])})" if names else ""
+    return f"`{at}` has no `{step}`{defined}; add it there or correct the name"
 
 
 def _required_problems(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
@@ -187,24 +257,71 @@ def _required_problems(node: dict[str, Any], path: tuple, where: Where) -> list[
 
 
 def strict_problems(schema: dict[str, Any], where: Where) -> list[str]:
-    """The Structured Outputs rules that ``strict: true`` adds."""
-    problems = []
-    if "anyOf" in schema:
-        problems.append(f"{where(('anyOf',))}: with `strict: true` the top of `parameters` must be one object, "
-                        f"not `anyOf`; move the alternatives into a property, {NON_STRICT}")
-    properties = enums = 0
+    """The Structured Outputs rules that ``strict: true`` adds, its size limits included."""
+    problems = [_root_any_of(where)] if "anyOf" in schema else []
+    size = _Size()
     for path, node in _subschemas(schema):
         depth = sum(1 for step in path if step in ("properties", "items"))
-        if depth > MAX_DEPTH:
-            problems.append(f"{where(path)}: nested {depth} levels deep; `strict: true` allows at most {MAX_DEPTH}")
-        properties += len(node.get("properties") or {})
-        enums += len(node.get("enum") or []) if isinstance(node.get("enum"), list) else 0
+        if depth == MAX_DEPTH + 1:  # once per branch, where it crosses the limit
+            problems.append(f"{where(path)}: {_name(path)} is nested {depth} levels deep; `strict: true` allows at "
+                            f"most {MAX_DEPTH}: flatten it (move this object's fields into its parent), {NON_STRICT}")
+        size.add(node)
         problems += _strict_node(node, path, where)
-    if properties > MAX_PROPERTIES:
-        problems.append(f"{where(())}: {properties:,} properties; `strict: true` allows at most {MAX_PROPERTIES:,}")
-    if enums > MAX_ENUM_VALUES:
-        problems.append(f"{where(())}: {enums:,} enum values; `strict: true` allows at most {MAX_ENUM_VALUES:,}")
-    return problems
+        problems += _large_enum(node, path, where)
+    return problems + size.problems(where)
+
+
+def _root_any_of(where: Where) -> str:
+    return (f"{where(('anyOf',))}: with `strict: true` the top of `parameters` must be one object, not `anyOf`; "
+            f"move the alternatives into a property (`{{type: object, properties: {{choice: {{anyOf: [...]}}}}, "
+            f"required: [choice], additionalProperties: false}}`), {NON_STRICT}")
+
+
+MAX_CHARACTERS, LARGE_ENUM, MAX_LARGE_ENUM_CHARACTERS = 120_000, 250, 15_000
+
+
+class _Size:
+    """What ``strict: true`` counts over the whole schema: properties, enum values, and the characters of property
+    and definition names, enum and const values."""
+
+    def __init__(self) -> None:
+        self.properties = self.enums = self.characters = 0
+
+    def add(self, node: dict[str, Any]) -> None:
+        names = [*(node.get("properties") or {}), *(node.get("$defs") or {}), *(node.get("definitions") or {})]
+        values = node["enum"] if isinstance(node.get("enum"), list) else []
+        self.properties += len(node.get("properties") or {})
+        self.enums += len(values)
+        self.characters += sum(_length(value) for value in [*names, *values, *([node["const"]] if "const" in node
+                                                                                else [])])
+
+    def problems(self, where: Where) -> list[str]:
+        limits = [(self.properties, MAX_PROPERTIES, "properties", "split the function into smaller ones"),
+                  (self.enums, MAX_ENUM_VALUES, "enum values",
+                   "for a long list of allowed values use `type: string` and name them in `description`"),
+                  (self.characters, MAX_CHARACTERS, "characters in property and definition names, enum and const "
+                   "values", "shorten them or split the function into smaller ones")]
+        return [f"{where(())}: {count:,} {what}; `strict: true` allows at most {most:,} in one schema: {fix}, "
+                f"{NON_STRICT}" for count, most, what, fix in limits if count > most]
+
+
+def _large_enum(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
+    values = node.get("enum")
+    if not isinstance(values, list) or len(values) <= LARGE_ENUM or not all(isinstance(v, str) for v in values):
+        return []
+    characters = sum(map(len, values))
+    if characters <= MAX_LARGE_ENUM_CHARACTERS:
+        return []
+    return [f"{where(path + ('enum',))}: {_name(path + ('enum',))} has {len(values):,} values of {characters:,} "
+            f"characters in all; with `strict: true` an enum of more than {LARGE_ENUM} strings may have at most "
+            f"{MAX_LARGE_ENUM_CHARACTERS:,}: shorten the values, or use `type: string` and name them in "
+            f"`description`, {NON_STRICT}"]
+
+
+def _length(value: Any) -> int:
+    import json
+
+    return len(value) if isinstance(value, str) else len(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def _strict_node(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
@@ -220,7 +337,7 @@ def _strict_node(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
         at = path + ("additionalProperties",) if "additionalProperties" in node else path
         problems.append(f"{where(at)}: with `strict: true` every object needs `additionalProperties: false` "
                         f"({_name(path)}); add it, {NON_STRICT}")
-    required = node.get("required") or []
+    required = set(node.get("required") or [])
     missing = [name for name in node.get("properties") or {} if name not in required]
     if missing:
         at = path + ("required",) if "required" in node else path

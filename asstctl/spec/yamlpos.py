@@ -166,8 +166,7 @@ _YAML_FIXES = (
     ("did not find expected key", "indentation: a line is indented less or more than its mapping; "
                                   "or a `-` list item sits where a `key:` is expected"),
     ("did not find expected '-' indicator", "indentation: every item of a list starts with `-` at the same column"),
-    ("while scanning a simple key", "a line is missing `: ` after its key, or a value spans lines without quotes"),
-)
+)  # ("while scanning a simple key" comes only with "could not find expected ':'", above)
 
 
 def yaml_fix(error) -> str:

@@ -1,5 +1,5 @@
-"""`asstctl plan` warns about a spec's `model:` that the target does not list (GET /models), with a did-you-mean;
-end to end on the embedded server (GET /v1/models of the offline engine); the plan never fails over it."""
+"""`asstctl plan` and `apply` warn about a spec's `model:` that the target does not list (GET /models), with a
+did-you-mean; end to end on the embedded server (GET /v1/models of the offline engine); neither fails over it."""
 
 from __future__ import annotations
 
@@ -33,15 +33,22 @@ def test_an_unlisted_model_is_named_where_it_is_with_the_closest_listed_one(tmp_
     assert unlisted_models(specs, [], "anywhere") == []  # a target that lists no models: nothing to say
 
 
-def test_plan_on_the_embedded_server_warns_of_a_model_it_does_not_list_and_only_of_it(tmp_path, monkeypatch):
+def test_plan_and_apply_on_the_embedded_server_warn_of_a_model_it_does_not_list_and_only_of_it(tmp_path, monkeypatch):
+    """apply warns too (a deploy job may run only apply), on stderr: its JSON report on stdout stays one document."""
+    import json
+
     monkeypatch.chdir(tmp_path)
     write(tmp_path, {"a.yaml": "name: A\nmodel: gpt-4oo\n", "b.yaml": "model: gpt-4o\n"})
+    expected = ["Warning: assistants/a.yaml:2:1: model `gpt-4oo` is not one embedded server "
+                "(.asstctl/server.sqlite3) lists (did you mean `gpt-4o`?)"]
     result = CliRunner().invoke(cli, ["plan"], env={"OPENAI_BASE_URL": None})
     assert result.exit_code == 0, result.output
     assert "+ create a" in result.output and "+ create b" in result.output
-    warnings = [line for line in result.output.splitlines() if "Warning" in line]
-    assert warnings == ["Warning: assistants/a.yaml:2:1: model `gpt-4oo` is not one embedded server "
-                        "(.asstctl/server.sqlite3) lists (did you mean `gpt-4o`?)"]
+    assert [line for line in result.output.splitlines() if "Warning" in line] == expected
+    applied = CliRunner().invoke(cli, ["apply", "--yes", "--output", "json"], env={"OPENAI_BASE_URL": None})
+    assert applied.exit_code == 0, applied.output
+    assert [line for line in applied.stderr.splitlines() if "Warning" in line] == expected
+    assert json.loads(applied.stdout)["totals"]["created"] == 2
 
 
 def test_an_azure_target_is_not_warned_about_its_deployment_names(tmp_path, monkeypatch, server):

@@ -10,18 +10,19 @@ from asstctl.cli import cli
 
 @pytest.mark.parametrize("content, message", [
     (b"project: a\nproject: b\n", "asstctl.yaml:2:1: duplicate key `project` (first on line 1); remove one of them"),
-    (b"project: [a\n", "asstctl.yaml:2:1: malformed YAML: did not find expected ',' or ']'"),
+    (b"project: [a\n", "asstctl.yaml:2:1: malformed YAML: did not find expected ',' or ']' (while parsing a flow "
+                       "sequence started at line 1, column 10); a `[` is not closed, or an item inside it needs quotes"),
     (b"project: caf\xe9\n", "asstctl.yaml:1:13: not UTF-8 text (byte 0xe9); save the file as UTF-8"),
     (b"- project\n", "asstctl.yaml:1:1: expected a mapping with at least `project: NAME`"),
     (b"project: a\ntargets: [staging]\n", "asstctl.yaml:2:1: `targets` must be a mapping (got a list)"),
-    (b"", "asstctl.yaml:1:1: `project` is required"),
+    (b"", "asstctl.yaml:1:1: `project` is required: a name for this project, e.g. `project: support-bots`"),
 ])
 def test_a_bad_project_file_is_one_error(tmp_path, monkeypatch, content, message):
     (tmp_path / "asstctl.yaml").write_bytes(content)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.startswith(f"Error: {message}"), result.output  # relative to the working directory
+    assert result.output.splitlines()[0] == f"Error: {message}", result.output  # the whole line, fix included
 
 
 def _errors(tmp_path, monkeypatch, content: str) -> list[str]:

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from asstctl.cli import cli
+from asstctl.spec.loader import validate_project
 from tests.spec.conftest import problems, write
 
 SPEC = "model: gpt-4o\ntools:\n  - type: function\n    function:\n      name: lookup\n{extra}      parameters:\n{body}"
@@ -15,6 +16,19 @@ SPEC = "model: gpt-4o\ntools:\n  - type: function\n    function:\n      name: lo
 def spec(body: str, strict: bool = False) -> str:
     indented = "".join(f"        {line}\n" for line in body.strip("\n").splitlines())
     return SPEC.format(extra="      strict: true\n" if strict else "", body=indented)
+
+
+ROOT_ANY_OF = ("with `strict: true` the top of `parameters` must be one object, not `anyOf`; move the alternatives "
+               "into a property (`{type: object, properties: {choice: {anyOf: [...]}}, required: [choice], "
+               "additionalProperties: false}`), or set `strict: false`")
+
+def nested(levels: int) -> str:
+    """``parameters`` whose innermost property is ``levels`` levels deep: objects in a list in an object."""
+    inner = "{type: string}"
+    for _ in range(levels - 2):
+        inner = "{type: object, additionalProperties: false, required: [a], properties: {a: %s}}" % inner
+    return f"type: object\nadditionalProperties: false\nrequired: [a]\nproperties:\n  a:\n    type: array\n" \
+           f"    items: {inner}\n"
 
 
 CASES = {
@@ -59,6 +73,11 @@ CASES = {
          "`minimum: 5` (without quotes)",
          "assistants/a.yaml:13:32: `parameters.properties.type.description` must be a string (got 5): quote it, "
          "`description: \"5\"`"]),
+    "a number in required, a boolean where a string belongs (shown as YAML writes them)": (
+        "type: object\nproperties:\n  \"1\": {type: string, description: true}\nrequired: [1]\n", False,
+        ["assistants/a.yaml:9:31: `parameters.properties.1.description` must be a string (got true): quote it, "
+         "`description: \"true\"`",
+         "assistants/a.yaml:10:20: `parameters.required[0]` must be a string (got 1): quote it, `- \"1\"`"]),
     "strict: a property not required, no additionalProperties": (
         "type: object\nproperties:\n  a: {type: string}\n  b: {type: integer}\nrequired: [a]\n", True,
         ["assistants/a.yaml:7:7: with `strict: true` every object needs `additionalProperties: false` "
@@ -85,6 +104,32 @@ CASES = {
          "assistants/a.yaml:16:13: with `strict: true` `required` must list every property of "
          "`parameters.properties.tags.items`; missing: x (make an optional one nullable: `type: [string, \"null\"]`), "
          "or set `strict: false`"]),
+    "strict: anyOf at the top, without a type": (
+        "anyOf:\n  - {type: object, properties: {a: {type: string}}}\n  - {type: object, properties: {b: {type: string}}}\n",
+        True, [f"assistants/a.yaml:8:9: {ROOT_ANY_OF}"]),
+    "strict: anyOf at the top of an object": (
+        "type: object\nadditionalProperties: false\nproperties: {}\nanyOf: [{required: []}]\n", True,
+        [f"assistants/a.yaml:11:9: {ROOT_ANY_OF}"]),
+    "strict: 11 levels of nesting": (
+        nested(11), True,
+        ["assistants/a.yaml:14:692: `parameters.properties.a.items.properties.a.properties.a.properties.a"
+         ".properties.a.properties.a.properties.a.properties.a.properties.a.properties.a` is nested 11 levels deep; `strict: true` "
+         "allows at most 10: flatten it (move this object's fields into its parent), or set `strict: false`"]),
+    "strict: a string enum of more than 250 values and 15,000 characters": (
+        "type: object\nadditionalProperties: false\nrequired: [a]\nproperties:\n  a:\n    type: string\n"
+        f"    enum: [{', '.join(f'v{i:059d}' for i in range(251))}]\n", True,
+        ["assistants/a.yaml:14:13: `parameters.properties.a.enum` has 251 values of 15,060 characters in all; with "
+         "`strict: true` an enum of more than 250 strings may have at most 15,000: shorten the values, or use "
+         "`type: string` and name them in `description`, or set `strict: false`"]),
+    "a $ref to a definition that is not there": (
+        "type: object\n$defs:\n  unit: {type: string}\nproperties:\n  a: {$ref: '#/$defs/units'}\n"
+        "  b: {$ref: '#/definitions/unit'}\n  c: {$ref: '#/$defs/zone'}\n  d: {$ref: '#/$defs/unit'}\n", False,
+        ["assistants/a.yaml:11:15: `$ref: \"#/$defs/units\"` points at nothing: `#/$defs` has no `units` "
+         "(did you mean `#/$defs/unit`?)",
+         "assistants/a.yaml:12:15: `$ref: \"#/definitions/unit\"` points at nothing: `parameters` has no "
+         "`definitions`; define it at the top of `parameters`, e.g. `definitions: {unit: {type: string}}`",
+         "assistants/a.yaml:13:15: `$ref: \"#/$defs/zone\"` points at nothing: `#/$defs` has no `zone` "
+         "(defined: unit); add it there or correct the name"]),
 }
 
 
@@ -123,6 +168,18 @@ def test_a_parameters_file_is_checked_at_its_own_lines(project):
 
 
 def test_the_repositorys_examples_pass_and_validate_reports_a_broken_schema(project):
+    """The repository is itself an asstctl project: its weather bot has a `strict: true` function from a
+    `parameters_file` and an inline one, both valid."""
+    from pathlib import Path
+
+    from asstctl.spec.loader import load_specs
+    from asstctl.spec.project import load_project
+
+    repository = load_project(Path(__file__).resolve().parents[2])
+    functions = [tool["function"] for spec in load_specs(repository) for tool in spec.fields.get("tools") or []
+                 if tool["type"] == "function"]
+    assert [f.get("strict", False) for f in functions if f.get("parameters")] == [True, False]
+    assert validate_project(repository) == []
     write(project, {"a.yaml": spec("type: array\n")})
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 1 and "must be an object schema" in result.output and "Traceback" not in result.output
@@ -136,3 +193,62 @@ def test_plan_and_apply_exit_1_on_a_broken_schema_and_change_nothing(project, co
     assert "assistants/a.yaml:9:11: `parameters.properties.order_id` must be a schema, not \"string\": write " \
            "`order_id: {type: string}`" in result.output
     assert "Traceback" not in result.output and "create" not in result.output and "Apply complete" not in result.output
+
+
+def strict_object(properties: dict, **more) -> dict:
+    return {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties,
+            **more}
+
+
+SIZES = {  # OpenAI's Structured Outputs limits, one past each
+    "5,001 properties": (strict_object({f"p{i}": {} for i in range(5001)}),
+                         "5,001 properties; `strict: true` allows at most 5,000 in one schema: split the function "
+                         "into smaller ones"),
+    "1,001 enum values": (strict_object({"a": {"enum": list(range(600))}, "b": {"enum": list(range(401))}}),
+                          "1,001 enum values; `strict: true` allows at most 1,000 in one schema: for a long list of "
+                          "allowed values use `type: string` and name them in `description`"),
+    "120,001 characters of names and values": (
+        strict_object({"a" * 1000: {"enum": ["v" * 500] * 200}, "b": {"const": "c" * 18_999}},
+                      **{"$defs": {"d": {"type": "string"}}}),
+        "120,001 characters in property and definition names, enum and const values; `strict: true` allows at most "
+        "120,000 in one schema: shorten them or split the function into smaller ones"),
+}
+
+
+@pytest.mark.parametrize("name", SIZES)
+def test_a_strict_schema_over_a_size_limit_is_told_the_limit_and_a_fix(name):
+    from asstctl.spec.toolschema import parameters_problems
+
+    schema, message = SIZES[name]
+    where = lambda path: "a.yaml:" + ".".join(map(str, path))  # noqa: E731
+    assert parameters_problems(schema, True, where) == [f"a.yaml:: {message}, or set `strict: false`"]
+    assert parameters_problems(schema, False, where) == []  # limits of `strict: true` only
+
+
+EDGES = [  # beside every schema above: what the quick check must not wave through
+    {"type": "object", "properties": {"a": {"minLength": 1.5}}}, {"minItems": -1}, {"minItems": True},
+    {"multipleOf": 0}, {"type": []}, {"type": ["string", "string"]}, {"required": ["a", "a"]}, {"anyOf": []},
+    {"$id": "a#b"}, {"$ref": 5}, {"examples": "x"}, {"dependencies": {"a": 3}}, {"properties": {"a": 5}},
+    {"x-vendor": {"anything": 1}, "type": "string"}, {"minimum": "5"}, {"uniqueItems": "yes"}, {"enum": "a, b"},
+    {"$defs": {"a": {"type": "strng"}}}, {"contentSchema": {"type": 1}}, {"patternProperties": {"^a": {}}}, True,
+]
+
+
+def test_the_quick_meta_schema_check_agrees_with_the_meta_schema():
+    """`plainly_valid` (microseconds) never passes what the draft 2020-12 meta-schema rejects, and the compiled,
+    reference-free meta-schema gives the same errors as jsonschema's own (which repeats some, once per
+    vocabulary)."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from asstctl.spec.metaschema import CONSTRAINED, meta_validator, plainly_valid
+
+    ours, theirs = meta_validator(), Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    assert CONSTRAINED == set(ours.schema["properties"])
+    schemas = [yaml.safe_load(body) for body, _, _ in CASES.values()] + \
+              [yaml.safe_load(body) for body, _ in VALID.values()] + EDGES
+    for schema in schemas:
+        errors = {(tuple(e.absolute_path), e.validator, e.message) for e in ours.iter_errors(schema)}
+        assert errors == {(tuple(e.absolute_path), e.validator, e.message) for e in theirs.iter_errors(schema)}
+        assert not plainly_valid(schema) or not errors, schema
+    assert sum(map(plainly_valid, schemas)) > len(VALID)  # the quick check does answer the usual schemas

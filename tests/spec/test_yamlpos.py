@@ -111,3 +111,53 @@ def test_merged_keys_are_not_duplicates_but_own_ones_are():
     with pytest.raises(SpecError) as raised:
         parse_yaml("d:\n  <<: 3\n", "f.yaml")
     assert raised.value.problems[0].startswith("f.yaml:2:3: ")
+
+
+MALFORMED = {  # one input per known PyYAML (libyaml) message, and the fix each gets
+    "a: b: c\n": "1:5: malformed YAML: mapping values are not allowed in this context; a value that contains `: ` "
+                 "must be quoted (`key: \"a: b\"`), or this line is indented more than the key above it",
+    "a: 1\nb\nc: 2\n": "3:1: malformed YAML: could not find expected ':' (while scanning a simple key started at line "
+                      "2, column 1); every line of a mapping is `key: value`; check for a missing `:` or an unclosed "
+                      "quote above",
+    "a: \"abc\n": "2:1: malformed YAML: found unexpected end of stream (while scanning a quoted scalar started at "
+                  "line 1, column 4); a quote or bracket is never closed",
+    "a: 'abc\n---\nx'\n": "2:1: malformed YAML: found unexpected document indicator (while scanning a quoted scalar "
+                         "started at line 1, column 4); a quote is never closed",
+    "a: @x\n": "1:4: malformed YAML: found character that cannot start any token (while scanning for the next token "
+               "started at line 1, column 4); quote the value (`key: \"@value\"`): YAML reserves this character at "
+               "the start",
+    "a: *x\n": "1:4: malformed YAML: found undefined alias; define the anchor (`&name`) before using `*name`, or quote "
+               "a value starting with `*`",
+    "a: [1, 2\nb: 3\n": "2:2: malformed YAML: did not find expected ',' or ']' (while parsing a flow sequence started "
+                       "at line 1, column 4); a `[` is not closed, or an item inside it needs quotes",
+    "a: {b: 1\nc: 2\n": "2:2: malformed YAML: did not find expected ',' or '}' (while parsing a flow mapping started "
+                       "at line 1, column 4); a `{` is not closed, or an item inside it needs quotes",
+    "a: [1, :]\n": "1:8: malformed YAML: did not find expected node content (while parsing a flow node started at "
+                   "line 1, column 8); a `[` or `{` is not closed, or items inside it need quotes",
+    "a:\n  b: 1\n  - c\n": "3:3: malformed YAML: did not find expected key (while parsing a block mapping started at "
+                          "line 2, column 3); indentation: a line is indented less or more than its mapping; or a `-` "
+                          "list item sits where a `key:` is expected",
+    "- a\nb: 1\n": "2:1: malformed YAML: did not find expected '-' indicator (while parsing a block collection started "
+                  "at line 1, column 1); indentation: every item of a list starts with `-` at the same column",
+    "  a: 1\nb: 2\n": "2:1: malformed YAML: did not find expected <document start>; check the indentation (spaces "
+                     "only) and quote values with `: `, `#` or a leading `*&!@`",  # none of the above: the general hint
+}
+
+
+@pytest.mark.parametrize("text", MALFORMED)
+def test_each_known_yaml_mistake_gets_its_fix(text):
+    with pytest.raises(SpecError) as raised:
+        parse_yaml(text, "f.yaml")
+    assert raised.value.problems == [f"f.yaml:{MALFORMED[text]}"]
+
+
+def test_the_pure_python_parsers_words_get_a_fix_too():
+    """Without libyaml, PyYAML says `expected <block end>` where libyaml says `did not find expected key`."""
+    import yaml
+
+    from asstctl.spec.yamlpos import yaml_fix
+
+    with pytest.raises(yaml.MarkedYAMLError) as raised:
+        yaml.compose("a:\n  b: 1\n c: 2\n", Loader=yaml.SafeLoader)
+    assert yaml_fix(raised.value) == ("; this line's indentation does not match its siblings: indent items of one "
+                                      "mapping or list by the same number of spaces")
