@@ -8,10 +8,15 @@ only the best ``limit`` chunks' texts are read.
 
 Speed over large indexes: once the index holds ``PRUNE_FROM`` chunks, query words found in at
 least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) are left out of the
-query when rarer words remain: their BM25 weight (IDF) is near zero, while scoring them would
-visit most of the index. When the rarer words alone find fewer chunks than asked (a small store in
-a large database may share only the common words with the query), the whole query runs, scored
-only over the rowids between the stores' first and last chunk.
+chunks scored when rarer words remain, never out of the scores: the chunks holding a rarer word are
+ranked by the whole query's ``bm25()`` (``_pruned``), and the list is kept only when its last score
+is above the most a chunk holding only the common words can score (each word's IDF x (k1 + 1)).
+Else those words are counted and only the commonest stay out, as many as keep that ceiling below
+the last score found; else every match is scored. So the order is ``ORDER BY bm25()``'s at any
+size (the same scores, but for the last bit of a float: the words' parts are added in another
+order). When the rarer words find fewer chunks than asked (a small store in a large database may
+share only the common words with the query), every match is scored, only over the rowids between
+the stores' first and last chunk.
 
 Attribute filters (``where``, a ``filter_sql.FileFilter``): the ranking is read best first in
 blocks and each new file is judged once, by primary key, until enough chunks pass (``_walk``); the
@@ -21,6 +26,7 @@ filter, so a filtered ranking is the unfiltered one less the chunks of failing f
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,6 +55,7 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 PRUNE_FROM = 20_000
 COMMON_SHARE = 0.02
+K1_PLUS_1 = 2.2  # FTS5's bm25() k1 (1.2) + 1
 
 
 @dataclass
@@ -128,12 +135,48 @@ class SqliteLexicalIndex:
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
         with self.store.sql() as db:
-            kept = self._prune(db, terms)
-            rows, seen = self._ranked(db, fts_query(kept), store_ids, file_ids, limit, where)
-            if seen < limit and kept != terms:  # a small store may share only the common words
-                rows = self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
+            kept, total = self._prune(db, terms)
+            if kept == terms:
+                rows, _ = self._ranked(db, fts_query(terms), store_ids, file_ids, limit, where)
+            else:
+                rows = self._pruned(db, terms, kept, total, store_ids, file_ids, limit, where)
         texts = self.chunk_texts([r[0] for r in rows])
         return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
+
+    def _pruned(self, db, terms: list[str], kept: list[str], total: int, store_ids, file_ids, limit: int,
+                where: FileFilter | None) -> list[tuple]:
+        """The best rows for ``terms`` in ``bm25()`` order, found without scoring the chunks that hold
+        only common words (the words left out of ``kept``) when that provably changes nothing.
+
+        The chunks holding a kept word are ranked by their full score in two queries, ``(kept) AND
+        (common)`` and ``(kept) NOT (common)`` (every word of the query in each, so each chunk gets
+        the score the whole query gives it). A chunk holding only common words scores at most the sum
+        of their ceilings (``_ceiling``): when the ``limit``-th row found scores above it, no such
+        chunk can enter the list. Else the common words are counted and only the commonest are left
+        out, as many as keep their ceilings' sum below the ``limit``-th score found (it can only rise
+        as more chunks are scored), and the search runs again; left with none, or with too few rows,
+        every match is scored."""
+        common = [t for t in terms if t not in kept]
+        rows = self._full_scores(db, kept, common, store_ids, file_ids, limit, where)
+        if len(rows) < limit:
+            return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
+        floor = rows[-1][3]
+        if floor > _ceiling(total, [int(total * COMMON_SHARE)] * len(common)):  # each is in >= that many chunks
+            return rows
+        count = "SELECT count(*) FROM retrieval_fts WHERE retrieval_fts MATCH ?"
+        held = sorted(((db.execute(count, (fts_query([t]),)).fetchone()[0], t) for t in common), reverse=True)
+        left = [t for n, (_, t) in enumerate(held) if _ceiling(total, [h for h, _ in held[:n + 1]]) < floor]
+        if not left:
+            return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
+        return self._full_scores(db, [t for t in terms if t not in left], left, store_ids, file_ids, limit, where)
+
+    def _full_scores(self, db, kept: list[str], common: list[str], store_ids, file_ids, limit: int,
+                     where: FileFilter | None) -> list[tuple]:
+        """The best ``limit`` chunks holding a ``kept`` word, by the score of the whole query."""
+        rare, often = f"({fts_query(kept)})", f"({fts_query(common)})"
+        both, _ = self._ranked(db, f"{rare} AND {often}", store_ids, file_ids, limit, where)
+        alone, _ = self._ranked(db, f"{rare} NOT {often}", store_ids, file_ids, limit, where)
+        return sorted(both + alone, key=lambda r: (-r[3], r[0]))[:limit]
 
     def _ranked(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> tuple[list, int]:
         """The best rows, and how many chunks of the stores (and files) asked matched, up to ``limit``
@@ -148,8 +191,8 @@ class SqliteLexicalIndex:
         """Fast path: the index's best chunks, kept when enough of them are in the stores/files
         asked (None otherwise): FTS5 sorts by rank itself, no join per matching row."""
         fetch = max(4 * limit, 50)
-        ranked = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank LIMIT ?",
-                            (match, fetch)).fetchall()
+        ranked = db.execute("SELECT rowid, -bm25(retrieval_fts) AS score FROM retrieval_fts WHERE retrieval_fts MATCH ? "
+                            "ORDER BY score DESC, rowid LIMIT ?", (match, fetch)).fetchall()
         if not ranked:
             return []
         kept = self._within(db, ranked, store_ids, file_ids)
@@ -215,18 +258,19 @@ class SqliteLexicalIndex:
         return db.execute(sql, (match, *args, limit)).fetchall()
 
     @staticmethod
-    def _prune(db, terms: list[str]) -> list[str]:
-        """The query's terms without those in at least COMMON_SHARE of a large index's chunks."""
+    def _prune(db, terms: list[str]) -> tuple[list[str], int]:
+        """The query's terms without those in at least COMMON_SHARE of a large index's chunks (the
+        rarest kept when all are), and the largest chunk id (at least the number of chunks)."""
         if len(terms) < 2:
-            return terms
+            return terms, 0
         total = db.execute("SELECT max(id) FROM retrieval_chunks").fetchone()[0] or 0
         if total < PRUNE_FROM:
-            return terms
+            return terms, total
         cap = int(total * COMMON_SHARE)
         count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
         found = {t: db.execute(count, (fts_query([t]), cap)).fetchone()[0] for t in terms}
         rare = [t for t in terms if found[t] < cap]
-        return rare or [min(terms, key=found.__getitem__)]
+        return rare or [min(terms, key=found.__getitem__)], total
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
         if not chunk_ids:
@@ -236,3 +280,13 @@ class SqliteLexicalIndex:
                f"WHERE c.id IN ({marks})")
         with self.store.sql() as db:
             return {r[0]: (r[1], r[2], r[3]) for r in db.execute(sql, chunk_ids)}
+
+
+def _ceiling(total: int, held: list[int]) -> float:
+    """The most ``bm25()`` can give a chunk for words held by at least ``held`` chunks each, in an
+    index of at most ``total`` chunks: FTS5 gives a word IDF * tf * (k1 + 1) / (tf + k1 * (1 - b + b *
+    length / mean length)) (k1 = 1.2, b = 0.75), below IDF * (k1 + 1), with IDF = ln((N - n + 0.5) /
+    (n + 0.5)) (1e-6 when not positive), which grows with N and falls with n. A hair is added so a
+    rounding in FTS5's sum cannot tip a comparison."""
+    idf = (max(1e-6, math.log((total - n + 0.5) / (n + 0.5))) for n in held)
+    return sum(K1_PLUS_1 * i for i in idf) * (1 + 1e-9) + 1e-9
