@@ -146,29 +146,49 @@ class SqliteLexicalIndex:
     def _pruned(self, db, terms: list[str], kept: list[str], total: int, store_ids, file_ids, limit: int,
                 where: FileFilter | None) -> list[tuple]:
         """The best rows for ``terms`` in ``bm25()`` order, found without scoring the chunks that hold
-        only common words (the words left out of ``kept``) when that provably changes nothing.
+        only the commonest words when that provably changes nothing.
 
-        The chunks holding a kept word are ranked by their full score in two queries, ``(kept) AND
-        (common)`` and ``(kept) NOT (common)`` (every word of the query in each, so each chunk gets
-        the score the whole query gives it). A chunk holding only common words scores at most the sum
-        of their ceilings (``_ceiling``): when the ``limit``-th row found scores above it, no such
-        chunk can enter the list. Else the common words are counted and only the commonest are left
-        out, as many as keep their ceilings' sum below the ``limit``-th score found (it can only rise
-        as more chunks are scored), and the search runs again; left with none, or with too few rows,
-        every match is scored."""
-        common = [t for t in terms if t not in kept]
-        rows = self._full_scores(db, kept, common, store_ids, file_ids, limit, where)
-        if len(rows) < limit:
+        The kept (rare) words alone rank chunks whose whole-query scores are at least theirs: the
+        ``limit``-th of them is a floor under the ``limit``-th score of the answer. A chunk holding
+        only words left out scores at most the sum of their ceilings (``_ceiling``), so the words
+        left out are the commonest whose ceilings add up to less than that floor (``_left_out``);
+        the chunks holding any other word are ranked by their whole-query score (``_full_scores``).
+        Stores whose chunks lie in fewer than ``PRUNE_FROM`` rowids are scored whole (a small store in
+        a large database: only the rowids between its first and last chunk are read). When the
+        rare words find fewer than ``limit`` chunks (a filter few files pass) or no word can be left out, the next common word (in the query's
+        order) joins them and the floor is taken again; with every word in, that is the plain
+        search."""
+        marks = ",".join("?" * len(store_ids))
+        lo, hi = db.execute(f"SELECT min(id), max(id) FROM retrieval_chunks WHERE store_id IN ({marks})", store_ids).fetchone()
+        if lo is None or hi - lo < PRUNE_FROM:  # the stores' chunks lie in a short span of rowids: score them all
             return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
-        floor = rows[-1][3]
-        if floor > _ceiling(total, [int(total * COMMON_SHARE)] * len(common)):  # each is in >= that many chunks
-            return rows
-        count = "SELECT count(*) FROM retrieval_fts WHERE retrieval_fts MATCH ?"
-        held = sorted(((db.execute(count, (fts_query([t]),)).fetchone()[0], t) for t in common), reverse=True)
-        left = [t for n, (_, t) in enumerate(held) if _ceiling(total, [h for h, _ in held[:n + 1]]) < floor]
-        if not left:
-            return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
-        return self._full_scores(db, [t for t in terms if t not in left], left, store_ids, file_ids, limit, where)
+        use = set(kept)
+        while True:
+            words = [t for t in terms if t in use]
+            rows, _ = self._ranked(db, fts_query(words), store_ids, file_ids, limit, where)
+            rest = [t for t in terms if t not in use]
+            if not rest:
+                return rows
+            left = self._left_out(db, rest, total, rows[-1][3]) if len(rows) == limit else []
+            if left:
+                return self._full_scores(db, [t for t in terms if t not in left], left, store_ids, file_ids, limit,
+                                         where)
+            use.add(rest[0])
+
+    @staticmethod
+    def _left_out(db, common: list[str], total: int, floor: float) -> list[str]:
+        """The commonest of ``common`` whose ceilings add up to less than ``floor``. Each is in at
+        least ``COMMON_SHARE`` of the chunks; when that is not enough, each is counted, up to the
+        number of chunks past which its ceiling is below ``floor`` / len(common) (a count that
+        stops there is a lower bound, all a ceiling needs)."""
+        cap = int(total * COMMON_SHARE)
+        if _ceiling(total, [cap] * len(common)) < floor:
+            return common
+        odds = math.exp(floor / len(common) / K1_PLUS_1)  # ceiling(n) = floor / len(common) where (N - n) / n = odds
+        enough = min(total, max(cap, int((total + 0.5 - 0.5 * odds) / (1 + odds)) + 1))
+        count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
+        held = sorted(((db.execute(count, (fts_query([t]), enough)).fetchone()[0], t) for t in common), reverse=True)
+        return [t for n, (_, t) in enumerate(held) if _ceiling(total, [h for h, _ in held[:n + 1]]) < floor]
 
     def _full_scores(self, db, kept: list[str], common: list[str], store_ids, file_ids, limit: int,
                      where: FileFilter | None) -> list[tuple]:
@@ -215,7 +235,8 @@ class SqliteLexicalIndex:
         once, by primary key (``where.passing``), until ``limit`` chunks pass or the ranking ends. The
         next block is sized by the share that passed so far (doubled while none did). The records read
         follow how deep the passing chunks lie, not the store's size."""
-        cursor = db.execute("SELECT rowid, -rank FROM retrieval_fts WHERE retrieval_fts MATCH ? ORDER BY rank", (match,))
+        cursor = db.execute("SELECT rowid, -bm25(retrieval_fts) AS score FROM retrieval_fts WHERE retrieval_fts MATCH ? "
+                            "ORDER BY score DESC, rowid", (match,))
         kept: list[tuple] = []
         block, seen, walked = max(4 * limit, 50), 0, 0
         while len(kept) < limit:
