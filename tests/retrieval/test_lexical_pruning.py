@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from asstctl.server.retrieval.filter_sql import FileFilter
 from asstctl.server.retrieval.lexical import PRUNE_FROM, SqliteLexicalIndex, fts_query, query_terms
 from asstctl.server.store import Store
 
@@ -26,6 +27,8 @@ def large():
     rng = random.Random(5)
     for n in range(PRUNE_FROM // 1_000):
         index.add("vs_big", f"file-{n}", [(" ".join(rng.choices(VOCABULARY, ZIPF, k=6)), 6) for _ in range(1_000)])
+        store.insert("vector_store_file", {"id": f"file-{n}", "object": "vector_store.file", "vector_store_id": "vs_big",
+                                           "status": "completed", "attributes": {"n": n}}, "vs_big")
     index.add("vs_small", "file-s", [(" ".join(rng.choices(VOCABULARY, ZIPF, k=6)), 6) for _ in range(300)])
     depot = index.add("vs_depot", "file-d", [("a w0x for the depot", 5), ("the depot opens at nine", 5)])
     yield store, index, depot, rng
@@ -40,12 +43,14 @@ def test_a_small_store_in_a_large_database_finds_the_words_left_out_for_speed(la
     assert [h.chunk_id for h in found] == depot[:1] and found[0].text == "a w0x for the depot"
 
 
-def bm25_order(store: Store, store_id: str, query: str, k: int) -> list[tuple[int, float]]:
-    """The reference: every chunk of the store matching any query word, ``ORDER BY bm25()``."""
+def bm25_order(store: Store, store_id: str, query: str, k: int, files: tuple[str, ...] = ()) -> list[tuple[int, float]]:
+    """The reference: every chunk of the store (of those files, when given) matching any query
+    word, ``ORDER BY bm25()``."""
+    only = f" AND c.file_id IN ({','.join('?' * len(files))})" if files else ""
     sql = ("SELECT c.id, -bm25(retrieval_fts) AS score FROM retrieval_fts f JOIN retrieval_chunks c ON c.id = f.rowid "
-           "WHERE retrieval_fts MATCH ? AND c.store_id = ? ORDER BY score DESC, c.id LIMIT ?")
+           f"WHERE retrieval_fts MATCH ? AND c.store_id = ?{only} ORDER BY score DESC, c.id LIMIT ?")
     with store.sql() as db:
-        return db.execute(sql, (fts_query(query_terms(query)), store_id, k)).fetchall()
+        return db.execute(sql, (fts_query(query_terms(query)), store_id, *files, k)).fetchall()
 
 
 def same_order(got: list, expected: list[tuple[int, float]]) -> bool:
@@ -58,7 +63,8 @@ def same_order(got: list, expected: list[tuple[int, float]]) -> bool:
 
 def test_past_prune_from_chunks_the_served_top_k_is_bm25s_top_k(large):
     """Queries of common words and one rarer word: the served top 10 and top 50 equal the
-    reference's, on the big store and on a small store beside it (the pruning before
+    reference's, on the big store and on a small store beside it, and so do the
+    top 50 of a filter few files pass (the pruning before
     this test failed it)."""
     store, index, _, rng = large
     queries = [" ".join(rng.choices(VOCABULARY[:40], ZIPF[:40], k=rng.randint(2, 4)) + [rng.choice(VOCABULARY[60:300])])
@@ -68,3 +74,7 @@ def test_past_prune_from_chunks_the_served_top_k_is_bm25s_top_k(large):
             expected = bm25_order(store, store_id, query, 50)
             for k in (10, 50):
                 assert same_order(index.search([store_id], None, query, k), expected[:k]), (store_id, query, k)
+    rule = {"type": "in", "key": "n", "value": [3, 11]}  # an attribute filter 2 files of 20 pass
+    for query in queries[:3]:
+        expected = bm25_order(store, "vs_big", query, 50, ("file-3", "file-11"))
+        assert same_order(index.search(["vs_big"], None, query, 50, FileFilter(rule, store)), expected), query
