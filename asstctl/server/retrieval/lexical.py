@@ -7,21 +7,21 @@ table ``retrieval_fts`` (the chunk text; its rowid is the chunk id). A search is
 only the best ``limit`` chunks' texts are read.
 
 Speed over large indexes: once the index holds ``PRUNE_FROM`` chunks, query words found in at
-least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) are left out of the
-chunks scored when rarer words remain, never out of the scores: the chunks holding a rarer word are
-ranked by the whole query's ``bm25()`` (``_pruned``), and the list is kept only when its last score
-is above the most a chunk holding only the common words can score (each word's IDF x (k1 + 1)).
-Else those words are counted and only the commonest stay out, as many as keep that ceiling below
-the last score found; else every match is scored. So the order is ``ORDER BY bm25()``'s at any
-size (the same scores, but for the last bit of a float: the words' parts are added in another
-order). When the rarer words find fewer chunks than asked (a small store in a large database may
-share only the common words with the query), every match is scored, only over the rowids between
-the stores' first and last chunk.
+least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) may be left out of
+the chunks scored, never out of the scores, and only when that provably changes nothing
+(``_pruned``): the rarer words' own ranking gives a floor under the answer's last score, the
+commonest words whose ceilings (each word's IDF x (k1 + 1), the most ``bm25()`` can give it) add up
+to less than that floor are left out, and every chunk holding any other word is ranked by the
+whole query's ``bm25()``. So the order is ``ORDER BY bm25()``'s at any size (the same scores, but
+for the last bit of a float: the words' parts are added in another order). Stores whose chunks
+span fewer than ``PRUNE_FROM`` rowids (a small store in a large database) are scored whole, only
+over the rowids between their first and last chunk; when the rarer words find too few chunks (a
+filter few files pass), common words come back one at a time.
 
 Attribute filters (``where``, a ``filter_sql.FileFilter``): the ranking is read best first in
 blocks and each new file is judged once, by primary key, until enough chunks pass (``_walk``); the
-exact path joins the file records instead. Whether the common words come back is decided before the
-filter, so a filtered ranking is the unfiltered one less the chunks of failing files.
+exact path joins the file records instead. A filtered ranking is the unfiltered one less the
+chunks of failing files.
 """
 
 from __future__ import annotations
