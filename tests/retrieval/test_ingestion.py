@@ -14,6 +14,7 @@ import time
 import zipfile
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 
 from asstctl.server.embedded import start_server
@@ -300,7 +301,8 @@ def test_cross_file_batches_keep_each_callers_order():
 
         texts, got = asyncio.run(main())
     assert [len(v) for v in got] == [5, 9, 3]
-    assert got[1][4] == upstream.embed([texts[1][4]])[0]
+    assert all(v.dtype == np.float32 for vectors in got for v in vectors)  # 4 bytes a number while a file waits
+    assert got[1][4].tolist() == np.asarray(upstream.embed([texts[1][4]])[0], dtype=np.float32).tolist()
     # requests in flight together may reach the upstream in either order
     assert sorted((len(r.body["input"]) for r in upstream.requests), reverse=True) == [8, 8, 1]
     assert not upstream.problems
