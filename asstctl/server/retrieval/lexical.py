@@ -155,14 +155,14 @@ class SqliteLexicalIndex:
         the chunks holding any other word are ranked by their whole-query score (``_full_scores``).
         Stores whose chunks lie in fewer than ``PRUNE_FROM`` rowids are scored whole (a small store in
         a large database: only the rowids between its first and last chunk are read). When the
-        rare words find fewer than ``limit`` chunks (a filter few files pass) or no word can be left out, the next common word (in the query's
-        order) joins them and the floor is taken again; with every word in, that is the plain
-        search."""
+        rare words find fewer than ``limit`` chunks (a filter few files pass) or no word can be
+        left out, the rarest common word left joins them and the floor is taken again; with every
+        word in, that is the plain search."""
         marks = ",".join("?" * len(store_ids))
         lo, hi = db.execute(f"SELECT min(id), max(id) FROM retrieval_chunks WHERE store_id IN ({marks})", store_ids).fetchone()
         if lo is None or hi - lo < PRUNE_FROM:  # the stores' chunks lie in a short span of rowids: score them all
             return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
-        use = set(kept)
+        use, rarest = set(kept), None
         while True:
             words = [t for t in terms if t in use]
             rows, _ = self._ranked(db, fts_query(words), store_ids, file_ids, limit, where)
@@ -173,7 +173,11 @@ class SqliteLexicalIndex:
             if left:
                 return self._full_scores(db, [t for t in terms if t not in left], left, store_ids, file_ids, limit,
                                          where)
-            use.add(rest[0])
+            if rarest is None:  # the common words by how many chunks hold them (counted up to half the index)
+                count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
+                held = {t: db.execute(count, (fts_query([t]), total // 2)).fetchone()[0] for t in rest}
+                rarest = sorted(rest, key=held.__getitem__)
+            use.add(next(t for t in rarest if t not in use))
 
     @staticmethod
     def _left_out(db, common: list[str], total: int, floor: float) -> list[str]:
