@@ -173,9 +173,9 @@ class SqliteLexicalIndex:
             if left:
                 return self._full_scores(db, [t for t in terms if t not in left], left, store_ids, file_ids, limit,
                                          where)
-            if rarest is None:  # the common words by how many chunks hold them (counted up to half the index)
+            if rarest is None:  # the common words by how many chunks hold them (counted up to an eighth of the index)
                 count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
-                held = {t: db.execute(count, (fts_query([t]), total // 2)).fetchone()[0] for t in rest}
+                held = {t: db.execute(count, (fts_query([t]), total // 8)).fetchone()[0] for t in rest}
                 rarest = sorted(rest, key=held.__getitem__)
             use.add(next(t for t in rarest if t not in use))
 
