@@ -67,7 +67,7 @@ def pg_order_row() -> Row:
     import random
 
     from benchmarks.replicas import URL_ENV, drop, fresh, postgres
-    from benchmarks.retrieval_quality import build, lexical_ranking, load_corpus, ndcg10, served_ranking
+    from benchmarks.retrieval_quality import bm25_ranking, build, load_corpus, ndcg10, served_ranking
 
     from asstctl.server.store import Store, open_store
 
@@ -76,7 +76,7 @@ def pg_order_row() -> Row:
     docs, questions = load_corpus()
     labels = [doc for _, doc in questions]
     retriever, vs_id, names = build(Store(":memory:"), docs)
-    bm25 = ndcg10([lexical_ranking(retriever, vs_id, names, q) for q, _ in questions], labels)
+    bm25 = ndcg10([bm25_ranking(retriever, vs_id, names, q) for q, _ in questions], labels)
     with postgres() as base:
         if base is None:
             return Row(name, f"n/a (no PostgreSQL: set {URL_ENV} or install postgresql)", "-", "-", target, None)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 
@@ -65,6 +66,27 @@ def test_dense_finds_what_words_alone_miss(dense):
     assert bodies and bodies[-1]["model"] == "scripted-embed"
     both = client.vector_stores.search(vs.id, query="courier parcel")  # first in both rankings
     assert both.data[0].filename == "shipping.md" and both.data[0].score == 1.0
+
+
+def test_hybrid_top_10_is_the_same_whether_10_or_50_are_asked(dense):
+    """70 short notes over the scripted model's concepts (many ties in both rankings): the fused
+    ranking's first 10 do not depend on ``max_num_results``; each search embeds its query."""
+    client, bodies = dense
+    rng = random.Random(9)
+    words = [w for group in CONCEPTS for w in group] + "policy store team order card days".split()
+    notes = [upload(client, f"n{i}.md", " ".join(rng.choices(words, k=4 + i % 11)).encode()) for i in range(70)]
+    vs = client.vector_stores.create(name="hybrid")
+    assert client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in notes]).file_counts.completed == 70
+
+    def ranked(query, k):
+        return [(r.file_id, r.content[0].text, r.score) for r in client.vector_stores.search(vs.id, query=query,
+                                                                                         max_num_results=k).data]
+
+    for query in ("money back for a refund", "courier delivery of parcels", "repair under warranty", "card days"):
+        embedded = len(bodies)
+        fifty = ranked(query, 50)
+        assert len(fifty) == 50 and len(bodies) == embedded + 1, query  # hybrid: the query was embedded
+        assert ranked(query, 10) == fifty[:10], query
 
 
 def test_dense_vectors_follow_file_removal(dense):

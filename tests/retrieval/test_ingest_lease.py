@@ -50,3 +50,4 @@ def test_a_live_replicas_file_is_left_to_it_and_a_stopped_replicas_file_is_taken
             hasty.close()
         finally:
             a.stop()
+    assert not upstream.problems  # every request and answer matched the OpenAPI schemas

@@ -14,6 +14,7 @@ import time
 import zipfile
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 
 from asstctl.server.embedded import start_server
@@ -128,6 +129,46 @@ def test_embeddings_go_in_batches_across_files_and_back_off_on_429(contract):
     assert sum(len(r.body["input"]) for r in sent[1:]) == 40  # every chunk embedded once, after the 429
     retry = next(r for r in sent[1:] if r.body["input"] == sent[0].body["input"])
     assert retry.at - sent[0].at >= 0.15  # the 429's retry-after was honoured
+    assert not upstream.problems
+
+
+def test_embeddings_failures_retry_as_documented_then_fail_the_file_naming_why(contract):
+    """A 5xx is retried twice (two pass, three fail the file), 429s are retried until
+    ``retry_seconds`` is spent, an answer that is not a CreateEmbeddingResponse fails the file at
+    once: each failed file's ``last_error`` says what happened and names the upstream."""
+    with ScriptedUpstream(key=None) as upstream:
+        embeddings = EmbeddingsConfig(model="scripted-embed", base_url=upstream.base_url, retry_seconds=1.0)
+        with start_server(":memory:", embeddings=embeddings) as server:
+            sdk = make_client(server, contract, timeout=60)
+            vs = sdk.vector_stores.create(name="flaky")
+
+            def attach(name: str, *failures: Failure):
+                upstream.embed_failures.extend(failures)
+                sent = len(upstream.requests)
+                file_id = sdk.files.create(file=(name, f"{name}: {PROSE}".encode()), purpose="assistants").id
+                item = sdk.vector_stores.files.create(vector_store_id=vs.id, file_id=file_id)
+                deadline = time.monotonic() + 30
+                while item.status == "in_progress" and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    item = sdk.vector_stores.files.retrieve(file_id, vector_store_id=vs.id)
+                upstream.embed_failures.clear()
+                return item, len(upstream.requests) - sent
+
+            busy = Failure(503, "The engine is currently overloaded.", retry_after="0.05")
+            item, sent = attach("two-5xx.md", busy, busy)
+            assert (item.status, sent) == ("completed", 3)
+            item, sent = attach("three-5xx.md", busy, busy, busy)
+            assert (item.status, item.last_error.code, sent) == ("failed", "server_error", 3)
+            assert "InternalServerError" in item.last_error.message and upstream.base_url in item.last_error.message
+            item, sent = attach("rate-limited.md", *[Failure.rate_limit(retry_after="0.3")] * 20)
+            assert item.status == "failed" and "RateLimitError" in item.last_error.message, item.last_error
+            assert "the limit is 1 s" in item.last_error.message and 3 <= sent <= 5, (item.last_error, sent)
+            item, sent = attach("malformed.md", Failure(200, raw={"object": "list", "data": [{"index": 0}]}))
+            assert (item.status, item.last_error.code, sent) == ("failed", "server_error", 1)
+            assert "not a CreateEmbeddingResponse (KeyError: 'embedding')" in item.last_error.message
+            counts = sdk.vector_stores.retrieve(vs.id).file_counts
+            assert (counts.completed, counts.failed) == (1, 3)
+            sdk.close()
     assert not upstream.problems
 
 
@@ -260,7 +301,9 @@ def test_cross_file_batches_keep_each_callers_order():
 
         texts, got = asyncio.run(main())
     assert [len(v) for v in got] == [5, 9, 3]
-    assert got[1][4] == upstream.embed([texts[1][4]])[0]
+    assert all(v.dtype == np.float32 for vectors in got for v in vectors)  # 4 bytes a number while a file waits
+    assert got[1][4].tolist() == np.asarray(upstream.embed([texts[1][4]])[0], dtype=np.float32).tolist()
     # requests in flight together may reach the upstream in either order
     assert sorted((len(r.body["input"]) for r in upstream.requests), reverse=True) == [8, 8, 1]
+    assert not upstream.problems
 

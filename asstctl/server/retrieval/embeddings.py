@@ -9,7 +9,9 @@ upstream's ``retry-after`` when it sends one, else 0.5 s doubling up to 8 s) for
 ``retry_seconds`` in all, then the error names the limit; a 5xx or a lost connection is retried twice.
 :class:`Embedder` is the blocking client (search queries); :class:`EmbeddingBatcher` the one
 ingestion uses on the server's loop: it gathers the chunks of every file being ingested into
-full requests (inputs across files), so 500 small files cost about 500 / ``batch_size`` requests.
+full requests (inputs across files), so 500 small files cost about 500 / ``batch_size`` requests;
+it keeps the vectors that came back as numpy float32 rows (``float32_rows``), an eighth of the
+memory of Python float lists, until each file has all of its own.
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ def vectors_of(config: EmbeddingsConfig, body: str, expected: int) -> list[list[
     return vectors
 
 
+def float32_rows(config: EmbeddingsConfig, body: str, expected: int) -> list[Any]:
+    """The vectors of a raw CreateEmbeddingResponse as numpy float32 rows (4 bytes a number, where a
+    list of Python floats holds about 32): what ingestion keeps while a file's requests come back."""
+    import numpy as np
+
+    return [np.asarray(vector, dtype=np.float32) for vector in vectors_of(config, body, expected)]
+
+
 def backoff(config: EmbeddingsConfig, exc: Exception, attempt: int, started: float) -> float:
     """Seconds to wait before retrying after ``exc``; raises :class:`EmbeddingsError` when it is final."""
     import openai
@@ -133,7 +143,7 @@ class Embedder:
 
 
 class _Wanted:
-    """One caller's texts, filled in as the requests holding them come back."""
+    """One caller's texts, filled in as the requests holding them come back (float32 rows)."""
 
     def __init__(self, texts: list[str], future: asyncio.Future):
         self.texts, self.future = texts, future
@@ -211,7 +221,7 @@ class EmbeddingBatcher:
                     self.requests += 1
                     raw = await self._client.embeddings.with_raw_response.create(**request_args(self.config, batch))
                     body = raw.http_response.text
-                    vectors = await asyncio.to_thread(vectors_of, self.config, body, len(batch))
+                    vectors = await asyncio.to_thread(float32_rows, self.config, body, len(batch))
                     break
                 except openai.OpenAIError as exc:
                     await asyncio.sleep(backoff(self.config, exc, attempt, started))
