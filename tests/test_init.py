@@ -129,7 +129,10 @@ def test_the_deploy_job_installs_bubblewrap_when_an_assistant_uses_code_interpre
     bin_dir.mkdir()
     (bin_dir / "sudo").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     (bin_dir / "sudo").chmod(0o755)
-    (bin_dir / "python").symlink_to(sys.executable)  # the job's Python, asstctl installed
+    # the job's Python, asstctl installed: a wrapper, not a symlink (a symlink to a venv's python outside the venv's
+    # bin/ is not that venv: no pyvenv.cfg beside it, so asstctl would not be importable there)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
     done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=project, capture_output=True, text=True, timeout=60,
                           env={"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     assert done.returncode == 0, done.stderr

@@ -106,9 +106,10 @@ def test_the_loop_stays_responsive_while_a_batch_ingests(client, limited):
     lag = limited.state.loop_lag.stats()
     # Ingesting in the loop stalled it for the whole batch (seconds, a stall per file); what is left is GIL
     # sharing with the store threads (p99 ~70 ms on 2 cores shared with other jobs; ~5 ms idle), and on a
-    # loaded machine at most one wake-up the OS scheduled late (one 176 ms sample of 73 seen in CI).
+    # loaded machine at most one wake-up the OS scheduled late (one 176 ms sample of 73 seen in CI; one of 1,201 ms
+    # of 75 at load average 10). A stall per file would show as many slow samples.
     slow = sorted(round(s * 1000) for s in limited.state.loop_lag.samples if s > 0.15)
-    assert lag["samples"] >= 5 and len(slow) <= 1 and lag["max_ms"] < 1000, (lag, slow)
+    assert lag["samples"] >= 5 and len(slow) <= 1 and lag["max_ms"] < 2500, (lag, slow)
     assert max(latencies) < 1.0 and statistics.median(latencies) < 0.05, sorted(latencies)[-5:]
 
 
