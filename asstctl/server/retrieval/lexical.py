@@ -156,8 +156,7 @@ class SqliteLexicalIndex:
         database: only the rowids between its first and last chunk are read); when the scored
         words find fewer than ``limit`` chunks of the stores before any filter, the whole query is
         scored, as before the budget."""
-        marks = ",".join("?" * len(store_ids))
-        lo, hi = db.execute(f"SELECT min(id), max(id) FROM retrieval_chunks WHERE store_id IN ({marks})", store_ids).fetchone()
+        lo, hi = _span(db, store_ids)
         if lo is None or hi - lo < PRUNE_FROM:  # the stores' chunks lie in a short span of rowids: score them all
             return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
         rest = [t for t in terms if t not in kept]
@@ -246,7 +245,7 @@ class SqliteLexicalIndex:
         FTS5 scores only the rowids between the stores' first and last chunk (the same scores: BM25's
         statistics are the whole index's), so a small store in a large index costs little."""
         marks = ",".join("?" * len(store_ids))
-        lo, hi = db.execute(f"SELECT min(id), max(id) FROM retrieval_chunks WHERE store_id IN ({marks})", store_ids).fetchone()
+        lo, hi = _span(db, store_ids)
         if lo is None:
             return []
         tests = ["f.rowid BETWEEN ? AND ?", f"c.store_id IN ({marks})"]
@@ -287,6 +286,14 @@ class SqliteLexicalIndex:
                f"WHERE c.id IN ({marks})")
         with self.store.sql() as db:
             return {r[0]: (r[1], r[2], r[3]) for r in db.execute(sql, chunk_ids)}
+
+
+def _span(db, store_ids: list[str]) -> tuple[int | None, int | None]:
+    """The stores' first and last chunk ids: two index seeks (one ``min(id), max(id)`` query would
+    read the stores' whole index range, ~30 ms at 100,000 chunks)."""
+    marks = ",".join("?" * len(store_ids))
+    return db.execute(f"SELECT (SELECT min(id) FROM retrieval_chunks WHERE store_id IN ({marks})), "
+                      f"(SELECT max(id) FROM retrieval_chunks WHERE store_id IN ({marks}))", [*store_ids, *store_ids]).fetchone()
 
 
 def _counts(db, terms: list[str], cap: int) -> dict[str, int]:
