@@ -54,7 +54,7 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 PRUNE_FROM = 20_000
 COMMON_SHARE = 0.02
-SCORE_BUDGET = 6_000  # chunks one search may score by bm25() (~3-5 us each on this machine: ~30 ms) past its rare words
+SCORE_BUDGET = 3_000  # chunks one search may score by bm25() (~3-5 us each here) past its rare words: ~15 ms
 
 
 @dataclass
