@@ -6,7 +6,7 @@
   served with embeddings: every chunk has a 256-dim vector, each query is embedded over loopback
   by the scripted embedder). The baseline is the same search on a store of 20 files.
 - **lexical order**: the big store's top 10 as served against FTS5's own ``ORDER BY bm25()`` (an
-  SQL query of the index), for every query (``order_row``).
+  SQL query of the index), the same for at least ``ORDER_TARGET`` of the queries (``order_row``).
 - **filtered search**: the same queries on the 10,000-file store with an attribute filter
   (``FILTER``: region "eu" and year from 2012, about 13 % of the files), p95 against the unfiltered
   p95 of the same run: the filter is evaluated in SQL, joined with the ranking, so its cost must
@@ -38,6 +38,7 @@ from benchmarks.ingest_search import during_ingestion_rows
 from benchmarks.retrieval import WORDS_PER_CHUNK, p95, queries, vocabulary
 
 LEXICAL_TARGET_MS, HYBRID_TARGET_MS, ATTACH_TARGET, FILTERED_TARGET = 50.0, 80.0, 1.5, 2.0
+ORDER_TARGET = 0.95  # of the queries whose lexical top 10 is ORDER BY bm25()'s (exact within SCORE_BUDGET)
 SMALL_FILES = 20
 REGIONS = ("eu", "us", "uk", "apac")
 FILTER = {"type": "and", "filters": [{"type": "eq", "key": "region", "value": "eu"},
@@ -83,9 +84,10 @@ def scale_rows(size: Size) -> list[Row]:
 
 
 def order_row(db: str, asked: list[str], chunks: int) -> Row:
-    """The big store's lexical top 10 as served (past ``PRUNE_FROM`` chunks common words are left out
-    of the chunks scored) against FTS5's own ``ORDER BY bm25()``, an SQL query of the index: the same
-    chunks with the same scores (to 1e-9) in the same order, for every query."""
+    """The big store's lexical top 10 as served (past ``PRUNE_FROM`` chunks the common words past
+    ``SCORE_BUDGET`` are left out of the chunks scored) against FTS5's own ``ORDER BY bm25()``, an SQL
+    query of the index: the same chunks with the same scores (to 1e-9) in the same order, for at
+    least ``ORDER_TARGET`` of the queries (exact within the budget, approximate past it)."""
     from asstctl.server.retrieval.lexical import fts_query, query_terms
     from asstctl.server.retrieval.search import Retriever
     from asstctl.server.store import open_store
@@ -102,7 +104,8 @@ def order_row(db: str, asked: list[str], chunks: int) -> Row:
     store.close()
     return Row(f"lexical top 10 as served vs FTS5 ORDER BY bm25(), {chunks:,} chunks, {len(asked)} queries",
                f"{same}/{len(asked)} the same", "ORDER BY bm25() (an SQL query of the index)", f"{same / len(asked):.0%}",
-               "all the same", same == len(asked), {"same": same, "queries": len(asked)})
+               f"at least {ORDER_TARGET:.0%} the same", same >= ORDER_TARGET * len(asked),
+               {"same": same, "queries": len(asked)})
 
 
 def build(db: str, stores: dict[str, int], per_file: int) -> float:

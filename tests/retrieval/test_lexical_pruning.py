@@ -6,11 +6,12 @@ store beside a large one still finds what it shares with the query (only those c
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 from asstctl.server.retrieval.filter_sql import FileFilter
-from asstctl.server.retrieval.lexical import PRUNE_FROM, SqliteLexicalIndex, fts_query, query_terms
+from asstctl.server.retrieval.lexical import PRUNE_FROM, SCORE_BUDGET, SqliteLexicalIndex, fts_query, query_terms
 from asstctl.server.store import Store
 
 VOCABULARY = [f"w{n}x" for n in range(400)]
@@ -19,13 +20,13 @@ ZIPF = [1 / (rank + 1) for rank in range(len(VOCABULARY))]
 
 @pytest.fixture(scope="module")
 def large():
-    """``PRUNE_FROM`` chunks of 6 words drawn from a Zipf-like vocabulary (the commonest words are in
+    """``PRUNE_FROM`` + 1,000 chunks of 6 words drawn from a Zipf-like vocabulary (the commonest words are in
     most chunks) in one store, 300 more in a small store, and the small store's two chunks of words
     the big store does not hold but for one common word."""
     store = Store(":memory:")
     index = SqliteLexicalIndex(store)
     rng = random.Random(5)
-    for n in range(PRUNE_FROM // 1_000):
+    for n in range(PRUNE_FROM // 1_000 + 1):  # the big store spans more than PRUNE_FROM rowids
         index.add("vs_big", f"file-{n}", [(" ".join(rng.choices(VOCABULARY, ZIPF, k=6)), 6) for _ in range(1_000)])
         store.insert("vector_store_file", {"id": f"file-{n}", "object": "vector_store.file", "vector_store_id": "vs_big",
                                            "status": "completed", "attributes": {"n": n}}, "vs_big")
@@ -74,7 +75,52 @@ def test_past_prune_from_chunks_the_served_top_k_is_bm25s_top_k(large):
             expected = bm25_order(store, store_id, query, 50)
             for k in (10, 50):
                 assert same_order(index.search([store_id], None, query, k), expected[:k]), (store_id, query, k)
-    rule = {"type": "in", "key": "n", "value": [3, 11]}  # an attribute filter 2 files of 20 pass
+    rule = {"type": "in", "key": "n", "value": [3, 11]}  # an attribute filter 2 files of 21 pass
     for query in queries[:3]:
         expected = bm25_order(store, "vs_big", query, 50, ("file-3", "file-11"))
         assert same_order(index.search(["vs_big"], None, query, 50, FileFilter(rule, store)), expected), query
+
+
+
+def scored_rows(store: Store, work) -> tuple[int, int]:
+    """How many chunks the ``bm25()``-ranked queries ``work()`` sends match in all (each query's
+    rows counted apart), and how many such queries it sends."""
+    sent: list[str] = []
+    with store.sql() as db:
+        db.set_trace_callback(sent.append)
+        try:
+            work()
+        finally:
+            db.set_trace_callback(None)
+        ranked = [re.search(r"MATCH '((?:[^']|'')*)'", sql).group(1).replace("''", "'") for sql in sent if "bm25(" in sql]
+        count = "SELECT count(*) FROM retrieval_fts WHERE retrieval_fts MATCH ?"
+        return sum(db.execute(count, (match,)).fetchone()[0] for match in ranked), len(ranked)
+
+
+def test_past_the_score_budget_the_commonest_words_are_left_out_and_the_rare_ones_decide(large):
+    """Five common words and a rare one, over ``SCORE_BUDGET``: the common words join the scored
+    ones rarest first while the chunks holding them fit; the rest are left out of the chunks scored
+    (not of the scores). The answer is ``bm25()``'s order over the chunks holding a scored word
+    (here also the unbudgeted order: common words alone do not outrank a rare one), its top holds
+    the rare word, and the chunks its ranked queries score add up to at most the budget."""
+    store, index, _, _ = large
+    query, rare = "w0x w1x w2x w3x w5x w300x", "w300x"
+    with store.sql() as db:
+        held = {t: db.execute("SELECT count(*) FROM retrieval_fts WHERE retrieval_fts MATCH ?", (f'"{t}"',)).fetchone()[0]
+                for t in query_terms(query)}
+    scored = [rare]
+    for word in sorted(set(held) - {rare}, key=held.__getitem__):
+        if sum(held[t] for t in scored) + held[word] > SCORE_BUDGET:
+            break
+        scored.append(word)
+    assert held[rare] < SCORE_BUDGET < sum(held.values()) and len(scored) < len(held)  # the query is over the budget
+    everything = bm25_order(store, "vs_big", query, sum(held.values()))
+    with store.sql() as db:
+        texts = dict(db.execute(f"SELECT rowid, text FROM retrieval_fts WHERE rowid IN ({','.join('?' * len(everything))})",
+                                [cid for cid, _ in everything]).fetchall())
+    holding = [(cid, score) for cid, score in everything if set(texts[cid].split()) & set(scored)]
+    hits = index.search(["vs_big"], None, query, 50)
+    assert same_order(hits, holding[:50]) and same_order(hits, everything[:50])
+    assert all(rare in h.text.split() for h in hits[:10])
+    rows, queries = scored_rows(store, lambda: index.search(["vs_big"], None, query, 50))
+    assert 0 < rows <= SCORE_BUDGET < len(everything) and queries <= 2, (rows, queries)

@@ -26,7 +26,6 @@ chunks of failing files.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,7 +54,7 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 PRUNE_FROM = 20_000
 COMMON_SHARE = 0.02
-K1_PLUS_1 = 2.2  # FTS5's bm25() k1 (1.2) + 1
+SCORE_BUDGET = 3_000  # chunks one search may score by bm25() (~3-5 us each here) past its rare words: ~15 ms
 
 
 @dataclass
@@ -135,72 +134,54 @@ class SqliteLexicalIndex:
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
         with self.store.sql() as db:
-            kept, total = self._prune(db, terms)
+            kept, total, held = self._prune(db, terms)
             if kept == terms:
                 rows, _ = self._ranked(db, fts_query(terms), store_ids, file_ids, limit, where)
             else:
-                rows = self._pruned(db, terms, kept, total, store_ids, file_ids, limit, where)
+                rows = self._pruned(db, terms, kept, total, held, store_ids, file_ids, limit, where)
         texts = self.chunk_texts([r[0] for r in rows])
         return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
 
-    def _pruned(self, db, terms: list[str], kept: list[str], total: int, store_ids, file_ids, limit: int,
-                where: FileFilter | None) -> list[tuple]:
-        """The best rows for ``terms`` in ``bm25()`` order, found without scoring the chunks that hold
-        only the commonest words when that provably changes nothing.
+    def _pruned(self, db, terms: list[str], kept: list[str], total: int, held: dict[str, int], store_ids, file_ids,
+                limit: int, where: FileFilter | None) -> list[tuple]:
+        """The best ``limit`` chunks holding a scored word, by the whole query's ``bm25()``.
 
-        The kept (rare) words alone rank chunks whose whole-query scores are at least theirs: the
-        ``limit``-th of them is a floor under the ``limit``-th score of the answer. A chunk holding
-        only words left out scores at most the sum of their ceilings (``_ceiling``), so the words
-        left out are the commonest whose ceilings add up to less than that floor (``_left_out``);
-        the chunks holding any other word are ranked by their whole-query score (``_full_scores``).
-        Stores whose chunks lie in fewer than ``PRUNE_FROM`` rowids are scored whole (a small store in
-        a large database: only the rowids between its first and last chunk are read). When the
-        rare words find fewer than ``limit`` chunks (a filter few files pass) or no word can be
-        left out, the rarest common word left joins them and the floor is taken again; with every
-        word in, that is the plain search."""
-        marks = ",".join("?" * len(store_ids))
-        lo, hi = db.execute(f"SELECT min(id), max(id) FROM retrieval_chunks WHERE store_id IN ({marks})", store_ids).fetchone()
+        The scored words are the rare (kept) ones and then the common ones, rarest first, while the
+        chunks holding them add up to at most ``SCORE_BUDGET`` (``_within_budget``); the rest are left
+        out of the chunks scored, never out of the scores (``_full_scores``). So the answer is
+        ``ORDER BY bm25()``'s whenever no chunk holding only left-out words would rank: always when
+        every word fits the budget, and whenever the left-out words' ceilings (each IDF x (k1 + 1),
+        the most ``bm25()`` gives a word) add up to less than the answer's last score. Stores whose
+        chunks lie in fewer than ``PRUNE_FROM`` rowids are scored whole (a small store in a large
+        database: only the rowids between its first and last chunk are read); when the scored
+        words find fewer than ``limit`` chunks of the stores before any filter, the whole query is
+        scored, as before the budget."""
+        lo, hi = _span(db, store_ids)
         if lo is None or hi - lo < PRUNE_FROM:  # the stores' chunks lie in a short span of rowids: score them all
             return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
-        use, rarest = set(kept), None
-        while True:
-            words = [t for t in terms if t in use]
-            rows, _ = self._ranked(db, fts_query(words), store_ids, file_ids, limit, where)
-            rest = [t for t in terms if t not in use]
-            if not rest:
-                return rows
-            left = self._left_out(db, rest, total, rows[-1][3]) if len(rows) == limit else []
-            if left:
-                return self._full_scores(db, [t for t in terms if t not in left], left, store_ids, file_ids, limit,
-                                         where)
-            if rarest is None:  # the common words by how many chunks hold them (counted up to an eighth of the index)
-                count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
-                held = {t: db.execute(count, (fts_query([t]), total // 8)).fetchone()[0] for t in rest}
-                rarest = sorted(rest, key=held.__getitem__)
-            use.add(next(t for t in rarest if t not in use))
-
-    @staticmethod
-    def _left_out(db, common: list[str], total: int, floor: float) -> list[str]:
-        """The commonest of ``common`` whose ceilings add up to less than ``floor``. Each is in at
-        least ``COMMON_SHARE`` of the chunks; when that is not enough, each is counted, up to the
-        number of chunks past which its ceiling is below ``floor`` / len(common) (a count that
-        stops there is a lower bound, all a ceiling needs)."""
-        cap = int(total * COMMON_SHARE)
-        if _ceiling(total, [cap] * len(common)) < floor:
-            return common
-        odds = math.exp(floor / len(common) / K1_PLUS_1)  # ceiling(n) = floor / len(common) where (N - n) / n = odds
-        enough = min(total, max(cap, int((total + 0.5 - 0.5 * odds) / (1 + odds)) + 1))
-        count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
-        held = sorted(((db.execute(count, (fts_query([t]), enough)).fetchone()[0], t) for t in common), reverse=True)
-        return [t for n, (_, t) in enumerate(held) if _ceiling(total, [h for h, _ in held[:n + 1]]) < floor]
+        rest = [t for t in terms if t not in kept]
+        held.update(_counts(db, [t for t in rest if held[t] <= SCORE_BUDGET], SCORE_BUDGET + 1))
+        scored = list(kept)
+        for word in sorted(rest, key=held.__getitem__):
+            if not _within_budget(held, [*scored, word], kept):
+                break
+            scored.append(word)
+        if len(scored) == len(terms):
+            return self._ranked(db, fts_query(terms), store_ids, file_ids, limit, where)[0]
+        rows, seen = self._full_scores(db, [t for t in terms if t in scored], [t for t in terms if t not in scored],
+                                       store_ids, file_ids, limit, where)
+        if seen < limit:  # the scored words are (nearly) absent from these stores
+            return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
+        return rows
 
     def _full_scores(self, db, kept: list[str], common: list[str], store_ids, file_ids, limit: int,
                      where: FileFilter | None) -> list[tuple]:
-        """The best ``limit`` chunks holding a ``kept`` word, by the score of the whole query."""
+        """The best ``limit`` chunks holding a ``kept`` word, by the score of the whole query, and how
+        many chunks of the stores asked hold one (up to ``limit`` each way, before any filter)."""
         rare, often = f"({fts_query(kept)})", f"({fts_query(common)})"
-        both, _ = self._ranked(db, f"{rare} AND {often}", store_ids, file_ids, limit, where)
-        alone, _ = self._ranked(db, f"{rare} NOT {often}", store_ids, file_ids, limit, where)
-        return sorted(both + alone, key=lambda r: (-r[3], r[0]))[:limit]
+        both, seen = self._ranked(db, f"{rare} AND {often}", store_ids, file_ids, limit, where)
+        alone, more = self._ranked(db, f"{rare} NOT {often}", store_ids, file_ids, limit, where)
+        return sorted(both + alone, key=lambda r: (-r[3], r[0]))[:limit], seen + more
 
     def _ranked(self, db, match: str, store_ids, file_ids, limit: int, where: FileFilter | None) -> tuple[list, int]:
         """The best rows, and how many chunks of the stores (and files) asked matched, up to ``limit``
@@ -264,7 +245,7 @@ class SqliteLexicalIndex:
         FTS5 scores only the rowids between the stores' first and last chunk (the same scores: BM25's
         statistics are the whole index's), so a small store in a large index costs little."""
         marks = ",".join("?" * len(store_ids))
-        lo, hi = db.execute(f"SELECT min(id), max(id) FROM retrieval_chunks WHERE store_id IN ({marks})", store_ids).fetchone()
+        lo, hi = _span(db, store_ids)
         if lo is None:
             return []
         tests = ["f.rowid BETWEEN ? AND ?", f"c.store_id IN ({marks})"]
@@ -283,19 +264,19 @@ class SqliteLexicalIndex:
         return db.execute(sql, (match, *args, limit)).fetchall()
 
     @staticmethod
-    def _prune(db, terms: list[str]) -> tuple[list[str], int]:
+    def _prune(db, terms: list[str]) -> tuple[list[str], int, dict[str, int]]:
         """The query's terms without those in at least COMMON_SHARE of a large index's chunks (the
-        rarest kept when all are), and the largest chunk id (at least the number of chunks)."""
+        rarest kept when all are), the largest chunk id (at least the number of chunks) and how
+        many chunks hold each term (counted up to that share)."""
         if len(terms) < 2:
-            return terms, 0
+            return terms, 0, {}
         total = db.execute("SELECT max(id) FROM retrieval_chunks").fetchone()[0] or 0
         if total < PRUNE_FROM:
-            return terms, total
+            return terms, total, {}
         cap = int(total * COMMON_SHARE)
-        count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
-        found = {t: db.execute(count, (fts_query([t]), cap)).fetchone()[0] for t in terms}
+        found = _counts(db, terms, cap)
         rare = [t for t in terms if found[t] < cap]
-        return rare or [min(terms, key=found.__getitem__)], total
+        return rare or [min(terms, key=found.__getitem__)], total, found
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
         if not chunk_ids:
@@ -307,11 +288,22 @@ class SqliteLexicalIndex:
             return {r[0]: (r[1], r[2], r[3]) for r in db.execute(sql, chunk_ids)}
 
 
-def _ceiling(total: int, held: list[int]) -> float:
-    """The most ``bm25()`` can give a chunk for words held by at least ``held`` chunks each, in an
-    index of at most ``total`` chunks: FTS5 gives a word IDF * tf * (k1 + 1) / (tf + k1 * (1 - b + b *
-    length / mean length)) (k1 = 1.2, b = 0.75), below IDF * (k1 + 1), with IDF = ln((N - n + 0.5) /
-    (n + 0.5)) (1e-6 when not positive), which grows with N and falls with n. A hair is added so a
-    rounding in FTS5's sum cannot tip a comparison."""
-    idf = (max(1e-6, math.log((total - n + 0.5) / (n + 0.5))) for n in held)
-    return sum(K1_PLUS_1 * i for i in idf) * (1 + 1e-9) + 1e-9
+def _span(db, store_ids: list[str]) -> tuple[int | None, int | None]:
+    """The stores' first and last chunk ids: two index seeks (one ``min(id), max(id)`` query would
+    read the stores' whole index range, ~30 ms at 100,000 chunks)."""
+    marks = ",".join("?" * len(store_ids))
+    return db.execute(f"SELECT (SELECT min(id) FROM retrieval_chunks WHERE store_id IN ({marks})), "
+                      f"(SELECT max(id) FROM retrieval_chunks WHERE store_id IN ({marks}))", [*store_ids, *store_ids]).fetchone()
+
+
+def _counts(db, terms: list[str], cap: int) -> dict[str, int]:
+    """How many chunks hold each term, counted up to ``cap`` (no ``bm25()``: ~0.1 us a row)."""
+    count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
+    return {t: db.execute(count, (fts_query([t]), cap)).fetchone()[0] for t in terms}
+
+
+def _within_budget(held: dict[str, int], scored: list[str], kept: list[str]) -> bool:
+    """Whether the chunks holding the ``scored`` words add up to at most ``SCORE_BUDGET`` (or to no
+    more than the ``kept`` rare words alone, always scored)."""
+    return sum(held[t] for t in scored) <= max(SCORE_BUDGET, sum(held[t] for t in kept))
+
