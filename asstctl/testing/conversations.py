@@ -215,15 +215,15 @@ def orphan_problems(project) -> list[str]:
     """A conversation file whose assistant has no spec in the project (a renamed or deleted spec)."""
     import difflib
 
-    from asstctl.spec.loader import key_of as spec_key, read_spec, spec_files
+    from asstctl.spec.loader import spec_files
     from asstctl.spec.yamlpos import load_yaml
 
-    keys = set()
-    for path in spec_files(project):
-        doc = read_spec(path)[0]
-        keys.add(spec_key(doc) if doc is not None and isinstance(doc.data, dict) else path.name.split(".")[0])
+    conversations = conversation_files(project)
+    if not conversations:  # nothing to check: the specs are not read a second time
+        return []
+    keys = {_spec_key(path) for path in spec_files(project)}
     problems = []
-    for path in conversation_files(project):
+    for path in conversations:
         try:
             doc = load_yaml(path, display=shown(path))
         except SpecError:
@@ -237,6 +237,26 @@ def orphan_problems(project) -> list[str]:
             problems.append(f"{where}: these conversations test the assistant `{key}`, which has no spec "
                             f"({hint}); rename the file or set `assistant:` to a spec's key")
     return problems
+
+
+def _spec_key(path: Path) -> str:
+    """A spec's key (``key:`` or the file's stem) without validating it again: validate_project already did,
+    so a plain parse is enough; a key with a variable in it is read as the spec loader reads it."""
+    import yaml
+
+    from asstctl.spec.loader import key_of, read_spec
+
+    name = path.name
+    stem = name[: name.rfind(".")] if "." in name else name  # as the spec loader's key_of
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return stem
+    key = data.get("key") if isinstance(data, dict) else None
+    if isinstance(key, str) and "${" in key:
+        doc = read_spec(path)[0]
+        return key_of(doc) if doc is not None and isinstance(doc.data, dict) else stem
+    return key if isinstance(key, str) else stem
 
 
 def load_conversations(project, paths: list[Path] | None = None) -> list[Conversation]:

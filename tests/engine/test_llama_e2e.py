@@ -86,7 +86,7 @@ def wait_until_serving(proc: subprocess.Popen, base_url: str, log: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(llama, tmp_path_factory):
+def served(llama, tmp_path_factory, request):
     """``asstctl serve`` with nothing but the upstream (and a model map): the dialect is learned, once:
     the tool rounds of every test here meet one refusal (``content: null``) in all, not one per turn."""
     with ServeProcess(tmp_path_factory.mktemp("serve"), "--db", ":memory:", "--upstream", llama,
@@ -94,8 +94,10 @@ def served(llama, tmp_path_factory):
         yield server
         assert server.stop() == 0
         refused = [line for line in server.stderr().splitlines() if " refused a request for " in line]
-        assert len(refused) == 1 and "refused a request for smollm2 (500); sending it again with " \
-            "tool_call_content=empty" in refused[0], refused
+        rounds = sum(1 for item in request.session.items if item.module is request.module and "forced" in item.name)
+        assert len(refused) == (1 if rounds else 0), refused  # (a test picked alone may have no tool round)
+        assert all("refused a request for smollm2 (500); sending it again with tool_call_content=empty" in line
+                   for line in refused), refused
 
 
 @pytest.fixture
