@@ -77,6 +77,8 @@ def _types():
     from openai.pagination import SyncCursorPage
     from openai.types.beta import agent_create_params, agent_list_params, agent_update_params
     from openai.types.beta.agent import Agent
+    from openai.pagination import SyncPage
+    from openai.types import Model
     from openai.types.beta.agent_deleted import AgentDeleted
     from openai.types.beta.agent_session import AgentSession
     from openai.types.beta.agent_session_deleted import AgentSessionDeleted
@@ -88,7 +90,7 @@ def _types():
             "agent": Agent, "deleted": AgentDeleted, "session": AgentSession, "session_deleted": AgentSessionDeleted,
             "event": AgentSessionEvent, "session_create": session_create_params.SessionCreateParamsStreaming,
             "events_create": event_create_params.EventCreateParams, "list": agent_list_params.AgentListParams,
-            "page": SyncCursorPage[Agent]}
+            "page": SyncCursorPage[Agent], "models": SyncPage[Model]}
 
 
 class ScriptedAgents:
@@ -107,6 +109,7 @@ class ScriptedAgents:
         self.lose_creates = 0
         self.failures: list[list[Any]] = []  # [method, path pattern, times left]
         self.create_delay = 0.0  # seconds an agent create takes (so parallel creates overlap)
+        self.models = ["gpt-5", "gpt-5-mini", "gpt-4.1"]  # what GET /v1/models lists (the plan's model check)
         self.creating = self.peak_creates = 0
         self._ids = itertools.count(1)
         self._clock = itertools.count(int(time.time()))
@@ -142,7 +145,18 @@ class ScriptedAgents:
             Route("/v1/agents/sessions/{sid}", self._session, methods=["GET", "DELETE"]),
             Route("/v1/agents/sessions/{sid}/events", self._events, methods=["GET", "POST"]),
             Route("/v1/agents/{aid}", self._agent, methods=["GET", "POST", "DELETE"]),
+            Route("/v1/models", self._models, methods=["GET"]),
         ])
+
+    async def _models(self, request: Request) -> Response:
+        """GET /v1/models, as OpenAI answers it (not an Agents API route: no beta header)."""
+        self.requests.append((request.method, request.url.path, None))
+        self.retry_counts.append(int(request.headers.get("x-stainless-retry-count", "0")))
+        if request.headers.get("authorization") != f"Bearer {self.key}":
+            return error(401, "Incorrect API key provided.", "invalid_request_error")
+        return self._send({"object": "list", "data": [
+            {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "openai"} for model in self.models]},
+            "models")
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _id(self, prefix: str) -> str:

@@ -338,3 +338,18 @@ def test_an_agent_with_tools_a_spec_cannot_express_is_not_imported_and_says_why(
     assert exported.exit_code == 1 and "1 failed" in exported.output, exported.output
     assert f"{made.id} (searcher): " in exported.output and "`tool_search` is an Agents API tool" in exported.output
     assert not (project / "assistants" / "searcher.yaml").exists()
+
+
+def test_a_model_the_target_does_not_list_is_a_warning_with_a_did_you_mean(api, project):
+    """GET /models of the agents target (the SDK's models.list, checked against its types): an unlisted
+    `model:` warns at plan and apply, naming the spec and the closest listed model; it never fails them."""
+    write_spec(project, "bot", name="Bot", model="gpt-5-mni")
+    planned = run(api, "plan")
+    assert planned.exit_code == 0, planned.output
+    assert "assistants/bot.yaml" in planned.stderr and "gpt-5-mni" in planned.stderr, planned.stderr
+    assert "did you mean `gpt-5-mini`?" in planned.stderr, planned.stderr
+    applied = run(api, "apply", "--yes")
+    assert applied.exit_code == 0 and "gpt-5-mni" in applied.stderr, applied.output
+    write_spec(project, "bot", name="Bot", model="gpt-5-mini")
+    assert "Warning" not in run(api, "plan").stderr
+    assert ("GET", "/v1/models", None) in api.requests and not api.problems, api.problems
