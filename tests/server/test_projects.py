@@ -145,6 +145,15 @@ def test_another_project_cannot_use_the_objects_in_its_own(world):
         missing(b.beta.threads.messages.create, thread_id=thread.id, role="user", content="plot it", attachments=code)
         missing(b.beta.threads.create, messages=[{"role": "user", "content": "plot it", "attachments": code}])
     assert not b.beta.threads.messages.list(thread.id).data
+    # a thread's own file_search store, and a batch of files, must be the project's too
+    store = {"file_search": {"vector_store_ids": [world.store_id]}}
+    with pytest.raises((openai.NotFoundError, openai.BadRequestError)):
+        b.beta.threads.create(tool_resources=store)
+    with pytest.raises((openai.NotFoundError, openai.BadRequestError)):
+        b.beta.threads.update(thread.id, tool_resources=store)
+    missing(b.vector_stores.file_batches.create, vector_store_id=own.id, file_ids=[world.file.id])
+    assert b.vector_stores.retrieve(own.id).file_counts.total == 0
+    assert b.beta.threads.retrieve(thread.id).tool_resources.file_search is None
 
 
 def test_lists_and_their_filters_show_only_the_own_project(world):
