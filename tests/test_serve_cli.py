@@ -103,10 +103,11 @@ def test_importing_the_command_stays_cheap():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
-def test_keys_commands_manage_projects_in_the_database(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_keys_commands_manage_projects_in_the_database(tmp_path, kind, request):
     from asstctl.server.embedded import start_server
 
-    db = str(tmp_path / "server.sqlite3")
+    db = str(tmp_path / "server.sqlite3") if kind == "sqlite" else request.getfixturevalue("postgres_url")
     runner = CliRunner()
     project = runner.invoke(cli, ["serve", "keys", "new-project", "billing", "--db", db])
     assert project.exit_code == 0, project.output
