@@ -8,15 +8,14 @@ only the best ``limit`` chunks' texts are read.
 
 Speed over large indexes: once the index holds ``PRUNE_FROM`` chunks, query words found in at
 least ``COMMON_SHARE`` of them (counted up to that cap, so the count is cheap) may be left out of
-the chunks scored, never out of the scores, and only when that provably changes nothing
-(``_pruned``): the rarer words' own ranking gives a floor under the answer's last score, the
-commonest words whose ceilings (each word's IDF x (k1 + 1), the most ``bm25()`` can give it) add up
-to less than that floor are left out, and every chunk holding any other word is ranked by the
-whole query's ``bm25()``. So the order is ``ORDER BY bm25()``'s at any size (the same scores, but
-for the last bit of a float: the words' parts are added in another order). Stores whose chunks
-span fewer than ``PRUNE_FROM`` rowids (a small store in a large database) are scored whole, only
-over the rowids between their first and last chunk; when the rarer words find too few chunks (a
-filter few files pass), common words come back one at a time.
+the chunks scored, never out of the scores (``_pruned``): the rare words and then the common ones,
+rarest first, are scored while the chunks holding them add up to at most ``SCORE_BUDGET``, and
+every chunk holding a scored word is ranked by the whole query's ``bm25()``. So the order is
+``ORDER BY bm25()``'s whenever every word fits the budget, and past it unless a chunk holding only
+left-out words would rank (approximate there: 195 of 200 benchmark queries' top 10 are the same at
+100,000 chunks). Stores whose chunks span fewer than ``PRUNE_FROM`` rowids (a small store in a large
+database) are scored whole, only over the rowids between their first and last chunk; when the
+scored words find too few chunks of the stores, the whole query is scored.
 
 Attribute filters (``where``, a ``filter_sql.FileFilter``): the ranking is read best first in
 blocks and each new file is judged once, by primary key, until enough chunks pass (``_walk``); the
@@ -134,16 +133,16 @@ class SqliteLexicalIndex:
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
         with self.store.sql() as db:
-            kept, total, held = self._prune(db, terms)
+            kept, held = self._prune(db, terms)
             if kept == terms:
                 rows, _ = self._ranked(db, fts_query(terms), store_ids, file_ids, limit, where)
             else:
-                rows = self._pruned(db, terms, kept, total, held, store_ids, file_ids, limit, where)
+                rows = self._pruned(db, terms, kept, held, store_ids, file_ids, limit, where)
         texts = self.chunk_texts([r[0] for r in rows])
         return [Hit(r[0], r[1], r[2], texts[r[0]][2], r[3]) for r in rows if r[0] in texts]
 
-    def _pruned(self, db, terms: list[str], kept: list[str], total: int, held: dict[str, int], store_ids, file_ids,
-                limit: int, where: FileFilter | None) -> list[tuple]:
+    def _pruned(self, db, terms: list[str], kept: list[str], held: dict[str, int], store_ids, file_ids, limit: int,
+                where: FileFilter | None) -> list[tuple]:
         """The best ``limit`` chunks holding a scored word, by the whole query's ``bm25()``.
 
         The scored words are the rare (kept) ones and then the common ones, rarest first, while the
@@ -175,7 +174,7 @@ class SqliteLexicalIndex:
         return rows
 
     def _full_scores(self, db, kept: list[str], common: list[str], store_ids, file_ids, limit: int,
-                     where: FileFilter | None) -> list[tuple]:
+                     where: FileFilter | None) -> tuple[list[tuple], int]:
         """The best ``limit`` chunks holding a ``kept`` word, by the score of the whole query, and how
         many chunks of the stores asked hold one (up to ``limit`` each way, before any filter)."""
         rare, often = f"({fts_query(kept)})", f"({fts_query(common)})"
@@ -264,19 +263,18 @@ class SqliteLexicalIndex:
         return db.execute(sql, (match, *args, limit)).fetchall()
 
     @staticmethod
-    def _prune(db, terms: list[str]) -> tuple[list[str], int, dict[str, int]]:
+    def _prune(db, terms: list[str]) -> tuple[list[str], dict[str, int]]:
         """The query's terms without those in at least COMMON_SHARE of a large index's chunks (the
-        rarest kept when all are), the largest chunk id (at least the number of chunks) and how
-        many chunks hold each term (counted up to that share)."""
+        rarest kept when all are), and how many chunks hold each term (counted up to that share)."""
         if len(terms) < 2:
-            return terms, 0, {}
+            return terms, {}
         total = db.execute("SELECT max(id) FROM retrieval_chunks").fetchone()[0] or 0
         if total < PRUNE_FROM:
-            return terms, total, {}
+            return terms, {}
         cap = int(total * COMMON_SHARE)
         found = _counts(db, terms, cap)
         rare = [t for t in terms if found[t] < cap]
-        return rare or [min(terms, key=found.__getitem__)], total, found
+        return rare or [min(terms, key=found.__getitem__)], found
 
     def chunk_texts(self, chunk_ids: list[int]) -> dict[int, tuple[str, int, str]]:
         if not chunk_ids:

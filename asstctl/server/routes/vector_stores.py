@@ -143,11 +143,12 @@ def counts_changed(state, vs_id: str, changes: list[tuple[dict | None, dict | No
 
     def change(store: dict[str, Any]) -> None:
         counts = store["file_counts"]
-        for item, sign in ((item, sign) for before, after in changes for item, sign in ((before, -1), (after, 1))):
-            if item is not None:
-                counts[item["status"]] += sign
-                counts["total"] += sign
-                store["usage_bytes"] += sign * item["usage_bytes"]
+        for before, after in changes:
+            for item, sign in ((before, -1), (after, 1)):
+                if item is not None:
+                    counts[item["status"]] += sign
+                    counts["total"] += sign
+                    store["usage_bytes"] += sign * item["usage_bytes"]
         if store["status"] != "expired":
             store["status"] = "in_progress" if counts["in_progress"] else "completed"
 
@@ -323,7 +324,8 @@ def _list_files(request, vs_id: str, where=None):
     status = request.query_params.get("filter")
     if status is not None:
         v.check_enum(status, "filter", FILE_STATUSES)
-    keep = lambda item: (status is None or item["status"] == status) and (where is None or where(item))  # noqa: E731
+    keep = None if status is None and where is None else (  # none: the store pages with LIMIT, no full read
+        lambda item: (status is None or item["status"] == status) and (where is None or where(item)))
     items, has_more = state.store.page("vector_store_file", vs_id, **list_params(request), where=keep)
     return ok(list_envelope([public(i) for i in items], has_more))
 

@@ -91,6 +91,8 @@ def directory_bytes(path: str, limit: int = 10_000) -> tuple[int, int]:
     total, seen = 0, 0
     for root, dirs, files in os.walk(path):
         seen += len(dirs)
+        if seen > limit:  # a tree of directories alone is bounded too
+            return total, seen
         for name in files:
             seen += 1
             if seen > limit:

@@ -242,12 +242,14 @@ def strays():
     keep = {os.getpid(), WORKER["pid"]}
     if SETTINGS["sandboxed"]:
         return [pid for pid in parents if pid not in keep]
+    children = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
     found, below = [], [os.getpid()]
     while below:
-        parent = below.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += [pid for pid in children if pid not in keep]
-        below += children
+        below_one = children.get(below.pop(), [])
+        found += [pid for pid in below_one if pid not in keep]
+        below += below_one
     return found
 
 
