@@ -68,7 +68,8 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
     from asstctl.spec.loader import load_project_specs
 
     specs, stores = load_project_specs(project, target.name)  # asstctl.yaml's or a built-in name (base-url, env, embedded)
-    ignored = getattr(backend_for(target.client), "ignored_stores", None)  # a target without vector stores (agents)
+    backend = backend_for(target.client)
+    ignored = getattr(backend, "ignored_stores", None)  # a target without vector stores (agents)
     if stores and ignored is not None:
         if warn is not None:
             warn(ignored(stores))
@@ -77,7 +78,7 @@ def plan_for(project: Any, target: Any, *, prune: bool = False, destroy: bool = 
     keys = list(dict.fromkeys(keys))
     check_keys(keys, specs, remote)
     if warn is not None and not destroy and specs:
-        listing = getattr(backend_for(target.client), "list_models", None)  # a backend without one: no check
+        listing = getattr(backend, "list_models", None)  # a backend without one: no check
         for warning in unlisted_models(specs, (listing() if listing else None) or [], target.label):
             warn(warning)
     knowledge = None

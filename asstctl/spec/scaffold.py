@@ -156,13 +156,15 @@ jobs:
 {setup}
       - name: Install bubblewrap when an assistant uses code_interpreter (its sandbox)
         run: |
-          # the specs asstctl.yaml names (`specs:`), as asstctl reads them: not comments nor instructions
+          # the specs asstctl.yaml names (`specs:`), as the apply below reads them (for $ASSTCTL_TARGET):
+          # not comments nor instructions
           if python - <<'EOF'
+          import os
           import sys
           from asstctl.spec.loader import load_specs
           from asstctl.spec.project import load_project
           try:
-              specs = load_specs(load_project())
+              specs = load_specs(load_project(), os.environ.get("ASSTCTL_TARGET") or None)
           except Exception:  # a spec asstctl cannot read: `asstctl apply` below says what is wrong
               sys.exit(1)
           sys.exit(not any(tool.get("type") == "code_interpreter" for spec in specs

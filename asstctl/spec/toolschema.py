@@ -48,38 +48,17 @@ def parameters_problems(parameters: Any, strict: bool, where: Where) -> list[str
 
 
 def meta_problems(schema: dict[str, Any], where: Where) -> list[str]:
-    """``schema`` against the draft 2020-12 meta-schema; the same schema (as canonical JSON) is checked once."""
-    found = _meta_found(_canonical(schema), schema)
-    return [f"{where(path)}: {message}" for path, message in sorted(found, key=lambda item: where(item[0]))]
-
-
-_META_CACHE: dict[str, list[tuple[tuple, str]]] = {}
-META_CACHE_SIZE = 512  # distinct schemas remembered (a project rarely has more; the oldest goes first)
-
-
-def _canonical(schema: dict[str, Any]) -> str:
-    import json
-
-    try:
-        return json.dumps(schema, sort_keys=True, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):  # keys of mixed types (YAML allows `1: x` next to `a: y`)
-        return repr(schema)
-
-
-def _meta_found(key: str, schema: dict[str, Any]) -> list[tuple[tuple, str]]:
-    if key in _META_CACHE:
-        return _META_CACHE[key]
+    """``schema`` against the draft 2020-12 meta-schema: the quick check first (``plainly_valid``), the
+    compiled meta-schema when it cannot tell, and the errors listed only for an invalid schema."""
     from asstctl.spec.metaschema import meta_validator, plainly_valid
 
+    if plainly_valid(schema) or meta_validator().is_valid(schema):  # listing errors costs more
+        return []
     found: dict[tuple, str] = {}
-    if not plainly_valid(schema) and not meta_validator().is_valid(schema):  # listing errors costs more
-        for error in meta_validator().iter_errors(schema):
-            path = tuple(error.absolute_path)
-            found.setdefault(path, _meta_message(error, path))
-    if len(_META_CACHE) >= META_CACHE_SIZE:
-        del _META_CACHE[next(iter(_META_CACHE))]
-    _META_CACHE[key] = list(found.items())
-    return _META_CACHE[key]
+    for error in meta_validator().iter_errors(schema):
+        path = tuple(error.absolute_path)
+        found.setdefault(path, _meta_message(error, path))
+    return [f"{where(path)}: {message}" for path, message in sorted(found.items(), key=lambda item: where(item[0]))]
 
 
 SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
