@@ -126,7 +126,7 @@ def test_huge_and_endless_error_bodies_are_read_to_a_cap(hostile, sdk):
     for name, run in results.items():
         assert run.status == "failed" and "failed (500 after 4 attempts)" in run.last_error.message, name
         assert len(run.last_error.message) < 700
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # (the upstream sees the last hang-up at its next write: late on a loaded machine)
     while sum(upstream.hung_up.values()) < 8 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert upstream.hung_up["huge-error"] == 4 and upstream.hung_up["endless-error"] == 4  # never read whole
