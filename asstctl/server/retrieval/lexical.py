@@ -13,7 +13,10 @@ rarest first, are scored while the chunks holding them add up to at most ``SCORE
 every chunk holding a scored word is ranked by the whole query's ``bm25()``. So the order is
 ``ORDER BY bm25()``'s whenever every word fits the budget, and past it unless a chunk holding only
 left-out words would rank (approximate there: 195 of 200 benchmark queries' top 10 are the same at
-100,000 chunks). Stores whose chunks span fewer than ``PRUNE_FROM`` rowids (a small store in a large
+100,000 chunks). Words held by half the chunks or more, which ``bm25()`` weighs 1e-6 (its IDF floor),
+are left out of the statements that score (``_weightless``): FTS5 would count every chunk holding
+them for their IDF, once per statement, and they move no score by more than ~1e-5 (ties may then
+fall in another order). Stores whose chunks span fewer than ``PRUNE_FROM`` rowids (a small store in a large
 database) are scored whole, only over the rowids between their first and last chunk; when the
 scored words find too few chunks of the stores, the whole query is scored.
 
@@ -26,6 +29,7 @@ chunks of failing files.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +58,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 PRUNE_FROM = 20_000
 COMMON_SHARE = 0.02
 SCORE_BUDGET = 3_000  # chunks one search may score by bm25() (~3-5 us each here) past its rare words: ~15 ms
+DF_CACHE = 10_000  # words whose chunk counts one index keeps, until its next write
 
 
 @dataclass
@@ -99,6 +104,8 @@ class LexicalIndex(Protocol):
 class SqliteLexicalIndex:
     def __init__(self, store):
         self.store = store
+        self._counted: tuple[bytes | None, dict[str, int]] = (None, {})  # (the index's state, {word: chunks})
+        self._lock = threading.Lock()
         with store.sql() as db:  # statement by statement: executescript would commit an open transaction
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -167,8 +174,13 @@ class SqliteLexicalIndex:
             scored.append(word)
         if len(scored) == len(terms):
             return self._ranked(db, fts_query(terms), store_ids, file_ids, limit, where)[0]
-        rows, seen = self._full_scores(db, [t for t in terms if t in scored], [t for t in terms if t not in scored],
-                                       store_ids, file_ids, limit, where)
+        weightless = self._weightless(db, [t for t in terms if t not in scored])
+        common = [t for t in terms if t not in scored and t not in weightless]
+        scored = [t for t in terms if t in scored]
+        if common:
+            rows, seen = self._full_scores(db, scored, common, store_ids, file_ids, limit, where)
+        else:  # every left-out word weighs nothing: the scored words alone rank (one statement)
+            rows, seen = self._ranked(db, fts_query(scored), store_ids, file_ids, limit, where)
         if seen < limit:  # the scored words are (nearly) absent from these stores
             return self._best_within(db, fts_query(terms), store_ids, file_ids, limit, where)
         return rows
@@ -262,6 +274,32 @@ class SqliteLexicalIndex:
                f"WHERE retrieval_fts MATCH ? AND {' AND '.join(tests)} ORDER BY score DESC, c.id LIMIT ?")
         return db.execute(sql, (match, *args, limit)).fetchall()
 
+    def _weightless(self, db, terms: list[str]) -> set[str]:
+        """The ``terms`` held by at least half of the index's chunks. ``bm25()`` floors such a word's
+        IDF (``log((N - n + 0.5) / (n + 0.5))``, at most 0 there) to 1e-6, so it adds at most
+        ~2e-6 to any chunk's score: left out of the expression, it changes no order but between
+        chunks whose scores differ by less than that, and its IDF is not counted (FTS5 counts every
+        chunk holding each word of an expression, once per statement: ~5 ms for a word in 80,000
+        chunks). Counts are kept until the index's next write (its structure record changes)."""
+        if not terms:
+            return set()
+        state, totals = db.execute("SELECT (SELECT block FROM retrieval_fts_data WHERE id = 10), "
+                                   "(SELECT block FROM retrieval_fts_data WHERE id = 1)").fetchone()
+        if not state or not totals:
+            return set()
+        half = (_varint(totals) + 1) // 2  # the averages record starts with the number of rows
+        with self._lock:
+            if self._counted[0] != state:
+                self._counted = (state, {})
+            counted = self._counted[1]
+            known = {t: counted[t] for t in terms if t in counted}
+        fresh = _counts(db, [t for t in terms if t not in known], half)
+        with self._lock:
+            if self._counted[0] == state and len(self._counted[1]) + len(fresh) <= DF_CACHE:
+                self._counted[1].update(fresh)
+        known.update(fresh)
+        return {t for t in terms if known[t] >= half}
+
     @staticmethod
     def _prune(db, terms: list[str]) -> tuple[list[str], dict[str, int]]:
         """The query's terms without those in at least COMMON_SHARE of a large index's chunks (the
@@ -298,6 +336,16 @@ def _counts(db, terms: list[str], cap: int) -> dict[str, int]:
     """How many chunks hold each term, counted up to ``cap`` (no ``bm25()``: ~0.1 us a row)."""
     count = "SELECT count(*) FROM (SELECT rowid FROM retrieval_fts WHERE retrieval_fts MATCH ? LIMIT ?)"
     return {t: db.execute(count, (fts_query([t]), cap)).fetchone()[0] for t in terms}
+
+
+def _varint(data: bytes) -> int:
+    """The first varint of an FTS5 record (SQLite's format: 7 bits a byte, big-endian, the 9th byte whole)."""
+    value = 0
+    for byte in data[:8]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value
+    return (value << 8) | data[8]
 
 
 def _within_budget(held: dict[str, int], scored: list[str], kept: list[str]) -> bool:
