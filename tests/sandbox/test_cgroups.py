@@ -1,9 +1,10 @@
 """The kernel's backstop for the sandboxes' total memory (asstctl/server/sandbox/cgroups.py): sessions in
 child cgroups of one limited parent, a burst between the watchdog's looks stopped by the kernel (the call
 names the limit), the cgroups removed when sessions end; cgroup v2's structure (the server moved into a
-leaf, the controller enabled for the sandboxes) made for real with hugetlb standing in for memory (this
-machine's v2 hierarchy has no memory controller), and refused without it; an unprivileged server falls back
-to the watchdog and says so. The file formats are read from this kernel's own files where it has them."""
+leaf, the controller enabled for the sandboxes) made for real, with hugetlb standing in for memory where
+the v2 hierarchy has no memory controller (as on the machine these were written on), and not made where
+it may not be; an unprivileged server falls back to the watchdog and says so. The file formats are read
+from this kernel's own files where it has them."""
 
 from __future__ import annotations
 
@@ -125,6 +126,8 @@ def probe(controller, mode, aside=None):
         seen['entered'] = subprocess.run(enter(['cat', '/proc/self/cgroup'], child), capture_output=True,
                                          text=True).stdout.splitlines()[-1]
         seen['removed'] = child.remove() and not os.path.exists(child.path)
+        if controller == 'memory':
+            seen['max'] = open(os.path.join(kernel.path, 'memory.max')).read().strip()
     kernel.close()
     helper.kill()
     helper.wait()
@@ -175,15 +178,17 @@ def test_a_v2_cgroup_without_the_memory_controller_is_left_as_it_is_and_the_log_
 
 
 @needs_v2
-def test_the_v2_structure_for_real_with_hugetlb_standing_in_for_memory(v2_place):
-    """The no-internal-processes rule holds for every v2 controller: with hugetlb (the one this machine's
-    cgroup2 hierarchy offers) in place of memory, the server's processes move into a leaf, the controller is
-    enabled for the sandboxes' parent and its children, a session enters its child, and closing leaves the
-    cgroup as found. Refused while a process that is not the server's is in its cgroup."""
+def test_the_v2_structure_for_real_with_memory_or_hugetlb_standing_in(v2_place):
+    """The no-internal-processes rule holds for every v2 controller: with memory where the cgroup2 hierarchy
+    offers it, else hugetlb (this machine's only one) in its place, the server's processes move into a leaf,
+    the controller is enabled for the sandboxes' parent and its children, a session enters its child, and
+    closing leaves the cgroup as found. Refused while a process that is not the server's is in its cgroup."""
     root_control = os.path.join(UNIFIED.point, "cgroup.subtree_control")
-    if "hugetlb" not in read(os.path.join(UNIFIED.point, "cgroup.controllers")).split():
-        pytest.skip("no hugetlb controller in this cgroup2 hierarchy")
-    added = "hugetlb" not in read(root_control).split()
+    offered = read(os.path.join(UNIFIED.point, "cgroup.controllers")).split()
+    controller = "memory" if "memory" in read(root_control).split() else "hugetlb"
+    if controller not in offered:
+        pytest.skip("neither memory nor hugetlb in this cgroup2 hierarchy")
+    added = controller not in read(root_control).split()
     if added:  # the test's own setup (the server never writes the root): hugetlb offered to v2_place
         with open(root_control, "w") as handle:
             handle.write("+hugetlb")
@@ -191,12 +196,12 @@ def test_the_v2_structure_for_real_with_hugetlb_standing_in_for_memory(v2_place)
     try:
         with open(os.path.join(v2_place, "cgroup.procs"), "w") as handle:
             handle.write(str(stranger.pid))
-        [refused], said = run_probe(v2_place, [["hugetlb", "v2"]])
+        [refused], said = run_probe(v2_place, [[controller, "v2"]])
         assert refused["version"] == 0 and refused["control"] == [] and "asstctl-server" not in refused["entries"]
         assert f"holds 1 process(es) that are not the server's (pid {stranger.pid})" in said[0], said
         stranger.kill()
         stranger.wait()
-        [made], said = run_probe(v2_place, [["hugetlb", "v2"]])
+        [made], said = run_probe(v2_place, [[controller, "v2"]])
     finally:
         stranger.kill()
         if added:
@@ -208,10 +213,12 @@ def test_the_v2_structure_for_real_with_hugetlb_standing_in_for_memory(v2_place)
     name = "/" + os.path.basename(v2_place)
     assert made["version"] == 2 and "enforced by the kernel (cgroup v2 " in said[0], said
     assert made["server"] == made["helper"] == name + "/asstctl-server"  # the server and its helper: in the leaf
-    assert made["left"] == "" and made["control"] == ["hugetlb"]  # none left in its cgroup, children get hugetlb
+    assert made["left"] == "" and made["control"] == [controller]  # none left in its cgroup; for its children
     [parent] = [e for e in made["entries"] if e.startswith("asstctl-sandbox-")]
-    assert made["parent_control"] == ["hugetlb"] and made["child_files"] == ["hugetlb.1GB.current"]
+    assert made["parent_control"] == [controller] and made["child_files"]  # the session's child has its files
     assert made["entered"] == f"0::{name}/{parent}/s1" and made["removed"]
+    if controller == "memory":
+        assert made["max"] == str(72 * 2 ** 20)  # memory + disk caps
     # closed: the parent gone, the server back in its cgroup, the leaf removed, the controller disabled
     assert not [e for e in made["closed"] if e.startswith("asstctl")]
     assert (made["server_after"], made["control_after"]) == (name, [])
