@@ -261,7 +261,10 @@ class KernelLimit:
         for version, make in ((2, self._make_v2), (1, self._make_v1)):
             if mode not in ("auto", f"v{version}"):
                 continue
-            problem = make(own, mounted, limit) if version == 1 else make(own, mounted, limit, mode == "v2")
+            try:
+                problem = make(own, mounted, limit) if version == 1 else make(own, mounted, limit, mode == "v2")
+            except OSError as error:  # a cgroup file that could not be read
+                problem = f"{error.filename}: {error.strerror}"
             if problem is None:
                 why = f"; not {'; '.join(problems)}" if problems else ""
                 log.info("code_interpreter: total sandbox memory enforced by the kernel (cgroup v%d %s: %d MB, "
@@ -270,7 +273,7 @@ class KernelLimit:
                 return
             problems.append(f"cgroup v{version}: {problem}")
         log.info("code_interpreter: total sandbox memory enforced by the watchdog only, every 0.25 s "
-                 "(no memory cgroup the server may create: %s)", "; ".join(problems))
+                 "(no memory cgroup the server may create: %s)", "; ".join(problems) or f"--code-cgroup {mode}?")
 
     def _make_v2(self, own: dict[str, str], mounted: list[Mount], limit: int, forced: bool) -> str | None:
         path, controller = own.get(""), self.controller
