@@ -90,6 +90,9 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="code_interpreter: memory of all sessions together; beyond it the largest ends (0: no cap).")
 @click.option("--code-max-total-disk-mb", type=click.IntRange(min=0), default=4096, show_default=True, metavar="MB",
               help="code_interpreter: /mnt/data, /tmp and /dev/shm of all sessions together (0: no cap).")
+@click.option("--code-cgroup", type=click.Choice(["auto", "v2", "v1", "none"]), default="auto", show_default=True,
+              metavar="MODE", help="code_interpreter: the kernel's limit of all sessions' memory: cgroup v2, v1, "
+                                   "auto (v2, else v1) or none (the watchdog alone).")
 @click.option("--code-run-output-mb", type=click.IntRange(min=1), default=64, show_default=True,
               metavar="MB", help="code_interpreter: output files (and images) one run may store.")
 @click.option("--code-thread-output-mb", type=click.IntRange(min=1), default=256, show_default=True,

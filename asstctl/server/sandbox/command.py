@@ -57,6 +57,7 @@ class SandboxConfig:
     max_sessions: int = 16  # live sessions; beyond it the least recently used idle one is ended
     max_total_memory_mb: int = 4096  # memory of all sessions together (0: no cap); beyond it the largest ends
     max_total_disk_mb: int = 4096  # tmpfs bytes of all sessions together (0: no cap); beyond it the largest ends
+    cgroup: str = "auto"  # the kernel's backstop (cgroups.py): auto (v2, else v1), v2, v1 or none (the watchdog alone)
     watch_seconds: float = 0.25  # how often the watchdog (limits.py) looks at the sessions
     run_output_mb: int = 64  # files a run's calls may store (assistants_output)
     thread_output_mb: int = 256  # files a thread's calls may store (counted in the store)

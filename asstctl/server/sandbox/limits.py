@@ -17,9 +17,9 @@
 
 It measures from /proc every ``watch_seconds`` (0.25) seconds (in a worker thread: the event loop never blocks)
 while sessions live, wherever the server runs (no cgroup it may create, an unprivileged container).
-With a writable cgroup v1 memory hierarchy (a root server), the kernel enforces the total memory too
-(``cgroups.py``, the backstop for bursts between two looks); the watchdog ends a session whose cgroup
-saw the kernel's OOM killer. On cgroup-v2 hosts the watchdog is the cap (``cgroups.py`` says why).
+Where the server may create memory cgroups (v2 or v1: ``cgroups.py`` says when), the kernel enforces the
+total memory too (the backstop for bursts between two looks); the watchdog ends a session whose cgroup
+saw the kernel's OOM killer.
 """
 
 from __future__ import annotations
