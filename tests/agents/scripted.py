@@ -50,7 +50,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.agents.scripted_rules import limits, materialized, session_tools
-from tests.agents.sdk_types import request_problems, response_problems
+from tests.agents.sdk_types import ErrorBody, request_problems, response_problems
 from tests.upstream import _start
 
 DEFAULT_KEY = "sk-scripted-agents-0123456789abcdef"
@@ -114,7 +114,7 @@ class ScriptedAgents:
         self._ids = itertools.count(1)
         self._clock = itertools.count(int(time.time()))
         self._lock = threading.Lock()
-        self._server, self._thread, self.port = _start(self._app())
+        self._server, self._thread, self.port = _start(self._errors_checked(self._app()))
 
     @property
     def base_url(self) -> str:
@@ -146,7 +146,30 @@ class ScriptedAgents:
             Route("/v1/agents/sessions/{sid}/events", self._events, methods=["GET", "POST"]),
             Route("/v1/agents/{aid}", self._agent, methods=["GET", "POST", "DELETE"]),
             Route("/v1/models", self._models, methods=["GET"]),
-        ])
+        ], exception_handlers={404: self._invalid_url, 405: self._invalid_url})
+
+    async def _invalid_url(self, request: Request, exc: Exception) -> Response:
+        """A path or method the API does not serve, answered as OpenAI does (a JSON error, not Starlette's text)."""
+        return error(404, f"Invalid URL ({request.method} {request.url.path})", "invalid_request_error")
+
+    def _errors_checked(self, app: Starlette) -> Any:
+        """The app, with every error response's body (status 400 and up) checked against the SDK's error shape."""
+
+        async def checked(scope: Any, receive: Any, send: Any) -> None:
+            sent = {"status": 200, "body": b""}
+
+            async def watch(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    sent["status"] = message["status"]
+                elif message["type"] == "http.response.body" and sent["status"] >= 400:
+                    sent["body"] += message.get("body", b"")
+                    if not message.get("more_body"):
+                        self.problems += error_problems(sent["body"], f"{sent['status']} {scope.get('path')}")
+                await send(message)
+
+            await app(scope, receive, watch if scope["type"] == "http" else send)
+
+        return checked
 
     async def _models(self, request: Request) -> Response:
         """GET /v1/models, as OpenAI answers it (not an Agents API route: no beta header)."""
@@ -516,6 +539,15 @@ class Session:
 
 
 # -- the API's rules ------------------------------------------------------------------------------
+def error_problems(raw: bytes, where: str) -> list[str]:
+    """What is wrong with an error response's body: not JSON, or not ``{"error": ErrorObject}``."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return [f"{where}: the error body is not JSON: {raw[:80]!r}"]
+    return response_problems(data, ErrorBody, where)
+
+
 def error(status: int, message: str, kind: str, param: str | None = None, headers: dict[str, str] | None = None,
           code: str | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status,

@@ -5,7 +5,7 @@ right. No network."""
 
 from __future__ import annotations
 
-from tests.agents.scripted import _types
+from tests.agents.scripted import _types, error, error_problems
 from tests.agents.scripted_rules import DEFAULTS, session_tools, tool
 from tests.agents.sdk_types import request_problems, response_problems
 
@@ -51,3 +51,28 @@ def test_responses_extra_fields_bad_literals_and_unknown_events_are_named():
     assert headers == ["session.agent.tools[0].transport.headers: not a field of McpTransportResourceHTTP"]
     session["agent"]["tools"] = session_tools([saved_mcp])
     assert response_problems(session, TYPES["session"], "session") == []
+
+
+def test_responses_are_checked_strictly_as_json_without_coercion():
+    """pydantic's default (lax) mode takes "1" for an integer and 1 for a boolean; the SDK's wire types do not."""
+    created = response_problems({**AGENT, "created_at": "1"}, TYPES["agent"], "agent")
+    assert len(created) == 1 and "created_at" in created[0] and "valid integer" in created[0], created
+    enabled = response_problems({**AGENT, "multi_agent": {"enabled": 1, "max_concurrent_subagents": None}},
+                                TYPES["agent"], "agent")
+    assert len(enabled) == 1 and "multi_agent.enabled" in enabled[0] and "valid boolean" in enabled[0], enabled
+    aware = response_problems({**AGENT, "experimental": {"time_awareness": "yes"}}, TYPES["agent"], "agent")
+    assert len(aware) == 1 and "experimental.time_awareness" in aware[0], aware
+
+
+def test_error_bodies_are_checked_against_the_sdks_error_shape():
+    for status, kind, code in ((400, "invalid_request_error", "invalid_request_error"), (404, "invalid_request_error", None),
+                               (409, "invalid_request_error", None), (500, "server_error", None)):
+        assert error_problems(error(status, "No.", kind, code=code).body, f"{status}") == []
+    assert error_problems(b"Internal Server Error", "500") == ["500: the error body is not JSON: b'Internal Server Error'"]
+    missing = error_problems(b'{"error": {"type": "server_error"}}', "500")
+    assert len(missing) == 1 and "error.message" in missing[0] and "required" in missing[0].lower(), missing
+    wrong = error_problems(b'{"error": {"message": "No.", "type": "server_error", "code": 404}}', "404")
+    assert len(wrong) == 1 and "error.code" in wrong[0], wrong
+    extra = error_problems(b'{"error": {"message": "No.", "type": "x"}, "status": 404}', "404")
+    assert extra == ["404.status: not a field of ErrorBody"], extra
+    assert error_problems(b'{"message": "No."}', "404") and error_problems(b"[]", "404")
