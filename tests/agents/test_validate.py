@@ -139,3 +139,23 @@ def test_a_json_schema_format_needs_its_schema_and_metadata_at_most_12_keys(tmp_
            in out, out
     assert "`metadata` has 13 keys; at most 12 are allowed (the API allows 16 and asstctl adds 4 of its own)" in out
     assert "required property" not in out
+
+
+def test_the_tools_and_function_options_a_spec_cannot_express_are_named_in_every_form(tmp_path, monkeypatch):
+    """docs/agents.md (what a spec cannot express): each tool as a string, as `{type: ...}` and as `{tool: {...}}`,
+    and a function's `async` and `defer_loading`, get the "cannot express" message, never "must be one of" or
+    "unknown field"."""
+    agents_project(tmp_path, monkeypatch)
+    names = ("tool_search", "programmatic_tool_calling", "automations")
+    forms = [form for name in names for form in (name, {"type": name}, {name: {"enabled": True}})]
+    write_spec(tmp_path, "bot", tools=[*forms, {"function": {"name": "f", "async": True, "defer_loading": True}}])
+    lines = validate(tmp_path).splitlines()
+    for index, name in enumerate(names):
+        said = [text for text in lines if f"`{name}` is an Agents API tool asstctl's spec format cannot express: remove "
+                                          "it, or keep such an agent outside asstctl" in text]
+        assert len(said) == 3, (name, lines)  # the string, the `{type: ...}` and the `{name: {...}}` form
+        assert f"`tools[{3 * index}]`: `{name}`" in said[0] and f"`tools[{3 * index + 1}].type`: `{name}`" in said[1]
+    for option in ("async", "defer_loading"):
+        assert any(f"`{option}` is an Agents API function option asstctl's spec format cannot express" in text
+                   for text in lines), lines
+    assert not [text for text in lines if "must be one of" in text or "unknown field" in text], lines
