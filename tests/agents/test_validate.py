@@ -68,6 +68,47 @@ def test_mcp_servers_hold_no_secrets(tmp_path, monkeypatch):
     assert "`tools[3]`: a second MCP server labelled `docs`" in out
 
 
+def test_mcp_server_urls_request_metadata_and_stdio_args_hold_no_credentials(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch)
+
+    def http(label: str, url: str, **more) -> dict:
+        return {"mcp": {"server_label": label, "transport": {"type": "http", "server_url": url}, **more}}
+
+    def stdio(label: str, *args: str) -> dict:
+        return {"mcp": {"server_label": label, "transport": {"type": "stdio", "command": "srv", "cwd": "/srv",
+                                                             "args": list(args)}}}
+
+    key = "sk-proj-" + "a1b2c3d4" * 4
+    write_spec(tmp_path, "bot", tools=[
+        http("userinfo", "https://u:p@mcp.example.com/mcp"),
+        http("query", f"https://mcp.example.com/mcp?api_key={key}&page=2"),
+        http("value", f"https://mcp.example.com/mcp?q={key}"),
+        http("meta", "https://mcp.example.com/mcp", request_metadata={"authorization": "Bearer abc", "tenant": "acme"}),
+        http("metavalue", "https://mcp.example.com/mcp", request_metadata={"note": key}),
+        stdio("flag", "--port", "8080", "--api-key", "abc"),
+        stdio("inline", "--token=abc"),
+        stdio("bare", key),
+        {"mcp": {"server_label": "hdr", "transport": {"type": "http", "server_url": "https://mcp.example.com",
+                                                      "headers": {"X-Custom": "Bearer abc"}}}},
+        http("clean", "https://mcp.example.com/mcp?page=2&lang=en", request_metadata={"tenant": "acme"}),
+        stdio("cleanargs", "--port", "8080", "--verbose")])
+    out = validate(tmp_path)
+    assert key not in out and "Bearer abc" not in out and "u:p" not in out, out  # never the secret itself
+    tail = "a saved agent may hold no secrets (the Agents API refuses them there)"
+    assert f"`tools[0]`.mcp.transport.server_url: the URL carries a credential (a user name or password before the " \
+           f"host); {tail}" in out, out
+    assert f"`tools[1]`.mcp.transport.server_url: the URL carries a credential (query parameter `api_key`); {tail}" in out
+    assert "`tools[2]`.mcp.transport.server_url: the URL carries a credential (query parameter `q`)" in out
+    assert f"`tools[3]`.mcp.request_metadata.authorization: request metadata like this carries a secret; {tail}" in out
+    assert "`tools[4]`.mcp.request_metadata.note: request metadata like this" in out
+    assert f"`tools[5]`.mcp.transport.args[2]: a command argument like this carries a secret; {tail}" in out
+    assert "`tools[6]`.mcp.transport.args[0]: a command argument" in out
+    assert "`tools[7]`.mcp.transport.args[0]: a command argument" in out
+    assert "`tools[8]`.mcp.transport.headers.X-Custom: a header like this carries a secret" in out
+    assert "tenant" not in out and "`tools[5]`.mcp.transport.args[0]" not in out and "args[3]" not in out
+    assert "`tools[9]`" not in out and "`tools[10]`" not in out
+
+
 def test_the_tools_must_fit_in_3_mib():
     """On the resolved spec (a 3 MiB YAML file takes seconds to parse; the check runs after it)."""
     from pathlib import Path
