@@ -32,7 +32,7 @@ from asstctl.ownership import is_lock
 from asstctl.spec.agents import api_tools, spec_tools
 
 BODY_FIELDS = ("model", "name", "instructions", "metadata", "tools", "reasoning", "text", "service_tier",
-               "multi_agent", "compaction")
+               "multi_agent", "compaction", "experimental")
 # What an update sends for an Agents-only field the spec does not set (the server's defaults).
 RESETS: dict[str, Any] = {
     "reasoning": {"effort": None, "summary": None},
@@ -40,6 +40,7 @@ RESETS: dict[str, Any] = {
     "service_tier": "auto",
     "multi_agent": {"enabled": False},
     "compaction": {"async": False},
+    "experimental": {"time_awareness": False},  # merged by key on update: every key sent, so a dropped one resets
 }
 LOCK_MODEL = "gpt-5-mini"  # a lock agent never runs; the API wants a model all the same
 NO_KNOWLEDGE = "the Agents API has no vector stores or uploads for agents (docs/agents.md)"

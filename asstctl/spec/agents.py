@@ -9,7 +9,7 @@ One spec format serves both. A spec resolved for a target (asstctl.spec.loader) 
   argument, or user/password or key-like query parameter in the server URL); the tools fit the API's 3 MiB;
   ``compaction: {async: true}`` is refused (the API ignores it: compaction is always blocking);
 * on an Assistants target, the Agents-only fields (``reasoning``, ``text``, ``service_tier``,
-  ``multi_agent``, ``compaction``, ``mcp`` / ``web_search`` / ``computer_use`` tools) are refused.
+  ``multi_agent``, ``compaction``, ``experimental``, ``mcp`` / ``web_search`` / ``computer_use`` tools) are refused.
 
 ``api_tools`` gives a spec's tools in the Agents API's own form (the backend sends them). Imports
 asstctl.spec.agent_schema only.
@@ -26,7 +26,7 @@ from asstctl.spec.agent_schema import AGENT_TOOL_TYPES
 
 ASSISTANTS, AGENTS = "assistants", "agents"
 TOOLS_LIMIT = 3 * 1024 * 1024  # the Agents API's limit on an agent's tools, as compact UTF-8 JSON
-AGENTS_ONLY = ("reasoning", "text", "service_tier", "multi_agent", "compaction")
+AGENTS_ONLY = ("reasoning", "text", "service_tier", "multi_agent", "compaction", "experimental")
 _OVERRIDE = "or drop it on this target: `targets: {{{target}: {{{field}: null}}}}`"
 ASSISTANTS_ONLY = {
     "temperature": "an agent has no sampling settings",

@@ -141,7 +141,7 @@ def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
     with sdk(api) as client:
         made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
                                          reasoning={"effort": "high", "summary": "auto"},
-                                         multi_agent={"enabled": True},
+                                         multi_agent={"enabled": True}, experimental={"time_awareness": True},
                                          tools=[{"type": "web_search", "context_size": "high"},
                                                 {"type": "function", "name": "lookup", "description": "",
                                                  "parameters": {"type": "object", "properties": {}}}])
@@ -150,6 +150,7 @@ def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
     spec = yaml.safe_load((project / "assistants" / "researcher.yaml").read_text())
     assert spec["reasoning"] == {"effort": "high", "summary": "auto"}
     assert spec["multi_agent"] == {"enabled": True, "max_concurrent_subagents": 6}
+    assert spec["experimental"] == {"time_awareness": True}  # not silently left out of the spec
     assert spec["tools"][0] == {"web_search": {"context_size": "high"}}
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
 
@@ -302,10 +303,11 @@ def test_every_non_default_field_and_12_user_keys_apply_replan_clean_and_reset_w
     write_spec(project, "full", name="Full", instructions="Answer in JSON.", service_tier="flex",
                text={"verbosity": "low", "format": {"type": "json_schema", "schema": schema}},
                reasoning={"summary": "auto"}, multi_agent={"enabled": True, "max_concurrent_subagents": 3},
-               metadata={f"k{number}": "v" for number in range(12)})
+               experimental={"time_awareness": True}, metadata={f"k{number}": "v" for number in range(12)})
     assert run(api, "apply", "--yes").exit_code == 0
     stored = agents_of(api, project_name(project))["full"]
     assert len(stored["metadata"]) == 16 and stored["text"]["format"] == {"type": "json_schema", "schema": schema}
+    assert stored["experimental"] == {"time_awareness": True}
     clean = run(api, "plan", "--detailed-exitcode")
     assert clean.exit_code == 0, clean.output
     write_spec(project, "full")
@@ -314,6 +316,7 @@ def test_every_non_default_field_and_12_user_keys_apply_replan_clean_and_reset_w
     assert (stored["name"], stored["instructions"], stored["service_tier"]) == (None, None, "auto")
     assert stored["text"] == {"format": {"type": "text"}, "verbosity": "medium"}
     assert stored["reasoning"] == {"effort": None, "summary": None} and stored["multi_agent"]["enabled"] is False
+    assert stored["experimental"] == {"time_awareness": False}  # merged by key on update: asstctl sends it
     assert sorted(stored["metadata"]) == [KEY, MANAGED_BY, PROJECT, SPEC_HASH]
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
 

@@ -6,7 +6,7 @@ right. No network."""
 from __future__ import annotations
 
 from tests.agents.scripted import _types, error, error_problems
-from tests.agents.scripted_rules import DEFAULTS, session_tools, tool
+from tests.agents.scripted_rules import DEFAULTS, materialized, session_tools, tool
 from tests.agents.sdk_types import request_problems, response_problems
 
 TYPES = _types()
@@ -76,3 +76,16 @@ def test_error_bodies_are_checked_against_the_sdks_error_shape():
     extra = error_problems(b'{"error": {"message": "No.", "type": "x"}, "status": 404}', "404")
     assert extra == ["404.status: not a field of ErrorBody"], extra
     assert error_problems(b'{"message": "No."}', "404") and error_problems(b"[]", "404")
+
+
+def test_the_scripted_api_stores_experimental_settings_and_merges_them_by_key_on_update():
+    """agents-beta.md §3: `experimental` defaults to time_awareness false and an update merges it by key;
+    programmatic_tool_calling comes back with enabled true."""
+    assert materialized({"model": "gpt-5"})["experimental"] == {"time_awareness": False}
+    stored = {"model": "gpt-5", **materialized({"model": "gpt-5", "experimental": {"time_awareness": True}})}
+    assert stored["experimental"] == {"time_awareness": True}
+    assert "experimental" not in materialized({"name": "x"}, stored)  # not sent: kept
+    assert materialized({"experimental": {}}, stored)["experimental"] == {"time_awareness": True}  # merged by key
+    assert materialized({"experimental": {"time_awareness": False}}, stored)["experimental"] == {"time_awareness": False}
+    assert tool({"type": "programmatic_tool_calling"}) == {"type": "programmatic_tool_calling", "enabled": True}
+    assert response_problems({**AGENT, "experimental": {"time_awareness": True}}, TYPES["agent"], "agent") == []

@@ -132,8 +132,10 @@ def test_an_assistants_target_refuses_the_agents_only_fields(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "asstctl.yaml").write_text("project: checks\n")
     (tmp_path / "assistants").mkdir()
-    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", tools=["web_search"])
+    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", tools=["web_search"],
+               experimental={"time_awareness": True})
     out = validate(tmp_path)
+    assert "`experimental` is an Agents API field and the default target serves the Assistants API" in out, out
     assert "`reasoning` is an Agents API field and the default target serves the Assistants API" in out, out
     assert "`service_tier` is an Agents API field" in out
     assert "`tools[0]` is `web_search`, an Agents API tool" in out
