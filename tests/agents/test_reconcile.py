@@ -109,6 +109,12 @@ def test_a_lost_create_is_adopted_not_duplicated(api, project):
     assert result.exit_code == 0, result.output
     assert "adopted after a lost response" in result.output
     assert len(agents_of(api, project_name(project))) == 1
+    write_spec(project, "also", instructions="And me.")
+    api.lose_creates = 1  # under the lock: the lock's own create is lost; it is found, not left to block the apply
+    locked = run(api, "apply", "--yes")
+    assert locked.exit_code == 0 and "1 created" in locked.output, locked.output
+    assert len(agents_of(api, project_name(project))) == 2
+    assert not [obj for obj in api.agents.values() if LOCK in obj["metadata"]], "a lock agent was left behind"
 
 
 def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project):
