@@ -202,3 +202,16 @@ def test_the_tools_and_function_options_a_spec_cannot_express_are_named_in_every
         assert any(f"`{option}` is an Agents API function option asstctl's spec format cannot express" in text
                    for text in lines), lines
     assert not [text for text in lines if "must be one of" in text or "unknown field" in text], lines
+
+
+def test_a_project_name_fits_the_asstctl_project_tag(tmp_path, monkeypatch):
+    """The name is the `asstctl.project` tag's value on every agent and lock: at most 512 characters (metadata)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "assistants").mkdir()
+    for length, fails in ((512, False), (513, True)):
+        (tmp_path / "asstctl.yaml").write_text(yaml.safe_dump({"project": "p" * length, "targets": {
+            "agents": {"api": "agents", "api_key_env": "NEVER_READ"}}}))
+        result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+        assert (result.exit_code != 0) == fails, result.output
+    assert "`project` is 513 characters long; it must be at most 512: it is the value of the `asstctl.project` tag " \
+           "on everything asstctl manages" in result.output, result.output
