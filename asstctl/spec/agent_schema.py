@@ -62,7 +62,7 @@ def agent_fields(efforts: list[str]) -> dict[str, Any]:
         "service_tier": {"enum": SERVICE_TIERS, "description": "Agents API only: the processing tier (default auto)."},
         "multi_agent": _object({
             "enabled": {"type": "boolean"},
-            "max_concurrent_subagents": {"type": ["integer", "null"], "minimum": 1,
+            "max_concurrent_subagents": {"type": "integer", "minimum": 1,  # the SDK's param takes no null
                                          "description": "At most this many subagents at once (default 6)."},
         }, "Agents API only: subagents, `{enabled: true, max_concurrent_subagents: 4}`.", required=["enabled"]),
         "compaction": _object({"async": {"type": ["boolean", "null"],

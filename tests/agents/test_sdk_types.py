@@ -5,6 +5,10 @@ right. No network."""
 
 from __future__ import annotations
 
+import types
+import typing
+from typing import Literal
+
 from tests.agents.scripted import _types, error, error_problems
 from tests.agents.scripted_rules import DEFAULTS, materialized, session_tools, tool
 from tests.agents.sdk_types import request_problems, response_problems
@@ -89,3 +93,51 @@ def test_the_scripted_api_stores_experimental_settings_and_merges_them_by_key_on
     assert materialized({"experimental": {"time_awareness": False}}, stored)["experimental"] == {"time_awareness": False}
     assert tool({"type": "programmatic_tool_calling"}) == {"type": "programmatic_tool_calling", "enabled": True}
     assert response_problems({**AGENT, "experimental": {"time_awareness": True}}, TYPES["agent"], "agent") == []
+
+
+def test_the_spec_schemas_agent_enums_are_the_sdks_literals_and_null_only_where_the_sdk_takes_it():
+    """asstctl.spec.agent_schema's values come from the SDK's param types: each enum is exactly the Literal's
+    values, and a field takes null only where the SDK's param is Optional (null there is the server's default;
+    elsewhere leave the field out), so a valid spec never makes a request the SDK's types refuse."""
+    from openai.types.beta import agent_create_params as create
+    from openai.types.beta import persisted_agent_tool_param as tools
+    from openai.types.beta.agent_reasoning_param import AgentReasoningParam
+    from openai.types.beta.agent_text_param import AgentTextParam
+    from openai.types.beta.multi_agent_config_param import MultiAgentConfigParam
+
+    from asstctl.spec.agent_schema import AGENT_TOOLS, agent_fields
+    from asstctl.spec.schema import REASONING_EFFORTS
+    from tests.agents.sdk_types import _fields
+
+    fields = agent_fields(REASONING_EFFORTS)
+    pairs = [(fields["reasoning"], AgentReasoningParam), (fields["text"], AgentTextParam),
+             ({"properties": {"service_tier": fields["service_tier"]}}, create.AgentCreateParams),
+             (fields["multi_agent"], MultiAgentConfigParam), (fields["compaction"], create.Compaction),
+             (fields["experimental"], create.Experimental), (AGENT_TOOLS["mcp"], tools.PersistedAgentToolConfigParamMcp),
+             (AGENT_TOOLS["web_search"], tools.PersistedAgentToolConfigParamWebSearch),
+             (AGENT_TOOLS["web_search"]["properties"]["location"], tools.PersistedAgentToolConfigParamWebSearchLocation),
+             (AGENT_TOOLS["computer_use"], tools.PersistedAgentToolConfigParamComputerUse)]
+
+    def leaves(hint):
+        while typing.get_origin(hint) in (typing.Annotated, typing.Required, typing.NotRequired):
+            hint = typing.get_args(hint)[0]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            return [leaf for arg in typing.get_args(hint) for leaf in leaves(arg)]
+        return [hint]
+
+    checked = 0
+    for node, params in pairs:
+        wire = _fields(params)[0]
+        for name, prop in node["properties"].items():
+            if name == "format":  # text.format: its own object schema (`{type: text}` / json_schema)
+                continue
+            assert name in wire, f"{params.__name__} has no `{name}`: the spec schema offers a field the SDK lacks"
+            sdk = leaves(wire[name])
+            literals = {value for leaf in sdk if typing.get_origin(leaf) is Literal for value in typing.get_args(leaf)}
+            if "enum" in prop:
+                assert set(prop["enum"]) - {None} == literals, (params.__name__, name, prop["enum"], literals)
+            nullable = None in prop.get("enum", ()) or "null" in (prop.get("type") if isinstance(prop.get("type"), list)
+                                                                  else [prop.get("type")])
+            assert not nullable or type(None) in sdk, f"`{name}` takes null in a spec but {params.__name__} does not"
+            checked += 1
+    assert checked >= 20, checked
