@@ -18,7 +18,8 @@ a ``tool_result``), the answer's message (content part, text deltas), ``turn.com
 ``idle`` (with ``fail``: ``turn.failed`` with the error, or with ``error_event`` an ``error`` event and a
 ``turn.failed`` without one, then ``idle``; ``session_fail``: ``agent.session.failed``; ``budget``: the session
 pauses at its spending limit, ``agent.session.budget_reached``;
-``subagent``: a subagent's whole turn first; ``approval``: an MCP approval ``requires_action`` until cancelled). With ``race`` a call is registered
+``subagent``: a subagent's whole turn first; ``approval``: an MCP (or, with ``COMPUTER_USE``, a computer-use)
+approval ``requires_action`` until cancelled). With ``race`` a call is registered
 only after a first tool result for it was refused with 400 "Unknown pending tool call: <call id>", code
 ``invalid_request_error`` (counted in ``race_rejections``), as when the item event beats the registration.
 
@@ -56,6 +57,7 @@ from tests.upstream import _start
 DEFAULT_KEY = "sk-scripted-agents-0123456789abcdef"
 RACE_WAIT = 2.0  # seconds a racing call waits for the too early tool result before it is registered anyway
 TOOL_WAIT = 20.0  # seconds a turn waits for a tool result before it fails
+COMPUTER_USE = "computer_use"  # Answer.approval: a computer-use approval (the browser asks to visit an origin)
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Answer:
     fail: tuple[str, str] | None = None  # (code, message): the turn fails instead of answering
     delay: float = 0.0  # seconds before each text delta (generation time)
     subagent: str | None = None  # a subagent's turn says this first (its message is not the root's reply)
-    approval: str | None = None  # an MCP server label: the turn asks to approve a call of it (and waits)
+    approval: str | None = None  # an MCP server label (or COMPUTER_USE): the turn asks to approve a call (and waits)
     session_fail: str | None = None  # the whole session fails with this error
     error_event: bool = False  # with fail: the error comes as an `error` event, the failed turn has none
     budget: bool = False  # the session pauses at its spending limit (budget_reached) instead of answering
@@ -513,11 +515,16 @@ class Session:
                                                          "usage": usage}, usage=usage, **ids)
 
     async def _approval(self, label: str, turn_id: str) -> None:
-        """The turn asks to approve an MCP call and waits for an answer (a cancel ends it; none: TOOL_WAIT)."""
+        """The turn asks to approve an MCP call (or a computer-use step) and waits for an answer (a cancel ends it;
+        none: TOOL_WAIT)."""
         self._turn("waiting")
         action = {"type": "mcp_approval_request", "request_id": self.api._id("mcpr"), "turn_id": turn_id, "request": {
             "type": "mcp_tool_call", "server_label": label, "name": "search", "arguments": {"q": "refunds"},
             "message": f"Allow {label}.search?"}}
+        if label == COMPUTER_USE:
+            action = {"type": "computer_use_approval_request", "request_id": self.api._id("cuar"), "turn_id": turn_id,
+                      "request": {"type": "browser_origin_access", "origin": "https://shop.example.com",
+                                  "reason": "The agent wants to open the shop."}}
         self._status("requires_action", "agent.session.requires_action", [action])
         await asyncio.wait_for(asyncio.get_running_loop().create_future(), TOOL_WAIT)
 

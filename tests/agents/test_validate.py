@@ -10,6 +10,9 @@ from click.testing import CliRunner
 from asstctl.cli import cli
 from tests.agents.conftest import write_spec
 
+SECRET_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key", "Api-Key", "X-Auth-Token",
+                  "X-Client-Secret", "X-Password", "X-My-ApiKey")
+
 
 def validate(root) -> str:
     result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
@@ -56,14 +59,16 @@ def test_mcp_servers_hold_no_secrets(tmp_path, monkeypatch):
         {"mcp": {"server_label": "files", "transport": {"type": "stdio", "command": "srv", "cwd": "/srv",
                                                         "env": {"TOKEN": "x"}}}},
         {"mcp": {"server_label": "wiki", "transport": {"type": "http", "server_url": "https://wiki.example.com",
-                                                       "headers": {"X-Api-Key": "k", "Accept": "json"}}}},
+                                                       "headers": {**{name: "k" for name in SECRET_HEADERS},
+                                                                   "Accept": "json"}}}},
         {"mcp": {"server_label": "docs", "transport": {"type": "http", "server_url": "https://other.example.com"}}}])
     out = validate(tmp_path)
     assert "`tools[0]`.mcp.transport.authorization: a saved agent may hold no secrets (the Agents API refuses them " \
            "there): keep the secret in a vault credential and name it with `credential_id`" in out, out
     assert "`tools[1]`.mcp.transport.env: a saved agent may hold no secrets" in out
     assert "(list the variables' names in `env_vars`)" in out
-    assert "`tools[2]`.mcp.transport.headers.X-Api-Key: a header like this carries a secret" in out
+    for name in SECRET_HEADERS:  # docs/agents.md: Authorization, Cookie, X-Api-Key, names with token, secret...
+        assert f"`tools[2]`.mcp.transport.headers.{name}: a header like this carries a secret" in out, (name, out)
     assert "Accept" not in out
     assert "`tools[3]`: a second MCP server labelled `docs`" in out
 
