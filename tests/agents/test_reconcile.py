@@ -75,8 +75,11 @@ def test_full_cycle_create_replan_change_prune_destroy(api, project):
     assert update["kind"] == "update"
     fields = {change["path"].split(".")[0].split("[")[0] for change in update["changes"]}  # metadata: one per key
     assert fields >= {"instructions", "reasoning", "metadata"}, update
-    updated = run(api, "apply", "--yes")
-    assert "0 created, 1 updated" in updated.output, updated.output
+    updated = run(api, "apply", "--yes", "--output", "json")
+    report = json.loads(updated.stdout)
+    assert (report["kind"], report["status"], report["totals"]["updated"]) == ("apply-report", "applied", 1), report
+    assert [(done["object"], done["key"], done["action"], done["ok"]) for done in report["outcomes"]] == [
+        ("assistant", "triage", "update", True)]
     triage = agents_of(api, name)["triage"]
     assert "team" not in triage["metadata"] and triage["metadata"]["queue"] == "eu"  # the whole map replaced
     assert triage["reasoning"] == {"effort": None, "summary": None}  # reset: the spec dropped it
@@ -92,9 +95,16 @@ def test_full_cycle_create_replan_change_prune_destroy(api, project):
 
     status = run(api, "status", "--output", "json")
     assert json.loads(status.output)["in_sync"] is True, status.output
+    with sdk(api) as client:  # edited outside asstctl (its tags kept): status shows the drift
+        client.beta.agents.update(triage["id"], instructions="Edited in the dashboard.", metadata=triage["metadata"])
+    drifted = json.loads(run(api, "status", "--output", "json").output)
+    assert drifted["in_sync"] is False, drifted
+    assert [(row["key"], row["state"]) for row in drifted["objects"]] == [("triage", "drift")], drifted
 
-    destroyed = run(api, "destroy", "--yes")
+    destroyed = run(api, "destroy", "--yes", "--output", "json")
     assert destroyed.exit_code == 0, destroyed.output
+    report = json.loads(destroyed.stdout)
+    assert (report["status"], report["totals"]["deleted"]) == ("applied", 1), report
     assert agents_of(api, name) == {}
     assert foreign.id in api.agents and other.id in api.agents
     assert not [obj for obj in api.agents.values() if obj["metadata"].get(LOCK)]  # every lock released

@@ -261,3 +261,17 @@ def test_the_docs_worked_example_validates_applies_replans_clean_and_tests(api, 
     assert "1 passed, 0 failed" in outputs[4], outputs[4]
     assert json.loads(api.tool_results[-1]["output"]) == {"plan": "enterprise", "open_tickets": 3}
     assert not [obj for obj in api.agents.values() if obj["metadata"].get(ownership.PROJECT) == name]  # destroyed
+
+
+def test_the_live_test_runs_as_written_against_the_scripted_api(api, tmp_path, monkeypatch):
+    """tests/agents/test_live.py's cycle (opt-in on OpenAI) with ASSTCTL_LIVE_AGENTS_URL on the scripted API."""
+    from tests.agents.test_live import cycle
+
+    for name, value in (("ASSTCTL_LIVE_AGENTS_URL", api.base_url), ("OPENAI_API_KEY", api.key)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ASSTCTL_LIVE_AGENTS_MODEL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    api.queue(Answer("It is 17 °C in Oslo.", calls=[("get_weather", {"city": "Oslo"})]))
+    cycle(tmp_path, monkeypatch)
+    assert json.loads(api.tool_results[-1]["output"]) == {"temperature": 17, "unit": "celsius"}
+    assert not [obj for obj in api.agents.values() if obj["name"] == "asstctl live test"]  # destroyed

@@ -220,3 +220,13 @@ def test_a_project_name_fits_the_asstctl_project_tag(tmp_path, monkeypatch):
         assert (result.exit_code != 0) == fails, result.output
     assert "`project` is 513 characters long; it must be at most 512: it is the value of the `asstctl.project` tag " \
            "on everything asstctl manages" in result.output, result.output
+
+
+def test_an_agents_target_without_base_url_is_openais_api(tmp_path, monkeypatch):
+    """docs/agents.md: `base_url: https://api.openai.com/v1   # the default for an agents target`."""
+    from asstctl.spec.project import load_project
+
+    agents_project(tmp_path, monkeypatch, staging={"base_url": "http://127.0.0.1:9/v1"})
+    targets = load_project(tmp_path).targets
+    assert targets["agents"].base_url == "https://api.openai.com/v1"
+    assert targets["staging"].base_url == "http://127.0.0.1:9/v1"
