@@ -343,7 +343,7 @@ def test_an_agent_with_tools_a_spec_cannot_express_is_not_imported_and_says_why(
     with sdk(api) as client:
         made = client.beta.agents.create(model="gpt-5", tools=[{"type": "tool_search"}, {
             "type": "function", "name": "lookup", "description": "", "defer_loading": True,
-            "parameters": {"type": "object", "properties": {}}}])
+            "parameters": {"type": "object", "properties": {}}}, {"type": "programmatic_tool_calling"}])
         refused = run(api, "import", "searcher", made.id)
         client.beta.agents.update(made.id, metadata={MANAGED_BY: "asstctl", PROJECT: project_name(project),
                                                       KEY: "searcher"})
@@ -353,6 +353,8 @@ def test_an_agent_with_tools_a_spec_cannot_express_is_not_imported_and_says_why(
     assert "`tools[0].type`: `tool_search` is an Agents API tool asstctl's spec format cannot express: remove it, " \
            "or keep such an agent outside asstctl" in refused.output
     assert "`defer_loading` is an Agents API function option asstctl's spec format cannot express" in refused.output
+    assert "`programmatic_tool_calling` is an Agents API tool asstctl's spec format cannot express" in refused.output
+    assert "unknown field" not in refused.output  # the API's `enabled: true` on it is not a second problem
     assert "nothing was written" in refused.output and not (project / "assistants" / "searcher.yaml").exists()
     assert exported.exit_code == 1 and "1 failed" in exported.output, exported.output
     assert f"{made.id} (searcher): " in exported.output and "`tool_search` is an Agents API tool" in exported.output

@@ -230,3 +230,18 @@ def test_an_agents_target_without_base_url_is_openais_api(tmp_path, monkeypatch)
     targets = load_project(tmp_path).targets
     assert targets["agents"].base_url == "https://api.openai.com/v1"
     assert targets["staging"].base_url == "http://127.0.0.1:9/v1"
+
+
+def test_top_level_agents_fields_validate_for_the_agents_target_and_plan_without_target_refuses_them(tmp_path,
+                                                                                                      monkeypatch):
+    """docs/agents.md: validate checks the targets of asstctl.yaml, not the built-in embedded one; a plan on that
+    one (no --target) refuses the Agents-only fields, naming each."""
+    agents_project(tmp_path, monkeypatch)
+    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, tools=["web_search"], experimental={"time_awareness": True})
+    valid = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+    assert valid.exit_code == 0, valid.output
+    plan = CliRunner().invoke(cli, ["plan"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+    assert plan.exit_code != 0, plan.output
+    for field in ("`reasoning` is an Agents API field and target `embedded`", "`tools[0]` is `web_search`, an Agents "
+                  "API tool, and target `embedded`", "`experimental` is an Agents API field and target `embedded`"):
+        assert field in plan.output, plan.output
