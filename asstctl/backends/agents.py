@@ -14,7 +14,8 @@ applies agents through it unchanged, because objects cross the seam in the spec'
   ``metadata`` is always sent whole (the API replaces the whole map on update; asstctl's 4 tags and at
   most 12 of the user's keys fit its 16 pairs);
 * creates never duplicate (``create_verified``), idempotent calls are retried (``transient_retries``);
-* project locks are agents tagged ``asstctl.lock`` (no vector stores here), never seen as managed or foreign;
+* project locks are agents tagged ``asstctl.lock`` (no vector stores here), never seen as managed or foreign,
+  created verified too (a lock whose create response was lost is found and used, not left to block the apply);
 * knowledge (vector stores, uploads) does not exist here: reading it finds none, and a project's shared
   ``vector_stores/*.yaml`` (for its Assistants targets) are left out of the plan, with a note (``ignored_stores``).
 
@@ -32,7 +33,7 @@ from asstctl.ownership import is_lock
 from asstctl.spec.agents import api_tools, spec_tools
 
 BODY_FIELDS = ("model", "name", "instructions", "metadata", "tools", "reasoning", "text", "service_tier",
-               "multi_agent", "compaction")
+               "multi_agent", "compaction", "experimental")
 # What an update sends for an Agents-only field the spec does not set (the server's defaults).
 RESETS: dict[str, Any] = {
     "reasoning": {"effort": None, "summary": None},
@@ -40,6 +41,7 @@ RESETS: dict[str, Any] = {
     "service_tier": "auto",
     "multi_agent": {"enabled": False},
     "compaction": {"async": False},
+    "experimental": {"time_awareness": False},  # merged by key on update: every key sent, so a dropped one resets
 }
 LOCK_MODEL = "gpt-5-mini"  # a lock agent never runs; the API wants a model all the same
 NO_KNOWLEDGE = "the Agents API has no vector stores or uploads for agents (docs/agents.md)"
@@ -141,13 +143,27 @@ class Agents(AssistantsV2):
     # --- project locks: agents tagged asstctl.lock (asstctl.reconcile.lock) ------------------------------
 
     def create_lock(self, name: str, metadata: dict[str, str]) -> dict[str, Any]:
+        """A new lock agent, verified as agent creates are: after a lost response the lock it made anyway (the
+        same metadata: holder, process, time) is found and used, never left to block the apply that made it."""
         import openai
 
         creator = self.client.with_options(max_retries=0).beta.agents
+        made: dict[str, Any] = {}
+
+        def make() -> Any:
+            agent = creator.create(model=LOCK_MODEL, name=name, metadata=metadata)
+            made["lock"] = agent.to_dict()
+            return agent
+
+        def find() -> dict[str, Any] | None:
+            made["lock"] = next((obj for obj in self.list_locks() if obj.get("metadata") == metadata), None)
+            return made["lock"]
+
         try:
-            return transient_retries(lambda: creator.create(model=LOCK_MODEL, name=name, metadata=metadata)).to_dict()
+            create_verified(make, find)
         except openai.NotFoundError:
             raise TargetError(self.no_agents_api(", where asstctl keeps the project lock")) from None
+        return made["lock"]
 
     def list_locks(self) -> list[dict[str, Any]]:
         with self.target_errors("listing the project's locks"):

@@ -60,6 +60,7 @@ AGENT_DEFAULTS: dict[str, Any] = {
     "service_tier": "auto",
     "multi_agent": {"enabled": False},
     "compaction": {"async": False},
+    "experimental": {"time_awareness": False},
 }
 AGENT_TOOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "function": {"defer_loading": False},

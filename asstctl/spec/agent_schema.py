@@ -1,6 +1,6 @@
 """The JSON Schema of the spec fields and tools only OpenAI's beta Agents API has (docs/agents.md).
 
-``AGENT_FIELDS`` (reasoning, text, service_tier, multi_agent, compaction) and ``AGENT_TOOLS`` (mcp,
+``AGENT_FIELDS`` (reasoning, text, service_tier, multi_agent, compaction, experimental) and ``AGENT_TOOLS`` (mcp,
 web_search, computer_use) are merged into the assistant spec schema (asstctl.spec.schema): one spec format
 for both APIs. Which fields a target may use is checked per target (asstctl.spec.agents). Values and
 limits are those of the SDK's types (shared/reference/agents-beta.md §3). Imports nothing of asstctl.
@@ -62,13 +62,16 @@ def agent_fields(efforts: list[str]) -> dict[str, Any]:
         "service_tier": {"enum": SERVICE_TIERS, "description": "Agents API only: the processing tier (default auto)."},
         "multi_agent": _object({
             "enabled": {"type": "boolean"},
-            "max_concurrent_subagents": {"type": ["integer", "null"], "minimum": 1,
+            "max_concurrent_subagents": {"type": "integer", "minimum": 1,  # the SDK's param takes no null
                                          "description": "At most this many subagents at once (default 6)."},
         }, "Agents API only: subagents, `{enabled: true, max_concurrent_subagents: 4}`.", required=["enabled"]),
         "compaction": _object({"async": {"type": ["boolean", "null"],
                                          "description": "Only false (or null): the API ignores it, compaction is "
                                                         "always blocking (openai SDK 3.63+); true is refused."}},
                               "Agents API only: context compaction settings, `{async: false}` (the only value)."),
+        "experimental": _object({"time_awareness": {"type": "boolean", "description": "Periodic current-time "
+                                                    "reminders to the model (default false)."}},
+                                "Agents API only: experimental settings, `{time_awareness: true}`."),
     }
 
 

@@ -5,10 +5,11 @@ One spec format serves both. A spec resolved for a target (asstctl.spec.loader) 
 * on an ``api: agents`` target, the Assistants-only fields (``file_search`` and ``code_interpreter`` tools,
   ``tool_resources``, ``temperature``, ``top_p``, and ``description``, ``response_format``,
   ``reasoning_effort``, a function's ``strict``) are refused, each naming what to use instead; MCP servers
-  may hold no secret (the API refuses them in a saved agent); the tools fit the API's 3 MiB;
+  may hold no secret (the API refuses them in a saved agent: no credential-like header, request metadata, stdio
+  argument, or user/password or key-like query parameter in the server URL); the tools fit the API's 3 MiB;
   ``compaction: {async: true}`` is refused (the API ignores it: compaction is always blocking);
 * on an Assistants target, the Agents-only fields (``reasoning``, ``text``, ``service_tier``,
-  ``multi_agent``, ``compaction``, ``mcp`` / ``web_search`` / ``computer_use`` tools) are refused.
+  ``multi_agent``, ``compaction``, ``experimental``, ``mcp`` / ``web_search`` / ``computer_use`` tools) are refused.
 
 ``api_tools`` gives a spec's tools in the Agents API's own form (the backend sends them). Imports
 asstctl.spec.agent_schema only.
@@ -17,13 +18,15 @@ asstctl.spec.agent_schema only.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from asstctl.spec.agent_schema import AGENT_TOOL_TYPES
 
 ASSISTANTS, AGENTS = "assistants", "agents"
 TOOLS_LIMIT = 3 * 1024 * 1024  # the Agents API's limit on an agent's tools, as compact UTF-8 JSON
-AGENTS_ONLY = ("reasoning", "text", "service_tier", "multi_agent", "compaction")
+AGENTS_ONLY = ("reasoning", "text", "service_tier", "multi_agent", "compaction", "experimental")
 _OVERRIDE = "or drop it on this target: `targets: {{{target}: {{{field}: null}}}}`"
 ASSISTANTS_ONLY = {
     "temperature": "an agent has no sampling settings",
@@ -44,6 +47,11 @@ NO_ASYNC = ("the Agents API ignores it (context compaction is always blocking; a
             "always false), so it would show as a change on every plan: remove it or set `async: false`")
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "api-key", "x-api-key")
 SECRET_WORDS = ("token", "secret", "password", "apikey", "api_key", "api-key")
+SECRET_PARTS = {"key", "auth", "sig", "signature", "credential", "credentials", "pwd", "passwd", "pass"}
+# A value that is a credential whatever its name: an OpenAI/Stripe-style key, an HTTP auth scheme, a GitHub or
+# Slack token, an AWS access key id, a JWT.
+SECRET_VALUE = re.compile(r"(?i)^\s*(?:(?:bearer|basic|token|digest)\s+\S|(?:sk|rk|pk)-\S{8,}|gh[pousr]_\w{16,}|"
+                          r"xox[abpr]-|AKIA[0-9A-Z]{16}|eyJ[\w-]{8,}\.eyJ)")
 NO_SECRETS = ("a saved agent may hold no secrets (the Agents API refuses them there): keep the secret in a vault "
               "credential and name it with `credential_id`")
 
@@ -97,12 +105,51 @@ def _mcp_problems(spec: Any, where: str, mcp: dict[str, Any], labels: set[str]) 
         if key in transport:
             problems.append(_at(spec, "tools", f"{where}.mcp.transport.{key}: {NO_SECRETS}"
                                                + (" (list the variables' names in `env_vars`)" if key == "env" else "")))
-    for name in transport.get("headers") or {}:
-        lowered = str(name).lower()
-        if lowered in SECRET_HEADERS or any(word in lowered for word in SECRET_WORDS):
+    for name, value in (transport.get("headers") or {}).items():
+        if secret_name(name) or secret_value(value):
             problems.append(_at(spec, "tools", f"{where}.mcp.transport.headers.{name}: a header like this carries a "
                                                f"secret; {NO_SECRETS}"))
+    url = transport.get("server_url")
+    if isinstance(url, str) and url_credentials(url):
+        problems.append(_at(spec, "tools", f"{where}.mcp.transport.server_url: the URL carries a credential "
+                                           f"({url_credentials(url)}); {NO_SECRETS}"))
+    for name, value in (mcp.get("request_metadata") or {}).items():
+        if secret_name(name) or secret_value(value):
+            problems.append(_at(spec, "tools", f"{where}.mcp.request_metadata.{name}: request metadata like this "
+                                               f"carries a secret; {NO_SECRETS}"))
+    args = [str(arg) for arg in transport.get("args") or []]
+    for index, arg in enumerate(args):
+        flag, _, inline = arg.partition("=")
+        named = flag.startswith("-") and secret_name(flag.lstrip("-"))
+        if secret_value(arg) or secret_value(inline) or (named and (inline or index + 1 < len(args))):
+            problems.append(_at(spec, "tools", f"{where}.mcp.transport.args[{index}]: a command argument like this "
+                                               f"carries a secret; {NO_SECRETS} (list the variables the command "
+                                               "reads it from in `env_vars`)"))
     return problems
+
+
+def secret_name(name: Any) -> bool:
+    """A header, query parameter or metadata key that names a credential (``Authorization``, ``api_key``...)."""
+    lowered = str(name).lower()
+    return (lowered in SECRET_HEADERS or any(word in lowered for word in SECRET_WORDS)
+            or bool(SECRET_PARTS & set(re.split(r"[^a-z0-9]+", lowered))))
+
+
+def secret_value(value: Any) -> bool:
+    return isinstance(value, str) and bool(SECRET_VALUE.match(value))
+
+
+def url_credentials(url: str) -> str:
+    """What in ``url`` is a credential, in words (never the secret itself); "" if nothing."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.username is not None or parts.password is not None:
+        return "a user name or password before the host"
+    names = [name for name, value in parse_qsl(parts.query, keep_blank_values=True)
+             if secret_name(name) or secret_value(value)]
+    return f"query parameter {', '.join(f'`{name}`' for name in names)}" if names else ""
 
 
 def assistant_problems(spec: Any, target: str | None) -> list[str]:

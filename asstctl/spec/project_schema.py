@@ -76,9 +76,12 @@ _TEST = _section({
 }, "`asstctl test` settings (docs/conversations.md).")
 PROPERTIES: dict[str, Any] = {
     "$schema": {"type": "string"},
-    "project": {**_STRING, "pattern": r"\S",
+    "project": {**_STRING, "pattern": r"\S", "maxLength": 512,
                 "description": "The project's name; it tags everything asstctl manages: keep it stable (required).",
-                "x-messages": {"pattern": "{name} must not be blank: a name for this project, e.g. `project: support-bots`"}},
+                "x-messages": {"pattern": "{name} must not be blank: a name for this project, e.g. `project: support-bots`",
+                               "maxLength": "{name} is {value:,} characters long; it must be at most 512: it is the value "
+                                            "of the `asstctl.project` tag on everything asstctl manages, and a metadata "
+                                            "value holds at most 512 characters"}},
     "specs": _text("The folder of assistant specs, relative to this file (default: assistants)."),
     "vector_stores": _text("The folder of shared vector store specs (default: vector_stores)."),
     "engine_rules": _text("The offline engine's rules file (default: engine-rules.yaml when it exists)."),

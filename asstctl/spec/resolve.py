@@ -18,7 +18,7 @@ from asstctl.spec.model import AssistantSpec, LocalFile, VectorStoreSpec
 
 API_FIELDS = ("model", "name", "description", "instructions", "tools", "tool_resources", "temperature", "top_p",
               "response_format", "reasoning_effort", "metadata",
-              "reasoning", "text", "service_tier", "multi_agent", "compaction")  # the last five: Agents API only
+              "reasoning", "text", "service_tier", "multi_agent", "compaction", "experimental")  # the last six: Agents API only
 INSTRUCTIONS_LIMIT = 256_000
 _PAIRS = {"instructions": "instructions_file", "instructions_file": "instructions"}
 _TOOL_KEYS = ("function", "file_search", "code_interpreter", "mcp", "web_search", "computer_use")

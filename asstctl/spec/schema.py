@@ -144,11 +144,12 @@ _TOOL = {
     "description": "`code_interpreter`, `file_search`, `{function: {...}}`, `{code_interpreter: {files: [...]}}`, "
                    "`{file_search: {vector_store: ...}}`, or the API form `{type: ..., ...}`.",
     "anyOf": [
-        {"enum": ["code_interpreter", "file_search", "web_search", "computer_use"]},
+        {"enum": ["code_interpreter", "file_search", "web_search", "computer_use"], "x-unexpressed": UNEXPRESSED_TOOLS},
         {
             "type": "object",
             "minProperties": 1,
             "additionalProperties": False,
+            "x-misplaced": UNEXPRESSED_TOOLS,
             "properties": {"type": {"enum": TOOL_TYPES, "x-unexpressed": UNEXPRESSED_TOOLS}, "function": _FUNCTION, "file_search": _FILE_SEARCH,
                            "code_interpreter": _CODE_INTERPRETER, **AGENT_TOOLS},
             "x-messages": {"minProperties": "{name} is empty; a tool is `code_interpreter`, `file_search`, "

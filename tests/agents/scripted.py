@@ -18,7 +18,8 @@ a ``tool_result``), the answer's message (content part, text deltas), ``turn.com
 ``idle`` (with ``fail``: ``turn.failed`` with the error, or with ``error_event`` an ``error`` event and a
 ``turn.failed`` without one, then ``idle``; ``session_fail``: ``agent.session.failed``; ``budget``: the session
 pauses at its spending limit, ``agent.session.budget_reached``;
-``subagent``: a subagent's whole turn first; ``approval``: an MCP approval ``requires_action`` until cancelled). With ``race`` a call is registered
+``subagent``: a subagent's whole turn first; ``approval``: an MCP (or, with ``COMPUTER_USE``, a computer-use)
+approval ``requires_action`` until cancelled). With ``race`` a call is registered
 only after a first tool result for it was refused with 400 "Unknown pending tool call: <call id>", code
 ``invalid_request_error`` (counted in ``race_rejections``), as when the item event beats the registration.
 
@@ -50,12 +51,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.agents.scripted_rules import limits, materialized, session_tools
-from tests.agents.sdk_types import request_problems, response_problems
+from tests.agents.sdk_types import ErrorBody, request_problems, response_problems
 from tests.upstream import _start
 
 DEFAULT_KEY = "sk-scripted-agents-0123456789abcdef"
 RACE_WAIT = 2.0  # seconds a racing call waits for the too early tool result before it is registered anyway
 TOOL_WAIT = 20.0  # seconds a turn waits for a tool result before it fails
+COMPUTER_USE = "computer_use"  # Answer.approval: a computer-use approval (the browser asks to visit an origin)
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Answer:
     fail: tuple[str, str] | None = None  # (code, message): the turn fails instead of answering
     delay: float = 0.0  # seconds before each text delta (generation time)
     subagent: str | None = None  # a subagent's turn says this first (its message is not the root's reply)
-    approval: str | None = None  # an MCP server label: the turn asks to approve a call of it (and waits)
+    approval: str | None = None  # an MCP server label (or COMPUTER_USE): the turn asks to approve a call (and waits)
     session_fail: str | None = None  # the whole session fails with this error
     error_event: bool = False  # with fail: the error comes as an `error` event, the failed turn has none
     budget: bool = False  # the session pauses at its spending limit (budget_reached) instead of answering
@@ -114,7 +116,7 @@ class ScriptedAgents:
         self._ids = itertools.count(1)
         self._clock = itertools.count(int(time.time()))
         self._lock = threading.Lock()
-        self._server, self._thread, self.port = _start(self._app())
+        self._server, self._thread, self.port = _start(self._errors_checked(self._app()))
 
     @property
     def base_url(self) -> str:
@@ -146,7 +148,30 @@ class ScriptedAgents:
             Route("/v1/agents/sessions/{sid}/events", self._events, methods=["GET", "POST"]),
             Route("/v1/agents/{aid}", self._agent, methods=["GET", "POST", "DELETE"]),
             Route("/v1/models", self._models, methods=["GET"]),
-        ])
+        ], exception_handlers={404: self._invalid_url, 405: self._invalid_url})
+
+    async def _invalid_url(self, request: Request, exc: Exception) -> Response:
+        """A path or method the API does not serve, answered as OpenAI does (a JSON error, not Starlette's text)."""
+        return error(404, f"Invalid URL ({request.method} {request.url.path})", "invalid_request_error")
+
+    def _errors_checked(self, app: Starlette) -> Any:
+        """The app, with every error response's body (status 400 and up) checked against the SDK's error shape."""
+
+        async def checked(scope: Any, receive: Any, send: Any) -> None:
+            sent = {"status": 200, "body": b""}
+
+            async def watch(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    sent["status"] = message["status"]
+                elif message["type"] == "http.response.body" and sent["status"] >= 400:
+                    sent["body"] += message.get("body", b"")
+                    if not message.get("more_body"):
+                        self.problems += error_problems(sent["body"], f"{sent['status']} {scope.get('path')}")
+                await send(message)
+
+            await app(scope, receive, watch if scope["type"] == "http" else send)
+
+        return checked
 
     async def _models(self, request: Request) -> Response:
         """GET /v1/models, as OpenAI answers it (not an Agents API route: no beta header)."""
@@ -490,11 +515,16 @@ class Session:
                                                          "usage": usage}, usage=usage, **ids)
 
     async def _approval(self, label: str, turn_id: str) -> None:
-        """The turn asks to approve an MCP call and waits for an answer (a cancel ends it; none: TOOL_WAIT)."""
+        """The turn asks to approve an MCP call (or a computer-use step) and waits for an answer (a cancel ends it;
+        none: TOOL_WAIT)."""
         self._turn("waiting")
         action = {"type": "mcp_approval_request", "request_id": self.api._id("mcpr"), "turn_id": turn_id, "request": {
             "type": "mcp_tool_call", "server_label": label, "name": "search", "arguments": {"q": "refunds"},
             "message": f"Allow {label}.search?"}}
+        if label == COMPUTER_USE:
+            action = {"type": "computer_use_approval_request", "request_id": self.api._id("cuar"), "turn_id": turn_id,
+                      "request": {"type": "browser_origin_access", "origin": "https://shop.example.com",
+                                  "reason": "The agent wants to open the shop."}}
         self._status("requires_action", "agent.session.requires_action", [action])
         await asyncio.wait_for(asyncio.get_running_loop().create_future(), TOOL_WAIT)
 
@@ -516,6 +546,15 @@ class Session:
 
 
 # -- the API's rules ------------------------------------------------------------------------------
+def error_problems(raw: bytes, where: str) -> list[str]:
+    """What is wrong with an error response's body: not JSON, or not ``{"error": ErrorObject}``."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return [f"{where}: the error body is not JSON: {raw[:80]!r}"]
+    return response_problems(data, ErrorBody, where)
+
+
 def error(status: int, message: str, kind: str, param: str | None = None, headers: dict[str, str] | None = None,
           code: str | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status,

@@ -30,14 +30,14 @@ DEFAULTS: dict[str, Any] = {
     "service_tier": "auto",
     "multi_agent": {"enabled": False, "max_concurrent_subagents": None},
     "compaction": {"async": False},
+    "experimental": {"time_awareness": False},
 }
 
 
 def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
     """The stored fields after a create (``old`` None: every default) or an update (only the fields sent;
-    null resets one; ``metadata`` and ``tools`` replaced whole)."""
-    out: dict[str, Any] = {} if old is not None else {**json.loads(json.dumps(DEFAULTS)),
-                                                      "experimental": {"time_awareness": False}}
+    null resets one; ``metadata`` and ``tools`` replaced whole; ``experimental`` merged by key)."""
+    out: dict[str, Any] = {} if old is not None else json.loads(json.dumps(DEFAULTS))
     for name, value in body.items():
         if name == "model":
             out["model"] = value
@@ -60,6 +60,8 @@ def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dic
                                   (value or {}).get("max_concurrent_subagents") or (6 if enabled else None)}
         elif name == "compaction":  # "Accepted for compatibility and ignored" (SDK 3.63): always blocking
             out["compaction"] = {"async": False}
+        elif name == "experimental":  # "Experimental settings to merge by key. Omitted settings keep their values."
+            out["experimental"] = {**((old or {}).get("experimental") or DEFAULTS["experimental"]), **(value or {})}
     return out
 
 
@@ -93,4 +95,6 @@ def tool(item: dict[str, Any]) -> dict[str, Any]:
                 **{key: value for key, value in item.items() if value is not None}}
     if kind == "computer_use":
         return {"include_screenshots": False, **item}
+    if kind == "programmatic_tool_calling":
+        return {"enabled": True, **item}
     return dict(item)

@@ -4,14 +4,17 @@
   ``AgentCreateParams``): no key the type does not define (wire names: ``async``), every required key,
   literals, and the JSON types of the values, unions tried member by member;
 * ``response_problems(data, Model)``: an object or event the server sends against the SDK's pydantic
-  model (``Agent``, ``AgentSession``, the ``AgentSessionEvent`` union...): ``model_validate`` (missing
-  fields, wrong types, unknown discriminators) plus no field the model does not define, at any depth.
+  model (``Agent``, ``AgentSession``, the ``AgentSessionEvent`` union...), validated in strict JSON mode (missing
+  fields, wrong JSON types with no coercion: ``"1"`` is not an integer nor ``1`` a boolean, unknown discriminators)
+  plus no field the model does not define, at any depth;
+* ``ErrorBody``: an error response's body, ``{"error": ErrorObject}`` (what the SDK reads into ``APIStatusError``).
 """
 
 from __future__ import annotations
 
 import collections.abc
 import functools
+import json
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -19,7 +22,9 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, Required, is_typeddict
 
+from openai._models import BaseModel as SDKModel
 from openai._utils import PropertyInfo
+from openai.types.shared import ErrorObject
 
 _SIMPLE = {str: str, int: int, float: (int, float), bool: bool, dict: dict, list: list}
 _SEQUENCES = (list, collections.abc.Iterable, collections.abc.Sequence)
@@ -94,9 +99,15 @@ def _fields(kind: Any) -> tuple[dict[str, Any], frozenset[str]]:
     return wire, frozenset(required)
 
 
+class ErrorBody(SDKModel):
+    """An error response's body as the SDK reads it (``APIStatusError.body``): ``{"error": {...}}``."""
+
+    error: ErrorObject
+
+
 def response_problems(data: Any, model: Any, where: str = "response") -> list[str]:
-    try:
-        parsed = _adapter(model).validate_python(data)
+    try:  # strict JSON: what the SDK's client gets on the wire, no coercion of "1" to 1 or 1 to True
+        parsed = _adapter(model).validate_json(json.dumps(data), strict=True)
     except ValidationError as error:
         return [f"{where}: {error}"]
     return _extras(parsed, where)

@@ -1,6 +1,7 @@
 """Opt-in: the same cycle on OpenAI's real Agents API (beta). Skipped unless ASSTCTL_LIVE_AGENTS=1 and
 OPENAI_API_KEY are set (ASSTCTL_LIVE_AGENTS_URL and ASSTCTL_LIVE_AGENTS_MODEL change the base URL and the
-model). It creates one agent tagged with a fresh project name, and destroys it whatever happens."""
+model). It creates one agent tagged with a fresh project name, and destroys it whatever happens. The same cycle runs
+in the suite against the scripted Agents API (tests/agents/test_sessions.py), so it is known to work as written."""
 
 from __future__ import annotations
 
@@ -14,15 +15,21 @@ from click.testing import CliRunner
 
 from asstctl.cli import cli
 
-pytestmark = pytest.mark.skipif(not (os.environ.get("ASSTCTL_LIVE_AGENTS") and os.environ.get("OPENAI_API_KEY")),
-                                reason="set ASSTCTL_LIVE_AGENTS=1 and OPENAI_API_KEY to run on OpenAI's Agents API")
+
 
 
 def live(*args: str):
     return CliRunner().invoke(cli, [*args, "--target", "agents"], catch_exceptions=False)
 
 
+@pytest.mark.skipif(not (os.environ.get("ASSTCTL_LIVE_AGENTS") and os.environ.get("OPENAI_API_KEY")),
+                    reason="set ASSTCTL_LIVE_AGENTS=1 and OPENAI_API_KEY to run on OpenAI's Agents API")
 def test_plan_apply_test_destroy_on_the_live_agents_api(tmp_path, monkeypatch):
+    cycle(tmp_path, monkeypatch)
+
+
+def cycle(tmp_path, monkeypatch) -> None:
+    """apply, a clean re-plan, a conversation with a tool round, destroy: on $ASSTCTL_LIVE_AGENTS_URL."""
     monkeypatch.chdir(tmp_path)
     url = os.environ.get("ASSTCTL_LIVE_AGENTS_URL", "https://api.openai.com/v1")
     (tmp_path / "asstctl.yaml").write_text(yaml.safe_dump({"project": f"asstctl-live-{uuid.uuid4().hex[:8]}",

@@ -75,8 +75,11 @@ def test_full_cycle_create_replan_change_prune_destroy(api, project):
     assert update["kind"] == "update"
     fields = {change["path"].split(".")[0].split("[")[0] for change in update["changes"]}  # metadata: one per key
     assert fields >= {"instructions", "reasoning", "metadata"}, update
-    updated = run(api, "apply", "--yes")
-    assert "0 created, 1 updated" in updated.output, updated.output
+    updated = run(api, "apply", "--yes", "--output", "json")
+    report = json.loads(updated.stdout)
+    assert (report["kind"], report["status"], report["totals"]["updated"]) == ("apply-report", "applied", 1), report
+    assert [(done["object"], done["key"], done["action"], done["ok"]) for done in report["outcomes"]] == [
+        ("assistant", "triage", "update", True)]
     triage = agents_of(api, name)["triage"]
     assert "team" not in triage["metadata"] and triage["metadata"]["queue"] == "eu"  # the whole map replaced
     assert triage["reasoning"] == {"effort": None, "summary": None}  # reset: the spec dropped it
@@ -92,9 +95,16 @@ def test_full_cycle_create_replan_change_prune_destroy(api, project):
 
     status = run(api, "status", "--output", "json")
     assert json.loads(status.output)["in_sync"] is True, status.output
+    with sdk(api) as client:  # edited outside asstctl (its tags kept): status shows the drift
+        client.beta.agents.update(triage["id"], instructions="Edited in the dashboard.", metadata=triage["metadata"])
+    drifted = json.loads(run(api, "status", "--output", "json").output)
+    assert drifted["in_sync"] is False, drifted
+    assert [(row["key"], row["state"]) for row in drifted["objects"]] == [("triage", "drift")], drifted
 
-    destroyed = run(api, "destroy", "--yes")
+    destroyed = run(api, "destroy", "--yes", "--output", "json")
     assert destroyed.exit_code == 0, destroyed.output
+    report = json.loads(destroyed.stdout)
+    assert (report["status"], report["totals"]["deleted"]) == ("applied", 1), report
     assert agents_of(api, name) == {}
     assert foreign.id in api.agents and other.id in api.agents
     assert not [obj for obj in api.agents.values() if obj["metadata"].get(LOCK)]  # every lock released
@@ -109,6 +119,12 @@ def test_a_lost_create_is_adopted_not_duplicated(api, project):
     assert result.exit_code == 0, result.output
     assert "adopted after a lost response" in result.output
     assert len(agents_of(api, project_name(project))) == 1
+    write_spec(project, "also", instructions="And me.")
+    api.lose_creates = 1  # under the lock: the lock's own create is lost; it is found, not left to block the apply
+    locked = run(api, "apply", "--yes")
+    assert locked.exit_code == 0 and "1 created" in locked.output, locked.output
+    assert len(agents_of(api, project_name(project))) == 2
+    assert not [obj for obj in api.agents.values() if LOCK in obj["metadata"]], "a lock agent was left behind"
 
 
 def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project):
@@ -141,7 +157,7 @@ def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
     with sdk(api) as client:
         made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
                                          reasoning={"effort": "high", "summary": "auto"},
-                                         multi_agent={"enabled": True},
+                                         multi_agent={"enabled": True}, experimental={"time_awareness": True},
                                          tools=[{"type": "web_search", "context_size": "high"},
                                                 {"type": "function", "name": "lookup", "description": "",
                                                  "parameters": {"type": "object", "properties": {}}}])
@@ -150,6 +166,7 @@ def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
     spec = yaml.safe_load((project / "assistants" / "researcher.yaml").read_text())
     assert spec["reasoning"] == {"effort": "high", "summary": "auto"}
     assert spec["multi_agent"] == {"enabled": True, "max_concurrent_subagents": 6}
+    assert spec["experimental"] == {"time_awareness": True}  # not silently left out of the spec
     assert spec["tools"][0] == {"web_search": {"context_size": "high"}}
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
 
@@ -302,10 +319,11 @@ def test_every_non_default_field_and_12_user_keys_apply_replan_clean_and_reset_w
     write_spec(project, "full", name="Full", instructions="Answer in JSON.", service_tier="flex",
                text={"verbosity": "low", "format": {"type": "json_schema", "schema": schema}},
                reasoning={"summary": "auto"}, multi_agent={"enabled": True, "max_concurrent_subagents": 3},
-               metadata={f"k{number}": "v" for number in range(12)})
+               experimental={"time_awareness": True}, metadata={f"k{number}": "v" for number in range(12)})
     assert run(api, "apply", "--yes").exit_code == 0
     stored = agents_of(api, project_name(project))["full"]
     assert len(stored["metadata"]) == 16 and stored["text"]["format"] == {"type": "json_schema", "schema": schema}
+    assert stored["experimental"] == {"time_awareness": True}
     clean = run(api, "plan", "--detailed-exitcode")
     assert clean.exit_code == 0, clean.output
     write_spec(project, "full")
@@ -314,6 +332,7 @@ def test_every_non_default_field_and_12_user_keys_apply_replan_clean_and_reset_w
     assert (stored["name"], stored["instructions"], stored["service_tier"]) == (None, None, "auto")
     assert stored["text"] == {"format": {"type": "text"}, "verbosity": "medium"}
     assert stored["reasoning"] == {"effort": None, "summary": None} and stored["multi_agent"]["enabled"] is False
+    assert stored["experimental"] == {"time_awareness": False}  # merged by key on update: asstctl sends it
     assert sorted(stored["metadata"]) == [KEY, MANAGED_BY, PROJECT, SPEC_HASH]
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
 
@@ -324,7 +343,7 @@ def test_an_agent_with_tools_a_spec_cannot_express_is_not_imported_and_says_why(
     with sdk(api) as client:
         made = client.beta.agents.create(model="gpt-5", tools=[{"type": "tool_search"}, {
             "type": "function", "name": "lookup", "description": "", "defer_loading": True,
-            "parameters": {"type": "object", "properties": {}}}])
+            "parameters": {"type": "object", "properties": {}}}, {"type": "programmatic_tool_calling"}])
         refused = run(api, "import", "searcher", made.id)
         client.beta.agents.update(made.id, metadata={MANAGED_BY: "asstctl", PROJECT: project_name(project),
                                                       KEY: "searcher"})
@@ -334,6 +353,8 @@ def test_an_agent_with_tools_a_spec_cannot_express_is_not_imported_and_says_why(
     assert "`tools[0].type`: `tool_search` is an Agents API tool asstctl's spec format cannot express: remove it, " \
            "or keep such an agent outside asstctl" in refused.output
     assert "`defer_loading` is an Agents API function option asstctl's spec format cannot express" in refused.output
+    assert "`programmatic_tool_calling` is an Agents API tool asstctl's spec format cannot express" in refused.output
+    assert "unknown field" not in refused.output  # the API's `enabled: true` on it is not a second problem
     assert "nothing was written" in refused.output and not (project / "assistants" / "searcher.yaml").exists()
     assert exported.exit_code == 1 and "1 failed" in exported.output, exported.output
     assert f"{made.id} (searcher): " in exported.output and "`tool_search` is an Agents API tool" in exported.output

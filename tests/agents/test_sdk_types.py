@@ -5,8 +5,12 @@ right. No network."""
 
 from __future__ import annotations
 
-from tests.agents.scripted import _types
-from tests.agents.scripted_rules import DEFAULTS, session_tools, tool
+import types
+import typing
+from typing import Literal
+
+from tests.agents.scripted import _types, error, error_problems
+from tests.agents.scripted_rules import DEFAULTS, materialized, session_tools, tool
 from tests.agents.sdk_types import request_problems, response_problems
 
 TYPES = _types()
@@ -51,3 +55,89 @@ def test_responses_extra_fields_bad_literals_and_unknown_events_are_named():
     assert headers == ["session.agent.tools[0].transport.headers: not a field of McpTransportResourceHTTP"]
     session["agent"]["tools"] = session_tools([saved_mcp])
     assert response_problems(session, TYPES["session"], "session") == []
+
+
+def test_responses_are_checked_strictly_as_json_without_coercion():
+    """pydantic's default (lax) mode takes "1" for an integer and 1 for a boolean; the SDK's wire types do not."""
+    created = response_problems({**AGENT, "created_at": "1"}, TYPES["agent"], "agent")
+    assert len(created) == 1 and "created_at" in created[0] and "valid integer" in created[0], created
+    enabled = response_problems({**AGENT, "multi_agent": {"enabled": 1, "max_concurrent_subagents": None}},
+                                TYPES["agent"], "agent")
+    assert len(enabled) == 1 and "multi_agent.enabled" in enabled[0] and "valid boolean" in enabled[0], enabled
+    aware = response_problems({**AGENT, "experimental": {"time_awareness": "yes"}}, TYPES["agent"], "agent")
+    assert len(aware) == 1 and "experimental.time_awareness" in aware[0], aware
+
+
+def test_error_bodies_are_checked_against_the_sdks_error_shape():
+    for status, kind, code in ((400, "invalid_request_error", "invalid_request_error"), (404, "invalid_request_error", None),
+                               (409, "invalid_request_error", None), (500, "server_error", None)):
+        assert error_problems(error(status, "No.", kind, code=code).body, f"{status}") == []
+    assert error_problems(b"Internal Server Error", "500") == ["500: the error body is not JSON: b'Internal Server Error'"]
+    missing = error_problems(b'{"error": {"type": "server_error"}}', "500")
+    assert len(missing) == 1 and "error.message" in missing[0] and "required" in missing[0].lower(), missing
+    wrong = error_problems(b'{"error": {"message": "No.", "type": "server_error", "code": 404}}', "404")
+    assert len(wrong) == 1 and "error.code" in wrong[0], wrong
+    extra = error_problems(b'{"error": {"message": "No.", "type": "x"}, "status": 404}', "404")
+    assert extra == ["404.status: not a field of ErrorBody"], extra
+    assert error_problems(b'{"message": "No."}', "404") and error_problems(b"[]", "404")
+
+
+def test_the_scripted_api_stores_experimental_settings_and_merges_them_by_key_on_update():
+    """agents-beta.md §3: `experimental` defaults to time_awareness false and an update merges it by key;
+    programmatic_tool_calling comes back with enabled true."""
+    assert materialized({"model": "gpt-5"})["experimental"] == {"time_awareness": False}
+    stored = {"model": "gpt-5", **materialized({"model": "gpt-5", "experimental": {"time_awareness": True}})}
+    assert stored["experimental"] == {"time_awareness": True}
+    assert "experimental" not in materialized({"name": "x"}, stored)  # not sent: kept
+    assert materialized({"experimental": {}}, stored)["experimental"] == {"time_awareness": True}  # merged by key
+    assert materialized({"experimental": {"time_awareness": False}}, stored)["experimental"] == {"time_awareness": False}
+    assert tool({"type": "programmatic_tool_calling"}) == {"type": "programmatic_tool_calling", "enabled": True}
+    assert response_problems({**AGENT, "experimental": {"time_awareness": True}}, TYPES["agent"], "agent") == []
+
+
+def test_the_spec_schemas_agent_enums_are_the_sdks_literals_and_null_only_where_the_sdk_takes_it():
+    """asstctl.spec.agent_schema's values come from the SDK's param types: each enum is exactly the Literal's
+    values, and a field takes null only where the SDK's param is Optional (null there is the server's default;
+    elsewhere leave the field out), so a valid spec never makes a request the SDK's types refuse."""
+    from openai.types.beta import agent_create_params as create
+    from openai.types.beta import persisted_agent_tool_param as tools
+    from openai.types.beta.agent_reasoning_param import AgentReasoningParam
+    from openai.types.beta.agent_text_param import AgentTextParam
+    from openai.types.beta.multi_agent_config_param import MultiAgentConfigParam
+
+    from asstctl.spec.agent_schema import AGENT_TOOLS, agent_fields
+    from asstctl.spec.schema import REASONING_EFFORTS
+    from tests.agents.sdk_types import _fields
+
+    fields = agent_fields(REASONING_EFFORTS)
+    pairs = [(fields["reasoning"], AgentReasoningParam), (fields["text"], AgentTextParam),
+             ({"properties": {"service_tier": fields["service_tier"]}}, create.AgentCreateParams),
+             (fields["multi_agent"], MultiAgentConfigParam), (fields["compaction"], create.Compaction),
+             (fields["experimental"], create.Experimental), (AGENT_TOOLS["mcp"], tools.PersistedAgentToolConfigParamMcp),
+             (AGENT_TOOLS["web_search"], tools.PersistedAgentToolConfigParamWebSearch),
+             (AGENT_TOOLS["web_search"]["properties"]["location"], tools.PersistedAgentToolConfigParamWebSearchLocation),
+             (AGENT_TOOLS["computer_use"], tools.PersistedAgentToolConfigParamComputerUse)]
+
+    def leaves(hint):
+        while typing.get_origin(hint) in (typing.Annotated, typing.Required, typing.NotRequired):
+            hint = typing.get_args(hint)[0]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            return [leaf for arg in typing.get_args(hint) for leaf in leaves(arg)]
+        return [hint]
+
+    checked = 0
+    for node, params in pairs:
+        wire = _fields(params)[0]
+        for name, prop in node["properties"].items():
+            if name == "format":  # text.format: its own object schema (`{type: text}` / json_schema)
+                continue
+            assert name in wire, f"{params.__name__} has no `{name}`: the spec schema offers a field the SDK lacks"
+            sdk = leaves(wire[name])
+            literals = {value for leaf in sdk if typing.get_origin(leaf) is Literal for value in typing.get_args(leaf)}
+            if "enum" in prop:
+                assert set(prop["enum"]) - {None} == literals, (params.__name__, name, prop["enum"], literals)
+            nullable = None in prop.get("enum", ()) or "null" in (prop.get("type") if isinstance(prop.get("type"), list)
+                                                                  else [prop.get("type")])
+            assert not nullable or type(None) in sdk, f"`{name}` takes null in a spec but {params.__name__} does not"
+            checked += 1
+    assert checked >= 20, checked

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from asstctl import ownership
 from asstctl.cli import cli
 from tests.agents.conftest import KEY_ENV, run, sdk, write_spec
-from tests.agents.scripted import Answer
+from tests.agents.scripted import COMPUTER_USE, Answer
 
 CONVERSATIONS = """\
 conversations:
@@ -160,7 +160,9 @@ def test_generation_time_counts_as_engine_time_not_overhead(api, project):
     assert turn["overhead_ms"] == pytest.approx(turn["latency_ms"] - turn["engine_ms"], abs=0.01)
 
 
-def test_an_mcp_approval_a_subagent_and_a_failed_session(api, project):
+def test_approvals_attachments_a_subagent_and_failed_sessions(api, project):
+    """docs/agents.md: an MCP or computer-use approval cancels the turn and fails it, `attachments:` fail the turn
+    (before the API is asked), a subagent's message is not the reply, a failed or paused session fails the turn."""
     write_spec(project, "helper", tools=[{"mcp": {"server_label": "kb", "transport": {
         "type": "http", "server_url": "https://mcp.example.com/kb"}}}])
     (project / "assistants" / "helper.test.yaml").write_text("""\
@@ -170,15 +172,19 @@ conversations:
   - {name: session failure, turns: [{user: Hello}]}
   - {name: budget, turns: [{user: Hello}]}
   - {name: error event, turns: [{user: Hello}]}
+  - {name: computer approval, turns: [{user: Buy the blue one}]}
+  - {name: attachments, turns: [{user: Read this, attachments: [notes.txt]}]}
 """)
+    (project / "assistants" / "notes.txt").write_text("Refunds within 30 days.")
     assert run(api, "apply", "--yes").exit_code == 0
     api.queue(Answer("Never said.", approval="kb"),
               Answer("Done.", subagent="The helper's notes.", usage=(40, 4)),
               Answer("", session_fail="The session's environment could not start."),
-              Answer("", budget=True), Answer("", fail=("server_error", "The model failed."), error_event=True))
+              Answer("", budget=True), Answer("", fail=("server_error", "The model failed."), error_event=True),
+              Answer("Never said.", approval=COMPUTER_USE))
     result = run(api, "test", "--output", "json")
     assert result.exit_code == 1, result.output
-    approval, subagent, failed, budget, errored = json.loads(result.stdout)["conversations"]
+    approval, subagent, failed, budget, errored, computer, attached = json.loads(result.stdout)["conversations"]
     asked = approval["attempts"][0]
     assert asked["turns"][0]["error"] == "the agent asked for `mcp_approval_request`, which asstctl test cannot answer"
     assert asked["error"] is None  # the turn was cancelled, then its session deleted
@@ -190,7 +196,12 @@ conversations:
     assert budget["attempts"][0]["turns"][0]["error"] == \
         "the turn ended `budget_reached`: the session paused at its spending limit (50 of 50 US cents spent)"
     assert errored["attempts"][0]["turns"][0]["error"] == "the turn ended `failed`: server_error: The model failed."
-    assert all(conversation["attempts"][0]["error"] is None for conversation in (failed, budget, errored))
+    assert computer["attempts"][0]["turns"][0]["error"] == \
+        "the agent asked for `computer_use_approval_request`, which asstctl test cannot answer"
+    assert attached["attempts"][0]["turns"][0]["error"].startswith(
+        "attachments need an Assistants target: an agent session has no file uploads")
+    assert all(conversation["attempts"][0]["error"] is None for conversation in (failed, budget, errored, computer))
+    assert not api.answers  # the attachments turn never reached the API
     assert not api.sessions  # each deleted, the paused one too
 
 
@@ -250,3 +261,17 @@ def test_the_docs_worked_example_validates_applies_replans_clean_and_tests(api, 
     assert "1 passed, 0 failed" in outputs[4], outputs[4]
     assert json.loads(api.tool_results[-1]["output"]) == {"plan": "enterprise", "open_tickets": 3}
     assert not [obj for obj in api.agents.values() if obj["metadata"].get(ownership.PROJECT) == name]  # destroyed
+
+
+def test_the_live_test_runs_as_written_against_the_scripted_api(api, tmp_path, monkeypatch):
+    """tests/agents/test_live.py's cycle (opt-in on OpenAI) with ASSTCTL_LIVE_AGENTS_URL on the scripted API."""
+    from tests.agents.test_live import cycle
+
+    for name, value in (("ASSTCTL_LIVE_AGENTS_URL", api.base_url), ("OPENAI_API_KEY", api.key)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ASSTCTL_LIVE_AGENTS_MODEL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    api.queue(Answer("It is 17 °C in Oslo.", calls=[("get_weather", {"city": "Oslo"})]))
+    cycle(tmp_path, monkeypatch)
+    assert json.loads(api.tool_results[-1]["output"]) == {"temperature": 17, "unit": "celsius"}
+    assert not [obj for obj in api.agents.values() if obj["name"] == "asstctl live test"]  # destroyed

@@ -10,6 +10,9 @@ from click.testing import CliRunner
 from asstctl.cli import cli
 from tests.agents.conftest import write_spec
 
+SECRET_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key", "Api-Key", "X-Auth-Token",
+                  "X-Client-Secret", "X-Password", "X-My-ApiKey")
+
 
 def validate(root) -> str:
     result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
@@ -56,16 +59,59 @@ def test_mcp_servers_hold_no_secrets(tmp_path, monkeypatch):
         {"mcp": {"server_label": "files", "transport": {"type": "stdio", "command": "srv", "cwd": "/srv",
                                                         "env": {"TOKEN": "x"}}}},
         {"mcp": {"server_label": "wiki", "transport": {"type": "http", "server_url": "https://wiki.example.com",
-                                                       "headers": {"X-Api-Key": "k", "Accept": "json"}}}},
+                                                       "headers": {**{name: "k" for name in SECRET_HEADERS},
+                                                                   "Accept": "json"}}}},
         {"mcp": {"server_label": "docs", "transport": {"type": "http", "server_url": "https://other.example.com"}}}])
     out = validate(tmp_path)
     assert "`tools[0]`.mcp.transport.authorization: a saved agent may hold no secrets (the Agents API refuses them " \
            "there): keep the secret in a vault credential and name it with `credential_id`" in out, out
     assert "`tools[1]`.mcp.transport.env: a saved agent may hold no secrets" in out
     assert "(list the variables' names in `env_vars`)" in out
-    assert "`tools[2]`.mcp.transport.headers.X-Api-Key: a header like this carries a secret" in out
+    for name in SECRET_HEADERS:  # docs/agents.md: Authorization, Cookie, X-Api-Key, names with token, secret...
+        assert f"`tools[2]`.mcp.transport.headers.{name}: a header like this carries a secret" in out, (name, out)
     assert "Accept" not in out
     assert "`tools[3]`: a second MCP server labelled `docs`" in out
+
+
+def test_mcp_server_urls_request_metadata_and_stdio_args_hold_no_credentials(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch)
+
+    def http(label: str, url: str, **more) -> dict:
+        return {"mcp": {"server_label": label, "transport": {"type": "http", "server_url": url}, **more}}
+
+    def stdio(label: str, *args: str) -> dict:
+        return {"mcp": {"server_label": label, "transport": {"type": "stdio", "command": "srv", "cwd": "/srv",
+                                                             "args": list(args)}}}
+
+    key = "sk-proj-" + "a1b2c3d4" * 4
+    write_spec(tmp_path, "bot", tools=[
+        http("userinfo", "https://u:p@mcp.example.com/mcp"),
+        http("query", f"https://mcp.example.com/mcp?api_key={key}&page=2"),
+        http("value", f"https://mcp.example.com/mcp?q={key}"),
+        http("meta", "https://mcp.example.com/mcp", request_metadata={"authorization": "Bearer abc", "tenant": "acme"}),
+        http("metavalue", "https://mcp.example.com/mcp", request_metadata={"note": key}),
+        stdio("flag", "--port", "8080", "--api-key", "abc"),
+        stdio("inline", "--token=abc"),
+        stdio("bare", key),
+        {"mcp": {"server_label": "hdr", "transport": {"type": "http", "server_url": "https://mcp.example.com",
+                                                      "headers": {"X-Custom": "Bearer abc"}}}},
+        http("clean", "https://mcp.example.com/mcp?page=2&lang=en", request_metadata={"tenant": "acme"}),
+        stdio("cleanargs", "--port", "8080", "--verbose")])
+    out = validate(tmp_path)
+    assert key not in out and "Bearer abc" not in out and "u:p" not in out, out  # never the secret itself
+    tail = "a saved agent may hold no secrets (the Agents API refuses them there)"
+    assert f"`tools[0]`.mcp.transport.server_url: the URL carries a credential (a user name or password before the " \
+           f"host); {tail}" in out, out
+    assert f"`tools[1]`.mcp.transport.server_url: the URL carries a credential (query parameter `api_key`); {tail}" in out
+    assert "`tools[2]`.mcp.transport.server_url: the URL carries a credential (query parameter `q`)" in out
+    assert f"`tools[3]`.mcp.request_metadata.authorization: request metadata like this carries a secret; {tail}" in out
+    assert "`tools[4]`.mcp.request_metadata.note: request metadata like this" in out
+    assert f"`tools[5]`.mcp.transport.args[2]: a command argument like this carries a secret; {tail}" in out
+    assert "`tools[6]`.mcp.transport.args[0]: a command argument" in out
+    assert "`tools[7]`.mcp.transport.args[0]: a command argument" in out
+    assert "`tools[8]`.mcp.transport.headers.X-Custom: a header like this carries a secret" in out
+    assert "tenant" not in out and "`tools[5]`.mcp.transport.args[0]" not in out and "args[3]" not in out
+    assert "`tools[9]`" not in out and "`tools[10]`" not in out
 
 
 def test_the_tools_must_fit_in_3_mib():
@@ -91,8 +137,10 @@ def test_an_assistants_target_refuses_the_agents_only_fields(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "asstctl.yaml").write_text("project: checks\n")
     (tmp_path / "assistants").mkdir()
-    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", tools=["web_search"])
+    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", tools=["web_search"],
+               experimental={"time_awareness": True})
     out = validate(tmp_path)
+    assert "`experimental` is an Agents API field and the default target serves the Assistants API" in out, out
     assert "`reasoning` is an Agents API field and the default target serves the Assistants API" in out, out
     assert "`service_tier` is an Agents API field" in out
     assert "`tools[0]` is `web_search`, an Agents API tool" in out
@@ -139,3 +187,61 @@ def test_a_json_schema_format_needs_its_schema_and_metadata_at_most_12_keys(tmp_
            in out, out
     assert "`metadata` has 13 keys; at most 12 are allowed (the API allows 16 and asstctl adds 4 of its own)" in out
     assert "required property" not in out
+
+
+def test_the_tools_and_function_options_a_spec_cannot_express_are_named_in_every_form(tmp_path, monkeypatch):
+    """docs/agents.md (what a spec cannot express): each tool as a string, as `{type: ...}` and as `{tool: {...}}`,
+    and a function's `async` and `defer_loading`, get the "cannot express" message, never "must be one of" or
+    "unknown field"."""
+    agents_project(tmp_path, monkeypatch)
+    names = ("tool_search", "programmatic_tool_calling", "automations")
+    forms = [form for name in names for form in (name, {"type": name}, {name: {"enabled": True}})]
+    write_spec(tmp_path, "bot", tools=[*forms, {"function": {"name": "f", "async": True, "defer_loading": True}}])
+    lines = validate(tmp_path).splitlines()
+    for index, name in enumerate(names):
+        said = [text for text in lines if f"`{name}` is an Agents API tool asstctl's spec format cannot express: remove "
+                                          "it, or keep such an agent outside asstctl" in text]
+        assert len(said) == 3, (name, lines)  # the string, the `{type: ...}` and the `{name: {...}}` form
+        assert f"`tools[{3 * index}]`: `{name}`" in said[0] and f"`tools[{3 * index + 1}].type`: `{name}`" in said[1]
+    for option in ("async", "defer_loading"):
+        assert any(f"`{option}` is an Agents API function option asstctl's spec format cannot express" in text
+                   for text in lines), lines
+    assert not [text for text in lines if "must be one of" in text or "unknown field" in text], lines
+
+
+def test_a_project_name_fits_the_asstctl_project_tag(tmp_path, monkeypatch):
+    """The name is the `asstctl.project` tag's value on every agent and lock: at most 512 characters (metadata)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "assistants").mkdir()
+    for length, fails in ((512, False), (513, True)):
+        (tmp_path / "asstctl.yaml").write_text(yaml.safe_dump({"project": "p" * length, "targets": {
+            "agents": {"api": "agents", "api_key_env": "NEVER_READ"}}}))
+        result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+        assert (result.exit_code != 0) == fails, result.output
+    assert "`project` is 513 characters long; it must be at most 512: it is the value of the `asstctl.project` tag " \
+           "on everything asstctl manages" in result.output, result.output
+
+
+def test_an_agents_target_without_base_url_is_openais_api(tmp_path, monkeypatch):
+    """docs/agents.md: `base_url: https://api.openai.com/v1   # the default for an agents target`."""
+    from asstctl.spec.project import load_project
+
+    agents_project(tmp_path, monkeypatch, staging={"base_url": "http://127.0.0.1:9/v1"})
+    targets = load_project(tmp_path).targets
+    assert targets["agents"].base_url == "https://api.openai.com/v1"
+    assert targets["staging"].base_url == "http://127.0.0.1:9/v1"
+
+
+def test_top_level_agents_fields_validate_for_the_agents_target_and_plan_without_target_refuses_them(tmp_path,
+                                                                                                      monkeypatch):
+    """docs/agents.md: validate checks the targets of asstctl.yaml, not the built-in embedded one; a plan on that
+    one (no --target) refuses the Agents-only fields, naming each."""
+    agents_project(tmp_path, monkeypatch)
+    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, tools=["web_search"], experimental={"time_awareness": True})
+    valid = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+    assert valid.exit_code == 0, valid.output
+    plan = CliRunner().invoke(cli, ["plan"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+    assert plan.exit_code != 0, plan.output
+    for field in ("`reasoning` is an Agents API field and target `embedded`", "`tools[0]` is `web_search`, an Agents "
+                  "API tool, and target `embedded`", "`experimental` is an Agents API field and target `embedded`"):
+        assert field in plan.output, plan.output

@@ -11,7 +11,7 @@ from tests.spec.conftest import problems, write
 
 KNOWN_FIELDS = ("$schema, key, model, name, description, instructions, instructions_file, tools, tool_resources, "
                 "temperature, top_p, response_format, reasoning_effort, metadata, prevent_destroy, reasoning, text, "
-                "service_tier, multi_agent, compaction, targets")
+                "service_tier, multi_agent, compaction, experimental, targets")
 
 CORPUS = {
     "malformed YAML": (
@@ -163,7 +163,7 @@ CORPUS = {
          "a.yaml:4:3: unknown target `prod` (define it under `targets:` in asstctl.yaml)",
          "a.yaml:4:10: unknown field `key` (known fields: model, name, description, instructions, instructions_file, "
          "tools, tool_resources, temperature, top_p, response_format, reasoning_effort, metadata, prevent_destroy, "
-         "reasoning, text, service_tier, multi_agent, compaction)"],
+         "reasoning, text, service_tier, multi_agent, compaction, experimental)"],
     ),
     "recursive alias": (
         "model: gpt-4o\nmetadata: &m {a: *m}\n",
