@@ -27,7 +27,8 @@ from __future__ import annotations
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator
 
-from asstctl.backends.assistants_v2 import PAGE_SIZE, AssistantsV2, RetryPolicy, create_verified, transient_retries
+from asstctl.backends.assistants_v2 import (PAGE_SIZE, AssistantsV2, RetryPolicy, create_verified, transient_retries,
+                                           verified_lock)
 from asstctl.errors import AsstctlError, TargetError
 from asstctl.ownership import is_lock
 from asstctl.spec.agents import api_tools, spec_tools
@@ -143,27 +144,15 @@ class Agents(AssistantsV2):
     # --- project locks: agents tagged asstctl.lock (asstctl.reconcile.lock) ------------------------------
 
     def create_lock(self, name: str, metadata: dict[str, str]) -> dict[str, Any]:
-        """A new lock agent, verified as agent creates are: after a lost response the lock it made anyway (the
-        same metadata: holder, process, time) is found and used, never left to block the apply that made it."""
+        """A new lock agent, verified as agent creates are (``verified_lock``)."""
         import openai
 
         creator = self.client.with_options(max_retries=0).beta.agents
-        made: dict[str, Any] = {}
-
-        def make() -> Any:
-            agent = creator.create(model=LOCK_MODEL, name=name, metadata=metadata)
-            made["lock"] = agent.to_dict()
-            return agent
-
-        def find() -> dict[str, Any] | None:
-            made["lock"] = next((obj for obj in self.list_locks() if obj.get("metadata") == metadata), None)
-            return made["lock"]
-
         try:
-            create_verified(make, find)
+            return verified_lock(lambda: creator.create(model=LOCK_MODEL, name=name, metadata=metadata), self.list_locks,
+                                 metadata)
         except openai.NotFoundError:
             raise TargetError(self.no_agents_api(", where asstctl keeps the project lock")) from None
-        return made["lock"]
 
     def list_locks(self) -> list[dict[str, Any]]:
         with self.target_errors("listing the project's locks"):

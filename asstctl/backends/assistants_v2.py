@@ -219,9 +219,9 @@ class AssistantsV2:
     # --- project locks (empty vector stores: asstctl.reconcile.lock) -------------------------------------
 
     def create_lock(self, name: str, metadata: dict[str, str]) -> dict[str, Any]:
-        """A new lock object (a duplicate left by a lost response expires: it is retried like an update)."""
+        """A new lock object (an empty vector store), verified as creates are (``verified_lock``)."""
         creator = self.client.with_options(max_retries=0).vector_stores
-        return transient_retries(lambda: creator.create(name=name, metadata=metadata)).to_dict()
+        return verified_lock(lambda: creator.create(name=name, metadata=metadata), self.list_locks, metadata)
 
     def list_locks(self) -> list[dict[str, Any]]:
         from asstctl.backends.sdk_errors import api_errors
@@ -284,6 +284,25 @@ def create_verified(make: Callable[[], Any], find: Callable[[], dict[str, Any] |
             return made
         time.sleep(retry.delay(attempt))
     return create_once(make, find, last=True)
+
+
+def verified_lock(make: Callable[[], Any], locks: Callable[[], list[dict[str, Any]]], metadata: dict[str, str]) -> dict[str, Any]:
+    """A new lock object made by ``make``, verified as creates are: after a lost response the lock it
+    made anyway (listed by ``locks`` with the same metadata: holder, process, time) is found and used,
+    never left behind as an older lock that would block the apply that made it."""
+    made: dict[str, Any] = {}
+
+    def make_one() -> Any:
+        obj = make()
+        made["lock"] = obj.to_dict()
+        return obj
+
+    def find() -> dict[str, Any] | None:
+        made["lock"] = next((obj for obj in locks() if obj.get("metadata") == metadata), None)
+        return made["lock"]
+
+    create_verified(make_one, find)
+    return made["lock"]
 
 
 def create_once(make: Callable[[], Any], find: Callable[[], dict[str, Any] | None],

@@ -170,3 +170,18 @@ def test_a_live_lock_whose_process_on_this_machine_is_gone_is_removed_at_once(se
     assert {s.id for s in lock_objects(client)} == {alive.id}  # pid 1 still runs: its lock stands
     run(server, "force-unlock", "--yes")
     assert run(server, "apply", "--yes").exit_code == 0
+
+
+def test_a_lost_lock_create_is_adopted_never_left_to_block_the_apply_that_made_it(server, client):
+    """The target makes the lock but its answer is lost: the lock is found by its metadata and used (before,
+    the create was sent again and the first lock, older, blocked the apply that made it)."""
+    server.faults.kinds, server.faults.rate = ("lost",), 1.0  # every write's answer is lost
+    before = server.faults.injected.get("lost", 0)
+    try:
+        held = locking.acquire(client, NAME, "apply")
+    finally:
+        server.faults.rate = 0
+    assert server.faults.injected.get("lost", 0) == before + 1  # the create, and nothing sent again
+    with held:
+        assert [s.id for s in lock_objects(client)] == [held.info.id]
+    assert lock_objects(client) == []
