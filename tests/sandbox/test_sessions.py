@@ -82,7 +82,10 @@ def test_the_least_recently_used_session_ends_beyond_the_maximum(make_sandbox):
     sandbox.run("c", "name = 'c'")
     assert sorted(sandbox.pool.sessions) == ["a", "c"]
     assert sandbox.run("a", "name").logs == "'a'\n"
-    assert "NameError" in sandbox.run("b", "name").logs
+    evicted = sandbox.run("b", "name").logs  # b's next call says why its variables are gone, once
+    assert evicted.startswith("[The thread's previous session was ended: it was the least recently used idle "
+                              "session and --code-max-sessions 2 was reached; its variables and files are gone.]\n")
+    assert "NameError" in evicted and "previous session" not in sandbox.run("b", "name = 1").logs
 
 
 def test_without_bwrap_there_is_no_sandbox_and_no_fallback(tmp_path):
