@@ -58,6 +58,7 @@ class SandboxConfig:
     max_total_memory_mb: int = 4096  # memory of all sessions together (0: no cap); beyond it the largest ends
     max_total_disk_mb: int = 4096  # tmpfs bytes of all sessions together (0: no cap); beyond it the largest ends
     watch_seconds: float = 0.25  # how often the watchdog (limits.py) looks at the sessions
+    start_seconds: float = 15.0  # a session's start (bwrap + Python): far above the ~100 ms it takes
     run_output_mb: int = 64  # files a run's calls may store (assistants_output)
     thread_output_mb: int = 256  # files a thread's calls may store (counted in the store)
     unsafe: bool = False  # run the REPL WITHOUT a sandbox (development only, logged loudly)
