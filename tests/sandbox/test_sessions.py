@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from asstctl.server.sandbox import SandboxConfig, SandboxUnavailable, SessionPool
@@ -118,10 +119,19 @@ def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
         time.sleep(0.05)
     else:
         raise AssertionError(f"the call's background process {left} still runs")
-    # No tmpfs caps its stand-in for /mnt/data: the watchdog does (--code-data-mb).
-    full = sandbox.run("t", "open('blob', 'wb').write(b'x' * 3 * 2 ** 20)\nimport time\ntime.sleep(10)")
+    # No tmpfs caps its stand-ins for /mnt/data and /tmp (TMPDIR, beside it): the watchdog does (--code-data-mb).
+    tmp = sandbox.run("t", "import tempfile; tempfile.gettempdir()").logs.strip().strip("'")
+    assert tmp.startswith(sandbox.pool.sessions["t"].data_dir + "/") and os.path.isdir(tmp)
+    full = sandbox.run("t", "tempfile.NamedTemporaryFile(delete=False).write(b'x' * 3 * 2 ** 20)\n"
+                            "import time\ntime.sleep(10)")
     assert full.failure == "crashed" and "MB of files in its directory (1 KiB per file counted), over the limit " \
         "of 2 MB (--code-data-mb)" in full.logs, full.logs
+    assert not os.path.exists(tmp)  # removed with its session
+    # No RLIMIT_NPROC (it would count every process of the server's uid): the watchdog counts the session's.
+    crowd = sandbox.run("t", "import threading, time\nfor _ in range(20):\n    threading.Thread(target=time.sleep, "
+                             "args=(10,), daemon=True).start()\ntime.sleep(10)")
+    assert crowd.failure == "crashed" and "processes and threads, over the limit of 16 per session " \
+        "(--code-max-processes)" in crowd.logs, crowd.logs
 
 
 async def _sleep(seconds):

@@ -9,8 +9,9 @@
 - **Total memory** (``--code-max-total-memory-mb``) and **total disk** (``--code-max-total-disk-mb``,
   the bytes in every session's size-capped tmpfs, plus ``INODE_BYTES`` (1 KiB) per file or directory in
   them): when the sessions together use more, the largest session is ended and its call fails saying why.
-- **/mnt/data's size without a sandbox** (the plain subprocess: a directory, no tmpfs): a session with
-  more than ``data_mb`` there (the first 10,000 entries looked at) is ended.
+- **Without a sandbox** (the plain subprocess: a directory, no tmpfs, no RLIMIT_NPROC): a session with
+  more than ``data_mb`` in its directory (its stand-in for /mnt/data and its ``TMPDIR``; the first 10,000
+  entries looked at), or more than ``max_processes`` processes and threads, is ended.
 - **Files per session** (``max_inodes``, 100,000): tmpfs' size cap counts bytes, not inodes, and an empty
   file costs the kernel ~1 KiB of memory; bubblewrap cannot set tmpfs' ``nr_inodes``, so a session with
   more files and directories in its tmpfs than that is ended (read from the same ``statvfs``).
@@ -87,6 +88,9 @@ class Watchdog:
             if session.data_dir and used.disk > config.data_mb * 1048576:  # no sandbox: no tmpfs caps it
                 self.end(session, f"it had {used.disk / 1048576:.0f} MB of files in its directory (1 KiB per file "
                                   f"counted), over the limit of {config.data_mb} MB (--code-data-mb)")
+            if session.data_dir and used.tasks > config.max_processes:  # no sandbox: no RLIMIT_NPROC
+                self.end(session, f"it ran {used.tasks} processes and threads, over the limit of "
+                                  f"{config.max_processes} per session (--code-max-processes)")
             if used.inodes > config.max_inodes:
                 self.end(session, f"it had {used.inodes} files and directories in /tmp, /mnt/data and /dev/shm, "
                                   f"over the limit of {config.max_inodes} per session (each holds kernel memory "

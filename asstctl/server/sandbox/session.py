@@ -76,7 +76,7 @@ class Session:
         self.process: asyncio.subprocess.Process | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stderr_tail = b""
-        self.data_dir: str | None = None  # unsafe mode only: the stand-in for /mnt/data
+        self.data_dir: str | None = None  # unsafe mode only: the directory of its stand-ins for /mnt/data and /tmp
         self.files: set[str] = set()  # keys (file id and version) of the files already copied in
         self.lock = asyncio.Lock()
         self.users = 0  # calls that hold or wait for this session: never evicted while > 0
