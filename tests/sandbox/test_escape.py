@@ -40,7 +40,11 @@ class RootServer:
         return self.tool.call(code, thread_id)
 
     def set_wall(self, seconds: float) -> None:
-        self.tool.tool.config.wall_seconds = seconds
+        self.configure(wall_seconds=seconds)
+
+    def configure(self, **limits) -> None:
+        for name, value in limits.items():
+            setattr(self.tool.tool.config, name, value)
 
     def idle(self, seconds: float) -> None:
         self.tool.idle(seconds)
@@ -374,3 +378,43 @@ def test_names_the_server_cannot_take_are_named_not_returned(call):
     why = "its name has a control character or is not valid UTF-8 (rename it)"
     assert f"[file not returned: /mnt/data/caf?.csv: {why}]" in outcome.output
     assert f"[file not returned: /mnt/data/tab?name.csv: {why}]" in outcome.output
+
+
+FOUR = """import os, time
+held = b'x' * (40 * 2 ** 20)
+ready, told = os.pipe()
+for _ in range(3):
+    if os.fork() == 0:
+        mine = b'y' * (40 * 2 ** 20)
+        os.write(told, b'.')
+        time.sleep(20)
+        os._exit(0)
+got = b''
+while len(got) < 3:
+    got += os.read(ready, 3)
+print('held')
+time.sleep(20)
+"""
+
+
+def test_the_total_caps_end_the_largest_session(served, call):
+    """--code-max-total-memory-mb and --code-max-total-disk-mb across sessions, whatever user the server runs
+    as: a session of 4 processes (each under its own memory limit) is the largest and is ended, the other
+    lives on."""
+    other = "thread_caps_" + os.urandom(6).hex()
+    assert call("kept = b'k' * (20 * 2 ** 20)\nopen('/mnt/data/kept', 'wb').write(b'k' * (4 * 2 ** 20))") \
+        .output.startswith("4194304\n")
+    served.configure(max_total_memory_mb=200)
+    try:
+        largest = served.call(FOUR, other).output
+    finally:
+        served.configure(max_total_memory_mb=TEST_LIMITS.get("max_total_memory_mb", 4096))
+    assert "--code-max-total-memory-mb" in largest and "this session was the largest" in largest, largest
+    served.configure(max_total_disk_mb=16)
+    try:
+        fill = "for i in range(2):\n    open(f'/tmp/f{i}', 'wb').write(b'x' * (7 * 2 ** 20))\nimport time; time.sleep(20)"
+        largest = served.call(fill, other).output
+    finally:
+        served.configure(max_total_disk_mb=TEST_LIMITS.get("max_total_disk_mb", 4096))
+    assert "--code-max-total-disk-mb" in largest and "this session was the largest" in largest, largest
+    assert call("print(len(kept), len(open('/mnt/data/kept', 'rb').read()))").output == f"{20 * 2 ** 20} {4 * 2 ** 20}\n"
