@@ -162,6 +162,8 @@ def test_every_writable_place_is_private_and_capped(call):
 def test_fork_bomb(call):
     outcome = call("import os\nwhile True:\n    os.fork()")
     assert "Resource temporarily unavailable" in outcome.output
+    assert "[sandbox limits: a session may run at most 16 processes and threads (--code-max-processes)]" \
+        in outcome.output, outcome.output
     left = call("import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))")
     assert len(eval(left.output)) <= 3  # its init, this REPL (and at most a dying straggler): the bomb was reaped
 
@@ -169,6 +171,8 @@ def test_fork_bomb(call):
 def test_memory_bomb(call):
     outcome = call("hog = bytearray(8 * 1024 ** 3)")
     assert "MemoryError" in outcome.output
+    assert outcome.output.endswith("\n[sandbox limits: a process may use at most 1024 MB of address space "
+                                   "(--code-memory-mb)]"), outcome.output
 
 
 def test_endless_loop_hits_the_cpu_limit(call, wall):
@@ -212,9 +216,12 @@ def test_endless_output_is_truncated_and_interrupted(call, wall):
 
 def test_disk_fill(call):
     outcome = call("with open('/mnt/data/fill', 'wb') as f:\n    while True:\n        f.write(b'x' * 2 ** 20)")
-    assert "File too large" in outcome.output
+    assert "File too large" in outcome.output and "a file may be at most 8 MB (--code-file-mb)" in outcome.output
     many = call("i = 0\nwhile True:\n    open(f'/mnt/data/f{i}', 'wb').write(b'x' * 2 ** 22)\n    i += 1")
     assert "No space left on device" in many.output
+    assert "/mnt/data and /tmp hold at most 32 MB each (--code-data-mb), /dev/shm 8 MB" in many.output, many.output
+    files = call("held = [open('/dev/null') for _ in range(300)]")
+    assert "Too many open files" in files.output and "a process may have at most 256 open files" in files.output
     assert sum(len(path) for path, _ in many.written_files) < 10_000 and len(many.written_files) <= 20
 
 

@@ -159,7 +159,7 @@ def test_output_files_have_a_quota_per_run_and_per_thread_kept_in_the_store(tmp_
         try:
             first = tool.call(write.format(tag="a"), "thread_q", run_id="run_1")
             assert [path for path, _ in first.written_files] == ["/mnt/data/part0-a.bin", "/mnt/data/part1-a.bin"]
-            assert "[file not returned: /mnt/data/part2-a.bin: the quota of 1 MB of output files per run is used up]" \
+            assert "[file not returned: /mnt/data/part2-a.bin: the quota of 1 MB of output files per run is used up (--code-run-output-mb)]" \
                 in first.output
             second = tool.call(write.format(tag="b"), "thread_q", run_id="run_2")
             assert len(second.written_files) == 2
@@ -170,7 +170,7 @@ def test_output_files_have_a_quota_per_run_and_per_thread_kept_in_the_store(tmp_
         tool = ToolDriver(server)
         try:
             third = tool.call(write.format(tag="c"), "thread_q", run_id="run_3")
-            assert third.written_files == [] and "the quota of 2 MB of output files per thread is used up" in third.output
+            assert third.written_files == [] and "the quota of 2 MB of output files per thread is used up (--code-thread-output-mb)" in third.output
         finally:
             tool.close()
 

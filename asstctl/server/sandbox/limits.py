@@ -37,6 +37,25 @@ CPU_GRACE = 1.0  # seconds over the soft limit before the hard one ends the sess
 IDLE_CPU = 1.0  # CPU seconds a session may use between calls, in all
 
 
+# What the kernel or Python says when a call meets a limit, and the limit it met (a line of the call's logs)
+HINTS = (
+    (("MemoryError", "Cannot allocate memory"),
+     "a process may use at most {memory_mb} MB of address space (--code-memory-mb)"),
+    (("Resource temporarily unavailable", "can't start new thread"),
+     "a session may run at most {max_processes} processes and threads (--code-max-processes)"),
+    (("File too large",), "a file may be at most {file_mb} MB (--code-file-mb)"),
+    (("No space left on device",),
+     "/mnt/data and /tmp hold at most {data_mb} MB each (--code-data-mb), /dev/shm {shm_mb} MB"),
+    (("Too many open files",), "a process may have at most 256 open files"),
+)
+
+
+def hints(logs: str, config: Any) -> str:
+    """One line naming each limit whose error is in ``logs`` ("" if none)."""
+    met = [hint.format(**vars(config)) for marks, hint in HINTS if any(mark in logs for mark in marks)]
+    return f"[sandbox limits: {'; '.join(met)}]" if met else ""
+
+
 def measure(session: Any) -> Usage:
     if not session.alive:
         return Usage()

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from asstctl.server.aio import within
 from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable
-from asstctl.server.sandbox.limits import Watchdog
+from asstctl.server.sandbox.limits import Watchdog, hints
 from asstctl.server.sandbox.session import CellResult, InputFile, ReplFailed, Session, log
 
 MAX_NOTES = 1000  # threads whose session was evicted, remembered (the oldest forgotten first) to say so once
@@ -57,6 +57,9 @@ class SessionPool:
                         result = await session.run(code)
                     finally:
                         session.in_call = False
+                    hint = hints(result.logs, self.config)
+                    if hint:
+                        result.logs += ("" if result.logs.endswith("\n") else "\n") + hint
                     if notes:
                         result.logs += f"\n[not copied into /mnt/data: {'; '.join(notes)}]"
                     if session.note:
