@@ -148,6 +148,12 @@ def test_a_stored_hostile_name_is_sanitized_when_copied_into_the_session(served,
     thread = sdk.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": ids}})
     outcome = tool.call("import os; print(sorted(os.listdir('/mnt/data')))", thread.id)
     assert outcome.output == str(sorted(["evil_.txt", ids[1], "tab_name.csv"])) + "\n"
+    # On an assistant, the file reaches every new thread's session: sanitized there too, and the call runs.
+    assistant = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}],
+                                           tool_resources={"code_interpreter": {"file_ids": ids[:1]}})
+    outcome = tool.call("import os; print(os.listdir('/mnt/data'), open('/mnt/data/evil_.txt').read())",
+                        sdk.beta.threads.create().id, assistant.id)
+    assert outcome.output == "['evil_.txt'] ../../etc/evil\x00.txt\n", outcome.output
 
 
 def test_output_files_have_a_quota_per_run_and_per_thread_kept_in_the_store(tmp_path):
