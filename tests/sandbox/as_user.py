@@ -76,6 +76,10 @@ class UserServer:
         """Set fields of the server's sandbox config (read by its pool and watchdog at each use)."""
         self.ask({"config": limits})
 
+    def end_sessions(self) -> None:
+        """End every sandbox session of the server (those of earlier tests)."""
+        self.ask({"end_sessions": True})
+
     def idle(self, seconds: float) -> None:
         """Let the server's loop (and so its watchdog) run ``seconds`` without a call."""
         self.ask({"idle": seconds})
@@ -104,6 +108,10 @@ def main() -> None:
             if "config" in request:
                 for name, value in request["config"].items():
                     setattr(tool.tool.config, name, value)
+                print("{}", flush=True)
+                continue
+            if "end_sessions" in request:
+                tool.end_sessions()
                 print("{}", flush=True)
                 continue
             if "idle" in request:

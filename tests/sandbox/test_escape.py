@@ -46,6 +46,9 @@ class RootServer:
         for name, value in limits.items():
             setattr(self.tool.tool.config, name, value)
 
+    def end_sessions(self) -> None:
+        self.tool.end_sessions()
+
     def idle(self, seconds: float) -> None:
         self.tool.idle(seconds)
 
@@ -153,7 +156,9 @@ def test_every_writable_place_is_private_and_capped(call):
             "    for name in os.listdir(place):\n        os.remove(os.path.join(place, name))\n")
     outcome = call(fill)
     caps = {"/tmp": TEST_LIMITS["data_mb"], "/mnt/data": TEST_LIMITS["data_mb"], "/dev/shm": TEST_LIMITS["shm_mb"]}
-    lines = [line.split(" ", 1) for line in outcome.output.splitlines()]
+    *lines, hint = outcome.output.splitlines()
+    assert hint == "[sandbox limits: /mnt/data and /tmp hold at most 32 MB each (--code-data-mb), /dev/shm 8 MB]"
+    lines = [line.split(" ", 1) for line in lines]
     assert [place for place, _ in lines] == list(caps), outcome.output
     for place, rest in lines:
         assert rest.startswith("No space left on device ") and caps[place] - 4 <= int(rest.split()[-2]) <= caps[place]
@@ -409,6 +414,7 @@ def test_the_total_caps_end_the_largest_session(served, call):
     as: a session of 4 processes (each under its own memory limit) is the largest and is ended, the other
     lives on."""
     other = "thread_caps_" + os.urandom(6).hex()
+    served.end_sessions()  # those of the tests before: only this test's two sessions count
     assert call("kept = b'k' * (20 * 2 ** 20)\nopen('/mnt/data/kept', 'wb').write(b'k' * (4 * 2 ** 20))") \
         .output.startswith("4194304\n")
     served.configure(max_total_memory_mb=200)
