@@ -70,7 +70,15 @@ class UserServer:
         return SimpleNamespace(**self.ask({"code": code, "thread": thread_id}))
 
     def set_wall(self, seconds: float) -> None:
-        self.ask({"wall": seconds})
+        self.configure(wall_seconds=seconds)
+
+    def configure(self, **limits) -> None:
+        """Set fields of the server's sandbox config (read by its pool and watchdog at each use)."""
+        self.ask({"config": limits})
+
+    def end_sessions(self) -> None:
+        """End every sandbox session of the server (those of earlier tests)."""
+        self.ask({"end_sessions": True})
 
     def idle(self, seconds: float) -> None:
         """Let the server's loop (and so its watchdog) run ``seconds`` without a call."""
@@ -97,8 +105,13 @@ def main() -> None:
                           "uid": os.geteuid()}), flush=True)
         for line in sys.stdin:
             request = json.loads(line)
-            if "wall" in request:
-                tool.tool.config.wall_seconds = request["wall"]
+            if "config" in request:
+                for name, value in request["config"].items():
+                    setattr(tool.tool.config, name, value)
+                print("{}", flush=True)
+                continue
+            if "end_sessions" in request:
+                tool.end_sessions()
                 print("{}", flush=True)
                 continue
             if "idle" in request:

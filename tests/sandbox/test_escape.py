@@ -40,7 +40,14 @@ class RootServer:
         return self.tool.call(code, thread_id)
 
     def set_wall(self, seconds: float) -> None:
-        self.tool.tool.config.wall_seconds = seconds
+        self.configure(wall_seconds=seconds)
+
+    def configure(self, **limits) -> None:
+        for name, value in limits.items():
+            setattr(self.tool.tool.config, name, value)
+
+    def end_sessions(self) -> None:
+        self.tool.end_sessions()
 
     def idle(self, seconds: float) -> None:
         self.tool.idle(seconds)
@@ -149,7 +156,9 @@ def test_every_writable_place_is_private_and_capped(call):
             "    for name in os.listdir(place):\n        os.remove(os.path.join(place, name))\n")
     outcome = call(fill)
     caps = {"/tmp": TEST_LIMITS["data_mb"], "/mnt/data": TEST_LIMITS["data_mb"], "/dev/shm": TEST_LIMITS["shm_mb"]}
-    lines = [line.split(" ", 1) for line in outcome.output.splitlines()]
+    *lines, hint = outcome.output.splitlines()
+    assert hint == "[sandbox limits: /mnt/data and /tmp hold at most 32 MB each (--code-data-mb), /dev/shm 8 MB]"
+    lines = [line.split(" ", 1) for line in lines]
     assert [place for place, _ in lines] == list(caps), outcome.output
     for place, rest in lines:
         assert rest.startswith("No space left on device ") and caps[place] - 4 <= int(rest.split()[-2]) <= caps[place]
@@ -158,6 +167,8 @@ def test_every_writable_place_is_private_and_capped(call):
 def test_fork_bomb(call):
     outcome = call("import os\nwhile True:\n    os.fork()")
     assert "Resource temporarily unavailable" in outcome.output
+    assert "[sandbox limits: a session may run at most 16 processes and threads (--code-max-processes)]" \
+        in outcome.output, outcome.output
     left = call("import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))")
     assert len(eval(left.output)) <= 3  # its init, this REPL (and at most a dying straggler): the bomb was reaped
 
@@ -165,6 +176,8 @@ def test_fork_bomb(call):
 def test_memory_bomb(call):
     outcome = call("hog = bytearray(8 * 1024 ** 3)")
     assert "MemoryError" in outcome.output
+    assert outcome.output.endswith("\n[sandbox limits: a process may use at most 1024 MB of address space "
+                                   "(--code-memory-mb)]"), outcome.output
 
 
 def test_endless_loop_hits_the_cpu_limit(call, wall):
@@ -208,9 +221,12 @@ def test_endless_output_is_truncated_and_interrupted(call, wall):
 
 def test_disk_fill(call):
     outcome = call("with open('/mnt/data/fill', 'wb') as f:\n    while True:\n        f.write(b'x' * 2 ** 20)")
-    assert "File too large" in outcome.output
+    assert "File too large" in outcome.output and "a file may be at most 8 MB (--code-file-mb)" in outcome.output
     many = call("i = 0\nwhile True:\n    open(f'/mnt/data/f{i}', 'wb').write(b'x' * 2 ** 22)\n    i += 1")
     assert "No space left on device" in many.output
+    assert "/mnt/data and /tmp hold at most 32 MB each (--code-data-mb), /dev/shm 8 MB" in many.output, many.output
+    files = call("held = [open('/dev/null') for _ in range(300)]")
+    assert "Too many open files" in files.output and "a process may have at most 256 open files" in files.output
     assert sum(len(path) for path, _ in many.written_files) < 10_000 and len(many.written_files) <= 20
 
 
@@ -374,3 +390,44 @@ def test_names_the_server_cannot_take_are_named_not_returned(call):
     why = "its name has a control character or is not valid UTF-8 (rename it)"
     assert f"[file not returned: /mnt/data/caf?.csv: {why}]" in outcome.output
     assert f"[file not returned: /mnt/data/tab?name.csv: {why}]" in outcome.output
+
+
+FOUR = """import os, time
+held = b'x' * (40 * 2 ** 20)
+ready, told = os.pipe()
+for _ in range(3):
+    if os.fork() == 0:
+        mine = b'y' * (40 * 2 ** 20)
+        os.write(told, b'.')
+        time.sleep(20)
+        os._exit(0)
+got = b''
+while len(got) < 3:
+    got += os.read(ready, 3)
+print('held')
+time.sleep(20)
+"""
+
+
+def test_the_total_caps_end_the_largest_session(served, call):
+    """--code-max-total-memory-mb and --code-max-total-disk-mb across sessions, whatever user the server runs
+    as: a session of 4 processes (each under its own memory limit) is the largest and is ended, the other
+    lives on."""
+    other = "thread_caps_" + os.urandom(6).hex()
+    served.end_sessions()  # those of the tests before: only this test's two sessions count
+    assert call("kept = b'k' * (20 * 2 ** 20)\nopen('/mnt/data/kept', 'wb').write(b'k' * (4 * 2 ** 20))") \
+        .output.startswith("4194304\n")
+    served.configure(max_total_memory_mb=200)
+    try:
+        largest = served.call(FOUR, other).output
+    finally:
+        served.configure(max_total_memory_mb=TEST_LIMITS.get("max_total_memory_mb", 4096))
+    assert "--code-max-total-memory-mb" in largest and "this session was the largest" in largest, largest
+    served.configure(max_total_disk_mb=16)
+    try:
+        fill = "for i in range(2):\n    open(f'/tmp/f{i}', 'wb').write(b'x' * (7 * 2 ** 20))\nimport time; time.sleep(20)"
+        largest = served.call(fill, other).output
+    finally:
+        served.configure(max_total_disk_mb=TEST_LIMITS.get("max_total_disk_mb", 4096))
+    assert "--code-max-total-disk-mb" in largest and "this session was the largest" in largest, largest
+    assert call("print(len(kept), len(open('/mnt/data/kept', 'rb').read()))").output == f"{20 * 2 ** 20} {4 * 2 ** 20}\n"

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from asstctl.server.sandbox import InputFile, SessionsBusy
+from asstctl.server.sandbox import InputFile, SandboxUnavailable, SessionsBusy
 from asstctl.server.sandbox.session import _result, data_path
 
 HOLD = "import time\nheld = b'x' * ({mb} * 2 ** 20)\ntime.sleep({seconds})\nprint('held')"
@@ -117,3 +117,20 @@ def test_a_file_over_the_sandbox_file_limit_is_named_not_read(make_sandbox):
     never = InputFile("big:3000000:1", "big.bin", 3_000_000, lambda: pytest.fail("read a file over the limit"))
     result = sandbox.run("t", "import os; os.listdir('/mnt/data')", [never])
     assert result.logs == "[]\n\n[not copied into /mnt/data: big.bin (2.9 MB, over the sandbox's file limit of 1 MB)]"
+
+
+def test_a_session_that_cannot_start_names_the_cause(make_sandbox):
+    """The kernel's memory limit (when the server may make cgroups) and the start timeout, not bubblewrap."""
+    tiny = make_sandbox(max_total_memory_mb=3, max_total_disk_mb=1)  # the kernel's limit: 4 MB, under Python's start
+    try:
+        tiny.run("t", "print(1)")
+    except SandboxUnavailable as error:
+        assert tiny.pool.watchdog.kernel.made == 1 and "while it started" in str(error), error
+        assert "--code-max-total-memory-mb" in str(error) and "bubblewrap" not in str(error), error
+    else:  # no cgroup here (an unprivileged server): the session started, the watchdog alone watches
+        assert tiny.pool.watchdog.kernel.made == 0
+    slow = make_sandbox(start_seconds=0.001)
+    with pytest.raises(SandboxUnavailable, match=r"did not start within 0\.001 s \(the server may be overloaded\)"):
+        slow.run("t", "print(1)")
+    slow.pool.config.start_seconds = 15
+    assert slow.run("t", "print(1)").logs == "1\n"

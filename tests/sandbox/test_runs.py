@@ -4,6 +4,7 @@ the real tool, which runs the code in the thread's bubblewrap session."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from asstctl.server.engine.offline import CODE_FUNCTION
 from asstctl.server.sandbox import SandboxConfig
+from asstctl.server.tools import builtin_tool
 from asstctl.server.tools.code_interpreter import NAME
 from tests.conftest import make_client
 from tests.contract import validator_for
@@ -33,6 +35,9 @@ rules:
   - match: "table"
     code: "import pandas as pd\npd.DataFrame({'n': [1, 2]}).to_csv('/mnt/data/table.csv', index=False)"
     then: "Download it: sandbox:/mnt/data/table.csv"
+  - match: "wait"
+    code: "import time\ntime.sleep(25)"
+    then: "Waited."
   - match: "bomb"
     code: "hog = bytearray(8 * 1024 ** 3)"
     then: "That did not work: {output}"
@@ -189,3 +194,28 @@ def test_code_and_tool_calls_exclude_each_other(tmp_path):
     rules.write_text("rules:\n  - match: x\n    code: [1]\n")
     with pytest.raises(RulesError, match="rule 0: 'code' must be a string"):
         load_rules(str(rules))
+
+
+def test_a_full_pool_fails_the_run_with_rate_limit_exceeded_naming_the_flag(tmp_path, contract):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    config = SandboxConfig(**dict(ROOMY_CPU, max_sessions=1))
+    with start_server(":memory:", rules_path=str(rules), sandbox=config) as server:
+        client = make_client(server, contract)
+        bot = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+        busy = client.beta.threads.create(messages=[{"role": "user", "content": "wait"}])
+        first = client.beta.threads.runs.create(thread_id=busy.id, assistant_id=bot.id)
+        pool = builtin_tool(server.state, "code_interpreter").pool
+        for _ in range(600):  # its code runs (the call holds the only session)
+            if any(session.in_call for session in list(pool.sessions.values())):
+                break
+            time.sleep(0.05)
+        config.wall_seconds = 0.5  # how long the other call waits for a free session (the first keeps its 30 s)
+        other = client.beta.threads.create(messages=[{"role": "user", "content": "remember 1"}])
+        run = client.beta.threads.runs.create_and_poll(thread_id=other.id, assistant_id=bot.id, poll_interval_ms=100)
+        still = client.beta.threads.runs.retrieve(thread_id=busy.id, run_id=first.id).status
+        client.beta.threads.runs.cancel(thread_id=busy.id, run_id=first.id)
+        client.close()
+    assert run.status == "failed" and run.last_error.code == "rate_limit_exceeded", run.last_error
+    assert "all 1 sandbox sessions (--code-max-sessions 1) are starting or busy" in run.last_error.message
+    assert still == "in_progress"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from asstctl.server.sandbox import SandboxConfig, SandboxUnavailable, SessionPool
@@ -82,7 +83,10 @@ def test_the_least_recently_used_session_ends_beyond_the_maximum(make_sandbox):
     sandbox.run("c", "name = 'c'")
     assert sorted(sandbox.pool.sessions) == ["a", "c"]
     assert sandbox.run("a", "name").logs == "'a'\n"
-    assert "NameError" in sandbox.run("b", "name").logs
+    evicted = sandbox.run("b", "name").logs  # b's next call says why its variables are gone, once
+    assert evicted.startswith("[The thread's previous session was ended: it was the least recently used idle "
+                              "session and --code-max-sessions 2 was reached; its variables and files are gone.]\n")
+    assert "NameError" in evicted and "previous session" not in sandbox.run("b", "name = 1").logs
 
 
 def test_without_bwrap_there_is_no_sandbox_and_no_fallback(tmp_path):
@@ -115,10 +119,19 @@ def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
         time.sleep(0.05)
     else:
         raise AssertionError(f"the call's background process {left} still runs")
-    # No tmpfs caps its stand-in for /mnt/data: the watchdog does (--code-data-mb).
-    full = sandbox.run("t", "open('blob', 'wb').write(b'x' * 3 * 2 ** 20)\nimport time\ntime.sleep(10)")
+    # No tmpfs caps its stand-ins for /mnt/data and /tmp (TMPDIR, beside it): the watchdog does (--code-data-mb).
+    tmp = sandbox.run("t", "import tempfile; tempfile.gettempdir()").logs.strip().strip("'")
+    assert tmp.startswith(sandbox.pool.sessions["t"].data_dir + "/") and os.path.isdir(tmp)
+    full = sandbox.run("t", "tempfile.NamedTemporaryFile(delete=False).write(b'x' * 3 * 2 ** 20)\n"
+                            "import time\ntime.sleep(10)")
     assert full.failure == "crashed" and "MB of files in its directory (1 KiB per file counted), over the limit " \
         "of 2 MB (--code-data-mb)" in full.logs, full.logs
+    assert not os.path.exists(tmp)  # removed with its session
+    # No RLIMIT_NPROC (it would count every process of the server's uid): the watchdog counts the session's.
+    crowd = sandbox.run("t", "import threading, time\nfor _ in range(20):\n    threading.Thread(target=time.sleep, "
+                             "args=(10,), daemon=True).start()\ntime.sleep(10)")
+    assert crowd.failure == "crashed" and "processes and threads, over the limit of 16 per session " \
+        "(--code-max-processes)" in crowd.logs, crowd.logs
 
 
 async def _sleep(seconds):

@@ -148,6 +148,12 @@ def test_a_stored_hostile_name_is_sanitized_when_copied_into_the_session(served,
     thread = sdk.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": ids}})
     outcome = tool.call("import os; print(sorted(os.listdir('/mnt/data')))", thread.id)
     assert outcome.output == str(sorted(["evil_.txt", ids[1], "tab_name.csv"])) + "\n"
+    # On an assistant, the file reaches every new thread's session: sanitized there too, and the call runs.
+    assistant = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}],
+                                           tool_resources={"code_interpreter": {"file_ids": ids[:1]}})
+    outcome = tool.call("import os; print(os.listdir('/mnt/data'), open('/mnt/data/evil_.txt').read())",
+                        sdk.beta.threads.create().id, assistant.id)
+    assert outcome.output == "['evil_.txt'] ../../etc/evil\x00.txt\n", outcome.output
 
 
 def test_output_files_have_a_quota_per_run_and_per_thread_kept_in_the_store(tmp_path):
@@ -159,7 +165,7 @@ def test_output_files_have_a_quota_per_run_and_per_thread_kept_in_the_store(tmp_
         try:
             first = tool.call(write.format(tag="a"), "thread_q", run_id="run_1")
             assert [path for path, _ in first.written_files] == ["/mnt/data/part0-a.bin", "/mnt/data/part1-a.bin"]
-            assert "[file not returned: /mnt/data/part2-a.bin: the quota of 1 MB of output files per run is used up]" \
+            assert "[file not returned: /mnt/data/part2-a.bin: the quota of 1 MB of output files per run is used up (--code-run-output-mb)]" \
                 in first.output
             second = tool.call(write.format(tag="b"), "thread_q", run_id="run_2")
             assert len(second.written_files) == 2
@@ -170,7 +176,7 @@ def test_output_files_have_a_quota_per_run_and_per_thread_kept_in_the_store(tmp_
         tool = ToolDriver(server)
         try:
             third = tool.call(write.format(tag="c"), "thread_q", run_id="run_3")
-            assert third.written_files == [] and "the quota of 2 MB of output files per thread is used up" in third.output
+            assert third.written_files == [] and "the quota of 2 MB of output files per thread is used up (--code-thread-output-mb)" in third.output
         finally:
             tool.close()
 

@@ -30,6 +30,12 @@ class ToolDriver:
         """The server's loop runs (its sandbox watchdog too) for ``seconds`` without a call."""
         self.loop.run_until_complete(asyncio.sleep(seconds))
 
+    def end_sessions(self) -> None:
+        """End every session of the tool's pool (the pool and its watchdog go on)."""
+        pool = self.tool.pool
+        for key in list(pool.sessions):
+            self.loop.run_until_complete(pool.end(key))
+
     def close(self) -> None:
         self.loop.run_until_complete(self.tool.pool.aclose())
         self.loop.close()

@@ -99,3 +99,17 @@ def test_compose_and_kubernetes_run_what_the_cli_parses_and_probe_the_real_route
         missing = probe.replace("/readyz", "/nowhere")  # (it fails on an answer other than 2xx)
         assert subprocess.run([sys.executable, *check[2:-1], missing], timeout=30,
                               capture_output=True).returncode != 0
+
+
+def test_the_sandbox_override_for_user_namespaces_off_runs_every_replica_as_root_with_the_same_security_opt():
+    """docs/deploy.md's compose override (user namespaces off): valid YAML, every replica of deploy/compose.yaml
+    as root with CAP_SYS_ADMIN, the base file's security_opt kept; the image's own user is not root."""
+    (block,) = [b.split("\n", 1)[1] for b in DOCS.split("```")[1::2] if "&root-sandbox" in b]
+    override = yaml.safe_load(block)["services"]
+    base = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
+    replicas = sorted(name for name, service in base.items() if "build" in service)
+    assert sorted(override) == replicas == ["asstctl-1", "asstctl-2"], (override, replicas)
+    for name in replicas:
+        assert override[name]["user"] == "0" and override[name]["cap_add"] == ["SYS_ADMIN"]
+        assert override[name]["security_opt"] == base[name]["security_opt"]
+    assert re.search(r"^USER asstctl$", (ROOT / "deploy" / "Dockerfile").read_text(), re.M)

@@ -59,6 +59,7 @@ class SandboxConfig:
     max_total_disk_mb: int = 4096  # tmpfs bytes of all sessions together (0: no cap); beyond it the largest ends
     cgroup: str = "auto"  # the kernel's backstop (cgroups.py): auto (v2, else v1), v2, v1 or none (the watchdog alone)
     watch_seconds: float = 0.25  # how often the watchdog (limits.py) looks at the sessions
+    start_seconds: float = 15.0  # a session's start (bwrap + Python): far above the ~100 ms it takes
     run_output_mb: int = 64  # files a run's calls may store (assistants_output)
     thread_output_mb: int = 256  # files a thread's calls may store (counted in the store)
     unsafe: bool = False  # run the REPL WITHOUT a sandbox (development only, logged loudly)
@@ -107,8 +108,8 @@ def settings(config: SandboxConfig, uid: int | None, data_dir: str) -> dict:
         "RLIMIT_CORE": 0,
         "RLIMIT_NOFILE": 256,
     }
-    if data_dir != "/mnt/data":  # no sandbox: RLIMIT_NPROC would count every process of the server's uid
-        del rlimits["RLIMIT_NPROC"]
+    if data_dir != "/mnt/data":  # no sandbox: RLIMIT_NPROC would count every process of the server's uid (the
+        del rlimits["RLIMIT_NPROC"]  # watchdog counts the session's own instead: limits.py)
     return {
         "rlimits": rlimits,
         "uid": uid,
@@ -141,16 +142,16 @@ def seccomp_filter(machine: str | None = None) -> bytes | None:
     return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
 
-def environment(home: str) -> dict[str, str]:
-    """The whole environment of the sandboxed code: nothing of the server's."""
+def environment(home: str, tmp: str = "/tmp") -> dict[str, str]:
+    """The whole environment of the sandboxed code: nothing of the server's (``tmp``: its temporary files)."""
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
-        "TMPDIR": "/tmp",
+        "TMPDIR": tmp,
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": "/tmp/matplotlib",
-        "XDG_CACHE_HOME": "/tmp/cache",
+        "MPLCONFIGDIR": f"{tmp}/matplotlib",
+        "XDG_CACHE_HOME": f"{tmp}/cache",
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -219,13 +220,17 @@ def _parents(path: str, made: set[str]) -> list[str]:
 def command(config: SandboxConfig) -> tuple[list[str], dict[str, str], str | None]:
     """(argv, environment of the process we start, a private directory to remove afterwards).
 
-    Sandboxed: ``bwrap ... python -I -c <repl> <settings>``. Unsafe: the same REPL, no sandbox,
-    in a fresh temporary directory that stands in for /mnt/data.
+    Sandboxed: ``bwrap ... python -I -c <repl> <settings>``. Unsafe: the same REPL, no sandbox, in a
+    fresh temporary directory: its ``data`` stands in for /mnt/data, its ``tmp`` for /tmp (``TMPDIR``), so
+    that the watchdog's ``--code-data-mb`` on the directory counts temporary files too.
     """
     if config.unsafe:
-        data = tempfile.mkdtemp(prefix="asstctl-unsafe-ci-")
+        root = tempfile.mkdtemp(prefix="asstctl-unsafe-ci-")
+        data, tmp = os.path.join(root, "data"), os.path.join(root, "tmp")
+        os.mkdir(data, 0o700)
+        os.mkdir(tmp, 0o700)
         argv = [python_binary(), "-I", "-c", repl_source(), json.dumps(settings(config, None, data))]
-        return argv, environment(data), data
+        return argv, environment(data, tmp), root
     bwrap = config.bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable(INSTALL_HINT)

@@ -9,8 +9,9 @@
 - **Total memory** (``--code-max-total-memory-mb``) and **total disk** (``--code-max-total-disk-mb``,
   the bytes in every session's size-capped tmpfs, plus ``INODE_BYTES`` (1 KiB) per file or directory in
   them): when the sessions together use more, the largest session is ended and its call fails saying why.
-- **/mnt/data's size without a sandbox** (the plain subprocess: a directory, no tmpfs): a session with
-  more than ``data_mb`` there (the first 10,000 entries looked at) is ended.
+- **Without a sandbox** (the plain subprocess: a directory, no tmpfs, no RLIMIT_NPROC): a session with
+  more than ``data_mb`` in its directory (its stand-in for /mnt/data and its ``TMPDIR``; the first 10,000
+  entries looked at), or more than ``max_processes`` processes and threads, is ended.
 - **Files per session** (``max_inodes``, 100,000): tmpfs' size cap counts bytes, not inodes, and an empty
   file costs the kernel ~1 KiB of memory; bubblewrap cannot set tmpfs' ``nr_inodes``, so a session with
   more files and directories in its tmpfs than that is ended (read from the same ``statvfs``).
@@ -34,6 +35,25 @@ from asstctl.server.sandbox.procs import Usage, usage
 log = logging.getLogger("asstctl.server.sandbox")
 CPU_GRACE = 1.0  # seconds over the soft limit before the hard one ends the session
 IDLE_CPU = 1.0  # CPU seconds a session may use between calls, in all
+
+
+# What the kernel or Python says when a call meets a limit, and the limit it met (a line of the call's logs)
+HINTS = (
+    (("MemoryError", "Cannot allocate memory"),
+     "a process may use at most {memory_mb} MB of address space (--code-memory-mb)"),
+    (("Resource temporarily unavailable", "can't start new thread"),
+     "a session may run at most {max_processes} processes and threads (--code-max-processes)"),
+    (("File too large",), "a file may be at most {file_mb} MB (--code-file-mb)"),
+    (("No space left on device",),
+     "/mnt/data and /tmp hold at most {data_mb} MB each (--code-data-mb), /dev/shm {shm_mb} MB"),
+    (("Too many open files",), "a process may have at most 256 open files"),
+)
+
+
+def hints(logs: str, config: Any) -> str:
+    """One line naming each limit whose error is in ``logs`` ("" if none)."""
+    met = [hint.format(**vars(config)) for marks, hint in HINTS if any(mark in logs for mark in marks)]
+    return f"[sandbox limits: {'; '.join(met)}]" if met else ""
 
 
 def measure(session: Any) -> Usage:
@@ -87,6 +107,9 @@ class Watchdog:
             if session.data_dir and used.disk > config.data_mb * 1048576:  # no sandbox: no tmpfs caps it
                 self.end(session, f"it had {used.disk / 1048576:.0f} MB of files in its directory (1 KiB per file "
                                   f"counted), over the limit of {config.data_mb} MB (--code-data-mb)")
+            if session.data_dir and used.tasks > config.max_processes:  # no sandbox: no RLIMIT_NPROC
+                self.end(session, f"it ran {used.tasks} processes and threads, over the limit of "
+                                  f"{config.max_processes} per session (--code-max-processes)")
             if used.inodes > config.max_inodes:
                 self.end(session, f"it had {used.inodes} files and directories in /tmp, /mnt/data and /dev/shm, "
                                   f"over the limit of {config.max_inodes} per session (each holds kernel memory "

@@ -15,8 +15,10 @@ from typing import Iterable
 
 from asstctl.server.aio import within
 from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable
-from asstctl.server.sandbox.limits import Watchdog
+from asstctl.server.sandbox.limits import Watchdog, hints
 from asstctl.server.sandbox.session import CellResult, InputFile, ReplFailed, Session, log
+
+MAX_NOTES = 1000  # threads whose session was evicted, remembered (the oldest forgotten first) to say so once
 
 
 class SessionsBusy(Exception):
@@ -32,6 +34,7 @@ class SessionPool:
         self.started = 0  # sessions started so far (cold starts)
         self.watchdog = Watchdog(self)
         self._freed: asyncio.Condition | None = None
+        self.evicted: OrderedDict[str, str] = OrderedDict()  # key -> why its session was evicted (told once)
 
     async def run(self, key: str, code: str, files: Iterable[InputFile] = ()) -> CellResult:
         """Run ``code`` in the session of ``key``; ``files`` go to /mnt/data, each version once per session."""
@@ -54,6 +57,9 @@ class SessionPool:
                         result = await session.run(code)
                     finally:
                         session.in_call = False
+                    hint = hints(result.logs, self.config)
+                    if hint:
+                        result.logs += ("" if result.logs.endswith("\n") else "\n") + hint
                     if notes:
                         result.logs += f"\n[not copied into /mnt/data: {'; '.join(notes)}]"
                     if session.note:
@@ -109,9 +115,9 @@ class SessionPool:
             self.sessions.move_to_end(key)
             session.users += 1
             return session
-        ended = None
+        ended = self.evicted.pop(key, None)
         if session is not None:  # ended while idle (by the watchdog, or on its own)
-            ended = session.ended_by
+            ended = session.ended_by or ended
             session.kill()
             self._forget(key, session)
         await self._make_room()
@@ -141,7 +147,11 @@ class SessionPool:
                 key = idle[0]
                 log.info("code_interpreter: ending the least recently used idle session (%s)", key)
                 session = self.sessions.pop(key)
-                session.ended_by = "it was the least recently used idle session and --code-max-sessions was reached"
+                session.ended_by = (f"it was the least recently used idle session and --code-max-sessions "
+                                    f"{self.config.max_sessions} was reached")
+                self.evicted[key] = session.ended_by
+                while len(self.evicted) > MAX_NOTES:
+                    self.evicted.popitem(last=False)
                 await session.close()
                 continue
             if waited >= self.config.wall_seconds:
@@ -186,6 +196,7 @@ class SessionPool:
             del self.sessions[key]
 
     async def end(self, key: str) -> None:
+        self.evicted.pop(key, None)
         session = self.sessions.pop(key, None)
         if session is not None:
             await session.close()

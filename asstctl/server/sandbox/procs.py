@@ -22,6 +22,7 @@ class Usage:
     disk: int = 0  # bytes used in its writable tmpfs, plus INODE_BYTES per file or directory in them
     inodes: int = 0  # files and directories in its writable tmpfs
     cpu: float = 0.0  # CPU seconds of its processes, living and ended
+    tasks: int = 0  # its processes and their threads (as RLIMIT_NPROC counts them)
 
 
 def children(pid: int) -> list[int]:
@@ -58,7 +59,7 @@ def repl_pid(root: int) -> int | None:
 
 
 def usage(root: int, data_dir: str | None = None) -> Usage:
-    """What the sandbox started as process ``root`` uses now (``data_dir``: the unsafe mode's stand-in)."""
+    """What the sandbox started as process ``root`` uses now (``data_dir``: the unsafe mode's directory)."""
     result = Usage()
     pids = descendants(root)
     for pid in pids:
@@ -70,6 +71,7 @@ def usage(root: int, data_dir: str | None = None) -> Usage:
         except (OSError, ValueError, IndexError):
             continue
         result.cpu += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
+        result.tasks += int(fields[17])  # num_threads
     if data_dir:
         result.disk, result.inodes = directory_bytes(data_dir)
         result.disk += result.inodes * INODE_BYTES

@@ -20,7 +20,6 @@ from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, co
 from asstctl.server.sandbox.procs import descendants, repl_pid
 
 log = logging.getLogger("asstctl.server.sandbox")
-START_SECONDS = 15.0  # bwrap + Python start-up; far above the ~100 ms it takes
 PUT_SECONDS = 30.0
 MAX_IMAGES = 10  # figures returned per call (the REPL's limit too)
 MAX_IMAGE_BYTES = 4 * 1024 * 1024  # one figure's PNG (the REPL's limit too)
@@ -77,7 +76,7 @@ class Session:
         self.process: asyncio.subprocess.Process | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stderr_tail = b""
-        self.data_dir: str | None = None  # unsafe mode only: the stand-in for /mnt/data
+        self.data_dir: str | None = None  # unsafe mode only: the directory of its stand-ins for /mnt/data and /tmp
         self.files: set[str] = set()  # keys (file id and version) of the files already copied in
         self.lock = asyncio.Lock()
         self.users = 0  # calls that hold or wait for this session: never evicted while > 0
@@ -111,19 +110,29 @@ class Session:
             stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True, cwd="/",
         )
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
+        timed_out = False
         try:
-            hello = await within(self._read(), START_SECONDS)
-        except (asyncio.TimeoutError, EOFError, asyncio.IncompleteReadError, ValueError):
+            hello = await within(self._read(), self.config.start_seconds)
+        except asyncio.TimeoutError:
+            hello, timed_out = None, True
+        except (EOFError, asyncio.IncompleteReadError, ValueError):
             hello = None
         if not hello or not hello.get("ready"):
+            killed = self.cgroup.killed() if self.cgroup is not None else None  # read before the cgroup goes
             await self.close()
             await asyncio.sleep(0)
-            detail = self.stderr_tail.decode("utf-8", "replace").strip().splitlines()[-3:]
-            raise SandboxUnavailable(
-                "code_interpreter could not start its sandbox"
-                + (f" ({' '.join(detail)})" if detail else "")
-                + ". Check that bubblewrap works here (`bwrap --unshare-all --ro-bind / / true`)."
-            )
+            raise SandboxUnavailable(self._start_failure(killed, timed_out))
+
+    def _start_failure(self, killed: str | None, timed_out: bool) -> str:
+        """Why a session did not start: the kernel's memory limit, the start timeout, or else bubblewrap."""
+        if killed:
+            return f"code_interpreter could not start its sandbox: {killed} while it started"
+        if timed_out:
+            return (f"code_interpreter could not start its sandbox: it did not start within "
+                    f"{self.config.start_seconds:g} s (the server may be overloaded); try again later")
+        detail = self.stderr_tail.decode("utf-8", "replace").strip().splitlines()[-3:]
+        return ("code_interpreter could not start its sandbox" + (f" ({' '.join(detail)})" if detail else "")
+                + ". Check that bubblewrap works here (`bwrap --unshare-all --ro-bind / / true`).")
 
     async def put(self, file: InputFile) -> str | None:
         """Stream a file into /mnt/data (its bytes never held whole); None, or why it was not copied."""

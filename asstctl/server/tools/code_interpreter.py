@@ -246,7 +246,8 @@ class _Quota:
             if over:
                 scope = over[0].partition(":")[0]
                 mb = self.limits[over[0]]
-                self.refused.append((label or item[0], f"the quota of {mb} MB of output files per {scope} is used up"))
+                self.refused.append((label or item[0], f"the quota of {mb} MB of output files per {scope} is used up "
+                                                       f"(--code-{scope}-output-mb)"))
                 continue
             for key in self.limits:
                 self.stored[key] = self.stored.get(key, 0) + len(data)
