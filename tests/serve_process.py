@@ -18,12 +18,12 @@ URL = re.compile(r"http://\S+/v1")
 
 
 class ServeProcess:
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None, python: str = sys.executable):
         self.workdir = workdir
         self.api_key = (env or {}).get("ASSTCTL_SERVER_API_KEY") or "asstctl-local"  # for make_client
         workdir.mkdir(parents=True, exist_ok=True)
         self.out_path, self.err_path = workdir / "serve.out", workdir / "serve.err"
-        command = [sys.executable, "-m", "asstctl", "serve", "--port", "0", *args]
+        command = [python, "-m", "asstctl", "serve", "--port", "0", *args]
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=err, env={**os.environ, **(env or {})})
         self.base_url = self._wait_for_url()

@@ -26,13 +26,15 @@ PING_MEDIAN = 0.5  # seconds: a ping's median latency while a hostile behaviour 
 PEAK_KB = 200_000  # the serve process's peak resident memory (the issue saw 678 MB and 6.45 GB)
 
 
-def serve_on(upstream: HostileUpstream, project, api: str = "chat") -> ServeProcess:
-    """``asstctl serve`` with ``upstream`` as its engine's (on ``api``) and the test LIMITS."""
+def serve_on(upstream: HostileUpstream, project, api: str = "chat", **process) -> ServeProcess:
+    """``asstctl serve`` with ``upstream`` as its engine's (on ``api``) and the test LIMITS; ``process``:
+    more of :class:`ServeProcess`'s options (``python``, ``env``)."""
     (project / "asstctl.yaml").write_text(
         f"project: hostile\nengine:\n  upstream: {upstream.base_url}\n  api_key_env: {KEY_ENV}\n  api: {api}\n"
         f"  limits: {{idle_seconds: {LIMITS['idle_seconds']}, turn_seconds: {LIMITS['turn_seconds']}, "
         f"reply_chars: {LIMITS['reply_chars']}}}\n")
-    return ServeProcess(project, "--db", ":memory:", env={KEY_ENV: KEY})
+    env = {KEY_ENV: KEY, **process.pop("env", {})}
+    return ServeProcess(project, "--db", ":memory:", env=env, **process)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +258,9 @@ def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
     for _ in range(15):
         thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "slow-tokens"}])
         run = sdk.beta.threads.runs.create(thread.id, assistant_id=bot.id)
+        streaming = time.monotonic() + 30  # the first token (a failed run never writes one: its status shows)
         while not sdk.beta.threads.messages.list(thread.id, limit=1).data[0].role == "assistant":
+            assert time.monotonic() < streaming, sdk.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
             time.sleep(0.01)
         time.sleep(moments.uniform(0, 0.05))
         began = time.monotonic()
