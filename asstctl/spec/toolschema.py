@@ -182,8 +182,21 @@ def function_problems(schema: dict[str, Any], where: Where) -> list[str]:
         return [f"{where(at)}: function parameters must be an object schema (`type: object` with `properties`), "
                 f"got {got}; put other values inside a property, e.g. "
                 "`{type: object, properties: {items: {type: array, items: {...}}}}`"]
-    return [problem for path, node in _subschemas(schema)
-            for problem in _required_problems(node, path, where) + _ref_problems(schema, node, path, where)]
+    problems = [] if "properties" in schema else [
+        f"{where(('type',))}: function parameters of `type: object` need `properties`, which OpenAI refuses "
+        "without (\"object schema missing properties\"); add `properties: {}` for a function without arguments"]
+    return problems + [problem for path, node in _subschemas(schema)
+                       for problem in _array_problems(node, path, where) + _required_problems(node, path, where)
+                       + _ref_problems(schema, node, path, where)]
+
+
+def _array_problems(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
+    """An array schema without ``items``: OpenAI refuses it, strict or not ("array schema missing items")."""
+    kind = node.get("type")
+    if "items" in node or not (kind == "array" or (isinstance(kind, list) and "array" in kind)):
+        return []
+    return [f"{where(path + ('type',))}: {_name(path)} is an array without `items`, which OpenAI refuses "
+            "(\"array schema missing items\"); say what the list holds, e.g. `items: {type: string}`"]
 
 
 def _ref_problems(schema: dict[str, Any], node: dict[str, Any], path: tuple, where: Where) -> list[str]:
@@ -310,8 +323,15 @@ def _strict_node(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
     if "format" in node and node["format"] not in STRICT_FORMATS:
         problems.append(f"{where(path + ('format',))}: format `{node['format']}` is not supported with `strict: true` "
                         f"(supported: {', '.join(STRICT_FORMATS)}); use `pattern` instead, {NON_STRICT}")
+    if path and path[0] != "anyOf" and not {"type", "anyOf", "$ref"} & set(node):  # the root's anyOf: said once
+        problems.append(f"{where(path)}: with `strict: true` every schema needs a `type` ({_name(path)} has none); "
+                        f"add one, e.g. `type: {_likely_type(node)}`, {NON_STRICT}")
     if not _is_object(node):
         return problems
+    if path and "properties" not in node:
+        problems.append(f"{where(path + ('type',) if 'type' in node else path)}: with `strict: true` every object "
+                        f"needs `properties` ({_name(path)}); add `properties: {{}}` (with "
+                        f"`additionalProperties: false`, an empty object), {NON_STRICT}")
     if node.get("additionalProperties") is not False:
         at = path + ("additionalProperties",) if "additionalProperties" in node else path
         problems.append(f"{where(at)}: with `strict: true` every object needs `additionalProperties: false` "
@@ -324,6 +344,17 @@ def _strict_node(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
                         f"missing: {', '.join(map(str, missing))} (make an optional one nullable: "
                         f"`type: [string, \"null\"]`), {NON_STRICT}")
     return problems
+
+
+def _likely_type(node: dict[str, Any]) -> str:
+    """The type a schema without one seems to mean: its enum's or const's values, an object, or a string."""
+    values = node["enum"] if isinstance(node.get("enum"), list) else [node["const"]] if "const" in node else []
+    if values:
+        kinds = {("boolean" if isinstance(v, bool) else "integer" if isinstance(v, int) else "number"
+                  if isinstance(v, float) else "string" if isinstance(v, str) else "null" if v is None else "object")
+                 for v in values}
+        return next(iter(kinds)) if len(kinds) == 1 else _flow(sorted(kinds))
+    return "object" if "properties" in node else "array" if "items" in node else "string"
 
 
 def _is_object(node: dict[str, Any]) -> bool:

@@ -130,6 +130,29 @@ CASES = {
          "`definitions`; define it at the top of `parameters`, e.g. `definitions: {unit: {type: string}}`",
          "assistants/a.yaml:13:15: `$ref: \"#/$defs/zone\"` points at nothing: `#/$defs` has no `zone` "
          "(defined: unit); add it there or correct the name"]),
+    "`type: object` without properties at the top (OpenAI refuses it, strict or not)": (
+        "type: object\n", False,
+        ["assistants/a.yaml:7:9: function parameters of `type: object` need `properties`, which OpenAI refuses "
+         "without (\"object schema missing properties\"); add `properties: {}` for a function without arguments"]),
+    "an array without items, in a property and in a list of types": (
+        "type: object\nproperties:\n  ids: {type: array, description: ids}\n  tags: {type: [array, \"null\"]}\n"
+        "  meta: {type: object}\n", False,  # an object inside: OpenAI takes it without `strict` (prism-php/prism#746)
+        ["assistants/a.yaml:9:17: `parameters.properties.ids` is an array without `items`, which OpenAI refuses "
+         "(\"array schema missing items\"); say what the list holds, e.g. `items: {type: string}`",
+         "assistants/a.yaml:10:18: `parameters.properties.tags` is an array without `items`, which OpenAI refuses "
+         "(\"array schema missing items\"); say what the list holds, e.g. `items: {type: string}`"]),
+    "strict: a schema without a type, an object without properties": (
+        "type: object\nadditionalProperties: false\nrequired: [a, b, c, d]\nproperties:\n  a: {}\n"
+        "  b: {description: the unit, enum: [c, f]}\n  c: {type: object, additionalProperties: false}\n"
+        "  d: {type: array, items: {}}\n", True,
+        ["assistants/a.yaml:12:11: with `strict: true` every schema needs a `type` (`parameters.properties.a` has "
+         "none); add one, e.g. `type: string`, or set `strict: false`",
+         "assistants/a.yaml:13:11: with `strict: true` every schema needs a `type` (`parameters.properties.b` has "
+         "none); add one, e.g. `type: string`, or set `strict: false`",
+         "assistants/a.yaml:14:15: with `strict: true` every object needs `properties` (`parameters.properties.c`); "
+         "add `properties: {}` (with `additionalProperties: false`, an empty object), or set `strict: false`",
+         "assistants/a.yaml:15:28: with `strict: true` every schema needs a `type` (`parameters.properties.d.items` "
+         "has none); add one, e.g. `type: string`, or set `strict: false`"]),
 }
 
 
@@ -201,14 +224,16 @@ def strict_object(properties: dict, **more) -> dict:
 
 
 SIZES = {  # OpenAI's Structured Outputs limits, one past each
-    "5,001 properties": (strict_object({f"p{i}": {} for i in range(5001)}),
+    "5,001 properties": (strict_object({f"p{i}": {"type": "string"} for i in range(5001)}),
                          "5,001 properties; `strict: true` allows at most 5,000 in one schema: split the function "
                          "into smaller ones"),
-    "1,001 enum values": (strict_object({"a": {"enum": list(range(600))}, "b": {"enum": list(range(401))}}),
+    "1,001 enum values": (strict_object({"a": {"type": "integer", "enum": list(range(600))},
+                                        "b": {"type": "integer", "enum": list(range(401))}}),
                           "1,001 enum values; `strict: true` allows at most 1,000 in one schema: for a long list of "
                           "allowed values use `type: string` and name them in `description`"),
     "120,001 characters of names and values": (
-        strict_object({"a" * 1000: {"enum": ["v" * 500] * 200}, "b": {"const": "c" * 18_999}},
+        strict_object({"a" * 1000: {"type": "string", "enum": ["v" * 500] * 200},
+                       "b": {"type": "string", "const": "c" * 18_999}},
                       **{"$defs": {"d": {"type": "string"}}}),
         "120,001 characters in property and definition names, enum and const values; `strict: true` allows at most "
         "120,000 in one schema: shorten them or split the function into smaller ones"),
@@ -252,3 +277,45 @@ def test_the_quick_meta_schema_check_agrees_with_the_meta_schema():
         assert errors == {(tuple(e.absolute_path), e.validator, e.message) for e in theirs.iter_errors(schema)}
         assert not plainly_valid(schema) or not errors, schema
     assert sum(map(plainly_valid, schemas)) > len(VALID)  # the quick check does answer the usual schemas
+
+
+def test_schemas_the_openai_sdk_makes_for_strict_functions_pass():
+    """No false positives on what `openai.pydantic_function_tool` sends as a strict function: Optional, an enum,
+    Literal (one value and several), a date, a recursive model, minimum/maximum, a list."""
+    import datetime
+    import enum
+    from typing import Literal, Optional
+
+    import openai
+    from pydantic import BaseModel, Field
+
+    from asstctl.spec.toolschema import parameters_problems
+
+    class Unit(str, enum.Enum):
+        c = "c"
+        f = "f"
+
+    class Node(BaseModel):
+        name: str
+        children: list["Node"]
+
+    class Query(BaseModel):
+        city: str = Field(description="the city")
+        unit: Unit
+        when: Optional[datetime.date]
+        kind: Literal["daily", "hourly"]
+        one: Literal["x"]
+        days: int = Field(ge=1, le=14)
+        ratio: Optional[float] = Field(gt=0, lt=1)
+        tree: Node
+        tags: list[str]
+
+    function = openai.pydantic_function_tool(Query)["function"]
+    assert function["strict"] is True
+    where = lambda path: ".".join(map(str, path))  # noqa: E731
+    assert parameters_problems(function["parameters"], True, where) == []
+    assert parameters_problems(function["parameters"], False, where) == []
+    typeless = {**function["parameters"], "properties": {**function["parameters"]["properties"], "city": {}}}
+    assert parameters_problems(typeless, True, where) == ["properties.city: with `strict: true` every schema needs a "
+                                                         "`type` (`parameters.properties.city` has none); add one, "
+                                                         "e.g. `type: string`, or set `strict: false`"]
