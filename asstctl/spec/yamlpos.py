@@ -120,11 +120,31 @@ def _compose(text: str, shown: Path | str):
         mark = error.problem_mark or error.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise SpecError([f"{shown}:{line}:{col}: malformed YAML: {_yaml_reason(error)}{yaml_fix(error)}"]) from None
+    except yaml.reader.ReaderError:
+        json_problem(text, shown)
+        raise SpecError(_unprintable_problems(text, shown)) from None
     except yaml.YAMLError as error:
         json_problem(text, shown)
         raise SpecError([f"{shown}:1:1: malformed YAML: {error}"]) from None
     finally:
         loader.dispose()
+
+
+_UNPRINTABLE = "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"  # YAML 1.1 printable
+
+
+def _unprintable_problems(text: str, shown: Path | str) -> list[str]:
+    """Every character YAML refuses (a control character, most often pasted in unseen), at its line:col as an
+    editor counts them (libyaml's own position is a byte offset, not a line)."""
+    problems = []
+    for match in re.finditer(_UNPRINTABLE, text):
+        offset = match.start()
+        line, col = text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+        code = f"U+{ord(match.group()):04X}"
+        problems.append(f"{shown}:{line}:{col}: YAML does not allow the character {code} (a control character, "
+                        f"invisible in most editors); remove the invisible character {code}, or write it as "
+                        f"`\\u{ord(match.group()):04x}` in a double-quoted string if it is meant")
+    return problems[:20] or [f"{shown}:1:1: YAML does not allow a character of this file; save it as plain UTF-8 text"]
 
 
 def json_problem(text: str, shown: Path | str) -> None:
