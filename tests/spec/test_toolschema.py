@@ -82,8 +82,8 @@ CASES = {
         "type: object\nproperties:\n  a: {type: string}\n  b: {type: integer}\nrequired: [a]\n", True,
         ["assistants/a.yaml:7:7: with `strict: true` every object needs `additionalProperties: false` "
          "(`parameters`); add it, or set `strict: false`",
-         "assistants/a.yaml:12:9: with `strict: true` `required` must list every property of `parameters`; "
-         "missing: b (make an optional one nullable: `type: [string, \"null\"]`), or set `strict: false`"]),
+         "assistants/a.yaml:12:9: with `strict: true` `required` must list every property of `parameters`: "
+         "add `b` to it (make an optional one nullable: `type: [string, \"null\"]`), or set `strict: false`"]),
     "strict: unsupported keywords and formats, nested objects too": (
         "type: object\nadditionalProperties: false\nrequired: [when, tags]\nproperties:\n"
         "  when: {type: string, format: iso-week, default: now}\n"
@@ -102,7 +102,7 @@ CASES = {
          "assistants/a.yaml:16:13: with `strict: true` every object needs `additionalProperties: false` "
          "(`parameters.properties.tags.items`); add it, or set `strict: false`",
          "assistants/a.yaml:16:13: with `strict: true` `required` must list every property of "
-         "`parameters.properties.tags.items`; missing: x (make an optional one nullable: `type: [string, \"null\"]`), "
+         "`parameters.properties.tags.items`: add `x` to it (make an optional one nullable: `type: [string, \"null\"]`), "
          "or set `strict: false`"]),
     "strict: anyOf at the top, without a type": (
         "anyOf:\n  - {type: object, properties: {a: {type: string}}}\n  - {type: object, properties: {b: {type: string}}}\n",
@@ -319,3 +319,23 @@ def test_schemas_the_openai_sdk_makes_for_strict_functions_pass():
     assert parameters_problems(typeless, True, where) == ["properties.city: with `strict: true` every schema needs a "
                                                          "`type` (`parameters.properties.city` has none); add one, "
                                                          "e.g. `type: string`, or set `strict: false`"]
+
+
+FIX = ("write `", "e.g. `", "use `", "did you mean `", "quote it, `", "add `", "add it", "remove it", "flatten it", "shorten",
+       "move the alternatives")
+
+
+def test_every_message_says_what_to_do():
+    """Each message of CASES and of the quick check's EDGES carries a fix, none is jsonschema's raw text
+    (`[] should be non-empty`, `0 is less than or equal to the minimum of 0`)."""
+    from asstctl.spec.toolschema import parameters_problems
+
+    where = lambda path: ".".join(map(str, path))  # noqa: E731
+    messages = [message for _, _, expected in CASES.values() for message in expected]
+    messages += [message for schema in EDGES if isinstance(schema, dict)
+                 for message in parameters_problems({"type": "object", "properties": {"a": schema}}, False, where)]
+    assert len(messages) > len(CASES) + len(EDGES) - 5
+    for message in messages:
+        assert any(fix in message for fix in FIX), message
+        assert "is not valid JSON Schema" not in message and "should be" not in message and "is not of type" not in message, \
+            message
