@@ -89,15 +89,20 @@ def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
 
 
 def parse_yaml(text: str, shown: Path | str = "<string>") -> Document:
+    """YAML text as a Document; a ``.json`` file is read as JSON (strictly: no trailing comma, single quote or
+    comment), then as YAML for the positions (JSON is YAML, bar a tab in indentation: no positions then)."""
+    data = json_data(text, shown) if str(shown).lower().endswith(".json") else _SKIP
     try:
         node = _compose(text, shown)
     except SpecError as error:  # tabs in indentation are the likeliest cause: name them instead
+        if data is not _SKIP:
+            return Document(data, {}, shown)
         raise SpecError(_tab_problems(text, shown) or error.problems) from None
     builder = _Builder(shown)
-    data = builder.build(node, ()) if node is not None else None
+    built = builder.build(node, ()) if node is not None else None
     if builder.problems:
         raise SpecError(builder.problems)
-    return Document(data, builder.positions, shown)
+    return Document(built if data is _SKIP else data, builder.positions, shown)
 
 
 def _tab_problems(text: str, shown: Path | str) -> list[str]:
@@ -116,15 +121,12 @@ def _compose(text: str, shown: Path | str):
     try:
         return loader.get_single_node()
     except yaml.MarkedYAMLError as error:
-        json_problem(text, shown)
         mark = error.problem_mark or error.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise SpecError([f"{shown}:{line}:{col}: malformed YAML: {_yaml_reason(error)}{yaml_fix(error)}"]) from None
     except yaml.reader.ReaderError:
-        json_problem(text, shown)
         raise SpecError(_unprintable_problems(text, shown)) from None
     except yaml.YAMLError as error:
-        json_problem(text, shown)
         raise SpecError([f"{shown}:1:1: malformed YAML: {error}"]) from None
     finally:
         loader.dispose()
@@ -147,17 +149,35 @@ def _unprintable_problems(text: str, shown: Path | str) -> list[str]:
     return problems[:20] or [f"{shown}:1:1: YAML does not allow a character of this file; save it as plain UTF-8 text"]
 
 
-def json_problem(text: str, shown: Path | str) -> None:
-    """A ``.json`` file YAML cannot read: raise its error as JSON's parser words it (JSON is read as YAML)."""
+def json_data(text: str, shown: Path | str) -> Any:
+    """A ``.json`` file's data, read by JSON's rules: its errors at their line:col, with what to write."""
     import json
 
-    if not str(shown).lower().endswith(".json"):
-        return
+    def no_constant(word: str) -> None:
+        raise json.JSONDecodeError(f"`{word}` is not JSON: write a number or null", text, text.find(word))
+
     try:
-        json.loads(text)
+        return json.loads(text, parse_constant=no_constant)
     except json.JSONDecodeError as error:
-        raise SpecError([f"{shown}:{error.lineno}:{error.colno}: malformed JSON: {error.msg} (JSON needs "
-                         "double-quoted keys and strings, commas between items and none after the last)"]) from None
+        raise SpecError([f"{shown}:{error.lineno}:{error.colno}: malformed JSON: {_json_reason(text, error)}"]) from None
+
+
+def _json_reason(text: str, error) -> str:
+    at = text[error.pos:error.pos + 1]
+    before = text[:error.pos].rstrip()
+    if at in "}]" and at and before.endswith(","):
+        return f"a comma after the last item; remove the `,` before `{at}` (JSON allows none there)"
+    if at == "'":
+        return "single quotes; JSON needs double quotes: write `\"...\"`"
+    if at in ("#", "/") and at:
+        return "a comment; JSON has none: remove it (or use a .yaml file, where `#` starts a comment)"
+    if error.msg.startswith("Invalid control character"):
+        code = f"U+{ord(at):04X}" if at else "here"
+        return f"an invisible control character in a string; remove the invisible character {code} " \
+               f"(or write it as `\\u{ord(at):04x}`)"
+    if error.msg.startswith("`"):
+        return error.msg
+    return f"{error.msg} (JSON needs double-quoted keys and strings, commas between items and none after the last)"
 
 
 def _yaml_reason(error) -> str:

@@ -190,6 +190,25 @@ def test_a_parameters_file_is_checked_at_its_own_lines(project):
                      "did you mean `string`?"]
 
 
+def test_a_json_parameters_file_is_read_as_json_not_as_lenient_yaml(project):
+    """YAML would read each of these (and the schema would validate): a trailing comma, single quotes, a comment;
+    JSON's own parser finds them, at their line:col, with the fix. A valid one keeps YAML's positions."""
+    write(project, {"s/comma.json": '{"type": "object",\n "properties": {"id": {"type": "string"},}}\n',
+                    "s/quotes.json": "{'type': 'object', 'properties': {}}\n",
+                    "s/comment.json": '{"type": "object", "properties": {}}  # the lookup\n',
+                    "s/ok.json": '{"type": "object",\n "properties": {"id": {"type": "strng"}}}\n'})
+    functions = "".join(f"  - function: {{name: {name}, parameters_file: s/{name}.json}}\n"
+                        for name in ("comma", "quotes", "comment", "ok"))
+    assert sorted(problems(project, {"a.yaml": f"model: gpt-4o\ntools:\n{functions}"})) == [
+        "assistants/s/comma.json:2:42: malformed JSON: a comma after the last item; remove the `,` before `}` "
+        "(JSON allows none there)",
+        "assistants/s/comment.json:1:39: malformed JSON: a comment; JSON has none: remove it (or use a .yaml file, "
+        "where `#` starts a comment)",
+        "assistants/s/ok.json:2:24: `parameters.properties.id.type` must be one of string, number, integer, boolean, "
+        "object, array, null (or a list of them), not \"strng\"; did you mean `string`?",
+        "assistants/s/quotes.json:1:2: malformed JSON: single quotes; JSON needs double quotes: write `\"...\"`"]
+
+
 def test_the_repositorys_examples_pass_and_validate_reports_a_broken_schema(project):
     """The repository is itself an asstctl project: its weather bot has a `strict: true` function from a
     `parameters_file` and an inline one, both valid."""
