@@ -25,6 +25,8 @@ MAX_NODES = 200_000  # aliases can expand a small file exponentially ("billion l
 _SKIP = object()
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
+_VALUE = "tag:yaml.org,2002:value"  # a `=` key, which flatten_mapping makes a string
+_STR = "tag:yaml.org,2002:str"
 _JSON_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")}
 _STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
 
@@ -235,11 +237,14 @@ class _Builder:
         self.problems: list[str] = []
         self.active: set[int] = set()
         self.count = 0
+        self.scalar = yaml.ScalarNode
 
     def build(self, node, path: JsonPath) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
             raise SpecError([f"{self._at(node)}: too many values (aliases expand to more than {MAX_NODES})"])
+        if node.tag == _STR and node.__class__ is self.scalar:  # most values: text as it is, nothing inside
+            return node.value
         if id(node) in self.active:
             raise SpecError([f"{self._at(node)}: recursive alias; YAML anchors must not contain themselves"])
         self.active.add(id(node))
@@ -273,7 +278,8 @@ class _Builder:
         """A mapping; keys merged in by ``<<`` come first and may be overridden, own keys must be unique."""
         own_count = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
         try:
-            self.constructor.flatten_mapping(node)
+            if own_count < len(node.value) or any(key_node.tag == _VALUE for key_node, _ in node.value):
+                self.constructor.flatten_mapping(node)
         except self.yaml.YAMLError as error:
             self.problems.append(f"{self._at(node)}: {getattr(error, 'problem', None) or error}")
             return {}
@@ -299,6 +305,8 @@ class _Builder:
         return True
 
     def _key(self, node) -> Any:
+        if node.tag == _STR and node.__class__ is self.scalar:
+            return node.value
         if not isinstance(node, self.yaml.ScalarNode):
             self.problems.append(f"{self._at(node)}: a mapping key must be a plain value, not a list or mapping")
             return _SKIP
