@@ -368,7 +368,10 @@ def field_name(path: tuple) -> str:
 
 
 def _count(value: Any) -> Any:
-    return len(value) if isinstance(value, (dict, list, str)) else value
+    """A message's ``{value}``: the size of a text, list or mapping; a scalar as YAML writes it (true, null)."""
+    if isinstance(value, (dict, list, str)):
+        return len(value)
+    return json.dumps(value) if isinstance(value, bool) or value is None else value
 
 
 def _unknown_fields(error, path: tuple) -> list[tuple[tuple, str]]:

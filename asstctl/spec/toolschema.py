@@ -224,7 +224,7 @@ def function_problems(schema: dict[str, Any], where: Where) -> list[str]:
     """What OpenAI's function calling needs of any ``parameters``: an object schema at the top."""
     if schema.get("type") != "object":
         at = ("type",) if "type" in schema else ()
-        got = f"`type: {schema['type']}`" if "type" in schema else "no `type`"
+        got = f"`type: {_flow(schema['type'])}`" if "type" in schema else "no `type`"
         return [f"{where(at)}: function parameters must be an object schema (`type: object` with `properties`), "
                 f"got {got}; put other values inside a property, e.g. "
                 "`{type: object, properties: {items: {type: array, items: {...}}}}`"]

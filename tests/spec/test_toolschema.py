@@ -45,6 +45,11 @@ CASES = {
         ["assistants/a.yaml:7:9: function parameters must be an object schema (`type: object` with `properties`), "
          "got `type: array`; put other values inside a property, e.g. "
          "`{type: object, properties: {items: {type: array, items: {...}}}}`"]),
+    "a list of types at the top, shown as written": (
+        "type: [object, \"null\"]\nproperties: {}\n", False,
+        ["assistants/a.yaml:7:9: function parameters must be an object schema (`type: object` with `properties`), "
+         "got `type: [object, \"null\"]`; put other values inside a property, e.g. "
+         "`{type: object, properties: {items: {type: array, items: {...}}}}`"]),
     "no type at the top": (
         "properties:\n  q: {type: string}\n", False,
         ["assistants/a.yaml:6:7: function parameters must be an object schema (`type: object` with `properties`), "
