@@ -124,9 +124,10 @@ def _meta_message(error, path: tuple) -> str:
 def _type_message(name: str, value: Any) -> str:
     """A ``type`` that is not one of the seven names, or a list of them each once, with what to write."""
     if isinstance(value, list) and value and all(word in SIMPLE_TYPES for word in value):
-        twice = next(word for index, word in enumerate(value) if word in value[:index])
+        twice = next((word for index, word in enumerate(value) if word in value[:index]), value[0])
         once = _once(value)
-        return f"{name} lists `{twice}` twice; list each type once: write `type: {_flow(once[0] if len(once) == 1 else once)}`"
+        return (f"{name} lists `{twice}` twice; list each type once: write "
+                f"`type: {_flow(once[0] if len(once) == 1 else once)}`")
     words = [value] if not isinstance(value, list) else [v for v in value if v not in SIMPLE_TYPES]
     bad = next((word for word in words if word not in SIMPLE_TYPES), value)
     close = difflib.get_close_matches(str(bad), SIMPLE_TYPES, n=1, cutoff=0.6)
