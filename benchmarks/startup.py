@@ -4,7 +4,7 @@
 of modules that pulled it in). Also a no-op `asstctl plan` and
 `asstctl status` of this repository's example project (a copy, applied to its embedded server first),
 which must take at most as long as importing the SDK, whatever extras are installed: the rows say whether
-pandas and numpy (the `code` and `test` extras) are importable, and are not judged when they are not."""
+every top-level module of the `code` and `test` extras is importable, and are not judged when one is not."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ def startup_rows(size: Size) -> list[Row]:
                 startup_row(size, f"asstctl validate, {size.specs} specs", ["validate"], project, sdk, 500)]
         rows.append(sdk_import_row(project, size.specs))
         example = example_project(Path(tmp) / "example")
-        missing = not_importable(HEAVY_EXTRAS, example)
-        extras = ("pandas and numpy installed" if not missing else
-                  f"{' and '.join(missing)} not installed: not judged; install the `code` or `test` extra")
+        heavy = extra_modules(HEAVY_EXTRAS)
+        missing = not_importable(heavy, example)
+        extras = (f"the {' and '.join(HEAVY_EXTRAS)} extras installed ({len(heavy)} modules)" if not missing else
+                  f"{', '.join(missing)} not installed: not judged; install the `code` and `test` extras")
         for command in ("plan", "status"):
             row = startup_row(size, f"asstctl {command}, no-op, example project, {extras}", [command], example, sdk,
                               most=1.0)
@@ -47,12 +48,34 @@ def startup_rows(size: Size) -> list[Row]:
     return rows
 
 
-HEAVY_EXTRAS = ("pandas", "numpy")  # what the `code` and `test` extras install and a no-op plan must not import
+HEAVY_EXTRAS = ("code", "test")  # their packages are what a no-op plan must not import, installed or not
+
+
+def extra_modules(extras: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The top-level modules of the packages of ``extras`` (every optional dependency when None) in pyproject.toml:
+    from each installed package's files, or the package's name (``-`` as ``_``) for one not installed."""
+    import importlib.metadata
+    import tomllib
+
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    optional = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {normal(re.match(r"[A-Za-z0-9._-]+", requirement).group()) for extra, requirements in optional.items()
+             if extras is None or extra in extras for requirement in requirements}
+    found: dict[str, set[str]] = {}
+    for module, distributions in importlib.metadata.packages_distributions().items():
+        for distribution in distributions:
+            if normal(distribution) in names and module.isidentifier() and not module.startswith("_"):
+                found.setdefault(normal(distribution), set()).add(module)
+    guessed = {name.replace("-", "_") for name in names if name not in found}
+    return tuple(sorted({module for modules in found.values() for module in modules} | guessed))
 
 
 def not_importable(modules: tuple[str, ...], cwd: Path) -> list[str]:
-    """Those of ``modules`` the interpreter the commands run with cannot import."""
-    return [module for module in modules if run([sys.executable, "-c", f"import {module}"], cwd).returncode != 0]
+    """Those of ``modules`` the interpreter the commands run with cannot find (one process, nothing imported)."""
+    code = "import importlib.util, sys\nfor m in sys.argv[1:]:\n    if importlib.util.find_spec(m) is None: print(m)"
+    return run([sys.executable, "-c", code, *modules], cwd).stdout.split()
 
 
 EXAMPLE = Path(__file__).resolve().parents[1]  # the repository is itself an asstctl project

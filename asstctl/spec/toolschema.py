@@ -77,19 +77,16 @@ def _meta_message(error, path: tuple) -> str:
         if error.validator == "type":
             return _not_a_schema(path, name, value)
     elif path and path[-1] == "type":
-        words = [value] if not isinstance(value, list) else [v for v in value if v not in SIMPLE_TYPES]
-        bad = next((word for word in words if word not in SIMPLE_TYPES), value)
-        close = difflib.get_close_matches(str(bad), SIMPLE_TYPES, n=1, cutoff=0.6)
-        hint = f"; did you mean `{close[0]}`?" if close else ""
-        return f"{name} must be one of {', '.join(SIMPLE_TYPES)} (or a list of them), not {_got(bad)}{hint}"
+        return _type_message(name, value)
     elif path and path[-1] == "required" and error.validator == "uniqueItems":
         twice = next(item for index, item in enumerate(value) if item in value[:index])
-        return f"{name} lists `{twice}` twice; list each property once"
+        return f"{name} lists `{twice}` twice; list each property once: write `required: {_flow(_once(value))}`"
     elif path and path[-1] == "required":
         example = value if isinstance(value, str) else "name"
         return f"{name} must be a list of property names, e.g. `required: [{example}]` (got {_got(value)})"
     elif path and path[-1] in ("properties", "$defs", "definitions") and error.validator == "type":
-        return f"{name} must be a mapping of names to schemas (got {_got(value)})"
+        return f"{name} must be a mapping of names to schemas (got {_got(value)}), e.g. `{path[-1]}: " \
+               "{name: {type: string}}`"
     elif path and path[-1] == "enum" and error.validator == "type":
         values = [part.strip() for part in value.split(",")] if isinstance(value, str) else [value]
         return f"{name} must be a list of the allowed values: write `enum: {_flow(values)}`"
@@ -98,14 +95,64 @@ def _meta_message(error, path: tuple) -> str:
     elif error.validator == "type" and error.validator_value == "string":
         written = "- " if isinstance(path[-1], int) else f"{path[-1]}: "  # a list item, or a key's value
         return f"{name} must be a string (got {_got(value)}): quote it, `{written}{_flow(_as_written(value), True)}`"
+    written = "- " if path and isinstance(path[-1], int) else f"{path[-1]}: " if path else ""
     if error.validator in ("minimum", "maximum"):
         word = "at least" if error.validator == "minimum" else "at most"
-        return f"{name} must be {word} {error.validator_value} (got {_got(value)})"
+        return f"{name} must be {word} {error.validator_value} (got {_got(value)}): write " \
+               f"`{written}{error.validator_value}`"
     if error.validator == "type":
         wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         kinds = " or ".join(TYPE_WORDS.get(kind, kind) for kind in wanted)
-        return f"{name} must be {kinds} (got {_got(value)})"
-    return f"{name} is not valid JSON Schema: {error.message.replace(repr(value), _got(value))}"
+        return f"{name} must be {kinds} (got {_got(value)}): write `{written}{_flow(_as_kind(wanted[0], value))}`"
+    if error.validator == "minItems":
+        return f"{name} must list at least one schema: write `{written}[{{type: string}}, {{type: \"null\"}}]` " \
+               "(the alternatives), or remove it"
+    if error.validator == "exclusiveMinimum":
+        return f"{name} must be more than {error.validator_value} (got {_got(value)}): write `{written}1` " \
+               f"(`{written}0.01` for cents), or remove it"
+    if path and path[-1] == "$id":
+        return f"{name} may have `#` only at its end (got {_got(value)}): write `$id: {_flow(value.split('#')[0])}` " \
+               "(name a subschema with `$anchor`), or remove it"
+    if path and len(path) > 1 and path[-2] == "dependencies":
+        return f"{name} must be a list of property names or a schema (got {_got(value)}): write " \
+               f"`dependentRequired: {{{path[-1]}: [other]}}` (the properties it needs), or " \
+               f"`dependentSchemas: {{{path[-1]}: {{...}}}}`"
+    return f"{name} is not valid JSON Schema ({error.message.replace(repr(value), _got(value))}): correct it as " \
+           "the JSON Schema reference (draft 2020-12) has it, or remove it"
+
+
+def _type_message(name: str, value: Any) -> str:
+    """A ``type`` that is not one of the seven names, or a list of them each once, with what to write."""
+    if isinstance(value, list) and value and all(word in SIMPLE_TYPES for word in value):
+        twice = next((word for index, word in enumerate(value) if word in value[:index]), value[0])
+        once = _once(value)
+        return (f"{name} lists `{twice}` twice; list each type once: write "
+                f"`type: {_flow(once[0] if len(once) == 1 else once)}`")
+    words = [value] if not isinstance(value, list) else [v for v in value if v not in SIMPLE_TYPES]
+    bad = next((word for word in words if word not in SIMPLE_TYPES), value)
+    close = difflib.get_close_matches(str(bad), SIMPLE_TYPES, n=1, cutoff=0.6)
+    hint = f"; did you mean `{close[0]}`?" if close else "; write e.g. `type: string` or `type: [string, \"null\"]`"
+    return f"{name} must be one of {', '.join(SIMPLE_TYPES)} (or a list of them), not {_got(bad)}{hint}"
+
+
+def _once(values: list) -> list:
+    return [value for index, value in enumerate(values) if value not in values[:index]]
+
+
+def _as_kind(kind: str, value: Any) -> Any:
+    """``value`` made into a value of JSON type ``kind``, for a fix to write."""
+    number = _number(value) if isinstance(value, str) else value if type(value) in (int, float) else None
+    if kind == "integer":
+        return max(int(number), 0) if number is not None else 1
+    if kind == "number":
+        return number if number is not None else 1
+    if kind == "boolean":
+        return str(value).lower() in ("yes", "true", "on", "y", "1")
+    if kind == "array":
+        return value if isinstance(value, list) else [_as_written(value)]
+    if kind == "object":
+        return {}
+    return _as_written(value)
 
 
 TYPE_WORDS = {"string": "a string", "number": "a number", "integer": "a whole number", "boolean": "true or false",
@@ -178,12 +225,25 @@ def function_problems(schema: dict[str, Any], where: Where) -> list[str]:
     """What OpenAI's function calling needs of any ``parameters``: an object schema at the top."""
     if schema.get("type") != "object":
         at = ("type",) if "type" in schema else ()
-        got = f"`type: {schema['type']}`" if "type" in schema else "no `type`"
+        got = f"`type: {_flow(schema['type'])}`" if "type" in schema else "no `type`"
         return [f"{where(at)}: function parameters must be an object schema (`type: object` with `properties`), "
                 f"got {got}; put other values inside a property, e.g. "
                 "`{type: object, properties: {items: {type: array, items: {...}}}}`"]
-    return [problem for path, node in _subschemas(schema)
-            for problem in _required_problems(node, path, where) + _ref_problems(schema, node, path, where)]
+    problems = [] if "properties" in schema else [
+        f"{where(('type',))}: function parameters of `type: object` need `properties`, which OpenAI refuses "
+        "without (\"object schema missing properties\"); add `properties: {}` for a function without arguments"]
+    return problems + [problem for path, node in _subschemas(schema)
+                       for problem in _array_problems(node, path, where) + _required_problems(node, path, where)
+                       + _ref_problems(schema, node, path, where)]
+
+
+def _array_problems(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
+    """An array schema without ``items``: OpenAI refuses it, strict or not ("array schema missing items")."""
+    kind = node.get("type")
+    if "items" in node or not (kind == "array" or (isinstance(kind, list) and "array" in kind)):
+        return []
+    return [f"{where(path + ('type',))}: {_name(path)} is an array without `items`, which OpenAI refuses "
+            "(\"array schema missing items\"); say what the list holds, e.g. `items: {type: string}`"]
 
 
 def _ref_problems(schema: dict[str, Any], node: dict[str, Any], path: tuple, where: Where) -> list[str]:
@@ -310,8 +370,15 @@ def _strict_node(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
     if "format" in node and node["format"] not in STRICT_FORMATS:
         problems.append(f"{where(path + ('format',))}: format `{node['format']}` is not supported with `strict: true` "
                         f"(supported: {', '.join(STRICT_FORMATS)}); use `pattern` instead, {NON_STRICT}")
+    if path and path[0] != "anyOf" and not {"type", "anyOf", "$ref"} & set(node):  # the root's anyOf: said once
+        problems.append(f"{where(path)}: with `strict: true` every schema needs a `type` ({_name(path)} has none); "
+                        f"add one, e.g. `type: {_likely_type(node)}`, {NON_STRICT}")
     if not _is_object(node):
         return problems
+    if path and "properties" not in node:
+        problems.append(f"{where(path + ('type',) if 'type' in node else path)}: with `strict: true` every object "
+                        f"needs `properties` ({_name(path)}); add `properties: {{}}` (with "
+                        f"`additionalProperties: false`, an empty object), {NON_STRICT}")
     if node.get("additionalProperties") is not False:
         at = path + ("additionalProperties",) if "additionalProperties" in node else path
         problems.append(f"{where(at)}: with `strict: true` every object needs `additionalProperties: false` "
@@ -320,10 +387,21 @@ def _strict_node(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
     missing = [name for name in node.get("properties") or {} if name not in required]
     if missing:
         at = path + ("required",) if "required" in node else path
-        problems.append(f"{where(at)}: with `strict: true` `required` must list every property of {_name(path)}; "
-                        f"missing: {', '.join(map(str, missing))} (make an optional one nullable: "
+        problems.append(f"{where(at)}: with `strict: true` `required` must list every property of {_name(path)}: "
+                        f"add {', '.join(f'`{name}`' for name in missing)} to it (make an optional one nullable: "
                         f"`type: [string, \"null\"]`), {NON_STRICT}")
     return problems
+
+
+def _likely_type(node: dict[str, Any]) -> str:
+    """The type a schema without one seems to mean: its enum's or const's values, an object, or a string."""
+    values = node["enum"] if isinstance(node.get("enum"), list) else [node["const"]] if "const" in node else []
+    if values:
+        kinds = {("boolean" if isinstance(v, bool) else "integer" if isinstance(v, int) else "number"
+                  if isinstance(v, float) else "string" if isinstance(v, str) else "null" if v is None else "object")
+                 for v in values}
+        return next(iter(kinds)) if len(kinds) == 1 else _flow(sorted(kinds))
+    return "object" if "properties" in node else "array" if "items" in node else "string"
 
 
 def _is_object(node: dict[str, Any]) -> bool:

@@ -25,6 +25,8 @@ MAX_NODES = 200_000  # aliases can expand a small file exponentially ("billion l
 _SKIP = object()
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
+_VALUE = "tag:yaml.org,2002:value"  # a `=` key, which flatten_mapping makes a string
+_STR = "tag:yaml.org,2002:str"
 _JSON_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")}
 _STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
 
@@ -89,15 +91,20 @@ def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
 
 
 def parse_yaml(text: str, shown: Path | str = "<string>") -> Document:
+    """YAML text as a Document; a ``.json`` file is read as JSON (strictly: no trailing comma, single quote or
+    comment), then as YAML for the positions (JSON is YAML, bar a tab in indentation: no positions then)."""
+    data = json_data(text, shown) if str(shown).lower().endswith(".json") else _SKIP
     try:
         node = _compose(text, shown)
     except SpecError as error:  # tabs in indentation are the likeliest cause: name them instead
+        if data is not _SKIP:
+            return Document(data, {}, shown)
         raise SpecError(_tab_problems(text, shown) or error.problems) from None
     builder = _Builder(shown)
-    data = builder.build(node, ()) if node is not None else None
+    built = builder.build(node, ()) if node is not None else None
     if builder.problems:
         raise SpecError(builder.problems)
-    return Document(data, builder.positions, shown)
+    return Document(built if data is _SKIP else data, builder.positions, shown)
 
 
 def _tab_problems(text: str, shown: Path | str) -> list[str]:
@@ -116,28 +123,63 @@ def _compose(text: str, shown: Path | str):
     try:
         return loader.get_single_node()
     except yaml.MarkedYAMLError as error:
-        json_problem(text, shown)
         mark = error.problem_mark or error.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise SpecError([f"{shown}:{line}:{col}: malformed YAML: {_yaml_reason(error)}{yaml_fix(error)}"]) from None
+    except yaml.reader.ReaderError:
+        raise SpecError(_unprintable_problems(text, shown)) from None
     except yaml.YAMLError as error:
-        json_problem(text, shown)
         raise SpecError([f"{shown}:1:1: malformed YAML: {error}"]) from None
     finally:
         loader.dispose()
 
 
-def json_problem(text: str, shown: Path | str) -> None:
-    """A ``.json`` file YAML cannot read: raise its error as JSON's parser words it (JSON is read as YAML)."""
+_UNPRINTABLE = "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"  # YAML 1.1 printable
+
+
+def _unprintable_problems(text: str, shown: Path | str) -> list[str]:
+    """Every character YAML refuses (a control character, most often pasted in unseen), at its line:col as an
+    editor counts them (libyaml's own position is a byte offset, not a line)."""
+    problems = []
+    for match in re.finditer(_UNPRINTABLE, text):
+        offset = match.start()
+        line, col = text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+        code = f"U+{ord(match.group()):04X}"
+        problems.append(f"{shown}:{line}:{col}: YAML does not allow the character {code} (a control character, "
+                        f"invisible in most editors); remove the invisible character {code}, or write it as "
+                        f"`\\u{ord(match.group()):04x}` in a double-quoted string if it is meant")
+    return problems[:20] or [f"{shown}:1:1: YAML does not allow a character of this file; save it as plain UTF-8 text"]
+
+
+def json_data(text: str, shown: Path | str) -> Any:
+    """A ``.json`` file's data, read by JSON's rules: its errors at their line:col, with what to write."""
     import json
 
-    if not str(shown).lower().endswith(".json"):
-        return
+    def no_constant(word: str) -> None:
+        raise json.JSONDecodeError(f"`{word}` is not JSON: write a number or null", text, text.find(word))
+
     try:
-        json.loads(text)
+        return json.loads(text, parse_constant=no_constant)
     except json.JSONDecodeError as error:
-        raise SpecError([f"{shown}:{error.lineno}:{error.colno}: malformed JSON: {error.msg} (JSON needs "
-                         "double-quoted keys and strings, commas between items and none after the last)"]) from None
+        raise SpecError([f"{shown}:{error.lineno}:{error.colno}: malformed JSON: {_json_reason(text, error)}"]) from None
+
+
+def _json_reason(text: str, error) -> str:
+    at = text[error.pos:error.pos + 1]
+    before = text[:error.pos].rstrip()
+    if at in "}]" and at and before.endswith(","):
+        return f"a comma after the last item; remove the `,` before `{at}` (JSON allows none there)"
+    if at == "'":
+        return "single quotes; JSON needs double quotes: write `\"...\"`"
+    if at in ("#", "/") and at:
+        return "a comment; JSON has none: remove it (or use a .yaml file, where `#` starts a comment)"
+    if error.msg.startswith("Invalid control character"):
+        code = f"U+{ord(at):04X}" if at else "here"
+        return f"an invisible control character in a string; remove the invisible character {code} " \
+               f"(or write it as `\\u{ord(at):04x}`)"
+    if error.msg.startswith("`"):
+        return error.msg
+    return f"{error.msg} (JSON needs double-quoted keys and strings, commas between items and none after the last)"
 
 
 def _yaml_reason(error) -> str:
@@ -195,11 +237,14 @@ class _Builder:
         self.problems: list[str] = []
         self.active: set[int] = set()
         self.count = 0
+        self.scalar = yaml.ScalarNode
 
     def build(self, node, path: JsonPath) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
             raise SpecError([f"{self._at(node)}: too many values (aliases expand to more than {MAX_NODES})"])
+        if node.tag == _STR and node.__class__ is self.scalar:  # most values: text as it is, nothing inside
+            return node.value
         if id(node) in self.active:
             raise SpecError([f"{self._at(node)}: recursive alias; YAML anchors must not contain themselves"])
         self.active.add(id(node))
@@ -233,7 +278,8 @@ class _Builder:
         """A mapping; keys merged in by ``<<`` come first and may be overridden, own keys must be unique."""
         own_count = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
         try:
-            self.constructor.flatten_mapping(node)
+            if own_count < len(node.value) or any(key_node.tag == _VALUE for key_node, _ in node.value):
+                self.constructor.flatten_mapping(node)
         except self.yaml.YAMLError as error:
             self.problems.append(f"{self._at(node)}: {getattr(error, 'problem', None) or error}")
             return {}
@@ -259,6 +305,8 @@ class _Builder:
         return True
 
     def _key(self, node) -> Any:
+        if node.tag == _STR and node.__class__ is self.scalar:
+            return node.value
         if not isinstance(node, self.yaml.ScalarNode):
             self.problems.append(f"{self._at(node)}: a mapping key must be a plain value, not a list or mapping")
             return _SKIP

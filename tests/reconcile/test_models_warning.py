@@ -49,6 +49,12 @@ def test_plan_and_apply_on_the_embedded_server_warn_of_a_model_it_does_not_list_
     assert applied.exit_code == 0, applied.output
     assert [line for line in applied.stderr.splitlines() if "Warning" in line] == expected
     assert json.loads(applied.stdout)["totals"]["created"] == 2
+    (tmp_path / "assistants" / "a.yaml").write_text("name: A2\nmodel: gpt-4oo\n")  # a saved plan: warned when made,
+    saved = CliRunner().invoke(cli, ["plan", "--out", "p.json"], env={"OPENAI_BASE_URL": None})  # not when applied
+    assert [line for line in saved.output.splitlines() if "Warning" in line] == expected
+    applied = CliRunner().invoke(cli, ["apply", "p.json", "--yes", "--output", "json"], env={"OPENAI_BASE_URL": None})
+    assert applied.exit_code == 0, applied.output
+    assert "Warning" not in applied.stderr and json.loads(applied.stdout)["totals"]["updated"] == 1
 
 
 def test_an_azure_target_is_not_warned_about_its_deployment_names(tmp_path, monkeypatch, server):

@@ -107,10 +107,13 @@ CORPUS = {
         ["a.yaml:2:1: `tools` has 129 items; it must have at most 128"],
     ),
     "metadata: reserved, wrong type, long key": (
-        f"model: gpt-4o\nmetadata:\n  asstctl.key: x\n  team: 7\n  {'k' * 65}: v\n",
+        f"model: gpt-4o\nmetadata:\n  asstctl.key: x\n  team: 7\n  {'k' * 65}: v\n  beta: true\n  owner: null\n",
         ["a.yaml:3:3: `metadata` key `asstctl.key` is reserved: keys starting `asstctl.` belong to asstctl",
          'a.yaml:4:3: `metadata.team` must be a string (got 7): metadata values are text; quote it, e.g. "7"',
-         f"a.yaml:5:3: `metadata` key `{'k' * 65}` is too long (65 characters, at most 64)"],
+         f"a.yaml:5:3: `metadata` key `{'k' * 65}` is too long (65 characters, at most 64)",
+         'a.yaml:6:3: `metadata.beta` must be a string (got true): metadata values are text; quote it, e.g. "true"',
+         'a.yaml:7:3: `metadata.owner` must be a string (got null): metadata values are text; quote it, e.g. '
+         '"null"'],
     ),
     "too many metadata keys": (
         "model: gpt-4o\nmetadata:\n" + "".join(f"  k{i}: v\n" for i in range(13)),

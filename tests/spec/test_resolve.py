@@ -67,7 +67,7 @@ tools:
   - file_search: {max_num_results: 5, ranking_options: {ranker: auto, score_threshold: 0.5}}
   - {type: file_search}
   - function: {name: a, parameters_file: schemas/p.yaml, strict: null}
-  - {type: function, function: {name: b, description: B, parameters: {type: object}, strict: false}}
+  - {type: function, function: {name: b, description: B, parameters: {type: object, properties: {}}, strict: false}}
 """)
     assert fields["tools"] == [
         {"type": "code_interpreter"},
@@ -78,7 +78,7 @@ tools:
         {"type": "file_search"},
         {"type": "function", "function": {"name": "a", "parameters": {"type": "object",
                                                                       "properties": {"q": {"type": "string"}}}}},
-        {"type": "function", "function": {"name": "b", "description": "B", "parameters": {"type": "object"},
+        {"type": "function", "function": {"name": "b", "description": "B", "parameters": {"type": "object", "properties": {}},
                                           "strict": False}},
     ]
 
@@ -167,10 +167,10 @@ def test_merge_keys_and_anchors(project):
     fields = specs_of(project, """\
 model: gpt-4o
 tools:
-  - &weather {function: {name: a, parameters: &params {type: object}}}
+  - &weather {function: {name: a, parameters: &params {type: object, properties: {}}}}
   - function: {name: b, parameters: *params}
 """)
-    assert fields["tools"][1]["function"]["parameters"] == {"type": "object"}
+    assert fields["tools"][1]["function"]["parameters"] == {"type": "object", "properties": {}}
 
 
 def test_no_specs_directory_is_an_error_not_zero_specs(tmp_path, monkeypatch):
@@ -190,6 +190,6 @@ def test_no_specs_directory_is_an_error_not_zero_specs(tmp_path, monkeypatch):
 
 def test_dates_stay_text(project):
     fields = specs_of(project, "model: gpt-4o\nmetadata: {released: 2024-05-01}\ntools:\n"
-                               "  - function: {name: f, parameters: {type: object, examples: [2024-05-01]}}\n")
+                               "  - function: {name: f, parameters: {type: object, properties: {}, examples: [2024-05-01]}}\n")
     assert fields["metadata"] == {"released": "2024-05-01"}
     assert fields["tools"][0]["function"]["parameters"]["examples"] == ["2024-05-01"]

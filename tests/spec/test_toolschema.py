@@ -45,6 +45,11 @@ CASES = {
         ["assistants/a.yaml:7:9: function parameters must be an object schema (`type: object` with `properties`), "
          "got `type: array`; put other values inside a property, e.g. "
          "`{type: object, properties: {items: {type: array, items: {...}}}}`"]),
+    "a list of types at the top, shown as written": (
+        "type: [object, \"null\"]\nproperties: {}\n", False,
+        ["assistants/a.yaml:7:9: function parameters must be an object schema (`type: object` with `properties`), "
+         "got `type: [object, \"null\"]`; put other values inside a property, e.g. "
+         "`{type: object, properties: {items: {type: array, items: {...}}}}`"]),
     "no type at the top": (
         "properties:\n  q: {type: string}\n", False,
         ["assistants/a.yaml:6:7: function parameters must be an object schema (`type: object` with `properties`), "
@@ -82,8 +87,8 @@ CASES = {
         "type: object\nproperties:\n  a: {type: string}\n  b: {type: integer}\nrequired: [a]\n", True,
         ["assistants/a.yaml:7:7: with `strict: true` every object needs `additionalProperties: false` "
          "(`parameters`); add it, or set `strict: false`",
-         "assistants/a.yaml:12:9: with `strict: true` `required` must list every property of `parameters`; "
-         "missing: b (make an optional one nullable: `type: [string, \"null\"]`), or set `strict: false`"]),
+         "assistants/a.yaml:12:9: with `strict: true` `required` must list every property of `parameters`: "
+         "add `b` to it (make an optional one nullable: `type: [string, \"null\"]`), or set `strict: false`"]),
     "strict: unsupported keywords and formats, nested objects too": (
         "type: object\nadditionalProperties: false\nrequired: [when, tags]\nproperties:\n"
         "  when: {type: string, format: iso-week, default: now}\n"
@@ -102,7 +107,7 @@ CASES = {
          "assistants/a.yaml:16:13: with `strict: true` every object needs `additionalProperties: false` "
          "(`parameters.properties.tags.items`); add it, or set `strict: false`",
          "assistants/a.yaml:16:13: with `strict: true` `required` must list every property of "
-         "`parameters.properties.tags.items`; missing: x (make an optional one nullable: `type: [string, \"null\"]`), "
+         "`parameters.properties.tags.items`: add `x` to it (make an optional one nullable: `type: [string, \"null\"]`), "
          "or set `strict: false`"]),
     "strict: anyOf at the top, without a type": (
         "anyOf:\n  - {type: object, properties: {a: {type: string}}}\n  - {type: object, properties: {b: {type: string}}}\n",
@@ -130,6 +135,29 @@ CASES = {
          "`definitions`; define it at the top of `parameters`, e.g. `definitions: {unit: {type: string}}`",
          "assistants/a.yaml:13:15: `$ref: \"#/$defs/zone\"` points at nothing: `#/$defs` has no `zone` "
          "(defined: unit); add it there or correct the name"]),
+    "`type: object` without properties at the top (OpenAI refuses it, strict or not)": (
+        "type: object\n", False,
+        ["assistants/a.yaml:7:9: function parameters of `type: object` need `properties`, which OpenAI refuses "
+         "without (\"object schema missing properties\"); add `properties: {}` for a function without arguments"]),
+    "an array without items, in a property and in a list of types": (
+        "type: object\nproperties:\n  ids: {type: array, description: ids}\n  tags: {type: [array, \"null\"]}\n"
+        "  meta: {type: object}\n", False,  # an object inside: OpenAI takes it without `strict` (prism-php/prism#746)
+        ["assistants/a.yaml:9:17: `parameters.properties.ids` is an array without `items`, which OpenAI refuses "
+         "(\"array schema missing items\"); say what the list holds, e.g. `items: {type: string}`",
+         "assistants/a.yaml:10:18: `parameters.properties.tags` is an array without `items`, which OpenAI refuses "
+         "(\"array schema missing items\"); say what the list holds, e.g. `items: {type: string}`"]),
+    "strict: a schema without a type, an object without properties": (
+        "type: object\nadditionalProperties: false\nrequired: [a, b, c, d]\nproperties:\n  a: {}\n"
+        "  b: {description: the unit, enum: [c, f]}\n  c: {type: object, additionalProperties: false}\n"
+        "  d: {type: array, items: {}}\n", True,
+        ["assistants/a.yaml:12:11: with `strict: true` every schema needs a `type` (`parameters.properties.a` has "
+         "none); add one, e.g. `type: string`, or set `strict: false`",
+         "assistants/a.yaml:13:11: with `strict: true` every schema needs a `type` (`parameters.properties.b` has "
+         "none); add one, e.g. `type: string`, or set `strict: false`",
+         "assistants/a.yaml:14:15: with `strict: true` every object needs `properties` (`parameters.properties.c`); "
+         "add `properties: {}` (with `additionalProperties: false`, an empty object), or set `strict: false`",
+         "assistants/a.yaml:15:28: with `strict: true` every schema needs a `type` (`parameters.properties.d.items` "
+         "has none); add one, e.g. `type: string`, or set `strict: false`"]),
 }
 
 
@@ -167,6 +195,25 @@ def test_a_parameters_file_is_checked_at_its_own_lines(project):
                      "did you mean `string`?"]
 
 
+def test_a_json_parameters_file_is_read_as_json_not_as_lenient_yaml(project):
+    """YAML would read each of these (and the schema would validate): a trailing comma, single quotes, a comment;
+    JSON's own parser finds them, at their line:col, with the fix. A valid one keeps YAML's positions."""
+    write(project, {"s/comma.json": '{"type": "object",\n "properties": {"id": {"type": "string"},}}\n',
+                    "s/quotes.json": "{'type': 'object', 'properties': {}}\n",
+                    "s/comment.json": '{"type": "object", "properties": {}}  # the lookup\n',
+                    "s/ok.json": '{"type": "object",\n "properties": {"id": {"type": "strng"}}}\n'})
+    functions = "".join(f"  - function: {{name: {name}, parameters_file: s/{name}.json}}\n"
+                        for name in ("comma", "quotes", "comment", "ok"))
+    assert sorted(problems(project, {"a.yaml": f"model: gpt-4o\ntools:\n{functions}"})) == [
+        "assistants/s/comma.json:2:42: malformed JSON: a comma after the last item; remove the `,` before `}` "
+        "(JSON allows none there)",
+        "assistants/s/comment.json:1:39: malformed JSON: a comment; JSON has none: remove it (or use a .yaml file, "
+        "where `#` starts a comment)",
+        "assistants/s/ok.json:2:24: `parameters.properties.id.type` must be one of string, number, integer, boolean, "
+        "object, array, null (or a list of them), not \"strng\"; did you mean `string`?",
+        "assistants/s/quotes.json:1:2: malformed JSON: single quotes; JSON needs double quotes: write `\"...\"`"]
+
+
 def test_the_repositorys_examples_pass_and_validate_reports_a_broken_schema(project):
     """The repository is itself an asstctl project: its weather bot has a `strict: true` function from a
     `parameters_file` and an inline one, both valid."""
@@ -201,14 +248,16 @@ def strict_object(properties: dict, **more) -> dict:
 
 
 SIZES = {  # OpenAI's Structured Outputs limits, one past each
-    "5,001 properties": (strict_object({f"p{i}": {} for i in range(5001)}),
+    "5,001 properties": (strict_object({f"p{i}": {"type": "string"} for i in range(5001)}),
                          "5,001 properties; `strict: true` allows at most 5,000 in one schema: split the function "
                          "into smaller ones"),
-    "1,001 enum values": (strict_object({"a": {"enum": list(range(600))}, "b": {"enum": list(range(401))}}),
+    "1,001 enum values": (strict_object({"a": {"type": "integer", "enum": list(range(600))},
+                                        "b": {"type": "integer", "enum": list(range(401))}}),
                           "1,001 enum values; `strict: true` allows at most 1,000 in one schema: for a long list of "
                           "allowed values use `type: string` and name them in `description`"),
     "120,001 characters of names and values": (
-        strict_object({"a" * 1000: {"enum": ["v" * 500] * 200}, "b": {"const": "c" * 18_999}},
+        strict_object({"a" * 1000: {"type": "string", "enum": ["v" * 500] * 200},
+                       "b": {"type": "string", "const": "c" * 18_999}},
                       **{"$defs": {"d": {"type": "string"}}}),
         "120,001 characters in property and definition names, enum and const values; `strict: true` allows at most "
         "120,000 in one schema: shorten them or split the function into smaller ones"),
@@ -252,3 +301,65 @@ def test_the_quick_meta_schema_check_agrees_with_the_meta_schema():
         assert errors == {(tuple(e.absolute_path), e.validator, e.message) for e in theirs.iter_errors(schema)}
         assert not plainly_valid(schema) or not errors, schema
     assert sum(map(plainly_valid, schemas)) > len(VALID)  # the quick check does answer the usual schemas
+
+
+def test_schemas_the_openai_sdk_makes_for_strict_functions_pass():
+    """No false positives on what `openai.pydantic_function_tool` sends as a strict function: Optional, an enum,
+    Literal (one value and several), a date, a recursive model, minimum/maximum, a list."""
+    import datetime
+    import enum
+    from typing import Literal, Optional
+
+    import openai
+    from pydantic import BaseModel, Field
+
+    from asstctl.spec.toolschema import parameters_problems
+
+    class Unit(str, enum.Enum):
+        c = "c"
+        f = "f"
+
+    class Node(BaseModel):
+        name: str
+        children: list["Node"]
+
+    class Query(BaseModel):
+        city: str = Field(description="the city")
+        unit: Unit
+        when: Optional[datetime.date]
+        kind: Literal["daily", "hourly"]
+        one: Literal["x"]
+        days: int = Field(ge=1, le=14)
+        ratio: Optional[float] = Field(gt=0, lt=1)
+        tree: Node
+        tags: list[str]
+
+    function = openai.pydantic_function_tool(Query)["function"]
+    assert function["strict"] is True
+    where = lambda path: ".".join(map(str, path))  # noqa: E731
+    assert parameters_problems(function["parameters"], True, where) == []
+    assert parameters_problems(function["parameters"], False, where) == []
+    typeless = {**function["parameters"], "properties": {**function["parameters"]["properties"], "city": {}}}
+    assert parameters_problems(typeless, True, where) == ["properties.city: with `strict: true` every schema needs a "
+                                                         "`type` (`parameters.properties.city` has none); add one, "
+                                                         "e.g. `type: string`, or set `strict: false`"]
+
+
+FIX = ("write `", "e.g. `", "use `", "did you mean `", "quote it, `", "add `", "add it", "remove it", "flatten it", "shorten",
+       "move the alternatives")
+
+
+def test_every_message_says_what_to_do():
+    """Each message of CASES and of the quick check's EDGES carries a fix, none is jsonschema's raw text
+    (`[] should be non-empty`, `0 is less than or equal to the minimum of 0`)."""
+    from asstctl.spec.toolschema import parameters_problems
+
+    where = lambda path: ".".join(map(str, path))  # noqa: E731
+    messages = [message for _, _, expected in CASES.values() for message in expected]
+    messages += [message for schema in EDGES if isinstance(schema, dict)
+                 for message in parameters_problems({"type": "object", "properties": {"a": schema}}, False, where)]
+    assert len(messages) > len(CASES) + len(EDGES) - 5
+    for message in messages:
+        assert any(fix in message for fix in FIX), message
+        assert "is not valid JSON Schema" not in message and "should be" not in message and "is not of type" not in message, \
+            message

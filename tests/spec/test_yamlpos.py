@@ -161,3 +161,27 @@ def test_the_pure_python_parsers_words_get_a_fix_too():
         yaml.compose("a:\n  b: 1\n c: 2\n", Loader=yaml.SafeLoader)
     assert yaml_fix(raised.value) == ("; this line's indentation does not match its siblings: indent items of one "
                                       "mapping or list by the same number of spaces")
+
+
+def test_an_invisible_control_character_is_shown_where_it_is_with_a_fix(tmp_path, monkeypatch):
+    """libyaml words it `unacceptable character #x0007 ... position 30` (a byte offset) at 1:1; we give the line and
+    column an editor shows, after non-ASCII text too, for a spec and for asstctl.yaml."""
+    from asstctl.spec.project import load_project
+
+    def message(at: str, code: str) -> str:
+        return (f"{at}: YAML does not allow the character U+{code.upper()} (a control character, invisible in most "
+                f"editors); remove the invisible character U+{code.upper()}, or write it as `\\u{code}` in a "
+                f"double-quoted string if it is meant")
+
+    spec = tmp_path / "a.yaml"
+    spec.write_bytes("model: gpt-4o\n# é ü\ninstructions: \"be \x07brief\"\nname: x\x1b\n".encode())
+    with pytest.raises(SpecError) as raised:
+        load_yaml(spec, display="a.yaml")
+    assert raised.value.problems == [message("a.yaml:3:19", "0007"), message("a.yaml:4:8", "001b")]
+    (tmp_path / "asstctl.yaml").write_text("project: demo\x07\n")
+    monkeypatch.chdir(tmp_path)
+    from asstctl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        load_project(tmp_path)
+    assert str(raised.value) == message("asstctl.yaml:1:14", "0007")
