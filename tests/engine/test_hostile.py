@@ -168,6 +168,10 @@ def test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit(hostile
 def test_silence_mid_answer_ends_at_the_idle_timeout(sdk):
     run = run_on(sdk, "silent")
     assert run.status == "failed" and "went silent for 1 s mid-answer (the idle timeout" in run.last_error.message
+    run = run_on(sdk, "no-head")  # the request read, no status line ever
+    assert run.status == "failed", run.status
+    assert run.last_error.message.endswith("did not answer within 1 s (the idle timeout, "
+                                           "engine.limits.idle_seconds)"), run.last_error.message
 
 
 def test_a_flood_of_tiny_deltas_keeps_other_requests_fast(bounded, sdk):

@@ -260,9 +260,9 @@ class UpstreamEngine:
                 await self._pause(attempt, {}, f"connection failed ({error})")
                 attempt += 1
                 continue
-            except HttpTimeout:
-                raise self._error(f"the upstream {host} did not answer within "
-                                  f"{self.timeouts.read:g} s", "server_error") from None
+            except HttpTimeout:  # no response head within the idle timeout (connect and write name their own)
+                raise self._error(f"the upstream {host} did not answer within {self.timeouts.read:g} s "
+                                  "(the idle timeout, engine.limits.idle_seconds)", "server_error") from None
             except HttpError as error:
                 raise self._error(f"the upstream {host} failed to answer ({error})", "server_error") from None
             status = response.status_code
