@@ -178,6 +178,27 @@ def test_asstctl_serve_upstream_dialect_names_the_profile_and_sends_its_shapes(c
     assert [m["content"] for _, m in tool_call_messages(upstream.requests[1].body)] == [""]  # the profile's, not null
 
 
+def test_asstctl_serve_with_only_upstream_learns_llama_cpp_through_a_tool_round_and_json_schema(contract, tmp_path):
+    """The real command line with nothing but ``--upstream URL`` in front of the llama.cpp replica: a tool
+    round (content null refused, developer refused: learned) and a json_schema answer (refused: json_object
+    with the schema stated, the answer checked here) complete, each refusal seen once."""
+    with replica_upstream(llama_cpp) as upstream, \
+            ServeProcess(tmp_path, "--db", ":memory:", "--upstream", upstream.base_url) as server:
+        assert "Dialect: learned from the upstream's refusals" in server.stdout()
+        with make_client(server, contract) as sdk:
+            run, thread = weather_round(sdk, upstream, model="o3-mini")  # a reasoning model: developer
+            assert run.status == "completed", run.last_error
+            upstream.queue(Text('{"city": "Paris"}'))
+            run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=run.assistant_id,
+                                                        response_format=CITY, poll_interval_ms=10)
+            assert run.status == "completed", run.last_error
+        assert server.stop() == 0
+    assert upstream.refusals == 3  # content null, the developer role, json_schema: once each
+    accepted = [r.body for r in upstream.requests if llama_cpp(r.body) is None]
+    assert [m["content"] for _, m in tool_call_messages(accepted[1])] == [""]
+    assert accepted[0]["messages"][0]["role"] == "system" and accepted[-1]["response_format"] == {"type": "json_object"}
+
+
 def test_the_ollama_profile_sends_nothing_ollama_would_refuse_or_ignore(contract):
     """Profile ``ollama``: a forced (named) tool round and a capped reasoning-model run reach the Ollama
     replica with ``content: ""``, ``tool_choice: auto``, ``max_tokens``, ``system`` and nothing it ignores."""
