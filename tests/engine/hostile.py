@@ -2,8 +2,7 @@
 no well-behaved server would (a 200 MB or endless error body, lone surrogates, endless streams,
 floods of tiny deltas and a slow drip of them, the caller's key echoed back (also behind whitespace
 padding that puts it across a cap), ``[DONE]`` without a finish_reason, a head that never comes).
-``POST /embeddings`` answers vectors, or (an input naming ``embed-echo-key`` / ``embed-huge``) a 400
-echoing the key and its Authorization header, or a 400 with a 200 MB body.
+``POST /embeddings`` answers a 400 with a 200 MB body.
 
 The last user message names the behaviour (``BEHAVIOURS``). Everything is bounded: no answer sends
 more than ``MAX_BYTES`` or lasts longer than ``MAX_SECONDS``, and each stops as soon as the client
@@ -100,7 +99,7 @@ class HostileUpstream:
                 self.headers.append(headers)
                 self.bodies.append(body)
                 embeddings = lines[0].split(" ")[1].split("?")[0].endswith("/embeddings")
-                name = embeddings_behaviour(body) if embeddings else behaviour_of(body)
+                name = "embed-huge" if embeddings else behaviour_of(body)
                 self.seen[name] += 1
                 started = time.monotonic()
                 keep = await getattr(self, "_" + name.replace("-", "_"))(writer, headers, started)
@@ -313,42 +312,9 @@ class HostileUpstream:
         await asyncio.sleep(MAX_SECONDS)
         return False
 
-    async def _file_search_call(self, writer, headers, started) -> bool:
-        """A file_search call whose query makes the embeddings upstream echo the key (``embed-echo-key``)."""
-        call = {"index": 0, "id": "call_hostile", "type": "function",
-                "function": {"name": "file_search", "arguments": json.dumps({"queries": ["embed-echo-key"]})}}
-        return await self._sse(writer, [json.dumps(delta({"tool_calls": [call]})), json.dumps(delta({}, "tool_calls"))])
-
-    async def _embeddings(self, writer, headers, started) -> bool:
-        """A CreateEmbeddingResponse: one 8-number vector per input."""
-        inputs = self.bodies[-1].get("input") or []
-        answer = {"object": "list", "model": "scripted-embed", "usage": {"prompt_tokens": 1, "total_tokens": 1},
-                  "data": [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1)] * 8}
-                           for i in range(len(inputs))]}
-        if "embeddings" not in self.checked:
-            self.checked.add("embeddings")
-            self.problems += [f"embeddings: {p}" for p in problems("CreateEmbeddingResponse", answer)]
-        return self._json(writer, 200, answer)
-
-    async def _embed_echo_key(self, writer, headers, started) -> bool:
-        """A 400 whose 3,000-character message echoes the Authorization header and the bare key."""
-        auth = headers.get("authorization", "")
-        message = ("p" * 100 + " Authorization: " + auth + " is not valid; the key " + auth.removeprefix("Bearer ")
-                   + " is unknown. " + "q" * 3000)
-        return self._json(writer, 400, {"error": {"message": message, "type": "invalid_request_error",
-                                                  "param": None, "code": None}})
-
     async def _embed_huge(self, writer, headers, started) -> bool:
         """A 400 whose declared body is 200 MB (only sent while the client reads)."""
         return await self._huge(writer, 400, "embed-huge", started)
-
-    def _json(self, writer, status: int, document: dict[str, Any]) -> bool:
-        if "error" in document:
-            self._check(document)
-        payload = json.dumps(document).encode()
-        self._head(writer, status, f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n")
-        writer.write(payload)
-        return True
 
     async def _no_usage(self, writer, headers, started) -> bool:
         words = [json.dumps(delta({"content": f"word{i} "})) for i in range(600)]
@@ -357,14 +323,7 @@ class HostileUpstream:
 
 BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstream)
               if name.startswith("_") and not name.startswith("__")
-              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "json", "huge")]
-
-
-def embeddings_behaviour(body: dict[str, Any]) -> str:
-    """``embed-echo-key`` or ``embed-huge`` when an input names it, else ``embeddings`` (vectors)."""
-    inputs = body.get("input")
-    text = " ".join(inputs if isinstance(inputs, list) else [str(inputs)])
-    return next((name for name in ("embed-echo-key", "embed-huge") if name in text), "embeddings")
+              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "huge")]
 
 
 def behaviour_of(body: dict[str, Any]) -> str:
