@@ -9,7 +9,13 @@ any conversation runs, which key of asstctl.yaml is missing (a ConfigError, exit
 Prices (``test.prices``) are per **1M tokens**, as model price lists give them:
 ``{gpt-4o: {prompt: 2.50, completion: 10.00}}``; keys are model names or fnmatch patterns.
 
-Imports asstctl.errors and asstctl.server.engine.config (settings only, no server code).
+The grader follows the upstream's dialect: with a named ``engine.dialect`` whose profile takes no
+``json_schema`` (llama.cpp, DeepSeek, ...) it starts at ``json_object`` with the schema stated; without
+one it learns from the first refusal. Its errors go through the engine's scrub (``engine.limits``):
+the key and any echoed ``Authorization`` / ``api-key`` header are removed before the message is cut.
+
+Imports asstctl.errors and, of asstctl.server.engine, ``config``, ``dialects`` and ``limits`` (settings
+and pure text functions, no server code).
 """
 
 from __future__ import annotations
@@ -128,7 +134,7 @@ class Grader:
         self._client = None
         self._lock = threading.Lock()
         self._vectors: dict[str, list[float]] = {}
-        self._format_level = 0  # index in FORMATS: how the verdict's shape is asked for (learned on refusals)
+        self._format_level = first_format(getattr(upstream, "dialect", None))  # index in FORMATS (learned on refusals)
 
     def client(self):
         with self._lock:
@@ -157,9 +163,11 @@ class Grader:
                     with self._lock:
                         self._format_level = max(self._format_level, level + 1)
                     continue
-                raise GradingError(f"the grader {self.grader} on {self.upstream.host} failed: {_problem(error)}") from None
+                raise GradingError(f"the grader {self.grader} on {self.upstream.host} failed: "
+                                   f"{_problem(error, self.upstream)}") from None
             except openai.OpenAIError as error:
-                raise GradingError(f"the grader {self.grader} on {self.upstream.host} failed: {_problem(error)}") from None
+                raise GradingError(f"the grader {self.grader} on {self.upstream.host} failed: "
+                                   f"{_problem(error, self.upstream)}") from None
             break
         if answer.usage:
             spend.add(self.grader, answer.usage.prompt_tokens, answer.usage.completion_tokens)
@@ -199,7 +207,7 @@ class Grader:
                                                          encoding_format="float")
             except openai.OpenAIError as error:
                 raise GradingError(f"the embeddings model {self.embeddings} on {self.upstream.host} failed: "
-                                   f"{_problem(error)}") from None
+                                   f"{_problem(error, self.upstream)}") from None
             vectors = [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
             if len(vectors) != len(wanted):
                 raise GradingError(f"the embeddings model {self.embeddings} returned {len(vectors)} vectors "
@@ -227,11 +235,29 @@ def _client(upstream, timeout: float):
     return openai.OpenAI(base_url=upstream.url, api_key=key, timeout=timeout, max_retries=RETRIES)
 
 
-def _problem(error: Exception) -> str:
+def first_format(dialect: str | None) -> int:
+    """Where in FORMATS the grader starts: a named profile without json_schema starts at json_object
+    (with the schema), one without json_object too at no response_format; otherwise json_schema."""
+    from asstctl.server.engine.dialects import profile
+
+    found = profile(dialect) if dialect else None
+    if found is None or found.json_schema:
+        return 0
+    return 1 if found.json_object else len(FORMATS) - 1
+
+
+def _problem(error: Exception, upstream) -> str:
+    """The SDK's error, the key (and any echoed auth header, of whatever key) scrubbed *before* it is cut."""
+    from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, resolve_key
+    from asstctl.server.engine.limits import detail_text, scrub
+
     status = getattr(error, "status_code", None)
-    message = " ".join(str(getattr(error, "message", None) or error).split())
-    message = re.sub(r"(sk-|api[_-]?key[:= ]+)\S+", r"\1***", message, flags=re.I)  # never echo a key
-    return f"{type(error).__name__}{f' ({status})' if status else ''}: {message[:300]}"
+    key = resolve_key(upstream)  # (resolved once already: the client has it)
+    key = None if key == LOOPBACK_PLACEHOLDER else key
+    message = scrub(str(getattr(error, "message", None) or error), key)
+    message = re.sub(r"(sk-|api[_-]?key[:= ]+)[^\s'\",}]+", r"\1***", message, flags=re.I)  # any key's shape
+    message = detail_text(message, key)
+    return f"{type(error).__name__}{f' ({status})' if status else ''}: {message}"
 
 
 def grader_messages(prompt: str, level: int) -> list[dict[str, str]]:

@@ -1,7 +1,8 @@
 """A hostile Chat Completions upstream on loopback (its error answers serve the Responses engine too): raw HTTP/1.1 written by hand, so it can send what
 no well-behaved server would (a 200 MB or endless error body, lone surrogates, endless streams,
 floods of tiny deltas and a slow drip of them, the caller's key echoed back (also behind whitespace
-padding that puts it across a cap), ``[DONE]`` without a finish_reason).
+padding that puts it across a cap), ``[DONE]`` without a finish_reason, a head that never comes).
+``POST /embeddings`` answers a 400 with a 200 MB body.
 
 The last user message names the behaviour (``BEHAVIOURS``). Everything is bounded: no answer sends
 more than ``MAX_BYTES`` or lasts longer than ``MAX_SECONDS``, and each stops as soon as the client
@@ -97,7 +98,8 @@ class HostileUpstream:
                 body = json.loads(await reader.readexactly(min(int(headers.get("content-length", 0)), 1 << 20)))
                 self.headers.append(headers)
                 self.bodies.append(body)
-                name = behaviour_of(body)
+                embeddings = lines[0].split(" ")[1].split("?")[0].endswith("/embeddings")
+                name = "embed-huge" if embeddings else behaviour_of(body)
                 self.seen[name] += 1
                 started = time.monotonic()
                 keep = await getattr(self, "_" + name.replace("-", "_"))(writer, headers, started)
@@ -170,7 +172,10 @@ class HostileUpstream:
     # -- behaviours ---------------------------------------------------------------------------
     async def _huge_error(self, writer, headers, started) -> bool:
         """A 500 whose declared body is 200 MB (only sent while the client reads)."""
-        self._head(writer, 500, f"content-type: application/json\r\ncontent-length: {200 << 20}\r\n{QUICK_RETRY}")
+        return await self._huge(writer, 500, "huge-error", started, QUICK_RETRY)
+
+    async def _huge(self, writer, status: int, name: str, started: float, extra: str = "") -> bool:
+        self._head(writer, status, f"content-type: application/json\r\ncontent-length: {200 << 20}\r\n{extra}")
         block, sent = b"x" * 65536, 0
         try:
             while sent < 200 << 20 and time.monotonic() - started < MAX_SECONDS:
@@ -178,7 +183,7 @@ class HostileUpstream:
                 await writer.drain()
                 sent += len(block)
         except ConnectionError:
-            self.hung_up["huge-error"] += 1
+            self.hung_up[name] += 1
         return False
 
     async def _endless_error(self, writer, headers, started) -> bool:
@@ -302,6 +307,15 @@ class HostileUpstream:
         await writer.drain()
         return True
 
+    async def _no_head(self, writer, headers, started) -> bool:
+        """The request read, then nothing at all (no status line) until the client hangs up."""
+        await asyncio.sleep(MAX_SECONDS)
+        return False
+
+    async def _embed_huge(self, writer, headers, started) -> bool:
+        """A 400 whose declared body is 200 MB (only sent while the client reads)."""
+        return await self._huge(writer, 400, "embed-huge", started)
+
     async def _no_usage(self, writer, headers, started) -> bool:
         words = [json.dumps(delta({"content": f"word{i} "})) for i in range(600)]
         return await self._sse(writer, [*words, json.dumps(delta({}, "length"))])
@@ -309,7 +323,7 @@ class HostileUpstream:
 
 BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstream)
               if name.startswith("_") and not name.startswith("__")
-              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless")]
+              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "huge")]
 
 
 def behaviour_of(body: dict[str, Any]) -> str:

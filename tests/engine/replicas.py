@@ -149,6 +149,18 @@ def bedrock(body: dict[str, Any]) -> Failure | None:
     return None
 
 
+def absent_content(body: dict[str, Any]) -> Failure | None:
+    """A server that takes neither shape of an empty tool-call message: ``null`` refused as llama-cpp-python
+    refuses it (500, "Input should be a valid string") and ``""`` as Bedrock does (400 "text content blocks
+    must be non-empty"); only a tool-call message without ``content`` goes through."""
+    for i, message in tool_call_messages(body):
+        if "content" in message and message["content"] is None:
+            return llama_cpp({"messages": body["messages"]})
+        if message.get("content") == "":
+            return bedrock(body)
+    return None
+
+
 def lm_studio(body: dict[str, Any]) -> Failure | None:
     """LM Studio's server (0.3.x): 400 with the message as a bare string in ``error``. It refuses
     ``content: null`` on a tool-call message (lmstudio-ai/lmstudio-bug-tracker#261: "Invalid 'content':

@@ -18,7 +18,7 @@ from asstctl.server.embedded import start_server
 from asstctl.server.engine import dialects
 from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
-from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, anthropic, bedrock, dashscope, gemini, llama_cpp, ollama,
+from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, absent_content, anthropic, bedrock, dashscope, gemini, llama_cpp, ollama,
                                   tool_call_messages)
 from tests.serve_process import ServeProcess
 from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
@@ -38,19 +38,26 @@ def replica_upstream(refuse) -> Iterator[ScriptedUpstream]:
     assert not upstream.problems, upstream.problems
 
 
-def scenario(sdk, upstream: ScriptedUpstream) -> None:
-    """The four kinds of run every dialect must get through."""
+def weather_round(sdk, upstream: ScriptedUpstream, **options):
+    """One function tool round (get_weather called, its output submitted): (the run as it ended, its thread)."""
     bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
     upstream.queue(ToolCalls([Call("get_weather", {"city": "Paris"})]), Text("Sunny in Paris."))
     thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Weather in Paris?"}])
-    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, tool_choice="required",
-                                                poll_interval_ms=10)
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10,
+                                                **options)
     assert run.status == "requires_action", run.last_error
     (call,) = run.required_action.submit_tool_outputs.tool_calls
     run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
         run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "18 C"}],
         poll_interval_ms=10)
+    return run, thread
+
+
+def scenario(sdk, upstream: ScriptedUpstream) -> None:
+    """The four kinds of run every dialect must get through."""
+    run, thread = weather_round(sdk, upstream, tool_choice="required")
     assert run.status == "completed", run.last_error
+    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
 
     upstream.queue(Text("A streamed answer.", omit_usage=True))
     events = list(sdk.beta.threads.runs.create(thread.id, assistant_id=bot.id, stream=True, max_completion_tokens=256))
@@ -107,6 +114,20 @@ def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(c
     assert json.dumps(CITY["json_schema"]["schema"]) in last["messages"][0]["content"]
 
 
+def test_a_server_refusing_null_and_empty_content_gets_a_tool_call_message_without_content(contract):
+    """null refused (a 500 validation error), then "" refused (a 400): the tool-call message goes with no
+    content key, learned once, and the tool round completes."""
+    with replica_upstream(absent_content) as upstream, \
+            start_server(":memory:", upstream=UpstreamConfig(url=upstream.base_url)) as server, \
+            make_client(server, contract) as sdk:
+        run, _ = weather_round(sdk, upstream)
+    assert run.status == "completed", run.last_error
+    assert upstream.refusals == 2  # null, then ""
+    sent = [m for r in upstream.requests for _, m in tool_call_messages(r.body)]
+    assert [m.get("content", "absent") for m in sent] == [None, "", "absent"]
+    assert absent_content(upstream.requests[-1].body) is None and "content" not in sent[-1]
+
+
 def test_the_role_follows_the_model_actually_sent(contract):
     """o3-mini mapped to a local model: the local model gets `system`, so nothing is refused."""
     config = UpstreamConfig(url="", model_map=[("o3*", "local-7b")])
@@ -150,18 +171,32 @@ def test_asstctl_serve_upstream_dialect_names_the_profile_and_sends_its_shapes(c
                          "--upstream-dialect", "llama.cpp") as server:
         assert "Dialect: llama.cpp (named)" in server.stdout()
         with make_client(server, contract) as sdk:
-            bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
-            upstream.queue(ToolCalls([Call("get_weather", {"city": "Paris"})]), Text("Sunny in Paris."))
-            thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Weather in Paris?"}])
-            run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10)
-            (call,) = run.required_action.submit_tool_outputs.tool_calls
-            run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
-                run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "18 C"}],
-                poll_interval_ms=10)
+            run, _ = weather_round(sdk, upstream)
             assert run.status == "completed", run.last_error
         assert server.stop() == 0
     assert upstream.refusals == 0 and len(upstream.requests) == 2
     assert [m["content"] for _, m in tool_call_messages(upstream.requests[1].body)] == [""]  # the profile's, not null
+
+
+def test_asstctl_serve_with_only_upstream_learns_llama_cpp_through_a_tool_round_and_json_schema(contract, tmp_path):
+    """The real command line with nothing but ``--upstream URL`` in front of the llama.cpp replica: a tool
+    round (content null refused, developer refused: learned) and a json_schema answer (refused: json_object
+    with the schema stated, the answer checked here) complete, each refusal seen once."""
+    with replica_upstream(llama_cpp) as upstream, \
+            ServeProcess(tmp_path, "--db", ":memory:", "--upstream", upstream.base_url) as server:
+        assert "Dialect: learned from the upstream's refusals" in server.stdout()
+        with make_client(server, contract) as sdk:
+            run, thread = weather_round(sdk, upstream, model="o3-mini")  # a reasoning model: developer
+            assert run.status == "completed", run.last_error
+            upstream.queue(Text('{"city": "Paris"}'))
+            run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=run.assistant_id,
+                                                        response_format=CITY, poll_interval_ms=10)
+            assert run.status == "completed", run.last_error
+        assert server.stop() == 0
+    assert upstream.refusals == 3  # content null, the developer role, json_schema: once each
+    accepted = [r.body for r in upstream.requests if llama_cpp(r.body) is None]
+    assert [m["content"] for _, m in tool_call_messages(accepted[1])] == [""]
+    assert accepted[0]["messages"][0]["role"] == "system" and accepted[-1]["response_format"] == {"type": "json_object"}
 
 
 def test_the_ollama_profile_sends_nothing_ollama_would_refuse_or_ignore(contract):

@@ -14,6 +14,7 @@ from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
 from tests.engine.conftest import KEY_ENV
 from tests.serve_process import ServeProcess
+from tests.upstream import Call, Failure, ToolCalls
 
 DOCS = b"Refunds are paid back to the card within five business days. Parcels ship by courier."
 
@@ -35,14 +36,42 @@ def test_serve_embeddings_model_sends_file_search_to_the_upstream(tmp_path, keye
         assert f"file_search: embeddings model scripted-embed on 127.0.0.1:{keyed.port}" in server.stdout()
         client = make_client(server, contract)
         hits = upload_and_search(client)
+        sent = embedding_requests(keyed)
+        echoed = echoed_key_errors(client, keyed)
         client.close()
     assert hits and "Refunds" in hits[0].content[0].text
-    sent = embedding_requests(keyed)
     assert len(sent) >= 2  # the chunks at ingestion, the query at search
     assert {r.path for r in sent} == {"/v1/embeddings"} and {r.body["model"] for r in sent} == {"scripted-embed"}
     assert all(r.headers["authorization"] == f"Bearer {keyed.key}" for r in sent)
     assert sent[-1].body["input"] == ["how long do refunds take?"]
-    assert keyed.key not in server.stdout() + server.stderr()
+    secret = keyed.key[-16:]  # (its start, "sk-scripted-upstream", shares words with the model and the messages)
+    for text in [*echoed, server.stdout() + server.stderr()]:  # last_error of the file, of the run; the log
+        assert keyed.key not in text and not any(secret[i:i + 6] in text for i in range(11)), text[-2000:]
+
+
+def echoed_key_errors(client, upstream) -> list[str]:
+    """An /embeddings 400 echoing the key and its Authorization header (3,000 characters) at ingestion and at
+    a file_search query: the file's and the run's last_error, each scrubbed and cut to about 500 characters."""
+    key = upstream.key
+    echo = Failure(400, "p" * 100 + f" Authorization: Bearer {key} is not valid; the key {key} is unknown. "
+                   + "q" * 3000, "invalid_request_error")
+    store = client.vector_stores.create(name="echo")
+    upstream.embed_failures.append(echo)
+    file = client.files.create(file=("echo.md", b"Parcels ship by courier."), purpose="assistants")
+    ingested = client.vector_stores.files.create_and_poll(file.id, vector_store_id=store.id, poll_interval_ms=20)
+    assert ingested.status == "failed", ingested.status
+    upstream.embed_failures.append(echo)
+    upstream.queue(ToolCalls([Call("file_search", {"queries": ["parcels?"]})]))
+    bot = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
+                                        tool_resources={"file_search": {"vector_store_ids": [store.id]}})
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "How do parcels ship?"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=20)
+    assert run.status == "failed", run.status
+    messages = [ingested.last_error.message, run.last_error.message]
+    for message in messages:
+        assert "Authorization: Bearer [redacted] is not valid; the key [redacted] is unknown." in message, message
+        assert len(message) < 700, len(message)
+    return messages
 
 
 def test_without_the_option_retrieval_stays_lexical(keyed, contract):

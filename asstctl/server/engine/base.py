@@ -118,6 +118,7 @@ class ToolCallDelta:
 class TurnEnd:
     finish_reason: str = "stop"  # "stop" | "tool_calls" | "length" | "content_filter"
     usage: Usage = field(default_factory=Usage)
+    model: str | None = None  # the model the upstream was sent (after --model-map): whose tokenizer counts a call it reported no usage for
 
 
 EngineEvent = Union[TextDelta, ToolCallDelta, TurnEnd]

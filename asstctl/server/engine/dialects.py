@@ -45,11 +45,6 @@ class Dialect:
     dropped: frozenset[str] = field(default_factory=frozenset)  # top-level fields never sent
     fixed: bool = False  # a named profile: never learned from refusals
 
-    @property
-    def usage_in_stream(self) -> bool:
-        """Whether the upstream is asked for a usage chunk (else the executor counts the call)."""
-        return "stream_options" not in self.dropped
-
 
 PROFILES: dict[str, Dialect] = {
     "openai": Dialect("openai", fixed=True),

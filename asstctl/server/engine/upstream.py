@@ -182,7 +182,7 @@ class UpstreamEngine:
             if guard.over:
                 log.warning("upstream %s: a reply longer than %d characters was cut (engine.limits.reply_chars)",
                             host, self.limits.reply_chars)
-                yield TurnEnd("length", parser.end().usage)
+                yield TurnEnd("length", parser.end().usage, model)
                 return
             if parser.error is not None:
                 detail = detail_text(parser.error, self.secret)
@@ -200,6 +200,7 @@ class UpstreamEngine:
                 raise self._error(f"the upstream {host} cannot enforce a json_schema response format (it was asked "
                                   f"for a JSON object with the schema in the instructions) and its answer does not "
                                   f"match the schema: {problem}", "server_error")
+            end.model = model
             yield end
             return
 
@@ -260,9 +261,9 @@ class UpstreamEngine:
                 await self._pause(attempt, {}, f"connection failed ({error})")
                 attempt += 1
                 continue
-            except HttpTimeout:
-                raise self._error(f"the upstream {host} did not answer within "
-                                  f"{self.timeouts.read:g} s", "server_error") from None
+            except HttpTimeout:  # no response head within the idle timeout (connect and write name their own)
+                raise self._error(f"the upstream {host} did not answer within {self.timeouts.read:g} s "
+                                  "(the idle timeout, engine.limits.idle_seconds)", "server_error") from None
             except HttpError as error:
                 raise self._error(f"the upstream {host} failed to answer ({error})", "server_error") from None
             status = response.status_code

@@ -12,6 +12,11 @@ ingestion uses on the server's loop: it gathers the chunks of every file being i
 full requests (inputs across files), so 500 small files cost about 500 / ``batch_size`` requests;
 it keeps the vectors that came back as numpy float32 rows (``float32_rows``), an eighth of the
 memory of Python float lists, until each file has all of its own.
+
+Errors go through the upstream engine's bounds (``engine.limits``): an error body is read up to
+``ERROR_BODY_CAP`` (the transport drops the rest with the connection), the key and any echoed
+``Authorization`` / ``api-key`` header are scrubbed before the upstream's message is cut to
+``DETAIL_CHARS``, so neither a file's nor a run's ``last_error`` nor the log ever carries the key.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asstctl.server.aio import within
+from asstctl.server.engine.limits import ERROR_BODY_CAP, cut, detail_text, error_detail, scrub
 
 
 class EmbeddingsError(Exception):
@@ -50,14 +56,130 @@ class EmbeddingsConfig:
 
 
 def make_client(config: EmbeddingsConfig, asynchronous: bool = False):
+    import httpx2
     import openai
 
     key = os.environ.get(config.api_key_env) or "no-key"
-    common = {"api_key": key, "timeout": config.timeout, "max_retries": 0}  # we back off ourselves
+    if asynchronous:  # closed by EmbeddingBatcher.aclose
+        http = openai.DefaultAsyncHttpxClient(transport=_AsyncCappedErrors(httpx2.AsyncHTTPTransport()))
+    else:
+        http = _ClosingClient(transport=_CappedErrors(httpx2.HTTPTransport()))
+    common = {"api_key": key, "timeout": config.timeout, "max_retries": 0, "http_client": http}  # we back off ourselves
     if config.azure_api_version:  # POST {endpoint}/openai/deployments/{deployment}/embeddings?api-version=...
         kind = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
         return kind(azure_endpoint=config.base_url, api_version=config.azure_api_version, **common)
     return (openai.AsyncOpenAI if asynchronous else openai.OpenAI)(base_url=config.base_url, **common)
+
+
+def _ClosingClient(**kwargs):
+    """The SDK's default HTTP client, closed when it is dropped (as the SDK's own is: an Embedder is
+    never closed explicitly)."""
+    import openai
+
+    class Closing(openai.DefaultHttpxClient):
+        def __del__(self) -> None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    return Closing(**kwargs)
+
+
+def _capped_response(response, body: bytes):
+    """``response`` with ``body`` (its first ``ERROR_BODY_CAP`` bytes at most) as its whole content."""
+    import httpx2
+
+    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+    capped = len(body) >= ERROR_BODY_CAP
+    drop = (b"content-length", b"transfer-encoding") + ((b"content-encoding",) if capped else ())
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in drop]
+    if capped and encoded:  # cut short, it cannot be decoded
+        body = b"(a compressed error body over %d bytes, not read)" % ERROR_BODY_CAP
+    return httpx2.Response(response.status_code, headers=headers, content=body, extensions=response.extensions)
+
+
+class _CappedErrors:
+    """A transport whose error answers (status >= 400) are read up to ERROR_BODY_CAP, the rest dropped."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def handle_request(self, request):
+        response = self.inner.handle_request(request)
+        if response.status_code < 400:
+            return response
+        parts, size = [], 0
+        try:
+            for chunk in response.stream:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= ERROR_BODY_CAP:
+                    break
+        finally:
+            response.stream.close()  # before its end: the connection is dropped
+        return _capped_response(response, b"".join(parts)[:ERROR_BODY_CAP])
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self):
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.inner.__exit__(*exc)
+
+
+class _AsyncCappedErrors:
+    """The same for the asynchronous client."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def handle_async_request(self, request):
+        response = await self.inner.handle_async_request(request)
+        if response.status_code < 400:
+            return response
+        parts, size = [], 0
+        try:
+            async for chunk in response.stream:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= ERROR_BODY_CAP:
+                    break
+        finally:
+            await response.stream.aclose()
+        return _capped_response(response, b"".join(parts)[:ERROR_BODY_CAP])
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self):
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.inner.__aexit__(*exc)
+
+
+def failure(config: EmbeddingsConfig, what: str) -> EmbeddingsError:
+    """An :class:`EmbeddingsError` naming the upstream; ``what`` (the upstream's words) scrubbed of the key
+    and any echoed auth header, then cut (``engine.limits``)."""
+    key = os.environ.get(config.api_key_env)
+    return EmbeddingsError(scrub(f"The embeddings upstream {config.base_url} {what}", key))
+
+
+def upstream_message(config: EmbeddingsConfig, exc: Exception) -> str:
+    """What the upstream said: its error body's message (read to ERROR_BODY_CAP, scrubbed, then cut), or
+    the transport's failure."""
+    key = os.environ.get(config.api_key_env)
+    response = getattr(exc, "response", None)
+    if response is not None:
+        body = response.content
+        message, _ = error_detail(body, key, capped=len(body) >= ERROR_BODY_CAP)
+        return f"{getattr(response, 'status_code', '?')}: {cut(message)}"
+    return detail_text(str(getattr(exc, "message", exc)), key)
 
 
 def request_args(config: EmbeddingsConfig, batch: list[str]) -> dict[str, Any]:
@@ -72,11 +194,10 @@ def vectors_of(config: EmbeddingsConfig, body: str, expected: int) -> list[list[
         items = sorted(json.loads(body)["data"], key=lambda item: item["index"])
         vectors = [[float(x) for x in item["embedding"]] for item in items]
     except (ValueError, KeyError, TypeError) as exc:
-        raise EmbeddingsError(f"The embeddings upstream {config.base_url} sent an answer that is not "
-                              f"a CreateEmbeddingResponse ({type(exc).__name__}: {exc}).") from None
+        raise failure(config, f"sent an answer that is not a CreateEmbeddingResponse ({type(exc).__name__}: "
+                              f"{cut(str(exc))}).") from None
     if len(vectors) != expected:
-        raise EmbeddingsError(f"The embeddings upstream {config.base_url} returned {len(vectors)} vectors for "
-                              f"{expected} inputs.")
+        raise failure(config, f"returned {len(vectors)} vectors for {expected} inputs.")
     return vectors
 
 
@@ -106,10 +227,8 @@ def backoff(config: EmbeddingsConfig, exc: Exception, attempt: int, started: flo
     if passing and spent + delay <= config.retry_seconds:
         return max(0.0, delay)
     limit = f" (retried for {spent:.1f} s, the limit is {config.retry_seconds:g} s)" if passing else ""
-    raise EmbeddingsError(
-        f"The embeddings upstream {config.base_url} failed for model {config.model!r}: "
-        f"{type(exc).__name__}: {getattr(exc, 'message', exc)}{limit}"
-    ) from None
+    raise failure(config, f"failed for model {config.model!r}: {type(exc).__name__} "
+                          f"{upstream_message(config, exc)}{limit}") from None
 
 
 class Embedder:

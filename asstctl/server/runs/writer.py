@@ -208,8 +208,9 @@ class TurnWriter:
 
 def estimated_usage(turn, writer: TurnWriter) -> Usage:
     """For an engine that reports no usage (some local servers ignore ``include_usage``): our count
-    (exact where a tokenizer is installed), never above what the call was allowed."""
-    count = tokens.counter(turn.request.model)
+    (exact where a tokenizer is installed, with the tokenizer of the model the upstream was sent, after
+    --model-map), never above what the call was allowed."""
+    count = tokens.counter(writer.end.model or turn.request.model)
     completion = count(writer.text) + sum(count(c["name"]) + count(c["arguments"]) for c in writer.calls)
     cap = turn.request.max_completion_tokens
     return Usage(turn.prompt_tokens, min(completion, cap) if cap is not None else completion)
