@@ -7,16 +7,21 @@ for the database's write lock do not stall the event loop, on every route."""
 from __future__ import annotations
 
 import random
+import re
 import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
+from asstctl.server.embedded import start_server
 from asstctl.server.retrieval import retriever_of
 from asstctl.server.retrieval.lexical import fts_query, query_terms
+from tests.conftest import make_client
+from tests.retrieval.test_runs import INCLUDE, ask
 from tests.server.test_files_vector_stores import upload
 
 WORDS = ("ocelot margay serval caracal lynx jaguar puma cheetah leopard tiger lion cougar bobcat ocelot "
@@ -227,8 +232,9 @@ def test_a_big_batch_is_cancelled_and_read_without_stalling_the_event_loop(serve
 CHUNKS = [" ".join(f"{WORDS[(n * 7 + k) % len(WORDS)]}{n}" for k in range(32)) for n in range(997)]
 
 
-def chunked_file(server, vs_id: str, file_id: str, chunks: int) -> None:
-    """A file of ``chunks`` chunks in ``vs_id``, written as attaching leaves it (records, lexical index)."""
+def chunked_file(server, vs_id: str, file_id: str, chunks: int, first: int = 0) -> None:
+    """A file of ``chunks`` chunks in ``vs_id``, written as attaching leaves it (records, lexical index);
+    its texts are ``CHUNKS`` from ``first`` on (the words of text ``n`` end in ``n``)."""
     retriever = retriever_of(server.state)
     server.store.insert("file", {"id": file_id, "object": "file", "bytes": 10, "created_at": 1,
                                  "filename": f"{file_id}.md", "purpose": "assistants", "status": "processed"})
@@ -237,7 +243,7 @@ def chunked_file(server, vs_id: str, file_id: str, chunks: int) -> None:
         "status": "completed", "last_error": None, "attributes": {},
         "chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}},
         vs_id)
-    retriever.lexical.add(vs_id, file_id, [(CHUNKS[n % len(CHUNKS)], 24) for n in range(chunks)])
+    retriever.lexical.add(vs_id, file_id, [(CHUNKS[(first + n) % len(CHUNKS)], 24) for n in range(chunks)])
 
 
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # (PostgreSQL's store calls never run on the loop)
@@ -262,3 +268,67 @@ def test_deleting_a_big_store_or_its_files_does_not_stall_the_event_loop(server,
     with server.store.sql() as db:
         assert db.execute("SELECT count(*) FROM retrieval_chunks").fetchone() == (0,)
     assert max(probing.lags) < 0.25, sorted(probing.lags)[-5:]
+
+
+class FileReads:
+    """The statements that read file records (``file``, ``vector_store_file``) while it is open: on SQLite
+    from the connection's trace, on PostgreSQL from the cluster's statement log (``log_statement=all``
+    on the server's own connections); ``named``: the file ids each of them names (none: a full list)."""
+
+    def __init__(self, server, log: Path | None):
+        self.server, self.log, self.sent = server, log, []
+
+    def __enter__(self):
+        if self.log is None:
+            with self.server.store.sql() as db:
+                db.set_trace_callback(self.sent.append)
+        else:
+            self.start = self.log.stat().st_size
+        return self
+
+    def __exit__(self, *exc):
+        if self.log is None:
+            with self.server.store.sql() as db:
+                db.set_trace_callback(None)
+        else:  # one entry per statement, with its parameters (the DETAIL line after it)
+            text = self.log.read_bytes()[self.start:].decode(errors="replace")
+            self.sent = re.split(r"\n(?=\S.*?(?:LOG|ERROR|STATEMENT):)", text)
+
+    def named(self) -> list[set[str]]:
+        reads = [s for s in self.sent if "FROM objects" in s and re.search(r"'(vector_store_)?file'", s)]
+        return [set(re.findall(r"file-many\d+", s)) for s in reads]
+
+
+@pytest.fixture
+def logged_server(request, store_db):
+    """A server on ``store_db``; PostgreSQL's statements logged (``log``: the cluster's log)."""
+    log, db = None, ":memory:"
+    if store_db.startswith("postgresql"):
+        log, db = request.getfixturevalue("postgres_cluster").dir / "log", store_db + "%20-clog_statement%3Dall"
+    with start_server(db) as running:
+        yield running, log
+
+
+def test_a_search_and_a_file_search_run_read_only_the_files_they_return(logged_server, contract):
+    """In a store of 500 files, the search endpoint and a file_search run read the records of the files
+    they return and of no other (no read of the store's whole file list)."""
+    server, log = logged_server
+    client = make_client(server, contract)
+    vs = client.vector_stores.create(name="many")
+    with server.store.transaction():
+        for n in range(500):
+            chunked_file(server, vs.id, f"file-many{n:03}", 2, first=2 * n)
+    query = "ocelot5 lynx7 puma9 serval11 margay400"  # words of 5 of the 1,000 chunks (CHUNKS)
+    with FileReads(server, log) as searched:
+        page = client.vector_stores.search(vs.id, query=query, max_num_results=20)
+    found = {r.file_id for r in page.data}
+    assert len(found) == 5
+    assert searched.named() and all(searched.named()) and set().union(*searched.named()) == found, searched.named()
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
+                                              tool_resources={"file_search": {"vector_store_ids": [vs.id]}})
+    with FileReads(server, log) as ran:
+        _, steps, _ = ask(client, assistant, query, include=[INCLUDE], poll_interval_ms=20)
+    (call,) = steps[0].step_details.tool_calls
+    assert {r.file_id for r in call.file_search.results} == found
+    assert ran.named() and all(ran.named()) and set().union(*ran.named()) == found, ran.named()
+    client.close()
