@@ -153,15 +153,27 @@ def test_requests_waiting_for_the_write_lock_do_not_stall_the_event_loop(server,
     assert max(lags) < 0.25, lags  # stalled, the first would take until the lock is let go (2 s)
 
 
-def test_a_search_moves_last_active_at_once_it_is_a_minute_old(server, client):
+def test_a_search_or_a_file_search_run_moves_last_active_at_once_it_is_a_minute_old(server, client):
+    """The search endpoint and the file_search tool write a store's ``last_active_at`` (and ``expires_at``)
+    only when it is a minute old or more: most searches write nothing."""
     vs = client.vector_stores.create(name="active", expires_after={"anchor": "last_active_at", "days": 1})
-    client.vector_stores.search(vs.id, query="anything")  # fresh: nothing written
-    assert client.vector_stores.retrieve(vs.id).last_active_at == vs.last_active_at
-    old = vs.last_active_at - 3600
-    server.store.update("vector_store", vs.id, lambda store: store.update(last_active_at=old, expires_at=old + 86400))
-    client.vector_stores.search(vs.id, query="anything")
-    moved = client.vector_stores.retrieve(vs.id)
-    assert moved.last_active_at >= vs.last_active_at and moved.expires_at == moved.last_active_at + 86400
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
+                                              tool_resources={"file_search": {"vector_store_ids": [vs.id]}})
+
+    def aged(seconds: int) -> int:
+        at = int(time.time()) - seconds
+        server.store.update("vector_store", vs.id, lambda store: store.update(last_active_at=at, expires_at=at + 86400))
+        return at
+
+    for search in (lambda: client.vector_stores.search(vs.id, query="anything"),
+                   lambda: ask(client, assistant, "anything", poll_interval_ms=20)):
+        recent = aged(30)
+        search()  # under a minute old: nothing written
+        assert client.vector_stores.retrieve(vs.id).last_active_at == recent
+        old = aged(3600)
+        search()
+        moved = client.vector_stores.retrieve(vs.id)
+        assert moved.last_active_at >= old + 3600 - 5 and moved.expires_at == moved.last_active_at + 86400
 
 
 class Prober:
