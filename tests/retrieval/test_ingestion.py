@@ -89,6 +89,7 @@ def test_the_loop_stays_responsive_while_a_batch_ingests(client, limited):
     big = [client.files.create(file=(f"big{i}.txt", PROSE.encode() * 800), purpose="assistants").id for i in range(4)]
     client.vector_stores.create(name="warm", file_ids=ids[:1])  # the server loads the tokenizer once (a one-off stall)
     vs = client.vector_stores.create(name="busy")
+    jobs = limited.state.extra["ingestion"].stats()["pool"]["jobs"]
     limited.state.loop_lag.reset()
     done = {}
     worker = threading.Thread(target=lambda: done.update(batch=client.vector_stores.file_batches.create(
@@ -103,6 +104,8 @@ def test_the_loop_stays_responsive_while_a_batch_ingests(client, limited):
             time.sleep(0.05)
     worker.join()
     assert done["batch"].file_counts.completed == 104, done["batch"].file_counts
+    # the 4 big files went to the worker processes; the 100 small ones (1.5 KB) were done in server threads
+    assert limited.state.extra["ingestion"].stats()["pool"]["jobs"] == jobs + 4
     assert len(latencies) >= 5
     lag = limited.state.loop_lag.stats()
     # Ingesting in the loop stalled it for the whole batch (seconds, a stall per file); what is left is GIL
