@@ -18,6 +18,7 @@ import httpx2 as httpx
 import pytest
 
 from asstctl.server.embedded import start_server
+from asstctl.server.replicas import LEASE_ENV
 from asstctl.server.retrieval import retriever_of
 from asstctl.server.retrieval.lexical import fts_query, query_terms
 from tests.conftest import make_client
@@ -312,10 +313,13 @@ class FileReads:
 
 
 @pytest.fixture
-def logged_server(request, store_db):
-    """A server on ``store_db``; PostgreSQL's statements logged (``log``: the cluster's log)."""
+def logged_server(request, store_db, monkeypatch):
+    """A server on ``store_db``; PostgreSQL's statements logged (``log``: the cluster's log). Its lease is
+    long: the ingestion leases' takeover scan (every quarter lease, a read of the in-progress files) stays
+    out of the statements a test looks at."""
     log, db = None, ":memory:"
     if store_db.startswith("postgresql"):
+        monkeypatch.setenv(LEASE_ENV, "600")
         log, db = request.getfixturevalue("postgres_cluster").dir / "log", store_db + "%20-clog_statement%3Dall"
     with start_server(db) as running:
         yield running, log
