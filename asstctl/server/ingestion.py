@@ -33,9 +33,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, Callable
 
+from asstctl.server.errors import APIError
 from asstctl.server.retrieval import chunking, retriever_of
 from asstctl.server.retrieval.embeddings import EmbeddingBatcher, EmbeddingsError
-from asstctl.server.retrieval.pool import IngestLimits, PoolClosed, WorkerPool, run_job, small
+from asstctl.server.retrieval.pool import TEXT_LIMIT_CHARS, IngestLimits, PoolClosed, WorkerPool, run_job, small
 
 log = logging.getLogger("asstctl.server")
 IN_FLIGHT = 256  # files being extracted, embedded or indexed at once
@@ -87,6 +88,7 @@ class Ingestion:
         self.tasks: dict[str, tuple[str, asyncio.Task]] = {}  # token -> (store id, task)
         self._slots: asyncio.Semaphore | None = None
         self.counts = {"completed": 0, "failed": 0, "taken_over": 0}
+        self.text_chars = TEXT_LIMIT_CHARS  # the longest text the file content endpoint gives back whole
         self.leases = None  # PostgreSQL: ``ingest_lease.Leases``
         self._leasing: asyncio.Task | None = None
 
@@ -329,15 +331,19 @@ class Ingestion:
 
     async def text(self, file: dict) -> str:
         """A file's whole extracted text, from a worker (the file content endpoint); its raw UTF-8
-        (at most ``READ_BACK`` bytes) when it has none."""
+        (at most ``READ_BACK`` bytes) when its format has none (``unsupported_file``). Any other failure
+        (past ``text_chars`` characters, a worker's memory or time limit, bytes its parser rejects) is a
+        400 whose message says which, never the raw bytes in its place."""
         job = await self._thread(self._job, file, chunking.AUTO, False)
         try:
-            result = await self._run({**job[1], "mode": "text"})
+            result = await self._run({**job[1], "mode": "text", "max_chars": self.text_chars})
         finally:
             if job[1].get("path"):
                 await self._thread(os.unlink, job[1]["path"])
         if result[0] == "ok":
             return result[1]
+        if result[1] != "unsupported_file":
+            raise APIError(400, f"The content of file {file['id']} cannot be read back: {result[2]}")
         return (await self._thread(self._head, file["id"])).decode("utf-8", errors="replace")
 
     def _head(self, file_id: str) -> bytes:

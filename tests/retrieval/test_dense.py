@@ -32,17 +32,19 @@ def concept_embed(texts):
     return out
 
 
-def with_embeddings(base_url: str):
-    server = start_server(":memory:")
+def with_embeddings(base_url: str, db: str = ":memory:"):
+    server = start_server(db)
     server.state.config.embeddings = EmbeddingsConfig(model="scripted-embed", base_url=base_url, api_key_env=KEY_ENV)
     return server
 
 
 @pytest.fixture
-def dense(monkeypatch, contract):
+def dense(request, monkeypatch, contract):
+    """A client of a server with the scripted embeddings (on SQLite; ``indirect`` "postgres": on PostgreSQL)."""
     monkeypatch.setenv(KEY_ENV, SECRET)
     bodies: list = []
-    with serve_embeddings(concept_embed, bodies) as url, with_embeddings(url) as server:
+    db = request.getfixturevalue("postgres_url") if getattr(request, "param", "sqlite") == "postgres" else ":memory:"
+    with serve_embeddings(concept_embed, bodies) as url, with_embeddings(url, db) as server:
         client = make_client(server, contract)
         yield client, bodies
         client.close()
@@ -68,6 +70,7 @@ def test_dense_finds_what_words_alone_miss(dense):
     assert both.data[0].filename == "shipping.md" and both.data[0].score == 1.0
 
 
+@pytest.mark.parametrize("dense", ["sqlite", "postgres"], indirect=True)
 def test_hybrid_top_10_is_the_same_whether_10_or_50_are_asked(dense):
     """70 short notes over the scripted model's concepts (many ties in both rankings): the fused
     ranking's first 10 do not depend on ``max_num_results``; each search embeds its query."""

@@ -67,6 +67,10 @@ def test_unreadable_files_fail_with_last_error_and_are_not_searched(client):
     assert errors[broken.id].code == "invalid_file" and "broken.pdf" in errors[broken.id].message
     assert {f.id for f in client.vector_stores.files.list(vs.id, filter="failed")} == {image.id, broken.id}
     assert names(client.vector_stores.search(vs.id, query="pangolin")) == ["good.md"]
+    # read back: a format without text shows its raw bytes; bytes its parser rejects are an error saying so
+    assert client.vector_stores.files.content(image.id, vector_store_id=vs.id).data[0].text.endswith("pangolin")
+    with pytest.raises(openai.BadRequestError, match=f"content of file {broken.id} cannot be read back: .*broken.pdf"):
+        client.vector_stores.files.content(broken.id, vector_store_id=vs.id)
 
 
 def test_removed_and_deleted_files_leave_the_index(client):

@@ -60,7 +60,7 @@ def test_vector_store_lifecycle(client):
     assert client.files.retrieve(files[0].id).id == files[0].id  # files are kept
 
 
-def test_vector_store_files(client):
+def test_vector_store_files(server, client):
     store = client.vector_stores.create(name="kb")
     file = upload(client, data=b"hello vector world")
     item = client.vector_stores.files.create(vector_store_id=store.id, file_id=file.id, attributes={"lang": "en", "v": 2})
@@ -73,6 +73,9 @@ def test_vector_store_files(client):
     assert changed.attributes == {"lang": "de"}
     content = client.vector_stores.files.content(file.id, vector_store_id=store.id)
     assert [c.text for c in content] == ["hello vector world"]
+    server.state.extra["ingestion"].text_chars = 10  # the limit (64M characters) made small
+    with pytest.raises(openai.BadRequestError, match="longer than 10 characters, the limit for reading it back whole"):
+        client.vector_stores.files.content(file.id, vector_store_id=store.id)  # an error, not the raw bytes
     assert [f.id for f in client.vector_stores.files.list(store.id, filter="completed")] == [file.id]
     result = client.vector_stores.files.delete(file.id, vector_store_id=store.id)
     assert (result.object, result.deleted) == ("vector_store.file.deleted", True)

@@ -284,3 +284,48 @@ def test_tool_calls_waiting_for_the_write_lock_do_not_stall_the_event_loop(scrip
     step = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data[0]
     assert [c.type for c in step.step_details.tool_calls] == ["code_interpreter", "file_search"]
     assert step.step_details.tool_calls[1].file_search.results[0].file_id == guide.id
+
+
+@pytest.mark.parametrize("store_db", ["sqlite"], indirect=True)  # the blob reads counted from SQLite's trace
+def test_attachments_are_copied_into_the_session_once_per_file_version(scripted, upstream):
+    """The assistant's code_interpreter files: read from the store for the session's first call only (the
+    second call of the run reads no blob), again once the file's stored bytes change (a new version);
+    a file over the sandbox's file limit is never read and the model's tool output says why."""
+    sdk, server = scripted.start(sandbox=SandboxConfig(**dict(TEST_LIMITS, file_mb=1)))
+    small = sdk.files.create(file=("a.csv", b"x,y\n1,2\n"), purpose="assistants")
+    big = sdk.files.create(file=("big.bin", b"\0" * (1 << 20) + b"\0" * 100_000), purpose="assistants")
+    bot = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}],
+                                     tool_resources={"code_interpreter": {"file_ids": [small.id, big.id]}})
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Read a.csv."}])
+    read = "import os\nprint(open('/mnt/data/a.csv').read(), os.path.exists('/mnt/data/big.bin'))"
+    sent: list[str] = []
+
+    def run(*answers) -> list[str]:
+        """The model's tool outputs of one run; ``sent``: the blob chunk reads it made."""
+        sent.clear()
+        asked = len(upstream.requests)
+        upstream.queue(*answers)
+        with server.store.sql() as db:
+            db.set_trace_callback(sent.append)
+        try:
+            done = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=20)
+        finally:
+            with server.store.sql() as db:
+                db.set_trace_callback(None)
+        assert done.status == "completed", done.last_error
+        return [r.body["messages"][-1]["content"] for r in upstream.requests[asked + 1:]]
+
+    def blob_reads(file_id: str) -> int:
+        (key,) = server.store._fetch("SELECT key FROM blob_index WHERE id = ?", (file_id,))[0]
+        return sum(s.startswith("SELECT data FROM blob_chunks") and f"'{key}'" in s for s in sent)
+
+    first, second = run(ToolCalls([Call("python", {"code": read})]), ToolCalls([Call("python", {"code": read})]),
+                        Text("Read twice."))
+    assert first.startswith("x,y\n1,2\n False") and second.startswith("x,y\n1,2\n False")
+    assert "[not copied into /mnt/data: big.bin (1.1 MB, over the sandbox's file limit of 1 MB)]" in first
+    assert (blob_reads(small.id), blob_reads(big.id)) == (1, 0)
+    with server.store.transaction():  # a new version of the file: its stored bytes (and size) change
+        server.store.write_blob(small.id, [b"x,y\n3,4,5\n"])
+        server.store.update("file", small.id, lambda file: file.update(bytes=10))
+    (third,) = run(ToolCalls([Call("python", {"code": read})]), Text("Read again."))
+    assert third.startswith("x,y\n3,4,5\n False") and (blob_reads(small.id), blob_reads(big.id)) == (1, 0)

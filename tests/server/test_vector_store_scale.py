@@ -7,15 +7,22 @@ for the database's write lock do not stall the event loop, on every route."""
 from __future__ import annotations
 
 import random
+import re
 import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
+from asstctl.server.embedded import start_server
+from asstctl.server.replicas import LEASE_ENV
+from asstctl.server.retrieval import retriever_of
 from asstctl.server.retrieval.lexical import fts_query, query_terms
+from tests.conftest import make_client
+from tests.retrieval.test_runs import INCLUDE, ask
 from tests.server.test_files_vector_stores import upload
 
 WORDS = ("ocelot margay serval caracal lynx jaguar puma cheetah leopard tiger lion cougar bobcat ocelot "
@@ -147,15 +154,53 @@ def test_requests_waiting_for_the_write_lock_do_not_stall_the_event_loop(server,
     assert max(lags) < 0.25, lags  # stalled, the first would take until the lock is let go (2 s)
 
 
-def test_a_search_moves_last_active_at_once_it_is_a_minute_old(server, client):
+def test_a_search_or_a_file_search_run_moves_last_active_at_once_it_is_a_minute_old(server, client):
+    """The search endpoint and the file_search tool write a store's ``last_active_at`` (and ``expires_at``)
+    only when it is a minute old or more: most searches write nothing."""
     vs = client.vector_stores.create(name="active", expires_after={"anchor": "last_active_at", "days": 1})
-    client.vector_stores.search(vs.id, query="anything")  # fresh: nothing written
-    assert client.vector_stores.retrieve(vs.id).last_active_at == vs.last_active_at
-    old = vs.last_active_at - 3600
-    server.store.update("vector_store", vs.id, lambda store: store.update(last_active_at=old, expires_at=old + 86400))
-    client.vector_stores.search(vs.id, query="anything")
-    moved = client.vector_stores.retrieve(vs.id)
-    assert moved.last_active_at >= vs.last_active_at and moved.expires_at == moved.last_active_at + 86400
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
+                                              tool_resources={"file_search": {"vector_store_ids": [vs.id]}})
+
+    def aged(seconds: int) -> int:
+        at = int(time.time()) - seconds
+        server.store.update("vector_store", vs.id, lambda store: store.update(last_active_at=at, expires_at=at + 86400))
+        return at
+
+    for search in (lambda: client.vector_stores.search(vs.id, query="anything"),
+                   lambda: ask(client, assistant, "anything", poll_interval_ms=20)):
+        recent = aged(30)
+        search()  # under a minute old: nothing written
+        assert client.vector_stores.retrieve(vs.id).last_active_at == recent
+        old = aged(3600)
+        search()
+        moved = client.vector_stores.retrieve(vs.id)
+        assert moved.last_active_at >= old + 3600 - 5 and moved.expires_at == moved.last_active_at + 86400
+
+
+class Prober:
+    """``probing(fn, *args)``: ``fn`` on another thread while ``GET /v1/models`` is asked every 10 ms;
+    ``lags``: how long each of those took (a route run inline on the loop holds them all up)."""
+
+    def __init__(self, server):
+        self.server, self.lags = server, []
+
+    def __enter__(self):
+        self.pool = ThreadPoolExecutor(1)
+        self.plain = httpx.Client(base_url=self.server.base_url, timeout=30)
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.shutdown()
+        self.plain.close()
+
+    def __call__(self, fn, *args, **kwargs):
+        work = self.pool.submit(fn, *args, **kwargs)
+        while not work.done():
+            started = time.perf_counter()
+            self.plain.get("/v1/models", headers={"Authorization": f"Bearer {self.server.api_key}"})
+            self.lags.append(time.perf_counter() - started)
+            time.sleep(0.01)
+        return work.result()
 
 
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # (PostgreSQL's store calls never run on the loop)
@@ -178,22 +223,13 @@ def test_a_big_batch_is_cancelled_and_read_without_stalling_the_event_loop(serve
         server.store.insert("file_batch", batch, vs.id)
         server.store.update("vector_store", vs.id, lambda s: s.update(status="in_progress", file_counts={
             "in_progress": 2000, "completed": 2000, "failed": 0, "cancelled": 0, "total": 4000}))
-    with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=server.base_url, timeout=10) as plain:
-        lags = []
-
-        def probing(work):
-            while not work.done():
-                started = time.perf_counter()
-                plain.get("/v1/models", headers={"Authorization": f"Bearer {server.api_key}"})
-                lags.append(time.perf_counter() - started)
-                time.sleep(0.01)
-            return work.result()
-
-        cancelled = probing(pool.submit(client.vector_stores.file_batches.cancel, batch["id"], vector_store_id=vs.id))
-        again = probing(pool.submit(client.vector_stores.file_batches.retrieve, batch["id"], vector_store_id=vs.id))
-        page = probing(pool.submit(client.vector_stores.file_batches.list_files, batch["id"], vector_store_id=vs.id,
-                                   filter="cancelled", limit=5))
-        filtered = probing(pool.submit(client.vector_stores.files.list, vs.id, filter="in_progress", limit=5))
+    with Prober(server) as probing:
+        cancelled = probing(client.vector_stores.file_batches.cancel, batch["id"], vector_store_id=vs.id)
+        again = probing(client.vector_stores.file_batches.retrieve, batch["id"], vector_store_id=vs.id)
+        page = probing(client.vector_stores.file_batches.list_files, batch["id"], vector_store_id=vs.id,
+                       filter="cancelled", limit=5)
+        filtered = probing(client.vector_stores.files.list, vs.id, filter="in_progress", limit=5)
+    lags = probing.lags
     assert cancelled.status == again.status == "cancelled"
     counts = (1000, 1000, 0, 2000)
     assert (cancelled.file_counts.completed, cancelled.file_counts.cancelled, cancelled.file_counts.in_progress,
@@ -204,3 +240,111 @@ def test_a_big_batch_is_cancelled_and_read_without_stalling_the_event_loop(serve
     store = client.vector_stores.retrieve(vs.id).file_counts
     assert (store.in_progress, store.completed, store.cancelled, store.total) == (1000, 2000, 1000, 4000)
     assert max(lags) < 0.5, sorted(lags)[-5:]  # inline on the loop: 0.95 s (the cancel read the whole store)
+
+
+CHUNKS = [" ".join(f"{WORDS[(n * 7 + k) % len(WORDS)]}{n}" for k in range(32)) for n in range(997)]
+
+
+def chunked_file(server, vs_id: str, file_id: str, chunks: int, first: int = 0) -> None:
+    """A file of ``chunks`` chunks in ``vs_id``, written as attaching leaves it (records, lexical index);
+    its texts are ``CHUNKS`` from ``first`` on (the words of text ``n`` end in ``n``)."""
+    retriever = retriever_of(server.state)
+    server.store.insert("file", {"id": file_id, "object": "file", "bytes": 10, "created_at": 1,
+                                 "filename": f"{file_id}.md", "purpose": "assistants", "status": "processed"})
+    server.store.insert("vector_store_file", {
+        "id": file_id, "object": "vector_store.file", "usage_bytes": 10, "created_at": 1, "vector_store_id": vs_id,
+        "status": "completed", "last_error": None, "attributes": {},
+        "chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}},
+        vs_id)
+    retriever.lexical.add(vs_id, file_id, [(CHUNKS[(first + n) % len(CHUNKS)], 24) for n in range(chunks)])
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # (PostgreSQL's store calls never run on the loop)
+def test_deleting_a_big_store_or_its_files_does_not_stall_the_event_loop(server, client):
+    """A store of 14,000 chunks (written directly: cheap): a file's detach (2,000 chunks), a file's delete
+    (2,000 chunks, gone from every store) and the store's delete (10,000 chunks left) run on a thread
+    while ``GET /v1/models`` answers. Inline on the loop (``store.call`` on SQLite when the lock is free)
+    they held every request up for 0.6 s, 0.6 s and 0.8 s."""
+    vs = client.vector_stores.create(name="big")
+    with server.store.transaction():
+        for n in range(2):
+            chunked_file(server, vs.id, f"file-whole{n}", 2000)
+        for n in range(100):
+            chunked_file(server, vs.id, f"file-part{n:03}", 100)
+        server.store.update("vector_store", vs.id, lambda s: s.update(file_counts={
+            "in_progress": 0, "completed": 102, "failed": 0, "cancelled": 0, "total": 102}, usage_bytes=1020))
+    with Prober(server) as probing:
+        assert probing(client.vector_stores.files.delete, "file-whole0", vector_store_id=vs.id).deleted
+        assert probing(client.files.delete, "file-whole1").deleted
+        assert client.vector_stores.retrieve(vs.id).file_counts.total == 100
+        assert probing(client.vector_stores.delete, vs.id).deleted
+    with server.store.sql() as db:
+        assert db.execute("SELECT count(*) FROM retrieval_chunks").fetchone() == (0,)
+    assert max(probing.lags) < 0.25, sorted(probing.lags)[-5:]
+
+
+class FileReads:
+    """The statements that read file records (``file``, ``vector_store_file``) while it is open: on SQLite
+    from the connection's trace, on PostgreSQL from the cluster's statement log (``log_statement=all``
+    on the server's own connections); ``named``: the file ids each of them names (none: a full list)."""
+
+    def __init__(self, server, log: Path | None):
+        self.server, self.log, self.sent = server, log, []
+
+    def __enter__(self):
+        if self.log is None:
+            with self.server.store.sql() as db:
+                db.set_trace_callback(self.sent.append)
+        else:
+            self.start = self.log.stat().st_size
+        return self
+
+    def __exit__(self, *exc):
+        if self.log is None:
+            with self.server.store.sql() as db:
+                db.set_trace_callback(None)
+        else:  # one entry per statement, with its parameters (the DETAIL line after it)
+            text = self.log.read_bytes()[self.start:].decode(errors="replace")
+            self.sent = re.split(r"\n(?=\S.*?(?:LOG|ERROR|STATEMENT):)", text)
+
+    def named(self) -> list[set[str]]:
+        reads = [s for s in self.sent if "FROM objects" in s and re.search(r"'(vector_store_)?file'", s)]
+        return [set(re.findall(r"file-many\d+", s)) for s in reads]
+
+
+@pytest.fixture
+def logged_server(request, store_db, monkeypatch):
+    """A server on ``store_db``; PostgreSQL's statements logged (``log``: the cluster's log). Its lease is
+    long: the ingestion leases' takeover scan (every quarter lease, a read of the in-progress files) stays
+    out of the statements a test looks at."""
+    log, db = None, ":memory:"
+    if store_db.startswith("postgresql"):
+        monkeypatch.setenv(LEASE_ENV, "600")
+        log, db = request.getfixturevalue("postgres_cluster").dir / "log", store_db + "%20-clog_statement%3Dall"
+    with start_server(db) as running:
+        yield running, log
+
+
+def test_a_search_and_a_file_search_run_read_only_the_files_they_return(logged_server, contract):
+    """In a store of 500 files, the search endpoint and a file_search run read the records of the files
+    they return and of no other (no read of the store's whole file list)."""
+    server, log = logged_server
+    client = make_client(server, contract)
+    vs = client.vector_stores.create(name="many")
+    with server.store.transaction():
+        for n in range(500):
+            chunked_file(server, vs.id, f"file-many{n:03}", 2, first=2 * n)
+    query = "ocelot5 lynx7 puma9 serval11 margay400"  # words of 5 of the 1,000 chunks (CHUNKS)
+    with FileReads(server, log) as searched:
+        page = client.vector_stores.search(vs.id, query=query, max_num_results=20)
+    found = {r.file_id for r in page.data}
+    assert len(found) == 5
+    assert searched.named() and all(searched.named()) and set().union(*searched.named()) == found, searched.named()
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
+                                              tool_resources={"file_search": {"vector_store_ids": [vs.id]}})
+    with FileReads(server, log) as ran:
+        _, steps, _ = ask(client, assistant, query, include=[INCLUDE], poll_interval_ms=20)
+    (call,) = steps[0].step_details.tool_calls
+    assert {r.file_id for r in call.file_search.results} == found
+    assert ran.named() and all(ran.named()) and set().union(*ran.named()) == found, ran.named()
+    client.close()

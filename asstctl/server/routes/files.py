@@ -14,7 +14,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from asstctl.server import validation as v
-from asstctl.server.app import state_of, stored
+from asstctl.server.app import state_of, stored, threaded
 from asstctl.server.errors import APIError, invalid, missing_parameter
 from asstctl.server.http import deleted, list_envelope, list_params, new_id, now, ok
 from asstctl.server.routes import vector_stores
@@ -87,7 +87,7 @@ async def upload(request: Request):
     return ok(file)
 
 
-@stored
+@threaded  # up to 10,000 files (all of them with a purpose)
 def list_files(state, request: Request):
     params = list_params(request, max_limit=10_000, default_limit=10_000)
     params["before"] = None  # /files has no `before`
@@ -102,7 +102,7 @@ def retrieve(state, request: Request):
     return ok(vector_stores.require_file(state, request.path_params["file_id"]))
 
 
-@stored
+@threaded  # the file leaves every store it is in, its chunks removed
 def delete(state, request: Request):
     file_id = request.path_params["file_id"]
     with state.store.transaction():

@@ -14,7 +14,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.routing import Route
 
 from asstctl.server import validation as v
-from asstctl.server.app import stored, stored_with_body
+from asstctl.server.app import stored, stored_with_body, threaded
 from asstctl.server.errors import not_found
 from asstctl.server.http import deleted, new_id, now, ok, require
 from asstctl.server.routes import messages, vector_stores
@@ -112,7 +112,7 @@ def modify(state, request, body):
     return ok(modify_thread(state, request.path_params["thread_id"], body))
 
 
-@stored
+@threaded  # the thread's messages and runs: as many as it has
 def delete(state, request):
     thread_id = request.path_params["thread_id"]
     delete_thread(state, thread_id)

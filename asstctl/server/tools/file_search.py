@@ -22,6 +22,7 @@ from asstctl.server.tools.base import Source, ToolContext, ToolOutcome
 
 INCLUDE_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 RANKER = "default_2024_08_21"
+TOUCH_SECONDS = 60  # a store's last_active_at is written at most once a minute, as by the search endpoint
 DESCRIPTION = (
     "Search the files the user and the assistant provided (the knowledge base). Use it whenever the answer "
     "may be in those files. Give one or more short search queries; results come back with citation markers "
@@ -98,8 +99,10 @@ class FileSearchTool:
 
     def search(self, ids: list[str], queries: list[str], limit: int, threshold: float) -> list[tuple[Any, str]]:
         """[(retrieval Result, filename)] over the completed files of the stores; the stores count as active."""
-        for vs_id in ids:
-            self.state.store.update("vector_store", vs_id, _touch)
+        stores = self.state.store.get_many("vector_store", "", ids)  # one read; a write only once a minute
+        for vs_id, store in stores.items():
+            if now() - (store.get("last_active_at") or 0) >= TOUCH_SECONDS:
+                self.state.store.update("vector_store", vs_id, _touch)
         found = retriever_of(self.state).search(ids, queries, max_num_results=limit, score_threshold=threshold)
         files = self.state.store.get_many("file", "", [result.file_id for result in found])  # one read
         return [(result, files[result.file_id]["filename"] if result.file_id in files else result.file_id)
