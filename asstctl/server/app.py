@@ -9,6 +9,7 @@ import functools
 import importlib
 import json
 import logging
+import re
 import secrets
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from typing import Any, Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
@@ -99,7 +101,9 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         setup = getattr(importlib.import_module(f"asstctl.server.routes.{name}"), "setup", None)
         if setup:
             setup(app.state.asst)
-    return observability.wrap(ApiMiddleware(app, app.state.asst), app.state.asst, _route_key)
+    route_key = RouteKeys(app.routes)
+    state.extra["route_key"] = route_key
+    return observability.wrap(ApiMiddleware(app, app.state.asst), app.state.asst, route_key)
 
 
 def _lifespan(state: ServerState):
@@ -182,7 +186,8 @@ class ApiMiddleware:
         request_id = scope.get("asstctl.request_id") or "req_" + secrets.token_hex(16)  # observability may set it
         started = time.monotonic()
         method, path = scope["method"], scope["path"]
-        self.state.stats[f"{method} {scope.get('asstctl.route') or _route_key(path)}"] += 1  # observability may set it
+        route = scope.get("asstctl.route") or self.state.extra["route_key"](scope)  # observability may set it
+        self.state.stats[f"{method} {route}"] += 1
         self.state.stats["total"] += 1
 
         check, refused = None, None
@@ -302,16 +307,30 @@ def api_key_problem(key: str | None) -> str | None:
     return None
 
 
-def _route_key(path: str) -> str:
-    """Collapse ids so stats group by endpoint: /v1/assistants/asst_1 -> /v1/assistants/{id}."""
-    parts = []
-    for part in path.split("/"):
-        if "_" in part and part.split("_", 1)[0] in {"asst", "thread", "msg", "run", "step", "vs", "vsfb"}:
-            part = "{id}"
-        elif part.startswith("file-"):
-            part = "{id}"
-        parts.append(part)
-    return "/".join(parts)
+UNMATCHED = "unmatched"  # the route key of a path no route matches (a scan, a typo): one label for all of them
+
+
+class RouteKeys:
+    """A request's route key (stats, the ``route`` metric label, span names): the template of the route that
+    matches it, each parameter as ``{id}`` (``/v1/threads/{id}/runs``), or ``unmatched``: a label set no
+    client can grow (ids, model names and random paths never become labels)."""
+
+    def __init__(self, routes):
+        self.routes = [(route.path_format.split("{", 1)[0], route, _template(route.path_format)) for route in routes]
+
+    def __call__(self, scope) -> str:
+        path = scope["path"]
+        for prefix, route, template in self.routes:
+            if path.startswith(prefix) and route.matches(scope)[0] is not Match.NONE:  # (PARTIAL: another method)
+                return template
+        return UNMATCHED
+
+    def templates(self) -> set[str]:
+        return {template for _, _, template in self.routes} | {UNMATCHED}
+
+
+def _template(path_format: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{id}", path_format)
 
 
 def _fault_error(kind: str, faults: Faults) -> APIError:

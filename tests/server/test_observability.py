@@ -275,6 +275,39 @@ def test_a_sampler_that_drops_every_span_leaves_requests_counted(monkeypatch):
     assert value(found, "asstctl_http_request_duration_seconds_count", route="/v1/assistants/{id}") == 2
 
 
+def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contract):
+    """Ids, model names and random paths (answered or refused) never become a label or a span name: each
+    request counts under its route's template, or ``unmatched``."""
+    provider, exporter = in_memory()
+    root_headers = {"Authorization": f"Bearer {KEY}", "OpenAI-Beta": "assistants=v2"}
+    with start_server(":memory:", api_key=KEY, admin_key=ADMIN, metrics=True, tracer_provider=provider) as server:
+        root = server.base_url.removesuffix("/v1")
+        with httpx.Client(base_url=root, headers=root_headers) as http:
+            for n in range(3):
+                assert http.get(f"/v1/models/model-{n}").status_code == 404
+                assert http.get(f"/v1/assistants/asst_{n}").status_code == 404
+                assert http.get(f"/v1/threads/thread_{n}/runs/run_{n}/steps/step_{n}").status_code == 404
+                assert httpx.get(f"{root}/scan-{n}").status_code == 401  # unauthenticated
+                assert http.get(f"/v1/nothing-{n}/x").status_code == 404
+                assert http.put(f"/v1/files/file-{n}").status_code == 404  # (a method the route lacks)
+                assert http.get(f"/v1/organization/projects/proj_{n}/api_keys/key_{n}",
+                                headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 404
+        text = httpx.get(root + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
+        templates = server.state.extra["route_key"].templates()
+        stats = dict(server.state.stats)
+    found = samples(text)
+    routes = {labels["route"] for name in ("asstctl_http_requests_total", "asstctl_http_request_duration_seconds_count")
+              for labels, _ in found[name]}
+    assert routes <= templates and "unmatched" in routes and "/v1/models/{id}" in routes, routes - templates
+    assert value(found, "asstctl_http_requests_total", route="unmatched", status="401") == 3
+    assert value(found, "asstctl_http_requests_total", route="unmatched", status="404") == 3
+    assert value(found, "asstctl_http_requests_total", method="PUT", route="/v1/files/{id}", status="404") == 3
+    assert value(found, "asstctl_http_requests_total", route="/v1/organization/projects/{id}/api_keys/{id}") == 3
+    names = {span.name for span in exporter.get_finished_spans()}
+    assert {name.split(" ", 1)[1] for name in names} <= templates and "GET unmatched" in names, names
+    assert {key.split(" ", 1)[1] for key in stats if key != "total"} <= templates
+
+
 def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract):
     """One run, one trace; each upstream call's span says what the upstream answered (gen_ai.*); a failed
     call's span says why (error.type) and ends in error status."""

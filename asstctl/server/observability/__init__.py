@@ -171,14 +171,14 @@ def setup(state: Any) -> list[Route]:
     return [Route("/metrics", observer.metrics_endpoint, methods=["GET"])] if observer.metrics is not None else []
 
 
-def wrap(app: Any, state: Any, route_key: Callable[[str], str]) -> "ObservedApp":
+def wrap(app: Any, state: Any, route_key: Callable[[Any], str]) -> "ObservedApp":
     return ObservedApp(app, state.extra["observer"], route_key)
 
 
 class ObservedApp:
     """The outermost ASGI layer: probes, then per request a span, metrics and a log line."""
 
-    def __init__(self, app: Any, observer: Observer, route_key: Callable[[str], str]):
+    def __init__(self, app: Any, observer: Observer, route_key: Callable[[Any], str]):
         self.app, self.observer, self.route_key = app, observer, route_key
         self.state = observer.state  # the server's state, as the layer below exposes it
 
@@ -196,7 +196,7 @@ class ObservedApp:
         if not observer.active:
             return await self.app(scope, receive, send)
         method, started = scope["method"], time.monotonic()
-        route = scope["asstctl.route"] = self.route_key(path)  # the layer below groups its stats by it too
+        route = scope["asstctl.route"] = self.route_key(scope)  # the layer below groups its stats by it too
         request_id = scope["asstctl.request_id"] = "req_" + secrets.token_hex(16)
         request_token = logs.REQUEST.set(request_id)
         answer = _Answer(send)
