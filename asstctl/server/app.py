@@ -319,11 +319,15 @@ class RouteKeys:
         self.routes = [(route.path_format.split("{", 1)[0], route, _template(route.path_format)) for route in routes]
 
     def __call__(self, scope) -> str:
-        path = scope["path"]
-        for prefix, route, template in self.routes:
-            if path.startswith(prefix) and route.matches(scope)[0] is not Match.NONE:  # (PARTIAL: another method)
-                return template
-        return UNMATCHED
+        path, partial = scope["path"], None
+        for prefix, route, template in self.routes:  # as Starlette's router: the first full match, else the
+            if path.startswith(prefix):               # first route of another method (its 405)
+                match = route.matches(scope)[0]
+                if match is Match.FULL:
+                    return template
+                if match is Match.PARTIAL and partial is None:
+                    partial = template
+        return partial or UNMATCHED
 
     def templates(self) -> set[str]:
         return {template for _, _, template in self.routes} | {UNMATCHED}

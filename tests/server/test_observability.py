@@ -247,6 +247,10 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     assert created.attributes["http.response.status_code"] == 200
     assert created.attributes["asstctl.request_id"].startswith("req_")
     assert not turn.links  # queued by the request it is a child of
+    (whole,) = [s for s in spans if s.name == f"run {assistant.id}"]  # the run's own span: created -> completed
+    assert whole.attributes["asstctl.run.id"] == run.id and whole.attributes["asstctl.run.status"] == "completed"
+    assert whole.parent.span_id == created.context.span_id and whole.context.trace_id == created.context.trace_id
+    assert whole.start_time == run.created_at * 10**9 and second.end_time <= whole.end_time <= turn.end_time
 
 
 def test_a_sampler_that_drops_every_span_leaves_requests_counted(monkeypatch):
@@ -308,23 +312,28 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
     assert {key.split(" ", 1)[1] for key in stats if key != "total"} <= templates
 
 
-def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract):
+def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract, caplog):
     """One run, one trace; each upstream call's span says what the upstream answered (gen_ai.*); a failed
-    call's span says why (error.type) and ends in error status."""
+    call's span says why (error.type) and ends in error status. The run's own span covers both turns; every
+    JSON log line of the run names the request that queued its turn (the create, then the submit)."""
     provider, exporter = in_memory()
     servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
+    caplog.set_level("INFO", logger="asstctl.server.access")
     try:
-        client, _ = servers.start(tracer_provider=provider)
+        client, _ = servers.start(tracer_provider=provider, log_format="json")
         assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "function", "function": {
             "name": "stock", "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}}}}])
         upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")], usage=(31, 7)),
                        Text("Three left.", usage=(45, 4)))
-        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+        raw = client.beta.threads.with_raw_response.create_and_run(assistant_id=assistant.id, thread={
             "messages": [{"role": "user", "content": "Is A1 in stock?"}]})
+        created_by, run = raw.headers["x-request-id"], raw.parse()
+        run = client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=20)
         assert run.status == "requires_action"
-        run = client.beta.threads.runs.submit_tool_outputs_and_poll(
-            run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": "call_s1", "output": "3"}],
-            poll_interval_ms=20)
+        raw = client.beta.threads.runs.with_raw_response.submit_tool_outputs(
+            run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": "call_s1", "output": "3"}])
+        submitted_by = raw.headers["x-request-id"]
+        run = client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=20)
         assert run.status == "completed"
         upstream.queue(Failure.model_not_found("gpt-4o"))
         failed = client.beta.threads.runs.create_and_poll(thread_id=run.thread_id, assistant_id=assistant.id,
@@ -332,7 +341,13 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
         assert failed.status == "failed"
     finally:
         servers.close()
+    lines = [(r.status, r.request_id) for r in caplog.records if getattr(r, "event", None) == "run"
+             and r.run_id == run.id]
+    assert lines == [("queued", created_by), ("in_progress", created_by), ("requires_action", created_by),
+                     ("queued", submitted_by), ("in_progress", submitted_by), ("completed", submitted_by)], lines
     spans = exporter.get_finished_spans()
+    (failed_run,) = [s for s in spans if s.name == f"run {assistant.id}" and s.attributes["asstctl.run.id"] == failed.id]
+    assert failed_run.attributes["asstctl.run.status"] == "failed" and failed_run.status.status_code is StatusCode.ERROR
     (failed_turn,) = [s for s in spans if s.attributes.get("asstctl.run.id") == failed.id
                       and s.name.startswith("invoke_agent")]
     (refused,) = [s for s in spans if s.name == "chat gpt-4o" and s.parent.span_id == failed_turn.context.span_id]
@@ -347,6 +362,9 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     assert {t.context.trace_id for t in turns} == {created.context.trace_id}  # one run, one trace
     assert all(t.parent.span_id == created.context.span_id for t in turns)
     assert [link.context.span_id for link in turns[1].links] == [submitted.context.span_id]  # what queued it
+    (whole,) = [s for s in spans if s.name == f"run {assistant.id}"]  # one span for the run, over both turns
+    assert whole.parent.span_id == created.context.span_id and whole.attributes["asstctl.run.status"] == "completed"
+    assert whole.start_time <= turns[0].start_time and turns[0].end_time <= whole.end_time <= turns[1].end_time
     chats = sorted((s for s in spans if s.name == "chat gpt-4o"), key=lambda s: s.start_time)
     assert [c.parent.span_id for c in chats] == [t.context.span_id for t in turns]
     for chat, reason, (prompt, completion) in zip(chats, ("tool_calls", "stop"), ((31, 7), (45, 4)), strict=True):
@@ -466,7 +484,7 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     assert created["replica"] == "replica-7" and created["duration_ms"] >= 0
     transitions = [line for line in lines if line.get("event") == "run" and line["run_id"] == run.id]
     assert [line["status"] for line in transitions] == ["queued", "in_progress", "completed"]
-    assert transitions[0]["request_id"] == request_id  # the request that queued it; the rest ran on the claimer
+    assert all(line["request_id"] == request_id for line in transitions)  # the request that queued the turn
     assert all(line["replica"] == "replica-7" and line["project"] == "proj_default"
                for line in lines if line.get("event") == "run")
 

@@ -109,14 +109,14 @@ def api() -> _Api:
 
 
 def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False,
-               links: tuple = (), parent: Any = None):
+               links: tuple = (), parent: Any = None, start_time: int | None = None):
     """A span; a child of ``parent`` (a span context, e.g. a request's that has ended) when given, else of
     the current span."""
     otel = _api or api()
     kind = otel.SERVER if server else otel.CLIENT if client else otel.INTERNAL
     context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else None
     return tracer.start_span(name, context=context, kind=kind, links=[otel.Link(c) for c in links] if links else None,
-                             attributes={k: v for k, v in attributes.items() if v is not None})
+                             attributes={k: v for k, v in attributes.items() if v is not None}, start_time=start_time)
 
 
 def request_span(tracer, method: str, route: str, path: str, request_id: str) -> tuple[Any, Any]:
