@@ -85,6 +85,10 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         problem = api_key_problem(key)
         if problem:
             raise ConfigError(f"unusable {what}: {problem}", hint=API_KEY_HINT)
+    if config.admin_key is not None and config.admin_key == config.api_key:
+        raise ConfigError("the admin key is the server's API key: a request with it is taken for the server's key, "
+                          "so the admin key would never work", hint="Give the admin key a value of its own, e.g. "
+                          "`openssl rand -hex 16`.")
     store = open_store(config.db)
     projects.ensure_default(store)
     engine = config.engine if config.engine is not None else _default_engine(config)

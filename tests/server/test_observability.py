@@ -453,7 +453,7 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     wrong = "sk-wrong-" + "w" * 32
     env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7", "F26_ADMIN": ADMIN}
     with ServeProcess(tmp_path / "serve", "--db", ":memory:", "--log-format", "json", "--admin-key-env", "F26_ADMIN",
-                      "--metrics", env=env) as process:
+                      "--metrics", "--unsafe-code-interpreter", env=env) as process:
         with admin_sdk(process, contract) as admin:  # the Administration API: 200s
             project_key = new_key(admin, admin.admin.organization.projects.create(name="shop").id)
         metrics = process.base_url.removesuffix("/v1") + "/metrics"
@@ -472,8 +472,10 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
         client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=20)
         client.close()
         assert process.stop() == 0
-        lines = [json.loads(line) for line in process.stderr().splitlines() if line.startswith("{")]
+        lines = [json.loads(line) for line in process.stderr().splitlines()]  # every line, the last one too
         text = process.stderr()
+    assert lines[-1]["message"] == "asstctl serve: stopped" and lines[-1]["replica"] == "replica-7"
+    assert [line["level"] for line in lines if "--unsafe-code-interpreter" in line["message"]] == ["warning"]
     for key in (KEY, ADMIN, project_key, wrong):  # neither a key nor any 8 characters of it
         assert not [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in text], key[:4]
     assert {(line["method"], line["path"], line["status"]) for line in lines if line.get("event") == "request"} >= {
@@ -507,6 +509,25 @@ def test_tracing_follows_the_standard_variables(monkeypatch, env, on):
     assert tracing.wanted() is on
     if env.get("OTEL_TRACES_EXPORTER") == "console":
         assert tracing.tracer_for(ServerConfig()) is not None
+
+
+@pytest.mark.parametrize("exporter", ["zipkin", "otlp,console", "jaeger"])
+def test_an_exporter_this_server_does_not_have_is_refused_by_name(monkeypatch, exporter):
+    from asstctl.server.app import ServerConfig
+    from asstctl.server.observability import tracing
+
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporter)
+    with pytest.raises(ConfigError) as refused:
+        tracing.tracer_for(ServerConfig())
+    assert f"OTEL_TRACES_EXPORTER={exporter!r} is not supported" in refused.value.message
+    assert "otlp, console, none" in refused.value.message
+
+
+def test_an_admin_key_equal_to_the_api_key_is_refused_at_start(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        start_server(":memory:", api_key=KEY, admin_key=KEY)
+    assert "the admin key is the server's API key" in refused.value.message and KEY not in str(refused.value)
 
 
 class Collector:

@@ -24,6 +24,7 @@ from typing import Any
 from asstctl.errors import ConfigError
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+EXPORTERS = ("otlp", "console", "none")
 ON_ENVS = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # W3C Trace Context, version 00
 
@@ -31,10 +32,20 @@ TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # W
 def wanted() -> bool:
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter == "none":
+    if not any(os.environ.get(name, "").strip() for name in ON_ENVS):
         return False
-    return any(os.environ.get(name, "").strip() for name in ON_ENVS)
+    return exporter_kind() != "none"
+
+
+def exporter_kind() -> str:
+    """``OTEL_TRACES_EXPORTER`` (default ``otlp``): one of EXPORTERS, or a ConfigError naming them."""
+    kind = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "otlp"
+    if kind not in EXPORTERS:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER={kind[:40]!r} is not supported: it takes one of "
+                          f"{', '.join(EXPORTERS)} (one exporter, not a list)",
+                          hint="Set OTEL_TRACES_EXPORTER=otlp with OTEL_EXPORTER_OTLP_ENDPOINT (any collector, "
+                               "e.g. the OpenTelemetry Collector forwarding to Zipkin or Jaeger), console, or none.")
+    return kind
 
 
 def capture_content() -> bool:
@@ -62,7 +73,7 @@ def _provider_from_env():
                                "OTEL_EXPORTER_OTLP_ENDPOINT).") from None
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "asstctl"})
     provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER(_ARG) are read by the SDK
-    kind = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+    kind = exporter_kind()
     provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter() if kind == "console" else _otlp()))
     return provider
 
