@@ -5,8 +5,12 @@ in-memory exporter), and JSON log lines from a real `asstctl serve` process."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -35,6 +39,7 @@ from tests.upstream import Call, Failure, ScriptedUpstream, Text, ToolCalls
 from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
 
 KEY = "app-" + "k" * 32
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_probes_answer_without_a_key(tmp_path):
@@ -45,6 +50,64 @@ def test_probes_answer_without_a_key(tmp_path):
         assert ready.status_code == 200 and ready.json()["status"] == "ok"
         assert httpx.get(server.base_url + "/assistants").status_code == 401  # the API itself still needs one
         assert httpx.get(root + "/metrics").status_code == 401
+
+
+def test_readyz_answers_within_its_limit_while_the_database_hangs(tmp_path):
+    """The database hangs (every statement waits for its lock): probes still answer, 503 after READY_TIMEOUT
+    (2 s), one check in flight however many probes come; nothing written; 200 again once it is back."""
+    db = tmp_path / "db.sqlite3"
+    with start_server(str(db), api_key=KEY) as server:
+        ready = server.base_url.removesuffix("/v1") + "/readyz"
+        assert httpx.get(ready).status_code == 200
+        files = {path: path.stat().st_size for path in tmp_path.iterdir()}
+        with server.state.store._lock, ThreadPoolExecutor(6) as pool:  # the database stops answering
+            started = time.monotonic()
+            answers = list(pool.map(lambda _: httpx.get(ready, timeout=30), range(6)))
+            elapsed = time.monotonic() - started
+            checking = [t for t in threading.enumerate() if t.name.startswith("asyncio_")]
+        assert [a.status_code for a in answers] == [503] * 6 and 1.9 < elapsed < 15, elapsed
+        assert all(a.json() == {"status": "unavailable", "detail": "the database did not answer within 2 s"}
+                   for a in answers)
+        assert len(checking) <= 2, checking  # one check in flight (and the thread of the first probe's)
+        waited = time.monotonic()
+        while (answer := httpx.get(ready)).status_code != 200 and time.monotonic() - waited < 10:
+            time.sleep(0.05)
+        assert answer.json() == {"status": "ok", "detail": "the database answers"}
+        for _ in range(5):
+            httpx.get(ready)
+        assert {path: path.stat().st_size for path in tmp_path.iterdir()} == files  # probes write nothing
+
+
+def test_without_opentelemetry_the_server_runs_and_asking_for_traces_names_the_extra(monkeypatch, contract):
+    for name in ("opentelemetry", "opentelemetry.sdk", "opentelemetry.sdk.resources", "opentelemetry.sdk.trace",
+                 "opentelemetry.sdk.trace.export", "opentelemetry.trace", "opentelemetry.context"):
+        monkeypatch.setitem(sys.modules, name, None)  # not importable
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    with pytest.raises(ConfigError) as refused:
+        start_server(":memory:")
+    assert "OpenTelemetry is not installed" in refused.value.message and "asstctl[otel]" in refused.value.hint
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    with start_server(":memory:", metrics=True, log_format="json") as server, sdk(server, contract, "any") as client:
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+            "messages": [{"role": "user", "content": "hello"}]})
+        assert run.status == "completed"
+
+
+def test_model_labels_stop_at_100_names_then_other(contract):
+    with start_server(":memory:", metrics=True) as server, sdk(server, contract, "any") as client:
+        observer = server.state.extra["observer"]
+        assert [observer.model_label(f"model-{n}") for n in range(100)] == [f"model-{n}" for n in range(100)]
+        assert observer.model_label("model-0") == "model-0"  # a known one stays itself
+        assistant = client.beta.assistants.create(model="gpt-4o")  # the 101st name
+        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+            "messages": [{"role": "user", "content": "hello"}]})
+        assert run.status == "completed"
+        found = samples(httpx.get(server.base_url.removesuffix("/v1") + "/metrics").text)
+    models = {labels["model"] for name, rows in found.items() for labels, _ in rows if "model" in labels}
+    assert models == {"other"}, models
+    assert value(found, "asstctl_tokens_total", model="other", type="completion") == run.usage.completion_tokens
 
 
 def samples(text: str) -> dict[str, list]:
@@ -102,10 +165,29 @@ def check_metrics(servers, upstream, contract, embedder, hold):
                 and time.monotonic() - waited < 10:
             time.sleep(0.05)
         assert value(scrape(server), "asstctl_runs_total", status="expired", project=project) == 1
+        check_documented(httpx.get(server.base_url.removesuffix("/v1") + "/metrics",
+                                   headers={"Authorization": f"Bearer {ADMIN}"}).text)
+
+
+DOCUMENTED = re.compile(r"^\| `(asstctl_\w+)` \| (counter|gauge|histogram) \|([^|]*)\|", re.M)
+
+
+def check_documented(text: str) -> None:
+    """docs/deploy.md's metric table against a real scrape: every metric, its type and its labels."""
+    documented = {name: (kind, set(re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", labels))))
+                  for name, kind, labels in DOCUMENTED.findall((ROOT / "docs" / "deploy.md").read_text())}
+    scraped = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.endswith("_created"):  # (the client's creation times of counters and histograms)
+            continue
+        labels = {name for sample in family.samples for name in sample.labels} - {"le"}
+        scraped[family.name + ("_total" if family.type == "counter" else "")] = (family.type, labels)
+    assert documented == scraped
 
 
 def workload(shop, upstream):
-    """Runs that complete, fail, run code and wait for a function's output; returns the last one."""
+    """Runs that complete, fail, run code, wait for a function's output (one of them then cancelled); returns
+    the one still waiting."""
     assistant = shop.beta.assistants.create(model="gpt-4o")
     upstream.queue(Text("Hello there", usage=(11, 3)))
     thread = shop.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
@@ -127,6 +209,12 @@ def workload(shop, upstream):
     paused = shop.beta.threads.create_and_run_poll(assistant_id=waiting.id, poll_interval_ms=20,
                                                    thread={"messages": [{"role": "user", "content": "stock?"}]})
     assert paused.status == "requires_action"
+    upstream.queue(ToolCalls([Call("stock", {})]))
+    dropped = shop.beta.threads.create_and_run_poll(assistant_id=waiting.id, poll_interval_ms=20,
+                                                    thread={"messages": [{"role": "user", "content": "stock?"}]})
+    shop.beta.threads.runs.cancel(dropped.id, thread_id=dropped.thread_id)
+    assert shop.beta.threads.runs.poll(dropped.id, thread_id=dropped.thread_id,
+                                       poll_interval_ms=20).status == "cancelled"
     return paused
 
 
@@ -142,11 +230,13 @@ def check_counters(found, project: str) -> None:
     assert all(name.startswith("asstctl_") for name in found if not name.startswith(("python_", "process_")))
     assert value(found, "asstctl_runs_total", status="completed", project=project) == 2
     assert value(found, "asstctl_runs_total", status="failed", project=project) == 1
-    assert value(found, "asstctl_runs_total", status="queued", project=project) == 4
+    assert value(found, "asstctl_runs_total", status="queued", project=project) == 5
+    assert value(found, "asstctl_runs_total", status="requires_action", project=project) == 2
+    assert value(found, "asstctl_runs_total", status="cancelled", project=project) == 1
     assert value(found, "asstctl_tokens_total", type="prompt", project=project, model="gpt-4o") >= 11
     assert value(found, "asstctl_tokens_total", type="completion", project=project) >= 3
-    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 4
-    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 5
+    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 5
+    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 6
     assert value(found, "asstctl_upstream_errors_total", model="gpt-4o") == 1
     assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants/{id}", status="404") == 1
     assert value(found, "asstctl_http_requests_total", method="POST", route="/v1/threads/{id}/runs", status="200") == 2
@@ -220,11 +310,13 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with start_server(":memory:", tracer_provider=provider) as server:
+    with start_server(":memory:", tracer_provider=provider, metrics=True) as server:
         client = sdk(server, contract, "any")
         assistant, returns, _ = support_assistant(client)
         run, steps, reply = ask(client, assistant, "When do I get my refund?")
         client.close()
+        found = samples(httpx.get(server.base_url.removesuffix("/v1") + "/metrics").text)
+    assert value(found, "asstctl_tool_call_duration_seconds_count", tool="file_search") == 1
     spans = exporter.get_finished_spans()
     (turn,) = [s for s in spans if s.name.startswith("invoke_agent")]
     assert turn.attributes["asstctl.run.id"] == run.id and turn.attributes["asstctl.run.status"] == "completed"
