@@ -158,6 +158,9 @@ def check_metrics(servers, upstream, contract, embedder, hold):
         found = scrape(server)
         check_counters(found, project)
         check_sandbox_span(exporter)
+        (retried,) = [s for s in exporter.get_finished_spans() if any(e.name == "retry" for e in s.events)]
+        assert retried.name == "chat gpt-4o" and [dict(e.attributes) for e in retried.events] == [
+            {"asstctl.retry.number": 1, "asstctl.retry.reason": "429"}]
         server.store.update("run", paused.id, lambda r: r.update(expires_at=r["created_at"] - 1), paused.thread_id)
         busy(shop, upstream, server, hold)  # meanwhile the expiry sweep, outside any request, expires ``paused``
         waited = time.monotonic()
@@ -189,7 +192,7 @@ def workload(shop, upstream):
     """Runs that complete, fail, run code, wait for a function's output (one of them then cancelled); returns
     the one still waiting."""
     assistant = shop.beta.assistants.create(model="gpt-4o")
-    upstream.queue(Text("Hello there", usage=(11, 3)))
+    upstream.queue(Failure.rate_limit(retry_after="0"), Text("Hello there", usage=(11, 3)))  # sent twice
     thread = shop.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
     run = shop.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20)
     assert run.status == "completed"
@@ -238,6 +241,7 @@ def check_counters(found, project: str) -> None:
     assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 5
     assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 6
     assert value(found, "asstctl_upstream_errors_total", model="gpt-4o") == 1
+    assert value(found, "asstctl_upstream_retries_total", engine="upstream", model="gpt-4o", reason="429") == 1
     assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants/{id}", status="404") == 1
     assert value(found, "asstctl_http_requests_total", method="POST", route="/v1/threads/{id}/runs", status="200") == 2
     assert value(found, "asstctl_tool_call_duration_seconds_count", tool="code_interpreter") == 1

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from contextlib import aclosing
+from contextvars import ContextVar
 from typing import Any, AsyncIterator
 
 from asstctl.server.engine.base import EngineError, TextDelta, ToolCallDelta, TurnEnd, reply_events
@@ -14,6 +16,8 @@ from asstctl.server.observability import tracing
 
 MAX_LABELS = 100  # distinct model names kept as label values; more are counted as "other"
 MAX_CAPTURED = 64 << 10  # characters of completion text a span keeps (content capture on)
+CALL: ContextVar[tuple[str, Any] | None] = ContextVar("asstctl_model_call", default=None)  # (model label, span)
+ANSWERED = re.compile(r"answered (\d{3})")
 
 
 def bounded(seen: set[str], value: str) -> str:
@@ -30,6 +34,19 @@ class ObservedEngine:
     def __init__(self, inner: Any, observer: Any):
         self._inner, self._observer = inner, observer
         self.name = getattr(inner, "name", type(inner).__name__)
+        if hasattr(inner, "on_retry"):  # the upstream engine retries 429s, 5xx and lost connections
+            inner.on_retry = self._retried
+
+    def _retried(self, number: int, what: str) -> None:
+        """A model call is sent again: counted (``reason``: the status, or ``connection``), and an event on
+        the call's span."""
+        answered = ANSWERED.match(what)
+        reason = answered[1] if answered else "connection"
+        model, span = CALL.get() or ("", None)
+        if self._observer.metrics is not None:
+            self._observer.metrics.upstream_retries.labels(self.name, model, reason).inc()
+        if span is not None:
+            span.add_event("retry", {"asstctl.retry.number": number, "asstctl.retry.reason": reason})
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -43,6 +60,7 @@ class ObservedEngine:
         if observer.tracer is not None:
             span = tracing.start_span(observer.tracer, f"chat {request.model}", _request_attributes(self, request,
                                       observer.capture), client=True)
+        CALL.set((model, span))  # (the turn's task: the upstream's retries are counted under this call)
         try:
             async with aclosing(self._source(request)) as events:
                 async for event in events:
