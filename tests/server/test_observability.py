@@ -162,7 +162,8 @@ def check_metrics(servers, upstream, contract, embedder, hold):
         assert retried.name == "chat gpt-4o" and [dict(e.attributes) for e in retried.events] == [
             {"asstctl.retry.number": 1, "asstctl.retry.reason": "429"}]
         server.store.update("run", paused.id, lambda r: r.update(expires_at=r["created_at"] - 1), paused.thread_id)
-        busy(shop, upstream, server, hold)  # meanwhile the expiry sweep, outside any request, expires ``paused``
+        notes = busy(shop, upstream, server, hold)  # meanwhile the expiry sweep, outside any request, expires ``paused``
+        check_embeddings(shop, server, exporter, notes)
         waited = time.monotonic()
         while shop.beta.threads.runs.retrieve(paused.id, thread_id=paused.thread_id).status != "expired" \
                 and time.monotonic() - waited < 10:
@@ -170,6 +171,19 @@ def check_metrics(servers, upstream, contract, embedder, hold):
         assert value(scrape(server), "asstctl_runs_total", status="expired", project=project) == 1
         check_documented(httpx.get(server.base_url.removesuffix("/v1") + "/metrics",
                                    headers={"Authorization": f"Bearer {ADMIN}"}).text)
+
+
+def check_embeddings(shop, server, exporter: InMemorySpanExporter, store_id: str) -> None:
+    """The embeddings requests of an ingestion (a trace of its own) and of a search (a child of its request)."""
+    assert shop.vector_stores.search(store_id, query="refunds").data
+    found = scrape(server)
+    assert value(found, "asstctl_upstream_request_duration_seconds_count", engine="embeddings",
+                 model="scripted-embed") == 2
+    spans = exporter.get_finished_spans()
+    (searched,) = [s for s in spans if s.name == "POST /v1/vector_stores/{id}/search"]
+    calls = sorted((s for s in spans if s.name == "embeddings scripted-embed"), key=lambda s: s.start_time)
+    assert [c.parent.span_id if c.parent else None for c in calls] == [None, searched.context.span_id]
+    assert [c.attributes["asstctl.embeddings.inputs"] for c in calls] == [1, 1]
 
 
 DOCUMENTED = re.compile(r"^\| `(asstctl_\w+)` \| (counter|gauge|histogram) \|([^|]*)\|", re.M)
@@ -270,7 +284,7 @@ def check_sandbox_span(exporter: InMemorySpanExporter) -> None:
     assert len(chats) == 2 and chats[0].end_time <= tool.start_time and tool.end_time <= chats[1].start_time
 
 
-def busy(shop, upstream, server, hold) -> None:
+def busy(shop, upstream, server, hold) -> str:
     """A run held mid-answer, a second one queued behind it, a file held at the embeddings upstream."""
     gate = threading.Event()
     assistant = shop.beta.assistants.create(model="gpt-4o")
@@ -302,6 +316,7 @@ def busy(shop, upstream, server, hold) -> None:
         assert done.status == "completed", done.last_error
     found = scrape(server)
     assert value(found, "asstctl_run_queue_depth") == 0 and value(found, "asstctl_ingestion_backlog") == 0
+    return store.id
 
 
 def embedder_waiting(shop, vs_id: str) -> bool:

@@ -17,6 +17,8 @@ when tracing is on). Never the app, the routes or the executor (they call in thr
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import json
 import os
 import re
@@ -30,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from asstctl.server.observability import logs, tracing
-from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded
+from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded, embeddings_call
 from asstctl.server.observability.probes import Probes
 from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
@@ -218,6 +220,9 @@ def setup(state: Any) -> list[Route]:
     if observer.metrics is not None or observer.tracer is not None:
         state.engine = ObservedEngine(state.engine, observer)
         state.extra["tools"] = ObservedTools(observer)
+        if getattr(state.config, "embeddings", None) is not None:  # this server's own copy carries its hook
+            state.config.embeddings = copy.copy(state.config.embeddings)
+            state.config.embeddings.observe = functools.partial(embeddings_call, observer)
     return [Route("/metrics", observer.metrics_endpoint, methods=["GET"])] if observer.metrics is not None else []
 
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 import time
-from contextlib import aclosing
+from contextlib import aclosing, contextmanager
 from contextvars import ContextVar
 from typing import Any, AsyncIterator
 
@@ -134,6 +134,35 @@ def _finish(span, end: TurnEnd | None, code: str | None, text: str | None) -> No
     span.end()
 
 
+@contextmanager
+def embeddings_call(observer: Any, model: str, texts: int, background: bool):
+    """One ``/embeddings`` request (``EmbeddingsConfig.observe``): its time and failures in the upstream
+    metrics (engine ``embeddings``) and an ``embeddings {model}`` client span (ingestion's, ``background``:
+    a trace of its own; a search's: a child of its tool call)."""
+    started, code, span, metrics = time.monotonic(), None, None, observer.metrics
+    if observer.tracer is not None:
+        span = tracing.start_span(observer.tracer, f"embeddings {model}", {
+            "gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai", "gen_ai.request.model": model,
+            "asstctl.embeddings.inputs": texts}, client=True, root=background)
+    try:
+        yield
+    except BaseException as error:
+        status = getattr(error, "status_code", None)
+        code = str(status) if isinstance(status, int) else type(error).__name__
+        raise
+    finally:
+        if metrics is not None:
+            label = observer.model_label(model)
+            metrics.upstream_seconds.labels("embeddings", label).observe(time.monotonic() - started)
+            if code is not None:
+                metrics.upstream_errors.labels("embeddings", label, code).inc()
+        if span is not None:
+            if code is not None:
+                span.set_attribute("error.type", code)
+                tracing.failed(span, code)
+            span.end()
+
+
 class ObservedTools(dict):
     """``state.extra["tools"]``: each built-in tool stored here is wrapped as it is made."""
 
@@ -160,6 +189,7 @@ class _ObservedTool:
                 "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": self.type,
                 "gen_ai.tool.type": "extension", "gen_ai.tool.call.id": getattr(ctx, "call_id", None),
                 "asstctl.run.id": (getattr(ctx, "run", None) or {}).get("id")})
+        token = tracing.attach(span) if span is not None else None  # its embeddings requests: children
         try:
             outcome = await self._inner.run(ctx, arguments)
             if span is not None:
@@ -173,4 +203,5 @@ class _ObservedTool:
             if observer.metrics is not None:
                 observer.metrics.tool_seconds.labels(self.type).observe(time.monotonic() - started)
             if span is not None:
+                tracing.detach(token)
                 span.end()

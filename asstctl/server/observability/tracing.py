@@ -100,13 +100,14 @@ class _Api:
 
     def __init__(self):
         from opentelemetry import context, trace
+        from opentelemetry.context import Context
         from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         self.attach, self.detach, self.current_span = context.attach, context.detach, trace.get_current_span
         self.in_context, self.Link, self.NonRecordingSpan = trace.set_span_in_context, Link, NonRecordingSpan
         self.SERVER, self.CLIENT, self.INTERNAL = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
         self.Status, self.ERROR = Status, StatusCode.ERROR
-        self.SpanContext, self.TraceFlags = SpanContext, TraceFlags
+        self.SpanContext, self.TraceFlags, self.Context = SpanContext, TraceFlags, Context
 
 
 _api: _Api | None = None
@@ -120,12 +121,13 @@ def api() -> _Api:
 
 
 def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False,
-               links: tuple = (), parent: Any = None, start_time: int | None = None):
+               links: tuple = (), parent: Any = None, start_time: int | None = None, root: bool = False):
     """A span; a child of ``parent`` (a span context, e.g. a request's that has ended) when given, else of
-    the current span."""
+    the current span (``root``: of none, a trace of its own)."""
     otel = _api or api()
     kind = otel.SERVER if server else otel.CLIENT if client else otel.INTERNAL
-    context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else None
+    context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else otel.Context() if root \
+        else None
     return tracer.start_span(name, context=context, kind=kind, links=[otel.Link(c) for c in links] if links else None,
                              attributes={k: v for k, v in attributes.items() if v is not None}, start_time=start_time)
 
