@@ -407,6 +407,8 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
                 assert http.put(f"/v1/files/file-{n}").status_code == 404  # (a method the route lacks)
                 assert http.get(f"/v1/organization/projects/proj_{n}/api_keys/key_{n}",
                                 headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 404
+            for sent in (TRACEPARENT, TRACEPARENT.upper()):  # a client's trace, then a malformed header
+                assert http.get("/v1/files", headers={"traceparent": sent}).status_code == 200
         text = httpx.get(root + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
         templates = server.state.extra["route_key"].templates()
         stats = dict(server.state.stats)
@@ -418,6 +420,9 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
     assert value(found, "asstctl_http_requests_total", route="unmatched", status="404") == 3
     assert value(found, "asstctl_http_requests_total", method="PUT", route="/v1/files/{id}", status="404") == 3
     assert value(found, "asstctl_http_requests_total", route="/v1/organization/projects/{id}/api_keys/{id}") == 3
+    joined, alone = [s for s in exporter.get_finished_spans() if s.name == "GET /v1/files"]
+    assert joined.context.trace_id == int(TRACEPARENT[3:35], 16) and joined.parent.span_id == int(TRACEPARENT[36:52], 16)
+    assert alone.parent is None and alone.context.trace_id != joined.context.trace_id
     names = {span.name for span in exporter.get_finished_spans()}
     assert {name.split(" ", 1)[1] for name in names} <= templates and "GET unmatched" in names, names
     assert {key.split(" ", 1)[1] for key in stats if key != "total"} <= templates

@@ -257,7 +257,8 @@ class ObservedApp:
         answer = _Answer(send)
         span = token = None
         if observer.tracer is not None:
-            span, token = tracing.request_span(observer.tracer, method, route, path, request_id)
+            span, token = tracing.request_span(observer.tracer, method, route, path, request_id,
+                                               scope.get("headers", ()))
         try:
             await self.app(scope, receive, answer.send)
         finally:

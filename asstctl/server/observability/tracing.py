@@ -132,11 +132,16 @@ def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = 
                              attributes={k: v for k, v in attributes.items() if v is not None}, start_time=start_time)
 
 
-def request_span(tracer, method: str, route: str, path: str, request_id: str) -> tuple[Any, Any]:
-    """An HTTP request's span, made the current one: (the span, the token for ``end_request``). Everything
-    it records at its start goes in one dict (one call into the SDK's attribute checks, not one per key)."""
+def request_span(tracer, method: str, route: str, path: str, request_id: str, headers=()) -> tuple[Any, Any]:
+    """An HTTP request's span, made the current one: (the span, the token for ``end_request``); a child of
+    the client's span when the request carries a W3C ``traceparent`` header (anything else there is
+    ignored). Everything it records at its start goes in one dict (one call into the SDK's attribute checks,
+    not one per key)."""
     otel = _api or api()
-    span = tracer.start_span(f"{method} {route}", kind=otel.SERVER, attributes={
+    parent = next((remote_context(value.decode("latin-1")) for name, value in headers if name == b"traceparent"),
+                  None)
+    context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else None
+    span = tracer.start_span(f"{method} {route}", kind=otel.SERVER, context=context, attributes={
         "http.request.method": method, "http.route": route, "url.path": path, "asstctl.request_id": request_id})
     return span, attach(span)
 
