@@ -20,7 +20,6 @@ from typing import Any, Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Match
 
 from asstctl.errors import ConfigError
 from asstctl.server.errors import APIError
@@ -187,12 +186,16 @@ class ApiMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        try:
+            await self._answer(scope, receive, send)
+        finally:  # counted by the route it reached (the router's choice), for the layer above too
+            route = scope["asstctl.route"] = self.state.extra["route_key"](scope)
+            self.state.stats[f"{scope['method']} {route}"] += 1
+            self.state.stats["total"] += 1
+
+    async def _answer(self, scope, receive, send):
         request_id = scope.get("asstctl.request_id") or "req_" + secrets.token_hex(16)  # observability may set it
         started = time.monotonic()
-        method, path = scope["method"], scope["path"]
-        route = scope.get("asstctl.route") or self.state.extra["route_key"](scope)  # observability may set it
-        self.state.stats[f"{method} {route}"] += 1
-        self.state.stats["total"] += 1
 
         check, refused = None, None
 
@@ -320,21 +323,24 @@ class RouteKeys:
     client can grow (ids, model names and random paths never become labels)."""
 
     def __init__(self, routes):
-        self.routes = [(route.path_format.split("{", 1)[0], route, _template(route.path_format)) for route in routes]
+        self.of_route = {id(route): _template(route.path_format) for route in routes}  # (a Route is unhashable)
+        self.routes = [(route.path_format.split("{", 1)[0], route.path_regex.match, route.methods,
+                        _template(route.path_format)) for route in routes]
 
     def __call__(self, scope) -> str:
-        path, partial = scope["path"], None
-        for prefix, route, template in self.routes:  # as Starlette's router: the first full match, else the
-            if path.startswith(prefix):               # first route of another method (its 405)
-                match = route.matches(scope)[0]
-                if match is Match.FULL:
+        template = self.of_route.get(id(scope.get("route")))  # the route Starlette's router chose, when it was reached
+        if template is not None:
+            return template
+        path, method, partial = scope["path"], scope["method"], None  # (a request refused before the router)
+        for prefix, match, methods, template in self.routes:  # as Starlette's router: the first route that
+            if path.startswith(prefix) and match(path):        # takes the method, else the first of another
+                if methods is None or method in methods:       # method (its 405)
                     return template
-                if match is Match.PARTIAL and partial is None:
-                    partial = template
+                partial = partial or template
         return partial or UNMATCHED
 
     def templates(self) -> set[str]:
-        return {template for _, _, template in self.routes} | {UNMATCHED}
+        return {template for *_, template in self.routes} | {UNMATCHED}
 
 
 def _template(path_format: str) -> str:

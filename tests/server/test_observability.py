@@ -403,6 +403,7 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
                 assert http.get(f"/v1/assistants/asst_{n}").status_code == 404
                 assert http.get(f"/v1/threads/thread_{n}/runs/run_{n}/steps/step_{n}").status_code == 404
                 assert httpx.get(f"{root}/scan-{n}").status_code == 401  # unauthenticated
+                assert httpx.get(f"{root}/v1/threads/thread_{n}").status_code == 401  # refused before the router
                 assert http.get(f"/v1/nothing-{n}/x").status_code == 404
                 assert http.put(f"/v1/files/file-{n}").status_code == 404  # (a method the route lacks)
                 assert http.get(f"/v1/organization/projects/proj_{n}/api_keys/key_{n}",
@@ -418,6 +419,7 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
     assert routes <= templates and "unmatched" in routes and "/v1/models/{id}" in routes, routes - templates
     assert value(found, "asstctl_http_requests_total", route="unmatched", status="401") == 3
     assert value(found, "asstctl_http_requests_total", route="unmatched", status="404") == 3
+    assert value(found, "asstctl_http_requests_total", route="/v1/threads/{id}", status="401") == 3
     assert value(found, "asstctl_http_requests_total", method="PUT", route="/v1/files/{id}", status="404") == 3
     assert value(found, "asstctl_http_requests_total", route="/v1/organization/projects/{id}/api_keys/{id}") == 3
     joined, alone = [s for s in exporter.get_finished_spans() if s.name == "GET /v1/files"]

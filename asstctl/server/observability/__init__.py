@@ -251,18 +251,17 @@ class ObservedApp:
         if not observer.active:
             return await self.app(scope, receive, send)
         method, started = scope["method"], time.monotonic()
-        route = scope["asstctl.route"] = self.route_key(scope)  # the layer below groups its stats by it too
         request_id = scope["asstctl.request_id"] = "req_" + secrets.token_hex(16)
         request_token = logs.REQUEST.set(request_id)
         answer = _Answer(send)
         span = token = None
         if observer.tracer is not None:
-            span, token = tracing.request_span(observer.tracer, method, route, path, request_id,
-                                               scope.get("headers", ()))
+            span, token = tracing.request_span(observer.tracer, method, path, request_id, scope.get("headers", ()))
         try:
             await self.app(scope, receive, answer.send)
         finally:
             status, elapsed = answer.status, time.monotonic() - started
+            route = scope.get("asstctl.route") or self.route_key(scope)  # (the layer below found it: the router's)
             if observer.metrics is not None:
                 observer.metrics.answered(method, route, status, elapsed)
             if observer.json_logs:
@@ -272,7 +271,7 @@ class ObservedApp:
                                   thread_id=_named(path, "thread_"))
             logs.REQUEST.reset(request_token)
             if span is not None:
-                tracing.end_request(span, token, status)
+                tracing.end_request(span, token, status, method, route)
 
 
 class _Answer:

@@ -132,8 +132,9 @@ def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = 
                              attributes={k: v for k, v in attributes.items() if v is not None}, start_time=start_time)
 
 
-def request_span(tracer, method: str, route: str, path: str, request_id: str, headers=()) -> tuple[Any, Any]:
-    """An HTTP request's span, made the current one: (the span, the token for ``end_request``); a child of
+def request_span(tracer, method: str, path: str, request_id: str, headers=()) -> tuple[Any, Any]:
+    """An HTTP request's span, made the current one: (the span, the token for ``end_request``, which names
+    it by its route once the router has chosen one: ``GET /v1/threads/{id}``); a child of
     the client's span when the request carries a W3C ``traceparent`` header (anything else there is
     ignored). Everything it records at its start goes in one dict (one call into the SDK's attribute checks,
     not one per key)."""
@@ -141,14 +142,15 @@ def request_span(tracer, method: str, route: str, path: str, request_id: str, he
     parent = next((remote_context(value.decode("latin-1")) for name, value in headers if name == b"traceparent"),
                   None)
     context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else None
-    span = tracer.start_span(f"{method} {route}", kind=otel.SERVER, context=context, attributes={
-        "http.request.method": method, "http.route": route, "url.path": path, "asstctl.request_id": request_id})
+    span = tracer.start_span(method, kind=otel.SERVER, context=context, attributes={
+        "http.request.method": method, "url.path": path, "asstctl.request_id": request_id})
     return span, attach(span)
 
 
-def end_request(span, token, status: int) -> None:
+def end_request(span, token, status: int, method: str, route: str) -> None:
     if span.is_recording():  # the sampler kept it (a dropped span takes no attributes)
-        span.set_attribute("http.response.status_code", status)
+        span.update_name(f"{method} {route}")
+        span.set_attributes({"http.route": route, "http.response.status_code": status})
         if status >= 500:
             failed(span, f"HTTP {status}")
     detach(token)
