@@ -89,10 +89,7 @@ def test_without_opentelemetry_the_server_runs_and_asking_for_traces_names_the_e
     assert "OpenTelemetry is not installed" in refused.value.message and "asstctl[otel]" in refused.value.hint
     monkeypatch.delenv("OTEL_TRACES_EXPORTER")
     with start_server(":memory:", metrics=True, log_format="json") as server, sdk(server, contract, "any") as client:
-        assistant = client.beta.assistants.create(model="gpt-4o")
-        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
-            "messages": [{"role": "user", "content": "hello"}]})
-        assert run.status == "completed"
+        assert client.beta.assistants.create(model="gpt-4o").id.startswith("asst_")  # metrics and logs, no traces
 
 
 def test_model_labels_stop_at_100_names_then_other(contract):
