@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import click
@@ -148,6 +150,9 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, ready_checks_ups
         raise click.BadParameter(f"{api_key_problem(api_key)}, so no client could ever present it. {API_KEY_HINT}",
                                  param_hint=f"--api-key / {KEY_ENV}")
     admin_key = _admin_key(admin_key_env, api_key_problem, API_KEY_HINT)
+    json_logs = log_format == "json"
+    warnings: list[str] = []  # said on stderr: at once as text, or with --log-format json once its lines are set up
+    sandbox = _sandbox_config(code_options, warnings if json_logs else None)
     faults = Faults.parse(fault_spec, latency_ms=latency_ms, seed=fault_seed)
     if upstream:
         upstream_config = from_flags(upstream, upstream_key_env, model_map, azure_api_version, embeddings_model,
@@ -170,10 +175,10 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, ready_checks_ups
         faults=faults,
         rules_path=rules or default_rules(),
         upstream=upstream_config,
-        on_ready=_announce,
+        on_ready=functools.partial(_announce, warnings=warnings),
         max_upload_bytes=max_upload_mb << 20,
         max_body_bytes=max_body_mb << 20,
-        sandbox=_sandbox_config(code_options),
+        sandbox=sandbox,
         admin_key=admin_key,
         metrics=metrics,
         ready_checks_upstream=ready_checks_upstream,
@@ -181,7 +186,10 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, ready_checks_ups
         ingest=IngestLimits(workers=ingest_workers, memory_mb=ingest_memory_mb, file_seconds=ingest_timeout,
                             embeddings_batch=embeddings_batch_size),
     )
-    click.echo("asstctl serve: stopped", err=True)
+    if json_logs:  # every stderr line is JSON
+        logging.getLogger("asstctl.server").info("asstctl serve: stopped")
+    else:
+        click.echo("asstctl serve: stopped", err=True)
 
 
 def _admin_key(name, problem_of, hint) -> str | None:
@@ -226,19 +234,26 @@ def _with_embeddings(upstream_config, embeddings_model):
     return upstream_config
 
 
-def _sandbox_config(options: dict):
+def _sandbox_config(options: dict, warnings: list[str] | None = None):
     from asstctl.server.sandbox import SandboxConfig
 
     values = {name[len("code_"):]: value for name, value in options.items()}
     values["idle_seconds"] = values.pop("idle_minutes") * 60
     if values["unsafe"]:
-        click.echo("asstctl serve: WARNING: --unsafe-code-interpreter: code_interpreter runs model code "
-                   "WITHOUT a sandbox, as this user, with access to this machine.", err=True)
+        warning = ("asstctl serve: WARNING: --unsafe-code-interpreter: code_interpreter runs model code "
+                   "WITHOUT a sandbox, as this user, with access to this machine.")
+        if warnings is not None:
+            warnings.append(warning)
+        else:
+            click.echo(warning, err=True)
     return SandboxConfig(**values)
 
 
-def _announce(server) -> None:
-    """The start-up banner, written at once (whoever waits for its first line finds all of it)."""
+def _announce(server, warnings: tuple[str, ...] | list[str] = ()) -> None:
+    """The start-up banner, written at once (whoever waits for its first line finds all of it), after the
+    ``warnings`` held for the server's logger (``--log-format json``: JSON lines on stderr)."""
+    for warning in warnings:
+        logging.getLogger("asstctl.server").warning(warning)
     config = server.state.config
     key = "API key required" if config.api_key or config.admin_key else "no API key needed (any string works)"
     lines = [f"Serving the Assistants API at {server.base_url} (db: {_shown(server.store)}; {key})"]

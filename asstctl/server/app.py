@@ -9,6 +9,7 @@ import functools
 import importlib
 import json
 import logging
+import re
 import secrets
 import time
 from collections import Counter
@@ -84,6 +85,10 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         problem = api_key_problem(key)
         if problem:
             raise ConfigError(f"unusable {what}: {problem}", hint=API_KEY_HINT)
+    if config.admin_key is not None and config.admin_key == config.api_key:
+        raise ConfigError("the admin key is the server's API key: a request with it is taken for the server's key, "
+                          "so the admin key would never work", hint="Give the admin key a value of its own, e.g. "
+                          "`openssl rand -hex 16`.")
     store = open_store(config.db)
     projects.ensure_default(store)
     engine = config.engine if config.engine is not None else _default_engine(config)
@@ -100,7 +105,9 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         setup = getattr(importlib.import_module(f"asstctl.server.routes.{name}"), "setup", None)
         if setup:
             setup(app.state.asst)
-    return observability.wrap(ApiMiddleware(app, app.state.asst), app.state.asst, _route_key)
+    route_key = RouteKeys(app.routes)
+    state.extra["route_key"] = route_key
+    return observability.wrap(ApiMiddleware(app, app.state.asst), app.state.asst, route_key)
 
 
 def _lifespan(state: ServerState):
@@ -191,11 +198,16 @@ class ApiMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        try:
+            await self._answer(scope, receive, send)
+        finally:  # counted by the route it reached (the router's choice), for the layer above too
+            route = scope["asstctl.route"] = self.state.extra["route_key"](scope)
+            self.state.stats[f"{scope['method']} {route}"] += 1
+            self.state.stats["total"] += 1
+
+    async def _answer(self, scope, receive, send):
         request_id = scope.get("asstctl.request_id") or "req_" + secrets.token_hex(16)  # observability may set it
         started = time.monotonic()
-        method, path = scope["method"], scope["path"]
-        self.state.stats[f"{method} {scope.get('asstctl.route') or _route_key(path)}"] += 1  # observability may set it
-        self.state.stats["total"] += 1
 
         check, refused = None, None
 
@@ -314,16 +326,37 @@ def api_key_problem(key: str | None) -> str | None:
     return None
 
 
-def _route_key(path: str) -> str:
-    """Collapse ids so stats group by endpoint: /v1/assistants/asst_1 -> /v1/assistants/{id}."""
-    parts = []
-    for part in path.split("/"):
-        if "_" in part and part.split("_", 1)[0] in {"asst", "thread", "msg", "run", "step", "vs", "vsfb"}:
-            part = "{id}"
-        elif part.startswith("file-"):
-            part = "{id}"
-        parts.append(part)
-    return "/".join(parts)
+UNMATCHED = "unmatched"  # the route key of a path no route matches (a scan, a typo): one label for all of them
+
+
+class RouteKeys:
+    """A request's route key (stats, the ``route`` metric label, span names): the template of the route that
+    matches it, each parameter as ``{id}`` (``/v1/threads/{id}/runs``), or ``unmatched``: a label set no
+    client can grow (ids, model names and random paths never become labels)."""
+
+    def __init__(self, routes):
+        self.of_route = {id(route): _template(route.path_format) for route in routes}  # (a Route is unhashable)
+        self.routes = [(route.path_format.split("{", 1)[0], route.path_regex.match, route.methods,
+                        _template(route.path_format)) for route in routes]
+
+    def __call__(self, scope) -> str:
+        template = self.of_route.get(id(scope.get("route")))  # the route Starlette's router chose, when it was reached
+        if template is not None:
+            return template
+        path, method, partial = scope["path"], scope["method"], None  # (a request refused before the router)
+        for prefix, match, methods, template in self.routes:  # as Starlette's router: the first route that
+            if path.startswith(prefix) and match(path):        # takes the method, else the first of another
+                if methods is None or method in methods:       # method (its 405)
+                    return template
+                partial = partial or template
+        return partial or UNMATCHED
+
+    def templates(self) -> set[str]:
+        return {template for *_, template in self.routes} | {UNMATCHED}
+
+
+def _template(path_format: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{id}", path_format)
 
 
 def _fault_error(kind: str, faults: Faults) -> APIError:

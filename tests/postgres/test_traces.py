@@ -35,16 +35,19 @@ def turns_of(exporter: InMemorySpanExporter, count: int) -> list:
     return sorted(turns, key=lambda s: s.start_time)
 
 
-def test_turns_run_by_another_replica_stay_in_the_run_trace(postgres_url, contract, monkeypatch):
+def test_turns_run_by_another_replica_stay_in_the_run_trace(postgres_url, contract, monkeypatch, caplog):
+    """And with JSON logs, the run lines of the turns name the request that queued each (kept with the run);
+    the run's own span ends on the replica that ends the run, a child of the create request."""
+    caplog.set_level("INFO", logger="asstctl.server.access")
     (api_provider, api_spans), (worker_provider, worker_spans) = traced(), traced()
     with ScriptedUpstream() as upstream:
         monkeypatch.setenv(KEY_ENV, upstream.key)
         servers = Servers(postgres_url, upstream, contract)
         try:
             monkeypatch.setenv(CAPACITY_ENV, "0")  # never claims a run: the other replica runs every turn
-            client, _ = servers.start(tracer_provider=api_provider)
+            client, _ = servers.start(tracer_provider=api_provider, log_format="json")
             monkeypatch.delenv(CAPACITY_ENV)
-            servers.start(tracer_provider=worker_provider)
+            servers.start(tracer_provider=worker_provider, log_format="json")
             assistant = client.beta.assistants.create(model="gpt-4o", tools=[STOCK])
             thread = client.beta.threads.create(messages=[{"role": "user", "content": "Is A1 in stock?"}])
             upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")]), Text("Three left."))
@@ -70,5 +73,12 @@ def test_turns_run_by_another_replica_stay_in_the_run_trace(postgres_url, contra
     assert not turns[0].links  # queued by the request it is a child of
     assert [(link.context.trace_id, link.context.span_id) for link in turns[1].links] == [
         (submitted.context.trace_id, submitted.context.span_id)]  # what queued it: the submit of tool outputs
+    create_id, submit_id = (s.attributes["asstctl.request_id"] for s in (created, submitted))
+    lines = [(r.status, r.request_id) for r in caplog.records if getattr(r, "event", None) == "run"
+             and r.run_id == run.id]
+    assert lines == [("queued", create_id), ("in_progress", create_id), ("requires_action", create_id),
+                     ("queued", submit_id), ("in_progress", submit_id), ("completed", submit_id)], lines
+    (whole,) = [s for s in worker_spans.get_finished_spans() if s.name == f"run {assistant.id}"]
+    assert whole.parent.span_id == created.context.span_id and whole.attributes["asstctl.run.status"] == "completed"
     chats = [s for s in worker_spans.get_finished_spans() if s.name == "chat gpt-4o"]
     assert sorted(c.parent.span_id for c in chats) == sorted(t.context.span_id for t in turns)

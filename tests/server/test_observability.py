@@ -5,8 +5,12 @@ in-memory exporter), and JSON log lines from a real `asstctl serve` process."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -35,6 +39,7 @@ from tests.upstream import Call, Failure, ScriptedUpstream, Text, ToolCalls
 from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
 
 KEY = "app-" + "k" * 32
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_probes_answer_without_a_key(tmp_path):
@@ -45,6 +50,61 @@ def test_probes_answer_without_a_key(tmp_path):
         assert ready.status_code == 200 and ready.json()["status"] == "ok"
         assert httpx.get(server.base_url + "/assistants").status_code == 401  # the API itself still needs one
         assert httpx.get(root + "/metrics").status_code == 401
+
+
+def test_readyz_answers_within_its_limit_while_the_database_hangs(tmp_path):
+    """The database hangs (every statement waits for its lock): probes still answer, 503 after READY_TIMEOUT
+    (2 s), one check in flight however many probes come; nothing written; 200 again once it is back."""
+    db = tmp_path / "db.sqlite3"
+    with start_server(str(db), api_key=KEY) as server:
+        ready = server.base_url.removesuffix("/v1") + "/readyz"
+        assert httpx.get(ready).status_code == 200
+        files = {path: path.stat().st_size for path in tmp_path.iterdir()}
+        with server.state.store._lock, ThreadPoolExecutor(6) as pool:  # the database stops answering
+            started = time.monotonic()
+            answers = list(pool.map(lambda _: httpx.get(ready, timeout=30), range(6)))
+            elapsed = time.monotonic() - started
+            checking = [t for t in threading.enumerate() if t.name.startswith("asyncio_")]
+        assert [a.status_code for a in answers] == [503] * 6 and 1.9 < elapsed < 15, elapsed
+        assert all(a.json() == {"status": "unavailable", "detail": "the database did not answer within 2 s"}
+                   for a in answers)
+        assert len(checking) <= 2, checking  # one check in flight (and the thread of the first probe's)
+        waited = time.monotonic()
+        while (answer := httpx.get(ready)).status_code != 200 and time.monotonic() - waited < 10:
+            time.sleep(0.05)
+        assert answer.json() == {"status": "ok", "detail": "the database answers"}
+        for _ in range(5):
+            httpx.get(ready)
+        assert {path: path.stat().st_size for path in tmp_path.iterdir()} == files  # probes write nothing
+
+
+def test_without_opentelemetry_the_server_runs_and_asking_for_traces_names_the_extra(monkeypatch, contract):
+    for name in ("opentelemetry", "opentelemetry.sdk", "opentelemetry.sdk.resources", "opentelemetry.sdk.trace",
+                 "opentelemetry.sdk.trace.export", "opentelemetry.trace", "opentelemetry.context"):
+        monkeypatch.setitem(sys.modules, name, None)  # not importable
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    with pytest.raises(ConfigError) as refused:
+        start_server(":memory:")
+    assert "OpenTelemetry is not installed" in refused.value.message and "asstctl[otel]" in refused.value.hint
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    with start_server(":memory:", metrics=True, log_format="json") as server, sdk(server, contract, "any") as client:
+        assert client.beta.assistants.create(model="gpt-4o").id.startswith("asst_")  # metrics and logs, no traces
+
+
+def test_model_labels_stop_at_100_names_then_other(contract):
+    with start_server(":memory:", metrics=True) as server, sdk(server, contract, "any") as client:
+        observer = server.state.extra["observer"]
+        assert [observer.model_label(f"model-{n}") for n in range(100)] == [f"model-{n}" for n in range(100)]
+        assert observer.model_label("model-0") == "model-0"  # a known one stays itself
+        assistant = client.beta.assistants.create(model="gpt-4o")  # the 101st name
+        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+            "messages": [{"role": "user", "content": "hello"}]})
+        assert run.status == "completed"
+        found = samples(httpx.get(server.base_url.removesuffix("/v1") + "/metrics").text)
+    models = {labels["model"] for name, rows in found.items() for labels, _ in rows if "model" in labels}
+    assert models == {"other"}, models
+    assert value(found, "asstctl_tokens_total", model="other", type="completion") == run.usage.completion_tokens
 
 
 def samples(text: str) -> dict[str, list]:
@@ -95,19 +155,55 @@ def check_metrics(servers, upstream, contract, embedder, hold):
         found = scrape(server)
         check_counters(found, project)
         check_sandbox_span(exporter)
+        (retried,) = [s for s in exporter.get_finished_spans() if any(e.name == "retry" for e in s.events)]
+        assert retried.name == "chat gpt-4o" and [dict(e.attributes) for e in retried.events] == [
+            {"asstctl.retry.number": 1, "asstctl.retry.reason": "429"}]
         server.store.update("run", paused.id, lambda r: r.update(expires_at=r["created_at"] - 1), paused.thread_id)
-        busy(shop, upstream, server, hold)  # meanwhile the expiry sweep, outside any request, expires ``paused``
+        notes = busy(shop, upstream, server, hold)  # meanwhile the expiry sweep, outside any request, expires ``paused``
+        check_embeddings(shop, server, exporter, notes)
         waited = time.monotonic()
         while shop.beta.threads.runs.retrieve(paused.id, thread_id=paused.thread_id).status != "expired" \
                 and time.monotonic() - waited < 10:
             time.sleep(0.05)
         assert value(scrape(server), "asstctl_runs_total", status="expired", project=project) == 1
+        check_documented(httpx.get(server.base_url.removesuffix("/v1") + "/metrics",
+                                   headers={"Authorization": f"Bearer {ADMIN}"}).text)
+
+
+def check_embeddings(shop, server, exporter: InMemorySpanExporter, store_id: str) -> None:
+    """The embeddings requests of an ingestion (a trace of its own) and of a search (a child of its request)."""
+    assert shop.vector_stores.search(store_id, query="refunds").data
+    found = scrape(server)
+    assert value(found, "asstctl_upstream_request_duration_seconds_count", engine="embeddings",
+                 model="scripted-embed") == 2
+    spans = exporter.get_finished_spans()
+    (searched,) = [s for s in spans if s.name == "POST /v1/vector_stores/{id}/search"]
+    calls = sorted((s for s in spans if s.name == "embeddings scripted-embed"), key=lambda s: s.start_time)
+    assert [c.parent.span_id if c.parent else None for c in calls] == [None, searched.context.span_id]
+    assert [c.attributes["asstctl.embeddings.inputs"] for c in calls] == [1, 1]
+
+
+DOCUMENTED = re.compile(r"^\| `(asstctl_\w+)` \| (counter|gauge|histogram) \|([^|]*)\|", re.M)
+
+
+def check_documented(text: str) -> None:
+    """docs/deploy.md's metric table against a real scrape: every metric, its type and its labels."""
+    documented = {name: (kind, set(re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", labels))))
+                  for name, kind, labels in DOCUMENTED.findall((ROOT / "docs" / "deploy.md").read_text())}
+    scraped = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.endswith("_created"):  # (the client's creation times of counters and histograms)
+            continue
+        labels = {name for sample in family.samples for name in sample.labels} - {"le"}
+        scraped[family.name + ("_total" if family.type == "counter" else "")] = (family.type, labels)
+    assert documented == scraped
 
 
 def workload(shop, upstream):
-    """Runs that complete, fail, run code and wait for a function's output; returns the last one."""
+    """Runs that complete, fail, run code, wait for a function's output (one of them then cancelled); returns
+    the one still waiting."""
     assistant = shop.beta.assistants.create(model="gpt-4o")
-    upstream.queue(Text("Hello there", usage=(11, 3)))
+    upstream.queue(Failure.rate_limit(retry_after="0"), Text("Hello there", usage=(11, 3)))  # sent twice
     thread = shop.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
     run = shop.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20)
     assert run.status == "completed"
@@ -127,6 +223,12 @@ def workload(shop, upstream):
     paused = shop.beta.threads.create_and_run_poll(assistant_id=waiting.id, poll_interval_ms=20,
                                                    thread={"messages": [{"role": "user", "content": "stock?"}]})
     assert paused.status == "requires_action"
+    upstream.queue(ToolCalls([Call("stock", {})]))
+    dropped = shop.beta.threads.create_and_run_poll(assistant_id=waiting.id, poll_interval_ms=20,
+                                                    thread={"messages": [{"role": "user", "content": "stock?"}]})
+    shop.beta.threads.runs.cancel(dropped.id, thread_id=dropped.thread_id)
+    assert shop.beta.threads.runs.poll(dropped.id, thread_id=dropped.thread_id,
+                                       poll_interval_ms=20).status == "cancelled"
     return paused
 
 
@@ -142,12 +244,15 @@ def check_counters(found, project: str) -> None:
     assert all(name.startswith("asstctl_") for name in found if not name.startswith(("python_", "process_")))
     assert value(found, "asstctl_runs_total", status="completed", project=project) == 2
     assert value(found, "asstctl_runs_total", status="failed", project=project) == 1
-    assert value(found, "asstctl_runs_total", status="queued", project=project) == 4
+    assert value(found, "asstctl_runs_total", status="queued", project=project) == 5
+    assert value(found, "asstctl_runs_total", status="requires_action", project=project) == 2
+    assert value(found, "asstctl_runs_total", status="cancelled", project=project) == 1
     assert value(found, "asstctl_tokens_total", type="prompt", project=project, model="gpt-4o") >= 11
     assert value(found, "asstctl_tokens_total", type="completion", project=project) >= 3
-    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 4
-    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 5
+    assert value(found, "asstctl_time_to_first_token_seconds_count", model="gpt-4o") == 5
+    assert value(found, "asstctl_upstream_request_duration_seconds_count", model="gpt-4o") == 6
     assert value(found, "asstctl_upstream_errors_total", model="gpt-4o") == 1
+    assert value(found, "asstctl_upstream_retries_total", engine="upstream", model="gpt-4o", reason="429") == 1
     assert value(found, "asstctl_http_requests_total", method="GET", route="/v1/assistants/{id}", status="404") == 1
     assert value(found, "asstctl_http_requests_total", method="POST", route="/v1/threads/{id}/runs", status="200") == 2
     assert value(found, "asstctl_tool_call_duration_seconds_count", tool="code_interpreter") == 1
@@ -176,7 +281,7 @@ def check_sandbox_span(exporter: InMemorySpanExporter) -> None:
     assert len(chats) == 2 and chats[0].end_time <= tool.start_time and tool.end_time <= chats[1].start_time
 
 
-def busy(shop, upstream, server, hold) -> None:
+def busy(shop, upstream, server, hold) -> str:
     """A run held mid-answer, a second one queued behind it, a file held at the embeddings upstream."""
     gate = threading.Event()
     assistant = shop.beta.assistants.create(model="gpt-4o")
@@ -208,6 +313,7 @@ def busy(shop, upstream, server, hold) -> None:
         assert done.status == "completed", done.last_error
     found = scrape(server)
     assert value(found, "asstctl_run_queue_depth") == 0 and value(found, "asstctl_ingestion_backlog") == 0
+    return store.id
 
 
 def embedder_waiting(shop, vs_id: str) -> bool:
@@ -220,11 +326,13 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with start_server(":memory:", tracer_provider=provider) as server:
+    with start_server(":memory:", tracer_provider=provider, metrics=True) as server:
         client = sdk(server, contract, "any")
         assistant, returns, _ = support_assistant(client)
         run, steps, reply = ask(client, assistant, "When do I get my refund?")
         client.close()
+        found = samples(httpx.get(server.base_url.removesuffix("/v1") + "/metrics").text)
+    assert value(found, "asstctl_tool_call_duration_seconds_count", tool="file_search") == 1
     spans = exporter.get_finished_spans()
     (turn,) = [s for s in spans if s.name.startswith("invoke_agent")]
     assert turn.attributes["asstctl.run.id"] == run.id and turn.attributes["asstctl.run.status"] == "completed"
@@ -247,6 +355,10 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     assert created.attributes["http.response.status_code"] == 200
     assert created.attributes["asstctl.request_id"].startswith("req_")
     assert not turn.links  # queued by the request it is a child of
+    (whole,) = [s for s in spans if s.name == f"run {assistant.id}"]  # the run's own span: created -> completed
+    assert whole.attributes["asstctl.run.id"] == run.id and whole.attributes["asstctl.run.status"] == "completed"
+    assert whole.parent.span_id == created.context.span_id and whole.context.trace_id == created.context.trace_id
+    assert whole.start_time == run.created_at * 10**9 and second.end_time <= whole.end_time <= turn.end_time
 
 
 def test_a_sampler_that_drops_every_span_leaves_requests_counted(monkeypatch):
@@ -275,23 +387,68 @@ def test_a_sampler_that_drops_every_span_leaves_requests_counted(monkeypatch):
     assert value(found, "asstctl_http_request_duration_seconds_count", route="/v1/assistants/{id}") == 2
 
 
-def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract):
+def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contract):
+    """Ids, model names and random paths (answered or refused) never become a label or a span name: each
+    request counts under its route's template, or ``unmatched``."""
+    provider, exporter = in_memory()
+    root_headers = {"Authorization": f"Bearer {KEY}", "OpenAI-Beta": "assistants=v2"}
+    with start_server(":memory:", api_key=KEY, admin_key=ADMIN, metrics=True, tracer_provider=provider) as server:
+        root = server.base_url.removesuffix("/v1")
+        with httpx.Client(base_url=root, headers=root_headers) as http:
+            for n in range(3):
+                assert http.get(f"/v1/models/model-{n}").status_code == 404
+                assert http.get(f"/v1/assistants/asst_{n}").status_code == 404
+                assert http.get(f"/v1/threads/thread_{n}/runs/run_{n}/steps/step_{n}").status_code == 404
+                assert httpx.get(f"{root}/scan-{n}").status_code == 401  # unauthenticated
+                assert httpx.get(f"{root}/v1/threads/thread_{n}").status_code == 401  # refused before the router
+                assert http.get(f"/v1/nothing-{n}/x").status_code == 404
+                assert http.put(f"/v1/files/file-{n}").status_code == 404  # (a method the route lacks)
+                assert http.get(f"/v1/organization/projects/proj_{n}/api_keys/key_{n}",
+                                headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 404
+            for sent in (TRACEPARENT, TRACEPARENT.upper()):  # a client's trace, then a malformed header
+                assert http.get("/v1/files", headers={"traceparent": sent}).status_code == 200
+        text = httpx.get(root + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
+        templates = server.state.extra["route_key"].templates()
+        stats = dict(server.state.stats)
+    found = samples(text)
+    routes = {labels["route"] for name in ("asstctl_http_requests_total", "asstctl_http_request_duration_seconds_count")
+              for labels, _ in found[name]}
+    assert routes <= templates and "unmatched" in routes and "/v1/models/{id}" in routes, routes - templates
+    assert value(found, "asstctl_http_requests_total", route="unmatched", status="401") == 3
+    assert value(found, "asstctl_http_requests_total", route="unmatched", status="404") == 3
+    assert value(found, "asstctl_http_requests_total", route="/v1/threads/{id}", status="401") == 3
+    assert value(found, "asstctl_http_requests_total", method="PUT", route="/v1/files/{id}", status="404") == 3
+    assert value(found, "asstctl_http_requests_total", route="/v1/organization/projects/{id}/api_keys/{id}") == 3
+    joined, alone = [s for s in exporter.get_finished_spans() if s.name == "GET /v1/files"]
+    assert joined.context.trace_id == int(TRACEPARENT[3:35], 16) and joined.parent.span_id == int(TRACEPARENT[36:52], 16)
+    assert alone.parent is None and alone.context.trace_id != joined.context.trace_id
+    names = {span.name for span in exporter.get_finished_spans()}
+    assert {name.split(" ", 1)[1] for name in names} <= templates and "GET unmatched" in names, names
+    assert {key.split(" ", 1)[1] for key in stats if key != "total"} <= templates
+
+
+def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract, caplog):
     """One run, one trace; each upstream call's span says what the upstream answered (gen_ai.*); a failed
-    call's span says why (error.type) and ends in error status."""
+    call's span says why (error.type) and ends in error status. The run's own span covers both turns; every
+    JSON log line of the run names the request that queued its turn (the create, then the submit)."""
     provider, exporter = in_memory()
     servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
+    caplog.set_level("INFO", logger="asstctl.server.access")
     try:
-        client, _ = servers.start(tracer_provider=provider)
+        client, _ = servers.start(tracer_provider=provider, log_format="json")
         assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "function", "function": {
             "name": "stock", "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}}}}])
         upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")], usage=(31, 7)),
                        Text("Three left.", usage=(45, 4)))
-        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+        raw = client.beta.threads.with_raw_response.create_and_run(assistant_id=assistant.id, thread={
             "messages": [{"role": "user", "content": "Is A1 in stock?"}]})
+        created_by, run = raw.headers["x-request-id"], raw.parse()
+        run = client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=20)
         assert run.status == "requires_action"
-        run = client.beta.threads.runs.submit_tool_outputs_and_poll(
-            run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": "call_s1", "output": "3"}],
-            poll_interval_ms=20)
+        raw = client.beta.threads.runs.with_raw_response.submit_tool_outputs(
+            run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": "call_s1", "output": "3"}])
+        submitted_by = raw.headers["x-request-id"]
+        run = client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=20)
         assert run.status == "completed"
         upstream.queue(Failure.model_not_found("gpt-4o"))
         failed = client.beta.threads.runs.create_and_poll(thread_id=run.thread_id, assistant_id=assistant.id,
@@ -299,7 +456,13 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
         assert failed.status == "failed"
     finally:
         servers.close()
+    lines = [(r.status, r.request_id) for r in caplog.records if getattr(r, "event", None) == "run"
+             and r.run_id == run.id]
+    assert lines == [("queued", created_by), ("in_progress", created_by), ("requires_action", created_by),
+                     ("queued", submitted_by), ("in_progress", submitted_by), ("completed", submitted_by)], lines
     spans = exporter.get_finished_spans()
+    (failed_run,) = [s for s in spans if s.name == f"run {assistant.id}" and s.attributes["asstctl.run.id"] == failed.id]
+    assert failed_run.attributes["asstctl.run.status"] == "failed" and failed_run.status.status_code is StatusCode.ERROR
     (failed_turn,) = [s for s in spans if s.attributes.get("asstctl.run.id") == failed.id
                       and s.name.startswith("invoke_agent")]
     (refused,) = [s for s in spans if s.name == "chat gpt-4o" and s.parent.span_id == failed_turn.context.span_id]
@@ -314,6 +477,9 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     assert {t.context.trace_id for t in turns} == {created.context.trace_id}  # one run, one trace
     assert all(t.parent.span_id == created.context.span_id for t in turns)
     assert [link.context.span_id for link in turns[1].links] == [submitted.context.span_id]  # what queued it
+    (whole,) = [s for s in spans if s.name == f"run {assistant.id}"]  # one span for the run, over both turns
+    assert whole.parent.span_id == created.context.span_id and whole.attributes["asstctl.run.status"] == "completed"
+    assert whole.start_time <= turns[0].start_time and turns[0].end_time <= whole.end_time <= turns[1].end_time
     chats = sorted((s for s in spans if s.name == "chat gpt-4o"), key=lambda s: s.start_time)
     assert [c.parent.span_id for c in chats] == [t.context.span_id for t in turns]
     for chat, reason, (prompt, completion) in zip(chats, ("tool_calls", "stop"), ((31, 7), (45, 4)), strict=True):
@@ -402,7 +568,7 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     wrong = "sk-wrong-" + "w" * 32
     env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7", "F26_ADMIN": ADMIN}
     with ServeProcess(tmp_path / "serve", "--db", ":memory:", "--log-format", "json", "--admin-key-env", "F26_ADMIN",
-                      "--metrics", env=env) as process:
+                      "--metrics", "--unsafe-code-interpreter", env=env) as process:
         with admin_sdk(process, contract) as admin:  # the Administration API: 200s
             project_key = new_key(admin, admin.admin.organization.projects.create(name="shop").id)
         metrics = process.base_url.removesuffix("/v1") + "/metrics"
@@ -421,8 +587,10 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
         client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=20)
         client.close()
         assert process.stop() == 0
-        lines = [json.loads(line) for line in process.stderr().splitlines() if line.startswith("{")]
+        lines = [json.loads(line) for line in process.stderr().splitlines()]  # every line, the last one too
         text = process.stderr()
+    assert lines[-1]["message"] == "asstctl serve: stopped" and lines[-1]["replica"] == "replica-7"
+    assert [line["level"] for line in lines if "--unsafe-code-interpreter" in line["message"]] == ["warning"]
     for key in (KEY, ADMIN, project_key, wrong):  # neither a key nor any 8 characters of it
         assert not [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in text], key[:4]
     assert {(line["method"], line["path"], line["status"]) for line in lines if line.get("event") == "request"} >= {
@@ -433,7 +601,7 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     assert created["replica"] == "replica-7" and created["duration_ms"] >= 0
     transitions = [line for line in lines if line.get("event") == "run" and line["run_id"] == run.id]
     assert [line["status"] for line in transitions] == ["queued", "in_progress", "completed"]
-    assert transitions[0]["request_id"] == request_id  # the request that queued it; the rest ran on the claimer
+    assert all(line["request_id"] == request_id for line in transitions)  # the request that queued the turn
     assert all(line["replica"] == "replica-7" and line["project"] == "proj_default"
                for line in lines if line.get("event") == "run")
 
@@ -456,6 +624,25 @@ def test_tracing_follows_the_standard_variables(monkeypatch, env, on):
     assert tracing.wanted() is on
     if env.get("OTEL_TRACES_EXPORTER") == "console":
         assert tracing.tracer_for(ServerConfig()) is not None
+
+
+@pytest.mark.parametrize("exporter", ["zipkin", "otlp,console", "jaeger"])
+def test_an_exporter_this_server_does_not_have_is_refused_by_name(monkeypatch, exporter):
+    from asstctl.server.app import ServerConfig
+    from asstctl.server.observability import tracing
+
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporter)
+    with pytest.raises(ConfigError) as refused:
+        tracing.tracer_for(ServerConfig())
+    assert f"OTEL_TRACES_EXPORTER={exporter!r} is not supported" in refused.value.message
+    assert "otlp, console, none" in refused.value.message
+
+
+def test_an_admin_key_equal_to_the_api_key_is_refused_at_start(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        start_server(":memory:", api_key=KEY, admin_key=KEY)
+    assert "the admin key is the server's API key" in refused.value.message and KEY not in str(refused.value)
 
 
 class Collector:

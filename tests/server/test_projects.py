@@ -154,6 +154,37 @@ def test_another_project_cannot_use_the_objects_in_its_own(world):
     missing(b.vector_stores.file_batches.create, vector_store_id=own.id, file_ids=[world.file.id])
     assert b.vector_stores.retrieve(own.id).file_counts.total == 0
     assert b.beta.threads.retrieve(thread.id).tool_resources.file_search is None
+    check_references_to_a_file(b, world, thread.id)
+
+
+def refused(call, *args, **kwargs) -> None:
+    with pytest.raises((openai.NotFoundError, openai.BadRequestError)):
+        call(*args, **kwargs)
+
+
+def check_references_to_a_file(b, world, thread_id: str) -> None:
+    """Every other place a request names a file or a vector store: the other project's is never taken."""
+    mine = b.files.create(file=("notes.txt", b"beta's notes"), purpose="assistants")
+    missing(b.vector_stores.files.create, vector_store_id=world.store_id, file_id=mine.id)  # into A's store
+    code = {"code_interpreter": {"file_ids": [world.file.id]}}
+    helper = {"file_search": {"vector_stores": [{"file_ids": [world.file.id]}]}}  # a store made from A's file
+    for resources in (code, helper):
+        refused(b.beta.assistants.create, model="gpt-4o", tools=[{"type": "code_interpreter"},
+                                                                 {"type": "file_search"}], tool_resources=resources)
+        refused(b.beta.threads.create, tool_resources=resources)
+    assistant = b.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+    refused(b.beta.assistants.update, assistant.id, tool_resources=code)
+    refused(b.beta.threads.create_and_run, assistant_id=assistant.id, tool_resources=code)
+    searched = [{"file_id": world.file.id, "tools": [{"type": "file_search"}]}]
+    refused(b.beta.threads.messages.create, thread_id=thread_id, role="user", content="find it", attachments=searched)
+    refused(b.beta.threads.runs.create, thread_id=thread_id, assistant_id=assistant.id, additional_messages=[
+        {"role": "user", "content": "find it", "attachments": searched}])
+    assert world.file.id not in b.beta.assistants.retrieve(assistant.id).model_dump_json()
+    b.beta.assistants.delete(assistant.id)
+    b.files.delete(mine.id)
+    assert b.beta.assistants.list(limit=100).data == []  # none of the refused creates made one
+    assert not b.beta.threads.messages.list(thread_id).data and not b.beta.threads.runs.list(thread_id).data
+    assert {s.name for s in b.vector_stores.list(limit=100)} == {"own"}  # no store made from A's file
 
 
 def test_lists_and_their_filters_show_only_the_own_project(world):

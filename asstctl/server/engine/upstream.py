@@ -82,6 +82,7 @@ class UpstreamEngine:
         self._fixed = dialects.profile(config.dialect) if config.dialect else None
         self._learned: dict[str, Dialect] = {}  # upstream model -> what it accepts, for the process's life
         self._models: tuple[float, list[str]] | None = None  # (when, ids) of the upstream's GET /models
+        self.on_retry: Any = None  # observability's hook: on_retry(retry number, what the upstream did)
 
     def __repr__(self) -> str:  # never the key
         return f"UpstreamEngine({self.config.host})"
@@ -308,6 +309,8 @@ class UpstreamEngine:
         wait = self.retry.wait(attempt, headers)
         log.warning("upstream %s %s; retry %d of %d in %.2f s", self.config.host, what, attempt + 1,
                     self.retry.retries, wait)
+        if self.on_retry is not None:
+            self.on_retry(attempt + 1, what)
         await asyncio.sleep(wait)
 
     # -- errors -----------------------------------------------------------------------------

@@ -17,8 +17,11 @@ when tracing is on). Never the app, the routes or the executor (they call in thr
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -29,13 +32,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from asstctl.server.observability import logs, tracing
-from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded
+from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded, embeddings_call
 from asstctl.server.observability.probes import Probes
 from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
 REPLICA_ENV = "ASSTCTL_REPLICA"
 RUN_EVENT = "thread.run."
 TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
+REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")  # a request id as ``ObservedApp`` makes it
 
 
 def replica_name() -> str:
@@ -78,9 +82,36 @@ class Observer:
         if self.json_logs:
             error = (data.get("last_error") or {}).get("code") if isinstance(data, dict) else None
             logs.run_line(run["id"], status, project, run.get("thread_id"), error)
-        span = self._run_spans.get(run["id"])
-        if span is not None:
-            span.set_attribute("asstctl.run.status", status)
+        if self.tracer is None:
+            return
+        turn = self._run_spans.get(run["id"])
+        if turn is not None:
+            turn[0].set_attribute("asstctl.run.status", status)
+        if status in TERMINAL:
+            self._run_span(run, status, project, turn[1] if turn is not None else self._created_by(run["id"]))
+
+    def _run_span(self, run: dict[str, Any], status: str, project: str | None, parent: Any) -> None:
+        """The run's own span, from its ``created_at`` to the status that ends it, on the replica that ends it
+        (its turns, on whichever replicas, are its siblings under the request that created the run)."""
+        created = run.get("created_at")
+        started = int(created * 1e9) if isinstance(created, (int, float)) and created > 0 else None
+        span = tracing.start_span(self.tracer, f"run {run.get('assistant_id') or ''}".strip(), {
+            "asstctl.run.id": run["id"], "asstctl.run.status": status, "gen_ai.agent.id": run.get("assistant_id"),
+            "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
+            "asstctl.project": project or current() or DEFAULT_PROJECT, "asstctl.replica": self.replica},
+            parent=parent, start_time=started)
+        if status in ("failed", "expired"):
+            tracing.failed(span, status)
+        span.end()
+
+    def _created_by(self, run_id: str) -> Any:
+        """The span context of the request that created the run (its book's ``trace``), or None."""
+        try:
+            book = self.state.store.get("run_state", run_id, run_id) or {}
+        except Exception:  # noqa: BLE001 - the database: the run's span then starts a trace of its own
+            return None
+        trace = book.get("trace") if isinstance(book.get("trace"), dict) else {}
+        return tracing.remote_context(trace.get("created_by"))
 
     def _project_of(self, run_id: str) -> str:
         """The project of a run whose event comes from outside a request or a turn (the expiry sweep)."""
@@ -90,49 +121,70 @@ class Observer:
             return DEFAULT_PROJECT
 
     def trace_book(self, book: dict[str, Any]) -> bool:
-        """(``state.extra["trace_book"]``, tracing on.) A request queues the run (its create, a submit of tool
-        outputs): its span context goes in the run's book (``trace``: ``created_by``, kept from the first,
-        and ``queued_by``), which the executor saves in the request's transaction, so whichever replica runs
-        the turn continues the run's trace. False (nothing to save) when no request span records."""
-        context = tracing.current_context()
-        if context is None:
+        """(``state.extra["trace_book"]``, tracing or JSON logs on.) A request queues the run (its create, a
+        submit of tool outputs): its span context goes in the run's book (``trace``: ``created_by``, kept from
+        the first, and ``queued_by``) and, with JSON logs, its request id (``request_id``), which the executor
+        saves in the request's transaction, so whichever replica runs the turn continues the run's trace and
+        logs the turn's lines with that request id. False (nothing to save) when there is nothing to keep."""
+        context = tracing.current_context() if self.tracer is not None else None
+        request_id = logs.REQUEST.get() if self.json_logs else None
+        if context is None and request_id is None:
             return False
-        queued_by, trace = tracing.traceparent(context), book.get("trace")
-        created_by = trace.get("created_by") if isinstance(trace, dict) else None
-        book["trace"] = {"created_by": created_by if tracing.remote_context(created_by) else queued_by,
-                         "queued_by": queued_by}
+        trace = book.get("trace") if isinstance(book.get("trace"), dict) else {}
+        kept: dict[str, Any] = {"request_id": request_id} if request_id is not None else {}
+        if context is not None:
+            queued_by, created_by = tracing.traceparent(context), trace.get("created_by")
+            kept.update(created_by=created_by if tracing.remote_context(created_by) else queued_by,
+                        queued_by=queued_by)
+        book["trace"] = kept
         return True
 
-    def _turn_facts(self, run_id: str, book_read: tuple) -> tuple[dict[str, Any], Any, Any]:
-        """The run and the span contexts of the requests that created it and queued this turn (its book's
-        ``trace``, each validated; None when missing or malformed): both read in one round trip."""
+    def _turn_facts(self, run_id: str, book_read: tuple) -> tuple[dict[str, Any], Any, Any, str | None]:
+        """The run, the span contexts of the requests that created it and queued this turn (its book's
+        ``trace``, each validated; None when missing or malformed, or tracing off) and the id of the request
+        that queued it (JSON logs): read in one round trip."""
         store = self.state.store
         with store.reads_kept():
             store.read_ahead([("get", "run", run_id, None), book_read])
             run, book = store.get("run", run_id) or {}, store.get(*book_read[1:]) or {}
         trace = book.get("trace") if isinstance(book.get("trace"), dict) else {}
-        return run, tracing.remote_context(trace.get("created_by")), tracing.remote_context(trace.get("queued_by"))
+        request_id = trace.get("request_id")
+        request_id = request_id if isinstance(request_id, str) and REQUEST_ID.fullmatch(request_id) else None
+        if self.tracer is None:
+            return run, None, None, request_id
+        return (run, tracing.remote_context(trace.get("created_by")), tracing.remote_context(trace.get("queued_by")),
+                request_id)
 
     async def run_turn(self, run_id: str, work, book_read: tuple) -> Any:
         """The task of one run turn: its span (the parent of its model and tool calls' spans), a child of the
-        request that created the run, linked to the one that queued the turn (``trace_book``); ``book_read``
-        names the read of the run's book (``store.read_ahead``)."""
-        if self.tracer is None:
+        request that created the run, linked to the one that queued the turn (``trace_book``); with JSON logs,
+        the turn's run lines carry the id of the request that queued it. ``book_read`` names the read of the
+        run's book (``store.read_ahead``)."""
+        if self.tracer is None and not self.json_logs:
             return await work
         try:
-            run, parent, queued_by = await self.state.store.call(self._turn_facts, run_id, book_read)
+            run, parent, queued_by, request_id = await self.state.store.call(self._turn_facts, run_id, book_read)
         except Exception:  # noqa: BLE001 - the database: the turn meets it too, and fails the run its own way
-            run, parent, queued_by = {}, None, None
+            run, parent, queued_by, request_id = {}, None, None, None
         except BaseException:  # cancelled before the turn began
             work.close()
             raise
+        request_token = logs.REQUEST.set(request_id)
+        try:
+            if self.tracer is None:
+                return await work
+            return await self._traced_turn(run_id, run, work, parent, queued_by)
+        finally:
+            logs.REQUEST.reset(request_token)
+
+    async def _traced_turn(self, run_id: str, run: dict[str, Any], work, parent: Any, queued_by: Any) -> Any:
         span = tracing.start_span(self.tracer, f"invoke_agent {run.get('assistant_id') or ''}".strip(), {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.get("assistant_id"),
             "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
             "asstctl.run.id": run_id, "asstctl.project": current() or DEFAULT_PROJECT,
             "asstctl.replica": self.replica}, parent=parent,
             links=(queued_by,) if queued_by is not None and queued_by != parent else ())
-        self._run_spans[run_id] = span
+        self._run_spans[run_id] = (span, parent)
         token = tracing.attach(span)
         try:
             return await work
@@ -163,22 +215,25 @@ def setup(state: Any) -> list[Route]:
         return []
     state.extra["observe_event"] = observer.run_event
     state.extra["observe_run"] = observer.run_turn
-    if observer.tracer is not None:
+    if observer.tracer is not None or observer.json_logs:
         state.extra["trace_book"] = observer.trace_book
     if observer.metrics is not None or observer.tracer is not None:
         state.engine = ObservedEngine(state.engine, observer)
         state.extra["tools"] = ObservedTools(observer)
+        if getattr(state.config, "embeddings", None) is not None:  # this server's own copy carries its hook
+            state.config.embeddings = copy.copy(state.config.embeddings)
+            state.config.embeddings.observe = functools.partial(embeddings_call, observer)
     return [Route("/metrics", observer.metrics_endpoint, methods=["GET"])] if observer.metrics is not None else []
 
 
-def wrap(app: Any, state: Any, route_key: Callable[[str], str]) -> "ObservedApp":
+def wrap(app: Any, state: Any, route_key: Callable[[Any], str]) -> "ObservedApp":
     return ObservedApp(app, state.extra["observer"], route_key)
 
 
 class ObservedApp:
     """The outermost ASGI layer: probes, then per request a span, metrics and a log line."""
 
-    def __init__(self, app: Any, observer: Observer, route_key: Callable[[str], str]):
+    def __init__(self, app: Any, observer: Observer, route_key: Callable[[Any], str]):
         self.app, self.observer, self.route_key = app, observer, route_key
         self.state = observer.state  # the server's state, as the layer below exposes it
 
@@ -196,17 +251,17 @@ class ObservedApp:
         if not observer.active:
             return await self.app(scope, receive, send)
         method, started = scope["method"], time.monotonic()
-        route = scope["asstctl.route"] = self.route_key(path)  # the layer below groups its stats by it too
         request_id = scope["asstctl.request_id"] = "req_" + secrets.token_hex(16)
         request_token = logs.REQUEST.set(request_id)
         answer = _Answer(send)
         span = token = None
         if observer.tracer is not None:
-            span, token = tracing.request_span(observer.tracer, method, route, path, request_id)
+            span, token = tracing.request_span(observer.tracer, method, path, request_id, scope.get("headers", ()))
         try:
             await self.app(scope, receive, answer.send)
         finally:
             status, elapsed = answer.status, time.monotonic() - started
+            route = scope.get("asstctl.route") or self.route_key(scope)  # (the layer below found it: the router's)
             if observer.metrics is not None:
                 observer.metrics.answered(method, route, status, elapsed)
             if observer.json_logs:
@@ -216,7 +271,7 @@ class ObservedApp:
                                   thread_id=_named(path, "thread_"))
             logs.REQUEST.reset(request_token)
             if span is not None:
-                tracing.end_request(span, token, status)
+                tracing.end_request(span, token, status, method, route)
 
 
 class _Answer:

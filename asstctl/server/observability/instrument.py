@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
-from contextlib import aclosing
+from contextlib import aclosing, contextmanager
+from contextvars import ContextVar
 from typing import Any, AsyncIterator
 
 from asstctl.server.engine.base import EngineError, TextDelta, ToolCallDelta, TurnEnd, reply_events
@@ -14,6 +16,8 @@ from asstctl.server.observability import tracing
 
 MAX_LABELS = 100  # distinct model names kept as label values; more are counted as "other"
 MAX_CAPTURED = 64 << 10  # characters of completion text a span keeps (content capture on)
+CALL: ContextVar[tuple[str, Any] | None] = ContextVar("asstctl_model_call", default=None)  # (model label, span)
+ANSWERED = re.compile(r"answered (\d{3})")
 
 
 def bounded(seen: set[str], value: str) -> str:
@@ -30,6 +34,19 @@ class ObservedEngine:
     def __init__(self, inner: Any, observer: Any):
         self._inner, self._observer = inner, observer
         self.name = getattr(inner, "name", type(inner).__name__)
+        if hasattr(inner, "on_retry"):  # the upstream engine retries 429s, 5xx and lost connections
+            inner.on_retry = self._retried
+
+    def _retried(self, number: int, what: str) -> None:
+        """A model call is sent again: counted (``reason``: the status, or ``connection``), and an event on
+        the call's span."""
+        answered = ANSWERED.match(what)
+        reason = answered[1] if answered else "connection"
+        model, span = CALL.get() or ("", None)
+        if self._observer.metrics is not None:
+            self._observer.metrics.upstream_retries.labels(self.name, model, reason).inc()
+        if span is not None:
+            span.add_event("retry", {"asstctl.retry.number": number, "asstctl.retry.reason": reason})
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -43,6 +60,7 @@ class ObservedEngine:
         if observer.tracer is not None:
             span = tracing.start_span(observer.tracer, f"chat {request.model}", _request_attributes(self, request,
                                       observer.capture), client=True)
+        CALL.set((model, span))  # (the turn's task: the upstream's retries are counted under this call)
         try:
             async with aclosing(self._source(request)) as events:
                 async for event in events:
@@ -116,6 +134,35 @@ def _finish(span, end: TurnEnd | None, code: str | None, text: str | None) -> No
     span.end()
 
 
+@contextmanager
+def embeddings_call(observer: Any, model: str, texts: int, background: bool):
+    """One ``/embeddings`` request (``EmbeddingsConfig.observe``): its time and failures in the upstream
+    metrics (engine ``embeddings``) and an ``embeddings {model}`` client span (ingestion's, ``background``:
+    a trace of its own; a search's: a child of its tool call)."""
+    started, code, span, metrics = time.monotonic(), None, None, observer.metrics
+    if observer.tracer is not None:
+        span = tracing.start_span(observer.tracer, f"embeddings {model}", {
+            "gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai", "gen_ai.request.model": model,
+            "asstctl.embeddings.inputs": texts}, client=True, root=background)
+    try:
+        yield
+    except BaseException as error:
+        status = getattr(error, "status_code", None)
+        code = str(status) if isinstance(status, int) else type(error).__name__
+        raise
+    finally:
+        if metrics is not None:
+            label = observer.model_label(model)
+            metrics.upstream_seconds.labels("embeddings", label).observe(time.monotonic() - started)
+            if code is not None:
+                metrics.upstream_errors.labels("embeddings", label, code).inc()
+        if span is not None:
+            if code is not None:
+                span.set_attribute("error.type", code)
+                tracing.failed(span, code)
+            span.end()
+
+
 class ObservedTools(dict):
     """``state.extra["tools"]``: each built-in tool stored here is wrapped as it is made."""
 
@@ -142,6 +189,7 @@ class _ObservedTool:
                 "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": self.type,
                 "gen_ai.tool.type": "extension", "gen_ai.tool.call.id": getattr(ctx, "call_id", None),
                 "asstctl.run.id": (getattr(ctx, "run", None) or {}).get("id")})
+        token = tracing.attach(span) if span is not None else None  # its embeddings requests: children
         try:
             outcome = await self._inner.run(ctx, arguments)
             if span is not None:
@@ -155,4 +203,5 @@ class _ObservedTool:
             if observer.metrics is not None:
                 observer.metrics.tool_seconds.labels(self.type).observe(time.monotonic() - started)
             if span is not None:
+                tracing.detach(token)
                 span.end()

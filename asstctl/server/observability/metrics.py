@@ -49,6 +49,9 @@ class Metrics:
                                           buckets=LATENCY_BUCKETS, registry=registry)
         self.upstream_errors = Counter("asstctl_upstream_errors", "Model calls that failed, by error code.",
                                        ["engine", "model", "code"], registry=registry)
+        self.upstream_retries = Counter("asstctl_upstream_retries", "Model calls sent again (429, 5xx, a lost "
+                                        "connection), by reason: the status or connection.",
+                                        ["engine", "model", "reason"], registry=registry)
         self.tokens = Counter("asstctl_tokens", "Tokens of model calls, by type (prompt or completion).",
                               ["type", "model", "project"], registry=registry)
         self.tool_seconds = Histogram("asstctl_tool_call_duration_seconds", "Built-in tool calls (file_search, "

@@ -24,6 +24,7 @@ from typing import Any
 from asstctl.errors import ConfigError
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+EXPORTERS = ("otlp", "console", "none")
 ON_ENVS = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # W3C Trace Context, version 00
 
@@ -31,10 +32,20 @@ TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # W
 def wanted() -> bool:
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter == "none":
+    if not any(os.environ.get(name, "").strip() for name in ON_ENVS):
         return False
-    return any(os.environ.get(name, "").strip() for name in ON_ENVS)
+    return exporter_kind() != "none"
+
+
+def exporter_kind() -> str:
+    """``OTEL_TRACES_EXPORTER`` (default ``otlp``): one of EXPORTERS, or a ConfigError naming them."""
+    kind = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "otlp"
+    if kind not in EXPORTERS:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER={kind[:40]!r} is not supported: it takes one of "
+                          f"{', '.join(EXPORTERS)} (one exporter, not a list)",
+                          hint="Set OTEL_TRACES_EXPORTER=otlp with OTEL_EXPORTER_OTLP_ENDPOINT (any collector, "
+                               "e.g. the OpenTelemetry Collector forwarding to Zipkin or Jaeger), console, or none.")
+    return kind
 
 
 def capture_content() -> bool:
@@ -62,7 +73,7 @@ def _provider_from_env():
                                "OTEL_EXPORTER_OTLP_ENDPOINT).") from None
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "asstctl"})
     provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER(_ARG) are read by the SDK
-    kind = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+    kind = exporter_kind()
     provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter() if kind == "console" else _otlp()))
     return provider
 
@@ -89,13 +100,14 @@ class _Api:
 
     def __init__(self):
         from opentelemetry import context, trace
+        from opentelemetry.context import Context
         from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         self.attach, self.detach, self.current_span = context.attach, context.detach, trace.get_current_span
         self.in_context, self.Link, self.NonRecordingSpan = trace.set_span_in_context, Link, NonRecordingSpan
         self.SERVER, self.CLIENT, self.INTERNAL = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
         self.Status, self.ERROR = Status, StatusCode.ERROR
-        self.SpanContext, self.TraceFlags = SpanContext, TraceFlags
+        self.SpanContext, self.TraceFlags, self.Context = SpanContext, TraceFlags, Context
 
 
 _api: _Api | None = None
@@ -109,28 +121,36 @@ def api() -> _Api:
 
 
 def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False,
-               links: tuple = (), parent: Any = None):
+               links: tuple = (), parent: Any = None, start_time: int | None = None, root: bool = False):
     """A span; a child of ``parent`` (a span context, e.g. a request's that has ended) when given, else of
-    the current span."""
+    the current span (``root``: of none, a trace of its own)."""
     otel = _api or api()
     kind = otel.SERVER if server else otel.CLIENT if client else otel.INTERNAL
-    context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else None
+    context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else otel.Context() if root \
+        else None
     return tracer.start_span(name, context=context, kind=kind, links=[otel.Link(c) for c in links] if links else None,
-                             attributes={k: v for k, v in attributes.items() if v is not None})
+                             attributes={k: v for k, v in attributes.items() if v is not None}, start_time=start_time)
 
 
-def request_span(tracer, method: str, route: str, path: str, request_id: str) -> tuple[Any, Any]:
-    """An HTTP request's span, made the current one: (the span, the token for ``end_request``). Everything
-    it records at its start goes in one dict (one call into the SDK's attribute checks, not one per key)."""
+def request_span(tracer, method: str, path: str, request_id: str, headers=()) -> tuple[Any, Any]:
+    """An HTTP request's span, made the current one: (the span, the token for ``end_request``, which names
+    it by its route once the router has chosen one: ``GET /v1/threads/{id}``); a child of
+    the client's span when the request carries a W3C ``traceparent`` header (anything else there is
+    ignored). Everything it records at its start goes in one dict (one call into the SDK's attribute checks,
+    not one per key)."""
     otel = _api or api()
-    span = tracer.start_span(f"{method} {route}", kind=otel.SERVER, attributes={
-        "http.request.method": method, "http.route": route, "url.path": path, "asstctl.request_id": request_id})
+    parent = next((remote_context(value.decode("latin-1")) for name, value in headers if name == b"traceparent"),
+                  None)
+    context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else None
+    span = tracer.start_span(method, kind=otel.SERVER, context=context, attributes={
+        "http.request.method": method, "url.path": path, "asstctl.request_id": request_id})
     return span, attach(span)
 
 
-def end_request(span, token, status: int) -> None:
+def end_request(span, token, status: int, method: str, route: str) -> None:
     if span.is_recording():  # the sampler kept it (a dropped span takes no attributes)
-        span.set_attribute("http.response.status_code", status)
+        span.update_name(f"{method} {route}")
+        span.set_attributes({"http.route": route, "http.response.status_code": status})
         if status >= 500:
             failed(span, f"HTTP {status}")
     detach(token)

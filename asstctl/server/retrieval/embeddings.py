@@ -22,6 +22,7 @@ Errors go through the upstream engine's bounds (``engine.limits``): an error bod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -53,6 +54,13 @@ class EmbeddingsConfig:
     def request_model(self) -> str:
         """The name sent upstream: on Azure the deployment (it goes in the path), else the model."""
         return (self.azure_deployment or self.model) if self.azure_api_version else self.model
+
+
+def observed(config: EmbeddingsConfig, texts: int, background: bool = False):
+    """Around one ``/embeddings`` request: the observability hook (``config.observe``: a span and metrics,
+    asstctl.server.observability) when the server set one, else nothing."""
+    hook = getattr(config, "observe", None)
+    return hook(config.model, texts, background) if hook is not None else contextlib.nullcontext()
 
 
 def make_client(config: EmbeddingsConfig, asynchronous: bool = False):
@@ -254,7 +262,8 @@ class Embedder:
         started, attempt = time.monotonic(), 0
         while True:
             try:
-                raw = self._client.embeddings.with_raw_response.create(**request_args(self.config, batch))
+                with observed(self.config, len(batch)):
+                    raw = self._client.embeddings.with_raw_response.create(**request_args(self.config, batch))
                 return vectors_of(self.config, raw.http_response.text, len(batch))
             except openai.OpenAIError as exc:
                 time.sleep(backoff(self.config, exc, attempt, started))
@@ -338,7 +347,9 @@ class EmbeddingBatcher:
             while True:
                 try:
                     self.requests += 1
-                    raw = await self._client.embeddings.with_raw_response.create(**request_args(self.config, batch))
+                    with observed(self.config, len(batch), background=True):
+                        raw = await self._client.embeddings.with_raw_response.create(**request_args(self.config,
+                                                                                                   batch))
                     body = raw.http_response.text
                     vectors = await asyncio.to_thread(float32_rows, self.config, body, len(batch))
                     break
