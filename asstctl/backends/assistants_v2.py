@@ -301,7 +301,7 @@ def verified_lock(make: Callable[[], Any], locks: Callable[[], list[dict[str, An
         made["lock"] = next((obj for obj in locks() if obj.get("metadata") == metadata), None)
         return made["lock"]
 
-    create_verified(make_one, find)
+    create_verified(make_one, find, TRANSIENT)  # retried as other idempotent calls are: 6 attempts, 0.1 s doubling
     return made["lock"]
 
 

@@ -198,12 +198,12 @@ class ApiMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        try:
-            await self._answer(scope, receive, send)
-        finally:  # counted by the route it reached (the router's choice), for the layer above too
-            route = scope["asstctl.route"] = self.state.extra["route_key"](scope)
-            self.state.stats[f"{scope['method']} {route}"] += 1
-            self.state.stats["total"] += 1
+        # counted as it arrives (a client that timed out still finds its request counted), by the route the
+        # router will choose (RouteKeys matches as it does; also the layer above's label)
+        route = scope["asstctl.route"] = self.state.extra["route_key"](scope)
+        self.state.stats[f"{scope['method']} {route}"] += 1
+        self.state.stats["total"] += 1
+        await self._answer(scope, receive, send)
 
     async def _answer(self, scope, receive, send):
         request_id = scope.get("asstctl.request_id") or "req_" + secrets.token_hex(16)  # observability may set it
