@@ -101,7 +101,7 @@ def build(store, docs: dict[str, str], embeddings=None):
 
 def lexical_ranking(retriever, vs_id: str, names: dict[str, str], query: str) -> list[str]:
     hits = retriever.lexical.search([vs_id], None, query, DEPTH)
-    return distinct([names[h.file_id] for h in hits])
+    return distinct([names.get(h.file_id, h.file_id) for h in hits])
 
 
 def bm25_ranking(retriever, vs_id: str, names: dict[str, str], query: str) -> list[str]:
@@ -113,18 +113,18 @@ def bm25_ranking(retriever, vs_id: str, names: dict[str, str], query: str) -> li
            "AND c.store_id = ? ORDER BY bm25(retrieval_fts), c.id LIMIT ?")
     with retriever.store.sql() as db:
         rows = db.execute(sql, (fts_query(query_terms(query)), vs_id, DEPTH)).fetchall()
-    return distinct([names[file_id] for (file_id,) in rows])
+    return distinct([names.get(file_id, file_id) for (file_id,) in rows])
 
 
 def dense_ranking(retriever, vs_id: str, names: dict[str, str], query: str) -> list[str]:
     (vector,) = retriever.embedder.embed([query])
     found = retriever.dense.search([vs_id], None, retriever.embedder.model, vector, DEPTH)
     texts = retriever.lexical.chunk_texts([cid for cid, _ in found])
-    return distinct([names[texts[cid][0]] for cid, _ in found])
+    return distinct([names.get(texts[cid][0], texts[cid][0]) for cid, _ in found])
 
 
 def hybrid_ranking(retriever, vs_id: str, names: dict[str, str], query: str) -> list[str]:
-    return distinct([names[r.file_id] for r in retriever.search([vs_id], [query], max_num_results=DEPTH)])
+    return distinct([names.get(r.file_id, r.file_id) for r in retriever.search([vs_id], [query], max_num_results=DEPTH)])
 
 
 def quality(embed, model_name: str) -> dict[str, Scores]:
@@ -162,27 +162,52 @@ def rescored_ranking(retriever, vs_id: str, names: dict[str, str], query: str) -
     terms = query_terms(query)
     hits = retriever.lexical.search([vs_id], None, query, POOL)
     hits.sort(key=lambda h: -(coverage(terms, h.text) + h.score / (h.score + BM25_HALF)) / 2)
-    return distinct([names[h.file_id] for h in hits])
+    return distinct([names.get(h.file_id, h.file_id) for h in hits])
 
 
 def served_ranking(retriever, vs_id: str, names: dict[str, str], query: str) -> list[str]:
-    return distinct([names[r.file_id] for r in retriever.search([vs_id], [query], max_num_results=DEPTH)])
+    return distinct([names.get(r.file_id, r.file_id) for r in retriever.search([vs_id], [query], max_num_results=DEPTH)])
 
 
-def lexical_order() -> dict[str, object]:
+def lexical_order(distractors: int = 0) -> dict[str, object]:
     """nDCG@10 of the lexical search as served (no embeddings), FTS5's ``bm25()`` order (an SQL query
-    of the index, ``bm25_ranking``) and the old coverage re-scoring, with a paired bootstrap 95 %
-    interval of served minus re-scored."""
+    of the index, ``bm25_ranking``) and the old coverage re-scoring, with paired bootstrap 95 %
+    intervals of served minus re-scored (``ci``) and of served minus ``bm25()`` (``ci_bm25``).
+    ``distractors``: that many more chunks in the same store, of words drawn from the corpus's own
+    (as often as they occur there), so that past ``PRUNE_FROM`` chunks the search's pruning is what
+    is measured: its common words are the corpus's common words."""
     import random
 
     from asstctl.server.store import Store
 
     docs, questions = load_corpus()
     labels = [doc for _, doc in questions]
-    retriever, vs_id, names = build(Store(":memory:"), docs)
+    store = Store(":memory:")
+    retriever, vs_id, names = build(store, docs)
+    if distractors:
+        add_distractors(retriever, vs_id, docs, distractors)
     per = {label: ndcg10([ranking(retriever, vs_id, names, q) for q, _ in questions], labels)
            for label, ranking in (("served", served_ranking), ("bm25", bm25_ranking), ("rescored", rescored_ranking))}
     rng, n = random.Random(1), len(labels)
-    diffs = sorted(sum(per["served"][i] - per["rescored"][i] for i in picks) / n
-                   for picks in ([rng.randrange(n) for _ in range(n)] for _ in range(2000)))
-    return {"ndcg": {k: sum(v) / n for k, v in per.items()}, "ci": (diffs[50], diffs[1949]), "questions": n}
+    samples = [[rng.randrange(n) for _ in range(n)] for _ in range(2000)]
+
+    def interval(other: str) -> tuple[float, float]:
+        diffs = sorted(sum(per["served"][i] - per[other][i] for i in picks) / n for picks in samples)
+        return diffs[50], diffs[1949]
+
+    store.close()
+    return {"ndcg": {k: sum(v) / n for k, v in per.items()}, "ci": interval("rescored"), "ci_bm25": interval("bm25"),
+            "questions": n, "chunks": distractors}
+
+
+def add_distractors(retriever, vs_id: str, docs: dict[str, str], count: int, words_per_chunk: int = 80) -> None:
+    """``count`` chunks of ``words_per_chunk`` words drawn from the corpus's words, each as often as
+    it occurs there, added to the store's lexical index in files of 100 chunks."""
+    import random
+
+    words = re.findall(r"[a-z]+", " ".join(docs.values()).lower())
+    rng = random.Random(3)
+    for start in range(0, count, 100):
+        chunks = [(" ".join(rng.choices(words, k=words_per_chunk)), words_per_chunk) for _ in range(min(100, count - start))]
+        with retriever.store.transaction():
+            retriever.lexical.add(vs_id, f"file-noise-{start // 100}", chunks)
