@@ -94,11 +94,11 @@ class UpstreamEngine:
 
     def dialect(self, model: str) -> Dialect:
         """What ``model`` on this upstream is sent: the named profile, else what was learned so far."""
-        if self._fixed is not None:
+        if self._fixed is not None and self._fixed.fixed:
             return self._fixed
         learned = self._learned.pop(model, None)
-        if learned is None:
-            return dialects.initial(legacy_max_tokens=not self.config.is_openai)
+        if learned is None:  # (a named profile that learns, azure: its shapes first)
+            return self._fixed or dialects.initial(legacy_max_tokens=not self.config.is_openai)
         self._learned[model] = learned  # now the most recently used: names sent once go before it
         return learned
 
