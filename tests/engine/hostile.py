@@ -1,7 +1,8 @@
 """A hostile Chat Completions upstream on loopback (its error answers serve the Responses engine too): raw HTTP/1.1 written by hand, so it can send what
 no well-behaved server would (a 200 MB or endless error body, lone surrogates, endless streams,
 floods of tiny deltas and a slow drip of them, the caller's key echoed back (also behind whitespace
-padding that puts it across a cap), ``[DONE]`` without a finish_reason, a head that never comes).
+padding that puts it across a cap; as a tool-call id or name), tool-call ids with lone surrogates,
+of 20,000 characters, 129 calls in one reply, ``[DONE]`` without a finish_reason, a head that never comes).
 ``POST /embeddings`` answers a 400 with a 200 MB body.
 
 The last user message names the behaviour (``BEHAVIOURS``). Everything is bounded: no answer sends
@@ -19,7 +20,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from asstctl.server.engine.limits import ERROR_BODY_CAP
+from asstctl.server.engine.limits import CALLS, ERROR_BODY_CAP
 from asstctl.server.engine.sse import ERROR_CHARS
 from tests.upstream import problems
 
@@ -320,10 +321,34 @@ class HostileUpstream:
         words = [json.dumps(delta({"content": f"word{i} "})) for i in range(600)]
         return await self._sse(writer, [*words, json.dumps(delta({}, "length"))])
 
+    # -- tool calls: their ids and names (each answers "done." once the request carries the outputs) ----
+    async def _call_id_surrogate(self, writer, headers, started) -> bool:
+        return await self._calls(writer, [("call_\ud800x", "get_weather")])
+
+    async def _call_id_key(self, writer, headers, started) -> bool:
+        return await self._calls(writer, [("call_" + key_of(headers), "get_weather")])
+
+    async def _call_name_key(self, writer, headers, started) -> bool:
+        return await self._calls(writer, [("call_named", "fn_" + key_of(headers))])
+
+    async def _huge_ids(self, writer, headers, started) -> bool:
+        """5 calls with 20,000-character ids (100,000 characters of ids in all)."""
+        return await self._calls(writer, [(f"call_{n}_" + "i" * 20_000, "get_weather") for n in range(5)])
+
+    async def _many_calls(self, writer, headers, started) -> bool:
+        return await self._calls(writer, [(f"call_{n}", "get_weather") for n in range(CALLS + 1)])
+
+    async def _calls(self, writer, calls: list[tuple[str, str]]) -> bool:
+        if has_outputs(self.bodies[-1]):
+            return await self._sse(writer, [json.dumps(delta({"content": "done."})), json.dumps(delta({}, "stop"))])
+        return await self._sse(writer, [json.dumps(delta({"tool_calls": [{
+            "index": n, "id": call_id, "type": "function", "function": {"name": name, "arguments": "{}"}}]}))
+            for n, (call_id, name) in enumerate(calls)] + [json.dumps(delta({}, "tool_calls"))])
+
 
 BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstream)
               if name.startswith("_") and not name.startswith("__")
-              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "huge")]
+              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "huge", "calls")]
 
 
 def behaviour_of(body: dict[str, Any]) -> str:
@@ -336,9 +361,19 @@ def behaviour_of(body: dict[str, Any]) -> str:
     return "no-usage"
 
 
+def has_outputs(body: dict[str, Any]) -> bool:
+    """Whether a Chat Completions or Responses request carries tool outputs (its last item is one)."""
+    last = (body.get("messages") or body.get("input") or [{}])[-1]
+    return last.get("role") == "tool" or last.get("type") == "function_call_output"
+
+
+def key_of(headers: dict[str, str]) -> str:
+    return headers.get("authorization", "").removeprefix("Bearer ")
+
+
 def padded_key(headers: dict[str, str], cap: int) -> str:
     """"oops", spaces, the caller's key (its first KEY_AT_CUT characters before ``cap``) and a tail."""
-    key = headers.get("authorization", "").removeprefix("Bearer ")
+    key = key_of(headers)
     return "oops" + " " * (cap - 4 - KEY_AT_CUT) + key + " tail"
 
 

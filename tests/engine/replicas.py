@@ -307,6 +307,22 @@ def anthropic(body: dict[str, Any]) -> Failure | None:
     return None
 
 
+AZURE_UNRECOGNIZED = ("max_completion_tokens", "stream_options", "parallel_tool_calls")
+AZURE_OLD_API_VERSION = "2024-02-01"  # a GA api-version that predates all three
+
+
+def azure(body: dict[str, Any]) -> Failure | None:
+    """Azure OpenAI on an api-version before 2024-12-01-preview (served on the deployment paths, with the
+    ``api-key`` header: ``ScriptedUpstream``'s Azure route): 400 in OpenAI's envelope, one argument at a
+    time, "Unrecognized request argument supplied: parallel_tool_calls" (Azure/azure-sdk-for-net#45719,
+    microsoft/semantic-kernel#10113), "...: max_completion_tokens" (openai/openai-python#1724),
+    "...: stream_options" (langchain-ai/langchain#23552)."""
+    for name in AZURE_UNRECOGNIZED:
+        if name in body:
+            return Failure(400, f"Unrecognized request argument supplied: {name}", "invalid_request_error")
+    return None
+
+
 @dataclass
 class Replica:
     name: str

@@ -18,8 +18,8 @@ from asstctl.server.embedded import start_server
 from asstctl.server.engine import dialects
 from asstctl.server.engine.config import UpstreamConfig
 from tests.conftest import make_client
-from tests.engine.replicas import (OLLAMA_IGNORED, REPLICAS, absent_content, anthropic, bedrock, dashscope, gemini, llama_cpp, ollama,
-                                  tool_call_messages)
+from tests.engine.replicas import (AZURE_OLD_API_VERSION, AZURE_UNRECOGNIZED, OLLAMA_IGNORED, REPLICAS, absent_content,
+                                  anthropic, azure, bedrock, dashscope, gemini, llama_cpp, ollama, tool_call_messages)
 from tests.serve_process import ServeProcess
 from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
 
@@ -149,8 +149,31 @@ PROFILED = [(r, r.profile) for r in REPLICAS] + [(LITELLM, "litellm")]  # a prox
 
 
 def test_every_named_profile_is_run_in_front_of_a_replica():
-    """openai and azure are the canonical request (every other test here); each other profile meets a replica."""
+    """openai is the canonical request (every other test here), azure meets its replica below; each other
+    profile meets a replica."""
     assert {name for _, name in PROFILED} == set(dialects.PROFILES) - {"openai", "azure"}
+
+
+@pytest.mark.parametrize("dialect", [None, "azure"])
+def test_azure_on_an_older_api_version_is_learned_with_or_without_its_profile(dialect, contract, monkeypatch):
+    """The Azure replica (deployment paths, api-version, the api-key header) refuses max_completion_tokens,
+    stream_options and parallel_tool_calls one at a time: each is learned once per upstream model, with
+    nothing configured but the Azure endpoint, and with ``engine.dialect: azure`` too."""
+    with ScriptedUpstream(refuse=azure) as upstream:
+        monkeypatch.setenv("ASSTCTL_TEST_AZURE_KEY", upstream.key)
+        config = UpstreamConfig(url=upstream.root_url, api_key_env="ASSTCTL_TEST_AZURE_KEY",
+                                azure_api_version=AZURE_OLD_API_VERSION, dialect=dialect)
+        with start_server(":memory:", upstream=config) as server, make_client(server, contract) as sdk:
+            scenario(sdk, upstream)
+            learned = upstream.refusals
+            if dialect is None:
+                scenario(sdk, upstream)  # the same runs again: nothing refused twice
+    assert learned == upstream.refusals == 5 and not upstream.problems  # gpt-4o: 3; o3-mini: stream_options, parallel
+    accepted = [r for r in upstream.requests if azure(r.body) is None]
+    assert all(r.path.startswith("/openai/deployments/") and r.query == {"api-version": AZURE_OLD_API_VERSION}
+               and r.headers["api-key"] == upstream.key for r in upstream.requests)
+    assert not any(name in r.body for r in accepted for name in AZURE_UNRECOGNIZED)
+    assert any("max_tokens" in r.body for r in accepted)
 
 
 @pytest.mark.parametrize(("replica", "name"), PROFILED, ids=[f"{r.name}-as-{name}" for r, name in PROFILED])

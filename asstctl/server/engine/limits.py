@@ -12,6 +12,9 @@
   :func:`scrub_cut`), a tail that is the key's start (``HOLD`` or more characters) is redacted too,
   as :meth:`KeyScrubber.flush` would: whitespace collapsed later must not bring a fragment into view.
 - :class:`KeyScrubber`: the same over a stream of deltas, a key split across two deltas included.
+- :class:`ReplyGuard`: all of it on one reply's events, tool-call ids and names included (cleaned,
+  scrubbed, counted against ``reply_chars``, each at most ``ID_CHARS`` / ``NAME_CHARS``, at most
+  ``CALLS`` calls a reply).
 - :func:`coalesce`: many text deltas that arrived in one read become one (a flood of tiny deltas
   costs one event, not thousands), a few stay as the upstream sent them.
 
@@ -25,13 +28,16 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from asstctl.server.engine.base import EngineEvent, TextDelta, ToolCallDelta
+from asstctl.server.engine.base import EngineError, EngineEvent, TextDelta, ToolCallDelta
 
 ERROR_BODY_CAP = 64 * 1024  # bytes of an error body read; the rest is discarded
 MAX_LINE = 4 * 1024 * 1024  # one server-sent-events line at most (a longer one fails the turn)
 DETAIL_CHARS = 500  # of the upstream's own error message kept in last_error
 COALESCE_OVER = 8  # more text deltas than this in one read are merged into one
 REDACTED = "[redacted]"
+ID_CHARS = 256  # of one tool-call id (OpenAI's are about 30)
+NAME_CHARS = 256  # of one tool-call name (OpenAI's function names are at most 64)
+CALLS = 128  # tool calls in one reply (OpenAI allows 128 tools in a request)
 HOLD = 3  # a delta ending in this many characters of the key's start is held until the next one
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -159,9 +165,11 @@ class KeyScrubber:
 
 
 class ReplyGuard:
-    """One reply's events made safe: text cleaned (:func:`clean_text`), the key scrubbed from text and
-    tool-call arguments, the size capped (``over`` once ``cap`` characters came; the rest is dropped)
-    and floods coalesced (first, so a flood costs one scrub, not thousands)."""
+    """One reply's events made safe: text cleaned (:func:`clean_text`), the key scrubbed from text,
+    tool-call arguments, ids and names, the size capped (``over`` once ``cap`` characters came, ids
+    and names counted; the rest is dropped) and floods coalesced (first, so a flood costs one scrub,
+    not thousands). A tool-call id over ``ID_CHARS``, a name over ``NAME_CHARS`` or more than
+    ``CALLS`` calls in one reply fail the turn (:class:`EngineError` naming the limit)."""
 
     def __init__(self, key: str | None, cap: int):
         self.key, self.cap, self.size, self.over = key, cap, 0, False
@@ -178,13 +186,32 @@ class ReplyGuard:
                 if text or not event.text:
                     out.append(TextDelta(text))
             elif isinstance(event, ToolCallDelta):
-                scrubber = self._arguments.setdefault(event.index, KeyScrubber(self.key))
+                scrubber = self._arguments.get(event.index)
+                if scrubber is None:
+                    if len(self._arguments) >= CALLS:
+                        raise EngineError(f"the upstream called more than {CALLS} tools in one reply "
+                                          "(limits.CALLS); the reply was dropped", "server_error")
+                    scrubber = self._arguments[event.index] = KeyScrubber(self.key)
+                call_id = self._label(event.id, ID_CHARS, "id", "ID_CHARS")
+                name = self._label(event.name, NAME_CHARS, "name", "NAME_CHARS")
+                if self.over:
+                    break  # a call whose id or name passes the cap is not shown at all
                 arguments = self._fit(scrubber.feed(clean_text(event.arguments)))
-                name = clean_text(event.name) if event.name else event.name
-                out.append(replace(event, name=name, arguments=arguments))
+                out.append(replace(event, id=call_id, name=name, arguments=arguments))
             else:
                 out.append(event)
         return out
+
+    def _label(self, value: str | None, limit: int, what: str, constant: str) -> str | None:
+        """A call's id or name: cleaned, scrubbed, at most ``limit`` characters, counted against the cap."""
+        if not value:
+            return value
+        if len(value) > limit:
+            raise EngineError(f"the upstream sent a tool-call {what} longer than {limit} characters "
+                              f"(limits.{constant}); the reply was dropped", "server_error")
+        value = scrub(clean_text(value), self.key)
+        self._fit(value)
+        return value
 
     def flush(self) -> list[EngineEvent]:
         """What the scrubbers held back, at the reply's end."""

@@ -39,8 +39,8 @@ from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, UpstreamConfig, r
 from asstctl.server.engine.dialects import Dialect
 from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, HttpError, HttpTimeout, Pool, Response,
                                         Timeouts, TooLarge)
-from asstctl.server.engine.limits import (ERROR_BODY_CAP, MAX_LINE, Limits, ReplyGuard, cut, detail_text,
-                                          error_detail, scrub)
+from asstctl.server.engine.limits import (ERROR_BODY_CAP, ID_CHARS, MAX_LINE, Limits, ReplyGuard, clean_text, cut,
+                                          detail_text, error_detail, scrub)
 from asstctl.server.engine.sse import TurnParser
 
 log = logging.getLogger("asstctl.server.engine")
@@ -94,11 +94,11 @@ class UpstreamEngine:
 
     def dialect(self, model: str) -> Dialect:
         """What ``model`` on this upstream is sent: the named profile, else what was learned so far."""
-        if self._fixed is not None:
+        if self._fixed is not None and self._fixed.fixed:
             return self._fixed
         learned = self._learned.pop(model, None)
-        if learned is None:
-            return dialects.initial(legacy_max_tokens=not self.config.is_openai)
+        if learned is None:  # (a named profile that learns, azure: its shapes first)
+            return self._fixed or dialects.initial(legacy_max_tokens=not self.config.is_openai)
         self._learned[model] = learned  # now the most recently used: names sent once go before it
         return learned
 
@@ -131,8 +131,8 @@ class UpstreamEngine:
             data = None
         if not isinstance(data, list):
             return self._no_models("its answer is not a ListModelsResponse")
-        return [item["id"] for item in data[:MODELS_LIMIT] if isinstance(item, dict) and isinstance(item.get("id"), str)
-                and len(item["id"]) <= 256]
+        return [scrub(clean_text(item["id"]), self.secret) for item in data[:MODELS_LIMIT]  # (limits.ReplyGuard's ids too)
+                if isinstance(item, dict) and isinstance(item.get("id"), str) and len(item["id"]) <= ID_CHARS]
 
     def _no_models(self, why: str) -> list[str]:
         log.warning("GET /v1/models lists no models of the upstream %s: GET /models failed (%s); it lists the "

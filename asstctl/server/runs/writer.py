@@ -207,13 +207,17 @@ class TurnWriter:
 
 
 def estimated_usage(turn, writer: TurnWriter) -> Usage:
-    """For an engine that reports no usage (some local servers ignore ``include_usage``): our count
-    (exact where a tokenizer is installed, with the tokenizer of the model the upstream was sent, after
-    --model-map), never above what the call was allowed."""
-    count = tokens.counter(writer.end.model or turn.request.model)
+    """For an engine that reports no usage (some local servers ignore ``include_usage``): our count of
+    the prompt and the reply (exact where a tokenizer is installed, with the tokenizer of the model the
+    upstream was sent, after --model-map), the reply never above what the call was allowed."""
+    request = turn.request
+    sent = writer.end.model or request.model
+    count = tokens.counter(sent)
     completion = count(writer.text) + sum(count(c["name"]) + count(c["arguments"]) for c in writer.calls)
-    cap = turn.request.max_completion_tokens
-    return Usage(turn.prompt_tokens, min(completion, cap) if cap is not None else completion)
+    prompt = turn.prompt_tokens if sent == request.model else tokens.prompt_tokens(request.chat, request.offered_tools,
+                                                                                      count)
+    cap = request.max_completion_tokens
+    return Usage(prompt, min(completion, cap) if cap is not None else completion)
 
 
 def call_details(call: dict[str, Any]) -> dict[str, Any]:
