@@ -566,13 +566,18 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     """A real `asstctl serve --admin-key-env VAR --metrics --log-format json`: the admin API and /metrics
     answer as documented, and no key (the server's, the admin's, a project's, a wrong one) is ever logged."""
     wrong = "sk-wrong-" + "w" * 32
-    env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7", "F26_ADMIN": ADMIN}
+    env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7", "F26_ADMIN": ADMIN,
+           # traces to a collector that is not there: the exporter's complaints are JSON lines too
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", "OTEL_EXPORTER_OTLP_PROTOCOL":
+           "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": "0.3", "OTEL_BSP_SCHEDULE_DELAY": "20",
+           "OTEL_BSP_EXPORT_TIMEOUT": "500", "OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "false"}
     with ServeProcess(tmp_path / "serve", "--db", ":memory:", "--log-format", "json", "--admin-key-env", "F26_ADMIN",
                       "--metrics", "--unsafe-code-interpreter", env=env) as process:
         with admin_sdk(process, contract) as admin:  # the Administration API: 200s
             project_key = new_key(admin, admin.admin.organization.projects.create(name="shop").id)
         metrics = process.base_url.removesuffix("/v1") + "/metrics"
         assert httpx.get(metrics, headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+        assert httpx.get(metrics.removesuffix("/metrics") + "/healthz").status_code == 200  # not logged
         assert httpx.get(metrics, headers={"Authorization": f"Bearer {project_key}"}).status_code == 403
         with sdk(process, contract, wrong) as refused, pytest.raises(openai.AuthenticationError):
             refused.beta.assistants.list()  # a 401
@@ -589,12 +594,14 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
         assert process.stop() == 0
         lines = [json.loads(line) for line in process.stderr().splitlines()]  # every line, the last one too
         text = process.stderr()
+    assert any(line["logger"].startswith("opentelemetry.") for line in lines), text[-2000:]  # not a plain line
     assert lines[-1]["message"] == "asstctl serve: stopped" and lines[-1]["replica"] == "replica-7"
     assert [line["level"] for line in lines if "--unsafe-code-interpreter" in line["message"]] == ["warning"]
     for key in (KEY, ADMIN, project_key, wrong):  # neither a key nor any 8 characters of it
         assert not [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in text], key[:4]
     assert {(line["method"], line["path"], line["status"]) for line in lines if line.get("event") == "request"} >= {
         ("POST", "/v1/organization/projects", 200), ("GET", "/metrics", 403), ("GET", "/v1/assistants", 401)}
+    assert not [line for line in lines if line.get("path") in ("/healthz", "/readyz")]  # probes: no line
     (created,) = [line for line in lines if line.get("request_id") == request_id and line["event"] == "request"]
     assert created["event"] == "request" and created["method"] == "POST" and created["status"] == 200
     assert created["thread_id"] == thread.id and created["project"] == "proj_default"
