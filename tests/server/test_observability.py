@@ -633,6 +633,24 @@ def test_tracing_follows_the_standard_variables(monkeypatch, env, on):
         assert tracing.tracer_for(ServerConfig()) is not None
 
 
+@pytest.mark.parametrize("env, name", [
+    ({}, "asstctl"), ({"OTEL_SERVICE_NAME": "shop"}, "shop"), ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=web"}, "web"),
+    ({"OTEL_SERVICE_NAME": "shop", "OTEL_RESOURCE_ATTRIBUTES": "service.name=web,team=a"}, "shop"),
+])
+def test_the_service_name_is_asstctl_unless_the_otel_variables_name_one(monkeypatch, env, name):
+    from asstctl.server.observability import tracing
+
+    for variable in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, setting in {"OTEL_TRACES_EXPORTER": "console", **env}.items():
+        monkeypatch.setenv(variable, setting)
+    provider = tracing._provider_from_env()
+    try:
+        assert provider.resource.attributes["service.name"] == name
+    finally:
+        provider.shutdown()
+
+
 @pytest.mark.parametrize("exporter", ["zipkin", "otlp,console", "jaeger"])
 def test_an_exporter_this_server_does_not_have_is_refused_by_name(monkeypatch, exporter):
     from asstctl.server.app import ServerConfig
@@ -698,9 +716,10 @@ def test_spans_go_to_an_otlp_collector_configured_by_otel_variables(contract, mo
     collector = Collector()
     try:
         for name, setting in {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_EXPORTER_OTLP_PROTOCOL":
-                              "http/protobuf", "OTEL_SERVICE_NAME": "asstctl-test", "OTEL_BSP_SCHEDULE_DELAY": "50",
-                              "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"}.items():
+                              "http/protobuf", "OTEL_BSP_SCHEDULE_DELAY": "50",
+                              "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci,service.name=asstctl-test"}.items():
             monkeypatch.setenv(name, setting)
+        monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)  # the service's name from the resource attributes
         monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
         monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
         with start_server(":memory:") as server, sdk(server, contract, "any") as client:

@@ -71,7 +71,9 @@ def _provider_from_env():
         raise ConfigError("OTEL_* variables ask for traces, but OpenTelemetry is not installed",
                           hint="Install it with: pip install 'asstctl[otel]' (or unset OTEL_TRACES_EXPORTER and "
                                "OTEL_EXPORTER_OTLP_ENDPOINT).") from None
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "asstctl"})
+    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES (its service.name too)
+    if str(resource.attributes.get("service.name", "unknown_service")).startswith("unknown_service"):  # none named
+        resource = resource.merge(Resource({"service.name": "asstctl"}))
     provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER(_ARG) are read by the SDK
     kind = exporter_kind()
     provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter() if kind == "console" else _otlp()))
