@@ -34,7 +34,8 @@ from benchmarks.embeddings_server import hashing_embedder
 from tests.pg_cluster import free_port
 from tests.retrieval.test_runs import ask, support_assistant
 from tests.serve_process import ServeProcess
-from tests.server.conftest import KEY_ENV, Servers
+from tests.conftest import make_client
+from tests.server.conftest import FAST, KEY_ENV, Servers
 from tests.upstream import Call, Failure, ScriptedUpstream, Text, ToolCalls
 from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
 
@@ -432,10 +433,12 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     call's span says why (error.type) and ends in error status. The run's own span covers both turns; every
     JSON log line of the run names the request that queued its turn (the create, then the submit)."""
     provider, exporter = in_memory()
-    servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
     caplog.set_level("INFO", logger="asstctl.server.access")
+    mapped = UpstreamConfig(url=upstream.base_url, api_key_env=KEY_ENV, model_map=[("gpt-4*", "scripted-4o")])
+    server = start_server(str(tmp_path / "db.sqlite3"), engine=UpstreamEngine(mapped, retry=FAST),
+                          tracer_provider=provider, log_format="json")
+    client = make_client(server, contract)
     try:
-        client, _ = servers.start(tracer_provider=provider, log_format="json")
         assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "function", "function": {
             "name": "stock", "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}}}}])
         upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")], usage=(31, 7)),
@@ -455,7 +458,8 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
                                                           poll_interval_ms=20)
         assert failed.status == "failed"
     finally:
-        servers.close()
+        client.close()
+        server.stop()
     lines = [(r.status, r.request_id) for r in caplog.records if getattr(r, "event", None) == "run"
              and r.run_id == run.id]
     assert lines == [("queued", created_by), ("in_progress", created_by), ("requires_action", created_by),
@@ -485,6 +489,7 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     for chat, reason, (prompt, completion) in zip(chats, ("tool_calls", "stop"), ((31, 7), (45, 4)), strict=True):
         attributes = chat.attributes  # what the scripted upstream sent: its usage, its finish reason
         assert attributes["gen_ai.provider.name"] == "openai" and attributes["gen_ai.request.model"] == "gpt-4o"
+        assert attributes["gen_ai.response.model"] == "scripted-4o"  # the model sent: after --model-map
         assert attributes["gen_ai.usage.input_tokens"] == prompt and attributes["gen_ai.usage.output_tokens"] == completion
         assert attributes["gen_ai.response.finish_reasons"] == (reason,) and "error.type" not in attributes
         assert chat.status.status_code is not StatusCode.ERROR

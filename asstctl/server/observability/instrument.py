@@ -126,6 +126,8 @@ def _finish(span, end: TurnEnd | None, code: str | None, text: str | None) -> No
         span.set_attribute("gen_ai.response.finish_reasons", [end.finish_reason])
         span.set_attribute("gen_ai.usage.input_tokens", end.usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", end.usage.completion_tokens)
+        if end.model:  # the model the upstream was sent (after --model-map); gen_ai.request.model is the run's
+            span.set_attribute("gen_ai.response.model", end.model)
     if text is not None:
         span.set_attribute("gen_ai.output.messages", json.dumps([{"role": "assistant", "content": text}]))
     if code is not None:
