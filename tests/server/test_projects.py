@@ -284,6 +284,18 @@ def test_keys_stay_in_their_lane(world, contract):
         world.org.projects.create(name="x" * 300)
     with pytest.raises(openai.BadRequestError, match="title"):
         world.org.projects.create(name="x", extra_body={"title": "x"})
+    with pytest.raises(openai.BadRequestError, match="its own database") as residency:  # never silently dropped
+        world.org.projects.create(name="eu", residency="EU_STORAGE_PROCESSING")
+    assert residency.value.body["param"] == "residency"
+    assert "eu" not in {p.name for p in world.org.projects.list(limit=100)}
+    delta = world.org.projects.create(name="delta", external_key_id="kms-1")
+    assert world.org.projects.retrieve(delta.id).external_key_id == "kms-1"
+    updated = world.org.projects.update(delta.id, external_key_id="kms-2")  # no name: it stays
+    assert (updated.name, updated.external_key_id) == ("delta", "kms-2")
+    cleared = world.org.projects.update(delta.id, external_key_id=None, name="delta 2")
+    assert (cleared.name, cleared.external_key_id) == ("delta 2", None)
+    with pytest.raises(openai.BadRequestError, match="external_key_id"):
+        world.org.projects.update(delta.id, external_key_id="k" * 300)
     with pytest.raises(openai.NotFoundError):
         world.org.projects.retrieve("proj_nope")
 
