@@ -567,6 +567,29 @@ def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch)
     assert json.loads(chat.attributes["gen_ai.output.messages"]) == [{"role": "assistant", "content": reply}]
 
 
+def test_captured_content_stops_at_64_kib_and_stays_json(upstream, contract, monkeypatch):
+    """A prompt and a reply longer than the 64 KiB cap (quotes and newlines: JSON escapes them): each
+    attribute is at most 64 KiB and parses as JSON (each string cut at its end)."""
+    from asstctl.server.observability.instrument import MAX_CAPTURED
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    provider, exporter = in_memory()
+    engine = UpstreamEngine(UpstreamConfig(url=upstream.base_url, api_key_env=KEY_ENV), retry=FAST)
+    long = '"quoted"\n' * 9000  # 90,000 characters, more in JSON
+    upstream.queue(Text("reply:" + long, deltas=["reply:", *[long[i:i + 9000] for i in range(0, len(long), 9000)]]))
+    with start_server(":memory:", engine=engine, tracer_provider=provider) as server, \
+            sdk(server, contract, "any") as client:
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+            "messages": [{"role": "user", "content": "old question"}, {"role": "user", "content": "ask:" + long}]})
+        assert run.status == "completed", run.last_error
+    (chat,) = [s for s in exporter.get_finished_spans() if s.name == "chat gpt-4o"]
+    for name, start in (("gen_ai.input.messages", "ask:"), ("gen_ai.output.messages", "reply:")):
+        text = chat.attributes[name]
+        assert 60_000 < len(text) <= MAX_CAPTURED == 64 << 10, (name, len(text))
+        assert start in json.dumps(json.loads(text)), name
+
+
 def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     """A real `asstctl serve --admin-key-env VAR --metrics --log-format json`: the admin API and /metrics
     answer as documented, and no key (the server's, the admin's, a project's, a wrong one) is ever logged."""
@@ -775,9 +798,17 @@ def test_readyz_checks_the_upstream_only_when_asked(contract, monkeypatch):
 
 
 def test_without_an_admin_key_the_servers_key_reads_metrics_and_a_projects_key_does_not(tmp_path, contract):
+    """Also (docs/deploy.md): with no key at all the server is the default project's, on loopback, and a project
+    key still selects its project; an admin key alone (no --api-key) is enough to listen beyond loopback."""
     db = str(tmp_path / "keys.sqlite3")
     with start_server(db, api_key=KEY, admin_key=ADMIN) as server, admin_sdk(server, contract) as admin:
         project_key = new_key(admin, admin.admin.organization.projects.create(name="shop").id)
+    with start_server(db) as server, sdk(server, contract, project_key) as shop, sdk(server, contract, "x") as anyone:
+        made = shop.beta.assistants.create(model="gpt-4o").id
+        assert [a.id for a in shop.beta.assistants.list()] == [made] and not anyone.beta.assistants.list().data
+    with start_server(db, host="0.0.0.0", admin_key=ADMIN) as server, sdk(server, contract, project_key) as shop:
+        assert [a.id for a in shop.beta.assistants.list()] == [made]
+        assert httpx.get(server.base_url + "/assistants").status_code == 401
     with start_server(db, api_key=KEY, metrics=True) as server:  # (keys made before, e.g. `asstctl serve keys`)
         url = server.base_url.removesuffix("/v1") + "/metrics"
         answers = {name: httpx.get(url, headers={"Authorization": f"Bearer {key}"})

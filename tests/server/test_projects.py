@@ -17,7 +17,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from asstctl.server.projects import key_hash
 from asstctl.server.store import SQLiteStore
-from asstctl.server.store.scope import DEFAULT_PROJECT
+from asstctl.server.store.scope import DEFAULT_PROJECT, scoped
 from asstctl.server.store.sqlite import MIGRATIONS
 from tests.conftest import make_client
 from tests.contract import ContractRecorder
@@ -237,9 +237,14 @@ def test_the_admin_api_manages_projects_and_keys(world):
     with sdk(world.server, ContractRecorder(), value) as cron:
         assert cron.beta.assistants.retrieve(world.assistant.id).id == world.assistant.id
         deadline = time.monotonic() + 10  # written after the response (approximate, as OpenAI's is)
-        while org.projects.api_keys.retrieve(key_id, project_id=world.a_id).last_used_at is None:
+        while (used := org.projects.api_keys.retrieve(key_id, project_id=world.a_id).last_used_at) is None:
             assert time.monotonic() < deadline, "last_used_at was never written"
             time.sleep(0.02)
+        with scoped(None):  # as if written 30 s ago: a second request within the minute writes nothing
+            world.server.state.store.update("api_key", key_id, lambda k: k.update(last_used_at=used - 30), world.a_id)
+        assert cron.beta.assistants.retrieve(world.assistant.id).id == world.assistant.id
+        time.sleep(0.3)  # (a write would come right after the response)
+        assert org.projects.api_keys.retrieve(key_id, project_id=world.a_id).last_used_at == used - 30
         deleted = org.projects.api_keys.delete(key_id, project_id=world.a_id)
         assert (deleted.id, deleted.deleted) == (key_id, True)
         with pytest.raises(openai.AuthenticationError):
