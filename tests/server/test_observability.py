@@ -53,27 +53,36 @@ def test_probes_answer_without_a_key(tmp_path):
         assert httpx.get(root + "/metrics").status_code == 401
 
 
-def test_readyz_answers_within_its_limit_while_the_database_hangs(tmp_path):
+def test_readyz_answers_within_its_limit_while_the_database_hangs(tmp_path, caplog):
     """The database hangs (every statement waits for its lock): probes still answer, 503 after READY_TIMEOUT
-    (2 s), one check in flight however many probes come; nothing written; 200 again once it is back."""
+    (2 s), one check in flight however many probes come; nothing written; 200 again once it is back. /metrics
+    likewise: a 503 naming its 2 s limit, and a log line, one render in flight however many scrapes come."""
     db = tmp_path / "db.sqlite3"
-    with start_server(str(db), api_key=KEY) as server:
+    with start_server(str(db), api_key=KEY, metrics=True) as server:
         ready = server.base_url.removesuffix("/v1") + "/readyz"
+        metrics = ready.removesuffix("/readyz") + "/metrics"
         assert httpx.get(ready).status_code == 200
         files = {path: path.stat().st_size for path in tmp_path.iterdir()}
-        with server.state.store._lock, ThreadPoolExecutor(6) as pool:  # the database stops answering
+        scrape = {"headers": {"Authorization": f"Bearer {KEY}"}, "timeout": 30}
+        with server.state.store._lock, ThreadPoolExecutor(9) as pool:  # the database stops answering
             started = time.monotonic()
+            scrapes = [pool.submit(httpx.get, metrics, **scrape) for _ in range(3)]
             answers = list(pool.map(lambda _: httpx.get(ready, timeout=30), range(6)))
+            scrapes = [future.result() for future in scrapes]
             elapsed = time.monotonic() - started
             checking = [t for t in threading.enumerate() if t.name.startswith("asyncio_")]
         assert [a.status_code for a in answers] == [503] * 6 and 1.9 < elapsed < 15, elapsed
         assert all(a.json() == {"status": "unavailable", "detail": "the database did not answer within 2 s"}
                    for a in answers)
-        assert len(checking) <= 2, checking  # one check in flight (and the thread of the first probe's)
+        assert [a.status_code for a in scrapes] == [503] * 3, [a.text for a in scrapes]
+        assert all("/metrics did not render within its 2 s limit" in a.json()["error"]["message"] for a in scrapes)
+        assert "/metrics did not render within its 2 s limit" in caplog.text
+        assert len(checking) <= 3, checking  # one check and one render in flight (and the first probe's thread)
         waited = time.monotonic()
         while (answer := httpx.get(ready)).status_code != 200 and time.monotonic() - waited < 10:
             time.sleep(0.05)
         assert answer.json() == {"status": "ok", "detail": "the database answers"}
+        assert httpx.get(metrics, **scrape).status_code == 200
         for _ in range(5):
             httpx.get(ready)
         assert {path: path.stat().st_size for path in tmp_path.iterdir()} == files  # probes write nothing
