@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import openai
 import pytest
@@ -121,15 +123,31 @@ def test_keys_commands_manage_projects_in_the_database(tmp_path, kind, request):
     key_id, access, name = line.split("\t")
     assert (access, name) == ("active", "web") and key not in listed.output
     assert project_id in runner.invoke(cli, ["serve", "keys", "projects", "--db", db]).stdout
+    shown = runner.invoke(cli, ["serve", "keys", "show", key_id, "--db", db])
+    fields = dict(line.split("\t") for line in shown.stdout.splitlines())
+    assert fields.keys() == {"id", "name", "project", "access", "created", "last_used"}, shown.output
+    assert (fields["id"], fields["name"], fields["project"], fields["last_used"]) == (key_id, "web", project_id, "never")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", fields["created"]) and key not in shown.output
+    about = runner.invoke(cli, ["serve", "keys", "project", project_id, "--db", db])
+    assert about.stdout.splitlines()[:3] == [f"id\t{project_id}", "name\tbilling", "status\tactive"], about.output
+    assert about.stdout.splitlines()[4] == "archived\tnever"
+    nowhere = runner.invoke(cli, ["serve", "keys", "project", "proj_nope", "--db", db])
+    assert nowhere.exit_code == 1 and "No project found with id 'proj_nope'" in nowhere.output
     with start_server(db, api_key="default-" + "d" * 24) as server:
         keyed = type("Keyed", (), {"base_url": server.base_url, "api_key": key})
         with make_client(keyed) as client:
             assert client.beta.assistants.list().data == []
+            waited = time.monotonic()  # last_used_at is written after the answer
+            while (used := runner.invoke(cli, ["serve", "keys", "show", key_id, "--db", db]).stdout) \
+                    .endswith("last_used\tnever\n") and time.monotonic() - waited < 10:
+                time.sleep(0.05)
+            assert re.search(r"^last_used\t\d{4}-", used, re.M), used
             assert runner.invoke(cli, ["serve", "keys", "revoke", key_id, "--db", db]).exit_code == 0
             with pytest.raises(openai.AuthenticationError):
                 client.beta.assistants.list()
-    again = runner.invoke(cli, ["serve", "keys", "revoke", key_id, "--db", db])
-    assert again.exit_code == 1 and f"no API key with id {key_id}" in again.output
+    for command in ("revoke", "show"):
+        again = runner.invoke(cli, ["serve", "keys", command, key_id, "--db", db])
+        assert again.exit_code == 1 and f"no API key with id {key_id}" in again.output
     gone = runner.invoke(cli, ["serve", "keys", "create", "proj_nope", "--db", db])
     assert gone.exit_code == 1 and "No project found with id 'proj_nope'" in gone.output and "Traceback" not in gone.output
 

@@ -20,6 +20,8 @@ def keys() -> None:
     Example:
         asstctl serve keys new-project billing          # prints the project id
         asstctl serve keys create proj_... --name web   # prints the key, once
+        asstctl serve keys show key_...                 # id, name, project, created, last used
+        asstctl serve keys project proj_...             # id, name, status, created, archived
         asstctl serve keys revoke key_...
         asstctl serve keys delete-account proj_... svc_acct_...   # the account and its keys
     """
@@ -70,6 +72,31 @@ def list_projects(include_archived, db) -> None:
     with _store(db) as store:
         for project in _every(listed, store, include_archived=include_archived):
             click.echo(f"{project['id']}\t{project['status']}\t{project['name']}")
+
+
+@keys.command("project")
+@click.argument("project_id")
+@DB_OPTION
+def show_project(project_id, db) -> None:
+    """Show one project: id, name, status, created, archived (UTC)."""
+    from asstctl.server.projects import require_project
+
+    with _store(db) as store:
+        project = _api(require_project, store, project_id)
+    _fields(("id", project["id"]), ("name", project["name"]), ("status", project["status"]),
+            ("created", _when(project.get("created_at"))), ("archived", _when(project.get("archived_at"))))
+
+
+def _when(seconds) -> str:
+    from datetime import datetime, timezone
+
+    if not isinstance(seconds, (int, float)):
+        return "never"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fields(*pairs) -> None:
+    click.echo("\n".join(f"{name}\t{value}" for name, value in pairs))
 
 
 @keys.command("new-project")
@@ -135,6 +162,27 @@ def list_keys(project_id, db) -> None:
             click.echo(f"{key['id']}\t{key['owner_project_access']}\t{key['name']}")
 
 
+@keys.command("show")
+@click.argument("key_id")
+@DB_OPTION
+def show(key_id, db) -> None:
+    """Show one key (never the key itself): id, name, project, active or inactive, created, last used (UTC)."""
+    from asstctl.server.store.scope import scoped
+
+    with _store(db) as store, scoped(None):
+        record = store.get("api_key", key_id, None)
+    if record is None:
+        raise _no_key(key_id)
+    _fields(("id", record["id"]), ("name", record["name"]), ("project", record["project_id"]),
+            ("access", record["owner_project_access"]), ("created", _when(record.get("created_at"))),
+            ("last_used", _when(record.get("last_used_at"))))
+
+
+def _no_key(key_id: str) -> click.ClickException:
+    return click.ClickException(f"no API key with id {key_id} (`asstctl serve keys list PROJECT_ID` lists a "
+                                "project's keys)")
+
+
 @keys.command("revoke")
 @click.argument("key_id")
 @DB_OPTION
@@ -144,8 +192,7 @@ def revoke(key_id, db) -> None:
 
     with _store(db) as store:
         if not revoke_key(store, None, key_id):
-            raise click.ClickException(f"no API key with id {key_id} (`asstctl serve keys list PROJECT_ID` "
-                                       "lists a project's keys)")
+            raise _no_key(key_id)
     click.echo(f"revoked {key_id}", err=True)
 
 

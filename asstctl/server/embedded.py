@@ -261,13 +261,21 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _log_to_stderr(json_lines: bool = False) -> None:
+    """One handler on the root logger, so every logger's lines (the server's, and libraries' warnings: the
+    OpenTelemetry exporter's, psycopg_pool's, asyncio's) and Python warnings (``logging.captureWarnings``)
+    come out in one format: with ``--log-format json`` every stderr line is a JSON object."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if json_lines:
         from asstctl.server.observability import logs, replica_name
 
         logs.use_json(handler, replica_name())
-    log.addHandler(handler)
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if getattr(h, "asstctl_stderr", False)]:
+        root.removeHandler(previous)  # a second serve in this process replaces the first one's
+    handler.asstctl_stderr = True
+    root.addHandler(handler)
+    logging.captureWarnings(True)
     log.setLevel(logging.INFO)
 
 

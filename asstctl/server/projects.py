@@ -215,8 +215,32 @@ def check_name(body: dict[str, Any], what: str) -> str:
     return name
 
 
-def create_project(store, name: str) -> dict[str, Any]:
+def check_project_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The changes a create or update of a project asks for: its ``name`` (on an update, when not null),
+    its ``external_key_id`` (kept and shown, a string or null); ``residency`` is refused (this server keeps the
+    data where its database is) unless null."""
+    if body.get("residency") is not None:
+        raise invalid("residency", "Invalid 'residency': this server keeps every project's data in its own database "
+                      "(--db), wherever it runs; it sets no residency. Omit 'residency' (or send null).",
+                      "unsupported_parameter")
+    changes: dict[str, Any] = {}
+    if body.get("name") is not None:
+        changes["name"] = check_name(body, "project")
+    if "external_key_id" in body:
+        value = body["external_key_id"]
+        if value is not None and not isinstance(value, str):
+            raise invalid("external_key_id", "Invalid 'external_key_id': a string or null.", "invalid_type")
+        if value is not None and len(value) > MAX_NAME:
+            raise invalid("external_key_id", f"Invalid 'external_key_id': at most {MAX_NAME} characters, got "
+                          f"{len(value)}.", "string_above_max_length")
+        changes["external_key_id"] = value
+    return changes
+
+
+def create_project(store, name: str, external_key_id: str | None = None) -> dict[str, Any]:
     project = _project("proj_" + secrets.token_hex(12), name)
+    if external_key_id is not None:
+        project["external_key_id"] = external_key_id
     with scoped(None):
         return store.insert("project", project)
 
@@ -230,10 +254,17 @@ def require_project(store, project_id: str) -> dict[str, Any]:
 
 
 def rename_project(store, project_id: str, name: str) -> dict[str, Any]:
+    return update_project(store, project_id, {"name": name})
+
+
+def update_project(store, project_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` (``check_project_body``): a name, an ``external_key_id`` (null: none)."""
     with scoped(None), store.transaction():
         project = require_project(store, project_id)
-        project["name"] = name
-        return store.put("project", project)
+        project.update(changes)
+        if project.get("external_key_id", 0) is None:
+            del project["external_key_id"]
+        return store.put("project", project) if changes else project
 
 
 def archive_project(store, project_id: str) -> dict[str, Any]:

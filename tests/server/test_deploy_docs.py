@@ -35,16 +35,21 @@ def test_the_docker_image_can_trace_as_the_kubernetes_example_asks():
     assert "otel" in extras, extras  # else the server exits at start: the variables ask for traces
 
 
-def test_otlp_over_grpc_needs_its_exporter(monkeypatch):
-    """Without a protocol the SDK's default, grpc: its exporter is not what the tests install; the server then
-    refuses to start, naming the package and the http/protobuf setting (or, with it installed, traces)."""
+def test_otlp_defaults_to_http_and_grpc_needs_its_exporter(monkeypatch):
+    """Without a protocol, http/protobuf (the OTel spec's default for SDKs; the otel extra's exporter). grpc's
+    exporter is not what the extra or the tests install: asked for, the server refuses to start, naming the
+    package and the http/protobuf setting (or, with it installed, traces). Any other protocol is refused."""
     from asstctl.server.app import ServerConfig
     from asstctl.server.observability import tracing
 
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL",
                  "OTEL_SDK_DISABLED"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    exporter = tracing._otlp()
+    assert type(exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.http."), type(exporter)
+    exporter.shutdown()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     try:
         import opentelemetry.exporter.otlp.proto.grpc  # noqa: F401
     except ImportError:
@@ -54,8 +59,12 @@ def test_otlp_over_grpc_needs_its_exporter(monkeypatch):
         assert "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in refused.value.hint
     else:
         tracing._provider_from_env().shutdown()  # (the provider itself: its export thread is stopped)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    tracing._provider_from_env().shutdown()  # OTLP/HTTP is installed: no error
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not supported"):
+        tracing.tracer_for(ServerConfig())
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    (otel,) = re.findall(r"^otel = \[(.*)\]$", pyproject, re.M)  # the extra has the default protocol's exporter
+    assert "opentelemetry-exporter-otlp-proto-http" in otel and "grpc" not in otel, otel
 
 
 def test_every_section_the_deploy_files_point_to_exists():

@@ -34,7 +34,8 @@ from benchmarks.embeddings_server import hashing_embedder
 from tests.pg_cluster import free_port
 from tests.retrieval.test_runs import ask, support_assistant
 from tests.serve_process import ServeProcess
-from tests.server.conftest import KEY_ENV, Servers
+from tests.conftest import make_client
+from tests.server.conftest import FAST, KEY_ENV, Servers
 from tests.upstream import Call, Failure, ScriptedUpstream, Text, ToolCalls
 from tests.server.test_projects import ADMIN, admin_sdk, new_key, sdk
 
@@ -52,27 +53,36 @@ def test_probes_answer_without_a_key(tmp_path):
         assert httpx.get(root + "/metrics").status_code == 401
 
 
-def test_readyz_answers_within_its_limit_while_the_database_hangs(tmp_path):
+def test_readyz_answers_within_its_limit_while_the_database_hangs(tmp_path, caplog):
     """The database hangs (every statement waits for its lock): probes still answer, 503 after READY_TIMEOUT
-    (2 s), one check in flight however many probes come; nothing written; 200 again once it is back."""
+    (2 s), one check in flight however many probes come; nothing written; 200 again once it is back. /metrics
+    likewise: a 503 naming its 2 s limit, and a log line, one render in flight however many scrapes come."""
     db = tmp_path / "db.sqlite3"
-    with start_server(str(db), api_key=KEY) as server:
+    with start_server(str(db), api_key=KEY, metrics=True) as server:
         ready = server.base_url.removesuffix("/v1") + "/readyz"
+        metrics = ready.removesuffix("/readyz") + "/metrics"
         assert httpx.get(ready).status_code == 200
         files = {path: path.stat().st_size for path in tmp_path.iterdir()}
-        with server.state.store._lock, ThreadPoolExecutor(6) as pool:  # the database stops answering
+        scrape = {"headers": {"Authorization": f"Bearer {KEY}"}, "timeout": 30}
+        with server.state.store._lock, ThreadPoolExecutor(9) as pool:  # the database stops answering
             started = time.monotonic()
+            scrapes = [pool.submit(httpx.get, metrics, **scrape) for _ in range(3)]
             answers = list(pool.map(lambda _: httpx.get(ready, timeout=30), range(6)))
+            scrapes = [future.result() for future in scrapes]
             elapsed = time.monotonic() - started
             checking = [t for t in threading.enumerate() if t.name.startswith("asyncio_")]
         assert [a.status_code for a in answers] == [503] * 6 and 1.9 < elapsed < 15, elapsed
         assert all(a.json() == {"status": "unavailable", "detail": "the database did not answer within 2 s"}
                    for a in answers)
-        assert len(checking) <= 2, checking  # one check in flight (and the thread of the first probe's)
+        assert [a.status_code for a in scrapes] == [503] * 3, [a.text for a in scrapes]
+        assert all("/metrics did not render within its 2 s limit" in a.json()["error"]["message"] for a in scrapes)
+        assert "/metrics did not render within its 2 s limit" in caplog.text
+        assert len(checking) <= 3, checking  # one check and one render in flight (and the first probe's thread)
         waited = time.monotonic()
         while (answer := httpx.get(ready)).status_code != 200 and time.monotonic() - waited < 10:
             time.sleep(0.05)
         assert answer.json() == {"status": "ok", "detail": "the database answers"}
+        assert httpx.get(metrics, **scrape).status_code == 200
         for _ in range(5):
             httpx.get(ready)
         assert {path: path.stat().st_size for path in tmp_path.iterdir()} == files  # probes write nothing
@@ -432,10 +442,12 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     call's span says why (error.type) and ends in error status. The run's own span covers both turns; every
     JSON log line of the run names the request that queued its turn (the create, then the submit)."""
     provider, exporter = in_memory()
-    servers = Servers(str(tmp_path / "db.sqlite3"), upstream, contract)
     caplog.set_level("INFO", logger="asstctl.server.access")
+    mapped = UpstreamConfig(url=upstream.base_url, api_key_env=KEY_ENV, model_map=[("gpt-4*", "scripted-4o")])
+    server = start_server(str(tmp_path / "db.sqlite3"), engine=UpstreamEngine(mapped, retry=FAST),
+                          tracer_provider=provider, log_format="json")
+    client = make_client(server, contract)
     try:
-        client, _ = servers.start(tracer_provider=provider, log_format="json")
         assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "function", "function": {
             "name": "stock", "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}}}}])
         upstream.queue(ToolCalls([Call("stock", {"sku": "A1"}, id="call_s1")], usage=(31, 7)),
@@ -455,7 +467,8 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
                                                           poll_interval_ms=20)
         assert failed.status == "failed"
     finally:
-        servers.close()
+        client.close()
+        server.stop()
     lines = [(r.status, r.request_id) for r in caplog.records if getattr(r, "event", None) == "run"
              and r.run_id == run.id]
     assert lines == [("queued", created_by), ("in_progress", created_by), ("requires_action", created_by),
@@ -485,6 +498,7 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     for chat, reason, (prompt, completion) in zip(chats, ("tool_calls", "stop"), ((31, 7), (45, 4)), strict=True):
         attributes = chat.attributes  # what the scripted upstream sent: its usage, its finish reason
         assert attributes["gen_ai.provider.name"] == "openai" and attributes["gen_ai.request.model"] == "gpt-4o"
+        assert attributes["gen_ai.response.model"] == "scripted-4o"  # the model sent: after --model-map
         assert attributes["gen_ai.usage.input_tokens"] == prompt and attributes["gen_ai.usage.output_tokens"] == completion
         assert attributes["gen_ai.response.finish_reasons"] == (reason,) and "error.type" not in attributes
         assert chat.status.status_code is not StatusCode.ERROR
@@ -562,17 +576,45 @@ def test_prompt_and_completion_text_only_when_switched_on(contract, monkeypatch)
     assert json.loads(chat.attributes["gen_ai.output.messages"]) == [{"role": "assistant", "content": reply}]
 
 
+def test_captured_content_stops_at_64_kib_and_stays_json(upstream, contract, monkeypatch):
+    """A prompt and a reply longer than the 64 KiB cap (quotes and newlines: JSON escapes them): each
+    attribute is at most 64 KiB and parses as JSON (each string cut at its end)."""
+    from asstctl.server.observability.instrument import MAX_CAPTURED
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    provider, exporter = in_memory()
+    engine = UpstreamEngine(UpstreamConfig(url=upstream.base_url, api_key_env=KEY_ENV), retry=FAST)
+    long = '"quoted"\n' * 9000  # 90,000 characters, more in JSON
+    upstream.queue(Text("reply:" + long, deltas=["reply:", *[long[i:i + 9000] for i in range(0, len(long), 9000)]]))
+    with start_server(":memory:", engine=engine, tracer_provider=provider) as server, \
+            sdk(server, contract, "any") as client:
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=20, thread={
+            "messages": [{"role": "user", "content": "old question"}, {"role": "user", "content": "ask:" + long}]})
+        assert run.status == "completed", run.last_error
+    (chat,) = [s for s in exporter.get_finished_spans() if s.name == "chat gpt-4o"]
+    for name, start in (("gen_ai.input.messages", "ask:"), ("gen_ai.output.messages", "reply:")):
+        text = chat.attributes[name]
+        assert 60_000 < len(text) <= MAX_CAPTURED == 64 << 10, (name, len(text))
+        assert start in json.dumps(json.loads(text)), name
+
+
 def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     """A real `asstctl serve --admin-key-env VAR --metrics --log-format json`: the admin API and /metrics
     answer as documented, and no key (the server's, the admin's, a project's, a wrong one) is ever logged."""
     wrong = "sk-wrong-" + "w" * 32
-    env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7", "F26_ADMIN": ADMIN}
+    env = {"ASSTCTL_SERVER_API_KEY": KEY, "ASSTCTL_REPLICA": "replica-7", "F26_ADMIN": ADMIN,
+           # traces to a collector that is not there: the exporter's complaints are JSON lines too
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", "OTEL_EXPORTER_OTLP_PROTOCOL":
+           "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": "0.3", "OTEL_BSP_SCHEDULE_DELAY": "20",
+           "OTEL_BSP_EXPORT_TIMEOUT": "500", "OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "false"}
     with ServeProcess(tmp_path / "serve", "--db", ":memory:", "--log-format", "json", "--admin-key-env", "F26_ADMIN",
                       "--metrics", "--unsafe-code-interpreter", env=env) as process:
         with admin_sdk(process, contract) as admin:  # the Administration API: 200s
             project_key = new_key(admin, admin.admin.organization.projects.create(name="shop").id)
         metrics = process.base_url.removesuffix("/v1") + "/metrics"
         assert httpx.get(metrics, headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+        assert httpx.get(metrics.removesuffix("/metrics") + "/healthz").status_code == 200  # not logged
         assert httpx.get(metrics, headers={"Authorization": f"Bearer {project_key}"}).status_code == 403
         with sdk(process, contract, wrong) as refused, pytest.raises(openai.AuthenticationError):
             refused.beta.assistants.list()  # a 401
@@ -589,12 +631,14 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
         assert process.stop() == 0
         lines = [json.loads(line) for line in process.stderr().splitlines()]  # every line, the last one too
         text = process.stderr()
+    assert any(line["logger"].startswith("opentelemetry.") for line in lines), text[-2000:]  # not a plain line
     assert lines[-1]["message"] == "asstctl serve: stopped" and lines[-1]["replica"] == "replica-7"
     assert [line["level"] for line in lines if "--unsafe-code-interpreter" in line["message"]] == ["warning"]
     for key in (KEY, ADMIN, project_key, wrong):  # neither a key nor any 8 characters of it
         assert not [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in text], key[:4]
     assert {(line["method"], line["path"], line["status"]) for line in lines if line.get("event") == "request"} >= {
         ("POST", "/v1/organization/projects", 200), ("GET", "/metrics", 403), ("GET", "/v1/assistants", 401)}
+    assert not [line for line in lines if line.get("path") in ("/healthz", "/readyz")]  # probes: no line
     (created,) = [line for line in lines if line.get("request_id") == request_id and line["event"] == "request"]
     assert created["event"] == "request" and created["method"] == "POST" and created["status"] == 200
     assert created["thread_id"] == thread.id and created["project"] == "proj_default"
@@ -624,6 +668,24 @@ def test_tracing_follows_the_standard_variables(monkeypatch, env, on):
     assert tracing.wanted() is on
     if env.get("OTEL_TRACES_EXPORTER") == "console":
         assert tracing.tracer_for(ServerConfig()) is not None
+
+
+@pytest.mark.parametrize("env, name", [
+    ({}, "asstctl"), ({"OTEL_SERVICE_NAME": "shop"}, "shop"), ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=web"}, "web"),
+    ({"OTEL_SERVICE_NAME": "shop", "OTEL_RESOURCE_ATTRIBUTES": "service.name=web,team=a"}, "shop"),
+])
+def test_the_service_name_is_asstctl_unless_the_otel_variables_name_one(monkeypatch, env, name):
+    from asstctl.server.observability import tracing
+
+    for variable in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, setting in {"OTEL_TRACES_EXPORTER": "console", **env}.items():
+        monkeypatch.setenv(variable, setting)
+    provider = tracing._provider_from_env()
+    try:
+        assert provider.resource.attributes["service.name"] == name
+    finally:
+        provider.shutdown()
 
 
 @pytest.mark.parametrize("exporter", ["zipkin", "otlp,console", "jaeger"])
@@ -691,9 +753,10 @@ def test_spans_go_to_an_otlp_collector_configured_by_otel_variables(contract, mo
     collector = Collector()
     try:
         for name, setting in {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_EXPORTER_OTLP_PROTOCOL":
-                              "http/protobuf", "OTEL_SERVICE_NAME": "asstctl-test", "OTEL_BSP_SCHEDULE_DELAY": "50",
-                              "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"}.items():
+                              "http/protobuf", "OTEL_BSP_SCHEDULE_DELAY": "50",
+                              "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci,service.name=asstctl-test"}.items():
             monkeypatch.setenv(name, setting)
+        monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)  # the service's name from the resource attributes
         monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
         monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
         with start_server(":memory:") as server, sdk(server, contract, "any") as client:
@@ -744,9 +807,17 @@ def test_readyz_checks_the_upstream_only_when_asked(contract, monkeypatch):
 
 
 def test_without_an_admin_key_the_servers_key_reads_metrics_and_a_projects_key_does_not(tmp_path, contract):
+    """Also (docs/deploy.md): with no key at all the server is the default project's, on loopback, and a project
+    key still selects its project; an admin key alone (no --api-key) is enough to listen beyond loopback."""
     db = str(tmp_path / "keys.sqlite3")
     with start_server(db, api_key=KEY, admin_key=ADMIN) as server, admin_sdk(server, contract) as admin:
         project_key = new_key(admin, admin.admin.organization.projects.create(name="shop").id)
+    with start_server(db) as server, sdk(server, contract, project_key) as shop, sdk(server, contract, "x") as anyone:
+        made = shop.beta.assistants.create(model="gpt-4o").id
+        assert [a.id for a in shop.beta.assistants.list()] == [made] and not anyone.beta.assistants.list().data
+    with start_server(db, host="0.0.0.0", admin_key=ADMIN) as server, sdk(server, contract, project_key) as shop:
+        assert [a.id for a in shop.beta.assistants.list()] == [made]
+        assert httpx.get(server.base_url + "/assistants").status_code == 401
     with start_server(db, api_key=KEY, metrics=True) as server:  # (keys made before, e.g. `asstctl serve keys`)
         url = server.base_url.removesuffix("/v1") + "/metrics"
         answers = {name: httpx.get(url, headers={"Authorization": f"Bearer {key}"})

@@ -17,7 +17,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from asstctl.server.projects import key_hash
 from asstctl.server.store import SQLiteStore
-from asstctl.server.store.scope import DEFAULT_PROJECT
+from asstctl.server.store.scope import DEFAULT_PROJECT, scoped
 from asstctl.server.store.sqlite import MIGRATIONS
 from tests.conftest import make_client
 from tests.contract import ContractRecorder
@@ -135,9 +135,8 @@ def test_another_project_cannot_use_the_objects_in_its_own(world):
     missing(b.vector_stores.create, file_ids=[world.file.id])
     own = b.vector_stores.create(name="own")
     missing(b.vector_stores.files.create, vector_store_id=own.id, file_id=world.file.id)
-    with pytest.raises((openai.NotFoundError, openai.BadRequestError)):
-        b.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
-                                 tool_resources={"file_search": {"vector_store_ids": [world.store_id]}})
+    refused(b.beta.assistants.create, world.store_id, model="gpt-4o", tools=[{"type": "file_search"}],
+            tool_resources={"file_search": {"vector_store_ids": [world.store_id]}})
     thread = b.beta.threads.create()
     missing(b.beta.threads.runs.create, thread_id=thread.id, assistant_id=world.assistant.id)
     for file_id in (world.file.id, "file-nonexistent"):  # code_interpreter's files are checked as file_search's
@@ -147,19 +146,31 @@ def test_another_project_cannot_use_the_objects_in_its_own(world):
     assert not b.beta.threads.messages.list(thread.id).data
     # a thread's own file_search store, and a batch of files, must be the project's too
     store = {"file_search": {"vector_store_ids": [world.store_id]}}
-    with pytest.raises((openai.NotFoundError, openai.BadRequestError)):
-        b.beta.threads.create(tool_resources=store)
-    with pytest.raises((openai.NotFoundError, openai.BadRequestError)):
-        b.beta.threads.update(thread.id, tool_resources=store)
+    refused(b.beta.threads.create, world.store_id, tool_resources=store)
+    refused(b.beta.threads.update, world.store_id, thread.id, tool_resources=store)
     missing(b.vector_stores.file_batches.create, vector_store_id=own.id, file_ids=[world.file.id])
     assert b.vector_stores.retrieve(own.id).file_counts.total == 0
     assert b.beta.threads.retrieve(thread.id).tool_resources.file_search is None
     check_references_to_a_file(b, world, thread.id)
 
 
-def refused(call, *args, **kwargs) -> None:
-    with pytest.raises((openai.NotFoundError, openai.BadRequestError)):
+def refused(call, foreign: str, *args, **kwargs) -> None:
+    """``call`` naming another project's object (``foreign``, an id somewhere in its arguments) is a 404 with
+    the very message of the same call naming an id that exists nowhere: nothing tells the two apart."""
+    fake = foreign[:foreign.index("_" if foreign.startswith(("asst_", "thread_", "vs_")) else "-") + 1] + "0" * 24
+
+    def swapped(value):
+        if isinstance(value, dict):
+            return {k: swapped(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(swapped(v) for v in value)
+        return fake if value == foreign else value
+
+    with pytest.raises(openai.NotFoundError) as other:
         call(*args, **kwargs)
+    with pytest.raises(openai.NotFoundError) as nowhere:
+        call(*swapped(args), **swapped(kwargs))
+    assert other.value.message.replace(foreign, fake) == nowhere.value.message
 
 
 def check_references_to_a_file(b, world, thread_id: str) -> None:
@@ -169,16 +180,17 @@ def check_references_to_a_file(b, world, thread_id: str) -> None:
     code = {"code_interpreter": {"file_ids": [world.file.id]}}
     helper = {"file_search": {"vector_stores": [{"file_ids": [world.file.id]}]}}  # a store made from A's file
     for resources in (code, helper):
-        refused(b.beta.assistants.create, model="gpt-4o", tools=[{"type": "code_interpreter"},
-                                                                 {"type": "file_search"}], tool_resources=resources)
-        refused(b.beta.threads.create, tool_resources=resources)
+        refused(b.beta.assistants.create, world.file.id, model="gpt-4o",
+                tools=[{"type": "code_interpreter"}, {"type": "file_search"}], tool_resources=resources)
+        refused(b.beta.threads.create, world.file.id, tool_resources=resources)
     assistant = b.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
-    refused(b.beta.assistants.update, assistant.id, tool_resources=code)
-    refused(b.beta.threads.create_and_run, assistant_id=assistant.id, tool_resources=code)
+    refused(b.beta.assistants.update, world.file.id, assistant.id, tool_resources=code)
+    refused(b.beta.threads.create_and_run, world.file.id, assistant_id=assistant.id, tool_resources=code)
     searched = [{"file_id": world.file.id, "tools": [{"type": "file_search"}]}]
-    refused(b.beta.threads.messages.create, thread_id=thread_id, role="user", content="find it", attachments=searched)
-    refused(b.beta.threads.runs.create, thread_id=thread_id, assistant_id=assistant.id, additional_messages=[
-        {"role": "user", "content": "find it", "attachments": searched}])
+    refused(b.beta.threads.messages.create, world.file.id, thread_id=thread_id, role="user", content="find it",
+            attachments=searched)
+    refused(b.beta.threads.runs.create, world.file.id, thread_id=thread_id, assistant_id=assistant.id,
+            additional_messages=[{"role": "user", "content": "find it", "attachments": searched}])
     assert world.file.id not in b.beta.assistants.retrieve(assistant.id).model_dump_json()
     b.beta.assistants.delete(assistant.id)
     b.files.delete(mine.id)
@@ -225,9 +237,14 @@ def test_the_admin_api_manages_projects_and_keys(world):
     with sdk(world.server, ContractRecorder(), value) as cron:
         assert cron.beta.assistants.retrieve(world.assistant.id).id == world.assistant.id
         deadline = time.monotonic() + 10  # written after the response (approximate, as OpenAI's is)
-        while org.projects.api_keys.retrieve(key_id, project_id=world.a_id).last_used_at is None:
+        while (used := org.projects.api_keys.retrieve(key_id, project_id=world.a_id).last_used_at) is None:
             assert time.monotonic() < deadline, "last_used_at was never written"
             time.sleep(0.02)
+        with scoped(None):  # as if written 30 s ago: a second request within the minute writes nothing
+            world.server.state.store.update("api_key", key_id, lambda k: k.update(last_used_at=used - 30), world.a_id)
+        assert cron.beta.assistants.retrieve(world.assistant.id).id == world.assistant.id
+        time.sleep(0.3)  # (a write would come right after the response)
+        assert org.projects.api_keys.retrieve(key_id, project_id=world.a_id).last_used_at == used - 30
         deleted = org.projects.api_keys.delete(key_id, project_id=world.a_id)
         assert (deleted.id, deleted.deleted) == (key_id, True)
         with pytest.raises(openai.AuthenticationError):
@@ -272,6 +289,18 @@ def test_keys_stay_in_their_lane(world, contract):
         world.org.projects.create(name="x" * 300)
     with pytest.raises(openai.BadRequestError, match="title"):
         world.org.projects.create(name="x", extra_body={"title": "x"})
+    with pytest.raises(openai.BadRequestError, match="its own database") as residency:  # never silently dropped
+        world.org.projects.create(name="eu", residency="EU_STORAGE_PROCESSING")
+    assert residency.value.body["param"] == "residency"
+    assert "eu" not in {p.name for p in world.org.projects.list(limit=100)}
+    delta = world.org.projects.create(name="delta", external_key_id="kms-1")
+    assert world.org.projects.retrieve(delta.id).external_key_id == "kms-1"
+    updated = world.org.projects.update(delta.id, external_key_id="kms-2")  # no name: it stays
+    assert (updated.name, updated.external_key_id) == ("delta", "kms-2")
+    cleared = world.org.projects.update(delta.id, external_key_id=None, name="delta 2")
+    assert (cleared.name, cleared.external_key_id) == ("delta 2", None)
+    with pytest.raises(openai.BadRequestError, match="external_key_id"):
+        world.org.projects.update(delta.id, external_key_id="k" * 300)
     with pytest.raises(openai.NotFoundError):
         world.org.projects.retrieve("proj_nope")
 

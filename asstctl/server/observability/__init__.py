@@ -20,6 +20,7 @@ import asyncio
 import copy
 import functools
 import json
+import logging
 import os
 import re
 import secrets
@@ -33,10 +34,12 @@ from starlette.routing import Route
 
 from asstctl.server.observability import logs, tracing
 from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded, embeddings_call
-from asstctl.server.observability.probes import Probes
+from asstctl.server.observability.probes import READY_TIMEOUT, Probes, one_at_a_time
 from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
 REPLICA_ENV = "ASSTCTL_REPLICA"
+SCRAPE_TIMEOUT = READY_TIMEOUT  # seconds a /metrics scrape waits for its figures (as /readyz for its checks)
+log = logging.getLogger("asstctl.server")
 RUN_EVENT = "thread.run."
 TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")  # a request id as ``ObservedApp`` makes it
@@ -63,6 +66,7 @@ class Observer:
         self.probes = Probes(state)  # /readyz
         self._run_spans: dict[str, Any] = {}
         self._models: set[str] = set()
+        self._scrapes: dict[str, asyncio.Future] = {}  # the /metrics render in flight
 
     # -- runs (called by the executor) -----------------------------------------------------
     def run_event(self, run: dict[str, Any], name: str, data: Any) -> None:
@@ -201,9 +205,18 @@ class Observer:
 
     # -- /metrics -----------------------------------------------------------------------------
     async def metrics_endpoint(self, request: Request) -> Response:
+        """The scrape reads the store: off the loop, one render in flight however many scrapers come, each
+        waiting ``SCRAPE_TIMEOUT`` seconds at most (a hung database never holds a thread per scrape)."""
         from asstctl.server.observability.metrics import CONTENT_TYPE
 
-        body = await asyncio.to_thread(self.metrics.render)  # the scrape reads the store: off the loop
+        try:
+            body = await one_at_a_time(self._scrapes, "metrics", self.metrics.render, SCRAPE_TIMEOUT)
+        except asyncio.TimeoutError:
+            message = (f"/metrics did not render within its {SCRAPE_TIMEOUT:g} s limit: the database does not "
+                       "answer (/readyz says the same)")
+            log.warning(message)
+            return Response(json.dumps({"error": {"message": message, "type": "server_error", "param": None,
+                                                  "code": "metrics_timeout"}}), 503, media_type="application/json")
         return Response(body, media_type=CONTENT_TYPE)
 
 

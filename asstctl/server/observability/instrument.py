@@ -15,7 +15,7 @@ from asstctl.server.engine.base import EngineError, TextDelta, ToolCallDelta, Tu
 from asstctl.server.observability import tracing
 
 MAX_LABELS = 100  # distinct model names kept as label values; more are counted as "other"
-MAX_CAPTURED = 64 << 10  # characters of completion text a span keeps (content capture on)
+MAX_CAPTURED = 64 << 10  # characters of prompt and of completion JSON a span keeps (content capture on)
 CALL: ContextVar[tuple[str, Any] | None] = ContextVar("asstctl_model_call", default=None)  # (model label, span)
 ANSWERED = re.compile(r"answered (\d{3})")
 
@@ -117,8 +117,37 @@ def _request_attributes(engine: ObservedEngine, request, capture: bool) -> dict[
         "asstctl.tools_offered": len(request.offered_tools or ()),
     }
     if capture:
-        attributes["gen_ai.input.messages"] = json.dumps(request.chat or request.messages, default=str)[:MAX_CAPTURED]
+        attributes["gen_ai.input.messages"] = capped(list(request.chat or request.messages or ()))
     return attributes
+
+
+def capped(messages: list) -> str:
+    """``messages`` as a JSON array of at most ``MAX_CAPTURED`` characters, still valid JSON: when longer, the
+    oldest messages that do not fit are left out and every string is cut to the longest length that fits."""
+    text = json.dumps(messages, default=str)
+    if len(text) <= MAX_CAPTURED:
+        return text
+    while len(messages) > 1 and len(json.dumps(_cut(messages, 0), default=str)) > MAX_CAPTURED:
+        messages = messages[len(messages) // 2:]  # the latest half (a thread's history can be long)
+    low, high = 0, MAX_CAPTURED
+    while low < high:  # the longest cut that fits
+        middle = (low + high + 1) // 2
+        if len(json.dumps(_cut(messages, middle), default=str)) <= MAX_CAPTURED:
+            low = middle
+        else:
+            high = middle - 1
+    text = json.dumps(_cut(messages, low), default=str)
+    return text if len(text) <= MAX_CAPTURED else "[]"
+
+
+def _cut(value: Any, length: int) -> Any:
+    if isinstance(value, str):
+        return value[:length]
+    if isinstance(value, dict):
+        return {key: _cut(item, length) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cut(item, length) for item in value]
+    return value
 
 
 def _finish(span, end: TurnEnd | None, code: str | None, text: str | None) -> None:
@@ -126,8 +155,10 @@ def _finish(span, end: TurnEnd | None, code: str | None, text: str | None) -> No
         span.set_attribute("gen_ai.response.finish_reasons", [end.finish_reason])
         span.set_attribute("gen_ai.usage.input_tokens", end.usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", end.usage.completion_tokens)
+        if end.model:  # the model the upstream was sent (after --model-map); gen_ai.request.model is the run's
+            span.set_attribute("gen_ai.response.model", end.model)
     if text is not None:
-        span.set_attribute("gen_ai.output.messages", json.dumps([{"role": "assistant", "content": text}]))
+        span.set_attribute("gen_ai.output.messages", capped([{"role": "assistant", "content": text}]))
     if code is not None:
         span.set_attribute("error.type", code)
         tracing.failed(span, code)

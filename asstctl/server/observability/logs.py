@@ -1,6 +1,7 @@
 """``--log-format json``: one JSON object per line on stderr, for log shippers.
 
-Besides the server's own messages (warnings, errors), one line per HTTP request (``"event":
+Besides the server's own messages (warnings, errors) and every other logger's and Python warning (the handler is
+the root logger's), one line per HTTP request but the probes (``"event":
 "request"``: request id, method, path, status, duration, project, run id when the path names one) and
 one per run transition (``"event": "run"``: run id, status, project, the error code of a failed run, and the
 request id when a request caused it). Every line names the replica.

@@ -34,11 +34,8 @@ class Probes:
         return all(ok for ok, _ in results), "; ".join(detail for _, detail in results)
 
     async def _check(self, name: str, call: Callable[[], Any]) -> tuple[bool, str]:
-        running = self._running.get(name)
-        if running is None or running.done():
-            running = self._running[name] = asyncio.ensure_future(asyncio.to_thread(call))
         try:
-            await within(asyncio.shield(running), READY_TIMEOUT)
+            await one_at_a_time(self._running, name, call, READY_TIMEOUT)
         except asyncio.TimeoutError:
             return False, f"the {name} did not answer within {READY_TIMEOUT:g} s"
         except _Unready as why:
@@ -60,6 +57,16 @@ class Probes:
             raise _Unready(f"cannot be reached: {type(reason).__name__}") from None
         if status != 200:
             raise _Unready(f"answered GET /models with HTTP {status}")
+
+
+async def one_at_a_time(running: dict[str, asyncio.Future], name: str, call: Callable[[], Any],
+                         timeout: float) -> Any:
+    """``call()``'s result, off the loop, waited for ``timeout`` seconds at most (``asyncio.TimeoutError``);
+    one call per ``name`` in flight (kept in ``running``): whoever comes while it runs waits for that one."""
+    future = running.get(name)
+    if future is None or future.done():
+        future = running[name] = asyncio.ensure_future(asyncio.to_thread(call))
+    return await within(asyncio.shield(future), timeout)
 
 
 class _Unready(Exception):

@@ -2,7 +2,8 @@
 
 On when ``OTEL_TRACES_EXPORTER`` or an ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` is set (and
 ``OTEL_SDK_DISABLED`` is not true), configured by the standard ``OTEL_*`` variables (service name,
-resource attributes, sampler, OTLP endpoint, headers and protocol: ``grpc`` or ``http/protobuf``);
+resource attributes, sampler, OTLP endpoint, headers and protocol: ``http/protobuf`` (the default) or ``grpc``,
+whose exporter is not in the extra);
 or with a ``tracer_provider`` in the server's config (tests: the SDK's in-memory exporter).
 
 Spans: one per HTTP request (``GET /v1/threads/{id}``), one per run turn (``invoke_agent``: a child of the
@@ -25,6 +26,7 @@ from asstctl.errors import ConfigError
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 EXPORTERS = ("otlp", "console", "none")
+PROTOCOLS = ("http/protobuf", "grpc")  # OTLP's, as this server sends them (http/json: the Python SDK has none)
 ON_ENVS = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # W3C Trace Context, version 00
 
@@ -71,7 +73,9 @@ def _provider_from_env():
         raise ConfigError("OTEL_* variables ask for traces, but OpenTelemetry is not installed",
                           hint="Install it with: pip install 'asstctl[otel]' (or unset OTEL_TRACES_EXPORTER and "
                                "OTEL_EXPORTER_OTLP_ENDPOINT).") from None
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "asstctl"})
+    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES (its service.name too)
+    if str(resource.attributes.get("service.name", "unknown_service")).startswith("unknown_service"):  # none named
+        resource = resource.merge(Resource({"service.name": "asstctl"}))
     provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER(_ARG) are read by the SDK
     kind = exporter_kind()
     provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter() if kind == "console" else _otlp()))
@@ -79,18 +83,24 @@ def _provider_from_env():
 
 
 def _otlp():
+    """The OTLP exporter: ``http/protobuf`` unless ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`` says ``grpc`` (whose
+    exporter the ``otel`` extra leaves out: it pulls in grpcio); any other protocol is refused by name."""
     protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-                or "grpc").strip().lower()
+                or "http/protobuf").strip().lower()
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol[:40]!r} is not supported: it takes "
+                          f"{' or '.join(PROTOCOLS)}",
+                          hint="Set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (a collector's port 4318), or unset it.")
     try:
-        if protocol.startswith("http"):
+        if protocol == "http/protobuf":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         else:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     except ImportError:
-        package = "opentelemetry-exporter-otlp-proto-" + ("http" if protocol.startswith("http") else "grpc")
-        raise ConfigError(f"the OTLP exporter for protocol {protocol!r} is not installed",
-                          hint=f"Install it with: pip install 'asstctl[otel]' (or {package}), or set "
-                               "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (a collector's port 4318).") from None
+        package = "opentelemetry-exporter-otlp-proto-" + ("http" if protocol == "http/protobuf" else "grpc")
+        raise ConfigError(f"the OTLP exporter for protocol {protocol!r} is not installed ({package})",
+                          hint=f"Install it with: pip install {package} ('asstctl[otel]' has the http/protobuf one), "
+                               "or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (a collector's port 4318).") from None
     return OTLPSpanExporter()  # endpoint, headers, timeout, certificates: OTEL_EXPORTER_OTLP_* variables
 
 

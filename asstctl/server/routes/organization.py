@@ -1,8 +1,8 @@
 """Routes: projects and their API keys, in the shapes of OpenAI's Administration API (admin key only;
 ``asstctl.server.app`` refuses every other caller). The work is in :mod:`asstctl.server.projects`.
 
-    POST/GET /v1/organization/projects                    create (name) / list (limit, after, include_archived)
-    GET/POST /v1/organization/projects/{id}               retrieve / rename
+    POST/GET /v1/organization/projects                    create (name, external_key_id) / list (limit, after, include_archived)
+    GET/POST /v1/organization/projects/{id}               retrieve / update (name, external_key_id)
     POST     /v1/organization/projects/{id}/archive       its keys stop working at once
     POST/GET /v1/organization/projects/{id}/service_accounts    create (answers once with api_key.value) / list
     GET/DELETE /v1/organization/projects/{id}/service_accounts/{account_id}   retrieve / delete (and its keys)
@@ -30,7 +30,9 @@ def _page(request) -> dict:
 @stored_with_body
 def create_project(state, request, body):
     v.check_fields(body, ("name", "residency", "external_key_id"), ("name",))
-    return ok(projects.create_project(state.store, projects.check_name(body, "project")))
+    changes = projects.check_project_body(body)
+    name = changes.get("name") or projects.check_name(body, "project")  # (a null name: its error)
+    return ok(projects.create_project(state.store, name, changes.get("external_key_id")))
 
 
 @stored
@@ -47,9 +49,9 @@ def retrieve_project(state, request):
 
 @stored_with_body
 def modify_project(state, request, body):
-    v.check_fields(body, ("name",), ("name",))
-    name = projects.check_name(body, "project")
-    return ok(projects.rename_project(state.store, request.path_params["project_id"], name))
+    v.check_fields(body, ("name", "external_key_id"))
+    changes = projects.check_project_body(body)
+    return ok(projects.update_project(state.store, request.path_params["project_id"], changes))
 
 
 @stored
