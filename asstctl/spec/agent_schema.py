@@ -42,10 +42,14 @@ def _strings(description: str) -> dict[str, Any]:
 _FORMAT = _object({
     "type": {"enum": ["text", "json_schema"]},
     "schema": {"type": "object", "description": "JSON Schema the final answers follow (`type: json_schema`)."},
-}, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"],
-    **{"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"], "x-messages": {
+}, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"], allOf=[
+    {"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"], "x-messages": {
         "required": "{name} is `type: json_schema` without `schema`: add the JSON Schema the answers follow, e.g. "
-                    "`schema: {{type: object, properties: {{answer: {{type: string}}}}}}`, or use `type: text`"}}})
+                    "`schema: {{type: object, properties: {{answer: {{type: string}}}}}}`, or use `type: text`"}}},
+    # The SDK's TextFormatParamText has only `type`: the API would refuse the agent at apply time.
+    {"if": {"properties": {"type": {"const": "text"}}}, "then": {"not": {"required": ["schema"]}, "x-messages": {
+        "not": "{name} is `type: text` with a `schema`: a text format takes no schema; use `type: json_schema` "
+               "for answers that follow it, or remove `schema`"}}}])
 
 
 def agent_fields(efforts: list[str]) -> dict[str, Any]:

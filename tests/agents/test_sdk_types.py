@@ -141,3 +141,48 @@ def test_the_spec_schemas_agent_enums_are_the_sdks_literals_and_null_only_where_
             assert not nullable or type(None) in sdk, f"`{name}` takes null in a spec but {params.__name__} does not"
             checked += 1
     assert checked >= 20, checked
+
+
+VALID_VARIANTS = [  # spec fields an `api: agents` target takes (asstctl validate passes each)
+    {},
+    {"name": "Bot", "instructions": "Be brief.", "metadata": {"team": "support"}},
+    {"text": {"format": {"type": "text"}, "verbosity": "high"}},
+    {"text": {"format": {"type": "json_schema", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}},
+    {"reasoning": {"effort": None, "summary": "auto"}, "service_tier": "priority"},
+    {"multi_agent": {"enabled": True, "max_concurrent_subagents": 3}, "compaction": {"async": None},
+     "experimental": {"time_awareness": True}},
+    {"tools": [{"function": {"name": "f"}}, {"function": {"name": "g", "description": "G.", "parameters": {
+        "type": "object", "properties": {"x": {"type": "integer"}}}}}, "web_search", "computer_use"]},
+    {"tools": [{"web_search": {"location": {"city": "Paris", "country": None}, "allowed_domains": None, "mode": "cached",
+                               "context_size": "high"}},
+               {"computer_use": {"include_screenshots": True}},
+               {"mcp": {"server_label": "docs", "transport": {"type": "http", "server_url": "https://m.example.com",
+                                                              "headers": {"Accept": "json"}},
+                        "allowed_tools": ["search"], "connection_origin": "environment", "credential_id": "cred_1",
+                        "request_metadata": {"team": "a"}, "required": True}},
+               {"mcp": {"server_label": "files", "transport": {"type": "stdio", "command": "srv", "cwd": "/srv",
+                                                               "args": ["--ro"], "env_vars": ["HOME"]}}}]},
+]
+
+
+def test_every_valid_spec_variant_makes_requests_the_sdks_types_take(tmp_path):
+    """Structural: a spec `asstctl validate` passes on an agents target becomes create and full-update bodies
+    (the reconciler's request_body, then agent_body) that AgentCreateParams / AgentUpdateParams take whole."""
+    import yaml
+
+    from asstctl.backends.agents import agent_body
+    from asstctl.reconcile.kinds.assistant import request_body
+    from asstctl.spec.loader import load_specs
+    from asstctl.spec.project import parse_project
+
+    (tmp_path / "asstctl.yaml").write_text(yaml.safe_dump({"project": "shapes", "targets": {
+        "agents": {"api": "agents", "api_key_env": "NEVER_READ"}}}))
+    (tmp_path / "assistants").mkdir()
+    for index, fields in enumerate(VALID_VARIANTS):
+        (tmp_path / "assistants" / f"v{index}.yaml").write_text(yaml.safe_dump({"model": "gpt-5", **fields}))
+    specs = load_specs(parse_project(tmp_path), "agents")  # raises SpecError if a variant were not valid
+    assert len(specs) == len(VALID_VARIANTS)
+    for spec in specs:
+        body = request_body(spec, "shapes")
+        assert request_problems(agent_body(body), TYPES["create"]) == [], spec.key
+        assert request_problems(agent_body(body, update=True), TYPES["update"]) == [], spec.key

@@ -181,7 +181,10 @@ def test_web_search_location_takes_the_sdk_keys_only(tmp_path, monkeypatch):
 def test_a_json_schema_format_needs_its_schema_and_metadata_at_most_12_keys(tmp_path, monkeypatch):
     agents_project(tmp_path, monkeypatch)
     write_spec(tmp_path, "bot", text={"format": {"type": "json_schema"}}, metadata={f"k{i}": "v" for i in range(13)})
+    write_spec(tmp_path, "texty", text={"format": {"type": "text", "schema": {"type": "object"}}})
     out = validate(tmp_path)
+    assert "assistants/texty.yaml:3:3: `text.format` is `type: text` with a `schema`: a text format takes no schema; " \
+           "use `type: json_schema` for answers that follow it, or remove `schema`" in out, out
     assert "assistants/bot.yaml:3:3: `text.format` is `type: json_schema` without `schema`: add the JSON Schema the " \
            "answers follow, e.g. `schema: {type: object, properties: {answer: {type: string}}}`, or use `type: text`" \
            in out, out
