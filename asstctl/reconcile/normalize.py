@@ -20,9 +20,9 @@ server's defaults never show up as a change (reference §7). The rules:
   (which has none of them) compares as before: ``reasoning`` ``{effort: null, summary: null}``,
   ``text`` ``{format: {type: text}, verbosity: medium}``, ``service_tier`` ``auto``, ``multi_agent``
   ``{enabled: false}`` (enabled: ``max_concurrent_subagents`` null ≡ 6), ``compaction`` ``{async: false}``;
-  tools: a function's ``defer_loading`` false, an MCP server's ``allowed_tools`` null, ``request_metadata``
+  tools: a function's ``defer_loading`` and ``async`` false, an MCP server's ``allowed_tools`` null, ``request_metadata``
   ``{}``, ``required`` false, ``connection_origin`` service; web_search's ``context_size`` medium,
-  ``mode`` live, ``allowed_domains`` null; computer_use's ``include_screenshots`` false.
+  ``mode`` live, ``allowed_domains`` null, a ``location`` whose fields are all null; computer_use's ``include_screenshots`` false.
 
 ``reasoning_effort`` is not returned by the API: it is *hidden* and compared through the
 spec-hash tag (see ``asstctl.ownership.hash_tag``).
@@ -63,7 +63,7 @@ AGENT_DEFAULTS: dict[str, Any] = {
     "experimental": {"time_awareness": False},
 }
 AGENT_TOOL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "function": {"defer_loading": False},
+    "function": {"defer_loading": False, "async": False},
     "mcp": {"allowed_tools": None, "request_metadata": {}, "required": False, "connection_origin": "service"},
     "web_search": {"allowed_domains": None, "context_size": "medium", "mode": "live"},
     "computer_use": {"include_screenshots": False},
@@ -95,6 +95,8 @@ def agent_tool(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
     for nested in ("transport", "location"):  # an MCP transport's empty headers, args, env_vars; a location's nulls
         if isinstance(out.get(nested), Mapping):
             out[nested] = {key: value for key, value in out[nested].items() if value not in (None, {}, [])}
+            if not out[nested]:  # a location whose fields are all null is no location
+                del out[nested]
     return out
 
 

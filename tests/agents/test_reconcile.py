@@ -154,6 +154,9 @@ def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project
 
 
 def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
+    """On an API that also returns the optional defaults (a function's `async: false`, a web search's all-null
+    `location`): imported as usual, and never a change."""
+    api.explicit_defaults = True
     with sdk(api) as client:
         made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
                                          reasoning={"effort": "high", "summary": "auto"},
@@ -168,6 +171,7 @@ def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
     assert spec["multi_agent"] == {"enabled": True, "max_concurrent_subagents": 6}
     assert spec["experimental"] == {"time_awareness": True}  # not silently left out of the spec
     assert spec["tools"][0] == {"web_search": {"context_size": "high"}}
+    assert spec["tools"][1] == {"function": {"name": "lookup"}}
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
 
     (project / "assistants" / "researcher.yaml").unlink()
