@@ -248,3 +248,22 @@ def test_top_level_agents_fields_validate_for_the_agents_target_and_plan_without
     for field in ("`reasoning` is an Agents API field and target `embedded`", "`tools[0]` is `web_search`, an Agents "
                   "API tool, and target `embedded`", "`experimental` is an Agents API field and target `embedded`"):
         assert field in plan.output, plan.output
+
+
+def test_the_assistants_caps_apply_on_assistants_targets_only(tmp_path, monkeypatch):
+    """128 tools, a 256-character name, 256,000 characters of instructions: the Assistants API's caps; the Agents
+    API documents none of them, so the agents variant of the same spec is valid."""
+    from asstctl.spec.loader import load_specs
+    from asstctl.spec.project import parse_project
+
+    agents_project(tmp_path, monkeypatch, staging={"base_url": "http://127.0.0.1:9/v1"})
+    write_spec(tmp_path, "big", name="n" * 300, instructions="i" * 256_001,
+               tools=[{"function": {"name": f"f{index}"}} for index in range(129)])
+    out = validate(tmp_path)
+    assert "assistants/big.yaml:2:1: `name` is 300 characters long; it must be at most 256 on an Assistants API " \
+           "target" in out, out
+    assert "`instructions` is 256,001 characters long; it must be at most 256,000 on an Assistants API target" in out
+    assert "`tools` has 129 items; it must have at most 128 on an Assistants API target" in out
+    assert len(out.strip().splitlines()) == 4, out  # each once (both Assistants variants: default and staging)
+    [spec] = load_specs(parse_project(tmp_path), "agents")
+    assert len(spec.fields["tools"]) == 129 and len(spec.fields["name"]) == 300
