@@ -19,7 +19,8 @@ a ``tool_result``), the answer's message (content part, text deltas), ``turn.com
 ``turn.failed`` without one, then ``idle``; ``session_fail``: ``agent.session.failed``; ``budget``: the session
 pauses at its spending limit, ``agent.session.budget_reached``;
 ``subagent``: a subagent's whole turn first; ``approval``: an MCP (or, with ``COMPUTER_USE``, a computer-use)
-approval ``requires_action`` until cancelled). With ``race`` a call is registered
+approval ``requires_action`` until cancelled; ``mcp`` / ``search``: an ``mcp_call`` / ``web_search_call`` item the
+API ran, first). With ``race`` a call is registered
 only after a first tool result for it was refused with 400 "Unknown pending tool call: <call id>", code
 ``invalid_request_error`` (counted in ``race_rejections``), as when the item event beats the registration.
 
@@ -73,6 +74,8 @@ class Answer:
     session_fail: str | None = None  # the whole session fails with this error
     error_event: bool = False  # with fail: the error comes as an `error` event, the failed turn has none
     budget: bool = False  # the session pauses at its spending limit (budget_reached) instead of answering
+    mcp: tuple[str, str, dict[str, Any]] | None = None  # (server label, tool, arguments): an MCP call the API runs
+    search: str | None = None  # a web search (its query) the API runs
 
 
 def _types():
@@ -458,7 +461,7 @@ class Session:
                 await self._subagent(answer.subagent, turn_id)
             if answer.approval is not None:
                 await self._approval(answer.approval, turn_id)
-            index = 0
+            index = self._hosted(answer, ids)
             for name, arguments in answer.calls:
                 await self._call(name, arguments, index, answer.race, ids)
                 index += 1
@@ -495,6 +498,21 @@ class Session:
         del self.pending[call_id]
         self._turn("in_progress")
         self._status("in_progress", "agent.session.in_progress")
+
+    def _hosted(self, answer: Answer, ids: dict[str, str]) -> int:
+        """The calls the API runs itself (an MCP tool, a web search), done at once; the next output index."""
+        items = []
+        if answer.mcp is not None:
+            label, name, arguments = answer.mcp
+            items.append({"id": self.api._id("mcp"), "type": "mcp_call", "server_label": label, "name": name,
+                          "arguments": arguments, "output": {"hits": 1}, "error": None, "status": "completed"})
+        if answer.search is not None:
+            items.append({"id": self.api._id("ws"), "type": "web_search_call", "status": "completed",
+                          "action": {"type": "search", "query": answer.search}})
+        for index, item in enumerate(items):
+            self.emit("agent.session.turn.item.done", item={**item, "turn_id": ids["turn_id"]}, output_index=index,
+                      **ids)
+        return len(items)
 
     async def _subagent(self, text: str, parent_turn: str) -> None:
         """A subagent's whole turn (created, in progress, its message, completed) inside the root turn."""

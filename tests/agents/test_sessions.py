@@ -174,6 +174,12 @@ conversations:
   - {name: error event, turns: [{user: Hello}]}
   - {name: computer approval, turns: [{user: Buy the blue one}]}
   - {name: attachments, turns: [{user: Read this, attachments: [notes.txt]}]}
+  - {name: hosted, turns: [{user: Look it up, expect: {tool_called: [{name: search, arguments: {q: refunds}},
+                                                                      {name: web_search, arguments: {query: refunds}}]}}]}
+  - {name: nothing called, turns: [{user: Just answer, expect: {no_tool_called: true}}]}
+  - {name: cited, turns: [{user: Cite it, expect: {file_cited: true}}]}
+  - {name: no code, turns: [{user: Hi, expect: {code_ran: false}}]}
+  - {name: code output, turns: [{user: Hi, expect: {code_output_contains: "1"}}]}
 """)
     (project / "assistants" / "notes.txt").write_text("Refunds within 30 days.")
     assert run(api, "apply", "--yes").exit_code == 0
@@ -181,10 +187,13 @@ conversations:
               Answer("Done.", subagent="The helper's notes.", usage=(40, 4)),
               Answer("", session_fail="The session's environment could not start."),
               Answer("", budget=True), Answer("", fail=("server_error", "The model failed."), error_event=True),
-              Answer("Never said.", approval=COMPUTER_USE))
+              Answer("Never said.", approval=COMPUTER_USE),
+              Answer("Found it.", mcp=("kb", "search", {"q": "refunds"}), search="refunds"),
+              Answer("Sure.", mcp=("kb", "search", {"q": "x"})))
     result = run(api, "test", "--output", "json")
     assert result.exit_code == 1, result.output
-    approval, subagent, failed, budget, errored, computer, attached = json.loads(result.stdout)["conversations"]
+    approval, subagent, failed, budget, errored, computer, attached, hosted, nothing, *refused = \
+        json.loads(result.stdout)["conversations"]
     asked = approval["attempts"][0]
     assert asked["turns"][0]["error"] == "the agent asked for `mcp_approval_request`, which asstctl test cannot answer"
     assert asked["error"] is None  # the turn was cancelled, then its session deleted
@@ -200,6 +209,13 @@ conversations:
         "the agent asked for `computer_use_approval_request`, which asstctl test cannot answer"
     assert attached["attempts"][0]["turns"][0]["error"].startswith(
         "attachments need an Assistants target: an agent session has no file uploads")
+    assert hosted["passed"] is True, hosted  # the MCP and web search calls the API ran are recorded
+    assert hosted["attempts"][0]["turns"][0]["tool_calls"] == [{"name": "search", "arguments": {"q": "refunds"}},
+                                                               {"name": "web_search", "arguments": {"query": "refunds"}}]
+    assert nothing["passed"] is False and 'called: search({\\"q\\": \\"x\\"})' in json.dumps(nothing), nothing
+    for conversation, name in zip(refused, ("file_cited", "code_ran", "code_output_contains")):  # never vacuous
+        assert conversation["attempts"][0]["turns"][0]["error"].startswith(
+            f"`{name}` needs an Assistants target: an agent has no "), conversation
     assert all(conversation["attempts"][0]["error"] is None for conversation in (failed, budget, errored, computer))
     assert not api.answers  # the attachments turn never reached the API
     assert not api.sessions  # each deleted, the paused one too
