@@ -115,6 +115,7 @@ class ScriptedAgents:
         self.failures: list[list[Any]] = []  # [method, path pattern, times left]
         self.create_delay = 0.0  # seconds an agent create takes (so parallel creates overlap)
         self.explicit_defaults = False  # return optional defaults too (scripted_rules.materialized's `explicit`)
+        self.default_effort: str | None = None  # the effort an omitted one resolves to (None: returned as null)
         self.models = ["gpt-5", "gpt-5-mini", "gpt-4.1"]  # what GET /v1/models lists (the plan's model check)
         self.creating = self.peak_creates = 0
         self._ids = itertools.count(1)
@@ -239,7 +240,7 @@ class ScriptedAgents:
             self.creating -= 1
         now = next(self._clock)
         obj = {"id": self._id("agent"), "object": "agent", "created_at": now, "updated_at": now}
-        obj.update(materialized(body, explicit=self.explicit_defaults))
+        obj.update(materialized(body, explicit=self.explicit_defaults, effort=self.default_effort))
         with self._lock:
             self.agents[obj["id"]] = obj
             if self.lose_creates:
@@ -288,7 +289,7 @@ class ScriptedAgents:
         problem = limits(body)
         if problem:
             return error(400, problem, "invalid_request_error")
-        obj.update(materialized(body, obj, self.explicit_defaults))
+        obj.update(materialized(body, obj, self.explicit_defaults, self.default_effort))
         obj["updated_at"] = next(self._clock)
         return self._send(obj, "agent")
 

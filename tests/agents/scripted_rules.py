@@ -34,11 +34,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def materialized(body: dict[str, Any], old: dict[str, Any] | None = None, explicit: bool = False) -> dict[str, Any]:
+def materialized(body: dict[str, Any], old: dict[str, Any] | None = None, explicit: bool = False,
+                 effort: str | None = None) -> dict[str, Any]:
     """The stored fields after a create (``old`` None: every default) or an update (only the fields sent;
     null resets one; ``metadata`` and ``tools`` replaced whole; ``experimental`` merged by key). ``explicit``: the
     API also returns the defaults its models leave optional (a function's ``async: false``, a web search's
-    ``location`` with every field null)."""
+    ``location`` with every field null); ``effort``: the model's default effort, returned for an omitted one (the
+    SDK's ``Agent.reasoning``: "including the model default for an omitted effort")."""
     out: dict[str, Any] = {} if old is not None else json.loads(json.dumps(DEFAULTS))
     for name, value in body.items():
         if name == "model":
@@ -64,6 +66,8 @@ def materialized(body: dict[str, Any], old: dict[str, Any] | None = None, explic
             out["compaction"] = {"async": False}
         elif name == "experimental":  # "Experimental settings to merge by key. Omitted settings keep their values."
             out["experimental"] = {**((old or {}).get("experimental") or DEFAULTS["experimental"]), **(value or {})}
+    if effort is not None and "reasoning" in out and out["reasoning"]["effort"] is None:
+        out["reasoning"] = {**out["reasoning"], "effort": effort}
     return out
 
 

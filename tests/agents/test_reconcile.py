@@ -238,6 +238,9 @@ def test_a_wrong_base_url_or_a_missing_key_is_one_clear_error(api, project):
 
 
 def test_server_defaults_set_explicitly_are_not_a_change(api, project):
+    """On an API that resolves an omitted reasoning effort to the model's default (the SDK's Agent.reasoning says
+    it may): the effort is compared only when the spec sets one."""
+    api.default_effort = "medium"
     write_spec(project, "explicit", service_tier="auto", text={"verbosity": "medium", "format": {"type": "text"}},
                multi_agent={"enabled": True}, compaction={"async": False}, reasoning={"effort": None},
                tools=[{"web_search": {"context_size": "medium", "mode": "live"}}, {"computer_use": {}},
@@ -247,14 +250,18 @@ def test_server_defaults_set_explicitly_are_not_a_change(api, project):
     assert run(api, "apply", "--yes").exit_code == 0
     stored = agents_of(api, project_name(project))["explicit"]
     assert stored["multi_agent"] == {"enabled": True, "max_concurrent_subagents": 6}
-    assert stored["tools"][2]["transport"]["env_vars"] == []
+    assert stored["tools"][2]["transport"]["env_vars"] == [] and stored["reasoning"]["effort"] == "medium"
     clean = run(api, "plan", "--detailed-exitcode")
     assert clean.exit_code == 0, clean.output
     write_spec(project, "explicit")  # everything back to the defaults: an update that resets them
     assert run(api, "apply", "--yes").exit_code == 0
     stored = agents_of(api, project_name(project))["explicit"]
     assert stored["multi_agent"]["enabled"] is False and stored["tools"] == []
-    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+    replan = run(api, "plan", "--detailed-exitcode")
+    assert stored["reasoning"]["effort"] == "medium" and replan.exit_code == 0, replan.output
+    write_spec(project, "explicit", reasoning={"effort": "high"})  # one the spec sets is compared
+    changed = run(api, "plan", "--detailed-exitcode")
+    assert changed.exit_code == 2 and "reasoning" in changed.output, changed.output
 
 
 def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, project):
