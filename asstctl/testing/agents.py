@@ -166,8 +166,9 @@ class SessionRun:
         except TurnError:
             self._cancel()
             raise
-        except Exception:  # a read timeout (the request's timeout is the time left) or a broken stream
+        except Exception:  # a read timeout (the request's timeout is the time left), a broken stream, a refused post
             if not clock.expired():
+                self._cancel()  # the turn would wait for the refused tool result: it ends before its session goes
                 raise
 
     def _see(self, event: Any, turn: Any, state: TurnState, result: TurnResult) -> None:

@@ -27,7 +27,8 @@ only after a first tool result for it was refused with 400 "Unknown pending tool
 It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
 checked against the SDK's param types, every object and event against its models (tests/agents/sdk_types.py);
 violations land in ``problems``. ``lose_creates``: the next N agent creates are committed but answered 500
-(a lost response); ``fail_next``: answers N requests of a method (and path) with 500 before handling them.
+(a lost response); ``fail_next``: answers N requests of a method (and path) with 500 (or a given 400) before
+handling them.
 Recorded for the tests: each request's SDK retry count (``retry_counts``), each tool result's Idempotency-Key
 and whether it was accepted (``tool_posts``), the most agent creates in flight at once (``peak_creates``, with
 ``create_delay``); ``Answer.delay`` paces the text deltas (generation time).
@@ -131,9 +132,10 @@ class ScriptedAgents:
         self.answers.extend(answers)
         return self
 
-    def fail_next(self, method: str, times: int = 1, path: str = ".*") -> None:
-        """Answer the next ``times`` requests of ``method`` whose path matches ``path`` (a regex) with 500."""
-        self.failures.append([method, re.compile(path), times])
+    def fail_next(self, method: str, times: int = 1, path: str = ".*", refuse: str | None = None) -> None:
+        """Answer the next ``times`` requests of ``method`` whose path matches ``path`` (a regex) with 500, or
+        with ``refuse``: 400 ``invalid_request_error`` with this message ("{call_id}": the first event's call)."""
+        self.failures.append([method, re.compile(path), times, refuse])
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -213,6 +215,10 @@ class ScriptedAgents:
         for failure in self.failures:
             if failure[2] and failure[0] == request.method and failure[1].fullmatch(request.url.path):
                 failure[2] -= 1  # retry-after-ms: the SDK's own retries come quickly
+                if failure[3] is not None:
+                    call_id = ((body or {}).get("events") or [{}])[0].get("call_id")
+                    return body, error(400, failure[3].format(call_id=call_id), "invalid_request_error",
+                                       code="invalid_request_error")
                 return body, error(500, "The server had an error processing your request.", "server_error",
                                    headers={"retry-after-ms": "10"})
         return body, None
