@@ -178,6 +178,15 @@ def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
     exported = run(api, "export", "--yes")
     assert exported.exit_code == 0, exported.output
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+    with sdk(api) as client:  # --all: an agent no project manages is exported too, and adopted
+        stray = client.beta.agents.create(model="gpt-5-mini", name="Stray Bot", text={"verbosity": "high"})
+    everything = run(api, "export", "--all", "--yes")
+    assert everything.exit_code == 0, everything.output
+    written = yaml.safe_load((project / "assistants" / "stray-bot.yaml").read_text())
+    assert written["model"] == "gpt-5-mini" and written["text"]["verbosity"] == "high", written
+    assert api.agents[stray.id]["metadata"][KEY] == "stray-bot"
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
     assert run(api, "destroy", "--yes").exit_code == 0
 
 

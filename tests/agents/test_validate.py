@@ -114,6 +114,18 @@ def test_mcp_server_urls_request_metadata_and_stdio_args_hold_no_credentials(tmp
     assert "`tools[9]`" not in out and "`tools[10]`" not in out
 
 
+def test_the_3_mib_check_runs_through_asstctl_validate(tmp_path, monkeypatch):
+    """Through the CLI: the parameters come from a JSON file (fast to read), so the spec's tools pass 3 MiB."""
+    import json
+
+    agents_project(tmp_path, monkeypatch)
+    (tmp_path / "assistants" / "big.json").write_text(json.dumps({"type": "object", "properties": {}, "description": "x" * 3_200_000}))
+    write_spec(tmp_path, "bot", tools=[{"function": {"name": "huge", "parameters_file": "big.json"}}])
+    out = validate(tmp_path)
+    assert "assistants/bot.yaml:2:1: the tools are 3,200," in out and "an agent's tools may be at most 3,145,728 " \
+           "bytes (3 MiB, an API limit)" in out, out
+
+
 def test_the_tools_must_fit_in_3_mib():
     """On the resolved spec (a 3 MiB YAML file takes seconds to parse; the check runs after it)."""
     from pathlib import Path
@@ -137,9 +149,12 @@ def test_an_assistants_target_refuses_the_agents_only_fields(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "asstctl.yaml").write_text("project: checks\n")
     (tmp_path / "assistants").mkdir()
-    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", tools=["web_search"],
-               experimental={"time_awareness": True})
+    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", experimental={"time_awareness": True},
+               tools=["web_search", {"mcp": {"server_label": "kb", "transport": {
+                   "type": "http", "server_url": "https://mcp.example.com"}}}, {"computer_use": {}}])
     out = validate(tmp_path)
+    assert "`tools[1]` is `mcp`, an Agents API tool, and the default target serves the Assistants API" in out, out
+    assert "`tools[2]` is `computer_use`, an Agents API tool" in out
     assert "`experimental` is an Agents API field and the default target serves the Assistants API" in out, out
     assert "`reasoning` is an Agents API field and the default target serves the Assistants API" in out, out
     assert "`service_tier` is an Agents API field" in out
