@@ -244,6 +244,10 @@ def test_a_wrong_base_url_or_a_missing_key_is_one_clear_error(api, project):
     missing = CliRunner().invoke(cli, ["plan", "--target", "agents"], env={"SCRIPTED_AGENTS_KEY": None})
     assert missing.exit_code != 0 and "$SCRIPTED_AGENTS_KEY is not set" in missing.output, missing.output
     assert api.key not in wrong.output + missing.output
+    both = run(api, "plan", "--base-url", api.base_url)  # never silently the Assistants API at that URL
+    assert both.exit_code != 0 and "--base-url and --target agents together: --base-url names an Assistants API " \
+                                   "endpoint, and target `agents` is an `api: agents` target" in both.output, both.output
+    assert "Drop --base-url, or set `base_url` of target `agents`" in both.output and "Traceback" not in both.output
 
 
 def test_server_defaults_set_explicitly_are_not_a_change(api, project):
