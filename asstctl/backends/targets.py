@@ -34,6 +34,10 @@ class Target:
 def resolve_config(project: Project, name: str | None, base_url: str | None) -> TargetConfig:
     """The target to use: --base-url wins, then --target, then OPENAI_BASE_URL, then embedded."""
     if base_url:
+        if name and getattr(project.targets.get(name), "api", None) == "agents":  # --base-url is an Assistants API
+            raise ConfigError(f"--base-url and --target {name} together: --base-url names an Assistants API "
+                              f"endpoint, and target `{name}` is an `api: agents` target",
+                              hint=f"Drop --base-url, or set `base_url` of target `{name}` in asstctl.yaml.")
         return TargetConfig(name="base-url", base_url=checked_url(base_url, "--base-url"))
     if name:
         if name not in project.targets:

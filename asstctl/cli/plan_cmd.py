@@ -13,7 +13,8 @@ from asstctl.cli.lock_cmd import lock_timeout_option
 def target_options(command):
     command = click.option("--base-url", metavar="URL",
                            help="An Assistants-compatible endpoint, e.g. http://127.0.0.1:8321/v1 "
-                                "(key from $OPENAI_API_KEY). [default: the embedded server]")(command)
+                                "(key from $OPENAI_API_KEY); not with an `api: agents` --target. "
+                                "[default: the embedded server]")(command)
     return click.option("--target", "target_name", metavar="NAME",
                         help="A target defined in asstctl.yaml (one with `api: agents` is OpenAI's beta Agents "
                              "API: docs/agents.md).")(command)

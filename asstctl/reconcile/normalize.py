@@ -17,12 +17,13 @@ server's defaults never show up as a change (reference §7). The rules:
   default ranking options and the model's default ``max_num_results`` (5 for gpt-3.5*, else 20) dropped;
 * ``model``: exact;
 * the Agents API's fields (docs/agents.md) with its server-resolved defaults left out, so an assistant
-  (which has none of them) compares as before: ``reasoning`` ``{effort: null, summary: null}``,
+  (which has none of them) compares as before: ``reasoning`` ``{effort: null, summary: null}`` (a remote
+  agent's ``effort`` compared only when the spec sets one: the API may resolve an omitted one to the model's),
   ``text`` ``{format: {type: text}, verbosity: medium}``, ``service_tier`` ``auto``, ``multi_agent``
   ``{enabled: false}`` (enabled: ``max_concurrent_subagents`` null ≡ 6), ``compaction`` ``{async: false}``;
-  tools: a function's ``defer_loading`` false, an MCP server's ``allowed_tools`` null, ``request_metadata``
+  tools: a function's ``defer_loading`` and ``async`` false, an MCP server's ``allowed_tools`` null, ``request_metadata``
   ``{}``, ``required`` false, ``connection_origin`` service; web_search's ``context_size`` medium,
-  ``mode`` live, ``allowed_domains`` null; computer_use's ``include_screenshots`` false.
+  ``mode`` live, ``allowed_domains`` null, a ``location`` whose fields are all null; computer_use's ``include_screenshots`` false.
 
 ``reasoning_effort`` is not returned by the API: it is *hidden* and compared through the
 spec-hash tag (see ``asstctl.ownership.hash_tag``).
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from asstctl.ownership import user_metadata
+from asstctl.ownership import spec_hash, user_metadata
 
 TEXT_FIELDS = ("name", "description", "instructions")
 SAMPLING_FIELDS = ("temperature", "top_p")
@@ -40,8 +41,9 @@ HIDDEN_FIELDS = ("reasoning_effort",)
 EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 
 
-def content(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The comparable content of an assistant: spec fields or a remote object (as a dict)."""
+def content(fields: Mapping[str, Any], desired: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The comparable content of an assistant: spec fields or a remote object (as a dict); for a remote object,
+    ``desired`` (the spec's fields) says what the server resolves itself (``agent_fields``)."""
     model = fields.get("model")
     out: dict[str, Any] = {"model": model}
     out.update({name: fields[name] for name in TEXT_FIELDS if fields.get(name)})
@@ -50,8 +52,17 @@ def content(fields: Mapping[str, Any]) -> dict[str, Any]:
     out["tools"] = tools(fields.get("tools"), model)
     out["tool_resources"] = tool_resources(fields.get("tool_resources"))
     out["metadata"] = user_metadata(fields.get("metadata"))
-    out.update(agent_fields(fields))
+    out.update(agent_fields(fields, desired))
     return out
+
+
+def remote_content(obj: Mapping[str, Any], desired: Mapping[str, Any], recorded: str | None) -> dict[str, Any]:
+    """A remote object's comparable content against the spec's fields ``desired``: with what the server resolved
+    for the spec's omissions left out (``agent_fields``), unless the object is exactly as last applied (its
+    content hashes to ``recorded``, the spec-hash tag's): then what it holds was asked for, and dropping it from
+    the spec is a change."""
+    full = content(obj)
+    return full if recorded is not None and spec_hash(full) == recorded else content(obj, desired)
 
 
 AGENT_DEFAULTS: dict[str, Any] = {
@@ -63,7 +74,7 @@ AGENT_DEFAULTS: dict[str, Any] = {
     "experimental": {"time_awareness": False},
 }
 AGENT_TOOL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "function": {"defer_loading": False},
+    "function": {"defer_loading": False, "async": False},
     "mcp": {"allowed_tools": None, "request_metadata": {}, "required": False, "connection_origin": "service"},
     "web_search": {"allowed_domains": None, "context_size": "medium", "mode": "live"},
     "computer_use": {"include_screenshots": False},
@@ -71,8 +82,10 @@ AGENT_TOOL_DEFAULTS: dict[str, dict[str, Any]] = {
 SUBAGENTS = 6  # multi_agent.max_concurrent_subagents when enabled and not set
 
 
-def agent_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The Agents API's fields of ``fields`` that differ from the server's defaults."""
+def agent_fields(fields: Mapping[str, Any], desired: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Agents API's fields of ``fields`` that differ from the server's defaults. With ``desired`` (``fields``
+    is then a remote agent), ``reasoning.effort`` counts only when the spec sets it: for an omitted effort the
+    API may return the model's default (the SDK's ``Agent.reasoning``), which is not a change."""
     out: dict[str, Any] = {}
     for name, default in AGENT_DEFAULTS.items():
         value = fields.get(name)
@@ -80,6 +93,9 @@ def agent_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             value = without_none(value)
             if isinstance(default, dict):
                 value = {**default, **value}
+        if name == "reasoning" and desired is not None and isinstance(value, dict) and \
+                not (desired.get("reasoning") or {}).get("effort"):
+            value.pop("effort", None)
         if name == "multi_agent" and isinstance(value, dict) and value.get("enabled"):
             value.setdefault("max_concurrent_subagents", SUBAGENTS)
         if value is not None and value != default:
@@ -95,6 +111,8 @@ def agent_tool(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
     for nested in ("transport", "location"):  # an MCP transport's empty headers, args, env_vars; a location's nulls
         if isinstance(out.get(nested), Mapping):
             out[nested] = {key: value for key, value in out[nested].items() if value not in (None, {}, [])}
+            if not out[nested]:  # a location whose fields are all null is no location
+                del out[nested]
     return out
 
 

@@ -40,12 +40,17 @@ def _strings(description: str) -> dict[str, Any]:
 
 
 _FORMAT = _object({
-    "type": {"enum": ["text", "json_schema"]},
+    "type": {"enum": ["text", "json_schema"], "description": "`text`: ordinary text; `json_schema`: answers follow "
+                                                              "`schema`."},
     "schema": {"type": "object", "description": "JSON Schema the final answers follow (`type: json_schema`)."},
-}, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"],
-    **{"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"], "x-messages": {
+}, "`{type: text}` (the default) or `{type: json_schema, schema: {...}}`.", required=["type"], allOf=[
+    {"if": {"properties": {"type": {"const": "json_schema"}}}, "then": {"required": ["schema"], "x-messages": {
         "required": "{name} is `type: json_schema` without `schema`: add the JSON Schema the answers follow, e.g. "
-                    "`schema: {{type: object, properties: {{answer: {{type: string}}}}}}`, or use `type: text`"}}})
+                    "`schema: {{type: object, properties: {{answer: {{type: string}}}}}}`, or use `type: text`"}}},
+    # The SDK's TextFormatParamText has only `type`: the API would refuse the agent at apply time.
+    {"if": {"properties": {"type": {"const": "text"}}}, "then": {"not": {"required": ["schema"]}, "x-messages": {
+        "not": "{name} is `type: text` with a `schema`: a text format takes no schema; use `type: json_schema` "
+               "for answers that follow it, or remove `schema`"}}}])
 
 
 def agent_fields(efforts: list[str]) -> dict[str, Any]:
@@ -61,7 +66,7 @@ def agent_fields(efforts: list[str]) -> dict[str, Any]:
         }, "Agents API only: `{verbosity: low, format: {type: json_schema, schema: {...}}}`."),
         "service_tier": {"enum": SERVICE_TIERS, "description": "Agents API only: the processing tier (default auto)."},
         "multi_agent": _object({
-            "enabled": {"type": "boolean"},
+            "enabled": {"type": "boolean", "description": "Whether the agent may create and coordinate subagents."},
             "max_concurrent_subagents": {"type": "integer", "minimum": 1,  # the SDK's param takes no null
                                          "description": "At most this many subagents at once (default 6)."},
         }, "Agents API only: subagents, `{enabled: true, max_concurrent_subagents: 4}`.", required=["enabled"]),
@@ -76,18 +81,18 @@ def agent_fields(efforts: list[str]) -> dict[str, Any]:
 
 
 _HTTP = _object({
-    "type": {"const": "http"},
+    "type": {"const": "http", "description": "`http`: connect to an MCP server over HTTP."},
     "server_url": {"type": "string", "pattern": "^https?://", "description": "The MCP server's URL."},
     "headers": {"type": "object", "additionalProperties": {"type": "string"},
                 "description": "Plain request headers; never a secret (a vault credential holds those)."},
     "authorization": {"description": "Refused: a saved agent holds no secrets (asstctl validate says what to do)."},
 }, "`{type: http, server_url: https://...}`.", required=["type", "server_url"])
 _STDIO = _object({
-    "type": {"const": "stdio"},
-    "command": {"type": "string", "minLength": 1},
-    "cwd": {"type": "string", "minLength": 1},
+    "type": {"const": "stdio", "description": "`stdio`: start the MCP server as a local process."},
+    "command": {"type": "string", "minLength": 1, "description": "The command that starts the MCP server."},
+    "cwd": {"type": "string", "minLength": 1, "description": "The working directory it starts in."},
     "args": _strings("The command's arguments."),
-    "env_vars": _strings("Names of environment variables the command may read."),
+    "env_vars": _strings("Names of environment variables it inherits from the session's execution environment."),
     "env": {"description": "Refused: a saved agent holds no secrets (asstctl validate says what to do)."},
 }, "`{type: stdio, command: ..., cwd: ...}`.", required=["type", "command", "cwd"])
 _MCP = _object({
@@ -96,18 +101,26 @@ _MCP = _object({
     "transport": {"anyOf": [_HTTP, _STDIO], "description": "`{type: http, server_url}` or `{type: stdio, command, cwd}`."},
     "allowed_tools": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1},
                       "description": "The server's tools the agent may call (default: all)."},
-    "connection_origin": {"enum": CONNECTION_ORIGINS},
+    "connection_origin": {"enum": CONNECTION_ORIGINS, "description": "Where HTTP connections to the server come "
+                          "from: `service` (the Agents service's network, the default) or `environment` (the "
+                          "session's execution environment)."},
     "credential_id": {"type": "string", "minLength": 1, "description": "A vault credential (the secret stays in the vault)."},
-    "request_metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-    "required": {"type": "boolean", "description": "Fail the turn when the server cannot be reached."},
+    "request_metadata": {"type": "object", "additionalProperties": {"type": "string"},
+                         "description": "Metadata sent with each request to the server; never a secret."},
+    "required": {"type": "boolean", "description": "Whether the server must initialize before the first turn "
+                                                   "(default false)."},
 }, "Agents API only: an MCP server, `{server_label: docs, transport: {type: http, server_url: ...}}`.",
     required=["server_label", "transport"])
 _WEB_SEARCH = _object({
-    "allowed_domains": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1}},
-    "context_size": {"enum": CONTEXT_SIZES},
-    "mode": {"enum": SEARCH_MODES},
+    "allowed_domains": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1},
+                        "description": "The domains the search may include (default: any)."},
+    "context_size": {"enum": CONTEXT_SIZES, "description": "How much search context the model gets (default medium)."},
+    "mode": {"enum": SEARCH_MODES, "description": "`live` (the live web, the default), `cached` (cached results) or "
+                                                  "`disabled`."},
     "location": _object({key: {"type": ["string", "null"], "minLength": 1, "description": text}
                          for key, text in LOCATION.items()}, "Approximate location for localized results."),
 }, "Agents API only: web search options.")
-_COMPUTER_USE = _object({"include_screenshots": {"type": "boolean"}}, "Agents API only: computer use options.")
+_COMPUTER_USE = _object({"include_screenshots": {"type": "boolean", "description": "Whether the computer tool's "
+                                                 "outputs include screenshots (default false)."}},
+                        "Agents API only: computer use options.")
 AGENT_TOOLS: dict[str, Any] = {"mcp": _MCP, "web_search": _WEB_SEARCH, "computer_use": _COMPUTER_USE}

@@ -8,7 +8,8 @@ One spec format serves both. A spec resolved for a target (asstctl.spec.loader) 
   may hold no secret (the API refuses them in a saved agent: no credential-like header, request metadata, stdio
   argument, or user/password or key-like query parameter in the server URL); the tools fit the API's 3 MiB;
   ``compaction: {async: true}`` is refused (the API ignores it: compaction is always blocking);
-* on an Assistants target, the Agents-only fields (``reasoning``, ``text``, ``service_tier``,
+* on an Assistants target, its caps (``name`` 256, ``description`` 512, ``instructions`` 256,000 characters, 128
+  tools: the Agents API documents none of them) are checked, and the Agents-only fields (``reasoning``, ``text``, ``service_tier``,
   ``multi_agent``, ``compaction``, ``experimental``, ``mcp`` / ``web_search`` / ``computer_use`` tools) are refused.
 
 ``api_tools`` gives a spec's tools in the Agents API's own form (the backend sends them). Imports
@@ -26,6 +27,8 @@ from asstctl.spec.agent_schema import AGENT_TOOL_TYPES
 
 ASSISTANTS, AGENTS = "assistants", "agents"
 TOOLS_LIMIT = 3 * 1024 * 1024  # the Agents API's limit on an agent's tools, as compact UTF-8 JSON
+ASSISTANTS_TEXT_LIMITS = {"name": 256, "description": 512, "instructions": 256_000}  # characters
+ASSISTANTS_TOOLS_LIMIT = 128
 AGENTS_ONLY = ("reasoning", "text", "service_tier", "multi_agent", "compaction", "experimental")
 _OVERRIDE = "or drop it on this target: `targets: {{{target}: {{{field}: null}}}}`"
 ASSISTANTS_ONLY = {
@@ -154,13 +157,32 @@ def url_credentials(url: str) -> str:
 
 def assistant_problems(spec: Any, target: str | None) -> list[str]:
     name = f"target `{target}`" if target else "the default target"
-    problems = [_at(spec, field, f"`{field}` is an Agents API field and {name} serves the Assistants API: set it only "
+    problems = assistants_limits(spec)
+    problems += [_at(spec, field, f"`{field}` is an Agents API field and {name} serves the Assistants API: set it only "
                                  "for an `api: agents` target (`targets: {NAME: {" + field + ": ...}}`), or remove it")
                 for field in AGENTS_ONLY if field in spec.fields]
     for index, tool in enumerate(spec.fields.get("tools") or []):
         if tool.get("type") in AGENT_TOOL_TYPES:
             problems.append(_at(spec, "tools", f"`tools[{index}]` is `{tool['type']}`, an Agents API tool, and {name} "
                                                "serves the Assistants API: use it on an `api: agents` target only"))
+    return problems
+
+
+def assistants_limits(spec: Any) -> list[str]:
+    """The Assistants API's caps (its OpenAPI document): 256 / 512 / 256,000 characters, 128 tools. The Agents API
+    documents none of them (only metadata's and the tools' 3 MiB), so they are checked on Assistants targets only."""
+    problems = []
+    for field, limit in ASSISTANTS_TEXT_LIMITS.items():
+        value = spec.fields.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            what = "`instructions_file`" if field == "instructions" and "instructions_file" in spec.positions else \
+                f"`{field}`"
+            problems.append(_at(spec, field, f"{what} is {len(value):,} characters long; it must be at most {limit:,} "
+                                             "on an Assistants API target"))
+    tools = spec.fields.get("tools") or []
+    if len(tools) > ASSISTANTS_TOOLS_LIMIT:
+        problems.append(_at(spec, "tools", f"`tools` has {len(tools)} items; it must have at most "
+                                           f"{ASSISTANTS_TOOLS_LIMIT} on an Assistants API target"))
     return problems
 
 

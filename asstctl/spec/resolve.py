@@ -19,7 +19,6 @@ from asstctl.spec.model import AssistantSpec, LocalFile, VectorStoreSpec
 API_FIELDS = ("model", "name", "description", "instructions", "tools", "tool_resources", "temperature", "top_p",
               "response_format", "reasoning_effort", "metadata",
               "reasoning", "text", "service_tier", "multi_agent", "compaction", "experimental")  # the last six: Agents API only
-INSTRUCTIONS_LIMIT = 256_000
 _PAIRS = {"instructions": "instructions_file", "instructions_file": "instructions"}
 _TOOL_KEYS = ("function", "file_search", "code_interpreter", "mcp", "web_search", "computer_use")
 
@@ -92,11 +91,7 @@ def merge(data: dict[str, Any], target: str | None) -> tuple[dict[str, Any], dic
 
 
 def _instructions_file(ctx: _Context, relative: str) -> str | None:
-    text = read_text(ctx, "instructions_file", (), relative)
-    if text is not None and len(text) > INSTRUCTIONS_LIMIT:
-        ctx.problem("instructions_file", (), f"`instructions_file` {relative} is {len(text):,} characters long; "
-                                             f"instructions must be at most {INSTRUCTIONS_LIMIT:,}")
-    return text
+    return read_text(ctx, "instructions_file", (), relative)  # its length: a per-target limit (asstctl.spec.agents)
 
 
 def read_text(ctx: _Context, field: str, rest: tuple, relative: str) -> str | None:

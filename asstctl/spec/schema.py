@@ -26,8 +26,9 @@ TOOL_TYPES = ["code_interpreter", "file_search", "function", *AGENT_TOOL_TYPES]
 _NEVER_NULL = ("model",)  # a target override cannot remove these
 
 
-def _text(max_length: int, description: str) -> dict[str, Any]:
-    return {"type": ["string", "null"], "maxLength": max_length, "description": description}
+def _text(max_length: int | None, description: str) -> dict[str, Any]:
+    limit = {"maxLength": max_length} if max_length is not None else {}
+    return {"type": ["string", "null"], **limit, "description": description}
 
 
 def _name(description: str) -> dict[str, Any]:
@@ -201,12 +202,15 @@ _TOOL_RESOURCES = {
 }
 FIELDS: dict[str, Any] = {
     "model": {"type": "string", "minLength": 1, "description": "The model, e.g. gpt-4o (required)."},
-    "name": _text(256, "Display name, at most 256 characters."),
-    "description": _text(512, "At most 512 characters."),
-    "instructions": _text(256_000, "The system instructions, at most 256,000 characters."),
+    # The Assistants API's caps on name, description, instructions and tools are checked per target
+    # (asstctl.spec.agents): the Agents API documents none of them.
+    "name": _text(None, "Display name; at most 256 characters on an Assistants target."),
+    "description": _text(None, "At most 512 characters (Assistants API only)."),
+    "instructions": _text(None, "The system instructions; at most 256,000 characters on an Assistants target."),
     "instructions_file": {"type": "string", "minLength": 1,
                           "description": "A text file holding the instructions, relative to the spec."},
-    "tools": {"type": "array", "maxItems": 128, "items": _TOOL, "description": "At most 128 tools."},
+    "tools": {"type": "array", "items": _TOOL, "description": "At most 128 tools on an Assistants target; on an "
+                                                               "Agents API target, at most 3 MiB as JSON."},
     "tool_resources": _TOOL_RESOURCES,
     "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
     "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},

@@ -8,7 +8,10 @@ user message (``agent.session.input.message``). Function calls are answered from
 ``invalid_request_error`` and the message "Unknown pending tool call: <that call's id>" (the item event can
 arrive before the server registered the call) the same submission (same Idempotency-Key) is retried after 0.1,
 0.3 and 0.6 s: the SDK's own dispatcher's rule (``is_pending_call_race``), so any other 400 is an error at once. A call without
-a mock, or a required action of another kind (MCP or computer-use approval), cancels the turn.
+a mock, or a required action of another kind (MCP or computer-use approval), cancels the turn. The calls the API
+runs itself (``mcp_call``, ``web_search_call`` items) are recorded with the turn's tool calls; expectations on
+file citations or code runs (``file_cited``, ``code_ran``, ``code_output_contains``) fail the turn, as
+attachments do: an agent has neither.
 
 A turn ends at ``agent.session.idle`` once the root turn (the first ``turn.created`` without a subagent)
 completed, failed or was cancelled, or at ``agent.session.failed`` / ``budget_reached``. The reply is the
@@ -44,6 +47,12 @@ PAUSES = ("agent.session.requires_action", "agent.session.idle", *SESSION_ENDS)
 RACE_DELAYS = (0.1, 0.3, 0.6)  # the SDK's waits before re-submitting a tool result the session did not know yet
 DELETE_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)  # a cancelled turn must end before its session can be deleted
 NONE_ENVIRONMENT = {"type": "none"}
+HOSTED_CALLS = ("mcp_call", "web_search_call")  # tool calls the API runs (no tool result from asstctl)
+# Expectations on what only an Assistants run has (file_search citations, code_interpreter steps).
+ASSISTANTS_EXPECTATIONS = {"file_cited": "an agent has no file_search, so nothing in its replies cites a file",
+                           "code_ran": "an agent has no code_interpreter tool, so no code run is recorded",
+                           "code_output_contains": "an agent has no code_interpreter tool, so no code output is "
+                                                   "recorded"}
 
 
 @dataclass
@@ -157,8 +166,9 @@ class SessionRun:
         except TurnError:
             self._cancel()
             raise
-        except Exception:  # a read timeout (the request's timeout is the time left) or a broken stream
+        except Exception:  # a read timeout (the request's timeout is the time left), a broken stream, a refused post
             if not clock.expired():
+                self._cancel()  # the turn would wait for the refused tool result: it ends before its session goes
                 raise
 
     def _see(self, event: Any, turn: Any, state: TurnState, result: TurnResult) -> None:
@@ -176,6 +186,8 @@ class SessionRun:
                 state.replies.append((event.output_index, text_of(item)))
             elif item.type == "function_call":
                 self._answer(item.call_id, item.name, item.arguments, item.turn_id, turn, state, result)
+            elif item.type in HOSTED_CALLS:  # run by the API itself: recorded for tool_called / no_tool_called
+                result.tool_calls.append(hosted_call(item))
         elif kind == "agent.session.requires_action":
             for action in session.required_actions:
                 if action.type != "function_call":
@@ -271,8 +283,23 @@ def text_of(item: Any) -> str:
     return "".join(part.text for part in item.content if getattr(part, "type", "") == "output_text")
 
 
+def hosted_call(item: Any) -> dict[str, Any]:
+    """An MCP or web search call as a recorded tool call: ``{name, arguments}`` (an MCP call under the server's
+    tool name; a web search as ``web_search`` with its action's fields, e.g. ``query``)."""
+    if item.type == "mcp_call":
+        arguments = parse_arguments(item.arguments) if isinstance(item.arguments, str) else item.arguments
+        return {"name": item.name, "arguments": arguments if arguments is not None else {}}
+    action = item.action.to_dict() if item.action is not None else {}
+    return {"name": "web_search", "arguments": {key: value for key, value in action.items() if key != "type"}}
+
+
 def unsupported(turn: Any) -> None:
-    """What a conversation asks that a session cannot do: per-turn run overrides, attachments."""
+    """What a conversation asks that a session cannot do: per-turn run overrides, attachments, expectations on
+    file citations or code runs."""
+    for name, why in ASSISTANTS_EXPECTATIONS.items():
+        if name in turn.expect:
+            raise TurnError(f"`{name}` needs an Assistants target: {why}; remove it from this conversation, or run "
+                            "it on an Assistants target")
     if turn.attachments:
         raise TurnError("attachments need an Assistants target: an agent session has no file uploads; "
                         "remove `attachments:` from this conversation, or run it on an Assistants target")

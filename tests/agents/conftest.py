@@ -31,6 +31,8 @@ def api(agents_api):
     agents_api.failures.clear()
     agents_api.create_delay = 0.0
     agents_api.peak_creates = 0
+    agents_api.explicit_defaults = False
+    agents_api.default_effort = None
     yield agents_api
     assert not agents_api.problems, "the Agents API contract was broken:\n" + "\n".join(agents_api.problems)
 

@@ -19,14 +19,16 @@ a ``tool_result``), the answer's message (content part, text deltas), ``turn.com
 ``turn.failed`` without one, then ``idle``; ``session_fail``: ``agent.session.failed``; ``budget``: the session
 pauses at its spending limit, ``agent.session.budget_reached``;
 ``subagent``: a subagent's whole turn first; ``approval``: an MCP (or, with ``COMPUTER_USE``, a computer-use)
-approval ``requires_action`` until cancelled). With ``race`` a call is registered
+approval ``requires_action`` until cancelled; ``mcp`` / ``search``: an ``mcp_call`` / ``web_search_call`` item the
+API ran, first). With ``race`` a call is registered
 only after a first tool result for it was refused with 400 "Unknown pending tool call: <call id>", code
 ``invalid_request_error`` (counted in ``race_rejections``), as when the item event beats the registration.
 
 It cannot drift from the SDK: every request (headers ``OpenAI-Beta: agents=v1`` and the key included) is
 checked against the SDK's param types, every object and event against its models (tests/agents/sdk_types.py);
 violations land in ``problems``. ``lose_creates``: the next N agent creates are committed but answered 500
-(a lost response); ``fail_next``: answers N requests of a method (and path) with 500 before handling them.
+(a lost response); ``fail_next``: answers N requests of a method (and path) with 500 (or a given 400) before
+handling them.
 Recorded for the tests: each request's SDK retry count (``retry_counts``), each tool result's Idempotency-Key
 and whether it was accepted (``tool_posts``), the most agent creates in flight at once (``peak_creates``, with
 ``create_delay``); ``Answer.delay`` paces the text deltas (generation time).
@@ -73,6 +75,8 @@ class Answer:
     session_fail: str | None = None  # the whole session fails with this error
     error_event: bool = False  # with fail: the error comes as an `error` event, the failed turn has none
     budget: bool = False  # the session pauses at its spending limit (budget_reached) instead of answering
+    mcp: tuple[str, str, dict[str, Any]] | None = None  # (server label, tool, arguments): an MCP call the API runs
+    search: str | None = None  # a web search (its query) the API runs
 
 
 def _types():
@@ -111,6 +115,8 @@ class ScriptedAgents:
         self.lose_creates = 0
         self.failures: list[list[Any]] = []  # [method, path pattern, times left]
         self.create_delay = 0.0  # seconds an agent create takes (so parallel creates overlap)
+        self.explicit_defaults = False  # return optional defaults too (scripted_rules.materialized's `explicit`)
+        self.default_effort: str | None = None  # the effort an omitted one resolves to (None: returned as null)
         self.models = ["gpt-5", "gpt-5-mini", "gpt-4.1"]  # what GET /v1/models lists (the plan's model check)
         self.creating = self.peak_creates = 0
         self._ids = itertools.count(1)
@@ -126,9 +132,10 @@ class ScriptedAgents:
         self.answers.extend(answers)
         return self
 
-    def fail_next(self, method: str, times: int = 1, path: str = ".*") -> None:
-        """Answer the next ``times`` requests of ``method`` whose path matches ``path`` (a regex) with 500."""
-        self.failures.append([method, re.compile(path), times])
+    def fail_next(self, method: str, times: int = 1, path: str = ".*", refuse: str | None = None) -> None:
+        """Answer the next ``times`` requests of ``method`` whose path matches ``path`` (a regex) with 500, or
+        with ``refuse``: 400 ``invalid_request_error`` with this message ("{call_id}": the first event's call)."""
+        self.failures.append([method, re.compile(path), times, refuse])
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -208,6 +215,10 @@ class ScriptedAgents:
         for failure in self.failures:
             if failure[2] and failure[0] == request.method and failure[1].fullmatch(request.url.path):
                 failure[2] -= 1  # retry-after-ms: the SDK's own retries come quickly
+                if failure[3] is not None:
+                    call_id = ((body or {}).get("events") or [{}])[0].get("call_id")
+                    return body, error(400, failure[3].format(call_id=call_id), "invalid_request_error",
+                                       code="invalid_request_error")
                 return body, error(500, "The server had an error processing your request.", "server_error",
                                    headers={"retry-after-ms": "10"})
         return body, None
@@ -235,7 +246,7 @@ class ScriptedAgents:
             self.creating -= 1
         now = next(self._clock)
         obj = {"id": self._id("agent"), "object": "agent", "created_at": now, "updated_at": now}
-        obj.update(materialized(body))
+        obj.update(materialized(body, explicit=self.explicit_defaults, effort=self.default_effort))
         with self._lock:
             self.agents[obj["id"]] = obj
             if self.lose_creates:
@@ -284,7 +295,7 @@ class ScriptedAgents:
         problem = limits(body)
         if problem:
             return error(400, problem, "invalid_request_error")
-        obj.update(materialized(body, obj))
+        obj.update(materialized(body, obj, self.explicit_defaults, self.default_effort))
         obj["updated_at"] = next(self._clock)
         return self._send(obj, "agent")
 
@@ -457,7 +468,7 @@ class Session:
                 await self._subagent(answer.subagent, turn_id)
             if answer.approval is not None:
                 await self._approval(answer.approval, turn_id)
-            index = 0
+            index = self._hosted(answer, ids)
             for name, arguments in answer.calls:
                 await self._call(name, arguments, index, answer.race, ids)
                 index += 1
@@ -494,6 +505,21 @@ class Session:
         del self.pending[call_id]
         self._turn("in_progress")
         self._status("in_progress", "agent.session.in_progress")
+
+    def _hosted(self, answer: Answer, ids: dict[str, str]) -> int:
+        """The calls the API runs itself (an MCP tool, a web search), done at once; the next output index."""
+        items = []
+        if answer.mcp is not None:
+            label, name, arguments = answer.mcp
+            items.append({"id": self.api._id("mcp"), "type": "mcp_call", "server_label": label, "name": name,
+                          "arguments": arguments, "output": {"hits": 1}, "error": None, "status": "completed"})
+        if answer.search is not None:
+            items.append({"id": self.api._id("ws"), "type": "web_search_call", "status": "completed",
+                          "action": {"type": "search", "query": answer.search}})
+        for index, item in enumerate(items):
+            self.emit("agent.session.turn.item.done", item={**item, "turn_id": ids["turn_id"]}, output_index=index,
+                      **ids)
+        return len(items)
 
     async def _subagent(self, text: str, parent_turn: str) -> None:
         """A subagent's whole turn (created, in progress, its message, completed) inside the root turn."""

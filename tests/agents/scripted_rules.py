@@ -34,9 +34,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+def materialized(body: dict[str, Any], old: dict[str, Any] | None = None, explicit: bool = False,
+                 effort: str | None = None) -> dict[str, Any]:
     """The stored fields after a create (``old`` None: every default) or an update (only the fields sent;
-    null resets one; ``metadata`` and ``tools`` replaced whole; ``experimental`` merged by key)."""
+    null resets one; ``metadata`` and ``tools`` replaced whole; ``experimental`` merged by key). ``explicit``: the
+    API also returns the defaults its models leave optional (a function's ``async: false``, a web search's
+    ``location`` with every field null); ``effort``: the model's default effort, returned for an omitted one (the
+    SDK's ``Agent.reasoning``: "including the model default for an omitted effort")."""
     out: dict[str, Any] = {} if old is not None else json.loads(json.dumps(DEFAULTS))
     for name, value in body.items():
         if name == "model":
@@ -46,7 +50,7 @@ def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dic
         elif name == "metadata":
             out["metadata"] = dict(value or {})
         elif name == "tools":
-            out["tools"] = [tool(item) for item in value or []]
+            out["tools"] = [tool(item, explicit) for item in value or []]
         elif name == "reasoning":
             out["reasoning"] = {**DEFAULTS["reasoning"], **(value or {})}
         elif name == "text":
@@ -62,6 +66,8 @@ def materialized(body: dict[str, Any], old: dict[str, Any] | None = None) -> dic
             out["compaction"] = {"async": False}
         elif name == "experimental":  # "Experimental settings to merge by key. Omitted settings keep their values."
             out["experimental"] = {**((old or {}).get("experimental") or DEFAULTS["experimental"]), **(value or {})}
+    if effort is not None and "reasoning" in out and out["reasoning"]["effort"] is None:
+        out["reasoning"] = {**out["reasoning"], "effort": effort}
     return out
 
 
@@ -79,11 +85,11 @@ def session_tools(saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def tool(item: dict[str, Any]) -> dict[str, Any]:
-    """A tool as the API returns it: its defaults filled in."""
+def tool(item: dict[str, Any], explicit: bool = False) -> dict[str, Any]:
+    """A tool as the API returns it: its defaults filled in (``explicit``: the optional ones too)."""
     kind = item["type"]
     if kind == "function":
-        return {"defer_loading": False, **item}
+        return {"defer_loading": False, **({"async": False} if explicit else {}), **item}
     if kind == "mcp":
         transport = dict(item["transport"])
         transport.update({"headers": transport.get("headers") or {}} if transport["type"] == "http" else
@@ -91,7 +97,8 @@ def tool(item: dict[str, Any]) -> dict[str, Any]:
         return {"allowed_tools": None, "connection_origin": "service", "request_metadata": {}, "required": False,
                 **{key: value for key, value in item.items() if value is not None}, "transport": transport}
     if kind == "web_search":
-        return {"allowed_domains": None, "context_size": "medium", "mode": "live",
+        nowhere = {"location": dict.fromkeys(("city", "country", "region", "timezone"))} if explicit else {}
+        return {"allowed_domains": None, "context_size": "medium", "mode": "live", **nowhere,
                 **{key: value for key, value in item.items() if value is not None}}
     if kind == "computer_use":
         return {"include_screenshots": False, **item}

@@ -154,6 +154,9 @@ def test_transient_failures_are_retried_and_a_saved_plan_goes_stale(api, project
 
 
 def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
+    """On an API that also returns the optional defaults (a function's `async: false`, a web search's all-null
+    `location`): imported as usual, and never a change."""
+    api.explicit_defaults = True
     with sdk(api) as client:
         made = client.beta.agents.create(model="gpt-5", name="Researcher", instructions="Find sources.",
                                          reasoning={"effort": "high", "summary": "auto"},
@@ -168,11 +171,21 @@ def test_import_and_export_write_specs_that_plan_as_no_ops(api, project):
     assert spec["multi_agent"] == {"enabled": True, "max_concurrent_subagents": 6}
     assert spec["experimental"] == {"time_awareness": True}  # not silently left out of the spec
     assert spec["tools"][0] == {"web_search": {"context_size": "high"}}
+    assert spec["tools"][1] == {"function": {"name": "lookup"}}
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
 
     (project / "assistants" / "researcher.yaml").unlink()
     exported = run(api, "export", "--yes")
     assert exported.exit_code == 0, exported.output
+    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+
+    with sdk(api) as client:  # --all: an agent no project manages is exported too, and adopted
+        stray = client.beta.agents.create(model="gpt-5-mini", name="Stray Bot", text={"verbosity": "high"})
+    everything = run(api, "export", "--all", "--yes")
+    assert everything.exit_code == 0, everything.output
+    written = yaml.safe_load((project / "assistants" / "stray-bot.yaml").read_text())
+    assert written["model"] == "gpt-5-mini" and written["text"]["verbosity"] == "high", written
+    assert api.agents[stray.id]["metadata"][KEY] == "stray-bot"
     assert run(api, "plan", "--detailed-exitcode").exit_code == 0
     assert run(api, "destroy", "--yes").exit_code == 0
 
@@ -231,9 +244,16 @@ def test_a_wrong_base_url_or_a_missing_key_is_one_clear_error(api, project):
     missing = CliRunner().invoke(cli, ["plan", "--target", "agents"], env={"SCRIPTED_AGENTS_KEY": None})
     assert missing.exit_code != 0 and "$SCRIPTED_AGENTS_KEY is not set" in missing.output, missing.output
     assert api.key not in wrong.output + missing.output
+    both = run(api, "plan", "--base-url", api.base_url)  # never silently the Assistants API at that URL
+    assert both.exit_code != 0 and "--base-url and --target agents together: --base-url names an Assistants API " \
+                                   "endpoint, and target `agents` is an `api: agents` target" in both.output, both.output
+    assert "Drop --base-url, or set `base_url` of target `agents`" in both.output and "Traceback" not in both.output
 
 
 def test_server_defaults_set_explicitly_are_not_a_change(api, project):
+    """On an API that resolves an omitted reasoning effort to the model's default (the SDK's Agent.reasoning says
+    it may): the effort is compared only when the spec sets one."""
+    api.default_effort = "medium"
     write_spec(project, "explicit", service_tier="auto", text={"verbosity": "medium", "format": {"type": "text"}},
                multi_agent={"enabled": True}, compaction={"async": False}, reasoning={"effort": None},
                tools=[{"web_search": {"context_size": "medium", "mode": "live"}}, {"computer_use": {}},
@@ -243,14 +263,18 @@ def test_server_defaults_set_explicitly_are_not_a_change(api, project):
     assert run(api, "apply", "--yes").exit_code == 0
     stored = agents_of(api, project_name(project))["explicit"]
     assert stored["multi_agent"] == {"enabled": True, "max_concurrent_subagents": 6}
-    assert stored["tools"][2]["transport"]["env_vars"] == []
+    assert stored["tools"][2]["transport"]["env_vars"] == [] and stored["reasoning"]["effort"] == "medium"
     clean = run(api, "plan", "--detailed-exitcode")
     assert clean.exit_code == 0, clean.output
     write_spec(project, "explicit")  # everything back to the defaults: an update that resets them
     assert run(api, "apply", "--yes").exit_code == 0
     stored = agents_of(api, project_name(project))["explicit"]
     assert stored["multi_agent"]["enabled"] is False and stored["tools"] == []
-    assert run(api, "plan", "--detailed-exitcode").exit_code == 0
+    replan = run(api, "plan", "--detailed-exitcode")
+    assert stored["reasoning"]["effort"] == "medium" and replan.exit_code == 0, replan.output
+    write_spec(project, "explicit", reasoning={"effort": "high"})  # one the spec sets is compared
+    changed = run(api, "plan", "--detailed-exitcode")
+    assert changed.exit_code == 2 and "reasoning" in changed.output, changed.output
 
 
 def test_listing_pages_through_every_agent_in_ceil_n_over_100_requests(api, project):

@@ -50,9 +50,9 @@ def test_conversations_run_as_sessions_with_a_tool_round(api, project):
     with (project / "asstctl.yaml").open("a") as config:
         config.write("test:\n  prices: {gpt-5: {prompt: 1.25, completion: 10}}\n")
     assert run(api, "apply", "--yes").exit_code == 0
-    posted = len(api.tool_posts)
+    posted, results = len(api.tool_posts), len(api.tool_results)
     api.queue(Answer("It is 21 °C in Paris.", calls=[("get_weather", {"city": "Paris"})], race=True, usage=(30, 9)),
-              Answer("You are welcome!"),
+              Answer("You are welcome!", calls=[("get_weather", {"city": "Oslo"})], race=True),  # a later turn's round
               Answer("Booked.", calls=[("book_table", {"people": 2})]))
 
     result = run(api, "test", "--output", "json")
@@ -63,19 +63,21 @@ def test_conversations_run_as_sessions_with_a_tool_round(api, project):
     first, second = weather["attempts"][0]["turns"]
     assert first["reply"] == "It is 21 °C in Paris." and second["reply"] == "You are welcome!"
     assert first["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert second["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Oslo"}}]
     assert first["usage"] == {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39}
     assert first["model"] == "gpt-5" and first["run_id"].startswith("turn_")
     assert report["usage"]["total_tokens"] >= 39
     assert weather["cost"] == pytest.approx(((30 + 20) * 1.25 + (9 + 8) * 10) / 1e6)  # test.prices, per 1M tokens
     assert report["cost"] >= weather["cost"] and report["unpriced_models"] == []
     assert weather["latency_ms"] > 0 and first["latency_ms"] >= first["engine_ms"] > 0
-    assert api.race_rejections >= 1  # the tool result met the pending-call race and was submitted again
+    assert api.race_rejections >= 2  # both turns' tool results met the pending-call race and were submitted again
+    assert [accepted for call, _, accepted in api.tool_posts[posted:] if call == api.tool_posts[-1][0]][-1] is True
     posts = api.tool_posts[posted:]
     call_id = posts[0][0]
     refused = {key for call, key, accepted in posts if call == call_id and not accepted}
     accepted = [key for call, key, accepted in posts if call == call_id and accepted]
     assert refused and len(accepted) == 1 and refused == set(accepted), posts  # one Idempotency-Key throughout
-    assert json.loads(api.tool_results[0]["output"]) == {"city": "Paris", "temperature": 21, "unit": "celsius"}
+    assert [json.loads(result["output"])["city"] for result in api.tool_results[results:]] == ["Paris", "Oslo"]
 
     failed = unmocked["attempts"][0]["turns"][0]
     assert failed["error"] == "no mock for tool `book_table` called with {\"people\": 2}; add it under mocks:", failed
@@ -174,6 +176,12 @@ conversations:
   - {name: error event, turns: [{user: Hello}]}
   - {name: computer approval, turns: [{user: Buy the blue one}]}
   - {name: attachments, turns: [{user: Read this, attachments: [notes.txt]}]}
+  - {name: hosted, turns: [{user: Look it up, expect: {tool_called: [{name: search, arguments: {q: refunds}},
+                                                                      {name: web_search, arguments: {query: refunds}}]}}]}
+  - {name: nothing called, turns: [{user: Just answer, expect: {no_tool_called: true}}]}
+  - {name: cited, turns: [{user: Cite it, expect: {file_cited: true}}]}
+  - {name: no code, turns: [{user: Hi, expect: {code_ran: false}}]}
+  - {name: code output, turns: [{user: Hi, expect: {code_output_contains: "1"}}]}
 """)
     (project / "assistants" / "notes.txt").write_text("Refunds within 30 days.")
     assert run(api, "apply", "--yes").exit_code == 0
@@ -181,10 +189,13 @@ conversations:
               Answer("Done.", subagent="The helper's notes.", usage=(40, 4)),
               Answer("", session_fail="The session's environment could not start."),
               Answer("", budget=True), Answer("", fail=("server_error", "The model failed."), error_event=True),
-              Answer("Never said.", approval=COMPUTER_USE))
+              Answer("Never said.", approval=COMPUTER_USE),
+              Answer("Found it.", mcp=("kb", "search", {"q": "refunds"}), search="refunds"),
+              Answer("Sure.", mcp=("kb", "search", {"q": "x"})))
     result = run(api, "test", "--output", "json")
     assert result.exit_code == 1, result.output
-    approval, subagent, failed, budget, errored, computer, attached = json.loads(result.stdout)["conversations"]
+    approval, subagent, failed, budget, errored, computer, attached, hosted, nothing, *refused = \
+        json.loads(result.stdout)["conversations"]
     asked = approval["attempts"][0]
     assert asked["turns"][0]["error"] == "the agent asked for `mcp_approval_request`, which asstctl test cannot answer"
     assert asked["error"] is None  # the turn was cancelled, then its session deleted
@@ -200,6 +211,13 @@ conversations:
         "the agent asked for `computer_use_approval_request`, which asstctl test cannot answer"
     assert attached["attempts"][0]["turns"][0]["error"].startswith(
         "attachments need an Assistants target: an agent session has no file uploads")
+    assert hosted["passed"] is True, hosted  # the MCP and web search calls the API ran are recorded
+    assert hosted["attempts"][0]["turns"][0]["tool_calls"] == [{"name": "search", "arguments": {"q": "refunds"}},
+                                                               {"name": "web_search", "arguments": {"query": "refunds"}}]
+    assert nothing["passed"] is False and 'called: search({\\"q\\": \\"x\\"})' in json.dumps(nothing), nothing
+    for conversation, name in zip(refused, ("file_cited", "code_ran", "code_output_contains")):  # never vacuous
+        assert conversation["attempts"][0]["turns"][0]["error"].startswith(
+            f"`{name}` needs an Assistants target: an agent has no "), conversation
     assert all(conversation["attempts"][0]["error"] is None for conversation in (failed, budget, errored, computer))
     assert not api.answers  # the attachments turn never reached the API
     assert not api.sessions  # each deleted, the paused one too
@@ -275,3 +293,34 @@ def test_the_live_test_runs_as_written_against_the_scripted_api(api, tmp_path, m
     cycle(tmp_path, monkeypatch)
     assert json.loads(api.tool_results[-1]["output"]) == {"temperature": 17, "unit": "celsius"}
     assert not [obj for obj in api.agents.values() if obj["name"] == "asstctl live test"]  # destroyed
+
+
+def test_a_refused_tool_result_fails_the_turn_at_once_and_the_race_after_3_retries(api, project):
+    """A 400 that is not the race fails the turn after one post; the race refused on every post (4: the first and
+    3 retries) fails it with the API's error. Each failed turn is cancelled, so its session is deleted."""
+    write_spec(project, "weather", **WEATHER)
+    (project / "assistants" / "weather.test.yaml").write_text("""\
+conversations:
+  - {name: refused, mocks: {get_weather: {result: {}}}, turns: [{user: Weather?}]}
+  - {name: exhausted, mocks: {get_weather: {result: {}}}, turns: [{user: Weather?}]}
+""")
+    assert run(api, "apply", "--yes").exit_code == 0
+    events = len([r for r in api.requests if r[0] == "POST" and r[1].endswith("/events")])
+    api.fail_next("POST", 1, r".*/events", refuse="The tool output is not valid JSON.")
+    api.queue(Answer("Never said.", calls=[("get_weather", {"city": "Oslo"})]))
+    refused = run(api, "test", "-k", "refused", "--output", "json")
+    turn = json.loads(refused.stdout)["conversations"][0]["attempts"][0]
+    assert turn["turns"][0]["error"].endswith("The tool output is not valid JSON."), turn
+    posts = [r for r in api.requests if r[0] == "POST" and r[1].endswith("/events")][events:]
+    assert [post[2]["events"][0]["type"] for post in posts] == [  # no retry: the result once, then the cancel
+        "agent.session.input.tool_result", "agent.session.input.cancel"], posts
+    assert turn["error"] is None  # cancelled, then deleted
+
+    api.fail_next("POST", 4, r".*/events", refuse="Unknown pending tool call: {call_id}")
+    api.queue(Answer("Never said.", calls=[("get_weather", {"city": "Oslo"})]))
+    exhausted = run(api, "test", "-k", "exhausted", "--output", "json")
+    attempt = json.loads(exhausted.stdout)["conversations"][0]["attempts"][0]
+    assert "BadRequestError" in attempt["turns"][0]["error"] and "Unknown pending tool call: call_" in \
+        attempt["turns"][0]["error"], attempt
+    assert not api.failures[-1][2] and attempt["error"] is None  # all 4 posts refused; the session deleted
+    assert not api.sessions

@@ -114,6 +114,18 @@ def test_mcp_server_urls_request_metadata_and_stdio_args_hold_no_credentials(tmp
     assert "`tools[9]`" not in out and "`tools[10]`" not in out
 
 
+def test_the_3_mib_check_runs_through_asstctl_validate(tmp_path, monkeypatch):
+    """Through the CLI: the parameters come from a JSON file (fast to read), so the spec's tools pass 3 MiB."""
+    import json
+
+    agents_project(tmp_path, monkeypatch)
+    (tmp_path / "assistants" / "big.json").write_text(json.dumps({"type": "object", "properties": {}, "description": "x" * 3_200_000}))
+    write_spec(tmp_path, "bot", tools=[{"function": {"name": "huge", "parameters_file": "big.json"}}])
+    out = validate(tmp_path)
+    assert "assistants/bot.yaml:2:1: the tools are 3,200," in out and "an agent's tools may be at most 3,145,728 " \
+           "bytes (3 MiB, an API limit)" in out, out
+
+
 def test_the_tools_must_fit_in_3_mib():
     """On the resolved spec (a 3 MiB YAML file takes seconds to parse; the check runs after it)."""
     from pathlib import Path
@@ -137,9 +149,12 @@ def test_an_assistants_target_refuses_the_agents_only_fields(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "asstctl.yaml").write_text("project: checks\n")
     (tmp_path / "assistants").mkdir()
-    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", tools=["web_search"],
-               experimental={"time_awareness": True})
+    write_spec(tmp_path, "bot", reasoning={"effort": "low"}, service_tier="flex", experimental={"time_awareness": True},
+               tools=["web_search", {"mcp": {"server_label": "kb", "transport": {
+                   "type": "http", "server_url": "https://mcp.example.com"}}}, {"computer_use": {}}])
     out = validate(tmp_path)
+    assert "`tools[1]` is `mcp`, an Agents API tool, and the default target serves the Assistants API" in out, out
+    assert "`tools[2]` is `computer_use`, an Agents API tool" in out
     assert "`experimental` is an Agents API field and the default target serves the Assistants API" in out, out
     assert "`reasoning` is an Agents API field and the default target serves the Assistants API" in out, out
     assert "`service_tier` is an Agents API field" in out
@@ -181,7 +196,10 @@ def test_web_search_location_takes_the_sdk_keys_only(tmp_path, monkeypatch):
 def test_a_json_schema_format_needs_its_schema_and_metadata_at_most_12_keys(tmp_path, monkeypatch):
     agents_project(tmp_path, monkeypatch)
     write_spec(tmp_path, "bot", text={"format": {"type": "json_schema"}}, metadata={f"k{i}": "v" for i in range(13)})
+    write_spec(tmp_path, "texty", text={"format": {"type": "text", "schema": {"type": "object"}}})
     out = validate(tmp_path)
+    assert "assistants/texty.yaml:3:3: `text.format` is `type: text` with a `schema`: a text format takes no schema; " \
+           "use `type: json_schema` for answers that follow it, or remove `schema`" in out, out
     assert "assistants/bot.yaml:3:3: `text.format` is `type: json_schema` without `schema`: add the JSON Schema the " \
            "answers follow, e.g. `schema: {type: object, properties: {answer: {type: string}}}`, or use `type: text`" \
            in out, out
@@ -245,3 +263,22 @@ def test_top_level_agents_fields_validate_for_the_agents_target_and_plan_without
     for field in ("`reasoning` is an Agents API field and target `embedded`", "`tools[0]` is `web_search`, an Agents "
                   "API tool, and target `embedded`", "`experimental` is an Agents API field and target `embedded`"):
         assert field in plan.output, plan.output
+
+
+def test_the_assistants_caps_apply_on_assistants_targets_only(tmp_path, monkeypatch):
+    """128 tools, a 256-character name, 256,000 characters of instructions: the Assistants API's caps; the Agents
+    API documents none of them, so the agents variant of the same spec is valid."""
+    from asstctl.spec.loader import load_specs
+    from asstctl.spec.project import parse_project
+
+    agents_project(tmp_path, monkeypatch, staging={"base_url": "http://127.0.0.1:9/v1"})
+    write_spec(tmp_path, "big", name="n" * 300, instructions="i" * 256_001,
+               tools=[{"function": {"name": f"f{index}"}} for index in range(129)])
+    out = validate(tmp_path)
+    assert "assistants/big.yaml:2:1: `name` is 300 characters long; it must be at most 256 on an Assistants API " \
+           "target" in out, out
+    assert "`instructions` is 256,001 characters long; it must be at most 256,000 on an Assistants API target" in out
+    assert "`tools` has 129 items; it must have at most 128 on an Assistants API target" in out
+    assert len(out.strip().splitlines()) == 4, out  # each once (both Assistants variants: default and staging)
+    [spec] = load_specs(parse_project(tmp_path), "agents")
+    assert len(spec.fields["tools"]) == 129 and len(spec.fields["name"]) == 300

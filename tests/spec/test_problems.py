@@ -98,13 +98,13 @@ CORPUS = {
     ),
     "oversize fields": (
         f"model: gpt-4o\nname: {'n' * 257}\ndescription: {'d' * 513}\ninstructions: {'i' * 256_001}\n",
-        ["a.yaml:2:1: `name` is 257 characters long; it must be at most 256",
-         "a.yaml:3:1: `description` is 513 characters long; it must be at most 512",
-         "a.yaml:4:1: `instructions` is 256,001 characters long; it must be at most 256,000"],
+        ["a.yaml:2:1: `name` is 257 characters long; it must be at most 256 on an Assistants API target",
+         "a.yaml:3:1: `description` is 513 characters long; it must be at most 512 on an Assistants API target",
+         "a.yaml:4:1: `instructions` is 256,001 characters long; it must be at most 256,000 on an Assistants API target"],
     ),
     "too many tools": (
         "model: gpt-4o\ntools:\n" + "  - code_interpreter\n" * 129,
-        ["a.yaml:2:1: `tools` has 129 items; it must have at most 128"],
+        ["a.yaml:2:1: `tools` has 129 items; it must have at most 128 on an Assistants API target"],
     ),
     "metadata: reserved, wrong type, long key": (
         f"model: gpt-4o\nmetadata:\n  asstctl.key: x\n  team: 7\n  {'k' * 65}: v\n  beta: true\n  owner: null\n",
@@ -221,8 +221,8 @@ def test_every_problem_of_every_file_at_once(project):
 def test_instructions_file_over_the_limit(project):
     write(project, {"prompts/long.md": "x" * 256_001})
     assert problems(project, {"a.yaml": "model: gpt-4o\ninstructions_file: prompts/long.md\n"}) == [
-        "assistants/a.yaml:2:1: `instructions_file` prompts/long.md is 256,001 characters long; "
-        "instructions must be at most 256,000"
+        "assistants/a.yaml:2:1: `instructions_file` is 256,001 characters long; it must be at most 256,000 on an "
+        "Assistants API target"
     ]
 
 

@@ -110,10 +110,10 @@ def spec_action(spec: Any, obj: dict[str, Any] | None, project: str, names: dict
 def existing_action(spec: Any, obj: dict[str, Any], project: str, names: dict[str, str] | None = None) -> Action:
     """``names``: remote ids -> knowledge references, to compare ``tool_resources`` (the fingerprint stays the object's)."""
     raw, obj = obj, symbolic(obj, names) if names else obj
-    remote_content = normalize.content(obj)
+    recorded, _ = split_hash_tag(obj.get("metadata"))
+    remote_content = normalize.remote_content(obj, spec.fields, recorded)  # server-resolved omissions: no change
     changes = field_changes(remote_content, desired_content(spec))
     changes += hidden_changes(spec, obj)
-    recorded, _ = split_hash_tag(obj.get("metadata"))
     drift = recorded != spec_hash(remote_content)
     if not changes and drift:  # content is as desired but the tag is stale: refresh it
         changes = [FieldChange(f"metadata.{SPEC_HASH}", recorded, desired_tag(spec))]
