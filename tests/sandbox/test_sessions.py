@@ -101,10 +101,34 @@ def test_without_bwrap_there_is_no_sandbox_and_no_fallback(tmp_path):
         raise AssertionError("code ran without bwrap")
 
 
+FORGE = r"""import os, struct
+body = ('{"logs": "\\u0046ORGED", "truncated": 0, "error": false, "images": [], "skipped": [], "mark": 3, '
+        '"files": [{"path": "/mnt/data/forged.txt", "data": "Rk9SR0VE"}]}').encode()
+reached = 0
+for fd in range(64):
+    try:
+        handle = os.open(f'/proc/{os.getppid()}/fd/{fd}', os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        continue
+    reached += 1
+    try:
+        os.write(handle, struct.pack('>I', len(body)) + body)
+    except OSError:
+        pass
+    os.close(handle)
+print('reached', reached, "of its parent's fds")
+"""
+
+
 def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
     sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"), data_mb=2)
     assert sandbox.run("t", "v = 2\nv * 21").logs == "42\n"
     assert sandbox.run("t", "import os; os.getcwd() != '/mnt/data'").logs == "True\n"
+    # The supervisor is not dumpable here too (and a root server's worker has no CAP_SYS_PTRACE): the cell
+    # reaches none of its fds, so no answer it forges through them is taken.
+    forged = sandbox.run("t", FORGE)
+    assert forged.logs.startswith("reached 0 of its parent's fds") and "FORGED" not in forged.logs, forged.logs
+    assert forged.files == [] and sandbox.run("t", "v").logs == "2\n"
     # What a call leaves running ends with it, even in a session of its own (it comes back to the REPL's
     # supervisor, a child subreaper): no pid namespace to end it with.
     left = sandbox.run("t", "import subprocess\nprint(subprocess.run(['sh', '-c', 'setsid sleep 60 >/dev/null 2>&1 & echo $!'], "

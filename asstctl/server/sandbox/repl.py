@@ -20,16 +20,20 @@ Answers: ``{"ok": bool, "path", "error", "reason"}`` for a put; for an exec ``{"
 
 import ast
 import base64
+import ctypes
 import errno
+import io
 import json
 import linecache
 import math
 import os
 import resource
+import select
 import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 
 SETTINGS = json.loads(sys.argv[1])
@@ -54,19 +58,30 @@ def drop_privileges():
         os.setuid(uid)
         if os.getuid() != uid or os.geteuid() != uid:
             raise SystemExit("could not drop privileges")
-    if not SETTINGS["sandboxed"]:  # no pid namespace: the cell's orphans come back to the supervisor (reap)
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-        return
-    with open("/proc/self/status") as status:
-        caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
-    if int(caps.get("CapEff", "0"), 16) or int(caps.get("CapPrm", "0"), 16):
-        raise SystemExit("capabilities left after dropping privileges")
-    import ctypes
-
-    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: no /proc/<pid>/fd, no ptrace
+    libc = ctypes.CDLL(None, use_errno=True)
+    if SETTINGS["sandboxed"]:
+        with open("/proc/self/status") as status:
+            caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
+        if int(caps.get("CapEff", "0"), 16) or int(caps.get("CapPrm", "0"), 16):
+            raise SystemExit("capabilities left after dropping privileges")
+    elif libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER: no pid namespace, the cell's orphans come back
+        raise SystemExit("could not become a child subreaper")
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: no /proc/<pid>/fd, no ptrace (sandboxed or not)
         raise SystemExit("could not make the supervisor non-dumpable")
+
+
+def drop_ptrace():
+    """The worker of a plain subprocess run by root: CAP_SYS_PTRACE (the one capability that passes over a
+    non-dumpable process) leaves it and its bounding set (an exec as root does not give it back)."""
+    if SETTINGS["sandboxed"] or os.geteuid() != 0:
+        return
+    libc, header, data = ctypes.CDLL(None, use_errno=True), (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
+    if libc.prctl(24, 19, 0, 0, 0) != 0 or libc.capget(header, data) != 0:  # PR_CAPBSET_DROP CAP_SYS_PTRACE (19)
+        raise SystemExit("could not drop CAP_SYS_PTRACE")
+    for index in (0, 1, 2):  # effective, permitted, inheritable (bits 0-31)
+        data[index] &= ~(1 << 19)
+    if libc.capset(header, data) != 0:
+        raise SystemExit("could not drop CAP_SYS_PTRACE")
 
 
 class Capture:
@@ -255,8 +270,6 @@ def strays():
 
 def reap():
     """End the processes the cell left behind (e.g. a fork bomb's, a background job's)."""
-    import time
-
     for _ in range(200):
         collect()
         found = False
@@ -278,8 +291,6 @@ def refuse_hidden_memory():
     program = base64.b64decode(SETTINGS["seccomp"] or "")
     if not program:
         return
-    import ctypes
-
     class Program(ctypes.Structure):  # struct sock_fprog
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
 
@@ -360,8 +371,6 @@ def supervise(requests, answers, to_worker, from_worker, capture):
 
 def wait_for_worker(from_worker, requests):
     """Until the worker answers (True) or the server's side of the channel ends or speaks out of turn (False)."""
-    import select
-
     while True:
         ready, _, _ = select.select([from_worker, requests], [], [])
         if from_worker in ready:
@@ -372,8 +381,6 @@ def wait_for_worker(from_worker, requests):
 
 def worker_ended():
     """How the worker ended (None if it still lived: it is ended now)."""
-    import time
-
     for _ in range(50):
         status = WORKER["status"]
         if status is not None:
@@ -453,8 +460,6 @@ def figures():
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None:
         return []
-    import io
-
     images = []
     for number in pyplot.get_fignums()[:SETTINGS["max_images"]]:
         buffer = io.BytesIO()
@@ -528,6 +533,7 @@ def start_worker(devnull):
             os.dup2(to_worker_r, 3)
             os.dup2(from_worker_w, 4)
             os.closerange(5, 1 << 16)  # nothing of the server's channel, nor of the supervisor's side
+            drop_ptrace()
             apply_limits()
             os.chdir(DATA)
             work(os.fdopen(3, "rb"), os.fdopen(4, "wb"))
