@@ -121,7 +121,8 @@ print('reached', reached, "of its parent's fds")
 
 
 def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
-    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"), data_mb=2)
+    # cgroup "none": no memory cgroup whose removal would end what the session leaves (a non-root server's case)
+    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"), data_mb=2, cgroup="none")
     assert sandbox.run("t", "v = 2\nv * 21").logs == "42\n"
     assert sandbox.run("t", "import os; os.getcwd() != '/mnt/data'").logs == "True\n"
     # The supervisor is not dumpable here too (and a root server's worker has no CAP_SYS_PTRACE): the cell
@@ -133,29 +134,38 @@ def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
     # supervisor, a child subreaper): no pid namespace to end it with.
     left = sandbox.run("t", "import subprocess\nprint(subprocess.run(['sh', '-c', 'setsid sleep 60 >/dev/null 2>&1 & echo $!'], "
                             "capture_output=True, text=True).stdout.strip())").logs
-    for _ in range(100):
-        try:
-            with open(f"/proc/{int(left)}/stat") as stat:
-                if stat.read().rpartition(")")[2].split()[0] == "Z":
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"the call's background process {left} still runs")
+    assert _ended(int(left)), f"the call's background process {left} still runs"
     # No tmpfs caps its stand-ins for /mnt/data and /tmp (TMPDIR, beside it): the watchdog does (--code-data-mb).
     tmp = sandbox.run("t", "import tempfile; tempfile.gettempdir()").logs.strip().strip("'")
     assert tmp.startswith(sandbox.pool.sessions["t"].data_dir + "/") and os.path.isdir(tmp)
-    full = sandbox.run("t", "tempfile.NamedTemporaryFile(delete=False).write(b'x' * 3 * 2 ** 20)\n"
+    pids = tmp_path / "pids"  # processes of their own sessions, more than one look at the tree would see
+    full = sandbox.run("t", f"pids = [subprocess.Popen(['setsid', 'sleep', '300']).pid for _ in range(10)]\n"
+                            f"open({str(pids)!r}, 'w').write(' '.join(map(str, pids)))\n"
+                            "tempfile.NamedTemporaryFile(delete=False).write(b'x' * 3 * 2 ** 20)\n"
                             "import time\ntime.sleep(10)")
     assert full.failure == "crashed" and "MB of files in its directory (1 KiB per file counted), over the limit " \
         "of 2 MB (--code-data-mb)" in full.logs, full.logs
     assert not os.path.exists(tmp)  # removed with its session
+    for pid in pids.read_text().split():  # ended with their session (no pid namespace ends them here)
+        assert _ended(int(pid)), f"process {pid} outlived its session"
     # No RLIMIT_NPROC (it would count every process of the server's uid): the watchdog counts the session's.
     crowd = sandbox.run("t", "import threading, time\nfor _ in range(20):\n    threading.Thread(target=time.sleep, "
                              "args=(10,), daemon=True).start()\ntime.sleep(10)")
     assert crowd.failure == "crashed" and "processes and threads, over the limit of 16 per session " \
         "(--code-max-processes)" in crowd.logs, crowd.logs
+
+
+def _ended(pid: int) -> bool:
+    """Whether process ``pid`` ended (a zombie or gone) within 5 s."""
+    for _ in range(100):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 async def _sleep(seconds):
