@@ -431,3 +431,31 @@ def test_the_total_caps_end_the_largest_session(served, call):
         served.configure(max_total_disk_mb=TEST_LIMITS.get("max_total_disk_mb", 4096))
     assert "--code-max-total-disk-mb" in largest and "this session was the largest" in largest, largest
     assert call("print(len(kept), len(open('/mnt/data/kept', 'rb').read()))").output == f"{20 * 2 ** 20} {4 * 2 ** 20}\n"
+
+
+SOCKETS = """import socket, time
+held, pairs = 0, []
+for _ in range(120):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        while True:
+            held += a.send(b'x' * 65536)
+    except BlockingIOError:
+        pass
+    pairs.append((a, b))
+print('queued', held >> 20, 'MB')
+time.sleep(20)
+"""
+
+
+def test_socket_buffers_count_as_memory(served, call):
+    """Bytes queued in sockets are the kernel's memory, in no RSS (26 MB in 120 socketpairs beside an RSS of
+    14 MB): the watchdog counts each socket at the most its buffer may hold, so the cap ends the session."""
+    served.end_sessions()
+    served.configure(max_total_memory_mb=64)
+    try:
+        ended = call(SOCKETS).output
+    finally:
+        served.configure(max_total_memory_mb=TEST_LIMITS.get("max_total_memory_mb", 4096))
+    assert "--code-max-total-memory-mb" in ended and "sockets' and pipes' buffers may hold" in ended, ended

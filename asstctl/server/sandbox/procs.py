@@ -18,9 +18,27 @@ WRITABLE = ("tmp", "mnt/data", "dev/shm")  # the sandbox's size-capped tmpfs, be
 INODE_BYTES = 1024
 
 
+def sysctl(name: str, default: int) -> int:
+    try:
+        with open(f"/proc/sys/{name}") as handle:
+            return int(handle.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+# What the kernel may hold in buffers no RSS shows, counted as memory for each socket or pipe a session's
+# processes hold: a socket's send buffer (SO_SNDBUF may raise it to twice net.core.wmem_max; 120 socketpairs
+# filled at the default size queued 26 MB while the RSS was 14 MB), a pipe's 16 pages (F_SETPIPE_SZ may grow
+# it: the kernel bounds that per uid, fs.pipe-user-pages-soft).
+SOCKET_BYTES = 2 * sysctl("net/core/wmem_max", 212992)
+PIPE_BYTES = 16 * PAGE
+
+
 @dataclass
 class Usage:
-    memory: int = 0  # bytes resident in the session's processes (memfds and SysV shm are refused: seccomp)
+    memory: int = 0  # bytes resident in the session's processes (memfds and SysV shm are refused: seccomp),
+    # plus SOCKET_BYTES per socket and PIPE_BYTES per pipe they hold
+    buffers: int = 0  # of which sockets' and pipes'
     disk: int = 0  # bytes used in its writable tmpfs, plus INODE_BYTES per file or directory in them
     inodes: int = 0  # files and directories in its writable tmpfs
     cpu: float = 0.0  # CPU seconds of its processes, living and ended
@@ -110,10 +128,14 @@ def usage(root: int, data_dir: str | None = None) -> Usage:
         result.cpu += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
         result.tasks += int(fields[17])  # num_threads
     if data_dir:
+        result.buffers = buffers(pids)
+        result.memory += result.buffers
         result.disk, result.inodes = directory_bytes(data_dir)
         result.disk += result.inodes * INODE_BYTES
         return result
     # pids[1]: bwrap's init in the sandbox's namespaces, alive as long as the session
+    result.buffers = sockets(pids[1]) * SOCKET_BYTES if len(pids) > 1 else 0
+    result.memory += result.buffers
     for place in [f"/proc/{pid}/root/{place}" for place in WRITABLE for pid in pids[1:2]]:
         try:
             stats = os.statvfs(place)
@@ -123,6 +145,38 @@ def usage(root: int, data_dir: str | None = None) -> Usage:
         result.inodes += stats.f_files - stats.f_ffree
     result.disk += result.inodes * INODE_BYTES
     return result
+
+
+def sockets(pid: int) -> int:
+    """The sockets of the network namespace of ``pid`` (a sandbox's own: readable whatever the server's uid,
+    and counting those only in flight too, passed over a socket and closed by their process)."""
+    count = 0
+    for kind in ("unix", "tcp", "tcp6", "udp", "udp6", "raw", "raw6"):
+        try:
+            with open(f"/proc/{pid}/net/{kind}") as handle:
+                count += max(0, sum(1 for _ in handle) - 1)  # the first line names the columns
+        except OSError:
+            continue
+    return count
+
+
+def buffers(pids: list[int]) -> int:
+    """Without a sandbox (no network namespace of its own): SOCKET_BYTES per socket and PIPE_BYTES per pipe
+    the processes ``pids`` hold (each counted once; of the processes whose fds the server may read)."""
+    held: set[str] = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith(("socket:", "pipe:")):
+                held.add(link)
+    return sum(SOCKET_BYTES if link.startswith("socket:") else PIPE_BYTES for link in held)
 
 
 def directory_bytes(path: str, limit: int = 10_000) -> tuple[int, int]:
