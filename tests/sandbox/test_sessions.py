@@ -72,7 +72,16 @@ def test_an_idle_session_ends(make_sandbox):
     sandbox.run("t", "z = 1")
     sandbox.loop.run_until_complete(_sleep(0.6))
     assert "t" not in sandbox.pool.sessions
-    assert "NameError" in sandbox.run("t", "z").logs and sandbox.pool.started == 2
+    expired = sandbox.run("t", "z").logs
+    assert expired.startswith("[The thread's previous session was ended: it was unused for 0.00333333 minutes "
+                              "(--code-idle-minutes 0.00333333); its variables and files are gone.]\n"), expired
+    assert "NameError" in expired and sandbox.pool.started == 2
+    # A session whose process ended on its own while idle: the next call says so too.
+    sandbox.pool.sessions["t"].kill()
+    sandbox.loop.run_until_complete(sandbox.pool.sessions["t"].process.wait())
+    died = sandbox.run("t", "z").logs
+    assert died.startswith("[The thread's previous session was ended: its process ended while it was idle "
+                           "(signal 9)"), died
 
 
 def test_the_least_recently_used_session_ends_beyond_the_maximum(make_sandbox):
