@@ -183,7 +183,7 @@ def test_memory_bomb(call):
 def test_endless_loop_hits_the_cpu_limit(call, wall):
     wall(600)  # only the CPU limit (1 s) can end it
     outcome = call("while True:\n    pass")
-    assert "CPU time limit of 1 s per call exceeded" in outcome.output
+    assert "CPU time limit of 1 s per call exceeded (--code-cpu-seconds)" in outcome.output
 
 
 def test_endless_sleep_hits_the_wall_time_limit_and_is_interrupted(call, wall):
@@ -191,7 +191,7 @@ def test_endless_sleep_hits_the_wall_time_limit_and_is_interrupted(call, wall):
     wall(3)
     outcome = call("import time\nwhile True:\n    time.sleep(1)")
     assert "KeyboardInterrupt: stopped: the call ran longer than the wall-time limit" in outcome.output
-    assert outcome.output.endswith("[Execution interrupted: it ran longer than the wall-time limit of 3 s.]")
+    assert outcome.output.endswith("[Execution interrupted: it ran longer than the wall-time limit of 3 s (--code-timeout).]")
     assert call("kept").output == "1\n"  # interrupted, not restarted: the session lives on
 
 
@@ -200,7 +200,7 @@ def test_a_cell_that_ignores_the_interrupt_is_ended_with_its_session(call, wall)
     wall(2)
     code = "import time\nwhile True:\n    try:\n        time.sleep(1)\n    except KeyboardInterrupt:\n        pass"
     outcome = call(code)
-    assert "did not stop when interrupted" in outcome.output and "session was restarted" in outcome.output
+    assert "(--code-timeout) and did not stop when interrupted" in outcome.output and "restarted" in outcome.output
     assert "NameError" in call("kept").output
 
 
@@ -208,7 +208,7 @@ def test_huge_output_is_truncated(call):
     outcome = call("for i in range(20000):\n    print('spam' * 100)")
     (output,) = outcome.call["code_interpreter"]["outputs"]
     assert output["logs"].startswith("spam") and len(output["logs"]) < 2200
-    assert output["logs"].endswith(f"[output truncated: {20000 * 401 - 2000} more bytes]")
+    assert output["logs"].endswith(f"[output truncated: {20000 * 401 - 2000} more bytes (--code-output-bytes)]")
 
 
 def test_endless_output_is_truncated_and_interrupted(call, wall):
@@ -224,7 +224,7 @@ def test_disk_fill(call):
     assert "File too large" in outcome.output and "a file may be at most 8 MB (--code-file-mb)" in outcome.output
     many = call("i = 0\nwhile True:\n    open(f'/mnt/data/f{i}', 'wb').write(b'x' * 2 ** 22)\n    i += 1")
     assert "No space left on device" in many.output
-    assert "/mnt/data and /tmp hold at most 32 MB each (--code-data-mb), /dev/shm 8 MB" in many.output, many.output
+    assert "/mnt/data and /tmp hold at most 32 MB each (--code-data-mb), /dev/shm 8 MB (--code-shm-mb)" in many.output
     files = call("held = [open('/dev/null') for _ in range(300)]")
     assert "Too many open files" in files.output and "a process may have at most 256 open files" in files.output
     assert sum(len(path) for path, _ in many.written_files) < 10_000 and len(many.written_files) <= 20
@@ -237,7 +237,7 @@ def test_empty_files_meet_the_limit_on_files(call):
             "        open(f'/tmp/e{i}', 'w').close()\n    except OSError as e:\n        print('refused', e)\n"
             "        break\n    i += 1\nprint('made', i)")
     outcome = call(code)
-    assert "files and directories in /tmp, /mnt/data and /dev/shm, over the limit of 2000 per session" in \
+    assert "files and directories in /tmp, /mnt/data and /dev/shm, over the limit of 2000 per session (--code-max-inodes" in \
         outcome.output and "session was restarted" in outcome.output, outcome.output
 
 
@@ -333,7 +333,7 @@ def test_raising_the_cpu_soft_limit_meets_the_hard_one(call, wall):
     code = ("import resource\nresource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
             "while True:\n    pass")
     outcome = call(code)
-    assert "CPU-time limit of 1 s per call (a hard limit" in outcome.output and "session was restarted" in outcome.output
+    assert "CPU-time limit of 1 s per call (--code-cpu-seconds; a hard limit" in outcome.output and "session was restarted" in outcome.output
 
 
 HIDDEN = """import ctypes, errno, os

@@ -48,6 +48,8 @@ def test_a_matplotlib_figure_comes_back_as_a_png(make_sandbox):
     assert not result.error, result.logs
     assert len(result.images) == 1 and result.images[0].startswith(b"\x89PNG\r\n\x1a\n")
     assert sandbox.run("t", "print(len(plt.get_fignums()))").images == []  # figures are closed after a call
+    many = sandbox.run("t", "for _ in range(12):\n    plt.figure(figsize=(1, 1), dpi=20)")
+    assert len(many.images) == 10 and "[2 more figure(s) not returned: at most 10 per call]" in many.logs, many.logs
 
 
 def test_files_go_in_and_written_files_come_out(sandbox):
@@ -221,13 +223,23 @@ def test_files_not_returned_are_named_with_the_reason(sandbox):
     room left of --code-file-mb: 8 MB here)."""
     code = ("import os\nos.mkfifo('0-fifo')\nos.symlink('/etc/hostname', '0-link')\n"
             "open('0-unreadable', 'w').write('x')\nos.chmod('0-unreadable', 0)\n"
-            "for i in range(22):\n    open(f'f{i:02}', 'w').write(str(i))")
+            "for i in range(22):\n    open(f'f{i:02}', 'w').write(str(i))\n"
+            "os.makedirs('.hidden/deep')\nopen('.hidden/deep/a', 'w').close()\nopen('.hidden/b', 'w').close()")
     result = sandbox.run("t", code)
     assert [path for path, _ in result.files] == [f"/mnt/data/f{i:02}" for i in range(20)], result.logs
-    assert result.skipped == [("/mnt/data/0-fifo", "not a regular file"), ("/mnt/data/0-link", "not a regular file"),
+    assert result.skipped == [("/mnt/data/.hidden", "2 changed file(s) in a hidden directory (a name starting with "
+                                                    "'.') are not returned"),
+                              ("/mnt/data/0-fifo", "not a regular file"), ("/mnt/data/0-link", "not a regular file"),
                               ("/mnt/data/0-unreadable", "unreadable (Permission denied)"),
                               ("/mnt/data/f20", "more than 20 files changed in one call"),
                               ("/mnt/data/f21", "more than 20 files changed in one call")], result.skipped
     grown = sandbox.run("t", GROWS)
     assert ("/mnt/data/z.txt", "grew while it was read") in grown.skipped, (grown.skipped, grown.logs)
     assert len(grown.files) == 19 and sandbox.run("t", "os.path.getsize('z.txt')").logs == f"{2 ** 20}\n"
+
+
+def test_files_past_the_ones_looked_at_are_named(make_sandbox):
+    sandbox = make_sandbox(max_inodes=20_000)
+    result = sandbox.run("t", "import os\nos.mkdir('many')\nfor i in range(10_001):\n    open(f'many/{i}', 'w').close()")
+    assert result.skipped[0] == ("/mnt/data/...", "only the first 10000 files of /mnt/data are looked at: those "
+                                                  "past them are not returned"), result.skipped[:3]

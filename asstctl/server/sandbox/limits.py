@@ -46,8 +46,8 @@ HINTS = (
      "a session may run at most {max_processes} processes and threads (--code-max-processes)"),
     (("File too large",), "a file may be at most {file_mb} MB (--code-file-mb)"),
     (("No space left on device",),
-     "/mnt/data and /tmp hold at most {data_mb} MB each (--code-data-mb), /dev/shm {shm_mb} MB"),
-    (("Too many open files",), "a process may have at most 256 open files"),
+     "/mnt/data and /tmp hold at most {data_mb} MB each (--code-data-mb), /dev/shm {shm_mb} MB (--code-shm-mb)"),
+    (("Too many open files",), "a process may have at most 256 open files (fixed)"),
 )
 
 
@@ -113,15 +113,15 @@ class Watchdog:
                                   f"{config.max_processes} per session (--code-max-processes)")
             if used.inodes > config.max_inodes:
                 self.end(session, f"it had {used.inodes} files and directories in /tmp, /mnt/data and /dev/shm, "
-                                  f"over the limit of {config.max_inodes} per session (each holds kernel memory "
-                                  "that no size limit counts)")
+                                  f"over the limit of {config.max_inodes} per session (--code-max-inodes; each holds "
+                                  "kernel memory that no size limit counts)")
             if not session.in_call:
                 continue
             if session.call_cpu is None:  # the call's baseline (it began at most one interval ago)
                 session.call_cpu = used.cpu
             elif used.cpu - session.call_cpu > config.cpu_seconds + CPU_GRACE:
                 self.end(session, f"it used more than the CPU-time limit of {config.cpu_seconds:g} s per call "
-                                  "(a hard limit: the cell went on past the soft one)")
+                                  "(--code-cpu-seconds; a hard limit: the cell went on past the soft one)")
         for kind, cap_mb, flag in (("memory", config.max_total_memory_mb, "--code-max-total-memory-mb"),
                                    ("disk", config.max_total_disk_mb, "--code-max-total-disk-mb")):
             live = [(getattr(u, kind), s, u) for s, u in zip(sessions, usages) if s.ended_by is None]

@@ -181,11 +181,12 @@ class Session:
                 await self.close()
                 return CellResult(
                     logs=f"Execution stopped: it ran longer than the wall-time limit of {self.config.wall_seconds:g} s "
-                         "and did not stop when interrupted. The session was restarted; variables and files from "
+                         "(--code-timeout) and did not stop when interrupted. The session was restarted; variables and files from "
                          "earlier calls are gone.",
                     error=True, failure="timeout")
             result.error = True
-            result.logs += f"\n[Execution interrupted: it ran longer than the wall-time limit of {self.config.wall_seconds:g} s.]"
+            result.logs += (f"\n[Execution interrupted: it ran longer than the wall-time limit of "
+                            f"{self.config.wall_seconds:g} s (--code-timeout).]")
             return result
         except BaseException:  # cancelled mid-cell: the session's state is unknown, end it
             if not reading.done():
