@@ -141,6 +141,14 @@ def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
     forged = sandbox.run("t", FORGE)
     assert forged.logs.startswith("reached 0 of its parent's fds") and "FORGED" not in forged.logs, forged.logs
     assert forged.files == [] and sandbox.run("t", "v").logs == "2\n"
+    # The rlimits hold here too: address space, file size (a sparse file: no disk used), open files; CPU time.
+    limits = sandbox.run("t", "for attempt in (lambda: bytearray(2 ** 31), lambda: open('big', 'wb').truncate(2 ** 24),\n"
+                              "                lambda: [open(os.devnull) for _ in range(300)]):\n"
+                              "    try:\n        attempt()\n    except (MemoryError, OSError) as error:\n"
+                              "        print(type(error).__name__, getattr(error, 'strerror', ''))")
+    assert limits.logs.startswith("MemoryError \nOSError File too large\nOSError Too many open files\n"), limits.logs
+    assert "(--code-memory-mb)" in limits.logs and "(--code-file-mb)" in limits.logs, limits.logs
+    assert "CPU time limit of 1 s per call exceeded (--code-cpu-seconds)" in sandbox.run("t", "while True:\n    pass").logs
     # What a call leaves running ends with it, even in a session of its own (it comes back to the REPL's
     # supervisor, a child subreaper): no pid namespace to end it with.
     left = sandbox.run("t", "import subprocess\nprint(subprocess.run(['sh', '-c', 'setsid sleep 60 >/dev/null 2>&1 & echo $!'], "
