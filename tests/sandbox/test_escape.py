@@ -157,7 +157,7 @@ def test_every_writable_place_is_private_and_capped(call):
     outcome = call(fill)
     caps = {"/tmp": TEST_LIMITS["data_mb"], "/mnt/data": TEST_LIMITS["data_mb"], "/dev/shm": TEST_LIMITS["shm_mb"]}
     *lines, hint = outcome.output.splitlines()
-    assert hint == "[sandbox limits: /mnt/data and /tmp hold at most 32 MB each (--code-data-mb), /dev/shm 8 MB]"
+    assert hint == "[sandbox limits: /mnt/data and /tmp hold at most 32 MB each (--code-data-mb), /dev/shm 8 MB (--code-shm-mb)]"
     lines = [line.split(" ", 1) for line in lines]
     assert [place for place, _ in lines] == list(caps), outcome.output
     for place, rest in lines:
