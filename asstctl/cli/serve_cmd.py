@@ -82,6 +82,10 @@ KEY_ENV = "ASSTCTL_SERVER_API_KEY"
               help="code_interpreter: output kept per call (the rest is dropped and counted).")
 @click.option("--code-data-mb", type=click.IntRange(min=1), default=256, show_default=True, metavar="MB",
               help="code_interpreter: size of /mnt/data (and /tmp) in each session.")
+@click.option("--code-shm-mb", type=click.IntRange(min=1), default=64, show_default=True, metavar="MB",
+              help="code_interpreter: size of /dev/shm in each session.")
+@click.option("--code-max-inodes", type=click.IntRange(min=100), default=100_000, show_default=True, metavar="N",
+              help="code_interpreter: files and directories in one session's /mnt/data, /tmp and /dev/shm.")
 @click.option("--code-file-mb", type=click.IntRange(min=1), default=64, show_default=True, metavar="MB",
               help="code_interpreter: largest file a call may write (and total returned per call).")
 @click.option("--code-idle-minutes", type=click.FloatRange(min=0.1), default=20, show_default=True, metavar="N",

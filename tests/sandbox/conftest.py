@@ -4,6 +4,8 @@ the Debian package ``bubblewrap``), driven directly through ``asstctl.server.san
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import shutil
 
 import pytest
@@ -21,6 +23,32 @@ ROOMY_CPU = dict(TEST_LIMITS, cpu_seconds=10)
 @pytest.fixture(scope="session", autouse=True)
 def bwrap_installed():
     assert shutil.which("bwrap"), "these tests need bubblewrap: apt-get install bubblewrap"
+
+
+def needs(what: str, missing: str | None, required: bool):
+    """A test that needs ``what``: skipped when this host lacks it (``missing`` says why), or failed when the run
+    requires it (``ASSTCTL_REQUIRE_ROOT`` / ``ASSTCTL_REQUIRE_CGROUPS``, set by .ci/run), so that a skip cannot
+    hide a failure there."""
+    def mark(test):
+        if not missing:
+            return test
+        if not required:
+            return pytest.mark.skip(reason=f"needs {what}: {missing}")(test)
+
+        @functools.wraps(test)
+        def fails(*args, **kwargs):
+            pytest.fail(f"needs {what}, which this run requires: {missing}")
+        return fails
+    return mark
+
+
+def require_root() -> bool:
+    return bool(os.environ.get("ASSTCTL_REQUIRE_ROOT"))
+
+
+def require_cgroup(version: str) -> bool:
+    """Whether ``ASSTCTL_REQUIRE_CGROUPS`` (e.g. "v1 v2") lists this cgroup version (its tests must run)."""
+    return version in os.environ.get("ASSTCTL_REQUIRE_CGROUPS", "").split()
 
 
 def input_files(*triples):

@@ -20,6 +20,7 @@ from asstctl.server.sandbox.cgroups import (ENTER, Mount, delegated, directory, 
                                             own_cgroups, pids, systemd_unit)
 from asstctl.server.sandbox.procs import descendants
 from tests.sandbox.as_user import PROJECT, UNPRIVILEGED, python_for_user
+from tests.sandbox.conftest import needs, require_cgroup, require_root
 
 
 
@@ -32,8 +33,19 @@ OWN = own_cgroups(read("/proc/self/cgroup"))
 MOUNTS = mounts(read("/proc/self/mountinfo"))
 V1 = next((m for m in MOUNTS if m.fstype == "cgroup" and "memory" in m.options), None)
 V1_DIR = directory(V1, OWN["memory"]) if V1 and "memory" in OWN else None
-needs_v1 = pytest.mark.skipif(os.geteuid() != 0 or not V1_DIR or not os.access(V1_DIR, os.W_OK),
-                              reason="needs root and a writable cgroup v1 memory hierarchy")
+
+
+def needs_cgroup(version: str, place: str | None) -> object:
+    """Root (failed, not skipped, under ASSTCTL_REQUIRE_ROOT) and a writable hierarchy of ``version`` (failed
+    under ASSTCTL_REQUIRE_CGROUPS listing it)."""
+    if os.geteuid() != 0:
+        return needs("root", "the tests run as uid %d" % os.geteuid(), require_root())
+    missing = (f"no cgroup {version} memory hierarchy" if place is None else
+               None if os.access(place, os.W_OK) else f"{place} is not writable")
+    return needs(f"a writable cgroup {version} hierarchy", missing, require_cgroup(version))
+
+
+needs_v1 = needs_cgroup("v1", V1_DIR)
 # A burst between two of the watchdog's looks (here it looks once a minute, so only the kernel is in time):
 # memory held by the cell's process, the OOM killer's choice
 BURST = "held = b'x' * ({mb} << 20)\nprint('held')\n"
@@ -105,8 +117,7 @@ def test_a_burst_the_watchdog_does_not_see_in_time_is_stopped_by_the_kernel(make
 
 
 UNIFIED = next((m for m in MOUNTS if m.fstype == "cgroup2"), None)
-needs_v2 = pytest.mark.skipif(os.geteuid() != 0 or UNIFIED is None or not os.access(UNIFIED.point, os.W_OK),
-                              reason="needs root and a writable cgroup2 mount")
+needs_v2 = needs_cgroup("v2", UNIFIED.point if UNIFIED else None)
 # Run in a fresh v2 cgroup (the server's own): each KernelLimit's first child, its log line, what it left
 PROBE = """import json, logging, os, subprocess, sys
 logging.basicConfig(level=logging.INFO, format='%(message)s')

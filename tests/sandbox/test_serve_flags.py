@@ -49,3 +49,13 @@ def test_unsafe_mode_is_announced(tmp_path):
             assert ask(client, "where") == "False"  # no sandbox: a temporary directory, not /mnt/data
         assert server.stop() == 0
     assert "WARNING: --unsafe-code-interpreter" in server.stderr()
+
+
+def test_the_shm_and_file_count_limits_have_flags():
+    from asstctl.cli.serve_cmd import _sandbox_config, serve
+
+    params = serve.make_context("serve", ["--code-shm-mb", "16", "--code-max-inodes", "500"]).params
+    config = _sandbox_config({name: value for name, value in params.items() if name.startswith("code_")})
+    assert (config.shm_mb, config.max_inodes) == (16, 500)
+    default = serve.make_context("serve", []).params
+    assert (default["code_shm_mb"], default["code_max_inodes"]) == (64, 100_000)  # SandboxConfig's, as documented

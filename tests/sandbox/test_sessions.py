@@ -48,6 +48,8 @@ def test_a_matplotlib_figure_comes_back_as_a_png(make_sandbox):
     assert not result.error, result.logs
     assert len(result.images) == 1 and result.images[0].startswith(b"\x89PNG\r\n\x1a\n")
     assert sandbox.run("t", "print(len(plt.get_fignums()))").images == []  # figures are closed after a call
+    many = sandbox.run("t", "for _ in range(12):\n    plt.figure(figsize=(1, 1), dpi=20)")
+    assert len(many.images) == 10 and "[2 more figure(s) not returned: at most 10 per call]" in many.logs, many.logs
 
 
 def test_files_go_in_and_written_files_come_out(sandbox):
@@ -72,7 +74,16 @@ def test_an_idle_session_ends(make_sandbox):
     sandbox.run("t", "z = 1")
     sandbox.loop.run_until_complete(_sleep(0.6))
     assert "t" not in sandbox.pool.sessions
-    assert "NameError" in sandbox.run("t", "z").logs and sandbox.pool.started == 2
+    expired = sandbox.run("t", "z").logs
+    assert expired.startswith("[The thread's previous session was ended: it was unused for 0.00333333 minutes "
+                              "(--code-idle-minutes 0.00333333); its variables and files are gone.]\n"), expired
+    assert "NameError" in expired and sandbox.pool.started == 2
+    # A session whose process ended on its own while idle: the next call says so too.
+    sandbox.pool.sessions["t"].kill()
+    sandbox.loop.run_until_complete(sandbox.pool.sessions["t"].process.wait())
+    died = sandbox.run("t", "z").logs
+    assert died.startswith("[The thread's previous session was ended: its process ended while it was idle "
+                           "(signal 9)"), died
 
 
 def test_the_least_recently_used_session_ends_beyond_the_maximum(make_sandbox):
@@ -101,37 +112,79 @@ def test_without_bwrap_there_is_no_sandbox_and_no_fallback(tmp_path):
         raise AssertionError("code ran without bwrap")
 
 
+FORGE = r"""import os, struct
+body = ('{"logs": "\\u0046ORGED", "truncated": 0, "error": false, "images": [], "skipped": [], "mark": 3, '
+        '"files": [{"path": "/mnt/data/forged.txt", "data": "Rk9SR0VE"}]}').encode()
+reached = 0
+for fd in range(64):
+    try:
+        handle = os.open(f'/proc/{os.getppid()}/fd/{fd}', os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        continue
+    reached += 1
+    try:
+        os.write(handle, struct.pack('>I', len(body)) + body)
+    except OSError:
+        pass
+    os.close(handle)
+print('reached', reached, "of its parent's fds")
+"""
+
+
 def test_unsafe_mode_runs_the_same_repl_without_bwrap(make_sandbox, tmp_path):
-    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"), data_mb=2)
+    # cgroup "none": no memory cgroup whose removal would end what the session leaves (a non-root server's case)
+    sandbox = make_sandbox(unsafe=True, bwrap=str(tmp_path / "no-bwrap"), data_mb=2, cgroup="none")
     assert sandbox.run("t", "v = 2\nv * 21").logs == "42\n"
     assert sandbox.run("t", "import os; os.getcwd() != '/mnt/data'").logs == "True\n"
+    # The supervisor is not dumpable here too (and a root server's worker has no CAP_SYS_PTRACE): the cell
+    # reaches none of its fds, so no answer it forges through them is taken.
+    forged = sandbox.run("t", FORGE)
+    assert forged.logs.startswith("reached 0 of its parent's fds") and "FORGED" not in forged.logs, forged.logs
+    assert forged.files == [] and sandbox.run("t", "v").logs == "2\n"
+    # The rlimits hold here too: address space, file size (a sparse file: no disk used), open files; CPU time.
+    limits = sandbox.run("t", "for attempt in (lambda: bytearray(2 ** 31), lambda: open('big', 'wb').truncate(2 ** 24),\n"
+                              "                lambda: [open(os.devnull) for _ in range(300)]):\n"
+                              "    try:\n        attempt()\n    except (MemoryError, OSError) as error:\n"
+                              "        print(type(error).__name__, getattr(error, 'strerror', ''))")
+    assert limits.logs.startswith("MemoryError \nOSError File too large\nOSError Too many open files\n"), limits.logs
+    assert "(--code-memory-mb)" in limits.logs and "(--code-file-mb)" in limits.logs, limits.logs
+    assert "CPU time limit of 1 s per call exceeded (--code-cpu-seconds)" in sandbox.run("t", "while True:\n    pass").logs
     # What a call leaves running ends with it, even in a session of its own (it comes back to the REPL's
     # supervisor, a child subreaper): no pid namespace to end it with.
     left = sandbox.run("t", "import subprocess\nprint(subprocess.run(['sh', '-c', 'setsid sleep 60 >/dev/null 2>&1 & echo $!'], "
                             "capture_output=True, text=True).stdout.strip())").logs
-    for _ in range(100):
-        try:
-            with open(f"/proc/{int(left)}/stat") as stat:
-                if stat.read().rpartition(")")[2].split()[0] == "Z":
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"the call's background process {left} still runs")
+    assert _ended(int(left)), f"the call's background process {left} still runs"
     # No tmpfs caps its stand-ins for /mnt/data and /tmp (TMPDIR, beside it): the watchdog does (--code-data-mb).
     tmp = sandbox.run("t", "import tempfile; tempfile.gettempdir()").logs.strip().strip("'")
     assert tmp.startswith(sandbox.pool.sessions["t"].data_dir + "/") and os.path.isdir(tmp)
-    full = sandbox.run("t", "tempfile.NamedTemporaryFile(delete=False).write(b'x' * 3 * 2 ** 20)\n"
+    pids = tmp_path / "pids"  # processes of their own sessions, more than one look at the tree would see
+    full = sandbox.run("t", f"pids = [subprocess.Popen(['setsid', 'sleep', '300']).pid for _ in range(10)]\n"
+                            f"open({str(pids)!r}, 'w').write(' '.join(map(str, pids)))\n"
+                            "tempfile.NamedTemporaryFile(delete=False).write(b'x' * 3 * 2 ** 20)\n"
                             "import time\ntime.sleep(10)")
     assert full.failure == "crashed" and "MB of files in its directory (1 KiB per file counted), over the limit " \
         "of 2 MB (--code-data-mb)" in full.logs, full.logs
     assert not os.path.exists(tmp)  # removed with its session
+    for pid in pids.read_text().split():  # ended with their session (no pid namespace ends them here)
+        assert _ended(int(pid)), f"process {pid} outlived its session"
     # No RLIMIT_NPROC (it would count every process of the server's uid): the watchdog counts the session's.
     crowd = sandbox.run("t", "import threading, time\nfor _ in range(20):\n    threading.Thread(target=time.sleep, "
                              "args=(10,), daemon=True).start()\ntime.sleep(10)")
     assert crowd.failure == "crashed" and "processes and threads, over the limit of 16 per session " \
         "(--code-max-processes)" in crowd.logs, crowd.logs
+
+
+def _ended(pid: int) -> bool:
+    """Whether process ``pid`` ended (a zombie or gone) within 5 s."""
+    for _ in range(100):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 async def _sleep(seconds):
@@ -178,13 +231,23 @@ def test_files_not_returned_are_named_with_the_reason(sandbox):
     room left of --code-file-mb: 8 MB here)."""
     code = ("import os\nos.mkfifo('0-fifo')\nos.symlink('/etc/hostname', '0-link')\n"
             "open('0-unreadable', 'w').write('x')\nos.chmod('0-unreadable', 0)\n"
-            "for i in range(22):\n    open(f'f{i:02}', 'w').write(str(i))")
+            "for i in range(22):\n    open(f'f{i:02}', 'w').write(str(i))\n"
+            "os.makedirs('.hidden/deep')\nopen('.hidden/deep/a', 'w').close()\nopen('.hidden/b', 'w').close()")
     result = sandbox.run("t", code)
     assert [path for path, _ in result.files] == [f"/mnt/data/f{i:02}" for i in range(20)], result.logs
-    assert result.skipped == [("/mnt/data/0-fifo", "not a regular file"), ("/mnt/data/0-link", "not a regular file"),
+    assert result.skipped == [("/mnt/data/.hidden", "2 changed file(s) in a hidden directory (a name starting with "
+                                                    "'.') are not returned"),
+                              ("/mnt/data/0-fifo", "not a regular file"), ("/mnt/data/0-link", "not a regular file"),
                               ("/mnt/data/0-unreadable", "unreadable (Permission denied)"),
                               ("/mnt/data/f20", "more than 20 files changed in one call"),
                               ("/mnt/data/f21", "more than 20 files changed in one call")], result.skipped
     grown = sandbox.run("t", GROWS)
     assert ("/mnt/data/z.txt", "grew while it was read") in grown.skipped, (grown.skipped, grown.logs)
     assert len(grown.files) == 19 and sandbox.run("t", "os.path.getsize('z.txt')").logs == f"{2 ** 20}\n"
+
+
+def test_files_past_the_ones_looked_at_are_named(make_sandbox):
+    sandbox = make_sandbox(max_inodes=20_000)
+    result = sandbox.run("t", "import os\nos.mkdir('many')\nfor i in range(10_001):\n    open(f'many/{i}', 'w').close()")
+    assert result.skipped[0] == ("/mnt/data/...", "only the first 10000 files of /mnt/data are looked at: those "
+                                                  "past them are not returned"), result.skipped[:3]

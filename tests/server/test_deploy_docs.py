@@ -122,3 +122,18 @@ def test_the_sandbox_override_for_user_namespaces_off_runs_every_replica_as_root
         assert override[name]["user"] == "0" and override[name]["cap_add"] == ["SYS_ADMIN"]
         assert override[name]["security_opt"] == base[name]["security_opt"]
     assert re.search(r"^USER asstctl$", (ROOT / "deploy" / "Dockerfile").read_text(), re.M)
+
+
+def test_the_userns_off_override_the_docs_show_is_shipped():
+    """docs/deploy.md's override for hosts without user namespaces is deploy/userns-off.yaml, word for word, and it
+    overrides services of deploy/compose.yaml (a name of its own would start a third, unconfigured one)."""
+    import textwrap
+
+    (block,) = [b.split("\n", 1)[1] for b in DOCS.split("```")[1::2] if "# deploy/userns-off.yaml" in b]
+    shipped = (ROOT / "deploy" / "userns-off.yaml").read_text()
+    assert shipped == textwrap.dedent(block).rstrip() + "\n"
+    override = yaml.safe_load(shipped)["services"]
+    services = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
+    assert set(override) <= set(services) and len(override) == 2, (override, services)
+    for service in override.values():
+        assert service["user"] == "0" and service["cap_add"] == ["SYS_ADMIN"], service

@@ -9,6 +9,7 @@
 - **Total memory** (``--code-max-total-memory-mb``) and **total disk** (``--code-max-total-disk-mb``,
   the bytes in every session's size-capped tmpfs, plus ``INODE_BYTES`` (1 KiB) per file or directory in
   them): when the sessions together use more, the largest session is ended and its call fails saying why.
+  Memory is the resident memory plus what sockets may queue (``procs.SOCKET_BYTES`` each), which no RSS shows.
 - **Without a sandbox** (the plain subprocess: a directory, no tmpfs, no RLIMIT_NPROC): a session with
   more than ``data_mb`` in its directory (its stand-in for /mnt/data and its ``TMPDIR``; the first 10,000
   entries looked at), or more than ``max_processes`` processes and threads, is ended.
@@ -45,8 +46,8 @@ HINTS = (
      "a session may run at most {max_processes} processes and threads (--code-max-processes)"),
     (("File too large",), "a file may be at most {file_mb} MB (--code-file-mb)"),
     (("No space left on device",),
-     "/mnt/data and /tmp hold at most {data_mb} MB each (--code-data-mb), /dev/shm {shm_mb} MB"),
-    (("Too many open files",), "a process may have at most 256 open files"),
+     "/mnt/data and /tmp hold at most {data_mb} MB each (--code-data-mb), /dev/shm {shm_mb} MB (--code-shm-mb)"),
+    (("Too many open files",), "a process may have at most 256 open files (fixed)"),
 )
 
 
@@ -112,26 +113,28 @@ class Watchdog:
                                   f"{config.max_processes} per session (--code-max-processes)")
             if used.inodes > config.max_inodes:
                 self.end(session, f"it had {used.inodes} files and directories in /tmp, /mnt/data and /dev/shm, "
-                                  f"over the limit of {config.max_inodes} per session (each holds kernel memory "
-                                  "that no size limit counts)")
+                                  f"over the limit of {config.max_inodes} per session (--code-max-inodes; each holds "
+                                  "kernel memory that no size limit counts)")
             if not session.in_call:
                 continue
             if session.call_cpu is None:  # the call's baseline (it began at most one interval ago)
                 session.call_cpu = used.cpu
             elif used.cpu - session.call_cpu > config.cpu_seconds + CPU_GRACE:
                 self.end(session, f"it used more than the CPU-time limit of {config.cpu_seconds:g} s per call "
-                                  "(a hard limit: the cell went on past the soft one)")
+                                  "(--code-cpu-seconds; a hard limit: the cell went on past the soft one)")
         for kind, cap_mb, flag in (("memory", config.max_total_memory_mb, "--code-max-total-memory-mb"),
                                    ("disk", config.max_total_disk_mb, "--code-max-total-disk-mb")):
-            live = [(getattr(u, kind), s) for s, u in zip(sessions, usages) if s.ended_by is None]
-            if not cap_mb or sum(size for size, _ in live) <= cap_mb * 1024 * 1024 or not live:
+            live = [(getattr(u, kind), s, u) for s, u in zip(sessions, usages) if s.ended_by is None]
+            if not cap_mb or sum(size for size, _, _ in live) <= cap_mb * 1024 * 1024 or not live:
                 continue
-            size, largest = max(live, key=lambda pair: pair[0])
-            total = sum(size for size, _ in live)
+            size, largest, used = max(live, key=lambda entry: entry[0])
+            total = sum(size for size, _, _ in live)
             what = "memory" if kind == "memory" else "disk space (/mnt/data, /tmp, /dev/shm; 1 KiB per file)"
+            held = f", {used.buffers / 1048576:.0f} MB of it the most its sockets' and pipes' buffers may hold" \
+                if kind == "memory" and used.buffers >= 1048576 else ""
             self.end(largest, f"all code_interpreter sessions together used {total / 1048576:.0f} MB of {what}, "
                               f"over the server's limit of {cap_mb} MB ({flag}), and this session was the largest "
-                              f"({size / 1048576:.0f} MB)")
+                              f"({size / 1048576:.0f} MB{held})")
 
     def end(self, session: Any, reason: str) -> None:
         if session.ended_by is not None:

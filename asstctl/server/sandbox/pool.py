@@ -117,7 +117,9 @@ class SessionPool:
             return session
         ended = self.evicted.pop(key, None)
         if session is not None:  # ended while idle (by the watchdog, or on its own)
-            ended = session.ended_by or ended
+            code = (session.process.returncode if session.process is not None else None) or 0
+            how = f"exit status {code}" if code >= 0 else f"signal {-code}"
+            ended = session.ended_by or ended or f"its process ended while it was idle ({how})"
             session.kill()
             self._forget(key, session)
         await self._make_room()
@@ -149,9 +151,7 @@ class SessionPool:
                 session = self.sessions.pop(key)
                 session.ended_by = (f"it was the least recently used idle session and --code-max-sessions "
                                     f"{self.config.max_sessions} was reached")
-                self.evicted[key] = session.ended_by
-                while len(self.evicted) > MAX_NOTES:
-                    self.evicted.popitem(last=False)
+                self._remember(key, session.ended_by)
                 await session.close()
                 continue
             if waited >= self.config.wall_seconds:
@@ -188,8 +188,17 @@ class SessionPool:
         if session.busy:
             return self._touch(key, session)
         self._forget(key, session)
+        session.ended_by = (f"it was unused for {self.config.idle_seconds / 60:g} minutes "
+                            f"(--code-idle-minutes {self.config.idle_seconds / 60:g})")
+        self._remember(key, session.ended_by)
         session.kill()
         asyncio.ensure_future(session.close())
+
+    def _remember(self, key: str, why: str) -> None:
+        """Why the session of ``key`` was ended (its thread's next call says so, once)."""
+        self.evicted[key] = why
+        while len(self.evicted) > MAX_NOTES:
+            self.evicted.popitem(last=False)
 
     def _forget(self, key: str, session: Session) -> None:
         if self.sessions.get(key) is session:

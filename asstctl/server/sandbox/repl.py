@@ -11,8 +11,7 @@ to the supervisor), and the supervisor is not dumpable, so nothing the cell can 
 changed files of ``/mnt/data`` itself; of the worker it only takes the cell's error flag and its
 figures (counted, size-capped, PNG only). A malformed answer of the worker ends the session.
 
-Requests: ``{"op": "put", "name": str, "size": int}`` followed by ``size`` raw bytes;
-``{"op": "exec", "code": str}``.
+Requests: ``{"op": "put", "name": str, "size": int}`` followed by ``size`` raw bytes; ``{"op": "exec", "code": str}``.
 Answers: ``{"ok": bool, "path", "error", "reason"}`` for a put; for an exec ``{"logs": str,
 "truncated": int, "error": bool, "images": [base64 PNG], "files": [{"path", "data"}],
 "skipped": [{"path", "reason"}]}``; or ``{"fatal": str}`` before the supervisor exits.
@@ -20,16 +19,20 @@ Answers: ``{"ok": bool, "path", "error", "reason"}`` for a put; for an exec ``{"
 
 import ast
 import base64
+import ctypes
 import errno
+import io
 import json
 import linecache
 import math
 import os
 import resource
+import select
 import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 
 SETTINGS = json.loads(sys.argv[1])
@@ -40,12 +43,6 @@ MAX_WALK = 10_000  # entries of /mnt/data looked at per call
 WORKER = {"pid": 0, "status": None}
 
 
-def apply_limits():
-    """The worker's rlimits (inherited by what the cell starts); the supervisor forks it before them."""
-    for name, value in SETTINGS["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), (value, value))
-
-
 def drop_privileges():
     uid = SETTINGS.get("uid")
     if uid is not None and os.getuid() == 0:
@@ -54,19 +51,30 @@ def drop_privileges():
         os.setuid(uid)
         if os.getuid() != uid or os.geteuid() != uid:
             raise SystemExit("could not drop privileges")
-    if not SETTINGS["sandboxed"]:  # no pid namespace: the cell's orphans come back to the supervisor (reap)
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-        return
-    with open("/proc/self/status") as status:
-        caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
-    if int(caps.get("CapEff", "0"), 16) or int(caps.get("CapPrm", "0"), 16):
-        raise SystemExit("capabilities left after dropping privileges")
-    import ctypes
-
-    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: no /proc/<pid>/fd, no ptrace
+    libc = ctypes.CDLL(None, use_errno=True)
+    if SETTINGS["sandboxed"]:
+        with open("/proc/self/status") as status:
+            caps = {k: v.strip() for k, _, v in (line.partition(":") for line in status)}
+        if int(caps.get("CapEff", "0"), 16) or int(caps.get("CapPrm", "0"), 16):
+            raise SystemExit("capabilities left after dropping privileges")
+    elif libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER: no pid namespace, the cell's orphans come back
+        raise SystemExit("could not become a child subreaper")
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: no /proc/<pid>/fd, no ptrace (sandboxed or not)
         raise SystemExit("could not make the supervisor non-dumpable")
+
+
+def drop_ptrace():
+    """The worker of a plain subprocess run by root: CAP_SYS_PTRACE (the one capability that passes over a
+    non-dumpable process) leaves it and its bounding set (an exec as root does not give it back)."""
+    if SETTINGS["sandboxed"] or os.geteuid() != 0:
+        return
+    libc, header, data = ctypes.CDLL(None, use_errno=True), (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
+    if libc.prctl(24, 19, 0, 0, 0) != 0 or libc.capget(header, data) != 0:  # PR_CAPBSET_DROP CAP_SYS_PTRACE (19)
+        raise SystemExit("could not drop CAP_SYS_PTRACE")
+    for index in (0, 1, 2):  # effective, permitted, inheritable (bits 0-31)
+        data[index] &= ~(1 << 19)
+    if libc.capset(header, data) != 0:
+        raise SystemExit("could not drop CAP_SYS_PTRACE")
 
 
 class Capture:
@@ -119,20 +127,20 @@ class Capture:
 
 # -- the supervisor: files of /mnt/data -------------------------------------------------------
 def snapshot():
+    """{path: (mtime, size, mode)} of the first MAX_WALK files of /mnt/data; whether there were more."""
     seen, count = {}, 0
     for root, dirs, files in os.walk(DATA):
-        dirs[:] = [name for name in dirs if not name.startswith(".")]  # caches, e.g. .cache/
         for name in files:
             count += 1
             if count > MAX_WALK:
-                return seen
+                return seen, True
             path = os.path.join(root, name)
             try:
                 info = os.lstat(path)
             except OSError:
                 continue
             seen[path] = (info.st_mtime_ns, info.st_size, info.st_mode)
-    return seen
+    return seen, False
 
 
 def shown(path):
@@ -151,9 +159,16 @@ def named(path):
 
 
 def changed_files(before):
+    (now, cut), hidden = snapshot(), {}
     files, skipped, room = [], [], SETTINGS["max_file_bytes"]
-    for path, mark in sorted(snapshot().items()):
+    for path, mark in sorted(now.items()):
         if before.get(path) == mark:
+            continue
+        parts = os.path.relpath(path, DATA).split(os.sep)[:-1]
+        dots = [at for at, part in enumerate(parts) if part.startswith(".")]  # caches, e.g. .cache/
+        if dots:
+            place = os.path.join(DATA, *parts[:dots[0] + 1])
+            hidden[place] = hidden.get(place, 0) + 1
             continue
         name, problem = named(path)
         if problem:
@@ -181,6 +196,11 @@ def changed_files(before):
             continue
         room -= len(data)
         files.append({"path": shown(path), "data": base64.b64encode(data).decode()})
+    skipped[:0] = [{"path": named(place)[0], "reason": f"{count} changed file(s) in a hidden directory (a name starting "
+                 "with '.') are not returned"} for place, count in hidden.items()]
+    if cut:  # first: the server keeps the first 200
+        skipped.insert(0, {"path": "/mnt/data/...", "reason": f"only the first {MAX_WALK} files of /mnt/data are "
+                                                             "looked at: those past them are not returned"})
     return files, skipped
 
 
@@ -189,12 +209,11 @@ def put(stream, answers, request):
     name, size = request.get("name"), request.get("size")
     if not isinstance(size, int) or size < 0:
         raise ValueError("a put without a size")
-    path, error, reason = None, None, None
+    path, error, reason, handle = None, None, None, None
     if not isinstance(name, str) or not name or "/" in name or "\x00" in name or name in (".", ".."):
         reason, error = "name", "not a plain file name"
     else:
         path = os.path.join(DATA, name)
-    handle = None
     if path is not None:
         try:
             handle = open(path, "wb")
@@ -255,8 +274,6 @@ def strays():
 
 def reap():
     """End the processes the cell left behind (e.g. a fork bomb's, a background job's)."""
-    import time
-
     for _ in range(200):
         collect()
         found = False
@@ -278,8 +295,6 @@ def refuse_hidden_memory():
     program = base64.b64decode(SETTINGS["seccomp"] or "")
     if not program:
         return
-    import ctypes
-
     class Program(ctypes.Structure):  # struct sock_fprog
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
 
@@ -290,11 +305,9 @@ def refuse_hidden_memory():
         raise SystemExit(f"could not install the seccomp filter ({os.strerror(ctypes.get_errno())})")
 
 
-def refused(name):
-    def call(*args, **kwargs):
-        raise PermissionError(errno.EPERM, f"{name} is refused in the code_interpreter sandbox: its memory would "
-                                           "escape the memory limits; use a file in /tmp or /dev/shm instead")
-    return call
+def refuse_memfd(*args, **kwargs):
+    raise PermissionError(errno.EPERM, "os.memfd_create is refused in the code_interpreter sandbox: its memory "
+                                       "would escape the memory limits; use a file in /tmp or /dev/shm instead")
 
 
 def collect():
@@ -333,7 +346,7 @@ def supervise(requests, answers, to_worker, from_worker, capture):
             put(requests, answers, request)
             continue
         code = request.get("code")
-        before = snapshot()
+        before = snapshot()[0]
         marks += 2  # the worker's mark ends the cell's output; the supervisor's (+1) what stragglers wrote
         try:
             write_frame(to_worker, {"code": code if isinstance(code, str) else "", "mark": marks - 1})
@@ -360,8 +373,6 @@ def supervise(requests, answers, to_worker, from_worker, capture):
 
 def wait_for_worker(from_worker, requests):
     """Until the worker answers (True) or the server's side of the channel ends or speaks out of turn (False)."""
-    import select
-
     while True:
         ready, _, _ = select.select([from_worker, requests], [], [])
         if from_worker in ready:
@@ -372,8 +383,6 @@ def wait_for_worker(from_worker, requests):
 
 def worker_ended():
     """How the worker ended (None if it still lived: it is ended now)."""
-    import time
-
     for _ in range(50):
         status = WORKER["status"]
         if status is not None:
@@ -405,13 +414,13 @@ def on_cpu_limit(signum, frame):
     """Stops a cell over its CPU time; between cells (a thread the cell left running) the server's watchdog
     counts the CPU time instead, and the REPL waits for its next request."""
     if IN_CELL:
-        raise CpuLimit(f"CPU time limit of {SETTINGS['cpu_seconds']} s per call exceeded")
+        raise CpuLimit(f"CPU time limit of {SETTINGS['cpu_seconds']} s per call exceeded (--code-cpu-seconds)")
 
 
 def on_interrupt(signum, frame):
     """The server's SIGINT after the wall time: stops a running cell, never the REPL itself."""
     if IN_CELL:
-        raise KeyboardInterrupt("stopped: the call ran longer than the wall-time limit")
+        raise KeyboardInterrupt("stopped: the call ran longer than the wall-time limit (--code-timeout)")
 
 
 def run_cell(code, namespace):
@@ -453,10 +462,10 @@ def figures():
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None:
         return []
-    import io
-
-    images = []
-    for number in pyplot.get_fignums()[:SETTINGS["max_images"]]:
+    images, numbers, most = [], pyplot.get_fignums(), SETTINGS["max_images"]
+    if len(numbers) > most:
+        print(f"[{len(numbers) - most} more figure(s) not returned: at most {most} per call]", file=sys.stderr)
+    for number in numbers[:most]:
         buffer = io.BytesIO()
         try:
             pyplot.figure(number).savefig(buffer, format="png")
@@ -489,7 +498,7 @@ def work(commands, replies):
     signal.signal(signal.SIGXCPU, on_cpu_limit)
     signal.signal(signal.SIGINT, on_interrupt)
     if SETTINGS["seccomp"]:
-        os.memfd_create = refused("os.memfd_create")  # refused anyway (seccomp): with a message that says so
+        os.memfd_create = refuse_memfd  # refused anyway (seccomp): with a message that says so
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     me = os.getpid()
@@ -506,13 +515,14 @@ def work(commands, replies):
         error = run_cell(command["code"], namespace)
         if os.getpid() != me:  # a process the cell forked must never answer
             os._exit(0)
+        images = figures()  # before the mark: what it says is the cell's output
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError):
                 pass
         os.write(1, MARK % command["mark"])
-        write_frame(replies, {"error": error, "images": figures(), "mark": command["mark"]})
+        write_frame(replies, {"error": error, "images": images, "mark": command["mark"]})
 
 
 def start_worker(devnull):
@@ -522,31 +532,27 @@ def start_worker(devnull):
     pid = os.fork()
     if pid == 0:
         try:
-            os.dup2(devnull, 0)
-            os.dup2(output_w, 1)
-            os.dup2(output_w, 2)
-            os.dup2(to_worker_r, 3)
-            os.dup2(from_worker_w, 4)
+            for fd, target in ((devnull, 0), (output_w, 1), (output_w, 2), (to_worker_r, 3), (from_worker_w, 4)):
+                os.dup2(fd, target)
             os.closerange(5, 1 << 16)  # nothing of the server's channel, nor of the supervisor's side
-            apply_limits()
+            drop_ptrace()
+            for name, value in SETTINGS["rlimits"].items():  # the worker's (and its children's), not the supervisor's
+                resource.setrlimit(getattr(resource, name), (value, value))
             os.chdir(DATA)
             work(os.fdopen(3, "rb"), os.fdopen(4, "wb"))
         finally:
             os._exit(70)
     WORKER["pid"] = pid
-    for fd in (to_worker_r, from_worker_w):
-        os.close(fd)
+    os.close(to_worker_r), os.close(from_worker_w)
     return os.fdopen(to_worker_w, "wb"), os.fdopen(from_worker_r, "rb", buffering=0), (output_r, output_w)
 
 
 def read_exact(stream, size):
-    data = b""
-    while len(data) < size:
+    data, chunk = b"", b"-"
+    while len(data) < size and chunk:
         chunk = stream.read(size - len(data))
-        if not chunk:
-            return None
         data += chunk
-    return data
+    return data if len(data) == size else None
 
 
 def read_frame(stream, limit):

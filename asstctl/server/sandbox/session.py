@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from asstctl.server.aio import within
 from asstctl.server.sandbox.cgroups import Child, KernelLimit, enter
 from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command
-from asstctl.server.sandbox.procs import descendants, repl_pid
+from asstctl.server.sandbox.procs import descendants, end_tree, repl_pid
 
 log = logging.getLogger("asstctl.server.sandbox")
 PUT_SECONDS = 30.0
@@ -181,11 +181,12 @@ class Session:
                 await self.close()
                 return CellResult(
                     logs=f"Execution stopped: it ran longer than the wall-time limit of {self.config.wall_seconds:g} s "
-                         "and did not stop when interrupted. The session was restarted; variables and files from "
+                         "(--code-timeout) and did not stop when interrupted. The session was restarted; variables and files from "
                          "earlier calls are gone.",
                     error=True, failure="timeout")
             result.error = True
-            result.logs += f"\n[Execution interrupted: it ran longer than the wall-time limit of {self.config.wall_seconds:g} s.]"
+            result.logs += (f"\n[Execution interrupted: it ran longer than the wall-time limit of "
+                            f"{self.config.wall_seconds:g} s (--code-timeout).]")
             return result
         except BaseException:  # cancelled mid-cell: the session's state is unknown, end it
             if not reading.done():
@@ -278,6 +279,8 @@ class Session:
         if self.expiry is not None:
             self.expiry.cancel()
         if self.alive:
+            if self.data_dir:  # no pid namespace: every process below the REPL, however many, and their orphans
+                end_tree(self.process.pid)
             # The REPL's supervisor first: it is the sandbox's pid 1, so its whole pid namespace ends with it
             # (no parent-death signal is relied on: a change of uid clears it).
             for pid in descendants(self.process.pid, 8)[1:]:

@@ -210,7 +210,7 @@ def _outputs(result: CellResult, images: list[str]) -> list[dict[str, Any]]:
     outputs: list[dict[str, Any]] = []
     logs = result.logs
     if result.truncated:
-        logs += f"\n[output truncated: {result.truncated} more bytes]"
+        logs += f"\n[output truncated: {result.truncated} more bytes (--code-output-bytes)]"
     if logs:
         outputs.append({"type": "logs", "logs": logs})
     outputs += [{"type": "image", "image": {"file_id": file_id}} for file_id in images]
@@ -221,7 +221,7 @@ def _model_text(result: CellResult, images: list[str], written: list[tuple[str, 
     """What the model reads back: the logs, then what else the call produced."""
     parts = [result.logs or ("" if result.error else "(no output)")]
     if result.truncated:
-        parts.append(f"[output truncated: {result.truncated} more bytes were not kept]")
+        parts.append(f"[output truncated: {result.truncated} more bytes were not kept (--code-output-bytes)]")
     if images:
         parts.append(f"[{len(images)} image(s) shown to the user]")
     for path, _ in written:
