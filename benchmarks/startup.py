@@ -51,17 +51,35 @@ def startup_rows(size: Size) -> list[Row]:
 HEAVY_EXTRAS = ("code", "test")  # their packages are what a no-op plan must not import, installed or not
 
 
+def optional_dependencies(text: str | None = None) -> dict[str, list[str]]:
+    """pyproject.toml's ``[project.optional-dependencies]``: with tomllib (Python 3.11+), or on 3.10, which lacks
+    it (and may not have asstctl installed, so no metadata to ask), with ``plain_optional_dependencies``."""
+    text = (EXAMPLE / "pyproject.toml").read_text() if text is None else text
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return plain_optional_dependencies(text)
+    return tomllib.loads(text)["project"]["optional-dependencies"]
+
+
+def plain_optional_dependencies(text: str) -> dict[str, list[str]]:
+    """The table as pyproject.toml writes it: ``name = ["req", ...]`` over one or more lines, ``#`` comments."""
+    table = re.search(r"^\[project\.optional-dependencies\]\s*$(.*?)(?=^\[)", text + "\n[", re.M | re.S).group(1)
+    lines = (re.sub(r"""#[^"']*$""", "", line) for line in table.splitlines())
+    return {name: re.findall(r'"([^"]+)"', body)
+            for name, body in re.findall(r"^([A-Za-z0-9_-]+)\s*=\s*\[(.*?)\]\s*$", "\n".join(lines), re.M | re.S)}
+
+
 def extra_modules(extras: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The top-level modules of the packages of ``extras`` (every optional dependency when None) in pyproject.toml:
     from each installed package's files, or the package's name (``-`` as ``_``) for one not installed."""
     import importlib.metadata
-    import tomllib
 
     def normal(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    optional = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    names = {normal(re.match(r"[A-Za-z0-9._-]+", requirement).group()) for extra, requirements in optional.items()
+    names = {normal(re.match(r"[A-Za-z0-9._-]+", requirement).group())
+             for extra, requirements in optional_dependencies().items()
              if extras is None or extra in extras for requirement in requirements}
     found: dict[str, set[str]] = {}
     for module, distributions in importlib.metadata.packages_distributions().items():

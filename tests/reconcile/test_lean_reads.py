@@ -14,7 +14,7 @@ from asstctl.backends.targets import NO_KEY, make_client
 from asstctl.errors import TargetError
 from asstctl.server.embedded import start_server
 from asstctl.server.faults import Faults
-from benchmarks.startup import EXAMPLE, extra_modules, import_chain, not_importable
+from benchmarks.startup import EXAMPLE, extra_modules, import_chain, not_importable, plain_optional_dependencies
 
 
 def lazy(server, key: str | None = None, **options) -> LazyClient:
@@ -100,3 +100,13 @@ def test_a_noop_plan_and_status_of_the_example_project_import_neither_the_sdk_no
 def test_the_benchmark_says_which_heavy_extras_are_missing(tmp_path):
     """benchmarks/startup.py's plan and status rows name pandas or numpy when they are not importable."""
     assert not_importable(("json", "asstctl_no_such_module"), tmp_path) == ["asstctl_no_such_module"]
+
+
+def test_the_extras_are_read_the_same_without_tomllib():
+    """Python 3.10 has no tomllib (requires-python is >=3.10) and this module reads the extras when it loads:
+    there the plain reader stands in, and it reads pyproject.toml as tomllib does (a comment in a list too)."""
+    import tomllib
+
+    text = (EXAMPLE / "pyproject.toml").read_text()
+    assert plain_optional_dependencies(text) == tomllib.loads(text)["project"]["optional-dependencies"]
+    assert plain_optional_dependencies(text)["code"] == ["numpy>=1.26", "pandas>=2.1", "matplotlib>=3.8", "sympy>=1.12"]
