@@ -64,8 +64,11 @@ def test_transient_faults_are_retried_like_the_sdk_retries():
         assert sum(faults.injected.values()) > 0
 
 
-HEAVY = ("openai", "deepdiff", *extra_modules())  # what a no-op plan or status must not import (docs/benchmarks.md):
-# the SDK, deepdiff, and the top-level module of every optional dependency in pyproject.toml, whichever is installed
+# The embedded server's search side: its app is built (ingestion pool and all) but it only answers reads
+SEARCH = tuple(f"asstctl.server.retrieval.{name}" for name in ("search", "lexical", "dense", "embeddings", "filter_sql"))
+HEAVY = ("openai", "deepdiff", *extra_modules(), *SEARCH)  # what a no-op plan or status must not import
+# (docs/benchmarks.md): the SDK, deepdiff, the top-level module of every optional dependency in pyproject.toml,
+# whichever is installed, and the retrieval indexes
 
 
 def test_a_noop_plan_and_status_of_the_example_project_import_neither_the_sdk_nor_any_extra(tmp_path):
