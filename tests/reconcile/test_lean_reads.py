@@ -113,3 +113,27 @@ def test_the_extras_are_read_the_same_without_tomllib():
     text = (EXAMPLE / "pyproject.toml").read_text()
     assert plain_optional_dependencies(text) == tomllib.loads(text)["project"]["optional-dependencies"]
     assert plain_optional_dependencies(text)["code"] == ["numpy>=1.26", "pandas>=2.1", "matplotlib>=3.8", "sympy>=1.12"]
+
+
+def test_azure_and_agents_targets_build_the_sdk_client_a_compatible_server_the_lean_one(tmp_path, monkeypatch):
+    """What docs/spec-format.md says of `targets`: only a compatible server's target (and the embedded one) reads a
+    no-op plan without the SDK; Azure and `api: agents` build the SDK's client, so their plan costs `import openai`."""
+    import openai
+
+    from asstctl.backends.agents import Agents
+    from asstctl.backends.targets import open_target
+    from asstctl.spec.project import load_project
+
+    (tmp_path / "asstctl.yaml").write_text(
+        "project: p\ntargets:\n  compatible: {base_url: 'http://127.0.0.1:9/v1'}\n"
+        "  azure: {base_url: 'https://x.openai.azure.com', azure: {api_version: '2024-05-01-preview'}}\n"
+        "  agents: {api: agents, base_url: 'http://127.0.0.1:9/v1'}\n")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "az-test")
+    project = load_project(tmp_path)
+    clients = {}
+    for name in ("compatible", "azure", "agents"):
+        with open_target(project, name) as target:
+            clients[name] = target.client
+    assert isinstance(clients["compatible"], LazyClient) and clients["compatible"]._made is None
+    assert isinstance(clients["azure"], openai.AzureOpenAI)
+    assert isinstance(clients["agents"], Agents) and isinstance(clients["agents"].client, openai.OpenAI)
