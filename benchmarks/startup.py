@@ -1,6 +1,7 @@
 """Start-up: `asstctl --help` and `asstctl validate` (N specs in a temporary project; last, N specs with a
 `strict: true` function each, every schema a little different) as fresh processes, against
-`python -c "import openai"`; and whether either command imports the SDK (``python -X importtime``: the chain
+`python -c "import openai"` (each at most a fraction of it, measured in the same run), `asstctl validate` of the
+example project too; and whether either command imports the SDK (``python -X importtime``: the chain
 of modules that pulled it in). Also a no-op `asstctl plan` and
 `asstctl status` of this repository's example project (a copy, applied to its embedded server first),
 which must take at most as long as importing the SDK, whatever extras are installed: the rows say whether
@@ -16,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import Row, Size, ratio, timed, verdict
+from benchmarks.common import Row, Size, timed, verdict
 
 PYCACHE = os.path.join(tempfile.gettempdir(), f"asstctl-bench-pycache-{os.getuid()}")
 IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)")
@@ -27,10 +28,13 @@ def startup_rows(size: Size) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         project = spec_project(Path(tmp), size.specs)
         sdk = run_median([sys.executable, "-c", "import openai"], project, runs)
-        rows = [startup_row(size, "asstctl --help", ["--help"], project, sdk, 150),
-                startup_row(size, f"asstctl validate, {size.specs} specs", ["validate"], project, sdk, 500)]
-        rows.append(sdk_import_row(project, size.specs))
         example = example_project(Path(tmp) / "example")
+        rows = [startup_row(size, "asstctl --help", ["--help"], project, sdk, most=HELP_MOST),
+                startup_row(size, f"asstctl validate, {size.specs} specs", ["validate"], project, sdk,
+                            most=VALIDATE_MOST),
+                sdk_import_row(project, size.specs),  # tests/test_benchmarks.py finds it by its place
+                startup_row(size, "asstctl validate, the example project", ["validate"], example, sdk,
+                            most=VALIDATE_MOST)]
         heavy = extra_modules(HEAVY_EXTRAS)
         missing = not_importable(heavy, example)
         extras = (f"the {' and '.join(HEAVY_EXTRAS)} extras installed ({len(heavy)} modules)" if not missing else
@@ -44,24 +48,48 @@ def startup_rows(size: Size) -> list[Row]:
             rows.append(row)
         functions = spec_project(Path(tmp) / "functions", size.specs, strict_function=True)
         rows.append(startup_row(size, f"asstctl validate, {size.specs} specs with a strict function each",
-                                ["validate"], functions, sdk, 500))
+                                ["validate"], functions, sdk, most=VALIDATE_MOST))
     return rows
 
 
+# --help and validate stay where they are, as fractions of `python -c "import openai"` in the same run (a loaded
+# or slower machine slows both sides): on an idle machine, --help 134 ms and validate of 100 specs 395 ms against
+# a 1013 ms import, the 150 ms and 500 ms these rows had as absolute targets
+HELP_MOST, VALIDATE_MOST = 0.15, 0.5
+
+
 HEAVY_EXTRAS = ("code", "test")  # their packages are what a no-op plan must not import, installed or not
+
+
+def optional_dependencies(text: str | None = None) -> dict[str, list[str]]:
+    """pyproject.toml's ``[project.optional-dependencies]``: with tomllib (Python 3.11+), or on 3.10, which lacks
+    it (and may not have asstctl installed, so no metadata to ask), with ``plain_optional_dependencies``."""
+    text = (EXAMPLE / "pyproject.toml").read_text() if text is None else text
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return plain_optional_dependencies(text)
+    return tomllib.loads(text)["project"]["optional-dependencies"]
+
+
+def plain_optional_dependencies(text: str) -> dict[str, list[str]]:
+    """The table as pyproject.toml writes it: ``name = ["req", ...]`` over one or more lines, ``#`` comments."""
+    table = re.search(r"^\[project\.optional-dependencies\]\s*$(.*?)(?=^\[)", text + "\n[", re.M | re.S).group(1)
+    lines = (re.sub(r"""#[^"']*$""", "", line) for line in table.splitlines())
+    return {name: re.findall(r'"([^"]+)"', body)
+            for name, body in re.findall(r"^([A-Za-z0-9_-]+)\s*=\s*\[(.*?)\]\s*$", "\n".join(lines), re.M | re.S)}
 
 
 def extra_modules(extras: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The top-level modules of the packages of ``extras`` (every optional dependency when None) in pyproject.toml:
     from each installed package's files, or the package's name (``-`` as ``_``) for one not installed."""
     import importlib.metadata
-    import tomllib
 
     def normal(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    optional = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    names = {normal(re.match(r"[A-Za-z0-9._-]+", requirement).group()) for extra, requirements in optional.items()
+    names = {normal(re.match(r"[A-Za-z0-9._-]+", requirement).group())
+             for extra, requirements in optional_dependencies().items()
              if extras is None or extra in extras for requirement in requirements}
     found: dict[str, set[str]] = {}
     for module, distributions in importlib.metadata.packages_distributions().items():
@@ -165,25 +193,18 @@ class CommandFailed(Exception):
     pass
 
 
-def startup_row(size: Size, name: str, args: list[str], project: Path, sdk: float, target_ms: float | None = None,
-                most: float | None = None) -> Row:
-    """A command's median time against the SDK's import, measured in the same run: under ``target_ms``, or at
-    most ``most`` times the import."""
+def startup_row(size: Size, name: str, args: list[str], project: Path, sdk: float, most: float) -> Row:
+    """A command's median time against the SDK's import, measured in the same run: at most ``most`` times it."""
     runs = size.startup_runs
-    target = f"under {target_ms:g} ms" if target_ms is not None else f"at most {most:g}x the import"
-    limit = {"target_ms": target_ms} if target_ms is not None else {"at_most": most}
     row = Row(f"start-up: {name} (median of {runs})", "", f"{sdk * 1000:.0f} ms (python -c \"import openai\")",
-              "", target, None, {"baseline_seconds": sdk, **limit})
+              "", f"at most {most:g}x the import", None, {"baseline_seconds": sdk, "at_most": most})
     try:
         mine = run_median(asstctl(*args), project, runs)
     except CommandFailed as error:
         row.measured, row.ratio = f"not measured: {error}", "-"
         return row
     row.measured = f"{mine * 1000:.0f} ms"
-    if target_ms is not None:
-        row.ratio, met = f"{ratio(sdk, mine):.1f}x faster", mine * 1000 < target_ms
-    else:
-        row.ratio, met = f"{mine / sdk:.2f}x the import", mine <= most * sdk
+    row.ratio, met = f"{mine / sdk:.2f}x the import", mine <= most * sdk
     row.passed, row.data["seconds"] = verdict(size, met), mine
     return row
 

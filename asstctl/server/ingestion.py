@@ -31,12 +31,14 @@ import secrets
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from asstctl.server.errors import APIError
-from asstctl.server.retrieval import chunking, retriever_of
-from asstctl.server.retrieval.embeddings import EmbeddingBatcher, EmbeddingsError
+from asstctl.server.retrieval import chunking
 from asstctl.server.retrieval.pool import TEXT_LIMIT_CHARS, IngestLimits, PoolClosed, WorkerPool, run_job, small
+
+if TYPE_CHECKING:
+    from asstctl.server.retrieval.embeddings import EmbeddingBatcher
 
 log = logging.getLogger("asstctl.server")
 IN_FLIGHT = 256  # files being extracted, embedded or indexed at once
@@ -177,6 +179,8 @@ class Ingestion:
     @property
     def batcher(self) -> EmbeddingBatcher | None:
         """The batcher of ``state.config.embeddings`` (None without), made when first needed."""
+        from asstctl.server.retrieval.embeddings import EmbeddingBatcher
+
         embeddings = getattr(self.state.config, "embeddings", None)
         if self._batcher[0] is not embeddings:
             if embeddings is not None and self.limits.embeddings_batch:
@@ -276,6 +280,8 @@ class Ingestion:
                 await self._thread(os.unlink, job[1]["path"])
         if result[0] != "ok":
             return "failed", {"code": result[1], "message": result[2]}, None, None
+        from asstctl.server.retrieval.embeddings import EmbeddingsError
+
         pieces, vectors, batcher = result[1], None, self.batcher
         if batcher is not None and pieces:
             try:
@@ -317,6 +323,8 @@ class Ingestion:
         return "job", job
 
     def _commit(self, vs_id: str, file_id: str, token: str, status: str, error, pieces, vectors) -> None:
+        from asstctl.server.retrieval import retriever_of
+
         store, retriever = self.state.store, retriever_of(self.state)
         with store.transaction():
             item = store.get("vector_store_file", file_id, vs_id)

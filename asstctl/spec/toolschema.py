@@ -7,7 +7,8 @@ Three layers, each reported as ``path:line:col: message`` with what to do:
    names properties that exist, a local ``$ref`` points at something;
 3. with ``strict: true``, the Structured Outputs rules: every object has ``additionalProperties: false``
    and lists every property in ``required``, only the supported keywords and formats, the root is not
-   ``anyOf``, at most 10 levels of nesting, 5,000 properties, 1,000 enum values, 120,000 characters of
+   ``anyOf``, a ``$ref`` stands alone (no ``description`` beside it), empty ``parameters`` are refused, at most
+   10 levels of nesting, 5,000 properties, 1,000 enum values, 120,000 characters of
    names and enum/const values, 15,000 characters in an enum of more than 250 strings.
 
 ``where(path)`` gives the ``file:line:col`` of a JSON path inside ``parameters`` (inline in the spec,
@@ -34,6 +35,10 @@ Where = Callable[[tuple], str]
 
 def parameters_problems(parameters: Any, strict: bool, where: Where) -> list[str]:
     """Every problem of one function's ``parameters`` (``{}`` and absent: a function without arguments)."""
+    if strict and parameters == {}:
+        return [f"{where(())}: with `strict: true` empty `parameters` are refused by OpenAI (\"'additionalProperties' "
+                f"is required to be supplied and to be false\"); for a function without arguments write "
+                f"`{{type: object, properties: {{}}, required: [], additionalProperties: false}}`, {NON_STRICT}"]
     if not isinstance(parameters, dict) or not parameters:
         return []
     problems = meta_problems(parameters, where)
@@ -367,6 +372,13 @@ def _strict_node(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
     problems = [f"{where(path + (key,))}: `{key}` is not supported with `strict: true`; remove it, {NON_STRICT} "
                 f"(supported: {', '.join(sorted(STRICT_KEYWORDS - {'$schema', '$id', '$comment'}))})"
                 for key in node if key not in STRICT_KEYWORDS]
+    beside = [key for key in node if key != "$ref"] if "$ref" in node else []
+    if beside:
+        keys = ", ".join(f"`{key}`" for key in beside)
+        problems.append(f"{where(path + (beside[0],))}: with `strict: true` a `$ref` cannot have other keywords beside "
+                        f"it ({keys}), which OpenAI refuses (\"$ref cannot have keywords\"); move {keys} into the "
+                        f"definition `{node['$ref']}`, or inline it (write the definition here instead of the "
+                        f"`$ref`), {NON_STRICT}")
     if "format" in node and node["format"] not in STRICT_FORMATS:
         problems.append(f"{where(path + ('format',))}: format `{node['format']}` is not supported with `strict: true` "
                         f"(supported: {', '.join(STRICT_FORMATS)}); use `pattern` instead, {NON_STRICT}")

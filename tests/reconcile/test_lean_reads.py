@@ -14,7 +14,7 @@ from asstctl.backends.targets import NO_KEY, make_client
 from asstctl.errors import TargetError
 from asstctl.server.embedded import start_server
 from asstctl.server.faults import Faults
-from benchmarks.startup import EXAMPLE, extra_modules, import_chain, not_importable
+from benchmarks.startup import EXAMPLE, extra_modules, import_chain, not_importable, plain_optional_dependencies
 
 
 def lazy(server, key: str | None = None, **options) -> LazyClient:
@@ -64,8 +64,11 @@ def test_transient_faults_are_retried_like_the_sdk_retries():
         assert sum(faults.injected.values()) > 0
 
 
-HEAVY = ("openai", "deepdiff", *extra_modules())  # what a no-op plan or status must not import (docs/benchmarks.md):
-# the SDK, deepdiff, and the top-level module of every optional dependency in pyproject.toml, whichever is installed
+# The embedded server's search side: its app is built (ingestion pool and all) but it only answers reads
+SEARCH = tuple(f"asstctl.server.retrieval.{name}" for name in ("search", "lexical", "dense", "embeddings", "filter_sql"))
+HEAVY = ("openai", "deepdiff", *extra_modules(), *SEARCH)  # what a no-op plan or status must not import
+# (docs/benchmarks.md): the SDK, deepdiff, the top-level module of every optional dependency in pyproject.toml,
+# whichever is installed, and the retrieval indexes
 
 
 def test_a_noop_plan_and_status_of_the_example_project_import_neither_the_sdk_nor_any_extra(tmp_path):
@@ -100,3 +103,37 @@ def test_a_noop_plan_and_status_of_the_example_project_import_neither_the_sdk_no
 def test_the_benchmark_says_which_heavy_extras_are_missing(tmp_path):
     """benchmarks/startup.py's plan and status rows name pandas or numpy when they are not importable."""
     assert not_importable(("json", "asstctl_no_such_module"), tmp_path) == ["asstctl_no_such_module"]
+
+
+def test_the_extras_are_read_the_same_without_tomllib():
+    """Python 3.10 has no tomllib (requires-python is >=3.10) and this module reads the extras when it loads:
+    there the plain reader stands in, and it reads pyproject.toml as tomllib does (a comment in a list too)."""
+    import tomllib
+
+    text = (EXAMPLE / "pyproject.toml").read_text()
+    assert plain_optional_dependencies(text) == tomllib.loads(text)["project"]["optional-dependencies"]
+    assert plain_optional_dependencies(text)["code"] == ["numpy>=1.26", "pandas>=2.1", "matplotlib>=3.8", "sympy>=1.12"]
+
+
+def test_azure_and_agents_targets_build_the_sdk_client_a_compatible_server_the_lean_one(tmp_path, monkeypatch):
+    """What docs/spec-format.md says of `targets`: only a compatible server's target (and the embedded one) reads a
+    no-op plan without the SDK; Azure and `api: agents` build the SDK's client, so their plan costs `import openai`."""
+    import openai
+
+    from asstctl.backends.agents import Agents
+    from asstctl.backends.targets import open_target
+    from asstctl.spec.project import load_project
+
+    (tmp_path / "asstctl.yaml").write_text(
+        "project: p\ntargets:\n  compatible: {base_url: 'http://127.0.0.1:9/v1'}\n"
+        "  azure: {base_url: 'https://x.openai.azure.com', azure: {api_version: '2024-05-01-preview'}}\n"
+        "  agents: {api: agents, base_url: 'http://127.0.0.1:9/v1'}\n")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "az-test")
+    project = load_project(tmp_path)
+    clients = {}
+    for name in ("compatible", "azure", "agents"):
+        with open_target(project, name) as target:
+            clients[name] = target.client
+    assert isinstance(clients["compatible"], LazyClient) and clients["compatible"]._made is None
+    assert isinstance(clients["azure"], openai.AzureOpenAI)
+    assert isinstance(clients["agents"], Agents) and isinstance(clients["agents"].client, openai.OpenAI)

@@ -56,3 +56,15 @@ def test_the_tour_runs_as_written_in_order_from_init(tmp_path, monkeypatch):
     assert "No changes." in ran[5][1] and "= no-op assistant" in ran[5][1], "plan KEY after apply"
     assert "in sync" in outputs["status"]
     assert (Path.cwd() / "junit.xml").is_file() and "0 failed" in outputs["test"]
+
+
+def test_the_keys_the_readme_names_are_keys_of_a_project_it_shows():
+    """`asstctl plan/apply/destroy KEY...` anywhere in README.md names assistants of `asstctl init`'s project
+    (`assistant`) or of this repository's example project (assistants/*.yaml), not made-up ones."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    known = {"assistant"} | {path.name.removesuffix(".yaml") for path in (ROOT / "assistants").glob("*.yaml")
+                             if not path.name.endswith(".test.yaml")}
+    named = [(match[0], word) for match in re.finditer(r"asstctl (?:plan|apply|destroy)((?: [a-z][\w-]*(?![\w.]))+)", readme)
+             for word in match[1].split()]
+    assert ("asstctl apply support-bot weather-bot", "weather-bot") in named
+    assert [(command, key) for command, key in named if key not in known] == []

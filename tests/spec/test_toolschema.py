@@ -158,6 +158,17 @@ CASES = {
          "add `properties: {}` (with `additionalProperties: false`, an empty object), or set `strict: false`",
          "assistants/a.yaml:15:28: with `strict: true` every schema needs a `type` (`parameters.properties.d.items` "
          "has none); add one, e.g. `type: string`, or set `strict: false`"]),
+    "strict: a `$ref` with a description beside it (OpenAI: \"$ref cannot have keywords {'description'}\")": (
+        "type: object\nadditionalProperties: false\nrequired: [a, b]\n$defs:\n  unit: {type: string, enum: [c, f]}\n"
+        "properties:\n  a: {$ref: '#/$defs/unit', description: the unit}\n  b: {$ref: '#/$defs/unit'}\n", True,
+        ["assistants/a.yaml:14:37: with `strict: true` a `$ref` cannot have other keywords beside it (`description`), "
+         "which OpenAI refuses (\"$ref cannot have keywords\"); move `description` into the definition "
+         "`#/$defs/unit`, or inline it (write the definition here instead of the `$ref`), or set `strict: false`"]),
+    "strict: empty parameters (OpenAI wants `additionalProperties: false` even there)": (
+        "{}", True,
+        ["assistants/a.yaml:7:7: with `strict: true` empty `parameters` are refused by OpenAI (\"'additionalProperties' "
+         "is required to be supplied and to be false\"); for a function without arguments write "
+         "`{type: object, properties: {}, required: [], additionalProperties: false}`, or set `strict: false`"]),
 }
 
 
@@ -168,7 +179,8 @@ def test_a_broken_parameters_schema_is_reported_where_it_is_with_a_fix(project, 
 
 
 VALID = {
-    "no parameters": ("{}", True),
+    "no parameters": ("{}", False),
+    "strict, no arguments": ("type: object\nproperties: {}\nrequired: []\nadditionalProperties: false\n", True),
     "a plain object": ("type: object\nproperties:\n  city: {type: string}\n  unit: {enum: [c, f]}\nrequired: [city]\n",
                        False),
     "strict, with a nullable optional, $defs and anyOf": (
@@ -346,7 +358,7 @@ def test_schemas_the_openai_sdk_makes_for_strict_functions_pass():
 
 
 FIX = ("write `", "e.g. `", "use `", "did you mean `", "quote it, `", "add `", "add it", "remove it", "flatten it", "shorten",
-       "move the alternatives")
+       "move the alternatives", "move `")
 
 
 def test_every_message_says_what_to_do():

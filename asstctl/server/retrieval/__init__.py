@@ -15,6 +15,14 @@ May import: ``asstctl.server.store``, ``asstctl.server.errors`` and third-party 
 the app, the executor or the engines (they import us).
 """
 
-from asstctl.server.retrieval.search import Retriever, retriever_of
-
 __all__ = ["Retriever", "retriever_of"]
+
+
+def __getattr__(name: str):
+    """``Retriever`` and ``retriever_of`` from ``search`` on first use: importing a light part (``chunking``,
+    ``pool``) does not load the indexes (a read-only server, e.g. a no-op plan's embedded one, never does)."""
+    if name in __all__:
+        from asstctl.server.retrieval import search
+
+        return getattr(search, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,15 +20,14 @@ from asstctl.server import validation as v
 from asstctl.server.app import state_of
 from asstctl.server.errors import not_found
 from asstctl.server.http import json_body, now, ok
-from asstctl.server.retrieval import retriever_of
-from asstctl.server.retrieval.filters import check_filter
-from asstctl.server.retrieval.search import rewrite
 from asstctl.server.routes.vector_stores import touch
 
 TOUCH_SECONDS = 60  # how stale ``last_active_at`` may get from searches alone (expiry counts days)
 
 
 def check_search(body: dict[str, Any]) -> None:
+    from asstctl.server.retrieval.filters import check_filter
+
     v.check_fields(body, ("query", "rewrite_query", "max_num_results", "filters", "ranking_options"), ("query",))
     query = body["query"]
     if not isinstance(query, str):
@@ -56,6 +55,9 @@ def search(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /vector_stores/{id}/search``: the retriever's ranking, with filters and threshold.
     Its cost follows the results, not the store: the index holds only completed files' chunks, and
     only the files of the results are read (by primary key), for their attributes and names."""
+    from asstctl.server.retrieval import retriever_of
+    from asstctl.server.retrieval.search import rewrite
+
     check_search(body)
     store = state.store.get("vector_store", vs_id, "")
     if store is None:

@@ -30,7 +30,6 @@ from asstctl.server.app import state_of
 from asstctl.server.errors import APIError, invalid, missing_parameter, not_found
 from asstctl.server.http import deleted, json_body, list_envelope, list_params, new_id, now, ok, require
 from asstctl.server.ingestion import WAIT as INGEST_WAIT, Ingestion, new_token
-from asstctl.server.retrieval import retriever_of
 
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 STORE_FIELDS = ("file_ids", "name", "description", "expires_after", "chunking_strategy", "metadata")
@@ -196,6 +195,8 @@ def modify_store(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
 def delete_store(state, vs_id: str) -> None:
     with state.store.transaction():
         require_store(state, vs_id)
+        from asstctl.server.retrieval import retriever_of
+
         retriever_of(state).remove_store(vs_id)
         state.store.delete_children(vs_id)
         state.store.delete("vector_store", vs_id)
@@ -312,6 +313,8 @@ def detach_file_everywhere(state, file_id: str) -> None:
 
 def detach_file(state, vs_id: str, file_id: str) -> None:
     """Take a file out of a store: its record, its chunks and its share of the counts."""
+    from asstctl.server.retrieval import retriever_of
+
     with state.store.transaction():
         before = state.store.get("vector_store_file", file_id, vs_id)
         if before is not None and state.store.delete("vector_store_file", file_id, vs_id):
