@@ -25,24 +25,26 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_benchmark_runs_at_the_small_size():
     rows = run_all(SIZES["small"], ["plan", "apply", "turn", "startup", "upstream", "sandbox"])  # retrieval: tests/retrieval/test_benchmark.py; replicas: below
     names = [row.name for row in rows]
-    assert len(rows) == 17 and len(set(names)) == 17, names
+    assert len(rows) == 18 and len(set(names)) == 18, names
     requests = rows[0]
     assert requests.data["ours"] == {"GET /v1/assistants": 1, "total": 1}
     assert requests.data["baseline"]["GET /v1/assistants/{id}"] == 12
     assert requests.passed is True
     assert all(row.passed is None for row in rows[1:8]), "timing targets are not judged at the small size"
     assert rows[8].passed is True, rows[8].measured  # the SDK is not imported at start-up
-    noop = rows[9:11]  # a no-op plan and status of the example project, against the SDK's import
+    example = rows[9]  # validate of the example project
+    assert example.passed is None and example.measured.endswith(" ms"), example.measured
+    noop = rows[10:12]  # a no-op plan and status of the example project, against the SDK's import
     assert [row.passed for row in noop] == [None, None] and all(row.measured.endswith(" ms") for row in noop), \
         [row.measured for row in noop]
-    functions = rows[11]  # validate, specs with a strict function each
+    functions = rows[12]  # validate, specs with a strict function each
     assert functions.passed is None and functions.measured.endswith(" ms"), functions.measured
-    upstream = rows[12:15]  # the upstream engine: time to first token, per delta, concurrent runs
+    upstream = rows[13:16]  # the upstream engine: time to first token, per delta, concurrent runs
     assert [row.passed for row in upstream] == [None, None, None], [row.measured for row in upstream]
     assert upstream[2].data["completed"] == SIZES["small"].concurrent
-    assert [row.name.split(",")[0] for row in rows[15:]] == ["code_interpreter sandbox: cold start"] * 1 + [
+    assert [row.name.split(",")[0] for row in rows[16:]] == ["code_interpreter sandbox: cold start"] * 1 + [
         "code_interpreter sandbox: warm call overhead (median of 10)"]
-    assert all(row.passed is None and row.measured.endswith("ms") for row in rows[15:]), [r.measured for r in rows[15:]]
+    assert all(row.passed is None and row.measured.endswith("ms") for row in rows[16:]), [r.measured for r in rows[16:]]
 
 
 def test_plan_pages_are_exactly_ceil_n_over_100():

@@ -375,8 +375,8 @@ def test_cpu_between_calls_is_limited(served, call):
     for _ in range(30):  # a spinning thread reaches the 1 s allowance in about a second of idle time
         served.idle(1)
         outcome = call("print(kept)")
-        if outcome.output != "1\n":
-            break
+        if not outcome.output.startswith("1\n"):  # (on a loaded machine the spinner may also reach the call's
+            break                                    # own CPU limit first: the session lives on, the loop goes on)
     assert outcome.output.startswith("[The thread's previous session was ended: it used ") and \
         "s of CPU time between calls, over the allowance of 1 s" in outcome.output, outcome.output
     assert "NameError" in outcome.output  # a fresh session
