@@ -279,7 +279,7 @@ class Ingestion:
         pieces, vectors, batcher = result[1], None, self.batcher
         if batcher is not None and pieces:
             try:
-                vectors = await batcher.embed([text for text, _ in pieces])
+                vectors = await batcher.embed([text for text, _ in pieces], [tokens for _, tokens in pieces])
             except EmbeddingsError as exc:
                 return "failed", {"code": "server_error", "message": str(exc)}, None, None
         return "completed", None, pieces, (batcher.model, vectors) if vectors is not None else None

@@ -321,3 +321,28 @@ def test_cross_file_batches_keep_each_callers_order():
     assert sorted((len(r.body["input"]) for r in upstream.requests), reverse=True) == [8, 8, 1]
     assert not upstream.problems
 
+
+
+def test_requests_stay_within_the_apis_token_limits_with_big_chunks_and_a_big_batch():
+    """2,048 inputs a request by count, but chunks of 4,096 tokens: requests are filled by the chunks'
+    token counts to at most 300,000 in all (the scripted upstream answers a 400 past it, as OpenAI does);
+    an input over 8,192 tokens fails naming that limit without a request."""
+    from asstctl.server.retrieval.embeddings import MAX_REQUEST_TOKENS, EmbeddingsError
+
+    chunks = list(chunk_stream([PROSE * 21_000], 4096, 0, limit=10**7))
+    assert len(chunks) >= 80 and sum(n for _, n in chunks) > MAX_REQUEST_TOKENS
+    with ScriptedUpstream(key=None, embed=lambda texts: [[1.0, 0.0]] * len(texts)) as upstream:
+        batcher = EmbeddingBatcher(EmbeddingsConfig(model="m", base_url=upstream.base_url, batch_size=2048))
+
+        async def main():
+            got = await batcher.embed([t for t, _ in chunks], [n for _, n in chunks])
+            with pytest.raises(EmbeddingsError, match="8,192 tokens per input"):
+                await batcher.embed(["too long"], [9000])
+            await batcher.aclose()
+            return got
+
+        got = asyncio.run(main())
+    assert len(got) == len(chunks)
+    assert upstream.refusals == 0 and not upstream.problems
+    sizes = sorted(len(r.body["input"]) for r in upstream.requests)
+    assert len(sizes) == 2 and sum(sizes) == len(chunks), sizes  # two requests, not one 2,048-input one
