@@ -346,3 +346,30 @@ def test_requests_stay_within_the_apis_token_limits_with_big_chunks_and_a_big_ba
     assert upstream.refusals == 0 and not upstream.problems
     sizes = sorted(len(r.body["input"]) for r in upstream.requests)
     assert len(sizes) == 2 and sum(sizes) == len(chunks), sizes  # two requests, not one 2,048-input one
+
+
+def test_chunk_text_waiting_for_a_slow_embeddings_upstream_stays_within_the_budget(contract):
+    """Files whose chunks wait for their embeddings hold at most ``pending_mb`` of chunk text in all
+    (scaled down here to 0.04 MB, under one file's 58 KB: each file passes alone), not ``IN_FLIGHT``
+    files' worth: without the budget the 2 workers' files would pile up behind the slow upstream."""
+
+    def slow(texts):
+        time.sleep(0.1)
+        return [[1.0, 0.0]] * len(texts)
+
+    with ScriptedUpstream(key=None, embed=slow) as upstream:
+        embeddings = EmbeddingsConfig(model="scripted-embed", base_url=upstream.base_url)
+        limits = dataclasses.replace(LIMITS, max_file_tokens=10**6, embeddings_batch=512, pending_mb=0.04)
+        with start_server(":memory:", embeddings=embeddings, ingest=limits) as server:
+            sdk = make_client(server, contract, timeout=60)
+            ids = [sdk.files.create(file=(f"big{i}.txt", f"Part {i}. ".encode() + PROSE.encode() * 300),
+                                    purpose="assistants").id for i in range(4)]
+            vs = sdk.vector_stores.create(name="budget")
+            batch = sdk.vector_stores.file_batches.create(vector_store_id=vs.id, file_ids=ids)
+            assert batch.file_counts.completed == 4, batch.file_counts
+            stats = server.state.extra["ingestion"].stats()["chunk_chars"]
+            sdk.close()
+    one_file = 2 * len(PROSE) * 300  # its chunks overlap by half: each character is held twice
+    assert stats["budget"] == int(0.04 * 2**20) and stats["held"] == 0, stats
+    assert 0.8 * one_file < stats["peak"] < 1.3 * one_file, (stats, one_file)  # one file at a time
+    assert not upstream.problems
