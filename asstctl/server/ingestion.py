@@ -152,9 +152,9 @@ class Ingestion:
             log.info("resuming the ingestion of %d file(s) left in progress", len(found))
 
     def _unfinished(self) -> list[tuple[str, dict]]:
-        store = self.state.store
-        return [(vs["id"], item) for vs in store.all("vector_store") for item in store.all("vector_store_file", vs["id"])
-                if item["status"] == "in_progress"]
+        from asstctl.server.ingest_lease import pending
+
+        return pending(self.state.store)  # through the index of pending files, not every file of every store
 
     def stopping(self) -> None:
         """A stop was asked: end the workers now (their files stay ``in_progress``), start nothing new."""
