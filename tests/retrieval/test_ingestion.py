@@ -154,6 +154,7 @@ def test_embeddings_failures_retry_as_documented_then_fail_the_file_naming_why(c
     with ScriptedUpstream(key=None) as upstream:
         embeddings = EmbeddingsConfig(model="scripted-embed", base_url=upstream.base_url, retry_seconds=1.0)
         with start_server(":memory:", embeddings=embeddings) as server:
+            assert server.state.extra["ingestion"].limits.max_file_tokens == 5_000_000  # the API's cap per file, by default
             sdk = make_client(server, contract, timeout=60)
             vs = sdk.vector_stores.create(name="flaky")
 
