@@ -89,22 +89,25 @@ class _Trickle:
 
 
 def test_json_is_streamed_as_json_dumps_prints_it_and_broken_json_is_rejected():
+    """Past 64 KB (parsed whole below) JSON is walked token by token, read here a few bytes at a time so
+    that every token meets a seam: the text is json.dumps(indent=2)'s, and broken JSON is invalid_file."""
     import json
 
-    from asstctl.server.retrieval.extract import extract_pieces
+    from asstctl.server.retrieval.extract import WHOLE_JSON, extract_pieces
 
-    docs = [{}, [], {"a": [], "b": {}}, [[[]]], "plain", 12, -0, 1e300, [1, 2.5, -3e5, 1E2, True, False, None],
+    docs = [{}, [], {"a": [], "b": {}}, [[[]]], "plain", 12, -0.0, 1e300, [1, 2.5, -3e5, 1E2, True, False, None],
             {"k": {"n": [1, {"z": "\u00e9\U0001F600 \"quoted\" back\\slash\n"}], "e": {}}},
-            {f"key{i}": [i, str(i) * (i % 40), {"n": i * 1.5}] for i in range(300)}]
-    for doc in docs:
-        for raw in (json.dumps(doc), json.dumps(doc, indent="\t", ensure_ascii=False)):
-            expected = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
-            for n in (1, 7, 1 << 20):
-                assert "".join(extract_pieces("d.json", _Trickle(raw.encode(), n))) == expected, (n, raw[:60])
+            {f"key{i}": [i, str(i) * (i % 40), {"n": i * 1.5}] for i in range(300)}, "long " * (WHOLE_JSON // 4)]
+    for raw in (json.dumps(docs), json.dumps(docs, indent="\t", ensure_ascii=False)):
+        assert len(raw) > WHOLE_JSON
+        expected = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+        for n in (7, 4096, 1 << 20):
+            assert "".join(extract_pieces("d.json", _Trickle(raw.encode(), n))) == expected, n
     for bad in ['{"a" 1}', "[1,]", '{"a":1', "[1 2]", "{}x", '{"a":tru}', "[1]]", "{1:2}", '"abc', "[}"]:
-        with pytest.raises(ExtractError) as failed:
-            "".join(extract_pieces("bad.json", _Trickle(bad.encode(), 2)))
-        assert failed.value.code == "invalid_file", bad
+        for padded in (bad, " " * WHOLE_JSON + bad):
+            with pytest.raises(ExtractError) as failed:
+                "".join(extract_pieces("bad.json", _Trickle(padded.encode(), 1000)))
+            assert failed.value.code == "invalid_file", bad
 
 
 def test_a_large_json_file_is_read_within_a_small_memory_limit():

@@ -6,7 +6,7 @@
 tree is built, so neither tiny elements nor deep nesting cost memory), ``.docx`` (``word/document.xml``
 parsed incrementally from the zip with lxml, one paragraph or table row at a time, each freed once read), ``.pdf`` (pypdf, page by
 page), ``.pptx`` (python-pptx) and ``.json`` (re-printed with an indent of 2 as it is read, token by
-token: the document is never held parsed). Anything else raises
+token: the document is never held parsed; files up to 64 KB are parsed whole, faster and bounded). Anything else raises
 :class:`ExtractError` with code ``unsupported_file``; bytes a parser rejects raise it with code
 ``invalid_file``.
 """
@@ -106,6 +106,20 @@ def _text(source: BinaryIO) -> Iterator[str]:
 _JSON_TOKEN = re.compile(r'[ \t\n\r]*(?:([{}\[\],:])|("[^"\\\x00-\x1f]*")|(")|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?'
                          r'(?:[eE][-+]?[0-9]+)?|true|false|null|NaN|-?Infinity))')
 _PLAIN_INT = re.compile(r"-?[1-9][0-9]*|0")
+WHOLE_JSON = 64 << 10  # JSON files up to this size are parsed whole
+
+
+class _Rest:
+    """A file object that answers ``head`` (bytes already read from ``source``) first, then the rest."""
+
+    def __init__(self, head: bytes, source: BinaryIO):
+        self.head, self.source = head, source
+
+    def read(self, size: int) -> bytes:
+        if self.head:
+            data, self.head = self.head[:size], self.head[size:]
+            return data
+        return self.source.read(size)
 
 
 def _json(source: BinaryIO) -> Iterator[str]:
@@ -115,7 +129,16 @@ def _json(source: BinaryIO) -> Iterator[str]:
     from json.decoder import scanstring
     from json.encoder import encode_basestring
 
-    pieces, out, size = _decoded(source), [], 0
+    head = b""
+    while len(head) <= WHOLE_JSON:
+        data = source.read(WHOLE_JSON + 1 - len(head))
+        if not data:
+            break
+        head += data
+    if len(head) <= WHOLE_JSON:  # small: parsed whole (bounded by its size, and 4x faster than the walk)
+        yield json.dumps(json.loads("".join(_decoded(io.BytesIO(head)))), indent=2, ensure_ascii=False)
+        return
+    pieces, out, size = _decoded(_Rest(head, source)), [], 0
     buf, pos, final = "", 0, False
     stack: list[str] = []  # the open containers' closing brackets
     fresh, expect = False, "value"  # the innermost container has no element yet; value|key|colon|comma|done
@@ -123,11 +146,13 @@ def _json(source: BinaryIO) -> Iterator[str]:
 
     def more() -> None:  # read on until the unread text has at least doubled (a long string or number)
         nonlocal buf, pos, final
-        rest, wanted = [buf[pos:]], max(64, len(buf) - pos)
-        while not final and sum(map(len, rest)) < 2 * wanted:
+        rest, have = [buf[pos:]], len(buf) - pos
+        wanted = 2 * max(64, have)
+        while not final and have < wanted:
             piece = next(pieces, None)
             final = piece is None
             rest.append(piece or "")
+            have += len(rest[-1])
         buf, pos = "".join(rest), 0
 
     while True:
