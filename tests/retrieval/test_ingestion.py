@@ -21,7 +21,7 @@ import pytest
 from asstctl.server.embedded import start_server
 from asstctl.server.looplag import LoopLag
 from asstctl.server.retrieval.chunking import TokenLimit, chunk_stream, chunk_text
-from asstctl.server.retrieval.embeddings import EmbeddingBatcher, EmbeddingsConfig
+from asstctl.server.retrieval.embeddings import EmbeddingBatcher, Embedder, EmbeddingsConfig
 from asstctl.server.retrieval.extract import extract_text
 from asstctl.server.retrieval.pool import IngestLimits, WorkerPool
 from tests.conftest import make_client
@@ -326,8 +326,8 @@ def test_cross_file_batches_keep_each_callers_order():
 
 
 def test_requests_stay_within_the_apis_token_limits_with_big_chunks_and_a_big_batch():
-    """2,048 inputs a request by count, but chunks of 4,096 tokens: requests are filled by the chunks'
-    token counts to at most 300,000 in all (the scripted upstream answers a 400 past it, as OpenAI does);
+    """2,048 inputs a request by count, but chunks of 4,096 tokens: requests (ingestion's batcher's and the
+    blocking client's) are filled by the chunks' token counts to at most 300,000 in all (the scripted upstream answers a 400 past it, as OpenAI does);
     an input over 8,192 tokens fails naming that limit without a request."""
     from asstctl.server.retrieval.embeddings import MAX_REQUEST_TOKENS, EmbeddingsError
 
@@ -344,10 +344,13 @@ def test_requests_stay_within_the_apis_token_limits_with_big_chunks_and_a_big_ba
             return got
 
         got = asyncio.run(main())
+        sizes = sorted(len(r.body["input"]) for r in upstream.requests)
+        blocking = Embedder(EmbeddingsConfig(model="m", base_url=upstream.base_url, batch_size=2048))
+        assert len(blocking.embed([t for t, _ in chunks])) == len(chunks)  # (the tokens counted by the client)
     assert len(got) == len(chunks)
     assert upstream.refusals == 0 and not upstream.problems
-    sizes = sorted(len(r.body["input"]) for r in upstream.requests)
     assert len(sizes) == 2 and sum(sizes) == len(chunks), sizes  # two requests, not one 2,048-input one
+    assert sorted(len(r.body["input"]) for r in upstream.requests[2:]) == sizes  # the blocking client's too
 
 
 def test_chunk_text_waiting_for_a_slow_embeddings_upstream_stays_within_the_budget(contract):

@@ -196,6 +196,20 @@ def upstream_message(config: EmbeddingsConfig, exc: Exception) -> str:
     return detail_text(str(getattr(exc, "message", exc)), key)
 
 
+def checked_tokens(texts: list[str], tokens: list[int] | None) -> list[int]:
+    """The texts' token counts (counted when not given); :class:`EmbeddingsError` naming the limit when one
+    is over ``MAX_INPUT_TOKENS``."""
+    if tokens is None:
+        from asstctl.server.retrieval.chunking import count_tokens
+
+        tokens = [count_tokens(text) for text in texts]
+    longest = max(tokens, default=0)
+    if longest > MAX_INPUT_TOKENS:
+        raise EmbeddingsError(f"A text of {longest:,} tokens cannot be embedded: the limit is "
+                              f"{MAX_INPUT_TOKENS:,} tokens per input of an embeddings request.")
+    return tokens
+
+
 def request_args(config: EmbeddingsConfig, batch: list[str]) -> dict[str, Any]:
     extra = {"dimensions": config.dimensions} if config.dimensions else {}
     return {"model": config.request_model, "input": batch, "encoding_format": "float", **extra}
@@ -254,12 +268,19 @@ class Embedder:
     def model(self) -> str:
         return self.config.model
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """One vector per text, in order."""
+    def embed(self, texts: list[str], tokens: list[int] | None = None) -> list[list[float]]:
+        """One vector per text, in order, in requests within the API's limits (``tokens``: the texts'
+        token counts, counted here when not given)."""
+        tokens = checked_tokens(texts, tokens)
         out: list[list[float]] = []
-        size = max(1, self.config.batch_size)
-        for start in range(0, len(texts), size):
-            out.extend(self._request(texts[start : start + size]))
+        size, start = max(1, self.config.batch_size), 0
+        while start < len(texts):
+            end, total = start, 0
+            while end < len(texts) and end - start < size and (end == start or total + tokens[end] <= MAX_REQUEST_TOKENS):
+                total += tokens[end]
+                end += 1
+            out.extend(self._request(texts[start:end]))
+            start = end
         return out
 
     def _request(self, batch: list[str]) -> list[list[float]]:
@@ -308,14 +329,8 @@ class EmbeddingBatcher:
         if not texts:
             return []
         if tokens is None:
-            from asstctl.server.retrieval.chunking import count_tokens
-
-            tokens = await asyncio.to_thread(lambda: [count_tokens(text) for text in texts])
-        longest = max(tokens)
-        if longest > MAX_INPUT_TOKENS:
-            raise EmbeddingsError(f"A text of {longest:,} tokens cannot be embedded: the limit is "
-                                  f"{MAX_INPUT_TOKENS:,} tokens per input of an embeddings request.")
-        wanted = _Wanted(texts, tokens, asyncio.get_running_loop().create_future())
+            tokens = await asyncio.to_thread(checked_tokens, texts, None)
+        wanted = _Wanted(texts, checked_tokens(texts, tokens), asyncio.get_running_loop().create_future())
         self._queue.append(wanted)
         if self._runner is None or self._runner.done():
             self._ready = asyncio.Event()
