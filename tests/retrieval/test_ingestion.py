@@ -107,7 +107,9 @@ def test_the_loop_stays_responsive_while_a_batch_ingests(client, limited):
     assert done["batch"].file_counts.completed == 104, done["batch"].file_counts
     # the 4 big files went to the worker processes; the 100 small ones (1.5 KB) were done in server threads
     assert limited.state.extra["ingestion"].stats()["pool"]["jobs"] == jobs + 4
-    assert len(latencies) >= 5
+    # with the workers warm (no hostile file kills one now) the batch takes ~0.3 s, and this thread shares the
+    # GIL with the server's: a few probes, while the loop's own monitor samples it every 20 ms (>= 5 below)
+    assert len(latencies) >= 2
     lag = limited.state.loop_lag.stats()
     # Ingesting in the loop stalled it for the whole batch (seconds, a stall per file); what is left is GIL
     # sharing with the store threads (p99 ~70 ms on 2 cores shared with other jobs; ~5 ms idle), and on a
