@@ -20,6 +20,7 @@ import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.common import Row, Size, verdict
@@ -44,10 +45,20 @@ def _client(server):
     return openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=2, timeout=600)
 
 
-def scale_rows(size: Size) -> list[Row]:
+@contextmanager
+def _server(running):
+    """``running`` (a test's ``ServeProcess``, shared by both parts), or a server of our own."""
+    if running is not None:
+        yield running
+        return
+    with tempfile.TemporaryDirectory() as tmp, _serve(tmp) as server:
+        yield server
+
+
+def scale_rows(size: Size, running=None) -> list[Row]:
     n = size.ingest_files
     k = min(1000, max(1, n // 10))
-    with tempfile.TemporaryDirectory() as tmp, _serve(tmp) as server:
+    with _server(running) as server:
         client = _client(server)
         with ThreadPoolExecutor(4) as pool:
             ids = list(pool.map(lambda i: client.files.create(
@@ -113,17 +124,18 @@ def hostile_files(scale: float) -> dict[str, bytes]:
     }
 
 
-def hostile_row(size: Size) -> Row:
+def hostile_row(size: Size, running=None) -> Row:
     from asstctl.server.retrieval.pool import rss_bytes
 
     files = hostile_files(size.hostile_scale)
     outcomes, peaks, workers_peak = {}, [], [0]
-    with tempfile.TemporaryDirectory() as tmp, _serve(tmp) as server:
+    settle = 1.0 if size.timed_targets else 0.1  # seconds the RSS is left to settle (not judged when small)
+    with _server(running) as server:
         client = _client(server)
         pid = server.proc.pid
         warm = client.files.create(file=("warm.md", PROSE.encode()), purpose="assistants")
         store = client.vector_stores.create(name="hostile", file_ids=[warm.id])
-        time.sleep(0.5)
+        time.sleep(settle / 2)
         baseline = rss_bytes(pid)
         stop = threading.Event()
 
@@ -142,10 +154,10 @@ def hostile_row(size: Size) -> Row:
             file = client.files.create(file=(name, data), purpose="assistants")
             item = client.vector_stores.files.create(vector_store_id=store.id, file_id=file.id)
             while item.status == "in_progress":
-                time.sleep(0.2)
+                time.sleep(settle / 5)
                 item = client.vector_stores.files.retrieve(file.id, vector_store_id=store.id)
             outcomes[name] = item.status if item.status == "completed" else f"failed: {item.last_error.message}"
-        time.sleep(1.0)
+        time.sleep(settle)
         after = rss_bytes(pid)
         stop.set()
         sampler.join()

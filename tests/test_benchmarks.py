@@ -96,3 +96,21 @@ def test_the_operations_benchmark_runs_at_the_small_size(postgres_cluster, monke
     assert [row.name.split(":")[0] for row in rows] == ["projects on SQLite", "projects on PostgreSQL", "observability"]
     assert all(row.passed is None and row.measured.endswith(")") for row in rows), [row.measured for row in rows]
     assert all(row.data["ours_s"] > 0 and row.data["baseline_s"] > 0 for row in rows), [row.data for row in rows]
+
+
+def test_the_ingestion_benchmark_runs_at_a_tiny_size(tmp_path):
+    """benchmarks/ingestion.py through `asstctl serve`: 30 attached files, then the hostile files at 0.005
+    of the issue's sizes, each ending completed or failed naming its limit (timings not judged)."""
+    from benchmarks.ingestion import hostile_row, scale_rows
+    from tests.serve_process import ServeProcess
+
+    size = replace(SIZES["small"], ingest_files=30, hostile_scale=0.005)
+    with ServeProcess(tmp_path, "--db", str(tmp_path / "bench.sqlite3")) as server:  # one start for both parts
+        rows = [*scale_rows(size, server), hostile_row(size, server)]
+    assert [row.name.split(":")[0] for row in rows] == ["ingestion"] * 3 and all(row.passed is None for row in rows)
+    scale, probes, hostile = (row.data for row in rows)
+    assert scale["files"] == scale["completed"] == 30 and probes["probes"] >= 1, scale
+    outcomes = hostile["outcomes"]
+    assert set(outcomes) == {"tiny-elements.html", "paragraphs.docx", "nested.html", "keys.json", "huge.txt"}
+    assert all(o == "completed" or o.startswith("failed: ") for o in outcomes.values()), outcomes
+    assert hostile["peak_mb"] >= hostile["baseline_mb"] > 0, hostile

@@ -219,6 +219,10 @@ class ScriptedUpstream:
         if self.embed_failures:
             return self._error(self.embed_failures.popleft())
         texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+        refused = _over_token_limits(texts)
+        if refused is not None:  # as OpenAI answers: per input 8,192 tokens, per request 300,000 in all
+            self.refusals += 1
+            return self._error(refused)
         payload = response_body(str(body.get("model")), texts, self.embed(texts))
         self._check(lambda: problems("CreateEmbeddingResponse", payload), "embeddings answer")
         return JSONResponse(payload)
@@ -389,6 +393,21 @@ class ScriptedUpstream:
 
 
 # -- contract -----------------------------------------------------------------------------------
+def _over_token_limits(texts: list[str]) -> Failure | None:
+    """OpenAI's limits of a CreateEmbeddingRequest (the spec's ``input``): a 400 past 8,192 tokens in an
+    input or 300,000 tokens summed across the inputs of one request."""
+    from asstctl.server.retrieval.chunking import count_tokens
+
+    counts = [count_tokens(text) for text in texts]
+    if counts and max(counts) > 8192:
+        return Failure(400, f"This model's maximum context length is 8192 tokens, however you requested "
+                            f"{max(counts)} tokens in an input.", "invalid_request_error")
+    if sum(counts) > 300_000:
+        return Failure(400, f"Requested {sum(counts)} tokens, max 300000 tokens per request",
+                       "invalid_request_error", "max_tokens_per_request")
+    return None
+
+
 def problems(schema: str, document: Any) -> list[str]:
     return [f"{schema}: {'/'.join(map(str, e.absolute_path))}: {e.message[:300]}"
             for e in validator_for(SCHEMAS + schema).iter_errors(document)]

@@ -1,6 +1,9 @@
 """Ingestion leases on PostgreSQL: several replicas share one database, and a file left
 ``in_progress`` is ingested again only when the replica that was ingesting it is gone.
 
+The files ``in_progress`` are read through a partial index of them (:data:`PENDING_WHERE`), on both
+stores: the look costs the pending files, not every file ever ingested.
+
 A vector store file's record carries the ``_ingest`` token of its current ingestion. Every replica
 renews, every quarter of a lease (``ASSTCTL_RUN_LEASE_SECONDS``, the runs' lease, default 15 s), one
 row per token it is ingesting in ``ingest_leases`` (token, owner, expiry by the database's clock),
@@ -28,7 +31,18 @@ from typing import Any
 
 log = logging.getLogger("asstctl.server")
 TABLE_LOCK = 0x61737374_6c6c  # advisory lock: replicas starting together create the table once
-IN_PROGRESS = '%"status": "in_progress"%'  # how a vector store file's stored body says it
+# The vector store files still to ingest: the WHERE of the partial index ``objects_ingest_pending`` (both stores'
+# migrations), word for word, so that reading them reads those rows only, however many files are ingested.
+PENDING_WHERE = """kind = 'vector_store_file' AND body LIKE '%"status": "in_progress"%'"""
+
+
+def pending(store: Any) -> list[tuple[str, dict]]:
+    """``(store id, record)`` of every vector store file ``in_progress`` (every project), through the index."""
+    hint = " INDEXED BY objects_ingest_pending" if getattr(store, "backend", None) == "sqlite" else ""
+    with store.sql() as conn:
+        rows = conn.execute(f"SELECT parent, body FROM objects{hint} WHERE {PENDING_WHERE}").fetchall()
+    found = [(parent, json.loads(body)) for parent, body in rows]
+    return [(parent, item) for parent, item in found if item.get("status") == "in_progress"]
 
 
 class Leases:
@@ -63,18 +77,14 @@ class Leases:
     def abandoned(self, mine: set[str]) -> list[tuple[str, dict]]:
         """``(store id, record)`` of the files ``in_progress`` that no live replica holds, attached more
         than a lease ago, now claimed by this replica."""
+        found = {}
+        for parent, item in pending(self.store):
+            token = item.get("_ingest") or f"{parent}/{item.get('id')}"  # (a record from before tokens)
+            if token not in mine and (item.get("created_at") or 0) < time.time() - self.lease:
+                found[token] = (parent, item)
+        if not found:
+            return []
         with self.store.sql() as conn:
-            rows = conn.execute("SELECT parent, body FROM objects WHERE kind = 'vector_store_file' AND body LIKE %s",
-                                (IN_PROGRESS,)).fetchall()
-            found = {}
-            for parent, body in rows:
-                item = json.loads(body)
-                token = item.get("_ingest") or f"{parent}/{item.get('id')}"  # (a record from before tokens)
-                if (item.get("status") == "in_progress" and token not in mine
-                        and (item.get("created_at") or 0) < time.time() - self.lease):
-                    found[token] = (parent, item)
-            if not found:
-                return []
             live = {row[0] for row in conn.execute(
                 "SELECT token FROM ingest_leases WHERE token = ANY(%s::text[]) AND expires_at > now()",
                 (list(found),)).fetchall()}

@@ -7,7 +7,9 @@ memory, larger ones copied to a temporary file), extracted and chunked by the wo
 that are not PDF/DOCX/PPTX in a thread instead, their work being bounded by their size), embedded by the
 :class:`EmbeddingBatcher` (requests full of chunks from many files, backing off on 429), and
 indexed in one transaction with the file's final status (a thread again). At most ``IN_FLIGHT``
-files are past the queue at a time, so memory stays bounded however large a batch is.
+files are past the queue at a time, holding at most ``IngestLimits.pending_mb`` of chunk text in all
+(``asstctl.server.ingestion_budget``: a file larger than that passes alone), so memory stays bounded
+however large a batch is and however slow the embeddings upstream.
 
 A request that attaches files (a message's attachments, a thread or assistant creating its store)
 answers once they are ingested, for ``WAIT`` seconds at most (:func:`gate`, around every request):
@@ -34,6 +36,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
 
 from asstctl.server.errors import APIError
+from asstctl.server.ingestion_budget import Budget, chars, estimate
 from asstctl.server.retrieval import chunking
 from asstctl.server.retrieval.pool import TEXT_LIMIT_CHARS, IngestLimits, PoolClosed, WorkerPool, run_job, small
 
@@ -89,6 +92,8 @@ class Ingestion:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: dict[str, tuple[str, asyncio.Task]] = {}  # token -> (store id, task)
         self._slots: asyncio.Semaphore | None = None
+        self.budget: Budget | None = None  # chunk text held (characters), made on the loop
+        self.holding = self.holding_peak = 0  # characters of chunk text held right now / at most
         self.counts = {"completed": 0, "failed": 0, "taken_over": 0}
         self.text_chars = TEXT_LIMIT_CHARS  # the longest text the file content endpoint gives back whole
         self.leases = None  # PostgreSQL: ``ingest_lease.Leases``
@@ -103,6 +108,7 @@ class Ingestion:
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self.budget = Budget(int(self.limits.pending_mb * (1 << 20)))
         if getattr(self.state.store, "backend", None) == "postgres":
             self._leasing = self.loop.create_task(self._lease_loop(), name="asstctl-ingest-leases")
         else:
@@ -148,9 +154,9 @@ class Ingestion:
             log.info("resuming the ingestion of %d file(s) left in progress", len(found))
 
     def _unfinished(self) -> list[tuple[str, dict]]:
-        store = self.state.store
-        return [(vs["id"], item) for vs in store.all("vector_store") for item in store.all("vector_store_file", vs["id"])
-                if item["status"] == "in_progress"]
+        from asstctl.server.ingest_lease import pending
+
+        return pending(self.state.store)  # through the index of pending files, not every file of every store
 
     def stopping(self) -> None:
         """A stop was asked: end the workers now (their files stay ``in_progress``), start nothing new."""
@@ -191,6 +197,8 @@ class Ingestion:
 
     def stats(self) -> dict[str, Any]:
         return {"in_flight": len(self.tasks), **self.counts, "pool": self.pool.stats(),
+                "chunk_chars": {"held": self.holding, "peak": self.holding_peak,
+                                "budget": self.budget.total if self.budget else None},
                 "embedding_requests": self._batcher[1].requests if self._batcher[1] else 0}
 
     # ------------------------------------------------------------------ submitting and waiting
@@ -249,27 +257,36 @@ class Ingestion:
 
     async def _ingest(self, vs_id: str, file_id: str, strategy: dict | None, token: str) -> None:
         async with self._slots:
+            held = [0, 0]  # (characters reserved in the budget, characters of chunk text held)
             try:
-                if self.pool.closed:
-                    raise PoolClosed("the server is stopping")
-                status, error, pieces, vectors = await self._work(file_id, strategy)
-                if self.pool.closed:
-                    raise PoolClosed("the server is stopping")
-            except PoolClosed:
-                return  # stopping: the file stays in_progress and the next start resumes it
-            except Exception as exc:  # a store or pool failure: the file must not stay in_progress
-                if self.pool.closed:
-                    return  # ... unless the server is stopping under it: the next start resumes it
-                log.error("ingesting %s failed: %s", file_id, exc)
-                status, error, pieces, vectors = "failed", {"code": "server_error", "message": (
-                    f"The file {file_id} could not be ingested: {type(exc).__name__}.")}, None, None
-            await self._thread(self._commit, vs_id, file_id, token, status, error, pieces, vectors)
-            self.counts[status] += 1
+                await self._ingest_held(vs_id, file_id, strategy, token, held)
+            finally:
+                self.holding -= held[1]
+                await self.budget.give(held[0])
 
-    async def _work(self, file_id: str, strategy: dict | None):
+    async def _ingest_held(self, vs_id: str, file_id: str, strategy: dict | None, token: str, held: list) -> None:
+        try:
+            if self.pool.closed:
+                raise PoolClosed("the server is stopping")
+            status, error, pieces, vectors = await self._work(file_id, strategy, held)
+            if self.pool.closed:
+                raise PoolClosed("the server is stopping")
+        except PoolClosed:
+            return  # stopping: the file stays in_progress and the next start resumes it
+        except Exception as exc:  # a store or pool failure: the file must not stay in_progress
+            if self.pool.closed:
+                return  # ... unless the server is stopping under it: the next start resumes it
+            log.error("ingesting %s failed: %s", file_id, exc)
+            status, error, pieces, vectors = "failed", {"code": "server_error", "message": (
+                f"The file {file_id} could not be ingested: {type(exc).__name__}.")}, None, None
+        await self._thread(self._commit, vs_id, file_id, token, status, error, pieces, vectors)
+        self.counts[status] += 1
+
+    async def _work(self, file_id: str, strategy: dict | None, held: list):
         file = await self._thread(self.state.store.get, "file", file_id)
         if file is None:
             return "failed", {"code": "invalid_file", "message": f"The file {file_id} was deleted."}, None, None
+        held[0] = await self.budget.take(estimate(int(file.get("bytes") or 0), chunking.sizes(strategy)))
         job = await self._thread(self._job, file, chunking.sizes(strategy))
         if job[0] == "error":
             return "failed", {"code": job[1], "message": job[2]}, None, None
@@ -283,9 +300,13 @@ class Ingestion:
         from asstctl.server.retrieval.embeddings import EmbeddingsError
 
         pieces, vectors, batcher = result[1], None, self.batcher
+        held[1] = chars(pieces)
+        self.holding += held[1]
+        self.holding_peak = max(self.holding_peak, self.holding)
+        held[0] = await self.budget.resize(held[0], held[1])
         if batcher is not None and pieces:
             try:
-                vectors = await batcher.embed([text for text, _ in pieces])
+                vectors = await batcher.embed([text for text, _ in pieces], [tokens for _, tokens in pieces])
             except EmbeddingsError as exc:
                 return "failed", {"code": "server_error", "message": str(exc)}, None, None
         return "completed", None, pieces, (batcher.model, vectors) if vectors is not None else None

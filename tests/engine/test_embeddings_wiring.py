@@ -32,14 +32,19 @@ def embedding_requests(upstream):
 
 def test_serve_embeddings_model_sends_file_search_to_the_upstream(tmp_path, keyed, contract):
     with ServeProcess(tmp_path, "--db", ":memory:", "--upstream", keyed.base_url, "--upstream-key-env", KEY_ENV,
-                      "--embeddings-model", "scripted-embed") as server:
+                      "--embeddings-model", "scripted-embed", "--embeddings-batch-size", "2") as server:
         assert f"file_search: embeddings model scripted-embed on 127.0.0.1:{keyed.port}" in server.stdout()
         client = make_client(server, contract)
         hits = upload_and_search(client)
         sent = embedding_requests(keyed)
+        long = client.files.create(file=("long.md", DOCS * 24), purpose="assistants")  # 5 chunks of 100 tokens
+        client.vector_stores.create(name="batched", file_ids=[long.id], chunking_strategy={
+            "type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}})
+        batched = [len(r.body["input"]) for r in embedding_requests(keyed)[len(sent):]]
         echoed = echoed_key_errors(client, keyed)
         client.close()
     assert hits and "Refunds" in hits[0].content[0].text
+    assert sorted(batched, reverse=True) == [2, 2, 1], batched  # --embeddings-batch-size 2 reached the batcher
     assert len(sent) >= 2  # the chunks at ingestion, the query at search
     assert {r.path for r in sent} == {"/v1/embeddings"} and {r.body["model"] for r in sent} == {"scripted-embed"}
     assert all(r.headers["authorization"] == f"Bearer {keyed.key}" for r in sent)

@@ -74,3 +74,56 @@ def test_auto_is_800_over_400_and_short_text_is_one_chunk():
 
 def test_html_that_looks_like_a_url_is_still_text():
     assert extract_text("link.html", b"https://example.com/index.html") == "https://example.com/index.html"
+
+
+class _Trickle:
+    """A file object answering at most ``n`` bytes a read: every token boundary becomes a seam."""
+
+    def __init__(self, data: bytes, n: int):
+        import io
+
+        self.data, self.n = io.BytesIO(data), n
+
+    def read(self, size: int = -1) -> bytes:
+        return self.data.read(self.n if size < 0 else min(size, self.n))
+
+
+def test_json_is_streamed_as_json_dumps_prints_it_and_broken_json_is_rejected():
+    """Past 64 KB (parsed whole below) JSON is walked token by token, read here a few bytes at a time so
+    that every token meets a seam: the text is json.dumps(indent=2)'s, and broken JSON is invalid_file."""
+    import json
+
+    from asstctl.server.retrieval.extract import WHOLE_JSON, extract_pieces
+
+    docs = [{}, [], {"a": [], "b": {}}, [[[]]], "plain", 12, -0.0, 1e300, [1, 2.5, -3e5, 1E2, True, False, None],
+            {"k": {"n": [1, {"z": "\u00e9\U0001F600 \"quoted\" back\\slash\n"}], "e": {}}},
+            {f"key{i}": [i, str(i) * (i % 40), {"n": i * 1.5}] for i in range(300)}, "long " * (WHOLE_JSON // 4)]
+    for raw in (json.dumps(docs), json.dumps(docs, indent="\t", ensure_ascii=False)):
+        assert len(raw) > WHOLE_JSON
+        expected = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+        for n in (7, 4096, 1 << 20):
+            assert "".join(extract_pieces("d.json", _Trickle(raw.encode(), n))) == expected, n
+    for bad in ['{"a" 1}', "[1,]", '{"a":1', "[1 2]", "{}x", '{"a":tru}', "[1]]", "{1:2}", '"abc', "[}"]:
+        for padded in (bad, " " * WHOLE_JSON + bad):
+            with pytest.raises(ExtractError) as failed:
+                "".join(extract_pieces("bad.json", _Trickle(padded.encode(), 1000)))
+            assert failed.value.code == "invalid_file", bad
+
+
+def test_a_large_json_file_is_read_within_a_small_memory_limit():
+    """40,000 keys (0.8 MB): parsing the whole document needs more than the 6 MB this child may allocate
+    past its start (a MemoryError); the streamed walk reads it all within them."""
+    import json
+    import subprocess
+    import sys
+
+    child = ("import io, resource, sys\n"
+             "from asstctl.server.retrieval.extract import extract_pieces\n"
+             "data = sys.stdin.buffer.read()\n"
+             "used = next(int(l.split()[1]) << 10 for l in open('/proc/self/status') if l.startswith('VmData:'))\n"
+             "resource.setrlimit(resource.RLIMIT_DATA, (used + (6 << 20),) * 2)\n"
+             "print(sum(len(p) for p in extract_pieces('keys.json', io.BytesIO(data))))\n")
+    data = json.dumps({f"key{i}": i for i in range(40_000)}).encode()
+    done = subprocess.run([sys.executable, "-c", child], input=data, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    assert int(done.stdout) == len(json.dumps(json.loads(data), indent=2))

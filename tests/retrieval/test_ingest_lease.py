@@ -51,3 +51,71 @@ def test_a_live_replicas_file_is_left_to_it_and_a_stopped_replicas_file_is_taken
         finally:
             a.stop()
     assert not upstream.problems  # every request and answer matched the OpenAPI schemas
+
+
+def _files(store, vs_id: str, completed: int, pending: int) -> None:
+    with store.transaction():
+        for i in range(completed + pending):
+            status = "in_progress" if i < pending else "completed"
+            store.insert("vector_store_file", {"id": f"file-{vs_id}-{i}", "object": "vector_store.file",
+                                               "created_at": 1700000000 + i, "status": status,
+                                               "vector_store_id": vs_id, "_ingest": f"t-{vs_id}-{i}"}, parent=vs_id)
+
+
+def test_pending_files_are_read_through_their_index_on_sqlite_including_a_database_from_before_it(tmp_path):
+    """The resume at start reads the files in progress through the partial index the migration built over
+    what was already there, not every file of every store."""
+    import sqlite3
+
+    from asstctl.server.ingest_lease import pending
+    from asstctl.server.store import open_store
+    from asstctl.server.store.sqlite import MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    for number, script in enumerate(MIGRATIONS[:3], start=1):  # the schema before the index
+        old.executescript(script)
+        old.execute(f"PRAGMA user_version = {number}")
+    old.execute("""INSERT INTO objects (kind, parent, id, created_at, body) VALUES ('vector_store_file', 'vs_old',
+                   'file-old', 1, '{"id": "file-old", "status": "in_progress", "_ingest": "t-old"}')""")
+    old.commit()
+    old.close()
+    store = open_store(str(path))
+    try:
+        _files(store, "vs_a", completed=300, pending=2)
+        found = sorted((parent, item["id"]) for parent, item in pending(store))
+        assert found == [("vs_a", "file-vs_a-0"), ("vs_a", "file-vs_a-1"), ("vs_old", "file-old")]
+        with store.sql() as conn:
+            from asstctl.server.ingest_lease import PENDING_WHERE
+
+            plan = " ".join(row[-1] for row in conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT parent, body FROM objects INDEXED BY objects_ingest_pending "
+                f"WHERE {PENDING_WHERE}").fetchall())
+        assert "USING INDEX objects_ingest_pending" in plan, plan
+    finally:
+        store.close()
+
+
+def test_the_replicas_look_for_abandoned_files_reads_the_pending_rows_only_on_postgresql(postgres_url):
+    """``Leases.abandoned`` runs on every replica every quarter of a lease: its read of the files in
+    progress goes through the partial index, reading the 2 pending rows of 402 (EXPLAIN ANALYZE)."""
+    from asstctl.server.ingest_lease import PENDING_WHERE, Leases
+    from asstctl.server.store import open_store
+
+    store = open_store(postgres_url)
+    try:
+        _files(store, "vs_a", completed=200, pending=1)
+        _files(store, "vs_b", completed=200, pending=1)
+        with store.sql() as conn:
+            conn.execute("ANALYZE objects")
+            plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT parent, body FROM objects "
+                                f"WHERE {PENDING_WHERE}").fetchone()[0][0]["Plan"]
+        nodes = [plan, *plan.get("Plans", [])]
+        assert any(node.get("Index Name") == "objects_ingest_pending" for node in nodes), plan
+        assert all(node["Node Type"] != "Seq Scan" for node in nodes), plan
+        assert plan["Actual Rows"] == 2 and not plan.get("Rows Removed by Filter"), plan
+        leases = Leases(store, lease=0.001)
+        taken = sorted(item["id"] for _, item in leases.abandoned(set()))
+        assert taken == ["file-vs_a-0", "file-vs_b-0"]
+    finally:
+        store.close()

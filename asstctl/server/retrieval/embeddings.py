@@ -4,7 +4,9 @@
 variable ``api_key_env`` at call time, never stored or logged) and which ``model``. The server
 uses it when ``ServerConfig.embeddings`` is set; without it retrieval is lexical only.
 
-Requests carry up to ``batch_size`` inputs. A rate limit (429) is retried after a backoff (the
+Requests carry up to ``batch_size`` inputs (the API's most is 2,048) of at most ``MAX_INPUT_TOKENS``
+tokens each, and ``MAX_REQUEST_TOKENS`` tokens in all (OpenAI answers a 400 past either: "a maximum of
+300,000 tokens summed across all inputs in a single request"). A rate limit (429) is retried after a backoff (the
 upstream's ``retry-after`` when it sends one, else 0.5 s doubling up to 8 s) for at most
 ``retry_seconds`` in all, then the error names the limit; a 5xx or a lost connection is retried twice.
 :class:`Embedder` is the blocking client (search queries); :class:`EmbeddingBatcher` the one
@@ -31,6 +33,10 @@ from typing import Any
 
 from asstctl.server.aio import within
 from asstctl.server.engine.limits import ERROR_BODY_CAP, cut, detail_text, error_detail, scrub
+
+
+MAX_INPUT_TOKENS = 8192  # tokens in one input (every OpenAI embedding model)
+MAX_REQUEST_TOKENS = 300_000  # tokens summed across the inputs of one request
 
 
 class EmbeddingsError(Exception):
@@ -190,6 +196,20 @@ def upstream_message(config: EmbeddingsConfig, exc: Exception) -> str:
     return detail_text(str(getattr(exc, "message", exc)), key)
 
 
+def checked_tokens(texts: list[str], tokens: list[int] | None) -> list[int]:
+    """The texts' token counts (counted when not given); :class:`EmbeddingsError` naming the limit when one
+    is over ``MAX_INPUT_TOKENS``."""
+    if tokens is None:
+        from asstctl.server.retrieval.chunking import count_tokens
+
+        tokens = [count_tokens(text) for text in texts]
+    longest = max(tokens, default=0)
+    if longest > MAX_INPUT_TOKENS:
+        raise EmbeddingsError(f"A text of {longest:,} tokens cannot be embedded: the limit is "
+                              f"{MAX_INPUT_TOKENS:,} tokens per input of an embeddings request.")
+    return tokens
+
+
 def request_args(config: EmbeddingsConfig, batch: list[str]) -> dict[str, Any]:
     extra = {"dimensions": config.dimensions} if config.dimensions else {}
     return {"model": config.request_model, "input": batch, "encoding_format": "float", **extra}
@@ -248,12 +268,19 @@ class Embedder:
     def model(self) -> str:
         return self.config.model
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """One vector per text, in order."""
+    def embed(self, texts: list[str], tokens: list[int] | None = None) -> list[list[float]]:
+        """One vector per text, in order, in requests within the API's limits (``tokens``: the texts'
+        token counts, counted here when not given)."""
+        tokens = checked_tokens(texts, tokens)
         out: list[list[float]] = []
-        size = max(1, self.config.batch_size)
-        for start in range(0, len(texts), size):
-            out.extend(self._request(texts[start : start + size]))
+        size, start = max(1, self.config.batch_size), 0
+        while start < len(texts):
+            end, total = start, 0
+            while end < len(texts) and end - start < size and (end == start or total + tokens[end] <= MAX_REQUEST_TOKENS):
+                total += tokens[end]
+                end += 1
+            out.extend(self._request(texts[start:end]))
+            start = end
         return out
 
     def _request(self, batch: list[str]) -> list[list[float]]:
@@ -271,10 +298,11 @@ class Embedder:
 
 
 class _Wanted:
-    """One caller's texts, filled in as the requests holding them come back (float32 rows)."""
+    """One caller's texts (and their token counts), filled in as the requests holding them come back
+    (float32 rows)."""
 
-    def __init__(self, texts: list[str], future: asyncio.Future):
-        self.texts, self.future = texts, future
+    def __init__(self, texts: list[str], tokens: list[int], future: asyncio.Future):
+        self.texts, self.tokens, self.future = texts, tokens, future
         self.vectors: list[Any] = [None] * len(texts)
         self.sent = 0  # texts handed to a request so far
         self.left = len(texts)
@@ -295,10 +323,14 @@ class EmbeddingBatcher:
         self._runner: asyncio.Task | None = None
         self.requests = 0
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
+    async def embed(self, texts: list[str], tokens: list[int] | None = None) -> list[list[float]]:
+        """One vector per text, in order; ``tokens``: the texts' token counts (chunks carry theirs),
+        counted here when not given."""
         if not texts:
             return []
-        wanted = _Wanted(texts, asyncio.get_running_loop().create_future())
+        if tokens is None:
+            tokens = await asyncio.to_thread(checked_tokens, texts, None)
+        wanted = _Wanted(texts, checked_tokens(texts, tokens), asyncio.get_running_loop().create_future())
         self._queue.append(wanted)
         if self._runner is None or self._runner.done():
             self._ready = asyncio.Event()
@@ -317,19 +349,12 @@ class EmbeddingBatcher:
                     if not self._queue:
                         return
                 continue
-            if sum(len(w.texts) - w.sent for w in self._queue) < size:
+            if (sum(len(w.texts) - w.sent for w in self._queue) < size
+                    and sum(sum(w.tokens[w.sent:]) for w in self._queue) < MAX_REQUEST_TOKENS):
                 await asyncio.sleep(self.linger)  # not a full request yet: give other files a moment
             while len(self._flights) >= parallel:
                 await asyncio.wait(self._flights, return_when=asyncio.FIRST_COMPLETED)
-            parts, count = [], 0
-            for wanted in self._queue:
-                take = min(size - count, len(wanted.texts) - wanted.sent)
-                if take > 0:
-                    parts.append((wanted, wanted.sent, take))
-                    wanted.sent += take
-                    count += take
-                if count == size:
-                    break
+            parts = _fill(self._queue, size)
             self._queue = [w for w in self._queue if w.sent < len(w.texts)]
             if parts:
                 flight = asyncio.create_task(self._send(parts))
@@ -378,3 +403,22 @@ class EmbeddingBatcher:
                 wanted.future.cancel()
         if self._client is not None:
             await self._client.close()
+
+
+def _fill(queue: list[_Wanted], size: int) -> list[tuple[_Wanted, int, int]]:
+    """The next request's ``(caller, first text, count)`` parts: texts in queue order, at most ``size``
+    of them and ``MAX_REQUEST_TOKENS`` tokens in all (always at least one text); marks them sent."""
+    parts, count, total = [], 0, 0
+    for wanted in queue:
+        take = 0
+        while (count + take < size and wanted.sent + take < len(wanted.texts)
+               and (count + take == 0 or total + wanted.tokens[wanted.sent + take] <= MAX_REQUEST_TOKENS)):
+            total += wanted.tokens[wanted.sent + take]
+            take += 1
+        if take:
+            parts.append((wanted, wanted.sent, take))
+            wanted.sent += take
+            count += take
+        if wanted.sent < len(wanted.texts):
+            break  # full (by count or tokens)
+    return parts

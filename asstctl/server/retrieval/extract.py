@@ -5,7 +5,8 @@
 (read 1 MB at a time), ``.html``/``.htm`` (lxml's HTML parser fed incrementally with a target: no
 tree is built, so neither tiny elements nor deep nesting cost memory), ``.docx`` (``word/document.xml``
 parsed incrementally from the zip with lxml, one paragraph or table row at a time, each freed once read), ``.pdf`` (pypdf, page by
-page), ``.pptx`` (python-pptx) and ``.json`` (parsed, then re-printed). Anything else raises
+page), ``.pptx`` (python-pptx) and ``.json`` (re-printed with an indent of 2 as it is read, token by
+token: the document is never held parsed; files up to 64 KB are parsed whole, faster and bounded). Anything else raises
 :class:`ExtractError` with code ``unsupported_file``; bytes a parser rejects raise it with code
 ``invalid_file``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import re
 import zipfile
 from pathlib import PurePosixPath
 from typing import BinaryIO, Callable, Iterator
@@ -101,9 +103,121 @@ def _text(source: BinaryIO) -> Iterator[str]:
     yield from _decoded(source)
 
 
+_JSON_TOKEN = re.compile(r'[ \t\n\r]*(?:([{}\[\],:])|("[^"\\\x00-\x1f]*")|(")|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?'
+                         r'(?:[eE][-+]?[0-9]+)?|true|false|null|NaN|-?Infinity))')
+_PLAIN_INT = re.compile(r"-?[1-9][0-9]*|0")
+WHOLE_JSON = 64 << 10  # JSON files up to this size are parsed whole
+
+
+class _Rest:
+    """A file object that answers ``head`` (bytes already read from ``source``) first, then the rest."""
+
+    def __init__(self, head: bytes, source: BinaryIO):
+        self.head, self.source = head, source
+
+    def read(self, size: int) -> bytes:
+        if self.head:
+            data, self.head = self.head[:size], self.head[size:]
+            return data
+        return self.source.read(size)
+
+
 def _json(source: BinaryIO) -> Iterator[str]:
-    value = json.loads("".join(_decoded(source)))
-    yield json.dumps(value, indent=2, ensure_ascii=False)
+    """JSON re-printed as ``json.dumps(value, indent=2, ensure_ascii=False)`` would, streamed: a walk of
+    its tokens holding one scalar at a time, never the parsed document (a string without escapes is
+    copied as it is; other scalars are parsed and printed as ``json`` does)."""
+    from json.decoder import scanstring
+    from json.encoder import encode_basestring
+
+    head = b""
+    while len(head) <= WHOLE_JSON:
+        data = source.read(WHOLE_JSON + 1 - len(head))
+        if not data:
+            break
+        head += data
+    if len(head) <= WHOLE_JSON:  # small: parsed whole (bounded by its size, and 4x faster than the walk)
+        yield json.dumps(json.loads("".join(_decoded(io.BytesIO(head)))), indent=2, ensure_ascii=False)
+        return
+    pieces, out, size = _decoded(_Rest(head, source)), [], 0
+    buf, pos, final = "", 0, False
+    stack: list[str] = []  # the open containers' closing brackets
+    fresh, expect = False, "value"  # the innermost container has no element yet; value|key|colon|comma|done
+    indent = ["\n"]
+
+    def more() -> None:  # read on until the unread text has at least doubled (a long string or number)
+        nonlocal buf, pos, final
+        rest, have = [buf[pos:]], len(buf) - pos
+        wanted = 2 * max(64, have)
+        while not final and have < wanted:
+            piece = next(pieces, None)
+            final = piece is None
+            rest.append(piece or "")
+            have += len(rest[-1])
+        buf, pos = "".join(rest), 0
+
+    while True:
+        if not final and len(buf) - pos < 64:
+            more()
+        match = _JSON_TOKEN.match(buf, pos)
+        if match is None or (match.lastindex == 4 and match.end() == len(buf) and not final):
+            if not final:
+                more()
+                continue
+            if buf[pos:].strip():
+                raise ValueError(f"not JSON at {buf[pos:pos + 20]!r}")
+            break
+        kind, token = match.lastindex, match.group(match.lastindex)
+        pos = match.end()
+        if kind == 3:  # a string with escapes
+            try:
+                value, pos = scanstring(buf, pos)
+            except ValueError:
+                if final:
+                    raise
+                pos = match.start()
+                more()
+                continue
+            token = encode_basestring(value)
+        elif kind == 4 and not _PLAIN_INT.fullmatch(token):
+            token = json.dumps(json.loads(token))
+        depth = len(stack)
+        if kind == 1 and token in "}]":
+            if not stack or token != stack[-1] or not (fresh or expect == "comma"):
+                raise ValueError(f"unexpected {token!r} where a {expect} was expected")
+            stack.pop()
+            text = token if fresh else indent[depth - 1] + token
+            fresh, expect = False, "comma" if stack else "done"
+        elif kind == 1 and token == ",":
+            if expect != "comma":
+                raise ValueError(f"unexpected ',' where a {expect} was expected")
+            text, expect = "," + indent[depth], "key" if stack[-1] == "}" else "value"
+        elif kind == 1 and token == ":":
+            if expect != "colon":
+                raise ValueError(f"unexpected ':' where a {expect} was expected")
+            text, expect = "", "value"
+        elif expect == "key" and kind != 1 and token[0] == '"':
+            text, expect = (indent[depth] if fresh else "") + token + ": ", "colon"
+            fresh = False
+        elif expect == "value":
+            text = indent[depth] if fresh else ""
+            if kind == 1:  # { or [
+                stack.append("}" if token == "{" else "]")
+                if len(indent) <= len(stack):
+                    indent.append("\n" + "  " * len(stack))
+                fresh, expect = True, "key" if token == "{" else "value"
+            else:
+                fresh, expect = False, "comma" if stack else "done"
+            text += token
+        else:
+            raise ValueError(f"unexpected {token!r} where a {expect} was expected")
+        out.append(text)
+        size += len(text)
+        if size >= READ >> 4:
+            yield "".join(out)
+            out, size = [], 0
+    if expect != "done":
+        raise ValueError("the JSON ends before its value does")
+    yield "".join(out)
 
 
 class _HTMLText:

@@ -56,6 +56,7 @@ class IngestLimits:
     recycle_mb: int = 64  # a worker that grew by more than this since it started is replaced after its job
     max_file_tokens: int = chunking.MAX_FILE_TOKENS  # extracted text past this fails the file
     embeddings_batch: int | None = None  # inputs per /embeddings request (None: the EmbeddingsConfig's)
+    pending_mb: float = 256  # chunk text held by files waiting for their embeddings, in all (ingestion_budget)
 
 
 class PoolClosed(Exception):

@@ -92,6 +92,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE retrieval_generation ADD COLUMN IF NOT EXISTS stamped bigint,
                                      ADD COLUMN IF NOT EXISTS unstamped_upto bigint;
     """,
+    # 6: the vector store files still to ingest (asstctl.server.ingest_lease.PENDING: its WHERE, word for word), so
+    # that the replicas' look for abandoned files and the resume at start read those rows only (built over what is there)
+    """
+    CREATE INDEX objects_ingest_pending ON objects (parent, id)
+        WHERE kind = 'vector_store_file' AND body LIKE '%"status": "in_progress"%';
+    """,
 ]
 
 

@@ -63,6 +63,12 @@ MIGRATIONS = [
     """,
     # 3: projects (asstctl.server.store.scope): every object belongs to one; what was there goes to the default
     PROJECTS_MIGRATION,
+    # 4: the vector store files still to ingest (asstctl.server.ingest_lease.PENDING: its WHERE, word for word), so
+    # that the resume at start reads those rows only (built over what is there)
+    """
+    CREATE INDEX objects_ingest_pending ON objects (parent, id)
+        WHERE kind = 'vector_store_file' AND body LIKE '%"status": "in_progress"%'
+    """,
 ]
 
 
