@@ -66,7 +66,7 @@ MIGRATIONS = [
     # 4: the vector store files still to ingest (asstctl.server.ingest_lease.PENDING: its WHERE, word for word), so
     # that the resume at start reads those rows only (built over what is there)
     """
-    CREATE INDEX objects_ingest_pending ON objects (parent, id)
+    CREATE INDEX IF NOT EXISTS objects_ingest_pending ON objects (parent, id)
         WHERE kind = 'vector_store_file' AND body LIKE '%"status": "in_progress"%'
     """,
 ]
