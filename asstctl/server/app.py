@@ -335,15 +335,11 @@ class RouteKeys:
     client can grow (ids, model names and random paths never become labels)."""
 
     def __init__(self, routes):
-        self.of_route = {id(route): _template(route.path_format) for route in routes}  # (a Route is unhashable)
         self.routes = [(route.path_format.split("{", 1)[0], route.path_regex.match, route.methods,
                         _template(route.path_format)) for route in routes]
 
     def __call__(self, scope) -> str:
-        template = self.of_route.get(id(scope.get("route")))  # the route Starlette's router chose, when it was reached
-        if template is not None:
-            return template
-        path, method, partial = scope["path"], scope["method"], None  # (a request refused before the router)
+        path, method, partial = scope["path"], scope["method"], None  # (asked as the request arrives)
         for prefix, match, methods, template in self.routes:  # as Starlette's router: the first route that
             if path.startswith(prefix) and match(path):        # takes the method, else the first of another
                 if methods is None or method in methods:       # method (its 405)

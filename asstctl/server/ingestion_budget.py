@@ -19,7 +19,6 @@ class Budget:
     def __init__(self, total: int):
         self.total = max(1, int(total))
         self.used = 0
-        self.peak = 0
         self._changed = asyncio.Condition()
 
     async def take(self, amount: int) -> int:
@@ -27,17 +26,13 @@ class Budget:
         amount = max(0, min(int(amount), self.total))
         async with self._changed:
             await self._changed.wait_for(lambda: self.used == 0 or self.used + amount <= self.total)
-            self._add(amount)
+            self.used += amount
         return amount
-
-    def _add(self, amount: int) -> None:
-        self.used += amount
-        self.peak = max(self.peak, self.used)
 
     async def resize(self, held: int, amount: int) -> int:
         """A reservation of ``held`` becomes ``amount`` (the real size, already in memory: no wait)."""
         async with self._changed:
-            self._add(amount - held)
+            self.used += amount - held
             self._changed.notify_all()
         return amount
 

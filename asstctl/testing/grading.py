@@ -249,14 +249,14 @@ def first_format(dialect: str | None) -> int:
 def _problem(error: Exception, upstream) -> str:
     """The SDK's error, the key (and any echoed auth header, of whatever key) scrubbed *before* it is cut."""
     from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, resolve_key
-    from asstctl.server.engine.limits import detail_text, scrub
+    from asstctl.server.engine.limits import detail_text
 
     status = getattr(error, "status_code", None)
     key = resolve_key(upstream)  # (resolved once already: the client has it)
     key = None if key == LOOPBACK_PLACEHOLDER else key
-    message = scrub(str(getattr(error, "message", None) or error), key)
-    message = re.sub(r"(sk-|api[_-]?key[:= ]+)[^\s'\",}]+", r"\1***", message, flags=re.I)  # any key's shape
-    message = detail_text(message, key)
+    message = re.sub(r"(sk-|api[_-]?key[:= ]+)[^\s'\",}]+", r"\1***", str(getattr(error, "message", None) or error),
+                     flags=re.I)  # any key's shape
+    message = detail_text(message, key)  # (our key and any echoed auth header scrubbed, then cut)
     return f"{type(error).__name__}{f' ({status})' if status else ''}: {message}"
 
 

@@ -221,6 +221,9 @@ def test_sigterm_mid_batch_stops_within_10s_and_the_next_start_resumes(tmp_path,
         counts = sdk.vector_stores.retrieve(vs.id).file_counts
         errors = [f.last_error for f in sdk.vector_stores.files.list(vs.id, limit=100) if f.last_error]
         assert (counts.completed, counts.in_progress, counts.failed) == (8, 0, 0), (counts, errors, server.stderr()[-2000:])
+        deadline = time.monotonic() + 10  # (the log line may reach the captured stderr a moment later)
+        while "resuming the ingestion of" not in server.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert "resuming the ingestion of" in server.stderr()
         sdk.close()
 

@@ -123,20 +123,30 @@ def _request_attributes(engine: ObservedEngine, request, capture: bool) -> dict[
 
 def capped(messages: list) -> str:
     """``messages`` as a JSON array of at most ``MAX_CAPTURED`` characters, still valid JSON: when longer, the
-    oldest messages that do not fit are left out and every string is cut to the longest length that fits."""
+    newest messages that fit whole (each serialized once); when not even the newest does, it alone, every
+    string cut to the longest length that fits."""
     text = json.dumps(messages, default=str)
     if len(text) <= MAX_CAPTURED:
         return text
-    while len(messages) > 1 and len(json.dumps(_cut(messages, 0), default=str)) > MAX_CAPTURED:
-        messages = messages[len(messages) // 2:]  # the latest half (a thread's history can be long)
+    kept: list[str] = []
+    size = 2  # "[]"
+    for message in reversed(messages):
+        one = json.dumps(message, default=str)
+        size += len(one) + (2 if kept else 0)  # (", " between two)
+        if size > MAX_CAPTURED:
+            break
+        kept.append(one)
+    if kept:
+        return "[" + ", ".join(reversed(kept)) + "]"
+    newest = messages[-1:]
     low, high = 0, MAX_CAPTURED
     while low < high:  # the longest cut that fits
         middle = (low + high + 1) // 2
-        if len(json.dumps(_cut(messages, middle), default=str)) <= MAX_CAPTURED:
+        if len(json.dumps(_cut(newest, middle), default=str)) <= MAX_CAPTURED:
             low = middle
         else:
             high = middle - 1
-    text = json.dumps(_cut(messages, low), default=str)
+    text = json.dumps(_cut(newest, low), default=str)
     return text if len(text) <= MAX_CAPTURED else "[]"
 
 

@@ -271,16 +271,10 @@ class Embedder:
     def embed(self, texts: list[str], tokens: list[int] | None = None) -> list[list[float]]:
         """One vector per text, in order, in requests within the API's limits (``tokens``: the texts'
         token counts, counted here when not given)."""
-        tokens = checked_tokens(texts, tokens)
-        out: list[list[float]] = []
-        size, start = max(1, self.config.batch_size), 0
-        while start < len(texts):
-            end, total = start, 0
-            while end < len(texts) and end - start < size and (end == start or total + tokens[end] <= MAX_REQUEST_TOKENS):
-                total += tokens[end]
-                end += 1
-            out.extend(self._request(texts[start:end]))
-            start = end
+        wanted, out = _Wanted(texts, checked_tokens(texts, tokens), None), []
+        while wanted.sent < len(texts):  # packed as the batcher packs its requests
+            [(_, first, count)] = _fill([wanted], max(1, self.config.batch_size))
+            out.extend(self._request(texts[first:first + count]))
         return out
 
     def _request(self, batch: list[str]) -> list[list[float]]:
@@ -301,7 +295,7 @@ class _Wanted:
     """One caller's texts (and their token counts), filled in as the requests holding them come back
     (float32 rows)."""
 
-    def __init__(self, texts: list[str], tokens: list[int], future: asyncio.Future):
+    def __init__(self, texts: list[str], tokens: list[int], future: asyncio.Future | None):
         self.texts, self.tokens, self.future = texts, tokens, future
         self.vectors: list[Any] = [None] * len(texts)
         self.sent = 0  # texts handed to a request so far
@@ -328,9 +322,8 @@ class EmbeddingBatcher:
         counted here when not given."""
         if not texts:
             return []
-        if tokens is None:
-            tokens = await asyncio.to_thread(checked_tokens, texts, None)
-        wanted = _Wanted(texts, checked_tokens(texts, tokens), asyncio.get_running_loop().create_future())
+        tokens = await asyncio.to_thread(checked_tokens, texts, None) if tokens is None else checked_tokens(texts, tokens)
+        wanted = _Wanted(texts, tokens, asyncio.get_running_loop().create_future())
         self._queue.append(wanted)
         if self._runner is None or self._runner.done():
             self._ready = asyncio.Event()

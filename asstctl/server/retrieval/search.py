@@ -94,7 +94,7 @@ class Retriever:
         vectors = None
         if self.embedder is not None:
             try:
-                vectors = self.embedder.embed([piece for piece, _ in pieces])
+                vectors = self.embedder.embed([piece for piece, _ in pieces], [tokens for _, tokens in pieces])
             except EmbeddingsError as exc:
                 return Ingested("failed", {"code": "server_error", "message": str(exc)})
         self.index(store_id, file_id, pieces, vectors)
