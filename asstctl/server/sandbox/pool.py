@@ -118,7 +118,8 @@ class SessionPool:
         ended = self.evicted.pop(key, None)
         if session is not None:  # ended while idle (by the watchdog, or on its own)
             code = (session.process.returncode if session.process is not None else None) or 0
-            how = f"exit status {code}" if code >= 0 else f"signal {-code}"
+            # (a signal reaches us as -N from the process itself, or as 128 + N from bubblewrap, whose child it killed)
+            how = f"signal {-code}" if code < 0 else f"signal {code - 128}" if code > 128 else f"exit status {code}"
             ended = session.ended_by or ended or f"its process ended while it was idle ({how})"
             session.kill()
             self._forget(key, session)
