@@ -194,8 +194,8 @@ def test_sigterm_mid_batch_stops_within_10s_and_the_next_start_resumes(tmp_path,
     db = str(tmp_path / "server.sqlite3")
     with ServeProcess(tmp_path, "--db", db, "--ingest-workers", "1") as server:
         sdk = make_client(server, contract, timeout=60)
-        ids = [sdk.files.create(file=(f"long{i}.txt", (f"Part {i}. " + PROSE * 3000).encode()), purpose="assistants").id
-               for i in range(8)]
+        ids = [sdk.files.create(file=(f"long{i}.txt", (f"Part {i}. " + PROSE * 6000).encode()), purpose="assistants").id
+               for i in range(16)]
         vs = sdk.vector_stores.create(name="interrupted")
         batcher = make_client(server, timeout=3)
         sender = threading.Thread(target=lambda: _quietly(lambda: batcher.vector_stores.file_batches.create(
@@ -220,7 +220,7 @@ def test_sigterm_mid_batch_stops_within_10s_and_the_next_start_resumes(tmp_path,
             time.sleep(0.1)
         counts = sdk.vector_stores.retrieve(vs.id).file_counts
         errors = [f.last_error for f in sdk.vector_stores.files.list(vs.id, limit=100) if f.last_error]
-        assert (counts.completed, counts.in_progress, counts.failed) == (8, 0, 0), (counts, errors, server.stderr()[-2000:])
+        assert (counts.completed, counts.in_progress, counts.failed) == (16, 0, 0), (counts, errors, server.stderr()[-2000:])
         deadline = time.monotonic() + 10  # (the log line may reach the captured stderr a moment later)
         while "resuming the ingestion of" not in server.stderr() and time.monotonic() < deadline:
             time.sleep(0.05)
