@@ -69,8 +69,9 @@ def test_turns_run_by_another_replica_stay_in_the_run_trace(postgres_url, contra
     assert [t.attributes["asstctl.run.id"] for t in turns] == [run.id, run.id]
     assert [t.attributes["asstctl.run.status"] for t in turns] == ["requires_action", "completed"]
     assert {t.context.trace_id for t in turns} == {created.context.trace_id}  # one run, one trace
-    assert all(t.parent.span_id == created.context.span_id and t.parent.is_remote for t in turns)
-    assert not turns[0].links  # queued by the request it is a child of
+    (whole,) = [s for s in worker_spans.get_finished_spans() if s.name == f"run {assistant.id}"]
+    assert all(t.parent.span_id == whole.context.span_id and t.parent.is_remote for t in turns)  # the run's span
+    assert not turns[0].links  # queued by the request that created the run
     assert [(link.context.trace_id, link.context.span_id) for link in turns[1].links] == [
         (submitted.context.trace_id, submitted.context.span_id)]  # what queued it: the submit of tool outputs
     create_id, submit_id = (s.attributes["asstctl.request_id"] for s in (created, submitted))
@@ -78,7 +79,6 @@ def test_turns_run_by_another_replica_stay_in_the_run_trace(postgres_url, contra
              and r.run_id == run.id]
     assert lines == [("queued", create_id), ("in_progress", create_id), ("requires_action", create_id),
                      ("queued", submit_id), ("in_progress", submit_id), ("completed", submit_id)], lines
-    (whole,) = [s for s in worker_spans.get_finished_spans() if s.name == f"run {assistant.id}"]
     assert whole.parent.span_id == created.context.span_id and whole.attributes["asstctl.run.status"] == "completed"
     chats = [s for s in worker_spans.get_finished_spans() if s.name == "chat gpt-4o"]
     assert sorted(c.parent.span_id for c in chats) == sorted(t.context.span_id for t in turns)

@@ -347,7 +347,8 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
     (turn,) = [s for s in spans if s.name.startswith("invoke_agent")]
     assert turn.attributes["asstctl.run.id"] == run.id and turn.attributes["asstctl.run.status"] == "completed"
     (created,) = [s for s in spans if s.attributes.get("http.route") == "/v1/threads/{id}/runs"]
-    assert turn.parent.span_id == created.context.span_id and turn.context.trace_id == created.context.trace_id
+    (whole,) = [s for s in spans if s.name == f"run {assistant.id}"]  # the run's own span: created -> completed
+    assert turn.parent.span_id == whole.context.span_id and turn.context.trace_id == created.context.trace_id
     children = sorted((s for s in spans if s.parent is not None and s.parent.span_id == turn.context.span_id),
                       key=lambda s: s.start_time)
     assert [s.name for s in children] == ["chat gpt-4o", "execute_tool file_search", "chat gpt-4o"]
@@ -364,8 +365,7 @@ def test_the_span_tree_of_a_run_with_a_tool_round(tmp_path, contract, monkeypatc
         assert "refund" not in json.dumps(dict(span.attributes), default=str)
     assert created.attributes["http.response.status_code"] == 200
     assert created.attributes["asstctl.request_id"].startswith("req_")
-    assert not turn.links  # queued by the request it is a child of
-    (whole,) = [s for s in spans if s.name == f"run {assistant.id}"]  # the run's own span: created -> completed
+    assert not turn.links  # queued by the request that created the run
     assert whole.attributes["asstctl.run.id"] == run.id and whole.attributes["asstctl.run.status"] == "completed"
     assert whole.parent.span_id == created.context.span_id and whole.context.trace_id == created.context.trace_id
     assert whole.start_time == run.created_at * 10**9 and second.end_time <= whole.end_time <= turn.end_time
@@ -488,9 +488,9 @@ def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contr
     turns = sorted((s for s in spans if s.name.startswith("invoke_agent")), key=lambda s: s.start_time)
     assert [t.attributes["asstctl.run.status"] for t in turns] == ["requires_action", "completed"]
     assert {t.context.trace_id for t in turns} == {created.context.trace_id}  # one run, one trace
-    assert all(t.parent.span_id == created.context.span_id for t in turns)
-    assert [link.context.span_id for link in turns[1].links] == [submitted.context.span_id]  # what queued it
     (whole,) = [s for s in spans if s.name == f"run {assistant.id}"]  # one span for the run, over both turns
+    assert all(t.parent.span_id == whole.context.span_id for t in turns)  # request -> run -> turns -> calls
+    assert not turns[0].links and [link.context.span_id for link in turns[1].links] == [submitted.context.span_id]
     assert whole.parent.span_id == created.context.span_id and whole.attributes["asstctl.run.status"] == "completed"
     assert whole.start_time <= turns[0].start_time and turns[0].end_time <= whole.end_time <= turns[1].end_time
     chats = sorted((s for s in spans if s.name == "chat gpt-4o"), key=lambda s: s.start_time)
@@ -522,8 +522,10 @@ def test_the_run_keeps_its_trace_context_only_with_tracing_on(tmp_path, contract
     assert plain_book is None  # no write without tracing
     (created,) = [s for s in exporter.get_finished_spans() if s.name == "POST /v1/threads/{id}/runs"]
     stored = f"00-{created.context.trace_id:032x}-{created.context.span_id:016x}-01"
+    own = book["trace"].pop("run")  # the id chosen for the run's own span, in the same trace
     assert book["trace"] == {"created_by": stored, "queued_by": stored}
-    book["trace"] = {"created_by": stored.upper(), "queued_by": stored + "\n"}
+    assert own.startswith(stored[:36]) and own != stored and len(own) == len(stored)
+    book["trace"] = {"created_by": stored.upper(), "queued_by": stored + "\n", "run": own[:-1] + "x"}
     store = open_store(db)
     store.save("run_state", book, traced.id)
     store.close()

@@ -92,30 +92,34 @@ class Observer:
         if turn is not None:
             turn[0].set_attribute("asstctl.run.status", status)
         if status in TERMINAL:
-            self._run_span(run, status, project, turn[1] if turn is not None else self._created_by(run["id"]))
+            self._run_span(run, status, project, *(turn[1:] if turn is not None else self._created_by(run["id"])))
 
-    def _run_span(self, run: dict[str, Any], status: str, project: str | None, parent: Any) -> None:
-        """The run's own span, from its ``created_at`` to the status that ends it, on the replica that ends it
-        (its turns, on whichever replicas, are its siblings under the request that created the run)."""
+    def _run_span(self, run: dict[str, Any], status: str, project: str | None, parent: Any, own: Any) -> None:
+        """The run's own span, from its ``created_at`` to the status that ends it, on the replica that ends it:
+        a child of the request that created the run (``parent``), with the id its turns (on whichever replicas)
+        name as their parent (``own``, chosen as the run was created; None: a new id, the turns then sit beside
+        it, under the request)."""
         created = run.get("created_at")
         started = int(created * 1e9) if isinstance(created, (int, float)) and created > 0 else None
         span = tracing.start_span(self.tracer, f"run {run.get('assistant_id') or ''}".strip(), {
             "asstctl.run.id": run["id"], "asstctl.run.status": status, "gen_ai.agent.id": run.get("assistant_id"),
             "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
             "asstctl.project": project or current() or DEFAULT_PROJECT, "asstctl.replica": self.replica},
-            parent=parent, start_time=started)
+            parent=parent, start_time=started, span_id=own.span_id if own is not None and parent is not None and
+            own.trace_id == parent.trace_id else None)
         if status in ("failed", "expired"):
             tracing.failed(span, status)
         span.end()
 
-    def _created_by(self, run_id: str) -> Any:
-        """The span context of the request that created the run (its book's ``trace``), or None."""
+    def _created_by(self, run_id: str) -> tuple[Any, Any]:
+        """The span contexts of the request that created the run and of the run's own span (its book's
+        ``trace``), each None when missing."""
         try:
             book = self.state.store.get("run_state", run_id, run_id) or {}
         except Exception:  # noqa: BLE001 - the database: the run's span then starts a trace of its own
-            return None
+            return None, None
         trace = book.get("trace") if isinstance(book.get("trace"), dict) else {}
-        return tracing.remote_context(trace.get("created_by"))
+        return tracing.remote_context(trace.get("created_by")), tracing.remote_context(trace.get("run"))
 
     def _project_of(self, run_id: str) -> str:
         """The project of a run whose event comes from outside a request or a turn (the expiry sweep)."""
@@ -127,7 +131,8 @@ class Observer:
     def trace_book(self, book: dict[str, Any]) -> bool:
         """(``state.extra["trace_book"]``, tracing or JSON logs on.) A request queues the run (its create, a
         submit of tool outputs): its span context goes in the run's book (``trace``: ``created_by``, kept from
-        the first, and ``queued_by``) and, with JSON logs, its request id (``request_id``), which the executor
+        the first, ``queued_by``, and ``run``: the id chosen for the run's own span, the parent of its turns)
+        and, with JSON logs, its request id (``request_id``), which the executor
         saves in the request's transaction, so whichever replica runs the turn continues the run's trace and
         logs the turn's lines with that request id. False (nothing to save) when there is nothing to keep."""
         context = tracing.current_context() if self.tracer is not None else None
@@ -138,15 +143,21 @@ class Observer:
         kept: dict[str, Any] = {"request_id": request_id} if request_id is not None else {}
         if context is not None:
             queued_by, created_by = tracing.traceparent(context), trace.get("created_by")
-            kept.update(created_by=created_by if tracing.remote_context(created_by) else queued_by,
-                        queued_by=queued_by)
+            first = tracing.remote_context(created_by)
+            kept.update(created_by=created_by if first else queued_by, queued_by=queued_by)
+            own = trace.get("run") if first and tracing.remote_context(trace.get("run")) else None
+            if own is None and tracing.chooses_ids(self.tracer):
+                own = tracing.traceparent(tracing.future_span(first or context))
+            if own is not None:
+                kept["run"] = own
         book["trace"] = kept
         return True
 
     def _turn_facts(self, run_id: str, book_read: tuple) -> tuple[dict[str, Any], Any, Any, str | None]:
-        """The run, the span contexts of the requests that created it and queued this turn (its book's
-        ``trace``, each validated; None when missing or malformed, or tracing off) and the id of the request
-        that queued it (JSON logs): read in one round trip."""
+        """The run, the span contexts of the turn's parent (the run's own span, else the request that created
+        the run) and of the request that queued this turn (its book's ``trace``, each validated; None when
+        missing or malformed, or tracing off) and the id of the request that queued it (JSON logs): read in
+        one round trip."""
         store = self.state.store
         with store.reads_kept():
             store.read_ahead([("get", "run", run_id, None), book_read])
@@ -156,20 +167,23 @@ class Observer:
         request_id = request_id if isinstance(request_id, str) and REQUEST_ID.fullmatch(request_id) else None
         if self.tracer is None:
             return run, None, None, request_id
-        return (run, tracing.remote_context(trace.get("created_by")), tracing.remote_context(trace.get("queued_by")),
-                request_id)
+        created_by, own = tracing.remote_context(trace.get("created_by")), tracing.remote_context(trace.get("run"))
+        parent = own if own is not None and created_by is not None and own.trace_id == created_by.trace_id \
+            else created_by
+        return run, (parent, created_by, own if parent is own else None), \
+            tracing.remote_context(trace.get("queued_by")), request_id
 
     async def run_turn(self, run_id: str, work, book_read: tuple) -> Any:
         """The task of one run turn: its span (the parent of its model and tool calls' spans), a child of the
-        request that created the run, linked to the one that queued the turn (``trace_book``); with JSON logs,
-        the turn's run lines carry the id of the request that queued it. ``book_read`` names the read of the
-        run's book (``store.read_ahead``)."""
+        run's span (else of the request that created the run), linked to the request that queued the turn when
+        another one did (``trace_book``); with JSON logs, the turn's run lines carry the id of the request that
+        queued it. ``book_read`` names the read of the run's book (``store.read_ahead``)."""
         if self.tracer is None and not self.json_logs:
             return await work
         try:
-            run, parent, queued_by, request_id = await self.state.store.call(self._turn_facts, run_id, book_read)
+            run, parents, queued_by, request_id = await self.state.store.call(self._turn_facts, run_id, book_read)
         except Exception:  # noqa: BLE001 - the database: the turn meets it too, and fails the run its own way
-            run, parent, queued_by, request_id = {}, None, None, None
+            run, parents, queued_by, request_id = {}, None, None, None
         except BaseException:  # cancelled before the turn began
             work.close()
             raise
@@ -177,18 +191,19 @@ class Observer:
         try:
             if self.tracer is None:
                 return await work
-            return await self._traced_turn(run_id, run, work, parent, queued_by)
+            return await self._traced_turn(run_id, run, work, parents or (None, None, None), queued_by)
         finally:
             logs.REQUEST.reset(request_token)
 
-    async def _traced_turn(self, run_id: str, run: dict[str, Any], work, parent: Any, queued_by: Any) -> Any:
+    async def _traced_turn(self, run_id: str, run: dict[str, Any], work, parents: tuple, queued_by: Any) -> Any:
+        parent = parents[0]
         span = tracing.start_span(self.tracer, f"invoke_agent {run.get('assistant_id') or ''}".strip(), {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.get("assistant_id"),
             "gen_ai.request.model": run.get("model"), "gen_ai.conversation.id": run.get("thread_id"),
             "asstctl.run.id": run_id, "asstctl.project": current() or DEFAULT_PROJECT,
             "asstctl.replica": self.replica}, parent=parent,
-            links=(queued_by,) if queued_by is not None and queued_by != parent else ())
-        self._run_spans[run_id] = (span, parent)
+            links=(queued_by,) if queued_by is not None and queued_by not in (parent, parents[1]) else ())
+        self._run_spans[run_id] = (span, *parents[1:])  # (the turn, the run's parent and own span context)
         token = tracing.attach(span)
         try:
             return await work

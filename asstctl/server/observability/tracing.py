@@ -6,11 +6,13 @@ resource attributes, sampler, OTLP endpoint, headers and protocol: ``http/protob
 whose exporter is not in the extra);
 or with a ``tracer_provider`` in the server's config (tests: the SDK's in-memory exporter).
 
-Spans: one per HTTP request (``GET /v1/threads/{id}``), one per run turn (``invoke_agent``: a child of the
-request that created the run, so a run with function-tool rounds is one trace, and linked to the request
-that queued the turn, e.g. the submit of tool outputs: their span contexts are kept with the run, as W3C
-``traceparent`` strings, so the replica that runs the turn may be another one), children of
-it per model call (``chat {model}``, with the ``gen_ai.*`` attributes of the OpenTelemetry semantic
+Spans: one per HTTP request (``GET /v1/threads/{id}``), one per run (``run {assistant}``: a child of the
+request that created the run, from its ``created_at`` to the status that ends it), one per run turn
+(``invoke_agent``: a child of the run's span, so a run with function-tool rounds is one tree, and linked to
+the request that queued the turn, e.g. the submit of tool outputs: these span contexts are kept with the
+run, as W3C ``traceparent`` strings, so the replica that runs a turn or ends the run may be another one;
+the run's span id is chosen when the run is created and the span itself is recorded when the run ends),
+children of the turn per model call (``chat {model}``, with the ``gen_ai.*`` attributes of the OpenTelemetry semantic
 conventions for generative AI) and per built-in tool call (``execute_tool file_search`` is retrieval,
 ``execute_tool code_interpreter`` the sandbox). Prompt and completion text is recorded only with
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
@@ -18,8 +20,10 @@ conventions for generative AI) and per built-in tool call (``execute_tool file_s
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
+import secrets
 from typing import Any
 
 from asstctl.errors import ConfigError
@@ -55,13 +59,52 @@ def capture_content() -> bool:
 
 
 def tracer_for(config: Any):
-    """The tracer of this server, or None when tracing is off."""
+    """The tracer of this server, or None when tracing is off. An SDK tracer's span ids come through
+    ``_ChosenIds``, so a run's span can take the id its turns already name as their parent."""
     provider = getattr(config, "tracer_provider", None)
     if provider is None:
         if not wanted():
             return None
         provider = _provider_from_env()
-    return provider.get_tracer("asstctl.server")
+    tracer = provider.get_tracer("asstctl.server")
+    if getattr(tracer, "id_generator", None) is not None and not isinstance(tracer.id_generator, _ChosenIds):
+        tracer.id_generator = _ChosenIds(tracer.id_generator)
+    return tracer
+
+
+_CHOSEN: contextvars.ContextVar[int | None] = contextvars.ContextVar("asstctl_span_id", default=None)
+
+
+class _ChosenIds:
+    """The tracer's own id generator, except for the one span started with ``start_span(span_id=...)``."""
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def generate_span_id(self) -> int:
+        chosen = _CHOSEN.get()
+        if chosen is not None:
+            _CHOSEN.set(None)
+            return chosen
+        return self.ids.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        return self.ids.generate_trace_id()
+
+    def is_trace_id_random(self) -> bool:
+        return self.ids.is_trace_id_random()
+
+
+def chooses_ids(tracer) -> bool:
+    """Whether a span of ``tracer`` can be given an id chosen in advance (``start_span(span_id=...)``)."""
+    return isinstance(getattr(tracer, "id_generator", None), _ChosenIds)
+
+
+def future_span(parent) -> Any:
+    """The context of a span to be recorded later as a child of ``parent`` (a span context): its id chosen now."""
+    otel = _api or api()
+    return otel.SpanContext(parent.trace_id, secrets.randbits(63) + 1, is_remote=True,
+                            trace_flags=otel.TraceFlags(int(parent.trace_flags) & otel.TraceFlags.SAMPLED))
 
 
 def _provider_from_env():
@@ -131,15 +174,24 @@ def api() -> _Api:
 
 
 def start_span(tracer, name: str, attributes: dict[str, Any], *, server: bool = False, client: bool = False,
-               links: tuple = (), parent: Any = None, start_time: int | None = None, root: bool = False):
+               links: tuple = (), parent: Any = None, start_time: int | None = None, root: bool = False,
+               span_id: int | None = None):
     """A span; a child of ``parent`` (a span context, e.g. a request's that has ended) when given, else of
-    the current span (``root``: of none, a trace of its own)."""
+    the current span (``root``: of none, a trace of its own); ``span_id``: the id ``future_span`` chose for
+    it (a tracer that ``chooses_ids``)."""
     otel = _api or api()
     kind = otel.SERVER if server else otel.CLIENT if client else otel.INTERNAL
     context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else otel.Context() if root \
         else None
-    return tracer.start_span(name, context=context, kind=kind, links=[otel.Link(c) for c in links] if links else None,
-                             attributes={k: v for k, v in attributes.items() if v is not None}, start_time=start_time)
+    token = _CHOSEN.set(span_id) if span_id is not None else None
+    try:
+        return tracer.start_span(name, context=context, kind=kind,
+                                 links=[otel.Link(c) for c in links] if links else None,
+                                 attributes={k: v for k, v in attributes.items() if v is not None},
+                                 start_time=start_time)
+    finally:
+        if token is not None:
+            _CHOSEN.reset(token)
 
 
 def request_span(tracer, method: str, path: str, request_id: str, headers=()) -> tuple[Any, Any]:
