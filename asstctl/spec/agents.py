@@ -6,7 +6,8 @@ One spec format serves both. A spec resolved for a target (asstctl.spec.loader) 
   ``tool_resources``, ``temperature``, ``top_p``, and ``description``, ``response_format``,
   ``reasoning_effort``, a function's ``strict``) are refused, each naming what to use instead; MCP servers
   may hold no secret (the API refuses them in a saved agent: no credential-like header, request metadata, stdio
-  argument, or user/password or key-like query parameter in the server URL); the tools fit the API's 3 MiB;
+  argument, or user/password, key-like path segment, query or fragment parameter in the server URL); the tools
+  fit the API's 3 MiB;
   ``compaction: {async: true}`` is refused (the API ignores it: compaction is always blocking);
 * on an Assistants target, its caps (``name`` 256, ``description`` 512, ``instructions`` 256,000 characters, 128
   tools: the Agents API documents none of them) are checked, and the Agents-only fields (``reasoning``, ``text``, ``service_tier``,
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asstctl.spec.agent_schema import AGENT_TOOL_TYPES
 
@@ -150,9 +151,15 @@ def url_credentials(url: str) -> str:
         return ""
     if parts.username is not None or parts.password is not None:
         return "a user name or password before the host"
-    names = [name for name, value in parse_qsl(parts.query, keep_blank_values=True)
-             if secret_name(name) or secret_value(value)]
-    return f"query parameter {', '.join(f'`{name}`' for name in names)}" if names else ""
+    found = [f"path segment {index}" for index, segment in enumerate(parts.path.split("/")[1:], 1)
+             if any(secret_value(unquote(piece)) for piece in re.split(r"[;=,]", segment))]
+    for where, text in (("query parameter", parts.query), ("fragment parameter", parts.fragment)):
+        names = [name for name, value in parse_qsl(text, keep_blank_values=True)
+                 if secret_name(name) or secret_value(value)]
+        found += [f"{where} {', '.join(f'`{name}`' for name in names)}"] if names else []
+    if parts.fragment and "=" not in parts.fragment and secret_value(unquote(parts.fragment)):
+        found.append("the fragment")
+    return ", ".join(found)
 
 
 def assistant_problems(spec: Any, target: str | None) -> list[str]:

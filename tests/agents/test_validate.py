@@ -96,7 +96,11 @@ def test_mcp_server_urls_request_metadata_and_stdio_args_hold_no_credentials(tmp
         {"mcp": {"server_label": "hdr", "transport": {"type": "http", "server_url": "https://mcp.example.com",
                                                       "headers": {"X-Custom": "Bearer abc"}}}},
         http("clean", "https://mcp.example.com/mcp?page=2&lang=en", request_metadata={"tenant": "acme"}),
-        stdio("cleanargs", "--port", "8080", "--verbose")])
+        stdio("cleanargs", "--port", "8080", "--verbose"),
+        http("path", f"https://hooks.example.com/mcp/{key}"),
+        http("fragment", f"https://mcp.example.com/mcp#access_token=abc"),
+        http("pathparam", f"https://mcp.example.com/v1;k={key}/mcp?page=2"),
+        http("cleanpath", "https://mcp.example.com/sk-docs/mcp/task-manager")])
     out = validate(tmp_path)
     assert key not in out and "Bearer abc" not in out and "u:p" not in out, out  # never the secret itself
     tail = "a saved agent may hold no secrets (the Agents API refuses them there)"
@@ -112,6 +116,10 @@ def test_mcp_server_urls_request_metadata_and_stdio_args_hold_no_credentials(tmp
     assert "`tools[8]`.mcp.transport.headers.X-Custom: a header like this carries a secret" in out
     assert "tenant" not in out and "`tools[5]`.mcp.transport.args[0]" not in out and "args[3]" not in out
     assert "`tools[9]`" not in out and "`tools[10]`" not in out
+    assert f"`tools[11]`.mcp.transport.server_url: the URL carries a credential (path segment 2); {tail}" in out
+    assert "`tools[12]`.mcp.transport.server_url: the URL carries a credential (fragment parameter `access_token`)" in out
+    assert "`tools[13]`.mcp.transport.server_url: the URL carries a credential (path segment 1)" in out
+    assert "`tools[14]`" not in out
 
 
 def test_the_3_mib_check_runs_through_asstctl_validate(tmp_path, monkeypatch):
