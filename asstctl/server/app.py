@@ -28,6 +28,7 @@ from asstctl.server.faults import Faults
 from asstctl.server.http import SafeJSONResponse, json_body
 from asstctl.server import observability, projects
 from asstctl.server.ingestion import gate
+from asstctl.server.observability import logs
 from asstctl.server.looplag import LoopLag
 from asstctl.server.store import BaseStore, open_store
 from asstctl.server.store.scope import KEY_CHECK, PROJECT
@@ -182,7 +183,8 @@ async def _no_route(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    keys = request.app.state.asst.extra["observer"].keys
+    log.exception("unhandled error in %s %s", request.method, logs.redact(request.url.path, keys))
     return error_response(
         APIError(500, "The server had an error while processing your request. Sorry about that!", type="server_error")
     )

@@ -415,6 +415,7 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
                 assert http.put(f"/v1/files/file-{n}").status_code == 404  # (a method the route lacks)
                 assert http.get(f"/v1/organization/projects/proj_{n}/api_keys/key_{n}",
                                 headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 404
+            assert http.get(f"/v1/threads/{ADMIN}/runs/sk-proj-{'p' * 20}").status_code == 404  # keys in a path
             for sent in (TRACEPARENT, TRACEPARENT.upper()):  # a client's trace, then a malformed header
                 assert http.get("/v1/files", headers={"traceparent": sent}).status_code == 200
         text = httpx.get(root + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
@@ -435,6 +436,8 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
     names = {span.name for span in exporter.get_finished_spans()}
     assert {name.split(" ", 1)[1] for name in names} <= templates and "GET unmatched" in names, names
     assert {key.split(" ", 1)[1] for key in stats if key != "total"} <= templates
+    paths = [span.attributes["url.path"] for span in exporter.get_finished_spans() if "url.path" in span.attributes]
+    assert "/v1/threads/sk-…redacted/runs/sk-…redacted" in paths and not [p for p in paths if "pppp" in p or ADMIN in p]
 
 
 def test_a_run_with_a_function_tool_round_is_one_trace(tmp_path, upstream, contract, caplog):
@@ -622,6 +625,11 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
             refused.beta.assistants.list()  # a 401
         with sdk(process, contract, project_key) as shop:
             shop.beta.assistants.list()
+            for key in (project_key, KEY, ADMIN, wrong):  # a key pasted into the path: logged redacted
+                with pytest.raises(openai.NotFoundError):
+                    shop.beta.threads.runs.list(thread_id=key)
+            with pytest.raises(openai.NotFoundError):
+                shop.beta.assistants.retrieve(project_key)
         client = sdk(process, contract, KEY)
         assistant = client.beta.assistants.create(model="gpt-4o")
         thread = client.beta.threads.create(messages=[{"role": "user", "content": "hello"}])
@@ -641,6 +649,9 @@ def test_json_logs_one_line_per_request_and_run_transition(tmp_path, contract):
     assert {(line["method"], line["path"], line["status"]) for line in lines if line.get("event") == "request"} >= {
         ("POST", "/v1/organization/projects", 200), ("GET", "/metrics", 403), ("GET", "/v1/assistants", 401)}
     assert not [line for line in lines if line.get("path") in ("/healthz", "/readyz")]  # probes: no line
+    redacted = [(line["path"], line["message"]) for line in lines if "redacted" in line.get("path", "")]
+    assert redacted == [("/v1/threads/sk-…redacted/runs", "GET /v1/threads/sk-…redacted/runs 404")] * 4 + [
+        ("/v1/assistants/sk-…redacted", "GET /v1/assistants/sk-…redacted 404")], redacted
     (created,) = [line for line in lines if line.get("request_id") == request_id and line["event"] == "request"]
     assert created["event"] == "request" and created["method"] == "POST" and created["status"] == 200
     assert created["thread_id"] == thread.id and created["project"] == "proj_default"

@@ -62,6 +62,7 @@ class Observer:
         self.capture = tracing.capture_content()
         self.json_logs = getattr(config, "log_format", "text") == "json"
         self.active = bool(self.metrics or self.tracer or self.json_logs)
+        self.keys = tuple(key for key in (getattr(config, "api_key", None), getattr(config, "admin_key", None)) if key)
         self.replica = replica_name()
         self.probes = Probes(state)  # /readyz
         self._run_spans: dict[str, Any] = {}
@@ -284,7 +285,8 @@ class ObservedApp:
         answer = _Answer(send)
         span = token = None
         if observer.tracer is not None:
-            span, token = tracing.request_span(observer.tracer, method, path, request_id, scope.get("headers", ()))
+            span, token = tracing.request_span(observer.tracer, method, logs.redact(path, observer.keys), request_id,
+                                               scope.get("headers", ()))
         try:
             await self.app(scope, receive, answer.send)
         finally:
@@ -293,7 +295,7 @@ class ObservedApp:
             if observer.metrics is not None:
                 observer.metrics.answered(method, route, status, elapsed)
             if observer.json_logs:
-                logs.request_line(request_id=request_id, method=method, path=path,
+                logs.request_line(observer.keys, request_id=request_id, method=method, path=path,
                                   status=status, duration_ms=round(elapsed * 1000, 1),
                                   project=scope.get("asstctl.project"), run_id=_named(path, "run_"),
                                   thread_id=_named(path, "thread_"))

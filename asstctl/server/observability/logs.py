@@ -5,19 +5,25 @@ the root logger's), one line per HTTP request but the probes (``"event":
 "request"``: request id, method, path, status, duration, project, run id when the path names one) and
 one per run transition (``"event": "run"``: run id, status, project, the error code of a failed run, and the
 request id when a request caused it). Every line names the replica.
-No line ever holds a key or a request body: the fields are the ones listed here and the message.
+No line ever holds a key or a request body: the fields are the ones listed here and the message, and a key in a
+request's path (``GET /v1/assistants/sk-...``, a client's mistake) is shown as ``sk-…redacted``, as is anything
+key-shaped in any line (``redact``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from contextvars import ContextVar
 
 ACCESS = logging.getLogger("asstctl.server.access")
 FIELDS = ("event", "request_id", "method", "path", "status", "duration_ms", "project", "run_id", "thread_id",
           "error", "replica")
+# An OpenAI-style key or this server's project key (``sk-asst-`` + hex, asstctl.server.projects), wherever it is.
+KEY_SHAPED = re.compile(r"sk-[A-Za-z0-9_-]{8,}")
+REDACTED = "sk-…redacted"
 REQUEST: ContextVar[str | None] = ContextVar("asstctl_request_id", default=None)  # the request being answered
 
 
@@ -36,7 +42,16 @@ class JsonFormatter(logging.Formatter):
                 line[name] = value
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return redact(json.dumps(line, ensure_ascii=False, default=str))
+
+
+def redact(text: str, keys: tuple[str, ...] = ()) -> str:
+    """``text`` with every key-shaped run (``KEY_SHAPED``) and each of ``keys`` (the server's own API and admin
+    keys, whatever their shape) shown as ``REDACTED``."""
+    for key in keys:
+        if key in text:
+            text = text.replace(key, REDACTED)
+    return KEY_SHAPED.sub(REDACTED, text) if "sk-" in text else text
 
 
 def use_json(handler: logging.Handler, replica: str) -> None:
@@ -44,8 +59,10 @@ def use_json(handler: logging.Handler, replica: str) -> None:
     handler.setFormatter(JsonFormatter(replica))
 
 
-def request_line(**fields) -> None:
+def request_line(keys: tuple[str, ...] = (), **fields) -> None:
+    """A request's line; its path with any key in it redacted (``redact``: ``keys`` are the server's own)."""
     if ACCESS.isEnabledFor(logging.INFO):
+        fields["path"] = redact(fields["path"], keys)
         ACCESS.info("%s %s %s", fields["method"], fields["path"], fields["status"], extra={"event": "request", **fields})
 
 
