@@ -4,7 +4,8 @@ Three layers, each reported as ``path:line:col: message`` with what to do:
 
 1. the JSON Schema meta-schema (draft 2020-12): ``type: strng``, ``required: order_id``...;
 2. OpenAI's function-calling rules: the top is an object schema (``type: object``), ``required``
-   names properties that exist, a local ``$ref`` points at something;
+   names properties that exist, a local ``$ref`` points at something, an ``enum`` has a value, a ``pattern``
+   compiles;
 3. with ``strict: true``, the Structured Outputs rules: every object has ``additionalProperties: false``
    and lists every property in ``required``, only the supported keywords and formats, the root is not
    ``anyOf``, a ``$ref`` stands alone (no ``description`` beside it), empty ``parameters`` are refused, at most
@@ -239,7 +240,44 @@ def function_problems(schema: dict[str, Any], where: Where) -> list[str]:
         "without (\"object schema missing properties\"); add `properties: {}` for a function without arguments"]
     return problems + [problem for path, node in _subschemas(schema)
                        for problem in _array_problems(node, path, where) + _required_problems(node, path, where)
-                       + _ref_problems(schema, node, path, where)]
+                       + _ref_problems(schema, node, path, where) + _value_problems(node, path, where)]
+
+
+def _value_problems(node: dict[str, Any], path: tuple, where: Where) -> list[str]:
+    """An ``enum`` of no values and a ``pattern`` that is no regular expression: the meta-schema takes both (it
+    asks no ``minItems`` of ``enum``, and ``format: regex`` only annotates), OpenAI refuses both."""
+    problems = []
+    if node.get("enum") == []:
+        problems.append(f"{where(path + ('enum',))}: {_name(path + ('enum',))} lists no values, so nothing could "
+                        "match it, which OpenAI refuses; list the allowed values, e.g. `enum: [a, b]`, or remove it")
+    pattern = node.get("pattern")
+    error = _regex_error(pattern) if isinstance(pattern, str) else None
+    if error:
+        problems.append(f"{where(path + ('pattern',))}: {_name(path + ('pattern',))} is not a regular expression "
+                        f"({error}), which OpenAI refuses; correct it (e.g. close each `(` and `[`, escape a literal "
+                        "one as `\\(`), or remove it")
+    return problems
+
+
+def _regex_error(pattern: str) -> str | None:
+    """Why ``pattern`` does not compile, or None. Python's ``re`` first (fast); what it refuses is asked of
+    ``regex`` (tiktoken's), which also takes ECMA-262's ``\\p{L}`` and ``(?<name>...)`` that JSON Schema allows."""
+    import re
+
+    try:
+        re.compile(pattern)
+        return None
+    except re.error as error:
+        first = str(error)
+    try:
+        import regex
+    except ImportError:  # (tiktoken's dependency: always there)
+        return first
+    try:
+        regex.compile(pattern)
+        return None
+    except regex.error as error:
+        return str(error)
 
 
 def _array_problems(node: dict[str, Any], path: tuple, where: Where) -> list[str]:

@@ -146,6 +146,14 @@ CASES = {
          "(\"array schema missing items\"); say what the list holds, e.g. `items: {type: string}`",
          "assistants/a.yaml:10:18: `parameters.properties.tags` is an array without `items`, which OpenAI refuses "
          "(\"array schema missing items\"); say what the list holds, e.g. `items: {type: string}`"]),
+    "an enum of no values and a pattern that does not compile (the meta-schema takes both, OpenAI does not)": (
+        "type: object\nproperties:\n  code: {type: string, pattern: '([a-z'}\n  unit: {enum: []}\n"
+        "  name: {type: string, pattern: '^\\\\p{L}+(?<rest>-\\\\d)?$'}\n", False,
+        ["assistants/a.yaml:9:32: `parameters.properties.code.pattern` is not a regular expression (unterminated "
+         "character set at position 5), which OpenAI refuses; correct it (e.g. close each `(` and `[`, escape a "
+         "literal one as `\\(`), or remove it",
+         "assistants/a.yaml:10:18: `parameters.properties.unit.enum` lists no values, so nothing could match it, "
+         "which OpenAI refuses; list the allowed values, e.g. `enum: [a, b]`, or remove it"]),
     "strict: a schema without a type, an object without properties": (
         "type: object\nadditionalProperties: false\nrequired: [a, b, c, d]\nproperties:\n  a: {}\n"
         "  b: {description: the unit, enum: [c, f]}\n  c: {type: object, additionalProperties: false}\n"
