@@ -60,75 +60,98 @@ NO_SECRETS = ("a saved agent may hold no secrets (the Agents API refuses them th
               "credential and name it with `credential_id`")
 
 
-def api_problems(spec: Any, api: str | None, target: str | None) -> list[str]:
-    """The fields of ``spec`` (resolved for ``target``) that ``api`` does not take (``None``: not checked)."""
+def api_problems(spec: Any, api: str | None, target: str | None, doc: Any = None) -> list[str]:
+    """The fields of ``spec`` (resolved for ``target``) that ``api`` does not take (``None``: not checked); each
+    at the line of the nested field it is about when ``doc`` (the spec file's positions, asstctl.spec.yamlpos) is
+    given, else at its top-level field's."""
+    at = _locator(spec, doc, target)
     if api == AGENTS:
-        return agent_problems(spec, target or "NAME")
+        return agent_problems(spec, target or "NAME", at)
     if api == ASSISTANTS:
-        return assistant_problems(spec, target)
+        return assistant_problems(spec, target, at)
     return []
 
 
-def agent_problems(spec: Any, target: str) -> list[str]:
+def _locator(spec: Any, doc: Any, target: str | None):
+    """``at(steps, message)``: ``path:line:col: message`` for the JSON path ``steps`` of the resolved spec (the
+    first step a top-level field, taken from ``targets.<target>`` when the target overrides it)."""
+    if doc is None or not isinstance(doc.data, dict):
+        return lambda steps, message: _at(spec, steps[0], message)
+    overrides = ((doc.data.get("targets") or {}).get(target) or {}) if target else {}
+
+    def at(steps: tuple, message: str) -> str:
+        origin = ("targets", target, steps[0]) if steps[0] in overrides else (steps[0],)
+        line, col = doc.position(origin + tuple(steps[1:]))
+        return f"{spec.path}:{line}:{col}: {message}"
+
+    return at
+
+
+def agent_problems(spec: Any, target: str, at=None) -> list[str]:
+    at = at or _locator(spec, None, target)
     fields = spec.fields
     problems = []
     for field, why in ASSISTANTS_ONLY.items():
         if field in fields:
-            problems.append(_at(spec, field, f"`{field}` is an Assistants API field and target `{target}` is an "
-                                             f"Agents API target: {why}, " + _OVERRIDE.format(target=target, field=field)))
+            problems.append(at((field,), f"`{field}` is an Assistants API field and target `{target}` is an "
+                                         f"Agents API target: {why}, " + _OVERRIDE.format(target=target, field=field)))
     if (fields.get("compaction") or {}).get("async"):
-        problems.append(_at(spec, "compaction", f"`compaction.async: true` on target `{target}`: {NO_ASYNC}"))
+        problems.append(at(("compaction", "async"), f"`compaction.async: true` on target `{target}`: {NO_ASYNC}"))
     labels: set[str] = set()
     for index, tool in enumerate(fields.get("tools") or []):
         kind = tool.get("type")
         where = f"`tools[{index}]`"
         if kind in ASSISTANTS_ONLY_TOOLS:
-            problems.append(_at(spec, "tools", f"{where} is `{kind}`, an Assistants API tool, and target `{target}` "
-                                               f"is an Agents API target: {ASSISTANTS_ONLY_TOOLS[kind]}"))
+            problems.append(at(("tools", index), f"{where} is `{kind}`, an Assistants API tool, and target "
+                                                 f"`{target}` is an Agents API target: {ASSISTANTS_ONLY_TOOLS[kind]}"))
         elif kind == "function" and (tool.get("function") or {}).get("strict") is not None:
-            problems.append(_at(spec, "tools", f"{where}.function.strict: an agent's function tools have no "
-                                               "`strict`; remove it"))
+            problems.append(at(("tools", index, "function", "strict"), f"{where}.function.strict: an agent's "
+                                                                       "function tools have no `strict`; remove it"))
         elif kind == "mcp":
-            problems += _mcp_problems(spec, where, tool.get("mcp") or {}, labels)
+            problems += _mcp_problems(at, index, tool.get("mcp") or {}, labels)
     size = len(json.dumps(api_tools(fields.get("tools") or []), separators=(",", ":"), ensure_ascii=False).encode())
     if size > TOOLS_LIMIT:
-        problems.append(_at(spec, "tools", f"the tools are {size:,} bytes as JSON; an agent's tools may be at most "
-                                           f"{TOOLS_LIMIT:,} bytes (3 MiB, an API limit): shorten descriptions "
-                                           "or parameter schemas"))
+        problems.append(at(("tools",), f"the tools are {size:,} bytes as JSON; an agent's tools may be at most "
+                                       f"{TOOLS_LIMIT:,} bytes (3 MiB, an API limit): shorten descriptions "
+                                       "or parameter schemas"))
     return problems
 
 
-def _mcp_problems(spec: Any, where: str, mcp: dict[str, Any], labels: set[str]) -> list[str]:
+def _mcp_problems(at, index: int, mcp: dict[str, Any], labels: set[str]) -> list[str]:
+    where, here = f"`tools[{index}]`.mcp", ("tools", index, "mcp")
     problems = []
     label = mcp.get("server_label")
     if label in labels:
-        problems.append(_at(spec, "tools", f"{where}: a second MCP server labelled `{label}`; labels must be unique"))
+        problems.append(at(here + ("server_label",), f"`tools[{index}]`: a second MCP server labelled `{label}`; "
+                                                     "labels must be unique"))
     labels.add(label)
     transport = mcp.get("transport") or {}
     for key in ("authorization", "env"):
         if key in transport:
-            problems.append(_at(spec, "tools", f"{where}.mcp.transport.{key}: {NO_SECRETS}"
-                                               + (" (list the variables' names in `env_vars`)" if key == "env" else "")))
+            hint = " (list the variables' names in `env_vars`)" if key == "env" else ""
+            problems.append(at(here + ("transport", key), f"{where}.transport.{key}: {NO_SECRETS}{hint}"))
     for name, value in (transport.get("headers") or {}).items():
         if secret_name(name) or secret_value(value):
-            problems.append(_at(spec, "tools", f"{where}.mcp.transport.headers.{name}: a header like this carries a "
-                                               f"secret; {NO_SECRETS}"))
+            problems.append(at(here + ("transport", "headers", name), f"{where}.transport.headers.{name}: a header "
+                                                                       f"like this carries a secret; {NO_SECRETS}"))
     url = transport.get("server_url")
     if isinstance(url, str) and url_credentials(url):
-        problems.append(_at(spec, "tools", f"{where}.mcp.transport.server_url: the URL carries a credential "
-                                           f"({url_credentials(url)}); {NO_SECRETS}"))
+        problems.append(at(here + ("transport", "server_url"), f"{where}.transport.server_url: the URL carries a "
+                                                               f"credential ({url_credentials(url)}); {NO_SECRETS}"))
     for name, value in (mcp.get("request_metadata") or {}).items():
         if secret_name(name) or secret_value(value):
-            problems.append(_at(spec, "tools", f"{where}.mcp.request_metadata.{name}: request metadata like this "
-                                               f"carries a secret; {NO_SECRETS}"))
+            problems.append(at(here + ("request_metadata", name), f"{where}.request_metadata.{name}: request "
+                                                                   "metadata like this carries a secret; "
+                                                                   + NO_SECRETS))
     args = [str(arg) for arg in transport.get("args") or []]
-    for index, arg in enumerate(args):
+    for number, arg in enumerate(args):
         flag, _, inline = arg.partition("=")
         named = flag.startswith("-") and secret_name(flag.lstrip("-"))
-        if secret_value(arg) or secret_value(inline) or (named and (inline or index + 1 < len(args))):
-            problems.append(_at(spec, "tools", f"{where}.mcp.transport.args[{index}]: a command argument like this "
-                                               f"carries a secret; {NO_SECRETS} (list the variables the command "
-                                               "reads it from in `env_vars`)"))
+        if secret_value(arg) or secret_value(inline) or (named and (inline or number + 1 < len(args))):
+            problems.append(at(here + ("transport", "args", number), f"{where}.transport.args[{number}]: a command "
+                                                                      f"argument like this carries a secret; "
+                                                                      f"{NO_SECRETS} (list the variables the command "
+                                                                      "reads it from in `env_vars`)"))
     return problems
 
 
@@ -162,16 +185,18 @@ def url_credentials(url: str) -> str:
     return ", ".join(found)
 
 
-def assistant_problems(spec: Any, target: str | None) -> list[str]:
+def assistant_problems(spec: Any, target: str | None, at=None) -> list[str]:
+    at = at or _locator(spec, None, target)
     name = f"target `{target}`" if target else "the default target"
     problems = assistants_limits(spec)
-    problems += [_at(spec, field, f"`{field}` is an Agents API field and {name} serves the Assistants API: set it only "
-                                 "for an `api: agents` target (`targets: {NAME: {" + field + ": ...}}`), or remove it")
+    problems += [at((field,), f"`{field}` is an Agents API field and {name} serves the Assistants API: set it only "
+                              "for an `api: agents` target (`targets: {NAME: {" + field + ": ...}}`), or remove it")
                 for field in AGENTS_ONLY if field in spec.fields]
     for index, tool in enumerate(spec.fields.get("tools") or []):
         if tool.get("type") in AGENT_TOOL_TYPES:
-            problems.append(_at(spec, "tools", f"`tools[{index}]` is `{tool['type']}`, an Agents API tool, and {name} "
-                                               "serves the Assistants API: use it on an `api: agents` target only"))
+            problems.append(at(("tools", index), f"`tools[{index}]` is `{tool['type']}`, an Agents API tool, and "
+                                                 f"{name} serves the Assistants API: use it on an `api: agents` "
+                                                 "target only"))
     return problems
 
 

@@ -175,7 +175,7 @@ def _resolve_variants(doc, variants: list[str | None], specs: list[AssistantSpec
     problems: list[str] = []
     for target in variants:
         spec, found = resolve(doc, key_of(doc), target, roots=roots)
-        found = found or api_problems(spec, target_api(project, target), target)
+        found = found or api_problems(spec, target_api(project, target), target, doc)
         problems += [problem for problem in found if problem not in problems]
         if spec is not None and target == variants[0]:
             specs.append(spec)

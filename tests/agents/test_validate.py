@@ -181,7 +181,7 @@ def test_compaction_async_true_is_refused_because_the_api_ignores_it(tmp_path, m
     agents_project(tmp_path, monkeypatch)
     write_spec(tmp_path, "bot", compaction={"async": True})
     out = validate(tmp_path)
-    assert "assistants/bot.yaml:2:1: `compaction.async: true` on target `agents`: the Agents API ignores it " \
+    assert "assistants/bot.yaml:3:3: `compaction.async: true` on target `agents`: the Agents API ignores it " \
            "(context compaction is always blocking" in out, out
     write_spec(tmp_path, "bot", compaction={"async": False})
     result = CliRunner().invoke(cli, ["validate"], env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
@@ -290,3 +290,30 @@ def test_the_assistants_caps_apply_on_assistants_targets_only(tmp_path, monkeypa
     assert len(out.strip().splitlines()) == 4, out  # each once (both Assistants variants: default and staging)
     [spec] = load_specs(parse_project(tmp_path), "agents")
     assert len(spec.fields["tools"]) == 129 and len(spec.fields["name"]) == 300
+
+
+def test_a_refusal_points_at_the_nested_field_it_is_about(tmp_path, monkeypatch):
+    """Not at `tools:`: at the header, the argument, the `strict`, also when a target override holds the tools."""
+    agents_project(tmp_path, monkeypatch)
+    (tmp_path / "assistants" / "bot.yaml").write_text(
+        "model: gpt-5\n"
+        "tools:\n"
+        "  - mcp:\n"
+        "      server_label: docs\n"
+        "      transport: {type: http, server_url: 'https://mcp.example.com', headers: {X-Api-Key: k}}\n"
+        "  - function: {name: f, strict: true}\n"
+        "targets:\n"
+        "  agents:\n"
+        "    tools:\n"
+        "      - mcp:\n"
+        "          server_label: files\n"
+        "          transport: {type: stdio, command: srv, cwd: /srv, args: [--verbose, --token=abc]}\n")
+    out = validate(tmp_path)
+    assert "assistants/bot.yaml:12:79: `tools[0]`.mcp.transport.args[1]: a command argument" in out, out
+    (tmp_path / "assistants" / "bot.yaml").write_text(
+        "model: gpt-5\ntools:\n  - mcp:\n      server_label: docs\n"
+        "      transport: {type: http, server_url: 'https://mcp.example.com', headers: {X-Api-Key: k}}\n"
+        "  - function: {name: f, strict: true}\n")
+    out = validate(tmp_path)
+    assert "assistants/bot.yaml:5:80: `tools[0]`.mcp.transport.headers.X-Api-Key: a header like this" in out, out
+    assert "assistants/bot.yaml:6:25: `tools[1]`.function.strict: an agent's function tools have no" in out, out
