@@ -13,6 +13,7 @@ import copy
 import difflib
 import functools
 import json
+import re
 from typing import Any
 
 from asstctl.ownership import PREFIX, RESERVED_KEYS, USER_METADATA_LIMIT
@@ -481,7 +482,14 @@ def _generic(error, name: str) -> str:
 
 
 def _required(error, name: str) -> str:
-    return error.message  # "'model' is a required property": the standard wording, kept for all files
+    """The standard wording ("'cwd' is a required property"), kept for all files, then where and what to add: the
+    mapping's own example (the first `{...}` its description shows), else ``key: ...``."""
+    missing = re.match(r"'(.+)' is a required property", error.message)
+    key = missing[1] if missing else "..."
+    where = "" if name == "the file" else f" of {name}"
+    description = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+    example = re.search(r"`(\{[^`]*\b" + re.escape(key) + r"\b[^`]*\})`", description)
+    return f"{error.message}{where}: add it, e.g. `{example[1] if example else key + ': ...'}`"
 
 
 _MESSAGES = {

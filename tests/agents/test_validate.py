@@ -317,3 +317,12 @@ def test_a_refusal_points_at_the_nested_field_it_is_about(tmp_path, monkeypatch)
     out = validate(tmp_path)
     assert "assistants/bot.yaml:5:80: `tools[0]`.mcp.transport.headers.X-Api-Key: a header like this" in out, out
     assert "assistants/bot.yaml:6:25: `tools[1]`.function.strict: an agent's function tools have no" in out, out
+
+
+def test_a_stdio_server_without_cwd_is_told_what_to_add(tmp_path, monkeypatch):
+    agents_project(tmp_path, monkeypatch)
+    (tmp_path / "assistants" / "bot.yaml").write_text(
+        "model: gpt-5\ntools:\n  - mcp:\n      server_label: files\n      transport: {type: stdio, command: srv}\n")
+    out = validate(tmp_path)
+    assert "assistants/bot.yaml:5:7: 'cwd' is a required property of `tools[0].mcp.transport`: add it, e.g. " \
+           "`{type: stdio, command: ..., cwd: ...}`" in out, out

@@ -79,7 +79,7 @@ def test_schema_problems_work_for_any_schema():
               "properties": {"name": {"type": "string"}, "turns": {"type": "array", "items": {"type": "integer"}}}}
     doc = parse_yaml("nmae: x\nturns: [1, two]\n", "c.yaml")
     assert schema_problems(doc, schema) == [
-        "c.yaml:1:1: 'name' is a required property",
+        "c.yaml:1:1: 'name' is a required property: add it, e.g. `name: ...`",
         "c.yaml:1:1: unknown field `nmae` (did you mean `name`?)",
         'c.yaml:2:12: `turns[1]` must be a whole number (got "two")',
     ]
