@@ -144,8 +144,8 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, ready_checks_ups
     """
     if ctx.invoked_subcommand is not None:
         return
-    from asstctl.server.embedded import default_db, default_rules, default_upstream, serve_forever
-    from asstctl.server.app import API_KEY_HINT, api_key_problem
+    from asstctl.server.embedded import default_db, default_rules, default_upstream, is_loopback, serve_forever
+    from asstctl.server.app import API_KEY_HINT, api_key_problem, exposed_key_problem
     from asstctl.server.engine.config import from_flags
     from asstctl.server.faults import Faults
     from asstctl.server.retrieval.pool import IngestLimits
@@ -154,6 +154,11 @@ def serve(ctx, host, port, db, api_key, admin_key_env, metrics, ready_checks_ups
         raise click.BadParameter(f"{api_key_problem(api_key)}, so no client could ever present it. {API_KEY_HINT}",
                                  param_hint=f"--api-key / {KEY_ENV}")
     admin_key = _admin_key(admin_key_env, api_key_problem, API_KEY_HINT)
+    for key, what, named in ((api_key, "the API key", f"--api-key / {KEY_ENV}"),
+                             (admin_key, f"the admin key in {admin_key_env}", "--admin-key-env")):
+        weak = None if is_loopback(host) else exposed_key_problem(key, host)
+        if weak:  # named by its variable, never shown
+            raise click.BadParameter(f"{what}: {weak}", param_hint=named)
     json_logs = log_format == "json"
     warnings: list[str] = []  # said on stderr: at once as text, or with --log-format json once its lines are set up
     sandbox = _sandbox_config(code_options, warnings if json_logs else None)

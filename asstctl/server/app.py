@@ -312,6 +312,15 @@ class ApiMiddleware:
 
 
 API_KEY_HINT = "Use printable ASCII without spaces, e.g. `openssl rand -hex 16`."
+MIN_EXPOSED_KEY = 16  # characters: the least a key (the server's, the admin's) has when listening beyond loopback
+
+
+def exposed_key_problem(key: str | None, host: str) -> str | None:
+    """Why ``key`` is too weak for a server on ``host``, beyond loopback (never echoing it or its length), or None."""
+    if not key or len(key) >= MIN_EXPOSED_KEY:
+        return None
+    return (f"it is shorter than {MIN_EXPOSED_KEY} characters, too easy to guess on {host}, which is beyond loopback: "
+            "use a longer one, e.g. `openssl rand -hex 16`, or listen on 127.0.0.1")
 
 
 def api_key_problem(key: str | None) -> str | None:

@@ -720,6 +720,23 @@ def test_an_admin_key_equal_to_the_api_key_is_refused_at_start(tmp_path):
     assert "the admin key is the server's API key" in refused.value.message and KEY not in str(refused.value)
 
 
+@pytest.mark.parametrize("env, option, named", [
+    ({"ASSTCTL_SERVER_API_KEY": KEY, "F26_SHORT": "short-admin"}, ["--admin-key-env", "F26_SHORT"],
+     "--admin-key-env: the admin key in F26_SHORT"),
+    ({"ASSTCTL_SERVER_API_KEY": "short-server"}, [], "--api-key / ASSTCTL_SERVER_API_KEY: the API key"),
+])
+def test_a_short_key_is_refused_beyond_loopback_by_its_variable(env, option, named):
+    from click.testing import CliRunner
+
+    from asstctl.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--db", ":memory:", *option], env=env)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{named}: it is shorter than 16 characters, too easy to guess on 0.0.0.0, which is beyond loopback: " \
+           "use a longer one, e.g. `openssl rand -hex 16`, or listen on 127.0.0.1" in result.output, result.output
+    assert "short-" not in result.output
+
+
 class Collector:
     """An OTLP/HTTP trace collector on loopback: the protobuf bodies POSTed to /v1/traces."""
 
