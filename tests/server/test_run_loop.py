@@ -222,6 +222,15 @@ def test_an_upstream_without_usage_gets_the_estimate(scripted, upstream):
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
     # 3 reply priming + system (3 + 3) + user (3 + 2) = 14 prompt tokens; "abcdefgh" = 2
     assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (14, 2)
+    # one that ignores max_tokens too: the reply is counted here, cut at the cap and the run ends incomplete
+    long = "".join(f"word{i:04d} " for i in range(800))  # 8000 characters, about 2000 tokens
+    upstream.queue(Text(long, deltas=[long[i:i + 200] for i in range(0, len(long), 200)], omit_usage=True))
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
+    assert sent(upstream)["max_tokens"] == 256
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert run.usage.completion_tokens == 256
+    message = sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert message.status == "incomplete" and message.content[0].text.value == long[:1024]  # 4 characters a token
 
 
 # -- request messages ------------------------------------------------------------------------------

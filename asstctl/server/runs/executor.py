@@ -342,6 +342,8 @@ class RunExecutor(ReplicaHooks, ToolRounds):
                     await self.store.call(writer.feed_all, batch)
                 else:  # nothing to store
                     writer.feed_all(batch)
+                if writer.cut:  # over the call's completion budget (writer.py): the rest is not read
+                    break
         run, usage = await self.store.call(self._finish, run, book, writer, turn, rest)
         if run is None:  # answered
             return None

@@ -11,6 +11,12 @@ the first fragment of a call carries its id (the engine's, else a new ``call_...
 name. With ``parallel_tool_calls: false`` only the model's first call is kept. The code of a
 ``code_interpreter`` call streams as it is generated: the ``code`` string of its arguments is decoded
 fragment by fragment and each new piece becomes a ``code_interpreter.input`` step delta.
+
+The reply is never above the call's completion budget (the run's ``max_completion_tokens`` less what
+its earlier calls used): an upstream that ignores ``max_tokens`` is counted here (``tokens.counter``,
+checked as the text grows), and once the text passes the budget it is cut there and the call ends with
+``finish_reason: length`` (the run ends ``incomplete``, ``max_completion_tokens``); the executor then
+stops reading the upstream.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ class TurnWriter:
         self.calls: list[dict[str, Any]] = []  # {index, id, name, arguments, type}
         self._by_index: dict[int, dict[str, Any]] = {}
         self.end: TurnEnd | None = None
+        self.budget = _budget(run, book)  # completion tokens this call may use (None: no cap)
+        self._count = tokens.counter(run.get("model") or "")
+        self._check_at = 0  # the text length at which it is counted next
+        self.cut = False  # the text reached the budget: the rest of the upstream's reply is not read
 
     @property
     def text(self) -> str:
@@ -77,6 +87,8 @@ class TurnWriter:
             self._open_message()
         elif not text:
             return
+        if self.budget is not None and self._length + len(text) >= self._check_at:
+            text = self._within_budget(text)
         self._parts.append(text)
         self._length += len(text)
         block: dict[str, Any] = {"index": 0, "type": "text", "text": {"value": text}}
@@ -89,6 +101,18 @@ class TurnWriter:
                        self._length / WRITE_CHARS_PER_SECOND)
         if time.monotonic() - self._written_at >= interval:
             self.flush()
+
+    def _within_budget(self, text: str) -> str:
+        """``text`` (the next delta), cut where the whole text reaches the budget (then the turn ends)."""
+        whole = self.text + text
+        used = self._count(whole)
+        if used <= self.budget:
+            self._check_at = len(whole) + max(1, self.budget - used)  # (a token is at least one character)
+            return text
+        kept = tokens.first_tokens(whole, self.budget, self.run.get("model") or "")
+        self.end = TurnEnd("length", Usage(), None)  # usage: estimated_usage, the budget at most
+        self.cut = True
+        return kept[self._length:]
 
     def _call(self, delta: ToolCallDelta) -> None:
         entry = self._by_index.get(delta.index)
@@ -204,6 +228,12 @@ class TurnWriter:
         step["_usage"] = usage
         self.ex.store.put("step", step, self.run["id"])
         return step
+
+
+def _budget(run: dict[str, Any], book: dict[str, Any]) -> int | None:
+    if not run.get("max_completion_tokens"):
+        return None
+    return max(0, run["max_completion_tokens"] - book["usage"]["completion_tokens"])
 
 
 def estimated_usage(turn, writer: TurnWriter) -> Usage:
