@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Iterator
 
 import pytest
@@ -110,7 +111,7 @@ def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(c
     reasoning = next(b for b in accepted if b["model"] == "o3-mini")
     assert reasoning["messages"][0]["role"] == "system" and "temperature" not in reasoning
     last = accepted[-1]
-    assert last["response_format"] == {"type": "json_object"}
+    assert last["response_format"] == {"type": "json_object", "schema": CITY["json_schema"]["schema"]}  # a grammar
     assert json.dumps(CITY["json_schema"]["schema"]) in last["messages"][0]["content"]
 
 
@@ -219,7 +220,8 @@ def test_asstctl_serve_with_only_upstream_learns_llama_cpp_through_a_tool_round_
     assert upstream.refusals == 3  # content null, the developer role, json_schema: once each
     accepted = [r.body for r in upstream.requests if llama_cpp(r.body) is None]
     assert [m["content"] for _, m in tool_call_messages(accepted[1])] == [""]
-    assert accepted[0]["messages"][0]["role"] == "system" and accepted[-1]["response_format"] == {"type": "json_object"}
+    assert accepted[0]["messages"][0]["role"] == "system" and accepted[-1]["response_format"] == {
+        "type": "json_object", "schema": CITY["json_schema"]["schema"]}
 
 
 def test_the_ollama_profile_sends_nothing_ollama_would_refuse_or_ignore(contract):
@@ -323,6 +325,18 @@ def test_shape_and_learn_round_trip():
     assert dialects.learn("the stop parameter is not supported", {**sent, "top_p": 1}, start) is None
     assert dialects.learn("Input should be a valid string", sent, dialects.PROFILES["openai"]) is None
     assert body["messages"][1]["content"] is None  # the canonical request is never changed
+    schema = CITY["json_schema"]["schema"]
+    shaped = dialects.shape({**body, "response_format": CITY}, dialects.PROFILES["llama.cpp"], reasoning=False)
+    assert shaped["response_format"] == {"type": "json_object", "schema": schema}  # enforced as a grammar
+    strict = replace(start, json_schema=False)  # a stricter server refuses the schema key: json_object alone
+    refusal = "1 validation error: response_format.schema Extra inputs are not permitted"
+    plain = dialects.learn(refusal, dialects.shape({**body, "response_format": CITY}, strict, False), strict)
+    assert plain.json_object_schema is False and plain.json_object is True
+    assert dialects.shape({**body, "response_format": CITY}, plain, False)["response_format"] == {"type": "json_object"}
+    assert dialects.learn("'response_format.type' must be 'json_schema' or 'text'",  # json_object itself refused
+                          shaped, strict).json_object is False
+    # llama-cpp-python's grammar lets a raw newline into a string: taken as it is (SmolLM2 wrote one)
+    assert dialects.schema_problem('{"city": "Pa\nris"}', CITY) is None
 
 
 def test_what_is_learned_is_remembered_for_a_bounded_number_of_models_least_recently_used_first(contract, monkeypatch):
