@@ -26,6 +26,7 @@ from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 CITY = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}}}
 
@@ -39,9 +40,9 @@ def replica_upstream(refuse) -> Iterator[ScriptedUpstream]:
     assert not upstream.problems, upstream.problems
 
 
-def weather_round(sdk, upstream: ScriptedUpstream, **options):
+def weather_round(sdk, upstream: ScriptedUpstream, tools=(WEATHER,), **options):
     """One function tool round (get_weather called, its output submitted): (the run as it ended, its thread)."""
-    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
+    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=list(tools))
     upstream.queue(ToolCalls([Call("get_weather", {"city": "Paris"})]), Text("Sunny in Paris."))
     thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Weather in Paris?"}])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10,
@@ -56,7 +57,8 @@ def weather_round(sdk, upstream: ScriptedUpstream, **options):
 
 def scenario(sdk, upstream: ScriptedUpstream) -> None:
     """The four kinds of run every dialect must get through."""
-    run, thread = weather_round(sdk, upstream, tool_choice="required")
+    # two tools: `required` goes as it is (with one it goes as that tool, named)
+    run, thread = weather_round(sdk, upstream, tools=(WEATHER, CLOCK), tool_choice="required")
     assert run.status == "completed", run.last_error
     bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
 

@@ -145,16 +145,41 @@ def test_offered_tools_and_mapped_tool_choice(scripted, upstream):
     bot, thread = ask(sdk, tools=[TIME_TOOL, DATE_TOOL])
     forced = {"type": "function", "function": {"name": "get_date"}}
     for choice, expected in (("none", "none"), ("required", "required"), (forced, forced), (None, "auto")):
+        if choice in ("required", forced):
+            upstream.queue(ToolCalls([Call("get_date", {}, id=f"call_{len(upstream.requests)}")]))
         run = sdk.beta.threads.runs.create_and_poll(
             thread_id=thread.id, assistant_id=bot.id, **({"tool_choice": choice} if choice else {}))
-        assert run.status == "completed"
+        assert run.status == ("requires_action" if choice in ("required", forced) else "completed"), run.last_error
         assert sent(upstream)["tool_choice"] == expected
+        if run.status == "requires_action":
+            call = run.required_action.submit_tool_outputs.tool_calls[0]
+            sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+                thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "Monday"}])
     offered = sent(upstream)["tools"]
     assert [t["function"]["name"] for t in offered] == ["get_time", "get_date"]
     assert offered[0]["function"]["parameters"] == TIME_TOOL["function"]["parameters"]
     plain, thread2 = ask(sdk)
     sdk.beta.threads.runs.create_and_poll(thread_id=thread2.id, assistant_id=plain.id)
     assert "tools" not in sent(upstream) and "tool_choice" not in sent(upstream)
+
+
+def test_a_tool_choice_the_upstream_ignores_is_asked_once_more_then_fails_the_run(scripted, upstream):
+    """llama.cpp ignores tool_choice required: with one tool it goes as that tool, named (which llama.cpp
+    enforces); a text answer anyway fails its step and the model is asked again, once; twice fails the run."""
+    sdk, _ = scripted.start()
+    upstream.queue(Text("It is noon, I guess."), ToolCalls([Call("get_time", {}, id="call_t")]), Text("a"), Text("b"))
+    bot, thread = ask(sdk, "time?", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, tool_choice="required")
+    assert run.status == "requires_action" and len(upstream.requests) == 2
+    assert sent(upstream, 0)["tool_choice"] == {"type": "function", "function": {"name": "get_time"}}
+    assert [m["role"] for m in sent(upstream, 1)["messages"]] == ["user"]  # the ignored answer is not sent back
+    first, _ = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    assert first.status == "failed" and "ignored tool_choice (required)" in first.last_error.message
+    assert sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0].status == "incomplete"
+    other = sdk.beta.threads.create(messages=[{"role": "user", "content": "time?"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=other.id, assistant_id=bot.id, tool_choice="required")
+    assert run.status == "failed" and len(upstream.requests) == 4
+    assert "ignored tool_choice (required)" in run.last_error.message and "asked twice" in run.last_error.message
 
 
 def test_parallel_tool_calls_false_keeps_one_call(scripted, upstream):

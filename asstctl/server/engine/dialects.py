@@ -113,6 +113,9 @@ def shape(body: dict[str, Any], dialect: Dialect, reasoning: bool) -> dict[str, 
         if mode in ("max_tokens", "both"):
             out["max_tokens"] = limit
     choice = out.get("tool_choice")
+    tools = out.get("tools") or []
+    if choice == "required" and len(tools) == 1 and dialect.tool_choice_named:  # the same, and what llama.cpp
+        choice = out["tool_choice"] = {"type": "function", "function": {"name": tools[0]["function"]["name"]}}  # enforces
     if (choice == "required" and not dialect.tool_choice_required) or \
             (isinstance(choice, dict) and not dialect.tool_choice_named):
         out["tool_choice"] = "auto"

@@ -438,7 +438,7 @@ class RunExecutor(ReplicaHooks, ToolRounds):
             self._usage_on_closed_message(writer, usage)
             if writer.calls:
                 return run
-            return self._answer(run, book, writer, usage, end)
+            return self._choice_ignored(run, book, writer, turn) or self._answer(run, book, writer, usage, end)
 
     def _stopped(self, run: dict[str, Any]) -> None:
         if run["status"] == "cancelling":

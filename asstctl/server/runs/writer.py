@@ -215,6 +215,19 @@ class TurnWriter:
         self.ex.store.put("step", step, self.run["id"])
         self.ex.emit(self.run, "thread.run.step.completed", public(step))
 
+    def fail_message(self, error: str) -> None:
+        """This call's answer is not part of the turn (``rounds._choice_ignored``): its message ends
+        ``incomplete`` and its step ``failed`` with ``error``."""
+        self.ensure_message()
+        message, step, at = self.message, self.message_step, now()
+        message.update(content=text_content(self.text), status="incomplete", incomplete_at=at,
+                       incomplete_details={"reason": "run_failed"})
+        self.ex.store.put("message", message, self.run["thread_id"])
+        self.ex.emit(self.run, "thread.message.incomplete", message)
+        step.update(status="failed", failed_at=at, last_error={"code": "server_error", "message": error})
+        self.ex.store.put("step", step, self.run["id"])
+        self.ex.emit(self.run, "thread.run.step.failed", public(step))
+
     # -- the tool calls -------------------------------------------------------------------
     def function_calls(self) -> list[dict[str, Any]]:
         return [c for c in self.calls if c["type"] == "function"]
