@@ -182,6 +182,24 @@ def test_a_tool_choice_the_upstream_ignores_is_asked_once_more_then_fails_the_ru
     assert "ignored tool_choice (required)" in run.last_error.message and "asked twice" in run.last_error.message
 
 
+def test_a_call_of_a_tool_the_run_never_declared_is_answered_to_the_model_not_the_client(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("rm_rf", {"path": "/"}, id="call_rm"), Call("file_search", {}, id="call_fs")]),
+                   ToolCalls([Call("rm_rf", {}, id="call_rm2"), Call("get_time", {}, id="call_ok")]), Text("noon"))
+    bot, thread = ask(sdk, "time?", tools=[TIME_TOOL])  # file_search is not enabled: undeclared too
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "requires_action" and len(upstream.requests) == 2  # the first round never paused
+    assert [c.id for c in run.required_action.submit_tool_outputs.tool_calls] == ["call_ok"]
+    answered = {m["tool_call_id"]: m["content"] for m in sent(upstream, 1)["messages"] if m["role"] == "tool"}
+    assert answered == {"call_rm": "Error: there is no tool named 'rm_rf'; the tools are: get_time.",
+                        "call_fs": "Error: there is no tool named 'file_search'; the tools are: get_time."}
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_ok", "output": "12:00"}])
+    assert run.status == "completed"
+    answered = {m["tool_call_id"]: m["content"] for m in sent(upstream, 2)["messages"] if m["role"] == "tool"}
+    assert answered["call_rm2"].startswith("Error: there is no tool named 'rm_rf'") and answered["call_ok"] == "12:00"
+
+
 def test_parallel_tool_calls_false_keeps_one_call(scripted, upstream):
     sdk, _ = scripted.start()
     upstream.queue(ToolCalls([Call("get_time", {}, id="call_1"), Call("get_date", {}, id="call_2")]))

@@ -153,7 +153,7 @@ class ToolRounds:
     def _complete_tool_step(self, run: dict, step: dict, outputs: dict[str, str]) -> None:
         for call in step["step_details"]["tool_calls"]:
             if call["type"] == "function":
-                call["function"]["output"] = outputs.get(call["id"])
+                call["function"]["output"] = outputs.get(call["id"], call["function"].get("output"))  # (undeclared: its error)
         step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
         self.store.put("step", step, run["id"])
         self.emit(run, "thread.run.step.completed", public(step))

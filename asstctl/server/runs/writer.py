@@ -8,7 +8,9 @@ streaming run, and with the message's length, ``WRITE_CHARS_PER_SECOND``, so sto
 bounded). The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
 message, if the model wrote text first) and every fragment becomes a ``thread.run.step.delta``;
 the first fragment of a call carries its id (the engine's, else a new ``call_...``), type and
-name. With ``parallel_tool_calls: false`` only the model's first call is kept. The code of a
+name. With ``parallel_tool_calls: false`` only the model's first call is kept. A call of a function the
+run does not declare (nor an enabled built-in tool) never reaches the client: it is answered to the
+model as a tool error naming the tools there are, and the turn goes on (another model call, counted). The code of a
 ``code_interpreter`` call streams as it is generated: the ``code`` string of its arguments is decoded
 fragment by fragment and each new piece becomes a ``code_interpreter.input`` step delta.
 
@@ -44,6 +46,8 @@ class TurnWriter:
     def __init__(self, executor, run: dict[str, Any], book: dict[str, Any], offered, parallel: bool):
         self.ex, self.run, self.book, self.call_no = executor, run, book, book["calls"]
         self.offered, self.parallel = offered, parallel
+        self.declared = [t["function"]["name"] for t in run.get("tools") or [] if t.get("type") == "function"]
+        self.declared += [name for name in offered.by_name if name not in self.declared]  # enabled built-ins
         self.message: dict[str, Any] | None = None
         self.message_step: dict[str, Any] | None = None
         self._parts: list[str] = []  # the text so far, joined when read (appending to one long str copies it)
@@ -146,6 +150,9 @@ class TurnWriter:
         builtin = self.offered.by_name.get(name)
         entry = {"index": len(self.calls), "id": delta.id or new_id("call"), "name": name,
                  "arguments": delta.arguments, "type": builtin[0] if builtin else "function"}
+        if not builtin and name not in self.declared:  # answered to the model, never asked of the client
+            entry["error"] = (f"Error: there is no tool named {name!r}; the tools are: "
+                              f"{', '.join(self.declared) or 'none'}.")
         self.calls.append(entry)
         self._by_index[delta.index] = entry
         if builtin:
@@ -230,7 +237,8 @@ class TurnWriter:
 
     # -- the tool calls -------------------------------------------------------------------
     def function_calls(self) -> list[dict[str, Any]]:
-        return [c for c in self.calls if c["type"] == "function"]
+        """The calls the client answers (a call of a function the run does not declare is answered here)."""
+        return [c for c in self.calls if c["type"] == "function" and "error" not in c]
 
     def builtin_calls(self) -> list[dict[str, Any]]:
         return [c for c in self.calls if c["type"] != "function"]
@@ -264,9 +272,10 @@ def estimated_usage(turn, writer: TurnWriter) -> Usage:
 
 
 def call_details(call: dict[str, Any]) -> dict[str, Any]:
-    """A call of the model as a ``tool_calls`` step shows it while it waits (output None or empty)."""
+    """A call of the model as a ``tool_calls`` step shows it while it waits (output None or empty; a call of a
+    function the run does not declare: its error, as the model is told)."""
     if call["type"] == "function":
         return {"id": call["id"], "type": "function",
-                "function": {"name": call["name"], "arguments": call["arguments"], "output": None}}
+                "function": {"name": call["name"], "arguments": call["arguments"], "output": call.get("error")}}
     body = {"input": "", "outputs": []} if call["type"] == "code_interpreter" else {}
     return {"id": call["id"], "type": call["type"], call["type"]: body}
