@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Iterator
 
 import pytest
@@ -25,6 +26,7 @@ from tests.upstream import Call, ScriptedUpstream, Text, ToolCalls
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 CITY = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}}}
 
@@ -38,9 +40,9 @@ def replica_upstream(refuse) -> Iterator[ScriptedUpstream]:
     assert not upstream.problems, upstream.problems
 
 
-def weather_round(sdk, upstream: ScriptedUpstream, **options):
+def weather_round(sdk, upstream: ScriptedUpstream, tools=(WEATHER,), **options):
     """One function tool round (get_weather called, its output submitted): (the run as it ended, its thread)."""
-    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
+    bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=list(tools))
     upstream.queue(ToolCalls([Call("get_weather", {"city": "Paris"})]), Text("Sunny in Paris."))
     thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "Weather in Paris?"}])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, poll_interval_ms=10,
@@ -55,7 +57,8 @@ def weather_round(sdk, upstream: ScriptedUpstream, **options):
 
 def scenario(sdk, upstream: ScriptedUpstream) -> None:
     """The four kinds of run every dialect must get through."""
-    run, thread = weather_round(sdk, upstream, tool_choice="required")
+    # two tools: `required` goes as it is (with one it goes as that tool, named)
+    run, thread = weather_round(sdk, upstream, tools=(WEATHER, CLOCK), tool_choice="required")
     assert run.status == "completed", run.last_error
     bot = sdk.beta.assistants.create(model="gpt-4o", instructions="Be brief.", tools=[WEATHER])
 
@@ -110,7 +113,7 @@ def test_llama_cpp_learns_empty_content_system_role_max_tokens_and_json_object(c
     reasoning = next(b for b in accepted if b["model"] == "o3-mini")
     assert reasoning["messages"][0]["role"] == "system" and "temperature" not in reasoning
     last = accepted[-1]
-    assert last["response_format"] == {"type": "json_object"}
+    assert last["response_format"] == {"type": "json_object", "schema": CITY["json_schema"]["schema"]}  # a grammar
     assert json.dumps(CITY["json_schema"]["schema"]) in last["messages"][0]["content"]
 
 
@@ -219,7 +222,8 @@ def test_asstctl_serve_with_only_upstream_learns_llama_cpp_through_a_tool_round_
     assert upstream.refusals == 3  # content null, the developer role, json_schema: once each
     accepted = [r.body for r in upstream.requests if llama_cpp(r.body) is None]
     assert [m["content"] for _, m in tool_call_messages(accepted[1])] == [""]
-    assert accepted[0]["messages"][0]["role"] == "system" and accepted[-1]["response_format"] == {"type": "json_object"}
+    assert accepted[0]["messages"][0]["role"] == "system" and accepted[-1]["response_format"] == {
+        "type": "json_object", "schema": CITY["json_schema"]["schema"]}
 
 
 def test_the_ollama_profile_sends_nothing_ollama_would_refuse_or_ignore(contract):
@@ -323,6 +327,18 @@ def test_shape_and_learn_round_trip():
     assert dialects.learn("the stop parameter is not supported", {**sent, "top_p": 1}, start) is None
     assert dialects.learn("Input should be a valid string", sent, dialects.PROFILES["openai"]) is None
     assert body["messages"][1]["content"] is None  # the canonical request is never changed
+    schema = CITY["json_schema"]["schema"]
+    shaped = dialects.shape({**body, "response_format": CITY}, dialects.PROFILES["llama.cpp"], reasoning=False)
+    assert shaped["response_format"] == {"type": "json_object", "schema": schema}  # enforced as a grammar
+    strict = replace(start, json_schema=False)  # a stricter server refuses the schema key: json_object alone
+    refusal = "1 validation error: response_format.schema Extra inputs are not permitted"
+    plain = dialects.learn(refusal, dialects.shape({**body, "response_format": CITY}, strict, False), strict)
+    assert plain.json_object_schema is False and plain.json_object is True
+    assert dialects.shape({**body, "response_format": CITY}, plain, False)["response_format"] == {"type": "json_object"}
+    assert dialects.learn("'response_format.type' must be 'json_schema' or 'text'",  # json_object itself refused
+                          shaped, strict).json_object is False
+    # llama-cpp-python's grammar lets a raw newline into a string: taken as it is (SmolLM2 wrote one)
+    assert dialects.schema_problem('{"city": "Pa\nris"}', CITY) is None
 
 
 def test_what_is_learned_is_remembered_for_a_bounded_number_of_models_least_recently_used_first(contract, monkeypatch):

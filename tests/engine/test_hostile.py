@@ -302,11 +302,17 @@ def test_cancel_reaches_cancelled_within_a_second_every_time(sdk):
 
 def test_tool_call_ids_and_names_are_cleaned_and_scrubbed(hostile, sdk):
     """A lone surrogate in a call id (it failed the run: UnicodeEncodeError) and the key as a call id or
-    name (it reached required_action): replaced, and the tool round completes with the id shown."""
+    name (it reached required_action): replaced, and the tool round completes with the id shown; a name
+    that is not a declared tool (the key, redacted) is answered to the model, never to the client."""
     server, upstream = hostile
+    run = run_on(sdk, "call-name-key", tools=[WEATHER])
+    assert run.status == "completed" and reply_of(sdk, run) == "done.", run.last_error
+    steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")
+    (call,) = steps.data[0].step_details.tool_calls
+    assert call.function.name == "fn_[redacted]" and call.function.output.startswith("Error: there is no tool named")
+    assert KEY[:6] not in steps.model_dump_json() and KEY[:6] not in run.model_dump_json()
     for behaviour, shown in (("call-id-surrogate", ("call_\ufffdx", "get_weather")),
-                             ("call-id-key", ("call_[redacted]", "get_weather")),
-                             ("call-name-key", ("call_named", "fn_[redacted]"))):
+                             ("call-id-key", ("call_[redacted]", "get_weather"))):
         run = run_on(sdk, behaviour, tools=[WEATHER])
         assert run.status == "requires_action", (behaviour, run.status, run.last_error)
         (call,) = run.required_action.submit_tool_outputs.tool_calls

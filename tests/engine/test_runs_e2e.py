@@ -115,16 +115,17 @@ def test_tool_call_argument_fragments_stream_as_run_step_deltas(keyed, sdk):
 @pytest.mark.parametrize("choice, sent", [
     ("none", "none"),
     ("auto", "auto"),
-    ("required", "required"),
+    ("required", {"type": "function", "function": {"name": "get_weather"}}),  # the one tool: the same, named
     ({"type": "function", "function": {"name": "get_weather"}}, {"type": "function", "function": {"name": "get_weather"}}),
 ])
 def test_tool_choice_is_mapped_to_the_upstream(keyed, sdk, choice, sent):
-    keyed.queue(Text("ok"))
+    forced = choice not in ("none", "auto")
+    keyed.queue(ToolCalls([Call("get_weather", {"city": "Oslo"})]) if forced else Text("ok"))
     bot = assistant(sdk, tools=[WEATHER])
     thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, tool_choice=choice,
                                                 parallel_tool_calls=False, poll_interval_ms=10)
-    assert run.status == "completed"
+    assert run.status == ("requires_action" if forced else "completed")
     body = keyed.requests[0].body
     assert body["tool_choice"] == sent and body["parallel_tool_calls"] is False
     assert [t["function"]["name"] for t in body["tools"]] == ["get_weather"]

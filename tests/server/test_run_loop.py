@@ -145,16 +145,59 @@ def test_offered_tools_and_mapped_tool_choice(scripted, upstream):
     bot, thread = ask(sdk, tools=[TIME_TOOL, DATE_TOOL])
     forced = {"type": "function", "function": {"name": "get_date"}}
     for choice, expected in (("none", "none"), ("required", "required"), (forced, forced), (None, "auto")):
+        if choice in ("required", forced):
+            upstream.queue(ToolCalls([Call("get_date", {}, id=f"call_{len(upstream.requests)}")]))
         run = sdk.beta.threads.runs.create_and_poll(
             thread_id=thread.id, assistant_id=bot.id, **({"tool_choice": choice} if choice else {}))
-        assert run.status == "completed"
+        assert run.status == ("requires_action" if choice in ("required", forced) else "completed"), run.last_error
         assert sent(upstream)["tool_choice"] == expected
+        if run.status == "requires_action":
+            call = run.required_action.submit_tool_outputs.tool_calls[0]
+            sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+                thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "Monday"}])
     offered = sent(upstream)["tools"]
     assert [t["function"]["name"] for t in offered] == ["get_time", "get_date"]
     assert offered[0]["function"]["parameters"] == TIME_TOOL["function"]["parameters"]
     plain, thread2 = ask(sdk)
     sdk.beta.threads.runs.create_and_poll(thread_id=thread2.id, assistant_id=plain.id)
     assert "tools" not in sent(upstream) and "tool_choice" not in sent(upstream)
+
+
+def test_a_tool_choice_the_upstream_ignores_is_asked_once_more_then_fails_the_run(scripted, upstream):
+    """llama.cpp ignores tool_choice required: with one tool it goes as that tool, named (which llama.cpp
+    enforces); a text answer anyway fails its step and the model is asked again, once; twice fails the run."""
+    sdk, _ = scripted.start()
+    upstream.queue(Text("It is noon, I guess."), ToolCalls([Call("get_time", {}, id="call_t")]), Text("a"), Text("b"))
+    bot, thread = ask(sdk, "time?", tools=[TIME_TOOL])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, tool_choice="required")
+    assert run.status == "requires_action" and len(upstream.requests) == 2
+    assert sent(upstream, 0)["tool_choice"] == {"type": "function", "function": {"name": "get_time"}}
+    assert [m["role"] for m in sent(upstream, 1)["messages"]] == ["user"]  # the ignored answer is not sent back
+    first, _ = sdk.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    assert first.status == "failed" and "ignored tool_choice (required)" in first.last_error.message
+    assert sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0].status == "incomplete"
+    other = sdk.beta.threads.create(messages=[{"role": "user", "content": "time?"}])
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=other.id, assistant_id=bot.id, tool_choice="required")
+    assert run.status == "failed" and len(upstream.requests) == 4
+    assert "ignored tool_choice (required)" in run.last_error.message and "asked twice" in run.last_error.message
+
+
+def test_a_call_of_a_tool_the_run_never_declared_is_answered_to_the_model_not_the_client(scripted, upstream):
+    sdk, _ = scripted.start()
+    upstream.queue(ToolCalls([Call("rm_rf", {"path": "/"}, id="call_rm"), Call("file_search", {}, id="call_fs")]),
+                   ToolCalls([Call("rm_rf", {}, id="call_rm2"), Call("get_time", {}, id="call_ok")]), Text("noon"))
+    bot, thread = ask(sdk, "time?", tools=[TIME_TOOL])  # file_search is not enabled: undeclared too
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
+    assert run.status == "requires_action" and len(upstream.requests) == 2  # the first round never paused
+    assert [c.id for c in run.required_action.submit_tool_outputs.tool_calls] == ["call_ok"]
+    answered = {m["tool_call_id"]: m["content"] for m in sent(upstream, 1)["messages"] if m["role"] == "tool"}
+    assert answered == {"call_rm": "Error: there is no tool named 'rm_rf'; the tools are: get_time.",
+                        "call_fs": "Error: there is no tool named 'file_search'; the tools are: get_time."}
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_ok", "output": "12:00"}])
+    assert run.status == "completed"
+    answered = {m["tool_call_id"]: m["content"] for m in sent(upstream, 2)["messages"] if m["role"] == "tool"}
+    assert answered["call_rm2"].startswith("Error: there is no tool named 'rm_rf'") and answered["call_ok"] == "12:00"
 
 
 def test_parallel_tool_calls_false_keeps_one_call(scripted, upstream):
@@ -222,6 +265,15 @@ def test_an_upstream_without_usage_gets_the_estimate(scripted, upstream):
     run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id)
     # 3 reply priming + system (3 + 3) + user (3 + 2) = 14 prompt tokens; "abcdefgh" = 2
     assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (14, 2)
+    # one that ignores max_tokens too: the reply is counted here, cut at the cap and the run ends incomplete
+    long = "".join(f"word{i:04d} " for i in range(800))  # 8000 characters, about 2000 tokens
+    upstream.queue(Text(long, deltas=[long[i:i + 200] for i in range(0, len(long), 200)], omit_usage=True))
+    run = sdk.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=bot.id, max_completion_tokens=256)
+    assert sent(upstream)["max_tokens"] == 256
+    assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
+    assert run.usage.completion_tokens == 256
+    message = sdk.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert message.status == "incomplete" and message.content[0].text.value == long[:1024]  # 4 characters a token
 
 
 # -- request messages ------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Servers disagree on a few fields: llama-cpp-python refuses ``content: null`` on 
 with ``tool_calls`` (500, "Input should be a valid string") where Bedrock refuses ``""``; older vLLM,
 Mistral and others refuse fields they do not know (``max_completion_tokens``, ``stream_options``,
 ``parallel_tool_calls``: "Extra inputs are not permitted"), the ``developer`` role, ``json_schema``
-output or ``tool_choice: required``. :class:`Dialect` is one set of those choices; :func:`shape` turns
+output (then ``json_object`` with the schema stated in the instructions and as the ``schema`` key, which
+llama-cpp-python and llama.cpp's server enforce as a grammar; a server that refuses that key is sent
+the ``json_object`` alone) or ``tool_choice: required``. :class:`Dialect` is one set of those choices; :func:`shape` turns
 the engine's canonical request into it; :func:`learn` reads a refusal (a 400/422, or a 500 whose body
 is a validation error naming the field) and returns the dialect that avoids it, or None when the
 refusal names nothing it can adapt. The engine remembers what it learned per upstream model for the
@@ -30,6 +32,7 @@ _REFUSAL = re.compile(
     r"not supported|does not support|unrecognized|unknown (field|parameter|argument|variant|role)|invalid|"
     r"is not one of|not allowed|\bmust\b|should be|expected|cannot be|can't be|unexpected|unavailable", re.I)
 _VALIDATION = re.compile(r"validation error|input should|extra inputs|field required|['\"]loc['\"]", re.I)
+_SCHEMA_KEY = re.compile(r"\bschema\b", re.I)  # names a json_object's schema key (not json_schema, JSON Schema's type)
 JSON_INSTRUCTION = "Answer with one JSON object, and nothing else, that matches this JSON Schema:\n"
 
 
@@ -39,7 +42,8 @@ class Dialect:
     tool_call_content: str = "null"  # "null" | "empty" ("") | "absent": content of an assistant message with tool_calls
     developer_role: bool = True  # False: the developer message goes as "system"
     max_tokens: str = "max_completion_tokens"  # | "max_tokens" | "both"
-    json_schema: bool = True  # False: json_object with the schema stated in the instructions
+    json_schema: bool = True  # False: json_object with the schema stated in the instructions (and as its ``schema``)
+    json_object_schema: bool = True  # False: that json_object without its ``schema`` key (a server refused it)
     json_object: bool = True  # False: no response_format at all (the instructions still ask for JSON)
     tool_choice_required: bool = True  # False: "required" goes as "auto"
     tool_choice_named: bool = True  # False: a named function goes as "auto"
@@ -69,12 +73,12 @@ PROFILES: dict[str, Dialect] = {
     # ``parallel_tool_calls``, which the proxy itself refuses for providers whose config lacks it (400
     # "litellm.UnsupportedParamsError: <provider> does not support parameters"). A proxy in front of a
     # stricter backend: the backend's own profile, or none (learned).
-    "litellm": Dialect("litellm", developer_role=False, max_tokens="max_tokens", json_schema=False,
+    "litellm": Dialect("litellm", developer_role=False, max_tokens="max_tokens", json_schema=False, json_object_schema=False,
                        dropped=frozenset({"parallel_tool_calls"}), fixed=True),
     "mistral": Dialect("mistral", tool_call_content="empty", developer_role=False, max_tokens="max_tokens", tool_choice_required=True,
                        dropped=frozenset({"stream_options", "parallel_tool_calls", "reasoning_effort"}), fixed=True),
     "groq": Dialect("groq", developer_role=False, max_tokens="max_completion_tokens", fixed=True),
-    "deepseek": Dialect("deepseek", developer_role=False, max_tokens="max_tokens", json_schema=False,
+    "deepseek": Dialect("deepseek", developer_role=False, max_tokens="max_tokens", json_schema=False, json_object_schema=False,
                         dropped=frozenset({"parallel_tool_calls"}), fixed=True),
     "bedrock": Dialect("bedrock", tool_call_content="null", developer_role=False, max_tokens="max_tokens",
                        dropped=frozenset({"parallel_tool_calls"}), fixed=True),
@@ -83,7 +87,7 @@ PROFILES: dict[str, Dialect] = {
     # Anthropic's OpenAI SDK compatibility takes developer/system (hoisted), max_completion_tokens,
     # stream_options and parallel_tool_calls, but ignores response_format: the schema goes in the
     # instructions and the answer is checked here (docs.anthropic.com/en/api/openai-sdk).
-    "anthropic": Dialect("anthropic", json_schema=False, fixed=True),
+    "anthropic": Dialect("anthropic", json_schema=False, json_object_schema=False, fixed=True),
 }
 
 
@@ -109,6 +113,9 @@ def shape(body: dict[str, Any], dialect: Dialect, reasoning: bool) -> dict[str, 
         if mode in ("max_tokens", "both"):
             out["max_tokens"] = limit
     choice = out.get("tool_choice")
+    tools = out.get("tools") or []
+    if choice == "required" and len(tools) == 1 and dialect.tool_choice_named:  # the same, and what llama.cpp
+        choice = out["tool_choice"] = {"type": "function", "function": {"name": tools[0]["function"]["name"]}}  # enforces
     if (choice == "required" and not dialect.tool_choice_required) or \
             (isinstance(choice, dict) and not dialect.tool_choice_named):
         out["tool_choice"] = "auto"
@@ -116,7 +123,10 @@ def shape(body: dict[str, Any], dialect: Dialect, reasoning: bool) -> dict[str, 
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and not dialect.json_schema:
         schema = (fmt.get("json_schema") or {}).get("schema") or {}
         out["messages"] = _with_instruction(out["messages"], JSON_INSTRUCTION + json.dumps(schema))
+        # llama-cpp-python (and llama.cpp's server) enforce a json_object's ``schema`` as a grammar
         out["response_format"] = {"type": "json_object"}
+        if schema and dialect.json_object_schema:
+            out["response_format"]["schema"] = schema
     if isinstance(out.get("response_format"), dict) and not dialect.json_object:
         out.pop("response_format")
         if fmt.get("type") == "json_object":
@@ -170,7 +180,9 @@ def learn(detail: str, sent: dict[str, Any], dialect: Dialect) -> Dialect | None
     if dropped:
         changes["dropped"] = dialect.dropped | dropped
     fmt = sent.get("response_format")
-    if isinstance(fmt, dict) and ("response_format" in text or "json_schema" in text or "json_object" in text):
+    if isinstance(fmt, dict) and fmt.get("type") == "json_object" and "schema" in fmt and _SCHEMA_KEY.search(text):
+        changes["json_object_schema"] = False  # the json_object goes without its schema first
+    elif isinstance(fmt, dict) and ("response_format" in text or "json_schema" in text or "json_object" in text):
         changes["json_schema" if fmt.get("type") == "json_schema" else "json_object"] = False
     choice = sent.get("tool_choice")
     if "tool_choice" in text or (choice == "required" and re.search(r"['\"]required['\"]|named tool", text)):
@@ -195,8 +207,8 @@ def schema_problem(text: str, response_format: Any) -> str | None:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
-    try:
-        document = json.loads(text)
+    try:  # control characters inside strings taken as they are: llama-cpp-python's JSON grammar allows them
+        document = json.loads(text, strict=False)
     except ValueError as error:
         return f"it is not JSON ({error})"
     try:
@@ -242,7 +254,7 @@ def _content_refused(text: str, sent: dict[str, Any]) -> bool:
 def describe(before: Dialect, after: Dialect) -> str:
     """What changed, for the log: ``tool_call_content=empty, dropped=stream_options``."""
     parts = []
-    for name in ("tool_call_content", "developer_role", "max_tokens", "json_schema", "json_object",
+    for name in ("tool_call_content", "developer_role", "max_tokens", "json_schema", "json_object_schema", "json_object",
                  "tool_choice_required", "tool_choice_named"):
         if getattr(before, name) != getattr(after, name):
             parts.append(f"{name}={getattr(after, name)}")

@@ -151,6 +151,8 @@ def run_rounds(store, run: dict[str, Any], book: dict[str, Any]) -> tuple[list[d
     """Chat messages for this run's earlier model calls, and the last call's tool results."""
     groups: dict[int, list[dict[str, Any]]] = {}
     for step in store.all("step", run["id"]):
+        if step["status"] == "failed":  # a call that ignored tool_choice (rounds.py): not part of the turn
+            continue
         groups.setdefault(book["steps"].get(step["id"], 0), []).append(step)
     chat: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []

@@ -342,6 +342,8 @@ class RunExecutor(ReplicaHooks, ToolRounds):
                     await self.store.call(writer.feed_all, batch)
                 else:  # nothing to store
                     writer.feed_all(batch)
+                if writer.cut:  # over the call's completion budget (writer.py): the rest is not read
+                    break
         run, usage = await self.store.call(self._finish, run, book, writer, turn, rest)
         if run is None:  # answered
             return None
@@ -436,7 +438,7 @@ class RunExecutor(ReplicaHooks, ToolRounds):
             self._usage_on_closed_message(writer, usage)
             if writer.calls:
                 return run
-            return self._answer(run, book, writer, usage, end)
+            return self._choice_ignored(run, book, writer, turn) or self._answer(run, book, writer, usage, end)
 
     def _stopped(self, run: dict[str, Any]) -> None:
         if run["status"] == "cancelling":

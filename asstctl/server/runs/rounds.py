@@ -11,6 +11,7 @@ the step), and the calls' progress deltas are published the same way, in order
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from asstctl.server.http import now
@@ -18,6 +19,8 @@ from asstctl.server.runs import book as books
 from asstctl.server.runs.builtin import run_builtin
 from asstctl.server.runs.events import public
 from asstctl.server.runs.writer import TurnWriter, call_details
+
+log = logging.getLogger("asstctl.server.runs")
 
 
 class ProgressDeltas:
@@ -59,6 +62,8 @@ class ToolRounds:
 
     async def _tool_calls(self, run, book, writer: TurnWriter, offered, usage, end) -> dict[str, Any] | None:
         """The round after a model call that made tool calls: the run to call the model again for, or None."""
+        if not writer.calls:  # a call that ignored tool_choice (``_choice_ignored``): asked again
+            return run
         opened, result = await self.store.call(self._round_opened, run, writer, usage, end)
         if opened is None:
             return result
@@ -73,6 +78,27 @@ class ToolRounds:
         finally:
             deltas.stop()
         return await self.store.call(self._round_closed, run, writer)
+
+    def _choice_ignored(self, run, book, writer: TurnWriter, turn) -> dict[str, Any] | None:
+        """A call asked to call a tool (``tool_choice`` required or named) that answered text instead (llama.cpp
+        ignores ``required``): its message and step fail and the model is asked again, once; the second time the
+        run fails. The run (in the caller's transaction), or None: the call answered as it was asked."""
+        choice = turn.request.tool_choice
+        if not (choice == "required" or isinstance(choice, dict)) or writer.end.finish_reason == "length":
+            return None
+        wanted = "required" if choice == "required" else f"the function {choice['function']['name']}"
+        error = (f"The upstream ignored tool_choice ({wanted}): the model {writer.end.model or run['model']} "
+                 "answered with text, not a tool call")
+        if book.get("choice_ignored"):
+            log.warning("run %s failed: %s, asked twice", run["id"], error)
+            self._end(run, "failed", failed_at=now(), last_error={
+                "code": "server_error", "message": f"{error}, asked twice. Use a model or server that enforces "
+                "tool_choice (llama.cpp enforces a named function), or tool_choice auto."})
+            return self._run(run["id"])
+        book["choice_ignored"] = 1
+        books.save(self.store, book)
+        writer.fail_message(error + "; asked once more")
+        return run
 
     def _round_opened(self, run, writer: TurnWriter, usage, end) -> tuple[tuple | None, dict[str, Any] | None]:
         """The step with every call as it waits, in one transaction: ((step, details, assistant, thread) when
@@ -127,7 +153,7 @@ class ToolRounds:
     def _complete_tool_step(self, run: dict, step: dict, outputs: dict[str, str]) -> None:
         for call in step["step_details"]["tool_calls"]:
             if call["type"] == "function":
-                call["function"]["output"] = outputs.get(call["id"])
+                call["function"]["output"] = outputs.get(call["id"], call["function"].get("output"))  # (undeclared: its error)
         step.update(status="completed", completed_at=now(), usage=step.pop("_usage", None))
         self.store.put("step", step, run["id"])
         self.emit(run, "thread.run.step.completed", public(step))

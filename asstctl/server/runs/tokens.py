@@ -110,6 +110,17 @@ def counter(model: str) -> Callable[[str], int]:
     return estimate
 
 
+def first_tokens(text: str, limit: int, model: str) -> str:
+    """The start of ``text`` that is ``limit`` tokens of ``model`` (by the count :func:`counter` uses)."""
+    for pattern, name in ENCODINGS:
+        if fnmatch.fnmatchcase(model, pattern):
+            encoding = _encoding(name)
+            if encoding is not None:
+                return encoding.decode(encoding.encode(text, disallowed_special=())[:max(0, limit)])
+            break
+    return text[:max(0, limit) * 4]
+
+
 def exact_for(model: str) -> bool:
     """Whether ``model``'s counts are exact on this installation."""
     return counter(model) is not estimate

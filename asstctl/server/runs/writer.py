@@ -8,9 +8,17 @@ streaming run, and with the message's length, ``WRITE_CHARS_PER_SECOND``, so sto
 bounded). The first :class:`ToolCallDelta` of a call creates the ``tool_calls`` step (closing the
 message, if the model wrote text first) and every fragment becomes a ``thread.run.step.delta``;
 the first fragment of a call carries its id (the engine's, else a new ``call_...``), type and
-name. With ``parallel_tool_calls: false`` only the model's first call is kept. The code of a
+name. With ``parallel_tool_calls: false`` only the model's first call is kept. A call of a function the
+run does not declare (nor an enabled built-in tool) never reaches the client: it is answered to the
+model as a tool error naming the tools there are, and the turn goes on (another model call, counted). The code of a
 ``code_interpreter`` call streams as it is generated: the ``code`` string of its arguments is decoded
 fragment by fragment and each new piece becomes a ``code_interpreter.input`` step delta.
+
+The reply is never above the call's completion budget (the run's ``max_completion_tokens`` less what
+its earlier calls used): an upstream that ignores ``max_tokens`` is counted here (``tokens.counter``,
+checked as the text grows), and once the text passes the budget it is cut there and the call ends with
+``finish_reason: length`` (the run ends ``incomplete``, ``max_completion_tokens``); the executor then
+stops reading the upstream.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ class TurnWriter:
     def __init__(self, executor, run: dict[str, Any], book: dict[str, Any], offered, parallel: bool):
         self.ex, self.run, self.book, self.call_no = executor, run, book, book["calls"]
         self.offered, self.parallel = offered, parallel
+        self.declared = [t["function"]["name"] for t in run.get("tools") or [] if t.get("type") == "function"]
+        self.declared += [name for name in offered.by_name if name not in self.declared]  # enabled built-ins
         self.message: dict[str, Any] | None = None
         self.message_step: dict[str, Any] | None = None
         self._parts: list[str] = []  # the text so far, joined when read (appending to one long str copies it)
@@ -48,6 +58,10 @@ class TurnWriter:
         self.calls: list[dict[str, Any]] = []  # {index, id, name, arguments, type}
         self._by_index: dict[int, dict[str, Any]] = {}
         self.end: TurnEnd | None = None
+        self.budget = _budget(run, book)  # completion tokens this call may use (None: no cap)
+        self._count = tokens.counter(run.get("model") or "")
+        self._check_at = 0  # the text length at which it is counted next
+        self.cut = False  # the text reached the budget: the rest of the upstream's reply is not read
 
     @property
     def text(self) -> str:
@@ -77,6 +91,8 @@ class TurnWriter:
             self._open_message()
         elif not text:
             return
+        if self.budget is not None and self._length + len(text) >= self._check_at:
+            text = self._within_budget(text)
         self._parts.append(text)
         self._length += len(text)
         block: dict[str, Any] = {"index": 0, "type": "text", "text": {"value": text}}
@@ -89,6 +105,18 @@ class TurnWriter:
                        self._length / WRITE_CHARS_PER_SECOND)
         if time.monotonic() - self._written_at >= interval:
             self.flush()
+
+    def _within_budget(self, text: str) -> str:
+        """``text`` (the next delta), cut where the whole text reaches the budget (then the turn ends)."""
+        whole = self.text + text
+        used = self._count(whole)
+        if used <= self.budget:
+            self._check_at = len(whole) + max(1, self.budget - used)  # (a token is at least one character)
+            return text
+        kept = tokens.first_tokens(whole, self.budget, self.run.get("model") or "")
+        self.end = TurnEnd("length", Usage(), None)  # usage: estimated_usage, the budget at most
+        self.cut = True
+        return kept[self._length:]
 
     def _call(self, delta: ToolCallDelta) -> None:
         entry = self._by_index.get(delta.index)
@@ -122,6 +150,9 @@ class TurnWriter:
         builtin = self.offered.by_name.get(name)
         entry = {"index": len(self.calls), "id": delta.id or new_id("call"), "name": name,
                  "arguments": delta.arguments, "type": builtin[0] if builtin else "function"}
+        if not builtin and name not in self.declared:  # answered to the model, never asked of the client
+            entry["error"] = (f"Error: there is no tool named {name!r}; the tools are: "
+                              f"{', '.join(self.declared) or 'none'}.")
         self.calls.append(entry)
         self._by_index[delta.index] = entry
         if builtin:
@@ -191,9 +222,23 @@ class TurnWriter:
         self.ex.store.put("step", step, self.run["id"])
         self.ex.emit(self.run, "thread.run.step.completed", public(step))
 
+    def fail_message(self, error: str) -> None:
+        """This call's answer is not part of the turn (``rounds._choice_ignored``): its message ends
+        ``incomplete`` and its step ``failed`` with ``error``."""
+        self.ensure_message()
+        message, step, at = self.message, self.message_step, now()
+        message.update(content=text_content(self.text), status="incomplete", incomplete_at=at,
+                       incomplete_details={"reason": "run_failed"})
+        self.ex.store.put("message", message, self.run["thread_id"])
+        self.ex.emit(self.run, "thread.message.incomplete", message)
+        step.update(status="failed", failed_at=at, last_error={"code": "server_error", "message": error})
+        self.ex.store.put("step", step, self.run["id"])
+        self.ex.emit(self.run, "thread.run.step.failed", public(step))
+
     # -- the tool calls -------------------------------------------------------------------
     def function_calls(self) -> list[dict[str, Any]]:
-        return [c for c in self.calls if c["type"] == "function"]
+        """The calls the client answers (a call of a function the run does not declare is answered here)."""
+        return [c for c in self.calls if c["type"] == "function" and "error" not in c]
 
     def builtin_calls(self) -> list[dict[str, Any]]:
         return [c for c in self.calls if c["type"] != "function"]
@@ -204,6 +249,12 @@ class TurnWriter:
         step["_usage"] = usage
         self.ex.store.put("step", step, self.run["id"])
         return step
+
+
+def _budget(run: dict[str, Any], book: dict[str, Any]) -> int | None:
+    if not run.get("max_completion_tokens"):
+        return None
+    return max(0, run["max_completion_tokens"] - book["usage"]["completion_tokens"])
 
 
 def estimated_usage(turn, writer: TurnWriter) -> Usage:
@@ -221,9 +272,10 @@ def estimated_usage(turn, writer: TurnWriter) -> Usage:
 
 
 def call_details(call: dict[str, Any]) -> dict[str, Any]:
-    """A call of the model as a ``tool_calls`` step shows it while it waits (output None or empty)."""
+    """A call of the model as a ``tool_calls`` step shows it while it waits (output None or empty; a call of a
+    function the run does not declare: its error, as the model is told)."""
     if call["type"] == "function":
         return {"id": call["id"], "type": "function",
-                "function": {"name": call["name"], "arguments": call["arguments"], "output": None}}
+                "function": {"name": call["name"], "arguments": call["arguments"], "output": call.get("error")}}
     body = {"input": "", "outputs": []} if call["type"] == "code_interpreter" else {}
     return {"id": call["id"], "type": call["type"], call["type"]: body}
