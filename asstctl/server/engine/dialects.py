@@ -207,9 +207,11 @@ def schema_problem(text: str, response_format: Any) -> str | None:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
-    try:  # control characters inside strings taken as they are: llama-cpp-python's JSON grammar allows them
-        document = json.loads(text, strict=False)
+    try:  # strict JSON, as the client's own parser reads it (Python's json, JavaScript's JSON.parse)
+        document = json.loads(text)
     except ValueError as error:
+        if "control character" in str(error):  # llama-cpp-python's JSON grammar lets raw newlines into strings
+            return f"it is not valid JSON: a raw control character inside a string ({error})"
         return f"it is not JSON ({error})"
     try:
         found = next(iter(Draft202012Validator(schema).iter_errors(document)), None)
