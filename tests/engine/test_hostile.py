@@ -16,6 +16,7 @@ import httpx2
 import pytest
 
 from tests.conftest import make_client
+from tests.engine.conftest import chat_request, collect
 from tests.engine.hostile import HostileUpstream
 from tests.serve_process import ServeProcess
 
@@ -340,3 +341,29 @@ def test_call_ids_and_names_count_against_the_reply_cap():
     assert guard.over and sum(len(e.id) + len(e.name) + len(e.arguments) for e in shown) <= 1000
     with pytest.raises(EngineError, match=r"a tool-call name longer than 256 characters \(limits.NAME_CHARS\)"):
         ReplyGuard(None, 1000).events([ToolCallDelta(0, "call_0", "f" * 257)])
+
+
+def engine_on(upstream: HostileUpstream, monkeypatch, **options):
+    """An in-process engine on ``upstream`` with the default limits (``options``: UpstreamEngine's)."""
+    from asstctl.server.engine.config import UpstreamConfig
+    from asstctl.server.engine.upstream import UpstreamEngine
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return UpstreamEngine(UpstreamConfig(url=upstream.base_url, api_key_env=KEY_ENV), **options)
+
+
+def test_a_turn_still_streaming_near_the_run_s_expiry_fails_naming_it(hostile, monkeypatch):
+    """Under the default limits (turn_seconds 600 = the run's 10-minute expiry, whose clock starts first) an
+    endless stream ended `expired` with no last_error: the turn now ends EXPIRY_MARGIN s before expires_at."""
+    from asstctl.server.engine.base import EngineError
+    from asstctl.server.engine.upstream import EXPIRY_MARGIN
+
+    engine = engine_on(hostile[1], monkeypatch)
+    assert engine.limits.turn_seconds == 600
+    expires = time.time() + EXPIRY_MARGIN + 0.5
+    started = time.monotonic()
+    with pytest.raises(EngineError) as failed:
+        collect(engine, chat_request("endless-stream", run={"created_at": expires - 600, "expires_at": expires}))
+    assert "5 s before the run's 10-minute expiry (expires_at)" in failed.value.message, failed.value.message
+    assert "whole-turn limit of 600 s (engine.limits.turn_seconds)" in failed.value.message
+    assert time.monotonic() - started < 30

@@ -51,6 +51,7 @@ MAX_ADAPTATIONS = 6  # shape changes learned from refusals within one turn
 MAX_LEARNED = 1000  # models whose accepted shapes are remembered, least recently used dropped first (any name a client sends may be one)
 MODELS_CAP, MODELS_LIMIT = 1 << 20, 10_000  # the upstream's GET /models: bytes read, ids kept
 MODELS_SECONDS, MODELS_TTL = 10.0, 60.0  # ... how long it may take, how long its answer is reused
+EXPIRY_MARGIN = 5.0  # seconds before the run's expires_at by which a turn still streaming is ended (it fails, naming it)
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,10 @@ class UpstreamEngine:
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         model = self.config.upstream_model(request.model)
         canonical = self._body(request, model)
-        deadline = time.monotonic() + self.limits.turn_seconds
+        deadline, ending = self._deadline(request.run)
         host = self.config.host
         for attempt in range(2):  # a stream that ended unfinished before anything was shown: once more
-            response = await self._open(canonical, request.model, model, deadline)
+            response = await self._open(canonical, request.model, model, deadline, ending)
             parser, guard = self._parser(request), ReplyGuard(self.secret, self.limits.reply_chars)
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
@@ -163,7 +164,7 @@ class UpstreamEngine:
                         if guard.over:
                             break  # (every read waits on the loop, http._within: a flood never starves others)
             except DeadlineReached:
-                raise self._turn_limit() from None
+                raise self._turn_limit(ending) from None
             except HttpTimeout:
                 what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
                 raise self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
@@ -240,7 +241,8 @@ class UpstreamEngine:
             return url, {"api-version": config.azure_api_version}, {"api-key": self._key}
         return f"{config.url}/chat/completions", {}, {"authorization": f"Bearer {self._key}"}
 
-    async def _open(self, canonical: dict[str, Any], run_model: str, model: str, deadline: float) -> Response:
+    async def _open(self, canonical: dict[str, Any], run_model: str, model: str, deadline: float,
+                    ending: str | None = None) -> Response:
         """The 200 response of the upstream, its body not read yet. Retries 429, 5xx and refused
         connections; a refusal of a field's shape is adapted to (and remembered) and sent again."""
         url, params, headers = self._target(model)
@@ -254,7 +256,7 @@ class UpstreamEngine:
             try:
                 response = await pool.post(url, payload, headers, params, deadline)
             except DeadlineReached:
-                raise self._turn_limit() from None
+                raise self._turn_limit(ending) from None
             except ConnectFailed as error:
                 if last:
                     raise self._error(f"cannot reach the upstream {host} ({error}) after "
@@ -338,7 +340,27 @@ class UpstreamEngine:
                                "server_error")
         return self._error(f"the upstream {host} rejected the request ({status}): {detail}", "server_error")
 
-    def _turn_limit(self) -> EngineError:
+    def _deadline(self, run: dict[str, Any]) -> tuple[float, str | None]:
+        """When the turn must end (``time.monotonic()``): at the whole-turn limit, or ``EXPIRY_MARGIN`` s
+        before the run's ``expires_at`` if that comes first (the run then fails naming its expiry, rather
+        than expiring with no last_error); with it, what ends the turn there (None: the turn limit)."""
+        limit = time.monotonic() + self.limits.turn_seconds
+        expires = run.get("expires_at") if isinstance(run, dict) else None
+        if not isinstance(expires, (int, float)) or isinstance(expires, bool):
+            return limit, None
+        by_expiry = time.monotonic() + (expires - time.time() - EXPIRY_MARGIN)
+        if by_expiry >= limit:
+            return limit, None
+        created = run.get("created_at")
+        minutes = round((expires - created) / 60) if isinstance(created, (int, float)) else 0
+        name = f"the run's {minutes}-minute expiry" if minutes >= 1 else "the run's expiry"
+        return by_expiry, (f"the upstream {self.config.host} was still answering {EXPIRY_MARGIN:g} s before "
+                           f"{name} (expires_at); the turn was ended there, before the whole-turn limit of "
+                           f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)")
+
+    def _turn_limit(self, ending: str | None = None) -> EngineError:
+        if ending is not None:
+            return self._error(ending, "server_error")
         return self._error(f"the upstream {self.config.host} took longer than the whole-turn limit of "
                            f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)", "server_error")
 
