@@ -11,7 +11,8 @@
   Where a text was already cut (the body at ``ERROR_BODY_CAP``, an in-stream error at its own cap:
   :func:`scrub_cut`), a tail that is the key's start (``HOLD`` or more characters) is redacted too,
   as :meth:`KeyScrubber.flush` would: whitespace collapsed later must not bring a fragment into view.
-- :class:`KeyScrubber`: the same over a stream of deltas, a key split across two deltas included.
+- :class:`KeyScrubber`: the same over a stream of deltas, a key split across deltas of any size
+  included (a tail that may be the key's start is held until the next delta).
 - :class:`ReplyGuard`: all of it on one reply's events, tool-call ids and names included (cleaned,
   scrubbed, counted against ``reply_chars``, each at most ``ID_CHARS`` / ``NAME_CHARS``, at most
   ``CALLS`` calls a reply).
@@ -38,7 +39,7 @@ REDACTED = "[redacted]"
 ID_CHARS = 256  # of one tool-call id (OpenAI's are about 30)
 NAME_CHARS = 256  # of one tool-call name (OpenAI's function names are at most 64)
 CALLS = 128  # tool calls in one reply (OpenAI allows 128 tools in a request)
-HOLD = 3  # a delta ending in this many characters of the key's start is held until the next one
+HOLD = 3  # a text cut short whose tail is this many characters of the key's start has the tail redacted
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HEADER_ECHO = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(\"?\s*[:=]\s*\"?)(bearer\s+)?[^\s\"',;}]+")
@@ -69,13 +70,13 @@ def redact_tail(text: str, key: str | None) -> str:
     return text[:start] + REDACTED if start >= 0 else text
 
 
-def key_tail(text: str, key: str) -> int:
-    """Where the earliest tail of ``text`` that is the key's first ``HOLD`` or more characters starts (-1: none)."""
-    start = text.find(key[:HOLD], max(0, len(text) - len(key) + 1))
+def key_tail(text: str, key: str, least: int = HOLD) -> int:
+    """Where the earliest tail of ``text`` that is the key's first ``least`` or more characters starts (-1: none)."""
+    start = text.find(key[:least], max(0, len(text) - len(key) + 1))
     while start >= 0:
         if key.startswith(text[start:]):
             return start
-        start = text.find(key[:HOLD], start + 1)
+        start = text.find(key[:least], start + 1)
     return -1
 
 
@@ -127,8 +128,9 @@ def detail_text(message: str, key: str | None) -> str:
 class KeyScrubber:
     """Deltas of one stream, the key redacted even when it is split across deltas.
 
-    A delta ending in the key's first ``HOLD`` or more characters keeps that tail until the next
-    delta (or :meth:`flush`); a key whose start was already sent has the rest redacted."""
+    Whatever tail of the held and new text is the key's start (of any length: 1-character deltas
+    of the key leaked with a 3-character minimum) is held until the next delta shows whether it is
+    the key (or :meth:`flush`); a key whose start was already sent has the rest redacted."""
 
     def __init__(self, key: str | None):
         self.key = key if key and len(key) >= 8 else None
@@ -151,7 +153,7 @@ class KeyScrubber:
                 position = end
             found = window.find(key, end)
         rest = window[position:]
-        start = key_tail(rest, key)  # the earliest tail that is the key's start: held back
+        start = key_tail(rest, key, 1)  # the earliest tail that is the key's start (even 1 character): held back
         if start >= 0:
             self.held, rest = rest[start:], rest[:start]
         out.append(rest)
