@@ -286,3 +286,22 @@ def test_a_key_echoed_in_deltas_of_any_size_never_reaches_the_client(keyed):
             shown = [e for piece in pieces for e in guard.events([delta(piece)])] + guard.flush()
             assert "".join(e.text if isinstance(e, TextDelta) else e.arguments for e in shown) == \
                 "Your key is [redacted] ok, sk- and s.", cuts
+
+
+def test_a_key_json_escaped_in_tool_arguments_is_scrubbed_and_other_escapes_keep_their_meaning(keyed):
+    """`\\u0073k-...` as the arguments' raw JSON (the client decodes it to the key): scrubbed on the decoded
+    text, in 1-character fragments too; an escaped backslash, quote or non-ASCII character means the same."""
+    import json
+
+    from tests.engine.conftest import calls_of
+    from tests.upstream import Call, ToolCalls
+
+    key = keyed.key
+    escaped = "".join(f"\\u{ord(c):04x}" for c in key)
+    other = r'"kept": "\\u0073 \" \u00e9 \u0041"'
+    engine = make_engine(keyed)
+    for arguments in (f'{{"city": "{escaped}", {other}}}', f'{{"city": "{escaped[:36]}{key[6:]}", {other}}}'):
+        for fragments in (1, len(arguments)):
+            keyed.queue(ToolCalls([Call("get_weather", arguments)], fragments=fragments))
+            (call,) = calls_of(collect(engine, chat_request())).values()
+            assert json.loads(call["arguments"]) == {"city": "[redacted]", "kept": "\\u0073 \" \u00e9 A"}, call

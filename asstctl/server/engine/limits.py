@@ -13,6 +13,8 @@
   as :meth:`KeyScrubber.flush` would: whitespace collapsed later must not bring a fragment into view.
 - :class:`KeyScrubber`: the same over a stream of deltas, a key split across deltas of any size
   included (a tail that may be the key's start is held until the next delta).
+- :class:`EscapeDecoder`: tool-call arguments' ``\\u`` escapes of ASCII characters written plainly (the
+  same JSON), so a key sent escaped is scrubbed too.
 - :class:`ReplyGuard`: all of it on one reply's events, tool-call ids and names included (cleaned,
   scrubbed, counted against ``reply_chars``, each at most ``ID_CHARS`` / ``NAME_CHARS``, at most
   ``CALLS`` calls a reply).
@@ -166,6 +168,47 @@ class KeyScrubber:
         return held
 
 
+class EscapeDecoder:
+    """Tool-call arguments (raw JSON text) with each ``\\uXXXX`` escape of a printable ASCII character
+    (but ``"`` and ``\\``) written as the character itself: the same JSON, so that a key sent escaped
+    (``\\u0073k-...``, which the client would decode) meets :class:`KeyScrubber` as plain text. An escape
+    cut by the end of a delta is held until the next one."""
+
+    def __init__(self) -> None:
+        self.held = ""
+
+    def feed(self, text: str) -> str:
+        data, self.held = self.held + text, ""
+        if "\\" not in data:
+            return data
+        out, position = [], 0
+        for match in _ESCAPE.finditer(data):
+            escape = match.group()
+            out.append(data[position:match.start()])
+            if match.end() == len(data) and (escape == "\\" or (escape[1] == "u" and len(escape) < 6)):
+                self.held = escape  # cut short: the rest comes with the next delta
+                return "".join(out)
+            out.append(_unescaped(escape))
+            position = match.end()
+        out.append(data[position:])
+        return "".join(out)
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held
+
+
+_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,4}|.?)", re.DOTALL)
+
+
+def _unescaped(escape: str) -> str:
+    if len(escape) == 6:
+        char = chr(int(escape[2:], 16))
+        if " " <= char <= "~" and char not in "\"\\":
+            return char
+    return escape
+
+
 class ReplyGuard:
     """One reply's events made safe: text cleaned (:func:`clean_text`), the key scrubbed from text,
     tool-call arguments, ids and names, the size capped (``over`` once ``cap`` characters came, ids
@@ -177,6 +220,7 @@ class ReplyGuard:
         self.key, self.cap, self.size, self.over = key, cap, 0, False
         self._text = KeyScrubber(key)
         self._arguments: dict[int, KeyScrubber] = {}
+        self._escapes: dict[int, EscapeDecoder] = {}  # a key sent \\u-escaped in the arguments' JSON is scrubbed too
 
     def events(self, events: list[EngineEvent]) -> list[EngineEvent]:
         out: list[EngineEvent] = []
@@ -194,11 +238,12 @@ class ReplyGuard:
                         raise EngineError(f"the upstream called more than {CALLS} tools in one reply "
                                           "(limits.CALLS); the reply was dropped", "server_error")
                     scrubber = self._arguments[event.index] = KeyScrubber(self.key)
+                    self._escapes[event.index] = EscapeDecoder()
                 call_id = self._label(event.id, ID_CHARS, "id", "ID_CHARS")
                 name = self._label(event.name, NAME_CHARS, "name", "NAME_CHARS")
                 if self.over:
                     break  # a call whose id or name passes the cap is not shown at all
-                arguments = self._fit(scrubber.feed(clean_text(event.arguments)))
+                arguments = self._fit(scrubber.feed(self._escapes[event.index].feed(clean_text(event.arguments))))
                 out.append(replace(event, id=call_id, name=name, arguments=arguments))
             else:
                 out.append(event)
@@ -222,7 +267,7 @@ class ReplyGuard:
         if text:
             out.append(TextDelta(text))
         for index, scrubber in self._arguments.items():
-            held = self._fit(scrubber.flush())
+            held = self._fit(scrubber.feed(self._escapes[index].flush()) + scrubber.flush())
             if held:
                 out.append(ToolCallDelta(index=index, arguments=held))
         return out
