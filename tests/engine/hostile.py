@@ -338,6 +338,9 @@ class HostileUpstream:
     async def _many_calls(self, writer, headers, started) -> bool:
         return await self._calls(writer, [(f"call_{n}", "get_weather") for n in range(CALLS + 1)])
 
+    async def _dup_call_ids(self, writer, headers, started) -> bool:
+        return await self._calls(writer, [("call_same", "get_weather"), ("call_same", "get_weather")])
+
     async def _calls(self, writer, calls: list[tuple[str, str]]) -> bool:
         if has_outputs(self.bodies[-1]):
             return await self._sse(writer, [json.dumps(delta({"content": "done."})), json.dumps(delta({}, "stop"))])

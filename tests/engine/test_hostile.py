@@ -321,6 +321,20 @@ def test_tool_call_ids_and_names_are_cleaned_and_scrubbed(hostile, sdk):
     assert KEY[:6] not in server.stderr() + server.stdout()
 
 
+def test_calls_with_one_id_get_ids_of_their_own_and_their_outputs_submit(hostile, sdk):
+    """Two calls both `call_same` (required_action listed it twice, submit_tool_outputs then 400ed forever)."""
+    run = run_on(sdk, "dup-call-ids", tools=[WEATHER])
+    assert run.status == "requires_action", (run.status, run.last_error)
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [call.id for call in calls] == ["call_same", "call_same_2"]
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": c.id, "output": "sunny"} for c in calls],
+        poll_interval_ms=20)
+    assert run.status == "completed" and reply_of(sdk, run) == "done.", run.last_error
+    sent = hostile[1].bodies[-1]["messages"]
+    assert [m["tool_call_id"] for m in sent if m["role"] == "tool"] == ["call_same", "call_same_2"]
+
+
 def test_huge_call_ids_and_too_many_calls_fail_the_run_naming_the_limit(hostile, sdk):
     """100,000 characters of call ids (they were all delivered) and 129 calls in one reply."""
     server = hostile[0]

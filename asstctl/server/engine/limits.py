@@ -16,7 +16,7 @@
 - :class:`EscapeDecoder`: tool-call arguments' ``\\u`` escapes of ASCII characters written plainly (the
   same JSON), so a key sent escaped is scrubbed too.
 - :class:`ReplyGuard`: all of it on one reply's events, tool-call ids and names included (cleaned,
-  scrubbed, counted against ``reply_chars``, each at most ``ID_CHARS`` / ``NAME_CHARS``, at most
+  scrubbed, ids made unique in the reply, counted against ``reply_chars``, each at most ``ID_CHARS`` / ``NAME_CHARS``, at most
   ``CALLS`` calls a reply).
 - :func:`coalesce`: many text deltas that arrived in one read become one (a flood of tiny deltas
   costs one event, not thousands), a few stay as the upstream sent them.
@@ -220,6 +220,7 @@ class ReplyGuard:
         self.key, self.cap, self.size, self.over = key, cap, 0, False
         self._text = KeyScrubber(key)
         self._arguments: dict[int, KeyScrubber] = {}
+        self._ids: dict[int, str] = {}  # each call's id as shown: unique in the reply
         self._escapes: dict[int, EscapeDecoder] = {}  # a key sent \\u-escaped in the arguments' JSON is scrubbed too
 
     def events(self, events: list[EngineEvent]) -> list[EngineEvent]:
@@ -239,7 +240,7 @@ class ReplyGuard:
                                           "(limits.CALLS); the reply was dropped", "server_error")
                     scrubber = self._arguments[event.index] = KeyScrubber(self.key)
                     self._escapes[event.index] = EscapeDecoder()
-                call_id = self._label(event.id, ID_CHARS, "id", "ID_CHARS")
+                call_id = self._unique(event.index, self._label(event.id, ID_CHARS, "id", "ID_CHARS"))
                 name = self._label(event.name, NAME_CHARS, "name", "NAME_CHARS")
                 if self.over:
                     break  # a call whose id or name passes the cap is not shown at all
@@ -259,6 +260,21 @@ class ReplyGuard:
         value = scrub(clean_text(value), self.key)
         self._fit(value)
         return value
+
+    def _unique(self, index: int, call_id: str | None) -> str | None:
+        """The id shown for call ``index``: the upstream's, with ``_2``, ``_3``... when another call of the
+        reply has it already (two calls with one id could never both get their outputs submitted); the
+        same for every fragment of the call."""
+        if not call_id:
+            return call_id
+        shown = self._ids.get(index)
+        if shown is None:
+            taken, shown, n = set(self._ids.values()), call_id, 1
+            while shown in taken:
+                n += 1
+                shown = f"{call_id}_{n}"
+            self._ids[index] = shown
+        return shown
 
     def flush(self) -> list[EngineEvent]:
         """What the scrubbers held back, at the reply's end."""
