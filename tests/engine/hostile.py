@@ -338,6 +338,26 @@ class HostileUpstream:
     async def _many_calls(self, writer, headers, started) -> bool:
         return await self._calls(writer, [(f"call_{n}", "get_weather") for n in range(CALLS + 1)])
 
+    async def _json_answer(self, writer, headers, started) -> bool:
+        """A 200 that ignores ``stream: true``: a plain ``CreateChatCompletionResponse``."""
+        return self._json(writer, 200, {
+            "id": "chatcmpl-hostile", "object": "chat.completion", "created": 0, "model": "hostile",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "plain json answer", "refusal": None},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}, "CreateChatCompletionResponse")
+
+    async def _json_error_200(self, writer, headers, started) -> bool:
+        """An ``ErrorResponse`` sent with status 200, echoing the key."""
+        return self._json(writer, 200, {"error": {"message": f"model overloaded ({key_of(headers)}), try later",
+                                                  "type": "server_error", "param": None, "code": None}})
+
+    def _json(self, writer, status: int, document: dict[str, Any], schema: str = "ErrorResponse") -> bool:
+        self.problems += [f"{schema}: {p}" for p in problems(schema, document)]
+        payload = json.dumps(document).encode()
+        self._head(writer, status, f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n")
+        writer.write(payload)
+        return True
+
     async def _dup_call_ids(self, writer, headers, started) -> bool:
         return await self._calls(writer, [("call_same", "get_weather"), ("call_same", "get_weather")])
 
@@ -351,7 +371,7 @@ class HostileUpstream:
 
 BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstream)
               if name.startswith("_") and not name.startswith("__")
-              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "huge", "calls")]
+              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "huge", "calls", "json")]
 
 
 def behaviour_of(body: dict[str, Any]) -> str:

@@ -335,6 +335,17 @@ def test_calls_with_one_id_get_ids_of_their_own_and_their_outputs_submit(hostile
     assert [m["tool_call_id"] for m in sent if m["role"] == "tool"] == ["call_same", "call_same_2"]
 
 
+def test_a_json_answer_instead_of_an_event_stream_is_used_or_its_error_shown(sdk):
+    """A 200 whose body is JSON: a chat.completion is the answer; an error's message reaches last_error, scrubbed
+    (both failed with "ended the stream before the answer was finished (no finish_reason)")."""
+    run = run_on(sdk, "json-answer")
+    assert run.status == "completed" and reply_of(sdk, run) == "plain json answer", run.last_error
+    run = run_on(sdk, "json-error-200")
+    assert run.status == "failed", run.status
+    assert run.last_error.message.endswith("answered 200 with an error instead of an event stream: model overloaded "
+                                           "([redacted]), try later"), run.last_error.message
+
+
 def test_huge_call_ids_and_too_many_calls_fail_the_run_naming_the_limit(hostile, sdk):
     """100,000 characters of call ids (they were all delivered) and 129 calls in one reply."""
     server = hostile[0]

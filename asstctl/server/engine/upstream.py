@@ -152,7 +152,7 @@ class UpstreamEngine:
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
             try:
-                async with aclosing(response.line_batches(MAX_LINE)) as batches:
+                async with aclosing(self._batches(response)) as batches:
                     async for batch in batches:  # to the end: the connection is reused
                         events: list[EngineEvent] = []
                         for line in batch:
@@ -205,6 +205,44 @@ class UpstreamEngine:
             end.model = model
             yield end
             return
+
+    def _batches(self, response: Response) -> AsyncIterator[list[str]]:
+        """The answer's lines: an event stream's, or one chunk made of a JSON answer (:meth:`_json_answer`)."""
+        kind = response.headers.get("content-type", "").lower()
+        if "json" in kind and "event-stream" not in kind:
+            return self._json_answer(response)
+        return response.line_batches(MAX_LINE)
+
+    async def _json_answer(self, response: Response) -> AsyncIterator[list[str]]:
+        """A 200 that is JSON, not an event stream (a server that ignores ``stream: true``, or an error sent
+        with status 200), read up to ``MAX_LINE`` bytes as one line of a stream would be: a chat.completion
+        becomes one stream chunk (:meth:`as_chunk`), an error fails the turn with its message (scrubbed)."""
+        host = self.config.host
+        body = await response.read(MAX_LINE + 1)
+        if len(body) > MAX_LINE:
+            raise self._error(f"the upstream {host} answered with a JSON body (not an event stream) longer than "
+                              f"the {MAX_LINE >> 20} MiB line limit; the request was closed", "server_error")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        chunk = self.as_chunk(data) if isinstance(data, dict) and not data.get("error") else None
+        if chunk is not None:
+            yield [f"data: {json.dumps(chunk)}", "data: [DONE]"]
+            return
+        whole, _ = error_detail(body, self.secret)
+        what = "an error" if isinstance(data, dict) and data.get("error") else "a JSON body that is not an answer"
+        raise self._error(f"the upstream {host} answered 200 with {what} instead of an event stream: {cut(whole)}",
+                          "server_error")
+
+    def as_chunk(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """A non-streamed answer (``chat.completion``) as the one stream chunk it amounts to (None: it is not one)."""
+        choices = data.get("choices")
+        if not isinstance(choices, list):
+            return None
+        return {"choices": [{"index": c.get("index", 0), "delta": c.get("message") or {},
+                             "finish_reason": c.get("finish_reason")} for c in choices if isinstance(c, dict)],
+                "usage": data.get("usage")}
 
     def _body(self, request: EngineRequest, model: str) -> dict[str, Any]:
         """The canonical request of one turn (OpenAI's shapes; ``_shape`` sends it in the upstream's dialect)."""
