@@ -358,6 +358,15 @@ class HostileUpstream:
         writer.write(payload)
         return True
 
+    async def _drop_connection(self, writer, headers, started) -> bool:
+        """The request read, then the connection closed: no status line."""
+        return False
+
+    async def _drop_once(self, writer, headers, started) -> bool:
+        if self.seen["drop-once"] == 1:
+            return False
+        return await self._sse(writer, [json.dumps(delta({"content": "Reconnected."})), json.dumps(delta({}, "stop"))])
+
     async def _dup_call_ids(self, writer, headers, started) -> bool:
         return await self._calls(writer, [("call_same", "get_weather"), ("call_same", "get_weather")])
 

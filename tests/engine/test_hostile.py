@@ -16,7 +16,7 @@ import httpx2
 import pytest
 
 from tests.conftest import make_client
-from tests.engine.conftest import chat_request, collect
+from tests.engine.conftest import chat_request, collect, text_of
 from tests.engine.hostile import HostileUpstream
 from tests.serve_process import ServeProcess
 
@@ -392,3 +392,17 @@ def test_a_turn_still_streaming_near_the_run_s_expiry_fails_naming_it(hostile, m
     assert "5 s before the run's 10-minute expiry (expires_at)" in failed.value.message, failed.value.message
     assert "whole-turn limit of 600 s (engine.limits.turn_seconds)" in failed.value.message
     assert time.monotonic() - started < 30
+
+
+def test_a_connection_closed_before_answering_is_retried_and_named_plainly(hostile, monkeypatch):
+    """It was not retried, and last_error read "can't handle event type ConnectionClosed when role=SERVER"."""
+    from asstctl.server.engine.base import EngineError
+    from asstctl.server.engine.upstream import RetryPolicy
+
+    upstream = hostile[1]
+    engine = engine_on(upstream, monkeypatch, retry=RetryPolicy(backoff=0.01))
+    assert text_of(collect(engine, chat_request("drop-once"))) == "Reconnected."
+    with pytest.raises(EngineError) as failed:
+        collect(engine, chat_request("drop-connection"))
+    assert failed.value.message.endswith(" closed the connection before answering (4 attempts)"), failed.value.message
+    assert upstream.seen["drop-connection"] == 4 and upstream.seen["drop-once"] == 2

@@ -37,8 +37,8 @@ from asstctl.server.engine import dialects
 from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, TextDelta, TurnEnd
 from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, UpstreamConfig, resolve_key
 from asstctl.server.engine.dialects import Dialect
-from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, HttpError, HttpTimeout, Pool, Response,
-                                        Timeouts, TooLarge)
+from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, Dropped, HttpError, HttpTimeout, Pool,
+                                        Response, Timeouts, TooLarge)
 from asstctl.server.engine.limits import (ERROR_BODY_CAP, ID_CHARS, MAX_LINE, Limits, ReplyGuard, clean_text, cut,
                                           detail_text, error_detail, scrub)
 from asstctl.server.engine.sse import TurnParser
@@ -300,6 +300,13 @@ class UpstreamEngine:
                     raise self._error(f"cannot reach the upstream {host} ({error}) after "
                                       f"{attempt + 1} attempts: is it running?", "server_error") from None
                 await self._pause(attempt, {}, f"connection failed ({error})")
+                attempt += 1
+                continue
+            except Dropped:  # closed before answering: retried as a 5xx is
+                if last:
+                    raise self._error(f"the upstream {host} closed the connection before answering ({attempt + 1} "
+                                      "attempts)", "server_error") from None
+                await self._pause(attempt, {}, "closed the connection before answering")
                 attempt += 1
                 continue
             except HttpTimeout:  # no response head within the idle timeout (connect and write name their own)
