@@ -34,6 +34,7 @@ BAD = "@BAD@"  # where ``_raw`` puts BAD_BYTES
 # honours): 4 attempts then take well under a second, far inside the hostile tests' 5 s turn limit even on
 # a loaded machine (the default 0.5 + 1 + 2 s of waits left 1.5 s, and a loaded run went past it).
 QUICK_RETRY = "retry-after-ms: 100\r\n"
+INTERRUPT_SECONDS = 0.4  # an answer of `interrupting` after the first two (which wait to be interrupted)
 KEY_AT_CUT = 20  # characters of the key before a cap, the rest after it (padded-key-*)
 
 
@@ -44,6 +45,8 @@ class HostileUpstream:
         self.bodies: list[dict[str, Any]] = []
         self.hung_up: Counter[str] = Counter()  # answers the client closed before their end
         self.dripped = 0  # deltas the last drip sent
+        self.interrupted = 0  # answers another request interrupted (interrupting)
+        self._answering: asyncio.Event | None = None  # set: the answer in progress is interrupted
         self.problems: list[str] = []  # schema violations of what it sent (each kind checked once)
         self.checked: set[str] = set()
         self._handlers: set[asyncio.Task] = set()
@@ -366,6 +369,24 @@ class HostileUpstream:
         if self.seen["drop-once"] == 1:
             return False
         return await self._sse(writer, [json.dumps(delta({"content": "Reconnected."})), json.dumps(delta({}, "stop"))])
+
+    async def _interrupting(self, writer, headers, started) -> bool:
+        """llama-cpp-python's server (its --interrupt_requests default): a request that arrives while another is
+        answered ends that one's stream at once, unfinished (a role delta, no finish_reason). An answer takes
+        INTERRUPT_SECONDS; the first two wait (up to 5 s) for the next request to interrupt them."""
+        if self._answering is not None:
+            self._answering.set()
+        mine = self._answering = asyncio.Event()
+        try:
+            await asyncio.wait_for(mine.wait(), 5 if self.seen["interrupting"] <= 2 else INTERRUPT_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+        if self._answering is mine:
+            self._answering = None
+        if mine.is_set():
+            self.interrupted += 1
+            return await self._sse(writer, [json.dumps(delta({"role": "assistant", "content": ""}))])
+        return await self._sse(writer, [json.dumps(delta({"content": "Answered."})), json.dumps(delta({}, "stop"))])
 
     async def _dup_call_ids(self, writer, headers, started) -> bool:
         return await self._calls(writer, [("call_same", "get_weather"), ("call_same", "get_weather")])

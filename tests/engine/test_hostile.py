@@ -346,6 +346,22 @@ def test_a_json_answer_instead_of_an_event_stream_is_used_or_its_error_shown(sdk
                                            "([redacted]), try later"), run.last_error.message
 
 
+def test_runs_on_an_upstream_that_interrupts_a_request_when_another_arrives_both_complete(hostile, sdk):
+    """As llama-cpp-python's server does: the interrupted stream ends unfinished and was sent again at once, which
+    interrupted the other run's (2 concurrent runs: the first failed 3 times out of 3). Now it is retried after a
+    jittered wait, and after 2 interruptions the upstream is sent one request at a time (logged once)."""
+    server, upstream = hostile
+    results = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, run_on(sdk, "interrupting"))) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [(run.status, run.last_error) for run in results.values()] == [("completed", None)] * 2
+    assert [reply_of(sdk, run) for run in results.values()] == ["Answered."] * 2 and upstream.interrupted >= 2
+    assert server.stderr().count("it is sent one request at a time from now on") == 1
+
+
 def test_huge_call_ids_and_too_many_calls_fail_the_run_naming_the_limit(hostile, sdk):
     """100,000 characters of call ids (they were all delivered) and 129 calls in one reply."""
     server = hostile[0]

@@ -8,9 +8,11 @@ delta and a ``ToolCallDelta`` per tool-call fragment as they arrive, then one ``
 The request is built in OpenAI's shapes and sent in the upstream's dialect (``dialects.py``): a
 refusal of a field's shape is adapted to, sent again at once and remembered per upstream model.
 
-Faults: 429 and 5xx (and a refused connection) are retried with bounded exponential backoff that
-honours ``Retry-After`` / ``retry-after-ms``, only before anything was yielded; a 500 that is a
-validation error is not. Everything else is an ``EngineError`` whose message names the upstream by
+Faults: 429 and 5xx (and a refused or dropped connection) are retried with bounded exponential backoff
+that honours ``Retry-After`` / ``retry-after-ms``, only before anything was yielded; a 500 that is a
+validation error is not. A stream that ends unfinished before anything was shown is sent again after a
+jittered wait; an upstream that interrupts requests when others arrive (llama-cpp-python) is then
+sent one at a time. A turn ends at the whole-turn limit or just before the run's expiry. Everything else is an ``EngineError`` whose message names the upstream by
 host and the fix. What comes back is bounded (``limits.py``: error bodies, idle timeout, whole-turn
 limit, reply size, invalid text, floods). The key is read once, at start-up, from the environment
 variable the configuration names; it is sent in a header and never appears in an error, a log line
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import time
 from contextlib import aclosing
@@ -51,6 +54,8 @@ MAX_ADAPTATIONS = 6  # shape changes learned from refusals within one turn
 MAX_LEARNED = 1000  # models whose accepted shapes are remembered, least recently used dropped first (any name a client sends may be one)
 MODELS_CAP, MODELS_LIMIT = 1 << 20, 10_000  # the upstream's GET /models: bytes read, ids kept
 MODELS_SECONDS, MODELS_TTL = 10.0, 60.0  # ... how long it may take, how long its answer is reused
+INTERRUPTED_BACKOFF = 0.2  # seconds before an unfinished stream (nothing shown) is sent again: jittered, doubled
+INTERRUPTIONS = 2  # unfinished streams while other requests were in flight, before requests go one at a time
 EXPIRY_MARGIN = 5.0  # seconds before the run's expires_at by which a turn still streaming is ended (it fails, naming it)
 
 
@@ -83,6 +88,9 @@ class UpstreamEngine:
         self._fixed = dialects.profile(config.dialect) if config.dialect else None
         self._learned: dict[str, Dialect] = {}  # upstream model -> what it accepts, for the process's life
         self._models: tuple[float, list[str]] | None = None  # (when, ids) of the upstream's GET /models
+        self._in_flight = self._interruptions = 0  # requests to the upstream now; streams it interrupted so far
+        self._one_at_a_time = False  # learned from INTERRUPTIONS interruptions (_interrupted)
+        self._gates: dict[Any, asyncio.Semaphore] = {}  # the semaphore of one, per event loop
         self.on_retry: Any = None  # observability's hook: on_retry(retry number, what the upstream did)
 
     def __repr__(self) -> str:  # never the key
@@ -146,8 +154,13 @@ class UpstreamEngine:
         canonical = self._body(request, model)
         deadline, ending = self._deadline(request.run)
         host = self.config.host
-        for attempt in range(2):  # a stream that ended unfinished before anything was shown: once more
-            response = await self._open(canonical, request.model, model, deadline, ending)
+        for attempt in range(self.retry.retries + 1):  # a stream that ended unfinished before anything was shown: again
+            gate = await self._gate()
+            try:
+                response = await self._open(canonical, request.model, model, deadline, ending)
+            except BaseException:
+                self._leave(gate)
+                raise
             parser, guard = self._parser(request), ReplyGuard(self.secret, self.limits.reply_chars)
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
@@ -172,11 +185,16 @@ class UpstreamEngine:
             except TooLarge:
                 raise self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} MiB line "
                                   "limit; the request was closed", "server_error") from None
+            except Dropped as error:
+                if parser.started:  # (else: an unfinished stream, below)
+                    raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
+                                      "server_error") from None
             except HttpError as error:
                 raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
                                   "server_error") from None
             finally:
                 response.close()  # also on cancel: aborts the upstream connection at once
+                self._leave(gate)
             for event in guard.flush():
                 if isinstance(event, TextDelta):
                     text.append(event.text)
@@ -190,8 +208,12 @@ class UpstreamEngine:
                 detail = detail_text(parser.error, self.secret)
                 raise self._error(f"the upstream {host} failed mid-answer: {detail}", "server_error")
             if parser.finish_reason is None:
-                if not parser.started and attempt == 0:
-                    log.warning("upstream %s ended a stream without a finish_reason before any text; once more", host)
+                self._interrupted()
+                if not parser.started and attempt < self.retry.retries:
+                    wait = min(self.retry.max_wait, INTERRUPTED_BACKOFF * 2 ** attempt * random.uniform(0.5, 1.5))
+                    log.warning("upstream %s ended a stream without a finish_reason before any text; retry %d of %d "
+                                "in %.2f s", host, attempt + 1, self.retry.retries, wait)
+                    await asyncio.sleep(wait)  # (jittered: two runs interrupting each other fall out of step)
                     continue
                 raise self._error(f"the upstream {host} ended the stream before the answer was finished "
                                   "(no finish_reason)", "server_error")
@@ -205,6 +227,34 @@ class UpstreamEngine:
             end.model = model
             yield end
             return
+
+    async def _gate(self) -> asyncio.Semaphore | None:
+        """Once the upstream was seen interrupting requests (:meth:`_interrupted`): its semaphore of one,
+        acquired (the wait is bounded by the turn holding it: its deadline); else None. Counts the request in flight."""
+        gate = self._gates.setdefault(_loop(), asyncio.Semaphore(1)) if self._one_at_a_time else None
+        if gate is not None:
+            await gate.acquire()
+        self._in_flight += 1
+        return gate
+
+    def _leave(self, gate: asyncio.Semaphore | None) -> None:
+        self._in_flight -= 1
+        if gate is not None:
+            gate.release()
+
+    def _interrupted(self) -> None:
+        """A stream ended without a finish_reason. While other requests to the upstream were in flight it
+        counts as an interruption (llama-cpp-python's server ends the running request when another arrives);
+        after ``INTERRUPTIONS`` of them the upstream is sent one request at a time (logged once)."""
+        if self._in_flight < 1 or self._one_at_a_time:
+            return
+        self._interruptions += 1
+        if self._interruptions >= INTERRUPTIONS:
+            self._one_at_a_time = True
+            log.warning("upstream %s ended %d streams unfinished while other requests to it were in flight (as "
+                        "llama-cpp-python's server does, interrupting a request when another arrives); it is sent one "
+                        "request at a time from now on (start llama-cpp-python with --interrupt_requests False to "
+                        "serve requests together)", self.config.host, self._interruptions)
 
     def _batches(self, response: Response) -> AsyncIterator[list[str]]:
         """The answer's lines: an event stream's, or one chunk made of a JSON answer (:meth:`_json_answer`)."""
