@@ -246,7 +246,7 @@ class UpstreamEngine:
         """A stream ended without a finish_reason. While other requests to the upstream were in flight it
         counts as an interruption (llama-cpp-python's server ends the running request when another arrives);
         after ``INTERRUPTIONS`` of them the upstream is sent one request at a time (logged once)."""
-        if self._in_flight < 1 or self._one_at_a_time:
+        if self._in_flight < 1 or self._one_at_a_time or self.config.is_openai:  # (OpenAI's: never one at a time)
             return
         self._interruptions += 1
         if self._interruptions >= INTERRUPTIONS:
