@@ -34,6 +34,7 @@ BAD = "@BAD@"  # where ``_raw`` puts BAD_BYTES
 # honours): 4 attempts then take well under a second, far inside the hostile tests' 5 s turn limit even on
 # a loaded machine (the default 0.5 + 1 + 2 s of waits left 1.5 s, and a loaded run went past it).
 QUICK_RETRY = "retry-after-ms: 100\r\n"
+INTERRUPT_SECONDS = 0.4  # an answer of `interrupting` after the first two (which wait to be interrupted)
 KEY_AT_CUT = 20  # characters of the key before a cap, the rest after it (padded-key-*)
 
 
@@ -44,6 +45,8 @@ class HostileUpstream:
         self.bodies: list[dict[str, Any]] = []
         self.hung_up: Counter[str] = Counter()  # answers the client closed before their end
         self.dripped = 0  # deltas the last drip sent
+        self.interrupted = 0  # answers another request interrupted (interrupting)
+        self._answering: asyncio.Event | None = None  # set: the answer in progress is interrupted
         self.problems: list[str] = []  # schema violations of what it sent (each kind checked once)
         self.checked: set[str] = set()
         self._handlers: set[asyncio.Task] = set()
@@ -338,6 +341,56 @@ class HostileUpstream:
     async def _many_calls(self, writer, headers, started) -> bool:
         return await self._calls(writer, [(f"call_{n}", "get_weather") for n in range(CALLS + 1)])
 
+    async def _json_answer(self, writer, headers, started) -> bool:
+        """A 200 that ignores ``stream: true``: a plain ``CreateChatCompletionResponse``."""
+        return self._json(writer, 200, {
+            "id": "chatcmpl-hostile", "object": "chat.completion", "created": 0, "model": "hostile",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "plain json answer", "refusal": None},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}, "CreateChatCompletionResponse")
+
+    async def _json_error_200(self, writer, headers, started) -> bool:
+        """An ``ErrorResponse`` sent with status 200, echoing the key."""
+        return self._json(writer, 200, {"error": {"message": f"model overloaded ({key_of(headers)}), try later",
+                                                  "type": "server_error", "param": None, "code": None}})
+
+    def _json(self, writer, status: int, document: dict[str, Any], schema: str = "ErrorResponse") -> bool:
+        self.problems += [f"{schema}: {p}" for p in problems(schema, document)]
+        payload = json.dumps(document).encode()
+        self._head(writer, status, f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n")
+        writer.write(payload)
+        return True
+
+    async def _drop_connection(self, writer, headers, started) -> bool:
+        """The request read, then the connection closed: no status line."""
+        return False
+
+    async def _drop_once(self, writer, headers, started) -> bool:
+        if self.seen["drop-once"] == 1:
+            return False
+        return await self._sse(writer, [json.dumps(delta({"content": "Reconnected."})), json.dumps(delta({}, "stop"))])
+
+    async def _interrupting(self, writer, headers, started) -> bool:
+        """llama-cpp-python's server (its --interrupt_requests default): a request that arrives while another is
+        answered ends that one's stream at once, unfinished (a role delta, no finish_reason). An answer takes
+        INTERRUPT_SECONDS; the first two wait (up to 5 s) for the next request to interrupt them."""
+        if self._answering is not None:
+            self._answering.set()
+        mine = self._answering = asyncio.Event()
+        try:
+            await asyncio.wait_for(mine.wait(), 5 if self.seen["interrupting"] <= 2 else INTERRUPT_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+        if self._answering is mine:
+            self._answering = None
+        if mine.is_set():
+            self.interrupted += 1
+            return await self._sse(writer, [json.dumps(delta({"role": "assistant", "content": ""}))])
+        return await self._sse(writer, [json.dumps(delta({"content": "Answered."})), json.dumps(delta({}, "stop"))])
+
+    async def _dup_call_ids(self, writer, headers, started) -> bool:
+        return await self._calls(writer, [("call_same", "get_weather"), ("call_same", "get_weather")])
+
     async def _calls(self, writer, calls: list[tuple[str, str]]) -> bool:
         if has_outputs(self.bodies[-1]):
             return await self._sse(writer, [json.dumps(delta({"content": "done."})), json.dumps(delta({}, "stop"))])
@@ -348,7 +401,7 @@ class HostileUpstream:
 
 BEHAVIOURS = [name.lstrip("_").replace("_", "-") for name in vars(HostileUpstream)
               if name.startswith("_") and not name.startswith("__")
-              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "huge", "calls")]
+              and name.lstrip("_") not in ("run", "handle", "head", "sse", "chunk", "raw", "endless", "huge", "calls", "json")]
 
 
 def behaviour_of(body: dict[str, Any]) -> str:

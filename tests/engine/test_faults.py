@@ -260,3 +260,48 @@ def test_an_embeddings_error_body_is_read_to_the_cap(monkeypatch):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 100_000  # kB
     for error in (query.value, ingestion.value):
         assert "failed for model 'm': BadRequestError 400: xxx" in str(error) and len(str(error)) < 700, str(error)
+
+
+def test_a_key_echoed_in_deltas_of_any_size_never_reaches_the_client(keyed):
+    """1-, 2- and 3-character deltas of the key, in the text and in a call's arguments (a 3-character
+    minimum hold leaked `sk-…` one character at a time); then the key split at every position."""
+    from asstctl.server.engine.base import ToolCallDelta
+    from asstctl.server.engine.limits import ReplyGuard
+    from tests.engine.conftest import calls_of
+    from tests.upstream import Call, ToolCalls
+
+    key = keyed.key
+    text = f"Your key is {key} ok, sk- and s."
+    engine = make_engine(keyed)
+    for size in (1, 2, 3):
+        keyed.queue(Text(text, deltas=[text[i:i + size] for i in range(0, len(text), size)]),
+                    ToolCalls([Call("get_weather", f'{{"city": "{key}"}}')], fragments=len(key) // size + 4))
+        assert text_of(collect(engine, chat_request())) == "Your key is [redacted] ok, sk- and s."
+        (call,) = calls_of(collect(engine, chat_request())).values()
+        assert call["arguments"] == '{"city": "[redacted]"}', call
+    for cuts in [(i,) for i in range(len(text))] + [(i, i + 1) for i in range(len(text))]:
+        pieces = [text[a:b] for a, b in zip((0, *cuts), (*cuts, len(text)))]
+        for delta in (TextDelta, lambda piece: ToolCallDelta(0, None, None, piece)):
+            guard = ReplyGuard(key, 10_000)
+            shown = [e for piece in pieces for e in guard.events([delta(piece)])] + guard.flush()
+            assert "".join(e.text if isinstance(e, TextDelta) else e.arguments for e in shown) == \
+                "Your key is [redacted] ok, sk- and s.", cuts
+
+
+def test_a_key_json_escaped_in_tool_arguments_is_scrubbed_and_other_escapes_keep_their_meaning(keyed):
+    """`\\u0073k-...` as the arguments' raw JSON (the client decodes it to the key): scrubbed on the decoded
+    text, in 1-character fragments too; an escaped backslash, quote or non-ASCII character means the same."""
+    import json
+
+    from tests.engine.conftest import calls_of
+    from tests.upstream import Call, ToolCalls
+
+    key = keyed.key
+    escaped = "".join(f"\\u{ord(c):04x}" for c in key)
+    other = r'"kept": "\\u0073 \" \u00e9 \u0041"'
+    engine = make_engine(keyed)
+    for arguments in (f'{{"city": "{escaped}", {other}}}', f'{{"city": "{escaped[:36]}{key[6:]}", {other}}}'):
+        for fragments in (1, len(arguments)):
+            keyed.queue(ToolCalls([Call("get_weather", arguments)], fragments=fragments))
+            (call,) = calls_of(collect(engine, chat_request())).values()
+            assert json.loads(call["arguments"]) == {"city": "[redacted]", "kept": "\\u0073 \" \u00e9 A"}, call

@@ -16,6 +16,7 @@ import httpx2
 import pytest
 
 from tests.conftest import make_client
+from tests.engine.conftest import chat_request, collect, text_of
 from tests.engine.hostile import HostileUpstream
 from tests.serve_process import ServeProcess
 
@@ -326,6 +327,47 @@ def test_tool_call_ids_and_names_are_cleaned_and_scrubbed(hostile, sdk):
     assert KEY[:6] not in server.stderr() + server.stdout()
 
 
+def test_calls_with_one_id_get_ids_of_their_own_and_their_outputs_submit(hostile, sdk):
+    """Two calls both `call_same` (required_action listed it twice, submit_tool_outputs then 400ed forever)."""
+    run = run_on(sdk, "dup-call-ids", tools=[WEATHER])
+    assert run.status == "requires_action", (run.status, run.last_error)
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [call.id for call in calls] == ["call_same", "call_same_2"]
+    run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": c.id, "output": "sunny"} for c in calls],
+        poll_interval_ms=20)
+    assert run.status == "completed" and reply_of(sdk, run) == "done.", run.last_error
+    sent = hostile[1].bodies[-1]["messages"]
+    assert [m["tool_call_id"] for m in sent if m["role"] == "tool"] == ["call_same", "call_same_2"]
+
+
+def test_a_json_answer_instead_of_an_event_stream_is_used_or_its_error_shown(sdk):
+    """A 200 whose body is JSON: a chat.completion is the answer; an error's message reaches last_error, scrubbed
+    (both failed with "ended the stream before the answer was finished (no finish_reason)")."""
+    run = run_on(sdk, "json-answer")
+    assert run.status == "completed" and reply_of(sdk, run) == "plain json answer", run.last_error
+    run = run_on(sdk, "json-error-200")
+    assert run.status == "failed", run.status
+    assert run.last_error.message.endswith("answered 200 with an error instead of an event stream: model overloaded "
+                                           "([redacted]), try later"), run.last_error.message
+
+
+def test_runs_on_an_upstream_that_interrupts_a_request_when_another_arrives_both_complete(hostile, sdk):
+    """As llama-cpp-python's server does: the interrupted stream ends unfinished and was sent again at once, which
+    interrupted the other run's (2 concurrent runs: the first failed 3 times out of 3). Now it is retried after a
+    jittered wait, and after 2 interruptions the upstream is sent one request at a time (logged once)."""
+    server, upstream = hostile
+    results = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, run_on(sdk, "interrupting"))) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [(run.status, run.last_error) for run in results.values()] == [("completed", None)] * 2
+    assert [reply_of(sdk, run) for run in results.values()] == ["Answered."] * 2 and upstream.interrupted >= 2
+    assert server.stderr().count("it is sent one request at a time from now on") == 1
+
+
 def test_huge_call_ids_and_too_many_calls_fail_the_run_naming_the_limit(hostile, sdk):
     """100,000 characters of call ids (they were all delivered) and 129 calls in one reply."""
     server = hostile[0]
@@ -346,3 +388,43 @@ def test_call_ids_and_names_count_against_the_reply_cap():
     assert guard.over and sum(len(e.id) + len(e.name) + len(e.arguments) for e in shown) <= 1000
     with pytest.raises(EngineError, match=r"a tool-call name longer than 256 characters \(limits.NAME_CHARS\)"):
         ReplyGuard(None, 1000).events([ToolCallDelta(0, "call_0", "f" * 257)])
+
+
+def engine_on(upstream: HostileUpstream, monkeypatch, **options):
+    """An in-process engine on ``upstream`` with the default limits (``options``: UpstreamEngine's)."""
+    from asstctl.server.engine.config import UpstreamConfig
+    from asstctl.server.engine.upstream import UpstreamEngine
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return UpstreamEngine(UpstreamConfig(url=upstream.base_url, api_key_env=KEY_ENV), **options)
+
+
+def test_a_turn_still_streaming_near_the_run_s_expiry_fails_naming_it(hostile, monkeypatch):
+    """Under the default limits (turn_seconds 600 = the run's 10-minute expiry, whose clock starts first) an
+    endless stream ended `expired` with no last_error: the turn now ends EXPIRY_MARGIN s before expires_at."""
+    from asstctl.server.engine.base import EngineError
+    from asstctl.server.engine.upstream import EXPIRY_MARGIN
+
+    engine = engine_on(hostile[1], monkeypatch)
+    assert engine.limits.turn_seconds == 600
+    expires = time.time() + EXPIRY_MARGIN + 0.5
+    started = time.monotonic()
+    with pytest.raises(EngineError) as failed:
+        collect(engine, chat_request("endless-stream", run={"created_at": expires - 600, "expires_at": expires}))
+    assert "5 s before the run's 10-minute expiry (expires_at)" in failed.value.message, failed.value.message
+    assert "whole-turn limit of 600 s (engine.limits.turn_seconds)" in failed.value.message
+    assert time.monotonic() - started < 30
+
+
+def test_a_connection_closed_before_answering_is_retried_and_named_plainly(hostile, monkeypatch):
+    """It was not retried, and last_error read "can't handle event type ConnectionClosed when role=SERVER"."""
+    from asstctl.server.engine.base import EngineError
+    from asstctl.server.engine.upstream import RetryPolicy
+
+    upstream = hostile[1]
+    engine = engine_on(upstream, monkeypatch, retry=RetryPolicy(backoff=0.01))
+    assert text_of(collect(engine, chat_request("drop-once"))) == "Reconnected."
+    with pytest.raises(EngineError) as failed:
+        collect(engine, chat_request("drop-connection"))
+    assert failed.value.message.endswith(" closed the connection before answering (4 attempts)"), failed.value.message
+    assert upstream.seen["drop-connection"] == 4 and upstream.seen["drop-once"] == 2

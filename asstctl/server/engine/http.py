@@ -46,6 +46,10 @@ class DeadlineReached(HttpTimeout):
     """The whole response took longer than its deadline (``Response.deadline``)."""
 
 
+class Dropped(HttpError):
+    """The server closed the connection before its response was complete (before its head: nothing came)."""
+
+
 class TooLarge(HttpError):
     """One line of the body is longer than allowed."""
 
@@ -92,7 +96,7 @@ class Response:
             elif isinstance(event, h11.EndOfMessage):
                 self.finished = True
             elif isinstance(event, h11.ConnectionClosed):
-                raise HttpError("the connection closed before the response was complete")
+                raise Dropped("the connection closed before the response was complete")
 
     async def line_batches(self, max_line: int) -> AsyncIterator[list[str]]:
         """The body's lines (invalid UTF-8 replaced), in the batches one read brought; a line longer
@@ -184,7 +188,7 @@ class Pool:
             if isinstance(event, h11.Response):
                 return Response(self, origin, connection, event, self.timeouts)
             if isinstance(event, h11.ConnectionClosed):
-                raise HttpError("the server closed the connection without answering")
+                raise Dropped("the server closed the connection before answering")
             # h11.InformationalResponse (100 Continue, ...): wait for the real one
 
     async def _connection(self, origin: tuple) -> tuple[Connection, bool]:
@@ -234,6 +238,10 @@ async def next_event(connection: Connection, timeout: float, deadline: float | N
         try:
             event = connection.h11.next_event()
         except h11.RemoteProtocolError as error:
+            if connection.reader.at_eof():  # (h11's words for it: "can't handle event type ConnectionClosed ...")
+                raise Dropped("the server closed the connection before answering" if connection.h11.their_state
+                              is h11.SEND_RESPONSE else "the connection closed before the response was complete") \
+                    from None
             raise HttpError(f"invalid HTTP from the server: {error}") from None
         if event is not h11.NEED_DATA:
             return event

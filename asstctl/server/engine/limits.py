@@ -11,9 +11,12 @@
   Where a text was already cut (the body at ``ERROR_BODY_CAP``, an in-stream error at its own cap:
   :func:`scrub_cut`), a tail that is the key's start (``HOLD`` or more characters) is redacted too,
   as :meth:`KeyScrubber.flush` would: whitespace collapsed later must not bring a fragment into view.
-- :class:`KeyScrubber`: the same over a stream of deltas, a key split across two deltas included.
+- :class:`KeyScrubber`: the same over a stream of deltas, a key split across deltas of any size
+  included (a tail that may be the key's start is held until the next delta).
+- :class:`EscapeDecoder`: tool-call arguments' ``\\u`` escapes of ASCII characters written plainly (the
+  same JSON), so a key sent escaped is scrubbed too.
 - :class:`ReplyGuard`: all of it on one reply's events, tool-call ids and names included (cleaned,
-  scrubbed, counted against ``reply_chars``, each at most ``ID_CHARS`` / ``NAME_CHARS``, at most
+  scrubbed, ids made unique in the reply, counted against ``reply_chars``, each at most ``ID_CHARS`` / ``NAME_CHARS``, at most
   ``CALLS`` calls a reply).
 - :func:`coalesce`: many text deltas that arrived in one read become one (a flood of tiny deltas
   costs one event, not thousands), a few stay as the upstream sent them.
@@ -38,7 +41,7 @@ REDACTED = "[redacted]"
 ID_CHARS = 256  # of one tool-call id (OpenAI's are about 30)
 NAME_CHARS = 256  # of one tool-call name (OpenAI's function names are at most 64)
 CALLS = 128  # tool calls in one reply (OpenAI allows 128 tools in a request)
-HOLD = 3  # a delta ending in this many characters of the key's start is held until the next one
+HOLD = 3  # a text cut short whose tail is this many characters of the key's start has the tail redacted
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HEADER_ECHO = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(\"?\s*[:=]\s*\"?)(bearer\s+)?[^\s\"',;}]+")
@@ -69,13 +72,13 @@ def redact_tail(text: str, key: str | None) -> str:
     return text[:start] + REDACTED if start >= 0 else text
 
 
-def key_tail(text: str, key: str) -> int:
-    """Where the earliest tail of ``text`` that is the key's first ``HOLD`` or more characters starts (-1: none)."""
-    start = text.find(key[:HOLD], max(0, len(text) - len(key) + 1))
+def key_tail(text: str, key: str, least: int = HOLD) -> int:
+    """Where the earliest tail of ``text`` that is the key's first ``least`` or more characters starts (-1: none)."""
+    start = text.find(key[:least], max(0, len(text) - len(key) + 1))
     while start >= 0:
         if key.startswith(text[start:]):
             return start
-        start = text.find(key[:HOLD], start + 1)
+        start = text.find(key[:least], start + 1)
     return -1
 
 
@@ -127,8 +130,9 @@ def detail_text(message: str, key: str | None) -> str:
 class KeyScrubber:
     """Deltas of one stream, the key redacted even when it is split across deltas.
 
-    A delta ending in the key's first ``HOLD`` or more characters keeps that tail until the next
-    delta (or :meth:`flush`); a key whose start was already sent has the rest redacted."""
+    Whatever tail of the held and new text is the key's start (of any length: 1-character deltas
+    of the key leaked with a 3-character minimum) is held until the next delta shows whether it is
+    the key (or :meth:`flush`); a key whose start was already sent has the rest redacted."""
 
     def __init__(self, key: str | None):
         self.key = key if key and len(key) >= 8 else None
@@ -151,7 +155,7 @@ class KeyScrubber:
                 position = end
             found = window.find(key, end)
         rest = window[position:]
-        start = key_tail(rest, key)  # the earliest tail that is the key's start: held back
+        start = key_tail(rest, key, 1)  # the earliest tail that is the key's start (even 1 character): held back
         if start >= 0:
             self.held, rest = rest[start:], rest[:start]
         out.append(rest)
@@ -162,6 +166,47 @@ class KeyScrubber:
     def flush(self) -> str:
         held, self.held = self.held, ""
         return held
+
+
+class EscapeDecoder:
+    """Tool-call arguments (raw JSON text) with each ``\\uXXXX`` escape of a printable ASCII character
+    (but ``"`` and ``\\``) written as the character itself: the same JSON, so that a key sent escaped
+    (``\\u0073k-...``, which the client would decode) meets :class:`KeyScrubber` as plain text. An escape
+    cut by the end of a delta is held until the next one."""
+
+    def __init__(self) -> None:
+        self.held = ""
+
+    def feed(self, text: str) -> str:
+        data, self.held = self.held + text, ""
+        if "\\" not in data:
+            return data
+        out, position = [], 0
+        for match in _ESCAPE.finditer(data):
+            escape = match.group()
+            out.append(data[position:match.start()])
+            if match.end() == len(data) and (escape == "\\" or (escape[1] == "u" and len(escape) < 6)):
+                self.held = escape  # cut short: the rest comes with the next delta
+                return "".join(out)
+            out.append(_unescaped(escape))
+            position = match.end()
+        out.append(data[position:])
+        return "".join(out)
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held
+
+
+_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,4}|.?)", re.DOTALL)
+
+
+def _unescaped(escape: str) -> str:
+    if len(escape) == 6:
+        char = chr(int(escape[2:], 16))
+        if " " <= char <= "~" and char not in "\"\\":
+            return char
+    return escape
 
 
 class ReplyGuard:
@@ -175,6 +220,8 @@ class ReplyGuard:
         self.key, self.cap, self.size, self.over = key, cap, 0, False
         self._text = KeyScrubber(key)
         self._arguments: dict[int, KeyScrubber] = {}
+        self._ids: dict[int, str] = {}  # each call's id as shown: unique in the reply
+        self._escapes: dict[int, EscapeDecoder] = {}  # a key sent \\u-escaped in the arguments' JSON is scrubbed too
 
     def events(self, events: list[EngineEvent]) -> list[EngineEvent]:
         out: list[EngineEvent] = []
@@ -192,11 +239,12 @@ class ReplyGuard:
                         raise EngineError(f"the upstream called more than {CALLS} tools in one reply "
                                           "(limits.CALLS); the reply was dropped", "server_error")
                     scrubber = self._arguments[event.index] = KeyScrubber(self.key)
-                call_id = self._label(event.id, ID_CHARS, "id", "ID_CHARS")
+                    self._escapes[event.index] = EscapeDecoder()
+                call_id = self._unique(event.index, self._label(event.id, ID_CHARS, "id", "ID_CHARS"))
                 name = self._label(event.name, NAME_CHARS, "name", "NAME_CHARS")
                 if self.over:
                     break  # a call whose id or name passes the cap is not shown at all
-                arguments = self._fit(scrubber.feed(clean_text(event.arguments)))
+                arguments = self._fit(scrubber.feed(self._escapes[event.index].feed(clean_text(event.arguments))))
                 out.append(replace(event, id=call_id, name=name, arguments=arguments))
             else:
                 out.append(event)
@@ -213,6 +261,21 @@ class ReplyGuard:
         self._fit(value)
         return value
 
+    def _unique(self, index: int, call_id: str | None) -> str | None:
+        """The id shown for call ``index``: the upstream's, with ``_2``, ``_3``... when another call of the
+        reply has it already (two calls with one id could never both get their outputs submitted); the
+        same for every fragment of the call."""
+        if not call_id:
+            return call_id
+        shown = self._ids.get(index)
+        if shown is None:
+            taken, shown, n = set(self._ids.values()), call_id, 1
+            while shown in taken:
+                n += 1
+                shown = f"{call_id}_{n}"
+            self._ids[index] = shown
+        return shown
+
     def flush(self) -> list[EngineEvent]:
         """What the scrubbers held back, at the reply's end."""
         out: list[EngineEvent] = []
@@ -220,7 +283,7 @@ class ReplyGuard:
         if text:
             out.append(TextDelta(text))
         for index, scrubber in self._arguments.items():
-            held = self._fit(scrubber.flush())
+            held = self._fit(scrubber.feed(self._escapes[index].flush()) + scrubber.flush())
             if held:
                 out.append(ToolCallDelta(index=index, arguments=held))
         return out

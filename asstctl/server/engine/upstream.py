@@ -8,9 +8,11 @@ delta and a ``ToolCallDelta`` per tool-call fragment as they arrive, then one ``
 The request is built in OpenAI's shapes and sent in the upstream's dialect (``dialects.py``): a
 refusal of a field's shape is adapted to, sent again at once and remembered per upstream model.
 
-Faults: 429 and 5xx (and a refused connection) are retried with bounded exponential backoff that
-honours ``Retry-After`` / ``retry-after-ms``, only before anything was yielded; a 500 that is a
-validation error is not. Everything else is an ``EngineError`` whose message names the upstream by
+Faults: 429 and 5xx (and a refused or dropped connection) are retried with bounded exponential backoff
+that honours ``Retry-After`` / ``retry-after-ms``, only before anything was yielded; a 500 that is a
+validation error is not. A stream that ends unfinished before anything was shown is sent again after a
+jittered wait; an upstream that interrupts requests when others arrive (llama-cpp-python) is then
+sent one at a time. A turn ends at the whole-turn limit or just before the run's expiry. Everything else is an ``EngineError`` whose message names the upstream by
 host and the fix. What comes back is bounded (``limits.py``: error bodies, idle timeout, whole-turn
 limit, reply size, invalid text, floods). The key is read once, at start-up, from the environment
 variable the configuration names; it is sent in a header and never appears in an error, a log line
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import time
 from contextlib import aclosing
@@ -37,8 +40,8 @@ from asstctl.server.engine import dialects
 from asstctl.server.engine.base import EngineError, EngineEvent, EngineRequest, TextDelta, TurnEnd
 from asstctl.server.engine.config import LOOPBACK_PLACEHOLDER, UpstreamConfig, resolve_key
 from asstctl.server.engine.dialects import Dialect
-from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, HttpError, HttpTimeout, Pool, Response,
-                                        Timeouts, TooLarge)
+from asstctl.server.engine.http import (ConnectFailed, DeadlineReached, Dropped, HttpError, HttpTimeout, Pool,
+                                        Response, Timeouts, TooLarge)
 from asstctl.server.engine.limits import (ERROR_BODY_CAP, ID_CHARS, MAX_LINE, Limits, ReplyGuard, clean_text, cut,
                                           detail_text, error_detail, scrub)
 from asstctl.server.engine.sse import TurnParser
@@ -51,6 +54,9 @@ MAX_ADAPTATIONS = 6  # shape changes learned from refusals within one turn
 MAX_LEARNED = 1000  # models whose accepted shapes are remembered, least recently used dropped first (any name a client sends may be one)
 MODELS_CAP, MODELS_LIMIT = 1 << 20, 10_000  # the upstream's GET /models: bytes read, ids kept
 MODELS_SECONDS, MODELS_TTL = 10.0, 60.0  # ... how long it may take, how long its answer is reused
+INTERRUPTED_BACKOFF = 0.2  # seconds before an unfinished stream (nothing shown) is sent again: jittered, doubled
+INTERRUPTIONS = 2  # unfinished streams while other requests were in flight, before requests go one at a time
+EXPIRY_MARGIN = 5.0  # seconds before the run's expires_at by which a turn still streaming is ended (it fails, naming it)
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ class UpstreamEngine:
         self._fixed = dialects.profile(config.dialect) if config.dialect else None
         self._learned: dict[str, Dialect] = {}  # upstream model -> what it accepts, for the process's life
         self._models: tuple[float, list[str]] | None = None  # (when, ids) of the upstream's GET /models
+        self._in_flight = self._interruptions = 0  # requests to the upstream now; streams it interrupted so far
+        self._one_at_a_time = False  # learned from INTERRUPTIONS interruptions (_interrupted)
+        self._gates: dict[Any, asyncio.Semaphore] = {}  # the semaphore of one, per event loop
         self.on_retry: Any = None  # observability's hook: on_retry(retry number, what the upstream did)
 
     def __repr__(self) -> str:  # never the key
@@ -143,15 +152,20 @@ class UpstreamEngine:
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
         model = self.config.upstream_model(request.model)
         canonical = self._body(request, model)
-        deadline = time.monotonic() + self.limits.turn_seconds
+        deadline, ending = self._deadline(request.run)
         host = self.config.host
-        for attempt in range(2):  # a stream that ended unfinished before anything was shown: once more
-            response = await self._open(canonical, request.model, model, deadline)
+        for attempt in range(self.retry.retries + 1):  # a stream that ended unfinished before anything was shown: again
+            gate = await self._gate()
+            try:
+                response = await self._open(canonical, request.model, model, deadline, ending)
+            except BaseException:
+                self._leave(gate)
+                raise
             parser, guard = self._parser(request), ReplyGuard(self.secret, self.limits.reply_chars)
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
             try:
-                async with aclosing(response.line_batches(MAX_LINE)) as batches:
+                async with aclosing(self._batches(response)) as batches:
                     async for batch in batches:  # to the end: the connection is reused
                         events: list[EngineEvent] = []
                         for line in batch:
@@ -163,7 +177,7 @@ class UpstreamEngine:
                         if guard.over:
                             break  # (every read waits on the loop, http._within: a flood never starves others)
             except DeadlineReached:
-                raise self._turn_limit() from None
+                raise self._turn_limit(ending) from None
             except HttpTimeout:
                 what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
                 raise self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
@@ -171,11 +185,16 @@ class UpstreamEngine:
             except TooLarge:
                 raise self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} MiB line "
                                   "limit; the request was closed", "server_error") from None
+            except Dropped as error:
+                if parser.started:  # (else: an unfinished stream, below)
+                    raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
+                                      "server_error") from None
             except HttpError as error:
                 raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
                                   "server_error") from None
             finally:
                 response.close()  # also on cancel: aborts the upstream connection at once
+                self._leave(gate)
             for event in guard.flush():
                 if isinstance(event, TextDelta):
                     text.append(event.text)
@@ -189,8 +208,12 @@ class UpstreamEngine:
                 detail = detail_text(parser.error, self.secret)
                 raise self._error(f"the upstream {host} failed mid-answer: {detail}", "server_error")
             if parser.finish_reason is None:
-                if not parser.started and attempt == 0:
-                    log.warning("upstream %s ended a stream without a finish_reason before any text; once more", host)
+                self._interrupted()
+                if not parser.started and attempt < self.retry.retries:
+                    wait = min(self.retry.max_wait, INTERRUPTED_BACKOFF * 2 ** attempt * random.uniform(0.5, 1.5))
+                    log.warning("upstream %s ended a stream without a finish_reason before any text; retry %d of %d "
+                                "in %.2f s", host, attempt + 1, self.retry.retries, wait)
+                    await asyncio.sleep(wait)  # (jittered: two runs interrupting each other fall out of step)
                     continue
                 raise self._error(f"the upstream {host} ended the stream before the answer was finished "
                                   "(no finish_reason)", "server_error")
@@ -204,6 +227,72 @@ class UpstreamEngine:
             end.model = model
             yield end
             return
+
+    async def _gate(self) -> asyncio.Semaphore | None:
+        """Once the upstream was seen interrupting requests (:meth:`_interrupted`): its semaphore of one,
+        acquired (the wait is bounded by the turn holding it: its deadline); else None. Counts the request in flight."""
+        gate = self._gates.setdefault(_loop(), asyncio.Semaphore(1)) if self._one_at_a_time else None
+        if gate is not None:
+            await gate.acquire()
+        self._in_flight += 1
+        return gate
+
+    def _leave(self, gate: asyncio.Semaphore | None) -> None:
+        self._in_flight -= 1
+        if gate is not None:
+            gate.release()
+
+    def _interrupted(self) -> None:
+        """A stream ended without a finish_reason. While other requests to the upstream were in flight it
+        counts as an interruption (llama-cpp-python's server ends the running request when another arrives);
+        after ``INTERRUPTIONS`` of them the upstream is sent one request at a time (logged once)."""
+        if self._in_flight < 1 or self._one_at_a_time or self.config.is_openai:  # (OpenAI's: never one at a time)
+            return
+        self._interruptions += 1
+        if self._interruptions >= INTERRUPTIONS:
+            self._one_at_a_time = True
+            log.warning("upstream %s ended %d streams unfinished while other requests to it were in flight (as "
+                        "llama-cpp-python's server does, interrupting a request when another arrives); it is sent one "
+                        "request at a time from now on (start llama-cpp-python with --interrupt_requests False to "
+                        "serve requests together)", self.config.host, self._interruptions)
+
+    def _batches(self, response: Response) -> AsyncIterator[list[str]]:
+        """The answer's lines: an event stream's, or one chunk made of a JSON answer (:meth:`_json_answer`)."""
+        kind = response.headers.get("content-type", "").lower()
+        if "json" in kind and "event-stream" not in kind:
+            return self._json_answer(response)
+        return response.line_batches(MAX_LINE)
+
+    async def _json_answer(self, response: Response) -> AsyncIterator[list[str]]:
+        """A 200 that is JSON, not an event stream (a server that ignores ``stream: true``, or an error sent
+        with status 200), read up to ``MAX_LINE`` bytes as one line of a stream would be: a chat.completion
+        becomes one stream chunk (:meth:`as_chunk`), an error fails the turn with its message (scrubbed)."""
+        host = self.config.host
+        body = await response.read(MAX_LINE + 1)
+        if len(body) > MAX_LINE:
+            raise self._error(f"the upstream {host} answered with a JSON body (not an event stream) longer than "
+                              f"the {MAX_LINE >> 20} MiB line limit; the request was closed", "server_error")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        chunk = self.as_chunk(data) if isinstance(data, dict) and not data.get("error") else None
+        if chunk is not None:
+            yield [f"data: {json.dumps(chunk)}", "data: [DONE]"]
+            return
+        whole, _ = error_detail(body, self.secret)
+        what = "an error" if isinstance(data, dict) and data.get("error") else "a JSON body that is not an answer"
+        raise self._error(f"the upstream {host} answered 200 with {what} instead of an event stream: {cut(whole)}",
+                          "server_error")
+
+    def as_chunk(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """A non-streamed answer (``chat.completion``) as the one stream chunk it amounts to (None: it is not one)."""
+        choices = data.get("choices")
+        if not isinstance(choices, list):
+            return None
+        return {"choices": [{"index": c.get("index", 0), "delta": c.get("message") or {},
+                             "finish_reason": c.get("finish_reason")} for c in choices if isinstance(c, dict)],
+                "usage": data.get("usage")}
 
     def _body(self, request: EngineRequest, model: str) -> dict[str, Any]:
         """The canonical request of one turn (OpenAI's shapes; ``_shape`` sends it in the upstream's dialect)."""
@@ -240,7 +329,8 @@ class UpstreamEngine:
             return url, {"api-version": config.azure_api_version}, {"api-key": self._key}
         return f"{config.url}/chat/completions", {}, {"authorization": f"Bearer {self._key}"}
 
-    async def _open(self, canonical: dict[str, Any], run_model: str, model: str, deadline: float) -> Response:
+    async def _open(self, canonical: dict[str, Any], run_model: str, model: str, deadline: float,
+                    ending: str | None = None) -> Response:
         """The 200 response of the upstream, its body not read yet. Retries 429, 5xx and refused
         connections; a refusal of a field's shape is adapted to (and remembered) and sent again."""
         url, params, headers = self._target(model)
@@ -254,12 +344,19 @@ class UpstreamEngine:
             try:
                 response = await pool.post(url, payload, headers, params, deadline)
             except DeadlineReached:
-                raise self._turn_limit() from None
+                raise self._turn_limit(ending) from None
             except ConnectFailed as error:
                 if last:
                     raise self._error(f"cannot reach the upstream {host} ({error}) after "
                                       f"{attempt + 1} attempts: is it running?", "server_error") from None
                 await self._pause(attempt, {}, f"connection failed ({error})")
+                attempt += 1
+                continue
+            except Dropped:  # closed before answering: retried as a 5xx is
+                if last:
+                    raise self._error(f"the upstream {host} closed the connection before answering ({attempt + 1} "
+                                      "attempts)", "server_error") from None
+                await self._pause(attempt, {}, "closed the connection before answering")
                 attempt += 1
                 continue
             except HttpTimeout:  # no response head within the idle timeout (connect and write name their own)
@@ -338,7 +435,27 @@ class UpstreamEngine:
                                "server_error")
         return self._error(f"the upstream {host} rejected the request ({status}): {detail}", "server_error")
 
-    def _turn_limit(self) -> EngineError:
+    def _deadline(self, run: dict[str, Any]) -> tuple[float, str | None]:
+        """When the turn must end (``time.monotonic()``): at the whole-turn limit, or ``EXPIRY_MARGIN`` s
+        before the run's ``expires_at`` if that comes first (the run then fails naming its expiry, rather
+        than expiring with no last_error); with it, what ends the turn there (None: the turn limit)."""
+        limit = time.monotonic() + self.limits.turn_seconds
+        expires = run.get("expires_at") if isinstance(run, dict) else None
+        if not isinstance(expires, (int, float)) or isinstance(expires, bool):
+            return limit, None
+        by_expiry = time.monotonic() + (expires - time.time() - EXPIRY_MARGIN)
+        if by_expiry >= limit:
+            return limit, None
+        created = run.get("created_at")
+        minutes = round((expires - created) / 60) if isinstance(created, (int, float)) else 0
+        name = f"the run's {minutes}-minute expiry" if minutes >= 1 else "the run's expiry"
+        return by_expiry, (f"the upstream {self.config.host} was still answering {EXPIRY_MARGIN:g} s before "
+                           f"{name} (expires_at); the turn was ended there, before the whole-turn limit of "
+                           f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)")
+
+    def _turn_limit(self, ending: str | None = None) -> EngineError:
+        if ending is not None:
+            return self._error(ending, "server_error")
         return self._error(f"the upstream {self.config.host} took longer than the whole-turn limit of "
                            f"{self.limits.turn_seconds:g} s (engine.limits.turn_seconds)", "server_error")
 

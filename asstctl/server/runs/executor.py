@@ -169,6 +169,9 @@ class RunExecutor(ReplicaHooks, ToolRounds):
             if run["status"] not in ACTIVE:
                 return False
             self._end(run, "expired", expires_at=None)
+        # last_error stays null, as on OpenAI; a turn still streaming is ended before this (engine EXPIRY_MARGIN)
+        log.warning("run %s expired: its expires_at passed while it was %s%s", run_id, run["status"],
+                    " with a model call in flight" if run_id in self._writers else "")
         return True
 
     def streaming_runs(self) -> int:
