@@ -392,6 +392,23 @@ def test_names_the_server_cannot_take_are_named_not_returned(call):
     assert f"[file not returned: /mnt/data/tab?name.csv: {why}]" in outcome.output
 
 
+DEEP = """import os
+for _ in range(1100):  # deeper than the supervisor's recursion limit (os.walk recurses on Python 3.11)
+    os.mkdir('d')
+    os.chdir('d')
+open('deep.txt', 'w').write('x')
+os.chdir('/mnt/data')
+open('top.txt', 'w').write('y')
+"""
+
+
+def test_a_directory_nested_deeper_than_the_walk_is_named_not_fatal(call):
+    outcome = call(DEEP)
+    assert [path for path, _ in outcome.written_files] == ["/mnt/data/top.txt"], outcome.output
+    assert (f"[file not returned: /mnt/data/{'d/' * 100}d: directories more than 100 levels deep in /mnt/data are "
+            "not looked at: files in them are not returned]") in outcome.output, outcome.output[-500:]
+
+
 FOUR = """import os, time
 held = b'x' * (40 * 2 ** 20)
 ready, told = os.pipe()

@@ -1,6 +1,6 @@
 """The Python REPL that runs inside the sandbox (standard library only; never imported by the server).
 
-The server starts it as ``python -I -c <this file's text> <settings JSON>`` and talks to it over
+The server starts it as ``python -I -c <repl_files.py's text, then this file's> <settings JSON>`` and talks to it over
 stdin/stdout with frames: a 4-byte big-endian length, then that many bytes of JSON.
 
 Two processes: this one, the **supervisor**, holds the channel to the server and never runs user
@@ -39,7 +39,6 @@ SETTINGS = json.loads(sys.argv[1])
 DATA = SETTINGS["data_dir"]
 MARK = b"\x00asstctl-cell-end-%d\x00"
 PNG = b"\x89PNG\r\n\x1a\n"
-MAX_WALK = 10_000  # entries of /mnt/data looked at per call
 WORKER = {"pid": 0, "status": None}
 
 
@@ -125,85 +124,7 @@ class Capture:
         return text, dropped
 
 
-# -- the supervisor: files of /mnt/data -------------------------------------------------------
-def snapshot():
-    """{path: (mtime, size, mode)} of the first MAX_WALK files of /mnt/data; whether there were more."""
-    seen, count = {}, 0
-    for root, dirs, files in os.walk(DATA):
-        for name in files:
-            count += 1
-            if count > MAX_WALK:
-                return seen, True
-            path = os.path.join(root, name)
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            seen[path] = (info.st_mtime_ns, info.st_size, info.st_mode)
-    return seen, False
-
-
-def shown(path):
-    """The path as the code sees it in the sandbox (the unsafe mode's stand-in directory is /mnt/data too)."""
-    return "/mnt/data/" + os.path.relpath(path, DATA)
-
-
-def named(path):
-    """(the path as shown, with ``?`` for control characters and bytes that are not UTF-8; why it cannot be
-    returned, or None): the server takes only printable UTF-8 paths of at most 4096 characters."""
-    text = shown(path)
-    clean = "".join("?" if ord(c) < 32 or c == "\x7f" or 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
-    if len(clean) > 4000:
-        return clean[:200] + "...", "its path is over 4000 characters"
-    return clean, None if clean == text else "its name has a control character or is not valid UTF-8 (rename it)"
-
-
-def changed_files(before):
-    (now, cut), hidden = snapshot(), {}
-    files, skipped, room = [], [], SETTINGS["max_file_bytes"]
-    for path, mark in sorted(now.items()):
-        if before.get(path) == mark:
-            continue
-        parts = os.path.relpath(path, DATA).split(os.sep)[:-1]
-        dots = [at for at, part in enumerate(parts) if part.startswith(".")]  # caches, e.g. .cache/
-        if dots:
-            place = os.path.join(DATA, *parts[:dots[0] + 1])
-            hidden[place] = hidden.get(place, 0) + 1
-            continue
-        name, problem = named(path)
-        if problem:
-            skipped.append({"path": name, "reason": problem})
-            continue
-        if len(files) >= SETTINGS["max_files"]:
-            skipped.append({"path": shown(path), "reason": f"more than {SETTINGS['max_files']} files changed in one call"})
-            continue
-        if not (mark[2] & 0o170000 == 0o100000):
-            skipped.append({"path": shown(path), "reason": "not a regular file"})
-            continue
-        if mark[1] > room:
-            skipped.append({"path": shown(path), "reason": f"over the limit of {SETTINGS['max_file_bytes'] >> 20} MB "
-                                                    "of files returned per call"})
-            continue
-        try:
-            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(handle, "rb") as stream:
-                data = stream.read(room + 1)
-        except OSError as error:
-            skipped.append({"path": shown(path), "reason": f"unreadable ({error.strerror})"})
-            continue
-        if len(data) > room:
-            skipped.append({"path": shown(path), "reason": "grew while it was read"})
-            continue
-        room -= len(data)
-        files.append({"path": shown(path), "data": base64.b64encode(data).decode()})
-    skipped[:0] = [{"path": named(place)[0], "reason": f"{count} changed file(s) in a hidden directory (a name starting "
-                 "with '.') are not returned"} for place, count in hidden.items()]
-    if cut:  # first: the server keeps the first 200
-        skipped.insert(0, {"path": "/mnt/data/...", "reason": f"only the first {MAX_WALK} files of /mnt/data are "
-                                                             "looked at: those past them are not returned"})
-    return files, skipped
-
-
+# -- the supervisor: files of /mnt/data are looked at by repl_files.py's functions (its text comes first) --
 def put(stream, answers, request):
     """Copy ``size`` bytes from the server into /mnt/data; the bytes are always consumed."""
     name, size = request.get("name"), request.get("size")
@@ -346,7 +267,7 @@ def supervise(requests, answers, to_worker, from_worker, capture):
             put(requests, answers, request)
             continue
         code = request.get("code")
-        before = snapshot()[0]
+        before = snapshot(DATA)
         marks += 2  # the worker's mark ends the cell's output; the supervisor's (+1) what stragglers wrote
         try:
             write_frame(to_worker, {"code": code if isinstance(code, str) else "", "mark": marks - 1})
@@ -366,7 +287,7 @@ def supervise(requests, answers, to_worker, from_worker, capture):
         logs, dropped = capture.finish(marks - 1)
         os.write(capture.write, MARK % marks)
         capture.finish(marks)  # dropped: output of the processes reap() ended, written after the cell's end
-        files, skipped = changed_files(before)
+        files, skipped = changed_files(DATA, before, SETTINGS)
         write_frame(answers, {"logs": logs, "truncated": dropped, "error": error,
                               "images": images, "files": files, "skipped": skipped})
 

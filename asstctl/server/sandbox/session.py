@@ -215,6 +215,8 @@ class Session:
             cause = str(error)
         elif isinstance(error, ValueError):
             cause = f"the sandbox sent a malformed answer ({error})"
+        elif (failed := repl_error(self.stderr_tail)) and ended.startswith("exit status"):
+            cause = f"the sandbox's REPL failed ({ended}: {failed})"
         else:
             cause = f"the sandboxed process ended ({ended}), e.g. by exceeding a limit"
         return CellResult(
@@ -349,6 +351,18 @@ def _result(answer: dict, file_bytes: int = 64 << 20) -> CellResult:
         return result
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise ValueError(f"not an answer of the REPL: {error}") from error
+
+
+def repl_error(tail: bytes) -> str | None:
+    """The exception that ended the REPL, from the tail of its stderr (the last line of its traceback, at most
+    300 printable characters); None if it did not end with one (a signal, a limit)."""
+    text = tail.decode("utf-8", "replace")
+    if "Traceback (most recent call last):" not in text:
+        return None
+    last = [line.strip() for line in text.rpartition("Traceback (most recent call last):")[2].splitlines()
+            if line.strip()][-1:]
+    clean = "".join(c if c.isprintable() else "?" for c in "".join(last))
+    return clean[:300] + ("..." if len(clean) > 300 else "") if clean else None
 
 
 def data_path(path: object) -> str:
