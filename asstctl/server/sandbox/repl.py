@@ -9,7 +9,10 @@ code; it forks a **worker** that runs the cells. The worker keeps none of the se
 to the supervisor), and the supervisor is not dumpable, so nothing the cell can open (``/proc/self/fd``,
 ``/proc/<supervisor>/fd``, ptrace) reaches the server's channel. The supervisor collects the
 changed files of ``/mnt/data`` itself; of the worker it only takes the cell's error flag and its
-figures (counted, size-capped, PNG only). A malformed answer of the worker ends the session.
+figures (counted, size-capped, whole PNGs only), in an answer that carries the call's random token (sent
+with the code, kept out of the cell's namespace). An answer without it (a frame the cell wrote to fd 4),
+a second answer or a malformed one ends the session in the call that sent it. The end of a cell's output
+is a random mark the supervisor writes once the worker answered: the cell cannot forge it.
 
 Requests: ``{"op": "put", "name": str, "size": int}`` followed by ``size`` raw bytes; ``{"op": "exec", "code": str}``.
 Answers: ``{"ok": bool, "path", "error", "reason"}`` for a put; for an exec ``{"logs": str,
@@ -27,6 +30,7 @@ import linecache
 import math
 import os
 import resource
+import secrets
 import select
 import signal
 import struct
@@ -37,7 +41,7 @@ import traceback
 
 SETTINGS = json.loads(sys.argv[1])
 DATA = SETTINGS["data_dir"]
-MARK = b"\x00asstctl-cell-end-%d\x00"
+MARK_BYTES = 51  # of a cell's end mark: NUL, "asstctl-cell-end-", 32 hex digits, NUL
 PNG = b"\x89PNG\r\n\x1a\n"
 WORKER = {"pid": 0, "status": None}
 
@@ -77,15 +81,17 @@ def drop_ptrace():
 
 
 class Capture:
-    """Reads the worker's fds 1 and 2 (a pipe); keeps the first ``limit`` bytes of each cell."""
+    """Reads the worker's fds 1 and 2 (a pipe); keeps the first ``limit`` bytes of each cell. A cell's output
+    ends at a mark the supervisor writes (on its own end of the pipe) once the worker answered: random for
+    each call, so nothing the cell writes can end another call's output early or late."""
 
     def __init__(self, limit, read, write):
         self.limit = limit
-        self.write = write  # the supervisor's own end: its marks come after everything the cell wrote
+        self.write = write
         self.kept = bytearray()
         self.dropped = 0
         self.cond = threading.Condition()
-        self.marks = 0
+        self.mark, self.seen = None, False
         self.read = read
         threading.Thread(target=self.drain, daemon=True).start()
 
@@ -97,30 +103,33 @@ class Capture:
                 return
             pending += chunk
             with self.cond:
-                while True:
-                    mark = MARK % (self.marks + 1)
-                    at = pending.find(mark)
-                    if at < 0:
-                        keep = max(0, len(pending) - len(mark))
-                        self.take(pending[:keep])
-                        pending = pending[keep:]
-                        break
-                    self.take(pending[:at])
-                    pending = pending[at + len(mark):]
-                    self.marks += 1
-                    self.cond.notify_all()
+                at = pending.find(self.mark) if self.mark else -1
+                if at < 0:
+                    keep = max(0, len(pending) - MARK_BYTES)  # the start of a mark, split between two reads
+                    self.take(pending[:keep])
+                    pending = pending[keep:]
+                    continue
+                self.take(pending[:at])
+                pending = pending[at + len(self.mark):]
+                self.mark, self.seen = None, True
+                self.cond.notify_all()
 
     def take(self, data):
         room = self.limit - len(self.kept)
         self.kept += data[:max(0, room)]
         self.dropped += max(0, len(data) - max(0, room))
 
-    def finish(self, target):
-        """Wait until the worker's mark ``target`` is drained; return (text, dropped bytes)."""
+    def finish(self):
+        """End the cell's output (all the worker wrote before it answered, and what the processes reap() ended
+        wrote before they ended); return (text, dropped bytes)."""
         with self.cond:
-            self.cond.wait_for(lambda: self.marks >= target, timeout=5)
+            self.mark, self.seen = b"\x00asstctl-cell-end-" + secrets.token_hex(16).encode() + b"\x00", False
+            mark = self.mark
+        os.write(self.write, mark)
+        with self.cond:
+            self.cond.wait_for(lambda: self.seen, timeout=5)
             text, dropped = bytes(self.kept).decode("utf-8", "replace"), self.dropped
-            self.kept, self.dropped = bytearray(), 0
+            self.kept, self.dropped, self.mark = bytearray(), 0, None
         return text, dropped
 
 
@@ -251,14 +260,28 @@ def valid_images(images):
     for image in images:
         if not isinstance(image, str) or len(image) > SETTINGS["max_image_bytes"] * 4 // 3 + 4:
             raise ValueError("an image that is too big")
-        if base64.b64decode(image, validate=True)[:8] != PNG:
-            raise ValueError("an image that is not a PNG")
+        if not whole_png(base64.b64decode(image, validate=True)):
+            raise ValueError("an image that is not a whole PNG (its signature, IHDR first, IEND last)")
         kept.append(image)
     return kept
 
 
+def whole_png(data):
+    """Whether ``data`` has a PNG's structure: its signature, the IHDR chunk first, chunks that fit, IEND last."""
+    if data[:16] != PNG + b"\0\0\0\x0dIHDR":
+        return False
+    at = 8
+    while at + 12 <= len(data):  # at most len(data) / 12 chunks
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        at += 12 + size
+        if kind == b"IEND":
+            return size == 0 and at == len(data)
+    return False
+
+
 def supervise(requests, answers, to_worker, from_worker, capture):
-    marks = 0
+    """Each call's answer of the worker must carry the call's token (random, sent with the code, never shown to it):
+    a frame the cell wrote to the worker's reply pipe ends the session, in the call that wrote it."""
     while True:
         request = read_frame(requests, 1 << 30)
         if request is None:
@@ -267,26 +290,31 @@ def supervise(requests, answers, to_worker, from_worker, capture):
             put(requests, answers, request)
             continue
         code = request.get("code")
-        before = snapshot(DATA)
-        marks += 2  # the worker's mark ends the cell's output; the supervisor's (+1) what stragglers wrote
+        before, token, reply = snapshot(DATA), secrets.token_hex(16), None
         try:
-            write_frame(to_worker, {"code": code if isinstance(code, str) else "", "mark": marks - 1})
+            if select.select([from_worker], [], [], 0)[0]:
+                raise ValueError("the previous call's code wrote to the worker's reply pipe: its answer came twice")
+            write_frame(to_worker, {"code": code if isinstance(code, str) else "", "token": token})
             if not wait_for_worker(from_worker, requests):
                 return  # the server went away: end the sandbox, whatever the cell is doing
             reply = read_frame(from_worker, (SETTINGS["max_images"] + 1) * SETTINGS["max_image_bytes"] * 2)
+            if reply is None:
+                raise ChildProcessError("its reply pipe ended")
             if not isinstance(reply, dict):
-                raise ValueError("the cell's process ended" if reply is None else "not an object")
-            if reply.get("mark") != marks - 1:
-                raise ValueError("an answer out of turn")
+                raise ValueError("not an object")
+            if reply.get("token") != token:
+                raise ValueError("not the worker's own: the code wrote to the worker's reply pipe")
             images, error = valid_images(reply.get("images")), bool(reply.get("error"))
-        except (ValueError, RecursionError, TypeError, BrokenPipeError) as problem:
-            ended = worker_ended()
+        except (ValueError, RecursionError, TypeError, BrokenPipeError, ChildProcessError) as problem:
+            ended = worker_ended() if isinstance(problem, (BrokenPipeError, ChildProcessError)) else None
+            try:
+                os.kill(WORKER["pid"], signal.SIGKILL)
+            except OSError:
+                pass
             write_frame(answers, {"fatal": ended or f"the cell's process sent a malformed answer ({problem})"})
             return
         reap()
-        logs, dropped = capture.finish(marks - 1)
-        os.write(capture.write, MARK % marks)
-        capture.finish(marks)  # dropped: output of the processes reap() ended, written after the cell's end
+        logs, dropped = capture.finish()
         files, skipped = changed_files(DATA, before, SETTINGS)
         write_frame(answers, {"logs": logs, "truncated": dropped, "error": error,
                               "images": images, "files": files, "skipped": skipped})
@@ -320,6 +348,9 @@ def worker_ended():
         return None
     if os.WIFSIGNALED(status):
         return f"the cell's process ended (signal {os.WTERMSIG(status)})"
+    if os.WEXITSTATUS(status) == 70:  # start_worker's: the worker's own loop failed
+        return ("the cell's process ended (exit status 70: the REPL's loop in it failed, e.g. the code closed, read "
+                "or wrote the pipes it takes requests from and answers on, fds 3 and 4)")
     return f"the cell's process ended (exit status {os.WEXITSTATUS(status)})"
 
 
@@ -433,17 +464,17 @@ def work(commands, replies):
                 pass
         except ChildProcessError:
             pass
-        error = run_cell(command["code"], namespace)
+        token, code = command.pop("token"), command.pop("code")  # the token in no object the cell is given
+        error = run_cell(code, namespace)
         if os.getpid() != me:  # a process the cell forked must never answer
             os._exit(0)
-        images = figures()  # before the mark: what it says is the cell's output
+        images = figures()  # before the answer: what it says is the cell's output
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        os.write(1, MARK % command["mark"])
-        write_frame(replies, {"error": error, "images": images, "mark": command["mark"]})
+        write_frame(replies, {"error": error, "images": images, "token": token})
 
 
 def start_worker(devnull):
