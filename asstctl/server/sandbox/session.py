@@ -18,6 +18,7 @@ from asstctl.server.aio import within
 from asstctl.server.sandbox.cgroups import Child, KernelLimit, enter
 from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command
 from asstctl.server.sandbox.procs import descendants, end_tree, repl_pid
+from asstctl.server.uploads import BIDI_CONTROLS
 
 log = logging.getLogger("asstctl.server.sandbox")
 PUT_SECONDS = 30.0
@@ -57,12 +58,16 @@ class CellResult:
 
 
 def safe_name(name: str, fallback: str) -> str:
-    """A plain file name for /mnt/data: NUL, control characters and ``/`` become ``_``, text that is not
-    UTF-8 is replaced, at most 200 bytes; ``fallback`` for an empty name, ``.`` or ``..``."""
-    text = "".join("_" if ord(c) < 32 or ord(c) == 127 or c == "/" else c for c in name)
-    text = text.encode("utf-8", "replace").decode("utf-8")[:200]
-    while len(text.encode()) > 200:
-        text = text[:-1]
+    """A plain file name for /mnt/data: NUL, control characters (C0, DEL, C1), bidirectional controls and
+    ``/`` become ``_``, text that is not UTF-8 is replaced, at most 200 bytes, its extension (up to 15
+    bytes) kept when it is cut; ``fallback`` for an empty name, ``.`` or ``..``."""
+    text = "".join("_" if ord(c) < 32 or 127 <= ord(c) <= 159 or c in BIDI_CONTROLS or c == "/" else c for c in name)
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    stem, dot, extension = text.rpartition(".")
+    if not stem or len(extension.encode()) > 15:
+        stem, dot, extension = text, "", ""
+    room = 200 - len((dot + extension).encode())
+    text = stem.encode()[:room].decode("utf-8", "ignore") + dot + extension  # a character cut in two goes
     return fallback if text.strip() in ("", ".", "..") else text
 
 
