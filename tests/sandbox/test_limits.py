@@ -11,6 +11,7 @@ import re
 import pytest
 
 from asstctl.server.sandbox import InputFile, SandboxUnavailable, SessionsBusy
+from asstctl.server.sandbox.limits import over
 from asstctl.server.sandbox.session import _result, data_path
 
 HOLD = "import time\nheld = b'x' * ({mb} * 2 ** 20)\ntime.sleep({seconds})\nprint('held')"
@@ -46,7 +47,17 @@ def test_total_disk_beyond_the_cap_ends_the_largest_session(make_sandbox):
     assert "disk space (/mnt/data, /tmp, /dev/shm; 1 KiB per file)" in largest.logs
     # (seen when over the cap: 12 MB once written, or 7 to 11 MB while it writes on a loaded machine)
     assert 6 < int(re.search(r"the largest \((\d+) MB\)", largest.logs).group(1)) <= 12, largest.logs
+    used = re.search(r"together used ([\d.]+) MB of", largest.logs)  # over 20 as printed, not rounded down to it
+    assert used is None or float(used.group(1)) > 20, largest.logs
+    assert used is not None or re.search(r"together used \d+ bytes \(the limit: 20971520 bytes\)", largest.logs)
     assert sandbox.run("b", "import os; os.path.getsize('/mnt/data/blob')").logs == f"{6 * 2 ** 20}\n"
+
+
+def test_a_size_over_a_limit_reads_as_over_it():
+    """The watchdog's figures: rounded, 600.3 MB would read "600 MB, over the limit of 600 MB"."""
+    assert over(600 * 2 ** 20 + 300_000, 600) == "600.3 MB" and over(700 * 2 ** 20, 600) == "700 MB"
+    assert over(600 * 2 ** 20 + 2_000, 600) == "600.002 MB"
+    assert over(600 * 2 ** 20 + 1, 600) == "629145601 bytes (the limit: 629145600 bytes)"
 
 
 def test_a_starting_session_is_never_evicted(make_sandbox):
