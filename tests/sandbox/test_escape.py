@@ -439,14 +439,21 @@ for _ in range(1100):  # deeper than the supervisor's recursion limit (os.walk r
 open('deep.txt', 'w').write('x')
 os.chdir('/mnt/data')
 open('top.txt', 'w').write('y')
+os.makedirs('locked/inner')
+open('locked/inner/in.txt', 'w').write('z')
+os.chmod('locked/inner', 0)
 """
 
 
-def test_a_directory_nested_deeper_than_the_walk_is_named_not_fatal(call):
+def test_directories_the_walk_cannot_look_at_are_named_not_fatal(call):
+    """Too deep (the first one: the REPL's own walk must not break), or unreadable: named in the call's notes, as
+    unreadable files are, in the call that made them so."""
     outcome = call(DEEP)
     assert [path for path, _ in outcome.written_files] == ["/mnt/data/top.txt"], outcome.output
     assert (f"[file not returned: /mnt/data/{'d/' * 100}d: directories more than 100 levels deep in /mnt/data are "
             "not looked at: files in them are not returned]") in outcome.output, outcome.output[-500:]
+    assert ("[file not returned: /mnt/data/locked/inner: an unreadable directory (Permission denied): files in it "
+            "are not returned]") in outcome.output, outcome.output[-500:]
 
 
 FOUR = """import os, time

@@ -15,18 +15,22 @@ MAX_DEPTH = 100  # directories below /mnt/data entered
 
 def snapshot(data):
     """({path: (mtime, size, mode)} of the first MAX_WALK files below ``data``, whether there were more,
-    {directory: why it was not looked at})."""
-    seen, count, unseen = {}, 0, {}
+    {directory: why its files were not looked at} (the first one too deep, each one unreadable))."""
+    seen, count, unseen, deep = {}, 0, {}, False
     stack = [(data, 0)]
     while stack:
         root, depth = stack.pop()
         if depth > MAX_DEPTH:
-            unseen.setdefault("depth", root)  # the first one only: the note names the rule
+            if not deep:  # the first one: the note names the rule
+                deep, unseen[root] = True, (f"directories more than {MAX_DEPTH} levels deep in /mnt/data are not looked at: "
+                                "files in them are not returned")
             continue
         try:
             with os.scandir(root) as listing:
                 entries = list(listing)
-        except OSError:
+        except OSError as error:
+            if root != data and len(unseen) < 100:
+                unseen[root] = f"an unreadable directory ({error.strerror}): files in it are not returned"
             continue
         below = []
         for entry in entries:
@@ -69,7 +73,7 @@ def changed_files(data, before, settings):
     """(files new or changed since ``before`` (a snapshot): [{"path", "data"}], those not returned: [{"path",
     "reason"}]); a directory not looked at is named in the call that made it so, not in every later one."""
     (now, cut, unseen), hidden = snapshot(data), {}
-    unseen = {why: path for why, path in unseen.items() if before[2].get(why) != path}
+    unseen = {path: why for path, why in unseen.items() if before[2].get(path) != why}
     files, skipped, room = [], [], settings["max_file_bytes"]
     for path, mark in sorted(now.items()):
         if before[0].get(path) == mark:
@@ -108,9 +112,7 @@ def changed_files(data, before, settings):
         files.append({"path": name, "data": base64.b64encode(content).decode()})
     notes = [{"path": named(data, place)[0], "reason": f"{count} changed file(s) in a hidden directory (a name "
               "starting with '.') are not returned"} for place, count in hidden.items()]
-    if "depth" in unseen:
-        notes.insert(0, {"path": named(data, unseen["depth"])[0], "reason": f"directories more than {MAX_DEPTH} levels "
-                         "deep in /mnt/data are not looked at: files in them are not returned"})
+    notes[:0] = [{"path": named(data, path)[0], "reason": why} for path, why in sorted(unseen.items())]
     if cut:  # first: the server keeps the first 200
         notes.insert(0, {"path": "/mnt/data/...", "reason": f"only the first {MAX_WALK} files of /mnt/data are "
                                                              "looked at: those past them are not returned"})
