@@ -145,3 +145,45 @@ def test_a_session_that_cannot_start_names_the_cause(make_sandbox):
         slow.run("t", "print(1)")
     slow.pool.config.start_seconds = 15
     assert slow.run("t", "print(1)").logs == "1\n"
+
+
+def test_a_python_out_of_the_users_reach_is_named_as_the_cause():
+    """Not "check that bubblewrap works": the interpreter bubblewrap would run (the server's, by its real path) lies
+    below a directory the server's user cannot enter (e.g. a pyenv below /root). As root: asked as uid 65534."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.sandbox.as_user import PROJECT, UNPRIVILEGED, python_for_user
+
+    base = Path(tempfile.mkdtemp(prefix="asstctl-reach-"))  # in /tmp: any user may enter it (0755)
+    base.chmod(0o755)
+    hidden, python = base / "hidden", base / "hidden" / "bin" / "python3"
+    python.parent.mkdir(parents=True)
+    python.write_bytes(b"")
+    python.chmod(0o755)
+    hidden.chmod(0)
+    ask = f"from asstctl.server.sandbox.session import python_unreachable as u; print(u({str(python)!r}))"
+    try:
+        if os.geteuid() == 0:
+            prefix = ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups"]
+            packages = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join([str(PROJECT), *packages])}
+            user_python = python_for_user(prefix, env)
+            assert user_python, f"no Python that uid {UNPRIVILEGED} can run"
+            out = subprocess.run([*prefix, user_python, "-c", ask], cwd=PROJECT, env=env, capture_output=True,
+                                 text=True, timeout=60)
+            problem = out.stdout.strip() or out.stderr
+        else:
+            from asstctl.server.sandbox.session import python_unreachable
+
+            problem = python_unreachable(str(python))
+    finally:
+        hidden.chmod(0o755)
+        shutil.rmtree(base)
+    assert problem.startswith(f"the server's Python ({python}) is out of reach of its user (uid "), problem
+    assert f": {hidden} cannot be entered. Run the server with a Python that user can reach" in problem, problem

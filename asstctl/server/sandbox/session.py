@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from asstctl.server.aio import within
 from asstctl.server.sandbox.cgroups import Child, KernelLimit, enter
-from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command
+from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command, python_binary
 from asstctl.server.sandbox.procs import descendants, end_tree, repl_pid
 from asstctl.server.uploads import BIDI_CONTROLS
 
@@ -135,6 +135,9 @@ class Session:
         if timed_out:
             return (f"code_interpreter could not start its sandbox: it did not start within "
                     f"{self.config.start_seconds:g} s (the server may be overloaded); try again later")
+        unreachable = python_unreachable(python_binary())
+        if unreachable:
+            return f"code_interpreter could not start its sandbox: {unreachable}"
         detail = self.stderr_tail.decode("utf-8", "replace").strip().splitlines()[-3:]
         return ("code_interpreter could not start its sandbox" + (f" ({' '.join(detail)})" if detail else "")
                 + ". Check that bubblewrap works here (`bwrap --unshare-all --ro-bind / / true`).")
@@ -356,6 +359,24 @@ def _result(answer: dict, file_bytes: int = 64 << 20) -> CellResult:
         return result
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise ValueError(f"not an answer of the REPL: {error}") from error
+
+
+def python_unreachable(python: str) -> str | None:
+    """Why this process's user cannot run the interpreter at ``python`` (its real path: what bubblewrap runs),
+    e.g. a pyenv below /root for a server that runs as another user; None if it can."""
+    if os.access(python, os.X_OK):
+        return None
+    where = next((parent for parent in _parents(python) if not os.access(parent, os.X_OK)), python)
+    what = "cannot be entered" if where != python else "cannot be run"
+    return (f"the server's Python ({python}) is out of reach of its user (uid {os.getuid()}): {where} {what}. "
+            "Run the server with a Python that user can reach (e.g. one installed under /usr or /opt rather than a "
+            "pyenv below /root), or let the user enter that directory")
+
+
+def _parents(path: str) -> list[str]:
+    """The directories above ``path``, from the root down."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:end]) for end in range(1, len(parts) + 1)]
 
 
 def repl_error(tail: bytes) -> str | None:
