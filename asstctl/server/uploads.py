@@ -158,7 +158,13 @@ class _Form:
     def _feed(self, data: bytes) -> None:
         try:
             self.parser.write(data)
-        except FormParserError:
+        except FormParserError as error:
+            if str(error).startswith("Maximum header size"):  # python-multipart's cap on one header line
+                raise _malformed(f"a part's header line is over the limit of "
+                                 f"{getattr(self.parser, 'max_header_size', 4224)} bytes (a filename may have at "
+                                 f"most {MAX_FILENAME_BYTES} bytes)")
+            if str(error).startswith("Maximum header count"):
+                raise _malformed(f"a part has more than {getattr(self.parser, 'max_header_count', 8)} header lines")
             raise _malformed()
 
     def _part_begin(self) -> None:
@@ -216,17 +222,29 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
+MAX_FILENAME_BYTES = 255  # a file name on Linux file systems (the name is copied into sandboxes)
+BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def filename_of(raw: bytes) -> str:
     """The upload's filename, or a 400 naming the rule it breaks: valid UTF-8, no NUL or control
-    characters, no ``/``, not ``.`` or ``..`` (the file is copied by that name into sandboxes)."""
+    characters (C0, DEL, C1), no bidirectional controls (they make a name read as another, e.g. in a
+    call's ``[file saved: ...]`` line), no ``/``, not ``.`` or ``..``, at most 255 bytes (the file is
+    copied by that name into sandboxes)."""
     try:
         name = raw.decode("utf-8")
     except UnicodeDecodeError:
         name = None
+    control = next((c for c in name or "" if ord(c) < 32 or 127 <= ord(c) <= 159), None)
+    bidi = next((c for c in name or "" if c in BIDI_CONTROLS), None)
     if name is None:
         rule = "is not valid UTF-8"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
-        rule = "contains a NUL byte or another control character"
+    elif control is not None:
+        rule = f"contains a NUL byte or another control character (U+{ord(control):04X})"
+    elif bidi is not None:
+        rule = f"contains a bidirectional control character (U+{ord(bidi):04X}), which can make a name read as another"
+    elif len(raw) > MAX_FILENAME_BYTES:
+        rule = f"is {len(raw)} bytes long in UTF-8, over the limit of {MAX_FILENAME_BYTES} bytes"
     elif "/" in name:
         rule = "contains '/' (send the file's own name, without its directory)"
     elif name in (".", ".."):

@@ -246,9 +246,8 @@ def test_killing_itself_restarts_the_session(call):
     assert "the cell's process ended (signal 9)" in outcome.output and "session was restarted" in outcome.output
 
 
-# A valid answer, forged: logs "FORGED" (written \\u0046ORGED, so a frame merely echoed as the cell's output does not
-# show it) and a file with a valid path. Through every fd the cell can reach in /proc, its own fds 0-4 included.
-FORGE = r"""import glob, json, os, struct
+# The cell's fds, and the fds in /proc it can open again (only its own: never the supervisor's, pid 1).
+FDS = r"""import glob, os
 fds = {}
 for fd in sorted(int(n) for n in os.listdir('/proc/self/fd')):
     try:
@@ -258,40 +257,81 @@ for fd in sorted(int(n) for n in os.listdir('/proc/self/fd')):
     fds[fd] = link
 print('fds', [(fd, 'pipe' if link.startswith('pipe:') else link) for fd, link in fds.items()],
       len(set(fds.values())))
+opened = []
+for path in sorted(set(glob.glob('/proc/self/fd/*') + glob.glob('/proc/[0-9]*/fd/*'))):
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        continue
+    opened.append(path.split('/')[2])
+print('opened', sorted(set(opened)) == sorted({'self', str(os.getpid())}), len(opened))
+"""
+# A valid answer, forged (a whole PNG's signature only, a file with a valid path, the predictable marks of the
+# first calls): logs "FORGED" (written \\u0046ORGED, so a frame merely echoed as the cell's output does not show it).
+# Through every fd the cell can reach in /proc, its own fds 0-4 included (4: the worker's reply pipe).
+FORGE = r"""import glob, json, os, struct, time
+body = ('{"logs": "\\u0046ORGED", "truncated": 0, "error": false, "images": ["iVBORw0KGgpmb3JnZWQ="], "skipped": [], '
+        '"mark": 1, "token": "0", "files": [{"path": "/mnt/data/forged.txt", "data": "Rk9SR0VE"}]}').encode()
 def forge(fd):
-    body = ('{"logs": "\\u0046ORGED", "truncated": 0, "error": false, "images": [], "skipped": [], "mark": 1, '
-            '"files": [{"path": "/mnt/data/forged.txt", "data": "Rk9SR0VE"}]}').encode()  # mark 1: the first call's
     try:
         os.write(fd, struct.pack('>I', len(body)) + body)
     except OSError:
         pass
-for fd in fds:  # as inherited
+for fd in range(5):  # as inherited
     forge(fd)
-opened = []
 for path in sorted(set(glob.glob('/proc/self/fd/*') + glob.glob('/proc/[0-9]*/fd/*'))):  # opened again
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     except OSError:
         continue
-    opened.append(path.split('/')[2])
     forge(fd)
     os.close(fd)
-print('opened', sorted(set(opened)) == sorted({'self', str(os.getpid())}), len(opened))
+time.sleep(0.5)
+print('still running')
 """
 
 
 def test_forged_protocol_frames_reach_nothing_of_the_servers_channel(call):
-    outcome = call(FORGE)
+    outcome = call(FDS)
     # The cell's fds are exactly its own: /dev/null, its output pipe (1 and 2), its two pipes to the supervisor.
     assert "fds [(0, '/dev/null'), (1, 'pipe'), (2, 'pipe'), (3, 'pipe'), (4, 'pipe')] 4\n" in outcome.output, \
         outcome.output
-    # It reached only its own (never the supervisor's, pid 1, which alone holds the server's pipes) and forged
-    # valid answers through each: none was taken for the call's answer, no forged file became a file.
     assert outcome.output.rstrip().endswith("opened True 10"), outcome.output
-    assert "FORGED" not in outcome.output and not outcome.written_files and "[file saved" not in outcome.output
+    # The answers it forges through them: none is taken for the call's answer, no forged file or image comes back,
+    # and the call that forged them (not the next one) ends its session, saying why.
+    forged = call(FORGE)
+    assert "FORGED" not in forged.output and not forged.written_files and "[file saved" not in forged.output
+    assert forged.output.startswith("Execution stopped: the cell's process sent a malformed answer (not the "
+                                    "worker's own: the code wrote to the worker's reply pipe)"), forged.output
+    assert "still running" not in forged.output
     again = call("import os\nprint('after', os.path.exists('/mnt/data/forged.txt'))")
-    if again.output != "after False\n":  # it broke its own session's pipes (fd 4): that session was restarted
-        assert "session was restarted" in again.output and "FORGED" not in again.output, again.output
+    assert again.output == "after False\n", again.output
+
+
+# A figure that is not a PNG, through a stand-in for matplotlib's pyplot (whose figures the worker collects).
+FAKE_FIGURE = """import sys, types
+class Figure:
+    def savefig(self, buffer, format):
+        buffer.write(b'\\\\x89PNG\\\\r\\\\n\\\\x1a\\\\nforged')
+sys.modules['matplotlib.pyplot'] = types.SimpleNamespace(get_fignums=lambda: [1], figure=lambda number: Figure(),
+                                                         close=lambda which: None, show=lambda: None)
+"""
+
+
+def test_an_image_that_is_not_a_whole_png_ends_the_call_that_made_it(call):
+    outcome = call(FAKE_FIGURE)
+    assert outcome.output.startswith("Execution stopped: the cell's process sent a malformed answer (an image that "
+                                     "is not a whole PNG (its signature, IHDR first, IEND last))"), outcome.output
+
+
+def test_forged_end_marks_do_not_scramble_later_calls(call):
+    """The end of a cell's output is a mark the supervisor writes after the worker answered, random for each
+    call: a cell that writes the marks a predictable scheme would use next cannot move later calls' output."""
+    marks = call("import os\nsent = os.write(1, b'before\\n' + b''.join(b'\\x00asstctl-cell-end-%d\\x00' % i "
+                 "for i in range(1, 40)) + b'after\\n')")
+    assert marks.output.startswith("before\n") and marks.output.endswith("after\n"), repr(marks.output[-300:])
+    assert call("print('second call')").output == "second call\n"
+    assert call("print('third call')").output == "third call\n"
 
 
 PTRACE = """import ctypes, errno, os
@@ -390,6 +430,30 @@ def test_names_the_server_cannot_take_are_named_not_returned(call):
     why = "its name has a control character or is not valid UTF-8 (rename it)"
     assert f"[file not returned: /mnt/data/caf?.csv: {why}]" in outcome.output
     assert f"[file not returned: /mnt/data/tab?name.csv: {why}]" in outcome.output
+
+
+DEEP = """import os
+for _ in range(1100):  # deeper than the supervisor's recursion limit (os.walk recurses on Python 3.11)
+    os.mkdir('d')
+    os.chdir('d')
+open('deep.txt', 'w').write('x')
+os.chdir('/mnt/data')
+open('top.txt', 'w').write('y')
+os.makedirs('locked/inner')
+open('locked/inner/in.txt', 'w').write('z')
+os.chmod('locked/inner', 0)
+"""
+
+
+def test_directories_the_walk_cannot_look_at_are_named_not_fatal(call):
+    """Too deep (the first one: the REPL's own walk must not break), or unreadable: named in the call's notes, as
+    unreadable files are, in the call that made them so."""
+    outcome = call(DEEP)
+    assert [path for path, _ in outcome.written_files] == ["/mnt/data/top.txt"], outcome.output
+    assert (f"[file not returned: /mnt/data/{'d/' * 100}d: directories more than 100 levels deep in /mnt/data are "
+            "not looked at: files in them are not returned]") in outcome.output, outcome.output[-500:]
+    assert ("[file not returned: /mnt/data/locked/inner: an unreadable directory (Permission denied): files in it "
+            "are not returned]") in outcome.output, outcome.output[-500:]
 
 
 FOUR = """import os, time

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from asstctl.server.sandbox import InputFile, SandboxUnavailable, SessionsBusy
+from asstctl.server.sandbox.limits import over
 from asstctl.server.sandbox.session import _result, data_path
 
 HOLD = "import time\nheld = b'x' * ({mb} * 2 ** 20)\ntime.sleep({seconds})\nprint('held')"
@@ -46,7 +47,17 @@ def test_total_disk_beyond_the_cap_ends_the_largest_session(make_sandbox):
     assert "disk space (/mnt/data, /tmp, /dev/shm; 1 KiB per file)" in largest.logs
     # (seen when over the cap: 12 MB once written, or 7 to 11 MB while it writes on a loaded machine)
     assert 6 < int(re.search(r"the largest \((\d+) MB\)", largest.logs).group(1)) <= 12, largest.logs
+    used = re.search(r"together used ([\d.]+) MB of", largest.logs)  # over 20 as printed, not rounded down to it
+    assert used is None or float(used.group(1)) > 20, largest.logs
+    assert used is not None or re.search(r"together used \d+ bytes \(the limit: 20971520 bytes\)", largest.logs)
     assert sandbox.run("b", "import os; os.path.getsize('/mnt/data/blob')").logs == f"{6 * 2 ** 20}\n"
+
+
+def test_a_size_over_a_limit_reads_as_over_it():
+    """The watchdog's figures: rounded, 600.3 MB would read "600 MB, over the limit of 600 MB"."""
+    assert over(600 * 2 ** 20 + 300_000, 600) == "600.3 MB" and over(700 * 2 ** 20, 600) == "700 MB"
+    assert over(600 * 2 ** 20 + 2_000, 600) == "600.002 MB"
+    assert over(600 * 2 ** 20 + 1, 600) == "629145601 bytes (the limit: 629145600 bytes)"
 
 
 def test_a_starting_session_is_never_evicted(make_sandbox):
@@ -134,3 +145,45 @@ def test_a_session_that_cannot_start_names_the_cause(make_sandbox):
         slow.run("t", "print(1)")
     slow.pool.config.start_seconds = 15
     assert slow.run("t", "print(1)").logs == "1\n"
+
+
+def test_a_python_out_of_the_users_reach_is_named_as_the_cause():
+    """Not "check that bubblewrap works": the interpreter bubblewrap would run (the server's, by its real path) lies
+    below a directory the server's user cannot enter (e.g. a pyenv below /root). As root: asked as uid 65534."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.sandbox.as_user import PROJECT, UNPRIVILEGED, python_for_user
+
+    base = Path(tempfile.mkdtemp(prefix="asstctl-reach-"))  # in /tmp: any user may enter it (0755)
+    base.chmod(0o755)
+    hidden, python = base / "hidden", base / "hidden" / "bin" / "python3"
+    python.parent.mkdir(parents=True)
+    python.write_bytes(b"")
+    python.chmod(0o755)
+    hidden.chmod(0)
+    ask = f"from asstctl.server.sandbox.session import python_unreachable as u; print(u({str(python)!r}))"
+    try:
+        if os.geteuid() == 0:
+            prefix = ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups"]
+            packages = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join([str(PROJECT), *packages])}
+            user_python = python_for_user(prefix, env)
+            assert user_python, f"no Python that uid {UNPRIVILEGED} can run"
+            out = subprocess.run([*prefix, user_python, "-c", ask], cwd=PROJECT, env=env, capture_output=True,
+                                 text=True, timeout=60)
+            problem = out.stdout.strip() or out.stderr
+        else:
+            from asstctl.server.sandbox.session import python_unreachable
+
+            problem = python_unreachable(str(python))
+    finally:
+        hidden.chmod(0o755)
+        shutil.rmtree(base)
+    assert problem.startswith(f"the server's Python ({python}) is out of reach of its user (uid "), problem
+    assert f": {hidden} cannot be entered. Run the server with a Python that user can reach" in problem, problem

@@ -6,6 +6,7 @@ import os
 import time
 
 from asstctl.server.sandbox import SandboxConfig, SandboxUnavailable, SessionPool
+from asstctl.server.sandbox.session import repl_error
 from tests.sandbox.conftest import input_files
 
 
@@ -251,3 +252,14 @@ def test_files_past_the_ones_looked_at_are_named(make_sandbox):
     result = sandbox.run("t", "import os\nos.mkdir('many')\nfor i in range(10_001):\n    open(f'many/{i}', 'w').close()")
     assert result.skipped[0] == ("/mnt/data/...", "only the first 10000 files of /mnt/data are looked at: those "
                                                   "past them are not returned"), result.skipped[:3]
+
+
+def test_the_repls_own_exception_is_named_not_a_limit():
+    """How a REPL that ended with an uncaught exception is described (the tail of its stderr), bounded and
+    printable; a signal or a limit leaves no traceback (None)."""
+    tail = (b"Traceback (most recent call last):\n  File \"<string>\", line 5, in snapshot\n"
+            b"RecursionError: maximum recursion depth exceeded\x1b[31m\n")
+    assert repl_error(tail) == "RecursionError: maximum recursion depth exceeded?[31m"
+    assert repl_error(b"x" * 100 + b"Traceback (most recent call last):\nOSError: " + b"y" * 400) == \
+        "OSError: " + "y" * 291 + "..."
+    assert repl_error(b"bwrap: setting up uid map: Permission denied\n") is None

@@ -119,8 +119,14 @@ def test_the_definition_offered_to_the_model(served):
 
 
 HOSTILE = {"../etc/passwd": "contains '/'", "..": "is '..'", ".": "is '.'"}  # through the SDK
-RAW = {b"a\x00b.txt": "contains a NUL byte or another control character",  # the SDK would %-escape these
-       b"bell\x07.txt": "contains a NUL byte or another control character", b"caf\xe9.txt": "is not valid UTF-8"}
+RAW = {b"a\x00b.txt": "contains a NUL byte or another control character (U+0000)",  # the SDK would %-escape these
+       b"bell\x07.txt": "contains a NUL byte or another control character (U+0007)", b"caf\xe9.txt": "is not valid UTF-8",
+       "next\x85line.txt".encode(): "contains a NUL byte or another control character (U+0085)",
+       "invoice\u202etxt.exe".encode(): "contains a bidirectional control character (U+202E), which can make a name "
+                                        "read as another",
+       "a\u2066b.txt".encode(): "contains a bidirectional control character (U+2066)",
+       b"b" * 252 + b".csv": "is 256 bytes long in UTF-8, over the limit of 255 bytes",
+       b"c" * 8000: None}  # over python-multipart's cap on a header line: said so, not "does not follow its boundary"
 
 
 def test_hostile_filenames_are_refused_at_upload_naming_the_rule(served, sdk):
@@ -133,21 +139,24 @@ def test_hostile_filenames_are_refused_at_upload_naming_the_rule(served, sdk):
                 b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name + b"\"\r\n\r\nx\r\n--b--\r\n")
         raw = httpx2.post(f"{served[0].base_url}/files", content=body, headers={
             "Authorization": f"Bearer {served[0].api_key}", "Content-Type": "multipart/form-data; boundary=b"})
-        assert raw.status_code == 400 and f"its filename {rule}" in raw.json()["error"]["message"], raw.text
+        expected = f"its filename {rule}" if rule else "a part's header line is over the limit of 4224 bytes (a " \
+                                                       "filename may have at most 255 bytes)"
+        assert raw.status_code == 400 and expected in raw.json()["error"]["message"], raw.text
     assert [f.filename for f in sdk.files.list()] == []  # nothing stored
+    assert len(sdk.files.create(file=("d" * 251 + ".csv", b"x"), purpose="assistants").filename) == 255
     assert sdk.files.create(file=("café ok.txt", b"x"), purpose="assistants").filename == "café ok.txt"
 
 
 def test_a_stored_hostile_name_is_sanitized_when_copied_into_the_session(served, sdk):
     server, tool = served
     ids = []
-    for name in ("../../etc/evil\x00.txt", "..", "tab\tname.csv"):  # stored before the upload rule, or imported
+    for name in ("../../etc/evil\x00.txt", "..", "tab\tname.csv", "b" * 300 + ".csv"):  # stored before the upload rules
         file = sdk.files.create(file=("placeholder.txt", name.encode("utf-8", "replace")), purpose="assistants")
         server.state.store.update("file", file.id, lambda body, name=name: body.update(filename=name))
         ids.append(file.id)
     thread = sdk.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": ids}})
     outcome = tool.call("import os; print(sorted(os.listdir('/mnt/data')))", thread.id)
-    assert outcome.output == str(sorted(["evil_.txt", ids[1], "tab_name.csv"])) + "\n"
+    assert outcome.output == str(sorted(["evil_.txt", ids[1], "tab_name.csv", "b" * 196 + ".csv"])) + "\n"  # cut, not its extension
     # On an assistant, the file reaches every new thread's session: sanitized there too, and the call runs.
     assistant = sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}],
                                            tool_resources={"code_interpreter": {"file_ids": ids[:1]}})

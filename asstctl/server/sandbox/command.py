@@ -72,7 +72,9 @@ class SandboxConfig:
 
 
 def repl_source() -> str:
-    return resources.files("asstctl.server.sandbox").joinpath("repl.py").read_text()
+    """The REPL's text: its look at /mnt/data (``repl_files.py``), then the supervisor and worker (``repl.py``)."""
+    package = resources.files("asstctl.server.sandbox")
+    return package.joinpath("repl_files.py").read_text() + "\n\n" + package.joinpath("repl.py").read_text()
 
 
 def python_binary() -> str:

@@ -106,7 +106,7 @@ class Watchdog:
                     self.end(session, f"it used {session.idle_cpu:.1f} s of CPU time between calls, over the "
                                       f"allowance of {IDLE_CPU:g} s (code left running after its call ended)")
             if session.data_dir and used.disk > config.data_mb * 1048576:  # no sandbox: no tmpfs caps it
-                self.end(session, f"it had {used.disk / 1048576:.0f} MB of files in its directory (1 KiB per file "
+                self.end(session, f"it had {over(used.disk, config.data_mb)} of files in its directory (1 KiB per file "
                                   f"counted), over the limit of {config.data_mb} MB (--code-data-mb)")
             if session.data_dir and used.tasks > config.max_processes:  # no sandbox: no RLIMIT_NPROC
                 self.end(session, f"it ran {used.tasks} processes and threads, over the limit of "
@@ -132,7 +132,7 @@ class Watchdog:
             what = "memory" if kind == "memory" else "disk space (/mnt/data, /tmp, /dev/shm; 1 KiB per file)"
             held = f", {used.buffers / 1048576:.0f} MB of it the most its sockets' and pipes' buffers may hold" \
                 if kind == "memory" and used.buffers >= 1048576 else ""
-            self.end(largest, f"all code_interpreter sessions together used {total / 1048576:.0f} MB of {what}, "
+            self.end(largest, f"all code_interpreter sessions together used {over(total, cap_mb)} of {what}, "
                               f"over the server's limit of {cap_mb} MB ({flag}), and this session was the largest "
                               f"({size / 1048576:.0f} MB{held})")
 
@@ -143,3 +143,13 @@ class Watchdog:
         session.ended_by = reason
         self.ended += 1
         session.kill()
+
+
+def over(size: int, limit_mb: float) -> str:
+    """``size`` bytes, over a limit of ``limit_mb`` MB, in MB with the decimals it takes to read as over it
+    (600.01 MB, not 600 MB), or in bytes beside the limit's when no three decimals do."""
+    for decimals in range(4):
+        text = f"{size / 1048576:.{decimals}f}"
+        if float(text) > limit_mb:
+            return f"{text} MB"
+    return f"{size} bytes (the limit: {int(limit_mb * 1048576)} bytes)"

@@ -1,6 +1,6 @@
 """The Python REPL that runs inside the sandbox (standard library only; never imported by the server).
 
-The server starts it as ``python -I -c <this file's text> <settings JSON>`` and talks to it over
+The server starts it as ``python -I -c <repl_files.py's text, then this file's> <settings JSON>`` and talks to it over
 stdin/stdout with frames: a 4-byte big-endian length, then that many bytes of JSON.
 
 Two processes: this one, the **supervisor**, holds the channel to the server and never runs user
@@ -9,7 +9,10 @@ code; it forks a **worker** that runs the cells. The worker keeps none of the se
 to the supervisor), and the supervisor is not dumpable, so nothing the cell can open (``/proc/self/fd``,
 ``/proc/<supervisor>/fd``, ptrace) reaches the server's channel. The supervisor collects the
 changed files of ``/mnt/data`` itself; of the worker it only takes the cell's error flag and its
-figures (counted, size-capped, PNG only). A malformed answer of the worker ends the session.
+figures (counted, size-capped, whole PNGs only), in an answer that carries the call's random token (sent
+with the code, kept out of the cell's namespace). An answer without it (a frame the cell wrote to fd 4),
+a second answer or a malformed one ends the session in the call that sent it. The end of a cell's output
+is a random mark the supervisor writes once the worker answered: the cell cannot forge it.
 
 Requests: ``{"op": "put", "name": str, "size": int}`` followed by ``size`` raw bytes; ``{"op": "exec", "code": str}``.
 Answers: ``{"ok": bool, "path", "error", "reason"}`` for a put; for an exec ``{"logs": str,
@@ -27,6 +30,7 @@ import linecache
 import math
 import os
 import resource
+import secrets
 import select
 import signal
 import struct
@@ -37,9 +41,8 @@ import traceback
 
 SETTINGS = json.loads(sys.argv[1])
 DATA = SETTINGS["data_dir"]
-MARK = b"\x00asstctl-cell-end-%d\x00"
+MARK_BYTES = 51  # of a cell's end mark: NUL, "asstctl-cell-end-", 32 hex digits, NUL
 PNG = b"\x89PNG\r\n\x1a\n"
-MAX_WALK = 10_000  # entries of /mnt/data looked at per call
 WORKER = {"pid": 0, "status": None}
 
 
@@ -78,15 +81,17 @@ def drop_ptrace():
 
 
 class Capture:
-    """Reads the worker's fds 1 and 2 (a pipe); keeps the first ``limit`` bytes of each cell."""
+    """Reads the worker's fds 1 and 2 (a pipe); keeps the first ``limit`` bytes of each cell. A cell's output
+    ends at a mark the supervisor writes (on its own end of the pipe) once the worker answered: random for
+    each call, so nothing the cell writes can end another call's output early or late."""
 
     def __init__(self, limit, read, write):
         self.limit = limit
-        self.write = write  # the supervisor's own end: its marks come after everything the cell wrote
+        self.write = write
         self.kept = bytearray()
         self.dropped = 0
         self.cond = threading.Condition()
-        self.marks = 0
+        self.mark, self.seen = None, False
         self.read = read
         threading.Thread(target=self.drain, daemon=True).start()
 
@@ -98,112 +103,37 @@ class Capture:
                 return
             pending += chunk
             with self.cond:
-                while True:
-                    mark = MARK % (self.marks + 1)
-                    at = pending.find(mark)
-                    if at < 0:
-                        keep = max(0, len(pending) - len(mark))
-                        self.take(pending[:keep])
-                        pending = pending[keep:]
-                        break
-                    self.take(pending[:at])
-                    pending = pending[at + len(mark):]
-                    self.marks += 1
-                    self.cond.notify_all()
+                at = pending.find(self.mark) if self.mark else -1
+                if at < 0:
+                    keep = max(0, len(pending) - MARK_BYTES)  # the start of a mark, split between two reads
+                    self.take(pending[:keep])
+                    pending = pending[keep:]
+                    continue
+                self.take(pending[:at])
+                pending = pending[at + len(self.mark):]
+                self.mark, self.seen = None, True
+                self.cond.notify_all()
 
     def take(self, data):
         room = self.limit - len(self.kept)
         self.kept += data[:max(0, room)]
         self.dropped += max(0, len(data) - max(0, room))
 
-    def finish(self, target):
-        """Wait until the worker's mark ``target`` is drained; return (text, dropped bytes)."""
+    def finish(self):
+        """End the cell's output (all the worker wrote before it answered, and what the processes reap() ended
+        wrote before they ended); return (text, dropped bytes)."""
         with self.cond:
-            self.cond.wait_for(lambda: self.marks >= target, timeout=5)
+            self.mark, self.seen = b"\x00asstctl-cell-end-" + secrets.token_hex(16).encode() + b"\x00", False
+            mark = self.mark
+        os.write(self.write, mark)
+        with self.cond:
+            self.cond.wait_for(lambda: self.seen, timeout=5)
             text, dropped = bytes(self.kept).decode("utf-8", "replace"), self.dropped
-            self.kept, self.dropped = bytearray(), 0
+            self.kept, self.dropped, self.mark = bytearray(), 0, None
         return text, dropped
 
 
-# -- the supervisor: files of /mnt/data -------------------------------------------------------
-def snapshot():
-    """{path: (mtime, size, mode)} of the first MAX_WALK files of /mnt/data; whether there were more."""
-    seen, count = {}, 0
-    for root, dirs, files in os.walk(DATA):
-        for name in files:
-            count += 1
-            if count > MAX_WALK:
-                return seen, True
-            path = os.path.join(root, name)
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            seen[path] = (info.st_mtime_ns, info.st_size, info.st_mode)
-    return seen, False
-
-
-def shown(path):
-    """The path as the code sees it in the sandbox (the unsafe mode's stand-in directory is /mnt/data too)."""
-    return "/mnt/data/" + os.path.relpath(path, DATA)
-
-
-def named(path):
-    """(the path as shown, with ``?`` for control characters and bytes that are not UTF-8; why it cannot be
-    returned, or None): the server takes only printable UTF-8 paths of at most 4096 characters."""
-    text = shown(path)
-    clean = "".join("?" if ord(c) < 32 or c == "\x7f" or 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
-    if len(clean) > 4000:
-        return clean[:200] + "...", "its path is over 4000 characters"
-    return clean, None if clean == text else "its name has a control character or is not valid UTF-8 (rename it)"
-
-
-def changed_files(before):
-    (now, cut), hidden = snapshot(), {}
-    files, skipped, room = [], [], SETTINGS["max_file_bytes"]
-    for path, mark in sorted(now.items()):
-        if before.get(path) == mark:
-            continue
-        parts = os.path.relpath(path, DATA).split(os.sep)[:-1]
-        dots = [at for at, part in enumerate(parts) if part.startswith(".")]  # caches, e.g. .cache/
-        if dots:
-            place = os.path.join(DATA, *parts[:dots[0] + 1])
-            hidden[place] = hidden.get(place, 0) + 1
-            continue
-        name, problem = named(path)
-        if problem:
-            skipped.append({"path": name, "reason": problem})
-            continue
-        if len(files) >= SETTINGS["max_files"]:
-            skipped.append({"path": shown(path), "reason": f"more than {SETTINGS['max_files']} files changed in one call"})
-            continue
-        if not (mark[2] & 0o170000 == 0o100000):
-            skipped.append({"path": shown(path), "reason": "not a regular file"})
-            continue
-        if mark[1] > room:
-            skipped.append({"path": shown(path), "reason": f"over the limit of {SETTINGS['max_file_bytes'] >> 20} MB "
-                                                    "of files returned per call"})
-            continue
-        try:
-            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(handle, "rb") as stream:
-                data = stream.read(room + 1)
-        except OSError as error:
-            skipped.append({"path": shown(path), "reason": f"unreadable ({error.strerror})"})
-            continue
-        if len(data) > room:
-            skipped.append({"path": shown(path), "reason": "grew while it was read"})
-            continue
-        room -= len(data)
-        files.append({"path": shown(path), "data": base64.b64encode(data).decode()})
-    skipped[:0] = [{"path": named(place)[0], "reason": f"{count} changed file(s) in a hidden directory (a name starting "
-                 "with '.') are not returned"} for place, count in hidden.items()]
-    if cut:  # first: the server keeps the first 200
-        skipped.insert(0, {"path": "/mnt/data/...", "reason": f"only the first {MAX_WALK} files of /mnt/data are "
-                                                             "looked at: those past them are not returned"})
-    return files, skipped
-
-
+# -- the supervisor: files of /mnt/data are looked at by repl_files.py's functions (its text comes first) --
 def put(stream, answers, request):
     """Copy ``size`` bytes from the server into /mnt/data; the bytes are always consumed."""
     name, size = request.get("name"), request.get("size")
@@ -330,14 +260,28 @@ def valid_images(images):
     for image in images:
         if not isinstance(image, str) or len(image) > SETTINGS["max_image_bytes"] * 4 // 3 + 4:
             raise ValueError("an image that is too big")
-        if base64.b64decode(image, validate=True)[:8] != PNG:
-            raise ValueError("an image that is not a PNG")
+        if not whole_png(base64.b64decode(image, validate=True)):
+            raise ValueError("an image that is not a whole PNG (its signature, IHDR first, IEND last)")
         kept.append(image)
     return kept
 
 
+def whole_png(data):
+    """Whether ``data`` has a PNG's structure: its signature, the IHDR chunk first, chunks that fit, IEND last."""
+    if data[:16] != PNG + b"\0\0\0\x0dIHDR":
+        return False
+    at = 8
+    while at + 12 <= len(data):  # at most len(data) / 12 chunks
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        at += 12 + size
+        if kind == b"IEND":
+            return size == 0 and at == len(data)
+    return False
+
+
 def supervise(requests, answers, to_worker, from_worker, capture):
-    marks = 0
+    """Each call's answer of the worker must carry the call's token (random, sent with the code, never shown to it):
+    a frame the cell wrote to the worker's reply pipe ends the session, in the call that wrote it."""
     while True:
         request = read_frame(requests, 1 << 30)
         if request is None:
@@ -346,27 +290,32 @@ def supervise(requests, answers, to_worker, from_worker, capture):
             put(requests, answers, request)
             continue
         code = request.get("code")
-        before = snapshot()[0]
-        marks += 2  # the worker's mark ends the cell's output; the supervisor's (+1) what stragglers wrote
+        before, token, reply = snapshot(DATA), secrets.token_hex(16), None
         try:
-            write_frame(to_worker, {"code": code if isinstance(code, str) else "", "mark": marks - 1})
+            if select.select([from_worker], [], [], 0)[0]:
+                raise ValueError("the previous call's code wrote to the worker's reply pipe: its answer came twice")
+            write_frame(to_worker, {"code": code if isinstance(code, str) else "", "token": token})
             if not wait_for_worker(from_worker, requests):
                 return  # the server went away: end the sandbox, whatever the cell is doing
             reply = read_frame(from_worker, (SETTINGS["max_images"] + 1) * SETTINGS["max_image_bytes"] * 2)
+            if reply is None:
+                raise ChildProcessError("its reply pipe ended")
             if not isinstance(reply, dict):
-                raise ValueError("the cell's process ended" if reply is None else "not an object")
-            if reply.get("mark") != marks - 1:
-                raise ValueError("an answer out of turn")
+                raise ValueError("not an object")
+            if reply.get("token") != token:
+                raise ValueError("not the worker's own: the code wrote to the worker's reply pipe")
             images, error = valid_images(reply.get("images")), bool(reply.get("error"))
-        except (ValueError, RecursionError, TypeError, BrokenPipeError) as problem:
-            ended = worker_ended()
+        except (ValueError, RecursionError, TypeError, BrokenPipeError, ChildProcessError) as problem:
+            ended = worker_ended() if isinstance(problem, (BrokenPipeError, ChildProcessError)) else None
+            try:
+                os.kill(WORKER["pid"], signal.SIGKILL)
+            except OSError:
+                pass
             write_frame(answers, {"fatal": ended or f"the cell's process sent a malformed answer ({problem})"})
             return
         reap()
-        logs, dropped = capture.finish(marks - 1)
-        os.write(capture.write, MARK % marks)
-        capture.finish(marks)  # dropped: output of the processes reap() ended, written after the cell's end
-        files, skipped = changed_files(before)
+        logs, dropped = capture.finish()
+        files, skipped = changed_files(DATA, before, SETTINGS)
         write_frame(answers, {"logs": logs, "truncated": dropped, "error": error,
                               "images": images, "files": files, "skipped": skipped})
 
@@ -399,6 +348,9 @@ def worker_ended():
         return None
     if os.WIFSIGNALED(status):
         return f"the cell's process ended (signal {os.WTERMSIG(status)})"
+    if os.WEXITSTATUS(status) == 70:  # start_worker's: the worker's own loop failed
+        return ("the cell's process ended (exit status 70: the REPL's loop in it failed, e.g. the code closed, read "
+                "or wrote the pipes it takes requests from and answers on, fds 3 and 4)")
     return f"the cell's process ended (exit status {os.WEXITSTATUS(status)})"
 
 
@@ -512,17 +464,17 @@ def work(commands, replies):
                 pass
         except ChildProcessError:
             pass
-        error = run_cell(command["code"], namespace)
+        token, code = command.pop("token"), command.pop("code")  # the token in no object the cell is given
+        error = run_cell(code, namespace)
         if os.getpid() != me:  # a process the cell forked must never answer
             os._exit(0)
-        images = figures()  # before the mark: what it says is the cell's output
+        images = figures()  # before the answer: what it says is the cell's output
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        os.write(1, MARK % command["mark"])
-        write_frame(replies, {"error": error, "images": images, "mark": command["mark"]})
+        write_frame(replies, {"error": error, "images": images, "token": token})
 
 
 def start_worker(devnull):

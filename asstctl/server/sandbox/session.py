@@ -16,8 +16,9 @@ from typing import Callable, Iterable
 
 from asstctl.server.aio import within
 from asstctl.server.sandbox.cgroups import Child, KernelLimit, enter
-from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command
+from asstctl.server.sandbox.command import SandboxConfig, SandboxUnavailable, command, python_binary
 from asstctl.server.sandbox.procs import descendants, end_tree, repl_pid
+from asstctl.server.uploads import BIDI_CONTROLS
 
 log = logging.getLogger("asstctl.server.sandbox")
 PUT_SECONDS = 30.0
@@ -57,12 +58,16 @@ class CellResult:
 
 
 def safe_name(name: str, fallback: str) -> str:
-    """A plain file name for /mnt/data: NUL, control characters and ``/`` become ``_``, text that is not
-    UTF-8 is replaced, at most 200 bytes; ``fallback`` for an empty name, ``.`` or ``..``."""
-    text = "".join("_" if ord(c) < 32 or ord(c) == 127 or c == "/" else c for c in name)
-    text = text.encode("utf-8", "replace").decode("utf-8")[:200]
-    while len(text.encode()) > 200:
-        text = text[:-1]
+    """A plain file name for /mnt/data: NUL, control characters (C0, DEL, C1), bidirectional controls and
+    ``/`` become ``_``, text that is not UTF-8 is replaced, at most 200 bytes, its extension (up to 15
+    bytes) kept when it is cut; ``fallback`` for an empty name, ``.`` or ``..``."""
+    text = "".join("_" if ord(c) < 32 or 127 <= ord(c) <= 159 or c in BIDI_CONTROLS or c == "/" else c for c in name)
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    stem, dot, extension = text.rpartition(".")
+    if not stem or len(extension.encode()) > 15:
+        stem, dot, extension = text, "", ""
+    room = 200 - len((dot + extension).encode())
+    text = stem.encode()[:room].decode("utf-8", "ignore") + dot + extension  # a character cut in two goes
     return fallback if text.strip() in ("", ".", "..") else text
 
 
@@ -130,6 +135,9 @@ class Session:
         if timed_out:
             return (f"code_interpreter could not start its sandbox: it did not start within "
                     f"{self.config.start_seconds:g} s (the server may be overloaded); try again later")
+        unreachable = python_unreachable(python_binary())
+        if unreachable:
+            return f"code_interpreter could not start its sandbox: {unreachable}"
         detail = self.stderr_tail.decode("utf-8", "replace").strip().splitlines()[-3:]
         return ("code_interpreter could not start its sandbox" + (f" ({' '.join(detail)})" if detail else "")
                 + ". Check that bubblewrap works here (`bwrap --unshare-all --ro-bind / / true`).")
@@ -215,6 +223,8 @@ class Session:
             cause = str(error)
         elif isinstance(error, ValueError):
             cause = f"the sandbox sent a malformed answer ({error})"
+        elif (failed := repl_error(self.stderr_tail)) and ended.startswith("exit status"):
+            cause = f"the sandbox's REPL failed ({ended}: {failed})"
         else:
             cause = f"the sandboxed process ended ({ended}), e.g. by exceeding a limit"
         return CellResult(
@@ -349,6 +359,36 @@ def _result(answer: dict, file_bytes: int = 64 << 20) -> CellResult:
         return result
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise ValueError(f"not an answer of the REPL: {error}") from error
+
+
+def python_unreachable(python: str) -> str | None:
+    """Why this process's user cannot run the interpreter at ``python`` (its real path: what bubblewrap runs),
+    e.g. a pyenv below /root for a server that runs as another user; None if it can."""
+    if os.access(python, os.X_OK):
+        return None
+    where = next((parent for parent in _parents(python) if not os.access(parent, os.X_OK)), python)
+    what = "cannot be entered" if where != python else "cannot be run"
+    return (f"the server's Python ({python}) is out of reach of its user (uid {os.getuid()}): {where} {what}. "
+            "Run the server with a Python that user can reach (e.g. one installed under /usr or /opt rather than a "
+            "pyenv below /root), or let the user enter that directory")
+
+
+def _parents(path: str) -> list[str]:
+    """The directories above ``path``, from the root down."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:end]) for end in range(1, len(parts) + 1)]
+
+
+def repl_error(tail: bytes) -> str | None:
+    """The exception that ended the REPL, from the tail of its stderr (the last line of its traceback, at most
+    300 printable characters); None if it did not end with one (a signal, a limit)."""
+    text = tail.decode("utf-8", "replace")
+    if "Traceback (most recent call last):" not in text:
+        return None
+    last = [line.strip() for line in text.rpartition("Traceback (most recent call last):")[2].splitlines()
+            if line.strip()][-1:]
+    clean = "".join(c if c.isprintable() else "?" for c in "".join(last))
+    return clean[:300] + ("..." if len(clean) > 300 else "") if clean else None
 
 
 def data_path(path: object) -> str:
