@@ -21,7 +21,7 @@ from asstctl.server.looplag import LoopLag
 from asstctl.server.retrieval.chunking import TokenLimit, chunk_stream, chunk_text
 from asstctl.server.retrieval.embeddings import EmbeddingBatcher, Embedder, EmbeddingsConfig
 from asstctl.server.retrieval.extract import extract_text
-from asstctl.server.retrieval.pool import IngestLimits, WorkerPool
+from asstctl.server.retrieval.pool import IngestLimits, PoolClosed, WorkerPool
 from tests.conftest import make_client
 from tests.retrieval import fixtures
 from tests.serve_process import ServeProcess
@@ -263,6 +263,24 @@ def test_a_file_over_the_time_limit_fails_and_its_worker_is_replaced():
         assert pool.stats()["killed"] == 1 and pool.stats()["started"] == 2
     finally:
         pool.close()
+
+
+def test_the_pool_takes_files_round_robin_per_store():
+    """Four files of store A wait ahead of one of store B (the tester's four slow DOCX delayed a 40 KB .txt of
+    another store by 131 s): B's goes next, once A's running file ends, not after all of A's."""
+    pool = WorkerPool(IngestLimits(workers=1, memory_mb=256, file_seconds=30))
+    order: list[str] = []
+    slow = {"filename": "a.txt", "data": PROSE.encode() * 2_000}
+    try:
+        futures = [pool.submit(slow, "vs_a") for _ in range(4)] + [pool.submit({"filename": "b.md", "data": b"# B"}, "vs_b")]
+        for name, future in zip(["a1", "a2", "a3", "a4", "b"], futures):
+            future.add_done_callback(lambda _, name=name: order.append(name))
+        assert all(future.result(timeout=60)[0] == "ok" for future in futures)
+    finally:
+        pool.close()
+    assert order.index("b") <= 1, order  # first-come first-served ran it last
+    with pytest.raises(PoolClosed):
+        pool.submit(slow, "vs_a")
 
 
 def test_a_worker_that_grew_past_recycle_mb_is_replaced_and_its_memory_returns():
