@@ -142,10 +142,10 @@ def test_hostile_documents_fail_fast_naming_the_limit():
     here with the limits scaled down where a real one would cost a large file."""
     message = _refused("empty.docx", fixtures.docx_xml("<w:p/>" * 200_000))  # 3 KB zipped, 1.2 MB inflated
     assert "its part word/document.xml expands more than 100x" in message
-    few = ExtractLimits(max_elements=1_000)
-    assert "more than 1,000 XML elements" in _refused("many.docx", fixtures.docx_xml("<w:p><w:t>a</w:t></w:p>" * 600), few)
+    few = ExtractLimits(max_elements=1_000, max_paragraphs=1_000)
+    assert "more than 1,000 paragraphs and table rows" in _refused("many.docx", fixtures.docx_xml("<w:p><w:t>a</w:t></w:p>" * 1_001), few)
     assert "more than 1,000 HTML elements" in _refused("many.html", b"<p>a</p>" * 1_100, few)
-    assert extract_text("fine.docx", fixtures.docx_xml("<w:p><w:t>a</w:t></w:p>" * 300), few).count("a") == 300
+    assert extract_text("fine.docx", fixtures.docx_xml("<w:p><w:t>a</w:t></w:p>" * 1_000), few).count("a") == 1_000
     # one text run over libxml2's 10 MB (the ratio check off: a real one would be incompressible)
     run = fixtures.docx_xml("<w:p><w:r><w:t>" + "word " * (2_100_000) + "</w:t></w:r></w:p>")
     message = _refused("run.docx", run, ExtractLimits(max_expansion=10**6))
