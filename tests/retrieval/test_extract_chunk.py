@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import pytest
 
 from asstctl.server.retrieval.chunking import chunk_text, count_tokens, sizes, tokenizer_name
@@ -142,6 +145,10 @@ def test_hostile_documents_fail_fast_naming_the_limit():
     here with the limits scaled down where a real one would cost a large file."""
     message = _refused("empty.docx", fixtures.docx_xml("<w:p/>" * 200_000))  # 3 KB zipped, 1.2 MB inflated
     assert "its part word/document.xml expands more than 100x" in message
+    deck = io.BytesIO(fixtures.pptx_bytes([("Plan", "Ship it")]))
+    with zipfile.ZipFile(deck, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ppt/slides/padding.xml", "<a/>" * 300_000)
+    assert "its part ppt/slides/padding.xml expands more than 100x" in _refused("deck.pptx", deck.getvalue())
     few = ExtractLimits(max_elements=1_000, max_paragraphs=1_000)
     assert "more than 1,000 paragraphs and table rows" in _refused("many.docx", fixtures.docx_xml("<w:p><w:t>a</w:t></w:p>" * 1_001), few)
     assert "more than 1,000 HTML elements" in _refused("many.html", b"<p>a</p>" * 1_100, few)
