@@ -8,7 +8,9 @@ parsed incrementally from the zip with lxml, one paragraph or table row at a tim
 page), ``.pptx`` (python-pptx) and ``.json`` (re-printed with an indent of 2 as it is read, token by
 token: the document is never held parsed; files up to 64 KB are parsed whole, faster and bounded). Anything else raises
 :class:`ExtractError` with code ``unsupported_file``; bytes a parser rejects raise it with code
-``invalid_file``.
+``invalid_file``. A file past one of :class:`ExtractLimits` (a zip part inflating over 100x, too many
+paragraphs or elements, JSON nested too deep, a PDF stream inflating too far, lxml's own limits on a
+text node's size and nesting) fails at once with ``invalid_file``, the message naming the limit.
 """
 
 from __future__ import annotations
