@@ -251,9 +251,12 @@ class Ingestion:
     async def _thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.threads, fn, *args)
 
-    async def _run(self, job: dict) -> tuple:
-        """A job on the worker pool, or in a thread when it is small (``pool.small``)."""
-        return await asyncio.get_running_loop().run_in_executor(self.runners, run_job if small(job) else self.pool.run, job)
+    async def _run(self, job: dict, key: str = "") -> tuple:
+        """A job in a thread when it is small (``pool.small``), else on the worker pool, taken round-robin
+        per ``key`` (the vector store) so one store's slow files do not hold another's."""
+        if small(job):
+            return await asyncio.get_running_loop().run_in_executor(self.runners, run_job, job)
+        return await asyncio.wrap_future(self.pool.submit(job, key))
 
     async def _ingest(self, vs_id: str, file_id: str, strategy: dict | None, token: str) -> None:
         async with self._slots:
@@ -268,7 +271,7 @@ class Ingestion:
         try:
             if self.pool.closed:
                 raise PoolClosed("the server is stopping")
-            status, error, pieces, vectors = await self._work(file_id, strategy, held)
+            status, error, pieces, vectors = await self._work(vs_id, file_id, strategy, held)
             if self.pool.closed:
                 raise PoolClosed("the server is stopping")
         except PoolClosed:
@@ -282,7 +285,7 @@ class Ingestion:
         await self._thread(self._commit, vs_id, file_id, token, status, error, pieces, vectors)
         self.counts[status] += 1
 
-    async def _work(self, file_id: str, strategy: dict | None, held: list):
+    async def _work(self, vs_id: str, file_id: str, strategy: dict | None, held: list):
         file = await self._thread(self.state.store.get, "file", file_id)
         if file is None:
             return "failed", {"code": "invalid_file", "message": f"The file {file_id} was deleted."}, None, None
@@ -291,7 +294,7 @@ class Ingestion:
         if job[0] == "error":
             return "failed", {"code": job[1], "message": job[2]}, None, None
         try:
-            result = await self._run(job[1])
+            result = await self._run(job[1], vs_id)
         finally:
             if job[1].get("path"):
                 await self._thread(os.unlink, job[1]["path"])

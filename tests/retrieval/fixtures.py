@@ -6,8 +6,9 @@ import io
 import json
 
 
-def pdf_bytes(text: str) -> bytes:
-    """A one-page PDF showing ``text`` in Helvetica, built with pypdf's object model."""
+def pdf_bytes(text: str, repeat: int = 1) -> bytes:
+    """A one-page PDF showing ``text`` (``repeat`` times, its content stream deflated) in Helvetica, built
+    with pypdf's object model."""
     from pypdf import PdfWriter
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
@@ -19,10 +20,24 @@ def pdf_bytes(text: str) -> bytes:
         {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})})
     escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
     stream = DecodedStreamObject()
-    stream.set_data(f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1"))
+    stream.set_data(f"BT /F1 12 Tf 72 720 Td {f'({escaped}) Tj T* ' * repeat}ET".encode("latin-1"))
     page[NameObject("/Contents")] = writer._add_object(stream)
+    if repeat > 1:
+        page.compress_content_streams()
     out = io.BytesIO()
     writer.write(out)
+    return out.getvalue()
+
+
+def docx_xml(body: str) -> bytes:
+    """A minimal DOCX whose body is ``body`` (written directly: python-docx is too slow for large ones)."""
+    import zipfile
+
+    ns = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        archive.writestr("word/document.xml", f'<?xml version="1.0"?><w:document {ns}><w:body>{body}</w:body></w:document>')
     return out.getvalue()
 
 

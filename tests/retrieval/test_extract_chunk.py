@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import pytest
 
 from asstctl.server.retrieval.chunking import chunk_text, count_tokens, sizes, tokenizer_name
-from asstctl.server.retrieval.extract import ExtractError, extract_text
+from asstctl.server.retrieval.extract import ExtractError, ExtractLimits, extract_text
 from tests.retrieval import fixtures
 
 
@@ -127,3 +130,36 @@ def test_a_large_json_file_is_read_within_a_small_memory_limit():
     done = subprocess.run([sys.executable, "-c", child], input=data, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()[-500:]
     assert int(done.stdout) == len(json.dumps(json.loads(data), indent=2))
+
+
+def _refused(name: str, data: bytes, limits: ExtractLimits = ExtractLimits()) -> str:
+    with pytest.raises(ExtractError) as failed:
+        extract_text(name, data, limits)
+    assert failed.value.code == "invalid_file" and name in failed.value.message
+    return failed.value.message
+
+
+def test_hostile_documents_fail_fast_naming_the_limit():
+    """A tester's files (issue: 14 KB of empty DOCX paragraphs took 28.7 s of a worker; a 1 GB text run and
+    5 M nested JSON brackets ran into the worker's memory cap; a PDF stream bomb quoted pypdf), made small
+    here with the limits scaled down where a real one would cost a large file."""
+    message = _refused("empty.docx", fixtures.docx_xml("<w:p/>" * 200_000))  # 3 KB zipped, 1.2 MB inflated
+    assert "its part word/document.xml expands more than 100x" in message
+    deck = io.BytesIO(fixtures.pptx_bytes([("Plan", "Ship it")]))
+    with zipfile.ZipFile(deck, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ppt/slides/padding.xml", "<a/>" * 300_000)
+    assert "its part ppt/slides/padding.xml expands more than 100x" in _refused("deck.pptx", deck.getvalue())
+    few = ExtractLimits(max_elements=1_000, max_paragraphs=1_000)
+    assert "more than 1,000 paragraphs and table rows" in _refused("many.docx", fixtures.docx_xml("<w:p><w:t>a</w:t></w:p>" * 1_001), few)
+    assert "more than 1,000 HTML elements" in _refused("many.html", b"<p>a</p>" * 1_100, few)
+    assert extract_text("fine.docx", fixtures.docx_xml("<w:p><w:t>a</w:t></w:p>" * 1_000), few).count("a") == 1_000
+    # one text run over libxml2's 10 MB (the ratio check off: a real one would be incompressible)
+    run = fixtures.docx_xml("<w:p><w:r><w:t>" + "word " * (2_100_000) + "</w:t></w:r></w:p>")
+    message = _refused("run.docx", run, ExtractLimits(max_expansion=10**6))
+    assert "a text run longer than 10 MB, the XML parser's limit" in message and "line 0" not in message
+    # JSON nesting: 1,000 levels are read (small files parsed whole, large ones walked), 1,001 are not
+    for pad in (b"", b" " * (70 << 10)):
+        assert extract_text("ok.json", pad + b"[" * 1_000 + b"]" * 1_000).count("[") == 1_000
+        assert "more than 1,000 levels deep" in _refused("deep.json", pad + b"[" * 1_001 + b"]" * 1_001)
+    message = _refused("bomb.pdf", fixtures.pdf_bytes("inflated text", repeat=60_000), ExtractLimits(pdf_stream_mb=1))
+    assert "a PDF stream inflates past 1 MB, the limit per stream" in message and "bytes remaining" not in message

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import json
 import statistics
 import threading
 import time
-import zipfile
 
 import httpx2 as httpx
 import numpy as np
@@ -23,8 +21,9 @@ from asstctl.server.looplag import LoopLag
 from asstctl.server.retrieval.chunking import TokenLimit, chunk_stream, chunk_text
 from asstctl.server.retrieval.embeddings import EmbeddingBatcher, Embedder, EmbeddingsConfig
 from asstctl.server.retrieval.extract import extract_text
-from asstctl.server.retrieval.pool import IngestLimits, WorkerPool
+from asstctl.server.retrieval.pool import IngestLimits, PoolClosed, WorkerPool
 from tests.conftest import make_client
+from tests.retrieval import fixtures
 from tests.serve_process import ServeProcess
 from tests.upstream import Failure, ScriptedUpstream
 
@@ -46,14 +45,8 @@ def client(limited, contract):
 
 
 def docx_of(paragraphs: int, text: str = "x") -> bytes:
-    """A minimal DOCX of ``paragraphs`` one-run paragraphs (written directly: python-docx is too slow)."""
-    ns = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
-    body = f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p>" * paragraphs
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
-        archive.writestr("word/document.xml", f'<?xml version="1.0"?><w:document {ns}><w:body>{body}</w:body></w:document>')
-    return out.getvalue()
+    """A minimal DOCX of ``paragraphs`` one-run paragraphs."""
+    return fixtures.docx_xml(f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p>" * paragraphs)
 
 
 HOSTILE = {  # name -> (bytes, status, words the last_error must hold)
@@ -63,6 +56,10 @@ HOSTILE = {  # name -> (bytes, status, words the last_error must hold)
     # streamed (never parsed whole, which took past 128 MB): the walk reaches the token limit first
     "keys.json": (json.dumps({f"key{i}": i for i in range(1_000_000)}).encode(), "failed", ["20,000 tokens"]),
     "huge.txt": (PROSE.encode() * 3_000, "failed", ["20,000 tokens"]),
+    # 3 KB zipped, 1.2 MB of empty paragraphs (the tester's 14 KB held 1.5 M: 28.7 s of a worker): refused unread
+    "empty-paragraphs.docx": (fixtures.docx_xml("<w:p/>" * 200_000), "failed", ["expands more than 100x"]),
+    # nesting grew the reprinter's memory until the worker's cap ended it (74 s for 10 MB)
+    "deep.json": (b"[" * 100_000 + b"]" * 100_000, "failed", ["more than 1,000 levels deep"]),
 }
 
 
@@ -79,7 +76,7 @@ def test_hostile_files_end_failed_naming_the_limit_and_the_workers_stay_bounded(
     assert stats["killed"] == 0  # every file ended at a limit it names, none at the workers' memory limit
     assert all(rss < LIMITS.memory_mb for rss in stats["rss_mb"]), stats
     counts = client.vector_stores.retrieve(vs.id).file_counts
-    assert (counts.completed, counts.failed, counts.in_progress) == (1, 4, 0)
+    assert (counts.completed, counts.failed, counts.in_progress) == (1, 6, 0)
     hits = client.vector_stores.search(vs.id, query="damaged parcels refund").data
     assert hits and hits[0].filename == "nested.html"
 
@@ -250,8 +247,6 @@ def test_streamed_chunks_match_whole_text_chunks_and_the_token_cap_is_enforced()
 
 
 def test_streamed_docx_and_html_keep_paragraphs_tables_and_drop_scripts():
-    from tests.retrieval import fixtures
-
     text = extract_text("d.docx", fixtures.docx_bytes(["first para", "second para"], [["zone", "EU"], ["a", "b"]]))
     assert text.split("\n")[:4] == ["first para", "second para", "zone | EU", "a | b"]
     html = b"<p>one &amp; two</p><script>if (a < b) { hidden() }</script><style>p{}</style><p>three</p>"
@@ -268,6 +263,24 @@ def test_a_file_over_the_time_limit_fails_and_its_worker_is_replaced():
         assert pool.stats()["killed"] == 1 and pool.stats()["started"] == 2
     finally:
         pool.close()
+
+
+def test_the_pool_takes_files_round_robin_per_store():
+    """Four files of store A wait ahead of one of store B (the tester's four slow DOCX delayed a 40 KB .txt of
+    another store by 131 s): B's goes next, once A's running file ends, not after all of A's."""
+    pool = WorkerPool(IngestLimits(workers=1, memory_mb=256, file_seconds=30))
+    order: list[str] = []
+    slow = {"filename": "a.txt", "data": PROSE.encode() * 2_000}
+    try:
+        futures = [pool.submit(slow, "vs_a") for _ in range(4)] + [pool.submit({"filename": "b.md", "data": b"# B"}, "vs_b")]
+        for name, future in zip(["a1", "a2", "a3", "a4", "b"], futures):
+            future.add_done_callback(lambda _, name=name: order.append(name))
+        assert all(future.result(timeout=60)[0] == "ok" for future in futures)
+    finally:
+        pool.close()
+    assert order.index("b") <= 1, order  # first-come first-served ran it last
+    with pytest.raises(PoolClosed):
+        pool.submit(slow, "vs_a")
 
 
 def test_a_worker_that_grew_past_recycle_mb_is_replaced_and_its_memory_returns():

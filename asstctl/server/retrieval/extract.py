@@ -8,7 +8,9 @@ parsed incrementally from the zip with lxml, one paragraph or table row at a tim
 page), ``.pptx`` (python-pptx) and ``.json`` (re-printed with an indent of 2 as it is read, token by
 token: the document is never held parsed; files up to 64 KB are parsed whole, faster and bounded). Anything else raises
 :class:`ExtractError` with code ``unsupported_file``; bytes a parser rejects raise it with code
-``invalid_file``.
+``invalid_file``. A file past one of :class:`ExtractLimits` (a zip part inflating over 100x, too many
+paragraphs or elements, JSON nested too deep, a PDF stream inflating too far, lxml's own limits on a
+text node's size and nesting) fails at once with ``invalid_file``, the message naming the limit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import io
 import json
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
@@ -29,6 +32,21 @@ TEXT_EXTENSIONS = frozenset(
 READ = 1 << 20  # bytes read at a time
 SKIPPED_TAGS = frozenset({"script", "style", "noscript", "template"})
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Limits past which a file fails at once, named, instead of taking a worker's time or memory."""
+
+    max_expansion: int = 100  # a DOCX/PPTX part over EXPANSION_FLOOR may inflate this many times its zipped size
+    max_elements: int = 4_000_000  # elements of an HTML page
+    max_paragraphs: int = 1_000_000  # paragraphs and table rows of a DOCX (each read in Python: ~6 us)
+    max_json_depth: int = 1_000  # nesting of JSON arrays and objects (json's own recursion stops near 1,000)
+    pdf_stream_mb: int = 75  # bytes a PDF stream may inflate to (pypdf's own default: 75,000,000)
+
+
+LIMITS = ExtractLimits()
+EXPANSION_FLOOR = 1 << 20  # a zip part inflating to at most this is not checked for its ratio
 
 
 class ExtractError(Exception):
@@ -44,7 +62,7 @@ def extension(filename: str) -> str:
     return PurePosixPath(filename or "").suffix.lower()
 
 
-def reader_for(filename: str) -> Callable[[BinaryIO], Iterator[str]]:
+def reader_for(filename: str) -> Callable[[BinaryIO, ExtractLimits], Iterator[str]]:
     """The streaming reader of a file name; raises ``unsupported_file`` when there is none."""
     ext = extension(filename)
     reader = READERS.get(ext) or (_text if ext in TEXT_EXTENSIONS else None)
@@ -57,15 +75,20 @@ def reader_for(filename: str) -> Callable[[BinaryIO], Iterator[str]]:
     return reader
 
 
-def extract_pieces(filename: str, source: BinaryIO) -> Iterator[str]:
-    """The text of a file in pieces; raises :class:`ExtractError` when it has none we can read."""
+def extract_pieces(filename: str, source: BinaryIO, limits: ExtractLimits = LIMITS) -> Iterator[str]:
+    """The text of a file in pieces; raises :class:`ExtractError` when it has none we can read or it
+    passes one of ``limits``."""
     reader = reader_for(filename)
     seen = False
     try:
-        for piece in reader(source):
+        for piece in reader(source, limits):
             seen = seen or bool(piece.strip())
             yield piece
-    except (ExtractError, MemoryError, GeneratorExit):
+    except ExtractError as exc:
+        if exc.code == "limit":
+            raise ExtractError("invalid_file", f"The file {filename!r} could not be indexed: {exc.message}.") from None
+        raise
+    except (MemoryError, GeneratorExit):
         raise
     except Exception as exc:  # a parser's own error: the bytes are not what the name says
         raise ExtractError("invalid_file", f"The file {filename!r} could not be parsed as {extension(filename)}: "
@@ -74,9 +97,14 @@ def extract_pieces(filename: str, source: BinaryIO) -> Iterator[str]:
         raise ExtractError("invalid_file", f"The file {filename!r} contains no extractable text.")
 
 
-def extract_text(filename: str, data: bytes) -> str:
+def extract_text(filename: str, data: bytes, limits: ExtractLimits = LIMITS) -> str:
     """The whole text of a file held in memory (small files; see :func:`extract_pieces`)."""
-    return "".join(extract_pieces(filename, io.BytesIO(data)))
+    return "".join(extract_pieces(filename, io.BytesIO(data), limits))
+
+
+def _limit(why: str) -> ExtractError:
+    """A limit passed (``why`` completes "could not be indexed: ..."); ``extract_pieces`` names the file."""
+    return ExtractError("limit", why)
 
 
 def _decoded(source: BinaryIO) -> Iterator[str]:
@@ -99,7 +127,7 @@ def _decoded(source: BinaryIO) -> Iterator[str]:
             return
 
 
-def _text(source: BinaryIO) -> Iterator[str]:
+def _text(source: BinaryIO, limits: ExtractLimits) -> Iterator[str]:
     yield from _decoded(source)
 
 
@@ -122,7 +150,7 @@ class _Rest:
         return self.source.read(size)
 
 
-def _json(source: BinaryIO) -> Iterator[str]:
+def _json(source: BinaryIO, limits: ExtractLimits) -> Iterator[str]:
     """JSON re-printed as ``json.dumps(value, indent=2, ensure_ascii=False)`` would, streamed: a walk of
     its tokens holding one scalar at a time, never the parsed document (a string without escapes is
     copied as it is; other scalars are parsed and printed as ``json`` does)."""
@@ -136,8 +164,13 @@ def _json(source: BinaryIO) -> Iterator[str]:
             break
         head += data
     if len(head) <= WHOLE_JSON:  # small: parsed whole (bounded by its size, and 4x faster than the walk)
-        yield json.dumps(json.loads("".join(_decoded(io.BytesIO(head)))), indent=2, ensure_ascii=False)
-        return
+        try:
+            whole = json.dumps(json.loads("".join(_decoded(io.BytesIO(head)))), indent=2, ensure_ascii=False)
+        except RecursionError:  # nested past json's recursion: walked below, which counts the depth
+            whole = None
+        if whole is not None:
+            yield whole
+            return
     pieces, out, size = _decoded(_Rest(head, source)), [], 0
     buf, pos, final = "", 0, False
     stack: list[str] = []  # the open containers' closing brackets
@@ -202,6 +235,8 @@ def _json(source: BinaryIO) -> Iterator[str]:
             text = indent[depth] if fresh else ""
             if kind == 1:  # { or [
                 stack.append("}" if token == "{" else "]")
+                if len(stack) > limits.max_json_depth:
+                    raise _deep(limits.max_json_depth)
                 if len(indent) <= len(stack):
                     indent.append("\n" + "  " * len(stack))
                 fresh, expect = True, "key" if token == "{" else "value"
@@ -220,11 +255,16 @@ def _json(source: BinaryIO) -> Iterator[str]:
     yield "".join(out)
 
 
+def _deep(depth: int) -> ExtractError:
+    return _limit(f"its JSON nests arrays and objects more than {depth:,} levels deep, the limit per file")
+
+
 class _HTMLText:
     """lxml parser target: the visible text (no script/style/noscript/template), one stripped line per
     text run between tags (as BeautifulSoup's ``get_text("\\n")``); no tree is built."""
 
-    def __init__(self):
+    def __init__(self, max_elements: int):
+        self.max_elements, self.elements = max_elements, 0
         self.skipping = 0
         self.run: list[str] = []
         self.lines: list[str] = []
@@ -235,6 +275,9 @@ class _HTMLText:
             self.run = []
 
     def start(self, tag, attrib):
+        self.elements += 1
+        if self.elements > self.max_elements:
+            raise _limit(f"it holds more than {self.max_elements:,} HTML elements, the limit per file")
         self._flush()
         self.skipping += tag in SKIPPED_TAGS
 
@@ -255,10 +298,10 @@ class _HTMLText:
         return text if first or not text else "\n" + text
 
 
-def _html(source: BinaryIO) -> Iterator[str]:
+def _html(source: BinaryIO, limits: ExtractLimits) -> Iterator[str]:
     from lxml import etree
 
-    target = _HTMLText()
+    target = _HTMLText(limits.max_elements)
     parser, first = etree.HTMLParser(target=target, recover=True, huge_tree=True, no_network=True), True
     for text in _decoded(source):
         parser.feed(text)
@@ -269,40 +312,95 @@ def _html(source: BinaryIO) -> Iterator[str]:
     yield target.take(first)
 
 
-def _docx(source: BinaryIO) -> Iterator[str]:
+def _checked(archive: zipfile.ZipFile, names, limits: ExtractLimits) -> None:
+    """Refuse a zip whose parts inflate past ``max_expansion`` times their size (a few KB of empty
+    paragraphs can hold millions of them), before any is read."""
+    for info in archive.infolist():
+        if names is not None and info.filename not in names:
+            continue
+        if info.file_size > EXPANSION_FLOOR and info.file_size > limits.max_expansion * max(info.compress_size, 1):
+            raise _limit(f"its part {info.filename} expands more than {limits.max_expansion}x (from "
+                         f"{_size(info.compress_size)} to {_size(info.file_size)}), the limit for compressed documents")
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):,.1f} MB" if n >= 1 << 20 else f"{max(1, round(n / 1024)):,} KB"
+
+
+def _xml_limit(exc: Exception) -> ExtractError | None:
+    """lxml's own limits (a text node over 10 MB, elements nested over 256 deep), named; else None."""
+    message = str(exc)
+    if "Text node too long" in message or "huge text node" in message:
+        return _limit("it holds a text run longer than 10 MB, the XML parser's limit")
+    if "amplification" in message:
+        return _limit("its XML expands entities past the XML parser's limit on amplification")
+    if "Excessive depth" in message:
+        return _limit("its XML nests elements more than 256 deep, the XML parser's limit")
+    return None
+
+
+def _docx(source: BinaryIO, limits: ExtractLimits) -> Iterator[str]:
     """Body paragraphs and table rows (cells joined by `` | ``) in document order, parsed incrementally
     (each one freed once read)."""
     from lxml import etree
 
-    with zipfile.ZipFile(source) as archive, archive.open("word/document.xml") as xml:
-        for _, element in etree.iterparse(xml, events=("end",), tag=(W + "p", W + "tr"), huge_tree=True,
-                                          resolve_entities=False, no_network=True):
-            parent = element.getparent()
-            if element.tag == W + "p":
-                if parent is not None and parent.tag == W + "tc":
-                    continue  # a cell's paragraph: read with its row
-                yield "".join(element.itertext(W + "t")) + "\n"
-            else:
-                cells = ["\n".join("".join(p.itertext(W + "t")) for p in cell.iter(W + "p"))
-                         for cell in element.iterchildren(W + "tc")]
-                yield " | ".join(cells) + "\n"
-            if parent is not None and parent.tag != W + "tc":
-                element.clear()
-                while element.getprevious() is not None:
-                    del parent[0]
+    with zipfile.ZipFile(source) as archive:
+        _checked(archive, {"word/document.xml"}, limits)
+        with archive.open("word/document.xml") as xml:
+            try:
+                yield from _docx_body(etree.iterparse(xml, events=("end",), tag=(W + "p", W + "tr"),
+                                                      resolve_entities=False, no_network=True), limits.max_paragraphs)
+            except etree.XMLSyntaxError as exc:
+                raise _xml_limit(exc) or exc from None
 
 
-def _pdf(source: BinaryIO) -> Iterator[str]:
-    from pypdf import PdfReader
+def _docx_body(events, max_paragraphs: int) -> Iterator[str]:
+    for count, (_, element) in enumerate(events):
+        if count >= max_paragraphs:
+            raise _limit(f"its document holds more than {max_paragraphs:,} paragraphs and table rows, the limit "
+                         "per file")
+        parent = element.getparent()
+        if element.tag == W + "p":
+            if parent is not None and parent.tag == W + "tc":
+                continue  # a cell's paragraph: read with its row
+            yield "".join(element.itertext(W + "t")) + "\n"
+        else:
+            cells = ["\n".join("".join(p.itertext(W + "t")) for p in cell.iter(W + "p"))
+                     for cell in element.iterchildren(W + "tc")]
+            yield " | ".join(cells) + "\n"
+        if parent is not None and parent.tag != W + "tc":
+            element.clear()
+            while element.getprevious() is not None:
+                del parent[0]
 
-    reader = PdfReader(source)
-    for number, page in enumerate(reader.pages):
-        yield ("\n\n" if number else "") + (page.extract_text() or "").strip()
+
+def _pdf(source: BinaryIO, limits: ExtractLimits) -> Iterator[str]:
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError
+
+    inflate = limits.pdf_stream_mb * 1_000_000
+    config = {"zlib_maximum_output_length": inflate, "brotli_maximum_output_length": inflate,
+              "lzw_maximum_output_length": inflate, "run_length_maximum_output_length": inflate}
+    try:
+        with apply_configuration(**config):
+            reader = PdfReader(source)
+            count = len(reader.pages)
+        for number in range(count):
+            with apply_configuration(**config):  # not held across a yield: the caller's context is its own
+                text = (reader.pages[number].extract_text() or "").strip()
+            yield ("\n\n" if number else "") + text
+    except LimitReachedError as exc:
+        if "decompressing" in str(exc).lower():
+            raise _limit(f"a PDF stream inflates past {limits.pdf_stream_mb} MB, the limit per stream") from None
+        raise _limit(f"it passes a limit of the PDF reader ({str(exc)[:80].rstrip('. ')})") from None
 
 
-def _pptx(source: BinaryIO) -> Iterator[str]:
+def _pptx(source: BinaryIO, limits: ExtractLimits) -> Iterator[str]:
     from pptx import Presentation
 
+    with zipfile.ZipFile(source) as archive:
+        _checked(archive, None, limits)
+    source.seek(0)
     deck = Presentation(source)
     for number, slide in enumerate(deck.slides, 1):
         texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame and shape.text_frame.text]

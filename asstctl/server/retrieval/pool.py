@@ -13,7 +13,10 @@ the job with an error that names it:
 - a worker that grew by more than ``recycle_mb`` since it started is replaced after its job, so the
   memory a large file took returns to the system.
 
-``run`` blocks its (worker) thread, never a loop; ``close`` ends every worker at once and makes
+``submit`` queues a job under a key (the file's vector store) and answers a future: the pool's
+dispatchers (one a worker) take waiting jobs round-robin across keys (the key with the fewest jobs
+running, then the one served longest ago), so one store's slow files never hold another store's file
+for more than one file's slot. ``run`` blocks its (worker) thread, never a loop; ``close`` ends every worker at once and makes
 waiting and later calls raise :class:`PoolClosed`. Small plain files (:func:`small`: at most
 ``SMALL`` bytes of text, Markdown, HTML, JSON or source, whose work is bounded by their size) are not
 worth a process round trip: the caller runs :func:`run_job` on them in a thread.
@@ -34,7 +37,10 @@ import resource
 import signal
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 from asstctl.server.retrieval import chunking
@@ -185,6 +191,59 @@ class WorkerPool:
         self._lock = threading.Lock()
         self.closed = False
         self.counts = {"jobs": 0, "started": 0, "recycled": 0, "killed": 0}
+        self._turns = threading.Condition()
+        self._waiting: dict[str, deque] = {}  # key -> (order, job, future) waiting, oldest first
+        self._running: dict[str, int] = {}  # key -> its jobs on a worker now
+        self._served: dict[str, int] = {}  # key -> the order of its last job taken
+        self._order = count()
+        self._dispatchers: list[threading.Thread] = []
+
+    def submit(self, job: dict[str, Any], key: str = "") -> Future:
+        """Queue ``job`` under ``key`` (its vector store); the future answers what :meth:`run` would."""
+        future: Future = Future()
+        with self._turns:
+            if self.closed:
+                raise PoolClosed("the server is stopping")
+            self._waiting.setdefault(key, deque()).append((next(self._order), job, future))
+            if len(self._dispatchers) < len(self._all):
+                thread = threading.Thread(target=self._dispatch, name="asstctl-ingest-turns", daemon=True)
+                self._dispatchers.append(thread)
+                thread.start()
+            self._turns.notify()
+        return future
+
+    def _next(self) -> tuple | None:
+        """The next job fairly: the key with the fewest jobs running, then the one served longest ago."""
+        with self._turns:
+            while not self.closed:
+                if self._waiting:
+                    key = min(self._waiting, key=lambda k: (self._running.get(k, 0), self._served.get(k, -1),
+                                                            self._waiting[k][0][0]))
+                    order, job, future = self._waiting[key].popleft()
+                    if not self._waiting[key]:
+                        del self._waiting[key]
+                    self._running[key] = self._running.get(key, 0) + 1
+                    self._served[key] = order
+                    return key, job, future
+                self._turns.wait(1.0)
+            return None
+
+    def _dispatch(self) -> None:
+        while (taken := self._next()) is not None:
+            key, job, future = taken
+            try:
+                if future.set_running_or_notify_cancel():  # not cancelled meanwhile
+                    try:
+                        future.set_result(self.run(job))
+                    except BaseException as exc:  # PoolClosed, a failed start: the caller's to handle
+                        future.set_exception(exc)
+            finally:
+                with self._turns:
+                    self._running[key] -= 1
+                    if not self._running[key]:
+                        del self._running[key]
+                        if key not in self._waiting:
+                            self._served.pop(key, None)
 
     def stats(self) -> dict[str, Any]:
         return {"workers": len(self._all), "busy": len(self._all) - self._idle.qsize(), **self.counts,
@@ -278,5 +337,11 @@ class WorkerPool:
     def close(self) -> None:
         with self._lock:
             self.closed = True
+        with self._turns:
+            waiting, self._waiting = list(self._waiting.values()), {}
+            self._turns.notify_all()
+        for _, _, future in (entry for entries in waiting for entry in entries):
+            if future.set_running_or_notify_cancel():
+                future.set_exception(PoolClosed("the server is stopping"))
         for worker in self._all:
             worker.kill()
