@@ -225,6 +225,11 @@ class PostgresStore(Coordination, BaseStore):
         with pg_guard.connection(self._pool) as conn:
             yield conn
 
+    def canceller(self) -> Callable[[], None] | None:
+        """Inside a transaction: what cancels its statement from any thread (the transaction then rolls back)."""
+        bound = self._bound()
+        return None if bound is None else (lambda: bound.conn.cancel_safe(timeout=2.0))
+
     @contextmanager
     def transaction(self) -> Iterator["PostgresStore"]:
         """Group several writes atomically (re-entrant); serialized with every other write transaction."""
