@@ -216,7 +216,7 @@ class PostgresStore(Coordination, BaseStore):
     @contextmanager
     def sql(self) -> Iterator[Any]:
         """A psycopg connection (the transaction's, inside one, what it queued sent first), for
-        modules with their own tables."""
+        modules with their own tables (reads ahead stay: it writes no ``objects``)."""
         bound = self._bound()
         if bound is not None:
             self._send(bound)
@@ -299,7 +299,8 @@ class PostgresStore(Coordination, BaseStore):
     def _send(self, bound: _Bound, statement: str | None = None, args: tuple | list = ()) -> Any:
         """One round trip on the transaction's connection: what is queued, then ``statement``
         (the cursor on its result)."""
-        bound.read.clear()  # a write may follow: what was read ahead may be stale
+        if statement is not None and "objects" in statement:  # what was read ahead may be stale
+            bound.read.clear()  # (``sql()``: modules' own tables, never ``objects``)
         if not bound.queued:
             return bound.conn.execute(statement, args) if statement is not None else None
         statements, bound.queued = bound.queued, []
