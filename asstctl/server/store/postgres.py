@@ -227,8 +227,7 @@ class PostgresStore(Coordination, BaseStore):
 
     def canceller(self) -> Callable[[], None] | None:
         """Inside a transaction: what cancels its statement from any thread (the transaction then rolls back)."""
-        bound = self._bound()
-        return None if bound is None else (lambda: bound.conn.cancel_safe(timeout=2.0))
+        return None if (bound := self._bound()) is None else (lambda: bound.conn.cancel_safe(timeout=2.0))
 
     @contextmanager
     def transaction(self) -> Iterator["PostgresStore"]:
@@ -299,8 +298,8 @@ class PostgresStore(Coordination, BaseStore):
     def _send(self, bound: _Bound, statement: str | None = None, args: tuple | list = ()) -> Any:
         """One round trip on the transaction's connection: what is queued, then ``statement``
         (the cursor on its result)."""
-        if statement is not None and "objects" in statement:  # what was read ahead may be stale
-            bound.read.clear()  # (``sql()``: modules' own tables, never ``objects``)
+        if statement is not None and "objects" in statement:  # what was read ahead may be stale (not by ``sql()``)
+            bound.read.clear()
         if not bound.queued:
             return bound.conn.execute(statement, args) if statement is not None else None
         statements, bound.queued = bound.queued, []
