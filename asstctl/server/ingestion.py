@@ -26,11 +26,14 @@ start and every quarter of a lease after.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import secrets
 import tempfile
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
@@ -87,6 +90,9 @@ class Ingestion:
         self.finish = finish
         self.pool = WorkerPool(self.limits)
         self.threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asstctl-ingest-io")  # store, blobs
+        # commits, one at a time: write transactions are serialized anyway, and commits waiting for the write
+        # lock in the I/O threads held back the reads of the files behind them (PostgreSQL: 4x slower than SQLite)
+        self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asstctl-ingest-commit")
         self.runners = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="asstctl-ingest")
         self._batcher: tuple[Any, EmbeddingBatcher | None] = (None, None)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -98,6 +104,8 @@ class Ingestion:
         self.text_chars = TEXT_LIMIT_CHARS  # the longest text the file content endpoint gives back whole
         self.leases = None  # PostgreSQL: ``ingest_lease.Leases``
         self._leasing: asyncio.Task | None = None
+        self._committing: dict[int, Callable[[], None]] = {}  # commits in flight: how to cut each short
+        self._stopped: asyncio.Event | None = None  # set on stop: a request waiting for its files answers
 
     def marker(self) -> bytes | None:
         faults = getattr(self.state.config, "faults", None)
@@ -108,6 +116,7 @@ class Ingestion:
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._stopped = asyncio.Event()
         self.budget = Budget(int(self.limits.pending_mb * (1 << 20)))
         if getattr(self.state.store, "backend", None) == "postgres":
             self._leasing = self.loop.create_task(self._lease_loop(), name="asstctl-ingest-leases")
@@ -159,8 +168,26 @@ class Ingestion:
         return pending(self.state.store)  # through the index of pending files, not every file of every store
 
     def stopping(self) -> None:
-        """A stop was asked: end the workers now (their files stay ``in_progress``), start nothing new."""
+        """A stop was asked: end the workers now (their files stay ``in_progress``), start nothing new, cut
+        the commits in flight short (they roll back: the next start resumes their files) and let the
+        requests waiting for files answer with what stands."""
         self.pool.close()
+        if self._stopped is not None:
+            self._stopped.set()
+        if self._committing:
+            threading.Thread(target=self._cut_commits, name="asstctl-ingest-stop", daemon=True).start()
+
+    def _cut_commits(self, patience: float = 8.0) -> None:
+        """Cancel the statements of the commits in flight until none is left (a commit between two
+        statements when cancelled meets the next cancel; one starting after the stop refuses itself)."""
+        deadline = time.monotonic() + patience
+        while self._committing and time.monotonic() < deadline:
+            for cancel in list(self._committing.values()):
+                try:
+                    cancel()
+                except Exception:  # noqa: BLE001 - the connection is gone already: nothing to cut
+                    pass
+            time.sleep(0.05)
 
     async def shutdown(self) -> None:
         """End the workers and every task; unfinished files stay ``in_progress`` for the next start."""
@@ -180,6 +207,7 @@ class Ingestion:
         if self._batcher[1] is not None:
             await self._batcher[1].aclose()
         self.threads.shutdown(wait=False, cancel_futures=True)
+        self.committer.shutdown(wait=False, cancel_futures=True)
         self.runners.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -243,8 +271,14 @@ class Ingestion:
                    if (vs_ids is not None and vs_id in vs_ids) or (tokens is not None and token in tokens)]
         if not pending:
             return True
-        _, left = await asyncio.wait(pending, timeout=timeout)
-        return not left
+        every = asyncio.ensure_future(asyncio.wait(pending))  # (cancelling it leaves the files' tasks alone)
+        stop = asyncio.ensure_future(self._stopped.wait())  # a stop ends the wait: the answer is what stands
+        try:
+            await asyncio.wait([every, stop], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            every.cancel()
+            stop.cancel()
+        return all(task.done() for task in pending)
 
     # ------------------------------------------------------------------ one file
 
@@ -282,7 +316,13 @@ class Ingestion:
             log.error("ingesting %s failed: %s", file_id, exc)
             status, error, pieces, vectors = "failed", {"code": "server_error", "message": (
                 f"The file {file_id} could not be ingested: {type(exc).__name__}.")}, None, None
-        await self._thread(self._commit, vs_id, file_id, token, status, error, pieces, vectors)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.committer, self._commit, vs_id, file_id, token, status, error, pieces, vectors)
+        except Exception:
+            if self.pool.closed:
+                return  # cut short by the stop: rolled back, the next start resumes the file
+            raise
         self.counts[status] += 1
 
     async def _work(self, vs_id: str, file_id: str, strategy: dict | None, held: list):
@@ -350,7 +390,10 @@ class Ingestion:
         from asstctl.server.retrieval import retriever_of
 
         store, retriever = self.state.store, retriever_of(self.state)
-        with store.transaction():
+        with store.transaction(), self._cuttable(store):
+            # the record, and what ``finish`` reads (the file, the store's counts), with BEGIN (PostgreSQL)
+            store.read_ahead([("get", "vector_store_file", file_id, vs_id), ("get", "file", file_id, None),
+                              ("get", "vector_store", vs_id, "")])
             item = store.get("vector_store_file", file_id, vs_id)
             if item is None or item["status"] != "in_progress" or (item.get("_ingest") or "") != token:
                 return  # detached, re-attached or cancelled meanwhile: this result is stale
@@ -360,6 +403,20 @@ class Ingestion:
             else:
                 retriever.remove(vs_id, file_id)
             self.finish(item, status, error)
+
+    @contextlib.contextmanager
+    def _cuttable(self, store):
+        """Inside a commit's transaction: a stop may cancel its statements (PostgreSQL); after a stop it refuses."""
+        cancel = getattr(store, "canceller", lambda: None)()
+        key = threading.get_ident()
+        if cancel is not None:
+            self._committing[key] = cancel
+        try:
+            if self.pool.closed:
+                raise PoolClosed("the server is stopping")
+            yield
+        finally:
+            self._committing.pop(key, None)
 
     async def text(self, file: dict) -> str:
         """A file's whole extracted text, from a worker (the file content endpoint); its raw UTF-8

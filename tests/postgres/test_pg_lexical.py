@@ -104,14 +104,26 @@ def test_a_large_index_leaves_common_words_out_and_a_small_store_still_finds_the
 
 
 def test_the_word_counts_follow_the_chunks_through_adds_and_removals(index, postgres_url):
-    """``retrieval_terms`` (how many chunks hold each lexeme, read by the pruning) stays what
-    ``ts_stat`` counts over the chunks, after adds, a file's removal and a store's; a word no chunk
-    holds any more leaves it."""
+    """``retrieval_terms`` (how many chunks hold each lexeme, read by the pruning) plus the chunks not
+    folded in yet stays what ``ts_stat`` counts over the chunks, after adds (small ones left past the
+    mark, a large one folding them in), a file's removal (folded or not) and a store's; a word no
+    chunk holds any more leaves it."""
+    from collections import Counter
+
+    from asstctl.server.retrieval.pg_lexical import FOLD_AT
+
     def counts():
         with index.store.sql() as conn:
-            kept = dict(conn.execute("SELECT lexeme, chunks FROM retrieval_terms").fetchall())
+            kept = Counter(dict(conn.execute("SELECT lexeme, chunks FROM retrieval_terms").fetchall()))
+            kept.update(dict(conn.execute("SELECT word, ndoc FROM ts_stat('SELECT tsv FROM retrieval_chunks "
+                                          "WHERE id > (SELECT upto FROM retrieval_terms_upto)')").fetchall()))
             exact = dict(conn.execute("SELECT word, ndoc FROM ts_stat('SELECT tsv FROM retrieval_chunks')").fetchall())
-        return kept, exact
+        return dict(kept), exact
+
+    def unfolded():
+        with index.store.sql() as conn:
+            return conn.execute("SELECT count(*) FROM retrieval_chunks "
+                                "WHERE id > (SELECT upto FROM retrieval_terms_upto)").fetchone()[0]
 
     index.add("vs1", "f1", [("Parcels ship daily; the parcel depot", 6), ("depot hours", 2)])
     index.add("vs1", "f2", [("a zebra crossing near the depot", 6)])
@@ -124,6 +136,16 @@ def test_the_word_counts_follow_the_chunks_through_adds_and_removals(index, post
         conn.execute("DELETE FROM asstctl_schema WHERE version >= %s",
                      (next(n for n, script in enumerate(MIGRATIONS, 1) if "TABLE retrieval_terms" in script),))
     open_store(postgres_url).close()
+    assert counts() == (kept, exact) and unfolded() == 0
+    index.add("vs3", "f4", [("quokka parcel", 2)])
+    assert unfolded() == 1 and counts()[0] == counts()[1]
+    assert [h.file_id for h in index.search(["vs3"], None, "quokka parcel", 5)] == ["f4"]
+    index.remove_store("vs3")  # never folded in: nothing to take off
+    assert counts() == (kept, exact)
+    index.add("vs3", "f5", [("quokka", 1)])
+    index.add("vs3", "f6", [(f"quokka number {n}", 3) for n in range(FOLD_AT)])  # folds f5 in too
+    assert unfolded() == 0 and counts()[0] == counts()[1] and counts()[0]["quokka"] == FOLD_AT + 2
+    index.remove_store("vs3")
     assert counts() == (kept, exact)
     index.remove("vs1", "f1")
     kept, exact = counts()

@@ -11,10 +11,14 @@ better). On the retrieval benchmark's 74 questions its nDCG@10 is 0.905 (0.888 w
 normalization; SQLite's bm25() order 0.901), chosen among 8 variants on those same questions
 (docs/benchmarks.md).
 
-Word counts: ``retrieval_terms`` holds how many chunks hold each lexeme, kept in the statements
-that add and delete chunks (a word no chunk holds leaves it; migration 4 counted the chunks already
-there), so a search reads its words' counts in one indexed lookup instead of counting their matches
-through the GIN index (about 10 µs a match: 30 ms and more for a common word of 100,000 chunks).
+Word counts: ``retrieval_terms`` holds how many chunks hold each lexeme, up to the chunk id in
+``retrieval_terms_upto``; the chunks past it (fewer than ``FOLD_AT`` and the last file's) are counted
+when read. An add that brings them to ``FOLD_AT`` folds them in with one upsert of their distinct
+lexemes (a file's own upsert of its ~300 words was 4 of the 6 ms its commit held the write lock);
+a deletion takes off the chunks counted (a word no chunk holds leaves it; migration 4 counted the
+chunks already there). So a search reads its words' counts in one indexed lookup and a scan of the
+few chunks past the mark instead of counting their matches through the GIN index (about 10 µs a
+match: 30 ms and more for a common word of 100,000 chunks); the counts it reads are exact.
 
 Speed over large indexes: once the table holds ``PRUNE_FROM`` chunks, query words found in at
 least ``COMMON_SHARE`` of them are left out while rarer words remain, as on SQLite, and of the
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 from typing import Any
 
+FOLD_AT = 256  # chunks not yet in the word counts: once this many, the next add counts them all at once
 CANDIDATES = 2_000  # the rarer words are kept while the chunks they match add up to at most this
 RANK = "ts_rank_cd(c.tsv, q, 1)"  # cover density divided by 1 + log(the chunk's length) (``q``: the tsquery)
 
@@ -56,9 +61,13 @@ class PostgresLexicalIndex:
             rows = conn.execute(
                 "WITH added AS (INSERT INTO retrieval_chunks (store_id, file_id, seq, tokens, text) "
                 "SELECT %s, %s, t.i - 1, t.tokens, t.text FROM unnest(%s::text[], %s::int[]) "
-                "WITH ORDINALITY AS t(text, tokens, i) ORDER BY t.i RETURNING id, seq, tsv), "
-                f"counted AS ({_COUNT.format(rows='added', sign='')}) SELECT id FROM added ORDER BY seq",
+                "WITH ORDINALITY AS t(text, tokens, i) ORDER BY t.i RETURNING id, seq) "
+                f"SELECT id, id - ({_UPTO}) FROM added ORDER BY seq",
                 (store_id, file_id, texts, [tokens for _, tokens in chunks]), prepare=False).fetchall()
+            if max(row[1] for row in rows) >= FOLD_AT:  # (ids grow in commit order: write transactions are serialized)
+                conn.execute(f"WITH folded AS (SELECT tsv FROM retrieval_chunks WHERE id > ({_UPTO})), "
+                             f"counted AS ({_COUNT.format(rows='folded', sign='')}) "
+                             "UPDATE retrieval_terms_upto SET upto = %s", (max(row[0] for row in rows),), prepare=False)
         return [row[0] for row in rows]
 
     def remove(self, store_id: str, file_id: str) -> None:
@@ -70,8 +79,9 @@ class PostgresLexicalIndex:
     def _remove(self, which: str, args: tuple) -> None:
         """Delete chunks and take them off the word counts; a word no chunk holds any more leaves the table."""
         with self.store.transaction(), self.store.sql() as conn:
-            gone = conn.execute(f"WITH removed AS (DELETE FROM retrieval_chunks WHERE {which} RETURNING tsv) "
-                                f"{_COUNT.format(rows='removed', sign='-')} RETURNING lexeme, chunks",
+            gone = conn.execute(f"WITH removed AS (DELETE FROM retrieval_chunks WHERE {which} RETURNING id, tsv), "
+                                f"counted AS (SELECT tsv FROM removed WHERE id <= ({_UPTO})) "
+                                f"{_COUNT.format(rows='counted', sign='-')} RETURNING lexeme, chunks",
                                 args, prepare=False).fetchall()
             unheld = [lexeme for lexeme, held in gone if held <= 0]
             if unheld:
@@ -127,8 +137,9 @@ class PostgresLexicalIndex:
         if len(terms) < 2:
             return terms, []
         rows = conn.execute(
-            "SELECT (SELECT coalesce(max(id), 0) FROM retrieval_chunks), u.i, coalesce(min(coalesce(w.chunks, 0)), 0) "
-            "FROM unnest(%s::text[]) WITH ORDINALITY AS u(term, i) "
+            "SELECT (SELECT coalesce(max(id), 0) FROM retrieval_chunks), u.i, coalesce(min(coalesce(w.chunks, 0) + "
+            f"(SELECT count(*) FROM retrieval_chunks b WHERE b.id > ({_UPTO}) "
+            "AND l.lexeme = ANY(tsvector_to_array(b.tsv)))), 0) FROM unnest(%s::text[]) WITH ORDINALITY AS u(term, i) "
             "LEFT JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', u.term))) AS l(lexeme) ON true "
             "LEFT JOIN retrieval_terms w ON w.lexeme = l.lexeme GROUP BY u.i ORDER BY u.i",
             (terms,), prepare=False).fetchall()
@@ -185,6 +196,7 @@ def _walk(conn, ranked: str, args: tuple, limit: int, where: Any) -> tuple[list[
     return kept[:limit], seen
 
 
+_UPTO = "SELECT upto FROM retrieval_terms_upto"  # the chunks up to this id are counted in ``retrieval_terms``
 # adds (``sign`` "") or takes off ("-") the chunks of ``rows`` (a CTE with their ``tsv``) to the word counts, in
 # lexeme order (concurrent writers lock the rows they share in the same order)
 _COUNT = ("INSERT INTO retrieval_terms AS w (lexeme, chunks) SELECT l.lexeme, {sign}count(*) FROM {rows}, "

@@ -242,28 +242,48 @@ def attach_file(
     batch_id: str | None = None,
 ) -> dict[str, Any]:
     """Add (or re-add) a file to a store ``in_progress``; its ingestion starts once this commits."""
-    require_file(state, file_id)
-    item = {
-        "id": file_id,
-        "object": "vector_store.file",
-        "usage_bytes": 0,
-        "created_at": now(),
-        "vector_store_id": vs_id,
-        "status": "in_progress",
-        "last_error": None,
-        "chunking_strategy": v.resolve_chunking(chunking),
-        "attributes": attributes or {},
-        "_ingest": new_token(),
-    }
-    if batch_id:
-        item["_batch_id"] = batch_id
+    return attach_files(state, vs_id, [(file_id, chunking, attributes)], batch_id=batch_id)[0]
+
+
+def attach_files(state, vs_id: str, entries: list[tuple[str, dict | None, dict | None]], *,
+                 batch_id: str | None = None) -> list[dict[str, Any]]:
+    """``attach_file`` for many ``(file id, chunking, attributes)`` in one transaction: the files and the
+    store's present records read by id in one query per 500, the new records queued, the store's counts
+    written once (PostgreSQL: a 2,000-file batch is a few round trips, not four per file)."""
+    ids = [file_id for file_id, _, _ in entries]
+    files = state.store.get_many("file", "", ids)
+    for file_id in ids:
+        if file_id not in files:
+            require_file(state, file_id)  # the API's 404 (or a file of another parent)
+    items = []
     with state.store.transaction():
-        before = state.store.get("vector_store_file", file_id, vs_id)
-        state.store.delete("vector_store_file", file_id, vs_id)
-        state.store.insert("vector_store_file", item, vs_id)
-        count_change(state, vs_id, before, item)
-        state.store.after_commit(lambda: ingestion_of(state).submit(vs_id, file_id, chunking, item["_ingest"]))
-    return item
+        present = state.store.get_many("vector_store_file", vs_id, ids)
+        changes = []
+        for file_id, chunking, attributes in entries:
+            item = {
+                "id": file_id,
+                "object": "vector_store.file",
+                "usage_bytes": 0,
+                "created_at": now(),
+                "vector_store_id": vs_id,
+                "status": "in_progress",
+                "last_error": None,
+                "chunking_strategy": v.resolve_chunking(chunking),
+                "attributes": attributes or {},
+                "_ingest": new_token(),
+            }
+            if batch_id:
+                item["_batch_id"] = batch_id
+            before = present.get(file_id)
+            if before is not None:  # re-added (or twice in this batch): the record starts over
+                state.store.delete("vector_store_file", file_id, vs_id)
+            state.store.insert("vector_store_file", item, vs_id)
+            present[file_id] = item
+            changes.append((before, item))
+            items.append(item)
+            state.store.after_commit(lambda f=file_id, c=chunking, t=item["_ingest"]: ingestion_of(state).submit(vs_id, f, c, t))
+        counts_changed(state, vs_id, changes)
+    return items
 
 
 THREAD_STORE_EXPIRY = {"anchor": "last_active_at", "days": 7}
@@ -390,10 +410,9 @@ def create_batch(state, vs_id: str, body: dict[str, Any]) -> dict[str, Any]:
              "_file_ids": [e["file_id"] for e in entries]}
     with state.store.transaction():
         state.store.insert("file_batch", batch, vs_id)
-        for entry in entries:
-            chunking = entry.get("chunking_strategy") or body.get("chunking_strategy")
-            attributes = entry.get("attributes", body.get("attributes"))
-            attach_file(state, vs_id, entry["file_id"], chunking, attributes, batch_id=batch["id"])
+        attach_files(state, vs_id, [(entry["file_id"], entry.get("chunking_strategy") or body.get("chunking_strategy"),
+                                     entry.get("attributes", body.get("attributes"))) for entry in entries],
+                     batch_id=batch["id"])
     return batch_view(state, batch)
 
 

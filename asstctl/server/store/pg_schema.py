@@ -98,6 +98,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS objects_ingest_pending ON objects (parent, id)
         WHERE kind = 'vector_store_file' AND body LIKE '%"status": "in_progress"%';
     """,
+    # 7: the chunks counted in retrieval_terms: up to this id (asstctl.server.retrieval.pg_lexical folds the later ones
+    # in by the hundred); every chunk there is counted already
+    """
+    CREATE TABLE IF NOT EXISTS retrieval_terms_upto (one boolean PRIMARY KEY DEFAULT true CHECK (one),
+                                                     upto bigint NOT NULL);
+    INSERT INTO retrieval_terms_upto (upto) SELECT coalesce(max(id), 0) FROM retrieval_chunks
+        ON CONFLICT (one) DO UPDATE SET upto = EXCLUDED.upto;
+    """,
 ]
 
 

@@ -216,7 +216,7 @@ class PostgresStore(Coordination, BaseStore):
     @contextmanager
     def sql(self) -> Iterator[Any]:
         """A psycopg connection (the transaction's, inside one, what it queued sent first), for
-        modules with their own tables."""
+        modules with their own tables (reads ahead stay: it writes no ``objects``)."""
         bound = self._bound()
         if bound is not None:
             self._send(bound)
@@ -224,6 +224,10 @@ class PostgresStore(Coordination, BaseStore):
             return
         with pg_guard.connection(self._pool) as conn:
             yield conn
+
+    def canceller(self) -> Callable[[], None] | None:
+        """Inside a transaction: what cancels its statement from any thread (the transaction then rolls back)."""
+        return None if (bound := self._bound()) is None else (lambda: bound.conn.cancel_safe(timeout=2.0))
 
     @contextmanager
     def transaction(self) -> Iterator["PostgresStore"]:
@@ -294,7 +298,8 @@ class PostgresStore(Coordination, BaseStore):
     def _send(self, bound: _Bound, statement: str | None = None, args: tuple | list = ()) -> Any:
         """One round trip on the transaction's connection: what is queued, then ``statement``
         (the cursor on its result)."""
-        bound.read.clear()  # a write may follow: what was read ahead may be stale
+        if statement is not None and "objects" in statement:  # what was read ahead may be stale (not by ``sql()``)
+            bound.read.clear()
         if not bound.queued:
             return bound.conn.execute(statement, args) if statement is not None else None
         statements, bound.queued = bound.queued, []

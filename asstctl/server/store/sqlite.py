@@ -1,7 +1,10 @@
 """The SQLite store (the default): one process, one file (or ``:memory:``).
 
 One connection guarded by a lock serves all threads; WAL mode with ``synchronous=NORMAL``
-means a committed write survives a kill -9 of the process. The schema version is
+means a committed write survives a kill -9 of the process. A read outside a transaction while
+another thread's transaction holds that connection goes to a second, read-only one instead (a file's
+WAL readers are not blocked by its writer): it reads what is committed, without waiting for the
+transaction (a 2,000-file batch's held a store's retrieve for 850 ms). The schema version is
 ``PRAGMA user_version``. Run events are handed to this process's subscribers in memory;
 leases use this process's clock, and are reset at open (one process owns the file's runs).
 """
@@ -86,11 +89,17 @@ class SQLiteStore(Coordination, BaseStore):
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._reader: sqlite3.Connection | None = None  # reads while another thread's transaction runs (a file)
+        self._read_lock = threading.Lock()
         self._depth = 0
         self._pending: list[Callable[[], None]] = []
         self._init_coordination()
         self._migrate()
         self._collect_stale()
+        if self.path != ":memory:":
+            self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                           timeout=BUSY_TIMEOUT)
+            self._reader.execute("PRAGMA query_only=1")
 
     def _migrate(self) -> None:
         with self.transaction():
@@ -105,6 +114,9 @@ class SQLiteStore(Coordination, BaseStore):
         self._stop_workers()
         with self._lock:
             self._db.close()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
 
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
@@ -155,8 +167,17 @@ class SQLiteStore(Coordination, BaseStore):
             yield self._db
 
     def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        """On the connection when it is free or this thread's (in its transaction, a read sees its writes);
+        else, on a file, on the read-only one: what is committed, without waiting for the other transaction."""
+        if self._reader is None or self._lock.acquire(blocking=False):
+            try:
+                with self._lock:
+                    return self._db.execute(sql, args).fetchall()
+            finally:
+                if self._reader is not None:
+                    self._lock.release()
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
 
     def _exec(self, sql: str, args: tuple | list = ()) -> int:
         with self._lock:
