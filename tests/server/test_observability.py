@@ -64,7 +64,8 @@ def test_readyz_answers_within_its_limit_while_the_database_hangs(tmp_path, capl
         assert httpx.get(ready).status_code == 200
         files = {path: path.stat().st_size for path in tmp_path.iterdir()}
         scrape = {"headers": {"Authorization": f"Bearer {KEY}"}, "timeout": 30}
-        with server.state.store._lock, ThreadPoolExecutor(9) as pool:  # the database stops answering
+        store = server.state.store  # the database stops answering: its connection and its read-only one
+        with store._lock, store._read_lock, ThreadPoolExecutor(9) as pool:
             started = time.monotonic()
             scrapes = [pool.submit(httpx.get, metrics, **scrape) for _ in range(3)]
             answers = list(pool.map(lambda _: httpx.get(ready, timeout=30), range(6)))
