@@ -203,7 +203,7 @@ class ApiMiddleware:
         # counted as it arrives (a client that timed out still finds its request counted), by the route the
         # router will choose (RouteKeys matches as it does; also the layer above's label)
         route = scope["asstctl.route"] = self.state.extra["route_key"](scope)
-        self.state.stats[f"{scope['method']} {route}"] += 1
+        self.state.stats[f"{observability.http_method(scope['method'])} {route}"] += 1
         self.state.stats["total"] += 1
         await self._answer(scope, receive, send)
 

@@ -414,6 +414,8 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
                 assert httpx.get(f"{root}/v1/threads/thread_{n}").status_code == 401  # refused before the router
                 assert http.get(f"/v1/nothing-{n}/x").status_code == 404
                 assert http.put(f"/v1/files/file-{n}").status_code == 404  # (a method the route lacks)
+                assert http.request(f"BREW{n}", "/v1/assistants").status_code < 500  # invented methods: _OTHER
+                assert httpx.request(f"X-{n}", f"{root}/v1/files").status_code == 401
                 assert http.get(f"/v1/organization/projects/proj_{n}/api_keys/key_{n}",
                                 headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 404
             assert http.get(f"/v1/threads/{ADMIN}/runs/sk-proj-{'p' * 20}").status_code == 404  # keys in a path
@@ -430,6 +432,8 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
     assert value(found, "asstctl_http_requests_total", route="unmatched", status="404") == 3
     assert value(found, "asstctl_http_requests_total", route="/v1/threads/{id}", status="401") == 3
     assert value(found, "asstctl_http_requests_total", method="PUT", route="/v1/files/{id}", status="404") == 3
+    assert {labels["method"] for labels, _ in found["asstctl_http_requests_total"]} == {"GET", "PUT", "_OTHER"}
+    assert value(found, "asstctl_http_requests_total", method="_OTHER", route="/v1/files", status="401") == 3
     assert value(found, "asstctl_http_requests_total", route="/v1/organization/projects/{id}/api_keys/{id}") == 3
     joined, alone = [s for s in exporter.get_finished_spans() if s.name == "GET /v1/files"]
     assert joined.context.trace_id == int(TRACEPARENT[3:35], 16) and joined.parent.span_id == int(TRACEPARENT[36:52], 16)
@@ -437,6 +441,8 @@ def test_route_labels_and_span_names_are_route_templates_whatever_the_path(contr
     names = {span.name for span in exporter.get_finished_spans()}
     assert {name.split(" ", 1)[1] for name in names} <= templates and "GET unmatched" in names, names
     assert {key.split(" ", 1)[1] for key in stats if key != "total"} <= templates
+    assert {key.split(" ", 1)[0] for key in stats if key != "total"} == {"GET", "PUT", "_OTHER"}
+    assert "HTTP /v1/assistants" in names and not [name for name in names if "BREW" in name or "X-" in name]
     paths = [span.attributes["url.path"] for span in exporter.get_finished_spans() if "url.path" in span.attributes]
     assert "/v1/threads/sk-…redacted/runs/sk-…redacted" in paths and not [p for p in paths if "pppp" in p or ADMIN in p]
 

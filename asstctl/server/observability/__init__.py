@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from asstctl.server.observability import logs, tracing
-from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded, embeddings_call
+from asstctl.server.observability.instrument import ObservedEngine, ObservedTools, bounded, embeddings_call, http_method
 from asstctl.server.observability.probes import READY_TIMEOUT, Probes, one_at_a_time
 from asstctl.server.store.scope import DEFAULT_PROJECT, current
 
@@ -279,7 +279,7 @@ class ObservedApp:
         observer = self.observer
         if not observer.active:
             return await self.app(scope, receive, send)
-        method, started = scope["method"], time.monotonic()
+        method, started = http_method(scope["method"]), time.monotonic()
         request_id = scope["asstctl.request_id"] = "req_" + secrets.token_hex(16)
         request_token = logs.REQUEST.set(request_id)
         answer = _Answer(send)
@@ -295,7 +295,7 @@ class ObservedApp:
             if observer.metrics is not None:
                 observer.metrics.answered(method, route, status, elapsed)
             if observer.json_logs:
-                logs.request_line(observer.keys, request_id=request_id, method=method, path=path,
+                logs.request_line(observer.keys, request_id=request_id, method=scope["method"][:32], path=path,
                                   status=status, duration_ms=round(elapsed * 1000, 1),
                                   project=scope.get("asstctl.project"), run_id=_named(path, "run_"),
                                   thread_id=_named(path, "thread_"))

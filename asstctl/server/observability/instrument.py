@@ -20,6 +20,15 @@ CALL: ContextVar[tuple[str, Any] | None] = ContextVar("asstctl_model_call", defa
 ANSWERED = re.compile(r"answered (\d{3})")
 
 
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
+
+
+def http_method(method: str) -> str:
+    """A request's method as a label or span name: one of RFC 9110's and PATCH, else ``_OTHER`` (as the
+    OpenTelemetry HTTP conventions say): a client inventing methods never adds a series."""
+    return method if method in HTTP_METHODS else "_OTHER"
+
+
 def bounded(seen: set[str], value: str) -> str:
     """``value`` as a label value, unless ``MAX_LABELS`` others came first (clients name models)."""
     if value in seen:

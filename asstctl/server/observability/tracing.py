@@ -204,14 +204,18 @@ def request_span(tracer, method: str, path: str, request_id: str, headers=()) ->
     parent = next((remote_context(value.decode("latin-1")) for name, value in headers if name == b"traceparent"),
                   None)
     context = otel.in_context(otel.NonRecordingSpan(parent)) if parent is not None else None
-    span = tracer.start_span(method, kind=otel.SERVER, context=context, attributes={
+    span = tracer.start_span(_name(method), kind=otel.SERVER, context=context, attributes={
         "http.request.method": method, "url.path": path, "asstctl.request_id": request_id})
     return span, attach(span)
 
 
+def _name(method: str) -> str:
+    return "HTTP" if method == "_OTHER" else method  # (the HTTP conventions' name for a method they do not know)
+
+
 def end_request(span, token, status: int, method: str, route: str) -> None:
     if span.is_recording():  # the sampler kept it (a dropped span takes no attributes)
-        span.update_name(f"{method} {route}")
+        span.update_name(f"{_name(method)} {route}")
         span.set_attributes({"http.route": route, "http.response.status_code": status})
         if status >= 500:
             failed(span, f"HTTP {status}")
