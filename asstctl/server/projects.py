@@ -299,19 +299,44 @@ def create_service_account(store, project_id: str, name: str, with_key: bool = T
         account = {"object": "organization.project.service_account", "id": "svc_acct_" + secrets.token_hex(12),
                    "name": name, "role": "member" if with_key else "none", "created_at": now()}
         store.insert("service_account", account, project_id)
-        created = dict(account, api_key=None)
-        if with_key:
-            value = KEY_PREFIX + secrets.token_hex(24)
-            hashed = key_hash(value)
-            owner = {"type": "service_account", "service_account": {
-                "id": account["id"], "name": name, "created_at": account["created_at"], "role": account["role"]}}
-            record = {"object": "organization.project.api_key", "id": key_id_of(hashed), "name": name,
-                      "redacted_value": REDACTED, "created_at": account["created_at"], "last_used_at": None,
-                      "owner_project_access": "active", "owner": owner, "project_id": project_id, "hash": hashed}
-            store.insert("api_key", record, project_id)
-            created["api_key"] = {"object": "organization.project.service_account.api_key", "value": value,
-                                  "name": name, "created_at": record["created_at"], "id": record["id"]}
-        return created
+        return dict(account, api_key=_new_key(store, project_id, account, name) if with_key else None)
+
+
+def _new_key(store, project_id: str, account: dict[str, Any], name: str) -> dict[str, Any]:
+    """A new key of the service account (inside the caller's transaction): the answer showing its value, once."""
+    value = KEY_PREFIX + secrets.token_hex(24)
+    hashed = key_hash(value)
+    owner = {"type": "service_account", "service_account": {
+        "id": account["id"], "name": account["name"], "created_at": account["created_at"], "role": account["role"]}}
+    record = {"object": "organization.project.api_key", "id": key_id_of(hashed), "name": name,
+              "redacted_value": REDACTED, "created_at": now(), "last_used_at": None,
+              "owner_project_access": "active", "owner": owner, "project_id": project_id, "hash": hashed}
+    store.insert("api_key", record, project_id)
+    return {"object": "organization.project.service_account.api_key", "value": value, "name": name,
+            "created_at": record["created_at"], "id": record["id"]}
+
+
+def create_account_key(store, project_id: str, account_id: str, name: str | None) -> dict[str, Any]:
+    """Another key of a service account (named after the account unless ``name``), shown once."""
+    with scoped(None), store.transaction():
+        account = require_service_account(store, project_id, account_id)
+        if require_project(store, project_id)["status"] == "archived":
+            raise invalid(None, f"The project {project_id} is archived: it gets no new keys.")
+        return _new_key(store, project_id, account, name or account["name"])
+
+
+def update_service_account(store, project_id: str, account_id: str, name: str | None,
+                           role: str | None) -> dict[str, Any]:
+    """A service account's new name or role; its keys' ``owner`` shows them too."""
+    with scoped(None), store.transaction():
+        account = require_service_account(store, project_id, account_id)
+        account.update({k: v for k, v in (("name", name), ("role", role)) if v is not None})
+        store.put("service_account", account, project_id)
+        for key in store.all("api_key", project_id):
+            if key["owner"].get("service_account", {}).get("id") == account_id:
+                key["owner"]["service_account"].update(name=account["name"], role=account["role"])
+                store.put("api_key", key, project_id)
+        return account
 
 
 def list_service_accounts(store, project_id: str, *, limit: int, after: str | None):
@@ -349,10 +374,12 @@ def shown_key(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("hash", "project_id")}
 
 
-def list_keys(store, project_id: str, *, limit: int, after: str | None):
+def list_keys(store, project_id: str, *, limit: int, after: str | None, access: str | None = None):
+    """``access``: ``active`` or ``inactive`` (its ``owner_project_access``), ``any`` or None: every key."""
     require_project(store, project_id)
+    keep = (lambda k: k.get("owner_project_access") == access) if access in ("active", "inactive") else None
     with scoped(None):
-        items, more = store.page("api_key", project_id, limit=limit, order="asc", after=after)
+        items, more = store.page("api_key", project_id, limit=limit, order="asc", after=after, where=keep)
     return [shown_key(item) for item in items], more
 
 

@@ -255,11 +255,27 @@ def test_the_admin_api_manages_projects_and_keys(world):
     assert made.id in {a.id for a in org.projects.service_accounts.list(world.a_id)}
     other = org.projects.service_accounts.create(world.a_id, name="batch")
     assert org.projects.service_accounts.retrieve(other.id, project_id=world.a_id).name == "batch"
-    with sdk(world.server, ContractRecorder(), other.api_key.value) as batch:
+    renamed = org.projects.service_accounts.update(other.id, project_id=world.a_id, name="batch 2", role="owner")
+    assert (renamed.name, renamed.role) == ("batch 2", "owner")
+    second = org.projects.service_accounts.api_keys.create(other.id, project_id=world.a_id, name="second")
+    assert second.name == "second" and second.value.startswith("sk-asst-") and second.value != other.api_key.value
+    owned = [k for k in org.projects.api_keys.list(world.a_id, limit=100) if k.owner.service_account.id == other.id]
+    assert {(k.name, k.owner.service_account.name, k.owner.service_account.role) for k in owned} == {
+        ("batch", "batch 2", "owner"), ("second", "batch 2", "owner")}
+    for bad in ({"role": "admin"}, {"name": ""}, {"bogus": 1}):
+        with pytest.raises(openai.BadRequestError):
+            org.projects.service_accounts.update(other.id, project_id=world.a_id, extra_body=bad)
+    with pytest.raises(openai.BadRequestError, match="scopes"):
+        org.projects.service_accounts.api_keys.create(other.id, project_id=world.a_id, scopes=["api.model.read"])
+    missing(org.projects.service_accounts.api_keys.create, "svc_acct_nope", project_id=world.a_id)
+    with sdk(world.server, ContractRecorder(), other.api_key.value) as batch, \
+            sdk(world.server, ContractRecorder(), second.value) as batch2:
         batch.beta.assistants.list()
+        assert batch2.beta.assistants.retrieve(world.assistant.id).id == world.assistant.id  # the same project
         assert org.projects.service_accounts.delete(other.id, project_id=world.a_id).deleted
-        with pytest.raises(openai.AuthenticationError):  # its key went with it
-            batch.beta.assistants.list()
+        for client in (batch, batch2):
+            with pytest.raises(openai.AuthenticationError):  # its keys went with it
+                client.beta.assistants.list()
 
 
 def test_archiving_a_project_stops_its_keys(world):
@@ -275,6 +291,16 @@ def test_archiving_a_project_stops_its_keys(world):
         org.projects.service_accounts.create(gamma, name="x")
     assert gamma not in {p.id for p in org.projects.list(limit=100)}
     assert gamma in {p.id for p in org.projects.list(limit=100, include_archived=True)}
+    with pytest.raises(openai.BadRequestError, match="'maybe'") as refused:
+        org.projects.list(extra_query={"include_archived": "maybe"})
+    assert refused.value.param == "include_archived"
+    assert {k.owner_project_access for k in org.projects.api_keys.list(gamma)} == {"inactive"}
+    assert not org.projects.api_keys.list(gamma, owner_project_access="active").data
+    assert len(org.projects.api_keys.list(gamma, owner_project_access="inactive").data) == 1
+    assert len(org.projects.api_keys.list(gamma, owner_project_access="any").data) == 1
+    with pytest.raises(openai.BadRequestError, match="'all'") as refused:
+        org.projects.api_keys.list(gamma, extra_query={"owner_project_access": "all"})
+    assert refused.value.param == "owner_project_access"
 
 
 def test_keys_stay_in_their_lane(world, contract):

@@ -5,8 +5,11 @@
     GET/POST /v1/organization/projects/{id}               retrieve / update (name, external_key_id)
     POST     /v1/organization/projects/{id}/archive       its keys stop working at once
     POST/GET /v1/organization/projects/{id}/service_accounts    create (answers once with api_key.value) / list
-    GET/DELETE /v1/organization/projects/{id}/service_accounts/{account_id}   retrieve / delete (and its keys)
-    GET      /v1/organization/projects/{id}/api_keys[/{key_id}] list / retrieve
+    GET/POST/DELETE /v1/organization/projects/{id}/service_accounts/{account_id}   retrieve / update (name, role) /
+                                                          delete (and its keys)
+    POST     /v1/organization/projects/{id}/service_accounts/{account_id}/api_keys  another key of the account
+                                                          (answers once with its value)
+    GET      /v1/organization/projects/{id}/api_keys[/{key_id}] list (owner_project_access) / retrieve
     DELETE   /v1/organization/projects/{id}/api_keys/{key_id}   revoke, at once on every replica
 """
 
@@ -17,6 +20,7 @@ from starlette.routing import Route
 from asstctl.server import projects
 from asstctl.server import validation as v
 from asstctl.server.app import stored, stored_with_body
+from asstctl.server.errors import invalid
 from asstctl.server.http import list_envelope, list_params, ok
 
 BASE = "/v1/organization/projects"
@@ -37,7 +41,9 @@ def create_project(state, request, body):
 
 @stored
 def list_projects(state, request):
-    archived = request.query_params.get("include_archived", "false").lower() == "true"
+    archived = request.query_params.get("include_archived", "false").lower()
+    v.check_enum(archived, "include_archived", ("true", "false"))
+    archived = archived == "true"
     items, more = projects.list_projects(state.store, include_archived=archived, **_page(request))
     return ok(list_envelope(items, more))
 
@@ -68,6 +74,30 @@ def create_service_account(state, request, body):
     return ok(account)
 
 
+@stored_with_body
+def modify_service_account(state, request, body):
+    v.check_fields(body, ("name", "role"))
+    if "role" in body:
+        v.check_enum(body["role"], "role", ("member", "owner"))
+    name = projects.check_name(body, "service account") if "name" in body else None
+    params = request.path_params
+    return ok(projects.update_service_account(state.store, params["project_id"], params["account_id"],
+                                              name, body.get("role")))
+
+
+@stored_with_body
+def create_account_key(state, request, body):
+    v.check_fields(body, ("name", "scopes"))
+    if "scopes" in body:
+        v.check_array(body["scopes"], "scopes")
+        if body["scopes"]:  # every key here has the project's whole access
+            raise invalid("scopes", "Invalid 'scopes': this server's keys have no scopes (each sees its whole "
+                            "project); omit 'scopes' or send [].", "unsupported_parameter")
+    name = projects.check_name(body, "API key") if "name" in body else None
+    params = request.path_params
+    return ok(projects.create_account_key(state.store, params["project_id"], params["account_id"], name))
+
+
 @stored
 def list_service_accounts(state, request):
     items, more = projects.list_service_accounts(state.store, request.path_params["project_id"], **_page(request))
@@ -89,7 +119,10 @@ def delete_service_account(state, request):
 
 @stored
 def list_keys(state, request):
-    items, more = projects.list_keys(state.store, request.path_params["project_id"], **_page(request))
+    access = request.query_params.get("owner_project_access")
+    if access is not None:
+        v.check_enum(access, "owner_project_access", ("active", "inactive", "any"))
+    items, more = projects.list_keys(state.store, request.path_params["project_id"], access=access, **_page(request))
     return ok(list_envelope(items, more))
 
 
@@ -116,7 +149,9 @@ routes = [
     Route(BASE + "/{project_id}/service_accounts", create_service_account, methods=["POST"]),
     Route(BASE + "/{project_id}/service_accounts", list_service_accounts, methods=["GET"]),
     Route(BASE + "/{project_id}/service_accounts/{account_id}", retrieve_service_account, methods=["GET"]),
+    Route(BASE + "/{project_id}/service_accounts/{account_id}", modify_service_account, methods=["POST"]),
     Route(BASE + "/{project_id}/service_accounts/{account_id}", delete_service_account, methods=["DELETE"]),
+    Route(BASE + "/{project_id}/service_accounts/{account_id}/api_keys", create_account_key, methods=["POST"]),
     Route(BASE + "/{project_id}/api_keys", list_keys, methods=["GET"]),
     Route(BASE + "/{project_id}/api_keys/{key_id}", retrieve_key, methods=["GET"]),
     Route(BASE + "/{project_id}/api_keys/{key_id}", delete_key, methods=["DELETE"]),
