@@ -184,10 +184,26 @@ async def _no_route(request: Request, exc: Exception) -> JSONResponse:
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
     keys = request.app.state.asst.extra["observer"].keys
-    log.exception("unhandled error in %s %s", request.method, logs.redact(request.url.path, keys))
+    path = logs.redact(request.url.path, keys)
+    if _database_down(exc):  # not a bug of ours: one line, and a 503 the SDK retries
+        log.error("the database did not answer %s %s: %s", request.method, path, type(exc).__name__)
+        return error_response(APIError(
+            503, "The server's database is not answering (it may be restarting). Retry later.",
+            type="server_error", code="database_unavailable"))
+    log.exception("unhandled error in %s %s", request.method, path)
     return error_response(
         APIError(500, "The server had an error while processing your request. Sorry about that!", type="server_error")
     )
+
+
+def _database_down(exc: BaseException) -> bool:
+    """PostgreSQL unreachable: psycopg's OperationalError (connection lost, refused, shutting down) or
+    psycopg_pool's PoolTimeout (no connection could be made in time). By name: psycopg may not be installed."""
+    for kind in type(exc).__mro__:
+        if kind.__module__.split(".")[0] in ("psycopg", "psycopg_pool") and kind.__name__ in (
+                "OperationalError", "PoolTimeout"):
+            return True
+    return False
 
 
 class ApiMiddleware:

@@ -195,9 +195,9 @@ class Ingestion:
         if self._leasing is not None:
             self._leasing.cancel()
         if self.leases is not None:
-            try:
-                await self._thread(self.leases.drop)
-            except Exception:  # noqa: BLE001 - the store is closing: the leases run out instead
+            try:  # at most 2 s: with the database down, a stop would wait for the pool's connection timeout
+                await asyncio.wait_for(self._thread(self.leases.drop), 2.0)
+            except Exception:  # noqa: BLE001 - the store is closing or gone: the leases run out instead
                 pass
         tasks = [task for _, task in list(self.tasks.values())]
         for task in tasks:

@@ -100,3 +100,8 @@ def test_readyz_turns_unhealthy_when_the_database_stops(own_cluster):
         assert "database" in answer.json()["detail"]
         assert time.monotonic() - started < 5  # bounded: a probe never hangs on the database
         assert httpx.get(root + "/healthz").status_code == 200  # the process itself still answers
+        started = time.monotonic()  # an API request: one clear, retryable 503, not a 500 and a traceback
+        answer = httpx.get(server.base_url + "/assistants", timeout=60,
+                           headers={"Authorization": "Bearer " + "k" * 32, "OpenAI-Beta": "assistants=v2"})
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "database_unavailable", answer.text
+        assert time.monotonic() - started < 15  # the pool's connection timeout (10 s) at most
