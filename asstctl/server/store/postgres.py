@@ -155,8 +155,7 @@ class PostgresStore(Coordination, BaseStore):
         self._kept: ContextVar[tuple[tuple, dict] | None] = ContextVar(f"asstctl_pg_kept_{id(self)}", default=None)
         self._check_reachable()
         self._pool = ConnectionPool(url, min_size=1, max_size=max(2, pool_size), kwargs={"autocommit": True},
-                                    open=False, name="asstctl",
-                                    timeout=CONNECT_TIMEOUT)  # no connection in 10 s: the request answers 503
+                                    open=False, name="asstctl", timeout=CONNECT_TIMEOUT)  # then a 503
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except PoolTimeout:
