@@ -250,6 +250,17 @@ class HostileUpstream:
                                         json.dumps(delta({"content": auth[half:] + " to me."})),
                                         json.dumps(delta({}, "stop"))])
 
+    async def _echo_key_end(self, writer, headers, started) -> bool:
+        """The reply ends with the key but its last character (held as a possible start of the key until the end)."""
+        return await self._sse(writer, [json.dumps(delta({"content": "You sent " + key_of(headers)[:-1]})),
+                                        json.dumps(delta({}, "stop"))])
+
+    async def _tail_dropped(self, writer, headers, started) -> bool:
+        """Text ending in "s" (the key's first character: held back), then the connection closed mid-answer."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, self._valid(sse(delta({"content": "Here are things"}))))
+        return False
+
     async def _echo_key_error(self, writer, headers, started) -> bool:
         """A 400 whose message echoes the header right where a 300-character cut would fall."""
         message = "p" * 290 + " Authorization: " + headers.get("authorization", "") + " is not valid here."

@@ -217,6 +217,17 @@ def test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message(sdk):
     assert reply_of(sdk, events[-1].data) == streamed
 
 
+def test_a_tail_held_as_the_keys_start_is_released_when_the_stream_ends_or_fails(sdk):
+    """The scrubber holds a tail that may begin the key until the next delta: at the stream's end it is
+    redacted when it is the key but its last character (it was shown whole), and shown when it is one
+    character, also when the connection drops mid-answer (the "s" was lost)."""
+    ended = run_on(sdk, "echo-key-end")
+    assert (ended.status, reply_of(sdk, ended)) == ("completed", "You sent [redacted]")
+    dropped = run_on(sdk, "tail-dropped")
+    assert dropped.status == "failed" and "closed the stream mid-answer" in dropped.last_error.message
+    assert reply_of(sdk, dropped) == "Here are things"
+
+
 def test_an_echoed_key_near_the_cut_never_reaches_last_error(hostile, sdk):
     run = run_on(sdk, "echo-key-error")
     assert run.status == "failed"

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import make_client
 from tests.engine.hostile import (BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, has_outputs,
-                                  padded_key)
+                                  key_of, padded_key)
 from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this module's fixtures
     KEY, bounded, run_on, serve_on, test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit,
     test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
@@ -30,6 +30,7 @@ from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this 
     test_a_slow_drip_of_separate_deltas_completes_and_keeps_other_requests_fast,
     test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown,
     test_a_validation_error_is_not_retried_and_last_error_keeps_its_details, test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message,
+    test_a_tail_held_as_the_keys_start_is_released_when_the_stream_ends_or_fails,
     test_an_echoed_key_near_the_cut_never_reaches_last_error, test_an_endless_stream_ends_at_the_whole_turn_limit,
     test_cancel_reaches_cancelled_within_a_second_every_time, test_huge_and_endless_error_bodies_are_read_to_a_cap,
     test_invalid_utf8_in_a_stream_is_replaced,
@@ -155,6 +156,15 @@ class HostileResponses(HostileUpstream):
         auth = headers.get("authorization", "")
         half = len(auth) // 2 + 3
         return await self._whole(writer, "You sent " + auth[:half], auth[half:] + " to me.")
+
+    async def _echo_key_end(self, writer, headers, started) -> bool:
+        return await self._whole(writer, "You sent " + key_of(headers)[:-1])
+
+    async def _tail_dropped(self, writer, headers, started) -> bool:
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, events.opening() + events.delta("Here are things"))
+        return False
 
     async def _done_no_finish(self, writer, headers, started) -> bool:
         events = self._events()

@@ -12,7 +12,8 @@
   :func:`scrub_cut`), a tail that is the key's start (``HOLD`` or more characters) is redacted too,
   as :meth:`KeyScrubber.flush` would: whitespace collapsed later must not bring a fragment into view.
 - :class:`KeyScrubber`: the same over a stream of deltas, a key split across deltas of any size
-  included (a tail that may be the key's start is held until the next delta).
+  included (a tail that may be the key's start is held until the next delta, or the stream's end,
+  failed or not: then shown, or redacted when it is ``HOLD`` or more characters).
 - :class:`EscapeDecoder`: tool-call arguments' ``\\u`` escapes of ASCII characters written plainly (the
   same JSON), so a key sent escaped is scrubbed too.
 - :class:`ReplyGuard`: all of it on one reply's events, tool-call ids and names included (cleaned,
@@ -164,8 +165,10 @@ class KeyScrubber:
         return result
 
     def flush(self) -> str:
+        """What is held at the end of the stream: as it is when shorter than ``HOLD`` characters (an "s"
+        ending a sentence), else redacted (a key echoed up to its last character never shows)."""
         held, self.held = self.held, ""
-        return held
+        return REDACTED if len(held) >= HOLD else held
 
 
 class EscapeDecoder:

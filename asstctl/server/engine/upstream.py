@@ -164,6 +164,7 @@ class UpstreamEngine:
             parser, guard = self._parser(request), ReplyGuard(self.secret, self.limits.reply_chars)
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
+            failure: EngineError | None = None  # raised once what the scrubbers held back was released
             try:
                 async with aclosing(self._batches(response)) as batches:
                     async for batch in batches:  # to the end: the connection is reused
@@ -177,28 +178,28 @@ class UpstreamEngine:
                         if guard.over:
                             break  # (every read waits on the loop, http._within: a flood never starves others)
             except DeadlineReached:
-                raise self._turn_limit(ending) from None
+                failure = self._turn_limit(ending)
             except HttpTimeout:
                 what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
-                raise self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
-                                  "(the idle timeout, engine.limits.idle_seconds)", "server_error") from None
+                failure = self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
+                                      "(the idle timeout, engine.limits.idle_seconds)", "server_error")
             except TooLarge:
-                raise self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} MiB line "
-                                  "limit; the request was closed", "server_error") from None
+                failure = self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} MiB "
+                                      "line limit; the request was closed", "server_error")
             except Dropped as error:
                 if parser.started:  # (else: an unfinished stream, below)
-                    raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
-                                      "server_error") from None
+                    failure = self._error(f"the upstream {host} closed the stream mid-answer ({error})", "server_error")
             except HttpError as error:
-                raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
-                                  "server_error") from None
+                failure = self._error(f"the upstream {host} closed the stream mid-answer ({error})", "server_error")
             finally:
                 response.close()  # also on cancel: aborts the upstream connection at once
                 self._leave(gate)
-            for event in guard.flush():
+            for event in guard.flush():  # a tail held as a possible start of the key: shown (or redacted) now
                 if isinstance(event, TextDelta):
                     text.append(event.text)
                 yield event
+            if failure is not None:
+                raise failure
             if guard.over:
                 log.warning("upstream %s: a reply longer than %d characters was cut (engine.limits.reply_chars)",
                             host, self.limits.reply_chars)
