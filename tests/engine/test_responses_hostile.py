@@ -31,6 +31,7 @@ from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this 
     test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown,
     test_a_validation_error_is_not_retried_and_last_error_keeps_its_details, test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message,
     test_a_tail_held_as_the_keys_start_is_released_when_the_stream_ends_or_fails,
+    test_a_json_answer_instead_of_an_event_stream_is_used_or_its_error_shown,
     test_an_echoed_key_near_the_cut_never_reaches_last_error, test_an_endless_stream_ends_at_the_whole_turn_limit,
     test_cancel_reaches_cancelled_within_a_second_every_time, test_huge_and_endless_error_bodies_are_read_to_a_cap,
     test_invalid_utf8_in_a_stream_is_replaced,
@@ -156,6 +157,16 @@ class HostileResponses(HostileUpstream):
         auth = headers.get("authorization", "")
         half = len(auth) // 2 + 3
         return await self._whole(writer, "You sent " + auth[:half], auth[half:] + " to me.")
+
+    async def _json_answer(self, writer, headers, started) -> bool:
+        """A 200 that ignores ``stream: true``: the completed ``Response`` as JSON."""
+        events = self._events()
+        part = {"type": "output_text", "text": "plain json answer", "annotations": [], "logprobs": []}
+        item = {"type": "message", "id": "msg_hostile", "role": "assistant", "status": "completed", "content": [part]}
+        usage = {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": 3,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}
+        return self._json(writer, 200, {**events.response, "status": "completed", "completed_at": int(time.time()),
+                                        "output": [item], "usage": usage}, "Response")
 
     async def _echo_key_end(self, writer, headers, started) -> bool:
         return await self._whole(writer, "You sent " + key_of(headers)[:-1])

@@ -19,7 +19,9 @@ scrubbing, cancel) with another request body and another stream reader:
   ``response.function_call_arguments.delta`` events become ``ToolCallDelta``; ``response.completed``
   ends the turn with the usage, ``response.incomplete`` (``max_output_tokens``) with
   ``finish_reason: length`` (the run ends ``incomplete``), ``response.failed`` and ``error`` fail
-  it like an error chunk on Chat Completions. A stream without one of these is a failed turn.
+  it like an error chunk on Chat Completions. A stream without one of these is a failed turn. A 200
+  whose body is the finished ``Response`` as JSON (a server that ignores ``stream``) is read as the
+  events it amounts to (:func:`response_lines`).
 
 The dialects of Chat Completions servers (``dialects.py``) are not learned here: the request goes
 as built. Everything else is the Chat Completions engine's: retry once of a stream that ended
@@ -74,6 +76,9 @@ class ResponsesEngine(UpstreamEngine):
     def _parser(self, request: EngineRequest) -> "ResponseParser":
         return ResponseParser(request.max_completion_tokens, lambda round: self.carried.keep(_run_id(request), round),
                               key=self.secret)
+
+    def answer_lines(self, data: dict[str, Any]) -> list[str] | None:
+        return response_lines(data)
 
     def _target(self, model: str) -> tuple[str, dict[str, str], dict[str, str]]:
         config = self.config
@@ -388,6 +393,30 @@ class ResponseParser:
         if reason == "tool_calls" and self.keep is not None:
             self.keep(self.round)
         return TurnEnd(reason, usage)
+
+
+def response_lines(data: dict[str, Any]) -> list[str] | None:
+    """A non-streamed ``Response`` (a server that ignores ``stream: true``) as the stream events it amounts
+    to: each text or refusal as its ``.done`` event, each other item (function call, reasoning) as its
+    ``response.output_item.done``, then ``response.completed`` or ``.incomplete``. None: not a finished one."""
+    output, status = data.get("output"), data.get("status")
+    if not isinstance(output, list) or status not in ("completed", "incomplete"):
+        return None
+    events: list[dict[str, Any]] = []
+    for index, item in enumerate(output):
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") != "message":
+            events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+            continue
+        for number, part in enumerate(item.get("content") or []):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("output_text", "refusal"):
+                field = "text" if kind == "output_text" else "refusal"
+                events.append({"type": f"response.{kind}.done", "output_index": index, "content_index": number,
+                               field: part.get(field)})
+    events.append({"type": f"response.{status}", "response": data})
+    return [f"data: {json.dumps(event)}" for event in events]
 
 
 class Relayed:

@@ -266,8 +266,8 @@ class UpstreamEngine:
 
     async def _json_answer(self, response: Response) -> AsyncIterator[list[str]]:
         """A 200 that is JSON, not an event stream (a server that ignores ``stream: true``, or an error sent
-        with status 200), read up to ``MAX_LINE`` bytes as one line of a stream would be: a chat.completion
-        becomes one stream chunk (:meth:`as_chunk`), an error fails the turn with its message (scrubbed)."""
+        with status 200), read up to ``MAX_LINE`` bytes as one line of a stream would be: an answer becomes
+        the stream lines it amounts to (:meth:`answer_lines`), an error fails the turn with its message (scrubbed)."""
         host = self.config.host
         body = await response.read(MAX_LINE + 1)
         if len(body) > MAX_LINE:
@@ -277,23 +277,25 @@ class UpstreamEngine:
             data = json.loads(body)
         except ValueError:
             data = None
-        chunk = self.as_chunk(data) if isinstance(data, dict) and not data.get("error") else None
-        if chunk is not None:
-            yield [f"data: {json.dumps(chunk)}", "data: [DONE]"]
+        lines = self.answer_lines(data) if isinstance(data, dict) and not data.get("error") else None
+        if lines is not None:
+            yield lines
             return
         whole, _ = error_detail(body, self.secret)
         what = "an error" if isinstance(data, dict) and data.get("error") else "a JSON body that is not an answer"
         raise self._error(f"the upstream {host} answered 200 with {what} instead of an event stream: {cut(whole)}",
                           "server_error")
 
-    def as_chunk(self, data: dict[str, Any]) -> dict[str, Any] | None:
-        """A non-streamed answer (``chat.completion``) as the one stream chunk it amounts to (None: it is not one)."""
+    def answer_lines(self, data: dict[str, Any]) -> list[str] | None:
+        """A non-streamed answer (``chat.completion``) as the stream lines it amounts to: one chunk, then
+        ``[DONE]`` (None: it is not one). The Responses engine reads a ``Response`` here."""
         choices = data.get("choices")
         if not isinstance(choices, list):
             return None
-        return {"choices": [{"index": c.get("index", 0), "delta": c.get("message") or {},
-                             "finish_reason": c.get("finish_reason")} for c in choices if isinstance(c, dict)],
-                "usage": data.get("usage")}
+        chunk = {"choices": [{"index": c.get("index", 0), "delta": c.get("message") or {},
+                              "finish_reason": c.get("finish_reason")} for c in choices if isinstance(c, dict)],
+                 "usage": data.get("usage")}
+        return [f"data: {json.dumps(chunk)}", "data: [DONE]"]
 
     def _body(self, request: EngineRequest, model: str) -> dict[str, Any]:
         """The canonical request of one turn (OpenAI's shapes; ``_shape`` sends it in the upstream's dialect)."""
