@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_client
-from tests.engine.hostile import (BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, has_outputs,
+from tests.engine.hostile import (ARGUMENT_PIECES, BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, has_outputs,
                                   key_of, padded_key)
 from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this module's fixtures
     KEY, bounded, run_on, serve_on, test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit,
-    test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
+    test_a_flood_of_tiny_deltas_keeps_other_requests_fast, test_a_flood_of_argument_fragments_is_coalesced,
     test_a_key_across_a_cap_behind_whitespace_never_reaches_last_error, test_a_reply_over_the_size_cap_ends_incomplete,
     test_a_slow_drip_of_separate_deltas_completes_and_keeps_other_requests_fast,
     test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown,
@@ -167,6 +167,22 @@ class HostileResponses(HostileUpstream):
                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}
         return self._json(writer, 200, {**events.response, "status": "completed", "completed_at": int(time.time()),
                                         "output": [item], "usage": usage}, "Response")
+
+    async def _arguments_flood(self, writer, headers, started) -> bool:
+        events = self._events()
+        item = {"type": "function_call", "id": "fc_flood", "call_id": "call_flood", "name": "get_weather",
+                "arguments": "", "status": "in_progress"}
+        where = {"item_id": "fc_flood", "output_index": 0}
+        out = [events.event("response.created", response=events.response),
+               events.event("response.output_item.added", output_index=0, item=item)]
+        out += [events.event("response.function_call_arguments.delta", delta=piece, **where)
+                for piece in ['{"city": "'] + ["z"] * ARGUMENT_PIECES + ['"}']]
+        arguments = '{"city": "' + "z" * ARGUMENT_PIECES + '"}'
+        done = {**item, "arguments": arguments, "status": "completed"}
+        out += [events.event("response.output_item.done", output_index=0, item=done),
+                events.event("response.completed", response={**events.response, "output": [done], "status": "completed",
+                                                             "completed_at": int(time.time())})]
+        return await self._stream(writer, *("".join(out[n:n + 200]) for n in range(0, len(out), 200)))
 
     async def _echo_key_end(self, writer, headers, started) -> bool:
         return await self._whole(writer, "You sent " + key_of(headers)[:-1])
