@@ -293,3 +293,29 @@ def test_done_events_relay_only_what_the_deltas_did_not():
     out += feed(parser, "response.output_item.done", output_index=1, item={**call, "arguments": '{"a": 1}'})
     out += feed(parser, "response.output_text.done", text="Goodbye.", **text)
     assert [getattr(e, "text", None) or e.arguments for e in out] == ["Hel", "lo.", "", '{"a"', ": 1}"]
+
+
+def test_output_only_in_the_final_event_and_a_call_id_sent_twice():
+    """A server that streams no output events reads as its ``response.completed``'s output (the answer was
+    empty); of two calls with one call_id, the first keeps its item id (the second's replaced it, so the next
+    request paired the reasoning with the wrong item)."""
+    from asstctl.server.engine.responses import ResponseParser
+
+    def events(parser, *kinds):
+        out = []
+        for kind, fields in kinds:
+            out += parser.feed("data: " + json.dumps({"type": kind, "sequence_number": 0, **fields}))
+        return out
+
+    call = {"type": "function_call", "call_id": "call_A", "name": "f", "arguments": "{}", "status": "completed"}
+    message = {"type": "message", "id": "m", "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": "Only at the end.", "annotations": []}]}
+    parser = ResponseParser()
+    out = events(parser, ("response.created", {"response": {"status": "in_progress", "output": []}}),
+                 ("response.completed", {"response": {"status": "completed", "output": [message, {**call, "id": "fc_0"}]}}))
+    assert [getattr(e, "text", None) or (e.id, e.name, e.arguments) for e in out] == [
+        "Only at the end.", ("call_A", "f", "{}")]
+    assert parser.finish_reason == "tool_calls"
+    parser = ResponseParser()
+    events(parser, *[("response.output_item.done", {"output_index": n, "item": {**call, "id": f"fc_{n}"}}) for n in (0, 1)])
+    assert parser.round.item_ids == {"call_A": "fc_0"}

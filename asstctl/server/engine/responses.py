@@ -21,7 +21,8 @@ scrubbing, cancel) with another request body and another stream reader:
   ``finish_reason: length`` (the run ends ``incomplete``), ``response.failed`` and ``error`` fail
   it like an error chunk on Chat Completions. A stream without one of these is a failed turn. A 200
   whose body is the finished ``Response`` as JSON (a server that ignores ``stream``) is read as the
-  events it amounts to (:func:`response_lines`).
+  events it amounts to (:func:`response_lines`), and so is the output of a ``response.completed``
+  (or ``.incomplete``) that comes after no output events at all.
 
 The dialects of Chat Completions servers (``dialects.py``) are not learned here: the request goes
 as built. Everything else is the Chat Completions engine's: retry once of a stream that ended
@@ -267,6 +268,7 @@ class ResponseParser:
         self.round = Round()
         self._calls: dict[int, dict[str, Any]] = {}  # output_index -> {index, arguments: Relayed}
         self._texts: dict[tuple[int, int], Relayed] = {}  # (output_index, content_index) -> text relayed
+        self.items = False  # an output item was announced or done (else the final response's output is read)
         self.started = False
 
     def feed(self, line: str) -> list[EngineEvent]:
@@ -286,6 +288,7 @@ class ResponseParser:
 
     # -- events -------------------------------------------------------------------------------
     def _item_added(self, event: dict[str, Any]) -> list[EngineEvent]:
+        self.items = True
         item = event.get("item") or {}
         if item.get("type") != "function_call":
             return []
@@ -296,8 +299,8 @@ class ResponseParser:
         call = {"index": len(self._calls), "arguments": Relayed(arguments)}
         self._calls[output_index] = call
         call_id = str(item.get("call_id") or item.get("id") or "") or None
-        if call_id and item.get("id"):
-            self.round.item_ids[call_id] = str(item["id"])
+        if call_id and item.get("id"):  # (a call_id sent twice: the first item's; the second is shown as call_id_2)
+            self.round.item_ids.setdefault(call_id, str(item["id"]))
         self.started = True
         return [ToolCallDelta(call["index"], call_id, str(item.get("name") or "") or None, arguments)]
 
@@ -337,6 +340,7 @@ class ResponseParser:
         return self._text_delta({**event, "delta": rest}) if rest else []
 
     def _item_done(self, event: dict[str, Any]) -> list[EngineEvent]:
+        self.items = True
         item = event.get("item") or {}
         if item.get("type") == "reasoning":
             encrypted = item.get("encrypted_content")
@@ -356,11 +360,15 @@ class ResponseParser:
 
     def _finished(self, event: dict[str, Any]) -> list[EngineEvent]:
         response = event.get("response") or {}
+        events: list[EngineEvent] = []
+        if not self.items and not self._texts:  # a server that streamed nothing of its output: the final one's
+            for line in (response_lines({**response, "status": "completed"}) or [])[:-1]:
+                events += self.feed(line)
         self.status = {"response.completed": "completed", "response.incomplete": "incomplete"}[event["type"]]
         self.incomplete_reason = (response.get("incomplete_details") or {}).get("reason")
         if isinstance(response.get("usage"), dict):
             self.usage = _usage(response["usage"])
-        return []
+        return events
 
     def _failed(self, event: dict[str, Any]) -> list[EngineEvent]:
         error = (event.get("response") or {}).get("error") if event.get("type") == "response.failed" else event
