@@ -256,6 +256,12 @@ class HostileUpstream:
         return await self._sse(writer, [json.dumps(delta({"content": "You sent " + key_of(headers)[:-1]})),
                                         json.dumps(delta({}, "stop"))])
 
+    async def _open_after_end(self, writer, headers, started) -> bool:
+        """A whole answer ([DONE]), then the body goes on: a keep-alive comment every 0.1 s, never its end."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, self._valid(sse(delta({"content": "All done."}, "stop"))) + "data: [DONE]\n\n")
+        return await self._endless(writer, "open-after-end", started, ": keep-alive\n\n", 0.1)
+
     async def _tail_dropped(self, writer, headers, started) -> bool:
         """Text ending in "s" (the key's first character: held back), then the connection closed mid-answer."""
         self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")

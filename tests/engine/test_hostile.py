@@ -158,6 +158,19 @@ def test_an_endless_stream_ends_at_the_whole_turn_limit(sdk):
     assert time.monotonic() - started < LIMITS["turn_seconds"] + 3
 
 
+def test_a_body_that_goes_on_after_the_answer_ended_is_closed_and_the_run_completes(hostile, sdk):
+    """[DONE] (response.completed) came, but the body never ends: it is closed soon after (AFTER_END); the
+    whole answer failed at the whole-turn limit (600 s by default)."""
+    started, hung_up = time.monotonic(), hostile[1].hung_up["open-after-end"]
+    run = run_on(sdk, "open-after-end")
+    assert (run.status, reply_of(sdk, run)) == ("completed", "All done."), run.last_error
+    assert time.monotonic() - started < LIMITS["turn_seconds"]
+    deadline = time.monotonic() + 5
+    while hostile[1].hung_up["open-after-end"] == hung_up and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hostile[1].hung_up["open-after-end"] == hung_up + 1
+
+
 def test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit(hostile, sdk):
     server, upstream = hostile
     run = run_on(sdk, "endless-line")

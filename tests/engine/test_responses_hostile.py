@@ -31,6 +31,7 @@ from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this 
     test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown,
     test_a_validation_error_is_not_retried_and_last_error_keeps_its_details, test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message,
     test_a_tail_held_as_the_keys_start_is_released_when_the_stream_ends_or_fails,
+    test_a_body_that_goes_on_after_the_answer_ended_is_closed_and_the_run_completes,
     test_a_json_answer_instead_of_an_event_stream_is_used_or_its_error_shown,
     test_an_echoed_key_near_the_cut_never_reaches_last_error, test_an_endless_stream_ends_at_the_whole_turn_limit,
     test_cancel_reaches_cancelled_within_a_second_every_time, test_huge_and_endless_error_bodies_are_read_to_a_cap,
@@ -186,6 +187,12 @@ class HostileResponses(HostileUpstream):
 
     async def _echo_key_end(self, writer, headers, started) -> bool:
         return await self._whole(writer, "You sent " + key_of(headers)[:-1])
+
+    async def _open_after_end(self, writer, headers, started) -> bool:
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, events.opening() + events.delta("All done.") + events.closing("All done."))
+        return await self._endless(writer, "open-after-end", started, ": keep-alive\n\n", 0.1)
 
     async def _tail_dropped(self, writer, headers, started) -> bool:
         events = self._events()

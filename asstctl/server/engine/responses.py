@@ -382,6 +382,11 @@ class ResponseParser:
 
     # -- the end ------------------------------------------------------------------------------
     @property
+    def done(self) -> bool:
+        """The stream said its last word (completed, incomplete or failed): nothing after it is read."""
+        return self.status is not None
+
+    @property
     def complete(self) -> bool:
         return self.status in ("completed", "incomplete")
 

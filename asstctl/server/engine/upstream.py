@@ -56,6 +56,7 @@ MODELS_CAP, MODELS_LIMIT = 1 << 20, 10_000  # the upstream's GET /models: bytes 
 MODELS_SECONDS, MODELS_TTL = 10.0, 60.0  # ... how long it may take, how long its answer is reused
 INTERRUPTED_BACKOFF = 0.2  # seconds before an unfinished stream (nothing shown) is sent again: jittered, doubled
 INTERRUPTIONS = 2  # unfinished streams while other requests were in flight, before requests go one at a time
+AFTER_END = 1.0  # seconds an answer's body may go on after its end ([DONE], response.completed): then it is closed
 EXPIRY_MARGIN = 5.0  # seconds before the run's expires_at by which a turn still streaming is ended (it fails, naming it)
 
 
@@ -165,6 +166,7 @@ class UpstreamEngine:
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
             failure: EngineError | None = None  # raised once what the scrubbers held back was released
+            ended = False  # the answer's end came ([DONE], response.completed): the body's end must follow soon
             try:
                 async with aclosing(self._batches(response)) as batches:
                     async for batch in batches:  # to the end: the connection is reused
@@ -177,20 +179,26 @@ class UpstreamEngine:
                             yield event
                         if guard.over:
                             break  # (every read waits on the loop, http._within: a flood never starves others)
+                        if parser.done and not ended:  # (a body going on after it was closed at AFTER_END: not a fault)
+                            ended, response.deadline = True, min(response.deadline or deadline, time.monotonic() + AFTER_END)
             except DeadlineReached:
-                failure = self._turn_limit(ending)
+                if not parser.done:
+                    failure = self._turn_limit(ending)
             except HttpTimeout:
-                what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
-                failure = self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
-                                      "(the idle timeout, engine.limits.idle_seconds)", "server_error")
+                if not parser.done:
+                    what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
+                    failure = self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
+                                          "(the idle timeout, engine.limits.idle_seconds)", "server_error")
             except TooLarge:
-                failure = self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} MiB "
-                                      "line limit; the request was closed", "server_error")
+                if not parser.done:
+                    failure = self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} "
+                                          "MiB line limit; the request was closed", "server_error")
             except Dropped as error:
-                if parser.started:  # (else: an unfinished stream, below)
+                if parser.started and not parser.done:  # (not started: an unfinished stream, below)
                     failure = self._error(f"the upstream {host} closed the stream mid-answer ({error})", "server_error")
             except HttpError as error:
-                failure = self._error(f"the upstream {host} closed the stream mid-answer ({error})", "server_error")
+                if not parser.done:
+                    failure = self._error(f"the upstream {host} closed the stream mid-answer ({error})", "server_error")
             finally:
                 response.close()  # also on cancel: aborts the upstream connection at once
                 self._leave(gate)
