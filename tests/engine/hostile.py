@@ -35,6 +35,7 @@ BAD = "@BAD@"  # where ``_raw`` puts BAD_BYTES
 # a loaded machine (the default 0.5 + 1 + 2 s of waits left 1.5 s, and a loaded run went past it).
 QUICK_RETRY = "retry-after-ms: 100\r\n"
 INTERRUPT_SECONDS = 0.4  # an answer of `interrupting` after the first two (which wait to be interrupted)
+ARGUMENT_PIECES = 4000  # one-character fragments of one call's arguments (arguments-flood)
 KEY_AT_CUT = 20  # characters of the key before a cap, the rest after it (padded-key-*)
 
 
@@ -250,6 +251,23 @@ class HostileUpstream:
                                         json.dumps(delta({"content": auth[half:] + " to me."})),
                                         json.dumps(delta({}, "stop"))])
 
+    async def _echo_key_end(self, writer, headers, started) -> bool:
+        """The reply ends with the key but its last character (held as a possible start of the key until the end)."""
+        return await self._sse(writer, [json.dumps(delta({"content": "You sent " + key_of(headers)[:-1]})),
+                                        json.dumps(delta({}, "stop"))])
+
+    async def _open_after_end(self, writer, headers, started) -> bool:
+        """A whole answer ([DONE]), then the body goes on: a keep-alive comment every 0.1 s, never its end."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, self._valid(sse(delta({"content": "All done."}, "stop"))) + "data: [DONE]\n\n")
+        return await self._endless(writer, "open-after-end", started, ": keep-alive\n\n", 0.1)
+
+    async def _tail_dropped(self, writer, headers, started) -> bool:
+        """Text ending in "s" (the key's first character: held back), then the connection closed mid-answer."""
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, self._valid(sse(delta({"content": "Here are things"}))))
+        return False
+
     async def _echo_key_error(self, writer, headers, started) -> bool:
         """A 400 whose message echoes the header right where a 300-character cut would fall."""
         message = "p" * 290 + " Authorization: " + headers.get("authorization", "") + " is not valid here."
@@ -387,6 +405,21 @@ class HostileUpstream:
             self.interrupted += 1
             return await self._sse(writer, [json.dumps(delta({"role": "assistant", "content": ""}))])
         return await self._sse(writer, [json.dumps(delta({"content": "Answered."})), json.dumps(delta({}, "stop"))])
+
+    async def _arguments_flood(self, writer, headers, started) -> bool:
+        """One call whose arguments come in ARGUMENT_PIECES one-character fragments, 200 to a write."""
+        fragments = [{"index": 0, "id": "call_flood", "type": "function", "function": {"name": "get_weather",
+                                                                                       "arguments": '{"city": "'}}]
+        fragments += [{"index": 0, "function": {"arguments": "z"}}] * ARGUMENT_PIECES + [
+            {"index": 0, "function": {"arguments": '"}'}}]
+        chunks = [self._valid(sse(delta({"tool_calls": [f]}))) for f in fragments] + [
+            self._valid(sse(delta({}, "tool_calls"))), "data: [DONE]\n\n"]
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        for n in range(0, len(chunks), 200):
+            await self._chunk(writer, "".join(chunks[n:n + 200]))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
 
     async def _dup_call_ids(self, writer, headers, started) -> bool:
         return await self._calls(writer, [("call_same", "get_weather"), ("call_same", "get_weather")])

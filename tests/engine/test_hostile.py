@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import make_client
 from tests.engine.conftest import chat_request, collect, text_of
-from tests.engine.hostile import HostileUpstream
+from tests.engine.hostile import ARGUMENT_PIECES, HostileUpstream
 from tests.serve_process import ServeProcess
 
 KEY = "sk-hostile-6b1f0c2d9e8a7b6c5d4e3f2a1b0c9d8e"
@@ -158,6 +158,19 @@ def test_an_endless_stream_ends_at_the_whole_turn_limit(sdk):
     assert time.monotonic() - started < LIMITS["turn_seconds"] + 3
 
 
+def test_a_body_that_goes_on_after_the_answer_ended_is_closed_and_the_run_completes(hostile, sdk):
+    """[DONE] (response.completed) came, but the body never ends: it is closed soon after (AFTER_END); the
+    whole answer failed at the whole-turn limit (600 s by default)."""
+    started, hung_up = time.monotonic(), hostile[1].hung_up["open-after-end"]
+    run = run_on(sdk, "open-after-end")
+    assert (run.status, reply_of(sdk, run)) == ("completed", "All done."), run.last_error
+    assert time.monotonic() - started < LIMITS["turn_seconds"]
+    deadline = time.monotonic() + 5
+    while hostile[1].hung_up["open-after-end"] == hung_up and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hostile[1].hung_up["open-after-end"] == hung_up + 1
+
+
 def test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit(hostile, sdk):
     server, upstream = hostile
     run = run_on(sdk, "endless-line")
@@ -195,6 +208,18 @@ def test_a_flood_of_tiny_deltas_keeps_other_requests_fast(bounded, sdk):
     assert len(latencies) >= 5 and statistics.median(latencies) < 0.25, latencies
 
 
+def test_a_flood_of_argument_fragments_is_coalesced(sdk):
+    """One call's arguments in 4,000 one-character fragments: a few step deltas, not one per fragment (60,000
+    fragments were 60,000 step deltas: a streamed run took 68 s)."""
+    events = list(sdk.beta.threads.create_and_run(
+        assistant_id=sdk.beta.assistants.create(model="gpt-4o", tools=[WEATHER]).id,
+        thread={"messages": [{"role": "user", "content": "arguments-flood"}]}, stream=True))
+    assert events[-1].event == "thread.run.requires_action", events[-1].event
+    calls = events[-1].data.required_action.submit_tool_outputs.tool_calls
+    assert [c.function.arguments for c in calls] == ['{"city": "' + "z" * ARGUMENT_PIECES + '"}']
+    assert len([e for e in events if e.event == "thread.run.step.delta"]) < ARGUMENT_PIECES / 8
+
+
 def test_a_slow_drip_of_separate_deltas_completes_and_keeps_other_requests_fast(hostile, sdk):
     """100-character deltas, each flushed on its own, for DRIP_SECONDS (one per read: nothing to coalesce)."""
     run = run_on(sdk, "drip")
@@ -215,6 +240,17 @@ def test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message(sdk):
     streamed = "".join(e.data.delta.content[0].text.value for e in events if e.event == "thread.message.delta")
     assert streamed == "You sent Bearer [redacted] to me."
     assert reply_of(sdk, events[-1].data) == streamed
+
+
+def test_a_tail_held_as_the_keys_start_is_released_when_the_stream_ends_or_fails(sdk):
+    """The scrubber holds a tail that may begin the key until the next delta: at the stream's end it is
+    redacted when it is the key but its last character (it was shown whole), and shown when it is one
+    character, also when the connection drops mid-answer (the "s" was lost)."""
+    ended = run_on(sdk, "echo-key-end")
+    assert (ended.status, reply_of(sdk, ended)) == ("completed", "You sent [redacted]")
+    dropped = run_on(sdk, "tail-dropped")
+    assert dropped.status == "failed" and "closed the stream mid-answer" in dropped.last_error.message
+    assert reply_of(sdk, dropped) == "Here are things"
 
 
 def test_an_echoed_key_near_the_cut_never_reaches_last_error(hostile, sdk):

@@ -21,15 +21,18 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_client
-from tests.engine.hostile import (BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, has_outputs,
-                                  padded_key)
+from tests.engine.hostile import (ARGUMENT_PIECES, BAD, DRIP_SECONDS, ERROR_CHARS, MAX_SECONDS, PIECE, HostileUpstream, has_outputs,
+                                  key_of, padded_key)
 from tests.engine.test_hostile import (  # noqa: F401 - run here again, on this module's fixtures
     KEY, bounded, run_on, serve_on, test_a_data_line_that_never_ends_fails_the_run_naming_the_line_limit,
-    test_a_flood_of_tiny_deltas_keeps_other_requests_fast,
+    test_a_flood_of_tiny_deltas_keeps_other_requests_fast, test_a_flood_of_argument_fragments_is_coalesced,
     test_a_key_across_a_cap_behind_whitespace_never_reaches_last_error, test_a_reply_over_the_size_cap_ends_incomplete,
     test_a_slow_drip_of_separate_deltas_completes_and_keeps_other_requests_fast,
     test_a_stream_without_finish_reason_is_a_failed_turn_retried_once_when_nothing_was_shown,
     test_a_validation_error_is_not_retried_and_last_error_keeps_its_details, test_an_echoed_key_is_scrubbed_from_the_stream_and_the_message,
+    test_a_tail_held_as_the_keys_start_is_released_when_the_stream_ends_or_fails,
+    test_a_body_that_goes_on_after_the_answer_ended_is_closed_and_the_run_completes,
+    test_a_json_answer_instead_of_an_event_stream_is_used_or_its_error_shown,
     test_an_echoed_key_near_the_cut_never_reaches_last_error, test_an_endless_stream_ends_at_the_whole_turn_limit,
     test_cancel_reaches_cancelled_within_a_second_every_time, test_huge_and_endless_error_bodies_are_read_to_a_cap,
     test_invalid_utf8_in_a_stream_is_replaced,
@@ -156,6 +159,47 @@ class HostileResponses(HostileUpstream):
         half = len(auth) // 2 + 3
         return await self._whole(writer, "You sent " + auth[:half], auth[half:] + " to me.")
 
+    async def _json_answer(self, writer, headers, started) -> bool:
+        """A 200 that ignores ``stream: true``: the completed ``Response`` as JSON."""
+        events = self._events()
+        part = {"type": "output_text", "text": "plain json answer", "annotations": [], "logprobs": []}
+        item = {"type": "message", "id": "msg_hostile", "role": "assistant", "status": "completed", "content": [part]}
+        usage = {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": 3,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}
+        return self._json(writer, 200, {**events.response, "status": "completed", "completed_at": int(time.time()),
+                                        "output": [item], "usage": usage}, "Response")
+
+    async def _arguments_flood(self, writer, headers, started) -> bool:
+        events = self._events()
+        item = {"type": "function_call", "id": "fc_flood", "call_id": "call_flood", "name": "get_weather",
+                "arguments": "", "status": "in_progress"}
+        where = {"item_id": "fc_flood", "output_index": 0}
+        out = [events.event("response.created", response=events.response),
+               events.event("response.output_item.added", output_index=0, item=item)]
+        out += [events.event("response.function_call_arguments.delta", delta=piece, **where)
+                for piece in ['{"city": "'] + ["z"] * ARGUMENT_PIECES + ['"}']]
+        arguments = '{"city": "' + "z" * ARGUMENT_PIECES + '"}'
+        done = {**item, "arguments": arguments, "status": "completed"}
+        out += [events.event("response.output_item.done", output_index=0, item=done),
+                events.event("response.completed", response={**events.response, "output": [done], "status": "completed",
+                                                             "completed_at": int(time.time())})]
+        return await self._stream(writer, *("".join(out[n:n + 200]) for n in range(0, len(out), 200)))
+
+    async def _echo_key_end(self, writer, headers, started) -> bool:
+        return await self._whole(writer, "You sent " + key_of(headers)[:-1])
+
+    async def _open_after_end(self, writer, headers, started) -> bool:
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, events.opening() + events.delta("All done.") + events.closing("All done."))
+        return await self._endless(writer, "open-after-end", started, ": keep-alive\n\n", 0.1)
+
+    async def _tail_dropped(self, writer, headers, started) -> bool:
+        events = self._events()
+        self._head(writer, 200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+        await self._chunk(writer, events.opening() + events.delta("Here are things"))
+        return False
+
     async def _done_no_finish(self, writer, headers, started) -> bool:
         events = self._events()
         return await self._stream(writer, events.opening() + events.delta("partial an"))
@@ -256,3 +300,29 @@ def test_done_events_relay_only_what_the_deltas_did_not():
     out += feed(parser, "response.output_item.done", output_index=1, item={**call, "arguments": '{"a": 1}'})
     out += feed(parser, "response.output_text.done", text="Goodbye.", **text)
     assert [getattr(e, "text", None) or e.arguments for e in out] == ["Hel", "lo.", "", '{"a"', ": 1}"]
+
+
+def test_output_only_in_the_final_event_and_a_call_id_sent_twice():
+    """A server that streams no output events reads as its ``response.completed``'s output (the answer was
+    empty); of two calls with one call_id, the first keeps its item id (the second's replaced it, so the next
+    request paired the reasoning with the wrong item)."""
+    from asstctl.server.engine.responses import ResponseParser
+
+    def events(parser, *kinds):
+        out = []
+        for kind, fields in kinds:
+            out += parser.feed("data: " + json.dumps({"type": kind, "sequence_number": 0, **fields}))
+        return out
+
+    call = {"type": "function_call", "call_id": "call_A", "name": "f", "arguments": "{}", "status": "completed"}
+    message = {"type": "message", "id": "m", "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": "Only at the end.", "annotations": []}]}
+    parser = ResponseParser()
+    out = events(parser, ("response.created", {"response": {"status": "in_progress", "output": []}}),
+                 ("response.completed", {"response": {"status": "completed", "output": [message, {**call, "id": "fc_0"}]}}))
+    assert [getattr(e, "text", None) or (e.id, e.name, e.arguments) for e in out] == [
+        "Only at the end.", ("call_A", "f", "{}")]
+    assert parser.finish_reason == "tool_calls"
+    parser = ResponseParser()
+    events(parser, *[("response.output_item.done", {"output_index": n, "item": {**call, "id": f"fc_{n}"}}) for n in (0, 1)])
+    assert parser.round.item_ids == {"call_A": "fc_0"}

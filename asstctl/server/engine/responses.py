@@ -19,7 +19,10 @@ scrubbing, cancel) with another request body and another stream reader:
   ``response.function_call_arguments.delta`` events become ``ToolCallDelta``; ``response.completed``
   ends the turn with the usage, ``response.incomplete`` (``max_output_tokens``) with
   ``finish_reason: length`` (the run ends ``incomplete``), ``response.failed`` and ``error`` fail
-  it like an error chunk on Chat Completions. A stream without one of these is a failed turn.
+  it like an error chunk on Chat Completions. A stream without one of these is a failed turn. A 200
+  whose body is the finished ``Response`` as JSON (a server that ignores ``stream``) is read as the
+  events it amounts to (:func:`response_lines`), and so is the output of a ``response.completed``
+  (or ``.incomplete``) that comes after no output events at all.
 
 The dialects of Chat Completions servers (``dialects.py``) are not learned here: the request goes
 as built. Everything else is the Chat Completions engine's: retry once of a stream that ended
@@ -74,6 +77,9 @@ class ResponsesEngine(UpstreamEngine):
     def _parser(self, request: EngineRequest) -> "ResponseParser":
         return ResponseParser(request.max_completion_tokens, lambda round: self.carried.keep(_run_id(request), round),
                               key=self.secret)
+
+    def answer_lines(self, data: dict[str, Any]) -> list[str] | None:
+        return response_lines(data)
 
     def _target(self, model: str) -> tuple[str, dict[str, str], dict[str, str]]:
         config = self.config
@@ -262,6 +268,7 @@ class ResponseParser:
         self.round = Round()
         self._calls: dict[int, dict[str, Any]] = {}  # output_index -> {index, arguments: Relayed}
         self._texts: dict[tuple[int, int], Relayed] = {}  # (output_index, content_index) -> text relayed
+        self.items = False  # an output item was announced or done (else the final response's output is read)
         self.started = False
 
     def feed(self, line: str) -> list[EngineEvent]:
@@ -281,6 +288,7 @@ class ResponseParser:
 
     # -- events -------------------------------------------------------------------------------
     def _item_added(self, event: dict[str, Any]) -> list[EngineEvent]:
+        self.items = True
         item = event.get("item") or {}
         if item.get("type") != "function_call":
             return []
@@ -291,8 +299,8 @@ class ResponseParser:
         call = {"index": len(self._calls), "arguments": Relayed(arguments)}
         self._calls[output_index] = call
         call_id = str(item.get("call_id") or item.get("id") or "") or None
-        if call_id and item.get("id"):
-            self.round.item_ids[call_id] = str(item["id"])
+        if call_id and item.get("id"):  # (a call_id sent twice: the first item's; the second is shown as call_id_2)
+            self.round.item_ids.setdefault(call_id, str(item["id"]))
         self.started = True
         return [ToolCallDelta(call["index"], call_id, str(item.get("name") or "") or None, arguments)]
 
@@ -332,6 +340,7 @@ class ResponseParser:
         return self._text_delta({**event, "delta": rest}) if rest else []
 
     def _item_done(self, event: dict[str, Any]) -> list[EngineEvent]:
+        self.items = True
         item = event.get("item") or {}
         if item.get("type") == "reasoning":
             encrypted = item.get("encrypted_content")
@@ -351,11 +360,15 @@ class ResponseParser:
 
     def _finished(self, event: dict[str, Any]) -> list[EngineEvent]:
         response = event.get("response") or {}
+        events: list[EngineEvent] = []
+        if not self.items and not self._texts:  # a server that streamed nothing of its output: the final one's
+            for line in (response_lines({**response, "status": "completed"}) or [])[:-1]:
+                events += self.feed(line)
         self.status = {"response.completed": "completed", "response.incomplete": "incomplete"}[event["type"]]
         self.incomplete_reason = (response.get("incomplete_details") or {}).get("reason")
         if isinstance(response.get("usage"), dict):
             self.usage = _usage(response["usage"])
-        return []
+        return events
 
     def _failed(self, event: dict[str, Any]) -> list[EngineEvent]:
         error = (event.get("response") or {}).get("error") if event.get("type") == "response.failed" else event
@@ -368,6 +381,11 @@ class ResponseParser:
         return []
 
     # -- the end ------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """The stream said its last word (completed, incomplete or failed): nothing after it is read."""
+        return self.status is not None
+
     @property
     def complete(self) -> bool:
         return self.status in ("completed", "incomplete")
@@ -388,6 +406,30 @@ class ResponseParser:
         if reason == "tool_calls" and self.keep is not None:
             self.keep(self.round)
         return TurnEnd(reason, usage)
+
+
+def response_lines(data: dict[str, Any]) -> list[str] | None:
+    """A non-streamed ``Response`` (a server that ignores ``stream: true``) as the stream events it amounts
+    to: each text or refusal as its ``.done`` event, each other item (function call, reasoning) as its
+    ``response.output_item.done``, then ``response.completed`` or ``.incomplete``. None: not a finished one."""
+    output, status = data.get("output"), data.get("status")
+    if not isinstance(output, list) or status not in ("completed", "incomplete"):
+        return None
+    events: list[dict[str, Any]] = []
+    for index, item in enumerate(output):
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") != "message":
+            events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+            continue
+        for number, part in enumerate(item.get("content") or []):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("output_text", "refusal"):
+                field = "text" if kind == "output_text" else "refusal"
+                events.append({"type": f"response.{kind}.done", "output_index": index, "content_index": number,
+                               field: part.get(field)})
+    events.append({"type": f"response.{status}", "response": data})
+    return [f"data: {json.dumps(event)}" for event in events]
 
 
 class Relayed:

@@ -56,6 +56,7 @@ MODELS_CAP, MODELS_LIMIT = 1 << 20, 10_000  # the upstream's GET /models: bytes 
 MODELS_SECONDS, MODELS_TTL = 10.0, 60.0  # ... how long it may take, how long its answer is reused
 INTERRUPTED_BACKOFF = 0.2  # seconds before an unfinished stream (nothing shown) is sent again: jittered, doubled
 INTERRUPTIONS = 2  # unfinished streams while other requests were in flight, before requests go one at a time
+AFTER_END = 1.0  # seconds an answer's body may go on after its end ([DONE], response.completed): then it is closed
 EXPIRY_MARGIN = 5.0  # seconds before the run's expires_at by which a turn still streaming is ended (it fails, naming it)
 
 
@@ -164,6 +165,8 @@ class UpstreamEngine:
             parser, guard = self._parser(request), ReplyGuard(self.secret, self.limits.reply_chars)
             text: list[str] = []  # kept only to check an answer whose json_schema the upstream did not enforce
             unenforced = _is_json_schema(canonical) and not self.dialect(model).json_schema
+            failure: EngineError | None = None  # raised once what the scrubbers held back was released
+            ended = False  # the answer's end came ([DONE], response.completed): the body's end must follow soon
             try:
                 async with aclosing(self._batches(response)) as batches:
                     async for batch in batches:  # to the end: the connection is reused
@@ -176,29 +179,35 @@ class UpstreamEngine:
                             yield event
                         if guard.over:
                             break  # (every read waits on the loop, http._within: a flood never starves others)
+                        if parser.done and not ended:  # (a body going on after it was closed at AFTER_END: not a fault)
+                            ended, response.deadline = True, min(response.deadline or deadline, time.monotonic() + AFTER_END)
             except DeadlineReached:
-                raise self._turn_limit(ending) from None
+                if not parser.done:
+                    failure = self._turn_limit(ending)
             except HttpTimeout:
-                what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
-                raise self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
-                                  "(the idle timeout, engine.limits.idle_seconds)", "server_error") from None
+                if not parser.done:
+                    what = "went silent for {:g} s mid-answer" if parser.started else "did not answer within {:g} s"
+                    failure = self._error(f"the upstream {host} {what.format(self.timeouts.read)} "
+                                          "(the idle timeout, engine.limits.idle_seconds)", "server_error")
             except TooLarge:
-                raise self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} MiB line "
-                                  "limit; the request was closed", "server_error") from None
+                if not parser.done:
+                    failure = self._error(f"the upstream {host} sent a stream line longer than the {MAX_LINE >> 20} "
+                                          "MiB line limit; the request was closed", "server_error")
             except Dropped as error:
-                if parser.started:  # (else: an unfinished stream, below)
-                    raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
-                                      "server_error") from None
+                if parser.started and not parser.done:  # (not started: an unfinished stream, below)
+                    failure = self._error(f"the upstream {host} closed the stream mid-answer ({error})", "server_error")
             except HttpError as error:
-                raise self._error(f"the upstream {host} closed the stream mid-answer ({error})",
-                                  "server_error") from None
+                if not parser.done:
+                    failure = self._error(f"the upstream {host} closed the stream mid-answer ({error})", "server_error")
             finally:
                 response.close()  # also on cancel: aborts the upstream connection at once
                 self._leave(gate)
-            for event in guard.flush():
+            for event in guard.flush():  # a tail held as a possible start of the key: shown (or redacted) now
                 if isinstance(event, TextDelta):
                     text.append(event.text)
                 yield event
+            if failure is not None:
+                raise failure
             if guard.over:
                 log.warning("upstream %s: a reply longer than %d characters was cut (engine.limits.reply_chars)",
                             host, self.limits.reply_chars)
@@ -265,8 +274,8 @@ class UpstreamEngine:
 
     async def _json_answer(self, response: Response) -> AsyncIterator[list[str]]:
         """A 200 that is JSON, not an event stream (a server that ignores ``stream: true``, or an error sent
-        with status 200), read up to ``MAX_LINE`` bytes as one line of a stream would be: a chat.completion
-        becomes one stream chunk (:meth:`as_chunk`), an error fails the turn with its message (scrubbed)."""
+        with status 200), read up to ``MAX_LINE`` bytes as one line of a stream would be: an answer becomes
+        the stream lines it amounts to (:meth:`answer_lines`), an error fails the turn with its message (scrubbed)."""
         host = self.config.host
         body = await response.read(MAX_LINE + 1)
         if len(body) > MAX_LINE:
@@ -276,23 +285,25 @@ class UpstreamEngine:
             data = json.loads(body)
         except ValueError:
             data = None
-        chunk = self.as_chunk(data) if isinstance(data, dict) and not data.get("error") else None
-        if chunk is not None:
-            yield [f"data: {json.dumps(chunk)}", "data: [DONE]"]
+        lines = self.answer_lines(data) if isinstance(data, dict) and not data.get("error") else None
+        if lines is not None:
+            yield lines
             return
         whole, _ = error_detail(body, self.secret)
         what = "an error" if isinstance(data, dict) and data.get("error") else "a JSON body that is not an answer"
         raise self._error(f"the upstream {host} answered 200 with {what} instead of an event stream: {cut(whole)}",
                           "server_error")
 
-    def as_chunk(self, data: dict[str, Any]) -> dict[str, Any] | None:
-        """A non-streamed answer (``chat.completion``) as the one stream chunk it amounts to (None: it is not one)."""
+    def answer_lines(self, data: dict[str, Any]) -> list[str] | None:
+        """A non-streamed answer (``chat.completion``) as the stream lines it amounts to: one chunk, then
+        ``[DONE]`` (None: it is not one). The Responses engine reads a ``Response`` here."""
         choices = data.get("choices")
         if not isinstance(choices, list):
             return None
-        return {"choices": [{"index": c.get("index", 0), "delta": c.get("message") or {},
-                             "finish_reason": c.get("finish_reason")} for c in choices if isinstance(c, dict)],
-                "usage": data.get("usage")}
+        chunk = {"choices": [{"index": c.get("index", 0), "delta": c.get("message") or {},
+                              "finish_reason": c.get("finish_reason")} for c in choices if isinstance(c, dict)],
+                 "usage": data.get("usage")}
+        return [f"data: {json.dumps(chunk)}", "data: [DONE]"]
 
     def _body(self, request: EngineRequest, model: str) -> dict[str, Any]:
         """The canonical request of one turn (OpenAI's shapes; ``_shape`` sends it in the upstream's dialect)."""
