@@ -350,3 +350,29 @@ def test_a_search_and_a_file_search_run_read_only_the_files_they_return(logged_s
     assert {r.file_id for r in call.file_search.results} == found
     assert ran.named() and all(ran.named()) and set().union(*ran.named()) == found, ran.named()
     client.close()
+
+
+def test_a_big_submission_starts_its_files_a_slice_per_turn_of_the_loop_and_is_waited_for_whole(server, client):
+    """2,000 files submitted at once made 2,000 tasks in one turn of the event loop (and the waiting request
+    looked each of its tokens up in a list of them): the loop stalled ~200 ms, so did every request. Files
+    now start ``STARTS_PER_TURN`` a turn; ``settled`` still waits for those not started yet."""
+    import asyncio
+
+    from asstctl.server.ingestion import STARTS_PER_TURN
+
+    ingestion = server.state.extra["ingestion"]
+    vs = client.vector_stores.create(name="slices")
+    count = STARTS_PER_TURN * 3
+
+    async def submit() -> tuple[int, int, bool]:
+        tokens = [f"slice-{n}" for n in range(count)]
+        for n, token in enumerate(tokens):  # files that do not exist: each ends at once (failed, nothing to write)
+            ingestion.submit(vs.id, f"file-missing{n}", None, token)
+        at_once = sum(token in ingestion.tasks for token in tokens)
+        await asyncio.sleep(0)
+        after_a_turn = sum(token in ingestion.tasks for token in tokens)
+        settled = await ingestion.settled(tokens=tokens, timeout=30)
+        return at_once, after_a_turn, settled and not any(token in ingestion.tasks for token in tokens)
+
+    at_once, after_a_turn, settled = asyncio.run_coroutine_threadsafe(submit(), ingestion.loop).result(60)
+    assert at_once == 0 and 0 < after_a_turn <= STARTS_PER_TURN and settled
