@@ -69,6 +69,13 @@ class BaseStore(Blobs):
         """Run ``callback`` once the current transaction commits (now, outside one)."""
         raise NotImplementedError
 
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A connection for reads only, for modules with their own tables (retrieval): ``sql()``'s, unless
+        the store has one that need not wait for another thread's transaction (SQLite)."""
+        with self.sql() as db:
+            yield db
+
     def close(self) -> None:
         raise NotImplementedError
 
