@@ -380,8 +380,9 @@ def test_a_big_submission_starts_its_files_a_slice_per_turn_of_the_loop_and_is_w
 
 def test_a_file_stores_reads_and_searches_do_not_wait_for_another_threads_transaction(tmp_path):
     """SQLite on a file: while a thread's transaction holds the store (an ingestion commit), a store retrieve,
-    a search and a filtered search answer from read-only connections (what is committed) instead of waiting;
-    the filtered one registers its SQL function on the connection it reads on."""
+    a search and a filtered search answer from read-only connections (what is committed) instead of waiting,
+    even behind writes waiting for the lock (they held every thread of the store's calls); the filtered one
+    registers its SQL function on the connection it reads on."""
     with start_server(str(tmp_path / "reads.sqlite3")) as server:
         client = make_client(server)
         vs = client.vector_stores.create(name="reads")
@@ -401,13 +402,17 @@ def test_a_file_stores_reads_and_searches_do_not_wait_for_another_threads_transa
         timer = threading.Timer(5.0, release.set)  # let go after 5 s even if the reads waited
         timer.start()
         try:
-            with ThreadPoolExecutor(4) as pool:
+            with ThreadPoolExecutor(12) as pool:
+                writes = [pool.submit(client.vector_stores.update, vs.id, metadata={"n": str(n)}) for n in range(6)]
+                time.sleep(0.3)  # they wait for the store's lock, on the threads of its calls
                 reads = [pool.submit(client.vector_stores.retrieve, vs.id),
                          pool.submit(client.vector_stores.search, vs.id, query="ocelot margay"),
                          pool.submit(client.vector_stores.search, vs.id, query="ocelot margay",
                                      filters={"type": "eq", "key": "lang", "value": "en"})]
                 answers = [read.result(10) for read in reads]
-            assert not release.is_set()  # answered while the transaction holds the store
+                assert not release.is_set()  # answered while the transaction holds the store
+                release.set()
+                assert {write.result(10).metadata["n"] for write in writes} == {str(n) for n in range(6)}
         finally:
             release.set()
             timer.cancel()

@@ -80,6 +80,9 @@ MIGRATIONS = [
 
 class SQLiteStore(Coordination, BaseStore):
     backend = "sqlite"
+    # a call goes to a thread only when another holds the lock; a write then waits there for it, so with 4
+    # threads 4 waiting writes held every read back (which a read-only connection answers at once)
+    workers = 16
 
     def __init__(self, path: str | os.PathLike = ":memory:"):
         self.path = str(path)
