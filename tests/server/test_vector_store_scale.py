@@ -350,3 +350,74 @@ def test_a_search_and_a_file_search_run_read_only_the_files_they_return(logged_s
     assert {r.file_id for r in call.file_search.results} == found
     assert ran.named() and all(ran.named()) and set().union(*ran.named()) == found, ran.named()
     client.close()
+
+
+def test_a_big_submission_starts_its_files_a_slice_per_turn_of_the_loop_and_is_waited_for_whole(server, client):
+    """2,000 files submitted at once made 2,000 tasks in one turn of the event loop (and the waiting request
+    looked each of its tokens up in a list of them): the loop stalled ~200 ms, so did every request. Files
+    now start ``STARTS_PER_TURN`` a turn; ``settled`` still waits for those not started yet."""
+    import asyncio
+
+    from asstctl.server.ingestion import STARTS_PER_TURN
+
+    ingestion = server.state.extra["ingestion"]
+    vs = client.vector_stores.create(name="slices")
+    count = STARTS_PER_TURN * 3
+
+    async def submit() -> tuple[int, int, bool]:
+        tokens = [f"slice-{n}" for n in range(count)]
+        for n, token in enumerate(tokens):  # files that do not exist: each ends at once (failed, nothing to write)
+            ingestion.submit(vs.id, f"file-missing{n}", None, token)
+        at_once = sum(token in ingestion.tasks for token in tokens)
+        await asyncio.sleep(0)
+        after_a_turn = sum(token in ingestion.tasks for token in tokens)
+        settled = await ingestion.settled(tokens=tokens, timeout=30)
+        return at_once, after_a_turn, settled and not any(token in ingestion.tasks for token in tokens)
+
+    at_once, after_a_turn, settled = asyncio.run_coroutine_threadsafe(submit(), ingestion.loop).result(60)
+    assert at_once == 0 and 0 < after_a_turn <= STARTS_PER_TURN and settled
+
+
+def test_a_file_stores_reads_and_searches_do_not_wait_for_another_threads_transaction(tmp_path):
+    """SQLite on a file: while a thread's transaction holds the store (an ingestion commit), a store retrieve,
+    a search and a filtered search answer from read-only connections (what is committed) instead of waiting,
+    even behind writes waiting for the lock (they held every thread of the store's calls); the filtered one
+    registers its SQL function on the connection it reads on."""
+    with start_server(str(tmp_path / "reads.sqlite3")) as server:
+        client = make_client(server)
+        vs = client.vector_stores.create(name="reads")
+        found = client.vector_stores.files.create_and_poll(vector_store_id=vs.id, file_id=upload(
+            client, "cats.md", b"ocelot margay serval").id, attributes={"lang": "en"})
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with server.store.transaction():
+                server.store.insert("assistant", {"id": "asst_lock_holder", "created_at": 1})
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(10)
+        timer = threading.Timer(5.0, release.set)  # let go after 5 s even if the reads waited
+        timer.start()
+        try:
+            with ThreadPoolExecutor(12) as pool:
+                writes = [pool.submit(client.vector_stores.update, vs.id, metadata={"n": str(n)}) for n in range(6)]
+                time.sleep(0.3)  # they wait for the store's lock, on the threads of its calls
+                reads = [pool.submit(client.vector_stores.retrieve, vs.id),
+                         pool.submit(client.vector_stores.search, vs.id, query="ocelot margay"),
+                         pool.submit(client.vector_stores.search, vs.id, query="ocelot margay",
+                                     filters={"type": "eq", "key": "lang", "value": "en"})]
+                answers = [read.result(10) for read in reads]
+                assert not release.is_set()  # answered while the transaction holds the store
+                release.set()
+                assert {write.result(10).metadata["n"] for write in writes} == {str(n) for n in range(6)}
+        finally:
+            release.set()
+            timer.cancel()
+            holder.join(10)
+        assert answers[0].id == vs.id and answers[0].file_counts.completed == 1
+        assert [hit.file_id for hit in answers[1].data] == [hit.file_id for hit in answers[2].data] == [found.id]
+        assert server.store.get("assistant", "asst_lock_holder") is not None
+        client.close()

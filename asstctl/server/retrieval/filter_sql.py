@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from typing import Any, Iterable
 
 from asstctl.server.retrieval.filters import matches
@@ -53,8 +54,12 @@ def _passes_sql(body: str, rule_text: str) -> int:
 
 
 def register(db: Any) -> None:
-    """Make ``asstctl_file_passes(body, rule)`` known to a SQLite connection (idempotent, ~1 µs)."""
-    db.create_function(PASSES_FN, 2, _passes_sql, deterministic=True)
+    """Make ``asstctl_file_passes(body, rule)`` known to a SQLite connection (idempotent, ~1 µs). SQLite
+    refuses while a statement of the connection runs: a read within a filtered read, which made it first."""
+    try:
+        db.create_function(PASSES_FN, 2, _passes_sql, deterministic=True)
+    except sqlite3.OperationalError:
+        pass
 
 
 def _number(value: Any) -> bool:
@@ -69,9 +74,12 @@ class FileFilter:
         self.store = store
         self.postgres = getattr(store, "backend", None) == "postgres"
         self._judged: dict[tuple[str, str], bool] = {}  # (store, file) -> passes: one search's rankings share it
+
+    def register(self, db: Any) -> None:
+        """SQLite: make the filter's SQL function known to ``db``, the connection a read runs on (the store's, or
+        a read-only one while another thread's transaction holds it: it had none, the filtered read failed)."""
         if not self.postgres:
-            with store.sql() as db:
-                register(db)
+            register(db)
 
     # -- SQL -------------------------------------------------------------------------------------
     def tables(self, chunk: str, obj: str = "o") -> str:
@@ -164,8 +172,14 @@ class FileFilter:
                 sql = (f"SELECT o.id, NULL FROM objects o WHERE o.kind = 'vector_store_file' AND o.parent = ? "
                        f"AND o.id IN ({','.join('?' * len(part))}) AND {where}")
                 values = [store_id, *part, *args]
-            rows = (self.store._fetch(sql, values) if conn is None
-                    else conn.execute(sql.replace("?", "%s"), values).fetchall())
+            if conn is not None:
+                rows = conn.execute(sql.replace("?", "%s"), values).fetchall()
+            elif self.postgres:
+                rows = self.store._fetch(sql, values)
+            else:
+                with self.store.reading() as db:
+                    self.register(db)
+                    rows = db.execute(sql, values).fetchall()
             found.update(row[0] for row in rows if self.recheck(row[1]))
         self._judged.update(((store_id, n), n in found) for n in wanted)
         return {n for n in names if self._judged[(store_id, n)]}

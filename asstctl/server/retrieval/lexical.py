@@ -139,7 +139,9 @@ class SqliteLexicalIndex:
         terms = query_terms(query)
         if not terms or not store_ids or (file_ids is not None and not file_ids):
             return []
-        with self.store.sql() as db:
+        with self.store.reading() as db:  # (SQLite: a read-only connection while an ingestion commit runs)
+            if where is not None:
+                where.register(db)
             kept, held = self._prune(db, terms)
             if kept == terms:
                 rows, _ = self._ranked(db, fts_query(terms), store_ids, file_ids, limit, where)
@@ -320,7 +322,7 @@ class SqliteLexicalIndex:
         marks = ",".join("?" * len(chunk_ids))
         sql = (f"SELECT c.id, c.file_id, c.seq, f.text FROM retrieval_chunks c JOIN retrieval_fts f ON f.rowid = c.id "
                f"WHERE c.id IN ({marks})")
-        with self.store.sql() as db:
+        with self.store.reading() as db:
             return {r[0]: (r[1], r[2], r[3]) for r in db.execute(sql, chunk_ids)}
 
 

@@ -46,6 +46,7 @@ class BaseStore(Blobs):
     path: str  # what the store was opened with; see ``shown`` for a printable form
     backend: str = "?"
     _workers: ThreadPoolExecutor | None = None
+    workers = WORKERS  # the threads of ``call``'s pool
 
     # -- backend hooks ----------------------------------------------------------------------
     def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
@@ -69,6 +70,13 @@ class BaseStore(Blobs):
         """Run ``callback`` once the current transaction commits (now, outside one)."""
         raise NotImplementedError
 
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A connection for reads only, for modules with their own tables (retrieval): ``sql()``'s, unless
+        the store has one that need not wait for another thread's transaction (SQLite)."""
+        with self.sql() as db:
+            yield db
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -77,10 +85,10 @@ class BaseStore(Blobs):
         return await self._on_worker(fn, *args)
 
     async def _on_worker(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on the store's own pool of ``WORKERS`` threads (made on first use): a
+        """``fn(*args)`` on the store's own pool of ``workers`` threads (made on first use): a
         fixed number whatever the load, apart from the default executor the engines use."""
         if self._workers is None:
-            self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="asstctl-store")
+            self._workers = ThreadPoolExecutor(self.workers, thread_name_prefix="asstctl-store")
         # the caller's context goes along: the project scope (store/scope.py) is a context variable
         return await asyncio.get_running_loop().run_in_executor(
             self._workers, functools.partial(contextvars.copy_context().run, fn, *args))

@@ -2,9 +2,10 @@
 
 One connection guarded by a lock serves all threads; WAL mode with ``synchronous=NORMAL``
 means a committed write survives a kill -9 of the process. A read outside a transaction while
-another thread's transaction holds that connection goes to a second, read-only one instead (a file's
-WAL readers are not blocked by its writer): it reads what is committed, without waiting for the
-transaction (a 2,000-file batch's held a store's retrieve for 850 ms). The schema version is
+another thread's transaction holds that connection goes to a read-only one instead (a file's WAL
+readers are not blocked by its writer; up to ``READERS`` of them, opened as needed, one read each at a
+time): it reads what is committed, without waiting for the transaction (a 2,000-file batch's held a
+store's retrieve for 850 ms). ``reading()`` gives the retrieval module the same for its searches. The schema version is
 ``PRAGMA user_version``. Run events are handed to this process's subscribers in memory;
 leases use this process's clock, and are reset at open (one process owns the file's runs).
 """
@@ -12,6 +13,7 @@ leases use this process's clock, and are reset at open (one process owns the fil
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -24,6 +26,7 @@ from asstctl.server.store.coordination import Coordination, payload_of
 from asstctl.server.store.scope import DEFAULT_PROJECT
 
 BUSY_TIMEOUT = 30.0  # seconds
+READERS = 4  # read-only connections at most (reads while another thread's transaction runs)
 PROJECTS_MIGRATION = f"""
     ALTER TABLE objects ADD COLUMN project TEXT NOT NULL DEFAULT '{DEFAULT_PROJECT}';
     CREATE INDEX objects_project ON objects (project, kind, parent, created_at, seq);
@@ -77,6 +80,9 @@ MIGRATIONS = [
 
 class SQLiteStore(Coordination, BaseStore):
     backend = "sqlite"
+    # a call goes to a thread only when another holds the lock; a write then waits there for it, so with 4
+    # threads 4 waiting writes held every read back (which a read-only connection answers at once)
+    workers = 16
 
     def __init__(self, path: str | os.PathLike = ":memory:"):
         self.path = str(path)
@@ -89,17 +95,18 @@ class SQLiteStore(Coordination, BaseStore):
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._reader: sqlite3.Connection | None = None  # reads while another thread's transaction runs (a file)
+        # read-only connections for reads while another thread's transaction runs (a file only): the idle
+        # ones, and all those opened (at most READERS)
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._opened = 0
         self._read_lock = threading.Lock()
+        self._reads = self.path != ":memory:"
+        self._held = threading.local()  # the read-only connection this thread reads on (a read within a read)
         self._depth = 0
         self._pending: list[Callable[[], None]] = []
         self._init_coordination()
         self._migrate()
         self._collect_stale()
-        if self.path != ":memory:":
-            self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                           timeout=BUSY_TIMEOUT)
-            self._reader.execute("PRAGMA query_only=1")
 
     def _migrate(self) -> None:
         with self.transaction():
@@ -114,9 +121,10 @@ class SQLiteStore(Coordination, BaseStore):
         self._stop_workers()
         with self._lock:
             self._db.close()
-        with self._read_lock:
-            if self._reader is not None:
-                self._reader.close()
+        with self._read_lock:  # the idle read-only connections; a busy one is closed when its read ends
+            self._reads = False
+            while not self._readers.empty():
+                self._readers.get_nowait().close()
 
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
@@ -166,18 +174,57 @@ class SQLiteStore(Coordination, BaseStore):
         with self._lock:
             yield self._db
 
-    def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
-        """On the connection when it is free or this thread's (in its transaction, a read sees its writes);
-        else, on a file, on the read-only one: what is committed, without waiting for the other transaction."""
-        if self._reader is None or self._lock.acquire(blocking=False):
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reads only: this one when it is free or this thread's (in its transaction, a
+        read sees its writes); else, on a file, a read-only one: what is committed, without waiting for
+        the other thread's transaction (a search waited for an ingesting batch's commits)."""
+        if self._lock.acquire(blocking=not self._reads):  # (a :memory: store has no other connection: it waits)
             try:
-                with self._lock:
-                    return self._db.execute(sql, args).fetchall()
+                yield self._db
             finally:
-                if self._reader is not None:
-                    self._lock.release()
+                self._lock.release()
+            return
+        reader = getattr(self._held, "reader", None)
+        if reader is not None:  # a read within this thread's read: the same connection (never a second wait)
+            yield reader
+            return
+        self._held.reader = reader = self._reader()
+        try:
+            yield reader
+        finally:
+            self._held.reader = None
+            with self._read_lock:
+                if self._reads:
+                    self._readers.put(reader)
+                else:  # closed meanwhile (closing a connection another thread reads on crashes the process)
+                    reader.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """An idle read-only connection; a new one while fewer than ``READERS`` are open, else the next freed."""
+        try:
+            return self._readers.get_nowait()
+        except queue.Empty:
+            pass
         with self._read_lock:
-            return self._reader.execute(sql, args).fetchall()
+            if not self._reads:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            if self._opened < READERS:
+                reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                         timeout=BUSY_TIMEOUT)
+                reader.execute("PRAGMA query_only=1")
+                self._opened += 1
+                return reader
+        while True:
+            try:
+                return self._readers.get(timeout=0.1)
+            except queue.Empty:
+                if not self._reads:
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.") from None
+
+    def _fetch(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        with self.reading() as db:
+            return db.execute(sql, args).fetchall()
 
     def _exec(self, sql: str, args: tuple | list = ()) -> int:
         with self._lock:
