@@ -139,7 +139,7 @@ class PostgresLexicalIndex:
         rows = conn.execute(
             "SELECT (SELECT coalesce(max(id), 0) FROM retrieval_chunks), u.i, coalesce(min(coalesce(w.chunks, 0) + "
             f"(SELECT count(*) FROM retrieval_chunks b WHERE b.id > ({_UPTO}) "
-            "AND l.lexeme = ANY(tsvector_to_array(b.tsv)))), 0) FROM unnest(%s::text[]) WITH ORDINALITY AS u(term, i) "
+            f"AND b.tsv @@ ({_QUOTED})::tsquery)), 0) FROM unnest(%s::text[]) WITH ORDINALITY AS u(term, i) "
             "LEFT JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', u.term))) AS l(lexeme) ON true "
             "LEFT JOIN retrieval_terms w ON w.lexeme = l.lexeme GROUP BY u.i ORDER BY u.i",
             (terms,), prepare=False).fetchall()
@@ -196,6 +196,10 @@ def _walk(conn, ranked: str, args: tuple, limit: int, where: Any) -> tuple[list[
     return kept[:limit], seen
 
 
+# a lexeme as the tsquery of that one lexeme (quoted: quotes doubled, backslashes escaped); ``@@`` finds it in a
+# chunk's sorted tsvector by binary search (tsvector_to_array built an array of each chunk's ~300 lexemes per
+# query word: +20 ms a search)
+_QUOTED = r"'''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || ''''"
 _UPTO = "SELECT upto FROM retrieval_terms_upto"  # the chunks up to this id are counted in ``retrieval_terms``
 # adds (``sign`` "") or takes off ("-") the chunks of ``rows`` (a CTE with their ``tsv``) to the word counts, in
 # lexeme order (concurrent writers lock the rows they share in the same order)
