@@ -137,9 +137,10 @@ class PostgresLexicalIndex:
         if len(terms) < 2:
             return terms, []
         rows = conn.execute(
+            f"WITH pending AS MATERIALIZED (SELECT tsv FROM retrieval_chunks WHERE id > ({_UPTO})) "  # one range scan
             "SELECT (SELECT coalesce(max(id), 0) FROM retrieval_chunks), u.i, coalesce(min(coalesce(w.chunks, 0) + "
-            f"(SELECT count(*) FROM retrieval_chunks b WHERE b.id > ({_UPTO}) "
-            f"AND b.tsv @@ ({_QUOTED})::tsquery)), 0) FROM unnest(%s::text[]) WITH ORDINALITY AS u(term, i) "
+            f"(SELECT count(*) FROM pending b WHERE b.tsv @@ ({_QUOTED})::tsquery)), 0) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS u(term, i) "
             "LEFT JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', u.term))) AS l(lexeme) ON true "
             "LEFT JOIN retrieval_terms w ON w.lexeme = l.lexeme GROUP BY u.i ORDER BY u.i",
             (terms,), prepare=False).fetchall()
